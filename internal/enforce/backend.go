@@ -1,0 +1,51 @@
+package enforce
+
+import (
+	"context"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// Sandbox is one confined cgroup and the policy it runs under.
+type Sandbox struct {
+	ID         uint32 // policy id in the backend's maps; unique among live sandboxes, never 0
+	Name       string // human-readable id for events and status
+	CgroupID   uint64 // inode number of the cgroup v2 directory
+	CgroupPath string // absolute path of the cgroup v2 directory
+	Policy     *policy.Compiled
+	Mode       policy.Mode
+}
+
+// Counter is one exact violation count, kept by the backend independently of
+// the event stream so that it stays exact when events are dropped.
+type Counter struct {
+	Kind  events.Kind
+	Op    events.Op
+	Audit bool
+	Value uint64
+}
+
+// Stats is a snapshot of a backend's counters.
+type Stats struct {
+	Violations    []Counter
+	EventsDropped uint64
+}
+
+// Backend enforces policies on sandbox cgroups.
+type Backend interface {
+	// Name is "lsm" or "fanotify".
+	Name() string
+	// Add starts enforcing sb's policy on its cgroup. When Add returns nil,
+	// every process placed in the cgroup is confined.
+	Add(ctx context.Context, sb *Sandbox) error
+	// Remove stops enforcing for the sandbox and frees its map entries.
+	Remove(id uint32) error
+	// Events delivers denials until Close. The channel is closed by Close.
+	Events() <-chan events.Event
+	// Stats reads the exact counters.
+	Stats() (Stats, error)
+	// Close detaches everything the backend attached, unless it was pinned
+	// for an agent restart, and releases its resources.
+	Close() error
+}

@@ -1,0 +1,48 @@
+package events
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Kind is the family of the blocked operation.
+type Kind string
+
+const (
+	KindFile Kind = "file"
+	KindExec Kind = "exec"
+	KindNet  Kind = "net"
+)
+
+// Op is the blocked operation within its Kind.
+type Op string
+
+const (
+	OpRead    Op = "read"    // open of a deny_read file
+	OpWrite   Op = "write"   // open for writing (or truncate, unlink, rename) of a deny_write file
+	OpExec    Op = "exec"    // execve of a deny_exec file
+	OpConnect Op = "connect" // connect(2) to a refused destination
+	OpSend    Op = "send"    // sendto/sendmsg without a prior connect
+	OpDNS     Op = "dns"     // a DNS query for a name the policy does not allow
+	OpUnix    Op = "unix"    // connect to a unix socket outside the sandbox
+)
+
+// Event is one denial. Backends fill what they know; zero fields are unknown.
+type Event struct {
+	Time     time.Time      `json:"time"`
+	Sandbox  string         `json:"sandbox,omitempty"`
+	CgroupID uint64         `json:"cgroup_id"`
+	PID      uint32         `json:"pid"`  // thread id
+	TGID     uint32         `json:"tgid"` // process id
+	UID      uint32         `json:"uid"`
+	Comm     string         `json:"comm"`
+	Kind     Kind           `json:"kind"`
+	Op       Op             `json:"op"`
+	Path     string         `json:"path,omitempty"` // file and exec events, unix socket path
+	Addr     netip.AddrPort `json:"addr,omitzero"`  // net events
+	Domain   string         `json:"domain,omitempty"`
+	Rule     uint32         `json:"rule_id,omitempty"`
+	RuleText string         `json:"rule,omitempty"`  // the pattern as written, filled from the policy
+	Audit    bool           `json:"audit,omitempty"` // allowed because the sandbox is in audit mode
+	Backend  string         `json:"backend,omitempty"`
+}

@@ -1,0 +1,235 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+)
+
+// Access is what a file rule denies.
+type Access uint8
+
+const (
+	// AccessRead denies every open of a matching file (reading implies the
+	// secret leaves the file, so a read rule also refuses opens for writing).
+	AccessRead Access = iota + 1
+	// AccessWrite denies opens for writing (and, where a backend can, other
+	// modifications such as truncate, unlink and rename).
+	AccessWrite
+	// AccessExec denies executing a matching file.
+	AccessExec
+)
+
+func (a Access) String() string {
+	switch a {
+	case AccessRead:
+		return "read"
+	case AccessWrite:
+		return "write"
+	case AccessExec:
+		return "exec"
+	}
+	return fmt.Sprintf("access(%d)", uint8(a))
+}
+
+// Source records where a rule came from, for status output and error messages.
+// A zero Line means the rule is a built-in default or came from the command line.
+type Source struct {
+	File string
+	Line int
+}
+
+func (s Source) String() string {
+	switch {
+	case s.File == "":
+		return "built-in"
+	case s.Line == 0:
+		return s.File
+	}
+	return fmt.Sprintf("%s:%d", s.File, s.Line)
+}
+
+// NetMode is the egress policy: allow everything, or deny everything except
+// the allow_net entries.
+type NetMode string
+
+const (
+	NetAllow NetMode = "allow"
+	NetDeny  NetMode = "deny"
+)
+
+// Mode says whether a sandbox refuses denied operations or only reports them.
+type Mode string
+
+const (
+	ModeEnforce Mode = "enforce"
+	ModeAudit   Mode = "audit"
+)
+
+// BackendChoice selects the enforcement backend on Linux.
+type BackendChoice string
+
+const (
+	BackendAuto     BackendChoice = "auto"
+	BackendLSM      BackendChoice = "lsm"
+	BackendFanotify BackendChoice = "fanotify"
+)
+
+// PathRule is one deny_* or allow_* entry as written by the user.
+type PathRule struct {
+	Pattern string
+	Source  Source
+}
+
+// Endpoint is one allow_net entry: a domain (exact or "*." wildcard) or an
+// IP prefix, optionally restricted to one port.
+type Endpoint struct {
+	Raw      string
+	Domain   string       // lower case, no trailing dot; empty for IP entries
+	Wildcard bool         // "*.example.com": every name below example.com, not example.com itself
+	Prefix   netip.Prefix // valid when Domain is empty; a single address is a /32 or /128
+	Port     uint16       // 0 means any port
+	Source   Source
+}
+
+// ResourceLimits caps what a sandbox may consume. Zero means unlimited.
+type ResourceLimits struct {
+	MaxMemory     uint64 // bytes
+	MaxCPUPercent uint32 // 100 = one full CPU
+	MaxPIDs       uint32
+}
+
+// Config is one parsed configuration file, before merging. Pointer fields are
+// nil when the file does not set them.
+type Config struct {
+	Path string
+
+	DenyRead  []PathRule
+	DenyWrite []PathRule
+	DenyExec  []PathRule
+	// AllowRead, AllowWrite and AllowExec remove entries that an earlier
+	// (global or default) layer denies. In a project file they loosen the
+	// policy and so need trust.
+	AllowRead  []PathRule
+	AllowWrite []PathRule
+	AllowExec  []PathRule
+
+	Net      *NetMode
+	NetLine  int
+	AllowNet []Endpoint
+
+	Mode     *Mode
+	ModeLine int
+	Backend  *BackendChoice
+
+	ResourceLimits *ResourceLimits
+	MaskOutput     []PathRule // regular expressions, in Pattern
+}
+
+// Policy is the effective policy after merging the global and project
+// layers. Every rule keeps its Source.
+type Policy struct {
+	DenyRead   []PathRule
+	DenyWrite  []PathRule
+	DenyExec   []PathRule
+	Net        NetMode
+	AllowNet   []Endpoint
+	Mode       Mode
+	Backend    BackendChoice
+	Limits     ResourceLimits
+	MaskOutput []PathRule
+}
+
+// Env is what compiling needs to know about the invoking user and project:
+// "~/" expands to Home and anchored patterns are relative to ProjectRoot.
+type Env struct {
+	Home        string
+	ProjectRoot string
+}
+
+// RuleID identifies a user-visible rule in a Compiled policy. It is what the
+// kernel reports in events; 0 is never a valid rule.
+type RuleID uint32
+
+// Rule describes one compiled rule for events and status output.
+type Rule struct {
+	ID      RuleID
+	Access  Access // zero for network rules
+	Pattern string // as the user wrote it
+	Source  Source
+}
+
+// Entry is one value in a compiled rule set, tagged with the rule it came from.
+type Entry struct {
+	Value string
+	Rule  RuleID
+}
+
+// FileSet holds the flat rule sets for one Access. A path matches the set
+// when any of the following holds:
+//
+//   - Paths: the path equals an entry or lies beneath it (entry + "/").
+//   - Names: some component of the path (the final one included) equals the
+//     entry, so the named file or directory and everything beneath it match.
+//   - NamePrefix: the final component starts with the entry.
+//   - NameSuffix: the final component ends with the entry.
+//
+// Paths are absolute and clean; names never contain "/".
+type FileSet struct {
+	Paths      []Entry
+	Names      []Entry
+	NamePrefix []Entry
+	NameSuffix []Entry
+}
+
+// NetEntry is one allowed IP prefix, optionally for one port only.
+type NetEntry struct {
+	Prefix netip.Prefix
+	Port   uint16 // 0 means any port
+	Rule   RuleID
+}
+
+// DomainEntry is one allowed domain name, to be turned into addresses by a
+// resolver or the DNS proxy.
+type DomainEntry struct {
+	Name     string
+	Wildcard bool
+	Port     uint16
+	Rule     RuleID
+}
+
+// NetPolicy is the compiled egress policy. A destination is refused when it
+// matches Deny, else allowed when Mode is NetAllow, when it is a loopback
+// address and Loopback is true, or when it matches Allow (or an address
+// resolved from Domains); everything else is refused.
+type NetPolicy struct {
+	Mode     NetMode
+	Loopback bool          // loopback destinations (127.0.0.0/8, ::1) allowed
+	Deny     []NetEntry    // always refused: cloud metadata addresses unless allow_net lists them
+	Allow    []NetEntry    // IP entries from allow_net
+	Domains  []DomainEntry // domain entries from allow_net
+	// DenyRule is the rule reported when a connection is refused because
+	// nothing allowed it ("net: deny").
+	DenyRule RuleID
+}
+
+// Compiled is a merged policy reduced to the flat sets that the BPF maps,
+// the fanotify backend and the macOS generator consume.
+type Compiled struct {
+	Rules  []Rule // Rules[i].ID == RuleID(i+1)
+	Read   FileSet
+	Write  FileSet
+	Exec   FileSet
+	Net    NetPolicy
+	Mode   Mode
+	Limits ResourceLimits
+	Mask   []*regexp.Regexp
+}
+
+// Rule returns the rule with the given id, or false.
+func (c *Compiled) Rule(id RuleID) (Rule, bool) {
+	if id == 0 || int(id) > len(c.Rules) {
+		return Rule{}, false
+	}
+	return c.Rules[id-1], true
+}
