@@ -1,0 +1,111 @@
+package resolve
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+	"golang.org/x/sys/unix"
+)
+
+func TestKernelDev(t *testing.T) {
+	// 8:1 (sda1) in userspace encoding is 0x801; the kernel keeps 8<<20|1.
+	if got, want := KernelDev(unix.Mkdev(8, 1)), uint64(8<<20|1); got != want {
+		t.Fatalf("KernelDev = %#x, want %#x", got, want)
+	}
+	if got, want := KernelDev(unix.Mkdev(259, 70000)), uint64(259<<20|70000); got != want {
+		t.Fatalf("KernelDev = %#x, want %#x", got, want)
+	}
+}
+
+func TestPathsSkipsMissingAndResolvesLinks(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(secret, link); err != nil {
+		t.Fatal(err)
+	}
+	set := policy.FileSet{Paths: []policy.Entry{
+		{Value: link, Rule: 1},
+		{Value: filepath.Join(dir, "missing"), Rule: 2},
+		{Value: filepath.Join(secret, "below-a-file"), Rule: 3},
+		{Value: dir, Rule: 4},
+	}}
+	files, err := Paths(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("got %d files, want 2: %+v", len(files), files)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(secret, &st); err != nil {
+		t.Fatal(err)
+	}
+	if f := files[0]; f.Path != secret || f.Ino != st.Ino || f.Rule != 1 || f.IsDir {
+		t.Errorf("link entry resolved to %+v", f)
+	}
+	if f := files[1]; !f.IsDir || f.Rule != 4 {
+		t.Errorf("dir entry resolved to %+v", f)
+	}
+}
+
+func TestExecutables(t *testing.T) {
+	bin := t.TempDir()
+	other := t.TempDir()
+	write := func(p string) {
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(other, "nc.openbsd"))
+	if err := os.Symlink(filepath.Join(other, "nc.openbsd"), filepath.Join(bin, "nc")); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(bin, "curl"))
+	write(filepath.Join(bin, "curly"))
+	write(filepath.Join(bin, "ssh-keygen"))
+	write(filepath.Join(bin, "git-ssh"))
+	if err := os.Mkdir(filepath.Join(bin, "wget"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	set := policy.FileSet{
+		Names:      []policy.Entry{{Value: "nc", Rule: 1}, {Value: "curl", Rule: 2}, {Value: "wget", Rule: 3}},
+		NamePrefix: []policy.Entry{{Value: "ssh-", Rule: 4}},
+		NameSuffix: []policy.Entry{{Value: "-ssh", Rule: 5}},
+	}
+	// bin listed twice: the same inode must be reported once.
+	files := Executables(set, []string{bin, bin})
+	got := map[string]policy.RuleID{}
+	for _, f := range files {
+		got[filepath.Base(f.Path)] = f.Rule
+	}
+	want := map[string]policy.RuleID{"nc.openbsd": 1, "curl": 2, "ssh-keygen": 4, "git-ssh": 5}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: rule %d, want %d", k, got[k], v)
+		}
+	}
+}
+
+func TestDefaultExecDirs(t *testing.T) {
+	got := DefaultExecDirs("/opt/bin:relative::/usr/bin")
+	if got[len(got)-1] != "/opt/bin" {
+		t.Fatalf("PATH dir not appended: %v", got)
+	}
+	for _, d := range got {
+		if d == "relative" || d == "" {
+			t.Fatalf("non-absolute dir kept: %v", got)
+		}
+	}
+	if len(got) != 7 {
+		t.Fatalf("duplicates not removed: %v", got)
+	}
+}
