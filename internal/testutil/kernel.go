@@ -6,9 +6,14 @@ import (
 )
 
 // RequireKernelEnv is the variable that turns every kernel-test skip into a
-// failure. CI and `make vmtest` set it, so a missing kernel feature can never
-// pass silently.
+// failure. CI sets it for the host run and `make vmtest` sets it inside the
+// VM, so a missing kernel feature can never pass silently.
 const RequireKernelEnv = "AIGATE_REQUIRE_KERNEL"
+
+// RequireLSMEnv does the same for tests that need BPF LSM. It is separate
+// because the CI host itself refuses LSM programs: those tests must fail when
+// they skip inside the VM, and may only skip on the host.
+const RequireLSMEnv = "AIGATE_REQUIRE_LSM"
 
 // SkipUnlessKernel skips the test with reason when it cannot run here, or
 // fails it when AIGATE_REQUIRE_KERNEL=1 says this machine must be able to.
@@ -16,6 +21,16 @@ func SkipUnlessKernel(t testing.TB, reason string) {
 	t.Helper()
 	if os.Getenv(RequireKernelEnv) == "1" {
 		t.Fatalf("kernel test cannot run (%s) but %s=1 requires it", reason, RequireKernelEnv)
+	}
+	t.Skip(reason)
+}
+
+// SkipUnlessLSM skips a BPF-LSM test with reason, or fails it when
+// AIGATE_REQUIRE_LSM=1 (set by the VM harness) says BPF LSM must work here.
+func SkipUnlessLSM(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv(RequireLSMEnv) == "1" {
+		t.Fatalf("BPF-LSM test cannot run (%s) but %s=1 requires it", reason, RequireLSMEnv)
 	}
 	t.Skip(reason)
 }
