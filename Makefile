@@ -1,0 +1,73 @@
+# aigate: kernel-enforced sandbox for AI coding agents.
+# `make help` lists the targets.
+
+GO        ?= go
+CLANG     ?= clang-14
+BIN       ?= bin/aigate
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X github.com/aigate-dev/aigate/internal/cli.version=$(VERSION) -X github.com/aigate-dev/aigate/internal/cli.commit=$(COMMIT)
+FUZZTIME  ?= 15s
+VMKERNEL  ?= 6.1
+# Packages whose tests need BPF LSM and therefore run inside the VM.
+VMPKGS    ?= ./internal/loader ./internal/sandbox
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install the Debian packages the build and tests need (root)
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		clang-14 llvm-14 bpftool qemu-system-x86 busybox-static cpio iproute2 make git ca-certificates
+	$(GO) mod download
+
+.PHONY: build
+build: ## build bin/aigate (no clang needed: BPF objects are committed)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/aigate
+
+.PHONY: generate
+generate: ## rebuild the BPF objects and generated Go with clang 14
+	BPF_CLANG=$(CLANG) $(GO) generate ./internal/loader/...
+
+.PHONY: check-generate
+check-generate: generate ## fail if the committed BPF objects differ from their sources
+	@git diff --exit-code --stat -- internal/loader || { echo "generated BPF files are stale: run 'make generate' and commit"; exit 1; }
+
+.PHONY: fmt
+fmt: ## format Go and BPF C sources
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: lint
+lint: ## vet for linux and darwin, check formatting
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+	GOOS=darwin GOARCH=arm64 $(GO) build ./...
+
+.PHONY: test
+test: ## unit tests (no root needed; kernel tests skip with a reason)
+	$(GO) test -race -count=1 ./...
+
+.PHONY: test-kernel
+test-kernel: ## kernel tests on this host as root: cgroups, fanotify, sock_addr (skips fail)
+	AIGATE_REQUIRE_KERNEL=1 $(GO) test -race -count=1 ./...
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/policy
+	$(GO) test -run='^$$' -fuzz='^FuzzCheckPattern$$' -fuzztime=$(FUZZTIME) ./internal/policy
+
+.PHONY: vmtest
+vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf (skips fail)
+	AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $(VMKERNEL) --bin $(BIN) $(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1
+
+.PHONY: bench
+bench: ## benchmarks (ratios against a baseline run side by side)
+	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./internal/...
+
+.PHONY: check
+check: lint test-kernel fuzz vmtest ## everything CI runs: lint, all tests as root, fuzz, VM tests
