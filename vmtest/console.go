@@ -1,0 +1,99 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// newMarker returns a prefix that no test output can produce by accident:
+// a random nonce makes a forged or echoed marker from a previous run
+// impossible to mistake for this run's.
+func newMarker() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return "@@vmtest-" + hex.EncodeToString(b[:]) + ": "
+}
+
+// console follows the guest's serial output and records what the marker
+// lines say.
+type console struct {
+	marker string
+
+	initSeen   bool
+	initUptime string // guest seconds since boot when /init started
+	kernel     string
+	lsm        string
+	current    string         // test binary running now
+	status     map[string]int // exit status by test name
+	order      []string       // names in the order they finished
+	done       bool
+	panicked   bool
+}
+
+func newConsole(marker string) *console {
+	return &console{marker: marker, status: map[string]int{}}
+}
+
+// line processes one line of console output (without its line ending) and
+// returns what to show the user, if anything: markers become short readable
+// lines, other lines are shown unchanged.
+func (c *console) line(s string) (string, bool) {
+	if strings.Contains(s, "Kernel panic - not syncing") {
+		c.panicked = true
+	}
+	i := strings.Index(s, c.marker)
+	if i < 0 {
+		return s, true
+	}
+	before := s[:i]
+	kind, arg, _ := strings.Cut(s[i+len(c.marker):], " ")
+	var show string
+	switch kind {
+	case "init":
+		c.initSeen, c.initUptime = true, arg
+		show = fmt.Sprintf("vmtest: /init started %ss after boot", arg)
+	case "kernel":
+		c.kernel = arg
+		show = "vmtest: guest kernel " + arg
+	case "lsm":
+		c.lsm = arg
+		show = "vmtest: guest LSMs " + arg
+	case "start":
+		c.current = arg
+		show = "vmtest: === " + arg
+	case "exit":
+		name, code, _ := strings.Cut(arg, " ")
+		n, err := strconv.Atoi(code)
+		if err != nil {
+			return s, true
+		}
+		c.status[name] = n
+		c.order = append(c.order, name)
+		c.current = ""
+		show = fmt.Sprintf("vmtest: === %s exited with status %d", name, n)
+	case "done":
+		c.done = true
+		return before, before != ""
+	default:
+		return s, true
+	}
+	if before != "" {
+		return before + "\n" + show, true
+	}
+	return show, true
+}
+
+// hasBPF reports whether the guest's LSM list includes bpf.
+func (c *console) hasBPF() bool {
+	for _, l := range strings.Split(c.lsm, ",") {
+		if l == "bpf" {
+			return true
+		}
+	}
+	return false
+}

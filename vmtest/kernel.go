@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// kernelSeries maps a --kernel shorthand to the Debian package names that
+// provide it; the capture group is the number that orders them.
+var kernelSeries = map[string]*regexp.Regexp{
+	"6.1":  regexp.MustCompile(`^linux-image-6\.1\.0-([0-9]+)-cloud-amd64$`),
+	"6.12": regexp.MustCompile(`^linux-image-6\.12\.([0-9]+)\+deb12-cloud-amd64$`),
+}
+
+// newestPackage picks the package with the highest number from names that
+// match re, or "" when none does.
+func newestPackage(re *regexp.Regexp, names []string) string {
+	best, bestN := "", -1
+	for _, name := range names {
+		m := re.FindStringSubmatch(strings.TrimSpace(name))
+		if m == nil {
+			continue
+		}
+		n, err := strconv.Atoi(m[1])
+		if err == nil && n > bestN {
+			best, bestN = m[0], n
+		}
+	}
+	return best
+}
+
+// resolveKernel turns spec (a series such as "6.1", a package name, or a path
+// to a vmlinuz file) into the path of a bootable kernel image, downloading and
+// unpacking the Debian package into cache when it is not there yet.
+func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (string, error) {
+	if strings.Contains(spec, "/") {
+		if _, err := os.Stat(spec); err != nil {
+			return "", fmt.Errorf("kernel image: %w", err)
+		}
+		return spec, nil
+	}
+	pkg := spec
+	if re, ok := kernelSeries[spec]; ok {
+		var err error
+		if pkg, err = findPackage(ctx, re, log); err != nil {
+			return "", err
+		}
+	} else if !strings.HasPrefix(spec, "linux-image-") {
+		return "", fmt.Errorf("--kernel %q: want 6.1, 6.12, a linux-image-* package name or a path to a vmlinuz file", spec)
+	}
+
+	dir := filepath.Join(cache, "kernel", pkg)
+	if img, err := findVmlinuz(dir); err == nil {
+		return img, nil
+	}
+
+	// Several engineers may run vmtest at once: one downloads, the others wait.
+	unlock, err := lockFile(filepath.Join(cache, "kernel.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if img, err := findVmlinuz(dir); err == nil {
+		return img, nil
+	}
+
+	fmt.Fprintf(log, "vmtest: downloading %s\n", pkg)
+	tmp, err := os.MkdirTemp(filepath.Join(cache, "kernel"), ".download-")
+	if err != nil {
+		return "", fmt.Errorf("kernel download dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	// apt-get download writes into the working directory; _apt cannot write
+	// into root's temp dir, which apt reports as a harmless warning.
+	dl := exec.CommandContext(ctx, "apt-get", "download", pkg)
+	dl.Dir = tmp
+	if out, err := dl.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("apt-get download %s: %w\n%s", pkg, err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		return "", fmt.Errorf("apt-get download %s: expected one .deb, found %d", pkg, len(debs))
+	}
+	x := filepath.Join(tmp, "x")
+	if out, err := exec.CommandContext(ctx, "dpkg", "-x", debs[0], x).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("dpkg -x %s: %w\n%s", debs[0], err, out)
+	}
+	// Keep only the kernel image and its config: the modules are 100+ MB that
+	// the initramfs does not use.
+	if err := os.MkdirAll(filepath.Join(tmp, "keep"), 0o755); err != nil {
+		return "", err
+	}
+	boot, _ := filepath.Glob(filepath.Join(x, "boot", "*"))
+	for _, f := range boot {
+		base := filepath.Base(f)
+		if strings.HasPrefix(base, "vmlinuz-") || strings.HasPrefix(base, "config-") {
+			if err := os.Rename(f, filepath.Join(tmp, "keep", base)); err != nil {
+				return "", err
+			}
+		}
+	}
+	if _, err := findVmlinuz(filepath.Join(tmp, "keep")); err != nil {
+		return "", fmt.Errorf("package %s: %w", pkg, err)
+	}
+	if err := os.Rename(filepath.Join(tmp, "keep"), dir); err != nil {
+		return "", fmt.Errorf("install kernel into cache: %w", err)
+	}
+	return findVmlinuz(dir)
+}
+
+func findVmlinuz(dir string) (string, error) {
+	m, _ := filepath.Glob(filepath.Join(dir, "vmlinuz-*"))
+	if len(m) == 0 {
+		return "", fmt.Errorf("no vmlinuz-* in %s", dir)
+	}
+	sort.Strings(m)
+	return m[len(m)-1], nil
+}
+
+// findPackage asks apt for the newest package matching re, refreshing the
+// package lists once when they know none.
+func findPackage(ctx context.Context, re *regexp.Regexp, log io.Writer) (string, error) {
+	search := func() (string, error) {
+		out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only", "^linux-image-.*-cloud-amd64$").Output()
+		if err != nil {
+			return "", fmt.Errorf("apt-cache search: %w", err)
+		}
+		var names []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if name, _, ok := strings.Cut(line, " - "); ok {
+				names = append(names, name)
+			}
+		}
+		return newestPackage(re, names), nil
+	}
+	pkg, err := search()
+	if err != nil {
+		return "", err
+	}
+	if pkg != "" {
+		return pkg, nil
+	}
+	fmt.Fprintln(log, "vmtest: no kernel package in apt's lists, running apt-get update")
+	if out, err := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("apt-get update: %w\n%s", err, out)
+	}
+	if pkg, err = search(); err != nil {
+		return "", err
+	}
+	if pkg == "" {
+		return "", fmt.Errorf("no package matching %s in apt's lists (is Debian's main archive in sources.list?)", re)
+	}
+	return pkg, nil
+}
+
+// lockFile takes an exclusive flock on path, creating it.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+var errMissingTool = errors.New("missing host tool")
+
+// checkTools reports every missing host program at once, with the package
+// that provides it.
+func checkTools(needApt bool) error {
+	tools := []struct{ name, pkg string }{
+		{"qemu-system-x86_64", "qemu-system-x86"},
+		{"busybox", "busybox-static"},
+	}
+	if needApt {
+		tools = append(tools, struct{ name, pkg string }{"dpkg", "dpkg"}, struct{ name, pkg string }{"apt-get", "apt"})
+	}
+	var missing, pkgs []string
+	for _, t := range tools {
+		if _, err := exec.LookPath(t.name); err != nil {
+			missing = append(missing, t.name)
+			pkgs = append(pkgs, t.pkg)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s not found; install with: apt-get install %s",
+			errMissingTool, strings.Join(missing, ", "), strings.Join(pkgs, " "))
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// vmConfig is what the QEMU command line is made of.
+type vmConfig struct {
+	kernel  string
+	initrd  string
+	accel   string // "tcg" (the only accelerator that works on the nested hosts we use) or "kvm"
+	memMB   int
+	cpus    int
+	cmdline []string // extra kernel parameters
+}
+
+// kernelCmdline returns the kernel parameters: BPF in the LSM list is the
+// point of the whole harness.
+func kernelCmdline(extra []string) string {
+	params := []string{
+		"console=ttyS0",
+		"quiet",
+		"lsm=lockdown,capability,bpf",
+		"panic=-1", // reboot at once on panic; -no-reboot turns that into an exit
+		"oops=panic",
+		"rdinit=/init",
+		// Under TCG page-table isolation and the other mitigations only cost
+		// time; they change nothing the tests look at.
+		"mitigations=off",
+		// Go's runtime calls getrandom at start; do not wait for entropy.
+		"random.trust_cpu=on",
+	}
+	return strings.Join(append(params, extra...), " ")
+}
+
+// qemuArgs builds the qemu-system-x86_64 arguments.
+func qemuArgs(c vmConfig) []string {
+	accel := c.accel
+	if accel == "tcg" {
+		accel = "tcg,thread=multi"
+	}
+	cpu := "max"
+	if c.accel == "kvm" {
+		cpu = "host"
+	}
+	return []string{
+		"-accel", accel,
+		"-cpu", cpu,
+		"-m", strconv.Itoa(c.memMB),
+		"-smp", strconv.Itoa(c.cpus),
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-serial", "stdio",
+		"-no-reboot",
+		"-kernel", c.kernel,
+		"-initrd", c.initrd,
+		"-append", kernelCmdline(c.cmdline),
+	}
+}
+
+// ansiCSI matches terminal control sequences the firmware prints.
+var ansiCSI = regexp.MustCompile(`\x1b(\[[0-9;?]*[A-Za-z]|c)`)
+
+// vmResult is what the guest reported.
+type vmResult struct {
+	con      *console
+	started  time.Time
+	initAt   time.Time // host time when /init's first marker arrived
+	exitErr  error     // qemu's own exit error, if any
+	timedOut bool
+}
+
+// runVM starts QEMU, streams the serial console to out and parses the
+// markers. It kills QEMU's process group when ctx ends (timeout, Ctrl-C).
+func runVM(ctx context.Context, qemu string, args []string, marker string, out io.Writer, stderr io.Writer, verbose bool) (*vmResult, error) {
+	cmd := exec.Command(qemu, args...)
+	// Own process group: a Ctrl-C in the terminal reaches vmtest, which then
+	// kills QEMU; QEMU never sees the terminal (stdin is /dev/null).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	res := &vmResult{con: newConsole(marker), started: time.Now()}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", qemu, err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	})
+	defer stop()
+
+	// Lines before /init are firmware and kernel noise; keep them to show
+	// only when the guest never reaches /init.
+	var early []string
+	r := bufio.NewReaderSize(pipe, 64*1024)
+	for {
+		s, err := r.ReadString('\n')
+		if s != "" {
+			s = strings.TrimRight(s, "\r\n")
+			s = strings.ReplaceAll(s, "\r", "")
+			wasInit := res.con.initSeen
+			show, ok := res.con.line(s)
+			if !wasInit && res.con.initSeen {
+				res.initAt = time.Now()
+			}
+			switch {
+			case !res.con.initSeen && !verbose:
+				early = append(early, ansiCSI.ReplaceAllString(s, ""))
+			case ok:
+				fmt.Fprintln(out, show)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	res.exitErr = cmd.Wait()
+	if ctx.Err() != nil {
+		res.timedOut = true
+	}
+	if !res.con.initSeen && !verbose {
+		for _, s := range early {
+			fmt.Fprintln(out, s)
+		}
+	}
+	return res, nil
+}
+
+// verdict summarises a run: nil when every test binary ran and exited 0.
+func verdict(res *vmResult, tests []string) error {
+	var errs []error
+	con := res.con
+	switch {
+	case res.timedOut:
+		errs = append(errs, errors.New("time limit reached; QEMU was killed"))
+	case con.panicked:
+		errs = append(errs, errors.New("the guest kernel panicked"))
+	case !con.initSeen:
+		errs = append(errs, errors.New("the guest never reached /init"))
+	}
+	if con.initSeen && !con.hasBPF() {
+		errs = append(errs, fmt.Errorf("bpf is not in the guest's LSM list (%q)", con.lsm))
+	}
+	for _, name := range tests {
+		st, ok := con.status[name]
+		switch {
+		case !ok && con.current == name:
+			errs = append(errs, fmt.Errorf("%s: did not finish", name))
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s: did not run", name))
+		case st != 0:
+			errs = append(errs, fmt.Errorf("%s: exit status %d", name, st))
+		}
+	}
+	if len(errs) == 0 && !con.done {
+		errs = append(errs, errors.New("/init did not finish"))
+	}
+	return errors.Join(errs...)
+}
