@@ -1,0 +1,177 @@
+package events
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Defaults for Printer. A tool that trips a rule in a loop (a language
+// server scanning the tree, a retrying HTTP client) must not bury its own
+// output under aigate's lines: after a burst, lines are rationed and
+// identical denials are folded into one "(repeated N times)" line.
+const (
+	DefaultWindow = 2 * time.Second
+	DefaultRate   = 5 // lines per second, sustained
+	DefaultBurst  = 20
+	// maxTracked bounds the de-duplication table, so that a process that
+	// opens millions of distinct denied paths cannot grow aigate's memory.
+	maxTracked = 4096
+)
+
+// PrinterOptions configure a Printer. Zero values select the defaults.
+type PrinterOptions struct {
+	Style  Style
+	Window time.Duration // identical events within Window are folded
+	Rate   float64       // lines per second once Burst is spent
+	Burst  int
+	Now    func() time.Time // the clock, replaced by tests
+}
+
+// Printer writes events for humans, one line each, de-duplicated and
+// rate-limited. Events are identical when operation, target, process name and
+// audit flag agree. The first of a series is printed at once; repeats within
+// the window are counted and reported by Flush when the window has passed.
+// Printer is safe for concurrent use.
+type Printer struct {
+	w    io.Writer
+	opts PrinterOptions
+
+	mu         sync.Mutex
+	seen       map[dedupKey]*series
+	tokens     float64
+	last       time.Time // when tokens were last refilled
+	suppressed uint64    // events not printed because of the rate limit
+}
+
+type dedupKey struct {
+	op     Op
+	target string
+	comm   string
+	audit  bool
+}
+
+type series struct {
+	first   Event
+	until   time.Time
+	repeats uint64
+	printed bool // the first line was printed (not rate-limited)
+}
+
+// NewPrinter returns a printer writing to w.
+func NewPrinter(w io.Writer, opts PrinterOptions) *Printer {
+	if opts.Window <= 0 {
+		opts.Window = DefaultWindow
+	}
+	if opts.Rate <= 0 {
+		opts.Rate = DefaultRate
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = DefaultBurst
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Printer{
+		w:      w,
+		opts:   opts,
+		seen:   make(map[dedupKey]*series),
+		tokens: float64(opts.Burst),
+		last:   opts.Now(),
+	}
+}
+
+// Print reports one event: it prints it, counts it as a repeat, or counts it
+// as suppressed by the rate limit.
+func (p *Printer) Print(e Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.opts.Now()
+	p.refill(now)
+	k := dedupKey{op: e.Op, target: target(e), comm: e.Comm, audit: e.Audit}
+	if s, ok := p.seen[k]; ok {
+		if now.Before(s.until) {
+			if s.printed {
+				s.repeats++
+			} else {
+				p.suppressed++
+			}
+			return
+		}
+		p.finish(k, s)
+	}
+	if len(p.seen) >= maxTracked {
+		p.expire(now, false)
+	}
+	s := &series{first: e, until: now.Add(p.opts.Window)}
+	if p.take() {
+		s.printed = true
+		p.writeLine(p.opts.Style.Line(e))
+	} else {
+		p.suppressed++
+	}
+	if len(p.seen) < maxTracked {
+		p.seen[k] = s
+	}
+}
+
+// Flush prints the repeat counts of series whose window has passed and, when
+// the rate limit allows again, how many lines it held back. The caller
+// invokes it periodically (about once per window); final at exit prints
+// everything still pending.
+func (p *Printer) Flush(final bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.opts.Now()
+	p.refill(now)
+	p.expire(now, final)
+	if p.suppressed > 0 && (final || p.take()) {
+		p.writeLine(fmt.Sprintf("%d more blocked operations not shown (too many to print; the summary counts them all, --events FILE records each)", p.suppressed))
+		p.suppressed = 0
+	}
+}
+
+// expire finishes every series whose window has passed, or all of them.
+func (p *Printer) expire(now time.Time, all bool) {
+	for k, s := range p.seen {
+		if all || !now.Before(s.until) {
+			p.finish(k, s)
+		}
+	}
+}
+
+func (p *Printer) finish(k dedupKey, s *series) {
+	delete(p.seen, k)
+	if s.repeats == 0 {
+		return
+	}
+	times := "times"
+	if s.repeats == 1 {
+		times = "time"
+	}
+	// A repeat line summarises a line already shown, so it does not
+	// spend a token: one per series and window at most.
+	p.writeLine(fmt.Sprintf("%s (repeated %d more %s)", p.opts.Style.Line(s.first), s.repeats, times))
+}
+
+func (p *Printer) refill(now time.Time) {
+	if d := now.Sub(p.last); d > 0 {
+		p.tokens = min(float64(p.opts.Burst), p.tokens+d.Seconds()*p.opts.Rate)
+		p.last = now
+	}
+}
+
+func (p *Printer) take() bool {
+	if p.tokens < 1 {
+		return false
+	}
+	p.tokens--
+	return true
+}
+
+// writeLine ignores write errors: a closed terminal must not stop aigate
+// from enforcing and cleaning up, and the summary and --events still count.
+func (p *Printer) writeLine(s string) {
+	_, _ = io.WriteString(p.w, Prefix+s+"\n")
+}
