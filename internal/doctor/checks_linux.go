@@ -1,0 +1,381 @@
+//go:build linux
+
+package doctor
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Run performs every check. It never fails: what it cannot find out is a
+// check with status Skip.
+func Run(opts Options) *Report {
+	if opts.Root == "" {
+		opts.Root = "/"
+	}
+	if opts.Release == "" {
+		var u unix.Utsname
+		if err := unix.Uname(&u); err == nil {
+			opts.Release = unix.ByteSliceToString(u.Release[:])
+		}
+	}
+	m := &machine{opts: opts}
+	m.kconfig = m.readKconfig()
+	m.mounts = m.readMounts()
+
+	kernel, major, minor := m.kernel()
+	btf := m.btf()
+	lsm := m.bpfLSM()
+	probe := m.probe(lsm.Status)
+	cg := m.cgroup2()
+	fan := m.fanotify(major, minor)
+	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, cg, m.bpffs(), m.privileges()}}
+
+	lsmOK := kernel.Status != Fail && atLeast(major, minor, 5, 7) && btf.Status == OK &&
+		lsm.Status == OK && probe.Status != Fail && cg.Status != Fail
+	fanOK := kernel.Status != Fail && fan.Status != Fail && cg.Status != Fail
+	switch {
+	case lsmOK:
+		r.Backend = BackendLSM
+		r.Summary = "ready: BPF LSM backend"
+		if probe.Status == Skip {
+			r.Summary += " (load not probed: " + probe.Detail + ")"
+		}
+	case fanOK && lsm.Status == Skip:
+		r.Backend = BackendFanotify
+		r.Summary = "ready: fanotify backend at least (run `sudo aigate doctor` to check BPF LSM)"
+	case fanOK:
+		r.Backend = BackendFanotify
+		r.Summary = "ready: fanotify backend (BPF LSM unavailable; see `aigate doctor`)"
+	default:
+		r.Summary = "not ready: no enforcement backend can run; see `aigate doctor`"
+	}
+	r.Ready = r.Backend != ""
+	return r
+}
+
+type machine struct {
+	opts    Options
+	kconfig map[string]string // nil when the kernel config is unreadable
+	mounts  []mount
+}
+
+type mount struct{ point, fstype string }
+
+func (m *machine) path(p string) string { return filepath.Join(m.opts.Root, p) }
+
+func (m *machine) kernel() (Check, int, int) {
+	c := Check{Name: "kernel"}
+	major, minor, ok := parseRelease(m.opts.Release)
+	switch {
+	case !ok:
+		c.Status, c.Detail = Skip, fmt.Sprintf("cannot parse kernel release %q", m.opts.Release)
+	case atLeast(major, minor, 5, 7):
+		c.Status, c.Detail = OK, "Linux "+m.opts.Release
+	case atLeast(major, minor, 5, 1):
+		c.Status = Warn
+		c.Detail = fmt.Sprintf("Linux %s: BPF LSM needs 5.7 or later; only the fanotify backend can run", m.opts.Release)
+		c.Fix = "upgrade to a kernel >= 5.7 (your distribution's current kernel package) for the BPF LSM backend"
+	default:
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("Linux %s is too old: aigate needs 5.1 or later (5.7 or later for BPF LSM)", m.opts.Release)
+		c.Fix = "upgrade to a kernel >= 5.7 (your distribution's current kernel package)"
+	}
+	return c, major, minor
+}
+
+func (m *machine) btf() Check {
+	c := Check{Name: "btf"}
+	p := m.path("/sys/kernel/btf/vmlinux")
+	if _, err := os.Stat(p); err == nil {
+		c.Status, c.Detail = OK, "/sys/kernel/btf/vmlinux present"
+		return c
+	}
+	c.Status = Fail
+	c.Detail = "/sys/kernel/btf/vmlinux is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF, which BPF LSM programs need"
+	c.Fix = "install a kernel built with CONFIG_DEBUG_INFO_BTF=y (the standard kernels of Debian 11+, Ubuntu 20.10+, Fedora 31+ and RHEL 8.2+ are)"
+	return c
+}
+
+func (m *machine) bpfLSM() Check {
+	c := Check{Name: "bpf-lsm"}
+	if m.kconfig != nil && m.kconfig["CONFIG_BPF_LSM"] != "y" {
+		c.Status = Fail
+		c.Detail = "the kernel was built without CONFIG_BPF_LSM"
+		c.Fix = "install a kernel built with CONFIG_BPF_LSM=y; until then aigate uses the fanotify backend"
+		return c
+	}
+	file := m.path("/sys/kernel/security/lsm")
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) && m.opts.Mount && m.opts.Euid == 0 {
+		dir := m.path("/sys/kernel/security")
+		if merr := unix.Mount("securityfs", dir, "securityfs", 0, ""); merr != nil && !errors.Is(merr, unix.EBUSY) {
+			c.Status = Skip
+			c.Detail = fmt.Sprintf("securityfs is not mounted and mounting it failed: %v", merr)
+			c.Fix = "sudo mount -t securityfs securityfs /sys/kernel/security && aigate doctor"
+			return c
+		}
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		c.Status = Skip
+		c.Detail = fmt.Sprintf("cannot read the active LSM list: %v", err)
+		c.Fix = "sudo aigate doctor (mounts securityfs to read /sys/kernel/security/lsm)"
+		return c
+	}
+	active := strings.TrimSpace(string(data))
+	for _, l := range strings.Split(active, ",") {
+		if l == "bpf" {
+			c.Status, c.Detail = OK, "active LSMs: "+active
+			return c
+		}
+	}
+	c.Status = Fail
+	c.Detail = "BPF LSM is built in but not active (active LSMs: " + active + ")"
+	c.Fix = lsmFix(active, m.cmdline())
+	return c
+}
+
+// lsmFix spells out the boot parameter change that activates BPF LSM,
+// keeping the LSMs that are active now, in their order.
+func lsmFix(active, cmdline string) string {
+	want := "bpf"
+	if active != "" {
+		want = active + ",bpf"
+	}
+	var old string
+	for _, f := range strings.Fields(cmdline) {
+		if strings.HasPrefix(f, "lsm=") {
+			old = f
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "add bpf to the kernel's lsm= boot parameter: lsm=%s\n", want)
+	if old != "" {
+		fmt.Fprintf(&b, "(the current command line already has %s: replace it)\n", old)
+	}
+	b.WriteString("  Debian, Ubuntu: in /etc/default/grub add it to GRUB_CMDLINE_LINUX:\n")
+	fmt.Fprintf(&b, "    sudo sed -i 's/^GRUB_CMDLINE_LINUX=\"/GRUB_CMDLINE_LINUX=\"lsm=%s /' /etc/default/grub\n", want)
+	b.WriteString("    sudo update-grub\n")
+	b.WriteString("  Fedora, RHEL:\n")
+	fmt.Fprintf(&b, "    sudo grubby --update-kernel=ALL --args=\"lsm=%s\"\n", want)
+	b.WriteString("  then: sudo reboot, and check with: aigate doctor")
+	return b.String()
+}
+
+func (m *machine) probe(lsm Status) Check {
+	c := Check{Name: "bpf-lsm-load"}
+	switch {
+	case lsm == Fail:
+		c.Status, c.Detail = Skip, "BPF LSM is not active"
+	case m.opts.ProbeLSM == nil:
+		c.Status, c.Detail = Skip, "no load probe in this build"
+	case m.opts.Euid != 0:
+		c.Status, c.Detail = Skip, "loading a BPF program needs root"
+		c.Fix = "sudo aigate doctor"
+	default:
+		if err := m.opts.ProbeLSM(); err != nil {
+			c.Status = Fail
+			c.Detail = fmt.Sprintf("BPF LSM is active but a test program cannot be attached: %v", err)
+			c.Fix = "a hypervisor, container runtime or lockdown policy forbids BPF trampolines here " +
+				"(check /sys/kernel/security/lockdown); aigate uses the fanotify backend instead"
+		} else {
+			c.Status, c.Detail = OK, "a test BPF LSM program loaded and attached"
+		}
+	}
+	return c
+}
+
+func (m *machine) fanotify(major, minor int) Check {
+	c := Check{Name: "fanotify"}
+	switch {
+	case m.kconfig != nil && m.kconfig["CONFIG_FANOTIFY_ACCESS_PERMISSIONS"] != "y":
+		c.Status = Fail
+		c.Detail = "the kernel was built without CONFIG_FANOTIFY_ACCESS_PERMISSIONS: no fanotify permission events"
+		c.Fix = "install a kernel built with CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y (most distribution kernels are)"
+	case major > 0 && !atLeast(major, minor, 5, 1):
+		c.Status, c.Detail = Fail, "exec permission events (FAN_OPEN_EXEC_PERM) need Linux 5.1"
+		c.Fix = "upgrade to a kernel >= 5.7"
+	case m.kconfig == nil:
+		c.Status, c.Detail = OK, "assumed available (kernel config not readable)"
+	default:
+		c.Status, c.Detail = OK, "permission events available"
+	}
+	return c
+}
+
+func (m *machine) cgroup2() Check {
+	c := Check{Name: "cgroup2"}
+	var point string
+	for _, mt := range m.mounts {
+		if mt.fstype != "cgroup2" {
+			continue
+		}
+		// Prefer the unified hierarchy's usual homes; any mount works.
+		if point == "" || mt.point == "/sys/fs/cgroup" || mt.point == "/sys/fs/cgroup/unified" && point != "/sys/fs/cgroup" {
+			point = mt.point
+		}
+	}
+	if point == "" {
+		c.Status = Fail
+		c.Detail = "no cgroup v2 hierarchy is mounted"
+		c.Fix = "sudo mkdir -p /sys/fs/cgroup/unified && sudo mount -t cgroup2 none /sys/fs/cgroup/unified\n" +
+			"(or boot with systemd.unified_cgroup_hierarchy=1 to make cgroup v2 the only hierarchy)"
+		return c
+	}
+	c.Status, c.Detail = OK, "cgroup v2 at "+point
+	data, err := os.ReadFile(m.path(filepath.Join(point, "cgroup.controllers")))
+	if err != nil {
+		return c
+	}
+	have := strings.Fields(string(data))
+	var missing []string
+	for _, ctl := range []string{"memory", "cpu", "pids"} {
+		if !contains(have, ctl) {
+			missing = append(missing, ctl)
+		}
+	}
+	if len(missing) > 0 {
+		c.Status = Warn
+		c.Detail += fmt.Sprintf("; controllers %s are not available in it, so resource_limits cannot be enforced", strings.Join(missing, ", "))
+		c.Fix = "boot with systemd.unified_cgroup_hierarchy=1 so that the controllers move to cgroup v2"
+	}
+	return c
+}
+
+func (m *machine) bpffs() Check {
+	c := Check{Name: "bpffs"}
+	for _, mt := range m.mounts {
+		if mt.fstype == "bpf" && mt.point == "/sys/fs/bpf" {
+			c.Status, c.Detail = OK, "mounted at /sys/fs/bpf"
+			return c
+		}
+	}
+	c.Status = Warn
+	c.Detail = "no BPF filesystem at /sys/fs/bpf: the agent cannot pin programs across restarts"
+	c.Fix = "sudo mount -t bpf bpf /sys/fs/bpf"
+	return c
+}
+
+func (m *machine) privileges() Check {
+	c := Check{Name: "privileges"}
+	if m.opts.Euid == 0 {
+		c.Status, c.Detail = OK, "running as root"
+		return c
+	}
+	c.Status = Warn
+	c.Detail = "not root: loading BPF programs and creating sandbox cgroups need root"
+	c.Fix = "run the sandbox with sudo: sudo aigate run -- <command>"
+	return c
+}
+
+func (m *machine) cmdline() string {
+	data, _ := os.ReadFile(m.path("/proc/cmdline"))
+	return string(data)
+}
+
+// readKconfig reads the kernel's build configuration from
+// /boot/config-<release> or /proc/config.gz; nil when neither is readable.
+func (m *machine) readKconfig() map[string]string {
+	var r io.Reader
+	if f, err := os.Open(m.path("/boot/config-" + m.opts.Release)); err == nil && m.opts.Release != "" {
+		defer f.Close()
+		r = f
+	} else if f, err := os.Open(m.path("/proc/config.gz")); err == nil {
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return nil
+		}
+		r = zr
+	} else {
+		return nil
+	}
+	cfg := map[string]string{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok && strings.HasPrefix(k, "CONFIG_") {
+			cfg[k] = v
+		}
+	}
+	if sc.Err() != nil {
+		return nil
+	}
+	return cfg
+}
+
+// readMounts parses /proc/self/mountinfo: "id parent dev root point opts
+// [optional...] - fstype source superopts".
+func (m *machine) readMounts() []mount {
+	data, err := os.ReadFile(m.path("/proc/self/mountinfo"))
+	if err != nil {
+		return nil
+	}
+	var out []mount
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		pre, post, ok := strings.Cut(string(line), " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 1 {
+			continue
+		}
+		out = append(out, mount{point: unescapeOctal(f[4]), fstype: g[0]})
+	}
+	return out
+}
+
+// unescapeOctal undoes mountinfo's \040-style escaping of spaces and such.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func parseRelease(rel string) (major, minor int, ok bool) {
+	parts := strings.SplitN(rel, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	end := 0
+	for end < len(parts[1]) && parts[1][end] >= '0' && parts[1][end] <= '9' {
+		end++
+	}
+	minor, err2 := strconv.Atoi(parts[1][:end])
+	return major, minor, err1 == nil && err2 == nil
+}
+
+func atLeast(major, minor, wantMajor, wantMinor int) bool {
+	return major > wantMajor || major == wantMajor && minor >= wantMinor
+}
+
+func contains(s []string, x string) bool {
+	for _, y := range s {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}
