@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"time"
 )
 
 // Access is what a file rule denies.
@@ -124,6 +125,46 @@ type Config struct {
 
 	ResourceLimits *ResourceLimits
 	MaskOutput     []PathRule // regular expressions, in Pattern
+
+	BackendLine int
+	// AllowLoopback is nil when the file does not set allow_loopback.
+	AllowLoopback     *bool
+	AllowLoopbackLine int
+	// AllowUnix lists the unix socket paths a sandbox may connect to
+	// (patterns, like the file rules). Loosening.
+	AllowUnix []PathRule
+	// DNS holds the dns: settings for the DNS proxy; nil when unset.
+	DNS     *DNS
+	DNSLine int
+	// LimitLines records the line of each resource_limits key; a zero line
+	// means the key is absent, so that "max_pids: 0" (unlimited, a
+	// loosening) can be told from "not set".
+	LimitLines LimitLines
+}
+
+// LimitLines holds the line of each resource_limits key, 0 when absent.
+type LimitLines struct {
+	MaxMemory     int
+	MaxCPUPercent int
+	MaxPIDs       int
+}
+
+// DNS configures how long the DNS proxy keeps resolved allow_net addresses:
+// record TTLs are clamped to [MinTTL, MaxTTL]. Zero means the proxy's default.
+type DNS struct {
+	MinTTL time.Duration
+	MaxTTL time.Duration
+}
+
+// Warning is a non-fatal problem found while merging, such as a loosening
+// entry dropped from an untrusted project file.
+type Warning struct {
+	Source Source
+	Msg    string
+}
+
+func (w Warning) String() string {
+	return w.Source.String() + ": " + w.Msg
 }
 
 // Policy is the effective policy after merging the global and project
@@ -138,6 +179,15 @@ type Policy struct {
 	Backend    BackendChoice
 	Limits     ResourceLimits
 	MaskOutput []PathRule
+
+	Loopback  bool       // allow_loopback
+	AllowUnix []PathRule // unix socket paths a sandbox may connect to
+	DNS       DNS
+	// Where the scalar settings came from (built-in when no file set them).
+	NetSource      Source
+	ModeSource     Source
+	BackendSource  Source
+	LoopbackSource Source
 }
 
 // Env is what compiling needs to know about the invoking user and project:
@@ -209,8 +259,11 @@ type NetPolicy struct {
 	Allow    []NetEntry    // IP entries from allow_net
 	Domains  []DomainEntry // domain entries from allow_net
 	// DenyRule is the rule reported when a connection is refused because
-	// nothing allowed it ("net: deny").
+	// nothing allowed it ("net: deny"). It is 0 when Mode is NetAllow.
 	DenyRule RuleID
+	// Unix holds the allow_unix patterns: the unix socket paths a sandbox
+	// may connect to, with FileSet semantics.
+	Unix FileSet
 }
 
 // Compiled is a merged policy reduced to the flat sets that the BPF maps,
@@ -224,6 +277,9 @@ type Compiled struct {
 	Mode   Mode
 	Limits ResourceLimits
 	Mask   []*regexp.Regexp
+
+	Backend BackendChoice
+	DNS     DNS
 }
 
 // Rule returns the rule with the given id, or false.

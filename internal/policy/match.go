@@ -1,0 +1,147 @@
+package policy
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// The matchers below are the reference semantics: the BPF programs, the
+// fanotify backend and the macOS generator must reach the same verdicts, and
+// tests compare them with these. Paths are absolute and clean, as d_path
+// returns them; the matchers do not clean them.
+//
+// When several entries match, the one reported is chosen in this order,
+// which is what an implementation with one LPM trie per kind and a scan of
+// the path's components from the root finds first:
+//
+//  1. For opens, the Read set before the Write set; for execs, the Exec set
+//     before the Read set (an exec also opens the file, so a read rule
+//     refuses it too; a backend that sees the open first may report the read
+//     rule instead, the verdict is the same).
+//  2. Within a set: Paths (the longest matching entry), then Names (the
+//     matching component closest to the root), then NamePrefix (the longest),
+//     then NameSuffix (the longest).
+
+// MatchOpen reports whether opening path is denied, and by which rule. A
+// read rule denies every open; a write rule denies opens for writing.
+func (c *Compiled) MatchOpen(path string, write bool) (RuleID, bool) {
+	if id, ok := c.Read.Match(path); ok {
+		return id, true
+	}
+	if write {
+		return c.Write.Match(path)
+	}
+	return 0, false
+}
+
+// MatchExec reports whether executing path is denied, and by which rule.
+// A bare name in deny_exec ("curl") matches an executable of that name in
+// any directory.
+func (c *Compiled) MatchExec(path string) (RuleID, bool) {
+	if id, ok := c.Exec.Match(path); ok {
+		return id, true
+	}
+	return c.Read.Match(path)
+}
+
+// Match reports whether path matches the set, and the entry's rule, with the
+// precedence described above.
+func (s *FileSet) Match(path string) (RuleID, bool) {
+	best, bestLen := RuleID(0), -1
+	for _, e := range s.Paths {
+		if len(e.Value) > bestLen && underPath(path, e.Value) {
+			best, bestLen = e.Rule, len(e.Value)
+		}
+	}
+	if bestLen >= 0 {
+		return best, true
+	}
+	for rest := path; rest != ""; {
+		var comp string
+		comp, rest, _ = strings.Cut(strings.TrimLeft(rest, "/"), "/")
+		for _, e := range s.Names {
+			if comp == e.Value {
+				return e.Rule, true
+			}
+		}
+	}
+	name := path[strings.LastIndex(path, "/")+1:]
+	for _, e := range s.NamePrefix {
+		if len(e.Value) > bestLen && strings.HasPrefix(name, e.Value) {
+			best, bestLen = e.Rule, len(e.Value)
+		}
+	}
+	if bestLen >= 0 {
+		return best, true
+	}
+	for _, e := range s.NameSuffix {
+		if len(e.Value) > bestLen && strings.HasSuffix(name, e.Value) {
+			best, bestLen = e.Rule, len(e.Value)
+		}
+	}
+	return best, bestLen >= 0
+}
+
+// underPath reports whether path is dir or lies beneath it.
+func underPath(path, dir string) bool {
+	if dir == "/" {
+		return strings.HasPrefix(path, "/")
+	}
+	return path == dir || strings.HasPrefix(path, dir) && path[len(dir)] == '/'
+}
+
+// MatchConnect reports whether a connection to dst is refused, and by which
+// rule: an entry of Net.Deny (the most specific), or Net.DenyRule when
+// nothing allowed it. An allowed connection returns 0, false.
+//
+// resolved holds the addresses that the resolver or DNS proxy obtained for
+// allow_net domains, each with the ids of the domain rules that produced it;
+// an address is allowed through a domain rule when that rule has no port or
+// the port of dst. Ids that are not domain rules are ignored. IPv4-mapped
+// IPv6 destinations are treated as the IPv4 address.
+func (c *Compiled) MatchConnect(dst netip.AddrPort, resolved map[netip.Addr][]RuleID) (RuleID, bool) {
+	addr, port := dst.Addr().Unmap().WithZone(""), dst.Port()
+	n := &c.Net
+	if id, ok := matchNet(n.Deny, addr, port); ok {
+		return id, true
+	}
+	if n.Mode == NetAllow {
+		return 0, false
+	}
+	if n.Loopback && IsLoopback(addr) {
+		return 0, false
+	}
+	if _, ok := matchNet(n.Allow, addr, port); ok {
+		return 0, false
+	}
+	for _, id := range resolved[addr] {
+		for _, d := range n.Domains {
+			if d.Rule == id && (d.Port == 0 || d.Port == port) {
+				return 0, false
+			}
+		}
+	}
+	return n.DenyRule, true
+}
+
+// IsLoopback reports whether addr is one of LoopbackPrefixes.
+func IsLoopback(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, p := range LoopbackPrefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchNet returns the first entry of entries (sorted most specific first by
+// Compile) that contains addr and allows any port or port.
+func matchNet(entries []NetEntry, addr netip.Addr, port uint16) (RuleID, bool) {
+	for _, e := range entries {
+		if e.Prefix.Contains(addr) && (e.Port == 0 || e.Port == port) {
+			return e.Rule, true
+		}
+	}
+	return 0, false
+}
