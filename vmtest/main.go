@@ -82,9 +82,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: go run ./vmtest [flags] [-- test binary flags]
 
-Runs the kernel tests of the given packages (default: every package whose
-tests call testutil.SkipUnlessKernel/RequireRoot) as root inside a QEMU VM
-with BPF LSM active. Flags after -- go to every test binary, e.g.
+Runs the tests of the given packages (default: every package whose tests
+call testutil.SkipUnlessLSM) as root inside a QEMU VM with BPF LSM active. Flags after -- go to every test binary, e.g.
   go run ./vmtest --pkg ./internal/loader -- -test.v -test.run TestProbe
 
 Flags:
@@ -180,7 +179,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 			return exitHarness, err
 		}
 		if len(pkgs) == 0 {
-			return exitHarness, errors.New("no package has kernel tests; name some with --pkg")
+			return exitHarness, errors.New("no package's tests call testutil.SkipUnlessLSM; name packages with --pkg")
 		}
 	} else if pkgs, err = goList(ctx, o.pkgs...); err != nil {
 		return exitHarness, err
@@ -247,10 +246,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 			files = append(files, guestFile{host: host, guest: guest})
 		}
 	}
-	env := map[string]string{"HOME": "/root", "AIGATE_VMTEST": "1", "TMPDIR": "/tmp"}
-	if v, ok := os.LookupEnv("AIGATE_REQUIRE_KERNEL"); ok {
-		env["AIGATE_REQUIRE_KERNEL"] = v
-	}
+	env := guestEnv(os.LookupEnv)
 	for _, kv := range o.env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -277,9 +273,9 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		return exitHarness, err
 	}
 	vmTime := time.Since(res.started)
-	boot := "never"
+	boot := "the guest never reached /init"
 	if !res.initAt.IsZero() {
-		boot = fmt.Sprintf("%.1fs (guest uptime %ss)", res.initAt.Sub(res.started).Seconds(), res.con.initUptime)
+		boot = fmt.Sprintf("/init reached after %.1fs (guest uptime %ss)", res.initAt.Sub(res.started).Seconds(), res.con.initUptime)
 	}
 	names = names[:0]
 	for _, t := range tests {
@@ -293,15 +289,28 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 			failed++
 		}
 	}
-	fmt.Fprintf(stdout, "vmtest: VM ran %.1fs, /init reached after %s\n", vmTime.Seconds(), boot)
+	fmt.Fprintf(stdout, "vmtest: VM ran %.1fs, %s\n", vmTime.Seconds(), boot)
 	fmt.Fprintf(stdout, "vmtest: %d passed, %d failed\n", passed, failed)
-	if err := verdict(res, names); err != nil {
-		if res.timedOut && ctx.Err() == context.Canceled {
+	if err := verdict(res, names, o.timeout); err != nil {
+		if res.timedOut && errors.Is(ctx.Err(), context.Canceled) {
 			err = errors.New("interrupted; QEMU was killed")
 		}
 		return exitTestFailed, err
 	}
 	return exitOK, nil
+}
+
+// guestEnv is the tests' environment before --env: BPF LSM is active in the
+// guest (verdict checks it), so a BPF-LSM test that skips there is a failure
+// unless the caller explicitly says otherwise.
+func guestEnv(lookup func(string) (string, bool)) map[string]string {
+	env := map[string]string{"HOME": "/root", "AIGATE_VMTEST": "1", "TMPDIR": "/tmp", "AIGATE_REQUIRE_LSM": "1"}
+	for _, k := range []string{"AIGATE_REQUIRE_KERNEL", "AIGATE_REQUIRE_LSM"} {
+		if v, ok := lookup(k); ok {
+			env[k] = v
+		}
+	}
+	return env
 }
 
 func isDir(p string) bool {

@@ -118,6 +118,8 @@ func runVM(ctx context.Context, qemu string, args []string, marker string, out i
 			switch {
 			case !res.con.initSeen && !verbose:
 				early = append(early, ansiCSI.ReplaceAllString(s, ""))
+			case res.con.done && !verbose && strings.Contains(s, "reboot: Power down"):
+				// The expected end, not worth a line.
 			case ok:
 				fmt.Fprintln(out, show)
 			}
@@ -139,12 +141,12 @@ func runVM(ctx context.Context, qemu string, args []string, marker string, out i
 }
 
 // verdict summarises a run: nil when every test binary ran and exited 0.
-func verdict(res *vmResult, tests []string) error {
+func verdict(res *vmResult, tests []string, limit time.Duration) error {
 	var errs []error
 	con := res.con
 	switch {
 	case res.timedOut:
-		errs = append(errs, errors.New("time limit reached; QEMU was killed"))
+		errs = append(errs, fmt.Errorf("time limit (--timeout %v) reached; QEMU was killed", limit))
 	case con.panicked:
 		errs = append(errs, errors.New("the guest kernel panicked"))
 	case !con.initSeen:
