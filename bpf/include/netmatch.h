@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Egress matching for the cgroup sock_addr programs: per-policy settings and
+ * LPM tries of allowed and denied prefixes. The verdict implements exactly
+ * policy.NetPolicy's rule (see internal/policy/types.go):
+ *
+ *   refused when the destination matches Deny; else allowed when the mode is
+ *   allow, when it is loopback and loopback is allowed, or when it matches
+ *   Allow (IP entries and the addresses resolved for allowed domains); every
+ *   other destination is refused.
+ *
+ * Ports: every trie key carries a port, 0 meaning "any port". A destination
+ * is looked up twice, with its own port and then with port 0; both keys
+ * match the policy id and the port in full and the address by prefix, so the
+ * first lookup finds the longest prefix listed for that port and the second
+ * the longest listed for any port.
+ */
+#ifndef AIGATE_NETMATCH_H
+#define AIGATE_NETMATCH_H
+
+#include "aigate.h"
+
+#define AIGATE_AF_INET 2
+#define AIGATE_AF_INET6 10
+
+/* Values of struct net_settings.mode (policy.NetAllow, policy.NetDeny). */
+#define AIGATE_NET_ALLOW 1
+#define AIGATE_NET_DENY 2
+
+/* Bits of a trie key that precede the address: policy_id and port. */
+#define AIGATE_NET_KEY_BITS 64
+
+/* Value of net_settings, keyed by policy id. */
+struct net_settings {
+	__u32 deny_rule; /* reported when nothing allowed the destination */
+	__u8 mode;       /* AIGATE_NET_ALLOW or AIGATE_NET_DENY */
+	__u8 loopback;   /* 1: 127.0.0.0/8 and ::1 allowed in deny mode */
+	__u8 pad[2];
+};
+
+struct net_key4 {
+	__u32 prefixlen; /* AIGATE_NET_KEY_BITS + address prefix length */
+	__u32 policy_id;
+	__u32 port; /* host byte order; 0: any port */
+	__u8 addr[4];
+};
+
+struct net_key6 {
+	__u32 prefixlen; /* AIGATE_NET_KEY_BITS + address prefix length */
+	__u32 policy_id;
+	__u32 port; /* host byte order; 0: any port */
+	__u8 addr[16];
+};
+
+/* Value of the tries: the rule an entry came from. */
+struct net_rule {
+	__u32 rule_id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct net_settings);
+} net_policies SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct net_key4);
+	__type(value, struct net_rule);
+} net_allow4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct net_key6);
+	__type(value, struct net_rule);
+} net_allow6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct net_key4);
+	__type(value, struct net_rule);
+} net_deny4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct net_key6);
+	__type(value, struct net_rule);
+} net_deny6 SEC(".maps");
+
+/* bpf2go -type only sees types used in BTF. */
+const struct net_key4 *unused_net_key4 __attribute__((unused));
+const struct net_key6 *unused_net_key6 __attribute__((unused));
+
+/* A destination as the matcher sees it: v4-mapped IPv6 already unmapped. */
+struct net_dst {
+	__u32 family; /* AIGATE_AF_INET or AIGATE_AF_INET6 */
+	__u16 port;   /* host byte order */
+	__u8 addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+};
+
+static __always_inline struct net_rule *net_lookup4(void *trie, __u32 policy_id,
+						    const struct net_dst *d)
+{
+	struct net_key4 k = {
+		.prefixlen = AIGATE_NET_KEY_BITS + 32,
+		.policy_id = policy_id,
+		.port = d->port,
+	};
+	__builtin_memcpy(k.addr, d->addr, sizeof(k.addr));
+	struct net_rule *r = bpf_map_lookup_elem(trie, &k);
+	if (r)
+		return r;
+	k.port = 0;
+	return bpf_map_lookup_elem(trie, &k);
+}
+
+static __always_inline struct net_rule *net_lookup6(void *trie, __u32 policy_id,
+						    const struct net_dst *d)
+{
+	struct net_key6 k = {
+		.prefixlen = AIGATE_NET_KEY_BITS + 128,
+		.policy_id = policy_id,
+		.port = d->port,
+	};
+	__builtin_memcpy(k.addr, d->addr, sizeof(k.addr));
+	struct net_rule *r = bpf_map_lookup_elem(trie, &k);
+	if (r)
+		return r;
+	k.port = 0;
+	return bpf_map_lookup_elem(trie, &k);
+}
+
+static __always_inline int net_is_loopback(const struct net_dst *d)
+{
+	if (d->family == AIGATE_AF_INET)
+		return d->addr[0] == 127;
+	for (int i = 0; i < 15; i++)
+		if (d->addr[i])
+			return 0;
+	return d->addr[15] == 1;
+}
+
+/*
+ * net_denied returns 1 and sets *rule when the policy refuses d, 0 when it
+ * allows it.
+ */
+static __always_inline int net_denied(const struct net_settings *s, __u32 policy_id,
+				      const struct net_dst *d, __u32 *rule)
+{
+	struct net_rule *r;
+
+	if (d->family == AIGATE_AF_INET)
+		r = net_lookup4(&net_deny4, policy_id, d);
+	else
+		r = net_lookup6(&net_deny6, policy_id, d);
+	if (r) {
+		*rule = r->rule_id;
+		return 1;
+	}
+	if (s->mode == AIGATE_NET_ALLOW)
+		return 0;
+	if (s->loopback && net_is_loopback(d))
+		return 0;
+	if (d->family == AIGATE_AF_INET)
+		r = net_lookup4(&net_allow4, policy_id, d);
+	else
+		r = net_lookup6(&net_allow6, policy_id, d);
+	if (r)
+		return 0;
+	*rule = s->deny_rule;
+	return 1;
+}
+
+#endif /* AIGATE_NETMATCH_H */

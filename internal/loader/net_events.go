@@ -1,0 +1,290 @@
+package loader
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// This file holds what every aigate object shares through aigate.h,
+// sandbox.h and events.h: the sandbox table, the ring buffer of struct
+// event and the per-CPU counters. The BPF objects declare the same maps, so
+// the code works on the maps of whichever object owns them (the LSM object,
+// or the sock_addr object when it runs alone beside fanotify).
+
+// Names of the shared maps in every object, for MapReplacements.
+const (
+	MapSandboxes     = "sandboxes"
+	MapSandboxLevels = "sandbox_levels"
+	MapEvents        = "events"
+	MapCounters      = "counters"
+)
+
+// sandboxTable keeps the sandboxes hash and the level bitmask of sandbox.h
+// consistent: a level bit is set while at least one sandbox lives at that
+// level of the cgroup v2 hierarchy.
+type sandboxTable struct {
+	mu        sync.Mutex
+	sandboxes *ebpf.Map
+	levels    *ebpf.Map
+	perLevel  map[int]int
+	byCgroup  map[uint64]int // cgroup id -> level
+}
+
+func newSandboxTable(sandboxes, levels *ebpf.Map) *sandboxTable {
+	return &sandboxTable{sandboxes: sandboxes, levels: levels, perLevel: map[int]int{}, byCgroup: map[uint64]int{}}
+}
+
+// add enters the cgroup into the table. The entry is written before the
+// level bit, so a program never sees the bit without the entry it stands for.
+func (t *sandboxTable) add(cgroupID uint64, level int, policyID uint32, audit bool) error {
+	if level < 1 || level >= maxLevel {
+		return fmt.Errorf("add sandbox cgroup %d: level %d outside 1..%d (the root cgroup is never a sandbox)", cgroupID, level, maxLevel-1)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.byCgroup[cgroupID]; ok {
+		return fmt.Errorf("add sandbox cgroup %d: already a sandbox", cgroupID)
+	}
+	var flags uint32
+	if audit {
+		flags |= sandboxAudit
+	}
+	sb := netSandbox{PolicyId: policyID, Flags: flags}
+	if err := t.sandboxes.Update(cgroupID, &sb, ebpf.UpdateNoExist); err != nil {
+		return fmt.Errorf("add sandbox cgroup %d: %w", cgroupID, err)
+	}
+	t.perLevel[level]++
+	if err := t.writeLevels(); err != nil {
+		t.perLevel[level]--
+		_ = t.sandboxes.Delete(cgroupID)
+		return fmt.Errorf("add sandbox cgroup %d: %w", cgroupID, err)
+	}
+	t.byCgroup[cgroupID] = level
+	return nil
+}
+
+// remove takes the cgroup out of the table; removing an absent one is a no-op.
+func (t *sandboxTable) remove(cgroupID uint64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	level, ok := t.byCgroup[cgroupID]
+	if !ok {
+		return nil
+	}
+	delete(t.byCgroup, cgroupID)
+	t.perLevel[level]--
+	if t.perLevel[level] == 0 {
+		delete(t.perLevel, level)
+	}
+	var errs []error
+	if err := t.writeLevels(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := t.sandboxes.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove sandbox cgroup %d: %w", cgroupID, err)
+	}
+	return nil
+}
+
+func (t *sandboxTable) writeLevels() error {
+	var mask uint64
+	for lvl := range t.perLevel {
+		mask |= 1 << lvl
+	}
+	if err := t.levels.Update(uint32(0), mask, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write sandbox levels: %w", err)
+	}
+	return nil
+}
+
+// Values from aigate.h that bpf2go does not export (macros).
+const (
+	maxLevel         = 32     // AIGATE_MAX_LEVEL
+	sandboxAudit     = 1 << 0 // AIGATE_SB_AUDIT
+	opMax            = 8      // AIGATE_OP_MAX
+	counterDropped   = opMax * 2
+	counterSlots     = counterDropped + 1
+	eventChannelSize = 256
+)
+
+// Kernel enum values (aigate.h) to the user-side names.
+var (
+	eventKinds = map[uint8]events.Kind{1: events.KindFile, 2: events.KindExec, 3: events.KindNet}
+	eventOps   = map[uint8]events.Op{
+		1: events.OpRead, 2: events.OpWrite, 3: events.OpExec, 4: events.OpConnect,
+		5: events.OpSend, 6: events.OpDNS, 7: events.OpUnix,
+	}
+)
+
+// opKind is the kind a counter slot's operation belongs to.
+func opKind(op events.Op) events.Kind {
+	switch op {
+	case events.OpRead, events.OpWrite:
+		return events.KindFile
+	case events.OpExec:
+		return events.KindExec
+	}
+	return events.KindNet
+}
+
+// readCounters sums the per-CPU counters map into exact Stats.
+func readCounters(m *ebpf.Map) (enforce.Stats, error) {
+	var st enforce.Stats
+	for slot := uint32(0); slot < counterSlots; slot++ {
+		var perCPU []uint64
+		if err := m.Lookup(slot, &perCPU); err != nil {
+			return enforce.Stats{}, fmt.Errorf("read counter %d: %w", slot, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		if slot == counterDropped {
+			st.EventsDropped = sum
+			continue
+		}
+		op, ok := eventOps[uint8(slot/2)]
+		if !ok || sum == 0 {
+			continue
+		}
+		st.Violations = append(st.Violations, enforce.Counter{
+			Kind: opKind(op), Op: op, Audit: slot%2 == 1, Value: sum,
+		})
+	}
+	return st, nil
+}
+
+// bootTime is the wall-clock time at which CLOCK_BOOTTIME was zero, so that
+// an event's bpf_ktime_get_boot_ns() converts to a time.Time.
+func bootTime() (time.Time, error) {
+	var ts unix.Timespec
+	now := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return time.Time{}, fmt.Errorf("read boot clock: %w", err)
+	}
+	return now.Add(-time.Duration(ts.Nano())), nil
+}
+
+// decodeEvent turns one ring-buffer record (struct event) into an Event.
+func decodeEvent(raw []byte, boot time.Time) (events.Event, error) {
+	var e netEvent
+	if len(raw) < binary.Size(e) {
+		return events.Event{}, fmt.Errorf("decode event: %d bytes, want %d", len(raw), binary.Size(e))
+	}
+	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &e); err != nil {
+		return events.Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	ev := events.Event{
+		Time:     boot.Add(time.Duration(e.TsNs)),
+		CgroupID: e.CgroupId,
+		PID:      e.Pid,
+		TGID:     e.Tgid,
+		UID:      e.Uid,
+		Comm:     cString(e.Comm[:]),
+		Kind:     eventKinds[e.Kind],
+		Op:       eventOps[e.Op],
+		Rule:     e.RuleId,
+		Audit:    e.Audit != 0,
+	}
+	switch e.Family {
+	case unix.AF_INET:
+		ev.Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte(e.Addr[:4])), e.Port)
+	case unix.AF_INET6:
+		ev.Addr = netip.AddrPortFrom(netip.AddrFrom16(e.Addr), e.Port)
+	}
+	if n := int(e.PathLen); n > 0 {
+		ev.Path = cString(e.Path[:min(n, len(e.Path))])
+	}
+	return ev, nil
+}
+
+func cString(b []int8) string {
+	s := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s = append(s, byte(c))
+	}
+	return string(s)
+}
+
+// eventStream reads an events ring buffer until closed and delivers the
+// decoded events on a channel. When nobody receives, the ring buffer fills
+// and the kernel counts the drops; the counters stay exact.
+type eventStream struct {
+	rd      *ringbuf.Reader
+	out     chan events.Event
+	done    chan struct{}
+	wg      sync.WaitGroup
+	boot    time.Time
+	backend string
+}
+
+func newEventStream(m *ebpf.Map, backend string) (*eventStream, error) {
+	boot, err := bootTime()
+	if err != nil {
+		return nil, err
+	}
+	rd, err := ringbuf.NewReader(m)
+	if err != nil {
+		return nil, fmt.Errorf("open event ring buffer: %w", err)
+	}
+	s := &eventStream{rd: rd, out: make(chan events.Event, eventChannelSize), done: make(chan struct{}), boot: boot, backend: backend}
+	s.wg.Add(1)
+	go s.run()
+	return s, nil
+}
+
+func (s *eventStream) run() {
+	defer s.wg.Done()
+	defer close(s.out)
+	var rec ringbuf.Record
+	for {
+		if err := s.rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			continue
+		}
+		ev, err := decodeEvent(rec.RawSample, s.boot)
+		if err != nil {
+			continue // a layout mismatch is caught by the tests, not at run time
+		}
+		ev.Backend = s.backend
+		select {
+		case s.out <- ev:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// Events is closed after close.
+func (s *eventStream) Events() <-chan events.Event { return s.out }
+
+func (s *eventStream) close() error {
+	close(s.done)
+	err := s.rd.Close()
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("close event ring buffer: %w", err)
+	}
+	return nil
+}
