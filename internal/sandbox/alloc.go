@@ -1,0 +1,146 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"golang.org/x/sys/unix"
+)
+
+// A sandbox's cgroup is named s<ID>-p<owner pid>: the ID is the policy id in
+// the backend's maps, the owner is the aigate process (run or agent) that
+// confines it. A directory whose owner is dead was left by a crash.
+
+// Name returns the cgroup directory name for a sandbox.
+func Name(id uint32, owner int) string {
+	return fmt.Sprintf("s%d-p%d", id, owner)
+}
+
+// ParseName is the inverse of Name.
+func ParseName(name string) (id uint32, owner int, ok bool) {
+	rest, ok := strings.CutPrefix(name, "s")
+	if !ok {
+		return 0, 0, false
+	}
+	idStr, ownerStr, ok := strings.Cut(rest, "-p")
+	if !ok {
+		return 0, 0, false
+	}
+	id64, err1 := strconv.ParseUint(idStr, 10, 32)
+	pid, err2 := strconv.Atoi(ownerStr)
+	if err1 != nil || err2 != nil || id64 == 0 || pid <= 0 || Name(uint32(id64), pid) != name {
+		return 0, 0, false
+	}
+	return uint32(id64), pid, true
+}
+
+// allocate picks the lowest sandbox ID not used by a live sandbox and creates
+// the cgroup, under an exclusive flock on the parent cgroup directory, so
+// that concurrent runs (and the agent) never hand out the same ID. Stale
+// sandboxes found on the way are removed; the returned notes say so.
+func allocate(root, parent string, owner int) (uint32, *cgroup.Group, []string, error) {
+	dir := filepath.Join(root, parent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, nil, nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	lock, err := os.Open(dir)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return 0, nil, nil, fmt.Errorf("lock cgroup %s: %w", dir, err)
+	}
+	// Closing the file releases the lock.
+
+	notes, used, err := sweep(dir)
+	if err != nil {
+		return 0, nil, notes, err
+	}
+	id := uint32(1)
+	for used[id] {
+		id++
+	}
+	g, err := cgroup.Create(parent, Name(id, owner))
+	if err != nil {
+		return 0, nil, notes, fmt.Errorf("create sandbox: %w", err)
+	}
+	return id, g, notes, nil
+}
+
+// Sweep removes the sandboxes below parent (relative to the cgroup v2
+// mount) whose owner is dead, killing what still runs in them: with its
+// owner gone, nothing enforces their policy any more. It returns a note per
+// sandbox removed.
+func Sweep(parent string) ([]string, error) {
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, parent)
+	lock, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("lock cgroup %s: %w", dir, err)
+	}
+	notes, _, err := sweep(dir)
+	return notes, err
+}
+
+// sweep removes stale sandboxes in dir and returns the IDs still in use. A
+// stale sandbox that cannot be removed keeps its ID and is reported in the
+// notes: it must not stop a new sandbox from starting. The caller holds the
+// lock.
+func sweep(dir string) ([]string, map[uint32]bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list sandboxes in %s: %w", dir, err)
+	}
+	used := make(map[uint32]bool)
+	var notes []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		id, owner, ok := ParseName(e.Name())
+		if !ok {
+			continue
+		}
+		if pidAlive(owner) {
+			used[id] = true
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		g, err := cgroup.Open(path)
+		if err != nil {
+			used[id] = true
+			notes = append(notes, fmt.Sprintf("could not remove stale sandbox: %v", err))
+			continue
+		}
+		pids, _ := g.PIDs()
+		if err := g.Remove(); err != nil {
+			// Keep the ID reserved: its cgroup still exists.
+			used[id] = true
+			notes = append(notes, fmt.Sprintf("could not remove stale sandbox: %v", err))
+			continue
+		}
+		note := fmt.Sprintf("removed sandbox %s left by aigate process %d, which is gone", e.Name(), owner)
+		if len(pids) > 0 {
+			note += fmt.Sprintf(" (killed %d leftover processes that were no longer confined)", len(pids))
+		}
+		notes = append(notes, note)
+	}
+	return notes, used, nil
+}

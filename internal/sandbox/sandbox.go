@@ -1,0 +1,171 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultParent is the cgroup, below the cgroup v2 mount, that holds every
+// sandbox. Keeping them together lets a run find what a crashed run left.
+const DefaultParent = "aigate"
+
+// killTimeout bounds how long Close waits for the sandbox's processes to die.
+const killTimeout = 5 * time.Second
+
+// Config describes a sandbox to create.
+type Config struct {
+	Backend enforce.Backend
+	Policy  *policy.Compiled
+	// Mode overrides Policy.Mode when set (aigate run --audit).
+	Mode policy.Mode
+	// Parent is the cgroup holding the sandbox, relative to the cgroup v2
+	// mount; DefaultParent when empty.
+	Parent string
+	// Owner is the pid recorded in the sandbox's name, whose death marks
+	// the sandbox stale; os.Getpid() when zero.
+	Owner int
+}
+
+// Sandbox is a created cgroup that its backend confines.
+type Sandbox struct {
+	// Info is what the backend was given.
+	Info enforce.Sandbox
+	// Warnings are things the user should know that did not stop the
+	// sandbox: resource limits the system cannot apply, stale sandboxes
+	// that were cleaned up.
+	Warnings []string
+
+	group   *cgroup.Group
+	backend enforce.Backend
+	added   bool
+	started bool
+}
+
+// Create makes the sandbox cgroup, applies the policy's resource limits,
+// and registers it with the backend. When Create returns, every process
+// started with Start is confined. On error nothing is left behind.
+func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
+	if cfg.Backend == nil || cfg.Policy == nil {
+		return nil, errors.New("create sandbox: no backend or no policy")
+	}
+	if cfg.Parent == "" {
+		cfg.Parent = DefaultParent
+	}
+	if cfg.Owner == 0 {
+		cfg.Owner = os.Getpid()
+	}
+	mode := cfg.Mode
+	if mode == "" {
+		mode = cfg.Policy.Mode
+	}
+	if mode == "" {
+		mode = policy.ModeEnforce
+	}
+
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox: %w", err)
+	}
+	sb := &Sandbox{backend: cfg.Backend}
+	id, group, swept, err := allocate(root, cfg.Parent, cfg.Owner)
+	if err != nil {
+		return nil, err
+	}
+	sb.group = group
+	sb.Warnings = append(sb.Warnings, swept...)
+
+	warns, err := applyLimits(root, group, cfg.Policy.Limits)
+	sb.Warnings = append(sb.Warnings, warns...)
+	if err != nil {
+		return nil, errors.Join(err, sb.removeGroup())
+	}
+
+	sb.Info = enforce.Sandbox{
+		ID:         id,
+		Name:       filepath.Base(group.Path),
+		CgroupID:   group.ID,
+		CgroupPath: group.Path,
+		Policy:     cfg.Policy,
+		Mode:       mode,
+	}
+	if err := cfg.Backend.Add(ctx, &sb.Info); err != nil {
+		err = fmt.Errorf("enforce policy on sandbox %s with the %s backend: %w", sb.Info.Name, cfg.Backend.Name(), err)
+		return nil, errors.Join(err, sb.removeGroup())
+	}
+	sb.added = true
+	return sb, nil
+}
+
+// Path is the sandbox's cgroup directory.
+func (s *Sandbox) Path() string { return s.group.Path }
+
+// PIDs lists the processes in the sandbox.
+func (s *Sandbox) PIDs() ([]int, error) { return s.group.PIDs() }
+
+// Close kills every process left in the sandbox (background children of the
+// tool included), stops enforcing and removes the cgroup. The processes die
+// before enforcement ends, so none of them ever runs unconfined. Close is
+// idempotent.
+func (s *Sandbox) Close() error {
+	if s.group == nil {
+		return nil
+	}
+	var errs []error
+	if err := s.group.Kill(killTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	if s.added {
+		if err := s.backend.Remove(s.Info.ID); err != nil {
+			errs = append(errs, fmt.Errorf("stop enforcing sandbox %s: %w", s.Info.Name, err))
+		}
+		s.added = false
+	}
+	if err := s.removeGroup(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sandbox) removeGroup() error {
+	if s.group == nil {
+		return nil
+	}
+	err := s.group.Remove()
+	if err == nil {
+		s.group = nil
+	}
+	return err
+}
+
+// pidAlive reports whether a process with the pid exists and has not exited.
+// EPERM from kill means it exists but belongs to someone else; a zombie has
+// exited and only waits for its parent to reap it.
+func pidAlive(pid int) bool {
+	if err := unix.Kill(pid, 0); err != nil && !errors.Is(err, unix.EPERM) {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses, so the
+	// state follows the last ')'.
+	s := string(data)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		switch s[i+2] {
+		case 'Z', 'X', 'x':
+			return false
+		}
+	}
+	return true
+}
