@@ -381,14 +381,25 @@ func (p *parser) dns(key string, v *yaml.Node) {
 // yamlLine matches the position yaml.v3 puts in its syntax errors.
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// yamlError turns a yaml.v3 syntax error into an *Error with the line.
+// yamlError turns a yaml.v3 syntax error into an *Error with the line of the
+// problem. yaml.v3 reports the line where the enclosing construct started
+// (0-based, for parser errors), or no line at all, so the problem line is
+// found again by parsing ever longer prefixes of the file until one fails
+// with the same message: the parser is streaming, so that is the first line
+// that the parser could not accept.
 func (p *parser) yamlError(err error, data []byte) *Error {
-	msg := err.Error()
-	e := &Error{File: p.file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+	problem := err.Error()
+	e := &Error{File: p.file}
+	if m := yamlLine.FindStringSubmatch(problem); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
-		e.Msg = "invalid YAML: " + m[2]
+		problem = m[2]
 	} else {
+		problem = strings.TrimPrefix(problem, "yaml: ")
+	}
+	e.Msg = "invalid YAML: " + problem
+	if line := problemLine(data, problem); line > 0 {
+		e.Line = line
+	} else if e.Line == 0 {
 		e.Line = badByteLine(data)
 	}
 	if lines := bytes.Split(data, []byte("\n")); e.Line > 0 && e.Line <= len(lines) &&
@@ -396,6 +407,43 @@ func (p *parser) yamlError(err error, data []byte) *Error {
 		e.Hint = "indent with spaces: YAML does not allow tabs"
 	}
 	return e
+}
+
+// problemLine returns the first line n such that the file's first n lines
+// fail to parse with problem, or 0.
+func problemLine(data []byte, problem string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > 2000 { // quadratic; configuration files are short
+		return 0
+	}
+	for n := 1; n <= len(lines); n++ {
+		err := decodeAll(bytes.Join(lines[:n], nil))
+		if err == nil {
+			continue
+		}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			msg = m[2]
+		}
+		if msg == problem {
+			return n
+		}
+	}
+	return 0
+}
+
+// decodeAll parses every document in data, for problemLine.
+func decodeAll(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // badByteLine returns the line of the first byte that YAML refuses (invalid

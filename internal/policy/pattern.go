@@ -189,6 +189,8 @@ func nameGlob(s, name string) (pattern, *Error) {
 	switch n := strings.Count(name, "*"); {
 	case name == ".":
 		return bad(`write "./" for the project root`, "\".\" is not a file name")
+	case name == "..":
+		return bad("write the path without \"..\", e.g. an absolute path", "\"..\" segments are not supported")
 	case name == "*":
 		return bad("deny the directories you mean, e.g. secrets/ or ~/.ssh/", "matches every file")
 	case n > 1:
