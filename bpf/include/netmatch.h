@@ -10,10 +10,16 @@
  *   other destination is refused.
  *
  * Ports: every trie key carries a port, 0 meaning "any port". A destination
- * is looked up twice, with its own port and then with port 0; both keys
- * match the policy id and the port in full and the address by prefix, so the
- * first lookup finds the longest prefix listed for that port and the second
- * the longest listed for any port.
+ * is looked up twice, with its own port and with port 0; both keys match the
+ * policy id and the port in full and the address by prefix, so one lookup
+ * finds the longest prefix listed for that port and the other the longest
+ * listed for any port. To report the same rule as the Go matcher (most
+ * specific prefix first, a port-specific entry before an any-port one of
+ * the same length), a denial takes the longer of the two hits.
+ *
+ * Loopback is 127.0.0.0/8, ::1 and the unspecified addresses 0.0.0.0 and ::
+ * (Linux routes a connect to those to the local host), as in
+ * policy.LoopbackPrefixes.
  */
 #ifndef AIGATE_NETMATCH_H
 #define AIGATE_NETMATCH_H
@@ -55,6 +61,7 @@ struct net_key6 {
 /* Value of the tries: the rule an entry came from. */
 struct net_rule {
 	__u32 rule_id;
+	__u32 bits; /* address prefix length of the entry */
 };
 
 struct {
@@ -107,6 +114,17 @@ struct net_dst {
 	__u8 addr[16]; /* network byte order; IPv4 in the first 4 bytes */
 };
 
+/* longer picks the more specific of a port-specific and an any-port hit. */
+static __always_inline struct net_rule *longer(struct net_rule *port, struct net_rule *any)
+{
+	if (!port)
+		return any;
+	if (!any)
+		return port;
+	return any->bits > port->bits ? any : port;
+}
+
+/* net_lookup4 finds the most specific entry of trie matching d. */
 static __always_inline struct net_rule *net_lookup4(void *trie, __u32 policy_id,
 						    const struct net_dst *d)
 {
@@ -116,11 +134,9 @@ static __always_inline struct net_rule *net_lookup4(void *trie, __u32 policy_id,
 		.port = d->port,
 	};
 	__builtin_memcpy(k.addr, d->addr, sizeof(k.addr));
-	struct net_rule *r = bpf_map_lookup_elem(trie, &k);
-	if (r)
-		return r;
+	struct net_rule *port = bpf_map_lookup_elem(trie, &k);
 	k.port = 0;
-	return bpf_map_lookup_elem(trie, &k);
+	return longer(port, bpf_map_lookup_elem(trie, &k));
 }
 
 static __always_inline struct net_rule *net_lookup6(void *trie, __u32 policy_id,
@@ -132,21 +148,19 @@ static __always_inline struct net_rule *net_lookup6(void *trie, __u32 policy_id,
 		.port = d->port,
 	};
 	__builtin_memcpy(k.addr, d->addr, sizeof(k.addr));
-	struct net_rule *r = bpf_map_lookup_elem(trie, &k);
-	if (r)
-		return r;
+	struct net_rule *port = bpf_map_lookup_elem(trie, &k);
 	k.port = 0;
-	return bpf_map_lookup_elem(trie, &k);
+	return longer(port, bpf_map_lookup_elem(trie, &k));
 }
 
 static __always_inline int net_is_loopback(const struct net_dst *d)
 {
 	if (d->family == AIGATE_AF_INET)
-		return d->addr[0] == 127;
+		return d->addr[0] == 127 || (!d->addr[0] && !d->addr[1] && !d->addr[2] && !d->addr[3]);
 	for (int i = 0; i < 15; i++)
 		if (d->addr[i])
 			return 0;
-	return d->addr[15] == 1;
+	return d->addr[15] <= 1; /* :: or ::1 */
 }
 
 /*

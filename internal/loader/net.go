@@ -289,7 +289,7 @@ func (n *Net) trie(e netEntry) *ebpf.Map {
 }
 
 func (n *Net) writeEntry(policyID uint32, e netEntry, rule policy.RuleID) error {
-	if err := n.trie(e).Update(trieKey(policyID, e), netNetRule{RuleId: uint32(rule)}, ebpf.UpdateAny); err != nil {
+	if err := n.trie(e).Update(trieKey(policyID, e), netNetRule{RuleId: uint32(rule), Bits: uint32(e.prefix.Bits())}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write %s: %w", e, err)
 	}
 	return nil

@@ -53,6 +53,7 @@ type netNetKey6 struct {
 type netNetRule struct {
 	_      structs.HostLayout
 	RuleId uint32
+	Bits   uint32
 }
 
 type netNetSettings struct {

@@ -1,0 +1,168 @@
+package loader
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+)
+
+// The network tests re-execute the test binary as a helper that runs inside
+// a sandbox cgroup (and a network namespace the test made) and performs
+// socket operations, printing one errno per operation (0: success). init,
+// not TestMain, so that no other test file of the package is constrained.
+const netHelperEnv = "AIGATE_NET_HELPER_OPS"
+
+func init() {
+	ops, ok := os.LookupEnv(netHelperEnv)
+	if !ok {
+		return
+	}
+	for _, op := range strings.Split(ops, ";") {
+		res, err := netHelperOp(strings.Fields(op))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "helper %q: %v\n", op, err)
+			os.Exit(2)
+		}
+		fmt.Println(res)
+	}
+	os.Exit(0)
+}
+
+// netHelperOp runs one operation:
+//
+//	tcp ADDR:PORT       listen on the address if it is local, then connect
+//	udp ADDR:PORT       connect a UDP socket
+//	sendto ADDR:PORT    sendto on an unconnected UDP socket
+//	sub NAME            move into a new cgroup NAME below the current one
+//	bench OP ADDR N     N connects (udp) or sendtos, prints the ns per call
+func netHelperOp(args []string) (string, error) {
+	if len(args) < 2 {
+		return "", fmt.Errorf("bad op %q", args)
+	}
+	if args[0] == "sub" {
+		return "0", moveToSubCgroup(args[1])
+	}
+	if args[0] == "bench" {
+		if len(args) != 4 {
+			return "", fmt.Errorf("bench takes OP ADDR N")
+		}
+		dst, err := netip.ParseAddrPort(args[2])
+		if err != nil {
+			return "", err
+		}
+		n, err := strconv.Atoi(args[3])
+		if err != nil {
+			return "", err
+		}
+		ns, err := benchOp(args[1], dst, n)
+		return strconv.FormatFloat(ns, 'f', 2, 64), err
+	}
+	dst, err := netip.ParseAddrPort(args[1])
+	if err != nil {
+		return "", err
+	}
+	switch args[0] {
+	case "tcp", "udp", "sendto":
+	default:
+		return "", fmt.Errorf("unknown op %q", args[0])
+	}
+	return strconv.Itoa(int(sockOp(args[0], dst))), nil
+}
+
+func sockaddr(a netip.AddrPort) (unix.Sockaddr, int) {
+	if a.Addr().Is4() {
+		return &unix.SockaddrInet4{Addr: a.Addr().As4(), Port: int(a.Port())}, unix.AF_INET
+	}
+	return &unix.SockaddrInet6{Addr: a.Addr().As16(), Port: int(a.Port())}, unix.AF_INET6
+}
+
+// sockOp returns the errno of one operation on a fresh socket.
+func sockOp(op string, dst netip.AddrPort) unix.Errno {
+	if op == "tcp" {
+		// A listener on the (unmapped) destination, when it is local.
+		lsa, lfam := sockaddr(netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()))
+		if lfd, err := unix.Socket(lfam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err == nil {
+			defer unix.Close(lfd)
+			_ = unix.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			if unix.Bind(lfd, lsa) == nil && unix.Listen(lfd, 8) == nil && dst.Port() == 0 {
+				if sa, err := unix.Getsockname(lfd); err == nil {
+					switch sa := sa.(type) {
+					case *unix.SockaddrInet4:
+						dst = netip.AddrPortFrom(dst.Addr(), uint16(sa.Port))
+					case *unix.SockaddrInet6:
+						dst = netip.AddrPortFrom(dst.Addr(), uint16(sa.Port))
+					}
+				}
+			}
+		}
+	}
+	sa, fam := sockaddr(dst)
+	typ := unix.SOCK_DGRAM
+	if op == "tcp" {
+		typ = unix.SOCK_STREAM
+	}
+	fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err.(unix.Errno) + 1000
+	}
+	defer unix.Close(fd)
+	if op == "sendto" {
+		err = unix.Sendto(fd, []byte("x"), 0, sa)
+	} else {
+		err = unix.Connect(fd, sa)
+	}
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(unix.Errno); ok {
+		return e
+	}
+	return 999
+}
+
+func moveToSubCgroup(name string) error {
+	rel, err := cgroup.ProcessCgroup(os.Getpid())
+	if err != nil {
+		return err
+	}
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(root, rel, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
+}
+
+// benchOp performs n operations on one socket and returns the mean cost in
+// nanoseconds.
+func benchOp(op string, dst netip.AddrPort, n int) (float64, error) {
+	sa, fam := sockaddr(dst)
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if op == "sendto" {
+			err = unix.Sendto(fd, nil, 0, sa)
+		} else {
+			err = unix.Connect(fd, sa)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s %s: %w", op, dst, err)
+		}
+	}
+	return float64(time.Since(start).Nanoseconds()) / float64(n), nil
+}

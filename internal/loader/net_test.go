@@ -1,0 +1,309 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// Addresses that are local inside the test's network namespace, so that
+// "allowed" connections to non-loopback destinations really succeed
+// without any packet leaving the namespace.
+var netnsAddrs = []string{
+	"10.1.2.3/32", "10.9.9.9/32", "169.254.169.254/32",
+	"2001:db8::1/128", "2001:db8::2/128", "fd00:ec2::254/128",
+}
+
+var netTestSeq atomic.Int32
+
+// netEnv is one test's world: a network namespace and a cgroup parent
+// directory, both removed when the test ends.
+type netEnv struct {
+	t      *testing.T
+	ns     string
+	parent string // below the cgroup v2 mount
+}
+
+func newNetEnv(t *testing.T) *netEnv {
+	t.Helper()
+	testutil.RequireRoot(t)
+	if _, err := cgroup.Mountpoint(); err != nil {
+		testutil.SkipUnlessKernel(t, err.Error())
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		testutil.SkipUnlessKernel(t, "the ip command (iproute2) is needed to make a network namespace")
+	}
+	seq := netTestSeq.Add(1)
+	e := &netEnv{
+		t:      t,
+		ns:     fmt.Sprintf("aigate-net-%d-%d", os.Getpid(), seq),
+		parent: fmt.Sprintf("aigate-test/net-%d-%d", os.Getpid(), seq),
+	}
+	ipCmd(t, "netns", "add", e.ns)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", e.ns).CombinedOutput(); err != nil {
+			t.Errorf("delete network namespace %s: %v: %s", e.ns, err, out)
+		}
+	})
+	ipCmd(t, "-n", e.ns, "link", "set", "lo", "up")
+	for _, a := range netnsAddrs {
+		args := []string{"-n", e.ns, "addr", "add", a, "dev", "lo"}
+		if strings.Contains(a, ":") {
+			args = append(args, "nodad")
+		}
+		ipCmd(t, args...)
+	}
+	t.Cleanup(func() {
+		root, _ := cgroup.Mountpoint()
+		_ = os.Remove(filepath.Join(root, e.parent))
+		_ = os.Remove(filepath.Join(root, "aigate-test"))
+	})
+	return e
+}
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// openNet opens a standalone Net, skipping where sock_addr programs cannot
+// load.
+func openNet(t testing.TB, opts NetOptions) *Net {
+	t.Helper()
+	n, err := OpenNet(opts)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EINVAL) {
+			testutil.SkipUnlessKernel(t, fmt.Sprintf("cgroup sock_addr programs do not load: %v", err))
+		}
+		t.Fatalf("%+v", err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return n
+}
+
+// cgroup makes a cgroup below the test's parent, removed with the test.
+func (e *netEnv) cgroup(name string) *cgroup.Group {
+	e.t.Helper()
+	g, err := cgroup.Create(e.parent, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		if err := g.Remove(); err != nil {
+			e.t.Error(err)
+		}
+	})
+	return g
+}
+
+// sandbox makes a cgroup confined by np under policy id.
+func (e *netEnv) sandbox(n *Net, id uint32, np policy.NetPolicy, resolved map[string][]netip.Addr, audit bool) *cgroup.Group {
+	e.t.Helper()
+	g := e.cgroup(fmt.Sprintf("sb%d", id))
+	if err := n.AddSandbox(id, g, audit); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := n.SetPolicy(id, np, resolved); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := n.Attach(id, g.Path); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		if err := n.Remove(id); err != nil {
+			e.t.Error(err)
+		}
+	})
+	return g
+}
+
+// run starts the helper in g (nil: the test's own cgroup) inside the
+// namespace and returns one errno per op, and the helper's pid.
+func (e *netEnv) run(g *cgroup.Group, ops ...string) ([]syscall.Errno, int) {
+	e.t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", e.ns, self)
+	cmd.Env = append(os.Environ(), netHelperEnv+"="+strings.Join(ops, ";"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if g != nil {
+		fd, err := g.OpenFD()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		defer fd.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		e.t.Fatalf("helper %q: %v: %s", ops, err, stderr.String())
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) != len(ops) {
+		e.t.Fatalf("helper %q printed %q", ops, out)
+	}
+	res := make([]syscall.Errno, len(lines))
+	for i, l := range lines {
+		v, err := strconv.Atoi(l)
+		if err != nil {
+			e.t.Fatalf("helper %q printed %q", ops, out)
+		}
+		res[i] = syscall.Errno(v)
+	}
+	return res, cmd.Process.Pid
+}
+
+// compile builds a policy the way the CLI does, from allow_net entries.
+func compileNet(t testing.TB, mode policy.NetMode, loopback bool, allow ...string) *policy.Compiled {
+	t.Helper()
+	p := &policy.Policy{Net: mode, Loopback: loopback}
+	for _, a := range allow {
+		p.AllowNet = append(p.AllowNet, policy.Endpoint{Raw: a})
+	}
+	c, err := policy.Compile(p, policy.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// resolvedByAddr turns SetPolicy's name -> addresses into MatchConnect's
+// address -> rules.
+func resolvedByAddr(c *policy.Compiled, byName map[string][]netip.Addr) map[netip.Addr][]policy.RuleID {
+	out := map[netip.Addr][]policy.RuleID{}
+	for _, d := range c.Net.Domains {
+		for _, a := range byName[d.Name] {
+			out[a] = append(out[a], d.Rule)
+		}
+	}
+	return out
+}
+
+type netCase struct {
+	op   string // tcp, udp, sendto
+	dst  string
+	deny bool
+}
+
+// TestNetVerdicts sends a table of destinations through the kernel and
+// through policy.MatchConnect for several policies and asserts that both
+// agree with the expected verdict.
+func TestNetVerdicts(t *testing.T) {
+	env := newNetEnv(t)
+	n := openNet(t, NetOptions{Backend: "test"})
+	resolved := map[string][]netip.Addr{
+		"example.test": {netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("2001:db8::2")},
+	}
+	tests := []struct {
+		name     string
+		mode     policy.NetMode
+		loopback bool
+		allow    []string
+		cases    []netCase
+	}{
+		{"deny with loopback", policy.NetDeny, true, []string{"10.1.2.3:8443", "2001:db8::1", "example.test:443"}, []netCase{
+			{"tcp", "127.0.0.1:0", false},
+			{"tcp", "127.0.0.2:0", false},
+			{"tcp", "[::1]:0", false},
+			{"tcp", "0.0.0.0:0", false},
+			{"tcp", "10.1.2.3:8443", false},
+			{"tcp", "10.1.2.3:8444", true},
+			{"udp", "10.1.2.3:8443", false},
+			{"udp", "10.1.2.3:8444", true},
+			{"sendto", "10.1.2.3:8443", false},
+			{"sendto", "10.1.2.3:9", true},
+			{"tcp", "[2001:db8::1]:80", false},
+			{"sendto", "[2001:db8::1]:53", false},
+			{"tcp", "[::ffff:10.1.2.3]:8443", false},
+			{"tcp", "[::ffff:10.1.2.3]:8444", true},
+			{"sendto", "[::ffff:10.1.2.3]:9", true},
+			{"udp", "[::ffff:10.1.2.3]:8443", false},
+			{"tcp", "10.9.9.9:443", false},
+			{"tcp", "10.9.9.9:80", true},
+			{"tcp", "[2001:db8::2]:443", false},
+			{"udp", "[2001:db8::2]:53", true},
+			{"sendto", "[2001:db8::2]:443", false},
+			{"tcp", "169.254.169.254:80", true},
+			{"tcp", "[fd00:ec2::254]:80", true},
+		}},
+		{"deny without loopback", policy.NetDeny, false, []string{"127.0.0.1"}, []netCase{
+			{"tcp", "127.0.0.1:0", false},
+			{"tcp", "127.0.0.2:0", true},
+			{"tcp", "[::1]:0", true},
+			{"tcp", "0.0.0.0:0", true},
+			{"tcp", "[::ffff:127.0.0.1]:0", false},
+			{"tcp", "[::ffff:127.0.0.2]:0", true},
+			{"sendto", "[::1]:9", true},
+			{"sendto", "127.0.0.1:9", false},
+			{"udp", "10.1.2.3:53", true},
+		}},
+		{"allow with loopback", policy.NetAllow, true, nil, []netCase{
+			{"tcp", "10.1.2.3:8444", false},
+			{"tcp", "[2001:db8::1]:80", false},
+			{"tcp", "127.0.0.2:0", false},
+			{"tcp", "169.254.169.254:80", true},
+			{"udp", "169.254.169.254:53", true},
+			{"sendto", "169.254.169.254:53", true},
+			{"tcp", "[::ffff:169.254.169.254]:80", true},
+			{"tcp", "[fd00:ec2::254]:80", true},
+			{"sendto", "[fd00:ec2::254]:53", true},
+		}},
+		{"allow without loopback", policy.NetAllow, false, nil, []netCase{
+			{"tcp", "127.0.0.1:0", true},
+			{"tcp", "[::1]:0", true},
+			{"sendto", "[::ffff:127.0.0.1]:9", true},
+			{"tcp", "10.1.2.3:80", false},
+		}},
+		{"allow listing metadata", policy.NetAllow, true, []string{"169.254.169.254"}, []netCase{
+			{"tcp", "169.254.169.254:80", false},
+			{"tcp", "[fd00:ec2::254]:80", true},
+		}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := compileNet(t, tt.mode, tt.loopback, tt.allow...)
+			g := env.sandbox(n, uint32(i+1), c.Net, resolved, false)
+			var ops []string
+			for _, cs := range tt.cases {
+				ops = append(ops, cs.op+" "+cs.dst)
+			}
+			got, _ := env.run(g, ops...)
+			byAddr := resolvedByAddr(c, resolved)
+			for j, cs := range tt.cases {
+				dst := netip.MustParseAddrPort(cs.dst)
+				_, goDeny := c.MatchConnect(dst, byAddr)
+				want := syscall.Errno(0)
+				if cs.deny {
+					want = syscall.EPERM
+				}
+				if got[j] != want {
+					t.Errorf("%s %s: kernel errno %v (%d), want %v", cs.op, cs.dst, got[j], got[j], want)
+				}
+				if goDeny != cs.deny {
+					t.Errorf("%s %s: MatchConnect denies=%v, want %v", cs.op, cs.dst, goDeny, cs.deny)
+				}
+			}
+		})
+	}
+}
