@@ -1,0 +1,252 @@
+package fanotify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/resolve"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure the backend. Zero values take the defaults.
+type Options struct {
+	Logger *zap.Logger
+	// Home and ProjectRoot are walked for name rules (".env", "*.pem"):
+	// their directories are marked so that opens of matching entries, also
+	// ones created later, are reported.
+	Home        string
+	ProjectRoot string
+	// ExecDirs is where exec name rules are resolved; default
+	// resolve.DefaultExecDirs($PATH).
+	ExecDirs []string
+	// MaxWalkDirs bounds the directories marked per sandbox (default 20000).
+	MaxWalkDirs int
+	// MaxIgnoreMarks bounds the ignore masks set on unrelated files in marked
+	// directories (default 50000). Each pins an inode in memory.
+	MaxIgnoreMarks int
+	// Workers decide sandboxed events (default 4).
+	Workers int
+	// DecisionTimeout is how long a sandboxed open may wait for a verdict
+	// before it is denied (default 2s).
+	DecisionTimeout time.Duration
+	// EventBuffer is the capacity of the Events channel (default 4096).
+	EventBuffer int
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.ExecDirs == nil {
+		o.ExecDirs = resolve.DefaultExecDirs(os.Getenv("PATH"))
+	}
+	if o.MaxWalkDirs <= 0 {
+		o.MaxWalkDirs = 20000
+	}
+	if o.MaxIgnoreMarks <= 0 {
+		o.MaxIgnoreMarks = 50000
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.DecisionTimeout <= 0 {
+		o.DecisionTimeout = 2 * time.Second
+	}
+	if o.EventBuffer <= 0 {
+		o.EventBuffer = 4096
+	}
+}
+
+// Backend enforces file and exec rules with fanotify permission events.
+type Backend struct {
+	opts   Options
+	log    *zap.Logger
+	group  int
+	wake   [2]int // pipe that interrupts the reader's poll on Close
+	cgRoot string
+	guard  *guard
+	marks  *markTable
+
+	mu        sync.RWMutex
+	sandboxes map[uint32]*sandbox
+
+	pending pendingSet
+	work    chan *pending
+	events  chan events.Event
+	stats   counters
+	// hooks for tests: called by a worker before it decides.
+	beforeDecide func(*pending)
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closing   chan struct{}
+}
+
+var _ enforce.Backend = (*Backend)(nil)
+
+// sandbox is one registered sandbox and what it needs.
+type sandbox struct {
+	*enforce.Sandbox
+	rel  string // cgroup path relative to the cgroup2 mount, as in /proc/PID/cgroup
+	plan *plan
+}
+
+// Open creates the fanotify group, the guard process that fails closed if
+// aigate dies, and the decision goroutines.
+func Open(opts Options) (*Backend, error) {
+	opts.defaults()
+	cgRoot, err := cgroup.Mountpoint()
+	if err != nil {
+		return nil, fmt.Errorf("open fanotify backend: %w", err)
+	}
+	group, err := initGroup()
+	if err != nil {
+		return nil, fmt.Errorf("open fanotify backend: %w", err)
+	}
+	b := &Backend{
+		opts:      opts,
+		log:       opts.Logger,
+		group:     group,
+		cgRoot:    strings.TrimSuffix(cgRoot, "/"),
+		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
+		sandboxes: map[uint32]*sandbox{},
+		pending:   pendingSet{m: map[*pending]struct{}{}},
+		work:      make(chan *pending, 256),
+		events:    make(chan events.Event, opts.EventBuffer),
+		closing:   make(chan struct{}),
+	}
+	if err := unix.Pipe2(b.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		unix.Close(group)
+		return nil, fmt.Errorf("open fanotify backend: %w", err)
+	}
+	b.guard, err = startGuard(group)
+	if err != nil {
+		unix.Close(group)
+		unix.Close(b.wake[0])
+		unix.Close(b.wake[1])
+		return nil, fmt.Errorf("open fanotify backend: %w", err)
+	}
+	b.start()
+	return b, nil
+}
+
+// Name implements enforce.Backend.
+func (b *Backend) Name() string { return "fanotify" }
+
+// Add marks what sb's policy needs and starts deciding for its cgroup. The
+// guard learns the cgroup first, so that a crash in the middle of Add still
+// kills whatever runs in it.
+func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
+	if sb == nil || sb.Policy == nil || sb.ID == 0 {
+		return errors.New("add sandbox: needs an id and a compiled policy")
+	}
+	rel, ok := strings.CutPrefix(strings.TrimSuffix(sb.CgroupPath, "/"), b.cgRoot)
+	if !ok || !strings.HasPrefix(rel, "/") {
+		return fmt.Errorf("add sandbox %s: cgroup %s is not below the cgroup v2 mount %s (or is its root)", sb.Name, sb.CgroupPath, b.cgRoot)
+	}
+	b.mu.Lock()
+	_, dup := b.sandboxes[sb.ID]
+	b.mu.Unlock()
+	if dup {
+		return fmt.Errorf("add sandbox %s: id %d already in use", sb.Name, sb.ID)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+	}
+	p, err := newPlan(sb.Policy, b.opts.Home, b.opts.ProjectRoot, b.opts.ExecDirs, b.opts.MaxWalkDirs)
+	if err != nil {
+		// A protected path that cannot be examined is still matched by path
+		// in every directory that is marked; say so, don't refuse to run.
+		b.log.Warn("some protected paths could not be examined", zap.String("sandbox", sb.Name), zap.Error(err))
+	}
+	for _, root := range p.truncated {
+		b.log.Warn("directory walk stopped at the bound: deeper directories are not marked, name rules there are not enforced",
+			zap.String("root", root), zap.Int("max_walk_dirs", b.opts.MaxWalkDirs))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+	}
+	if err := b.guard.add(sb.CgroupPath); err != nil {
+		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+	}
+	s := &sandbox{Sandbox: sb, rel: rel, plan: p}
+	b.mu.Lock()
+	b.sandboxes[sb.ID] = s
+	b.mu.Unlock()
+	if err := b.marks.add(sb.ID, p, b.anyMatch); err != nil {
+		_ = b.Remove(sb.ID)
+		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+	}
+	marks, ignored := b.marks.counts()
+	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", p.dirs),
+		zap.Int("inodes", len(p.inodes)), zap.Int("marks", marks), zap.Int("ignore_marks", ignored))
+	return nil
+}
+
+// anyMatch reports whether some live sandbox's policy matches path; such a
+// file must never get an ignore mask.
+func (b *Backend) anyMatch(path string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, s := range b.sandboxes {
+		if matchPath(s.Policy, path).any() {
+			return true
+		}
+	}
+	return false
+}
+
+// Remove stops enforcing for the sandbox and drops the marks only it needed.
+func (b *Backend) Remove(id uint32) error {
+	b.mu.Lock()
+	s, ok := b.sandboxes[id]
+	delete(b.sandboxes, id)
+	b.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("remove sandbox %d: not registered", id)
+	}
+	err := b.marks.remove(id, s.plan)
+	if gerr := b.guard.del(s.CgroupPath); gerr != nil {
+		err = errors.Join(err, gerr)
+	}
+	if err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// Events implements enforce.Backend.
+func (b *Backend) Events() <-chan events.Event { return b.events }
+
+// Stats implements enforce.Backend.
+func (b *Backend) Stats() (enforce.Stats, error) { return b.stats.snapshot(), nil }
+
+// Close stops deciding and releases the group. Sandboxes still registered
+// are killed by the guard before the group goes away, because the kernel
+// allows every open it can no longer ask about.
+func (b *Backend) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		// The guard kills what is left while the loop still answers, so
+		// that unrelated processes touching marked files never wait.
+		err = b.guard.close(10 * time.Second)
+		close(b.closing)
+		_, _ = unix.Write(b.wake[1], []byte{0})
+		b.wg.Wait()
+		b.pending.denyAll(b)
+		unix.Close(b.group)
+		unix.Close(b.wake[0])
+		unix.Close(b.wake[1])
+		close(b.events)
+	})
+	return err
+}

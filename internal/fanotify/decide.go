@@ -1,0 +1,214 @@
+package fanotify
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"golang.org/x/sys/unix"
+)
+
+// sandboxOf returns the sandbox whose cgroup (or a cgroup beneath it) holds
+// thread tid, or nil.
+//
+// There is no cache: a cached answer per pid could outlive the process and
+// be wrong for the next one with the same number (a sandboxed child may get
+// the pid of a process that was outside), and validating a cache entry costs
+// a /proc read, the same as the lookup. A thread that has already exited
+// (tid gone) is treated as outside: it is no longer waiting for the open.
+// tid 0 means the opener lives in a pid namespace we cannot see, which
+// sandboxes (started by aigate) never do.
+func (b *Backend) sandboxOf(tid int) *sandbox {
+	if tid <= 0 {
+		return nil
+	}
+	b.mu.RLock()
+	n := len(b.sandboxes)
+	b.mu.RUnlock()
+	if n == 0 {
+		return nil
+	}
+	cg, ok := readCgroup(tid)
+	if !ok {
+		return nil
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, s := range b.sandboxes {
+		if cg == s.rel || strings.HasPrefix(cg, s.rel+"/") {
+			return s
+		}
+	}
+	return nil
+}
+
+// readCgroup returns the cgroup v2 path of tid from /proc/TID/cgroup.
+func readCgroup(tid int) (string, bool) {
+	var buf [4096]byte
+	fd, err := unix.Open("/proc/"+strconv.Itoa(tid)+"/cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", false
+	}
+	defer unix.Close(fd)
+	n, err := unix.Read(fd, buf[:])
+	if err != nil || n <= 0 {
+		return "", false
+	}
+	data := buf[:n]
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if rest, ok := bytes.CutPrefix(line, []byte("0::")); ok {
+			return string(rest), true
+		}
+	}
+	return "", false
+}
+
+// verdict is the outcome of one sandboxed event.
+type verdict struct {
+	deny  bool // a rule matches
+	audit bool // ... but the sandbox only reports
+	kind  events.Kind
+	op    events.Op
+	rule  policy.RuleID
+	path  string
+}
+
+func (v verdict) allow() bool { return !v.deny || v.audit }
+
+// decide checks one sandboxed event against its sandbox's policy: first by
+// inode (a hard link or bind mount of a protected file has another path),
+// then by path through the policy's reference matchers.
+func (b *Backend) decide(p *pending) verdict {
+	c := p.sb.Policy
+	v := verdict{audit: p.sb.Mode == policy.ModeAudit, path: fdPath(p.fd)}
+	var st unix.Stat_t
+	var r fileRules
+	if err := unix.Fstat(p.fd, &st); err == nil {
+		r = p.sb.plan.inodes[keyOf(&st)]
+	}
+	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
+		v.kind, v.op = events.KindExec, events.OpExec
+		v.rule = r.exec
+		if v.rule == 0 {
+			v.rule, _ = c.MatchExec(v.path)
+		}
+		v.deny = v.rule != 0
+		return v
+	}
+	v.kind, v.op = events.KindFile, events.OpRead
+	if r.read != 0 {
+		v.rule, v.deny = r.read, true
+		return v
+	}
+	if id, ok := c.MatchOpen(v.path, false); ok {
+		v.rule, v.deny = id, true
+		return v
+	}
+	// Only a write rule can still match: find out how the file is opened.
+	if r.write == 0 {
+		if _, ok := c.MatchOpen(v.path, true); !ok {
+			return v
+		}
+	}
+	if openAccess(p.tid) == accessRead {
+		return v
+	}
+	v.op = events.OpWrite
+	v.rule = r.write
+	if v.rule == 0 {
+		v.rule, _ = c.MatchOpen(v.path, true)
+	}
+	v.deny = true
+	return v
+}
+
+// verdictOverload denies an event that no worker could take.
+func (b *Backend) verdictOverload(p *pending) verdict {
+	v := verdict{deny: true, kind: events.KindFile, op: events.OpRead, path: fdPath(p.fd)}
+	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
+		v.kind, v.op = events.KindExec, events.OpExec
+	}
+	return v
+}
+
+// fdPath is the path of the opened file as the kernel names it (the path
+// the opener used, resolved; " (deleted)" appended for unlinked files).
+func fdPath(fd int) string {
+	p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// report counts a denial and emits its event. Overload denials have no
+// rule: they are counted apart (health) and logged, not reported as policy
+// violations.
+func (b *Backend) report(p *pending, v verdict) {
+	if !v.deny || v.rule == 0 {
+		return
+	}
+	b.stats.violation(v.kind, v.op, v.audit)
+	ev := events.Event{
+		Time:     time.Now(),
+		Sandbox:  p.sb.Name,
+		CgroupID: p.sb.CgroupID,
+		PID:      uint32(p.tid),
+		Kind:     v.kind,
+		Op:       v.op,
+		Path:     v.path,
+		Rule:     uint32(v.rule),
+		Audit:    v.audit,
+		Backend:  "fanotify",
+	}
+	if r, ok := p.sb.Policy.Rule(v.rule); ok {
+		ev.RuleText = r.Pattern
+	}
+	fillTask(&ev, p.tid)
+	b.emit(ev)
+}
+
+func (b *Backend) emit(ev events.Event) {
+	select {
+	case b.events <- ev:
+	default:
+		b.stats.dropped()
+	}
+}
+
+// fillTask reads the thread's process id, uid and command name.
+func fillTask(ev *events.Event, tid int) {
+	f, err := os.Open("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, val, _ := strings.Cut(sc.Text(), ":")
+		val = strings.TrimSpace(val)
+		switch k {
+		case "Name":
+			ev.Comm = val
+		case "Tgid":
+			n, _ := strconv.ParseUint(val, 10, 32)
+			ev.TGID = uint32(n)
+		case "Uid":
+			real, _, _ := strings.Cut(val, "\t")
+			n, _ := strconv.ParseUint(real, 10, 32)
+			ev.UID = uint32(n)
+			return
+		}
+	}
+}

@@ -1,0 +1,221 @@
+package fanotify
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// The decision loop. One reader drains the group and answers, inline, every
+// event whose opener is outside all sandboxes: that costs one read of
+// /proc/TID/cgroup, so aigate itself and the rest of the machine never queue
+// behind a sandbox. Sandboxed events go to a bounded pool of workers; when
+// the pool is saturated the event is denied at once rather than queued
+// behind a hostile process. A reaper denies any sandboxed event that has
+// waited longer than DecisionTimeout, whatever its worker is doing.
+
+// pending is one sandboxed event waiting for its verdict. The mutex makes
+// the answer happen exactly once, and keeps the fd open (its number
+// unreused) until the worker has closed it.
+type pending struct {
+	event
+	sb       *sandbox
+	deadline time.Time
+
+	mu       sync.Mutex
+	answered bool
+	closed   bool
+}
+
+// answer writes the verdict unless someone already did. It reports whether
+// this call answered.
+func (p *pending) answer(group int, allow bool) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.answered || p.closed {
+		return false, nil
+	}
+	p.answered = true
+	return true, respond(group, p.fd, allow)
+}
+
+func (p *pending) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		unix.Close(p.fd)
+	}
+}
+
+type pendingSet struct {
+	mu sync.Mutex
+	m  map[*pending]struct{}
+}
+
+func (s *pendingSet) add(p *pending) {
+	s.mu.Lock()
+	s.m[p] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *pendingSet) del(p *pending) {
+	s.mu.Lock()
+	delete(s.m, p)
+	s.mu.Unlock()
+}
+
+// expired returns the events past their deadline.
+func (s *pendingSet) expired(now time.Time) []*pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*pending
+	for p := range s.m {
+		if now.After(p.deadline) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// denyAll answers everything still pending, on Close.
+func (s *pendingSet) denyAll(b *Backend) {
+	for _, p := range s.expired(time.Now().Add(24 * time.Hour)) {
+		_, _ = p.answer(b.group, false)
+		p.close()
+		s.del(p)
+	}
+}
+
+func (b *Backend) start() {
+	b.wg.Add(2 + b.opts.Workers)
+	go b.readLoop()
+	go b.reapLoop()
+	for range b.opts.Workers {
+		go b.workLoop()
+	}
+}
+
+func (b *Backend) readLoop() {
+	defer b.wg.Done()
+	defer close(b.work)
+	buf := make([]byte, 64*metadataSize)
+	evs := make([]event, 0, 64)
+	fds := []unix.PollFd{{Fd: int32(b.group), Events: unix.POLLIN}, {Fd: int32(b.wake[0]), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			b.log.Error("poll fanotify group", zap.Error(err))
+			return
+		}
+		select {
+		case <-b.closing:
+			return
+		default:
+		}
+		for {
+			n, err := unix.Read(b.group, buf)
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				break
+			}
+			if err != nil {
+				b.log.Error("read fanotify group", zap.Error(err))
+				return
+			}
+			evs, err = parseEvents(buf[:n], evs[:0])
+			for _, ev := range evs {
+				b.dispatch(ev)
+			}
+			if err != nil {
+				// The events we could parse were answered; the rest stay
+				// pending and are denied when the reaper or Close gets them
+				// cannot happen: we cannot name them. Fail loudly.
+				b.log.Error("parse fanotify events", zap.Error(err))
+			}
+		}
+	}
+}
+
+// dispatch answers an unsandboxed opener at once and queues the rest.
+func (b *Backend) dispatch(ev event) {
+	if ev.fd < 0 {
+		// FAN_NOFD: a queue overflow notice. With FAN_UNLIMITED_QUEUE it
+		// cannot happen for permission events; count it if it ever does.
+		b.stats.overflow()
+		b.log.Error("fanotify queue overflow reported", zap.Uint64("mask", ev.mask))
+		return
+	}
+	sb := b.sandboxOf(ev.tid)
+	if sb == nil {
+		if err := respond(b.group, ev.fd, true); err != nil {
+			b.log.Error("allow unsandboxed open", zap.Error(err))
+		}
+		unix.Close(ev.fd)
+		return
+	}
+	p := &pending{event: ev, sb: sb, deadline: time.Now().Add(b.opts.DecisionTimeout)}
+	b.pending.add(p)
+	select {
+	case b.work <- p:
+	default:
+		b.stats.overload()
+		b.finish(p, b.verdictOverload(p))
+	}
+}
+
+func (b *Backend) workLoop() {
+	defer b.wg.Done()
+	for p := range b.work {
+		if b.beforeDecide != nil {
+			b.beforeDecide(p)
+		}
+		b.finish(p, b.decide(p))
+	}
+}
+
+// finish answers with v (unless the reaper was first), reports and releases.
+func (b *Backend) finish(p *pending, v verdict) {
+	won, err := p.answer(b.group, v.allow())
+	if err != nil {
+		b.log.Error("answer fanotify event", zap.Error(err))
+	}
+	if won {
+		b.report(p, v)
+	}
+	p.close()
+	b.pending.del(p)
+}
+
+func (b *Backend) reapLoop() {
+	defer b.wg.Done()
+	tick := time.NewTicker(min(b.opts.DecisionTimeout/4, guardHeartbeat))
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.closing:
+			return
+		case now := <-tick.C:
+			// The heartbeat comes from here: if this goroutine cannot run,
+			// nothing answers in time, and the guard freezes the sandboxes.
+			if err := b.guard.beat(); err != nil {
+				b.log.Error("fanotify guard heartbeat", zap.Error(err))
+			}
+			for _, p := range b.pending.expired(now) {
+				won, err := p.answer(b.group, false)
+				if err != nil {
+					b.log.Error("deny timed-out fanotify event", zap.Error(err))
+				}
+				if won {
+					b.stats.timeout()
+					b.log.Warn("sandboxed open denied: no verdict in time",
+						zap.String("sandbox", p.sb.Name), zap.String("tid", strconv.Itoa(p.tid)),
+						zap.Duration("timeout", b.opts.DecisionTimeout))
+				}
+			}
+		}
+	}
+}

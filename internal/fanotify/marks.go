@@ -1,0 +1,331 @@
+package fanotify
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/resolve"
+	"golang.org/x/sys/unix"
+)
+
+// inodeKey names a file independently of its path, so that a hard link or a
+// bind mount of a protected file reaches the same rules.
+type inodeKey struct{ dev, ino uint64 }
+
+func keyOf(st *unix.Stat_t) inodeKey { return inodeKey{uint64(st.Dev), st.Ino} }
+
+// fileRules are the rules that protect one inode, per access.
+type fileRules struct{ read, write, exec policy.RuleID }
+
+func (r fileRules) any() bool { return r.read != 0 || r.write != 0 || r.exec != 0 }
+
+func (r fileRules) mask() uint64 {
+	var m uint64
+	if r.read != 0 || r.write != 0 {
+		m |= unix.FAN_OPEN_PERM
+	}
+	if r.exec != 0 {
+		m |= unix.FAN_OPEN_EXEC_PERM
+	}
+	return m
+}
+
+// marks are what one sandbox needs from the group. Each path is marked with
+// its mask; a directory mask carries FAN_EVENT_ON_CHILD, so opens of the
+// directory's entries (including files created later) are reported.
+type markTable struct {
+	mu      sync.Mutex
+	group   int
+	refs    map[string]map[uint32]uint64 // path -> sandbox id -> mask it needs
+	applied map[string]uint64            // path -> mask set in the kernel
+	protect map[inodeKey]int             // how many sandboxes protect the inode
+	ignored map[inodeKey]string          // inodes with an ignore mask, and the path it was set through
+	maxIgn  int
+}
+
+func newMarkTable(group, maxIgnore int) *markTable {
+	return &markTable{
+		group:   group,
+		refs:    map[string]map[uint32]uint64{},
+		applied: map[string]uint64{},
+		protect: map[inodeKey]int{},
+		ignored: map[inodeKey]string{},
+		maxIgn:  maxIgnore,
+	}
+}
+
+// add applies a sandbox's plan. Protected inodes lose any ignore mask
+// first: an ignore mask on an inode silences the inode's own mark too.
+// unrelated files get an ignore mask unless matches (every live sandbox's
+// matcher) says some sandbox cares about them.
+func (t *markTable) add(id uint32, p *plan, matches func(string) bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for key, path := range p.protected {
+		t.protect[key]++
+		if ipath, ok := t.ignored[key]; ok {
+			err := unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, permMask, unix.AT_FDCWD, ipath)
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("remove ignore mark on %s (protected as %s): %w", ipath, path, err)
+			}
+			delete(t.ignored, key)
+		}
+	}
+	for path, mask := range p.marks {
+		r := t.refs[path]
+		if r == nil {
+			r = map[uint32]uint64{}
+			t.refs[path] = r
+		}
+		r[id] = mask
+		want := t.applied[path] | mask
+		if want == t.applied[path] {
+			continue
+		}
+		if err := unix.FanotifyMark(t.group, unix.FAN_MARK_ADD, want, unix.AT_FDCWD, path); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // gone since the walk; still matched by path if it comes back
+			}
+			return fmt.Errorf("fanotify mark %s: %w", path, err)
+		}
+		t.applied[path] = want
+	}
+	for key, path := range p.unrelated {
+		if len(t.ignored) >= t.maxIgn {
+			break
+		}
+		if t.protect[key] > 0 || t.ignored[key] != "" || matches(path) {
+			continue
+		}
+		err := unix.FanotifyMark(t.group, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_IGNORED_SURV_MODIFY, permMask, unix.AT_FDCWD, path)
+		if err != nil {
+			continue // an ignore mask is an optimisation only
+		}
+		t.ignored[key] = path
+	}
+	return nil
+}
+
+// remove drops what only sandbox id needed.
+func (t *markTable) remove(id uint32, p *plan) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for key := range p.protected {
+		if t.protect[key]--; t.protect[key] <= 0 {
+			delete(t.protect, key)
+		}
+	}
+	for path := range p.marks {
+		r := t.refs[path]
+		delete(r, id)
+		var want uint64
+		for _, m := range r {
+			want |= m
+		}
+		if len(r) == 0 {
+			delete(t.refs, path)
+		}
+		have := t.applied[path]
+		if drop := have &^ want; drop != 0 {
+			err := unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE, drop, unix.AT_FDCWD, path)
+			if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("remove fanotify mark %s: %w", path, err))
+			}
+		}
+		if want == 0 {
+			delete(t.applied, path)
+		} else {
+			t.applied[path] = want
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *markTable) counts() (marks, ignored int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.applied), len(t.ignored)
+}
+
+// plan is what one sandbox's policy needs marked, computed without touching
+// the group.
+type plan struct {
+	marks     map[string]uint64
+	inodes    map[inodeKey]fileRules // rules by inode: catch hard links and other paths
+	protected map[inodeKey]string
+	unrelated map[inodeKey]string // regular files in marked directories that no rule matches
+	dirs      int
+	truncated []string // walks that stopped at the bound
+}
+
+// planner walks the trees a policy needs, within bounds.
+type planner struct {
+	c       *policy.Compiled
+	maxDirs int
+	p       *plan
+}
+
+// newPlan decides the marks for compiled policy c. home and project are the
+// trees where name rules (".env", "*.pem") are looked for; execDirs where
+// exec name rules are resolved.
+func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs int) (*plan, error) {
+	pl := &planner{c: c, maxDirs: maxDirs, p: &plan{
+		marks:     map[string]uint64{},
+		inodes:    map[inodeKey]fileRules{},
+		protected: map[inodeKey]string{},
+		unrelated: map[inodeKey]string{},
+	}}
+	// Protected paths that exist: files by inode, directories as trees.
+	sets := []struct {
+		set  policy.FileSet
+		mask uint64
+	}{{c.Read, unix.FAN_OPEN_PERM}, {c.Write, unix.FAN_OPEN_PERM}, {c.Exec, unix.FAN_OPEN_EXEC_PERM}}
+	var errs []error
+	for _, s := range sets {
+		files, err := resolve.Paths(s.set)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, f := range files {
+			if f.IsDir {
+				pl.walk(f.Path, s.mask)
+			} else {
+				pl.file(f.Path)
+			}
+		}
+	}
+	// Name rules can match anywhere: cover the project and the home tree.
+	var nameMask uint64
+	if hasNames(c.Read) || hasNames(c.Write) {
+		nameMask |= unix.FAN_OPEN_PERM
+	}
+	if hasNames(c.Exec) {
+		nameMask |= unix.FAN_OPEN_EXEC_PERM
+	}
+	if nameMask != 0 {
+		for _, root := range []string{project, home} {
+			if root != "" {
+				pl.walk(root, nameMask)
+			}
+		}
+	}
+	// Exec name rules: the binaries a shell would find, symlinks resolved,
+	// protected by inode with the rule that named them.
+	for _, f := range resolve.Executables(c.Exec, execDirs) {
+		var st unix.Stat_t
+		if err := unix.Stat(f.Path, &st); err != nil {
+			continue
+		}
+		pl.protectInode(f.Path, keyOf(&st), fileRules{exec: f.Rule})
+	}
+	return pl.p, errors.Join(errs...)
+}
+
+func hasNames(s policy.FileSet) bool {
+	return len(s.Names)+len(s.NamePrefix)+len(s.NameSuffix) > 0
+}
+
+// walk marks root and the directories below it, breadth first so that the
+// bound cuts the deepest levels, not whole top-level subtrees. Symbolic links
+// are not followed: what they point to is marked where it lives, if at all.
+func (pl *planner) walk(root string, mask uint64) {
+	queue := []string{root}
+	for len(queue) > 0 {
+		dir := queue[0]
+		queue = queue[1:]
+		if _, seen := pl.p.marks[dir]; !seen {
+			if pl.p.dirs >= pl.maxDirs {
+				pl.p.truncated = append(pl.p.truncated, root)
+				return
+			}
+			pl.p.dirs++
+		}
+		dmask := mask | unix.FAN_EVENT_ON_CHILD
+		if r := pl.rules(dir); r.read != 0 {
+			// Listing a denied directory is an open too (the LSM backend
+			// refuses it in file_open); FAN_ONDIR reports it.
+			dmask |= unix.FAN_OPEN_PERM | unix.FAN_ONDIR
+		}
+		pl.p.marks[dir] |= dmask
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			path := filepath.Join(dir, e.Name())
+			switch t := e.Type(); {
+			case t.IsDir():
+				queue = append(queue, path)
+			case t.IsRegular():
+				pl.file(path)
+			case t&fs.ModeSymlink != 0:
+				// The open reaches the target; protect the target's inode
+				// when its real path is denied.
+				if real, err := filepath.EvalSymlinks(path); err == nil {
+					if r := pl.rules(real); r.any() {
+						pl.file(real)
+					}
+				}
+			}
+		}
+	}
+}
+
+// file records a regular file: protected by inode when a rule matches its
+// path, otherwise a candidate for an ignore mask.
+func (pl *planner) file(path string) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return
+	}
+	key := keyOf(&st)
+	if r := pl.rules(path); r.any() {
+		pl.protectInode(path, key, r)
+		return
+	}
+	if _, ok := pl.p.inodes[key]; !ok {
+		pl.p.unrelated[key] = path
+	}
+}
+
+func (pl *planner) protectInode(path string, key inodeKey, r fileRules) {
+	old := pl.p.inodes[key]
+	if r.read == 0 {
+		r.read = old.read
+	}
+	if r.write == 0 {
+		r.write = old.write
+	}
+	if r.exec == 0 {
+		r.exec = old.exec
+	}
+	pl.p.inodes[key] = r
+	pl.p.protected[key] = path
+	delete(pl.p.unrelated, key)
+	pl.p.marks[path] |= r.mask()
+}
+
+// rules asks the policy's reference matchers, so that this backend and the
+// kernel programs agree on every verdict.
+func (pl *planner) rules(path string) fileRules {
+	return matchPath(pl.c, path)
+}
+
+func matchPath(c *policy.Compiled, path string) fileRules {
+	var r fileRules
+	if id, ok := c.MatchOpen(path, false); ok {
+		r.read = id
+	} else if id, ok := c.MatchOpen(path, true); ok {
+		r.write = id
+	}
+	if id, ok := c.MatchExec(path); ok {
+		r.exec = id
+	}
+	return r
+}

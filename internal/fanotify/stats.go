@@ -1,0 +1,72 @@
+package fanotify
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+type counterKey struct {
+	kind  events.Kind
+	op    events.Op
+	audit bool
+}
+
+// counters are exact: every verdict is counted under the mutex, whether or
+// not its event fits in the channel.
+type counters struct {
+	mu         sync.Mutex
+	violations map[counterKey]uint64
+	drops      uint64
+	health     Health
+}
+
+// Health counts what went wrong in the decision loop itself.
+type Health struct {
+	Timeouts  uint64 // sandboxed opens denied because no verdict came in time
+	Overloads uint64 // sandboxed opens denied because every worker was busy
+	Overflows uint64 // queue overflow notices (should stay 0: unlimited queue)
+}
+
+func (c *counters) violation(k events.Kind, op events.Op, audit bool) {
+	c.mu.Lock()
+	if c.violations == nil {
+		c.violations = map[counterKey]uint64{}
+	}
+	c.violations[counterKey{k, op, audit}]++
+	c.mu.Unlock()
+}
+
+func (c *counters) dropped()  { c.mu.Lock(); c.drops++; c.mu.Unlock() }
+func (c *counters) timeout()  { c.mu.Lock(); c.health.Timeouts++; c.mu.Unlock() }
+func (c *counters) overload() { c.mu.Lock(); c.health.Overloads++; c.mu.Unlock() }
+func (c *counters) overflow() { c.mu.Lock(); c.health.Overflows++; c.mu.Unlock() }
+
+func (c *counters) snapshot() enforce.Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := enforce.Stats{EventsDropped: c.drops}
+	for k, v := range c.violations {
+		s.Violations = append(s.Violations, enforce.Counter{Kind: k.kind, Op: k.op, Audit: k.audit, Value: v})
+	}
+	sort.Slice(s.Violations, func(i, j int) bool {
+		a, b := s.Violations[i], s.Violations[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Op != b.Op {
+			return a.Op < b.Op
+		}
+		return !a.Audit && b.Audit
+	})
+	return s
+}
+
+// Health reports the decision loop's own failures.
+func (b *Backend) Health() Health {
+	b.stats.mu.Lock()
+	defer b.stats.mu.Unlock()
+	return b.stats.health
+}

@@ -1,0 +1,102 @@
+package fanotify
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// FAN_OPEN_PERM does not say how the file is being opened: the event's fd is
+// our own open with our flags. The opener, however, is blocked inside its
+// system call until we answer, so /proc/TID/syscall shows the call number and
+// its register arguments as the kernel saw them at entry. Registers of a
+// thread blocked in the kernel cannot be changed by another thread (ptrace
+// needs a ptrace-stop), so this is not racy for open, openat, creat and
+// open_by_handle_at, whose flags are a register. openat2 passes its flags in
+// user memory that a sibling thread could rewrite after the kernel copied
+// it, and io_uring opens show io_uring_enter or an io-wq worker: those, and
+// anything else unrecognised, count as opens for writing, which fails closed
+// for deny_write and changes nothing for deny_read.
+
+// accessKind is what the blocked thread is doing with the file.
+type accessKind uint8
+
+const (
+	accessRead    accessKind = iota + 1
+	accessWrite              // flags ask for writing or truncation
+	accessUnknown            // not an open we can read: treated as a write
+)
+
+// syscallTable maps a system call number to the index of its flags argument,
+// or to -1 for calls that always write (creat) and -2 for calls that only
+// read (execve and friends, whose opens are reported as FAN_OPEN_PERM too).
+type syscallTable map[int]int
+
+const (
+	alwaysWrite = -1
+	neverWrite  = -2
+)
+
+var syscalls = map[string]syscallTable{
+	"amd64": {2: 1, 257: 2, 85: alwaysWrite, 304: 2, 59: neverWrite, 322: neverWrite, 134: neverWrite},
+	"arm64": {56: 2, 265: 2, 221: neverWrite, 281: neverWrite},
+}[runtime.GOARCH]
+
+// openAccess reads how thread tid is opening the file it is blocked on.
+func openAccess(tid int) accessKind {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/syscall")
+	if err != nil {
+		return accessUnknown
+	}
+	return parseSyscall(string(data), syscalls)
+}
+
+// parseSyscall decodes a /proc/TID/syscall line: "NR ARG0 ... ARG5 SP PC".
+func parseSyscall(line string, table syscallTable) accessKind {
+	f := strings.Fields(line)
+	if len(f) < 7 {
+		return accessUnknown // "running" or "-1 SP PC": not in a system call
+	}
+	nr, err := strconv.Atoi(f[0])
+	if err != nil {
+		return accessUnknown
+	}
+	idx, ok := table[nr]
+	switch {
+	case !ok:
+		return accessUnknown
+	case idx == alwaysWrite:
+		return accessWrite
+	case idx == neverWrite:
+		return accessRead
+	}
+	flags, err := strconv.ParseUint(strings.TrimPrefix(f[1+idx], "0x"), 16, 64)
+	if err != nil {
+		return accessUnknown
+	}
+	return accessFromFlags(flags)
+}
+
+// accessFromFlags: O_TRUNC destroys the content even with O_RDONLY.
+func accessFromFlags(flags uint64) accessKind {
+	if flags&unix.O_ACCMODE != unix.O_RDONLY || flags&unix.O_TRUNC != 0 {
+		return accessWrite
+	}
+	return accessRead
+}
+
+func (a accessKind) String() string {
+	switch a {
+	case accessRead:
+		return "read"
+	case accessWrite:
+		return "write"
+	case accessUnknown:
+		return "unknown"
+	}
+	return fmt.Sprintf("access(%d)", uint8(a))
+}
