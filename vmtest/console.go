@@ -33,6 +33,7 @@ type console struct {
 	order      []string       // names in the order they finished
 	done       bool
 	panicked   bool
+	mountErrs  []string // guest paths of shares that failed to mount
 }
 
 func newConsole(marker string) *console {
@@ -76,6 +77,9 @@ func (c *console) line(s string) (string, bool) {
 		c.order = append(c.order, name)
 		c.current = ""
 		show = fmt.Sprintf("vmtest: === %s exited with status %d", name, n)
+	case "mountfail":
+		c.mountErrs = append(c.mountErrs, arg)
+		show = "vmtest: could not mount the shared directory " + arg
 	case "done":
 		c.done = true
 		return before, before != ""

@@ -19,6 +19,14 @@ type initConfig struct {
 	tests  []guestTest
 	args   []string          // passed to every test binary
 	env    map[string]string // exported before the tests run
+	// modules are loaded in order before shares are mounted.
+	modules []string
+	shares  []guestShare
+}
+
+// guestShare is a virtiofs mount in the guest.
+type guestShare struct {
+	tag, path string
 }
 
 // shQuote quotes s for a POSIX shell.
@@ -50,6 +58,12 @@ func initScript(c initConfig) string {
 	w("mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup")
 	w("mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null")
 	w("mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null")
+	for _, m := range c.modules {
+		w("insmod %s", shQuote(m))
+	}
+	for _, s := range c.shares {
+		w("mkdir -p %s && mount -t virtiofs -o ro %s %s || echo \"${M}mountfail \"%s", shQuote(s.path), shQuote(s.tag), shQuote(s.path), shQuote(s.path))
+	}
 	w("ip link set lo up")
 	w("hostname vmtest")
 	w(`echo "${M}kernel $(uname -r)"`)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // kernelSeries maps a --kernel shorthand to the Debian package names that
@@ -52,7 +53,7 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 	pkg := spec
 	if re, ok := kernelSeries[spec]; ok {
 		var err error
-		if pkg, err = findPackage(ctx, re, log); err != nil {
+		if pkg, err = newestInSeries(ctx, spec, re, cache, log); err != nil {
 			return "", err
 		}
 	} else if !strings.HasPrefix(spec, "linux-image-") {
@@ -60,7 +61,7 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 	}
 
 	dir := filepath.Join(cache, "kernel", pkg)
-	if img, err := findVmlinuz(dir); err == nil {
+	if img, err := cachedKernel(dir); err == nil {
 		return img, nil
 	}
 
@@ -70,8 +71,12 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 		return "", err
 	}
 	defer unlock()
-	if img, err := findVmlinuz(dir); err == nil {
+	if img, err := cachedKernel(dir); err == nil {
 		return img, nil
+	}
+	// An entry from before modules were kept: replace it.
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
 	}
 
 	fmt.Fprintf(log, "vmtest: downloading %s\n", pkg)
@@ -95,25 +100,99 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 	if out, err := exec.CommandContext(ctx, "dpkg", "-x", debs[0], x).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("dpkg -x %s: %w\n%s", debs[0], err, out)
 	}
-	// Keep only the kernel image and its config: the modules are 100+ MB that
-	// the initramfs does not use.
-	if err := os.MkdirAll(filepath.Join(tmp, "keep"), 0o755); err != nil {
+	// Keep only the kernel image, its config and the modules virtiofs needs:
+	// the other modules are 100+ MB that the guest does not use.
+	keep := filepath.Join(tmp, "keep")
+	if err := os.MkdirAll(filepath.Join(keep, "modules"), 0o755); err != nil {
 		return "", err
 	}
 	boot, _ := filepath.Glob(filepath.Join(x, "boot", "*"))
 	for _, f := range boot {
 		base := filepath.Base(f)
 		if strings.HasPrefix(base, "vmlinuz-") || strings.HasPrefix(base, "config-") {
-			if err := os.Rename(f, filepath.Join(tmp, "keep", base)); err != nil {
+			if err := os.Rename(f, filepath.Join(keep, base)); err != nil {
 				return "", err
 			}
 		}
 	}
-	if _, err := findVmlinuz(filepath.Join(tmp, "keep")); err != nil {
+	if _, err := findVmlinuz(keep); err != nil {
 		return "", fmt.Errorf("package %s: %w", pkg, err)
 	}
-	if err := os.Rename(filepath.Join(tmp, "keep"), dir); err != nil {
+	if err := keepModules(ctx, x, filepath.Join(keep, "modules")); err != nil {
+		return "", fmt.Errorf("package %s: %w", pkg, err)
+	}
+	if err := os.Rename(keep, dir); err != nil {
 		return "", fmt.Errorf("install kernel into cache: %w", err)
+	}
+	return findVmlinuz(dir)
+}
+
+// virtiofsModules are the modules that mounting a virtiofs share needs, in
+// load order (each after its dependencies). Debian's cloud kernels build
+// them as modules; a kernel that builds one in simply lacks its file.
+var virtiofsModules = []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "fuse", "virtiofs"}
+
+// keepModules copies virtiofsModules from the unpacked package root into
+// dst, decompressing them because busybox's insmod may not.
+func keepModules(ctx context.Context, root, dst string) error {
+	found := map[string]string{}
+	err := filepath.WalkDir(filepath.Join(root, "lib", "modules"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		name := d.Name()
+		for _, ext := range []string{".ko", ".ko.xz", ".ko.zst"} {
+			if base, ok := strings.CutSuffix(name, ext); ok {
+				found[base] = p
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range virtiofsModules {
+		src, ok := found[m]
+		if !ok {
+			continue
+		}
+		out := filepath.Join(dst, m+".ko")
+		var data []byte
+		switch {
+		case strings.HasSuffix(src, ".xz"):
+			data, err = exec.CommandContext(ctx, "xz", "-dc", src).Output()
+		case strings.HasSuffix(src, ".zst"):
+			data, err = exec.CommandContext(ctx, "zstd", "-dc", src).Output()
+		default:
+			data, err = os.ReadFile(src)
+		}
+		if err != nil {
+			return fmt.Errorf("module %s: %w", src, err)
+		}
+		if err := os.WriteFile(out, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kernelModules lists the virtiofs modules cached next to a kernel image,
+// in load order.
+func kernelModules(vmlinuz string) []string {
+	var mods []string
+	for _, m := range virtiofsModules {
+		p := filepath.Join(filepath.Dir(vmlinuz), "modules", m+".ko")
+		if _, err := os.Stat(p); err == nil {
+			mods = append(mods, p)
+		}
+	}
+	return mods
+}
+
+// cachedKernel returns the kernel image in a complete cache entry.
+func cachedKernel(dir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, "modules")); err != nil {
+		return "", err
 	}
 	return findVmlinuz(dir)
 }
@@ -125,6 +204,34 @@ func findVmlinuz(dir string) (string, error) {
 	}
 	sort.Strings(m)
 	return m[len(m)-1], nil
+}
+
+// seriesTTL is how long the newest package of a series is remembered: asking
+// apt costs a second or more on every run, and kernel updates are rare.
+const seriesTTL = 24 * time.Hour
+
+// newestInSeries returns the newest package of a kernel series, from a note
+// in the cache when it is recent, else from apt. When apt cannot answer, an
+// older note will do.
+func newestInSeries(ctx context.Context, series string, re *regexp.Regexp, cache string, log io.Writer) (string, error) {
+	note := filepath.Join(cache, "kernel", series+".newest")
+	data, noteErr := os.ReadFile(note)
+	remembered := strings.TrimSpace(string(data))
+	if st, err := os.Stat(note); noteErr == nil && err == nil && time.Since(st.ModTime()) < seriesTTL && re.MatchString(remembered) {
+		return remembered, nil
+	}
+	pkg, err := findPackage(ctx, re, log)
+	if err != nil {
+		if noteErr == nil && re.MatchString(remembered) {
+			fmt.Fprintf(log, "vmtest: %v; using %s from an earlier run\n", err, remembered)
+			return remembered, nil
+		}
+		return "", err
+	}
+	if err := writeFileAtomic(note, []byte(pkg+"\n")); err != nil {
+		return "", err
+	}
+	return pkg, nil
 }
 
 // findPackage asks apt for the newest package matching re, refreshing the

@@ -38,6 +38,7 @@ type options struct {
 	files    listFlag
 	env      listFlag
 	cmdline  listFlag
+	shares   listFlag
 	kernel   string
 	cache    string
 	timeout  time.Duration
@@ -95,6 +96,7 @@ Flags:
 	fs.Var(&o.builds, "build", "main package to build statically into /usr/local/bin, as `pkg[:guestpath]` (repeatable), e.g. ./cmd/aigate")
 	fs.Var(&o.files, "file", "host file or directory to copy into the guest, as `host:guestpath` (repeatable)")
 	fs.Var(&o.env, "env", "`KEY=VALUE` to set for the tests (repeatable)")
+	fs.Var(&o.shares, "share", "host `dir[:guestpath]` to mount read-only in the guest over virtiofs (repeatable; default guest path: the same)")
 	fs.Var(&o.cmdline, "append", "extra kernel `parameter` (repeatable)")
 	fs.StringVar(&o.kernel, "kernel", "6.1", "kernel: 6.1, 6.12 (newest Debian cloud kernel of that series), a linux-image-* package, or a vmlinuz path")
 	fs.StringVar(&o.cache, "cache", defaultCache(), "cache `dir` for kernels and the initramfs base (env AIGATE_VMTEST_CACHE)")
@@ -255,8 +257,34 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		env[k] = v
 	}
 
+	shares, err := parseShares(o.shares, runDir)
+	if err != nil {
+		return exitUsage, err
+	}
+	var modules []string
+	var guestShares []guestShare
+	if len(shares) > 0 {
+		virtiofsd, err := findVirtiofsd()
+		if err != nil {
+			return exitHarness, err
+		}
+		for _, m := range kernelModules(kernel) {
+			g := "/lib/modules/vmtest/" + filepath.Base(m)
+			files = append(files, guestFile{host: m, guest: g})
+			modules = append(modules, g)
+		}
+		for _, s := range shares {
+			cmd, err := startVirtiofsd(ctx, virtiofsd, s, strings.TrimSuffix(s.socket, ".sock")+".log")
+			if err != nil {
+				return exitHarness, err
+			}
+			defer stopProcess(cmd)
+			guestShares = append(guestShares, guestShare{tag: s.tag, path: s.guest})
+		}
+	}
+
 	marker := newMarker()
-	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env})
+	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares})
 	initrd := filepath.Join(runDir, "initrd.cpio")
 	if err := writeInitrd(initrd, base, script, files); err != nil {
 		return exitHarness, fmt.Errorf("initramfs: %w", err)
@@ -267,7 +295,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		kernel, float64(st.Size())/(1<<20), len(tests), tKernel.Seconds()+tBuild.Seconds(), tKernel.Seconds(), tBuild.Seconds())
 
 	res, err := runVM(ctx, "qemu-system-x86_64", qemuArgs(vmConfig{
-		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline,
+		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline, shares: shares,
 	}), marker, stdout, stderr, o.verbose)
 	if err != nil {
 		return exitHarness, err

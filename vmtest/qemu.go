@@ -22,6 +22,7 @@ type vmConfig struct {
 	memMB   int
 	cpus    int
 	cmdline []string // extra kernel parameters
+	shares  []hostShare
 }
 
 // kernelCmdline returns the kernel parameters: BPF in the LSM list is the
@@ -53,7 +54,7 @@ func qemuArgs(c vmConfig) []string {
 	if c.accel == "kvm" {
 		cpu = "host"
 	}
-	return []string{
+	args := []string{
 		"-accel", accel,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(c.memMB),
@@ -66,6 +67,19 @@ func qemuArgs(c vmConfig) []string {
 		"-initrd", c.initrd,
 		"-append", kernelCmdline(c.cmdline),
 	}
+	if len(c.shares) > 0 {
+		// vhost-user devices need guest memory that virtiofsd can map.
+		args = append(args,
+			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", c.memMB),
+			"-numa", "node,memdev=mem")
+	}
+	for i, s := range c.shares {
+		id := fmt.Sprintf("vfs%d", i)
+		args = append(args,
+			"-chardev", "socket,id="+id+",path="+s.socket,
+			"-device", "vhost-user-fs-pci,chardev="+id+",tag="+s.tag)
+	}
+	return args
 }
 
 // ansiCSI matches terminal control sequences the firmware prints.
@@ -147,6 +161,8 @@ func verdict(res *vmResult, tests []string, limit time.Duration) error {
 	switch {
 	case res.timedOut:
 		errs = append(errs, fmt.Errorf("time limit (--timeout %v) reached; QEMU was killed", limit))
+	case len(con.mountErrs) > 0:
+		errs = append(errs, fmt.Errorf("the guest could not mount shared directories: %s", strings.Join(con.mountErrs, ", ")))
 	case con.panicked:
 		errs = append(errs, errors.New("the guest kernel panicked"))
 	case !con.initSeen:

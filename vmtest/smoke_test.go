@@ -93,3 +93,21 @@ func TestSmokeTimeout(t *testing.T) {
 		t.Error("time limit not reported")
 	}
 }
+
+func TestSmokeShare(t *testing.T) {
+	requireSmoke(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/hello.txt", []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := smoke(t, []string{"--share", dir + ":/mnt/share", "--env", "SMOKE_SHARE=/mnt/share"}, "-test.v", "-test.run", "TestShare")
+	if code != exitOK {
+		t.Errorf("exit code %d, want %d", code, exitOK)
+	}
+	if !strings.Contains(out, "--- PASS: TestShare") {
+		t.Error("TestShare did not pass in the guest")
+	}
+	if _, err := os.Stat(dir + "/written-by-guest"); err == nil {
+		t.Error("the guest wrote into the shared host directory")
+	}
+}

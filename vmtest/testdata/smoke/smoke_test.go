@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -79,4 +80,26 @@ func TestDeliberateFailure(t *testing.T) {
 		t.Skip("runs only with -smoke.fail")
 	}
 	t.Fatal("failing on purpose (-smoke.fail)")
+}
+
+// TestShare checks a --share mount (the harness passes its guest path in
+// SMOKE_SHARE): readable, and not writable even after the guest's root
+// remounts it read-write, because the host side is a read-only bind mount.
+func TestShare(t *testing.T) {
+	dir := os.Getenv("SMOKE_SHARE")
+	if dir == "" {
+		t.Skip("no share (SMOKE_SHARE unset)")
+	}
+	if got, err := os.ReadFile(dir + "/hello.txt"); err != nil || string(got) != "hello\n" {
+		t.Fatalf("read shared hello.txt = %q, %v", got, err)
+	}
+	if err := os.WriteFile(dir+"/written-by-guest", []byte("x"), 0o644); err == nil {
+		t.Error("wrote to a read-only share")
+	}
+	if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT, ""); err != nil {
+		t.Logf("remount rw refused: %v", err)
+	}
+	if err := os.WriteFile(dir+"/written-by-guest", []byte("x"), 0o644); err == nil {
+		t.Error("wrote to the share after remounting it read-write: the host side is writable")
+	}
 }
