@@ -4,14 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/aigate-dev/aigate/internal/cgroup"
 )
 
 // The network tests re-execute the test binary as a helper that runs inside
@@ -41,14 +38,24 @@ func init() {
 //	tcp ADDR:PORT       listen on the address if it is local, then connect
 //	udp ADDR:PORT       connect a UDP socket
 //	sendto ADDR:PORT    sendto on an unconnected UDP socket
-//	sub NAME            move into a new cgroup NAME below the current one
+//	sub                 move into the cgroup whose cgroup.procs is fd 3 (ip
+//	                    netns exec remounts /sys, hiding the cgroup tree)
 //	bench OP ADDR N     N connects (udp) or sendtos, prints the ns per call
 func netHelperOp(args []string) (string, error) {
+	if len(args) == 1 && args[0] == "sub" {
+		procs := os.NewFile(3, "cgroup.procs")
+		if _, err := procs.WriteString(strconv.Itoa(os.Getpid())); err != nil {
+			return "", err
+		}
+		// Prove the move: print 0 only if the kernel agrees.
+		cg, err := os.ReadFile("/proc/self/cgroup")
+		if err != nil || !strings.Contains(string(cg), "/escape\n") {
+			return "1000", err
+		}
+		return "0", nil
+	}
 	if len(args) < 2 {
 		return "", fmt.Errorf("bad op %q", args)
-	}
-	if args[0] == "sub" {
-		return "0", moveToSubCgroup(args[1])
 	}
 	if args[0] == "bench" {
 		if len(args) != 4 {
@@ -126,22 +133,6 @@ func sockOp(op string, dst netip.AddrPort) unix.Errno {
 		return e
 	}
 	return 999
-}
-
-func moveToSubCgroup(name string) error {
-	rel, err := cgroup.ProcessCgroup(os.Getpid())
-	if err != nil {
-		return err
-	}
-	root, err := cgroup.Mountpoint()
-	if err != nil {
-		return err
-	}
-	dir := filepath.Join(root, rel, name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
 }
 
 // benchOp performs n operations on one socket and returns the mean cost in

@@ -139,6 +139,12 @@ func (e *netEnv) sandbox(n *Net, id uint32, np policy.NetPolicy, resolved map[st
 // namespace and returns one errno per op, and the helper's pid.
 func (e *netEnv) run(g *cgroup.Group, ops ...string) ([]syscall.Errno, int) {
 	e.t.Helper()
+	return e.runFiles(g, nil, ops...)
+}
+
+// runFiles is run with files passed to the helper as fd 3 onwards.
+func (e *netEnv) runFiles(g *cgroup.Group, files []*os.File, ops ...string) ([]syscall.Errno, int) {
+	e.t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		e.t.Fatal(err)
@@ -147,6 +153,7 @@ func (e *netEnv) run(g *cgroup.Group, ops ...string) ([]syscall.Errno, int) {
 	cmd.Env = append(os.Environ(), netHelperEnv+"="+strings.Join(ops, ";"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	cmd.ExtraFiles = files
 	if g != nil {
 		fd, err := g.OpenFD()
 		if err != nil {
