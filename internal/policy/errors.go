@@ -80,6 +80,9 @@ func suggest(s string, candidates []string) string {
 			return c
 		}
 		d := editDistance(s, c)
+		if n := commonPrefix(s, c); n >= 3 && n >= min(len(s), len(c))-1 {
+			d = min(d, 1) // "max_mem" for "max_memory", "denied" for "deny"
+		}
 		limit := max(2, len(c)/4)
 		if d <= limit && (bestDist < 0 || d < bestDist) {
 			best, bestDist = c, d
@@ -116,4 +119,12 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }

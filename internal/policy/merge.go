@@ -1,6 +1,10 @@
 package policy
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
 
 // Merge layers the project file over the global one.
 //
@@ -45,6 +49,10 @@ type merger struct {
 // false for the global file, whose settings replace the built-in defaults.
 func (m *merger) layer(c *Config, trusted, upper bool) {
 	p := m.p
+	first := len(m.warnings)
+	defer func() { // report in line order
+		slices.SortStableFunc(m.warnings[first:], func(a, b Warning) int { return cmp.Compare(a.Source.Line, b.Source.Line) })
+	}()
 	loosen := func(line int, what string) bool {
 		if trusted {
 			return true
@@ -165,7 +173,11 @@ func mergeLimit[T uint32 | uint64](cur, value T, line int, key string, loosen fu
 		return cur
 	}
 	tighter := value != 0 && (cur == 0 || value < cur)
-	if tighter || loosen(line, fmt.Sprintf("resource_limits.%s: %d", key, value)) {
+	shown := fmt.Sprint(value)
+	if key == "max_memory" {
+		shown = formatSize(uint64(value))
+	}
+	if tighter || loosen(line, fmt.Sprintf("resource_limits.%s: %s", key, shown)) {
 		return value
 	}
 	return cur

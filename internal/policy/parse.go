@@ -71,6 +71,10 @@ func Parse(path string, data []byte) (*Config, error) {
 			Hint: "see `aigate init` for an example"}
 	}
 	for _, kv := range p.pairs(root, "", Keys) {
+		if kv.key == "dns" {
+			p.dns(kv.key, kv.val, kv.keyLine)
+			continue
+		}
 		p.topLevel(kv.key, kv.val)
 	}
 	// Lists are checked for types before their entries: report in file order.
@@ -91,8 +95,9 @@ type parser struct {
 }
 
 type keyValue struct {
-	key string
-	val *yaml.Node
+	key     string
+	keyLine int
+	val     *yaml.Node
 }
 
 // errorf records a problem at node n.
@@ -134,7 +139,7 @@ func (p *parser) pairs(m *yaml.Node, parent string, valid []string) []keyValue {
 			p.errorf(k, didYouMean(k.Value, valid), "unknown key %q", name)
 			continue
 		}
-		out = append(out, keyValue{name, v})
+		out = append(out, keyValue{name, k.Line, v})
 	}
 	return out
 }
@@ -189,8 +194,6 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 		c.MaskOutput = p.regexps(key, v)
 	case "resource_limits":
 		p.limits(key, v)
-	case "dns":
-		p.dns(key, v)
 	}
 }
 
@@ -352,7 +355,7 @@ func (p *parser) number(key string, v *yaml.Node, s string, maxVal uint64, hint 
 	return uint32(n), true
 }
 
-func (p *parser) dns(key string, v *yaml.Node) {
+func (p *parser) dns(key string, v *yaml.Node, line int) {
 	kvs := p.mapping(key, v, dnsKeys)
 	if kvs == nil {
 		return
@@ -375,7 +378,7 @@ func (p *parser) dns(key string, v *yaml.Node) {
 	if minNode != nil && d.MaxTTL != 0 && d.MinTTL > d.MaxTTL {
 		p.errorf(minNode, "lower min_ttl or raise max_ttl", "dns.min_ttl %s is greater than dns.max_ttl %s", d.MinTTL, d.MaxTTL)
 	}
-	p.cfg.DNS, p.cfg.DNSLine = d, v.Line
+	p.cfg.DNS, p.cfg.DNSLine = d, line
 }
 
 // yamlLine matches the position yaml.v3 puts in its syntax errors.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -50,4 +51,20 @@ func parseSize(s string) (uint64, *Error) {
 		return 0, valueError("", "size %q is too large", s)
 	}
 	return n << shift, nil
+}
+
+// formatSize is the inverse of ParseSize, in the largest exact unit.
+func formatSize(n uint64) string {
+	if n == 0 {
+		return "0"
+	}
+	for _, u := range []struct {
+		shift uint
+		unit  string
+	}{{40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}} {
+		if n%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d%s", n>>u.shift, u.unit)
+		}
+	}
+	return fmt.Sprint(n)
 }

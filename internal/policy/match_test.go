@@ -1,0 +1,183 @@
+package policy
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestMatchOpen(t *testing.T) {
+	p := &Policy{
+		DenyRead:  rules("g", ".env", ".env.*", "secrets/", "*.pem", "id_rsa*", "~/.ssh/", "~/.kube/config", "a/b/", "/etc/shadow", "~/.ssh/keys/"),
+		DenyWrite: rules("g", ".git/hooks/", ".git/config", "~/.bashrc", "b"),
+	}
+	c := mustCompile(t, p)
+	const (
+		env = iota + 1
+		envStar
+		secrets
+		pem
+		idRSA
+		ssh
+		kube
+		ab
+		shadow
+		sshKeys
+		hooks
+		gitConfig
+		bashrc
+		bName
+	)
+	for _, tc := range []struct {
+		path  string
+		write bool
+		rule  RuleID // 0: allowed
+	}{
+		// Names at any depth, anywhere, not only below the project root.
+		{"/home/u/proj/.env", false, env},
+		{"/.env", false, env},
+		{"/tmp/elsewhere/deep/.env", false, env},
+		{"/home/u/proj/.env/inside", false, env}, // a directory named .env
+		{"/home/u/proj/.env.local", false, envStar},
+		{"/home/u/proj/x.env", false, 0},
+		{"/home/u/proj/.envrc", false, 0},
+		{"/home/u/proj/.env.", false, envStar},
+		// "secrets/" denies a file named secrets too, and everything below.
+		{"/home/u/proj/secrets", false, secrets},
+		{"/home/u/proj/secrets/a/b/c.txt", false, secrets},
+		{"/x/y/secrets/z", false, secrets},
+		{"/home/u/proj/secrets.txt", false, 0},
+		{"/home/u/proj/mysecrets/x", false, 0},
+		// Suffix and prefix globs apply to the final component only.
+		{"/home/u/proj/cert.pem", false, pem},
+		{"/home/u/proj/.pem", false, pem},
+		{"/home/u/proj/cert.pem/x", false, 0},
+		{"/home/u/proj/cert.pem.bak", false, 0},
+		{"/home/u/.ssh2/id_rsa", false, idRSA},
+		{"/tmp/id_rsa.pub", false, idRSA}, // documented over-match
+		{"/tmp/my_id_rsa", false, 0},
+		// "~/" anchors to the home; exact path and beneath, not siblings.
+		{"/home/u/.ssh", false, ssh},
+		{"/home/u/.ssh/known_hosts", false, ssh},
+		{"/home/u/.sshx", false, 0},
+		{"/home/u/.kube/config", false, kube},
+		{"/home/u/.kube/config2", false, 0},
+		{"/home/u/.kube/config/x", false, kube},
+		{"/home/u/.kube", false, 0},
+		// The longest path entry is reported.
+		{"/home/u/.ssh/keys/k", false, sshKeys},
+		// "a/b/" is anchored to the project root; "b" is a name anywhere.
+		{"/home/u/proj/a/b", false, ab},
+		{"/home/u/proj/a/b/c", false, ab},
+		{"/home/u/proj/x/a/b", true, bName},
+		{"/home/u/proj/x/a/b", false, 0},
+		{"/home/u/proj/a/bc", false, 0},
+		{"/etc/shadow", false, shadow},
+		{"/etc/shadow-", false, 0},
+		// Write rules refuse writes only; read rules refuse both and win.
+		{"/home/u/proj/.git/config", false, 0},
+		{"/home/u/proj/.git/config", true, gitConfig},
+		{"/home/u/proj/.git/hooks/pre-commit", true, hooks},
+		{"/home/u/other/.git/hooks/pre-commit", true, 0},
+		{"/home/u/.bashrc", true, bashrc},
+		{"/home/u/proj/.env", true, env},
+		{"/home/u/proj/b/secrets", true, secrets},
+		// Paths before names before prefixes before suffixes.
+		{"/home/u/.ssh/secrets/id_rsa.pem", false, ssh},
+		{"/home/u/proj/secrets/id_rsa.pem", false, secrets},
+		{"/home/u/proj/id_rsa.pem", false, idRSA},
+		// Names closest to the root win.
+		{"/tmp/.env/secrets/x", false, env},
+		{"/tmp/secrets/.env/x", false, secrets},
+		{"/", false, 0},
+	} {
+		got, denied := c.MatchOpen(tc.path, tc.write)
+		if denied != (tc.rule != 0) || got != tc.rule {
+			t.Errorf("MatchOpen(%q, write=%v) = %d, %v; want %d", tc.path, tc.write, got, denied, tc.rule)
+		}
+	}
+}
+
+func TestMatchExec(t *testing.T) {
+	p := &Policy{DenyRead: rules("g", "*.pem"), DenyExec: rules("g", "curl", "/opt/tool/bin/", "nc*")}
+	c := mustCompile(t, p)
+	for _, tc := range []struct {
+		path string
+		rule RuleID
+	}{
+		{"/usr/bin/curl", 2},
+		{"/home/u/bin/curl", 2},
+		{"/usr/bin/curl-config", 0},
+		{"/usr/bin/ncat", 4},
+		{"/opt/tool/bin/x", 3},
+		{"/opt/tool/binx", 0},
+		{"/tmp/evil.pem", 1}, // an exec opens the file: read rules apply
+		{"/usr/bin/ls", 0},
+	} {
+		got, denied := c.MatchExec(tc.path)
+		if denied != (tc.rule != 0) || got != tc.rule {
+			t.Errorf("MatchExec(%q) = %d, %v; want %d", tc.path, got, denied, tc.rule)
+		}
+	}
+}
+
+func TestMatchConnect(t *testing.T) {
+	eps := func(ss ...string) []Endpoint {
+		var out []Endpoint
+		for _, s := range ss {
+			ep, err := ParseEndpoint(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ep)
+		}
+		return out
+	}
+	// Rules: 1 github.com, 2 api.x.com:443, 3 10.0.0.0/8, 4 10.1.2.3:5432,
+	// 5 2001:db8::/32, 6 metadata, 7 net: deny.
+	deny := mustCompile(t, &Policy{Net: NetDeny, Loopback: true,
+		AllowNet: eps("github.com", "api.x.com:443", "10.0.0.0/8", "10.1.2.3:5432", "2001:db8::/32")})
+	noLoop := mustCompile(t, &Policy{Net: NetDeny, Loopback: false, AllowNet: eps("127.0.0.1:8080")})
+	allow := mustCompile(t, &Policy{Net: NetAllow, Loopback: true})
+	allowNoLoop := mustCompile(t, &Policy{Net: NetAllow, Loopback: false})
+	resolved := map[netip.Addr][]RuleID{
+		netip.MustParseAddr("140.82.1.1"): {1},
+		netip.MustParseAddr("93.184.1.1"): {2},
+		netip.MustParseAddr("5.5.5.5"):    {99, 3}, // not domain rules: ignored
+	}
+	for _, tc := range []struct {
+		name string
+		c    *Compiled
+		dst  string
+		rule RuleID
+	}{
+		{"domain any port", deny, "140.82.1.1:22", 0},
+		{"domain port", deny, "93.184.1.1:443", 0},
+		{"domain other port", deny, "93.184.1.1:80", 7},
+		{"unresolved", deny, "8.8.8.8:53", 7},
+		{"non-domain ids ignored", deny, "5.5.5.5:80", 7},
+		{"cidr", deny, "10.9.9.9:80", 0},
+		{"v4-mapped cidr", deny, "[::ffff:10.9.9.9]:80", 0},
+		{"v6 cidr", deny, "[2001:db8::1]:443", 0},
+		{"v6 outside", deny, "[2001:db9::1]:443", 7},
+		{"metadata", deny, "169.254.169.254:80", 6},
+		{"v4-mapped metadata", deny, "[::ffff:169.254.169.254]:80", 6},
+		{"v6 metadata", deny, "[fd00:ec2::254]:80", 6},
+		{"loopback", deny, "127.0.0.53:53", 0},
+		{"v6 loopback", deny, "[::1]:8080", 0},
+		{"v4-mapped loopback", deny, "[::ffff:127.0.0.1]:80", 0},
+		{"unspecified", deny, "0.0.0.0:80", 0},
+		{"loopback off", noLoop, "127.0.0.1:80", 3},
+		{"loopback off, listed port", noLoop, "127.0.0.1:8080", 0},
+		{"unspecified, loopback off", noLoop, "0.0.0.0:80", 3},
+		{"allow mode", allow, "8.8.8.8:53", 0},
+		{"allow mode metadata", allow, "169.254.169.254:80", 1},
+		{"allow mode, loopback off", allowNoLoop, "127.0.0.1:80", 2},
+		{"allow mode, loopback off, v6 unspecified", allowNoLoop, "[::]:80", 2},
+		{"allow mode, loopback off, elsewhere", allowNoLoop, "1.1.1.1:443", 0},
+	} {
+		got, denied := tc.c.MatchConnect(netip.MustParseAddrPort(tc.dst), resolved)
+		if denied != (tc.rule != 0) || got != tc.rule {
+			t.Errorf("%s: MatchConnect(%s) = %d, %v; want %d", tc.name, tc.dst, got, denied, tc.rule)
+		}
+	}
+}

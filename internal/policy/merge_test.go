@@ -1,0 +1,216 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func mustParse(t *testing.T, path, src string) *Config {
+	t.Helper()
+	c, err := Parse(path, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func patterns(rs []PathRule) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Pattern)
+	}
+	return out
+}
+
+const globalSrc = `mode: enforce
+deny_read:
+  - .env
+  - "*.pem"
+  - secrets/
+deny_exec: [curl]
+net: deny
+allow_net: [github.com]
+allow_loopback: true
+resource_limits:
+  max_memory: 4G
+  max_pids: 512
+`
+
+// A project file that tries everything, good and bad.
+const projectSrc = `mode: audit
+backend: lsm
+deny_read:
+  - secrets
+  - terraform.tfstate*
+deny_write: [Makefile]
+allow_read:
+  - "**/*.pem"
+allow_exec: [curl]
+net: allow
+allow_net: [evil.example.com]
+allow_loopback: false
+allow_unix: [/var/run/docker.sock]
+dns:
+  max_ttl: 24h
+resource_limits:
+  max_memory: 8G
+  max_pids: 100
+  max_cpu_percent: 50
+mask_output: ["sk-[a-z]+"]
+`
+
+func TestMergeUntrustedProject(t *testing.T) {
+	g := mustParse(t, "~/.aigate/config.yaml", globalSrc)
+	proj := mustParse(t, "/p/.aigate.yaml", projectSrc)
+	p, warns := Merge(g, proj, false)
+
+	// Tightening applies.
+	if got := patterns(p.DenyRead); !slices.Equal(got, []string{".env", "*.pem", "secrets/", "terraform.tfstate*"}) {
+		t.Errorf("DenyRead = %v", got)
+	}
+	if got := patterns(p.DenyWrite); !slices.Equal(got, []string{"Makefile"}) {
+		t.Errorf("DenyWrite = %v", got)
+	}
+	if p.Loopback || p.LoopbackSource.String() != "/p/.aigate.yaml:12" {
+		t.Errorf("loopback %v from %v", p.Loopback, p.LoopbackSource)
+	}
+	if p.Limits != (ResourceLimits{MaxMemory: 4 << 30, MaxCPUPercent: 50, MaxPIDs: 100}) {
+		t.Errorf("limits %+v", p.Limits)
+	}
+	if got := patterns(p.MaskOutput); !slices.Equal(got, []string{"sk-[a-z]+"}) {
+		t.Errorf("mask %v", got)
+	}
+	// Loosening does not: the clone cannot open the network for itself.
+	if p.Mode != ModeEnforce || p.Backend != BackendAuto || p.Net != NetDeny || len(p.AllowNet) != 1 ||
+		len(p.AllowUnix) != 0 || p.DNS != (DNS{}) || patterns(p.DenyExec)[0] != "curl" {
+		t.Errorf("loosening applied: %+v", p)
+	}
+	c := mustCompile(t, p)
+	if _, denied := c.MatchOpen("/p/cert.pem", false); !denied {
+		t.Error("untrusted allow_read cancelled *.pem")
+	}
+
+	want := []string{
+		"/p/.aigate.yaml:1: mode: audit ignored",
+		"/p/.aigate.yaml:2: backend: lsm ignored",
+		"/p/.aigate.yaml:8: allow_read entry \"**/*.pem\" ignored",
+		"/p/.aigate.yaml:9: allow_exec entry \"curl\" ignored",
+		"/p/.aigate.yaml:10: net: allow ignored",
+		"/p/.aigate.yaml:11: allow_net entry \"evil.example.com\" ignored",
+		"/p/.aigate.yaml:13: allow_unix entry \"/var/run/docker.sock\" ignored",
+		"/p/.aigate.yaml:14: dns settings ignored",
+		"/p/.aigate.yaml:17: resource_limits.max_memory: 8G ignored",
+	}
+	var got []string
+	for _, w := range warns {
+		got = append(got, w.String())
+	}
+	if len(got) != len(want) {
+		t.Fatalf("warnings:\n%s", strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("warning %q, want prefix %q", got[i], want[i])
+		}
+	}
+	if w := warns[0].String(); !strings.HasSuffix(w, "it loosens the policy and this project file is not trusted (review it, then run `aigate trust`)") {
+		t.Errorf("warning text %q", w)
+	}
+}
+
+func TestMergeTrustedProject(t *testing.T) {
+	g := mustParse(t, "~/.aigate/config.yaml", globalSrc)
+	proj := mustParse(t, "/p/.aigate.yaml", projectSrc)
+	p, warns := Merge(g, proj, true)
+	if len(warns) != 0 {
+		t.Errorf("warnings: %v", warns)
+	}
+	if got := patterns(p.DenyRead); !slices.Equal(got, []string{".env", "secrets/", "terraform.tfstate*"}) {
+		t.Errorf("DenyRead = %v", got)
+	}
+	if len(p.DenyExec) != 0 || p.Mode != ModeAudit || p.Backend != BackendLSM || p.Net != NetAllow ||
+		len(p.AllowNet) != 2 || len(p.AllowUnix) != 1 || p.DNS.MaxTTL == 0 || p.Loopback {
+		t.Errorf("policy %+v", p)
+	}
+	if p.Limits != (ResourceLimits{MaxMemory: 8 << 30, MaxCPUPercent: 50, MaxPIDs: 100}) {
+		t.Errorf("limits %+v", p.Limits)
+	}
+	if p.ModeSource.String() != "/p/.aigate.yaml:1" || p.NetSource.String() != "/p/.aigate.yaml:10" {
+		t.Errorf("sources %v %v", p.ModeSource, p.NetSource)
+	}
+}
+
+func TestMergeDefaultsAndDedupe(t *testing.T) {
+	p, warns := Merge(nil, nil, false)
+	if len(warns) != 0 || len(p.DenyRead) != len(defaultDenyRead) || p.Net != NetDeny || !p.Loopback ||
+		p.Mode != ModeEnforce || p.NetSource.String() != "built-in" {
+		t.Fatalf("defaults: %+v %v", p, warns)
+	}
+	// The same rule spelt differently is kept once, with the first Source.
+	g := mustParse(t, "g", "deny_read: [secrets/, .env]\n")
+	proj := mustParse(t, "p", "deny_read: ['**/secrets', .env/, x]\n")
+	p, _ = Merge(g, proj, false)
+	if got := patterns(p.DenyRead); !slices.Equal(got, []string{"secrets/", ".env", "x"}) || p.DenyRead[0].Source.String() != "g:1" {
+		t.Errorf("DenyRead = %v", p.DenyRead)
+	}
+	// Settings the global file leaves out take the built-in defaults.
+	if p.Net != NetDeny || p.Mode != ModeEnforce || !p.Loopback {
+		t.Errorf("%+v", p)
+	}
+}
+
+func TestMergeGlobalAllowAndUnmatched(t *testing.T) {
+	g := mustParse(t, "g", "deny_read: [.env, '*.pem']\nallow_read: ['*.pem', id_rsa*]\n")
+	proj := mustParse(t, "p", "allow_read: [.env/, secrets]\n")
+	p, warns := Merge(g, proj, true)
+	if got := patterns(p.DenyRead); len(got) != 0 {
+		t.Errorf("DenyRead = %v", got)
+	}
+	var got []string
+	for _, w := range warns {
+		got = append(got, w.String())
+	}
+	want := []string{
+		`g:2: allow_read entry "id_rsa*" cancels no deny_read entry; write it exactly as the deny entry it is meant to cancel`,
+		`p:1: allow_read entry "secrets" cancels no deny_read entry; write it exactly as the deny entry it is meant to cancel`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+func TestMergeLimits(t *testing.T) {
+	for _, tc := range []struct {
+		global, project string
+		trusted         bool
+		want            uint32
+	}{
+		{"", "max_pids: 10", false, 10},       // a limit where there was none tightens
+		{"max_pids: 10", "max_pids: 20", false, 10},
+		{"max_pids: 10", "max_pids: 20", true, 20},
+		{"max_pids: 10", "max_pids: 0", false, 10}, // removing loosens
+		{"max_pids: 10", "max_pids: unlimited", true, 0},
+		{"max_pids: 10", "max_pids: 5", false, 5},
+		{"max_pids: 10", "max_memory: 1G", false, 10},
+	} {
+		g := mustParse(t, "g", "resource_limits:\n  "+tc.global+"\n")
+		proj := mustParse(t, "p", "resource_limits:\n  "+tc.project+"\n")
+		p, _ := Merge(g, proj, tc.trusted)
+		if p.Limits.MaxPIDs != tc.want {
+			t.Errorf("%q then %q (trusted %v): max_pids %d, want %d", tc.global, tc.project, tc.trusted, p.Limits.MaxPIDs, tc.want)
+		}
+	}
+}
+
+func TestMergeModeTightening(t *testing.T) {
+	g := mustParse(t, "g", "mode: audit\nnet: allow\nallow_loopback: false\n")
+	proj := mustParse(t, "p", "mode: enforce\nnet: deny\nallow_loopback: true\n")
+	p, warns := Merge(g, proj, false)
+	if p.Mode != ModeEnforce || p.Net != NetDeny || p.Loopback {
+		t.Errorf("%+v", p)
+	}
+	if len(warns) != 1 || !strings.HasPrefix(warns[0].String(), "p:3: allow_loopback: true ignored") {
+		t.Errorf("warnings %v", warns)
+	}
+}
