@@ -186,7 +186,7 @@ func TestMergeLimits(t *testing.T) {
 		trusted         bool
 		want            uint32
 	}{
-		{"", "max_pids: 10", false, 10},       // a limit where there was none tightens
+		{"", "max_pids: 10", false, 10}, // a limit where there was none tightens
 		{"max_pids: 10", "max_pids: 20", false, 10},
 		{"max_pids: 10", "max_pids: 20", true, 20},
 		{"max_pids: 10", "max_pids: 0", false, 10}, // removing loosens
