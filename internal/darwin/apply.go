@@ -128,6 +128,11 @@ func Apply(ctx context.Context, r Runner, c *policy.Compiled, env Env) (*Applied
 	var resolved map[uint16][]netip.Addr
 	if c.Net.Mode != policy.NetAllow {
 		f := newRefresher(r, env.Resolver, c.Net)
+		for _, d := range c.Net.Domains {
+			if d.Wildcard {
+				a.Warnings = append(a.Warnings, fmt.Sprintf("allow_net *.%s: pf matches addresses, not names, and a wildcard cannot be resolved ahead; not reachable on macOS (list the names you need)", d.Name))
+			}
+		}
 		var warns []string
 		resolved, warns = f.resolve(ctx)
 		a.Warnings = append(a.Warnings, warns...)
@@ -152,7 +157,7 @@ func Apply(ctx context.Context, r Runner, c *policy.Compiled, env Env) (*Applied
 		}
 		out, err := s.Do.run(ctx, r)
 		if err != nil {
-			return nil, rollback(ctx, r, env.StateFile, fmt.Errorf("%s: `%s`: %w", s.What, s.Do, err))
+			return nil, rollback(ctx, r, env.StateFile, runError(s.What, s.Do, out, err))
 		}
 		if s.enable {
 			tok, err := ParseEnableToken(string(out))
@@ -210,7 +215,7 @@ func Revert(ctx context.Context, r Runner, statePath string) error {
 		for _, u := range rec.Undo {
 			out, err := u.run(ctx, r)
 			if err != nil && !alreadyUndone(out, err) {
-				errs = append(errs, fmt.Errorf("undo %s: `%s`: %w", rec.What, u, err))
+				errs = append(errs, runError("undo "+rec.What, u, out, err))
 				failed = append(failed, u)
 			}
 		}

@@ -2,6 +2,7 @@ package darwin
 
 import (
 	"context"
+	"fmt"
 	"strings"
 )
 
@@ -61,6 +62,22 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Short is String without the standard input, for error messages.
+func (c Command) Short() string {
+	line, _, _ := strings.Cut(c.String(), "\n")
+	return strings.TrimSuffix(line, " <<'EOF'")
+}
+
+// runError wraps a failed command's error with the command and, unless the
+// error already carries it, the command's own message.
+func runError(what string, c Command, out []byte, err error) error {
+	msg := strings.TrimSpace(string(out))
+	if msg == "" || strings.Contains(err.Error(), msg) {
+		return fmt.Errorf("%s: `%s`: %w", what, c.Short(), err)
+	}
+	return fmt.Errorf("%s: `%s`: %w: %s", what, c.Short(), err, msg)
 }
 
 // renderCommands is the golden-file form of a command list.

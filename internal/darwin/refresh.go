@@ -107,8 +107,8 @@ func (f *Refresher) Refresh(ctx context.Context) (int, error) {
 		}
 		sortAddrs(l)
 		c := ReplaceTableCommand(TableName(AllowTable, port), l)
-		if _, err := c.run(ctx, f.runner); err != nil {
-			errs = append(errs, fmt.Errorf("refresh allowed addresses: `%s`: %w", c, err))
+		if out, err := c.run(ctx, f.runner); err != nil {
+			errs = append(errs, runError("refresh allowed addresses", c, out, err))
 			continue
 		}
 		n++

@@ -1,0 +1,264 @@
+package darwin
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+func TestUserCommandsGolden(t *testing.T) {
+	golden(t, "user_create", renderCommands(CreateUserCommands(testUser)))
+	golden(t, "user_remove", renderCommands(RemoveUserCommands(testUser)))
+	custom := testUser
+	custom.Home = "/Users/Shared/aigate"
+	for _, c := range RemoveUserCommands(custom) {
+		if c.Name == "rm" {
+			t.Errorf("removal deletes a home aigate did not create: %s", c)
+		}
+	}
+}
+
+func TestParseIDListAndChooseID(t *testing.T) {
+	uids, err := ParseIDList("_www 70\nroot 0\n_oahd 441\n_aigate_old 499\nnobody -2\n\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(uids) != "[70 0 441 499]" {
+		t.Errorf("uids = %v (negative ids like nobody's -2 are skipped)", uids)
+	}
+	if _, err := ParseIDList("broken\n"); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("want line-numbered error, got %v", err)
+	}
+	if _, err := ParseIDList("x notanumber\n"); err == nil {
+		t.Error("want error for a non-numeric id")
+	}
+	tests := []struct {
+		uids, gids []uint32
+		want       uint32
+		err        bool
+	}{
+		{nil, nil, 499, false},
+		{[]uint32{499}, nil, 498, false},
+		{[]uint32{499}, []uint32{498}, 497, false}, // must be free as both
+		{seq(400, 499), nil, 0, true},
+		{seq(401, 499), []uint32{0, 20}, 400, false},
+	}
+	for i, tt := range tests {
+		got, err := ChooseID(tt.uids, tt.gids)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("%d: ChooseID = %d, %v; want %d, err %v", i, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func seq(a, b uint32) []uint32 {
+	var s []uint32
+	for i := a; i <= b; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+func TestExpand(t *testing.T) {
+	env := testEnv(t)
+	exp, err := Expand(env.FS, testPolicy(), ExpandOptions{ProjectRoot: env.ProjectRoot, Home: env.Home, ExecDirs: env.ExecDirs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tg := range exp.Targets {
+		got = append(got, fmt.Sprintf("%s %s dir=%v rule=%d", tg.Access, tg.Path, tg.Dir, tg.Rule))
+	}
+	golden(t, "expand", strings.Join(got, "\n")+"\nmissing: "+strings.Join(exp.Missing, " ")+"\n")
+	has := func(p string, a policy.Access) bool {
+		for _, tg := range exp.Targets {
+			if tg.Path == p && tg.Access == a {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range []string{
+		"/home/alice/src/proj/node_modules/pkg/.env", // secrets hide in node_modules too
+		"/home/alice/Library/Caches/x/id_rsa_old",
+		"/home/alice/notes/.env.backup",
+	} {
+		if !has(p, policy.AccessRead) {
+			t.Errorf("%s not expanded", p)
+		}
+	}
+	if has("/home/alice/src/proj/secrets/inner.pem", policy.AccessRead) {
+		t.Error("searched inside a read-denied directory, which the sandbox user cannot reach anyway")
+	}
+	if exp.Truncated {
+		t.Error("unexpected truncation")
+	}
+}
+
+func TestExpandBound(t *testing.T) {
+	env := testEnv(t)
+	exp, err := Expand(env.FS, testPolicy(), ExpandOptions{ProjectRoot: env.ProjectRoot, Home: env.Home, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exp.Truncated || exp.SkippedAt == "" || exp.Visited != 8 {
+		t.Fatalf("truncated=%v at=%q visited=%d; want truncation reported after 8", exp.Truncated, exp.SkippedAt, exp.Visited)
+	}
+	// The project is walked first, so its top level is covered even when
+	// the bound is hit.
+	found := false
+	for _, tg := range exp.Targets {
+		found = found || tg.Path == "/home/alice/src/proj/.env"
+	}
+	if !found {
+		t.Error("project .env not found before the bound")
+	}
+}
+
+func TestDenyACE(t *testing.T) {
+	tests := []struct {
+		t    Target
+		want string
+	}{
+		{Target{Path: "/p/.env", Access: policy.AccessRead}, "chmod +a 'user:_aigate deny read,readattr,readextattr,readsecurity' /p/.env"},
+		{Target{Path: "/h/.ssh", Dir: true, Access: policy.AccessRead}, "chmod +a 'user:_aigate deny list,search,readattr,readextattr,readsecurity' /h/.ssh"},
+		{Target{Path: "/h/.zshrc", Access: policy.AccessWrite}, "chmod +a 'user:_aigate deny write,append,writeattr,writeextattr,writesecurity,chown,delete' /h/.zshrc"},
+		{Target{Path: "/p/.git/hooks", Dir: true, Access: policy.AccessWrite}, "chmod -R +a 'user:_aigate deny add_file,add_subdirectory,writeattr,writeextattr,writesecurity,chown,delete,delete_child,file_inherit,directory_inherit' /p/.git/hooks"},
+		{Target{Path: "/opt/homebrew/bin/curl", Access: policy.AccessExec}, "chmod +a 'user:_aigate deny execute' /opt/homebrew/bin/curl"},
+	}
+	for _, tt := range tests {
+		a, ok := DenyACE("_aigate", tt.t)
+		if !ok || a.AddCommand().String() != tt.want {
+			t.Errorf("%+v:\n got %s\nwant %s", tt.t, a.AddCommand(), tt.want)
+		}
+		rm := a.RemoveCommand().String()
+		if strings.Replace(rm, "-a", "+a", 1) != tt.want {
+			t.Errorf("removal %q is not the exact inverse of %q", rm, tt.want)
+		}
+	}
+	if _, ok := DenyACE("_aigate", Target{Path: "/usr/bin/curl", Access: policy.AccessExec}); ok {
+		t.Error("ACE generated for the sealed system volume")
+	}
+}
+
+func TestProjectACEs(t *testing.T) {
+	got := renderCommands(func() []Command {
+		var cs []Command
+		for _, a := range ProjectACEs("_aigate", "/Users/alice/src/proj", "/Users/alice") {
+			cs = append(cs, a.AddCommand(), a.RemoveCommand())
+		}
+		return cs
+	}())
+	golden(t, "project_acl", got)
+	if n := len(ProjectACEs("_aigate", "/srv/proj", "/Users/alice")); n != 1 {
+		t.Errorf("project outside home: %d entries, want only the project itself", n)
+	}
+}
+
+func TestPlanGolden(t *testing.T) {
+	env := testEnv(t)
+	c := testPolicy()
+	exp, _ := Expand(env.FS, c, ExpandOptions{ProjectRoot: env.ProjectRoot, Home: env.Home, ExecDirs: env.ExecDirs})
+	steps, warns := Plan(c, exp, env, Anchor{Text: "# anchor\n"})
+	var b strings.Builder
+	for _, s := range steps {
+		fmt.Fprintf(&b, "## %s\n%s\n", s.What, s.Do)
+		for _, u := range s.Undo {
+			fmt.Fprintf(&b, "undo: %s\n", u)
+		}
+	}
+	for _, w := range warns {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	golden(t, "plan", b.String())
+}
+
+func TestAnchorGolden(t *testing.T) {
+	c := testPolicy()
+	resolved := map[uint16][]netip.Addr{
+		0:   {netip.MustParseAddr("160.79.104.10")},
+		443: {netip.MustParseAddr("2606:50c0:8000::154"), netip.MustParseAddr("140.82.121.4"), netip.MustParseAddr("::ffff:140.82.121.4")},
+	}
+	golden(t, "anchor_deny", BuildAnchor(AnchorSpec{User: "_aigate", Net: c.Net, Resolved: resolved}).Text)
+	golden(t, "anchor_audit", BuildAnchor(AnchorSpec{User: "_aigate", Net: c.Net, Audit: true, Resolved: resolved}).Text)
+	allow := c.Net
+	allow.Mode = policy.NetAllow
+	golden(t, "anchor_allow", BuildAnchor(AnchorSpec{User: "_aigate", Net: allow}).Text)
+	noLoop := c.Net
+	noLoop.Loopback = false
+	if strings.Contains(BuildAnchor(AnchorSpec{User: "_aigate", Net: noLoop}).Text, "127.0.0.0/8") {
+		t.Error("loopback passed although the policy denies it")
+	}
+	// A domain that did not resolve still gets its (empty) port table, so
+	// a refresh can fill it without reloading the anchor.
+	a := BuildAnchor(AnchorSpec{User: "_aigate", Net: c.Net})
+	if _, ok := a.Tables["aigate_allow_p443"]; !ok || !strings.Contains(a.Text, "table <aigate_allow_p443> persist\n") {
+		t.Errorf("empty port table missing:\n%s", a.Text)
+	}
+}
+
+func TestPFCommandsGolden(t *testing.T) {
+	cs := []Command{EnableCommand(), ReleaseCommand("123"), LoadAnchorCommand("pass out quick all\n"),
+		ReplaceTableCommand("aigate_allow", []string{"1.2.3.4", "::1"}), PFLogCommand()}
+	cs = append(cs, FlushAnchorCommands()...)
+	cs = append(cs, SetupPFCommands()...)
+	golden(t, "pfctl", renderCommands(cs))
+	tok, err := ParseEnableToken("No ALTQ support in kernel\nALTQ related functions disabled\npf enabled\nToken : 17368543127000\n")
+	if err != nil || tok != "17368543127000" {
+		t.Errorf("token = %q, %v", tok, err)
+	}
+	if _, err := ParseEnableToken("pfctl: pf already enabled\n"); err == nil {
+		t.Error("want error without a token")
+	}
+}
+
+// appleConf is macOS's stock /etc/pf.conf.
+const appleConf = `#
+# Default PF configuration file.
+#
+scrub-anchor "com.apple/*"
+nat-anchor "com.apple/*"
+rdr-anchor "com.apple/*"
+dummynet-anchor "com.apple/*"
+anchor "com.apple/*"
+load anchor "com.apple" from "/etc/pf.anchors/com.apple"
+`
+
+func TestPFConfEdit(t *testing.T) {
+	in, changed, err := InstallAnchorLine(appleConf)
+	if err != nil || !changed {
+		t.Fatalf("install: changed=%v err=%v", changed, err)
+	}
+	golden(t, "pfconf_installed", in)
+	again, changed, err := InstallAnchorLine(in)
+	if err != nil || changed || again != in {
+		t.Errorf("second install changed the file (changed=%v err=%v)", changed, err)
+	}
+	out, had, err := RemoveAnchorLine(in)
+	if err != nil || !had || out != appleConf {
+		t.Errorf("remove: had=%v err=%v, result differs from the original:\n%s", had, err, out)
+	}
+	if out2, had, _ := RemoveAnchorLine(out); had || out2 != out {
+		t.Error("second removal changed the file")
+	}
+	// No trailing newline: the block must still start on its own line.
+	noNL, _, _ := InstallAnchorLine(strings.TrimSuffix(appleConf, "\n"))
+	if !strings.Contains(noNL, "/etc/pf.anchors/com.apple\"\n# BEGIN aigate") {
+		t.Errorf("block glued to the last line:\n%s", noNL)
+	}
+	// A block the user moved is left where it is.
+	moved := strings.Replace(in, "anchor \"com.apple/*\"\n", "anchor \"com.apple/*\"\n"+confBegin+"\n"+confAnchor+"\n"+confEnd+"\n", 1)
+	moved, _, _ = RemoveAnchorLine(moved) // removes both copies
+	if moved != appleConf {
+		t.Errorf("removal left a copy behind:\n%s", moved)
+	}
+	broken := appleConf + confBegin + "\n" + confAnchor + "\n"
+	for _, f := range []func(string) (string, bool, error){InstallAnchorLine, RemoveAnchorLine} {
+		if _, _, err := f(broken); err == nil || !strings.Contains(err.Error(), "by hand") {
+			t.Errorf("damaged block: want an error saying what to do, got %v", err)
+		}
+	}
+}
