@@ -63,6 +63,25 @@ func staticBusybox() (string, error) {
 	return p, nil
 }
 
+// checkStatic fails for a dynamically linked ELF binary, which could not
+// start in the guest (it has no libc); scripts and static binaries pass.
+func checkStatic(p string) error {
+	f, err := elf.Open(p)
+	if err != nil {
+		if _, statErr := os.Stat(p); statErr != nil {
+			return statErr
+		}
+		return nil // not ELF: a script or data file
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked and cannot run in the guest, which has no libc: build it with CGO_ENABLED=0", p)
+		}
+	}
+	return nil
+}
+
 // baseArchive writes the part of the initramfs that does not depend on the
 // tests: directories, device nodes, /etc files, busybox and its applet links.
 func baseArchive(w io.Writer, busybox string) error {

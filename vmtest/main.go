@@ -164,6 +164,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 	}
 	tKernel := time.Since(t0)
 
+	removeStaleRuns(o.cache, 24*time.Hour)
 	runDir, err := os.MkdirTemp(filepath.Join(o.cache), "run-")
 	if err != nil {
 		return exitHarness, fmt.Errorf("run dir: %w", err)
@@ -230,6 +231,9 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		host, guest, _ := strings.Cut(b, ":")
 		if guest == "" {
 			guest = "/usr/local/bin/" + filepath.Base(host)
+		}
+		if err := checkStatic(host); err != nil {
+			return exitUsage, fmt.Errorf("--bin %s: %w", b, err)
 		}
 		files = append(files, guestFile{host: host, guest: guest})
 	}
@@ -339,6 +343,17 @@ func guestEnv(lookup func(string) (string, bool)) map[string]string {
 		}
 	}
 	return env
+}
+
+// removeStaleRuns deletes run directories that a killed vmtest left behind.
+// Only old ones: another vmtest may be using a recent one right now.
+func removeStaleRuns(cache string, age time.Duration) {
+	dirs, _ := filepath.Glob(filepath.Join(cache, "run-*"))
+	for _, d := range dirs {
+		if st, err := os.Stat(d); err == nil && time.Since(st.ModTime()) > age {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 func isDir(p string) bool {

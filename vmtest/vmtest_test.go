@@ -299,3 +299,22 @@ func TestRunArchive(t *testing.T) {
 		t.Errorf("entries = %s, want %s", got, want)
 	}
 }
+
+func TestCheckStatic(t *testing.T) {
+	if bb, err := staticBusybox(); err == nil {
+		if err := checkStatic(bb); err != nil {
+			t.Errorf("static busybox rejected: %v", err)
+		}
+	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	// The host's /bin/sh (dash or bash) is dynamically linked on Debian.
+	if err := checkStatic(sh); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Errorf("checkStatic(%s) = %v, want a dynamic-linking error", sh, err)
+	}
+	if err := checkStatic("vmtest_test.go"); err != nil {
+		t.Errorf("a non-ELF file is rejected: %v", err)
+	}
+}
