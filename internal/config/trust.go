@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -117,10 +118,13 @@ func (ts *TrustStore) index(path string) int {
 
 // Write stores ts atomically at path, for the invoking user u.
 func (ts *TrustStore) Write(path string, u *User) error {
-	body, err := yaml.Marshal(ts)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(ts); err != nil {
 		return fmt.Errorf("encode trust store: %w", err)
 	}
+	body := buf.Bytes()
 	if err := EnsureDir(dirOf(path), u); err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func Run(opts Options) *Report {
 		}
 	case fanOK && lsm.Status == Skip:
 		r.Backend = BackendFanotify
-		r.Summary = "ready: fanotify backend at least (run `sudo aigate doctor` to check BPF LSM)"
+		r.Summary = "ready: fanotify backend at least (run `aigate doctor` as root to check BPF LSM)"
 	case fanOK:
 		r.Backend = BackendFanotify
 		r.Summary = "ready: fanotify backend (BPF LSM unavailable; see `aigate doctor`)"

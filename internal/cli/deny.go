@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+type denyOptions struct {
+	f       *Factory
+	kind    string // read, write, exec or net
+	args    []string
+	except  []string
+	project bool
+	dryRun  bool
+}
+
+func newDenyCmd(f *Factory) *cobra.Command {
+	opts := &denyOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "deny (read|write|exec|net) ...",
+		Short: "Deny agents a file, a program or the network",
+		Long: `Add deny rules to your global config (~/.aigate/config.yaml), or with
+--project to the project's .aigate.yaml. The file keeps its comments and
+layout; a missing global file is first created from the defaults.
+
+  aigate deny read .env.local "*.sqlite" ~/.config/op/
+  aigate deny write Makefile
+  aigate deny exec docker
+  aigate deny net --except api.anthropic.com --except github.com
+  aigate deny net pypi.org            (remove it from allow_net)
+
+Patterns: a name (.env), a name glob with one * at the start or end (*.pem,
+id_rsa*), a path relative to the project root (config/prod.yaml), a path in
+your home (~/.ssh/) or an absolute path. A trailing / means a directory and
+everything in it. Quote globs so that the shell leaves them alone.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := kindArg("deny", args)
+			return err
+		},
+	}
+	cmd.PersistentFlags().BoolVar(&opts.project, "project", false, "edit the project's .aigate.yaml instead of the global config")
+	cmd.PersistentFlags().BoolVar(&opts.dryRun, "dry-run", false, "show the change as a diff and write nothing")
+	for _, kind := range []string{"read", "write", "exec"} {
+		cmd.AddCommand(&cobra.Command{
+			Use:   kind + " PATTERN...",
+			Short: fmt.Sprintf("Add patterns to deny_%s", kind),
+			Args:  cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				opts.kind, opts.args = kind, args
+				return runDeny(opts)
+			},
+		})
+	}
+	netCmd := &cobra.Command{
+		Use:   "net [DOMAIN...]",
+		Short: "Set net: deny; --except adds allowed destinations, arguments remove them from allow_net",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.kind, opts.args = "net", args
+			return runDeny(opts)
+		},
+	}
+	netCmd.Flags().StringSliceVar(&opts.except, "except", nil, "domain, IP or CIDR (optionally :port) to keep allowed; repeatable")
+	cmd.AddCommand(netCmd)
+	return cmd
+}
+
+func runDeny(o *denyOptions) error {
+	if o.kind == "net" {
+		return runDenyNet(o)
+	}
+	if err := checkPatterns(o.args); err != nil {
+		return err
+	}
+	e, err := o.f.beginEdit(o.project, o.dryRun)
+	if err != nil {
+		return err
+	}
+	key, allowKey := "deny_"+o.kind, "allow_"+o.kind
+	var report []string
+	for _, p := range o.args {
+		// An allow entry in the same file would cancel the new rule: the
+		// user wants it denied now, so it goes.
+		if un, err := e.doc.RemoveFromList(allowKey, p, samePattern); err != nil {
+			return err
+		} else if un {
+			report = append(report, fmt.Sprintf("%s -= %s", allowKey, p))
+		}
+		added, err := e.doc.AddToList(key, p, samePattern)
+		if err != nil {
+			return err
+		}
+		if added {
+			report = append(report, fmt.Sprintf("%s += %s", key, p))
+		} else {
+			report = append(report, fmt.Sprintf("%s already has %s", key, p))
+		}
+	}
+	cfg, err := e.commit()
+	if err != nil {
+		return err
+	}
+	for _, p := range o.args {
+		if _, ok := denied(configList(cfg, key), p); !ok {
+			return fmt.Errorf("%s: %s was not added to %s; please report this", e.name(), p, key)
+		}
+	}
+	printReport(o.f, e, report)
+	return nil
+}
+
+func runDenyNet(o *denyOptions) error {
+	if err := checkEndpoints(append(append([]string(nil), o.except...), o.args...)); err != nil {
+		return err
+	}
+	e, err := o.f.beginEdit(o.project, o.dryRun)
+	if err != nil {
+		return err
+	}
+	var report []string
+	if changed, err := e.doc.SetScalar("net", string(policy.NetDeny)); err != nil {
+		return err
+	} else if changed {
+		report = append(report, "net: deny")
+	}
+	for _, d := range o.except {
+		added, err := e.doc.AddToList("allow_net", d, sameEndpoint)
+		if err != nil {
+			return err
+		}
+		if added {
+			report = append(report, "allow_net += "+d)
+		}
+	}
+	for _, d := range o.args {
+		removed, err := e.doc.RemoveFromList("allow_net", d, sameEndpoint)
+		if err != nil {
+			return err
+		}
+		if removed {
+			report = append(report, "allow_net -= "+d)
+		} else {
+			report = append(report, "allow_net has no "+d)
+		}
+	}
+	cfg, err := e.commit()
+	if err != nil {
+		return err
+	}
+	if cfg == nil || cfg.Net == nil || *cfg.Net != policy.NetDeny {
+		return fmt.Errorf("%s: net was not set to deny; please report this", e.name())
+	}
+	printReport(o.f, e, report)
+	if len(o.except) > 0 && e.needsTrust() {
+		o.f.warnf("%s is not trusted: its allow_net entries apply only after you review it and run `aigate trust`", e.name())
+	}
+	if e.project && len(o.args) > 0 {
+		// A project file can add to allow_net but not take away from the
+		// global file's list.
+		if l, err := o.f.Load(); err == nil {
+			g, _ := policy.Merge(l.Global, nil, false)
+			for _, d := range o.args {
+				for _, ep := range g.AllowNet {
+					if sameEndpoint(ep.Raw, d) {
+						o.f.warnf("%s is still allowed by %s; run `aigate deny net %s` without --project to remove it there",
+							d, l.Paths.Pretty(ep.Source.String()), d)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// printReport lists what an edit did, one change a line.
+func printReport(f *Factory, e *edit, report []string) {
+	for _, r := range report {
+		f.printf("%s: %s\n", e.name(), r)
+	}
+}

@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/doctor"
+)
+
+// Factory is what every command needs from its surroundings. Main fills it
+// from the process; tests fill it with buffers and temporary directories.
+type Factory struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+
+	// Env is where the home and working directories come from.
+	Env config.Env
+	Now func() time.Time
+
+	// ProbeLSM loads a trivial BPF LSM program to prove BPF LSM works; nil
+	// when this build has none (doctor then skips that check).
+	ProbeLSM func() error
+	// DoctorRoot and KernelRelease let tests run doctor on a fake tree.
+	DoctorRoot    string
+	KernelRelease string
+
+	v   *viper.Viper
+	Log *zap.Logger
+}
+
+// NewFactory returns a Factory for the running process.
+func NewFactory() *Factory {
+	return &Factory{
+		In:       os.Stdin,
+		Out:      os.Stdout,
+		Err:      os.Stderr,
+		Env:      config.OSEnv(),
+		Now:      time.Now,
+		ProbeLSM: lsmProbe,
+		Log:      zap.NewNop(),
+	}
+}
+
+// Paths locates the config files for this invocation.
+func (f *Factory) Paths() (*config.Paths, error) {
+	var file string
+	if f.v != nil {
+		file = f.v.GetString("config")
+	}
+	p, err := config.Locate(config.LocateOptions{ConfigFile: file, Env: f.Env})
+	if err != nil {
+		return nil, err
+	}
+	f.Log.Debug("config paths", zap.String("global", p.Global), zap.String("project", p.Project),
+		zap.String("trust", p.Trust), zap.String("home", p.User.Home), zap.Bool("sudo", p.User.Sudo))
+	return p, nil
+}
+
+// Load locates and parses the config files.
+func (f *Factory) Load() (*config.Loaded, error) {
+	p, err := f.Paths()
+	if err != nil {
+		return nil, err
+	}
+	l, err := config.Load(p)
+	if err != nil {
+		return nil, err
+	}
+	f.Log.Debug("config loaded", zap.Bool("global_exists", l.Global != nil), zap.Stringer("trust", l.Trust))
+	return l, nil
+}
+
+// Doctor runs the readiness checks. mount allows mounting securityfs.
+func (f *Factory) Doctor(mount bool) *doctor.Report {
+	return doctor.Run(doctor.Options{
+		Root:     f.DoctorRoot,
+		Release:  f.KernelRelease,
+		Euid:     f.Env.Euid,
+		ProbeLSM: f.ProbeLSM,
+		Mount:    mount,
+	})
+}
+
+// newLogger builds the zap logger for --log-level. Logs go to stderr and
+// are for diagnosing aigate; what a command reports goes to stdout.
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(strings.ToLower(level))
+	if err != nil {
+		return nil, usageErrorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	enc := zap.NewDevelopmentEncoderConfig()
+	enc.TimeKey = ""
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), lvl)
+	return zap.New(core), nil
+}
+
+func (f *Factory) printf(format string, args ...any) { fmt.Fprintf(f.Out, format, args...) }
+
+// warnf writes a warning to stderr, where it does not mix into output that
+// scripts read.
+func (f *Factory) warnf(format string, args ...any) {
+	fmt.Fprintf(f.Err, "warning: "+format+"\n", args...)
+}

@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+type initOptions struct {
+	f       *Factory
+	force   bool
+	project bool
+}
+
+func newInitCmd(f *Factory) *cobra.Command {
+	opts := &initOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Write the default global config, or a project config with --project",
+		Long: `Write ~/.aigate/config.yaml with aigate's defaults, each section commented:
+secrets aigate denies reading (.env, keys, cloud credentials, ...), files it
+denies writing (shell startup files, git hooks, aigate's own config),
+programs it denies running (curl, ssh, ...) and the few domains agents may
+reach. Edit it, or use "aigate deny" and "aigate allow".
+
+With --project, write a minimal commented .aigate.yaml in the working
+directory instead; aigate trusts the file it writes for you.
+
+An existing file is never overwritten without --force.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runInit(opts) },
+	}
+	cmd.Flags().BoolVar(&opts.force, "force", false, "overwrite an existing file (your edits to it are lost)")
+	cmd.Flags().BoolVar(&opts.project, "project", false, "write .aigate.yaml in the working directory")
+	return cmd
+}
+
+func runInit(o *initOptions) error {
+	f := o.f
+	paths, err := f.Paths()
+	if err != nil {
+		return err
+	}
+	target, content := paths.Global, policy.DefaultYAML()
+	if o.project {
+		target, content = paths.WorkDir+"/"+config.ProjectName, []byte(projectTemplate)
+	}
+	name := paths.Pretty(target)
+	_, err = os.Lstat(target)
+	switch {
+	case err == nil && !o.force:
+		return fmt.Errorf("%s already exists; run `aigate init%s --force` to replace it with the defaults (your changes to it are lost)",
+			name, map[bool]string{true: " --project", false: ""}[o.project])
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("init: %w", err)
+	}
+	existed := err == nil
+	if !o.project {
+		if err := config.EnsureDir(paths.Dir, paths.User); err != nil {
+			return err
+		}
+	}
+	if err := config.WriteFileAtomic(target, content, 0o644, paths.User); err != nil {
+		return err
+	}
+	verb := "wrote"
+	if existed {
+		verb = "replaced"
+	}
+	if !o.project {
+		f.printf("%s %s with the defaults.\nNext: `aigate status` to see what is denied, `aigate doctor` to check the kernel.\n", verb, name)
+		return nil
+	}
+	ts, err := config.ReadTrustStore(paths.Trust)
+	if err != nil {
+		return err
+	}
+	ts.Set(target, content, f.Now())
+	if err := ts.Write(paths.Trust, paths.User); err != nil {
+		return err
+	}
+	f.printf("%s %s (trusted).\nAdd rules with `aigate deny read --project PATTERN`.\n", verb, name)
+	return nil
+}

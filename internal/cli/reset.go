@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+type resetOptions struct {
+	f     *Factory
+	force bool
+}
+
+func newResetCmd(f *Factory) *cobra.Command {
+	opts := &resetOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "reset",
+		Short: "Remove your global config and trust store",
+		Long: `Remove the global config file and the trust store (~/.aigate/trusted.yaml),
+and ~/.aigate itself when nothing else is left in it. Project files are
+left alone. Without --force, list what would be removed and exit with 2.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runReset(opts) },
+	}
+	cmd.Flags().BoolVar(&opts.force, "force", false, "really remove the files")
+	return cmd
+}
+
+func runReset(o *resetOptions) error {
+	f := o.f
+	paths, err := f.Paths()
+	if err != nil {
+		return err
+	}
+	var victims []string
+	for _, p := range []string{paths.Global, paths.Trust} {
+		if _, err := os.Lstat(p); err == nil {
+			victims = append(victims, p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("reset: %w", err)
+		}
+	}
+	if len(victims) == 0 {
+		f.printf("nothing to remove: neither %s nor %s exists\n", paths.Pretty(paths.Global), paths.Pretty(paths.Trust))
+		return nil
+	}
+	if !o.force {
+		f.printf("aigate reset --force would remove:\n")
+		for _, v := range victims {
+			f.printf("  %s\n", paths.Pretty(v))
+		}
+		f.printf("The built-in defaults would apply, and every project file would be untrusted.\n")
+		return silentExit(ExitUsage)
+	}
+	for _, v := range victims {
+		f.printf("removing %s\n", paths.Pretty(v))
+		if err := os.Remove(v); err != nil {
+			return fmt.Errorf("reset: %w", err)
+		}
+	}
+	// Only an empty directory goes; anything else in it is not ours to remove.
+	if err := os.Remove(paths.Dir); err == nil {
+		f.printf("removing %s\n", paths.Pretty(paths.Dir))
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+// extraCommands are added by files that other parts of aigate own (run,
+// watch, the agent), from an init function, so that adding a command does
+// not mean editing this file.
+var extraCommands []func(*Factory) *cobra.Command
+
+// register adds a command constructor to the root command.
+func register(newCmd func(*Factory) *cobra.Command) {
+	extraCommands = append(extraCommands, newCmd)
+}
+
+// NewRootCmd builds the aigate command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "aigate",
+		Short: "Kernel-enforced sandbox for AI coding agents",
+		Long: `aigate runs AI coding agents (Claude Code, Cursor, Aider, ...) in a sandbox
+whose file opens, program executions and network connections the kernel
+checks against your deny rules.
+
+Rules live in ~/.aigate/config.yaml (yours, global) and .aigate.yaml (per
+project). Start with:
+
+  aigate init              write the default global config
+  aigate status            show what is denied and whether the kernel is ready
+  aigate deny read PATH    protect another file
+  aigate doctor            check the kernel and say how to fix what is missing`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Bare "aigate" with an unknown word must be a usage error, not help.
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	root.SetIn(f.In)
+	root.SetOut(f.Out)
+	root.SetErr(f.Err)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
+
+	v := viper.New()
+	v.SetEnvPrefix("AIGATE")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	f.v = v
+	pf := root.PersistentFlags()
+	pf.String("config", "", "global config file (default ~/.aigate/config.yaml; env AIGATE_CONFIG)")
+	pf.String("log-level", "warn", "log level: debug, info, warn, error (env AIGATE_LOG_LEVEL)")
+	_ = v.BindPFlag("config", pf.Lookup("config"))
+	_ = v.BindPFlag("log-level", pf.Lookup("log-level"))
+
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		log, err := newLogger(v.GetString("log-level"), f.Err)
+		if err != nil {
+			return err
+		}
+		f.Log = log
+		return nil
+	}
+
+	root.AddCommand(
+		newInitCmd(f),
+		newDenyCmd(f),
+		newAllowCmd(f),
+		newTrustCmd(f),
+		newStatusCmd(f),
+		newHelpAICmd(f),
+		newDoctorCmd(f),
+		newResetCmd(f),
+		newVersionCmd(f),
+	)
+	for _, newCmd := range extraCommands {
+		root.AddCommand(newCmd(f))
+	}
+	markRunErrors(root)
+	return root
+}
+
+// markRunErrors wraps every command's RunE so that Main can tell errors
+// from running a command (exit 1) from cobra's command-line errors (2).
+func markRunErrors(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if err := run(cmd, args); err != nil {
+				return &runError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRunErrors(sub)
+	}
+}
+
+// Main runs aigate with args (without the program name) and returns the
+// exit code. Errors are printed here, once, as "aigate: <error>".
+func Main(ctx context.Context, f *Factory, args []string) ExitCode {
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	msg, code := classify(err)
+	if msg != "" {
+		fmt.Fprintf(f.Err, "aigate: %s\n", msg)
+	}
+	if code == ExitUsage && msg != "" && cmd != nil {
+		fmt.Fprintf(f.Err, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	_ = f.Log.Sync()
+	return code
+}

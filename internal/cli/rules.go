@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// fileKinds are the file rule kinds of deny and allow.
+var fileKinds = map[string]policy.Access{"read": policy.AccessRead, "write": policy.AccessWrite, "exec": policy.AccessExec}
+
+// kindArg checks the first argument of deny and allow.
+func kindArg(cmd string, args []string) (string, error) {
+	if len(args) == 0 {
+		return "", usageErrorf("%s what? want read, write, exec or net", cmd)
+	}
+	if _, ok := fileKinds[args[0]]; !ok && args[0] != "net" {
+		return "", usageErrorf("%s %q: want read, write, exec or net", cmd, args[0])
+	}
+	return args[0], nil
+}
+
+// checkPatterns validates every pattern before anything is edited, so that
+// one bad argument changes nothing.
+func checkPatterns(patterns []string) error {
+	if len(patterns) == 0 {
+		return usageErrorf("no pattern given, e.g. .env, \"*.pem\" or ~/.ssh/")
+	}
+	var errs []error
+	for _, p := range patterns {
+		if err := policy.CheckPattern(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return &usageError{errors.Join(errs...)}
+	}
+	return nil
+}
+
+// checkEndpoints validates allow_net entries the same way.
+func checkEndpoints(entries []string) error {
+	var errs []error
+	for _, e := range entries {
+		if _, err := policy.ParseEndpoint(e); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return &usageError{errors.Join(errs...)}
+	}
+	return nil
+}
+
+// samePattern reports whether two file patterns mean the same thing
+// ("secrets/" and "secrets"), by asking policy.Merge whether an allow entry
+// written as b cancels a deny entry written as a: that is exactly the
+// equivalence the policy applies, without restating it here.
+func samePattern(a, b string) bool {
+	if a == b {
+		return true
+	}
+	p, _ := policy.Merge(
+		&policy.Config{DenyRead: []policy.PathRule{{Pattern: a}}},
+		&policy.Config{AllowRead: []policy.PathRule{{Pattern: b}}},
+		true)
+	return len(p.DenyRead) == 0
+}
+
+// sameEndpoint reports whether two allow_net entries are the same
+// destination ("GitHub.com." and "github.com").
+func sameEndpoint(a, b string) bool {
+	if a == b {
+		return true
+	}
+	x, err1 := policy.ParseEndpoint(a)
+	y, err2 := policy.ParseEndpoint(b)
+	return err1 == nil && err2 == nil &&
+		x.Domain == y.Domain && x.Wildcard == y.Wildcard && x.Prefix == y.Prefix && x.Port == y.Port
+}
+
+// denied returns the rule of rules that a pattern names, if any.
+func denied(rules []policy.PathRule, pattern string) (policy.PathRule, bool) {
+	for _, r := range rules {
+		if samePattern(r.Pattern, pattern) {
+			return r, true
+		}
+	}
+	return policy.PathRule{}, false
+}
+
+// denyList is the list of a kind in a merged policy or config.
+func denyList(p *policy.Policy, kind string) []policy.PathRule {
+	switch kind {
+	case "read":
+		return p.DenyRead
+	case "write":
+		return p.DenyWrite
+	case "exec":
+		return p.DenyExec
+	}
+	panic(fmt.Sprintf("cli: unknown kind %q", kind))
+}
+
+func configList(c *policy.Config, key string) []policy.PathRule {
+	if c == nil {
+		return nil
+	}
+	switch key {
+	case "deny_read":
+		return c.DenyRead
+	case "deny_write":
+		return c.DenyWrite
+	case "deny_exec":
+		return c.DenyExec
+	case "allow_read":
+		return c.AllowRead
+	case "allow_write":
+		return c.AllowWrite
+	case "allow_exec":
+		return c.AllowExec
+	}
+	panic(fmt.Sprintf("cli: unknown key %q", key))
+}

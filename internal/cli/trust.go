@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+type trustOptions struct {
+	f      *Factory
+	revoke bool
+}
+
+func newTrustCmd(f *Factory) *cobra.Command {
+	opts := &trustOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "trust",
+		Short: "Let the project's .aigate.yaml loosen your policy",
+		Long: `A project's .aigate.yaml may always add deny rules. What loosens the policy
+(allow_read, allow_write, allow_exec, allow_net, net: allow, mode: audit,
+...) applies only after you trust that exact file content, so that a
+repository you clone cannot open the network or your files for itself.
+
+trust shows what the file loosens, then records its path and SHA-256 in
+~/.aigate/trusted.yaml. Any later change to the file un-trusts it, except
+your own edits made with "aigate deny/allow --project" to a trusted file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runTrust(opts) },
+	}
+	cmd.Flags().BoolVar(&opts.revoke, "revoke", false, "forget the trust for this project file")
+	return cmd
+}
+
+func runTrust(o *trustOptions) error {
+	f := o.f
+	paths, err := f.Paths()
+	if err != nil {
+		return err
+	}
+	if paths.Project == "" {
+		return fmt.Errorf("no %s in %s or its parent directories: nothing to trust", config.ProjectName, paths.WorkDir)
+	}
+	ts, err := config.ReadTrustStore(paths.Trust)
+	if err != nil {
+		return err
+	}
+	name := paths.Pretty(paths.Project)
+	if o.revoke {
+		if !ts.Remove(paths.Project) {
+			f.printf("%s was not trusted\n", name)
+			return nil
+		}
+		if err := ts.Write(paths.Trust, paths.User); err != nil {
+			return err
+		}
+		f.printf("%s is no longer trusted; its loosening entries are ignored\n", name)
+		return nil
+	}
+
+	l, err := config.Load(paths)
+	if err != nil {
+		return err
+	}
+	if l.Project == nil {
+		return errors.New(name + " disappeared while reading it")
+	}
+	// What trusting changes is the difference between the policy with and
+	// without the file's loosening entries.
+	without, _ := policy.Merge(l.Global, l.Project, false)
+	with, _ := policy.Merge(l.Global, l.Project, true)
+	loosens := loosening(without, with, paths)
+	if len(loosens) == 0 {
+		f.printf("%s only adds restrictions.\n", name)
+	} else {
+		f.printf("%s loosens your policy:\n", name)
+		for _, s := range loosens {
+			f.printf("  %s\n", s)
+		}
+	}
+	if l.Trust == config.Trusted {
+		f.printf("%s is already trusted (sha256 %s)\n", name, config.Hash(l.ProjectData)[:12])
+		return nil
+	}
+	ts.Set(paths.Project, l.ProjectData, f.Now())
+	if err := ts.Write(paths.Trust, paths.User); err != nil {
+		return err
+	}
+	f.printf("trusted %s (sha256 %s); any change to it will need `aigate trust` again\n", name, config.Hash(l.ProjectData)[:12])
+	return nil
+}
+
+// loosening lists what with allows that without does not.
+func loosening(without, with *policy.Policy, paths *config.Paths) []string {
+	var out []string
+	src := func(s policy.Source) string { return paths.Pretty(s.String()) }
+	if with.Mode != without.Mode {
+		out = append(out, fmt.Sprintf("mode: %s  (%s)", with.Mode, src(with.ModeSource)))
+	}
+	if with.Backend != without.Backend {
+		out = append(out, fmt.Sprintf("backend: %s  (%s)", with.Backend, src(with.BackendSource)))
+	}
+	if with.Net != without.Net {
+		out = append(out, fmt.Sprintf("net: %s: every destination becomes reachable  (%s)", with.Net, src(with.NetSource)))
+	}
+	if with.Loopback != without.Loopback {
+		out = append(out, fmt.Sprintf("allow_loopback: %v  (%s)", with.Loopback, src(with.LoopbackSource)))
+	}
+	for _, ep := range with.AllowNet {
+		if !slices.ContainsFunc(without.AllowNet, func(x policy.Endpoint) bool { return sameEndpoint(x.Raw, ep.Raw) }) {
+			out = append(out, fmt.Sprintf("allow_net %s  (%s)", ep.Raw, src(ep.Source)))
+		}
+	}
+	for _, r := range with.AllowUnix {
+		if _, ok := denied(without.AllowUnix, r.Pattern); !ok {
+			out = append(out, fmt.Sprintf("allow_unix %s  (%s)", r.Pattern, src(r.Source)))
+		}
+	}
+	for _, kind := range []string{"read", "write", "exec"} {
+		for _, r := range denyList(without, kind) {
+			if _, ok := denied(denyList(with, kind), r.Pattern); !ok {
+				out = append(out, fmt.Sprintf("cancels deny_%s %s  (from %s)", kind, r.Pattern, src(r.Source)))
+			}
+		}
+	}
+	limits := []struct {
+		name      string
+		old, new_ uint64
+	}{
+		{"max_memory", without.Limits.MaxMemory, with.Limits.MaxMemory},
+		{"max_cpu_percent", uint64(without.Limits.MaxCPUPercent), uint64(with.Limits.MaxCPUPercent)},
+		{"max_pids", uint64(without.Limits.MaxPIDs), uint64(with.Limits.MaxPIDs)},
+	}
+	for _, lim := range limits {
+		if lim.old != lim.new_ {
+			out = append(out, fmt.Sprintf("resource_limits.%s: %d -> %d (0 = unlimited)", lim.name, lim.old, lim.new_))
+		}
+	}
+	if with.DNS != without.DNS {
+		out = append(out, fmt.Sprintf("dns: min_ttl %v, max_ttl %v", with.DNS.MinTTL, with.DNS.MaxTTL))
+	}
+	return out
+}
