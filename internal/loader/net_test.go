@@ -31,12 +31,12 @@ var netTestSeq atomic.Int32
 // netEnv is one test's world: a network namespace and a cgroup parent
 // directory, both removed when the test ends.
 type netEnv struct {
-	t      *testing.T
+	t      testing.TB
 	ns     string
 	parent string // below the cgroup v2 mount
 }
 
-func newNetEnv(t *testing.T) *netEnv {
+func newNetEnv(t testing.TB) *netEnv {
 	t.Helper()
 	testutil.RequireRoot(t)
 	if _, err := cgroup.Mountpoint(); err != nil {
@@ -73,7 +73,7 @@ func newNetEnv(t *testing.T) *netEnv {
 	return e
 }
 
-func ipCmd(t *testing.T, args ...string) {
+func ipCmd(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
