@@ -34,7 +34,11 @@ type console struct {
 	done       bool
 	panicked   bool
 	mountErrs  []string // guest paths of shares that failed to mount
+	tests      testCounts
 }
+
+// testCounts counts top-level Go test results in -test.v output.
+type testCounts struct{ passed, failed, skipped int }
 
 func newConsole(marker string) *console {
 	return &console{marker: marker, status: map[string]int{}}
@@ -49,6 +53,7 @@ func (c *console) line(s string) (string, bool) {
 	}
 	i := strings.Index(s, c.marker)
 	if i < 0 {
+		c.countTest(s)
 		return s, true
 	}
 	before := s[:i]
@@ -90,6 +95,18 @@ func (c *console) line(s string) (string, bool) {
 		return before + "\n" + show, true
 	}
 	return show, true
+}
+
+// countTest counts a top-level (unindented) result line of go test -v.
+func (c *console) countTest(s string) {
+	switch {
+	case strings.HasPrefix(s, "--- PASS: "):
+		c.tests.passed++
+	case strings.HasPrefix(s, "--- FAIL: "):
+		c.tests.failed++
+	case strings.HasPrefix(s, "--- SKIP: "):
+		c.tests.skipped++
+	}
 }
 
 // hasBPF reports whether the guest's LSM list includes bpf.

@@ -132,42 +132,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancelT()
 
 	start := time.Now()
-	code, err := runVMTests(ctx, o, stdout, stderr)
+	code, summary, err := runVMTests(ctx, o, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "vmtest:", err)
 	}
 	fmt.Fprintf(stdout, "vmtest: wall time %.1fs\n", time.Since(start).Seconds())
+	// Last, so that CI reads the counts as the run's closing line.
+	fmt.Fprint(stdout, summary)
 	return code
 }
 
-// runVMTests does the work; it returns the exit code and what went wrong.
-func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int, error) {
+// runVMTests does the work; it returns the exit code, the closing lines with
+// the counts (once the VM ran) and what went wrong.
+func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code int, summary string, err error) {
 	if err := checkTools(!strings.Contains(o.kernel, "/")); err != nil {
-		return exitHarness, err
+		return exitHarness, "", err
 	}
 	busybox, err := staticBusybox()
 	if err != nil {
-		return exitHarness, err
+		return exitHarness, "", err
 	}
 	if err := os.MkdirAll(filepath.Join(o.cache, "kernel"), 0o755); err != nil {
-		return exitHarness, fmt.Errorf("cache dir: %w", err)
+		return exitHarness, "", fmt.Errorf("cache dir: %w", err)
 	}
 
 	t0 := time.Now()
 	kernel, err := resolveKernel(ctx, o.kernel, o.cache, stdout)
 	if err != nil {
-		return exitHarness, err
+		return exitHarness, "", err
 	}
 	base, err := cachedBase(o.cache, busybox)
 	if err != nil {
-		return exitHarness, err
+		return exitHarness, "", err
 	}
 	tKernel := time.Since(t0)
 
 	removeStaleRuns(o.cache, 24*time.Hour)
 	runDir, err := os.MkdirTemp(filepath.Join(o.cache), "run-")
 	if err != nil {
-		return exitHarness, fmt.Errorf("run dir: %w", err)
+		return exitHarness, "", fmt.Errorf("run dir: %w", err)
 	}
 	if o.keep {
 		fmt.Fprintln(stdout, "vmtest: keeping", runDir)
@@ -179,24 +182,24 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 	var pkgs []goPackage
 	if len(o.pkgs) == 0 {
 		if pkgs, err = defaultPackages(ctx); err != nil {
-			return exitHarness, err
+			return exitHarness, "", err
 		}
 		if len(pkgs) == 0 {
-			return exitHarness, errors.New("no package's tests call testutil.SkipUnlessLSM; name packages with --pkg")
+			return exitHarness, "", errors.New("no package's tests call testutil.SkipUnlessLSM; name packages with --pkg")
 		}
 	} else if pkgs, err = goList(ctx, o.pkgs...); err != nil {
-		return exitHarness, err
+		return exitHarness, "", err
 	}
 	names := testNames(pkgs)
 	var files []guestFile
 	var tests []guestTest
 	for i, p := range pkgs {
 		if p.Name == "" || p.Dir == "" {
-			return exitHarness, fmt.Errorf("package %s not found", p.ImportPath)
+			return exitHarness, "", fmt.Errorf("package %s not found", p.ImportPath)
 		}
 		bin := filepath.Join(runDir, names[i]+".test")
 		if err := buildTest(ctx, p, bin, o.tags, stderr); err != nil {
-			return exitHarness, err
+			return exitHarness, "", err
 		}
 		// Tests run in a copy of their package directory, as under go test,
 		// so relative paths such as testdata/ work.
@@ -210,7 +213,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		if td := filepath.Join(p.Dir, "testdata"); isDir(td) {
 			more, err := expandDir(td, guestDir+"/testdata")
 			if err != nil {
-				return exitHarness, err
+				return exitHarness, "", err
 			}
 			files = append(files, more...)
 		}
@@ -223,7 +226,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		}
 		out := filepath.Join(runDir, "build-"+path.Base(guest))
 		if err := buildBinary(ctx, pkg, out, o.tags, stderr); err != nil {
-			return exitHarness, err
+			return exitHarness, "", err
 		}
 		files = append(files, guestFile{host: out, guest: guest})
 	}
@@ -233,19 +236,19 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 			guest = "/usr/local/bin/" + filepath.Base(host)
 		}
 		if err := checkStatic(host); err != nil {
-			return exitUsage, fmt.Errorf("--bin %s: %w", b, err)
+			return exitUsage, "", fmt.Errorf("--bin %s: %w", b, err)
 		}
 		files = append(files, guestFile{host: host, guest: guest})
 	}
 	for _, f := range o.files {
 		host, guest, ok := strings.Cut(f, ":")
 		if !ok || !strings.HasPrefix(guest, "/") {
-			return exitUsage, fmt.Errorf("--file %q: want host:/absolute/guest/path", f)
+			return exitUsage, "", fmt.Errorf("--file %q: want host:/absolute/guest/path", f)
 		}
 		if isDir(host) {
 			more, err := expandDir(host, guest)
 			if err != nil {
-				return exitHarness, err
+				return exitHarness, "", err
 			}
 			files = append(files, more...)
 		} else {
@@ -256,21 +259,21 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 	for _, kv := range o.env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return exitUsage, fmt.Errorf("--env %q: want KEY=VALUE", kv)
+			return exitUsage, "", fmt.Errorf("--env %q: want KEY=VALUE", kv)
 		}
 		env[k] = v
 	}
 
 	shares, err := parseShares(o.shares, runDir)
 	if err != nil {
-		return exitUsage, err
+		return exitUsage, "", err
 	}
 	var modules []string
 	var guestShares []guestShare
 	if len(shares) > 0 {
 		virtiofsd, err := findVirtiofsd()
 		if err != nil {
-			return exitHarness, err
+			return exitHarness, "", err
 		}
 		for _, m := range kernelModules(kernel) {
 			g := "/lib/modules/vmtest/" + filepath.Base(m)
@@ -280,7 +283,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		for _, s := range shares {
 			cmd, err := startVirtiofsd(ctx, virtiofsd, s, strings.TrimSuffix(s.socket, ".sock")+".log")
 			if err != nil {
-				return exitHarness, err
+				return exitHarness, "", err
 			}
 			defer stopProcess(cmd)
 			guestShares = append(guestShares, guestShare{tag: s.tag, path: s.guest})
@@ -291,7 +294,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares})
 	initrd := filepath.Join(runDir, "initrd.cpio")
 	if err := writeInitrd(initrd, base, script, files); err != nil {
-		return exitHarness, fmt.Errorf("initramfs: %w", err)
+		return exitHarness, "", fmt.Errorf("initramfs: %w", err)
 	}
 	tBuild := time.Since(t1)
 	st, _ := os.Stat(initrd)
@@ -302,7 +305,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline, shares: shares,
 	}), marker, stdout, stderr, o.verbose)
 	if err != nil {
-		return exitHarness, err
+		return exitHarness, "", err
 	}
 	vmTime := time.Since(res.started)
 	boot := "the guest never reached /init"
@@ -322,14 +325,18 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (int,
 		}
 	}
 	fmt.Fprintf(stdout, "vmtest: VM ran %.1fs, %s\n", vmTime.Seconds(), boot)
-	fmt.Fprintf(stdout, "vmtest: %d passed, %d failed\n", passed, failed)
+	t := res.con.tests
+	if t.passed+t.failed+t.skipped > 0 { // only -test.v prints them
+		summary = fmt.Sprintf("vmtest: go tests seen: %d passed, %d failed, %d skipped\n", t.passed, t.failed, t.skipped)
+	}
+	summary += fmt.Sprintf("vmtest: %d passed, %d failed\n", passed, failed)
 	if err := verdict(res, names, o.timeout); err != nil {
 		if res.timedOut && errors.Is(ctx.Err(), context.Canceled) {
 			err = errors.New("interrupted; QEMU was killed")
 		}
-		return exitTestFailed, err
+		return exitTestFailed, summary, err
 	}
-	return exitOK, nil
+	return exitOK, summary, nil
 }
 
 // guestEnv is the tests' environment before --env: BPF LSM is active in the

@@ -44,6 +44,14 @@ func TestConsoleMarkers(t *testing.T) {
 	if !c.initSeen || c.initUptime != "2.31" || c.kernel != "6.1.0-56-cloud-amd64" || !c.hasBPF() || !c.done {
 		t.Errorf("console state = %+v", c)
 	}
+	if c.tests != (testCounts{passed: 1}) {
+		t.Errorf("test counts = %+v, want 1 passed", c.tests)
+	}
+	c.line("    --- FAIL: TestX/sub (0.00s)") // a subtest: not counted
+	c.line("--- SKIP: TestY (0.00s)")
+	if c.tests != (testCounts{passed: 1, skipped: 1}) {
+		t.Errorf("test counts = %+v, want 1 passed, 1 skipped", c.tests)
+	}
 	if len(c.status) != 2 || c.status["loader"] != 0 || c.status["cli"] != 3 {
 		t.Errorf("status = %v, want loader:0 cli:3", c.status)
 	}
