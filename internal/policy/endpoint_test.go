@@ -89,7 +89,7 @@ func TestParseEndpointErrors(t *testing.T) {
 	}
 }
 
-func FuzzParseEndpoint(f *testing.F) {
+func FuzzEndpoint(f *testing.F) {
 	for _, s := range append(defaultAllowNet, "*.a.com:1", "[::1]:80", "10.0.0.0/8:5", "::ffff:1.2.3.4", "1.2.3.4/33") {
 		f.Add(s)
 	}

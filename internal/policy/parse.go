@@ -387,9 +387,8 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // yamlError turns a yaml.v3 syntax error into an *Error with the line of the
 // problem. yaml.v3 reports the line where the enclosing construct started
 // (0-based, for parser errors), or no line at all, so the problem line is
-// found again by parsing ever longer prefixes of the file until one fails
-// with the same message: the parser is streaming, so that is the first line
-// that the parser could not accept.
+// found again as the shortest prefix of the file that fails with the same
+// message: the parser is streaming, so that is the line it rejected.
 func (p *parser) yamlError(err error, data []byte) *Error {
 	problem := err.Error()
 	e := &Error{File: p.file}
@@ -400,7 +399,7 @@ func (p *parser) yamlError(err error, data []byte) *Error {
 		problem = strings.TrimPrefix(problem, "yaml: ")
 	}
 	e.Msg = "invalid YAML: " + problem
-	if line := problemLine(data, problem); line > 0 {
+	if line := problemLine(data, problem, e.Line); line > 0 {
 		e.Line = line
 	} else if e.Line == 0 {
 		e.Line = badByteLine(data)
@@ -413,26 +412,35 @@ func (p *parser) yamlError(err error, data []byte) *Error {
 }
 
 // problemLine returns the first line n such that the file's first n lines
-// fail to parse with problem, or 0.
-func problemLine(data []byte, problem string) int {
+// fail to parse with problem, or 0. Once the parser has rejected a line,
+// every longer prefix fails the same way, so a binary search finds it; from
+// is a line known not to be after the problem.
+func problemLine(data []byte, problem string, from int) int {
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	if len(lines) > 2000 { // quadratic; configuration files are short
-		return 0
-	}
-	for n := 1; n <= len(lines); n++ {
+	same := func(n int) bool {
 		err := decodeAll(bytes.Join(lines[:n], nil))
 		if err == nil {
-			continue
+			return false
 		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 			msg = m[2]
 		}
-		if msg == problem {
-			return n
+		return msg == problem
+	}
+	lo, hi := max(from, 1), len(lines)
+	if lo > hi || !same(hi) {
+		return 0
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if same(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
 		}
 	}
-	return 0
+	return lo
 }
 
 // decodeAll parses every document in data, for problemLine.
