@@ -152,14 +152,13 @@ func fdPath(fd int) string {
 	return p
 }
 
-// report counts a denial and emits its event. Overload denials have no
-// rule: they are counted apart (health) and logged, not reported as policy
+// describe builds the event of a denial. Overload denials have no rule:
+// they are counted apart (Health) and logged, not reported as policy
 // violations.
-func (b *Backend) report(p *pending, v verdict) {
+func (b *Backend) describe(p *pending, v verdict) (events.Event, bool) {
 	if !v.deny || v.rule == 0 {
-		return
+		return events.Event{}, false
 	}
-	b.stats.violation(v.kind, v.op, v.audit)
 	ev := events.Event{
 		Time:     time.Now(),
 		Sandbox:  p.sb.Name,
@@ -176,7 +175,7 @@ func (b *Backend) report(p *pending, v verdict) {
 		ev.RuleText = r.Pattern
 	}
 	fillTask(&ev, p.tid)
-	b.emit(ev)
+	return ev, true
 }
 
 func (b *Backend) emit(ev events.Event) {

@@ -1,6 +1,7 @@
 package fanotify
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -35,4 +36,191 @@ func TestDenyReadByPath(t *testing.T) {
 	if n := e.count(events.KindFile, events.OpRead, false); n != 1 {
 		t.Fatalf("read counter %d, want 1", n)
 	}
+}
+
+func TestDenyNamesAtDepth(t *testing.T) {
+	e := newEnv(t, nil)
+	deep := filepath.Join(e.project, "a", "b", "c")
+	denied := []string{
+		e.write(filepath.Join(deep, ".env"), "K=v"),
+		e.write(filepath.Join(e.project, "x", "server.pem"), "pem"),
+		e.write(filepath.Join(e.home, ".ssh", "id_rsa"), "key"),
+		e.write(filepath.Join(e.project, "secrets", "d", "e", "f.txt"), "s"),
+	}
+	fine := e.write(filepath.Join(deep, "main.go"), "package main")
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env", "*.pem", "id_rsa*", "secrets")})
+	for _, p := range denied {
+		if got := e.run(s, "open", p, "r"); got != "EPERM" {
+			t.Errorf("sandboxed read of %s: %s, want EPERM", p, got)
+			continue
+		}
+		if ev := e.event(); ev.Path != p || ev.Op != events.OpRead {
+			t.Errorf("event %+v for %s", ev, p)
+		}
+		openHere(t, p, unix.O_RDONLY)
+	}
+	if got := e.run(s, "open", fine, "r"); got != "ok" {
+		t.Fatalf("sandboxed read of %s: %s", fine, got)
+	}
+	// A matching file created after Add in a directory that was marked.
+	later := e.write(filepath.Join(deep, "later.pem"), "new")
+	if got := e.run(s, "open", later, "r"); got != "EPERM" {
+		t.Fatalf("file created later in a marked directory %s: %s, want EPERM", later, got)
+	}
+	e.event()
+	e.noEvent()
+}
+
+func TestDenyWrite(t *testing.T) {
+	e := newEnv(t, nil)
+	cfg := e.write(filepath.Join(e.project, "ci.yaml"), "x")
+	lock := e.write(filepath.Join(e.project, "sub", "go.lock"), "x")
+	s := e.sandbox(policy.Policy{DenyWrite: rules("ci.yaml", "*.lock")})
+	for _, p := range []string{cfg, lock} {
+		if got := e.run(s, "open", p, "r"); got != "ok" {
+			t.Errorf("read-only open of deny_write %s: %s, want ok", p, got)
+		}
+		for _, mode := range []string{"w", "a", "rw", "trunc"} {
+			if got := e.run(s, "open", p, mode); got != "EPERM" {
+				t.Errorf("open %s of deny_write %s: %s, want EPERM", mode, p, got)
+				continue
+			}
+			if ev := e.event(); ev.Op != events.OpWrite || ev.Path != p {
+				t.Errorf("event %+v", ev)
+			}
+		}
+		openHere(t, p, unix.O_WRONLY)
+	}
+	e.noEvent()
+	if n := e.count(events.KindFile, events.OpWrite, false); n != 8 {
+		t.Fatalf("write counter %d, want 8", n)
+	}
+}
+
+// copyBin copies /bin/true to path, executable.
+func (e *env) copyBin(path string) string {
+	e.t.Helper()
+	data, err := os.ReadFile("/bin/true")
+	if err != nil {
+		e.t.Skip("no /bin/true to copy")
+	}
+	e.write(path, "")
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+func TestDenyExec(t *testing.T) {
+	e := newEnv(t, nil)
+	byName := e.copyBin(filepath.Join(e.bin, "mytool"))
+	byPath := e.copyBin(filepath.Join(e.project, "tools", "runme"))
+	allowed := e.copyBin(filepath.Join(e.project, "tools", "fine"))
+	link := filepath.Join(e.t.TempDir(), "innocent")
+	if err := os.Symlink(byName, link); err != nil {
+		t.Fatal(err)
+	}
+	s := e.sandbox(policy.Policy{DenyExec: rules("mytool", "tools/runme")})
+	for _, c := range []struct{ run, path string }{{byName, byName}, {byPath, byPath}, {link, byName}} {
+		if got := e.run(s, "exec", c.run); got != "EPERM" {
+			t.Errorf("sandboxed exec of %s: %s, want EPERM", c.run, got)
+			continue
+		}
+		if ev := e.event(); ev.Kind != events.KindExec || ev.Op != events.OpExec || ev.Path != c.path {
+			t.Errorf("event %+v, want exec of %s", ev, c.path)
+		}
+		if got := e.run(nil, "exec", c.run); got != "ok" {
+			t.Errorf("exec of %s outside the sandbox: %s", c.run, got)
+		}
+	}
+	if got := e.run(s, "exec", allowed); got != "ok" {
+		t.Errorf("sandboxed exec of %s: %s", allowed, got)
+	}
+	// Reading a deny_exec binary is allowed (copying it elsewhere is a
+	// known way around name rules, see docs/backends.md).
+	if got := e.run(s, "open", byName, "r"); got != "ok" {
+		t.Errorf("read of deny_exec binary: %s", got)
+	}
+	e.noEvent()
+	if n := e.count(events.KindExec, events.OpExec, false); n != 3 {
+		t.Fatalf("exec counter %d, want 3", n)
+	}
+}
+
+func TestAuditMode(t *testing.T) {
+	e := newEnv(t, nil)
+	secret := e.write(filepath.Join(e.project, ".env"), "K=v")
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env"), Mode: policy.ModeAudit})
+	if got := e.run(s, "open", secret, "r"); got != "ok" {
+		t.Fatalf("audit-mode read: %s, want ok", got)
+	}
+	if ev := e.event(); !ev.Audit || ev.Path != secret || ev.Op != events.OpRead {
+		t.Fatalf("event %+v, want an audit read of %s", ev, secret)
+	}
+	if n, m := e.count(events.KindFile, events.OpRead, true), e.count(events.KindFile, events.OpRead, false); n != 1 || m != 0 {
+		t.Fatalf("audit counter %d, enforce counter %d; want 1, 0", n, m)
+	}
+}
+
+func TestTwoSandboxes(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.write(filepath.Join(e.project, "a.txt"), "a")
+	b := e.write(filepath.Join(e.project, "b.txt"), "b")
+	sa := e.sandbox(policy.Policy{DenyRead: rules("a.txt")})
+	sb := e.sandbox(policy.Policy{DenyRead: rules("b.txt")})
+	for _, c := range []struct {
+		s    *sbox
+		path string
+		want string
+	}{{sa, a, "EPERM"}, {sa, b, "ok"}, {sb, a, "ok"}, {sb, b, "EPERM"}} {
+		if got := e.run(c.s, "open", c.path, "r"); got != c.want {
+			t.Errorf("%s reads %s: %s, want %s", c.s.Name, c.path, got, c.want)
+		}
+		if c.want == "EPERM" {
+			if ev := e.event(); ev.Sandbox != c.s.Name || ev.Path != c.path {
+				t.Errorf("event %+v", ev)
+			}
+		}
+	}
+	// Removing one sandbox leaves the other enforced.
+	if err := e.b.Remove(sa.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.run(sb, "open", b, "r"); got != "EPERM" {
+		t.Fatalf("after removing %s, %s reads %s: %s", sa.Name, sb.Name, b, got)
+	}
+	e.event()
+	e.noEvent()
+}
+
+func TestChildCgroupConfined(t *testing.T) {
+	e := newEnv(t, nil)
+	secret := e.write(filepath.Join(e.project, "id_ed25519"), "k")
+	s := e.sandbox(policy.Policy{DenyRead: rules("id_*")})
+	if got := e.run(s, "subcg", "nested", secret); got != "EPERM" {
+		t.Fatalf("read from a child cgroup: %s, want EPERM", got)
+	}
+	if ev := e.event(); ev.Sandbox != s.Name {
+		t.Fatalf("event %+v", ev)
+	}
+}
+
+func TestHardLinkByInode(t *testing.T) {
+	e := newEnv(t, nil)
+	secret := e.write(filepath.Join(e.project, "creds.json"), "k")
+	elsewhere := filepath.Join(t.TempDir(), "copy-of-nothing")
+	if err := os.Link(secret, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	s := e.sandbox(policy.Policy{DenyRead: rules("creds.json")})
+	if got := e.run(s, "open", elsewhere, "r"); got != "EPERM" {
+		t.Fatalf("read through hard link %s: %s, want EPERM", elsewhere, got)
+	}
+	if ev := e.event(); ev.Path != elsewhere || ev.Rule != 1 {
+		t.Fatalf("event %+v", ev)
+	}
+	openHere(t, elsewhere, unix.O_RDONLY)
 }

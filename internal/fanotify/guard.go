@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Why a guard process: when the last file descriptor of a fanotify group is
@@ -55,7 +57,15 @@ func startGuard(groupFD int) (*guard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start fanotify guard: find own binary: %w", err)
 	}
-	group := os.NewFile(uintptr(groupFD), "fanotify")
+	// A duplicate, owned by its *os.File: wrapping groupFD itself would let
+	// the File's finalizer close the backend's descriptor (or whatever
+	// reuses its number) at some later garbage collection.
+	dup, err := unix.FcntlInt(uintptr(groupFD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("start fanotify guard: %w", err)
+	}
+	group := os.NewFile(uintptr(dup), "fanotify")
+	defer group.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start fanotify guard: %w", err)

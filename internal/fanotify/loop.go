@@ -179,12 +179,16 @@ func (b *Backend) workLoop() {
 
 // finish answers with v (unless the reaper was first), reports and releases.
 func (b *Backend) finish(p *pending, v verdict) {
+	// The event is built before answering: once answered, the opener may
+	// exit and take its /proc entry (comm, tgid, uid) with it.
+	ev, ok := b.describe(p, v)
 	won, err := p.answer(b.group, v.allow())
 	if err != nil {
 		b.log.Error("answer fanotify event", zap.Error(err))
 	}
-	if won {
-		b.report(p, v)
+	if won && ok {
+		b.stats.violation(ev.Kind, ev.Op, ev.Audit)
+		b.emit(ev)
 	}
 	p.close()
 	b.pending.del(p)
