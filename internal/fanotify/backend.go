@@ -40,6 +40,9 @@ type Options struct {
 	DecisionTimeout time.Duration
 	// EventBuffer is the capacity of the Events channel (default 4096).
 	EventBuffer int
+
+	// beforeDecide, for tests, runs in a worker before each decision.
+	beforeDecide func(*pending)
 }
 
 func (o *Options) defaults() {
@@ -83,8 +86,6 @@ type Backend struct {
 	work    chan *pending
 	events  chan events.Event
 	stats   counters
-	// hooks for tests: called by a worker before it decides.
-	beforeDecide func(*pending)
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -213,6 +214,11 @@ func (b *Backend) Remove(id uint32) error {
 	b.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("remove sandbox %d: not registered", id)
+	}
+	select {
+	case <-b.closing:
+		return nil // Close released the group and the guard killed the sandbox
+	default:
 	}
 	err := b.marks.remove(id, s.plan)
 	if gerr := b.guard.del(s.CgroupPath); gerr != nil {

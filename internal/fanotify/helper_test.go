@@ -40,7 +40,18 @@ func errnoName(err error) string {
 	return err.Error()
 }
 
+// helperOps are operations defined next to the tests that use them.
+var helperOps = map[string]func(args []string) string{}
+
+func registerHelper(name string, f func([]string) string) bool {
+	helperOps[name] = f
+	return true
+}
+
 func helperOp(op string, args []string) string {
+	if f, ok := helperOps[op]; ok {
+		return f(args)
+	}
 	switch op {
 	case "open": // open PATH r|w|a|trunc
 		flags := map[string]int{"r": unix.O_RDONLY, "w": unix.O_WRONLY, "a": unix.O_WRONLY | unix.O_APPEND, "trunc": unix.O_RDONLY | unix.O_TRUNC, "rw": unix.O_RDWR}[args[1]]

@@ -170,8 +170,8 @@ func (b *Backend) dispatch(ev event) {
 func (b *Backend) workLoop() {
 	defer b.wg.Done()
 	for p := range b.work {
-		if b.beforeDecide != nil {
-			b.beforeDecide(p)
+		if b.opts.beforeDecide != nil {
+			b.opts.beforeDecide(p)
 		}
 		b.finish(p, b.decide(p))
 	}

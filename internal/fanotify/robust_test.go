@@ -1,0 +1,176 @@
+package fanotify
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"golang.org/x/sys/unix"
+)
+
+// TestOwnOpenInDecisionNoDeadlock: the decision path itself opens the
+// protected file. aigate is outside every sandbox, so the reader answers
+// that open inline while the worker waits on it.
+func TestOwnOpenInDecisionNoDeadlock(t *testing.T) {
+	var secret string
+	hookErr := make(chan error, 16)
+	e := newEnv(t, func(o *Options) {
+		o.beforeDecide = func(*pending) {
+			fd, err := unix.Open(secret, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err == nil {
+				unix.Close(fd)
+			}
+			hookErr <- err
+		}
+	})
+	secret = e.write(filepath.Join(e.project, ".env"), "K=v")
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env")})
+	start := time.Now()
+	if got := e.run(s, "open", secret, "r"); got != "EPERM" {
+		t.Fatalf("sandboxed read: %s, want EPERM", got)
+	}
+	if err := <-hookErr; err != nil {
+		t.Fatalf("aigate's own open of the marked file: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("took %s: the decision waited for its own open", d)
+	}
+	if h := e.b.Health(); h.Timeouts != 0 {
+		t.Fatalf("health %+v", h)
+	}
+}
+
+// TestDecisionTimeoutFailsClosed: a decision that never finishes becomes a
+// denial after DecisionTimeout.
+func TestDecisionTimeoutFailsClosed(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, func(o *Options) {
+		o.DecisionTimeout = 300 * time.Millisecond
+		o.beforeDecide = func(*pending) { <-release }
+	})
+	t.Cleanup(func() { close(release) })
+	secret := e.write(filepath.Join(e.project, ".env"), "K=v")
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env")})
+	// Created after Add: no ignore mask, so its open is reported (and
+	// would be allowed) through the directory's mark.
+	fine := e.write(filepath.Join(e.project, "main.go"), "package main")
+	// Even an allowed file is refused when its verdict cannot be reached.
+	for _, p := range []string{secret, fine} {
+		start := time.Now()
+		if got := e.run(s, "open", p, "r"); got != "EPERM" {
+			t.Fatalf("sandboxed read of %s with a stuck decision: %s, want EPERM", p, got)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("denied after %s, want about 300ms", d)
+		}
+	}
+	// Outside the sandbox nothing waits for the stuck workers.
+	openHere(t, secret, unix.O_RDONLY)
+	if h := e.b.Health(); h.Timeouts != 2 {
+		t.Fatalf("health %+v, want 2 timeouts", h)
+	}
+}
+
+// TestCloseKillsLiveSandbox: closing the backend while a sandbox is still
+// registered must not leave it running unconfined.
+func TestCloseKillsLiveSandbox(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env")})
+	cmd := e.cmd(s, "sleep")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	if err := e.b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("sandboxed process survived Close")
+	}
+	if populated(s.CgroupPath) {
+		t.Fatal("sandbox cgroup still populated after Close")
+	}
+}
+
+// TestAigateDeathKillsSandbox runs the backend in a helper process,
+// SIGKILLs it, and checks that the guard kills the sandbox before the kernel
+// drops the group (which would allow every open).
+func TestAigateDeathKillsSandbox(t *testing.T) {
+	e := newEnv(t, nil) // for the temp tree and the skip checks only
+	secret := e.write(filepath.Join(e.project, "token"), "t")
+	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fandeath%d", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := g.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	s := &sbox{Sandbox: &enforce.Sandbox{CgroupPath: g.Path}, g: g}
+	helper := e.cmd(nil, "backend", g.Path, secret)
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("helper backend: %q, %v", line, err)
+	}
+	if got := e.run(s, "open", secret, "r"); got != "EPERM" {
+		t.Fatalf("read under the helper's backend: %s, want EPERM", got)
+	}
+	sleeper := e.cmd(s, "sleep")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = sleeper.Wait(); close(done) }()
+	if err := helper.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("sandboxed process survived aigate's death")
+	}
+}
+
+// The "backend" helper: aigate itself, with one sandbox denying args[1].
+// Registered in a variable initialiser, which runs before the helper's init.
+var _ = registerHelper("backend", func(args []string) string {
+	b, err := Open(Options{})
+	if err != nil {
+		return err.Error()
+	}
+	c, err := policy.Compile(&policy.Policy{DenyRead: rules(args[1])}, policy.Env{})
+	if err != nil {
+		return err.Error()
+	}
+	g, err := cgroup.Open(args[0])
+	if err != nil {
+		return err.Error()
+	}
+	if err := b.Add(context.Background(), &enforce.Sandbox{ID: 1, Name: "helper", CgroupID: g.ID, CgroupPath: g.Path, Policy: c}); err != nil {
+		return err.Error()
+	}
+	fmt.Println("ready")
+	select {}
+})
