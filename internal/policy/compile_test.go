@@ -247,3 +247,49 @@ func checkCompiled(t *testing.T, c *Compiled) {
 		validRule(c.Net.DenyRule)
 	}
 }
+
+// FuzzCompile checks compile + match against a direct reading of the
+// pattern semantics, for any valid pattern and any absolute clean path.
+func FuzzCompile(f *testing.F) {
+	for _, s := range [][2]string{
+		{".env", "/a/.env/b"}, {"*.pem", "/x.pem"}, {"id_rsa*", "/h/id_rsa.pub"}, {"a/b/", "/home/u/proj/a/b"},
+		{"~/.kube/config", "/home/u/.kube/config2"}, {"/etc", "/etc/x"}, {"./", "/home/u/proj"}, {"secrets", "/secrets"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pat, p string) {
+		pt, err := parsePattern(pat)
+		if err != nil || !path.IsAbs(p) || path.Clean(p) != p {
+			return
+		}
+		c, cerr := Compile(&Policy{DenyRead: []PathRule{{Pattern: pat}}}, testEnv)
+		if cerr != nil {
+			return
+		}
+		want := false
+		name := p[strings.LastIndex(p, "/")+1:]
+		switch pt.kind {
+		case kindName:
+			want = slices.Contains(strings.Split(p, "/"), pt.value)
+		case kindPrefix:
+			want = strings.HasPrefix(name, pt.value)
+		case kindSuffix:
+			want = strings.HasSuffix(name, pt.value)
+		default:
+			full := pt.value
+			if pt.kind == kindHome {
+				full = path.Join(testEnv.Home, pt.value)
+			} else if pt.kind == kindProject {
+				full = path.Join(testEnv.ProjectRoot, pt.value)
+			}
+			want = p == full || strings.HasPrefix(p, full+"/")
+		}
+		id, got := c.MatchOpen(p, false)
+		if got != want || (got && id != 1) {
+			t.Fatalf("pattern %q, path %q: MatchOpen = %d, %v; want %v", pat, p, id, got, want)
+		}
+		if _, w := c.MatchOpen(p, true); w != got {
+			t.Fatalf("pattern %q, path %q: a write open disagrees with a read open", pat, p)
+		}
+	})
+}

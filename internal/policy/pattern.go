@@ -41,7 +41,7 @@ import (
 // accepted form must be matched by the BPF programs: "?", "[...]", "{a,b}",
 // "\" escapes, "!" negation, "**" anywhere but the ends, two "*", "*" alone,
 // "prefix*suffix", any "*" in an anchored pattern, ".." segments, "~user/",
-// control characters, leading or trailing white space, and paths longer than
+// control characters, white space at either end of a name, and paths longer than
 // maxPathLen bytes. Names with spaces or non-ASCII letters are fine.
 
 // maxPathLen bounds every compiled value: the kernel's path keys hold 252
@@ -92,13 +92,15 @@ func parsePattern(s string) (pattern, *Error) {
 	if err := checkChars(s); err != "" {
 		return bad("", "%s", err)
 	}
-	if strings.TrimSpace(s) != s {
-		return bad("remove the spaces around it, or quote the YAML value if they are part of the name",
-			"leading or trailing white space")
-	}
-	if s[0] == '!' {
-		return bad("to cancel an inherited deny rule, list the same pattern under allow_read, allow_write or allow_exec",
-			"\"!\" negation is not supported")
+	for _, seg := range strings.Split(s, "/") {
+		if strings.TrimSpace(seg) != seg {
+			return bad("remove the spaces around the name", "leading or trailing white space")
+		}
+		// gitignore reads a leading "!" as negation; so would a user.
+		if strings.HasPrefix(seg, "!") {
+			return bad("to cancel an inherited deny rule, list the same pattern under allow_read, allow_write or allow_exec",
+				"\"!\" negation is not supported")
+		}
 	}
 	if i := strings.IndexAny(s, `?[]{}\`); i >= 0 {
 		return bad(`only one "*" at the start or end of a name is supported, e.g. *.pem or id_rsa*`,

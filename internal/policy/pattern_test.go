@@ -89,6 +89,8 @@ func TestParsePatternErrors(t *testing.T) {
 		{"a\x00b", `pattern "a\x00b": contains a NUL byte`},
 		{"a\nb", `control character U+000A`},
 		{" .env", `pattern " .env": leading or trailing white space`},
+		{"a /", `pattern "a /": leading or trailing white space (remove the spaces around the name)`},
+		{"~/ x/y", `leading or trailing white space`},
 		{".env ", `leading or trailing white space`},
 		{"~bob/.ssh", `pattern "~bob/.ssh": "~bob" (another user's home) is not supported (write the absolute path, e.g. /home/bob/...)`},
 		{"/" + strings.Repeat("a", 250), `longer than 250 bytes`},
