@@ -58,8 +58,10 @@ test-kernel: ## kernel tests on this host as root: cgroups, fanotify, sock_addr 
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME
-	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/policy
-	$(GO) test -run='^$$' -fuzz='^FuzzCheckPattern$$' -fuzztime=$(FUZZTIME) ./internal/policy
+	@for f in FuzzParse FuzzCheckPattern FuzzEndpoint FuzzCompile; do \
+		echo "fuzz $$f for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/policy || exit 1; \
+	done
 
 .PHONY: vmtest
 vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf (skips fail)
