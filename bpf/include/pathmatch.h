@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * File rule matching for the LSM programs, with exactly the semantics of
+ * policy.FileSet (internal/policy/types.go):
+ *
+ *   Paths       the path equals an entry or lies beneath it: an LPM trie over
+ *               path bytes holding "P\0" (exact) and "P/" (beneath).
+ *   Names       some component of the path equals an entry: a hash lookup per
+ *               component while walking dentry->d_parent up to the root,
+ *               crossing mount points the way d_path does.
+ *   NamePrefix  the final component starts with an entry: an LPM trie over
+ *               name bytes.
+ *   NameSuffix  the final component ends with an entry: an LPM trie over the
+ *               name's bytes reversed.
+ *
+ * plus inode rules for protected files and directories that existed when
+ * the sandbox started, keyed by the kernel's (s_dev, i_ino), so that other
+ * paths to them (hard links, bind mounts, chroots, /proc/PID/root) are
+ * caught too. Directory inodes are checked at every level of the walk.
+ *
+ * Every map key carries a "set" = policy_id << 2 | access, so one map holds
+ * the rules of every sandbox and access (read, write, exec) without one
+ * sandbox's longest match hiding another set's entry.
+ */
+#ifndef AIGATE_PATHMATCH_H
+#define AIGATE_PATHMATCH_H
+
+#include "aigate.h"
+
+/* Values of policy.Access. */
+#define AIGATE_ACCESS_READ 1
+#define AIGATE_ACCESS_WRITE 2
+#define AIGATE_ACCESS_EXEC 3
+
+/* Bytes of a path compared by the Paths trie: LPM data is at most 256 bytes. */
+#define AIGATE_PATH_KEY 248
+/* d_path output buffer; paths longer than this are not matched by Paths. */
+#define AIGATE_DPATH_MAX 4096
+/* Bytes of a name kept in a key, NUL included: names are at most 126 bytes. */
+#define AIGATE_NAME_MAX 128
+/* Path components walked for Names and directory inodes, from the leaf up. */
+#define AIGATE_WALK_DEPTH 40
+
+/* Bits in the set_flags map: which kinds of rule a set has. */
+#define AIGATE_SET_PATHS (1U << 0)
+#define AIGATE_SET_NAMES (1U << 1)
+#define AIGATE_SET_PREFIX (1U << 2)
+#define AIGATE_SET_SUFFIX (1U << 3)
+#define AIGATE_SET_INODES (1U << 4)	/* file or directory inodes */
+#define AIGATE_SET_DIR_INODES (1U << 5) /* directory inodes: walk needed */
+
+struct path_key {
+	__u32 prefixlen;
+	__u32 set;
+	char path[AIGATE_PATH_KEY];
+};
+
+/* Key of the Names hash (prefixlen 0) and of the prefix and suffix tries. */
+struct name_key {
+	__u32 prefixlen;
+	__u32 set;
+	char name[AIGATE_NAME_MAX];
+};
+
+struct inode_key {
+	__u64 ino;
+	__u32 dev; /* sb->s_dev: major << 20 | minor */
+	__u32 set;
+};
+
+/* Per-CPU scratch: too big for the 512-byte BPF stack. */
+struct scratch {
+	struct path_key path;
+	struct name_key name;  /* final component, for Names and NamePrefix */
+	struct name_key rname; /* final component reversed, for NameSuffix */
+	struct name_key comp;  /* component under test during the walk */
+	char tail[AIGATE_NAME_MAX];
+	__u32 base; /* match_filename: start of bprm->filename's basename */
+	char full[AIGATE_DPATH_MAX];
+};
+
+/* Value of every rule map: the policy.RuleID reported in events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct path_key);
+	__type(value, __u32);
+} path_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct name_key);
+	__type(value, __u32);
+} name_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct name_key);
+	__type(value, __u32);
+} prefix_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct name_key);
+	__type(value, __u32);
+} suffix_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct inode_key);
+	__type(value, __u32);
+} inode_rules SEC(".maps");
+
+/* set -> AIGATE_SET_* bits; a set without an entry has no rules. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} set_flags SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+const struct path_key *unused_path_key __attribute__((unused));
+const struct name_key *unused_name_key __attribute__((unused));
+const struct inode_key *unused_inode_key __attribute__((unused));
+
+static __always_inline __u32 rule_set(__u32 policy_id, __u32 access)
+{
+	return (policy_id << 2) | access;
+}
+
+static __always_inline __u32 set_kinds(__u32 set)
+{
+	__u32 *f = bpf_map_lookup_elem(&set_flags, &set);
+
+	return f ? *f : 0;
+}
+
+static __always_inline struct scratch *get_scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&scratch_map, &zero);
+}
+
+static __always_inline __u32 lookup_rule(void *map, const void *key)
+{
+	__u32 *rule = bpf_map_lookup_elem(map, key);
+
+	return rule ? *rule : 0;
+}
+
+static __always_inline __u32 match_inode(struct dentry *d, __u32 set)
+{
+	struct inode_key k = {};
+
+	k.ino = BPF_CORE_READ(d, d_inode, i_ino);
+	k.dev = BPF_CORE_READ(d, d_sb, s_dev);
+	k.set = set;
+	if (!k.ino)
+		return 0;
+	return lookup_rule(&inode_rules, &k);
+}
+
+/*
+ * read_name fills k->name with the NUL-terminated name, zero-padded so the
+ * whole key can be hashed, and returns its length without the NUL.
+ */
+static __always_inline long read_name(struct name_key *k, const unsigned char *name)
+{
+	__builtin_memset(k->name, 0, sizeof(k->name));
+	long n = bpf_probe_read_kernel_str(k->name, sizeof(k->name), name);
+
+	return n > 0 ? n - 1 : 0;
+}
+
+/*
+ * match_walk checks every component from d up to the root against the Names
+ * rules and, for directories protected by inode, the inode rules. At a
+ * mount's root it continues at the mount point, so names of mount points
+ * count like d_path's components; in a chroot it walks past the chroot's
+ * root, which can only add denials.
+ */
+static __noinline __u32 match_walk(struct scratch *s, struct dentry *d, struct vfsmount *vmnt,
+				   __u32 set, __u32 kinds)
+{
+	struct mount *mnt = container_of(vmnt, struct mount, mnt);
+	__u32 rule;
+
+	for (int i = 0; i < AIGATE_WALK_DEPTH; i++) {
+		if (kinds & AIGATE_SET_DIR_INODES) {
+			rule = match_inode(d, set);
+			if (rule)
+				return rule;
+		}
+		if (kinds & AIGATE_SET_NAMES) {
+			s->comp.prefixlen = 0;
+			s->comp.set = set;
+			read_name(&s->comp, BPF_CORE_READ(d, d_name.name));
+			rule = lookup_rule(&name_rules, &s->comp);
+			if (rule)
+				return rule;
+		}
+		struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
+		if (d == root) {
+			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+			if (parent == mnt)
+				break;
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = parent;
+			continue;
+		}
+		struct dentry *up = BPF_CORE_READ(d, d_parent);
+		if (up == d)
+			break;
+		d = up;
+	}
+	return 0;
+}
+
+/*
+ * load_leaf_name fills s->name with the final component and s->rname with
+ * its last bytes reversed (a suffix needs the end of a long name).
+ */
+static __always_inline void load_leaf_name(struct scratch *s, const unsigned char *name,
+					   __u32 len)
+{
+	long n = read_name(&s->name, name);
+
+	s->name.prefixlen = 32 + (__u32)n * 8;
+
+	__u32 off = len > AIGATE_NAME_MAX - 1 ? len - (AIGATE_NAME_MAX - 1) : 0;
+	long t = bpf_probe_read_kernel_str(s->tail, sizeof(s->tail), name + off);
+	t = t > 0 ? t - 1 : 0;
+
+	__builtin_memset(s->rname.name, 0, sizeof(s->rname.name));
+	/*
+	 * The 6.1 verifier cannot bound tail[t - 1 - j] by itself: mask both
+	 * indices opaquely so it sees them below AIGATE_NAME_MAX.
+	 */
+	for (__u32 j = 0; j < AIGATE_NAME_MAX - 1; j++) {
+		if (j >= t)
+			break;
+		__u64 src = t - 1 - j;
+		__u64 dst = j;
+		asm volatile("%0 &= 0x7f" : "+r"(src));
+		asm volatile("%0 &= 0x7f" : "+r"(dst));
+		s->rname.name[dst] = s->tail[src];
+	}
+	s->rname.prefixlen = 32 + (__u32)t * 8;
+}
+
+/* match_leaf_name checks s->name / s->rname against NamePrefix / NameSuffix. */
+static __always_inline __u32 match_leaf_name(struct scratch *s, __u32 set, __u32 kinds)
+{
+	__u32 rule;
+
+	if (kinds & AIGATE_SET_PREFIX) {
+		s->name.set = set;
+		rule = lookup_rule(&prefix_rules, &s->name);
+		if (rule)
+			return rule;
+	}
+	if (kinds & AIGATE_SET_SUFFIX) {
+		s->rname.set = set;
+		rule = lookup_rule(&suffix_rules, &s->rname);
+		if (rule)
+			return rule;
+	}
+	return 0;
+}
+
+/*
+ * load_path copies the d_path result (len bytes with the NUL, or <= 0 when
+ * d_path failed) into the Paths key. A path longer than the key is still
+ * matched against every entry shorter than the key.
+ */
+static __always_inline void load_path(struct scratch *s, long len)
+{
+	if (len <= 0) {
+		s->path.prefixlen = 0; /* no Paths match */
+		return;
+	}
+	if (len > AIGATE_PATH_KEY)
+		len = AIGATE_PATH_KEY;
+	bpf_probe_read_kernel(s->path.path, sizeof(s->path.path), s->full);
+	s->path.prefixlen = 32 + (__u32)len * 8;
+}
+
+static __always_inline __u32 match_path(struct scratch *s, __u32 set)
+{
+	if (!s->path.prefixlen)
+		return 0;
+	s->path.set = set;
+	return lookup_rule(&path_rules, &s->path);
+}
+
+/*
+ * match_file runs every rule kind of set against the file at (d, mnt). The
+ * caller has loaded s->path (d_path) and the leaf names.
+ */
+static __noinline __u32 match_file(struct scratch *s, struct dentry *d, struct vfsmount *mnt,
+				   __u32 set)
+{
+	__u32 kinds = set_kinds(set);
+	__u32 rule;
+
+	if (!kinds)
+		return 0;
+	if (kinds & AIGATE_SET_INODES) {
+		rule = match_inode(d, set);
+		if (rule)
+			return rule;
+	}
+	if (kinds & AIGATE_SET_PATHS) {
+		rule = match_path(s, set);
+		if (rule)
+			return rule;
+	}
+	rule = match_leaf_name(s, set, kinds);
+	if (rule)
+		return rule;
+	if (kinds & (AIGATE_SET_NAMES | AIGATE_SET_DIR_INODES))
+		return match_walk(s, d, mnt, set, kinds);
+	return 0;
+}
+
+#endif /* AIGATE_PATHMATCH_H */

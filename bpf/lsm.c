@@ -1,0 +1,168 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The BPF-LSM enforcement programs: file opens (deny_read, deny_write) and
+ * executions (deny_exec) of sandboxed tasks, matched against the rules of
+ * the sandbox's policy (see pathmatch.h for the matching semantics).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "aigate.h"
+#include "sandbox.h"
+#include "events.h"
+#include "pathmatch.h"
+
+#define EPERM 1
+/* include/linux/fs.h and uapi fcntl.h; not in BTF. */
+#define FMODE_WRITE (0x2U)
+#define O_TRUNC (01000U)
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * deny reports the denial (path from s->full, dlen as d_path returned it) and
+ * returns the verdict: allow in audit mode, else -EPERM.
+ */
+static __always_inline int deny(__u64 cgroup_id, struct sandbox *sb, __u8 kind, __u8 op,
+				__u32 rule, struct scratch *s, long dlen)
+{
+	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
+	struct event *e = event_start(cgroup_id, sb, kind, op, rule);
+
+	if (!e)
+		return verdict;
+	if (dlen > 0) {
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), s->full);
+		e->path_len = dlen - 1;
+	}
+	/*
+	 * Adaptive wakeup (0), not BPF_RB_NO_WAKEUP: the loader's reader
+	 * sleeps until woken. Denials are rare outside a denial storm.
+	 */
+	bpf_ringbuf_submit(e, 0);
+	return verdict;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(aigate_file_open, struct file *file)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+
+	/*
+	 * O_RDONLY|O_TRUNC truncates without FMODE_WRITE; deny_write covers it.
+	 */
+	bool write = (file->f_mode & FMODE_WRITE) || (file->f_flags & O_TRUNC);
+	__u32 rset = rule_set(sb->policy_id, AIGATE_ACCESS_READ);
+	__u32 wset = rule_set(sb->policy_id, AIGATE_ACCESS_WRITE);
+	if (!set_kinds(rset) && !(write && set_kinds(wset)))
+		return 0;
+
+	long dlen = bpf_d_path((struct path *)&file->f_path, s->full, sizeof(s->full));
+	load_path(s, dlen);
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *mnt = BPF_CORE_READ(file, f_path.mnt);
+	load_leaf_name(s, BPF_CORE_READ(d, d_name.name), BPF_CORE_READ(d, d_name.len));
+
+	__u8 op = AIGATE_OP_READ;
+	__u32 rule = match_file(s, d, mnt, rset);
+	if (!rule && write) {
+		op = AIGATE_OP_WRITE;
+		rule = match_file(s, d, mnt, wset);
+	}
+	if (!rule)
+		return 0;
+	return deny(cgroup_id, sb, AIGATE_KIND_FILE, op, rule, s, dlen);
+}
+
+/*
+ * match_filename checks bprm->filename, the name the caller executed, which
+ * differs from the resolved file when it is a symlink (curl -> curl.real):
+ * its basename against the name rules, and, when absolute, the whole name
+ * against Paths. It reuses s->path and the leaf names, so the caller must be
+ * done with them.
+ */
+static __always_inline __u32 match_filename(struct scratch *s, const char *filename, __u32 set,
+					    __u32 kinds)
+{
+	long n = bpf_probe_read_kernel_str(s->path.path, sizeof(s->path.path), filename);
+	__u32 rule;
+
+	if (n <= 1)
+		return 0;
+	if ((kinds & AIGATE_SET_PATHS) && s->path.path[0] == '/') {
+		s->path.prefixlen = 32 + (__u32)n * 8;
+		rule = match_path(s, set);
+		if (rule)
+			return rule;
+	}
+
+	/*
+	 * The last '/' is tracked in map memory, not a register: a register
+	 * holding it would give each iteration a distinct verifier state and
+	 * the 6.1 verifier would give up after a million instructions.
+	 */
+	s->base = 0;
+	for (__u32 i = 0; i < AIGATE_PATH_KEY; i++) {
+		if (i >= n - 1)
+			break;
+		__u64 j = i;
+		asm volatile("%0 &= 0xff" : "+r"(j));
+		if (j < AIGATE_PATH_KEY && s->path.path[j] == '/')
+			s->base = i + 1;
+	}
+	__u32 base = s->base;
+	if (base >= n - 1 || base >= AIGATE_PATH_KEY)
+		return 0; /* ends in '/': not a file name */
+	load_leaf_name(s, (const unsigned char *)filename + base, n - 1 - base);
+	if (kinds & AIGATE_SET_NAMES) {
+		__u32 pl = s->name.prefixlen;
+		s->name.prefixlen = 0; /* the Names hash keys have none */
+		s->name.set = set;
+		rule = lookup_rule(&name_rules, &s->name);
+		s->name.prefixlen = pl;
+		if (rule)
+			return rule;
+	}
+	return match_leaf_name(s, set, kinds);
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 set = rule_set(sb->policy_id, AIGATE_ACCESS_EXEC);
+	__u32 kinds = set_kinds(set);
+	if (!kinds)
+		return 0;
+
+	struct file *file = bprm->file;
+	long dlen = bpf_d_path((struct path *)&file->f_path, s->full, sizeof(s->full));
+	load_path(s, dlen);
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *mnt = BPF_CORE_READ(file, f_path.mnt);
+	load_leaf_name(s, BPF_CORE_READ(d, d_name.name), BPF_CORE_READ(d, d_name.len));
+
+	__u32 rule = match_file(s, d, mnt, set);
+	if (!rule)
+		rule = match_filename(s, BPF_CORE_READ(bprm, filename), set, kinds);
+	if (!rule)
+		return 0;
+	return deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, s, dlen);
+}

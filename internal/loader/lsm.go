@@ -1,0 +1,271 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/resolve"
+)
+
+// LSMOptions configures OpenLSM.
+type LSMOptions struct {
+	// ExecDirs are searched for executables that exec name rules match, so
+	// that their files are denied by inode too (a symlink or a copy under
+	// another name). Nil means resolve.DefaultExecDirs($PATH).
+	ExecDirs []string
+}
+
+// SharedMaps are the maps that every aigate object declares (aigate.h,
+// sandbox.h, events.h). The network object loads with them as
+// MapReplacements so that one sandbox table, one ring buffer and one set of
+// counters serve both; the LSM then delivers its events too.
+type SharedMaps struct {
+	Sandboxes     *ebpf.Map
+	SandboxLevels *ebpf.Map
+	Events        *ebpf.Map
+	Counters      *ebpf.Map
+}
+
+// Replacements returns the maps keyed by their names in the objects, for
+// ebpf.CollectionOptions.MapReplacements.
+func (m SharedMaps) Replacements() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		MapSandboxes:     m.Sandboxes,
+		MapSandboxLevels: m.SandboxLevels,
+		MapEvents:        m.Events,
+		MapCounters:      m.Counters,
+	}
+}
+
+// LSM is the BPF-LSM enforcement backend: programs on file_open and
+// bprm_check_security that deny the file and exec rules of the sandbox a
+// task's cgroup belongs to.
+type LSM struct {
+	objs   lsmObjects
+	links  []link.Link
+	table  *sandboxTable
+	stream *eventStream
+	out    chan events.Event
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	execDirs []string
+
+	mu        sync.Mutex
+	sandboxes map[uint32]*lsmSandboxState // by policy id
+	byCgroup  map[uint64]*lsmSandboxState
+	closed    bool
+}
+
+var _ enforce.Backend = (*LSM)(nil)
+
+// lsmSandboxState is what Add wrote for one sandbox, so Remove can undo it.
+type lsmSandboxState struct {
+	sb      *enforce.Sandbox
+	written []mapEntry
+}
+
+type mapEntry struct {
+	m   *ebpf.Map
+	key any
+}
+
+// OpenLSM loads the LSM object and attaches its programs. They allow
+// everything until Add enters a sandbox. On error nothing stays attached.
+func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("load LSM programs: %w", err)
+	}
+	l := &LSM{
+		execDirs:  opts.ExecDirs,
+		out:       make(chan events.Event, eventChannelSize),
+		done:      make(chan struct{}),
+		sandboxes: map[uint32]*lsmSandboxState{},
+		byCgroup:  map[uint64]*lsmSandboxState{},
+	}
+	if l.execDirs == nil {
+		l.execDirs = resolve.DefaultExecDirs(os.Getenv("PATH"))
+	}
+	if err := loadLsmObjects(&l.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load LSM programs: %+v", ve)
+		}
+		return nil, fmt.Errorf("load LSM programs: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			closeLinks(l.links)
+			l.objs.Close()
+		}
+	}()
+	l.table = newSandboxTable(l.objs.Sandboxes, l.objs.SandboxLevels)
+	for _, p := range []*ebpf.Program{l.objs.AigateFileOpen, l.objs.AigateBprmCheck} {
+		lk, err := link.AttachLSM(link.LSMOptions{Program: p})
+		if err != nil {
+			return nil, fmt.Errorf("attach LSM program %s: %w", p, err)
+		}
+		l.links = append(l.links, lk)
+	}
+	l.stream, err = newEventStream(l.objs.Events, "lsm")
+	if err != nil {
+		return nil, err
+	}
+	l.wg.Add(1)
+	go l.annotate()
+	return l, nil
+}
+
+// Name is "lsm".
+func (l *LSM) Name() string { return "lsm" }
+
+// SharedMaps returns the maps the network object shares (see SharedMaps).
+func (l *LSM) SharedMaps() SharedMaps {
+	return SharedMaps{
+		Sandboxes:     l.objs.Sandboxes,
+		SandboxLevels: l.objs.SandboxLevels,
+		Events:        l.objs.Events,
+		Counters:      l.objs.Counters,
+	}
+}
+
+// Events delivers denials, of the objects sharing the ring buffer too,
+// until Close.
+func (l *LSM) Events() <-chan events.Event { return l.out }
+
+// annotate adds what the kernel does not know to each event: the sandbox's
+// name and the rule as the user wrote it.
+func (l *LSM) annotate() {
+	defer l.wg.Done()
+	defer close(l.out)
+	for ev := range l.stream.Events() {
+		l.mu.Lock()
+		if s := l.byCgroup[ev.CgroupID]; s != nil {
+			ev.Sandbox = s.sb.Name
+			if r, ok := s.sb.Policy.Rule(policy.RuleID(ev.Rule)); ok {
+				ev.RuleText = r.Pattern
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case l.out <- ev:
+		case <-l.done:
+			// Keep draining so the stream can stop.
+		}
+	}
+}
+
+// Stats sums the per-CPU counters (of every object sharing them).
+func (l *LSM) Stats() (enforce.Stats, error) {
+	return readCounters(l.objs.Counters)
+}
+
+// Add fills sb's rules and then enters its cgroup into the sandbox table,
+// so that the sandbox is never live with part of its rules.
+func (l *LSM) Add(ctx context.Context, sb *enforce.Sandbox) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if sb.ID == 0 || sb.ID >= 1<<30 {
+		return fmt.Errorf("add sandbox %s: policy id %d outside 1..2^30-1", sb.Name, sb.ID)
+	}
+	if sb.Policy == nil {
+		return fmt.Errorf("add sandbox %s: no policy", sb.Name)
+	}
+	g, err := cgroup.Open(sb.CgroupPath)
+	if err != nil {
+		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+	}
+	if g.ID != sb.CgroupID {
+		return fmt.Errorf("add sandbox %s: cgroup %s has id %d, not %d", sb.Name, sb.CgroupPath, g.ID, sb.CgroupID)
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("add sandbox %s: backend closed", sb.Name)
+	}
+	if _, ok := l.sandboxes[sb.ID]; ok {
+		return fmt.Errorf("add sandbox %s: policy id %d in use", sb.Name, sb.ID)
+	}
+	s := &lsmSandboxState{sb: sb}
+	if err := l.writeRules(s); err != nil {
+		l.deleteRules(s)
+		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+	}
+	mode := sb.Mode
+	if mode == "" {
+		mode = sb.Policy.Mode
+	}
+	if err := l.table.add(sb.CgroupID, g.Level, sb.ID, mode == policy.ModeAudit); err != nil {
+		l.deleteRules(s)
+		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+	}
+	l.sandboxes[sb.ID] = s
+	l.byCgroup[sb.CgroupID] = s
+	return nil
+}
+
+// Remove takes the sandbox out of the table first, then deletes its rules.
+// Removing an unknown id is a no-op.
+func (l *LSM) Remove(id uint32) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.remove(id)
+}
+
+func (l *LSM) remove(id uint32) error {
+	s, ok := l.sandboxes[id]
+	if !ok {
+		return nil
+	}
+	err := l.table.remove(s.sb.CgroupID)
+	if derr := l.deleteRules(s); derr != nil {
+		err = errors.Join(err, derr)
+	}
+	delete(l.sandboxes, id)
+	delete(l.byCgroup, s.sb.CgroupID)
+	if err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", s.sb.Name, err)
+	}
+	return nil
+}
+
+// Close removes every sandbox (the shared maps may outlive this object in
+// another one), detaches the programs and closes the event stream.
+func (l *LSM) Close() error {
+	l.mu.Lock()
+	var errs []error
+	for id := range l.sandboxes {
+		if err := l.remove(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l.closed = true
+	l.mu.Unlock()
+
+	if err := closeLinks(l.links); err != nil {
+		errs = append(errs, fmt.Errorf("detach LSM programs: %w", err))
+	}
+	l.links = nil
+	close(l.done)
+	if err := l.stream.close(); err != nil {
+		errs = append(errs, err)
+	}
+	l.wg.Wait()
+	if err := l.objs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close LSM programs: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,194 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/resolve"
+)
+
+// Sizes and flags from pathmatch.h (macros, which bpf2go does not export).
+const (
+	pathKeyLen = 248 // AIGATE_PATH_KEY
+	nameKeyLen = 128 // AIGATE_NAME_MAX
+	// Names are compared after bpf_probe_read_kernel_str into nameKeyLen
+	// bytes, which keeps at most nameKeyLen-1 characters: a name of exactly
+	// that length would also match every longer name it begins.
+	maxNameRule = nameKeyLen - 2
+
+	setPaths     = 1 << 0
+	setNames     = 1 << 1
+	setPrefix    = 1 << 2
+	setSuffix    = 1 << 3
+	setInodes    = 1 << 4
+	setDirInodes = 1 << 5
+
+	setKeyBits = 32 // the set precedes the bytes in every LPM key
+)
+
+// ruleSet is the kernel's rule_set(): one key space per policy and access.
+func ruleSet(policyID uint32, a policy.Access) uint32 {
+	return policyID<<2 | uint32(a)
+}
+
+// writeRules writes the file and exec rules of s's policy. Every entry
+// written is recorded in s.written, also on error, so deleteRules can undo
+// a partial write.
+func (l *LSM) writeRules(s *lsmSandboxState) error {
+	p := s.sb.Policy
+	for _, a := range []struct {
+		access policy.Access
+		set    policy.FileSet
+	}{
+		{policy.AccessRead, p.Read},
+		{policy.AccessWrite, p.Write},
+		{policy.AccessExec, p.Exec},
+	} {
+		if err := l.writeSet(s, ruleSet(s.sb.ID, a.access), a.access, a.set); err != nil {
+			return fmt.Errorf("%s rules: %w", a.access, err)
+		}
+	}
+	return nil
+}
+
+func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access policy.Access, fs policy.FileSet) error {
+	var kinds uint32
+	put := func(m *ebpf.Map, key any, rule policy.RuleID) error {
+		// The first rule for a key wins; later duplicates add nothing.
+		err := m.Update(key, uint32(rule), ebpf.UpdateNoExist)
+		if errors.Is(err, ebpf.ErrKeyExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s.written = append(s.written, mapEntry{m, key})
+		return nil
+	}
+
+	for _, e := range fs.Paths {
+		keys, err := pathKeys(set, e.Value)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := put(l.objs.PathRules, k, e.Rule); err != nil {
+				return fmt.Errorf("write path %s: %w", e.Value, err)
+			}
+		}
+		kinds |= setPaths
+	}
+	for _, e := range fs.Names {
+		k, err := nameKey(set, e.Value, false)
+		if err != nil {
+			return err
+		}
+		k.Prefixlen = 0 // a hash key
+		if err := put(l.objs.NameRules, k, e.Rule); err != nil {
+			return fmt.Errorf("write name %s: %w", e.Value, err)
+		}
+		kinds |= setNames
+	}
+	for _, e := range fs.NamePrefix {
+		k, err := nameKey(set, e.Value, false)
+		if err != nil {
+			return err
+		}
+		if err := put(l.objs.PrefixRules, k, e.Rule); err != nil {
+			return fmt.Errorf("write name prefix %s: %w", e.Value, err)
+		}
+		kinds |= setPrefix
+	}
+	for _, e := range fs.NameSuffix {
+		k, err := nameKey(set, e.Value, true)
+		if err != nil {
+			return err
+		}
+		if err := put(l.objs.SuffixRules, k, e.Rule); err != nil {
+			return fmt.Errorf("write name suffix %s: %w", e.Value, err)
+		}
+		kinds |= setSuffix
+	}
+
+	// Protected files that exist now are denied by inode as well, whatever
+	// path reaches them. A file that cannot be resolved is still matched by
+	// path, so resolution errors do not fail the sandbox.
+	files, _ := resolve.Paths(fs)
+	if access == policy.AccessExec {
+		files = append(files, resolve.Executables(fs, l.execDirs)...)
+	}
+	for _, f := range files {
+		k := lsmInodeKey{Ino: f.Ino, Dev: uint32(f.Dev), Set: set}
+		if err := put(l.objs.InodeRules, k, f.Rule); err != nil {
+			return fmt.Errorf("write inode of %s: %w", f.Path, err)
+		}
+		kinds |= setInodes
+		if f.IsDir {
+			kinds |= setDirInodes
+		}
+	}
+
+	if kinds == 0 {
+		return nil
+	}
+	// Last: the programs skip a set without flags.
+	if err := l.objs.SetFlags.Update(set, kinds, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write rule kinds: %w", err)
+	}
+	s.written = append(s.written, mapEntry{l.objs.SetFlags, set})
+	return nil
+}
+
+// deleteRules deletes what writeRules wrote, flags first.
+func (l *LSM) deleteRules(s *lsmSandboxState) error {
+	var errs []error
+	for i := len(s.written) - 1; i >= 0; i-- {
+		e := s.written[i]
+		if err := e.m.Delete(e.key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete rule from %s: %w", e.m, err))
+		}
+	}
+	s.written = nil
+	return errors.Join(errs...)
+}
+
+// pathKeys returns the Paths trie keys of an absolute clean path p: p with
+// its NUL (the path itself) and p + "/" (everything beneath it).
+func pathKeys(set uint32, p string) ([]lsmPathKey, error) {
+	if len(p) == 0 || p[0] != '/' {
+		return nil, fmt.Errorf("path rule %q is not absolute", p)
+	}
+	if len(p)+1 > pathKeyLen {
+		return nil, fmt.Errorf("path rule %q is %d bytes long; the BPF LSM backend matches paths of up to %d bytes", p, len(p), pathKeyLen-1)
+	}
+	key := func(b string) lsmPathKey {
+		k := lsmPathKey{Prefixlen: setKeyBits + uint32(len(b))*8, Set: set}
+		for i := 0; i < len(b); i++ {
+			k.Path[i] = int8(b[i])
+		}
+		return k
+	}
+	if p == "/" {
+		return []lsmPathKey{key("/")}, nil
+	}
+	return []lsmPathKey{key(p + "\x00"), key(p + "/")}, nil
+}
+
+// nameKey returns the trie key of a name, reversed for suffixes.
+func nameKey(set uint32, name string, reverse bool) (lsmNameKey, error) {
+	if len(name) > maxNameRule {
+		return lsmNameKey{}, fmt.Errorf("name rule %q is %d bytes long; the BPF LSM backend matches names of up to %d bytes", name, len(name), maxNameRule)
+	}
+	k := lsmNameKey{Prefixlen: setKeyBits + uint32(len(name))*8, Set: set}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if reverse {
+			c = name[len(name)-1-i]
+		}
+		k.Name[i] = int8(c)
+	}
+	return k, nil
+}
