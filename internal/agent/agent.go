@@ -1,0 +1,343 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/metrics"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/sandbox"
+)
+
+// Defaults for Config's limits.
+const (
+	DefaultMaxSandboxesPerUser = 32
+	DefaultMaxConns            = 256
+)
+
+// Timeouts; variables so that tests can shorten them.
+var (
+	// requestTimeout is how long a client has to send its request once
+	// connected, and placeTimeout how long a session has to place its
+	// command once created.
+	requestTimeout = 5 * time.Second
+	placeTimeout   = 30 * time.Second
+	// responseTimeout bounds writing an answer to a request.
+	responseTimeout = 5 * time.Second
+)
+
+// Config configures an agent.
+type Config struct {
+	// Backend enforces the sandboxes. The agent owns it from New on and
+	// closes it in Close.
+	Backend enforce.Backend
+	// Socket is where to listen (api.DefaultSocket when empty).
+	Socket string
+	// Group may use the socket (api.Group when empty).
+	Group string
+	// Parent is the cgroup holding the sandboxes, below the cgroup v2 mount
+	// (sandbox.DefaultParent when empty).
+	Parent string
+	Log    *zap.Logger
+	// Build and Commit identify aigate, for status and build info.
+	Build, Commit string
+	// MetricsAddr is reported by status ("" when metrics are off).
+	MetricsAddr string
+	// Limits; zero takes the defaults.
+	MaxSandboxesPerUser int
+	MaxConns            int
+}
+
+// Agent serves the API and owns the sandboxes.
+type Agent struct {
+	cfg     Config
+	log     *zap.Logger
+	be      enforce.Backend
+	ln      *api.Listener
+	fan     *fanout
+	empty   *emptyWatch
+	reg     *prometheus.Registry
+	started time.Time
+	slots   chan struct{} // one per open connection
+
+	mu       sync.Mutex
+	boxes    map[string]*box
+	byCgroup map[uint64]*box
+	conns    map[net.Conn]struct{}
+	closing  bool
+
+	wg       sync.WaitGroup // connections
+	pumpDone chan struct{}
+	closed   chan struct{}
+}
+
+// New sweeps what a dead agent left, listens on the socket and starts
+// taking the backend's events. Serve then accepts clients.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("start agent: no enforcement backend")
+	}
+	if cfg.Socket == "" {
+		cfg.Socket = api.DefaultSocket
+	}
+	if cfg.Group == "" {
+		cfg.Group = api.Group
+	}
+	if cfg.Parent == "" {
+		cfg.Parent = sandbox.DefaultParent
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.MaxSandboxesPerUser == 0 {
+		cfg.MaxSandboxesPerUser = DefaultMaxSandboxesPerUser
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	a := &Agent{
+		cfg:      cfg,
+		log:      cfg.Log,
+		be:       cfg.Backend,
+		fan:      newFanout(),
+		started:  time.Now(),
+		slots:    make(chan struct{}, cfg.MaxConns),
+		boxes:    make(map[string]*box),
+		byCgroup: make(map[uint64]*box),
+		conns:    make(map[net.Conn]struct{}),
+		pumpDone: make(chan struct{}),
+		closed:   make(chan struct{}),
+	}
+	// Sandboxes whose owner (a dead agent or run) is gone are no longer
+	// enforced by anyone: Sweep kills what runs in them and removes them.
+	notes, err := sandbox.Sweep(cfg.Parent)
+	if err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	for _, n := range notes {
+		a.log.Warn(n)
+	}
+	empty, err := newEmptyWatch(a.onEmpty)
+	if err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	a.empty = empty
+	ln, lnNotes, err := api.Listen(cfg.Socket, cfg.Group)
+	if err != nil {
+		empty.close()
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	for _, n := range lnNotes {
+		a.log.Warn(n)
+	}
+	a.ln = ln
+	a.log.Info("listening", zap.String("socket", ln.Path), zap.Stringer("mode", ln.Mode), zap.Int("gid", ln.GID),
+		zap.String("backend", a.be.Name()))
+	a.reg = metrics.New(metrics.Options{
+		Stats:        a.be.Stats,
+		Sandboxes:    a.sandboxCount,
+		Rules:        a.ruleCounts,
+		WatchDropped: a.fan.dropped.Load,
+		Backend:      a.be.Name(),
+		Version:      cfg.Build,
+		Commit:       cfg.Commit,
+	})
+	go a.pump()
+	return a, nil
+}
+
+// Registry holds the agent's metrics, for metrics.Handler.
+func (a *Agent) Registry() *prometheus.Registry { return a.reg }
+
+// Socket is the path the agent listens on.
+func (a *Agent) Socket() string { return a.ln.Path }
+
+// Serve accepts clients until ctx is done, then shuts the agent down (see
+// Close).
+func (a *Agent) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { a.Close() })
+	defer stop()
+	for {
+		nc, err := a.ln.AcceptUnix()
+		if err != nil {
+			select {
+			case <-a.closed:
+				return nil
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			a.log.Warn("accept", zap.Error(err))
+			time.Sleep(50 * time.Millisecond) // EMFILE and the like: do not spin
+			continue
+		}
+		select {
+		case a.slots <- struct{}{}:
+		default:
+			a.refuse(nc, &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("the agent has %d connections open, its limit; try again", a.cfg.MaxConns)})
+			continue
+		}
+		if !a.track(nc) {
+			<-a.slots
+			continue
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer func() { <-a.slots }()
+			defer a.untrack(nc)
+			a.serveConn(nc)
+		}()
+	}
+}
+
+func (a *Agent) refuse(nc *net.UnixConn, e *api.Error) {
+	c := api.NewConn(nc)
+	_ = c.Write(&api.Response{Error: e}, responseTimeout)
+	c.Close()
+}
+
+func (a *Agent) track(nc net.Conn) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		nc.Close()
+		return false
+	}
+	a.conns[nc] = struct{}{}
+	return true
+}
+
+func (a *Agent) untrack(nc net.Conn) {
+	nc.Close()
+	a.mu.Lock()
+	delete(a.conns, nc)
+	a.mu.Unlock()
+}
+
+// Close stops accepting, ends every sandbox (killing what runs in it:
+// without the agent nothing would enforce its policy), closes the
+// connections and the backend. It is idempotent.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	if a.closing {
+		a.mu.Unlock()
+		<-a.closed
+		return nil
+	}
+	a.closing = true
+	boxes := make([]*box, 0, len(a.boxes))
+	for _, b := range a.boxes {
+		boxes = append(boxes, b)
+	}
+	a.mu.Unlock()
+
+	var errs []error
+	if err := a.ln.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close socket: %w", err))
+	}
+	for _, b := range boxes {
+		if err := a.end(b, "agent_shutdown"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Sessions have had their Ended message queued; give them a moment to
+	// send it before their connections go.
+	waitTimeout(&a.wg, time.Second)
+	a.mu.Lock()
+	for nc := range a.conns {
+		nc.Close()
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	a.empty.close()
+	if err := a.be.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close %s backend: %w", a.be.Name(), err))
+	}
+	<-a.pumpDone
+	close(a.closed)
+	return errors.Join(errs...)
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// pump attributes each backend event to its sandbox and hands it on.
+func (a *Agent) pump() {
+	defer close(a.pumpDone)
+	evs := a.be.Events()
+	if evs == nil {
+		return
+	}
+	name := a.be.Name()
+	for e := range evs {
+		a.mu.Lock()
+		b := a.boxes[e.Sandbox]
+		if b == nil {
+			b = a.byCgroup[e.CgroupID]
+		}
+		a.mu.Unlock()
+		var owner uint32
+		if b != nil {
+			e.Sandbox = b.info.Name
+			owner = b.info.Owner
+			if e.RuleText == "" && e.Rule != 0 {
+				if r, ok := b.compiled.Rule(policy.RuleID(e.Rule)); ok {
+					e.RuleText = r.Pattern
+				}
+			}
+			b.events.Add(1)
+		}
+		if e.Backend == "" {
+			e.Backend = name
+		}
+		a.fan.publish(e, owner, b != nil)
+	}
+}
+
+func (a *Agent) sandboxCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.boxes)
+}
+
+func (a *Agent) ruleCounts() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]int)
+	for _, b := range a.boxes {
+		for k, n := range b.rules {
+			out[k] += n
+		}
+	}
+	return out
+}
+
+// sandboxed reports whether pid runs inside one of the agent's sandboxes
+// (or a cgroup below one).
+func (a *Agent) sandboxed(pid int) (bool, error) {
+	cg, err := cgroup.ProcessCgroup(pid)
+	if err != nil {
+		return false, err
+	}
+	prefix := "/" + strings.Trim(a.cfg.Parent, "/") + "/"
+	return strings.HasPrefix(cg+"/", prefix) && cg+"/" != prefix, nil
+}

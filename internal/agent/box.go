@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/sandbox"
+)
+
+// box is one sandbox the agent created.
+type box struct {
+	sb       *sandbox.Sandbox
+	info     api.SandboxInfo // Placed is guarded by Agent.mu
+	compiled *policy.Compiled
+	rules    map[string]int
+	events   atomic.Uint64
+	wd       int // inotify watch on cgroup.events, -1 when none
+
+	once   sync.Once
+	gone   chan struct{} // closed once removed
+	reason string        // why, valid after gone
+}
+
+// visible reports whether peer may see and end b.
+func (b *box) visible(p api.Peer) bool { return p.Root() || b.info.Owner == p.UID }
+
+// register makes b known to the event pump and the emptiness watch.
+func (a *Agent) register(b *box) error {
+	wd, err := a.empty.add(filepath.Join(b.sb.Path(), "cgroup.events"), b)
+	if err != nil {
+		return err
+	}
+	b.wd = wd
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return errors.New("the agent is shutting down")
+	}
+	a.boxes[b.info.Name] = b
+	a.byCgroup[b.sb.Info.CgroupID] = b
+	return nil
+}
+
+// end removes b: kills what runs in it, stops enforcing, removes the cgroup.
+// The processes die before enforcement stops, so none runs unconfined. Only
+// the first call does anything; the others wait for it.
+func (a *Agent) end(b *box, reason string) error {
+	var err error
+	first := false
+	b.once.Do(func() {
+		first = true
+		a.mu.Lock()
+		delete(a.boxes, b.info.Name)
+		delete(a.byCgroup, b.sb.Info.CgroupID)
+		a.mu.Unlock()
+		a.empty.remove(b.wd)
+		err = b.sb.Close()
+		b.reason = reason
+		close(b.gone)
+	})
+	if !first {
+		<-b.gone
+		return nil
+	}
+	if err != nil {
+		a.log.Error("remove sandbox", zap.String("sandbox", b.info.Name), zap.Error(err))
+		return fmt.Errorf("remove sandbox %s: %w", b.info.Name, err)
+	}
+	a.log.Info("sandbox removed", zap.String("sandbox", b.info.Name), zap.String("reason", reason),
+		zap.Uint64("events", b.events.Load()))
+	return nil
+}
+
+// onEmpty is called when a sandbox's cgroup.events changed: once its
+// command was placed, an unpopulated sandbox has nothing left to confine.
+func (a *Agent) onEmpty(b *box) {
+	a.mu.Lock()
+	placed := b.info.Placed
+	a.mu.Unlock()
+	if !placed {
+		return
+	}
+	pop, err := populated(filepath.Join(b.sb.Path(), "cgroup.events"))
+	if err != nil || pop {
+		return
+	}
+	go a.end(b, "empty")
+}
+
+// populated reads the "populated" key of a cgroup.events file: 1 while any
+// process runs in the cgroup or below it.
+func populated(file string) (bool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return false, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("populated ")); ok {
+			return string(v) == "1", nil
+		}
+	}
+	return false, fmt.Errorf("%s has no populated key", file)
+}
+
+// emptyWatch reports changes of cgroup.events files through inotify: the
+// kernel signals every change of "populated" as a modification, so a
+// sandbox is removed the moment its last process exits, with no polling.
+type emptyWatch struct {
+	f    *os.File
+	fn   func(*box)
+	mu   sync.Mutex
+	wds  map[int]*box
+	done chan struct{}
+}
+
+func newEmptyWatch(fn func(*box)) (*emptyWatch, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
+	w := &emptyWatch{f: os.NewFile(uintptr(fd), "inotify"), fn: fn, wds: make(map[int]*box), done: make(chan struct{})}
+	go w.run()
+	return w, nil
+}
+
+func (w *emptyWatch) add(file string, b *box) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wd, err := unix.InotifyAddWatch(int(w.f.Fd()), file, unix.IN_MODIFY)
+	if err != nil {
+		return -1, fmt.Errorf("watch %s: %w", file, err)
+	}
+	w.wds[wd] = b
+	return wd, nil
+}
+
+func (w *emptyWatch) remove(wd int) {
+	if wd < 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.wds[wd]; ok {
+		delete(w.wds, wd)
+		// Fails harmlessly when the cgroup is already gone (IN_IGNORED).
+		_, _ = unix.InotifyRmWatch(int(w.f.Fd()), uint32(wd))
+	}
+}
+
+func (w *emptyWatch) run() {
+	defer close(w.done)
+	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			return
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafePointer(&buf[off]))
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			w.mu.Lock()
+			b := w.wds[int(ev.Wd)]
+			w.mu.Unlock()
+			if b != nil {
+				w.fn(b)
+			}
+		}
+	}
+}
+
+func (w *emptyWatch) close() {
+	w.f.Close()
+	<-w.done
+}

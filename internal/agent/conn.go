@@ -1,0 +1,306 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/aigate-dev/aigate/internal/api"
+)
+
+// serveConn answers one connection. Whatever the client sends, the worst
+// outcome is an error response and a closed connection.
+func (a *Agent) serveConn(nc *net.UnixConn) {
+	c := api.NewConn(nc)
+	peer, err := api.PeerOf(nc)
+	if err != nil {
+		a.log.Warn("connection without credentials", zap.Error(err))
+		return
+	}
+	log := a.log.With(zap.Uint32("uid", peer.UID), zap.Int("pid", peer.PID))
+	var req api.Request
+	if err := c.Read(&req, time.Now().Add(requestTimeout)); err != nil {
+		if e := readError(err); e != nil {
+			log.Debug("bad request", zap.Error(err))
+			a.reply(c, &api.Response{Error: e})
+		}
+		return
+	}
+	if e := req.Validate(); e != nil {
+		a.reply(c, &api.Response{Error: e})
+		return
+	}
+	if req.Op != api.OpStatus {
+		// A sandboxed tool, running as its user, may well reach the socket:
+		// it must not create a looser sandbox for itself, end its own
+		// (to run on elsewhere), or read other sandboxes' events.
+		in, err := a.sandboxed(peer.PID)
+		if err != nil || in {
+			a.reply(c, errResp(api.CodeForbidden, "requests from inside a sandbox are refused"))
+			return
+		}
+	}
+	log.Debug("request", zap.String("op", string(req.Op)))
+	switch req.Op {
+	case api.OpStatus:
+		a.reply(c, &api.Response{OK: true, Status: a.status(peer)})
+	case api.OpList:
+		a.reply(c, &api.Response{OK: true, Sandboxes: a.list(peer)})
+	case api.OpEnd:
+		a.reply(c, a.endRequest(peer, req.End.Sandbox))
+	case api.OpWatch:
+		a.watch(c, peer, req.Watch)
+	case api.OpCreate:
+		a.session(c, peer, req.Create, log)
+	case api.OpPlace:
+		a.reply(c, errResp(api.CodeBadRequest, "place is only valid on the connection that created the sandbox"))
+	}
+}
+
+// readError turns a failed read into the error to send, or nil when the
+// client is gone and there is no one to tell.
+func readError(err error) *api.Error {
+	var de *api.DecodeError
+	var ne net.Error
+	switch {
+	case errors.Is(err, api.ErrTooLarge):
+		return &api.Error{Code: api.CodeTooLarge, Message: err.Error()}
+	case errors.As(err, &de):
+		return &api.Error{Code: api.CodeBadRequest, Message: err.Error()}
+	case errors.As(err, &ne) && ne.Timeout():
+		return &api.Error{Code: api.CodeTimeout, Message: "no complete request arrived in time"}
+	case errors.Is(err, io.EOF):
+		return nil
+	}
+	// Truncated: the client closed mid-message; the write will fail, but
+	// a half-closed client may still read.
+	return &api.Error{Code: api.CodeBadRequest, Message: err.Error()}
+}
+
+func (a *Agent) reply(c *api.Conn, r *api.Response) {
+	_ = c.Write(r, responseTimeout)
+}
+
+func errResp(code, msg string) *api.Response {
+	return &api.Response{Error: &api.Error{Code: code, Message: msg}}
+}
+
+func (a *Agent) status(p api.Peer) *api.Status {
+	_, pinned := a.be.(Pinner)
+	return &api.Status{
+		Version:   api.Version,
+		Build:     a.cfg.Build,
+		PID:       os.Getpid(),
+		Started:   a.started,
+		Backend:   a.be.Name(),
+		Pinned:    pinned,
+		Sandboxes: len(a.list(p)),
+		Metrics:   a.cfg.MetricsAddr,
+	}
+}
+
+func (a *Agent) list(p api.Peer) []api.SandboxInfo {
+	a.mu.Lock()
+	var out []api.SandboxInfo
+	var boxes []*box
+	for _, b := range a.boxes {
+		if b.visible(p) {
+			out = append(out, b.info)
+			boxes = append(boxes, b)
+		}
+	}
+	a.mu.Unlock()
+	for i, b := range boxes {
+		if pids, err := b.sb.PIDs(); err == nil {
+			out[i].Procs = len(pids)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// lookup finds a sandbox peer may see. Another user's sandbox is "not
+// found", not "forbidden": its existence is not theirs to know.
+func (a *Agent) lookup(p api.Peer, name string) *box {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if b := a.boxes[name]; b != nil && b.visible(p) {
+		return b
+	}
+	return nil
+}
+
+func (a *Agent) endRequest(p api.Peer, name string) *api.Response {
+	b := a.lookup(p, name)
+	if b == nil {
+		return errResp(api.CodeNotFound, fmt.Sprintf("no sandbox %s of yours (aigate status lists them)", name))
+	}
+	if err := a.end(b, "ended"); err != nil {
+		return errResp(api.CodeInternal, err.Error())
+	}
+	return &api.Response{OK: true}
+}
+
+// watch streams events until the client goes away or the agent stops.
+func (a *Agent) watch(c *api.Conn, p api.Peer, w *api.WatchRequest) {
+	s := &sub{uid: p.UID, root: p.Root()}
+	if w != nil {
+		if w.Sandbox != "" && a.lookup(p, w.Sandbox) == nil {
+			a.reply(c, errResp(api.CodeNotFound, fmt.Sprintf("no sandbox %s of yours (aigate status lists them)", w.Sandbox)))
+			return
+		}
+		s.sandbox, s.kind = w.Sandbox, w.Kind
+	}
+	a.fan.add(s)
+	defer a.fan.remove(s)
+	if err := c.Write(&api.Response{OK: true}, responseTimeout); err != nil {
+		return
+	}
+	gone := clientGone(c, nil)
+	a.stream(c, s, gone, nil)
+}
+
+// clientGone reads from c until it fails (the client closed or the agent
+// closed the connection); a well-behaved watcher sends nothing. On a
+// session, requests (end) are passed to onReq.
+func clientGone(c *api.Conn, onReq func(*api.Request)) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			var r api.Request
+			if err := c.Read(&r, time.Time{}); err != nil {
+				return
+			}
+			if onReq == nil {
+				return
+			}
+			onReq(&r)
+		}
+	}()
+	return done
+}
+
+// stream writes s's events to c until gone or stop closes. Writes have no
+// deadline: a reader that is merely stopped (Ctrl-Z) must not lose its
+// session; one that does not keep up loses events, counted and reported.
+func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var reported uint64
+	notify := func() error {
+		if d := s.dropped.Load(); d > reported {
+			n := d - reported
+			reported = d
+			return c.Write(&api.Response{OK: true, Dropped: n}, 0)
+		}
+		return nil
+	}
+	for {
+		select {
+		case e := <-s.ch:
+			if err := c.Write(&api.Response{OK: true, Event: &e}, 0); err != nil {
+				return
+			}
+		case <-tick.C:
+			if notify() != nil {
+				return
+			}
+		case <-gone:
+			return
+		case <-stop:
+			// Deliver what is queued, then stop.
+			for {
+				select {
+				case e := <-s.ch:
+					if c.Write(&api.Response{OK: true, Event: &e}, 0) != nil {
+						return
+					}
+				default:
+					_ = notify()
+					return
+				}
+			}
+		}
+	}
+}
+
+// session serves a create request and then the sandbox's life: the place
+// request, the event stream, and the end.
+func (a *Agent) session(c *api.Conn, p api.Peer, req *api.CreateRequest, log *zap.Logger) {
+	b, warnings, e := a.create(context.Background(), p, req)
+	if e != nil {
+		a.reply(c, &api.Response{Error: e})
+		return
+	}
+	log = log.With(zap.String("sandbox", b.info.Name))
+	log.Info("sandbox created", zap.Uint32("owner", b.info.Owner), zap.Strings("command", b.info.Command))
+	info := b.info
+	if err := c.Write(&api.Response{OK: true, Sandbox: &info, Warnings: warnings}, responseTimeout); err != nil {
+		_ = a.end(b, "client_gone")
+		return
+	}
+
+	// Until the command is placed, the client has placeTimeout to ask.
+	var preq api.Request
+	if err := c.Read(&preq, time.Now().Add(placeTimeout)); err != nil {
+		_ = a.end(b, "client_gone")
+		if e := readError(err); e != nil {
+			a.reply(c, &api.Response{Error: e})
+		}
+		return
+	}
+	if e := preq.Validate(); e != nil || preq.Op != api.OpPlace {
+		if e == nil {
+			e = &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("expected place, got %s", preq.Op)}
+		}
+		_ = a.end(b, "client_gone")
+		a.reply(c, &api.Response{Error: e})
+		return
+	}
+	// Subscribe before placing, so that no event of the command is missed.
+	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name}
+	a.fan.add(s)
+	defer a.fan.remove(s)
+	if e := a.place(p, b, preq.Place.PID); e != nil {
+		_ = a.end(b, "client_gone")
+		a.reply(c, &api.Response{Error: e})
+		return
+	}
+	log.Debug("placed", zap.Int("child", preq.Place.PID))
+	if err := c.Write(&api.Response{OK: true}, responseTimeout); err != nil {
+		_ = a.end(b, "client_gone")
+		return
+	}
+
+	endReq := make(chan struct{}, 1)
+	gone := clientGone(c, func(r *api.Request) {
+		if r.Op == api.OpEnd {
+			select {
+			case endReq <- struct{}{}:
+			default:
+			}
+		}
+	})
+	go func() {
+		select {
+		case <-gone:
+			// The client died or hung up: as with `aigate run`, what it
+			// started goes with it.
+			_ = a.end(b, "client_gone")
+		case <-endReq:
+			_ = a.end(b, "ended")
+		case <-b.gone:
+		}
+	}()
+	a.stream(c, s, gone, b.gone)
+	<-b.gone
+	_ = c.Write(&api.Response{OK: true, Ended: &api.Ended{Reason: b.reason, Events: b.events.Load()}}, responseTimeout)
+}

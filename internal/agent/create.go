@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/metrics"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/sandbox"
+)
+
+// create builds the caller's policy from their config files, with the same
+// parser, merge and compiler as `aigate run`, and creates the sandbox.
+//
+// The agent compiles rather than accepting a compiled policy: the client's
+// bytes then go through exactly the validation every config file gets (and
+// its file:line errors), and nothing but the documented YAML can reach the
+// backend's maps. Who the sandbox belongs to comes from SO_PEERCRED only.
+func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) (*box, []string, *api.Error) {
+	owner := p.UID
+	if req.Owner != nil && *req.Owner != p.UID {
+		if !p.Root() {
+			return nil, nil, &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("only root may create a sandbox for another user (you are uid %d)", p.UID)}
+		}
+		owner = *req.Owner
+	}
+	if n := a.countOwned(owner); n >= a.cfg.MaxSandboxesPerUser {
+		return nil, nil, &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("uid %d already has %d sandboxes, the limit; end one (aigate status lists them)", owner, n)}
+	}
+
+	compiled, warnings, err := compile(req)
+	if err != nil {
+		return nil, nil, &api.Error{Code: api.CodePolicy, Message: err.Error()}
+	}
+	mode := compiled.Mode
+	if req.Mode != "" {
+		mode = req.Mode
+	}
+	sb, err := sandbox.Create(ctx, sandbox.Config{
+		Backend: a.be,
+		Policy:  compiled,
+		Mode:    mode,
+		Parent:  a.cfg.Parent,
+	})
+	if err != nil {
+		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: err.Error()}
+	}
+	warnings = append(warnings, sb.Warnings...)
+	b := &box{
+		sb:       sb,
+		compiled: compiled,
+		rules:    metrics.RuleCounts(compiled),
+		wd:       -1,
+		gone:     make(chan struct{}),
+		info: api.SandboxInfo{
+			Name:    sb.Info.Name,
+			ID:      sb.Info.ID,
+			Owner:   owner,
+			Mode:    sb.Info.Mode,
+			Backend: a.be.Name(),
+			Created: time.Now(),
+			Rules:   len(compiled.Rules),
+			Project: req.ProjectRoot,
+			Command: req.Command,
+		},
+	}
+	if err := a.register(b); err != nil {
+		_ = sb.Close()
+		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("watch sandbox %s: %v", b.info.Name, err)}
+	}
+	return b, warnings, nil
+}
+
+func (a *Agent) countOwned(uid uint32) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, b := range a.boxes {
+		if b.info.Owner == uid {
+			n++
+		}
+	}
+	return n
+}
+
+// compile parses, merges and compiles the request's config files as
+// config.Load and Loaded.Policy do for a local run.
+func compile(req *api.CreateRequest) (*policy.Compiled, []string, error) {
+	paths := &config.Paths{
+		User:        &config.User{Home: req.Home},
+		ProjectRoot: req.ProjectRoot,
+	}
+	l := &config.Loaded{Paths: paths}
+	var err error
+	if req.Global != nil {
+		paths.Global = req.Global.Path
+		if l.Global, err = policy.Parse(req.Global.Path, req.Global.Data); err != nil {
+			return nil, nil, err
+		}
+	}
+	if req.Project != nil {
+		paths.Project = req.Project.Path
+		l.ProjectData = req.Project.Data
+		if l.Project, err = policy.Parse(req.Project.Path, req.Project.Data); err != nil {
+			return nil, nil, err
+		}
+		switch req.Trust {
+		case "trusted":
+			l.Trust = config.Trusted
+		case "changed":
+			l.Trust = config.Changed
+		default:
+			l.Trust = config.Untrusted
+		}
+	}
+	pol, warns := l.Policy()
+	c, err := policy.Compile(pol, l.PolicyEnv())
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []string
+	for _, w := range warns {
+		out = append(out, strings.TrimSpace(fmt.Sprint(w)))
+	}
+	return c, out, nil
+}

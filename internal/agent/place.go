@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/aigate-dev/aigate/internal/api"
+)
+
+// place moves the client's waiting child into the sandbox (see the exec
+// helper in package api for why the agent does this and not the client).
+//
+// The process must belong to the caller (real uid) and be the caller's
+// child, and it must not be in a sandbox already: moving a sandboxed
+// process into a fresh sandbox with a looser policy would be an escape.
+// Root may place any process that is not sandboxed. A pid that was reused
+// after the helper died can only name a process that passes the same
+// checks, one the caller could signal anyway.
+func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
+	st, err := readProcStatus(pid)
+	if err != nil {
+		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("place process %d: %v", pid, err)}
+	}
+	if !p.Root() {
+		if st.uid != p.UID {
+			return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is not yours", pid)}
+		}
+		if st.ppid != p.PID {
+			return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is not your child", pid)}
+		}
+	}
+	if in, err := a.sandboxed(pid); err != nil || in {
+		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pid)}
+	}
+	procs := filepath.Join(b.sb.Path(), "cgroup.procs")
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
+		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("move process %d into sandbox %s: %v", pid, b.info.Name, err)}
+	}
+	a.mu.Lock()
+	b.info.Placed = true
+	a.mu.Unlock()
+	// The process may have died between the write and Placed: the
+	// inotify event then came too early to count.
+	a.onEmpty(b)
+	return nil
+}
+
+type procStatus struct {
+	uid  uint32 // real
+	ppid int
+}
+
+func readProcStatus(pid int) (procStatus, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return procStatus{}, errors.New("no such process")
+		}
+		return procStatus{}, err
+	}
+	var st procStatus
+	var haveUID, havePPid bool
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, err := strconv.ParseUint(f[0], 10, 32)
+				if err == nil {
+					st.uid, haveUID = uint32(n), true
+				}
+			}
+		}
+		if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err == nil {
+				st.ppid, havePPid = n, true
+			}
+		}
+	}
+	if !haveUID || !havePPid {
+		return procStatus{}, errors.New("unreadable /proc status")
+	}
+	return st, nil
+}

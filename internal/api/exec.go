@@ -1,0 +1,181 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/sandbox"
+)
+
+// Why an exec helper, and not clone3(CLONE_INTO_CGROUP) with a cgroup fd
+// the agent passes over SCM_RIGHTS: the kernel lets a process clone into a
+// cgroup only with write access to cgroup.procs of the target AND of the
+// common ancestor of its own cgroup and the target. An unprivileged client
+// in its login cgroup shares only the root with the sandbox, so it would
+// need a delegated subtree (chowned cgroup.procs, as systemd does), and
+// then the sandboxed tool, running as the same user, could move itself
+// back out of the sandbox by writing its pid to the subtree's cgroup.procs
+// (measured: docs/agent.md). So no user ever gets write access to a
+// cgroup.procs. Instead the client starts its child as a copy of aigate
+// that waits on a pipe; the agent, as root, moves that process into the
+// sandbox; only then does the helper exec the command. The command's first
+// instruction runs confined; what ran before it in that process was aigate.
+
+const (
+	helperEnv   = "AIGATE_SANDBOX_EXEC" // the command's path
+	helperFDEnv = "AIGATE_SANDBOX_FD"   // the pipe's descriptor number
+	goByte      = 'g'
+)
+
+// helperExitNoGo is the helper's exit status when it was never told to go
+// on: the command was not executed.
+const helperExitNoGo = 125
+
+func init() {
+	if path := os.Getenv(helperEnv); path != "" {
+		os.Exit(runHelper(path))
+	}
+}
+
+// runHelper waits for the go-ahead on its pipe and execs path. It only
+// returns on failure.
+func runHelper(path string) int {
+	fdNum, err := strconv.Atoi(os.Getenv(helperFDEnv))
+	if err != nil || fdNum < 3 {
+		fmt.Fprintf(os.Stderr, "aigate: exec helper: bad %s\n", helperFDEnv)
+		return helperExitNoGo
+	}
+	var b [1]byte
+	n, _ := unix.Read(fdNum, b[:])
+	unix.Close(fdNum)
+	if n != 1 || b[0] != goByte {
+		// The client gave up (the agent refused, or it was killed).
+		return helperExitNoGo
+	}
+	env := make([]string, 0, len(os.Environ()))
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	// no_new_privs is per thread and kept by execve: set it on the thread
+	// that execs.
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "aigate: set no_new_privs: %v\n", err)
+		return helperExitNoGo
+	}
+	err = syscall.Exec(path, os.Args, env)
+	fmt.Fprintf(os.Stderr, "aigate: exec %s: %v\n", path, err)
+	if errors.Is(err, os.ErrNotExist) {
+		return 127
+	}
+	return 126
+}
+
+// Child is the command started in a session's sandbox.
+type Child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start starts cmd in the session's sandbox: as a waiting helper first,
+// which the agent moves into the sandbox, then exec'ed into cmd. cmd may
+// carry credentials and the terminal; Start sets Pdeathsig (SIGKILL: if
+// the client dies, the command does not run on without it) and runs the
+// helper with no_new_privs. A session starts one command.
+func (s *Session) Start(cmd *exec.Cmd) (*Child, error) {
+	if s.placed {
+		return nil, errors.New("start in sandbox: a command was already started in this session")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("start in sandbox: find aigate's own binary: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start in sandbox: %w", err)
+	}
+	defer r.Close()
+	target := cmd.Path
+	cmd.Path = exe
+	if len(cmd.Args) == 0 {
+		cmd.Args = []string{target}
+	}
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env[:len(cmd.Env):len(cmd.Env)],
+		helperEnv+"="+target,
+		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)))
+	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+
+	c := &Child{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	// Pdeathsig fires when the thread that forked the child exits: fork
+	// and wait on a thread that lives as long as the child.
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(c.done)
+		err := cmd.Start()
+		started <- err
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.err = cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start %s in sandbox %s: %w", target, s.Sandbox.Name, err)
+	}
+	if err := s.place(cmd.Process.Pid); err != nil {
+		w.Close() // the helper exits without exec'ing
+		<-c.done
+		return nil, err
+	}
+	if _, err := w.Write([]byte{goByte}); err != nil {
+		w.Close()
+		_ = cmd.Process.Kill()
+		<-c.done
+		return nil, fmt.Errorf("start %s in sandbox %s: %w", target, s.Sandbox.Name, err)
+	}
+	w.Close()
+	return c, nil
+}
+
+// Pid is the command's process id.
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
+
+// Signal sends sig to the command; signalling one that exited is no error.
+func (c *Child) Signal(sig os.Signal) error {
+	err := c.cmd.Process.Signal(sig)
+	if errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	return err
+}
+
+// Done is closed when the command has exited and been reaped.
+func (c *Child) Done() <-chan struct{} { return c.done }
+
+// Wait returns the command's exit code as a shell reports it.
+func (c *Child) Wait() (int, error) {
+	<-c.done
+	return sandbox.ExitCode(c.cmd.ProcessState, c.err)
+}

@@ -1,0 +1,115 @@
+package api
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// A message on the wire is a 4-byte big-endian length followed by that many
+// bytes of JSON. A length prefix (rather than newline-delimited JSON) lets
+// the reader refuse an oversized message before reading it.
+
+// ErrTooLarge is returned for a message over MaxMessage.
+var ErrTooLarge = fmt.Errorf("message larger than %d bytes", MaxMessage)
+
+// Conn is one protocol connection. Writes are serialised, so a stream and
+// the answer to a request never interleave; reads are the caller's to
+// serialise.
+type Conn struct {
+	c    net.Conn
+	r    io.Reader
+	wmu  sync.Mutex
+	wbuf bytes.Buffer
+}
+
+// NewConn wraps c.
+func NewConn(c net.Conn) *Conn { return &Conn{c: c, r: c} }
+
+// Raw is the underlying connection.
+func (c *Conn) Raw() net.Conn { return c.c }
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Read reads one message into v. With deadline non-zero, the whole message
+// must arrive by then: a client that sends a byte a minute cannot hold a
+// connection open forever.
+func (c *Conn) Read(v any, deadline time.Time) error {
+	if err := c.c.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	data, err := readFrame(c.r)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &DecodeError{err}
+	}
+	if dec.More() {
+		return &DecodeError{errors.New("trailing data after the JSON value")}
+	}
+	return nil
+}
+
+// Write sends one message, which must arrive within timeout (zero: no
+// limit): a client that stops reading is cut off rather than blocking the
+// agent.
+func (c *Conn) Write(v any, timeout time.Duration) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
+	}
+	if len(data) > MaxMessage {
+		return ErrTooLarge
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if err := c.c.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	c.wbuf.Reset()
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(data)))
+	c.wbuf.Write(hdr[:])
+	c.wbuf.Write(data)
+	_, err = c.c.Write(c.wbuf.Bytes())
+	return err
+}
+
+// DecodeError is a message that is not the JSON the protocol expects.
+type DecodeError struct{ Err error }
+
+func (e *DecodeError) Error() string { return "malformed message: " + e.Err.Error() }
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+func readFrame(r io.Reader) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxMessage {
+		return nil, ErrTooLarge
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("truncated message: %w", err)
+	}
+	return data, nil
+}

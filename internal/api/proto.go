@@ -1,0 +1,166 @@
+package api
+
+import (
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// Version is the protocol version. A server refuses requests of another
+// version with CodeVersion, so that a client and an agent from different
+// releases fail loudly instead of misreading each other.
+const Version = 1
+
+// DefaultSocket is where the agent listens.
+const DefaultSocket = "/run/aigate/aigate.sock"
+
+// MaxMessage bounds one message in either direction. Two config files fit
+// many times over; anything larger is a client bug or an attack.
+const MaxMessage = 1 << 20
+
+// Op names a request.
+type Op string
+
+const (
+	OpStatus Op = "status" // the agent's state
+	OpList   Op = "list"   // the sandboxes the caller may see
+	OpCreate Op = "create" // create a sandbox; the connection becomes its session
+	OpPlace  Op = "place"  // on a session: move the waiting child into the sandbox
+	OpEnd    Op = "end"    // end a sandbox (kill what runs in it, remove it)
+	OpWatch  Op = "watch"  // stream the events the caller may see
+)
+
+// Request is every message a client sends. Exactly the field of Op is set.
+type Request struct {
+	V      int            `json:"v"`
+	Op     Op             `json:"op"`
+	Create *CreateRequest `json:"create,omitempty"`
+	Place  *PlaceRequest  `json:"place,omitempty"`
+	End    *EndRequest    `json:"end,omitempty"`
+	Watch  *WatchRequest  `json:"watch,omitempty"`
+}
+
+// File is a config file as the client read it. The agent parses it itself,
+// with the same parser as everywhere else; the path is only for messages.
+type File struct {
+	Path string `json:"path"`
+	Data []byte `json:"data"` // base64 in JSON
+}
+
+// CreateRequest asks for a sandbox confined by the policy that the given
+// config files make. The policy is the caller's own choice for their own
+// sandbox (they could as well run the tool without aigate), so the agent
+// takes the files and the trust decision from the client; what it never
+// takes from the client is who the caller is (SO_PEERCRED decides).
+type CreateRequest struct {
+	// Global is ~/.aigate/config.yaml; nil means the built-in defaults.
+	Global *File `json:"global,omitempty"`
+	// Project is the nearest .aigate.yaml, nil when there is none.
+	Project *File `json:"project,omitempty"`
+	// Trust is the project file's trust state in the caller's trust store:
+	// "trusted", "changed" or "untrusted".
+	Trust string `json:"trust,omitempty"`
+	// Home and ProjectRoot anchor "~/" and relative patterns.
+	Home        string `json:"home"`
+	ProjectRoot string `json:"project_root"`
+	// Mode overrides the policy's mode ("audit" for run --audit).
+	Mode policy.Mode `json:"mode,omitempty"`
+	// Owner is the uid the sandbox belongs to. Only root may name another
+	// user (sudo aigate run acts for the user who ran sudo); for everyone
+	// else it must be empty or their own uid.
+	Owner *uint32 `json:"owner,omitempty"`
+	// Command is what will run, for list and status output only.
+	Command []string `json:"command,omitempty"`
+}
+
+// PlaceRequest names the process to move into the session's sandbox: the
+// caller's child, waiting in aigate's exec helper (see Session.Start).
+type PlaceRequest struct {
+	PID int `json:"pid"`
+}
+
+// EndRequest names the sandbox to end.
+type EndRequest struct {
+	Sandbox string `json:"sandbox"`
+}
+
+// WatchRequest filters the event stream; empty fields match everything.
+type WatchRequest struct {
+	Sandbox string      `json:"sandbox,omitempty"`
+	Kind    events.Kind `json:"kind,omitempty"`
+}
+
+// Response is every message the agent sends: the answer to a request, or
+// one item of a stream (Event, Dropped, Ended).
+type Response struct {
+	OK        bool          `json:"ok"`
+	Error     *Error        `json:"error,omitempty"`
+	Status    *Status       `json:"status,omitempty"`
+	Sandboxes []SandboxInfo `json:"sandboxes,omitempty"`
+	Sandbox   *SandboxInfo  `json:"sandbox,omitempty"`
+	Warnings  []string      `json:"warnings,omitempty"`
+
+	Event *events.Event `json:"event,omitempty"`
+	// Dropped is how many events this stream lost since the last notice
+	// because the client did not read fast enough.
+	Dropped uint64 `json:"dropped,omitempty"`
+	// Ended says the session's sandbox is gone.
+	Ended *Ended `json:"ended,omitempty"`
+}
+
+// Error codes, stable for scripts and tests.
+const (
+	CodeBadRequest = "bad_request" // malformed, wrong types, missing fields
+	CodeTooLarge   = "too_large"   // a message over MaxMessage
+	CodeTimeout    = "timeout"     // the request did not arrive in time
+	CodeVersion    = "version"     // another protocol version
+	CodeForbidden  = "forbidden"   // the caller may not do this
+	CodeNotFound   = "not_found"   // no such sandbox (or not the caller's)
+	CodePolicy     = "policy"      // the config files are invalid
+	CodeLimit      = "limit"       // too many sandboxes or connections
+	CodeSandbox    = "sandbox"     // creating or placing failed
+	CodeInternal   = "internal"
+)
+
+// Error is a refused request. Message is for humans and says what to do.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Status describes the agent.
+type Status struct {
+	Version   int       `json:"version"`           // protocol
+	Build     string    `json:"build"`             // aigate version
+	PID       int       `json:"pid"`               // the agent's
+	Started   time.Time `json:"started"`           // when it started
+	Backend   string    `json:"backend"`           // lsm or fanotify
+	Pinned    bool      `json:"pinned"`            // enforcement survives the agent
+	Sandboxes int       `json:"sandboxes"`         // that the caller may see
+	Metrics   string    `json:"metrics,omitempty"` // address of /metrics, "" when off
+}
+
+// SandboxInfo describes one sandbox.
+type SandboxInfo struct {
+	Name    string      `json:"name"`
+	ID      uint32      `json:"id"`
+	Owner   uint32      `json:"owner"`
+	Mode    policy.Mode `json:"mode"`
+	Backend string      `json:"backend"`
+	Created time.Time   `json:"created"`
+	Placed  bool        `json:"placed"` // a process was moved in
+	Procs   int         `json:"procs"`  // processes in it now
+	Rules   int         `json:"rules"`
+	Project string      `json:"project,omitempty"`
+	Command []string    `json:"command,omitempty"`
+}
+
+// Ended is the last message of a session.
+type Ended struct {
+	Reason string `json:"reason"` // "empty", "ended", "agent_shutdown"
+	// Events is how many events the agent attributed to the sandbox.
+	Events uint64 `json:"events"`
+}

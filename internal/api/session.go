@@ -1,0 +1,164 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// sessionBuffer is how many events a session holds for a slow reader
+// before it counts them as dropped.
+const sessionBuffer = 4096
+
+// Session is a sandbox created for this client. The sandbox lives while
+// its processes do; closing the session (or the client dying) ends it, and
+// the agent kills whatever still runs in it, as `aigate run` does when the
+// command exits.
+type Session struct {
+	// Sandbox describes the sandbox as created.
+	Sandbox SandboxInfo
+	// Warnings are what the user should know (limits not applied, stale
+	// sandboxes removed, project file entries ignored).
+	Warnings []string
+
+	conn    *Conn
+	events  chan events.Event
+	done    chan struct{}
+	dropped atomic.Uint64
+	placed  bool
+
+	mu    sync.Mutex
+	ended *Ended
+	err   error
+}
+
+// CreateSandbox asks the agent for a sandbox. The connection stays open as
+// the sandbox's session: start the command with Session.Start.
+func (c *Client) CreateSandbox(ctx context.Context, req CreateRequest) (*Session, error) {
+	resp, conn, err := c.roundTrip(ctx, &Request{Op: OpCreate, Create: &req})
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox: %w", err)
+	}
+	if resp.Sandbox == nil {
+		conn.Close()
+		return nil, errors.New("create sandbox: the agent sent no sandbox")
+	}
+	return &Session{
+		Sandbox:  *resp.Sandbox,
+		Warnings: resp.Warnings,
+		conn:     conn,
+		events:   make(chan events.Event, sessionBuffer),
+		done:     make(chan struct{}),
+	}, nil
+}
+
+// place asks the agent to move pid into the sandbox and, once it has,
+// starts reading the session's stream.
+func (s *Session) place(pid int) error {
+	if s.placed {
+		return errors.New("place: a process was already placed in this sandbox")
+	}
+	_, err := exchange(s.conn, &Request{V: Version, Op: OpPlace, Place: &PlaceRequest{PID: pid}})
+	if err != nil {
+		return fmt.Errorf("place process %d in sandbox %s: %w", pid, s.Sandbox.Name, err)
+	}
+	s.placed = true
+	go s.read()
+	return nil
+}
+
+func (s *Session) read() {
+	defer close(s.done)
+	defer close(s.events)
+	for {
+		var r Response
+		err := s.conn.Read(&r, time.Time{})
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) {
+				err = errors.New("the agent closed the session (it stopped or was restarted)")
+			}
+			s.finish(nil, err)
+			return
+		}
+		switch {
+		case r.Ended != nil:
+			s.finish(r.Ended, nil)
+			return
+		case r.Error != nil:
+			s.finish(nil, r.Error)
+			return
+		case r.Event != nil:
+			select {
+			case s.events <- *r.Event:
+			default:
+				s.dropped.Add(1)
+			}
+		case r.Dropped > 0:
+			s.dropped.Add(r.Dropped)
+		}
+	}
+}
+
+func (s *Session) finish(e *Ended, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil && s.err == nil {
+		s.ended, s.err = e, err
+	}
+}
+
+// Events delivers the sandbox's events from the moment the command was
+// placed; it is closed when the session ends.
+func (s *Session) Events() <-chan events.Event { return s.events }
+
+// Dropped is how many of the sandbox's events were lost on the way.
+func (s *Session) Dropped() uint64 { return s.dropped.Load() }
+
+// Done is closed when the session has ended (see Result).
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Result is how the session ended, valid after Done.
+func (s *Session) Result() (*Ended, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended, s.err
+}
+
+// End asks the agent to end the sandbox (killing what still runs in it)
+// and waits up to timeout for the final message.
+func (s *Session) End(timeout time.Duration) (*Ended, error) {
+	if !s.placed {
+		// Nothing was started: closing the connection removes it.
+		return &Ended{Reason: "ended"}, s.conn.Close()
+	}
+	if err := s.conn.Write(&Request{V: Version, Op: OpEnd, End: &EndRequest{Sandbox: s.Sandbox.Name}}, timeout); err != nil {
+		s.conn.Close()
+		<-s.done
+		return s.Result()
+	}
+	select {
+	case <-s.done:
+	case <-time.After(timeout):
+		s.conn.Close()
+		<-s.done
+	}
+	s.conn.Close()
+	return s.Result()
+}
+
+// Close drops the session; the agent then ends the sandbox.
+func (s *Session) Close() error {
+	err := s.conn.Close()
+	if s.placed {
+		<-s.done
+	}
+	return err
+}

@@ -1,0 +1,145 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Group is the group whose members may talk to the agent.
+const Group = "aigate"
+
+// Peer is who is on the other end of a connection, as the kernel says
+// (SO_PEERCRED), never as the client claims.
+type Peer struct {
+	UID uint32
+	GID uint32
+	PID int
+}
+
+// Root reports whether the peer is root, who may see and end everything.
+func (p Peer) Root() bool { return p.UID == 0 }
+
+// PeerOf returns the credentials of the process that connected c.
+func PeerOf(c *net.UnixConn) (Peer, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+	}
+	var cred *unix.Ucred
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+	}
+	if serr != nil {
+		return Peer{}, fmt.Errorf("peer credentials: %w", serr)
+	}
+	return Peer{UID: cred.Uid, GID: cred.Gid, PID: int(cred.Pid)}, nil
+}
+
+// Listener is the agent's socket and the lock that makes it the only one.
+type Listener struct {
+	*net.UnixListener
+	Path string
+	// Mode and GID are what the socket was given, for the log.
+	Mode os.FileMode
+	GID  int
+	lock *os.File
+}
+
+// Listen creates the agent's socket at path: its directory 0755, the
+// socket 0660 and owned by group when that group exists, else 0600 (root
+// only), with a message saying how to let users in. A lock file next to
+// the socket makes a second agent fail instead of stealing the socket; a
+// socket left by a dead agent is replaced.
+func Listen(path, group string) (*Listener, []string, error) {
+	var notes []string
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("create socket directory %s: %w", dir, err)
+	}
+	// MkdirAll keeps an existing directory's mode; a world-writable one
+	// would let anyone replace the socket.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("set mode of %s: %w", dir, err)
+	}
+	lockPath := path + ".lock"
+	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open agent lock %s: %w", lockPath, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, nil, fmt.Errorf("another aigate agent is running on %s (it holds %s): stop it first (systemctl stop aigate, or kill it)", path, lockPath)
+		}
+		return nil, nil, fmt.Errorf("lock %s: %w", lockPath, err)
+	}
+	if err := os.Remove(path); err == nil {
+		notes = append(notes, fmt.Sprintf("replaced the socket %s left by an agent that is gone", path))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
+		return nil, nil, fmt.Errorf("remove old socket %s: %w", path, err)
+	}
+
+	mode, gid := os.FileMode(0o600), 0
+	if g, err := user.LookupGroup(group); err == nil {
+		if n, err := strconv.Atoi(g.Gid); err == nil {
+			mode, gid = 0o660, n
+		}
+	} else {
+		notes = append(notes, fmt.Sprintf("group %q does not exist: only root can use the agent (sudo aigate setup creates it and adds you)", group))
+	}
+	// The socket is bound in a private directory and renamed into place
+	// once its owner and mode are right: there is no moment in which anyone
+	// else could connect to it (a umask dance would race with the cgroup
+	// directories the agent creates).
+	tmp, err := os.MkdirTemp(dir, ".aigate-sock-")
+	if err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("create socket: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	tmpPath := filepath.Join(tmp, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpPath, Net: "unix"})
+	if err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(false)
+	fail := func(err error) (*Listener, []string, error) {
+		ln.Close()
+		lock.Close()
+		return nil, nil, err
+	}
+	if err := os.Chown(tmpPath, 0, gid); err != nil {
+		return fail(fmt.Errorf("chown socket %s: %w", path, err))
+	}
+	if err := os.Chmod(tmpPath, mode); err != nil {
+		return fail(fmt.Errorf("chmod socket %s: %w", path, err))
+	}
+	if err := os.Rename(tmpPath, path); err != nil {
+		return fail(fmt.Errorf("move socket into place at %s: %w", path, err))
+	}
+	return &Listener{UnixListener: ln, Path: path, Mode: mode, GID: gid, lock: lock}, notes, nil
+}
+
+// Close stops listening, removes the socket and releases the lock, in
+// that order, so that a new agent never finds its fresh socket removed.
+func (l *Listener) Close() error {
+	err := l.UnixListener.Close()
+	if rerr := os.Remove(l.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+		err = rerr
+	}
+	l.lock.Close()
+	return err
+}

@@ -1,0 +1,136 @@
+package api
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/sandbox"
+)
+
+// Bounds on the strings a client sends, far above real use.
+const (
+	maxPath        = 4096
+	maxCommandArgs = 64
+	maxCommandLen  = 4096 // bytes over all arguments
+)
+
+// Validate checks everything about r that does not depend on who sent it:
+// version, exactly one body matching Op, and sane fields. The agent checks
+// permissions afterwards.
+func (r *Request) Validate() *Error {
+	if r.V != Version {
+		return &Error{CodeVersion, fmt.Sprintf("protocol version %d, the agent speaks %d: use the aigate binary that matches the running agent, or restart the agent", r.V, Version)}
+	}
+	set := 0
+	for _, b := range []bool{r.Create != nil, r.Place != nil, r.End != nil, r.Watch != nil} {
+		if b {
+			set++
+		}
+	}
+	var bodyOK bool
+	switch r.Op {
+	case OpStatus, OpList:
+		bodyOK = set == 0
+	case OpCreate:
+		bodyOK = set == 1 && r.Create != nil
+	case OpPlace:
+		bodyOK = set == 1 && r.Place != nil
+	case OpEnd:
+		bodyOK = set == 1 && r.End != nil
+	case OpWatch:
+		bodyOK = set == 0 || (set == 1 && r.Watch != nil)
+	default:
+		return badf("unknown op %q", r.Op)
+	}
+	if !bodyOK {
+		return badf("op %q with the wrong request body", r.Op)
+	}
+	switch r.Op {
+	case OpCreate:
+		return r.Create.validate()
+	case OpPlace:
+		if r.Place.PID <= 0 {
+			return badf("place: pid %d is not a process id", r.Place.PID)
+		}
+	case OpEnd:
+		return validName(r.End.Sandbox, false)
+	case OpWatch:
+		if r.Watch != nil {
+			if err := validName(r.Watch.Sandbox, true); err != nil {
+				return err
+			}
+			switch r.Watch.Kind {
+			case "", events.KindFile, events.KindExec, events.KindNet:
+			default:
+				return badf("watch: kind %q: want file, exec or net", r.Watch.Kind)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *CreateRequest) validate() *Error {
+	for _, f := range []*File{c.Global, c.Project} {
+		if f == nil {
+			continue
+		}
+		if err := absPath("config file", f.Path); err != nil {
+			return err
+		}
+	}
+	if err := absPath("home", c.Home); err != nil {
+		return err
+	}
+	if err := absPath("project root", c.ProjectRoot); err != nil {
+		return err
+	}
+	switch c.Trust {
+	case "", "trusted", "changed", "untrusted":
+	default:
+		return badf("create: trust %q: want trusted, changed or untrusted", c.Trust)
+	}
+	switch c.Mode {
+	case "", policy.ModeEnforce, policy.ModeAudit:
+	default:
+		return badf("create: mode %q: want enforce or audit", c.Mode)
+	}
+	if len(c.Command) > maxCommandArgs {
+		return badf("create: command has %d arguments, at most %d are recorded", len(c.Command), maxCommandArgs)
+	}
+	n := 0
+	for _, a := range c.Command {
+		n += len(a)
+		if !utf8.ValidString(a) {
+			return badf("create: command argument is not valid UTF-8")
+		}
+	}
+	if n > maxCommandLen {
+		return badf("create: command is %d bytes long, at most %d are recorded", n, maxCommandLen)
+	}
+	return nil
+}
+
+func absPath(what, p string) *Error {
+	if p == "" || len(p) > maxPath || !filepath.IsAbs(p) || filepath.Clean(p) != p || strings.ContainsRune(p, 0) {
+		return badf("create: %s %q is not a clean absolute path", what, p)
+	}
+	return nil
+}
+
+func validName(name string, empty bool) *Error {
+	if name == "" && empty {
+		return nil
+	}
+	if _, _, ok := sandbox.ParseName(name); !ok {
+		return badf("%q is not a sandbox name (like s1-p1234; see aigate status)", name)
+	}
+	return nil
+}
+
+func badf(format string, args ...any) *Error {
+	return &Error{CodeBadRequest, fmt.Sprintf(format, args...)}
+}
