@@ -183,13 +183,15 @@ func writeFileAtomic(p string, data []byte) error {
 
 // guestFile is a host file copied into the guest.
 type guestFile struct {
-	host  string // path on the host
-	guest string // absolute path in the guest
+	host   string // path on the host
+	guest  string // absolute path in the guest
+	follow bool   // copy what a symlink points to, not the link
 }
 
-// runArchive writes the per-run part of the initramfs: /init, the test
-// binaries and extra files. Parent directories are created as needed.
-func runArchive(w io.Writer, initScript string, files []guestFile) error {
+// runArchive writes the per-run part of the initramfs: /init, the
+// directories in dirs (the tests' working directories), the test binaries and
+// extra files. Parent directories are created as needed.
+func runArchive(w io.Writer, initScript string, dirs []string, files []guestFile) error {
 	cw := cpio.NewWriter(w)
 	made := map[string]bool{}
 	// The base already has these; re-creating them in a later archive would
@@ -211,22 +213,31 @@ func runArchive(w io.Writer, initScript string, files []guestFile) error {
 	if err := cw.File("init", 0o755, []byte(initScript)); err != nil {
 		return err
 	}
+	for _, d := range dirs {
+		if err := mkdirs(strings.TrimPrefix(path.Clean(d), "/")); err != nil {
+			return err
+		}
+	}
 	for _, f := range files {
 		name := strings.TrimPrefix(path.Clean(f.guest), "/")
 		if err := mkdirs(path.Dir(name)); err != nil {
 			return err
 		}
-		if err := addHostFile(cw, f.host, name); err != nil {
+		if err := addHostFile(cw, f.host, name, f.follow); err != nil {
 			return err
 		}
 	}
 	return cw.Close()
 }
 
-// addHostFile copies one host file (or symlink) into the archive, keeping
-// its permission bits.
-func addHostFile(cw *cpio.Writer, host, name string) error {
-	st, err := os.Lstat(host)
+// addHostFile copies one host file (or symlink, unless follow) into the
+// archive, keeping its permission bits.
+func addHostFile(cw *cpio.Writer, host, name string, follow bool) error {
+	stat := os.Lstat
+	if follow {
+		stat = os.Stat
+	}
+	st, err := stat(host)
 	if err != nil {
 		return err
 	}

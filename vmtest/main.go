@@ -39,6 +39,7 @@ type options struct {
 	env      listFlag
 	cmdline  listFlag
 	shares   listFlag
+	tools    listFlag
 	kernel   string
 	cache    string
 	timeout  time.Duration
@@ -97,6 +98,7 @@ Flags:
 	fs.Var(&o.files, "file", "host file or directory to copy into the guest, as `host:guestpath` (repeatable)")
 	fs.Var(&o.env, "env", "`KEY=VALUE` to set for the tests (repeatable)")
 	fs.Var(&o.shares, "share", "host `dir[:guestpath]` to mount read-only in the guest over virtiofs (repeatable; default guest path: the same)")
+	fs.Var(&o.tools, "host-tool", "host `program` to copy into /usr/local/bin with its shared libraries (repeatable; default: ip; none: no tools)")
 	fs.Var(&o.cmdline, "append", "extra kernel `parameter` (repeatable)")
 	fs.StringVar(&o.kernel, "kernel", "6.1", "kernel: 6.1, 6.12 (newest Debian cloud kernel of that series), a linux-image-* package, or a vmlinuz path")
 	fs.StringVar(&o.cache, "cache", defaultCache(), "cache `dir` for kernels and the initramfs base (env AIGATE_VMTEST_CACHE)")
@@ -240,6 +242,26 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		}
 		files = append(files, guestFile{host: host, guest: guest})
 	}
+	tools := []string(o.tools)
+	if len(tools) == 0 {
+		tools = defaultHostTools
+	}
+	seen := map[string]bool{}
+	for _, name := range tools {
+		if name == "none" {
+			continue
+		}
+		more, err := hostTool(ctx, name)
+		if err != nil {
+			return exitHarness, "", err
+		}
+		for _, f := range more {
+			if !seen[f.guest] {
+				seen[f.guest] = true
+				files = append(files, f)
+			}
+		}
+	}
 	for _, f := range o.files {
 		host, guest, ok := strings.Cut(f, ":")
 		if !ok || !strings.HasPrefix(guest, "/") {
@@ -293,7 +315,11 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 	marker := newMarker()
 	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares})
 	initrd := filepath.Join(runDir, "initrd.cpio")
-	if err := writeInitrd(initrd, base, script, files); err != nil {
+	var dirs []string
+	for _, t := range tests {
+		dirs = append(dirs, t.dir)
+	}
+	if err := writeInitrd(initrd, base, script, dirs, files); err != nil {
 		return exitHarness, "", fmt.Errorf("initramfs: %w", err)
 	}
 	tBuild := time.Since(t1)
@@ -370,7 +396,7 @@ func isDir(p string) bool {
 
 // writeInitrd concatenates the cached base archive and this run's archive:
 // the kernel unpacks concatenated newc archives in order.
-func writeInitrd(dst, base, script string, files []guestFile) error {
+func writeInitrd(dst, base, script string, dirs []string, files []guestFile) error {
 	f, err := os.Create(dst)
 	if err != nil {
 		return err
@@ -384,7 +410,7 @@ func writeInitrd(dst, base, script string, files []guestFile) error {
 	if _, err := io.Copy(f, b); err != nil {
 		return err
 	}
-	if err := runArchive(f, script, files); err != nil {
+	if err := runArchive(f, script, dirs, files); err != nil {
 		return err
 	}
 	return f.Close()

@@ -47,6 +47,7 @@ func TestSmokePass(t *testing.T) {
 		`(?m)^vmtest: guest LSMs \S*\bbpf\b`,
 		`(?m)^--- PASS: TestGuestHasBPFLSM`,
 		`(?m)^--- PASS: TestGuestUsersAndFiles`,
+		`(?m)^--- PASS: TestHostToolIP`,
 		`(?m)^vmtest: === smoke exited with status 0$`,
 		`(?m)^vmtest: 1 passed, 0 failed$`,
 	} {

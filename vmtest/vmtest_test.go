@@ -290,7 +290,7 @@ func TestRunArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := runArchive(&buf, "#!/bin/sh\n", []guestFile{{host, "/src/a/b/testdata/f"}, {host, "/tests/x.test"}}); err != nil {
+	if err := runArchive(&buf, "#!/bin/sh\n", []string{"/src/c/d", "/src/a"}, []guestFile{{host: host, guest: "/src/a/b/testdata/f"}, {host: host, guest: "/tests/x.test"}}); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
@@ -302,7 +302,7 @@ func TestRunArchive(t *testing.T) {
 		}
 		names = append(names, h.Name)
 	}
-	want := "init src/a src/a/b src/a/b/testdata src/a/b/testdata/f tests/x.test"
+	want := "init src/c src/c/d src/a src/a/b src/a/b/testdata src/a/b/testdata/f tests/x.test"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("entries = %s, want %s", got, want)
 	}
@@ -324,5 +324,24 @@ func TestCheckStatic(t *testing.T) {
 	}
 	if err := checkStatic("vmtest_test.go"); err != nil {
 		t.Errorf("a non-ELF file is rejected: %v", err)
+	}
+}
+
+func TestParseLdd(t *testing.T) {
+	out := `	linux-vdso.so.1 (0x00007ffd)
+	libbpf.so.1 => /lib/x86_64-linux-gnu/libbpf.so.1 (0x00007f76)
+	libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f76)
+	/lib64/ld-linux-x86-64.so.2 (0x00007f76)
+`
+	libs, err := parseLdd(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "/lib/x86_64-linux-gnu/libbpf.so.1 /lib/x86_64-linux-gnu/libc.so.6 /lib64/ld-linux-x86-64.so.2"
+	if got := strings.Join(libs, " "); got != want {
+		t.Errorf("libs = %s, want %s", got, want)
+	}
+	if _, err := parseLdd("\tlibfoo.so.1 => not found\n"); err == nil {
+		t.Error("a missing library was not reported")
 	}
 }

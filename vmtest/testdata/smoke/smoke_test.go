@@ -6,6 +6,7 @@ package smoke
 import (
 	"flag"
 	"os"
+	"os/exec"
 	"os/user"
 	"strings"
 	"syscall"
@@ -101,5 +102,18 @@ func TestShare(t *testing.T) {
 	}
 	if err := os.WriteFile(dir+"/written-by-guest", []byte("x"), 0o644); err == nil {
 		t.Error("wrote to the share after remounting it read-write: the host side is writable")
+	}
+}
+
+// TestHostToolIP checks that the host's ip (iproute2, dynamically linked)
+// runs in the guest with its libraries: busybox's ip has no netns.
+func TestHostToolIP(t *testing.T) {
+	inVM(t)
+	out, err := exec.Command("ip", "netns", "add", "vmtest-smoke").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns add: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("ip", "netns", "del", "vmtest-smoke").CombinedOutput(); err != nil {
+		t.Errorf("ip netns del: %v\n%s", err, out)
 	}
 }
