@@ -7,9 +7,13 @@ import (
 	"os/exec"
 	"runtime"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// waitDelay bounds how long Wait waits for output after the child exited.
+const waitDelay = time.Second
 
 // Child is a process started inside a sandbox.
 type Child struct {
@@ -34,7 +38,7 @@ type Child struct {
 //
 // cmd.SysProcAttr may carry credentials, and the caller decides about the
 // terminal; Start sets UseCgroupFD, CgroupFD and Pdeathsig (SIGKILL: if
-// aigate dies the tool must not run on unconfined).
+// aigate dies the tool must not run on unconfined), and WaitDelay when unset.
 func (s *Sandbox) Start(cmd *exec.Cmd) (*Child, error) {
 	if !s.added || s.group == nil {
 		return nil, errors.New("start in sandbox: the sandbox is not enforced")
@@ -52,6 +56,13 @@ func (s *Sandbox) Start(cmd *exec.Cmd) (*Child, error) {
 	cmd.SysProcAttr.UseCgroupFD = true
 	cmd.SysProcAttr.CgroupFD = int(fd.Fd())
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if cmd.WaitDelay == 0 {
+		// When stdio are not files, Wait also waits for the copying
+		// goroutines, which a background process holding the pipe keeps
+		// open; the sandbox's leftovers are only killed after Wait, so
+		// without a bound that would never end.
+		cmd.WaitDelay = waitDelay
+	}
 
 	c := &Child{cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)

@@ -402,3 +402,27 @@ func waitFor(t *testing.T, path string) {
 	}
 	t.Fatalf("%s did not appear", path)
 }
+
+// TestWaitWithPipeHeldByBackground: a background process that keeps the
+// output pipe open must not keep Wait (and so cleanup) from returning.
+func TestWaitWithPipeHeldByBackground(t *testing.T) {
+	parent, _ := testParent(t)
+	sb := create(t, Config{Backend: &fakeBackend{}, Policy: testPolicy(), Parent: parent})
+	var out bytes.Buffer
+	cmd := exec.Command("sh", "-c", "sleep 600 & echo started; exit 4")
+	cmd.Stdout = &out
+	c, err := sb.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() { code, _ := c.Wait(); done <- code }()
+	select {
+	case code := <-done:
+		if code != 4 || out.String() != "started\n" {
+			t.Fatalf("exit %d, output %q", code, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait blocked on the pipe held by a background process")
+	}
+}
