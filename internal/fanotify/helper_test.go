@@ -90,7 +90,7 @@ func helperOp(op string, args []string) string {
 // env is one test's world: a temporary home and project, a backend that
 // walks only those, and helpers to make sandboxes.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	home    string
 	project string
 	bin     string
@@ -98,7 +98,7 @@ type env struct {
 	nextID  uint32
 }
 
-func newEnv(t *testing.T, tweak func(*Options)) *env {
+func newEnv(t testing.TB, tweak func(*Options)) *env {
 	t.Helper()
 	testutil.RequireRoot(t)
 	if _, err := cgroup.Mountpoint(); err != nil {

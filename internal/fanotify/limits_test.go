@@ -1,0 +1,56 @@
+package fanotify
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// TestKnownGaps measures what this backend does NOT enforce, so that
+// docs/backends.md states facts. If one of these starts being denied, the
+// gap is closed: update the table and turn the assertion around.
+func TestKnownGaps(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.NoNetwork = true; o.MaxWalkDirs = 3 })
+	// The walk covers the project first (proj, a, b: three directories),
+	// so the home directory itself is beyond the bound.
+	for _, d := range []string{"a", "b"} {
+		e.write(filepath.Join(e.project, d, "keep"), "x")
+	}
+	renamed := e.write(filepath.Join(e.project, "notes.txt"), "x")
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env", "*.key")})
+
+	// 1. A matching file in a directory created after Add.
+	newDir := filepath.Join(e.project, "created-later")
+	late := e.write(filepath.Join(newDir, ".env"), "K=v")
+	// 2. A matching file in a directory beyond the walk bound.
+	var beyond string
+	if _, marked := e.b.marks.applied[e.home]; !marked {
+		beyond = e.write(filepath.Join(e.home, "x.key"), "k")
+	}
+	// 3. An unrelated file (ignore mask) renamed to a denied name later.
+	target := filepath.Join(e.project, "real.key")
+	if err := os.Rename(renamed, target); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ what, path string }{
+		{"file in a directory created after Add", late},
+		{"file below the walk bound", beyond},
+		{"ignore-masked file renamed to a denied name", target},
+	} {
+		if c.path == "" {
+			t.Fatalf("%s: setup failed", c.what)
+		}
+		got := e.run(s, "open", c.path, "r")
+		t.Logf("gap: %s (%s): %s", c.what, c.path, got)
+		if got != "ok" {
+			t.Errorf("%s is now denied (%s): update docs/backends.md", c.what, got)
+		}
+	}
+	// For contrast: a new matching file directly in a marked directory.
+	caught := e.write(filepath.Join(e.project, "later.key"), "k")
+	if got := e.run(s, "open", caught, "r"); got != "EPERM" {
+		t.Fatalf("new file in a marked directory: %s, want EPERM", got)
+	}
+}
