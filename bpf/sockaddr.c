@@ -7,6 +7,17 @@
  * sendto/sendmsg that names a destination on an unconnected UDP socket.
  * Returning 0 makes the syscall fail with EPERM.
  *
+ * DNS steering: a connect or sendmsg to port 53 (UDP or TCP, any address)
+ * from a sandbox whose policy has a dns_proxies entry is rewritten to the
+ * sandbox's DNS proxy on loopback; recvmsg4/6 then give the proxy's replies
+ * the resolver's address as their source, because resolvers (glibc, Go,
+ * musl) drop a reply whose source is not the server they asked.
+ *
+ * sock_create refuses raw sockets, and ICMP "ping" sockets unless the
+ * policy allows all egress: ping sockets send with ping_sendmsg, which no
+ * sendmsg4/6 program sees. sock_release stops counting the learned address
+ * a socket used (see netsock.h).
+ *
  * These programs run because the socket belongs to the sandbox cgroup (the
  * cgroup of the task that created it); the sandbox check below still asks
  * about the current task, so a socket handed to a process outside every
@@ -20,6 +31,10 @@
 #include "sandbox.h"
 #include "events.h"
 #include "netmatch.h"
+#include "netsock.h"
+
+#define AIGATE_IPPROTO_ICMPV6 58
+#define AIGATE_DNS_PORT 53
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -38,60 +53,176 @@ static __always_inline int report(__u64 cgroup_id, const struct sandbox *sb, __u
 }
 
 /*
+ * track counts the connected socket as a user of the learned address d
+ * (and stops counting the one it used before, for a UDP socket that
+ * connects again).
+ */
+static __always_inline void track(struct bpf_sock_addr *ctx, __u32 policy_id,
+				  const struct net_dst *d)
+{
+	struct sock_state *st = bpf_sk_storage_get(&sock_states, ctx->sk, 0,
+						   BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return;
+	sock_use_release(st);
+	st->use.policy_id = policy_id;
+	st->use.family = d->family;
+	__builtin_memcpy(st->use.addr, d->addr, sizeof(st->use.addr));
+	use_add(&st->use, 1);
+}
+
+/*
  * decide applies the sandbox's policy to d. orig is the address as the
  * caller wrote it (v4-mapped stays IPv6 in the event).
  */
-static __always_inline int decide(__u8 op, struct net_dst *d, __u32 orig_family,
-				  const __u8 *orig)
+static __always_inline int decide(struct bpf_sock_addr *ctx, __u64 cgroup_id,
+				  const struct sandbox *sb, __u8 op, struct net_dst *d,
+				  __u32 orig_family, const __u8 *orig)
+{
+	__u32 policy_id = sb->policy_id;
+	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
+	__u32 rule = 0;
+	int entry = 0;
+
+	/*
+	 * A sandbox without network settings is a loader bug or a race while a
+	 * sandbox is set up or torn down: fail closed.
+	 */
+	if (s && !net_denied(s, policy_id, d, &rule, &entry)) {
+		if (entry && op == AIGATE_OP_CONNECT)
+			track(ctx, policy_id, d);
+		return 1;
+	}
+	return report(cgroup_id, sb, op, rule, orig_family, orig, d->port);
+}
+
+/*
+ * steer_state remembers where a steered socket was going; a failure to
+ * allocate it still steers (the query cannot leave), the resolver will
+ * then only drop the reply.
+ */
+static __always_inline void steer_state(struct bpf_sock_addr *ctx, __u32 family, __u32 uport)
+{
+	struct sock_state *st = bpf_sk_storage_get(&sock_states, ctx->sk, 0,
+						   BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return;
+	st->dns_family = family;
+	st->dns_port = uport;
+	if (family == AIGATE_AF_INET) {
+		st->dns_ip6[0] = ctx->user_ip4;
+		return;
+	}
+	st->dns_ip6[0] = ctx->user_ip6[0];
+	st->dns_ip6[1] = ctx->user_ip6[1];
+	st->dns_ip6[2] = ctx->user_ip6[2];
+	st->dns_ip6[3] = ctx->user_ip6[3];
+}
+
+/*
+ * dns_proxy_for returns the policy's proxy when the destination port uport
+ * (network byte order) makes ctx a DNS query to steer. The callers read
+ * ctx->user_port once into uport: clang would otherwise keep &ctx->user_port
+ * in a register, and the verifier refuses loads through a modified ctx
+ * pointer.
+ */
+static __always_inline struct dns_proxy *dns_proxy_for(struct bpf_sock_addr *ctx,
+						       __u32 uport, __u32 policy_id)
+{
+	if (uport != bpf_htons(AIGATE_DNS_PORT))
+		return NULL;
+	__u32 type = ctx->type;
+	if (type != SOCK_DGRAM && type != SOCK_STREAM)
+		return NULL;
+	return bpf_map_lookup_elem(&dns_proxies, &policy_id);
+}
+
+/*
+ * to_proxy4 reports whether ip4:uport is the policy's proxy. A steered
+ * v4-mapped socket sends through udp_sendmsg, which runs sendmsg4 again on
+ * the address connect6 rewrote: that second pass must let it through.
+ */
+static __always_inline int to_proxy4(__u32 policy_id, __u32 ip4, __u32 uport)
+{
+	struct dns_proxy *p = bpf_map_lookup_elem(&dns_proxies, &policy_id);
+
+	return p && p->ip4 == ip4 && uport == bpf_htons(p->port);
+}
+
+static __always_inline int check4(struct bpf_sock_addr *ctx, __u8 op)
 {
 	__u64 cgroup_id = 0;
 	struct sandbox *sb = current_sandbox(&cgroup_id);
 
 	if (!sb)
 		return 1;
-	__u32 policy_id = sb->policy_id;
-	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
-	__u32 rule = 0;
-
-	/*
-	 * A sandbox without network settings is a loader bug or a race while a
-	 * sandbox is set up or torn down: fail closed.
-	 */
-	if (s && !net_denied(s, policy_id, d, &rule))
+	__u32 uport = ctx->user_port;
+	struct dns_proxy *p = dns_proxy_for(ctx, uport, sb->policy_id);
+	if (p) {
+		steer_state(ctx, AIGATE_AF_INET, uport);
+		ctx->user_ip4 = p->ip4;
+		ctx->user_port = bpf_htons(p->port);
 		return 1;
-	return report(cgroup_id, sb, op, rule, orig_family, orig, d->port);
-}
+	}
 
-static __always_inline int check4(struct bpf_sock_addr *ctx, __u8 op)
-{
 	struct net_dst d = {.family = AIGATE_AF_INET};
 	__u32 ip = ctx->user_ip4;
 
-	d.port = bpf_ntohs((__u16)ctx->user_port);
+	if (to_proxy4(sb->policy_id, ip, uport))
+		return 1;
+
+	d.port = bpf_ntohs((__u16)uport);
 	__builtin_memcpy(d.addr, &ip, sizeof(ip));
-	return decide(op, &d, AIGATE_AF_INET, d.addr);
+	return decide(ctx, cgroup_id, sb, op, &d, AIGATE_AF_INET, d.addr);
 }
 
 static __always_inline int check6(struct bpf_sock_addr *ctx, __u8 op)
 {
-	struct net_dst d = {.family = AIGATE_AF_INET6};
-	__u8 orig[16];
-	__u32 w[4];
+	__u64 cgroup_id = 0;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
 
+	if (!sb)
+		return 1;
+	__u32 w[4];
 	w[0] = ctx->user_ip6[0];
 	w[1] = ctx->user_ip6[1];
 	w[2] = ctx->user_ip6[2];
 	w[3] = ctx->user_ip6[3];
+	int mapped = w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+	__u32 uport = ctx->user_port;
+
+	struct dns_proxy *p = dns_proxy_for(ctx, uport, sb->policy_id);
+	if (p) {
+		steer_state(ctx, AIGATE_AF_INET6, uport);
+		/* A v4-mapped query stays v4-mapped: the socket may be dual-stack only. */
+		if (mapped) {
+			ctx->user_ip6[0] = 0;
+			ctx->user_ip6[1] = 0;
+			ctx->user_ip6[2] = bpf_htonl(0xffff);
+			ctx->user_ip6[3] = p->ip4;
+		} else {
+			ctx->user_ip6[0] = p->ip6[0];
+			ctx->user_ip6[1] = p->ip6[1];
+			ctx->user_ip6[2] = p->ip6[2];
+			ctx->user_ip6[3] = p->ip6[3];
+		}
+		ctx->user_port = bpf_htons(p->port);
+		return 1;
+	}
+
+	struct net_dst d = {.family = AIGATE_AF_INET6};
+	__u8 orig[16];
+
 	__builtin_memcpy(orig, w, sizeof(orig));
-	d.port = bpf_ntohs((__u16)ctx->user_port);
+	d.port = bpf_ntohs((__u16)uport);
 	/* ::ffff:a.b.c.d reaches a.b.c.d: match it as the IPv4 address. */
-	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff)) {
+	if (mapped) {
 		d.family = AIGATE_AF_INET;
 		__builtin_memcpy(d.addr, &w[3], 4);
 	} else {
 		__builtin_memcpy(d.addr, w, sizeof(d.addr));
 	}
-	return decide(op, &d, AIGATE_AF_INET6, orig);
+	return decide(ctx, cgroup_id, sb, op, &d, AIGATE_AF_INET6, orig);
 }
 
 SEC("cgroup/connect4")
@@ -116,4 +247,129 @@ SEC("cgroup/sendmsg6")
 int aigate_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return check6(ctx, AIGATE_OP_SEND);
+}
+
+/*
+ * steered_state returns the state of a steered socket of the current
+ * sandbox, with its policy's proxy, or NULL.
+ */
+static __always_inline struct sock_state *steered_state(struct bpf_sock_addr *ctx,
+							 __u32 family,
+							 struct dns_proxy **p)
+{
+	__u64 cgroup_id = 0;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return NULL;
+	struct sock_state *st = bpf_sk_storage_get(&sock_states, ctx->sk, 0, 0);
+	if (!st || !st->dns_family)
+		return NULL;
+	/* A v6 socket's v4-mapped sendto goes through sendmsg4: AF_INET state. */
+	if (st->dns_family != family && family != AIGATE_AF_INET6)
+		return NULL;
+	__u32 policy_id = sb->policy_id;
+	*p = bpf_map_lookup_elem(&dns_proxies, &policy_id);
+	if (!*p || ctx->user_port != bpf_htons((*p)->port))
+		return NULL;
+	return st;
+}
+
+/* recvmsg programs cannot refuse: they must return 1. */
+SEC("cgroup/recvmsg4")
+int aigate_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	struct dns_proxy *p = NULL;
+	struct sock_state *st = steered_state(ctx, AIGATE_AF_INET, &p);
+
+	if (st && p && ctx->user_ip4 == p->ip4) {
+		ctx->user_ip4 = st->dns_ip6[0];
+		ctx->user_port = st->dns_port;
+	}
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int aigate_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	struct dns_proxy *p = NULL;
+	struct sock_state *st = steered_state(ctx, AIGATE_AF_INET6, &p);
+
+	if (!st || !p)
+		return 1;
+	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1];
+	__u32 w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
+	int from_proxy = (w0 == p->ip6[0] && w1 == p->ip6[1] && w2 == p->ip6[2] && w3 == p->ip6[3]) ||
+			 (w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff) && w3 == p->ip4);
+	if (from_proxy && st->dns_family == AIGATE_AF_INET) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = st->dns_ip6[0];
+		ctx->user_port = st->dns_port;
+	} else if (from_proxy) {
+		ctx->user_ip6[0] = st->dns_ip6[0];
+		ctx->user_ip6[1] = st->dns_ip6[1];
+		ctx->user_ip6[2] = st->dns_ip6[2];
+		ctx->user_ip6[3] = st->dns_ip6[3];
+		ctx->user_port = st->dns_port;
+	}
+	return 1;
+}
+
+/*
+ * sock_create sees socket(2) for AF_INET and AF_INET6 only (inet_create
+ * and inet6_create run it); packet sockets are not covered: see
+ * docs/network.md.
+ */
+SEC("cgroup/sock_create")
+int aigate_sock_create(struct bpf_sock *ctx)
+{
+	__u64 cgroup_id = 0;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 1;
+	__u32 type = ctx->type, proto = ctx->protocol, family = ctx->family;
+	int ping = type == SOCK_DGRAM && (proto == IPPROTO_ICMP || proto == AIGATE_IPPROTO_ICMPV6);
+
+	if (type != SOCK_RAW && !ping)
+		return 1;
+	__u32 policy_id = sb->policy_id;
+	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
+	if (ping && s && s->mode == AIGATE_NET_ALLOW)
+		return 1;
+
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_NET, AIGATE_OP_CONNECT,
+				      s ? s->deny_rule : 0);
+	if (e) {
+		/* No destination yet: the event names the socket instead. */
+		static const char raw[] = "raw socket";
+		static const char icmp[] = "icmp socket";
+		e->family = family;
+		if (ping) {
+			__builtin_memcpy(e->path, icmp, sizeof(icmp));
+			e->path_len = sizeof(icmp);
+		} else {
+			__builtin_memcpy(e->path, raw, sizeof(raw));
+			e->path_len = sizeof(raw);
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
+}
+
+/*
+ * sock_release runs for every socket of the cgroup as it is freed, in
+ * whatever task drops the last reference; only sockets a sandboxed connect
+ * marked carry state, so no sandbox check is needed to stay harmless.
+ */
+SEC("cgroup/sock_release")
+int aigate_sock_release(struct bpf_sock *ctx)
+{
+	struct sock_state *st = bpf_sk_storage_get(&sock_states, ctx, 0, 0);
+
+	if (st)
+		sock_use_release(st);
+	return 1;
 }

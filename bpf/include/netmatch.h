@@ -165,10 +165,11 @@ static __always_inline int net_is_loopback(const struct net_dst *d)
 
 /*
  * net_denied returns 1 and sets *rule when the policy refuses d, 0 when it
- * allows it.
+ * allows it; *entry is set to 1 when an allow-trie entry (an allow_net
+ * prefix or an address learned for a domain) is what allowed it.
  */
 static __always_inline int net_denied(const struct net_settings *s, __u32 policy_id,
-				      const struct net_dst *d, __u32 *rule)
+				      const struct net_dst *d, __u32 *rule, int *entry)
 {
 	struct net_rule *r;
 
@@ -188,8 +189,10 @@ static __always_inline int net_denied(const struct net_settings *s, __u32 policy
 		r = net_lookup4(&net_allow4, policy_id, d);
 	else
 		r = net_lookup6(&net_allow6, policy_id, d);
-	if (r)
+	if (r) {
+		*entry = 1;
 		return 0;
+	}
 	*rule = s->deny_rule;
 	return 1;
 }

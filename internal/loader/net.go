@@ -45,7 +45,10 @@ type Net struct {
 	table  *sandboxTable
 	stream *eventStream
 
+	eventsID ebpf.MapID // of the ring buffer written, for event hooks
+
 	mu       sync.Mutex
+	namers   map[uint32]DomainNamer // per policy id, for events
 	links    map[uint32][]link.Link // per policy id
 	cgroups  map[uint32]uint64      // standalone: policy id -> sandbox cgroup id
 	policies map[uint32]*netState
@@ -68,6 +71,7 @@ func OpenNet(opts NetOptions) (*Net, error) {
 			MapSandboxes, MapSandboxLevels, MapEvents, MapCounters)
 	}
 	n := &Net{
+		namers:   map[uint32]DomainNamer{},
 		links:    map[uint32][]link.Link{},
 		cgroups:  map[uint32]uint64{},
 		policies: map[uint32]*netState{},
@@ -76,10 +80,15 @@ func OpenNet(opts NetOptions) (*Net, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
+	if err := n.registerNamer(); err != nil {
+		n.objs.Close()
+		return nil, err
+	}
 	if shared == 0 {
 		n.table = newSandboxTable(n.objs.Sandboxes, n.objs.SandboxLevels)
 		n.stream, err = newEventStream(n.objs.Events, opts.Backend)
 		if err != nil {
+			n.unregisterNamer()
 			n.objs.Close()
 			return nil, err
 		}
@@ -110,7 +119,7 @@ func (n *Net) AddSandbox(policyID uint32, g *cgroup.Group, audit bool) error {
 	return nil
 }
 
-// Attach puts the four programs on the sandbox cgroup at cgroupPath, for the
+// Attach puts the programs on the sandbox cgroup at cgroupPath, for the
 // sandbox with policyID. Sub-cgroups inherit them, so a cgroup a sandboxed
 // process creates stays confined. Remove or Close detaches them.
 func (n *Net) Attach(policyID uint32, cgroupPath string) error {
@@ -129,6 +138,10 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) error {
 		{n.objs.AigateConnect6, ebpf.AttachCGroupInet6Connect},
 		{n.objs.AigateSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
 		{n.objs.AigateSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+		{n.objs.AigateRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg},
+		{n.objs.AigateRecvmsg6, ebpf.AttachCGroupUDP6Recvmsg},
+		{n.objs.AigateSockCreate, ebpf.AttachCGroupInetSockCreate},
+		{n.objs.AigateSockRelease, ebpf.AttachCgroupInetSockRelease},
 	}
 	var links []link.Link
 	for _, p := range progs {
@@ -341,6 +354,9 @@ func (n *Net) remove(policyID uint32) error {
 	if err := n.objs.NetPolicies.Delete(policyID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, fmt.Errorf("delete settings: %w", err))
 	}
+	if err := n.removeDNS(policyID); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove network policy %d: %w", policyID, err)
 	}
@@ -385,6 +401,7 @@ func (n *Net) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	n.unregisterNamer()
 	if err := n.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close network programs: %w", err))
 	}

@@ -13,6 +13,21 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type netAddrUseKey struct {
+	_        structs.HostLayout
+	PolicyId uint32
+	Family   uint32
+	Addr     [16]uint8
+}
+
+type netDnsProxy struct {
+	_    structs.HostLayout
+	Ip4  uint32
+	Ip6  [4]uint32
+	Port uint16
+	Pad  uint16
+}
+
 type netEvent struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -70,27 +85,44 @@ type netSandbox struct {
 	Flags    uint32
 }
 
+type netSockState struct {
+	_         structs.HostLayout
+	DnsFamily uint32
+	DnsIp6    [4]uint32
+	DnsPort   uint32
+	Use       netAddrUseKey
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	netMapCounters        = "counters"
-	netMapEvents          = "events"
-	netMapNetAllow4       = "net_allow4"
-	netMapNetAllow6       = "net_allow6"
-	netMapNetDeny4        = "net_deny4"
-	netMapNetDeny6        = "net_deny6"
-	netMapNetPolicies     = "net_policies"
-	netMapSandboxLevels   = "sandbox_levels"
-	netMapSandboxes       = "sandboxes"
-	netProgAigateConnect4 = "aigate_connect4"
-	netProgAigateConnect6 = "aigate_connect6"
-	netProgAigateSendmsg4 = "aigate_sendmsg4"
-	netProgAigateSendmsg6 = "aigate_sendmsg6"
-	netVarUnusedEvent     = "unused_event"
-	netVarUnusedNetKey4   = "unused_net_key4"
-	netVarUnusedNetKey6   = "unused_net_key6"
-	netVarUnusedSandbox   = "unused_sandbox"
+	netMapAddrUse            = "addr_use"
+	netMapCounters           = "counters"
+	netMapDnsProxies         = "dns_proxies"
+	netMapEvents             = "events"
+	netMapNetAllow4          = "net_allow4"
+	netMapNetAllow6          = "net_allow6"
+	netMapNetDeny4           = "net_deny4"
+	netMapNetDeny6           = "net_deny6"
+	netMapNetPolicies        = "net_policies"
+	netMapSandboxLevels      = "sandbox_levels"
+	netMapSandboxes          = "sandboxes"
+	netMapSockStates         = "sock_states"
+	netProgAigateConnect4    = "aigate_connect4"
+	netProgAigateConnect6    = "aigate_connect6"
+	netProgAigateRecvmsg4    = "aigate_recvmsg4"
+	netProgAigateRecvmsg6    = "aigate_recvmsg6"
+	netProgAigateSendmsg4    = "aigate_sendmsg4"
+	netProgAigateSendmsg6    = "aigate_sendmsg6"
+	netProgAigateSockCreate  = "aigate_sock_create"
+	netProgAigateSockRelease = "aigate_sock_release"
+	netVarUnusedAddrUseKey   = "unused_addr_use_key"
+	netVarUnusedDnsProxy     = "unused_dns_proxy"
+	netVarUnusedEvent        = "unused_event"
+	netVarUnusedNetKey4      = "unused_net_key4"
+	netVarUnusedNetKey6      = "unused_net_key6"
+	netVarUnusedSandbox      = "unused_sandbox"
 )
 
 // loadNet returns the embedded CollectionSpec for net.
@@ -135,17 +167,23 @@ type netSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netProgramSpecs struct {
-	AigateConnect4 *ebpf.ProgramSpec `ebpf:"aigate_connect4"`
-	AigateConnect6 *ebpf.ProgramSpec `ebpf:"aigate_connect6"`
-	AigateSendmsg4 *ebpf.ProgramSpec `ebpf:"aigate_sendmsg4"`
-	AigateSendmsg6 *ebpf.ProgramSpec `ebpf:"aigate_sendmsg6"`
+	AigateConnect4    *ebpf.ProgramSpec `ebpf:"aigate_connect4"`
+	AigateConnect6    *ebpf.ProgramSpec `ebpf:"aigate_connect6"`
+	AigateRecvmsg4    *ebpf.ProgramSpec `ebpf:"aigate_recvmsg4"`
+	AigateRecvmsg6    *ebpf.ProgramSpec `ebpf:"aigate_recvmsg6"`
+	AigateSendmsg4    *ebpf.ProgramSpec `ebpf:"aigate_sendmsg4"`
+	AigateSendmsg6    *ebpf.ProgramSpec `ebpf:"aigate_sendmsg6"`
+	AigateSockCreate  *ebpf.ProgramSpec `ebpf:"aigate_sock_create"`
+	AigateSockRelease *ebpf.ProgramSpec `ebpf:"aigate_sock_release"`
 }
 
 // netMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netMapSpecs struct {
+	AddrUse       *ebpf.MapSpec `ebpf:"addr_use"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	DnsProxies    *ebpf.MapSpec `ebpf:"dns_proxies"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	NetAllow4     *ebpf.MapSpec `ebpf:"net_allow4"`
 	NetAllow6     *ebpf.MapSpec `ebpf:"net_allow6"`
@@ -154,16 +192,19 @@ type netMapSpecs struct {
 	NetPolicies   *ebpf.MapSpec `ebpf:"net_policies"`
 	SandboxLevels *ebpf.MapSpec `ebpf:"sandbox_levels"`
 	Sandboxes     *ebpf.MapSpec `ebpf:"sandboxes"`
+	SockStates    *ebpf.MapSpec `ebpf:"sock_states"`
 }
 
 // netVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netVariableSpecs struct {
-	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedNetKey4 *ebpf.VariableSpec `ebpf:"unused_net_key4"`
-	UnusedNetKey6 *ebpf.VariableSpec `ebpf:"unused_net_key6"`
-	UnusedSandbox *ebpf.VariableSpec `ebpf:"unused_sandbox"`
+	UnusedAddrUseKey *ebpf.VariableSpec `ebpf:"unused_addr_use_key"`
+	UnusedDnsProxy   *ebpf.VariableSpec `ebpf:"unused_dns_proxy"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedNetKey4    *ebpf.VariableSpec `ebpf:"unused_net_key4"`
+	UnusedNetKey6    *ebpf.VariableSpec `ebpf:"unused_net_key6"`
+	UnusedSandbox    *ebpf.VariableSpec `ebpf:"unused_sandbox"`
 }
 
 // netObjects contains all objects after they have been loaded into the kernel.
@@ -186,7 +227,9 @@ func (o *netObjects) Close() error {
 //
 // It can be passed to loadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netMaps struct {
+	AddrUse       *ebpf.Map `ebpf:"addr_use"`
 	Counters      *ebpf.Map `ebpf:"counters"`
+	DnsProxies    *ebpf.Map `ebpf:"dns_proxies"`
 	Events        *ebpf.Map `ebpf:"events"`
 	NetAllow4     *ebpf.Map `ebpf:"net_allow4"`
 	NetAllow6     *ebpf.Map `ebpf:"net_allow6"`
@@ -195,11 +238,14 @@ type netMaps struct {
 	NetPolicies   *ebpf.Map `ebpf:"net_policies"`
 	SandboxLevels *ebpf.Map `ebpf:"sandbox_levels"`
 	Sandboxes     *ebpf.Map `ebpf:"sandboxes"`
+	SockStates    *ebpf.Map `ebpf:"sock_states"`
 }
 
 func (m *netMaps) Close() error {
 	return _NetClose(
+		m.AddrUse,
 		m.Counters,
+		m.DnsProxies,
 		m.Events,
 		m.NetAllow4,
 		m.NetAllow6,
@@ -208,6 +254,7 @@ func (m *netMaps) Close() error {
 		m.NetPolicies,
 		m.SandboxLevels,
 		m.Sandboxes,
+		m.SockStates,
 	)
 }
 
@@ -215,28 +262,38 @@ func (m *netMaps) Close() error {
 //
 // It can be passed to loadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netVariables struct {
-	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
-	UnusedNetKey4 *ebpf.Variable `ebpf:"unused_net_key4"`
-	UnusedNetKey6 *ebpf.Variable `ebpf:"unused_net_key6"`
-	UnusedSandbox *ebpf.Variable `ebpf:"unused_sandbox"`
+	UnusedAddrUseKey *ebpf.Variable `ebpf:"unused_addr_use_key"`
+	UnusedDnsProxy   *ebpf.Variable `ebpf:"unused_dns_proxy"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	UnusedNetKey4    *ebpf.Variable `ebpf:"unused_net_key4"`
+	UnusedNetKey6    *ebpf.Variable `ebpf:"unused_net_key6"`
+	UnusedSandbox    *ebpf.Variable `ebpf:"unused_sandbox"`
 }
 
 // netPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netPrograms struct {
-	AigateConnect4 *ebpf.Program `ebpf:"aigate_connect4"`
-	AigateConnect6 *ebpf.Program `ebpf:"aigate_connect6"`
-	AigateSendmsg4 *ebpf.Program `ebpf:"aigate_sendmsg4"`
-	AigateSendmsg6 *ebpf.Program `ebpf:"aigate_sendmsg6"`
+	AigateConnect4    *ebpf.Program `ebpf:"aigate_connect4"`
+	AigateConnect6    *ebpf.Program `ebpf:"aigate_connect6"`
+	AigateRecvmsg4    *ebpf.Program `ebpf:"aigate_recvmsg4"`
+	AigateRecvmsg6    *ebpf.Program `ebpf:"aigate_recvmsg6"`
+	AigateSendmsg4    *ebpf.Program `ebpf:"aigate_sendmsg4"`
+	AigateSendmsg6    *ebpf.Program `ebpf:"aigate_sendmsg6"`
+	AigateSockCreate  *ebpf.Program `ebpf:"aigate_sock_create"`
+	AigateSockRelease *ebpf.Program `ebpf:"aigate_sock_release"`
 }
 
 func (p *netPrograms) Close() error {
 	return _NetClose(
 		p.AigateConnect4,
 		p.AigateConnect6,
+		p.AigateRecvmsg4,
+		p.AigateRecvmsg6,
 		p.AigateSendmsg4,
 		p.AigateSendmsg6,
+		p.AigateSockCreate,
+		p.AigateSockRelease,
 	)
 }
 

@@ -183,12 +183,18 @@ func bootTime() (time.Time, error) {
 
 // decodeEvent turns one ring-buffer record (struct event) into an Event.
 func decodeEvent(raw []byte, boot time.Time) (events.Event, error) {
+	ev, _, err := decodeRecord(raw, boot)
+	return ev, err
+}
+
+// decodeRecord is decodeEvent that also returns the event's policy id.
+func decodeRecord(raw []byte, boot time.Time) (events.Event, uint32, error) {
 	var e netEvent
 	if len(raw) < binary.Size(e) {
-		return events.Event{}, fmt.Errorf("decode event: %d bytes, want %d", len(raw), binary.Size(e))
+		return events.Event{}, 0, fmt.Errorf("decode event: %d bytes, want %d", len(raw), binary.Size(e))
 	}
 	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &e); err != nil {
-		return events.Event{}, fmt.Errorf("decode event: %w", err)
+		return events.Event{}, 0, fmt.Errorf("decode event: %w", err)
 	}
 	ev := events.Event{
 		Time:     boot.Add(time.Duration(e.TsNs)),
@@ -211,7 +217,7 @@ func decodeEvent(raw []byte, boot time.Time) (events.Event, error) {
 	if n := int(e.PathLen); n > 0 {
 		ev.Path = cString(e.Path[:min(n, len(e.Path))])
 	}
-	return ev, nil
+	return ev, e.PolicyId, nil
 }
 
 func cString(b []int8) string {
@@ -235,6 +241,7 @@ type eventStream struct {
 	wg      sync.WaitGroup
 	boot    time.Time
 	backend string
+	mapID   ebpf.MapID // hooks registered for this ring buffer annotate its events
 }
 
 func newEventStream(m *ebpf.Map, backend string) (*eventStream, error) {
@@ -242,11 +249,15 @@ func newEventStream(m *ebpf.Map, backend string) (*eventStream, error) {
 	if err != nil {
 		return nil, err
 	}
+	id, err := mapID(m)
+	if err != nil {
+		return nil, err
+	}
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
 		return nil, fmt.Errorf("open event ring buffer: %w", err)
 	}
-	s := &eventStream{rd: rd, out: make(chan events.Event, eventChannelSize), done: make(chan struct{}), boot: boot, backend: backend}
+	s := &eventStream{rd: rd, out: make(chan events.Event, eventChannelSize), done: make(chan struct{}), boot: boot, backend: backend, mapID: id}
 	s.wg.Add(1)
 	go s.run()
 	return s, nil
@@ -263,10 +274,11 @@ func (s *eventStream) run() {
 			}
 			continue
 		}
-		ev, err := decodeEvent(rec.RawSample, s.boot)
+		ev, policyID, err := decodeRecord(rec.RawSample, s.boot)
 		if err != nil {
 			continue // a layout mismatch is caught by the tests, not at run time
 		}
+		annotate(s.mapID, policyID, &ev)
 		ev.Backend = s.backend
 		select {
 		case s.out <- ev:

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -41,6 +42,12 @@ func init() {
 //	sub                 move into the cgroup whose cgroup.procs is fd 3 (ip
 //	                    netns exec remounts /sys, hiding the cgroup tree)
 //	bench OP ADDR N     N connects (udp) or sendtos, prints the ns per call
+//	dnsudp ADDR:PORT    connect a UDP socket, send, and expect an echo whose
+//	                    source is ADDR:PORT (1001: wrong source, 1002: wrong data)
+//	dnssendto ADDR:PORT the same with sendto on an unconnected socket
+//	dnstcp ADDR:PORT    connect over TCP, send, expect the echo
+//	raw ADDR:0          create a raw ICMP socket of ADDR's family
+//	ping ADDR:0         create an ICMP ping socket of ADDR's family
 func netHelperOp(args []string) (string, error) {
 	if len(args) == 1 && args[0] == "sub" {
 		procs := os.NewFile(3, "cgroup.procs")
@@ -78,6 +85,19 @@ func netHelperOp(args []string) (string, error) {
 	}
 	switch args[0] {
 	case "tcp", "udp", "sendto":
+	case "dnsudp", "dnssendto", "dnstcp":
+		return strconv.Itoa(int(dnsOp(args[0], dst))), nil
+	case "hold":
+		// Connect over TCP, print the errno, keep the socket until stdin closes.
+		fd, errno := holdOp(dst)
+		fmt.Println(int(errno))
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return "0", nil
+	case "raw", "ping":
+		return strconv.Itoa(int(createOp(args[0], dst))), nil
 	default:
 		return "", fmt.Errorf("unknown op %q", args[0])
 	}
@@ -156,4 +176,89 @@ func benchOp(op string, dst netip.AddrPort, n int) (float64, error) {
 		}
 	}
 	return float64(time.Since(start).Nanoseconds()) / float64(n), nil
+}
+
+// dnsOp sends one datagram (or stream write) and checks the echo the test's
+// stand-in proxy returns, as a resolver would.
+func dnsOp(op string, dst netip.AddrPort) unix.Errno {
+	sa, fam := sockaddr(dst)
+	typ := unix.SOCK_DGRAM
+	if op == "dnstcp" {
+		typ = unix.SOCK_STREAM
+	}
+	fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err.(unix.Errno) + 1000
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 2}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	msg := []byte("query " + dst.String())
+	if op == "dnssendto" {
+		err = unix.Sendto(fd, msg, 0, sa)
+	} else if err = unix.Connect(fd, sa); err == nil {
+		_, err = unix.Write(fd, msg)
+	}
+	if err != nil {
+		return errnoOf(err)
+	}
+	buf := make([]byte, 512)
+	n, from, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return errnoOf(err)
+	}
+	if string(buf[:n]) != string(msg) {
+		return 1002
+	}
+	if op == "dnstcp" {
+		return 0
+	}
+	var got netip.AddrPort
+	switch from := from.(type) {
+	case *unix.SockaddrInet4:
+		got = netip.AddrPortFrom(netip.AddrFrom4(from.Addr), uint16(from.Port))
+	case *unix.SockaddrInet6:
+		got = netip.AddrPortFrom(netip.AddrFrom16(from.Addr), uint16(from.Port))
+	}
+	if got != dst {
+		fmt.Fprintf(os.Stderr, "reply from %s, want %s\n", got, dst)
+		return 1001
+	}
+	return 0
+}
+
+func createOp(op string, dst netip.AddrPort) unix.Errno {
+	fam, typ, proto := unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP
+	if !dst.Addr().Is4() {
+		fam, proto = unix.AF_INET6, unix.IPPROTO_ICMPV6
+	}
+	if op == "ping" {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return errnoOf(err)
+	}
+	unix.Close(fd)
+	return 0
+}
+
+func errnoOf(err error) unix.Errno {
+	if e, ok := err.(unix.Errno); ok {
+		return e
+	}
+	return 999
+}
+
+func holdOp(dst netip.AddrPort) (int, unix.Errno) {
+	sa, fam := sockaddr(dst)
+	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, errnoOf(err) + 1000
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, errnoOf(err)
+	}
+	return fd, 0
 }

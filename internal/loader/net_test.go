@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
@@ -85,8 +87,10 @@ func ipCmd(t testing.TB, args ...string) {
 func openNet(t testing.TB, opts NetOptions) *Net {
 	t.Helper()
 	n, err := OpenNet(opts)
+	var ve *ebpf.VerifierError
 	if err != nil {
-		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EINVAL) {
+		// A verifier rejection is a bug in our programs, never a reason to skip.
+		if !errors.As(err, &ve) && (errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EINVAL)) {
 			testutil.SkipUnlessKernel(t, fmt.Sprintf("cgroup sock_addr programs do not load: %v", err))
 		}
 		t.Fatalf("%+v", err)

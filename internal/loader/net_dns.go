@@ -1,0 +1,208 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// SetDNSProxy steers the DNS of policyID's sandbox to a proxy: every
+// connect or sendto to port 53, UDP or TCP, to any resolver address, is
+// rewritten to ip4:port (IPv4 and v4-mapped destinations) or ip6:port
+// (IPv6 destinations), and the proxy's UDP replies are given the resolver's
+// address as their source again. The proxy must serve UDP and TCP on port
+// at both addresses, from outside every sandbox (its own sockets are then
+// never steered). Calling it again moves the steering; until it is called,
+// DNS queries are ordinary destinations checked by the policy.
+func (n *Net) SetDNSProxy(policyID uint32, ip4, ip6 netip.Addr, port uint16) error {
+	if !ip4.Is4() || !ip6.Is6() || ip6.Is4In6() || port == 0 {
+		return fmt.Errorf("steer DNS of policy %d: want an IPv4 address, an IPv6 address and a port, got %s, %s, %d", policyID, ip4, ip6, port)
+	}
+	v := netDnsProxy{Port: port}
+	b4 := ip4.As4()
+	v.Ip4 = nativeWord(b4[:])
+	b6 := ip6.As16()
+	for i := range v.Ip6 {
+		v.Ip6[i] = nativeWord(b6[4*i : 4*i+4])
+	}
+	if err := n.objs.DnsProxies.Update(policyID, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("steer DNS of policy %d: %w", policyID, err)
+	}
+	return nil
+}
+
+// nativeWord is the u32 whose in-memory bytes are b: how the programs keep
+// addresses in network byte order.
+func nativeWord(b []byte) uint32 {
+	var w uint32
+	for i := 3; i >= 0; i-- {
+		w = w<<8 | uint32(b[i])
+	}
+	return w
+}
+
+// ClearDNSProxy stops steering policyID's DNS.
+func (n *Net) ClearDNSProxy(policyID uint32) error {
+	err := n.objs.DnsProxies.Delete(policyID)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("stop steering DNS of policy %d: %w", policyID, err)
+	}
+	return nil
+}
+
+// AddrInUse reports whether an open socket of policyID's sandbox is
+// connected to addr after an allow-trie entry (an allow_net prefix or an
+// address learned for a domain) allowed it. The DNS proxy asks before it
+// expires an address, so that a client that reconnects to the address it
+// still holds keeps working while its first connection lives. UDP sends
+// without connect are not counted.
+func (n *Net) AddrInUse(policyID uint32, addr netip.Addr) (bool, error) {
+	var cnt int64
+	err := n.objs.AddrUse.Lookup(useKey(policyID, addr), &cnt)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read use count of %s: %w", addr, err)
+	}
+	return cnt > 0, nil
+}
+
+func useKey(policyID uint32, addr netip.Addr) netAddrUseKey {
+	addr = addr.Unmap()
+	k := netAddrUseKey{PolicyId: policyID, Family: unix.AF_INET6}
+	if addr.Is4() {
+		k.Family = unix.AF_INET
+		a := addr.As4()
+		copy(k.Addr[:], a[:])
+		return k
+	}
+	k.Addr = addr.As16()
+	return k
+}
+
+// removeDNS drops policyID's steering and use counts (caller holds n.mu).
+func (n *Net) removeDNS(policyID uint32) error {
+	var errs []error
+	if err := n.ClearDNSProxy(policyID); err != nil {
+		errs = append(errs, err)
+	}
+	var (
+		k    netAddrUseKey
+		v    int64
+		mine []netAddrUseKey
+	)
+	it := n.objs.AddrUse.Iterate()
+	for it.Next(&k, &v) {
+		if k.PolicyId == policyID {
+			mine = append(mine, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("list use counts: %w", err))
+	}
+	for _, k := range mine {
+		if err := n.objs.AddrUse.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete use count: %w", err))
+		}
+	}
+	delete(n.namers, policyID)
+	return errors.Join(errs...)
+}
+
+// DomainNamer names the addresses a DNS proxy learned, so that network
+// events say which domain an address was resolved for (dns.Proxy is one).
+type DomainNamer interface {
+	// DomainOf returns the name addr was last resolved for, or "".
+	DomainOf(addr netip.Addr) string
+}
+
+// SetDomainNamer makes the network events of policyID's sandbox carry the
+// domain dn names for their address, on whichever event stream reads this
+// Net's ring buffer (its own, or that of the object whose maps it shares).
+// A nil dn stops naming.
+func (n *Net) SetDomainNamer(policyID uint32, dn DomainNamer) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if dn == nil {
+		delete(n.namers, policyID)
+		return
+	}
+	n.namers[policyID] = dn
+}
+
+func (n *Net) nameEvent(policyID uint32, ev *events.Event) {
+	if ev.Kind != events.KindNet || ev.Domain != "" || !ev.Addr.IsValid() {
+		return
+	}
+	n.mu.Lock()
+	dn := n.namers[policyID]
+	n.mu.Unlock()
+	if dn != nil {
+		ev.Domain = dn.DomainOf(ev.Addr.Addr().Unmap())
+	}
+}
+
+// eventHooks are consulted by every event stream for the events it
+// decodes, keyed by the kernel id of the ring buffer: the LSM object reads
+// the ring buffer a sharing Net writes to, so the hook cannot live in
+// either object's stream alone.
+var eventHooks = struct {
+	sync.Mutex
+	byMap map[ebpf.MapID]map[*Net]struct{}
+}{byMap: map[ebpf.MapID]map[*Net]struct{}{}}
+
+func mapID(m *ebpf.Map) (ebpf.MapID, error) {
+	info, err := m.Info()
+	if err != nil {
+		return 0, fmt.Errorf("read ring buffer info: %w", err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		return 0, errors.New("read ring buffer info: the kernel reports no map id")
+	}
+	return id, nil
+}
+
+func (n *Net) registerNamer() error {
+	id, err := mapID(n.objs.Events)
+	if err != nil {
+		return fmt.Errorf("load network programs: %w", err)
+	}
+	eventHooks.Lock()
+	defer eventHooks.Unlock()
+	if eventHooks.byMap[id] == nil {
+		eventHooks.byMap[id] = map[*Net]struct{}{}
+	}
+	eventHooks.byMap[id][n] = struct{}{}
+	n.eventsID = id
+	return nil
+}
+
+func (n *Net) unregisterNamer() {
+	eventHooks.Lock()
+	defer eventHooks.Unlock()
+	delete(eventHooks.byMap[n.eventsID], n)
+	if len(eventHooks.byMap[n.eventsID]) == 0 {
+		delete(eventHooks.byMap, n.eventsID)
+	}
+}
+
+// annotate runs the hooks registered for the ring buffer with id.
+func annotate(id ebpf.MapID, policyID uint32, ev *events.Event) {
+	eventHooks.Lock()
+	nets := make([]*Net, 0, len(eventHooks.byMap[id]))
+	for n := range eventHooks.byMap[id] {
+		nets = append(nets, n)
+	}
+	eventHooks.Unlock()
+	for _, n := range nets {
+		n.nameEvent(policyID, ev)
+	}
+}
