@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/aigate-dev/aigate/internal/agent"
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/metrics"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+func init() { register(newAgentCmd) }
+
+// DefaultMetricsAddr is where the agent serves /metrics unless told
+// otherwise: loopback only, the counts are nobody else's business.
+const DefaultMetricsAddr = "127.0.0.1:9464"
+
+type agentOptions struct {
+	Socket      string
+	MetricsAddr string
+	Backend     string
+	Group       string
+}
+
+func newAgentCmd(f *Factory) *cobra.Command {
+	opts := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the aigate agent (the privileged daemon) in the foreground",
+		Long: `Run the agent: the one privileged process that owns the enforcement backend
+and creates sandboxes for users, who then need no sudo for aigate run.
+
+It listens on a unix socket (mode 0660, group aigate: sudo aigate setup
+creates the group and adds you), serves Prometheus metrics on --metrics-addr
+(--metrics-addr "" turns them off), and logs to stderr. SIGTERM or SIGINT
+stops it: the sandboxes it runs are ended (their processes killed), since
+nothing would enforce their policies without it.
+
+Usually systemd runs it (sudo aigate setup installs the unit).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if fl := cmd.InheritedFlags().Lookup("log-level"); fl != nil && !fl.Changed {
+				// A daemon's log is its record of what happened.
+				if log, err := newLogger("info", f.Err); err == nil {
+					f.Log = log
+				}
+			}
+			return runAgent(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Socket, "socket", api.DefaultSocket, "listen on the unix socket `PATH`")
+	fl.StringVar(&opts.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "serve Prometheus metrics on `ADDR` (\"\" to turn off)")
+	fl.StringVar(&opts.Backend, "backend", "auto", "enforcement backend: auto, lsm or fanotify")
+	fl.StringVar(&opts.Group, "group", api.Group, "group allowed to use the socket")
+	return cmd
+}
+
+func runAgent(ctx context.Context, f *Factory, opts *agentOptions) error {
+	if f.Env.Euid != 0 {
+		return &exitError{ExitNoEnforcement, errors.New("the agent needs root: run `sudo aigate agent`, or `sudo aigate setup` to install it as a service")}
+	}
+	choice := policy.BackendChoice(opts.Backend)
+	be, err := backend.Open(choice, backend.Options{Logger: f.Log, Warn: func(s string) { f.Log.Warn(s) }})
+	if err != nil {
+		return &exitError{ExitNoEnforcement, err}
+	}
+	a, err := agent.New(agent.Config{
+		Backend:     be,
+		Socket:      opts.Socket,
+		Group:       opts.Group,
+		Log:         f.Log,
+		Build:       version,
+		Commit:      buildCommit(),
+		MetricsAddr: opts.MetricsAddr,
+	})
+	if err != nil {
+		return errors.Join(err, be.Close())
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var srv *http.Server
+	if opts.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", opts.MetricsAddr)
+		if err != nil {
+			return errors.Join(fmt.Errorf("serve metrics on %s: %w (use --metrics-addr to pick another address, or \"\" to turn metrics off)", opts.MetricsAddr, err), a.Close())
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(a.Registry(), zapPrintln{f.Log}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				f.Log.Error("metrics server", zap.Error(err))
+			}
+		}()
+		f.Log.Info("metrics", zap.String("addr", "http://"+ln.Addr().String()+"/metrics"))
+	}
+	err = a.Serve(ctx)
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	if cerr := a.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	f.Log.Info("agent stopped")
+	return err
+}
+
+// zapPrintln adapts zap to promhttp's error log.
+type zapPrintln struct{ log *zap.Logger }
+
+func (z zapPrintln) Println(v ...any) { z.log.Warn("metrics: " + fmt.Sprint(v...)) }
