@@ -54,6 +54,18 @@ func helper(args []string) int {
 		}
 	case "exec":
 		err = unix.Exec(args[1], args[1:], os.Environ())
+	case "bench":
+		n, _ := strconv.Atoi(args[1])
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			fd, err := unix.Open(args[2], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+			unix.Close(fd)
+		}
+		fmt.Println(time.Since(start).Nanoseconds() / int64(n))
 	case "mkcg":
 		// Create a cgroup below our own, move there, then open.
 		cg, _ := cgroup.ProcessCgroup(os.Getpid())
@@ -77,13 +89,16 @@ func helper(args []string) int {
 }
 
 // openLSM skips (or fails under AIGATE_REQUIRE_LSM=1) unless BPF LSM works.
-func openLSM(t *testing.T) *LSM {
+func openLSM(t testing.TB, execDirs ...string) *LSM {
 	t.Helper()
 	testutil.RequireRoot(t)
 	if err := ProbeLSM(); err != nil {
 		testutil.SkipUnlessLSM(t, err.Error())
 	}
-	l, err := OpenLSM(LSMOptions{ExecDirs: []string{}})
+	if execDirs == nil {
+		execDirs = []string{}
+	}
+	l, err := OpenLSM(LSMOptions{ExecDirs: execDirs})
 	if err != nil {
 		t.Fatalf("OpenLSM: %v", err)
 	}
@@ -104,7 +119,7 @@ type sandbox struct {
 var nextID uint32 = 1
 
 // addSandbox creates a cgroup and enters it into l with policy p.
-func addSandbox(t *testing.T, l *LSM, p *policy.Compiled, mode policy.Mode) *sandbox {
+func addSandbox(t testing.TB, l *LSM, p *policy.Compiled, mode policy.Mode) *sandbox {
 	t.Helper()
 	id := nextID
 	nextID++
@@ -137,7 +152,7 @@ func addSandbox(t *testing.T, l *LSM, p *policy.Compiled, mode policy.Mode) *san
 
 // run runs the helper with args inside sb (outside any sandbox when sb is
 // nil) and returns its exit code and pid.
-func run(t *testing.T, sb *sandbox, args ...string) (int, int) {
+func run(t testing.TB, sb *sandbox, args ...string) (int, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
