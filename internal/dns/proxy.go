@@ -1,0 +1,524 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// Defaults for policy.DNS fields left at zero.
+const (
+	DefaultMinTTL = 60 * time.Second
+	DefaultMaxTTL = time.Hour
+)
+
+// AddrSink is where the proxy puts the addresses it learns; *loader.Net
+// implements it.
+type AddrSink interface {
+	// UpdateAddrs adds and removes addresses allowed through domain entry d.
+	UpdateAddrs(policyID uint32, d policy.DomainEntry, add, remove []netip.Addr) error
+	// AddrInUse reports whether a live connection of the sandbox uses addr.
+	AddrInUse(policyID uint32, addr netip.Addr) (bool, error)
+}
+
+// Config describes one sandbox's proxy.
+type Config struct {
+	// PolicyID is the sandbox's policy id in the kernel maps.
+	PolicyID uint32
+	// Net is the sandbox's compiled egress policy: Domains decide which
+	// names resolve; in NetAllow mode every name does.
+	Net policy.NetPolicy
+	// TTL bounds how long learned addresses stay allowed; zero fields take
+	// DefaultMinTTL and DefaultMaxTTL.
+	TTL policy.DNS
+	// Sink receives the learned addresses.
+	Sink AddrSink
+	// Upstreams are the resolvers ("host:port") queries go to, in order;
+	// nil reads /etc/resolv.conf.
+	Upstreams []string
+	// Report receives one event per refused query; nil drops them.
+	Report func(events.Event)
+	// Sandbox and CgroupID are stamped on the events.
+	Sandbox  string
+	CgroupID uint64
+	// Listen4 and Listen6 are the addresses served (UDP and TCP, one port
+	// for all four sockets); zero values mean 127.0.0.1 and ::1. The port
+	// is chosen by the kernel.
+	Listen4, Listen6 netip.Addr
+	// UDP and TCP, when set, are used instead of opening sockets (tests
+	// open them inside a network namespace); they must all share one port.
+	UDP []net.PacketConn
+	TCP []net.Listener
+	// Timeout bounds one upstream exchange; zero means 2s.
+	Timeout time.Duration
+}
+
+// Stats counts what a proxy did.
+type Stats struct {
+	Queries   uint64 // received
+	Refused   uint64 // names the policy does not allow
+	Forwarded uint64 // answered from upstream
+	Failed    uint64 // SERVFAIL: upstream unreachable or the allow map refused an update
+	Learned   uint64 // addresses currently allowed through this proxy
+}
+
+// Proxy serves one sandbox.
+type Proxy struct {
+	cfg      Config
+	min, max time.Duration
+	port     uint16
+	servers  []*mdns.Server
+	client   *mdns.Client
+	tcp      *mdns.Client
+
+	queries, refused, forwarded, failed atomic.Uint64
+
+	mu    sync.Mutex
+	table map[grant]*entry      // what the sink holds, with expiry
+	names map[netip.Addr]string // address -> name last resolved to it
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// grant is one address allowed through one domain entry.
+type grant struct {
+	d    policy.DomainEntry
+	addr netip.Addr
+}
+
+type entry struct {
+	expires time.Time
+	name    string
+}
+
+// Start opens the listeners (unless given) and serves until Close.
+func Start(cfg Config) (*Proxy, error) {
+	if cfg.Sink == nil {
+		return nil, errors.New("start DNS proxy: no address sink")
+	}
+	p := &Proxy{
+		cfg:   cfg,
+		min:   cfg.TTL.MinTTL,
+		max:   cfg.TTL.MaxTTL,
+		table: map[grant]*entry{},
+		names: map[netip.Addr]string{},
+		done:  make(chan struct{}),
+	}
+	if p.min == 0 {
+		p.min = DefaultMinTTL
+	}
+	if p.max == 0 {
+		p.max = max(DefaultMaxTTL, p.min)
+	}
+	if p.min > p.max {
+		return nil, fmt.Errorf("start DNS proxy: dns.min_ttl %s is greater than dns.max_ttl %s", p.min, p.max)
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	p.client = &mdns.Client{Net: "udp", Timeout: timeout}
+	p.tcp = &mdns.Client{Net: "tcp", Timeout: timeout}
+	if len(cfg.Upstreams) == 0 {
+		up, err := SystemUpstreams("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("start DNS proxy: %w", err)
+		}
+		p.cfg.Upstreams = up
+	}
+	if len(cfg.UDP) == 0 && len(cfg.TCP) == 0 {
+		udp, tcp, err := listen(cmpAddr(cfg.Listen4, netip.MustParseAddr("127.0.0.1")), cmpAddr(cfg.Listen6, netip.IPv6Loopback()))
+		if err != nil {
+			return nil, fmt.Errorf("start DNS proxy: %w", err)
+		}
+		p.cfg.UDP, p.cfg.TCP = udp, tcp
+	}
+	port, err := samePort(p.cfg.UDP, p.cfg.TCP)
+	if err != nil {
+		closeAll(p.cfg.UDP, p.cfg.TCP)
+		return nil, fmt.Errorf("start DNS proxy: %w", err)
+	}
+	p.port = port
+	h := mdns.HandlerFunc(p.serve)
+	for _, pc := range p.cfg.UDP {
+		p.servers = append(p.servers, &mdns.Server{PacketConn: pc, Handler: h})
+	}
+	for _, l := range p.cfg.TCP {
+		p.servers = append(p.servers, &mdns.Server{Listener: l, Handler: h})
+	}
+	for _, s := range p.servers {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			_ = s.ActivateAndServe() // returns when Close shuts the server down
+		}()
+		<-started
+	}
+	p.wg.Add(1)
+	go p.expireLoop()
+	return p, nil
+}
+
+func cmpAddr(a, def netip.Addr) netip.Addr {
+	if a.IsValid() {
+		return a
+	}
+	return def
+}
+
+// listen opens UDP and TCP on a4 and a6 at one port the kernel picks,
+// retrying when the port is taken for one of the four.
+func listen(a4, a6 netip.Addr) ([]net.PacketConn, []net.Listener, error) {
+	var lastErr error
+	for range 20 {
+		u4, err := net.ListenPacket("udp4", netip.AddrPortFrom(a4, 0).String())
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen on %s: %w", a4, err)
+		}
+		port := uint16(u4.LocalAddr().(*net.UDPAddr).Port)
+		u6, err := net.ListenPacket("udp6", netip.AddrPortFrom(a6, port).String())
+		if err != nil {
+			lastErr = err
+			u4.Close()
+			continue
+		}
+		t4, err := net.Listen("tcp4", netip.AddrPortFrom(a4, port).String())
+		if err != nil {
+			lastErr = err
+			closeAll([]net.PacketConn{u4, u6}, nil)
+			continue
+		}
+		t6, err := net.Listen("tcp6", netip.AddrPortFrom(a6, port).String())
+		if err != nil {
+			lastErr = err
+			closeAll([]net.PacketConn{u4, u6}, []net.Listener{t4})
+			continue
+		}
+		return []net.PacketConn{u4, u6}, []net.Listener{t4, t6}, nil
+	}
+	return nil, nil, fmt.Errorf("no port free for UDP and TCP on %s and %s: %w", a4, a6, lastErr)
+}
+
+func samePort(udp []net.PacketConn, tcp []net.Listener) (uint16, error) {
+	var port uint16
+	check := func(a net.Addr) error {
+		ap, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return err
+		}
+		if port != 0 && ap.Port() != port {
+			return fmt.Errorf("listeners on ports %d and %d: the kernel steers to one port", port, ap.Port())
+		}
+		port = ap.Port()
+		return nil
+	}
+	for _, pc := range udp {
+		if err := check(pc.LocalAddr()); err != nil {
+			return 0, err
+		}
+	}
+	for _, l := range tcp {
+		if err := check(l.Addr()); err != nil {
+			return 0, err
+		}
+	}
+	if port == 0 {
+		return 0, errors.New("no listener")
+	}
+	return port, nil
+}
+
+func closeAll(udp []net.PacketConn, tcp []net.Listener) {
+	for _, pc := range udp {
+		pc.Close()
+	}
+	for _, l := range tcp {
+		l.Close()
+	}
+}
+
+// Port is the port the proxy serves on, for loader.Net.SetDNSProxy.
+func (p *Proxy) Port() uint16 { return p.port }
+
+// DomainOf returns the name addr was last resolved for through this proxy,
+// or "" (loader.DomainNamer).
+func (p *Proxy) DomainOf(addr netip.Addr) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.names[addr.Unmap()]
+}
+
+// Stats returns the proxy's counters.
+func (p *Proxy) Stats() Stats {
+	p.mu.Lock()
+	learned := uint64(len(p.table))
+	p.mu.Unlock()
+	return Stats{
+		Queries: p.queries.Load(), Refused: p.refused.Load(), Forwarded: p.forwarded.Load(),
+		Failed: p.failed.Load(), Learned: learned,
+	}
+}
+
+// Resync writes every address the proxy currently allows to the sink
+// again: loader.Net.SetPolicy replaces a policy's learned addresses, so the
+// agent calls Resync after it changes the policy of a running sandbox.
+func (p *Proxy) Resync() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	byEntry := map[policy.DomainEntry][]netip.Addr{}
+	for g := range p.table {
+		byEntry[g.d] = append(byEntry[g.d], g.addr)
+	}
+	var errs []error
+	for d, addrs := range byEntry {
+		if err := p.cfg.Sink.UpdateAddrs(p.cfg.PolicyID, d, addrs, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("resync DNS proxy on port %d: %w", p.port, err)
+	}
+	return nil
+}
+
+// serve answers one query.
+func (p *Proxy) serve(w mdns.ResponseWriter, req *mdns.Msg) {
+	p.queries.Add(1)
+	resp := p.answer(req, w.LocalAddr().Network() == "tcp")
+	_ = w.WriteMsg(resp)
+}
+
+func (p *Proxy) answer(req *mdns.Msg, overTCP bool) *mdns.Msg {
+	if req.Opcode != mdns.OpcodeQuery || len(req.Question) != 1 {
+		p.refused.Add(1)
+		return new(mdns.Msg).SetRcode(req, mdns.RcodeRefused)
+	}
+	q := req.Question[0]
+	name := canonical(q.Name)
+	allowed := matching(p.cfg.Net.Domains, name)
+	if len(allowed) == 0 && p.cfg.Net.Mode != policy.NetAllow {
+		p.refused.Add(1)
+		p.report(name)
+		return new(mdns.Msg).SetRcode(req, mdns.RcodeRefused)
+	}
+	resp, err := p.forward(req, overTCP)
+	if err != nil {
+		p.failed.Add(1)
+		return new(mdns.Msg).SetRcode(req, mdns.RcodeServerFailure)
+	}
+	if err := p.learn(allowed, name, chainAddrs(resp, q.Name)); err != nil {
+		// The client could not connect to what we would answer: say so.
+		p.failed.Add(1)
+		return new(mdns.Msg).SetRcode(req, mdns.RcodeServerFailure)
+	}
+	capTTLs(resp, p.max)
+	resp.Id = req.Id
+	p.forwarded.Add(1)
+	return resp
+}
+
+// forward asks the upstreams in order; a truncated UDP answer is retried
+// over TCP so that the client gets every address the proxy learned.
+func (p *Proxy) forward(req *mdns.Msg, overTCP bool) (*mdns.Msg, error) {
+	var errs []error
+	for _, up := range p.cfg.Upstreams {
+		c := p.client
+		if overTCP {
+			c = p.tcp
+		}
+		resp, _, err := c.Exchange(req, up)
+		if err == nil && resp.Truncated && !overTCP {
+			resp, _, err = p.tcp.Exchange(req, up)
+		}
+		if err == nil {
+			return resp, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", up, err))
+	}
+	return nil, fmt.Errorf("forward query: %w", errors.Join(errs...))
+}
+
+// learn writes the addresses to the sink for every allowing entry before
+// the answer is returned, and records when each expires.
+func (p *Proxy) learn(allowed []policy.DomainEntry, name string, addrs []learned) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, d := range allowed {
+		var add []netip.Addr
+		for _, l := range addrs {
+			g := grant{d, l.addr}
+			exp := now.Add(clamp(l.ttl, p.min, p.max))
+			e := p.table[g]
+			if e == nil {
+				add = append(add, l.addr)
+				e = &entry{}
+			}
+			if exp.After(e.expires) {
+				e.expires = exp
+			}
+			e.name = name
+			p.table[g] = e
+		}
+		if len(add) == 0 {
+			continue
+		}
+		if err := p.cfg.Sink.UpdateAddrs(p.cfg.PolicyID, d, add, nil); err != nil {
+			for _, a := range add {
+				delete(p.table, grant{d, a})
+			}
+			errs = append(errs, err)
+		}
+	}
+	for _, l := range addrs {
+		p.names[l.addr] = name
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Proxy) report(name string) {
+	if p.cfg.Report == nil {
+		return
+	}
+	p.cfg.Report(events.Event{
+		Time:     time.Now(),
+		Sandbox:  p.cfg.Sandbox,
+		CgroupID: p.cfg.CgroupID,
+		Kind:     events.KindNet,
+		Op:       events.OpDNS,
+		Domain:   name,
+		Rule:     uint32(p.cfg.Net.DenyRule),
+		Backend:  "dns",
+	})
+}
+
+// expireLoop removes expired addresses once a second.
+func (p *Proxy) expireLoop() {
+	defer p.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case now := <-tick.C:
+			p.expire(now)
+		}
+	}
+}
+
+// inUseGrace is how long an expired address in use by a live connection is
+// kept before the proxy asks again.
+const inUseGrace = 5 * time.Second
+
+// expire removes the grants that expired before now, except those whose
+// address a live connection still uses.
+func (p *Proxy) expire(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	byEntry := map[policy.DomainEntry][]netip.Addr{}
+	for g, e := range p.table {
+		if e.expires.After(now) {
+			continue
+		}
+		if used, err := p.cfg.Sink.AddrInUse(p.cfg.PolicyID, g.addr); err == nil && used {
+			e.expires = now.Add(inUseGrace)
+			continue
+		}
+		byEntry[g.d] = append(byEntry[g.d], g.addr)
+	}
+	for d, addrs := range byEntry {
+		if err := p.cfg.Sink.UpdateAddrs(p.cfg.PolicyID, d, nil, addrs); err != nil {
+			continue // kept in the table: retried on the next tick
+		}
+		for _, a := range addrs {
+			delete(p.table, grant{d, a})
+		}
+	}
+	for a := range p.names {
+		if !p.stillGranted(a) {
+			delete(p.names, a)
+		}
+	}
+}
+
+func (p *Proxy) stillGranted(a netip.Addr) bool {
+	for g := range p.table {
+		if g.addr == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Close stops serving and removes every address the proxy added.
+func (p *Proxy) Close() error {
+	close(p.done)
+	var errs []error
+	for _, s := range p.servers {
+		if err := s.ShutdownContext(context.Background()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	byEntry := map[policy.DomainEntry][]netip.Addr{}
+	for g := range p.table {
+		byEntry[g.d] = append(byEntry[g.d], g.addr)
+	}
+	for d, addrs := range byEntry {
+		if err := p.cfg.Sink.UpdateAddrs(p.cfg.PolicyID, d, nil, addrs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	clear(p.table)
+	clear(p.names)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close DNS proxy on port %d: %w", p.port, err)
+	}
+	return nil
+}
+
+// SystemUpstreams reads the nameservers of a resolv.conf file. A local
+// stub such as systemd-resolved's 127.0.0.53 is fine: the proxy runs
+// outside every sandbox, so its own queries are not steered.
+func SystemUpstreams(path string) ([]string, error) {
+	cc, err := mdns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read upstream resolvers: %w", err)
+	}
+	if len(cc.Servers) == 0 {
+		return nil, fmt.Errorf("read upstream resolvers: %s lists no nameserver", path)
+	}
+	out := make([]string, 0, len(cc.Servers))
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, strconv.Itoa(cmpPort(cc.Port))))
+	}
+	return out, nil
+}
+
+func cmpPort(p string) int {
+	if n, err := strconv.Atoi(p); err == nil && n > 0 {
+		return n
+	}
+	return 53
+}
