@@ -29,6 +29,11 @@ type Factory struct {
 	// ProbeLSM loads a trivial BPF LSM program to prove BPF LSM works; nil
 	// when this build has none (doctor then skips that check).
 	ProbeLSM func() error
+	// AgentResetPlan and AgentReset list and remove what `aigate setup`
+	// installed system-wide (unit, socket directory, pins, group), for
+	// reset. nil in tests, which must never touch the machine's agent.
+	AgentResetPlan func() []string
+	AgentReset     func(*Factory) error
 	// DoctorRoot and KernelRelease let tests run doctor on a fake tree.
 	DoctorRoot    string
 	KernelRelease string
@@ -46,7 +51,10 @@ func NewFactory() *Factory {
 		Env:      config.OSEnv(),
 		Now:      time.Now,
 		ProbeLSM: lsmProbe,
-		Log:      zap.NewNop(),
+
+		AgentResetPlan: ResetAgentPlan,
+		AgentReset:     ResetAgent,
+		Log:            zap.NewNop(),
 	}
 }
 

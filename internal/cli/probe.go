@@ -1,5 +1,5 @@
 package cli
 
-// lsmProbe is the real BPF LSM load test for doctor. It stays nil until
-// internal/loader provides ProbeLSM; probe_linux.go then sets it.
+// lsmProbe is the real BPF LSM load test for doctor; probe_linux.go sets
+// it to loader.ProbeLSM. It stays nil where there is no BPF LSM.
 var lsmProbe func() error

@@ -20,8 +20,9 @@ func newResetCmd(f *Factory) *cobra.Command {
 		Use:   "reset",
 		Short: "Remove your global config and trust store",
 		Long: `Remove the global config file and the trust store (~/.aigate/trusted.yaml),
-and ~/.aigate itself when nothing else is left in it. Project files are
-left alone. Without --force, list what would be removed and exit with 2.`,
+and ~/.aigate itself when nothing else is left in it, and what "aigate
+setup" installed for the agent (its unit, socket directory, BPF pins and
+group). Project files are left alone. Without --force, list what would be removed and exit with 2.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runReset(opts) },
 	}
@@ -43,7 +44,11 @@ func runReset(o *resetOptions) error {
 			return fmt.Errorf("reset: %w", err)
 		}
 	}
-	if len(victims) == 0 {
+	var agent []string
+	if f.AgentResetPlan != nil {
+		agent = f.AgentResetPlan()
+	}
+	if len(victims) == 0 && len(agent) == 0 {
 		f.printf("nothing to remove: neither %s nor %s exists\n", paths.Pretty(paths.Global), paths.Pretty(paths.Trust))
 		return nil
 	}
@@ -52,8 +57,18 @@ func runReset(o *resetOptions) error {
 		for _, v := range victims {
 			f.printf("  %s\n", paths.Pretty(v))
 		}
-		f.printf("The built-in defaults would apply, and every project file would be untrusted.\n")
+		for _, a := range agent {
+			f.printf("  %s (aigate agent)\n", a)
+		}
+		if len(victims) > 0 {
+			f.printf("The built-in defaults would apply, and every project file would be untrusted.\n")
+		}
 		return silentExit(ExitUsage)
+	}
+	if len(agent) > 0 && f.AgentReset != nil {
+		if err := f.AgentReset(f); err != nil {
+			return fmt.Errorf("reset the agent: %w", err)
+		}
 	}
 	for _, v := range victims {
 		f.printf("removing %s\n", paths.Pretty(v))

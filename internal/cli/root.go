@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+	"go.uber.org/zap"
 )
 
 // extraCommands are added by files that other parts of aigate own (run,
@@ -40,6 +41,9 @@ project). Start with:
 		// Bare "aigate" with an unknown word must be a usage error, not help.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	if f.Log == nil {
+		f.Log = zap.NewNop() // until --log-level is known
 	}
 	root.SetIn(f.In)
 	root.SetOut(f.Out)
