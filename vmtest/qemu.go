@@ -100,7 +100,7 @@ func runVM(ctx context.Context, qemu string, args []string, marker string, out i
 	cmd := exec.Command(qemu, args...)
 	// Own process group: a Ctrl-C in the terminal reaches vmtest, which then
 	// kills QEMU; QEMU never sees the terminal (stdin is /dev/null).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	cmd.Stderr = stderr
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {

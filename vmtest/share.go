@@ -78,7 +78,7 @@ func startVirtiofsd(ctx context.Context, virtiofsd string, s hostShare, logPath 
 	script := `mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && exec "$3" --socket-path="$4" -o source="$2" -o cache=auto -o sandbox=chroot`
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", s.host, mnt, virtiofsd, s.socket)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start virtiofsd: %w", err)
 	}
