@@ -1,0 +1,367 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	mdns "github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// The kernel tests re-execute the test binary inside the sandbox cgroup and
+// a network namespace the test made; the helper runs the operations in
+// AIGATE_DNS_HELPER (";"-separated) and prints one result line each.
+const helperEnv = "AIGATE_DNS_HELPER"
+
+func init() {
+	ops, ok := os.LookupEnv(helperEnv)
+	if !ok {
+		return
+	}
+	for _, op := range strings.Split(ops, ";") {
+		fmt.Println(helperOp(strings.Fields(op)))
+	}
+	os.Exit(0)
+}
+
+// helperOp runs one of:
+//
+//	q udp|tcp RESOLVER NAME   ask RESOLVER (any address, port 53) for NAME's A
+//	                          record: prints the rcode name and the first address
+//	connect ADDR:PORT         TCP connect: prints the errno (0: connected)
+//	go NAME PORT RESOLVER     Go's own resolver against RESOLVER, then connect
+func helperOp(args []string) string {
+	switch {
+	case len(args) == 4 && args[0] == "q":
+		c := &mdns.Client{Net: args[1], Timeout: 3 * time.Second}
+		r, _, err := c.Exchange(new(mdns.Msg).SetQuestion(mdns.Fqdn(args[3]), mdns.TypeA), net.JoinHostPort(args[2], "53"))
+		if err != nil {
+			return "error " + strings.ReplaceAll(err.Error(), " ", "_")
+		}
+		out := mdns.RcodeToString[r.Rcode]
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*mdns.A); ok {
+				out += " " + a.A.String()
+				break
+			}
+		}
+		return out
+	case len(args) == 2 && args[0] == "connect":
+		return strconv.Itoa(int(connectErrno(args[1])))
+	case len(args) == 4 && args[0] == "go":
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, net.JoinHostPort(args[3], "53"))
+		}}
+		addrs, err := r.LookupNetIP(context.Background(), "ip4", args[1])
+		if err != nil || len(addrs) == 0 {
+			return fmt.Sprintf("resolve-error %v", err != nil)
+		}
+		return strconv.Itoa(int(connectErrno(net.JoinHostPort(addrs[0].String(), args[2]))))
+	}
+	return "bad-op"
+}
+
+func connectErrno(dst string) syscall.Errno {
+	ap, err := netip.ParseAddrPort(dst)
+	if err != nil {
+		return 998
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 997
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())})
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return 0
+}
+
+// world is one kernel test's namespace, cgroup, Net and proxy.
+type world struct {
+	t    *testing.T
+	ns   string
+	g    *cgroup.Group
+	n    *loader.Net
+	p    *Proxy
+	up   *Upstream
+	c    *policy.Compiled
+	port int // of the TCP services on 10.1.2.3 and 10.1.2.4 in the namespace
+	evs  chan events.Event
+}
+
+func ip(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// inNetns runs fn on a thread inside the namespace; sockets fn opens stay there.
+func (w *world) inNetns(fn func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer self.Close()
+	ns, err := os.Open("/run/netns/" + w.ns)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		w.t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			panic(err) // the thread must not return to the pool in the wrong namespace
+		}
+	}()
+	fn()
+}
+
+func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
+	testutil.RequireRoot(t)
+	if _, err := cgroup.Mountpoint(); err != nil {
+		testutil.SkipUnlessKernel(t, err.Error())
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		testutil.SkipUnlessKernel(t, "the ip command (iproute2) is needed to make a network namespace")
+	}
+	w := &world{t: t, ns: fmt.Sprintf("aigate-dns-%d", os.Getpid()), evs: make(chan events.Event, 64)}
+	ip(t, "netns", "add", w.ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", w.ns).Run() })
+	ip(t, "-n", w.ns, "link", "set", "lo", "up")
+	for _, a := range []string{"10.1.2.3/32", "10.1.2.4/32", "10.1.2.5/32"} {
+		ip(t, "-n", w.ns, "addr", "add", a, "dev", "lo")
+	}
+	n, err := loader.OpenNet(loader.NetOptions{Backend: "test"})
+	var ve *ebpf.VerifierError
+	if err != nil {
+		if !errors.As(err, &ve) && (errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EINVAL)) {
+			testutil.SkipUnlessKernel(t, fmt.Sprintf("cgroup sock_addr programs do not load: %v", err))
+		}
+		t.Fatalf("%+v", err)
+	}
+	w.n = n
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	g, err := cgroup.Create(fmt.Sprintf("aigate-test/dns-%d", os.Getpid()), "sb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := g.Remove(); err != nil {
+			t.Error(err)
+		}
+		root, _ := cgroup.Mountpoint()
+		_ = os.Remove(root + fmt.Sprintf("/aigate-test/dns-%d", os.Getpid()))
+		_ = os.Remove(root + "/aigate-test")
+	})
+	w.g = g
+	w.c = compilePolicy(t, policy.NetDeny, false, allow...)
+	if err := n.AddSandbox(1, g, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetPolicy(1, w.c.Net, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Attach(1, g.Path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Remove(1) })
+
+	// Services to connect to, and the proxy's sockets, inside the namespace;
+	// the fake upstream stays on the host's loopback, where the proxy (outside
+	// the sandbox) reaches it.
+	w.up = StartUpstream(t)
+	var udp []net.PacketConn
+	var tcp []net.Listener
+	w.inNetns(func() {
+		for _, a := range []string{"10.1.2.3", "10.1.2.4"} {
+			l, err := net.Listen("tcp4", net.JoinHostPort(a, strconv.Itoa(w.port)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.port = l.Addr().(*net.TCPAddr).Port
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+		}
+		var err error
+		udp, tcp, err = listen(netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback())
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	p, err := Start(Config{
+		PolicyID: 1, Net: w.c.Net, TTL: ttl, Sink: n, Upstreams: []string{w.up.Addr},
+		Report: func(ev events.Event) { w.evs <- ev }, Sandbox: "test", CgroupID: g.ID, UDP: udp, TCP: tcp,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	w.p = p
+	if err := n.SetDNSProxy(1, netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback(), p.Port()); err != nil {
+		t.Fatal(err)
+	}
+	n.SetDomainNamer(1, p)
+	return w
+}
+
+func compilePolicy(t *testing.T, mode policy.NetMode, loopback bool, allow ...string) *policy.Compiled {
+	t.Helper()
+	p := &policy.Policy{Net: mode, Loopback: loopback}
+	for _, a := range allow {
+		p.AllowNet = append(p.AllowNet, policy.Endpoint{Raw: a})
+	}
+	c, err := policy.Compile(p, policy.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// run executes ops in the sandbox (in=true) or only in the namespace.
+func (w *world) run(in bool, ops ...string) []string {
+	w.t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", w.ns, self)
+	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(ops, ";"))
+	if in {
+		fd, err := w.g.OpenFD()
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		defer fd.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		w.t.Fatalf("helper %q: %v", ops, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(ops) {
+		w.t.Fatalf("helper %q printed %q", ops, out)
+	}
+	return lines
+}
+
+func (w *world) svc(a string) string { return net.JoinHostPort(a, strconv.Itoa(w.port)) }
+
+func expect(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("result %d: %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+// TestKernelAllowedDenied: an allowed name resolves through any resolver
+// address, over UDP and TCP, IPv4 and IPv6, and its address then connects;
+// a denied name gets REFUSED, an event, and no map entry.
+func TestKernelAllowedDenied(t *testing.T) {
+	w := newWorld(t, policy.DNS{}, "svc.test", "only443.test:443")
+	w.up.Set("svc.test", "svc.test. 300 IN A 10.1.2.3")
+	w.up.Set("only443.test", "only443.test. 300 IN A 10.1.2.5")
+	w.up.Set("exfil.attacker.test", "exfil.attacker.test. 300 IN A 10.1.2.4")
+
+	got := w.run(true, "connect "+w.svc("10.1.2.3"), "q udp 10.53.0.1 svc.test", "connect "+w.svc("10.1.2.3"),
+		"q tcp 192.0.2.53 svc.test", "q udp 2001:db8::53 svc.test", "go svc.test "+strconv.Itoa(w.port)+" 198.51.100.1",
+		"q udp 10.53.0.1 exfil.attacker.test", "connect "+w.svc("10.1.2.4"),
+		"q udp 10.53.0.1 only443.test", "connect "+w.svc("10.1.2.5"))
+	expect(t, got, "1", "NOERROR 10.1.2.3", "0", "NOERROR 10.1.2.3", "NOERROR 10.1.2.3", "0",
+		"REFUSED", "1", "NOERROR 10.1.2.5", "1")
+
+	var dnsEv bool
+	for _, ev := range drain(w.evs) {
+		dnsEv = dnsEv || ev.Op == events.OpDNS && ev.Domain == "exfil.attacker.test"
+	}
+	if !dnsEv {
+		t.Error("no dns event for the refused name")
+	}
+	// Connect denials: the first before any DNS, 10.1.2.4 (never learned),
+	// and 10.1.2.5 on a port its rule does not allow, named by the proxy.
+	var named bool
+	for _, ev := range drain(w.n.Events()) {
+		if ev.Addr.Addr() == netip.MustParseAddr("10.1.2.4") && ev.Domain != "" {
+			t.Errorf("a never-resolved address was named: %+v", ev)
+		}
+		named = named || ev.Addr.Addr() == netip.MustParseAddr("10.1.2.5") && ev.Domain == "only443.test"
+	}
+	if !named {
+		t.Error("the deny event for a learned address does not carry its domain")
+	}
+	// Outside the sandbox nothing is steered: 10.53.0.1 does not exist there.
+	if got := w.run(false, "q udp 10.53.0.1 svc.test"); !strings.HasPrefix(got[0], "error") {
+		t.Errorf("unsandboxed query answered: %q", got[0])
+	}
+}
+
+// TestKernelAnswerChanges: both answers connect while valid; the old one
+// stops after the TTL floor.
+func TestKernelAnswerChanges(t *testing.T) {
+	w := newWorld(t, policy.DNS{MinTTL: 2 * time.Second, MaxTTL: 2 * time.Second}, "svc.test")
+	w.up.Set("svc.test", "svc.test. 1 IN A 10.1.2.3")
+	got := w.run(true, "q udp 10.53.0.1 svc.test")
+	w.up.Set("svc.test", "svc.test. 3600 IN A 10.1.2.4")
+	got = append(got, w.run(true, "q udp 10.53.0.1 svc.test", "connect "+w.svc("10.1.2.3"), "connect "+w.svc("10.1.2.4"))...)
+	expect(t, got, "NOERROR 10.1.2.3", "NOERROR 10.1.2.4", "0", "0")
+	time.Sleep(3500 * time.Millisecond) // floor and ceiling are 2s; the janitor ticks every second
+	expect(t, w.run(true, "connect "+w.svc("10.1.2.3"), "connect "+w.svc("10.1.2.4")), "1", "1")
+	expect(t, w.run(true, "q udp 10.53.0.1 svc.test", "connect "+w.svc("10.1.2.4")), "NOERROR 10.1.2.4", "0")
+}
+
+func drain(ch <-chan events.Event) []events.Event {
+	var out []events.Event
+	for {
+		select {
+		case ev := <-ch:
+			out = append(out, ev)
+		case <-time.After(200 * time.Millisecond):
+			return out
+		}
+	}
+}
