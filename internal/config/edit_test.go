@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -214,4 +215,45 @@ func TestWriteFileAtomic(t *testing.T) {
 			t.Errorf("temporary file %s left behind", e.Name())
 		}
 	}
+}
+
+func TestWriteFileAtomicUnderSudo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown to another user needs root")
+	}
+	dir := t.TempDir()
+	u := &User{UID: 65534, GID: 65534, Sudo: true}
+	sub := filepath.Join(dir, ".aigate")
+	if err := EnsureDir(sub, u); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(sub, "config.yaml")
+	if err := WriteFileAtomic(p, []byte("a\n"), 0o644, u); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{sub, p} {
+		if uid, gid := owner(t, path); uid != 65534 || gid != 65534 {
+			t.Errorf("%s owned by %d:%d, want the sudo user 65534:65534", path, uid, gid)
+		}
+	}
+	// An existing file keeps its owner, whoever runs the edit.
+	if err := os.Chown(p, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(p, []byte("b\n"), 0o644, u); err != nil {
+		t.Fatal(err)
+	}
+	if uid, _ := owner(t, p); uid != 0 {
+		t.Errorf("existing file's owner changed to %d", uid)
+	}
+}
+
+func owner(t *testing.T, path string) (uint32, uint32) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return st.Uid, st.Gid
 }
