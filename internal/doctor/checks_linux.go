@@ -57,7 +57,7 @@ func Run(opts Options) *Report {
 		r.Summary = "ready: fanotify backend at least (run `aigate doctor` as root to check BPF LSM)"
 	case fanOK:
 		r.Backend = BackendFanotify
-		r.Summary = "ready: fanotify backend (BPF LSM unavailable; see `aigate doctor`)"
+		r.Summary = "ready: fanotify backend (BPF LSM unavailable: `aigate doctor` says why)"
 	default:
 		r.Summary = "not ready: no enforcement backend can run; see `aigate doctor`"
 	}
