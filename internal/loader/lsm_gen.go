@@ -1,3 +1,5 @@
+//go:build linux
+
 package loader
 
 // The objects are committed so that `go build` needs no clang; `make

@@ -1,3 +1,5 @@
+//go:build linux
+
 package loader
 
 // The compiler is taken from $BPF_CLANG (bpf2go's default for -cc), which
