@@ -15,6 +15,17 @@ type Sandbox struct {
 	CgroupPath string // absolute path of the cgroup v2 directory
 	Policy     *policy.Compiled
 	Mode       policy.Mode
+
+	// Home and ProjectRoot anchor the policy of this sandbox: the owner's
+	// home and project. A backend that must find the files name rules
+	// (".env", "*.pem") match on disk (fanotify) walks them. An agent
+	// serves many users, so these are per sandbox; empty means the
+	// backend's own defaults.
+	Home        string
+	ProjectRoot string
+	// ExecDirs is where exec name rules are resolved for this sandbox;
+	// nil means the backend's default (the PATH directories).
+	ExecDirs []string
 }
 
 // Counter is one exact violation count, kept by the backend independently of

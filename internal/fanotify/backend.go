@@ -178,7 +178,19 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
-	p, err := newPlan(sb.Policy, b.opts.Home, b.opts.ProjectRoot, b.opts.ExecDirs, b.opts.MaxWalkDirs)
+	// Through the agent each sandbox has its own owner: walk their home
+	// and project, not the agent's.
+	home, proj, execDirs := b.opts.Home, b.opts.ProjectRoot, b.opts.ExecDirs
+	if sb.Home != "" {
+		home = sb.Home
+	}
+	if sb.ProjectRoot != "" {
+		proj = sb.ProjectRoot
+	}
+	if sb.ExecDirs != nil {
+		execDirs = sb.ExecDirs
+	}
+	p, err := newPlan(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs)
 	if err != nil {
 		// A protected path that cannot be examined is still matched by path
 		// in every directory that is marked; say so, don't refuse to run.
