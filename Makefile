@@ -29,6 +29,16 @@ deps: ## install the Debian packages the build and tests need (root)
 build: ## build bin/aigate (no clang needed: BPF objects are committed)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/aigate
 
+.PHONY: demo
+demo: build ## the main job: `aigate run -- cat .env` in a scratch project, refused by the kernel
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && cd "$$d" && \
+	echo 'OPENAI_API_KEY=sk-demo-not-a-real-key' > .env && \
+	echo "$$ cd $$d && aigate run -- cat .env" && \
+	{ $(CURDIR)/$(BIN) run -- cat .env > out.txt; rc=$$?; cat out.txt; } ; \
+	echo "(cat exited with status $$rc)"; \
+	if grep -q sk-demo out.txt; then echo "demo: FAILED, the secret was readable"; exit 1; fi; \
+	echo "demo: the secret stayed unreadable inside the sandbox"
+
 .PHONY: generate
 generate: ## rebuild the BPF objects and generated Go with clang 14
 	BPF_CLANG=$(CLANG) $(GO) generate ./internal/loader/...
