@@ -9,8 +9,9 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X github.com/aigate-dev/aigate/internal/cli.version=$(VERSION) -X github.com/aigate-dev/aigate/internal/cli.commit=$(COMMIT)
 FUZZTIME  ?= 15s
 VMKERNEL  ?= 6.1
-# Packages whose tests need BPF LSM and therefore run inside the VM.
-VMPKGS    ?= ./internal/loader ./internal/sandbox
+# Packages to test inside the VM; empty means every package whose tests
+# call testutil.SkipUnlessLSM (vmtest finds them).
+VMPKGS    ?=
 
 .DEFAULT_GOAL := help
 
@@ -76,6 +77,10 @@ fuzz: ## run each fuzz target for FUZZTIME
 .PHONY: vmtest
 vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf (skips fail)
 	AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $(VMKERNEL) --bin $(BIN) $(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1
+
+.PHONY: vmtest-smoke
+vmtest-smoke: ## the VM harness's own smoke tests (boots QEMU)
+	AIGATE_VMTEST_SMOKE=1 $(GO) test -count=1 -run Smoke -v ./vmtest
 
 .PHONY: bench
 bench: ## benchmarks (ratios against a baseline run side by side)
