@@ -87,4 +87,4 @@ bench: ## benchmarks (ratios against a baseline run side by side)
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./internal/...
 
 .PHONY: check
-check: lint test-kernel fuzz vmtest ## everything CI runs: lint, all tests as root, fuzz, VM tests
+check: lint test-kernel fuzz vmtest-smoke vmtest ## everything CI runs: lint, all tests as root, fuzz, VM tests
