@@ -1,0 +1,433 @@
+//go:build linux
+
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/dns"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// Options configure New. Zero values take the defaults.
+type Options struct {
+	// Upstreams are the resolvers ("host:port") the DNS proxies forward
+	// to; nil reads /etc/resolv.conf at each Add.
+	Upstreams []string
+	// Resolver resolves allowed domains in ModeResolve; nil is the
+	// system resolver of the aigate process (outside every sandbox).
+	Resolver loader.Resolver
+	// ResolveEvery is how often ModeResolve resolves the domains again
+	// (default 60s).
+	ResolveEvery time.Duration
+	// Logger receives the fallbacks to ModeResolve and failed re-resolves.
+	Logger *zap.Logger
+	// EventBuffer is the capacity of the Events channel (default 256).
+	EventBuffer int
+}
+
+// DefaultResolveEvery is ResolveEvery's default: CDN answers commonly live
+// a few minutes, so a minute keeps up without loading the resolver.
+const DefaultResolveEvery = 60 * time.Second
+
+// proxyAddr4 and proxyAddr6 are where every proxy listens (dns.Start's
+// defaults): the proxy runs in aigate, in the host's network namespace.
+var (
+	proxyAddr4 = netip.MustParseAddr("127.0.0.1")
+	proxyAddr6 = netip.IPv6Loopback()
+)
+
+// rules is what Egress needs of *loader.Net; tests substitute it.
+type rules interface {
+	dns.AddrSink
+	SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[string][]netip.Addr) error
+	AddSandbox(policyID uint32, g *cgroup.Group, audit bool) error
+	Attach(policyID uint32, cgroupPath string) error
+	SetDNSProxy(policyID uint32, ip4, ip6 netip.Addr, port uint16) error
+	SetDomainNamer(policyID uint32, dn loader.DomainNamer)
+	Remove(policyID uint32) error
+	Events() <-chan events.Event
+	Stats() (enforce.Stats, error)
+	Close() error
+}
+
+// proxy is what Egress needs of *dns.Proxy.
+type proxy interface {
+	Port() uint16
+	DomainOf(netip.Addr) string
+	Stats() dns.Stats
+	Close() error
+}
+
+// Egress enforces the network policies of sandboxes: one place attaches
+// the sock_addr programs and runs the DNS proxies, for either backend.
+type Egress struct {
+	net        rules
+	standalone bool // net owns its sandbox table, ring buffer and counters
+	opts       Options
+	log        *zap.Logger
+	start      func(dns.Config) (proxy, error)
+
+	mu        sync.Mutex
+	sandboxes map[uint32]*sandbox
+	closed    bool
+
+	refused [2]atomic.Uint64 // names the proxies refused, [audit]
+	dropped atomic.Uint64    // events that did not fit in out
+
+	outMu     sync.RWMutex // guards sends on out against its close
+	out       chan events.Event
+	outClosed bool
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// sandbox is one added sandbox and how its domains are kept.
+type sandbox struct {
+	sb     *enforce.Sandbox
+	audit  bool
+	ready  bool // Add finished (under Egress.mu); until then only Add touches it
+	mode   Mode
+	reason string // why ModeResolve, not ModeProxy
+	proxy  proxy
+
+	stop     context.CancelFunc // of the re-resolve loop
+	loopDone chan struct{}
+
+	mu       sync.Mutex
+	resolved map[string][]netip.Addr // ModeResolve: last addresses per name
+	lastErr  error                   // ModeResolve: of the last round
+}
+
+// New returns the egress component over n, which it owns from then on
+// (Close closes it). n is either standalone (beside fanotify: Egress adds
+// sandboxes to its table and forwards its events and counters) or shares
+// the LSM object's maps (loader.NetOptions.MapReplacements: the LSM adds
+// the sandboxes and delivers the kernel's network events and counters).
+func New(n *loader.Net, opts Options) *Egress {
+	return newEgress(n, opts)
+}
+
+func newEgress(n rules, opts Options) *Egress {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = net.DefaultResolver
+	}
+	if opts.ResolveEvery <= 0 {
+		opts.ResolveEvery = DefaultResolveEvery
+	}
+	if opts.EventBuffer <= 0 {
+		opts.EventBuffer = 256
+	}
+	e := &Egress{
+		net:       n,
+		opts:      opts,
+		log:       opts.Logger,
+		start:     func(c dns.Config) (proxy, error) { return dns.Start(c) },
+		sandboxes: map[uint32]*sandbox{},
+		out:       make(chan events.Event, opts.EventBuffer),
+	}
+	if in := n.Events(); in != nil {
+		e.standalone = true
+		e.wg.Add(1)
+		go e.forward(in)
+	}
+	return e
+}
+
+// forward names the standalone Net's events and passes them on; it ends
+// when Close closes the Net.
+func (e *Egress) forward(in <-chan events.Event) {
+	defer e.wg.Done()
+	for ev := range in {
+		e.mu.Lock()
+		for _, s := range e.sandboxes {
+			if s.sb.CgroupID == ev.CgroupID {
+				ev.Sandbox = s.sb.Name
+				fillRule(&ev, s.sb.Policy)
+				break
+			}
+		}
+		e.mu.Unlock()
+		e.emit(ev)
+	}
+}
+
+func fillRule(ev *events.Event, c *policy.Compiled) {
+	if r, ok := c.Rule(policy.RuleID(ev.Rule)); ok && ev.RuleText == "" {
+		ev.RuleText = r.Pattern
+	}
+}
+
+// emit never blocks: a full channel drops the event, and the exact
+// counters still count it.
+func (e *Egress) emit(ev events.Event) {
+	e.outMu.RLock()
+	defer e.outMu.RUnlock()
+	if e.outClosed {
+		return
+	}
+	select {
+	case e.out <- ev:
+	default:
+		e.dropped.Add(1)
+	}
+}
+
+// Add enforces sb's egress policy on its cgroup. When it returns nil the
+// programs are attached, the policy written and, in ModeProxy, the DNS of
+// the cgroup steered to a running proxy; on error nothing of it is left.
+func (e *Egress) Add(ctx context.Context, sb *enforce.Sandbox) (err error) {
+	if sb == nil || sb.Policy == nil || sb.ID == 0 {
+		return errors.New("add network rules: needs a sandbox id and a compiled policy")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("add network rules of %s: %w", sb.Name, err)
+	}
+	mode := sb.Mode
+	if mode == "" {
+		mode = sb.Policy.Mode
+	}
+	s := &sandbox{sb: sb, audit: mode == policy.ModeAudit}
+	e.mu.Lock()
+	switch {
+	case e.closed:
+		e.mu.Unlock()
+		return fmt.Errorf("add network rules of %s: closed", sb.Name)
+	case e.sandboxes[sb.ID] != nil:
+		e.mu.Unlock()
+		return fmt.Errorf("add network rules of %s: policy id %d in use", sb.Name, sb.ID)
+	}
+	e.sandboxes[sb.ID] = s // reserves the id; forward names events only once attached
+	e.mu.Unlock()
+	defer func() {
+		if err != nil {
+			err = errors.Join(fmt.Errorf("add network rules of %s: %w", sb.Name, err), e.teardown(s))
+			e.mu.Lock()
+			delete(e.sandboxes, sb.ID)
+			e.mu.Unlock()
+		}
+	}()
+
+	np := sb.Policy.Net
+	if err := e.net.SetPolicy(sb.ID, np, nil); err != nil {
+		return err
+	}
+	s.mode = ModeNone
+	if want, answer := plan(np, s.audit); want {
+		s.mode = ModeProxy
+		if perr := e.startProxy(s, answer); perr != nil {
+			s.mode, s.reason = ModeResolve, perr.Error()
+			e.log.Warn("the DNS proxy cannot run: allowed domains are resolved by aigate every "+e.opts.ResolveEvery.String()+
+				" instead; wildcards match nothing and the sandbox's own DNS is not filtered",
+				zap.String("sandbox", sb.Name), zap.Error(perr))
+			if err := e.startResolve(ctx, s); err != nil {
+				return err
+			}
+		}
+	}
+	if e.standalone {
+		g, err := cgroup.Open(sb.CgroupPath)
+		if err != nil {
+			return err
+		}
+		if g.ID != sb.CgroupID {
+			return fmt.Errorf("cgroup %s has id %d, not %d", sb.CgroupPath, g.ID, sb.CgroupID)
+		}
+		if err := e.net.AddSandbox(sb.ID, g, s.audit); err != nil {
+			return err
+		}
+	}
+	// Last: from here on the cgroup's sockets meet the complete policy.
+	if err := e.net.Attach(sb.ID, sb.CgroupPath); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return errors.New("closed while adding")
+	}
+	s.ready = true
+	return nil
+}
+
+// startProxy starts s's DNS proxy and steers the cgroup's DNS to it.
+func (e *Egress) startProxy(s *sandbox, answer policy.NetPolicy) error {
+	sb := s.sb
+	p, err := e.start(dns.Config{
+		PolicyID:  sb.ID,
+		Net:       answer,
+		TTL:       sb.Policy.DNS,
+		Sink:      e.net,
+		Upstreams: e.opts.Upstreams,
+		Report: func(ev events.Event) {
+			ev.Audit = s.audit
+			fillRule(&ev, sb.Policy)
+			e.refused[b2i(s.audit)].Add(1)
+			e.emit(ev)
+		},
+		Sandbox:  sb.Name,
+		CgroupID: sb.CgroupID,
+	})
+	if err != nil {
+		return err
+	}
+	if err := e.net.SetDNSProxy(sb.ID, proxyAddr4, proxyAddr6, p.Port()); err != nil {
+		return errors.Join(err, p.Close())
+	}
+	e.net.SetDomainNamer(sb.ID, p)
+	s.proxy = p
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Remove stops enforcing sb's egress policy: the proxy stops (removing the
+// addresses it taught), then the programs are detached and the policy
+// deleted. Removing an unknown id is a no-op.
+func (e *Egress) Remove(id uint32) error {
+	e.mu.Lock()
+	s := e.sandboxes[id]
+	if s != nil && !s.ready {
+		e.mu.Unlock()
+		return fmt.Errorf("remove network rules of %s: Add has not returned yet", s.sb.Name)
+	}
+	delete(e.sandboxes, id)
+	e.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	if err := e.teardown(s); err != nil {
+		return fmt.Errorf("remove network rules of %s: %w", s.sb.Name, err)
+	}
+	return nil
+}
+
+// teardown undoes whatever part of Add happened for s.
+func (e *Egress) teardown(s *sandbox) error {
+	var errs []error
+	if s.stop != nil {
+		s.stop()
+		<-s.loopDone
+	}
+	if s.proxy != nil {
+		// Before Net.Remove: the proxy withdraws its addresses from the
+		// policy, which must still exist.
+		errs = append(errs, s.proxy.Close())
+	}
+	errs = append(errs, e.net.Remove(s.sb.ID))
+	return errors.Join(errs...)
+}
+
+// Status is how a sandbox's egress policy is being kept, for `aigate status`.
+type Status struct {
+	Mode Mode
+	// Reason says why the DNS proxy is not in use (ModeResolve).
+	Reason string
+	// DNS counts the proxy's work (ModeProxy).
+	DNS dns.Stats
+	// Resolved is the number of addresses allowed from the last resolution,
+	// and ResolveErr its failures (ModeResolve); names that failed keep
+	// their previous addresses.
+	Resolved   int
+	ResolveErr string
+}
+
+// Status reports how the egress policy of sandbox id is kept.
+func (e *Egress) Status(id uint32) (Status, bool) {
+	e.mu.Lock()
+	s := e.sandboxes[id]
+	ready := s != nil && s.ready
+	e.mu.Unlock()
+	if !ready {
+		return Status{}, false
+	}
+	st := Status{Mode: s.mode, Reason: s.reason}
+	if s.proxy != nil {
+		st.DNS = s.proxy.Stats()
+	}
+	s.mu.Lock()
+	for _, a := range s.resolved {
+		st.Resolved += len(a)
+	}
+	if s.lastErr != nil {
+		st.ResolveErr = s.lastErr.Error()
+	}
+	s.mu.Unlock()
+	return st, true
+}
+
+// Events delivers the proxies' refusals (kind net, op dns) and, for a
+// standalone Net, the kernel's network denials; closed by Close.
+func (e *Egress) Events() <-chan events.Event { return e.out }
+
+// Stats returns the counters Egress is the only source of: the proxies'
+// refusals, the standalone Net's kernel counters, and the events this
+// component dropped. A sharing Net's kernel counters are the LSM's.
+func (e *Egress) Stats() (enforce.Stats, error) {
+	var st enforce.Stats
+	if e.standalone {
+		var err error
+		if st, err = e.net.Stats(); err != nil {
+			return enforce.Stats{}, err
+		}
+	}
+	var own enforce.Stats
+	for i := range e.refused {
+		if v := e.refused[i].Load(); v > 0 {
+			own.Violations = append(own.Violations, enforce.Counter{Kind: events.KindNet, Op: events.OpDNS, Audit: i == 1, Value: v})
+		}
+	}
+	own.EventsDropped = e.dropped.Load()
+	return MergeStats(st, own), nil
+}
+
+// Close removes every sandbox's network rules, stops the proxies, closes
+// the Net and then the Events channel.
+func (e *Egress) Close() error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		var all []*sandbox
+		for id, s := range e.sandboxes {
+			if s.ready { // an Add in progress undoes itself
+				all = append(all, s)
+				delete(e.sandboxes, id)
+			}
+		}
+		e.mu.Unlock()
+		var errs []error
+		for _, s := range all {
+			errs = append(errs, e.teardown(s))
+		}
+		errs = append(errs, e.net.Close()) // ends the standalone event stream
+		e.wg.Wait()
+		e.outMu.Lock()
+		e.outClosed = true
+		close(e.out)
+		e.outMu.Unlock()
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}
