@@ -26,6 +26,12 @@ type LSMOptions struct {
 	// that their files are denied by inode too (a symlink or a copy under
 	// another name). Nil means resolve.DefaultExecDirs($PATH).
 	ExecDirs []string
+	// PinPath is a bpffs directory (e.g. /sys/fs/bpf/aigate) where the maps
+	// and links are pinned, so enforcement outlives the process: Release
+	// leaves them, a later OpenLSM with the same PinPath adopts them
+	// (Adopted), Close removes them. Empty: nothing is pinned and Close or
+	// the process's exit detaches everything.
+	PinPath string
 }
 
 // SharedMaps are the maps that every aigate object declares (aigate.h,
@@ -63,6 +69,10 @@ type LSM struct {
 	wg     sync.WaitGroup
 
 	execDirs []string
+	pins     *lsmPins // nil unless pinned
+
+	releaseOnce sync.Once
+	releaseErr  error
 
 	mu        sync.Mutex
 	sandboxes map[uint32]*lsmSandboxState // by policy id
@@ -99,7 +109,21 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	if l.execDirs == nil {
 		l.execDirs = resolve.DefaultExecDirs(os.Getenv("PATH"))
 	}
-	if err := loadLsmObjects(&l.objs, nil); err != nil {
+	spec, err := loadLsm()
+	if err != nil {
+		return nil, fmt.Errorf("load LSM programs: %w", err)
+	}
+	var copts ebpf.CollectionOptions
+	if opts.PinPath != "" {
+		if l.pins, err = openPins(opts.PinPath, spec); err != nil {
+			return nil, fmt.Errorf("open LSM pins: %w", err)
+		}
+		copts.Maps.PinPath = opts.PinPath
+	}
+	if err := spec.LoadAndAssign(&l.objs, &copts); err != nil {
+		if l.pins != nil {
+			l.pins.close()
+		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load LSM programs: %+v", ve)
@@ -108,15 +132,30 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	}
 	defer func() {
 		if err != nil {
+			// Pinned links stay: they belong to the running sandboxes.
 			closeLinks(l.links)
 			l.objs.Close()
+			if l.pins != nil {
+				l.pins.close()
+			}
 		}
 	}()
 	l.table = newSandboxTable(l.objs.Sandboxes, l.objs.SandboxLevels)
-	for _, p := range []*ebpf.Program{l.objs.AigateFileOpen, l.objs.AigateBprmCheck} {
-		lk, err := link.AttachLSM(link.LSMOptions{Program: p})
+	if l.pins != nil {
+		if err := l.adopt(); err != nil {
+			return nil, err
+		}
+	}
+	progs := l.objs.programs()
+	for _, name := range lsmProgramOrder {
+		var lk link.Link
+		if l.pins != nil {
+			lk, err = attachPinned(l.pins.dir, name, progs[name])
+		} else {
+			lk, err = link.AttachLSM(link.LSMOptions{Program: progs[name]})
+		}
 		if err != nil {
-			return nil, fmt.Errorf("attach LSM program %s: %w", p, err)
+			return nil, fmt.Errorf("attach LSM program %s: %w", name, err)
 		}
 		l.links = append(l.links, lk)
 	}
@@ -155,7 +194,9 @@ func (l *LSM) annotate() {
 		l.mu.Lock()
 		if s := l.byCgroup[ev.CgroupID]; s != nil {
 			ev.Sandbox = s.sb.Name
-			if r, ok := s.sb.Policy.Rule(policy.RuleID(ev.Rule)); ok {
+			if s.sb.Policy == nil {
+				// Adopted and not claimed yet: no rule texts.
+			} else if r, ok := s.sb.Policy.Rule(policy.RuleID(ev.Rule)); ok {
 				ev.RuleText = r.Pattern
 			}
 		}
@@ -206,12 +247,22 @@ func (l *LSM) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		l.deleteRules(s)
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
+	if l.pins != nil {
+		// Recorded before the sandbox goes live: adoption needs it.
+		if err := l.pins.recordSandbox(sb, g.Level); err != nil {
+			l.deleteRules(s)
+			return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+		}
+	}
 	mode := sb.Mode
 	if mode == "" {
 		mode = sb.Policy.Mode
 	}
 	if err := l.table.add(sb.CgroupID, g.Level, sb.ID, mode == policy.ModeAudit); err != nil {
 		l.deleteRules(s)
+		if l.pins != nil {
+			l.pins.forgetSandbox(sb.ID)
+		}
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
 	l.sandboxes[sb.ID] = s
@@ -236,6 +287,11 @@ func (l *LSM) remove(id uint32) error {
 	if derr := l.deleteRules(s); derr != nil {
 		err = errors.Join(err, derr)
 	}
+	if l.pins != nil {
+		if ferr := l.pins.forgetSandbox(id); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}
 	delete(l.sandboxes, id)
 	delete(l.byCgroup, s.sb.CgroupID)
 	if err != nil {
@@ -245,9 +301,14 @@ func (l *LSM) remove(id uint32) error {
 }
 
 // Close removes every sandbox (the shared maps may outlive this object in
-// another one), detaches the programs and closes the event stream.
+// another one), detaches the programs, removes the pins when pinned and
+// closes the event stream.
 func (l *LSM) Close() error {
 	l.mu.Lock()
+	if l.closed { // after Release: the pins stay
+		l.mu.Unlock()
+		return l.release()
+	}
 	var errs []error
 	for id := range l.sandboxes {
 		if err := l.remove(id); err != nil {
@@ -257,6 +318,35 @@ func (l *LSM) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 
+	if l.pins != nil {
+		if err := l.unpinAll(); err != nil {
+			errs = append(errs, fmt.Errorf("remove LSM pins: %w", err))
+		}
+	}
+	return errors.Join(append(errs, l.release())...)
+}
+
+// Release closes every file descriptor and stops the event stream but
+// leaves the pins, so the programs stay attached and the sandboxes stay
+// enforced without this process: what an agent does before it exits to be
+// restarted (or what a crash amounts to). Without a PinPath it is Close.
+func (l *LSM) Release() error {
+	if l.pins == nil {
+		return l.Close()
+	}
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return l.release()
+}
+
+func (l *LSM) release() error {
+	l.releaseOnce.Do(func() { l.releaseErr = l.doRelease() })
+	return l.releaseErr
+}
+
+func (l *LSM) doRelease() error {
+	var errs []error
 	if err := closeLinks(l.links); err != nil {
 		errs = append(errs, fmt.Errorf("detach LSM programs: %w", err))
 	}
@@ -269,5 +359,46 @@ func (l *LSM) Close() error {
 	if err := l.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close LSM programs: %w", err))
 	}
+	if l.pins != nil {
+		l.pins.close()
+	}
 	return errors.Join(errs...)
+}
+
+// PinDir is LSMOptions.PinPath: where the pins are, "" when not pinned.
+func (l *LSM) PinDir() string {
+	if l.pins == nil {
+		return ""
+	}
+	return l.pins.dir
+}
+
+// Adopted lists the sandboxes found in the pins when OpenLSM ran, still
+// enforced and now managed by this LSM (Remove ends them): ID, Name,
+// CgroupID, CgroupPath and Mode are set, Policy is nil. Pinned sandboxes
+// whose cgroup had gone were removed instead.
+func (l *LSM) Adopted() []enforce.Sandbox {
+	if l.pins == nil {
+		return nil
+	}
+	return append([]enforce.Sandbox(nil), l.pins.adopted...)
+}
+
+// Claim gives an adopted sandbox back what the kernel does not keep: its
+// compiled policy (rule texts in events) and name. The policy must be the
+// one it was added with (recompiled from the same sources): the rules in
+// the maps are not rewritten. sb.ID and sb.CgroupID must match.
+func (l *LSM) Claim(sb *enforce.Sandbox) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.sandboxes[sb.ID]
+	if !ok || s.sb.CgroupID != sb.CgroupID {
+		return fmt.Errorf("claim sandbox %s: no adopted sandbox with policy id %d and cgroup %d", sb.Name, sb.ID, sb.CgroupID)
+	}
+	c := *sb
+	if c.CgroupPath == "" {
+		c.CgroupPath = s.sb.CgroupPath
+	}
+	s.sb = &c
+	return nil
 }
