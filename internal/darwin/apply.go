@@ -23,7 +23,7 @@ type Env struct {
 	User        SandboxUser
 	ProjectRoot string
 	Home        string
-	StateFile   string // under the global config dir, see StateFileName
+	StateFile   string // Machine.StateFile: root-owned, one per machine
 	FS          fs.FS  // rooted at "/"
 	ExecDirs    []string
 	MaxEntries  int
@@ -33,6 +33,10 @@ type Env struct {
 	// "assume it does", the safe answer.
 	PID   int
 	Alive func(pid int) bool
+	// Warn receives Run's warnings (rules macOS cannot enforce, missing
+	// events) as soon as they are known, before the tool starts; nil drops
+	// them.
+	Warn func(string)
 }
 
 // Step is one change in an apply plan.
@@ -246,7 +250,8 @@ var goneMarkers = []string{
 	"No matching",
 	"not found",
 	"does not exist",
-	"Invalid argument", // pfctl -X with a token that was already released
+	"eDSRecordNotFound", // dscl -delete of an account already gone
+	"Invalid argument",  // pfctl -X with a token that was already released
 }
 
 func alreadyUndone(out []byte, err error) bool {

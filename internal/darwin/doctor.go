@@ -20,7 +20,7 @@ type Check struct {
 func DoctorCommands(user string) map[string]Command {
 	return map[string]Command{
 		"pf":     cmd("pfctl", "-s", "info"),
-		"anchor": cmd("pfctl", "-s", "Anchors"),
+		"anchor": AnchorRulesCommand(),
 		"user":   ReadUserCommand(user),
 	}
 }
@@ -46,12 +46,20 @@ func CheckPFEnabled(out string) Check {
 	return c
 }
 
-// CheckAnchorReferenced reads `pfctl -s Anchors`: the main ruleset must call
-// com.aigate, or the rules loaded into the anchor are never evaluated.
+// AnchorRulesCommand lists the main ruleset. Its "anchor" lines are what
+// the kernel evaluates; `pfctl -s Anchors` is not enough, because loading
+// rules into an anchor creates it (and lists it) even when nothing calls it.
+func AnchorRulesCommand() Command { return cmd("pfctl", "-s", "rules") }
+
+// CheckAnchorReferenced reads `pfctl -s rules` (AnchorRulesCommand): the
+// main ruleset must call com.aigate, or the rules loaded into the anchor are
+// never evaluated and the sandbox's network is open. A bare "com.aigate"
+// line (`pfctl -s Anchors` output) is accepted too.
 func CheckAnchorReferenced(out string) Check {
 	c := Check{Name: "pf anchor " + AnchorName}
 	for _, line := range strings.Split(out, "\n") {
-		if strings.TrimSpace(line) == AnchorName {
+		t := strings.TrimSpace(line)
+		if t == AnchorName || t == confAnchor || strings.HasPrefix(t, confAnchor+" ") {
 			c.OK, c.Detail = true, "referenced from the main ruleset"
 			return c
 		}
@@ -79,7 +87,7 @@ func CheckPFConf(conf string) Check {
 // CheckSandboxUser reads `dscl . -read /Users/<name> UniqueID
 // PrimaryGroupID NFSHomeDirectory`; runErr is the command's error (dscl exits
 // non-zero with "eDSRecordNotFound" when the user is missing). want carries
-// the ids stored in the config; zero ids are not compared.
+// the ids recorded by setup (UserFileName); zero ids are not compared.
 func CheckSandboxUser(out string, runErr error, want SandboxUser) Check {
 	c := Check{Name: "sandbox user " + want.Name}
 	if runErr != nil || strings.Contains(out, "eDSRecordNotFound") {
@@ -87,6 +95,24 @@ func CheckSandboxUser(out string, runErr error, want SandboxUser) Check {
 		c.Fix = "sudo aigate setup"
 		return c
 	}
+	got, err := ParseUserRecord(want.Name, out)
+	if err != nil {
+		c.Detail = err.Error()
+		c.Fix = "sudo aigate reset --force && sudo aigate setup"
+		return c
+	}
+	uid, gid := got.UID, got.GID
+	if want.UID != 0 && (uid != want.UID || gid != want.GID) {
+		c.Detail = fmt.Sprintf("ids %d:%d differ from the %d:%d setup recorded", uid, gid, want.UID, want.GID)
+		c.Fix = "sudo aigate setup   (records the existing ids)"
+		return c
+	}
+	c.OK, c.Detail = true, fmt.Sprintf("uid %d gid %d", uid, gid)
+	return c
+}
+
+// ParseUserRecord reads the output of ReadUserCommand into a SandboxUser.
+func ParseUserRecord(name, out string) (SandboxUser, error) {
 	attrs := map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
@@ -96,16 +122,11 @@ func CheckSandboxUser(out string, runErr error, want SandboxUser) Check {
 	}
 	uid, err := strconv.ParseUint(attrs["UniqueID"], 10, 32)
 	if err != nil {
-		c.Detail = "the user has no numeric UniqueID"
-		c.Fix = "sudo aigate reset --force && sudo aigate setup"
-		return c
+		return SandboxUser{}, fmt.Errorf("user %s has no numeric UniqueID", name)
 	}
-	gid, _ := strconv.ParseUint(attrs["PrimaryGroupID"], 10, 32)
-	if want.UID != 0 && (uint32(uid) != want.UID || uint32(gid) != want.GID) {
-		c.Detail = fmt.Sprintf("ids %d:%d differ from the config's %d:%d", uid, gid, want.UID, want.GID)
-		c.Fix = "sudo aigate setup   (records the existing ids in the global config)"
-		return c
+	gid, err := strconv.ParseUint(attrs["PrimaryGroupID"], 10, 32)
+	if err != nil {
+		return SandboxUser{}, fmt.Errorf("user %s has no numeric PrimaryGroupID", name)
 	}
-	c.OK, c.Detail = true, fmt.Sprintf("uid %d gid %d", uid, gid)
-	return c
+	return SandboxUser{Name: name, UID: uint32(uid), GID: uint32(gid), Home: attrs["NFSHomeDirectory"]}, nil
 }

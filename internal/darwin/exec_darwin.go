@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -54,6 +55,10 @@ func SandboxCommand(ctx context.Context, u SandboxUser, projectRoot string, argv
 		Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{u.GID}},
 	}
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// A cancelled run asks the tool to stop before killing it, so that it
+	// can save its work.
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.WaitDelay = KillDelay
 	return c
 }
 
@@ -72,52 +77,98 @@ next:
 	return out
 }
 
+// Outcome is how a session that ran the tool ended.
+type Outcome struct {
+	// ExitCode is the tool's status, or 128+N when signal N killed it, as
+	// shells report it.
+	ExitCode int
+	// CleanupErr is set when undoing the session's changes failed after
+	// the tool ran; what is left stays in the state file for
+	// `sudo aigate reset`.
+	CleanupErr error
+}
+
 // Run applies c, runs argv as the sandbox user, and undoes everything when
-// the tool exits or ctx is cancelled (Ctrl-C). Network events go to evs
-// while the tool runs (evs may be nil).
-func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs chan<- events.Event) (exitCode int, warnings []string, err error) {
+// the tool exits. Cancelling ctx (aigate got SIGTERM or SIGHUP) sends the
+// tool SIGTERM, then SIGKILL after KillDelay. Network events go to evs while
+// the tool runs (evs may be nil; Run never closes it). An error means the
+// tool did not run: ErrNotSetUp when pf would not evaluate the anchor,
+// ErrBusy when another session runs, else the step that failed (whatever
+// it had changed is undone).
+func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs chan<- events.Event) (Outcome, error) {
 	if len(argv) == 0 {
-		return 0, nil, errors.New("run: no command given")
+		return Outcome{}, errors.New("run: no command given")
 	}
 	r := ExecRunner{}
 	if env.Alive == nil {
 		env.Alive = Alive
 	}
+	warn := env.Warn
+	if warn == nil {
+		warn = func(string) {}
+	}
+	if needsPF(c.Net) {
+		// Rules in an anchor nothing calls are never evaluated: the
+		// tool's network would be open while the run claims otherwise.
+		ac := AnchorRulesCommand()
+		out, err := ac.run(ctx, r)
+		if err != nil {
+			return Outcome{}, runError("read the pf ruleset", ac, out, err)
+		}
+		if chk := CheckAnchorReferenced(string(out)); !chk.OK {
+			return Outcome{}, fmt.Errorf("%w: %s; fix: %s", ErrNotSetUp, chk.Detail, chk.Fix)
+		}
+	}
 	applied, err := Apply(ctx, r, c, env)
 	if err != nil {
-		return 0, nil, err
+		return Outcome{}, err
 	}
+	var res Outcome
 	defer func() {
 		if rerr := Revert(context.WithoutCancel(ctx), r, env.StateFile); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("remove sandbox rules: %w (run `sudo aigate reset`)", rerr))
+			res.CleanupErr = fmt.Errorf("remove the sandbox rules: %w (run `sudo aigate reset --force`)", rerr)
 		}
 	}()
+	for _, w := range applied.Warnings {
+		warn(w)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	if f := applied.Refresher(); f != nil {
-		go f.Run(runCtx, DefaultRefreshInterval, nil)
+		go f.Run(runCtx, DefaultRefreshInterval, func(err error) { warn("refresh allowed domains: " + err.Error()) })
 	}
-	if evs != nil {
-		if log, err := startPFLog(runCtx, c, env.User, evs); err == nil {
+	if evs != nil && needsPF(c.Net) {
+		if log, err := startPFLog(runCtx, r, c, env.User, evs); err == nil {
 			// Cancel before waiting: tcpdump only ends when killed.
 			defer func() { stop(); log.Wait() }()
 		} else {
-			applied.Warnings = append(applied.Warnings, "no network events: "+err.Error())
+			warn("no network events: " + err.Error())
 		}
 	}
-	cmd := SandboxCommand(runCtx, env.User, env.ProjectRoot, argv, os.Environ())
+	cmd := SandboxCommand(ctx, env.User, env.ProjectRoot, argv, os.Environ())
 	err = cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return ee.ExitCode(), applied.Warnings, nil
+		res.ExitCode = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.ExitCode = 128 + int(ws.Signal())
+		}
+		return res, nil
 	}
 	if err != nil {
-		return 0, applied.Warnings, fmt.Errorf("run %s as %s: %w", argv[0], env.User.Name, err)
+		return res, fmt.Errorf("run %s as %s: %w", argv[0], env.User.Name, err)
 	}
-	return 0, applied.Warnings, nil
+	return res, nil
 }
 
-func startPFLog(ctx context.Context, c *policy.Compiled, u SandboxUser, out chan<- events.Event) (*exec.Cmd, error) {
+// KillDelay is how long a tool has to exit after SIGTERM before it is
+// killed.
+const KillDelay = 10 * time.Second
+
+func startPFLog(ctx context.Context, r Runner, c *policy.Compiled, u SandboxUser, out chan<- events.Event) (*exec.Cmd, error) {
+	// pflog0 does not survive a reboot; an error because it exists is the
+	// usual case.
+	_, _ = cmd("ifconfig", PFLogIf, "create").run(ctx, r)
 	pc := PFLogCommand()
 	cmd := exec.CommandContext(ctx, pc.Name, pc.Args...)
 	stdout, err := cmd.StdoutPipe()

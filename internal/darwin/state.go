@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// StateFileName is the state file's name in the global config directory.
+// StateFileName is the state file's name in the machine's data directory
+// (Machine.StateFile).
 const StateFileName = "darwin-state.json"
 
 // Record is one change aigate made (or was about to make) to the system, with
@@ -52,21 +53,29 @@ func ReadState(path string) (*State, error) {
 	return &s, nil
 }
 
-// WriteState replaces the state file atomically: a temporary file in the same
-// directory, fsync, rename, fsync of the directory. A reader (or a crash)
-// sees the old or the new content, never a mix.
+// WriteState replaces the state file atomically (mode 0600): a reader, or a
+// crash, sees the old or the new content, never a mix.
 func WriteState(path string, s *State) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".darwin-state-*")
-	if err != nil {
+	if err := writeFileAtomic(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, fsync, rename, fsync of the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
 	}
 	tmp := f.Name()
 	ok := false
@@ -76,17 +85,20 @@ func WriteState(path string, s *State) error {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("write state: %w", err)
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write state: %w", err)
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write state: %w", err)
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write state: %w", err)
+		return err
 	}
 	ok = true
 	if d, err := os.Open(dir); err == nil {

@@ -74,7 +74,7 @@ func ChooseID(usedUIDs, usedGIDs []uint32) (uint32, error) {
 			return id, nil
 		}
 	}
-	return 0, fmt.Errorf("no id in %d-%d is free as both UID and GID: free one or set the sandbox ids in the global config", IDMin, IDMax)
+	return 0, fmt.Errorf("no id in %d-%d is free as both UID and GID, and aigate creates its sandbox user only there: delete an unused account in that range (dscl . -list /Users UniqueID) and run setup again", IDMin, IDMax)
 }
 
 // CreateUserCommands returns the dscl (and mkdir/chown) lines that create the
