@@ -24,6 +24,9 @@ type Options struct {
 	// Warn receives what the user should know about the choice, such as a
 	// fallback from BPF LSM to fanotify. May be nil.
 	Warn func(string)
+	// DNSUpstreams are the resolvers ("host:port") the sandboxes' DNS
+	// proxies forward allowed queries to; nil reads /etc/resolv.conf.
+	DNSUpstreams []string
 }
 
 // Opener holds the functions Open uses; tests replace them, and a build

@@ -1,23 +1,59 @@
 package backend
 
 import (
+	"errors"
+
+	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/fanotify"
 	"github.com/aigate-dev/aigate/internal/loader"
 )
 
+// Both backends enforce the network the same way, through internal/egress
+// (the only code that attaches the sock_addr programs and runs DNS
+// proxies); they differ in who owns the sandbox table, the ring buffer and
+// the counters.
 func init() {
 	Default = Opener{
-		ProbeLSM: loader.ProbeLSM,
-		OpenLSM: func(o Options) (enforce.Backend, error) {
-			return loader.OpenLSM(loader.LSMOptions{})
-		},
-		OpenFanotify: func(o Options) (enforce.Backend, error) {
-			return fanotify.Open(fanotify.Options{
-				Logger:      o.Logger,
-				Home:        o.Home,
-				ProjectRoot: o.ProjectRoot,
-			})
-		},
+		ProbeLSM:     loader.ProbeLSM,
+		OpenLSM:      openLSM,
+		OpenFanotify: openFanotify,
 	}
+}
+
+// openLSM loads the LSM object and the network object on the LSM's shared
+// maps: one sandbox table (the LSM's Add is the switch for both), one ring
+// buffer and one set of counters, read by the LSM.
+func openLSM(o Options) (enforce.Backend, error) {
+	l, err := loader.OpenLSM(loader.LSMOptions{})
+	if err != nil {
+		return nil, err
+	}
+	n, err := loader.OpenNet(loader.NetOptions{MapReplacements: l.SharedMaps().Replacements()})
+	if err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
+	return compose(l, egress.New(n, o.egress())), nil
+}
+
+// openFanotify pairs the fanotify backend with a standalone network object,
+// whose sandbox table, events and counters the egress part keeps.
+func openFanotify(o Options) (enforce.Backend, error) {
+	f, err := fanotify.Open(fanotify.Options{
+		Logger:      o.Logger,
+		Home:        o.Home,
+		ProjectRoot: o.ProjectRoot,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n, err := loader.OpenNet(loader.NetOptions{Backend: "fanotify"})
+	if err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	return compose(f, egress.New(n, o.egress())), nil
+}
+
+func (o Options) egress() egress.Options {
+	return egress.Options{Upstreams: o.DNSUpstreams, Logger: o.Logger}
 }

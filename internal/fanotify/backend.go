@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
-	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/resolve"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -44,13 +42,6 @@ type Options struct {
 	DecisionTimeout time.Duration
 	// EventBuffer is the capacity of the Events channel (default 4096).
 	EventBuffer int
-
-	// NoNetwork leaves network rules unenforced: for tests of the file
-	// side, and for callers that attach the sock_addr programs themselves.
-	NoNetwork bool
-	// Resolve returns the addresses of a sandbox's allowed domains for the
-	// network programs; default: the system resolver, once, at Add.
-	Resolve func(context.Context, *enforce.Sandbox) (map[string][]netip.Addr, error)
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
@@ -89,7 +80,6 @@ type Backend struct {
 	cgRoot string
 	guard  *guard
 	marks  *markTable
-	net    *loader.Net // nil with Options.NoNetwork
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
@@ -149,9 +139,6 @@ func Open(opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
 	}
 	b.start()
-	if err := b.openNet(); err != nil {
-		return nil, errors.Join(fmt.Errorf("open fanotify backend: %w", err), b.Close())
-	}
 	return b, nil
 }
 
@@ -214,10 +201,6 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		_ = b.Remove(sb.ID)
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
-	if err := b.addNet(ctx, sb); err != nil {
-		_ = b.Remove(sb.ID)
-		return fmt.Errorf("add sandbox %s: network rules: %w", sb.Name, err)
-	}
 	marks, ignored := b.marks.counts()
 	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", p.dirs),
 		zap.Int("inodes", len(p.inodes)), zap.Int("marks", marks), zap.Int("ignore_marks", ignored))
@@ -251,7 +234,7 @@ func (b *Backend) Remove(id uint32) error {
 		return nil // Close released the group and the guard killed the sandbox
 	default:
 	}
-	err := errors.Join(b.marks.remove(id, s.plan), b.removeNet(id))
+	err := b.marks.remove(id, s.plan)
 	if gerr := b.guard.del(s.CgroupPath); gerr != nil {
 		err = errors.Join(err, gerr)
 	}
@@ -266,15 +249,7 @@ func (b *Backend) Events() <-chan events.Event { return b.events }
 
 // Stats implements enforce.Backend.
 func (b *Backend) Stats() (enforce.Stats, error) {
-	st := b.stats.snapshot()
-	if b.net == nil {
-		return st, nil
-	}
-	ns, err := b.net.Stats()
-	if err != nil {
-		return st, fmt.Errorf("read network counters: %w", err)
-	}
-	return mergeStats(st, ns), nil
+	return b.stats.snapshot(), nil
 }
 
 // Close stops deciding and releases the group. Sandboxes still registered
@@ -288,10 +263,6 @@ func (b *Backend) Close() error {
 		err = b.guard.close(10 * time.Second)
 		close(b.closing)
 		_, _ = unix.Write(b.wake[1], []byte{0})
-		if b.net != nil {
-			// Closing Net ends its event stream, which ends the forwarder.
-			err = errors.Join(err, b.net.Close())
-		}
 		b.wg.Wait()
 		b.pending.denyAll(b)
 		unix.Close(b.group)

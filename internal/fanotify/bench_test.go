@@ -47,7 +47,7 @@ func openLoop(path string, n int) time.Duration {
 //	             inside a sandbox this includes reading /proc/TID/syscall)
 func BenchmarkOpen(b *testing.B) {
 	const baseN = 20000
-	e := newEnv(b, func(o *Options) { o.NoNetwork = true })
+	e := newEnv(b, nil)
 	plain := e.write(filepath.Join(b.TempDir(), "plain"), "x")
 	ignored := e.write(filepath.Join(e.project, "src", "main.go"), "x")
 	marked := e.write(filepath.Join(e.project, "ci.yaml"), "x")

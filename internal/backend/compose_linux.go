@@ -1,0 +1,128 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/aigate-dev/aigate/internal/egress"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// netPart is what Composite needs of *egress.Egress; tests substitute it.
+type netPart interface {
+	Add(ctx context.Context, sb *enforce.Sandbox) error
+	Remove(id uint32) error
+	Events() <-chan events.Event
+	Stats() (enforce.Stats, error)
+	Close() error
+	Status(id uint32) (egress.Status, bool)
+}
+
+// Composite is what Open returns on Linux: a file and exec backend (BPF
+// LSM or fanotify) and the egress component, as one enforce.Backend with
+// one event stream and one set of counters.
+type Composite struct {
+	files enforce.Backend
+	net   netPart
+
+	out       chan events.Event
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ enforce.Backend = (*Composite)(nil)
+
+func compose(files enforce.Backend, net netPart) *Composite {
+	c := &Composite{files: files, net: net, out: make(chan events.Event, 256), done: make(chan struct{})}
+	for _, in := range []<-chan events.Event{files.Events(), net.Events()} {
+		if in == nil {
+			continue
+		}
+		c.wg.Add(1)
+		go c.forward(in)
+	}
+	return c
+}
+
+// forward passes events on until in closes; after Close began, it drains
+// without passing, so that no part blocks on a reader that has gone.
+func (c *Composite) forward(in <-chan events.Event) {
+	defer c.wg.Done()
+	for ev := range in {
+		select {
+		case c.out <- ev:
+		case <-c.done:
+		}
+	}
+}
+
+// Name is the file and exec backend's: "lsm" or "fanotify".
+func (c *Composite) Name() string { return c.files.Name() }
+
+// Add enforces the network rules first and the file and exec rules second.
+// For BPF LSM, the file side's Add enters the cgroup into the shared
+// sandbox table, the switch that makes every program (LSM and sock_addr)
+// act on it: the sandbox goes live with its complete policy at once. For
+// fanotify too the network side is complete before any file rule. Either
+// Add failing leaves nothing of the other: a sandbox is never live
+// without its network rules.
+func (c *Composite) Add(ctx context.Context, sb *enforce.Sandbox) error {
+	if err := c.net.Add(ctx, sb); err != nil {
+		return err
+	}
+	if err := c.files.Add(ctx, sb); err != nil {
+		if rerr := c.net.Remove(sb.ID); rerr != nil {
+			return errors.Join(err, fmt.Errorf("undo network rules: %w", rerr))
+		}
+		return err
+	}
+	return nil
+}
+
+// Remove undoes Add in reverse: the file side first (for BPF LSM it takes
+// the cgroup out of the shared table, turning every program off for it at
+// once), then the network rules.
+func (c *Composite) Remove(id uint32) error {
+	return errors.Join(c.files.Remove(id), c.net.Remove(id))
+}
+
+// Events delivers the denials of both parts until Close.
+func (c *Composite) Events() <-chan events.Event { return c.out }
+
+// Stats adds up both parts' counters. For BPF LSM, the kernel's network
+// counters are the LSM object's (shared maps) and the egress part adds only
+// its DNS refusals; for fanotify it adds its own Net's counters too.
+func (c *Composite) Stats() (enforce.Stats, error) {
+	fs, err := c.files.Stats()
+	if err != nil {
+		return enforce.Stats{}, err
+	}
+	ns, err := c.net.Stats()
+	if err != nil {
+		return enforce.Stats{}, fmt.Errorf("read network counters: %w", err)
+	}
+	return egress.MergeStats(fs, ns), nil
+}
+
+// NetStatus says how the egress policy of sandbox id is kept (DNS proxy or
+// periodic resolution), for `aigate status`.
+func (c *Composite) NetStatus(id uint32) (egress.Status, bool) { return c.net.Status(id) }
+
+// Close closes the file side first: fanotify kills the sandboxes still
+// registered before it lets go, and they must not outlive their network
+// rules. Then the egress part, then Events.
+func (c *Composite) Close() error {
+	c.closeOnce.Do(func() {
+		err := errors.Join(c.files.Close(), c.net.Close())
+		close(c.done)
+		c.wg.Wait()
+		close(c.out)
+		c.closeErr = err
+	})
+	return c.closeErr
+}
