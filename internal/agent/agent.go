@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,6 +79,8 @@ type Agent struct {
 	byCgroup map[uint64]*box
 	conns    map[net.Conn]struct{}
 	closing  bool
+
+	pumped atomic.Uint64 // events the pump has handed on, for settle
 
 	wg       sync.WaitGroup // connections
 	pumpDone chan struct{}
@@ -273,6 +276,27 @@ func (a *Agent) Close() error {
 	return errors.Join(errs...)
 }
 
+// Drain stops taking new clients (the socket is removed, so the next
+// `aigate run` or agent starts afresh) and waits until every sandbox has
+// ended or ctx is done; then it closes the agent, ending what is left.
+// `aigate run` drains the agent it embeds: sandboxes that other runs
+// created through it are not killed when its own command exits.
+func (a *Agent) Drain(ctx context.Context) error {
+	if err := a.ln.Close(); err != nil {
+		a.log.Warn("close socket", zap.Error(err))
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for a.sandboxCount() > 0 {
+		select {
+		case <-ctx.Done():
+			return a.Close()
+		case <-tick.C:
+		}
+	}
+	return a.Close()
+}
+
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -312,8 +336,12 @@ func (a *Agent) pump() {
 			e.Backend = name
 		}
 		a.fan.publish(e, owner, b != nil)
+		a.pumped.Add(1)
 	}
 }
+
+// SandboxCount is how many sandboxes the agent runs.
+func (a *Agent) SandboxCount() int { return a.sandboxCount() }
 
 func (a *Agent) sandboxCount() int {
 	a.mu.Lock()

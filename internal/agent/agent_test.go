@@ -165,6 +165,7 @@ func TestClientGoneEndsSandbox(t *testing.T) {
 		t.Fatal("the command survived its session")
 	}
 	waitFor(t, "cgroup removed", func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+	waitFor(t, "backend entry removed", func() bool { _, ok := ta.be.sandbox(s.Sandbox.ID); return !ok })
 }
 
 func mustMount(t *testing.T) string {

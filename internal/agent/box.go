@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -62,12 +63,15 @@ func (a *Agent) end(b *box, reason string) error {
 	first := false
 	b.once.Do(func() {
 		first = true
+		a.empty.remove(b.wd)
+		err = b.sb.Close()
+		// The box stays known to the pump until the sandbox's last events
+		// have been through it, so that they reach its session.
+		a.settle()
 		a.mu.Lock()
 		delete(a.boxes, b.info.Name)
 		delete(a.byCgroup, b.sb.Info.CgroupID)
 		a.mu.Unlock()
-		a.empty.remove(b.wd)
-		err = b.sb.Close()
 		b.reason = reason
 		close(b.gone)
 	})
@@ -82,6 +86,36 @@ func (a *Agent) end(b *box, reason string) error {
 	a.log.Info("sandbox removed", zap.String("sandbox", b.info.Name), zap.String("reason", reason),
 		zap.Uint64("events", b.events.Load()))
 	return nil
+}
+
+// How long settle waits for a removed sandbox's trailing events.
+var (
+	settleGrace = 30 * time.Millisecond
+	settleMax   = 500 * time.Millisecond
+)
+
+// settle waits, briefly, until the events a backend has produced so far
+// are through the pump. A backend reports a denial just after answering it
+// (fanotify) or through a ring buffer read by another goroutine (BPF LSM),
+// so a sandbox's last events can trail its last process's exit; without
+// this its session would end before them and `aigate run` would not show
+// the denial that made the command fail.
+func (a *Agent) settle() {
+	evs := a.be.Events()
+	if evs == nil {
+		return
+	}
+	time.Sleep(settleGrace)
+	deadline := time.Now().Add(settleMax)
+	last := a.pumped.Load()
+	for time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		n := a.pumped.Load()
+		if len(evs) == 0 && n == last {
+			return
+		}
+		last = n
+	}
 }
 
 // onEmpty is called when a sandbox's cgroup.events changed: once its

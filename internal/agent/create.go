@@ -47,6 +47,10 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		Policy:  compiled,
 		Mode:    mode,
 		Parent:  a.cfg.Parent,
+		// The fanotify backend walks these for name rules: the owner's,
+		// not the agent's.
+		Home:        req.Home,
+		ProjectRoot: req.ProjectRoot,
 	})
 	if err != nil {
 		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: err.Error()}

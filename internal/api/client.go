@@ -27,10 +27,10 @@ type Client struct {
 	Socket string
 }
 
-// NewClient returns a client for the socket at path ("" is DefaultSocket).
+// NewClient returns a client for the socket at path ("" is SocketPath()).
 func NewClient(path string) *Client {
 	if path == "" {
-		path = DefaultSocket
+		path = SocketPath()
 	}
 	return &Client{Socket: path}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -36,6 +37,10 @@ const (
 	helperFDEnv = "AIGATE_SANDBOX_FD"   // the pipe's descriptor number
 	goByte      = 'g'
 )
+
+// waitDelay bounds how long Child.Wait waits for the command's output
+// pipes after it exited.
+const waitDelay = time.Second
 
 // helperExitNoGo is the helper's exit status when it was never told to go
 // on: the command was not executed.
@@ -125,6 +130,14 @@ func (s *Session) Start(cmd *exec.Cmd) (*Child, error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if cmd.WaitDelay == 0 {
+		// When stdio are not files, Wait also waits for the goroutines
+		// copying them, which a background process of the command holding
+		// the pipe keeps open; the agent kills such leftovers only after
+		// the client reports the command done, so without a bound the two
+		// would wait for each other for good.
+		cmd.WaitDelay = waitDelay
+	}
 
 	c := &Child{cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)

@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +18,23 @@ import (
 
 // Group is the group whose members may talk to the agent.
 const Group = "aigate"
+
+// SocketEnv names the environment variable that moves the agent's socket
+// (tests, a second agent next to the system one). It only changes where a
+// client looks and an agent listens, never who may do what there.
+const SocketEnv = "AIGATE_SOCKET"
+
+// SocketPath is $AIGATE_SOCKET, else DefaultSocket.
+func SocketPath() string {
+	if p := os.Getenv(SocketEnv); p != "" {
+		return p
+	}
+	return DefaultSocket
+}
+
+// ErrAgentRunning means another live agent holds the socket's lock: use
+// that agent instead of starting one.
+var ErrAgentRunning = errors.New("another aigate agent is running")
 
 // Peer is who is on the other end of a connection, as the kernel says
 // (SO_PEERCRED), never as the client claims.
@@ -56,6 +74,9 @@ type Listener struct {
 	Mode os.FileMode
 	GID  int
 	lock *os.File
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Listen creates the agent's socket at path: its directory 0755, the
@@ -82,7 +103,7 @@ func Listen(path, group string) (*Listener, []string, error) {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		lock.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, nil, fmt.Errorf("another aigate agent is running on %s (it holds %s): stop it first (systemctl stop aigate, or kill it)", path, lockPath)
+			return nil, nil, fmt.Errorf("%w on %s (it holds %s): stop it first (systemctl stop aigate, or kill it)", ErrAgentRunning, path, lockPath)
 		}
 		return nil, nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
@@ -137,11 +158,17 @@ func Listen(path, group string) (*Listener, []string, error) {
 
 // Close stops listening, removes the socket and releases the lock, in
 // that order, so that a new agent never finds its fresh socket removed.
+// Only the first call does anything: once the lock is released the socket
+// path may belong to another agent, whose socket a second call would
+// remove.
 func (l *Listener) Close() error {
-	err := l.UnixListener.Close()
-	if rerr := os.Remove(l.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
-		err = rerr
-	}
-	l.lock.Close()
-	return err
+	l.closeOnce.Do(func() {
+		err := l.UnixListener.Close()
+		if rerr := os.Remove(l.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+			err = rerr
+		}
+		l.lock.Close()
+		l.closeErr = err
+	})
+	return l.closeErr
 }

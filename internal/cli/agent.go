@@ -62,7 +62,7 @@ Usually systemd runs it (sudo aigate setup installs the unit).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Socket, "socket", api.DefaultSocket, "listen on the unix socket `PATH`")
+	fl.StringVar(&opts.Socket, "socket", api.SocketPath(), "listen on the unix socket `PATH` ($"+api.SocketEnv+" changes the default)")
 	fl.StringVar(&opts.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "serve Prometheus metrics on `ADDR` (\"\" to turn off)")
 	fl.StringVar(&opts.Backend, "backend", "auto", "enforcement backend: auto, lsm or fanotify")
 	fl.StringVar(&opts.Group, "group", api.Group, "group allowed to use the socket")
@@ -93,33 +93,43 @@ func runAgent(ctx context.Context, f *Factory, opts *agentOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	var srv *http.Server
-	if opts.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", opts.MetricsAddr)
-		if err != nil {
-			return errors.Join(fmt.Errorf("serve metrics on %s: %w (use --metrics-addr to pick another address, or \"\" to turn metrics off)", opts.MetricsAddr, err), a.Close())
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(a.Registry(), zapPrintln{f.Log}))
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				f.Log.Error("metrics server", zap.Error(err))
-			}
-		}()
-		f.Log.Info("metrics", zap.String("addr", "http://"+ln.Addr().String()+"/metrics"))
+	stopMetrics, err := serveMetrics(opts.MetricsAddr, a, f.Log)
+	if err != nil {
+		return errors.Join(err, a.Close())
 	}
 	err = a.Serve(ctx)
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
-	}
+	stopMetrics()
 	if cerr := a.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	f.Log.Info("agent stopped")
 	return err
+}
+
+// serveMetrics serves the agent's /metrics on addr until the returned
+// function is called; addr "" serves nothing.
+func serveMetrics(addr string, a *agent.Agent, log *zap.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serve metrics on %s: %w (use --metrics-addr to pick another address, or \"\" to turn metrics off)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler(a.Registry(), zapPrintln{log}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", zap.Error(err))
+		}
+	}()
+	log.Info("metrics", zap.String("addr", "http://"+ln.Addr().String()+"/metrics"))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+	}, nil
 }
 
 // zapPrintln adapts zap to promhttp's error log.

@@ -20,11 +20,12 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
-	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
 func init() { register(newRunCmd) }
@@ -37,10 +38,15 @@ type runOptions struct {
 	User       string
 	Backend    string
 	Args       []string
+	// Socket is the agent's; MetricsAddr is where an agent that run
+	// embeds serves /metrics ("" for none).
+	Socket      string
+	MetricsAddr string
 
-	// openBackend and parent are replaced by tests.
+	// openBackend and parent are replaced by tests; they serve the agent
+	// that run embeds.
 	openBackend func(policy.BackendChoice, backend.Options) (enforce.Backend, error)
-	parent      string // cgroup holding the sandbox, below the v2 mount
+	parent      string // cgroup holding the sandboxes, below the v2 mount
 }
 
 func newRunCmd(f *Factory) *cobra.Command {
@@ -51,6 +57,11 @@ func newRunCmd(f *Factory) *cobra.Command {
 		Long: `Run COMMAND in a new sandbox whose file opens, program executions and
 network connections the kernel checks against your merged policy (global
 ~/.aigate/config.yaml and the project's .aigate.yaml).
+
+The aigate agent creates the sandbox: run asks it over its socket, so no
+sudo is needed once it runs (sudo aigate setup installs it). Without an
+agent, run as root starts one inside itself for as long as it runs, on the
+same socket, so aigate watch and the metrics work meanwhile.
 
 The command gets the terminal as it is: interactive tools (raw mode,
 resizes, Ctrl-C, Ctrl-Z) work as without aigate. Started with sudo, it runs
@@ -67,12 +78,12 @@ exits, whatever it left running in the sandbox is killed.
 Exit status: COMMAND's own status, or 128+N when a signal N killed it.
 aigate's own failures:
   2  bad command line
-  3  no usable enforcement (kernel not ready, not root): COMMAND not started
+  3  no usable enforcement (no agent and not root, kernel not ready): COMMAND not started
   4  the policy is invalid: COMMAND not started
   5  the sandbox could not be set up: COMMAND not started
   127  COMMAND not found`,
-		Example: `  sudo aigate run -- claude
-  sudo aigate run --audit --events /tmp/aigate.jsonl -- aider
+		Example: `  aigate run -- claude
+  aigate run --audit --events /tmp/aigate.jsonl -- aider
   sudo aigate run --backend fanotify -- cat .env`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -87,8 +98,10 @@ aigate's own failures:
 	fl.BoolVar(&opts.Audit, "audit", false, "allow everything, report what would have been blocked")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print no event lines and no summary")
 	fl.StringVar(&opts.EventsFile, "events", "", "append every event as a JSON line to `FILE`")
-	fl.StringVar(&opts.User, "user", "", "run COMMAND as `USER` (default: the user who ran sudo)")
+	fl.StringVar(&opts.User, "user", "", "run COMMAND as `USER` (root only; default: the user who ran sudo)")
 	fl.StringVar(&opts.Backend, "backend", "", "enforcement backend: auto, lsm or fanotify (default: the config's backend, else auto)")
+	fl.StringVar(&opts.Socket, "socket", api.SocketPath(), "the agent's socket `PATH` ($"+api.SocketEnv+" changes the default)")
+	fl.StringVar(&opts.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "where an agent that run starts itself serves metrics (\"\" for none)")
 	return cmd
 }
 
@@ -102,10 +115,10 @@ type identity struct {
 	chownE bool // files aigate creates for the user are handed to uid/gid
 }
 
+// runRun creates the sandbox through the agent, the one code path for
+// every run: an agent that runs already (as a service), or, when there is
+// none and run is root, one that run starts inside itself.
 func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
-	if f.Env.Euid != 0 {
-		return &exitError{ExitNoEnforcement, errors.New("aigate run needs root to set up enforcement: run it with sudo (sudo aigate run -- ...); it still runs the command as you")}
-	}
 	choice := policy.BackendChoice(opts.Backend)
 	switch choice {
 	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
@@ -113,7 +126,8 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		return usageErrorf("--backend %q: want auto, lsm or fanotify", opts.Backend)
 	}
 
-	// Policy.
+	// Policy. The agent compiles it again from the same bytes; compiling
+	// here too stops a broken file before anything is asked of anyone.
 	loaded, err := f.Load()
 	if err != nil {
 		return &exitError{ExitPolicy, err}
@@ -122,10 +136,13 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
-	pol, warns := loaded.Policy()
-	for _, w := range warns {
-		f.warnf("%s", w)
+	if f.Env.Euid != 0 {
+		if id.uid != loaded.Paths.User.UID {
+			return usageErrorf("--user %s: only root can run a command as another user", opts.User)
+		}
+		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
 	}
+	pol, _ := loaded.Policy() // warnings come back from the agent, once
 	env := loaded.PolicyEnv()
 	// "~/" means the home of whoever runs the tool: that is whose secrets
 	// it can reach.
@@ -134,7 +151,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	if err != nil {
 		return &exitError{ExitPolicy, err}
 	}
-	mode := compiled.Mode
+	var mode policy.Mode
 	if opts.Audit {
 		mode = policy.ModeAudit
 	}
@@ -168,64 +185,62 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	// Enforcement.
-	open := opts.openBackend
-	if open == nil {
-		open = backend.Open
-	}
-	be, err := open(choice, backend.Options{
-		Home:        env.Home,
-		ProjectRoot: env.ProjectRoot,
-		Logger:      f.Log,
-		Warn:        func(s string) { f.warnf("%s", s) },
-	})
+	req, err := createRequest(loaded, id, mode, opts.Args)
 	if err != nil {
-		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
+		return &exitError{ExitPolicy, err}
 	}
-	f.Log.Debug("backend", zap.String("name", be.Name()))
-
-	sb, err := sandbox.Create(ctx, sandbox.Config{Backend: be, Policy: compiled, Mode: mode, Parent: opts.parent})
+	if f.Env.Euid == 0 && id.uid != 0 {
+		// Root acts for the user who ran sudo (or --user): the sandbox,
+		// its events and `aigate watch` are theirs.
+		owner := uint32(id.uid)
+		req.Owner = &owner
+	}
+	// The session lives until the command is done and cleaned up, not
+	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
+	// itself (a closed session would make the agent kill the command).
+	sess, emb, err := createSandbox(context.WithoutCancel(ctx), f, opts, choice, req)
 	if err != nil {
-		return &exitError{ExitSandbox, errors.Join(fmt.Errorf("refusing to run %s: %w", opts.Args[0], err), be.Close())}
+		return err
 	}
-	for _, w := range sb.Warnings {
+	// From here on the agent (and, when embedded, this process) must be
+	// released on every path.
+	finishAgent := func() {
+		if emb != nil {
+			emb.finish(f, sigs)
+		}
+	}
+	for _, w := range sess.Warnings {
 		f.warnf("%s", w)
 	}
-	if mode == policy.ModeAudit && !opts.Quiet {
+	if (choice == policy.BackendLSM || choice == policy.BackendFanotify) && sess.Sandbox.Backend != string(choice) {
+		_, _ = sess.End(5 * time.Second)
+		finishAgent()
+		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s: the %s backend was asked for, but the running agent enforces with %s; use --backend auto, or restart the agent with --backend %s", opts.Args[0], choice, sess.Sandbox.Backend, choice)}
+	}
+	if sess.Sandbox.Mode == policy.ModeAudit && !opts.Quiet {
 		f.warnf("audit mode: nothing is blocked, what would be is reported")
 	}
+	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
 
-	rep := newReporter(f, opts.Quiet, eventsOut, compiled, sb.Info.Name, be.Name())
+	rep := newReporter(f, opts.Quiet, eventsOut, sess.Sandbox.Name, sess.Sandbox.Backend)
 	pumpDone := make(chan struct{})
-	go func() {
-		defer close(pumpDone)
-		evs := be.Events()
-		if evs == nil {
-			return
+	cleanup := func(started bool) {
+		ended, err := sess.End(5 * time.Second)
+		if started {
+			<-pumpDone
 		}
-		for e := range evs {
-			rep.event(e)
+		if err != nil {
+			f.warnf("sandbox %s: %v", sess.Sandbox.Name, err)
 		}
-	}()
-	cleanup := func() error {
-		serr := sb.Close()
-		stats, statErr := be.Stats()
-		berr := be.Close() // closes Events: the pump drains and ends
-		<-pumpDone
-		rep.finish(stats, statErr)
-		if err := errors.Join(serr, berr); err != nil {
-			return fmt.Errorf("clean up sandbox %s: %w", sb.Info.Name, err)
-		}
-		return nil
+		rep.finish(sess.Dropped(), ended)
+		finishAgent()
 	}
 
 	// A signal that arrived during setup ends the run before the command
 	// starts.
 	select {
 	case s := <-sigs:
-		if cerr := cleanup(); cerr != nil {
-			f.warnf("%v", cerr)
-		}
+		cleanup(false)
 		return silentExit(ExitCode(128 + int(s.(syscall.Signal))))
 	default:
 	}
@@ -243,15 +258,22 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		// aigate.
 		SysProcAttr: &syscall.SysProcAttr{Credential: id.cred},
 	}
-	child, err := sb.Start(cmd)
+	child, err := sess.Start(cmd)
 	if err != nil {
 		code := ExitSandbox
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			code = ExitNotFound
 		}
-		return &exitError{code, errors.Join(err, cleanup())}
+		cleanup(false)
+		return &exitError{code, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
-	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", sb.Info.Name))
+	go func() {
+		defer close(pumpDone)
+		for e := range sess.Events() {
+			rep.event(e)
+		}
+	}()
+	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", sess.Sandbox.Name))
 
 	tick := time.NewTicker(events.DefaultWindow / 2)
 	defer tick.Stop()
@@ -269,13 +291,97 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		}
 	}
 	code, werr := child.Wait()
-	if cerr := cleanup(); cerr != nil {
-		f.warnf("%v", cerr)
-	}
+	cleanup(true)
 	if werr != nil {
 		return &exitError{ExitSandbox, werr}
 	}
 	return silentExit(ExitCode(code))
+}
+
+// createRequest is what the agent needs to build the caller's policy: the
+// config files as read (the project file exactly as its trust was decided
+// on), the trust decision, and the anchors of "~/" and relative patterns.
+func createRequest(loaded *config.Loaded, id *identity, mode policy.Mode, args []string) (api.CreateRequest, error) {
+	req := api.CreateRequest{
+		Trust:       trustString(loaded.Trust),
+		Home:        id.home,
+		ProjectRoot: loaded.Paths.ProjectRoot,
+		Mode:        mode,
+		Command:     args,
+	}
+	if loaded.Global != nil {
+		data, err := os.ReadFile(loaded.Paths.Global)
+		if err != nil {
+			return req, fmt.Errorf("read %s: %w", loaded.Paths.Global, err)
+		}
+		req.Global = &api.File{Path: loaded.Paths.Global, Data: data}
+	}
+	if loaded.Project != nil {
+		req.Project = &api.File{Path: loaded.Paths.Project, Data: loaded.ProjectData}
+	}
+	return req, nil
+}
+
+func trustString(t config.TrustState) string {
+	switch t {
+	case config.Trusted:
+		return "trusted"
+	case config.Changed:
+		return "changed"
+	}
+	return "untrusted"
+}
+
+// createSandbox asks the agent on opts.Socket for the sandbox. When no
+// agent runs and run is root, it starts one in this process on that
+// socket (emb is then non-nil) and asks it; when another agent wins the
+// race for the socket, it uses that one.
+func createSandbox(ctx context.Context, f *Factory, opts *runOptions, choice policy.BackendChoice, req api.CreateRequest) (*api.Session, *embeddedAgent, error) {
+	c := api.NewClient(opts.Socket)
+	var emb *embeddedAgent
+	for attempt := 0; ; attempt++ {
+		sess, err := c.CreateSandbox(ctx, req)
+		if err == nil {
+			return sess, emb, nil
+		}
+		if !errors.Is(err, api.ErrNoAgent) || emb != nil {
+			if emb != nil {
+				emb.close(f)
+			}
+			return nil, nil, createError(opts.Args[0], err)
+		}
+		if f.Env.Euid != 0 {
+			return nil, nil, &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s: no aigate agent is running (nothing listens on %s), and starting one needs root: run `sudo aigate setup` once (it installs and starts the agent), or `sudo aigate agent` in another terminal", opts.Args[0], c.Socket)}
+		}
+		emb, err = startEmbedded(f, opts, choice)
+		if errors.Is(err, api.ErrAgentRunning) && attempt < 50 {
+			// Another agent holds the socket (starting, or a run that
+			// embeds one): use it once it answers.
+			emb = nil
+			select {
+			case <-ctx.Done():
+				return nil, nil, &exitError{ExitSandbox, ctx.Err()}
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// createError maps the agent's refusal to run's exit codes.
+func createError(command string, err error) error {
+	err = fmt.Errorf("refusing to run %s: %w", command, err)
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case api.CodePolicy:
+			return &exitError{ExitPolicy, err}
+		}
+	}
+	return &exitError{ExitSandbox, err}
 }
 
 // runIdentity decides who the command runs as: --user, else the user who
@@ -398,13 +504,12 @@ func openEventsFile(path string, id *identity) (*os.File, error) {
 	return f, nil
 }
 
-// reporter turns the backend's events into lines, JSON and the summary.
+// reporter turns the sandbox's events into lines, JSON and the summary.
 type reporter struct {
 	f       *Factory
 	quiet   bool
 	printer *events.Printer
 	json    *events.JSONWriter
-	policy  *policy.Compiled
 	sandbox string
 	backend string
 	mu      sync.Mutex
@@ -412,8 +517,8 @@ type reporter struct {
 	jsonErr error
 }
 
-func newReporter(f *Factory, quiet bool, jsonOut io.Writer, c *policy.Compiled, sandbox, backend string) *reporter {
-	r := &reporter{f: f, quiet: quiet, policy: c, sandbox: sandbox, backend: backend}
+func newReporter(f *Factory, quiet bool, jsonOut io.Writer, sandbox, backend string) *reporter {
+	r := &reporter{f: f, quiet: quiet, sandbox: sandbox, backend: backend}
 	if !quiet {
 		color := false
 		if ef, ok := f.Err.(*os.File); ok {
@@ -427,17 +532,13 @@ func newReporter(f *Factory, quiet bool, jsonOut io.Writer, c *policy.Compiled, 
 	return r
 }
 
+// event reports one event; the agent has named its sandbox and rule.
 func (r *reporter) event(e events.Event) {
 	if e.Sandbox == "" {
 		e.Sandbox = r.sandbox
 	}
 	if e.Backend == "" {
 		e.Backend = r.backend
-	}
-	if e.RuleText == "" && e.Rule != 0 {
-		if rule, ok := r.policy.Rule(policy.RuleID(e.Rule)); ok {
-			e.RuleText = rule.Pattern
-		}
 	}
 	r.mu.Lock()
 	r.tally.Add(e)
@@ -459,30 +560,29 @@ func (r *reporter) flush() {
 	}
 }
 
-// finish prints the pending repeat lines and the summary. The backend's
-// counters are exact even when events were dropped, so they win when
-// available.
-func (r *reporter) finish(stats enforce.Stats, statErr error) {
+// finish prints the pending repeat lines and the summary. The summary
+// counts the events that arrived: the backend's exact counters are global,
+// not per sandbox, so events lost on the way (dropped > 0, or fewer than
+// the agent attributed to the sandbox) are said, not guessed at.
+func (r *reporter) finish(dropped uint64, ended *api.Ended) {
 	if r.printer != nil {
 		r.printer.Flush(true)
 	}
 	if r.quiet {
 		return
 	}
-	sum := &r.tally
-	if statErr == nil {
-		var exact events.Summary
-		for _, c := range stats.Violations {
-			exact.AddCount(c.Op, c.Audit, c.Value)
-		}
-		if exact.Total() >= r.tally.Total() {
-			sum = &exact
-		}
-		if stats.EventsDropped > 0 {
-			r.f.warnf("%d events were dropped (not printed or recorded); the summary counts them", stats.EventsDropped)
-		}
+	r.mu.Lock()
+	got := r.tally.Total()
+	s := r.tally.String()
+	r.mu.Unlock()
+	lost := dropped
+	if ended != nil && ended.Events > got && ended.Events-got > lost {
+		lost = ended.Events - got
 	}
-	if s := sum.String(); s != "" {
+	if lost > 0 {
+		r.f.warnf("%d events were lost on the way (not printed or recorded); the summary counts only the others, the agent's metrics count all", lost)
+	}
+	if s != "" {
 		for _, line := range strings.Split(s, "\n") {
 			fmt.Fprintf(r.f.Err, "%s%s\n", events.Prefix, line)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 	"github.com/aigate-dev/aigate/internal/testutil"
@@ -57,7 +58,9 @@ func e2eProject(t *testing.T) (proj string, env []string) {
 		}
 		env = append(env, kv)
 	}
-	return proj, append(env, "HOME="+home, "NO_COLOR=1")
+	// An agent of the test's own, embedded in the run: never the
+	// machine's (a service agent would otherwise serve these runs).
+	return proj, append(env, "HOME="+home, "NO_COLOR=1", api.SocketEnv+"="+filepath.Join(t.TempDir(), "aigate.sock"))
 }
 
 func exitCode(t *testing.T, err error) int {

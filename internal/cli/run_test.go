@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,13 +29,15 @@ import (
 )
 
 // runFakeBackend stands in for a kernel backend: it records its calls and
-// can fail Add or emit an event once a sandbox is added.
+// can fail Add, or emit events once a process runs in a sandbox (as a real
+// backend does: nothing in an empty cgroup can be denied anything).
 type runFakeBackend struct {
 	mu     sync.Mutex
 	addErr error
 	emit   []events.Event
 	calls  []string
 	ch     chan events.Event
+	closed bool
 }
 
 func newRunFake() *runFakeBackend { return &runFakeBackend{ch: make(chan events.Event, 16)} }
@@ -47,11 +50,29 @@ func (b *runFakeBackend) Add(_ context.Context, sb *enforce.Sandbox) error {
 	if b.addErr != nil {
 		return b.addErr
 	}
-	for _, e := range b.emit {
-		e.CgroupID = sb.CgroupID
-		b.ch <- e
+	if len(b.emit) > 0 {
+		go b.emitWhenPopulated(sb.CgroupPath, sb.CgroupID)
 	}
 	return nil
+}
+
+func (b *runFakeBackend) emitWhenPopulated(path string, cgid uint64) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if data, err := os.ReadFile(filepath.Join(path, "cgroup.procs")); err != nil || len(data) > 0 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	for _, e := range b.emit {
+		e.CgroupID = cgid
+		b.ch <- e
+	}
 }
 func (b *runFakeBackend) Remove(uint32) error {
 	b.mu.Lock()
@@ -67,16 +88,37 @@ func (b *runFakeBackend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, "close")
+	b.closed = true
 	close(b.ch)
 	return nil
 }
 
+// lockedBuffer is written by the command (through exec's copying
+// goroutine) and by run's event printer at the same time.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 type runEnv struct {
 	f      *Factory
-	out    *bytes.Buffer
+	out    *lockedBuffer
 	home   string
 	proj   string
 	parent string
+	socket string
 }
 
 // newRunEnv gives a test a home and a project directory, and a Factory
@@ -90,7 +132,7 @@ func newRunEnv(t *testing.T, euid int) *runEnv {
 		t.Fatal(err)
 	}
 	vars := map[string]string{"HOME": home}
-	out := &bytes.Buffer{}
+	out := &lockedBuffer{}
 	f := &Factory{
 		In:  strings.NewReader(""),
 		Out: out,
@@ -103,7 +145,7 @@ func newRunEnv(t *testing.T, euid int) *runEnv {
 		Now: time.Now,
 		Log: zap.NewNop(),
 	}
-	return &runEnv{f: f, out: out, home: home, proj: proj,
+	return &runEnv{f: f, out: out, home: home, proj: proj, socket: filepath.Join(dir, "aigate.sock"),
 		parent: fmt.Sprintf("aigate-test-run-%d-%s", os.Getpid(), t.Name())}
 }
 
@@ -137,16 +179,38 @@ func (e *runEnv) leftovers(t *testing.T) []string {
 	return dirs
 }
 
-func (e *runEnv) run(opts *runOptions, be enforce.Backend, openErr error) (ExitCode, string) {
+// runDeadline bounds every in-process run: a run that hangs (a child
+// holding an output pipe, a session that never ends) fails its test with
+// every goroutine's stack instead of stalling the package for go test's
+// ten minutes.
+const runDeadline = 90 * time.Second
+
+// run runs `aigate run` in-process, as root with its own embedded agent on
+// a socket of the test's (no metrics), with be as the backend.
+func (e *runEnv) run(t *testing.T, opts *runOptions, be enforce.Backend, openErr error) (ExitCode, string) {
+	t.Helper()
 	opts.parent = e.parent
+	if opts.Socket == "" {
+		opts.Socket = e.socket
+	}
 	opts.openBackend = func(policy.BackendChoice, backend.Options) (enforce.Backend, error) {
 		if openErr != nil {
 			return nil, openErr
 		}
 		return be, nil
 	}
-	msg, code := classify(runRun(context.Background(), e.f, opts))
-	return code, msg
+	done := make(chan error, 1)
+	go func() { done <- runRun(context.Background(), e.f, opts) }()
+	select {
+	case err := <-done:
+		msg, code := classify(err)
+		return code, msg
+	case <-time.After(runDeadline):
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("aigate run %v did not finish within %v; output so far:\n%s\ngoroutines:\n%s", opts.Args, runDeadline, e.out.String(), buf)
+		return 0, ""
+	}
 }
 
 func TestRunAddFailureNeverStartsTheCommand(t *testing.T) {
@@ -155,7 +219,7 @@ func TestRunAddFailureNeverStartsTheCommand(t *testing.T) {
 	marker := filepath.Join(e.proj, "started")
 	be := newRunFake()
 	be.addErr = errors.New("map update refused")
-	code, msg := e.run(&runOptions{Args: []string{"sh", "-c", "touch " + marker}}, be, nil)
+	code, msg := e.run(t, &runOptions{Args: []string{"sh", "-c", "touch " + marker}}, be, nil)
 	if code != ExitSandbox {
 		t.Fatalf("exit %d (%s), want %d", code, msg, ExitSandbox)
 	}
@@ -177,7 +241,7 @@ func TestRunNoBackendNeverStartsTheCommand(t *testing.T) {
 	e := newRunEnv(t, 0)
 	e.requireCgroup(t)
 	marker := filepath.Join(e.proj, "started")
-	code, msg := e.run(&runOptions{Args: []string{"sh", "-c", "touch " + marker}}, nil,
+	code, msg := e.run(t, &runOptions{Args: []string{"sh", "-c", "touch " + marker}}, nil,
 		fmt.Errorf("%w: BPF LSM: not active; fanotify: EPERM", backend.ErrUnavailable))
 	if code != ExitNoEnforcement || !strings.Contains(msg, "without enforcement") {
 		t.Fatalf("exit %d (%s), want %d", code, msg, ExitNoEnforcement)
@@ -190,7 +254,7 @@ func TestRunNoBackendNeverStartsTheCommand(t *testing.T) {
 func TestRunRefusals(t *testing.T) {
 	t.Run("not root", func(t *testing.T) {
 		e := newRunEnv(t, 1000)
-		code, msg := e.run(&runOptions{Args: []string{"true"}}, newRunFake(), nil)
+		code, msg := e.run(t, &runOptions{Args: []string{"true"}}, newRunFake(), nil)
 		if code != ExitNoEnforcement || !strings.Contains(msg, "sudo") {
 			t.Fatalf("exit %d (%s)", code, msg)
 		}
@@ -200,28 +264,28 @@ func TestRunRefusals(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(e.proj, ".aigate.yaml"), []byte("deny_read: [\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		code, msg := e.run(&runOptions{Args: []string{"true"}}, newRunFake(), nil)
+		code, msg := e.run(t, &runOptions{Args: []string{"true"}}, newRunFake(), nil)
 		if code != ExitPolicy || !strings.Contains(msg, ".aigate.yaml") {
 			t.Fatalf("exit %d (%s), want %d naming the file", code, msg, ExitPolicy)
 		}
 	})
 	t.Run("command not found", func(t *testing.T) {
 		e := newRunEnv(t, 0)
-		code, msg := e.run(&runOptions{Args: []string{"no-such-tool-aigate"}}, newRunFake(), nil)
+		code, msg := e.run(t, &runOptions{Args: []string{"no-such-tool-aigate"}}, newRunFake(), nil)
 		if code != ExitNotFound || !strings.Contains(msg, "no-such-tool-aigate") {
 			t.Fatalf("exit %d (%s)", code, msg)
 		}
 	})
 	t.Run("bad backend", func(t *testing.T) {
 		e := newRunEnv(t, 0)
-		code, _ := e.run(&runOptions{Backend: "ebpf", Args: []string{"true"}}, newRunFake(), nil)
+		code, _ := e.run(t, &runOptions{Backend: "ebpf", Args: []string{"true"}}, newRunFake(), nil)
 		if code != ExitUsage {
 			t.Fatalf("exit %d, want %d", code, ExitUsage)
 		}
 	})
 	t.Run("unknown user", func(t *testing.T) {
 		e := newRunEnv(t, 0)
-		code, _ := e.run(&runOptions{User: "no-such-user-aigate", Args: []string{"true"}}, newRunFake(), nil)
+		code, _ := e.run(t, &runOptions{User: "no-such-user-aigate", Args: []string{"true"}}, newRunFake(), nil)
 		if code != ExitUsage {
 			t.Fatalf("exit %d, want %d", code, ExitUsage)
 		}
@@ -239,7 +303,7 @@ func TestRunExitCodeEventsAndCleanup(t *testing.T) {
 	jsonl := filepath.Join(e.proj, "events.jsonl")
 	pidFile := filepath.Join(e.proj, "bg.pid")
 	// The command leaves a background child behind and exits 7.
-	code, msg := e.run(&runOptions{EventsFile: jsonl,
+	code, msg := e.run(t, &runOptions{EventsFile: jsonl,
 		Args: []string{"sh", "-c", "sleep 600 & echo $! > " + pidFile + "; exit 7"}}, be, nil)
 	if code != 7 || msg != "" {
 		t.Fatalf("exit %d (%q), want the command's 7", code, msg)
@@ -294,7 +358,7 @@ func TestRunQuiet(t *testing.T) {
 	e.requireCgroup(t)
 	be := newRunFake()
 	be.emit = []events.Event{{Kind: events.KindFile, Op: events.OpRead, Path: "/p/.env", Comm: "cat"}}
-	code, _ := e.run(&runOptions{Quiet: true, Args: []string{"true"}}, be, nil)
+	code, _ := e.run(t, &runOptions{Quiet: true, Args: []string{"true"}}, be, nil)
 	if code != 0 || strings.Contains(e.out.String(), "blocked") {
 		t.Fatalf("exit %d, output %q", code, e.out.String())
 	}

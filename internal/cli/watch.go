@@ -53,7 +53,7 @@ running when the agent restarts and says when it reconnects.
 	fl.StringVar(&opts.Sandbox, "sandbox", "", "only events of sandbox `NAME` (see aigate status)")
 	fl.StringVar(&opts.Kind, "kind", "", "only events of `KIND`: file, exec or net")
 	fl.BoolVar(&opts.JSON, "json", false, "one JSON object per line")
-	fl.StringVar(&opts.Socket, "socket", api.DefaultSocket, "the agent's socket `PATH`")
+	fl.StringVar(&opts.Socket, "socket", api.SocketPath(), "the agent's socket `PATH` ($"+api.SocketEnv+" changes the default)")
 	return cmd
 }
 

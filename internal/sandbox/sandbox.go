@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
@@ -36,6 +37,10 @@ type Config struct {
 	// Owner is the pid recorded in the sandbox's name, whose death marks
 	// the sandbox stale; os.Getpid() when zero.
 	Owner int
+	// Home and ProjectRoot are the sandbox owner's, passed to the backend
+	// (enforce.Sandbox) for the name rules it must find on disk.
+	Home        string
+	ProjectRoot string
 }
 
 // Sandbox is a created cgroup that its backend confines.
@@ -47,6 +52,7 @@ type Sandbox struct {
 	// that were cleaned up.
 	Warnings []string
 
+	mu      sync.Mutex // guards group against PIDs during Close
 	group   *cgroup.Group
 	backend enforce.Backend
 	added   bool
@@ -93,12 +99,14 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 
 	sb.Info = enforce.Sandbox{
-		ID:         id,
-		Name:       filepath.Base(group.Path),
-		CgroupID:   group.ID,
-		CgroupPath: group.Path,
-		Policy:     cfg.Policy,
-		Mode:       mode,
+		ID:          id,
+		Name:        filepath.Base(group.Path),
+		CgroupID:    group.ID,
+		CgroupPath:  group.Path,
+		Policy:      cfg.Policy,
+		Mode:        mode,
+		Home:        cfg.Home,
+		ProjectRoot: cfg.ProjectRoot,
 	}
 	if err := cfg.Backend.Add(ctx, &sb.Info); err != nil {
 		err = fmt.Errorf("enforce policy on sandbox %s with the %s backend: %w", sb.Info.Name, cfg.Backend.Name(), err)
@@ -108,11 +116,19 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 	return sb, nil
 }
 
-// Path is the sandbox's cgroup directory.
-func (s *Sandbox) Path() string { return s.group.Path }
+// Path is the sandbox's cgroup directory (also after Close removed it).
+func (s *Sandbox) Path() string { return s.Info.CgroupPath }
 
-// PIDs lists the processes in the sandbox.
-func (s *Sandbox) PIDs() ([]int, error) { return s.group.PIDs() }
+// PIDs lists the processes in the sandbox; none once it is closed.
+func (s *Sandbox) PIDs() ([]int, error) {
+	s.mu.Lock()
+	g := s.group
+	s.mu.Unlock()
+	if g == nil {
+		return nil, nil
+	}
+	return g.PIDs()
+}
 
 // Close kills every process left in the sandbox (background children of the
 // tool included), stops enforcing and removes the cgroup. The processes die
@@ -144,7 +160,9 @@ func (s *Sandbox) removeGroup() error {
 	}
 	err := s.group.Remove()
 	if err == nil {
+		s.mu.Lock()
 		s.group = nil
+		s.mu.Unlock()
 	}
 	return err
 }

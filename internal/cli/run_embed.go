@@ -1,0 +1,139 @@
+//go:build linux
+
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/aigate-dev/aigate/internal/agent"
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/sandbox"
+)
+
+// embeddedAgent is the agent `aigate run` starts inside itself when none
+// runs: the same agent as `aigate agent`, serving the same socket (so that
+// `aigate watch`, `aigate status` and the metrics work from another
+// terminal), for as long as the run lasts.
+type embeddedAgent struct {
+	a           *agent.Agent
+	served      chan error
+	cancel      context.CancelFunc
+	stopMetrics func()
+}
+
+// startEmbedded opens the backend and starts the agent on opts.Socket.
+// api.ErrAgentRunning means another agent holds the socket: use that one.
+func startEmbedded(f *Factory, opts *runOptions, choice policy.BackendChoice) (*embeddedAgent, error) {
+	open := opts.openBackend
+	if open == nil {
+		open = backend.Open
+	}
+	be, err := open(choice, backend.Options{
+		Logger: f.Log,
+		Warn:   func(s string) { f.warnf("%s", s) },
+	})
+	if err != nil {
+		return nil, &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
+	}
+	// What a crashed run left is removed here, to say so on the terminal
+	// as a warning (agent.New would only log it).
+	notes, err := sandbox.Sweep(parentOr(opts.parent))
+	if err != nil {
+		return nil, &exitError{ExitSandbox, errors.Join(fmt.Errorf("refusing to run %s: %w", opts.Args[0], err), be.Close())}
+	}
+	for _, n := range notes {
+		f.warnf("%s", n)
+	}
+	// The agent's log (socket replaced, no aigate group) is for `aigate
+	// agent`; on a run it would interleave with the command's output.
+	log := f.Log
+	if !log.Core().Enabled(zapcore.DebugLevel) {
+		log = log.WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
+	}
+	a, err := agent.New(agent.Config{
+		Backend: be,
+		Socket:  opts.Socket,
+		Parent:  opts.parent,
+		Log:     log,
+		Build:   version,
+		Commit:  buildCommit(),
+	})
+	if err != nil {
+		berr := be.Close()
+		if errors.Is(err, api.ErrAgentRunning) {
+			return nil, errors.Join(err, berr)
+		}
+		return nil, &exitError{ExitSandbox, errors.Join(fmt.Errorf("refusing to run %s: %w", opts.Args[0], err), berr)}
+	}
+	stopMetrics, err := serveMetrics(opts.MetricsAddr, a, f.Log)
+	if err != nil {
+		// Metrics are a convenience of the embedded agent (a service
+		// agent may hold the port, or a second run): no reason to refuse.
+		f.Log.Debug("embedded agent without metrics", zap.Error(err))
+		stopMetrics = func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &embeddedAgent{a: a, served: make(chan error, 1), cancel: cancel, stopMetrics: stopMetrics}
+	go func() { e.served <- a.Serve(ctx) }()
+	f.Log.Debug("started the agent in this process", zap.String("socket", a.Socket()))
+	return e, nil
+}
+
+// finish stops the embedded agent once every sandbox it serves has ended:
+// other runs (another terminal, another user) may have found its socket
+// and created theirs through it, and their commands must not die because
+// this one finished. SIGINT, SIGTERM or SIGHUP stops waiting and ends them.
+func (e *embeddedAgent) finish(f *Factory, sigs <-chan os.Signal) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- e.a.Drain(ctx) }()
+	notice := time.After(500 * time.Millisecond)
+	for {
+		select {
+		case err := <-drained:
+			e.stop(f, err)
+			return
+		case s := <-sigs:
+			if s == syscall.SIGQUIT {
+				continue
+			}
+			cancel()
+		case <-notice:
+			if e.a.SandboxCount() > 0 {
+				f.warnf("other sandboxes run through the agent in this process (aigate status lists them); waiting for them to end (Ctrl-C ends them now)")
+			}
+		}
+	}
+}
+
+// close stops the embedded agent at once, ending every sandbox.
+func (e *embeddedAgent) close(f *Factory) { e.stop(f, e.a.Close()) }
+
+func (e *embeddedAgent) stop(f *Factory, err error) {
+	e.cancel()
+	if serr := <-e.served; serr != nil {
+		err = errors.Join(err, serr)
+	}
+	e.stopMetrics()
+	if err != nil {
+		f.warnf("stop the agent: %v", err)
+	}
+}
+
+func parentOr(p string) string {
+	if p == "" {
+		return sandbox.DefaultParent
+	}
+	return p
+}
