@@ -95,7 +95,7 @@ type Outcome struct {
 // tool did not run: ErrNotSetUp when pf would not evaluate the anchor,
 // ErrBusy when another session runs, else the step that failed (whatever
 // it had changed is undone).
-func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs chan<- events.Event) (Outcome, error) {
+func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs chan<- events.Event) (res Outcome, err error) {
 	if len(argv) == 0 {
 		return Outcome{}, errors.New("run: no command given")
 	}
@@ -123,7 +123,7 @@ func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs ch
 	if err != nil {
 		return Outcome{}, err
 	}
-	var res Outcome
+	// res is a named result so that the undo's failure reaches the caller.
 	defer func() {
 		if rerr := Revert(context.WithoutCancel(ctx), r, env.StateFile); rerr != nil {
 			res.CleanupErr = fmt.Errorf("remove the sandbox rules: %w (run `sudo aigate reset --force`)", rerr)

@@ -1,0 +1,299 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/aigate-dev/aigate/internal/darwin"
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+func init() { register(newRunCmd) }
+
+// runOptions are the inputs of `aigate run` on macOS.
+type runOptions struct {
+	Audit      bool
+	Quiet      bool
+	EventsFile string
+	Args       []string
+}
+
+func newRunCmd(f *Factory) *cobra.Command {
+	opts := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- COMMAND [ARG...]",
+		Short: "Run a command as the sandbox user, behind ACL deny entries and a pf anchor",
+		Long: `Run COMMAND as the hidden sandbox user ` + darwin.DefaultUserName + ` (created by sudo aigate setup)
+in the project directory, with your merged policy (global ~/.aigate/config.yaml
+and the project's .aigate.yaml) applied as ACL deny entries on the files it
+protects and a pf anchor limiting the user's network. Everything is undone
+when COMMAND exits; a run that was killed is undone by the next run or by
+sudo aigate reset --force. docs/macos.md says exactly what is enforced.
+
+Each blocked connection prints one line on stderr (macOS reports no file
+denials: the kernel refuses with EACCES and tells nobody). --events FILE
+appends every event as a JSON line (schema: docs/events.md). A summary
+follows at exit.
+
+aigate never starts COMMAND unless the policy is in place.
+
+Exit status: COMMAND's own status, or 128+N when a signal N killed it.
+aigate's own failures:
+  2  bad command line
+  3  not root, or aigate setup has not run: COMMAND not started
+  4  the policy is invalid: COMMAND not started
+  5  the sandbox could not be set up: COMMAND not started
+  127  COMMAND not found`,
+		Example: `  sudo aigate run -- claude
+  sudo aigate run --audit --events /tmp/aigate.jsonl -- aider`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 0 {
+				return usageErrorf("put -- before the command: aigate run [flags] -- %s", strings.Join(args, " "))
+			}
+			opts.Args = args
+			return runRun(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&opts.Audit, "audit", false, "block nothing on the network and report what would have been blocked (file rules are not applied)")
+	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print no event lines and no summary")
+	fl.StringVar(&opts.EventsFile, "events", "", "append every event as a JSON line to `FILE`")
+	return cmd
+}
+
+func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
+	if f.Env.Euid != 0 {
+		return &exitError{ExitNoEnforcement, errors.New("aigate run needs root on macOS to add ACL entries and load pf rules: run it with sudo (sudo aigate run -- ...); the command itself runs as the sandbox user " + darwin.DefaultUserName)}
+	}
+	m := darwin.DefaultMachine()
+	user, err := m.ReadUserFile()
+	if err != nil {
+		if errors.Is(err, darwin.ErrNotSetUp) {
+			err = fmt.Errorf("%w: run `sudo aigate setup` once, then run again", err)
+		}
+		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
+	}
+
+	loaded, err := f.Load()
+	if err != nil {
+		return &exitError{ExitPolicy, err}
+	}
+	pol, warns := loaded.Policy()
+	for _, w := range warns {
+		f.warnf("%s", w)
+	}
+	env := loaded.PolicyEnv()
+	compiled, err := policy.Compile(pol, env)
+	if err != nil {
+		return &exitError{ExitPolicy, err}
+	}
+	if opts.Audit {
+		compiled.Mode = policy.ModeAudit
+	}
+	if err := shareable(env.ProjectRoot, env.Home); err != nil {
+		return &exitError{ExitSandbox, err}
+	}
+	// Found before anything is applied, so that a typo changes nothing.
+	if _, err := exec.LookPath(opts.Args[0]); err != nil {
+		return &exitError{ExitNotFound, fmt.Errorf("command %s: %w", opts.Args[0], err)}
+	}
+
+	var eventsOut io.Writer
+	if opts.EventsFile != "" {
+		ef, err := openEventsFile(opts.EventsFile, loaded.Paths.User.UID, loaded.Paths.User.GID, loaded.Paths.User.Sudo)
+		if err != nil {
+			return &exitError{ExitSandbox, err}
+		}
+		defer ef.Close()
+		eventsOut = ef
+	}
+
+	// SIGINT and SIGQUIT from the terminal reach the command directly (same
+	// process group) and must not end aigate before it has undone the
+	// policy; SIGTERM and SIGHUP are sent to aigate alone and end the
+	// command through ctx (SIGTERM, then SIGKILL).
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var lastSig atomic.Int32
+	sigDone := make(chan struct{})
+	defer close(sigDone)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGTERM || s == syscall.SIGHUP {
+					lastSig.Store(int32(s.(syscall.Signal)))
+					cancel()
+				}
+			case <-sigDone:
+				return
+			}
+		}
+	}()
+
+	if compiled.Mode == policy.ModeAudit && !opts.Quiet {
+		f.warnf("audit mode: nothing is blocked on the network, what would be is reported; file rules are not applied")
+	}
+	rep := newMacReporter(f, opts.Quiet, eventsOut, compiled, user.Name)
+	evs := make(chan events.Event)
+	pumpDone := make(chan struct{})
+	stopPump := make(chan struct{})
+	go func() {
+		defer close(pumpDone)
+		tick := time.NewTicker(events.DefaultWindow / 2)
+		defer tick.Stop()
+		for {
+			select {
+			case e := <-evs:
+				rep.event(e)
+			case <-tick.C:
+				rep.flush()
+			case <-stopPump:
+				return
+			}
+		}
+	}()
+
+	out, err := darwin.Run(runCtx, compiled, darwin.Env{
+		User:        user,
+		ProjectRoot: env.ProjectRoot,
+		Home:        env.Home,
+		StateFile:   m.StateFile(),
+		FS:          os.DirFS("/"),
+		ExecDirs:    filepath.SplitList(os.Getenv("PATH")),
+		Resolver:    net.DefaultResolver,
+		PID:         os.Getpid(),
+		Alive:       darwin.Alive,
+		Warn:        func(s string) { f.warnf("%s", s) },
+	}, opts.Args, evs)
+	// darwin.Run never closes evs: its pf log reader stops sending once
+	// Run has returned (its context is done by then).
+	close(stopPump)
+	<-pumpDone
+	if out.CleanupErr != nil {
+		f.warnf("%v", out.CleanupErr)
+	}
+	if err != nil {
+		code := ExitSandbox
+		switch {
+		case errors.Is(err, darwin.ErrNotSetUp):
+			code = ExitNoEnforcement
+		case errors.Is(err, exec.ErrNotFound):
+			code = ExitNotFound
+		}
+		return &exitError{code, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+	}
+	rep.finish()
+	if sig := lastSig.Load(); sig != 0 && out.ExitCode == 0 {
+		// The tool exited cleanly on SIGTERM; the caller still asked for
+		// an end, as a shell would report it.
+		return silentExit(ExitCode(128 + int(sig)))
+	}
+	return silentExit(ExitCode(out.ExitCode))
+}
+
+// openEventsFile opens --events for appending; a new file created under
+// sudo belongs to the user who ran sudo.
+func openEventsFile(path string, uid, gid int, sudo bool) (*os.File, error) {
+	_, statErr := os.Lstat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open events file: %w", err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) && sudo {
+		_ = f.Chown(uid, gid)
+	}
+	return f, nil
+}
+
+// macReporter turns pf events into lines (events.Printer, the one
+// formatter), JSON lines and the summary. pf has no counters per session,
+// so the summary is the tally of the events themselves.
+type macReporter struct {
+	f       *Factory
+	quiet   bool
+	printer *events.Printer
+	json    *events.JSONWriter
+	policy  *policy.Compiled
+	sandbox string
+	mu      sync.Mutex
+	tally   events.Summary
+	jsonErr error
+}
+
+func newMacReporter(f *Factory, quiet bool, jsonOut io.Writer, c *policy.Compiled, sandbox string) *macReporter {
+	r := &macReporter{f: f, quiet: quiet, policy: c, sandbox: sandbox}
+	if !quiet {
+		color := false
+		if ef, ok := f.Err.(*os.File); ok {
+			color = events.ColorFor(ef)
+		}
+		r.printer = events.NewPrinter(f.Err, events.PrinterOptions{Style: events.Style{Color: color}})
+	}
+	if jsonOut != nil {
+		r.json = events.NewJSONWriter(jsonOut)
+	}
+	return r
+}
+
+func (r *macReporter) event(e events.Event) {
+	if e.Sandbox == "" {
+		e.Sandbox = r.sandbox
+	}
+	if e.RuleText == "" && e.Rule != 0 {
+		if rule, ok := r.policy.Rule(policy.RuleID(e.Rule)); ok {
+			e.RuleText = rule.Pattern
+		}
+	}
+	r.mu.Lock()
+	r.tally.Add(e)
+	if r.json != nil && r.jsonErr == nil {
+		if err := r.json.Write(e); err != nil {
+			r.jsonErr = err
+			r.f.warnf("%v: no more events are written to --events", err)
+		}
+	}
+	r.mu.Unlock()
+	if r.printer != nil {
+		r.printer.Print(e)
+	}
+}
+
+func (r *macReporter) flush() {
+	if r.printer != nil {
+		r.printer.Flush(false)
+	}
+}
+
+func (r *macReporter) finish() {
+	if r.printer != nil {
+		r.printer.Flush(true)
+	}
+	if r.quiet {
+		return
+	}
+	if s := r.tally.String(); s != "" {
+		for _, line := range strings.Split(s, "\n") {
+			fmt.Fprintf(r.f.Err, "%s%s\n", events.Prefix, line)
+		}
+	}
+}
