@@ -454,3 +454,89 @@ func asExitError(err error, target **exec.ExitError) bool {
 	}
 	return ok
 }
+
+// asSudo makes cmd run as root as `sudo` would start it for the test user.
+func (w *agentWorld) asSudo(cmd *exec.Cmd, sock string) *exec.Cmd {
+	name := fmt.Sprintf("aigt%d", os.Getpid()%100000)
+	cmd.Dir = w.proj
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "NO_COLOR=1", api.SocketEnv + "=" + sock,
+		"SUDO_UID=" + strconv.Itoa(int(w.uid)), "SUDO_GID=" + strconv.Itoa(int(w.gid)), "SUDO_USER=" + name}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// TestE2ESudoRun: `sudo aigate run` acts for the user who ran sudo, through
+// a running agent (root may create a sandbox for another uid) and through
+// the agent run embeds when none listens on its socket (here a stale
+// socket file is in the way and is taken over); the embedded agent serves
+// that socket to other clients while the run lasts.
+func TestE2ESudoRun(t *testing.T) {
+	w := newAgentWorld(t)
+	t.Run("external agent", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		run := w.asSudo(exec.Command(w.bin, "run", "--", "sh", "-c", "id -u; cat .env"), w.sock)
+		run.Stdout, run.Stderr = &out, &errOut
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if code := exitCode(t, runWithContext(ctx, run)); code != 1 {
+			t.Fatalf("exit %d, want cat's 1\n%s%s", code, out.String(), errOut.String())
+		}
+		if got := strings.TrimSpace(out.String()); got != strconv.Itoa(int(w.uid)) {
+			t.Errorf("the command ran as uid %q, want the sudo user's %d", got, w.uid)
+		}
+		if !strings.Contains(errOut.String(), "aigate: blocked read "+filepath.Join(w.proj, ".env")) {
+			t.Errorf("no blocked line:\n%s", errOut.String())
+		}
+		w.waitLog(t, fmt.Sprintf(`"owner": %d`, w.uid))
+	})
+	t.Run("embedded agent", func(t *testing.T) {
+		sock := filepath.Join(w.dir, "embedded.sock")
+		// A socket left by a dead agent: bound, never unlinked.
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.SetUnlinkOnClose(false)
+		ln.Close()
+		ready := filepath.Join(w.proj, "ready-emb")
+		os.Remove(ready)
+		var errOut syncBuf
+		run := w.asSudo(exec.Command(w.bin, "run", "--metrics-addr", "", "--", "sh", "-c", "touch "+ready+"; exec sleep 600"), sock)
+		run.Stderr = &errOut
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = run.Process.Kill() })
+		waited := make(chan error, 1)
+		go func() { waited <- run.Wait() }()
+		waitForFile(t, ready, waited, &bytes.Buffer{})
+
+		c := api.NewClient(sock)
+		ctx := context.Background()
+		st, err := c.Status(ctx)
+		if err != nil || st.PID != run.Process.Pid {
+			t.Fatalf("status from the embedded agent = %+v, %v; want the run's pid %d", st, err, run.Process.Pid)
+		}
+		list, err := c.List(ctx)
+		if err != nil || len(list) != 1 || list[0].Owner != w.uid || !list[0].Placed {
+			t.Fatalf("list = %+v, %v; want one placed sandbox owned by uid %d", list, err, w.uid)
+		}
+		// Ending it from another client ends the run with its command's
+		// death by SIGKILL.
+		if err := c.End(ctx, list[0].Name); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-waited:
+			if code := exitCode(t, err); code != 128+9 {
+				t.Errorf("exit %d, want 137 (the command was killed)\n%s", code, errOut.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the run did not end with its sandbox:\n%s", errOut.String())
+		}
+		if _, err := os.Stat(sock); !os.IsNotExist(err) {
+			t.Errorf("the embedded agent left its socket behind (%v)", err)
+		}
+	})
+}
