@@ -17,6 +17,9 @@ type Pinner interface {
 	// was opened: a restarted agent takes them over instead of sweeping
 	// them.
 	Adopted() []enforce.Sandbox
+	// Claim hands an adopted sandbox its recompiled policy (from the
+	// sources the agent kept), for the rule texts of its events.
+	Claim(sb *enforce.Sandbox) error
 	// Release closes the backend but leaves the pins, so enforcement goes
 	// on without the agent (Close removes them).
 	Release() error
