@@ -461,3 +461,29 @@ func TestLSMEgress(t *testing.T) {
 	}
 	checkEnforced(t, newWorld(t, b), "lsm")
 }
+
+// TestFanotifyAddRemoveCost logs what bringing one sandbox's complete
+// policy up and down costs (fanotify marks, eight sock_addr programs, a DNS
+// proxy on four sockets), and that repeating it leaks nothing attached.
+func TestFanotifyAddRemoveCost(t *testing.T) {
+	up := startUpstream(t, nil)
+	c := openFanotifyComposite(t, up.addr)
+	w := newWorld(t, c)
+	const n = 20
+	var add, remove time.Duration
+	for range n {
+		t0 := time.Now()
+		if err := c.Add(context.Background(), w.sb); err != nil {
+			t.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := c.Remove(w.sb.ID); err != nil {
+			t.Fatal(err)
+		}
+		add, remove = add+t1.Sub(t0), remove+time.Since(t1)
+	}
+	if k := attached(t, w.g.Path); k != 0 {
+		t.Fatalf("%d programs attached after %d Add/Remove cycles", k, n)
+	}
+	t.Logf("Add %v, Remove %v (mean of %d)", add/n, remove/n, n)
+}
