@@ -48,7 +48,9 @@ func (p *part) Close() error {
 	close(p.ev)
 	return nil
 }
-func (p *part) Status(uint32) (egress.Status, bool) { return egress.Status{Mode: egress.ModeProxy}, true }
+func (p *part) Status(uint32) (egress.Status, bool) {
+	return egress.Status{Mode: egress.ModeProxy}, true
+}
 
 func TestCompositeAddIsAllOrNothing(t *testing.T) {
 	sb := &enforce.Sandbox{ID: 4, Name: "s"}
