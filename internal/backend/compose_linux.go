@@ -24,6 +24,12 @@ type netPart interface {
 // Composite is what Open returns on Linux: a file and exec backend (BPF
 // LSM or fanotify) and the egress component, as one enforce.Backend with
 // one event stream and one set of counters.
+//
+// It deliberately does not implement agent.Pinner even when the LSM part
+// pins: the network programs and DNS proxies end with the process, so a
+// sandbox left running after the agent would have lost its network rules.
+// The agent therefore kills the sandboxes when it stops (fail closed)
+// until egress can outlive it too.
 type Composite struct {
 	files enforce.Backend
 	net   netPart
