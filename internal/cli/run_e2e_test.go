@@ -4,6 +4,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -94,7 +95,7 @@ func TestE2ERunCatEnvBlocked(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(bin, "run", "--backend", "fanotify", "--", "cat", ".env")
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = proj, env, &stdout, &stderr
-	code := exitCode(t, cmd.Run())
+	code := exitCode(t, runBounded(cmd))
 	if code != 1 {
 		t.Fatalf("exit %d, want cat's 1\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
@@ -123,7 +124,7 @@ func TestE2ERunExitStatusAndUnprotected(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(bin, "run", "--backend", "fanotify", "--", "sh", "-c", "cat README; exit 9")
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = proj, env, &stdout, &stderr
-	if code := exitCode(t, cmd.Run()); code != 9 || stdout.String() != "hello\n" {
+	if code := exitCode(t, runBounded(cmd)); code != 9 || stdout.String() != "hello\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout.String(), stderr.String())
 	}
 	if strings.Contains(stderr.String(), "blocked") {
@@ -142,6 +143,7 @@ func TestE2ERunSignals(t *testing.T) {
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, "run", "--backend", "fanotify", "--", "sh", "-c", script)
 	cmd.Dir, cmd.Env, cmd.Stderr = proj, env, &stderr
+	cmd.WaitDelay = 5 * time.Second
 	// Its own process group, so that nothing aimed at the test's group
 	// reaches it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -222,6 +224,17 @@ func TestE2ERunPTY(t *testing.T) {
 	if strings.Contains(got, "secret") {
 		t.Fatalf("the secret leaked:\n%s", got)
 	}
+}
+
+// runBounded runs an aigate process with a deadline: a process that
+// outlives it holding its output pipes (the fanotify guard inherits
+// stderr) or a run that never ends must fail the test, not stall the
+// package until go test's own timeout.
+func runBounded(cmd *exec.Cmd) error {
+	cmd.WaitDelay = 5 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	return runWithContext(ctx, cmd)
 }
 
 func waitForFile(t *testing.T, path string, exited <-chan error, log *bytes.Buffer) {
