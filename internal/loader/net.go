@@ -36,6 +36,10 @@ type NetOptions struct {
 	MapReplacements map[string]*ebpf.Map
 	// Backend is stamped on the events of a standalone Net.
 	Backend string
+	// SkipUnix leaves unix sockets alone: for a caller whose BPF LSM
+	// programs confine them by peer (unix_stream_connect), which is exact
+	// where the cgroup programs here only see socket names.
+	SkipUnix bool
 }
 
 // Net enforces egress policies with the cgroup sock_addr programs of
@@ -54,6 +58,13 @@ type Net struct {
 	links    map[uint32][]link.Link // per policy id
 	cgroups  map[uint32]uint64      // standalone: policy id -> sandbox cgroup id
 	policies map[uint32]*netState
+
+	// Unix sockets (net_unix.go): nil unix and the reason in unixErr when
+	// this kernel or the options leave them unconfined.
+	unix        *netUnix
+	unixErr     error
+	unixAllow   map[uint32]map[netUnixUnixAllowKey]uint32 // per policy id
+	unixCgroups map[uint32]uint64                         // policy id -> attached sandbox cgroup id
 }
 
 // OpenNet loads the sock_addr object. Nothing is enforced until a policy is
@@ -77,13 +88,24 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		links:    map[uint32][]link.Link{},
 		cgroups:  map[uint32]uint64{},
 		policies: map[uint32]*netState{},
+
+		unixAllow:   map[uint32]map[netUnixUnixAllowKey]uint32{},
+		unixCgroups: map[uint32]uint64{},
 	}
 	err := loadNetObjects(&n.objs, &ebpf.CollectionOptions{MapReplacements: opts.MapReplacements})
 	if err != nil {
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
-	if err := n.registerNamer(); err != nil {
+	if opts.SkipUnix {
+		n.unixErr = fmt.Errorf("%w: left to the BPF LSM programs", errUnixDegraded)
+	} else if n.unix, err = openUnix(&n.objs); errors.Is(err, errUnixDegraded) {
+		n.unixErr = err
+	} else if err != nil {
 		n.objs.Close()
+		return nil, fmt.Errorf("load network programs: %w", err)
+	}
+	if err := n.registerNamer(); err != nil {
+		n.closeObjects()
 		return nil, err
 	}
 	if shared == 0 {
@@ -91,7 +113,7 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		n.stream, err = newEventStream(n.objs.Events, opts.Backend)
 		if err != nil {
 			n.unregisterNamer()
-			n.objs.Close()
+			n.closeObjects()
 			return nil, err
 		}
 	}
@@ -144,6 +166,25 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) error {
 		{n.objs.AigateRecvmsg6, ebpf.AttachCGroupUDP6Recvmsg},
 		{n.objs.AigateSockCreate, ebpf.AttachCGroupInetSockCreate},
 		{n.objs.AigateSockRelease, ebpf.AttachCgroupInetSockRelease},
+	}
+	if n.unix != nil {
+		n.mu.Lock()
+		err := n.unix.hold()
+		if err == nil {
+			// Held from here on: remove releases it with the last sandbox.
+			n.unixCgroups[policyID] = g.ID
+		}
+		n.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("attach network programs to %s: %w", cgroupPath, err)
+		}
+		progs = append(progs, []struct {
+			prog *ebpf.Program
+			typ  ebpf.AttachType
+		}{
+			{n.unix.objs.AigateConnectUnix, ebpf.AttachCgroupUnixConnect},
+			{n.unix.objs.AigateSendmsgUnix, ebpf.AttachCgroupUnixSendmsg},
+		}...)
 	}
 	var links []link.Link
 	for _, p := range progs {
@@ -226,6 +267,9 @@ func (n *Net) SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[strin
 		return fmt.Errorf("set network policy %d: %w", policyID, err)
 	}
 	n.policies[policyID] = want
+	if err := n.setUnixPolicy(policyID, np.Unix); err != nil {
+		return fmt.Errorf("set network policy %d: %w", policyID, err)
+	}
 	return nil
 }
 
@@ -359,6 +403,9 @@ func (n *Net) remove(policyID uint32) error {
 	if err := n.removeDNS(policyID); err != nil {
 		errs = append(errs, err)
 	}
+	if err := n.removeUnix(policyID); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove network policy %d: %w", policyID, err)
 	}
@@ -404,8 +451,16 @@ func (n *Net) Close() error {
 		}
 	}
 	n.unregisterNamer()
-	if err := n.objs.Close(); err != nil {
+	if err := n.closeObjects(); err != nil {
 		errs = append(errs, fmt.Errorf("close network programs: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+func (n *Net) closeObjects() error {
+	var err error
+	if n.unix != nil {
+		err = n.unix.close()
+	}
+	return errors.Join(err, n.objs.Close())
 }

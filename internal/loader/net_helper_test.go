@@ -50,6 +50,13 @@ func init() {
 //	dnstcp ADDR:PORT    connect over TCP, send, expect the echo
 //	raw ADDR:0          create a raw ICMP socket of ADDR's family
 //	ping ADDR:0         create an ICMP ping socket of ADDR's family
+//	unix NAME           connect a stream socket to NAME (a path, or @abstract)
+//	unixgram NAME       sendto NAME on an unbound datagram socket
+//	unixself NAME       bind and listen on NAME, connect to it, close both
+//	                    (and unlink a path)
+//	unixselfgram NAME   bind a datagram socket to NAME, sendto it from another
+//	unixtaken NAME      bind NAME, expecting EADDRINUSE (1003 otherwise),
+//	                    then connect to it
 func netHelperOp(args []string) (string, error) {
 	if len(args) == 1 && args[0] == "sub" {
 		procs := os.NewFile(3, "cgroup.procs")
@@ -80,6 +87,9 @@ func netHelperOp(args []string) (string, error) {
 		}
 		ns, err := benchOp(args[1], dst, n)
 		return strconv.FormatFloat(ns, 'f', 2, 64), err
+	}
+	if strings.HasPrefix(args[0], "unix") {
+		return strconv.Itoa(int(unixOp(args[0], args[1]))), nil
 	}
 	dst, err := netip.ParseAddrPort(args[1])
 	if err != nil {
@@ -263,4 +273,54 @@ func holdOp(dst netip.AddrPort) (int, unix.Errno) {
 		return -1, errnoOf(err)
 	}
 	return fd, 0
+}
+
+// unixOp returns the errno of one unix-socket operation.
+func unixOp(op, name string) unix.Errno {
+	// x/sys/unix turns a leading '@' into the abstract namespace's NUL.
+	sa := &unix.SockaddrUnix{Name: name}
+	typ := unix.SOCK_STREAM
+	if strings.HasSuffix(op, "gram") {
+		typ = unix.SOCK_DGRAM
+	}
+	switch op {
+	case "unixself", "unixselfgram", "unixtaken":
+		lfd, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return errnoOf(err) + 1000
+		}
+		defer unix.Close(lfd)
+		err = unix.Bind(lfd, sa)
+		if op == "unixtaken" {
+			if err != unix.EADDRINUSE {
+				return 1003
+			}
+			break
+		}
+		if err != nil {
+			return errnoOf(err) + 1000
+		}
+		if !strings.HasPrefix(name, "@") {
+			defer os.Remove(name)
+		}
+		if typ == unix.SOCK_STREAM {
+			if err := unix.Listen(lfd, 8); err != nil {
+				return errnoOf(err) + 1000
+			}
+		}
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return errnoOf(err) + 1000
+	}
+	defer unix.Close(fd)
+	if typ == unix.SOCK_DGRAM {
+		err = unix.Sendto(fd, []byte("x"), 0, sa)
+	} else {
+		err = unix.Connect(fd, sa)
+	}
+	if err != nil {
+		return errnoOf(err)
+	}
+	return 0
 }

@@ -1,0 +1,312 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Unix-socket confinement without BPF LSM (kernels 6.7+): connect_unix and
+ * sendmsg_unix, attached to each sandbox cgroup, refuse a sandboxed
+ * connect(2) or sendto(2) to a unix socket name that neither allow_unix
+ * lists nor a process of the same sandbox bound (see unixmatch.h).
+ *
+ * A separate object from sockaddr.c: the attach types and the kfunc below
+ * do not exist on 6.1, where loading them would fail the whole collection.
+ *
+ * The names bound inside a sandbox are learned when bind(2) returns 0 to a
+ * sandboxed task (tp_btf/sys_exit: kprobes and fexit do not attach on every
+ * kernel we target), so a bind that failed because an outside socket holds
+ * the name teaches nothing. connect then checks that the socket that got
+ * the name still holds it (unix_bound_alive): a name the sandbox bound,
+ * closed (or unlinked, or renamed away) and an outside listener took later
+ * is refused.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "sandbox.h"
+#include "events.h"
+#include "unixmatch.h"
+
+#define AIGATE_AF_UNIX 1
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* Scratch keys: two of them would not fit the 512-byte stack with an event. */
+struct unix_scratch {
+	struct unix_bound_key bound;
+	struct unix_allow_key allow;
+	char walk[256]; /* a path rebuilt from dentries, right-aligned */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct unix_scratch);
+} unix_scratch SEC(".maps");
+
+static __always_inline struct unix_scratch *scratch(void)
+{
+	__u32 zero = 0;
+	struct unix_scratch *s = bpf_map_lookup_elem(&unix_scratch, &zero);
+
+	if (s)
+		__builtin_memset(s, 0, sizeof(*s));
+	return s;
+}
+
+/* report writes the denial; abstract names are shown as "@name", like ss. */
+static __always_inline int report(__u64 cgroup_id, const struct sandbox *sb,
+				  const struct unix_name *n)
+{
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_NET, AIGATE_OP_UNIX, 0);
+
+	if (e) {
+		e->family = AIGATE_AF_UNIX;
+		if (n->abstract) {
+			e->path[0] = '@';
+			for (int i = 0; i < AIGATE_UNIX_NAME - 1; i++) {
+				char c = n->name[i];
+				e->path[i + 1] = (i < n->abstract && !c) ? '@' : c;
+			}
+			e->path_len = n->abstract + 1;
+		} else {
+			__builtin_memcpy(e->path, n->name, AIGATE_UNIX_NAME);
+			e->path_len = AIGATE_UNIX_NAME;
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
+}
+
+struct walk_ctx {
+	struct unix_scratch *s;
+	const struct unix_name *n;
+	struct dentry *d;
+	int pos; /* n->name[pos..len) matched the names walked so far */
+	int bad;
+};
+
+/* len_step: bpf_loop body finding the length of a path name. */
+static long len_step(__u32 i, void *arg)
+{
+	struct walk_ctx *w = arg;
+
+	asm volatile("%0 &= 0x7f" : "+r"(i));
+	if (i >= AIGATE_UNIX_NAME || !w->n->name[i])
+		return 1;
+	w->pos = i + 1;
+	return 0;
+}
+
+/* cmp_step: bpf_loop body comparing the component in s->walk. */
+static long cmp_step(__u32 i, void *arg)
+{
+	struct walk_ctx *w = arg;
+	__u32 at = w->pos + i;
+
+	if (i >= AIGATE_UNIX_NAME || at >= AIGATE_UNIX_NAME) {
+		w->bad = 1;
+		return 1;
+	}
+	/* The verifier does not carry the checks above through: mask. */
+	asm volatile("%0 &= 0x7f" : "+r"(i));
+	asm volatile("%0 &= 0x7f" : "+r"(at));
+	if (w->s->walk[i] != w->n->name[at]) {
+		w->bad = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * walk_step checks that d's name is the component of n->name that ends at
+ * pos, preceded by a '/', and moves to d's parent.
+ */
+static long walk_step(__u32 i, void *arg)
+{
+	struct walk_ctx *w = arg;
+	struct dentry *d = w->d;
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+
+	if (parent == d || !parent)
+		return 1; /* root of the filesystem: the rest is the mount point */
+	__u32 clen = BPF_CORE_READ(d, d_name.len);
+	const unsigned char *cname = BPF_CORE_READ(d, d_name.name);
+	if (clen == 0 || clen > AIGATE_UNIX_PATH || (int)clen + 1 > w->pos) {
+		w->bad = 1;
+		return 1;
+	}
+	asm volatile("%0 &= 0x7f" : "+r"(clen));
+	if (bpf_probe_read_kernel(w->s->walk, clen, cname)) {
+		w->bad = 1;
+		return 1;
+	}
+	w->pos -= clen;
+	bpf_loop(clen, cmp_step, w, 0);
+	if (w->bad)
+		return 1;
+	__u32 slash = w->pos - 1;
+	if (slash >= AIGATE_UNIX_NAME) {
+		w->bad = 1;
+		return 1;
+	}
+	asm volatile("%0 &= 0x7f" : "+r"(slash));
+	if (w->n->name[slash] != '/') {
+		w->bad = 1;
+		return 1;
+	}
+	w->pos = slash;
+	w->d = parent;
+	return 0;
+}
+
+/*
+ * path_still_names reports whether dentry, the file a sandbox's socket was
+ * bound to, is still reachable as n->name: it is hashed (not unlinked) and
+ * the names from it up to the root of its filesystem equal the tail of
+ * n->name (the rest is the mount point, which cannot be renamed while
+ * mounted). So an unlinked or renamed socket file no longer vouches for a
+ * new file at the old path.
+ */
+static __always_inline int path_still_names(struct unix_scratch *s, struct dentry *d,
+					    const struct unix_name *n)
+{
+	struct walk_ctx w = {.s = s, .n = n, .d = d};
+
+	if (!BPF_CORE_READ(d, d_hash.pprev))
+		return 0; /* unlinked */
+	bpf_loop(AIGATE_UNIX_NAME, len_step, &w, 0);
+	bpf_loop(AIGATE_UNIX_PATH / 2, walk_step, &w, 0);
+	return !w.bad;
+}
+
+/*
+ * unix_bound_alive reports whether the socket recorded in v still exists
+ * and still holds the name. The struct socket may have been freed: every
+ * read goes through bpf_probe_read_kernel, and a freed or reused socket
+ * fails one of the checks (its sock is orphaned and marked dead on
+ * release, and a reused one has another inode number).
+ */
+static __always_inline int unix_bound_alive(struct unix_scratch *s, const struct unix_bound_val *v,
+					    const struct unix_name *n)
+{
+	struct socket *sock = (struct socket *)v->sock;
+	struct socket_alloc *sa = container_of(sock, struct socket_alloc, socket);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	unsigned long flags = 0;
+
+	if (!sk || BPF_CORE_READ(sk, sk_socket) != sock || BPF_CORE_READ(sa, vfs_inode.i_ino) != v->ino)
+		return 0;
+	if (bpf_probe_read_kernel(&flags, sizeof(flags), &sk->__sk_common.skc_flags) || (flags & (1UL << SOCK_DEAD)))
+		return 0;
+	if (n->abstract)
+		return 1;
+	struct unix_sock *u = (struct unix_sock *)sk;
+	struct dentry *d = BPF_CORE_READ(u, path.dentry);
+	if (!d || (__u64)d != v->dentry)
+		return 0;
+	return path_still_names(s, d, n);
+}
+
+static __always_inline int check_unix(struct bpf_sock_addr *ctx)
+{
+	__u64 cgroup_id = 0;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 1;
+	struct unix_scratch *s = scratch();
+	if (!s)
+		return 0; /* cannot happen: a one-entry array; fail closed */
+
+	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
+	if (unix_name_read(&s->bound.n, sa->uaddr, sa->uaddrlen) < 0)
+		return 1; /* no name: the kernel refuses the call itself */
+
+	s->bound.cgroup_id = cgroup_id;
+	struct unix_bound_val *v = bpf_map_lookup_elem(&unix_bound, &s->bound);
+	if (v && unix_bound_alive(s, v, &s->bound.n))
+		return 1;
+
+	s->allow.prefixlen = AIGATE_UNIX_KEY_BITS + 8 * AIGATE_UNIX_NAME;
+	s->allow.policy_id = sb->policy_id;
+	__builtin_memcpy(&s->allow.n, &s->bound.n, sizeof(s->allow.n));
+	if (bpf_map_lookup_elem(&unix_allow, &s->allow))
+		return 1;
+	return report(cgroup_id, sb, &s->bound.n);
+}
+
+SEC("cgroup/connect_unix")
+int aigate_connect_unix(struct bpf_sock_addr *ctx)
+{
+	return check_unix(ctx);
+}
+
+SEC("cgroup/sendmsg_unix")
+int aigate_sendmsg_unix(struct bpf_sock_addr *ctx)
+{
+	return check_unix(ctx);
+}
+
+#define AIGATE_NR_BIND 49 /* x86_64 */
+#define AIGATE_S_IFMT 00170000
+#define AIGATE_S_IFSOCK 0140000
+
+/*
+ * sys_exit runs for every system call of every task while it is attached
+ * (the loader attaches it only while a sandbox is confined): the syscall
+ * number and result are compared before anything else.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(aigate_unix_bind_exit, struct pt_regs *regs, long ret)
+{
+	if (ret != 0 || regs->orig_ax != AIGATE_NR_BIND)
+		return 0;
+	__u64 cgroup_id = 0;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+	if (!sb)
+		return 0;
+
+	/* The socket bind(2) was called on: current->files->fdt->fd[fd]. */
+	unsigned long fd = regs->di;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & AIGATE_S_IFMT) != AIGATE_S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AIGATE_AF_UNIX)
+		return 0;
+	struct unix_sock *u = (struct unix_sock *)sk;
+	struct unix_address *addr = BPF_CORE_READ(u, addr);
+	if (!addr)
+		return 0;
+
+	struct unix_scratch *s = scratch();
+	if (!s)
+		return 0;
+	int len = BPF_CORE_READ(addr, len);
+	if (len <= 0 || unix_name_read(&s->bound.n, &addr->name[0], (__u32)len) < 0)
+		return 0;
+	/* A relative path names another file from another directory. */
+	if (!s->bound.n.abstract && s->bound.n.name[0] != '/')
+		return 0;
+	s->bound.cgroup_id = cgroup_id;
+
+	struct socket_alloc *sa = container_of(sock, struct socket_alloc, socket);
+	struct unix_bound_val v = {
+		.sock = (__u64)sock,
+		.ino = BPF_CORE_READ(sa, vfs_inode.i_ino),
+		.dentry = s->bound.n.abstract ? 0 : (__u64)BPF_CORE_READ(u, path.dentry),
+	};
+	bpf_map_update_elem(&unix_bound, &s->bound, &v, BPF_ANY);
+	return 0;
+}

@@ -1,0 +1,270 @@
+//go:build linux
+
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// Constants of unixmatch.h.
+const (
+	unixPathMax   = 108 // AIGATE_UNIX_PATH
+	unixNameLen   = 112 // AIGATE_UNIX_NAME
+	unixKeyBits   = 64  // AIGATE_UNIX_KEY_BITS
+	unixKprobeOn  = "__unix_set_addr_hash"
+	unixKprobeOff = "unix_release_sock"
+)
+
+// ErrNoUnixHooks means the kernel has no cgroup connect_unix and
+// sendmsg_unix programs (they appeared in Linux 6.7).
+var ErrNoUnixHooks = errors.New("the kernel has no cgroup connect_unix/sendmsg_unix programs (Linux 6.7 or later needed)")
+
+var unixProbe struct {
+	once sync.Once
+	err  error
+}
+
+// ProbeUnixSockets reports whether this kernel can confine the unix-socket
+// connections of sandboxed processes without BPF LSM: nil when it can,
+// ErrNoUnixHooks (wrapped) when it lacks the cgroup programs. The answer is
+// computed once per process.
+func ProbeUnixSockets() error {
+	unixProbe.once.Do(func() { unixProbe.err = probeUnixHooks() })
+	return unixProbe.err
+}
+
+// probeUnixHooks loads a program of the connect_unix attach type: kernels
+// before 6.7 refuse the unknown attach type.
+func probeUnixHooks() error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:       ebpf.CGroupSockAddr,
+		AttachType: ebpf.AttachCgroupUnixConnect,
+		License:    "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 1),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("probe unix-socket hooks: %w", ErrNoUnixHooks)
+		}
+		return fmt.Errorf("probe unix-socket hooks: %w", err)
+	}
+	prog.Close()
+	return nil
+}
+
+// UnixSocketEnforcement describes, for status and doctor output, how the
+// network object confines unix sockets on this kernel when BPF LSM is not
+// in use: by socket name with the cgroup programs (6.7+), or not at all,
+// with the reason.
+func UnixSocketEnforcement() string {
+	if err := ProbeUnixSockets(); err != nil {
+		return "none: " + err.Error() + "; without BPF LSM a sandboxed process can connect to any unix socket it can open (Docker, tmux, D-Bus, ssh-agent)"
+	}
+	return "cgroup connect_unix/sendmsg_unix: by socket name (allow_unix, or bound inside the same sandbox)"
+}
+
+// netUnix is the loaded unix-socket object of a Net.
+type netUnix struct {
+	objs netUnixObjects
+	// bind learns the names bound inside sandboxes. It hooks every system
+	// call's exit, so it is attached only while a sandbox is.
+	bind link.Link
+}
+
+// openUnix loads the unix-socket object sharing net's sandbox table, ring
+// buffer and counters. An error wrapping errUnixDegraded means this kernel
+// cannot do it; any other error is a bug.
+func openUnix(net *netObjects) (*netUnix, error) {
+	if err := ProbeUnixSockets(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUnixDegraded, err)
+	}
+	u := &netUnix{}
+	err := loadNetUnixObjects(&u.objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		MapSandboxes:     net.Sandboxes,
+		MapSandboxLevels: net.SandboxLevels,
+		MapEvents:        net.Events,
+		MapCounters:      net.Counters,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("load unix-socket programs: %w", err)
+	}
+	return u, nil
+}
+
+var errUnixDegraded = errors.New("unix sockets are not confined")
+
+// hold attaches the bind learner when the first sandbox is attached.
+func (u *netUnix) hold() error {
+	if u.bind != nil {
+		return nil
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: u.objs.AigateUnixBindExit})
+	if err != nil {
+		return fmt.Errorf("attach the unix bind learner (tp_btf/sys_exit): %w", err)
+	}
+	u.bind = l
+	return nil
+}
+
+// release detaches the bind learner.
+func (u *netUnix) release() error {
+	if u.bind == nil {
+		return nil
+	}
+	err := u.bind.Close()
+	u.bind = nil
+	return err
+}
+
+func (u *netUnix) close() error {
+	return errors.Join(u.release(), u.objs.Close())
+}
+
+// unixAllowEntries turns allow_unix into unix_allow keys and their rules:
+// an absolute path P allows the socket P and every socket beneath P; a
+// name "@N" allows the abstract socket N. Other name patterns (a bare name,
+// a prefix or suffix) are not matched for unix sockets: connections they
+// would allow stay refused.
+func unixAllowEntries(policyID uint32, fs policy.FileSet) map[netUnixUnixAllowKey]uint32 {
+	out := map[netUnixUnixAllowKey]uint32{}
+	add := func(k netUnixUnixAllowKey, rule policy.RuleID) {
+		if old, ok := out[k]; !ok || uint32(rule) < old {
+			out[k] = uint32(rule)
+		}
+	}
+	for _, e := range fs.Paths {
+		p := strings.TrimSuffix(e.Value, "/")
+		if len(p)+1 <= unixPathMax { // the socket P itself, NUL included
+			add(unixPathKey(policyID, p+"\x00"), e.Rule)
+		}
+		if len(p)+2 <= unixPathMax { // sockets beneath P
+			add(unixPathKey(policyID, p+"/"), e.Rule)
+		}
+	}
+	for _, e := range fs.Names {
+		name, ok := strings.CutPrefix(e.Value, "@")
+		if !ok || name == "" || len(name) > unixPathMax-1 {
+			continue
+		}
+		k := netUnixUnixAllowKey{PolicyId: policyID, Prefixlen: uint32(unixKeyBits + 8*len(name))}
+		k.N.Abstract = uint32(len(name))
+		copyName(&k.N, name)
+		add(k, e.Rule)
+	}
+	return out
+}
+
+func unixPathKey(policyID uint32, prefix string) netUnixUnixAllowKey {
+	k := netUnixUnixAllowKey{PolicyId: policyID, Prefixlen: uint32(unixKeyBits + 8*len(prefix))}
+	copyName(&k.N, prefix)
+	return k
+}
+
+func copyName(n *netUnixUnixName, s string) {
+	for i := 0; i < len(s) && i < len(n.Name); i++ {
+		n.Name[i] = int8(s[i])
+	}
+}
+
+// setUnixPolicy writes policyID's allow_unix entries, new ones first
+// (caller holds n.mu).
+func (n *Net) setUnixPolicy(policyID uint32, fs policy.FileSet) error {
+	if n.unix == nil {
+		return nil
+	}
+	want := unixAllowEntries(policyID, fs)
+	have := n.unixAllow[policyID]
+	var errs []error
+	for k, rule := range want {
+		if old, ok := have[k]; ok && old == rule {
+			continue
+		}
+		if err := n.unix.objs.UnixAllow.Update(k, rule, ebpf.UpdateAny); err != nil {
+			errs = append(errs, fmt.Errorf("write allow_unix entry: %w", err))
+			delete(want, k)
+		}
+	}
+	for k := range have {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		if err := n.unix.objs.UnixAllow.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete allow_unix entry: %w", err))
+			want[k] = have[k]
+		}
+	}
+	n.unixAllow[policyID] = want
+	return errors.Join(errs...)
+}
+
+// removeUnix deletes policyID's allow_unix entries and what its sandbox
+// bound (caller holds n.mu).
+func (n *Net) removeUnix(policyID uint32) error {
+	if n.unix == nil {
+		return nil
+	}
+	var errs []error
+	for k := range n.unixAllow[policyID] {
+		if err := n.unix.objs.UnixAllow.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete allow_unix entry: %w", err))
+		}
+	}
+	delete(n.unixAllow, policyID)
+	if id, ok := n.unixCgroups[policyID]; ok {
+		errs = append(errs, n.forgetBound(id))
+		delete(n.unixCgroups, policyID)
+	}
+	if len(n.unixCgroups) == 0 {
+		errs = append(errs, n.unix.release())
+	}
+	return errors.Join(errs...)
+}
+
+// forgetBound drops the names learned for the sandbox cgroup id.
+func (n *Net) forgetBound(cgroupID uint64) error {
+	var (
+		errs  []error
+		k     netUnixUnixBoundKey
+		v     netUnixUnixBoundVal
+		names []netUnixUnixBoundKey
+	)
+	it := n.unix.objs.UnixBound.Iterate()
+	for it.Next(&k, &v) {
+		if k.CgroupId == cgroupID {
+			names = append(names, k)
+		}
+	}
+	errs = append(errs, it.Err())
+	for _, k := range names {
+		if err := n.unix.objs.UnixBound.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("forget unix sockets bound in cgroup %d: %w", cgroupID, err)
+	}
+	return nil
+}
+
+// UnixSockets reports whether n confines the unix-socket connections of
+// its sandboxes: nil when it does, else why not (kernel before 6.7,
+// NetOptions.SkipUnix, ...). Status output shows the reason.
+func (n *Net) UnixSockets() error {
+	if n.unix != nil {
+		return nil
+	}
+	return n.unixErr
+}
