@@ -23,11 +23,11 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /*
- * deny reports the denial (path from s->full, dlen as d_path returned it) and
+ * deny reports the denial (path, dlen with the NUL as d_path returns it) and
  * returns the verdict: allow in audit mode, else -EPERM.
  */
 static __always_inline int deny(__u64 cgroup_id, struct sandbox *sb, __u8 kind, __u8 op,
-				__u32 rule, struct scratch *s, long dlen)
+				__u32 rule, const char *path, long dlen)
 {
 	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
 	struct event *e = event_start(cgroup_id, sb, kind, op, rule);
@@ -35,7 +35,7 @@ static __always_inline int deny(__u64 cgroup_id, struct sandbox *sb, __u8 kind, 
 	if (!e)
 		return verdict;
 	if (dlen > 0) {
-		bpf_probe_read_kernel_str(e->path, sizeof(e->path), s->full);
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
 		e->path_len = dlen - 1;
 	}
 	/*
@@ -81,7 +81,7 @@ int BPF_PROG(aigate_file_open, struct file *file)
 	}
 	if (!rule)
 		return 0;
-	return deny(cgroup_id, sb, AIGATE_KIND_FILE, op, rule, s, dlen);
+	return deny(cgroup_id, sb, AIGATE_KIND_FILE, op, rule, s->full, dlen);
 }
 
 /*
@@ -164,5 +164,123 @@ int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
 		rule = match_filename(s, BPF_CORE_READ(bprm, filename), set, kinds);
 	if (!rule)
 		return 0;
-	return deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, s, dlen);
+	return deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, s->full, dlen);
+}
+
+/*
+ * Writes that do not open the file: truncate(2), unlink, rmdir, rename (both
+ * ends), link (both ends), chmod, chown. Each is checked against the write
+ * rules and the read rules (a file no sandboxed process may open must not
+ * be renamed or linked to a readable name either, nor destroyed), and
+ * reported as a write. bpf_d_path is not allowed in path_* hooks, so the
+ * path is built from the dentry chain (build_path).
+ */
+static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct dentry *d,
+				  struct vfsmount *mnt)
+{
+	struct scratch *s = get_scratch();
+
+	if (!s || !d || !mnt)
+		return 0;
+	__u32 wset = rule_set(sb->policy_id, AIGATE_ACCESS_WRITE);
+	__u32 rset = rule_set(sb->policy_id, AIGATE_ACCESS_READ);
+	if (!set_kinds(wset) && !set_kinds(rset))
+		return 0;
+
+	long len = build_path(s, d, mnt);
+	load_built_path(s, len);
+	load_leaf_name(s, BPF_CORE_READ(d, d_name.name), BPF_CORE_READ(d, d_name.len));
+	__u32 rule = match_file(s, d, mnt, wset);
+	if (!rule)
+		rule = match_file(s, d, mnt, rset);
+	if (!rule)
+		return 0;
+	return deny(cgroup_id, sb, AIGATE_KIND_FILE, AIGATE_OP_WRITE, rule, built_path(s), len);
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(aigate_path_truncate, const struct path *path)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	return check_write(cgroup_id, sb, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+SEC("lsm/path_unlink")
+int BPF_PROG(aigate_path_unlink, const struct path *dir, struct dentry *dentry)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_rmdir")
+int BPF_PROG(aigate_path_rmdir, const struct path *dir, struct dentry *dentry)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_rename")
+int BPF_PROG(aigate_path_rename, const struct path *old_dir, struct dentry *old_dentry,
+	     const struct path *new_dir, struct dentry *new_dentry)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	int ret = check_write(cgroup_id, sb, old_dentry, BPF_CORE_READ(old_dir, mnt));
+	if (ret)
+		return ret;
+	return check_write(cgroup_id, sb, new_dentry, BPF_CORE_READ(new_dir, mnt));
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(aigate_path_link, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	/* A hard link never crosses a mount: the source is on new_dir's. */
+	struct vfsmount *mnt = BPF_CORE_READ(new_dir, mnt);
+	int ret = check_write(cgroup_id, sb, old_dentry, mnt);
+	if (ret)
+		return ret;
+	return check_write(cgroup_id, sb, new_dentry, mnt);
+}
+
+SEC("lsm/path_chmod")
+int BPF_PROG(aigate_path_chmod, const struct path *path)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	return check_write(cgroup_id, sb, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+SEC("lsm/path_chown")
+int BPF_PROG(aigate_path_chown, const struct path *path)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	return check_write(cgroup_id, sb, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
 }

@@ -40,6 +40,14 @@
 #define AIGATE_NAME_MAX 128
 /* Path components walked for Names and directory inodes, from the leaf up. */
 #define AIGATE_WALK_DEPTH 40
+/*
+ * build_path writes a path into full[..AIGATE_BUILD_END), from the end. It
+ * stops 256 bytes short of the buffer's end so that the verifier can see
+ * that a component (at most 255 bytes) written at any position below it,
+ * and a whole Paths key copied from any position, stay inside the buffer.
+ */
+#define AIGATE_BUILD_END (AIGATE_DPATH_MAX - 256)
+#define AIGATE_COMP_MAX 255
 
 /* Bits in the set_flags map: which kinds of rule a set has. */
 #define AIGATE_SET_PATHS (1U << 0)
@@ -76,6 +84,7 @@ struct scratch {
 	struct name_key comp;  /* component under test during the walk */
 	char tail[AIGATE_NAME_MAX];
 	__u32 base; /* match_filename: start of bprm->filename's basename */
+	__u32 pos;  /* build_path: start of the path in full */
 	char full[AIGATE_DPATH_MAX];
 };
 
@@ -297,6 +306,92 @@ static __always_inline void load_path(struct scratch *s, long len)
 	if (len > AIGATE_PATH_KEY)
 		len = AIGATE_PATH_KEY;
 	bpf_probe_read_kernel(s->path.path, sizeof(s->path.path), s->full);
+	s->path.prefixlen = 32 + (__u32)len * 8;
+}
+
+/*
+ * build_path writes the path of d (on vmnt) into s->full from dentry names,
+ * for the hooks where bpf_d_path is not allowed (path_*, unix sockets): it
+ * walks d_parent up to the root, crossing mount points as d_path does, and
+ * returns the length with the NUL (the path starts at s->full + s->pos),
+ * or -1 when the path is deeper than AIGATE_WALK_DEPTH or longer than the
+ * buffer. Unlike d_path it ignores a chroot and always names the path from
+ * the global root; that only adds matches. The position lives in map
+ * memory, not a register, so iterations share verifier states.
+ */
+static __noinline long build_path(struct scratch *s, struct dentry *d, struct vfsmount *vmnt)
+{
+	struct mount *mnt = container_of(vmnt, struct mount, mnt);
+	int i;
+
+	s->pos = AIGATE_BUILD_END - 1;
+	s->full[AIGATE_BUILD_END - 1] = 0;
+	for (i = 0; i < AIGATE_WALK_DEPTH; i++) {
+		struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
+		if (d == root) {
+			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+			if (parent == mnt)
+				break;
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = parent;
+			continue;
+		}
+		struct dentry *up = BPF_CORE_READ(d, d_parent);
+		if (up == d)
+			break;
+		__u64 len = BPF_CORE_READ(d, d_name.len);
+		const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+		__u64 pos = s->pos;
+		if (len == 0 || len > AIGATE_COMP_MAX || pos < len + 1)
+			return -1;
+		pos -= len;
+		asm volatile("%0 &= 0xfff" : "+r"(pos));
+		asm volatile("%0 &= 0xff" : "+r"(len));
+		if (pos >= AIGATE_BUILD_END || pos < 1)
+			return -1;
+		bpf_probe_read_kernel(&s->full[pos], len, name);
+		pos -= 1;
+		asm volatile("%0 &= 0xfff" : "+r"(pos));
+		if (pos >= AIGATE_BUILD_END)
+			return -1;
+		s->full[pos] = '/';
+		s->pos = pos;
+		d = up;
+	}
+	if (i == AIGATE_WALK_DEPTH)
+		return -1;
+	__u64 pos = s->pos;
+	asm volatile("%0 &= 0xfff" : "+r"(pos));
+	if (pos >= AIGATE_BUILD_END)
+		return -1;
+	if (pos == AIGATE_BUILD_END - 1) { /* the root itself */
+		s->full[AIGATE_BUILD_END - 2] = '/';
+		s->pos = pos = AIGATE_BUILD_END - 2;
+	}
+	return AIGATE_BUILD_END - pos;
+}
+
+/* built_path is where build_path left the path, for events. */
+static __always_inline const char *built_path(struct scratch *s)
+{
+	__u64 pos = s->pos;
+
+	asm volatile("%0 &= 0xfff" : "+r"(pos));
+	if (pos >= AIGATE_BUILD_END)
+		pos = AIGATE_BUILD_END - 1;
+	return &s->full[pos];
+}
+
+/* load_built_path is load_path for a build_path result. */
+static __always_inline void load_built_path(struct scratch *s, long len)
+{
+	if (len <= 0) {
+		s->path.prefixlen = 0;
+		return;
+	}
+	if (len > AIGATE_PATH_KEY)
+		len = AIGATE_PATH_KEY;
+	bpf_probe_read_kernel(s->path.path, sizeof(s->path.path), built_path(s));
 	s->path.prefixlen = 32 + (__u32)len * 8;
 }
 

@@ -69,6 +69,7 @@ type lsmScratch struct {
 	Comp  lsmNameKey
 	Tail  [128]int8
 	Base  uint32
+	Pos   uint32
 	Full  [4096]int8
 }
 
@@ -76,24 +77,31 @@ type lsmScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lsmMapCounters         = "counters"
-	lsmMapEvents           = "events"
-	lsmMapInodeRules       = "inode_rules"
-	lsmMapNameRules        = "name_rules"
-	lsmMapPathRules        = "path_rules"
-	lsmMapPrefixRules      = "prefix_rules"
-	lsmMapSandboxLevels    = "sandbox_levels"
-	lsmMapSandboxes        = "sandboxes"
-	lsmMapScratchMap       = "scratch_map"
-	lsmMapSetFlags         = "set_flags"
-	lsmMapSuffixRules      = "suffix_rules"
-	lsmProgAigateBprmCheck = "aigate_bprm_check"
-	lsmProgAigateFileOpen  = "aigate_file_open"
-	lsmVarUnusedEvent      = "unused_event"
-	lsmVarUnusedInodeKey   = "unused_inode_key"
-	lsmVarUnusedNameKey    = "unused_name_key"
-	lsmVarUnusedPathKey    = "unused_path_key"
-	lsmVarUnusedSandbox    = "unused_sandbox"
+	lsmMapCounters            = "counters"
+	lsmMapEvents              = "events"
+	lsmMapInodeRules          = "inode_rules"
+	lsmMapNameRules           = "name_rules"
+	lsmMapPathRules           = "path_rules"
+	lsmMapPrefixRules         = "prefix_rules"
+	lsmMapSandboxLevels       = "sandbox_levels"
+	lsmMapSandboxes           = "sandboxes"
+	lsmMapScratchMap          = "scratch_map"
+	lsmMapSetFlags            = "set_flags"
+	lsmMapSuffixRules         = "suffix_rules"
+	lsmProgAigateBprmCheck    = "aigate_bprm_check"
+	lsmProgAigateFileOpen     = "aigate_file_open"
+	lsmProgAigatePathChmod    = "aigate_path_chmod"
+	lsmProgAigatePathChown    = "aigate_path_chown"
+	lsmProgAigatePathLink     = "aigate_path_link"
+	lsmProgAigatePathRename   = "aigate_path_rename"
+	lsmProgAigatePathRmdir    = "aigate_path_rmdir"
+	lsmProgAigatePathTruncate = "aigate_path_truncate"
+	lsmProgAigatePathUnlink   = "aigate_path_unlink"
+	lsmVarUnusedEvent         = "unused_event"
+	lsmVarUnusedInodeKey      = "unused_inode_key"
+	lsmVarUnusedNameKey       = "unused_name_key"
+	lsmVarUnusedPathKey       = "unused_path_key"
+	lsmVarUnusedSandbox       = "unused_sandbox"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -138,8 +146,15 @@ type lsmSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmProgramSpecs struct {
-	AigateBprmCheck *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
-	AigateFileOpen  *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
+	AigateBprmCheck    *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
+	AigateFileOpen     *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
+	AigatePathChmod    *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
+	AigatePathChown    *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
+	AigatePathLink     *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
+	AigatePathRename   *ebpf.ProgramSpec `ebpf:"aigate_path_rename"`
+	AigatePathRmdir    *ebpf.ProgramSpec `ebpf:"aigate_path_rmdir"`
+	AigatePathTruncate *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
+	AigatePathUnlink   *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
 }
 
 // lsmMapSpecs contains maps before they are loaded into the kernel.
@@ -234,14 +249,28 @@ type lsmVariables struct {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmPrograms struct {
-	AigateBprmCheck *ebpf.Program `ebpf:"aigate_bprm_check"`
-	AigateFileOpen  *ebpf.Program `ebpf:"aigate_file_open"`
+	AigateBprmCheck    *ebpf.Program `ebpf:"aigate_bprm_check"`
+	AigateFileOpen     *ebpf.Program `ebpf:"aigate_file_open"`
+	AigatePathChmod    *ebpf.Program `ebpf:"aigate_path_chmod"`
+	AigatePathChown    *ebpf.Program `ebpf:"aigate_path_chown"`
+	AigatePathLink     *ebpf.Program `ebpf:"aigate_path_link"`
+	AigatePathRename   *ebpf.Program `ebpf:"aigate_path_rename"`
+	AigatePathRmdir    *ebpf.Program `ebpf:"aigate_path_rmdir"`
+	AigatePathTruncate *ebpf.Program `ebpf:"aigate_path_truncate"`
+	AigatePathUnlink   *ebpf.Program `ebpf:"aigate_path_unlink"`
 }
 
 func (p *lsmPrograms) Close() error {
 	return _LsmClose(
 		p.AigateBprmCheck,
 		p.AigateFileOpen,
+		p.AigatePathChmod,
+		p.AigatePathChown,
+		p.AigatePathLink,
+		p.AigatePathRename,
+		p.AigatePathRmdir,
+		p.AigatePathTruncate,
+		p.AigatePathUnlink,
 	)
 }
 

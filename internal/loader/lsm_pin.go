@@ -72,8 +72,15 @@ type lsmPins struct {
 // lsmPrograms lists the programs by name with the attach they need.
 func (o *lsmObjects) programs() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{
-		"file_open":  o.AigateFileOpen,
-		"bprm_check": o.AigateBprmCheck,
+		"file_open":     o.AigateFileOpen,
+		"bprm_check":    o.AigateBprmCheck,
+		"path_truncate": o.AigatePathTruncate,
+		"path_unlink":   o.AigatePathUnlink,
+		"path_rmdir":    o.AigatePathRmdir,
+		"path_rename":   o.AigatePathRename,
+		"path_link":     o.AigatePathLink,
+		"path_chmod":    o.AigatePathChmod,
+		"path_chown":    o.AigatePathChown,
 	}
 }
 
@@ -89,6 +96,9 @@ func layoutHash(spec *ebpf.CollectionSpec) uint64 {
 	fmt.Fprintf(h, "aigate-lsm-layout %d\n", layoutVersion)
 	fmt.Fprintf(h, "%s %d\n", pinInfo, binary.Size(pinnedSandbox{}))
 	for _, n := range names {
+		if !pinnedMap(n) {
+			continue // private to each load
+		}
 		m := spec.Maps[n]
 		fmt.Fprintf(h, "%s %d %d %d %d %d\n", n, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, m.Flags)
 	}
@@ -446,4 +456,7 @@ func (l *LSM) unpinAll() error {
 }
 
 // lsmProgramOrder is the attach order of lsmObjects.programs.
-var lsmProgramOrder = []string{"file_open", "bprm_check"}
+var lsmProgramOrder = []string{
+	"file_open", "bprm_check",
+	"path_truncate", "path_unlink", "path_rmdir", "path_rename", "path_link", "path_chmod", "path_chown",
+}

@@ -56,6 +56,20 @@ func helper(args []string) int {
 		}
 	case "exec":
 		err = unix.Exec(args[1], args[1:], os.Environ())
+	case "rename":
+		err = unix.Rename(args[1], args[2])
+	case "link":
+		err = unix.Link(args[1], args[2])
+	case "unlink":
+		err = unix.Unlink(args[1])
+	case "rmdir":
+		err = unix.Rmdir(args[1])
+	case "truncate":
+		err = unix.Truncate(args[1], 0)
+	case "chmod":
+		err = unix.Chmod(args[1], 0o600)
+	case "chown":
+		err = unix.Chown(args[1], 0, 0)
 	case "bench":
 		n, _ := strconv.Atoi(args[1])
 		start := time.Now()
