@@ -105,6 +105,7 @@ func (a *Agent) status(p api.Peer) *api.Status {
 		Pinned:    pinned,
 		Sandboxes: len(a.list(p)),
 		Metrics:   a.cfg.MetricsAddr,
+		Unix:      a.unixSockets(),
 	}
 }
 
@@ -119,9 +120,17 @@ func (a *Agent) list(p api.Peer) []api.SandboxInfo {
 		}
 	}
 	a.mu.Unlock()
+	ns, _ := a.be.(netStatuser)
 	for i, b := range boxes {
 		if pids, err := b.sb.PIDs(); err == nil {
 			out[i].Procs = len(pids)
+		}
+		out[i].Events = b.events.Load()
+		if ns == nil {
+			continue
+		}
+		if st, ok := ns.NetStatus(b.info.ID); ok {
+			out[i].DNS, out[i].DNSReason = string(st.Mode), st.Reason
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

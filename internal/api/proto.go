@@ -143,6 +143,10 @@ type Status struct {
 	Pinned    bool      `json:"pinned"`            // enforcement survives the agent
 	Sandboxes int       `json:"sandboxes"`         // that the caller may see
 	Metrics   string    `json:"metrics,omitempty"` // address of /metrics, "" when off
+	// Unix says how the backend confines the sandboxes' unix-socket
+	// connections (loader.UnixSocketEnforcement's text), "" when the
+	// backend does not say.
+	Unix string `json:"unix,omitempty"`
 }
 
 // SandboxInfo describes one sandbox.
@@ -158,6 +162,13 @@ type SandboxInfo struct {
 	Rules   int         `json:"rules"`
 	Project string      `json:"project,omitempty"`
 	Command []string    `json:"command,omitempty"`
+	// Events is how many events the agent attributed to the sandbox.
+	Events uint64 `json:"events"`
+	// DNS is how the sandbox's allowed domains become allowed addresses:
+	// "dns proxy", "periodic resolve" or "none" (egress.Mode); "" when the
+	// backend does not say. DNSReason says why the proxy is not in use.
+	DNS       string `json:"dns,omitempty"`
+	DNSReason string `json:"dns_reason,omitempty"`
 }
 
 // Ended is the last message of a session.
