@@ -40,11 +40,16 @@ func Run(opts Options) *Report {
 	probe := m.probe(lsm.Status)
 	cg := m.cgroup2()
 	fan := m.fanotify(major, minor)
-	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, cg, m.bpffs(), m.privileges()}}
+	net := m.sockAddr(cg.Status)
+	unixc := m.unixSockets()
+	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, cg, m.bpffs(), m.privileges()}}
 
+	// Both backends enforce the network with the sock_addr programs, and
+	// neither opens without them.
+	netOK := net.Status != Fail && cg.Status != Fail
 	lsmOK := kernel.Status != Fail && atLeast(major, minor, 5, 7) && btf.Status == OK &&
-		lsm.Status == OK && probe.Status != Fail && cg.Status != Fail
-	fanOK := kernel.Status != Fail && fan.Status != Fail && cg.Status != Fail
+		lsm.Status == OK && probe.Status != Fail && netOK
+	fanOK := kernel.Status != Fail && fan.Status != Fail && netOK
 	switch {
 	case lsmOK:
 		r.Backend = BackendLSM
@@ -58,12 +63,39 @@ func Run(opts Options) *Report {
 	case fanOK:
 		r.Backend = BackendFanotify
 		r.Summary = "ready: fanotify backend (BPF LSM unavailable: `aigate doctor` says why)"
+	case !netOK && net.Status == Fail:
+		r.Summary = "not ready: cgroup sock_addr programs do not work, and both backends need them for network rules; see `aigate doctor`"
 	default:
 		r.Summary = "not ready: no enforcement backend can run; see `aigate doctor`"
 	}
 	r.Ready = r.Backend != ""
+
+	v := verdicts(kernel, major, minor, btf, lsm, probe, fan, net, unixc, cg)
+	r.Verdicts = []Verdict{v.lsm, v.fan, v.net, v.unix}
+	r.Backends = []BackendInfo{
+		{Name: BackendLSM, State: worst(v.lsm.State, v.net.State), Enforces: enforcesLSM},
+		{Name: BackendFanotify, State: worst(v.fan.State, v.net.State), Enforces: enforcesFanotify},
+	}
+	for _, c := range r.Checks {
+		if c.Status == Skip && strings.HasPrefix(c.Fix, sudoDoctor) {
+			r.NeedRoot = append(r.NeedRoot, c.Name)
+		}
+	}
 	return r
 }
+
+// What each backend enforces, one line each; the README's table has the
+// whole comparison, measured.
+const (
+	enforcesLSM = "every open and exec anywhere, by path, name and inode (BPF LSM); " +
+		"egress by cgroup sock_addr programs and a DNS proxy"
+	enforcesFanotify = "opens and execs of existing files by inode, and of names in the project and home trees " +
+		"(not in directories created after start), by fanotify permission events; " +
+		"egress by cgroup sock_addr programs and a DNS proxy; a guard kills the sandbox if aigate dies"
+)
+
+// sudoDoctor is the Fix of a check skipped for lack of root.
+const sudoDoctor = "sudo aigate doctor"
 
 type machine struct {
 	opts    Options
@@ -183,15 +215,20 @@ func (m *machine) probe(lsm Status) Check {
 		c.Status, c.Detail = Skip, "no load probe in this build"
 	case m.opts.Euid != 0:
 		c.Status, c.Detail = Skip, "loading a BPF program needs root"
-		c.Fix = "sudo aigate doctor"
+		c.Fix = sudoDoctor
 	default:
-		if err := m.opts.ProbeLSM(); err != nil {
+		err := m.opts.ProbeLSM()
+		var pe *ProbeError
+		switch {
+		case err == nil:
+			c.Status, c.Detail = OK, "a test BPF LSM program loaded, attached and ran"
+		case errors.As(err, &pe):
+			c.Status, c.Detail, c.Fix = Fail, pe.Reason, pe.Fix
+		default:
 			c.Status = Fail
 			c.Detail = fmt.Sprintf("BPF LSM is active but a test program cannot be attached: %v", err)
 			c.Fix = "a hypervisor, container runtime or lockdown policy forbids BPF trampolines here " +
 				"(check /sys/kernel/security/lockdown); aigate uses the fanotify backend instead"
-		} else {
-			c.Status, c.Detail = OK, "a test BPF LSM program loaded and attached"
 		}
 	}
 	return c
@@ -207,12 +244,137 @@ func (m *machine) fanotify(major, minor int) Check {
 	case major > 0 && !atLeast(major, minor, 5, 1):
 		c.Status, c.Detail = Fail, "exec permission events (FAN_OPEN_EXEC_PERM) need Linux 5.1"
 		c.Fix = "upgrade to a kernel >= 5.7"
-	case m.kconfig == nil:
-		c.Status, c.Detail = OK, "assumed available (kernel config not readable)"
+	case m.opts.ProbeFanotify == nil && m.kconfig == nil:
+		c.Status, c.Detail = OK, "assumed available (kernel config not readable, no probe in this build)"
+	case m.opts.ProbeFanotify == nil:
+		c.Status, c.Detail = OK, "permission events built in (CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y; no probe in this build)"
+	case m.opts.Euid != 0:
+		c.Status, c.Detail = Skip, "not probed: fanotify permission events need root (CAP_SYS_ADMIN)"
+		c.Fix = sudoDoctor
 	default:
-		c.Status, c.Detail = OK, "permission events available"
+		if err := m.opts.ProbeFanotify(); err != nil {
+			c.Status = Fail
+			c.Detail = fmt.Sprintf("fanotify permission events do not work: %v", err)
+			c.Fix = "use a kernel built with CONFIG_FANOTIFY=y and CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y, " +
+				"outside a container or security policy that forbids fanotify_init(FAN_CLASS_CONTENT)"
+		} else {
+			c.Status, c.Detail = OK, "a permission mark on a test file worked: its open was reported and denied"
+		}
 	}
 	return c
+}
+
+// sockAddr proves that the cgroup sock_addr programs, which both backends
+// enforce the network with, load and attach.
+func (m *machine) sockAddr(cg Status) Check {
+	c := Check{Name: "sock-addr"}
+	switch {
+	case m.opts.ProbeSockAddr == nil:
+		c.Status, c.Detail = Skip, "no probe in this build"
+	case cg == Fail:
+		c.Status, c.Detail = Skip, "no cgroup v2 hierarchy to attach a test program to"
+	case m.opts.Euid != 0:
+		c.Status, c.Detail = Skip, "not probed: loading and attaching a BPF program needs root"
+		c.Fix = sudoDoctor
+	default:
+		if err := m.opts.ProbeSockAddr(); err != nil {
+			c.Status = Fail
+			c.Detail = fmt.Sprintf("cgroup sock_addr programs cannot be used: %v", err)
+			c.Fix = "both backends need cgroup/connect4,6 and sendmsg4,6 programs for network rules: " +
+				"use a kernel built with CONFIG_CGROUP_BPF=y, with cgroup v2 mounted, and run aigate as root"
+		} else {
+			c.Status, c.Detail = OK, "a cgroup/connect4 program loaded, attached to a test cgroup and detached"
+		}
+	}
+	return c
+}
+
+// unixSockets says whether sandboxed processes are kept from connecting
+// to unix sockets outside their sandbox (Docker, ssh-agent, D-Bus).
+func (m *machine) unixSockets() Check {
+	c := Check{Name: "unix-sockets"}
+	switch {
+	case m.opts.ProbeUnix == nil:
+		c.Status, c.Detail = Skip, "no probe in this build"
+	case m.opts.Euid != 0:
+		c.Status, c.Detail = Skip, "not probed: loading a BPF program needs root"
+		c.Fix = sudoDoctor
+	default:
+		desc, err := m.opts.ProbeUnix()
+		c.Detail = desc
+		if err != nil {
+			c.Status = Warn
+			c.Fix = "Linux 6.7 or later confines unix sockets by name with cgroup connect_unix/sendmsg_unix programs: upgrade the kernel"
+		} else {
+			c.Status = OK
+		}
+	}
+	return c
+}
+
+type verdictSet struct{ lsm, fan, net, unix Verdict }
+
+// verdicts sums the checks up per part of enforcement: the first check
+// that fails decides, then one skipped for lack of root.
+func verdicts(kernel Check, major, minor int, btf, lsm, probe, fan, net, unixc, cg Check) verdictSet {
+	var v verdictSet
+	lsmKernel := kernel
+	if kernel.Status == Warn && !atLeast(major, minor, 5, 7) {
+		lsmKernel.Status = Fail // 5.1 to 5.6 run fanotify only
+	}
+	v.lsm = verdictOf("bpf-lsm", "BPF LSM", lsmKernel, btf, lsm, probe)
+	v.fan = verdictOf("fanotify", "fanotify", kernel, fan)
+	v.net = verdictOf("sock-addr", "network (cgroup sock_addr)", cg, net)
+	v.unix = Verdict{Name: "unix-sockets", Title: "unix sockets", Detail: unixc.Detail, Fix: unixc.Fix}
+	switch unixc.Status {
+	case OK:
+		v.unix.State = Confined
+	case Warn, Fail:
+		v.unix.State = NotConfined
+	default:
+		v.unix.State = skipState(unixc)
+	}
+	return v
+}
+
+// verdictOf decides from checks, in order: the last one is the proof (a
+// probe), the ones before are prerequisites.
+func verdictOf(name, title string, checks ...Check) Verdict {
+	v := Verdict{Name: name, Title: title}
+	for _, c := range checks {
+		if c.Status == Fail {
+			v.State, v.Detail, v.Fix = NotUsable, c.Detail, c.Fix
+			return v
+		}
+	}
+	for _, c := range checks {
+		if c.Status == Skip {
+			v.State, v.Detail, v.Fix = skipState(c), c.Detail, c.Fix
+			return v
+		}
+	}
+	proof := checks[len(checks)-1]
+	v.State, v.Detail = Usable, proof.Detail
+	return v
+}
+
+func skipState(c Check) string {
+	if strings.HasPrefix(c.Fix, sudoDoctor) {
+		return NeedsRoot
+	}
+	return Unknown
+}
+
+// worst orders states: not usable, then unknown, then needs root.
+func worst(states ...string) string {
+	rank := map[string]int{Usable: 0, NeedsRoot: 1, Unknown: 2, NotUsable: 3}
+	w := Usable
+	for _, s := range states {
+		if rank[s] > rank[w] {
+			w = s
+		}
+	}
+	return w
 }
 
 func (m *machine) cgroup2() Check {

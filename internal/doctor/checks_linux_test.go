@@ -54,15 +54,34 @@ func TestRunHealthy(t *testing.T) {
 		"sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n",
 		"boot/config-6.1.0-test":           "CONFIG_BPF_LSM=y\nCONFIG_FANOTIFY_ACCESS_PERMISSIONS=y\n",
 	})
-	probed := false
-	r := Run(Options{Root: root, Release: "6.1.0-test", Euid: 0, ProbeLSM: func() error { probed = true; return nil }})
+	probed := 0
+	r := Run(Options{
+		Root: root, Release: "6.1.0-test", Euid: 0,
+		ProbeLSM:      func() error { probed++; return nil },
+		ProbeFanotify: func() error { probed++; return nil },
+		ProbeSockAddr: func() error { probed++; return nil },
+		ProbeUnix:     func() (string, error) { probed++; return "by socket name", nil },
+	})
 	for _, c := range r.Checks {
 		if c.Status != OK {
 			t.Errorf("%s: %s (%s)", c.Name, c.Status, c.Detail)
 		}
 	}
-	if !probed || r.Backend != BackendLSM || !r.Ready || r.Failed() {
+	if probed != 4 || r.Backend != BackendLSM || !r.Ready || r.Failed() {
 		t.Errorf("probed=%v backend=%q ready=%v failed=%v", probed, r.Backend, r.Ready, r.Failed())
+	}
+	want := map[string]string{"bpf-lsm": Usable, "fanotify": Usable, "sock-addr": Usable, "unix-sockets": Confined}
+	for _, v := range r.Verdicts {
+		if v.State != want[v.Name] {
+			t.Errorf("verdict %s = %s (%s), want %s", v.Name, v.State, v.Detail, want[v.Name])
+		}
+		delete(want, v.Name)
+	}
+	if len(want) != 0 {
+		t.Errorf("no verdict for %v", want)
+	}
+	if len(r.Backends) != 2 || r.Backends[0].State != Usable || r.Backends[1].State != Usable || len(r.NeedRoot) != 0 {
+		t.Errorf("backends %+v, need root %v", r.Backends, r.NeedRoot)
 	}
 }
 
@@ -149,5 +168,147 @@ func TestHelpers(t *testing.T) {
 	}
 	if got := unescapeOctal(`/mnt/my\040disk`); got != "/mnt/my disk" {
 		t.Errorf("unescapeOctal = %q", got)
+	}
+}
+
+func verdict(t *testing.T, r *Report, name string) Verdict {
+	t.Helper()
+	for _, v := range r.Verdicts {
+		if v.Name == name {
+			return v
+		}
+	}
+	t.Fatalf("no verdict %q in %+v", name, r.Verdicts)
+	return Verdict{}
+}
+
+func healthyRoot(t *testing.T) string {
+	return fakeRoot(t, map[string]string{
+		"sys/kernel/btf/vmlinux":           "x",
+		"sys/kernel/security/lsm":          "lockdown,capability,landlock,bpf\n",
+		"proc/self/mountinfo":              mountinfoV2,
+		"sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n",
+		"boot/config-6.18.0-test":          "CONFIG_BPF_LSM=y\nCONFIG_FANOTIFY_ACCESS_PERMISSIONS=y\n",
+	})
+}
+
+// Without root, the probes do not run, and the report says they need root
+// instead of failing them.
+func TestNotRootSaysWhatNeedsRoot(t *testing.T) {
+	never := func() error { t.Error("a probe ran without root"); return nil }
+	r := Run(Options{
+		Root: healthyRoot(t), Release: "6.18.0-test", Euid: 1000,
+		ProbeLSM: never, ProbeFanotify: never, ProbeSockAddr: never,
+		ProbeUnix: func() (string, error) { t.Error("unix probe ran without root"); return "", nil },
+	})
+	for _, name := range []string{"bpf-lsm-load", "fanotify", "sock-addr", "unix-sockets"} {
+		if c := find(t, r, name); c.Status != Skip || c.Fix != "sudo aigate doctor" {
+			t.Errorf("%s: %+v, want a skip that says sudo", name, c)
+		}
+	}
+	if got := strings.Join(r.NeedRoot, ","); got != "bpf-lsm-load,fanotify,sock-addr,unix-sockets" {
+		t.Errorf("need root = %q", got)
+	}
+	for _, v := range r.Verdicts {
+		if v.State != NeedsRoot {
+			t.Errorf("verdict %s = %s, want %s", v.Name, v.State, NeedsRoot)
+		}
+	}
+	if r.Failed() {
+		t.Error("checks that could not run must not fail")
+	}
+}
+
+// The LSM probe's typed error gives the verdict its reason and its fix;
+// with LSM refused, auto picks fanotify.
+func TestLSMRefusedPicksFanotify(t *testing.T) {
+	r := Run(Options{
+		Root: healthyRoot(t), Release: "6.18.0-test", Euid: 0,
+		ProbeLSM: func() error {
+			return &ProbeError{
+				Reason: "the kernel refused to load a BPF LSM program: BPF_PROG_LOAD returned EPERM although running as root",
+				Fix:    "use the fanotify backend (backend: fanotify) or another kernel",
+				Err:    errors.New("operation not permitted"),
+			}
+		},
+		ProbeFanotify: func() error { return nil },
+		ProbeSockAddr: func() error { return nil },
+		ProbeUnix:     func() (string, error) { return "by name", nil },
+	})
+	v := verdict(t, r, "bpf-lsm")
+	if v.State != NotUsable || !strings.Contains(v.Detail, "EPERM although running as root") || v.Fix != "use the fanotify backend (backend: fanotify) or another kernel" {
+		t.Errorf("bpf-lsm verdict: %+v", v)
+	}
+	if c := find(t, r, "bpf-lsm-load"); c.Status != Fail || strings.Contains(c.Detail, "; use the") {
+		t.Errorf("probe check mixes reason and fix: %+v", c)
+	}
+	if r.Backend != BackendFanotify || !r.Ready || r.Backends[0].State != NotUsable || r.Backends[1].State != Usable {
+		t.Errorf("backend %q ready %v backends %+v", r.Backend, r.Ready, r.Backends)
+	}
+}
+
+// Both backends need the sock_addr programs: without them nothing is ready.
+func TestSockAddrRefusedNothingReady(t *testing.T) {
+	r := Run(Options{
+		Root: healthyRoot(t), Release: "6.18.0-test", Euid: 0,
+		ProbeLSM:      func() error { return nil },
+		ProbeFanotify: func() error { return nil },
+		ProbeSockAddr: func() error { return errors.New("attach: invalid argument") },
+		ProbeUnix:     func() (string, error) { return "none: old kernel", errors.New("no hooks") },
+	})
+	if c := find(t, r, "sock-addr"); c.Status != Fail || !strings.Contains(c.Detail, "invalid argument") || !strings.Contains(c.Fix, "CONFIG_CGROUP_BPF") {
+		t.Errorf("sock-addr: %+v", c)
+	}
+	if r.Ready || r.Backend != "" || !strings.Contains(r.Summary, "sock_addr") {
+		t.Errorf("ready=%v backend=%q summary=%q", r.Ready, r.Backend, r.Summary)
+	}
+	for _, b := range r.Backends {
+		if b.State != NotUsable {
+			t.Errorf("backend %s = %s, want not usable", b.Name, b.State)
+		}
+	}
+	if v := verdict(t, r, "unix-sockets"); v.State != NotConfined || v.Detail != "none: old kernel" || !strings.Contains(v.Fix, "6.7") {
+		t.Errorf("unix verdict: %+v", v)
+	}
+	if c := find(t, r, "unix-sockets"); c.Status != Warn {
+		t.Errorf("unix check: %+v, want a warning (enforcement still runs)", c)
+	}
+}
+
+func TestFanotifyProbeFailure(t *testing.T) {
+	r := Run(Options{
+		Root: healthyRoot(t), Release: "6.18.0-test", Euid: 0,
+		ProbeLSM:      func() error { return &ProbeError{Reason: "BPF LSM is not active"} },
+		ProbeFanotify: func() error { return errors.New("fanotify_init: operation not permitted") },
+		ProbeSockAddr: func() error { return nil },
+	})
+	if v := verdict(t, r, "fanotify"); v.State != NotUsable || !strings.Contains(v.Detail, "fanotify_init: operation not permitted") || v.Fix == "" {
+		t.Errorf("fanotify verdict: %+v", v)
+	}
+	if v := verdict(t, r, "unix-sockets"); v.State != Unknown {
+		t.Errorf("unix verdict without a probe: %+v", v)
+	}
+	if r.Ready {
+		t.Errorf("ready with neither backend usable: %+v", r)
+	}
+}
+
+// A 5.4 kernel runs fanotify but not BPF LSM, whatever the LSM list says.
+func TestOldKernelVerdicts(t *testing.T) {
+	root := fakeRoot(t, map[string]string{
+		"sys/kernel/btf/vmlinux":  "x",
+		"sys/kernel/security/lsm": "bpf",
+		"proc/self/mountinfo":     mountinfoV2,
+	})
+	r := Run(Options{Root: root, Release: "5.4.0", Euid: 0,
+		ProbeLSM:      func() error { return nil },
+		ProbeFanotify: func() error { return nil },
+		ProbeSockAddr: func() error { return nil },
+	})
+	if v := verdict(t, r, "bpf-lsm"); v.State != NotUsable || !strings.Contains(v.Detail, "5.7") {
+		t.Errorf("bpf-lsm verdict on 5.4: %+v", v)
+	}
+	if r.Backend != BackendFanotify {
+		t.Errorf("backend %q", r.Backend)
 	}
 }

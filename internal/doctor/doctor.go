@@ -25,9 +25,49 @@ const (
 	BackendFanotify = "fanotify"
 )
 
+// ReadmeTable is where the README says what each backend enforces and what
+// it does not.
+const ReadmeTable = "README.md#what-is-enforced-by-which-backend"
+
+// Verdict states.
+const (
+	Usable      = "usable"
+	NotUsable   = "not usable"
+	NeedsRoot   = "needs root" // the check that decides could not run without root
+	Unknown     = "unknown"    // could not be checked here, for another reason (Detail)
+	Confined    = "confined"   // unix sockets
+	NotConfined = "not confined"
+)
+
+// Verdict is the answer for one part of enforcement: can it be used here,
+// and if not, why and what to do.
+type Verdict struct {
+	Name   string `json:"name"`  // "bpf-lsm", "fanotify", "sock-addr", "unix-sockets"
+	Title  string `json:"title"` // for humans: "BPF LSM", "network (cgroup sock_addr)"
+	State  string `json:"state"` // Usable, NotUsable, NeedsRoot, Unknown; Confined or NotConfined for unix sockets
+	Detail string `json:"detail,omitempty"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// BackendInfo is one backend that `backend: auto` chooses from.
+type BackendInfo struct {
+	Name string `json:"name"` // BackendLSM or BackendFanotify
+	// State is Usable, NotUsable, NeedsRoot or Unknown: the worst verdict
+	// of the parts it needs.
+	State string `json:"state"`
+	// Enforces is one line on what it enforces; ReadmeTable has the rest.
+	Enforces string `json:"enforces"`
+}
+
 // Report is the result of Run.
 type Report struct {
 	Checks []Check `json:"checks"`
+	// Verdicts say which parts of enforcement can be used here.
+	Verdicts []Verdict `json:"verdicts,omitempty"`
+	// Backends are the backends auto chooses from, strongest first.
+	Backends []BackendInfo `json:"backends,omitempty"`
+	// NeedRoot names the checks that were not run because they need root.
+	NeedRoot []string `json:"need_root,omitempty"`
 	// Backend is the enforcement backend `backend: auto` would choose,
 	// or "" when neither can run on this kernel.
 	Backend string `json:"backend"`
@@ -49,9 +89,39 @@ type Options struct {
 	// way to know that an "active" BPF LSM really works (a hypervisor or
 	// lockdown can still refuse trampolines). nil skips the check.
 	ProbeLSM func() error
+	// ProbeFanotify proves that fanotify permission events work: a group
+	// of class FAN_CLASS_CONTENT, a permission mark on a test file, an
+	// open of it answered with a denial. nil skips the check (the kernel
+	// config then decides).
+	ProbeFanotify func() error
+	// ProbeSockAddr loads a trivial cgroup/connect4 program and attaches
+	// it to a test cgroup: both backends enforce the network with these
+	// programs. nil skips the check.
+	ProbeSockAddr func() error
+	// ProbeUnix says how unix-socket connections are confined here, and
+	// returns an error when they are not. nil skips the check.
+	ProbeUnix func() (string, error)
 	// Mount allows Run to mount securityfs when it is missing (root only).
 	Mount bool
 }
+
+// ProbeError is a probe's refusal with what to do about it, so that the
+// report can show the reason and the fix apart (ProbeLSM's typed errors
+// are turned into it).
+type ProbeError struct {
+	Reason string
+	Fix    string
+	Err    error // the underlying error, if any
+}
+
+func (e *ProbeError) Error() string {
+	if e.Fix == "" {
+		return e.Reason
+	}
+	return e.Reason + "; " + e.Fix
+}
+
+func (e *ProbeError) Unwrap() error { return e.Err }
 
 // Failed reports whether any check failed.
 func (r *Report) Failed() bool {
