@@ -1,0 +1,416 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/loader"
+	"github.com/aigate-dev/aigate/internal/sandbox"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// runLimit bounds one aigate run; the VM is emulated and ten times slower.
+const runLimit = 2 * time.Minute
+
+// backends is the table every scenario runs against. On the host (CI's
+// make test-kernel) fanotify runs and lsm skips, since the host refuses
+// LSM programs; in the VM (make vmtest, AIGATE_REQUIRE_LSM=1) both run, so
+// both backends are proven on the guest's 6.1 kernel too.
+var backends = []struct {
+	name  string
+	ready func(t *testing.T)
+}{
+	{"fanotify", requireSandboxes},
+	{"lsm", func(t *testing.T) {
+		requireSandboxes(t)
+		if err := probeLSM(); err != nil {
+			testutil.SkipUnlessLSM(t, "BPF LSM cannot enforce on this kernel: "+err.Error())
+		}
+	}},
+}
+
+var (
+	lsmOnce sync.Once
+	lsmErr  error
+)
+
+// probeLSM is loader.ProbeLSM, once per test binary.
+func probeLSM() error {
+	lsmOnce.Do(func() { lsmErr = loader.ProbeLSM() })
+	return lsmErr
+}
+
+func requireSandboxes(t *testing.T) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	if _, err := cgroup.Mountpoint(); err != nil {
+		testutil.SkipUnlessKernel(t, "no cgroup v2 mount: "+err.Error())
+	}
+}
+
+// eachBackend runs f in a subtest per backend, each in a world of its own.
+func eachBackend(t *testing.T, f func(t *testing.T, w *world)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			b.ready(t)
+			f(t, newWorld(t, b.name))
+		})
+	}
+}
+
+// world is a user's machine for one scenario: a home, a project in it, a
+// bin directory first on PATH, and an agent socket of its own (aigate run
+// embeds an agent on it: never the machine's).
+type world struct {
+	t       *testing.T
+	backend string
+	bin     string
+	home    string
+	proj    string
+	bindir  string
+	sock    string
+	events  string
+	env     []string
+}
+
+func newWorld(t *testing.T, backend string) *world {
+	t.Helper()
+	base := t.TempDir()
+	w := &world{
+		t:       t,
+		backend: backend,
+		bin:     binary(t),
+		home:    filepath.Join(base, "home"),
+		bindir:  filepath.Join(base, "bin"),
+		sock:    filepath.Join(base, "aigate.sock"),
+		events:  filepath.Join(base, "events.jsonl"),
+	}
+	w.proj = filepath.Join(w.home, "proj")
+	for _, d := range []string{w.proj, w.bindir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := w.bindir
+	for _, kv := range os.Environ() {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path += ":" + v
+		}
+	}
+	var env []string
+	for _, kv := range CleanEnv(os.Environ()) {
+		if !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	w.env = append(env, "PATH="+path, "HOME="+w.home, "NO_COLOR=1", api.SocketEnv+"="+w.sock)
+	return w
+}
+
+// path maps "~/x" to the home and anything else to the project.
+func (w *world) path(rel string) string {
+	if r, ok := strings.CutPrefix(rel, "~/"); ok {
+		return filepath.Join(w.home, r)
+	}
+	return filepath.Join(w.proj, rel)
+}
+
+// write creates a file of the world (see path) with content.
+func (w *world) write(rel, content string) string {
+	w.t.Helper()
+	p := w.path(rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	return p
+}
+
+// config writes the global config; it replaces the built-in defaults.
+func (w *world) config(yaml string) { w.write("~/.aigate/config.yaml", yaml) }
+
+// installHelper copies the test binary into the bin directory as name: a
+// real static executable, which runs as the "true" helper.
+func (w *world) installHelper(name string) string {
+	w.t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	src, err := os.Open(exe)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer src.Close()
+	dst := filepath.Join(w.bindir, name)
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := io.Copy(f, src); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		w.t.Fatal(err)
+	}
+	return dst
+}
+
+// aigate runs a configuration command (init, deny, ...) in the project.
+func (w *world) aigate(args ...string) string {
+	w.t.Helper()
+	cmd := exec.Command(w.bin, args...)
+	cmd.Dir, cmd.Env = w.proj, w.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		w.t.Fatalf("aigate %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// runCmd is `aigate run --backend B --events FILE FLAGS -- ARGV` in the
+// project, not started.
+func (w *world) runCmd(flags []string, argv ...string) *exec.Cmd {
+	args := append([]string{"run", "--backend", w.backend, "--events", w.events}, flags...)
+	cmd := exec.Command(w.bin, append(append(args, "--"), argv...)...)
+	cmd.Dir, cmd.Env = w.proj, append([]string{}, w.env...)
+	return cmd
+}
+
+// result is what a finished run left.
+type result struct {
+	code   int
+	stdout string
+	stderr string
+	events []event
+}
+
+func (r result) String() string {
+	return "exit " + itoa(r.code) + "\nstdout: " + r.stdout + "\nstderr: " + r.stderr
+}
+
+// run runs aigate to its end, bounded, and checks that it cleaned up.
+func (w *world) run(flags []string, argv ...string) result {
+	w.t.Helper()
+	os.Remove(w.events)
+	cmd := w.runCmd(flags, argv...)
+	var stdout, stderr syncBuf
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	code, err := ExitCode(RunBounded(cmd, runLimit))
+	if err != nil {
+		w.t.Fatalf("aigate run: %v\n%s", err, stderr.String())
+	}
+	r := result{code: code, stdout: stdout.String(), stderr: stderr.String(), events: w.readEvents()}
+	w.assertClean(cmd.Process.Pid, r.events)
+	return r
+}
+
+// held is a run whose command holds its sandbox open until released:
+// the test acts outside the sandbox meanwhile. The command is told where
+// to signal readiness (readyEnv) and what to wait for (goEnv).
+type held struct {
+	w      *world
+	cmd    *exec.Cmd
+	stdout syncBuf
+	stderr syncBuf
+	waited chan error
+	ready  string
+	goFile string
+}
+
+func (w *world) startHeld(flags []string, argv ...string) *held {
+	w.t.Helper()
+	os.Remove(w.events)
+	dir := w.t.TempDir()
+	h := &held{w: w, waited: make(chan error, 1), ready: filepath.Join(dir, "ready"), goFile: filepath.Join(dir, "go")}
+	h.cmd = w.runCmd(flags, argv...)
+	h.cmd.Env = append(h.cmd.Env, readyEnv+"="+h.ready, goEnv+"="+h.goFile)
+	h.cmd.Stdout, h.cmd.Stderr = &h.stdout, &h.stderr
+	go func() { h.waited <- RunBounded(h.cmd, runLimit) }()
+	w.t.Cleanup(func() {
+		if h.cmd.Process != nil {
+			_ = h.cmd.Process.Kill()
+		}
+	})
+	deadline := time.After(runLimit)
+	for {
+		if _, err := os.Stat(h.ready); err == nil {
+			return h
+		}
+		select {
+		case err := <-h.waited:
+			w.t.Fatalf("the run ended before its command was ready (%v)\nstdout: %s\nstderr: %s", err, h.stdout.String(), h.stderr.String())
+		case <-deadline:
+			w.t.Fatalf("the command never got ready\nstderr: %s", h.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// finish releases the command and waits for the run's end.
+func (h *held) finish() result {
+	h.w.t.Helper()
+	if err := os.WriteFile(h.goFile, nil, 0o644); err != nil {
+		h.w.t.Fatal(err)
+	}
+	code, err := ExitCode(<-h.waited)
+	if err != nil {
+		h.w.t.Fatalf("aigate run: %v\n%s", err, h.stderr.String())
+	}
+	r := result{code: code, stdout: h.stdout.String(), stderr: h.stderr.String(), events: h.w.readEvents()}
+	h.w.assertClean(h.cmd.Process.Pid, r.events)
+	return r
+}
+
+// event is one JSON line of --events, with the fields docs/events.md
+// documents (decoded on their own, so a renamed field fails here).
+type event struct {
+	Time     string `json:"time"`
+	Sandbox  string `json:"sandbox"`
+	CgroupID uint64 `json:"cgroup_id"`
+	PID      int    `json:"pid"`
+	TGID     int    `json:"tgid"`
+	UID      int    `json:"uid"`
+	Comm     string `json:"comm"`
+	Kind     string `json:"kind"`
+	Op       string `json:"op"`
+	Path     string `json:"path"`
+	Addr     string `json:"addr"`
+	RuleID   int    `json:"rule_id"`
+	Rule     string `json:"rule"`
+	Audit    bool   `json:"audit"`
+	Backend  string `json:"backend"`
+}
+
+func (w *world) readEvents() []event {
+	w.t.Helper()
+	data, err := os.ReadFile(w.events)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var evs []event
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var e event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			w.t.Fatalf("events line %q: %v", sc.Text(), err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// findEvent returns the event for op on target (a path or an address).
+func findEvent(evs []event, op, target string) (event, bool) {
+	for _, e := range evs {
+		if e.Op == op && (e.Path == target || e.Addr == target) {
+			return e, true
+		}
+	}
+	return event{}, false
+}
+
+// checkEvent asserts the fields every denial event must carry.
+func (w *world) checkEvent(e event, kind, rule string, audit bool) {
+	w.t.Helper()
+	if e.Kind != kind || e.Rule != rule || e.Backend != w.backend || e.Audit != audit {
+		w.t.Errorf("event %+v: want kind %s, rule %q, backend %s, audit %v", e, kind, rule, w.backend, audit)
+	}
+	if e.Sandbox == "" || e.CgroupID == 0 || e.TGID == 0 || e.PID == 0 || e.Comm == "" || e.RuleID == 0 || e.UID != os.Geteuid() {
+		w.t.Errorf("event %+v lacks sandbox, cgroup id, pids, comm or rule id, or uid is not %d", e, os.Geteuid())
+	}
+	if _, err := time.Parse(time.RFC3339Nano, e.Time); err != nil {
+		w.t.Errorf("event time %q: %v", e.Time, err)
+	}
+}
+
+// assertClean checks what a finished run must not leave: its sandbox
+// cgroups (by owner pid, and by the names its events carried), and any
+// process of aigate for this world (the embedded agent's fanotify guard
+// is a copy of aigate in a session of its own).
+func (w *world) assertClean(pid int, evs []event) {
+	w.t.Helper()
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, e := range evs {
+		names[e.Sandbox] = true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var left []string
+		owned, err := SandboxesOf(pid)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		left = append(left, owned...)
+		for n := range names {
+			if _, err := os.Stat(filepath.Join(root, sandbox.DefaultParent, n)); err == nil {
+				left = append(left, n)
+			}
+		}
+		procs := w.processes()
+		if len(left) == 0 && len(procs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Errorf("10 s after aigate (pid %d) exited: sandbox cgroups left %v, aigate processes left %v", pid, left, procs)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// processes lists live processes of this world's aigate: those of the
+// binary whose environment names this world's socket.
+func (w *world) processes() []int {
+	var mine []int
+	for _, pid := range ProcessesOf(w.bin) {
+		env, err := os.ReadFile(filepath.Join("/proc", itoa(pid), "environ"))
+		if err == nil && bytes.Contains(env, []byte(api.SocketEnv+"="+w.sock+"\x00")) {
+			mine = append(mine, pid)
+		}
+	}
+	return mine
+}
+
+// syncBuf collects a process's output while the test reads it.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
