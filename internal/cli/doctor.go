@@ -22,8 +22,15 @@ func newDoctorCmd(f *Factory) *cobra.Command {
 		Use:   "doctor",
 		Short: "Check that the kernel can enforce aigate's policy, and say how to fix what is missing",
 		Long: `Check the kernel version, BTF, whether BPF LSM is active (mounting securityfs
-when run as root) and really loads, fanotify, cgroup v2, the BPF filesystem
-and privileges. Every failed check prints the exact fix.
+when run as root), cgroup v2, the BPF filesystem and privileges, and, as
+root, prove each part of enforcement with a real trial: a BPF LSM program
+loaded and run, a fanotify permission event answered, a cgroup/connect4
+program attached to a test cgroup, the unix-socket hooks. Then it says, per
+part, "usable" or why not and how to fix it, and which backend
+"backend: auto" would pick now.
+
+Without root the trials cannot run: doctor says which checks need root
+instead of failing them. Every failed check prints the exact fix.
 
 Exit status 0 when some enforcement backend can run, 1 when none can.
 Run it with sudo for the complete picture.`,
@@ -57,8 +64,15 @@ func printDoctor(f *Factory, r *doctor.Report) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, statusWord(c.Status), c.Detail)
 	}
 	tw.Flush()
+	if len(r.Verdicts) > 0 {
+		f.printf("\nEnforcement on this machine\n")
+		for _, v := range r.Verdicts {
+			f.printf("  %s\n", verdictLine(v))
+		}
+		printBackends(f, r)
+	}
 	for _, c := range r.Checks {
-		if c.Fix == "" || c.Status == doctor.OK {
+		if c.Fix == "" || c.Status == doctor.OK || c.Fix == sudoDoctorFix {
 			continue
 		}
 		f.printf("\n%s: how to fix\n", c.Name)
@@ -66,7 +80,66 @@ func printDoctor(f *Factory, r *doctor.Report) {
 			f.printf("  %s\n", line)
 		}
 	}
+	if len(r.NeedRoot) > 0 {
+		f.printf("\nNot checked without root: %s; run `sudo aigate doctor` for them.\n", strings.Join(r.NeedRoot, ", "))
+	}
 	f.printf("\n%s\n", r.Summary)
+}
+
+// sudoDoctorFix is the Fix of a check skipped for lack of root; it is said
+// once, in the "not checked" line.
+const sudoDoctorFix = "sudo aigate doctor"
+
+// verdictLine is "BPF LSM: usable", or why not and the fix.
+func verdictLine(v doctor.Verdict) string {
+	switch v.State {
+	case doctor.Usable:
+		return v.Title + ": usable"
+	case doctor.Confined, doctor.NotConfined:
+		return v.Title + ": " + v.Detail
+	case doctor.NeedsRoot:
+		return v.Title + ": not checked: needs root (sudo aigate doctor)"
+	case doctor.NotUsable:
+		line := v.Title + ": not usable: " + v.Detail
+		if v.Fix != "" {
+			fix := firstLine(v.Fix)
+			if strings.Contains(v.Fix, "\n") {
+				fix += " (the whole fix is below)"
+			}
+			line += " — fix: " + fix
+		}
+		return line
+	}
+	return v.Title + ": " + v.State + ": " + v.Detail
+}
+
+// printBackends says which backend auto picks and what each enforces.
+func printBackends(f *Factory, r *doctor.Report) {
+	f.printf("\nbackend auto would pick now: %s\n", autoPick(r))
+	tw := tabwriter.NewWriter(f.Out, 0, 4, 2, ' ', 0)
+	for _, b := range r.Backends {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", b.Name, b.State, b.Enforces)
+	}
+	tw.Flush()
+	f.printf("  what each enforces, and what not: %s\n", doctor.ReadmeTable)
+}
+// autoPick names the backend auto would pick, and says so when that is not
+// proven yet (the trial loads need root).
+func autoPick(r *doctor.Report) string {
+	if r.Backend == "" {
+		return "none (no backend can run here)"
+	}
+	for i, b := range r.Backends {
+		if b.Name != r.Backend || b.State != doctor.NeedsRoot {
+			continue
+		}
+		s := r.Backend + ", if its trial load works (not checked without root)"
+		if i+1 < len(r.Backends) {
+			s += ", else " + r.Backends[i+1].Name
+		}
+		return s
+	}
+	return r.Backend
 }
 
 func statusWord(s doctor.Status) string {

@@ -29,6 +29,11 @@ type Factory struct {
 	// ProbeLSM loads a trivial BPF LSM program to prove BPF LSM works; nil
 	// when this build has none (doctor then skips that check).
 	ProbeLSM func() error
+	// ProbeFanotify, ProbeSockAddr and ProbeUnix are doctor's other real
+	// probes (see probe.go); nil skips them.
+	ProbeFanotify func() error
+	ProbeSockAddr func() error
+	ProbeUnix     func() (string, error)
 	// AgentResetPlan and AgentReset list and remove what `aigate setup`
 	// installed system-wide (unit, socket directory, pins, group), for
 	// reset. nil in tests, which must never touch the machine's agent.
@@ -51,6 +56,10 @@ func NewFactory() *Factory {
 		Env:      config.OSEnv(),
 		Now:      time.Now,
 		ProbeLSM: lsmProbe,
+
+		ProbeFanotify: fanotifyProbe,
+		ProbeSockAddr: sockAddrProbe,
+		ProbeUnix:     unixProbe,
 
 		AgentResetPlan: ResetAgentPlan,
 		AgentReset:     ResetAgent,
@@ -95,6 +104,10 @@ func (f *Factory) Doctor(mount bool) *doctor.Report {
 		Euid:     f.Env.Euid,
 		ProbeLSM: f.ProbeLSM,
 		Mount:    mount,
+
+		ProbeFanotify: f.ProbeFanotify,
+		ProbeSockAddr: f.ProbeSockAddr,
+		ProbeUnix:     f.ProbeUnix,
 	})
 }
 

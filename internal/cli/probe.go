@@ -1,5 +1,18 @@
 package cli
 
-// lsmProbe is the real BPF LSM load test for doctor; probe_linux.go sets
-// it to loader.ProbeLSM. It stays nil where there is no BPF LSM.
-var lsmProbe func() error
+// The real probes doctor and status run, as root; probe_linux.go sets them.
+// They stay nil where there is nothing to probe, and doctor then skips the
+// check.
+var (
+	// lsmProbe loads, attaches and runs a trivial BPF LSM program.
+	lsmProbe func() error
+	// fanotifyProbe has an open of a test file reported and denied by a
+	// fanotify permission mark.
+	fanotifyProbe func() error
+	// sockAddrProbe loads a trivial cgroup/connect4 program and attaches it
+	// to a test cgroup.
+	sockAddrProbe func() error
+	// unixProbe says how unix sockets are confined, with an error when
+	// they are not.
+	unixProbe func() (string, error)
+)
