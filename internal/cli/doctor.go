@@ -123,6 +123,7 @@ func printBackends(f *Factory, r *doctor.Report) {
 	tw.Flush()
 	f.printf("  what each enforces, and what not: %s\n", doctor.ReadmeTable)
 }
+
 // autoPick names the backend auto would pick, and says so when that is not
 // proven yet (the trial loads need root).
 func autoPick(r *doctor.Report) string {
