@@ -14,11 +14,17 @@
 #include "sandbox.h"
 #include "events.h"
 #include "pathmatch.h"
+#include "unixpeer.h"
 
 #define EPERM 1
 /* include/linux/fs.h and uapi fcntl.h; not in BTF. */
 #define FMODE_WRITE (0x2U)
 #define O_TRUNC (01000U)
+#define AF_INET 2
+#define AF_INET6 10
+#define AF_PACKET 17
+#define SOCK_RAW 3
+#define SOCK_TYPE_MASK 0xf
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -283,4 +289,87 @@ int BPF_PROG(aigate_path_chown, const struct path *path)
 	if (!sb)
 		return 0;
 	return check_write(cgroup_id, sb, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+/*
+ * socket_create: packet sockets (any type) and raw IPv4/IPv6 sockets write
+ * frames no connect or sendmsg check sees. Reported as net connect events
+ * naming the socket, as the cgroup sock_create program does; that program
+ * refuses inet raw sockets too, but only runs where the network object is
+ * attached and never sees AF_PACKET.
+ */
+SEC("lsm/socket_create")
+int BPF_PROG(aigate_socket_create, int family, int type, int protocol, int kern)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb;
+
+	if (kern)
+		return 0;
+	sb = current_sandbox(&cgroup_id);
+	if (!sb)
+		return 0;
+	bool raw = (type & SOCK_TYPE_MASK) == SOCK_RAW && (family == AF_INET || family == AF_INET6);
+	if (family != AF_PACKET && !raw)
+		return 0;
+
+	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_NET, AIGATE_OP_CONNECT, 0);
+	if (e) {
+		static const char packet[] = "packet socket";
+		static const char rawname[] = "raw socket";
+		if (raw) {
+			e->family = family;
+			__builtin_memcpy(e->path, rawname, sizeof(rawname));
+			e->path_len = sizeof(rawname) - 1;
+		} else {
+			__builtin_memcpy(e->path, packet, sizeof(packet));
+			e->path_len = sizeof(packet) - 1;
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+	return verdict;
+}
+
+static __always_inline int check_unix_peer(struct sock *peer)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb || !peer)
+		return 0;
+	if (peer_inside(peer, cgroup_id))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	long len;
+	bool abstract;
+	if (unix_peer_allowed(s, peer, rule_set(sb->policy_id, AIGATE_ACCESS_UNIX), &len, &abstract))
+		return 0;
+
+	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_NET, AIGATE_OP_UNIX, 0);
+	if (!e)
+		return verdict;
+	if (len > 0) {
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), abstract ? s->comp.name : built_path(s));
+		e->path_len = len - 1;
+	}
+	bpf_ringbuf_submit(e, 0);
+	return verdict;
+}
+
+/* connect(2) on stream and seqpacket sockets; other is the listener. */
+SEC("lsm/unix_stream_connect")
+int BPF_PROG(aigate_unix_stream_connect, struct socket *sock, struct sock *other, struct sock *newsk)
+{
+	return check_unix_peer(other);
+}
+
+/* connect(2) and every send on datagram sockets. */
+SEC("lsm/unix_may_send")
+int BPF_PROG(aigate_unix_may_send, struct socket *sock, struct socket *other)
+{
+	return check_unix_peer(BPF_CORE_READ(other, sk));
 }

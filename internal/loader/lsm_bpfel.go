@@ -77,31 +77,34 @@ type lsmScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lsmMapCounters            = "counters"
-	lsmMapEvents              = "events"
-	lsmMapInodeRules          = "inode_rules"
-	lsmMapNameRules           = "name_rules"
-	lsmMapPathRules           = "path_rules"
-	lsmMapPrefixRules         = "prefix_rules"
-	lsmMapSandboxLevels       = "sandbox_levels"
-	lsmMapSandboxes           = "sandboxes"
-	lsmMapScratchMap          = "scratch_map"
-	lsmMapSetFlags            = "set_flags"
-	lsmMapSuffixRules         = "suffix_rules"
-	lsmProgAigateBprmCheck    = "aigate_bprm_check"
-	lsmProgAigateFileOpen     = "aigate_file_open"
-	lsmProgAigatePathChmod    = "aigate_path_chmod"
-	lsmProgAigatePathChown    = "aigate_path_chown"
-	lsmProgAigatePathLink     = "aigate_path_link"
-	lsmProgAigatePathRename   = "aigate_path_rename"
-	lsmProgAigatePathRmdir    = "aigate_path_rmdir"
-	lsmProgAigatePathTruncate = "aigate_path_truncate"
-	lsmProgAigatePathUnlink   = "aigate_path_unlink"
-	lsmVarUnusedEvent         = "unused_event"
-	lsmVarUnusedInodeKey      = "unused_inode_key"
-	lsmVarUnusedNameKey       = "unused_name_key"
-	lsmVarUnusedPathKey       = "unused_path_key"
-	lsmVarUnusedSandbox       = "unused_sandbox"
+	lsmMapCounters                 = "counters"
+	lsmMapEvents                   = "events"
+	lsmMapInodeRules               = "inode_rules"
+	lsmMapNameRules                = "name_rules"
+	lsmMapPathRules                = "path_rules"
+	lsmMapPrefixRules              = "prefix_rules"
+	lsmMapSandboxLevels            = "sandbox_levels"
+	lsmMapSandboxes                = "sandboxes"
+	lsmMapScratchMap               = "scratch_map"
+	lsmMapSetFlags                 = "set_flags"
+	lsmMapSuffixRules              = "suffix_rules"
+	lsmProgAigateBprmCheck         = "aigate_bprm_check"
+	lsmProgAigateFileOpen          = "aigate_file_open"
+	lsmProgAigatePathChmod         = "aigate_path_chmod"
+	lsmProgAigatePathChown         = "aigate_path_chown"
+	lsmProgAigatePathLink          = "aigate_path_link"
+	lsmProgAigatePathRename        = "aigate_path_rename"
+	lsmProgAigatePathRmdir         = "aigate_path_rmdir"
+	lsmProgAigatePathTruncate      = "aigate_path_truncate"
+	lsmProgAigatePathUnlink        = "aigate_path_unlink"
+	lsmProgAigateSocketCreate      = "aigate_socket_create"
+	lsmProgAigateUnixMaySend       = "aigate_unix_may_send"
+	lsmProgAigateUnixStreamConnect = "aigate_unix_stream_connect"
+	lsmVarUnusedEvent              = "unused_event"
+	lsmVarUnusedInodeKey           = "unused_inode_key"
+	lsmVarUnusedNameKey            = "unused_name_key"
+	lsmVarUnusedPathKey            = "unused_path_key"
+	lsmVarUnusedSandbox            = "unused_sandbox"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -146,15 +149,18 @@ type lsmSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmProgramSpecs struct {
-	AigateBprmCheck    *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
-	AigateFileOpen     *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
-	AigatePathChmod    *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
-	AigatePathChown    *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
-	AigatePathLink     *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
-	AigatePathRename   *ebpf.ProgramSpec `ebpf:"aigate_path_rename"`
-	AigatePathRmdir    *ebpf.ProgramSpec `ebpf:"aigate_path_rmdir"`
-	AigatePathTruncate *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
-	AigatePathUnlink   *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
+	AigateBprmCheck         *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
+	AigateFileOpen          *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
+	AigatePathChmod         *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
+	AigatePathChown         *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
+	AigatePathLink          *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
+	AigatePathRename        *ebpf.ProgramSpec `ebpf:"aigate_path_rename"`
+	AigatePathRmdir         *ebpf.ProgramSpec `ebpf:"aigate_path_rmdir"`
+	AigatePathTruncate      *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
+	AigatePathUnlink        *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
+	AigateSocketCreate      *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
+	AigateUnixMaySend       *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
+	AigateUnixStreamConnect *ebpf.ProgramSpec `ebpf:"aigate_unix_stream_connect"`
 }
 
 // lsmMapSpecs contains maps before they are loaded into the kernel.
@@ -249,15 +255,18 @@ type lsmVariables struct {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmPrograms struct {
-	AigateBprmCheck    *ebpf.Program `ebpf:"aigate_bprm_check"`
-	AigateFileOpen     *ebpf.Program `ebpf:"aigate_file_open"`
-	AigatePathChmod    *ebpf.Program `ebpf:"aigate_path_chmod"`
-	AigatePathChown    *ebpf.Program `ebpf:"aigate_path_chown"`
-	AigatePathLink     *ebpf.Program `ebpf:"aigate_path_link"`
-	AigatePathRename   *ebpf.Program `ebpf:"aigate_path_rename"`
-	AigatePathRmdir    *ebpf.Program `ebpf:"aigate_path_rmdir"`
-	AigatePathTruncate *ebpf.Program `ebpf:"aigate_path_truncate"`
-	AigatePathUnlink   *ebpf.Program `ebpf:"aigate_path_unlink"`
+	AigateBprmCheck         *ebpf.Program `ebpf:"aigate_bprm_check"`
+	AigateFileOpen          *ebpf.Program `ebpf:"aigate_file_open"`
+	AigatePathChmod         *ebpf.Program `ebpf:"aigate_path_chmod"`
+	AigatePathChown         *ebpf.Program `ebpf:"aigate_path_chown"`
+	AigatePathLink          *ebpf.Program `ebpf:"aigate_path_link"`
+	AigatePathRename        *ebpf.Program `ebpf:"aigate_path_rename"`
+	AigatePathRmdir         *ebpf.Program `ebpf:"aigate_path_rmdir"`
+	AigatePathTruncate      *ebpf.Program `ebpf:"aigate_path_truncate"`
+	AigatePathUnlink        *ebpf.Program `ebpf:"aigate_path_unlink"`
+	AigateSocketCreate      *ebpf.Program `ebpf:"aigate_socket_create"`
+	AigateUnixMaySend       *ebpf.Program `ebpf:"aigate_unix_may_send"`
+	AigateUnixStreamConnect *ebpf.Program `ebpf:"aigate_unix_stream_connect"`
 }
 
 func (p *lsmPrograms) Close() error {
@@ -271,6 +280,9 @@ func (p *lsmPrograms) Close() error {
 		p.AigatePathRmdir,
 		p.AigatePathTruncate,
 		p.AigatePathUnlink,
+		p.AigateSocketCreate,
+		p.AigateUnixMaySend,
+		p.AigateUnixStreamConnect,
 	)
 }
 

@@ -81,6 +81,9 @@ func (o *lsmObjects) programs() map[string]*ebpf.Program {
 		"path_link":     o.AigatePathLink,
 		"path_chmod":    o.AigatePathChmod,
 		"path_chown":    o.AigatePathChown,
+		"socket_create": o.AigateSocketCreate,
+		"unix_connect":  o.AigateUnixStreamConnect,
+		"unix_may_send": o.AigateUnixMaySend,
 	}
 }
 
@@ -459,4 +462,5 @@ func (l *LSM) unpinAll() error {
 var lsmProgramOrder = []string{
 	"file_open", "bprm_check",
 	"path_truncate", "path_unlink", "path_rmdir", "path_rename", "path_link", "path_chmod", "path_chown",
+	"socket_create", "unix_connect", "unix_may_send",
 }

@@ -53,7 +53,29 @@ func (l *LSM) writeRules(s *lsmSandboxState) error {
 			return fmt.Errorf("%s rules: %w", a.access, err)
 		}
 	}
+	if err := l.writeUnix(s, ruleSet(s.sb.ID, accessUnix), p.Net.Unix); err != nil {
+		return fmt.Errorf("allow_unix rules: %w", err)
+	}
 	return nil
+}
+
+// accessUnix is the rule_set() access of allow_unix (AIGATE_ACCESS_UNIX):
+// the policy compiles allow_unix with access 0.
+const accessUnix policy.Access = 0
+
+// writeUnix writes allow_unix with the semantics of docs/network.md, which
+// the cgroup connect_unix program shares: an absolute path allows that
+// socket and every socket beneath it; "@name" allows the abstract socket
+// name. Other names and patterns allow nothing.
+func (l *LSM) writeUnix(s *lsmSandboxState, set uint32, fs policy.FileSet) error {
+	var unixSet policy.FileSet
+	unixSet.Paths = fs.Paths
+	for _, e := range fs.Names {
+		if len(e.Value) > 1 && e.Value[0] == '@' {
+			unixSet.Names = append(unixSet.Names, e)
+		}
+	}
+	return l.writeSet(s, set, accessUnix, unixSet)
 }
 
 func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access policy.Access, fs policy.FileSet) error {
@@ -118,7 +140,10 @@ func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access policy.Access, fs 
 	// Protected files that exist now are denied by inode as well, whatever
 	// path reaches them. A file that cannot be resolved is still matched by
 	// path, so resolution errors do not fail the sandbox.
-	files, _ := resolve.Paths(fs)
+	var files []resolve.File
+	if access != accessUnix { // allow_unix matches by name only, as connect_unix does
+		files, _ = resolve.Paths(fs)
+	}
 	if access == policy.AccessExec {
 		files = append(files, resolve.Executables(fs, l.execDirs)...)
 	}

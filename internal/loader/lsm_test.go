@@ -70,6 +70,18 @@ func helper(args []string) int {
 		err = unix.Chmod(args[1], 0o600)
 	case "chown":
 		err = unix.Chown(args[1], 0, 0)
+	case "unixconnect", "unixsend", "unixself":
+		err = lsmUnixOp(args[0], args[1])
+	case "socket":
+		// socket FAMILY TYPE PROTO
+		var a [3]int
+		for i := range a {
+			a[i], _ = strconv.Atoi(args[1+i])
+		}
+		var fd int
+		if fd, err = unix.Socket(a[0], a[1], a[2]); err == nil {
+			unix.Close(fd)
+		}
 	case "bench":
 		n, _ := strconv.Atoi(args[1])
 		start := time.Now()
