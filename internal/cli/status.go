@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os/user"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,25 +19,33 @@ import (
 )
 
 type statusOptions struct {
-	f    *Factory
-	json bool
+	f      *Factory
+	json   bool
+	socket string // the agent's
 }
 
 func newStatusCmd(f *Factory) *cobra.Command {
 	opts := &statusOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the effective policy, where each rule comes from, and kernel readiness",
+		Short: "Show the effective policy, how it would be enforced now, and the live sandboxes",
 		Long: `Show the policy that "aigate run" would apply here: the global config merged
 with the project's .aigate.yaml (whose loosening entries count only when it
 is trusted), every rule with the file and line it comes from, warnings, and
 a summary of "aigate doctor".
 
+Then how it would be enforced now: when an agent runs, the backend it
+enforces with, whether its enforcement survives it (pinned), how unix
+sockets are confined, and the sandboxes you may see (all of them for root)
+with their owner, command, start time, backend, DNS mode and event count.
+Without an agent, the backend "aigate run" would pick on this kernel.
+
 --json prints the same as one JSON object (schema in docs/cli.md).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runStatus(opts) },
+		RunE: func(cmd *cobra.Command, args []string) error { return runStatus(cmd.Context(), opts) },
 	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON")
+	addStatusFlags(cmd, opts)
 	return cmd
 }
 
@@ -56,7 +68,67 @@ type Status struct {
 	ResourceLimits StatusLimits         `json:"resource_limits"`
 	Warnings       []StatusWarning      `json:"warnings"`
 	Kernel         *doctor.Report       `json:"kernel"`
+	Enforcement    *StatusEnforcement   `json:"enforcement"`
 }
+
+// StatusEnforcement is how the policy would be enforced now.
+type StatusEnforcement struct {
+	// Backend is what `aigate run` would enforce with now: the running
+	// agent's, else what the config's backend choice gives on this kernel;
+	// "" when nothing can enforce it.
+	Backend string `json:"backend"`
+	// Source is where Backend comes from: "agent" (the running agent) or
+	// "kernel" (doctor's checks, as an embedded agent would choose).
+	Source string `json:"source"`
+	// Note explains Backend: a fallback, a mismatch with the config's
+	// choice, or that it is not proven without root.
+	Note string `json:"note,omitempty"`
+	// Unix is how unix-socket connections are confined; "" when unknown
+	// (the probe needs root and no agent said).
+	Unix string `json:"unix"`
+	// Pinned is true when enforcement survives the agent.
+	Pinned bool `json:"pinned"`
+	// Agent is the running agent; null when none answered, and then
+	// AgentMessage says why.
+	Agent        *StatusAgent `json:"agent"`
+	AgentMessage string       `json:"agent_message,omitempty"`
+	// Sandboxes are the live sandboxes the caller may see: their own, or
+	// every one for root. Always an array.
+	Sandboxes []StatusSandbox `json:"sandboxes"`
+}
+
+// StatusAgent is the agent that answered on Socket.
+type StatusAgent struct {
+	Socket  string    `json:"socket"`
+	PID     int       `json:"pid"`
+	Build   string    `json:"build"`
+	Started time.Time `json:"started"`
+	Backend string    `json:"backend"`
+	Pinned  bool      `json:"pinned"`
+	Unix    string    `json:"unix"`
+	Metrics string    `json:"metrics"` // address of /metrics, "" when off
+}
+
+// StatusSandbox is one live sandbox.
+type StatusSandbox struct {
+	Name    string      `json:"name"`
+	Owner   uint32      `json:"owner"`
+	User    string      `json:"user"` // the owner's name, "" when unknown
+	Command []string    `json:"command"`
+	Started time.Time   `json:"started"`
+	Backend string      `json:"backend"`
+	Mode    policy.Mode `json:"mode"`
+	// DNS is "dns proxy", "periodic resolve" or "none" (net: allow); ""
+	// when the backend does not say. DNSReason says why not the proxy.
+	DNS       string `json:"dns"`
+	DNSReason string `json:"dns_reason,omitempty"`
+	Events    uint64 `json:"events"`
+	Procs     int    `json:"procs"`
+	Project   string `json:"project,omitempty"`
+}
+
+// agentTimeout bounds status's questions to the agent.
+const agentTimeout = 5 * time.Second
 
 // StatusFile is one config file.
 type StatusFile struct {
@@ -93,12 +165,19 @@ type StatusWarning struct {
 	Message string `json:"message"`
 }
 
-func runStatus(o *statusOptions) error {
+func runStatus(ctx context.Context, o *statusOptions) error {
 	l, err := o.f.Load()
 	if err != nil {
 		return err
 	}
 	st := buildStatus(l, o.f.Doctor(false))
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
+	defer cancel()
+	agent, boxes, msg := askAgent(ctx, o.socket)
+	st.Enforcement = enforcement(st.Backend, st.Kernel, agent, boxes, msg)
 	if o.json {
 		enc := json.NewEncoder(o.f.Out)
 		enc.SetIndent("", "  ")
@@ -107,6 +186,9 @@ func runStatus(o *statusOptions) error {
 	printStatus(o.f.Out, st, l.Paths)
 	return nil
 }
+
+// noAgent is what status says when nothing answers on the socket.
+const noAgent = "no agent running (aigate run starts one for its lifetime when run with sudo)"
 
 func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 	pol, warns := l.Policy()
@@ -146,6 +228,77 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		st.Warnings = append(st.Warnings, StatusWarning{File: w.Source.File, Line: w.Source.Line, Message: w.Msg})
 	}
 	return st
+}
+
+// enforcement says how a run would be enforced now: by the agent that
+// answered, else by what the config's backend choice gives on this kernel.
+func enforcement(choice policy.BackendChoice, kernel *doctor.Report, agent *StatusAgent, boxes []StatusSandbox, agentMsg string) *StatusEnforcement {
+	e := &StatusEnforcement{Agent: agent, AgentMessage: agentMsg, Sandboxes: boxes}
+	if e.Sandboxes == nil {
+		e.Sandboxes = []StatusSandbox{}
+	}
+	verdict := map[string]doctor.Verdict{}
+	if kernel != nil {
+		for _, v := range kernel.Verdicts {
+			verdict[v.Name] = v
+		}
+	}
+	if u := verdict["unix-sockets"]; u.State == doctor.Confined || u.State == doctor.NotConfined {
+		e.Unix = u.Detail
+	}
+	explicit := choice == policy.BackendLSM || choice == policy.BackendFanotify
+	if agent != nil {
+		e.Backend, e.Source, e.Pinned = agent.Backend, "agent", agent.Pinned
+		if agent.Unix != "" {
+			e.Unix = agent.Unix
+		}
+		if explicit && string(choice) != agent.Backend {
+			e.Note = fmt.Sprintf("the config asks for the %s backend, but the running agent enforces with %s: aigate run would refuse (use --backend auto, or restart the agent with --backend %s)", choice, agent.Backend, choice)
+		}
+		return e
+	}
+	e.Source = "kernel"
+	if kernel == nil {
+		return e
+	}
+	backendVerdict := map[string]string{}
+	for _, b := range kernel.Backends {
+		backendVerdict[b.Name] = b.State
+	}
+	lsm := verdict["bpf-lsm"]
+	switch {
+	case explicit:
+		state := backendVerdict[string(choice)]
+		if state == doctor.NotUsable {
+			e.Note = fmt.Sprintf("the config asks for the %s backend, which cannot run here: aigate run would refuse (`aigate doctor` says why)", choice)
+			return e
+		}
+		e.Backend = string(choice)
+		if state == doctor.NeedsRoot {
+			e.Note = "not proven: the trial load needs root (sudo aigate status)"
+		}
+	case kernel.Backend == doctor.BackendFanotify && lsm.State == doctor.NotUsable:
+		e.Backend = kernel.Backend
+		e.Note = "BPF LSM not usable: " + lsm.Detail
+	default:
+		e.Backend = kernel.Backend
+		if backendVerdict[kernel.Backend] == doctor.NeedsRoot {
+			e.Note = "not proven: the trial loads need root (sudo aigate status)"
+		}
+		if e.Backend == "" {
+			e.Note = "no backend can run here (`aigate doctor` says why)"
+		}
+	}
+	return e
+}
+
+// userName is the login name of uid, or "" when there is none.
+func userName(uid uint32) string {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return ""
+	}
+	return u.Username
 }
 
 func rulesOf(rules []policy.PathRule) []StatusRule {
@@ -229,6 +382,71 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 			if c.Status == doctor.Fail {
 				fmt.Fprintf(tw, "  %s\t%s\n", c.Name, firstLine(c.Detail))
 			}
+		}
+	}
+	if st.Enforcement != nil {
+		tw.Flush()
+		printEnforcement(w, st.Enforcement, st.Backend)
+	}
+}
+
+func printEnforcement(w io.Writer, e *StatusEnforcement, choice policy.BackendChoice) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "Enforcement")
+	if a := e.Agent; a != nil {
+		pinned := "not pinned: its sandboxes are ended if it stops"
+		if a.Pinned {
+			pinned = "pinned: enforcement survives it"
+		}
+		fmt.Fprintf(tw, "  agent\tpid %d (aigate %s) on %s since %s, %s\n", a.PID, a.Build, a.Socket, a.Started.Local().Format(time.DateTime), pinned)
+	} else {
+		fmt.Fprintf(tw, "  agent\t%s\n", e.AgentMessage)
+	}
+	backend := e.Backend
+	if backend == "" {
+		backend = "none"
+	}
+	switch e.Source {
+	case "agent":
+		backend += " (the running agent's)"
+	default:
+		backend += fmt.Sprintf(" (what aigate run would use now, for backend: %s)", choice)
+	}
+	fmt.Fprintf(tw, "  backend\t%s\n", backend)
+	if e.Note != "" {
+		fmt.Fprintf(tw, "  \t%s\n", e.Note)
+	}
+	unixDesc := e.Unix
+	if unixDesc == "" {
+		unixDesc = "not checked: the probe needs root (sudo aigate status)"
+	}
+	fmt.Fprintf(tw, "  unix sockets\t%s\n", unixDesc)
+	if e.Agent == nil {
+		return
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "Sandboxes (%d)\n", len(e.Sandboxes))
+	if len(e.Sandboxes) == 0 {
+		return
+	}
+	fmt.Fprintln(tw, "  NAME\tOWNER\tSTARTED\tBACKEND\tMODE\tDNS\tEVENTS\tCOMMAND")
+	for _, b := range e.Sandboxes {
+		owner := b.User
+		if owner == "" {
+			owner = strconv.FormatUint(uint64(b.Owner), 10)
+		}
+		dns := b.DNS
+		if dns == "" {
+			dns = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Name, owner, b.Started.Local().Format(time.DateTime),
+			b.Backend, b.Mode, dns, b.Events, strings.Join(b.Command, " "))
+	}
+	for _, b := range e.Sandboxes {
+		if b.DNSReason != "" {
+			fmt.Fprintf(tw, "  %s: %s: %s\n", b.Name, b.DNS, b.DNSReason)
 		}
 	}
 }

@@ -1,0 +1,55 @@
+//go:build linux
+
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/aigate-dev/aigate/internal/api"
+)
+
+func addStatusFlags(cmd *cobra.Command, o *statusOptions) {
+	cmd.Flags().StringVar(&o.socket, "socket", api.SocketPath(), "the agent's socket `PATH` ($"+api.SocketEnv+" changes the default)")
+}
+
+// askAgent asks the agent on socket for its state and the sandboxes the
+// caller may see. With no agent, or one that does not answer, it returns
+// what status should say instead.
+func askAgent(ctx context.Context, socket string) (*StatusAgent, []StatusSandbox, string) {
+	c := api.NewClient(socket)
+	st, err := c.Status(ctx)
+	switch {
+	case errors.Is(err, api.ErrNoAgent):
+		return nil, nil, noAgent
+	case errors.Is(err, os.ErrPermission):
+		return nil, nil, err.Error()
+	case err != nil:
+		return nil, nil, fmt.Sprintf("the agent on %s did not answer: %v", socket, err)
+	}
+	list, err := c.List(ctx)
+	if err != nil {
+		return nil, nil, fmt.Sprintf("the agent on %s did not list its sandboxes: %v", socket, err)
+	}
+	a := &StatusAgent{
+		Socket: c.Socket, PID: st.PID, Build: st.Build, Started: st.Started,
+		Backend: st.Backend, Pinned: st.Pinned, Unix: st.Unix, Metrics: st.Metrics,
+	}
+	boxes := make([]StatusSandbox, 0, len(list))
+	for _, b := range list {
+		cmd := b.Command
+		if cmd == nil {
+			cmd = []string{}
+		}
+		boxes = append(boxes, StatusSandbox{
+			Name: b.Name, Owner: b.Owner, User: userName(b.Owner), Command: cmd, Started: b.Created,
+			Backend: b.Backend, Mode: b.Mode, DNS: b.DNS, DNSReason: b.DNSReason,
+			Events: b.Events, Procs: b.Procs, Project: b.Project,
+		})
+	}
+	return a, boxes, ""
+}

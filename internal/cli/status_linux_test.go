@@ -1,0 +1,187 @@
+//go:build linux
+
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/agent"
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/egress"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// statusBackend enforces nothing; like backend.Composite it says how each
+// sandbox's egress is kept.
+type statusBackend struct {
+	mu    sync.Mutex
+	added map[uint32]enforce.Sandbox
+	ch    chan events.Event
+	once  sync.Once
+}
+
+func (b *statusBackend) Name() string { return "fake" }
+func (b *statusBackend) Add(_ context.Context, sb *enforce.Sandbox) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.added[sb.ID] = *sb
+	return nil
+}
+func (b *statusBackend) Remove(id uint32) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.added, id)
+	return nil
+}
+func (b *statusBackend) Events() <-chan events.Event   { return b.ch }
+func (b *statusBackend) Stats() (enforce.Stats, error) { return enforce.Stats{}, nil }
+func (b *statusBackend) Close() error                  { b.once.Do(func() { close(b.ch) }); return nil }
+func (b *statusBackend) NetStatus(id uint32) (egress.Status, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.added[id]
+	return egress.Status{Mode: egress.ModeProxy}, ok
+}
+
+// startStatusAgent runs a real agent with the fake backend on real cgroups.
+func startStatusAgent(t *testing.T) (*statusBackend, string) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		testutil.SkipUnlessKernel(t, err.Error())
+	}
+	parent := fmt.Sprintf("aigate-cli-status-test-%d", os.Getpid())
+	be := &statusBackend{added: map[uint32]enforce.Sandbox{}, ch: make(chan events.Event, 16)}
+	a, err := agent.New(agent.Config{Backend: be, Socket: filepath.Join(t.TempDir(), "aigate.sock"), Parent: parent, Build: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := os.Remove(filepath.Join(root, parent)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("remove parent cgroup: %v", err)
+		}
+	})
+	return be, a.Socket()
+}
+
+func TestStatusShowsAgentSandboxes(t *testing.T) {
+	be, sock := startStatusAgent(t)
+	e := newSandboxEnv(t)
+	ctx := context.Background()
+	sess, err := api.NewClient(sock).CreateSandbox(ctx, api.CreateRequest{Home: e.home, ProjectRoot: e.proj, Command: []string{"claude", "--resume"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	be.mu.Lock()
+	sb := be.added[sess.Sandbox.ID]
+	be.mu.Unlock()
+	for range 2 {
+		be.ch <- events.Event{Kind: events.KindFile, Op: events.OpRead, CgroupID: sb.CgroupID, Path: e.proj + "/.env"}
+	}
+
+	var st Status
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out := e.ok("status", "--json", "--socket", sock)
+		st = Status{}
+		dec := json.NewDecoder(strings.NewReader(out))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if en := st.Enforcement; en != nil && len(en.Sandboxes) == 1 && en.Sandboxes[0].Events == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	en := st.Enforcement
+	if en == nil || en.Agent == nil || en.Source != "agent" || en.Backend != "fake" || en.Agent.PID != os.Getpid() || en.Agent.Socket != sock {
+		t.Fatalf("enforcement: %+v", en)
+	}
+	if en.Unix == "" || en.Unix != en.Agent.Unix {
+		t.Errorf("unix %q, agent says %q", en.Unix, en.Agent.Unix)
+	}
+	if len(en.Sandboxes) != 1 {
+		t.Fatalf("sandboxes: %+v", en.Sandboxes)
+	}
+	b := en.Sandboxes[0]
+	if b.Name != sess.Sandbox.Name || b.DNS != "dns proxy" || b.Events != 2 || b.Owner != 0 || b.User != "root" ||
+		strings.Join(b.Command, " ") != "claude --resume" || b.Backend != "fake" || time.Since(b.Started) > time.Minute {
+		t.Errorf("sandbox: %+v", b)
+	}
+
+	out := e.ok("status", "--socket", sock)
+	for _, want := range []string{
+		"  backend       fake (the running agent's)\n",
+		"not pinned: its sandboxes are ended if it stops",
+		"Sandboxes (1)",
+		"  NAME",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	var row string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "  "+sess.Sandbox.Name+" ") {
+			row = line
+		}
+	}
+	if f := strings.Fields(row); len(f) < 10 || f[1] != "root" || f[4] != "fake" || f[5] != "enforce" || f[6] != "dns" || f[7] != "proxy" || f[8] != "2" || f[9] != "claude" {
+		t.Errorf("sandbox row %q", row)
+	}
+}
+
+func TestStatusWithoutAgent(t *testing.T) {
+	e := newSandboxEnv(t)
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	out := e.ok("status", "--json", "--socket", sock)
+	var st Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	en := st.Enforcement
+	if en == nil || en.Agent != nil || en.AgentMessage != noAgent || en.Source != "kernel" || en.Sandboxes == nil || len(en.Sandboxes) != 0 {
+		t.Fatalf("enforcement: %+v", en)
+	}
+	// The fake kernel tree has BPF LSM active and no probes: lsm, unproven.
+	if en.Backend != "lsm" {
+		t.Errorf("backend %q, want what doctor picks", en.Backend)
+	}
+	out = e.ok("status", "--socket", sock)
+	for _, want := range []string{
+		"  agent         no agent running (aigate run starts one for its lifetime when run with sudo)\n",
+		"  backend       lsm (what aigate run would use now, for backend: auto)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Sandboxes (") {
+		t.Errorf("no agent, yet a sandbox list:\n%s", out)
+	}
+}

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package cli
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+)
+
+func addStatusFlags(*cobra.Command, *statusOptions) {}
+
+// askAgent: the agent and its API are Linux's; elsewhere a run enforces by
+// itself (macOS: ACLs and pf).
+func askAgent(context.Context, string) (*StatusAgent, []StatusSandbox, string) {
+	return nil, nil, "no agent on this system: aigate run enforces by itself"
+}
