@@ -177,11 +177,21 @@ func lockdownState() string {
 	if err != nil {
 		return "kernel lockdown state unknown"
 	}
-	s := strings.TrimSpace(string(b))
-	if strings.Contains(s, "[none]") {
+	return describeLockdown(string(b))
+}
+
+// describeLockdown turns the lockdown file ("none [integrity]
+// confidentiality": the active mode is bracketed) into a phrase.
+func describeLockdown(s string) string {
+	_, rest, ok := strings.Cut(s, "[")
+	mode, _, ok2 := strings.Cut(rest, "]")
+	switch {
+	case !ok || !ok2 || mode == "":
+		return "kernel lockdown state unknown (" + strings.TrimSpace(s) + ")"
+	case mode == "none":
 		return "kernel lockdown is off"
 	}
-	return "kernel lockdown is " + s
+	return "kernel lockdown is in " + mode + " mode"
 }
 
 // lsmActive reports whether "bpf" is in the active LSM list, and the list.

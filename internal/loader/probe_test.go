@@ -55,3 +55,16 @@ func TestGrubFix(t *testing.T) {
 		t.Fatalf("grubFix = %q", got)
 	}
 }
+
+func TestDescribeLockdown(t *testing.T) {
+	for in, want := range map[string]string{
+		"[none] integrity confidentiality\n": "kernel lockdown is off",
+		"none [integrity] confidentiality\n": "kernel lockdown is in integrity mode",
+		"none integrity [confidentiality]":   "kernel lockdown is in confidentiality mode",
+		"garbage":                            "kernel lockdown state unknown (garbage)",
+	} {
+		if got := describeLockdown(in); got != want {
+			t.Errorf("describeLockdown(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
