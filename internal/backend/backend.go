@@ -73,7 +73,7 @@ func (o Opener) Open(choice policy.BackendChoice, opts Options) (enforce.Backend
 			return nil, fmt.Errorf("%w: BPF LSM: %v; fanotify: %v; see `aigate doctor`", ErrUnavailable, lsmErr, err)
 		}
 		if opts.Warn != nil {
-			opts.Warn(fmt.Sprintf("using the fanotify backend because %v (see `aigate doctor`; the README lists what each backend enforces)", lsmErr))
+			opts.Warn(fmt.Sprintf("using the fanotify backend: %s (`aigate doctor` says why and how to fix it; the README lists what each backend enforces)", shortReason(lsmErr)))
 		}
 		return b, nil
 	}
@@ -106,4 +106,14 @@ func (o Opener) fanotify(opts Options) (enforce.Backend, error) {
 		return nil, fmt.Errorf("%w (fanotify permission events need root and a kernel built with CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y)", err)
 	}
 	return b, nil
+}
+
+// shortReason is the one-line cause of a failed BPF-LSM probe for the
+// warning every fallback run prints; the full detail and fix are doctor's.
+func shortReason(err error) string {
+	var s interface{ Summary() string }
+	if errors.As(err, &s) {
+		return s.Summary()
+	}
+	return err.Error()
 }

@@ -59,6 +59,10 @@ func (e *ProbeError) Error() string {
 	return b.String()
 }
 
+// Summary is the one-line cause, without the detail and the fix: what a
+// warning repeated on every run should say.
+func (e *ProbeError) Summary() string { return e.Reason.Error() }
+
 func (e *ProbeError) Unwrap() []error {
 	if e.Err == nil {
 		return []error{e.Reason}
