@@ -324,4 +324,3 @@ func waitFor(t *testing.T, path string, exited <-chan error, log *syncBuf) {
 		}
 	}
 }
-
