@@ -13,7 +13,6 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -24,7 +23,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
-	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -151,6 +150,12 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	if err != nil {
 		return &exitError{ExitPolicy, err}
 	}
+	masker, err := mask.Compile(compiled.Mask)
+	if err != nil {
+		return &exitError{ExitPolicy, err}
+	}
+	// aigate's own lines are masked too while masking is on.
+	lines := &lineWriter{w: f.Err, m: masker}
 	var mode policy.Mode
 	if opts.Audit {
 		mode = policy.ModeAudit
@@ -222,17 +227,27 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	}
 	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
 
-	rep := newReporter(f, opts.Quiet, eventsOut, sess.Sandbox.Name, sess.Sandbox.Backend)
+	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Sandbox: sess.Sandbox.Name, Backend: sess.Sandbox.Backend, Lines: lines})
 	pumpDone := make(chan struct{})
+	var stdio *runStdio // set when the policy masks output
 	cleanup := func(started bool) {
 		ended, err := sess.End(5 * time.Second)
 		if started {
 			<-pumpDone
 		}
+		// The command's last output (what the sandbox's end released)
+		// comes before the summary, on a terminal in its own mode.
+		if stdio != nil {
+			stdio.finish()
+		}
 		if err != nil {
 			f.warnf("sandbox %s: %v", sess.Sandbox.Name, err)
 		}
-		rep.finish(sess.Dropped(), ended)
+		var attributed uint64
+		if ended != nil {
+			attributed = ended.Events
+		}
+		rep.finish(sess.Dropped(), attributed)
 		finishAgent()
 	}
 
@@ -258,6 +273,26 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		// aigate.
 		SysProcAttr: &syscall.SysProcAttr{Credential: id.cred},
 	}
+	if masker != nil {
+		// Only the command's stdio change: it is placed in the sandbox
+		// by the same path. On a pty it leads its own session there,
+		// whose line discipline signals it (docs/run.md).
+		stdio, err = newRunStdio(f, masker, lines, true)
+		if err != nil {
+			cleanup(false)
+			return &exitError{ExitSandbox, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		}
+		// Whatever happens from here, the terminal gets its mode back
+		// (finish is idempotent; a panic runs it too).
+		defer stdio.finish()
+		if !opts.Quiet {
+			stdio.announce(f, len(compiled.Mask))
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+		if stdio.Ctty {
+			cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+		}
+	}
 	child, err := sess.Start(cmd)
 	if err != nil {
 		code := ExitSandbox
@@ -267,16 +302,15 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		cleanup(false)
 		return &exitError{code, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
+	if stdio != nil {
+		stdio.started(child.Pid())
+	}
 	go func() {
 		defer close(pumpDone)
-		for e := range sess.Events() {
-			rep.event(e)
-		}
+		rep.pump(sess.Events(), nil)
 	}()
 	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", sess.Sandbox.Name))
 
-	tick := time.NewTicker(events.DefaultWindow / 2)
-	defer tick.Stop()
 	for running := true; running; {
 		select {
 		case s := <-sigs:
@@ -284,8 +318,6 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 			case syscall.SIGTERM, syscall.SIGHUP:
 				_ = child.Signal(s)
 			}
-		case <-tick.C:
-			rep.flush()
 		case <-child.Done():
 			running = false
 		}
@@ -502,89 +534,4 @@ func openEventsFile(path string, id *identity) (*os.File, error) {
 		_ = f.Chown(id.uid, id.gid)
 	}
 	return f, nil
-}
-
-// reporter turns the sandbox's events into lines, JSON and the summary.
-type reporter struct {
-	f       *Factory
-	quiet   bool
-	printer *events.Printer
-	json    *events.JSONWriter
-	sandbox string
-	backend string
-	mu      sync.Mutex
-	tally   events.Summary
-	jsonErr error
-}
-
-func newReporter(f *Factory, quiet bool, jsonOut io.Writer, sandbox, backend string) *reporter {
-	r := &reporter{f: f, quiet: quiet, sandbox: sandbox, backend: backend}
-	if !quiet {
-		color := false
-		if ef, ok := f.Err.(*os.File); ok {
-			color = events.ColorFor(ef)
-		}
-		r.printer = events.NewPrinter(f.Err, events.PrinterOptions{Style: events.Style{Color: color}})
-	}
-	if jsonOut != nil {
-		r.json = events.NewJSONWriter(jsonOut)
-	}
-	return r
-}
-
-// event reports one event; the agent has named its sandbox and rule.
-func (r *reporter) event(e events.Event) {
-	if e.Sandbox == "" {
-		e.Sandbox = r.sandbox
-	}
-	if e.Backend == "" {
-		e.Backend = r.backend
-	}
-	r.mu.Lock()
-	r.tally.Add(e)
-	if r.json != nil && r.jsonErr == nil {
-		if err := r.json.Write(e); err != nil {
-			r.jsonErr = err
-			r.f.warnf("%v: no more events are written to --events", err)
-		}
-	}
-	r.mu.Unlock()
-	if r.printer != nil {
-		r.printer.Print(e)
-	}
-}
-
-func (r *reporter) flush() {
-	if r.printer != nil {
-		r.printer.Flush(false)
-	}
-}
-
-// finish prints the pending repeat lines and the summary. The summary
-// counts the events that arrived: the backend's exact counters are global,
-// not per sandbox, so events lost on the way (dropped > 0, or fewer than
-// the agent attributed to the sandbox) are said, not guessed at.
-func (r *reporter) finish(dropped uint64, ended *api.Ended) {
-	if r.printer != nil {
-		r.printer.Flush(true)
-	}
-	if r.quiet {
-		return
-	}
-	r.mu.Lock()
-	got := r.tally.Total()
-	s := r.tally.String()
-	r.mu.Unlock()
-	lost := dropped
-	if ended != nil && ended.Events > got && ended.Events-got > lost {
-		lost = ended.Events - got
-	}
-	if lost > 0 {
-		r.f.warnf("%d events were lost on the way (not printed or recorded); the summary counts only the others, the agent's metrics count all", lost)
-	}
-	if s != "" {
-		for _, line := range strings.Split(s, "\n") {
-			fmt.Fprintf(r.f.Err, "%s%s\n", events.Prefix, line)
-		}
-	}
 }

@@ -11,15 +11,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/aigate-dev/aigate/internal/darwin"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -106,6 +105,11 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	if opts.Audit {
 		compiled.Mode = policy.ModeAudit
 	}
+	masker, err := mask.Compile(compiled.Mask)
+	if err != nil {
+		return &exitError{ExitPolicy, err}
+	}
+	lines := &lineWriter{w: f.Err, m: masker}
 	if err := shareable(env.ProjectRoot, env.Home); err != nil {
 		return &exitError{ExitSandbox, err}
 	}
@@ -153,25 +157,38 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	if compiled.Mode == policy.ModeAudit && !opts.Quiet {
 		f.warnf("audit mode: nothing is blocked on the network, what would be is reported; file rules are not applied")
 	}
-	rep := newMacReporter(f, opts.Quiet, eventsOut, compiled, user.Name)
+	// pf has no counters per session: the summary is the tally of the
+	// events themselves.
+	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Sandbox: user.Name, Policy: compiled, Lines: lines})
 	evs := make(chan events.Event)
 	pumpDone := make(chan struct{})
 	stopPump := make(chan struct{})
 	go func() {
 		defer close(pumpDone)
-		tick := time.NewTicker(events.DefaultWindow / 2)
-		defer tick.Stop()
-		for {
-			select {
-			case e := <-evs:
-				rep.event(e)
-			case <-tick.C:
-				rep.flush()
-			case <-stopPump:
-				return
-			}
-		}
+		rep.pump(evs, stopPump)
 	}()
+
+	var stdio *runStdio
+	if masker != nil {
+		// Pipes, not a pty: darwin.Run starts the command itself with
+		// os.Stdin, os.Stdout and os.Stderr, without a session of its
+		// own, so a pty could not be its controlling terminal.
+		stdio, err = newRunStdio(f, masker, lines, false)
+		if err != nil {
+			close(stopPump)
+			<-pumpDone
+			return &exitError{ExitSandbox, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		}
+		defer stdio.finish()
+		if !opts.Quiet {
+			stdio.announce(f, len(compiled.Mask))
+		}
+		// darwin.SandboxCommand reads these when Run starts the command;
+		// aigate's own output goes through f, which keeps the originals.
+		origOut, origErr := os.Stdout, os.Stderr
+		os.Stdout, os.Stderr = stdio.Stdout, stdio.Stderr
+		defer func() { os.Stdout, os.Stderr = origOut, origErr }()
+	}
 
 	out, err := darwin.Run(runCtx, compiled, darwin.Env{
 		User:        user,
@@ -189,6 +206,10 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	// Run has returned (its context is done by then).
 	close(stopPump)
 	<-pumpDone
+	if stdio != nil {
+		// The tool's last output comes before the summary.
+		stdio.finish()
+	}
 	if out.CleanupErr != nil {
 		f.warnf("%v", out.CleanupErr)
 	}
@@ -202,7 +223,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		}
 		return &exitError{code, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
-	rep.finish()
+	rep.finish(0, 0)
 	if sig := lastSig.Load(); sig != 0 && out.ExitCode == 0 {
 		// The tool exited cleanly on SIGTERM; the caller still asked for
 		// an end, as a shell would report it.
@@ -223,77 +244,4 @@ func openEventsFile(path string, uid, gid int, sudo bool) (*os.File, error) {
 		_ = f.Chown(uid, gid)
 	}
 	return f, nil
-}
-
-// macReporter turns pf events into lines (events.Printer, the one
-// formatter), JSON lines and the summary. pf has no counters per session,
-// so the summary is the tally of the events themselves.
-type macReporter struct {
-	f       *Factory
-	quiet   bool
-	printer *events.Printer
-	json    *events.JSONWriter
-	policy  *policy.Compiled
-	sandbox string
-	mu      sync.Mutex
-	tally   events.Summary
-	jsonErr error
-}
-
-func newMacReporter(f *Factory, quiet bool, jsonOut io.Writer, c *policy.Compiled, sandbox string) *macReporter {
-	r := &macReporter{f: f, quiet: quiet, policy: c, sandbox: sandbox}
-	if !quiet {
-		color := false
-		if ef, ok := f.Err.(*os.File); ok {
-			color = events.ColorFor(ef)
-		}
-		r.printer = events.NewPrinter(f.Err, events.PrinterOptions{Style: events.Style{Color: color}})
-	}
-	if jsonOut != nil {
-		r.json = events.NewJSONWriter(jsonOut)
-	}
-	return r
-}
-
-func (r *macReporter) event(e events.Event) {
-	if e.Sandbox == "" {
-		e.Sandbox = r.sandbox
-	}
-	if e.RuleText == "" && e.Rule != 0 {
-		if rule, ok := r.policy.Rule(policy.RuleID(e.Rule)); ok {
-			e.RuleText = rule.Pattern
-		}
-	}
-	r.mu.Lock()
-	r.tally.Add(e)
-	if r.json != nil && r.jsonErr == nil {
-		if err := r.json.Write(e); err != nil {
-			r.jsonErr = err
-			r.f.warnf("%v: no more events are written to --events", err)
-		}
-	}
-	r.mu.Unlock()
-	if r.printer != nil {
-		r.printer.Print(e)
-	}
-}
-
-func (r *macReporter) flush() {
-	if r.printer != nil {
-		r.printer.Flush(false)
-	}
-}
-
-func (r *macReporter) finish() {
-	if r.printer != nil {
-		r.printer.Flush(true)
-	}
-	if r.quiet {
-		return
-	}
-	if s := r.tally.String(); s != "" {
-		for _, line := range strings.Split(s, "\n") {
-			fmt.Fprintf(r.f.Err, "%s%s\n", events.Prefix, line)
-		}
-	}
 }
