@@ -63,7 +63,10 @@ agent, run as root starts one inside itself for as long as it runs, on the
 same socket, so aigate watch and the metrics work meanwhile.
 
 The command gets the terminal as it is: interactive tools (raw mode,
-resizes, Ctrl-C, Ctrl-Z) work as without aigate. Started with sudo, it runs
+resizes, Ctrl-C, Ctrl-Z) work as without aigate. When the policy has
+mask_output expressions, its output is masked instead: on a terminal it
+runs on a pseudo-terminal of aigate's, on pipes its output goes through
+masking pipes (docs/run.md, "Masking secrets in output"). Started with sudo, it runs
 as the user who ran sudo, with HOME, USER and LOGNAME set to theirs. It can
 never gain privileges (no_new_privs: setuid programs do not elevate).
 
