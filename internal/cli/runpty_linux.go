@@ -117,11 +117,13 @@ func (t *ptyTerm) restore() {
 	}
 }
 
-// started watches the command for job-control stops. The command is alone
-// in its session on the pty: when Ctrl-Z stops it there, the shell that
-// started aigate would never know. So aigate gives the terminal its mode
-// back and stops its own process group as the terminal would have; on
-// `fg` it continues, takes raw mode again and continues the command.
+// started watches the command for stops. The command is alone in its
+// session on the pty: when it stops, the shell that started aigate would
+// never know and the terminal would hang in raw mode. So aigate gives the
+// terminal its mode back and stops its own process group as the terminal
+// would have; on `fg` it continues, takes raw mode again and continues the
+// command. Only SIGSTOP gets here: the command's group is orphaned (its
+// parent is in another session), so the kernel discards Ctrl-Z's SIGTSTP.
 func (t *ptyTerm) started(pid int) {
 	go func() {
 		for {
