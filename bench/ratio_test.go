@@ -85,3 +85,21 @@ func TestReport(t *testing.T) {
 		}
 	}
 }
+
+func TestBatched(t *testing.T) {
+	calls := 0
+	op := func() error { calls++; return nil }
+	if _, err := Batched(BatchSize*2+1, op); err != nil {
+		t.Fatal(err)
+	}
+	if calls != BatchSize*2+1 {
+		t.Errorf("op ran %d times, want %d", calls, BatchSize*2+1)
+	}
+	boom := errors.New("boom")
+	if _, err := Batched(10, func() error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("a failing op: got %v", err)
+	}
+	if _, err := Batched(0, op); err == nil {
+		t.Error("zero operations were accepted")
+	}
+}

@@ -3,41 +3,48 @@
 package fanotify
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"golang.org/x/sys/unix"
 )
 
-// "openloop PATH N": open+close PATH N times, print ns per iteration.
+// "openloop PATH N": open+close PATH N times, print the median batch's ns
+// per open (bench.Batched).
 var _ = registerHelper("openloop", func(args []string) string {
 	n, _ := strconv.Atoi(args[1])
-	return strconv.FormatInt(int64(openLoop(args[0], n))/int64(max(n, 1)), 10)
+	ns, err := bench.Batched(n, func() error {
+		fd, err := unix.Open(args[0], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		return unix.Close(fd)
+	})
+	if err != nil {
+		return err.Error()
+	}
+	return strconv.FormatFloat(ns, 'f', 1, 64)
 })
 
-func openLoop(path string, n int) time.Duration {
-	start := time.Now()
-	for range n {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			panic(err)
-		}
-		unix.Close(fd)
-	}
-	return time.Since(start)
-}
-
-// BenchmarkOpen measures open+close of files as fanotify sees them, inside
-// and outside a sandbox, and reports each as a ratio to the same open with
-// no aigate at all ("x_none"). The cases:
+// BenchmarkOpen measures open+close of files as fanotify sees them, from a
+// helper process outside and inside a sandbox, each as a ratio to the same
+// open from the same place with no aigate at all: no fanotify group, no
+// marks. Baseline and case alternate over bench.Rounds() rounds of b.N
+// opens each (see bench/README.md); the case's rounds each open a backend,
+// add the sandbox, measure, remove it and close the backend, so the
+// baseline between them is the machine without aigate. The cases:
 //
 //	unmarked     a file in a directory nothing marks
 //	ignored      an unrelated file in a marked directory, with an ignore mask
@@ -46,67 +53,94 @@ func openLoop(path string, n int) time.Duration {
 //	marked       a deny_write file opened read-only: a round trip (allowed;
 //	             inside a sandbox this includes reading /proc/TID/syscall)
 func BenchmarkOpen(b *testing.B) {
-	const baseN = 20000
 	e := newEnv(b, nil)
-	plain := e.write(filepath.Join(b.TempDir(), "plain"), "x")
-	ignored := e.write(filepath.Join(e.project, "src", "main.go"), "x")
-	marked := e.write(filepath.Join(e.project, "ci.yaml"), "x")
-
-	// Baselines before any mark exists, outside and inside a cgroup.
+	// Only the benchmark's own backends run: one per measured round.
+	if err := e.b.Close(); err != nil {
+		b.Fatal(err)
+	}
+	opts := Options{Home: e.home, ProjectRoot: e.project, ExecDirs: []string{e.bin}, DecisionTimeout: 2 * time.Second}
+	files := map[string]string{
+		"unmarked": e.write(filepath.Join(b.TempDir(), "plain"), "x"),
+		"ignored":  e.write(filepath.Join(e.project, "src", "main.go"), "x"),
+		"marked":   e.write(filepath.Join(e.project, "ci.yaml"), "x"),
+	}
 	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanbench%d", os.Getpid()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = g.Remove() })
-	inside := &sbox{Sandbox: &enforce.Sandbox{CgroupPath: g.Path}, g: g}
-	files := map[string]string{"unmarked": plain, "ignored": ignored, "marked": marked}
-	baseOut := map[string]float64{}
-	baseIn := map[string]float64{}
-	for name, f := range files {
-		openLoop(f, 1000) // warm the dentry cache
-		baseOut[name] = float64(openLoop(f, baseN).Nanoseconds()) / baseN
-		baseIn[name] = e.helperNs(inside, f, baseN)
+	cgFD, err := g.OpenFD()
+	if err != nil {
+		b.Fatal(err)
 	}
+	b.Cleanup(func() { cgFD.Close() })
 	c, err := policy.Compile(&policy.Policy{DenyRead: rules(".env"), DenyWrite: rules("ci.yaml")}, policy.Env{Home: e.home, ProjectRoot: e.project})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := e.b.Add(b.Context(), &enforce.Sandbox{ID: 99, Name: "bench", CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode}); err != nil {
-		b.Fatal(err)
+	sb := &enforce.Sandbox{ID: 99, Name: "bench", CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode}
+	children := 0
+
+	// withAigate runs measure while a backend enforces sb. For child-event
+	// the file is created after Add, so it gets no ignore mask.
+	withAigate := func(name string, measure func(path string) float64) (float64, error) {
+		be, err := Open(opts)
+		if err != nil {
+			return 0, err
+		}
+		defer be.Close()
+		if err := be.Add(context.Background(), sb); err != nil {
+			return 0, err
+		}
+		defer be.Remove(sb.ID)
+		path := files[name]
+		if name == "child-event" {
+			children++
+			path = e.write(filepath.Join(e.project, "src", fmt.Sprintf("later%d.go", children)), "x")
+			files[name] = path // the next baseline opens the same file
+		}
+		return measure(path), nil
 	}
-	b.Cleanup(func() { _ = e.b.Remove(99) })
-	child := e.write(filepath.Join(e.project, "src", "later.go"), "x")
-	files["child-event"] = child
-	baseOut["child-event"], baseIn["child-event"] = baseOut["ignored"], baseIn["ignored"]
 
 	for _, name := range []string{"unmarked", "ignored", "child-event", "marked"} {
-		f := files[name]
-		b.Run("outside/"+name, func(b *testing.B) {
-			start := time.Now()
-			for b.Loop() {
-				fd, err := unix.Open(f, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		for _, where := range []string{"outside", "inside"} {
+			b.Run(where+"/"+name, func(b *testing.B) {
+				var in *os.File
+				if where == "inside" {
+					in = cgFD
+				}
+				measure := func(path string) float64 { return helperNs(b, in, path, b.N) }
+				if files[name] == "" {
+					files[name] = e.write(filepath.Join(e.project, "src", "later0.go"), "x")
+				}
+				r, err := bench.Pair(bench.Rounds(),
+					func() (float64, error) { return measure(files[name]), nil },
+					func() (float64, error) { return withAigate(name, measure) })
 				if err != nil {
 					b.Fatal(err)
 				}
-				unix.Close(fd)
-			}
-			ns := float64(time.Since(start).Nanoseconds()) / float64(b.N)
-			b.ReportMetric(ns/baseOut[name], "x_none")
-		})
-		b.Run("inside/"+name, func(b *testing.B) {
-			ns := e.helperNs(inside, f, b.N)
-			b.ReportMetric(ns, "ns/open")
-			b.ReportMetric(ns/baseIn[name], "x_none")
-		})
+				r.Report(b)
+			})
+		}
 	}
 }
 
-// helperNs runs the open loop in a helper inside s and returns ns per open.
-func (e *env) helperNs(s *sbox, path string, n int) float64 {
-	out := e.run(s, "openloop", path, strconv.Itoa(max(n, 1)))
-	v, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+// helperNs runs the open loop in a helper (in the cgroup cg is open on, or
+// in the test's own for nil) and returns ns per open.
+func helperNs(tb testing.TB, cg *os.File, path string, n int) float64 {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], path, strconv.Itoa(max(n, 1)))
+	cmd.Env = append(os.Environ(), helperEnv+"=openloop")
+	if cg != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	}
+	out, err := cmd.Output()
 	if err != nil {
-		e.t.Fatalf("open loop in sandbox: %q", out)
+		tb.Fatalf("open loop %s: %v", path, err)
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		tb.Fatalf("open loop %s printed %q", path, out)
 	}
 	return v
 }

@@ -4,11 +4,7 @@ package loader
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -258,46 +254,4 @@ func onlyRule(c *policy.Compiled, id policy.RuleID) *policy.Compiled {
 		return policy.FileSet{Paths: filter(fs.Paths), Names: filter(fs.Names), NamePrefix: filter(fs.NamePrefix), NameSuffix: filter(fs.NameSuffix)}
 	}
 	return &policy.Compiled{Rules: c.Rules, Read: set(c.Read), Write: set(c.Write), Exec: set(c.Exec)}
-}
-
-// BenchmarkOpenClose measures open+close of an allowed file by a helper
-// process: with no aigate programs loaded, outside a sandbox while they
-// are, and inside a sandbox whose policy has every rule kind.
-func BenchmarkOpenClose(b *testing.B) {
-	dir, _ := filepath.EvalSymlinks(b.TempDir())
-	target := dir + "/a/b/c/d/file.txt"
-	os.MkdirAll(filepath.Dir(target), 0o755)
-	os.WriteFile(target, nil, 0o644)
-	const n = 20000
-	measure := func(b *testing.B, sb *sandbox) {
-		var total float64
-		for i := 0; i < b.N; i++ {
-			cmd := exec.Command(os.Args[0], "bench", strconv.Itoa(n), target)
-			cmd.Env = append(os.Environ(), helperEnv+"=1")
-			if sb != nil {
-				cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(sb.fd.Fd())}
-			}
-			out, err := cmd.Output()
-			if err != nil {
-				b.Fatal(err)
-			}
-			ns, _ := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-			total += ns
-		}
-		b.ReportMetric(total/float64(b.N), "ns/open")
-	}
-	b.Run("no-aigate", func(b *testing.B) { measure(b, nil) })
-	l := openLSM(b)
-	p := compiled(
-		ruleSpec{policy.AccessRead, "paths", dir + "/secret"},
-		ruleSpec{policy.AccessRead, "paths", "/home/u/.ssh"},
-		ruleSpec{policy.AccessRead, "names", ".env"},
-		ruleSpec{policy.AccessRead, "names", ".git"},
-		ruleSpec{policy.AccessRead, "prefix", "id_rsa"},
-		ruleSpec{policy.AccessRead, "suffix", ".pem"},
-		ruleSpec{policy.AccessWrite, "paths", "/etc"},
-	)
-	sb := addSandbox(b, l, p, policy.ModeEnforce)
-	b.Run("outside", func(b *testing.B) { measure(b, nil) })
-	b.Run("inside", func(b *testing.B) { measure(b, sb) })
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -82,18 +83,20 @@ func helper(args []string) int {
 		if fd, err = unix.Socket(a[0], a[1], a[2]); err == nil {
 			unix.Close(fd)
 		}
-	case "bench":
+	case "bench": // bench N PATH: print the median batch's ns per open+close
 		n, _ := strconv.Atoi(args[1])
-		start := time.Now()
-		for i := 0; i < n; i++ {
+		ns, err := bench.Batched(n, func() error {
 			fd, err := unix.Open(args[2], unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 2
+				return err
 			}
-			unix.Close(fd)
+			return unix.Close(fd)
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
 		}
-		fmt.Println(time.Since(start).Nanoseconds() / int64(n))
+		fmt.Println(strconv.FormatFloat(ns, 'f', 1, 64))
 	case "mkcg":
 		// Create a cgroup below our own, move there, then open.
 		cg, _ := cgroup.ProcessCgroup(os.Getpid())

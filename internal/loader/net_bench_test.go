@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -21,15 +22,17 @@ import (
 // cheapest syscall that runs connect4: no handshake hides the cost) and to
 // an unconnected UDP sendto (sendmsg4), from a helper process placed in:
 //
-//	none:    a cgroup without programs
 //	outside: a cgroup with the programs attached that is not a sandbox
 //	         (current_sandbox's early return; a sandbox lives at the same
 //	         cgroup level, so the level mask does not short-cut it)
 //	inside:  a sandbox whose deny-mode policy allows the destination by
 //	         an LPM hit (two trie lookups on the deny trie, two on allow)
 //
-// Each is reported as ns/call (the fastest of five interleaved rounds) and
-// as a ratio to none.
+// each against a baseline helper in a cgroup with no programs at all,
+// interleaved over bench.Rounds() rounds of b.N calls (bench/README.md).
+// The kernel's own accounting of the program's run time is reported too
+// (prog-ns/op, from one more run after the rounds: the accounting itself
+// costs two clock reads per run, which must not inflate the ratio).
 func BenchmarkNetConnect(b *testing.B) {
 	env := newNetEnv(b)
 	n := openNet(b, NetOptions{})
@@ -40,45 +43,49 @@ func BenchmarkNetConnect(b *testing.B) {
 		b.Fatal(err)
 	}
 	none := env.cgroup("none")
-	// The kernel's own accounting of the programs' run time is steadier
-	// than wall-clock syscall timings on a loaded machine.
-	if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
-		defer stats.Close()
-	}
 	for _, op := range []string{"udp", "sendto"} {
-		b.Run(op, func(b *testing.B) {
-			// The machine is shared: interleave the three placements over
-			// several rounds and keep each one's fastest round.
-			prog := n.objs.AigateConnect4
-			if op == "sendto" {
-				prog = n.objs.AigateSendmsg4
-			}
-			var ns, progNS [3]float64
-			for round := 0; round < 5; round++ {
-				for i, g := range []*cgroup.Group{none, outside, inside} {
-					before, _ := prog.Stats()
-					v := env.bench(g, op, "10.1.2.3:9", b.N)
-					after, _ := prog.Stats()
-					if round == 0 || v < ns[i] {
-						ns[i] = v
-					}
-					if before != nil && after != nil && after.RunCount > before.RunCount {
-						p := float64(after.Runtime-before.Runtime) / float64(after.RunCount-before.RunCount)
-						if progNS[i] == 0 || p < progNS[i] {
-							progNS[i] = p
-						}
-					}
+		prog := n.objs.AigateConnect4
+		if op == "sendto" {
+			prog = n.objs.AigateSendmsg4
+		}
+		for _, place := range []struct {
+			name string
+			g    *cgroup.Group
+		}{{"outside", outside}, {"inside", inside}} {
+			b.Run(op+"/"+place.name, func(b *testing.B) {
+				r, err := bench.Pair(bench.Rounds(),
+					func() (float64, error) { return env.bench(none, op, "10.1.2.3:9", b.N), nil },
+					func() (float64, error) { return env.bench(place.g, op, "10.1.2.3:9", b.N), nil })
+				if err != nil {
+					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(progNS[1], "prog-ns-outside/op")
-			b.ReportMetric(progNS[2], "prog-ns-inside/op")
-			b.ReportMetric(ns[0], "ns-none/op")
-			b.ReportMetric(ns[1], "ns-outside/op")
-			b.ReportMetric(ns[2], "ns-inside/op")
-			b.ReportMetric(ns[1]/ns[0], "x-outside")
-			b.ReportMetric(ns[2]/ns[0], "x-inside")
-		})
+				r.Report(b)
+				if ns, ok := progRunNS(prog, func() { env.bench(place.g, op, "10.1.2.3:9", b.N) }); ok {
+					b.ReportMetric(ns, "prog-ns/op")
+				}
+			})
+		}
 	}
+}
+
+// progRunNS runs fn with the kernel's run-time accounting on and returns
+// prog's mean run time during it; false where the accounting is refused.
+func progRunNS(prog *ebpf.Program, fn func()) (float64, bool) {
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return 0, false
+	}
+	defer stats.Close()
+	before, err := prog.Stats()
+	if err != nil {
+		return 0, false
+	}
+	fn()
+	after, err := prog.Stats()
+	if err != nil || after.RunCount <= before.RunCount {
+		return 0, false
+	}
+	return float64(after.Runtime-before.Runtime) / float64(after.RunCount-before.RunCount), true
 }
 
 // bench runs "bench op dst n" in the helper and returns ns per call.

@@ -9,9 +9,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/bench"
 )
 
 // The network tests re-execute the test binary as a helper that runs inside
@@ -176,18 +177,18 @@ func benchOp(op string, dst netip.AddrPort, n int) (float64, error) {
 		return 0, err
 	}
 	defer unix.Close(fd)
-	start := time.Now()
-	for i := 0; i < n; i++ {
+	// The median batch, not the mean: see bench.Batched.
+	return bench.Batched(n, func() error {
 		if op == "sendto" {
 			err = unix.Sendto(fd, nil, 0, sa)
 		} else {
 			err = unix.Connect(fd, sa)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%s %s: %w", op, dst, err)
+			return fmt.Errorf("%s %s: %w", op, dst, err)
 		}
-	}
-	return float64(time.Since(start).Nanoseconds()) / float64(n), nil
+		return nil
+	})
 }
 
 // dnsOp sends one datagram (or stream write) and checks the echo the test's
