@@ -3,19 +3,23 @@
 package dns
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 // BenchmarkQuery compares one A query sent straight to the (fake, loopback)
 // upstream with the same query through the proxy, which matches the name,
 // forwards it and updates the allow map: the ratio of the two is the
-// proxy's added latency. (The kernel's steering adds one sock_addr program
-// run per send and receive, measured by the loader's benchmarks.)
+// proxy's added latency. Direct and proxied rounds of b.N queries alternate
+// over bench.Rounds() rounds (bench/README.md). (The kernel's steering adds
+// one sock_addr program run per send and receive, measured by the loader's
+// benchmarks.)
 func BenchmarkQuery(b *testing.B) {
 	up := StartUpstream(b)
 	up.Set("svc.test", "svc.test. 300 IN A 10.1.2.3")
@@ -26,16 +30,25 @@ func BenchmarkQuery(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = p.Close() })
 	proxy := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port()).String()
-	for _, bc := range []struct{ name, server string }{{"direct", up.Addr}, {"proxy", proxy}} {
-		b.Run(bc.name, func(b *testing.B) {
-			cl := &mdns.Client{Net: "udp"}
-			m := new(mdns.Msg).SetQuestion("svc.test.", mdns.TypeA)
-			for b.Loop() {
-				r, _, err := cl.Exchange(m, bc.server)
-				if err != nil || len(r.Answer) != 1 {
-					b.Fatalf("%v %v", r, err)
+	cl := &mdns.Client{Net: "udp"}
+	m := new(mdns.Msg).SetQuestion("svc.test.", mdns.TypeA)
+	query := func(server string) bench.Measure {
+		return func() (float64, error) {
+			return bench.Batched(b.N, func() error {
+				r, _, err := cl.Exchange(m, server)
+				if err != nil {
+					return err
 				}
-			}
-		})
+				if len(r.Answer) != 1 {
+					return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
+				}
+				return nil
+			})
+		}
 	}
+	r, err := bench.Pair(bench.Rounds(), query(up.Addr), query(proxy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Report(b)
 }
