@@ -5,6 +5,7 @@ package e2e
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ allow_net:
 // errno it got and the event of each denial; while that sandbox is still
 // alive, the test does the same operations outside it, where all succeed.
 func TestE2EEachRuleKind(t *testing.T) {
-	eachBackend(t, func(t *testing.T, w *world) {
+	eachBackendVM(t, true, func(t *testing.T, w *world) {
 		w.config(rulesConfig)
 		curl := w.installHelper("curl")
 		allowedIP := listen(t, "127.0.0.1:0")
@@ -151,4 +152,36 @@ func listen(t *testing.T, addr string) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// TestE2EExecNameOfMultiCallBinary: denying a program name must not deny
+// other programs. Here nc is a symlink to a multi-call binary that is also
+// "runner", as busybox is also sh on Alpine and in the VM. aigate resolves
+// exec-name rules to inodes when the sandbox starts (internal/resolve
+// Executables follows the symlink), so denying nc denies the one inode of
+// every applet: with the default policy (which denies nc, wget and telnet)
+// no shell can start inside the VM's sandboxes.
+//
+// Known bug, not fixed here (internal/resolve is not this package's): the
+// test runs only with AIGATE_E2E_KNOWN_BUGS=1.
+func TestE2EExecNameOfMultiCallBinary(t *testing.T) {
+	eachBackend(t, func(t *testing.T, w *world) {
+		if os.Getenv("AIGATE_E2E_KNOWN_BUGS") != "1" {
+			t.Skip("known bug: an exec-name rule on a symlink to a multi-call binary denies all its names; AIGATE_E2E_KNOWN_BUGS=1 runs it")
+		}
+		w.config("deny_exec:\n  - nc\n")
+		multi := w.installHelper("multi")
+		runner, nc := filepath.Join(w.bindir, "runner"), filepath.Join(w.bindir, "nc")
+		for _, l := range []string{runner, nc} {
+			if err := os.Symlink(multi, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		self, _ := os.Executable()
+		w.env = append(w.env, helperEnv+"=probe")
+		r := w.run(nil, self, "exec:"+runner, "exec:"+nc)
+		if !strings.Contains(r.stdout, "exec "+runner+" ok") {
+			t.Errorf("denying nc denied runner, another name of the same binary: %s\nevents: %+v", r, r.events)
+		}
+	})
 }

