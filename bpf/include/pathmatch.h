@@ -196,48 +196,79 @@ static __always_inline long read_name(struct name_key *k, const unsigned char *n
 	return n > 0 ? n - 1 : 0;
 }
 
+/* State of match_walk's loop, on the caller's stack. */
+struct walk_state {
+	__u64 d;   /* struct dentry * */
+	__u64 mnt; /* struct mount * */
+	__u32 set;
+	__u32 kinds;
+	__u32 rule;
+};
+
+/* walk_step checks one component for match_walk (a bpf_loop callback). */
+static long walk_step(__u32 i, void *arg)
+{
+	struct walk_state *w = arg;
+	struct scratch *s = get_scratch();
+	struct dentry *d = (struct dentry *)w->d;
+	struct mount *mnt = (struct mount *)w->mnt;
+	__u32 rule;
+
+	if (!s)
+		return 1;
+	if (w->kinds & AIGATE_SET_DIR_INODES) {
+		rule = match_inode(d, w->set);
+		if (rule) {
+			w->rule = rule;
+			return 1;
+		}
+	}
+	if (w->kinds & AIGATE_SET_NAMES) {
+		s->comp.prefixlen = 0;
+		s->comp.set = w->set;
+		read_name(&s->comp, BPF_CORE_READ(d, d_name.name));
+		rule = lookup_rule(&name_rules, &s->comp);
+		if (rule) {
+			w->rule = rule;
+			return 1;
+		}
+	}
+	struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
+	if (d == root) {
+		struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (parent == mnt || !parent)
+			return 1;
+		w->d = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = (__u64)parent;
+		return 0;
+	}
+	struct dentry *up = BPF_CORE_READ(d, d_parent);
+	if (up == d || !up)
+		return 1;
+	w->d = (__u64)up;
+	return 0;
+}
+
 /*
  * match_walk checks every component from d up to the root against the Names
  * rules and, for directories protected by inode, the inode rules. At a
  * mount's root it continues at the mount point, so names of mount points
  * count like d_path's components; in a chroot it walks past the chroot's
- * root, which can only add denials.
+ * root, which can only add denials. bpf_loop keeps the verifier's work to
+ * one pass over the step instead of one per level.
  */
-static __noinline __u32 match_walk(struct scratch *s, struct dentry *d, struct vfsmount *vmnt,
-				   __u32 set, __u32 kinds)
+static __always_inline __u32 match_walk(struct scratch *s, struct dentry *d, struct vfsmount *vmnt,
+					__u32 set, __u32 kinds)
 {
-	struct mount *mnt = container_of(vmnt, struct mount, mnt);
-	__u32 rule;
+	struct walk_state w = {
+		.d = (__u64)d,
+		.mnt = (__u64)container_of(vmnt, struct mount, mnt),
+		.set = set,
+		.kinds = kinds,
+	};
 
-	for (int i = 0; i < AIGATE_WALK_DEPTH; i++) {
-		if (kinds & AIGATE_SET_DIR_INODES) {
-			rule = match_inode(d, set);
-			if (rule)
-				return rule;
-		}
-		if (kinds & AIGATE_SET_NAMES) {
-			s->comp.prefixlen = 0;
-			s->comp.set = set;
-			read_name(&s->comp, BPF_CORE_READ(d, d_name.name));
-			rule = lookup_rule(&name_rules, &s->comp);
-			if (rule)
-				return rule;
-		}
-		struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
-		if (d == root) {
-			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
-			if (parent == mnt)
-				break;
-			d = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = parent;
-			continue;
-		}
-		struct dentry *up = BPF_CORE_READ(d, d_parent);
-		if (up == d)
-			break;
-		d = up;
-	}
-	return 0;
+	bpf_loop(AIGATE_WALK_DEPTH, walk_step, &w, 0);
+	return w.rule;
 }
 
 /*
@@ -309,6 +340,75 @@ static __always_inline void load_path(struct scratch *s, long len)
 	s->path.prefixlen = 32 + (__u32)len * 8;
 }
 
+/* State of build_path's loop, on the caller's stack. */
+struct build_state {
+	__u64 d;   /* struct dentry * */
+	__u64 mnt; /* struct mount * */
+	int err;   /* -1: too deep or too long */
+	int done;
+};
+
+/*
+ * build_step handles one dentry of build_path. It runs as a bpf_loop
+ * callback, which the verifier checks once; an unrolled loop of
+ * AIGATE_WALK_DEPTH steps cost ~140k verified instructions per hook. The
+ * position lives in map memory and is masked at each use so that every
+ * access is provably inside s->full.
+ */
+static long build_step(__u32 i, void *arg)
+{
+	struct build_state *b = arg;
+	struct scratch *s = get_scratch();
+	struct dentry *d = (struct dentry *)b->d;
+	struct mount *mnt = (struct mount *)b->mnt;
+
+	if (!s) {
+		b->err = -1;
+		return 1;
+	}
+	struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
+	if (d == root) {
+		struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (parent == mnt || !parent) {
+			b->done = 1;
+			return 1;
+		}
+		b->d = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
+		b->mnt = (__u64)parent;
+		return 0;
+	}
+	struct dentry *up = BPF_CORE_READ(d, d_parent);
+	if (up == d || !up) {
+		b->done = 1;
+		return 1;
+	}
+	__u64 len = BPF_CORE_READ(d, d_name.len);
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	__u64 pos = s->pos;
+	if (len == 0 || len > AIGATE_COMP_MAX || pos < len + 1) {
+		b->err = -1;
+		return 1;
+	}
+	pos -= len;
+	asm volatile("%0 &= 0xfff" : "+r"(pos));
+	asm volatile("%0 &= 0xff" : "+r"(len));
+	if (pos >= AIGATE_BUILD_END || pos < 1) {
+		b->err = -1;
+		return 1;
+	}
+	bpf_probe_read_kernel(&s->full[pos], len, name);
+	pos -= 1;
+	asm volatile("%0 &= 0xfff" : "+r"(pos));
+	if (pos >= AIGATE_BUILD_END) {
+		b->err = -1;
+		return 1;
+	}
+	s->full[pos] = '/';
+	s->pos = pos;
+	b->d = (__u64)up;
+	return 0;
+}
+
 /*
  * build_path writes the path of d (on vmnt) into s->full from dentry names,
  * for the hooks where bpf_d_path is not allowed (path_*, unix sockets): it
@@ -316,49 +416,19 @@ static __always_inline void load_path(struct scratch *s, long len)
  * returns the length with the NUL (the path starts at s->full + s->pos),
  * or -1 when the path is deeper than AIGATE_WALK_DEPTH or longer than the
  * buffer. Unlike d_path it ignores a chroot and always names the path from
- * the global root; that only adds matches. The position lives in map
- * memory, not a register, so iterations share verifier states.
+ * the global root; that only adds matches.
  */
-static __noinline long build_path(struct scratch *s, struct dentry *d, struct vfsmount *vmnt)
+static __always_inline long build_path(struct scratch *s, struct dentry *d, struct vfsmount *vmnt)
 {
-	struct mount *mnt = container_of(vmnt, struct mount, mnt);
-	int i;
+	struct build_state b = {
+		.d = (__u64)d,
+		.mnt = (__u64)container_of(vmnt, struct mount, mnt),
+	};
 
 	s->pos = AIGATE_BUILD_END - 1;
 	s->full[AIGATE_BUILD_END - 1] = 0;
-	for (i = 0; i < AIGATE_WALK_DEPTH; i++) {
-		struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
-		if (d == root) {
-			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
-			if (parent == mnt)
-				break;
-			d = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = parent;
-			continue;
-		}
-		struct dentry *up = BPF_CORE_READ(d, d_parent);
-		if (up == d)
-			break;
-		__u64 len = BPF_CORE_READ(d, d_name.len);
-		const unsigned char *name = BPF_CORE_READ(d, d_name.name);
-		__u64 pos = s->pos;
-		if (len == 0 || len > AIGATE_COMP_MAX || pos < len + 1)
-			return -1;
-		pos -= len;
-		asm volatile("%0 &= 0xfff" : "+r"(pos));
-		asm volatile("%0 &= 0xff" : "+r"(len));
-		if (pos >= AIGATE_BUILD_END || pos < 1)
-			return -1;
-		bpf_probe_read_kernel(&s->full[pos], len, name);
-		pos -= 1;
-		asm volatile("%0 &= 0xfff" : "+r"(pos));
-		if (pos >= AIGATE_BUILD_END)
-			return -1;
-		s->full[pos] = '/';
-		s->pos = pos;
-		d = up;
-	}
-	if (i == AIGATE_WALK_DEPTH)
+	bpf_loop(AIGATE_WALK_DEPTH, build_step, &b, 0);
+	if (b.err || !b.done)
 		return -1;
 	__u64 pos = s->pos;
 	asm volatile("%0 &= 0xfff" : "+r"(pos));
