@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
@@ -122,6 +124,18 @@ func ProbeLSM() error {
 			Reason: ErrLSMNotActive,
 			Detail: "an LSM program loaded and attached but did not run on file_open",
 			Fix:    grubFix(list),
+		}
+	}
+	// The programs walk dentries with bpf_loop (Linux 5.17+), which keeps
+	// their verification cheap; an older kernel with BPF LSM cannot load
+	// them. bpf_loop is a base helper, so any program type tells (the
+	// helper probe does not support LSM programs).
+	if err := features.HaveProgramHelper(ebpf.SocketFilter, asm.FnLoop); err != nil {
+		return &ProbeError{
+			Reason: ErrLSMLoadRefused,
+			Detail: "the kernel has no bpf_loop helper, which aigate's LSM programs use (Linux 5.17 or newer)",
+			Fix:    "use a newer kernel, or the fanotify backend (backend: fanotify)",
+			Err:    err,
 		}
 	}
 	return nil
