@@ -83,8 +83,8 @@ vmtest-smoke: ## the VM harness's own smoke tests (boots QEMU)
 	AIGATE_VMTEST_SMOKE=1 $(GO) test -count=1 -run Smoke -v ./vmtest
 
 .PHONY: bench
-bench: ## benchmarks (ratios against a baseline run side by side)
-	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./internal/...
+bench: ## overhead as ratios against no aigate, side by side, into bench/results.md (root; BENCHFLAGS=--no-vm)
+	GO=$(GO) VMKERNEL=$(VMKERNEL) bench/run.sh $(BENCHFLAGS)
 
 .PHONY: check
 check: lint test-kernel fuzz vmtest-smoke vmtest ## everything CI runs: lint, all tests as root, fuzz, VM tests

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# bench/run.sh: aigate's overhead as ratios against no aigate, measured side
+# by side (bench/README.md explains the method). Run as root from anywhere
+# in the repository:
+#
+#   bench/run.sh                 # host benchmarks, then the BPF-LSM ones in the 6.1 guest
+#   bench/run.sh --no-vm         # host only
+#   bench/run.sh --rounds 20     # more rounds per figure (default 10)
+#   bench/run.sh --out FILE      # where the table goes (default bench/results.md)
+#
+# It builds each package's test binary once, runs its benchmarks, and
+# writes one markdown table with the date, kernel, CPU and load average.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+rounds=10
+out=bench/results.md
+vm=1
+vmkernel=${VMKERNEL:-6.1}
+while [ $# -gt 0 ]; do
+	case $1 in
+	--no-vm) vm=0 ;;
+	--rounds) rounds=$2; shift ;;
+	--out) out=$2; shift ;;
+	--kernel) vmkernel=$2; shift ;;
+	*) echo "usage: bench/run.sh [--no-vm] [--rounds N] [--out FILE] [--kernel 6.1|6.12]" >&2; exit 2 ;;
+	esac
+	shift
+done
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/run.sh: needs root (fanotify marks, cgroups, BPF programs); run it with sudo" >&2
+	exit 1
+fi
+export AIGATE_BENCH_ROUNDS=$rounds
+# A benchmark that cannot run must say so, not skip quietly.
+export AIGATE_REQUIRE_KERNEL=1
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+raw=$tmp/raw.txt
+: >"$raw"
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+load_start=$(load)
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+# run PKG BENCH BENCHTIME: one package's benchmarks from its prebuilt binary.
+run() {
+	local pkg=$1 re=$2 n=$3 bin
+	bin=$tmp/$(basename "$pkg").test
+	[ -x "$bin" ] || CGO_ENABLED=0 $GO test -c -o "$bin" "./$pkg"
+	echo "== $pkg -bench '$re' -benchtime=$n (load $(load))" >&2
+	(cd "$pkg" && "$bin" -test.run '^$' -test.bench "$re" -test.benchtime="$n") | tee -a "$raw" >&2
+}
+
+# Cheap operations get more of them per measurement; a fanotify round trip
+# (tens of microseconds) fewer, so that each benchmark stays within seconds.
+run internal/fanotify 'Open/.*/^(unmarked|ignored)$' 20000x
+run internal/fanotify 'Open/.*/^(child-event|marked)$' 2000x
+run internal/loader 'NetConnect' 20000x
+run internal/dns 'Query' 2000x
+
+guest=
+if [ "$vm" = 1 ]; then
+	echo "== vmtest --kernel $vmkernel ./internal/loader -bench OpenClose (load $(load))" >&2
+	$GO run ./vmtest --kernel "$vmkernel" --pkg ./internal/loader --env AIGATE_BENCH_ROUNDS="$rounds" --timeout 20m -- \
+		-test.run '^$' -test.bench 'OpenClose' -test.benchtime=2000x | tee "$tmp/vm.txt" >&2
+	guest=$(sed -n 's/^vmtest: guest kernel //p' "$tmp/vm.txt")
+	sed -n 's/^\(BenchmarkOpenClose\)/\1/p' "$tmp/vm.txt" | sed 's/^/guest:/' >>"$raw"
+fi
+load_end=$(load)
+
+# describe NAME: "subsystem|what is measured|baseline" for a benchmark line.
+describe() {
+	case $1 in
+	BenchmarkOpen/*) local where=${1#BenchmarkOpen/}; where=${where%%/*}
+		local what
+		case ${1##*/} in
+		unmarked) what="file in a directory nothing marks" ;;
+		ignored) what="unrelated file in a marked directory (ignore mask)" ;;
+		child-event) what="file created in a marked directory after the sandbox started (round trip, allowed)" ;;
+		marked) what="protected file opened in an allowed way (round trip, allowed)" ;;
+		esac
+		echo "fanotify open+close|$what, $where a sandbox|no aigate" ;;
+	BenchmarkNetConnect/udp/*) echo "sock_addr connect4|UDP connect, ${1##*/} a sandbox|cgroup without programs" ;;
+	BenchmarkNetConnect/sendto/*) echo "sock_addr sendmsg4|UDP sendto, ${1##*/} a sandbox|cgroup without programs" ;;
+	BenchmarkQuery) echo "DNS|A query through the aigate proxy (loopback upstream)|the same query sent to the upstream directly" ;;
+	guest:BenchmarkOpenClose/*) echo "BPF LSM open+close (guest $guest, TCG)|allowed file, ${1##*/} a sandbox (policy with every rule kind)|LSM programs detached" ;;
+	*) echo "?|$1|?" ;;
+	esac
+}
+
+{
+	echo "# aigate overhead, as ratios against no aigate"
+	echo
+	echo "Written by \`bench/run.sh\`; bench/README.md explains the method. Each ratio is"
+	echo "the median over $rounds rounds of (case / baseline), the two measured next to"
+	echo "each other in the same process, alternating which goes first; the spread is"
+	echo "the interquartile range and the extremes of those per-round ratios."
+	echo
+	echo "- date: $started"
+	echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
+	echo "- host kernel: $(uname -r)"
+	echo "- machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+	echo "- load average (1, 5, 15 min): $load_start at the start, $load_end at the end"
+	[ -n "$guest" ] && echo "- guest: Linux $guest in QEMU TCG (no KVM), 2 vCPUs, booted by vmtest"
+	echo
+	echo "| what | case | baseline | ratio (median) | IQR | min-max | case ns/op | baseline ns/op |"
+	echo "|---|---|---|---:|---:|---:|---:|---:|"
+	grep -E '^(guest:)?Benchmark' "$raw" | while read -r name _ rest; do
+		name=${name%-[0-9]*}
+		declare -A m=()
+		set -- $rest
+		while [ $# -ge 2 ]; do m[$2]=$1; shift 2; done
+		IFS='|' read -r what case base <<<"$(describe "$name")"
+		printf '| %s | %s | %s | **%.2fx** | %.2f-%.2f | %.2f-%.2f | %.0f | %.0f |\n' \
+			"$what" "$case" "$base" "${m[x-vs-baseline]:-0}" "${m[x-q1]:-0}" "${m[x-q3]:-0}" \
+			"${m[x-min]:-0}" "${m[x-max]:-0}" "${m[ns/op]:-0}" "${m[base-ns/op]:-0}"
+		unset m
+	done
+	echo
+	echo "Raw \`go test -bench\` lines (the sock_addr lines also carry prog-ns/op, the"
+	echo "kernel's own accounting of the program's run time, from one extra run):"
+	echo
+	echo '```'
+	grep -E '^(guest:)?Benchmark' "$raw"
+	echo '```'
+} >"$out"
+echo "bench/run.sh: wrote $out" >&2
