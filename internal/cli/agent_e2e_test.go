@@ -27,6 +27,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/e2e"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 	"github.com/aigate-dev/aigate/internal/testutil"
@@ -369,17 +370,6 @@ func (w *agentWorld) startHeld(t *testing.T) (run *exec.Cmd, waited chan error, 
 	return run, waited, bgPid, stderr
 }
 
-// processGone reports whether pid has exited (or is a zombie).
-func processGone(pid int) bool {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(st)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
-}
-
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -413,7 +403,7 @@ func TestE2EAgentRunKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-waited
-	waitUntil(t, 10*time.Second, "the background process dies with its run", func() bool { return processGone(bg) })
+	waitUntil(t, 10*time.Second, "the background process dies with its run", func() bool { return e2e.ProcessGone(bg) })
 	waitUntil(t, 10*time.Second, "the sandbox's cgroup is removed", func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
 	waitUntil(t, 10*time.Second, "the agent forgets the sandbox", func() bool {
 		l, err := c.List(context.Background())
@@ -437,7 +427,7 @@ func TestE2EAgentKilledGuard(t *testing.T) {
 	}
 	<-w.agentEnd
 	w.agentEnd <- nil // for the cleanup
-	waitUntil(t, 10*time.Second, "the sandbox's background process is killed after the agent died", func() bool { return processGone(bg) })
+	waitUntil(t, 10*time.Second, "the sandbox's background process is killed after the agent died", func() bool { return e2e.ProcessGone(bg) })
 	select {
 	case err := <-waited:
 		var ee *exec.ExitError
