@@ -86,6 +86,12 @@ func RunBounded(cmd *exec.Cmd, d time.Duration) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	return WaitBounded(cmd, d)
+}
+
+// WaitBounded is RunBounded for a cmd already started (set its WaitDelay
+// before Start).
+func WaitBounded(cmd *exec.Cmd, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })

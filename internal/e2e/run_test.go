@@ -209,13 +209,13 @@ func TestE2ESignals(t *testing.T) {
 		cmd.Stderr = &stderr
 		// Its own process group, so nothing aimed at the test's reaches it.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.WaitDelay = 5 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
 		waited := make(chan error, 1)
-		go func() { waited <- RunBounded(cmd, runLimit) }()
-		t.Cleanup(func() {
-			if cmd.Process != nil {
-				cmd.Process.Kill()
-			}
-		})
+		go func() { waited <- WaitBounded(cmd, runLimit) }()
 		waitFor(t, ready, waited, &stderr)
 		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)

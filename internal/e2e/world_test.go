@@ -301,12 +301,12 @@ func (w *world) startHeld(flags []string, argv ...string) *held {
 	h.cmd.Env = append(h.cmd.Env, readyEnv+"="+h.ready, goEnv+"="+h.goFile)
 	h.cmd.Stdout, h.cmd.Stderr = &h.stdout, &h.stderr
 	start := time.Now()
-	go func() { h.waited <- RunBounded(h.cmd, runLimit) }()
-	w.t.Cleanup(func() {
-		if h.cmd.Process != nil {
-			_ = h.cmd.Process.Kill()
-		}
-	})
+	h.cmd.WaitDelay = 5 * time.Second
+	if err := h.cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	go func() { h.waited <- WaitBounded(h.cmd, runLimit) }()
+	w.t.Cleanup(func() { _ = h.cmd.Process.Kill() })
 	deadline := time.After(runLimit)
 	for {
 		if _, err := os.Stat(h.ready); err == nil {
