@@ -69,10 +69,10 @@ func eachBackend(t *testing.T, f func(t *testing.T, w *world)) {
 }
 
 // inVM reports whether this runs in vmtest's guest. The guest is emulated:
-// there, an aigate run with the lsm backend takes 16-28 s on a quiet host
-// and over a minute on a busy one (almost all of it the embedded agent
-// loading the BPF-LSM objects), so only the scenarios marked for the VM run
-// in it. The others exercise run's own plumbing, the same for both
+// there, an aigate run with the lsm backend takes 16-28 s (57-70 s before
+// the LSM programs walked dentries with bpf_loop: almost all of it is the
+// embedded agent loading and verifying the BPF-LSM objects), so only the
+// scenarios marked for the VM run in it. The others exercise run's own plumbing, the same for both
 // backends, on the host.
 func inVM() bool { return os.Getenv("AIGATE_VMTEST") == "1" }
 
