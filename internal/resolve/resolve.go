@@ -68,33 +68,96 @@ func DefaultExecDirs(pathEnv string) []string {
 // matches (Names, NamePrefix, NameSuffix), with symlinks resolved, so that
 // "nc" also protects the file /usr/bin/nc points to (nc.openbsd). The same
 // inode found twice is reported once.
+//
+// A file that also answers to names no rule matches is left out: on
+// busybox systems nc, wget and sh are all links to /bin/busybox, and
+// denying the file would deny the shell. Such a program is denied by the
+// name it was started as only (the BPF-LSM backend checks it; fanotify
+// sees files, not names). Shared lists those files so callers can say so.
+// The target's own name does not count as another name: /usr/bin/nc ->
+// nc.openbsd still protects nc.openbsd.
 func Executables(set policy.FileSet, dirs []string) []File {
-	seen := map[[2]uint64]bool{}
-	var files []File
+	files, _ := ExecutablesShared(set, dirs)
+	return files
+}
+
+// Shared is an executable that an exec name rule matches under one name but
+// that is also installed under names no rule matches.
+type Shared struct {
+	File    File
+	Denied  []string // names matching a rule, e.g. "nc"
+	Allowed []string // other names of the same file, e.g. "sh"
+}
+
+// ExecutablesShared is Executables plus the multi-call files it left out.
+func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
+	type other struct {
+		name, real string
+		link       bool
+	}
+	type names struct {
+		file    File
+		denied  []string
+		targets map[string]bool // resolved paths of the denied names
+		others  []other
+	}
+	byInode := map[[2]uint64]*names{}
+	var order [][2]uint64
+	seenDir := map[string]bool{}
 	for _, dir := range dirs {
+		if seenDir[dir] {
+			continue
+		}
+		seenDir[dir] = true
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue
 		}
 		for _, ent := range entries {
-			rule, ok := MatchName(set, ent.Name())
-			if !ok {
-				continue
-			}
+			rule, match := MatchName(set, ent.Name())
 			f, err := stat(filepath.Join(dir, ent.Name()), rule)
 			if err != nil || f.IsDir {
 				continue
 			}
 			key := [2]uint64{f.Dev, f.Ino}
-			if seen[key] {
-				continue
+			n := byInode[key]
+			if n == nil {
+				n = &names{file: f, targets: map[string]bool{}}
+				byInode[key] = n
+				order = append(order, key)
 			}
-			seen[key] = true
-			files = append(files, f)
+			if match {
+				if n.file.Rule == 0 {
+					n.file.Rule = rule
+				}
+				n.denied = append(n.denied, ent.Name())
+				n.targets[f.Path] = true
+			} else {
+				n.others = append(n.others, other{ent.Name(), f.Path, ent.Type()&fs.ModeSymlink != 0})
+			}
+		}
+	}
+	var files []File
+	var shared []Shared
+	for _, key := range order {
+		n := byInode[key]
+		var allowed []string
+		for _, o := range n.others {
+			if !o.link && n.targets[o.real] {
+				continue // the program's own file, not another name
+			}
+			allowed = append(allowed, o.name)
+		}
+		switch {
+		case len(n.denied) == 0:
+		case len(allowed) == 0:
+			files = append(files, n.file)
+		default:
+			shared = append(shared, Shared{File: n.file, Denied: n.denied, Allowed: allowed})
 		}
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-	return files
+	return files, shared
 }
 
 // MatchName reports whether a single file name (no slash) matches the name

@@ -64,8 +64,15 @@ func TestExecutables(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(filepath.Join(other, "nc.openbsd"))
-	if err := os.Symlink(filepath.Join(other, "nc.openbsd"), filepath.Join(bin, "nc")); err != nil {
+	// Debian: /usr/bin/nc -> nc.openbsd in the same directory; the target's
+	// own name is not "another name" of the program.
+	write(filepath.Join(bin, "nc.openbsd"))
+	if err := os.Symlink(filepath.Join(bin, "nc.openbsd"), filepath.Join(bin, "nc")); err != nil {
+		t.Fatal(err)
+	}
+	// A link to a program outside the searched directories.
+	write(filepath.Join(other, "ncat.bin"))
+	if err := os.Symlink(filepath.Join(other, "ncat.bin"), filepath.Join(bin, "ncat")); err != nil {
 		t.Fatal(err)
 	}
 	write(filepath.Join(bin, "curl"))
@@ -76,7 +83,7 @@ func TestExecutables(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := policy.FileSet{
-		Names:      []policy.Entry{{Value: "nc", Rule: 1}, {Value: "curl", Rule: 2}, {Value: "wget", Rule: 3}},
+		Names:      []policy.Entry{{Value: "nc", Rule: 1}, {Value: "curl", Rule: 2}, {Value: "wget", Rule: 3}, {Value: "ncat", Rule: 6}},
 		NamePrefix: []policy.Entry{{Value: "ssh-", Rule: 4}},
 		NameSuffix: []policy.Entry{{Value: "-ssh", Rule: 5}},
 	}
@@ -86,7 +93,7 @@ func TestExecutables(t *testing.T) {
 	for _, f := range files {
 		got[filepath.Base(f.Path)] = f.Rule
 	}
-	want := map[string]policy.RuleID{"nc.openbsd": 1, "curl": 2, "ssh-keygen": 4, "git-ssh": 5}
+	want := map[string]policy.RuleID{"nc.openbsd": 1, "curl": 2, "ssh-keygen": 4, "git-ssh": 5, "ncat.bin": 6}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -109,5 +116,39 @@ func TestDefaultExecDirs(t *testing.T) {
 	}
 	if len(got) != 7 {
 		t.Fatalf("duplicates not removed: %v", got)
+	}
+}
+
+// TestExecutablesMultiCall: denying "nc" must not deny the shell when both
+// are links to one busybox binary.
+func TestExecutablesMultiCall(t *testing.T) {
+	bin := t.TempDir()
+	box := filepath.Join(t.TempDir(), "busybox")
+	if err := os.WriteFile(box, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"nc", "sh", "wget"} {
+		if err := os.Symlink(box, filepath.Join(bin, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A hard link under a denied name only: still denied by inode.
+	only := filepath.Join(bin, "ncat")
+	if err := os.WriteFile(only, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(only, filepath.Join(bin, "netcat")); err != nil {
+		t.Fatal(err)
+	}
+	set := policy.FileSet{Names: []policy.Entry{{Value: "nc", Rule: 1}, {Value: "wget", Rule: 2}, {Value: "ncat", Rule: 3}, {Value: "netcat", Rule: 4}}}
+	files, shared := ExecutablesShared(set, []string{bin})
+	if len(files) != 1 || filepath.Base(files[0].Path) != "ncat" || files[0].Rule != 3 {
+		t.Fatalf("files = %+v, want only ncat (rule 3)", files)
+	}
+	if len(shared) != 1 || shared[0].File.Path != box {
+		t.Fatalf("shared = %+v, want busybox", shared)
+	}
+	if got := shared[0]; len(got.Denied) != 2 || len(got.Allowed) != 1 || got.Allowed[0] != "sh" {
+		t.Fatalf("shared names = %+v", got)
 	}
 }
