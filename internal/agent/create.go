@@ -12,6 +12,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/resolve"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
@@ -51,6 +52,7 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		// not the agent's.
 		Home:        req.Home,
 		ProjectRoot: req.ProjectRoot,
+		ExecDirs:    resolve.DefaultExecDirs(req.Path),
 	})
 	if err != nil {
 		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: err.Error()}

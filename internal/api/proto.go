@@ -74,6 +74,9 @@ type CreateRequest struct {
 	Owner *uint32 `json:"owner,omitempty"`
 	// Command is what will run, for list and status output only.
 	Command []string `json:"command,omitempty"`
+	// Path is the caller's $PATH: exec name rules (curl) are resolved in
+	// its directories as well as the standard ones, not in the agent's.
+	Path string `json:"path,omitempty"`
 }
 
 // PlaceRequest names the process to move into the session's sandbox: the

@@ -343,6 +343,7 @@ func createRequest(loaded *config.Loaded, id *identity, mode policy.Mode, args [
 		ProjectRoot: loaded.Paths.ProjectRoot,
 		Mode:        mode,
 		Command:     args,
+		Path:        os.Getenv("PATH"),
 	}
 	if loaded.Global != nil {
 		data, err := os.ReadFile(loaded.Paths.Global)

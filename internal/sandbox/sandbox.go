@@ -41,6 +41,9 @@ type Config struct {
 	// (enforce.Sandbox) for the name rules it must find on disk.
 	Home        string
 	ProjectRoot string
+	// ExecDirs are where exec name rules are resolved (the owner's PATH
+	// plus the standard directories); nil lets the backend decide.
+	ExecDirs []string
 }
 
 // Sandbox is a created cgroup that its backend confines.
@@ -107,6 +110,7 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 		Mode:        mode,
 		Home:        cfg.Home,
 		ProjectRoot: cfg.ProjectRoot,
+		ExecDirs:    cfg.ExecDirs,
 	}
 	if err := cfg.Backend.Add(ctx, &sb.Info); err != nil {
 		err = fmt.Errorf("enforce policy on sandbox %s with the %s backend: %w", sb.Info.Name, cfg.Backend.Name(), err)
