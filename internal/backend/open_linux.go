@@ -29,7 +29,10 @@ func openLSM(o Options) (enforce.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := loader.OpenNet(loader.NetOptions{MapReplacements: l.SharedMaps().Replacements()})
+	// SkipUnix: the LSM's unix_stream_connect/unix_may_send programs check
+	// the peer's own cgroup and socket, which is exact; the cgroup
+	// connect_unix programs only see names, and are for fanotify hosts.
+	n, err := loader.OpenNet(loader.NetOptions{MapReplacements: l.SharedMaps().Replacements(), SkipUnix: true})
 	if err != nil {
 		return nil, errors.Join(err, l.Close())
 	}
