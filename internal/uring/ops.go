@@ -69,4 +69,3 @@ func rawSockaddr(dst netip.AddrPort) (*[unix.SizeofSockaddrInet6]byte, uint32) {
 	copy(b[8:], a16[:])
 	return &b, unix.SizeofSockaddrInet6
 }
-

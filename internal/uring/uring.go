@@ -69,9 +69,9 @@ func ParseMode(s string) (Mode, error) {
 // params is struct io_uring_params.
 type params struct {
 	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFd uint32
-	resv                                                                 [3]uint32
-	sqOff                                                                sqringOffsets
-	cqOff                                                                cqringOffsets
+	resv                                                                   [3]uint32
+	sqOff                                                                  sqringOffsets
+	cqOff                                                                  cqringOffsets
 }
 
 type sqringOffsets struct {
