@@ -40,6 +40,12 @@ type NetOptions struct {
 	// programs confine them by peer (unix_stream_connect), which is exact
 	// where the cgroup programs here only see socket names.
 	SkipUnix bool
+	// PinPath pins the object's own maps and each sandbox's cgroup links
+	// in this bpffs directory (net_pin.go), so that the egress policies
+	// outlive the process: Release leaves them, Close removes them, and
+	// the next OpenNet with the same PinPath adopts them (Adopted). It
+	// needs the shared maps (they are the pinned LSM's) and SkipUnix.
+	PinPath string
 }
 
 // Net enforces egress policies with the cgroup sock_addr programs of
@@ -52,6 +58,7 @@ type Net struct {
 	stream *eventStream
 
 	eventsID ebpf.MapID // of the ring buffer written, for event hooks
+	pins     *netPins   // nil unless NetOptions.PinPath
 
 	mu       sync.Mutex
 	namers   map[uint32]DomainNamer // per policy id, for events
@@ -92,8 +99,24 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		unixAllow:   map[uint32]map[netUnixUnixAllowKey]uint32{},
 		unixCgroups: map[uint32]uint64{},
 	}
-	err := loadNetObjects(&n.objs, &ebpf.CollectionOptions{MapReplacements: opts.MapReplacements})
+	spec, err := loadNet()
 	if err != nil {
+		return nil, fmt.Errorf("load network programs: %w", err)
+	}
+	copts := &ebpf.CollectionOptions{MapReplacements: opts.MapReplacements}
+	if opts.PinPath != "" {
+		if shared != 4 || !opts.SkipUnix {
+			return nil, errors.New("load network programs: pinning needs the maps of the LSM object and SkipUnix")
+		}
+		if n.pins, err = openNetPins(opts.PinPath, spec, opts.MapReplacements); err != nil {
+			return nil, fmt.Errorf("load network programs: %w", err)
+		}
+		copts.Maps.PinPath = opts.PinPath
+	}
+	if err := spec.LoadAndAssign(&n.objs, copts); err != nil {
+		if n.pins != nil {
+			n.pins.layout.Close()
+		}
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
 	if opts.SkipUnix {
@@ -107,6 +130,19 @@ func OpenNet(opts NetOptions) (*Net, error) {
 	if err := n.registerNamer(); err != nil {
 		n.closeObjects()
 		return nil, err
+	}
+	if n.pins != nil {
+		if err := n.adoptPinned(); err != nil {
+			// Close what was opened, leave every pin: the sandboxes stay
+			// enforced by what is attached.
+			for _, ls := range n.links {
+				closeLinks(ls)
+			}
+			n.unregisterNamer()
+			n.pins.layout.Close()
+			n.closeObjects()
+			return nil, err
+		}
 	}
 	if shared == 0 {
 		n.table = newSandboxTable(n.objs.Sandboxes, n.objs.SandboxLevels)
@@ -154,18 +190,12 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) error {
 	if g.Level < 1 {
 		return fmt.Errorf("attach network programs to %s: refusing the root cgroup", cgroupPath)
 	}
-	progs := []struct {
+	progs := make([]struct {
 		prog *ebpf.Program
 		typ  ebpf.AttachType
-	}{
-		{n.objs.AigateConnect4, ebpf.AttachCGroupInet4Connect},
-		{n.objs.AigateConnect6, ebpf.AttachCGroupInet6Connect},
-		{n.objs.AigateSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
-		{n.objs.AigateSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
-		{n.objs.AigateRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg},
-		{n.objs.AigateRecvmsg6, ebpf.AttachCGroupUDP6Recvmsg},
-		{n.objs.AigateSockCreate, ebpf.AttachCGroupInetSockCreate},
-		{n.objs.AigateSockRelease, ebpf.AttachCgroupInetSockRelease},
+	}, len(netHooks))
+	for i, h := range netHooks {
+		progs[i].prog, progs[i].typ = h.prog(&n.objs), h.typ
 	}
 	if n.unix != nil {
 		n.mu.Lock()
@@ -195,15 +225,29 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) error {
 		}
 		links = append(links, l)
 	}
+	if n.pins != nil {
+		// Pinning needs SkipUnix: links holds exactly the netHooks.
+		if err := n.pinLinks(policyID, netHooks, links); err != nil {
+			closeLinks(links)
+			return fmt.Errorf("attach network programs to %s: %w", cgroupPath, err)
+		}
+	}
 	n.mu.Lock()
 	n.links[policyID] = append(n.links[policyID], links...)
 	n.mu.Unlock()
 	return nil
 }
 
+// closeLinks detaches links: a pinned link is unpinned first, or it would
+// stay attached.
 func closeLinks(links []link.Link) error {
 	var errs []error
 	for _, l := range links {
+		if p, ok := l.(interface{ IsPinned() bool }); ok && p.IsPinned() {
+			if err := l.Unpin(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := l.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -451,6 +495,12 @@ func (n *Net) Close() error {
 		}
 	}
 	n.unregisterNamer()
+	if n.pins != nil {
+		if err := n.unpinAll(); err != nil {
+			errs = append(errs, err)
+		}
+		n.pins.layout.Close()
+	}
 	if err := n.closeObjects(); err != nil {
 		errs = append(errs, fmt.Errorf("close network programs: %w", err))
 	}

@@ -1,0 +1,352 @@
+//go:build linux
+
+package loader
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// Pinned state of the network object, under NetOptions.PinPath (the LSM's
+// pin directory's "net" subdirectory, see docs/lsm.md):
+//
+//	layout             array map, one u64: this object's map layout hash
+//	<map name>         every map of sockaddr.c that is not shared with the
+//	                   LSM object (net_policies, the four tries, dns_proxies,
+//	                   addr_use, sock_states)
+//	<policy id>_<hook> the cgroup link of one program on one sandbox
+//
+// The shared maps (sandbox table, ring buffer, counters) are the LSM's and
+// pinned by it. A pinned cgroup link keeps its program attached to the
+// sandbox cgroup with no process holding it, so the sandbox's egress
+// policy holds while no agent runs.
+const netLayoutVersion = 1
+
+// netHook is one sock_addr program and where it attaches.
+type netHook struct {
+	name string
+	typ  ebpf.AttachType
+	prog func(*netObjects) *ebpf.Program
+}
+
+// netHooks are the programs Attach puts on every sandbox cgroup, by the
+// name their link pins carry.
+var netHooks = []netHook{
+	{"connect4", ebpf.AttachCGroupInet4Connect, func(o *netObjects) *ebpf.Program { return o.AigateConnect4 }},
+	{"connect6", ebpf.AttachCGroupInet6Connect, func(o *netObjects) *ebpf.Program { return o.AigateConnect6 }},
+	{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(o *netObjects) *ebpf.Program { return o.AigateSendmsg4 }},
+	{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(o *netObjects) *ebpf.Program { return o.AigateSendmsg6 }},
+	{"recvmsg4", ebpf.AttachCGroupUDP4Recvmsg, func(o *netObjects) *ebpf.Program { return o.AigateRecvmsg4 }},
+	{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, func(o *netObjects) *ebpf.Program { return o.AigateRecvmsg6 }},
+	{"sock_create", ebpf.AttachCGroupInetSockCreate, func(o *netObjects) *ebpf.Program { return o.AigateSockCreate }},
+	{"sock_release", ebpf.AttachCgroupInetSockRelease, func(o *netObjects) *ebpf.Program { return o.AigateSockRelease }},
+}
+
+func netHookByName(name string) (netHook, bool) {
+	for _, h := range netHooks {
+		if h.name == name {
+			return h, true
+		}
+	}
+	return netHook{}, false
+}
+
+// netPins is the pinned state of a Net opened with a PinPath.
+type netPins struct {
+	dir    string
+	layout *ebpf.Map
+	// adopted are the policy ids found pinned at open, sorted.
+	adopted []uint32
+}
+
+func netPinnedMap(name string, replaced map[string]*ebpf.Map) bool {
+	return replaced[name] == nil && !strings.HasPrefix(name, ".")
+}
+
+// netLayoutHash identifies the shape of every pinned map of the object.
+func netLayoutHash(spec *ebpf.CollectionSpec, replaced map[string]*ebpf.Map) uint64 {
+	names := make([]string, 0, len(spec.Maps))
+	for n := range spec.Maps {
+		if netPinnedMap(n, replaced) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	fmt.Fprintf(h, "aigate-net-layout %d\n", netLayoutVersion)
+	for _, n := range names {
+		m := spec.Maps[n]
+		fmt.Fprintf(h, "%s %d %d %d %d %d\n", n, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, m.Flags)
+	}
+	return binary.LittleEndian.Uint64(h.Sum(nil))
+}
+
+// openNetPins checks or writes the layout stamp in dir and marks the maps
+// of spec that are not replaced for pinning there. A directory of another
+// layout is refused with ErrPinLayout: its maps cannot serve these programs.
+func openNetPins(dir string, spec *ebpf.CollectionSpec, replaced map[string]*ebpf.Map) (_ *netPins, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create pin directory: %w", err)
+	}
+	want := netLayoutHash(spec, replaced)
+	p := &netPins{dir: dir}
+	defer func() {
+		if err != nil && p.layout != nil {
+			p.layout.Close()
+		}
+	}()
+	path := filepath.Join(dir, pinLayout)
+	p.layout, err = ebpf.LoadPinnedMap(path, nil)
+	switch {
+	case err == nil:
+		var got uint64
+		if err := p.layout.Lookup(uint32(0), &got); err != nil {
+			return nil, fmt.Errorf("read pinned network layout: %w", err)
+		}
+		if got != want {
+			return nil, fmt.Errorf("%w: %s was written by another aigate version (network layout %016x, this one %016x); end the running sandboxes and run `sudo aigate reset --force`", ErrPinLayout, dir, got, want)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		for n := range spec.Maps {
+			if _, err := os.Lstat(filepath.Join(dir, n)); err == nil && netPinnedMap(n, replaced) {
+				return nil, fmt.Errorf("%w: %s holds map %s but no layout stamp; run `sudo aigate reset --force`", ErrPinLayout, dir, n)
+			}
+		}
+		p.layout, err = ebpf.NewMap(&ebpf.MapSpec{Name: "aigate_netlay", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+		if err != nil {
+			return nil, fmt.Errorf("create network layout map: %w", err)
+		}
+		if err := p.layout.Update(uint32(0), want, ebpf.UpdateAny); err != nil {
+			return nil, fmt.Errorf("write network layout map: %w", err)
+		}
+		if err := p.layout.Pin(path); err != nil {
+			return nil, fmt.Errorf("pin network layout map: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("open pinned network layout: %w", err)
+	}
+	for n, m := range spec.Maps {
+		if netPinnedMap(n, replaced) {
+			m.Pinning = ebpf.PinByName
+		}
+	}
+	return p, nil
+}
+
+func linkPinName(policyID uint32, hook string) string {
+	return strconv.FormatUint(uint64(policyID), 10) + "_" + hook
+}
+
+// parseLinkPin is the inverse of linkPinName.
+func parseLinkPin(name string) (uint32, netHook, bool) {
+	idStr, hook, ok := strings.Cut(name, "_")
+	if !ok {
+		return 0, netHook{}, false
+	}
+	id, err := strconv.ParseUint(idStr, 10, 32)
+	if err != nil || id == 0 {
+		return 0, netHook{}, false
+	}
+	h, ok := netHookByName(hook)
+	return uint32(id), h, ok
+}
+
+// adoptPinned takes over what a previous process pinned: each sandbox's
+// cgroup links, switched to this load's programs (BPF_LINK_UPDATE swaps
+// the program atomically: the cgroup is never without one), and each
+// policy's trie entries, so that SetPolicy and Remove know what is
+// written. Called from OpenNet, before anyone else holds n.
+func (n *Net) adoptPinned() error {
+	ents, err := os.ReadDir(n.pins.dir)
+	if err != nil {
+		return fmt.Errorf("list pinned network state: %w", err)
+	}
+	var errs []error
+	ids := map[uint32]bool{}
+	for _, e := range ents {
+		id, h, ok := parseLinkPin(e.Name())
+		if !ok {
+			continue
+		}
+		path := filepath.Join(n.pins.dir, e.Name())
+		l, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("open pinned link %s: %w", path, err))
+			continue
+		}
+		if err := l.Update(h.prog(&n.objs)); err != nil {
+			// The old program stays attached and enforcing; Remove still
+			// finds the link by its pin.
+			errs = append(errs, fmt.Errorf("update pinned link %s: %w", path, err))
+		}
+		n.links[id] = append(n.links[id], l)
+		ids[id] = true
+	}
+	var (
+		id uint32
+		s  netNetSettings
+	)
+	it := n.objs.NetPolicies.Iterate()
+	for it.Next(&id, &s) {
+		ids[id] = true
+	}
+	if err := it.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("read pinned network policies: %w", err))
+	}
+	if err := n.collectEntries(ids); err != nil {
+		errs = append(errs, err)
+	}
+	for id := range ids {
+		if n.policies[id] == nil {
+			n.policies[id] = newNetState()
+		}
+		n.pins.adopted = append(n.pins.adopted, id)
+	}
+	sort.Slice(n.pins.adopted, func(i, j int) bool { return n.pins.adopted[i] < n.pins.adopted[j] })
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("adopt pinned network state: %w", err)
+	}
+	return nil
+}
+
+// collectEntries rebuilds n.policies from the tries. The claims carry the
+// rule the trie reports; whether an address was learned for a domain is
+// not kept, so the first SetPolicy after adoption replaces every entry
+// that its policy does not name, learned addresses included.
+func (n *Net) collectEntries(ids map[uint32]bool) error {
+	var errs []error
+	var (
+		k4 netNetKey4
+		k6 netNetKey6
+		v  netNetRule
+	)
+	add := func(id uint32, e netEntry, rule uint32) {
+		ids[id] = true
+		st := n.policies[id]
+		if st == nil {
+			st = newNetState()
+			n.policies[id] = st
+		}
+		st.claim(e, netClaim{rule: policy.RuleID(rule)})
+	}
+	for _, deny := range []bool{false, true} {
+		m4, m6 := n.objs.NetAllow4, n.objs.NetAllow6
+		if deny {
+			m4, m6 = n.objs.NetDeny4, n.objs.NetDeny6
+		}
+		it := m4.Iterate()
+		for it.Next(&k4, &v) {
+			p := netip.PrefixFrom(netip.AddrFrom4(k4.Addr), int(k4.Prefixlen)-netKeyBits)
+			add(k4.PolicyId, netEntry{prefix: p, port: uint16(k4.Port), deny: deny}, v.RuleId)
+		}
+		if err := it.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("read %s: %w", m4, err))
+		}
+		it = m6.Iterate()
+		for it.Next(&k6, &v) {
+			p := netip.PrefixFrom(netip.AddrFrom16(k6.Addr), int(k6.Prefixlen)-netKeyBits)
+			add(k6.PolicyId, netEntry{prefix: p, port: uint16(k6.Port), deny: deny}, v.RuleId)
+		}
+		if err := it.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("read %s: %w", m6, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Adopted lists the policy ids whose network state (links, settings or
+// trie entries) was found pinned when the Net was opened. The caller keeps
+// those of live sandboxes (SetPolicy with their recompiled policy, a new
+// SetDNSProxy) and Removes the others.
+func (n *Net) Adopted() []uint32 {
+	if n.pins == nil {
+		return nil
+	}
+	return append([]uint32(nil), n.pins.adopted...)
+}
+
+// PinDir is the directory of the Net's pins, "" when it pins nothing.
+func (n *Net) PinDir() string {
+	if n.pins == nil {
+		return ""
+	}
+	return n.pins.dir
+}
+
+// pinLinks pins the links just attached for policyID (caller: Attach).
+func (n *Net) pinLinks(policyID uint32, hooks []netHook, links []link.Link) error {
+	for i, l := range links {
+		path := filepath.Join(n.pins.dir, linkPinName(policyID, hooks[i].name))
+		if err := l.Pin(path); err != nil {
+			for _, p := range links[:i] {
+				_ = p.Unpin()
+			}
+			return fmt.Errorf("pin link %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// Release closes every descriptor of the Net and leaves its pins: the
+// programs stay attached to the sandbox cgroups and enforce the policies
+// written, with no process holding them (see Close for the opposite).
+// Steering DNS to a proxy that has gone makes the sandbox's DNS fail,
+// until a new process adopts it and steers it to a new proxy.
+func (n *Net) Release() error {
+	if n.pins == nil {
+		return errors.New("release network programs: nothing is pinned (no PinPath)")
+	}
+	n.mu.Lock()
+	var errs []error
+	for id, ls := range n.links {
+		for _, l := range ls {
+			errs = append(errs, l.Close()) // pinned: stays attached
+		}
+		delete(n.links, id)
+	}
+	n.mu.Unlock()
+	if n.stream != nil {
+		errs = append(errs, n.stream.close())
+	}
+	n.unregisterNamer()
+	n.pins.layout.Close()
+	errs = append(errs, n.closeObjects())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("release network programs: %w", err)
+	}
+	return nil
+}
+
+// unpinAll removes the Net's map pins and its directory (Close, after
+// every policy and its link pins are gone).
+func (n *Net) unpinAll() error {
+	var errs []error
+	for _, m := range []*ebpf.Map{
+		n.objs.NetPolicies, n.objs.NetAllow4, n.objs.NetAllow6, n.objs.NetDeny4, n.objs.NetDeny6,
+		n.objs.DnsProxies, n.objs.AddrUse, n.objs.SockStates, n.pins.layout,
+	} {
+		if m == nil || !m.IsPinned() {
+			continue
+		}
+		if err := m.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))
+		}
+	}
+	if err := os.Remove(n.pins.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove pin directory: %w", err))
+	}
+	return errors.Join(errs...)
+}
