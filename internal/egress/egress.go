@@ -84,6 +84,8 @@ type Egress struct {
 	mu        sync.Mutex
 	sandboxes map[uint32]*sandbox
 	closed    bool
+	pinned    map[uint32]bool // policy ids found pinned at New, until Adopt or Remove
+	released  atomic.Bool     // Release began: the proxies no longer touch the maps
 
 	refused [2]atomic.Uint64 // names the proxies refused, [audit]
 	dropped atomic.Uint64    // events that did not fit in out
@@ -141,7 +143,13 @@ func newEgress(n rules, opts Options) *Egress {
 		log:       opts.Logger,
 		start:     func(c dns.Config) (proxy, error) { return dns.Start(c) },
 		sandboxes: map[uint32]*sandbox{},
+		pinned:    map[uint32]bool{},
 		out:       make(chan events.Event, opts.EventBuffer),
+	}
+	if p, ok := n.(pinnedRules); ok {
+		for _, id := range p.Adopted() {
+			e.pinned[id] = true
+		}
 	}
 	if in := n.Events(); in != nil {
 		e.standalone = true
@@ -193,7 +201,14 @@ func (e *Egress) emit(ev events.Event) {
 // Add enforces sb's egress policy on its cgroup. When it returns nil the
 // programs are attached, the policy written and, in ModeProxy, the DNS of
 // the cgroup steered to a running proxy; on error nothing of it is left.
-func (e *Egress) Add(ctx context.Context, sb *enforce.Sandbox) (err error) {
+func (e *Egress) Add(ctx context.Context, sb *enforce.Sandbox) error {
+	return e.add(ctx, sb, false)
+}
+
+// add is Add, or Adopt when adopt is set: the sandbox is then in the table
+// and its programs attached (pinned) already, and a failure leaves it
+// registered, enforced as far as it got (see Adopt).
+func (e *Egress) add(ctx context.Context, sb *enforce.Sandbox, adopt bool) (err error) {
 	if sb == nil || sb.Policy == nil || sb.ID == 0 {
 		return errors.New("add network rules: needs a sandbox id and a compiled policy")
 	}
@@ -217,6 +232,13 @@ func (e *Egress) Add(ctx context.Context, sb *enforce.Sandbox) (err error) {
 	e.sandboxes[sb.ID] = s // reserves the id; forward names events only once attached
 	e.mu.Unlock()
 	defer func() {
+		if err != nil && adopt {
+			err = fmt.Errorf("adopt network rules of %s: %w", sb.Name, err)
+			e.mu.Lock()
+			s.ready = true // for Remove, once the caller killed its processes
+			e.mu.Unlock()
+			return
+		}
 		if err != nil {
 			err = errors.Join(fmt.Errorf("add network rules of %s: %w", sb.Name, err), e.teardown(s))
 			e.mu.Lock()
@@ -242,7 +264,7 @@ func (e *Egress) Add(ctx context.Context, sb *enforce.Sandbox) (err error) {
 			}
 		}
 	}
-	if e.standalone {
+	if e.standalone && !adopt {
 		g, err := cgroup.Open(sb.CgroupPath)
 		if err != nil {
 			return err
@@ -255,8 +277,10 @@ func (e *Egress) Add(ctx context.Context, sb *enforce.Sandbox) (err error) {
 		}
 	}
 	// Last: from here on the cgroup's sockets meet the complete policy.
-	if err := e.net.Attach(sb.ID, sb.CgroupPath); err != nil {
-		return err
+	if !adopt {
+		if err := e.net.Attach(sb.ID, sb.CgroupPath); err != nil {
+			return err
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -274,7 +298,7 @@ func (e *Egress) startProxy(s *sandbox, answer policy.NetPolicy) error {
 		PolicyID:  sb.ID,
 		Net:       answer,
 		TTL:       sb.Policy.DNS,
-		Sink:      e.net,
+		Sink:      sink{e},
 		Upstreams: e.opts.Upstreams,
 		Report: func(ev events.Event) {
 			ev.Audit = s.audit
@@ -314,8 +338,15 @@ func (e *Egress) Remove(id uint32) error {
 		return fmt.Errorf("remove network rules of %s: Add has not returned yet", s.sb.Name)
 	}
 	delete(e.sandboxes, id)
+	pinned := e.pinned[id]
+	delete(e.pinned, id)
 	e.mu.Unlock()
 	if s == nil {
+		if pinned {
+			// Adopted from pins and never claimed: its rules are in the
+			// maps all the same.
+			return e.net.Remove(id)
+		}
 		return nil
 	}
 	if err := e.teardown(s); err != nil {
