@@ -58,6 +58,7 @@ func init() {
 //	unixselfgram NAME   bind a datagram socket to NAME, sendto it from another
 //	unixtaken NAME      bind NAME, expecting EADDRINUSE (1003 otherwise),
 //	                    then connect to it
+//	uring MODE OP ARG   the operation through io_uring (net_uring_test.go)
 func netHelperOp(args []string) (string, error) {
 	if len(args) == 1 && args[0] == "sub" {
 		procs := os.NewFile(3, "cgroup.procs")
@@ -88,6 +89,9 @@ func netHelperOp(args []string) (string, error) {
 		}
 		ns, err := benchOp(args[1], dst, n)
 		return strconv.FormatFloat(ns, 'f', 2, 64), err
+	}
+	if args[0] == "uring" { // uring MODE OP TARGET: see uringHelperOp
+		return uringHelperOp(args[1:])
 	}
 	if strings.HasPrefix(args[0], "unix") {
 		return strconv.Itoa(int(unixOp(args[0], args[1]))), nil
