@@ -27,6 +27,12 @@ type Options struct {
 	// DNSUpstreams are the resolvers ("host:port") the sandboxes' DNS
 	// proxies forward allowed queries to; nil reads /etc/resolv.conf.
 	DNSUpstreams []string
+	// PinPath is a bpffs directory (e.g. /sys/fs/bpf/aigate) where the
+	// BPF-LSM backend pins its programs, links and maps and those of its
+	// network part, so that its sandboxes stay enforced when the process
+	// dies and the next one adopts them (the backend is then an
+	// agent.Pinner). Ignored by fanotify, whose enforcement is a process.
+	PinPath string
 }
 
 // Opener holds the functions Open uses; tests replace them, and a build

@@ -25,11 +25,10 @@ type netPart interface {
 // LSM or fanotify) and the egress component, as one enforce.Backend with
 // one event stream and one set of counters.
 //
-// It deliberately does not implement agent.Pinner even when the LSM part
-// pins: the network programs and DNS proxies end with the process, so a
-// sandbox left running after the agent would have lost its network rules.
-// The agent therefore kills the sandboxes when it stops (fail closed)
-// until egress can outlive it too.
+// It does not implement agent.Pinner itself: with the fanotify part the
+// enforcement is a process and ends with the agent (its guard kills the
+// sandboxes). Pinned wraps it when both parts pin (BPF LSM with a
+// PinPath).
 type Composite struct {
 	files enforce.Backend
 	net   netPart
@@ -123,8 +122,14 @@ func (c *Composite) NetStatus(id uint32) (egress.Status, bool) { return c.net.St
 // registered before it lets go, and they must not outlive their network
 // rules. Then the egress part, then Events.
 func (c *Composite) Close() error {
+	return c.shut(func() error { return errors.Join(c.files.Close(), c.net.Close()) })
+}
+
+// shut closes both parts with closeParts (Close, or Pinned.Release), then
+// Events; only the first call does anything.
+func (c *Composite) shut(closeParts func() error) error {
 	c.closeOnce.Do(func() {
-		err := errors.Join(c.files.Close(), c.net.Close())
+		err := closeParts()
 		close(c.done)
 		c.wg.Wait()
 		close(c.out)

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"errors"
+	"path/filepath"
 
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
@@ -25,9 +26,12 @@ func init() {
 // maps: one sandbox table (the LSM's Add is the switch for both), one ring
 // buffer and one set of counters, read by the LSM.
 func openLSM(o Options) (enforce.Backend, error) {
-	l, err := loader.OpenLSM(loader.LSMOptions{})
+	l, err := loader.OpenLSM(loader.LSMOptions{PinPath: o.PinPath})
 	if err != nil {
 		return nil, err
+	}
+	if o.PinPath != "" {
+		return openPinnedNet(l, o)
 	}
 	// SkipUnix: the LSM's unix_stream_connect/unix_may_send programs check
 	// the peer's own cgroup and socket, which is exact; the cgroup
@@ -37,6 +41,23 @@ func openLSM(o Options) (enforce.Backend, error) {
 		return nil, errors.Join(err, l.Close())
 	}
 	return compose(l, egress.New(n, o.egress())), nil
+}
+
+// openPinnedNet pins the network object beside the LSM's pins (in their
+// "net" subdirectory, which `aigate reset --force` removes with the rest)
+// and composes the two as a Pinned backend.
+func openPinnedNet(l *loader.LSM, o Options) (enforce.Backend, error) {
+	n, err := loader.OpenNet(loader.NetOptions{
+		MapReplacements: l.SharedMaps().Replacements(),
+		SkipUnix:        true,
+		PinPath:         filepath.Join(o.PinPath, "net"),
+	})
+	if err != nil {
+		// Release, not Close: the pinned sandboxes stay enforced for an
+		// agent that can open the network object.
+		return nil, errors.Join(err, l.Release())
+	}
+	return newPinned(l, egress.New(n, o.egress()))
 }
 
 // openFanotify pairs the fanotify backend with a standalone network object,
