@@ -120,7 +120,7 @@ func sweep(dir string) ([]string, map[uint32]bool, error) {
 		if !ok {
 			continue
 		}
-		if pidAlive(owner) {
+		if pidAlive(owner) || adopterAlive(filepath.Join(dir, e.Name())) {
 			used[id] = true
 			continue
 		}
