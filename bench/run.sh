@@ -100,7 +100,7 @@ describe() {
 	echo "the interquartile range and the extremes of those per-round ratios."
 	echo
 	echo "- date: $started"
-	echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
+	echo "- commit: ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 	echo "- host kernel: $(uname -r)"
 	echo "- machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 	echo "- load average (1, 5, 15 min): $load_start at the start, $load_end at the end"

@@ -3,6 +3,7 @@
 package loader
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -97,6 +98,14 @@ func helper(args []string) int {
 			return 2
 		}
 		fmt.Println(strconv.FormatFloat(ns, 'f', 1, 64))
+	case "benchserve": // benchserve PATH: for each line N on stdin, bench N PATH
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			if code := helper([]string{"bench", in.Text(), args[1]}); code != 0 {
+				return code
+			}
+		}
+		return 0
 	case "mkcg":
 		// Create a cgroup below our own, move there, then open.
 		cg, _ := cgroup.ProcessCgroup(os.Getpid())
