@@ -3,8 +3,6 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -48,6 +46,7 @@ func (a *Agent) register(b *box) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closing {
+		a.empty.remove(wd)
 		return errors.New("the agent is shutting down")
 	}
 	a.boxes[b.info.Name] = b
@@ -127,27 +126,10 @@ func (a *Agent) onEmpty(b *box) {
 	if !placed {
 		return
 	}
-	pop, err := populated(filepath.Join(b.sb.Path(), "cgroup.events"))
-	if err != nil || pop {
+	if pop, err := b.sb.Populated(); err != nil || pop {
 		return
 	}
 	go a.end(b, "empty")
-}
-
-// populated reads the "populated" key of a cgroup.events file: 1 while any
-// process runs in the cgroup or below it.
-func populated(file string) (bool, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return false, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("populated ")); ok {
-			return string(v) == "1", nil
-		}
-	}
-	return false, fmt.Errorf("%s has no populated key", file)
 }
 
 // emptyWatch reports changes of cgroup.events files through inotify: the

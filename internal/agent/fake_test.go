@@ -4,7 +4,11 @@ package agent
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -19,6 +23,12 @@ type fakeBackend struct {
 	stats   enforce.Stats
 	ch      chan events.Event
 	closed  bool
+
+	// removeDelay is how long Remove takes, as a real backend's map
+	// updates do. unconfined lists the sandboxes that had a task in their
+	// cgroup while Remove ran: a task that would outlive enforcement.
+	removeDelay time.Duration
+	unconfined  []string
 }
 
 func newFake() *fakeBackend {
@@ -36,10 +46,36 @@ func (f *fakeBackend) Add(_ context.Context, sb *enforce.Sandbox) error {
 
 func (f *fakeBackend) Remove(id uint32) error {
 	f.mu.Lock()
+	sb, ok := f.added[id]
+	delay := f.removeDelay
+	f.mu.Unlock()
+	confined := func() {
+		if !ok {
+			return
+		}
+		ev, err := os.ReadFile(filepath.Join(sb.CgroupPath, "cgroup.events"))
+		if err == nil && strings.Contains(string(ev), "populated 1") {
+			f.mu.Lock()
+			f.unconfined = append(f.unconfined, sb.Name)
+			f.mu.Unlock()
+		}
+	}
+	confined()
+	time.Sleep(delay)
+	confined()
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.added, id)
 	f.removed = append(f.removed, id)
 	return nil
+}
+
+// unconfinedTasks returns the sandboxes that had tasks while enforcement
+// was being removed.
+func (f *fakeBackend) unconfinedTasks() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.unconfined...)
 }
 
 func (f *fakeBackend) Events() <-chan events.Event { return f.ch }

@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
 // place moves the client's waiting child into the sandbox (see the exec
@@ -40,9 +40,14 @@ func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
 	if in, err := a.sandboxed(pid); err != nil || in {
 		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pid)}
 	}
-	procs := filepath.Join(b.sb.Path(), "cgroup.procs")
-	if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
-		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("move process %d into sandbox %s: %v", pid, b.info.Name, err)}
+	// Move and the sandbox's Close exclude each other: a process moved in
+	// after end had killed the sandbox's processes would run on once
+	// enforcement stopped, and keep the cgroup from being removed.
+	if err := b.sb.Move(pid); err != nil {
+		if errors.Is(err, sandbox.ErrClosed) {
+			return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("sandbox %s ended before process %d could be placed in it", b.info.Name, pid)}
+		}
+		return &api.Error{Code: api.CodeSandbox, Message: err.Error()}
 	}
 	a.mu.Lock()
 	b.info.Placed = true

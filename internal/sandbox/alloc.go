@@ -132,7 +132,11 @@ func sweep(dir string) ([]string, map[uint32]bool, error) {
 			continue
 		}
 		pids, _ := g.PIDs()
-		if err := g.Remove(); err != nil {
+		err = kill(g, killTimeout)
+		if err == nil {
+			err = g.Remove()
+		}
+		if err != nil {
 			// Keep the ID reserved: its cgroup still exists.
 			used[id] = true
 			notes = append(notes, fmt.Sprintf("could not remove stale sandbox: %v", err))

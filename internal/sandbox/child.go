@@ -42,7 +42,11 @@ type Child struct {
 // terminal; Start sets UseCgroupFD, CgroupFD and Pdeathsig (SIGKILL: if
 // aigate dies the tool must not run on unconfined), and WaitDelay when unset.
 func (s *Sandbox) Start(cmd *exec.Cmd) (*Child, error) {
-	if !s.added || s.group == nil {
+	// Held until the child exists in the cgroup: Close must not kill
+	// before it is there (see Move).
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || !s.added || s.group == nil {
 		return nil, errors.New("start in sandbox: the sandbox is not enforced")
 	}
 	if s.started {

@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,8 +57,9 @@ type Sandbox struct {
 	// that were cleaned up.
 	Warnings []string
 
-	mu      sync.Mutex // guards group against PIDs during Close
+	mu      sync.Mutex // guards group and closing; held while moving a process in
 	group   *cgroup.Group
+	closing bool // Close has begun: nothing may enter the cgroup any more
 	backend enforce.Backend
 	added   bool
 	started bool
@@ -135,17 +138,25 @@ func (s *Sandbox) PIDs() ([]int, error) {
 }
 
 // Close kills every process left in the sandbox (background children of the
-// tool included), stops enforcing and removes the cgroup. The processes die
-// before enforcement ends, so none of them ever runs unconfined. Close is
-// idempotent.
+// tool included), stops enforcing and removes the cgroup. The processes are
+// gone before enforcement ends, so none of them ever runs unconfined: when
+// one survives the kill, Close keeps enforcing, keeps the cgroup and
+// returns the error (a later Close tries again). Close is idempotent.
+//
+// Close and Move exclude each other: a process moved in before Close
+// began is killed with the rest, and none can be moved in afterwards,
+// where the kill would miss it and it would outlive enforcement.
 func (s *Sandbox) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	if s.group == nil {
 		return nil
 	}
-	var errs []error
-	if err := s.group.Kill(killTimeout); err != nil {
-		errs = append(errs, err)
+	if err := kill(s.group, killTimeout); err != nil {
+		return err
 	}
+	var errs []error
 	if s.added {
 		if err := s.backend.Remove(s.Info.ID); err != nil {
 			errs = append(errs, fmt.Errorf("stop enforcing sandbox %s: %w", s.Info.Name, err))
@@ -156,6 +167,35 @@ func (s *Sandbox) Close() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// ErrClosed is returned by Move once the sandbox is being closed.
+var ErrClosed = errors.New("the sandbox has ended")
+
+// Move moves the process pid (all its threads) into the sandbox, as root
+// writing cgroup.procs. It fails with ErrClosed once Close has begun.
+func (s *Sandbox) Move(pid int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.group == nil || !s.added {
+		return ErrClosed
+	}
+	procs := filepath.Join(s.group.Path, "cgroup.procs")
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("move process %d into sandbox %s: %w", pid, s.Info.Name, err)
+	}
+	return nil
+}
+
+// Populated reports whether any task is in the sandbox's cgroup (or below
+// it), from the kernel's own count in cgroup.events. A removed sandbox is
+// not populated.
+func (s *Sandbox) Populated() (bool, error) {
+	pop, err := populated(filepath.Join(s.Info.CgroupPath, "cgroup.events"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return pop, err
 }
 
 func (s *Sandbox) removeGroup() error {
