@@ -14,8 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
@@ -34,15 +38,10 @@ type testAgent struct {
 // parent cgroup of its own, with its socket in dir ("" for a temporary one).
 func startAgent(t testing.TB, dir, group string) *testAgent {
 	t.Helper()
-	testutil.RequireRoot(t)
-	root, err := cgroup.Mountpoint()
-	if err != nil {
-		testutil.SkipUnlessKernel(t, err.Error())
-	}
+	parent := testParent(t)
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	parent := fmt.Sprintf("aigate-agent-test-%d", os.Getpid())
 	be := newFake()
 	a, err := New(Config{
 		Backend: be,
@@ -50,6 +49,7 @@ func startAgent(t testing.TB, dir, group string) *testAgent {
 		Group:   group,
 		Parent:  parent,
 		Build:   "test",
+		Log:     testLog(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -65,12 +65,84 @@ func startAgent(t testing.TB, dir, group string) *testAgent {
 		if err := a.Close(); err != nil {
 			t.Error(err)
 		}
-		if err := os.Remove(filepath.Join(root, parent)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("remove parent cgroup: %v", err)
-		}
 	})
 	return &testAgent{Agent: a, be: be, client: api.NewClient(a.Socket()), parent: parent}
 }
+
+// testParent returns a parent cgroup (below the cgroup v2 mount) for one
+// test's sandboxes. Each test has its own, and its cleanup, which runs
+// after the agent's, kills and removes whatever is left in it: a sandbox
+// one test failed to remove is reported there and cannot make the tests
+// after it fail.
+func testParent(t testing.TB) string {
+	t.Helper()
+	testutil.RequireRoot(t)
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		testutil.SkipUnlessKernel(t, err.Error())
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	parent := fmt.Sprintf("aigate-agent-test-%d-%s", os.Getpid(), name)
+	dir := filepath.Join(root, parent)
+	t.Cleanup(func() {
+		if err := removeTree(dir); err != nil {
+			t.Errorf("clean up parent cgroup: %v", err)
+		}
+	})
+	return parent
+}
+
+// removeTree kills every process below the cgroup dir and removes it with
+// every cgroup in it. It waits for "populated 0" before each attempt:
+// cgroup.procs empties before the last threads of a killed process have
+// left the cgroup (see package sandbox).
+func removeTree(dir string) error {
+	g, err := cgroup.Open(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err = g.Kill(5 * time.Second)
+		if err == nil {
+			if pop, _ := os.ReadFile(filepath.Join(dir, "cgroup.events")); !strings.Contains(string(pop), "populated 1") {
+				if err = g.Remove(); err == nil {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("remove %s: %v", dir, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testLog reports the agent's warnings and errors in the test's log, so
+// that a failure shows what the agent saw (say, why a sandbox could not be
+// removed). Once the test is over, they go nowhere.
+func testLog(t testing.TB) *zap.Logger {
+	var mu sync.Mutex
+	over := false
+	t.Cleanup(func() { mu.Lock(); over = true; mu.Unlock() })
+	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
+	ws := zapcore.AddSync(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !over {
+			t.Log(strings.TrimSpace(string(p)))
+		}
+		return len(p), nil
+	}))
+	return zap.New(zapcore.NewCore(enc, ws, zap.WarnLevel))
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func createReq(t *testing.T) api.CreateRequest {
 	home := t.TempDir()
@@ -166,6 +238,9 @@ func TestClientGoneEndsSandbox(t *testing.T) {
 	}
 	waitFor(t, "cgroup removed", func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
 	waitFor(t, "backend entry removed", func() bool { _, ok := ta.be.sandbox(s.Sandbox.ID); return !ok })
+	if u := ta.be.unconfinedTasks(); len(u) > 0 {
+		t.Fatalf("tasks were in %v while its enforcement was removed", u)
+	}
 }
 
 func mustMount(t *testing.T) string {

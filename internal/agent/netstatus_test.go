@@ -4,19 +4,14 @@ package agent
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/aigate-dev/aigate/internal/api"
-	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/loader"
-	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // netFake is a fake backend with an egress part, as backend.Composite is.
@@ -36,14 +31,9 @@ func (n *netFake) NetStatus(id uint32) (egress.Status, bool) {
 // Status and list carry what `aigate status` shows: the egress mode of
 // each sandbox, its event count, and the unix-socket confinement.
 func TestStatusReportsEnforcement(t *testing.T) {
-	testutil.RequireRoot(t)
-	root, err := cgroup.Mountpoint()
-	if err != nil {
-		testutil.SkipUnlessKernel(t, err.Error())
-	}
-	parent := fmt.Sprintf("aigate-agent-nstest-%d", os.Getpid())
+	parent := testParent(t)
 	be := &netFake{fakeBackend: newFake(), modes: map[uint32]egress.Mode{1: egress.ModeResolve}}
-	a, err := New(Config{Backend: be, Socket: filepath.Join(t.TempDir(), "aigate.sock"), Parent: parent, Build: "test"})
+	a, err := New(Config{Backend: be, Socket: filepath.Join(t.TempDir(), "aigate.sock"), Parent: parent, Build: "test", Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +47,6 @@ func TestStatusReportsEnforcement(t *testing.T) {
 		}
 		if err := a.Close(); err != nil {
 			t.Error(err)
-		}
-		if err := os.Remove(filepath.Join(root, parent)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("remove parent cgroup: %v", err)
 		}
 	})
 	c := api.NewClient(a.Socket())
