@@ -5,7 +5,6 @@ package uring
 import (
 	"encoding/binary"
 	"net/netip"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -17,23 +16,19 @@ func (r *Ring) Openat(dirfd int, path string, flags int, mode uint32) (int, erro
 	if err != nil {
 		return -1, err
 	}
-	res, err := r.submit(sqe{opcode: opOpenat, fd: int32(dirfd), addr: uint64(uintptr(unsafe.Pointer(p))), len: mode, opFlags: uint32(flags)})
-	runtime.KeepAlive(p)
-	return result(res, err)
+	return result(r.submit(sqe{opcode: opOpenat, fd: int32(dirfd), addr: uint64(uintptr(unsafe.Pointer(p))), len: mode, opFlags: uint32(flags)}, p))
 }
 
 // Socket is socket(2) as IORING_OP_SOCKET (Linux 5.19): the socket is
 // created, and charged to a cgroup, by whichever thread runs the operation.
 func (r *Ring) Socket(domain, typ, proto int) (int, error) {
-	return result(r.submit(sqe{opcode: opSocket, fd: int32(domain), off: uint64(typ), len: uint32(proto)}))
+	return result(r.submit(sqe{opcode: opSocket, fd: int32(domain), off: uint64(typ), len: uint32(proto)}, nil))
 }
 
 // Connect is connect(2) as IORING_OP_CONNECT.
 func (r *Ring) Connect(fd int, dst netip.AddrPort) error {
 	sa, n := rawSockaddr(dst)
-	res, err := r.submit(sqe{opcode: opConnect, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(&sa[0]))), off: uint64(n)})
-	runtime.KeepAlive(sa)
-	_, err = result(res, err)
+	_, err := result(r.submit(sqe{opcode: opConnect, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(&sa[0]))), off: uint64(n)}, sa))
 	return err
 }
 
@@ -41,16 +36,18 @@ func (r *Ring) Connect(fd int, dst netip.AddrPort) error {
 // as on an unconnected datagram socket. It returns the bytes sent.
 func (r *Ring) Sendmsg(fd int, dst netip.AddrPort, data []byte) (int, error) {
 	sa, n := rawSockaddr(dst)
-	iov := unix.Iovec{Base: unsafe.SliceData(data)}
-	iov.SetLen(len(data))
-	msg := unix.Msghdr{Name: &sa[0], Namelen: n, Iov: &iov}
-	msg.SetIovlen(1)
-	res, err := r.submit(sqe{opcode: opSendmsg, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(&msg)))})
-	runtime.KeepAlive(&msg)
-	runtime.KeepAlive(&iov)
-	runtime.KeepAlive(sa)
-	runtime.KeepAlive(data)
-	return result(res, err)
+	// One object, so that keeping it keeps everything the kernel reads.
+	m := &struct {
+		msg  unix.Msghdr
+		iov  unix.Iovec
+		sa   *[unix.SizeofSockaddrInet6]byte
+		data []byte
+	}{sa: sa, data: data}
+	m.iov = unix.Iovec{Base: unsafe.SliceData(data)}
+	m.iov.SetLen(len(data))
+	m.msg = unix.Msghdr{Name: &sa[0], Namelen: n, Iov: &m.iov}
+	m.msg.SetIovlen(1)
+	return result(r.submit(sqe{opcode: opSendmsg, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(&m.msg)))}, m))
 }
 
 // rawSockaddr encodes dst as a struct sockaddr_in or sockaddr_in6; x/sys/unix

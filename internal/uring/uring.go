@@ -117,6 +117,10 @@ type Ring struct {
 	sqMap, cqMap, sqeMap []byte
 	p                    params
 	seq                  uint64
+	// keep holds the memory the in-flight SQE points to. Storing it here
+	// makes it escape to the heap, which Go never moves; a stack object
+	// could move when the goroutine's stack grows, under the kernel's feet.
+	keep any
 }
 
 // New sets up a ring with a few entries whose operations run in mode.
@@ -174,9 +178,10 @@ func (r *Ring) u32(m []byte, off uint32) *uint32 {
 }
 
 // submit queues s, waits for its completion and returns the CQE's result:
-// a non-negative value, or a negated errno. Memory that s points to must stay
-// reachable until submit returns; the callers use runtime.KeepAlive.
-func (r *Ring) submit(s sqe) (int32, error) {
+// a non-negative value, or a negated errno. keep is the memory s points to.
+func (r *Ring) submit(s sqe, keep any) (int32, error) {
+	r.keep = keep
+	defer func() { r.keep = nil }()
 	if r.mode == Worker {
 		s.flags |= sqeAsync
 	}
