@@ -121,8 +121,12 @@ func (g *Group) PIDs() ([]int, error) {
 }
 
 // Kill sends SIGKILL to every process in the group and beneath it and waits
-// (up to timeout) until they are gone. It uses cgroup.kill where the kernel
-// has it (5.14+), which also catches processes forking while it runs.
+// (up to timeout) until the group is unpopulated. It uses cgroup.kill where
+// the kernel has it (5.14+), which also catches processes forking while it
+// runs. Waiting for "populated 0" rather than an empty cgroup.procs matters:
+// a multi-threaded process leaves cgroup.procs as soon as its threads start
+// exiting, but the group stays busy (rmdir fails with EBUSY) until the last
+// thread is gone.
 func (g *Group) Kill(timeout time.Duration) error {
 	if err := os.WriteFile(filepath.Join(g.Path, "cgroup.kill"), []byte("1"), 0); err != nil {
 		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, os.ErrPermission) {
@@ -131,21 +135,44 @@ func (g *Group) Kill(timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
+		pop, err := g.Populated()
+		if err != nil {
+			return err
+		}
+		if !pop {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kill cgroup %s: tasks still there %s after SIGKILL (uninterruptible sleep?)", g.Path, timeout)
+		}
 		pids, err := g.PIDs()
 		if err != nil {
 			return err
 		}
-		if len(pids) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("kill cgroup %s: %d processes still alive after %s", g.Path, len(pids), timeout)
-		}
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
+}
+
+// Populated reports whether any task is in the group or beneath it, from
+// the "populated" key of cgroup.events. A group that is gone is not.
+func (g *Group) Populated() (bool, error) {
+	file := filepath.Join(g.Path, "cgroup.events")
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", file, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "populated "); ok {
+			return v == "1", nil
+		}
+	}
+	return false, fmt.Errorf("%s has no populated key", file)
 }
 
 // Freeze stops (true) or resumes (false) every process in the group.

@@ -132,7 +132,7 @@ func sweep(dir string) ([]string, map[uint32]bool, error) {
 			continue
 		}
 		pids, _ := g.PIDs()
-		err = kill(g, killTimeout)
+		err = g.Kill(killTimeout)
 		if err == nil {
 			err = g.Remove()
 		}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -153,7 +152,7 @@ func (s *Sandbox) Close() error {
 	if s.group == nil {
 		return nil
 	}
-	if err := kill(s.group, killTimeout); err != nil {
+	if err := s.group.Kill(killTimeout); err != nil {
 		return err
 	}
 	var errs []error
@@ -191,11 +190,7 @@ func (s *Sandbox) Move(pid int) error {
 // it), from the kernel's own count in cgroup.events. A removed sandbox is
 // not populated.
 func (s *Sandbox) Populated() (bool, error) {
-	pop, err := populated(filepath.Join(s.Info.CgroupPath, "cgroup.events"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	return pop, err
+	return (&cgroup.Group{Path: s.Info.CgroupPath}).Populated()
 }
 
 func (s *Sandbox) removeGroup() error {
