@@ -60,6 +60,10 @@ type Config struct {
 	// Limits; zero takes the defaults.
 	MaxSandboxesPerUser int
 	MaxConns            int
+	// Records is the directory of the sandbox records that a restarted
+	// agent adopts the sandboxes by, when Backend is a Pinner
+	// (DefaultRecords when empty).
+	Records string
 }
 
 // Agent serves the API and owns the sandboxes.
@@ -111,6 +115,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	if cfg.Records == "" {
+		cfg.Records = DefaultRecords
+	}
 	a := &Agent{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -124,23 +131,27 @@ func New(cfg Config) (*Agent, error) {
 		pumpDone: make(chan struct{}),
 		closed:   make(chan struct{}),
 	}
-	// Sandboxes whose owner (a dead agent or run) is gone are no longer
-	// enforced by anyone: Sweep kills what runs in them and removes them.
-	notes, err := sandbox.Sweep(cfg.Parent)
-	if err != nil {
-		return nil, fmt.Errorf("start agent: %w", err)
-	}
-	for _, n := range notes {
-		a.log.Warn(n)
-	}
 	empty, err := newEmptyWatch(a.onEmpty)
 	if err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	a.empty = empty
+	// A pinning backend kept enforcing the sandboxes of a dead agent: they
+	// are taken over (adopt.go). Sandboxes whose owner (a dead agent or
+	// run) is gone otherwise are no longer enforced by anyone: Sweep kills
+	// what runs in them and removes them.
+	a.adoptPinned()
+	notes, err := sandbox.Sweep(cfg.Parent)
+	if err != nil {
+		a.closeAdopted()
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	for _, n := range notes {
+		a.log.Warn(n)
+	}
 	ln, lnNotes, err := api.Listen(cfg.Socket, cfg.Group)
 	if err != nil {
-		empty.close()
+		a.closeAdopted()
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	for _, n := range lnNotes {

@@ -72,6 +72,7 @@ func (a *Agent) end(b *box, reason string) error {
 		delete(a.byCgroup, b.sb.Info.CgroupID)
 		a.mu.Unlock()
 		b.reason = reason
+		a.dropRecord(b)
 		close(b.gone)
 	})
 	if !first {

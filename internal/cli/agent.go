@@ -33,6 +33,7 @@ type agentOptions struct {
 	MetricsAddr string
 	Backend     string
 	Group       string
+	PinDir      string
 }
 
 func newAgentCmd(f *Factory) *cobra.Command {
@@ -48,6 +49,11 @@ creates the group and adds you), serves Prometheus metrics on --metrics-addr
 (--metrics-addr "" turns them off), and logs to stderr. SIGTERM or SIGINT
 stops it: the sandboxes it runs are ended (their processes killed), since
 nothing would enforce their policies without it.
+
+With the BPF-LSM backend the programs, links and maps are pinned under
+--pin-dir, so a sandbox survives the agent being killed or crashing: the
+kernel keeps enforcing it, and the next agent adopts it (same name, owner
+and counters). With fanotify, a dying agent's sandboxes are killed.
 
 Usually systemd runs it (sudo aigate setup installs the unit).`,
 		Args: cobra.NoArgs,
@@ -66,6 +72,7 @@ Usually systemd runs it (sudo aigate setup installs the unit).`,
 	fl.StringVar(&opts.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "serve Prometheus metrics on `ADDR` (\"\" to turn off)")
 	fl.StringVar(&opts.Backend, "backend", "auto", "enforcement backend: auto, lsm or fanotify")
 	fl.StringVar(&opts.Group, "group", api.Group, "group allowed to use the socket")
+	fl.StringVar(&opts.PinDir, "pin-dir", pinDir, "pin the BPF-LSM backend's state in the bpffs `DIR`, so that sandboxes outlive a crash of the agent (\"\" to pin nothing)")
 	return cmd
 }
 
@@ -74,7 +81,7 @@ func runAgent(ctx context.Context, f *Factory, opts *agentOptions) error {
 		return &exitError{ExitNoEnforcement, errors.New("the agent needs root: run `sudo aigate agent`, or `sudo aigate setup` to install it as a service")}
 	}
 	choice := policy.BackendChoice(opts.Backend)
-	be, err := backend.Open(choice, backend.Options{Logger: f.Log, Warn: func(s string) { f.Log.Warn(s) }})
+	be, err := backend.Open(choice, backend.Options{Logger: f.Log, Warn: func(s string) { f.Log.Warn(s) }, PinPath: opts.PinDir})
 	if err != nil {
 		return &exitError{ExitNoEnforcement, err}
 	}
@@ -88,6 +95,12 @@ func runAgent(ctx context.Context, f *Factory, opts *agentOptions) error {
 		MetricsAddr: opts.MetricsAddr,
 	})
 	if err != nil {
+		if p, ok := be.(agent.Pinner); ok {
+			// Closing would remove the pinned sandboxes: they may be
+			// another agent's (this one found the socket taken), or
+			// the next one's to adopt.
+			return errors.Join(err, p.Release())
+		}
 		return errors.Join(err, be.Close())
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
