@@ -24,6 +24,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/sandbox"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -282,7 +283,7 @@ func TestEventsInOrder(t *testing.T) {
 	defer nets.Close()
 
 	sessions := make([]*api.Session, n)
-	children := make([]*api.Child, n)
+	children := make([]*sandbox.Child, n)
 	for i := range sessions {
 		s, err := ta.client.CreateSandbox(ctx, createReq(t))
 		if err != nil {

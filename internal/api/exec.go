@@ -89,19 +89,12 @@ func runHelper(path string) int {
 	return 126
 }
 
-// Child is the command started in a session's sandbox.
-type Child struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
 // Start starts cmd in the session's sandbox: as a waiting helper first,
 // which the agent moves into the sandbox, then exec'ed into cmd. cmd may
 // carry credentials and the terminal; Start sets Pdeathsig (SIGKILL: if
 // the client dies, the command does not run on without it) and runs the
 // helper with no_new_privs. A session starts one command.
-func (s *Session) Start(cmd *exec.Cmd) (*Child, error) {
+func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
 	if s.placed {
 		return nil, errors.New("start in sandbox: a command was already started in this session")
 	}
@@ -139,58 +132,25 @@ func (s *Session) Start(cmd *exec.Cmd) (*Child, error) {
 		cmd.WaitDelay = waitDelay
 	}
 
-	c := &Child{cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	// Pdeathsig fires when the thread that forked the child exits: fork
-	// and wait on a thread that lives as long as the child.
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer close(c.done)
-		err := cmd.Start()
-		started <- err
-		if err != nil {
-			c.err = err
-			return
-		}
-		c.err = cmd.Wait()
-	}()
-	if err := <-started; err != nil {
+	// Fork keeps the forking thread alive with the child, so Pdeathsig
+	// means "the client died"; the helper sets no_new_privs itself, on the
+	// thread that execs.
+	c, err := sandbox.Fork(cmd, false)
+	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("start %s in sandbox %s: %w", target, s.Sandbox.Name, err)
 	}
 	if err := s.place(cmd.Process.Pid); err != nil {
 		w.Close() // the helper exits without exec'ing
-		<-c.done
+		<-c.Done()
 		return nil, err
 	}
 	if _, err := w.Write([]byte{goByte}); err != nil {
 		w.Close()
 		_ = cmd.Process.Kill()
-		<-c.done
+		<-c.Done()
 		return nil, fmt.Errorf("start %s in sandbox %s: %w", target, s.Sandbox.Name, err)
 	}
 	w.Close()
 	return c, nil
-}
-
-// Pid is the command's process id.
-func (c *Child) Pid() int { return c.cmd.Process.Pid }
-
-// Signal sends sig to the command; signalling one that exited is no error.
-func (c *Child) Signal(sig os.Signal) error {
-	err := c.cmd.Process.Signal(sig)
-	if errors.Is(err, os.ErrProcessDone) {
-		return nil
-	}
-	return err
-}
-
-// Done is closed when the command has exited and been reaped.
-func (c *Child) Done() <-chan struct{} { return c.done }
-
-// Wait returns the command's exit code as a shell reports it.
-func (c *Child) Wait() (int, error) {
-	<-c.done
-	return sandbox.ExitCode(c.cmd.ProcessState, c.err)
 }

@@ -70,19 +70,38 @@ func (s *Sandbox) Start(cmd *exec.Cmd) (*Child, error) {
 		cmd.WaitDelay = waitDelay
 	}
 
+	c, err := Fork(cmd, true)
+	fd.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s in sandbox %s: %w", cmd.Path, s.Info.Name, err)
+	}
+	s.started = true
+	return c, nil
+}
+
+// Fork starts cmd from a locked OS thread that lives as long as the child:
+// the kernel sends Pdeathsig when the thread that forked the child exits,
+// not the process, so the thread must not be reused or end early. With
+// noNewPrivs the thread first sets PR_SET_NO_NEW_PRIVS, which clone
+// inherits; the thread is then discarded with the flag (a goroutine that
+// exits while locked takes its thread with it), so aigate itself keeps its
+// privileges.
+func Fork(cmd *exec.Cmd, noNewPrivs bool) (*Child, error) {
 	c := &Child{cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: this thread has no_new_privs set for good.
+		// No UnlockOSThread: the thread ends with the child (and may
+		// carry no_new_privs).
 		defer close(c.done)
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			c.err = fmt.Errorf("set no_new_privs: %w", err)
-			started <- c.err
-			return
+		if noNewPrivs {
+			if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+				c.err = fmt.Errorf("set no_new_privs: %w", err)
+				started <- c.err
+				return
+			}
 		}
 		err := cmd.Start()
-		fd.Close()
 		started <- err
 		if err != nil {
 			c.err = err
@@ -91,9 +110,8 @@ func (s *Sandbox) Start(cmd *exec.Cmd) (*Child, error) {
 		c.err = cmd.Wait()
 	}()
 	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s in sandbox %s: %w", cmd.Path, s.Info.Name, err)
+		return nil, err
 	}
-	s.started = true
 	return c, nil
 }
 
