@@ -238,16 +238,9 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) error {
 	return nil
 }
 
-// closeLinks detaches links: a pinned link is unpinned first, or it would
-// stay attached.
 func closeLinks(links []link.Link) error {
 	var errs []error
 	for _, l := range links {
-		if p, ok := l.(interface{ IsPinned() bool }); ok && p.IsPinned() {
-			if err := l.Unpin(); err != nil {
-				errs = append(errs, err)
-			}
-		}
 		if err := l.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -425,7 +418,8 @@ func (n *Net) Remove(policyID uint32) error {
 
 func (n *Net) remove(policyID uint32) error {
 	var errs []error
-	if err := closeLinks(n.links[policyID]); err != nil {
+	// A pinned link stays attached when closed: unpinned first, it goes.
+	if err := errors.Join(unpinLinks(n.links[policyID]), closeLinks(n.links[policyID])); err != nil {
 		errs = append(errs, fmt.Errorf("detach: %w", err))
 	}
 	delete(n.links, policyID)

@@ -330,6 +330,19 @@ func (n *Net) Release() error {
 	return nil
 }
 
+// unpinLinks removes the pins of the pinned links among links.
+func unpinLinks(links []link.Link) error {
+	var errs []error
+	for _, l := range links {
+		if p, ok := l.(interface{ IsPinned() bool }); ok && p.IsPinned() {
+			if err := l.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("unpin link: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // unpinAll removes the Net's map pins and its directory (Close, after
 // every policy and its link pins are gone).
 func (n *Net) unpinAll() error {
