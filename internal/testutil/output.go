@@ -1,0 +1,48 @@
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// SyncBuffer collects a process's output while the test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// WaitForFile waits up to limit until path exists, failing the test (with
+// the process's log) when the process ends first (a value on exited) or
+// the time is up.
+func WaitForFile(t testing.TB, path string, limit time.Duration, exited <-chan error, log fmt.Stringer) {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("aigate exited early (%v):\n%s", err, log.String())
+		case <-deadline:
+			t.Fatalf("%s did not appear:\n%s", path, log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
