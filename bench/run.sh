@@ -90,7 +90,7 @@ describe() {
 	BenchmarkNetConnect/udp/*) echo "sock_addr connect4|UDP connect, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkNetConnect/sendto/*) echo "sock_addr sendmsg4|UDP sendto, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkQuery) echo "DNS|A query through the aigate proxy (loopback upstream)|the same query sent to the upstream directly" ;;
-	guest:BenchmarkOpenClose/*) echo "BPF LSM open+close (guest $guest, TCG)|allowed file, ${1##*/} a sandbox (policy with every rule kind)|LSM programs detached" ;;
+	guest:BenchmarkOpenClose/*) echo "BPF LSM open+close (guest $guest, TCG)|allowed file, ${1##*/} a sandbox (policy with every rule kind)|file_open program detached (the only aigate program on this path)" ;;
 	*) echo "?|$1|?" ;;
 	esac
 }
@@ -123,6 +123,19 @@ describe() {
 			"${m[x-min]:-0}" "${m[x-max]:-0}" "${m[ns/op]:-0}" "${m[base-ns/op]:-0}"
 		unset m
 	done
+	echo
+	echo "Reading it:"
+	echo
+	echo "- Outside a sandbox is what every other process on the machine pays while aigate runs."
+	echo "- The fanotify round trips (child-event, marked) wait for aigate's decision goroutines to"
+	echo "  be scheduled; on a loaded 2-CPU machine that wait dominates, so read them as upper bounds."
+	echo "  Inside a sandbox the decision also reads /proc/TID/cgroup (and /proc/TID/syscall for a"
+	echo "  protected file)."
+	echo "- DNS: client, proxy and fake upstream share the benchmark process's CPUs; the ratio is"
+	echo "  dominated by the extra loopback hop."
+	echo "- The BPF-LSM rows come from an emulated guest (QEMU TCG): absolute times are ten times"
+	echo "  the host's or more and single measurements vary by up to 2x, hence more rounds and a"
+	echo "  wide spread. Read them as an indication, not as what a real machine pays."
 	echo
 	echo "Raw \`go test -bench\` lines (the sock_addr lines also carry prog-ns/op, the"
 	echo "kernel's own accounting of the program's run time, from one extra run):"
