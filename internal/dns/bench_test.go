@@ -11,6 +11,7 @@ import (
 
 	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // BenchmarkQuery compares one A query sent straight to the (fake, loopback)
@@ -21,7 +22,7 @@ import (
 // one sock_addr program run per send and receive, measured by the loader's
 // benchmarks.)
 func BenchmarkQuery(b *testing.B) {
-	up := StartUpstream(b)
+	up := testutil.StartFakeDNS(b)
 	up.Set("svc.test", "svc.test. 300 IN A 10.1.2.3")
 	c := compile(b, "svc.test")
 	p, err := Start(Config{PolicyID: 1, Net: c.Net, Sink: newFakeSink(), Upstreams: []string{up.Addr}, TTL: policy.DNS{}})

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -103,46 +102,14 @@ func connectErrno(dst string) syscall.Errno {
 // world is one kernel test's namespace, cgroup, Net and proxy.
 type world struct {
 	t    *testing.T
-	ns   string
+	ns   *testutil.NetNS
 	g    *cgroup.Group
 	n    *loader.Net
 	p    *Proxy
-	up   *Upstream
+	up   *testutil.FakeDNS
 	c    *policy.Compiled
 	port int // of the TCP services on 10.1.2.3 and 10.1.2.4 in the namespace
 	evs  chan events.Event
-}
-
-func ip(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-// inNetns runs fn on a thread inside the namespace; sockets fn opens stay there.
-func (w *world) inNetns(fn func()) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer self.Close()
-	ns, err := os.Open("/run/netns/" + w.ns)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-		w.t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err) // the thread must not return to the pool in the wrong namespace
-		}
-	}()
-	fn()
 }
 
 func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
@@ -150,16 +117,8 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 	if _, err := cgroup.Mountpoint(); err != nil {
 		testutil.SkipUnlessKernel(t, err.Error())
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		testutil.SkipUnlessKernel(t, "the ip command (iproute2) is needed to make a network namespace")
-	}
-	w := &world{t: t, ns: fmt.Sprintf("aigate-dns-%d", os.Getpid()), evs: make(chan events.Event, 64)}
-	ip(t, "netns", "add", w.ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", w.ns).Run() })
-	ip(t, "-n", w.ns, "link", "set", "lo", "up")
-	for _, a := range []string{"10.1.2.3/32", "10.1.2.4/32", "10.1.2.5/32"} {
-		ip(t, "-n", w.ns, "addr", "add", a, "dev", "lo")
-	}
+	w := &world{t: t, evs: make(chan events.Event, 64)}
+	w.ns = testutil.NewNetNS(t, fmt.Sprintf("aigate-dns-%d", os.Getpid()), "10.1.2.3/32", "10.1.2.4/32", "10.1.2.5/32")
 	n, err := loader.OpenNet(loader.NetOptions{Backend: "test"})
 	var ve *ebpf.VerifierError
 	if err != nil {
@@ -202,10 +161,10 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 	// Services to connect to, and the proxy's sockets, inside the namespace;
 	// the fake upstream stays on the host's loopback, where the proxy (outside
 	// the sandbox) reaches it.
-	w.up = StartUpstream(t)
+	w.up = testutil.StartFakeDNS(t)
 	var udp []net.PacketConn
 	var tcp []net.Listener
-	w.inNetns(func() {
+	w.ns.Do(func() {
 		for _, a := range []string{"10.1.2.3", "10.1.2.4"} {
 			l, err := net.Listen("tcp4", net.JoinHostPort(a, strconv.Itoa(w.port)))
 			if err != nil {
@@ -269,7 +228,7 @@ func (w *world) run(in bool, ops ...string) []string {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", w.ns, self)
+	cmd := exec.Command("ip", "netns", "exec", w.ns.Name, self)
 	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(ops, ";"))
 	if in {
 		fd, err := w.g.OpenFD()

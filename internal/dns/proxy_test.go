@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // fakeSink records the allow map the proxy maintains, as loader.Net would.
@@ -56,73 +56,6 @@ func (s *fakeSink) has(rule policy.RuleID, a string) bool {
 	return s.addrs[rule][netip.MustParseAddr(a)]
 }
 
-// Upstream is a fake resolver on loopback whose answers the test changes.
-type Upstream struct {
-	mu      sync.Mutex
-	records map[string][]string // qname. -> RR strings
-	Addr    string
-	queries int
-}
-
-// StartUpstream serves UDP and TCP on 127.0.0.1 at one port.
-func StartUpstream(t testing.TB) *Upstream {
-	t.Helper()
-	u := &Upstream{records: map[string][]string{}}
-	var pc net.PacketConn
-	var l net.Listener
-	for range 20 {
-		var err error
-		pc, err = net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err = net.Listen("tcp4", pc.LocalAddr().String())
-		if err == nil {
-			break
-		}
-		pc.Close()
-		pc = nil
-	}
-	if pc == nil {
-		t.Fatal("no port for the fake upstream")
-	}
-	u.Addr = pc.LocalAddr().String()
-	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
-		m := new(mdns.Msg).SetReply(req)
-		u.mu.Lock()
-		u.queries++
-		q := req.Question[0]
-		qname := mdns.Fqdn(canonical(q.Name))
-		for _, s := range u.records[qname] {
-			rr, err := mdns.NewRR(s)
-			if err != nil {
-				panic(err)
-			}
-			// The asked type, the chain, and unrelated owners (to test they are ignored).
-			if rr.Header().Rrtype == q.Qtype || rr.Header().Rrtype == mdns.TypeCNAME || rr.Header().Name != qname {
-				m.Answer = append(m.Answer, rr)
-			}
-		}
-		u.mu.Unlock()
-		_ = w.WriteMsg(m)
-	})
-	for _, s := range []*mdns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
-		started := make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started) }
-		go func() { _ = s.ActivateAndServe() }()
-		<-started
-		t.Cleanup(func() { _ = s.Shutdown() })
-	}
-	return u
-}
-
-// Set replaces the records served for name.
-func (u *Upstream) Set(name string, rrs ...string) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.records[mdns.Fqdn(name)] = rrs
-}
-
 func compile(t testing.TB, allow ...string) *policy.Compiled {
 	t.Helper()
 	p := &policy.Policy{Net: policy.NetDeny, Loopback: true}
@@ -150,14 +83,14 @@ func ruleOf(t testing.TB, c *policy.Compiled, raw string) policy.RuleID {
 type harness struct {
 	p    *Proxy
 	sink *fakeSink
-	up   *Upstream
+	up   *testutil.FakeDNS
 	c    *policy.Compiled
 	evs  chan events.Event
 }
 
 func newHarness(t *testing.T, ttl policy.DNS, allow ...string) *harness {
 	t.Helper()
-	h := &harness{sink: newFakeSink(), up: StartUpstream(t), c: compile(t, allow...), evs: make(chan events.Event, 16)}
+	h := &harness{sink: newFakeSink(), up: testutil.StartFakeDNS(t), c: compile(t, allow...), evs: make(chan events.Event, 16)}
 	p, err := Start(Config{
 		PolicyID: 1, Net: h.c.Net, TTL: ttl, Sink: h.sink, Upstreams: []string{h.up.Addr},
 		Report: func(ev events.Event) { h.evs <- ev }, Sandbox: "test",
@@ -232,10 +165,8 @@ func TestAllowedAndRefused(t *testing.T) {
 	if h.sink.calls != calls {
 		t.Error("a refused name reached the allow map")
 	}
-	h.up.mu.Lock()
-	defer h.up.mu.Unlock()
-	if h.up.queries != 3 {
-		t.Errorf("upstream saw %d queries, want the 3 allowed ones", h.up.queries)
+	if q := h.up.Queries(); q != 3 {
+		t.Errorf("upstream saw %d queries, want the 3 allowed ones", q)
 	}
 }
 
@@ -318,7 +249,7 @@ func TestTTL(t *testing.T) {
 }
 
 func TestCloseRemovesAddresses(t *testing.T) {
-	sink, up, c := newFakeSink(), StartUpstream(t), compile(t, "a.test")
+	sink, up, c := newFakeSink(), testutil.StartFakeDNS(t), compile(t, "a.test")
 	up.Set("a.test", "a.test. 300 IN A 10.0.1.1")
 	p, err := Start(Config{PolicyID: 1, Net: c.Net, Sink: sink, Upstreams: []string{up.Addr}})
 	if err != nil {
