@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -101,43 +100,15 @@ func errno(err error) string {
 	return "0"
 }
 
-// upstream is a fake resolver on the host's loopback, where the proxy
-// (outside every sandbox) reaches it.
-type upstream struct {
-	addr string
-	mu   sync.Mutex
-	a    map[string]string // fqdn -> IPv4
-}
-
-func startUpstream(t *testing.T, records map[string]string) *upstream {
+// startUpstream is a fake resolver on the host's loopback, where the proxy
+// (outside every sandbox) reaches it: svc.test is 127.0.0.7 and
+// exfil.attacker.test 127.0.0.8.
+func startUpstream(t *testing.T) *testutil.FakeDNS {
 	t.Helper()
-	u := &upstream{a: map[string]string{}}
-	for n, a := range records {
-		u.a[mdns.Fqdn(n)] = a
-	}
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.addr = pc.LocalAddr().String()
-	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
-		m := new(mdns.Msg).SetReply(req)
-		q := req.Question[0]
-		u.mu.Lock()
-		a, ok := u.a[strings.ToLower(q.Name)]
-		u.mu.Unlock()
-		if ok && q.Qtype == mdns.TypeA {
-			rr, _ := mdns.NewRR(q.Name + " 300 IN A " + a)
-			m.Answer = append(m.Answer, rr)
-		}
-		_ = w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return u
+	up := testutil.StartFakeDNS(t)
+	up.Set("svc.test", "svc.test. 300 IN A 127.0.0.7")
+	up.Set("exfil.attacker.test", "exfil.attacker.test. 300 IN A 127.0.0.8")
+	return up
 }
 
 // world is one kernel test: a composite backend, a sandbox cgroup with a
@@ -183,16 +154,7 @@ func listen(t *testing.T, addr string, port int) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testutil.AcceptAll(t, l)
 	return l.Addr().(*net.TCPAddr).Port
 }
 
@@ -352,8 +314,8 @@ func openFanotifyComposite(t *testing.T, up string) *Composite {
 // denied connect and denied DNS name are refused, reported and counted,
 // and an allowed name resolves through the proxy and then connects.
 func TestFanotifyEgress(t *testing.T) {
-	up := startUpstream(t, map[string]string{"svc.test": "127.0.0.7", "exfil.attacker.test": "127.0.0.8"})
-	c := openFanotifyComposite(t, up.addr)
+	up := startUpstream(t)
+	c := openFanotifyComposite(t, up.Addr)
 	checkEnforced(t, newWorld(t, c), "fanotify")
 }
 
@@ -384,8 +346,8 @@ func attached(t *testing.T, path string) int {
 // the id; a later Add of the same sandbox works. An invalid cgroup path
 // leaves nothing either.
 func TestFanotifyAddRollback(t *testing.T) {
-	up := startUpstream(t, nil)
-	c := openFanotifyComposite(t, up.addr)
+	up := testutil.StartFakeDNS(t)
+	c := openFanotifyComposite(t, up.Addr)
 	w := newWorld(t, c)
 
 	// The file side already has id 11 (through another cgroup), so its Add
@@ -446,8 +408,8 @@ func TestLSMEgress(t *testing.T) {
 	if err := loader.ProbeLSM(); err != nil {
 		testutil.SkipUnlessLSM(t, err.Error())
 	}
-	up := startUpstream(t, map[string]string{"svc.test": "127.0.0.7", "exfil.attacker.test": "127.0.0.8"})
-	b, err := Default.OpenLSM(Options{DNSUpstreams: []string{up.addr}})
+	up := startUpstream(t)
+	b, err := Default.OpenLSM(Options{DNSUpstreams: []string{up.Addr}})
 	if err != nil {
 		t.Fatalf("%+v", err)
 	}
@@ -466,8 +428,8 @@ func TestLSMEgress(t *testing.T) {
 // policy up and down costs (fanotify marks, eight sock_addr programs, a DNS
 // proxy on four sockets), and that repeating it leaks nothing attached.
 func TestFanotifyAddRemoveCost(t *testing.T) {
-	up := startUpstream(t, nil)
-	c := openFanotifyComposite(t, up.addr)
+	up := testutil.StartFakeDNS(t)
+	c := openFanotifyComposite(t, up.Addr)
 	w := newWorld(t, c)
 	const n = 20
 	var add, remove time.Duration

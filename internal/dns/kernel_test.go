@@ -171,16 +171,7 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 				t.Fatal(err)
 			}
 			w.port = l.Addr().(*net.TCPAddr).Port
-			t.Cleanup(func() { l.Close() })
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
+			testutil.AcceptAll(t, l)
 		}
 		var err error
 		udp, tcp, err = listen(netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback())
