@@ -100,7 +100,7 @@ func (e *netEnv) bench(g *cgroup.Group, op, dst string, n int) float64 {
 		e.t.Fatal(err)
 	}
 	defer fd.Close()
-	cmd := exec.Command("ip", "netns", "exec", e.ns, self)
+	cmd := exec.Command("ip", "netns", "exec", e.ns.Name, self)
 	cmd.Env = append(os.Environ(), netHelperEnv+"=bench "+op+" "+dst+" "+strconv.Itoa(n))
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
 	out, err := cmd.Output()

@@ -9,52 +9,22 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
-
-// inNetns runs fn on a thread that has joined the test's network
-// namespace; sockets fn opens stay in that namespace.
-func (e *netEnv) inNetns(fn func()) {
-	e.t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer self.Close()
-	ns, err := os.Open("/run/netns/" + e.ns)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-		e.t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			// The thread must not go back to the pool in the wrong namespace.
-			panic(err)
-		}
-	}()
-	fn()
-}
 
 // echoProxy stands in for the DNS proxy: it echoes UDP datagrams and TCP
 // streams on 127.0.0.1 and ::1 at one port, inside the test's namespace.
 func echoProxy(t *testing.T, env *netEnv) uint16 {
 	var port uint16
-	env.inNetns(func() {
+	env.ns.Do(func() {
 		for attempt := 0; attempt < 20 && port == 0; attempt++ {
 			u4, err := net.ListenPacket("udp4", "127.0.0.1:0")
 			if err != nil {
@@ -183,7 +153,7 @@ func drain(ch <-chan events.Event) {
 // sockets unless the policy allows all egress; outside a sandbox both work.
 func TestNetRawSockets(t *testing.T) {
 	env := newNetEnv(t)
-	ipCmd(t, "netns", "exec", env.ns, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
+	testutil.IP(t, "netns", "exec", env.ns.Name, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
 	n := openNet(t, NetOptions{Backend: "test"})
 	deny := env.sandbox(n, 1, compileNet(t, policy.NetDeny, true).Net, nil, false)
 	allow := env.sandbox(n, 2, compileNet(t, policy.NetAllow, true).Net, nil, false)
@@ -219,7 +189,7 @@ func TestNetAddrInUse(t *testing.T) {
 	a := netip.MustParseAddr("10.9.9.9")
 	g := env.sandbox(n, 4, c.Net, map[string][]netip.Addr{"example.test": {a}}, false)
 	var port uint16
-	env.inNetns(func() {
+	env.ns.Do(func() {
 		l, err := net.Listen("tcp4", "10.9.9.9:0")
 		if err != nil {
 			t.Fatal(err)
@@ -248,7 +218,7 @@ func TestNetAddrInUse(t *testing.T) {
 		t.Fatal("in use before any connection")
 	}
 	self, _ := os.Executable()
-	cmd := exec.Command("ip", "netns", "exec", env.ns, self)
+	cmd := exec.Command("ip", "netns", "exec", env.ns.Name, self)
 	cmd.Env = append(os.Environ(), netHelperEnv+"=hold "+netip.AddrPortFrom(a, port).String())
 	fd, err := g.OpenFD()
 	if err != nil {

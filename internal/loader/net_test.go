@@ -36,7 +36,7 @@ var netTestSeq atomic.Int32
 // directory, both removed when the test ends.
 type netEnv struct {
 	t      testing.TB
-	ns     string
+	ns     *testutil.NetNS
 	parent string // below the cgroup v2 mount
 }
 
@@ -46,28 +46,11 @@ func newNetEnv(t testing.TB) *netEnv {
 	if _, err := cgroup.Mountpoint(); err != nil {
 		testutil.SkipUnlessKernel(t, err.Error())
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		testutil.SkipUnlessKernel(t, "the ip command (iproute2) is needed to make a network namespace")
-	}
 	seq := netTestSeq.Add(1)
 	e := &netEnv{
 		t:      t,
-		ns:     fmt.Sprintf("aigate-net-%d-%d", os.Getpid(), seq),
+		ns:     testutil.NewNetNS(t, fmt.Sprintf("aigate-net-%d-%d", os.Getpid(), seq), netnsAddrs...),
 		parent: fmt.Sprintf("aigate-test/net-%d-%d", os.Getpid(), seq),
-	}
-	ipCmd(t, "netns", "add", e.ns)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", e.ns).CombinedOutput(); err != nil {
-			t.Errorf("delete network namespace %s: %v: %s", e.ns, err, out)
-		}
-	})
-	ipCmd(t, "-n", e.ns, "link", "set", "lo", "up")
-	for _, a := range netnsAddrs {
-		args := []string{"-n", e.ns, "addr", "add", a, "dev", "lo"}
-		if strings.Contains(a, ":") {
-			args = append(args, "nodad")
-		}
-		ipCmd(t, args...)
 	}
 	t.Cleanup(func() {
 		root, _ := cgroup.Mountpoint()
@@ -75,13 +58,6 @@ func newNetEnv(t testing.TB) *netEnv {
 		_ = os.Remove(filepath.Join(root, "aigate-test"))
 	})
 	return e
-}
-
-func ipCmd(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
 }
 
 // openNet opens a standalone Net, skipping where sock_addr programs cannot
@@ -155,7 +131,7 @@ func (e *netEnv) runFiles(g *cgroup.Group, files []*os.File, ops ...string) ([]s
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", e.ns, self)
+	cmd := exec.Command("ip", "netns", "exec", e.ns.Name, self)
 	cmd.Env = append(os.Environ(), netHelperEnv+"="+strings.Join(ops, ";"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // kernelAtLeast reports whether the running kernel is major.minor or newer.
@@ -37,7 +38,7 @@ func kernelAtLeast(t *testing.T, major, minor int) bool {
 // namespace (abstract names live in one), and accepts until the test ends.
 func unixListener(t *testing.T, env *netEnv, network, name string) {
 	t.Helper()
-	env.inNetns(func() {
+	env.ns.Do(func() {
 		if network == "unixgram" {
 			c, err := net.ListenPacket("unixgram", name)
 			if err != nil {
@@ -50,16 +51,7 @@ func unixListener(t *testing.T, env *netEnv, network, name string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		testutil.AcceptAll(t, l)
 	})
 }
 
