@@ -7,12 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 )
 
 // A sandbox whose creator died is swept, unless a live process adopted
@@ -31,19 +31,7 @@ func TestAdoptSurvivesSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd, err := g.OpenFD()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := exec.Command("sleep", "600")
-	child.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
-	err = child.Start()
-	fd.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reaped := make(chan struct{})
-	go func() { child.Wait(); close(reaped) }()
+	child, reaped := testcgroup.StartIn(t, g, "sleep", "600")
 	t.Cleanup(func() { child.Process.Kill(); <-reaped })
 
 	info := enforce.Sandbox{ID: 3, Name: filepath.Base(g.Path), CgroupID: g.ID, CgroupPath: g.Path}

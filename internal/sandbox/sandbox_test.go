@@ -22,7 +22,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
-	"github.com/aigate-dev/aigate/internal/testutil"
+	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 )
 
 // fakeBackend records the order of calls and what the cgroup held when Add
@@ -75,21 +75,7 @@ func (f *fakeBackend) Close() error                  { return nil }
 // (with anything left in it) afterwards.
 func testParent(t *testing.T) (parent, dir string) {
 	t.Helper()
-	testutil.RequireRoot(t)
-	root, err := cgroup.Mountpoint()
-	if err != nil {
-		testutil.SkipUnlessKernel(t, err.Error())
-	}
-	parent = fmt.Sprintf("aigate-test-sandbox-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
-	dir = filepath.Join(root, parent)
-	t.Cleanup(func() {
-		if g, err := cgroup.Open(dir); err == nil {
-			if err := g.Remove(); err != nil {
-				t.Errorf("cleanup: %v", err)
-			}
-		}
-	})
-	return parent, dir
+	return testcgroup.Parent(t, "aigate-test-sandbox")
 }
 
 func testPolicy() *policy.Compiled {
@@ -306,19 +292,7 @@ func TestSweepAndAllocate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd, err := stale.OpenFD()
-	if err != nil {
-		t.Fatal(err)
-	}
-	orphan := exec.Command("sleep", "600")
-	orphan.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
-	err = orphan.Start()
-	fd.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reaped := make(chan struct{})
-	go func() { orphan.Wait(); close(reaped) }()
+	_, reaped := testcgroup.StartIn(t, stale, "sleep", "600")
 
 	sb := create(t, Config{Backend: &fakeBackend{}, Policy: testPolicy(), Parent: parent})
 	if sb.Info.ID != 2 {
