@@ -5,10 +5,11 @@ package agent
 import "github.com/aigate-dev/aigate/internal/enforce"
 
 // Pinner is implemented by a backend whose enforcement can outlive the
-// agent: the BPF-LSM backend once internal/loader pins its programs, links
-// and maps under a bpffs directory. docs/agent.md describes the contract;
-// no backend implements it yet, so the agent treats every backend as one
-// whose enforcement ends with it and kills the sandboxes when it stops.
+// agent: backend.Pinned, the BPF-LSM backend opened with a PinPath, whose
+// programs, links and maps (network part included) are pinned under a
+// bpffs directory. With one the agent keeps a record per sandbox and a
+// restarted agent adopts the sandboxes a dead one left (adopt.go,
+// docs/agent.md). A clean stop still ends them.
 type Pinner interface {
 	enforce.Backend
 	// PinDir is the bpffs directory holding the pins.
