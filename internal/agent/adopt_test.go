@@ -17,6 +17,8 @@ import (
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/sandbox"
+	"github.com/aigate-dev/aigate/internal/testutil"
+	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 )
 
 // pinFake is a fake backend whose sandboxes outlive the agent, as the
@@ -42,22 +44,6 @@ func (p *pinFake) Claim(sb *enforce.Sandbox) error {
 	p.claimed[sb.ID] = &c
 	p.added[sb.ID] = c
 	return nil
-}
-
-// serve runs a until the test ends.
-func serve(t *testing.T, a *Agent) {
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-		if err := a.Close(); err != nil {
-			t.Error(err)
-		}
-	})
 }
 
 // With a pinning backend the agent keeps a record per sandbox; a new agent
@@ -136,19 +122,7 @@ func TestAdoptRecordedSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd, err := g.OpenFD()
-	if err != nil {
-		t.Fatal(err)
-	}
-	orphan := exec.Command("sleep", "60")
-	orphan.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
-	err = orphan.Start()
-	fd.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reaped := make(chan struct{})
-	go func() { orphan.Wait(); close(reaped) }()
+	_, reaped := testcgroup.StartIn(t, g, "sleep", "60")
 
 	be2 := newPinFake()
 	unrecorded := enforce.Sandbox{ID: 7, Name: filepath.Base(g.Path), CgroupID: g.ID, CgroupPath: g.Path}
@@ -159,7 +133,7 @@ func TestAdoptRecordedSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(t, a2)
+	testutil.Serve(t, a2.Serve, a2.Close)
 
 	select {
 	case <-reaped:

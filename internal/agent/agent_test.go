@@ -26,6 +26,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 	"github.com/aigate-dev/aigate/internal/testutil"
+	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 )
 
 type testAgent struct {
@@ -55,18 +56,7 @@ func startAgent(t testing.TB, dir, group string) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-		if err := a.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	testutil.Serve(t, a.Serve, a.Close)
 	return &testAgent{Agent: a, be: be, client: api.NewClient(a.Socket()), parent: parent}
 }
 
@@ -77,49 +67,8 @@ func startAgent(t testing.TB, dir, group string) *testAgent {
 // after it fail.
 func testParent(t testing.TB) string {
 	t.Helper()
-	testutil.RequireRoot(t)
-	root, err := cgroup.Mountpoint()
-	if err != nil {
-		testutil.SkipUnlessKernel(t, err.Error())
-	}
-	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
-	parent := fmt.Sprintf("aigate-agent-test-%d-%s", os.Getpid(), name)
-	dir := filepath.Join(root, parent)
-	t.Cleanup(func() {
-		if err := removeTree(dir); err != nil {
-			t.Errorf("clean up parent cgroup: %v", err)
-		}
-	})
+	parent, _ := testcgroup.Parent(t, "aigate-agent-test")
 	return parent
-}
-
-// removeTree kills every process below the cgroup dir and removes it with
-// every cgroup in it. It waits for "populated 0" before each attempt:
-// cgroup.procs empties before the last threads of a killed process have
-// left the cgroup (see package sandbox).
-func removeTree(dir string) error {
-	g, err := cgroup.Open(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err = g.Kill(5 * time.Second)
-		if err == nil {
-			if pop, _ := os.ReadFile(filepath.Join(dir, "cgroup.events")); !strings.Contains(string(pop), "populated 1") {
-				if err = g.Remove(); err == nil {
-					return nil
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("remove %s: %v", dir, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // testLog reports the agent's warnings and errors in the test's log, so

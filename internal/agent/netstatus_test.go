@@ -3,7 +3,6 @@
 package agent
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/loader"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // netFake is a fake backend with an egress part, as backend.Composite is.
@@ -37,18 +37,7 @@ func TestStatusReportsEnforcement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-		if err := a.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	ctx := testutil.Serve(t, a.Serve, a.Close)
 	c := api.NewClient(a.Socket())
 
 	s, err := c.CreateSandbox(ctx, createReq(t))
