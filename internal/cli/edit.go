@@ -58,7 +58,7 @@ func (f *Factory) beginEdit(project, dryRun bool) (*edit, error) {
 	if project {
 		target, initial = paths.ProjectFileFor(), []byte(projectTemplate)
 	}
-	if e.doc, err = config.OpenDoc(target, initial); err != nil {
+	if e.doc, err = config.AsUser(paths.User, func() (*config.Doc, error) { return config.OpenDoc(target, initial) }); err != nil {
 		return nil, err
 	}
 	if e.doc.Exists {
@@ -69,13 +69,18 @@ func (f *Factory) beginEdit(project, dryRun bool) (*edit, error) {
 		}
 	}
 	if project && e.doc.Exists {
-		ts, err := config.ReadTrustStore(paths.Trust)
+		ts, err := readTrust(paths)
 		if err != nil {
 			return nil, err
 		}
 		e.trustedBefore = ts.State(target, e.doc.Orig) == config.Trusted
 	}
 	return e, nil
+}
+
+// readTrust reads the trust store with the user's file-system identity.
+func readTrust(paths *config.Paths) (*config.TrustStore, error) {
+	return config.AsUser(paths.User, func() (*config.TrustStore, error) { return config.ReadTrustStore(paths.Trust) })
 }
 
 // name is the edited file, shortened for output.
@@ -129,7 +134,7 @@ func (e *edit) commit() (*policy.Config, error) {
 
 // retrust records the user's own edit as trusted.
 func (e *edit) retrust(data []byte) error {
-	ts, err := config.ReadTrustStore(e.paths.Trust)
+	ts, err := readTrust(e.paths)
 	if err != nil {
 		return err
 	}

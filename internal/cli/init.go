@@ -52,7 +52,7 @@ func runInit(o *initOptions) error {
 		target, content = paths.WorkDir+"/"+config.ProjectName, []byte(projectTemplate)
 	}
 	name := paths.Pretty(target)
-	_, err = os.Lstat(target)
+	_, err = config.AsUser(paths.User, func() (os.FileInfo, error) { return os.Lstat(target) })
 	switch {
 	case err == nil && !o.force:
 		return fmt.Errorf("%s already exists; run `aigate init%s --force` to replace it with the defaults (your changes to it are lost)",
@@ -77,7 +77,7 @@ func runInit(o *initOptions) error {
 		f.printf("%s %s with the defaults.\nNext: `aigate status` to see what is denied, `aigate doctor` to check the kernel.\n", verb, name)
 		return nil
 	}
-	ts, err := config.ReadTrustStore(paths.Trust)
+	ts, err := readTrust(paths)
 	if err != nil {
 		return err
 	}

@@ -36,13 +36,21 @@ func runReset(o *resetOptions) error {
 	if err != nil {
 		return err
 	}
+	// Under sudo, look and remove with the user's file-system identity: a
+	// --config of /etc/passwd, or ~/.aigate a symlink to /etc, must not
+	// make root remove what the user could not.
 	var victims []string
-	for _, p := range []string{paths.Global, paths.Trust} {
-		if _, err := os.Lstat(p); err == nil {
-			victims = append(victims, p)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("reset: %w", err)
+	if err := paths.User.Do(func() error {
+		for _, p := range []string{paths.Global, paths.Trust} {
+			if _, err := os.Lstat(p); err == nil {
+				victims = append(victims, p)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("reset: %w", err)
+			}
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	var agent []string
 	if f.AgentResetPlan != nil {
@@ -70,15 +78,17 @@ func runReset(o *resetOptions) error {
 			return fmt.Errorf("reset the agent: %w", err)
 		}
 	}
-	for _, v := range victims {
-		f.printf("removing %s\n", paths.Pretty(v))
-		if err := os.Remove(v); err != nil {
-			return fmt.Errorf("reset: %w", err)
+	return paths.User.Do(func() error {
+		for _, v := range victims {
+			f.printf("removing %s\n", paths.Pretty(v))
+			if err := os.Remove(v); err != nil {
+				return fmt.Errorf("reset: %w", err)
+			}
 		}
-	}
-	// Only an empty directory goes; anything else in it is not ours to remove.
-	if err := os.Remove(paths.Dir); err == nil {
-		f.printf("removing %s\n", paths.Pretty(paths.Dir))
-	}
-	return nil
+		// Only an empty directory goes; anything else in it is not ours to remove.
+		if err := os.Remove(paths.Dir); err == nil {
+			f.printf("removing %s\n", paths.Pretty(paths.Dir))
+		}
+		return nil
+	})
 }

@@ -176,7 +176,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 
 	var eventsOut io.Writer
 	if opts.EventsFile != "" {
-		ef, err := openEventsFile(opts.EventsFile, id)
+		ef, err := openEventsFile(opts.EventsFile, id, loaded.Paths.User)
 		if err != nil {
 			return &exitError{ExitSandbox, err}
 		}
@@ -346,11 +346,9 @@ func createRequest(loaded *config.Loaded, id *identity, mode policy.Mode, args [
 		Path:        os.Getenv("PATH"),
 	}
 	if loaded.Global != nil {
-		data, err := os.ReadFile(loaded.Paths.Global)
-		if err != nil {
-			return req, fmt.Errorf("read %s: %w", loaded.Paths.Global, err)
-		}
-		req.Global = &api.File{Path: loaded.Paths.Global, Data: data}
+		// The content Load read (as the user, under sudo): reading the
+		// path again here, as root, could read another file.
+		req.Global = &api.File{Path: loaded.Paths.Global, Data: loaded.GlobalData}
 	}
 	if loaded.Project != nil {
 		req.Project = &api.File{Path: loaded.Paths.Project, Data: loaded.ProjectData}
@@ -527,14 +525,20 @@ func lookPath(name string, env []string) (string, error) {
 }
 
 // openEventsFile opens --events for appending; a new file belongs to the
-// user the command runs as.
-func openEventsFile(path string, id *identity) (*os.File, error) {
-	_, statErr := os.Lstat(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+// user the command runs as. Under sudo it is opened with the invoking
+// user's file-system identity (see config.User.Do): --events /etc/passwd,
+// or a path through a directory symlink the sandboxed tool planted, must
+// not have root append to or create a file the user could not.
+func openEventsFile(path string, id *identity, invoker *config.User) (*os.File, error) {
+	var statErr error
+	f, err := config.AsUser(invoker, func() (*os.File, error) {
+		_, statErr = os.Lstat(path)
+		return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open events file: %w", err)
 	}
-	if errors.Is(statErr, os.ErrNotExist) && id.chownE {
+	if errors.Is(statErr, os.ErrNotExist) && id.chownE && id.uid != invoker.UID {
 		_ = f.Chown(id.uid, id.gid)
 	}
 	return f, nil

@@ -45,7 +45,7 @@ func runTrust(o *trustOptions) error {
 	if paths.Project == "" {
 		return fmt.Errorf("no %s in %s or its parent directories: nothing to trust", config.ProjectName, paths.WorkDir)
 	}
-	ts, err := config.ReadTrustStore(paths.Trust)
+	ts, err := readTrust(paths)
 	if err != nil {
 		return err
 	}

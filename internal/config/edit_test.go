@@ -218,11 +218,8 @@ func TestWriteFileAtomic(t *testing.T) {
 }
 
 func TestWriteFileAtomicUnderSudo(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("chown to another user needs root")
-	}
-	dir := t.TempDir()
-	u := &User{UID: 65534, GID: 65534, Sudo: true}
+	base, _, u := sudoHome(t)
+	dir := filepath.Join(base, "home")
 	sub := filepath.Join(dir, ".aigate")
 	if err := EnsureDir(sub, u); err != nil {
 		t.Fatal(err)
@@ -236,15 +233,17 @@ func TestWriteFileAtomicUnderSudo(t *testing.T) {
 			t.Errorf("%s owned by %d:%d, want the sudo user 65534:65534", path, uid, gid)
 		}
 	}
-	// An existing file keeps its owner, whoever runs the edit.
+	// A file someone else owns in the user's directory is replaced as the
+	// user could replace it themselves, and is then theirs: root does not
+	// chown on their behalf.
 	if err := os.Chown(p, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := WriteFileAtomic(p, []byte("b\n"), 0o644, u); err != nil {
 		t.Fatal(err)
 	}
-	if uid, _ := owner(t, p); uid != 0 {
-		t.Errorf("existing file's owner changed to %d", uid)
+	if uid, _ := owner(t, p); uid != 65534 {
+		t.Errorf("replaced file owned by %d, want the sudo user", uid)
 	}
 }
 

@@ -17,6 +17,9 @@ type Loaded struct {
 	Global *policy.Config
 	// Project is the parsed project file, or nil when there is none.
 	Project *policy.Config
+	// GlobalData is the exact content of the global file (nil when it does
+	// not exist), so that no one reads it again with other privileges.
+	GlobalData []byte
 	// ProjectData is the exact content of the project file, as hashed for
 	// trust.
 	ProjectData []byte
@@ -24,13 +27,26 @@ type Loaded struct {
 }
 
 // Load reads and parses the global and project files of p and decides
-// whether the project file is trusted.
+// whether the project file is trusted. Under sudo the files are read with
+// the user's file-system identity (see User.Do): a config path that is a
+// symlink to /etc/shadow must not be read by root on the user's behalf.
 func Load(p *Paths) (*Loaded, error) {
+	var l *Loaded
+	err := p.User.Do(func() error {
+		var err error
+		l, err = load(p)
+		return err
+	})
+	return l, err
+}
+
+func load(p *Paths) (*Loaded, error) {
 	l := &Loaded{Paths: p}
 	data, err := readIfExists(p.Global)
 	if err != nil {
 		return nil, err
 	}
+	l.GlobalData = data
 	if data != nil {
 		if l.Global, err = policy.Parse(p.Global, data); err != nil {
 			return nil, err

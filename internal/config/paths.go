@@ -64,9 +64,19 @@ func Locate(opts LocateOptions) (*Paths, error) {
 	// Resolve symlinks in the directory (not in the file name) so that the
 	// same project reached through a symlinked path is the same trusted
 	// file, while a .aigate.yaml that is itself a symlink to some other
-	// trusted file is still a different, untrusted path.
-	if r, err := filepath.EvalSymlinks(wd); err == nil {
-		wd = r
+	// trusted file is still a different, untrusted path. Under sudo, the
+	// search is the user's: root must not find (and later read) a project
+	// file in a directory the user cannot search.
+	var project string
+	if err := u.Do(func() error {
+		if r, err := filepath.EvalSymlinks(wd); err == nil {
+			wd = r
+		}
+		var err error
+		project, err = FindProject(wd)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	p := &Paths{
 		User:    u,
@@ -83,10 +93,7 @@ func Locate(opts LocateOptions) (*Paths, error) {
 	} else if p.Global, err = filepath.Abs(expandHome(p.Global, u.Home)); err != nil {
 		return nil, fmt.Errorf("config path: %w", err)
 	}
-	p.Project, err = FindProject(wd)
-	if err != nil {
-		return nil, err
-	}
+	p.Project = project
 	p.ProjectRoot = wd
 	if p.Project != "" {
 		p.ProjectRoot = filepath.Dir(p.Project)

@@ -91,3 +91,14 @@ func sudoUser(env Env) (*User, error) {
 	}
 	return &User{Name: u.Username, Home: u.HomeDir, UID: uid, GID: gid, Sudo: true}, nil
 }
+
+// AsUser is User.Do for a function with a result.
+func AsUser[T any](u *User, fn func() (T, error)) (T, error) {
+	var v T
+	err := u.Do(func() error {
+		var err error
+		v, err = fn()
+		return err
+	})
+	return v, err
+}

@@ -13,22 +13,31 @@ import (
 // either the old file or the new one, never a mix: write a temporary file in
 // the same directory, fsync it, rename it over path, fsync the directory.
 //
-// An existing file keeps its mode and owner; a new one gets perm and, when u
-// came through sudo, is owned by u rather than root. A symlink at path
-// (a dotfiles manager's, say) is kept and its target replaced.
+// An existing file keeps its mode (and, for root acting for itself, its
+// owner); a new one gets perm. A symlink at path (a dotfiles manager's, say)
+// is kept and its target replaced.
+//
+// When u came through sudo all of it runs with u's file-system identity
+// (see User.Do), so the file is u's and nothing the user could not write
+// themselves (a symlink to /etc/shadow, a --config of /etc/sudoers) is
+// written by root.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode, u *User) error {
+	return u.Do(func() error { return writeFileAtomic(path, data, perm, u) })
+}
+
+func writeFileAtomic(path string, data []byte, perm fs.FileMode, u *User) error {
 	if target, err := filepath.EvalSymlinks(path); err == nil {
 		path = target
 	}
+	// Under sudo the file is created with the user's fsuid and is theirs
+	// already; root acting for itself keeps an existing file's owner.
 	uid, gid := -1, -1
-	if u != nil && u.Sudo {
-		uid, gid = u.UID, u.GID
-	}
+	sudo := u != nil && u.Sudo
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil:
 		perm = fi.Mode().Perm()
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !sudo {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
@@ -87,8 +96,12 @@ func syncDir(dir string) error {
 }
 
 // EnsureDir creates dir (mode 0700) if needed, owned by u when running
-// under sudo.
+// under sudo: it is created with u's file-system identity (see User.Do).
 func EnsureDir(dir string, u *User) error {
+	return u.Do(func() error { return ensureDir(dir) })
+}
+
+func ensureDir(dir string) error {
 	if fi, err := os.Stat(dir); err == nil {
 		if !fi.IsDir() {
 			return fmt.Errorf("%s exists and is not a directory", dir)
@@ -97,11 +110,6 @@ func EnsureDir(dir string, u *User) error {
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	if u != nil && u.Sudo && os.Geteuid() == 0 {
-		if err := os.Chown(dir, u.UID, u.GID); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
 	}
 	return nil
 }
