@@ -36,7 +36,8 @@ static __always_inline int deny(__u64 cgroup_id, struct sandbox *sb, __u8 kind, 
 				__u32 rule, const char *path, long dlen)
 {
 	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
-	struct event *e = event_start(cgroup_id, sb, kind, op, rule);
+	struct event *e = event_start(cgroup_id, sb, kind, op,
+				      rule == AIGATE_RULE_UNCHECKED ? 0 : rule);
 
 	if (!e)
 		return verdict;
@@ -52,6 +53,18 @@ static __always_inline int deny(__u64 cgroup_id, struct sandbox *sb, __u8 kind, 
 	return verdict;
 }
 
+/*
+ * verdict_rule is the rule a program denies with (0: allow): rule, unless
+ * another task overwrote the scratch buffer while rule was computed from it;
+ * then nothing is known and it denies.
+ */
+static __always_inline __u32 verdict_rule(struct scratch *s, __u32 rule)
+{
+	if (!rule && scratch_clobbered(s))
+		return AIGATE_RULE_UNCHECKED;
+	return rule;
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(aigate_file_open, struct file *file)
 {
@@ -60,7 +73,7 @@ int BPF_PROG(aigate_file_open, struct file *file)
 
 	if (!sb)
 		return 0;
-	struct scratch *s = get_scratch();
+	struct scratch *s = claim_scratch();
 	if (!s)
 		return 0;
 
@@ -85,6 +98,7 @@ int BPF_PROG(aigate_file_open, struct file *file)
 		op = AIGATE_OP_WRITE;
 		rule = match_file(s, d, mnt, wset);
 	}
+	rule = verdict_rule(s, rule);
 	if (!rule)
 		return 0;
 	return deny(cgroup_id, sb, AIGATE_KIND_FILE, op, rule, s->full, dlen);
@@ -150,7 +164,7 @@ int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
 
 	if (!sb)
 		return 0;
-	struct scratch *s = get_scratch();
+	struct scratch *s = claim_scratch();
 	if (!s)
 		return 0;
 	__u32 set = rule_set(sb->policy_id, AIGATE_ACCESS_EXEC);
@@ -168,6 +182,7 @@ int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
 	__u32 rule = match_file(s, d, mnt, set);
 	if (!rule)
 		rule = match_filename(s, BPF_CORE_READ(bprm, filename), set, kinds);
+	rule = verdict_rule(s, rule);
 	if (!rule)
 		return 0;
 	return deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, s->full, dlen);
@@ -184,7 +199,7 @@ int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
 static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct dentry *d,
 				  struct vfsmount *mnt)
 {
-	struct scratch *s = get_scratch();
+	struct scratch *s = claim_scratch();
 
 	if (!s || !d || !mnt)
 		return 0;
@@ -199,6 +214,7 @@ static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct de
 	__u32 rule = match_file(s, d, mnt, wset);
 	if (!rule)
 		rule = match_file(s, d, mnt, rset);
+	rule = verdict_rule(s, rule);
 	if (!rule)
 		return 0;
 	return deny(cgroup_id, sb, AIGATE_KIND_FILE, AIGATE_OP_WRITE, rule, built_path(s), len);
@@ -292,6 +308,46 @@ int BPF_PROG(aigate_path_chown, const struct path *path)
 }
 
 /*
+ * Names that appear without an open: mkdir, symlink, mknod (also a unix
+ * socket's bind, a FIFO, or a regular file with mknod(S_IFREG)). A symlink
+ * planted in a deny_write directory (.git/hooks/pre-commit -> elsewhere)
+ * would otherwise change what runs there without writing a protected file.
+ * dentry is the new name (negative: no inode yet).
+ */
+SEC("lsm/path_mkdir")
+int BPF_PROG(aigate_path_mkdir, const struct path *dir, struct dentry *dentry)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_symlink")
+int BPF_PROG(aigate_path_symlink, const struct path *dir, struct dentry *dentry)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_mknod")
+int BPF_PROG(aigate_path_mknod, const struct path *dir, struct dentry *dentry)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+}
+
+/*
  * socket_create: packet sockets (any type) and raw IPv4/IPv6 sockets write
  * frames no connect or sendmsg check sees. Reported as net connect events
  * naming the socket, as the cgroup sock_create program does; that program
@@ -340,12 +396,13 @@ static __always_inline int check_unix_peer(struct sock *peer)
 		return 0;
 	if (peer_inside(peer, cgroup_id))
 		return 0;
-	struct scratch *s = get_scratch();
+	struct scratch *s = claim_scratch();
 	if (!s)
 		return 0;
 	long len;
 	bool abstract;
-	if (unix_peer_allowed(s, peer, rule_set(sb->policy_id, AIGATE_ACCESS_UNIX), &len, &abstract))
+	if (unix_peer_allowed(s, peer, rule_set(sb->policy_id, AIGATE_ACCESS_UNIX), &len, &abstract) &&
+	    !scratch_clobbered(s))
 		return 0;
 
 	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;

@@ -38,8 +38,20 @@
 #define AIGATE_DPATH_MAX 4096
 /* Bytes of a name kept in a key, NUL included: names are at most 126 bytes. */
 #define AIGATE_NAME_MAX 128
-/* Path components walked for Names and directory inodes, from the leaf up. */
-#define AIGATE_WALK_DEPTH 40
+/*
+ * Path components walked for Names and directory inodes, from the leaf up,
+ * and by build_path. bpf_loop makes the bound a run-time cost only (paid by
+ * paths that deep); a walk that does not reach the root within it cannot
+ * rule out a denied component above, and denies (AIGATE_RULE_UNCHECKED).
+ * 2048 components is the deepest path d_path can still name in 4096 bytes.
+ */
+#define AIGATE_WALK_DEPTH 2048
+/*
+ * A rule id the loader never assigns (policy.RuleID 0 is never valid):
+ * match_file's answer when it could not check the file, which denies. Events
+ * report it as rule 0.
+ */
+#define AIGATE_RULE_UNCHECKED 0xffffffffU
 /*
  * build_path writes a path into full[..AIGATE_BUILD_END), from the end. It
  * stops 256 bytes short of the buffer's end so that the verifier can see
@@ -76,8 +88,16 @@ struct inode_key {
 	__u32 set;
 };
 
-/* Per-CPU scratch: too big for the 512-byte BPF stack. */
+/*
+ * Per-CPU scratch: too big for the 512-byte BPF stack. LSM programs run
+ * with migration disabled but, on a preemptible kernel (preempt=full or
+ * lazy), not with preemption disabled: another task's program can run on
+ * this CPU in the middle of ours and overwrite the buffer. owner (the
+ * pid_tgid of the program that claimed it) tells the first program that
+ * its keys may have been replaced, and it then denies (scratch_clobbered).
+ */
 struct scratch {
+	__u64 owner;
 	struct path_key path;
 	struct name_key name;  /* final component, for Names and NamePrefix */
 	struct name_key rname; /* final component reversed, for NameSuffix */
@@ -165,6 +185,26 @@ static __always_inline struct scratch *get_scratch(void)
 	return bpf_map_lookup_elem(&scratch_map, &zero);
 }
 
+/* claim_scratch is get_scratch for a program's first use: it takes ownership. */
+static __always_inline struct scratch *claim_scratch(void)
+{
+	struct scratch *s = get_scratch();
+
+	if (s)
+		s->owner = bpf_get_current_pid_tgid();
+	return s;
+}
+
+/*
+ * scratch_clobbered reports whether another task claimed s since this one
+ * did: what was matched may then be the other task's path. Checked after
+ * the last map lookup made from s.
+ */
+static __always_inline bool scratch_clobbered(struct scratch *s)
+{
+	return s->owner != bpf_get_current_pid_tgid();
+}
+
 static __always_inline __u32 lookup_rule(void *map, const void *key)
 {
 	__u32 *rule = bpf_map_lookup_elem(map, key);
@@ -203,6 +243,7 @@ struct walk_state {
 	__u32 set;
 	__u32 kinds;
 	__u32 rule;
+	__u32 done; /* reached the root */
 };
 
 /* walk_step checks one component for match_walk (a bpf_loop callback). */
@@ -236,15 +277,19 @@ static long walk_step(__u32 i, void *arg)
 	struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
 	if (d == root) {
 		struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
-		if (parent == mnt || !parent)
+		if (parent == mnt || !parent) {
+			w->done = 1;
 			return 1;
+		}
 		w->d = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = (__u64)parent;
 		return 0;
 	}
 	struct dentry *up = BPF_CORE_READ(d, d_parent);
-	if (up == d || !up)
+	if (up == d || !up) {
+		w->done = 1;
 		return 1;
+	}
 	w->d = (__u64)up;
 	return 0;
 }
@@ -255,7 +300,9 @@ static long walk_step(__u32 i, void *arg)
  * mount's root it continues at the mount point, so names of mount points
  * count like d_path's components; in a chroot it walks past the chroot's
  * root, which can only add denials. bpf_loop keeps the verifier's work to
- * one pass over the step instead of one per level.
+ * one pass over the step instead of one per level. A walk that stops short
+ * of the root (deeper than AIGATE_WALK_DEPTH) answers AIGATE_RULE_UNCHECKED:
+ * a Names rule may sit above where it stopped.
  */
 static __always_inline __u32 match_walk(struct scratch *s, struct dentry *d, struct vfsmount *vmnt,
 					__u32 set, __u32 kinds)
@@ -268,6 +315,8 @@ static __always_inline __u32 match_walk(struct scratch *s, struct dentry *d, str
 	};
 
 	bpf_loop(AIGATE_WALK_DEPTH, walk_step, &w, 0);
+	if (!w.rule && !w.done)
+		return AIGATE_RULE_UNCHECKED;
 	return w.rule;
 }
 
@@ -475,13 +524,16 @@ static __always_inline __u32 match_path(struct scratch *s, __u32 set)
 
 /*
  * match_file runs every rule kind of set against the file at (d, mnt). The
- * caller has loaded s->path (d_path) and the leaf names.
+ * caller has loaded s->path (d_path) and the leaf names. A set with Paths
+ * rules and a path that could not be loaded (d_path's ENAMETOOLONG beyond
+ * 4096 bytes, build_path's limits) answers AIGATE_RULE_UNCHECKED unless
+ * another rule matches: the path may lie beneath a denied one.
  */
 static __noinline __u32 match_file(struct scratch *s, struct dentry *d, struct vfsmount *mnt,
 				   __u32 set)
 {
 	__u32 kinds = set_kinds(set);
-	__u32 rule;
+	__u32 rule, unchecked = 0;
 
 	if (!kinds)
 		return 0;
@@ -491,6 +543,8 @@ static __noinline __u32 match_file(struct scratch *s, struct dentry *d, struct v
 			return rule;
 	}
 	if (kinds & AIGATE_SET_PATHS) {
+		if (!s->path.prefixlen)
+			unchecked = AIGATE_RULE_UNCHECKED;
 		rule = match_path(s, set);
 		if (rule)
 			return rule;
@@ -499,8 +553,8 @@ static __noinline __u32 match_file(struct scratch *s, struct dentry *d, struct v
 	if (rule)
 		return rule;
 	if (kinds & (AIGATE_SET_NAMES | AIGATE_SET_DIR_INODES))
-		return match_walk(s, d, mnt, set, kinds);
-	return 0;
+		rule = match_walk(s, d, mnt, set, kinds);
+	return rule ? rule : unchecked;
 }
 
 #endif /* AIGATE_PATHMATCH_H */

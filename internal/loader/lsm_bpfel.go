@@ -63,6 +63,7 @@ type lsmSandbox struct {
 
 type lsmScratch struct {
 	_     structs.HostLayout
+	Owner uint64
 	Path  lsmPathKey
 	Name  lsmNameKey
 	Rname lsmNameKey
@@ -93,8 +94,11 @@ const (
 	lsmProgAigatePathChmod         = "aigate_path_chmod"
 	lsmProgAigatePathChown         = "aigate_path_chown"
 	lsmProgAigatePathLink          = "aigate_path_link"
+	lsmProgAigatePathMkdir         = "aigate_path_mkdir"
+	lsmProgAigatePathMknod         = "aigate_path_mknod"
 	lsmProgAigatePathRename        = "aigate_path_rename"
 	lsmProgAigatePathRmdir         = "aigate_path_rmdir"
+	lsmProgAigatePathSymlink       = "aigate_path_symlink"
 	lsmProgAigatePathTruncate      = "aigate_path_truncate"
 	lsmProgAigatePathUnlink        = "aigate_path_unlink"
 	lsmProgAigateSocketCreate      = "aigate_socket_create"
@@ -154,8 +158,11 @@ type lsmProgramSpecs struct {
 	AigatePathChmod         *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
 	AigatePathChown         *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
 	AigatePathLink          *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
+	AigatePathMkdir         *ebpf.ProgramSpec `ebpf:"aigate_path_mkdir"`
+	AigatePathMknod         *ebpf.ProgramSpec `ebpf:"aigate_path_mknod"`
 	AigatePathRename        *ebpf.ProgramSpec `ebpf:"aigate_path_rename"`
 	AigatePathRmdir         *ebpf.ProgramSpec `ebpf:"aigate_path_rmdir"`
+	AigatePathSymlink       *ebpf.ProgramSpec `ebpf:"aigate_path_symlink"`
 	AigatePathTruncate      *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
 	AigatePathUnlink        *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
 	AigateSocketCreate      *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
@@ -260,8 +267,11 @@ type lsmPrograms struct {
 	AigatePathChmod         *ebpf.Program `ebpf:"aigate_path_chmod"`
 	AigatePathChown         *ebpf.Program `ebpf:"aigate_path_chown"`
 	AigatePathLink          *ebpf.Program `ebpf:"aigate_path_link"`
+	AigatePathMkdir         *ebpf.Program `ebpf:"aigate_path_mkdir"`
+	AigatePathMknod         *ebpf.Program `ebpf:"aigate_path_mknod"`
 	AigatePathRename        *ebpf.Program `ebpf:"aigate_path_rename"`
 	AigatePathRmdir         *ebpf.Program `ebpf:"aigate_path_rmdir"`
+	AigatePathSymlink       *ebpf.Program `ebpf:"aigate_path_symlink"`
 	AigatePathTruncate      *ebpf.Program `ebpf:"aigate_path_truncate"`
 	AigatePathUnlink        *ebpf.Program `ebpf:"aigate_path_unlink"`
 	AigateSocketCreate      *ebpf.Program `ebpf:"aigate_socket_create"`
@@ -276,8 +286,11 @@ func (p *lsmPrograms) Close() error {
 		p.AigatePathChmod,
 		p.AigatePathChown,
 		p.AigatePathLink,
+		p.AigatePathMkdir,
+		p.AigatePathMknod,
 		p.AigatePathRename,
 		p.AigatePathRmdir,
+		p.AigatePathSymlink,
 		p.AigatePathTruncate,
 		p.AigatePathUnlink,
 		p.AigateSocketCreate,

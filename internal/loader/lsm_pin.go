@@ -81,6 +81,9 @@ func (o *lsmObjects) programs() map[string]*ebpf.Program {
 		"path_link":     o.AigatePathLink,
 		"path_chmod":    o.AigatePathChmod,
 		"path_chown":    o.AigatePathChown,
+		"path_mkdir":    o.AigatePathMkdir,
+		"path_symlink":  o.AigatePathSymlink,
+		"path_mknod":    o.AigatePathMknod,
 		"socket_create": o.AigateSocketCreate,
 		"unix_connect":  o.AigateUnixStreamConnect,
 		"unix_may_send": o.AigateUnixMaySend,
@@ -462,5 +465,6 @@ func (l *LSM) unpinAll() error {
 var lsmProgramOrder = []string{
 	"file_open", "bprm_check",
 	"path_truncate", "path_unlink", "path_rmdir", "path_rename", "path_link", "path_chmod", "path_chown",
+	"path_mkdir", "path_symlink", "path_mknod",
 	"socket_create", "unix_connect", "unix_may_send",
 }
