@@ -103,7 +103,7 @@ func TestLSMNewNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	sb := addSandbox(t, l, compiled(
-		ruleSpec{policy.AccessWrite, "names", ".git"},       // 1
+		ruleSpec{policy.AccessWrite, "names", ".git"},        // 1
 		ruleSpec{policy.AccessWrite, "paths", dir + "/conf"}, // 2
 		ruleSpec{policy.AccessRead, "paths", dir + "/ssh"},   // 3
 	), policy.ModeEnforce)
