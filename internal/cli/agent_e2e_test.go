@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,26 +48,8 @@ type agentWorld struct {
 	proj    string
 
 	agent    *exec.Cmd
-	agentLog *syncBuf
+	agentLog *testutil.SyncBuffer
 	agentEnd chan error
-}
-
-// syncBuf collects a process's output while the test reads it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func mustRun(t *testing.T, name string, args ...string) {
@@ -147,7 +128,7 @@ func newAgentWorld(t *testing.T) *agentWorld {
 
 func (w *agentWorld) startAgent(t *testing.T, group string) {
 	t.Helper()
-	w.agentLog = &syncBuf{}
+	w.agentLog = &testutil.SyncBuffer{}
 	w.agent = exec.Command(w.bin, "--log-level", "debug", "agent", "--socket", w.sock,
 		"--metrics-addr", w.metrics, "--backend", "fanotify", "--group", group)
 	w.agent.Stderr = w.agentLog
@@ -255,7 +236,7 @@ func TestE2EAgentUnprivilegedRun(t *testing.T) {
 	w := newAgentWorld(t)
 	env := filepath.Join(w.proj, ".env")
 
-	var watchErr syncBuf
+	var watchErr testutil.SyncBuffer
 	watch := w.asUser(exec.Command(w.bin, "watch", "--json"))
 	watch.Stderr = &watchErr
 	stdout, err := watch.StdoutPipe()
@@ -343,12 +324,12 @@ func runWithContext(ctx context.Context, cmd *exec.Cmd) error {
 
 // startHeld starts, as the user, a run whose command leaves a background
 // process (its pid in bg.pid) and then waits; it returns once both run.
-func (w *agentWorld) startHeld(t *testing.T) (run *exec.Cmd, waited chan error, bgPid int, stderr *syncBuf) {
+func (w *agentWorld) startHeld(t *testing.T) (run *exec.Cmd, waited chan error, bgPid int, stderr *testutil.SyncBuffer) {
 	t.Helper()
 	pidFile, ready := filepath.Join(w.proj, "bg.pid"), filepath.Join(w.proj, "ready")
 	os.Remove(pidFile)
 	os.Remove(ready)
-	stderr = &syncBuf{}
+	stderr = &testutil.SyncBuffer{}
 	run = w.asUser(exec.Command(w.bin, "run", "--", "sh", "-c",
 		"sleep 600 & echo $! > "+pidFile+"; touch "+ready+"; wait"))
 	run.Stderr = stderr
@@ -358,7 +339,7 @@ func (w *agentWorld) startHeld(t *testing.T) (run *exec.Cmd, waited chan error, 
 	t.Cleanup(func() { _ = run.Process.Kill() })
 	waited = make(chan error, 1)
 	go func() { waited <- run.Wait() }()
-	waitForFile(t, ready, waited, &bytes.Buffer{})
+	testutil.WaitForFile(t, ready, 20*time.Second, waited, &bytes.Buffer{})
 	data, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatal(err)
@@ -493,7 +474,7 @@ func TestE2ESudoRun(t *testing.T) {
 		ln.Close()
 		ready := filepath.Join(w.proj, "ready-emb")
 		os.Remove(ready)
-		var errOut syncBuf
+		var errOut testutil.SyncBuffer
 		run := w.asSudo(exec.Command(w.bin, "run", "--metrics-addr", "", "--", "sh", "-c", "touch "+ready+"; exec sleep 600"), sock)
 		run.Stderr = &errOut
 		if err := run.Start(); err != nil {
@@ -502,7 +483,7 @@ func TestE2ESudoRun(t *testing.T) {
 		t.Cleanup(func() { _ = run.Process.Kill() })
 		waited := make(chan error, 1)
 		go func() { waited <- run.Wait() }()
-		waitForFile(t, ready, waited, &bytes.Buffer{})
+		testutil.WaitForFile(t, ready, 20*time.Second, waited, &bytes.Buffer{})
 
 		c := api.NewClient(sock)
 		ctx := context.Background()

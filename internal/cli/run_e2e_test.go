@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,21 +83,4 @@ func assertNoSandboxOf(t *testing.T, pid int) {
 // package until go test's own timeout.
 func runBounded(cmd *exec.Cmd) error {
 	return e2e.RunBounded(cmd, 90*time.Second)
-}
-
-func waitForFile(t *testing.T, path string, exited <-chan error, log *bytes.Buffer) {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("aigate exited early (%v):\n%s", err, log.String())
-		case <-deadline:
-			t.Fatalf("%s did not appear:\n%s", path, log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 const maskTestKey = "sk-abcdefghijklmnopqrstuvwxyz123456"
@@ -113,7 +115,7 @@ func TestE2ERunMaskPTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
-	out := &syncBuf{}
+	out := &testutil.SyncBuffer{}
 	copied := make(chan struct{})
 	go func() {
 		buf := make([]byte, 4096)

@@ -5,8 +5,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,11 +14,11 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
-	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/testutil"
+	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 )
 
 // statusBackend enforces nothing; like backend.Composite it says how each
@@ -58,32 +56,13 @@ func (b *statusBackend) NetStatus(id uint32) (egress.Status, bool) {
 // startStatusAgent runs a real agent with the fake backend on real cgroups.
 func startStatusAgent(t *testing.T) (*statusBackend, string) {
 	t.Helper()
-	testutil.RequireRoot(t)
-	root, err := cgroup.Mountpoint()
-	if err != nil {
-		testutil.SkipUnlessKernel(t, err.Error())
-	}
-	parent := fmt.Sprintf("aigate-cli-status-test-%d", os.Getpid())
+	parent, _ := testcgroup.Parent(t, "aigate-cli-status-test")
 	be := &statusBackend{added: map[uint32]enforce.Sandbox{}, ch: make(chan events.Event, 16)}
 	a, err := agent.New(agent.Config{Backend: be, Socket: filepath.Join(t.TempDir(), "aigate.sock"), Parent: parent, Build: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-		if err := a.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := os.Remove(filepath.Join(root, parent)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("remove parent cgroup: %v", err)
-		}
-	})
+	testutil.Serve(t, a.Serve, a.Close)
 	return be, a.Socket()
 }
 
