@@ -42,6 +42,7 @@ func init() {
 //	tcp ADDR:PORT       listen on the address if it is local, then connect
 //	udp ADDR:PORT       connect a UDP socket
 //	sendto ADDR:PORT    sendto on an unconnected UDP socket
+//	tfo ADDR:PORT       sendto(MSG_FASTOPEN) on a fresh TCP socket
 //	sub                 move into the cgroup whose cgroup.procs is fd 3 (ip
 //	                    netns exec remounts /sys, hiding the cgroup tree)
 //	bench OP ADDR N     N connects (udp) or sendtos, prints the ns per call
@@ -101,7 +102,7 @@ func netHelperOp(args []string) (string, error) {
 		return "", err
 	}
 	switch args[0] {
-	case "tcp", "udp", "sendto":
+	case "tcp", "udp", "sendto", "tfo":
 	case "dnsudp", "dnssendto", "dnstcp":
 		return strconv.Itoa(int(dnsOp(args[0], dst))), nil
 	case "hold":
@@ -150,7 +151,7 @@ func sockOp(op string, dst netip.AddrPort) unix.Errno {
 	}
 	sa, fam := sockaddr(dst)
 	typ := unix.SOCK_DGRAM
-	if op == "tcp" {
+	if op == "tcp" || op == "tfo" {
 		typ = unix.SOCK_STREAM
 	}
 	fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, 0)
@@ -158,9 +159,13 @@ func sockOp(op string, dst netip.AddrPort) unix.Errno {
 		return err.(unix.Errno) + 1000
 	}
 	defer unix.Close(fd)
-	if op == "sendto" {
+	switch op {
+	case "sendto":
 		err = unix.Sendto(fd, []byte("x"), 0, sa)
-	} else {
+	case "tfo":
+		// TCP Fast Open connects inside sendto: connect4/6 must see it.
+		err = unix.Sendto(fd, []byte("x"), unix.MSG_FASTOPEN, sa)
+	default:
 		err = unix.Connect(fd, sa)
 	}
 	if err == nil {
