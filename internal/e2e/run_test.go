@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // These scenarios use the built-in default policy (written by aigate
@@ -205,7 +207,7 @@ func TestE2ESignals(t *testing.T) {
 		w.defaults()
 		marker, ready := filepath.Join(w.proj, "got-term"), filepath.Join(w.proj, "ready")
 		cmd := w.runCmd(nil, "sh", "-c", `trap 'echo term > `+marker+`; exit 42' TERM; touch `+ready+`; while :; do sleep 0.05; done`)
-		var stderr syncBuf
+		var stderr testutil.SyncBuffer
 		cmd.Stderr = &stderr
 		// Its own process group, so nothing aimed at the test's reaches it.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -216,7 +218,7 @@ func TestE2ESignals(t *testing.T) {
 		t.Cleanup(func() { cmd.Process.Kill() })
 		waited := make(chan error, 1)
 		go func() { waited <- WaitBounded(cmd, runLimit) }()
-		waitFor(t, ready, waited, &stderr)
+		testutil.WaitForFile(t, ready, runLimit, waited, &stderr)
 		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
@@ -253,7 +255,7 @@ func TestE2EPTY(t *testing.T) {
 		}
 		defer tty.Close()
 		t.Cleanup(func() { cmd.Process.Kill() })
-		var out syncBuf
+		var out testutil.SyncBuffer
 		copied := make(chan struct{})
 		go func() {
 			// Reading the master ends with EIO once every slave is closed.
@@ -314,22 +316,4 @@ func TestE2EBackgroundKilled(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
-}
-
-// waitFor waits until path exists, failing when the run ends first.
-func waitFor(t *testing.T, path string, exited <-chan error, log *syncBuf) {
-	t.Helper()
-	deadline := time.After(runLimit)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("aigate exited early (%v):\n%s", err, log.String())
-		case <-deadline:
-			t.Fatalf("%s did not appear:\n%s", path, log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

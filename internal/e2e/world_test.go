@@ -263,7 +263,7 @@ func (w *world) run(flags []string, argv ...string) result {
 	w.t.Helper()
 	os.Remove(w.events)
 	cmd := w.runCmd(flags, argv...)
-	var stdout, stderr syncBuf
+	var stdout, stderr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if os.Getenv("AIGATE_E2E_LOG_LEVEL") != "" {
@@ -285,8 +285,8 @@ func (w *world) run(flags []string, argv ...string) result {
 type held struct {
 	w      *world
 	cmd    *exec.Cmd
-	stdout syncBuf
-	stderr syncBuf
+	stdout testutil.SyncBuffer
+	stderr testutil.SyncBuffer
 	waited chan error
 	ready  string
 	goFile string
@@ -453,24 +453,6 @@ func (w *world) processes() []int {
 		}
 	}
 	return mine
-}
-
-// syncBuf collects a process's output while the test reads it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
