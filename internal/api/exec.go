@@ -81,6 +81,10 @@ func runHelper(path string) int {
 		fmt.Fprintf(os.Stderr, "aigate: set no_new_privs: %v\n", err)
 		return helperExitNoGo
 	}
+	if err := denyTerminalInjection(); err != nil {
+		fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
+		return helperExitNoGo
+	}
 	err = syscall.Exec(path, os.Args, env)
 	fmt.Fprintf(os.Stderr, "aigate: exec %s: %v\n", path, err)
 	if errors.Is(err, os.ErrNotExist) {
