@@ -35,25 +35,11 @@ denies itself is removed; a rule the global config denies is cancelled with
 an allow_read/allow_write/allow_exec entry. Entries that loosen the policy
 in a project file apply only once the file is trusted: when you edit a file
 you had trusted, your edit stays trusted; otherwise run "aigate trust".`,
-		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := kindArg("allow", args)
-			return err
-		},
 	}
-	cmd.PersistentFlags().BoolVar(&opts.project, "project", false, "edit the project's .aigate.yaml instead of the global config")
-	cmd.PersistentFlags().BoolVar(&opts.dryRun, "dry-run", false, "show the change as a diff and write nothing")
-	for _, kind := range []string{"read", "write", "exec"} {
-		cmd.AddCommand(&cobra.Command{
-			Use:   kind + " PATTERN...",
-			Short: fmt.Sprintf("Stop denying patterns in deny_%s", kind),
-			Args:  cobra.MinimumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				opts.kind, opts.args = kind, args
-				return runAllow(opts)
-			},
-		})
-	}
+	addRuleCommands(cmd, "allow", &opts.project, &opts.dryRun, "Stop denying patterns in deny_%s", func(kind string, args []string) error {
+		opts.kind, opts.args = kind, args
+		return runAllow(opts)
+	})
 	netCmd := &cobra.Command{
 		Use:   "net (DOMAIN...|--all)",
 		Short: "Add destinations to allow_net, or set net: allow with --all",

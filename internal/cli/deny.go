@@ -36,25 +36,11 @@ Patterns: a name (.env), a name glob with one * at the start or end (*.pem,
 id_rsa*), a path relative to the project root (config/prod.yaml), a path in
 your home (~/.ssh/) or an absolute path. A trailing / means a directory and
 everything in it. Quote globs so that the shell leaves them alone.`,
-		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := kindArg("deny", args)
-			return err
-		},
 	}
-	cmd.PersistentFlags().BoolVar(&opts.project, "project", false, "edit the project's .aigate.yaml instead of the global config")
-	cmd.PersistentFlags().BoolVar(&opts.dryRun, "dry-run", false, "show the change as a diff and write nothing")
-	for _, kind := range []string{"read", "write", "exec"} {
-		cmd.AddCommand(&cobra.Command{
-			Use:   kind + " PATTERN...",
-			Short: fmt.Sprintf("Add patterns to deny_%s", kind),
-			Args:  cobra.MinimumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				opts.kind, opts.args = kind, args
-				return runDeny(opts)
-			},
-		})
-	}
+	addRuleCommands(cmd, "deny", &opts.project, &opts.dryRun, "Add patterns to deny_%s", func(kind string, args []string) error {
+		opts.kind, opts.args = kind, args
+		return runDeny(opts)
+	})
 	netCmd := &cobra.Command{
 		Use:   "net [DOMAIN...]",
 		Short: "Set net: deny; --except adds allowed destinations, arguments remove them from allow_net",

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -19,6 +21,31 @@ func kindArg(cmd string, args []string) (string, error) {
 		return "", usageErrorf("%s %q: want read, write, exec or net", cmd, args[0])
 	}
 	return args[0], nil
+}
+
+// addRuleCommands gives deny or allow (cmd, named verb) what they share:
+// the --project and --dry-run flags, a check of the kind when it is run
+// without a subcommand, and the read, write and exec subcommands, which
+// call run with their kind and patterns. short says what each does to
+// deny_KIND.
+func addRuleCommands(cmd *cobra.Command, verb string, project, dryRun *bool, short string, run func(kind string, args []string) error) {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		_, err := kindArg(verb, args)
+		return err
+	}
+	cmd.PersistentFlags().BoolVar(project, "project", false, "edit the project's .aigate.yaml instead of the global config")
+	cmd.PersistentFlags().BoolVar(dryRun, "dry-run", false, "show the change as a diff and write nothing")
+	for _, kind := range []string{"read", "write", "exec"} {
+		cmd.AddCommand(&cobra.Command{
+			Use:   kind + " PATTERN...",
+			Short: fmt.Sprintf(short, kind),
+			Args:  cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return run(kind, args)
+			},
+		})
+	}
 }
 
 // checkPatterns validates every pattern before anything is edited, so that
