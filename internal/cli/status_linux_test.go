@@ -5,6 +5,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,7 +57,14 @@ func (b *statusBackend) NetStatus(id uint32) (egress.Status, bool) {
 // startStatusAgent runs a real agent with the fake backend on real cgroups.
 func startStatusAgent(t *testing.T) (*statusBackend, string) {
 	t.Helper()
-	parent, _ := testcgroup.Parent(t, "aigate-cli-status-test")
+	parent, dir := testcgroup.Parent(t, "aigate-cli-status-test")
+	// Runs once the agent has closed, before Parent's kill-and-remove: a
+	// sandbox the agent left behind makes this fail.
+	t.Cleanup(func() {
+		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("remove parent cgroup: %v", err)
+		}
+	})
 	be := &statusBackend{added: map[uint32]enforce.Sandbox{}, ch: make(chan events.Event, 16)}
 	a, err := agent.New(agent.Config{Backend: be, Socket: filepath.Join(t.TempDir(), "aigate.sock"), Parent: parent, Build: "test"})
 	if err != nil {
