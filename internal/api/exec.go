@@ -5,6 +5,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -83,6 +84,18 @@ func runHelper(path string) int {
 	}
 	if err := denyTerminalInjection(); err != nil {
 		fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
+		return helperExitNoGo
+	}
+	// The command gets stdin, stdout and stderr only. aigate's own
+	// descriptors (an embedded agent's fanotify group, BPF maps and links,
+	// its socket) are close-on-exec already; this covers what aigate itself
+	// inherited from whoever started it: a descriptor opened outside the
+	// sandbox (exec 9<~/.ssh/id_rsa in the user's shell, a root service's
+	// files) would reach files the policy denies without an open to check.
+	// Marked close-on-exec rather than closed: the Go runtime may still
+	// hold some of them until the exec.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		fmt.Fprintf(os.Stderr, "aigate: close inherited descriptors: %v\n", err)
 		return helperExitNoGo
 	}
 	err = syscall.Exec(path, os.Args, env)
