@@ -87,13 +87,25 @@ type Listener struct {
 func Listen(path, group string) (*Listener, []string, error) {
 	var notes []string
 	dir := filepath.Dir(path)
+	_, statErr := os.Lstat(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("create socket directory %s: %w", dir, err)
 	}
-	// MkdirAll keeps an existing directory's mode; a world-writable one
-	// would let anyone replace the socket.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("set mode of %s: %w", dir, err)
+	if errors.Is(statErr, os.ErrNotExist) {
+		// Ours: make sure the umask did not narrow it.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("set mode of %s: %w", dir, err)
+		}
+	} else if err := checkSocketDir(dir); err != nil {
+		// Someone else's directory (the path may come from --socket
+		// under sudo): never chmod it, and refuse one that others could
+		// replace the socket in.
+		return nil, nil, err
+	}
+	// The path may name any file (sudo aigate run --socket /etc/passwd):
+	// only a socket left by a dead agent is ours to replace.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != os.ModeSocket {
+		return nil, nil, fmt.Errorf("%s exists and is not a socket: refusing to replace it; choose another --socket", path)
 	}
 	lockPath := path + ".lock"
 	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
@@ -154,6 +166,27 @@ func Listen(path, group string) (*Listener, []string, error) {
 		return fail(fmt.Errorf("move socket into place at %s: %w", path, err))
 	}
 	return &Listener{UnixListener: ln, Path: path, Mode: mode, GID: gid, lock: lock}, notes, nil
+}
+
+// checkSocketDir refuses a directory whose owner is not this process's
+// user or root, or that group or others may write to: they could replace
+// the socket with their own.
+func checkSocketDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if euid := uint32(os.Geteuid()); st.Uid != 0 && st.Uid != euid {
+		return fmt.Errorf("socket directory %s belongs to uid %d: choose a directory of your own or root's", dir, st.Uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("socket directory %s is writable by others (mode %s): anyone could replace the socket; chmod go-w it", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // Close stops listening, removes the socket and releases the lock, in

@@ -1,0 +1,69 @@
+//go:build linux
+
+package api
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestListenRefusesToReplaceANonSocket(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(victim, []byte("root:x:0:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, _, err := Listen(victim, "no-such-group-aigate-test")
+	if err == nil {
+		ln.Close()
+		t.Fatal("Listen replaced a regular file with its socket")
+	}
+	if !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("error %v does not say why", err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "root:x:0:0\n" {
+		t.Errorf("victim now %q, %v", b, err)
+	}
+}
+
+func TestListenLeavesAnExistingDirectoryMode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "private")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ln, _, err := Listen(filepath.Join(dir, "s"), "no-such-group-aigate-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("existing directory chmodded to %s", fi.Mode().Perm())
+	}
+	// A second agent after this one replaces the dead socket: still fine.
+	ln.Close()
+	ln2, _, err := Listen(filepath.Join(dir, "s"), "no-such-group-aigate-test")
+	if err != nil {
+		t.Fatalf("relisten: %v", err)
+	}
+	ln2.Close()
+}
+
+func TestListenRefusesAWorldWritableDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if ln, _, err := Listen(filepath.Join(dir, "s"), "no-such-group-aigate-test"); err == nil {
+		ln.Close()
+		t.Fatal("Listen used a world-writable directory")
+	}
+}
