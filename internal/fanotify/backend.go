@@ -3,6 +3,7 @@
 package fanotify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,10 @@ type Options struct {
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
+	// pruneEvery is how often a sandbox at its directory bound looks for
+	// directories that have gone, which no longer count (rm -rf
+	// node_modules); default 5s.
+	pruneEvery time.Duration
 }
 
 func (o *Options) defaults() {
@@ -69,6 +74,9 @@ func (o *Options) defaults() {
 	if o.EventBuffer <= 0 {
 		o.EventBuffer = 4096
 	}
+	if o.pruneEvery <= 0 {
+		o.pruneEvery = 5 * time.Second
+	}
 }
 
 // Backend enforces file and exec rules with fanotify permission events.
@@ -80,6 +88,7 @@ type Backend struct {
 	cgRoot string
 	guard  *guard
 	marks  *markTable
+	watch  *watcher // nil when the kernel cannot report directory creations
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
@@ -101,6 +110,12 @@ type sandbox struct {
 	*enforce.Sandbox
 	rel  string // cgroup path relative to the cgroup2 mount, as in /proc/PID/cgroup
 	plan *plan
+
+	// mu serialises the plan's growth (grow.go) against Remove.
+	mu          sync.Mutex
+	removed     bool
+	boundWarned bool
+	nextPrune   time.Time
 }
 
 // Open creates the fanotify group, the guard process that fails closed if
@@ -137,6 +152,9 @@ func Open(opts Options) (*Backend, error) {
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
+	}
+	if b.watch, err = newWatcher(); err != nil {
+		b.log.Warn("directories created after a sandbox starts will not be marked: name rules are not enforced in them", zap.Error(err))
 	}
 	b.start()
 	return b, nil
@@ -183,6 +201,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		// in every directory that is marked; say so, don't refuse to run.
 		b.log.Warn("some protected paths could not be examined", zap.String("sandbox", sb.Name), zap.Error(err))
 	}
+	b.stats.truncated(len(p.truncated))
 	for _, root := range p.truncated {
 		b.log.Warn("directory walk stopped at the bound: deeper directories are not marked, name rules there are not enforced",
 			zap.String("root", root), zap.Int("max_walk_dirs", b.opts.MaxWalkDirs))
@@ -194,16 +213,40 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
 	s := &sandbox{Sandbox: sb, rel: rel, plan: p}
+	// Held from before the watcher can find s until its trees are marked
+	// and watched: a directory reported meanwhile waits, then grows them.
+	s.mu.Lock()
 	b.mu.Lock()
 	b.sandboxes[sb.ID] = s
 	b.mu.Unlock()
-	if err := b.marks.add(sb.ID, p, b.anyMatch); err != nil {
+	err = b.marks.add(sb.ID, p, b.anyMatch)
+	if b.watch != nil {
+		// Directories created during the walk above, before these marks,
+		// are not seen; the sandboxed tool has not started yet. (Added
+		// even when marking failed: Remove drops one reference per
+		// tree directory.)
+		var failed int
+		var first error
+		for dir, td := range p.tree {
+			if werr := b.watch.add(dir, td.key.dev, true, false); werr != nil {
+				failed++
+				first = cmp.Or(first, werr)
+			}
+		}
+		if failed > 0 {
+			b.log.Warn("new directories in some marked directories will not be marked", zap.String("sandbox", sb.Name),
+				zap.Int("directories", failed), zap.Error(first))
+		}
+	}
+	dirs, inodes := p.dirs, len(p.inodes)
+	s.mu.Unlock()
+	if err != nil {
 		_ = b.Remove(sb.ID)
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
 	marks, ignored := b.marks.counts()
-	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", p.dirs),
-		zap.Int("inodes", len(p.inodes)), zap.Int("marks", marks), zap.Int("ignore_marks", ignored))
+	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", dirs),
+		zap.Int("inodes", inodes), zap.Int("marks", marks), zap.Int("ignore_marks", ignored))
 	return nil
 }
 
@@ -234,7 +277,15 @@ func (b *Backend) Remove(id uint32) error {
 		return nil // Close released the group and the guard killed the sandbox
 	default:
 	}
+	s.mu.Lock()
+	s.removed = true
 	err := b.marks.remove(id, s.plan)
+	if b.watch != nil {
+		for dir := range s.plan.tree {
+			b.watch.remove(dir)
+		}
+	}
+	s.mu.Unlock()
 	if gerr := b.guard.del(s.CgroupPath); gerr != nil {
 		err = errors.Join(err, gerr)
 	}
@@ -266,6 +317,9 @@ func (b *Backend) Close() error {
 		b.wg.Wait()
 		b.pending.denyAll(b)
 		unix.Close(b.group)
+		if b.watch != nil {
+			b.watch.close()
+		}
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
 		close(b.events)

@@ -97,7 +97,7 @@ func (b *Backend) decide(p *pending) verdict {
 	var st unix.Stat_t
 	var r fileRules
 	if err := unix.Fstat(p.fd, &st); err == nil {
-		r = p.sb.plan.inodes[keyOf(&st)]
+		r = p.sb.plan.rulesOf(keyOf(&st))
 	}
 	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 		v.kind, v.op = events.KindExec, events.OpExec

@@ -95,6 +95,10 @@ func (s *pendingSet) denyAll(b *Backend) {
 
 func (b *Backend) start() {
 	b.wg.Add(2 + b.opts.Workers)
+	if b.watch != nil {
+		b.wg.Add(1)
+		go b.watchLoop()
+	}
 	go b.readLoop()
 	go b.reapLoop()
 	for range b.opts.Workers {

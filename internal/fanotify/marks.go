@@ -86,7 +86,7 @@ func (t *markTable) add(id uint32, p *plan, matches func(string) bool) error {
 		}
 		r[id] = mask
 		want := t.applied[path] | mask
-		if want == t.applied[path] {
+		if want == t.applied[path] && !p.fresh {
 			continue
 		}
 		if err := unix.FanotifyMark(t.group, unix.FAN_MARK_ADD, want, unix.AT_FDCWD, path); err != nil {
@@ -136,7 +136,7 @@ func (t *markTable) remove(id uint32, p *plan) error {
 		have := t.applied[path]
 		if drop := have &^ want; drop != 0 {
 			err := unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE, drop, unix.AT_FDCWD, path)
-			if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOENT) {
+			if err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("remove fanotify mark %s: %w", path, err))
 			}
 		}
@@ -149,6 +149,25 @@ func (t *markTable) remove(id uint32, p *plan) error {
 	return errors.Join(errs...)
 }
 
+// forget drops sandbox id's claim on path without touching the kernel:
+// the path is gone, and its mark went with its inode.
+func (t *markTable) forget(id uint32, path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.refs[path]
+	delete(r, id)
+	var want uint64
+	for _, m := range r {
+		want |= m
+	}
+	if len(r) == 0 {
+		delete(t.refs, path)
+		delete(t.applied, path)
+		return
+	}
+	t.applied[path] = want
+}
+
 func (t *markTable) counts() (marks, ignored int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -156,14 +175,44 @@ func (t *markTable) counts() (marks, ignored int) {
 }
 
 // plan is what one sandbox's policy needs marked, computed without touching
-// the group.
+// the group. After Add it grows as directories appear in its trees
+// (grow.go); the sandbox's mutex serialises that against Remove, and inoMu
+// guards inodes, which the decision workers read.
 type plan struct {
 	marks     map[string]uint64
+	inoMu     sync.RWMutex
 	inodes    map[inodeKey]fileRules // rules by inode: catch hard links and other paths
 	protected map[inodeKey]string
 	unrelated map[inodeKey]string // regular files in marked directories that no rule matches
+	tree      map[string]treeDir  // directories marked by a walk: new subdirectories join the tree
 	dirs      int
 	truncated []string // walks that stopped at the bound
+	fresh     bool     // directories just created: mark even where the table says marked (an old inode at the same path)
+}
+
+// treeDir is a directory marked by a walk: the mask its new subdirectories
+// get, and its inode, so that a directory re-created at the same path is
+// told apart from the one that was marked.
+type treeDir struct {
+	mask uint64
+	key  inodeKey
+}
+
+func newPlanMaps() *plan {
+	return &plan{
+		marks:     map[string]uint64{},
+		inodes:    map[inodeKey]fileRules{},
+		protected: map[inodeKey]string{},
+		unrelated: map[inodeKey]string{},
+		tree:      map[string]treeDir{},
+	}
+}
+
+// rulesOf returns the rules that protect inode key.
+func (p *plan) rulesOf(key inodeKey) fileRules {
+	p.inoMu.RLock()
+	defer p.inoMu.RUnlock()
+	return p.inodes[key]
 }
 
 // planner walks the trees a policy needs, within bounds.
@@ -177,12 +226,7 @@ type planner struct {
 // trees where name rules (".env", "*.pem") are looked for; execDirs where
 // exec name rules are resolved.
 func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs int) (*plan, error) {
-	pl := &planner{c: c, maxDirs: maxDirs, p: &plan{
-		marks:     map[string]uint64{},
-		inodes:    map[inodeKey]fileRules{},
-		protected: map[inodeKey]string{},
-		unrelated: map[inodeKey]string{},
-	}}
+	pl := &planner{c: c, maxDirs: maxDirs, p: newPlanMaps()}
 	// Protected paths that exist: files by inode, directories as trees.
 	sets := []struct {
 		set  policy.FileSet
@@ -248,35 +292,47 @@ func (pl *planner) walk(root string, mask uint64) {
 			}
 			pl.p.dirs++
 		}
-		dmask := mask | unix.FAN_EVENT_ON_CHILD
-		if r := pl.rules(dir); r.read != 0 {
-			// Listing a denied directory is an open too (the LSM backend
-			// refuses it in file_open); FAN_ONDIR reports it.
-			dmask |= unix.FAN_OPEN_PERM | unix.FAN_ONDIR
-		}
-		pl.p.marks[dir] |= dmask
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range entries {
-			path := filepath.Join(dir, e.Name())
-			switch t := e.Type(); {
-			case t.IsDir():
-				queue = append(queue, path)
-			case t.IsRegular():
-				pl.file(path)
-			case t&fs.ModeSymlink != 0:
-				// The open reaches the target; protect the target's inode
-				// when its real path is denied.
-				if real, err := filepath.EvalSymlinks(path); err == nil {
-					if r := pl.rules(real); r.any() {
-						pl.file(real)
-					}
+		queue = append(queue, pl.visit(dir, mask)...)
+	}
+}
+
+// visit marks one directory of a tree walked with mask and records its
+// entries; it returns the subdirectories.
+func (pl *planner) visit(dir string, mask uint64) []string {
+	dmask := mask | unix.FAN_EVENT_ON_CHILD
+	if r := pl.rules(dir); r.read != 0 {
+		// Listing a denied directory is an open too (the LSM backend
+		// refuses it in file_open); FAN_ONDIR reports it.
+		dmask |= unix.FAN_OPEN_PERM | unix.FAN_ONDIR
+	}
+	pl.p.marks[dir] |= dmask
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err == nil {
+		pl.p.tree[dir] = treeDir{mask: mask | pl.p.tree[dir].mask, key: keyOf(&st)}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var subdirs []string
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		switch t := e.Type(); {
+		case t.IsDir():
+			subdirs = append(subdirs, path)
+		case t.IsRegular():
+			pl.file(path)
+		case t&fs.ModeSymlink != 0:
+			// The open reaches the target; protect the target's inode
+			// when its real path is denied.
+			if real, err := filepath.EvalSymlinks(path); err == nil {
+				if r := pl.rules(real); r.any() {
+					pl.file(real)
 				}
 			}
 		}
 	}
+	return subdirs
 }
 
 // file records a regular file: protected by inode when a rule matches its

@@ -30,6 +30,21 @@ type Health struct {
 	Timeouts  uint64 // sandboxed opens denied because no verdict came in time
 	Overloads uint64 // sandboxed opens denied because every worker was busy
 	Overflows uint64 // queue overflow notices (should stay 0: unlimited queue)
+
+	// Watching says whether directories created after Add are marked
+	// (the directory watcher started; it needs Linux 5.9).
+	Watching bool
+	// GrownDirs counts the directory marks set after Add because a
+	// directory appeared in a marked tree (mkdir, git clone, tar x, mv).
+	GrownDirs uint64
+	// UnmarkedDirs counts new directories left unmarked because their
+	// sandbox had reached MaxWalkDirs: name rules are not enforced in them.
+	UnmarkedDirs uint64
+	// TruncatedWalks counts walks at Add that stopped at MaxWalkDirs.
+	TruncatedWalks uint64
+	// WatchOverflows counts overflows of the watcher's queue; each one
+	// makes aigate scan the marked trees for directories it missed.
+	WatchOverflows uint64
 }
 
 func (c *counters) violation(k events.Kind, op events.Op, audit bool) {
@@ -45,6 +60,11 @@ func (c *counters) dropped()  { c.mu.Lock(); c.drops++; c.mu.Unlock() }
 func (c *counters) timeout()  { c.mu.Lock(); c.health.Timeouts++; c.mu.Unlock() }
 func (c *counters) overload() { c.mu.Lock(); c.health.Overloads++; c.mu.Unlock() }
 func (c *counters) overflow() { c.mu.Lock(); c.health.Overflows++; c.mu.Unlock() }
+
+func (c *counters) grownDir()       { c.mu.Lock(); c.health.GrownDirs++; c.mu.Unlock() }
+func (c *counters) unmarkedDir()    { c.mu.Lock(); c.health.UnmarkedDirs++; c.mu.Unlock() }
+func (c *counters) truncated(n int) { c.mu.Lock(); c.health.TruncatedWalks += uint64(n); c.mu.Unlock() }
+func (c *counters) watchOverflow()  { c.mu.Lock(); c.health.WatchOverflows++; c.mu.Unlock() }
 
 func (c *counters) snapshot() enforce.Stats {
 	c.mu.Lock()
@@ -70,5 +90,7 @@ func (c *counters) snapshot() enforce.Stats {
 func (b *Backend) Health() Health {
 	b.stats.mu.Lock()
 	defer b.stats.mu.Unlock()
-	return b.stats.health
+	h := b.stats.health
+	h.Watching = b.watch != nil
+	return h
 }
