@@ -50,6 +50,8 @@ type Options struct {
 	// directories that have gone, which no longer count (rm -rf
 	// node_modules); default 5s.
 	pruneEvery time.Duration
+	// noWatch, for benchmarks, leaves the directory watcher off.
+	noWatch bool
 }
 
 func (o *Options) defaults() {
@@ -153,7 +155,9 @@ func Open(opts Options) (*Backend, error) {
 		unix.Close(b.wake[1])
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
 	}
-	if b.watch, err = newWatcher(); err != nil {
+	if opts.noWatch {
+		// no watcher
+	} else if b.watch, err = newWatcher(); err != nil {
 		b.log.Warn("directories created after a sandbox starts will not be marked: name rules are not enforced in them", zap.Error(err))
 	}
 	b.start()
