@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -215,44 +214,4 @@ func TestWriteFileAtomic(t *testing.T) {
 			t.Errorf("temporary file %s left behind", e.Name())
 		}
 	}
-}
-
-func TestWriteFileAtomicUnderSudo(t *testing.T) {
-	base, _, u := sudoHome(t)
-	dir := filepath.Join(base, "home")
-	sub := filepath.Join(dir, ".aigate")
-	if err := EnsureDir(sub, u); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(sub, "config.yaml")
-	if err := WriteFileAtomic(p, []byte("a\n"), 0o644, u); err != nil {
-		t.Fatal(err)
-	}
-	for _, path := range []string{sub, p} {
-		if uid, gid := owner(t, path); uid != 65534 || gid != 65534 {
-			t.Errorf("%s owned by %d:%d, want the sudo user 65534:65534", path, uid, gid)
-		}
-	}
-	// A file someone else owns in the user's directory is replaced as the
-	// user could replace it themselves, and is then theirs: root does not
-	// chown on their behalf.
-	if err := os.Chown(p, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(p, []byte("b\n"), 0o644, u); err != nil {
-		t.Fatal(err)
-	}
-	if uid, _ := owner(t, p); uid != 65534 {
-		t.Errorf("replaced file owned by %d, want the sudo user", uid)
-	}
-}
-
-func owner(t *testing.T, path string) (uint32, uint32) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	return st.Uid, st.Gid
 }
