@@ -22,7 +22,8 @@ func newResetCmd(f *Factory) *cobra.Command {
 		Long: `Remove the global config file and the trust store (~/.aigate/trusted.yaml),
 and ~/.aigate itself when nothing else is left in it, and what "aigate
 setup" installed for the agent (its unit, socket directory, BPF pins and
-group). Project files are left alone. Without --force, list what would be removed and exit with 2.`,
+group) with the sandbox cgroups whose owner has died; it refuses while an
+agent that systemd does not run is still running. Project files are left alone. Without --force, list what would be removed and exit with 2.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runReset(opts) },
 	}

@@ -11,8 +11,12 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
 func init() { register(newSetupCmd) }
@@ -52,11 +56,19 @@ func runSetup(f *Factory) error {
 		}
 		f.printf("created group %s\n", api.Group)
 	}
-	if u := f.Env.Getenv("SUDO_USER"); u != "" && u != "root" {
-		if err := command("usermod", "-aG", api.Group, u); err != nil {
-			return fmt.Errorf("add %s to group %s: %w", u, api.Group, err)
+	// The same user reset and the config commands act for: SUDO_UID
+	// first, then SUDO_USER.
+	u, err := config.InvokingUser(f.Env)
+	if err != nil {
+		return err
+	}
+	if u.Sudo {
+		if err := command("usermod", "-aG", api.Group, u.Name); err != nil {
+			return fmt.Errorf("add %s to group %s: %w", u.Name, api.Group, err)
 		}
-		f.printf("added %s to group %s (log in again, or run `newgrp %s`, for it to apply)\n", u, api.Group, api.Group)
+		f.printf("added %s to group %s (log in again, or run `newgrp %s`, for it to apply)\n", u.Name, api.Group, api.Group)
+	} else {
+		f.printf("not run through sudo, so no user was added to group %s: add users with `usermod -aG %s USER`\n", api.Group, api.Group)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -124,16 +136,65 @@ func ResetAgentPlan() []string {
 			out = append(out, p)
 		}
 	}
+	if n := len(sandboxCgroups()); n > 0 {
+		out = append(out, fmt.Sprintf("sandbox cgroups in %s whose owner has died (%d there now)", filepath.Join(cgroupRoot(), sandbox.DefaultParent), n))
+	}
 	if _, err := user.LookupGroup(api.Group); err == nil {
 		out = append(out, "group "+api.Group)
 	}
 	return out
 }
 
+// cgroupRoot is the cgroup v2 mount, "" without one.
+func cgroupRoot() string {
+	root, _ := cgroup.Mountpoint()
+	return root
+}
+
+// sandboxCgroups lists the names of the sandbox cgroups that exist.
+func sandboxCgroups() []string {
+	root := cgroupRoot()
+	if root == "" {
+		return nil
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, sandbox.DefaultParent))
+	var names []string
+	for _, e := range entries {
+		if _, _, ok := sandbox.ParseName(e.Name()); ok && e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// agentRunning reports whether a live agent holds the default socket's
+// lock (see api.Listen): the lock dies with the agent, the file does not.
+func agentRunning() bool {
+	lock, err := os.Open(api.DefaultSocket + ".lock")
+	if err != nil {
+		return false
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	return false
+}
+
+var errAgentRunning = fmt.Errorf("an agent is running (it holds %s.lock): stop it first (systemctl stop aigate, or kill it), then run reset again", api.DefaultSocket)
+
 // ResetAgent stops and removes the agent's unit, its socket directory,
-// its BPF pins and the aigate group. The agent ends its sandboxes when it
-// stops; reset's own cgroup cleanup removes any that a crash left.
+// its BPF pins, the sandbox cgroups whose owner has died and the aigate
+// group. A stopping agent ends its own sandboxes; the sweep removes those a
+// crash left (killing what still runs in them: nothing enforces their
+// policy any more). Sandboxes of a live `aigate run` are left alone, as is
+// an agent that systemd does not run: reset refuses until it is stopped,
+// since its pins are what keeps its sandboxes enforced if it crashes.
 func ResetAgent(f *Factory) error {
+	if !systemdRunning() && agentRunning() {
+		return errAgentRunning
+	}
 	var errs []error
 	if _, err := os.Stat(unitPath); err == nil {
 		if systemdRunning() {
@@ -148,6 +209,9 @@ func ResetAgent(f *Factory) error {
 			_ = command("systemctl", "daemon-reload")
 		}
 	}
+	if agentRunning() {
+		return errors.Join(append(errs, errAgentRunning)...)
+	}
 	for _, dir := range []string{filepath.Dir(api.DefaultSocket), pinDir} {
 		if _, err := os.Lstat(dir); err == nil {
 			if err := os.RemoveAll(dir); err != nil {
@@ -155,6 +219,15 @@ func ResetAgent(f *Factory) error {
 			} else {
 				f.printf("removed %s\n", dir)
 			}
+		}
+	}
+	if len(sandboxCgroups()) > 0 {
+		notes, err := sandbox.Sweep(sandbox.DefaultParent)
+		for _, n := range notes {
+			f.printf("%s\n", n)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove stale sandboxes: %w", err))
 		}
 	}
 	if _, err := user.LookupGroup(api.Group); err == nil {
