@@ -2,8 +2,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The BPF-LSM enforcement programs: file opens (deny_read, deny_write) and
- * executions (deny_exec) of sandboxed tasks, matched against the rules of
- * the sandbox's policy (see pathmatch.h for the matching semantics).
+ * executions (deny_exec, executable mappings included) of sandboxed tasks,
+ * matched against the rules of the sandbox's policy (see pathmatch.h for
+ * the matching semantics).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -25,6 +26,8 @@
 #define AF_PACKET 17
 #define SOCK_RAW 3
 #define SOCK_TYPE_MASK 0xf
+/* uapi asm-generic/mman-common.h; not in BTF. */
+#define PROT_EXEC (0x4UL)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -186,6 +189,92 @@ int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
 	if (!rule)
 		return 0;
 	return deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, s->full, dlen);
+}
+
+/*
+ * check_exec_mapping applies the exec rules to a PROT_EXEC mapping of file.
+ * A dynamic loader run as the program (ld.so /usr/bin/curl) opens curl for
+ * reading and maps it executable; bprm_check_security only ever saw ld.so.
+ * ld.so and every shared library are mapped the same way, so this runs on
+ * each library load in a sandbox: nothing is done for a policy without exec
+ * rules, and the inode is tried before the path, the final name and the
+ * component walk. bpf_d_path is allowed in mmap_file (a
+ * sleepable hook) but not in file_mprotect; both use build_path, which can
+ * only add matches (it ignores a chroot), and a mapping the exec hooks
+ * allowed matches the same rules here.
+ */
+static __noinline int check_exec_mapping(__u64 cgroup_id, struct sandbox *sb, struct file *file)
+{
+	__u32 set = rule_set(sb->policy_id, AIGATE_ACCESS_EXEC);
+	__u32 kinds = set_kinds(set);
+
+	if (!kinds || !file)
+		return 0;
+	struct scratch *s = claim_scratch();
+	if (!s)
+		return 0;
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *mnt = BPF_CORE_READ(file, f_path.mnt);
+	if (!d || !mnt)
+		return 0;
+
+	/*
+	 * A denied file is mostly found by inode (the loader resolves exec
+	 * names in the ExecDirs): try that before walking the dentry chain.
+	 * The path is built for Paths rules, or else only for the event.
+	 */
+	__u32 rule = 0;
+	long len = -1;
+	bool built = false;
+	if (kinds & AIGATE_SET_INODES)
+		rule = match_inode(d, set);
+	if (!rule) {
+		s->path.prefixlen = 0;
+		if (kinds & AIGATE_SET_PATHS) {
+			len = build_path(s, d, mnt);
+			load_built_path(s, len);
+			built = true;
+		}
+		load_leaf_name(s, BPF_CORE_READ(d, d_name.name), BPF_CORE_READ(d, d_name.len));
+		rule = verdict_rule(s, match_file(s, d, mnt, set));
+	}
+	if (!rule)
+		return 0;
+	if (!built)
+		len = build_path(s, d, mnt);
+	return deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, built_path(s), len);
+}
+
+/*
+ * mmap_file: prot is what will be mapped (reqprot plus PROT_EXEC when the
+ * personality has READ_IMPLIES_EXEC). An anonymous mapping has no file.
+ */
+SEC("lsm/mmap_file")
+int BPF_PROG(aigate_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb || !file || !(prot & PROT_EXEC))
+		return 0;
+	return check_exec_mapping(cgroup_id, sb, file);
+}
+
+/* file_mprotect: a PROT_READ mapping of a denied file made executable later. */
+SEC("lsm/file_mprotect")
+int BPF_PROG(aigate_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot,
+	     unsigned long prot)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb || !(prot & PROT_EXEC))
+		return 0;
+	struct file *file = BPF_CORE_READ(vma, vm_file);
+	if (!file)
+		return 0;
+	return check_exec_mapping(cgroup_id, sb, file);
 }
 
 /*

@@ -89,12 +89,17 @@ func BenchmarkOpenClose(b *testing.B) {
 // keeps baseline and case close in time: in the emulated guest each attach
 // costs a text patch and an RCU-tasks grace period, tenths of a second.
 func setFileOpen(l *LSM, on bool) error {
-	i := slices.Index(lsmProgramOrder, "file_open")
+	return setProgram(l, "file_open", on)
+}
+
+// setProgram attaches (on) or detaches the program name of lsmProgramOrder.
+func setProgram(l *LSM, name string, on bool) error {
+	i := slices.Index(lsmProgramOrder, name)
 	switch {
 	case on && l.links[i] == nil:
-		lk, err := link.AttachLSM(link.LSMOptions{Program: l.objs.AigateFileOpen})
+		lk, err := link.AttachLSM(link.LSMOptions{Program: l.objs.programs()[name]})
 		if err != nil {
-			return fmt.Errorf("attach LSM program file_open: %w", err)
+			return fmt.Errorf("attach LSM program %s: %w", name, err)
 		}
 		l.links[i] = lk
 	case !on && l.links[i] != nil:
@@ -113,8 +118,13 @@ type benchHelper struct {
 }
 
 func startBenchHelper(tb testing.TB, sb *sandbox, path string) *benchHelper {
+	return startServe(tb, sb, "benchserve", path)
+}
+
+// startServe starts the helper's serve mode (benchserve, mmapserve) on path.
+func startServe(tb testing.TB, sb *sandbox, mode, path string) *benchHelper {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "benchserve", path)
+	cmd := exec.Command(os.Args[0], mode, path)
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.Stderr = os.Stderr
 	if sb != nil {
@@ -148,4 +158,60 @@ func (h *benchHelper) measure(n int) (float64, error) {
 		return 0, fmt.Errorf("bench helper exited: %v", h.out.Err())
 	}
 	return strconv.ParseFloat(strings.TrimSpace(h.out.Text()), 64)
+}
+
+// BenchmarkMmapExec measures mmap(PROT_READ|PROT_EXEC)+munmap of an
+// allowed file, what ld.so does for every shared library, outside a
+// sandbox and inside one with exec rules of the kinds that cost most (a
+// Paths rule: the path is built; Names rules: every component is looked
+// up), each against the same helper with mmap_file detached, as
+// BenchmarkOpenClose does.
+func BenchmarkMmapExec(b *testing.B) {
+	dir, _ := filepath.EvalSymlinks(b.TempDir())
+	target := dir + "/usr/lib/x86_64-linux-gnu/libfoo.so.6"
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(target, make([]byte, 4096), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	l := openLSM(b)
+	b.Cleanup(func() {
+		if err := setProgram(l, "mmap_file", true); err != nil {
+			b.Error(err)
+		}
+	})
+	p := compiled(
+		ruleSpec{policy.AccessExec, "paths", "/usr/local/bin/tool"},
+		ruleSpec{policy.AccessExec, "names", "curl"},
+		ruleSpec{policy.AccessExec, "names", "wget"},
+		ruleSpec{policy.AccessExec, "names", "nc"},
+		ruleSpec{policy.AccessExec, "names", "ssh"},
+	)
+	sb := addSandbox(b, l, p, policy.ModeEnforce)
+	for _, place := range []struct {
+		name string
+		sb   *sandbox
+	}{{"outside", nil}, {"inside", sb}} {
+		b.Run(place.name, func(b *testing.B) {
+			h := startServe(b, place.sb, "mmapserve", target)
+			r, err := bench.Pair(bench.Rounds(),
+				func() (float64, error) {
+					if err := setProgram(l, "mmap_file", false); err != nil {
+						return 0, err
+					}
+					return h.measure(b.N)
+				},
+				func() (float64, error) {
+					if err := setProgram(l, "mmap_file", true); err != nil {
+						return 0, err
+					}
+					return h.measure(b.N)
+				})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Report(b)
+		})
+	}
 }

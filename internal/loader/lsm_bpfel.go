@@ -90,7 +90,9 @@ const (
 	lsmMapSetFlags                 = "set_flags"
 	lsmMapSuffixRules              = "suffix_rules"
 	lsmProgAigateBprmCheck         = "aigate_bprm_check"
+	lsmProgAigateFileMprotect      = "aigate_file_mprotect"
 	lsmProgAigateFileOpen          = "aigate_file_open"
+	lsmProgAigateMmapFile          = "aigate_mmap_file"
 	lsmProgAigatePathChmod         = "aigate_path_chmod"
 	lsmProgAigatePathChown         = "aigate_path_chown"
 	lsmProgAigatePathLink          = "aigate_path_link"
@@ -154,7 +156,9 @@ type lsmSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmProgramSpecs struct {
 	AigateBprmCheck         *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
+	AigateFileMprotect      *ebpf.ProgramSpec `ebpf:"aigate_file_mprotect"`
 	AigateFileOpen          *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
+	AigateMmapFile          *ebpf.ProgramSpec `ebpf:"aigate_mmap_file"`
 	AigatePathChmod         *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
 	AigatePathChown         *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
 	AigatePathLink          *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
@@ -263,7 +267,9 @@ type lsmVariables struct {
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmPrograms struct {
 	AigateBprmCheck         *ebpf.Program `ebpf:"aigate_bprm_check"`
+	AigateFileMprotect      *ebpf.Program `ebpf:"aigate_file_mprotect"`
 	AigateFileOpen          *ebpf.Program `ebpf:"aigate_file_open"`
+	AigateMmapFile          *ebpf.Program `ebpf:"aigate_mmap_file"`
 	AigatePathChmod         *ebpf.Program `ebpf:"aigate_path_chmod"`
 	AigatePathChown         *ebpf.Program `ebpf:"aigate_path_chown"`
 	AigatePathLink          *ebpf.Program `ebpf:"aigate_path_link"`
@@ -282,7 +288,9 @@ type lsmPrograms struct {
 func (p *lsmPrograms) Close() error {
 	return _LsmClose(
 		p.AigateBprmCheck,
+		p.AigateFileMprotect,
 		p.AigateFileOpen,
+		p.AigateMmapFile,
 		p.AigatePathChmod,
 		p.AigatePathChown,
 		p.AigatePathLink,

@@ -74,6 +74,8 @@ func (o *lsmObjects) programs() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{
 		"file_open":     o.AigateFileOpen,
 		"bprm_check":    o.AigateBprmCheck,
+		"mmap_file":     o.AigateMmapFile,
+		"file_mprotect": o.AigateFileMprotect,
 		"path_truncate": o.AigatePathTruncate,
 		"path_unlink":   o.AigatePathUnlink,
 		"path_rmdir":    o.AigatePathRmdir,
@@ -463,7 +465,7 @@ func (l *LSM) unpinAll() error {
 
 // lsmProgramOrder is the attach order of lsmObjects.programs.
 var lsmProgramOrder = []string{
-	"file_open", "bprm_check",
+	"file_open", "bprm_check", "mmap_file", "file_mprotect",
 	"path_truncate", "path_unlink", "path_rmdir", "path_rename", "path_link", "path_chmod", "path_chown",
 	"path_mkdir", "path_symlink", "path_mknod",
 	"socket_create", "unix_connect", "unix_may_send",

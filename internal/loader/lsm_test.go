@@ -108,6 +108,8 @@ func helper(args []string) int {
 		return 0
 	case "mkdir", "symlink", "mkfifo", "opendeep":
 		err = reviewHelper(args)
+	case "mmapexec", "mprotectexec", "mmapread", "mmapanon", "mmapserve":
+		err = mmapHelper(args)
 	case "mkcg":
 		// Create a cgroup below our own, move there, then open.
 		cg, _ := cgroup.ProcessCgroup(os.Getpid())
