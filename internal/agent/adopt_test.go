@@ -52,6 +52,7 @@ func (p *pinFake) Claim(sb *enforce.Sandbox) error {
 // too), and ends one it has no record of (its process killed, then its
 // enforcement and cgroup removed).
 func TestAdoptRecordedSandbox(t *testing.T) {
+	testutil.HostOnly(t)
 	parent := testParent(t)
 	records := filepath.Join(t.TempDir(), "sandboxes")
 	be1 := newPinFake()

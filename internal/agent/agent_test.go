@@ -100,6 +100,7 @@ func createReq(t *testing.T) api.CreateRequest {
 }
 
 func TestStatusAndLifecycle(t *testing.T) {
+	testutil.HostOnly(t)
 	ta := startAgent(t, "", "")
 	ctx := context.Background()
 	st, err := ta.client.Status(ctx)
@@ -157,6 +158,7 @@ func TestStatusAndLifecycle(t *testing.T) {
 // A client that dies before placing its command, or after, takes its
 // sandbox with it: nothing is left running or allocated.
 func TestClientGoneEndsSandbox(t *testing.T) {
+	testutil.HostOnly(t)
 	ta := startAgent(t, "", "")
 	ctx := context.Background()
 	s, err := ta.client.CreateSandbox(ctx, createReq(t))
@@ -216,6 +218,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // session gets exactly its own, in order, with the agent's annotations; a
 // root watcher gets all of them in backend order; a kind filter works.
 func TestEventsInOrder(t *testing.T) {
+	testutil.HostOnly(t)
 	const n, m = 4, 200
 	ta := startAgent(t, "", "")
 	ctx := context.Background()
@@ -311,6 +314,7 @@ func sameEvent(a, b events.Event) bool {
 // TestHostileRequests sends what a broken or hostile client might; each
 // gets an error, and the agent keeps serving.
 func TestHostileRequests(t *testing.T) {
+	testutil.HostOnly(t)
 	old := requestTimeout
 	requestTimeout = 300 * time.Millisecond
 	t.Cleanup(func() { requestTimeout = old })
@@ -385,6 +389,7 @@ func b64(s string) string {
 // FuzzRequest feeds arbitrary frames to a live agent: it must answer or
 // close, never crash or hang.
 func FuzzRequest(f *testing.F) {
+	testutil.HostOnly(f)
 	f.Add([]byte(`{"v":1,"op":"status"}`))
 	f.Add([]byte(`{"v":1,"op":"list"}`))
 	f.Add([]byte(`{"v":1,"op":"watch","watch":{"sandbox":"s1-p1","kind":"net"}}`))

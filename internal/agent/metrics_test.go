@@ -14,12 +14,14 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/metrics"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // TestMetricsAfterOverflow: denials counted by the backend show up exactly
 // in a scrape even when most of their events were lost, and the lost ones
 // are counted as dropped.
 func TestMetricsAfterOverflow(t *testing.T) {
+	testutil.HostOnly(t)
 	ta := startAgent(t, "", "")
 	s, err := ta.client.CreateSandbox(context.Background(), createReq(t))
 	if err != nil {

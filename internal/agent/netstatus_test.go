@@ -31,6 +31,7 @@ func (n *netFake) NetStatus(id uint32) (egress.Status, bool) {
 // Status and list carry what `aigate status` shows: the egress mode of
 // each sandbox, its event count, and the unix-socket confinement.
 func TestStatusReportsEnforcement(t *testing.T) {
+	testutil.HostOnly(t)
 	parent := testParent(t)
 	be := &netFake{fakeBackend: newFake(), modes: map[uint32]egress.Mode{1: egress.ModeResolve}}
 	a, err := New(Config{Backend: be, Socket: filepath.Join(t.TempDir(), "aigate.sock"), Parent: parent, Build: "test", Log: testLog(t)})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // TestPlaceRacesEnd places a process while the sandbox is being ended
@@ -19,6 +20,7 @@ import (
 // with the sandbox: never may it enter the cgroup after the kill, outlive
 // enforcement and keep the cgroup from being removed.
 func TestPlaceRacesEnd(t *testing.T) {
+	testutil.HostOnly(t)
 	oldGrace, oldMax := settleGrace, settleMax
 	settleGrace, settleMax = 0, 0 // the fake has no trailing events
 	t.Cleanup(func() { settleGrace, settleMax = oldGrace, oldMax })

@@ -144,6 +144,7 @@ func testUser(t *testing.T, name, group string) (uid, gid uint32) {
 // see, end or watch the other's sandbox, and the sandbox of the first
 // (created and placed without privileges) confines its command.
 func TestTwoUsers(t *testing.T) {
+	testutil.HostOnly(t)
 	testutil.RequireRoot(t)
 	if _, err := exec.LookPath("useradd"); err != nil {
 		testutil.SkipUnlessKernel(t, "needs useradd to create test users")

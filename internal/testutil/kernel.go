@@ -43,3 +43,14 @@ func RequireRoot(t testing.TB) {
 		SkipUnlessKernel(t, "needs root")
 	}
 }
+
+// HostOnly skips a test inside the VM harness (AIGATE_VMTEST=1). vmtest
+// runs every test of a package that has BPF-LSM tests; those of its tests
+// that need host tools (useradd) or host timing run on the host instead,
+// in make test-kernel, where a skip fails. Only call it in such packages.
+func HostOnly(t testing.TB) {
+	t.Helper()
+	if os.Getenv("AIGATE_VMTEST") == "1" {
+		t.Skip("host test: runs in make test-kernel; the VM runs this package's BPF-LSM tests only")
+	}
+}
