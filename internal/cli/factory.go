@@ -129,5 +129,5 @@ func (f *Factory) printf(format string, args ...any) { fmt.Fprintf(f.Out, format
 // warnf writes a warning to stderr, where it does not mix into output that
 // scripts read.
 func (f *Factory) warnf(format string, args ...any) {
-	fmt.Fprintf(f.Err, "warning: "+format+"\n", args...)
+	fmt.Fprintf(f.Err, "aigate: warning: "+format+"\n", args...)
 }
