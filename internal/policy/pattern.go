@@ -259,7 +259,10 @@ func (p pattern) String() string {
 	case kindAbs:
 		return p.value
 	}
-	if !strings.Contains(p.value, "/") {
+	// A project-relative path keeps its "./" where dropping it would change
+	// the meaning: a single name (any depth), or a first segment that reads
+	// as the home directory ("./~/x") or as "**".
+	if !strings.Contains(p.value, "/") || strings.HasPrefix(p.value, "~") || strings.HasPrefix(p.value, "**/") {
 		return "./" + p.value
 	}
 	return p.value
