@@ -44,7 +44,11 @@ func TestE2ECatEnv(t *testing.T) {
 		if strings.Contains(r.stdout, "sk-e2e-secret") {
 			t.Fatalf("the secret leaked: %s", r)
 		}
-		line := regexp.MustCompile(`(?m)^aigate: blocked read ` + regexp.QuoteMeta(env) + ` \(cat, pid (\d+), rule \.env\)$`)
+		// aigate and cat share the terminal's stderr, and cat writes its
+		// error in pieces ("cat: .env", then ": Operation not permitted"),
+		// so aigate's line can land inside cat's: it is one write, not
+		// necessarily at a line start.
+		line := regexp.MustCompile(`aigate: blocked read ` + regexp.QuoteMeta(env) + ` \(cat, pid (\d+), rule \.env\)\n`)
 		m := line.FindStringSubmatch(r.stderr)
 		if m == nil {
 			t.Fatalf("no blocked-read line for %s: %s", env, r)
