@@ -27,6 +27,11 @@ import (
 const (
 	DefaultMaxSandboxesPerUser = 32
 	DefaultMaxConns            = 256
+	// DefaultMaxConnsPerUser leaves room for a user's sandbox sessions
+	// (at most DefaultMaxSandboxesPerUser) and as many watchers, so that
+	// one user, or a sandboxed tool running as that user and dialling the
+	// socket in a loop, cannot take every connection of the agent.
+	DefaultMaxConnsPerUser = 2 * DefaultMaxSandboxesPerUser
 )
 
 // Timeouts; variables so that tests can shorten them.
@@ -59,7 +64,12 @@ type Config struct {
 	MetricsAddr string
 	// Limits; zero takes the defaults.
 	MaxSandboxesPerUser int
-	MaxConns            int
+	// MaxConns bounds the connections of all users but root, MaxConnsPerUser
+	// those of each one. Root's connections are not counted: root can stop
+	// the agent anyway, and must be able to reach it when users have
+	// taken every slot.
+	MaxConns        int
+	MaxConnsPerUser int
 	// Records is the directory of the sandbox records that a restarted
 	// agent adopts the sandboxes by, when Backend is a Pinner
 	// (DefaultRecords when empty).
@@ -76,12 +86,13 @@ type Agent struct {
 	empty   *emptyWatch
 	reg     *prometheus.Registry
 	started time.Time
-	slots   chan struct{} // one per open connection
+	slots   chan struct{} // one per open connection of a user but root
 
 	mu       sync.Mutex
 	boxes    map[string]*box
 	byCgroup map[uint64]*box
 	conns    map[net.Conn]struct{}
+	perUser  map[uint32]int // open connections by peer uid, root not counted
 	closing  bool
 
 	pumped atomic.Uint64 // events the pump has handed on, for settle
@@ -115,6 +126,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	if cfg.MaxConnsPerUser == 0 {
+		cfg.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
 	if cfg.Records == "" {
 		cfg.Records = DefaultRecords
 	}
@@ -128,6 +142,7 @@ func New(cfg Config) (*Agent, error) {
 		boxes:    make(map[string]*box),
 		byCgroup: make(map[uint64]*box),
 		conns:    make(map[net.Conn]struct{}),
+		perUser:  make(map[uint32]int),
 		pumpDone: make(chan struct{}),
 		closed:   make(chan struct{}),
 	}
@@ -199,23 +214,66 @@ func (a *Agent) Serve(ctx context.Context) error {
 			time.Sleep(50 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
 		}
-		select {
-		case a.slots <- struct{}{}:
-		default:
-			a.refuse(nc, &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("the agent has %d connections open, its limit; try again", a.cfg.MaxConns)})
+		peer, err := api.PeerOf(nc)
+		if err != nil {
+			a.log.Warn("connection without credentials", zap.Error(err))
+			nc.Close()
 			continue
 		}
-		if !a.track(nc) {
-			<-a.slots
+		if e := a.admit(nc, peer); e == errClosing {
+			nc.Close()
+			continue
+		} else if e != nil {
+			a.refuse(nc, e)
 			continue
 		}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			defer func() { <-a.slots }()
-			defer a.untrack(nc)
-			a.serveConn(nc)
+			defer a.release(nc, peer)
+			a.serveConn(nc, peer)
 		}()
+	}
+}
+
+// errClosing is admit's answer once Close has begun: the connection is
+// closed without a word, like the listener's.
+var errClosing = &api.Error{Code: api.CodeInternal, Message: "the agent is shutting down"}
+
+// admit counts a new connection against the limits, or says which one it
+// would pass. Refusals are answered in Serve's goroutine with a write
+// deadline, so a flood costs the flooder, not the agent.
+func (a *Agent) admit(nc net.Conn, peer api.Peer) *api.Error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return errClosing
+	}
+	if !peer.Root() {
+		if a.perUser[peer.UID] >= a.cfg.MaxConnsPerUser {
+			return &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("uid %d has %d connections to the agent open, the limit per user; close some (aigate watch, aigate run) and try again", peer.UID, a.cfg.MaxConnsPerUser)}
+		}
+		select {
+		case a.slots <- struct{}{}:
+		default:
+			return &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("the agent has %d connections of users open, its limit; try again", a.cfg.MaxConns)}
+		}
+		a.perUser[peer.UID]++
+	}
+	a.conns[nc] = struct{}{}
+	return nil
+}
+
+func (a *Agent) release(nc net.Conn, peer api.Peer) {
+	nc.Close()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.conns, nc)
+	if !peer.Root() {
+		<-a.slots
+		if a.perUser[peer.UID]--; a.perUser[peer.UID] == 0 {
+			delete(a.perUser, peer.UID)
+		}
 	}
 }
 
@@ -223,24 +281,6 @@ func (a *Agent) refuse(nc *net.UnixConn, e *api.Error) {
 	c := api.NewConn(nc)
 	_ = c.Write(&api.Response{Error: e}, responseTimeout)
 	c.Close()
-}
-
-func (a *Agent) track(nc net.Conn) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closing {
-		nc.Close()
-		return false
-	}
-	a.conns[nc] = struct{}{}
-	return true
-}
-
-func (a *Agent) untrack(nc net.Conn) {
-	nc.Close()
-	a.mu.Lock()
-	delete(a.conns, nc)
-	a.mu.Unlock()
 }
 
 // Close stops accepting, ends every sandbox (killing what runs in it:

@@ -40,19 +40,29 @@ type testAgent struct {
 // parent cgroup of its own, with its socket in dir ("" for a temporary one).
 func startAgent(t testing.TB, dir, group string) *testAgent {
 	t.Helper()
+	return startAgentWith(t, dir, group, nil)
+}
+
+// startAgentWith is startAgent with the config changed by edit first.
+func startAgentWith(t testing.TB, dir, group string, edit func(*Config)) *testAgent {
+	t.Helper()
 	parent := testParent(t)
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	be := newFake()
-	a, err := New(Config{
+	cfg := Config{
 		Backend: be,
 		Socket:  filepath.Join(dir, "aigate.sock"),
 		Group:   group,
 		Parent:  parent,
 		Build:   "test",
 		Log:     testLog(t),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,13 +19,8 @@ import (
 
 // serveConn answers one connection. Whatever the client sends, the worst
 // outcome is an error response and a closed connection.
-func (a *Agent) serveConn(nc *net.UnixConn) {
+func (a *Agent) serveConn(nc *net.UnixConn, peer api.Peer) {
 	c := api.NewConn(nc)
-	peer, err := api.PeerOf(nc)
-	if err != nil {
-		a.log.Warn("connection without credentials", zap.Error(err))
-		return
-	}
 	log := a.log.With(zap.Uint32("uid", peer.UID), zap.Int("pid", peer.PID))
 	var req api.Request
 	if err := c.Read(&req, time.Now().Add(requestTimeout)); err != nil {

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +69,33 @@ func runTestClient(mode, sock string, args []string) int {
 			fmt.Println(e.Path)
 		}
 		return 0
+	case "flood":
+		// Dial args[0] connections without sending anything and hold them
+		// until stdin closes; print how many were admitted (no answer
+		// yet) and the messages of the refused ones.
+		n, _ := strconv.Atoi(args[0])
+		var r floodResult
+		for i := 0; i < n; i++ {
+			nc, err := net.Dial("unix", sock)
+			if err != nil {
+				r.Refused = append(r.Refused, err.Error())
+				continue
+			}
+			defer nc.Close()
+			var resp api.Response
+			err = api.NewConn(nc).Read(&resp, time.Now().Add(300*time.Millisecond))
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				r.Admitted++
+			case err != nil:
+				r.Refused = append(r.Refused, err.Error())
+			default:
+				r.Refused = append(r.Refused, resp.Error.Code+": "+resp.Error.Message)
+			}
+		}
+		json.NewEncoder(os.Stdout).Encode(r)
+		io.Copy(io.Discard, os.Stdin)
+		return 0
 	case "probe":
 		var r probeResult
 		l, err := c.List(ctx)
@@ -108,6 +137,12 @@ func runTestClient(mode, sock string, args []string) int {
 	return 2
 }
 
+// floodResult is what the "flood" client got.
+type floodResult struct {
+	Admitted int      `json:"admitted"`
+	Refused  []string `json:"refused"`
+}
+
 func code(err error) string {
 	var e *api.Error
 	if errors.As(err, &e) {
@@ -144,49 +179,7 @@ func testUser(t *testing.T, name, group string) (uid, gid uint32) {
 // see, end or watch the other's sandbox, and the sandbox of the first
 // (created and placed without privileges) confines its command.
 func TestTwoUsers(t *testing.T) {
-	testutil.HostOnly(t)
-	testutil.RequireRoot(t)
-	if _, err := exec.LookPath("useradd"); err != nil {
-		testutil.SkipUnlessKernel(t, "needs useradd to create test users")
-	}
-	suffix := strconv.Itoa(os.Getpid() % 100000)
-	group := "aigt" + suffix
-	run(t, "groupadd", "--system", group)
-	t.Cleanup(func() { _ = exec.Command("groupdel", group).Run() })
-	uidA, gid := testUser(t, "aigta"+suffix, group)
-	uidB, _ := testUser(t, "aigtb"+suffix, group)
-
-	// A directory both users can reach, holding the socket and a copy of
-	// this test binary (go test's build directory is private to root).
-	dir, err := os.MkdirTemp("", "aigate-agent-users")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	self, _ := os.Executable()
-	bin := filepath.Join(dir, "agent.test")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ta := startAgent(t, dir, group)
-	if fi, err := os.Stat(ta.Socket()); err != nil || fi.Mode().Perm() != 0o660 {
-		t.Fatalf("socket mode %v, %v; want 0660", fi.Mode(), err)
-	}
-
-	as := func(uid uint32, mode string, args ...string) *exec.Cmd {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), clientEnv+"="+mode, "AIGATE_AGENT_TEST_SOCKET="+ta.Socket())
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{gid}}}
-		cmd.Stderr = os.Stderr
-		return cmd
-	}
+	ta, as, uidA, uidB := twoUsers(t, nil)
 
 	// A holds a sandbox.
 	holdA := as(uidA, "hold")
@@ -254,4 +247,113 @@ func mustGroup(t *testing.T, parent, name string) *cgroup.Group {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// usersClient starts this test binary as a client of the agent, as uid.
+type usersClient func(uid uint32, mode string, args ...string) *exec.Cmd
+
+// twoUsers creates a group and two system users in it, and starts an
+// agent (its config changed by edit) whose socket they may use.
+func twoUsers(t *testing.T, edit func(*Config)) (ta *testAgent, as usersClient, uidA, uidB uint32) {
+	t.Helper()
+	testutil.HostOnly(t)
+	testutil.RequireRoot(t)
+	if _, err := exec.LookPath("useradd"); err != nil {
+		testutil.SkipUnlessKernel(t, "needs useradd to create test users")
+	}
+	suffix := strconv.Itoa(os.Getpid() % 100000)
+	group := "aigt" + suffix
+	run(t, "groupadd", "--system", group)
+	t.Cleanup(func() { _ = exec.Command("groupdel", group).Run() })
+	var gid uint32
+	uidA, gid = testUser(t, "aigta"+suffix, group)
+	uidB, _ = testUser(t, "aigtb"+suffix, group)
+
+	// A directory both users can reach, holding the socket and a copy of
+	// this test binary (go test's build directory is private to root).
+	dir, err := os.MkdirTemp("", "aigate-agent-users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	bin := filepath.Join(dir, "agent.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ta = startAgentWith(t, dir, group, edit)
+	if fi, err := os.Stat(ta.Socket()); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v, %v; want 0660", fi.Mode(), err)
+	}
+
+	as = func(uid uint32, mode string, args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), clientEnv+"="+mode, "AIGATE_AGENT_TEST_SOCKET="+ta.Socket())
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{gid}}}
+		cmd.Stderr = os.Stderr
+		return cmd
+	}
+
+	return ta, as, uidA, uidB
+}
+
+// TestConnLimits: one user dialling the socket in a loop (say, a sandboxed
+// tool running as that user) takes at most its share of the agent's
+// connections; the other users share the rest, and root always gets in.
+func TestConnLimits(t *testing.T) {
+	old := requestTimeout
+	requestTimeout = time.Minute // the floods hold their connections silently
+	t.Cleanup(func() { requestTimeout = old })
+	ta, as, uidA, uidB := twoUsers(t, func(c *Config) { c.MaxConnsPerUser = 4; c.MaxConns = 6 })
+
+	flood := func(uid uint32, n int) floodResult {
+		t.Helper()
+		cmd := as(uid, "flood", strconv.Itoa(n))
+		in, _ := cmd.StdinPipe()
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { in.Close(); cmd.Wait() })
+		var r floodResult
+		if err := json.NewDecoder(out).Decode(&r); err != nil {
+			t.Fatalf("flood client of uid %d: %v", uid, err)
+		}
+		return r
+	}
+	wantRefused := func(r floodResult, n int, msg string) {
+		t.Helper()
+		if len(r.Refused) != n {
+			t.Fatalf("refused %d, want %d: %+v", len(r.Refused), n, r)
+		}
+		for _, m := range r.Refused {
+			if !strings.HasPrefix(m, api.CodeLimit+": ") || !strings.Contains(m, msg) {
+				t.Fatalf("refusal %q, want a %s error saying %q", m, api.CodeLimit, msg)
+			}
+		}
+	}
+
+	// B takes its 4, no more.
+	b := flood(uidB, 10)
+	if b.Admitted != 4 {
+		t.Fatalf("B got %d connections, want its limit of 4: %+v", b.Admitted, b)
+	}
+	wantRefused(b, 6, fmt.Sprintf("uid %d has 4 connections", uidB))
+	// A gets the 2 left of the 6 users may hold.
+	a := flood(uidA, 3)
+	if a.Admitted != 2 {
+		t.Fatalf("A got %d connections, want the 2 left: %+v", a.Admitted, a)
+	}
+	wantRefused(a, 1, "6 connections of users open")
+	// Root is not counted, and is served.
+	if _, err := ta.client.Status(context.Background()); err != nil {
+		t.Fatalf("root's status with every user slot taken: %v", err)
+	}
 }
