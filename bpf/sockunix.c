@@ -25,6 +25,7 @@
 #include "sandbox.h"
 #include "events.h"
 #include "unixmatch.h"
+#include "scratch.h"
 
 #define AIGATE_AF_UNIX 1
 
@@ -32,8 +33,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
-/* Scratch keys: two of them would not fit the 512-byte stack with an event. */
+/*
+ * Scratch keys: two of them would not fit the 512-byte stack with an event.
+ * One buffer per program run, taken and given back as scratch.h says, so
+ * a task preempted on this CPU never checks or learns another task's name.
+ */
 struct unix_scratch {
+	__u64 owner; /* scratch.h: first */
 	struct unix_bound_key bound;
 	struct unix_allow_key allow;
 	char walk[256]; /* a path rebuilt from dentries, right-aligned */
@@ -41,18 +47,18 @@ struct unix_scratch {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, AIGATE_SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct unix_scratch);
 } unix_scratch SEC(".maps");
 
-static __always_inline struct unix_scratch *scratch(void)
+/* claim takes a scratch buffer and clears what a previous run left in it. */
+static __always_inline struct unix_scratch *claim(void)
 {
-	__u32 zero = 0;
-	struct unix_scratch *s = bpf_map_lookup_elem(&unix_scratch, &zero);
+	struct unix_scratch *s = scratch_claim(&unix_scratch);
 
 	if (s)
-		__builtin_memset(s, 0, sizeof(*s));
+		__builtin_memset(&s->bound, 0, sizeof(*s) - __builtin_offsetof(struct unix_scratch, bound));
 	return s;
 }
 
@@ -210,20 +216,16 @@ static __always_inline int unix_bound_alive(struct unix_scratch *s, const struct
 	return path_still_names(s, d, n);
 }
 
-static __always_inline int check_unix(struct bpf_sock_addr *ctx)
+/*
+ * unix_allowed tells whether the sandbox may reach the name in uaddr, which
+ * it leaves in s->bound.n for the event: 1 allowed, 0 refused, -1 no name
+ * (the kernel refuses the call itself).
+ */
+static __always_inline int unix_allowed(struct unix_scratch *s, __u64 cgroup_id,
+					const struct sandbox *sb, const void *uaddr, __u32 len)
 {
-	__u64 cgroup_id = 0;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 1;
-	struct unix_scratch *s = scratch();
-	if (!s)
-		return 0; /* cannot happen: a one-entry array; fail closed */
-
-	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
-	if (unix_name_read(&s->bound.n, sa->uaddr, sa->uaddrlen) < 0)
-		return 1; /* no name: the kernel refuses the call itself */
+	if (unix_name_read(&s->bound.n, uaddr, len) < 0)
+		return -1;
 
 	s->bound.cgroup_id = cgroup_id;
 	struct unix_bound_val *v = bpf_map_lookup_elem(&unix_bound, &s->bound);
@@ -233,9 +235,62 @@ static __always_inline int check_unix(struct bpf_sock_addr *ctx)
 	s->allow.prefixlen = AIGATE_UNIX_KEY_BITS + 8 * AIGATE_UNIX_NAME;
 	s->allow.policy_id = sb->policy_id;
 	__builtin_memcpy(&s->allow.n, &s->bound.n, sizeof(s->allow.n));
-	if (bpf_map_lookup_elem(&unix_allow, &s->allow))
+	return bpf_map_lookup_elem(&unix_allow, &s->allow) ? 1 : 0;
+}
+
+/*
+ * report_unclaimed refuses a name without a scratch buffer (every one is
+ * held by a preempted program). The name goes straight from the sockaddr
+ * into the event, formatted as report does: nothing is matched.
+ */
+static __noinline int report_unclaimed(__u64 cgroup_id, const struct sandbox *sb,
+				       const void *uaddr, __u32 len)
+{
+	__u32 size = len - 2; /* sun_path bytes */
+
+	if (len <= 2 || size > AIGATE_UNIX_PATH)
+		return 1; /* no name: the kernel refuses the call itself */
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_NET, AIGATE_OP_UNIX, 0);
+	if (e) {
+		e->family = AIGATE_AF_UNIX;
+		asm volatile("%0 &= 0x7f" : "+r"(size));
+		if (size && size <= AIGATE_UNIX_PATH &&
+		    !bpf_probe_read_kernel(e->path, size, (const char *)uaddr + 2)) {
+			/*
+			 * Abstract: "@name", NULs shown as '@' (bytes past size
+			 * too: path_len hides them). A path ends at its NUL.
+			 */
+			if (!e->path[0]) {
+				for (int i = 0; i < AIGATE_UNIX_PATH; i++) {
+					if (!e->path[i])
+						e->path[i] = '@';
+				}
+			}
+			e->path_len = size;
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
+}
+
+static __always_inline int check_unix(struct bpf_sock_addr *ctx)
+{
+	__u64 cgroup_id = 0;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
 		return 1;
-	return report(cgroup_id, sb, &s->bound.n);
+	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
+	struct unix_scratch *s = claim();
+	if (!s)
+		return report_unclaimed(cgroup_id, sb, sa->uaddr, sa->uaddrlen);
+
+	/* -1, no name: the kernel refuses the call itself. */
+	int ret = 1;
+	if (!unix_allowed(s, cgroup_id, sb, sa->uaddr, sa->uaddrlen))
+		ret = report(cgroup_id, sb, &s->bound.n);
+	scratch_release(s);
+	return ret;
 }
 
 SEC("cgroup/connect_unix")
@@ -248,6 +303,29 @@ SEC("cgroup/sendmsg_unix")
 int aigate_sendmsg_unix(struct bpf_sock_addr *ctx)
 {
 	return check_unix(ctx);
+}
+
+/* learn_bound records in unix_bound that the sandbox's sock holds addr. */
+static __always_inline void learn_bound(struct unix_scratch *s, __u64 cgroup_id,
+					struct socket *sock, struct unix_sock *u,
+					struct unix_address *addr)
+{
+	int len = BPF_CORE_READ(addr, len);
+
+	if (len <= 0 || unix_name_read(&s->bound.n, &addr->name[0], (__u32)len) < 0)
+		return;
+	/* A relative path names another file from another directory. */
+	if (!s->bound.n.abstract && s->bound.n.name[0] != '/')
+		return;
+	s->bound.cgroup_id = cgroup_id;
+
+	struct socket_alloc *sa = container_of(sock, struct socket_alloc, socket);
+	struct unix_bound_val v = {
+		.sock = (__u64)sock,
+		.ino = BPF_CORE_READ(sa, vfs_inode.i_ino),
+		.dentry = s->bound.n.abstract ? 0 : (__u64)BPF_CORE_READ(u, path.dentry),
+	};
+	bpf_map_update_elem(&unix_bound, &s->bound, &v, BPF_ANY);
 }
 
 #define AIGATE_NR_BIND 49 /* x86_64 */
@@ -290,23 +368,11 @@ int BPF_PROG(aigate_unix_bind_exit, struct pt_regs *regs, long ret)
 	if (!addr)
 		return 0;
 
-	struct unix_scratch *s = scratch();
+	/* No free buffer: the name is not learned, and connect refuses it. */
+	struct unix_scratch *s = claim();
 	if (!s)
 		return 0;
-	int len = BPF_CORE_READ(addr, len);
-	if (len <= 0 || unix_name_read(&s->bound.n, &addr->name[0], (__u32)len) < 0)
-		return 0;
-	/* A relative path names another file from another directory. */
-	if (!s->bound.n.abstract && s->bound.n.name[0] != '/')
-		return 0;
-	s->bound.cgroup_id = cgroup_id;
-
-	struct socket_alloc *sa = container_of(sock, struct socket_alloc, socket);
-	struct unix_bound_val v = {
-		.sock = (__u64)sock,
-		.ino = BPF_CORE_READ(sa, vfs_inode.i_ino),
-		.dentry = s->bound.n.abstract ? 0 : (__u64)BPF_CORE_READ(u, path.dentry),
-	};
-	bpf_map_update_elem(&unix_bound, &s->bound, &v, BPF_ANY);
+	learn_bound(s, cgroup_id, sock, u, addr);
+	scratch_release(s);
 	return 0;
 }

@@ -48,6 +48,7 @@ type netUnixUnixName struct {
 
 type netUnixUnixScratch struct {
 	_     structs.HostLayout
+	Owner uint64
 	Bound netUnixUnixBoundKey
 	Allow netUnixUnixAllowKey
 	Walk  [256]int8

@@ -1,0 +1,177 @@
+//go:build linux
+
+package loader
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// scratchSlots is AIGATE_SCRATCH_SLOTS of scratch.h.
+const scratchSlots = 4
+
+// setScratchOwners writes owner into the first n scratch buffers of
+// every CPU, as if that many programs were preempted while holding them.
+func setScratchOwners(t *testing.T, m *ebpf.Map, n int, owner uint64) {
+	t.Helper()
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for slot := uint32(0); slot < uint32(n); slot++ {
+		vals := make([]netUnixUnixScratch, cpus)
+		for i := range vals {
+			vals[i].Owner = owner
+		}
+		if err := m.Update(slot, vals, ebpf.UpdateExist); err != nil {
+			t.Fatalf("scratch slot %d: %v", slot, err)
+		}
+	}
+}
+
+// scratchOwners returns the owner of every scratch buffer, by slot and CPU.
+func scratchOwners(t *testing.T, m *ebpf.Map) [][]uint64 {
+	t.Helper()
+	var out [][]uint64
+	for slot := uint32(0); slot < scratchSlots; slot++ {
+		var vals []netUnixUnixScratch
+		if err := m.Lookup(slot, &vals); err != nil {
+			t.Fatalf("scratch slot %d: %v", slot, err)
+		}
+		owners := make([]uint64, len(vals))
+		for i, v := range vals {
+			owners[i] = v.Owner
+		}
+		out = append(out, owners)
+	}
+	return out
+}
+
+// TestNetUnixScratch checks the scratch-buffer discipline of sockunix.c
+// (bpf/include/scratch.h). The race it prevents, a program preempted on
+// its CPU while another task's program overwrites the keys it is about to
+// look up, needs preemption inside a BPF program at a chosen instruction,
+// which no test can arrange. What a test can show is the mechanism the
+// fix rests on: a program never uses a buffer another task holds (every
+// buffer held means refused, with an event naming the socket, and a bind
+// that is not learned), it takes the next free buffer when some are held,
+// and every run gives its buffer back.
+func TestNetUnixScratch(t *testing.T) {
+	if !kernelAtLeast(t, 6, 7) {
+		t.Skip("no cgroup connect_unix programs before Linux 6.7 (TestNetUnixSockets checks the report)")
+	}
+	env := newNetEnv(t)
+	n := openNet(t, NetOptions{Backend: "test"})
+	if err := n.UnixSockets(); err != nil {
+		t.Fatalf("UnixSockets: %v", err)
+	}
+	dir := t.TempDir()
+	tag := fmt.Sprintf("aigate-test-scratch-%d", os.Getpid())
+	allowed, self := filepath.Join(dir, "allowed.sock"), filepath.Join(dir, "self.sock")
+
+	pol := &policy.Policy{Net: policy.NetDeny, Loopback: true}
+	for _, a := range []string{allowed, "@" + tag + "-allowed"} {
+		pol.AllowUnix = append(pol.AllowUnix, policy.PathRule{Pattern: a})
+	}
+	c, err := policy.Compile(pol, policy.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := env.sandbox(n, 9, c.Net, nil, false)
+	unixListener(t, env, "unix", allowed)
+	unixListener(t, env, "unix", "@"+tag+"-allowed")
+
+	m := n.unix.objs.UnixScratch
+	ops := []string{
+		"unix " + allowed,
+		"unix @" + tag + "-allowed",
+		"unixself " + self,
+		"unixself @" + tag + "-self",
+	}
+	expect := func(what string, want syscall.Errno) {
+		t.Helper()
+		got, _ := env.run(g, ops...)
+		for i, op := range ops {
+			if got[i] != want {
+				t.Errorf("%s: %q: errno %d, want %d", what, op, got[i], want)
+			}
+		}
+	}
+	allFree := func(what string) {
+		t.Helper()
+		for slot, owners := range scratchOwners(t, m) {
+			for cpu, o := range owners {
+				if o != 0 {
+					t.Errorf("%s: scratch slot %d of CPU %d still owned by %#x", what, slot, cpu, o)
+				}
+			}
+		}
+	}
+
+	expect("free buffers", 0)
+	allFree("after the first run")
+
+	// Every buffer held elsewhere: the allowed names are refused and
+	// reported, and the names bound in the sandbox are not learned.
+	const stranger = 0x7fff_0000_7fff // a pid_tgid no task here has
+	t.Cleanup(func() { setScratchOwners(t, m, scratchSlots, 0) })
+	setScratchOwners(t, m, scratchSlots, stranger)
+	bound := n.unix.objs.UnixBound
+	var k netUnixUnixBoundKey
+	var v netUnixUnixBoundVal
+	var learned []netUnixUnixBoundKey
+	for it := bound.Iterate(); it.Next(&k, &v); {
+		learned = append(learned, k)
+	}
+	for _, k := range learned {
+		if err := bound.Delete(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain(n.Events())
+	expect("every buffer held", syscall.EPERM)
+	evs := nextEvents(t, n.Events(), len(ops))
+	wantPaths := []string{allowed, "@" + tag + "-allowed", self, "@" + tag + "-self"}
+	for i, ev := range evs {
+		if ev.Path != wantPaths[i] || ev.Audit {
+			t.Errorf("event %d with every buffer held: %+v, want path %q", i, ev, wantPaths[i])
+		}
+	}
+	if it := bound.Iterate(); it.Next(&k, &v) {
+		t.Errorf("a name was learned with every buffer held: %+v", k)
+	}
+	for slot, owners := range scratchOwners(t, m) {
+		for cpu, o := range owners {
+			if o != stranger {
+				t.Errorf("scratch slot %d of CPU %d: owner %#x, want the holder's %#x", slot, cpu, o, uint64(stranger))
+			}
+		}
+	}
+
+	// One buffer left: the programs use it, and give only it back.
+	setScratchOwners(t, m, scratchSlots, 0)
+	setScratchOwners(t, m, scratchSlots-1, stranger)
+	expect("one free buffer", 0)
+	for slot, owners := range scratchOwners(t, m) {
+		want := uint64(stranger)
+		if slot == scratchSlots-1 {
+			want = 0
+		}
+		for cpu, o := range owners {
+			if o != want {
+				t.Errorf("one free buffer: scratch slot %d of CPU %d: owner %#x, want %#x", slot, cpu, o, want)
+			}
+		}
+	}
+
+	setScratchOwners(t, m, scratchSlots, 0)
+	expect("free buffers again", 0)
+	allFree("after the last run")
+}
