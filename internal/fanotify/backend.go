@@ -91,6 +91,7 @@ type Backend struct {
 	guard  *guard
 	marks  *markTable
 	watch  *watcher // nil when the kernel cannot report directory creations
+	ldso   *loaders // dynamic loaders, to refuse ld.so running a deny_exec binary
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
@@ -138,6 +139,7 @@ func Open(opts Options) (*Backend, error) {
 		group:     group,
 		cgRoot:    strings.TrimSuffix(cgRoot, "/"),
 		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
+		ldso:      newLoaders(),
 		sandboxes: map[uint32]*sandbox{},
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
@@ -210,6 +212,9 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		b.log.Warn("directory walk stopped at the bound: deeper directories are not marked, name rules there are not enforced",
 			zap.String("root", root), zap.Int("max_walk_dirs", b.opts.MaxWalkDirs))
 	}
+	// Before the sandbox is decided for: the loaders its deny_exec binaries
+	// name, so that the first ld.so run of one needs no ELF parsing.
+	b.ldso.refresh(p.execPaths())
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}

@@ -117,6 +117,11 @@ func (b *Backend) decide(p *pending) verdict {
 		v.rule, v.deny = id, true
 		return v
 	}
+	if rule := b.loaderOpen(p, r.exec, v.path); rule != 0 {
+		v.kind, v.op = events.KindExec, events.OpExec
+		v.rule, v.deny = rule, true
+		return v
+	}
 	// Only a write rule can still match: find out how the file is opened.
 	if r.write == 0 {
 		if _, ok := c.MatchOpen(v.path, true); !ok {
@@ -133,6 +138,19 @@ func (b *Backend) decide(p *pending) verdict {
 	}
 	v.deny = true
 	return v
+}
+
+// loaderOpen returns the exec rule that refuses p when it is a dynamic
+// loader opening a deny_exec file (`ld.so /usr/bin/curl`, see loader.go),
+// else 0. exec is the inode's exec rule, if any.
+func (b *Backend) loaderOpen(p *pending, exec policy.RuleID, path string) policy.RuleID {
+	if exec == 0 {
+		exec, _ = p.sb.Policy.MatchExec(path)
+	}
+	if exec == 0 || !b.ldso.isLoader(p.tid, p.fd) || inExec(p.tid) {
+		return 0
+	}
+	return exec
 }
 
 // verdictOverload denies an event that no worker could take.

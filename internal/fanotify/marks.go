@@ -26,9 +26,12 @@ type fileRules struct{ read, write, exec policy.RuleID }
 
 func (r fileRules) any() bool { return r.read != 0 || r.write != 0 || r.exec != 0 }
 
+// mask is the marks an inode needs. A deny_exec file gets FAN_OPEN_PERM
+// too: the dynamic loader run as the program opens it without an exec
+// (loader.go).
 func (r fileRules) mask() uint64 {
 	var m uint64
-	if r.read != 0 || r.write != 0 {
+	if r.any() {
 		m |= unix.FAN_OPEN_PERM
 	}
 	if r.exec != 0 {
@@ -208,6 +211,19 @@ func newPlanMaps() *plan {
 	}
 }
 
+// execPaths returns the paths of the inodes protected by an exec rule.
+func (p *plan) execPaths() []string {
+	p.inoMu.RLock()
+	defer p.inoMu.RUnlock()
+	var out []string
+	for key, path := range p.protected {
+		if p.inodes[key].exec != 0 {
+			out = append(out, path)
+		}
+	}
+	return out
+}
+
 // rulesOf returns the rules that protect inode key.
 func (p *plan) rulesOf(key inodeKey) fileRules {
 	p.inoMu.RLock()
@@ -228,10 +244,11 @@ type planner struct {
 func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs int) (*plan, error) {
 	pl := &planner{c: c, maxDirs: maxDirs, p: newPlanMaps()}
 	// Protected paths that exist: files by inode, directories as trees.
+	// A deny_exec tree is marked for opens too, as its files are (mask).
 	sets := []struct {
 		set  policy.FileSet
 		mask uint64
-	}{{c.Read, unix.FAN_OPEN_PERM}, {c.Write, unix.FAN_OPEN_PERM}, {c.Exec, unix.FAN_OPEN_EXEC_PERM}}
+	}{{c.Read, unix.FAN_OPEN_PERM}, {c.Write, unix.FAN_OPEN_PERM}, {c.Exec, unix.FAN_OPEN_EXEC_PERM | unix.FAN_OPEN_PERM}}
 	var errs []error
 	for _, s := range sets {
 		files, err := resolve.Paths(s.set)

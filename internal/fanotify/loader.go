@@ -1,0 +1,249 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// The dynamic loader run as the program (`ld.so /usr/bin/curl`) is an exec
+// of ld.so, which is allowed; ld.so then open()s curl for reading and maps
+// it PROT_EXEC, so curl's FAN_OPEN_EXEC_PERM never fires, and fanotify has
+// no mmap permission event. What it does report is the open: deny_exec
+// files are marked for FAN_OPEN_PERM too (marks.go), and a sandboxed open of
+// one whose opener is a dynamic loader is refused as an exec (decide.go).
+// Other readers (cat, cp, sha256sum) are allowed, as by the LSM backend.
+//
+// "The opener is a dynamic loader" is decided on /proc/TID/exe, the file its
+// process runs. The thread is blocked in open(2) until we answer, so its
+// process cannot exec something else meanwhile; /proc/TID/exe is stable.
+// It counts as a loader when it is, by inode, the ELF interpreter (PT_INTERP)
+// of a system binary, of the protected binary itself (exactly the loader
+// that would run it), or a standard loader path; a hard link or rename of
+// ld.so is the same inode. A copy is another inode: it counts when its size
+// and SHA-256 are those of a known loader (ldso /tmp/x, memfd copies).
+// A loader the process wrote itself, or a patched copy, is not recognised.
+
+// loaderGlobs are where the loaders of the common ABIs live. Symbolic links
+// (/lib64 -> usr/lib64, ld-linux-x86-64.so.2 -> ...) are followed.
+var loaderGlobs = []string{
+	"/lib/ld-*.so*", "/lib64/ld-*.so*", "/lib/*-linux-*/ld-*.so*",
+	"/usr/lib/ld-*.so*", "/usr/lib64/ld-*.so*", "/usr/lib/*-linux-*/ld-*.so*",
+	"/lib/ld-musl-*.so.1", "/lib/libc.musl-*.so.1",
+}
+
+// interpSources are binaries whose interpreter is the system's loader.
+var interpSources = []string{"/bin/sh", "/usr/bin/env"}
+
+const (
+	maxLoaders     = 64       // distinct loader inodes remembered
+	maxLoaderSize  = 32 << 20 // larger files are not hashed
+	maxInterpCache = 4096     // protected binaries whose interpreter was read
+)
+
+// loaders is the set of dynamic loaders known to the backend. It only grows:
+// an ld.so replaced by a package upgrade may still be the exe of a running
+// process.
+type loaders struct {
+	mu     sync.RWMutex
+	keys   map[inodeKey]bool     // loader inodes
+	sums   map[int64][][32]byte  // loader contents by size, to recognise copies
+	interp map[inodeKey]inodeKey // protected binary -> its interpreter (zero: none)
+}
+
+func newLoaders() *loaders {
+	return &loaders{keys: map[inodeKey]bool{}, sums: map[int64][][32]byte{}, interp: map[inodeKey]inodeKey{}}
+}
+
+// refresh learns the standard loaders and the interpreters of the system's
+// shell and of bins, the deny_exec binaries of a sandbox being added.
+func (l *loaders) refresh(bins []string) {
+	for _, g := range loaderGlobs {
+		paths, _ := filepath.Glob(g)
+		for _, p := range paths {
+			l.learn(p)
+		}
+	}
+	for _, p := range append(append([]string(nil), interpSources...), bins...) {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil {
+			l.interpreterOf(keyOf(&st), f)
+		}
+		f.Close()
+	}
+}
+
+// learn adds the file at path (symbolic links followed) as a loader.
+func (l *loaders) learn(path string) (inodeKey, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return inodeKey{}, false
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return inodeKey{}, false
+	}
+	key := keyOf(&st)
+	l.mu.RLock()
+	known, full := l.keys[key], len(l.keys) >= maxLoaders
+	l.mu.RUnlock()
+	if known || full {
+		return key, known
+	}
+	var sum [32]byte
+	hashed := st.Size <= maxLoaderSize && hashFile(f, &sum)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keys[key] = true
+	if hashed && !containsSum(l.sums[st.Size], sum) {
+		l.sums[st.Size] = append(l.sums[st.Size], sum)
+	}
+	return key, true
+}
+
+// interpreterOf learns the PT_INTERP of the binary bin (inode key) and
+// returns its inode; the zero key when it has none (static, script).
+func (l *loaders) interpreterOf(key inodeKey, bin io.ReaderAt) inodeKey {
+	l.mu.RLock()
+	ik, ok := l.interp[key]
+	l.mu.RUnlock()
+	if ok {
+		return ik
+	}
+	if path := ptInterp(bin); path != "" {
+		ik, _ = l.learn(path)
+	}
+	l.mu.Lock()
+	if len(l.interp) < maxInterpCache {
+		l.interp[key] = ik
+	}
+	l.mu.Unlock()
+	return ik
+}
+
+// ptInterp returns the interpreter an ELF binary asks for, or "".
+func ptInterp(r io.ReaderAt) string {
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return ""
+	}
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP || p.Filesz == 0 || p.Filesz > unix.PathMax {
+			continue
+		}
+		buf := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(buf, 0); err != nil {
+			return ""
+		}
+		s, _, _ := bytes.Cut(buf, []byte{0})
+		return string(s)
+	}
+	return ""
+}
+
+// isLoader reports whether the process of thread tid runs a dynamic loader.
+// binFD is the file it is opening: its own interpreter is learnt first. When
+// /proc/TID/exe cannot be read the answer is yes: it is only asked about
+// opens of deny_exec files, and failing closed there refuses a read of a
+// binary at worst.
+func (l *loaders) isLoader(tid, binFD int) bool {
+	exe := "/proc/" + strconv.Itoa(tid) + "/exe"
+	var st unix.Stat_t
+	if err := unix.Stat(exe, &st); err != nil {
+		return true
+	}
+	key := keyOf(&st)
+	l.mu.RLock()
+	known := l.keys[key]
+	l.mu.RUnlock()
+	if known {
+		return true
+	}
+	var bst unix.Stat_t
+	if unix.Fstat(binFD, &bst) == nil {
+		if ik := l.interpreterOf(keyOf(&bst), fdReaderAt(binFD)); ik == key {
+			return true
+		}
+	}
+	l.mu.RLock()
+	sums := l.sums[st.Size]
+	l.mu.RUnlock()
+	if len(sums) == 0 {
+		return false
+	}
+	// Same size as a loader: a copy of it, or a coincidence.
+	f, err := os.Open(exe)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var sum [32]byte
+	if !hashFile(f, &sum) {
+		return true
+	}
+	return containsSum(sums, sum)
+}
+
+// inExec reports whether thread tid is inside execve: the exec's own open of
+// the file is reported as FAN_OPEN_PERM after FAN_OPEN_EXEC_PERM, and was
+// decided as an exec already.
+func inExec(tid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/syscall")
+	if err != nil {
+		return false
+	}
+	nrText, _, _ := strings.Cut(string(data), " ")
+	nr, err := strconv.Atoi(nrText)
+	if err != nil {
+		return false
+	}
+	idx, ok := syscalls[nr]
+	return ok && idx == neverWrite
+}
+
+func hashFile(f *os.File, sum *[32]byte) bool {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, maxLoaderSize+1)); err != nil {
+		return false
+	}
+	h.Sum(sum[:0])
+	return true
+}
+
+func containsSum(sums [][32]byte, sum [32]byte) bool {
+	for _, s := range sums {
+		if s == sum {
+			return true
+		}
+	}
+	return false
+}
+
+// fdReaderAt reads the event's fd with pread, leaving its offset alone.
+type fdReaderAt int
+
+func (fd fdReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := unix.Pread(int(fd), p, off)
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
