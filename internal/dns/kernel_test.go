@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
+	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 )
 
 // The kernel tests re-execute the test binary inside the sandbox cgroup and
@@ -49,8 +51,20 @@ func init() {
 //	                          record: prints the rcode name and the first address
 //	connect ADDR:PORT         TCP connect: prints the errno (0: connected)
 //	go NAME PORT RESOLVER     Go's own resolver against RESOLVER, then connect
+//	sendto RESOLVER NAME      like q udp, from an unconnected socket (sendto)
+//	who                       prints the process id and comm
+//	hold ADDR|- N             opens N descriptors and a UDP socket connected
+//	                          to ADDR (none for -), prints the socket's port
+//	                          (0 for none), and holds them until stdin closes
 func helperOp(args []string) string {
 	switch {
+	case len(args) == 3 && args[0] == "hold":
+		return hold(args[1], args[2])
+	case len(args) == 1 && args[0] == "who":
+		comm, _ := os.ReadFile("/proc/self/comm")
+		return strconv.Itoa(os.Getpid()) + " " + strings.TrimSpace(string(comm))
+	case len(args) == 3 && args[0] == "sendto":
+		return sendtoQuery(args[1], args[2])
 	case len(args) == 4 && args[0] == "q":
 		c := &mdns.Client{Net: args[1], Timeout: 3 * time.Second}
 		r, _, err := c.Exchange(new(mdns.Msg).SetQuestion(mdns.Fqdn(args[3]), mdns.TypeA), net.JoinHostPort(args[2], "53"))
@@ -79,6 +93,60 @@ func helperOp(args []string) string {
 		return strconv.Itoa(int(connectErrno(net.JoinHostPort(addrs[0].String(), args[2]))))
 	}
 	return "bad-op"
+}
+
+func hold(addr, nfds string) string {
+	n, _ := strconv.Atoi(nfds)
+	for range n {
+		if _, err := unix.Dup(0); err != nil {
+			return "error " + err.Error()
+		}
+	}
+	port := 0
+	if addr != "-" {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			return "error " + err.Error()
+		}
+		defer c.Close()
+		port = c.LocalAddr().(*net.UDPAddr).Port
+	}
+	fmt.Println(port)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return "done"
+}
+
+// sendtoQuery sends an A query for name to resolver:53 from an unconnected
+// IPv4 UDP socket (bound to the wildcard address at the first send) and
+// prints the answer's rcode.
+func sendtoQuery(resolver, name string) string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "error socket"
+	}
+	defer unix.Close(fd)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 3})
+	q, err := new(mdns.Msg).SetQuestion(mdns.Fqdn(name), mdns.TypeA).Pack()
+	if err != nil {
+		return "error pack"
+	}
+	to := &unix.SockaddrInet4{Addr: netip.MustParseAddr(resolver).As4(), Port: 53}
+	if err := unix.Sendto(fd, q, 0, to); err != nil {
+		return "error " + err.Error()
+	}
+	buf := make([]byte, 1500)
+	n, from, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return "error " + strings.ReplaceAll(err.Error(), " ", "_")
+	}
+	if sa, ok := from.(*unix.SockaddrInet4); !ok || sa.Addr != to.Addr || sa.Port != 53 {
+		return "error reply-from-wrong-source"
+	}
+	r := new(mdns.Msg)
+	if err := r.Unpack(buf[:n]); err != nil {
+		return "error unpack"
+	}
+	return mdns.RcodeToString[r.Rcode]
 }
 
 func connectErrno(dst string) syscall.Errno {
@@ -178,20 +246,24 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// In the namespace too, where the proxy's sock_diag socket must be.
+		w.p, err = Start(Config{
+			PolicyID: 1, Net: w.c.Net, TTL: ttl, Sink: n, Upstreams: []string{w.up.Addr},
+			Report: func(ev events.Event) { w.evs <- ev }, Sandbox: "test", CgroupID: g.ID, CgroupPath: g.Path,
+			// Generous: -race on a loaded 2-core machine overruns the default.
+			OwnerBudget: time.Second,
+			UDP:         udp, TCP: tcp,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	})
-	p, err := Start(Config{
-		PolicyID: 1, Net: w.c.Net, TTL: ttl, Sink: n, Upstreams: []string{w.up.Addr},
-		Report: func(ev events.Event) { w.evs <- ev }, Sandbox: "test", CgroupID: g.ID, UDP: udp, TCP: tcp,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := w.p
 	t.Cleanup(func() {
 		if err := p.Close(); err != nil {
 			t.Error(err)
 		}
 	})
-	w.p = p
 	if err := n.SetDNSProxy(1, netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback(), p.Port()); err != nil {
 		t.Fatal(err)
 	}
@@ -316,4 +388,49 @@ func drain(ch <-chan events.Event) []events.Event {
 			return out
 		}
 	}
+}
+
+// TestKernelRefusalNamesProcess: the events of refused queries name the
+// sandbox process that asked, over UDP (connected, unconnected, IPv6) and
+// TCP, and not another process of the sandbox.
+func TestKernelRefusalNamesProcess(t *testing.T) {
+	w := newWorld(t, policy.DNS{}, "svc.test")
+	if err := w.p.OwnerLookup(); err != nil {
+		t.Fatal(err)
+	}
+	// A bystander in the sandbox, there first: a search that took any
+	// process of the cgroup would name it.
+	by, reaped := testcgroup.StartIn(t, w.g, "sleep", "60")
+	t.Cleanup(func() { by.Process.Kill(); <-reaped })
+
+	names := []string{"udp.exfil.attacker.test", "tcp.exfil.attacker.test", "udp6.exfil.attacker.test", "sendto.exfil.attacker.test"}
+	got := w.run(true, "who", "q udp 10.53.0.1 "+names[0], "q tcp 10.53.0.1 "+names[1],
+		"q udp 2001:db8::53 "+names[2], "sendto 10.53.0.1 "+names[3])
+	expect(t, got[1:], "REFUSED", "REFUSED", "REFUSED", "REFUSED")
+	pid, comm, _ := strings.Cut(got[0], " ")
+	tgid, err := strconv.Atoi(pid)
+	if err != nil || tgid == by.Process.Pid {
+		t.Fatalf("helper says %q", got[0])
+	}
+	seen := map[string]bool{}
+	for _, ev := range drain(w.evs) {
+		if ev.Op != events.OpDNS {
+			continue
+		}
+		seen[ev.Domain] = true
+		if ev.TGID != uint32(tgid) || ev.Comm != comm || ev.UID != uint32(os.Getuid()) || ev.PID != 0 {
+			t.Errorf("%s: tgid %d comm %q uid %d pid %d, want %d %q %d 0", ev.Domain, ev.TGID, ev.Comm, ev.UID, ev.PID, tgid, comm, os.Getuid())
+		}
+	}
+	for _, n := range names {
+		if !seen[n] {
+			t.Errorf("no event for %s", n)
+		}
+	}
+	st := w.p.Stats()
+	if st.OwnersFound != uint64(len(names)) || st.OwnersMissed != 0 {
+		t.Errorf("stats: %d found, %d missed, want %d, 0", st.OwnersFound, st.OwnersMissed, len(names))
+	}
+	t.Logf("%d owner lookups (2 processes in the sandbox) took %s, %s each", st.OwnersFound+st.OwnersMissed,
+		st.OwnerTime, st.OwnerTime/time.Duration(max(st.OwnersFound+st.OwnersMissed, 1)))
 }

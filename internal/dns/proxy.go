@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,10 @@ import (
 const (
 	DefaultMinTTL = 60 * time.Second
 	DefaultMaxTTL = time.Hour
+	// DefaultOwnerBudget bounds the search for the process behind one
+	// refused query: reading one descriptor of /proc/PID/fd costs about
+	// 5 µs, so this is some 1000 descriptors of the sandbox's processes.
+	DefaultOwnerBudget = 5 * time.Millisecond
 )
 
 // AddrSink is where the proxy puts the addresses it learns; *loader.Net
@@ -52,6 +57,15 @@ type Config struct {
 	// Sandbox and CgroupID are stamped on the events.
 	Sandbox  string
 	CgroupID uint64
+	// CgroupPath is the sandbox's cgroup directory. When set, each refusal
+	// event names the process that asked (TGID, UID, Comm), searched for
+	// among the processes of this cgroup and those below it (Linux); when
+	// the search fails or runs out of time they stay zero. Start must then
+	// run in the network namespace of the listeners.
+	CgroupPath string
+	// OwnerBudget bounds one search; zero means DefaultOwnerBudget. All
+	// searches take at most 20 budgets in any second.
+	OwnerBudget time.Duration
 	// Listen4 and Listen6 are the addresses served (UDP and TCP, one port
 	// for all four sockets); zero values mean 127.0.0.1 and ::1. The port
 	// is chosen by the kernel.
@@ -71,6 +85,12 @@ type Stats struct {
 	Forwarded uint64 // answered from upstream
 	Failed    uint64 // SERVFAIL: upstream unreachable or the allow map refused an update
 	Learned   uint64 // addresses currently allowed through this proxy
+
+	// Of the refusal events: those that name the process that asked, those
+	// whose process was not found, and the time all the searches took.
+	OwnersFound  uint64
+	OwnersMissed uint64
+	OwnerTime    time.Duration
 }
 
 // Proxy serves one sandbox.
@@ -83,6 +103,10 @@ type Proxy struct {
 	tcp      *mdns.Client
 
 	queries, refused, forwarded, failed atomic.Uint64
+
+	owners                *ownerFinder // nil: events carry no process
+	ownersErr             error        // why owners is nil
+	found, missed, ownerT atomic.Uint64
 
 	mu    sync.Mutex
 	table map[grant]*entry      // what the sink holds, with expiry
@@ -151,6 +175,18 @@ func Start(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("start DNS proxy: %w", err)
 	}
 	p.port = port
+	if cfg.CgroupPath != "" && cfg.Report != nil {
+		var l any
+		if len(p.cfg.UDP) > 0 {
+			l = p.cfg.UDP[0]
+		} else {
+			l = p.cfg.TCP[0]
+		}
+		// Without it the proxy still works: its events name no process.
+		p.owners, p.ownersErr = newOwnerFinder(cfg.CgroupPath, l, cmp.Or(cfg.OwnerBudget, DefaultOwnerBudget))
+	} else {
+		p.ownersErr = errors.New("no sandbox cgroup or no event sink given")
+	}
 	h := mdns.HandlerFunc(p.serve)
 	for _, pc := range p.cfg.UDP {
 		p.servers = append(p.servers, &mdns.Server{PacketConn: pc, Handler: h})
@@ -270,6 +306,7 @@ func (p *Proxy) Stats() Stats {
 	return Stats{
 		Queries: p.queries.Load(), Refused: p.refused.Load(), Forwarded: p.forwarded.Load(),
 		Failed: p.failed.Load(), Learned: learned,
+		OwnersFound: p.found.Load(), OwnersMissed: p.missed.Load(), OwnerTime: time.Duration(p.ownerT.Load()),
 	}
 }
 
@@ -295,14 +332,52 @@ func (p *Proxy) Resync() error {
 	return nil
 }
 
+// OwnerLookup says why the refusal events do not name the process that
+// asked, or nil when they do (as far as each search succeeds).
+func (p *Proxy) OwnerLookup() error {
+	if p.owners == nil {
+		return fmt.Errorf("DNS refusals name no process: %w", p.ownersErr)
+	}
+	return nil
+}
+
 // serve answers one query.
 func (p *Proxy) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 	p.queries.Add(1)
-	resp := p.answer(req, w.LocalAddr().Network() == "tcp")
+	c := peer{tcp: w.LocalAddr().Network() == "tcp", client: addrPort(w.RemoteAddr()), proxy: addrPort(w.LocalAddr())}
+	resp := p.answer(req, c)
 	_ = w.WriteMsg(resp)
 }
 
-func (p *Proxy) answer(req *mdns.Msg, overTCP bool) *mdns.Msg {
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+// peer is a client of the proxy as the proxy sees it. The kernel steered
+// the client's query here by rewriting its destination only (the recvmsg
+// programs rewrite the source of the replies the client reads, not what the
+// proxy sees), so client is the client socket's own address and port, and
+// proxy the peer that socket has if it connected.
+type peer struct {
+	tcp           bool
+	client, proxy netip.AddrPort
+}
+
+// owner is the sandbox process found holding a client's socket.
+type owner struct {
+	tgid uint32
+	uid  uint32 // the socket's owner (its creator's fsuid)
+	comm string
+}
+
+func (p *Proxy) answer(req *mdns.Msg, c peer) *mdns.Msg {
+	overTCP := c.tcp
 	if req.Opcode != mdns.OpcodeQuery || len(req.Question) != 1 {
 		p.refused.Add(1)
 		return new(mdns.Msg).SetRcode(req, mdns.RcodeRefused)
@@ -312,7 +387,7 @@ func (p *Proxy) answer(req *mdns.Msg, overTCP bool) *mdns.Msg {
 	allowed := matching(p.cfg.Net.Domains, name)
 	if len(allowed) == 0 && p.cfg.Net.Mode != policy.NetAllow {
 		p.refused.Add(1)
-		p.report(name)
+		p.report(name, c)
 		return new(mdns.Msg).SetRcode(req, mdns.RcodeRefused)
 	}
 	resp, err := p.forward(req, overTCP)
@@ -394,11 +469,29 @@ func (p *Proxy) learn(allowed []policy.DomainEntry, name string, addrs []learned
 	return errors.Join(errs...)
 }
 
-func (p *Proxy) report(name string) {
+// report emits the refusal of name. It searches for the process that asked
+// first, while the client waits for the answer and so still holds its
+// socket; the search is bounded in time (see ownerFinder.find).
+func (p *Proxy) report(name string, c peer) {
 	if p.cfg.Report == nil {
 		return
 	}
+	var o owner
+	if p.owners != nil && c.client.IsValid() && c.proxy.IsValid() {
+		start := time.Now()
+		var err error
+		o, err = p.owners.find(c)
+		p.ownerT.Add(uint64(time.Since(start)))
+		if err != nil {
+			p.missed.Add(1)
+		} else {
+			p.found.Add(1)
+		}
+	}
 	p.cfg.Report(events.Event{
+		TGID:     o.tgid,
+		UID:      o.uid,
+		Comm:     o.comm,
 		Time:     time.Now(),
 		Sandbox:  p.cfg.Sandbox,
 		CgroupID: p.cfg.CgroupID,
@@ -479,6 +572,9 @@ func (p *Proxy) Close() error {
 		}
 	}
 	p.wg.Wait()
+	if p.owners != nil {
+		errs = append(errs, p.owners.close())
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	byEntry := map[policy.DomainEntry][]netip.Addr{}
