@@ -306,8 +306,9 @@ func (e *Egress) startProxy(s *sandbox, answer policy.NetPolicy) error {
 			e.refused[b2i(s.audit)].Add(1)
 			e.emit(ev)
 		},
-		Sandbox:  sb.Name,
-		CgroupID: sb.CgroupID,
+		Sandbox:    sb.Name,
+		CgroupID:   sb.CgroupID,
+		CgroupPath: sb.CgroupPath, // the refusal events name the process that asked
 	})
 	if err != nil {
 		return err
