@@ -52,6 +52,9 @@ var _ = registerHelper("openloop", func(args []string) string {
 //	             no ignore mask, so every open is a round trip (allowed)
 //	marked       a deny_write file opened read-only: a round trip (allowed;
 //	             inside a sandbox this includes reading /proc/TID/syscall)
+//	exec-binary  a deny_exec file opened read-only (cat): a round trip,
+//	             allowed; inside a sandbox the opener's /proc/TID/exe is
+//	             compared with the dynamic loaders (loader.go)
 func BenchmarkOpen(b *testing.B) {
 	e := newEnv(b, nil)
 	// Only the benchmark's own backends run: one per measured round.
@@ -64,6 +67,7 @@ func BenchmarkOpen(b *testing.B) {
 		"ignored":  e.write(filepath.Join(e.project, "src", "main.go"), "x"),
 		"marked":   e.write(filepath.Join(e.project, "ci.yaml"), "x"),
 	}
+	files["exec-binary"] = e.copyBin(filepath.Join(e.project, "tools", "runme"))
 	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanbench%d", os.Getpid()))
 	if err != nil {
 		b.Fatal(err)
@@ -74,7 +78,7 @@ func BenchmarkOpen(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cgFD.Close() })
-	c, err := policy.Compile(&policy.Policy{DenyRead: rules(".env"), DenyWrite: rules("ci.yaml")}, policy.Env{Home: e.home, ProjectRoot: e.project})
+	c, err := policy.Compile(&policy.Policy{DenyRead: rules(".env"), DenyWrite: rules("ci.yaml"), DenyExec: rules("tools/runme")}, policy.Env{Home: e.home, ProjectRoot: e.project})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,7 +106,7 @@ func BenchmarkOpen(b *testing.B) {
 		return measure(path), nil
 	}
 
-	for _, name := range []string{"unmarked", "ignored", "child-event", "marked"} {
+	for _, name := range []string{"unmarked", "ignored", "child-event", "marked", "exec-binary"} {
 		for _, where := range []string{"outside", "inside"} {
 			b.Run(where+"/"+name, func(b *testing.B) {
 				var in *os.File

@@ -168,3 +168,23 @@ func TestLoaderAuditOneEvent(t *testing.T) {
 		t.Fatalf("audit exec counter %d, want 2", n)
 	}
 }
+
+// TestLoaderNewBinaryByName: a binary matching an exec name rule, written
+// after the sandbox started into a directory that read name rules mark, is
+// found by its path when a loader opens it.
+func TestLoaderNewBinaryByName(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env"), DenyExec: rules("mytool")})
+	bin := e.copyBin(filepath.Join(e.project, "mytool")) // no inode mark: the directory reports it
+	ld := interpOf(t, bin)
+	if got := e.run(s, "cmd", ld, bin); !strings.Contains(got, "Operation not permitted") {
+		t.Fatalf("sandboxed %s %s: %q, want Operation not permitted", ld, bin, got)
+	}
+	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != bin || ev.RuleText != "mytool" {
+		t.Fatalf("event %+v, want exec of %s by rule mytool", ev, bin)
+	}
+	if got := e.run(s, "cmd", "cat", bin); got != "ok" {
+		t.Fatalf("sandboxed cat %s: %q", bin, got)
+	}
+	e.noEvent()
+}
