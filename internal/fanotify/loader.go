@@ -31,7 +31,7 @@ import (
 // of a system binary, of the protected binary itself (exactly the loader
 // that would run it), or a standard loader path; a hard link or rename of
 // ld.so is the same inode. A copy is another inode: it counts when its size
-// and SHA-256 are those of a known loader (ldso /tmp/x, memfd copies).
+// and SHA-256 are those of a known loader (`cp ld.so /tmp/x`, a memfd copy).
 // A loader the process wrote itself, or a patched copy, is not recognised.
 
 // loaderGlobs are where the loaders of the common ABIs live. Symbolic links
