@@ -17,18 +17,34 @@ import (
 // scratchSlots is AIGATE_SCRATCH_SLOTS of scratch.h.
 const scratchSlots = 4
 
+// scratchValue is a scratch buffer of the BPF objects; each starts with
+// its owner (scratch.h).
+type scratchValue interface {
+	netUnixUnixScratch | lsmScratch
+}
+
+func ownerOf[V scratchValue](v *V) *uint64 {
+	switch p := any(v).(type) {
+	case *netUnixUnixScratch:
+		return &p.Owner
+	case *lsmScratch:
+		return &p.Owner
+	}
+	panic("not a scratch buffer")
+}
+
 // setScratchOwners writes owner into the first n scratch buffers of
 // every CPU, as if that many programs were preempted while holding them.
-func setScratchOwners(t *testing.T, m *ebpf.Map, n int, owner uint64) {
+func setScratchOwners[V scratchValue](t *testing.T, m *ebpf.Map, n int, owner uint64) {
 	t.Helper()
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for slot := uint32(0); slot < uint32(n); slot++ {
-		vals := make([]netUnixUnixScratch, cpus)
+		vals := make([]V, cpus)
 		for i := range vals {
-			vals[i].Owner = owner
+			*ownerOf(&vals[i]) = owner
 		}
 		if err := m.Update(slot, vals, ebpf.UpdateExist); err != nil {
 			t.Fatalf("scratch slot %d: %v", slot, err)
@@ -36,23 +52,29 @@ func setScratchOwners(t *testing.T, m *ebpf.Map, n int, owner uint64) {
 	}
 }
 
-// scratchOwners returns the owner of every scratch buffer, by slot and CPU.
-func scratchOwners(t *testing.T, m *ebpf.Map) [][]uint64 {
+// checkScratchOwners fails t unless the first held scratch buffers of
+// every CPU are owned by holder and the others are free.
+func checkScratchOwners[V scratchValue](t *testing.T, what string, m *ebpf.Map, held int, holder uint64) {
 	t.Helper()
-	var out [][]uint64
 	for slot := uint32(0); slot < scratchSlots; slot++ {
-		var vals []netUnixUnixScratch
+		var vals []V
 		if err := m.Lookup(slot, &vals); err != nil {
 			t.Fatalf("scratch slot %d: %v", slot, err)
 		}
-		owners := make([]uint64, len(vals))
-		for i, v := range vals {
-			owners[i] = v.Owner
+		want := uint64(0)
+		if int(slot) < held {
+			want = holder
 		}
-		out = append(out, owners)
+		for cpu := range vals {
+			if o := *ownerOf(&vals[cpu]); o != want {
+				t.Errorf("%s: scratch slot %d of CPU %d: owner %#x, want %#x", what, slot, cpu, o, want)
+			}
+		}
 	}
-	return out
 }
+
+// stranger is the owner the tests write: a pid_tgid no task here has.
+const stranger = 0x7fff_0000_7fff
 
 // TestNetUnixScratch checks the scratch-buffer discipline of sockunix.c
 // (bpf/include/scratch.h). The race it prevents, a program preempted on
@@ -104,25 +126,13 @@ func TestNetUnixScratch(t *testing.T) {
 			}
 		}
 	}
-	allFree := func(what string) {
-		t.Helper()
-		for slot, owners := range scratchOwners(t, m) {
-			for cpu, o := range owners {
-				if o != 0 {
-					t.Errorf("%s: scratch slot %d of CPU %d still owned by %#x", what, slot, cpu, o)
-				}
-			}
-		}
-	}
-
 	expect("free buffers", 0)
-	allFree("after the first run")
+	checkScratchOwners[netUnixUnixScratch](t, "after the first run", m, 0, 0)
 
 	// Every buffer held elsewhere: the allowed names are refused and
 	// reported, and the names bound in the sandbox are not learned.
-	const stranger = 0x7fff_0000_7fff // a pid_tgid no task here has
-	t.Cleanup(func() { setScratchOwners(t, m, scratchSlots, 0) })
-	setScratchOwners(t, m, scratchSlots, stranger)
+	t.Cleanup(func() { setScratchOwners[netUnixUnixScratch](t, m, scratchSlots, 0) })
+	setScratchOwners[netUnixUnixScratch](t, m, scratchSlots, stranger)
 	bound := n.unix.objs.UnixBound
 	var k netUnixUnixBoundKey
 	var v netUnixUnixBoundVal
@@ -147,31 +157,15 @@ func TestNetUnixScratch(t *testing.T) {
 	if it := bound.Iterate(); it.Next(&k, &v) {
 		t.Errorf("a name was learned with every buffer held: %+v", k)
 	}
-	for slot, owners := range scratchOwners(t, m) {
-		for cpu, o := range owners {
-			if o != stranger {
-				t.Errorf("scratch slot %d of CPU %d: owner %#x, want the holder's %#x", slot, cpu, o, uint64(stranger))
-			}
-		}
-	}
+	checkScratchOwners[netUnixUnixScratch](t, "every buffer held", m, scratchSlots, stranger)
 
 	// One buffer left: the programs use it, and give only it back.
-	setScratchOwners(t, m, scratchSlots, 0)
-	setScratchOwners(t, m, scratchSlots-1, stranger)
+	setScratchOwners[netUnixUnixScratch](t, m, scratchSlots, 0)
+	setScratchOwners[netUnixUnixScratch](t, m, scratchSlots-1, stranger)
 	expect("one free buffer", 0)
-	for slot, owners := range scratchOwners(t, m) {
-		want := uint64(stranger)
-		if slot == scratchSlots-1 {
-			want = 0
-		}
-		for cpu, o := range owners {
-			if o != want {
-				t.Errorf("one free buffer: scratch slot %d of CPU %d: owner %#x, want %#x", slot, cpu, o, want)
-			}
-		}
-	}
+	checkScratchOwners[netUnixUnixScratch](t, "one free buffer", m, scratchSlots-1, stranger)
 
-	setScratchOwners(t, m, scratchSlots, 0)
+	setScratchOwners[netUnixUnixScratch](t, m, scratchSlots, 0)
 	expect("free buffers again", 0)
-	allFree("after the last run")
+	checkScratchOwners[netUnixUnixScratch](t, "after the last run", m, 0, 0)
 }
