@@ -57,15 +57,27 @@ static __always_inline int deny(__u64 cgroup_id, struct sandbox *sb, __u8 kind, 
 }
 
 /*
- * verdict_rule is the rule a program denies with (0: allow): rule, unless
- * another task overwrote the scratch buffer while rule was computed from it;
- * then nothing is known and it denies.
+ * deny_unclaimed denies what could not be checked because every scratch
+ * buffer of this CPU is held by a preempted program (scratch.h): rule 0,
+ * no path.
  */
-static __always_inline __u32 verdict_rule(struct scratch *s, __u32 rule)
+static __always_inline int deny_unclaimed(__u64 cgroup_id, struct sandbox *sb, __u8 kind, __u8 op)
 {
-	if (!rule && scratch_clobbered(s))
-		return AIGATE_RULE_UNCHECKED;
-	return rule;
+	return deny(cgroup_id, sb, kind, op, AIGATE_RULE_UNCHECKED, NULL, 0);
+}
+
+/*
+ * deny_release is deny for a rule found (0: allow) from s, then gives s
+ * back: the event's path is copied from s before another task can claim
+ * it.
+ */
+static __always_inline int deny_release(struct scratch *s, __u64 cgroup_id, struct sandbox *sb,
+					__u8 kind, __u8 op, __u32 rule, const char *path, long dlen)
+{
+	int ret = rule ? deny(cgroup_id, sb, kind, op, rule, path, dlen) : 0;
+
+	release_scratch(s);
+	return ret;
 }
 
 SEC("lsm/file_open")
@@ -76,9 +88,6 @@ int BPF_PROG(aigate_file_open, struct file *file)
 
 	if (!sb)
 		return 0;
-	struct scratch *s = claim_scratch();
-	if (!s)
-		return 0;
 
 	/*
 	 * O_RDONLY|O_TRUNC truncates without FMODE_WRITE; deny_write covers it.
@@ -88,6 +97,9 @@ int BPF_PROG(aigate_file_open, struct file *file)
 	__u32 wset = rule_set(sb->policy_id, AIGATE_ACCESS_WRITE);
 	if (!set_kinds(rset) && !(write && set_kinds(wset)))
 		return 0;
+	struct scratch *s = claim_scratch();
+	if (!s)
+		return deny_unclaimed(cgroup_id, sb, AIGATE_KIND_FILE, write ? AIGATE_OP_WRITE : AIGATE_OP_READ);
 
 	long dlen = bpf_d_path((struct path *)&file->f_path, s->full, sizeof(s->full));
 	load_path(s, dlen);
@@ -101,10 +113,7 @@ int BPF_PROG(aigate_file_open, struct file *file)
 		op = AIGATE_OP_WRITE;
 		rule = match_file(s, d, mnt, wset);
 	}
-	rule = verdict_rule(s, rule);
-	if (!rule)
-		return 0;
-	return deny(cgroup_id, sb, AIGATE_KIND_FILE, op, rule, s->full, dlen);
+	return deny_release(s, cgroup_id, sb, AIGATE_KIND_FILE, op, rule, s->full, dlen);
 }
 
 /*
@@ -167,13 +176,13 @@ int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
 
 	if (!sb)
 		return 0;
-	struct scratch *s = claim_scratch();
-	if (!s)
-		return 0;
 	__u32 set = rule_set(sb->policy_id, AIGATE_ACCESS_EXEC);
 	__u32 kinds = set_kinds(set);
 	if (!kinds)
 		return 0;
+	struct scratch *s = claim_scratch();
+	if (!s)
+		return deny_unclaimed(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC);
 
 	struct file *file = bprm->file;
 	long dlen = bpf_d_path((struct path *)&file->f_path, s->full, sizeof(s->full));
@@ -185,10 +194,7 @@ int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
 	__u32 rule = match_file(s, d, mnt, set);
 	if (!rule)
 		rule = match_filename(s, BPF_CORE_READ(bprm, filename), set, kinds);
-	rule = verdict_rule(s, rule);
-	if (!rule)
-		return 0;
-	return deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, s->full, dlen);
+	return deny_release(s, cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, s->full, dlen);
 }
 
 /*
@@ -210,13 +216,13 @@ static __noinline int check_exec_mapping(__u64 cgroup_id, struct sandbox *sb, st
 
 	if (!kinds || !file)
 		return 0;
-	struct scratch *s = claim_scratch();
-	if (!s)
-		return 0;
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	struct vfsmount *mnt = BPF_CORE_READ(file, f_path.mnt);
 	if (!d || !mnt)
 		return 0;
+	struct scratch *s = claim_scratch();
+	if (!s)
+		return deny_unclaimed(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC);
 
 	/*
 	 * A denied file is mostly found by inode (the loader resolves exec
@@ -236,29 +242,46 @@ static __noinline int check_exec_mapping(__u64 cgroup_id, struct sandbox *sb, st
 			built = true;
 		}
 		load_leaf_name(s, BPF_CORE_READ(d, d_name.name), BPF_CORE_READ(d, d_name.len));
-		rule = verdict_rule(s, match_file(s, d, mnt, set));
+		rule = match_file(s, d, mnt, set);
 	}
-	if (!rule)
-		return 0;
-	if (!built)
-		len = build_path(s, d, mnt);
-	return deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, built_path(s), len);
+	/* One test of rule: a second one doubled the verifier's work here. */
+	int ret = 0;
+	if (rule) {
+		if (!built)
+			len = build_path(s, d, mnt);
+		ret = deny(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, built_path(s), len);
+	}
+	release_scratch(s);
+	return ret;
 }
 
 /*
- * mmap_file: prot is what will be mapped (reqprot plus PROT_EXEC when the
- * personality has READ_IMPLIES_EXEC). An anonymous mapping has no file.
+ * check_exec_hook is the body of mmap_file and file_mprotect: prot is what
+ * the mapping will allow. file_mprotect passes the vma instead of the file,
+ * read only for a sandboxed task; an anonymous mapping has no file.
+ */
+static __always_inline int check_exec_hook(struct file *file, struct vm_area_struct *vma,
+					   unsigned long prot)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb || !(prot & PROT_EXEC))
+		return 0;
+	if (vma)
+		file = BPF_CORE_READ(vma, vm_file);
+	return check_exec_mapping(cgroup_id, sb, file);
+}
+
+/*
+ * mmap_file: prot is reqprot plus PROT_EXEC when the personality has
+ * READ_IMPLIES_EXEC.
  */
 SEC("lsm/mmap_file")
 int BPF_PROG(aigate_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
 	     unsigned long flags)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb || !file || !(prot & PROT_EXEC))
-		return 0;
-	return check_exec_mapping(cgroup_id, sb, file);
+	return check_exec_hook(file, NULL, prot);
 }
 
 /* file_mprotect: a PROT_READ mapping of a denied file made executable later. */
@@ -266,15 +289,7 @@ SEC("lsm/file_mprotect")
 int BPF_PROG(aigate_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot,
 	     unsigned long prot)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb || !(prot & PROT_EXEC))
-		return 0;
-	struct file *file = BPF_CORE_READ(vma, vm_file);
-	if (!file)
-		return 0;
-	return check_exec_mapping(cgroup_id, sb, file);
+	return check_exec_hook(NULL, vma, prot);
 }
 
 /*
@@ -288,14 +303,14 @@ int BPF_PROG(aigate_file_mprotect, struct vm_area_struct *vma, unsigned long req
 static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct dentry *d,
 				  struct vfsmount *mnt)
 {
-	struct scratch *s = claim_scratch();
-
-	if (!s || !d || !mnt)
-		return 0;
 	__u32 wset = rule_set(sb->policy_id, AIGATE_ACCESS_WRITE);
 	__u32 rset = rule_set(sb->policy_id, AIGATE_ACCESS_READ);
-	if (!set_kinds(wset) && !set_kinds(rset))
+
+	if (!d || !mnt || (!set_kinds(wset) && !set_kinds(rset)))
 		return 0;
+	struct scratch *s = claim_scratch();
+	if (!s)
+		return deny_unclaimed(cgroup_id, sb, AIGATE_KIND_FILE, AIGATE_OP_WRITE);
 
 	long len = build_path(s, d, mnt);
 	load_built_path(s, len);
@@ -303,43 +318,43 @@ static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct de
 	__u32 rule = match_file(s, d, mnt, wset);
 	if (!rule)
 		rule = match_file(s, d, mnt, rset);
-	rule = verdict_rule(s, rule);
-	if (!rule)
+	return deny_release(s, cgroup_id, sb, AIGATE_KIND_FILE, AIGATE_OP_WRITE, rule, built_path(s), len);
+}
+
+/*
+ * check_write_hook is check_write for the hooks given one path (own: the
+ * file itself) or a directory and the dentry in it. The sandbox check comes
+ * first, so a task outside pays no reads. own is a constant at every call:
+ * a test of dentry instead would make the verifier check both ways.
+ */
+static __always_inline int check_write_hook(const struct path *path, struct dentry *dentry, bool own)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
 		return 0;
-	return deny(cgroup_id, sb, AIGATE_KIND_FILE, AIGATE_OP_WRITE, rule, built_path(s), len);
+	if (own)
+		dentry = BPF_CORE_READ(path, dentry);
+	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(path, mnt));
 }
 
 SEC("lsm/path_truncate")
 int BPF_PROG(aigate_path_truncate, const struct path *path)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 0;
-	return check_write(cgroup_id, sb, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+	return check_write_hook(path, NULL, true);
 }
 
 SEC("lsm/path_unlink")
 int BPF_PROG(aigate_path_unlink, const struct path *dir, struct dentry *dentry)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 0;
-	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+	return check_write_hook(dir, dentry, false);
 }
 
 SEC("lsm/path_rmdir")
 int BPF_PROG(aigate_path_rmdir, const struct path *dir, struct dentry *dentry)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 0;
-	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+	return check_write_hook(dir, dentry, false);
 }
 
 SEC("lsm/path_rename")
@@ -377,23 +392,13 @@ int BPF_PROG(aigate_path_link, struct dentry *old_dentry, const struct path *new
 SEC("lsm/path_chmod")
 int BPF_PROG(aigate_path_chmod, const struct path *path)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 0;
-	return check_write(cgroup_id, sb, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+	return check_write_hook(path, NULL, true);
 }
 
 SEC("lsm/path_chown")
 int BPF_PROG(aigate_path_chown, const struct path *path)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 0;
-	return check_write(cgroup_id, sb, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+	return check_write_hook(path, NULL, true);
 }
 
 /*
@@ -406,34 +411,19 @@ int BPF_PROG(aigate_path_chown, const struct path *path)
 SEC("lsm/path_mkdir")
 int BPF_PROG(aigate_path_mkdir, const struct path *dir, struct dentry *dentry)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 0;
-	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+	return check_write_hook(dir, dentry, false);
 }
 
 SEC("lsm/path_symlink")
 int BPF_PROG(aigate_path_symlink, const struct path *dir, struct dentry *dentry)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 0;
-	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+	return check_write_hook(dir, dentry, false);
 }
 
 SEC("lsm/path_mknod")
 int BPF_PROG(aigate_path_mknod, const struct path *dir, struct dentry *dentry)
 {
-	__u64 cgroup_id;
-	struct sandbox *sb = current_sandbox(&cgroup_id);
-
-	if (!sb)
-		return 0;
-	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(dir, mnt));
+	return check_write_hook(dir, dentry, false);
 }
 
 /*
@@ -487,22 +477,25 @@ static __always_inline int check_unix_peer(struct sock *peer)
 		return 0;
 	struct scratch *s = claim_scratch();
 	if (!s)
-		return 0;
+		return deny_unclaimed(cgroup_id, sb, AIGATE_KIND_NET, AIGATE_OP_UNIX);
 	long len;
 	bool abstract;
-	if (unix_peer_allowed(s, peer, rule_set(sb->policy_id, AIGATE_ACCESS_UNIX), &len, &abstract) &&
-	    !scratch_clobbered(s))
+	if (unix_peer_allowed(s, peer, rule_set(sb->policy_id, AIGATE_ACCESS_UNIX), &len, &abstract)) {
+		release_scratch(s);
 		return 0;
+	}
 
 	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
 	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_NET, AIGATE_OP_UNIX, 0);
-	if (!e)
-		return verdict;
-	if (len > 0) {
-		bpf_probe_read_kernel_str(e->path, sizeof(e->path), abstract ? s->comp.name : built_path(s));
-		e->path_len = len - 1;
+	if (e) {
+		if (len > 0) {
+			bpf_probe_read_kernel_str(e->path, sizeof(e->path),
+						  abstract ? s->comp.name : built_path(s));
+			e->path_len = len - 1;
+		}
+		bpf_ringbuf_submit(e, 0);
 	}
-	bpf_ringbuf_submit(e, 0);
+	release_scratch(s);
 	return verdict;
 }
 

@@ -26,6 +26,7 @@
 #define AIGATE_PATHMATCH_H
 
 #include "aigate.h"
+#include "scratch.h"
 
 /* Values of policy.Access. */
 #define AIGATE_ACCESS_READ 1
@@ -92,12 +93,12 @@ struct inode_key {
  * Per-CPU scratch: too big for the 512-byte BPF stack. LSM programs run
  * with migration disabled but, on a preemptible kernel (preempt=full or
  * lazy), not with preemption disabled: another task's program can run on
- * this CPU in the middle of ours and overwrite the buffer. owner (the
- * pid_tgid of the program that claimed it) tells the first program that
- * its keys may have been replaced, and it then denies (scratch_clobbered).
+ * this CPU in the middle of ours. So each run owns its buffer from
+ * claim_scratch to release_scratch (scratch.h), and passes it down,
+ * bpf_loop callbacks included, rather than looking it up again.
  */
 struct scratch {
-	__u64 owner;
+	__u64 owner; /* scratch.h: first */
 	struct path_key path;
 	struct name_key name;  /* final component, for Names and NamePrefix */
 	struct name_key rname; /* final component reversed, for NameSuffix */
@@ -157,7 +158,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, AIGATE_SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch_map SEC(".maps");
@@ -178,31 +179,20 @@ static __always_inline __u32 set_kinds(__u32 set)
 	return f ? *f : 0;
 }
 
-static __always_inline struct scratch *get_scratch(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&scratch_map, &zero);
-}
-
-/* claim_scratch is get_scratch for a program's first use: it takes ownership. */
+/*
+ * claim_scratch takes a scratch buffer for this program run; NULL when
+ * every one is held (by preempted runs on this CPU): the caller denies.
+ * The buffer keeps the last run's bytes; every user loads what it reads.
+ */
 static __always_inline struct scratch *claim_scratch(void)
 {
-	struct scratch *s = get_scratch();
-
-	if (s)
-		s->owner = bpf_get_current_pid_tgid();
-	return s;
+	return scratch_claim(&scratch_map);
 }
 
-/*
- * scratch_clobbered reports whether another task claimed s since this one
- * did: what was matched may then be the other task's path. Checked after
- * the last map lookup made from s.
- */
-static __always_inline bool scratch_clobbered(struct scratch *s)
+/* release_scratch gives the buffer back; every claim path must reach it. */
+static __always_inline void release_scratch(struct scratch *s)
 {
-	return s->owner != bpf_get_current_pid_tgid();
+	scratch_release(s);
 }
 
 static __always_inline __u32 lookup_rule(void *map, const void *key)
@@ -238,6 +228,7 @@ static __always_inline long read_name(struct name_key *k, const unsigned char *n
 
 /* State of match_walk's loop, on the caller's stack. */
 struct walk_state {
+	struct scratch *s;
 	__u64 d;   /* struct dentry * */
 	__u64 mnt; /* struct mount * */
 	__u32 set;
@@ -250,7 +241,7 @@ struct walk_state {
 static long walk_step(__u32 i, void *arg)
 {
 	struct walk_state *w = arg;
-	struct scratch *s = get_scratch();
+	struct scratch *s = w->s;
 	struct dentry *d = (struct dentry *)w->d;
 	struct mount *mnt = (struct mount *)w->mnt;
 	__u32 rule;
@@ -308,6 +299,7 @@ static __always_inline __u32 match_walk(struct scratch *s, struct dentry *d, str
 					__u32 set, __u32 kinds)
 {
 	struct walk_state w = {
+		.s = s,
 		.d = (__u64)d,
 		.mnt = (__u64)container_of(vmnt, struct mount, mnt),
 		.set = set,
@@ -391,6 +383,7 @@ static __always_inline void load_path(struct scratch *s, long len)
 
 /* State of build_path's loop, on the caller's stack. */
 struct build_state {
+	struct scratch *s;
 	__u64 d;   /* struct dentry * */
 	__u64 mnt; /* struct mount * */
 	int err;   /* -1: too deep or too long */
@@ -407,7 +400,7 @@ struct build_state {
 static long build_step(__u32 i, void *arg)
 {
 	struct build_state *b = arg;
-	struct scratch *s = get_scratch();
+	struct scratch *s = b->s;
 	struct dentry *d = (struct dentry *)b->d;
 	struct mount *mnt = (struct mount *)b->mnt;
 
@@ -470,6 +463,7 @@ static long build_step(__u32 i, void *arg)
 static __always_inline long build_path(struct scratch *s, struct dentry *d, struct vfsmount *vmnt)
 {
 	struct build_state b = {
+		.s = s,
 		.d = (__u64)d,
 		.mnt = (__u64)container_of(vmnt, struct mount, mnt),
 	};

@@ -1,0 +1,185 @@
+//go:build linux
+
+package loader
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// scratchHelperEnv makes the test binary a scratchServe process.
+const scratchHelperEnv = "AIGATE_TEST_SCRATCH_HELPER"
+
+// init runs scratchServe before TestMain when the test binary is started
+// as that helper. A helper started only once the buffers are held could
+// not even exec: the kernel's open of the binary would be denied too.
+func init() {
+	if os.Getenv(scratchHelperEnv) == "1" {
+		os.Exit(scratchServe())
+	}
+}
+
+// scratchServe performs each line of stdin, "open PATH" or "unlink PATH",
+// and answers with its errno (0: done).
+func scratchServe() int {
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		op, path, _ := strings.Cut(in.Text(), " ")
+		var err error
+		switch op {
+		case "open":
+			var fd int
+			if fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+				unix.Close(fd)
+			}
+		case "unlink":
+			err = unix.Unlink(path)
+		default:
+			err = unix.EINVAL
+		}
+		var errno unix.Errno
+		if err != nil && !errors.As(err, &errno) {
+			errno = unix.EIO
+		}
+		fmt.Println(int(errno))
+	}
+	return 0
+}
+
+// scratchHelper is a scratchServe process running in sb.
+type scratchHelper struct {
+	pid int
+	in  io.Writer
+	out *bufio.Scanner
+}
+
+func startScratchHelper(t *testing.T, sb *sandbox) *scratchHelper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), scratchHelperEnv+"=1")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(sb.fd.Fd())}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("scratch helper: %v", err)
+		}
+	})
+	return &scratchHelper{pid: cmd.Process.Pid, in: in, out: bufio.NewScanner(out)}
+}
+
+// do performs op on path in the helper and returns its errno.
+func (h *scratchHelper) do(t *testing.T, op, path string) syscall.Errno {
+	t.Helper()
+	if _, err := fmt.Fprintf(h.in, "%s %s\n", op, path); err != nil {
+		t.Fatal(err)
+	}
+	if !h.out.Scan() {
+		t.Fatalf("scratch helper: no answer to %s %s: %v", op, path, h.out.Err())
+	}
+	n, err := strconv.Atoi(h.out.Text())
+	if err != nil {
+		t.Fatalf("scratch helper: %q", h.out.Text())
+	}
+	return syscall.Errno(n)
+}
+
+// TestLSMScratch checks the scratch-buffer discipline of lsm.c
+// (bpf/include/scratch.h), as TestNetUnixScratch does for sockunix.c: a
+// preemption inside a BPF program cannot be arranged, so the buffers are
+// held from user space instead. With every buffer of every CPU held, a
+// sandboxed open and unlink that the rules allow are denied (rule 0, no
+// path) rather than checked with a buffer another task owns; outside the
+// sandbox nothing changes; with one buffer free, the programs use it and
+// give it back; and after allowed and denied operations every buffer is
+// free again.
+func TestLSMScratch(t *testing.T) {
+	l := openLSM(t)
+	dir := tempDir(t)
+	p := compiled(ruleSpec{policy.AccessRead, "paths", dir + "/secret.txt"})
+	sb := addSandbox(t, l, p, policy.ModeEnforce)
+	ok, secret := touch(t, dir+"/ok.txt"), touch(t, dir+"/secret.txt")
+	m := l.objs.ScratchMap
+
+	if code, _ := run(t, sb, "open", ok, "r"); code != 0 {
+		t.Fatalf("open(%s) in the sandbox: exit %d, want allowed", ok, code)
+	}
+	if code, _ := run(t, sb, "open", secret, "r"); code != exitEPERM {
+		t.Fatalf("open(%s) in the sandbox: exit %d, want EPERM", secret, code)
+	}
+	if ev := nextEvent(t, l); ev.Path != secret || ev.Rule != 1 {
+		t.Errorf("open(%s): event %+v, want rule 1", secret, ev)
+	}
+	checkScratchOwners[lsmScratch](t, "after an allowed and a denied open", m, 0, 0)
+
+	h := startScratchHelper(t, sb)
+	if e := h.do(t, "open", ok); e != 0 {
+		t.Fatalf("open(%s) in the sandbox helper: errno %d", ok, e)
+	}
+	t.Cleanup(func() { setScratchOwners[lsmScratch](t, m, scratchSlots, 0) })
+	setScratchOwners[lsmScratch](t, m, scratchSlots, stranger)
+	victim := touch(t, dir+"/victim.txt")
+	for _, tc := range []struct {
+		op, path string
+		evop     events.Op
+	}{
+		{"open", ok, events.OpRead},
+		{"unlink", victim, events.OpWrite},
+	} {
+		if e := h.do(t, tc.op, tc.path); e != syscall.EPERM {
+			t.Errorf("%s(%s) in the sandbox with every buffer held: errno %d, want EPERM", tc.op, tc.path, e)
+			continue
+		}
+		ev := nextEvent(t, l)
+		if ev.Kind != events.KindFile || ev.Op != tc.evop || ev.Rule != 0 || ev.Path != "" || int(ev.TGID) != h.pid {
+			t.Errorf("%s(%s) with every buffer held: event %+v, want file/%s rule 0, no path", tc.op, tc.path, ev, tc.evop)
+		}
+	}
+	if _, err := os.Stat(victim); err != nil {
+		t.Errorf("unlink denied, yet: %v", err)
+	}
+	if f, err := os.Open(ok); err != nil {
+		t.Errorf("open(%s) outside the sandbox with every buffer held: %v", ok, err)
+	} else {
+		f.Close()
+	}
+	checkScratchOwners[lsmScratch](t, "every buffer held", m, scratchSlots, stranger)
+
+	setScratchOwners[lsmScratch](t, m, scratchSlots, 0)
+	setScratchOwners[lsmScratch](t, m, scratchSlots-1, stranger)
+	if e := h.do(t, "open", ok); e != 0 {
+		t.Errorf("open(%s) in the sandbox with one buffer free: errno %d, want allowed", ok, e)
+	}
+	checkScratchOwners[lsmScratch](t, "one buffer free", m, scratchSlots-1, stranger)
+
+	setScratchOwners[lsmScratch](t, m, scratchSlots, 0)
+	if e := h.do(t, "unlink", victim); e != 0 {
+		t.Errorf("unlink(%s) in the sandbox: errno %d, want allowed", victim, e)
+	}
+	checkScratchOwners[lsmScratch](t, "after the last run", m, 0, 0)
+	noEvent(t, l)
+}
