@@ -203,11 +203,11 @@ func (l *loaders) isLoader(tid, binFD int) bool {
 // the file is reported as FAN_OPEN_PERM after FAN_OPEN_EXEC_PERM, and was
 // decided as an exec already.
 func inExec(tid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/syscall")
+	line, err := blockedSyscall(tid)
 	if err != nil {
 		return false
 	}
-	nrText, _, _ := strings.Cut(string(data), " ")
+	nrText, _, _ := strings.Cut(line, " ")
 	nr, err := strconv.Atoi(nrText)
 	if err != nil {
 		return false

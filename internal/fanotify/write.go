@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,11 +51,47 @@ var syscalls = map[string]syscallTable{
 
 // openAccess reads how thread tid is opening the file it is blocked on.
 func openAccess(tid int) accessKind {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/syscall")
+	line, err := blockedSyscall(tid)
 	if err != nil {
 		return accessUnknown
 	}
-	return parseSyscall(string(data), syscalls)
+	return parseSyscall(line, syscalls)
+}
+
+// A "running" thread is read again after syscallBackoff, doubled each
+// time up to syscallMaxPause, for at most syscallPatience: a tenth of the
+// default DecisionTimeout. On a busy machine a woken thread can wait
+// milliseconds for a CPU before it goes back to sleep (measured: with two
+// CPU hogs on two cores, 4 of 8000 reads were still "running" after 4 ms).
+const (
+	syscallBackoff  = 16 * time.Microsecond
+	syscallMaxPause = time.Millisecond
+	syscallPatience = 200 * time.Millisecond
+)
+
+// blockedSyscall reads /proc/TID/syscall of a thread blocked in a permission
+// event. The kernel answers "running" for a thread that is not asleep at
+// that instant, and a blocked opener is woken now and then although its
+// own answer has not come: all waiters of a fanotify group sleep on one
+// queue, and every answer wakes them all to check theirs. Such a thread
+// goes back to sleep as soon as it runs, so a "running" answer is read
+// again; what is still unreadable after syscallPatience is the caller's to
+// refuse (TestDenyWriteConcurrentReads).
+func blockedSyscall(tid int) (string, error) {
+	path := "/proc/" + strconv.Itoa(tid) + "/syscall"
+	pause := syscallBackoff
+	deadline := time.Now().Add(syscallPatience)
+	for {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		if !strings.HasPrefix(string(data), "running") || time.Now().After(deadline) {
+			return string(data), nil
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, syscallMaxPause)
+	}
 }
 
 // parseSyscall decodes a /proc/TID/syscall line: "NR ARG0 ... ARG5 SP PC".
