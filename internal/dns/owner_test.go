@@ -12,11 +12,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/testutil"
 	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 )
 
@@ -47,23 +47,8 @@ func startHolder(t testing.TB, g *cgroup.Group, srv netip.AddrPort, nfds int) ho
 	defer fd.Close()
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=hold %s %d", helperEnv, addr, nfds))
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	h := testutil.StartHeld(t, cmd, int(fd.Fd()))
+	line, err := bufio.NewReader(h.Out).ReadString('\n')
 	port, perr := strconv.ParseUint(strings.TrimSpace(line), 10, 16)
 	if err != nil || perr != nil {
 		t.Fatalf("holder printed %q: %v", line, err)

@@ -12,13 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/cilium/ebpf/link"
 
 	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // BenchmarkOpenClose measures open+close of an allowed file by a helper
@@ -127,27 +127,17 @@ func startServe(tb testing.TB, sb *sandbox, mode, path string) *benchHelper {
 	cmd := exec.Command(os.Args[0], mode, path)
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.Stderr = os.Stderr
+	fd := -1
 	if sb != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(sb.fd.Fd())}
+		fd = int(sb.fd.Fd())
 	}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start bench helper: %v", err)
-	}
+	h := testutil.StartHeld(tb, cmd, fd)
 	tb.Cleanup(func() {
-		in.Close() // the helper exits at end of input
-		if err := cmd.Wait(); err != nil {
+		if err := h.Stop(); err != nil { // the helper exits at end of input
 			tb.Errorf("bench helper: %v", err)
 		}
 	})
-	return &benchHelper{in: in, out: bufio.NewScanner(out)}
+	return &benchHelper{in: h.In, out: bufio.NewScanner(h.Out)}
 }
 
 func (h *benchHelper) measure(n int) (float64, error) {

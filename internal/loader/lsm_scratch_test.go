@@ -18,6 +18,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // scratchHelperEnv makes the test binary a scratchServe process.
@@ -71,25 +72,13 @@ func startScratchHelper(t *testing.T, sb *sandbox) *scratchHelper {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), scratchHelperEnv+"=1")
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(sb.fd.Fd())}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	h := testutil.StartHeld(t, cmd, int(sb.fd.Fd()))
 	t.Cleanup(func() {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
+		if err := h.Stop(); err != nil {
 			t.Errorf("scratch helper: %v", err)
 		}
 	})
-	return &scratchHelper{pid: cmd.Process.Pid, in: in, out: bufio.NewScanner(out)}
+	return &scratchHelper{pid: cmd.Process.Pid, in: h.In, out: bufio.NewScanner(h.Out)}
 }
 
 // do performs op on path in the helper and returns its errno.

@@ -225,23 +225,15 @@ func TestNetAddrInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fd.Close()
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	h := testutil.StartHeld(t, cmd, int(fd.Fd()))
+	line, err := bufio.NewReader(h.Out).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "0" {
-		stdin.Close()
-		_ = cmd.Wait()
 		t.Fatalf("hold: %q, %v", line, err)
 	}
 	if !inUse() {
 		t.Error("not in use while the connection is open")
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if inUse() {
