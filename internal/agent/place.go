@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -21,10 +23,24 @@ import (
 // The process must belong to the caller (real uid) and be the caller's
 // child, and it must not be in a sandbox already: moving a sandboxed
 // process into a fresh sandbox with a looser policy would be an escape.
-// Root may place any process that is not sandboxed. A pid that was reused
-// after the helper died can only name a process that passes the same
-// checks, one the caller could signal anyway.
+// Root may place any process that is not sandboxed.
+//
+// The checks read /proc/PID and the move writes PID: both name the process
+// the caller meant only while it has not been reaped (a pid is not reused
+// before). A pidfd taken first says whether it has been, after the checks.
+// What is left is the few microseconds from there to the write: for the
+// pid to name another process by then, the kernel would have to hand out
+// every other pid (pid_max, 4194304 on 64-bit) meanwhile.
 func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			err = errors.New("no such process")
+		}
+		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("place process %d: %v", pid, err)}
+	}
+	defer unix.Close(pfd)
+	gone := func() bool { return unix.PidfdSendSignal(pfd, 0, nil, 0) != nil }
 	st, err := readProcStatus(pid)
 	if err != nil {
 		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("place process %d: %v", pid, err)}
@@ -39,6 +55,10 @@ func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
 	}
 	if in, err := a.sandboxed(pid); err != nil || in {
 		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pid)}
+	}
+	placeChecked(pid)
+	if gone() {
+		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("process %d exited before it could be placed", pid)}
 	}
 	// Move and the sandbox's Close exclude each other: a process moved in
 	// after end had killed the sandbox's processes would run on once
@@ -57,6 +77,10 @@ func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
 	a.onEmpty(b)
 	return nil
 }
+
+// placeChecked runs between place's checks and its move; tests make the
+// process die there.
+var placeChecked = func(pid int) {}
 
 type procStatus struct {
 	uid  uint32 // real

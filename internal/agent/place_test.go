@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,4 +73,48 @@ func TestPlaceRacesEnd(t *testing.T) {
 		}
 	}
 	t.Logf("placed before the end %d times, refused %d times", placed, refused)
+}
+
+// TestPlaceReaped: a pid whose process has been reaped is refused with a
+// clear message, also when it is reaped after the checks passed (the pid
+// may name another process by the time it is written), and nothing enters
+// the sandbox.
+func TestPlaceReaped(t *testing.T) {
+	testutil.HostOnly(t)
+	ta := startAgent(t, "", "")
+	root := api.Peer{UID: 0, PID: os.Getpid()}
+	for _, c := range []struct {
+		name    string
+		reapMid bool
+		want    string
+	}{
+		{"before", false, "no such process"},
+		{"after the checks", true, "exited before it could be placed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, _, e := ta.create(context.Background(), root, func() *api.CreateRequest { r := createReq(t); return &r }())
+			if e != nil {
+				t.Fatal(e)
+			}
+			defer ta.end(b, "ended")
+			cmd := exec.Command("sleep", "60")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			reap := func() { cmd.Process.Kill(); cmd.Wait() }
+			if c.reapMid {
+				placeChecked = func(int) { reap() }
+				defer func() { placeChecked = func(int) {} }()
+			} else {
+				reap()
+			}
+			e = ta.place(root, b, cmd.Process.Pid)
+			if e == nil || e.Code != api.CodeSandbox || !strings.Contains(e.Message, c.want) {
+				t.Fatalf("placing pid %d: %v, want a %s error saying %q", cmd.Process.Pid, e, api.CodeSandbox, c.want)
+			}
+			if populated, err := b.sb.Populated(); err != nil || populated {
+				t.Fatalf("sandbox populated %v, %v after a refused place", populated, err)
+			}
+		})
+	}
 }
