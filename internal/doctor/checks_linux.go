@@ -87,10 +87,11 @@ func Run(opts Options) *Report {
 // What each backend enforces, one line each; the README's table has the
 // whole comparison, measured.
 const (
-	enforcesLSM = "every open and exec anywhere, by path, name and inode (BPF LSM); " +
-		"egress by cgroup sock_addr programs and a DNS proxy"
+	enforcesLSM = "every open and exec anywhere, by path, name and inode, and renames, unlinks and " +
+		"truncates of deny_write files (BPF LSM); egress by cgroup sock_addr programs and a DNS proxy"
 	enforcesFanotify = "opens and execs of existing files by inode, and of names in the project and home trees " +
-		"(not in directories created after start), by fanotify permission events; " +
+		"(new directories are marked 1-3 ms after they appear), by fanotify permission events; " +
+		"deny_write stops opens for writing only, not rename over, unlink or truncate(2); " +
 		"egress by cgroup sock_addr programs and a DNS proxy; a guard kills the sandbox if aigate dies"
 )
 
