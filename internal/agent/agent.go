@@ -86,14 +86,14 @@ type Agent struct {
 	empty   *emptyWatch
 	reg     *prometheus.Registry
 	started time.Time
-	slots   chan struct{} // one per open connection of a user but root
 
-	mu       sync.Mutex
-	boxes    map[string]*box
-	byCgroup map[uint64]*box
-	conns    map[net.Conn]struct{}
-	perUser  map[uint32]int // open connections by peer uid, root not counted
-	closing  bool
+	mu        sync.Mutex
+	boxes     map[string]*box
+	byCgroup  map[uint64]*box
+	conns     map[net.Conn]struct{}
+	perUser   map[uint32]int // open connections by peer uid, root not counted
+	userConns int            // their sum
+	closing   bool
 
 	pumped atomic.Uint64 // events the pump has handed on, for settle
 
@@ -138,7 +138,6 @@ func New(cfg Config) (*Agent, error) {
 		be:       cfg.Backend,
 		fan:      newFanout(),
 		started:  time.Now(),
-		slots:    make(chan struct{}, cfg.MaxConns),
 		boxes:    make(map[string]*box),
 		byCgroup: make(map[uint64]*box),
 		conns:    make(map[net.Conn]struct{}),
@@ -253,12 +252,11 @@ func (a *Agent) admit(nc net.Conn, peer api.Peer) *api.Error {
 		if a.perUser[peer.UID] >= a.cfg.MaxConnsPerUser {
 			return &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("uid %d has %d connections to the agent open, the limit per user; close some (aigate watch, aigate run) and try again", peer.UID, a.cfg.MaxConnsPerUser)}
 		}
-		select {
-		case a.slots <- struct{}{}:
-		default:
+		if a.userConns >= a.cfg.MaxConns {
 			return &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("the agent has %d connections of users open, its limit; try again", a.cfg.MaxConns)}
 		}
 		a.perUser[peer.UID]++
+		a.userConns++
 	}
 	a.conns[nc] = struct{}{}
 	return nil
@@ -270,7 +268,7 @@ func (a *Agent) release(nc net.Conn, peer api.Peer) {
 	defer a.mu.Unlock()
 	delete(a.conns, nc)
 	if !peer.Root() {
-		<-a.slots
+		a.userConns--
 		if a.perUser[peer.UID]--; a.perUser[peer.UID] == 0 {
 			delete(a.perUser, peer.UID)
 		}
@@ -419,6 +417,6 @@ func (a *Agent) sandboxed(pid int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	prefix := "/" + strings.Trim(a.cfg.Parent, "/") + "/"
-	return strings.HasPrefix(cg+"/", prefix) && cg+"/" != prefix, nil
+	parent := "/" + strings.Trim(a.cfg.Parent, "/")
+	return cg != parent && cgroup.Within(cg, parent), nil
 }

@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -229,10 +230,32 @@ func ProcessCgroup(pid int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read cgroup of pid %d: %w", pid, err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			return rest, nil
+	cg, ok := V2Path(data)
+	if !ok {
+		return "", fmt.Errorf("read cgroup of pid %d: no cgroup v2 entry", pid)
+	}
+	return string(cg), nil
+}
+
+// V2Path returns the cgroup v2 path in the contents of a /proc/PID/cgroup
+// file (the "0::/a/b" line), without copying: callers on a hot path read
+// the file into a buffer of their own.
+func V2Path(procCgroup []byte) ([]byte, bool) {
+	for data := procCgroup; len(data) > 0; {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if rest, ok := bytes.CutPrefix(line, []byte("0::")); ok {
+			return rest, true
 		}
 	}
-	return "", fmt.Errorf("read cgroup of pid %d: no cgroup v2 entry", pid)
+	return nil, false
+}
+
+// Within reports whether the cgroup path cg is dir or a cgroup below it.
+func Within(cg, dir string) bool {
+	return cg == dir || strings.HasPrefix(cg, dir) && len(cg) > len(dir) && cg[len(dir)] == '/'
 }

@@ -224,7 +224,7 @@ func (f *ownerFinder) describe(pd, pid int) (owner, error) {
 	if err != nil {
 		return owner{}, err
 	}
-	if !inCgroup(f.file[:n], f.cgRel) {
+	if cg, ok := cgroup.V2Path(f.file[:n]); !ok || !cgroup.Within(string(cg), f.cgRel) {
 		return owner{}, fmt.Errorf("pid %d holds the socket but left the sandbox", pid)
 	}
 	n, err = readAt(pd, "comm", f.file[:64])
@@ -232,15 +232,6 @@ func (f *ownerFinder) describe(pd, pid int) (owner, error) {
 		return owner{}, err
 	}
 	return owner{tgid: uint32(pid), comm: strings.TrimSuffix(string(f.file[:n]), "\n")}, nil
-}
-
-func inCgroup(procCgroup []byte, rel string) bool {
-	for line := range strings.SplitSeq(string(procCgroup), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return p == rel || strings.HasPrefix(p, rel+"/")
-		}
-	}
-	return false
 }
 
 // readAt reads the file name in directory dirfd (or the absolute path

@@ -4,15 +4,16 @@ package fanotify
 
 import (
 	"bufio"
-	"bytes"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
-	"golang.org/x/sys/unix"
 )
 
 // sandboxOf returns the sandbox whose cgroup (or a cgroup beneath it) holds
@@ -42,7 +43,7 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for _, s := range b.sandboxes {
-		if cg == s.rel || strings.HasPrefix(cg, s.rel+"/") {
+		if cgroup.Within(cg, s.rel) {
 			return s
 		}
 	}
@@ -61,19 +62,8 @@ func readCgroup(tid int) (string, bool) {
 	if err != nil || n <= 0 {
 		return "", false
 	}
-	data := buf[:n]
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
-		if rest, ok := bytes.CutPrefix(line, []byte("0::")); ok {
-			return string(rest), true
-		}
-	}
-	return "", false
+	cg, ok := cgroup.V2Path(buf[:n])
+	return string(cg), ok
 }
 
 // verdict is the outcome of one sandboxed event.
