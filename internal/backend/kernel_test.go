@@ -36,16 +36,7 @@ import (
 // one result line each.
 const helperEnv = "AIGATE_BACKEND_HELPER"
 
-func init() {
-	ops, ok := os.LookupEnv(helperEnv)
-	if !ok {
-		return
-	}
-	for _, op := range strings.Split(ops, ";") {
-		fmt.Println(helperOp(strings.Fields(op)))
-	}
-	os.Exit(0)
-}
+func init() { testutil.HelperOps(helperEnv, helperOp) }
 
 // helperOp runs one of:
 //

@@ -34,16 +34,7 @@ import (
 // AIGATE_DNS_HELPER (";"-separated) and prints one result line each.
 const helperEnv = "AIGATE_DNS_HELPER"
 
-func init() {
-	ops, ok := os.LookupEnv(helperEnv)
-	if !ok {
-		return
-	}
-	for _, op := range strings.Split(ops, ";") {
-		fmt.Println(helperOp(strings.Fields(op)))
-	}
-	os.Exit(0)
-}
+func init() { testutil.HelperOps(helperEnv, helperOp) }
 
 // helperOp runs one of:
 //
