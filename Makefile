@@ -67,6 +67,10 @@ test: ## unit tests (no root needed; kernel tests skip with a reason)
 test-kernel: ## kernel tests on this host as root: cgroups, fanotify, sock_addr (skips fail)
 	AIGATE_REQUIRE_KERNEL=1 $(GO) test -race -count=1 ./...
 
+.PHONY: test-escape
+test-escape: ## the escape suite: attacks from inside a sandbox, as an unprivileged user (root; skips fail)
+	AIGATE_REQUIRE_KERNEL=1 $(GO) test -count=1 -v -run '^TestEscape' ./internal/escape/
+
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME
 	@for f in FuzzParse FuzzCheckPattern FuzzEndpoint FuzzCompile; do \

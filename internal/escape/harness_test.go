@@ -1,0 +1,32 @@
+//go:build linux
+
+package escape
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// TestEscapeHarness is the suite's control: with the defaults, ordinary
+// work inside the sandbox succeeds as the test user, and the plainest
+// attack (reading the project's .env) is refused with an event. If this
+// fails, no other result of the suite means anything.
+func TestEscapeHarness(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		r := b.sh("id -u; echo work > notes.txt; cat notes.txt; cat .env")
+		if r.code == 0 || strings.Contains(r.stdout, "sk-escape-test-secret") {
+			t.Fatalf("the secret was read:\n%s", r)
+		}
+		if !strings.Contains(r.stdout, "work") {
+			t.Errorf("ordinary work failed:\n%s", r)
+		}
+		if got := strings.SplitN(r.stdout, "\n", 2)[0]; got == "0" {
+			t.Errorf("the command ran as root:\n%s", r)
+		}
+		if _, ok := r.denied(events.OpRead, ".env"); !ok {
+			t.Errorf("no read event for .env:\n%s", r)
+		}
+	})
+}
