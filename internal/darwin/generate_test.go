@@ -3,6 +3,7 @@ package darwin
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -118,43 +119,72 @@ func TestExpandBound(t *testing.T) {
 	}
 }
 
-func TestDenyACE(t *testing.T) {
+func TestDenyText(t *testing.T) {
 	tests := []struct {
-		t    Target
+		a    policy.Access
+		dir  bool
 		want string
 	}{
-		{Target{Path: "/p/.env", Access: policy.AccessRead}, "chmod +a 'user:_aigate deny read,readattr,readextattr,readsecurity' /p/.env"},
-		{Target{Path: "/h/.ssh", Dir: true, Access: policy.AccessRead}, "chmod +a 'user:_aigate deny list,search,readattr,readextattr,readsecurity' /h/.ssh"},
-		{Target{Path: "/h/.zshrc", Access: policy.AccessWrite}, "chmod +a 'user:_aigate deny write,append,writeattr,writeextattr,writesecurity,chown,delete' /h/.zshrc"},
-		{Target{Path: "/p/.git/hooks", Dir: true, Access: policy.AccessWrite}, "chmod -R +a 'user:_aigate deny add_file,add_subdirectory,writeattr,writeextattr,writesecurity,chown,delete,delete_child,file_inherit,directory_inherit' /p/.git/hooks"},
-		{Target{Path: "/opt/homebrew/bin/curl", Access: policy.AccessExec}, "chmod +a 'user:_aigate deny execute' /opt/homebrew/bin/curl"},
+		// Read denies refuse the content, not stat: ls -l, rg and git
+		// must still see the file (readattr, readsecurity are allowed).
+		{policy.AccessRead, false, "user:_aigate deny read,readextattr"},
+		{policy.AccessRead, true, "user:_aigate deny list,search,readextattr"},
+		{policy.AccessWrite, false, "user:_aigate deny write,append,writeattr,writeextattr,writesecurity,chown,delete"},
+		{policy.AccessWrite, true, "user:_aigate deny add_file,add_subdirectory,writeattr,writeextattr,writesecurity,chown,delete,delete_child,file_inherit,directory_inherit"},
+		{policy.AccessExec, false, "user:_aigate deny execute"},
+		{policy.AccessExec, true, "user:_aigate deny execute,file_inherit,directory_inherit"},
 	}
 	for _, tt := range tests {
-		a, ok := DenyACE("_aigate", tt.t)
-		if !ok || a.AddCommand().String() != tt.want {
-			t.Errorf("%+v:\n got %s\nwant %s", tt.t, a.AddCommand(), tt.want)
-		}
-		rm := a.RemoveCommand().String()
-		if strings.Replace(rm, "-a", "+a", 1) != tt.want {
-			t.Errorf("removal %q is not the exact inverse of %q", rm, tt.want)
+		got, ok := DenyText("_aigate", tt.a, tt.dir)
+		if !ok || got != tt.want {
+			t.Errorf("%v dir=%v: got %q, want %q", tt.a, tt.dir, got, tt.want)
 		}
 	}
-	if _, ok := DenyACE("_aigate", Target{Path: "/usr/bin/curl", Access: policy.AccessExec}); ok {
-		t.Error("ACE generated for the sealed system volume")
+	for _, p := range []string{"/usr/bin/curl", "/System/Cryptexes/App/usr/bin/safaridriver", "/Library/Apple/usr/bin/x",
+		"/var/run/com.apple.security.cryptexd/codex.system/bootstrap/usr/bin/python3"} {
+		if !OnSealedVolume(p) {
+			t.Errorf("%s: not known as sealed", p)
+		}
+	}
+	if OnSealedVolume("/Library/Application Support/x") || OnSealedVolume("/usr/local/bin/curl") {
+		t.Error("writable path taken for sealed")
+	}
+}
+
+func TestACECommandsBatch(t *testing.T) {
+	a := ACE{Text: "user:_aigate deny read,readextattr"}
+	for i := 0; i < 10000; i++ {
+		a.Paths = append(a.Paths, fmt.Sprintf("/Users/alice/src/proj/testdata/certs/%04d/server.key", i))
+	}
+	adds, rms := a.AddCommands(), a.RemoveCommands()
+	if len(adds) < 2 || len(adds) != len(rms) {
+		t.Fatalf("%d add and %d remove commands for 10000 long paths; want a few batches", len(adds), len(rms))
+	}
+	n := 0
+	for i, c := range adds {
+		size := 0
+		for _, p := range c.Args[3:] {
+			size += len(p) + 1
+		}
+		if size > MaxBatchBytes {
+			t.Errorf("batch %d: %d bytes of paths", i, size)
+		}
+		if c.Args[0] != "-h" || c.Args[1] != "+a" || rms[i].Args[1] != "-a" || !slices.Equal(c.Args[2:], rms[i].Args[2:]) {
+			t.Errorf("batch %d: %q / %q", i, c.Args[:3], rms[i].Args[:3])
+		}
+		n += len(c.Args) - 3
+	}
+	if n != 10000 {
+		t.Errorf("%d paths in the batches, want 10000", n)
 	}
 }
 
 func TestProjectACEs(t *testing.T) {
-	got := renderCommands(func() []Command {
-		var cs []Command
-		for _, a := range ProjectACEs("_aigate", "/Users/alice/src/proj", "/Users/alice") {
-			cs = append(cs, a.AddCommand(), a.RemoveCommand())
-		}
-		return cs
-	}())
-	golden(t, "project_acl", got)
-	if n := len(ProjectACEs("_aigate", "/srv/proj", "/Users/alice")); n != 1 {
-		t.Errorf("project outside home: %d entries, want only the project itself", n)
+	if got := TraversalPaths("/Users/alice/src/proj", "/Users/alice"); !slices.Equal(got, []string{"/Users/alice", "/Users/alice/src"}) {
+		t.Errorf("traversal = %q", got)
+	}
+	if got := TraversalPaths("/srv/proj", "/Users/alice"); got != nil {
+		t.Errorf("project outside home: traversal %q, want none", got)
 	}
 }
 

@@ -110,6 +110,7 @@ func testEnv(t *testing.T) Env {
 		User:        testUser,
 		ProjectRoot: "/home/alice/src/proj",
 		Home:        "/home/alice",
+		Owner:       "alice",
 		StateFile:   filepath.Join(t.TempDir(), StateFileName),
 		FS:          testFS(),
 		ExecDirs:    []string{"/usr/bin", "/opt/homebrew/bin"},
@@ -169,3 +170,5 @@ func (f *fakeRunner) lines() []string {
 	}
 	return l
 }
+
+var errExit1 = errors.New("exit status 1")

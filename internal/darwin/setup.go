@@ -265,7 +265,7 @@ func ensureUser(ctx context.Context, r Runner, m Machine) (SandboxUser, bool, er
 			// find the user and keep it.
 			var errs []error
 			for _, undo := range RemoveUserCommands(u) {
-				if out, uerr := undo.run(context.WithoutCancel(ctx), r); uerr != nil && !alreadyUndone(out, uerr) {
+				if out, uerr := undo.run(context.WithoutCancel(ctx), r); uerr != nil && !alreadyUndone(undo, out, uerr) {
 					errs = append(errs, runError("undo", undo, out, uerr))
 				}
 			}
@@ -358,7 +358,7 @@ func Reset(ctx context.Context, r Runner, m Machine, report func(string)) error 
 		// RemoveUserCommands deletes the home only when it is aigate's own.
 		n := len(errs)
 		for _, c := range RemoveUserCommands(*u) {
-			if out, err := c.run(ctx, r); err != nil && !alreadyUndone(out, err) {
+			if out, err := c.run(ctx, r); err != nil && !alreadyUndone(c, out, err) {
 				errs = append(errs, runError("remove user "+u.Name, c, out, err))
 			}
 		}
