@@ -276,11 +276,19 @@ func rollback(ctx context.Context, r Runner, statePath string, cause error) erro
 
 func recoverLeftover(ctx context.Context, r Runner, env Env) error {
 	st, err := ReadState(env.StateFile)
-	if err != nil || st == nil {
+	if err != nil {
 		return err
 	}
-	if st.PID != env.PID && (env.Alive == nil || env.Alive(st.PID)) {
+	if st != nil && st.PID != env.PID && (env.Alive == nil || env.Alive(st.PID)) {
 		return fmt.Errorf("%w (pid %d, state %s): wait for it to end; if it is gone, run `sudo aigate reset`", ErrBusy, st.PID, env.StateFile)
+	}
+	// No session runs: whatever still runs as the sandbox user was left
+	// by one that did not end cleanly, and must not outlive its rules.
+	if err := EndUserProcesses(ctx, r, env.User); err != nil {
+		return fmt.Errorf("end what an earlier session left running: %w", err)
+	}
+	if st == nil {
+		return nil
 	}
 	if err := Revert(ctx, r, env.StateFile); err != nil {
 		return fmt.Errorf("undo the changes of a session that did not clean up: %w", err)

@@ -124,8 +124,10 @@ func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs ch
 		return Outcome{}, err
 	}
 	// res is a named result so that the undo's failure reaches the caller.
+	// Finish ends every process of the sandbox user (a dev server or a
+	// nohup job the tool left) before pf and the entries are released.
 	defer func() {
-		if rerr := Revert(context.WithoutCancel(ctx), r, env.StateFile); rerr != nil {
+		if rerr := Finish(context.WithoutCancel(ctx), r, env.User, env.StateFile); rerr != nil {
 			res.CleanupErr = fmt.Errorf("remove the sandbox rules: %w (run `sudo aigate reset --force`)", rerr)
 		}
 	}()

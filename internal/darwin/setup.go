@@ -326,6 +326,15 @@ func Reset(ctx context.Context, r Runner, m Machine, report func(string)) error 
 		if st.PID != m.PID && (m.Alive == nil || m.Alive(st.PID)) {
 			return fmt.Errorf("%w (pid %d): end it first", ErrBusy, st.PID)
 		}
+		// What the dead session left running must not outlive its
+		// rules.
+		if u, err := lookupUser(ctx, r, m.UserName); err != nil {
+			return err
+		} else if u != nil {
+			if err := EndUserProcesses(ctx, r, *u); err != nil {
+				return err
+			}
+		}
 		if err := Revert(ctx, r, m.StateFile()); err != nil {
 			return fmt.Errorf("undo what a run left: %w", err)
 		}

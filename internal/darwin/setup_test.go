@@ -233,6 +233,9 @@ func TestResetUndoesSetupAndLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
+		// The dead session's processes end before its rules go.
+		readUser + " UniqueID PrimaryGroupID NFSHomeDirectory",
+		"pgrep -U 497",
 		"chmod -a 'user:_aigate deny read' /x/.env",
 		"pfctl -f " + m.PFConf,
 		readUser + " UniqueID PrimaryGroupID NFSHomeDirectory",
