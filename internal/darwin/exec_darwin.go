@@ -43,14 +43,13 @@ func Alive(pid int) bool {
 // SandboxCommand returns the command that runs argv as the sandbox user in
 // the project directory. aigate runs as root (it needed root for pf), so the
 // child drops to the user's ids with setgid/setgroups/setuid before exec,
-// the equivalent of `sudo -u _aigate` without depending on sudoers. HOME
-// is the sandbox user's own home: the invoking user's home is exactly what
-// the deny rules protect.
+// the equivalent of `sudo -u _aigate` without depending on sudoers. env is
+// the tool's whole environment (ToolEnv): HOME is the sandbox user's own,
+// since the invoking user's home is exactly what the deny rules protect.
 func SandboxCommand(ctx context.Context, u SandboxUser, projectRoot string, argv []string, env []string) *exec.Cmd {
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	c.Dir = projectRoot
-	c.Env = append(filterEnv(env, "HOME", "USER", "LOGNAME", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND"),
-		"HOME="+u.Home, "USER="+u.Name, "LOGNAME="+u.Name)
+	c.Env = env
 	c.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{u.GID}},
 	}
@@ -60,21 +59,6 @@ func SandboxCommand(ctx context.Context, u SandboxUser, projectRoot string, argv
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
 	c.WaitDelay = KillDelay
 	return c
-}
-
-func filterEnv(env []string, drop ...string) []string {
-	var out []string
-next:
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		for _, d := range drop {
-			if k == d {
-				continue next
-			}
-		}
-		out = append(out, kv)
-	}
-	return out
 }
 
 // Outcome is how a session that ran the tool ended.
@@ -147,7 +131,8 @@ func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs ch
 			warn("no network events: " + err.Error())
 		}
 	}
-	cmd := SandboxCommand(ctx, env.User, env.ProjectRoot, argv, os.Environ())
+	toolEnv := ToolEnv(os.Environ(), env.User, GitTop(env.FS, env.ProjectRoot))
+	cmd := SandboxCommand(ctx, env.User, env.ProjectRoot, argv, toolEnv)
 	err = cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
