@@ -102,6 +102,9 @@ func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs ch
 		if chk := CheckAnchorReferenced(string(out)); !chk.OK {
 			return Outcome{}, fmt.Errorf("%w: %s; fix: %s", ErrNotSetUp, chk.Detail, chk.Fix)
 		}
+		if chk := CheckAnchorFirst(string(out)); !chk.OK {
+			warn("pf: the anchor is " + chk.Detail + "; fix: " + chk.Fix)
+		}
 	}
 	applied, err := Apply(ctx, r, c, env)
 	if err != nil {
@@ -131,8 +134,18 @@ func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs ch
 			warn("no network events: " + err.Error())
 		}
 	}
+	// toolCtx ends the tool (SIGTERM, then SIGKILL) when aigate is asked
+	// to stop or when pf stops calling the anchor.
+	toolCtx, endTool := context.WithCancel(ctx)
+	defer endTool()
+	if needsPF(c.Net) {
+		go WatchAnchor(runCtx, r, AnchorCheckInterval, func(why string) {
+			warn("pf no longer applies the sandbox's network rules (" + why + "; did a VPN reload the pf ruleset?): ending the session. Run `sudo aigate setup` to restore the anchor, then run again")
+			endTool()
+		})
+	}
 	toolEnv := ToolEnv(os.Environ(), env.User, GitTop(env.FS, env.ProjectRoot))
-	cmd := SandboxCommand(ctx, env.User, env.ProjectRoot, argv, toolEnv)
+	cmd := SandboxCommand(toolCtx, env.User, env.ProjectRoot, argv, toolEnv)
 	err = cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -274,12 +274,21 @@ func TestPFConfEdit(t *testing.T) {
 	if out2, had, _ := RemoveAnchorLine(out); had || out2 != out {
 		t.Error("second removal changed the file")
 	}
-	// No trailing newline: the block must still start on its own line.
-	noNL, _, _ := InstallAnchorLine(strings.TrimSuffix(appleConf, "\n"))
-	if !strings.Contains(noNL, "/etc/pf.anchors/com.apple\"\n# BEGIN aigate") {
+	// The anchor comes before the first filter rule: an earlier anchor's
+	// "pass quick" would otherwise win.
+	if !strings.Contains(in, "dummynet-anchor \"com.apple/*\"\n"+confBegin+"\n"+confAnchor+"\n"+confEnd+"\nanchor \"com.apple/*\"") {
+		t.Errorf("block not before the first filter rule:\n%s", in)
+	}
+	// A block an earlier setup appended at the end is moved there.
+	old := appleConf + confBegin + "\n" + confAnchor + "\n" + confEnd + "\n"
+	if moved, changed, err := InstallAnchorLine(old); err != nil || !changed || moved != in {
+		t.Errorf("block at the end not moved (changed=%v err=%v):\n%s", changed, err, moved)
+	}
+	// No filter rule and no trailing newline: appended on its own line.
+	noNL, _, _ := InstallAnchorLine("set skip on lo0")
+	if noNL != "set skip on lo0\n"+confBegin+"\n"+confAnchor+"\n"+confEnd+"\n" {
 		t.Errorf("block glued to the last line:\n%s", noNL)
 	}
-	// A block the user moved is left where it is.
 	moved := strings.Replace(in, "anchor \"com.apple/*\"\n", "anchor \"com.apple/*\"\n"+confBegin+"\n"+confAnchor+"\n"+confEnd+"\n", 1)
 	moved, _, _ = RemoveAnchorLine(moved) // removes both copies
 	if moved != appleConf {
