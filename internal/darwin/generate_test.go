@@ -30,11 +30,12 @@ func TestParseIDListAndChooseID(t *testing.T) {
 	if fmt.Sprint(uids) != "[70 0 441 499]" {
 		t.Errorf("uids = %v (negative ids like nobody's -2 are skipped)", uids)
 	}
-	if _, err := ParseIDList("broken\n"); err == nil || !strings.Contains(err.Error(), "line 1") {
-		t.Errorf("want line-numbered error, got %v", err)
+	// A record without the attribute is listed with no value: no id used.
+	if ids, err := ParseIDList("novalue\nroot 0\n"); err != nil || fmt.Sprint(ids) != "[0]" {
+		t.Errorf("name-only line: %v, %v", ids, err)
 	}
-	if _, err := ParseIDList("x notanumber\n"); err == nil {
-		t.Error("want error for a non-numeric id")
+	if _, err := ParseIDList("root 0\nx notanumber\n"); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("want a line-numbered error for a non-numeric id, got %v", err)
 	}
 	tests := []struct {
 		uids, gids []uint32
