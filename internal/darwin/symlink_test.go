@@ -2,6 +2,7 @@ package darwin
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"strings"
@@ -185,5 +186,32 @@ func TestAlreadyUndone(t *testing.T) {
 		if got := alreadyUndone(tt.c, []byte(tt.out), errExit1); got != tt.want {
 			t.Errorf("%s with %q: %v, want %v", tt.c.Short(), tt.out, got, tt.want)
 		}
+	}
+}
+
+// TestPlanBatchesManyTargets: a home full of *.pem and *.key (Go test
+// data, certifi, a node_modules tree) took one chmod process and two
+// state-file syncs per file; now the entries with the same text share a
+// process, and a step (one state write) per process.
+func TestPlanBatchesManyTargets(t *testing.T) {
+	f := testFS()
+	for i := 0; i < 3000; i++ {
+		f[fmt.Sprintf("home/alice/go/src/x/testdata/%d/server.pem", i)] = &fstest.MapFile{Data: []byte("x"), Mode: 0o644}
+	}
+	env := testEnv(t)
+	env.FS = f
+	r := &fakeRunner{}
+	a, err := Apply(context.Background(), r, testPolicy(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readFiles := 0
+	for _, c := range r.calls {
+		if c.Name == "chmod" && c.Args[2] == "user:_aigate deny read,readextattr" {
+			readFiles++
+		}
+	}
+	if len(a.Expansion.Targets) < 3000 || readFiles > 2 || len(a.Steps) > 15 {
+		t.Errorf("%d targets: %d chmod processes for the read denies, %d steps in all", len(a.Expansion.Targets), readFiles, len(a.Steps))
 	}
 }
