@@ -236,6 +236,8 @@ func TestPFCommandsGolden(t *testing.T) {
 		ReplaceTableCommand("aigate_allow", []string{"1.2.3.4", "::1"}), PFLogCommand()}
 	cs = append(cs, FlushAnchorCommands()...)
 	cs = append(cs, SetupPFCommands()...)
+	cs = append(cs, AnchorRulesCommand(), cmd("pfctl", "-s", "info"), ReadUserCommand("_aigate"),
+		ListUserProcessesCommand(testUser), SignalUserProcessesCommand(testUser, "TERM"), SignalUserProcessesCommand(testUser, "KILL"))
 	golden(t, "pfctl", renderCommands(cs))
 	tok, err := ParseEnableToken("No ALTQ support in kernel\nALTQ related functions disabled\npf enabled\nToken : 17368543127000\n")
 	if err != nil || tok != "17368543127000" {

@@ -42,6 +42,7 @@ func TestFinishEndsProcessesBeforeReleasingPF(t *testing.T) {
 	if err := Finish(context.Background(), r, testUser, env.StateFile); err != nil {
 		t.Fatal(err)
 	}
+	golden(t, "finish", renderCommands(r.calls))
 	calls := r.allLines()
 	firstUndo, lastProc := -1, -1
 	for i, l := range calls {
