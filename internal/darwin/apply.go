@@ -222,19 +222,28 @@ func Apply(ctx context.Context, r Runner, c *policy.Compiled, env Env) (*Applied
 	a.Steps = steps
 	a.Warnings = append(a.Warnings, warns...)
 
+	// Every record goes down in one write, before any change: a crash
+	// leaves records whose undo finds nothing to remove (for the steps not
+	// made yet), never a change nobody knows about. One write, not one per
+	// step: the share of a large project lists hundreds of thousands of
+	// paths, and rewriting that list (with F_FULLFSYNC) per step would be
+	// quadratic.
 	st := &State{Version: stateVersion, PID: env.PID, Started: time.Now().UTC(), User: env.User.Name}
+	for _, s := range steps {
+		st.Records = append(st.Records, Record{What: s.What, Undo: s.Undo})
+	}
 	if err := WriteState(env.StateFile, st); err != nil {
 		return nil, err
 	}
-	for _, s := range steps {
-		st.Records = append(st.Records, Record{What: s.What, Undo: s.Undo})
-		if err := WriteState(env.StateFile, st); err != nil {
-			return nil, rollback(ctx, r, env.StateFile, err)
-		}
+	for i, s := range steps {
 		out, err := s.Do.run(ctx, r)
 		if err != nil {
 			failed, ok := perPathFailures(s.Do, out)
 			if !ok {
+				// The steps after this one never happened: only what
+				// was (or may have half been) done is undone.
+				st.Records = st.Records[:i+1]
+				_ = WriteState(env.StateFile, st)
 				return nil, rollback(ctx, r, env.StateFile, runError(s.What, s.Do, out, err))
 			}
 			// A file deleted meanwhile, on a read-only volume, or
@@ -242,7 +251,7 @@ func Apply(ctx context.Context, r Runner, c *policy.Compiled, env Env) (*Applied
 			for _, f := range failed {
 				a.Warnings = append(a.Warnings, fmt.Sprintf("%s: %s: %s; not applied there", s.What, f.path, f.reason))
 			}
-			st.Records[len(st.Records)-1].Undo = withoutPaths(s.Undo, failed)
+			st.Records[i].Undo = withoutPaths(s.Undo, failed)
 			if err := WriteState(env.StateFile, st); err != nil {
 				return nil, rollback(ctx, r, env.StateFile, err)
 			}
@@ -256,7 +265,7 @@ func Apply(ctx context.Context, r Runner, c *policy.Compiled, env Env) (*Applied
 				a.Warnings = append(a.Warnings, err.Error())
 				continue
 			}
-			st.Records[len(st.Records)-1].Undo = []Command{ReleaseCommand(tok)}
+			st.Records[i].Undo = []Command{ReleaseCommand(tok)}
 			if err := WriteState(env.StateFile, st); err != nil {
 				return nil, rollback(ctx, r, env.StateFile, err)
 			}
@@ -321,14 +330,16 @@ func Revert(ctx context.Context, r Runner, statePath string) error {
 		} else {
 			st.Records = append(st.Records[:i], st.Records[i+1:]...)
 		}
-		if err := WriteState(statePath, st); err != nil {
-			return errors.Join(append(errs, err)...)
-		}
 	}
+	// One write at the end, not one per record (the lists can be long): a
+	// crash before it leaves records whose undo finds nothing left, which
+	// the next Revert counts as done.
 	if len(st.Records) == 0 {
 		if err := RemoveState(statePath); err != nil {
 			errs = append(errs, err)
 		}
+	} else if err := WriteState(statePath, st); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
