@@ -188,6 +188,16 @@ func Apply(ctx context.Context, r Runner, c *policy.Compiled, env Env) (*Applied
 	if err := recoverLeftover(ctx, r, env); err != nil {
 		return nil, err
 	}
+	// The walk never enters a link, so a project reached through one
+	// (cd ~/proj, a link to ~/code/proj) is shared at its real path.
+	for _, p := range []*string{&env.ProjectRoot, &env.Home} {
+		if *p == "" {
+			continue
+		}
+		if real, dir, err := ResolvePath(env.FS, *p); err == nil && dir {
+			*p = real
+		}
+	}
 	exp, err := Expand(env.FS, c, ExpandOptions{
 		ProjectRoot: env.ProjectRoot, Home: env.Home, ExecDirs: env.ExecDirs, MaxEntries: env.MaxEntries,
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -213,5 +214,32 @@ func TestPlanBatchesManyTargets(t *testing.T) {
 	}
 	if len(a.Expansion.Targets) < 3000 || readFiles > 2 || len(a.Steps) > 15 {
 		t.Errorf("%d targets: %d chmod processes for the read denies, %d steps in all", len(a.Expansion.Targets), readFiles, len(a.Steps))
+	}
+}
+
+// TestShareProjectReachedThroughLink: the working directory may be a link
+// to the project; the walk, which never enters links, starts at the real
+// directory, and the link itself gets nothing.
+func TestShareProjectReachedThroughLink(t *testing.T) {
+	f := testFS()
+	f["home/alice/proj"] = link("src/proj")
+	env := testEnv(t)
+	env.FS, env.ProjectRoot = f, "/home/alice/proj"
+	r := &fakeRunner{}
+	if _, err := Apply(context.Background(), r, testPolicy(), env); err != nil {
+		t.Fatal(err)
+	}
+	shared := false
+	for _, c := range r.calls {
+		if c.Name != "chmod" || !strings.Contains(c.Args[2], "_aigate allow read,") {
+			continue
+		}
+		shared = slices.Contains(c.Args[3:], "/home/alice/src/proj/main.go")
+		if slices.Contains(c.Args[3:], "/home/alice/proj") {
+			t.Error("share names the link")
+		}
+	}
+	if !shared {
+		t.Errorf("project behind a link not shared:\n%s", strings.Join(r.lines(), "\n"))
 	}
 }
