@@ -209,7 +209,7 @@ func Apply(ctx context.Context, r Runner, c *policy.Compiled, env Env) (*Applied
 		a.Warnings = append(a.Warnings, fmt.Sprintf("name rules: stopped after %d entries (first unread directory %s); files beyond were not searched", exp.Visited, exp.SkippedAt))
 	}
 	for _, l := range exp.LinksOut {
-		a.Warnings = append(a.Warnings, fmt.Sprintf("%s: a link matched by a rule leads outside your home and the project; no entry is put there, not enforced", l))
+		a.Warnings = append(a.Warnings, fmt.Sprintf("%s: a link in the project matched by a rule leads outside your home and the project; no entry is put there, not enforced", l))
 	}
 	var resolved map[uint16][]netip.Addr
 	if c.Net.Mode != policy.NetAllow {

@@ -36,10 +36,10 @@ type Expansion struct {
 	Truncated  bool     // MaxEntries was reached; some directories were not read
 	SkippedAt  string   // first directory left unread because of the bound
 	Unreadable []string // directories that could not be listed (first 20)
-	// LinksOut are links matched by a rule whose target lies outside
-	// the home and the project: no entry is put there (the link could
-	// have been planted by an earlier session to make aigate touch a
-	// system file), so the rule is not enforced on it.
+	// LinksOut are links in the project matched by a rule whose target
+	// lies outside the home and the project: no entry is put there (the
+	// link could have been planted by an earlier session to make aigate
+	// touch a system file), so the rule is not enforced on it.
 	LinksOut []string
 }
 
@@ -218,15 +218,23 @@ func (e *expander) matchLink(p, name string) {
 	}
 }
 
-// resolve is ResolvePath, except that a path whose links lead outside the
-// home and the project is refused (and recorded in LinksOut): entries
-// follow a link only into the user's own files.
+// resolve is ResolvePath, except that a link inside the project that
+// leads outside the home and the project is refused (and recorded in
+// LinksOut). The project is the one place the sandbox user can write, so
+// a link there may have been planted by an earlier session to make aigate
+// put entries on a system file; links elsewhere (Homebrew's bin links into
+// its Cellar, a ~/.ssh moved to another volume) are yours, and a deny
+// entry goes on what they reach.
 func (e *expander) resolve(p string) (string, bool, error) {
 	real, dir, err := ResolvePath(e.fsys, p)
 	if err != nil || real == path.Clean(p) {
 		return real, dir, err
 	}
-	for _, top := range []string{e.opt.Home, e.opt.ProjectRoot} {
+	proj := e.opt.ProjectRoot
+	if proj == "" || !strings.HasPrefix(p, proj+"/") {
+		return real, dir, nil
+	}
+	for _, top := range []string{e.opt.Home, proj} {
 		if top != "" && (real == top || strings.HasPrefix(real, top+"/")) {
 			return real, dir, nil
 		}
@@ -237,7 +245,7 @@ func (e *expander) resolve(p string) (string, bool, error) {
 	return "", false, errLinkOut
 }
 
-var errLinkOut = errors.New("link leads outside the home and the project")
+var errLinkOut = errors.New("link in the project leads outside the home and the project")
 
 // match records a target for every set that name matches and reports
 // whether the entry is a directory denied for reading, whose contents the

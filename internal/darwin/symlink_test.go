@@ -33,7 +33,9 @@ func linkFS() fstest.MapFS {
 	} {
 		f[p] = link(target)
 	}
-	for _, p := range []string{"usr/local/bin/python3", "etc/sudoers", "home/alice/bin/hook", "home/alice/real.env", "Library/LaunchDaemons/x.plist"} {
+	// Homebrew's bin holds links into its Cellar: yours, followed.
+	f["opt/homebrew/bin/curl"] = link("../Cellar/curl/8.11/bin/curl")
+	for _, p := range []string{"opt/homebrew/Cellar/curl/8.11/bin/curl", "usr/local/bin/python3", "etc/sudoers", "home/alice/bin/hook", "home/alice/real.env", "Library/LaunchDaemons/x.plist"} {
 		f[p] = &fstest.MapFile{Data: []byte("x"), Mode: 0o644}
 	}
 	return f
@@ -95,6 +97,15 @@ func TestShareNeverFollowsLinks(t *testing.T) {
 	}
 	if !found {
 		t.Error("the target of a .env link was not denied")
+	}
+	for _, want := range []string{"/home/alice/real.env", "/opt/homebrew/Cellar/curl/8.11/bin/curl"} {
+		found := false
+		for _, tg := range a.Expansion.Targets {
+			found = found || tg.Path == want
+		}
+		if !found {
+			t.Errorf("%s, reached through a link of yours, not denied", want)
+		}
 	}
 	if w := strings.Join(a.Warnings, "\n"); !strings.Contains(w, "prod.pem -> /Library/LaunchDaemons/x.plist") {
 		t.Errorf("a *.pem link leading out of home is not reported:\n%s", w)
