@@ -84,7 +84,10 @@ func TestSessionEndsEveryProcessBeforeReleasingPF(t *testing.T) {
 			t.Errorf("%q at %d, before the sandbox user's processes were ended (last at %d):\n%s", undo, i, lastProc, strings.Join(calls, "\n"))
 		}
 	}
-	if term < exits || at("pfctl -a com.aigate -f -", false) > at("tool starts", false) {
+	if term < exits {
+		t.Errorf("the job the tool left was never sent SIGTERM after the tool exited:\n%s", strings.Join(calls, "\n"))
+	}
+	if at("pfctl -a com.aigate -f -", false) > at("tool starts", false) {
 		t.Errorf("order:\n%s", strings.Join(calls, "\n"))
 	}
 }
