@@ -64,6 +64,9 @@ func Expand(fsys fs.FS, c *policy.Compiled, opt ExpandOptions) (*Expansion, erro
 			// The entry goes on what the name reaches: a ~/.ssh that
 			// is a link is still the keys.
 			real, dir, err := e.resolve(p.Value)
+			if errors.Is(err, errLinkOut) {
+				continue // in LinksOut, reported
+			}
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
 					e.unreadable(p.Value)
@@ -76,13 +79,13 @@ func Expand(fsys fs.FS, c *policy.Compiled, opt ExpandOptions) (*Expansion, erro
 	}
 	if e.hasNameRules() {
 		if opt.ProjectRoot != "" {
-			e.walk(opt.ProjectRoot, "", opt.MaxDepth)
+			e.walk(opt.ProjectRoot, "", opt.MaxDepth, false)
 		}
 		if opt.Home != "" && opt.Home != opt.ProjectRoot {
-			e.walk(opt.Home, opt.ProjectRoot, opt.MaxDepth)
+			e.walk(opt.Home, opt.ProjectRoot, opt.MaxDepth, true)
 		}
 		for _, d := range opt.ExecDirs {
-			e.walk(d, "", 1)
+			e.walk(d, "", 1, true)
 		}
 	}
 	SortTargets(e.out.Targets)
@@ -140,7 +143,7 @@ func (e *expander) unreadable(p string) {
 // root would make macOS ask the user for the terminal's access to Documents
 // or Desktop (TCC). The directories leading to the project are entered,
 // since they get "allow search".
-func (e *expander) walk(root, skip string, maxDepth int) {
+func (e *expander) walk(root, skip string, maxDepth int, outside bool) {
 	type item struct {
 		dir   string
 		depth int
@@ -183,7 +186,7 @@ func (e *expander) walk(root, skip string, maxDepth int) {
 			}
 			isDir := d.IsDir()
 			blocked := e.match(p, d.Name(), isDir)
-			if isDir && !blocked && it.depth+1 < maxDepth && e.enter(p, skip != "") {
+			if isDir && !blocked && it.depth+1 < maxDepth && e.enter(p, outside) {
 				queue = append(queue, item{p, it.depth + 1})
 			}
 		}
