@@ -49,6 +49,13 @@ denials: the kernel refuses with EACCES and tells nobody). --events FILE
 appends every event as a JSON line (schema: docs/events.md). A summary
 follows at exit.
 
+sudo resets the environment: name the variables COMMAND needs with
+--preserve-env (ANTHROPIC_API_KEY, or CLAUDE_CODE_OAUTH_TOKEN from
+claude setup-token for a subscription; docs/macos.md). When the tool
+exits, every process of the sandbox user is ended before anything is
+undone; if pf stops calling the anchor during the session, the tool is
+ended.
+
 aigate never starts COMMAND unless the policy is in place.
 
 Exit status: COMMAND's own status, or 128+N when a signal N killed it.
@@ -58,7 +65,7 @@ aigate's own failures:
   4  the policy is invalid: COMMAND not started
   5  the sandbox could not be set up: COMMAND not started
   127  COMMAND not found`,
-		Example: `  sudo aigate run -- claude
+		Example: `  sudo --preserve-env=ANTHROPIC_API_KEY aigate run -- claude
   sudo aigate run --audit --events /tmp/aigate.jsonl -- aider`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
