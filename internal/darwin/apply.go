@@ -259,7 +259,12 @@ func Apply(ctx context.Context, r Runner, c *policy.Compiled, env Env) (*Applied
 			// A file deleted meanwhile, on a read-only volume, or
 			// immutable: the others got their entry; the run goes on.
 			for _, f := range failed {
-				a.Warnings = append(a.Warnings, fmt.Sprintf("%s: %s: %s; not applied there", s.What, f.path, f.reason))
+				what, _, _ := strings.Cut(s.What, " ")
+				if what == "deny" {
+					a.Warnings = append(a.Warnings, fmt.Sprintf("%s: %s: %s; the rule is NOT enforced on it", s.What, f.path, f.reason))
+				} else {
+					a.Warnings = append(a.Warnings, fmt.Sprintf("%s: %s: %s; not applied there", s.What, f.path, f.reason))
+				}
 			}
 			st.Records[i].Undo = withoutPaths(s.Undo, failed)
 			if err := WriteState(env.StateFile, st); err != nil {

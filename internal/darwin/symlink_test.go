@@ -254,3 +254,20 @@ func TestShareProjectReachedThroughLink(t *testing.T) {
 		t.Errorf("project behind a link not shared:\n%s", strings.Join(r.lines(), "\n"))
 	}
 }
+
+// TestDenyFailureSaysNotEnforced: a deny entry chmod could not add (an
+// immutable file) is a warning that says the rule is not enforced there.
+func TestDenyFailureSaysNotEnforced(t *testing.T) {
+	env := testEnv(t)
+	r := &fakeRunner{failIf: func(c Command) ([]byte, bool) {
+		return []byte("chmod: Failed to set ACL on file '/home/alice/src/proj/.env': Operation not permitted"),
+			c.Name == "chmod" && c.Args[1] == "+a" && c.Args[2] == "user:_aigate deny read,readextattr"
+	}}
+	a, err := Apply(context.Background(), r, testPolicy(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(a.Warnings, "\n"); !strings.Contains(w, "/home/alice/src/proj/.env: Operation not permitted; the rule is NOT enforced") {
+		t.Errorf("warnings:\n%s", w)
+	}
+}
