@@ -49,6 +49,13 @@ denials: the kernel refuses with EACCES and tells nobody). --events FILE
 appends every event as a JSON line (schema: docs/events.md). A summary
 follows at exit.
 
+sudo resets the environment: name the variables COMMAND needs with
+--preserve-env (ANTHROPIC_API_KEY, or CLAUDE_CODE_OAUTH_TOKEN from
+claude setup-token for a subscription; docs/macos.md). When the tool
+exits, every process of the sandbox user is ended before anything is
+undone; if pf stops calling the anchor during the session, the tool is
+ended.
+
 aigate never starts COMMAND unless the policy is in place.
 
 Exit status: COMMAND's own status, or 128+N when a signal N killed it.
@@ -58,7 +65,7 @@ aigate's own failures:
   4  the policy is invalid: COMMAND not started
   5  the sandbox could not be set up: COMMAND not started
   127  COMMAND not found`,
-		Example: `  sudo aigate run -- claude
+		Example: `  sudo --preserve-env=ANTHROPIC_API_KEY aigate run -- claude
   sudo aigate run --audit --events /tmp/aigate.jsonl -- aider`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -78,7 +85,10 @@ aigate's own failures:
 
 func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	if f.Env.Euid != 0 {
-		return &exitError{ExitNoEnforcement, errors.New("aigate run needs root on macOS to add ACL entries and load pf rules: run it with sudo (sudo aigate run -- ...); the command itself runs as the sandbox user " + darwin.DefaultUserName)}
+		// sudo resets the environment: the hint names the variables the
+		// tool needs that are set here, so that they reach it.
+		return &exitError{ExitNoEnforcement, errors.New("aigate run needs root on macOS to add ACL entries and load pf rules: run it with sudo: " +
+			darwin.SudoHint(os.Environ(), opts.Args) + "; the command itself runs as the sandbox user " + darwin.DefaultUserName)}
 	}
 	m := darwin.DefaultMachine()
 	user, err := m.ReadUserFile()
@@ -104,6 +114,15 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	}
 	if opts.Audit {
 		compiled.Mode = policy.ModeAudit
+	}
+	// A fresh sandbox user has no Claude login: allowing the API host
+	// without the login hosts would leave /login unable to finish.
+	if added := darwin.AddLoginDomains(compiled); len(added) > 0 && !opts.Quiet {
+		f.warnf("allowing %s too: Claude Code's login needs them, and the policy allows api.anthropic.com (docs/macos.md)", strings.Join(added, ", "))
+	}
+	if filepath.Base(opts.Args[0]) == "claude" && !darwin.HasAuth(os.Environ()) && !opts.Quiet {
+		f.warnf("no ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN reached aigate (sudo drops them): unless you logged in once as %s, Claude Code will ask you to log in; to pass your key: %s (docs/macos.md, \"Claude Code\")",
+			user.Name, darwin.SudoHint(append(os.Environ(), "ANTHROPIC_API_KEY=x"), opts.Args))
 	}
 	masker, err := mask.Compile(compiled.Mask)
 	if err != nil {
@@ -169,6 +188,14 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	}()
 
 	var stdio *runStdio
+	if masker != nil && isTerminal(f.Out) {
+		// darwin.Run gives the tool aigate's own stdio, with no terminal
+		// of its own: masking would turn its stdout into a pipe, and a
+		// terminal interface (Claude Code's) stops working. Said, not
+		// hidden.
+		f.warnf("mask_output is not applied on macOS while the output is a terminal (a pipe would take the tool's terminal away); redirect the output to mask it")
+		masker = nil
+	}
 	if masker != nil {
 		// Pipes, not a pty: darwin.Run starts the command itself with
 		// os.Stdin, os.Stdout and os.Stderr, without a session of its
@@ -194,6 +221,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		User:        user,
 		ProjectRoot: env.ProjectRoot,
 		Home:        env.Home,
+		Owner:       owner(loaded.Paths.User.Name, loaded.Paths.User.Sudo),
 		StateFile:   m.StateFile(),
 		FS:          os.DirFS("/"),
 		ExecDirs:    filepath.SplitList(os.Getenv("PATH")),
@@ -244,4 +272,14 @@ func openEventsFile(path string, uid, gid int, sudo bool) (*os.File, error) {
 		_ = f.Chown(uid, gid)
 	}
 	return f, nil
+}
+
+// owner is the account that gets an inheritable entry on the project, so
+// that what the tool creates stays usable: the person who ran sudo. Root
+// itself needs none.
+func owner(name string, sudo bool) string {
+	if !sudo {
+		return ""
+	}
+	return name
 }

@@ -16,10 +16,8 @@ import (
 // anchor load its flushes, pfctl -E its -X.
 func undoneBy(l string) []string {
 	switch {
-	case strings.HasPrefix(l, "chmod -R +a "):
-		return []string{"chmod -R -a " + strings.TrimPrefix(l, "chmod -R +a ")}
-	case strings.HasPrefix(l, "chmod +a "):
-		return []string{"chmod -a " + strings.TrimPrefix(l, "chmod +a ")}
+	case strings.HasPrefix(l, "chmod -h +a "):
+		return []string{"chmod -h -a " + strings.TrimPrefix(l, "chmod -h +a ")}
 	case l == "pfctl -E":
 		return []string{"pfctl -X 17368543127000"}
 	case strings.HasPrefix(l, "pfctl -a com.aigate -f -"):
@@ -134,14 +132,14 @@ func TestRevertKeepsFailedUndo(t *testing.T) {
 	}
 	stuck := "/home/alice/src/proj/.env"
 	r.failIf = func(c Command) ([]byte, bool) {
-		return []byte("chmod: Operation not permitted"), c.Name == "chmod" && slices.Contains(c.Args, stuck)
+		return []byte("chmod: Failed to set ACL on file '" + stuck + "': Device not configured"), c.Name == "chmod" && slices.Contains(c.Args, stuck) && strings.Contains(c.Args[2], " deny ")
 	}
 	err := Revert(context.Background(), r, env.StateFile)
 	if err == nil || !strings.Contains(err.Error(), stuck) {
 		t.Fatalf("revert error %v does not name %s", err, stuck)
 	}
 	st, _ := ReadState(env.StateFile)
-	if st == nil || len(st.Records) != 1 || !strings.Contains(st.Records[0].What, stuck) {
+	if st == nil || len(st.Records) != 1 || !slices.Contains(st.Records[0].Undo[0].Args, stuck) {
 		t.Fatalf("state after partial revert: %+v, want only the failed record", st)
 	}
 	// reset retries just that one; "no such file" (deleted meanwhile) counts

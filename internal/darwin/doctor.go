@@ -2,9 +2,11 @@ package darwin
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Check is one doctor result. Fix is the exact command (or action) that
@@ -69,6 +71,34 @@ func CheckAnchorReferenced(out string) Check {
 	return c
 }
 
+// CheckAnchorFirst reads `pfctl -s rules`: a filter rule evaluated before
+// the com.aigate anchor (an anchor with "pass quick" rules, as VPN kill
+// switches load) can let the sandbox user's traffic through before
+// aigate's rules are reached. Apple's own com.apple anchors are empty
+// unless a sharing service is on, so they only count as a warning too.
+func CheckAnchorFirst(out string) Check {
+	c := Check{Name: "pf anchor " + AnchorName + " first"}
+	var before []string
+	for _, line := range strings.Split(out, "\n") {
+		t := strings.TrimSpace(line)
+		if t == confAnchor || strings.HasPrefix(t, confAnchor+" ") {
+			if len(before) == 0 {
+				c.OK, c.Detail = true, "evaluated before every other filter rule"
+				return c
+			}
+			c.Detail = "evaluated after " + strings.Join(before, "; ") + ": a \"pass quick\" there would let the sandbox user's traffic through"
+			c.Fix = "sudo aigate setup   (moves the anchor before the first filter rule in /etc/pf.conf)"
+			return c
+		}
+		if isFilterRule(t) {
+			before = append(before, t)
+		}
+	}
+	c.Detail = "the main pf ruleset does not reference " + AnchorName
+	c.Fix = "sudo aigate setup"
+	return c
+}
+
 // CheckPFConf reads /etc/pf.conf: after a macOS update replaces it the
 // anchor line is gone, and the next boot loads no reference.
 func CheckPFConf(conf string) Check {
@@ -76,7 +106,7 @@ func CheckPFConf(conf string) Check {
 	if _, changed, err := InstallAnchorLine(conf); err != nil {
 		c.Detail, c.Fix = err.Error(), "edit /etc/pf.conf, then sudo aigate setup"
 	} else if changed {
-		c.Detail = "/etc/pf.conf has no aigate anchor line (a macOS update may have replaced the file)"
+		c.Detail = "/etc/pf.conf has no aigate anchor line before its first filter rule (a macOS update may have replaced the file)"
 		c.Fix = "sudo aigate setup"
 	} else {
 		c.OK, c.Detail = true, "present"
@@ -129,4 +159,39 @@ func ParseUserRecord(name, out string) (SandboxUser, error) {
 		return SandboxUser{}, fmt.Errorf("user %s has no numeric PrimaryGroupID", name)
 	}
 	return SandboxUser{Name: name, UID: uint32(uid), GID: uint32(gid), Home: attrs["NFSHomeDirectory"]}, nil
+}
+
+// AnchorCheckInterval is how often a session checks that pf still calls
+// the anchor. A VPN client that loads its own main ruleset (pfctl -f)
+// drops the call without a word, and from then on the anchor's rules are
+// not evaluated; `pfctl -s rules` is cheap.
+const AnchorCheckInterval = 10 * time.Second
+
+// WatchAnchor checks every interval, until ctx ends, that the main
+// ruleset still calls the anchor (CheckAnchorReferenced). The first time it
+// does not, or the ruleset cannot be read, lost is called with why, and the
+// watch ends: the session must not go on with its network open.
+func WatchAnchor(ctx context.Context, r Runner, interval time.Duration, lost func(string)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c := AnchorRulesCommand()
+		out, err := c.run(ctx, r)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			lost(runError("read the pf ruleset", c, out, err).Error())
+			return
+		}
+		if chk := CheckAnchorReferenced(string(out)); !chk.OK {
+			lost(chk.Detail)
+			return
+		}
+	}
 }

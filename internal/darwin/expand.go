@@ -36,6 +36,11 @@ type Expansion struct {
 	Truncated  bool     // MaxEntries was reached; some directories were not read
 	SkippedAt  string   // first directory left unread because of the bound
 	Unreadable []string // directories that could not be listed (first 20)
+	// LinksOut are links in the project matched by a rule whose target
+	// lies outside the home and the project: no entry is put there (the
+	// link could have been planted by an earlier session to make aigate
+	// touch a system file), so the rule is not enforced on it.
+	LinksOut []string
 }
 
 // Expand turns the Paths of each FileSet into existing targets and the name
@@ -56,7 +61,12 @@ func Expand(fsys fs.FS, c *policy.Compiled, opt ExpandOptions) (*Expansion, erro
 	for _, s := range sets {
 		e.sets = append(e.sets, accessSet{s.a, s.s})
 		for _, p := range s.s.Paths {
-			fi, err := fs.Stat(fsys, rel(p.Value))
+			// The entry goes on what the name reaches: a ~/.ssh that
+			// is a link is still the keys.
+			real, dir, err := e.resolve(p.Value)
+			if errors.Is(err, errLinkOut) {
+				continue // in LinksOut, reported
+			}
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
 					e.unreadable(p.Value)
@@ -64,18 +74,18 @@ func Expand(fsys fs.FS, c *policy.Compiled, opt ExpandOptions) (*Expansion, erro
 				e.out.Missing = append(e.out.Missing, p.Value)
 				continue
 			}
-			e.add(Target{Path: p.Value, Dir: fi.IsDir(), Access: s.a, Rule: p.Rule})
+			e.add(Target{Path: real, Dir: dir, Access: s.a, Rule: p.Rule})
 		}
 	}
 	if e.hasNameRules() {
 		if opt.ProjectRoot != "" {
-			e.walk(opt.ProjectRoot, "", opt.MaxDepth)
+			e.walk(opt.ProjectRoot, "", opt.MaxDepth, false)
 		}
 		if opt.Home != "" && opt.Home != opt.ProjectRoot {
-			e.walk(opt.Home, opt.ProjectRoot, opt.MaxDepth)
+			e.walk(opt.Home, opt.ProjectRoot, opt.MaxDepth, true)
 		}
 		for _, d := range opt.ExecDirs {
-			e.walk(d, "", 1)
+			e.walk(d, "", 1, true)
 		}
 	}
 	SortTargets(e.out.Targets)
@@ -126,7 +136,14 @@ func (e *expander) unreadable(p string) {
 
 // walk visits root breadth-first down to maxDepth levels, not entering skip.
 // Symbolic links are matched by name but never followed into.
-func (e *expander) walk(root, skip string, maxDepth int) {
+//
+// Outside the project, a directory that others cannot search (mode without
+// o+x: ~/Documents, ~/Desktop, ~/Downloads, ~/Library are 0700) is not
+// entered: the sandbox user cannot reach anything in it, and listing it as
+// root would make macOS ask the user for the terminal's access to Documents
+// or Desktop (TCC). The directories leading to the project are entered,
+// since they get "allow search".
+func (e *expander) walk(root, skip string, maxDepth int, outside bool) {
 	type item struct {
 		dir   string
 		depth int
@@ -163,14 +180,75 @@ func (e *expander) walk(root, skip string, maxDepth int) {
 			if p == skip {
 				continue
 			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				e.matchLink(p, d.Name())
+				continue
+			}
 			isDir := d.IsDir()
 			blocked := e.match(p, d.Name(), isDir)
-			if isDir && !blocked && it.depth+1 < maxDepth {
+			if isDir && !blocked && it.depth+1 < maxDepth && e.enter(p, outside) {
 				queue = append(queue, item{p, it.depth + 1})
 			}
 		}
 	}
 }
+
+// enter reports whether the walk goes into directory p. Inside the project
+// (outside == false) every directory is; outside it only those the sandbox
+// user could search, or that lead to the project.
+func (e *expander) enter(p string, outside bool) bool {
+	if !outside || strings.HasPrefix(e.opt.ProjectRoot, p+"/") {
+		return true
+	}
+	fi, err := fs.Lstat(e.fsys, rel(p))
+	return err == nil && fi.Mode().Perm()&0o001 != 0
+}
+
+// matchLink matches a symbolic link by its name and puts the entry on what
+// it points to, if that exists: a .env that is a link to the real file
+// protects the real file. A dangling link has nothing to protect.
+func (e *expander) matchLink(p, name string) {
+	for _, s := range e.sets {
+		r, ok := matchName(s.s, name)
+		if !ok {
+			continue
+		}
+		real, dir, err := e.resolve(p)
+		if err != nil {
+			continue
+		}
+		e.add(Target{Path: real, Dir: dir, Access: s.a, Rule: r})
+	}
+}
+
+// resolve is ResolvePath, except that a link inside the project that
+// leads outside the home and the project is refused (and recorded in
+// LinksOut). The project is the one place the sandbox user can write, so
+// a link there may have been planted by an earlier session to make aigate
+// put entries on a system file; links elsewhere (Homebrew's bin links into
+// its Cellar, a ~/.ssh moved to another volume) are yours, and a deny
+// entry goes on what they reach.
+func (e *expander) resolve(p string) (string, bool, error) {
+	real, dir, err := ResolvePath(e.fsys, p)
+	if err != nil || real == path.Clean(p) {
+		return real, dir, err
+	}
+	proj := e.opt.ProjectRoot
+	if proj == "" || !strings.HasPrefix(p, proj+"/") {
+		return real, dir, nil
+	}
+	for _, top := range []string{e.opt.Home, proj} {
+		if top != "" && (real == top || strings.HasPrefix(real, top+"/")) {
+			return real, dir, nil
+		}
+	}
+	if len(e.out.LinksOut) < 20 {
+		e.out.LinksOut = append(e.out.LinksOut, p+" -> "+real)
+	}
+	return "", false, errLinkOut
+}
+
+var errLinkOut = errors.New("link in the project leads outside the home and the project")
 
 // match records a target for every set that name matches and reports
 // whether the entry is a directory denied for reading, whose contents the

@@ -3,6 +3,7 @@ package darwin
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,11 +30,12 @@ func TestParseIDListAndChooseID(t *testing.T) {
 	if fmt.Sprint(uids) != "[70 0 441 499]" {
 		t.Errorf("uids = %v (negative ids like nobody's -2 are skipped)", uids)
 	}
-	if _, err := ParseIDList("broken\n"); err == nil || !strings.Contains(err.Error(), "line 1") {
-		t.Errorf("want line-numbered error, got %v", err)
+	// A record without the attribute is listed with no value: no id used.
+	if ids, err := ParseIDList("novalue\nroot 0\n"); err != nil || fmt.Sprint(ids) != "[0]" {
+		t.Errorf("name-only line: %v, %v", ids, err)
 	}
-	if _, err := ParseIDList("x notanumber\n"); err == nil {
-		t.Error("want error for a non-numeric id")
+	if _, err := ParseIDList("root 0\nx notanumber\n"); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("want a line-numbered error for a non-numeric id, got %v", err)
 	}
 	tests := []struct {
 		uids, gids []uint32
@@ -118,43 +120,72 @@ func TestExpandBound(t *testing.T) {
 	}
 }
 
-func TestDenyACE(t *testing.T) {
+func TestDenyText(t *testing.T) {
 	tests := []struct {
-		t    Target
+		a    policy.Access
+		dir  bool
 		want string
 	}{
-		{Target{Path: "/p/.env", Access: policy.AccessRead}, "chmod +a 'user:_aigate deny read,readattr,readextattr,readsecurity' /p/.env"},
-		{Target{Path: "/h/.ssh", Dir: true, Access: policy.AccessRead}, "chmod +a 'user:_aigate deny list,search,readattr,readextattr,readsecurity' /h/.ssh"},
-		{Target{Path: "/h/.zshrc", Access: policy.AccessWrite}, "chmod +a 'user:_aigate deny write,append,writeattr,writeextattr,writesecurity,chown,delete' /h/.zshrc"},
-		{Target{Path: "/p/.git/hooks", Dir: true, Access: policy.AccessWrite}, "chmod -R +a 'user:_aigate deny add_file,add_subdirectory,writeattr,writeextattr,writesecurity,chown,delete,delete_child,file_inherit,directory_inherit' /p/.git/hooks"},
-		{Target{Path: "/opt/homebrew/bin/curl", Access: policy.AccessExec}, "chmod +a 'user:_aigate deny execute' /opt/homebrew/bin/curl"},
+		// Read denies refuse the content, not stat: ls -l, rg and git
+		// must still see the file (readattr, readsecurity are allowed).
+		{policy.AccessRead, false, "user:_aigate deny read,readextattr"},
+		{policy.AccessRead, true, "user:_aigate deny list,search,readextattr"},
+		{policy.AccessWrite, false, "user:_aigate deny write,append,writeattr,writeextattr,writesecurity,chown,delete"},
+		{policy.AccessWrite, true, "user:_aigate deny add_file,add_subdirectory,writeattr,writeextattr,writesecurity,chown,delete,delete_child,file_inherit,directory_inherit"},
+		{policy.AccessExec, false, "user:_aigate deny execute"},
+		{policy.AccessExec, true, "user:_aigate deny execute,file_inherit,directory_inherit"},
 	}
 	for _, tt := range tests {
-		a, ok := DenyACE("_aigate", tt.t)
-		if !ok || a.AddCommand().String() != tt.want {
-			t.Errorf("%+v:\n got %s\nwant %s", tt.t, a.AddCommand(), tt.want)
-		}
-		rm := a.RemoveCommand().String()
-		if strings.Replace(rm, "-a", "+a", 1) != tt.want {
-			t.Errorf("removal %q is not the exact inverse of %q", rm, tt.want)
+		got, ok := DenyText("_aigate", tt.a, tt.dir)
+		if !ok || got != tt.want {
+			t.Errorf("%v dir=%v: got %q, want %q", tt.a, tt.dir, got, tt.want)
 		}
 	}
-	if _, ok := DenyACE("_aigate", Target{Path: "/usr/bin/curl", Access: policy.AccessExec}); ok {
-		t.Error("ACE generated for the sealed system volume")
+	for _, p := range []string{"/usr/bin/curl", "/System/Cryptexes/App/usr/bin/safaridriver", "/Library/Apple/usr/bin/x",
+		"/var/run/com.apple.security.cryptexd/codex.system/bootstrap/usr/bin/python3"} {
+		if !OnSealedVolume(p) {
+			t.Errorf("%s: not known as sealed", p)
+		}
+	}
+	if OnSealedVolume("/Library/Application Support/x") || OnSealedVolume("/usr/local/bin/curl") {
+		t.Error("writable path taken for sealed")
+	}
+}
+
+func TestACECommandsBatch(t *testing.T) {
+	a := ACE{Text: "user:_aigate deny read,readextattr"}
+	for i := 0; i < 10000; i++ {
+		a.Paths = append(a.Paths, fmt.Sprintf("/Users/alice/src/proj/testdata/certs/%04d/server.key", i))
+	}
+	adds, rms := a.AddCommands(), a.RemoveCommands()
+	if len(adds) < 2 || len(adds) != len(rms) {
+		t.Fatalf("%d add and %d remove commands for 10000 long paths; want a few batches", len(adds), len(rms))
+	}
+	n := 0
+	for i, c := range adds {
+		size := 0
+		for _, p := range c.Args[3:] {
+			size += len(p) + 1
+		}
+		if size > MaxBatchBytes {
+			t.Errorf("batch %d: %d bytes of paths", i, size)
+		}
+		if c.Args[0] != "-h" || c.Args[1] != "+a" || rms[i].Args[1] != "-a" || !slices.Equal(c.Args[2:], rms[i].Args[2:]) {
+			t.Errorf("batch %d: %q / %q", i, c.Args[:3], rms[i].Args[:3])
+		}
+		n += len(c.Args) - 3
+	}
+	if n != 10000 {
+		t.Errorf("%d paths in the batches, want 10000", n)
 	}
 }
 
 func TestProjectACEs(t *testing.T) {
-	got := renderCommands(func() []Command {
-		var cs []Command
-		for _, a := range ProjectACEs("_aigate", "/Users/alice/src/proj", "/Users/alice") {
-			cs = append(cs, a.AddCommand(), a.RemoveCommand())
-		}
-		return cs
-	}())
-	golden(t, "project_acl", got)
-	if n := len(ProjectACEs("_aigate", "/srv/proj", "/Users/alice")); n != 1 {
-		t.Errorf("project outside home: %d entries, want only the project itself", n)
+	if got := TraversalPaths("/Users/alice/src/proj", "/Users/alice"); !slices.Equal(got, []string{"/Users/alice", "/Users/alice/src"}) {
+		t.Errorf("traversal = %q", got)
+	}
+	if got := TraversalPaths("/srv/proj", "/Users/alice"); got != nil {
+		t.Errorf("project outside home: traversal %q, want none", got)
 	}
 }
 
@@ -205,6 +236,8 @@ func TestPFCommandsGolden(t *testing.T) {
 		ReplaceTableCommand("aigate_allow", []string{"1.2.3.4", "::1"}), PFLogCommand()}
 	cs = append(cs, FlushAnchorCommands()...)
 	cs = append(cs, SetupPFCommands()...)
+	cs = append(cs, AnchorRulesCommand(), cmd("pfctl", "-s", "info"), ReadUserCommand("_aigate"),
+		ListUserProcessesCommand(testUser), SignalUserProcessesCommand(testUser, "TERM"), SignalUserProcessesCommand(testUser, "KILL"))
 	golden(t, "pfctl", renderCommands(cs))
 	tok, err := ParseEnableToken("No ALTQ support in kernel\nALTQ related functions disabled\npf enabled\nToken : 17368543127000\n")
 	if err != nil || tok != "17368543127000" {
@@ -244,12 +277,21 @@ func TestPFConfEdit(t *testing.T) {
 	if out2, had, _ := RemoveAnchorLine(out); had || out2 != out {
 		t.Error("second removal changed the file")
 	}
-	// No trailing newline: the block must still start on its own line.
-	noNL, _, _ := InstallAnchorLine(strings.TrimSuffix(appleConf, "\n"))
-	if !strings.Contains(noNL, "/etc/pf.anchors/com.apple\"\n# BEGIN aigate") {
+	// The anchor comes before the first filter rule: an earlier anchor's
+	// "pass quick" would otherwise win.
+	if !strings.Contains(in, "dummynet-anchor \"com.apple/*\"\n"+confBegin+"\n"+confAnchor+"\n"+confEnd+"\nanchor \"com.apple/*\"") {
+		t.Errorf("block not before the first filter rule:\n%s", in)
+	}
+	// A block an earlier setup appended at the end is moved there.
+	old := appleConf + confBegin + "\n" + confAnchor + "\n" + confEnd + "\n"
+	if moved, changed, err := InstallAnchorLine(old); err != nil || !changed || moved != in {
+		t.Errorf("block at the end not moved (changed=%v err=%v):\n%s", changed, err, moved)
+	}
+	// No filter rule and no trailing newline: appended on its own line.
+	noNL, _, _ := InstallAnchorLine("set skip on lo0")
+	if noNL != "set skip on lo0\n"+confBegin+"\n"+confAnchor+"\n"+confEnd+"\n" {
 		t.Errorf("block glued to the last line:\n%s", noNL)
 	}
-	// A block the user moved is left where it is.
 	moved := strings.Replace(in, "anchor \"com.apple/*\"\n", "anchor \"com.apple/*\"\n"+confBegin+"\n"+confAnchor+"\n"+confEnd+"\n", 1)
 	moved, _, _ = RemoveAnchorLine(moved) // removes both copies
 	if moved != appleConf {

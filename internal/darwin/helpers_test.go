@@ -110,6 +110,7 @@ func testEnv(t *testing.T) Env {
 		User:        testUser,
 		ProjectRoot: "/home/alice/src/proj",
 		Home:        "/home/alice",
+		Owner:       "alice",
 		StateFile:   filepath.Join(t.TempDir(), StateFileName),
 		FS:          testFS(),
 		ExecDirs:    []string{"/usr/bin", "/opt/homebrew/bin"},
@@ -135,9 +136,12 @@ func (r fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 // fakeRunner records every call. failAt makes the n-th call (1-based) fail;
 // failIf makes matching calls fail with the given output.
 type fakeRunner struct {
-	mu     sync.Mutex
-	calls  []Command
-	failAt int
+	mu      sync.Mutex
+	calls   []Command
+	changes int // calls other than pgrep and pkill
+	failAt  int // counts changes only
+	// procs answers pgrep; nil: no process.
+	procs  func(Command) ([]byte, error)
 	failIf func(Command) ([]byte, bool)
 }
 
@@ -146,7 +150,13 @@ func (f *fakeRunner) Run(_ context.Context, name string, args []string, stdin []
 	defer f.mu.Unlock()
 	c := Command{Name: name, Args: append([]string(nil), args...), Stdin: stdin}
 	f.calls = append(f.calls, c)
-	if len(f.calls) == f.failAt {
+	if name != "pgrep" && name != "pkill" {
+		f.changes++
+	}
+	if name == "pgrep" && f.procs != nil {
+		return f.procs(c)
+	}
+	if f.changes == f.failAt && name != "pgrep" && name != "pkill" {
 		return []byte("boom"), errors.New("exit status 1")
 	}
 	if f.failIf != nil {
@@ -160,7 +170,19 @@ func (f *fakeRunner) Run(_ context.Context, name string, args []string, stdin []
 	return nil, nil
 }
 
+// lines are the calls that change the system, one line each; the process
+// listing and signalling around them are left out (allLines has them).
 func (f *fakeRunner) lines() []string {
+	var l []string
+	for _, s := range f.allLines() {
+		if !strings.HasPrefix(s, "pgrep ") && !strings.HasPrefix(s, "pkill ") {
+			l = append(l, s)
+		}
+	}
+	return l
+}
+
+func (f *fakeRunner) allLines() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var l []string
@@ -169,3 +191,5 @@ func (f *fakeRunner) lines() []string {
 	}
 	return l
 }
+
+var errExit1 = errors.New("exit status 1")

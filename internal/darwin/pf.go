@@ -239,32 +239,55 @@ func ParseEnableToken(out string) (string, error) {
 	return "", fmt.Errorf("no token in pfctl -E output %q", strings.TrimSpace(out))
 }
 
-// The block setup adds to pf.conf. pf needs filter anchors after the
-// translation rules, and Apple's default pf.conf ends with them, so the block
-// is appended at the end.
+// The block setup adds to pf.conf. pf evaluates filter rules in order and
+// the first "quick" match wins, so the block goes before the first filter
+// rule (Apple's anchor "com.apple/*", a VPN's kill-switch anchor with its
+// "pass quick"): put last, an earlier pass would let the sandbox user's
+// traffic through before aigate's rules are reached. pf needs filter rules
+// after the translation rules (nat-, rdr-, dummynet-anchor), which is where
+// the first filter rule already is.
 const (
 	confBegin  = "# BEGIN aigate: added by `sudo aigate setup`, removed by `sudo aigate reset`"
 	confAnchor = `anchor "com.aigate"`
 	confEnd    = "# END aigate"
 )
 
+// isFilterRule reports whether a pf.conf line starts a filter rule: one of
+// the lines aigate's anchor must precede.
+func isFilterRule(line string) bool {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return false
+	}
+	switch f[0] {
+	case "anchor", "pass", "block", "antispoof":
+		return true
+	}
+	return false
+}
+
 // InstallAnchorLine returns conf with the aigate anchor block present
-// exactly once, and whether it changed anything. A damaged block (begin
-// without end) is an error rather than a guess.
+// exactly once, before the first filter rule, and whether it changed
+// anything. A block found later in the file is moved. A damaged block
+// (begin without end) is an error rather than a guess.
 func InstallAnchorLine(conf string) (string, bool, error) {
-	rest, had, err := cutBlock(conf)
+	rest, _, err := cutBlock(conf)
 	if err != nil {
 		return "", false, err
 	}
 	block := confBegin + "\n" + confAnchor + "\n" + confEnd + "\n"
-	if had && strings.Contains(conf, block) {
-		// Wherever the user moved it, an intact block is left alone.
-		return conf, false, nil
-	}
 	if rest != "" && !strings.HasSuffix(rest, "\n") {
 		rest += "\n"
 	}
-	return rest + block, true, nil
+	lines := strings.SplitAfter(rest, "\n")
+	out := rest + block
+	for i, l := range lines {
+		if isFilterRule(l) {
+			out = strings.Join(lines[:i], "") + block + strings.Join(lines[i:], "")
+			break
+		}
+	}
+	return out, out != conf, nil
 }
 
 // RemoveAnchorLine returns conf without the aigate block and whether one

@@ -265,7 +265,7 @@ func ensureUser(ctx context.Context, r Runner, m Machine) (SandboxUser, bool, er
 			// find the user and keep it.
 			var errs []error
 			for _, undo := range RemoveUserCommands(u) {
-				if out, uerr := undo.run(context.WithoutCancel(ctx), r); uerr != nil && !alreadyUndone(out, uerr) {
+				if out, uerr := undo.run(context.WithoutCancel(ctx), r); uerr != nil && !alreadyUndone(undo, out, uerr) {
 					errs = append(errs, runError("undo", undo, out, uerr))
 				}
 			}
@@ -326,6 +326,15 @@ func Reset(ctx context.Context, r Runner, m Machine, report func(string)) error 
 		if st.PID != m.PID && (m.Alive == nil || m.Alive(st.PID)) {
 			return fmt.Errorf("%w (pid %d): end it first", ErrBusy, st.PID)
 		}
+		// What the dead session left running must not outlive its
+		// rules.
+		if u, err := lookupUser(ctx, r, m.UserName); err != nil {
+			return err
+		} else if u != nil {
+			if err := EndUserProcesses(ctx, r, *u); err != nil {
+				return err
+			}
+		}
 		if err := Revert(ctx, r, m.StateFile()); err != nil {
 			return fmt.Errorf("undo what a run left: %w", err)
 		}
@@ -358,7 +367,7 @@ func Reset(ctx context.Context, r Runner, m Machine, report func(string)) error 
 		// RemoveUserCommands deletes the home only when it is aigate's own.
 		n := len(errs)
 		for _, c := range RemoveUserCommands(*u) {
-			if out, err := c.run(ctx, r); err != nil && !alreadyUndone(out, err) {
+			if out, err := c.run(ctx, r); err != nil && !alreadyUndone(c, out, err) {
 				errs = append(errs, runError("remove user "+u.Name, c, out, err))
 			}
 		}

@@ -233,6 +233,9 @@ func TestResetUndoesSetupAndLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
+		// The dead session's processes end before its rules go.
+		readUser + " UniqueID PrimaryGroupID NFSHomeDirectory",
+		"pgrep -U 497",
 		"chmod -a 'user:_aigate deny read' /x/.env",
 		"pfctl -f " + m.PFConf,
 		readUser + " UniqueID PrimaryGroupID NFSHomeDirectory",
@@ -267,5 +270,16 @@ func TestCheckAnchorReferencedRules(t *testing.T) {
 	}
 	if c := CheckAnchorReferenced("anchor \"com.apple/*\" all\nanchor \"com.aigate.old\" all\n"); c.OK {
 		t.Errorf("other anchor accepted: %+v", c)
+	}
+	// Order: a VPN's anchor with "pass quick" before ours wins.
+	if c := CheckAnchorFirst(rules); c.OK || !strings.Contains(c.Detail, "com.apple/*") || !strings.Contains(c.Fix, "setup") {
+		t.Errorf("anchor after com.apple/* reported first: %+v", c)
+	}
+	first := "scrub-anchor \"com.apple/*\" all fragment reassemble\nanchor \"com.aigate\" all\nanchor \"com.apple/*\" all\n"
+	if c := CheckAnchorFirst(first); !c.OK {
+		t.Errorf("first: %+v", c)
+	}
+	if c := CheckAnchorFirst("anchor \"com.apple/*\" all\n"); c.OK {
+		t.Errorf("missing anchor: %+v", c)
 	}
 }

@@ -42,9 +42,11 @@ func ParseIDList(out string) ([]uint32, error) {
 		if len(f) == 0 {
 			continue
 		}
-		// Some records carry several ids; every one of them is taken.
+		// Some records carry several ids; every one of them is taken. A
+		// record with the attribute unset is listed with its name alone
+		// (accounts made by hand or by MDM tools): it uses no id.
 		if len(f) < 2 {
-			return nil, fmt.Errorf("dscl id list line %d: %q has no id", n, sc.Text())
+			continue
 		}
 		for _, s := range f[1:] {
 			id, err := strconv.ParseInt(s, 10, 64)

@@ -55,6 +55,10 @@ func darwinReport(ctx context.Context, r darwin.Runner, m darwin.Machine, euid i
 			anchor.Detail = "cannot read the pf ruleset: " + err.Error()
 		}
 		add(anchor)
+		if err == nil && anchor.Status == OK {
+			// An earlier "pass quick" would win over the anchor.
+			add(fromDarwin(darwin.CheckAnchorFirst(out), Warn))
+		}
 	}
 	// Without the line, the anchor call is gone at the next boot.
 	if conf, err := readFile(m.PFConf); err != nil {

@@ -77,6 +77,10 @@ func TestDarwinReport(t *testing.T) {
 	if st := statusOf(r); st["pf enabled"] != OK || st["pf.conf anchor line"] != OK {
 		t.Errorf("after setup: %+v", r.Checks)
 	}
+	// Rules loaded by an older setup, anchor last: a warning, not a failure.
+	if st := statusOf(r); st["pf anchor com.aigate first"] != Warn {
+		t.Errorf("anchor after com.apple/*: %+v", r.Checks)
+	}
 
 	// Without root pf is not read: skipped, and the summary says how.
 	r = darwinReport(ctx, ready, m, 501, os.ReadFile)
