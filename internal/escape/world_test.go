@@ -210,7 +210,10 @@ func startAgent(backend string) *agent {
 	a.cmd = exec.Command(machine.bin, "--log-level", "debug", "agent", "--socket", a.sock,
 		"--metrics-addr", metrics, "--backend", backend, "--group", machine.name)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed by its timeout must not leave an
+	// agent behind, whose fanotify marks would keep every opener of a
+	// marked file on the machine waiting for its answers.
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := a.cmd.Start(); err != nil {
 		a.cmd, a.err = nil, err
 		return a
