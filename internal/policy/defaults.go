@@ -13,9 +13,22 @@ var (
 		"~/.npmrc", "~/.pypirc", "~/.gnupg/",
 		"terraform.tfstate*", "*.tfvars",
 	}
+	// Files that run code outside the sandbox at the user's next ordinary
+	// action (a login, a new shell, git, python, an editor, a cd): a write
+	// there would plant code the sandbox cannot contain. See
+	// docs/threat-model.md for why each is listed and what is not.
 	defaultDenyWrite = []string{
 		"~/.bashrc", "~/.zshrc", "~/.profile", "~/.bash_profile", "~/.zshenv",
-		".git/hooks/", ".git/config", "~/.aigate/", ".aigate.yaml",
+		"~/.bash_login", "~/.bash_logout", "~/.zprofile", "~/.zlogin", "~/.zlogout",
+		"~/.inputrc", "~/.config/fish/", "~/.pam_environment", "~/.config/environment.d/",
+		"~/.xprofile", "~/.xsessionrc", "~/.xinitrc",
+		"~/.gitconfig", "~/.config/git/",
+		"~/.local/bin/", "~/bin/", "~/.local/lib/",
+		"~/.config/autostart/", "~/.config/systemd/user/",
+		"~/.config/direnv/", "~/.local/share/direnv/",
+		"~/.vimrc", "~/.vim/", "~/.config/nvim/", "~/.tmux.conf", "~/.config/tmux/",
+		".git/hooks/", ".git/config", ".envrc", "./.vscode/", "./.idea/",
+		"~/.aigate/", ".aigate.yaml",
 	}
 	defaultDenyExec = []string{
 		"curl", "wget", "nc", "ncat", "netcat", "ssh", "scp", "sftp", "rsync", "ftp", "telnet",
@@ -115,15 +128,54 @@ deny_read:
   - terraform.tfstate*
   - "*.tfvars"
 
-# Files the agent may read but not modify.
+# Files the agent may read but not modify: each runs code outside the
+# sandbox at your next ordinary action (a new shell, a login, git, python,
+# an editor, a cd). A rename of a directory above one counts as a write.
 deny_write:
+  # shells and login sessions
   - ~/.bashrc
   - ~/.zshrc
   - ~/.profile
   - ~/.bash_profile
   - ~/.zshenv
+  - ~/.bash_login
+  - ~/.bash_logout
+  - ~/.zprofile
+  - ~/.zlogin
+  - ~/.zlogout
+  - ~/.inputrc
+  - ~/.config/fish/
+  - ~/.pam_environment
+  - ~/.config/environment.d/
+  - ~/.xprofile
+  - ~/.xsessionrc
+  - ~/.xinitrc
+  # git (core.fsmonitor, aliases, hooksPath run programs)
+  - ~/.gitconfig
+  - ~/.config/git/
+  # programs ahead in PATH, Python's user site-packages (*.pth run at start)
+  - ~/.local/bin/
+  - ~/bin/
+  - ~/.local/lib/
+  # started at login
+  - ~/.config/autostart/
+  - ~/.config/systemd/user/
+  # direnv runs .envrc on cd once allowed; its allow list is in ~/.local/share
+  - ~/.config/direnv/
+  - ~/.local/share/direnv/
+  # editors and terminal multiplexers run their startup files
+  - ~/.vimrc
+  - ~/.vim/
+  - ~/.config/nvim/
+  - ~/.tmux.conf
+  - ~/.config/tmux/
+  # the project's own: git hooks and config, direnv, IDE tasks and settings
   - .git/hooks/
   - .git/config
+  - .envrc
+  - ./.vscode/
+  - ./.idea/
+  # aigate's own policy and trust
   - ~/.aigate/
   - .aigate.yaml
 
