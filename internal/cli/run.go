@@ -168,7 +168,10 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	}
 
 	// The command, resolved with the PATH it will run with.
-	childEnv := commandEnv(os.Environ(), id)
+	childEnv, removed := compiled.Env.Filter(commandEnv(os.Environ(), id))
+	if len(removed) > 0 {
+		f.Log.Debug("deny_env", zap.Strings("removed", removed))
+	}
 	path, err := lookPath(opts.Args[0], childEnv)
 	if err != nil {
 		return &exitError{ExitNotFound, err}

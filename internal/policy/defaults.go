@@ -33,6 +33,15 @@ var (
 	defaultDenyExec = []string{
 		"curl", "wget", "nc", "ncat", "netcat", "ssh", "scp", "sftp", "rsync", "ftp", "telnet",
 	}
+	// Variables of the user's shell that the tool must not inherit, and the
+	// exceptions the tool itself needs to work.
+	defaultDenyEnv = []string{
+		"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "GITLAB_TOKEN",
+		"NPM_TOKEN", "*SECRET*", "*PASSWORD*", "*_TOKEN", "*_API_KEY", "*_PRIVATE_KEY",
+	}
+	defaultAllowEnv = []string{
+		"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY",
+	}
 	defaultAllowNet = []string{
 		"api.anthropic.com", "api.openai.com", "api.github.com", "github.com",
 		"registry.npmjs.org", "pypi.org", "files.pythonhosted.org",
@@ -60,6 +69,8 @@ func Defaults() *Config {
 		DenyExec:      rules(defaultDenyExec),
 		Net:           &net,
 		AllowLoopback: &loopback,
+		DenyEnv:       rules(defaultDenyEnv),
+		AllowEnv:      rules(defaultAllowEnv),
 	}
 	for _, s := range defaultAllowNet {
 		ep, err := parseEndpoint(s)
@@ -192,6 +203,27 @@ deny_exec:
   - rsync
   - ftp
   - telnet
+
+# Environment variables removed from the agent's environment ("*" at the
+# start or end of a name; case does not matter), unless allow_env keeps
+# them: the agent's own API key must reach it.
+deny_env:
+  - AWS_SECRET_ACCESS_KEY
+  - AWS_SESSION_TOKEN
+  - GITHUB_TOKEN
+  - GH_TOKEN
+  - GITLAB_TOKEN
+  - NPM_TOKEN
+  - "*SECRET*"
+  - "*PASSWORD*"
+  - "*_TOKEN"
+  - "*_API_KEY"
+  - "*_PRIVATE_KEY"
+allow_env:
+  - ANTHROPIC_API_KEY
+  - ANTHROPIC_AUTH_TOKEN
+  - CLAUDE_CODE_OAUTH_TOKEN
+  - OPENAI_API_KEY
 
 # allow_read, allow_write, allow_exec cancel a deny rule inherited from this
 # file, written exactly as the deny entry, e.g. in a trusted .aigate.yaml:

@@ -22,6 +22,8 @@ func TestDefaultYAMLParsesToDefaults(t *testing.T) {
 		{"allow_read", got.AllowRead, want.AllowRead},
 		{"allow_unix", got.AllowUnix, want.AllowUnix},
 		{"mask_output", got.MaskOutput, want.MaskOutput},
+		{"deny_env", got.DenyEnv, want.DenyEnv},
+		{"allow_env", got.AllowEnv, want.AllowEnv},
 	} {
 		if !slices.Equal(patterns(l.got), patterns(l.want)) {
 			t.Errorf("%s: file has %v, Defaults() %v", l.name, patterns(l.got), patterns(l.want))
