@@ -145,7 +145,8 @@ func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs ch
 			warn("no network events: " + err.Error())
 		}
 	}
-	cmd := SandboxCommand(ctx, env.User, env.ProjectRoot, argv, os.Environ())
+	environ, _ := c.Env.Filter(os.Environ()) // deny_env
+	cmd := SandboxCommand(ctx, env.User, env.ProjectRoot, argv, environ)
 	err = cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
