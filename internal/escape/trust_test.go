@@ -3,6 +3,8 @@
 package escape
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -35,28 +37,62 @@ func TestEscapeTrustFromInside(t *testing.T) {
 	})
 }
 
-// TestEscapeMoveAigateDir: `mv ~/.aigate ~/.aigate-old` and a forged
-// directory would make the next run trusted and network-open. The LSM
-// backend refuses the rename (a deny_write path itself) with an event. The
-// fanotify backend has no rename permission event: the move goes through
-// (docs/threat-model.md); this test asserts that gap so that closing it
-// updates the docs.
+// TestEscapeMoveAigateDir: replacing ~/.aigate by a forged directory (the
+// forgery is prepared elsewhere, then renamed in: no open in a protected
+// path) would make the next run trusted and network-open.
+//
+//   - lsm: the rename is refused in the kernel, with a write event.
+//   - fanotify: no permission event exists for renames, so the move goes
+//     through; aigate run notices once the sandbox is gone, puts the
+//     directory's files back, keeps the forgery aside and warns. The next
+//     run enforces the user's policy.
+//
+// The same holds for a forged trusted.yaml renamed over the real one.
 func TestEscapeMoveAigateDir(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		r := b.sh("mv ~/.aigate ~/.aigate-old && mkdir ~/.aigate && echo 'net: allow' > ~/.aigate/config.yaml && echo moved")
-		moved := strings.Contains(r.stdout, "moved")
-		switch b.backend {
-		case "lsm":
-			if moved {
-				t.Fatalf("~/.aigate was replaced:\n%s", r)
+		b.write(".aigate.yaml", "net: allow\nallow_read: [.env]\n")
+		b.write("~/work/forged/config.yaml", "net: allow\n")
+		b.write("~/work/forged/trusted.yaml", "trusted: [{path: "+b.path(".aigate.yaml")+", sha256: "+sha256hex("net: allow\nallow_read: [.env]\n")+"}]\n")
+		b.write("~/work/trusted.yaml", "trusted: [{path: "+b.path(".aigate.yaml")+", sha256: "+sha256hex("net: allow\nallow_read: [.env]\n")+"}]\n")
+		original := b.read("~/.aigate/config.yaml")
+		for _, attack := range []string{
+			"mv ~/.aigate ~/.aigate-old && mv ~/work/forged ~/.aigate && echo moved",
+			"mv ~/work/trusted.yaml ~/.aigate/trusted.yaml && echo moved",
+		} {
+			r := b.sh(attack)
+			moved := strings.Contains(r.stdout, "moved")
+			switch b.backend {
+			case "lsm":
+				if moved {
+					t.Fatalf("%s: ~/.aigate was changed:\n%s", attack, r)
+				}
+				if _, ok := r.denied(events.OpWrite, filepath.Join(b.home, ".aigate")); !ok {
+					t.Errorf("%s: no write event for ~/.aigate:\n%s", attack, r)
+				}
+			case "fanotify":
+				if !moved {
+					t.Fatalf("%s: fanotify refused the rename: update docs/threat-model.md:\n%s", attack, r)
+				}
+				if !strings.Contains(r.stderr, "changed while the sandbox ran") {
+					t.Errorf("%s: no warning:\n%s", attack, r)
+				}
 			}
-			if _, ok := r.denied(events.OpWrite, filepath.Join(b.home, ".aigate")); !ok {
-				t.Errorf("no write event for ~/.aigate:\n%s", r)
+			if got := b.read("~/.aigate/config.yaml"); got != original {
+				t.Errorf("%s: after the run, config.yaml is %q", attack, got)
 			}
-		case "fanotify":
-			if !moved {
-				t.Fatalf("fanotify refused the move: update docs/threat-model.md:\n%s", r)
+			if strings.Contains(b.read("~/.aigate/trusted.yaml"), "sha256") {
+				t.Errorf("%s: after the run, the forged trust store is in place", attack)
+			}
+			// The next run enforces the user's policy.
+			next := b.sh("cat .env")
+			if strings.Contains(next.stdout, "sk-escape-test-secret") {
+				t.Fatalf("%s: the next run read .env:\n%s", attack, next)
 			}
 		}
 	})
+}
+
+func sha256hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
