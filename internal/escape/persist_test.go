@@ -82,11 +82,18 @@ mv .git %[1]s/old && mv %[1]s/g .git && echo replaced`, tmp))
 			if _, ok := r.denied(events.OpWrite, filepath.Join(b.proj, ".git")); !ok {
 				t.Errorf("no write event for .git:\n%s", r)
 			}
-			// Moving a prepared tree into the place of a missing ancestor, too.
-			b.sh(fmt.Sprintf("mkdir -p %[1]s/g2/hooks && echo x > %[1]s/g2/hooks/pre-commit", tmp))
-			r = b.sh(fmt.Sprintf("mv %s/.config %s/c; mv %s/g2 %s/.config/git 2>&1; echo done", b.home, tmp, tmp, b.home))
-			if _, ok := r.denied(events.OpWrite, filepath.Join(b.home, ".config")); !ok {
-				t.Errorf("no write event for ~/.config:\n%s", r)
+			// The same for a directory above a home route, and for moving a
+			// prepared tree into the place of a missing one.
+			b.write("~/.config/git/config", "[user]\n")
+			b.write("~/work/c/git/config", "[core]\nfsmonitor = evil\n")
+			r = b.sh("mv ~/.config ~/work/old-config; mv ~/work/c ~/.local; echo done")
+			if strings.Contains(b.read("~/.config/git/config"), "evil") || b.read("~/.config/git/config") == "" {
+				t.Errorf("~/.config was replaced:\n%s", r)
+			}
+			for _, p := range []string{"~/.config", "~/.local"} {
+				if _, ok := r.denied(events.OpWrite, b.path(p)); !ok {
+					t.Errorf("no write event for %s:\n%s", p, r)
+				}
 			}
 		case "fanotify":
 			if !replaced {
