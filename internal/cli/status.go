@@ -70,7 +70,10 @@ type Status struct {
 	AllowEnv      []StatusRule         `json:"allow_env"`
 	// EnvRemoved names the variables of status's own environment that
 	// `aigate run` would remove from the command's.
-	EnvRemoved     []string           `json:"env_removed"`
+	EnvRemoved []string `json:"env_removed"`
+	// Unenforced names the rules the enforcement backend leaves alone
+	// (a deny_exec name of a multi-call binary on fanotify). Always an array.
+	Unenforced     []string           `json:"unenforced"`
 	ResourceLimits StatusLimits       `json:"resource_limits"`
 	Warnings       []StatusWarning    `json:"warnings"`
 	Kernel         *doctor.Report     `json:"kernel"`
@@ -184,6 +187,10 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	defer cancel()
 	agent, boxes, msg := askAgent(ctx, o.socket)
 	st.Enforcement = enforcement(st.Backend, st.Kernel, agent, boxes, msg)
+	st.Unenforced = []string{}
+	if st.Enforcement != nil {
+		st.Unenforced = append(st.Unenforced, unenforced(l, st.Enforcement.Backend)...)
+	}
 	if o.json {
 		enc := json.NewEncoder(o.f.Out)
 		enc.SetIndent("", "  ")
@@ -405,6 +412,13 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 	if st.Enforcement != nil {
 		tw.Flush()
 		printEnforcement(w, st.Enforcement, st.Backend)
+	}
+	if len(st.Unenforced) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Not enforced")
+		for _, s := range st.Unenforced {
+			fmt.Fprintf(w, "  ! %s\n", s)
+		}
 	}
 }
 
