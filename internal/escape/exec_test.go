@@ -3,7 +3,9 @@
 package escape
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -24,6 +26,48 @@ func TestEscapeExecAlias(t *testing.T) {
 		}
 		if _, ok := r.denied(events.OpExec, "ssh"); !ok {
 			t.Errorf("no exec event for ssh:\n%s", r)
+		}
+	})
+}
+
+// TestEscapeExecCopy: a copy of a denied binary under another name, in
+// /tmp or in the project, is refused on the fanotify backend with an exec
+// event naming the copy and the original's rule (size first, then
+// SHA-256). Reading the copy stays allowed, and a copy of an allowed
+// program runs (controls). The lsm backend matches names, paths and the
+// inodes found at start, not content: there the copy runs, which this test
+// asserts so that closing the gap updates docs/threat-model.md.
+func TestEscapeExecCopy(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		tmp := fmt.Sprintf("/tmp/aigate-copy-%d-%s", os.Getpid(), b.backend)
+		t.Cleanup(func() { os.Remove(tmp); os.Remove(tmp + "-true") })
+		r := b.sh(fmt.Sprintf(`cp %[1]s %[2]s && cp %[1]s ./mycurl && sha256sum %[2]s >/dev/null && echo read-ok
+%[2]s --version >/dev/null 2>&1 && echo ran-tmp
+./mycurl --version >/dev/null 2>&1 && echo ran-proj
+cp /bin/true %[2]s-true && %[2]s-true && echo ran-true`, curl, tmp))
+		if !strings.Contains(r.stdout, "read-ok") || !strings.Contains(r.stdout, "ran-true") {
+			t.Fatalf("controls failed:\n%s", r)
+		}
+		switch b.backend {
+		case "fanotify":
+			for _, where := range []string{"tmp", "proj"} {
+				if strings.Contains(r.stdout, "ran-"+where) {
+					t.Errorf("the copy in %s ran:\n%s", where, r)
+				}
+			}
+			for _, p := range []string{tmp, b.path("mycurl")} {
+				if ev, ok := r.denied(events.OpExec, p); !ok || ev.RuleText != "curl" {
+					t.Errorf("no exec event with rule curl for %s:\n%s", p, r)
+				}
+			}
+		case "lsm":
+			if !strings.Contains(r.stdout, "ran-tmp") {
+				t.Errorf("lsm refused the copy: update docs/threat-model.md:\n%s", r)
+			}
 		}
 	})
 }
