@@ -34,7 +34,7 @@ func TestEscapeExecAlias(t *testing.T) {
 // /tmp or in the project, is refused on the fanotify backend with an exec
 // event naming the copy and the original's rule (size first, then
 // SHA-256). Reading the copy stays allowed, and a copy of an allowed
-// program runs (controls). The lsm backend matches names, paths and the
+// program (aigate itself) runs (controls). The lsm backend matches names, paths and the
 // inodes found at start, not content: there the copy runs, which this test
 // asserts so that closing the gap updates docs/threat-model.md.
 func TestEscapeExecCopy(t *testing.T) {
@@ -48,7 +48,7 @@ func TestEscapeExecCopy(t *testing.T) {
 		r := b.sh(fmt.Sprintf(`cp %[1]s %[2]s && cp %[1]s ./mycurl && sha256sum %[2]s >/dev/null && echo read-ok
 %[2]s --version >/dev/null 2>&1 && echo ran-tmp
 ./mycurl --version >/dev/null 2>&1 && echo ran-proj
-cp /bin/true %[2]s-true && %[2]s-true && echo ran-true`, curl, tmp))
+cp %[3]s %[2]s-true && %[2]s-true version >/dev/null && echo ran-true`, curl, tmp, machine.bin))
 		if !strings.Contains(r.stdout, "read-ok") || !strings.Contains(r.stdout, "ran-true") {
 			t.Fatalf("controls failed:\n%s", r)
 		}
