@@ -34,9 +34,10 @@ func TestEscapeExecAlias(t *testing.T) {
 // /tmp or in the project, is refused on the fanotify backend with an exec
 // event naming the copy and the original's rule (size first, then
 // SHA-256). Reading the copy stays allowed, and a copy of an allowed
-// program (aigate itself) runs (controls). The lsm backend matches names, paths and the
-// inodes found at start, not content: there the copy runs, which this test
-// asserts so that closing the gap updates docs/threat-model.md.
+// program (aigate itself) runs (controls). The lsm backend matches names,
+// paths and the inodes found at start, not content: there the copy runs,
+// which this test asserts so that closing the gap updates
+// docs/threat-model.md.
 func TestEscapeExecCopy(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
