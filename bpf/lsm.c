@@ -299,9 +299,14 @@ int BPF_PROG(aigate_file_mprotect, struct vm_area_struct *vma, unsigned long req
  * be renamed or linked to a readable name either, nor destroyed), and
  * reported as a write. bpf_d_path is not allowed in path_* hooks, so the
  * path is built from the dentry chain (build_path).
+ *
+ * replace is set for the hooks that can put other content at a path or
+ * move a tree away from it (rename at either end, unlink, rmdir, symlink):
+ * for those, a directory above a protected path (AIGATE_ACCESS_ANCESTORS:
+ * .git above .git/hooks) counts as the protected path, with its rule.
  */
 static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct dentry *d,
-				  struct vfsmount *mnt)
+				  struct vfsmount *mnt, __u32 replace)
 {
 	__u32 wset = rule_set(sb->policy_id, AIGATE_ACCESS_WRITE);
 	__u32 rset = rule_set(sb->policy_id, AIGATE_ACCESS_READ);
@@ -318,6 +323,11 @@ static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct de
 	__u32 rule = match_file(s, d, mnt, wset);
 	if (!rule)
 		rule = match_file(s, d, mnt, rset);
+	if (!rule && replace) {
+		__u32 aset = rule_set(sb->policy_id, AIGATE_ACCESS_ANCESTORS);
+		if (set_kinds(aset) & AIGATE_SET_PATHS)
+			rule = match_path(s, aset);
+	}
 	return deny_release(s, cgroup_id, sb, AIGATE_KIND_FILE, AIGATE_OP_WRITE, rule, built_path(s), len);
 }
 
@@ -327,7 +337,8 @@ static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct de
  * first, so a task outside pays no reads. own is a constant at every call:
  * a test of dentry instead would make the verifier check both ways.
  */
-static __always_inline int check_write_hook(const struct path *path, struct dentry *dentry, bool own)
+static __always_inline int check_write_hook(const struct path *path, struct dentry *dentry, bool own,
+					    __u32 replace)
 {
 	__u64 cgroup_id;
 	struct sandbox *sb = current_sandbox(&cgroup_id);
@@ -336,25 +347,25 @@ static __always_inline int check_write_hook(const struct path *path, struct dent
 		return 0;
 	if (own)
 		dentry = BPF_CORE_READ(path, dentry);
-	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(path, mnt));
+	return check_write(cgroup_id, sb, dentry, BPF_CORE_READ(path, mnt), replace);
 }
 
 SEC("lsm/path_truncate")
 int BPF_PROG(aigate_path_truncate, const struct path *path)
 {
-	return check_write_hook(path, NULL, true);
+	return check_write_hook(path, NULL, true, 0);
 }
 
 SEC("lsm/path_unlink")
 int BPF_PROG(aigate_path_unlink, const struct path *dir, struct dentry *dentry)
 {
-	return check_write_hook(dir, dentry, false);
+	return check_write_hook(dir, dentry, false, 1);
 }
 
 SEC("lsm/path_rmdir")
 int BPF_PROG(aigate_path_rmdir, const struct path *dir, struct dentry *dentry)
 {
-	return check_write_hook(dir, dentry, false);
+	return check_write_hook(dir, dentry, false, 1);
 }
 
 SEC("lsm/path_rename")
@@ -366,10 +377,10 @@ int BPF_PROG(aigate_path_rename, const struct path *old_dir, struct dentry *old_
 
 	if (!sb)
 		return 0;
-	int ret = check_write(cgroup_id, sb, old_dentry, BPF_CORE_READ(old_dir, mnt));
+	int ret = check_write(cgroup_id, sb, old_dentry, BPF_CORE_READ(old_dir, mnt), 1);
 	if (ret)
 		return ret;
-	return check_write(cgroup_id, sb, new_dentry, BPF_CORE_READ(new_dir, mnt));
+	return check_write(cgroup_id, sb, new_dentry, BPF_CORE_READ(new_dir, mnt), 1);
 }
 
 SEC("lsm/path_link")
@@ -383,22 +394,22 @@ int BPF_PROG(aigate_path_link, struct dentry *old_dentry, const struct path *new
 		return 0;
 	/* A hard link never crosses a mount: the source is on new_dir's. */
 	struct vfsmount *mnt = BPF_CORE_READ(new_dir, mnt);
-	int ret = check_write(cgroup_id, sb, old_dentry, mnt);
+	int ret = check_write(cgroup_id, sb, old_dentry, mnt, 0);
 	if (ret)
 		return ret;
-	return check_write(cgroup_id, sb, new_dentry, mnt);
+	return check_write(cgroup_id, sb, new_dentry, mnt, 0);
 }
 
 SEC("lsm/path_chmod")
 int BPF_PROG(aigate_path_chmod, const struct path *path)
 {
-	return check_write_hook(path, NULL, true);
+	return check_write_hook(path, NULL, true, 0);
 }
 
 SEC("lsm/path_chown")
 int BPF_PROG(aigate_path_chown, const struct path *path)
 {
-	return check_write_hook(path, NULL, true);
+	return check_write_hook(path, NULL, true, 0);
 }
 
 /*
@@ -411,19 +422,19 @@ int BPF_PROG(aigate_path_chown, const struct path *path)
 SEC("lsm/path_mkdir")
 int BPF_PROG(aigate_path_mkdir, const struct path *dir, struct dentry *dentry)
 {
-	return check_write_hook(dir, dentry, false);
+	return check_write_hook(dir, dentry, false, 0);
 }
 
 SEC("lsm/path_symlink")
 int BPF_PROG(aigate_path_symlink, const struct path *dir, struct dentry *dentry)
 {
-	return check_write_hook(dir, dentry, false);
+	return check_write_hook(dir, dentry, false, 1);
 }
 
 SEC("lsm/path_mknod")
 int BPF_PROG(aigate_path_mknod, const struct path *dir, struct dentry *dentry)
 {
-	return check_write_hook(dir, dentry, false);
+	return check_write_hook(dir, dentry, false, 0);
 }
 
 /*

@@ -18,9 +18,9 @@
  * paths to them (hard links, bind mounts, chroots, /proc/PID/root) are
  * caught too. Directory inodes are checked at every level of the walk.
  *
- * Every map key carries a "set" = policy_id << 2 | access, so one map holds
- * the rules of every sandbox and access (read, write, exec) without one
- * sandbox's longest match hiding another set's entry.
+ * Every map key carries a "set" = policy_id << 3 | access, so one map holds
+ * the rules of every sandbox and access (read, write, exec, allow_unix,
+ * ancestors) without one sandbox's longest match hiding another set's entry.
  */
 #ifndef AIGATE_PATHMATCH_H
 #define AIGATE_PATHMATCH_H
@@ -32,6 +32,12 @@
 #define AIGATE_ACCESS_READ 1
 #define AIGATE_ACCESS_WRITE 2
 #define AIGATE_ACCESS_EXEC 3
+/*
+ * The directories above a read or write Paths entry
+ * (policy.Compiled.Ancestors), exact "P\0" keys in the Paths trie: a rename,
+ * removal or symlink there replaces the protected path's content.
+ */
+#define AIGATE_ACCESS_ANCESTORS 4
 
 /* Bytes of a path compared by the Paths trie: LPM data is at most 256 bytes. */
 #define AIGATE_PATH_KEY 248
@@ -169,7 +175,7 @@ const struct inode_key *unused_inode_key __attribute__((unused));
 
 static __always_inline __u32 rule_set(__u32 policy_id, __u32 access)
 {
-	return (policy_id << 2) | access;
+	return (policy_id << 3) | access;
 }
 
 static __always_inline __u32 set_kinds(__u32 set)

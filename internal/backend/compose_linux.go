@@ -99,6 +99,14 @@ func (c *Composite) Remove(id uint32) error {
 // Events delivers the denials of both parts until Close.
 func (c *Composite) Events() <-chan events.Event { return c.out }
 
+// Unenforced is the file part's (enforce.Limited).
+func (c *Composite) Unenforced(sb *enforce.Sandbox) []string {
+	if l, ok := c.files.(enforce.Limited); ok {
+		return l.Unenforced(sb)
+	}
+	return nil
+}
+
 // Stats adds up both parts' counters. For BPF LSM, the kernel's network
 // counters are the LSM object's (shared maps) and the egress part adds only
 // its DNS refusals; for fanotify it adds its own Net's counters too.

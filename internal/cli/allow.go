@@ -57,6 +57,9 @@ you had trusted, your edit stays trusted; otherwise run "aigate trust".`,
 }
 
 func runAllow(o *allowOptions) error {
+	if inSandbox() {
+		return fmt.Errorf("aigate allow cannot run inside an aigate sandbox: a sandboxed tool may not loosen its own policy; run it in a terminal outside `aigate run`")
+	}
 	if o.kind == "net" {
 		return runAllowNet(o)
 	}

@@ -168,7 +168,10 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	}
 
 	// The command, resolved with the PATH it will run with.
-	childEnv := commandEnv(os.Environ(), id)
+	childEnv, removed := compiled.Env.Filter(commandEnv(os.Environ(), id))
+	if len(removed) > 0 {
+		f.Log.Debug("deny_env", zap.Strings("removed", removed))
+	}
 	path, err := lookPath(opts.Args[0], childEnv)
 	if err != nil {
 		return &exitError{ExitNotFound, err}
@@ -206,6 +209,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
+	guard := guardPolicyDir(loaded.Paths.Dir, loaded.Paths.User)
 	sess, emb, err := createSandbox(context.WithoutCancel(ctx), f, opts, choice, req)
 	if err != nil {
 		return err
@@ -252,6 +256,15 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		}
 		rep.finish(sess.Dropped(), attributed)
 		finishAgent()
+		// The sandbox is gone: nothing inside can race the check.
+		if msg, err := guard.restore(f.Now()); msg != "" || err != nil {
+			if msg != "" {
+				f.warnf("%s", msg)
+			}
+			if err != nil {
+				f.warnf("could not restore your policy: %v; check %s before the next run", err, loaded.Paths.Dir)
+			}
+		}
 	}
 
 	// A signal that arrived during setup ends the run before the command

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -52,23 +53,31 @@ Without an agent, the backend "aigate run" would pick on this kernel.
 // Status is the --json output. Its field names are a stable interface:
 // add fields, never rename or remove them.
 type Status struct {
-	SchemaVersion  int                  `json:"schema_version"`
-	Global         StatusFile           `json:"global"`
-	Project        *StatusProject       `json:"project"`
-	Mode           policy.Mode          `json:"mode"`
-	Backend        policy.BackendChoice `json:"backend"`
-	Net            policy.NetMode       `json:"net"`
-	AllowLoopback  bool                 `json:"allow_loopback"`
-	DenyRead       []StatusRule         `json:"deny_read"`
-	DenyWrite      []StatusRule         `json:"deny_write"`
-	DenyExec       []StatusRule         `json:"deny_exec"`
-	AllowNet       []StatusRule         `json:"allow_net"`
-	AllowUnix      []StatusRule         `json:"allow_unix"`
-	MaskOutput     []StatusRule         `json:"mask_output"`
-	ResourceLimits StatusLimits         `json:"resource_limits"`
-	Warnings       []StatusWarning      `json:"warnings"`
-	Kernel         *doctor.Report       `json:"kernel"`
-	Enforcement    *StatusEnforcement   `json:"enforcement"`
+	SchemaVersion int                  `json:"schema_version"`
+	Global        StatusFile           `json:"global"`
+	Project       *StatusProject       `json:"project"`
+	Mode          policy.Mode          `json:"mode"`
+	Backend       policy.BackendChoice `json:"backend"`
+	Net           policy.NetMode       `json:"net"`
+	AllowLoopback bool                 `json:"allow_loopback"`
+	DenyRead      []StatusRule         `json:"deny_read"`
+	DenyWrite     []StatusRule         `json:"deny_write"`
+	DenyExec      []StatusRule         `json:"deny_exec"`
+	AllowNet      []StatusRule         `json:"allow_net"`
+	AllowUnix     []StatusRule         `json:"allow_unix"`
+	MaskOutput    []StatusRule         `json:"mask_output"`
+	DenyEnv       []StatusRule         `json:"deny_env"`
+	AllowEnv      []StatusRule         `json:"allow_env"`
+	// EnvRemoved names the variables of status's own environment that
+	// `aigate run` would remove from the command's.
+	EnvRemoved []string `json:"env_removed"`
+	// Unenforced names the rules the enforcement backend leaves alone
+	// (a deny_exec name of a multi-call binary on fanotify). Always an array.
+	Unenforced     []string           `json:"unenforced"`
+	ResourceLimits StatusLimits       `json:"resource_limits"`
+	Warnings       []StatusWarning    `json:"warnings"`
+	Kernel         *doctor.Report     `json:"kernel"`
+	Enforcement    *StatusEnforcement `json:"enforcement"`
 }
 
 // StatusEnforcement is how the policy would be enforced now.
@@ -178,6 +187,10 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	defer cancel()
 	agent, boxes, msg := askAgent(ctx, o.socket)
 	st.Enforcement = enforcement(st.Backend, st.Kernel, agent, boxes, msg)
+	st.Unenforced = []string{}
+	if st.Enforcement != nil {
+		st.Unenforced = append(st.Unenforced, unenforced(l, st.Enforcement.Backend)...)
+	}
 	if o.json {
 		enc := json.NewEncoder(o.f.Out)
 		enc.SetIndent("", "  ")
@@ -204,12 +217,18 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		DenyExec:      rulesOf(pol.DenyExec),
 		AllowUnix:     rulesOf(pol.AllowUnix),
 		MaskOutput:    rulesOf(pol.MaskOutput),
+		DenyEnv:       rulesOf(pol.Env.Deny),
+		AllowEnv:      rulesOf(pol.Env.Allow),
 		AllowNet:      []StatusRule{},
 		Warnings:      []StatusWarning{},
 		ResourceLimits: StatusLimits{
 			MaxMemory: pol.Limits.MaxMemory, MaxCPUPercent: pol.Limits.MaxCPUPercent, MaxPIDs: pol.Limits.MaxPIDs,
 		},
 		Kernel: kernel,
+	}
+	_, st.EnvRemoved = pol.Env.Filter(os.Environ())
+	if st.EnvRemoved == nil {
+		st.EnvRemoved = []string{}
 	}
 	if l.Project != nil {
 		trust := "trusted"
@@ -353,6 +372,8 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		{"Deny exec", st.DenyExec},
 		{"Allowed unix sockets", st.AllowUnix},
 		{"Masked in output", st.MaskOutput},
+		{"Removed from the environment", st.DenyEnv},
+		{"Kept in the environment", st.AllowEnv},
 	} {
 		if len(sec.rules) == 0 && (sec.title == "Allowed unix sockets" || sec.title == "Masked in output") {
 			continue
@@ -362,6 +383,10 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		for _, r := range sec.rules {
 			fmt.Fprintf(tw, "  %s\t%s\n", r.Value, src(r.File, r.Line))
 		}
+	}
+	if len(st.EnvRemoved) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintf(tw, "Your environment: aigate run removes %s\n", strings.Join(st.EnvRemoved, ", "))
 	}
 	if lim := st.ResourceLimits; lim != (StatusLimits{}) {
 		fmt.Fprintln(tw)
@@ -387,6 +412,13 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 	if st.Enforcement != nil {
 		tw.Flush()
 		printEnforcement(w, st.Enforcement, st.Backend)
+	}
+	if len(st.Unenforced) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Not enforced")
+		for _, s := range st.Unenforced {
+			fmt.Fprintf(w, "  ! %s\n", s)
+		}
 	}
 }
 

@@ -11,7 +11,24 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/fanotify"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/resolve"
 )
+
+// unenforced names the rules of l's policy that backend would leave alone.
+func unenforced(l *config.Loaded, backend string) []string {
+	if backend != string(policy.BackendFanotify) {
+		return nil
+	}
+	pol, _ := l.Policy()
+	c, err := policy.Compile(pol, l.PolicyEnv())
+	if err != nil {
+		return nil
+	}
+	return fanotify.UnenforcedExec(c, resolve.DefaultExecDirs(os.Getenv("PATH")))
+}
 
 func addStatusFlags(cmd *cobra.Command, o *statusOptions) {
 	cmd.Flags().StringVar(&o.socket, "socket", api.SocketPath(), "the agent's socket `PATH` ($"+api.SocketEnv+" changes the default)")

@@ -6,7 +6,12 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
+
+	"github.com/aigate-dev/aigate/internal/config"
 )
+
+// unenforced: the macOS backend's limits are in docs/macos.md.
+func unenforced(*config.Loaded, string) []string { return nil }
 
 func addStatusFlags(*cobra.Command, *statusOptions) {}
 

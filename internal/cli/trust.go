@@ -36,8 +36,16 @@ your own edits made with "aigate deny/allow --project" to a trusted file.`,
 	return cmd
 }
 
+// errTrustInside is the answer to `aigate trust` from inside a sandbox: the
+// tool being confined must not loosen its own next run.
+var errTrustInside = errors.New("aigate trust cannot run inside an aigate sandbox: a sandboxed tool " +
+	"may not loosen its own policy; run it in a terminal outside `aigate run` after reviewing the file")
+
 func runTrust(o *trustOptions) error {
 	f := o.f
+	if inSandbox() && !o.revoke {
+		return errTrustInside
+	}
 	paths, err := f.Paths()
 	if err != nil {
 		return err
@@ -138,6 +146,11 @@ func loosening(without, with *policy.Policy, paths *config.Paths) []string {
 	for _, lim := range limits {
 		if lim.old != lim.new_ {
 			out = append(out, fmt.Sprintf("resource_limits.%s: %d -> %d (0 = unlimited)", lim.name, lim.old, lim.new_))
+		}
+	}
+	for _, r := range with.Env.Allow {
+		if !slices.ContainsFunc(without.Env.Allow, func(x policy.PathRule) bool { return x.Pattern == r.Pattern }) {
+			out = append(out, fmt.Sprintf("allow_env %s: the tool gets that variable  (%s)", r.Pattern, src(r.Source)))
 		}
 	}
 	if with.DNS != without.DNS {

@@ -76,7 +76,8 @@ func Run(ctx context.Context, c *policy.Compiled, env Env, argv []string, evs ch
 	if env.Alive == nil {
 		env.Alive = Alive
 	}
-	s := session{r: r, environ: os.Environ(), anchorEvery: AnchorCheckInterval}
+	environ, _ := c.Env.Filter(os.Environ()) // deny_env
+	s := session{r: r, environ: environ, anchorEvery: AnchorCheckInterval}
 	s.start = func(ctx context.Context, toolEnv []string) (func() (int, error), error) {
 		cmd := SandboxCommand(ctx, env.User, env.ProjectRoot, argv, toolEnv)
 		if err := cmd.Start(); err != nil {

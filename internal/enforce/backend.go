@@ -60,3 +60,10 @@ type Backend interface {
 	// for an agent restart, and releases its resources.
 	Close() error
 }
+
+// Limited is implemented by a backend that cannot enforce every rule of
+// some policies. Unenforced names each such rule of sb's policy, in words
+// for the user, so that no rule is shown as enforced when it is not.
+type Limited interface {
+	Unenforced(sb *Sandbox) []string
+}

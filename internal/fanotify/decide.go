@@ -95,6 +95,9 @@ func (b *Backend) decide(p *pending) verdict {
 		if v.rule == 0 {
 			v.rule, _ = c.MatchExec(v.path)
 		}
+		if v.rule == 0 {
+			v.rule = p.sb.plan.copyOf(p.fd, st.Size)
+		}
 		v.deny = v.rule != 0
 		return v
 	}
@@ -105,6 +108,11 @@ func (b *Backend) decide(p *pending) verdict {
 	}
 	if id, ok := c.MatchOpen(v.path, false); ok {
 		v.rule, v.deny = id, true
+		return v
+	}
+	if rule := b.copyExec(p, st.Size, r.exec, v.path); rule != 0 {
+		v.kind, v.op = events.KindExec, events.OpExec
+		v.rule, v.deny = rule, true
 		return v
 	}
 	if rule := b.loaderOpen(p, r.exec, v.path); rule != 0 {

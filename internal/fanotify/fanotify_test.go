@@ -3,6 +3,7 @@
 package fanotify
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -120,7 +121,11 @@ func TestDenyExec(t *testing.T) {
 	e := newEnv(t, nil)
 	byName := e.copyBin(filepath.Join(e.bin, "mytool"))
 	byPath := e.copyBin(filepath.Join(e.project, "tools", "runme"))
+	// Another program: a copy would be refused as mytool (TestDenyExecCopy).
 	allowed := e.copyBin(filepath.Join(e.project, "tools", "fine"))
+	if err := appendByte(allowed); err != nil {
+		t.Fatal(err)
+	}
 	link := filepath.Join(e.t.TempDir(), "innocent")
 	if err := os.Symlink(byName, link); err != nil {
 		t.Fatal(err)
@@ -141,8 +146,8 @@ func TestDenyExec(t *testing.T) {
 	if got := e.run(s, "exec", allowed); got != "ok" {
 		t.Errorf("sandboxed exec of %s: %s", allowed, got)
 	}
-	// Reading a deny_exec binary is allowed (copying it elsewhere is a
-	// known way around name rules, see docs/backends.md).
+	// Reading a deny_exec binary is allowed (running a copy is not:
+	// TestDenyExecCopy).
 	if got := e.run(s, "open", byName, "r"); got != "ok" {
 		t.Errorf("read of deny_exec binary: %s", got)
 	}
@@ -225,4 +230,60 @@ func TestHardLinkByInode(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 	openHere(t, elsewhere, unix.O_RDONLY)
+}
+
+// appendByte makes a binary another program: ELF ignores trailing bytes.
+func appendByte(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write([]byte{0}); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// TestDenyExecCopy: a byte-for-byte copy of a deny_exec binary under
+// another name is refused as that binary, in the project tree and directly
+// in /tmp; reading the copy and running another program of the same size
+// stay allowed, and nothing is refused outside the sandbox.
+func TestDenyExecCopy(t *testing.T) {
+	e := newEnv(t, nil)
+	denied := e.copyBin(filepath.Join(e.bin, "mytool"))
+	inProject := e.copyBin(filepath.Join(e.project, "sub", "renamed"))
+	inTmp := e.copyBin(fmt.Sprintf("/tmp/aigate-fanotify-copy-%d", os.Getpid()))
+	t.Cleanup(func() { os.Remove(inTmp) })
+	// Same size, other content: hashed, then allowed.
+	other := e.copyBin(filepath.Join(e.project, "sub", "other"))
+	data, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-1] ^= 0xff
+	if err := os.WriteFile(other, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := e.sandbox(policy.Policy{DenyExec: rules("mytool")})
+	for _, c := range []string{inProject, inTmp} {
+		if got := e.run(s, "exec", c); got != "EPERM" {
+			t.Errorf("sandboxed exec of the copy %s: %s, want EPERM", c, got)
+			continue
+		}
+		if ev := e.event(); ev.Kind != events.KindExec || ev.Path != c || ev.RuleText != "mytool" {
+			t.Errorf("event %+v, want exec of %s by rule mytool", ev, c)
+		}
+		if got := e.run(nil, "exec", c); got != "ok" {
+			t.Errorf("exec of %s outside the sandbox: %s", c, got)
+		}
+		if got := e.run(s, "open", c, "r"); got != "ok" {
+			t.Errorf("read of the copy %s: %s", c, got)
+		}
+	}
+	if got := e.run(s, "exec", other); got != "ok" {
+		t.Errorf("sandboxed exec of a same-size program: %s", got)
+	}
+	_ = denied
+	e.noEvent()
 }

@@ -140,6 +140,7 @@ func (b *Backend) grow(s *sandbox, parent, child string, rescan bool) {
 		}
 		delta := newPlanMaps()
 		delta.fresh = true
+		delta.copies = s.plan.copies
 		pl := &planner{c: s.Policy, p: delta}
 		queue = append(queue, pl.visit(dir, top.mask)...)
 		// Inodes this sandbox protects already hold their count and mark.

@@ -171,6 +171,13 @@ func (t *markTable) forget(id uint32, path string) {
 	t.applied[path] = want
 }
 
+// mask is the mask set in the kernel on path.
+func (t *markTable) mask(path string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.applied[path]
+}
+
 func (t *markTable) counts() (marks, ignored int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -191,6 +198,9 @@ type plan struct {
 	dirs      int
 	truncated []string // walks that stopped at the bound
 	fresh     bool     // directories just created: mark even where the table says marked (an old inode at the same path)
+	// copies are the deny_exec binaries' contents by size (copy.go); set
+	// once by newPlan, read by the decision workers.
+	copies map[int64][]*execCopy
 }
 
 // treeDir is a directory marked by a walk: the mask its new subdirectories
@@ -243,6 +253,7 @@ type planner struct {
 // exec name rules are resolved.
 func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs int) (*plan, error) {
 	pl := &planner{c: c, maxDirs: maxDirs, p: newPlanMaps()}
+	pl.p.copies = execSums(c, execDirs)
 	// Protected paths that exist: files by inode, directories as trees.
 	// A deny_exec tree is marked for opens too, as its files are (mask).
 	sets := []struct {
@@ -287,6 +298,7 @@ func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDir
 		}
 		pl.protectInode(f.Path, keyOf(&st), fileRules{exec: f.Rule})
 	}
+	pl.markCopyDirs()
 	return pl.p, errors.Join(errs...)
 }
 
@@ -363,6 +375,9 @@ func (pl *planner) file(path string) {
 	if r := pl.rules(path); r.any() {
 		pl.protectInode(path, key, r)
 		return
+	}
+	if len(pl.p.copies[st.Size]) > 0 {
+		return // could be a copy of a deny_exec binary: no ignore mask
 	}
 	if _, ok := pl.p.inodes[key]; !ok {
 		pl.p.unrelated[key] = path

@@ -220,8 +220,8 @@ func (l *LSM) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if sb.ID == 0 || sb.ID >= 1<<30 {
-		return fmt.Errorf("add sandbox %s: policy id %d outside 1..2^30-1", sb.Name, sb.ID)
+	if sb.ID == 0 || sb.ID >= 1<<(32-setAccessBits) {
+		return fmt.Errorf("add sandbox %s: policy id %d outside 1..2^%d-1", sb.Name, sb.ID, 32-setAccessBits)
 	}
 	if sb.Policy == nil {
 		return fmt.Errorf("add sandbox %s: no policy", sb.Name)

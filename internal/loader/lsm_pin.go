@@ -37,7 +37,7 @@ import (
 const (
 	// layoutVersion changes when the meaning of a map changes without its
 	// shape (key encodings, flag bits): old pins must then not be adopted.
-	layoutVersion = 1
+	layoutVersion = 2 // 2: rule sets are policy<<3 | access (ancestors)
 
 	pinLayout     = "layout"
 	pinInfo       = "sandbox_info"
@@ -384,7 +384,7 @@ func (l *LSM) collectRules(out map[uint32][]mapEntry) error {
 	collect := func(m *ebpf.Map, key any, set func() uint32, clone func() any) {
 		it := m.Iterate()
 		for it.Next(key, &v) {
-			id := set() >> 2
+			id := set() >> setAccessBits
 			out[id] = append(out[id], mapEntry{m, clone()})
 		}
 		if err := it.Err(); err != nil {

@@ -31,9 +31,13 @@ const (
 	setKeyBits = 32 // the set precedes the bytes in every LPM key
 )
 
+// setAccessBits is how far rule_set() shifts the policy id: the access
+// (read, write, exec, allow_unix, ancestors) takes the low bits.
+const setAccessBits = 3
+
 // ruleSet is the kernel's rule_set(): one key space per policy and access.
 func ruleSet(policyID uint32, a policy.Access) uint32 {
-	return policyID<<2 | uint32(a)
+	return policyID<<setAccessBits | uint32(a)
 }
 
 // writeRules writes the file and exec rules of s's policy. Every entry
@@ -56,6 +60,41 @@ func (l *LSM) writeRules(s *lsmSandboxState) error {
 	if err := l.writeUnix(s, ruleSet(s.sb.ID, accessUnix), p.Net.Unix); err != nil {
 		return fmt.Errorf("allow_unix rules: %w", err)
 	}
+	if err := l.writeAncestors(s, ruleSet(s.sb.ID, accessAncestors), p.Ancestors()); err != nil {
+		return fmt.Errorf("ancestors of protected paths: %w", err)
+	}
+	return nil
+}
+
+// accessAncestors is the rule_set() access of the directories above
+// protected paths (AIGATE_ACCESS_ANCESTORS), which check_write refuses to
+// rename, remove or replace by a symlink.
+const accessAncestors policy.Access = 4
+
+// writeAncestors writes each directory as an exact Paths key ("P\0" only:
+// what lies beneath an ancestor is not protected by being there).
+func (l *LSM) writeAncestors(s *lsmSandboxState, set uint32, dirs []policy.Entry) error {
+	if len(dirs) == 0 {
+		return nil
+	}
+	for _, e := range dirs {
+		keys, err := pathKeys(set, e.Value)
+		if err != nil {
+			return err
+		}
+		err = l.objs.PathRules.Update(keys[0], uint32(e.Rule), ebpf.UpdateNoExist)
+		if errors.Is(err, ebpf.ErrKeyExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write ancestor %s: %w", e.Value, err)
+		}
+		s.written = append(s.written, mapEntry{l.objs.PathRules, keys[0]})
+	}
+	if err := l.objs.SetFlags.Update(set, uint32(setPaths), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write rule kinds: %w", err)
+	}
+	s.written = append(s.written, mapEntry{l.objs.SetFlags, set})
 	return nil
 }
 

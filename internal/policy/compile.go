@@ -44,6 +44,7 @@ func Compile(p *Policy, env Env) (*Compiled, error) {
 		Backend: cmp.Or(p.Backend, BackendAuto),
 		Limits:  p.Limits,
 		DNS:     p.DNS,
+		Env:     p.Env,
 	}
 	b := &builder{c: c, env: env, seen: map[*[]Entry]map[string]bool{}}
 	for _, list := range []struct {

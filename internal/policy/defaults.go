@@ -13,12 +13,34 @@ var (
 		"~/.npmrc", "~/.pypirc", "~/.gnupg/",
 		"terraform.tfstate*", "*.tfvars",
 	}
+	// Files that run code outside the sandbox at the user's next ordinary
+	// action (a login, a new shell, git, python, an editor, a cd): a write
+	// there would plant code the sandbox cannot contain. See
+	// docs/threat-model.md for why each is listed and what is not.
 	defaultDenyWrite = []string{
 		"~/.bashrc", "~/.zshrc", "~/.profile", "~/.bash_profile", "~/.zshenv",
-		".git/hooks/", ".git/config", "~/.aigate/", ".aigate.yaml",
+		"~/.bash_login", "~/.bash_logout", "~/.zprofile", "~/.zlogin", "~/.zlogout",
+		"~/.inputrc", "~/.config/fish/", "~/.pam_environment", "~/.config/environment.d/",
+		"~/.xprofile", "~/.xsessionrc", "~/.xinitrc",
+		"~/.gitconfig", "~/.config/git/",
+		"~/.local/bin/", "~/bin/", "~/.local/lib/",
+		"~/.config/autostart/", "~/.config/systemd/user/",
+		"~/.config/direnv/", "~/.local/share/direnv/",
+		"~/.vimrc", "~/.vim/", "~/.config/nvim/", "~/.tmux.conf", "~/.config/tmux/",
+		".git/hooks/", ".git/config", ".envrc", "./.vscode/", "./.idea/",
+		"~/.aigate/", ".aigate.yaml",
 	}
 	defaultDenyExec = []string{
 		"curl", "wget", "nc", "ncat", "netcat", "ssh", "scp", "sftp", "rsync", "ftp", "telnet",
+	}
+	// Variables of the user's shell that the tool must not inherit, and the
+	// exceptions the tool itself needs to work.
+	defaultDenyEnv = []string{
+		"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "GITLAB_TOKEN",
+		"NPM_TOKEN", "*SECRET*", "*PASSWORD*", "*_TOKEN", "*_API_KEY", "*_PRIVATE_KEY",
+	}
+	defaultAllowEnv = []string{
+		"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY",
 	}
 	defaultAllowNet = []string{
 		"api.anthropic.com", "api.openai.com", "api.github.com", "github.com",
@@ -47,6 +69,8 @@ func Defaults() *Config {
 		DenyExec:      rules(defaultDenyExec),
 		Net:           &net,
 		AllowLoopback: &loopback,
+		DenyEnv:       rules(defaultDenyEnv),
+		AllowEnv:      rules(defaultAllowEnv),
 	}
 	for _, s := range defaultAllowNet {
 		ep, err := parseEndpoint(s)
@@ -115,15 +139,54 @@ deny_read:
   - terraform.tfstate*
   - "*.tfvars"
 
-# Files the agent may read but not modify.
+# Files the agent may read but not modify: each runs code outside the
+# sandbox at your next ordinary action (a new shell, a login, git, python,
+# an editor, a cd). A rename of a directory above one counts as a write.
 deny_write:
+  # shells and login sessions
   - ~/.bashrc
   - ~/.zshrc
   - ~/.profile
   - ~/.bash_profile
   - ~/.zshenv
+  - ~/.bash_login
+  - ~/.bash_logout
+  - ~/.zprofile
+  - ~/.zlogin
+  - ~/.zlogout
+  - ~/.inputrc
+  - ~/.config/fish/
+  - ~/.pam_environment
+  - ~/.config/environment.d/
+  - ~/.xprofile
+  - ~/.xsessionrc
+  - ~/.xinitrc
+  # git (core.fsmonitor, aliases, hooksPath run programs)
+  - ~/.gitconfig
+  - ~/.config/git/
+  # programs ahead in PATH, Python's user site-packages (*.pth run at start)
+  - ~/.local/bin/
+  - ~/bin/
+  - ~/.local/lib/
+  # started at login
+  - ~/.config/autostart/
+  - ~/.config/systemd/user/
+  # direnv runs .envrc on cd once allowed; its allow list is in ~/.local/share
+  - ~/.config/direnv/
+  - ~/.local/share/direnv/
+  # editors and terminal multiplexers run their startup files
+  - ~/.vimrc
+  - ~/.vim/
+  - ~/.config/nvim/
+  - ~/.tmux.conf
+  - ~/.config/tmux/
+  # the project's own: git hooks and config, direnv, IDE tasks and settings
   - .git/hooks/
   - .git/config
+  - .envrc
+  - ./.vscode/
+  - ./.idea/
+  # aigate's own policy and trust
   - ~/.aigate/
   - .aigate.yaml
 
@@ -140,6 +203,27 @@ deny_exec:
   - rsync
   - ftp
   - telnet
+
+# Environment variables removed from the agent's environment ("*" at the
+# start or end of a name; case does not matter), unless allow_env keeps
+# them: the agent's own API key must reach it.
+deny_env:
+  - AWS_SECRET_ACCESS_KEY
+  - AWS_SESSION_TOKEN
+  - GITHUB_TOKEN
+  - GH_TOKEN
+  - GITLAB_TOKEN
+  - NPM_TOKEN
+  - "*SECRET*"
+  - "*PASSWORD*"
+  - "*_TOKEN"
+  - "*_API_KEY"
+  - "*_PRIVATE_KEY"
+allow_env:
+  - ANTHROPIC_API_KEY
+  - ANTHROPIC_AUTH_TOKEN
+  - CLAUDE_CODE_OAUTH_TOKEN
+  - OPENAI_API_KEY
 
 # allow_read, allow_write, allow_exec cancel a deny rule inherited from this
 # file, written exactly as the deny entry, e.g. in a trusted .aigate.yaml:

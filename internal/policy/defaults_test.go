@@ -22,6 +22,8 @@ func TestDefaultYAMLParsesToDefaults(t *testing.T) {
 		{"allow_read", got.AllowRead, want.AllowRead},
 		{"allow_unix", got.AllowUnix, want.AllowUnix},
 		{"mask_output", got.MaskOutput, want.MaskOutput},
+		{"deny_env", got.DenyEnv, want.DenyEnv},
+		{"allow_env", got.AllowEnv, want.AllowEnv},
 	} {
 		if !slices.Equal(patterns(l.got), patterns(l.want)) {
 			t.Errorf("%s: file has %v, Defaults() %v", l.name, patterns(l.got), patterns(l.want))
@@ -54,7 +56,7 @@ func TestDefaultYAMLParsesToDefaults(t *testing.T) {
 // The issue fixes the default lists; keep them exactly.
 func TestDefaultsContent(t *testing.T) {
 	d := Defaults()
-	if len(d.DenyRead) != 24 || len(d.DenyWrite) != 9 || len(d.DenyExec) != 11 || len(d.AllowNet) != 9 || *d.Net != NetDeny {
+	if len(d.DenyRead) != 24 || len(d.DenyWrite) != 38 || len(d.DenyExec) != 11 || len(d.AllowNet) != 9 || *d.Net != NetDeny {
 		t.Errorf("defaults: %d %d %d %d %v", len(d.DenyRead), len(d.DenyWrite), len(d.DenyExec), len(d.AllowNet), *d.Net)
 	}
 	for _, r := range d.DenyRead {

@@ -145,3 +145,55 @@ func matchNet(entries []NetEntry, addr netip.Addr, port uint16) (RuleID, bool) {
 	}
 	return 0, false
 }
+
+// Ancestors returns every directory above a Paths entry of the Read and
+// Write sets, "/" excluded, each with the rule of the first entry below
+// it. Renaming, removing or replacing such a directory would move the
+// protected path's content away, or put other content at the protected
+// path, without touching the path itself (mv .git /tmp/old; mv /tmp/g .git
+// replaces .git/hooks), so backends that can check renames treat it as a
+// write to the protected path (MatchReplace).
+func (c *Compiled) Ancestors() []Entry {
+	var out []Entry
+	seen := map[string]bool{}
+	for _, set := range []*FileSet{&c.Write, &c.Read} {
+		for _, e := range set.Paths {
+			for dir := parentDir(e.Value); dir != "/" && dir != ""; dir = parentDir(dir) {
+				if !seen[dir] {
+					seen[dir] = true
+					out = append(out, Entry{Value: dir, Rule: e.Rule})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// parentDir is path.Dir for the absolute clean paths of a FileSet.
+func parentDir(p string) string {
+	i := strings.LastIndex(p, "/")
+	if i <= 0 {
+		return "/"
+	}
+	return p[:i]
+}
+
+// MatchReplace reports whether renaming (either end), unlinking, removing or
+// creating a symbolic link at path is denied, and by which rule: a write or
+// read rule that matches path itself (a file no sandboxed process may open
+// must not be moved to a readable name or destroyed either), else an
+// ancestor of a protected path (Ancestors). The order is the LSM backend's.
+func (c *Compiled) MatchReplace(path string) (RuleID, bool) {
+	if id, ok := c.Write.Match(path); ok {
+		return id, true
+	}
+	if id, ok := c.Read.Match(path); ok {
+		return id, true
+	}
+	for _, e := range c.Ancestors() {
+		if e.Value == path {
+			return e.Rule, true
+		}
+	}
+	return 0, false
+}

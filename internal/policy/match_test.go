@@ -181,3 +181,52 @@ func TestMatchConnect(t *testing.T) {
 		}
 	}
 }
+
+func TestMatchReplaceAncestors(t *testing.T) {
+	p, _ := Merge(&Config{
+		DenyWrite: []PathRule{{Pattern: ".git/hooks/"}, {Pattern: "~/.config/git/"}, {Pattern: ".aigate.yaml"}},
+		DenyRead:  []PathRule{{Pattern: "~/.kube/config"}},
+	}, nil, false)
+	c, err := Compile(p, Env{Home: "/home/u", ProjectRoot: "/home/u/proj"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := func(pattern string) RuleID {
+		for _, r := range c.Rules {
+			if r.Pattern == pattern {
+				return r.ID
+			}
+		}
+		t.Fatalf("no rule %q", pattern)
+		return 0
+	}
+	for _, tc := range []struct {
+		path string
+		want RuleID // 0: allowed
+	}{
+		{"/home/u/proj/.git", rule(".git/hooks/")},
+		{"/home/u/proj", rule(".git/hooks/")},
+		{"/home/u", rule(".git/hooks/")},
+		{"/home", rule(".git/hooks/")},
+		{"/home/u/proj/.git/hooks", rule(".git/hooks/")},
+		{"/home/u/proj/.git/hooks/pre-commit", rule(".git/hooks/")},
+		{"/home/u/.config", rule("~/.config/git/")},
+		{"/home/u/.kube", rule("~/.kube/config")},
+		{"/home/u/x/.aigate.yaml", rule(".aigate.yaml")},
+		// Beside, not above, a protected path: allowed.
+		{"/home/u/proj/.git/objects", 0},
+		{"/home/u/proj/src", 0},
+		{"/home/u/.configs", 0},
+		{"/home/u/.config/gitx", 0},
+		{"/", 0},
+	} {
+		got, ok := c.MatchReplace(tc.path)
+		if ok != (tc.want != 0) || got != tc.want {
+			t.Errorf("MatchReplace(%s) = %d, %v; want %d", tc.path, got, ok, tc.want)
+		}
+	}
+	// An open of an ancestor is not a write to what lies below it.
+	if id, ok := c.MatchOpen("/home/u/.config", true); ok {
+		t.Errorf("open of ~/.config denied by rule %d", id)
+	}
+}

@@ -83,6 +83,12 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 		cancelAll()
 	}
 	p.MaskOutput = appendRegexps(p.MaskOutput, c.MaskOutput)
+	p.Env.Deny = appendEnv(p.Env.Deny, c.DenyEnv)
+	for _, r := range c.AllowEnv {
+		if loosen(r.Source.Line, fmt.Sprintf("allow_env entry %q", r.Pattern)) {
+			p.Env.Allow = appendEnv(p.Env.Allow, []PathRule{r})
+		}
+	}
 
 	src := func(line int) Source { return Source{File: c.Path, Line: line} }
 	if c.Mode != nil && *c.Mode != p.Mode {

@@ -23,7 +23,7 @@ var Keys = []string{
 	"deny_read", "deny_write", "deny_exec",
 	"allow_read", "allow_write", "allow_exec",
 	"net", "allow_net", "allow_loopback", "allow_unix", "dns",
-	"resource_limits", "mask_output",
+	"resource_limits", "mask_output", "deny_env", "allow_env",
 }
 
 var (
@@ -192,6 +192,10 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 		}
 	case "mask_output":
 		c.MaskOutput = p.regexps(key, v)
+	case "deny_env":
+		c.DenyEnv = p.envPatterns(key, v)
+	case "allow_env":
+		c.AllowEnv = p.envPatterns(key, v)
 	case "resource_limits":
 		p.limits(key, v)
 	}

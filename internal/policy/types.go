@@ -136,6 +136,10 @@ type Config struct {
 	// DNS holds the dns: settings for the DNS proxy; nil when unset.
 	DNS     *DNS
 	DNSLine int
+	// DenyEnv names the variables removed from the command's environment;
+	// AllowEnv keeps variables a DenyEnv entry would remove (loosening).
+	DenyEnv  []PathRule
+	AllowEnv []PathRule
 	// LimitLines records the line of each resource_limits key; a zero line
 	// means the key is absent, so that "max_pids: 0" (unlimited, a
 	// loosening) can be told from "not set".
@@ -179,6 +183,8 @@ type Policy struct {
 	Backend    BackendChoice
 	Limits     ResourceLimits
 	MaskOutput []PathRule
+
+	Env EnvPolicy // deny_env, allow_env
 
 	Loopback  bool       // allow_loopback
 	AllowUnix []PathRule // unix socket paths a sandbox may connect to
@@ -280,6 +286,9 @@ type Compiled struct {
 
 	Backend BackendChoice
 	DNS     DNS
+	// Env says which variables aigate removes from the command's
+	// environment before it starts (not a kernel rule).
+	Env EnvPolicy
 }
 
 // Rule returns the rule with the given id, or false.

@@ -75,7 +75,9 @@ func DefaultExecDirs(pathEnv string) []string {
 // name it was started as only (the BPF-LSM backend checks it; fanotify
 // sees files, not names). Shared lists those files so callers can say so.
 // The target's own name does not count as another name: /usr/bin/nc ->
-// nc.openbsd still protects nc.openbsd.
+// nc.openbsd still protects nc.openbsd. Nor does a symlink to a file that
+// a rule names itself: /usr/bin/slogin -> ssh is an alias, so "ssh" still
+// protects /usr/bin/ssh.
 func Executables(set policy.FileSet, dirs []string) []File {
 	files, _ := ExecutablesShared(set, dirs)
 	return files
@@ -141,10 +143,17 @@ func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
 	var shared []Shared
 	for _, key := range order {
 		n := byInode[key]
+		// A file whose own name a rule matches is that program: other
+		// names that are symlinks to it are aliases (Debian's slogin ->
+		// ssh), not the applets of a multi-call binary (nc -> busybox).
+		_, ownDenied := MatchName(set, filepath.Base(n.file.Path))
 		var allowed []string
 		for _, o := range n.others {
 			if !o.link && n.targets[o.real] {
 				continue // the program's own file, not another name
+			}
+			if o.link && ownDenied {
+				continue // an alias of a denied program
 			}
 			allowed = append(allowed, o.name)
 		}

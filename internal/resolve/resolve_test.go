@@ -152,3 +152,22 @@ func TestExecutablesMultiCall(t *testing.T) {
 		t.Fatalf("shared names = %+v", got)
 	}
 }
+
+// TestExecutablesAlias: a symlink to a denied program under another name
+// (Debian's /usr/bin/slogin -> ssh) is an alias, not a multi-call binary:
+// the file stays denied.
+func TestExecutablesAlias(t *testing.T) {
+	bin := t.TempDir()
+	ssh := filepath.Join(bin, "ssh")
+	if err := os.WriteFile(ssh, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("ssh", filepath.Join(bin, "slogin")); err != nil {
+		t.Fatal(err)
+	}
+	set := policy.FileSet{Names: []policy.Entry{{Value: "ssh", Rule: 1}}}
+	files, shared := ExecutablesShared(set, []string{bin})
+	if len(files) != 1 || files[0].Path != ssh || len(shared) != 0 {
+		t.Fatalf("files = %+v, shared = %+v; want ssh denied", files, shared)
+	}
+}

@@ -119,6 +119,9 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, errors.Join(err, sb.removeGroup())
 	}
 	sb.added = true
+	if l, ok := cfg.Backend.(enforce.Limited); ok {
+		sb.Warnings = append(sb.Warnings, l.Unenforced(&sb.Info)...)
+	}
 	return sb, nil
 }
 

@@ -1,0 +1,74 @@
+//go:build linux
+
+package escape
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// TestEscapeExecAlias: deny_exec ssh holds where the distribution installs
+// an alias symlink to it (Debian's /usr/bin/slogin -> ssh), which once made
+// the fanotify backend take ssh for a multi-call binary and leave it alone.
+func TestEscapeExecAlias(t *testing.T) {
+	if fi, err := os.Lstat("/usr/bin/slogin"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Skip("no /usr/bin/slogin alias on this system")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		r := b.sh("/usr/bin/ssh -V && echo ran-ssh; slogin -V && echo ran-slogin")
+		if strings.Contains(r.stdout, "ran-") {
+			t.Fatalf("ssh ran:\n%s", r)
+		}
+		if _, ok := r.denied(events.OpExec, "ssh"); !ok {
+			t.Errorf("no exec event for ssh:\n%s", r)
+		}
+	})
+}
+
+// TestEscapeExecCopy: a copy of a denied binary under another name, in
+// /tmp or in the project, is refused on the fanotify backend with an exec
+// event naming the copy and the original's rule (size first, then
+// SHA-256). Reading the copy stays allowed, and a copy of an allowed
+// program (aigate itself) runs (controls). The lsm backend matches names,
+// paths and the inodes found at start, not content: there the copy runs,
+// which this test asserts so that closing the gap updates
+// docs/threat-model.md.
+func TestEscapeExecCopy(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		tmp := fmt.Sprintf("/tmp/aigate-copy-%d-%s", os.Getpid(), b.backend)
+		t.Cleanup(func() { os.Remove(tmp); os.Remove(tmp + "-true") })
+		r := b.sh(fmt.Sprintf(`cp %[1]s %[2]s && cp %[1]s ./mycurl && sha256sum %[2]s >/dev/null && echo read-ok
+%[2]s --version >/dev/null 2>&1 && echo ran-tmp
+./mycurl --version >/dev/null 2>&1 && echo ran-proj
+cp %[3]s %[2]s-true && %[2]s-true version >/dev/null && echo ran-true`, curl, tmp, machine.bin))
+		if !strings.Contains(r.stdout, "read-ok") || !strings.Contains(r.stdout, "ran-true") {
+			t.Fatalf("controls failed:\n%s", r)
+		}
+		switch b.backend {
+		case "fanotify":
+			for _, where := range []string{"tmp", "proj"} {
+				if strings.Contains(r.stdout, "ran-"+where) {
+					t.Errorf("the copy in %s ran:\n%s", where, r)
+				}
+			}
+			for _, p := range []string{tmp, b.path("mycurl")} {
+				if ev, ok := r.denied(events.OpExec, p); !ok || ev.RuleText != "curl" {
+					t.Errorf("no exec event with rule curl for %s:\n%s", p, r)
+				}
+			}
+		case "lsm":
+			if !strings.Contains(r.stdout, "ran-tmp") {
+				t.Errorf("lsm refused the copy: update docs/threat-model.md:\n%s", r)
+			}
+		}
+	})
+}

@@ -1,0 +1,122 @@
+//go:build linux
+
+package escape
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// persistTargets are files that run code outside the sandbox at the user's
+// next ordinary action, one per default deny_write route (docs/threat-model.md).
+// Their directories exist before the run (a directory created inside the
+// sandbox is a separate gap of the fanotify backend, docs/backends.md).
+var persistTargets = []string{
+	"~/.bashrc", "~/.bash_logout", "~/.zprofile", "~/.config/fish/config.fish",
+	"~/.gitconfig", "~/.config/git/config",
+	"~/.local/bin/ls", "~/bin/ls", "~/.local/lib/python3/site-packages/evil.pth",
+	"~/.config/autostart/evil.desktop", "~/.config/systemd/user/evil.service",
+	"~/.local/share/direnv/allow/x", "~/.vimrc",
+	".git/hooks/pre-commit", ".git/config", ".envrc", ".vscode/tasks.json", ".idea/workspace.xml",
+	"~/.aigate/config.yaml", ".aigate.yaml",
+}
+
+// TestEscapePersistDefaults: with the defaults, the sandbox can neither
+// change nor create any of persistTargets; each attempt is refused with a
+// write event.
+func TestEscapePersistDefaults(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		var script strings.Builder
+		for i, target := range persistTargets {
+			switch {
+			case target == "~/.aigate/config.yaml": // aigate init wrote it
+			case i%2 == 0 || strings.HasPrefix(target, ".git/"):
+				b.write(target, "# original\n") // half exist, half are new names
+			default:
+				b.mkdir(filepath.Dir(b.path(target)))
+			}
+			fmt.Fprintf(&script, "echo 'cp ~/.ssh/id_rsa /tmp/x # PLANTED' >> %q && echo \"planted %s\"\n", b.path(target), target)
+		}
+		r := b.sh(script.String())
+		if strings.Contains(r.stdout, "planted") {
+			t.Errorf("planted:\n%s", r.stdout)
+		}
+		for _, target := range persistTargets {
+			if strings.Contains(b.read(target), "PLANTED") {
+				t.Errorf("%s was written", target)
+			}
+			if _, ok := r.denied(events.OpWrite, b.path(target)); !ok {
+				t.Errorf("no write event for %s", target)
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s", r)
+		}
+	})
+}
+
+// TestEscapeReplaceAncestor: `mv .git away; mv prepared .git` would replace
+// the hooks without writing .git/hooks. The LSM backend refuses renaming
+// (or removing, or symlinking) a directory above a protected path, with a
+// write event naming it. The fanotify backend has no permission event for
+// renames: the replacement goes through (docs/threat-model.md says so).
+func TestEscapeReplaceAncestor(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		b.write(".git/hooks/pre-commit", "#!/bin/sh\nexit 0\n")
+		b.write(".git/HEAD", "ref: refs/heads/main\n")
+		tmp := filepath.Join(b.home, "tmp")
+		b.mkdir(tmp)
+		r := b.sh(fmt.Sprintf(`cp -a .git %[1]s/g && echo 'cp ~/.ssh/id_rsa /tmp/x # PLANTED' >> %[1]s/g/hooks/pre-commit &&
+mv .git %[1]s/old && mv %[1]s/g .git && echo replaced`, tmp))
+		replaced := strings.Contains(b.read(".git/hooks/pre-commit"), "PLANTED")
+		switch b.backend {
+		case "lsm":
+			if replaced || strings.Contains(r.stdout, "replaced") {
+				t.Fatalf("the hooks were replaced:\n%s", r)
+			}
+			if _, ok := r.denied(events.OpWrite, filepath.Join(b.proj, ".git")); !ok {
+				t.Errorf("no write event for .git:\n%s", r)
+			}
+			// The same for a directory above a home route, and for moving a
+			// prepared tree into the place of a missing one.
+			b.write("~/.config/git/config", "[user]\n")
+			b.write("~/work/c/git/config", "[core]\nfsmonitor = evil\n")
+			r = b.sh("mv ~/.config ~/work/old-config; mv ~/work/c ~/.local; echo done")
+			if strings.Contains(b.read("~/.config/git/config"), "evil") || b.read("~/.config/git/config") == "" {
+				t.Errorf("~/.config was replaced:\n%s", r)
+			}
+			for _, p := range []string{"~/.config", "~/.local"} {
+				if _, ok := r.denied(events.OpWrite, b.path(p)); !ok {
+					t.Errorf("no write event for %s:\n%s", p, r)
+				}
+			}
+		case "fanotify":
+			if !replaced {
+				t.Fatalf("fanotify refused the rename: update docs/threat-model.md and docs/backends.md:\n%s", r)
+			}
+		}
+	})
+}
+
+// TestEscapeGitCommitControl: ordinary git work in the project still
+// succeeds inside the sandbox with the defaults (the control of the
+// persistence rules: .git/hooks and .git/config stay readable).
+func TestEscapeGitCommitControl(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		if out, err := b.outsideRun("git init -q -b main . && git config user.email u@example.com && git config user.name u"); err != nil {
+			t.Fatalf("git init: %v\n%s", err, out)
+		}
+		r := b.sh("echo hi > file.txt && git add file.txt && git commit -q -m msg && git log --oneline | wc -l && git status --short")
+		if r.code != 0 || !strings.Contains(r.stdout, "1") {
+			t.Fatalf("git commit inside failed:\n%s", r)
+		}
+	})
+}

@@ -1,0 +1,45 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/resolve"
+)
+
+var _ enforce.Limited = (*Backend)(nil)
+
+// Unenforced names the deny_exec rules this backend leaves alone in sb's
+// policy (enforce.Limited).
+func (b *Backend) Unenforced(sb *enforce.Sandbox) []string {
+	dirs := b.opts.ExecDirs
+	if sb.ExecDirs != nil {
+		dirs = sb.ExecDirs
+	}
+	return UnenforcedExec(sb.Policy, dirs)
+}
+
+// UnenforcedExec names the deny_exec names that resolve, in dirs, to a
+// multi-call binary also installed under names no rule denies (busybox's
+// nc and sh): fanotify sees the file, not the name it was started as, and
+// denying the file would deny the shell, so those names are not enforced.
+func UnenforcedExec(c *policy.Compiled, dirs []string) []string {
+	if c == nil {
+		return nil
+	}
+	_, shared := resolve.ExecutablesShared(c.Exec, dirs)
+	var out []string
+	for _, s := range shared {
+		allowed := s.Allowed
+		if len(allowed) > 3 {
+			allowed = append(allowed[:3:3], "...")
+		}
+		out = append(out, fmt.Sprintf("deny_exec %s is not enforced by the fanotify backend: %s is a multi-call binary that also runs %s (the lsm backend denies it by name)",
+			strings.Join(s.Denied, ", "), s.File.Path, strings.Join(allowed, ", ")))
+	}
+	return out
+}
