@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
@@ -99,6 +100,7 @@ type Backend struct {
 	pending pendingSet
 	work    chan *pending
 	events  chan events.Event
+	sent    atomic.Uint64 // events handed to events, for Flush
 	stats   counters
 
 	wg        sync.WaitGroup
