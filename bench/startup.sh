@@ -7,6 +7,7 @@
 #   bench/startup.sh                  # 15 interleaved rounds
 #   bench/startup.sh --rounds 30
 #   bench/startup.sh --before main    # also aigate built from a git ref, for before/after ratios
+#   bench/startup.sh --big-home /root # also from a large home (fanotify walks it), 3 rounds
 #
 # Its own setup installs the peers: bubblewrap, socat and ripgrep (srt's
 # Linux dependencies) and gnuplot through apt, srt through npm at a pinned
@@ -18,6 +19,8 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 rounds=15
 before=
+bighome=
+bigrounds=3
 out=docs/performance.md
 plot=docs/performance-startup.png
 srtver=0.0.83
@@ -26,8 +29,10 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) rounds=$2; shift ;;
 	--before) before=$2; shift ;;
+	--big-home) bighome=$2; shift ;;
+	--big-rounds) bigrounds=$2; shift ;;
 	--out) out=$2; shift ;;
-	*) echo "usage: bench/startup.sh [--rounds N] [--before GITREF] [--out FILE]" >&2; exit 2 ;;
+	*) echo "usage: bench/startup.sh [--rounds N] [--before GITREF] [--big-home DIR [--big-rounds N]] [--out FILE]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -116,6 +121,13 @@ refs=bwrap,srt
 [ -n "$before" ] && refs=$refs,aigate-$before
 mkdir "$tmp/work"
 (cd "$tmp/work" && "$tmp/startup" -rounds "$rounds" -ref "$refs" -tsv "$tmp/raw.tsv" "${cases[@]}") >"$tmp/summary.tsv"
+if [ -n "$bighome" ]; then
+	big=("aigate-big=AIGATE_SOCKET=$tmp/after.sock HOME=$bighome $tmp/aigate run -- true")
+	[ -n "$before" ] && big+=("aigate-$before-big=AIGATE_SOCKET=$tmp/before.sock HOME=$bighome $tmp/aigate-before run -- true")
+	echo "== $bigrounds rounds from $bighome (load $(load))" >&2
+	(cd "$tmp/work" && "$tmp/startup" -rounds "$bigrounds" -warmup 1 -ref "${big[-1]%%=*}" "${big[@]}") >"$tmp/big.tsv"
+	cat "$tmp/big.tsv" >&2
+fi
 load_end=$(load)
 cat "$tmp/summary.tsv" >&2
 
@@ -124,11 +136,11 @@ cat "$tmp/summary.tsv" >&2
 awk -F'\t' 'NR > 1 && $8 == "bwrap"' "$tmp/summary.tsv" >"$tmp/plot.tsv"
 gnuplot -e "in='$tmp/plot.tsv'; out='$plot'; sub='$started, $(uname -r), $(nproc) CPUs, load $load_start'" bench/startup.gp
 
-row() { # case ref -> "median (q1-q3, min-max)"
-	awk -F'\t' -v c="$1" -v r="$2" '$1 == c && $8 == r { printf "**%.3gx** (IQR %.3g-%.3g, min-max %.3g-%.3g)", $9, $10, $11, $12, $13 }' "$tmp/summary.tsv"
+row() { # case ref [file] -> "median (q1-q3, min-max)"
+	awk -F'\t' -v c="$1" -v r="$2" '$1 == c && $8 == r { printf "**%.3gx** (IQR %.3g-%.3g, min-max %.3g-%.3g)", $9, $10, $11, $12, $13 }' "${3:-$tmp/summary.tsv}"
 }
-abs() { # case -> "ms (IQR) MiB"
-	awk -F'\t' -v c="$1" '$1 == c && !seen++ { printf "%.1f ms (IQR %.1f-%.1f) | %.1f MiB", $2, $3, $4, $7 }' "$tmp/summary.tsv"
+abs() { # case [file] -> "ms (IQR) MiB"
+	awk -F'\t' -v c="$1" '$1 == c && !seen++ { printf "%.1f ms (IQR %.1f-%.1f) | %.1f MiB", $2, $3, $4, $7 }' "${2:-$tmp/summary.tsv}"
 }
 names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 {
@@ -165,6 +177,20 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 		echo "| $c | $(abs "$c") | $(row "$c" bwrap) | $(row "$c" srt) |$([ -n "$before" ] && echo " $(row "$c" "aigate-$before") |")"
 	done
 	echo
+	if [ -n "$bighome" ]; then
+		echo "## Start-up from a large home"
+		echo
+		echo "The same \`aigate run -- true\` through the agent with HOME=$bighome ($(du -sh "$bighome" 2>/dev/null | cut -f1),"
+		echo "$(find "$bighome" -xdev -type d 2>/dev/null | wc -l) directories): the fanotify backend walks the home for name rules"
+		echo "(\`.env\`, \`*.pem\`) and marks its directories, for each sandbox. $bigrounds rounds after one warm-up."
+		echo
+		echo "| case | median (IQR) | peak RSS | vs ${big[-1]%%=*} |"
+		echo "|---|---|---:|---|"
+		for c in $(awk -F'\t' 'NR > 1 { print $1 }' "$tmp/big.tsv"); do
+			echo "| $c | $(abs "$c" "$tmp/big.tsv") | $(row "$c" "${big[-1]%%=*}" "$tmp/big.tsv") |"
+		done
+		echo
+	fi
 	echo "Commands: \`bare\` is \`true\` alone; \`bwrap\` is \`bwrap --unshare-all --ro-bind / / true\`;"
 	echo "\`srt\` is \`srt --settings FILE true\`; \`aigate\` is \`aigate run -- true\` with the default policy."
 } >"$out"
