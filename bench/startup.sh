@@ -150,7 +150,7 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 	echo "in [bench/results.md](../bench/results.md), method in [bench/README.md](../bench/README.md))."
 	echo
 	echo "- date: $started"
-	echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([ -n "$(git status --porcelain 2>/dev/null)" ] && echo ' (with uncommitted changes)')"
+	echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([ -n "$(git status --porcelain -- . ':!docs/performance*' 2>/dev/null)" ] && echo ' (with uncommitted changes)')"
 	echo "- kernel: $(uname -r)"
 	echo "- machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 	echo "- load average (1, 5, 15 min): $load_start at the start, $load_end at the end"
@@ -193,5 +193,6 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 	fi
 	echo "Commands: \`bare\` is \`true\` alone; \`bwrap\` is \`bwrap --unshare-all --ro-bind / / true\`;"
 	echo "\`srt\` is \`srt --settings FILE true\`; \`aigate\` is \`aigate run -- true\` with the default policy."
+	[ -n "$before" ] && echo "\`aigate-$before\` is the same built from git ref \`$before\` ($(git rev-parse --short "$before")), through an agent of its own."
 } >"$out"
 echo "bench/startup.sh: wrote $out and $plot" >&2
