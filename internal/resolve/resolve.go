@@ -114,12 +114,19 @@ func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
 	}
 	groups := map[[2]uint64][]entry{}
 	var order [][2]uint64
-	seenDir := map[string]bool{}
+	// A directory is listed once, however many names it has on PATH: on a
+	// merged-/usr system /bin and /usr/bin are one.
+	seenDir := map[[2]uint64]bool{}
 	for _, dir := range dirs {
-		if seenDir[dir] {
+		var dst unix.Stat_t
+		if err := unix.Stat(dir, &dst); err != nil {
 			continue
 		}
-		seenDir[dir] = true
+		dk := [2]uint64{uint64(dst.Dev), dst.Ino}
+		if seenDir[dk] {
+			continue
+		}
+		seenDir[dk] = true
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue
