@@ -14,4 +14,4 @@ set xtics nomirror
 unset key
 plot in using 0:2:xtic(1) with boxes lc rgb "#4a7ab5", \
      in using 0:2:3:4 with yerrorbars lc rgb "black" pt -1, \
-     in using 0:($2*1.25):(sprintf("%.1f ms", $2)) with labels
+     in using 0:($2*1.7):(sprintf("%.1f ms", $2)) with labels
