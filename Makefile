@@ -87,8 +87,13 @@ vmtest-smoke: ## the VM harness's own smoke tests (boots QEMU)
 	AIGATE_VMTEST_SMOKE=1 $(GO) test -count=1 -run Smoke -v ./vmtest
 
 .PHONY: bench
-bench: ## overhead as ratios against no aigate, side by side, into bench/results.md (root; BENCHFLAGS=--no-vm)
+bench: ## overhead as ratios, side by side: bench/results.md, then start-up against bwrap and srt into docs/performance.md (root; BENCHFLAGS=--no-vm, BEFORE=gitref)
 	GO=$(GO) VMKERNEL=$(VMKERNEL) bench/run.sh $(BENCHFLAGS)
+	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
+
+.PHONY: bench-startup
+bench-startup: ## only the start-up against bwrap and srt, into docs/performance.md (root; BEFORE=gitref adds aigate built from it)
+	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
 
 .PHONY: check
 check: lint test-kernel fuzz vmtest-smoke vmtest ## everything CI runs: lint, all tests as root, fuzz, VM tests

@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -94,21 +96,34 @@ var (
 	settleMax   = 500 * time.Millisecond
 )
 
-// settle waits, briefly, until the events a backend has produced so far
-// are through the pump. A backend reports a denial just after answering it
-// (fanotify) or through a ring buffer read by another goroutine (BPF LSM),
-// so a sandbox's last events can trail its last process's exit; without
-// this its session would end before them and `aigate run` would not show
-// the denial that made the command fail.
+// settle waits until the events a backend has produced so far are through
+// the pump. A backend reports a denial just after answering it (fanotify)
+// or through a ring buffer read by another goroutine (BPF LSM), so a
+// sandbox's last events can trail its last process's exit; without this
+// its session would end before them and `aigate run` would not show the
+// denial that made the command fail. A backend that can flush says how
+// many events the pump must have taken; for one that cannot, settle
+// guesses: a grace period, then until the pump goes quiet.
 func (a *Agent) settle() {
 	evs := a.be.Events()
 	if evs == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleMax)
+	defer cancel()
+	if f, ok := a.be.(enforce.Flusher); ok {
+		n, err := f.Flush(ctx)
+		if err == nil {
+			err = enforce.AwaitCount(ctx, a.pumped.Load, n)
+		}
+		if err != nil {
+			a.log.Warn("a removed sandbox's last events may not reach its session", zap.Error(err))
+		}
+		return
+	}
 	time.Sleep(settleGrace)
-	deadline := time.Now().Add(settleMax)
 	last := a.pumped.Load()
-	for time.Now().Before(deadline) {
+	for ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 		n := a.pumped.Load()
 		if len(evs) == 0 && n == last {

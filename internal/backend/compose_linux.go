@@ -107,6 +107,25 @@ func (c *Composite) Unenforced(sb *enforce.Sandbox) []string {
 	return nil
 }
 
+// Flush implements enforce.Flusher: forward passes every event of both
+// parts on until Close, so Events' count is the sum of theirs. A part that
+// cannot flush makes the Composite unable to (an error).
+func (c *Composite) Flush(ctx context.Context) (uint64, error) {
+	var sum uint64
+	for _, p := range []any{c.files, c.net} {
+		f, ok := p.(enforce.Flusher)
+		if !ok {
+			return 0, fmt.Errorf("flush events: %T cannot flush", p)
+		}
+		n, err := f.Flush(ctx)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
 // Stats adds up both parts' counters. For BPF LSM, the kernel's network
 // counters are the LSM object's (shared maps) and the egress part adds only
 // its DNS refusals; for fanotify it adds its own Net's counters too.

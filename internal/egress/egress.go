@@ -89,6 +89,8 @@ type Egress struct {
 
 	refused [2]atomic.Uint64 // names the proxies refused, [audit]
 	dropped atomic.Uint64    // events that did not fit in out
+	sent    atomic.Uint64    // events handed to out, for Flush
+	taken   atomic.Uint64    // events forward has taken from the Net, for Flush
 
 	outMu     sync.RWMutex // guards sends on out against its close
 	out       chan events.Event
@@ -174,7 +176,24 @@ func (e *Egress) forward(in <-chan events.Event) {
 		}
 		e.mu.Unlock()
 		e.emit(ev)
+		e.taken.Add(1)
 	}
+}
+
+// Flush implements enforce.Flusher. A refusal of the DNS proxies is
+// emitted before its answer is sent, so only the standalone Net's ring
+// buffer can hold events still to come.
+func (e *Egress) Flush(ctx context.Context) (uint64, error) {
+	if f, ok := e.net.(enforce.Flusher); ok && e.standalone {
+		n, err := f.Flush(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if err := enforce.AwaitCount(ctx, e.taken.Load, n); err != nil {
+			return 0, fmt.Errorf("flush network events: %w", err)
+		}
+	}
+	return e.sent.Load(), nil
 }
 
 func fillRule(ev *events.Event, c *policy.Compiled) {
@@ -193,6 +212,7 @@ func (e *Egress) emit(ev events.Event) {
 	}
 	select {
 	case e.out <- ev:
+		e.sent.Add(1)
 	default:
 		e.dropped.Add(1)
 	}

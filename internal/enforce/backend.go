@@ -67,3 +67,14 @@ type Backend interface {
 type Limited interface {
 	Unenforced(sb *Sandbox) []string
 }
+
+// Flusher is a Backend that can say when the events it has produced so far
+// are out of its Events channel, so that the agent ends a sandbox's session
+// just after its last event rather than after a guessed delay.
+type Flusher interface {
+	// Flush returns a count N such that once N events in all have been
+	// received from Events, every event the backend produced before the
+	// call (a denial already answered, a record already in a ring buffer)
+	// has been received, or dropped and counted as such.
+	Flush(ctx context.Context) (uint64, error)
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
@@ -99,6 +100,7 @@ type Backend struct {
 	pending pendingSet
 	work    chan *pending
 	events  chan events.Event
+	sent    atomic.Uint64 // events handed to events, for Flush
 	stats   counters
 
 	wg        sync.WaitGroup
@@ -201,7 +203,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if sb.ExecDirs != nil {
 		execDirs = sb.ExecDirs
 	}
-	p, err := newPlan(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs)
+	p, err := newPlan(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs, b.opts.MaxIgnoreMarks)
 	if err != nil {
 		// A protected path that cannot be examined is still matched by path
 		// in every directory that is marked; say so, don't refuse to run.

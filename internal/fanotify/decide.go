@@ -199,6 +199,7 @@ func (b *Backend) describe(p *pending, v verdict) (events.Event, bool) {
 func (b *Backend) emit(ev events.Event) {
 	select {
 	case b.events <- ev:
+		b.sent.Add(1)
 	default:
 		b.stats.dropped()
 	}

@@ -3,13 +3,17 @@
 package fanotify
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/enforce"
 )
 
 // The decision loop. One reader drains the group and answers, inline, every
@@ -69,6 +73,29 @@ func (s *pendingSet) del(p *pending) {
 	s.mu.Lock()
 	delete(s.m, p)
 	s.mu.Unlock()
+}
+
+// snapshot returns the events pending now.
+func (s *pendingSet) snapshot() []*pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*pending, 0, len(s.m))
+	for p := range s.m {
+		out = append(out, p)
+	}
+	return out
+}
+
+// settled reports whether none of ps is pending any more.
+func (s *pendingSet) settled(ps []*pending) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range ps {
+		if _, ok := s.m[p]; ok {
+			return false
+		}
+	}
+	return true
 }
 
 // expired returns the events past their deadline.
@@ -228,4 +255,26 @@ func (b *Backend) reapLoop() {
 			}
 		}
 	}
+}
+
+// Flush implements enforce.Flusher. An event is reported after its answer
+// (finish) and stays pending until then: once the events pending at the
+// call are gone, every denial an opener has seen has been emitted. An
+// event the kernel still queues has not been answered, so its opener is
+// still waiting (or was killed) and has seen nothing.
+func (b *Backend) Flush(ctx context.Context) (uint64, error) {
+	ps := b.pending.snapshot()
+	if len(ps) > 0 {
+		var settled uint64 // 1 once ps are gone
+		load := func() uint64 {
+			if settled == 0 && b.pending.settled(ps) {
+				settled = 1
+			}
+			return settled
+		}
+		if err := enforce.AwaitCount(ctx, load, 1); err != nil {
+			return 0, fmt.Errorf("flush fanotify events: %w", err)
+		}
+	}
+	return b.sent.Load(), nil
 }

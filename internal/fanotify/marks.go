@@ -245,14 +245,19 @@ func (p *plan) rulesOf(key inodeKey) fileRules {
 type planner struct {
 	c       *policy.Compiled
 	maxDirs int
-	p       *plan
+	// maxUnrelated bounds the unrelated files recorded (0: no bound): they
+	// are only candidates for ignore masks, which the mark table bounds
+	// too, and each costs a stat. A large home has hundreds of thousands.
+	maxUnrelated int
+	p            *plan
 }
 
 // newPlan decides the marks for compiled policy c. home and project are the
 // trees where name rules (".env", "*.pem") are looked for; execDirs where
-// exec name rules are resolved.
-func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs int) (*plan, error) {
-	pl := &planner{c: c, maxDirs: maxDirs, p: newPlanMaps()}
+// exec name rules are resolved; maxDirs bounds the directories walked and
+// maxUnrelated the files recorded for ignore masks.
+func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs, maxUnrelated int) (*plan, error) {
+	pl := &planner{c: c, maxDirs: maxDirs, maxUnrelated: maxUnrelated, p: newPlanMaps()}
 	pl.p.copies = execSums(c, execDirs)
 	// Protected paths that exist: files by inode, directories as trees.
 	// A deny_exec tree is marked for opens too, as its files are (mask).
@@ -344,8 +349,10 @@ func (pl *planner) visit(dir string, mask uint64) []string {
 		return nil
 	}
 	var subdirs []string
+	prefix := filepath.Join(dir, "x")
+	prefix = prefix[:len(prefix)-1] // dir cleaned, with its slash: Join per entry costs a Clean each
 	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
+		path := prefix + e.Name()
 		switch t := e.Type(); {
 		case t.IsDir():
 			subdirs = append(subdirs, path)
@@ -367,12 +374,16 @@ func (pl *planner) visit(dir string, mask uint64) []string {
 // file records a regular file: protected by inode when a rule matches its
 // path, otherwise a candidate for an ignore mask.
 func (pl *planner) file(path string) {
+	r := pl.rules(path)
+	if !r.any() && pl.maxUnrelated > 0 && len(pl.p.unrelated) >= pl.maxUnrelated {
+		return
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return
 	}
 	key := keyOf(&st)
-	if r := pl.rules(path); r.any() {
+	if r.any() {
 		pl.protectInode(path, key, r)
 		return
 	}

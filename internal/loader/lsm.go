@@ -185,6 +185,10 @@ func (l *LSM) SharedMaps() SharedMaps {
 // until Close.
 func (l *LSM) Events() <-chan events.Event { return l.out }
 
+// Flush implements enforce.Flusher: annotate passes every event of the
+// stream on, so the stream's count is Events' count.
+func (l *LSM) Flush(ctx context.Context) (uint64, error) { return l.stream.flush(ctx) }
+
 // annotate adds what the kernel does not know to each event: the sandbox's
 // name and the rule as the user wrote it.
 func (l *LSM) annotate() {

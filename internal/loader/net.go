@@ -3,6 +3,7 @@
 package loader
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -457,6 +458,15 @@ func (n *Net) Events() <-chan events.Event {
 		return nil
 	}
 	return n.stream.Events()
+}
+
+// Flush implements enforce.Flusher for a standalone Net; one that shares
+// another object's ring buffer has no events of its own (0).
+func (n *Net) Flush(ctx context.Context) (uint64, error) {
+	if n.stream == nil {
+		return 0, nil
+	}
+	return n.stream.flush(ctx)
 }
 
 // Stats reads the exact counters of a standalone Net.

@@ -4,12 +4,14 @@ package loader
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -244,6 +246,10 @@ type eventStream struct {
 	boot    time.Time
 	backend string
 	mapID   ebpf.MapID // hooks registered for this ring buffer annotate its events
+
+	sent    atomic.Uint64 // events handed to out, for flush
+	flushMu sync.Mutex    // one flush at a time: each is answered by one ErrFlushed
+	flushed chan struct{} // run's answer to a flush
 }
 
 func newEventStream(m *ebpf.Map, backend string) (*eventStream, error) {
@@ -259,7 +265,8 @@ func newEventStream(m *ebpf.Map, backend string) (*eventStream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open event ring buffer: %w", err)
 	}
-	s := &eventStream{rd: rd, out: make(chan events.Event, eventChannelSize), done: make(chan struct{}), boot: boot, backend: backend, mapID: id}
+	s := &eventStream{rd: rd, out: make(chan events.Event, eventChannelSize), done: make(chan struct{}), boot: boot, backend: backend, mapID: id,
+		flushed: make(chan struct{}, 1)}
 	s.wg.Add(1)
 	go s.run()
 	return s, nil
@@ -274,6 +281,12 @@ func (s *eventStream) run() {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
+			if errors.Is(err, ringbuf.ErrFlushed) {
+				select {
+				case s.flushed <- struct{}{}:
+				default:
+				}
+			}
 			continue
 		}
 		ev, policyID, err := decodeRecord(rec.RawSample, s.boot)
@@ -284,9 +297,34 @@ func (s *eventStream) run() {
 		ev.Backend = s.backend
 		select {
 		case s.out <- ev:
+			s.sent.Add(1)
 		case <-s.done:
 			return
 		}
+	}
+}
+
+// flush returns once every record in the ring buffer when it was called
+// has been handed to out, with how many events out has had in all. The
+// reader is woken at once, whether or not the producer asked for a wakeup
+// (BPF_RB_NO_WAKEUP), so this costs one pass over the ring, not a wait.
+func (s *eventStream) flush(ctx context.Context) (uint64, error) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	select {
+	case <-s.flushed: // the answer to an earlier flush that gave up
+	default:
+	}
+	if err := s.rd.Flush(); err != nil {
+		return 0, fmt.Errorf("flush event ring buffer: %w", err)
+	}
+	select {
+	case <-s.flushed:
+		return s.sent.Load(), nil
+	case <-s.done:
+		return 0, errors.New("flush event ring buffer: closed")
+	case <-ctx.Done():
+		return 0, fmt.Errorf("flush event ring buffer: %w", ctx.Err())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -103,46 +104,85 @@ func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
 		targets map[string]bool // resolved paths of the denied names
 		others  []other
 	}
-	byInode := map[[2]uint64]*names{}
+	// One stat per entry groups the names by the inode they lead to; only
+	// a group with a name a rule matches is resolved (EvalSymlinks, a
+	// syscall per path component), since only such a group is reported.
+	// A PATH holds thousands of names and a rule matches a handful.
+	type entry struct {
+		name, path string
+		rule       policy.RuleID
+		match      bool
+		link       bool
+	}
+	groups := map[[2]uint64][]entry{}
 	var order [][2]uint64
-	seenDir := map[string]bool{}
+	// A directory is listed once, however many names it has on PATH: on a
+	// merged-/usr system /bin and /usr/bin are one.
+	seenDir := map[[2]uint64]bool{}
 	for _, dir := range dirs {
-		if seenDir[dir] {
+		var dst unix.Stat_t
+		if err := unix.Stat(dir, &dst); err != nil {
 			continue
 		}
-		seenDir[dir] = true
+		dk := [2]uint64{uint64(dst.Dev), dst.Ino}
+		if seenDir[dk] {
+			continue
+		}
+		seenDir[dk] = true
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue
 		}
 		for _, ent := range entries {
 			rule, match := MatchName(set, ent.Name())
-			f, err := stat(filepath.Join(dir, ent.Name()), rule)
+			path := filepath.Join(dir, ent.Name())
+			var st unix.Stat_t
+			if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				continue
+			}
+			key := [2]uint64{KernelDev(st.Dev), st.Ino}
+			if groups[key] == nil {
+				order = append(order, key)
+			}
+			groups[key] = append(groups[key], entry{ent.Name(), path, rule, match, ent.Type()&fs.ModeSymlink != 0})
+		}
+	}
+	byInode := map[[2]uint64]*names{}
+	for _, key := range order {
+		g := groups[key]
+		if !slices.ContainsFunc(g, func(e entry) bool { return e.match }) {
+			continue
+		}
+		var n *names
+		for _, e := range g {
+			f, err := stat(e.path, e.rule)
 			if err != nil || f.IsDir {
 				continue
 			}
-			key := [2]uint64{f.Dev, f.Ino}
-			n := byInode[key]
 			if n == nil {
 				n = &names{file: f, targets: map[string]bool{}}
-				byInode[key] = n
-				order = append(order, key)
 			}
-			if match {
+			if e.match {
 				if n.file.Rule == 0 {
-					n.file.Rule = rule
+					n.file.Rule = e.rule
 				}
-				n.denied = append(n.denied, ent.Name())
+				n.denied = append(n.denied, e.name)
 				n.targets[f.Path] = true
 			} else {
-				n.others = append(n.others, other{ent.Name(), f.Path, ent.Type()&fs.ModeSymlink != 0})
+				n.others = append(n.others, other{e.name, f.Path, e.link})
 			}
+		}
+		if n != nil {
+			byInode[key] = n
 		}
 	}
 	var files []File
 	var shared []Shared
 	for _, key := range order {
 		n := byInode[key]
+		if n == nil {
+			continue
+		}
 		// A file whose own name a rule matches is that program: other
 		// names that are symlinks to it are aliases (Debian's slogin ->
 		// ssh), not the applets of a multi-call binary (nc -> busybox).

@@ -1,0 +1,93 @@
+//go:build linux
+
+package agent
+
+import (
+	"context"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// lateBackend is a fakeBackend whose events can lag behind the denials, as
+// records in a ring buffer that its reader has not woken for: Flush hands
+// them on, after lag, and says how many events Events will have carried.
+type lateBackend struct {
+	*fakeBackend
+	lag  time.Duration
+	mu   sync.Mutex
+	held []events.Event
+	sent uint64
+}
+
+// denyLate is a denial whose event has not left the backend yet.
+func (l *lateBackend) denyLate(e events.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.held = append(l.held, e)
+}
+
+func (l *lateBackend) Flush(context.Context) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := l.held
+	l.held = nil
+	l.sent += uint64(len(held))
+	go func() {
+		time.Sleep(l.lag)
+		for _, e := range held {
+			l.ch <- e
+		}
+	}()
+	return l.sent, nil
+}
+
+// TestLastEventReachesSession: a sandbox's last denial reaches its session
+// before the session ends, however long its backend takes to hand it on,
+// when the backend can say how many events are still to come (Flush);
+// settle does not guess with a fixed grace period.
+func TestLastEventReachesSession(t *testing.T) {
+	testutil.HostOnly(t)
+	late := &lateBackend{lag: 100 * time.Millisecond} // longer than the old grace and quiet period
+	ta := startAgentWith(t, "", "", func(c *Config) {
+		late.fakeBackend = c.Backend.(*fakeBackend)
+		c.Backend = late
+	})
+	ctx := context.Background()
+	s, err := ta.client.CreateSandbox(ctx, createReq(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := s.Start(exec.Command("sleep", "60"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, ok := ta.be.sandbox(s.Sandbox.ID)
+	if !ok {
+		t.Fatalf("backend does not know sandbox %s", s.Sandbox.Name)
+	}
+	late.denyLate(events.Event{CgroupID: sb.CgroupID, TGID: 42, Comm: "cat",
+		Kind: events.KindFile, Op: events.OpRead, Path: "/home/u/.env"})
+	ended, err := s.End(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	if ended.Events != 1 {
+		t.Errorf("the session ended counting %d events, want 1 (the late one)", ended.Events)
+	}
+	select {
+	case e, ok := <-s.Events():
+		if !ok {
+			t.Error("the session ended without its sandbox's last event")
+		} else if e.Path != "/home/u/.env" || e.Sandbox != s.Sandbox.Name {
+			t.Errorf("session got %+v, want the read of /home/u/.env in %s", e, s.Sandbox.Name)
+		}
+	default:
+		t.Error("the session ended without its sandbox's last event")
+	}
+}
