@@ -3,6 +3,7 @@
 
 GO        ?= go
 CLANG     ?= clang-14
+STRIP     ?= llvm-strip-14
 BIN       ?= bin/aigate
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -42,7 +43,7 @@ demo: build ## the main job: `aigate run -- cat .env` in a scratch project, refu
 
 .PHONY: generate
 generate: ## rebuild the BPF objects and generated Go with clang 14
-	BPF_CLANG=$(CLANG) $(GO) generate ./internal/loader/...
+	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) $(GO) generate ./internal/loader/...
 
 .PHONY: check-generate
 check-generate: generate ## fail if the committed BPF objects differ from their sources
