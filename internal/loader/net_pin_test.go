@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
@@ -23,8 +24,9 @@ import (
 func netPinDir(t *testing.T) string {
 	t.Helper()
 	testutil.RequireRoot(t)
-	if _, err := os.Stat("/sys/fs/bpf"); err != nil {
-		testutil.SkipUnlessKernel(t, "no bpffs at /sys/fs/bpf")
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/bpf", &fs); err != nil || fs.Type != unix.BPF_FS_MAGIC {
+		testutil.SkipUnlessKernel(t, "no bpffs mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)")
 	}
 	dir := fmt.Sprintf("/sys/fs/bpf/aigate-test-%d-%s/net", os.Getpid(), t.Name())
 	t.Cleanup(func() { os.RemoveAll(filepath.Dir(dir)) })
