@@ -213,13 +213,45 @@ deny_read:
 		t.Fatalf("got:\n%s", unifiedDiff(want, got))
 	}
 	e.ok("deny", "net", "--except", "api.example.com", "pypi.org")
-	want = strings.Replace(want, "  - pypi.org\n", "  - api.example.com\n", 1)
+	// --except means "only these": github.com goes too.
+	// The emptied list is refilled at the indentation of the file's other list.
+	want = strings.Replace(want, "  - github.com   # code\n  - pypi.org\n", "    - api.example.com\n", 1)
 	if got := e.read(e.global()); got != want {
 		t.Fatalf("deny net:\n%s", unifiedDiff(want, got))
 	}
 	e.ok("allow", "net", "--all")
 	if got := e.read(e.global()); !strings.Contains(got, "net: allow   # keep it tight\n") {
 		t.Fatalf("allow net --all:\n%s", got)
+	}
+}
+
+func TestDenyNetExceptMeansOnly(t *testing.T) {
+	e := newSandboxEnv(t)
+	e.ok("init")
+	out := e.ok("deny", "net", "--except", "api.anthropic.com", "--except", "example.org:8443")
+	l, err := policy.Parse(e.global(), []byte(e.read(e.global())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ep := range l.AllowNet {
+		got = append(got, ep.Raw)
+	}
+	if want := []string{"api.anthropic.com", "example.org:8443"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("allow_net after --except = %v, want %v", got, want)
+	}
+	for _, w := range []string{"allow_net -= github.com (not in --except)", "allow_net += example.org:8443"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output should say %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "allow_net -= api.anthropic.com") {
+		t.Errorf("an --except entry was reported removed:\n%s", out)
+	}
+	// allow net adds without replacing.
+	e.ok("allow", "net", "pypi.org")
+	if l, _ = policy.Parse(e.global(), []byte(e.read(e.global()))); len(l.AllowNet) != 3 {
+		t.Errorf("allow net should add to the list: %v", l.AllowNet)
 	}
 }
 
@@ -283,6 +315,12 @@ func TestDryRun(t *testing.T) {
 	out := e.ok("deny", "read", "--dry-run", "foo")
 	if !strings.Contains(out, "--- /dev/null") || !strings.Contains(out, "+  - foo\n") || !strings.Contains(out, "dry run") {
 		t.Errorf("dry run on a missing file:\n%s", out)
+	}
+	// The last line must not read as if the change were made.
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Contains(line, "deny_read += foo") && !strings.Contains(line, "not written") {
+			t.Errorf("dry-run report line reads as applied: %q", line)
+		}
 	}
 	if _, err := os.Stat(filepath.Dir(e.global())); !os.IsNotExist(err) {
 		t.Fatalf("dry run created ~/.aigate: %v", err)
