@@ -23,6 +23,9 @@ type sandboxEnv struct {
 	// counts its calls.
 	agentPlan   []string
 	agentResets int
+	// stdin is what the next commands read; tty makes them see a person.
+	stdin string
+	tty   bool
 }
 
 func newSandboxEnv(t *testing.T) *sandboxEnv {
@@ -73,7 +76,7 @@ func (e *sandboxEnv) run(args ...string) (string, string, ExitCode) {
 	e.t.Helper()
 	var out, errb bytes.Buffer
 	f := &Factory{
-		In:  strings.NewReader(""),
+		In:  strings.NewReader(e.stdin),
 		Out: &out,
 		Err: &errb,
 		Env: config.Env{
@@ -87,6 +90,9 @@ func (e *sandboxEnv) run(args ...string) (string, string, ExitCode) {
 		// Never the real ResetAgent: tests must not touch the machine's agent.
 		AgentResetPlan: func() []string { return e.agentPlan },
 		AgentReset:     func(*Factory) error { e.agentResets++; return nil },
+	}
+	if e.tty {
+		f.Interactive = func() bool { return true }
 	}
 	code := Main(context.Background(), f, args)
 	return out.String(), errb.String(), code
@@ -417,8 +423,26 @@ func TestTrustFlow(t *testing.T) {
 		t.Errorf("untrusted loosening must be warned about: %+v", st.Warnings)
 	}
 
+	// No terminal and no --yes: shown, not trusted.
+	errs := e.fails(ExitError, "trust")
+	if !strings.Contains(errs, "aigate trust --yes") {
+		t.Errorf("trust without a terminal: %s", errs)
+	}
+	if e.status().Project.Trust != "untrusted" {
+		t.Fatal("trust without a terminal or --yes trusted the file")
+	}
+	// On a terminal it asks; "n" keeps it untrusted, "y" trusts.
+	e.tty, e.stdin = true, "n\n"
+	if out := e.ok("trust"); !strings.Contains(out, "was not trusted") || !strings.Contains(out, "   1  ") {
+		t.Errorf("trust answered no:\n%s", out)
+	}
+	if e.status().Project.Trust != "untrusted" {
+		t.Fatal("trust answered no trusted the file")
+	}
+	e.stdin = "y\n"
 	out := e.ok("trust")
-	for _, want := range []string{"loosens your policy", "allow_net evil.example.com", "cancels deny_exec curl", "trusted "} {
+	e.tty, e.stdin = false, ""
+	for _, want := range []string{"loosens your policy", "allow_net evil.example.com", "cancels deny_exec curl", "   4    - evil.example.com\n", "trusted "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("trust output lacks %q:\n%s", want, out)
 		}
@@ -438,7 +462,7 @@ func TestTrustFlow(t *testing.T) {
 		t.Errorf("after a hand edit: %+v", st)
 	}
 
-	e.ok("trust")
+	e.ok("trust", "--yes")
 	e.ok("trust", "--revoke")
 	if st = e.status(); st.Project.Trust != "untrusted" {
 		t.Errorf("after --revoke: %+v", st.Project)
@@ -459,7 +483,7 @@ func TestProjectEdits(t *testing.T) {
 	if st := e.status(); !hasRule(st.DenyRead, "*.pem") {
 		t.Error("*.pem allowed before trust")
 	}
-	e.ok("trust")
+	e.ok("trust", "--yes")
 	if st := e.status(); hasRule(st.DenyRead, "*.pem") {
 		t.Error("*.pem still denied after trust")
 	}
@@ -506,7 +530,7 @@ func TestReset(t *testing.T) {
 	}
 	e.ok("init")
 	e.write(e.project(), "deny_read: [x]\n")
-	e.ok("trust")
+	e.ok("trust", "--yes")
 	out, _, code := e.run("reset")
 	if code != ExitUsage || !strings.Contains(out, "~/.aigate/config.yaml") || !strings.Contains(out, "~/.aigate/trusted.yaml") {
 		t.Fatalf("reset without --force: exit %d\n%s", code, out)

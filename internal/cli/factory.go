@@ -39,6 +39,9 @@ type Factory struct {
 	// reset. nil in tests, which must never touch the machine's agent.
 	AgentResetPlan func() []string
 	AgentReset     func(*Factory) error
+	// Interactive says whether a person answers on In; nil checks whether
+	// In is a terminal. Tests set it to answer prompts.
+	Interactive func() bool
 	// DoctorRoot and KernelRelease let tests run doctor on a fake tree.
 	DoctorRoot    string
 	KernelRelease string
