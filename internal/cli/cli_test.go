@@ -281,6 +281,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"allow"}, ExitUsage, "want read, write, exec or net"},
 		{[]string{"allow", "net"}, ExitUsage, "--all"},
 		{[]string{"frobnicate"}, ExitUsage, "unknown command"},
+		{[]string{"stauts"}, ExitUsage, "did you mean status?"},
+		{[]string{"run"}, ExitUsage, "aigate run -- COMMAND"},
 		{[]string{"status", "--frob"}, ExitUsage, "unknown flag"},
 		{[]string{"status", "extra"}, ExitUsage, "unknown command"},
 		{[]string{"--log-level", "loud", "status"}, ExitUsage, "--log-level"},
@@ -562,6 +564,16 @@ func TestMiscCommands(t *testing.T) {
 	if out := e.ok("version"); !strings.HasPrefix(out, "aigate dev\ncommit ") || !strings.Contains(out, "go1.") {
 		t.Errorf("version: %s", out)
 	}
+	if out := e.ok("--version"); out != e.ok("version") {
+		t.Errorf("--version and version differ: %q", out)
+	}
+	// A version from git describe without a tag is the commit: once.
+	version, commit = "d96da81-dirty", "d96da81-dirty"
+	defer func() { version, commit = "dev", "" }()
+	if out := e.ok("version"); strings.Count(out, "d96da81") != 1 {
+		t.Errorf("version names the commit twice:\n%s", out)
+	}
+	version, commit = "dev", ""
 	if out := e.ok("completion", "bash"); !strings.Contains(out, "bash completion") {
 		t.Errorf("completion bash: %.200s", out)
 	}

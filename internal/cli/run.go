@@ -87,8 +87,10 @@ aigate's own failures:
 		Example: `  aigate run -- claude
   aigate run --audit --events /tmp/aigate.jsonl -- aider
   sudo aigate run --backend fanotify -- cat .env`,
-		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErrorf("run needs the command to sandbox: aigate run -- COMMAND [ARG...], e.g. aigate run -- claude")
+			}
 			if cmd.ArgsLenAtDash() != 0 {
 				return usageErrorf("put -- before the command: aigate run [flags] -- %s", strings.Join(args, " "))
 			}
