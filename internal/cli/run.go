@@ -83,6 +83,7 @@ aigate's own failures:
   3  no usable enforcement (no agent and not root, kernel not ready): COMMAND not started
   4  the policy is invalid: COMMAND not started
   5  the sandbox could not be set up: COMMAND not started
+  126  COMMAND found but not executable, or its exec was denied (deny_exec)
   127  COMMAND not found`,
 		Example: `  aigate run -- claude
   aigate run --audit --events /tmp/aigate.jsonl -- aider
