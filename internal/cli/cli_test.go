@@ -26,6 +26,8 @@ type sandboxEnv struct {
 	// stdin is what the next commands read; tty makes them see a person.
 	stdin string
 	tty   bool
+	// user makes the commands run as a normal user (euid 1000) on paper.
+	user bool
 }
 
 func newSandboxEnv(t *testing.T) *sandboxEnv {
@@ -93,6 +95,9 @@ func (e *sandboxEnv) run(args ...string) (string, string, ExitCode) {
 	}
 	if e.tty {
 		f.Interactive = func() bool { return true }
+	}
+	if e.user {
+		f.Env.Euid = 1000
 	}
 	code := Main(context.Background(), f, args)
 	return out.String(), errb.String(), code
@@ -556,6 +561,34 @@ func TestReset(t *testing.T) {
 	}
 	if _, err := os.Stat(e.project()); err != nil {
 		t.Error("reset removed a project file")
+	}
+}
+
+// A normal user's reset removes their own files and leaves the agent's,
+// naming them, rather than failing on the first root-owned one.
+func TestResetAsUser(t *testing.T) {
+	e := newSandboxEnv(t)
+	e.user = true
+	e.agentPlan = []string{"/run/aigate", "group aigate"}
+	out := e.ok("reset")
+	if !strings.Contains(out, "nothing to remove") || !strings.Contains(out, "needs root") || !strings.Contains(out, "/run/aigate (aigate agent)") {
+		t.Errorf("reset as a user with nothing of theirs:\n%s", out)
+	}
+	e.ok("init")
+	out, _, code := e.run("reset")
+	want := "aigate reset --force would remove:\n  ~/.aigate/config.yaml\nThe built-in defaults"
+	if code != ExitUsage || !strings.Contains(out, want) || !strings.Contains(out, "Left alone, because removing them needs root") {
+		t.Errorf("dry run as a user: exit %d\n%s", code, out)
+	}
+	out = e.ok("reset", "--force")
+	if e.agentResets != 0 {
+		t.Error("a user's reset reset the agent")
+	}
+	if _, err := os.Stat(e.global()); !os.IsNotExist(err) {
+		t.Errorf("config still there: %v", err)
+	}
+	if !strings.Contains(out, "group aigate (aigate agent)") {
+		t.Errorf("reset --force should name what it left:\n%s", out)
 	}
 }
 
