@@ -33,7 +33,7 @@ func newVersionCmd(f *Factory) *cobra.Command {
 func versionText() string {
 	c := buildCommit()
 	head := "aigate " + version + "\n"
-	if !strings.Contains(version, strings.TrimSuffix(c, "-dirty")) {
+	if strings.TrimSuffix(version, "-dirty") != strings.TrimSuffix(c, "-dirty") {
 		head += "commit " + c + "\n"
 	}
 	return head + fmt.Sprintf("%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
