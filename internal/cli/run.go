@@ -209,7 +209,12 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
+	stopNotice := func() {}
+	if !opts.Quiet {
+		stopNotice = slowNotice(f.Err, time.Second, setupNotice)
+	}
 	sess, emb, err := createSandbox(context.WithoutCancel(ctx), f, opts, choice, req)
+	stopNotice()
 	if err != nil {
 		return err
 	}
