@@ -123,6 +123,7 @@ func runDenyNet(o *denyOptions) error {
 		if err != nil {
 			return err
 		}
+		var removed []string
 		for _, d := range have {
 			if slices.ContainsFunc(o.except, func(x string) bool { return sameEndpoint(d, x) }) {
 				continue
@@ -130,7 +131,10 @@ func runDenyNet(o *denyOptions) error {
 			if _, err := e.doc.RemoveFromList("allow_net", d, sameEndpoint); err != nil {
 				return err
 			}
-			report = append(report, "allow_net -= "+d+" (not in --except)")
+			removed = append(removed, d)
+		}
+		if len(removed) > 0 {
+			report = append(report, "allow_net -= "+strings.Join(removed, ", ")+" (not in --except)")
 		}
 	}
 	for _, d := range o.except {
