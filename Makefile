@@ -65,11 +65,12 @@ endif
 demo: deps-demo build ## the main job: `aigate run -- cat .env` in a scratch project, refused by the kernel
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && cd "$$d" && \
 	echo 'OPENAI_API_KEY=sk-demo-not-a-real-key' > .env && \
-	if [ -n "$$SUDO_UID" ]; then chown -R "$$SUDO_UID:$${SUDO_GID:-$$SUDO_UID}" "$$d"; fi && \
+	if [ -n "$$SUDO_UID" ] && [ "$$(id -u)" = 0 ]; then chown -R "$$SUDO_UID:$${SUDO_GID:-$$SUDO_UID}" "$$d"; fi && \
 	echo "$$ cd $$d && aigate run -- cat .env" && \
 	{ $(CURDIR)/$(BIN) run -- cat .env > out.txt; rc=$$?; cat out.txt; } ; \
 	echo "(cat exited with status $$rc)"; \
 	if grep -q sk-demo out.txt; then echo "demo: FAILED, the secret was readable"; exit 1; fi; \
+	if [ "$$rc" != 1 ]; then echo "demo: FAILED: cat did not run in a sandbox (aigate's exit status $$rc, the reason is above; run it as root: sudo make demo)"; exit 1; fi; \
 	echo "demo: the secret stayed unreadable inside the sandbox"
 
 .PHONY: generate
