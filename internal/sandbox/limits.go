@@ -58,14 +58,12 @@ func applyLimits(root string, g *cgroup.Group, l policy.ResourceLimits) (warning
 		// One short line for all of them, said on every run because the
 		// user asked for these limits; doctor has the fix for this system.
 		if len(missing) > 0 {
-			warnings = append(warnings, fmt.Sprintf("resource_limits not applied: no %s controller in cgroup v2 here (`aigate doctor` says how to fix)", strings.Join(missing, ", ")))
+			warnings = append(warnings, "resource_limits not applied, cgroup v2 lacks the controller (`aigate doctor` says how to fix): "+strings.Join(missing, ", "))
 		}
 	}()
 	for _, lim := range limits {
 		if !slices.Contains(available, lim.controller) {
-			if !slices.Contains(missing, lim.controller) {
-				missing = append(missing, lim.controller)
-			}
+			missing = append(missing, fmt.Sprintf("%s=%s (no %s controller)", lim.file, lim.value, lim.controller))
 			continue
 		}
 		if err := enablePath(root, g.Path, lim.controller); err != nil {

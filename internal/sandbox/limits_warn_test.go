@@ -22,7 +22,7 @@ func TestMissingControllersOneWarning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warns) != 1 || !strings.Contains(warns[0], "no memory, pids, cpu controller") || len(warns[0]) > 120 {
+	if len(warns) != 1 || !strings.Contains(warns[0], "memory.max=1073741824 (no memory controller), pids.max=100 (no pids controller)") || len(warns[0]) > 240 {
 		t.Fatalf("warnings: %q", warns)
 	}
 }
