@@ -264,6 +264,11 @@ func TestDenyNetExceptMeansOnly(t *testing.T) {
 	if l, _ = policy.Parse(e.global(), []byte(e.read(e.global()))); len(l.AllowNet) != 3 {
 		t.Errorf("allow net should add to the list: %v", l.AllowNet)
 	}
+	// A project file cannot narrow the global list: say what stays allowed.
+	_, errs, code := e.run("deny", "net", "--project", "--except", "api.anthropic.com")
+	if code != ExitOK || !strings.Contains(errs, "the global config still allows example.org:8443, pypi.org") {
+		t.Errorf("deny net --except --project: exit %d, stderr %q", code, errs)
+	}
 }
 
 func TestBadInputChangesNothing(t *testing.T) {
