@@ -209,12 +209,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
-	stopNotice := func() {}
-	if !opts.Quiet {
-		stopNotice = slowNotice(f.Err, time.Second, setupNotice)
-	}
 	sess, emb, err := createSandbox(context.WithoutCancel(ctx), f, opts, choice, req)
-	stopNotice()
 	if err != nil {
 		return err
 	}
@@ -379,6 +374,9 @@ func trustString(t config.TrustState) string {
 // socket (emb is then non-nil) and asks it; when another agent wins the
 // race for the socket, it uses that one.
 func createSandbox(ctx context.Context, f *Factory, opts *runOptions, choice policy.BackendChoice, req api.CreateRequest) (*api.Session, *embeddedAgent, error) {
+	if !opts.Quiet {
+		defer slowNotice(f.Err, time.Second, setupNotice)()
+	}
 	c := api.NewClient(opts.Socket)
 	var emb *embeddedAgent
 	for attempt := 0; ; attempt++ {

@@ -11,27 +11,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aigate-dev/aigate/internal/api"
-	"github.com/aigate-dev/aigate/internal/doctor"
 )
 
 func addStatusFlags(cmd *cobra.Command, o *statusOptions) {
 	cmd.Flags().StringVar(&o.socket, "socket", api.SocketPath(), "the agent's socket `PATH` ($"+api.SocketEnv+" changes the default)")
-}
-
-// doctorAgent asks the agent on the default socket what it enforces with;
-// nil when none runs.
-func doctorAgent() *doctor.Agent {
-	ctx, cancel := context.WithTimeout(context.Background(), agentTimeout)
-	defer cancel()
-	c := api.NewClient(api.SocketPath())
-	st, err := c.Status(ctx)
-	switch {
-	case err == nil:
-		return &doctor.Agent{Socket: c.Socket, PID: st.PID, Backend: st.Backend}
-	case errors.Is(err, os.ErrPermission):
-		return &doctor.Agent{Socket: c.Socket, Denied: true}
-	}
-	return nil
 }
 
 // askAgent asks the agent on socket for its state and the sandboxes the
