@@ -43,9 +43,6 @@ func Run(opts Options) *Report {
 	net := m.sockAddr(cg.Status)
 	unixc := m.unixSockets()
 	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, cg, m.bpffs(), m.privileges()}}
-	if a := opts.Agent; a != nil && !a.Denied && a.Backend != "" {
-		r.Agent = a
-	}
 
 	// Both backends enforce the network with the sock_addr programs, and
 	// neither opens without them.
@@ -76,11 +73,15 @@ func Run(opts Options) *Report {
 	default:
 		r.Summary = "not ready: no enforcement backend can run; see `aigate doctor`"
 	}
-	if a := r.Agent; a != nil && (opts.Euid != 0 || a.Backend != r.Backend) {
-		// What runs decides: without root the probes above could not
-		// prove anything, and an agent may have been told its backend.
-		r.Backend = a.Backend
-		r.Summary = fmt.Sprintf("ready: the running agent (pid %d) enforces with the %s backend", a.PID, a.Backend)
+	if a := opts.Agent; a != nil && !a.Denied && a.Backend != "" {
+		r.Agent = a
+		if opts.Euid != 0 || a.Backend != r.Backend {
+			// What runs decides: without root the probes above could
+			// not prove anything, and an agent may have been told its
+			// backend.
+			r.Backend = a.Backend
+			r.Summary = fmt.Sprintf("ready: the running agent (pid %d) enforces with the %s backend", a.PID, a.Backend)
+		}
 	}
 	r.Ready = r.Backend != ""
 	if r.Backend == BackendFanotify && (lsm.Status == Fail || probe.Status == Fail || r.Agent != nil) {
