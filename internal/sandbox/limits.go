@@ -44,7 +44,7 @@ func limitsFor(l policy.ResourceLimits) []limit {
 // bound to cgroup v1) yields a warning: the sandbox's confinement does not
 // depend on it. A controller that exists but refuses the limit is an error,
 // because the user asked for a limit that would silently not hold.
-func applyLimits(root string, g *cgroup.Group, l policy.ResourceLimits) (warnings []string, err error) {
+func applyLimits(root string, g *cgroup.Group, l policy.ResourceLimits) ([]string, error) {
 	limits := limitsFor(l)
 	if len(limits) == 0 {
 		return nil, nil
@@ -53,17 +53,12 @@ func applyLimits(root string, g *cgroup.Group, l policy.ResourceLimits) (warning
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
-	defer func() {
-		// One short line for all of them, said on every run because the
-		// user asked for these limits; doctor has the fix for this system.
-		if len(missing) > 0 {
-			warnings = append(warnings, "resource_limits not applied, cgroup v2 lacks the controller (`aigate doctor` says how to fix): "+strings.Join(missing, ", "))
-		}
-	}()
+	var warnings []string
 	for _, lim := range limits {
 		if !slices.Contains(available, lim.controller) {
-			missing = append(missing, fmt.Sprintf("%s=%s (no %s controller)", lim.file, lim.value, lim.controller))
+			warnings = append(warnings, fmt.Sprintf(
+				"%s (%s=%s) not applied: the cgroup v2 hierarchy at %s has no %s controller (on this system it is probably bound to a cgroup v1 hierarchy; boot with systemd.unified_cgroup_hierarchy=1 to move it)",
+				lim.what, lim.file, lim.value, root, lim.controller))
 			continue
 		}
 		if err := enablePath(root, g.Path, lim.controller); err != nil {
