@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
-
-	"golang.org/x/term"
+	"unicode"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -175,6 +176,11 @@ func showFile(f *Factory, name string, data []byte) {
 	text := strings.TrimSuffix(string(data), "\n")
 	f.printf("--- %s\n", name)
 	for i, line := range strings.Split(text, "\n") {
+		// The file is someone else's: an escape sequence must not hide or
+		// rewrite what is shown for review.
+		if strings.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) >= 0 {
+			line = strconv.Quote(line) + "   (control characters shown escaped)"
+		}
 		f.printf("%4d  %s\n", i+1, line)
 	}
 	f.printf("---\n")
