@@ -1,12 +1,17 @@
 # aigate: kernel-enforced sandbox for AI coding agents.
 # `make help` lists the targets.
 
-GO        ?= go
+# Go: the one on PATH, else the usual install places. sudo's secure_path
+# drops /usr/local/go/bin (where Go's tarball goes), so `sudo make demo`
+# would not find it on PATH alone.
+GO        ?= $(or $(shell command -v go 2>/dev/null),$(firstword $(wildcard /usr/local/go/bin/go /usr/lib/go/bin/go /snap/bin/go)),go)
 CLANG     ?= clang-14
 STRIP     ?= llvm-strip-14
 BIN       ?= bin/aigate
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# Without a tag the version is "dev" and the commit says the rest (with
+# --always, describe would print the commit as the version too).
+VERSION   ?= $(shell git -c safe.directory='$(CURDIR)' describe --tags --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git -c safe.directory='$(CURDIR)' rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X github.com/aigate-dev/aigate/internal/cli.version=$(VERSION) -X github.com/aigate-dev/aigate/internal/cli.commit=$(COMMIT)
 FUZZTIME  ?= 15s
 VMKERNEL  ?= 6.1
@@ -20,6 +25,19 @@ VMPKGS    ?=
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# Run as root (sudo or a root shell), a build must not leave root-owned
+# files where the user's later `make build` writes: bin/ goes back to the
+# checkout's owner, and Go's caches stay in root's home even when sudo kept
+# the user's HOME.
+ROOTRUN   := $(filter 0,$(shell id -u))
+ifneq ($(ROOTRUN),)
+ifneq ($(SUDO_USER),)
+ROOTHOME  := $(shell getent passwd 0 | cut -d: -f6)
+export GOCACHE    ?= $(ROOTHOME)/.cache/go-build
+export GOMODCACHE ?= $(ROOTHOME)/go/pkg/mod
+endif
+endif
+
 .PHONY: deps
 deps: ## install the Debian packages the build and tests need (root)
 	apt-get update -qq
@@ -27,18 +45,33 @@ deps: ## install the Debian packages the build and tests need (root)
 		clang-14 llvm-14 bpftool qemu-system-x86 busybox-static cpio iproute2 make git ca-certificates
 	$(GO) mod download
 
+# The demo needs only Go, make and the certificates to fetch Go modules:
+# install those alone, and only when one is missing.
+.PHONY: deps-demo
+deps-demo: ## install only what `make demo` needs (root; skipped when present)
+	@command -v $(GO) >/dev/null 2>&1 || { echo "Go >= 1.26 not found (looked on PATH and in /usr/local/go/bin): install it from https://go.dev/dl, then run this again"; exit 1; }
+	@if [ -n "$(ROOTRUN)" ] && ! dpkg-query -W -f='$${Status}' ca-certificates 2>/dev/null | grep -q 'ok installed'; then \
+		echo "installing ca-certificates (needed to download Go modules)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates; \
+	fi
+
 .PHONY: build
 build: ## build bin/aigate (no clang needed: BPF objects are committed)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/aigate
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/aigate
+ifneq ($(ROOTRUN),)
+	@owner=$$(stat -c %u:%g .) && [ "$$owner" = 0:0 ] || chown "$$owner" $(dir $(BIN)) $(BIN)
+endif
 
 .PHONY: demo
-demo: build ## the main job: `aigate run -- cat .env` in a scratch project, refused by the kernel
+demo: deps-demo build ## the main job: `aigate run -- cat .env` in a scratch project, refused by the kernel
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && cd "$$d" && \
 	echo 'OPENAI_API_KEY=sk-demo-not-a-real-key' > .env && \
+	if [ -n "$$SUDO_UID" ] && [ "$$(id -u)" = 0 ]; then chown -R "$$SUDO_UID:$${SUDO_GID:-$$SUDO_UID}" "$$d"; fi && \
 	echo "$$ cd $$d && aigate run -- cat .env" && \
 	{ $(CURDIR)/$(BIN) run -- cat .env > out.txt; rc=$$?; cat out.txt; } ; \
 	echo "(cat exited with status $$rc)"; \
 	if grep -q sk-demo out.txt; then echo "demo: FAILED, the secret was readable"; exit 1; fi; \
+	if [ "$$rc" != 1 ]; then echo "demo: FAILED: cat did not run in a sandbox (aigate's exit status $$rc, the reason is above; run it as root: sudo make demo)"; exit 1; fi; \
 	echo "demo: the secret stayed unreadable inside the sandbox"
 
 .PHONY: generate

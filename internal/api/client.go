@@ -43,7 +43,8 @@ func (c *Client) dial(ctx context.Context) (*Conn, error) {
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 			return nil, fmt.Errorf("%w (no one listens on %s): start it with `sudo systemctl start aigate` or `sudo aigate agent`", ErrNoAgent, c.Socket)
 		case errors.Is(err, os.ErrPermission):
-			return nil, fmt.Errorf("connect to the aigate agent at %s: permission denied: you are not in the %q group (run `sudo aigate setup`, then log in again)", c.Socket, Group)
+			// Wrapped so that callers can tell "not allowed" from "not there".
+			return nil, fmt.Errorf("connect to the aigate agent at %s: %w: you are not in the %q group (run `sudo aigate setup`, then log in again)", c.Socket, os.ErrPermission, Group)
 		}
 		return nil, fmt.Errorf("connect to the aigate agent: %w", err)
 	}

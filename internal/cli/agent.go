@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -58,8 +59,9 @@ and counters). With fanotify, a dying agent's sandboxes are killed.
 Usually systemd runs it (sudo aigate setup installs the unit).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if fl := cmd.InheritedFlags().Lookup("log-level"); fl != nil && !fl.Changed {
-				// A daemon's log is its record of what happened.
+			if fl := cmd.InheritedFlags().Lookup("log-level"); fl != nil && !fl.Changed && os.Getenv("AIGATE_LOG_LEVEL") == "" {
+				// A daemon's log is its record of what happened: info
+				// unless --log-level or AIGATE_LOG_LEVEL says otherwise.
 				if log, err := newLogger("info", f.Err); err == nil {
 					f.Log = log
 				}

@@ -257,6 +257,13 @@ func TestE2EAgentUnprivilegedRun(t *testing.T) {
 	}()
 	// The watcher is subscribed once the agent has read its request.
 	w.waitLog(t, `"op": "watch"`)
+	// It says so at once, rather than nothing until the first event.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(watchErr.String(), "aigate: watching your sandboxes through the agent at "); {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not say it was connected: %q", watchErr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	var out, errOut bytes.Buffer
 	run := w.asUser(exec.Command(w.bin, "run", "--", "cat", ".env"))

@@ -23,6 +23,11 @@ type sandboxEnv struct {
 	// counts its calls.
 	agentPlan   []string
 	agentResets int
+	// stdin is what the next commands read; tty makes them see a person.
+	stdin string
+	tty   bool
+	// user makes the commands run as a normal user (euid 1000) on paper.
+	user bool
 }
 
 func newSandboxEnv(t *testing.T) *sandboxEnv {
@@ -73,7 +78,7 @@ func (e *sandboxEnv) run(args ...string) (string, string, ExitCode) {
 	e.t.Helper()
 	var out, errb bytes.Buffer
 	f := &Factory{
-		In:  strings.NewReader(""),
+		In:  strings.NewReader(e.stdin),
 		Out: &out,
 		Err: &errb,
 		Env: config.Env{
@@ -87,6 +92,12 @@ func (e *sandboxEnv) run(args ...string) (string, string, ExitCode) {
 		// Never the real ResetAgent: tests must not touch the machine's agent.
 		AgentResetPlan: func() []string { return e.agentPlan },
 		AgentReset:     func(*Factory) error { e.agentResets++; return nil },
+	}
+	if e.tty {
+		f.Interactive = func() bool { return true }
+	}
+	if e.user {
+		f.Env.Euid = 1000
 	}
 	code := Main(context.Background(), f, args)
 	return out.String(), errb.String(), code
@@ -213,13 +224,50 @@ deny_read:
 		t.Fatalf("got:\n%s", unifiedDiff(want, got))
 	}
 	e.ok("deny", "net", "--except", "api.example.com", "pypi.org")
-	want = strings.Replace(want, "  - pypi.org\n", "  - api.example.com\n", 1)
+	// --except means "only these": github.com goes too.
+	// The emptied list is refilled at the indentation of the file's other list.
+	want = strings.Replace(want, "  - github.com   # code\n  - pypi.org\n", "    - api.example.com\n", 1)
 	if got := e.read(e.global()); got != want {
 		t.Fatalf("deny net:\n%s", unifiedDiff(want, got))
 	}
 	e.ok("allow", "net", "--all")
 	if got := e.read(e.global()); !strings.Contains(got, "net: allow   # keep it tight\n") {
 		t.Fatalf("allow net --all:\n%s", got)
+	}
+}
+
+func TestDenyNetExceptMeansOnly(t *testing.T) {
+	e := newSandboxEnv(t)
+	e.ok("init")
+	out := e.ok("deny", "net", "--except", "api.anthropic.com", "--except", "example.org:8443")
+	l, err := policy.Parse(e.global(), []byte(e.read(e.global())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ep := range l.AllowNet {
+		got = append(got, ep.Raw)
+	}
+	if want := []string{"api.anthropic.com", "example.org:8443"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("allow_net after --except = %v, want %v", got, want)
+	}
+	for _, w := range []string{"allow_net -= api.openai.com, api.github.com, github.com, ", "sum.golang.org (not in --except)", "allow_net += example.org:8443"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output should say %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "api.anthropic.com,") || strings.Contains(out, "-= api.anthropic.com") {
+		t.Errorf("an --except entry was reported removed:\n%s", out)
+	}
+	// allow net adds without replacing.
+	e.ok("allow", "net", "pypi.org")
+	if l, _ = policy.Parse(e.global(), []byte(e.read(e.global()))); len(l.AllowNet) != 3 {
+		t.Errorf("allow net should add to the list: %v", l.AllowNet)
+	}
+	// A project file cannot narrow the global list: say what stays allowed.
+	_, errs, code := e.run("deny", "net", "--project", "--except", "api.anthropic.com")
+	if code != ExitOK || !strings.Contains(errs, "the global config still allows example.org:8443, pypi.org") {
+		t.Errorf("deny net --except --project: exit %d, stderr %q", code, errs)
 	}
 }
 
@@ -243,6 +291,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"allow"}, ExitUsage, "want read, write, exec or net"},
 		{[]string{"allow", "net"}, ExitUsage, "--all"},
 		{[]string{"frobnicate"}, ExitUsage, "unknown command"},
+		{[]string{"stauts"}, ExitUsage, "did you mean status?"},
+		{[]string{"run"}, ExitUsage, "aigate run -- COMMAND"},
 		{[]string{"status", "--frob"}, ExitUsage, "unknown flag"},
 		{[]string{"status", "extra"}, ExitUsage, "unknown command"},
 		{[]string{"--log-level", "loud", "status"}, ExitUsage, "--log-level"},
@@ -283,6 +333,12 @@ func TestDryRun(t *testing.T) {
 	out := e.ok("deny", "read", "--dry-run", "foo")
 	if !strings.Contains(out, "--- /dev/null") || !strings.Contains(out, "+  - foo\n") || !strings.Contains(out, "dry run") {
 		t.Errorf("dry run on a missing file:\n%s", out)
+	}
+	// The last line must not read as if the change were made.
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Contains(line, "deny_read += foo") && !strings.Contains(line, "not written") {
+			t.Errorf("dry-run report line reads as applied: %q", line)
+		}
 	}
 	if _, err := os.Stat(filepath.Dir(e.global())); !os.IsNotExist(err) {
 		t.Fatalf("dry run created ~/.aigate: %v", err)
@@ -379,8 +435,26 @@ func TestTrustFlow(t *testing.T) {
 		t.Errorf("untrusted loosening must be warned about: %+v", st.Warnings)
 	}
 
+	// No terminal and no --yes: shown, not trusted.
+	errs := e.fails(ExitError, "trust")
+	if !strings.Contains(errs, "aigate trust --yes") {
+		t.Errorf("trust without a terminal: %s", errs)
+	}
+	if e.status().Project.Trust != "untrusted" {
+		t.Fatal("trust without a terminal or --yes trusted the file")
+	}
+	// On a terminal it asks; "n" keeps it untrusted, "y" trusts.
+	e.tty, e.stdin = true, "n\n"
+	if out := e.ok("trust"); !strings.Contains(out, "was not trusted") || !strings.Contains(out, "   1  ") {
+		t.Errorf("trust answered no:\n%s", out)
+	}
+	if e.status().Project.Trust != "untrusted" {
+		t.Fatal("trust answered no trusted the file")
+	}
+	e.stdin = "y\n"
 	out := e.ok("trust")
-	for _, want := range []string{"loosens your policy", "allow_net evil.example.com", "cancels deny_exec curl", "trusted "} {
+	e.tty, e.stdin = false, ""
+	for _, want := range []string{"loosens your policy", "allow_net evil.example.com", "cancels deny_exec curl", "   4    - evil.example.com\n", "trusted "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("trust output lacks %q:\n%s", want, out)
 		}
@@ -400,7 +474,7 @@ func TestTrustFlow(t *testing.T) {
 		t.Errorf("after a hand edit: %+v", st)
 	}
 
-	e.ok("trust")
+	e.ok("trust", "--yes")
 	e.ok("trust", "--revoke")
 	if st = e.status(); st.Project.Trust != "untrusted" {
 		t.Errorf("after --revoke: %+v", st.Project)
@@ -421,7 +495,7 @@ func TestProjectEdits(t *testing.T) {
 	if st := e.status(); !hasRule(st.DenyRead, "*.pem") {
 		t.Error("*.pem allowed before trust")
 	}
-	e.ok("trust")
+	e.ok("trust", "--yes")
 	if st := e.status(); hasRule(st.DenyRead, "*.pem") {
 		t.Error("*.pem still denied after trust")
 	}
@@ -468,7 +542,7 @@ func TestReset(t *testing.T) {
 	}
 	e.ok("init")
 	e.write(e.project(), "deny_read: [x]\n")
-	e.ok("trust")
+	e.ok("trust", "--yes")
 	out, _, code := e.run("reset")
 	if code != ExitUsage || !strings.Contains(out, "~/.aigate/config.yaml") || !strings.Contains(out, "~/.aigate/trusted.yaml") {
 		t.Fatalf("reset without --force: exit %d\n%s", code, out)
@@ -495,11 +569,49 @@ func TestReset(t *testing.T) {
 	}
 }
 
+// A normal user's reset removes their own files and leaves the agent's,
+// naming them, rather than failing on the first root-owned one.
+func TestResetAsUser(t *testing.T) {
+	e := newSandboxEnv(t)
+	e.user = true
+	e.agentPlan = []string{"/run/aigate", "group aigate"}
+	out := e.ok("reset")
+	if !strings.Contains(out, "nothing to remove") || !strings.Contains(out, "needs root") || !strings.Contains(out, "/run/aigate (aigate agent)") {
+		t.Errorf("reset as a user with nothing of theirs:\n%s", out)
+	}
+	e.ok("init")
+	out, _, code := e.run("reset")
+	want := "aigate reset --force would remove:\n  ~/.aigate/config.yaml\nThe built-in defaults"
+	if code != ExitUsage || !strings.Contains(out, want) || !strings.Contains(out, "Left alone, because removing them needs root") {
+		t.Errorf("dry run as a user: exit %d\n%s", code, out)
+	}
+	out = e.ok("reset", "--force")
+	if e.agentResets != 0 {
+		t.Error("a user's reset reset the agent")
+	}
+	if _, err := os.Stat(e.global()); !os.IsNotExist(err) {
+		t.Errorf("config still there: %v", err)
+	}
+	if !strings.Contains(out, "group aigate (aigate agent)") {
+		t.Errorf("reset --force should name what it left:\n%s", out)
+	}
+}
+
 func TestMiscCommands(t *testing.T) {
 	e := newSandboxEnv(t)
 	if out := e.ok("version"); !strings.HasPrefix(out, "aigate dev\ncommit ") || !strings.Contains(out, "go1.") {
 		t.Errorf("version: %s", out)
 	}
+	if out := e.ok("--version"); out != e.ok("version") {
+		t.Errorf("--version and version differ: %q", out)
+	}
+	// A version from git describe without a tag is the commit: once.
+	version, commit = "d96da81-dirty", "d96da81-dirty"
+	defer func() { version, commit = "dev", "" }()
+	if out := e.ok("version"); strings.Count(out, "d96da81") != 1 {
+		t.Errorf("version names the commit twice:\n%s", out)
+	}
+	version, commit = "dev", ""
 	if out := e.ok("completion", "bash"); !strings.Contains(out, "bash completion") {
 		t.Errorf("completion bash: %.200s", out)
 	}

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,7 +32,10 @@ layout; a missing global file is first created from the defaults.
   aigate deny write Makefile
   aigate deny exec docker
   aigate deny net --except api.anthropic.com --except github.com
+                                      (net: deny, and allow_net becomes
+                                      exactly these two: the rest is removed)
   aigate deny net pypi.org            (remove it from allow_net)
+  aigate allow net pypi.org           (add to allow_net, keeping the rest)
 
 Patterns: a name (.env), a name glob with one * at the start or end (*.pem,
 id_rsa*), a path relative to the project root (config/prod.yaml), a path in
@@ -43,13 +48,13 @@ everything in it. Quote globs so that the shell leaves them alone.`,
 	})
 	netCmd := &cobra.Command{
 		Use:   "net [DOMAIN...]",
-		Short: "Set net: deny; --except adds allowed destinations, arguments remove them from allow_net",
+		Short: "Set net: deny; --except X allows only X (allow_net replaced), arguments remove them from allow_net",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.kind, opts.args = "net", args
 			return runDeny(opts)
 		},
 	}
-	netCmd.Flags().StringSliceVar(&opts.except, "except", nil, "domain, IP or CIDR (optionally :port) to keep allowed; repeatable")
+	netCmd.Flags().StringSliceVar(&opts.except, "except", nil, "domain, IP or CIDR (optionally :port) to allow; allow_net becomes exactly these (repeatable; `aigate allow net` adds instead)")
 	cmd.AddCommand(netCmd)
 	return cmd
 }
@@ -112,6 +117,26 @@ func runDenyNet(o *denyOptions) error {
 	} else if changed {
 		report = append(report, "net: deny")
 	}
+	// --except X means "only X": what the file allowed besides goes.
+	if len(o.except) > 0 {
+		have, err := e.doc.List("allow_net")
+		if err != nil {
+			return err
+		}
+		var removed []string
+		for _, d := range have {
+			if slices.ContainsFunc(o.except, func(x string) bool { return sameEndpoint(d, x) }) {
+				continue
+			}
+			if _, err := e.doc.RemoveFromList("allow_net", d, sameEndpoint); err != nil {
+				return err
+			}
+			removed = append(removed, d)
+		}
+		if len(removed) > 0 {
+			report = append(report, "allow_net -= "+strings.Join(removed, ", ")+" (not in --except)")
+		}
+	}
 	for _, d := range o.except {
 		added, err := e.doc.AddToList("allow_net", d, sameEndpoint)
 		if err != nil {
@@ -143,6 +168,21 @@ func runDenyNet(o *denyOptions) error {
 	if len(o.except) > 0 && e.needsTrust() {
 		o.f.warnf("%s is not trusted: its allow_net entries apply only after you review it and run `aigate trust`", e.name())
 	}
+	if e.project && len(o.except) > 0 {
+		// A project file adds to the global list; it cannot narrow it.
+		if l, err := o.f.Load(); err == nil {
+			g, _ := policy.Merge(l.Global, nil, false)
+			var extra []string
+			for _, ep := range g.AllowNet {
+				if !slices.ContainsFunc(o.except, func(x string) bool { return sameEndpoint(ep.Raw, x) }) {
+					extra = append(extra, ep.Raw)
+				}
+			}
+			if len(extra) > 0 {
+				o.f.warnf("the global config still allows %s; run `aigate deny net --except ...` without --project to narrow it there", strings.Join(extra, ", "))
+			}
+		}
+	}
 	if e.project && len(o.args) > 0 {
 		// A project file can add to allow_net but not take away from the
 		// global file's list.
@@ -161,9 +201,14 @@ func runDenyNet(o *denyOptions) error {
 	return nil
 }
 
-// printReport lists what an edit did, one change a line.
+// printReport lists what an edit did, one change a line; with --dry-run
+// each line says that it was not written.
 func printReport(f *Factory, e *edit, report []string) {
+	name := e.name()
+	if e.dryRun {
+		name += " (dry run, not written)"
+	}
 	for _, r := range report {
-		f.printf("%s: %s\n", e.name(), r)
+		f.printf("%s: %s\n", name, r)
 	}
 }

@@ -115,7 +115,11 @@ func verdictLine(v doctor.Verdict) string {
 
 // printBackends says which backend auto picks and what each enforces.
 func printBackends(f *Factory, r *doctor.Report) {
-	f.printf("\nbackend auto would pick now: %s\n", autoPick(r))
+	if r.Agent != nil {
+		f.printf("\nbackend now: %s\n", autoPick(r))
+	} else {
+		f.printf("\nbackend auto would pick now: %s\n", autoPick(r))
+	}
 	tw := tabwriter.NewWriter(f.Out, 0, 4, 2, ' ', 0)
 	for _, b := range r.Backends {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", b.Name, b.State, b.Enforces)
@@ -127,6 +131,9 @@ func printBackends(f *Factory, r *doctor.Report) {
 // autoPick names the backend auto would pick, and says so when that is not
 // proven yet (the trial loads need root).
 func autoPick(r *doctor.Report) string {
+	if a := r.Agent; a != nil {
+		return fmt.Sprintf("%s (what the running agent, pid %d, enforces with)", a.Backend, a.PID)
+	}
 	if r.Backend == "" {
 		return "none (no backend can run here)"
 	}

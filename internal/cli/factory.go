@@ -39,6 +39,12 @@ type Factory struct {
 	// reset. nil in tests, which must never touch the machine's agent.
 	AgentResetPlan func() []string
 	AgentReset     func(*Factory) error
+	// DoctorAgent asks the running agent what it enforces with, for
+	// doctor and status; nil (tests) means no agent.
+	DoctorAgent func() *doctor.Agent
+	// Interactive says whether a person answers on In; nil checks whether
+	// In is a terminal. Tests set it to answer prompts.
+	Interactive func() bool
 	// DoctorRoot and KernelRelease let tests run doctor on a fake tree.
 	DoctorRoot    string
 	KernelRelease string
@@ -61,6 +67,7 @@ func NewFactory() *Factory {
 		ProbeSockAddr: sockAddrProbe,
 		ProbeUnix:     unixProbe,
 
+		DoctorAgent:    doctorAgent,
 		AgentResetPlan: ResetAgentPlan,
 		AgentReset:     ResetAgent,
 		Log:            zap.NewNop(),
@@ -98,7 +105,12 @@ func (f *Factory) Load() (*config.Loaded, error) {
 
 // Doctor runs the readiness checks. mount allows mounting securityfs.
 func (f *Factory) Doctor(mount bool) *doctor.Report {
+	var agent *doctor.Agent
+	if f.DoctorAgent != nil {
+		agent = f.DoctorAgent()
+	}
 	return doctor.Run(doctor.Options{
+		Agent:    agent,
 		Root:     f.DoctorRoot,
 		Release:  f.KernelRelease,
 		Euid:     f.Env.Euid,

@@ -23,7 +23,10 @@ func newResetCmd(f *Factory) *cobra.Command {
 and ~/.aigate itself when nothing else is left in it, and what "aigate
 setup" installed for the agent (its unit, socket directory, BPF pins and
 group) with the sandbox cgroups whose owner has died; it refuses while an
-agent that systemd does not run is still running. Project files are left alone. Without --force, list what would be removed and exit with 2.`,
+agent that systemd does not run is still running. Run as a normal user, it
+removes only your own files and names the agent's parts that need root.
+Project files are left alone. Without --force, list what would be removed
+and exit with 2.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runReset(opts) },
 	}
@@ -53,12 +56,27 @@ func runReset(o *resetOptions) error {
 	}); err != nil {
 		return err
 	}
-	var agent []string
+	// What `aigate setup` installed is root's: a user's reset removes the
+	// user's own files and names the rest.
+	var agent, rootOnly []string
 	if f.AgentResetPlan != nil {
 		agent = f.AgentResetPlan()
 	}
+	if f.Env.Euid != 0 {
+		agent, rootOnly = nil, agent
+	}
+	leftForRoot := func() {
+		if len(rootOnly) == 0 {
+			return
+		}
+		f.printf("Left alone, because removing them needs root (sudo aigate reset --force):\n")
+		for _, a := range rootOnly {
+			f.printf("  %s (aigate agent)\n", a)
+		}
+	}
 	if len(victims) == 0 && len(agent) == 0 {
 		f.printf("nothing to remove: neither %s nor %s exists\n", paths.Pretty(paths.Global), paths.Pretty(paths.Trust))
+		leftForRoot()
 		return nil
 	}
 	if !o.force {
@@ -72,6 +90,7 @@ func runReset(o *resetOptions) error {
 		if len(victims) > 0 {
 			f.printf("The built-in defaults would apply, and every project file would be untrusted.\n")
 		}
+		leftForRoot()
 		return silentExit(ExitUsage)
 	}
 	if len(agent) > 0 && f.AgentReset != nil {
@@ -79,7 +98,7 @@ func runReset(o *resetOptions) error {
 			return fmt.Errorf("reset the agent: %w", err)
 		}
 	}
-	return paths.User.Do(func() error {
+	err = paths.User.Do(func() error {
 		for _, v := range victims {
 			f.printf("removing %s\n", paths.Pretty(v))
 			if err := os.Remove(v); err != nil {
@@ -92,4 +111,8 @@ func runReset(o *resetOptions) error {
 		}
 		return nil
 	})
+	if err == nil {
+		leftForRoot()
+	}
+	return err
 }

@@ -39,9 +39,12 @@ project). Start with:
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// Bare "aigate" with an unknown word must be a usage error, not help.
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+		Args:    unknownCommand,
+		RunE:    func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+		Version: version,
 	}
+	root.SetVersionTemplate(versionText())
+	root.SuggestionsMinimumDistance = 2
 	if f.Log == nil {
 		f.Log = zap.NewNop() // until --log-level is known
 	}
@@ -86,6 +89,20 @@ project). Start with:
 	}
 	markRunErrors(root)
 	return root
+}
+
+// unknownCommand rejects a word that is not a command, suggesting the
+// closest ones ("aigate stauts": did you mean status?). cobra suggests only
+// for commands without Args of their own.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageErrorf("%s", msg)
 }
 
 // markRunErrors wraps every command's RunE so that Main can tell errors

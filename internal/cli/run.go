@@ -83,12 +83,15 @@ aigate's own failures:
   3  no usable enforcement (no agent and not root, kernel not ready): COMMAND not started
   4  the policy is invalid: COMMAND not started
   5  the sandbox could not be set up: COMMAND not started
+  126  COMMAND found but not executable, or its exec was denied (deny_exec)
   127  COMMAND not found`,
 		Example: `  aigate run -- claude
   aigate run --audit --events /tmp/aigate.jsonl -- aider
   sudo aigate run --backend fanotify -- cat .env`,
-		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErrorf("run needs the command to sandbox: aigate run -- COMMAND [ARG...], e.g. aigate run -- claude")
+			}
 			if cmd.ArgsLenAtDash() != 0 {
 				return usageErrorf("put -- before the command: aigate run [flags] -- %s", strings.Join(args, " "))
 			}
@@ -384,6 +387,9 @@ func trustString(t config.TrustState) string {
 // socket (emb is then non-nil) and asks it; when another agent wins the
 // race for the socket, it uses that one.
 func createSandbox(ctx context.Context, f *Factory, opts *runOptions, choice policy.BackendChoice, req api.CreateRequest) (*api.Session, *embeddedAgent, error) {
+	if !opts.Quiet {
+		defer slowNotice(f.Err, time.Second, setupNotice)()
+	}
 	c := api.NewClient(opts.Socket)
 	var emb *embeddedAgent
 	for attempt := 0; ; attempt++ {

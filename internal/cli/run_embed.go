@@ -40,7 +40,7 @@ func startEmbedded(f *Factory, opts *runOptions, choice policy.BackendChoice) (*
 	}
 	be, err := open(choice, backend.Options{
 		Logger: f.Log,
-		Warn:   func(s string) { f.warnf("%s", s) },
+		Warn:   f.noticeOnce, // the fallback explains the machine, not this run
 	})
 	if err != nil {
 		return nil, &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}

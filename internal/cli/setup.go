@@ -136,8 +136,13 @@ func ResetAgentPlan() []string {
 			out = append(out, p)
 		}
 	}
-	if n := len(sandboxCgroups()); n > 0 {
-		out = append(out, fmt.Sprintf("sandbox cgroups in %s whose owner has died (%d there now)", filepath.Join(cgroupRoot(), sandbox.DefaultParent), n))
+	if uid := os.Geteuid(); uid == 0 {
+		if n := len(sandboxCgroups()); n > 0 {
+			out = append(out, fmt.Sprintf("sandbox cgroups in %s whose owner has died (%d there now)", filepath.Join(cgroupRoot(), sandbox.DefaultParent), n))
+		}
+	} else if n := ownSandboxes(uid); n > 0 {
+		// A user sees and counts only their own sandboxes, as in status.
+		out = append(out, fmt.Sprintf("your %d running sandbox(es) in %s (the agent removes each when it ends)", n, filepath.Join(cgroupRoot(), sandbox.DefaultParent)))
 	}
 	if _, err := user.LookupGroup(api.Group); err == nil {
 		out = append(out, "group "+api.Group)
@@ -165,6 +170,20 @@ func sandboxCgroups() []string {
 		}
 	}
 	return names
+}
+
+// ownSandboxes counts the sandboxes whose owning client process runs as
+// uid; those of dead owners cannot be attributed and are root's to sweep.
+func ownSandboxes(uid int) int {
+	n := 0
+	for _, name := range sandboxCgroups() {
+		_, owner, _ := sandbox.ParseName(name)
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d", owner), &st) == nil && int(st.Uid) == uid {
+			n++
+		}
+	}
+	return n
 }
 
 // agentRunning reports whether a live agent holds the default socket's

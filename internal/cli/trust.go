@@ -1,11 +1,17 @@
 package cli
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -14,6 +20,7 @@ import (
 type trustOptions struct {
 	f      *Factory
 	revoke bool
+	yes    bool
 }
 
 func newTrustCmd(f *Factory) *cobra.Command {
@@ -26,13 +33,16 @@ func newTrustCmd(f *Factory) *cobra.Command {
 ...) applies only after you trust that exact file content, so that a
 repository you clone cannot open the network or your files for itself.
 
-trust shows what the file loosens, then records its path and SHA-256 in
-~/.aigate/trusted.yaml. Any later change to the file un-trusts it, except
-your own edits made with "aigate deny/allow --project" to a trusted file.`,
+trust shows what the file loosens and the file itself, asks, then records
+its path and SHA-256 in ~/.aigate/trusted.yaml. Without a terminal to ask
+on (a script), it trusts only with --yes. Any later change to the file
+un-trusts it, except your own edits made with "aigate deny/allow --project"
+to a trusted file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runTrust(opts) },
 	}
 	cmd.Flags().BoolVar(&opts.revoke, "revoke", false, "forget the trust for this project file")
+	cmd.Flags().BoolVarP(&opts.yes, "yes", "y", false, "trust without asking (for scripts; review the file first)")
 	return cmd
 }
 
@@ -93,6 +103,21 @@ func runTrust(o *trustOptions) error {
 	if l.Trust == config.Trusted {
 		f.printf("%s is already trusted (sha256 %s)\n", name, config.Hash(l.ProjectData)[:12])
 		return nil
+	}
+	if len(loosens) > 0 {
+		showFile(f, name, l.ProjectData)
+		if l.Trust == config.Changed {
+			f.printf("%s has changed since you trusted it.\n", name)
+		}
+		if !o.yes {
+			if !f.interactive() {
+				return fmt.Errorf("not trusting %s: there is no terminal to ask on; review the file above and run `aigate trust --yes`", name)
+			}
+			if !f.confirm(fmt.Sprintf("Trust %s as shown? [y/N] ", name)) {
+				f.printf("%s was not trusted\n", name)
+				return nil
+			}
+		}
 	}
 	ts.Set(paths.Project, l.ProjectData, f.Now())
 	if err := ts.Write(paths.Trust, paths.User); err != nil {
@@ -157,4 +182,43 @@ func loosening(without, with *policy.Policy, paths *config.Paths) []string {
 		out = append(out, fmt.Sprintf("dns: min_ttl %v, max_ttl %v", with.DNS.MinTTL, with.DNS.MaxTTL))
 	}
 	return out
+}
+
+// showFile prints a file for review, with line numbers.
+func showFile(f *Factory, name string, data []byte) {
+	text := strings.TrimSuffix(string(data), "\n")
+	f.printf("--- %s\n", name)
+	for i, line := range strings.Split(text, "\n") {
+		// The file is someone else's: an escape sequence must not hide or
+		// rewrite what is shown for review.
+		if strings.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) >= 0 {
+			line = strconv.Quote(line) + "   (control characters shown escaped)"
+		}
+		f.printf("%4d  %s\n", i+1, line)
+	}
+	f.printf("---\n")
+}
+
+// interactive says whether there is a person at stdin to ask.
+func (f *Factory) interactive() bool {
+	if f.Interactive != nil {
+		return f.Interactive()
+	}
+	in, ok := f.In.(*os.File)
+	return ok && term.IsTerminal(int(in.Fd()))
+}
+
+// confirm asks a yes/no question on stderr and reads the answer from stdin;
+// anything but y or yes is no.
+func (f *Factory) confirm(question string) bool {
+	fmt.Fprint(f.Err, question)
+	line, err := bufio.NewReader(f.In).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(f.Err) // end of input: the prompt's line ends here
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
 }

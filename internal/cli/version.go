@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -19,10 +21,22 @@ func newVersionCmd(f *Factory) *cobra.Command {
 		Short: "Print aigate's version, commit and Go version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f.printf("aigate %s\ncommit %s\n%s %s/%s\n", version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			f.printf("%s", versionText())
 			return nil
 		},
 	}
+}
+
+// versionText is what `aigate version` and `aigate --version` print. A
+// version that already names the commit (git describe without a tag) is
+// not followed by the commit again.
+func versionText() string {
+	c := buildCommit()
+	head := "aigate " + version + "\n"
+	if strings.TrimSuffix(version, "-dirty") != strings.TrimSuffix(c, "-dirty") {
+		head += "commit " + c + "\n"
+	}
+	return head + fmt.Sprintf("%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // buildCommit is the -ldflags commit, or the one Go recorded from the VCS.

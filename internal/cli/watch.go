@@ -104,6 +104,12 @@ func runWatch(ctx context.Context, f *Factory, opts *watchOptions) error {
 		if connected || waiting {
 			fmt.Fprintf(f.Err, "%sconnected to the agent\n", events.Prefix)
 		}
+		if !connected {
+			// Nothing else is printed until something is blocked: say
+			// that this is working, and what it shows.
+			fmt.Fprintf(f.Err, "%swatching %s at %s; blocked operations appear here (Ctrl-C to stop)\n",
+				events.Prefix, watchScope(opts), opts.Socket)
+		}
 		connected, waiting = true, false
 		err = pump(s, f, out)
 		s.Close()
@@ -132,4 +138,19 @@ func pump(s *api.Stream, f *Factory, out func(events.Event) error) error {
 			return fmt.Errorf("write event: %w", err)
 		}
 	}
+}
+
+// watchScope says whose events a watcher gets, for its first line.
+func watchScope(opts *watchOptions) string {
+	s := "your sandboxes"
+	if os.Geteuid() == 0 {
+		s = "every sandbox"
+	}
+	if opts.Sandbox != "" {
+		s = "sandbox " + opts.Sandbox
+	}
+	if opts.Kind != "" {
+		s += " (" + opts.Kind + " events only)"
+	}
+	return s + " through the agent"
 }

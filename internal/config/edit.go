@@ -15,8 +15,9 @@ import (
 // lines the yaml.v3 node tree points to, so that everything the edit does
 // not touch (comments, blank lines, quoting, key order) stays byte for byte
 // as the user wrote it. Re-encoding the node tree would keep comments but
-// drop blank lines and reformat; it is used only for flow-style lists
-// ("[a, b]"), which have no line to insert into.
+// drop blank lines and reformat; it is used only for block lists whose
+// items span several lines. Flow lists ("[a, b]") are edited in their
+// text too (flow.go).
 type Doc struct {
 	Path string
 	// Orig is the content when the Doc was opened; nil for a new file.
@@ -80,6 +81,8 @@ func (d *Doc) AddToList(key, value string, same func(a, b string) bool) (bool, e
 		end := lastContentLine(lines, v.Line, next)
 		ins := fmt.Sprintf("%s- %s\n", lines[v.Line-1][:v.Column-1], item)
 		d.setLines(lines, end, end, ins)
+	case v.Style&yaml.FlowStyle != 0:
+		return true, d.flowAdd(v, item)
 	default:
 		v.Content = append(v.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value})
 		return true, d.reencode(root, v)
@@ -110,8 +113,11 @@ func (d *Doc) RemoveFromList(key, value string, same func(a, b string) bool) (bo
 	if len(del) == 0 {
 		return false, nil
 	}
+	if v.Style&yaml.FlowStyle != 0 {
+		return true, d.flowRemove(v, del)
+	}
 	lines := splitLines(string(d.data))
-	if v.Style&yaml.FlowStyle != 0 || !blockItems(v) || !singleLineItems(lines, v, next) {
+	if !blockItems(v) || !singleLineItems(lines, v, next) {
 		keep := v.Content[:0]
 		for i, e := range v.Content {
 			if !containsInt(del, i) {

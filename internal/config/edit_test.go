@@ -25,6 +25,16 @@ allow_net:
   - github.com
 `
 
+// readmeStyle is a config written the way the README shows it: flow
+// lists with comments after them and blank lines between.
+const readmeStyle = `mode: enforce            # or audit
+
+deny_read:  [.env, "*.pem"]   # secrets
+deny_exec:  [curl, nc]        # downloaders
+
+net: deny                # no egress
+`
+
 func newDoc(t *testing.T, content string) *Doc {
 	t.Helper()
 	return &Doc{Path: "test.yaml", Orig: []byte(content), Exists: true, data: []byte(content)}
@@ -51,7 +61,13 @@ func TestAddToList(t *testing.T) {
 		{"indent of new key follows the file", "deny_read:\n    - a\n", "deny_exec", "b", "deny_read:\n    - a\ndeny_exec:\n    - b\n", true},
 		{"trailing comment lines stay after the list", "deny_read:\n  - a\n  # - b\n\nnet: deny\n", "deny_read", "c",
 			"deny_read:\n  - a\n  - c\n  # - b\n\nnet: deny\n", true},
-		{"flow list is rewritten as a block list", "deny_read: [a, b]\n", "deny_read", "c", "deny_read:\n  - a\n  - b\n  - c\n", true},
+		{"flow list stays a flow list", "deny_read: [a, b]\n", "deny_read", "c", "deny_read: [a, b, c]\n", true},
+		{"flow list keeps its comment, the blank lines and the next key's comment", readmeStyle, "deny_exec", "wget",
+			strings.Replace(readmeStyle, "[curl, nc]", "[curl, nc, wget]", 1), true},
+		{"flow list with quotes and a comma inside them", "deny_read: ['a,]', \"b\\\"]\"]   # x\n", "deny_read", "*.pem",
+			"deny_read: ['a,]', \"b\\\"]\", '*.pem']   # x\n", true},
+		{"flow list over lines with a comment inside", "deny_read: [a,   # first\n  b\n]\nnet: deny\n", "deny_read", "c",
+			"deny_read: [a,   # first\n  b, c\n]\nnet: deny\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDoc(t, tc.in)
@@ -81,7 +97,13 @@ func TestRemoveFromList(t *testing.T) {
 		{"last item leaves an explicit empty list", sample, "deny_write", "~/.bashrc",
 			strings.Replace(sample, "deny_write:\n  - ~/.bashrc\n", "deny_write: []\n", 1), true},
 		{"last item keeps the key comment", "deny_read:  # c\n  - a\n", "deny_read", "a", "deny_read: [] # c\n", true},
-		{"flow list", "deny_read: [a, b]\n", "deny_read", "a", "deny_read:\n  - b\n", true},
+		{"flow list, first item", "deny_read: [a, b]  # c\n", "deny_read", "a", "deny_read: [b]  # c\n", true},
+		{"flow list, last item", "deny_read: [a, b]  # c\n", "deny_read", "b", "deny_read: [a]  # c\n", true},
+		{"flow list, only item", "deny_read: [a]  # c\n\nnet: deny\n", "deny_read", "a", "deny_read: []  # c\n\nnet: deny\n", true},
+		{"flow list, README style", readmeStyle, "deny_exec", "nc",
+			strings.Replace(readmeStyle, "[curl, nc]", "[curl]", 1), true},
+		{"flow list, an item twice", "deny_read: [a, b, a, c, a]\n", "deny_read", "a", "deny_read: [b, c]\n", true},
+		{"flow list, quoted item", "deny_read: [.env, \"*.pem\", x]\n", "deny_read", "*.pem", "deny_read: [.env, x]\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDoc(t, tc.in)

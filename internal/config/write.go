@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 )
 
@@ -45,7 +47,7 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode, u *User) error 
 	}
 
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmp, err := createTemp(dir, "."+filepath.Base(path)+".tmp")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -78,6 +80,33 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode, u *User) error 
 	}
 	done = true
 	return syncDir(dir)
+}
+
+// openFile is os.OpenFile; a test replaces it to refuse an open after the
+// file was created, as fanotify does.
+var openFile = os.OpenFile
+
+// createTemp creates a new file named prefix plus a random number in dir.
+// Unlike os.CreateTemp it removes the file when the open that created it
+// is refused: a permission check after the creation (fanotify or an LSM
+// in a sandbox, a read-only bind) would otherwise leave an empty file
+// behind whose name the caller never learns.
+func createTemp(dir, prefix string) (*os.File, error) {
+	for try := 0; try < 100; try++ {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
+		f, err := openFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		switch {
+		case err == nil:
+			return f, nil
+		case errors.Is(err, fs.ErrExist):
+			continue
+		}
+		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w (and %s could not be removed: %v; remove it by hand)", err, name, rerr)
+		}
+		return nil, err
+	}
+	return nil, fmt.Errorf("create a temporary file in %s: too many names taken", dir)
 }
 
 // syncDir makes a rename in dir durable.

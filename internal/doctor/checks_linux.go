@@ -54,7 +54,11 @@ func Run(opts Options) *Report {
 	case lsmOK:
 		r.Backend = BackendLSM
 		r.Summary = "ready: BPF LSM backend"
-		if probe.Status == Skip {
+		switch {
+		case probe.Status == Skip && opts.Euid != 0:
+			// Without root nothing was proven: say what is likely.
+			r.Summary = "not proven without root: BPF LSM if its trial load works, else fanotify; `sudo aigate doctor` proves which"
+		case probe.Status == Skip:
 			r.Summary += " (load not probed: " + probe.Detail + ")"
 		}
 	case fanOK && lsm.Status == Skip:
@@ -62,13 +66,33 @@ func Run(opts Options) *Report {
 		r.Summary = "ready: fanotify backend at least (run `aigate doctor` as root to check BPF LSM)"
 	case fanOK:
 		r.Backend = BackendFanotify
-		r.Summary = "ready: fanotify backend (BPF LSM unavailable: `aigate doctor` says why)"
+		r.Summary = "ready: fanotify backend (BPF LSM cannot run here: `aigate doctor` says why); " +
+			"backend: auto already falls back to it, nothing needs doing"
 	case !netOK && net.Status == Fail:
 		r.Summary = "not ready: cgroup sock_addr programs do not work, and both backends need them for network rules; see `aigate doctor`"
 	default:
 		r.Summary = "not ready: no enforcement backend can run; see `aigate doctor`"
 	}
+	if a := opts.Agent; a != nil && !a.Denied && a.Backend != "" {
+		r.Agent = a
+		if opts.Euid != 0 || a.Backend != r.Backend {
+			// What runs decides: without root the probes above could
+			// not prove anything, and an agent may have been told its
+			// backend.
+			r.Backend = a.Backend
+			r.Summary = fmt.Sprintf("ready: the running agent (pid %d) enforces with the %s backend", a.PID, a.Backend)
+		}
+	}
 	r.Ready = r.Backend != ""
+	if r.Backend == BackendFanotify && (lsm.Status == Fail || probe.Status == Fail || r.Agent != nil) {
+		// Only the BPF-LSM backend pins its state: bpffs does not matter.
+		for i, c := range r.Checks {
+			if c.Name == "bpffs" && c.Status != OK {
+				r.Checks[i] = Check{Name: "bpffs", Status: Skip,
+					Detail: "not needed: only the BPF LSM backend pins its state, and fanotify is the backend here"}
+			}
+		}
+	}
 
 	v := verdicts(kernel, major, minor, btf, lsm, probe, fan, net, unixc, cg)
 	r.Verdicts = []Verdict{v.lsm, v.fan, v.net, v.unix}
@@ -411,8 +435,14 @@ func (m *machine) cgroup2() Check {
 	}
 	if len(missing) > 0 {
 		c.Status = Warn
-		c.Detail += fmt.Sprintf("; controllers %s are not available in it, so resource_limits cannot be enforced", strings.Join(missing, ", "))
-		c.Fix = "boot with systemd.unified_cgroup_hierarchy=1 so that the controllers move to cgroup v2"
+		c.Detail += fmt.Sprintf("; controllers %s are not available in it, so resource_limits (if you set them) cannot be enforced; nothing else needs them", strings.Join(missing, ", "))
+		if fi, err := os.Stat(m.path("/run/systemd/system")); err == nil && fi.IsDir() {
+			c.Fix = "boot with systemd.unified_cgroup_hierarchy=1 so that the controllers move to cgroup v2"
+		} else {
+			// No systemd to ask: the kernel parameter keeps the
+			// controllers out of cgroup v1, so that v2 gets them.
+			c.Fix = fmt.Sprintf("boot with cgroup_no_v1=%s (kernel parameter) so that cgroup v1 hierarchies cannot take these controllers", strings.Join(missing, ","))
+		}
 	}
 	return c
 }
@@ -437,9 +467,19 @@ func (m *machine) privileges() Check {
 		c.Status, c.Detail = OK, "running as root"
 		return c
 	}
-	c.Status = Warn
-	c.Detail = "not root: loading BPF programs and creating sandbox cgroups need root"
-	c.Fix = "run the sandbox with sudo: sudo aigate run -- <command>"
+	switch a := m.opts.Agent; {
+	case a != nil && a.Denied:
+		c.Status = Warn
+		c.Detail = "not root, and not allowed to use the running agent's socket " + a.Socket
+		c.Fix = "ask root to add you to the aigate group (sudo usermod -aG aigate $USER), then log in again"
+	case a != nil && a.Backend != "":
+		c.Status = OK
+		c.Detail = fmt.Sprintf("not root, but the running agent (pid %d, %s) creates sandboxes for you: aigate run -- <command>", a.PID, a.Socket)
+	default:
+		c.Status = Warn
+		c.Detail = "not root, and no agent is running: loading BPF programs and creating sandbox cgroups need root"
+		c.Fix = "sudo aigate setup (installs the agent; then aigate run needs no sudo), or run each sandbox with sudo: sudo aigate run -- <command>"
+	}
 	return c
 }
 

@@ -73,6 +73,8 @@ type Report struct {
 	Backend string `json:"backend"`
 	// Ready is true when some backend can run; running it still needs root.
 	Ready bool `json:"ready"`
+	// Agent is the running agent, when one answered.
+	Agent *Agent `json:"agent,omitempty"`
 	// Summary is one sentence for status output.
 	Summary string `json:"summary"`
 }
@@ -103,6 +105,20 @@ type Options struct {
 	ProbeUnix func() (string, error)
 	// Mount allows Run to mount securityfs when it is missing (root only).
 	Mount bool
+	// Agent is the running agent as it answered on its socket; nil when
+	// none runs. Without root it is the only proof of a backend.
+	Agent *Agent
+}
+
+// Agent is what the running agent said about itself, or why it could not
+// be asked.
+type Agent struct {
+	Socket  string `json:"socket"`
+	PID     int    `json:"pid,omitempty"`
+	Backend string `json:"backend,omitempty"`
+	// Denied: the socket exists but this user may not connect (not in the
+	// agent's group); Backend and PID are then unknown.
+	Denied bool `json:"denied,omitempty"`
 }
 
 // ProbeError is a probe's refusal with what to do about it, so that the

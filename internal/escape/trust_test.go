@@ -20,7 +20,7 @@ import (
 func TestEscapeTrustFromInside(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		b.write(".aigate.yaml", "net: allow\n")
-		r := b.sh(fmt.Sprintf("%[1]s trust; %[1]s allow net evil-escape.test; echo 'trusted: []' > ~/.aigate/trusted.yaml", machine.bin))
+		r := b.sh(fmt.Sprintf("%[1]s trust --yes; %[1]s allow net evil-escape.test; echo 'trusted: []' > ~/.aigate/trusted.yaml", machine.bin))
 		if !strings.Contains(r.stderr+r.stdout, "cannot run inside an aigate sandbox") {
 			t.Errorf("trust inside was not refused:\n%s", r)
 		}
@@ -31,7 +31,7 @@ func TestEscapeTrustFromInside(t *testing.T) {
 			t.Errorf("no write event for ~/.aigate/trusted.yaml:\n%s", r)
 		}
 		// Control: outside, the same command works.
-		if out, err := b.outsideRun(machine.bin + " trust"); err != nil || !strings.Contains(b.read("~/.aigate/trusted.yaml"), "sha256") {
+		if out, err := b.outsideRun(machine.bin + " trust --yes"); err != nil || !strings.Contains(b.read("~/.aigate/trusted.yaml"), "sha256") {
 			t.Errorf("trust outside failed: %v\n%s", err, out)
 		}
 	})

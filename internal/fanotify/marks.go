@@ -196,6 +196,7 @@ type plan struct {
 	unrelated map[inodeKey]string // regular files in marked directories that no rule matches
 	tree      map[string]treeDir  // directories marked by a walk: new subdirectories join the tree
 	dirs      int
+	visited   int      // directories read by the walks: each at most once per mask
 	truncated []string // walks that stopped at the bound
 	fresh     bool     // directories just created: mark even where the table says marked (an old inode at the same path)
 	// copies are the deny_exec binaries' contents by size (copy.go); set
@@ -319,6 +320,12 @@ func (pl *planner) walk(root string, mask uint64) {
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
+		if pl.walked(dir, mask) {
+			// A tree walked already with these events (the project
+			// inside the home tree, or the home itself as the project):
+			// its subtree was too, so reading it again changes nothing.
+			continue
+		}
 		if _, seen := pl.p.marks[dir]; !seen {
 			if pl.p.dirs >= pl.maxDirs {
 				pl.p.truncated = append(pl.p.truncated, root)
@@ -328,6 +335,17 @@ func (pl *planner) walk(root string, mask uint64) {
 		}
 		queue = append(queue, pl.visit(dir, mask)...)
 	}
+}
+
+// walked reports whether dir, the same inode, was visited by a walk whose
+// mask covers mask.
+func (pl *planner) walked(dir string, mask uint64) bool {
+	td, ok := pl.p.tree[dir]
+	if !ok || td.mask&mask != mask {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Lstat(dir, &st) == nil && keyOf(&st) == td.key
 }
 
 // visit marks one directory of a tree walked with mask and records its
@@ -340,6 +358,7 @@ func (pl *planner) visit(dir string, mask uint64) []string {
 		dmask |= unix.FAN_OPEN_PERM | unix.FAN_ONDIR
 	}
 	pl.p.marks[dir] |= dmask
+	pl.p.visited++
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err == nil {
 		pl.p.tree[dir] = treeDir{mask: mask | pl.p.tree[dir].mask, key: keyOf(&st)}

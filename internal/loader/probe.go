@@ -180,13 +180,37 @@ func loadRefused(err error) error {
 		pe.Detail = "not running as root"
 		pe.Fix = "run aigate with sudo"
 	case errors.Is(err, unix.EPERM):
-		pe.Detail = "BPF_PROG_LOAD returned EPERM although running as root; " + lockdownState()
-		pe.Fix = "BPF LSM needs BPF trampolines, which this kernel or its hypervisor refuses " +
-			"(the same happens to fentry programs); use the fanotify backend (backend: fanotify) or another kernel"
+		// Nothing says why: the verifier log is empty. Tell what can be
+		// measured (does a trampoline program of another kind load?) and
+		// what lockdown's level does and does not explain.
+		pe.Detail = "BPF_PROG_LOAD returned EPERM although running as root; " + fentryTrial() +
+			"; the cause is not visible from user space (" + lockdownState() + ")"
+		pe.Fix = "with backend: auto aigate uses the fanotify backend here, and nothing needs doing; " +
+			"BPF LSM needs a kernel, or a hypervisor, that lets root load BPF LSM programs"
 	default:
 		pe.Fix = "run `aigate doctor` for details, or use the fanotify backend (backend: fanotify)"
 	}
 	return pe
+}
+
+// fentryTrial loads an empty fentry program, which needs a BPF trampoline
+// as an LSM program does, and says whether the kernel refused it too.
+func fentryTrial() string {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceFEntry,
+		AttachTo:     "security_file_open",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		License:      "GPL",
+	})
+	switch {
+	case err == nil:
+		prog.Close()
+		return "an fentry program (also a BPF trampoline) loads, so only LSM programs are refused"
+	case errors.Is(err, unix.EPERM):
+		return "an fentry program is refused too, so every program that needs a BPF trampoline is"
+	}
+	return fmt.Sprintf("an fentry trial load failed too (%v)", err)
 }
 
 // lockdownState describes /sys/kernel/security/lockdown for error messages.
@@ -208,6 +232,11 @@ func describeLockdown(s string) string {
 		return "kernel lockdown state unknown (" + strings.TrimSpace(s) + ")"
 	case mode == "none":
 		return "kernel lockdown is off"
+	case mode == "integrity":
+		// Its BPF restriction is the bpf_probe_write_user helper only.
+		return "kernel lockdown is in integrity mode, which does not restrict loading BPF programs"
+	case mode == "confidentiality":
+		return "kernel lockdown is in confidentiality mode, which refuses BPF helpers that read kernel memory"
 	}
 	return "kernel lockdown is in " + mode + " mode"
 }

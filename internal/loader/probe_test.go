@@ -59,8 +59,8 @@ func TestGrubFix(t *testing.T) {
 func TestDescribeLockdown(t *testing.T) {
 	for in, want := range map[string]string{
 		"[none] integrity confidentiality\n": "kernel lockdown is off",
-		"none [integrity] confidentiality\n": "kernel lockdown is in integrity mode",
-		"none integrity [confidentiality]":   "kernel lockdown is in confidentiality mode",
+		"none [integrity] confidentiality\n": "kernel lockdown is in integrity mode, which does not restrict loading BPF programs",
+		"none integrity [confidentiality]":   "kernel lockdown is in confidentiality mode, which refuses BPF helpers that read kernel memory",
 		"garbage":                            "kernel lockdown state unknown (garbage)",
 	} {
 		if got := describeLockdown(in); got != want {

@@ -254,9 +254,9 @@ allow_loopback: true
 # allow_unix: []
 
 # How long addresses resolved for allow_net domains stay allowed
-# (record TTLs are clamped to this range).
+# (record TTLs are clamped to this range; these are the defaults).
 # dns:
-#   min_ttl: 30s
+#   min_ttl: 60s
 #   max_ttl: 1h
 
 # Limits for the whole sandbox (0 or unlimited: none).
