@@ -134,4 +134,3 @@ func TestEffective(t *testing.T) {
 		})
 	}
 }
-
