@@ -130,6 +130,11 @@ func enterLandlock(js string) error {
 			return fmt.Errorf("bad %s: %w", helperLandlockEnv, err)
 		}
 	}
+	if landlock.ABI() > 0 {
+		if err := landlock.CreateMissing(opts); err != nil {
+			return fmt.Errorf("confine the command: %w", err)
+		}
+	}
 	rs, _ := landlock.Plan(opts, landlock.OSDirs{})
 	_, err := landlock.Restrict(rs)
 	if errors.Is(err, landlock.ErrUnavailable) && !opts.Required {

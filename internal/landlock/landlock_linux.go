@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -98,6 +99,24 @@ func addRule(rulesetFD int, r Rule) error {
 		uintptr(unsafe.Pointer(&attr)), 0, 0, 0)
 	if errno != 0 {
 		return fmt.Errorf("Landlock rule %s: %w", r.Path, errno)
+	}
+	return nil
+}
+
+// CreateMissing makes the directories of opts.Create that do not exist
+// (relative ones beneath opts.Home), before Restrict makes the home
+// read-only.
+func CreateMissing(opts Options) error {
+	for _, d := range opts.Create {
+		if !filepath.IsAbs(d) {
+			if opts.Home == "" {
+				continue
+			}
+			d = filepath.Join(opts.Home, d)
+		}
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
 	}
 	return nil
 }

@@ -69,7 +69,17 @@ type Options struct {
 	// Writable are the paths beneath Home that stay writable (the
 	// project, temp directories, tool state).
 	Writable []string `json:"writable,omitempty"`
+	// Create are directories of Writable to create (0700) before the
+	// domain is entered when they are missing: the home is read-only
+	// afterwards, and a tool that finds no ~/.cache could not make one.
+	Create []string `json:"create,omitempty"`
 }
+
+// DefaultCreate are the directories of DefaultWritable that aigate makes
+// when missing: the XDG cache and state directories and Claude Code's,
+// which tools expect to be able to create. The others (~/go, ~/.npm)
+// exist wherever the tool has run outside once.
+var DefaultCreate = []string{".cache", ".local/state", ".claude"}
 
 // DefaultWritable is the tool state beneath the home that the tools
 // aigate is run with write: Claude Code, git, go, npm, pip, cargo, and the
