@@ -65,6 +65,7 @@ type Status struct {
 	AllowNet       []StatusRule         `json:"allow_net"`
 	AllowUnix      []StatusRule         `json:"allow_unix"`
 	MaskOutput     []StatusRule         `json:"mask_output"`
+	Writable       []StatusRule         `json:"writable"`
 	ResourceLimits StatusLimits         `json:"resource_limits"`
 	Warnings       []StatusWarning      `json:"warnings"`
 	Kernel         *doctor.Report       `json:"kernel"`
@@ -204,6 +205,7 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		DenyExec:      rulesOf(pol.DenyExec),
 		AllowUnix:     rulesOf(pol.AllowUnix),
 		MaskOutput:    rulesOf(pol.MaskOutput),
+		Writable:      rulesOf(pol.Writable),
 		AllowNet:      []StatusRule{},
 		Warnings:      []StatusWarning{},
 		ResourceLimits: StatusLimits{
@@ -353,8 +355,9 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		{"Deny exec", st.DenyExec},
 		{"Allowed unix sockets", st.AllowUnix},
 		{"Masked in output", st.MaskOutput},
+		{"Writable in the home (besides the project and tool state)", st.Writable},
 	} {
-		if len(sec.rules) == 0 && (sec.title == "Allowed unix sockets" || sec.title == "Masked in output") {
+		if len(sec.rules) == 0 && sec.title != "Deny read" && sec.title != "Deny write" && sec.title != "Deny exec" {
 			continue
 		}
 		fmt.Fprintln(tw)
@@ -379,7 +382,9 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		fmt.Fprintln(tw)
 		fmt.Fprintf(tw, "Kernel: %s\n", st.Kernel.Summary)
 		for _, c := range st.Kernel.Checks {
-			if c.Status == doctor.Fail {
+			// Landlock decides what the sandbox can do to your other
+			// processes and your home: said whenever it is short.
+			if c.Status == doctor.Fail || (c.Name == "landlock" && c.Status == doctor.Warn) {
 				fmt.Fprintf(tw, "  %s\t%s\n", c.Name, firstLine(c.Detail))
 			}
 		}
