@@ -82,10 +82,15 @@ type Options struct {
 var DefaultCreate = []string{".cache", ".local/state", ".claude"}
 
 // DefaultWritable is the tool state beneath the home that the tools
-// aigate is run with write: Claude Code, git, go, npm, pip, cargo, and the
-// histories of shells and REPLs. Relative to the home. None of them holds
-// code that the user's shell, git or desktop runs by itself; the caches
-// are trusted by the tools that read them (docs/threat-model.md).
+// aigate is run with write, relative to the home. Measured with strace
+// (2026-12, fresh home): Claude Code 2.1 writes ~/.claude and
+// ~/.claude.json; go build/vet ~/.cache/go-build and
+// ~/.config/go/telemetry (not ~/.config/go/env: `go env -w` there steers
+// every later go command); npm ~/.npm; pip in a venv and git commit in the
+// project nothing in the home. Add cargo's caches and the histories of
+// shells and REPLs. None of them holds code that the user's shell, git or
+// desktop runs by itself; the caches are trusted by the tools that read
+// them (docs/threat-model.md).
 var DefaultWritable = []string{
 	".cache",
 	".claude",
@@ -93,6 +98,7 @@ var DefaultWritable = []string{
 	".claude.json.backup",
 	".npm",
 	"go",
+	".config/go/telemetry",
 	".cargo/registry",
 	".cargo/git",
 	".local/state",
