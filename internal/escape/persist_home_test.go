@@ -138,16 +138,30 @@ echo ok-basic
 			script += `cd mod && GOTOOLCHAIN=local GOFLAGS=-mod=mod ` + gobin + ` build -o m . && ./m && GOTOOLCHAIN=local ` + gobin + ` test ./... >/dev/null && cd .. && echo ok-go
 `
 		}
-		if py, err := exec.LookPath("python3"); err == nil && strings.HasPrefix(py, "/usr/") {
-			script += py + ` -m venv --without-pip venv && ./venv/bin/python -c 'import sys; print(sys.prefix)' >/dev/null && echo ok-venv
+		// The system's python: root's PATH may lead to a per-user one.
+		py := "/usr/bin/python3"
+		if _, err := os.Stat(py); err == nil {
+			// Offline: a local package, built with the system's setuptools,
+			// installed by the system's pip into the venv. (A venv's own
+			// pip cannot be set up with the default policy: ensurepip
+			// reads pip's vendored cacert.pem, which deny_read *.pem
+			// refuses.)
+			b.write("pkg/setup.py", "from setuptools import setup\nsetup(name='p', version='1', py_modules=['p'])\n")
+			b.write("pkg/p.py", "X = 1\n")
+			script += py + ` -m venv --without-pip --system-site-packages venv && ./venv/bin/python -m pip install -q --no-index --no-build-isolation ./pkg && ./venv/bin/python -c 'import p' && echo ok-pip
+`
+		}
+		if npm, err := exec.LookPath("npm"); err == nil {
+			b.write("js/package.json", `{"name": "j", "version": "1.0.0", "scripts": {"test": "node -e 0"}}`+"\n")
+			script += `(cd js && ` + npm + ` test >/dev/null) && echo ok-npm
 `
 		}
 		r := b.sh(script)
 		if r.code != 0 || !strings.Contains(r.stdout, "ok-basic") {
 			t.Fatalf("ordinary work failed in a read-only home:\n%s", r)
 		}
-		for _, tool := range []string{"git", "go"} {
-			if _, err := exec.LookPath(tool); err == nil && !strings.Contains(r.stdout, "ok-"+tool) {
+		for tool, bin := range map[string]string{"git": "git", "go": "go", "npm": "npm", "pip": "/usr/bin/python3"} {
+			if _, err := exec.LookPath(bin); err == nil && !strings.Contains(r.stdout, "ok-"+tool) {
 				t.Errorf("%s failed:\n%s", tool, r)
 			}
 		}
