@@ -16,7 +16,7 @@ import (
 // the agent refuses requests from inside a sandbox besides.
 func TestEscapeNestedRun(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		r := b.sh(machine.bin + " run -- sh -c 'echo NESTED-RAN'; echo nested=$?",
+		r := b.sh(machine.bin+" run -- sh -c 'echo NESTED-RAN'; echo nested=$?",
 			"--quiet")
 		r2 := b.sh("AIGATE_LANDLOCK=optional " + machine.bin + " run -- sh -c 'echo NESTED-RAN'")
 		for _, r := range []result{r, r2} {
