@@ -4,10 +4,12 @@ package loader
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -25,6 +27,13 @@ import (
 // with pidfd_getfd; "child OP" runs OP on a child of its own. EACCES
 // counts as EPERM: /proc answers a refused ptrace check with it.
 func procHelper(args []string) error {
+	if args[0] == "traceme" { // ask our parent (the test, outside) to trace us
+		_, _, errno := unix.RawSyscall(unix.SYS_PTRACE, unix.PTRACE_TRACEME, 0, 0)
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	}
 	if args[0] == "child" {
 		c := exec.Command("sleep", "30")
 		if err := c.Start(); err != nil {
@@ -130,6 +139,17 @@ func TestLSMProcessBoundary(t *testing.T) {
 		expectAllowed(t, nil, op, pid)
 	}
 	noEvent(t, l)
+
+	// PTRACE_TRACEME would make the parent outside (this test) the tracer.
+	code, self := run(t, sb, "traceme")
+	if code != exitEPERM {
+		t.Errorf("traceme: exit %d, want EPERM", code)
+	} else if ev := nextEvent(t, l); ev.Op != events.OpPtrace || int(ev.TGID) != self ||
+		ev.Path != fmt.Sprintf("pid %d (%s)", os.Getpid(), commOf(t, os.Getpid())) {
+		t.Errorf("traceme: event %+v, want ptrace naming pid %d", ev, os.Getpid())
+	}
+	expectAllowed(t, nil, "traceme")
+	noEvent(t, l)
 }
 
 // TestLSMProcessAudit: in audit mode the same attach is reported and
@@ -160,4 +180,14 @@ func TestLSMProcessVerifier(t *testing.T) {
 		n, ok := info.VerifiedInstructions()
 		t.Logf("%s: %d instructions verified (known: %v)", name, n, ok)
 	}
+}
+
+// commOf is the kernel's name of process pid (15 bytes at most).
+func commOf(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -106,7 +106,7 @@ func helper(args []string) int {
 			}
 		}
 		return 0
-	case "ptrace", "environ", "mem", "kill", "vmread", "getfd", "child":
+	case "ptrace", "environ", "mem", "kill", "vmread", "getfd", "child", "traceme":
 		err = procHelper(args)
 	case "mkdir", "symlink", "mkfifo", "opendeep":
 		err = reviewHelper(args)
