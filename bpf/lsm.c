@@ -4,7 +4,8 @@
  * The BPF-LSM enforcement programs: file opens (deny_read, deny_write) and
  * executions (deny_exec, executable mappings included) of sandboxed tasks,
  * matched against the rules of the sandbox's policy (see pathmatch.h for
- * the matching semantics).
+ * the matching semantics), and the sandbox's boundary around its
+ * processes (procscope.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +17,7 @@
 #include "events.h"
 #include "pathmatch.h"
 #include "unixpeer.h"
+#include "procscope.h"
 
 #define EPERM 1
 /* include/linux/fs.h and uapi fcntl.h; not in BTF. */
@@ -522,4 +524,56 @@ SEC("lsm/unix_may_send")
 int BPF_PROG(aigate_unix_may_send, struct socket *sock, struct socket *other)
 {
 	return check_unix_peer(BPF_CORE_READ(other, sk));
+}
+
+/*
+ * ptrace_access_check: PTRACE_ATTACH/SEIZE and every ptrace_may_access
+ * (/proc/PID/mem, environ, maps, fd; process_vm_readv/writev;
+ * pidfd_getfd; kcmp). current is the tracer, child the target.
+ */
+SEC("lsm/ptrace_access_check")
+int BPF_PROG(aigate_ptrace_access_check, struct task_struct *child, unsigned int mode)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb || task_inside(child, cgroup_id))
+		return 0;
+	return deny_task(cgroup_id, sb, AIGATE_OP_PTRACE, child, !(mode & PTRACE_MODE_NOAUDIT));
+}
+
+/*
+ * ptrace_traceme: current asks its parent to trace it. A sandboxed task
+ * whose parent is outside the sandbox (the aigate run that started it)
+ * would hand that process its stops.
+ */
+SEC("lsm/ptrace_traceme")
+int BPF_PROG(aigate_ptrace_traceme, struct task_struct *parent)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb || task_inside(parent, cgroup_id))
+		return 0;
+	return deny_task(cgroup_id, sb, AIGATE_OP_PTRACE, parent, true);
+}
+
+/*
+ * task_kill: kill, tgkill, pidfd_send_signal, sigqueue from current to p.
+ * With cred set, the kernel signals on behalf of cred (USB async I/O
+ * completion) from whatever task happens to run: not current's doing.
+ */
+SEC("lsm/task_kill")
+int BPF_PROG(aigate_task_kill, struct task_struct *p, struct kernel_siginfo *info, int sig,
+	     const struct cred *cred)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb;
+
+	if (cred)
+		return 0;
+	sb = current_sandbox(&cgroup_id);
+	if (!sb || task_inside(p, cgroup_id))
+		return 0;
+	return deny_task(cgroup_id, sb, AIGATE_OP_SIGNAL, p, true);
 }

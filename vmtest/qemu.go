@@ -26,12 +26,14 @@ type vmConfig struct {
 }
 
 // kernelCmdline returns the kernel parameters: BPF in the LSM list is the
-// point of the whole harness.
+// point of the whole harness. Landlock is there too, where distributions
+// that have BPF LSM put it (before bpf): aigate's sandboxes use it on both
+// backends, and the fanotify backend refuses to run without it.
 func kernelCmdline(extra []string) string {
 	params := []string{
 		"console=ttyS0",
 		"quiet",
-		"lsm=lockdown,capability,bpf",
+		"lsm=lockdown,capability,landlock,bpf",
 		"panic=-1", // reboot at once on panic; -no-reboot turns that into an exit
 		"oops=panic",
 		"rdinit=/init",

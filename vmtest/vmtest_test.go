@@ -130,7 +130,7 @@ func TestQemuArgs(t *testing.T) {
 			appendArg = args[i+1]
 		}
 	}
-	for _, want := range []string{"console=ttyS0", "lsm=lockdown,capability,bpf", "panic=-1", "foo=bar"} {
+	for _, want := range []string{"console=ttyS0", "lsm=lockdown,capability,landlock,bpf", "panic=-1", "foo=bar"} {
 		if !strings.Contains(" "+appendArg+" ", " "+want+" ") {
 			t.Errorf("kernel cmdline lacks %q: %s", want, appendArg)
 		}

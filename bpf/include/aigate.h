@@ -20,6 +20,7 @@ enum aigate_kind {
 	AIGATE_KIND_FILE = 1,
 	AIGATE_KIND_EXEC = 2,
 	AIGATE_KIND_NET = 3,
+	AIGATE_KIND_PROC = 4,
 };
 
 enum aigate_op {
@@ -30,7 +31,9 @@ enum aigate_op {
 	AIGATE_OP_SEND = 5,
 	AIGATE_OP_DNS = 6,
 	AIGATE_OP_UNIX = 7,
-	AIGATE_OP_MAX = 8,
+	AIGATE_OP_PTRACE = 8,
+	AIGATE_OP_SIGNAL = 9,
+	AIGATE_OP_MAX = 10,
 };
 
 /* Flags in struct sandbox.flags. */

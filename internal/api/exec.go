@@ -3,6 +3,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
@@ -34,9 +36,10 @@ import (
 // instruction runs confined; what ran before it in that process was aigate.
 
 const (
-	helperEnv   = "AIGATE_SANDBOX_EXEC" // the command's path
-	helperFDEnv = "AIGATE_SANDBOX_FD"   // the pipe's descriptor number
-	goByte      = 'g'
+	helperEnv         = "AIGATE_SANDBOX_EXEC"     // the command's path
+	helperFDEnv       = "AIGATE_SANDBOX_FD"       // the pipe's descriptor number
+	helperLandlockEnv = "AIGATE_SANDBOX_LANDLOCK" // landlock.Options as JSON
+	goByte            = 'g'
 )
 
 // waitDelay bounds how long Child.Wait waits for the command's output
@@ -70,7 +73,8 @@ func runHelper(path string) int {
 	}
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") {
+		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") ||
+			strings.HasPrefix(kv, helperLandlockEnv+"=") {
 			continue
 		}
 		env = append(env, kv)
@@ -83,6 +87,14 @@ func runHelper(path string) int {
 		return helperExitNoGo
 	}
 	if err := denyTerminalInjection(); err != nil {
+		fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
+		return helperExitNoGo
+	}
+	// Entered only now, in the sandbox: the agent placed this process
+	// while it was still unconfined aigate (its checks read our /proc),
+	// and the domain must be in place before the command's first
+	// instruction. Per thread, like no_new_privs: this thread execs.
+	if err := enterLandlock(os.Getenv(helperLandlockEnv)); err != nil {
 		fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
 		return helperExitNoGo
 	}
@@ -104,6 +116,34 @@ func runHelper(path string) int {
 		return 127
 	}
 	return 126
+}
+
+// enterLandlock fences the helper (and so the command) off from the
+// processes outside its domain and, with a home in opts, limits its writes
+// there (package landlock). Without Landlock in the kernel it fails only
+// when opts require it: the LSM backend refuses the same ptrace and
+// signals with its own hooks.
+func enterLandlock(js string) error {
+	var opts landlock.Options
+	if js != "" {
+		if err := json.Unmarshal([]byte(js), &opts); err != nil {
+			return fmt.Errorf("bad %s: %w", helperLandlockEnv, err)
+		}
+	}
+	if landlock.ABI() > 0 {
+		// Best effort: a tool that finds no ~/.cache copes as it would
+		// anywhere; the run must not fail for it.
+		_ = landlock.CreateMissing(opts)
+	}
+	rs, _ := landlock.Plan(opts, landlock.OSDirs{})
+	_, err := landlock.Restrict(rs)
+	if errors.Is(err, landlock.ErrUnavailable) && !opts.Required {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("confine the command: %w", err)
+	}
+	return nil
 }
 
 // Start starts cmd in the session's sandbox: as a waiting helper first,
@@ -132,9 +172,14 @@ func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
+	ll, err := json.Marshal(s.Landlock)
+	if err != nil {
+		return nil, fmt.Errorf("start in sandbox: %w", err)
+	}
 	cmd.Env = append(cmd.Env[:len(cmd.Env):len(cmd.Env)],
 		helperEnv+"="+target,
-		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)))
+		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)),
+		helperLandlockEnv+"="+string(ll))
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/landlock"
 )
 
 // sessionBuffer is how many events a session holds for a slow reader
@@ -30,6 +31,10 @@ type Session struct {
 	// Warnings are what the user should know (limits not applied, stale
 	// sandboxes removed, project file entries ignored).
 	Warnings []string
+	// Landlock is the domain Start's command enters once in the sandbox
+	// (the zero value: fenced off from outside processes where the
+	// kernel has Landlock, home not protected).
+	Landlock landlock.Options
 
 	conn    *Conn
 	events  chan events.Event

@@ -392,7 +392,7 @@ func TestStatusJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &raw); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"deny_read", "deny_write", "deny_exec", "allow_net", "allow_unix", "mask_output", "warnings"} {
+	for _, k := range []string{"deny_read", "deny_write", "deny_exec", "allow_net", "allow_unix", "mask_output", "writable", "warnings"} {
 		if _, ok := raw[k].([]any); !ok {
 			t.Errorf("%s is %T, want a JSON array", k, raw[k])
 		}

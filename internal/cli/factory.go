@@ -34,6 +34,8 @@ type Factory struct {
 	ProbeFanotify func() error
 	ProbeSockAddr func() error
 	ProbeUnix     func() (string, error)
+	// LandlockABI is the kernel's Landlock ABI (doctor); nil skips it.
+	LandlockABI func() int
 	// AgentResetPlan and AgentReset list and remove what `aigate setup`
 	// installed system-wide (unit, socket directory, pins, group), for
 	// reset. nil in tests, which must never touch the machine's agent.
@@ -66,6 +68,7 @@ func NewFactory() *Factory {
 		ProbeFanotify: fanotifyProbe,
 		ProbeSockAddr: sockAddrProbe,
 		ProbeUnix:     unixProbe,
+		LandlockABI:   landlockABI,
 
 		DoctorAgent:    doctorAgent,
 		AgentResetPlan: ResetAgentPlan,
@@ -120,6 +123,7 @@ func (f *Factory) Doctor(mount bool) *doctor.Report {
 		ProbeFanotify: f.ProbeFanotify,
 		ProbeSockAddr: f.ProbeSockAddr,
 		ProbeUnix:     f.ProbeUnix,
+		LandlockABI:   f.LandlockABI,
 	})
 }
 

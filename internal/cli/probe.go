@@ -15,4 +15,6 @@ var (
 	// unixProbe says how unix sockets are confined, with an error when
 	// they are not.
 	unixProbe func() (string, error)
+	// landlockABI is the kernel's Landlock ABI version.
+	landlockABI func() int
 )

@@ -19,6 +19,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/doctor"
+	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -28,6 +29,7 @@ func init() {
 	fanotifyProbe = probeFanotify
 	sockAddrProbe = func() error { return probeSockAddr(sandbox.DefaultParent) }
 	unixProbe = probeUnix
+	landlockABI = landlock.ABI
 }
 
 // probeLSM runs loader.ProbeLSM and hands its reason and its fix to

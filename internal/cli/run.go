@@ -23,6 +23,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -311,6 +312,11 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		if stdio.Ctty {
 			cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 		}
+	}
+	sess.Landlock = landlockOptions(pol, sess.Sandbox.Backend, id.home, loaded.Paths, os.Getenv)
+	if err := checkLandlock(f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
+		cleanup(false)
+		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
 	child, err := sess.Start(cmd)
 	if err != nil {

@@ -66,6 +66,7 @@ type Status struct {
 	AllowNet      []StatusRule         `json:"allow_net"`
 	AllowUnix     []StatusRule         `json:"allow_unix"`
 	MaskOutput    []StatusRule         `json:"mask_output"`
+	Writable      []StatusRule         `json:"writable"`
 	DenyEnv       []StatusRule         `json:"deny_env"`
 	AllowEnv      []StatusRule         `json:"allow_env"`
 	// EnvRemoved names the variables of status's own environment that
@@ -219,6 +220,7 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		MaskOutput:    rulesOf(pol.MaskOutput),
 		DenyEnv:       rulesOf(pol.Env.Deny),
 		AllowEnv:      rulesOf(pol.Env.Allow),
+		Writable:      rulesOf(pol.Writable),
 		AllowNet:      []StatusRule{},
 		Warnings:      []StatusWarning{},
 		ResourceLimits: StatusLimits{
@@ -374,8 +376,9 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		{"Masked in output", st.MaskOutput},
 		{"Removed from the environment", st.DenyEnv},
 		{"Kept in the environment", st.AllowEnv},
+		{"Writable in the home (besides the project and tool state)", st.Writable},
 	} {
-		if len(sec.rules) == 0 && (sec.title == "Allowed unix sockets" || sec.title == "Masked in output") {
+		if len(sec.rules) == 0 && sec.title != "Deny read" && sec.title != "Deny write" && sec.title != "Deny exec" {
 			continue
 		}
 		fmt.Fprintln(tw)
@@ -404,7 +407,9 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		fmt.Fprintln(tw)
 		fmt.Fprintf(tw, "Kernel: %s\n", st.Kernel.Summary)
 		for _, c := range st.Kernel.Checks {
-			if c.Status == doctor.Fail {
+			// Landlock decides what the sandbox can do to your other
+			// processes and your home: said whenever it is short.
+			if c.Status == doctor.Fail || (c.Name == "landlock" && c.Status == doctor.Warn) {
 				fmt.Fprintf(tw, "  %s\t%s\n", c.Name, firstLine(c.Detail))
 			}
 		}

@@ -42,7 +42,7 @@ func Run(opts Options) *Report {
 	fan := m.fanotify(major, minor)
 	net := m.sockAddr(cg.Status)
 	unixc := m.unixSockets()
-	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, cg, m.bpffs(), m.privileges()}}
+	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), cg, m.bpffs(), m.privileges()}}
 
 	// Both backends enforce the network with the sock_addr programs, and
 	// neither opens without them.
@@ -333,6 +333,31 @@ func (m *machine) unixSockets() Check {
 		} else {
 			c.Status = OK
 		}
+	}
+	return c
+}
+
+// landlock says what the sandboxed command's Landlock domain does here:
+// it fences off the user's processes outside the sandbox and keeps the
+// home read-only (docs/threat-model.md).
+func (m *machine) landlock() Check {
+	c := Check{Name: "landlock"}
+	if m.opts.LandlockABI == nil {
+		c.Status, c.Detail = Skip, "no probe in this build"
+		return c
+	}
+	switch abi := m.opts.LandlockABI(); {
+	case abi >= 6:
+		c.Status = OK
+		c.Detail = fmt.Sprintf("ABI %d: processes outside the sandbox are out of reach (ptrace, /proc/PID/mem and environ, signals, abstract unix sockets); the home is read-only but for the project and tool state", abi)
+	case abi > 0:
+		c.Status = Warn
+		c.Detail = fmt.Sprintf("ABI %d: ptrace and /proc/PID/mem of processes outside the sandbox are refused and the home is read-only, but on the fanotify backend the sandbox can still signal them and reach abstract unix sockets", abi)
+		c.Fix = "Linux 6.12 or later (Landlock ABI 6) scopes signals and abstract unix sockets; the lsm backend refuses such signals itself"
+	default:
+		c.Status = Warn
+		c.Detail = "not available: on the fanotify backend aigate run refuses to start (AIGATE_LANDLOCK=optional runs without it: the command can ptrace your other processes); on the lsm backend the home stays writable"
+		c.Fix = "add landlock to the kernel's lsm= boot parameter (before bpf), e.g. lsm=lockdown,capability,landlock,bpf, and reboot"
 	}
 	return c
 }

@@ -61,6 +61,7 @@ func TestRunHealthy(t *testing.T) {
 		ProbeFanotify: func() error { probed++; return nil },
 		ProbeSockAddr: func() error { probed++; return nil },
 		ProbeUnix:     func() (string, error) { probed++; return "by socket name", nil },
+		LandlockABI:   func() int { return 7 },
 	})
 	for _, c := range r.Checks {
 		if c.Status != OK {
@@ -315,5 +316,29 @@ func TestOldKernelVerdicts(t *testing.T) {
 	}
 	if r.Backend != BackendFanotify {
 		t.Errorf("backend %q", r.Backend)
+	}
+}
+
+// TestLandlockLevels: doctor says what each Landlock ABI leaves open and
+// what to do.
+func TestLandlockLevels(t *testing.T) {
+	for _, c := range []struct {
+		abi    int
+		status Status
+		detail string
+		fix    string
+	}{
+		{7, OK, "out of reach", ""},
+		{3, Warn, "can still signal", "Linux 6.12"},
+		{0, Warn, "AIGATE_LANDLOCK=optional", "lsm="},
+	} {
+		m := &machine{opts: Options{LandlockABI: func() int { return c.abi }}}
+		got := m.landlock()
+		if got.Status != c.status || !strings.Contains(got.Detail, c.detail) || !strings.Contains(got.Fix, c.fix) {
+			t.Errorf("ABI %d: %+v", c.abi, got)
+		}
+	}
+	if got := (&machine{}).landlock(); got.Status != Skip {
+		t.Errorf("no probe: %+v", got)
 	}
 }

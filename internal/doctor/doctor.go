@@ -103,6 +103,9 @@ type Options struct {
 	// ProbeUnix says how unix-socket connections are confined here, and
 	// returns an error when they are not. nil skips the check.
 	ProbeUnix func() (string, error)
+	// LandlockABI returns the kernel's Landlock ABI (0: none). nil skips
+	// the check.
+	LandlockABI func() int
 	// Mount allows Run to mount securityfs when it is missing (root only).
 	Mount bool
 	// Agent is the running agent as it answered on its socket; nil when

@@ -12,6 +12,7 @@ const (
 	KindFile Kind = "file"
 	KindExec Kind = "exec"
 	KindNet  Kind = "net"
+	KindProc Kind = "process"
 )
 
 // Op is the blocked operation within its Kind.
@@ -25,6 +26,8 @@ const (
 	OpSend    Op = "send"    // sendto/sendmsg without a prior connect
 	OpDNS     Op = "dns"     // a DNS query for a name the policy does not allow
 	OpUnix    Op = "unix"    // connect to a unix socket outside the sandbox
+	OpPtrace  Op = "ptrace"  // ptrace, /proc/PID/mem|environ|..., process_vm_readv of a process outside the sandbox
+	OpSignal  Op = "signal"  // a signal to a process outside the sandbox
 )
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.
@@ -38,7 +41,7 @@ type Event struct {
 	Comm     string         `json:"comm"`
 	Kind     Kind           `json:"kind"`
 	Op       Op             `json:"op"`
-	Path     string         `json:"path,omitempty"` // file and exec events, unix socket path
+	Path     string         `json:"path,omitempty"` // file and exec events, unix socket path, "pid N (comm)" of a process event
 	Addr     netip.AddrPort `json:"addr,omitzero"`  // net events
 	Domain   string         `json:"domain,omitempty"`
 	Rule     uint32         `json:"rule_id,omitempty"`

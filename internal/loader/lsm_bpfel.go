@@ -103,7 +103,10 @@ const (
 	lsmProgAigatePathSymlink       = "aigate_path_symlink"
 	lsmProgAigatePathTruncate      = "aigate_path_truncate"
 	lsmProgAigatePathUnlink        = "aigate_path_unlink"
+	lsmProgAigatePtraceAccessCheck = "aigate_ptrace_access_check"
+	lsmProgAigatePtraceTraceme     = "aigate_ptrace_traceme"
 	lsmProgAigateSocketCreate      = "aigate_socket_create"
+	lsmProgAigateTaskKill          = "aigate_task_kill"
 	lsmProgAigateUnixMaySend       = "aigate_unix_may_send"
 	lsmProgAigateUnixStreamConnect = "aigate_unix_stream_connect"
 	lsmVarUnusedEvent              = "unused_event"
@@ -169,7 +172,10 @@ type lsmProgramSpecs struct {
 	AigatePathSymlink       *ebpf.ProgramSpec `ebpf:"aigate_path_symlink"`
 	AigatePathTruncate      *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
 	AigatePathUnlink        *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
+	AigatePtraceAccessCheck *ebpf.ProgramSpec `ebpf:"aigate_ptrace_access_check"`
+	AigatePtraceTraceme     *ebpf.ProgramSpec `ebpf:"aigate_ptrace_traceme"`
 	AigateSocketCreate      *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
+	AigateTaskKill          *ebpf.ProgramSpec `ebpf:"aigate_task_kill"`
 	AigateUnixMaySend       *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
 	AigateUnixStreamConnect *ebpf.ProgramSpec `ebpf:"aigate_unix_stream_connect"`
 }
@@ -280,7 +286,10 @@ type lsmPrograms struct {
 	AigatePathSymlink       *ebpf.Program `ebpf:"aigate_path_symlink"`
 	AigatePathTruncate      *ebpf.Program `ebpf:"aigate_path_truncate"`
 	AigatePathUnlink        *ebpf.Program `ebpf:"aigate_path_unlink"`
+	AigatePtraceAccessCheck *ebpf.Program `ebpf:"aigate_ptrace_access_check"`
+	AigatePtraceTraceme     *ebpf.Program `ebpf:"aigate_ptrace_traceme"`
 	AigateSocketCreate      *ebpf.Program `ebpf:"aigate_socket_create"`
+	AigateTaskKill          *ebpf.Program `ebpf:"aigate_task_kill"`
 	AigateUnixMaySend       *ebpf.Program `ebpf:"aigate_unix_may_send"`
 	AigateUnixStreamConnect *ebpf.Program `ebpf:"aigate_unix_stream_connect"`
 }
@@ -301,7 +310,10 @@ func (p *lsmPrograms) Close() error {
 		p.AigatePathSymlink,
 		p.AigatePathTruncate,
 		p.AigatePathUnlink,
+		p.AigatePtraceAccessCheck,
+		p.AigatePtraceTraceme,
 		p.AigateSocketCreate,
+		p.AigateTaskKill,
 		p.AigateUnixMaySend,
 		p.AigateUnixStreamConnect,
 	)

@@ -106,6 +106,8 @@ func helper(args []string) int {
 			}
 		}
 		return 0
+	case "ptrace", "environ", "mem", "kill", "vmread", "getfd", "child", "traceme":
+		err = procHelper(args)
 	case "mkdir", "symlink", "mkfifo", "opendeep":
 		err = reviewHelper(args)
 	case "mmapexec", "mprotectexec", "mmapread", "mmapanon", "mmapserve":

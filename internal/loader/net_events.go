@@ -121,7 +121,7 @@ func (t *sandboxTable) writeLevels() error {
 const (
 	maxLevel         = 32     // AIGATE_MAX_LEVEL
 	sandboxAudit     = 1 << 0 // AIGATE_SB_AUDIT
-	opMax            = 8      // AIGATE_OP_MAX
+	opMax            = 10     // AIGATE_OP_MAX
 	counterDropped   = opMax * 2
 	counterSlots     = counterDropped + 1
 	eventChannelSize = 256
@@ -129,10 +129,10 @@ const (
 
 // Kernel enum values (aigate.h) to the user-side names.
 var (
-	eventKinds = map[uint8]events.Kind{1: events.KindFile, 2: events.KindExec, 3: events.KindNet}
+	eventKinds = map[uint8]events.Kind{1: events.KindFile, 2: events.KindExec, 3: events.KindNet, 4: events.KindProc}
 	eventOps   = map[uint8]events.Op{
 		1: events.OpRead, 2: events.OpWrite, 3: events.OpExec, 4: events.OpConnect,
-		5: events.OpSend, 6: events.OpDNS, 7: events.OpUnix,
+		5: events.OpSend, 6: events.OpDNS, 7: events.OpUnix, 8: events.OpPtrace, 9: events.OpSignal,
 	}
 )
 
@@ -143,6 +143,8 @@ func opKind(op events.Op) events.Kind {
 		return events.KindFile
 	case events.OpExec:
 		return events.KindExec
+	case events.OpPtrace, events.OpSignal:
+		return events.KindProc
 	}
 	return events.KindNet
 }

@@ -51,6 +51,8 @@ var knownOps = []struct {
 	{events.KindNet, events.OpSend},
 	{events.KindNet, events.OpDNS},
 	{events.KindNet, events.OpUnix},
+	{events.KindProc, events.OpPtrace},
+	{events.KindProc, events.OpSignal},
 }
 
 var (

@@ -253,6 +253,12 @@ allow_loopback: true
 # Unix sockets the agent may connect to, e.g. /run/user/1000/podman/podman.sock.
 # allow_unix: []
 
+# Your home is read-only inside the sandbox (where the kernel has Landlock),
+# except the project, temp directories and the state of common tools
+# (~/.cache, ~/.claude, ~/.npm, ~/go, ...: docs/threat-model.md). More:
+# writable:
+#   - ~/.config/my-tool
+
 # How long addresses resolved for allow_net domains stay allowed
 # (record TTLs are clamped to this range; these are the defaults).
 # dns:

@@ -121,6 +121,11 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 			p.AllowUnix = appendRules(p.AllowUnix, []PathRule{r})
 		}
 	}
+	for _, r := range c.Writable {
+		if loosen(r.Source.Line, fmt.Sprintf("writable entry %q", r.Pattern)) {
+			p.Writable = appendRules(p.Writable, []PathRule{r})
+		}
+	}
 	if c.DNS != nil {
 		d := p.DNS
 		if c.DNS.MinTTL != 0 {

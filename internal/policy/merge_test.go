@@ -214,3 +214,18 @@ func TestMergeModeTightening(t *testing.T) {
 		t.Errorf("warnings %v", warns)
 	}
 }
+
+// TestMergeWritable: a writable entry loosens the policy, so a project
+// file's counts only when the project is trusted; the global file's always.
+func TestMergeWritable(t *testing.T) {
+	g := mustParse(t, "g", "writable: [~/.config/tool]\n")
+	proj := mustParse(t, "p", "writable:\n  - ~/.config/git\n")
+	p, warns := Merge(g, proj, false)
+	if got := patterns(p.Writable); !slices.Equal(got, []string{"~/.config/tool"}) || len(warns) != 1 {
+		t.Errorf("untrusted: writable %v, warnings %v", got, warns)
+	}
+	p, warns = Merge(g, proj, true)
+	if got := patterns(p.Writable); !slices.Equal(got, []string{"~/.config/tool", "~/.config/git"}) || len(warns) != 0 {
+		t.Errorf("trusted: writable %v, warnings %v", got, warns)
+	}
+}

@@ -23,7 +23,7 @@ var Keys = []string{
 	"deny_read", "deny_write", "deny_exec",
 	"allow_read", "allow_write", "allow_exec",
 	"net", "allow_net", "allow_loopback", "allow_unix", "dns",
-	"resource_limits", "mask_output", "deny_env", "allow_env",
+	"resource_limits", "mask_output", "deny_env", "allow_env", "writable",
 }
 
 var (
@@ -196,6 +196,8 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 		c.DenyEnv = p.envPatterns(key, v)
 	case "allow_env":
 		c.AllowEnv = p.envPatterns(key, v)
+	case "writable":
+		c.Writable = p.writable(key, v)
 	case "resource_limits":
 		p.limits(key, v)
 	}
@@ -227,6 +229,28 @@ func (p *parser) stringList(key string, v *yaml.Node, what, example string) []*y
 		default:
 			p.errorf(e, fmt.Sprintf("write one entry per line, e.g. - %s", example),
 				"%s entries must be strings, not %s", key, describe(e))
+		}
+	}
+	return out
+}
+
+// writable parses the writable list: directories or files, "~/" or
+// absolute, named exactly (Landlock grants beneath a path, not a pattern).
+func (p *parser) writable(key string, v *yaml.Node) []PathRule {
+	var out []PathRule
+	for _, s := range p.stringList(key, v, "paths", "~/.cache/my-tool") {
+		path := s.Value
+		switch {
+		case !strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "~/") && path != "~":
+			p.errorf(s, "start it with ~/ (your home) or / (an absolute path)",
+				"%s entry %q is not a path beneath your home or an absolute path", key, path)
+		case strings.ContainsAny(path, "*?["):
+			p.errorf(s, "name the directory itself: everything beneath it becomes writable",
+				"%s entry %q is a pattern; %s takes paths", key, path, key)
+		case slices.Contains(strings.Split(path, "/"), ".."):
+			p.errorf(s, "write the path without ..", "%s entry %q climbs with ..", key, path)
+		default:
+			out = append(out, PathRule{Pattern: path, Source: p.source(s)})
 		}
 	}
 	return out

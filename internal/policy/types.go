@@ -133,6 +133,10 @@ type Config struct {
 	// AllowUnix lists the unix socket paths a sandbox may connect to
 	// (patterns, like the file rules). Loosening.
 	AllowUnix []PathRule
+	// Writable lists paths ("~/..." or absolute) that stay writable in a
+	// home otherwise read-only inside a sandbox. In a project file it
+	// loosens the policy and so needs trust.
+	Writable []PathRule
 	// DNS holds the dns: settings for the DNS proxy; nil when unset.
 	DNS     *DNS
 	DNSLine int
@@ -188,7 +192,10 @@ type Policy struct {
 
 	Loopback  bool       // allow_loopback
 	AllowUnix []PathRule // unix socket paths a sandbox may connect to
-	DNS       DNS
+	// Writable are the paths beneath the home, besides the project and
+	// the built-in tool state, that a sandbox may write (Landlock).
+	Writable []PathRule
+	DNS      DNS
 	// Where the scalar settings came from (built-in when no file set them).
 	NetSource      Source
 	ModeSource     Source

@@ -1,0 +1,172 @@
+//go:build linux
+
+package escape
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/landlock"
+)
+
+// homesParent holds the homes of this file's tests. Not beneath /tmp:
+// Landlock cannot keep a home beneath a shared temp directory read-only
+// (landlock.Plan), and the harness's homes live there.
+var homesParent = filepath.Join("/var/lib", "aigate-escape-homes")
+
+// homeBox is b's machine with a fresh home outside every temp directory.
+func homeBox(t *testing.T, b *box) *box {
+	t.Helper()
+	if err := os.MkdirAll(homesParent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home, err := os.MkdirTemp(homesParent, "home-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.RemoveAll(home)
+		os.Remove(homesParent) // the last test's cleanup removes it
+	})
+	h := &box{t: t, backend: b.backend, agent: b.agent, home: home, proj: filepath.Join(home, "proj"),
+		events: filepath.Join(home, "events.jsonl")}
+	h.mkdir(home)
+	h.mkdir(h.proj)
+	h.aigate("init")
+	return h
+}
+
+// homeProtected says whether the home is read-only inside this backend's
+// sandboxes: wherever the kernel has Landlock. Without it the fanotify
+// backend refuses to run, and the LSM backend runs and warns that the home
+// stays writable (checked below).
+func homeProtected() bool { return landlock.ABI() > 0 }
+
+// TestEscapeHomePersistence: nothing planted in the home runs outside the
+// sandbox at the user's next ordinary action, because the home is
+// read-only inside except the project and the tools' state. Landlock's
+// refusals have no aigate event (docs/threat-model.md); the test asserts
+// the failure and that the files outside are untouched.
+func TestEscapeHomePersistence(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
+		b := homeBox(t, b0)
+		b.write("~/.bashrc", "# the user's\n")
+		b.write("~/.profile", "# the user's\n")
+		b.write("~/.local/lib/python3/site-packages/.keep", "")
+		b.write("~/.config/.keep", "")
+		attacks := map[string]string{
+			"bashrc":    `echo 'cp ~/.ssh/id_rsa /tmp/x' >> ~/.bashrc`,
+			"profile":   `echo evil > ~/.profile.new && mv ~/.profile.new ~/.profile`,
+			"localbin":  `mkdir -p ~/.local/bin && printf '#!/bin/sh\necho pwned\n' > ~/.local/bin/ls`,
+			"bin":       `mkdir ~/bin`,
+			"gitconfig": `git config --global core.fsmonitor 'cp ~/.ssh/id_rsa /tmp/x'`,
+			"gitdir":    `mkdir -p ~/.config/git && echo '[core]' > ~/.config/git/config`,
+			"pth":       `echo 'import os; os.system("id")' > ~/.local/lib/python3/site-packages/evil.pth`,
+			"autostart": `mkdir -p ~/.config/autostart && echo x > ~/.config/autostart/x.desktop`,
+			"systemd":   `mkdir -p ~/.config/systemd/user && echo x > ~/.config/systemd/user/x.service`,
+			"fish":      `mkdir -p ~/.config/fish && echo x > ~/.config/fish/config.fish`,
+			"aigate":    `mv ~/.aigate ~/.aigate-old`,
+			"aigatenew": `rm -rf ~/.aigate/config.yaml`,
+			"hardlink":  `ln ~/.bashrc rc && echo evil >> rc`,
+			"symlink":   `ln -s ~/.bashrc rc2 && echo evil >> rc2`,
+		}
+		var script strings.Builder
+		for name, cmd := range attacks {
+			script.WriteString("if (" + cmd + ") 2>/dev/null; then echo 'WROTE " + name + "'; else echo 'REFUSED " + name + "'; fi\n")
+		}
+		r := b.sh(script.String())
+		if r.code != 0 {
+			t.Fatalf("the attacks did not run:\n%s", r)
+		}
+		if !homeProtected() {
+			if b.backend != "lsm" || !strings.Contains(r.stderr, "home stays writable") {
+				t.Fatalf("no Landlock, and run did not say the home stays writable:\n%s", r)
+			}
+			return
+		}
+		for name := range attacks {
+			if !strings.Contains(r.stdout, "REFUSED "+name+"\n") {
+				t.Errorf("%s: the write went through: %q", name, attacks[name])
+			}
+		}
+		if got := b.read("~/.bashrc"); got != "# the user's\n" {
+			t.Errorf("~/.bashrc changed: %q", got)
+		}
+		if got := b.read("~/.profile"); got != "# the user's\n" {
+			t.Errorf("~/.profile changed: %q", got)
+		}
+		for _, p := range []string{"~/.local/bin/ls", "~/bin", "~/.config/git", "~/.gitconfig", "~/.aigate-old",
+			"~/.local/lib/python3/site-packages/evil.pth", "~/.config/autostart", "~/.config/systemd", "~/.config/fish"} {
+			if _, err := os.Lstat(b.path(p)); err == nil {
+				t.Errorf("%s was created", p)
+			}
+		}
+		if _, err := os.Stat(b.path("~/.aigate/config.yaml")); err != nil {
+			t.Errorf("~/.aigate/config.yaml: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("%s", r)
+		}
+	})
+}
+
+// TestEscapeHomeWorkStillWorks is the control: with the home read-only,
+// ordinary work inside goes on: the project, temp files, the tools' state
+// in the home, git commit, go build and test, a Python venv.
+func TestEscapeHomeWorkStillWorks(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
+		b := homeBox(t, b0)
+		script := `set -e
+echo work > notes.txt && mv notes.txt notes2.txt && rm notes2.txt
+t=$(mktemp) && echo x > "$t" && rm "$t"
+mkdir -p ~/.cache/tool && echo state > ~/.cache/tool/s
+echo ok-basic
+`
+		if git, err := exec.LookPath("git"); err == nil {
+			// No template: the default policy refuses writes to .git/hooks.
+			script += git + ` init -q --template= . && ` + git + ` -c user.name=t -c user.email=t@t add -A && ` +
+				git + ` -c user.name=t -c user.email=t@t commit -qm first --allow-empty && echo ok-git
+`
+		}
+		if gobin, err := exec.LookPath("go"); err == nil {
+			b.write("mod/go.mod", "module example.com/m\n\ngo 1.21\n")
+			b.write("mod/m.go", "package main\n\nfunc main() { println(\"hi\") }\n")
+			b.write("mod/m_test.go", "package main\n\nimport \"testing\"\n\nfunc TestM(t *testing.T) {}\n")
+			script += `cd mod && GOTOOLCHAIN=local GOFLAGS=-mod=mod ` + gobin + ` build -o m . && ./m && GOTOOLCHAIN=local ` + gobin + ` test ./... >/dev/null && cd .. && echo ok-go
+`
+		}
+		// The system's python: root's PATH may lead to a per-user one.
+		py := "/usr/bin/python3"
+		if _, err := os.Stat(py); err == nil {
+			// Offline: a local package, built with the system's setuptools,
+			// installed by the system's pip into the venv. (A venv's own
+			// pip cannot be set up with the default policy: ensurepip
+			// reads pip's vendored cacert.pem, which deny_read *.pem
+			// refuses.)
+			b.write("pkg/setup.py", "from setuptools import setup\nsetup(name='p', version='1', py_modules=['p'])\n")
+			b.write("pkg/p.py", "X = 1\n")
+			script += py + ` -m venv --without-pip --system-site-packages venv && ./venv/bin/python -m pip install -q --no-index --no-build-isolation ./pkg && ./venv/bin/python -c 'import p' && echo ok-pip
+`
+		}
+		if npm, err := exec.LookPath("npm"); err == nil {
+			b.write("js/package.json", `{"name": "j", "version": "1.0.0", "scripts": {"test": "node -e 0"}}`+"\n")
+			script += `(cd js && ` + npm + ` test >/dev/null) && echo ok-npm
+`
+		}
+		r := b.sh(script)
+		if r.code != 0 || !strings.Contains(r.stdout, "ok-basic") {
+			t.Fatalf("ordinary work failed in a read-only home:\n%s", r)
+		}
+		for tool, bin := range map[string]string{"git": "git", "go": "go", "npm": "npm", "pip": "/usr/bin/python3"} {
+			if _, err := exec.LookPath(bin); err == nil && !strings.Contains(r.stdout, "ok-"+tool) {
+				t.Errorf("%s failed:\n%s", tool, r)
+			}
+		}
+		if b.read("~/.cache/tool/s") != "state\n" {
+			t.Errorf("tool state in ~/.cache was not written:\n%s", r)
+		}
+	})
+}

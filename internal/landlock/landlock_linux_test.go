@@ -1,0 +1,229 @@
+//go:build linux
+
+package landlock
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+const (
+	rulesetEnv = "AIGATE_LANDLOCK_TEST_RULESET" // JSON Ruleset: restrict, then re-exec with opsEnv
+	opsEnv     = "AIGATE_LANDLOCK_TEST_OPS"
+)
+
+// The test binary is its own confined process: it enters the domain on
+// the thread it then execs from, as aigate's exec helper does, so that
+// every thread of the process that runs the operations is in the domain.
+func init() {
+	if js, ok := os.LookupEnv(rulesetEnv); ok {
+		os.Exit(restrictAndExec(js))
+	}
+	testutil.HelperOps(opsEnv, op)
+}
+
+func restrictAndExec(js string) int {
+	var rs Ruleset
+	if err := json.Unmarshal([]byte(js), &rs); err != nil {
+		fmt.Println("bad ruleset:", err)
+		return 2
+	}
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fmt.Println("no_new_privs:", err)
+		return 2
+	}
+	if _, err := Restrict(rs); err != nil {
+		fmt.Println("restrict:", err)
+		return 2
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, rulesetEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	err := syscall.Exec("/proc/self/exe", os.Args, env)
+	fmt.Println("exec:", err)
+	return 2
+}
+
+// op runs one operation and prints "ok" or the errno's name.
+func op(args []string) string {
+	result := func(err error) string {
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			return unix.ErrnoName(errno)
+		}
+		if err != nil {
+			return err.Error()
+		}
+		return "ok"
+	}
+	switch args[0] {
+	case "ptrace": // attach to args[1], then let it go
+		pid, _ := strconv.Atoi(args[1])
+		runtime.LockOSThread()
+		err := unix.PtraceAttach(pid)
+		if err == nil {
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, unix.WALL, nil)
+			_ = unix.PtraceDetach(pid)
+		}
+		return result(err)
+	case "ptrace-child": // a child of ours, in our domain
+		cmd := exec.Command("sleep", "10")
+		if err := cmd.Start(); err != nil {
+			return err.Error()
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		return op([]string{"ptrace", strconv.Itoa(cmd.Process.Pid)})
+	case "kill":
+		pid, _ := strconv.Atoi(args[1])
+		return result(unix.Kill(pid, unix.SIGCONT))
+	case "read":
+		data, err := os.ReadFile(args[1])
+		if err == nil && len(data) == 0 {
+			return "empty"
+		}
+		return result(err)
+	case "write":
+		return result(os.WriteFile(args[1], []byte("x"), 0o644))
+	case "rename":
+		return result(os.Rename(args[1], args[2]))
+	}
+	return "unknown op " + args[0]
+}
+
+// confined runs ops as nobody in a domain of rs and returns one result per
+// op. Landlock's fence around /proc/PID is weaker for root (it keeps
+// CAP_SYS_PTRACE's reach to environ and maps), so, like the tool, the
+// operations run as an unprivileged user.
+func confined(t *testing.T, rs Ruleset, ops ...string) []string {
+	t.Helper()
+	js, err := json.Marshal(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), opsEnv+"="+strings.Join(ops, ";"))
+	if !reflect.DeepEqual(rs, Ruleset{}) { // the zero Ruleset: no domain at all
+		cmd.Env = append(cmd.Env, rulesetEnv+"="+string(js))
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("confined helper: %v\n%s", err, out)
+	}
+	got := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(got) != len(ops) {
+		t.Fatalf("%d results for %d operations:\n%s", len(got), len(ops), out)
+	}
+	return got
+}
+
+const nobody = 65534
+
+// outsider starts a process of the same user outside any domain, with a
+// secret in its environment.
+func outsider(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	cmd.Env = []string{"SECRET_TOKEN=outside-secret"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	time.Sleep(50 * time.Millisecond) // exec'd: its environ is sleep's
+	return cmd.Process.Pid
+}
+
+func requireLandlock(t *testing.T, min int) int {
+	t.Helper()
+	testutil.RequireRoot(t)
+	abi := ABI()
+	if abi < min {
+		testutil.SkipUnlessKernel(t, fmt.Sprintf("Landlock ABI %d, need %d", abi, min))
+	}
+	return abi
+}
+
+// TestFence: the domain of a sandbox without home protection (Plan with
+// no home) fences its processes off from the user's others, and leaves
+// them their own children.
+func TestFence(t *testing.T) {
+	requireLandlock(t, 6)
+	pid := strconv.Itoa(outsider(t))
+	rs, _ := Plan(Options{}, nil)
+	ops := []string{"ptrace " + pid, "read /proc/" + pid + "/environ", "read /proc/" + pid + "/mem",
+		"read /proc/" + pid + "/maps", "kill " + pid, "ptrace-child", "read /proc/" + pid + "/cmdline"}
+	want := []string{"EPERM", "EACCES", "EACCES", "EACCES", "EPERM", "ok", "ok"}
+	got := confined(t, rs, ops...)
+	for i := range ops {
+		if got[i] != want[i] {
+			t.Errorf("%s: %s, want %s", ops[i], got[i], want[i])
+		}
+	}
+	// The control: the same operations from outside any domain.
+	if got := confined(t, Ruleset{}, "ptrace "+pid, "kill "+pid); got[0] != "ok" || got[1] != "ok" {
+		t.Errorf("outside a domain: %v, want ok", got)
+	}
+}
+
+// TestWritable: a ruleset handling writes allows them beneath its rules
+// only; files elsewhere stay readable.
+func TestWritable(t *testing.T) {
+	requireLandlock(t, 3)
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // nobody must reach it
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	home, work := filepath.Join(dir, "home"), filepath.Join(dir, "home", "work")
+	for _, d := range []string{home, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc := filepath.Join(home, ".bashrc")
+	if err := os.WriteFile(rc, []byte("rc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(rc, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	rs := Ruleset{HandledFS: AccessWrite, Rules: []Rule{{Path: work, Access: AccessWrite}}}
+	ops := []string{"write " + rc, "write " + filepath.Join(home, "new"), "rename " + work + " " + home + "/moved",
+		"read " + rc, "write " + filepath.Join(work, "f"), "rename " + work + "/f " + work + "/g"}
+	want := []string{"EACCES", "EACCES", "EACCES", "ok", "ok", "ok"}
+	got := confined(t, rs, ops...)
+	for i := range ops {
+		if got[i] != want[i] {
+			t.Errorf("%s: %s, want %s", ops[i], got[i], want[i])
+		}
+	}
+	// The control: without the domain, the home is the user's to write.
+	if got := confined(t, Ruleset{}, "write "+rc); got[0] != "ok" {
+		t.Errorf("outside a domain: write %s: %s", rc, got[0])
+	}
+}

@@ -1,0 +1,216 @@
+package landlock
+
+import (
+	"io/fs"
+	"path/filepath"
+	"strings"
+)
+
+// Filesystem access rights (include/uapi/linux/landlock.h), defined here
+// too so that the plan builds on every OS.
+const (
+	AccessWriteFile  uint64 = 1 << 1
+	AccessRemoveDir  uint64 = 1 << 4
+	AccessRemoveFile uint64 = 1 << 5
+	AccessMakeChar   uint64 = 1 << 6
+	AccessMakeDir    uint64 = 1 << 7
+	AccessMakeReg    uint64 = 1 << 8
+	AccessMakeSock   uint64 = 1 << 9
+	AccessMakeFifo   uint64 = 1 << 10
+	AccessMakeBlock  uint64 = 1 << 11
+	AccessMakeSym    uint64 = 1 << 12
+	AccessRefer      uint64 = 1 << 13 // ABI 2
+	AccessTruncate   uint64 = 1 << 14 // ABI 3
+
+	// AccessWrite is every right that changes the filesystem. Reads and
+	// executions are aigate's policy's business, never Landlock's: a
+	// domain handling them would need a rule for every file a tool reads.
+	AccessWrite = AccessWriteFile | AccessRemoveDir | AccessRemoveFile | AccessMakeChar |
+		AccessMakeDir | AccessMakeReg | AccessMakeSock | AccessMakeFifo | AccessMakeBlock |
+		AccessMakeSym | AccessRefer | AccessTruncate
+
+	// accessFile are the rights of AccessWrite that a rule on a file (not
+	// a directory) may carry.
+	accessFile = AccessWriteFile | AccessTruncate
+)
+
+// Scopes (ABI 6).
+const (
+	ScopeAbstractUnix uint64 = 1 << 0
+	ScopeSignal       uint64 = 1 << 1
+)
+
+// Rule grants Access beneath Path (on Path itself when it is a file).
+type Rule struct {
+	Path   string
+	Access uint64
+}
+
+// Ruleset is a domain to enter: the rights it handles (everything handled
+// and not granted by a rule is denied) and the scopes it closes.
+type Ruleset struct {
+	HandledFS uint64
+	Scoped    uint64
+	Rules     []Rule
+}
+
+// Options is what a sandbox asks of Landlock (the helper gets it from
+// `aigate run` through its environment).
+type Options struct {
+	// Required makes Restrict's failure fatal: the command does not run
+	// when the kernel cannot confine it (fanotify, where no other hook
+	// keeps it from the user's other processes).
+	Required bool `json:"required,omitempty"`
+	// AbstractUnix lets the sandbox reach abstract unix sockets outside
+	// it (the policy's allow_unix lists one); otherwise they are scoped.
+	AbstractUnix bool `json:"abstract_unix,omitempty"`
+	// Home, when set, is made read-only except beneath Writable.
+	Home string `json:"home,omitempty"`
+	// Writable are the paths beneath Home that stay writable (the
+	// project, temp directories, tool state).
+	Writable []string `json:"writable,omitempty"`
+	// Create are directories of Writable to create (0700) before the
+	// domain is entered when they are missing: the home is read-only
+	// afterwards, and a tool that finds no ~/.cache could not make one.
+	Create []string `json:"create,omitempty"`
+}
+
+// DefaultCreate are the directories of DefaultWritable that aigate makes
+// when missing: the XDG cache and state directories and Claude Code's,
+// which tools expect to be able to create. The others (~/go, ~/.npm)
+// exist wherever the tool has run outside once.
+var DefaultCreate = []string{".cache", ".local/state", ".claude"}
+
+// DefaultWritable is the tool state beneath the home that the tools
+// aigate is run with write, relative to the home. Measured with strace
+// (2026-12, fresh home): Claude Code 2.1 writes ~/.claude and
+// ~/.claude.json; go build/vet ~/.cache/go-build and
+// ~/.config/go/telemetry (not ~/.config/go/env: `go env -w` there steers
+// every later go command); npm ~/.npm; pip in a venv and git commit in the
+// project nothing in the home. Add cargo's caches and the histories of
+// shells and REPLs. None of them holds code that the user's shell, git or
+// desktop runs by itself; the caches are trusted by the tools that read
+// them (docs/threat-model.md).
+var DefaultWritable = []string{
+	".cache",
+	".claude",
+	".claude.json",
+	".claude.json.backup",
+	".npm",
+	"go",
+	".config/go/telemetry",
+	".cargo/registry",
+	".cargo/git",
+	".local/state",
+	".bash_history",
+	".python_history",
+	".node_repl_history",
+	".lesshst",
+}
+
+// fsRights are the filesystem rights each ABI knows (index: ABI).
+func fsRights(abi int) uint64 {
+	switch {
+	case abi <= 0:
+		return 0
+	case abi == 1:
+		return AccessWrite &^ (AccessRefer | AccessTruncate)
+	case abi == 2:
+		return AccessWrite &^ AccessTruncate
+	}
+	return AccessWrite
+}
+
+// Effective is rs as a kernel of the given ABI can enforce it: the rights
+// and scopes it does not know are dropped. Before ABI 6 a ruleset must
+// handle some file access to exist, so one that handles none gets the
+// right to mknod a block device (which an unprivileged process never has)
+// granted everywhere, with REFER: a domain that handles any file access
+// refuses renames and links across directories unless a rule grants REFER
+// (ABI 1 cannot grant it: there, such a rename fails with EXDEV and mv
+// falls back to copying).
+func (rs Ruleset) Effective(abi int) Ruleset {
+	out := Ruleset{HandledFS: rs.HandledFS & fsRights(abi)}
+	if abi >= 6 {
+		out.Scoped = rs.Scoped
+	}
+	rules := rs.Rules
+	if rs.HandledFS == 0 && abi < 6 {
+		out.HandledFS = (AccessMakeBlock | AccessRefer) & fsRights(abi)
+		rules = []Rule{{Path: "/", Access: out.HandledFS}}
+	}
+	for _, r := range rules {
+		if a := r.Access & out.HandledFS; a != 0 {
+			out.Rules = append(out.Rules, Rule{Path: r.Path, Access: a})
+		}
+	}
+	return out
+}
+
+// DirLister lists a directory (os.ReadDir) and tells whether a path is a
+// shared temporary directory (sticky and writable by all). Plan uses it so
+// that it can be tested without a filesystem.
+type DirLister interface {
+	ReadDir(dir string) ([]fs.DirEntry, error)
+	IsTempDir(dir string) bool
+}
+
+// Plan turns opts into a ruleset. Without a home it handles no file
+// access: the domain only fences the process off from those outside it
+// (see Effective for kernels before ABI 6). With a home, every write is handled
+// and granted beneath everything except the home: beneath each sibling of
+// each of the home's ancestors, and beneath opts.Writable. A shared temp
+// directory among the ancestors stays writable as a whole (Landlock cannot
+// grant creating files in /tmp without granting it beneath /tmp/home), so
+// a home beneath one is not protected; Plan reports that with protected
+// false.
+func Plan(opts Options, l DirLister) (rs Ruleset, protected bool) {
+	rs.Scoped = ScopeSignal
+	if !opts.AbstractUnix {
+		rs.Scoped |= ScopeAbstractUnix
+	}
+	home := filepath.Clean(opts.Home)
+	if opts.Home == "" || !filepath.IsAbs(home) || home == "/" {
+		return rs, false
+	}
+	rs.HandledFS = AccessWrite
+	protected = true
+	dir := "/"
+	for _, name := range strings.Split(strings.TrimPrefix(home, "/"), "/") {
+		if dir != "/" && l.IsTempDir(dir) {
+			rs.Rules = append(rs.Rules, Rule{Path: dir, Access: AccessWrite})
+			protected = false
+			break
+		}
+		entries, err := l.ReadDir(dir)
+		if err != nil {
+			// Unlistable: its other entries stay read-only, which is
+			// safe; the tool may find one of them not writable.
+			entries = nil
+		}
+		for _, e := range entries {
+			if e.Name() == name {
+				continue
+			}
+			// A symlink is skipped: a write through it lands where it
+			// points, governed by that place's own rules, and granting
+			// beneath its target could grant the home itself.
+			if e.Type()&fs.ModeSymlink != 0 {
+				continue
+			}
+			access := AccessWrite
+			if !e.IsDir() {
+				access = accessFile
+			}
+			rs.Rules = append(rs.Rules, Rule{Path: filepath.Join(dir, e.Name()), Access: access})
+		}
+		dir = filepath.Join(dir, name)
+	}
+	for _, w := range opts.Writable {
+		if !filepath.IsAbs(w) {
+			w = filepath.Join(home, w)
+		}
+		rs.Rules = append(rs.Rules, Rule{Path: filepath.Clean(w), Access: AccessWrite})
+	}
+	return rs, protected
+}
