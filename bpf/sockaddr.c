@@ -72,6 +72,52 @@ static __always_inline void track(struct bpf_sock_addr *ctx, __u32 policy_id,
 }
 
 /*
+ * own_listener reports whether the socket that a connect or send to the
+ * loopback destination d would reach was created in the sandbox whose
+ * cgroup is sandbox_cg (its sock_state.owner, set by sock_create). The
+ * kernel's own socket tables answer, so the answer is exact: a server of the
+ * sandbox that exits takes its mark with its socket, and an outside process
+ * that binds the port afterwards is never the sandbox's. A listener bound to
+ * the wildcard address is reached through loopback like one bound to it.
+ */
+static __always_inline int own_listener(struct bpf_sock_addr *ctx, __u64 sandbox_cg,
+					const struct net_dst *d)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 size;
+
+	if (d->family == AIGATE_AF_INET) {
+		__builtin_memcpy(&t.ipv4.daddr, d->addr, 4);
+		/* Linux connects 0.0.0.0 to 127.0.0.1 (ip_route_output_key_hash_rcu). */
+		if (!t.ipv4.daddr)
+			t.ipv4.daddr = bpf_htonl(0x7f000001);
+		t.ipv4.dport = bpf_htons(d->port);
+		size = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.daddr, d->addr, 16);
+		/* :: is connected to ::1 (tcp_v6_connect, ip6_datagram_connect). */
+		if (!t.ipv6.daddr[0] && !t.ipv6.daddr[1] && !t.ipv6.daddr[2] && !t.ipv6.daddr[3])
+			t.ipv6.daddr[3] = bpf_htonl(1);
+		t.ipv6.dport = bpf_htons(d->port);
+		size = sizeof(t.ipv6);
+	}
+	__u32 proto = ctx->protocol;
+	if (proto == IPPROTO_TCP)
+		sk = bpf_sk_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+	else if (proto == IPPROTO_UDP)
+		sk = bpf_sk_lookup_udp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+	else
+		return 0;
+	if (!sk)
+		return 0;
+	struct sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, 0);
+	int own = st && st->owner == sandbox_cg;
+	bpf_sk_release(sk);
+	return own;
+}
+
+/*
  * decide applies the sandbox's policy to d. orig is the address as the
  * caller wrote it (v4-mapped stays IPv6 in the event).
  */
@@ -82,17 +128,21 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, __u64 cgroup_id,
 	__u32 policy_id = sb->policy_id;
 	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
 	__u32 rule = 0;
-	int entry = 0;
+	int entry = 0, ask_owner = 0;
 
 	/*
 	 * A sandbox without network settings is a loader bug or a race while a
 	 * sandbox is set up or torn down: fail closed.
 	 */
-	if (s && !net_denied(s, policy_id, d, &rule, &entry)) {
+	if (!s)
+		return report(cgroup_id, sb, op, rule, orig_family, orig, d->port);
+	if (!net_denied(s, policy_id, d, &rule, &entry, &ask_owner)) {
 		if (entry && op == AIGATE_OP_CONNECT)
 			track(ctx, policy_id, d);
 		return 1;
 	}
+	if (ask_owner && own_listener(ctx, cgroup_id, d))
+		return 1;
 	return report(cgroup_id, sb, op, rule, orig_family, orig, d->port);
 }
 
@@ -320,7 +370,9 @@ int aigate_recvmsg6(struct bpf_sock_addr *ctx)
 /*
  * sock_create sees socket(2) for AF_INET and AF_INET6 only (inet_create
  * and inet6_create run it); packet sockets are not covered: see
- * docs/network.md.
+ * docs/network.md. It marks every socket a sandbox creates with the
+ * sandbox's cgroup (own_listener), and refuses raw sockets, and ping
+ * sockets unless the policy allows all egress.
  */
 SEC("cgroup/sock_create")
 int aigate_sock_create(struct bpf_sock *ctx)
@@ -333,8 +385,17 @@ int aigate_sock_create(struct bpf_sock *ctx)
 	__u32 type = ctx->type, proto = ctx->protocol, family = ctx->family;
 	int ping = type == SOCK_DGRAM && (proto == IPPROTO_ICMP || proto == AIGATE_IPPROTO_ICMPV6);
 
-	if (type != SOCK_RAW && !ping)
+	if (type != SOCK_RAW && !ping) {
+		/*
+		 * Without storage the socket is simply not the sandbox's: a
+		 * loopback connect to it is refused, never wrongly allowed.
+		 */
+		struct sock_state *st = bpf_sk_storage_get(&sock_states, ctx, 0,
+							   BPF_SK_STORAGE_GET_F_CREATE);
+		if (st)
+			st->owner = cgroup_id;
 		return 1;
+	}
 	__u32 policy_id = sb->policy_id;
 	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
 	if (ping && s && s->mode == AIGATE_NET_ALLOW)

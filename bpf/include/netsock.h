@@ -58,6 +58,12 @@ struct sock_state {
 	__u32 dns_port;   /* network byte order, as in bpf_sock_addr */
 	/* The address counted in addr_use; use.family 0: none. */
 	struct addr_use_key use;
+	/*
+	 * The sandbox cgroup whose task created the socket (sock_create), 0 for
+	 * sockets created outside every sandbox: a loopback connect reaches a
+	 * listener of its own sandbox only when this equals its cgroup.
+	 */
+	__u64 owner;
 };
 
 struct {

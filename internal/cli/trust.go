@@ -108,7 +108,7 @@ func loosening(without, with *policy.Policy, paths *config.Paths) []string {
 		out = append(out, fmt.Sprintf("net: %s: every destination becomes reachable  (%s)", with.Net, src(with.NetSource)))
 	}
 	if with.Loopback != without.Loopback {
-		out = append(out, fmt.Sprintf("allow_loopback: %v  (%s)", with.Loopback, src(with.LoopbackSource)))
+		out = append(out, fmt.Sprintf("allow_loopback: %s  (%s)", with.Loopback, src(with.LoopbackSource)))
 	}
 	for _, ep := range with.AllowNet {
 		if !slices.ContainsFunc(without.AllowNet, func(x policy.Endpoint) bool { return sameEndpoint(x.Raw, ep.Raw) }) {

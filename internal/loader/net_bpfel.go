@@ -72,11 +72,12 @@ type netNetRule struct {
 }
 
 type netNetSettings struct {
-	_        structs.HostLayout
-	DenyRule uint32
-	Mode     uint8
-	Loopback uint8
-	Pad      [2]uint8
+	_            structs.HostLayout
+	DenyRule     uint32
+	Mode         uint8
+	Loopback     uint8
+	Pad          [2]uint8
+	LoopbackRule uint32
 }
 
 type netSandbox struct {
@@ -91,6 +92,7 @@ type netSockState struct {
 	DnsIp6    [4]uint32
 	DnsPort   uint32
 	Use       netAddrUseKey
+	Owner     uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -69,7 +69,7 @@ func TestNetUnixSockets(t *testing.T) {
 	tag := fmt.Sprintf("aigate-test-%d", os.Getpid())
 	p := func(name string) string { return filepath.Join(dir, name) }
 
-	pol := &policy.Policy{Net: policy.NetDeny, Loopback: true}
+	pol := &policy.Policy{Net: policy.NetDeny, Loopback: policy.LoopbackAll}
 	for _, a := range []string{p("allowed.sock"), p("allowdir"), "@" + tag + "-allowed"} {
 		pol.AllowUnix = append(pol.AllowUnix, policy.PathRule{Pattern: a})
 	}

@@ -163,8 +163,17 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 			c.Net, c.NetLine = &n, v.Line
 		}
 	case "allow_loopback":
-		if b, ok := p.boolean(key, v); ok {
-			c.AllowLoopback, c.AllowLoopbackLine = &b, v.Line
+		// true is the spelling of the time before own existed: it is read
+		// as own, the safe default, and Merge asks for the new spelling.
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!bool" {
+			m := LoopbackNone
+			if v.Value == "true" {
+				m, c.AllowLoopbackTrue = LoopbackOwn, true
+			}
+			c.AllowLoopback, c.AllowLoopbackLine = &m, v.Line
+		} else if s, ok := p.enum(key, v, "own", "all", "false"); ok {
+			m := LoopbackMode(s)
+			c.AllowLoopback, c.AllowLoopbackLine = &m, v.Line
 		}
 	case "deny_read":
 		c.DenyRead = p.patterns(key, v)
@@ -279,14 +288,6 @@ func (p *parser) enum(key string, v *yaml.Node, valid ...string) (string, bool) 
 		return "", false
 	}
 	return v.Value, true
-}
-
-func (p *parser) boolean(key string, v *yaml.Node) (bool, bool) {
-	if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
-		p.errorf(v, fmt.Sprintf("write %s: true or %s: false", key, key), "%s must be true or false, not %s", key, describe(v))
-		return false, false
-	}
-	return v.Value == "true", true
 }
 
 // mapping returns the entries of a nested mapping such as resource_limits.

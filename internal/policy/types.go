@@ -128,8 +128,11 @@ type Config struct {
 
 	BackendLine int
 	// AllowLoopback is nil when the file does not set allow_loopback.
-	AllowLoopback     *bool
+	AllowLoopback     *LoopbackMode
 	AllowLoopbackLine int
+	// AllowLoopbackTrue records the spelling allow_loopback: true, read as
+	// LoopbackOwn; Merge warns so that the user writes own or all instead.
+	AllowLoopbackTrue bool
 	// AllowUnix lists the unix socket paths a sandbox may connect to
 	// (patterns, like the file rules). Loosening.
 	AllowUnix []PathRule
@@ -167,6 +170,35 @@ func (w Warning) String() string {
 	return w.Source.String() + ": " + w.Msg
 }
 
+// LoopbackMode is the value of allow_loopback: which services listening on
+// loopback addresses (127.0.0.0/8, ::1) a sandbox may connect to, besides
+// the loopback ports allow_net lists. DNS is steered to aigate's proxy
+// whatever it says.
+type LoopbackMode string
+
+const (
+	// LoopbackNone: none (allow_loopback: false).
+	LoopbackNone LoopbackMode = "false"
+	// LoopbackOwn: the sockets that processes of the same sandbox created,
+	// such as a dev server or a test database it started (the default).
+	LoopbackOwn LoopbackMode = "own"
+	// LoopbackAll: every listener on the machine's loopback addresses,
+	// including the user's own databases, browsers and other projects'
+	// servers (what allow_loopback: true meant before own existed).
+	LoopbackAll LoopbackMode = "all"
+)
+
+// rank orders the modes from the tightest to the loosest.
+func (m LoopbackMode) rank() int {
+	switch m {
+	case LoopbackNone:
+		return 0
+	case LoopbackOwn:
+		return 1
+	}
+	return 2
+}
+
 // Policy is the effective policy after merging the global and project
 // layers. Every rule keeps its Source.
 type Policy struct {
@@ -180,8 +212,8 @@ type Policy struct {
 	Limits     ResourceLimits
 	MaskOutput []PathRule
 
-	Loopback  bool       // allow_loopback
-	AllowUnix []PathRule // unix socket paths a sandbox may connect to
+	Loopback  LoopbackMode // allow_loopback
+	AllowUnix []PathRule   // unix socket paths a sandbox may connect to
 	DNS       DNS
 	// Where the scalar settings came from (built-in when no file set them).
 	NetSource      Source
@@ -249,15 +281,21 @@ type DomainEntry struct {
 }
 
 // NetPolicy is the compiled egress policy. A destination is refused when it
-// matches Deny, else allowed when Mode is NetAllow, when it is a loopback
-// address and Loopback is true, or when it matches Allow (or an address
-// resolved from Domains); everything else is refused.
+// matches Deny. A loopback destination (LoopbackPrefixes) is then allowed
+// when Loopback is LoopbackAll, when it matches Allow (a listed port), or
+// when Loopback is LoopbackOwn and the socket it reaches was created in the
+// same sandbox; else it is refused by LoopbackRule, in both modes. Any other
+// destination is allowed when Mode is NetAllow or when it matches Allow (or
+// an address resolved from Domains); everything else is refused.
 type NetPolicy struct {
 	Mode     NetMode
-	Loopback bool          // loopback destinations (127.0.0.0/8, ::1) allowed
-	Deny     []NetEntry    // always refused: cloud metadata addresses unless allow_net lists them
-	Allow    []NetEntry    // IP entries from allow_net
-	Domains  []DomainEntry // domain entries from allow_net
+	Loopback LoopbackMode // which loopback listeners are reachable
+	// LoopbackRule is the rule reported when a loopback destination is
+	// refused ("allow_loopback: own"); 0 when Loopback is LoopbackAll.
+	LoopbackRule RuleID
+	Deny         []NetEntry    // always refused: cloud metadata addresses unless allow_net lists them
+	Allow        []NetEntry    // IP entries from allow_net
+	Domains      []DomainEntry // domain entries from allow_net
 	// DenyRule is the rule reported when a connection is refused because
 	// nothing allowed it ("net: deny"). It is 0 when Mode is NetAllow.
 	DenyRule RuleID
