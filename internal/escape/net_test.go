@@ -1,0 +1,268 @@
+//go:build linux
+
+package escape
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// The network attacks run this test binary inside the sandbox as a small
+// socket tool (the sandbox's shell has no nc: deny_exec refuses it, and the
+// VM has no python). Its operations print one line each.
+const netToolEnv = "AIGATE_ESCAPE_NET_OPS"
+
+func init() { testutil.HelperOps(netToolEnv, netToolOp) }
+
+// netToolOp runs one operation:
+//
+//	connect tcp|udp ADDR:PORT  connect (udp: and send a byte); prints the errno
+//	sendto ADDR:PORT           sendto from an unconnected UDP socket; the errno
+//	serve tcp ADDR:PORT        listen, print "port N" to stdout and to the
+//	                           file named by $AIGATE_ESCAPE_PORT_FILE, then
+//	                           answer "hi\n" to each client for 60 s
+//	bind tcp|udp ADDR:PORT     bind (tcp: and listen), print the errno, close
+func netToolOp(args []string) string {
+	if len(args) < 2 {
+		return fmt.Sprintf("bad op %q", args)
+	}
+	switch args[0] {
+	case "sendto":
+		dst, err := netip.ParseAddrPort(args[1])
+		if err != nil {
+			return err.Error()
+		}
+		sa, fam := toSockaddr(dst)
+		fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return errnoText(err)
+		}
+		defer unix.Close(fd)
+		return errnoText(unix.Sendto(fd, []byte("x"), 0, sa))
+	case "connect", "bind", "serve":
+	default:
+		return fmt.Sprintf("bad op %q", args)
+	}
+	if len(args) != 3 {
+		return fmt.Sprintf("bad op %q", args)
+	}
+	dst, err := netip.ParseAddrPort(args[2])
+	if err != nil {
+		return err.Error()
+	}
+	sa, fam := toSockaddr(dst)
+	typ := unix.SOCK_STREAM
+	if args[1] == "udp" {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return errnoText(err)
+	}
+	defer unix.Close(fd)
+	switch args[0] {
+	case "connect":
+		if err := unix.Connect(fd, sa); err != nil {
+			return errnoText(err)
+		}
+		if typ == unix.SOCK_DGRAM {
+			_, err := unix.Write(fd, []byte("x"))
+			return errnoText(err)
+		}
+		return "0"
+	case "bind":
+		if err := unix.Bind(fd, sa); err != nil {
+			return errnoText(err)
+		}
+		if typ == unix.SOCK_STREAM {
+			return errnoText(unix.Listen(fd, 8))
+		}
+		return "0"
+	}
+	// A restarted server binds the port its last connections still hold.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(fd, sa); err != nil {
+		return errnoText(err)
+	}
+	if err := unix.Listen(fd, 8); err != nil {
+		return errnoText(err)
+	}
+	l, err := net.FileListener(os.NewFile(uintptr(fd), "listener"))
+	if err != nil {
+		return err.Error()
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	line := fmt.Sprintf("port %d", port)
+	if f := os.Getenv("AIGATE_ESCAPE_PORT_FILE"); f != "" {
+		if err := os.WriteFile(f, []byte(line+"\n"), 0o644); err != nil {
+			return err.Error()
+		}
+	}
+	fmt.Println(line)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, "hi")
+			c.Close()
+		}
+	}()
+	time.Sleep(60 * time.Second)
+	return "done"
+}
+
+func toSockaddr(a netip.AddrPort) (unix.Sockaddr, int) {
+	if a.Addr().Is4() {
+		return &unix.SockaddrInet4{Addr: a.Addr().As4(), Port: int(a.Port())}, unix.AF_INET
+	}
+	return &unix.SockaddrInet6{Addr: a.Addr().As16(), Port: int(a.Port())}, unix.AF_INET6
+}
+
+// errnoText is "0" for success, the errno's name otherwise (EPERM, ...).
+func errnoText(err error) string {
+	if err == nil {
+		return "0"
+	}
+	if e, ok := err.(unix.Errno); ok {
+		return unix.ErrnoName(e)
+	}
+	return err.Error()
+}
+
+var netTool struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// tool returns a shell command that runs the socket tool with ops (";"
+// separated), from a copy of this binary that the test user may execute.
+func (b *box) tool(ops string) string {
+	b.t.Helper()
+	netTool.once.Do(func() {
+		self, err := os.Executable()
+		if err != nil {
+			netTool.err = err
+			return
+		}
+		netTool.path = filepath.Join(machine.dir, "nettool")
+		netTool.err = copyFile(self, netTool.path, 0o755)
+	})
+	if netTool.err != nil {
+		b.t.Fatal(netTool.err)
+	}
+	return fmt.Sprintf("%s='%s' %s", netToolEnv, ops, netTool.path)
+}
+
+// listenOutside is a service of the user's on loopback, outside every
+// sandbox (a database, a browser's debugging port): it accepts and closes.
+func listenOutside(t *testing.T, network, addr string) uint16 {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	testutil.AcceptAll(t, l)
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+// lines returns r's stdout lines.
+func (r result) lines() []string { return strings.Split(strings.TrimSpace(r.stdout), "\n") }
+
+// TestEscapeLoopbackOutsideService: the user's own services on loopback
+// (here a TCP listener on 127.0.0.1 and on ::1, and a UDP socket) are out
+// of the sandbox's reach by default, each attempt refused with an event
+// naming allow_loopback; the same from outside the sandbox works (control).
+func TestEscapeLoopbackOutsideService(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		p4 := listenOutside(t, "tcp", "127.0.0.1:0")
+		p6 := listenOutside(t, "tcp", "[::1]:0")
+		pu := listenOutside(t, "udp", "127.0.0.1:0")
+		ops := fmt.Sprintf("connect tcp 127.0.0.1:%d;connect tcp [::1]:%d;connect tcp 127.0.0.2:%d;connect tcp [::ffff:127.0.0.1]:%d;sendto 127.0.0.1:%d",
+			p4, p6, p4, p4, pu)
+		r := b.sh(b.tool(ops))
+		if got := strings.Join(r.lines(), " "); got != "EPERM EPERM EPERM EPERM EPERM" {
+			t.Fatalf("outside services reached: %q\n%s", got, r)
+		}
+		for _, target := range []string{
+			fmt.Sprintf("127.0.0.1:%d", p4), fmt.Sprintf("[::1]:%d", p6),
+			fmt.Sprintf("[::ffff:127.0.0.1]:%d", p4), fmt.Sprintf("127.0.0.1:%d", pu),
+		} {
+			op := events.OpConnect
+			if strings.HasSuffix(target, strconv.Itoa(int(pu))) {
+				op = events.OpSend
+			}
+			ev, ok := r.denied(op, target)
+			if !ok {
+				t.Errorf("no %s event for %s:\n%s", op, target, r)
+			} else if ev.RuleText != "allow_loopback: own" {
+				t.Errorf("event for %s names rule %q, want allow_loopback: own", target, ev.RuleText)
+			}
+		}
+		out, err := b.outsideRun(b.tool(fmt.Sprintf("connect tcp 127.0.0.1:%d;connect tcp [::1]:%d", p4, p6)))
+		if err != nil || strings.Fields(out)[0] != "0" || strings.Fields(out)[1] != "0" {
+			t.Fatalf("control outside the sandbox: %q, %v", out, err)
+		}
+	})
+}
+
+// TestEscapeLoopbackOwnServer: what agents do all day still works: a
+// server started inside the sandbox (in the background, so another process
+// connects to it) is reachable over IPv4 and IPv6 loopback, and again after
+// it was stopped and started anew; a loopback port that the policy lists
+// is reachable although an outside process serves it.
+func TestEscapeLoopbackOwnServer(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		listed := listenOutside(t, "tcp", "127.0.0.1:0")
+		b.config(fmt.Sprintf("net: deny\nallow_loopback: own\nallow_net:\n  - \"127.0.0.1:%d\"\n", listed))
+		portFile := filepath.Join(b.home, "port")
+		serve := func(addr string) string {
+			return fmt.Sprintf(`rm -f %[1]s; AIGATE_ESCAPE_PORT_FILE=%[1]s %[2]s >/dev/null & pid=$!
+i=0; while [ ! -s %[1]s ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+port=$(cut -d' ' -f2 %[1]s)`, portFile, b.tool("serve tcp "+addr))
+		}
+		script := serve("127.0.0.1:0") + "\n" +
+			b.tool("connect tcp 127.0.0.1:'$port'") + "\n" +
+			"kill $pid; wait $pid 2>/dev/null\n" +
+			strings.Replace(serve("127.0.0.1:0"), "127.0.0.1:0", "127.0.0.1:'$port'", 1) + "\n" +
+			b.tool("connect tcp 127.0.0.1:'$port'") + "\n" +
+			"kill $pid; wait $pid 2>/dev/null\n" +
+			serve("[::1]:0") + "\n" +
+			b.tool("connect tcp [::1]:'$port'") + "\n" +
+			"kill $pid; wait $pid 2>/dev/null\n" +
+			b.tool(fmt.Sprintf("connect tcp 127.0.0.1:%d", listed))
+		r := b.sh(script)
+		if got := strings.Join(r.lines(), " "); got != "0 0 0 0" {
+			t.Fatalf("own servers or the listed port unreachable: %q\n%s", got, r)
+		}
+		for _, e := range r.events {
+			if e.Kind == events.KindNet {
+				t.Errorf("unexpected event %+v", e)
+			}
+		}
+	})
+}
