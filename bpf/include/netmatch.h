@@ -50,7 +50,8 @@ struct net_settings {
 	__u32 deny_rule; /* reported when nothing allowed the destination */
 	__u8 mode;       /* AIGATE_NET_ALLOW or AIGATE_NET_DENY */
 	__u8 loopback;   /* AIGATE_LOOPBACK_*: which loopback listeners */
-	__u8 pad[2];
+	__u8 inbound;    /* 1: listeners may accept connections from other hosts */
+	__u8 pad;
 	__u32 loopback_rule; /* reported when a loopback destination is refused */
 };
 

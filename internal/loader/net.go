@@ -279,6 +279,9 @@ func (n *Net) SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[strin
 	default:
 		settings.Loopback = netLoopbackNone
 	}
+	if np.Inbound {
+		settings.Inbound = 1
+	}
 	settings.DenyRule = uint32(np.DenyRule)
 	settings.LoopbackRule = uint32(np.LoopbackRule)
 

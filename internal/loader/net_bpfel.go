@@ -76,7 +76,8 @@ type netNetSettings struct {
 	DenyRule     uint32
 	Mode         uint8
 	Loopback     uint8
-	Pad          [2]uint8
+	Inbound      uint8
+	Pad          uint8
 	LoopbackRule uint32
 }
 
@@ -113,6 +114,7 @@ const (
 	netMapSockStates         = "sock_states"
 	netProgAigateConnect4    = "aigate_connect4"
 	netProgAigateConnect6    = "aigate_connect6"
+	netProgAigateIngress     = "aigate_ingress"
 	netProgAigateRecvmsg4    = "aigate_recvmsg4"
 	netProgAigateRecvmsg6    = "aigate_recvmsg6"
 	netProgAigateSendmsg4    = "aigate_sendmsg4"
@@ -171,6 +173,7 @@ type netSpecs struct {
 type netProgramSpecs struct {
 	AigateConnect4    *ebpf.ProgramSpec `ebpf:"aigate_connect4"`
 	AigateConnect6    *ebpf.ProgramSpec `ebpf:"aigate_connect6"`
+	AigateIngress     *ebpf.ProgramSpec `ebpf:"aigate_ingress"`
 	AigateRecvmsg4    *ebpf.ProgramSpec `ebpf:"aigate_recvmsg4"`
 	AigateRecvmsg6    *ebpf.ProgramSpec `ebpf:"aigate_recvmsg6"`
 	AigateSendmsg4    *ebpf.ProgramSpec `ebpf:"aigate_sendmsg4"`
@@ -278,6 +281,7 @@ type netVariables struct {
 type netPrograms struct {
 	AigateConnect4    *ebpf.Program `ebpf:"aigate_connect4"`
 	AigateConnect6    *ebpf.Program `ebpf:"aigate_connect6"`
+	AigateIngress     *ebpf.Program `ebpf:"aigate_ingress"`
 	AigateRecvmsg4    *ebpf.Program `ebpf:"aigate_recvmsg4"`
 	AigateRecvmsg6    *ebpf.Program `ebpf:"aigate_recvmsg6"`
 	AigateSendmsg4    *ebpf.Program `ebpf:"aigate_sendmsg4"`
@@ -290,6 +294,7 @@ func (p *netPrograms) Close() error {
 	return _NetClose(
 		p.AigateConnect4,
 		p.AigateConnect6,
+		p.AigateIngress,
 		p.AigateRecvmsg4,
 		p.AigateRecvmsg6,
 		p.AigateSendmsg4,

@@ -53,6 +53,7 @@ var netHooks = []netHook{
 	{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, func(o *netObjects) *ebpf.Program { return o.AigateRecvmsg6 }},
 	{"sock_create", ebpf.AttachCGroupInetSockCreate, func(o *netObjects) *ebpf.Program { return o.AigateSockCreate }},
 	{"sock_release", ebpf.AttachCgroupInetSockRelease, func(o *netObjects) *ebpf.Program { return o.AigateSockRelease }},
+	{"ingress", ebpf.AttachCGroupInetIngress, func(o *netObjects) *ebpf.Program { return o.AigateIngress }},
 }
 
 func netHookByName(name string) (netHook, bool) {

@@ -141,7 +141,7 @@ func (b *builder) fileRule(access Access, r PathRule, set *FileSet) error {
 
 func (b *builder) net(p *Policy) error {
 	n := &b.c.Net
-	n.Mode, n.Loopback = cmp.Or(p.Net, NetDeny), cmp.Or(p.Loopback, LoopbackOwn)
+	n.Mode, n.Loopback, n.Inbound = cmp.Or(p.Net, NetDeny), cmp.Or(p.Loopback, LoopbackOwn), p.Inbound
 	for _, ep := range p.AllowNet {
 		// Entries of a hand-built Policy may hold only Raw.
 		if ep.Domain == "" && !ep.Prefix.IsValid() {

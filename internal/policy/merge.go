@@ -19,7 +19,7 @@ import (
 // projectTrusted is true (the user ran `aigate trust` on this exact content):
 // allow_read, allow_write and allow_exec (which cancel inherited deny entries
 // written with the same pattern), allow_net, net: allow, allow_loopback own
-// over false or all over either, allow_unix, mode: audit, a backend other than auto, higher or
+// over false or all over either, allow_inbound: true, allow_unix, mode: audit, a backend other than auto, higher or
 // removed resource limits, and dns settings. Dropped entries come back as
 // warnings naming file and line. A clone of a hostile repository therefore
 // cannot open the network for itself, but can protect more files.
@@ -112,6 +112,11 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 		l := *c.AllowLoopback
 		if l.rank() < p.Loopback.rank() || loosen(c.AllowLoopbackLine, "allow_loopback: "+string(l)) {
 			p.Loopback, p.LoopbackSource = l, src(c.AllowLoopbackLine)
+		}
+	}
+	if c.AllowInbound != nil && *c.AllowInbound != p.Inbound {
+		if !*c.AllowInbound || loosen(c.AllowInboundLine, "allow_inbound: true") {
+			p.Inbound, p.InboundSource = *c.AllowInbound, src(c.AllowInboundLine)
 		}
 	}
 	for _, ep := range c.AllowNet {

@@ -253,3 +253,30 @@ func TestMergeLoopbackTrue(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeInbound: allow_inbound loosens (a project needs trust for it),
+// and false always applies.
+func TestMergeInbound(t *testing.T) {
+	for _, tc := range []struct {
+		global, project string
+		trusted         bool
+		want            bool
+	}{
+		{"", "", false, false},
+		{"allow_inbound: true\n", "", false, true},
+		{"", "allow_inbound: true\n", false, false},
+		{"", "allow_inbound: true\n", true, true},
+		{"allow_inbound: true\n", "allow_inbound: false\n", false, false},
+	} {
+		g := mustParse(t, "g", "net: deny\n"+tc.global)
+		var proj *Config
+		if tc.project != "" {
+			proj = mustParse(t, "p", tc.project)
+		}
+		p, _ := Merge(g, proj, tc.trusted)
+		c := mustCompile(t, p)
+		if p.Inbound != tc.want || c.Net.Inbound != tc.want {
+			t.Errorf("%q then %q (trusted %v): %v, compiled %v, want %v", tc.global, tc.project, tc.trusted, p.Inbound, c.Net.Inbound, tc.want)
+		}
+	}
+}

@@ -22,7 +22,7 @@ var Keys = []string{
 	"mode", "backend",
 	"deny_read", "deny_write", "deny_exec",
 	"allow_read", "allow_write", "allow_exec",
-	"net", "allow_net", "allow_loopback", "allow_unix", "dns",
+	"net", "allow_net", "allow_loopback", "allow_inbound", "allow_unix", "dns",
 	"resource_limits", "mask_output",
 }
 
@@ -175,6 +175,10 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 			m := LoopbackMode(s)
 			c.AllowLoopback, c.AllowLoopbackLine = &m, v.Line
 		}
+	case "allow_inbound":
+		if b, ok := p.boolean(key, v); ok {
+			c.AllowInbound, c.AllowInboundLine = &b, v.Line
+		}
 	case "deny_read":
 		c.DenyRead = p.patterns(key, v)
 	case "deny_write":
@@ -288,6 +292,14 @@ func (p *parser) enum(key string, v *yaml.Node, valid ...string) (string, bool) 
 		return "", false
 	}
 	return v.Value, true
+}
+
+func (p *parser) boolean(key string, v *yaml.Node) (bool, bool) {
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+		p.errorf(v, fmt.Sprintf("write %s: true or %s: false", key, key), "%s must be true or false, not %s", key, describe(v))
+		return false, false
+	}
+	return v.Value == "true", true
 }
 
 // mapping returns the entries of a nested mapping such as resource_limits.

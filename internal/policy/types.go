@@ -130,6 +130,9 @@ type Config struct {
 	// AllowLoopback is nil when the file does not set allow_loopback.
 	AllowLoopback     *LoopbackMode
 	AllowLoopbackLine int
+	// AllowInbound is nil when the file does not set allow_inbound.
+	AllowInbound     *bool
+	AllowInboundLine int
 	// AllowLoopbackTrue records the spelling allow_loopback: true, read as
 	// LoopbackOwn; Merge warns so that the user writes own or all instead.
 	AllowLoopbackTrue bool
@@ -213,6 +216,7 @@ type Policy struct {
 	MaskOutput []PathRule
 
 	Loopback  LoopbackMode // allow_loopback
+	Inbound   bool         // allow_inbound
 	AllowUnix []PathRule   // unix socket paths a sandbox may connect to
 	DNS       DNS
 	// Where the scalar settings came from (built-in when no file set them).
@@ -220,6 +224,7 @@ type Policy struct {
 	ModeSource     Source
 	BackendSource  Source
 	LoopbackSource Source
+	InboundSource  Source
 }
 
 // Env is what compiling needs to know about the invoking user and project:
@@ -293,9 +298,12 @@ type NetPolicy struct {
 	// LoopbackRule is the rule reported when a loopback destination is
 	// refused ("allow_loopback: own"); 0 when Loopback is LoopbackAll.
 	LoopbackRule RuleID
-	Deny         []NetEntry    // always refused: cloud metadata addresses unless allow_net lists them
-	Allow        []NetEntry    // IP entries from allow_net
-	Domains      []DomainEntry // domain entries from allow_net
+	// Inbound lets the sandbox's listening sockets accept connections from
+	// other hosts under net: deny (net: allow always does).
+	Inbound bool
+	Deny    []NetEntry    // always refused: cloud metadata addresses unless allow_net lists them
+	Allow   []NetEntry    // IP entries from allow_net
+	Domains []DomainEntry // domain entries from allow_net
 	// DenyRule is the rule reported when a connection is refused because
 	// nothing allowed it ("net: deny"). It is 0 when Mode is NetAllow.
 	DenyRule RuleID
