@@ -139,6 +139,12 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, __u64 cgroup_id,
 	 */
 	if (!s)
 		return report(cgroup_id, sb, op, rule, orig_family, orig, d->port);
+	if (net_is_loopback(d)) {
+		__u32 port = d->port;
+		__u32 *owner = bpf_map_lookup_elem(&dns_proxy_ports, &port);
+		if (owner && *owner != policy_id)
+			return report(cgroup_id, sb, op, s->deny_rule, orig_family, orig, d->port);
+	}
 	if (!net_denied(s, policy_id, d, &rule, &entry, &ask_owner)) {
 		if (entry && op == AIGATE_OP_CONNECT)
 			track(ctx, policy_id, d);

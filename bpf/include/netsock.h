@@ -34,6 +34,20 @@ struct {
 } dns_proxies SEC(".maps");
 
 /*
+ * dns_proxy_ports maps the port of every sandbox's proxy (host byte order)
+ * to the policy it serves: a loopback connect or send to another policy's
+ * proxy is refused whatever allow_loopback or allow_net say, so a sandbox
+ * cannot ask a proxy that answers by someone else's policy (an audit-mode
+ * sandbox's answers every name).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} dns_proxy_ports SEC(".maps");
+
+/*
  * Key of addr_use: a learned (allow-trie) address for one policy, counted
  * while connected sockets use it, so that the DNS proxy does not expire an
  * address that a live connection came through.

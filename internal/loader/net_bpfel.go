@@ -103,6 +103,7 @@ const (
 	netMapAddrUse            = "addr_use"
 	netMapCounters           = "counters"
 	netMapDnsProxies         = "dns_proxies"
+	netMapDnsProxyPorts      = "dns_proxy_ports"
 	netMapEvents             = "events"
 	netMapNetAllow4          = "net_allow4"
 	netMapNetAllow6          = "net_allow6"
@@ -189,6 +190,7 @@ type netMapSpecs struct {
 	AddrUse       *ebpf.MapSpec `ebpf:"addr_use"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	DnsProxies    *ebpf.MapSpec `ebpf:"dns_proxies"`
+	DnsProxyPorts *ebpf.MapSpec `ebpf:"dns_proxy_ports"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	NetAllow4     *ebpf.MapSpec `ebpf:"net_allow4"`
 	NetAllow6     *ebpf.MapSpec `ebpf:"net_allow6"`
@@ -235,6 +237,7 @@ type netMaps struct {
 	AddrUse       *ebpf.Map `ebpf:"addr_use"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	DnsProxies    *ebpf.Map `ebpf:"dns_proxies"`
+	DnsProxyPorts *ebpf.Map `ebpf:"dns_proxy_ports"`
 	Events        *ebpf.Map `ebpf:"events"`
 	NetAllow4     *ebpf.Map `ebpf:"net_allow4"`
 	NetAllow6     *ebpf.Map `ebpf:"net_allow6"`
@@ -251,6 +254,7 @@ func (m *netMaps) Close() error {
 		m.AddrUse,
 		m.Counters,
 		m.DnsProxies,
+		m.DnsProxyPorts,
 		m.Events,
 		m.NetAllow4,
 		m.NetAllow6,
