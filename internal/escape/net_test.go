@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -37,6 +38,8 @@ func init() { testutil.HelperOps(netToolEnv, netToolOp) }
 //	                           file named by $AIGATE_ESCAPE_PORT_FILE, then
 //	                           answer "hi\n" to each client for 60 s
 //	bind tcp|udp ADDR:PORT     bind (tcp: and listen), print the errno, close
+//	socket FAMILY [dgram]      create a socket of that family; the errno
+//	unix PATH                  connect a stream socket to PATH; the errno
 //	dnsq ADDR:PORT NAME        send an A query for NAME over UDP: "rcode N"
 //	                           for an answer, the errno or "timeout" otherwise
 func netToolOp(args []string) string {
@@ -56,6 +59,24 @@ func netToolOp(args []string) string {
 		}
 		defer unix.Close(fd)
 		return errnoText(unix.Sendto(fd, []byte("x"), 0, sa))
+	case "socket":
+		fam, _ := strconv.Atoi(args[1])
+		typ := unix.SOCK_STREAM
+		if len(args) > 2 && args[2] == "dgram" {
+			typ = unix.SOCK_DGRAM
+		}
+		fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return errnoText(err)
+	case "unix":
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return errnoText(err)
+		}
+		defer unix.Close(fd)
+		return errnoText(unix.Connect(fd, &unix.SockaddrUnix{Name: args[1]}))
 	case "dnsq":
 		if len(args) != 3 {
 			return fmt.Sprintf("bad op %q", args)
@@ -337,6 +358,17 @@ func localUDPPorts(t *testing.T) map[uint16]bool {
 // The send is refused with an event, and nothing answers.
 func TestEscapeOtherSandboxProxy(t *testing.T) {
 	eachBackend(t, func(t *testing.T, a *box) {
+		// The proxy reads its upstreams from /etc/resolv.conf and does not
+		// start without one; the VM's initramfs has none. Nothing needs to
+		// answer there: a proxy that forwards at all would have failed.
+		if os.Getenv("AIGATE_VMTEST") == "1" {
+			if _, err := os.Stat("/etc/resolv.conf"); os.IsNotExist(err) {
+				if err := os.WriteFile("/etc/resolv.conf", []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.Remove("/etc/resolv.conf") })
+			}
+		}
 		before := localUDPPorts(t)
 		b := newBox(t, a.backend)
 		b.config("mode: audit\nnet: deny\n")
@@ -350,7 +382,7 @@ func TestEscapeOtherSandboxProxy(t *testing.T) {
 		})
 		// The audit sandbox's proxy: a new UDP socket on 127.0.0.1.
 		var ports []uint16
-		for deadline := time.Now().Add(runLimit); len(ports) == 0; {
+		for deadline := time.Now().Add(runLimit / 2); len(ports) == 0; {
 			for p := range localUDPPorts(t) {
 				if !before[p] {
 					ports = append(ports, p)
@@ -383,6 +415,68 @@ func TestEscapeOtherSandboxProxy(t *testing.T) {
 		}
 		if refused == 0 {
 			t.Errorf("no query to the audit sandbox's proxy was refused (ports %v):\n%s", ports, r)
+		}
+	})
+}
+
+// TestEscapeSocketFamilies: an AF_VSOCK socket (a VM guest's line to its
+// host) and other families than unix, inet and netlink cannot be created.
+// BPF LSM refuses them with an event; the fanotify backend has no hook for
+// them (docs/threat-model.md), which this test records without failing.
+func TestEscapeSocketFamilies(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		ops := fmt.Sprintf("socket %d;socket %d dgram;socket %d;socket %d dgram",
+			unix.AF_VSOCK, unix.AF_TIPC, unix.AF_UNIX, unix.AF_NETLINK)
+		r := b.sh(b.tool(ops))
+		got := r.lines()
+		if len(got) != 4 || got[2] != "0" || got[3] != "0" {
+			t.Fatalf("unix or netlink socket refused: %q\n%s", got, r.String())
+		}
+		if b.backend != "lsm" {
+			t.Logf("fanotify backend: AF_VSOCK %s, AF_TIPC %s: not refused (known gap, docs/threat-model.md)", got[0], got[1])
+			return
+		}
+		if got[0] != "EPERM" || got[1] != "EPERM" {
+			t.Fatalf("AF_VSOCK %s, AF_TIPC %s: want EPERM\n%s", got[0], got[1], r)
+		}
+		for _, what := range []string{"vsock socket", "family 30 socket"} {
+			if _, ok := r.denied(events.OpConnect, what); !ok {
+				t.Errorf("no event for the %s:\n%s", what, r)
+			}
+		}
+	})
+}
+
+// TestEscapeUnixDotDot: an allow_unix directory does not open a listener
+// outside it to a name that climbs out with "..".
+func TestEscapeUnixDotDot(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		if b.backend == "fanotify" {
+			if s := loader.UnixSocketEnforcement(); strings.HasPrefix(s, "none: ") {
+				t.Logf("fanotify backend on this kernel: unix sockets are not confined at all (%s)", s)
+				return
+			}
+		}
+		b.mkdir(filepath.Join(b.home, "allowed"))
+		b.mkdir(filepath.Join(b.home, "out"))
+		bus := filepath.Join(b.home, "out", "bus")
+		l, err := net.Listen("unix", bus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		testutil.AcceptAll(t, l)
+		if err := os.Chmod(bus, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		b.config(fmt.Sprintf("net: deny\nallow_unix:\n  - %s/allowed/\n", b.home))
+		climb := b.home + "/allowed/../out/bus"
+		r := b.sh(b.tool("unix " + climb))
+		if got := strings.Join(r.lines(), " "); got != "EPERM" {
+			t.Fatalf("%s reached the outside listener: %q\n%s", climb, got, r)
+		}
+		if _, ok := r.denied(events.OpUnix, "out/bus"); !ok {
+			t.Errorf("no unix event:\n%s", r)
 		}
 	})
 }
