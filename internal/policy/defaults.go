@@ -170,6 +170,10 @@ allow_net:
 # e.g. "127.0.0.1:5432", are reachable whatever this says.
 allow_loopback: own
 
+# With net: deny, other hosts cannot connect to servers in the sandbox;
+# true lets them (e.g. to try a dev server from a phone).
+# allow_inbound: false
+
 # Unix sockets the agent may connect to, e.g. /run/user/1000/podman/podman.sock.
 # allow_unix: []
 
