@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #include "aigate.h"
 #include "sandbox.h"
@@ -485,6 +486,67 @@ int BPF_PROG(aigate_socket_create, int family, int type, int protocol, int kern)
 		bpf_ringbuf_submit(e, 0);
 	}
 	return verdict;
+}
+
+/*
+ * socket_connect and socket_sendmsg: the cgroup programs check the inet
+ * sockets of the sandbox's cgroup, the ones its tasks create. A socket
+ * created outside and handed in (SCM_RIGHTS, an inherited descriptor)
+ * keeps its creator's cgroup, so they never see it: here, keyed on the
+ * current task, a sandboxed task may neither connect such a socket nor send
+ * on it. Sockets of the sandbox return after one cgroup walk.
+ */
+static __always_inline int check_foreign_inet(struct socket *sock, const void *uaddr, __u8 op)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (peer_inside(sk, cgroup_id))
+		return 0;
+
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_NET, op, 0);
+	if (e) {
+		static const char what[] = "socket from outside the sandbox";
+		e->family = family;
+		__builtin_memcpy(e->path, what, sizeof(what));
+		e->path_len = sizeof(what) - 1;
+		__u16 afam = 0;
+		if (uaddr && !bpf_probe_read_kernel(&afam, sizeof(afam), uaddr)) {
+			if (afam == AF_INET) {
+				const struct sockaddr_in *in = uaddr;
+				e->port = bpf_ntohs(BPF_CORE_READ(in, sin_port));
+				bpf_probe_read_kernel(e->addr, 4, &in->sin_addr);
+			} else if (afam == AF_INET6) {
+				const struct sockaddr_in6 *in6 = uaddr;
+				e->port = bpf_ntohs(BPF_CORE_READ(in6, sin6_port));
+				bpf_probe_read_kernel(e->addr, 16, &in6->sin6_addr);
+			}
+			if (afam == AF_INET || afam == AF_INET6)
+				e->family = afam;
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
+}
+
+SEC("lsm/socket_connect")
+int BPF_PROG(aigate_socket_connect, struct socket *sock, struct sockaddr *address, int addrlen)
+{
+	return check_foreign_inet(sock, address, AIGATE_OP_CONNECT);
+}
+
+SEC("lsm/socket_sendmsg")
+int BPF_PROG(aigate_socket_sendmsg, struct socket *sock, struct msghdr *msg, int size)
+{
+	return check_foreign_inet(sock, BPF_CORE_READ(msg, msg_name), AIGATE_OP_SEND);
 }
 
 static __always_inline int check_unix_peer(struct sock *peer)

@@ -103,7 +103,9 @@ const (
 	lsmProgAigatePathSymlink       = "aigate_path_symlink"
 	lsmProgAigatePathTruncate      = "aigate_path_truncate"
 	lsmProgAigatePathUnlink        = "aigate_path_unlink"
+	lsmProgAigateSocketConnect     = "aigate_socket_connect"
 	lsmProgAigateSocketCreate      = "aigate_socket_create"
+	lsmProgAigateSocketSendmsg     = "aigate_socket_sendmsg"
 	lsmProgAigateUnixMaySend       = "aigate_unix_may_send"
 	lsmProgAigateUnixStreamConnect = "aigate_unix_stream_connect"
 	lsmVarUnusedEvent              = "unused_event"
@@ -169,7 +171,9 @@ type lsmProgramSpecs struct {
 	AigatePathSymlink       *ebpf.ProgramSpec `ebpf:"aigate_path_symlink"`
 	AigatePathTruncate      *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
 	AigatePathUnlink        *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
+	AigateSocketConnect     *ebpf.ProgramSpec `ebpf:"aigate_socket_connect"`
 	AigateSocketCreate      *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
+	AigateSocketSendmsg     *ebpf.ProgramSpec `ebpf:"aigate_socket_sendmsg"`
 	AigateUnixMaySend       *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
 	AigateUnixStreamConnect *ebpf.ProgramSpec `ebpf:"aigate_unix_stream_connect"`
 }
@@ -280,7 +284,9 @@ type lsmPrograms struct {
 	AigatePathSymlink       *ebpf.Program `ebpf:"aigate_path_symlink"`
 	AigatePathTruncate      *ebpf.Program `ebpf:"aigate_path_truncate"`
 	AigatePathUnlink        *ebpf.Program `ebpf:"aigate_path_unlink"`
+	AigateSocketConnect     *ebpf.Program `ebpf:"aigate_socket_connect"`
 	AigateSocketCreate      *ebpf.Program `ebpf:"aigate_socket_create"`
+	AigateSocketSendmsg     *ebpf.Program `ebpf:"aigate_socket_sendmsg"`
 	AigateUnixMaySend       *ebpf.Program `ebpf:"aigate_unix_may_send"`
 	AigateUnixStreamConnect *ebpf.Program `ebpf:"aigate_unix_stream_connect"`
 }
@@ -301,7 +307,9 @@ func (p *lsmPrograms) Close() error {
 		p.AigatePathSymlink,
 		p.AigatePathTruncate,
 		p.AigatePathUnlink,
+		p.AigateSocketConnect,
 		p.AigateSocketCreate,
+		p.AigateSocketSendmsg,
 		p.AigateUnixMaySend,
 		p.AigateUnixStreamConnect,
 	)
