@@ -16,7 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
+	"github.com/aigate-dev/aigate/internal/seccomp"
 )
 
 // Why an exec helper, and not clone3(CLONE_INTO_CGROUP) with a cgroup fd
@@ -36,6 +38,9 @@ import (
 const (
 	helperEnv   = "AIGATE_SANDBOX_EXEC" // the command's path
 	helperFDEnv = "AIGATE_SANDBOX_FD"   // the pipe's descriptor number
+	// familiesEnv asks the helper for the seccomp filter that refuses
+	// socket families (internal/seccomp): set when no BPF LSM program does.
+	familiesEnv = "AIGATE_SANDBOX_FAMILIES"
 	goByte      = 'g'
 )
 
@@ -70,7 +75,7 @@ func runHelper(path string) int {
 	}
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") {
+		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") || strings.HasPrefix(kv, familiesEnv+"=") {
 			continue
 		}
 		env = append(env, kv)
@@ -85,6 +90,12 @@ func runHelper(path string) int {
 	if err := denyTerminalInjection(); err != nil {
 		fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
 		return helperExitNoGo
+	}
+	if os.Getenv(familiesEnv) == "1" {
+		if err := seccomp.RefuseSocketFamilies(); err != nil {
+			fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
+			return helperExitNoGo
+		}
 	}
 	// The command gets stdin, stdout and stderr only. aigate's own
 	// descriptors (an embedded agent's fanotify group, BPF maps and links,
@@ -135,6 +146,11 @@ func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
 	cmd.Env = append(cmd.Env[:len(cmd.Env):len(cmd.Env)],
 		helperEnv+"="+target,
 		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)))
+	// BPF LSM refuses other socket families itself, with events; a seccomp
+	// filter would hide them. Audit mode refuses nothing.
+	if s.Sandbox.Backend != "lsm" && s.Sandbox.Mode != policy.ModeAudit {
+		cmd.Env = append(cmd.Env, familiesEnv+"=1")
+	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
