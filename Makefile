@@ -42,7 +42,7 @@ endif
 deps: ## install the Debian packages the build and tests need (root)
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		clang-14 llvm-14 bpftool qemu-system-x86 busybox-static cpio iproute2 make git ca-certificates
+		clang-14 llvm-14 libbpf-dev bpftool qemu-system-x86 busybox-static cpio iproute2 make git ca-certificates
 	$(GO) mod download
 
 # The demo needs only Go, make and the certificates to fetch Go modules:

@@ -11,6 +11,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #include "aigate.h"
 #include "sandbox.h"
@@ -26,6 +27,7 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define AF_PACKET 17
+#define AF_UNIX 1
 #define SOCK_RAW 3
 #define SOCK_TYPE_MASK 0xf
 /* uapi asm-generic/mman-common.h; not in BTF. */
@@ -440,12 +442,19 @@ int BPF_PROG(aigate_path_mknod, const struct path *dir, struct dentry *dentry)
 }
 
 /*
- * socket_create: packet sockets (any type) and raw IPv4/IPv6 sockets write
- * frames no connect or sendmsg check sees. Reported as net connect events
- * naming the socket, as the cgroup sock_create program does; that program
- * refuses inet raw sockets too, but only runs where the network object is
- * attached and never sees AF_PACKET.
+ * socket_create: a sandbox may create sockets of the families that aigate
+ * checks or that stay on this machine: AF_UNIX (connect_unix, unix peers),
+ * AF_INET and AF_INET6 (the cgroup programs), AF_NETLINK (the kernel's own
+ * interfaces, which glibc's getaddrinfo needs). Every other family is
+ * refused: AF_PACKET (frames no connect or sendmsg check sees), AF_VSOCK
+ * (a VM guest's line to its host), Bluetooth, CAN, TIPC, RDS, XDP, ...
+ * Raw IPv4/IPv6 sockets are refused too. Reported as net connect events
+ * naming the socket, as the cgroup sock_create program does; this hook
+ * also sees io_uring's IORING_OP_SOCKET.
  */
+#define AIGATE_AF_NETLINK 16
+#define AIGATE_AF_VSOCK 40
+
 SEC("lsm/socket_create")
 int BPF_PROG(aigate_socket_create, int family, int type, int protocol, int kern)
 {
@@ -457,8 +466,9 @@ int BPF_PROG(aigate_socket_create, int family, int type, int protocol, int kern)
 	sb = current_sandbox(&cgroup_id);
 	if (!sb)
 		return 0;
-	bool raw = (type & SOCK_TYPE_MASK) == SOCK_RAW && (family == AF_INET || family == AF_INET6);
-	if (family != AF_PACKET && !raw)
+	bool inet = family == AF_INET || family == AF_INET6;
+	bool raw = (type & SOCK_TYPE_MASK) == SOCK_RAW && inet;
+	if ((inet && !raw) || family == AF_UNIX || family == AIGATE_AF_NETLINK)
 		return 0;
 
 	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
@@ -466,17 +476,90 @@ int BPF_PROG(aigate_socket_create, int family, int type, int protocol, int kern)
 	if (e) {
 		static const char packet[] = "packet socket";
 		static const char rawname[] = "raw socket";
+		static const char vsock[] = "vsock socket";
+		/* "family NN socket": the number written below. */
+		static const char other[] = "family 00 socket";
 		if (raw) {
 			e->family = family;
 			__builtin_memcpy(e->path, rawname, sizeof(rawname));
 			e->path_len = sizeof(rawname) - 1;
-		} else {
+		} else if (family == AF_PACKET) {
 			__builtin_memcpy(e->path, packet, sizeof(packet));
 			e->path_len = sizeof(packet) - 1;
+		} else if (family == AIGATE_AF_VSOCK) {
+			__builtin_memcpy(e->path, vsock, sizeof(vsock));
+			e->path_len = sizeof(vsock) - 1;
+		} else {
+			__u32 f = (__u32)family % 100;
+			__builtin_memcpy(e->path, other, sizeof(other));
+			e->path[7] = '0' + f / 10;
+			e->path[8] = '0' + f % 10;
+			e->path_len = sizeof(other) - 1;
 		}
 		bpf_ringbuf_submit(e, 0);
 	}
 	return verdict;
+}
+
+/*
+ * socket_connect and socket_sendmsg: the cgroup programs check the inet
+ * sockets of the sandbox's cgroup, the ones its tasks create. A socket
+ * created outside and handed in (SCM_RIGHTS, an inherited descriptor)
+ * keeps its creator's cgroup, so they never see it: here, keyed on the
+ * current task, a sandboxed task may neither connect such a socket nor send
+ * on it. Sockets of the sandbox return after one cgroup walk.
+ */
+static __always_inline int check_foreign_inet(struct socket *sock, const void *uaddr, __u8 op)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (peer_inside(sk, cgroup_id))
+		return 0;
+
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_NET, op, 0);
+	if (e) {
+		static const char what[] = "socket from outside the sandbox";
+		e->family = family;
+		__builtin_memcpy(e->path, what, sizeof(what));
+		e->path_len = sizeof(what) - 1;
+		__u16 afam = 0;
+		if (uaddr && !bpf_probe_read_kernel(&afam, sizeof(afam), uaddr)) {
+			if (afam == AF_INET) {
+				const struct sockaddr_in *in = uaddr;
+				e->port = bpf_ntohs(BPF_CORE_READ(in, sin_port));
+				bpf_probe_read_kernel(e->addr, 4, &in->sin_addr);
+			} else if (afam == AF_INET6) {
+				const struct sockaddr_in6 *in6 = uaddr;
+				e->port = bpf_ntohs(BPF_CORE_READ(in6, sin6_port));
+				bpf_probe_read_kernel(e->addr, 16, &in6->sin6_addr);
+			}
+			if (afam == AF_INET || afam == AF_INET6)
+				e->family = afam;
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
+}
+
+SEC("lsm/socket_connect")
+int BPF_PROG(aigate_socket_connect, struct socket *sock, struct sockaddr *address, int addrlen)
+{
+	return check_foreign_inet(sock, address, AIGATE_OP_CONNECT);
+}
+
+SEC("lsm/socket_sendmsg")
+int BPF_PROG(aigate_socket_sendmsg, struct socket *sock, struct msghdr *msg, int size)
+{
+	return check_foreign_inet(sock, BPF_CORE_READ(msg, msg_name), AIGATE_OP_SEND);
 }
 
 static __always_inline int check_unix_peer(struct sock *peer)

@@ -13,6 +13,9 @@
  * the resolver's address as their source, because resolvers (glibc, Go,
  * musl) drop a reply whose source is not the server they asked.
  *
+ * ingress drops connection attempts from other hosts to the sandbox's
+ * listening sockets, unless the policy allows inbound connections.
+ *
  * sock_create refuses raw sockets, and ICMP "ping" sockets unless the
  * policy allows all egress: ping sockets send with ping_sendmsg, which no
  * sendmsg4/6 program sees. sock_release stops counting the learned address
@@ -72,6 +75,52 @@ static __always_inline void track(struct bpf_sock_addr *ctx, __u32 policy_id,
 }
 
 /*
+ * own_listener reports whether the socket that a connect or send to the
+ * loopback destination d would reach was created in the sandbox whose
+ * cgroup is sandbox_cg (its sock_state.owner, set by sock_create). The
+ * kernel's own socket tables answer, so the answer is exact: a server of the
+ * sandbox that exits takes its mark with its socket, and an outside process
+ * that binds the port afterwards is never the sandbox's. A listener bound to
+ * the wildcard address is reached through loopback like one bound to it.
+ */
+static __always_inline int own_listener(struct bpf_sock_addr *ctx, __u64 sandbox_cg,
+					const struct net_dst *d)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 size;
+
+	if (d->family == AIGATE_AF_INET) {
+		__builtin_memcpy(&t.ipv4.daddr, d->addr, 4);
+		/* Linux connects 0.0.0.0 to 127.0.0.1 (ip_route_output_key_hash_rcu). */
+		if (!t.ipv4.daddr)
+			t.ipv4.daddr = bpf_htonl(0x7f000001);
+		t.ipv4.dport = bpf_htons(d->port);
+		size = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.daddr, d->addr, 16);
+		/* :: is connected to ::1 (tcp_v6_connect, ip6_datagram_connect). */
+		if (!t.ipv6.daddr[0] && !t.ipv6.daddr[1] && !t.ipv6.daddr[2] && !t.ipv6.daddr[3])
+			t.ipv6.daddr[3] = bpf_htonl(1);
+		t.ipv6.dport = bpf_htons(d->port);
+		size = sizeof(t.ipv6);
+	}
+	__u32 proto = ctx->protocol;
+	if (proto == IPPROTO_TCP)
+		sk = bpf_sk_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+	else if (proto == IPPROTO_UDP)
+		sk = bpf_sk_lookup_udp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+	else
+		return 0;
+	if (!sk)
+		return 0;
+	struct sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, 0);
+	int own = st && st->owner == sandbox_cg;
+	bpf_sk_release(sk);
+	return own;
+}
+
+/*
  * decide applies the sandbox's policy to d. orig is the address as the
  * caller wrote it (v4-mapped stays IPv6 in the event).
  */
@@ -82,17 +131,27 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, __u64 cgroup_id,
 	__u32 policy_id = sb->policy_id;
 	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
 	__u32 rule = 0;
-	int entry = 0;
+	int entry = 0, ask_owner = 0;
 
 	/*
 	 * A sandbox without network settings is a loader bug or a race while a
 	 * sandbox is set up or torn down: fail closed.
 	 */
-	if (s && !net_denied(s, policy_id, d, &rule, &entry)) {
+	if (!s)
+		return report(cgroup_id, sb, op, rule, orig_family, orig, d->port);
+	if (net_is_loopback(d)) {
+		__u32 port = d->port;
+		__u32 *owner = bpf_map_lookup_elem(&dns_proxy_ports, &port);
+		if (owner && *owner != policy_id)
+			return report(cgroup_id, sb, op, s->deny_rule, orig_family, orig, d->port);
+	}
+	if (!net_denied(s, policy_id, d, &rule, &entry, &ask_owner)) {
 		if (entry && op == AIGATE_OP_CONNECT)
 			track(ctx, policy_id, d);
 		return 1;
 	}
+	if (ask_owner && own_listener(ctx, cgroup_id, d))
+		return 1;
 	return report(cgroup_id, sb, op, rule, orig_family, orig, d->port);
 }
 
@@ -320,7 +379,9 @@ int aigate_recvmsg6(struct bpf_sock_addr *ctx)
 /*
  * sock_create sees socket(2) for AF_INET and AF_INET6 only (inet_create
  * and inet6_create run it); packet sockets are not covered: see
- * docs/network.md.
+ * docs/network.md. It marks every socket a sandbox creates with the
+ * sandbox's cgroup (own_listener), and refuses raw sockets, and ping
+ * sockets unless the policy allows all egress.
  */
 SEC("cgroup/sock_create")
 int aigate_sock_create(struct bpf_sock *ctx)
@@ -333,8 +394,17 @@ int aigate_sock_create(struct bpf_sock *ctx)
 	__u32 type = ctx->type, proto = ctx->protocol, family = ctx->family;
 	int ping = type == SOCK_DGRAM && (proto == IPPROTO_ICMP || proto == AIGATE_IPPROTO_ICMPV6);
 
-	if (type != SOCK_RAW && !ping)
+	if (type != SOCK_RAW && !ping) {
+		/*
+		 * Without storage the socket is simply not the sandbox's: a
+		 * loopback connect to it is refused, never wrongly allowed.
+		 */
+		struct sock_state *st = bpf_sk_storage_get(&sock_states, ctx, 0,
+							   BPF_SK_STORAGE_GET_F_CREATE);
+		if (st)
+			st->owner = cgroup_id;
 		return 1;
+	}
 	__u32 policy_id = sb->policy_id;
 	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
 	if (ping && s && s->mode == AIGATE_NET_ALLOW)
@@ -372,4 +442,112 @@ int aigate_sock_release(struct bpf_sock *ctx)
 	if (st)
 		sock_use_release(st);
 	return 1;
+}
+
+/* Linux gives the loopback device this index in every network namespace. */
+#define AIGATE_LOOPBACK_IFINDEX 1
+#define AIGATE_ETH_P_IP 0x0800
+#define AIGATE_ETH_P_IPV6 0x86DD
+
+/*
+ * skb_sandbox is current_sandbox for the socket a packet is delivered to:
+ * the ingress program runs in softirq context, where the current task
+ * means nothing, so the sandbox is the one of the socket's cgroup (the
+ * cgroup of the task that created it).
+ */
+static __always_inline struct sandbox *skb_sandbox(struct __sk_buff *skb, __u64 *cgroup_id)
+{
+	__u32 zero = 0;
+	__u64 *levels = bpf_map_lookup_elem(&sandbox_levels, &zero);
+
+	if (!levels || !*levels)
+		return NULL;
+	__u64 mask = *levels;
+
+	for (int lvl = 1; lvl < AIGATE_MAX_LEVEL; lvl++) {
+		if (!(mask & (1ULL << lvl)))
+			continue;
+		__u64 id = bpf_skb_ancestor_cgroup_id(skb, lvl);
+		if (!id)
+			break;
+		struct sandbox *sb = bpf_map_lookup_elem(&sandboxes, &id);
+		if (sb) {
+			*cgroup_id = id;
+			return sb;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * report_inbound writes the event of a refused inbound connection: the
+ * peer's address with the sandbox's listening port. There is no sandboxed
+ * task to name (softirq): pid, uid and comm stay zero.
+ */
+static __always_inline void report_inbound(struct __sk_buff *skb, __u64 cgroup_id,
+					   const struct sandbox *sb, __u32 rule)
+{
+	__u8 audit = (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
+
+	count_slot((__u32)AIGATE_OP_CONNECT * 2 + audit);
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_slot(AIGATE_COUNTER_DROPPED);
+		return;
+	}
+	static const char what[] = "inbound connection";
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->cgroup_id = cgroup_id;
+	e->policy_id = sb->policy_id;
+	e->rule_id = rule;
+	e->kind = AIGATE_KIND_NET;
+	e->op = AIGATE_OP_CONNECT;
+	e->audit = audit;
+	e->port = skb->local_port; /* host byte order in __sk_buff */
+	if (skb->protocol == bpf_htons(AIGATE_ETH_P_IP)) {
+		e->family = AIGATE_AF_INET;
+		bpf_skb_load_bytes(skb, 12, e->addr, 4); /* iphdr.saddr */
+	} else {
+		e->family = AIGATE_AF_INET6;
+		bpf_skb_load_bytes(skb, 8, e->addr, 16); /* ipv6hdr.saddr */
+	}
+	__builtin_memcpy(e->path, what, sizeof(what));
+	e->path_len = sizeof(what);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * ingress sees every packet delivered to a socket of the sandbox. A packet
+ * that did not come over loopback and is delivered to a listening TCP
+ * socket is a connection attempt from another host (a SYN, or the ACK of a
+ * SYN cookie): dropped under net: deny unless the policy allows inbound
+ * connections, so nothing outside the machine can connect in and read what
+ * the sandbox writes on the accepted socket (writes on it pass no sendmsg
+ * program). Refusing here, not at bind, leaves a server bound to 0.0.0.0 or
+ * ::, and a listen() without bind, reachable from this machine. UDP is left
+ * alone: answering a datagram needs a sendto or connect, which connect4/6
+ * and sendmsg4/6 check.
+ */
+SEC("cgroup_skb/ingress")
+int aigate_ingress(struct __sk_buff *skb)
+{
+	if (skb->ifindex == AIGATE_LOOPBACK_IFINDEX)
+		return 1;
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->state != BPF_TCP_LISTEN)
+		return 1;
+	__u64 cgroup_id = 0;
+	struct sandbox *sb = skb_sandbox(skb, &cgroup_id);
+	if (!sb)
+		return 1;
+	__u32 policy_id = sb->policy_id;
+	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
+	if (s && (s->mode == AIGATE_NET_ALLOW || s->inbound))
+		return 1;
+	report_inbound(skb, cgroup_id, sb, s ? s->deny_rule : 0);
+	return (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
 }

@@ -221,6 +221,24 @@ static __always_inline int unix_bound_alive(struct unix_scratch *s, const struct
  * it leaves in s->bound.n for the event: 1 allowed, 0 refused, -1 no name
  * (the kernel refuses the call itself).
  */
+/*
+ * unix_name_dotdot reports whether the path name n has a ".." component:
+ * "/allowed/../elsewhere/bus" starts with an allow_unix directory but names
+ * a socket outside it, so such a name never matches an allow_unix entry.
+ */
+static __always_inline int unix_name_dotdot(const struct unix_name *n)
+{
+	if (n->abstract)
+		return 0;
+	/* No state carried between iterations: the verifier prunes them. */
+	for (int i = 0; i + 3 < AIGATE_UNIX_NAME; i++) {
+		if (n->name[i] == '/' && n->name[i + 1] == '.' && n->name[i + 2] == '.' &&
+		    (n->name[i + 3] == '/' || n->name[i + 3] == 0))
+			return 1;
+	}
+	return 0;
+}
+
 static __always_inline int unix_allowed(struct unix_scratch *s, __u64 cgroup_id,
 					const struct sandbox *sb, const void *uaddr, __u32 len)
 {
@@ -231,6 +249,8 @@ static __always_inline int unix_allowed(struct unix_scratch *s, __u64 cgroup_id,
 	struct unix_bound_val *v = bpf_map_lookup_elem(&unix_bound, &s->bound);
 	if (v && unix_bound_alive(s, v, &s->bound.n))
 		return 1;
+	if (unix_name_dotdot(&s->bound.n))
+		return 0;
 
 	s->allow.prefixlen = AIGATE_UNIX_KEY_BITS + 8 * AIGATE_UNIX_NAME;
 	s->allow.policy_id = sb->policy_id;

@@ -4,10 +4,14 @@
  * LPM tries of allowed and denied prefixes. The verdict implements exactly
  * policy.NetPolicy's rule (see internal/policy/types.go):
  *
- *   refused when the destination matches Deny; else allowed when the mode is
- *   allow, when it is loopback and loopback is allowed, or when it matches
- *   Allow (IP entries and the addresses resolved for allowed domains); every
- *   other destination is refused.
+ *   refused when the destination matches Deny; else, for a loopback
+ *   destination, allowed when allow_loopback is all, when it matches Allow
+ *   (a listed port), or when allow_loopback is own and the listener the
+ *   connection would reach belongs to the sandbox (the caller asks the
+ *   kernel's socket tables, see own_listener in sockaddr.c), refused
+ *   otherwise in both modes; any other destination is allowed when the mode
+ *   is allow or when it matches Allow (IP entries and the addresses resolved
+ *   for allowed domains), refused otherwise.
  *
  * Ports: every trie key carries a port, 0 meaning "any port". A destination
  * is looked up twice, with its own port and with port 0; both keys match the
@@ -33,6 +37,11 @@
 #define AIGATE_NET_ALLOW 1
 #define AIGATE_NET_DENY 2
 
+/* Values of struct net_settings.loopback (policy.LoopbackNone, Own, All). */
+#define AIGATE_LOOPBACK_NONE 0
+#define AIGATE_LOOPBACK_OWN 1
+#define AIGATE_LOOPBACK_ALL 2
+
 /* Bits of a trie key that precede the address: policy_id and port. */
 #define AIGATE_NET_KEY_BITS 64
 
@@ -40,8 +49,10 @@
 struct net_settings {
 	__u32 deny_rule; /* reported when nothing allowed the destination */
 	__u8 mode;       /* AIGATE_NET_ALLOW or AIGATE_NET_DENY */
-	__u8 loopback;   /* 1: 127.0.0.0/8 and ::1 allowed in deny mode */
-	__u8 pad[2];
+	__u8 loopback;   /* AIGATE_LOOPBACK_*: which loopback listeners */
+	__u8 inbound;    /* 1: listeners may accept connections from other hosts */
+	__u8 pad;
+	__u32 loopback_rule; /* reported when a loopback destination is refused */
 };
 
 struct net_key4 {
@@ -166,10 +177,13 @@ static __always_inline int net_is_loopback(const struct net_dst *d)
 /*
  * net_denied returns 1 and sets *rule when the policy refuses d, 0 when it
  * allows it; *entry is set to 1 when an allow-trie entry (an allow_net
- * prefix or an address learned for a domain) is what allowed it.
+ * prefix or an address learned for a domain) is what allowed it, and
+ * *ask_owner to 1 when d is refused only because it is on loopback: the
+ * caller then allows it if the listener is the sandbox's own.
  */
 static __always_inline int net_denied(const struct net_settings *s, __u32 policy_id,
-				      const struct net_dst *d, __u32 *rule, int *entry)
+				      const struct net_dst *d, __u32 *rule, int *entry,
+				      int *ask_owner)
 {
 	struct net_rule *r;
 
@@ -181,9 +195,10 @@ static __always_inline int net_denied(const struct net_settings *s, __u32 policy
 		*rule = r->rule_id;
 		return 1;
 	}
-	if (s->mode == AIGATE_NET_ALLOW)
+	int loopback = net_is_loopback(d);
+	if (loopback && s->loopback == AIGATE_LOOPBACK_ALL)
 		return 0;
-	if (s->loopback && net_is_loopback(d))
+	if (!loopback && s->mode == AIGATE_NET_ALLOW)
 		return 0;
 	if (d->family == AIGATE_AF_INET)
 		r = net_lookup4(&net_allow4, policy_id, d);
@@ -192,6 +207,11 @@ static __always_inline int net_denied(const struct net_settings *s, __u32 policy
 	if (r) {
 		*entry = 1;
 		return 0;
+	}
+	if (loopback) {
+		*rule = s->loopback_rule;
+		*ask_owner = s->loopback == AIGATE_LOOPBACK_OWN;
+		return 1;
 	}
 	*rule = s->deny_rule;
 	return 1;

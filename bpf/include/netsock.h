@@ -34,6 +34,20 @@ struct {
 } dns_proxies SEC(".maps");
 
 /*
+ * dns_proxy_ports maps the port of every sandbox's proxy (host byte order)
+ * to the policy it serves: a loopback connect or send to another policy's
+ * proxy is refused whatever allow_loopback or allow_net say, so a sandbox
+ * cannot ask a proxy that answers by someone else's policy (an audit-mode
+ * sandbox's answers every name).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} dns_proxy_ports SEC(".maps");
+
+/*
  * Key of addr_use: a learned (allow-trie) address for one policy, counted
  * while connected sockets use it, so that the DNS proxy does not expire an
  * address that a live connection came through.
@@ -58,6 +72,12 @@ struct sock_state {
 	__u32 dns_port;   /* network byte order, as in bpf_sock_addr */
 	/* The address counted in addr_use; use.family 0: none. */
 	struct addr_use_key use;
+	/*
+	 * The sandbox cgroup whose task created the socket (sock_create), 0 for
+	 * sockets created outside every sandbox: a loopback connect reaches a
+	 * listener of its own sandbox only when this equals its cgroup.
+	 */
+	__u64 owner;
 };
 
 struct {

@@ -18,7 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
+	"github.com/aigate-dev/aigate/internal/seccomp"
 )
 
 // Why an exec helper, and not clone3(CLONE_INTO_CGROUP) with a cgroup fd
@@ -39,7 +41,10 @@ const (
 	helperEnv         = "AIGATE_SANDBOX_EXEC"     // the command's path
 	helperFDEnv       = "AIGATE_SANDBOX_FD"       // the pipe's descriptor number
 	helperLandlockEnv = "AIGATE_SANDBOX_LANDLOCK" // landlock.Options as JSON
-	goByte            = 'g'
+	// familiesEnv asks the helper for the seccomp filter that refuses
+	// socket families (internal/seccomp): set when no BPF LSM program does.
+	familiesEnv = "AIGATE_SANDBOX_FAMILIES"
+	goByte      = 'g'
 )
 
 // waitDelay bounds how long Child.Wait waits for the command's output
@@ -74,7 +79,7 @@ func runHelper(path string) int {
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") ||
-			strings.HasPrefix(kv, helperLandlockEnv+"=") {
+			strings.HasPrefix(kv, helperLandlockEnv+"=") || strings.HasPrefix(kv, familiesEnv+"=") {
 			continue
 		}
 		env = append(env, kv)
@@ -97,6 +102,12 @@ func runHelper(path string) int {
 	if err := enterLandlock(os.Getenv(helperLandlockEnv)); err != nil {
 		fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
 		return helperExitNoGo
+	}
+	if os.Getenv(familiesEnv) == "1" {
+		if err := seccomp.RefuseSocketFamilies(); err != nil {
+			fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
+			return helperExitNoGo
+		}
 	}
 	// The command gets stdin, stdout and stderr only. aigate's own
 	// descriptors (an embedded agent's fanotify group, BPF maps and links,
@@ -180,6 +191,11 @@ func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
 		helperEnv+"="+target,
 		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)),
 		helperLandlockEnv+"="+string(ll))
+	// BPF LSM refuses other socket families itself, with events; a seccomp
+	// filter would hide them. Audit mode refuses nothing.
+	if s.Sandbox.Backend != "lsm" && s.Sandbox.Mode != policy.ModeAudit {
+		cmd.Env = append(cmd.Env, familiesEnv+"=1")
+	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

@@ -405,7 +405,7 @@ func TestStatusHuman(t *testing.T) {
 	for _, want := range []string{
 		"does not exist: built-in defaults apply",
 		"project  none",
-		"Network: deny, except 9 allowed destination(s) and loopback",
+		"Network: deny, except 9 allowed destination(s) and the sandbox's own loopback servers",
 		"  .env                   built-in\n",
 		"Deny exec (11)",
 		"Kernel: ready: BPF LSM backend",

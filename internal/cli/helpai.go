@@ -59,9 +59,15 @@ func writeHelpAI(w io.Writer, pol *policy.Policy) {
 			eps = []string{"none"}
 		}
 		net = "denied, except: " + strings.Join(eps, ", ")
-		if pol.Loopback {
-			net += ", and local servers on loopback (127.0.0.1, ::1)"
-		}
+	}
+	switch pol.Loopback {
+	case policy.LoopbackAll:
+		net += "; every local server on loopback (127.0.0.1, ::1) is reachable"
+	case policy.LoopbackOwn:
+		net += "; on loopback (127.0.0.1, ::1) only the servers you start yourself in this sandbox " +
+			"(and ports listed above) are reachable, not the user's other local services"
+	default:
+		net += "; loopback (127.0.0.1, ::1) is closed except for ports listed above"
 	}
 	fmt.Fprintf(w, `You are running inside aigate, a sandbox that the Linux kernel enforces for
 the user. It is deliberate: the user chose these rules to keep their

@@ -59,7 +59,8 @@ type Status struct {
 	Mode          policy.Mode          `json:"mode"`
 	Backend       policy.BackendChoice `json:"backend"`
 	Net           policy.NetMode       `json:"net"`
-	AllowLoopback bool                 `json:"allow_loopback"`
+	AllowLoopback bool                 `json:"allow_loopback"` // some loopback listeners reachable
+	Loopback      policy.LoopbackMode  `json:"loopback"`       // which: own, all or false
 	DenyRead      []StatusRule         `json:"deny_read"`
 	DenyWrite     []StatusRule         `json:"deny_write"`
 	DenyExec      []StatusRule         `json:"deny_exec"`
@@ -212,7 +213,8 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		Mode:          pol.Mode,
 		Backend:       pol.Backend,
 		Net:           pol.Net,
-		AllowLoopback: pol.Loopback,
+		AllowLoopback: pol.Loopback != policy.LoopbackNone,
+		Loopback:      pol.Loopback,
 		DenyRead:      rulesOf(pol.DenyRead),
 		DenyWrite:     rulesOf(pol.DenyWrite),
 		DenyExec:      rulesOf(pol.DenyExec),
@@ -360,7 +362,8 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		fmt.Fprintln(tw, "Network: allow (every destination except cloud metadata)")
 	} else {
 		fmt.Fprintf(tw, "Network: deny, except %d allowed destination(s)%s\n", len(st.AllowNet),
-			map[bool]string{true: " and loopback", false: ""}[st.AllowLoopback])
+			map[policy.LoopbackMode]string{policy.LoopbackAll: " and all of loopback",
+				policy.LoopbackOwn: " and the sandbox's own loopback servers"}[st.Loopback])
 	}
 	for _, r := range st.AllowNet {
 		fmt.Fprintf(tw, "  %s\t%s\n", r.Value, src(r.File, r.Line))

@@ -141,7 +141,10 @@ func loosening(without, with *policy.Policy, paths *config.Paths) []string {
 		out = append(out, fmt.Sprintf("net: %s: every destination becomes reachable  (%s)", with.Net, src(with.NetSource)))
 	}
 	if with.Loopback != without.Loopback {
-		out = append(out, fmt.Sprintf("allow_loopback: %v  (%s)", with.Loopback, src(with.LoopbackSource)))
+		out = append(out, fmt.Sprintf("allow_loopback: %s  (%s)", with.Loopback, src(with.LoopbackSource)))
+	}
+	if with.Inbound != without.Inbound {
+		out = append(out, fmt.Sprintf("allow_inbound: %v: other hosts may connect to the sandbox's servers  (%s)", with.Inbound, src(with.InboundSource)))
 	}
 	for _, ep := range with.AllowNet {
 		if !slices.ContainsFunc(without.AllowNet, func(x policy.Endpoint) bool { return sameEndpoint(x.Raw, ep.Raw) }) {

@@ -219,7 +219,7 @@ func TestAnchorGolden(t *testing.T) {
 	allow.Mode = policy.NetAllow
 	golden(t, "anchor_allow", BuildAnchor(AnchorSpec{User: "_aigate", Net: allow}).Text)
 	noLoop := c.Net
-	noLoop.Loopback = false
+	noLoop.Loopback = policy.LoopbackNone
 	if strings.Contains(BuildAnchor(AnchorSpec{User: "_aigate", Net: noLoop}).Text, "127.0.0.0/8") {
 		t.Error("loopback passed although the policy denies it")
 	}

@@ -62,7 +62,7 @@ func testPolicy() *policy.Compiled {
 	deny := rule(0, "net: deny")
 	c.Net = policy.NetPolicy{
 		Mode:     policy.NetDeny,
-		Loopback: true,
+		Loopback: policy.LoopbackAll,
 		DenyRule: deny,
 		Deny:     []policy.NetEntry{{Prefix: netip.MustParsePrefix("169.254.169.254/32"), Rule: rule(0, "metadata")}},
 		Allow: []policy.NetEntry{

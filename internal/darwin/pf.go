@@ -91,8 +91,14 @@ func BuildAnchor(s AnchorSpec) Anchor {
 	for _, p := range sortedPorts(deny) {
 		fmt.Fprintf(&b, "%s %s from any to <%s>%s%s", block, proto, TableName(DenyTable, p), portClause(p), who)
 	}
+	// pf cannot tell which process owns a listener: allow_loopback: own
+	// passes every loopback listener here, as all does (docs/macos.md).
+	loopback := s.Net.Loopback == policy.LoopbackOwn || s.Net.Loopback == policy.LoopbackAll
+	if s.Net.Mode == policy.NetAllow && !loopback {
+		fmt.Fprintf(&b, "%s %s from any to { 127.0.0.0/8 ::1 0.0.0.0 :: }%s", block, proto, who)
+	}
 	if s.Net.Mode != policy.NetAllow {
-		if s.Net.Loopback {
+		if loopback {
 			fmt.Fprintf(&b, "pass out quick %s from any to { 127.0.0.0/8 ::1 }%s", proto, who)
 		}
 		for _, p := range sortedPorts(allow) {

@@ -205,7 +205,7 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 		_ = os.Remove(root + "/aigate-test")
 	})
 	w.g = g
-	w.c = compilePolicy(t, policy.NetDeny, false, allow...)
+	w.c = compilePolicy(t, policy.NetDeny, policy.LoopbackNone, allow...)
 	if err := n.AddSandbox(1, g, false); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 	return w
 }
 
-func compilePolicy(t *testing.T, mode policy.NetMode, loopback bool, allow ...string) *policy.Compiled {
+func compilePolicy(t *testing.T, mode policy.NetMode, loopback policy.LoopbackMode, allow ...string) *policy.Compiled {
 	t.Helper()
 	p := &policy.Policy{Net: mode, Loopback: loopback}
 	for _, a := range allow {

@@ -57,8 +57,10 @@ type Config struct {
 	// Sandbox and CgroupID are stamped on the events.
 	Sandbox  string
 	CgroupID uint64
-	// CgroupPath is the sandbox's cgroup directory. When set, each refusal
-	// event names the process that asked (TGID, UID, Comm), searched for
+	// CgroupPath is the sandbox's cgroup directory. When set, the proxy
+	// answers only clients whose socket was created in this cgroup or one
+	// below it (sock_diag reports the socket's cgroup; others get REFUSED
+	// and count in Stats.Strangers), and each refusal event names the process that asked (TGID, UID, Comm), searched for
 	// among the processes of this cgroup and those below it (Linux); when
 	// the search fails or runs out of time they stay zero. Start must then
 	// run in the network namespace of the listeners.
@@ -81,7 +83,8 @@ type Config struct {
 // Stats counts what a proxy did.
 type Stats struct {
 	Queries   uint64 // received
-	Refused   uint64 // names the policy does not allow
+	Refused   uint64 // names the policy does not allow, and Strangers
+	Strangers uint64 // queries from sockets outside the proxy's sandbox
 	Forwarded uint64 // answered from upstream
 	Failed    uint64 // SERVFAIL: upstream unreachable or the allow map refused an update
 	Learned   uint64 // addresses currently allowed through this proxy
@@ -103,6 +106,9 @@ type Proxy struct {
 	tcp      *mdns.Client
 
 	queries, refused, forwarded, failed atomic.Uint64
+
+	members   *memberCheck // nil: every client is answered
+	strangers atomic.Uint64
 
 	owners                *ownerFinder // nil: events carry no process
 	ownersErr             error        // why owners is nil
@@ -175,13 +181,18 @@ func Start(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("start DNS proxy: %w", err)
 	}
 	p.port = port
+	var l any
+	if len(p.cfg.UDP) > 0 {
+		l = p.cfg.UDP[0]
+	} else {
+		l = p.cfg.TCP[0]
+	}
+	if cfg.CgroupPath != "" {
+		// Without it (no sock_diag) the kernel's refusal of other
+		// sandboxes' queries is the only one.
+		p.members, _ = newMemberCheck(cfg.CgroupPath, l)
+	}
 	if cfg.CgroupPath != "" && cfg.Report != nil {
-		var l any
-		if len(p.cfg.UDP) > 0 {
-			l = p.cfg.UDP[0]
-		} else {
-			l = p.cfg.TCP[0]
-		}
 		// Without it the proxy still works: its events name no process.
 		p.owners, p.ownersErr = newOwnerFinder(cfg.CgroupPath, l, cmp.Or(cfg.OwnerBudget, DefaultOwnerBudget))
 	} else {
@@ -305,7 +316,7 @@ func (p *Proxy) Stats() Stats {
 	p.mu.Unlock()
 	return Stats{
 		Queries: p.queries.Load(), Refused: p.refused.Load(), Forwarded: p.forwarded.Load(),
-		Failed: p.failed.Load(), Learned: learned,
+		Failed: p.failed.Load(), Learned: learned, Strangers: p.strangers.Load(),
 		OwnersFound: p.found.Load(), OwnersMissed: p.missed.Load(), OwnerTime: time.Duration(p.ownerT.Load()),
 	}
 }
@@ -345,6 +356,15 @@ func (p *Proxy) OwnerLookup() error {
 func (p *Proxy) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 	p.queries.Add(1)
 	c := peer{tcp: w.LocalAddr().Network() == "tcp", client: addrPort(w.RemoteAddr()), proxy: addrPort(w.LocalAddr())}
+	if p.members != nil {
+		// A proxy answers by its own sandbox's policy, to its sandbox only.
+		if ok, _ := p.members.member(c); !ok {
+			p.refused.Add(1)
+			p.strangers.Add(1)
+			_ = w.WriteMsg(new(mdns.Msg).SetRcode(req, mdns.RcodeRefused))
+			return
+		}
+	}
 	resp := p.answer(req, c)
 	_ = w.WriteMsg(resp)
 }
@@ -572,6 +592,9 @@ func (p *Proxy) Close() error {
 		}
 	}
 	p.wg.Wait()
+	if p.members != nil {
+		errs = append(errs, p.members.close())
+	}
 	if p.owners != nil {
 		errs = append(errs, p.owners.close())
 	}

@@ -58,7 +58,7 @@ func (s *fakeSink) has(rule policy.RuleID, a string) bool {
 
 func compile(t testing.TB, allow ...string) *policy.Compiled {
 	t.Helper()
-	p := &policy.Policy{Net: policy.NetDeny, Loopback: true}
+	p := &policy.Policy{Net: policy.NetDeny, Loopback: policy.LoopbackAll}
 	for _, a := range allow {
 		p.AllowNet = append(p.AllowNet, policy.Endpoint{Raw: a})
 	}

@@ -21,6 +21,8 @@ const (
 	sizeofSockID   = 48 // struct inet_diag_sockid
 
 	diagNoCookie = ^uint32(0) // INET_DIAG_NOCOOKIE: do not check the cookie
+
+	diagAttrCgroupID = 21 // INET_DIAG_CGROUP_ID: sent with every reply since Linux 5.9
 )
 
 // errNoSocket is the kernel's answer when no socket matches.
@@ -33,6 +35,9 @@ type diagMsg struct {
 	remote netip.AddrPort // its peer (unspecified when unconnected)
 	uid    uint32         // the socket's owner
 	inode  uint32         // of the socket: /proc/PID/fd shows socket:[inode]
+	// cgroupID is the cgroup v2 id of the socket (its creator's cgroup);
+	// 0 when the kernel does not say.
+	cgroupID uint64
 }
 
 // diagSock is a NETLINK_SOCK_DIAG socket. It answers for the network
@@ -232,5 +237,17 @@ func parseDiagMsg(b []byte) (diagMsg, error) {
 	m.remote = getAddr(id[20:36], m.family, binary.BigEndian.Uint16(id[2:]))
 	m.uid = ne.Uint32(b[64:])
 	m.inode = ne.Uint32(b[68:])
+	// Attributes follow: struct nlattr {u16 len; u16 type} and the value,
+	// each padded to 4 bytes.
+	for a := b[sizeofDiagMsg:]; len(a) >= 4; {
+		l, typ := int(ne.Uint16(a[0:])), ne.Uint16(a[2:])
+		if l < 4 || l > len(a) {
+			break
+		}
+		if typ == diagAttrCgroupID && l >= 12 {
+			m.cgroupID = ne.Uint64(a[4:])
+		}
+		a = a[min(nlmAlign(l), len(a)):]
+	}
 	return m, nil
 }

@@ -66,7 +66,7 @@ func TestE2EEachRuleKind(t *testing.T) {
 			op{"read", w.path("~/.bashrc"), ""}, // deny_write leaves reading alone
 			op{"exec", curl, "curl"},
 			op{"connect", allowedIP, ""},
-			op{"connect", deniedIP, "net: deny"},
+			op{"connect", deniedIP, "allow_loopback: false"}, // a loopback destination: its own rule
 		)
 
 		self, err := os.Executable()

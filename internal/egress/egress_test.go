@@ -124,7 +124,7 @@ func (r fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 
 func compile(t *testing.T, mode policy.NetMode, allow ...string) *policy.Compiled {
 	t.Helper()
-	p := &policy.Policy{Net: mode, Loopback: true}
+	p := &policy.Policy{Net: mode, Loopback: policy.LoopbackAll}
 	for _, a := range allow {
 		p.AllowNet = append(p.AllowNet, policy.Endpoint{Raw: a})
 	}

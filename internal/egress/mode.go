@@ -27,7 +27,7 @@ const (
 // proxy, and the policy the proxy answers by.
 //
 // A proxy runs for every net: deny policy, also without allowed domains:
-// with allow_loopback a local resolver stub (127.0.0.53) is an allowed
+// with allow_loopback: all a local resolver stub (127.0.0.53) is an allowed
 // destination, and it would carry data out in query names for any name.
 // In audit mode nothing may be refused, so the proxy answers every name
 // (it still learns the allowed ones, and names the others' addresses for

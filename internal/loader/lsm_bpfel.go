@@ -105,7 +105,9 @@ const (
 	lsmProgAigatePathUnlink        = "aigate_path_unlink"
 	lsmProgAigatePtraceAccessCheck = "aigate_ptrace_access_check"
 	lsmProgAigatePtraceTraceme     = "aigate_ptrace_traceme"
+	lsmProgAigateSocketConnect     = "aigate_socket_connect"
 	lsmProgAigateSocketCreate      = "aigate_socket_create"
+	lsmProgAigateSocketSendmsg     = "aigate_socket_sendmsg"
 	lsmProgAigateTaskKill          = "aigate_task_kill"
 	lsmProgAigateUnixMaySend       = "aigate_unix_may_send"
 	lsmProgAigateUnixStreamConnect = "aigate_unix_stream_connect"
@@ -174,7 +176,9 @@ type lsmProgramSpecs struct {
 	AigatePathUnlink        *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
 	AigatePtraceAccessCheck *ebpf.ProgramSpec `ebpf:"aigate_ptrace_access_check"`
 	AigatePtraceTraceme     *ebpf.ProgramSpec `ebpf:"aigate_ptrace_traceme"`
+	AigateSocketConnect     *ebpf.ProgramSpec `ebpf:"aigate_socket_connect"`
 	AigateSocketCreate      *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
+	AigateSocketSendmsg     *ebpf.ProgramSpec `ebpf:"aigate_socket_sendmsg"`
 	AigateTaskKill          *ebpf.ProgramSpec `ebpf:"aigate_task_kill"`
 	AigateUnixMaySend       *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
 	AigateUnixStreamConnect *ebpf.ProgramSpec `ebpf:"aigate_unix_stream_connect"`
@@ -288,7 +292,9 @@ type lsmPrograms struct {
 	AigatePathUnlink        *ebpf.Program `ebpf:"aigate_path_unlink"`
 	AigatePtraceAccessCheck *ebpf.Program `ebpf:"aigate_ptrace_access_check"`
 	AigatePtraceTraceme     *ebpf.Program `ebpf:"aigate_ptrace_traceme"`
+	AigateSocketConnect     *ebpf.Program `ebpf:"aigate_socket_connect"`
 	AigateSocketCreate      *ebpf.Program `ebpf:"aigate_socket_create"`
+	AigateSocketSendmsg     *ebpf.Program `ebpf:"aigate_socket_sendmsg"`
 	AigateTaskKill          *ebpf.Program `ebpf:"aigate_task_kill"`
 	AigateUnixMaySend       *ebpf.Program `ebpf:"aigate_unix_may_send"`
 	AigateUnixStreamConnect *ebpf.Program `ebpf:"aigate_unix_stream_connect"`
@@ -312,7 +318,9 @@ func (p *lsmPrograms) Close() error {
 		p.AigatePathUnlink,
 		p.AigatePtraceAccessCheck,
 		p.AigatePtraceTraceme,
+		p.AigateSocketConnect,
 		p.AigateSocketCreate,
+		p.AigateSocketSendmsg,
 		p.AigateTaskKill,
 		p.AigateUnixMaySend,
 		p.AigateUnixStreamConnect,

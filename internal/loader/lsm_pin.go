@@ -92,6 +92,8 @@ func (o *lsmObjects) programs() map[string]*ebpf.Program {
 		"ptrace_access":  o.AigatePtraceAccessCheck,
 		"ptrace_traceme": o.AigatePtraceTraceme,
 		"task_kill":      o.AigateTaskKill,
+		"socket_connect": o.AigateSocketConnect,
+		"socket_sendmsg": o.AigateSocketSendmsg,
 	}
 }
 
@@ -471,6 +473,6 @@ var lsmProgramOrder = []string{
 	"file_open", "bprm_check", "mmap_file", "file_mprotect",
 	"path_truncate", "path_unlink", "path_rmdir", "path_rename", "path_link", "path_chmod", "path_chown",
 	"path_mkdir", "path_symlink", "path_mknod",
-	"socket_create", "unix_connect", "unix_may_send",
+	"socket_create", "unix_connect", "unix_may_send", "socket_connect", "socket_sendmsg",
 	"ptrace_access", "ptrace_traceme", "task_kill",
 }

@@ -72,6 +72,8 @@ func helper(args []string) int {
 		err = unix.Chmod(args[1], 0o600)
 	case "chown":
 		err = unix.Chown(args[1], 0, 0)
+	case "fdconnect", "fdsend", "ownsend":
+		err = foreignSocketOp(args[0], args[1])
 	case "unixconnect", "unixsend", "unixself":
 		err = lsmUnixOp(args[0], args[1])
 	case "socket":

@@ -24,6 +24,11 @@ const (
 	netModeAllow = 1
 	netModeDeny  = 2
 	netKeyBits   = 64 // AIGATE_NET_KEY_BITS: policy id and port precede the address
+
+	// Values of net_settings.loopback (AIGATE_LOOPBACK_*).
+	netLoopbackNone = 0
+	netLoopbackOwn  = 1
+	netLoopbackAll  = 2
 )
 
 // NetOptions configures OpenNet.
@@ -267,10 +272,19 @@ func (n *Net) SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[strin
 	default:
 		return fmt.Errorf("set network policy %d: unknown net mode %q", policyID, np.Mode)
 	}
-	if np.Loopback {
-		settings.Loopback = 1
+	switch np.Loopback {
+	case policy.LoopbackAll:
+		settings.Loopback = netLoopbackAll
+	case policy.LoopbackOwn:
+		settings.Loopback = netLoopbackOwn
+	default:
+		settings.Loopback = netLoopbackNone
+	}
+	if np.Inbound {
+		settings.Inbound = 1
 	}
 	settings.DenyRule = uint32(np.DenyRule)
+	settings.LoopbackRule = uint32(np.LoopbackRule)
 
 	want := newNetState()
 	for _, e := range np.Deny {

@@ -36,7 +36,7 @@ import (
 func BenchmarkNetConnect(b *testing.B) {
 	env := newNetEnv(b)
 	n := openNet(b, NetOptions{})
-	c := compileNet(b, policy.NetDeny, false, "10.1.2.3")
+	c := compileNet(b, policy.NetDeny, policy.LoopbackNone, "10.1.2.3")
 	inside := env.sandbox(n, 1, c.Net, nil, false)
 	outside := env.cgroup("outside")
 	if err := n.Attach(2, outside.Path); err != nil {

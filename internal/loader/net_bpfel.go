@@ -72,11 +72,13 @@ type netNetRule struct {
 }
 
 type netNetSettings struct {
-	_        structs.HostLayout
-	DenyRule uint32
-	Mode     uint8
-	Loopback uint8
-	Pad      [2]uint8
+	_            structs.HostLayout
+	DenyRule     uint32
+	Mode         uint8
+	Loopback     uint8
+	Inbound      uint8
+	Pad          uint8
+	LoopbackRule uint32
 }
 
 type netSandbox struct {
@@ -91,6 +93,7 @@ type netSockState struct {
 	DnsIp6    [4]uint32
 	DnsPort   uint32
 	Use       netAddrUseKey
+	Owner     uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -100,6 +103,7 @@ const (
 	netMapAddrUse            = "addr_use"
 	netMapCounters           = "counters"
 	netMapDnsProxies         = "dns_proxies"
+	netMapDnsProxyPorts      = "dns_proxy_ports"
 	netMapEvents             = "events"
 	netMapNetAllow4          = "net_allow4"
 	netMapNetAllow6          = "net_allow6"
@@ -111,6 +115,7 @@ const (
 	netMapSockStates         = "sock_states"
 	netProgAigateConnect4    = "aigate_connect4"
 	netProgAigateConnect6    = "aigate_connect6"
+	netProgAigateIngress     = "aigate_ingress"
 	netProgAigateRecvmsg4    = "aigate_recvmsg4"
 	netProgAigateRecvmsg6    = "aigate_recvmsg6"
 	netProgAigateSendmsg4    = "aigate_sendmsg4"
@@ -169,6 +174,7 @@ type netSpecs struct {
 type netProgramSpecs struct {
 	AigateConnect4    *ebpf.ProgramSpec `ebpf:"aigate_connect4"`
 	AigateConnect6    *ebpf.ProgramSpec `ebpf:"aigate_connect6"`
+	AigateIngress     *ebpf.ProgramSpec `ebpf:"aigate_ingress"`
 	AigateRecvmsg4    *ebpf.ProgramSpec `ebpf:"aigate_recvmsg4"`
 	AigateRecvmsg6    *ebpf.ProgramSpec `ebpf:"aigate_recvmsg6"`
 	AigateSendmsg4    *ebpf.ProgramSpec `ebpf:"aigate_sendmsg4"`
@@ -184,6 +190,7 @@ type netMapSpecs struct {
 	AddrUse       *ebpf.MapSpec `ebpf:"addr_use"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	DnsProxies    *ebpf.MapSpec `ebpf:"dns_proxies"`
+	DnsProxyPorts *ebpf.MapSpec `ebpf:"dns_proxy_ports"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	NetAllow4     *ebpf.MapSpec `ebpf:"net_allow4"`
 	NetAllow6     *ebpf.MapSpec `ebpf:"net_allow6"`
@@ -230,6 +237,7 @@ type netMaps struct {
 	AddrUse       *ebpf.Map `ebpf:"addr_use"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	DnsProxies    *ebpf.Map `ebpf:"dns_proxies"`
+	DnsProxyPorts *ebpf.Map `ebpf:"dns_proxy_ports"`
 	Events        *ebpf.Map `ebpf:"events"`
 	NetAllow4     *ebpf.Map `ebpf:"net_allow4"`
 	NetAllow6     *ebpf.Map `ebpf:"net_allow6"`
@@ -246,6 +254,7 @@ func (m *netMaps) Close() error {
 		m.AddrUse,
 		m.Counters,
 		m.DnsProxies,
+		m.DnsProxyPorts,
 		m.Events,
 		m.NetAllow4,
 		m.NetAllow6,
@@ -276,6 +285,7 @@ type netVariables struct {
 type netPrograms struct {
 	AigateConnect4    *ebpf.Program `ebpf:"aigate_connect4"`
 	AigateConnect6    *ebpf.Program `ebpf:"aigate_connect6"`
+	AigateIngress     *ebpf.Program `ebpf:"aigate_ingress"`
 	AigateRecvmsg4    *ebpf.Program `ebpf:"aigate_recvmsg4"`
 	AigateRecvmsg6    *ebpf.Program `ebpf:"aigate_recvmsg6"`
 	AigateSendmsg4    *ebpf.Program `ebpf:"aigate_sendmsg4"`
@@ -288,6 +298,7 @@ func (p *netPrograms) Close() error {
 	return _NetClose(
 		p.AigateConnect4,
 		p.AigateConnect6,
+		p.AigateIngress,
 		p.AigateRecvmsg4,
 		p.AigateRecvmsg6,
 		p.AigateSendmsg4,

@@ -33,8 +33,33 @@ func (n *Net) SetDNSProxy(policyID uint32, ip4, ip6 netip.Addr, port uint16) err
 	for i := range v.Ip6 {
 		v.Ip6[i] = nativeWord(b6[4*i : 4*i+4])
 	}
+	var old netDnsProxy
+	moved := n.objs.DnsProxies.Lookup(policyID, &old) == nil && old.Port != port
+	// The port is marked as this policy's before the steering uses it.
+	if err := n.objs.DnsProxyPorts.Update(uint32(port), policyID, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("steer DNS of policy %d: mark proxy port %d: %w", policyID, port, err)
+	}
 	if err := n.objs.DnsProxies.Update(policyID, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("steer DNS of policy %d: %w", policyID, err)
+	}
+	if moved {
+		if err := n.unmarkProxyPort(policyID, old.Port); err != nil {
+			return fmt.Errorf("steer DNS of policy %d: %w", policyID, err)
+		}
+	}
+	return nil
+}
+
+// unmarkProxyPort forgets that port is policyID's proxy port, unless
+// another policy's proxy took it over meanwhile.
+func (n *Net) unmarkProxyPort(policyID uint32, port uint16) error {
+	var owner uint32
+	if err := n.objs.DnsProxyPorts.Lookup(uint32(port), &owner); err != nil || owner != policyID {
+		return nil
+	}
+	err := n.objs.DnsProxyPorts.Delete(uint32(port))
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("unmark proxy port %d: %w", port, err)
 	}
 	return nil
 }
@@ -51,9 +76,16 @@ func nativeWord(b []byte) uint32 {
 
 // ClearDNSProxy stops steering policyID's DNS.
 func (n *Net) ClearDNSProxy(policyID uint32) error {
+	var old netDnsProxy
+	had := n.objs.DnsProxies.Lookup(policyID, &old) == nil
 	err := n.objs.DnsProxies.Delete(policyID)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("stop steering DNS of policy %d: %w", policyID, err)
+	}
+	if had {
+		if err := n.unmarkProxyPort(policyID, old.Port); err != nil {
+			return fmt.Errorf("stop steering DNS of policy %d: %w", policyID, err)
+		}
 	}
 	return nil
 }

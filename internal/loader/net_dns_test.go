@@ -92,7 +92,7 @@ func TestNetDNSSteering(t *testing.T) {
 	env := newNetEnv(t)
 	n := openNet(t, NetOptions{Backend: "test"})
 	port := echoProxy(t, env)
-	c := compileNet(t, policy.NetDeny, false)
+	c := compileNet(t, policy.NetDeny, policy.LoopbackNone)
 	g := env.sandbox(n, 3, c.Net, nil, false)
 
 	ops := []string{"dnsudp 10.53.0.1:53", "dnssendto 10.53.0.1:53", "dnstcp 10.53.0.1:53",
@@ -155,8 +155,8 @@ func TestNetRawSockets(t *testing.T) {
 	env := newNetEnv(t)
 	testutil.IP(t, "netns", "exec", env.ns.Name, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
 	n := openNet(t, NetOptions{Backend: "test"})
-	deny := env.sandbox(n, 1, compileNet(t, policy.NetDeny, true).Net, nil, false)
-	allow := env.sandbox(n, 2, compileNet(t, policy.NetAllow, true).Net, nil, false)
+	deny := env.sandbox(n, 1, compileNet(t, policy.NetDeny, policy.LoopbackAll).Net, nil, false)
+	allow := env.sandbox(n, 2, compileNet(t, policy.NetAllow, policy.LoopbackAll).Net, nil, false)
 	ops := []string{"raw 127.0.0.1:0", "raw [::1]:0", "ping 127.0.0.1:0", "ping [::1]:0"}
 	for _, tc := range []struct {
 		name string
@@ -185,7 +185,7 @@ func TestNetRawSockets(t *testing.T) {
 func TestNetAddrInUse(t *testing.T) {
 	env := newNetEnv(t)
 	n := openNet(t, NetOptions{Backend: "test"})
-	c := compileNet(t, policy.NetDeny, true, "example.test")
+	c := compileNet(t, policy.NetDeny, policy.LoopbackAll, "example.test")
 	a := netip.MustParseAddr("10.9.9.9")
 	g := env.sandbox(n, 4, c.Net, map[string][]netip.Addr{"example.test": {a}}, false)
 	var port uint16

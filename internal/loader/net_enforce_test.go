@@ -61,7 +61,7 @@ func counter(st enforce.Stats, op events.Op, audit bool) uint64 {
 func TestNetEventsAndCounters(t *testing.T) {
 	env := newNetEnv(t)
 	n := openNet(t, NetOptions{Backend: "test"})
-	c := compileNet(t, policy.NetDeny, true, "10.1.2.3:8443")
+	c := compileNet(t, policy.NetDeny, policy.LoopbackAll, "10.1.2.3:8443")
 	g := env.sandbox(n, 7, c.Net, nil, false)
 	start := time.Now()
 	got, pid := env.run(g, "tcp 10.1.2.3:8444", "sendto [2001:db8::1]:53", "tcp [::ffff:169.254.169.254]:80", "tcp 10.1.2.3:8443", "tcp 127.0.0.1:0")
@@ -71,7 +71,7 @@ func TestNetEventsAndCounters(t *testing.T) {
 			t.Fatalf("op %d: errno %d, want %d", i, got[i], want[i])
 		}
 	}
-	metadata, _ := c.MatchConnect(netip.MustParseAddrPort("169.254.169.254:80"), nil)
+	metadata, _ := c.MatchConnect(netip.MustParseAddrPort("169.254.169.254:80"), nil, false)
 	evs := nextEvents(t, n.Events(), 3)
 	noMoreEvents(t, n.Events())
 	exe, _ := os.Executable()
@@ -124,7 +124,7 @@ func filepathBase(p string) string {
 func TestNetAudit(t *testing.T) {
 	env := newNetEnv(t)
 	n := openNet(t, NetOptions{})
-	c := compileNet(t, policy.NetDeny, true)
+	c := compileNet(t, policy.NetDeny, policy.LoopbackAll)
 	g := env.sandbox(n, 3, c.Net, nil, true)
 	got, _ := env.run(g, "tcp 10.1.2.3:80", "sendto [2001:db8::1]:53", "tcp 127.0.0.1:0")
 	for i, e := range got {
@@ -155,8 +155,8 @@ func TestNetAudit(t *testing.T) {
 func TestNetConfinement(t *testing.T) {
 	env := newNetEnv(t)
 	n := openNet(t, NetOptions{})
-	strict := compileNet(t, policy.NetDeny, false, "10.1.2.3:8443")
-	open := compileNet(t, policy.NetAllow, true)
+	strict := compileNet(t, policy.NetDeny, policy.LoopbackNone, "10.1.2.3:8443")
+	open := compileNet(t, policy.NetAllow, policy.LoopbackAll)
 	gs := env.sandbox(n, 1, strict.Net, nil, false)
 	go_ := env.sandbox(n, 2, open.Net, nil, false)
 
@@ -248,7 +248,7 @@ func TestNetConfinement(t *testing.T) {
 func TestNetUpdateAddrs(t *testing.T) {
 	env := newNetEnv(t)
 	n := openNet(t, NetOptions{})
-	c := compileNet(t, policy.NetDeny, true, "a.example.test", "b.example.test:443")
+	c := compileNet(t, policy.NetDeny, policy.LoopbackAll, "a.example.test", "b.example.test:443")
 	g := env.sandbox(n, 4, c.Net, nil, false)
 	a, b := c.Net.Domains[0], c.Net.Domains[1]
 	addr := netip.MustParseAddr("10.9.9.9")

@@ -60,6 +60,9 @@ func init() {
 //	unixtaken NAME      bind NAME, expecting EADDRINUSE (1003 otherwise),
 //	                    then connect to it
 //	uring MODE OP ARG   the operation through io_uring (net_uring_test.go)
+//	serve PROTO ADDR:PORT  listen (tcp) or bind (udp) there, print the errno
+//	                    and the port, hold the socket until stdin closes
+//	bind PROTO ADDR:PORT   bind a socket (tcp also listens) and close it
 func netHelperOp(args []string) (string, error) {
 	if len(args) == 1 && args[0] == "sub" {
 		procs := os.NewFile(3, "cgroup.procs")
@@ -93,6 +96,25 @@ func netHelperOp(args []string) (string, error) {
 	}
 	if args[0] == "uring" { // uring MODE OP TARGET: see uringHelperOp
 		return uringHelperOp(args[1:])
+	}
+	if (args[0] == "serve" || args[0] == "bind") && len(args) == 3 {
+		dst, err := netip.ParseAddrPort(args[2])
+		if err != nil {
+			return "", err
+		}
+		fd, port, errno := serveOp(args[1], dst)
+		if args[0] == "bind" {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			return strconv.Itoa(int(errno)), nil
+		}
+		fmt.Println(int(errno), port)
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return "0", nil
 	}
 	if strings.HasPrefix(args[0], "unix") {
 		return strconv.Itoa(int(unixOp(args[0], args[1]))), nil
@@ -270,6 +292,43 @@ func errnoOf(err error) unix.Errno {
 		return e
 	}
 	return 999
+}
+
+// serveOp binds a socket of proto (tcp or udp) to dst, listening on a TCP
+// one, and returns it with its port.
+func serveOp(proto string, dst netip.AddrPort) (int, int, unix.Errno) {
+	sa, fam := sockaddr(dst)
+	typ := unix.SOCK_DGRAM
+	if proto == "tcp" {
+		typ = unix.SOCK_STREAM
+	}
+	fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, errnoOf(err) + 1000
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, 0, errnoOf(err)
+	}
+	if proto == "tcp" {
+		if err := unix.Listen(fd, 8); err != nil {
+			unix.Close(fd)
+			return -1, 0, errnoOf(err)
+		}
+	}
+	bound, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, errnoOf(err) + 1000
+	}
+	port := 0
+	switch sa := bound.(type) {
+	case *unix.SockaddrInet4:
+		port = sa.Port
+	case *unix.SockaddrInet6:
+		port = sa.Port
+	}
+	return fd, port, 0
 }
 
 func holdOp(dst netip.AddrPort) (int, unix.Errno) {

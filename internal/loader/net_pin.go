@@ -53,6 +53,7 @@ var netHooks = []netHook{
 	{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, func(o *netObjects) *ebpf.Program { return o.AigateRecvmsg6 }},
 	{"sock_create", ebpf.AttachCGroupInetSockCreate, func(o *netObjects) *ebpf.Program { return o.AigateSockCreate }},
 	{"sock_release", ebpf.AttachCgroupInetSockRelease, func(o *netObjects) *ebpf.Program { return o.AigateSockRelease }},
+	{"ingress", ebpf.AttachCGroupInetIngress, func(o *netObjects) *ebpf.Program { return o.AigateIngress }},
 }
 
 func netHookByName(name string) (netHook, bool) {
@@ -349,7 +350,7 @@ func (n *Net) unpinAll() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{
 		n.objs.NetPolicies, n.objs.NetAllow4, n.objs.NetAllow6, n.objs.NetDeny4, n.objs.NetDeny6,
-		n.objs.DnsProxies, n.objs.AddrUse, n.objs.SockStates, n.pins.layout,
+		n.objs.DnsProxies, n.objs.DnsProxyPorts, n.objs.AddrUse, n.objs.SockStates, n.pins.layout,
 	} {
 		if m == nil || !m.IsPinned() {
 			continue

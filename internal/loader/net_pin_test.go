@@ -67,7 +67,7 @@ func TestNetPinSurvivesRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { owner.Remove(9) })
-	if err := first.SetPolicy(9, compileNet(t, policy.NetDeny, false).Net, nil); err != nil {
+	if err := first.SetPolicy(9, compileNet(t, policy.NetDeny, policy.LoopbackNone).Net, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := first.Attach(9, g.Path); err != nil {
@@ -117,7 +117,7 @@ func TestNetPinSurvivesRelease(t *testing.T) {
 	}
 	// The adopted policy is replaced, not added to: an allow-by-default
 	// policy with a deny entry lets 10.1.2.3 through and stops 10.9.0.0/16.
-	c := compileNet(t, policy.NetAllow, false)
+	c := compileNet(t, policy.NetAllow, policy.LoopbackNone)
 	c.Net.Deny = append(c.Net.Deny, policy.NetEntry{Prefix: netip.MustParsePrefix("10.9.0.0/16"), Rule: 1})
 	if err := second.SetPolicy(9, c.Net, nil); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 func TestNetFastOpen(t *testing.T) {
 	env := newNetEnv(t)
 	n := openNet(t, NetOptions{Backend: "test"})
-	c := compileNet(t, policy.NetDeny, false, "10.1.2.3:8443")
+	c := compileNet(t, policy.NetDeny, policy.LoopbackNone, "10.1.2.3:8443")
 	g := env.sandbox(n, 1, c.Net, nil, false)
 
 	got, _ := env.run(g, "tfo 10.1.2.4:8443", "tfo [2001:db8::1]:443", "tfo [::ffff:10.1.2.4]:8443")

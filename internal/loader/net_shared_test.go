@@ -41,7 +41,7 @@ func TestNetSharedMaps(t *testing.T) {
 	if err := owner.AddSandbox(9, g, false); err != nil {
 		t.Fatal(err)
 	}
-	c := compileNet(t, policy.NetDeny, true)
+	c := compileNet(t, policy.NetDeny, policy.LoopbackAll)
 	if err := sharer.SetPolicy(9, c.Net, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,7 @@ func (e *netEnv) runFiles(g *cgroup.Group, files []*os.File, ops ...string) ([]s
 }
 
 // compile builds a policy the way the CLI does, from allow_net entries.
-func compileNet(t testing.TB, mode policy.NetMode, loopback bool, allow ...string) *policy.Compiled {
+func compileNet(t testing.TB, mode policy.NetMode, loopback policy.LoopbackMode, allow ...string) *policy.Compiled {
 	t.Helper()
 	p := &policy.Policy{Net: mode, Loopback: loopback}
 	for _, a := range allow {
@@ -207,11 +207,11 @@ func TestNetVerdicts(t *testing.T) {
 	tests := []struct {
 		name     string
 		mode     policy.NetMode
-		loopback bool
+		loopback policy.LoopbackMode
 		allow    []string
 		cases    []netCase
 	}{
-		{"deny with loopback", policy.NetDeny, true, []string{"10.1.2.3:8443", "2001:db8::1", "example.test:443"}, []netCase{
+		{"deny with loopback", policy.NetDeny, policy.LoopbackAll, []string{"10.1.2.3:8443", "2001:db8::1", "example.test:443"}, []netCase{
 			{"tcp", "127.0.0.1:0", false},
 			{"tcp", "127.0.0.2:0", false},
 			{"tcp", "[::1]:0", false},
@@ -236,7 +236,7 @@ func TestNetVerdicts(t *testing.T) {
 			{"tcp", "169.254.169.254:80", true},
 			{"tcp", "[fd00:ec2::254]:80", true},
 		}},
-		{"deny without loopback", policy.NetDeny, false, []string{"127.0.0.1"}, []netCase{
+		{"deny without loopback", policy.NetDeny, policy.LoopbackNone, []string{"127.0.0.1"}, []netCase{
 			{"tcp", "127.0.0.1:0", false},
 			{"tcp", "127.0.0.2:0", true},
 			{"tcp", "[::1]:0", true},
@@ -247,7 +247,7 @@ func TestNetVerdicts(t *testing.T) {
 			{"sendto", "127.0.0.1:9", false},
 			{"udp", "10.1.2.3:53", true},
 		}},
-		{"allow with loopback", policy.NetAllow, true, nil, []netCase{
+		{"allow with loopback", policy.NetAllow, policy.LoopbackAll, nil, []netCase{
 			{"tcp", "10.1.2.3:8444", false},
 			{"tcp", "[2001:db8::1]:80", false},
 			{"tcp", "127.0.0.2:0", false},
@@ -258,13 +258,34 @@ func TestNetVerdicts(t *testing.T) {
 			{"tcp", "[fd00:ec2::254]:80", true},
 			{"sendto", "[fd00:ec2::254]:53", true},
 		}},
-		{"allow without loopback", policy.NetAllow, false, nil, []netCase{
+		{"allow without loopback", policy.NetAllow, policy.LoopbackNone, nil, []netCase{
 			{"tcp", "127.0.0.1:0", true},
 			{"tcp", "[::1]:0", true},
 			{"sendto", "[::ffff:127.0.0.1]:9", true},
 			{"tcp", "10.1.2.3:80", false},
 		}},
-		{"allow listing metadata", policy.NetAllow, true, []string{"169.254.169.254"}, []netCase{
+		{"deny, own loopback", policy.NetDeny, policy.LoopbackOwn, []string{"127.0.0.1:9"}, []netCase{
+			// tcp ADDR:0 connects to the helper's own listener.
+			{"tcp", "127.0.0.1:0", false},
+			{"tcp", "127.0.0.2:0", false},
+			{"tcp", "[::1]:0", false},
+			{"tcp", "0.0.0.0:0", false},
+			{"tcp", "[::]:0", false},
+			{"tcp", "[::ffff:127.0.0.1]:0", false},
+			// Nothing of the sandbox's is bound there: refused.
+			{"udp", "127.0.0.1:53000", true},
+			{"sendto", "[::1]:53000", true},
+			{"sendto", "[::ffff:127.0.0.1]:53000", true},
+			// A listed port.
+			{"sendto", "127.0.0.1:9", false},
+			{"tcp", "10.1.2.3:80", true},
+		}},
+		{"allow, own loopback", policy.NetAllow, policy.LoopbackOwn, nil, []netCase{
+			{"tcp", "127.0.0.1:0", false},
+			{"udp", "127.0.0.1:53000", true},
+			{"tcp", "10.1.2.3:80", false},
+		}},
+		{"allow listing metadata", policy.NetAllow, policy.LoopbackAll, []string{"169.254.169.254"}, []netCase{
 			{"tcp", "169.254.169.254:80", false},
 			{"tcp", "[fd00:ec2::254]:80", true},
 		}},
@@ -281,7 +302,8 @@ func TestNetVerdicts(t *testing.T) {
 			byAddr := resolvedByAddr(c, resolved)
 			for j, cs := range tt.cases {
 				dst := netip.MustParseAddrPort(cs.dst)
-				_, goDeny := c.MatchConnect(dst, byAddr)
+				own := cs.op == "tcp" && dst.Port() == 0 // the helper's listener
+				_, goDeny := c.MatchConnect(dst, byAddr, own)
 				want := syscall.Errno(0)
 				if cs.deny {
 					want = syscall.EPERM

@@ -98,7 +98,7 @@ func TestNetUnixScratch(t *testing.T) {
 	tag := fmt.Sprintf("aigate-test-scratch-%d", os.Getpid())
 	allowed, self := filepath.Join(dir, "allowed.sock"), filepath.Join(dir, "self.sock")
 
-	pol := &policy.Policy{Net: policy.NetDeny, Loopback: true}
+	pol := &policy.Policy{Net: policy.NetDeny, Loopback: policy.LoopbackAll}
 	for _, a := range []string{allowed, "@" + tag + "-allowed"} {
 		pol.AllowUnix = append(pol.AllowUnix, policy.PathRule{Pattern: a})
 	}

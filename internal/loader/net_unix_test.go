@@ -69,7 +69,7 @@ func TestNetUnixSockets(t *testing.T) {
 	tag := fmt.Sprintf("aigate-test-%d", os.Getpid())
 	p := func(name string) string { return filepath.Join(dir, name) }
 
-	pol := &policy.Policy{Net: policy.NetDeny, Loopback: true}
+	pol := &policy.Policy{Net: policy.NetDeny, Loopback: policy.LoopbackAll}
 	for _, a := range []string{p("allowed.sock"), p("allowdir"), "@" + tag + "-allowed"} {
 		pol.AllowUnix = append(pol.AllowUnix, policy.PathRule{Pattern: a})
 	}
@@ -103,10 +103,12 @@ func TestNetUnixSockets(t *testing.T) {
 		"unixselfgram " + p("selfgram.sock"),
 		"unixtaken @" + tag + "-taken",
 		"unix " + p("allowed.sock.evil"),
+		"unix " + dir + "/allowdir/../out.sock", // under allowdir by prefix only
+		"unix " + dir + "/allowdir/./x.sock",
 	}
 	confined := kernelAtLeast(t, 6, 7)
 	E := syscall.EPERM
-	want := []syscall.Errno{E, E, E, 0, 0, 0, 0, 0, 0, E, E}
+	want := []syscall.Errno{E, E, E, 0, 0, 0, 0, 0, 0, E, E, E, 0}
 	if !confined {
 		if err := n.UnixSockets(); !errors.Is(err, ErrNoUnixHooks) {
 			t.Fatalf("UnixSockets on a kernel before 6.7: %v, want ErrNoUnixHooks", err)
@@ -128,8 +130,8 @@ func TestNetUnixSockets(t *testing.T) {
 	if !confined {
 		return
 	}
-	evs := nextEvents(t, n.Events(), 5)
-	wantPaths := []string{p("out.sock"), "@" + tag + "-out", p("outgram.sock"), "@" + tag + "-taken", p("allowed.sock.evil")}
+	evs := nextEvents(t, n.Events(), 6)
+	wantPaths := []string{p("out.sock"), "@" + tag + "-out", p("outgram.sock"), "@" + tag + "-taken", p("allowed.sock.evil"), dir + "/allowdir/../out.sock"}
 	for i, ev := range evs {
 		if ev.Kind != events.KindNet || ev.Op != events.OpUnix || ev.Path != wantPaths[i] || ev.Audit {
 			t.Errorf("event %d: %+v, want op unix path %s", i, ev, wantPaths[i])

@@ -238,7 +238,7 @@ func TestNetUring(t *testing.T) {
 	env := newNetEnv(t)
 	requireUring(t)
 	n := openNet(t, NetOptions{Backend: "test"})
-	c := compileNet(t, policy.NetDeny, false, "10.1.2.3:8443", "127.0.0.1")
+	c := compileNet(t, policy.NetDeny, policy.LoopbackNone, "10.1.2.3:8443", "127.0.0.1")
 	cases := []struct {
 		op   string
 		dst  string
@@ -321,7 +321,7 @@ func TestNetUring(t *testing.T) {
 				}
 				ev, dst := evs[k], denied[k]
 				k++
-				rule, _ := c.MatchConnect(dst, nil)
+				rule, _ := c.MatchConnect(dst, nil, false)
 				// Port 0 asks the helper's listener for a port; a send to a
 				// v4-mapped address reaches sendmsg4 unmapped, as without
 				// io_uring.

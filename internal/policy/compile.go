@@ -32,8 +32,8 @@ var LoopbackPrefixes = []netip.Prefix{
 //
 // Rule ids are 1..n in a stable order: deny_read, deny_write and deny_exec
 // entries as listed, then the network rules (allow_net entries as listed, the
-// built-in cloud metadata rule when it applies, the allow_loopback: false
-// rule when it applies, and "net: deny" whose id is Net.DenyRule), then the
+// built-in cloud metadata rule when it applies, the allow_loopback rule
+// unless it is all, and "net: deny" whose id is Net.DenyRule), then the
 // allow_unix entries. "~/" expands to env.Home and anchored patterns are
 // joined to env.ProjectRoot; both must be absolute when a rule needs them.
 // A value that two rules produce (".env" twice, or "~/x" and "/home/u/x") is
@@ -142,7 +142,7 @@ func (b *builder) fileRule(access Access, r PathRule, set *FileSet) error {
 
 func (b *builder) net(p *Policy) error {
 	n := &b.c.Net
-	n.Mode, n.Loopback = cmp.Or(p.Net, NetDeny), p.Loopback
+	n.Mode, n.Loopback, n.Inbound = cmp.Or(p.Net, NetDeny), cmp.Or(p.Loopback, LoopbackOwn), p.Inbound
 	for _, ep := range p.AllowNet {
 		// Entries of a hand-built Policy may hold only Raw.
 		if ep.Domain == "" && !ep.Prefix.IsValid() {
@@ -184,11 +184,8 @@ func (b *builder) net(p *Policy) error {
 			n.Deny = append(n.Deny, NetEntry{Prefix: pfx, Rule: id})
 		}
 	}
-	if n.Mode == NetAllow && !n.Loopback {
-		id := b.rule(0, "allow_loopback: false", p.LoopbackSource)
-		for _, pfx := range LoopbackPrefixes {
-			n.Deny = append(n.Deny, NetEntry{Prefix: pfx, Rule: id})
-		}
+	if n.Loopback != LoopbackAll {
+		n.LoopbackRule = b.rule(0, "allow_loopback: "+string(n.Loopback), p.LoopbackSource)
 	}
 	if n.Mode == NetDeny {
 		n.DenyRule = b.rule(0, "net: deny", p.NetSource)

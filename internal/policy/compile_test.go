@@ -77,12 +77,12 @@ func TestCompileNet(t *testing.T) {
 		}
 		return out
 	}
-	p := &Policy{DenyRead: rules("g", ".env"), Net: NetDeny, Loopback: true,
+	p := &Policy{DenyRead: rules("g", ".env"), Net: NetDeny, Loopback: LoopbackAll,
 		AllowNet:  eps("github.com", "10.0.0.0/8", "10.1.0.0/16:5432", "*.example.com:443", "[::1]:8080"),
 		NetSource: Source{File: "g", Line: 9}}
 	c := mustCompile(t, p)
 	n := c.Net
-	if n.Mode != NetDeny || !n.Loopback {
+	if n.Mode != NetDeny || n.Loopback != LoopbackAll || n.LoopbackRule != 0 {
 		t.Errorf("mode %v loopback %v", n.Mode, n.Loopback)
 	}
 	wantAllow := []NetEntry{
@@ -116,14 +116,19 @@ func TestCompileNet(t *testing.T) {
 
 	// Listing the metadata address explicitly lifts the built-in deny for it
 	// only; a prefix that contains it does not.
-	p = &Policy{Net: NetAllow, AllowNet: eps("169.254.169.254", "fd00::/8"), Loopback: false}
+	p = &Policy{Net: NetAllow, AllowNet: eps("169.254.169.254", "fd00::/8"), Loopback: LoopbackNone,
+		LoopbackSource: Source{File: "g", Line: 5}}
 	c = mustCompile(t, p)
 	var deny []string
 	for _, e := range c.Net.Deny {
 		deny = append(deny, e.Prefix.String())
 	}
-	if want := []string{"::/128", "::1/128", "fd00:ec2::254/128", "0.0.0.0/32", "127.0.0.0/8"}; !slices.Equal(deny, want) {
+	if want := []string{"fd00:ec2::254/128"}; !slices.Equal(deny, want) {
 		t.Errorf("Deny with net: allow, allow_loopback: false = %v\nwant %v", deny, want)
+	}
+	// Loopback is refused by its own rule in both modes, not by Deny entries.
+	if r := c.Net.LoopbackRule; r == 0 || c.Rules[r-1].Pattern != "allow_loopback: false" || c.Rules[r-1].Source.String() != "g:5" {
+		t.Errorf("LoopbackRule %d of %+v", r, c.Rules)
 	}
 	if c.Net.DenyRule != 0 {
 		t.Errorf("DenyRule = %d with net: allow", c.Net.DenyRule)
@@ -159,10 +164,10 @@ func TestCompileErrors(t *testing.T) {
 func TestCompileDefaults(t *testing.T) {
 	p, _ := Merge(nil, nil, false)
 	c := mustCompile(t, p)
-	if got := len(c.Rules); got != len(defaultDenyRead)+len(defaultDenyWrite)+len(defaultDenyExec)+len(defaultAllowNet)+2 {
+	if got := len(c.Rules); got != len(defaultDenyRead)+len(defaultDenyWrite)+len(defaultDenyExec)+len(defaultAllowNet)+3 {
 		t.Errorf("%d rules", got)
 	}
-	if c.Mode != ModeEnforce || c.Backend != BackendAuto || c.Net.Mode != NetDeny || !c.Net.Loopback {
+	if c.Mode != ModeEnforce || c.Backend != BackendAuto || c.Net.Mode != NetDeny || c.Net.Loopback != LoopbackOwn {
 		t.Errorf("mode %v backend %v net %v loopback %v", c.Mode, c.Backend, c.Net.Mode, c.Net.Loopback)
 	}
 }

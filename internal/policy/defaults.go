@@ -60,7 +60,7 @@ func Defaults() *Config {
 		}
 		return out
 	}
-	mode, backend, net, loopback := ModeEnforce, BackendAuto, NetDeny, true
+	mode, backend, net, loopback := ModeEnforce, BackendAuto, NetDeny, LoopbackOwn
 	c := &Config{
 		Mode:          &mode,
 		Backend:       &backend,
@@ -247,8 +247,16 @@ allow_net:
   - proxy.golang.org
   - sum.golang.org
 
-# Local servers (127.0.0.0/8, ::1) are reachable even with net: deny.
-allow_loopback: true
+# Servers on loopback (127.0.0.0/8, ::1) that the sandbox may reach, with
+# net: deny or allow: own (those it started itself, e.g. a dev server or a
+# test database), false (none), or all (every local service, including your
+# databases, browsers and other projects' servers). Ports listed in allow_net,
+# e.g. "127.0.0.1:5432", are reachable whatever this says.
+allow_loopback: own
+
+# With net: deny, other hosts cannot connect to servers in the sandbox;
+# true lets them (e.g. to try a dev server from a phone).
+# allow_inbound: false
 
 # Unix sockets the agent may connect to, e.g. /run/user/1000/podman/podman.sock.
 # allow_unix: []

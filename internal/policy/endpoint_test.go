@@ -114,7 +114,7 @@ func FuzzEndpoint(f *testing.F) {
 		if ep.Prefix.IsValid() && ep.Prefix.IsSingleIP() {
 			c := &Compiled{Net: NetPolicy{Mode: NetDeny, DenyRule: 2, Allow: []NetEntry{{Prefix: ep.Prefix, Port: ep.Port, Rule: 1}}}}
 			port := max(ep.Port, 1)
-			if _, denied := c.MatchConnect(netip.AddrPortFrom(ep.Prefix.Addr(), port), nil); denied {
+			if _, denied := c.MatchConnect(netip.AddrPortFrom(ep.Prefix.Addr(), port), nil, false); denied {
 				t.Fatalf("%q: the allowed address itself is refused", s)
 			}
 		}

@@ -98,17 +98,23 @@ func underPath(path, dir string) bool {
 // allow_net domains, each with the ids of the domain rules that produced it;
 // an address is allowed through a domain rule when that rule has no port or
 // the port of dst. Ids that are not domain rules are ignored. IPv4-mapped
-// IPv6 destinations are treated as the IPv4 address.
-func (c *Compiled) MatchConnect(dst netip.AddrPort, resolved map[netip.Addr][]RuleID) (RuleID, bool) {
+// IPv6 destinations are treated as the IPv4 address. own says whether the
+// socket that a loopback dst reaches was created in the sandbox (the kernel
+// asks its socket tables; this package cannot).
+func (c *Compiled) MatchConnect(dst netip.AddrPort, resolved map[netip.Addr][]RuleID, own bool) (RuleID, bool) {
 	addr, port := dst.Addr().Unmap().WithZone(""), dst.Port()
 	n := &c.Net
 	if id, ok := matchNet(n.Deny, addr, port); ok {
 		return id, true
 	}
-	if n.Mode == NetAllow {
-		return 0, false
+	if IsLoopback(addr) {
+		if _, ok := matchNet(n.Allow, addr, port); ok || n.Loopback == LoopbackAll ||
+			n.Loopback == LoopbackOwn && own {
+			return 0, false
+		}
+		return n.LoopbackRule, true
 	}
-	if n.Loopback && IsLoopback(addr) {
+	if n.Mode == NetAllow {
 		return 0, false
 	}
 	if _, ok := matchNet(n.Allow, addr, port); ok {

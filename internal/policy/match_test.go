@@ -134,11 +134,16 @@ func TestMatchConnect(t *testing.T) {
 	}
 	// Rules: 1 github.com, 2 api.x.com:443, 3 10.0.0.0/8, 4 10.1.2.3:5432,
 	// 5 2001:db8::/32, 6 metadata, 7 net: deny.
-	deny := mustCompile(t, &Policy{Net: NetDeny, Loopback: true,
+	deny := mustCompile(t, &Policy{Net: NetDeny, Loopback: LoopbackAll,
 		AllowNet: eps("github.com", "api.x.com:443", "10.0.0.0/8", "10.1.2.3:5432", "2001:db8::/32")})
-	noLoop := mustCompile(t, &Policy{Net: NetDeny, Loopback: false, AllowNet: eps("127.0.0.1:8080")})
-	allow := mustCompile(t, &Policy{Net: NetAllow, Loopback: true})
-	allowNoLoop := mustCompile(t, &Policy{Net: NetAllow, Loopback: false})
+	// 1 127.0.0.1:8080, 2 metadata, 3 allow_loopback: false, 4 net: deny.
+	noLoop := mustCompile(t, &Policy{Net: NetDeny, Loopback: LoopbackNone, AllowNet: eps("127.0.0.1:8080")})
+	// 1 [::1]:5432, 2 metadata, 3 allow_loopback: own, 4 net: deny.
+	own := mustCompile(t, &Policy{Net: NetDeny, Loopback: LoopbackOwn, AllowNet: eps("[::1]:5432")})
+	allow := mustCompile(t, &Policy{Net: NetAllow, Loopback: LoopbackAll})
+	// 1 metadata, 2 allow_loopback: false.
+	allowNoLoop := mustCompile(t, &Policy{Net: NetAllow, Loopback: LoopbackNone})
+	allowOwn := mustCompile(t, &Policy{Net: NetAllow, Loopback: LoopbackOwn})
 	resolved := map[netip.Addr][]RuleID{
 		netip.MustParseAddr("140.82.1.1"): {1},
 		netip.MustParseAddr("93.184.1.1"): {2},
@@ -149,33 +154,47 @@ func TestMatchConnect(t *testing.T) {
 		c    *Compiled
 		dst  string
 		rule RuleID
+		own  bool // the listener belongs to the sandbox
 	}{
-		{"domain any port", deny, "140.82.1.1:22", 0},
-		{"domain port", deny, "93.184.1.1:443", 0},
-		{"domain other port", deny, "93.184.1.1:80", 7},
-		{"unresolved", deny, "8.8.8.8:53", 7},
-		{"non-domain ids ignored", deny, "5.5.5.5:80", 7},
-		{"cidr", deny, "10.9.9.9:80", 0},
-		{"v4-mapped cidr", deny, "[::ffff:10.9.9.9]:80", 0},
-		{"v6 cidr", deny, "[2001:db8::1]:443", 0},
-		{"v6 outside", deny, "[2001:db9::1]:443", 7},
-		{"metadata", deny, "169.254.169.254:80", 6},
-		{"v4-mapped metadata", deny, "[::ffff:169.254.169.254]:80", 6},
-		{"v6 metadata", deny, "[fd00:ec2::254]:80", 6},
-		{"loopback", deny, "127.0.0.53:53", 0},
-		{"v6 loopback", deny, "[::1]:8080", 0},
-		{"v4-mapped loopback", deny, "[::ffff:127.0.0.1]:80", 0},
-		{"unspecified", deny, "0.0.0.0:80", 0},
-		{"loopback off", noLoop, "127.0.0.1:80", 3},
-		{"loopback off, listed port", noLoop, "127.0.0.1:8080", 0},
-		{"unspecified, loopback off", noLoop, "0.0.0.0:80", 3},
-		{"allow mode", allow, "8.8.8.8:53", 0},
-		{"allow mode metadata", allow, "169.254.169.254:80", 1},
-		{"allow mode, loopback off", allowNoLoop, "127.0.0.1:80", 2},
-		{"allow mode, loopback off, v6 unspecified", allowNoLoop, "[::]:80", 2},
-		{"allow mode, loopback off, elsewhere", allowNoLoop, "1.1.1.1:443", 0},
+		{"domain any port", deny, "140.82.1.1:22", 0, false},
+		{"domain port", deny, "93.184.1.1:443", 0, false},
+		{"domain other port", deny, "93.184.1.1:80", 7, false},
+		{"unresolved", deny, "8.8.8.8:53", 7, false},
+		{"non-domain ids ignored", deny, "5.5.5.5:80", 7, false},
+		{"cidr", deny, "10.9.9.9:80", 0, false},
+		{"v4-mapped cidr", deny, "[::ffff:10.9.9.9]:80", 0, false},
+		{"v6 cidr", deny, "[2001:db8::1]:443", 0, false},
+		{"v6 outside", deny, "[2001:db9::1]:443", 7, false},
+		{"metadata", deny, "169.254.169.254:80", 6, false},
+		{"v4-mapped metadata", deny, "[::ffff:169.254.169.254]:80", 6, false},
+		{"v6 metadata", deny, "[fd00:ec2::254]:80", 6, false},
+		{"loopback", deny, "127.0.0.53:53", 0, false},
+		{"v6 loopback", deny, "[::1]:8080", 0, false},
+		{"v4-mapped loopback", deny, "[::ffff:127.0.0.1]:80", 0, false},
+		{"unspecified", deny, "0.0.0.0:80", 0, false},
+		{"loopback off", noLoop, "127.0.0.1:80", 3, false},
+		{"loopback off, listed port", noLoop, "127.0.0.1:8080", 0, false},
+		{"unspecified, loopback off", noLoop, "0.0.0.0:80", 3, false},
+		{"allow mode", allow, "8.8.8.8:53", 0, false},
+		{"allow mode metadata", allow, "169.254.169.254:80", 1, false},
+		{"allow mode, loopback off", allowNoLoop, "127.0.0.1:80", 2, false},
+		{"allow mode, loopback off, v6 unspecified", allowNoLoop, "[::]:80", 2, false},
+		{"allow mode, loopback off, elsewhere", allowNoLoop, "1.1.1.1:443", 0, false},
+		{"loopback off, own listener", noLoop, "127.0.0.1:80", 3, true},
+		{"own", own, "127.0.0.1:80", 0, true},
+		{"own, v6", own, "[::1]:80", 0, true},
+		{"own, v4-mapped", own, "[::ffff:127.0.0.1]:80", 0, true},
+		{"own, not the sandbox's", own, "127.0.0.1:80", 3, false},
+		{"own, not the sandbox's, v6", own, "[::1]:80", 3, false},
+		{"own, not the sandbox's, unspecified", own, "[::]:80", 3, false},
+		{"own, listed port", own, "[::1]:5432", 0, false},
+		{"own, listed port, other address", own, "127.0.0.1:5432", 3, false},
+		{"own, elsewhere", own, "10.0.0.1:80", 4, false},
+		{"allow mode, own", allowOwn, "127.0.0.1:80", 0, true},
+		{"allow mode, own, not the sandbox's", allowOwn, "127.0.0.1:80", 2, false},
+		{"allow mode, own, elsewhere", allowOwn, "1.1.1.1:80", 0, false},
 	} {
-		got, denied := tc.c.MatchConnect(netip.MustParseAddrPort(tc.dst), resolved)
+		got, denied := tc.c.MatchConnect(netip.MustParseAddrPort(tc.dst), resolved, tc.own)
 		if denied != (tc.rule != 0) || got != tc.rule {
 			t.Errorf("%s: MatchConnect(%s) = %d, %v; want %d", tc.name, tc.dst, got, denied, tc.rule)
 		}

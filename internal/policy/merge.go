@@ -10,7 +10,7 @@ import (
 //
 // global may be nil: Defaults() is used. project may be nil. A setting the
 // global file leaves out takes its built-in default (mode: enforce, backend:
-// auto, net: deny, allow_loopback: true); lists a file leaves out are empty.
+// auto, net: deny, allow_loopback: own); lists a file leaves out are empty.
 // The global file's allow_* entries cancel its own deny entries.
 //
 // From the project file, whatever tightens the policy always applies: deny_*
@@ -18,8 +18,8 @@ import (
 // limits, mask_output entries. Whatever loosens it applies only when
 // projectTrusted is true (the user ran `aigate trust` on this exact content):
 // allow_read, allow_write and allow_exec (which cancel inherited deny entries
-// written with the same pattern), allow_net, net: allow, allow_loopback: true
-// over false, allow_unix, mode: audit, a backend other than auto, higher or
+// written with the same pattern), allow_net, net: allow, allow_loopback own
+// over false or all over either, allow_inbound: true, allow_unix, mode: audit, a backend other than auto, higher or
 // removed resource limits, and dns settings. Dropped entries come back as
 // warnings naming file and line. A clone of a hostile repository therefore
 // cannot open the network for itself, but can protect more files.
@@ -30,7 +30,7 @@ func Merge(global, project *Config, projectTrusted bool) (*Policy, []Warning) {
 	if global == nil {
 		global = Defaults()
 	}
-	p := &Policy{Net: NetDeny, Mode: ModeEnforce, Backend: BackendAuto, Loopback: true}
+	p := &Policy{Net: NetDeny, Mode: ModeEnforce, Backend: BackendAuto, Loopback: LoopbackOwn}
 	m := &merger{p: p}
 
 	m.layer(global, true, false)
@@ -106,9 +106,23 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 			p.Net, p.NetSource = *c.Net, src(c.NetLine)
 		}
 	}
+	if c.AllowLoopbackTrue {
+		m.warnings = append(m.warnings, Warning{
+			Source: src(c.AllowLoopbackLine),
+			Msg: "allow_loopback: true now means allow_loopback: own (the sandbox's own servers and the " +
+				"loopback ports allow_net lists, not the other services on this machine's loopback): " +
+				"write allow_loopback: own to keep that, or allow_loopback: all to reach every local service as before",
+		})
+	}
 	if c.AllowLoopback != nil && *c.AllowLoopback != p.Loopback {
-		if !*c.AllowLoopback || loosen(c.AllowLoopbackLine, "allow_loopback: true") {
-			p.Loopback, p.LoopbackSource = *c.AllowLoopback, src(c.AllowLoopbackLine)
+		l := *c.AllowLoopback
+		if l.rank() < p.Loopback.rank() || loosen(c.AllowLoopbackLine, "allow_loopback: "+string(l)) {
+			p.Loopback, p.LoopbackSource = l, src(c.AllowLoopbackLine)
+		}
+	}
+	if c.AllowInbound != nil && *c.AllowInbound != p.Inbound {
+		if !*c.AllowInbound || loosen(c.AllowInboundLine, "allow_inbound: true") {
+			p.Inbound, p.InboundSource = *c.AllowInbound, src(c.AllowInboundLine)
 		}
 	}
 	for _, ep := range c.AllowNet {

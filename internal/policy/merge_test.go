@@ -31,7 +31,7 @@ deny_read:
 deny_exec: [curl]
 net: deny
 allow_net: [github.com]
-allow_loopback: true
+allow_loopback: all
 resource_limits:
   max_memory: 4G
   max_pids: 512
@@ -72,7 +72,7 @@ func TestMergeUntrustedProject(t *testing.T) {
 	if got := patterns(p.DenyWrite); !slices.Equal(got, []string{"Makefile"}) {
 		t.Errorf("DenyWrite = %v", got)
 	}
-	if p.Loopback || p.LoopbackSource.String() != "/p/.aigate.yaml:12" {
+	if p.Loopback != LoopbackNone || p.LoopbackSource.String() != "/p/.aigate.yaml:12" {
 		t.Errorf("loopback %v from %v", p.Loopback, p.LoopbackSource)
 	}
 	if p.Limits != (ResourceLimits{MaxMemory: 4 << 30, MaxCPUPercent: 50, MaxPIDs: 100}) {
@@ -130,7 +130,7 @@ func TestMergeTrustedProject(t *testing.T) {
 		t.Errorf("DenyRead = %v", got)
 	}
 	if len(p.DenyExec) != 0 || p.Mode != ModeAudit || p.Backend != BackendLSM || p.Net != NetAllow ||
-		len(p.AllowNet) != 2 || len(p.AllowUnix) != 1 || p.DNS.MaxTTL == 0 || p.Loopback {
+		len(p.AllowNet) != 2 || len(p.AllowUnix) != 1 || p.DNS.MaxTTL == 0 || p.Loopback != LoopbackNone {
 		t.Errorf("policy %+v", p)
 	}
 	if p.Limits != (ResourceLimits{MaxMemory: 8 << 30, MaxCPUPercent: 50, MaxPIDs: 100}) {
@@ -143,7 +143,7 @@ func TestMergeTrustedProject(t *testing.T) {
 
 func TestMergeDefaultsAndDedupe(t *testing.T) {
 	p, warns := Merge(nil, nil, false)
-	if len(warns) != 0 || len(p.DenyRead) != len(defaultDenyRead) || p.Net != NetDeny || !p.Loopback ||
+	if len(warns) != 0 || len(p.DenyRead) != len(defaultDenyRead) || p.Net != NetDeny || p.Loopback != LoopbackOwn ||
 		p.Mode != ModeEnforce || p.NetSource.String() != "built-in" {
 		t.Fatalf("defaults: %+v %v", p, warns)
 	}
@@ -155,7 +155,7 @@ func TestMergeDefaultsAndDedupe(t *testing.T) {
 		t.Errorf("DenyRead = %v", p.DenyRead)
 	}
 	// Settings the global file leaves out take the built-in defaults.
-	if p.Net != NetDeny || p.Mode != ModeEnforce || !p.Loopback {
+	if p.Net != NetDeny || p.Mode != ModeEnforce || p.Loopback != LoopbackOwn {
 		t.Errorf("%+v", p)
 	}
 }
@@ -207,10 +207,13 @@ func TestMergeModeTightening(t *testing.T) {
 	g := mustParse(t, "g", "mode: audit\nnet: allow\nallow_loopback: false\n")
 	proj := mustParse(t, "p", "mode: enforce\nnet: deny\nallow_loopback: true\n")
 	p, warns := Merge(g, proj, false)
-	if p.Mode != ModeEnforce || p.Net != NetDeny || p.Loopback {
+	if p.Mode != ModeEnforce || p.Net != NetDeny || p.Loopback != LoopbackNone {
 		t.Errorf("%+v", p)
 	}
-	if len(warns) != 1 || !strings.HasPrefix(warns[0].String(), "p:3: allow_loopback: true ignored") {
+	// true is read as own, which loosens false: dropped, and the spelling
+	// is pointed out.
+	if len(warns) != 2 || !strings.HasPrefix(warns[0].String(), "p:3: allow_loopback: true now means allow_loopback: own") ||
+		!strings.HasPrefix(warns[1].String(), "p:3: allow_loopback: own ignored") {
 		t.Errorf("warnings %v", warns)
 	}
 }
@@ -227,5 +230,68 @@ func TestMergeWritable(t *testing.T) {
 	p, warns = Merge(g, proj, true)
 	if got := patterns(p.Writable); !slices.Equal(got, []string{"~/.config/tool", "~/.config/git"}) || len(warns) != 0 {
 		t.Errorf("trusted: writable %v, warnings %v", got, warns)
+	}
+}
+
+// TestMergeLoopbackTrue: allow_loopback: true, the spelling of the files
+// written before own existed, reads as own (the sandbox's own servers), not
+// as every local service, and the warning says how to keep either meaning.
+func TestMergeLoopbackTrue(t *testing.T) {
+	g := mustParse(t, "g", "net: deny\nallow_loopback: true\n")
+	p, warns := Merge(g, nil, false)
+	if p.Loopback != LoopbackOwn {
+		t.Errorf("loopback %q from %v", p.Loopback, p.LoopbackSource)
+	}
+	if len(warns) != 1 || warns[0].Source.String() != "g:2" ||
+		!strings.Contains(warns[0].Msg, "allow_loopback: own") || !strings.Contains(warns[0].Msg, "allow_loopback: all") {
+		t.Errorf("warnings %v", warns)
+	}
+	for _, tc := range []struct {
+		global, project string
+		trusted         bool
+		want            LoopbackMode
+	}{
+		{"all", "", false, LoopbackAll},
+		{"all", "own", false, LoopbackOwn},
+		{"own", "all", false, LoopbackOwn},
+		{"own", "all", true, LoopbackAll},
+		{"false", "own", false, LoopbackNone},
+		{"false", "own", true, LoopbackOwn},
+	} {
+		g := mustParse(t, "g", "allow_loopback: "+tc.global+"\n")
+		var proj *Config
+		if tc.project != "" {
+			proj = mustParse(t, "p", "allow_loopback: "+tc.project+"\n")
+		}
+		if p, _ := Merge(g, proj, tc.trusted); p.Loopback != tc.want {
+			t.Errorf("%s then %s (trusted %v): %q, want %q", tc.global, tc.project, tc.trusted, p.Loopback, tc.want)
+		}
+	}
+}
+
+// TestMergeInbound: allow_inbound loosens (a project needs trust for it),
+// and false always applies.
+func TestMergeInbound(t *testing.T) {
+	for _, tc := range []struct {
+		global, project string
+		trusted         bool
+		want            bool
+	}{
+		{"", "", false, false},
+		{"allow_inbound: true\n", "", false, true},
+		{"", "allow_inbound: true\n", false, false},
+		{"", "allow_inbound: true\n", true, true},
+		{"allow_inbound: true\n", "allow_inbound: false\n", false, false},
+	} {
+		g := mustParse(t, "g", "net: deny\n"+tc.global)
+		var proj *Config
+		if tc.project != "" {
+			proj = mustParse(t, "p", tc.project)
+		}
+		p, _ := Merge(g, proj, tc.trusted)
+		c := mustCompile(t, p)
+		if p.Inbound != tc.want || c.Net.Inbound != tc.want {
+			t.Errorf("%q then %q (trusted %v): %v, compiled %v, want %v", tc.global, tc.project, tc.trusted, p.Inbound, c.Net.Inbound, tc.want)
+		}
 	}
 }

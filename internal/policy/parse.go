@@ -22,7 +22,7 @@ var Keys = []string{
 	"mode", "backend",
 	"deny_read", "deny_write", "deny_exec",
 	"allow_read", "allow_write", "allow_exec",
-	"net", "allow_net", "allow_loopback", "allow_unix", "dns",
+	"net", "allow_net", "allow_loopback", "allow_inbound", "allow_unix", "dns",
 	"resource_limits", "mask_output", "deny_env", "allow_env", "writable",
 }
 
@@ -163,8 +163,21 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 			c.Net, c.NetLine = &n, v.Line
 		}
 	case "allow_loopback":
+		// true is the spelling of the time before own existed: it is read
+		// as own, the safe default, and Merge asks for the new spelling.
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!bool" {
+			m := LoopbackNone
+			if v.Value == "true" {
+				m, c.AllowLoopbackTrue = LoopbackOwn, true
+			}
+			c.AllowLoopback, c.AllowLoopbackLine = &m, v.Line
+		} else if s, ok := p.enum(key, v, "own", "all", "false"); ok {
+			m := LoopbackMode(s)
+			c.AllowLoopback, c.AllowLoopbackLine = &m, v.Line
+		}
+	case "allow_inbound":
 		if b, ok := p.boolean(key, v); ok {
-			c.AllowLoopback, c.AllowLoopbackLine = &b, v.Line
+			c.AllowInbound, c.AllowInboundLine = &b, v.Line
 		}
 	case "deny_read":
 		c.DenyRead = p.patterns(key, v)

@@ -66,7 +66,7 @@ mask_output:
 	if strings.Join(eps, " ") != "github.com *.example.com:443 10.0.0.0/8 [::1]:8080" || c.AllowNet[2].Source.Line != 18 {
 		t.Errorf("AllowNet = %v", eps)
 	}
-	if *c.AllowLoopback || c.AllowLoopbackLine != 20 || len(c.AllowUnix) != 1 {
+	if *c.AllowLoopback != LoopbackNone || c.AllowLoopbackTrue || c.AllowLoopbackLine != 20 || len(c.AllowUnix) != 1 {
 		t.Errorf("loopback %v:%d unix %v", *c.AllowLoopback, c.AllowLoopbackLine, c.AllowUnix)
 	}
 	if *c.DNS != (DNS{30 * time.Second, time.Hour}) || c.DNSLine != 23 {
@@ -109,7 +109,7 @@ func TestParseErrors(t *testing.T) {
 			`~/.aigate/config.yaml:2: unknown key "deny_reed" (did you mean "deny_read"?)`},
 		{"dashed key", "deny-write: []\n", `~/.aigate/config.yaml:1: unknown key "deny-write" (did you mean "deny_write"?)`},
 		{"far key", "frobnicate: 1\n",
-			`~/.aigate/config.yaml:1: unknown key "frobnicate" (valid: mode, backend, deny_read, deny_write, deny_exec, allow_read, allow_write, allow_exec, net, allow_net, allow_loopback, allow_unix, dns, resource_limits, mask_output, deny_env, allow_env, writable)`},
+			`~/.aigate/config.yaml:1: unknown key "frobnicate" (valid: mode, backend, deny_read, deny_write, deny_exec, allow_read, allow_write, allow_exec, net, allow_net, allow_loopback, allow_inbound, allow_unix, dns, resource_limits, mask_output, deny_env, allow_env, writable)`},
 		{"writable relative", "writable:\n  - ~/.cache\n  - .config\n",
 			`~/.aigate/config.yaml:3: writable entry ".config" is not a path beneath your home or an absolute path (start it with ~/ (your home) or / (an absolute path))`},
 		{"writable pattern", "writable:\n  - ~/.cache/*\n",
@@ -141,8 +141,10 @@ func TestParseErrors(t *testing.T) {
 		{"number for string", "mode: 1\n", `~/.aigate/config.yaml:1: mode must be enforce or audit, not the number 1 (write mode: enforce or audit)`},
 		{"bad enum", "net: denied\n", `~/.aigate/config.yaml:1: net must be deny or allow, not "denied" (did you mean "deny"?)`},
 		{"bad backend", "backend: ebpf\n", `~/.aigate/config.yaml:1: backend must be auto or lsm or fanotify, not "ebpf"`},
-		{"bool", "allow_loopback: yes\n",
-			`~/.aigate/config.yaml:1: allow_loopback must be true or false, not "yes" (write allow_loopback: true or allow_loopback: false)`},
+		{"loopback", "allow_loopback: yes\n",
+			`~/.aigate/config.yaml:1: allow_loopback must be own or all or false, not "yes" (write allow_loopback: own or all or false)`},
+		{"loopback typo", "allow_loopback: owm\n",
+			`~/.aigate/config.yaml:1: allow_loopback must be own or all or false, not "owm" (did you mean "own"?)`},
 		{"bad pattern", "deny_read:\n  - .env\n  - config/*.yaml\n",
 			`~/.aigate/config.yaml:3: deny_read pattern "config/*.yaml": a "*" in an anchored pattern cannot be enforced in the kernel (deny the directory "config/" or the name glob "*.yaml")`},
 		{"bad allow pattern", "allow_write:\n  - '!x'\n", `~/.aigate/config.yaml:2: allow_write pattern "!x": "!" negation is not supported`},

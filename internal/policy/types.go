@@ -128,8 +128,14 @@ type Config struct {
 
 	BackendLine int
 	// AllowLoopback is nil when the file does not set allow_loopback.
-	AllowLoopback     *bool
+	AllowLoopback     *LoopbackMode
 	AllowLoopbackLine int
+	// AllowInbound is nil when the file does not set allow_inbound.
+	AllowInbound     *bool
+	AllowInboundLine int
+	// AllowLoopbackTrue records the spelling allow_loopback: true, read as
+	// LoopbackOwn; Merge warns so that the user writes own or all instead.
+	AllowLoopbackTrue bool
 	// AllowUnix lists the unix socket paths a sandbox may connect to
 	// (patterns, like the file rules). Loosening.
 	AllowUnix []PathRule
@@ -175,6 +181,35 @@ func (w Warning) String() string {
 	return w.Source.String() + ": " + w.Msg
 }
 
+// LoopbackMode is the value of allow_loopback: which services listening on
+// loopback addresses (127.0.0.0/8, ::1) a sandbox may connect to, besides
+// the loopback ports allow_net lists. DNS is steered to aigate's proxy
+// whatever it says.
+type LoopbackMode string
+
+const (
+	// LoopbackNone: none (allow_loopback: false).
+	LoopbackNone LoopbackMode = "false"
+	// LoopbackOwn: the sockets that processes of the same sandbox created,
+	// such as a dev server or a test database it started (the default).
+	LoopbackOwn LoopbackMode = "own"
+	// LoopbackAll: every listener on the machine's loopback addresses,
+	// including the user's own databases, browsers and other projects'
+	// servers (what allow_loopback: true meant before own existed).
+	LoopbackAll LoopbackMode = "all"
+)
+
+// rank orders the modes from the tightest to the loosest.
+func (m LoopbackMode) rank() int {
+	switch m {
+	case LoopbackNone:
+		return 0
+	case LoopbackOwn:
+		return 1
+	}
+	return 2
+}
+
 // Policy is the effective policy after merging the global and project
 // layers. Every rule keeps its Source.
 type Policy struct {
@@ -190,8 +225,9 @@ type Policy struct {
 
 	Env EnvPolicy // deny_env, allow_env
 
-	Loopback  bool       // allow_loopback
-	AllowUnix []PathRule // unix socket paths a sandbox may connect to
+	Loopback  LoopbackMode // allow_loopback
+	Inbound   bool         // allow_inbound
+	AllowUnix []PathRule   // unix socket paths a sandbox may connect to
 	// Writable are the paths beneath the home, besides the project and
 	// the built-in tool state, that a sandbox may write (Landlock).
 	Writable []PathRule
@@ -201,6 +237,7 @@ type Policy struct {
 	ModeSource     Source
 	BackendSource  Source
 	LoopbackSource Source
+	InboundSource  Source
 }
 
 // Env is what compiling needs to know about the invoking user and project:
@@ -262,15 +299,24 @@ type DomainEntry struct {
 }
 
 // NetPolicy is the compiled egress policy. A destination is refused when it
-// matches Deny, else allowed when Mode is NetAllow, when it is a loopback
-// address and Loopback is true, or when it matches Allow (or an address
-// resolved from Domains); everything else is refused.
+// matches Deny. A loopback destination (LoopbackPrefixes) is then allowed
+// when Loopback is LoopbackAll, when it matches Allow (a listed port), or
+// when Loopback is LoopbackOwn and the socket it reaches was created in the
+// same sandbox; else it is refused by LoopbackRule, in both modes. Any other
+// destination is allowed when Mode is NetAllow or when it matches Allow (or
+// an address resolved from Domains); everything else is refused.
 type NetPolicy struct {
 	Mode     NetMode
-	Loopback bool          // loopback destinations (127.0.0.0/8, ::1) allowed
-	Deny     []NetEntry    // always refused: cloud metadata addresses unless allow_net lists them
-	Allow    []NetEntry    // IP entries from allow_net
-	Domains  []DomainEntry // domain entries from allow_net
+	Loopback LoopbackMode // which loopback listeners are reachable
+	// LoopbackRule is the rule reported when a loopback destination is
+	// refused ("allow_loopback: own"); 0 when Loopback is LoopbackAll.
+	LoopbackRule RuleID
+	// Inbound lets the sandbox's listening sockets accept connections from
+	// other hosts under net: deny (net: allow always does).
+	Inbound bool
+	Deny    []NetEntry    // always refused: cloud metadata addresses unless allow_net lists them
+	Allow   []NetEntry    // IP entries from allow_net
+	Domains []DomainEntry // domain entries from allow_net
 	// DenyRule is the rule reported when a connection is refused because
 	// nothing allowed it ("net: deny"). It is 0 when Mode is NetAllow.
 	DenyRule RuleID
