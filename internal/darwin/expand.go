@@ -177,7 +177,7 @@ func (e *expander) walk(root, skip string, maxDepth int) {
 // sandbox user cannot reach and so need not be searched.
 func (e *expander) match(p, name string, isDir bool) (blocked bool) {
 	for _, s := range e.sets {
-		if r, ok := matchName(s.s, name); ok {
+		if r, ok := matchName(s.s, name); ok && !excepted(s.s, p) {
 			e.add(Target{Path: p, Dir: isDir, Access: s.a, Rule: r})
 			if isDir && s.a == policy.AccessRead {
 				blocked = true
@@ -185,6 +185,16 @@ func (e *expander) match(p, name string, isDir bool) (blocked bool) {
 		}
 	}
 	return blocked
+}
+
+// excepted reports whether s's exceptions (except_read) cancel a name
+// rule's match at p, as policy.FileSet.Match decides.
+func excepted(s *policy.FileSet, p string) bool {
+	if s.Except == nil {
+		return false
+	}
+	_, ok := s.Except.Match(p)
+	return ok
 }
 
 func matchName(s *policy.FileSet, name string) (policy.RuleID, bool) {

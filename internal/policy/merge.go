@@ -18,7 +18,7 @@ import (
 // limits, mask_output entries. Whatever loosens it applies only when
 // projectTrusted is true (the user ran `aigate trust` on this exact content):
 // allow_read, allow_write and allow_exec (which cancel inherited deny entries
-// written with the same pattern), allow_net, net: allow, allow_loopback: true
+// written with the same pattern), except_read, allow_net, net: allow, allow_loopback: true
 // over false, allow_unix, mode: audit, a backend other than auto, higher or
 // removed resource limits, and dns settings. Dropped entries come back as
 // warnings naming file and line. A clone of a hostile repository therefore
@@ -108,6 +108,11 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 	for _, ep := range c.AllowNet {
 		if loosen(ep.Source.Line, fmt.Sprintf("allow_net entry %q", ep.Raw)) {
 			p.AllowNet = appendEndpoint(p.AllowNet, ep)
+		}
+	}
+	for _, r := range c.ExceptRead {
+		if loosen(r.Source.Line, fmt.Sprintf("except_read entry %q", r.Pattern)) {
+			p.ExceptRead = appendRules(p.ExceptRead, []PathRule{r})
 		}
 	}
 	for _, r := range c.AllowUnix {

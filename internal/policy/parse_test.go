@@ -109,7 +109,7 @@ func TestParseErrors(t *testing.T) {
 			`~/.aigate/config.yaml:2: unknown key "deny_reed" (did you mean "deny_read"?)`},
 		{"dashed key", "deny-write: []\n", `~/.aigate/config.yaml:1: unknown key "deny-write" (did you mean "deny_write"?)`},
 		{"far key", "frobnicate: 1\n",
-			`~/.aigate/config.yaml:1: unknown key "frobnicate" (valid: mode, backend, deny_read, deny_write, deny_exec, allow_read, allow_write, allow_exec, net, allow_net, allow_loopback, allow_unix, dns, resource_limits, mask_output)`},
+			`~/.aigate/config.yaml:1: unknown key "frobnicate" (valid: mode, backend, deny_read, deny_write, deny_exec, allow_read, allow_write, allow_exec, except_read, net, allow_net, allow_loopback, allow_unix, dns, resource_limits, mask_output)`},
 		{"nested unknown", "resource_limits:\n  max_mem: 1G\n",
 			`~/.aigate/config.yaml:2: unknown key "resource_limits.max_mem" (did you mean "max_memory"?)`},
 		{"duplicate", "deny_read: [a]\nnet: deny\ndeny_read: [b]\n",
