@@ -220,8 +220,9 @@ func (l *LSM) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if sb.ID == 0 || sb.ID >= 1<<30 {
-		return fmt.Errorf("add sandbox %s: policy id %d outside 1..2^30-1", sb.Name, sb.ID)
+	// rule_set() shifts the id left by 2 and AIGATE_SET_EXCEPT takes bit 31.
+	if sb.ID == 0 || sb.ID >= 1<<29 {
+		return fmt.Errorf("add sandbox %s: policy id %d outside 1..2^29-1", sb.Name, sb.ID)
 	}
 	if sb.Policy == nil {
 		return fmt.Errorf("add sandbox %s: no policy", sb.Name)
