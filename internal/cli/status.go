@@ -60,6 +60,7 @@ type Status struct {
 	Net            policy.NetMode       `json:"net"`
 	AllowLoopback  bool                 `json:"allow_loopback"`
 	DenyRead       []StatusRule         `json:"deny_read"`
+	ExceptRead     []StatusRule         `json:"except_read"`
 	DenyWrite      []StatusRule         `json:"deny_write"`
 	DenyExec       []StatusRule         `json:"deny_exec"`
 	AllowNet       []StatusRule         `json:"allow_net"`
@@ -200,6 +201,7 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		Net:           pol.Net,
 		AllowLoopback: pol.Loopback,
 		DenyRead:      rulesOf(pol.DenyRead),
+		ExceptRead:    rulesOf(pol.ExceptRead),
 		DenyWrite:     rulesOf(pol.DenyWrite),
 		DenyExec:      rulesOf(pol.DenyExec),
 		AllowUnix:     rulesOf(pol.AllowUnix),
@@ -349,12 +351,13 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		rules []StatusRule
 	}{
 		{"Deny read", st.DenyRead},
+		{"Readable although a name or glob matches (except_read)", st.ExceptRead},
 		{"Deny write", st.DenyWrite},
 		{"Deny exec", st.DenyExec},
 		{"Allowed unix sockets", st.AllowUnix},
 		{"Masked in output", st.MaskOutput},
 	} {
-		if len(sec.rules) == 0 && (sec.title == "Allowed unix sockets" || sec.title == "Masked in output") {
+		if len(sec.rules) == 0 && sec.title != "Deny read" && sec.title != "Deny write" && sec.title != "Deny exec" {
 			continue
 		}
 		fmt.Fprintln(tw)

@@ -159,7 +159,7 @@ func TestCompileErrors(t *testing.T) {
 func TestCompileDefaults(t *testing.T) {
 	p, _ := Merge(nil, nil, false)
 	c := mustCompile(t, p)
-	if got := len(c.Rules); got != len(defaultDenyRead)+len(defaultDenyWrite)+len(defaultDenyExec)+len(defaultAllowNet)+2 {
+	if got := len(c.Rules); got != len(defaultDenyRead)+len(defaultDenyWrite)+len(defaultDenyExec)+len(defaultAllowNet)+len(defaultExceptRead)+2 {
 		t.Errorf("%d rules", got)
 	}
 	if c.Mode != ModeEnforce || c.Backend != BackendAuto || c.Net.Mode != NetDeny || !c.Net.Loopback {
