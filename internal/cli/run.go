@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -232,7 +234,9 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 
 	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Sandbox: sess.Sandbox.Name, Backend: sess.Sandbox.Backend, Lines: lines})
 	pumpDone := make(chan struct{})
-	var stdio *runStdio // set when the policy masks output
+	var stdio *runStdio     // set when the policy masks output
+	var join *lineJoiner    // set when event lines join the command's stderr
+	var kept *deferredLines // set when they wait for the command's end
 	cleanup := func(started bool) {
 		ended, err := sess.End(5 * time.Second)
 		if started {
@@ -242,6 +246,13 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		// comes before the summary, on a terminal in its own mode.
 		if stdio != nil {
 			stdio.finish()
+		}
+		if join != nil {
+			join.finish()
+		}
+		if kept != nil {
+			lines.w = f.Err
+			_, _ = f.Err.Write(kept.take())
 		}
 		if err != nil {
 			f.warnf("sandbox %s: %v", sess.Sandbox.Name, err)
@@ -296,7 +307,32 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 			cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 		}
 	}
+	// From here the command writes: aigate's lines must not garble it
+	// (runjoin.go).
+	if !opts.Quiet {
+		errFile, errOK := f.Err.(*os.File)
+		outFile, outOK := f.Out.(*os.File)
+		switch {
+		case isTerminal(f.Err):
+			kept = &deferredLines{}
+			fmt.Fprintf(f.Err, "%sthe terminal is %s's until it ends: blocked operations are listed then; `aigate watch` shows them live\n",
+				events.Prefix, filepath.Base(opts.Args[0]))
+			lines.w = kept
+		case errOK && outOK && stdio == nil:
+			j, stdout, stderr, err := newLineJoiner(outFile, errFile)
+			if err != nil {
+				cleanup(false)
+				return &exitError{ExitSandbox, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+			}
+			join = j
+			cmd.Stdout, cmd.Stderr = stdout, stderr
+			lines.w = join
+		}
+	}
 	child, err := sess.Start(cmd)
+	if join != nil {
+		join.started()
+	}
 	if err != nil {
 		code := ExitSandbox
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
