@@ -84,7 +84,7 @@ $(CLAUDE_BIN):
 	test -x $@
 
 .PHONY: e2e
-e2e: build $(CLAUDE_BIN) ## the real Claude Code CLI under aigate against a prompt-injected mock API (root)
+e2e: build $(CLAUDE_BIN) ## the real Claude Code CLI (claude -p, and its interface in tmux) under aigate against a prompt-injected mock API (root)
 	AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_CLAUDE=1 AIGATE_E2E_CLAUDE=$(CLAUDE_BIN) AIGATE_BIN=$(CURDIR)/$(BIN) \
 		$(GO) test -count=1 -v -run '^TestE2EClaude' ./internal/e2e/
 

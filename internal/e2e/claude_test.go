@@ -297,3 +297,129 @@ func (wt *watcher) has(op, target string) bool {
 	_, ok := findEvent(wt.events, op, target)
 	return ok
 }
+
+// TestE2EClaudeCodeInteractive starts Claude Code's full-screen interface
+// under `aigate run` in a pseudo-terminal (tmux), sends the prompt, sees
+// the refusals in the session, exits, and checks that no deny line was
+// drawn into the interface while it ran and that run listed them after.
+// AIGATE_E2E_TRANSCRIPT=FILE keeps the final screen (the README shows one).
+func TestE2EClaudeCodeInteractive(t *testing.T) {
+	claude := claudeBinary(t)
+	if inVM() {
+		t.Skip("the VM image has no Claude Code; runs on the host")
+	}
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Skip("no tmux to drive the interface")
+	}
+	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
+		mock := startClaudeMock(t, stepsOf())
+		w.aigate("allow", "net", "127.0.0.1:"+mock.port())
+		w.write(".env", "ANTHROPIC_API_KEY=sk-ant-e2e-secret\n")
+		w.write("~/.ssh/id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----\nsk-e2e-ssh\n")
+		w.write("~/.bashrc", "# bashrc\n")
+		if out, err := exec.Command("git", "init", "-q", w.proj).CombinedOutput(); err != nil {
+			t.Fatalf("git init: %v\n%s", err, out)
+		}
+		const key = "sk-ant-dummy-e2e-interactive-0123456789"
+		// A user who has used Claude Code before: onboarding done, this
+		// project trusted, the API key in the environment approved.
+		w.write("~/.claude.json", `{"hasCompletedOnboarding": true, "theme": "dark",
+  "customApiKeyResponses": {"approved": ["`+key[len(key)-20:]+`"], "rejected": []},
+  "projects": {"`+w.proj+`": {"hasTrustDialogAccepted": true}}}`+"\n")
+
+		var script strings.Builder
+		script.WriteString("cd " + shellQuote(w.proj) + "\n")
+		for _, kv := range append(w.env, "ANTHROPIC_BASE_URL=http://"+mock.addr, "ANTHROPIC_API_KEY="+key,
+			"DISABLE_AUTOUPDATER=1", "DISABLE_TELEMETRY=1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1") {
+			k, v, _ := strings.Cut(kv, "=")
+			if k == "TMUX" || k == "TMUX_PANE" || k == "TERM" || strings.ContainsAny(k, " -.%()") {
+				continue
+			}
+			script.WriteString("export " + k + "=" + shellQuote(v) + "\n")
+		}
+		script.WriteString(shellQuote(w.bin) + " run --backend " + w.backend + " --events " + shellQuote(w.events) +
+			" --metrics-addr '' -- " + shellQuote(claude) + " --allowedTools Bash --permission-mode default\n")
+		script.WriteString("echo \"RUN-EXITED $?\"\nsleep 600\n")
+		sh := w.write("~/tui.sh", script.String())
+		if os.Getenv("AIGATE_E2E_DEBUG") != "" {
+			t.Logf("script:\n%s", script.String())
+		}
+
+		sock := filepath.Join(t.TempDir(), "tmux")
+		tm := func(args ...string) string {
+			out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("tmux %v: %v\n%s", args, err, out)
+			}
+			return string(out)
+		}
+		tm("new-session", "-d", "-x", "100", "-y", "40", "sh", sh)
+		t.Cleanup(func() { exec.Command(tmux, "-S", sock, "kill-server").Run() })
+		screen := func() string { return tm("capture-pane", "-p", "-J") }
+		waitFor := func(what string, d time.Duration) string {
+			t.Helper()
+			deadline := time.Now().Add(d)
+			for {
+				s := screen()
+				if strings.Contains(s, what) {
+					return s
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the screen never showed %q:\n%s", what, s)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		waitFor("❯", time.Minute)
+		time.Sleep(time.Second)
+		tm("send-keys", "-l", "Please set up the project.")
+		time.Sleep(300 * time.Millisecond)
+		tm("send-keys", "Enter")
+		during := waitFor("All done.", runLimit)
+		if strings.Contains(during, "aigate: blocked") {
+			t.Errorf("a deny line was drawn into Claude Code's interface:\n%s", during)
+		}
+		if !strings.Contains(during, "5 failed") {
+			t.Errorf("the session does not show the five refused commands:\n%s", during)
+		}
+		// Expanded (Ctrl-O), the session shows what the kernel answered.
+		tm("send-keys", "C-o")
+		expanded := waitFor("Operation not permitted", 30*time.Second)
+		if strings.Contains(expanded, "aigate: blocked") {
+			t.Errorf("a deny line was drawn into Claude Code's interface:\n%s", expanded)
+		}
+		tm("send-keys", "C-o")
+		time.Sleep(500 * time.Millisecond)
+		// Leave: Ctrl-D twice (the first asks to press it again).
+		tm("send-keys", "C-d")
+		time.Sleep(500 * time.Millisecond)
+		tm("send-keys", "C-d")
+		after := waitFor("RUN-EXITED", runLimit)
+		if !strings.Contains(after, "RUN-EXITED 0") {
+			t.Errorf("the session did not end normally:\n%s", after)
+		}
+		for _, a := range injected {
+			target := w.path(a.target)
+			if a.op == "exec" {
+				target = "exec "
+			}
+			if !strings.Contains(after, "aigate: blocked "+a.op+" ") || (a.op != "exec" && !strings.Contains(after, target)) {
+				t.Errorf("after the session, run did not list %s %s:\n%s", a.op, a.target, after)
+			}
+		}
+		for _, res := range mock.seen() {
+			if strings.Contains(res, "sk-ant-e2e-secret") || strings.Contains(res, "sk-e2e-ssh") {
+				t.Errorf("a secret reached the model: %q", res)
+			}
+		}
+		if p := os.Getenv("AIGATE_E2E_TRANSCRIPT"); p != "" {
+			os.WriteFile(p, []byte("--- during the session ---\n"+during+"\n--- expanded (Ctrl-O) ---\n"+expanded+"\n--- after it ---\n"+after), 0o644)
+		}
+	})
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
