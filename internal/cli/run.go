@@ -123,6 +123,9 @@ type identity struct {
 // every run: an agent that runs already (as a service), or, when there is
 // none and run is root, one that run starts inside itself.
 func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
+	if name, ok := insideSandbox(); ok {
+		return insideError("aigate run", name)
+	}
 	choice := policy.BackendChoice(opts.Backend)
 	switch choice {
 	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:

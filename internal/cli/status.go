@@ -70,6 +70,9 @@ type Status struct {
 	Warnings       []StatusWarning      `json:"warnings"`
 	Kernel         *doctor.Report       `json:"kernel"`
 	Enforcement    *StatusEnforcement   `json:"enforcement"`
+	// InsideSandbox names the aigate sandbox status runs in, if any: then
+	// Enforcement is what holds for this process, not the machine.
+	InsideSandbox string `json:"inside_sandbox,omitempty"`
 }
 
 // StatusEnforcement is how the policy would be enforced now.
@@ -177,8 +180,18 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	agent, boxes, msg := askAgent(ctx, o.socket)
-	st.Enforcement = enforcement(st.Backend, st.Kernel, agent, boxes, msg)
+	if name, ok := insideSandbox(); ok {
+		// Neither the agent nor the kernel checks are visible from here;
+		// what they would say describes the machine, not this sandbox.
+		st.InsideSandbox = name
+		st.Enforcement = &StatusEnforcement{Source: "sandbox", Unix: "as the sandbox's policy says (not visible from inside)",
+			AgentMessage: "not reachable from inside the sandbox",
+			Note: fmt.Sprintf("this process is inside the aigate sandbox %s: the policy it was started with applies to everything run here; "+
+				"the files above are what a new run outside would use. `aigate status` outside the sandbox shows the agent and backend", name)}
+	} else {
+		agent, boxes, msg := askAgent(ctx, o.socket)
+		st.Enforcement = enforcement(st.Backend, st.Kernel, agent, boxes, msg)
+	}
 	if o.json {
 		enc := json.NewEncoder(o.f.Out)
 		enc.SetIndent("", "  ")
@@ -412,6 +425,8 @@ func printEnforcement(w io.Writer, e *StatusEnforcement, choice policy.BackendCh
 		backend = "none"
 	}
 	switch e.Source {
+	case "sandbox":
+		backend = "the one of the sandbox this runs in (not visible from inside)"
 	case "agent":
 		backend += " (the running agent's)"
 	default:
