@@ -139,6 +139,13 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	if err != nil {
 		return &exitError{ExitPolicy, err}
 	}
+	if opts.User != "" && f.Env.Euid == 0 {
+		// The command runs as --user's user: so does their policy, read
+		// as that user exactly as under sudo (issue 13: root's applied).
+		if loaded, err = loadAsUser(f, opts.User, loaded); err != nil {
+			return err
+		}
+	}
 	id, err := runIdentity(opts.User, loaded.Paths.User.Name, loaded.Paths.User.Home, loaded.Paths.User.Sudo, loaded.Paths.User.UID, loaded.Paths.User.GID)
 	if err != nil {
 		return err
@@ -459,6 +466,48 @@ func createError(command string, err error) error {
 
 // runIdentity decides who the command runs as: --user, else the user who
 // ran sudo, else aigate's own user.
+// loadAsUser loads the configuration of the user --user names (files
+// read with that user's identity, as Locate does under sudo) unless it is
+// the one already loaded.
+func loadAsUser(f *Factory, name string, loaded *config.Loaded) (*config.Loaded, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		if _, nerr := strconv.Atoi(name); nerr == nil {
+			u, err = user.LookupId(name)
+		}
+	}
+	if err != nil {
+		return nil, usageErrorf("--user %s: %v", name, err)
+	}
+	if u.Uid == strconv.Itoa(loaded.Paths.User.UID) || u.Uid == "0" {
+		return loaded, nil
+	}
+	var file string
+	if f.v != nil {
+		file = f.v.GetString("config")
+	}
+	env := f.Env
+	getenv := env.Getenv
+	env.Getenv = func(k string) string {
+		switch k {
+		case "SUDO_UID":
+			return u.Uid
+		case "SUDO_USER", "SUDO_GID":
+			return ""
+		}
+		return getenv(k)
+	}
+	p, err := config.Locate(config.LocateOptions{ConfigFile: file, Env: env})
+	if err != nil {
+		return nil, &exitError{ExitPolicy, fmt.Errorf("--user %s: %w", name, err)}
+	}
+	l, err := config.Load(p)
+	if err != nil {
+		return nil, &exitError{ExitPolicy, fmt.Errorf("--user %s: %w", name, err)}
+	}
+	return l, nil
+}
+
 func runIdentity(flagUser, name, home string, sudo bool, uid, gid int) (*identity, error) {
 	if flagUser != "" {
 		u, err := user.Lookup(flagUser)
@@ -575,6 +624,12 @@ func openEventsFile(path string, id *identity, invoker *config.User) (*os.File, 
 		return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	})
 	if err != nil {
+		if invoker != nil && invoker.Sudo && errors.Is(err, os.ErrPermission) {
+			// Root could open it; say why run does not.
+			return nil, fmt.Errorf("open events file: %w: run is root but acts for %s (uid %d: who ran sudo, or --user), "+
+				"so --events is opened as %s, lest the sandboxed tool make root write where that user may not; "+
+				"choose a file %s may write (e.g. in %s)", err, invoker.Name, invoker.UID, invoker.Name, invoker.Name, invoker.Home)
+		}
 		return nil, fmt.Errorf("open events file: %w", err)
 	}
 	if errors.Is(statErr, os.ErrNotExist) && id.chownE && id.uid != invoker.UID {
