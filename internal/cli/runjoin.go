@@ -4,12 +4,15 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/events"
 )
 
 // Where run's event lines go, so that they never garble the command's
@@ -25,24 +28,37 @@ import (
 //     lines only where the command's output is at a line start
 //     (lineJoiner).
 
+// maxDeferred bounds what deferredLines keeps (repeats are already folded
+// by the printer); the rest is counted and pointed to.
+const maxDeferred = 256 << 10
+
 // deferredLines keeps aigate's lines while the command owns the terminal.
 type deferredLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	dropped int // lines not kept
 }
 
 func (d *deferredLines) Write(p []byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.buf.Len()+len(p) > maxDeferred {
+		d.dropped += bytes.Count(p, []byte("\n"))
+		return len(p), nil
+	}
 	return d.buf.Write(p)
 }
 
-// take returns what was kept and empties it.
+// take returns what was kept, and a line for what was not, and empties it.
 func (d *deferredLines) take() []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := append([]byte(nil), d.buf.Bytes()...)
+	if d.dropped > 0 {
+		b = fmt.Appendf(b, "%s%d more lines not kept here: --events FILE or `aigate watch` has every event\n", events.Prefix, d.dropped)
+	}
 	d.buf.Reset()
+	d.dropped = 0
 	return b
 }
 
