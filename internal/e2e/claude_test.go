@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,8 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/aigate-dev/aigate/internal/api"
 )
@@ -422,4 +426,96 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// TestE2EClaudeCodeStartsUnderTheDefaults starts Claude Code's interface as
+// a first-time user would (no ANTHROPIC_BASE_URL) under the defaults and
+// checks that none of the hosts its start-up needs (docs/presets.md) is
+// refused, while a host it only fetches release notes from is: the start-up
+// traffic happened. With the old default allow_net (no platform.claude.com)
+// the same start is refused, which made Claude Code exit with "Unable to
+// connect to Anthropic services" (issue 13). This host has no internet, so
+// the allowed names then fail upstream; what is tested is aigate's side.
+func TestE2EClaudeCodeStartsUnderTheDefaults(t *testing.T) {
+	claude := claudeBinary(t)
+	if inVM() {
+		t.Skip("the VM image has no Claude Code; runs on the host")
+	}
+	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
+		needed := []string{"api.anthropic.com", "platform.claude.com", "downloads.claude.ai"}
+		start := func() map[string]bool {
+			t.Helper()
+			os.Remove(w.events)
+			cmd := w.runCmd([]string{"--metrics-addr", ""}, claude)
+			cmd.Env = append(cmd.Env, "ANTHROPIC_API_KEY=sk-ant-dummy-e2e-start", "TERM=xterm-256color")
+			tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tty.Close()
+			go io.Copy(io.Discard, tty)
+			waited := make(chan error, 1)
+			go func() { waited <- cmd.Wait() }()
+			// raw.githubusercontent.com (release notes) is refused by
+			// the defaults: once it is, the start-up traffic is under way.
+			deadline := time.Now().Add(runLimit)
+			for time.Now().Before(deadline) {
+				if dnsRefusals(t, w)["raw.githubusercontent.com"] {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			time.Sleep(5 * time.Second)
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-waited:
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				<-waited
+			}
+			w.assertClean(cmd.Process.Pid, nil)
+			return dnsRefusals(t, w)
+		}
+		refused := start()
+		if !refused["raw.githubusercontent.com"] {
+			t.Fatalf("Claude Code's start-up traffic never showed: refused %v", refused)
+		}
+		for _, h := range needed {
+			if refused[h] {
+				t.Errorf("the defaults refused %s, which Claude Code needs to start", h)
+			}
+		}
+		// The old defaults, for the control.
+		cfg, err := os.ReadFile(w.path("~/.aigate/config.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := strings.Replace(string(cfg), "  - platform.claude.com", "  # platform.claude.com", 1)
+		w.config(old)
+		if !start()["platform.claude.com"] {
+			t.Error("without platform.claude.com in allow_net its start-up check was not refused: the test proves nothing")
+		}
+	})
+}
+
+// dnsRefusals returns the names the DNS proxy refused, from --events (the
+// world's event type does not decode "domain").
+func dnsRefusals(t *testing.T, w *world) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(w.events)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		var e struct {
+			Op     string `json:"op"`
+			Domain string `json:"domain"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Op == "dns" {
+			names[strings.TrimSuffix(e.Domain, ".")] = true
+		}
+	}
+	return names
 }
