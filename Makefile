@@ -105,6 +105,23 @@ test-kernel: ## kernel tests on this host as root: cgroups, fanotify, sock_addr 
 test-escape: ## the escape suite: attacks from inside a sandbox, as an unprivileged user (root; skips fail)
 	AIGATE_REQUIRE_KERNEL=1 $(GO) test -count=1 -v -run '^TestEscape' ./internal/escape/
 
+# The Claude Code CLI that `make e2e` runs, installed from npm once per
+# version into E2E_CACHE (kept between runs).
+CLAUDE_CODE_VERSION ?= 2.1.332
+E2E_CACHE ?= $(HOME)/.cache/aigate-e2e
+CLAUDE_BIN := $(E2E_CACHE)/claude-code-$(CLAUDE_CODE_VERSION)/node_modules/@anthropic-ai/claude-code-linux-x64/claude
+
+$(CLAUDE_BIN):
+	mkdir -p $(E2E_CACHE)/claude-code-$(CLAUDE_CODE_VERSION)
+	npm install --no-audit --no-fund --ignore-scripts --prefix $(E2E_CACHE)/claude-code-$(CLAUDE_CODE_VERSION) \
+		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @anthropic-ai/claude-code-linux-x64@$(CLAUDE_CODE_VERSION)
+	test -x $@
+
+.PHONY: e2e
+e2e: build $(CLAUDE_BIN) ## the real Claude Code CLI (claude -p, and its interface in tmux) under aigate against a prompt-injected mock API (root)
+	AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_CLAUDE=1 AIGATE_E2E_CLAUDE=$(CLAUDE_BIN) AIGATE_BIN=$(CURDIR)/$(BIN) \
+		$(GO) test -count=1 -v -run '^TestE2EClaude' ./internal/e2e/
+
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME
 	@for f in FuzzParse FuzzCheckPattern FuzzEndpoint FuzzCompile; do \
@@ -130,4 +147,4 @@ bench-startup: ## only the start-up against bwrap and srt, into docs/performance
 	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
 
 .PHONY: check
-check: lint test-kernel fuzz vmtest-smoke vmtest ## everything CI runs: lint, all tests as root, fuzz, VM tests
+check: lint test-kernel e2e fuzz vmtest-smoke vmtest ## everything CI runs: lint, all tests as root, the Claude Code e2e, fuzz, VM tests

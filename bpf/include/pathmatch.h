@@ -18,6 +18,10 @@
  * paths to them (hard links, bind mounts, chroots, /proc/PID/root) are
  * caught too. Directory inodes are checked at every level of the walk.
  *
+ * A set's exceptions (except_read) are Paths, Names and name glob entries
+ * stored under set | AIGATE_SET_EXCEPT; they cancel a Names or name glob
+ * match, never a Paths or inode one.
+ *
  * Every map key carries a "set" = policy_id << 3 | access, so one map holds
  * the rules of every sandbox and access (read, write, exec, allow_unix,
  * ancestors) without one sandbox's longest match hiding another set's entry.
@@ -75,6 +79,13 @@
 #define AIGATE_SET_SUFFIX (1U << 3)
 #define AIGATE_SET_INODES (1U << 4)	/* file or directory inodes */
 #define AIGATE_SET_DIR_INODES (1U << 5) /* directory inodes: walk needed */
+
+/*
+ * A set's exceptions (policy.FileSet.Except, from except_read) live in the
+ * same maps under set | AIGATE_SET_EXCEPT; policy ids stay below 2^28 so
+ * the bit is free (rule_set() shifts them left by 3). They have no inode rules.
+ */
+#define AIGATE_SET_EXCEPT (1U << 31)
 
 struct path_key {
 	__u32 prefixlen;
@@ -240,7 +251,8 @@ struct walk_state {
 	__u32 set;
 	__u32 kinds;
 	__u32 rule;
-	__u32 done; /* reached the root */
+	__u32 done;  /* reached the root */
+	__u32 inode; /* rule came from a directory inode, not a name */
 };
 
 /* walk_step checks one component for match_walk (a bpf_loop callback). */
@@ -258,6 +270,7 @@ static long walk_step(__u32 i, void *arg)
 		rule = match_inode(d, w->set);
 		if (rule) {
 			w->rule = rule;
+			w->inode = 1;
 			return 1;
 		}
 	}
@@ -302,7 +315,7 @@ static long walk_step(__u32 i, void *arg)
  * a Names rule may sit above where it stopped.
  */
 static __always_inline __u32 match_walk(struct scratch *s, struct dentry *d, struct vfsmount *vmnt,
-					__u32 set, __u32 kinds)
+					__u32 set, __u32 kinds, __u32 *by_inode)
 {
 	struct walk_state w = {
 		.s = s,
@@ -313,6 +326,7 @@ static __always_inline __u32 match_walk(struct scratch *s, struct dentry *d, str
 	};
 
 	bpf_loop(AIGATE_WALK_DEPTH, walk_step, &w, 0);
+	*by_inode = w.inode;
 	if (!w.rule && !w.done)
 		return AIGATE_RULE_UNCHECKED;
 	return w.rule;
@@ -523,17 +537,46 @@ static __always_inline __u32 match_path(struct scratch *s, __u32 set)
 }
 
 /*
+ * match_except reports whether the exceptions of set match the file: its
+ * path, its final name, or (within the walk's bound) a component. Only
+ * called once a Names or name glob rule matched, so files no rule names
+ * pay nothing for it.
+ */
+static __always_inline bool match_except(struct scratch *s, struct dentry *d, struct vfsmount *mnt,
+					 __u32 set)
+{
+	__u32 eset = set | AIGATE_SET_EXCEPT;
+	__u32 kinds = set_kinds(eset);
+	__u32 by_inode;
+
+	if (!kinds)
+		return false;
+	if ((kinds & AIGATE_SET_PATHS) && match_path(s, eset))
+		return true;
+	if (match_leaf_name(s, eset, kinds))
+		return true;
+	if (!(kinds & AIGATE_SET_NAMES))
+		return false;
+	__u32 rule = match_walk(s, d, mnt, eset, AIGATE_SET_NAMES, &by_inode);
+	return rule && rule != AIGATE_RULE_UNCHECKED;
+}
+
+/*
  * match_file runs every rule kind of set against the file at (d, mnt). The
  * caller has loaded s->path (d_path) and the leaf names. A set with Paths
  * rules and a path that could not be loaded (d_path's ENAMETOOLONG beyond
  * 4096 bytes, build_path's limits) answers AIGATE_RULE_UNCHECKED unless
  * another rule matches: the path may lie beneath a denied one.
+ *
+ * A Names or name glob match is cancelled by the set's exceptions; Paths
+ * and inode rules never are, so after a cancelled match the walk runs
+ * again for directory inodes alone.
  */
 static __noinline __u32 match_file(struct scratch *s, struct dentry *d, struct vfsmount *mnt,
 				   __u32 set)
 {
 	__u32 kinds = set_kinds(set);
-	__u32 rule, unchecked = 0;
+	__u32 rule, unchecked = 0, by_inode = 0;
 
 	if (!kinds)
 		return 0;
@@ -550,10 +593,13 @@ static __noinline __u32 match_file(struct scratch *s, struct dentry *d, struct v
 			return rule;
 	}
 	rule = match_leaf_name(s, set, kinds);
-	if (rule)
-		return rule;
-	if (kinds & (AIGATE_SET_NAMES | AIGATE_SET_DIR_INODES))
-		rule = match_walk(s, d, mnt, set, kinds);
+	if (!rule && (kinds & (AIGATE_SET_NAMES | AIGATE_SET_DIR_INODES)))
+		rule = match_walk(s, d, mnt, set, kinds, &by_inode);
+	if (rule && rule != AIGATE_RULE_UNCHECKED && !by_inode && match_except(s, d, mnt, set)) {
+		rule = 0;
+		if (kinds & AIGATE_SET_DIR_INODES)
+			rule = match_walk(s, d, mnt, set, AIGATE_SET_DIR_INODES, &by_inode);
+	}
 	return rule ? rule : unchecked;
 }
 

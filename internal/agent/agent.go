@@ -95,6 +95,7 @@ type Agent struct {
 	userConns int            // their sum
 	closing   bool
 
+	quiet  quietCounts   // refusals not counted as violations (unreachable.go)
 	pumped atomic.Uint64 // events the pump has handed on, for settle
 
 	wg       sync.WaitGroup // connections
@@ -175,7 +176,7 @@ func New(cfg Config) (*Agent, error) {
 	a.log.Info("listening", zap.String("socket", ln.Path), zap.Stringer("mode", ln.Mode), zap.Int("gid", ln.GID),
 		zap.String("backend", a.be.Name()))
 	a.reg = metrics.New(metrics.Options{
-		Stats:        a.be.Stats,
+		Stats:        a.stats,
 		Sandboxes:    a.sandboxCount,
 		Rules:        a.ruleCounts,
 		WatchDropped: a.fan.dropped.Load,
@@ -379,14 +380,31 @@ func (a *Agent) pump() {
 					e.RuleText = r.Pattern
 				}
 			}
-			b.events.Add(1)
 		}
 		if e.Backend == "" {
 			e.Backend = name
 		}
+		if unreachableUnix(&e) {
+			a.quiet.add(&e)
+			a.pumped.Add(1)
+			continue
+		}
+		if b != nil {
+			b.events.Add(1)
+		}
 		a.fan.publish(e, owner, b != nil)
 		a.pumped.Add(1)
 	}
+}
+
+// stats is the backend's counters without the refusals that reached no
+// socket (unreachable.go).
+func (a *Agent) stats() (enforce.Stats, error) {
+	st, err := a.be.Stats()
+	if err != nil {
+		return st, err
+	}
+	return a.quiet.adjust(st), nil
 }
 
 // SandboxCount is how many sandboxes the agent runs.

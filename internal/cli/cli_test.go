@@ -149,7 +149,7 @@ func TestInitDenyAllowRoundTrip(t *testing.T) {
 	}
 	// Inserted after the last deny_read entry; every comment and blank
 	// line of the default file is still there.
-	want := strings.Replace(def, "  - \"*.tfvars\"\n", "  - \"*.tfvars\"\n  - foo\n  - '*.sqlite'\n", 1)
+	want := strings.Replace(def, "  - ~/.local/share/jupyter/runtime/\n", "  - ~/.local/share/jupyter/runtime/\n  - foo\n  - '*.sqlite'\n", 1)
 	if got := e.read(e.global()); got != want {
 		t.Fatalf("after deny:\n%s", unifiedDiff(want, got))
 	}
@@ -251,7 +251,7 @@ func TestDenyNetExceptMeansOnly(t *testing.T) {
 	if want := []string{"api.anthropic.com", "example.org:8443"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("allow_net after --except = %v, want %v", got, want)
 	}
-	for _, w := range []string{"allow_net -= api.openai.com, api.github.com, github.com, ", "sum.golang.org (not in --except)", "allow_net += example.org:8443"} {
+	for _, w := range []string{"allow_net -= platform.claude.com, downloads.claude.ai, api.openai.com, api.github.com, github.com, ", "sum.golang.org (not in --except)", "allow_net += example.org:8443"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output should say %q:\n%s", w, out)
 		}
@@ -378,10 +378,13 @@ func TestStatusJSON(t *testing.T) {
 			foo = &st.DenyRead[i]
 		}
 	}
-	if foo == nil || foo.File != e.global() || foo.Line != 51 {
-		t.Errorf("deny_read foo: %+v, want %s:51", foo, e.global())
+	if foo == nil || foo.File != e.global() || foo.Line != 84 {
+		t.Errorf("deny_read foo: %+v, want %s:84", foo, e.global())
 	}
-	if len(st.AllowNet) != 9 || st.AllowNet[0].Value != "api.anthropic.com" || st.AllowNet[0].Line == 0 {
+	if len(st.ExceptRead) == 0 || st.ExceptRead[0].Value != "~/go/pkg/mod/" {
+		t.Errorf("except_read: %+v", st.ExceptRead)
+	}
+	if len(st.AllowNet) != 11 || st.AllowNet[0].Value != "api.anthropic.com" || st.AllowNet[0].Line == 0 {
 		t.Errorf("allow_net: %+v", st.AllowNet)
 	}
 	if st.Kernel == nil || !st.Kernel.Ready || st.Kernel.Backend != "lsm" || len(st.Kernel.Checks) == 0 {
@@ -405,8 +408,9 @@ func TestStatusHuman(t *testing.T) {
 	for _, want := range []string{
 		"does not exist: built-in defaults apply",
 		"project  none",
-		"Network: deny, except 9 allowed destination(s) and the sandbox's own loopback servers",
-		"  .env                   built-in\n",
+		"Network: deny, except 11 allowed destination(s) and the sandbox's own loopback servers",
+		"  .env                                  built-in\n",
+		"(except_read)",
 		"Deny exec (11)",
 		"Kernel: ready: BPF LSM backend",
 	} {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -125,6 +127,9 @@ type identity struct {
 // every run: an agent that runs already (as a service), or, when there is
 // none and run is root, one that run starts inside itself.
 func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
+	if name, ok := insideSandbox(); ok {
+		return insideError("aigate run", name)
+	}
 	choice := policy.BackendChoice(opts.Backend)
 	switch choice {
 	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
@@ -137,6 +142,13 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	loaded, err := f.Load()
 	if err != nil {
 		return &exitError{ExitPolicy, err}
+	}
+	if opts.User != "" && f.Env.Euid == 0 {
+		// The command runs as --user's user: so does their policy, read
+		// as that user exactly as under sudo (issue 13: root's applied).
+		if loaded, err = loadAsUser(f, opts.User, loaded); err != nil {
+			return err
+		}
 	}
 	id, err := runIdentity(opts.User, loaded.Paths.User.Name, loaded.Paths.User.Home, loaded.Paths.User.Sudo, loaded.Paths.User.UID, loaded.Paths.User.GID)
 	if err != nil {
@@ -240,7 +252,9 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 
 	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Sandbox: sess.Sandbox.Name, Backend: sess.Sandbox.Backend, Lines: lines})
 	pumpDone := make(chan struct{})
-	var stdio *runStdio // set when the policy masks output
+	var stdio *runStdio     // set when the policy masks output
+	var join *lineJoiner    // set when event lines join the command's stderr
+	var kept *deferredLines // set when they wait for the command's end
 	cleanup := func(started bool) {
 		ended, err := sess.End(5 * time.Second)
 		if started {
@@ -250,6 +264,13 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		// comes before the summary, on a terminal in its own mode.
 		if stdio != nil {
 			stdio.finish()
+		}
+		if join != nil {
+			join.finish()
+		}
+		if kept != nil {
+			lines.w = f.Err
+			_, _ = f.Err.Write(kept.take())
 		}
 		if err != nil {
 			f.warnf("sandbox %s: %v", sess.Sandbox.Name, err)
@@ -318,7 +339,32 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		cleanup(false)
 		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
+	// From here the command writes: aigate's lines must not garble it
+	// (runjoin.go).
+	if !opts.Quiet {
+		errFile, errOK := f.Err.(*os.File)
+		outFile, outOK := f.Out.(*os.File)
+		switch {
+		case isTerminal(f.Err):
+			kept = &deferredLines{}
+			fmt.Fprintf(f.Err, "%sthe terminal is %s's until it ends: blocked operations are listed then; `aigate watch` shows them live\n",
+				events.Prefix, filepath.Base(opts.Args[0]))
+			lines.w = kept
+		case errOK && outOK && stdio == nil:
+			j, stdout, stderr, err := newLineJoiner(outFile, errFile)
+			if err != nil {
+				cleanup(false)
+				return &exitError{ExitSandbox, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+			}
+			join = j
+			cmd.Stdout, cmd.Stderr = stdout, stderr
+			lines.w = join
+		}
+	}
 	child, err := sess.Start(cmd)
+	if join != nil {
+		join.started()
+	}
 	if err != nil {
 		code := ExitSandbox
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
@@ -445,6 +491,48 @@ func createError(command string, err error) error {
 
 // runIdentity decides who the command runs as: --user, else the user who
 // ran sudo, else aigate's own user.
+// loadAsUser loads the configuration of the user --user names (files
+// read with that user's identity, as Locate does under sudo) unless it is
+// the one already loaded.
+func loadAsUser(f *Factory, name string, loaded *config.Loaded) (*config.Loaded, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		if _, nerr := strconv.Atoi(name); nerr == nil {
+			u, err = user.LookupId(name)
+		}
+	}
+	if err != nil {
+		return nil, usageErrorf("--user %s: %v", name, err)
+	}
+	if u.Uid == strconv.Itoa(loaded.Paths.User.UID) || u.Uid == "0" {
+		return loaded, nil
+	}
+	var file string
+	if f.v != nil {
+		file = f.v.GetString("config")
+	}
+	env := f.Env
+	getenv := env.Getenv
+	env.Getenv = func(k string) string {
+		switch k {
+		case "SUDO_UID":
+			return u.Uid
+		case "SUDO_USER", "SUDO_GID":
+			return ""
+		}
+		return getenv(k)
+	}
+	p, err := config.Locate(config.LocateOptions{ConfigFile: file, Env: env})
+	if err != nil {
+		return nil, &exitError{ExitPolicy, fmt.Errorf("--user %s: %w", name, err)}
+	}
+	l, err := config.Load(p)
+	if err != nil {
+		return nil, &exitError{ExitPolicy, fmt.Errorf("--user %s: %w", name, err)}
+	}
+	return l, nil
+}
+
 func runIdentity(flagUser, name, home string, sudo bool, uid, gid int) (*identity, error) {
 	if flagUser != "" {
 		u, err := user.Lookup(flagUser)
@@ -561,6 +649,12 @@ func openEventsFile(path string, id *identity, invoker *config.User) (*os.File, 
 		return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	})
 	if err != nil {
+		if invoker != nil && invoker.Sudo && errors.Is(err, os.ErrPermission) {
+			// Root could open it; say why run does not.
+			return nil, fmt.Errorf("open events file: %w: run is root but acts for %s (uid %d: who ran sudo, or --user), "+
+				"so --events is opened as %s, lest the sandboxed tool make root write where that user may not; "+
+				"choose a file %s may write (e.g. in %s)", err, invoker.Name, invoker.UID, invoker.Name, invoker.Name, invoker.Home)
+		}
 		return nil, fmt.Errorf("open events file: %w", err)
 	}
 	if errors.Is(statErr, os.ErrNotExist) && id.chownE && id.uid != invoker.UID {

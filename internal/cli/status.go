@@ -62,6 +62,7 @@ type Status struct {
 	AllowLoopback bool                 `json:"allow_loopback"` // some loopback listeners reachable
 	Loopback      policy.LoopbackMode  `json:"loopback"`       // which: own, all or false
 	DenyRead      []StatusRule         `json:"deny_read"`
+	ExceptRead    []StatusRule         `json:"except_read"`
 	DenyWrite     []StatusRule         `json:"deny_write"`
 	DenyExec      []StatusRule         `json:"deny_exec"`
 	AllowNet      []StatusRule         `json:"allow_net"`
@@ -80,6 +81,9 @@ type Status struct {
 	Warnings       []StatusWarning    `json:"warnings"`
 	Kernel         *doctor.Report     `json:"kernel"`
 	Enforcement    *StatusEnforcement `json:"enforcement"`
+	// InsideSandbox names the aigate sandbox status runs in, if any: then
+	// Enforcement is what holds for this process, not the machine.
+	InsideSandbox string `json:"inside_sandbox,omitempty"`
 }
 
 // StatusEnforcement is how the policy would be enforced now.
@@ -187,10 +191,20 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	agent, boxes, msg := askAgent(ctx, o.socket)
-	st.Enforcement = enforcement(st.Backend, st.Kernel, agent, boxes, msg)
+	if name, ok := insideSandbox(); ok {
+		// Neither the agent nor the kernel checks are visible from here;
+		// what they would say describes the machine, not this sandbox.
+		st.InsideSandbox = name
+		st.Enforcement = &StatusEnforcement{Source: "sandbox", Unix: "as the sandbox's policy says (not visible from inside)",
+			AgentMessage: "not reachable from inside the sandbox",
+			Note: fmt.Sprintf("this process is inside the aigate sandbox %s: the policy it was started with applies to everything run here; "+
+				"the files above are what a new run outside would use. `aigate status` outside the sandbox shows the agent and backend", name)}
+	} else {
+		agent, boxes, msg := askAgent(ctx, o.socket)
+		st.Enforcement = enforcement(st.Backend, st.Kernel, agent, boxes, msg)
+	}
 	st.Unenforced = []string{}
-	if st.Enforcement != nil {
+	if st.InsideSandbox == "" && st.Enforcement != nil {
 		st.Unenforced = append(st.Unenforced, unenforced(l, st.Enforcement.Backend)...)
 	}
 	if o.json {
@@ -216,6 +230,7 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		AllowLoopback: pol.Loopback != policy.LoopbackNone,
 		Loopback:      pol.Loopback,
 		DenyRead:      rulesOf(pol.DenyRead),
+		ExceptRead:    rulesOf(pol.ExceptRead),
 		DenyWrite:     rulesOf(pol.DenyWrite),
 		DenyExec:      rulesOf(pol.DenyExec),
 		AllowUnix:     rulesOf(pol.AllowUnix),
@@ -373,6 +388,7 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		rules []StatusRule
 	}{
 		{"Deny read", st.DenyRead},
+		{"Readable although a name or glob matches (except_read)", st.ExceptRead},
 		{"Deny write", st.DenyWrite},
 		{"Deny exec", st.DenyExec},
 		{"Allowed unix sockets", st.AllowUnix},
@@ -449,6 +465,8 @@ func printEnforcement(w io.Writer, e *StatusEnforcement, choice policy.BackendCh
 		backend = "none"
 	}
 	switch e.Source {
+	case "sandbox":
+		backend = "the one of the sandbox this runs in (not visible from inside)"
 	case "agent":
 		backend += " (the running agent's)"
 	default:

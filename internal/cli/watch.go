@@ -58,6 +58,9 @@ running when the agent restarts and says when it reconnects.
 }
 
 func runWatch(ctx context.Context, f *Factory, opts *watchOptions) error {
+	if name, ok := insideSandbox(); ok {
+		return insideError("aigate watch", name)
+	}
 	c := api.NewClient(opts.Socket)
 	filter := api.WatchRequest{Sandbox: opts.Sandbox, Kind: events.Kind(opts.Kind)}
 	var out func(events.Event) error

@@ -255,7 +255,7 @@ var errLinkOut = errors.New("link in the project leads outside the home and the 
 // sandbox user cannot reach and so need not be searched.
 func (e *expander) match(p, name string, isDir bool) (blocked bool) {
 	for _, s := range e.sets {
-		if r, ok := matchName(s.s, name); ok {
+		if r, ok := matchName(s.s, name); ok && !excepted(s.s, p) {
 			e.add(Target{Path: p, Dir: isDir, Access: s.a, Rule: r})
 			if isDir && s.a == policy.AccessRead {
 				blocked = true
@@ -263,6 +263,16 @@ func (e *expander) match(p, name string, isDir bool) (blocked bool) {
 		}
 	}
 	return blocked
+}
+
+// excepted reports whether s's exceptions (except_read) cancel a name
+// rule's match at p, as policy.FileSet.Match decides.
+func excepted(s *policy.FileSet, p string) bool {
+	if s.Except == nil {
+		return false
+	}
+	_, ok := s.Except.Match(p)
+	return ok
 }
 
 func matchName(s *policy.FileSet, name string) (policy.RuleID, bool) {

@@ -304,3 +304,25 @@ func TestPFConfEdit(t *testing.T) {
 		}
 	}
 }
+
+// except_read entries keep known-public files out of the ACLs, as the
+// reference matcher keeps them readable.
+func TestExpandHonoursExceptions(t *testing.T) {
+	env := testEnv(t)
+	c := testPolicy()
+	c.Read.Except = &policy.FileSet{Names: []policy.Entry{{Value: "node_modules", Rule: policy.RuleID(len(c.Rules) + 1)}}}
+	exp, err := Expand(env.FS, c, ExpandOptions{ProjectRoot: env.ProjectRoot, Home: env.Home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawEnv bool
+	for _, tg := range exp.Targets {
+		if tg.Path == "/home/alice/src/proj/node_modules/pkg/.env" {
+			t.Errorf("excepted %s expanded: %+v", tg.Path, tg)
+		}
+		sawEnv = sawEnv || tg.Path == "/home/alice/notes/.env.backup"
+	}
+	if !sawEnv {
+		t.Error("a secret outside the exception is no longer expanded")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -404,6 +405,9 @@ func (p *Proxy) answer(req *mdns.Msg, c peer) *mdns.Msg {
 	}
 	q := req.Question[0]
 	name := canonical(q.Name)
+	if isLocalhost(name) {
+		return localhostAnswer(req, q)
+	}
 	allowed := matching(p.cfg.Net.Domains, name)
 	if len(allowed) == 0 && p.cfg.Net.Mode != policy.NetAllow {
 		p.refused.Add(1)
@@ -640,4 +644,28 @@ func cmpPort(p string) int {
 		return n
 	}
 	return 53
+}
+
+// isLocalhost reports whether name is "localhost" or below it, which RFC
+// 6761 reserves for the loopback addresses. Resolvers that miss
+// /etc/hosts (getent hosts localhost, some runtimes' own DNS clients) ask
+// for it; refusing them reported "blocked dns localhost" for a name that
+// reaches nothing allow_loopback does not already govern.
+func isLocalhost(name string) bool {
+	return name == "localhost" || strings.HasSuffix(name, ".localhost")
+}
+
+// localhostAnswer answers a localhost query itself, never upstream: A
+// 127.0.0.1, AAAA ::1, and no records for other types.
+func localhostAnswer(req *mdns.Msg, q mdns.Question) *mdns.Msg {
+	resp := new(mdns.Msg).SetReply(req)
+	resp.Authoritative = true
+	hdr := mdns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: mdns.ClassINET, Ttl: 60}
+	switch q.Qtype {
+	case mdns.TypeA:
+		resp.Answer = append(resp.Answer, &mdns.A{Hdr: hdr, A: net.IPv4(127, 0, 0, 1).To4()})
+	case mdns.TypeAAAA:
+		resp.Answer = append(resp.Answer, &mdns.AAAA{Hdr: hdr, AAAA: net.IPv6loopback})
+	}
+	return resp
 }

@@ -281,3 +281,50 @@ func TestSystemUpstreams(t *testing.T) {
 		t.Fatal("no error for a resolv.conf without nameservers")
 	}
 }
+
+// localhost is answered by the proxy itself (RFC 6761), without an event
+// or a refusal and without asking upstream: issue 11's "blocked dns
+// localhost" was noise for a name that can only mean loopback.
+func TestLocalhostAnsweredWithoutEvent(t *testing.T) {
+	h := newHarness(t, policy.DNS{})
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		want  string
+	}{
+		{"localhost", mdns.TypeA, "127.0.0.1"},
+		{"LOCALHOST.", mdns.TypeAAAA, "::1"},
+		{"app.localhost", mdns.TypeA, "127.0.0.1"},
+		{"localhost", mdns.TypeMX, ""},
+	} {
+		r := h.query(t, "udp", "", tc.name, tc.qtype)
+		if r.Rcode != mdns.RcodeSuccess {
+			t.Errorf("%s: rcode %d, want NOERROR", tc.name, r.Rcode)
+			continue
+		}
+		var got string
+		for _, rr := range r.Answer {
+			switch a := rr.(type) {
+			case *mdns.A:
+				got = a.A.String()
+			case *mdns.AAAA:
+				got = a.AAAA.String()
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s type %d: answer %q, want %q", tc.name, tc.qtype, got, tc.want)
+		}
+	}
+	select {
+	case ev := <-h.evs:
+		t.Errorf("an event for localhost: %+v", ev)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// Names that only look like it are still refused.
+	if r := h.query(t, "udp", "", "localhost.attacker.test", mdns.TypeA); r.Rcode != mdns.RcodeRefused {
+		t.Errorf("localhost.attacker.test: rcode %d, want REFUSED", r.Rcode)
+	}
+	if q := h.up.Queries(); q != 0 {
+		t.Errorf("upstream saw %d queries, want none", q)
+	}
+}

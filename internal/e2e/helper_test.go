@@ -128,6 +128,12 @@ func do(op, target string) error {
 		cmd := exec.Command(target)
 		cmd.Env = append(os.Environ(), helperEnv+"=true")
 		return cmd.Run()
+	case "unix":
+		c, err := net.DialTimeout("unix", target, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
 	case "connect":
 		c, err := net.DialTimeout("tcp", target, 10*time.Second)
 		if err != nil {

@@ -224,8 +224,10 @@ func (l *LSM) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if sb.ID == 0 || sb.ID >= 1<<(32-setAccessBits) {
-		return fmt.Errorf("add sandbox %s: policy id %d outside 1..2^%d-1", sb.Name, sb.ID, 32-setAccessBits)
+	// rule_set() shifts the id left by setAccessBits and AIGATE_SET_EXCEPT
+	// takes bit 31.
+	if sb.ID == 0 || sb.ID >= 1<<(31-setAccessBits) {
+		return fmt.Errorf("add sandbox %s: policy id %d outside 1..2^%d-1", sb.Name, sb.ID, 31-setAccessBits)
 	}
 	if sb.Policy == nil {
 		return fmt.Errorf("add sandbox %s: no policy", sb.Name)

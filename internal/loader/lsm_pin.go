@@ -389,7 +389,7 @@ func (l *LSM) collectRules(out map[uint32][]mapEntry) error {
 	collect := func(m *ebpf.Map, key any, set func() uint32, clone func() any) {
 		it := m.Iterate()
 		for it.Next(key, &v) {
-			id := set() >> setAccessBits
+			id := (set() &^ setExcept) >> setAccessBits // an exception key belongs to its set
 			out[id] = append(out[id], mapEntry{m, clone()})
 		}
 		if err := it.Err(); err != nil {

@@ -27,6 +27,7 @@ const (
 	setSuffix    = 1 << 3
 	setInodes    = 1 << 4
 	setDirInodes = 1 << 5
+	setExcept    = 1 << 31 // AIGATE_SET_EXCEPT: the key space of a set's exceptions
 
 	setKeyBits = 32 // the set precedes the bytes in every LPM key
 )
@@ -176,11 +177,18 @@ func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access policy.Access, fs 
 		kinds |= setSuffix
 	}
 
+	if fs.Except != nil && set&setExcept == 0 {
+		if err := l.writeSet(s, set|setExcept, access, *fs.Except); err != nil {
+			return fmt.Errorf("exceptions: %w", err)
+		}
+	}
+
 	// Protected files that exist now are denied by inode as well, whatever
 	// path reaches them. A file that cannot be resolved is still matched by
-	// path, so resolution errors do not fail the sandbox.
+	// path, so resolution errors do not fail the sandbox. Exceptions are
+	// matched by path and name only.
 	var files []resolve.File
-	if access != accessUnix { // allow_unix matches by name only, as connect_unix does
+	if access != accessUnix && set&setExcept == 0 { // allow_unix matches by name only, as connect_unix does
 		files, _ = resolve.Paths(fs)
 	}
 	if access == policy.AccessExec {

@@ -34,7 +34,8 @@ var LoopbackPrefixes = []netip.Prefix{
 // entries as listed, then the network rules (allow_net entries as listed, the
 // built-in cloud metadata rule when it applies, the allow_loopback rule
 // unless it is all, and "net: deny" whose id is Net.DenyRule), then the
-// allow_unix entries. "~/" expands to env.Home and anchored patterns are
+// allow_unix entries, then the except_read entries (Read.Except). "~/"
+// expands to env.Home and anchored patterns are
 // joined to env.ProjectRoot; both must be absolute when a rule needs them.
 // A value that two rules produce (".env" twice, or "~/x" and "/home/u/x") is
 // kept once, with the first rule's id. Errors name the rule's Source.
@@ -68,6 +69,14 @@ func Compile(p *Policy, env Env) (*Compiled, error) {
 	for _, r := range p.AllowUnix {
 		if err := b.fileRule(0, r, &c.Net.Unix); err != nil {
 			return nil, err
+		}
+	}
+	if len(p.ExceptRead) > 0 {
+		c.Read.Except = &FileSet{}
+		for _, r := range p.ExceptRead {
+			if err := b.fileRule(AccessRead, r, c.Read.Except); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, r := range p.MaskOutput {

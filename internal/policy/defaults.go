@@ -8,10 +8,35 @@ var (
 	defaultDenyRead = []string{
 		".env", ".env.*", "secrets/", "credentials/",
 		"*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_ed25519*",
-		"~/.ssh/", "~/.aws/", "~/.config/gcloud/", "~/.azure/", "~/.kube/config",
-		"~/.docker/config.json", "~/.netrc", "~/.git-credentials", "~/.config/gh/",
+		"~/.ssh/", "~/.aws/", "~/.config/gcloud/", "~/.azure/", "~/.kube/",
+		"~/.docker/", "~/.netrc", "~/.git-credentials", "~/.config/git/credentials", "~/.config/gh/",
 		"~/.npmrc", "~/.pypirc", "~/.gnupg/",
 		"terraform.tfstate*", "*.tfvars",
+		// Shell and REPL histories hold typed passwords and tokens.
+		"*_history", "~/.histfile",
+		// Browser profiles: cookies, saved passwords, session tokens.
+		"~/.mozilla/", "~/snap/firefox/", "~/.config/google-chrome/", "~/.config/chromium/",
+		"~/snap/chromium/", "~/.config/BraveSoftware/", "~/.config/microsoft-edge/",
+		// Package registries, databases and cloud tools.
+		"~/.cargo/credentials.toml", "~/.cargo/credentials", "~/.gem/credentials", "~/.pgpass",
+		"~/.my.cnf", "~/.vault-token", "~/.terraform.d/credentials.tfrc.json",
+		"~/.m2/settings.xml", "~/.m2/settings-security.xml", "~/.gradle/gradle.properties",
+		"~/.yarnrc.yml", "~/.config/rclone/", "~/.config/containers/auth.json", "~/.s3cfg",
+		// Keyrings and password stores.
+		"~/.local/share/keyrings/", "~/.local/share/kwalletd/", "~/.password-store/",
+		// Jupyter kernel connection files carry the kernels' HMAC keys.
+		"~/.local/share/jupyter/runtime/",
+	}
+	// Known-public content that the name and glob rules above would deny:
+	// package caches, virtualenvs, node_modules, system CA bundles,
+	// certificates and public keys. Anchored deny_read paths (~/.ssh/) are
+	// never excepted.
+	defaultExceptRead = []string{
+		"~/go/pkg/mod/", "~/.cargo/registry/", "~/.rustup/", "~/.m2/repository/",
+		"~/.gradle/caches/", "~/.npm/_cacache/",
+		"site-packages", "dist-packages", "node_modules",
+		"/usr/share/", "/usr/lib/", "/etc/ssl/certs/", "/etc/pki/ca-trust/",
+		"*.pub", "*public.pem", "*cert.pem", "*chain.pem",
 	}
 	// Files that run code outside the sandbox at the user's next ordinary
 	// action (a login, a new shell, git, python, an editor, a cd): a write
@@ -42,8 +67,12 @@ var (
 	defaultAllowEnv = []string{
 		"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY",
 	}
+	// Claude Code's start-up connectivity check fetches api.anthropic.com
+	// and platform.claude.com (also its OAuth token endpoint); its
+	// updater asks downloads.claude.ai on every start. docs/presets.md
+	// lists what other tools need.
 	defaultAllowNet = []string{
-		"api.anthropic.com", "api.openai.com", "api.github.com", "github.com",
+		"api.anthropic.com", "platform.claude.com", "downloads.claude.ai", "api.openai.com", "api.github.com", "github.com",
 		"registry.npmjs.org", "pypi.org", "files.pythonhosted.org",
 		"proxy.golang.org", "sum.golang.org",
 	}
@@ -67,6 +96,7 @@ func Defaults() *Config {
 		DenyRead:      rules(defaultDenyRead),
 		DenyWrite:     rules(defaultDenyWrite),
 		DenyExec:      rules(defaultDenyExec),
+		ExceptRead:    rules(defaultExceptRead),
 		Net:           &net,
 		AllowLoopback: &loopback,
 		DenyEnv:       rules(defaultDenyEnv),
@@ -122,22 +152,78 @@ deny_read:
   - "*.key"
   - "*.p12"
   - "*.pfx"
-  - id_rsa*        # id_rsa.pub too: deny lists over-match on purpose
+  - id_rsa*        # id_rsa.pub is excepted below (except_read: "*.pub")
   - id_ed25519*
   - ~/.ssh/
   - ~/.aws/
   - ~/.config/gcloud/
   - ~/.azure/
-  - ~/.kube/config
-  - ~/.docker/config.json
+  - ~/.kube/
+  - ~/.docker/
   - ~/.netrc
   - ~/.git-credentials
+  - ~/.config/git/credentials
   - ~/.config/gh/
   - ~/.npmrc
   - ~/.pypirc
   - ~/.gnupg/
   - terraform.tfstate*
   - "*.tfvars"
+  # shell and REPL histories (.bash_history, .zsh_history, .psql_history, ...)
+  - "*_history"
+  - ~/.histfile
+  # browser profiles: cookies, saved passwords, sessions
+  - ~/.mozilla/
+  - ~/snap/firefox/
+  - ~/.config/google-chrome/
+  - ~/.config/chromium/
+  - ~/snap/chromium/
+  - ~/.config/BraveSoftware/
+  - ~/.config/microsoft-edge/
+  # package registries, databases, cloud tools
+  - ~/.cargo/credentials.toml
+  - ~/.cargo/credentials
+  - ~/.gem/credentials
+  - ~/.pgpass
+  - ~/.my.cnf
+  - ~/.vault-token
+  - ~/.terraform.d/credentials.tfrc.json
+  - ~/.m2/settings.xml
+  - ~/.m2/settings-security.xml
+  - ~/.gradle/gradle.properties
+  - ~/.yarnrc.yml
+  - ~/.config/rclone/
+  - ~/.config/containers/auth.json
+  - ~/.s3cfg
+  # keyrings and password stores
+  - ~/.local/share/keyrings/
+  - ~/.local/share/kwalletd/
+  - ~/.password-store/
+  # Jupyter kernel connection files (HMAC keys)
+  - ~/.local/share/jupyter/runtime/
+
+# Known-public content that the name and glob rules of deny_read would deny
+# (credentials/ in a Go module, certifi's cacert.pem in a virtualenv, a
+# public key): it stays readable. Anchored deny_read paths such as ~/.ssh/
+# are never excepted. In a project file, entries need "aigate trust".
+except_read:
+  - ~/go/pkg/mod/
+  - ~/.cargo/registry/
+  - ~/.rustup/
+  - ~/.m2/repository/
+  - ~/.gradle/caches/
+  - ~/.npm/_cacache/
+  - site-packages
+  - dist-packages
+  - node_modules
+  - /usr/share/
+  - /usr/lib/
+  - /etc/ssl/certs/
+  - /etc/pki/ca-trust/
+  - "*.pub"
+  - "*public.pem"
+  - "*cert.pem"
+  - "*chain.pem"
 
 # Files the agent may read but not modify: each runs code outside the
 # sandbox at your next ordinary action (a new shell, a login, git, python,
@@ -238,6 +324,8 @@ net: deny
 # optionally with :port, e.g. "*.githubusercontent.com", "10.0.0.0/8:5432".
 allow_net:
   - api.anthropic.com
+  - platform.claude.com     # Claude Code: start-up check, login
+  - downloads.claude.ai     # Claude Code: update check on every start
   - api.openai.com
   - api.github.com
   - github.com

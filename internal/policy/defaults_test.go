@@ -20,6 +20,7 @@ func TestDefaultYAMLParsesToDefaults(t *testing.T) {
 		{"deny_write", got.DenyWrite, want.DenyWrite},
 		{"deny_exec", got.DenyExec, want.DenyExec},
 		{"allow_read", got.AllowRead, want.AllowRead},
+		{"except_read", got.ExceptRead, want.ExceptRead},
 		{"allow_unix", got.AllowUnix, want.AllowUnix},
 		{"mask_output", got.MaskOutput, want.MaskOutput},
 		{"deny_env", got.DenyEnv, want.DenyEnv},
@@ -56,12 +57,24 @@ func TestDefaultYAMLParsesToDefaults(t *testing.T) {
 // The issue fixes the default lists; keep them exactly.
 func TestDefaultsContent(t *testing.T) {
 	d := Defaults()
-	if len(d.DenyRead) != 24 || len(d.DenyWrite) != 38 || len(d.DenyExec) != 11 || len(d.AllowNet) != 9 || *d.Net != NetDeny {
+	if len(d.DenyRead) != 52 || len(d.DenyWrite) != 38 || len(d.DenyExec) != 11 || len(d.AllowNet) != 11 || *d.Net != NetDeny {
 		t.Errorf("defaults: %d %d %d %d %v", len(d.DenyRead), len(d.DenyWrite), len(d.DenyExec), len(d.AllowNet), *d.Net)
 	}
 	for _, r := range d.DenyRead {
 		if r.Source.String() != "built-in" {
 			t.Errorf("%q has source %v", r.Pattern, r.Source)
+		}
+	}
+}
+
+// Claude Code refuses to start when its connectivity check cannot reach
+// these (issue 13, measured with the 2.1.332 CLI: docs/presets.md).
+func TestDefaultsLetClaudeCodeStart(t *testing.T) {
+	p, _ := Merge(nil, nil, false)
+	c := mustCompile(t, p)
+	for _, name := range []string{"api.anthropic.com", "platform.claude.com", "downloads.claude.ai"} {
+		if !slices.ContainsFunc(c.Net.Domains, func(d DomainEntry) bool { return d.Name == name && !d.Wildcard && d.Port == 0 }) {
+			t.Errorf("the defaults do not allow %s", name)
 		}
 	}
 }

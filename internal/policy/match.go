@@ -20,7 +20,8 @@ import (
 //     rule instead, the verdict is the same).
 //  2. Within a set: Paths (the longest matching entry), then Names (the
 //     matching component closest to the root), then NamePrefix (the longest),
-//     then NameSuffix (the longest).
+//     then NameSuffix (the longest). A Names, NamePrefix or NameSuffix match
+//     counts only when the set's Except does not match the path.
 
 // MatchOpen reports whether opening path is denied, and by which rule. A
 // read rule denies every open; a write rule denies opens for writing.
@@ -56,6 +57,18 @@ func (s *FileSet) Match(path string) (RuleID, bool) {
 	if bestLen >= 0 {
 		return best, true
 	}
+	id, ok := s.matchNames(path)
+	if ok && s.Except != nil {
+		if _, except := s.Except.Match(path); except {
+			return 0, false
+		}
+	}
+	return id, ok
+}
+
+// matchNames is Match for the Names, NamePrefix and NameSuffix entries.
+func (s *FileSet) matchNames(path string) (RuleID, bool) {
+	best, bestLen := RuleID(0), -1
 	for rest := path; rest != ""; {
 		var comp string
 		comp, rest, _ = strings.Cut(strings.TrimLeft(rest, "/"), "/")

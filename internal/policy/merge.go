@@ -18,8 +18,9 @@ import (
 // limits, mask_output entries. Whatever loosens it applies only when
 // projectTrusted is true (the user ran `aigate trust` on this exact content):
 // allow_read, allow_write and allow_exec (which cancel inherited deny entries
-// written with the same pattern), allow_net, net: allow, allow_loopback own
-// over false or all over either, allow_inbound: true, allow_unix, mode: audit, a backend other than auto, higher or
+// written with the same pattern), except_read, allow_net, net: allow,
+// allow_loopback own over false or all over either, allow_inbound: true,
+// allow_unix, mode: audit, a backend other than auto, higher or
 // removed resource limits, and dns settings. Dropped entries come back as
 // warnings naming file and line. A clone of a hostile repository therefore
 // cannot open the network for itself, but can protect more files.
@@ -128,6 +129,11 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 	for _, ep := range c.AllowNet {
 		if loosen(ep.Source.Line, fmt.Sprintf("allow_net entry %q", ep.Raw)) {
 			p.AllowNet = appendEndpoint(p.AllowNet, ep)
+		}
+	}
+	for _, r := range c.ExceptRead {
+		if loosen(r.Source.Line, fmt.Sprintf("except_read entry %q", r.Pattern)) {
+			p.ExceptRead = appendRules(p.ExceptRead, []PathRule{r})
 		}
 	}
 	for _, r := range c.AllowUnix {

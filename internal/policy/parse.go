@@ -21,7 +21,7 @@ import (
 var Keys = []string{
 	"mode", "backend",
 	"deny_read", "deny_write", "deny_exec",
-	"allow_read", "allow_write", "allow_exec",
+	"allow_read", "allow_write", "allow_exec", "except_read",
 	"net", "allow_net", "allow_loopback", "allow_inbound", "allow_unix", "dns",
 	"resource_limits", "mask_output", "deny_env", "allow_env", "writable",
 }
@@ -193,6 +193,8 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 		c.AllowExec = p.patterns(key, v)
 	case "allow_unix":
 		c.AllowUnix = p.patterns(key, v)
+	case "except_read":
+		c.ExceptRead = p.patterns(key, v)
 	case "allow_net":
 		for _, s := range p.stringList(key, v, "domains or addresses", "api.github.com") {
 			ep, err := parseEndpoint(s.Value)

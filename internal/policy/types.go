@@ -114,6 +114,10 @@ type Config struct {
 	AllowRead  []PathRule
 	AllowWrite []PathRule
 	AllowExec  []PathRule
+	// ExceptRead lists known-public content (package caches, virtualenvs,
+	// node_modules, public keys) that deny_read name and glob rules do not
+	// cover: see FileSet.Except. In a project file it loosens the policy.
+	ExceptRead []PathRule
 
 	Net      *NetMode
 	NetLine  int
@@ -216,6 +220,7 @@ type Policy struct {
 	DenyRead   []PathRule
 	DenyWrite  []PathRule
 	DenyExec   []PathRule
+	ExceptRead []PathRule
 	Net        NetMode
 	AllowNet   []Endpoint
 	Mode       Mode
@@ -275,11 +280,17 @@ type Entry struct {
 //   - NameSuffix: the final component ends with the entry.
 //
 // Paths are absolute and clean; names never contain "/".
+//
+// Except, when set, holds exceptions (except_read) with the same semantics:
+// a path that Except matches is not matched by Names, NamePrefix or
+// NameSuffix. Paths entries are never excepted: ~/.ssh/ stays denied with
+// "*.pub" excepted, while id_rsa* no longer denies ./keys/id_rsa.pub.
 type FileSet struct {
 	Paths      []Entry
 	Names      []Entry
 	NamePrefix []Entry
 	NameSuffix []Entry
+	Except     *FileSet
 }
 
 // NetEntry is one allowed IP prefix, optionally for one port only.

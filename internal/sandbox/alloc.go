@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"golang.org/x/sys/unix"
@@ -42,10 +43,25 @@ func ParseName(name string) (id uint32, owner int, ok bool) {
 	return uint32(id64), pid, true
 }
 
-// allocate picks the lowest sandbox ID not used by a live sandbox and creates
-// the cgroup, under an exclusive flock on the parent cgroup directory, so
-// that concurrent runs (and the agent) never hand out the same ID. Stale
-// sandboxes found on the way are removed; the returned notes say so.
+// maxRotatingID bounds the IDs allocate hands out (the loader takes ids
+// below 2^28): after it, allocation starts again at 1.
+const maxRotatingID = 1 << 16
+
+// lastID is, per parent directory, the ID this process handed out last.
+// A long-lived agent is the owner of every sandbox it creates, so reusing
+// the lowest free ID named consecutive sandboxes alike (s1-p1960 twice,
+// issue 13), and their events, metrics and logs could not be told apart.
+var (
+	lastMu sync.Mutex
+	lastID = map[string]uint32{}
+)
+
+// allocate picks the next sandbox ID after the one this process handed out
+// last in parent, skipping those of live sandboxes (the lowest free one
+// after a wrap), and creates the cgroup, under an exclusive flock on the
+// parent cgroup directory, so that concurrent runs (and the agent) never
+// hand out the same ID. Stale sandboxes found on the way are removed; the
+// returned notes say so.
 func allocate(root, parent string, owner int) (uint32, *cgroup.Group, []string, error) {
 	dir := filepath.Join(root, parent)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -65,14 +81,21 @@ func allocate(root, parent string, owner int) (uint32, *cgroup.Group, []string, 
 	if err != nil {
 		return 0, nil, notes, err
 	}
-	id := uint32(1)
+	lastMu.Lock()
+	defer lastMu.Unlock()
+	id := lastID[dir] + 1
 	for used[id] {
 		id++
+	}
+	if id >= maxRotatingID {
+		for id = 1; used[id]; id++ {
+		}
 	}
 	g, err := cgroup.Create(parent, Name(id, owner))
 	if err != nil {
 		return 0, nil, notes, fmt.Errorf("create sandbox: %w", err)
 	}
+	lastID[dir] = id
 	return id, g, notes, nil
 }
 

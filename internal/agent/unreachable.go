@@ -1,0 +1,103 @@
+//go:build linux
+
+package agent
+
+import (
+	"errors"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// A refused connect to a unix socket name where no socket exists could not
+// have reached anything: glibc tries /var/run/nscd/socket on every user or
+// group lookup (ls -l, id, ps, git, ssh, Claude Code's own threads) whether
+// nscd is installed or not, and on a machine without nscd those refusals
+// were most of a session's events (issue 11). The kernel still refuses
+// them; the agent neither prints, streams nor counts them as violations.
+//
+// Precisely: a KindNet/OpUnix event for a path name (not an abstract
+// "@name") whose target, looked up from the refused process's root and
+// working directory, does not exist or is not a socket. A socket file
+// stays a violation even without a listener (it may get one), and so does
+// every event whose process is gone before the lookup (nothing to look
+// from but the agent's own view, used for absolute names only).
+
+// unreachableUnix reports whether e is such a refusal.
+func unreachableUnix(e *events.Event) bool {
+	if e.Kind != events.KindNet || e.Op != events.OpUnix || e.Path == "" || e.Path[0] == '@' {
+		return false
+	}
+	proc := "/proc/" + strconv.FormatUint(uint64(e.TGID), 10)
+	var base string
+	switch {
+	case e.TGID == 0:
+	case filepath.IsAbs(e.Path):
+		base = proc + "/root"
+	default:
+		base = proc + "/cwd"
+	}
+	if base != "" {
+		if _, err := filepath.EvalSymlinks(proc + "/root"); err != nil {
+			base = "" // gone: fall back below
+		}
+	}
+	if base == "" && !filepath.IsAbs(e.Path) {
+		return false
+	}
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(base, e.Path), &st)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return true
+	}
+	return err == nil && st.Mode&unix.S_IFMT != unix.S_IFSOCK
+}
+
+// quietCounts are the refusals the agent did not count as violations, to
+// take out of the backend's exact counters.
+type quietCounts struct {
+	mu   sync.Mutex
+	n    map[counterKey]uint64
+	last map[counterKey]uint64 // what was reported, which never goes down
+}
+
+type counterKey struct {
+	kind  events.Kind
+	op    events.Op
+	audit bool
+}
+
+func (q *quietCounts) add(e *events.Event) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == nil {
+		q.n = map[counterKey]uint64{}
+	}
+	q.n[counterKey{e.Kind, e.Op, e.Audit}]++
+}
+
+// adjust takes the quiet refusals out of st. The kernel counts a refusal
+// before the agent sees its event: a scrape in between counts it, and a
+// counter must not go down afterwards, so such a refusal stays counted.
+func (q *quietCounts) adjust(st enforce.Stats) enforce.Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.last == nil {
+		q.last = map[counterKey]uint64{}
+	}
+	for i, c := range st.Violations {
+		k := counterKey{c.Kind, c.Op, c.Audit}
+		v := c.Value - min(q.n[k], c.Value)
+		if v < q.last[k] {
+			v = q.last[k]
+		}
+		q.last[k] = v
+		st.Violations[i].Value = v
+	}
+	return st
+}

@@ -1,0 +1,69 @@
+//go:build linux
+
+package agent
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+func TestUnreachableUnix(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "live.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	self := uint32(os.Getpid())
+	wd, _ := os.Getwd()
+	rel, err := filepath.Rel(wd, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		e    events.Event
+		want bool
+	}{
+		{"no such socket (nscd)", events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: filepath.Join(dir, "nscd/socket"), TGID: self}, true},
+		{"a regular file", events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: file, TGID: self}, true},
+		{"a listening socket", events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: sock, TGID: self}, false},
+		{"a listening socket, relative to the process's cwd", events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: rel, TGID: self}, false},
+		{"an abstract name", events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: "@/tmp/.X11-unix/X0", TGID: self}, false},
+		{"a relative name of a process that is gone", events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: "nowhere.sock", TGID: 1 << 30}, false},
+		{"an absolute name of a process that is gone", events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: filepath.Join(dir, "nowhere"), TGID: 1 << 30}, true},
+		{"a file read", events.Event{Kind: events.KindFile, Op: events.OpRead, Path: filepath.Join(dir, "nowhere"), TGID: self}, false},
+	} {
+		if got := unreachableUnix(&tc.e); got != tc.want {
+			t.Errorf("%s: unreachable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestQuietCountsNeverGoDown(t *testing.T) {
+	var q quietCounts
+	st := func(v uint64) enforce.Stats {
+		return enforce.Stats{Violations: []enforce.Counter{{Kind: events.KindNet, Op: events.OpUnix, Value: v}}}
+	}
+	// The kernel counted 3, one of them quiet, not yet seen by the agent.
+	if got := q.adjust(st(3)).Violations[0].Value; got != 3 {
+		t.Errorf("before the event: %d", got)
+	}
+	q.add(&events.Event{Kind: events.KindNet, Op: events.OpUnix})
+	if got := q.adjust(st(3)).Violations[0].Value; got != 3 {
+		t.Errorf("a counter went down: %d", got)
+	}
+	// Later quiet refusals come out.
+	q.add(&events.Event{Kind: events.KindNet, Op: events.OpUnix})
+	if got := q.adjust(st(5)).Violations[0].Value; got != 3 {
+		t.Errorf("after a quiet refusal and a counted one: %d, want 3", got)
+	}
+}
