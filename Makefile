@@ -78,6 +78,14 @@ fuzz: ## run each fuzz target for FUZZTIME
 		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/policy || exit 1; \
 	done
 
+.PHONY: mutate
+mutate: ## break each security check on purpose (mutate/breaks/), fail if the tests miss one (root; MUTATEFLAGS=-tier ci)
+	AIGATE_REQUIRE_KERNEL=1 $(GO) run ./mutate $(MUTATEFLAGS)
+
+.PHONY: mutate-ci
+mutate-ci: ## the breaks marked tier: ci (what make check runs; a few minutes)
+	$(MAKE) mutate MUTATEFLAGS='-tier ci'
+
 .PHONY: vmtest
 vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf (skips fail)
 	AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $(VMKERNEL) --bin $(BIN) $(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1
@@ -91,4 +99,4 @@ bench: ## overhead as ratios against no aigate, side by side, into bench/results
 	GO=$(GO) VMKERNEL=$(VMKERNEL) bench/run.sh $(BENCHFLAGS)
 
 .PHONY: check
-check: lint test-kernel fuzz vmtest-smoke vmtest ## everything CI runs: lint, all tests as root, fuzz, VM tests
+check: lint test-kernel fuzz vmtest-smoke vmtest mutate-ci ## everything CI runs: lint, all tests as root, fuzz, VM tests, mutations
