@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/api"
@@ -33,6 +34,9 @@ func init() { testutil.HelperOps(clientEnv, clientOp) }
 // home and the project root, then the op's arguments. It returns "ok ..."
 // or "refused CODE: MESSAGE" or "error: ...".
 func clientOp(f []string) string {
+	if len(f) == 4 && f[0] == "tryloop" {
+		tryLoop(f[1], f[2], f[3]) // never returns
+	}
 	if len(f) < 4 {
 		return "error: short op"
 	}
@@ -136,13 +140,11 @@ var (
 	clientErr  error
 )
 
-// client runs one op of the raw client as the test user, against b's agent,
-// with b's home and project.
-func (b *box) client(op string, args ...string) string {
-	b.t.Helper()
+// clientBinary returns a copy of the test binary that the test user may
+// execute: where go test built it, the user cannot reach it.
+func clientBinary(t *testing.T) string {
+	t.Helper()
 	clientOnce.Do(func() {
-		// The test binary sits where go test built it, which the user
-		// cannot reach: a copy goes next to aigate.
 		self, err := os.Executable()
 		if err != nil {
 			clientErr = err
@@ -152,10 +154,18 @@ func (b *box) client(op string, args ...string) string {
 		clientErr = copyFile(self, clientBin, 0o755)
 	})
 	if clientErr != nil {
-		b.t.Fatal(clientErr)
+		t.Fatal(clientErr)
 	}
+	return clientBin
+}
+
+// client runs one op of the raw client as the test user, against b's agent,
+// with b's home and project.
+func (b *box) client(op string, args ...string) string {
+	b.t.Helper()
+	bin := clientBinary(b.t)
 	fields := append([]string{op, b.agent.sock, b.home, b.proj}, args...)
-	cmd := b.asUser(exec.Command(clientBin))
+	cmd := b.asUser(exec.Command(bin))
 	cmd.Env = append(cmd.Env, clientEnv+"="+strings.Join(fields, " "))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
