@@ -42,7 +42,7 @@ demo: build ## the main job: `aigate run -- cat .env` in a scratch project, refu
 
 .PHONY: generate
 generate: ## rebuild the BPF objects and generated Go with clang 14
-	BPF_CLANG=$(CLANG) $(GO) generate ./internal/loader/...
+	BPF2GO_CC=$(CLANG) BPF_CLANG=$(CLANG) $(GO) generate ./internal/loader/...
 
 .PHONY: check-generate
 check-generate: generate ## fail if the committed BPF objects differ from their sources

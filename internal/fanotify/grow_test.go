@@ -330,6 +330,7 @@ func BenchmarkCreate(b *testing.B) {
 		e2.home, e2.project = e.home, e.project
 		e2.sandbox(policy.Policy{DenyRead: rules(".env")})
 		if !e2.b.Health().Watching {
+			// skip-ok: a benchmark, which CI does not run.
 			b.Skip("no directory watcher")
 		}
 		create(b)

@@ -174,9 +174,6 @@ var _ = registerHelper("backend", func(args []string) string {
 	if err := b.Add(context.Background(), &enforce.Sandbox{ID: 1, Name: "helper", CgroupID: g.ID, CgroupPath: g.Path, Policy: c}); err != nil {
 		return err.Error()
 	}
-	if err := b.HoldLinks(g.Path, []int{0}); err != nil {
-		return err.Error()
-	}
 	fmt.Println("ready")
 	select {}
 })
