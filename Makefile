@@ -72,10 +72,14 @@ test-escape: ## the escape suite: attacks from inside a sandbox, as an unprivile
 	AIGATE_REQUIRE_KERNEL=1 $(GO) test -count=1 -v -run '^TestEscape' ./internal/escape/
 
 .PHONY: fuzz
-fuzz: ## run each fuzz target for FUZZTIME
-	@for f in FuzzParse FuzzCheckPattern FuzzEndpoint FuzzCompile; do \
-		echo "fuzz $$f for $(FUZZTIME)"; \
-		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/policy || exit 1; \
+# One fuzz worker: FuzzRequest's workers each start an agent, and with two
+# of them the run hung (seen on this 2-CPU machine, not investigated).
+fuzz: ## run every fuzz target (found in the sources) for FUZZTIME
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal); do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz $$t in ./$$(dirname $$f) for $(FUZZTIME)"; \
+			$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -parallel=1 ./$$(dirname $$f); \
+		done; \
 	done
 
 .PHONY: mutate

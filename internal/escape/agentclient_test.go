@@ -65,7 +65,7 @@ func clientOp(f []string) string {
 		}
 		defer func() { _ = child.Signal(os.Kill); _, _ = child.Wait() }()
 		return createPlace(sock, req, child.Pid())
-	case "create": // hold n sandboxes open, then ask for one more
+	case "create": // hold n sandboxes, each running a command, then ask for one more
 		n, _ := strconv.Atoi(f[4])
 		var held []*api.Session
 		defer func() {
@@ -79,6 +79,14 @@ func clientOp(f []string) string {
 				return fmt.Sprintf("error: sandbox %d of %d: %v", i+1, n, err)
 			}
 			held = append(held, s)
+			// With a command placed, a sandbox lasts as long as it does;
+			// an empty one ends after the agent's place timeout, which a
+			// slow machine (the emulated VM) reaches before the last.
+			c, err := s.Start(exec.Command("/bin/sleep", "600"))
+			if err != nil {
+				return fmt.Sprintf("error: start in sandbox %d of %d: %v", i+1, n, err)
+			}
+			defer func() { _ = c.Signal(os.Kill); _, _ = c.Wait() }()
 		}
 		s, err := api.NewClient(sock).CreateSandbox(context.Background(), req)
 		if err != nil {
