@@ -77,6 +77,23 @@ func TestEscapeAgentPlace(t *testing.T) {
 	})
 }
 
+// TestEscapeAgentForeignPaths: the agent walks the request's home and
+// project root as root and marks every directory in them; a member naming
+// a tree it cannot read itself (root's home here) is refused, before any
+// walk, and nothing runs.
+func TestEscapeAgentForeignPaths(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		secret := b.t.TempDir() // root's, 0700
+		got := b.clientAt(secret, b.proj, "placechild")
+		wantRefused(t, "another user's home", got, "home "+secret)
+		got = b.clientAt(b.home, secret, "placechild")
+		wantRefused(t, "another user's project", got, "project root "+secret)
+		if !strings.HasPrefix(got, "refused forbidden:") {
+			t.Errorf("refused with %q, want code forbidden", got)
+		}
+	})
+}
+
 // TestEscapeAgentSandboxLimit: a user holds at most 32 sandboxes (each
 // costs the agent marks, maps and a cgroup); the next is refused.
 func TestEscapeAgentSandboxLimit(t *testing.T) {

@@ -171,8 +171,14 @@ func clientBinary(t *testing.T) string {
 // with b's home and project.
 func (b *box) client(op string, args ...string) string {
 	b.t.Helper()
+	return b.clientAt(b.home, b.proj, op, args...)
+}
+
+// clientAt is client with another home and project root in the request.
+func (b *box) clientAt(home, proj, op string, args ...string) string {
+	b.t.Helper()
 	bin := clientBinary(b.t)
-	fields := append([]string{op, b.agent.sock, b.home, b.proj}, args...)
+	fields := append([]string{op, b.agent.sock, home, proj}, args...)
 	cmd := b.asUser(exec.Command(bin))
 	cmd.Env = append(cmd.Env, clientEnv+"="+strings.Join(fields, " "))
 	out, err := cmd.CombinedOutput()
