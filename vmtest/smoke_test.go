@@ -14,6 +14,7 @@ import (
 func requireSmoke(t *testing.T) {
 	t.Helper()
 	if os.Getenv("AIGATE_VMTEST_SMOKE") != "1" {
+		// skip-ok: make vmtest-smoke, which CI runs, sets it.
 		t.Skip("boots QEMU; set AIGATE_VMTEST_SMOKE=1 to run")
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os/exec"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/vmtest/internal/cpio"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 func TestConsoleMarkers(t *testing.T) {
@@ -239,7 +242,7 @@ func TestInitScript(t *testing.T) {
 func TestBaseArchive(t *testing.T) {
 	bb, err := staticBusybox()
 	if err != nil {
-		t.Skipf("no static busybox: %v", err)
+		testutil.SkipUnlessKernel(t, fmt.Sprintf("no static busybox: %v", err))
 	}
 	var buf bytes.Buffer
 	if err := baseArchive(&buf, bb); err != nil {
@@ -316,7 +319,7 @@ func TestCheckStatic(t *testing.T) {
 	}
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		testutil.SkipUnlessKernel(t, "no sh")
 	}
 	// The host's /bin/sh (dash or bash) is dynamically linked on Debian.
 	if err := checkStatic(sh); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {

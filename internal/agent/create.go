@@ -31,6 +31,9 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		}
 		owner = *req.Owner
 	}
+	if e := checkPaths(p, req); e != nil {
+		return nil, nil, e
+	}
 	if n := a.countOwned(owner); n >= a.cfg.MaxSandboxesPerUser {
 		return nil, nil, &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("uid %d already has %d sandboxes, the limit; end one (aigate status lists them)", owner, n)}
 	}

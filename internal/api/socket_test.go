@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 func TestListenRefusesToReplaceANonSocket(t *testing.T) {
@@ -65,5 +67,32 @@ func TestListenRefusesAWorldWritableDirectory(t *testing.T) {
 	if ln, _, err := Listen(filepath.Join(dir, "s"), "no-such-group-aigate-test"); err == nil {
 		ln.Close()
 		t.Fatal("Listen used a world-writable directory")
+	}
+}
+
+// TestListenRefusesADirectoryOfAnotherUser: the owner of the socket's
+// directory could rename the agent's socket away and put their own in its
+// place, which every client would then trust. The agent (root) refuses a
+// directory that is not root's; nothing is left in it.
+func TestListenRefusesADirectoryOfAnotherUser(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := filepath.Join(t.TempDir(), "theirs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const uid = 4242 // any uid but root's
+	if err := os.Chown(dir, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	ln, _, err := Listen(filepath.Join(dir, "s"), "no-such-group-aigate-test")
+	if err == nil {
+		ln.Close()
+		t.Fatal("Listen used a directory that belongs to another user")
+	}
+	if !strings.Contains(err.Error(), "belongs to uid 4242") {
+		t.Errorf("error %v does not say why", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("Listen left %v in the refused directory", left)
 	}
 }

@@ -86,6 +86,36 @@ func (c *Composite) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		}
 		return err
 	}
+	if err := c.holdLinks(sb); err != nil {
+		return errors.Join(err, c.Remove(sb.ID))
+	}
+	return nil
+}
+
+// linkHolder is a file side that outlives aigate (fanotify's guard) and
+// can keep the network programs attached until the sandbox is dead.
+type linkHolder interface {
+	HoldLinks(cgroupPath string, fds []int) error
+}
+
+// holdLinks hands the network links of sb to a file side that can hold
+// them. The links are otherwise held by this process alone: when it is
+// killed, the kernel detaches the programs at once, while the guard kills
+// the sandbox only once it sees aigate gone, and in between the sandbox's
+// connections would go out unchecked (hundreds did, in
+// TestEscapeAgentKilled). Done before any process is placed in sb.
+func (c *Composite) holdLinks(sb *enforce.Sandbox) error {
+	h, ok := c.files.(linkHolder)
+	if !ok {
+		return nil
+	}
+	src, ok := c.net.(interface{ LinkFDs(uint32) []int })
+	if !ok {
+		return nil
+	}
+	if err := h.HoldLinks(sb.CgroupPath, src.LinkFDs(sb.ID)); err != nil {
+		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 // a new user types, with nothing but a temporary HOME. It needs no root.
 func TestE2EConfigCommands(t *testing.T) {
 	if testing.Short() {
+		// skip-ok: -short, which CI does not pass.
 		t.Skip("builds the aigate binary; skipped with -short")
 	}
 	dir := t.TempDir()

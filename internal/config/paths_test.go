@@ -1,11 +1,14 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 func testEnv(vars map[string]string, euid int, wd string) Env {
@@ -76,7 +79,7 @@ func TestLocate(t *testing.T) {
 func TestInvokingUserUnderSudo(t *testing.T) {
 	u, err := user.LookupId("65534")
 	if err != nil {
-		t.Skipf("no uid 65534 in the user database: %v", err)
+		testutil.SkipUnlessKernel(t, fmt.Sprintf("no uid 65534 in the user database: %v", err))
 	}
 	// As root with SUDO_UID set: the sudo user's home from the user
 	// database, never HOME (which sudo may have pointed at /root).

@@ -48,7 +48,7 @@ func TestToolEnvGitSafeDirectory(t *testing.T) {
 	testutil.RequireRoot(t)
 	git, err := exec.LookPath("git")
 	if err != nil {
-		t.Skip("no git")
+		testutil.SkipUnlessKernel(t, "no git")
 	}
 	dir := t.TempDir()
 	// The other uid must reach the repository: t.TempDir and its parent

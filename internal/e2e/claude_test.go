@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/aigate-dev/aigate/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -38,6 +39,7 @@ func claudeBinary(t *testing.T) string {
 		if os.Getenv("AIGATE_REQUIRE_CLAUDE") == "1" {
 			t.Fatalf("$%s is not set: run `make e2e`, which installs Claude Code", ClaudeEnv)
 		}
+		// skip-ok: make e2e (part of make check) installs Claude Code, sets it and requires it.
 		t.Skipf("$%s is not set: `make e2e` installs Claude Code and runs this", ClaudeEnv)
 	}
 	if _, err := os.Stat(p); err != nil {
@@ -69,13 +71,11 @@ var injected = []struct {
 // the metrics exactly once, and the session must end normally.
 func TestE2EClaudeCodeInjected(t *testing.T) {
 	claude := claudeBinary(t)
-	if inVM() {
-		t.Skip("the VM image has no Claude Code; runs on the host")
-	}
+	testutil.HostOnly(t) // the VM image has no Claude Code
 	eachBackend(t, func(t *testing.T, w *world) {
 		curl, err := exec.LookPath("curl")
 		if err != nil {
-			t.Skip("no curl to refuse")
+			testutil.SkipUnlessKernel(t, "no curl to refuse")
 		}
 		w.defaults()
 		mock := startClaudeMock(t, stepsOf())
@@ -309,12 +309,10 @@ func (wt *watcher) has(op, target string) bool {
 // AIGATE_E2E_TRANSCRIPT=FILE keeps the final screen (the README shows one).
 func TestE2EClaudeCodeInteractive(t *testing.T) {
 	claude := claudeBinary(t)
-	if inVM() {
-		t.Skip("the VM image has no Claude Code; runs on the host")
-	}
+	testutil.HostOnly(t) // the VM image has no Claude Code
 	tmux, err := exec.LookPath("tmux")
 	if err != nil {
-		t.Skip("no tmux to drive the interface")
+		testutil.SkipUnlessKernel(t, "no tmux to drive the interface")
 	}
 	eachBackend(t, func(t *testing.T, w *world) {
 		w.defaults()
@@ -438,9 +436,7 @@ func shellQuote(s string) string {
 // the allowed names then fail upstream; what is tested is aigate's side.
 func TestE2EClaudeCodeStartsUnderTheDefaults(t *testing.T) {
 	claude := claudeBinary(t)
-	if inVM() {
-		t.Skip("the VM image has no Claude Code; runs on the host")
-	}
+	testutil.HostOnly(t) // the VM image has no Claude Code
 	eachBackend(t, func(t *testing.T, w *world) {
 		w.defaults()
 		needed := []string{"api.anthropic.com", "platform.claude.com", "downloads.claude.ai"}

@@ -68,6 +68,12 @@ func binary(t *testing.T) string {
 			aigateErr = err
 			return
 		}
+		// Runs for another user start the exec helper, a copy of this
+		// binary, as that user: the directory must let them reach it.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			aigateErr = err
+			return
+		}
 		var built bool
 		aigateBin, built, aigateErr = Binary(dir)
 		if built {

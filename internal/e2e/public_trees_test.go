@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,14 +22,13 @@ import (
 // the test proves the exceptions and not an absent rule. Secrets next to
 // the trees stay denied.
 func TestE2EDefaultsKeepPublicTreesReadable(t *testing.T) {
-	if inVM() {
-		t.Skip("needs go, python3, node and npm, which the VM image lacks")
-	}
+	testutil.HostOnly(t) // needs go, python3, node and npm
 	goBin := lookTool(t, "go")
 	python := lookTool(t, "/usr/bin/python3")
 	npm := lookTool(t, "npm")
 	eachBackend(t, func(t *testing.T, w *world) {
 		if w.backend == "lsm" {
+			// skip-ok: the kernel matcher is compared with the reference one in the VM.
 			t.Skip("the tool chains are on the host only; the kernel matcher is compared with the reference one in the VM (TestLSMExceptionsMatchPolicy)")
 		}
 		modcache := w.path("~/go/pkg/mod")
@@ -95,7 +95,7 @@ func lookTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("%s not installed: %v", name, err)
+		testutil.SkipUnlessKernel(t, fmt.Sprintf("%s not installed: %v", name, err))
 	}
 	return p
 }
@@ -142,7 +142,7 @@ func certifi(t *testing.T, w *world, site string) {
 	t.Helper()
 	bundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {
-		t.Skipf("no system CA bundle to copy: %v", err)
+		testutil.SkipUnlessKernel(t, fmt.Sprintf("no system CA bundle to copy: %v", err))
 	}
 	w.write(strings.TrimPrefix(site, w.proj+"/")+"/certifi/cacert.pem", string(bundle))
 	w.write(strings.TrimPrefix(site, w.proj+"/")+"/certifi/__init__.py",

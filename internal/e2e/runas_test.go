@@ -16,9 +16,7 @@ import (
 // policy, and says why --events cannot be a file only root may write
 // (issue 13, items 6 and 8).
 func TestE2ERunForAnotherUser(t *testing.T) {
-	if inVM() {
-		t.Skip("needs useradd; runs on the host")
-	}
+	testutil.HostOnly(t) // useradd
 	testutil.RequireRoot(t)
 	requireSandboxes(t)
 	bin := binary(t)

@@ -348,6 +348,16 @@ func b2i(b bool) int {
 	return 0
 }
 
+// LinkFDs returns the descriptors of the cgroup links that attach sandbox
+// id's programs (see loader.Net.LinkFDs), none when the rules part keeps
+// no such descriptors.
+func (e *Egress) LinkFDs(id uint32) []int {
+	if l, ok := e.net.(interface{ LinkFDs(uint32) []int }); ok {
+		return l.LinkFDs(id)
+	}
+	return nil
+}
+
 // Remove stops enforcing sb's egress policy: the proxy stops (removing the
 // addresses it taught), then the programs are detached and the policy
 // deleted. Removing an unknown id is a no-op.

@@ -39,6 +39,13 @@ func newFakeNet() *fakeNet {
 	}
 }
 
+// callsNow is a copy of the calls so far; Egress's loops may add more.
+func (f *fakeNet) callsNow() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
 func (f *fakeNet) call(s string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -229,8 +236,8 @@ func TestModeSelection(t *testing.T) {
 			if !fn.attached[7] {
 				t.Error("programs not attached")
 			}
-			if i := slices.Index(fn.calls, "attach"); i != len(fn.calls)-1 {
-				t.Errorf("attach is not the last step: %v", fn.calls)
+			if calls := fn.callsNow(); slices.Index(calls, "attach") != len(calls)-1 {
+				t.Errorf("attach is not the last step: %v", calls)
 			}
 		})
 	}
@@ -329,10 +336,10 @@ func TestResolveKeepsAddressesOnFailure(t *testing.T) {
 	if err := e.Remove(1); err != nil {
 		t.Fatal(err)
 	}
-	n := len(fn.calls)
+	n := len(fn.callsNow())
 	time.Sleep(60 * time.Millisecond)
-	if len(fn.calls) != n {
-		t.Errorf("the loop kept writing after Remove: %v", fn.calls[n:])
+	if calls := fn.callsNow(); len(calls) != n {
+		t.Errorf("the loop kept writing after Remove: %v", calls[n:])
 	}
 }
 

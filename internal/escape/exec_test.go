@@ -4,6 +4,7 @@ package escape
 
 import (
 	"fmt"
+	"github.com/aigate-dev/aigate/internal/testutil"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,7 +18,7 @@ import (
 // the fanotify backend take ssh for a multi-call binary and leave it alone.
 func TestEscapeExecAlias(t *testing.T) {
 	if fi, err := os.Lstat("/usr/bin/slogin"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Skip("no /usr/bin/slogin alias on this system")
+		testutil.SkipUnlessKernel(t, "no /usr/bin/slogin alias on this system (Debian's openssh-client has one)")
 	}
 	eachBackend(t, func(t *testing.T, b *box) {
 		r := b.sh("/usr/bin/ssh -V && echo ran-ssh; slogin -V && echo ran-slogin")
@@ -41,7 +42,7 @@ func TestEscapeExecAlias(t *testing.T) {
 func TestEscapeExecCopy(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		t.Skip("curl is not installed")
+		testutil.SkipUnlessKernel(t, "curl is not installed")
 	}
 	eachBackend(t, func(t *testing.T, b *box) {
 		tmp := fmt.Sprintf("/tmp/aigate-copy-%d-%s", os.Getpid(), b.backend)

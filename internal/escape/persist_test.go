@@ -4,6 +4,7 @@ package escape
 
 import (
 	"fmt"
+	"github.com/aigate-dev/aigate/internal/testutil"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -108,7 +109,7 @@ mv .git %[1]s/old && mv %[1]s/g .git && echo replaced`, tmp))
 // persistence rules: .git/hooks and .git/config stay readable).
 func TestEscapeGitCommitControl(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
+		testutil.SkipUnlessKernel(t, "git is not installed")
 	}
 	eachBackend(t, func(t *testing.T, b *box) {
 		if out, err := b.outsideRun("git init -q -b main . && git config user.email u@example.com && git config user.name u"); err != nil {

@@ -212,7 +212,7 @@ func TestEscapeProcessesOutside(t *testing.T) {
 func TestEscapeGdbOutside(t *testing.T) {
 	gdb, err := exec.LookPath("gdb")
 	if err != nil {
-		t.Skip("no gdb here; TestEscapeProcessesOutside covers ptrace attach")
+		testutil.SkipUnlessKernel(t, "no gdb here; TestEscapeProcessesOutside covers ptrace attach")
 	}
 	eachBackend(t, func(t *testing.T, b *box) {
 		victim := b.outside("sh", "-c", "while :; do sleep 1; done")

@@ -168,6 +168,18 @@ func Open(opts Options) (*Backend, error) {
 	return b, nil
 }
 
+// HoldLinks gives the guard duplicates of fds (the sandbox's network
+// links) to hold until it has killed the sandbox at cgroupPath, or until
+// Remove: if aigate dies, its network programs stay attached for as long
+// as anything of the sandbox runs. Once it returns, the guard holds them
+// (they are in its socket's queue), even if aigate dies at once.
+func (b *Backend) HoldLinks(cgroupPath string, fds []int) error {
+	if len(fds) == 0 {
+		return nil
+	}
+	return b.guard.hold(cgroupPath, fds)
+}
+
 // Name implements enforce.Backend.
 func (b *Backend) Name() string { return "fanotify" }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,7 +106,7 @@ func (e *env) copyBin(path string) string {
 	e.t.Helper()
 	data, err := os.ReadFile("/bin/true")
 	if err != nil {
-		e.t.Skip("no /bin/true to copy")
+		testutil.SkipUnlessKernel(e.t, "no /bin/true to copy")
 	}
 	e.write(path, "")
 	if err := os.WriteFile(path, data, 0o755); err != nil {

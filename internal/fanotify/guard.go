@@ -3,10 +3,8 @@
 package fanotify
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,9 +23,11 @@ import (
 // on unconfined. The guard is a tiny copy of the aigate binary, in its own
 // session so that Ctrl-C and the terminal's hangup do not reach it, holding a
 // duplicate of the group's descriptor. It learns the sandbox cgroups over a
-// pipe; when the pipe reaches end of file (aigate exited, cleanly or not) it
-// kills every sandbox still registered, waits until they are gone, and only
-// then exits, which releases the group. When aigate stops sending its
+// socket; when the socket reaches end of file (aigate exited, cleanly or
+// not) it kills every sandbox still registered, waits until they are gone,
+// and only then exits, which releases the group. It also holds the
+// sandboxes' network links (HoldLinks), which would otherwise detach the
+// moment aigate dies, before the kill. When aigate stops sending its
 // heartbeat for guardStall it freezes the sandboxes, and thaws them when the
 // heartbeat returns: a stopped aigate (SIGSTOP, a debugger) leaves the
 // sandbox paused, not unconfined.
@@ -40,20 +40,22 @@ const (
 
 func init() {
 	if os.Getenv(guardEnv) == "1" {
-		os.Exit(runGuard(os.Stdin))
+		os.Exit(runGuard(0))
 	}
 }
 
-// guard is aigate's end of the pipe to the guard process.
+// guard is aigate's end of the socket to the guard process.
 type guard struct {
 	mu   sync.Mutex
-	w    io.WriteCloser
+	fd   int // -1 once closed
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // why the guard exited, set before done closes
 }
 
 // startGuard starts the guard with a duplicate of the group descriptor.
+// They talk over a SOCK_SEQPACKET pair (one message per line, and room for
+// descriptors, see hold) that is the guard's standard input.
 func startGuard(groupFD int) (*guard, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -68,23 +70,24 @@ func startGuard(groupFD int) (*guard, error) {
 	}
 	group := os.NewFile(uintptr(dup), "fanotify")
 	defer group.Close()
-	r, w, err := os.Pipe()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("start fanotify guard: %w", err)
 	}
+	theirs := os.NewFile(uintptr(pair[1]), "fanotify-guard")
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), guardEnv+"=1")
-	cmd.Stdin = r
+	cmd.Stdin = theirs
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{group}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
-	r.Close()
+	theirs.Close()
 	if err != nil {
-		w.Close()
+		unix.Close(pair[0])
 		return nil, fmt.Errorf("start fanotify guard %s: %w", exe, err)
 	}
-	g := &guard{w: w, cmd: cmd, done: make(chan struct{})}
+	g := &guard{fd: pair[0], cmd: cmd, done: make(chan struct{})}
 	go func() {
 		g.err = cmd.Wait()
 		close(g.done)
@@ -92,13 +95,17 @@ func startGuard(groupFD int) (*guard, error) {
 	return g, nil
 }
 
-func (g *guard) send(line string) error {
+func (g *guard) send(line string, fds ...int) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.w == nil {
+	if g.fd < 0 {
 		return errors.New("fanotify guard is closed")
 	}
-	if _, err := io.WriteString(g.w, line+"\n"); err != nil {
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	if err := unix.Sendmsg(g.fd, []byte(line), oob, nil, 0); err != nil {
 		return fmt.Errorf("tell fanotify guard: %w", err)
 	}
 	return nil
@@ -108,13 +115,32 @@ func (g *guard) add(cgroupPath string) error { return g.send("add " + cgroupPath
 func (g *guard) del(cgroupPath string) error { return g.send("del " + cgroupPath) }
 func (g *guard) beat() error                 { return g.send("beat") }
 
-// close ends the pipe and waits for the guard, which kills the sandboxes
+// hold passes duplicates of fds to the guard, which keeps them until del
+// of cgroupPath or, when aigate is gone, until it has killed the sandbox.
+// Descriptors in flight are held by the socket: once sendmsg returns they
+// outlive this process.
+func (g *guard) hold(cgroupPath string, fds []int) error {
+	for len(fds) > 0 {
+		n := min(len(fds), guardMaxFDs)
+		if err := g.send("hold "+cgroupPath, fds[:n]...); err != nil {
+			return err
+		}
+		fds = fds[n:]
+	}
+	return nil
+}
+
+// guardMaxFDs is how many descriptors one message carries (the kernel's
+// SCM_MAX_FD is 253).
+const guardMaxFDs = 64
+
+// close ends the socket and waits for the guard, which kills the sandboxes
 // still registered before it exits.
 func (g *guard) close(timeout time.Duration) error {
 	g.mu.Lock()
-	if g.w != nil {
-		g.w.Close()
-		g.w = nil
+	if g.fd >= 0 {
+		unix.Close(g.fd)
+		g.fd = -1
 	}
 	g.mu.Unlock()
 	select {
@@ -127,19 +153,47 @@ func (g *guard) close(timeout time.Duration) error {
 	}
 }
 
-// runGuard is the guard process's main. Its fd 3 is the fanotify group,
-// held open and never used.
-func runGuard(in io.Reader) int {
-	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(in)
-		for sc.Scan() {
-			lines <- sc.Text()
+// guardMsg is one message aigate sent: a line, and the descriptors that
+// came with it.
+type guardMsg struct {
+	line string
+	fds  []int
+}
+
+// readGuard reads messages from the socket fd until end of file (aigate
+// closed it or died), then closes msgs.
+func readGuard(fd int, msgs chan<- guardMsg) {
+	defer close(msgs)
+	buf := make([]byte, 8192)
+	oob := make([]byte, unix.CmsgSpace(4*guardMaxFDs))
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
-		close(lines)
-	}()
+		if err != nil || (n == 0 && oobn == 0) {
+			return
+		}
+		m := guardMsg{line: string(buf[:n])}
+		if cms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, cm := range cms {
+				if fds, err := unix.ParseUnixRights(&cm); err == nil {
+					m.fds = append(m.fds, fds...)
+				}
+			}
+		}
+		msgs <- m
+	}
+}
+
+// runGuard is the guard process's main. Its fd 3 is the fanotify group,
+// held open and never used; fd is its socket to aigate.
+func runGuard(fd int) int {
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
+	msgs := make(chan guardMsg)
+	go readGuard(fd, msgs)
 	sandboxes := map[string]bool{}
+	held := map[string][]int{} // descriptors to close once a sandbox is gone
 	frozen := false
 	setFrozen := func(v bool) {
 		if frozen == v {
@@ -153,8 +207,10 @@ func runGuard(in io.Reader) int {
 	stall := time.NewTimer(guardStall)
 	for {
 		select {
-		case line, ok := <-lines:
+		case m, ok := <-msgs:
 			if !ok {
+				// The held descriptors close when the guard exits, after
+				// every sandbox is dead.
 				for p := range sandboxes {
 					killCgroup(p)
 				}
@@ -162,12 +218,22 @@ func runGuard(in io.Reader) int {
 			}
 			setFrozen(false)
 			stall.Reset(guardStall)
-			cmd, arg, _ := strings.Cut(line, " ")
+			cmd, arg, _ := strings.Cut(m.line, " ")
 			switch cmd {
 			case "add":
 				sandboxes[arg] = true
 			case "del":
 				delete(sandboxes, arg)
+				for _, f := range held[arg] {
+					unix.Close(f)
+				}
+				delete(held, arg)
+			case "hold":
+				held[arg] = append(held[arg], m.fds...)
+				m.fds = nil
+			}
+			for _, f := range m.fds { // sent with any other message: not ours to keep
+				unix.Close(f)
 			}
 		case <-stall.C:
 			setFrozen(true)

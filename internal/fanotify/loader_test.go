@@ -55,12 +55,12 @@ func TestPtInterp(t *testing.T) {
 	}
 	f, err := os.Open("/bin/sh")
 	if err != nil {
-		t.Skip("no /bin/sh")
+		testutil.SkipUnlessKernel(t, "no /bin/sh")
 	}
 	defer f.Close()
 	ld := ptInterp(f)
 	if ld == "" {
-		t.Skip("/bin/sh is statically linked")
+		testutil.SkipUnlessKernel(t, "/bin/sh is statically linked")
 	}
 	if !filepath.IsAbs(ld) || !strings.Contains(filepath.Base(ld), "ld") {
 		t.Fatalf("/bin/sh interpreter %q: not a loader path", ld)
@@ -151,7 +151,7 @@ func TestLoaderAuditOneEvent(t *testing.T) {
 	ld := interpOf(t, bin)
 	sh := "/bin/sh"
 	if _, err := os.Stat(sh); err != nil {
-		t.Skip("no /bin/sh")
+		testutil.SkipUnlessKernel(t, "no /bin/sh")
 	}
 	s := e.sandbox(policy.Policy{DenyExec: rules("mytool"), Mode: policy.ModeAudit})
 	for _, c := range [][]string{{ld, bin}, {ld, sh, "-c", bin}} {

@@ -177,3 +177,67 @@ var _ = registerHelper("backend", func(args []string) string {
 	fmt.Println("ready")
 	select {}
 })
+
+// TestAigateStopFreezesSandbox: aigate stopped (SIGSTOP, a debugger)
+// answers nothing; once the guard has missed its heartbeat for guardStall
+// it freezes the sandbox, and thaws it when aigate resumes.
+func TestAigateStopFreezesSandbox(t *testing.T) {
+	e := newEnv(t, nil)
+	secret := e.write(filepath.Join(e.project, "token"), "t")
+	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanstop%d", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := g.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	s := &sbox{Sandbox: &enforce.Sandbox{CgroupPath: g.Path}, g: g}
+	helper := e.cmd(nil, "backend", g.Path, secret)
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("helper backend: %q, %v", line, err)
+	}
+	sleeper := e.cmd(s, "sleep")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	frozen := func() bool {
+		data, _ := os.ReadFile(filepath.Join(g.Path, "cgroup.events"))
+		return strings.Contains(string(data), "frozen 1")
+	}
+	waitFrozen := func(want bool, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for frozen() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("sandbox frozen = %v after %v, want %v", !want, within, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Running: the heartbeat keeps the sandbox thawed past guardStall.
+	time.Sleep(guardStall + time.Second)
+	if frozen() {
+		t.Fatal("the sandbox was frozen while aigate ran")
+	}
+	if err := helper.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFrozen(true, guardStall+5*time.Second)
+	if err := helper.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFrozen(false, 5*time.Second)
+}

@@ -18,8 +18,8 @@ import (
 	"github.com/aigate-dev/aigate/internal/uring"
 )
 
-// uringopen MODE PATH: IORING_OP_OPENAT of PATH, read-only, from the
-// context MODE names (uring.Mode's words). MODE+enter makes the ring, and
+// uringopen MODE PATH [w]: IORING_OP_OPENAT of PATH, read-only (write-only
+// with w), from the context MODE names (uring.Mode's words). MODE+enter makes the ring, and
 // its io-wq worker or SQPOLL thread, before the helper moves itself into the
 // cgroup whose cgroup.procs is fd 3. Prints "ok" or the errno's name.
 var _ = registerHelper("uringopen", func(args []string) string {
@@ -44,7 +44,11 @@ var _ = registerHelper("uringopen", func(args []string) string {
 			return "enter the sandbox: " + err.Error()
 		}
 	}
-	fd, err := r.Openat(unix.AT_FDCWD, args[1], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	flags := unix.O_RDONLY
+	if len(args) > 2 && args[2] == "w" {
+		flags = unix.O_WRONLY
+	}
+	fd, err := r.Openat(unix.AT_FDCWD, args[1], flags|unix.O_CLOEXEC, 0)
 	if err != nil {
 		var en unix.Errno
 		if errors.As(err, &en) && err == error(en) {
@@ -121,5 +125,43 @@ func TestUringOpen(t *testing.T) {
 				t.Fatalf("read counter %d, want %d", n, i+1)
 			}
 		})
+	}
+}
+
+// TestUringOpenForWrite: an io_uring open leaves no flags to read in the
+// opener's /proc/TID/syscall (the thread is in io_uring_enter, or is a
+// kernel worker), and an open whose flags cannot be read counts as a
+// write: an O_WRONLY open of a deny_write file through io_uring is refused
+// in every mode, and reported as a write.
+func TestUringOpenForWrite(t *testing.T) {
+	e := newEnv(t, nil)
+	if r, err := uring.New(uring.Inline); err != nil {
+		testutil.SkipUnlessKernel(t, "io_uring is not available: "+err.Error())
+	} else {
+		r.Close()
+	}
+	target := e.write(filepath.Join(e.project, "config", "locked.txt"), "keep")
+	s := e.sandbox(policy.Policy{DenyWrite: rules("config/locked.txt")})
+	if got := e.run(nil, "uringopen", "sqpoll", target, "w"); got != "ok" {
+		t.Fatalf("io_uring write open of %s outside the sandbox: %s", target, got)
+	}
+	for _, mode := range []string{"inline", "io-wq", "sqpoll"} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := e.cmd(s, "uringopen", mode, target, "w")
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("helper uringopen %s: %v", mode, err)
+			}
+			if string(out) != "EPERM" {
+				t.Fatalf("io_uring O_WRONLY open of deny_write %s in the sandbox: %s, want EPERM", target, out)
+			}
+			ev := e.event()
+			if ev.Kind != events.KindFile || ev.Op != events.OpWrite || ev.Path != target || ev.Sandbox != s.Name {
+				t.Fatalf("event %+v, want a write of %s in %s", ev, target, s.Name)
+			}
+		})
+	}
+	if data, _ := os.ReadFile(target); string(data) != "keep" {
+		t.Errorf("%s now holds %q", target, data)
 	}
 }

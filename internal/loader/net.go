@@ -422,6 +422,24 @@ func trieKey(policyID uint32, e netEntry) any {
 	return netNetKey6{Prefixlen: bits, PolicyId: policyID, Port: uint32(e.port), Addr: e.prefix.Addr().As16()}
 }
 
+// LinkFDs returns the descriptors of the cgroup links attached for
+// policyID, valid until Remove or Close. A process that holds duplicates of
+// them keeps the programs attached after this one dies: the fanotify
+// backend's guard does, until it has killed the sandbox. Links attached
+// without bpf_link (older kernels) have no descriptor and stay attached
+// until detached, so there is nothing to hold.
+func (n *Net) LinkFDs(policyID uint32) []int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var fds []int
+	for _, l := range n.links[policyID] {
+		if f, ok := l.(interface{ FD() int }); ok {
+			fds = append(fds, f.FD())
+		}
+	}
+	return fds
+}
+
 // Remove detaches the programs attached for policyID, deletes its entries
 // and settings and, standalone, its sandbox. Removing an unknown id is a
 // no-op.

@@ -87,6 +87,7 @@ const stranger = 0x7fff_0000_7fff
 // and every run gives its buffer back.
 func TestNetUnixScratch(t *testing.T) {
 	if !kernelAtLeast(t, 6, 7) {
+		// skip-ok: version-dependent; TestNetUnixSockets checks what is reported instead.
 		t.Skip("no cgroup connect_unix programs before Linux 6.7 (TestNetUnixSockets checks the report)")
 	}
 	env := newNetEnv(t)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 func sample(t *testing.T) []byte {
@@ -77,7 +79,7 @@ func TestRoundTrip(t *testing.T) {
 // cpio, by listing it and extracting it.
 func TestGNUCpioReads(t *testing.T) {
 	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("GNU cpio not installed (apt-get install cpio)")
+		testutil.SkipUnlessKernel(t, "GNU cpio not installed (apt-get install cpio)")
 	}
 	data := sample(t)
 	list := exec.Command("cpio", "-itv", "--quiet", "--numeric-uid-gid")

@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 
 func inVM(t *testing.T) {
 	if os.Getenv("AIGATE_VMTEST") != "1" {
+		// skip-ok: a guest-side fixture of vmtest's own tests.
 		t.Skip("only meaningful inside vmtest's guest")
 	}
 }
@@ -78,6 +79,7 @@ func TestGuestUsersAndFiles(t *testing.T) {
 
 func TestDeliberateFailure(t *testing.T) {
 	if !*fail {
+		// skip-ok: a guest-side fixture of vmtest's own tests.
 		t.Skip("runs only with -smoke.fail")
 	}
 	t.Fatal("failing on purpose (-smoke.fail)")
@@ -89,6 +91,7 @@ func TestDeliberateFailure(t *testing.T) {
 func TestShare(t *testing.T) {
 	dir := os.Getenv("SMOKE_SHARE")
 	if dir == "" {
+		// skip-ok: a guest-side fixture of vmtest's own tests.
 		t.Skip("no share (SMOKE_SHARE unset)")
 	}
 	if got, err := os.ReadFile(dir + "/hello.txt"); err != nil || string(got) != "hello\n" {

@@ -1,0 +1,148 @@
+//go:build linux
+
+package escape
+
+import (
+	"context"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	aigateagent "github.com/aigate-dev/aigate/internal/agent"
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/sandbox"
+)
+
+// The agent runs as root and acts for any member of its group: each of its
+// refusals below is a boundary. Each test asks as the unprivileged user,
+// directly on the socket, for what the agent must refuse, and checks both
+// the refusal and that nothing happened (the process stayed where it was,
+// nothing read the secret).
+
+// TestEscapeNestedRun: the sandboxed tool runs `aigate run --audit` to get
+// an audit-mode sandbox (which only reports) for `cat .env`. aigate itself
+// stops at once inside a sandbox and says why; that is a courtesy of the
+// client, which the tool could skip, so the boundary is the agent: a raw
+// client inside the sandbox asks it directly for a sandbox and a place,
+// and the agent refuses every request that comes from inside a sandbox.
+// The policy lets the sandbox reach the agent's socket (allow_unix), so
+// that it is the agent's refusal that is tested and not the unix socket
+// rule in front of it. Behind the refusal, place would still refuse the
+// child (it is in a sandbox): the test asks for the gate's own message so
+// that each line is tested.
+func TestEscapeNestedRun(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		b.config(b.read("~/.aigate/config.yaml") + "\nallow_unix:\n  - " + b.agent.sock + "\n")
+		r := b.run(nil, machine.bin, "run", "--audit", "--", "cat", ".env")
+		if strings.Contains(r.stdout+r.stderr, "sk-escape-test-secret") {
+			t.Fatalf("the nested audit run read the secret:\n%s", r)
+		}
+		if r.code == 0 || !strings.Contains(r.stderr, "inside the aigate sandbox") {
+			t.Errorf("the nested run did not stop at once, saying why:\n%s", r)
+		}
+		fields := strings.Join([]string{"placechild", b.agent.sock, b.home, b.proj}, " ")
+		r = b.run(nil, "env", clientEnv+"="+fields, clientBinary(t))
+		if strings.Contains(r.stdout, "ok placed") || !strings.Contains(r.stdout, "requests from inside a sandbox are refused") {
+			t.Errorf("a raw client inside the sandbox was not refused by the agent:\n%s", r)
+		}
+	})
+}
+
+// TestEscapeAgentPlace: place moves a process into the caller's new
+// sandbox. It must be the caller's own child and not sandboxed already:
+// placing another user's process, or any process of one's own that is not
+// a child (e.g. one in another sandbox, or the user's shell), would let a
+// member move what is not theirs, or move a sandboxed process into a looser
+// sandbox. The control places a child of the caller and succeeds.
+func TestEscapeAgentPlace(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		if got := b.client("placechild"); got != "ok placed" {
+			t.Fatalf("control: placing the client's own child: %s", got)
+		}
+
+		root := exec.Command("sleep", "600")
+		if err := root.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = root.Process.Kill(); _ = root.Wait() })
+		got := b.client("place", strconv.Itoa(root.Process.Pid))
+		wantRefused(t, "another user's process", got, "is not yours")
+		unsandboxed(t, root.Process.Pid)
+
+		own := b.outside("sleep", "600")
+		got = b.client("place", strconv.Itoa(own.Process.Pid))
+		wantRefused(t, "the user's process that is not the client's child", got, "is not your child")
+		unsandboxed(t, own.Process.Pid)
+
+		got = b.client("resandbox")
+		wantRefused(t, "the client's child already in a sandbox", got, "is already in a sandbox")
+	})
+}
+
+// TestEscapeAgentForeignPaths: the agent walks the request's home and
+// project root as root and marks every directory in them; a member naming
+// a tree it cannot read itself (root's home here) is refused, before any
+// walk, and nothing runs.
+func TestEscapeAgentForeignPaths(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		secret := b.t.TempDir() // root's, 0700
+		got := b.clientAt(secret, b.proj, "placechild")
+		wantRefused(t, "another user's home", got, "home "+secret)
+		got = b.clientAt(b.home, secret, "placechild")
+		wantRefused(t, "another user's project", got, "project root "+secret)
+		if !strings.HasPrefix(got, "refused forbidden:") {
+			t.Errorf("refused with %q, want code forbidden", got)
+		}
+	})
+}
+
+// TestEscapeAgentSandboxLimit: a user holds at most 32 sandboxes (each
+// costs the agent marks, maps and a cgroup); the next is refused.
+func TestEscapeAgentSandboxLimit(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		got := b.client("create", strconv.Itoa(aigateagent.DefaultMaxSandboxesPerUser))
+		wantRefused(t, "one sandbox over the limit", got, "the limit")
+		if !strings.HasPrefix(got, "refused limit:") {
+			t.Errorf("refused with %q, want code limit", got)
+		}
+		// The client is gone; its sandboxes end shortly after. The next
+		// test needs them gone.
+		c := api.NewClient(b.agent.sock)
+		deadline := time.Now().Add(runLimit)
+		for {
+			l, err := c.List(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d sandboxes still there after their client exited", len(l))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+func wantRefused(t *testing.T, what, got, msg string) {
+	t.Helper()
+	if !strings.HasPrefix(got, "refused ") || !strings.Contains(got, msg) {
+		t.Errorf("%s: the agent answered %q, want a refusal saying %q", what, got, msg)
+	}
+}
+
+// unsandboxed fails unless pid is outside every sandbox.
+func unsandboxed(t *testing.T, pid int) {
+	t.Helper()
+	cg, err := cgroup.ProcessCgroup(pid)
+	if err != nil {
+		t.Fatalf("cgroup of %d: %v", pid, err)
+	}
+	if cgroup.Within(cg, "/"+sandbox.DefaultParent) {
+		t.Errorf("process %d was moved into %s", pid, cg)
+	}
+}

@@ -1,0 +1,189 @@
+//go:build linux
+
+package escape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// A raw client of the agent's API, run as the test user: this test binary
+// re-executed with clientEnv set. It speaks the protocol directly, the way
+// a hostile group member (or a sandboxed tool that reached the socket)
+// would, instead of through `aigate run`, which never asks for what the
+// agent must refuse.
+
+const clientEnv = "AIGATE_ESCAPE_CLIENT"
+
+func init() { testutil.HelperOps(clientEnv, clientOp) }
+
+// clientOp runs one operation: its fields are the op, the socket, the
+// home and the project root, then the op's arguments. It returns "ok ..."
+// or "refused CODE: MESSAGE" or "error: ...".
+func clientOp(f []string) string {
+	if len(f) == 4 && f[0] == "tryloop" {
+		tryLoop(f[1], f[2], f[3]) // never returns
+	}
+	if len(f) < 4 {
+		return "error: short op"
+	}
+	op, sock, home, proj := f[0], f[1], f[2], f[3]
+	req := api.CreateRequest{Home: home, ProjectRoot: proj, Command: []string{"escape-client"}}
+	switch op {
+	case "place": // create a sandbox and place pid (not ours, or not our child)
+		pid, _ := strconv.Atoi(f[4])
+		return createPlace(sock, req, pid)
+	case "placechild": // the control: place a child of ours
+		cmd := exec.Command("sleep", "600")
+		if err := cmd.Start(); err != nil {
+			return "error: " + err.Error()
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		return createPlace(sock, req, cmd.Process.Pid)
+	case "resandbox": // start a child in one sandbox, place it in a second
+		s, err := api.NewClient(sock).CreateSandbox(context.Background(), req)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer s.Close()
+		child, err := s.Start(exec.Command("/bin/sleep", "600"))
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer func() { _ = child.Signal(os.Kill); _, _ = child.Wait() }()
+		return createPlace(sock, req, child.Pid())
+	case "create": // hold n sandboxes, each running a command, then ask for one more
+		n, _ := strconv.Atoi(f[4])
+		var held []*api.Session
+		defer func() {
+			for _, s := range held {
+				s.Close()
+			}
+		}()
+		for i := range n {
+			s, err := api.NewClient(sock).CreateSandbox(context.Background(), req)
+			if err != nil {
+				return fmt.Sprintf("error: sandbox %d of %d: %v", i+1, n, err)
+			}
+			held = append(held, s)
+			// With a command placed, a sandbox lasts as long as it does;
+			// an empty one ends after the agent's place timeout, which a
+			// slow machine (the emulated VM) reaches before the last.
+			c, err := s.Start(exec.Command("/bin/sleep", "600"))
+			if err != nil {
+				return fmt.Sprintf("error: start in sandbox %d of %d: %v", i+1, n, err)
+			}
+			defer func() { _ = c.Signal(os.Kill); _, _ = c.Wait() }()
+		}
+		s, err := api.NewClient(sock).CreateSandbox(context.Background(), req)
+		if err != nil {
+			return refusal(err)
+		}
+		s.Close()
+		return "ok created"
+	}
+	return "error: unknown op " + op
+}
+
+// createPlace creates a sandbox on a fresh connection and asks it to place
+// pid, as the exec helper's client would.
+func createPlace(sock string, req api.CreateRequest, pid int) string {
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer nc.Close()
+	c := api.NewConn(nc)
+	if err := exchange(c, &api.Request{Op: api.OpCreate, Create: &req}); err != nil {
+		return refusal(err)
+	}
+	if err := exchange(c, &api.Request{Op: api.OpPlace, Place: &api.PlaceRequest{PID: pid}}); err != nil {
+		return refusal(err)
+	}
+	return "ok placed"
+}
+
+func exchange(c *api.Conn, req *api.Request) error {
+	req.V = api.Version
+	if err := c.Write(req, 10*time.Second); err != nil {
+		return err
+	}
+	var resp api.Response
+	if err := c.Read(&resp, time.Now().Add(30*time.Second)); err != nil {
+		return err
+	}
+	if !resp.OK {
+		if resp.Error == nil {
+			return errors.New("refused without an error")
+		}
+		return resp.Error
+	}
+	return nil
+}
+
+func refusal(err error) string {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return fmt.Sprintf("refused %s: %s", e.Code, e.Message)
+	}
+	return "error: " + err.Error()
+}
+
+var (
+	clientOnce sync.Once
+	clientBin  string
+	clientErr  error
+)
+
+// clientBinary returns a copy of the test binary that the test user may
+// execute: where go test built it, the user cannot reach it.
+func clientBinary(t *testing.T) string {
+	t.Helper()
+	clientOnce.Do(func() {
+		self, err := os.Executable()
+		if err != nil {
+			clientErr = err
+			return
+		}
+		clientBin = filepath.Join(machine.dir, "escape-client")
+		clientErr = copyFile(self, clientBin, 0o755)
+	})
+	if clientErr != nil {
+		t.Fatal(clientErr)
+	}
+	return clientBin
+}
+
+// client runs one op of the raw client as the test user, against b's agent,
+// with b's home and project.
+func (b *box) client(op string, args ...string) string {
+	b.t.Helper()
+	return b.clientAt(b.home, b.proj, op, args...)
+}
+
+// clientAt is client with another home and project root in the request.
+func (b *box) clientAt(home, proj, op string, args ...string) string {
+	b.t.Helper()
+	bin := clientBinary(b.t)
+	fields := append([]string{op, b.agent.sock, home, proj}, args...)
+	cmd := b.asUser(exec.Command(bin))
+	cmd.Env = append(cmd.Env, clientEnv+"="+strings.Join(fields, " "))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.t.Fatalf("client %s: %v\n%s", op, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
