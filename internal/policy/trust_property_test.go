@@ -17,7 +17,7 @@ import (
 var projectLines = []string{
 	"mode: audit", "mode: enforce",
 	"net: allow", "net: deny",
-	"allow_loopback: true", "allow_loopback: false",
+	"allow_loopback: true", "allow_loopback: false", "allow_loopback: own", "allow_loopback: all",
 	"backend: fanotify",
 	"allow_read:\n  - .env\n  - \"*.pem\"", "allow_read:\n  - ~/.ssh/",
 	"allow_write:\n  - .git/hooks/", "allow_exec:\n  - curl\n  - ssh",
@@ -58,12 +58,12 @@ func TestUntrustedProjectNeverLoosens(t *testing.T) {
 func globals(t *testing.T) []*Config {
 	t.Helper()
 	strict, err := Parse("/home/u/.aigate/config.yaml",
-		[]byte(strings.Replace(string(DefaultYAML()), "allow_loopback: true", "allow_loopback: false", 1)))
+		[]byte(strings.Replace(string(DefaultYAML()), "allow_loopback: own", "allow_loopback: false", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strict.AllowLoopback == nil || *strict.AllowLoopback {
-		t.Fatal("the default YAML no longer says allow_loopback: true")
+	if strict.AllowLoopback == nil || *strict.AllowLoopback != LoopbackNone {
+		t.Fatal("the default YAML no longer says allow_loopback: own")
 	}
 	return []*Config{Defaults(), strict}
 }
@@ -140,10 +140,22 @@ func checkMerge(t *testing.T, i int, yaml string, global, project *Config) {
 	if base.Net == NetDeny && got.Net != NetDeny {
 		fail("net: deny became " + string(got.Net))
 	}
-	if !base.Loopback && got.Loopback {
-		fail("allow_loopback turned on")
+	if loopbackReach(got.Loopback) > loopbackReach(base.Loopback) {
+		fail("allow_loopback widened from " + string(base.Loopback) + " to " + string(got.Loopback))
 	}
 	if base.Mode == ModeEnforce && got.Mode != ModeEnforce {
 		fail("mode enforce became " + string(got.Mode))
 	}
+}
+
+// loopbackReach orders the allow_loopback values by what they let a sandbox
+// reach: nothing, its own servers, every local service.
+func loopbackReach(m LoopbackMode) int {
+	switch m {
+	case LoopbackNone:
+		return 0
+	case LoopbackOwn:
+		return 1
+	}
+	return 2
 }
