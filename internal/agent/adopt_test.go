@@ -169,9 +169,11 @@ func TestAdoptRecordedSandbox(t *testing.T) {
 		l, err := c.List(ctx)
 		return err == nil && len(l) == 0
 	})
-	if _, err := os.Stat(recPath); !os.IsNotExist(err) {
-		t.Errorf("record still there after the sandbox ended: %v", err)
-	}
+	// The record goes just after the sandbox leaves the list (end()).
+	waitFor(t, "the record of the ended sandbox is removed", func() bool {
+		_, err := os.Stat(recPath)
+		return os.IsNotExist(err)
+	})
 	if _, err := os.Stat(pinned.CgroupPath); !os.IsNotExist(err) {
 		t.Errorf("cgroup still there: %v", err)
 	}

@@ -312,6 +312,22 @@ func TestFanotifyEgress(t *testing.T) {
 
 // attached lists the programs attached to the cgroup for each network
 // attach type.
+// detached waits until no program is attached to the cgroup at path, for
+// at most 5 s, and returns how many are left. The fanotify guard holds
+// copies of a sandbox's network links until the sandbox is dead; it drops
+// them when told, a message later, so detaching trails Remove by that much.
+func detached(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := attached(t, path)
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func attached(t *testing.T, path string) int {
 	t.Helper()
 	f, err := os.Open(path)
@@ -352,7 +368,7 @@ func TestFanotifyAddRollback(t *testing.T) {
 	if err := c.Add(context.Background(), w.sb); err == nil || !strings.Contains(err.Error(), "already in use") {
 		t.Fatalf("Add with a taken id: %v", err)
 	}
-	if n := attached(t, w.g.Path); n != 0 {
+	if n := detached(t, w.g.Path); n != 0 {
 		t.Fatalf("%d programs left attached after a failed Add", n)
 	}
 	if _, ok := c.NetStatus(w.sb.ID); ok {
@@ -370,7 +386,7 @@ func TestFanotifyAddRollback(t *testing.T) {
 	if err := c.Remove(w.sb.ID); err != nil {
 		t.Fatal(err)
 	}
-	if n := attached(t, w.g.Path); n != 0 {
+	if n := detached(t, w.g.Path); n != 0 {
 		t.Fatalf("%d programs left attached after Remove", n)
 	}
 
@@ -435,7 +451,7 @@ func TestFanotifyAddRemoveCost(t *testing.T) {
 		}
 		add, remove = add+t1.Sub(t0), remove+time.Since(t1)
 	}
-	if k := attached(t, w.g.Path); k != 0 {
+	if k := detached(t, w.g.Path); k != 0 {
 		t.Fatalf("%d programs attached after %d Add/Remove cycles", k, n)
 	}
 	t.Logf("Add %v, Remove %v (mean of %d)", add/n, remove/n, n)

@@ -71,9 +71,9 @@ func (b *box) startAttack(kind string) *attack {
 			c.Close()
 		}
 	}()
-	b.config(strings.Replace(b.read("~/.aigate/config.yaml"), "allow_loopback: true", "allow_loopback: false", 1))
+	b.config(strings.Replace(b.read("~/.aigate/config.yaml"), "allow_loopback: own", "allow_loopback: false", 1))
 	if !strings.Contains(b.read("~/.aigate/config.yaml"), "allow_loopback: false") {
-		t.Fatal("the default config no longer says allow_loopback: true")
+		t.Fatal("the default config no longer says allow_loopback: own")
 	}
 	// Outside the home and the project: fanotify marks those, and while the
 	// agent is stopped an open there waits for it, the test's own too.

@@ -126,8 +126,13 @@ mkdir -p ~/.cache/tool && echo state > ~/.cache/tool/s
 echo ok-basic
 `
 		if git, err := exec.LookPath("git"); err == nil {
-			// No template: the default policy refuses writes to .git/hooks.
-			script += git + ` init -q --template= . && ` + git + ` -c user.name=t -c user.email=t@t add -A && ` +
+			// The repository exists before the session, as a user's does:
+			// the default policy protects .git/config (and its .lock), so
+			// `git init` inside would be refused, by design.
+			if out, err := b.outsideRun(git + " init -q ."); err != nil {
+				t.Fatalf("git init outside: %v\n%s", err, out)
+			}
+			script += git + ` -c user.name=t -c user.email=t@t add -A && ` +
 				git + ` -c user.name=t -c user.email=t@t commit -qm first --allow-empty && echo ok-git
 `
 		}
