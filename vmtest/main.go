@@ -40,6 +40,8 @@ type options struct {
 	cmdline  listFlag
 	shares   listFlag
 	tools    listFlag
+	hostDirs listFlag
+	hostRoot bool
 	kernel   string
 	cache    string
 	timeout  time.Duration
@@ -99,6 +101,8 @@ Flags:
 	fs.Var(&o.env, "env", "`KEY=VALUE` to set for the tests (repeatable)")
 	fs.Var(&o.shares, "share", "host `dir[:guestpath]` to mount read-only in the guest over virtiofs (repeatable; default guest path: the same)")
 	fs.Var(&o.tools, "host-tool", "host `program` to copy into /usr/local/bin with its shared libraries (repeatable; default: ip; none: no tools)")
+	fs.BoolVar(&o.hostRoot, "host-root", false, "lay the host's /usr (with /bin, /lib, /sbin) under the guest's, read-only from a cached ext4 image with a tmpfs overlay: bash, python3, git, node... run in the guest")
+	fs.Var(&o.hostDirs, "host-dir", "host `dir` to add to the --host-root image, laid over the same path in the guest (repeatable; implies --host-root), e.g. an npm prefix")
 	fs.Var(&o.cmdline, "append", "extra kernel `parameter` (repeatable)")
 	fs.StringVar(&o.kernel, "kernel", "6.1", "kernel: 6.1, 6.12 (newest Debian cloud kernel of that series), a linux-image-* package, or a vmlinuz path")
 	fs.StringVar(&o.cache, "cache", defaultCache(), "cache `dir` for kernels and the initramfs base (env AIGATE_VMTEST_CACHE)")
@@ -317,8 +321,32 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		}
 	}
 
+	var disk string
+	var overlays []guestOverlay
+	if o.hostRoot || len(o.hostDirs) > 0 {
+		var extra []string
+		for _, d := range o.hostDirs {
+			abs, err := filepath.Abs(d)
+			if err != nil || !isDir(abs) {
+				return exitUsage, "", fmt.Errorf("--host-dir %s: not a directory", d)
+			}
+			extra = append(extra, abs)
+		}
+		if disk, err = hostRootImage(ctx, o.cache, extra, stdout); err != nil {
+			return exitHarness, "", err
+		}
+		if len(modules) == 0 {
+			for _, m := range kernelModules(kernel) {
+				g := "/lib/modules/vmtest/" + filepath.Base(m)
+				files = append(files, guestFile{host: m, guest: g})
+				modules = append(modules, g)
+			}
+		}
+		overlays = hostRootOverlays(extra)
+	}
+
 	marker := newMarker()
-	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares})
+	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares, overlays: overlays})
 	initrd := filepath.Join(runDir, "initrd.cpio")
 	var dirs []string
 	for _, t := range tests {
@@ -333,7 +361,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		kernel, float64(st.Size())/(1<<20), len(tests), tKernel.Seconds()+tBuild.Seconds(), tKernel.Seconds(), tBuild.Seconds())
 
 	res, err := runVM(ctx, "qemu-system-x86_64", qemuArgs(vmConfig{
-		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline, shares: shares,
+		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline, shares: shares, disk: disk,
 	}), marker, stdout, stderr, o.verbose)
 	if err != nil {
 		return exitHarness, "", err

@@ -23,6 +23,7 @@ type vmConfig struct {
 	cpus    int
 	cmdline []string // extra kernel parameters
 	shares  []hostShare
+	disk    string // host root image (--host-root), attached read-only as the guest's vda
 }
 
 // kernelCmdline returns the kernel parameters: BPF in the LSM list is the
@@ -66,6 +67,9 @@ func qemuArgs(c vmConfig) []string {
 		"-kernel", c.kernel,
 		"-initrd", c.initrd,
 		"-append", kernelCmdline(c.cmdline),
+	}
+	if c.disk != "" {
+		args = append(args, "-drive", "file="+c.disk+",if=virtio,format=raw,readonly=on,cache=unsafe")
 	}
 	if len(c.shares) > 0 {
 		// vhost-user devices need guest memory that virtiofsd can map.
