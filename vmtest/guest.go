@@ -22,8 +22,11 @@ type initConfig struct {
 	// modules are loaded in order before shares are mounted.
 	modules []string
 	shares  []guestShare
-	// overlays lay the host root image (the guest's /dev/vda, see
-	// hostroot.go) over these directories; empty without --host-root.
+	// disks are mounted read-only in order: /dev/vda on the first path,
+	// /dev/vdb on the second (see hostroot.go).
+	disks []string
+	// overlays lay the disks' directories under the guest's; empty
+	// without --host-root.
 	overlays []guestOverlay
 }
 
@@ -67,16 +70,18 @@ func initScript(c initConfig) string {
 	for _, s := range c.shares {
 		w("mkdir -p %s && mount -t virtiofs -o ro %s %s || echo \"${M}mountfail \"%s", shQuote(s.path), shQuote(s.tag), shQuote(s.path), shQuote(s.path))
 	}
+	for i, d := range c.disks {
+		w(`mkdir -p %s && mount -t ext4 -o ro /dev/vd%c %s || echo "${M}mountfail "%s`, shQuote(d), 'a'+i, shQuote(d), shQuote(d))
+	}
+	for i, o := range c.overlays {
+		up := fmt.Sprintf("/run/hostroot/%d", i)
+		w(`mkdir -p %s %s/u %s/w && mount -t overlay overlay -o %s %s || echo "${M}mountfail "%s`,
+			shQuote(o.dir), up, up, shQuote("lowerdir="+o.dir+":"+o.lower+",upperdir="+up+"/u,workdir="+up+"/w"), shQuote(o.dir), shQuote(o.dir))
+	}
 	if len(c.overlays) > 0 {
-		w(`mkdir -p /host && mount -t ext4 -o ro,noload /dev/vda /host || echo "${M}mountfail /host"`)
-		for i, o := range c.overlays {
-			up := fmt.Sprintf("/run/hostroot/%d", i)
-			w("mkdir -p %s %s/u %s/w && mount -t overlay overlay -o %s %s || echo \"${M}mountfail \"%s",
-				shQuote(o.dir), up, up, shQuote("lowerdir="+o.dir+":/host/"+o.lower+",upperdir="+up+"/u,workdir="+up+"/w"), shQuote(o.dir), shQuote(o.dir))
-		}
 		// The loader's cache, alternatives links, certificates; the
 		// guest's own passwd, group and hosts stay.
-		w("cp -a /host/etc/. /etc/")
+		w("cp -a %s/etc/. /etc/", guestHostRoot)
 	}
 	w("ip link set lo up")
 	w("hostname vmtest")

@@ -20,7 +20,7 @@ import (
 // host's /usr (Debian's root is merged-usr: /bin, /lib, /lib64 and /sbin are
 // links into it), a few files of /etc that programs need to start (the
 // dynamic loader's cache, alternatives links, CA certificates) and any
-// --host-dir, attached read-only as a virtio disk. There is no virtiofsd on
+// --host-dir (a second, per-run image), attached read-only as virtio disks. There is no virtiofsd on
 // our hosts and the cloud kernels have no 9p; a block device needs neither.
 // The guest mounts it on /host and lays each directory over its own with
 // overlayfs (guest files first, then the host's, writes to a tmpfs), so
@@ -39,29 +39,75 @@ var hostRootExcludes = []string{
 var hostEtc = []string{"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
 	"/etc/ssl", "/etc/ca-certificates", "/etc/gitconfig", "/etc/localtime", "/etc/mime.types", "/etc/nsswitch.conf"}
 
-// guestOverlay is one directory the guest lays the host's over.
+// Where the guest mounts the images: the host root (vda) and the
+// --host-dir image (vdb).
+const (
+	guestHostRoot = "/host"
+	guestHostDirs = "/host-dirs"
+)
+
+// guestOverlay is one directory the guest lays a host one under.
 type guestOverlay struct {
 	dir   string // in the guest, e.g. /bin
-	lower string // in the image, e.g. usr/bin
+	lower string // the mounted image's, e.g. /host/usr/bin
 }
 
-// hostRootOverlays are the directories of a merged-usr root.
+// hostRootOverlays are the directories of a merged-usr root, then extra
+// (the --host-dir directories) at their own paths.
 func hostRootOverlays(extra []string) []guestOverlay {
-	o := []guestOverlay{{"/usr", "usr"}, {"/bin", "usr/bin"}, {"/sbin", "usr/sbin"}, {"/lib", "usr/lib"}, {"/lib64", "usr/lib64"}}
+	var o []guestOverlay
+	for _, d := range []struct{ dir, lower string }{{"/usr", "usr"}, {"/bin", "usr/bin"}, {"/sbin", "usr/sbin"}, {"/lib", "usr/lib"}, {"/lib64", "usr/lib64"}} {
+		o = append(o, guestOverlay{d.dir, guestHostRoot + "/" + d.lower})
+	}
 	for _, d := range extra {
-		o = append(o, guestOverlay{d, strings.TrimPrefix(filepath.Clean(d), "/")})
+		d = filepath.Clean(d)
+		o = append(o, guestOverlay{d, guestHostDirs + d})
 	}
 	return o
 }
 
-// hostRootImage returns an ext4 image of the host's userland and the extra
-// host directories, building it into the cache when the cached one may be
-// stale: it is keyed by the directories, the exclusions and the times dpkg's
-// database and each directory last changed.
-func hostRootImage(ctx context.Context, cache string, extra []string, log io.Writer) (string, error) {
+// hostDirsImage builds this run's image of the --host-dir directories
+// into runDir (not cached: they are usually a test's own).
+func hostDirsImage(ctx context.Context, runDir string, dirs []string) (string, error) {
+	stage := filepath.Join(runDir, "host-dirs")
+	var size int64
+	for _, d := range dirs {
+		n, err := stageTree(d, filepath.Join(stage, d))
+		if err != nil {
+			return "", fmt.Errorf("--host-dir %s: %w", d, err)
+		}
+		size += n
+	}
+	img := filepath.Join(runDir, "host-dirs.ext4")
+	if err := mkext4(ctx, stage, img, size); err != nil {
+		return "", err
+	}
+	return img, os.RemoveAll(stage)
+}
+
+// mkext4 makes an ext4 image of dir, without a journal (it is mounted
+// read-only), with room for the metadata of size bytes of files: about one
+// 256-byte inode and one block per small file; 25% and 256 MiB over the
+// data cover it.
+func mkext4(ctx context.Context, dir, img string, size int64) error {
+	mib := size/(1<<20)*5/4 + 256
+	mk := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-E", "root_owner=0:0",
+		"-d", dir, img, fmt.Sprintf("%dM", mib))
+	if out, err := mk.CombinedOutput(); err != nil {
+		os.Remove(img)
+		return fmt.Errorf("mke2fs -d %s: %w\n%s", dir, err, out)
+	}
+	return nil
+}
+
+// hostRootImage returns an ext4 image of the host's userland, building it
+// into the cache when the cached one may be stale: it is keyed by the
+// exclusions and the times dpkg's database and the top directories last
+// changed.
+func hostRootImage(ctx context.Context, cache string, log io.Writer) (string, error) {
 	key := sha256.New()
 	fmt.Fprintln(key, "v1", strings.Join(hostRootExcludes, " "), strings.Join(hostEtc, " "))
-	for _, p := range append([]string{"/var/lib/dpkg/status", "/usr", "/usr/local/bin", "/usr/lib/node_modules"}, extra...) {
+	for _, p := range []string{"/var/lib/dpkg/status", "/usr", "/usr/local/bin", "/usr/lib/node_modules"} {
 		st, err := os.Stat(p)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
@@ -97,22 +143,16 @@ func hostRootImage(ctx context.Context, cache string, extra []string, log io.Wri
 	}
 	defer os.RemoveAll(stage)
 	var size int64
-	for _, src := range append(append([]string{"/usr"}, hostEtc...), extra...) {
+	for _, src := range append([]string{"/usr"}, hostEtc...) {
 		n, err := stageTree(src, filepath.Join(stage, src))
 		if err != nil {
 			return "", fmt.Errorf("host root: %w", err)
 		}
 		size += n
 	}
-	// Room for metadata: ext4 needs about one 256-byte inode and one block
-	// per small file; 25% and 256 MiB over the data cover it.
-	mib := size/(1<<20)*5/4 + 256
 	tmp := img + ".tmp"
-	mk := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-E", "root_owner=0:0",
-		"-d", stage, tmp, fmt.Sprintf("%dM", mib))
-	if out, err := mk.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("mke2fs -d %s: %w\n%s", stage, err, out)
+	if err := mkext4(ctx, stage, tmp, size); err != nil {
+		return "", err
 	}
 	if err := os.Rename(tmp, img); err != nil {
 		return "", err

@@ -109,7 +109,7 @@ Flags:
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for the whole run, build included")
 	fs.IntVar(&o.mem, "mem", 2048, "guest memory in `MiB`")
 	fs.IntVar(&o.cpus, "smp", 2, "guest CPUs")
-	fs.StringVar(&o.accel, "accel", "tcg", "QEMU accelerator: tcg, or kvm where nested virtualisation works")
+	fs.StringVar(&o.accel, "accel", "tcg", "QEMU accelerator: tcg (one host thread per vCPU), tcg-single (one host thread for all vCPUs), or kvm where nested virtualisation works")
 	fs.StringVar(&o.tags, "tags", "", "build `tags` for the test binaries")
 	fs.BoolVar(&o.verbose, "verbose", false, "show firmware and kernel boot output")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run directory (initramfs, binaries) and print its path")
@@ -117,8 +117,8 @@ Flags:
 		return nil, err
 	}
 	o.testArgs = fs.Args()
-	if o.accel != "tcg" && o.accel != "kvm" {
-		return nil, fmt.Errorf("--accel %q: want tcg or kvm", o.accel)
+	if o.accel != "tcg" && o.accel != "tcg-single" && o.accel != "kvm" {
+		return nil, fmt.Errorf("--accel %q: want tcg, tcg-single or kvm", o.accel)
 	}
 	return o, nil
 }
@@ -321,7 +321,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		}
 	}
 
-	var disk string
+	var disks, guestDisks []string
 	var overlays []guestOverlay
 	if o.hostRoot || len(o.hostDirs) > 0 {
 		var extra []string
@@ -332,8 +332,17 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 			}
 			extra = append(extra, abs)
 		}
-		if disk, err = hostRootImage(ctx, o.cache, extra, stdout); err != nil {
+		img, err := hostRootImage(ctx, o.cache, stdout)
+		if err != nil {
 			return exitHarness, "", err
+		}
+		disks, guestDisks = []string{img}, []string{guestHostRoot}
+		if len(extra) > 0 {
+			img, err := hostDirsImage(ctx, runDir, extra)
+			if err != nil {
+				return exitHarness, "", err
+			}
+			disks, guestDisks = append(disks, img), append(guestDisks, guestHostDirs)
 		}
 		if len(modules) == 0 {
 			for _, m := range kernelModules(kernel) {
@@ -346,7 +355,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 	}
 
 	marker := newMarker()
-	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares, overlays: overlays})
+	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares, disks: guestDisks, overlays: overlays})
 	initrd := filepath.Join(runDir, "initrd.cpio")
 	var dirs []string
 	for _, t := range tests {
@@ -361,7 +370,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		kernel, float64(st.Size())/(1<<20), len(tests), tKernel.Seconds()+tBuild.Seconds(), tKernel.Seconds(), tBuild.Seconds())
 
 	res, err := runVM(ctx, "qemu-system-x86_64", qemuArgs(vmConfig{
-		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline, shares: shares, disk: disk,
+		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline, shares: shares, disks: disks,
 	}), marker, stdout, stderr, o.verbose)
 	if err != nil {
 		return exitHarness, "", err
