@@ -19,8 +19,9 @@ import (
 )
 
 // In the emulated VM, loading and verifying the BPF-LSM objects is almost
-// all of an `aigate run --backend lsm` with an embedded agent (16-28 s of
-// guest time per run). There, the lsm scenarios talk to one long-lived
+// all of an `aigate run --backend lsm` with an embedded agent (9-21 s of
+// guest time per run on 6.1, four times that on 6.12; 1-6 s through a
+// running agent). There, the lsm scenarios talk to one long-lived
 // `aigate agent --backend lsm` started once per test binary, as runs on a
 // machine with `sudo aigate setup` do; a run still creates, enforces and
 // ends its own sandbox through it. A scenario about the embedded agent
