@@ -109,7 +109,7 @@ Flags:
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for the whole run, build included")
 	fs.IntVar(&o.mem, "mem", 2048, "guest memory in `MiB`")
 	fs.IntVar(&o.cpus, "smp", 2, "guest CPUs")
-	fs.StringVar(&o.accel, "accel", "tcg", "QEMU accelerator: tcg (one host thread per vCPU), tcg-single (one host thread for all vCPUs), or kvm where nested virtualisation works")
+	fs.StringVar(&o.accel, "accel", "tcg-single", "QEMU accelerator: tcg-single (one host thread for all vCPUs), tcg (one host thread per vCPU), or kvm where nested virtualisation works")
 	fs.StringVar(&o.tags, "tags", "", "build `tags` for the test binaries")
 	fs.BoolVar(&o.verbose, "verbose", false, "show firmware and kernel boot output")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run directory (initramfs, binaries) and print its path")
