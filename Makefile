@@ -15,6 +15,9 @@ COMMIT    ?= $(shell git -c safe.directory='$(CURDIR)' rev-parse --short HEAD 2>
 LDFLAGS   := -s -w -X github.com/aigate-dev/aigate/internal/cli.version=$(VERSION) -X github.com/aigate-dev/aigate/internal/cli.commit=$(COMMIT)
 FUZZTIME  ?= 15s
 VMKERNEL  ?= 6.1
+# Kernels `make vmtest` boots in turn (Debian cloud kernel series, or
+# linux-image-* package names); a failure names the kernel.
+VMKERNELS ?= 6.1 6.12
 # Packages to test inside the VM; empty means every package whose tests
 # call testutil.SkipUnlessLSM (vmtest finds them).
 VMPKGS    ?=
@@ -143,8 +146,15 @@ mutate-ci: ## the breaks marked tier: ci (what make check runs; a few minutes)
 	$(MAKE) mutate MUTATEFLAGS='-tier ci'
 
 .PHONY: vmtest
-vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf (skips fail)
-	AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $(VMKERNEL) --bin $(BIN) $(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1
+vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf, once per kernel of VMKERNELS (skips fail)
+	@failed=""; for k in $(VMKERNELS); do \
+		echo "vmtest: ==== kernel $$k"; start=$$(date +%s); \
+		AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 20m --host-root --bin $(BIN) $(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1 \
+			|| failed="$$failed $$k"; \
+		echo "vmtest: ==== kernel $$k done in $$(( $$(date +%s) - start ))s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "vmtest: FAILED on kernel(s):$$failed"; exit 1; fi; \
+	echo "vmtest: passed on kernels $(VMKERNELS)"
 
 .PHONY: vmtest-smoke
 vmtest-smoke: ## the VM harness's own smoke tests (boots QEMU)

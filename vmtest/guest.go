@@ -22,6 +22,12 @@ type initConfig struct {
 	// modules are loaded in order before shares are mounted.
 	modules []string
 	shares  []guestShare
+	// disks are mounted read-only in order: /dev/vda on the first path,
+	// /dev/vdb on the second (see hostroot.go).
+	disks []string
+	// overlays lay the disks' directories under the guest's; empty
+	// without --host-root.
+	overlays []guestOverlay
 }
 
 // guestShare is a virtiofs mount in the guest.
@@ -63,6 +69,19 @@ func initScript(c initConfig) string {
 	}
 	for _, s := range c.shares {
 		w("mkdir -p %s && mount -t virtiofs -o ro %s %s || echo \"${M}mountfail \"%s", shQuote(s.path), shQuote(s.tag), shQuote(s.path), shQuote(s.path))
+	}
+	for i, d := range c.disks {
+		w(`mkdir -p %s && mount -t ext4 -o ro /dev/vd%c %s || echo "${M}mountfail "%s`, shQuote(d), 'a'+i, shQuote(d), shQuote(d))
+	}
+	for i, o := range c.overlays {
+		up := fmt.Sprintf("/run/hostroot/%d", i)
+		w(`mkdir -p %s %s/u %s/w && mount -t overlay overlay -o %s %s || echo "${M}mountfail "%s`,
+			shQuote(o.dir), up, up, shQuote("lowerdir="+o.dir+":"+o.lower+",upperdir="+up+"/u,workdir="+up+"/w"), shQuote(o.dir), shQuote(o.dir))
+	}
+	if len(c.overlays) > 0 {
+		// The loader's cache, alternatives links, certificates; the
+		// guest's own passwd, group and hosts stay.
+		w("cp -a %s/etc/. /etc/", guestHostRoot)
 	}
 	w("ip link set lo up")
 	w("hostname vmtest")

@@ -127,10 +127,15 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 	return findVmlinuz(dir)
 }
 
-// virtiofsModules are the modules that mounting a virtiofs share needs, in
-// load order (each after its dependencies). Debian's cloud kernels build
-// them as modules; a kernel that builds one in simply lacks its file.
-var virtiofsModules = []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "fuse", "virtiofs"}
+// virtiofsModules are the modules that mounting a virtiofs share or the
+// host root image (virtio_blk, overlay) needs, in load order (each after
+// its dependencies). Debian's cloud kernels build them as modules; a kernel
+// that builds one in simply lacks its file.
+var virtiofsModules = []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "fuse", "virtiofs", "virtio_blk", "overlay"}
+
+// modulesStamp, in a cache entry's modules directory, lists the modules it
+// was made for: an entry made for fewer is downloaded again.
+const modulesStamp = "LIST"
 
 // keepModules copies virtiofsModules from the unpacked package root into
 // dst, decompressing them because busybox's insmod may not.
@@ -173,7 +178,7 @@ func keepModules(ctx context.Context, root, dst string) error {
 			return err
 		}
 	}
-	return nil
+	return os.WriteFile(filepath.Join(dst, modulesStamp), []byte(strings.Join(virtiofsModules, " ")), 0o644)
 }
 
 // kernelModules lists the virtiofs modules cached next to a kernel image,
@@ -191,8 +196,12 @@ func kernelModules(vmlinuz string) []string {
 
 // cachedKernel returns the kernel image in a complete cache entry.
 func cachedKernel(dir string) (string, error) {
-	if _, err := os.Stat(filepath.Join(dir, "modules")); err != nil {
+	stamp, err := os.ReadFile(filepath.Join(dir, "modules", modulesStamp))
+	if err != nil {
 		return "", err
+	}
+	if string(stamp) != strings.Join(virtiofsModules, " ") {
+		return "", errors.New("cached for other modules")
 	}
 	return findVmlinuz(dir)
 }

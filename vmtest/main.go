@@ -40,6 +40,8 @@ type options struct {
 	cmdline  listFlag
 	shares   listFlag
 	tools    listFlag
+	hostDirs listFlag
+	hostRoot bool
 	kernel   string
 	cache    string
 	timeout  time.Duration
@@ -99,13 +101,15 @@ Flags:
 	fs.Var(&o.env, "env", "`KEY=VALUE` to set for the tests (repeatable)")
 	fs.Var(&o.shares, "share", "host `dir[:guestpath]` to mount read-only in the guest over virtiofs (repeatable; default guest path: the same)")
 	fs.Var(&o.tools, "host-tool", "host `program` to copy into /usr/local/bin with its shared libraries (repeatable; default: ip; none: no tools)")
+	fs.BoolVar(&o.hostRoot, "host-root", false, "lay the host's /usr (with /bin, /lib, /sbin) under the guest's, read-only from a cached ext4 image with a tmpfs overlay: bash, python3, git, node... run in the guest")
+	fs.Var(&o.hostDirs, "host-dir", "host `dir` to add to the --host-root image, laid over the same path in the guest (repeatable; implies --host-root), e.g. an npm prefix")
 	fs.Var(&o.cmdline, "append", "extra kernel `parameter` (repeatable)")
 	fs.StringVar(&o.kernel, "kernel", "6.1", "kernel: 6.1, 6.12 (newest Debian cloud kernel of that series), a linux-image-* package, or a vmlinuz path")
 	fs.StringVar(&o.cache, "cache", defaultCache(), "cache `dir` for kernels and the initramfs base (env AIGATE_VMTEST_CACHE)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for the whole run, build included")
 	fs.IntVar(&o.mem, "mem", 2048, "guest memory in `MiB`")
 	fs.IntVar(&o.cpus, "smp", 2, "guest CPUs")
-	fs.StringVar(&o.accel, "accel", "tcg", "QEMU accelerator: tcg, or kvm where nested virtualisation works")
+	fs.StringVar(&o.accel, "accel", "tcg-single", "QEMU accelerator: tcg-single (one host thread for all vCPUs), tcg (one host thread per vCPU), or kvm where nested virtualisation works")
 	fs.StringVar(&o.tags, "tags", "", "build `tags` for the test binaries")
 	fs.BoolVar(&o.verbose, "verbose", false, "show firmware and kernel boot output")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run directory (initramfs, binaries) and print its path")
@@ -113,8 +117,8 @@ Flags:
 		return nil, err
 	}
 	o.testArgs = fs.Args()
-	if o.accel != "tcg" && o.accel != "kvm" {
-		return nil, fmt.Errorf("--accel %q: want tcg or kvm", o.accel)
+	if o.accel != "tcg" && o.accel != "tcg-single" && o.accel != "kvm" {
+		return nil, fmt.Errorf("--accel %q: want tcg, tcg-single or kvm", o.accel)
 	}
 	return o, nil
 }
@@ -317,8 +321,41 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		}
 	}
 
+	var disks, guestDisks []string
+	var overlays []guestOverlay
+	if o.hostRoot || len(o.hostDirs) > 0 {
+		var extra []string
+		for _, d := range o.hostDirs {
+			abs, err := filepath.Abs(d)
+			if err != nil || !isDir(abs) {
+				return exitUsage, "", fmt.Errorf("--host-dir %s: not a directory", d)
+			}
+			extra = append(extra, abs)
+		}
+		img, err := hostRootImage(ctx, o.cache, stdout)
+		if err != nil {
+			return exitHarness, "", err
+		}
+		disks, guestDisks = []string{img}, []string{guestHostRoot}
+		if len(extra) > 0 {
+			img, err := hostDirsImage(ctx, runDir, extra)
+			if err != nil {
+				return exitHarness, "", err
+			}
+			disks, guestDisks = append(disks, img), append(guestDisks, guestHostDirs)
+		}
+		if len(modules) == 0 {
+			for _, m := range kernelModules(kernel) {
+				g := "/lib/modules/vmtest/" + filepath.Base(m)
+				files = append(files, guestFile{host: m, guest: g})
+				modules = append(modules, g)
+			}
+		}
+		overlays = hostRootOverlays(extra)
+	}
+
 	marker := newMarker()
-	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares})
+	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares, disks: guestDisks, overlays: overlays})
 	initrd := filepath.Join(runDir, "initrd.cpio")
 	var dirs []string
 	for _, t := range tests {
@@ -333,7 +370,7 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		kernel, float64(st.Size())/(1<<20), len(tests), tKernel.Seconds()+tBuild.Seconds(), tKernel.Seconds(), tBuild.Seconds())
 
 	res, err := runVM(ctx, "qemu-system-x86_64", qemuArgs(vmConfig{
-		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline, shares: shares,
+		kernel: kernel, initrd: initrd, accel: o.accel, memMB: o.mem, cpus: o.cpus, cmdline: o.cmdline, shares: shares, disks: disks,
 	}), marker, stdout, stderr, o.verbose)
 	if err != nil {
 		return exitHarness, "", err

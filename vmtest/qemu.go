@@ -18,11 +18,12 @@ import (
 type vmConfig struct {
 	kernel  string
 	initrd  string
-	accel   string // "tcg" (the only accelerator that works on the nested hosts we use) or "kvm"
+	accel   string // "tcg" or "tcg-single" (the only accelerator that works on the nested hosts we use) or "kvm"
 	memMB   int
 	cpus    int
 	cmdline []string // extra kernel parameters
 	shares  []hostShare
+	disks   []string // images attached read-only as the guest's vda, vdb... (--host-root, --host-dir)
 }
 
 // kernelCmdline returns the kernel parameters: BPF in the LSM list is the
@@ -49,8 +50,14 @@ func kernelCmdline(extra []string) string {
 // qemuArgs builds the qemu-system-x86_64 arguments.
 func qemuArgs(c vmConfig) []string {
 	accel := c.accel
-	if accel == "tcg" {
+	switch accel {
+	case "tcg":
 		accel = "tcg,thread=multi"
+	case "tcg-single":
+		// The vCPUs take turns on one host thread: kernel text patched by
+		// one vCPU is never stale on another (6.12 oopsed on a stray
+		// int3 under thread=multi, see README.md).
+		accel = "tcg,thread=single"
 	}
 	cpu := "max"
 	if c.accel == "kvm" {
@@ -68,6 +75,9 @@ func qemuArgs(c vmConfig) []string {
 		"-kernel", c.kernel,
 		"-initrd", c.initrd,
 		"-append", kernelCmdline(c.cmdline),
+	}
+	for _, d := range c.disks {
+		args = append(args, "-drive", "file="+d+",if=virtio,format=raw,readonly=on")
 	}
 	if len(c.shares) > 0 {
 		// vhost-user devices need guest memory that virtiofsd can map.

@@ -113,3 +113,18 @@ func TestSmokeShare(t *testing.T) {
 		t.Error("the guest wrote into the shared host directory")
 	}
 }
+
+func TestSmokeHostRoot(t *testing.T) {
+	requireSmoke(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/hello.js", []byte("console.log('node', process.version)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := smoke(t, []string{"--host-dir", dir, "--env", "SMOKE_HOST_DIR=" + dir}, "-test.v", "-test.run", "TestHostRoot")
+	if code != exitOK || !strings.Contains(out, "--- PASS: TestHostRoot") {
+		t.Errorf("exit code %d; TestHostRoot did not pass in the guest", code)
+	}
+	if _, err := os.Stat("/usr/lib/written-by-guest"); err == nil {
+		t.Error("the guest wrote into the host's /usr")
+	}
+}

@@ -171,7 +171,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(o.pkgs, " ") != "./a ./b" || o.timeout.Seconds() != 30 || o.kernel != "6.1" {
+	if strings.Join(o.pkgs, " ") != "./a ./b" || o.timeout.Seconds() != 30 || o.kernel != "6.1" || o.accel != "tcg-single" {
 		t.Errorf("options = %+v", o)
 	}
 	if strings.Join(o.testArgs, " ") != "-test.v -test.run TestX" {

@@ -52,6 +52,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	code := m.Run()
+	stopSharedAgent()
 	if aigateBuilt != "" {
 		os.RemoveAll(aigateBuilt)
 	}

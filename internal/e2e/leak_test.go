@@ -22,6 +22,7 @@ import (
 // or detach the programs.
 func TestE2ENoDescriptorLeaks(t *testing.T) {
 	eachBackend(t, func(t *testing.T, w *world) {
+		w.embedded() // the agent's descriptors must be in the forking process
 		w.defaults()
 		// ls, not a Go helper: a Go program's runtime opens descriptors
 		// of its own (cgroup CPU files, epoll) before main.

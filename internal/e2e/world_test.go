@@ -69,21 +69,18 @@ func eachBackend(t *testing.T, f func(t *testing.T, w *world)) {
 }
 
 // inVM reports whether this runs in vmtest's guest. The guest is emulated:
-// there, an aigate run with the lsm backend takes 16-28 s (57-70 s before
-// the LSM programs walked dentries with bpf_loop: almost all of it is the
-// embedded agent loading and verifying the BPF-LSM objects), so only the
-// scenarios marked for the VM run in it. The others exercise run's own plumbing, the same for both
-// backends, on the host.
+// there every lsm scenario runs, through the shared agent (agent_test.go),
+// and the fanotify variants run only where marked for the VM (they all run
+// on the host, in make test-kernel, where a skip fails).
 func inVM() bool { return os.Getenv("AIGATE_VMTEST") == "1" }
 
-// eachBackendVM is eachBackend for a scenario that also runs in the VM
-// when vm is true.
+// eachBackendVM is eachBackend for a scenario whose fanotify variant also
+// runs in the VM when vm is true. The lsm variant always runs there.
 func eachBackendVM(t *testing.T, vm bool, f func(t *testing.T, w *world)) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			if inVM() && !vm {
-				// skip-ok: runs on the host, where a skip fails (like testutil.HostOnly).
-				t.Skip("not run in the emulated VM (about a minute per LSM run); runs on the host")
+			if inVM() && !vm && b.name != "lsm" {
+				testutil.HostOnly(t)
 			}
 			b.ready(t)
 			f(t, newWorld(t, b.name))
@@ -93,7 +90,8 @@ func eachBackendVM(t *testing.T, vm bool, f func(t *testing.T, w *world)) {
 
 // world is a user's machine for one scenario: a home, a project in it, a
 // bin directory first on PATH, and an agent socket of its own (aigate run
-// embeds an agent on it: never the machine's).
+// embeds an agent on it: never the machine's), or in the VM the shared lsm
+// agent's (see agent_test.go).
 type world struct {
 	t       *testing.T
 	backend string
@@ -102,6 +100,7 @@ type world struct {
 	proj    string
 	bindir  string
 	sock    string
+	shared  bool // sock is the shared agent's
 	events  string
 	env     []string
 }
@@ -117,6 +116,9 @@ func newWorld(t *testing.T, backend string) *world {
 		bindir:  filepath.Join(base, "bin"),
 		sock:    filepath.Join(base, "aigate.sock"),
 		events:  filepath.Join(base, "events.jsonl"),
+	}
+	if useSharedAgent(backend) {
+		w.sock, w.shared = sharedAgentSocket(t), true
 	}
 	w.proj = filepath.Join(w.home, "proj")
 	for _, d := range []string{w.proj, w.bindir} {
@@ -426,6 +428,13 @@ func (w *world) assertClean(pid int, evs []event) {
 			w.t.Fatal(err)
 		}
 		left = append(left, owned...)
+		if w.shared {
+			owned, err := SandboxesOf(sharedAgentPID())
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			left = append(left, owned...)
+		}
 		for n := range names {
 			if _, err := os.Stat(filepath.Join(root, sandbox.DefaultParent, n)); err == nil {
 				left = append(left, n)

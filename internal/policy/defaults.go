@@ -366,6 +366,7 @@ allow_loopback: own
 #   max_memory: 4G
 #   max_cpu_percent: 200     # 100 = one CPU
 #   max_pids: 1024
+#   if_unavailable: warn     # or refuse: no run where cgroup v2 cannot apply them
 
 # Secrets to mask in the agent's terminal output (Go regular expressions).
 # mask_output:

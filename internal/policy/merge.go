@@ -163,6 +163,10 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 		p.Limits.MaxMemory = mergeLimit(p.Limits.MaxMemory, l.MaxMemory, lines.MaxMemory, "max_memory", loosen)
 		p.Limits.MaxCPUPercent = mergeLimit(p.Limits.MaxCPUPercent, l.MaxCPUPercent, lines.MaxCPUPercent, "max_cpu_percent", loosen)
 		p.Limits.MaxPIDs = mergeLimit(p.Limits.MaxPIDs, l.MaxPIDs, lines.MaxPIDs, "max_pids", loosen)
+		if lines.IfUnavailable != 0 && l.Required != p.Limits.Required &&
+			(l.Required || loosen(lines.IfUnavailable, "resource_limits.if_unavailable: warn")) {
+			p.Limits.Required = l.Required
+		}
 	}
 }
 

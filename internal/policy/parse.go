@@ -27,7 +27,7 @@ var Keys = []string{
 }
 
 var (
-	limitKeys = []string{"max_memory", "max_cpu_percent", "max_pids"}
+	limitKeys = []string{"max_memory", "max_cpu_percent", "max_pids", "if_unavailable"}
 	dnsKeys   = []string{"min_ttl", "max_ttl"}
 )
 
@@ -358,6 +358,14 @@ func (p *parser) limits(key string, v *yaml.Node) {
 			continue
 		}
 		s := strings.TrimSpace(val.Value)
+		if kv.key == "resource_limits.if_unavailable" {
+			if s != "warn" && s != "refuse" {
+				p.errorf(val, "write warn (run without the limit, saying so) or refuse (do not run)", "%s must be warn or refuse, not %q", kv.key, val.Value)
+				continue
+			}
+			lim.Required, lines.IfUnavailable = s == "refuse", val.Line
+			continue
+		}
 		if s == "unlimited" {
 			s = "0"
 		}

@@ -72,7 +72,7 @@ mask_output:
 	if *c.DNS != (DNS{30 * time.Second, time.Hour}) || c.DNSLine != 23 {
 		t.Errorf("dns %+v:%d", *c.DNS, c.DNSLine)
 	}
-	if *c.ResourceLimits != (ResourceLimits{4 << 30, 150, 0}) || c.LimitLines != (LimitLines{27, 28, 29}) {
+	if *c.ResourceLimits != (ResourceLimits{MaxMemory: 4 << 30, MaxCPUPercent: 150}) || c.LimitLines != (LimitLines{MaxMemory: 27, MaxCPUPercent: 28, MaxPIDs: 29}) {
 		t.Errorf("limits %+v %+v", *c.ResourceLimits, c.LimitLines)
 	}
 	if len(c.MaskOutput) != 1 || c.MaskOutput[0].Source.Line != 31 {
@@ -160,7 +160,7 @@ func TestParseErrors(t *testing.T) {
 		{"tiny memory", "resource_limits:\n  max_memory: 512\n", `~/.aigate/config.yaml:2: resource_limits.max_memory "512" is less than 1M`},
 		{"negative pids", "resource_limits:\n  max_pids: -1\n",
 			`~/.aigate/config.yaml:2: resource_limits.max_pids must be a whole number from 0 (unlimited) to 4194304, not "-1"`},
-		{"limits list", "resource_limits: [1]\n", `~/.aigate/config.yaml:1: resource_limits must be a mapping with the keys max_memory, max_cpu_percent, max_pids, not a list`},
+		{"limits list", "resource_limits: [1]\n", `~/.aigate/config.yaml:1: resource_limits must be a mapping with the keys max_memory, max_cpu_percent, max_pids, if_unavailable, not a list`},
 		{"cpu bool", "resource_limits:\n  max_cpu_percent: true\n", `~/.aigate/config.yaml:2: resource_limits.max_cpu_percent must be a number, not the boolean true`},
 		{"duration", "dns:\n  min_ttl: 30\n",
 			`~/.aigate/config.yaml:2: dns.min_ttl must be a duration, not the number 30 (write a duration with a unit, e.g. 30s, 5m or 1h)`},

@@ -98,6 +98,9 @@ type ResourceLimits struct {
 	MaxMemory     uint64 // bytes
 	MaxCPUPercent uint32 // 100 = one full CPU
 	MaxPIDs       uint32
+	// Required (resource_limits.if_unavailable: refuse) makes a limit the
+	// cgroup v2 hierarchy cannot apply refuse the run; otherwise it warns.
+	Required bool
 }
 
 // Config is one parsed configuration file, before merging. Pointer fields are
@@ -165,6 +168,7 @@ type LimitLines struct {
 	MaxMemory     int
 	MaxCPUPercent int
 	MaxPIDs       int
+	IfUnavailable int
 }
 
 // DNS configures how long the DNS proxy keeps resolved allow_net addresses:

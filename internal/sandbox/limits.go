@@ -39,11 +39,14 @@ func limitsFor(l policy.ResourceLimits) []limit {
 	return out
 }
 
-// applyLimits writes the policy's resource limits into g. A controller that
-// the cgroup v2 hierarchy does not offer (on hybrid systems it is often
-// bound to cgroup v1) yields a warning: the sandbox's confinement does not
-// depend on it. A controller that exists but refuses the limit is an error,
-// because the user asked for a limit that would silently not hold.
+// applyLimits writes the policy's resource limits into g. Limits whose
+// controller the cgroup v2 hierarchy does not offer (on hybrid systems it
+// is bound to cgroup v1) make one short warning, or an error when the
+// policy requires them (resource_limits.if_unavailable: refuse): the
+// sandbox's confinement does not depend on them, but a limit that does not
+// hold must never look applied. A controller that exists but refuses the
+// limit is an error, because the user asked for a limit that would
+// silently not hold.
 func applyLimits(root string, g *cgroup.Group, l policy.ResourceLimits) ([]string, error) {
 	limits := limitsFor(l)
 	if len(limits) == 0 {
@@ -53,23 +56,31 @@ func applyLimits(root string, g *cgroup.Group, l policy.ResourceLimits) ([]strin
 	if err != nil {
 		return nil, err
 	}
-	var warnings []string
+	var missing, ctls []string
 	for _, lim := range limits {
 		if !slices.Contains(available, lim.controller) {
-			warnings = append(warnings, fmt.Sprintf(
-				"%s (%s=%s) not applied: the cgroup v2 hierarchy at %s has no %s controller (on this system it is probably bound to a cgroup v1 hierarchy; boot with systemd.unified_cgroup_hierarchy=1 to move it)",
-				lim.what, lim.file, lim.value, root, lim.controller))
-			continue
+			missing = append(missing, lim.file+"="+lim.value)
+			ctls = append(ctls, lim.controller)
 		}
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("resource limits (%s) cannot apply: cgroup v2 has no %s controller here (bound to cgroup v1)",
+			strings.Join(missing, ", "), strings.Join(ctls, ", "))
+		if l.Required {
+			return nil, fmt.Errorf("%s; resource_limits.if_unavailable is refuse", msg)
+		}
+		return []string{msg + "; running without them (resource_limits.if_unavailable: refuse to refuse instead)"}, nil
+	}
+	for _, lim := range limits {
 		if err := enablePath(root, g.Path, lim.controller); err != nil {
-			return warnings, fmt.Errorf("apply %s: %w", lim.what, err)
+			return nil, fmt.Errorf("apply %s: %w", lim.what, err)
 		}
 		f := filepath.Join(g.Path, lim.file)
 		if err := os.WriteFile(f, []byte(lim.value), 0); err != nil {
-			return warnings, fmt.Errorf("apply %s: write %q to %s: %w", lim.what, lim.value, f, err)
+			return nil, fmt.Errorf("apply %s: write %q to %s: %w", lim.what, lim.value, f, err)
 		}
 	}
-	return warnings, nil
+	return nil, nil
 }
 
 // enablePath enables controller in cgroup.subtree_control of every ancestor

@@ -335,12 +335,27 @@ func TestLimits(t *testing.T) {
 			}
 			continue
 		}
-		found := false
-		for _, w := range sb.Warnings {
-			found = found || strings.Contains(w, "no "+ctl+" controller") && strings.Contains(w, files[ctl]+"="+val)
+		// One warning says it for every missing controller.
+		if len(sb.Warnings) != 1 || !strings.Contains(sb.Warnings[0], ctl) || !strings.Contains(sb.Warnings[0], files[ctl]+"="+val) {
+			t.Errorf("want one warning naming the missing %s controller and %s=%s: %q", ctl, files[ctl], val, sb.Warnings)
 		}
-		if !found {
-			t.Errorf("no warning for the missing %s controller: %q", ctl, sb.Warnings)
+	}
+	// if_unavailable: refuse turns the warning into a refusal, leaving nothing.
+	if len(sb.Warnings) > 0 {
+		p.Limits.Required = true
+		_, err := Create(context.Background(), Config{Backend: &fakeBackend{}, Policy: p, Parent: parent})
+		if err == nil || !strings.Contains(err.Error(), "if_unavailable is refuse") {
+			t.Errorf("required limits that cannot apply: %v, want a refusal", err)
+		}
+		entries, _ := os.ReadDir(filepath.Join(root, parent))
+		var dirs []string
+		for _, e := range entries {
+			if e.IsDir() {
+				dirs = append(dirs, e.Name())
+			}
+		}
+		if len(dirs) != 1 { // the first sandbox only
+			t.Errorf("a refused sandbox left cgroups: %v", dirs)
 		}
 	}
 }
