@@ -51,7 +51,13 @@ func unreachableUnix(e *events.Event) bool {
 		return false
 	}
 	var st unix.Stat_t
-	err := unix.Stat(filepath.Join(base, e.Path), &st)
+	// Not filepath.Join: it would clean "cwd/../x" lexically, to a path
+	// beside /proc/PID instead of beside the process's directory. The
+	// kernel resolves the name as the process did.
+	err := unix.Stat(base+"/"+e.Path, &st)
+	if base == "" {
+		err = unix.Stat(e.Path, &st)
+	}
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return true
 	}

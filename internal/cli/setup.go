@@ -137,8 +137,8 @@ func ResetAgentPlan() []string {
 		}
 	}
 	if uid := os.Geteuid(); uid == 0 {
-		if n := len(sandboxCgroups()); n > 0 {
-			out = append(out, fmt.Sprintf("sandbox cgroups in %s whose owner has died (%d there now)", filepath.Join(cgroupRoot(), sandbox.DefaultParent), n))
+		if n := len(sandbox.Abandoned(sandbox.DefaultParent)); n > 0 {
+			out = append(out, fmt.Sprintf("%d sandbox cgroup(s) in %s whose owner has died", n, filepath.Join(cgroupRoot(), sandbox.DefaultParent)))
 		}
 	} else if n := ownSandboxes(uid); n > 0 {
 		// A user sees and counts only their own sandboxes, as in status.

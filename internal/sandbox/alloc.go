@@ -124,6 +124,26 @@ func Sweep(parent string) ([]string, error) {
 	return notes, err
 }
 
+// Abandoned lists the sandboxes below parent (relative to the cgroup v2
+// mount) whose owner and adopter are both gone: what Sweep would remove
+// now. Live sandboxes, another run's or agent's, are not listed.
+func Abandoned(parent string) []string {
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return nil
+	}
+	dir := filepath.Join(root, parent)
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		if _, owner, ok := ParseName(e.Name()); ok && e.IsDir() &&
+			!pidAlive(owner) && !adopterAlive(filepath.Join(dir, e.Name())) {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
 // sweep removes stale sandboxes in dir and returns the IDs still in use. A
 // stale sandbox that cannot be removed keeps its ID and is reported in the
 // notes: it must not stop a new sandbox from starting. The caller holds the
