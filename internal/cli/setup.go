@@ -138,7 +138,7 @@ func ResetAgentPlan() []string {
 	}
 	if uid := os.Geteuid(); uid == 0 {
 		if n := len(sandbox.Abandoned(sandbox.DefaultParent)); n > 0 {
-			out = append(out, fmt.Sprintf("%d sandbox cgroup(s) in %s whose owner has died", n, filepath.Join(cgroupRoot(), sandbox.DefaultParent)))
+			out = append(out, fmt.Sprintf("sandbox cgroups in %s whose owner has died (%d)", filepath.Join(cgroupRoot(), sandbox.DefaultParent), n))
 		}
 	} else if n := ownSandboxes(uid); n > 0 {
 		// A user sees and counts only their own sandboxes, as in status.
