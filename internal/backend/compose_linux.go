@@ -9,6 +9,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
 )
 
 // netPart is what Composite needs of *egress.Egress; tests substitute it.
@@ -105,6 +106,16 @@ func (c *Composite) Unenforced(sb *enforce.Sandbox) []string {
 		return l.Unenforced(sb)
 	}
 	return nil
+}
+
+// UnixSockets implements enforce.UnixSockets: the file part's when it
+// confines unix sockets itself (the LSM, whose network object then skips
+// them), otherwise the network object's cgroup connect_unix programs.
+func (c *Composite) UnixSockets() string {
+	if u, ok := c.files.(enforce.UnixSockets); ok {
+		return u.UnixSockets()
+	}
+	return loader.UnixSocketEnforcement()
 }
 
 // Flush implements enforce.Flusher: forward passes every event of both
