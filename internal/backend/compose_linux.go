@@ -41,7 +41,10 @@ type Composite struct {
 	closeErr  error
 }
 
-var _ enforce.Backend = (*Composite)(nil)
+var (
+	_ enforce.Backend     = (*Composite)(nil)
+	_ enforce.UnixSockets = (*Composite)(nil)
+)
 
 func compose(files enforce.Backend, net netPart) *Composite {
 	c := &Composite{files: files, net: net, out: make(chan events.Event, 256), done: make(chan struct{})}

@@ -80,7 +80,10 @@ type LSM struct {
 	closed    bool
 }
 
-var _ enforce.Backend = (*LSM)(nil)
+var (
+	_ enforce.Backend     = (*LSM)(nil)
+	_ enforce.UnixSockets = (*LSM)(nil)
+)
 
 // lsmSandboxState is what Add wrote for one sandbox, so Remove can undo it.
 type lsmSandboxState struct {
