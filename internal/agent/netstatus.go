@@ -4,7 +4,7 @@ package agent
 
 import (
 	"github.com/aigate-dev/aigate/internal/egress"
-	"github.com/aigate-dev/aigate/internal/loader"
+	"github.com/aigate-dev/aigate/internal/enforce"
 )
 
 // netStatuser is implemented by a backend with an egress part
@@ -15,17 +15,12 @@ type netStatuser interface {
 	NetStatus(id uint32) (egress.Status, bool)
 }
 
-// unixSockets says how the backend confines unix-socket connections. The
-// BPF-LSM backend checks the peer socket itself (unix_stream_connect,
-// unix_may_send); otherwise a backend with an egress part runs loader's
-// network object, which confines them by socket name whenever the kernel
-// has the cgroup unix hooks. Another backend (a test's fake) does not say.
+// unixSockets says how the backend confines unix-socket connections, as
+// the backend declares it (enforce.UnixSockets); a backend that does not
+// say (a test's fake without an egress part) gets "".
 func (a *Agent) unixSockets() string {
-	if _, ok := a.be.(netStatuser); !ok {
-		return ""
+	if u, ok := a.be.(enforce.UnixSockets); ok {
+		return u.UnixSockets()
 	}
-	if a.be.Name() == "lsm" {
-		return "BPF LSM unix_stream_connect/unix_may_send: by peer (a socket created in the same sandbox, or under an allow_unix path)"
-	}
-	return loader.UnixSocketEnforcement()
+	return ""
 }

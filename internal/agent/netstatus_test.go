@@ -20,6 +20,10 @@ type netFake struct {
 	modes map[uint32]egress.Mode
 }
 
+// UnixSockets is what backend.Composite says with a fanotify file part:
+// its network object's cgroup connect_unix programs.
+func (n *netFake) UnixSockets() string { return loader.UnixSocketEnforcement() }
+
 func (n *netFake) NetStatus(id uint32) (egress.Status, bool) {
 	m, ok := n.modes[id]
 	if !ok {

@@ -9,6 +9,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
 )
 
 // netPart is what Composite needs of *egress.Egress; tests substitute it.
@@ -40,7 +41,10 @@ type Composite struct {
 	closeErr  error
 }
 
-var _ enforce.Backend = (*Composite)(nil)
+var (
+	_ enforce.Backend     = (*Composite)(nil)
+	_ enforce.UnixSockets = (*Composite)(nil)
+)
 
 func compose(files enforce.Backend, net netPart) *Composite {
 	c := &Composite{files: files, net: net, out: make(chan events.Event, 256), done: make(chan struct{})}
@@ -135,6 +139,16 @@ func (c *Composite) Unenforced(sb *enforce.Sandbox) []string {
 		return l.Unenforced(sb)
 	}
 	return nil
+}
+
+// UnixSockets implements enforce.UnixSockets: the file part's when it
+// confines unix sockets itself (the LSM, whose network object then skips
+// them), otherwise the network object's cgroup connect_unix programs.
+func (c *Composite) UnixSockets() string {
+	if u, ok := c.files.(enforce.UnixSockets); ok {
+		return u.UnixSockets()
+	}
+	return loader.UnixSocketEnforcement()
 }
 
 // Flush implements enforce.Flusher: forward passes every event of both

@@ -11,6 +11,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
 )
 
 // part is a fake half of a Composite that records what it is asked.
@@ -132,5 +133,26 @@ func TestCompositeMergesEventsAndStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range c.Events() {
+	}
+}
+
+// peerPart is a file part that confines unix sockets itself, as the LSM does.
+type peerPart struct{ *part }
+
+func (peerPart) UnixSockets() string { return "by peer" }
+
+// The Composite says what its file part says about unix sockets, and
+// otherwise what its network object's cgroup programs do.
+func TestCompositeUnixSockets(t *testing.T) {
+	var log []string
+	c := compose(peerPart{newPart("files", &log)}, newPart("net", &log))
+	defer c.Close()
+	if got := c.UnixSockets(); got != "by peer" {
+		t.Errorf("with a peer-checking file part: %q", got)
+	}
+	c2 := compose(newPart("files", &log), newPart("net", &log))
+	defer c2.Close()
+	if got, want := c2.UnixSockets(), loader.UnixSocketEnforcement(); got != want {
+		t.Errorf("without: %q, want %q", got, want)
 	}
 }

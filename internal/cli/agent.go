@@ -23,8 +23,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-func init() { register(newAgentCmd) }
-
 // DefaultMetricsAddr is where the agent serves /metrics unless told
 // otherwise: loopback only, the counts are nobody else's business.
 const DefaultMetricsAddr = "127.0.0.1:9464"

@@ -10,16 +10,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// extraCommands are added by files that other parts of aigate own (run,
-// watch, the agent), from an init function, so that adding a command does
-// not mean editing this file.
-var extraCommands []func(*Factory) *cobra.Command
-
-// register adds a command constructor to the root command.
-func register(newCmd func(*Factory) *cobra.Command) {
-	extraCommands = append(extraCommands, newCmd)
-}
-
 // NewRootCmd builds the aigate command tree.
 func NewRootCmd(f *Factory) *cobra.Command {
 	root := &cobra.Command{
@@ -73,7 +63,10 @@ project). Start with:
 		return nil
 	}
 
-	root.AddCommand(
+	// Every command, in one list; a constructor returns nil where its
+	// command does not exist (the agent and watch outside Linux). Help
+	// sorts them by name.
+	for _, cmd := range []*cobra.Command{
 		newInitCmd(f),
 		newDenyCmd(f),
 		newAllowCmd(f),
@@ -83,9 +76,14 @@ project). Start with:
 		newDoctorCmd(f),
 		newResetCmd(f),
 		newVersionCmd(f),
-	)
-	for _, newCmd := range extraCommands {
-		root.AddCommand(newCmd(f))
+		newRunCmd(f),
+		newSetupCmd(f),
+		newAgentCmd(f),
+		newWatchCmd(f),
+	} {
+		if cmd != nil {
+			root.AddCommand(cmd)
+		}
 	}
 	markRunErrors(root)
 	return root

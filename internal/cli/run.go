@@ -30,8 +30,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-func init() { register(newRunCmd) }
-
 // runOptions are the inputs of `aigate run`.
 type runOptions struct {
 	Audit      bool

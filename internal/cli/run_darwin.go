@@ -22,8 +22,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-func init() { register(newRunCmd) }
-
 // runOptions are the inputs of `aigate run` on macOS.
 type runOptions struct {
 	Audit      bool

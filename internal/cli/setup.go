@@ -19,8 +19,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
-func init() { register(newSetupCmd) }
-
 // unitPath is where setup installs the agent's systemd unit.
 const unitPath = "/etc/systemd/system/aigate.service"
 

@@ -10,8 +10,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/darwin"
 )
 
-func init() { register(newSetupCmd) }
-
 func newSetupCmd(f *Factory) *cobra.Command {
 	return &cobra.Command{
 		Use:   "setup",

@@ -18,6 +18,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/testutil"
 	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 )
@@ -47,6 +48,9 @@ func (b *statusBackend) Remove(id uint32) error {
 func (b *statusBackend) Events() <-chan events.Event   { return b.ch }
 func (b *statusBackend) Stats() (enforce.Stats, error) { return enforce.Stats{}, nil }
 func (b *statusBackend) Close() error                  { b.once.Do(func() { close(b.ch) }); return nil }
+
+// UnixSockets is what backend.Composite says with a fanotify file part.
+func (b *statusBackend) UnixSockets() string { return loader.UnixSocketEnforcement() }
 func (b *statusBackend) NetStatus(id uint32) (egress.Status, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -9,13 +9,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	register(func(f *Factory) *cobra.Command {
-		return unsupportedCmd("run [flags] -- COMMAND [ARG...]", "Run a command in a sandbox (Linux and macOS only)")
-	})
-	register(func(f *Factory) *cobra.Command {
-		return unsupportedCmd("setup", "Prepare the machine for aigate run (Linux and macOS only)")
-	})
+// newRunCmd and newSetupCmd stand in for the Linux and macOS commands.
+func newRunCmd(f *Factory) *cobra.Command {
+	return unsupportedCmd("run [flags] -- COMMAND [ARG...]", "Run a command in a sandbox (Linux and macOS only)")
+}
+
+func newSetupCmd(f *Factory) *cobra.Command {
+	return unsupportedCmd("setup", "Prepare the machine for aigate run (Linux and macOS only)")
 }
 
 // errUnsupported says why nothing can be enforced here.

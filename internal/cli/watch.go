@@ -16,8 +16,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/events"
 )
 
-func init() { register(newWatchCmd) }
-
 type watchOptions struct {
 	Sandbox string
 	Kind    string

@@ -78,3 +78,11 @@ type Flusher interface {
 	// has been received, or dropped and counted as such.
 	Flush(ctx context.Context) (uint64, error)
 }
+
+// UnixSockets is implemented by a backend that confines unix-socket
+// connections. UnixSockets says how, in words for `aigate status` (the
+// hook and what it matches: the peer, or the socket's name), or why it
+// cannot ("none: ..."): the two ways do not protect equally.
+type UnixSockets interface {
+	UnixSockets() string
+}

@@ -80,7 +80,10 @@ type LSM struct {
 	closed    bool
 }
 
-var _ enforce.Backend = (*LSM)(nil)
+var (
+	_ enforce.Backend     = (*LSM)(nil)
+	_ enforce.UnixSockets = (*LSM)(nil)
+)
 
 // lsmSandboxState is what Add wrote for one sandbox, so Remove can undo it.
 type lsmSandboxState struct {
@@ -170,6 +173,12 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 
 // Name is "lsm".
 func (l *LSM) Name() string { return "lsm" }
+
+// UnixSockets implements enforce.UnixSockets: unix_stream_connect and
+// unix_may_send check the peer socket itself, which is exact.
+func (l *LSM) UnixSockets() string {
+	return "BPF LSM unix_stream_connect/unix_may_send: by peer (a socket created in the same sandbox, or under an allow_unix path)"
+}
 
 // SharedMaps returns the maps the network object shares (see SharedMaps).
 func (l *LSM) SharedMaps() SharedMaps {

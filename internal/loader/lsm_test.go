@@ -111,7 +111,7 @@ func helper(args []string) int {
 	case "ptrace", "environ", "mem", "kill", "vmread", "getfd", "child", "traceme":
 		err = procHelper(args)
 	case "mkdir", "symlink", "mkfifo", "opendeep":
-		err = reviewHelper(args)
+		err = pathHelper(args)
 	case "mmapexec", "mprotectexec", "mmapread", "mmapanon", "mmapserve":
 		err = mmapHelper(args)
 	case "mkcg":

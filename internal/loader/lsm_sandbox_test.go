@@ -1,0 +1,61 @@
+//go:build linux
+
+package loader
+
+import (
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+func TestLSMSandboxes(t *testing.T) {
+	dir := tempDir(t)
+	a := touch(t, dir+"/a")
+	b := touch(t, dir+"/b")
+	l := openLSM(t)
+	sbA := addSandbox(t, l, compiled(ruleSpec{policy.AccessRead, "paths", a}), policy.ModeEnforce)
+	sbB := addSandbox(t, l, compiled(ruleSpec{policy.AccessRead, "paths", b}), policy.ModeEnforce)
+	audit := addSandbox(t, l, compiled(ruleSpec{policy.AccessRead, "paths", a}), policy.ModeAudit)
+
+	expectDenied(t, l, sbA, events.KindFile, a, 1, "open", a, "r")
+	expectAllowed(t, sbA, "open", b, "r")
+	expectDenied(t, l, sbB, events.KindFile, b, 1, "open", b, "r")
+	expectAllowed(t, sbB, "open", a, "r")
+
+	// A cgroup created below the sandbox stays confined.
+	expectDenied(t, l, sbA, events.KindFile, a, 1, "mkcg", "open", a, "r")
+
+	// Audit: allowed and reported.
+	code, pid := run(t, audit, "open", a, "r")
+	if code != 0 {
+		t.Fatalf("open in audit sandbox: exit %d, want allowed", code)
+	}
+	ev := nextEvent(t, l)
+	if !ev.Audit || ev.Path != a || int(ev.TGID) != pid || ev.CgroupID != audit.g.ID {
+		t.Errorf("audit event %+v", ev)
+	}
+	noEvent(t, l)
+
+	st, err := l.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enforced, audited uint64
+	for _, c := range st.Violations {
+		if c.Op == events.OpRead && c.Audit {
+			audited += c.Value
+		} else if c.Op == events.OpRead {
+			enforced += c.Value
+		}
+	}
+	if enforced != 3 || audited != 1 {
+		t.Errorf("Stats: %d enforced and %d audited reads, want 3 and 1 (%+v)", enforced, audited, st)
+	}
+
+	// After Remove the cgroup is no longer confined.
+	if err := l.Remove(sbB.id); err != nil {
+		t.Fatal(err)
+	}
+	expectAllowed(t, sbB, "open", b, "r")
+}
