@@ -404,8 +404,23 @@ func (a *Agent) stats() (enforce.Stats, error) {
 	if err != nil {
 		return st, err
 	}
+	// Every refusal in st has its event produced already; once the pump
+	// has taken those, each quiet one among them is known, and none is
+	// reported as a violation by a scrape that came between the kernel's
+	// count and the pump (a counter must never go down afterwards).
+	if f, ok := a.be.(enforce.Flusher); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), statsFlushMax)
+		if n, err := f.Flush(ctx); err == nil {
+			_ = enforce.AwaitCount(ctx, a.pumped.Load, n)
+		}
+		cancel()
+	}
 	return a.quiet.adjust(st), nil
 }
+
+// statsFlushMax bounds how long a scrape waits for the events behind the
+// counters it read.
+const statsFlushMax = 200 * time.Millisecond
 
 // SandboxCount is how many sandboxes the agent runs.
 func (a *Agent) SandboxCount() int { return a.sandboxCount() }
