@@ -330,22 +330,53 @@ port=$(cut -d' ' -f2 %[1]s)`, portFile, b.tool("serve tcp "+addr))
 // this network namespace (/proc/net/udp).
 func localUDPPorts(t *testing.T) map[uint16]bool {
 	t.Helper()
+	out := map[uint16]bool{}
+	for p := range localUDPSockets(t) {
+		out[p] = true
+	}
+	return out
+}
+
+// socketInodes lists the inodes of the sockets process pid holds.
+func socketInodes(pid int) map[uint64]bool {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, _ := os.ReadDir(dir)
+	out := map[uint64]bool{}
+	for _, e := range entries {
+		link, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var inode uint64
+		if _, err := fmt.Sscanf(link, "socket:[%d]", &inode); err == nil {
+			out[inode] = true
+		}
+	}
+	return out
+}
+
+// localUDPSockets maps the UDP ports bound on 127.0.0.1 in this network
+// namespace to their socket inodes (/proc/net/udp).
+func localUDPSockets(t *testing.T) map[uint16]uint64 {
+	t.Helper()
 	data, err := os.ReadFile("/proc/net/udp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[uint16]bool{}
+	out := map[uint16]uint64{}
 	for _, l := range strings.Split(string(data), "\n")[1:] {
 		f := strings.Fields(l)
-		if len(f) < 2 {
+		if len(f) < 10 {
 			continue
 		}
 		addr, port, ok := strings.Cut(f[1], ":")
 		if !ok || addr != "0100007F" {
 			continue
 		}
-		if p, err := strconv.ParseUint(port, 16, 16); err == nil {
-			out[uint16(p)] = true
+		p, err := strconv.ParseUint(port, 16, 16)
+		inode, err2 := strconv.ParseUint(f[9], 10, 64)
+		if err == nil && err2 == nil {
+			out[uint16(p)] = inode
 		}
 	}
 	return out
@@ -380,11 +411,15 @@ func TestEscapeOtherSandboxProxy(t *testing.T) {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			_ = cmd.Wait()
 		})
-		// The audit sandbox's proxy: a new UDP socket on 127.0.0.1.
+		// The audit sandbox's proxy: a new UDP socket on 127.0.0.1 that
+		// the agent holds. (Agents of other tests running beside this one,
+		// as in CI's parallel packages, open proxies of their own; each of
+		// those refuses a client outside its own sandboxes by itself.)
 		var ports []uint16
 		for deadline := time.Now().Add(runLimit / 2); len(ports) == 0; {
-			for p := range localUDPPorts(t) {
-				if !before[p] {
+			held := socketInodes(b.agent.cmd.Process.Pid)
+			for p, inode := range localUDPSockets(t) {
+				if !before[p] && held[inode] {
 					ports = append(ports, p)
 				}
 			}
