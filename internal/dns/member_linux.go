@@ -50,9 +50,10 @@ func (m *memberCheck) close() error {
 	return m.diag.close()
 }
 
-// member reports whether p's socket belongs to the sandbox. A kernel that
-// does not report socket cgroups (before 5.9) cannot tell: the query is
-// answered, the kernel-side refusal being the only one.
+// member reports whether p's socket belongs to the sandbox; an error says
+// it cannot tell. A kernel that does not report socket cgroups (before 5.9)
+// cannot tell either: the query is answered, the kernel-side refusal being
+// the only one.
 func (m *memberCheck) member(p peer) (bool, error) {
 	proto := uint8(syscall.IPPROTO_UDP)
 	if p.tcp {

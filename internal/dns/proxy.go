@@ -359,7 +359,12 @@ func (p *Proxy) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 	c := peer{tcp: w.LocalAddr().Network() == "tcp", client: addrPort(w.RemoteAddr()), proxy: addrPort(w.LocalAddr())}
 	if p.members != nil {
 		// A proxy answers by its own sandbox's policy, to its sandbox only.
-		if ok, _ := p.members.member(c); !ok {
+		// Only a client the kernel reports in another cgroup is refused:
+		// where it cannot find the client's socket (6.1's UDP lookup
+		// misses unconnected sockets; a client that closed its socket
+		// already), the kernel's refusal of other sandboxes' proxy ports
+		// is the check that holds, as before Linux 5.9.
+		if ok, err := p.members.member(c); !ok && err == nil {
 			p.refused.Add(1)
 			p.strangers.Add(1)
 			_ = w.WriteMsg(new(mdns.Msg).SetRcode(req, mdns.RcodeRefused))
