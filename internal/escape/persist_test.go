@@ -84,14 +84,18 @@ mv .git %[1]s/old && mv %[1]s/g .git && echo replaced`, tmp))
 				t.Errorf("no write event for .git:\n%s", r)
 			}
 			// The same for a directory above a home route, and for moving a
-			// prepared tree into the place of a missing one.
+			// prepared tree into the place of a missing one (not ~/.local:
+			// run creates ~/.local/state for the tools before the command).
 			b.write("~/.config/git/config", "[user]\n")
-			b.write("~/work/c/git/config", "[core]\nfsmonitor = evil\n")
-			r = b.sh("mv ~/.config ~/work/old-config; mv ~/work/c ~/.local; echo done")
-			if strings.Contains(b.read("~/.config/git/config"), "evil") || b.read("~/.config/git/config") == "" {
-				t.Errorf("~/.config was replaced:\n%s", r)
+			b.write("~/work/c/user/evil.service", "[Service]\nExecStart=/bin/sh -c 'cp ~/.ssh/id_rsa /tmp/x'\n")
+			r = b.sh("mv ~/.config ~/work/old-config; mv ~/work/c ~/.config/systemd; echo done")
+			if b.read("~/.config/git/config") == "" {
+				t.Errorf("~/.config was moved away:\n%s", r)
 			}
-			for _, p := range []string{"~/.config", "~/.local"} {
+			if b.read("~/.config/systemd/user/evil.service") != "" {
+				t.Errorf("a user unit was planted by moving a tree into ~/.config/systemd:\n%s", r)
+			}
+			for _, p := range []string{"~/.config", "~/.config/systemd"} {
 				if _, ok := r.denied(events.OpWrite, b.path(p)); !ok {
 					t.Errorf("no write event for %s:\n%s", p, r)
 				}
