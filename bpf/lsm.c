@@ -650,10 +650,17 @@ SEC("lsm/task_kill")
 int BPF_PROG(aigate_task_kill, struct task_struct *p, struct kernel_siginfo *info, int sig,
 	     const struct cred *cred)
 {
-	__u64 cgroup_id;
+	__u64 cgroup_id, credv = 0;
 	struct sandbox *sb;
 
-	if (cred)
+	/*
+	 * Read cred as a number: the 6.12 verifier takes a pointer argument
+	 * for non-NULL and pruned `if (cred) return 0;` into returning 0
+	 * always (5 instructions verified, no signal ever refused), though
+	 * the kernel passes NULL for every ordinary kill.
+	 */
+	bpf_probe_read_kernel(&credv, sizeof(credv), &ctx[3]);
+	if (credv)
 		return 0;
 	sb = current_sandbox(&cgroup_id);
 	if (!sb || task_inside(p, cgroup_id))

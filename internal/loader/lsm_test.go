@@ -203,7 +203,8 @@ func addSandbox(t testing.TB, l *LSM, p *policy.Compiled, mode policy.Mode) *san
 func run(t testing.TB, sb *sandbox, args ...string) (int, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	// No preemption signals: a helper that asked to be traced stops on any.
+	cmd.Env = append(os.Environ(), helperEnv+"=1", "GODEBUG=asyncpreemptoff=1")
 	cmd.Stderr = os.Stderr
 	if sb != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(sb.fd.Fd())}
