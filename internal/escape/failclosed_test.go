@@ -3,7 +3,6 @@
 package escape
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -221,20 +220,10 @@ func (b *box) privateAgent() *agent {
 		_ = a.cmd.Process.Kill()
 		<-done
 	})
-	c := api.NewClient(a.sock)
-	deadline := time.Now().Add(runLimit)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := c.Status(ctx)
-		cancel()
-		if err == nil {
-			return a
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the private agent did not answer: %v\n%s", err, a.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitAgent(a.sock); err != nil {
+		t.Fatalf("the private agent: %v\n%s", err, a.log.String())
 	}
+	return a
 }
 
 // TestEscapeAgentStopped: the agent is stopped (SIGSTOP: a debugger, or

@@ -218,18 +218,25 @@ func startAgent(backend string) *agent {
 		a.cmd, a.err = nil, err
 		return a
 	}
-	c := api.NewClient(a.sock)
+	if err := waitAgent(a.sock); err != nil {
+		a.err = fmt.Errorf("%w\n%s", err, a.log.String())
+	}
+	return a
+}
+
+// waitAgent waits until the agent on sock answers, at most runLimit.
+func waitAgent(sock string) error {
+	c := api.NewClient(sock)
 	deadline := time.Now().Add(runLimit)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := c.Status(ctx)
 		cancel()
 		if err == nil {
-			return a
+			return nil
 		}
 		if time.Now().After(deadline) {
-			a.err = fmt.Errorf("the agent did not answer: %v\n%s", err, a.log.String())
-			return a
+			return fmt.Errorf("the agent did not answer: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
