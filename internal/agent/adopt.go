@@ -101,6 +101,8 @@ func (a *Agent) adoptOne(p Pinner, info enforce.Sandbox, r *record) (*box, error
 			Created: r.Created,
 			Placed:  true, // its command runs, or ran: empty now means ended
 			Rules:   len(compiled.Rules),
+			Userns:  compiled.Userns,
+			IOUring: compiled.IOUring,
 			Project: r.Request.ProjectRoot,
 			Command: r.Request.Command,
 		},

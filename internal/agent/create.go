@@ -75,6 +75,8 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 			Backend: a.be.Name(),
 			Created: time.Now(),
 			Rules:   len(compiled.Rules),
+			Userns:  compiled.Userns,
+			IOUring: compiled.IOUring,
 			Project: req.ProjectRoot,
 			Command: req.Command,
 		},

@@ -41,9 +41,10 @@ const (
 	helperEnv         = "AIGATE_SANDBOX_EXEC"     // the command's path
 	helperFDEnv       = "AIGATE_SANDBOX_FD"       // the pipe's descriptor number
 	helperLandlockEnv = "AIGATE_SANDBOX_LANDLOCK" // landlock.Options as JSON
-	// familiesEnv asks the helper for the seccomp filter that refuses
-	// socket families (internal/seccomp): set when no BPF LSM program does.
-	familiesEnv = "AIGATE_SANDBOX_FAMILIES"
+	// seccompEnv asks the helper for the seccomp filter (internal/seccomp),
+	// as seccomp.Refuse in JSON: set when no BPF LSM program refuses
+	// what it refuses.
+	seccompEnv = "AIGATE_SANDBOX_SECCOMP"
 	goByte      = 'g'
 )
 
@@ -79,7 +80,7 @@ func runHelper(path string) int {
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") ||
-			strings.HasPrefix(kv, helperLandlockEnv+"=") || strings.HasPrefix(kv, familiesEnv+"=") {
+			strings.HasPrefix(kv, helperLandlockEnv+"=") || strings.HasPrefix(kv, seccompEnv+"=") {
 			continue
 		}
 		env = append(env, kv)
@@ -103,9 +104,14 @@ func runHelper(path string) int {
 		fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
 		return helperExitNoGo
 	}
-	if os.Getenv(familiesEnv) == "1" {
-		if err := seccomp.RefuseSocketFamilies(); err != nil {
-			fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
+	if js := os.Getenv(seccompEnv); js != "" {
+		var r seccomp.Refuse
+		if err := json.Unmarshal([]byte(js), &r); err != nil {
+			fmt.Fprintf(os.Stderr, "aigate: bad %s: %v\n", seccompEnv, err)
+			return helperExitNoGo
+		}
+		if err := seccomp.Install(r); err != nil {
+			fmt.Fprintf(os.Stderr, "aigate: confine the command: %v\n", err)
 			return helperExitNoGo
 		}
 	}
@@ -157,6 +163,17 @@ func enterLandlock(js string) error {
 	return nil
 }
 
+// seccomp is what the command's seccomp filter refuses. BPF LSM refuses
+// other socket families and new user namespaces itself, with events (a
+// filter would hide them), and sees io_uring's operations; audit mode
+// refuses nothing.
+func (s *Session) seccomp() seccomp.Refuse {
+	if s.Sandbox.Backend == "lsm" || s.Sandbox.Mode == policy.ModeAudit {
+		return seccomp.Refuse{}
+	}
+	return seccomp.Refuse{Families: true, Userns: !s.Sandbox.Userns, IOUring: !s.Sandbox.IOUring}
+}
+
 // Start starts cmd in the session's sandbox: as a waiting helper first,
 // which the agent moves into the sandbox, then exec'ed into cmd. cmd may
 // carry credentials and the terminal; Start sets Pdeathsig (SIGKILL: if
@@ -191,10 +208,12 @@ func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
 		helperEnv+"="+target,
 		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)),
 		helperLandlockEnv+"="+string(ll))
-	// BPF LSM refuses other socket families itself, with events; a seccomp
-	// filter would hide them. Audit mode refuses nothing.
-	if s.Sandbox.Backend != "lsm" && s.Sandbox.Mode != policy.ModeAudit {
-		cmd.Env = append(cmd.Env, familiesEnv+"=1")
+	if r := s.seccomp(); r.Any() {
+		js, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("start in sandbox: %w", err)
+		}
+		cmd.Env = append(cmd.Env, seccompEnv+"="+string(js))
 	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	if cmd.SysProcAttr == nil {

@@ -172,6 +172,12 @@ type SandboxInfo struct {
 	// backend does not say. DNSReason says why the proxy is not in use.
 	DNS       string `json:"dns,omitempty"`
 	DNSReason string `json:"dns_reason,omitempty"`
+	// Userns and IOUring say whether the policy lets the sandbox create
+	// user namespaces (allow_userns) and use io_uring (allow_io_uring);
+	// the exec helper's seccomp filter refuses them otherwise on the
+	// fanotify backend.
+	Userns  bool `json:"userns,omitempty"`
+	IOUring bool `json:"io_uring,omitempty"`
 }
 
 // Ended is the last message of a session.

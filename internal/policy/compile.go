@@ -46,6 +46,8 @@ func Compile(p *Policy, env Env) (*Compiled, error) {
 		Limits:  p.Limits,
 		DNS:     p.DNS,
 		Env:     p.Env,
+		Userns:  p.Userns,
+		IOUring: p.IOUring,
 	}
 	b := &builder{c: c, env: env, seen: map[*[]Entry]map[string]bool{}}
 	for _, list := range []struct {

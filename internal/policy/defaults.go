@@ -346,6 +346,17 @@ allow_loopback: own
 # true lets them (e.g. to try a dev server from a phone).
 # allow_inbound: false
 
+# User namespaces: without them the tool cannot mount anything, so it
+# cannot bind a directory over a path a rule or allow_unix names. git, go,
+# npm, node, python and Claude Code need none; bubblewrap and Chromium's
+# sandbox (Playwright, Puppeteer, Electron) do. true lets the tool create them.
+# allow_userns: false
+
+# io_uring: refused on the fanotify backend, whose seccomp filter cannot see
+# io_uring's own socket operation; libuv (node) and liburing users fall back
+# to ordinary calls. true allows it (the BPF LSM backend always does).
+# allow_io_uring: false
+
 # Unix sockets the agent may connect to, e.g. /run/user/1000/podman/podman.sock.
 # allow_unix: []
 

@@ -20,7 +20,7 @@ import (
 // allow_read, allow_write and allow_exec (which cancel inherited deny entries
 // written with the same pattern), except_read, allow_net, net: allow,
 // allow_loopback own over false or all over either, allow_inbound: true,
-// allow_unix, mode: audit, a backend other than auto, higher or
+// allow_userns: true, allow_io_uring: true, allow_unix, mode: audit, a backend other than auto, higher or
 // removed resource limits, and dns settings. Dropped entries come back as
 // warnings naming file and line. A clone of a hostile repository therefore
 // cannot open the network for itself, but can protect more files.
@@ -124,6 +124,16 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 	if c.AllowInbound != nil && *c.AllowInbound != p.Inbound {
 		if !*c.AllowInbound || loosen(c.AllowInboundLine, "allow_inbound: true") {
 			p.Inbound, p.InboundSource = *c.AllowInbound, src(c.AllowInboundLine)
+		}
+	}
+	if c.AllowUserns != nil && *c.AllowUserns != p.Userns {
+		if !*c.AllowUserns || loosen(c.AllowUsernsLine, "allow_userns: true") {
+			p.Userns, p.UsernsSource = *c.AllowUserns, src(c.AllowUsernsLine)
+		}
+	}
+	if c.AllowIOUring != nil && *c.AllowIOUring != p.IOUring {
+		if !*c.AllowIOUring || loosen(c.AllowIOUringLine, "allow_io_uring: true") {
+			p.IOUring, p.IOUringSource = *c.AllowIOUring, src(c.AllowIOUringLine)
 		}
 	}
 	for _, ep := range c.AllowNet {

@@ -295,3 +295,41 @@ func TestMergeInbound(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeUsernsIOUring: allow_userns and allow_io_uring are off unless a
+// file says true; true loosens (a project needs trust for it), false
+// always applies, and each reaches the compiled policy on its own.
+func TestMergeUsernsIOUring(t *testing.T) {
+	for _, tc := range []struct {
+		global, project string
+		trusted         bool
+		userns, ioUring bool
+		warns           int
+	}{
+		{"", "", false, false, false, 0},
+		{"allow_userns: true\n", "", false, true, false, 0},
+		{"allow_io_uring: true\n", "", false, false, true, 0},
+		{"", "allow_userns: true\nallow_io_uring: true\n", false, false, false, 2},
+		{"", "allow_userns: true\nallow_io_uring: true\n", true, true, true, 0},
+		{"allow_userns: true\nallow_io_uring: true\n", "allow_userns: false\n", false, false, true, 0},
+	} {
+		g := mustParse(t, "g", "net: deny\n"+tc.global)
+		var proj *Config
+		if tc.project != "" {
+			proj = mustParse(t, "p", tc.project)
+		}
+		p, warns := Merge(g, proj, tc.trusted)
+		c := mustCompile(t, p)
+		if p.Userns != tc.userns || c.Userns != tc.userns || p.IOUring != tc.ioUring || c.IOUring != tc.ioUring {
+			t.Errorf("%q then %q (trusted %v): userns %v/%v, io_uring %v/%v; want %v, %v",
+				tc.global, tc.project, tc.trusted, p.Userns, c.Userns, p.IOUring, c.IOUring, tc.userns, tc.ioUring)
+		}
+		if len(warns) != tc.warns {
+			t.Errorf("%q then %q (trusted %v): %d warnings, want %d: %v", tc.global, tc.project, tc.trusted, len(warns), tc.warns, warns)
+		}
+	}
+	if _, err := Parse("c.yaml", []byte("allow_userns: yes please\n")); err == nil ||
+		!strings.Contains(err.Error(), "c.yaml:1: allow_userns must be true or false") {
+		t.Errorf("bad value: %v", err)
+	}
+}

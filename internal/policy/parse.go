@@ -23,6 +23,7 @@ var Keys = []string{
 	"deny_read", "deny_write", "deny_exec",
 	"allow_read", "allow_write", "allow_exec", "except_read",
 	"net", "allow_net", "allow_loopback", "allow_inbound", "allow_unix", "dns",
+	"allow_userns", "allow_io_uring",
 	"resource_limits", "mask_output", "deny_env", "allow_env", "writable",
 }
 
@@ -178,6 +179,14 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 	case "allow_inbound":
 		if b, ok := p.boolean(key, v); ok {
 			c.AllowInbound, c.AllowInboundLine = &b, v.Line
+		}
+	case "allow_userns":
+		if b, ok := p.boolean(key, v); ok {
+			c.AllowUserns, c.AllowUsernsLine = &b, v.Line
+		}
+	case "allow_io_uring":
+		if b, ok := p.boolean(key, v); ok {
+			c.AllowIOUring, c.AllowIOUringLine = &b, v.Line
 		}
 	case "deny_read":
 		c.DenyRead = p.patterns(key, v)

@@ -140,6 +140,12 @@ type Config struct {
 	// AllowInbound is nil when the file does not set allow_inbound.
 	AllowInbound     *bool
 	AllowInboundLine int
+	// AllowUserns is nil when the file does not set allow_userns.
+	AllowUserns     *bool
+	AllowUsernsLine int
+	// AllowIOUring is nil when the file does not set allow_io_uring.
+	AllowIOUring     *bool
+	AllowIOUringLine int
 	// AllowLoopbackTrue records the spelling allow_loopback: true, read as
 	// LoopbackOwn; Merge warns so that the user writes own or all instead.
 	AllowLoopbackTrue bool
@@ -236,6 +242,8 @@ type Policy struct {
 
 	Loopback  LoopbackMode // allow_loopback
 	Inbound   bool         // allow_inbound
+	Userns    bool         // allow_userns
+	IOUring   bool         // allow_io_uring
 	AllowUnix []PathRule   // unix socket paths a sandbox may connect to
 	// Writable are the paths beneath the home, besides the project and
 	// the built-in tool state, that a sandbox may write (Landlock).
@@ -247,6 +255,8 @@ type Policy struct {
 	BackendSource  Source
 	LoopbackSource Source
 	InboundSource  Source
+	UsernsSource   Source
+	IOUringSource  Source
 }
 
 // Env is what compiling needs to know about the invoking user and project:
@@ -357,6 +367,15 @@ type Compiled struct {
 	// Env says which variables aigate removes from the command's
 	// environment before it starts (not a kernel rule).
 	Env EnvPolicy
+	// Userns lets the sandbox's processes create user namespaces
+	// (allow_userns). Without them a sandboxed process cannot mount,
+	// so it cannot bind a directory over a name a rule or allow_unix
+	// matches.
+	Userns bool
+	// IOUring lets the sandbox's processes use io_uring
+	// (allow_io_uring); only the fanotify backend refuses it, where its
+	// socket operation would bypass the seccomp family filter.
+	IOUring bool
 }
 
 // Rule returns the rule with the given id, or false.
