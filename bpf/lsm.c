@@ -610,6 +610,33 @@ int BPF_PROG(aigate_unix_may_send, struct socket *sock, struct socket *other)
 }
 
 /*
+ * userns_create (Linux 6.1+): unshare(CLONE_NEWUSER), clone and clone3
+ * with it. A sandbox may create user namespaces only when its policy says
+ * allow_userns: inside one an unprivileged process may mount, and so bind
+ * a directory over a path that a rule or allow_unix names. Joining an
+ * existing one (setns) needs ptrace access to its owner, which
+ * ptrace_access_check refuses outside the sandbox.
+ */
+SEC("lsm/userns_create")
+int BPF_PROG(aigate_userns_create, const struct cred *cred)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb || (sb->flags & AIGATE_SB_USERNS))
+		return 0;
+	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_PROC, AIGATE_OP_USERNS, 0);
+	if (e) {
+		static const char what[] = "new user namespace";
+		__builtin_memcpy(e->path, what, sizeof(what));
+		e->path_len = sizeof(what) - 1;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return verdict;
+}
+
+/*
  * ptrace_access_check: PTRACE_ATTACH/SEIZE and every ptrace_may_access
  * (/proc/PID/mem, environ, maps, fd; process_vm_readv/writev;
  * pidfd_getfd; kcmp). current is the tracer, child the target.

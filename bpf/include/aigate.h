@@ -33,11 +33,13 @@ enum aigate_op {
 	AIGATE_OP_UNIX = 7,
 	AIGATE_OP_PTRACE = 8,
 	AIGATE_OP_SIGNAL = 9,
-	AIGATE_OP_MAX = 10,
+	AIGATE_OP_USERNS = 10,
+	AIGATE_OP_MAX = 11,
 };
 
 /* Flags in struct sandbox.flags. */
-#define AIGATE_SB_AUDIT (1U << 0) /* report, do not deny */
+#define AIGATE_SB_AUDIT (1U << 0)  /* report, do not deny */
+#define AIGATE_SB_USERNS (1U << 1) /* may create user namespaces (allow_userns) */
 
 /* Value of the sandboxes map, keyed by the sandbox's cgroup v2 id. */
 struct sandbox {

@@ -3,6 +3,7 @@
 package escape
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -21,6 +22,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/testutil"
+	"github.com/aigate-dev/aigate/internal/uring"
 )
 
 // The network attacks run this test binary inside the sandbox as a small
@@ -39,6 +41,8 @@ func init() { testutil.HelperOps(netToolEnv, netToolOp) }
 //	                           answer "hi\n" to each client for 60 s
 //	bind tcp|udp ADDR:PORT     bind (tcp: and listen), print the errno, close
 //	socket FAMILY [dgram]      create a socket of that family; the errno
+//	uring-socket FAMILY        the same through io_uring's IORING_OP_SOCKET:
+//	                           "setup ERRNO" when io_uring_setup fails
 //	unix PATH                  connect a stream socket to PATH; the errno
 //	dnsq ADDR:PORT NAME        send an A query for NAME over UDP: "rcode N"
 //	                           for an answer, the errno or "timeout" otherwise
@@ -66,6 +70,18 @@ func netToolOp(args []string) string {
 			typ = unix.SOCK_DGRAM
 		}
 		fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return errnoText(err)
+	case "uring-socket":
+		fam, _ := strconv.Atoi(args[1])
+		r, err := uring.New(uring.Inline)
+		if err != nil {
+			return "setup " + errnoText(errors.Unwrap(err))
+		}
+		defer r.Close()
+		fd, err := r.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err == nil {
 			unix.Close(fd)
 		}
@@ -478,6 +494,52 @@ func TestEscapeSocketFamilies(t *testing.T) {
 			if _, ok := r.denied(events.OpConnect, what); !ok {
 				t.Errorf("no event for the %s:\n%s", what, r)
 			}
+		}
+	})
+}
+
+// TestEscapeUringSocket: io_uring's IORING_OP_SOCKET runs no seccomp
+// filter, so on the fanotify backend io_uring itself is refused by
+// default (allow_io_uring); on BPF LSM the ring works and socket_create
+// refuses the family with an event. An AF_INET socket is the control.
+func TestEscapeUringSocket(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		r := b.sh(b.tool(fmt.Sprintf("uring-socket %d;uring-socket %d", unix.AF_VSOCK, unix.AF_INET)))
+		got := strings.Join(r.lines(), " ")
+		if b.backend != "lsm" {
+			if got != "setup EPERM setup EPERM" {
+				t.Fatalf("io_uring on the fanotify backend: %q, want io_uring_setup refused\n%s", got, r)
+			}
+			return // seccomp: no event
+		}
+		if got != "EPERM 0" {
+			t.Fatalf("AF_VSOCK then AF_INET through io_uring: %q, want EPERM 0\n%s", got, r)
+		}
+		if _, ok := r.denied(events.OpConnect, "vsock socket"); !ok {
+			t.Errorf("no event for the vsock socket:\n%s", r)
+		}
+	})
+}
+
+// TestEscapeUringAllowed is the control and the gap: with allow_io_uring:
+// true, io_uring works on the fanotify backend, and its socket operation
+// creates a socket of a family the seccomp filter refuses to socket(2)
+// (docs/threat-model.md). Where the kernel lacks AF_VSOCK the op fails
+// with EAFNOSUPPORT, not EPERM.
+func TestEscapeUringAllowed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		if b.backend == "lsm" {
+			return // allow_io_uring changes nothing there: TestEscapeUringSocket
+		}
+		b.config("net: deny\nallow_io_uring: true\n")
+		r := b.sh(b.tool(fmt.Sprintf("uring-socket %d;uring-socket %d;socket %d", unix.AF_VSOCK, unix.AF_INET, unix.AF_VSOCK)))
+		got := r.lines()
+		if len(got) != 3 || got[1] != "0" || got[2] != "EPERM" {
+			t.Fatalf("allow_io_uring: true: %q, want the ring working, AF_INET created and socket(AF_VSOCK) EPERM\n%s", got, r)
+		}
+		t.Logf("fanotify, allow_io_uring: true: AF_VSOCK through io_uring: %s", got[0])
+		if got[0] == "EPERM" || strings.HasPrefix(got[0], "setup") {
+			t.Errorf("AF_VSOCK through io_uring: %s; if the filter now sees it, update docs/threat-model.md", got[0])
 		}
 	})
 }

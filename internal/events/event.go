@@ -28,6 +28,7 @@ const (
 	OpUnix    Op = "unix"    // connect to a unix socket outside the sandbox
 	OpPtrace  Op = "ptrace"  // ptrace, /proc/PID/mem|environ|..., process_vm_readv of a process outside the sandbox
 	OpSignal  Op = "signal"  // a signal to a process outside the sandbox
+	OpUserns  Op = "userns"  // a new user namespace, refused unless allow_userns
 )
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.

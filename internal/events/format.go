@@ -177,7 +177,7 @@ func (j *JSONWriter) Write(e Event) error {
 }
 
 // opOrder is the order in which a summary lists operations.
-var opOrder = []Op{OpRead, OpWrite, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal}
+var opOrder = []Op{OpRead, OpWrite, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns}
 
 // Summary counts denials per operation for the line printed at exit.
 type Summary struct {

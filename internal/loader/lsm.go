@@ -273,7 +273,14 @@ func (l *LSM) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if mode == "" {
 		mode = sb.Policy.Mode
 	}
-	if err := l.table.add(sb.CgroupID, g.Level, sb.ID, mode == policy.ModeAudit); err != nil {
+	var flags uint32
+	if mode == policy.ModeAudit {
+		flags |= sandboxAudit
+	}
+	if sb.Policy.Userns {
+		flags |= sandboxUserns
+	}
+	if err := l.table.add(sb.CgroupID, g.Level, sb.ID, flags); err != nil {
 		l.deleteRules(s)
 		if l.pins != nil {
 			l.pins.forgetSandbox(sb.ID)

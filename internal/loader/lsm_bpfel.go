@@ -111,6 +111,7 @@ const (
 	lsmProgAigateTaskKill          = "aigate_task_kill"
 	lsmProgAigateUnixMaySend       = "aigate_unix_may_send"
 	lsmProgAigateUnixStreamConnect = "aigate_unix_stream_connect"
+	lsmProgAigateUsernsCreate      = "aigate_userns_create"
 	lsmVarUnusedEvent              = "unused_event"
 	lsmVarUnusedInodeKey           = "unused_inode_key"
 	lsmVarUnusedNameKey            = "unused_name_key"
@@ -182,6 +183,7 @@ type lsmProgramSpecs struct {
 	AigateTaskKill          *ebpf.ProgramSpec `ebpf:"aigate_task_kill"`
 	AigateUnixMaySend       *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
 	AigateUnixStreamConnect *ebpf.ProgramSpec `ebpf:"aigate_unix_stream_connect"`
+	AigateUsernsCreate      *ebpf.ProgramSpec `ebpf:"aigate_userns_create"`
 }
 
 // lsmMapSpecs contains maps before they are loaded into the kernel.
@@ -298,6 +300,7 @@ type lsmPrograms struct {
 	AigateTaskKill          *ebpf.Program `ebpf:"aigate_task_kill"`
 	AigateUnixMaySend       *ebpf.Program `ebpf:"aigate_unix_may_send"`
 	AigateUnixStreamConnect *ebpf.Program `ebpf:"aigate_unix_stream_connect"`
+	AigateUsernsCreate      *ebpf.Program `ebpf:"aigate_userns_create"`
 }
 
 func (p *lsmPrograms) Close() error {
@@ -324,6 +327,7 @@ func (p *lsmPrograms) Close() error {
 		p.AigateTaskKill,
 		p.AigateUnixMaySend,
 		p.AigateUnixStreamConnect,
+		p.AigateUsernsCreate,
 	)
 }
 

@@ -94,6 +94,7 @@ func (o *lsmObjects) programs() map[string]*ebpf.Program {
 		"task_kill":      o.AigateTaskKill,
 		"socket_connect": o.AigateSocketConnect,
 		"socket_sendmsg": o.AigateSocketSendmsg,
+		"userns_create":  o.AigateUsernsCreate,
 	}
 }
 
@@ -474,5 +475,5 @@ var lsmProgramOrder = []string{
 	"path_truncate", "path_unlink", "path_rmdir", "path_rename", "path_link", "path_chmod", "path_chown",
 	"path_mkdir", "path_symlink", "path_mknod",
 	"socket_create", "unix_connect", "unix_may_send", "socket_connect", "socket_sendmsg",
-	"ptrace_access", "ptrace_traceme", "task_kill",
+	"ptrace_access", "ptrace_traceme", "task_kill", "userns_create",
 }

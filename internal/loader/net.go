@@ -178,7 +178,11 @@ func (n *Net) AddSandbox(policyID uint32, g *cgroup.Group, audit bool) error {
 	if _, ok := n.cgroups[policyID]; ok {
 		return fmt.Errorf("add sandbox %s: policy id %d already has a sandbox", g.Path, policyID)
 	}
-	if err := n.table.add(g.ID, g.Level, policyID, audit); err != nil {
+	var flags uint32
+	if audit {
+		flags |= sandboxAudit
+	}
+	if err := n.table.add(g.ID, g.Level, policyID, flags); err != nil {
 		return err
 	}
 	n.cgroups[policyID] = g.ID

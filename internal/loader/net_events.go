@@ -53,7 +53,7 @@ func newSandboxTable(sandboxes, levels *ebpf.Map) *sandboxTable {
 
 // add enters the cgroup into the table. The entry is written before the
 // level bit, so a program never sees the bit without the entry it stands for.
-func (t *sandboxTable) add(cgroupID uint64, level int, policyID uint32, audit bool) error {
+func (t *sandboxTable) add(cgroupID uint64, level int, policyID uint32, flags uint32) error {
 	if level < 1 || level >= maxLevel {
 		return fmt.Errorf("add sandbox cgroup %d: level %d outside 1..%d (the root cgroup is never a sandbox)", cgroupID, level, maxLevel-1)
 	}
@@ -61,10 +61,6 @@ func (t *sandboxTable) add(cgroupID uint64, level int, policyID uint32, audit bo
 	defer t.mu.Unlock()
 	if _, ok := t.byCgroup[cgroupID]; ok {
 		return fmt.Errorf("add sandbox cgroup %d: already a sandbox", cgroupID)
-	}
-	var flags uint32
-	if audit {
-		flags |= sandboxAudit
 	}
 	sb := netSandbox{PolicyId: policyID, Flags: flags}
 	if err := t.sandboxes.Update(cgroupID, &sb, ebpf.UpdateNoExist); err != nil {
@@ -121,7 +117,8 @@ func (t *sandboxTable) writeLevels() error {
 const (
 	maxLevel         = 32     // AIGATE_MAX_LEVEL
 	sandboxAudit     = 1 << 0 // AIGATE_SB_AUDIT
-	opMax            = 10     // AIGATE_OP_MAX
+	sandboxUserns    = 1 << 1 // AIGATE_SB_USERNS
+	opMax            = 11     // AIGATE_OP_MAX
 	counterDropped   = opMax * 2
 	counterSlots     = counterDropped + 1
 	eventChannelSize = 256
@@ -133,6 +130,7 @@ var (
 	eventOps   = map[uint8]events.Op{
 		1: events.OpRead, 2: events.OpWrite, 3: events.OpExec, 4: events.OpConnect,
 		5: events.OpSend, 6: events.OpDNS, 7: events.OpUnix, 8: events.OpPtrace, 9: events.OpSignal,
+		10: events.OpUserns,
 	}
 )
 
@@ -143,7 +141,7 @@ func opKind(op events.Op) events.Kind {
 		return events.KindFile
 	case events.OpExec:
 		return events.KindExec
-	case events.OpPtrace, events.OpSignal:
+	case events.OpPtrace, events.OpSignal, events.OpUserns:
 		return events.KindProc
 	}
 	return events.KindNet

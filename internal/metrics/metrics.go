@@ -53,6 +53,7 @@ var knownOps = []struct {
 	{events.KindNet, events.OpUnix},
 	{events.KindProc, events.OpPtrace},
 	{events.KindProc, events.OpSignal},
+	{events.KindProc, events.OpUserns},
 }
 
 var (

@@ -1,0 +1,106 @@
+//go:build linux
+
+package escape
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// usernsRoute is issue 11's route to a unix listener outside the sandbox:
+// in a user and mount namespace of its own, the sandbox binds the outside
+// listener's directory over the allow_unix directory and connects to the
+// allowed name. It prints "unshare N" (its exit status) and the tool's
+// errno when unshare worked.
+func (b *box) usernsRoute(allowed, out string) string {
+	inner := fmt.Sprintf("mount --bind %s %s && %s", out, allowed, b.tool("unix "+allowed+"/bus"))
+	return fmt.Sprintf("unshare -Urm sh -c '%s' 2>&1; echo unshare $?; unshare -U true; echo plain $?",
+		strings.ReplaceAll(inner, "'", `'\''`))
+}
+
+// listenUnix is a unix listener of the user's outside every sandbox (a
+// D-Bus session bus, an ssh-agent) that counts its clients.
+func listenUnix(t *testing.T, b *box, dir string) *atomic.Int32 {
+	t.Helper()
+	b.mkdir(dir)
+	bus := filepath.Join(dir, "bus")
+	l, err := net.Listen("unix", bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := os.Chmod(bus, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	return &n
+}
+
+// TestEscapeUserns: by default (allow_userns off) a sandboxed process
+// cannot create a user namespace, so the bind mount of an outside
+// listener's directory over an allow_unix directory never happens and
+// the listener is never reached; on the BPF LSM backend each attempt is a
+// process event "userns". The fanotify backend's seccomp filter reports
+// nothing.
+func TestEscapeUserns(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		allowed, out := filepath.Join(b.home, "allowed"), filepath.Join(b.home, "out")
+		b.mkdir(allowed)
+		accepted := listenUnix(t, b, out)
+		b.config(fmt.Sprintf("net: deny\nallow_unix:\n  - %s/\n", allowed))
+		r := b.sh(b.usernsRoute(allowed, out))
+		if n := accepted.Load(); n != 0 {
+			t.Fatalf("the outside listener was reached %d times\n%s", n, r)
+		}
+		if !strings.Contains(r.stdout, "unshare 1") || !strings.Contains(r.stdout, "plain 1") {
+			t.Fatalf("unshare -U worked inside the sandbox\n%s", r)
+		}
+		if b.backend != "lsm" {
+			return // seccomp: no event
+		}
+		e, ok := r.denied(events.OpUserns, "user namespace")
+		if !ok || e.Kind != events.KindProc {
+			t.Errorf("no process userns event:\n%s", r)
+		}
+	})
+}
+
+// TestEscapeUsernsAllowed is the control: with allow_userns: true the same
+// commands create user namespaces on both backends. What the bind mount
+// then reaches is logged: the kernel's Landlock domain refuses mount(2)
+// to a process it restricts, and the BPF LSM backend checks the peer
+// socket itself (docs/threat-model.md).
+func TestEscapeUsernsAllowed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		allowed, out := filepath.Join(b.home, "allowed"), filepath.Join(b.home, "out")
+		b.mkdir(allowed)
+		accepted := listenUnix(t, b, out)
+		b.config(fmt.Sprintf("net: deny\nallow_userns: true\nallow_unix:\n  - %s/\n", allowed))
+		r := b.sh(b.usernsRoute(allowed, out))
+		if !strings.Contains(r.stdout, "plain 0") {
+			t.Fatalf("allow_userns: true, yet unshare -U failed\n%s", r)
+		}
+		if _, ok := r.denied(events.OpUserns, ""); ok {
+			t.Errorf("a userns event with allow_userns: true\n%s", r)
+		}
+		t.Logf("%s backend, allow_userns: true: the outside listener was reached %d times; route output: %q",
+			b.backend, accepted.Load(), r.stdout)
+	})
+}
