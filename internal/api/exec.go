@@ -45,7 +45,7 @@ const (
 	// as seccomp.Refuse in JSON: set when no BPF LSM program refuses
 	// what it refuses.
 	seccompEnv = "AIGATE_SANDBOX_SECCOMP"
-	goByte      = 'g'
+	goByte     = 'g'
 )
 
 // waitDelay bounds how long Child.Wait waits for the command's output
