@@ -93,18 +93,19 @@ func (a *Agent) adoptOne(p Pinner, info enforce.Sandbox, r *record) (*box, error
 		wd:       -1,
 		gone:     make(chan struct{}),
 		info: api.SandboxInfo{
-			Name:    sb.Name,
-			ID:      sb.ID,
-			Owner:   r.Owner,
-			Mode:    sb.Mode,
-			Backend: a.be.Name(),
-			Created: r.Created,
-			Placed:  true, // its command runs, or ran: empty now means ended
-			Rules:   len(compiled.Rules),
-			Userns:  compiled.Userns,
-			IOUring: compiled.IOUring,
-			Project: r.Request.ProjectRoot,
-			Command: r.Request.Command,
+			Name:       sb.Name,
+			ID:         sb.ID,
+			Owner:      r.Owner,
+			Mode:       sb.Mode,
+			Backend:    a.be.Name(),
+			Created:    r.Created,
+			Placed:     true, // its command runs, or ran: empty now means ended
+			Rules:      len(compiled.Rules),
+			Userns:     compiled.Userns,
+			IOUring:    compiled.IOUring,
+			UsernsHook: refusesUserns(a.be),
+			Project:    r.Request.ProjectRoot,
+			Command:    r.Request.Command,
 		},
 	}
 	if err := a.register(b); err != nil {

@@ -24,3 +24,11 @@ func (a *Agent) unixSockets() string {
 	}
 	return ""
 }
+
+// refusesUserns tells whether the backend refuses new user namespaces in
+// the kernel (enforce.UserNamespaces); the exec helper's seccomp filter
+// does where it does not.
+func refusesUserns(be enforce.Backend) bool {
+	u, ok := be.(enforce.UserNamespaces)
+	return ok && u.RefusesUserNamespaces()
+}

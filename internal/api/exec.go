@@ -164,14 +164,19 @@ func enterLandlock(js string) error {
 }
 
 // seccomp is what the command's seccomp filter refuses. BPF LSM refuses
-// other socket families and new user namespaces itself, with events (a
-// filter would hide them), and sees io_uring's operations; audit mode
-// refuses nothing.
+// other socket families itself, and new user namespaces from Linux 6.1
+// (UsernsHook), with events that a filter would hide, and sees io_uring's
+// operations; audit mode refuses nothing.
 func (s *Session) seccomp() seccomp.Refuse {
-	if s.Sandbox.Backend == "lsm" || s.Sandbox.Mode == policy.ModeAudit {
+	sb := s.Sandbox
+	if sb.Mode == policy.ModeAudit {
 		return seccomp.Refuse{}
 	}
-	return seccomp.Refuse{Families: true, Userns: !s.Sandbox.Userns, IOUring: !s.Sandbox.IOUring}
+	userns := !sb.Userns && !sb.UsernsHook
+	if sb.Backend == "lsm" {
+		return seccomp.Refuse{Userns: userns}
+	}
+	return seccomp.Refuse{Families: true, Userns: userns, IOUring: !sb.IOUring}
 }
 
 // Start starts cmd in the session's sandbox: as a waiting helper first,

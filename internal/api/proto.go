@@ -178,6 +178,9 @@ type SandboxInfo struct {
 	// fanotify backend.
 	Userns  bool `json:"userns,omitempty"`
 	IOUring bool `json:"io_uring,omitempty"`
+	// UsernsHook: the backend refuses user namespaces in the kernel
+	// (enforce.UserNamespaces), so the helper's filter need not.
+	UsernsHook bool `json:"userns_hook,omitempty"`
 }
 
 // Ended is the last message of a session.

@@ -42,8 +42,9 @@ type Composite struct {
 }
 
 var (
-	_ enforce.Backend     = (*Composite)(nil)
-	_ enforce.UnixSockets = (*Composite)(nil)
+	_ enforce.Backend        = (*Composite)(nil)
+	_ enforce.UnixSockets    = (*Composite)(nil)
+	_ enforce.UserNamespaces = (*Composite)(nil)
 )
 
 func compose(files enforce.Backend, net netPart) *Composite {
@@ -149,6 +150,13 @@ func (c *Composite) UnixSockets() string {
 		return u.UnixSockets()
 	}
 	return loader.UnixSocketEnforcement()
+}
+
+// RefusesUserNamespaces implements enforce.UserNamespaces: the file
+// part's (the LSM's userns_create program); the network part has none.
+func (c *Composite) RefusesUserNamespaces() bool {
+	u, ok := c.files.(enforce.UserNamespaces)
+	return ok && u.RefusesUserNamespaces()
 }
 
 // Flush implements enforce.Flusher: forward passes every event of both

@@ -61,6 +61,10 @@ type Status struct {
 	Net           policy.NetMode       `json:"net"`
 	AllowLoopback bool                 `json:"allow_loopback"` // some loopback listeners reachable
 	Loopback      policy.LoopbackMode  `json:"loopback"`       // which: own, all or false
+	// AllowUserns and AllowIOUring are allow_userns and allow_io_uring,
+	// with where they were set (file "" for the built-in false).
+	AllowUserns  StatusSetting `json:"allow_userns"`
+	AllowIOUring StatusSetting `json:"allow_io_uring"`
 	DenyRead      []StatusRule         `json:"deny_read"`
 	ExceptRead    []StatusRule         `json:"except_read"`
 	DenyWrite     []StatusRule         `json:"deny_write"`
@@ -84,6 +88,13 @@ type Status struct {
 	// InsideSandbox names the aigate sandbox status runs in, if any: then
 	// Enforcement is what holds for this process, not the machine.
 	InsideSandbox string `json:"inside_sandbox,omitempty"`
+}
+
+// StatusSetting is a boolean setting and where it was set.
+type StatusSetting struct {
+	Value bool   `json:"value"`
+	File  string `json:"file"`
+	Line  int    `json:"line"`
 }
 
 // StatusEnforcement is how the policy would be enforced now.
@@ -229,6 +240,8 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		Net:           pol.Net,
 		AllowLoopback: pol.Loopback != policy.LoopbackNone,
 		Loopback:      pol.Loopback,
+		AllowUserns:   StatusSetting{pol.Userns, pol.UsernsSource.File, pol.UsernsSource.Line},
+		AllowIOUring:  StatusSetting{pol.IOUring, pol.IOUringSource.File, pol.IOUringSource.Line},
 		DenyRead:      rulesOf(pol.DenyRead),
 		ExceptRead:    rulesOf(pol.ExceptRead),
 		DenyWrite:     rulesOf(pol.DenyWrite),
@@ -382,6 +395,35 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 	}
 	for _, r := range st.AllowNet {
 		fmt.Fprintf(tw, "  %s\t%s\n", r.Value, src(r.File, r.Line))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "Kernel interfaces")
+	backend := ""
+	if st.Enforcement != nil {
+		backend = st.Enforcement.Backend
+	}
+	for _, s := range []struct {
+		key, what string
+		set       StatusSetting
+		refused   string
+	}{
+		{"allow_userns", "user namespaces", st.AllowUserns, map[string]string{
+			"lsm": "refused (BPF LSM userns_create from Linux 6.1, with events; before it a seccomp filter, without)", "fanotify": "refused (seccomp filter, no events)"}[backend]},
+		{"allow_io_uring", "io_uring", st.AllowIOUring, map[string]string{
+			"lsm": "allowed: the BPF LSM backend checks io_uring's operations like the system calls", "fanotify": "refused (seccomp filter, no events)"}[backend]},
+	} {
+		verdict := "allowed"
+		if !s.set.Value {
+			verdict = s.refused
+			if verdict == "" {
+				verdict = "refused"
+			}
+		}
+		from := ""
+		if s.set.File != "" {
+			from = "  (" + src(s.set.File, s.set.Line) + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s: %v\t%s%s\n", s.what, s.key, s.set.Value, verdict, from)
 	}
 	for _, sec := range []struct {
 		title string

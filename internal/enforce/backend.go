@@ -86,3 +86,11 @@ type Flusher interface {
 type UnixSockets interface {
 	UnixSockets() string
 }
+
+// UserNamespaces is implemented by a backend that can refuse new user
+// namespaces in the kernel itself (allow_userns: false), with events.
+// Where RefusesUserNamespaces is false, or a backend does not implement
+// it, the exec helper's seccomp filter refuses them, without events.
+type UserNamespaces interface {
+	RefusesUserNamespaces() bool
+}

@@ -70,6 +70,7 @@ type LSM struct {
 
 	execDirs []string
 	pins     *lsmPins // nil unless pinned
+	userns   bool     // the userns_create program is attached (lsm_userns.go)
 
 	releaseOnce sync.Once
 	releaseErr  error
@@ -116,6 +117,7 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("load LSM programs: %w", err)
 	}
+	l.userns = keepUsernsHook(spec)
 	var copts ebpf.CollectionOptions
 	if opts.PinPath != "" {
 		if l.pins, err = openPins(opts.PinPath, spec); err != nil {
@@ -151,6 +153,9 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	}
 	progs := l.objs.programs()
 	for _, name := range lsmProgramOrder {
+		if name == usernsHook && !l.userns {
+			continue
+		}
 		var lk link.Link
 		if l.pins != nil {
 			lk, err = attachPinned(l.pins.dir, name, progs[name])

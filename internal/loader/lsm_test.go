@@ -110,6 +110,8 @@ func helper(args []string) int {
 		return 0
 	case "ptrace", "environ", "mem", "kill", "vmread", "getfd", "child", "traceme":
 		err = procHelper(args)
+	case "userns":
+		err = usernsHelper()
 	case "mkdir", "symlink", "mkfifo", "opendeep":
 		err = pathHelper(args)
 	case "mmapexec", "mprotectexec", "mmapread", "mmapanon", "mmapserve":
