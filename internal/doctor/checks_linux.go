@@ -42,7 +42,7 @@ func Run(opts Options) *Report {
 	fan := m.fanotify(major, minor)
 	net := m.sockAddr(cg.Status)
 	unixc := m.unixSockets()
-	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), cg, m.bpffs(), m.privileges()}}
+	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), m.userns(major, minor), cg, m.bpffs(), m.privileges()}}
 
 	// Both backends enforce the network with the sock_addr programs, and
 	// neither opens without them.
@@ -358,6 +358,22 @@ func (m *machine) landlock() Check {
 		c.Status = Warn
 		c.Detail = "not available: on the fanotify backend aigate run refuses to start (AIGATE_LANDLOCK=optional runs without it: the command can ptrace your other processes); on the lsm backend the home stays writable"
 		c.Fix = "add landlock to the kernel's lsm= boot parameter (before bpf), e.g. lsm=lockdown,capability,landlock,bpf, and reboot"
+	}
+	return c
+}
+
+// userns says how sandboxes are kept from creating user namespaces
+// (allow_userns: false, the default): inside one a process may mount, and
+// so put a directory over a path that a rule or allow_unix names.
+func (m *machine) userns(major, minor int) Check {
+	c := Check{Name: "userns", Status: OK}
+	if atLeast(major, minor, 6, 1) {
+		c.Detail = "sandboxes cannot create user namespaces unless the policy says allow_userns: true: the BPF LSM backend refuses them in its userns_create hook, with events; the fanotify backend with a seccomp filter, without events"
+	} else {
+		c.Detail = "sandboxes cannot create user namespaces unless the policy says allow_userns: true: both backends refuse them with a seccomp filter, without events (BPF LSM's userns_create hook needs Linux 6.1)"
+	}
+	if b, err := os.ReadFile(m.path("proc/sys/user/max_user_namespaces")); err == nil && strings.TrimSpace(string(b)) == "0" {
+		c.Detail += "; this machine allows none to anyone (user.max_user_namespaces = 0)"
 	}
 	return c
 }

@@ -342,3 +342,23 @@ func TestLandlockLevels(t *testing.T) {
 		t.Errorf("no probe: %+v", got)
 	}
 }
+
+// TestUsernsCheck: doctor says which mechanism refuses user namespaces to
+// sandboxes on this kernel, and when the machine allows none anyway.
+func TestUsernsCheck(t *testing.T) {
+	for _, c := range []struct {
+		major, minor int
+		max          string
+		want, not    string
+	}{
+		{6, 1, "63000\n", "userns_create hook, with events", "allows none"},
+		{5, 19, "63000\n", "both backends refuse them with a seccomp filter", "hook, with events"},
+		{6, 12, "0\n", "allows none to anyone", "both backends"},
+	} {
+		m := &machine{opts: Options{Root: fakeRoot(t, map[string]string{"proc/sys/user/max_user_namespaces": c.max})}}
+		got := m.userns(c.major, c.minor)
+		if got.Status != OK || !strings.Contains(got.Detail, c.want) || strings.Contains(got.Detail, c.not) {
+			t.Errorf("%d.%d, max %q: %+v", c.major, c.minor, c.max, got)
+		}
+	}
+}
