@@ -352,6 +352,86 @@ static __always_inline void learn_bound(struct unix_scratch *s, __u64 cgroup_id,
 #define AIGATE_S_IFMT 00170000
 #define AIGATE_S_IFSOCK 0140000
 
+/* x86_64 numbers of the calls the exec helper's seccomp filter refuses. */
+#define AIGATE_NR_SOCKET 41
+#define AIGATE_NR_SOCKETPAIR 53
+#define AIGATE_NR_CLONE 56
+#define AIGATE_NR_UNSHARE 272
+#define AIGATE_NR_SETNS 308
+#define AIGATE_NR_IO_URING_SETUP 425
+#define AIGATE_CLONE_NEWUSER 0x10000000
+#define AIGATE_AF_INET 2
+#define AIGATE_AF_INET6 10
+#define AIGATE_AF_NETLINK 16
+#define AIGATE_EPERM 1
+
+/*
+ * report_seccomp reports a call that the exec helper's seccomp filter
+ * refused (internal/seccomp): seccomp itself reports nothing, but the
+ * refused call still passes sys_exit, with EPERM. The same events as
+ * the BPF LSM backend's: a new user namespace (process userns), a socket
+ * of a family outside unix, inet and netlink ("family NN socket", net
+ * connect), and io_uring ("io_uring", net connect: refused for its
+ * socket operation). An EPERM the kernel itself gave for the same calls
+ * is reported too: with these arguments, the policy refuses them anyway.
+ */
+static __noinline int report_seccomp(struct pt_regs *regs)
+{
+	__u64 nr = regs->orig_ax, arg0 = regs->di, arg1 = regs->si;
+	int what = 0; /* 0: a socket family, 1: a user namespace, 2: io_uring */
+
+	switch (nr) {
+	case AIGATE_NR_CLONE:
+	case AIGATE_NR_UNSHARE:
+		if (!(arg0 & AIGATE_CLONE_NEWUSER))
+			return 0;
+		what = 1;
+		break;
+	case AIGATE_NR_SETNS:
+		if (arg1 && !(arg1 & AIGATE_CLONE_NEWUSER))
+			return 0;
+		what = 1;
+		break;
+	case AIGATE_NR_IO_URING_SETUP:
+		what = 2;
+		break;
+	case AIGATE_NR_SOCKET:
+	case AIGATE_NR_SOCKETPAIR:
+		if (arg0 == AIGATE_AF_UNIX || arg0 == AIGATE_AF_INET || arg0 == AIGATE_AF_INET6 ||
+		    arg0 == AIGATE_AF_NETLINK)
+			return 0;
+		break;
+	default:
+		return 0;
+	}
+	__u64 cgroup_id = 0;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+	if (!sb)
+		return 0;
+	struct event *e = event_start(cgroup_id, sb, what == 1 ? AIGATE_KIND_PROC : AIGATE_KIND_NET,
+				      what == 1 ? AIGATE_OP_USERNS : AIGATE_OP_CONNECT, 0);
+	if (!e)
+		return 0;
+	static const char userns[] = "new user namespace";
+	static const char uring[] = "io_uring";
+	static const char other[] = "family 00 socket";
+	if (what == 1) {
+		__builtin_memcpy(e->path, userns, sizeof(userns));
+		e->path_len = sizeof(userns) - 1;
+	} else if (what == 2) {
+		__builtin_memcpy(e->path, uring, sizeof(uring));
+		e->path_len = sizeof(uring) - 1;
+	} else {
+		__u32 f = (__u32)arg0 % 100;
+		__builtin_memcpy(e->path, other, sizeof(other));
+		e->path[7] = '0' + f / 10;
+		e->path[8] = '0' + f % 10;
+		e->path_len = sizeof(other) - 1;
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
 /*
  * sys_exit runs for every system call of every task while it is attached
  * (the loader attaches it only while a sandbox is confined): the syscall
@@ -360,6 +440,8 @@ static __always_inline void learn_bound(struct unix_scratch *s, __u64 cgroup_id,
 SEC("tp_btf/sys_exit")
 int BPF_PROG(aigate_unix_bind_exit, struct pt_regs *regs, long ret)
 {
+	if (ret == -AIGATE_EPERM)
+		return report_seccomp(regs);
 	if (ret != 0 || regs->orig_ax != AIGATE_NR_BIND)
 		return 0;
 	__u64 cgroup_id = 0;
