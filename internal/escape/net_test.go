@@ -44,6 +44,7 @@ func init() { testutil.HelperOps(netToolEnv, netToolOp) }
 //	uring-socket FAMILY        the same through io_uring's IORING_OP_SOCKET:
 //	                           "setup ERRNO" when io_uring_setup fails
 //	unix PATH                  connect a stream socket to PATH; the errno
+//	fdsend FD ADDR:PORT        sendto on descriptor FD (one inherited); the errno
 //	dnsq ADDR:PORT NAME        send an A query for NAME over UDP: "rcode N"
 //	                           for an answer, the errno or "timeout" otherwise
 func netToolOp(args []string) string {
@@ -74,6 +75,14 @@ func netToolOp(args []string) string {
 			unix.Close(fd)
 		}
 		return errnoText(err)
+	case "fdsend":
+		fd, _ := strconv.Atoi(args[1])
+		dst, err := netip.ParseAddrPort(args[2])
+		if err != nil {
+			return err.Error()
+		}
+		sa, _ := toSockaddr(dst)
+		return errnoText(unix.Sendto(fd, []byte("x"), 0, sa))
 	case "uring-socket":
 		fam, _ := strconv.Atoi(args[1])
 		r, err := uring.New(uring.Inline)
@@ -596,6 +605,48 @@ func TestEscapeUnixDotDot(t *testing.T) {
 		}
 		if _, ok := r.denied(events.OpUnix, "out/bus"); !ok {
 			t.Errorf("no unix event:\n%s", r)
+		}
+	})
+}
+
+// TestEscapeInheritedSocket: a UDP socket that whoever started `aigate run`
+// left open (created outside the sandbox, so the cgroup programs would
+// never see its sends) does not reach the command: the exec helper marks
+// every inherited descriptor but stdin, stdout and stderr close-on-exec.
+// The same send from outside works (control).
+func TestEscapeInheritedSocket(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		dst := pc.LocalAddr().String()
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0) // no CLOEXEC: inherited
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "outside-udp")
+		t.Cleanup(func() { f.Close() })
+
+		os.Remove(b.events)
+		args := []string{"run", "--events", b.events, "--", "sh", "-c", b.tool("fdsend 9 " + dst)}
+		cmd := b.asUser(exec.Command(machine.bin, args...))
+		// Descriptor 9 in aigate run: high enough that the tool's own
+		// descriptors (the Go runtime's) do not take the number.
+		extra := []*os.File{nil, nil, nil, nil, nil, nil, f}
+		cmd.ExtraFiles = extra
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("aigate run: %v\n%s", err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != "EBADF" {
+			t.Fatalf("send on the inherited descriptor 9: %q, want EBADF", got)
+		}
+		ctl := b.asUser(exec.Command("sh", "-c", b.tool("fdsend 9 "+dst)))
+		ctl.ExtraFiles = extra
+		if out, err := ctl.Output(); err != nil || strings.TrimSpace(string(out)) != "0" {
+			t.Fatalf("outside, the same send: %q %v", out, err)
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/landlock"
 )
 
 // usernsRoute is issue 11's route to a unix listener outside the sandbox:
@@ -82,10 +83,11 @@ func TestEscapeUserns(t *testing.T) {
 }
 
 // TestEscapeUsernsAllowed is the control: with allow_userns: true the same
-// commands create user namespaces on both backends. What the bind mount
-// then reaches is logged: the kernel's Landlock domain refuses mount(2)
-// to a process it restricts, and the BPF LSM backend checks the peer
-// socket itself (docs/threat-model.md).
+// commands create user namespaces on both backends. The bind mount route
+// still fails where the kernel has Landlock, whose domain refuses mount(2)
+// to the processes it restricts (and on BPF LSM, which checks the peer
+// socket itself): without both, nothing else would stop it on fanotify
+// (docs/threat-model.md).
 func TestEscapeUsernsAllowed(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		allowed, out := filepath.Join(b.home, "allowed"), filepath.Join(b.home, "out")
@@ -101,5 +103,8 @@ func TestEscapeUsernsAllowed(t *testing.T) {
 		}
 		t.Logf("%s backend, allow_userns: true: the outside listener was reached %d times; route output: %q",
 			b.backend, accepted.Load(), r.stdout)
+		if n := accepted.Load(); n != 0 && (landlock.ABI() > 0 || b.backend == "lsm") {
+			t.Errorf("allow_userns: true: the bind mount reached the outside listener %d times although Landlock (ABI %d) is there", n, landlock.ABI())
+		}
 	})
 }
