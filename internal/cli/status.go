@@ -61,20 +61,22 @@ type Status struct {
 	Net           policy.NetMode       `json:"net"`
 	AllowLoopback bool                 `json:"allow_loopback"` // some loopback listeners reachable
 	Loopback      policy.LoopbackMode  `json:"loopback"`       // which: own, all or false
+	DenyRead      []StatusRule         `json:"deny_read"`
+	ExceptRead    []StatusRule         `json:"except_read"`
+	DenyWrite     []StatusRule         `json:"deny_write"`
+	DenyExec      []StatusRule         `json:"deny_exec"`
+	AllowNet      []StatusRule         `json:"allow_net"`
+	AllowUnix     []StatusRule         `json:"allow_unix"`
+	MaskOutput    []StatusRule         `json:"mask_output"`
+	Writable      []StatusRule         `json:"writable"`
+	DenyEnv       []StatusRule         `json:"deny_env"`
+	AllowEnv      []StatusRule         `json:"allow_env"`
+
 	// AllowUserns and AllowIOUring are allow_userns and allow_io_uring,
 	// with where they were set (file "" for the built-in false).
 	AllowUserns  StatusSetting `json:"allow_userns"`
 	AllowIOUring StatusSetting `json:"allow_io_uring"`
-	DenyRead     []StatusRule  `json:"deny_read"`
-	ExceptRead   []StatusRule  `json:"except_read"`
-	DenyWrite    []StatusRule  `json:"deny_write"`
-	DenyExec     []StatusRule  `json:"deny_exec"`
-	AllowNet     []StatusRule  `json:"allow_net"`
-	AllowUnix    []StatusRule  `json:"allow_unix"`
-	MaskOutput   []StatusRule  `json:"mask_output"`
-	Writable     []StatusRule  `json:"writable"`
-	DenyEnv      []StatusRule  `json:"deny_env"`
-	AllowEnv     []StatusRule  `json:"allow_env"`
+
 	// EnvRemoved names the variables of status's own environment that
 	// `aigate run` would remove from the command's.
 	EnvRemoved []string `json:"env_removed"`
