@@ -69,6 +69,17 @@ func writeHelpAI(w io.Writer, pol *policy.Policy) {
 	default:
 		net += "; loopback (127.0.0.1, ::1) is closed except for ports listed above"
 	}
+	var other []string
+	if !pol.Userns {
+		other = append(other, "new user namespaces (unshare -U, bubblewrap, Chromium's own sandbox; "+
+			"the user can set allow_userns: true)")
+	}
+	if !pol.IOUring {
+		other = append(other, "io_uring on the fanotify backend (libraries fall back to ordinary calls)")
+	}
+	if len(other) == 0 {
+		other = []string{"none"}
+	}
 	fmt.Fprintf(w, `You are running inside aigate, a sandbox that the Linux kernel enforces for
 the user. It is deliberate: the user chose these rules to keep their
 secrets and their machine safe while you work.
@@ -78,6 +89,7 @@ WHAT IS BLOCKED
   Writing:            %s
   Running programs:   %s
   Network:            %s
+  Other:              %s
 
 Patterns without a slash match that name anywhere; a trailing / means a
 directory and everything in it; ~/ is the user's home; other patterns with
@@ -108,5 +120,5 @@ WHAT NOT TO TRY
   DNS server to reach a blocked domain; edit aigate's config, the shell's
   startup files or git hooks; disable, kill or reinstall aigate, or ask
   for sudo to do so. Attempts are logged, and they cost the user's trust.
-`, list(pol.DenyRead), list(pol.DenyWrite), list(pol.DenyExec), net)
+`, list(pol.DenyRead), list(pol.DenyWrite), list(pol.DenyExec), net, strings.Join(other, "; "))
 }
