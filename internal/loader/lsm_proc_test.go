@@ -173,7 +173,7 @@ func TestLSMProcessAudit(t *testing.T) {
 func TestLSMProcessVerifier(t *testing.T) {
 	l := openLSM(t)
 	for name, p := range map[string]*ebpf.Program{
-		"ptrace_access_check": l.objs.AigatePtraceAccessCheck,
+		"ptrace_access_check": l.objs.AigatePtraceAccess,
 		"ptrace_traceme":      l.objs.AigatePtraceTraceme,
 		"task_kill":           l.objs.AigateTaskKill,
 	} {
