@@ -26,6 +26,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -359,7 +360,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 			lines.w = join
 		}
 	}
-	child, err := sess.Start(cmd)
+	child, err := launch.Start(sess, cmd)
 	if join != nil {
 		join.started()
 	}

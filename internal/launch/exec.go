@@ -1,6 +1,6 @@
 //go:build linux
 
-package api
+package launch
 
 import (
 	"encoding/json"
@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
@@ -157,13 +158,13 @@ func enterLandlock(js string) error {
 	return nil
 }
 
-// Start starts cmd in the session's sandbox: as a waiting helper first,
+// Start starts cmd in session s's sandbox: as a waiting helper first,
 // which the agent moves into the sandbox, then exec'ed into cmd. cmd may
 // carry credentials and the terminal; Start sets Pdeathsig (SIGKILL: if
 // the client dies, the command does not run on without it) and runs the
 // helper with no_new_privs. A session starts one command.
-func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
-	if s.placed {
+func Start(s *api.Session, cmd *exec.Cmd) (*sandbox.Child, error) {
+	if s.Placed() {
 		return nil, errors.New("start in sandbox: a command was already started in this session")
 	}
 	exe, err := os.Executable()
@@ -218,7 +219,7 @@ func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
 		w.Close()
 		return nil, fmt.Errorf("start %s in sandbox %s: %w", target, s.Sandbox.Name, err)
 	}
-	if err := s.place(cmd.Process.Pid); err != nil {
+	if err := s.Place(cmd.Process.Pid); err != nil {
 		w.Close() // the helper exits without exec'ing
 		<-c.Done()
 		return nil, err
