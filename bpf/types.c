@@ -22,6 +22,7 @@ const enum aigate_op *unused_op __attribute__((unused));
 const enum aigate_size *unused_size __attribute__((unused));
 const enum aigate_sandbox_flag *unused_sandbox_flag __attribute__((unused));
 const enum aigate_counter *unused_counter __attribute__((unused));
+const enum aigate_scratch *unused_scratch __attribute__((unused));
 const enum aigate_access *unused_access __attribute__((unused));
 const enum aigate_rule_set *unused_rule_set __attribute__((unused));
 const enum aigate_key_size *unused_key_size __attribute__((unused));

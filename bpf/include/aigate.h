@@ -70,6 +70,11 @@ struct event {
 	char path[AIGATE_PATH_MAX];
 };
 
+/* Scratch buffers per CPU (scratch.h): the running program, 3 preempted. */
+enum aigate_scratch {
+	AIGATE_SCRATCH_SLOTS = 4,
+};
+
 /*
  * Counter slots: (op * 2 + audit). The last slot counts events that did not
  * fit in the ring buffer. Per-CPU, so counting never contends.

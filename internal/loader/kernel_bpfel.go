@@ -94,6 +94,12 @@ const (
 	kernelAigateSandboxFlagAIGATE_SB_AUDIT kernelAigateSandboxFlag = 1
 )
 
+type kernelAigateScratch uint32
+
+const (
+	kernelAigateScratchAIGATE_SCRATCH_SLOTS kernelAigateScratch = 4
+)
+
 type kernelAigateSetExcept uint32
 
 const (
@@ -170,6 +176,7 @@ const (
 	kernelVarUnusedRuleSet     = "unused_rule_set"
 	kernelVarUnusedSandbox     = "unused_sandbox"
 	kernelVarUnusedSandboxFlag = "unused_sandbox_flag"
+	kernelVarUnusedScratch     = "unused_scratch"
 	kernelVarUnusedSetExcept   = "unused_set_except"
 	kernelVarUnusedSetFlag     = "unused_set_flag"
 	kernelVarUnusedSize        = "unused_size"
@@ -242,6 +249,7 @@ type kernelVariableSpecs struct {
 	UnusedRuleSet     *ebpf.VariableSpec `ebpf:"unused_rule_set"`
 	UnusedSandbox     *ebpf.VariableSpec `ebpf:"unused_sandbox"`
 	UnusedSandboxFlag *ebpf.VariableSpec `ebpf:"unused_sandbox_flag"`
+	UnusedScratch     *ebpf.VariableSpec `ebpf:"unused_scratch"`
 	UnusedSetExcept   *ebpf.VariableSpec `ebpf:"unused_set_except"`
 	UnusedSetFlag     *ebpf.VariableSpec `ebpf:"unused_set_flag"`
 	UnusedSize        *ebpf.VariableSpec `ebpf:"unused_size"`
@@ -290,6 +298,7 @@ type kernelVariables struct {
 	UnusedRuleSet     *ebpf.Variable `ebpf:"unused_rule_set"`
 	UnusedSandbox     *ebpf.Variable `ebpf:"unused_sandbox"`
 	UnusedSandboxFlag *ebpf.Variable `ebpf:"unused_sandbox_flag"`
+	UnusedScratch     *ebpf.Variable `ebpf:"unused_scratch"`
 	UnusedSetExcept   *ebpf.Variable `ebpf:"unused_set_except"`
 	UnusedSetFlag     *ebpf.Variable `ebpf:"unused_set_flag"`
 	UnusedSize        *ebpf.Variable `ebpf:"unused_size"`

@@ -14,8 +14,8 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// scratchSlots is AIGATE_SCRATCH_SLOTS of scratch.h.
-const scratchSlots = 4
+// scratchSlots is the number of scratch buffers per CPU (scratch.h).
+const scratchSlots = int(kernelAigateScratchAIGATE_SCRATCH_SLOTS)
 
 // scratchValue is a scratch buffer of the BPF objects; each starts with
 // its owner (scratch.h).
@@ -56,7 +56,7 @@ func setScratchOwners[V scratchValue](t *testing.T, m *ebpf.Map, n int, owner ui
 // every CPU are owned by holder and the others are free.
 func checkScratchOwners[V scratchValue](t *testing.T, what string, m *ebpf.Map, held int, holder uint64) {
 	t.Helper()
-	for slot := uint32(0); slot < scratchSlots; slot++ {
+	for slot := uint32(0); slot < uint32(scratchSlots); slot++ {
 		var vals []V
 		if err := m.Lookup(slot, &vals); err != nil {
 			t.Fatalf("scratch slot %d: %v", slot, err)
