@@ -597,7 +597,7 @@ static __always_inline int check_unix_peer(struct sock *peer)
 
 /* connect(2) on stream and seqpacket sockets; other is the listener. */
 SEC("lsm/unix_stream_connect")
-int BPF_PROG(aigate_unix_stream_connect, struct socket *sock, struct sock *other, struct sock *newsk)
+int BPF_PROG(aigate_unix_connect, struct socket *sock, struct sock *other, struct sock *newsk)
 {
 	return check_unix_peer(other);
 }
@@ -642,7 +642,7 @@ int BPF_PROG(aigate_userns_create, const struct cred *cred)
  * pidfd_getfd; kcmp). current is the tracer, child the target.
  */
 SEC("lsm/ptrace_access_check")
-int BPF_PROG(aigate_ptrace_access_check, struct task_struct *child, unsigned int mode)
+int BPF_PROG(aigate_ptrace_access, struct task_struct *child, unsigned int mode)
 {
 	__u64 cgroup_id;
 	struct sandbox *sb = current_sandbox(&cgroup_id);

@@ -450,36 +450,6 @@ int aigate_sock_release(struct bpf_sock *ctx)
 #define AIGATE_ETH_P_IPV6 0x86DD
 
 /*
- * skb_sandbox is current_sandbox for the socket a packet is delivered to:
- * the ingress program runs in softirq context, where the current task
- * means nothing, so the sandbox is the one of the socket's cgroup (the
- * cgroup of the task that created it).
- */
-static __always_inline struct sandbox *skb_sandbox(struct __sk_buff *skb, __u64 *cgroup_id)
-{
-	__u32 zero = 0;
-	__u64 *levels = bpf_map_lookup_elem(&sandbox_levels, &zero);
-
-	if (!levels || !*levels)
-		return NULL;
-	__u64 mask = *levels;
-
-	for (int lvl = 1; lvl < AIGATE_MAX_LEVEL; lvl++) {
-		if (!(mask & (1ULL << lvl)))
-			continue;
-		__u64 id = bpf_skb_ancestor_cgroup_id(skb, lvl);
-		if (!id)
-			break;
-		struct sandbox *sb = bpf_map_lookup_elem(&sandboxes, &id);
-		if (sb) {
-			*cgroup_id = id;
-			return sb;
-		}
-	}
-	return NULL;
-}
-
-/*
  * report_inbound writes the event of a refused inbound connection: the
  * peer's address with the sandbox's listening port. There is no sandboxed
  * task to name (softirq): pid, uid and comm stay zero.

@@ -38,7 +38,7 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
  * One buffer per program run, taken and given back as scratch.h says, so
  * a task preempted on this CPU never checks or learns another task's name.
  */
-struct unix_scratch {
+struct unix_scratch_buf {
 	__u64 owner; /* scratch.h: first */
 	struct unix_bound_key bound;
 	struct unix_allow_key allow;
@@ -49,16 +49,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, AIGATE_SCRATCH_SLOTS);
 	__type(key, __u32);
-	__type(value, struct unix_scratch);
+	__type(value, struct unix_scratch_buf);
 } unix_scratch SEC(".maps");
 
 /* claim takes a scratch buffer and clears what a previous run left in it. */
-static __always_inline struct unix_scratch *claim(void)
+static __always_inline struct unix_scratch_buf *claim(void)
 {
-	struct unix_scratch *s = scratch_claim(&unix_scratch);
+	struct unix_scratch_buf *s = scratch_claim(&unix_scratch);
 
 	if (s)
-		__builtin_memset(&s->bound, 0, sizeof(*s) - __builtin_offsetof(struct unix_scratch, bound));
+		__builtin_memset(&s->bound, 0, sizeof(*s) - __builtin_offsetof(struct unix_scratch_buf, bound));
 	return s;
 }
 
@@ -87,7 +87,7 @@ static __always_inline int report(__u64 cgroup_id, const struct sandbox *sb,
 }
 
 struct walk_ctx {
-	struct unix_scratch *s;
+	struct unix_scratch_buf *s;
 	const struct unix_name *n;
 	struct dentry *d;
 	int pos; /* n->name[pos..len) matched the names walked so far */
@@ -176,7 +176,7 @@ static long walk_step(__u32 i, void *arg)
  * mounted). So an unlinked or renamed socket file no longer vouches for a
  * new file at the old path.
  */
-static __always_inline int path_still_names(struct unix_scratch *s, struct dentry *d,
+static __always_inline int path_still_names(struct unix_scratch_buf *s, struct dentry *d,
 					    const struct unix_name *n)
 {
 	struct walk_ctx w = {.s = s, .n = n, .d = d};
@@ -195,7 +195,8 @@ static __always_inline int path_still_names(struct unix_scratch *s, struct dentr
  * fails one of the checks (its sock is orphaned and marked dead on
  * release, and a reused one has another inode number).
  */
-static __always_inline int unix_bound_alive(struct unix_scratch *s, const struct unix_bound_val *v,
+static __always_inline int unix_bound_alive(struct unix_scratch_buf *s,
+					    const struct unix_bound_val *v,
 					    const struct unix_name *n)
 {
 	struct socket *sock = (struct socket *)v->sock;
@@ -239,7 +240,7 @@ static __always_inline int unix_name_dotdot(const struct unix_name *n)
 	return 0;
 }
 
-static __always_inline int unix_allowed(struct unix_scratch *s, __u64 cgroup_id,
+static __always_inline int unix_allowed(struct unix_scratch_buf *s, __u64 cgroup_id,
 					const struct sandbox *sb, const void *uaddr, __u32 len)
 {
 	if (unix_name_read(&s->bound.n, uaddr, len) < 0)
@@ -301,7 +302,7 @@ static __always_inline int check_unix(struct bpf_sock_addr *ctx)
 	if (!sb)
 		return 1;
 	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
-	struct unix_scratch *s = claim();
+	struct unix_scratch_buf *s = claim();
 	if (!s)
 		return report_unclaimed(cgroup_id, sb, sa->uaddr, sa->uaddrlen);
 
@@ -326,7 +327,7 @@ int aigate_sendmsg_unix(struct bpf_sock_addr *ctx)
 }
 
 /* learn_bound records in unix_bound that the sandbox's sock holds addr. */
-static __always_inline void learn_bound(struct unix_scratch *s, __u64 cgroup_id,
+static __always_inline void learn_bound(struct unix_scratch_buf *s, __u64 cgroup_id,
 					struct socket *sock, struct unix_sock *u,
 					struct unix_address *addr)
 {
@@ -471,7 +472,7 @@ int BPF_PROG(aigate_unix_bind_exit, struct pt_regs *regs, long ret)
 		return 0;
 
 	/* No free buffer: the name is not learned, and connect refuses it. */
-	struct unix_scratch *s = claim();
+	struct unix_scratch_buf *s = claim();
 	if (!s)
 		return 0;
 	learn_bound(s, cgroup_id, sock, u, addr);

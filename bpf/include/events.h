@@ -20,10 +20,6 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* bpf2go -type only sees types used in BTF. */
-const struct event *unused_event __attribute__((unused));
-const struct sandbox *unused_sandbox __attribute__((unused));
-
 static __always_inline void count_slot(__u32 slot)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &slot);

@@ -33,18 +33,6 @@
 #define AIGATE_AF_INET 2
 #define AIGATE_AF_INET6 10
 
-/* Values of struct net_settings.mode (policy.NetAllow, policy.NetDeny). */
-#define AIGATE_NET_ALLOW 1
-#define AIGATE_NET_DENY 2
-
-/* Values of struct net_settings.loopback (policy.LoopbackNone, Own, All). */
-#define AIGATE_LOOPBACK_NONE 0
-#define AIGATE_LOOPBACK_OWN 1
-#define AIGATE_LOOPBACK_ALL 2
-
-/* Bits of a trie key that precede the address: policy_id and port. */
-#define AIGATE_NET_KEY_BITS 64
-
 /* Value of net_settings, keyed by policy id. */
 struct net_settings {
 	__u32 deny_rule; /* reported when nothing allowed the destination */

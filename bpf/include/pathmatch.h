@@ -32,23 +32,10 @@
 #include "aigate.h"
 #include "scratch.h"
 
-/* Values of policy.Access. */
-#define AIGATE_ACCESS_READ 1
-#define AIGATE_ACCESS_WRITE 2
-#define AIGATE_ACCESS_EXEC 3
-/*
- * The directories above a read or write Paths entry
- * (policy.Compiled.Ancestors), exact "P\0" keys in the Paths trie: a rename,
- * removal or symlink there replaces the protected path's content.
- */
-#define AIGATE_ACCESS_ANCESTORS 4
+/* The access values, key sizes and set flags are in aigate.h (the contract). */
 
-/* Bytes of a path compared by the Paths trie: LPM data is at most 256 bytes. */
-#define AIGATE_PATH_KEY 248
 /* d_path output buffer; paths longer than this are not matched by Paths. */
 #define AIGATE_DPATH_MAX 4096
-/* Bytes of a name kept in a key, NUL included: names are at most 126 bytes. */
-#define AIGATE_NAME_MAX 128
 /*
  * Path components walked for Names and directory inodes, from the leaf up,
  * and by build_path. bpf_loop makes the bound a run-time cost only (paid by
@@ -71,21 +58,6 @@
  */
 #define AIGATE_BUILD_END (AIGATE_DPATH_MAX - 256)
 #define AIGATE_COMP_MAX 255
-
-/* Bits in the set_flags map: which kinds of rule a set has. */
-#define AIGATE_SET_PATHS (1U << 0)
-#define AIGATE_SET_NAMES (1U << 1)
-#define AIGATE_SET_PREFIX (1U << 2)
-#define AIGATE_SET_SUFFIX (1U << 3)
-#define AIGATE_SET_INODES (1U << 4)	/* file or directory inodes */
-#define AIGATE_SET_DIR_INODES (1U << 5) /* directory inodes: walk needed */
-
-/*
- * A set's exceptions (policy.FileSet.Except, from except_read) live in the
- * same maps under set | AIGATE_SET_EXCEPT; policy ids stay below 2^28 so
- * the bit is free (rule_set() shifts them left by 3). They have no inode rules.
- */
-#define AIGATE_SET_EXCEPT (1U << 31)
 
 struct path_key {
 	__u32 prefixlen;
@@ -186,7 +158,7 @@ const struct inode_key *unused_inode_key __attribute__((unused));
 
 static __always_inline __u32 rule_set(__u32 policy_id, __u32 access)
 {
-	return (policy_id << 3) | access;
+	return (policy_id << AIGATE_ACCESS_BITS) | access;
 }
 
 static __always_inline __u32 set_kinds(__u32 set)

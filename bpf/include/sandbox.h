@@ -32,7 +32,16 @@ struct {
 	__type(value, __u64);
 } sandbox_levels SEC(".maps");
 
-static __always_inline struct sandbox *current_sandbox(__u64 *cgroup_id)
+/*
+ * sandbox_walk walks the ancestors of the current task's cgroup or, with
+ * of_skb, of the cgroup of the socket skb is delivered to. Always inlined
+ * with of_skb a constant, so that each program keeps only the helper call
+ * its program type allows (testing skb for NULL instead would not do: the
+ * compiler cannot know that a context pointer is never NULL, and would
+ * leave both calls in the cgroup skb program).
+ */
+static __always_inline struct sandbox *sandbox_walk(bool of_skb, struct __sk_buff *skb,
+						    __u64 *cgroup_id)
 {
 	__u32 zero = 0;
 	__u64 *levels = bpf_map_lookup_elem(&sandbox_levels, &zero);
@@ -44,9 +53,10 @@ static __always_inline struct sandbox *current_sandbox(__u64 *cgroup_id)
 	for (int lvl = 1; lvl < AIGATE_MAX_LEVEL; lvl++) {
 		if (!(mask & (1ULL << lvl)))
 			continue;
-		__u64 id = bpf_get_current_ancestor_cgroup_id(lvl);
+		__u64 id = of_skb ? bpf_skb_ancestor_cgroup_id(skb, lvl)
+				  : bpf_get_current_ancestor_cgroup_id(lvl);
 		if (!id)
-			break; /* the task's cgroup is shallower than lvl */
+			break; /* the cgroup is shallower than lvl */
 		struct sandbox *sb = bpf_map_lookup_elem(&sandboxes, &id);
 		if (sb) {
 			*cgroup_id = id;
@@ -54,6 +64,23 @@ static __always_inline struct sandbox *current_sandbox(__u64 *cgroup_id)
 		}
 	}
 	return NULL;
+}
+
+/* current_sandbox is the sandbox of the current task; NULL outside one. */
+static __always_inline struct sandbox *current_sandbox(__u64 *cgroup_id)
+{
+	return sandbox_walk(false, NULL, cgroup_id);
+}
+
+/*
+ * skb_sandbox is current_sandbox for the socket a packet is delivered to:
+ * cgroup skb programs run in softirq context, where the current task means
+ * nothing, so the sandbox is the one of the socket's cgroup (the cgroup of
+ * the task that created it).
+ */
+static __always_inline struct sandbox *skb_sandbox(struct __sk_buff *skb, __u64 *cgroup_id)
+{
+	return sandbox_walk(true, skb, cgroup_id);
 }
 
 #endif /* AIGATE_SANDBOX_H */

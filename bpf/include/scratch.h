@@ -25,8 +25,7 @@
 #ifndef AIGATE_SCRATCH_H
 #define AIGATE_SCRATCH_H
 
-/* Buffers per CPU: the running program plus three preempted ones. */
-#define AIGATE_SCRATCH_SLOTS 4
+#include "aigate.h" /* AIGATE_SCRATCH_SLOTS */
 
 /*
  * scratch_claim returns a free buffer of map, a per-CPU array of

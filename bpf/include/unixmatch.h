@@ -19,13 +19,6 @@
 
 #include "aigate.h"
 
-/* sizeof(sockaddr_un.sun_path): the longest unix socket name. */
-#define AIGATE_UNIX_PATH 108
-/* Name bytes in a key: sun_path plus a NUL, rounded up. */
-#define AIGATE_UNIX_NAME 112
-/* Bits of a unix_allow key that precede the name: policy_id and abstract. */
-#define AIGATE_UNIX_KEY_BITS 64
-
 /*
  * A unix socket name as matched: a filesystem path up to its first NUL
  * (abstract 0, len = strlen), or an abstract name (abstract = its length in

@@ -22,8 +22,6 @@
 #include "aigate.h"
 #include "pathmatch.h"
 
-/* The unix rules' access in rule_set(): policy.Access 0 (allow_unix). */
-#define AIGATE_ACCESS_UNIX 0
 /* sizeof(sockaddr_un.sun_path) */
 #define AIGATE_SUN_PATH 108
 /* offsetof(struct sockaddr_un, sun_path) */

@@ -16,6 +16,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 	"github.com/aigate-dev/aigate/internal/testutil"
 	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
@@ -70,7 +71,7 @@ func TestAdoptRecordedSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := s.Start(exec.Command("sleep", "60"))
+	child, err := launch.Start(s, exec.Command("sleep", "60"))
 	if err != nil {
 		t.Fatal(err)
 	}

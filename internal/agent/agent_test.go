@@ -24,6 +24,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 	"github.com/aigate-dev/aigate/internal/testutil"
 	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
@@ -124,7 +125,7 @@ func TestStatusAndLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := s.Start(exec.Command("sleep", "60"))
+	child, err := launch.Start(s, exec.Command("sleep", "60"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestClientGoneEndsSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := s.Start(exec.Command("sleep", "60"))
+	child, err := launch.Start(s, exec.Command("sleep", "60"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +253,7 @@ func TestEventsInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		sessions[i] = s
-		if children[i], err = s.Start(exec.Command("sleep", "60")); err != nil {
+		if children[i], err = launch.Start(s, exec.Command("sleep", "60")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -183,7 +184,7 @@ func TestAgentCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	loop := fmt.Sprintf("while :; do if cat %s >/dev/null 2>&1; then echo read; else echo denied; fi >>%s; sleep 0.1; done", secret, log)
-	child, err := s.Start(exec.Command("/bin/sh", "-c", loop))
+	child, err := launch.Start(s, exec.Command("/bin/sh", "-c", loop))
 	if err != nil {
 		t.Fatal(err)
 	}

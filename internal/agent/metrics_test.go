@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
@@ -27,7 +28,7 @@ func TestMetricsAfterOverflow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Start(exec.Command("sleep", "60")); err != nil {
+	if _, err := launch.Start(s, exec.Command("sleep", "60")); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -62,7 +63,7 @@ func TestLastEventReachesSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := s.Start(exec.Command("sleep", "60"))
+	child, err := launch.Start(s, exec.Command("sleep", "60"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -59,7 +60,7 @@ func runTestClient(mode, sock string, args []string) int {
 			fmt.Println("error:", err)
 			return 1
 		}
-		if _, err := s.Start(exec.Command("/bin/sleep", "60")); err != nil {
+		if _, err := launch.Start(s, exec.Command("/bin/sleep", "60")); err != nil {
 			fmt.Println("error:", err)
 			return 1
 		}

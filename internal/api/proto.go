@@ -80,7 +80,7 @@ type CreateRequest struct {
 }
 
 // PlaceRequest names the process to move into the session's sandbox: the
-// caller's child, waiting in aigate's exec helper (see Session.Start).
+// caller's child, waiting in aigate's exec helper (see launch.Start).
 type PlaceRequest struct {
 	PID int `json:"pid"`
 }

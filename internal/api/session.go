@@ -48,7 +48,7 @@ type Session struct {
 }
 
 // CreateSandbox asks the agent for a sandbox. The connection stays open as
-// the sandbox's session: start the command with Session.Start.
+// the sandbox's session: start the command with launch.Start.
 func (c *Client) CreateSandbox(ctx context.Context, req CreateRequest) (*Session, error) {
 	resp, conn, err := c.roundTrip(ctx, &Request{Op: OpCreate, Create: &req})
 	if err != nil {
@@ -67,9 +67,10 @@ func (c *Client) CreateSandbox(ctx context.Context, req CreateRequest) (*Session
 	}, nil
 }
 
-// place asks the agent to move pid into the sandbox and, once it has,
-// starts reading the session's stream.
-func (s *Session) place(pid int) error {
+// Place asks the agent to move pid into the sandbox and, once it has,
+// starts reading the session's stream (launch.Start calls it for the exec
+// helper). A session places one process.
+func (s *Session) Place(pid int) error {
 	if s.placed {
 		return errors.New("place: a process was already placed in this sandbox")
 	}
@@ -81,6 +82,9 @@ func (s *Session) place(pid int) error {
 	go s.read()
 	return nil
 }
+
+// Placed reports whether a process was placed in the sandbox.
+func (s *Session) Placed() bool { return s.placed }
 
 func (s *Session) read() {
 	defer close(s.done)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -26,6 +25,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -193,7 +193,8 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 
 	var eventsOut io.Writer
 	if opts.EventsFile != "" {
-		ef, err := openEventsFile(opts.EventsFile, id, loaded.Paths.User)
+		inv := loaded.Paths.User
+		ef, err := openEventsFile(opts.EventsFile, inv, id.chownE && id.uid != inv.UID, id.uid, id.gid)
 		if err != nil {
 			return &exitError{ExitSandbox, err}
 		}
@@ -201,14 +202,10 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		eventsOut = ef
 	}
 
-	// Signals are caught from here on: SIGINT and SIGQUIT from the
-	// terminal reach the command directly (same process group) and must not
-	// stop aigate before it has cleaned up; SIGTERM and SIGHUP are sent to
-	// aigate alone and are passed on. Caught (not ignored) signals are reset
-	// to their defaults in the command by execve.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	// Signals are caught from here on (runSignals); SIGTERM and SIGHUP
+	// are passed on to the command.
+	sigs, stopSignals := runSignals()
+	defer stopSignals()
 
 	req, err := createRequest(loaded, id, mode, opts.Args)
 	if err != nil {
@@ -359,7 +356,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 			lines.w = join
 		}
 	}
-	child, err := sess.Start(cmd)
+	child, err := launch.Start(sess, cmd)
 	if join != nil {
 		join.started()
 	}
@@ -633,30 +630,4 @@ func lookPath(name string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("command %s: not found in PATH (%s)", name, pathEnv)
-}
-
-// openEventsFile opens --events for appending; a new file belongs to the
-// user the command runs as. Under sudo it is opened with the invoking
-// user's file-system identity (see config.User.Do): --events /etc/passwd,
-// or a path through a directory symlink the sandboxed tool planted, must
-// not have root append to or create a file the user could not.
-func openEventsFile(path string, id *identity, invoker *config.User) (*os.File, error) {
-	var statErr error
-	f, err := config.AsUser(invoker, func() (*os.File, error) {
-		_, statErr = os.Lstat(path)
-		return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	})
-	if err != nil {
-		if invoker != nil && invoker.Sudo && errors.Is(err, os.ErrPermission) {
-			// Root could open it; say why run does not.
-			return nil, fmt.Errorf("open events file: %w: run is root but acts for %s (uid %d: who ran sudo, or --user), "+
-				"so --events is opened as %s, lest the sandboxed tool make root write where that user may not; "+
-				"choose a file %s may write (e.g. in %s)", err, invoker.Name, invoker.UID, invoker.Name, invoker.Name, invoker.Home)
-		}
-		return nil, fmt.Errorf("open events file: %w", err)
-	}
-	if errors.Is(statErr, os.ErrNotExist) && id.chownE && id.uid != invoker.UID {
-		_ = f.Chown(id.uid, id.gid)
-	}
-	return f, nil
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -137,7 +136,8 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 
 	var eventsOut io.Writer
 	if opts.EventsFile != "" {
-		ef, err := openEventsFile(opts.EventsFile, loaded.Paths.User.UID, loaded.Paths.User.GID, loaded.Paths.User.Sudo)
+		u := loaded.Paths.User
+		ef, err := openEventsFile(opts.EventsFile, u, u.Sudo, u.UID, u.GID)
 		if err != nil {
 			return &exitError{ExitSandbox, err}
 		}
@@ -145,13 +145,10 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		eventsOut = ef
 	}
 
-	// SIGINT and SIGQUIT from the terminal reach the command directly (same
-	// process group) and must not end aigate before it has undone the
-	// policy; SIGTERM and SIGHUP are sent to aigate alone and end the
-	// command through ctx (SIGTERM, then SIGKILL).
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	// Signals are caught from here on (runSignals): SIGTERM and SIGHUP end
+	// the command through ctx (SIGTERM, then SIGKILL).
+	sigs, stopSignals := runSignals()
+	defer stopSignals()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var lastSig atomic.Int32
@@ -256,20 +253,6 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		return silentExit(ExitCode(128 + int(sig)))
 	}
 	return silentExit(ExitCode(out.ExitCode))
-}
-
-// openEventsFile opens --events for appending; a new file created under
-// sudo belongs to the user who ran sudo.
-func openEventsFile(path string, uid, gid int, sudo bool) (*os.File, error) {
-	_, statErr := os.Lstat(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open events file: %w", err)
-	}
-	if errors.Is(statErr, os.ErrNotExist) && sudo {
-		_ = f.Chown(uid, gid)
-	}
-	return f, nil
 }
 
 // owner is the account that gets an inheritable entry on the project, so

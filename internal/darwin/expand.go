@@ -209,7 +209,7 @@ func (e *expander) enter(p string, outside bool) bool {
 // protects the real file. A dangling link has nothing to protect.
 func (e *expander) matchLink(p, name string) {
 	for _, s := range e.sets {
-		r, ok := matchName(s.s, name)
+		r, ok := s.s.MatchName(name)
 		if !ok {
 			continue
 		}
@@ -255,7 +255,7 @@ var errLinkOut = errors.New("link in the project leads outside the home and the 
 // sandbox user cannot reach and so need not be searched.
 func (e *expander) match(p, name string, isDir bool) (blocked bool) {
 	for _, s := range e.sets {
-		if r, ok := matchName(s.s, name); ok && !excepted(s.s, p) {
+		if r, ok := s.s.MatchName(name); ok && !excepted(s.s, p) {
 			e.add(Target{Path: p, Dir: isDir, Access: s.a, Rule: r})
 			if isDir && s.a == policy.AccessRead {
 				blocked = true
@@ -273,25 +273,6 @@ func excepted(s *policy.FileSet, p string) bool {
 	}
 	_, ok := s.Except.Match(p)
 	return ok
-}
-
-func matchName(s *policy.FileSet, name string) (policy.RuleID, bool) {
-	for _, n := range s.Names {
-		if n.Value == name {
-			return n.Rule, true
-		}
-	}
-	for _, n := range s.NamePrefix {
-		if strings.HasPrefix(name, n.Value) {
-			return n.Rule, true
-		}
-	}
-	for _, n := range s.NameSuffix {
-		if strings.HasSuffix(name, n.Value) {
-			return n.Rule, true
-		}
-	}
-	return 0, false
 }
 
 // rel turns an absolute path into an fs.FS name rooted at "/".

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -324,5 +325,28 @@ func TestExpandHonoursExceptions(t *testing.T) {
 	}
 	if !sawEnv {
 		t.Error("a secret outside the exception is no longer expanded")
+	}
+}
+
+// Expand names the rule the kernel-side matchers would: the longest prefix
+// or suffix (policy.FileSet.MatchName), not the first one listed.
+func TestExpandLongestName(t *testing.T) {
+	fsys := fstest.MapFS{
+		"home/alice/proj/.env.local.bak": {Data: []byte("x")},
+		"home/alice/proj/server-key.pem": {Data: []byte("x")},
+	}
+	c := &policy.Compiled{Mode: policy.ModeEnforce}
+	c.Read.NamePrefix = []policy.Entry{{Value: ".env", Rule: 1}, {Value: ".env.local", Rule: 2}}
+	c.Read.NameSuffix = []policy.Entry{{Value: ".pem", Rule: 3}, {Value: "-key.pem", Rule: 4}}
+	exp, err := Expand(fsys, c, ExpandOptions{ProjectRoot: "/home/alice/proj", Home: "/home/alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]policy.RuleID{}
+	for _, tg := range exp.Targets {
+		got[tg.Path] = tg.Rule
+	}
+	if got["/home/alice/proj/.env.local.bak"] != 2 || got["/home/alice/proj/server-key.pem"] != 4 {
+		t.Errorf("rules %v, want .env.local.bak: 2 and server-key.pem: 4", got)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -59,7 +60,7 @@ func clientOp(f []string) string {
 			return "error: " + err.Error()
 		}
 		defer s.Close()
-		child, err := s.Start(exec.Command("/bin/sleep", "600"))
+		child, err := launch.Start(s, exec.Command("/bin/sleep", "600"))
 		if err != nil {
 			return "error: " + err.Error()
 		}
@@ -82,7 +83,7 @@ func clientOp(f []string) string {
 			// With a command placed, a sandbox lasts as long as it does;
 			// an empty one ends after the agent's place timeout, which a
 			// slow machine (the emulated VM) reaches before the last.
-			c, err := s.Start(exec.Command("/bin/sleep", "600"))
+			c, err := launch.Start(s, exec.Command("/bin/sleep", "600"))
 			if err != nil {
 				return fmt.Sprintf("error: start in sandbox %d of %d: %v", i+1, n, err)
 			}

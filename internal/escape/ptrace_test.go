@@ -7,14 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -30,19 +28,10 @@ const procOpsEnv = "AIGATE_ESCAPE_PROC"
 
 func init() { testutil.HelperOps(procOpsEnv, procOp) }
 
-// procOp runs one attack on a process ("OP PID", or "child OP" on a child
-// of its own) and prints "ok" or the errno's name.
+// procOp runs one attack on a process (testutil.ProcOps: "OP PID", or
+// "child OP" on a child of its own) and prints "ok" or the errno's name.
 func procOp(args []string) string {
-	if args[0] == "child" {
-		c := exec.Command("sleep", "30")
-		if err := c.Start(); err != nil {
-			return err.Error()
-		}
-		defer func() { _ = c.Process.Kill(); _ = c.Wait() }()
-		return procOp([]string{args[1], strconv.Itoa(c.Process.Pid)})
-	}
-	pid, _ := strconv.Atoi(args[1])
-	err := procAttack(args[0], pid)
+	err := testutil.ProcOps(args)
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		return unix.ErrnoName(errno)
@@ -51,50 +40,6 @@ func procOp(args []string) string {
 		return err.Error()
 	}
 	return "ok"
-}
-
-func procAttack(op string, pid int) error {
-	switch op {
-	case "ptrace":
-		runtime.LockOSThread()
-		if err := unix.PtraceAttach(pid); err != nil {
-			return err
-		}
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, unix.WALL, nil)
-		return unix.PtraceDetach(pid)
-	case "environ", "mem", "maps":
-		_, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/" + op)
-		if op == "mem" && errors.Is(err, unix.EIO) { // opened; offset 0 is unmapped
-			return nil
-		}
-		return err
-	case "stop":
-		return unix.Kill(pid, unix.SIGSTOP)
-	case "cont":
-		return unix.Kill(pid, unix.SIGCONT)
-	case "vmread":
-		var b [1]byte
-		local := []unix.Iovec{{Base: &b[0], Len: 1}}
-		remote := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&b[0])), Len: 1}}
-		_, err := unix.ProcessVMReadv(pid, local, remote, 0)
-		if errors.Is(err, unix.EFAULT) { // allowed; the address is ours, not its
-			return nil
-		}
-		return err
-	case "getfd":
-		pfd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(pfd)
-		fd, err := unix.PidfdGetfd(pfd, 0, 0)
-		if err != nil {
-			return err
-		}
-		return unix.Close(fd)
-	}
-	return errors.New("unknown op " + op)
 }
 
 var (

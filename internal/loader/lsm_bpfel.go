@@ -13,27 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type lsmEvent struct {
-	_        structs.HostLayout
-	TsNs     uint64
-	CgroupId uint64
-	Pid      uint32
-	Tgid     uint32
-	Uid      uint32
-	PolicyId uint32
-	RuleId   uint32
-	Kind     uint8
-	Op       uint8
-	Audit    uint8
-	Family   uint8
-	Port     uint16
-	PathLen  uint16
-	Addr     [16]uint8
-	Comm     [16]int8
-	Path     [256]int8
-	_        [4]byte
-}
-
 type lsmInodeKey struct {
 	_   structs.HostLayout
 	Ino uint64
@@ -55,12 +34,6 @@ type lsmPathKey struct {
 	Path      [248]int8
 }
 
-type lsmSandbox struct {
-	_        structs.HostLayout
-	PolicyId uint32
-	Flags    uint32
-}
-
 type lsmScratch struct {
 	_     structs.HostLayout
 	Owner uint64
@@ -78,45 +51,43 @@ type lsmScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lsmMapCounters                 = "counters"
-	lsmMapEvents                   = "events"
-	lsmMapInodeRules               = "inode_rules"
-	lsmMapNameRules                = "name_rules"
-	lsmMapPathRules                = "path_rules"
-	lsmMapPrefixRules              = "prefix_rules"
-	lsmMapSandboxLevels            = "sandbox_levels"
-	lsmMapSandboxes                = "sandboxes"
-	lsmMapScratchMap               = "scratch_map"
-	lsmMapSetFlags                 = "set_flags"
-	lsmMapSuffixRules              = "suffix_rules"
-	lsmProgAigateBprmCheck         = "aigate_bprm_check"
-	lsmProgAigateFileMprotect      = "aigate_file_mprotect"
-	lsmProgAigateFileOpen          = "aigate_file_open"
-	lsmProgAigateMmapFile          = "aigate_mmap_file"
-	lsmProgAigatePathChmod         = "aigate_path_chmod"
-	lsmProgAigatePathChown         = "aigate_path_chown"
-	lsmProgAigatePathLink          = "aigate_path_link"
-	lsmProgAigatePathMkdir         = "aigate_path_mkdir"
-	lsmProgAigatePathMknod         = "aigate_path_mknod"
-	lsmProgAigatePathRename        = "aigate_path_rename"
-	lsmProgAigatePathRmdir         = "aigate_path_rmdir"
-	lsmProgAigatePathSymlink       = "aigate_path_symlink"
-	lsmProgAigatePathTruncate      = "aigate_path_truncate"
-	lsmProgAigatePathUnlink        = "aigate_path_unlink"
-	lsmProgAigatePtraceAccessCheck = "aigate_ptrace_access_check"
-	lsmProgAigatePtraceTraceme     = "aigate_ptrace_traceme"
-	lsmProgAigateSocketConnect     = "aigate_socket_connect"
-	lsmProgAigateSocketCreate      = "aigate_socket_create"
-	lsmProgAigateSocketSendmsg     = "aigate_socket_sendmsg"
-	lsmProgAigateTaskKill          = "aigate_task_kill"
-	lsmProgAigateUnixMaySend       = "aigate_unix_may_send"
-	lsmProgAigateUnixStreamConnect = "aigate_unix_stream_connect"
-	lsmProgAigateUsernsCreate      = "aigate_userns_create"
-	lsmVarUnusedEvent              = "unused_event"
-	lsmVarUnusedInodeKey           = "unused_inode_key"
-	lsmVarUnusedNameKey            = "unused_name_key"
-	lsmVarUnusedPathKey            = "unused_path_key"
-	lsmVarUnusedSandbox            = "unused_sandbox"
+	lsmMapCounters             = "counters"
+	lsmMapEvents               = "events"
+	lsmMapInodeRules           = "inode_rules"
+	lsmMapNameRules            = "name_rules"
+	lsmMapPathRules            = "path_rules"
+	lsmMapPrefixRules          = "prefix_rules"
+	lsmMapSandboxLevels        = "sandbox_levels"
+	lsmMapSandboxes            = "sandboxes"
+	lsmMapScratchMap           = "scratch_map"
+	lsmMapSetFlags             = "set_flags"
+	lsmMapSuffixRules          = "suffix_rules"
+	lsmProgAigateBprmCheck     = "aigate_bprm_check"
+	lsmProgAigateFileMprotect  = "aigate_file_mprotect"
+	lsmProgAigateFileOpen      = "aigate_file_open"
+	lsmProgAigateMmapFile      = "aigate_mmap_file"
+	lsmProgAigatePathChmod     = "aigate_path_chmod"
+	lsmProgAigatePathChown     = "aigate_path_chown"
+	lsmProgAigatePathLink      = "aigate_path_link"
+	lsmProgAigatePathMkdir     = "aigate_path_mkdir"
+	lsmProgAigatePathMknod     = "aigate_path_mknod"
+	lsmProgAigatePathRename    = "aigate_path_rename"
+	lsmProgAigatePathRmdir     = "aigate_path_rmdir"
+	lsmProgAigatePathSymlink   = "aigate_path_symlink"
+	lsmProgAigatePathTruncate  = "aigate_path_truncate"
+	lsmProgAigatePathUnlink    = "aigate_path_unlink"
+	lsmProgAigatePtraceAccess  = "aigate_ptrace_access"
+	lsmProgAigatePtraceTraceme = "aigate_ptrace_traceme"
+	lsmProgAigateSocketConnect = "aigate_socket_connect"
+	lsmProgAigateSocketCreate  = "aigate_socket_create"
+	lsmProgAigateSocketSendmsg = "aigate_socket_sendmsg"
+	lsmProgAigateTaskKill      = "aigate_task_kill"
+	lsmProgAigateUnixConnect   = "aigate_unix_connect"
+	lsmProgAigateUnixMaySend   = "aigate_unix_may_send"
+	lsmProgAigateUsernsCreate  = "aigate_userns_create"
+	lsmVarUnusedInodeKey       = "unused_inode_key"
+	lsmVarUnusedNameKey        = "unused_name_key"
+	lsmVarUnusedPathKey        = "unused_path_key"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -161,29 +132,29 @@ type lsmSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmProgramSpecs struct {
-	AigateBprmCheck         *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
-	AigateFileMprotect      *ebpf.ProgramSpec `ebpf:"aigate_file_mprotect"`
-	AigateFileOpen          *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
-	AigateMmapFile          *ebpf.ProgramSpec `ebpf:"aigate_mmap_file"`
-	AigatePathChmod         *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
-	AigatePathChown         *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
-	AigatePathLink          *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
-	AigatePathMkdir         *ebpf.ProgramSpec `ebpf:"aigate_path_mkdir"`
-	AigatePathMknod         *ebpf.ProgramSpec `ebpf:"aigate_path_mknod"`
-	AigatePathRename        *ebpf.ProgramSpec `ebpf:"aigate_path_rename"`
-	AigatePathRmdir         *ebpf.ProgramSpec `ebpf:"aigate_path_rmdir"`
-	AigatePathSymlink       *ebpf.ProgramSpec `ebpf:"aigate_path_symlink"`
-	AigatePathTruncate      *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
-	AigatePathUnlink        *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
-	AigatePtraceAccessCheck *ebpf.ProgramSpec `ebpf:"aigate_ptrace_access_check"`
-	AigatePtraceTraceme     *ebpf.ProgramSpec `ebpf:"aigate_ptrace_traceme"`
-	AigateSocketConnect     *ebpf.ProgramSpec `ebpf:"aigate_socket_connect"`
-	AigateSocketCreate      *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
-	AigateSocketSendmsg     *ebpf.ProgramSpec `ebpf:"aigate_socket_sendmsg"`
-	AigateTaskKill          *ebpf.ProgramSpec `ebpf:"aigate_task_kill"`
-	AigateUnixMaySend       *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
-	AigateUnixStreamConnect *ebpf.ProgramSpec `ebpf:"aigate_unix_stream_connect"`
-	AigateUsernsCreate      *ebpf.ProgramSpec `ebpf:"aigate_userns_create"`
+	AigateBprmCheck     *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
+	AigateFileMprotect  *ebpf.ProgramSpec `ebpf:"aigate_file_mprotect"`
+	AigateFileOpen      *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
+	AigateMmapFile      *ebpf.ProgramSpec `ebpf:"aigate_mmap_file"`
+	AigatePathChmod     *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
+	AigatePathChown     *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
+	AigatePathLink      *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
+	AigatePathMkdir     *ebpf.ProgramSpec `ebpf:"aigate_path_mkdir"`
+	AigatePathMknod     *ebpf.ProgramSpec `ebpf:"aigate_path_mknod"`
+	AigatePathRename    *ebpf.ProgramSpec `ebpf:"aigate_path_rename"`
+	AigatePathRmdir     *ebpf.ProgramSpec `ebpf:"aigate_path_rmdir"`
+	AigatePathSymlink   *ebpf.ProgramSpec `ebpf:"aigate_path_symlink"`
+	AigatePathTruncate  *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
+	AigatePathUnlink    *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
+	AigatePtraceAccess  *ebpf.ProgramSpec `ebpf:"aigate_ptrace_access"`
+	AigatePtraceTraceme *ebpf.ProgramSpec `ebpf:"aigate_ptrace_traceme"`
+	AigateSocketConnect *ebpf.ProgramSpec `ebpf:"aigate_socket_connect"`
+	AigateSocketCreate  *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
+	AigateSocketSendmsg *ebpf.ProgramSpec `ebpf:"aigate_socket_sendmsg"`
+	AigateTaskKill      *ebpf.ProgramSpec `ebpf:"aigate_task_kill"`
+	AigateUnixConnect   *ebpf.ProgramSpec `ebpf:"aigate_unix_connect"`
+	AigateUnixMaySend   *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
+	AigateUsernsCreate  *ebpf.ProgramSpec `ebpf:"aigate_userns_create"`
 }
 
 // lsmMapSpecs contains maps before they are loaded into the kernel.
@@ -207,11 +178,9 @@ type lsmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmVariableSpecs struct {
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedInodeKey *ebpf.VariableSpec `ebpf:"unused_inode_key"`
 	UnusedNameKey  *ebpf.VariableSpec `ebpf:"unused_name_key"`
 	UnusedPathKey  *ebpf.VariableSpec `ebpf:"unused_path_key"`
-	UnusedSandbox  *ebpf.VariableSpec `ebpf:"unused_sandbox"`
 }
 
 // lsmObjects contains all objects after they have been loaded into the kernel.
@@ -267,40 +236,38 @@ func (m *lsmMaps) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmVariables struct {
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 	UnusedInodeKey *ebpf.Variable `ebpf:"unused_inode_key"`
 	UnusedNameKey  *ebpf.Variable `ebpf:"unused_name_key"`
 	UnusedPathKey  *ebpf.Variable `ebpf:"unused_path_key"`
-	UnusedSandbox  *ebpf.Variable `ebpf:"unused_sandbox"`
 }
 
 // lsmPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmPrograms struct {
-	AigateBprmCheck         *ebpf.Program `ebpf:"aigate_bprm_check"`
-	AigateFileMprotect      *ebpf.Program `ebpf:"aigate_file_mprotect"`
-	AigateFileOpen          *ebpf.Program `ebpf:"aigate_file_open"`
-	AigateMmapFile          *ebpf.Program `ebpf:"aigate_mmap_file"`
-	AigatePathChmod         *ebpf.Program `ebpf:"aigate_path_chmod"`
-	AigatePathChown         *ebpf.Program `ebpf:"aigate_path_chown"`
-	AigatePathLink          *ebpf.Program `ebpf:"aigate_path_link"`
-	AigatePathMkdir         *ebpf.Program `ebpf:"aigate_path_mkdir"`
-	AigatePathMknod         *ebpf.Program `ebpf:"aigate_path_mknod"`
-	AigatePathRename        *ebpf.Program `ebpf:"aigate_path_rename"`
-	AigatePathRmdir         *ebpf.Program `ebpf:"aigate_path_rmdir"`
-	AigatePathSymlink       *ebpf.Program `ebpf:"aigate_path_symlink"`
-	AigatePathTruncate      *ebpf.Program `ebpf:"aigate_path_truncate"`
-	AigatePathUnlink        *ebpf.Program `ebpf:"aigate_path_unlink"`
-	AigatePtraceAccessCheck *ebpf.Program `ebpf:"aigate_ptrace_access_check"`
-	AigatePtraceTraceme     *ebpf.Program `ebpf:"aigate_ptrace_traceme"`
-	AigateSocketConnect     *ebpf.Program `ebpf:"aigate_socket_connect"`
-	AigateSocketCreate      *ebpf.Program `ebpf:"aigate_socket_create"`
-	AigateSocketSendmsg     *ebpf.Program `ebpf:"aigate_socket_sendmsg"`
-	AigateTaskKill          *ebpf.Program `ebpf:"aigate_task_kill"`
-	AigateUnixMaySend       *ebpf.Program `ebpf:"aigate_unix_may_send"`
-	AigateUnixStreamConnect *ebpf.Program `ebpf:"aigate_unix_stream_connect"`
-	AigateUsernsCreate      *ebpf.Program `ebpf:"aigate_userns_create"`
+	AigateBprmCheck     *ebpf.Program `ebpf:"aigate_bprm_check"`
+	AigateFileMprotect  *ebpf.Program `ebpf:"aigate_file_mprotect"`
+	AigateFileOpen      *ebpf.Program `ebpf:"aigate_file_open"`
+	AigateMmapFile      *ebpf.Program `ebpf:"aigate_mmap_file"`
+	AigatePathChmod     *ebpf.Program `ebpf:"aigate_path_chmod"`
+	AigatePathChown     *ebpf.Program `ebpf:"aigate_path_chown"`
+	AigatePathLink      *ebpf.Program `ebpf:"aigate_path_link"`
+	AigatePathMkdir     *ebpf.Program `ebpf:"aigate_path_mkdir"`
+	AigatePathMknod     *ebpf.Program `ebpf:"aigate_path_mknod"`
+	AigatePathRename    *ebpf.Program `ebpf:"aigate_path_rename"`
+	AigatePathRmdir     *ebpf.Program `ebpf:"aigate_path_rmdir"`
+	AigatePathSymlink   *ebpf.Program `ebpf:"aigate_path_symlink"`
+	AigatePathTruncate  *ebpf.Program `ebpf:"aigate_path_truncate"`
+	AigatePathUnlink    *ebpf.Program `ebpf:"aigate_path_unlink"`
+	AigatePtraceAccess  *ebpf.Program `ebpf:"aigate_ptrace_access"`
+	AigatePtraceTraceme *ebpf.Program `ebpf:"aigate_ptrace_traceme"`
+	AigateSocketConnect *ebpf.Program `ebpf:"aigate_socket_connect"`
+	AigateSocketCreate  *ebpf.Program `ebpf:"aigate_socket_create"`
+	AigateSocketSendmsg *ebpf.Program `ebpf:"aigate_socket_sendmsg"`
+	AigateTaskKill      *ebpf.Program `ebpf:"aigate_task_kill"`
+	AigateUnixConnect   *ebpf.Program `ebpf:"aigate_unix_connect"`
+	AigateUnixMaySend   *ebpf.Program `ebpf:"aigate_unix_may_send"`
+	AigateUsernsCreate  *ebpf.Program `ebpf:"aigate_userns_create"`
 }
 
 func (p *lsmPrograms) Close() error {
@@ -319,14 +286,14 @@ func (p *lsmPrograms) Close() error {
 		p.AigatePathSymlink,
 		p.AigatePathTruncate,
 		p.AigatePathUnlink,
-		p.AigatePtraceAccessCheck,
+		p.AigatePtraceAccess,
 		p.AigatePtraceTraceme,
 		p.AigateSocketConnect,
 		p.AigateSocketCreate,
 		p.AigateSocketSendmsg,
 		p.AigateTaskKill,
+		p.AigateUnixConnect,
 		p.AigateUnixMaySend,
-		p.AigateUnixStreamConnect,
 		p.AigateUsernsCreate,
 	)
 }

@@ -69,33 +69,10 @@ type lsmPins struct {
 	adopted []enforce.Sandbox
 }
 
-// lsmPrograms lists the programs by name with the attach they need.
+// programs are the LSM programs by link name: the generated program name
+// (bpf/lsm.c) without "aigate_". Pins and lsmProgramOrder use these names.
 func (o *lsmObjects) programs() map[string]*ebpf.Program {
-	return map[string]*ebpf.Program{
-		"file_open":      o.AigateFileOpen,
-		"bprm_check":     o.AigateBprmCheck,
-		"mmap_file":      o.AigateMmapFile,
-		"file_mprotect":  o.AigateFileMprotect,
-		"path_truncate":  o.AigatePathTruncate,
-		"path_unlink":    o.AigatePathUnlink,
-		"path_rmdir":     o.AigatePathRmdir,
-		"path_rename":    o.AigatePathRename,
-		"path_link":      o.AigatePathLink,
-		"path_chmod":     o.AigatePathChmod,
-		"path_chown":     o.AigatePathChown,
-		"path_mkdir":     o.AigatePathMkdir,
-		"path_symlink":   o.AigatePathSymlink,
-		"path_mknod":     o.AigatePathMknod,
-		"socket_create":  o.AigateSocketCreate,
-		"unix_connect":   o.AigateUnixStreamConnect,
-		"unix_may_send":  o.AigateUnixMaySend,
-		"ptrace_access":  o.AigatePtraceAccessCheck,
-		"ptrace_traceme": o.AigatePtraceTraceme,
-		"task_kill":      o.AigateTaskKill,
-		"socket_connect": o.AigateSocketConnect,
-		"socket_sendmsg": o.AigateSocketSendmsg,
-		"userns_create":  o.AigateUsernsCreate,
-	}
+	return programsByName(&o.lsmPrograms)
 }
 
 // layoutHash identifies the shape of every map the programs use, so that a
@@ -333,7 +310,7 @@ func (l *LSM) adopt() error {
 			CgroupPath: cBytes(r.v.Path[:]),
 		}
 		s.sb = sb
-		var entry lsmSandbox
+		var entry kernelSandbox
 		live := l.objs.Sandboxes.Lookup(sb.CgroupID, &entry) == nil && entry.PolicyId == r.id
 		if live {
 			g, err := cgroup.Open(sb.CgroupPath)
@@ -467,13 +444,4 @@ func (l *LSM) unpinAll() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// lsmProgramOrder is the attach order of lsmObjects.programs.
-var lsmProgramOrder = []string{
-	"file_open", "bprm_check", "mmap_file", "file_mprotect",
-	"path_truncate", "path_unlink", "path_rmdir", "path_rename", "path_link", "path_chmod", "path_chown",
-	"path_mkdir", "path_symlink", "path_mknod",
-	"socket_create", "unix_connect", "unix_may_send", "socket_connect", "socket_sendmsg",
-	"ptrace_access", "ptrace_traceme", "task_kill", "userns_create",
 }

@@ -7,25 +7,22 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
-// procHelper is the helper's side of the process tests, each on a target
-// pid: "ptrace PID" attaches (and detaches), "environ PID" and "mem PID"
-// open /proc/PID/..., "kill PID" sends SIGCONT, "vmread PID" reads a byte
-// of its memory with process_vm_readv, "getfd PID" takes its descriptor 0
-// with pidfd_getfd; "child OP" runs OP on a child of its own. EACCES
-// counts as EPERM: /proc answers a refused ptrace check with it.
+// procHelper is the helper's side of the process tests: the operations of
+// testutil.ProcOps, and "traceme", which asks the test (outside) to trace
+// the helper. EACCES counts as EPERM: /proc answers a refused ptrace check
+// with it.
 func procHelper(args []string) error {
 	if args[0] == "traceme" { // ask our parent (the test, outside) to trace us
 		_, _, errno := unix.RawSyscall(unix.SYS_PTRACE, unix.PTRACE_TRACEME, 0, 0)
@@ -38,67 +35,11 @@ func procHelper(args []string) error {
 		unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
 		return nil
 	}
-	if args[0] == "child" {
-		c := exec.Command("sleep", "30")
-		if err := c.Start(); err != nil {
-			return err
-		}
-		defer func() { _ = c.Process.Kill(); _ = c.Wait() }()
-		return procHelper([]string{args[1], strconv.Itoa(c.Process.Pid)})
-	}
-	pid, err := strconv.Atoi(args[1])
-	if err != nil {
-		return err
-	}
-	err = procOp(args[0], pid)
+	err := testutil.ProcOps(args)
 	if errors.Is(err, unix.EACCES) {
 		return unix.EPERM
 	}
 	return err
-}
-
-func procOp(op string, pid int) error {
-	switch op {
-	case "ptrace":
-		runtime.LockOSThread()
-		if err := unix.PtraceAttach(pid); err != nil {
-			return err
-		}
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, unix.WALL, nil)
-		return unix.PtraceDetach(pid)
-	case "environ", "mem":
-		f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/" + op)
-		if err != nil {
-			return err
-		}
-		return f.Close()
-	case "kill":
-		return unix.Kill(pid, unix.SIGCONT)
-	case "vmread":
-		// Any address: the permission check comes before the access, so a
-		// refused read is EPERM and an allowed one EFAULT at worst.
-		var b [1]byte
-		local := []unix.Iovec{{Base: &b[0], Len: 1}}
-		remote := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&b[0])), Len: 1}}
-		_, err := unix.ProcessVMReadv(pid, local, remote, 0)
-		if errors.Is(err, unix.EFAULT) {
-			return nil
-		}
-		return err
-	case "getfd":
-		pfd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(pfd)
-		fd, err := unix.PidfdGetfd(pfd, 0, 0)
-		if err != nil {
-			return err
-		}
-		return unix.Close(fd)
-	}
-	return errors.New("unknown op " + op)
 }
 
 // outsideProc starts a process outside every sandbox for the test's
@@ -126,7 +67,7 @@ func TestLSMProcessBoundary(t *testing.T) {
 		ev events.Op
 	}{
 		{"ptrace", events.OpPtrace}, {"environ", events.OpPtrace}, {"mem", events.OpPtrace},
-		{"vmread", events.OpPtrace}, {"getfd", events.OpPtrace}, {"kill", events.OpSignal},
+		{"vmread", events.OpPtrace}, {"getfd", events.OpPtrace}, {"cont", events.OpSignal},
 	} {
 		code, self := run(t, sb, c.op, pid)
 		if code != exitEPERM {
@@ -138,7 +79,7 @@ func TestLSMProcessBoundary(t *testing.T) {
 			t.Errorf("%s: event %+v, want process %s \"pid %s (sleep)\" from %d", c.op, ev, c.ev, pid, self)
 		}
 	}
-	for _, op := range []string{"ptrace", "environ", "mem", "vmread", "getfd", "kill"} {
+	for _, op := range []string{"ptrace", "environ", "mem", "vmread", "getfd", "cont"} {
 		expectAllowed(t, sb, "child", op)
 		expectAllowed(t, nil, op, pid)
 	}
@@ -162,7 +103,7 @@ func TestLSMProcessAudit(t *testing.T) {
 	l := openLSM(t)
 	sb := addSandbox(t, l, &policy.Compiled{Mode: policy.ModeAudit}, policy.ModeAudit)
 	pid := outsideProc(t)
-	expectAllowed(t, sb, "kill", pid)
+	expectAllowed(t, sb, "cont", pid)
 	if ev := nextEvent(t, l); ev.Op != events.OpSignal || !ev.Audit {
 		t.Errorf("event %+v, want an audited signal", ev)
 	}
@@ -173,7 +114,7 @@ func TestLSMProcessAudit(t *testing.T) {
 func TestLSMProcessVerifier(t *testing.T) {
 	l := openLSM(t)
 	for name, p := range map[string]*ebpf.Program{
-		"ptrace_access_check": l.objs.AigatePtraceAccessCheck,
+		"ptrace_access_check": l.objs.AigatePtraceAccess,
 		"ptrace_traceme":      l.objs.AigatePtraceTraceme,
 		"task_kill":           l.objs.AigateTaskKill,
 	} {

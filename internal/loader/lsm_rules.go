@@ -12,33 +12,47 @@ import (
 	"github.com/aigate-dev/aigate/internal/resolve"
 )
 
-// Sizes and flags from pathmatch.h (macros, which bpf2go does not export).
+// Sizes and flags of aigate.h (enums, generated in kernel_bpfel.go).
 const (
-	pathKeyLen = 248 // AIGATE_PATH_KEY
-	nameKeyLen = 128 // AIGATE_NAME_MAX
+	pathKeyLen = int(kernelAigateKeySizeAIGATE_PATH_KEY)
+	nameKeyLen = int(kernelAigateKeySizeAIGATE_NAME_MAX)
 	// Names are compared after bpf_probe_read_kernel_str into nameKeyLen
 	// bytes, which keeps at most nameKeyLen-1 characters: a name of exactly
 	// that length would also match every longer name it begins.
 	maxNameRule = nameKeyLen - 2
 
-	setPaths     = 1 << 0
-	setNames     = 1 << 1
-	setPrefix    = 1 << 2
-	setSuffix    = 1 << 3
-	setInodes    = 1 << 4
-	setDirInodes = 1 << 5
-	setExcept    = 1 << 31 // AIGATE_SET_EXCEPT: the key space of a set's exceptions
+	setPaths     = uint32(kernelAigateSetFlagAIGATE_SET_PATHS)
+	setNames     = uint32(kernelAigateSetFlagAIGATE_SET_NAMES)
+	setPrefix    = uint32(kernelAigateSetFlagAIGATE_SET_PREFIX)
+	setSuffix    = uint32(kernelAigateSetFlagAIGATE_SET_SUFFIX)
+	setInodes    = uint32(kernelAigateSetFlagAIGATE_SET_INODES)
+	setDirInodes = uint32(kernelAigateSetFlagAIGATE_SET_DIR_INODES)
+	setExcept    = uint32(kernelAigateSetExceptAIGATE_SET_EXCEPT) // the key space of a set's exceptions
 
 	setKeyBits = 32 // the set precedes the bytes in every LPM key
 )
 
 // setAccessBits is how far rule_set() shifts the policy id: the access
 // (read, write, exec, allow_unix, ancestors) takes the low bits.
-const setAccessBits = 3
+const setAccessBits = uint32(kernelAigateRuleSetAIGATE_ACCESS_BITS)
 
 // ruleSet is the kernel's rule_set(): one key space per policy and access.
-func ruleSet(policyID uint32, a policy.Access) uint32 {
+func ruleSet(policyID uint32, a kernelAigateAccess) uint32 {
 	return policyID<<setAccessBits | uint32(a)
+}
+
+// kernelAccess is the kernel's name (enum aigate_access) of a policy access;
+// policy knows nothing of the kernel, so the two are bound here, by name.
+func kernelAccess(a policy.Access) (kernelAigateAccess, error) {
+	switch a {
+	case policy.AccessRead:
+		return kernelAigateAccessAIGATE_ACCESS_READ, nil
+	case policy.AccessWrite:
+		return kernelAigateAccessAIGATE_ACCESS_WRITE, nil
+	case policy.AccessExec:
+		return kernelAigateAccessAIGATE_ACCESS_EXEC, nil
+	}
+	return 0, fmt.Errorf("access %s has no kernel rule set", a)
 }
 
 // writeRules writes the file and exec rules of s's policy. Every entry
@@ -54,7 +68,11 @@ func (l *LSM) writeRules(s *lsmSandboxState) error {
 		{policy.AccessWrite, p.Write},
 		{policy.AccessExec, p.Exec},
 	} {
-		if err := l.writeSet(s, ruleSet(s.sb.ID, a.access), a.access, a.set); err != nil {
+		ka, err := kernelAccess(a.access)
+		if err != nil {
+			return err
+		}
+		if err := l.writeSet(s, ruleSet(s.sb.ID, ka), ka, a.set); err != nil {
 			return fmt.Errorf("%s rules: %w", a.access, err)
 		}
 	}
@@ -70,7 +88,7 @@ func (l *LSM) writeRules(s *lsmSandboxState) error {
 // accessAncestors is the rule_set() access of the directories above
 // protected paths (AIGATE_ACCESS_ANCESTORS), which check_write refuses to
 // rename, remove or replace by a symlink.
-const accessAncestors policy.Access = 4
+const accessAncestors = kernelAigateAccessAIGATE_ACCESS_ANCESTORS
 
 // writeAncestors writes each directory as an exact Paths key ("P\0" only:
 // what lies beneath an ancestor is not protected by being there).
@@ -99,9 +117,8 @@ func (l *LSM) writeAncestors(s *lsmSandboxState, set uint32, dirs []policy.Entry
 	return nil
 }
 
-// accessUnix is the rule_set() access of allow_unix (AIGATE_ACCESS_UNIX):
-// the policy compiles allow_unix with access 0.
-const accessUnix policy.Access = 0
+// accessUnix is the rule_set() access of allow_unix.
+const accessUnix = kernelAigateAccessAIGATE_ACCESS_UNIX
 
 // writeUnix writes allow_unix with the semantics of docs/network.md, which
 // the cgroup connect_unix program shares: an absolute path allows that
@@ -118,7 +135,7 @@ func (l *LSM) writeUnix(s *lsmSandboxState, set uint32, fs policy.FileSet) error
 	return l.writeSet(s, set, accessUnix, unixSet)
 }
 
-func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access policy.Access, fs policy.FileSet) error {
+func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access kernelAigateAccess, fs policy.FileSet) error {
 	var kinds uint32
 	put := func(m *ebpf.Map, key any, rule policy.RuleID) error {
 		// The first rule for a key wins; later duplicates add nothing.
@@ -191,7 +208,7 @@ func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access policy.Access, fs 
 	if access != accessUnix && set&setExcept == 0 { // allow_unix matches by name only, as connect_unix does
 		files, _ = resolve.Paths(fs)
 	}
-	if access == policy.AccessExec {
+	if access == kernelAigateAccessAIGATE_ACCESS_EXEC {
 		files = append(files, resolve.Executables(fs, l.execDirs)...)
 	}
 	for _, f := range files {

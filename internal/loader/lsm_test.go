@@ -108,7 +108,7 @@ func helper(args []string) int {
 			}
 		}
 		return 0
-	case "ptrace", "environ", "mem", "kill", "vmread", "getfd", "child", "traceme":
+	case "ptrace", "environ", "mem", "cont", "vmread", "getfd", "child", "traceme":
 		err = procHelper(args)
 	case "userns":
 		err = usernsHelper()

@@ -19,16 +19,16 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// Values of net_settings.mode (netmatch.h).
+// Values of net_settings.mode and .loopback, and the trie key's header
+// (aigate.h enums, generated in kernel_bpfel.go).
 const (
-	netModeAllow = 1
-	netModeDeny  = 2
-	netKeyBits   = 64 // AIGATE_NET_KEY_BITS: policy id and port precede the address
+	netModeAllow = uint8(kernelAigateNetModeAIGATE_NET_ALLOW)
+	netModeDeny  = uint8(kernelAigateNetModeAIGATE_NET_DENY)
+	netKeyBits   = int(kernelAigateNetKeyAIGATE_NET_KEY_BITS) // policy id and port precede the address
 
-	// Values of net_settings.loopback (AIGATE_LOOPBACK_*).
-	netLoopbackNone = 0
-	netLoopbackOwn  = 1
-	netLoopbackAll  = 2
+	netLoopbackNone = uint8(kernelAigateLoopbackAIGATE_LOOPBACK_NONE)
+	netLoopbackOwn  = uint8(kernelAigateLoopbackAIGATE_LOOPBACK_OWN)
+	netLoopbackAll  = uint8(kernelAigateLoopbackAIGATE_LOOPBACK_ALL)
 )
 
 // NetOptions configures OpenNet.

@@ -28,27 +28,6 @@ type netDnsProxy struct {
 	Pad  uint16
 }
 
-type netEvent struct {
-	_        structs.HostLayout
-	TsNs     uint64
-	CgroupId uint64
-	Pid      uint32
-	Tgid     uint32
-	Uid      uint32
-	PolicyId uint32
-	RuleId   uint32
-	Kind     uint8
-	Op       uint8
-	Audit    uint8
-	Family   uint8
-	Port     uint16
-	PathLen  uint16
-	Addr     [16]uint8
-	Comm     [16]int8
-	Path     [256]int8
-	_        [4]byte
-}
-
 type netNetKey4 struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -81,21 +60,6 @@ type netNetSettings struct {
 	LoopbackRule uint32
 }
 
-type netSandbox struct {
-	_        structs.HostLayout
-	PolicyId uint32
-	Flags    uint32
-}
-
-type netSockState struct {
-	_         structs.HostLayout
-	DnsFamily uint32
-	DnsIp6    [4]uint32
-	DnsPort   uint32
-	Use       netAddrUseKey
-	Owner     uint64
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -124,10 +88,8 @@ const (
 	netProgAigateSockRelease = "aigate_sock_release"
 	netVarUnusedAddrUseKey   = "unused_addr_use_key"
 	netVarUnusedDnsProxy     = "unused_dns_proxy"
-	netVarUnusedEvent        = "unused_event"
 	netVarUnusedNetKey4      = "unused_net_key4"
 	netVarUnusedNetKey6      = "unused_net_key6"
-	netVarUnusedSandbox      = "unused_sandbox"
 )
 
 // loadNet returns the embedded CollectionSpec for net.
@@ -208,10 +170,8 @@ type netMapSpecs struct {
 type netVariableSpecs struct {
 	UnusedAddrUseKey *ebpf.VariableSpec `ebpf:"unused_addr_use_key"`
 	UnusedDnsProxy   *ebpf.VariableSpec `ebpf:"unused_dns_proxy"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedNetKey4    *ebpf.VariableSpec `ebpf:"unused_net_key4"`
 	UnusedNetKey6    *ebpf.VariableSpec `ebpf:"unused_net_key6"`
-	UnusedSandbox    *ebpf.VariableSpec `ebpf:"unused_sandbox"`
 }
 
 // netObjects contains all objects after they have been loaded into the kernel.
@@ -273,10 +233,8 @@ func (m *netMaps) Close() error {
 type netVariables struct {
 	UnusedAddrUseKey *ebpf.Variable `ebpf:"unused_addr_use_key"`
 	UnusedDnsProxy   *ebpf.Variable `ebpf:"unused_dns_proxy"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
 	UnusedNetKey4    *ebpf.Variable `ebpf:"unused_net_key4"`
 	UnusedNetKey6    *ebpf.Variable `ebpf:"unused_net_key6"`
-	UnusedSandbox    *ebpf.Variable `ebpf:"unused_sandbox"`
 }
 
 // netPrograms contains all programs after they have been loaded into the kernel.

@@ -62,7 +62,7 @@ func (t *sandboxTable) add(cgroupID uint64, level int, policyID uint32, flags ui
 	if _, ok := t.byCgroup[cgroupID]; ok {
 		return fmt.Errorf("add sandbox cgroup %d: already a sandbox", cgroupID)
 	}
-	sb := netSandbox{PolicyId: policyID, Flags: flags}
+	sb := kernelSandbox{PolicyId: policyID, Flags: flags}
 	if err := t.sandboxes.Update(cgroupID, &sb, ebpf.UpdateNoExist); err != nil {
 		return fmt.Errorf("add sandbox cgroup %d: %w", cgroupID, err)
 	}
@@ -113,24 +113,36 @@ func (t *sandboxTable) writeLevels() error {
 	return nil
 }
 
-// Values from aigate.h that bpf2go does not export (macros).
+// Values of aigate.h (enums, generated in kernel_bpfel.go).
 const (
-	maxLevel         = 32     // AIGATE_MAX_LEVEL
-	sandboxAudit     = 1 << 0 // AIGATE_SB_AUDIT
-	sandboxUserns    = 1 << 1 // AIGATE_SB_USERNS
-	opMax            = 11     // AIGATE_OP_MAX
-	counterDropped   = opMax * 2
-	counterSlots     = counterDropped + 1
+	maxLevel         = int(kernelAigateSizeAIGATE_MAX_LEVEL)
+	sandboxAudit     = uint32(kernelAigateSandboxFlagAIGATE_SB_AUDIT)
+	sandboxUserns    = uint32(kernelAigateSandboxFlagAIGATE_SB_USERNS)
+	counterDropped   = uint32(kernelAigateCounterAIGATE_COUNTER_DROPPED)
+	counterSlots     = uint32(kernelAigateCounterAIGATE_COUNTERS)
 	eventChannelSize = 256
 )
 
-// Kernel enum values (aigate.h) to the user-side names.
+// The kernel's kinds and operations (enum aigate_kind, enum aigate_op) to
+// the user-side names.
 var (
-	eventKinds = map[uint8]events.Kind{1: events.KindFile, 2: events.KindExec, 3: events.KindNet, 4: events.KindProc}
-	eventOps   = map[uint8]events.Op{
-		1: events.OpRead, 2: events.OpWrite, 3: events.OpExec, 4: events.OpConnect,
-		5: events.OpSend, 6: events.OpDNS, 7: events.OpUnix, 8: events.OpPtrace, 9: events.OpSignal,
-		10: events.OpUserns,
+	eventKinds = map[kernelAigateKind]events.Kind{
+		kernelAigateKindAIGATE_KIND_FILE: events.KindFile,
+		kernelAigateKindAIGATE_KIND_EXEC: events.KindExec,
+		kernelAigateKindAIGATE_KIND_NET:  events.KindNet,
+		kernelAigateKindAIGATE_KIND_PROC: events.KindProc,
+	}
+	eventOps = map[kernelAigateOp]events.Op{
+		kernelAigateOpAIGATE_OP_READ:    events.OpRead,
+		kernelAigateOpAIGATE_OP_WRITE:   events.OpWrite,
+		kernelAigateOpAIGATE_OP_EXEC:    events.OpExec,
+		kernelAigateOpAIGATE_OP_CONNECT: events.OpConnect,
+		kernelAigateOpAIGATE_OP_SEND:    events.OpSend,
+		kernelAigateOpAIGATE_OP_DNS:     events.OpDNS,
+		kernelAigateOpAIGATE_OP_UNIX:    events.OpUnix,
+		kernelAigateOpAIGATE_OP_PTRACE:  events.OpPtrace,
+		kernelAigateOpAIGATE_OP_SIGNAL:  events.OpSignal,
+		kernelAigateOpAIGATE_OP_USERNS:  events.OpUserns,
 	}
 )
 
@@ -163,7 +175,7 @@ func readCounters(m *ebpf.Map) (enforce.Stats, error) {
 			st.EventsDropped = sum
 			continue
 		}
-		op, ok := eventOps[uint8(slot/2)]
+		op, ok := eventOps[kernelAigateOp(slot/2)]
 		if !ok || sum == 0 {
 			continue
 		}
@@ -193,7 +205,7 @@ func decodeEvent(raw []byte, boot time.Time) (events.Event, error) {
 
 // decodeRecord is decodeEvent that also returns the event's policy id.
 func decodeRecord(raw []byte, boot time.Time) (events.Event, uint32, error) {
-	var e netEvent
+	var e kernelEvent
 	if len(raw) < binary.Size(e) {
 		return events.Event{}, 0, fmt.Errorf("decode event: %d bytes, want %d", len(raw), binary.Size(e))
 	}
@@ -207,8 +219,8 @@ func decodeRecord(raw []byte, boot time.Time) (events.Event, uint32, error) {
 		TGID:     e.Tgid,
 		UID:      e.Uid,
 		Comm:     cString(e.Comm[:]),
-		Kind:     eventKinds[e.Kind],
-		Op:       eventOps[e.Op],
+		Kind:     eventKinds[kernelAigateKind(e.Kind)],
+		Op:       eventOps[kernelAigateOp(e.Op)],
 		Rule:     e.RuleId,
 		Audit:    e.Audit != 0,
 	}

@@ -16,11 +16,11 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// Constants of unixmatch.h.
+// Sizes of aigate.h (enum aigate_unix_size) and unixmatch.h's kprobes.
 const (
-	unixPathMax   = 108 // AIGATE_UNIX_PATH
-	unixNameLen   = 112 // AIGATE_UNIX_NAME
-	unixKeyBits   = 64  // AIGATE_UNIX_KEY_BITS
+	unixPathMax   = int(kernelAigateUnixSizeAIGATE_UNIX_PATH)
+	unixNameLen   = int(kernelAigateUnixSizeAIGATE_UNIX_NAME)
+	unixKeyBits   = int(kernelAigateUnixSizeAIGATE_UNIX_KEY_BITS)
 	unixKprobeOn  = "__unix_set_addr_hash"
 	unixKprobeOff = "unix_release_sock"
 )

@@ -14,18 +14,18 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// scratchSlots is AIGATE_SCRATCH_SLOTS of scratch.h.
-const scratchSlots = 4
+// scratchSlots is the number of scratch buffers per CPU (scratch.h).
+const scratchSlots = int(kernelAigateScratchAIGATE_SCRATCH_SLOTS)
 
 // scratchValue is a scratch buffer of the BPF objects; each starts with
 // its owner (scratch.h).
 type scratchValue interface {
-	netUnixUnixScratch | lsmScratch
+	netUnixUnixScratchBuf | lsmScratch
 }
 
 func ownerOf[V scratchValue](v *V) *uint64 {
 	switch p := any(v).(type) {
-	case *netUnixUnixScratch:
+	case *netUnixUnixScratchBuf:
 		return &p.Owner
 	case *lsmScratch:
 		return &p.Owner
@@ -56,7 +56,7 @@ func setScratchOwners[V scratchValue](t *testing.T, m *ebpf.Map, n int, owner ui
 // every CPU are owned by holder and the others are free.
 func checkScratchOwners[V scratchValue](t *testing.T, what string, m *ebpf.Map, held int, holder uint64) {
 	t.Helper()
-	for slot := uint32(0); slot < scratchSlots; slot++ {
+	for slot := uint32(0); slot < uint32(scratchSlots); slot++ {
 		var vals []V
 		if err := m.Lookup(slot, &vals); err != nil {
 			t.Fatalf("scratch slot %d: %v", slot, err)
@@ -128,12 +128,12 @@ func TestNetUnixScratch(t *testing.T) {
 		}
 	}
 	expect("free buffers", 0)
-	checkScratchOwners[netUnixUnixScratch](t, "after the first run", m, 0, 0)
+	checkScratchOwners[netUnixUnixScratchBuf](t, "after the first run", m, 0, 0)
 
 	// Every buffer held elsewhere: the allowed names are refused and
 	// reported, and the names bound in the sandbox are not learned.
-	t.Cleanup(func() { setScratchOwners[netUnixUnixScratch](t, m, scratchSlots, 0) })
-	setScratchOwners[netUnixUnixScratch](t, m, scratchSlots, stranger)
+	t.Cleanup(func() { setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots, 0) })
+	setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots, stranger)
 	bound := n.unix.objs.UnixBound
 	var k netUnixUnixBoundKey
 	var v netUnixUnixBoundVal
@@ -158,15 +158,15 @@ func TestNetUnixScratch(t *testing.T) {
 	if it := bound.Iterate(); it.Next(&k, &v) {
 		t.Errorf("a name was learned with every buffer held: %+v", k)
 	}
-	checkScratchOwners[netUnixUnixScratch](t, "every buffer held", m, scratchSlots, stranger)
+	checkScratchOwners[netUnixUnixScratchBuf](t, "every buffer held", m, scratchSlots, stranger)
 
 	// One buffer left: the programs use it, and give only it back.
-	setScratchOwners[netUnixUnixScratch](t, m, scratchSlots, 0)
-	setScratchOwners[netUnixUnixScratch](t, m, scratchSlots-1, stranger)
+	setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots, 0)
+	setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots-1, stranger)
 	expect("one free buffer", 0)
-	checkScratchOwners[netUnixUnixScratch](t, "one free buffer", m, scratchSlots-1, stranger)
+	checkScratchOwners[netUnixUnixScratchBuf](t, "one free buffer", m, scratchSlots-1, stranger)
 
-	setScratchOwners[netUnixUnixScratch](t, m, scratchSlots, 0)
+	setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots, 0)
 	expect("free buffers again", 0)
-	checkScratchOwners[netUnixUnixScratch](t, "after the last run", m, 0, 0)
+	checkScratchOwners[netUnixUnixScratchBuf](t, "after the last run", m, 0, 0)
 }

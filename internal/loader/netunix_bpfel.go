@@ -13,12 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type netUnixSandbox struct {
-	_        structs.HostLayout
-	PolicyId uint32
-	Flags    uint32
-}
-
 type netUnixUnixAllowKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -46,7 +40,7 @@ type netUnixUnixName struct {
 	Name     [112]int8
 }
 
-type netUnixUnixScratch struct {
+type netUnixUnixScratchBuf struct {
 	_     structs.HostLayout
 	Owner uint64
 	Bound netUnixUnixBoundKey
@@ -69,8 +63,6 @@ const (
 	netUnixProgAigateConnectUnix  = "aigate_connect_unix"
 	netUnixProgAigateSendmsgUnix  = "aigate_sendmsg_unix"
 	netUnixProgAigateUnixBindExit = "aigate_unix_bind_exit"
-	netUnixVarUnusedEvent         = "unused_event"
-	netUnixVarUnusedSandbox       = "unused_sandbox"
 	netUnixVarUnusedUnixAllowKey  = "unused_unix_allow_key"
 	netUnixVarUnusedUnixBoundKey  = "unused_unix_bound_key"
 )
@@ -139,8 +131,6 @@ type netUnixMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netUnixVariableSpecs struct {
-	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedSandbox      *ebpf.VariableSpec `ebpf:"unused_sandbox"`
 	UnusedUnixAllowKey *ebpf.VariableSpec `ebpf:"unused_unix_allow_key"`
 	UnusedUnixBoundKey *ebpf.VariableSpec `ebpf:"unused_unix_bound_key"`
 }
@@ -190,8 +180,6 @@ func (m *netUnixMaps) Close() error {
 //
 // It can be passed to loadNetUnixObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netUnixVariables struct {
-	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
-	UnusedSandbox      *ebpf.Variable `ebpf:"unused_sandbox"`
 	UnusedUnixAllowKey *ebpf.Variable `ebpf:"unused_unix_allow_key"`
 	UnusedUnixBoundKey *ebpf.Variable `ebpf:"unused_unix_bound_key"`
 }

@@ -66,9 +66,9 @@ func (s *FileSet) Match(path string) (RuleID, bool) {
 	return id, ok
 }
 
-// matchNames is Match for the Names, NamePrefix and NameSuffix entries.
+// matchNames is Match for the Names, NamePrefix and NameSuffix entries:
+// Names at any depth, prefixes and suffixes on the last component.
 func (s *FileSet) matchNames(path string) (RuleID, bool) {
-	best, bestLen := RuleID(0), -1
 	for rest := path; rest != ""; {
 		var comp string
 		comp, rest, _ = strings.Cut(strings.TrimLeft(rest, "/"), "/")
@@ -78,7 +78,27 @@ func (s *FileSet) matchNames(path string) (RuleID, bool) {
 			}
 		}
 	}
-	name := path[strings.LastIndex(path, "/")+1:]
+	return s.matchAffix(path[strings.LastIndex(path, "/")+1:])
+}
+
+// MatchName reports whether one file name (no slash) matches the set's name
+// rules, and which rule: an exact Names entry, else the longest NamePrefix,
+// else the longest NameSuffix, as the kernel's tries decide. It is the one
+// name matcher: resolve and darwin, which look at directory entries one
+// name at a time, use it too. Except is not applied (it needs the path).
+func (s *FileSet) MatchName(name string) (RuleID, bool) {
+	for _, e := range s.Names {
+		if name == e.Value {
+			return e.Rule, true
+		}
+	}
+	return s.matchAffix(name)
+}
+
+// matchAffix matches name against NamePrefix, then NameSuffix; the longest
+// entry wins.
+func (s *FileSet) matchAffix(name string) (RuleID, bool) {
+	best, bestLen := RuleID(0), -1
 	for _, e := range s.NamePrefix {
 		if len(e.Value) > bestLen && strings.HasPrefix(name, e.Value) {
 			best, bestLen = e.Rule, len(e.Value)

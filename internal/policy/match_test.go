@@ -249,3 +249,37 @@ func TestMatchReplaceAncestors(t *testing.T) {
 		t.Errorf("open of ~/.config denied by rule %d", id)
 	}
 }
+
+// MatchName is the one file-name matcher (policy, resolve and darwin). The
+// cases marked "first" are where resolve and darwin, which took the first
+// matching entry, reported another rule than policy's longest match.
+func TestMatchNameOneSemantics(t *testing.T) {
+	s := &FileSet{
+		Names:      []Entry{{Value: ".env", Rule: 1}},
+		NamePrefix: []Entry{{Value: ".env", Rule: 2}, {Value: ".env.local", Rule: 3}, {Value: "id_", Rule: 4}},
+		NameSuffix: []Entry{{Value: ".pem", Rule: 5}, {Value: "-key.pem", Rule: 6}, {Value: "_rsa", Rule: 7}},
+	}
+	for _, tc := range []struct {
+		name string
+		rule RuleID // 0: no match
+		why  string
+	}{
+		{".env", 1, "an exact name beats a prefix"},
+		{".env.prod", 2, "one prefix"},
+		{".env.local.bak", 3, "first: the longest prefix, not the first listed (was 2)"},
+		{"server.pem", 5, "one suffix"},
+		{"server-key.pem", 6, "first: the longest suffix, not the first listed (was 5)"},
+		{"id_rsa", 4, "a prefix beats a suffix"},
+		{"my_rsa", 7, "suffix only"},
+		{"env", 0, "no match"},
+	} {
+		got, ok := s.MatchName(tc.name)
+		if got != tc.rule || ok != (tc.rule != 0) {
+			t.Errorf("%s: rule %d (%v), want %d: %s", tc.name, got, ok, tc.rule, tc.why)
+		}
+		// The path matcher agrees for a name in any directory.
+		if pg, pok := s.Match("/home/u/" + tc.name); pg != got || pok != ok {
+			t.Errorf("%s: Match says rule %d (%v), MatchName %d (%v)", tc.name, pg, pok, got, ok)
+		}
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/aigate-dev/aigate/internal/policy"
 	"golang.org/x/sys/unix"
@@ -134,7 +133,7 @@ func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
 			continue
 		}
 		for _, ent := range entries {
-			rule, match := MatchName(set, ent.Name())
+			rule, match := set.MatchName(ent.Name())
 			path := filepath.Join(dir, ent.Name())
 			var st unix.Stat_t
 			if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -186,7 +185,7 @@ func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
 		// A file whose own name a rule matches is that program: other
 		// names that are symlinks to it are aliases (Debian's slogin ->
 		// ssh), not the applets of a multi-call binary (nc -> busybox).
-		_, ownDenied := MatchName(set, filepath.Base(n.file.Path))
+		_, ownDenied := set.MatchName(filepath.Base(n.file.Path))
 		var allowed []string
 		for _, o := range n.others {
 			if !o.link && n.targets[o.real] {
@@ -207,27 +206,6 @@ func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, shared
-}
-
-// MatchName reports whether a single file name (no slash) matches the name
-// rules of set: Names exactly, NamePrefix and NameSuffix by prefix or suffix.
-func MatchName(set policy.FileSet, name string) (policy.RuleID, bool) {
-	for _, e := range set.Names {
-		if name == e.Value {
-			return e.Rule, true
-		}
-	}
-	for _, e := range set.NamePrefix {
-		if strings.HasPrefix(name, e.Value) {
-			return e.Rule, true
-		}
-	}
-	for _, e := range set.NameSuffix {
-		if strings.HasSuffix(name, e.Value) {
-			return e.Rule, true
-		}
-	}
-	return 0, false
 }
 
 func stat(path string, rule policy.RuleID) (File, error) {

@@ -171,3 +171,25 @@ func TestExecutablesAlias(t *testing.T) {
 		t.Fatalf("files = %+v, shared = %+v; want ssh denied", files, shared)
 	}
 }
+
+// Executables names the rule the kernel would report: the longest prefix
+// or suffix (policy.FileSet.MatchName), not the first one listed.
+func TestExecutablesLongestName(t *testing.T) {
+	bin := t.TempDir()
+	for _, n := range []string{"python3.11", "server-key.pem"} {
+		if err := os.WriteFile(filepath.Join(bin, n), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := policy.FileSet{
+		NamePrefix: []policy.Entry{{Value: "py", Rule: 1}, {Value: "python", Rule: 2}},
+		NameSuffix: []policy.Entry{{Value: ".pem", Rule: 3}, {Value: "-key.pem", Rule: 4}},
+	}
+	got := map[string]policy.RuleID{}
+	for _, f := range Executables(set, []string{bin}) {
+		got[filepath.Base(f.Path)] = f.Rule
+	}
+	if got["python3.11"] != 2 || got["server-key.pem"] != 4 {
+		t.Errorf("rules %v, want python3.11: 2 and server-key.pem: 4", got)
+	}
+}

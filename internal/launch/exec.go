@@ -1,6 +1,6 @@
 //go:build linux
 
-package api
+package launch
 
 import (
 	"encoding/json"
@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
@@ -163,11 +164,11 @@ func enterLandlock(js string) error {
 	return nil
 }
 
-// seccomp is what the command's seccomp filter refuses. BPF LSM refuses
+// refusals is what the command's seccomp filter refuses. BPF LSM refuses
 // other socket families itself, and new user namespaces from Linux 6.1
 // (UsernsHook), with events that a filter would hide, and sees io_uring's
 // operations; audit mode refuses nothing.
-func (s *Session) seccomp() seccomp.Refuse {
+func refusals(s *api.Session) seccomp.Refuse {
 	sb := s.Sandbox
 	if sb.Mode == policy.ModeAudit {
 		return seccomp.Refuse{}
@@ -179,13 +180,13 @@ func (s *Session) seccomp() seccomp.Refuse {
 	return seccomp.Refuse{Families: true, Userns: userns, IOUring: !sb.IOUring}
 }
 
-// Start starts cmd in the session's sandbox: as a waiting helper first,
+// Start starts cmd in session s's sandbox: as a waiting helper first,
 // which the agent moves into the sandbox, then exec'ed into cmd. cmd may
 // carry credentials and the terminal; Start sets Pdeathsig (SIGKILL: if
 // the client dies, the command does not run on without it) and runs the
 // helper with no_new_privs. A session starts one command.
-func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
-	if s.placed {
+func Start(s *api.Session, cmd *exec.Cmd) (*sandbox.Child, error) {
+	if s.Placed() {
 		return nil, errors.New("start in sandbox: a command was already started in this session")
 	}
 	exe, err := os.Executable()
@@ -213,7 +214,7 @@ func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
 		helperEnv+"="+target,
 		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)),
 		helperLandlockEnv+"="+string(ll))
-	if r := s.seccomp(); r.Any() {
+	if r := refusals(s); r.Any() {
 		js, err := json.Marshal(r)
 		if err != nil {
 			return nil, fmt.Errorf("start in sandbox: %w", err)
@@ -242,7 +243,7 @@ func (s *Session) Start(cmd *exec.Cmd) (*sandbox.Child, error) {
 		w.Close()
 		return nil, fmt.Errorf("start %s in sandbox %s: %w", target, s.Sandbox.Name, err)
 	}
-	if err := s.place(cmd.Process.Pid); err != nil {
+	if err := s.Place(cmd.Process.Pid); err != nil {
 		w.Close() // the helper exits without exec'ing
 		<-c.Done()
 		return nil, err

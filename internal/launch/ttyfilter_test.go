@@ -1,6 +1,6 @@
 //go:build linux
 
-package api
+package launch
 
 import (
 	"errors"
@@ -39,7 +39,7 @@ func init() {
 
 // runOnTTY runs the test binary as a session leader on a new pty and
 // returns its report. viaHelper starts it through the exec helper, as
-// Session.Start does, with the go-ahead already in the pipe.
+// Start does, with the go-ahead already in the pipe.
 func runOnTTY(t *testing.T, viaHelper bool) (tiocsti, winsz, high syscall.Errno) {
 	t.Helper()
 	self, err := os.Executable()
@@ -83,8 +83,14 @@ func runOnTTY(t *testing.T, viaHelper bool) (tiocsti, winsz, high syscall.Errno)
 		cmd.Process.Kill()
 		t.Fatal("probe did not finish")
 	}
-	ptmx.Close()
-	out := <-done
+	// Read to EIO before closing: closing the master first threw away what
+	// the probe wrote when the reader had not run yet (a flake under load).
+	var out string
+	select {
+	case out = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no EIO on the pty after the probe exited")
+	}
 	i := strings.Index(out, "tiocsti=")
 	if i < 0 {
 		t.Fatalf("no report from the probe: %q", out)

@@ -1,0 +1,33 @@
+//go:build linux
+
+package loader
+
+import (
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/cilium/ebpf"
+)
+
+// programsByName lists the programs of a bpf2go Programs struct (a
+// pointer to it) by their generated names without "aigate_", so that
+// no list of programs is written out by hand beside the C source.
+func programsByName(progs any) map[string]*ebpf.Program {
+	v := reflect.ValueOf(progs).Elem()
+	out := make(map[string]*ebpf.Program, v.NumField())
+	for i := range v.NumField() {
+		name, ok := v.Type().Field(i).Tag.Lookup("ebpf")
+		if !ok {
+			continue
+		}
+		p, _ := v.Field(i).Interface().(*ebpf.Program)
+		out[strings.TrimPrefix(name, "aigate_")] = p
+	}
+	return out
+}
+
+// lsmProgramOrder is the attach order of lsmObjects.programs: by name, so
+// that it is the same at each start.
+var lsmProgramOrder = slices.Sorted(maps.Keys(new(lsmObjects).programs()))
