@@ -20,7 +20,7 @@ func TestLSMProgramNamesArePinNames(t *testing.T) {
 		"path_chmod", "path_chown", "path_link", "path_mkdir", "path_mknod", "path_rename",
 		"path_rmdir", "path_symlink", "path_truncate", "path_unlink",
 		"ptrace_access", "ptrace_traceme", "socket_connect", "socket_create", "socket_sendmsg",
-		"task_kill", "unix_connect", "unix_may_send",
+		"task_kill", "unix_connect", "unix_may_send", "userns_create",
 	}
 	if !slices.Equal(lsmProgramOrder, want) {
 		t.Errorf("lsmProgramOrder = %q\nwant %q", lsmProgramOrder, want)
