@@ -202,6 +202,9 @@ type plan struct {
 	// copies are the deny_exec binaries' contents by size (copy.go); set
 	// once by newPlan, read by the decision workers.
 	copies map[int64][]*execCopy
+	// unenforced are the warnings of Unenforced, from the same listing
+	// of the exec directories as the marks.
+	unenforced []string
 }
 
 // treeDir is a directory marked by a walk: the mask its new subdirectories
@@ -259,7 +262,11 @@ type planner struct {
 // maxUnrelated the files recorded for ignore masks.
 func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs, maxUnrelated int) (*plan, error) {
 	pl := &planner{c: c, maxDirs: maxDirs, maxUnrelated: maxUnrelated, p: newPlanMaps()}
-	pl.p.copies = execSums(c, execDirs)
+	// Listing the exec directories stats every name on PATH (thousands):
+	// done once per sandbox, for the copies, the marks and the warnings.
+	named, shared := resolve.ExecutablesShared(c.Exec, execDirs)
+	pl.p.unenforced = unenforcedLines(shared)
+	pl.p.copies = execSums(c, named)
 	// Protected paths that exist: files by inode, directories as trees.
 	// A deny_exec tree is marked for opens too, as its files are (mask).
 	sets := []struct {
@@ -297,7 +304,7 @@ func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDir
 	}
 	// Exec name rules: the binaries a shell would find, symlinks resolved,
 	// protected by inode with the rule that named them.
-	for _, f := range resolve.Executables(c.Exec, execDirs) {
+	for _, f := range named {
 		var st unix.Stat_t
 		if err := unix.Stat(f.Path, &st); err != nil {
 			continue
