@@ -33,6 +33,10 @@ import (
 // contents, which the listing does not keep: every file is stat'ed again
 // when it is protected or recorded for an ignore mask.
 //
+// That holds for local filesystems that keep POSIX times; a network or
+// FUSE filesystem may report times its server did not update, or cached
+// ones, so only the filesystems in cachedFS are cached.
+//
 // Timestamps advance in clock ticks, so a change in the tick the lstat
 // was taken in can leave them equal (git's "racily clean" index entries).
 // A listing is kept only when the directory's mtime and ctime are older
@@ -45,6 +49,16 @@ var racyMargin = 2 * time.Second
 
 // maxCachedDirs bounds the listings kept; past it the cache starts over.
 const maxCachedDirs = 200000
+
+// cachedFS are the filesystem types (statfs f_type) whose directory times
+// are trusted: local, kept by the kernel itself.
+var cachedFS = map[int64]bool{
+	unix.EXT4_SUPER_MAGIC:  true, // ext2, ext3, ext4
+	unix.XFS_SUPER_MAGIC:   true,
+	unix.BTRFS_SUPER_MAGIC: true,
+	unix.TMPFS_MAGIC:       true,
+	unix.F2FS_SUPER_MAGIC:  true,
+}
 
 type dirStamp struct {
 	dev, ino, nlink uint64
@@ -70,12 +84,34 @@ type listing struct {
 
 // walkCache holds the listings of one backend's walks.
 type walkCache struct {
-	mu   sync.Mutex
-	dirs map[string]*listing
-	hits int // listings reused, for tests and the debug log
+	mu      sync.Mutex
+	dirs    map[string]*listing
+	trusted map[uint64]bool // by st_dev: its filesystem is in cachedFS
 }
 
-func newWalkCache() *walkCache { return &walkCache{dirs: map[string]*listing{}} }
+func newWalkCache() *walkCache {
+	return &walkCache{dirs: map[string]*listing{}, trusted: map[uint64]bool{}}
+}
+
+// trustedFS reports whether dir's filesystem (device dev) is in cachedFS;
+// one statfs per device.
+func (c *walkCache) trustedFS(dir string, dev uint64) bool {
+	c.mu.Lock()
+	ok, seen := c.trusted[dev]
+	c.mu.Unlock()
+	if seen {
+		return ok
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return false
+	}
+	ok = cachedFS[int64(sfs.Type)]
+	c.mu.Lock()
+	c.trusted[dev] = ok
+	c.mu.Unlock()
+	return ok
+}
 
 // lookup returns dir's listing when the cache has one for exactly the
 // directory st describes.
@@ -93,7 +129,6 @@ func (c *walkCache) lookup(dir string, st *unix.Stat_t) *listing {
 		delete(c.dirs, dir)
 		return nil
 	}
-	c.hits++
 	return l
 }
 
@@ -104,7 +139,7 @@ func (c *walkCache) store(dir string, l *listing, statAt time.Time) {
 		return
 	}
 	limit := statAt.Add(-racyMargin).UnixNano()
-	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit {
+	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit || !c.trustedFS(dir, l.stamp.dev) {
 		return
 	}
 	c.mu.Lock()

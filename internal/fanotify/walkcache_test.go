@@ -137,6 +137,7 @@ func TestWalkCacheStampFields(t *testing.T) {
 	}
 	for field, change := range changes {
 		c := newWalkCache()
+		c.trusted[base.Dev] = true
 		c.store("/d", &listing{stamp: stampOf(&base)}, time.Now())
 		if c.lookup("/d", &base) == nil {
 			t.Fatalf("%s: the same stamp missed", field)
@@ -187,4 +188,39 @@ func mustKey(t *testing.T, path string) inodeKey {
 		t.Fatal(err)
 	}
 	return keyOf(&st)
+}
+
+// A directory on a filesystem whose times are not known to be kept by the
+// kernel (network, FUSE, anything not in cachedFS) is listed on every walk.
+func TestWalkCacheOnlyTrustedFilesystems(t *testing.T) {
+	noRacyMargin(t)
+	old := cachedFS
+	cachedFS = map[int64]bool{}
+	t.Cleanup(func() { cachedFS = old })
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := policy.Compile(&policy.Policy{DenyRead: []policy.PathRule{{Pattern: ".env"}}}, policy.Env{Home: home, ProjectRoot: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := newWalkCache()
+	for i := 0; i < 2; i++ {
+		p, err := newPlanCached(c, home, home, nil, 1000, 1000, cache, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.cached != 0 {
+			t.Fatalf("walk %d: %d directories from the cache on a filesystem not in cachedFS", i, p.cached)
+		}
+	}
+	cachedFS = old
+	cache = newWalkCache()
+	for i := 0; i < 2; i++ {
+		p, _ := newPlanCached(c, home, home, nil, 1000, 1000, cache, nil)
+		if i == 1 && p.cached == 0 {
+			t.Fatalf("no directory from the cache on %s with the usual cachedFS: the test proves nothing", home)
+		}
+	}
 }
