@@ -218,5 +218,9 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 	echo "Commands: \`bare\` is \`true\` alone; \`bwrap\` is \`bwrap --unshare-all --ro-bind / / true\`;"
 	echo "\`srt\` is \`srt --settings FILE true\`; \`aigate\` is \`aigate run -- true\` with the default policy."
 	[ -n "$before" ] && echo "\`aigate-$before\` is the same built from git ref \`$before\` ($(git rev-parse --short "$before")), through an agent of its own; \`aigate-$before-embedded\` that build embedding its agent."
+	if [ -f bench/startup-notes.md ]; then
+		echo
+		cat bench/startup-notes.md
+	fi
 } >"$out"
 echo "bench/startup.sh: wrote $out and $plot" >&2
