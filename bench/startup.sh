@@ -8,6 +8,7 @@
 #   bench/startup.sh --rounds 30
 #   bench/startup.sh --before main    # also aigate built from a git ref, for before/after ratios
 #   bench/startup.sh --big-home /root # also from a large home (fanotify walks it), 3 rounds
+#   bench/startup.sh --big-home gen   # the same from a generated home: 18,000 directories, 54,000 files
 #
 # Its own setup installs the peers: bubblewrap, socat and ripgrep (srt's
 # Linux dependencies) and gnuplot through apt, srt through npm at a pinned
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
 	--big-home) bighome=$2; shift ;;
 	--big-rounds) bigrounds=$2; shift ;;
 	--out) out=$2; shift ;;
-	*) echo "usage: bench/startup.sh [--rounds N] [--before GITREF] [--big-home DIR [--big-rounds N]] [--out FILE]" >&2; exit 2 ;;
+	*) echo "usage: bench/startup.sh [--rounds N] [--before GITREF] [--big-home DIR|gen [--big-rounds N]] [--out FILE]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -100,6 +101,27 @@ agent() {
 	exit 1
 }
 
+# genhome DIR: a large home, the same on every machine: 20 x 30 x 30
+# directories of three files each, and a project with a .env. Its
+# directories must be older than the walk cache's 2 s margin
+# (internal/fanotify/walkcache.go) to be cached, as a real home's are.
+genhome() {
+	mkdir -p "$1/proj"
+	echo "KEY=x" >"$1/proj/.env"
+	(cd "$1" && mkdir -p p{0..19}/m{0..29}/n{0..29} &&
+		printf '%s\n' p{0..19}/m{0..29}/n{0..29}/{a.go,b.txt,README} | xargs touch)
+	sleep 3
+}
+bighome_before=$bighome
+if [ "$bighome" = gen ]; then
+	# One copy per agent, so that neither walks a tree the other's marks
+	# are on.
+	bighome=$tmp/bighome bighome_before=$tmp/bighome-before
+	echo "== generate large homes in $bighome and $bighome_before" >&2
+	genhome "$bighome"
+	genhome "$bighome_before"
+fi
+
 cases=(
 	"bare=true"
 	"bwrap=bwrap --unshare-all --ro-bind / / true"
@@ -112,18 +134,19 @@ if [ -n "$before" ]; then
 	cases+=("aigate-$before=AIGATE_SOCKET=$tmp/before.sock HOME=$(home before) $tmp/aigate-before run -- true")
 fi
 cases+=("aigate-embedded=AIGATE_SOCKET=$tmp/none.sock HOME=$(home embedded) $tmp/aigate run -- true")
+[ -n "$before" ] && cases+=("aigate-$before-embedded=AIGATE_SOCKET=$tmp/none-before.sock HOME=$(home embedded-before) $tmp/aigate-before run -- true")
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_start=$(load)
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 echo "== $rounds rounds (load $load_start)" >&2
 refs=bwrap,srt
-[ -n "$before" ] && refs=$refs,aigate-$before
+[ -n "$before" ] && refs=$refs,aigate-$before,aigate-$before-embedded
 mkdir "$tmp/work"
 (cd "$tmp/work" && "$tmp/startup" -rounds "$rounds" -ref "$refs" -tsv "$tmp/raw.tsv" "${cases[@]}") >"$tmp/summary.tsv"
 if [ -n "$bighome" ]; then
 	big=("aigate-big=AIGATE_SOCKET=$tmp/after.sock HOME=$bighome $tmp/aigate run -- true")
-	[ -n "$before" ] && big+=("aigate-$before-big=AIGATE_SOCKET=$tmp/before.sock HOME=$bighome $tmp/aigate-before run -- true")
+	[ -n "$before" ] && big+=("aigate-$before-big=AIGATE_SOCKET=$tmp/before.sock HOME=$bighome_before $tmp/aigate-before run -- true")
 	echo "== $bigrounds rounds from $bighome (load $(load))" >&2
 	(cd "$tmp/work" && "$tmp/startup" -rounds "$bigrounds" -warmup 1 -ref "${big[-1]%%=*}" "${big[@]}") >"$tmp/big.tsv"
 	cat "$tmp/big.tsv" >&2
@@ -171,10 +194,10 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 	echo
 	echo "![start-up against the peers](performance-startup.png)"
 	echo
-	echo "| case | median (IQR) | peak RSS | vs bwrap | vs srt |$([ -n "$before" ] && echo " vs aigate-$before |")"
-	echo "|---|---|---:|---|---|$([ -n "$before" ] && echo "---|")"
+	echo "| case | median (IQR) | peak RSS | vs bwrap | vs srt |$([ -n "$before" ] && echo " vs aigate-$before | vs aigate-$before-embedded |")"
+	echo "|---|---|---:|---|---|$([ -n "$before" ] && echo "---|---|")"
 	for c in $names; do
-		echo "| $c | $(abs "$c") | $(row "$c" bwrap) | $(row "$c" srt) |$([ -n "$before" ] && echo " $(row "$c" "aigate-$before") |")"
+		echo "| $c | $(abs "$c") | $(row "$c" bwrap) | $(row "$c" srt) |$([ -n "$before" ] && echo " $(row "$c" "aigate-$before") | $(row "$c" "aigate-$before-embedded") |")"
 	done
 	echo
 	if [ -n "$bighome" ]; then
@@ -182,7 +205,8 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 		echo
 		echo "The same \`aigate run -- true\` through the agent with HOME=$bighome ($(du -sh "$bighome" 2>/dev/null | cut -f1),"
 		echo "$(find "$bighome" -xdev -type d 2>/dev/null | wc -l) directories): the fanotify backend walks the home for name rules"
-		echo "(\`.env\`, \`*.pem\`) and marks its directories, for each sandbox. $bigrounds rounds after one warm-up."
+		echo "(\`.env\`, \`*.pem\`) and marks its directories, for each sandbox; an agent reuses the listing of a directory"
+		echo "that has not changed since an earlier walk (internal/fanotify/walkcache.go). $bigrounds rounds after one warm-up."
 		echo
 		echo "| case | median (IQR) | peak RSS | vs ${big[-1]%%=*} |"
 		echo "|---|---|---:|---|"
@@ -193,6 +217,10 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 	fi
 	echo "Commands: \`bare\` is \`true\` alone; \`bwrap\` is \`bwrap --unshare-all --ro-bind / / true\`;"
 	echo "\`srt\` is \`srt --settings FILE true\`; \`aigate\` is \`aigate run -- true\` with the default policy."
-	[ -n "$before" ] && echo "\`aigate-$before\` is the same built from git ref \`$before\` ($(git rev-parse --short "$before")), through an agent of its own."
+	[ -n "$before" ] && echo "\`aigate-$before\` is the same built from git ref \`$before\` ($(git rev-parse --short "$before")), through an agent of its own; \`aigate-$before-embedded\` that build embedding its agent."
+	if [ -f bench/startup-notes.md ]; then
+		echo
+		cat bench/startup-notes.md
+	fi
 } >"$out"
 echo "bench/startup.sh: wrote $out and $plot" >&2

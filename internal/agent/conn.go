@@ -241,13 +241,15 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 // session serves a create request and then the sandbox's life: the place
 // request, the event stream, and the end.
 func (a *Agent) session(c *api.Conn, p api.Peer, req *api.CreateRequest, log *zap.Logger) {
+	started := time.Now()
 	b, warnings, e := a.create(context.Background(), p, req)
 	if e != nil {
 		a.reply(c, &api.Response{Error: e})
 		return
 	}
 	log = log.With(zap.String("sandbox", b.info.Name))
-	log.Info("sandbox created", zap.Uint32("owner", b.info.Owner), zap.Strings("command", b.info.Command))
+	log.Info("sandbox created", zap.Uint32("owner", b.info.Owner), zap.Strings("command", b.info.Command),
+		zap.Duration("took", time.Since(started))) // start-up is measured: docs/performance.md
 	info := b.info
 	if err := c.Write(&api.Response{OK: true, Sandbox: &info, Warnings: warnings}, responseTimeout); err != nil {
 		_ = a.end(b, "client_gone")
@@ -275,12 +277,13 @@ func (a *Agent) session(c *api.Conn, p api.Peer, req *api.CreateRequest, log *za
 	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name}
 	a.fan.add(s)
 	defer a.fan.remove(s)
+	placing := time.Now()
 	if e := a.place(p, b, preq.Place.PID); e != nil {
 		_ = a.end(b, "client_gone")
 		a.reply(c, &api.Response{Error: e})
 		return
 	}
-	log.Debug("placed", zap.Int("child", preq.Place.PID))
+	log.Debug("placed", zap.Int("child", preq.Place.PID), zap.Duration("took", time.Since(placing)))
 	if err := c.Write(&api.Response{OK: true}, responseTimeout); err != nil {
 		_ = a.end(b, "client_gone")
 		return

@@ -16,7 +16,7 @@ import (
 // the counters.
 func init() {
 	Default = Opener{
-		ProbeLSM:     loader.ProbeLSM,
+		ProbeLSM:     rememberRefusal(loader.ProbeLSM),
 		OpenLSM:      openLSM,
 		OpenFanotify: openFanotify,
 	}

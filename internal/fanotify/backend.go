@@ -91,8 +91,9 @@ type Backend struct {
 	cgRoot string
 	guard  *guard
 	marks  *markTable
-	watch  *watcher // nil when the kernel cannot report directory creations
-	ldso   *loaders // dynamic loaders, to refuse ld.so running a deny_exec binary
+	watch  *watcher   // nil when the kernel cannot report directory creations
+	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
+	walks  *walkCache // directory listings of earlier sandboxes' walks
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
@@ -142,6 +143,7 @@ func Open(opts Options) (*Backend, error) {
 		cgRoot:    strings.TrimSuffix(cgRoot, "/"),
 		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
 		ldso:      newLoaders(),
+		walks:     newWalkCache(),
 		sandboxes: map[uint32]*sandbox{},
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
@@ -215,7 +217,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if sb.ExecDirs != nil {
 		execDirs = sb.ExecDirs
 	}
-	p, err := newPlan(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs, b.opts.MaxIgnoreMarks)
+	p, err := newPlanCached(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs, b.opts.MaxIgnoreMarks, b.walks, b.marks.ignorable)
 	if err != nil {
 		// A protected path that cannot be examined is still matched by path
 		// in every directory that is marked; say so, don't refuse to run.
@@ -268,7 +270,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
 	marks, ignored := b.marks.counts()
-	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", dirs),
+	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", dirs), zap.Int("dirs_from_cache", p.cached),
 		zap.Int("inodes", inodes), zap.Int("marks", marks), zap.Int("ignore_marks", ignored))
 	return nil
 }

@@ -55,12 +55,12 @@ func (e *execCopy) hash() ([32]byte, bool) {
 	return e.sum, e.ok
 }
 
-// execSums records the size of each deny_exec binary of c: the files exec
-// name rules resolve to in execDirs, and the files exec path rules name.
-func execSums(c *policy.Compiled, execDirs []string) map[int64][]*execCopy {
-	files := resolve.Executables(c.Exec, execDirs)
+// execSums records the size of each deny_exec binary of c: named, the
+// files exec name rules resolve to (resolve.Executables), and the files
+// exec path rules name.
+func execSums(c *policy.Compiled, named []resolve.File) map[int64][]*execCopy {
 	paths, _ := resolve.Paths(c.Exec)
-	files = append(files, paths...)
+	files := append(named[:len(named):len(named)], paths...)
 	out := map[int64][]*execCopy{}
 	seen := map[inodeKey]bool{}
 	for _, f := range files {

@@ -5,10 +5,9 @@ package fanotify
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/resolve"
@@ -50,6 +49,7 @@ type markTable struct {
 	applied map[string]uint64            // path -> mask set in the kernel
 	protect map[inodeKey]int             // how many sandboxes protect the inode
 	ignored map[inodeKey]string          // inodes with an ignore mask, and the path it was set through
+	ignPath map[string]bool              // the paths of ignored
 	maxIgn  int
 }
 
@@ -60,6 +60,7 @@ func newMarkTable(group, maxIgnore int) *markTable {
 		applied: map[string]uint64{},
 		protect: map[inodeKey]int{},
 		ignored: map[inodeKey]string{},
+		ignPath: map[string]bool{},
 		maxIgn:  maxIgnore,
 	}
 }
@@ -79,6 +80,7 @@ func (t *markTable) add(id uint32, p *plan, matches func(string) bool) error {
 				return fmt.Errorf("remove ignore mark on %s (protected as %s): %w", ipath, path, err)
 			}
 			delete(t.ignored, key)
+			delete(t.ignPath, ipath)
 		}
 	}
 	for path, mask := range p.marks {
@@ -112,8 +114,19 @@ func (t *markTable) add(id uint32, p *plan, matches func(string) bool) error {
 			continue // an ignore mask is an optimisation only
 		}
 		t.ignored[key] = path
+		t.ignPath[path] = true
 	}
 	return nil
+}
+
+// ignorable reports whether an unrelated file at path could still get an
+// ignore mask: the table has room, and path has none. Skipping one that
+// has is safe whatever path now leads to: a missing ignore mask costs a
+// round trip, never a check.
+func (t *markTable) ignorable(path string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ignored) < t.maxIgn && !t.ignPath[path]
 }
 
 // remove drops what only sandbox id needed.
@@ -197,11 +210,15 @@ type plan struct {
 	tree      map[string]treeDir  // directories marked by a walk: new subdirectories join the tree
 	dirs      int
 	visited   int      // directories read by the walks: each at most once per mask
+	cached    int      // of those, listed from the walk cache, not from the disk
 	truncated []string // walks that stopped at the bound
 	fresh     bool     // directories just created: mark even where the table says marked (an old inode at the same path)
 	// copies are the deny_exec binaries' contents by size (copy.go); set
 	// once by newPlan, read by the decision workers.
 	copies map[int64][]*execCopy
+	// unenforced are the warnings of Unenforced, from the same listing
+	// of the exec directories as the marks.
+	unenforced []string
 }
 
 // treeDir is a directory marked by a walk: the mask its new subdirectories
@@ -251,6 +268,14 @@ type planner struct {
 	// too, and each costs a stat. A large home has hundreds of thousands.
 	maxUnrelated int
 	p            *plan
+	// cache, when set, holds listings from earlier walks (walkcache.go);
+	// fp is the fingerprint of c it matched files for.
+	cache *walkCache
+	fp    [32]byte
+	// ignorable, when set, says whether an unrelated file could still get
+	// an ignore mask; when not, it is not stat'ed for one (a large home
+	// has hundreds of thousands, and the table keeps them across runs).
+	ignorable func(path string) bool
 }
 
 // newPlan decides the marks for compiled policy c. home and project are the
@@ -258,8 +283,21 @@ type planner struct {
 // exec name rules are resolved; maxDirs bounds the directories walked and
 // maxUnrelated the files recorded for ignore masks.
 func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs, maxUnrelated int) (*plan, error) {
-	pl := &planner{c: c, maxDirs: maxDirs, maxUnrelated: maxUnrelated, p: newPlanMaps()}
-	pl.p.copies = execSums(c, execDirs)
+	return newPlanCached(c, home, project, execDirs, maxDirs, maxUnrelated, nil, nil)
+}
+
+// newPlanCached is newPlan reusing and filling cache (nil: none), and
+// recording only the unrelated files ignorable accepts (nil: all).
+func newPlanCached(c *policy.Compiled, home, project string, execDirs []string, maxDirs, maxUnrelated int, cache *walkCache, ignorable func(string) bool) (*plan, error) {
+	pl := &planner{c: c, maxDirs: maxDirs, maxUnrelated: maxUnrelated, p: newPlanMaps(), cache: cache, ignorable: ignorable}
+	if cache != nil {
+		pl.fp = fingerprint(c)
+	}
+	// Listing the exec directories stats every name on PATH (thousands):
+	// done once per sandbox, for the copies, the marks and the warnings.
+	named, shared := resolve.ExecutablesShared(c.Exec, execDirs)
+	pl.p.unenforced = unenforcedLines(shared)
+	pl.p.copies = execSums(c, named)
 	// Protected paths that exist: files by inode, directories as trees.
 	// A deny_exec tree is marked for opens too, as its files are (mask).
 	sets := []struct {
@@ -297,7 +335,7 @@ func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDir
 	}
 	// Exec name rules: the binaries a shell would find, symlinks resolved,
 	// protected by inode with the rule that named them.
-	for _, f := range resolve.Executables(c.Exec, execDirs) {
+	for _, f := range named {
 		var st unix.Stat_t
 		if err := unix.Stat(f.Path, &st); err != nil {
 			continue
@@ -359,31 +397,51 @@ func (pl *planner) visit(dir string, mask uint64) []string {
 	}
 	pl.p.marks[dir] |= dmask
 	pl.p.visited++
+	statAt := time.Now()
 	var st unix.Stat_t
+	var l *listing
 	if err := unix.Lstat(dir, &st); err == nil {
 		pl.p.tree[dir] = treeDir{mask: mask | pl.p.tree[dir].mask, key: keyOf(&st)}
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+		l = pl.cache.lookup(dir, &st)
+		if l == nil {
+			var ok bool
+			if l, ok = readListing(dir, stampOf(&st)); !ok {
+				return nil
+			}
+			pl.cache.store(dir, l, statAt)
+		} else {
+			pl.p.cached++
+		}
+	} else if l, _ = readListing(dir, dirStamp{}); l == nil {
 		return nil
 	}
-	var subdirs []string
 	prefix := filepath.Join(dir, "x")
 	prefix = prefix[:len(prefix)-1] // dir cleaned, with its slash: Join per entry costs a Clean each
-	for _, e := range entries {
-		path := prefix + e.Name()
-		switch t := e.Type(); {
-		case t.IsDir():
-			subdirs = append(subdirs, path)
-		case t.IsRegular():
-			pl.file(path)
-		case t&fs.ModeSymlink != 0:
-			// The open reaches the target; protect the target's inode
-			// when its real path is denied.
-			if real, err := filepath.EvalSymlinks(path); err == nil {
-				if r := pl.rules(real); r.any() {
-					pl.file(real)
-				}
+	subdirs := make([]string, len(l.subdirs))
+	for i, name := range l.subdirs {
+		subdirs[i] = prefix + name
+	}
+	if pl.cache != nil && pl.fp != ([32]byte{}) {
+		// Only the matched files need the policy's verdict again.
+		matched := l.matchedFiles(pl.c, pl.fp, prefix)
+		for _, name := range l.files {
+			if matched[name] {
+				pl.file(prefix + name)
+			} else {
+				pl.fileWith(prefix+name, fileRules{})
+			}
+		}
+	} else {
+		for _, name := range l.files {
+			pl.file(prefix + name)
+		}
+	}
+	for _, name := range l.links {
+		// The open reaches the target; protect the target's inode
+		// when its real path is denied.
+		if real, err := filepath.EvalSymlinks(prefix + name); err == nil {
+			if r := pl.rules(real); r.any() {
+				pl.file(real)
 			}
 		}
 	}
@@ -392,9 +450,11 @@ func (pl *planner) visit(dir string, mask uint64) []string {
 
 // file records a regular file: protected by inode when a rule matches its
 // path, otherwise a candidate for an ignore mask.
-func (pl *planner) file(path string) {
-	r := pl.rules(path)
-	if !r.any() && pl.maxUnrelated > 0 && len(pl.p.unrelated) >= pl.maxUnrelated {
+func (pl *planner) file(path string) { pl.fileWith(path, pl.rules(path)) }
+
+// fileWith is file with the rules that match path already known.
+func (pl *planner) fileWith(path string, r fileRules) {
+	if !r.any() && (pl.maxUnrelated > 0 && len(pl.p.unrelated) >= pl.maxUnrelated || pl.ignorable != nil && !pl.ignorable(path)) {
 		return
 	}
 	var st unix.Stat_t

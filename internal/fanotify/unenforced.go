@@ -16,6 +16,12 @@ var _ enforce.Limited = (*Backend)(nil)
 // Unenforced names the deny_exec rules this backend leaves alone in sb's
 // policy (enforce.Limited).
 func (b *Backend) Unenforced(sb *enforce.Sandbox) []string {
+	b.mu.RLock()
+	s := b.sandboxes[sb.ID]
+	b.mu.RUnlock()
+	if s != nil && s.Sandbox == sb {
+		return s.plan.unenforced // decided when Add listed the exec directories
+	}
 	dirs := b.opts.ExecDirs
 	if sb.ExecDirs != nil {
 		dirs = sb.ExecDirs
@@ -32,6 +38,10 @@ func UnenforcedExec(c *policy.Compiled, dirs []string) []string {
 		return nil
 	}
 	_, shared := resolve.ExecutablesShared(c.Exec, dirs)
+	return unenforcedLines(shared)
+}
+
+func unenforcedLines(shared []resolve.Shared) []string {
 	var out []string
 	for _, s := range shared {
 		allowed := s.Allowed
