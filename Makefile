@@ -22,6 +22,11 @@ VMKERNELS ?= 6.1 6.12
 # call testutil.SkipUnlessLSM (vmtest finds them).
 VMPKGS    ?=
 
+# Where the test runs of make check keep their go test -json events, one
+# file per environment, for check-skips.
+TESTLOGS  ?= .testlogs
+RECORD    := $(GO) run ./skipcheck record
+
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -103,7 +108,7 @@ test: ## unit tests (no root needed; kernel tests skip with a reason)
 
 .PHONY: test-kernel
 test-kernel: ## kernel tests on this host as root: cgroups, fanotify, sock_addr (skips fail)
-	AIGATE_REQUIRE_KERNEL=1 $(GO) test -race -count=1 ./...
+	AIGATE_REQUIRE_KERNEL=1 $(RECORD) -o $(TESTLOGS)/host.json -- $(GO) test -json -race -count=1 ./...
 
 .PHONY: test-escape
 test-escape: ## the escape suite: attacks from inside a sandbox, as an unprivileged user (root; skips fail)
@@ -124,16 +129,23 @@ $(CLAUDE_BIN):
 .PHONY: e2e
 e2e: build $(CLAUDE_BIN) ## the real Claude Code CLI (claude -p, and its interface in tmux) under aigate against a prompt-injected mock API (root)
 	AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_CLAUDE=1 AIGATE_E2E_CLAUDE=$(CLAUDE_BIN) AIGATE_BIN=$(CURDIR)/$(BIN) \
-		$(GO) test -count=1 -v -run '^TestE2EClaude' ./internal/e2e/
+		$(RECORD) -v -o $(TESTLOGS)/e2e.json -- $(GO) test -json -count=1 -run '^TestE2EClaude' ./internal/e2e/
 
 .PHONY: fuzz
-# One fuzz worker: FuzzRequest's workers each start an agent, and with two
-# of them the run hung (seen on this 2-CPU machine, not investigated).
+# No minimizing (FUZZMINIMIZE=0): go test spends up to 60 s shrinking each
+# input that finds new coverage, on the only worker and with no executions
+# counted meanwhile, so most targets stopped after 3-6 s and a 15 s run of
+# FuzzParse (whose seeds are kilobytes of YAML, each run ~10 ms) ran 19
+# inputs. A failing input is kept as found; go test -run=FuzzX/ID
+# reproduces it, and FUZZMINIMIZE=60s shrinks it. The workers are
+# GOMAXPROCS again (-parallel=1 was for a FuzzRequest hang with two that
+# did not recur in 7 runs of 15 and 90 s).
+FUZZMINIMIZE ?= 0
 fuzz: ## run every fuzz target (found in the sources) for FUZZTIME
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal); do \
 		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
 			echo "fuzz $$t in ./$$(dirname $$f) for $(FUZZTIME)"; \
-			$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -parallel=1 ./$$(dirname $$f); \
+			$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) ./$$(dirname $$f); \
 		done; \
 	done
 
@@ -149,7 +161,7 @@ mutate-ci: ## the breaks marked tier: ci (what make check runs; a few minutes)
 vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf, once per kernel of VMKERNELS (skips fail)
 	@failed=""; for k in $(VMKERNELS); do \
 		echo "vmtest: ==== kernel $$k"; start=$$(date +%s); \
-		AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 20m --host-root --bin $(BIN) $(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1 \
+		AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 20m --host-root --bin $(BIN) --json $(TESTLOGS)/vm-$$k.json $(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1 \
 			|| failed="$$failed $$k"; \
 		echo "vmtest: ==== kernel $$k done in $$(( $$(date +%s) - start ))s"; \
 	done; \
@@ -158,7 +170,7 @@ vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf, once per kernel of
 
 .PHONY: vmtest-smoke
 vmtest-smoke: ## the VM harness's own smoke tests (boots QEMU)
-	AIGATE_VMTEST_SMOKE=1 $(GO) test -count=1 -run Smoke -v ./vmtest
+	AIGATE_VMTEST_SMOKE=1 $(RECORD) -v -o $(TESTLOGS)/vmtest-smoke.json -- $(GO) test -json -count=1 -run Smoke ./vmtest
 
 .PHONY: bench
 bench: ## overhead as ratios, side by side: bench/results.md, then start-up against bwrap and srt into docs/performance.md (root; BENCHFLAGS=--no-vm, BEFORE=gitref)
@@ -169,5 +181,13 @@ bench: ## overhead as ratios, side by side: bench/results.md, then start-up agai
 bench-startup: ## only the start-up against bwrap and srt, into docs/performance.md (root; BEFORE=gitref adds aigate built from it)
 	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
 
+.PHONY: check-skips
+check-skips: ## fail if a test skipped in every run of make check (host, e2e, smoke, each VM kernel) and is not in skipcheck/allow.txt
+	$(GO) run ./skipcheck check -allow skipcheck/allow.txt $(TESTLOGS)/host.json $(TESTLOGS)/e2e.json $(TESTLOGS)/vmtest-smoke.json $(foreach k,$(VMKERNELS),$(TESTLOGS)/vm-$(k).json)
+
+.PHONY: clean-testlogs
+clean-testlogs:
+	rm -rf $(TESTLOGS)
+
 .PHONY: check
-check: lint test-kernel e2e fuzz vmtest-smoke vmtest mutate-ci ## everything CI runs: lint, all tests as root, the Claude Code e2e, fuzz, VM tests, mutations
+check: lint clean-testlogs test-kernel e2e fuzz vmtest-smoke vmtest check-skips mutate-ci ## everything CI runs: lint, all tests as root, the Claude Code e2e, fuzz, VM tests, no test skipped everywhere, mutations

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -35,7 +36,18 @@ type console struct {
 	panicked   bool
 	mountErrs  []string // guest paths of shares that failed to mount
 	tests      testCounts
+	results    []testResult // every test's and subtest's result, in order
 }
+
+// testResult is one "--- PASS/FAIL/SKIP: name" line of go test -v, with
+// the test binary that printed it.
+type testResult struct {
+	bin, action, test string
+}
+
+// resultLine matches a result line of go test -v, indented four spaces
+// per subtest level.
+var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(`)
 
 // testCounts counts top-level Go test results in -test.v output.
 type testCounts struct{ passed, failed, skipped int }
@@ -97,8 +109,12 @@ func (c *console) line(s string) (string, bool) {
 	return show, true
 }
 
-// countTest counts a top-level (unindented) result line of go test -v.
+// countTest counts a top-level (unindented) result line of go test -v and
+// records every result line, subtests' too.
 func (c *console) countTest(s string) {
+	if m := resultLine.FindStringSubmatch(s); m != nil && c.current != "" {
+		c.results = append(c.results, testResult{bin: c.current, action: strings.ToLower(m[1]), test: m[2]})
+	}
 	switch {
 	case strings.HasPrefix(s, "--- PASS: "):
 		c.tests.passed++

@@ -11,7 +11,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,6 +51,7 @@ type options struct {
 	cpus     int
 	accel    string
 	tags     string
+	json     string
 	verbose  bool
 	keep     bool
 	testArgs []string
@@ -111,6 +114,7 @@ Flags:
 	fs.IntVar(&o.cpus, "smp", 2, "guest CPUs")
 	fs.StringVar(&o.accel, "accel", "tcg-single", "QEMU accelerator: tcg-single (one host thread for all vCPUs), tcg (one host thread per vCPU), or kvm where nested virtualisation works")
 	fs.StringVar(&o.tags, "tags", "", "build `tags` for the test binaries")
+	fs.StringVar(&o.json, "json", "", "write each test's and subtest's result to `file` as go test -json events (Action, Package, Test), for skipcheck")
 	fs.BoolVar(&o.verbose, "verbose", false, "show firmware and kernel boot output")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run directory (initramfs, binaries) and print its path")
 	if err := fs.Parse(args); err != nil {
@@ -380,6 +384,11 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 	if !res.initAt.IsZero() {
 		boot = fmt.Sprintf("/init reached after %.1fs (guest uptime %ss)", res.initAt.Sub(res.started).Seconds(), res.con.initUptime)
 	}
+	if o.json != "" {
+		if err := writeResults(o.json, res.con.results, names, pkgs); err != nil {
+			return exitHarness, "", err
+		}
+	}
 	names = names[:0]
 	for _, t := range tests {
 		names = append(names, t.name)
@@ -456,4 +465,25 @@ func writeInitrd(dst, base, script string, dirs []string, files []guestFile) err
 		return err
 	}
 	return f.Close()
+}
+
+// writeResults writes the guest's test results as go test -json events,
+// each naming its package (names[i] is the test binary of pkgs[i]).
+func writeResults(file string, results []testResult, names []string, pkgs []goPackage) error {
+	pkgOf := map[string]string{}
+	for i, n := range names {
+		pkgOf[n] = pkgs[i].ImportPath
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, r := range results {
+		enc.Encode(struct{ Action, Package, Test string }{r.action, pkgOf[r.bin], r.test})
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return fmt.Errorf("--json: %w", err)
+	}
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("--json: %w", err)
+	}
+	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -346,5 +348,40 @@ func TestParseLdd(t *testing.T) {
 	}
 	if _, err := parseLdd("\tlibfoo.so.1 => not found\n"); err == nil {
 		t.Error("a missing library was not reported")
+	}
+}
+
+// Each result line, subtests' too, is kept with the binary that printed
+// it, and written as go test -json events naming the package (for
+// skipcheck, which fails when a test skips in every environment).
+func TestConsoleResults(t *testing.T) {
+	m := "@@vmtest-abc: "
+	c := newConsole(m)
+	for _, l := range []string{
+		"--- SKIP: TestBefore (0.00s)", // no binary running: not a test line
+		m + "start loader",
+		"=== RUN   TestX",
+		"--- PASS: TestX (0.10s)",
+		"    --- SKIP: TestX/fanotify (0.00s)",
+		"        --- FAIL: TestX/lsm/deep_name (1.00s)",
+		"some output --- SKIP: TestNot (0.00s)",
+		m + "exit loader 1",
+	} {
+		c.line(l)
+	}
+	want := []testResult{{"loader", "pass", "TestX"}, {"loader", "skip", "TestX/fanotify"}, {"loader", "fail", "TestX/lsm/deep_name"}}
+	if fmt.Sprint(c.results) != fmt.Sprint(want) {
+		t.Fatalf("results %v, want %v", c.results, want)
+	}
+	file := filepath.Join(t.TempDir(), "logs", "vm.json")
+	if err := writeResults(file, c.results, []string{"loader"}, []goPackage{{ImportPath: "example.com/loader"}}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `{"Action":"skip","Package":"example.com/loader","Test":"TestX/fanotify"}`) || strings.Count(string(data), "\n") != 3 {
+		t.Errorf("written:\n%s", data)
 	}
 }
