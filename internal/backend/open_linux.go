@@ -26,6 +26,9 @@ func init() {
 // maps: one sandbox table (the LSM's Add is the switch for both), one ring
 // buffer and one set of counters, read by the LSM.
 func openLSM(o Options) (enforce.Backend, error) {
+	if o.RunPin != "" {
+		return openRunPinned(o)
+	}
 	l, err := loader.OpenLSM(loader.LSMOptions{PinPath: o.PinPath})
 	if err != nil {
 		return nil, err

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/aigate-dev/aigate/internal/enforce"
@@ -100,4 +104,76 @@ func (p *Pinned) Close() error {
 		err = errors.Join(err, fmt.Errorf("remove pin directory: %w", rerr))
 	}
 	return err
+}
+
+// runPinPrefix names the pin directories of RunPin backends below
+// runPinRoot: runPinPrefix, a hash of the cgroup parent, the pid of the
+// process that pinned, a random suffix.
+const runPinPrefix = "aigate-run-"
+
+func runPinStem(parent string) string {
+	h := fnv.New32a()
+	h.Write([]byte(parent))
+	return fmt.Sprintf("%s%08x-", runPinPrefix, h.Sum32())
+}
+
+// runPinRoot is where RunPin directories are made; tests change it.
+var runPinRoot = "/sys/fs/bpf"
+
+// runPinned is a Pinned backend that nothing adopts: its Close ends the
+// sandboxes and removes the pins and their directory, as Pinned's does,
+// but it offers no Release, Adopted or Claim (no agent.Pinner), so the
+// agent keeps no records for it and `aigate status` does not call it
+// pinned across restarts.
+type runPinned struct {
+	*Composite
+	p *Pinned
+}
+
+func (r *runPinned) Close() error { return r.p.Close() }
+
+// openRunPinned opens the BPF-LSM backend pinned under a new directory of
+// this process's (Options.RunPin). When the process is killed the links
+// stay, so the sandboxes stay enforced until they are dead.
+func openRunPinned(o Options) (enforce.Backend, error) {
+	dir, err := os.MkdirTemp(runPinRoot, fmt.Sprintf("%s%d-", runPinStem(o.RunPin), os.Getpid()))
+	if err != nil {
+		return nil, fmt.Errorf("pin the BPF-LSM programs so that they outlive this process: %w (is the BPF filesystem mounted at %s? see `aigate doctor`)", err, runPinRoot)
+	}
+	o.RunPin, o.PinPath = "", dir
+	b, err := openLSM(o)
+	if err != nil {
+		// No sandbox is in the fresh directory's maps yet: nothing that
+		// its pins enforce can be released by removing them.
+		return nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	p, ok := b.(*Pinned)
+	if !ok {
+		return nil, errors.Join(fmt.Errorf("pin the BPF-LSM programs: %T is not pinned", b), b.Close(), os.RemoveAll(dir))
+	}
+	return &runPinned{Composite: p.Composite, p: p}, nil
+}
+
+// ReapRunPins removes the pin directories of RunPin backends of the cgroup
+// parent once left(pid) says nothing the process pinned for may still be
+// needed (sandbox.Left: the process is dead and every sandbox it made is
+// gone). It returns what it could not remove.
+func ReapRunPins(parent string, left func(pid int) bool) error {
+	stem := runPinStem(parent)
+	dirs, err := filepath.Glob(filepath.Join(runPinRoot, stem+"*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dir := range dirs {
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), stem), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid <= 0 || left(pid) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove the pins of a killed run: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
