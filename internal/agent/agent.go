@@ -71,7 +71,7 @@ type Config struct {
 	MaxConns        int
 	MaxConnsPerUser int
 	// Records is the directory of the sandbox records that a restarted
-	// agent adopts the sandboxes by, when Backend is a Pinner
+	// agent adopts the sandboxes by, when Backend is an enforce.Pinner
 	// (DefaultRecords when empty).
 	Records string
 }

@@ -26,7 +26,7 @@ type netPart interface {
 // LSM or fanotify) and the egress component, as one enforce.Backend with
 // one event stream and one set of counters.
 //
-// It does not implement agent.Pinner itself: with the fanotify part the
+// It does not implement enforce.Pinner itself: with the fanotify part the
 // enforcement is a process and ends with the agent (its guard kills the
 // sandboxes). Pinned wraps it when both parts pin (BPF LSM with a
 // PinPath).
@@ -96,12 +96,6 @@ func (c *Composite) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	return nil
 }
 
-// linkHolder is a file side that outlives aigate (fanotify's guard) and
-// can keep the network programs attached until the sandbox is dead.
-type linkHolder interface {
-	HoldLinks(cgroupPath string, fds []int) error
-}
-
 // holdLinks hands the network links of sb to a file side that can hold
 // them. The links are otherwise held by this process alone: when it is
 // killed, the kernel detaches the programs at once, while the guard kills
@@ -109,11 +103,11 @@ type linkHolder interface {
 // connections would go out unchecked (hundreds did, in
 // TestEscapeAgentKilled). Done before any process is placed in sb.
 func (c *Composite) holdLinks(sb *enforce.Sandbox) error {
-	h, ok := c.files.(linkHolder)
+	h, ok := c.files.(enforce.LinkHolder)
 	if !ok {
 		return nil
 	}
-	src, ok := c.net.(interface{ LinkFDs(uint32) []int })
+	src, ok := c.net.(enforce.LinkSource)
 	if !ok {
 		return nil
 	}

@@ -14,14 +14,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 )
 
-// filePinner is what the BPF-LSM side offers when opened with a PinPath.
-type filePinner interface {
-	PinDir() string
-	Adopted() []enforce.Sandbox
-	Claim(sb *enforce.Sandbox) error
-	Release() error
-}
-
 // netPinner is what the egress side offers over a pinned network object.
 type netPinner interface {
 	Adopt(ctx context.Context, sb *enforce.Sandbox) error
@@ -32,12 +24,12 @@ type netPinner interface {
 
 // Pinned is a Composite whose both parts pin their state under one bpffs
 // directory (the LSM's maps and links there, the network object's in its
-// "net" subdirectory): it implements agent.Pinner, so a sandbox outlives
+// "net" subdirectory): it implements enforce.Pinner, so a sandbox outlives
 // the agent, enforced by the kernel alone, and the next agent adopts it.
 // Only the BPF-LSM backend pins; fanotify's enforcement is a process.
 type Pinned struct {
 	*Composite
-	pfiles filePinner
+	pfiles enforce.Pinner
 	pnet   netPinner
 }
 
@@ -45,10 +37,7 @@ type Pinned struct {
 // the LSM found no live sandbox for (their cgroup is gone, or a crash came
 // in the middle of Add): every other pinned sandbox is the agent's to
 // claim or end.
-func newPinned(files interface {
-	enforce.Backend
-	filePinner
-}, net interface {
+func newPinned(files enforce.Pinner, net interface {
 	netPart
 	netPinner
 }) (*Pinned, error) {
@@ -122,7 +111,7 @@ var runPinRoot = "/sys/fs/bpf"
 
 // runPinned is a Pinned backend that nothing adopts: its Close ends the
 // sandboxes and removes the pins and their directory, as Pinned's does,
-// but it offers no Release, Adopted or Claim (no agent.Pinner), so the
+// but it offers no Release, Adopted or Claim (no enforce.Pinner), so the
 // agent keeps no records for it and `aigate status` does not call it
 // pinned across restarts.
 type runPinned struct {

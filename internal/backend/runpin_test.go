@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/enforce"
 )
 
@@ -19,8 +18,8 @@ var _ enforce.Backend = (*runPinned)(nil)
 
 func TestRunPinnedIsNoPinner(t *testing.T) {
 	var b enforce.Backend = &runPinned{}
-	if _, ok := b.(agent.Pinner); ok {
-		t.Fatal("a run's pinned backend is an agent.Pinner: the agent would adopt and record its sandboxes")
+	if _, ok := b.(enforce.Pinner); ok {
+		t.Fatal("a run's pinned backend is an enforce.Pinner: the agent would adopt and record its sandboxes")
 	}
 	for _, ok := range []bool{
 		func() bool { _, ok := b.(enforce.Flusher); return ok }(),

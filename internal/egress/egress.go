@@ -352,7 +352,7 @@ func b2i(b bool) int {
 // id's programs (see loader.Net.LinkFDs), none when the rules part keeps
 // no such descriptors.
 func (e *Egress) LinkFDs(id uint32) []int {
-	if l, ok := e.net.(interface{ LinkFDs(uint32) []int }); ok {
+	if l, ok := e.net.(enforce.LinkSource); ok {
 		return l.LinkFDs(id)
 	}
 	return nil
