@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/aigate-dev/aigate/internal/egress"
@@ -20,6 +21,7 @@ type netPart interface {
 	Stats() (enforce.Stats, error)
 	Close() error
 	Status(id uint32) (egress.Status, bool)
+	DomainOf(cgroupID uint64, addr netip.Addr) string
 }
 
 // Composite is what Open returns on Linux: a file and exec backend (BPF
@@ -44,6 +46,7 @@ type Composite struct {
 var (
 	_ enforce.Backend     = (*Composite)(nil)
 	_ enforce.UnixSockets = (*Composite)(nil)
+	_ enforce.DomainNamer = (*Composite)(nil)
 )
 
 func compose(files enforce.Backend, net netPart) *Composite {
@@ -177,6 +180,11 @@ func (c *Composite) Stats() (enforce.Stats, error) {
 		return enforce.Stats{}, fmt.Errorf("read network counters: %w", err)
 	}
 	return egress.MergeStats(fs, ns), nil
+}
+
+// DomainOf implements enforce.DomainNamer: the egress part's.
+func (c *Composite) DomainOf(cgroupID uint64, addr netip.Addr) string {
+	return c.net.DomainOf(cgroupID, addr)
 }
 
 // NetStatus says how the egress policy of sandbox id is kept (DNS proxy or

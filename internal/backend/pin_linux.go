@@ -65,8 +65,8 @@ func (p *Pinned) PinDir() string { return p.pfiles.PinDir() }
 // list: it owns the sandbox table), Policy nil.
 func (p *Pinned) Adopted() []enforce.Sandbox { return p.pfiles.Adopted() }
 
-// Claim hands an adopted sandbox its recompiled policy: the LSM takes it
-// for the rule texts of its events, and the egress part rewrites the
+// Claim hands an adopted sandbox its recompiled policy: the LSM checks it
+// is the sandbox it adopted and keeps it, and the egress part rewrites the
 // network policy and steers DNS to a new proxy (egress.Adopt). On error
 // the sandbox stays enforced as it is; the caller kills its processes and
 // then Removes it.

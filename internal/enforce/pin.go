@@ -16,7 +16,8 @@ type Pinner interface {
 	// them.
 	Adopted() []Sandbox
 	// Claim hands an adopted sandbox its recompiled policy (from the
-	// sources the agent kept), for the rule texts of its events.
+	// sources the agent kept): the network part rewrites its rules and
+	// DNS steering from it.
 	Claim(sb *Sandbox) error
 	// Release closes the backend but leaves the pins, so enforcement goes
 	// on without the agent (Close removes them).

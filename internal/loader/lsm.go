@@ -64,9 +64,6 @@ type LSM struct {
 	links  []link.Link
 	table  *sandboxTable
 	stream *eventStream
-	out    chan events.Event
-	done   chan struct{}
-	wg     sync.WaitGroup
 
 	execDirs []string
 	pins     *lsmPins // nil unless pinned
@@ -104,8 +101,6 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	}
 	l := &LSM{
 		execDirs:  opts.ExecDirs,
-		out:       make(chan events.Event, eventChannelSize),
-		done:      make(chan struct{}),
 		sandboxes: map[uint32]*lsmSandboxState{},
 		byCgroup:  map[uint64]*lsmSandboxState{},
 	}
@@ -166,8 +161,6 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l.wg.Add(1)
-	go l.annotate()
 	return l, nil
 }
 
@@ -191,36 +184,12 @@ func (l *LSM) SharedMaps() SharedMaps {
 }
 
 // Events delivers denials, of the objects sharing the ring buffer too,
-// until Close.
-func (l *LSM) Events() <-chan events.Event { return l.out }
+// until Close, as the kernel reported them: the agent names them (sandbox,
+// rule text), the egress part says which domain an address was for.
+func (l *LSM) Events() <-chan events.Event { return l.stream.Events() }
 
-// Flush implements enforce.Flusher: annotate passes every event of the
-// stream on, so the stream's count is Events' count.
+// Flush implements enforce.Flusher: Events is the stream's channel.
 func (l *LSM) Flush(ctx context.Context) (uint64, error) { return l.stream.flush(ctx) }
-
-// annotate adds what the kernel does not know to each event: the sandbox's
-// name and the rule as the user wrote it.
-func (l *LSM) annotate() {
-	defer l.wg.Done()
-	defer close(l.out)
-	for ev := range l.stream.Events() {
-		l.mu.Lock()
-		if s := l.byCgroup[ev.CgroupID]; s != nil {
-			ev.Sandbox = s.sb.Name
-			if s.sb.Policy == nil {
-				// Adopted and not claimed yet: no rule texts.
-			} else if r, ok := s.sb.Policy.Rule(policy.RuleID(ev.Rule)); ok {
-				ev.RuleText = r.Pattern
-			}
-		}
-		l.mu.Unlock()
-		select {
-		case l.out <- ev:
-		case <-l.done:
-			// Keep draining so the stream can stop.
-		}
-	}
-}
 
 // Stats sums the per-CPU counters (of every object sharing them).
 func (l *LSM) Stats() (enforce.Stats, error) {
@@ -366,11 +335,9 @@ func (l *LSM) doRelease() error {
 		errs = append(errs, fmt.Errorf("detach LSM programs: %w", err))
 	}
 	l.links = nil
-	close(l.done)
 	if err := l.stream.close(); err != nil {
 		errs = append(errs, err)
 	}
-	l.wg.Wait()
 	if err := l.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close LSM programs: %w", err))
 	}
@@ -400,7 +367,7 @@ func (l *LSM) Adopted() []enforce.Sandbox {
 }
 
 // Claim gives an adopted sandbox back what the kernel does not keep: its
-// compiled policy (rule texts in events) and name. The policy must be the
+// compiled policy and name. The policy must be the
 // one it was added with (recompiled from the same sources): the rules in
 // the maps are not rewritten. sb.ID and sb.CgroupID must match.
 func (l *LSM) Claim(sb *enforce.Sandbox) error {

@@ -33,7 +33,7 @@ import (
 // closed, so enforcement goes on while no agent runs. The policy of a
 // sandbox is not pinned: the rule maps are enough to enforce it and to
 // remove it; the agent keeps the policy sources and hands the recompiled
-// policy back with Claim, for the rule texts in events.
+// policy back with Claim (the agent names events from its own copy).
 const (
 	// layoutVersion changes when the meaning of a map changes without its
 	// shape (key encodings, flag bits): old pins must then not be adopted.

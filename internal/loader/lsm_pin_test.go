@@ -137,7 +137,7 @@ func TestPinSurvivesRelease(t *testing.T) {
 	}
 	// The denial made while no LSM was open waited in the ring buffer.
 	ev := nextEvent(t, l2)
-	if ev.Path != secret || ev.Sandbox != sb.Name || ev.Rule != 1 {
+	if ev.Path != secret || ev.CgroupID != sb.CgroupID || ev.Rule != 1 {
 		t.Errorf("event from the released period: %+v", ev)
 	}
 	if got := violations(t, l2, events.OpRead); got != before+1 {
