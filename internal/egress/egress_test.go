@@ -107,15 +107,15 @@ type fakeProxy struct {
 	closed bool
 }
 
-func (p *fakeProxy) Port() uint16               { return 5353 }
+func (p *fakeProxy) Port() uint16 { return 5353 }
 func (p *fakeProxy) DomainOf(a netip.Addr) string {
 	if a == netip.MustParseAddr("192.0.2.7") {
 		return "learned.example"
 	}
 	return ""
 }
-func (p *fakeProxy) Stats() dns.Stats           { return dns.Stats{} }
-func (p *fakeProxy) Close() error               { p.closed = true; return nil }
+func (p *fakeProxy) Stats() dns.Stats { return dns.Stats{} }
+func (p *fakeProxy) Close() error     { p.closed = true; return nil }
 
 type fakeResolver map[string][]netip.Addr
 
