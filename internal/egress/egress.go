@@ -29,7 +29,7 @@ type Options struct {
 	Upstreams []string
 	// Resolver resolves allowed domains in ModeResolve; nil is the
 	// system resolver of the aigate process (outside every sandbox).
-	Resolver loader.Resolver
+	Resolver Resolver
 	// ResolveEvery is how often ModeResolve resolves the domains again
 	// (default 60s).
 	ResolveEvery time.Duration

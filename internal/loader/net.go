@@ -248,7 +248,7 @@ func closeLinks(links []link.Link) error {
 // SetPolicy writes the egress policy of policyID: its mode, loopback
 // setting, denied and allowed prefixes, and the addresses resolved for its
 // allowed domains (resolved maps a DomainEntry.Name to its addresses; see
-// ResolveDomains). Calling it again replaces the policy, including any
+// egress.ResolveDomains). Calling it again replaces the policy, including any
 // addresses added since with UpdateAddrs.
 func (n *Net) SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[string][]netip.Addr) error {
 	if policyID == 0 {
