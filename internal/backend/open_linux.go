@@ -8,6 +8,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/fanotify"
 	"github.com/aigate-dev/aigate/internal/loader"
+	"github.com/aigate-dev/aigate/internal/lsm"
 )
 
 // Both backends enforce the network the same way, through internal/egress
@@ -29,7 +30,7 @@ func openLSM(o Options) (enforce.Backend, error) {
 	if o.RunPin != "" {
 		return openRunPinned(o)
 	}
-	l, err := loader.OpenLSM(loader.LSMOptions{PinPath: o.PinPath})
+	l, err := lsm.Open(lsm.Options{PinPath: o.PinPath})
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +50,7 @@ func openLSM(o Options) (enforce.Backend, error) {
 // openPinnedNet pins the network object beside the LSM's pins (in their
 // "net" subdirectory, which `aigate reset --force` removes with the rest)
 // and composes the two as a Pinned backend.
-func openPinnedNet(l *loader.LSM, o Options) (enforce.Backend, error) {
+func openPinnedNet(l *lsm.Backend, o Options) (enforce.Backend, error) {
 	n, err := loader.OpenNet(loader.NetOptions{
 		MapReplacements: l.SharedMaps().Replacements(),
 		SkipUnix:        true,

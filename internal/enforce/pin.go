@@ -6,7 +6,7 @@ package enforce
 // bpffs directory. With one the agent keeps a record per sandbox and a
 // restarted agent adopts the sandboxes a dead one left (agent/adopt.go,
 // docs/agent.md). A clean stop still ends them. The BPF-LSM part alone
-// (loader.LSM with a PinPath) implements it too.
+// (lsm.Backend with a PinPath) implements it too.
 type Pinner interface {
 	Backend
 	// PinDir is the bpffs directory holding the pins.

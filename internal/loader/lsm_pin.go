@@ -63,10 +63,9 @@ type pinnedSandbox struct {
 
 // lsmPins is the pinned state of an LSM opened with a PinPath.
 type lsmPins struct {
-	dir     string
-	layout  *ebpf.Map
-	info    *ebpf.Map
-	adopted []enforce.Sandbox
+	dir    string
+	layout *ebpf.Map
+	info   *ebpf.Map
 }
 
 // lsmPrograms lists the programs by name with the attach they need.
@@ -356,9 +355,7 @@ func (l *LSM) adopt() error {
 			sb.Mode = policy.ModeAudit
 		}
 		l.table.seed(sb.CgroupID, int(r.v.Level))
-		l.sandboxes[r.id] = s
-		l.byCgroup[sb.CgroupID] = s
-		p.adopted = append(p.adopted, *sb)
+		l.found = append(l.found, Adopted{Sandbox: *sb, Rules: &Rules{s}})
 	}
 	// Rules of no recorded sandbox: a crash between writing them and
 	// recording the sandbox.

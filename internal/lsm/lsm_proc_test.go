@@ -1,6 +1,6 @@
 //go:build linux
 
-package loader
+package lsm
 
 import (
 	"errors"
@@ -173,9 +173,9 @@ func TestLSMProcessAudit(t *testing.T) {
 func TestLSMProcessVerifier(t *testing.T) {
 	l := openLSM(t)
 	for name, p := range map[string]*ebpf.Program{
-		"ptrace_access_check": l.objs.AigatePtraceAccessCheck,
-		"ptrace_traceme":      l.objs.AigatePtraceTraceme,
-		"task_kill":           l.objs.AigateTaskKill,
+		"ptrace_access_check": l.obj.Objects().AigatePtraceAccessCheck,
+		"ptrace_traceme":      l.obj.Objects().AigatePtraceTraceme,
+		"task_kill":           l.obj.Objects().AigateTaskKill,
 	} {
 		info, err := p.Info()
 		if err != nil {
