@@ -74,9 +74,6 @@ func (b *Backend) UnixSockets() string {
 // SharedMaps returns the maps the network object shares (loader.SharedMaps).
 func (b *Backend) SharedMaps() loader.SharedMaps { return b.obj.SharedMaps() }
 
-// Object is the loaded lsm.c.
-func (b *Backend) Object() *loader.LSM { return b.obj }
-
 // Events delivers denials, of the objects sharing the ring buffer too,
 // until Close, as the kernel reported them: the agent names them (sandbox,
 // rule text), the egress part says which domain an address was for.
