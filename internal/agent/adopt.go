@@ -25,7 +25,7 @@ import (
 // and cgroup removed. It runs before the sweep, which then leaves the
 // adopted cgroups alone (sandbox.Adopt marks them).
 func (a *Agent) adoptPinned() {
-	p, ok := a.be.(Pinner)
+	p, ok := a.be.(enforce.Pinner)
 	if !ok {
 		return
 	}
@@ -60,7 +60,7 @@ func (a *Agent) adoptPinned() {
 
 // adoptOne recompiles the policy of the adopted sandbox info from its
 // record r, claims it and registers it.
-func (a *Agent) adoptOne(p Pinner, info enforce.Sandbox, r *record) (*box, error) {
+func (a *Agent) adoptOne(p enforce.Pinner, info enforce.Sandbox, r *record) (*box, error) {
 	if r == nil {
 		return nil, errors.New("no record of it (owner and policy unknown)")
 	}

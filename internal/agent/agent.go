@@ -18,6 +18,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
@@ -71,7 +72,7 @@ type Config struct {
 	MaxConns        int
 	MaxConnsPerUser int
 	// Records is the directory of the sandbox records that a restarted
-	// agent adopts the sandboxes by, when Backend is a Pinner
+	// agent adopts the sandboxes by, when Backend is an enforce.Pinner
 	// (DefaultRecords when empty).
 	Records string
 }
@@ -356,7 +357,10 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 	}
 }
 
-// pump attributes each backend event to its sandbox and hands it on.
+// pump attributes each backend event to its sandbox, names it, and hands
+// it on. Backends emit events as the kernel (or their own check) reported
+// them; this is the one place that fills the sandbox's name, the rule as
+// the user wrote it, and the domain a network address was resolved for.
 func (a *Agent) pump() {
 	defer close(a.pumpDone)
 	evs := a.be.Events()
@@ -364,6 +368,7 @@ func (a *Agent) pump() {
 		return
 	}
 	name := a.be.Name()
+	domains, _ := a.be.(enforce.DomainNamer)
 	for e := range evs {
 		a.mu.Lock()
 		b := a.boxes[e.Sandbox]
@@ -375,11 +380,12 @@ func (a *Agent) pump() {
 		if b != nil {
 			e.Sandbox = b.info.Name
 			owner = b.info.Owner
-			if e.RuleText == "" && e.Rule != 0 {
-				if r, ok := b.compiled.Rule(policy.RuleID(e.Rule)); ok {
-					e.RuleText = r.Pattern
-				}
+			if r, ok := b.compiled.Rule(policy.RuleID(e.Rule)); ok && e.Rule != 0 {
+				e.RuleText = r.Pattern
 			}
+		}
+		if domains != nil && e.Kind == events.KindNet && e.Domain == "" && e.Addr.IsValid() {
+			e.Domain = domains.DomainOf(e.CgroupID, e.Addr.Addr())
 		}
 		if e.Backend == "" {
 			e.Backend = name

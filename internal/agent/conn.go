@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/enforce"
 )
 
 // serveConn answers one connection. Whatever the client sends, the worst
@@ -90,7 +91,7 @@ func errResp(code, msg string) *api.Response {
 }
 
 func (a *Agent) status(p api.Peer) *api.Status {
-	_, pinned := a.be.(Pinner)
+	_, pinned := a.be.(enforce.Pinner)
 	return &api.Status{
 		Version:   api.Version,
 		Build:     a.cfg.Build,

@@ -26,6 +26,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/launch"
+	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -56,7 +57,7 @@ func runDaemon() error {
 	a, err := New(Config{Backend: be, Socket: os.Getenv("AIGATE_TEST_SOCKET"), Parent: os.Getenv("AIGATE_TEST_PARENT"),
 		Records: os.Getenv("AIGATE_TEST_RECORDS"), Build: "test"})
 	if err != nil {
-		return errors.Join(err, be.(Pinner).Release())
+		return errors.Join(err, be.(enforce.Pinner).Release())
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

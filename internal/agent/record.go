@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/enforce"
 )
 
 // DefaultRecords is where an agent with a pinning backend keeps a record
@@ -49,7 +50,7 @@ func (a *Agent) recordPath(name string) string {
 // Without a record a sandbox outliving the agent is ended by the next one,
 // so a failure is logged, not fatal.
 func (a *Agent) keepRecord(b *box, req *api.CreateRequest) {
-	if _, ok := a.be.(Pinner); !ok {
+	if _, ok := a.be.(enforce.Pinner); !ok {
 		return
 	}
 	r := record{
@@ -65,7 +66,7 @@ func (a *Agent) keepRecord(b *box, req *api.CreateRequest) {
 
 // dropRecord removes b's record: it has ended (end calls it).
 func (a *Agent) dropRecord(b *box) {
-	if _, ok := a.be.(Pinner); !ok {
+	if _, ok := a.be.(enforce.Pinner); !ok {
 		return
 	}
 	if err := os.Remove(a.recordPath(b.info.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -31,8 +31,19 @@ type Options struct {
 	// BPF-LSM backend pins its programs, links and maps and those of its
 	// network part, so that its sandboxes stay enforced when the process
 	// dies and the next one adopts them (the backend is then an
-	// agent.Pinner). Ignored by fanotify, whose enforcement is a process.
+	// enforce.Pinner). Ignored by fanotify, whose enforcement is a process.
 	PinPath string
+	// RunPin, when not empty, pins the BPF-LSM backend like PinPath, but
+	// under a directory of its own below /sys/fs/bpf that Close removes,
+	// and the backend is no enforce.Pinner: nothing adopts its sandboxes.
+	// It is for the agent `aigate run` embeds: killed, it leaves its
+	// sandboxes enforced by the kernel until they are dead, never running
+	// on unconfined; the next run with the same RunPin sweeps them and
+	// then their pins (ReapRunPins). The value is the sandboxes' cgroup
+	// parent, so that a run reaps only pins whose sandboxes it can see.
+	// Pinning failing fails the open. Ignored by fanotify, whose guard
+	// does this.
+	RunPin string
 }
 
 // Opener holds the functions Open uses; tests replace them, and a build

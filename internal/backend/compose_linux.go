@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/aigate-dev/aigate/internal/egress"
@@ -20,13 +21,14 @@ type netPart interface {
 	Stats() (enforce.Stats, error)
 	Close() error
 	Status(id uint32) (egress.Status, bool)
+	DomainOf(cgroupID uint64, addr netip.Addr) string
 }
 
 // Composite is what Open returns on Linux: a file and exec backend (BPF
 // LSM or fanotify) and the egress component, as one enforce.Backend with
 // one event stream and one set of counters.
 //
-// It does not implement agent.Pinner itself: with the fanotify part the
+// It does not implement enforce.Pinner itself: with the fanotify part the
 // enforcement is a process and ends with the agent (its guard kills the
 // sandboxes). Pinned wraps it when both parts pin (BPF LSM with a
 // PinPath).
@@ -45,6 +47,7 @@ var (
 	_ enforce.Backend        = (*Composite)(nil)
 	_ enforce.UnixSockets    = (*Composite)(nil)
 	_ enforce.UserNamespaces = (*Composite)(nil)
+	_ enforce.DomainNamer    = (*Composite)(nil)
 )
 
 func compose(files enforce.Backend, net netPart) *Composite {
@@ -97,12 +100,6 @@ func (c *Composite) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	return nil
 }
 
-// linkHolder is a file side that outlives aigate (fanotify's guard) and
-// can keep the network programs attached until the sandbox is dead.
-type linkHolder interface {
-	HoldLinks(cgroupPath string, fds []int) error
-}
-
 // holdLinks hands the network links of sb to a file side that can hold
 // them. The links are otherwise held by this process alone: when it is
 // killed, the kernel detaches the programs at once, while the guard kills
@@ -110,11 +107,11 @@ type linkHolder interface {
 // connections would go out unchecked (hundreds did, in
 // TestEscapeAgentKilled). Done before any process is placed in sb.
 func (c *Composite) holdLinks(sb *enforce.Sandbox) error {
-	h, ok := c.files.(linkHolder)
+	h, ok := c.files.(enforce.LinkHolder)
 	if !ok {
 		return nil
 	}
-	src, ok := c.net.(interface{ LinkFDs(uint32) []int })
+	src, ok := c.net.(enforce.LinkSource)
 	if !ok {
 		return nil
 	}
@@ -191,6 +188,11 @@ func (c *Composite) Stats() (enforce.Stats, error) {
 		return enforce.Stats{}, fmt.Errorf("read network counters: %w", err)
 	}
 	return egress.MergeStats(fs, ns), nil
+}
+
+// DomainOf implements enforce.DomainNamer: the egress part's.
+func (c *Composite) DomainOf(cgroupID uint64, addr netip.Addr) string {
+	return c.net.DomainOf(cgroupID, addr)
 }
 
 // NetStatus says how the egress policy of sandbox id is kept (DNS proxy or

@@ -5,6 +5,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -49,6 +50,7 @@ func (p *part) Close() error {
 	close(p.ev)
 	return nil
 }
+func (p *part) DomainOf(uint64, netip.Addr) string { return "" }
 func (p *part) Status(uint32) (egress.Status, bool) {
 	return egress.Status{Mode: egress.ModeProxy}, true
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/fanotify"
 	"github.com/aigate-dev/aigate/internal/loader"
+	"github.com/aigate-dev/aigate/internal/lsm"
 )
 
 // Both backends enforce the network the same way, through internal/egress
@@ -26,7 +27,10 @@ func init() {
 // maps: one sandbox table (the LSM's Add is the switch for both), one ring
 // buffer and one set of counters, read by the LSM.
 func openLSM(o Options) (enforce.Backend, error) {
-	l, err := loader.OpenLSM(loader.LSMOptions{PinPath: o.PinPath})
+	if o.RunPin != "" {
+		return openRunPinned(o)
+	}
+	l, err := lsm.Open(lsm.Options{PinPath: o.PinPath})
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +50,7 @@ func openLSM(o Options) (enforce.Backend, error) {
 // openPinnedNet pins the network object beside the LSM's pins (in their
 // "net" subdirectory, which `aigate reset --force` removes with the rest)
 // and composes the two as a Pinned backend.
-func openPinnedNet(l *loader.LSM, o Options) (enforce.Backend, error) {
+func openPinnedNet(l *lsm.Backend, o Options) (enforce.Backend, error) {
 	n, err := loader.OpenNet(loader.NetOptions{
 		MapReplacements: l.SharedMaps().Replacements(),
 		SkipUnix:        true,

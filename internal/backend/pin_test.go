@@ -7,12 +7,11 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/enforce"
 )
 
 // The agent adopts sandboxes through this interface.
-var _ agent.Pinner = (*Pinned)(nil)
+var _ enforce.Pinner = (*Pinned)(nil)
 
 // pinnedPart is a fake part that pins: the LSM side (Adopted, Claim) and
 // the egress side (Pinned, Adopt) in one type, each test using its half.

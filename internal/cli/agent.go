@@ -19,6 +19,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -95,7 +96,7 @@ func runAgent(ctx context.Context, f *Factory, opts *agentOptions) error {
 		MetricsAddr: opts.MetricsAddr,
 	})
 	if err != nil {
-		if p, ok := be.(agent.Pinner); ok {
+		if p, ok := be.(enforce.Pinner); ok {
 			// Closing would remove the pinned sandboxes: they may be
 			// another agent's (this one found the socket taken), or
 			// the next one's to adopt.

@@ -41,6 +41,9 @@ func startEmbedded(f *Factory, opts *runOptions, choice policy.BackendChoice) (*
 	be, err := open(choice, backend.Options{
 		Logger: f.Log,
 		Warn:   f.noticeOnce, // the fallback explains the machine, not this run
+		// Pinned, so that killing this process leaves the sandbox
+		// enforced by the kernel rather than running on unconfined.
+		RunPin: parentOr(opts.parent),
 	})
 	if err != nil {
 		return nil, &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
@@ -53,6 +56,10 @@ func startEmbedded(f *Factory, opts *runOptions, choice policy.BackendChoice) (*
 	}
 	for _, n := range notes {
 		f.warnf("%s", n)
+	}
+	// The pins of a killed run are removed once its sandboxes are.
+	if err := backend.ReapRunPins(parentOr(opts.parent), func(pid int) bool { return sandbox.Left(parentOr(opts.parent), pid) }); err != nil {
+		f.Log.Warn("pins of a killed run left in place", zap.Error(err))
 	}
 	// The agent's log (socket replaced, no aigate group) is for `aigate
 	// agent`; on a run it would interleave with the command's output.

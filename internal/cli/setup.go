@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/sandbox"
@@ -246,6 +247,10 @@ func ResetAgent(f *Factory) error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove stale sandboxes: %w", err))
 		}
+	}
+	// What killed runs pinned, once their sandboxes are gone.
+	if err := backend.ReapRunPins(sandbox.DefaultParent, func(pid int) bool { return sandbox.Left(sandbox.DefaultParent, pid) }); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := user.LookupGroup(api.Group); err == nil {
 		if err := command("groupdel", api.Group); err != nil {

@@ -240,7 +240,7 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 		// In the namespace too, where the proxy's sock_diag socket must be.
 		w.p, err = Start(Config{
 			PolicyID: 1, Net: w.c.Net, TTL: ttl, Sink: n, Upstreams: []string{w.up.Addr},
-			Report: func(ev events.Event) { w.evs <- ev }, Sandbox: "test", CgroupID: g.ID, CgroupPath: g.Path,
+			Report: func(ev events.Event) { w.evs <- ev }, CgroupID: g.ID, CgroupPath: g.Path,
 			// Generous: -race on a loaded 2-core machine overruns the default.
 			OwnerBudget: time.Second,
 			UDP:         udp, TCP: tcp,
@@ -258,7 +258,6 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 	if err := n.SetDNSProxy(1, netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback(), p.Port()); err != nil {
 		t.Fatal(err)
 	}
-	n.SetDomainNamer(1, p)
 	return w
 }
 
@@ -338,13 +337,14 @@ func TestKernelAllowedDenied(t *testing.T) {
 		t.Error("no dns event for the refused name")
 	}
 	// Connect denials: the first before any DNS, 10.1.2.4 (never learned),
-	// and 10.1.2.5 on a port its rule does not allow, named by the proxy.
+	// and 10.1.2.5 on a port its rule does not allow, named by the proxy
+	// (the agent asks it through egress.DomainOf).
 	var named bool
 	for _, ev := range drain(w.n.Events()) {
-		if ev.Addr.Addr() == netip.MustParseAddr("10.1.2.4") && ev.Domain != "" {
-			t.Errorf("a never-resolved address was named: %+v", ev)
+		if d := w.p.DomainOf(ev.Addr.Addr()); ev.Addr.Addr() == netip.MustParseAddr("10.1.2.4") && d != "" {
+			t.Errorf("a never-resolved address was named %q: %+v", d, ev)
 		}
-		named = named || ev.Addr.Addr() == netip.MustParseAddr("10.1.2.5") && ev.Domain == "only443.test"
+		named = named || ev.Addr.Addr() == netip.MustParseAddr("10.1.2.5") && w.p.DomainOf(ev.Addr.Addr()) == "only443.test"
 	}
 	if !named {
 		t.Error("the deny event for a learned address does not carry its domain")

@@ -55,8 +55,7 @@ type Config struct {
 	Upstreams []string
 	// Report receives one event per refused query; nil drops them.
 	Report func(events.Event)
-	// Sandbox and CgroupID are stamped on the events.
-	Sandbox  string
+	// CgroupID is stamped on the events; the agent names their sandbox.
 	CgroupID uint64
 	// CgroupPath is the sandbox's cgroup directory. When set, the proxy
 	// answers only clients whose socket was created in this cgroup or one
@@ -303,7 +302,7 @@ func closeAll(udp []net.PacketConn, tcp []net.Listener) {
 func (p *Proxy) Port() uint16 { return p.port }
 
 // DomainOf returns the name addr was last resolved for through this proxy,
-// or "" (loader.DomainNamer).
+// or "", for the events of the sandbox's connections (egress.DomainOf).
 func (p *Proxy) DomainOf(addr netip.Addr) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -522,7 +521,6 @@ func (p *Proxy) report(name string, c peer) {
 		UID:      o.uid,
 		Comm:     o.comm,
 		Time:     time.Now(),
-		Sandbox:  p.cfg.Sandbox,
 		CgroupID: p.cfg.CgroupID,
 		Kind:     events.KindNet,
 		Op:       events.OpDNS,

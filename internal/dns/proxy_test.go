@@ -93,7 +93,7 @@ func newHarness(t *testing.T, ttl policy.DNS, allow ...string) *harness {
 	h := &harness{sink: newFakeSink(), up: testutil.StartFakeDNS(t), c: compile(t, allow...), evs: make(chan events.Event, 16)}
 	p, err := Start(Config{
 		PolicyID: 1, Net: h.c.Net, TTL: ttl, Sink: h.sink, Upstreams: []string{h.up.Addr},
-		Report: func(ev events.Event) { h.evs <- ev }, Sandbox: "test",
+		Report: func(ev events.Event) { h.evs <- ev }, CgroupID: 77,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestAllowedAndRefused(t *testing.T) {
 		}
 		select {
 		case ev := <-h.evs:
-			if ev.Kind != events.KindNet || ev.Op != events.OpDNS || ev.Domain != name || ev.Rule != uint32(h.c.Net.DenyRule) || ev.Sandbox != "test" {
+			if ev.Kind != events.KindNet || ev.Op != events.OpDNS || ev.Domain != name || ev.Rule != uint32(h.c.Net.DenyRule) || ev.CgroupID != 77 {
 				t.Errorf("event %+v", ev)
 			}
 		case <-time.After(time.Second):

@@ -29,7 +29,7 @@ type Options struct {
 	Upstreams []string
 	// Resolver resolves allowed domains in ModeResolve; nil is the
 	// system resolver of the aigate process (outside every sandbox).
-	Resolver loader.Resolver
+	Resolver Resolver
 	// ResolveEvery is how often ModeResolve resolves the domains again
 	// (default 60s).
 	ResolveEvery time.Duration
@@ -57,7 +57,6 @@ type rules interface {
 	AddSandbox(policyID uint32, g *cgroup.Group, audit bool) error
 	Attach(policyID uint32, cgroupPath string) error
 	SetDNSProxy(policyID uint32, ip4, ip6 netip.Addr, port uint16) error
-	SetDomainNamer(policyID uint32, dn loader.DomainNamer)
 	Remove(policyID uint32) error
 	Events() <-chan events.Event
 	Stats() (enforce.Stats, error)
@@ -161,23 +160,33 @@ func newEgress(n rules, opts Options) *Egress {
 	return e
 }
 
-// forward names the standalone Net's events and passes them on; it ends
-// when Close closes the Net.
+// forward passes the standalone Net's events on; it ends when Close
+// closes the Net.
 func (e *Egress) forward(in <-chan events.Event) {
 	defer e.wg.Done()
 	for ev := range in {
-		e.mu.Lock()
-		for _, s := range e.sandboxes {
-			if s.sb.CgroupID == ev.CgroupID {
-				ev.Sandbox = s.sb.Name
-				fillRule(&ev, s.sb.Policy)
-				break
-			}
-		}
-		e.mu.Unlock()
 		e.emit(ev)
 		e.taken.Add(1)
 	}
+}
+
+// DomainOf implements enforce.DomainNamer: the name the DNS proxy of the
+// sandbox in cgroup cgroupID last resolved to addr, or "" (no proxy, or
+// an address it never answered).
+func (e *Egress) DomainOf(cgroupID uint64, addr netip.Addr) string {
+	e.mu.Lock()
+	var p proxy
+	for _, s := range e.sandboxes {
+		if s.sb.CgroupID == cgroupID && s.ready {
+			p = s.proxy
+			break
+		}
+	}
+	e.mu.Unlock()
+	if p == nil {
+		return ""
+	}
+	return p.DomainOf(addr.Unmap())
 }
 
 // Flush implements enforce.Flusher. A refusal of the DNS proxies is
@@ -194,12 +203,6 @@ func (e *Egress) Flush(ctx context.Context) (uint64, error) {
 		}
 	}
 	return e.sent.Load(), nil
-}
-
-func fillRule(ev *events.Event, c *policy.Compiled) {
-	if r, ok := c.Rule(policy.RuleID(ev.Rule)); ok && ev.RuleText == "" {
-		ev.RuleText = r.Pattern
-	}
 }
 
 // emit never blocks: a full channel drops the event, and the exact
@@ -322,11 +325,9 @@ func (e *Egress) startProxy(s *sandbox, answer policy.NetPolicy) error {
 		Upstreams: e.opts.Upstreams,
 		Report: func(ev events.Event) {
 			ev.Audit = s.audit
-			fillRule(&ev, sb.Policy)
 			e.refused[b2i(s.audit)].Add(1)
 			e.emit(ev)
 		},
-		Sandbox:    sb.Name,
 		CgroupID:   sb.CgroupID,
 		CgroupPath: sb.CgroupPath, // the refusal events name the process that asked
 	})
@@ -336,7 +337,6 @@ func (e *Egress) startProxy(s *sandbox, answer policy.NetPolicy) error {
 	if err := e.net.SetDNSProxy(sb.ID, proxyAddr4, proxyAddr6, p.Port()); err != nil {
 		return errors.Join(err, p.Close())
 	}
-	e.net.SetDomainNamer(sb.ID, p)
 	s.proxy = p
 	return nil
 }
@@ -352,7 +352,7 @@ func b2i(b bool) int {
 // id's programs (see loader.Net.LinkFDs), none when the rules part keeps
 // no such descriptors.
 func (e *Egress) LinkFDs(id uint32) []int {
-	if l, ok := e.net.(interface{ LinkFDs(uint32) []int }); ok {
+	if l, ok := e.net.(enforce.LinkSource); ok {
 		return l.LinkFDs(id)
 	}
 	return nil

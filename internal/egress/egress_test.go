@@ -16,7 +16,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/dns"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
-	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -27,7 +26,6 @@ type fakeNet struct {
 	policies  map[uint32]map[string][]netip.Addr
 	attached  map[uint32]bool
 	proxies   map[uint32]uint16
-	namers    map[uint32]loader.DomainNamer
 	failSteer error
 	failAt    string
 }
@@ -35,7 +33,7 @@ type fakeNet struct {
 func newFakeNet() *fakeNet {
 	return &fakeNet{
 		policies: map[uint32]map[string][]netip.Addr{}, attached: map[uint32]bool{},
-		proxies: map[uint32]uint16{}, namers: map[uint32]loader.DomainNamer{},
+		proxies: map[uint32]uint16{},
 	}
 }
 
@@ -91,11 +89,6 @@ func (f *fakeNet) SetDNSProxy(id uint32, _, _ netip.Addr, port uint16) error {
 	f.mu.Unlock()
 	return nil
 }
-func (f *fakeNet) SetDomainNamer(id uint32, dn loader.DomainNamer) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.namers[id] = dn
-}
 func (f *fakeNet) Remove(id uint32) error {
 	f.call("remove")
 	f.mu.Lock()
@@ -103,7 +96,6 @@ func (f *fakeNet) Remove(id uint32) error {
 	delete(f.policies, id)
 	delete(f.attached, id)
 	delete(f.proxies, id)
-	delete(f.namers, id)
 	return nil
 }
 func (f *fakeNet) Events() <-chan events.Event   { return nil }
@@ -115,10 +107,15 @@ type fakeProxy struct {
 	closed bool
 }
 
-func (p *fakeProxy) Port() uint16               { return 5353 }
-func (p *fakeProxy) DomainOf(netip.Addr) string { return "" }
-func (p *fakeProxy) Stats() dns.Stats           { return dns.Stats{} }
-func (p *fakeProxy) Close() error               { p.closed = true; return nil }
+func (p *fakeProxy) Port() uint16 { return 5353 }
+func (p *fakeProxy) DomainOf(a netip.Addr) string {
+	if a == netip.MustParseAddr("192.0.2.7") {
+		return "learned.example"
+	}
+	return ""
+}
+func (p *fakeProxy) Stats() dns.Stats { return dns.Stats{} }
+func (p *fakeProxy) Close() error     { p.closed = true; return nil }
 
 type fakeResolver map[string][]netip.Addr
 
@@ -207,7 +204,7 @@ func TestModeSelection(t *testing.T) {
 				return started, nil
 			}
 			t.Cleanup(func() { e.Close() })
-			sb := &enforce.Sandbox{ID: 7, Name: "s", CgroupPath: "/x", Policy: tt.c, Mode: tt.mode}
+			sb := &enforce.Sandbox{ID: 7, Name: "s", CgroupID: 70, CgroupPath: "/x", Policy: tt.c, Mode: tt.mode}
 			if err := e.Add(context.Background(), sb); err != nil {
 				t.Fatal(err)
 			}
@@ -221,8 +218,13 @@ func TestModeSelection(t *testing.T) {
 			if _, steered := fn.proxies[7]; steered != tt.steered {
 				t.Errorf("steered = %v, want %v", steered, tt.steered)
 			}
-			if (fn.namers[7] != nil) != tt.steered {
-				t.Errorf("domain namer set = %v", fn.namers[7] != nil)
+			// The agent names events through DomainOf: by the proxy's
+			// answers when steered, never by another cgroup's.
+			if named := e.DomainOf(70, netip.MustParseAddr("192.0.2.7")) == "learned.example"; named != tt.steered {
+				t.Errorf("domain named by the proxy = %v, want %v", named, tt.steered)
+			}
+			if d := e.DomainOf(71, netip.MustParseAddr("192.0.2.7")); d != "" {
+				t.Errorf("another cgroup's address named %q", d)
 			}
 			if tt.steered && started.cfg.Net.Mode != tt.proxyMode {
 				t.Errorf("proxy answers by %s, want %s", started.cfg.Net.Mode, tt.proxyMode)
@@ -364,7 +366,7 @@ func TestProxyRefusalsCounted(t *testing.T) {
 		cfg.Report(events.Event{Kind: events.KindNet, Op: events.OpDNS, Domain: n, Rule: uint32(c.Net.DenyRule)})
 	}
 	ev := <-e.Events()
-	if ev.Domain != "exfil.attacker.test" || ev.RuleText == "" || ev.Audit {
+	if ev.Domain != "exfil.attacker.test" || ev.Rule != uint32(c.Net.DenyRule) || ev.Audit {
 		t.Errorf("event %+v", ev)
 	}
 	st, err := e.Stats()

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/aigate-dev/aigate/internal/loader"
 )
 
 // resolveTimeout bounds one round of resolving a sandbox's domains.
@@ -50,7 +48,7 @@ func (e *Egress) startResolve(ctx context.Context, s *sandbox) error {
 // the policy; resolution failures go to Status and the log.
 func (e *Egress) resolveOnce(ctx context.Context, s *sandbox) error {
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-	got, rerr := loader.ResolveDomains(rctx, s.sb.Policy.Net.Domains, e.opts.Resolver)
+	got, rerr := ResolveDomains(rctx, s.sb.Policy.Net.Domains, e.opts.Resolver)
 	cancel()
 	if err := ctx.Err(); err != nil {
 		return err // Add was cancelled, or teardown stopped the loop

@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -77,6 +78,14 @@ type Flusher interface {
 	// call (a denial already answered, a record already in a ring buffer)
 	// has been received, or dropped and counted as such.
 	Flush(ctx context.Context) (uint64, error)
+}
+
+// DomainNamer is implemented by a backend that knows, beyond what the
+// kernel reports, which domain a network event's address was resolved for
+// (the egress part, through the sandbox's DNS proxy). The agent asks it
+// when it names an event; backends never name their own events.
+type DomainNamer interface {
+	DomainOf(cgroupID uint64, addr netip.Addr) string
 }
 
 // UnixSockets is implemented by a backend that confines unix-socket

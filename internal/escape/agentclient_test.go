@@ -38,6 +38,9 @@ func clientOp(f []string) string {
 	if len(f) == 4 && f[0] == "tryloop" {
 		tryLoop(f[1], f[2], f[3]) // never returns
 	}
+	if len(f) == 5 && f[0] == "tryloop" && f[4] == "child" {
+		tryLoopChild(f[:4]) // never returns
+	}
 	if len(f) < 4 {
 		return "error: short op"
 	}

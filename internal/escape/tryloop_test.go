@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,4 +67,23 @@ func tryLoop(out, secret, addr string) {
 	_ = os.WriteFile(out+"/ready.tmp", []byte(strconv.Itoa(os.Getpid())), 0o644)
 	_ = os.Rename(out+"/ready.tmp", out+"/ready")
 	select {}
+}
+
+// tryLoopChild runs tryLoop in a child process and waits: the command that
+// aigate run starts dies with aigate (Pdeathsig), its child does not, as a
+// tool's background process would not, and runs on in the sandbox after
+// aigate is killed.
+func tryLoopChild(args []string) {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), clientEnv+"="+strings.Join(args, " "))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Println("error:", err)
+	}
+	os.Exit(1)
 }

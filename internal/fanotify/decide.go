@@ -179,7 +179,6 @@ func (b *Backend) describe(p *pending, v verdict) (events.Event, bool) {
 	}
 	ev := events.Event{
 		Time:     time.Now(),
-		Sandbox:  p.sb.Name,
 		CgroupID: p.sb.CgroupID,
 		PID:      uint32(p.tid),
 		Kind:     v.kind,
@@ -188,9 +187,6 @@ func (b *Backend) describe(p *pending, v verdict) (events.Event, bool) {
 		Rule:     uint32(v.rule),
 		Audit:    v.audit,
 		Backend:  "fanotify",
-	}
-	if r, ok := p.sb.Policy.Rule(v.rule); ok {
-		ev.RuleText = r.Pattern
 	}
 	fillTask(&ev, p.tid)
 	return ev, true

@@ -90,7 +90,7 @@ func TestNewDirCreatedOutside(t *testing.T) {
 			t.Errorf("sandboxed read of %s: %s, want EPERM", p, got)
 			continue
 		}
-		if ev := e.event(); ev.Path != p || ev.Op != events.OpRead || ev.Sandbox != s.Name {
+		if ev := e.event(); ev.Path != p || ev.Op != events.OpRead || ev.CgroupID != s.CgroupID {
 			t.Errorf("event %+v for %s", ev, p)
 		}
 	}

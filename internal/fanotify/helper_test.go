@@ -150,6 +150,15 @@ type sbox struct {
 	g *cgroup.Group
 }
 
+// ruleText is the rule an event's id points to in s's policy, as the
+// agent names it: the backend reports only the id.
+func ruleText(s *sbox, ev events.Event) string {
+	if r, ok := s.Policy.Rule(policy.RuleID(ev.Rule)); ok {
+		return r.Pattern
+	}
+	return ""
+}
+
 // sandbox creates a cgroup and registers it with policy p.
 func (e *env) sandbox(p policy.Policy) *sbox {
 	e.t.Helper()

@@ -114,7 +114,7 @@ func TestDenyExecThroughLoader(t *testing.T) {
 		}
 		ev := e.event()
 		if ev.Kind != events.KindExec || ev.Op != events.OpExec || ev.Path != bin || ev.Rule != 1 ||
-			ev.RuleText != "mytool" || ev.Sandbox != s.Name || ev.Audit || ev.PID == 0 {
+			ruleText(s, ev) != "mytool" || ev.CgroupID != s.CgroupID || ev.Audit || ev.PID == 0 {
 			t.Errorf("%s: event %+v, want exec of %s by rule 1 (mytool)", l, ev, bin)
 		}
 		if got := e.run(nil, "cmd", l, bin); got != "ok" {
@@ -180,7 +180,7 @@ func TestLoaderNewBinaryByName(t *testing.T) {
 	if got := e.run(s, "cmd", ld, bin); !strings.Contains(got, "Operation not permitted") {
 		t.Fatalf("sandboxed %s %s: %q, want Operation not permitted", ld, bin, got)
 	}
-	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != bin || ev.RuleText != "mytool" {
+	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != bin || ruleText(s, ev) != "mytool" {
 		t.Fatalf("event %+v, want exec of %s by rule mytool", ev, bin)
 	}
 	if got := e.run(s, "cmd", "cat", bin); got != "ok" {

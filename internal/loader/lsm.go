@@ -13,10 +13,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 
-	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
-	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/resolve"
 )
 
@@ -29,8 +27,8 @@ type LSMOptions struct {
 	// PinPath is a bpffs directory (e.g. /sys/fs/bpf/aigate) where the maps
 	// and links are pinned, so enforcement outlives the process: Release
 	// leaves them, a later OpenLSM with the same PinPath adopts them
-	// (Adopted), Close removes them. Empty: nothing is pinned and Close or
-	// the process's exit detaches everything.
+	// (Adopted), Unpin removes them. Empty: nothing is pinned and Release
+	// or the process's exit detaches everything.
 	PinPath string
 }
 
@@ -56,37 +54,35 @@ func (m SharedMaps) Replacements() map[string]*ebpf.Map {
 	}
 }
 
-// LSM is the BPF-LSM enforcement backend: programs on file_open and
-// bprm_check_security that deny the file and exec rules of the sandbox a
-// task's cgroup belongs to.
+// LSMObjects are lsm.c's programs and maps as bpf2go generated them;
+// LSMScratch is a value of its scratch_map (per CPU, per slot).
+type (
+	LSMObjects = lsmObjects
+	LSMScratch = lsmScratch
+)
+
+// LSM is lsm.c loaded and its programs attached: the maps, the links, the
+// sandbox table, the ring buffer and, when pinned, the pins. It writes and
+// deletes what the BPF-LSM backend (internal/lsm) tells it to; which
+// sandboxes exist is the backend's bookkeeping. Not safe for concurrent
+// writes: the backend serialises them.
 type LSM struct {
 	objs   lsmObjects
 	links  []link.Link
 	table  *sandboxTable
 	stream *eventStream
-	out    chan events.Event
-	done   chan struct{}
-	wg     sync.WaitGroup
 
 	execDirs []string
 	pins     *lsmPins // nil unless pinned
 	userns   bool     // the userns_create program is attached (lsm_userns.go)
+	found    []Adopted
 
 	releaseOnce sync.Once
 	releaseErr  error
-
-	mu        sync.Mutex
-	sandboxes map[uint32]*lsmSandboxState // by policy id
-	byCgroup  map[uint64]*lsmSandboxState
-	closed    bool
 }
 
-var (
-	_ enforce.Backend     = (*LSM)(nil)
-	_ enforce.UnixSockets = (*LSM)(nil)
-)
-
-// lsmSandboxState is what Add wrote for one sandbox, so Remove can undo it.
+// lsmSandboxState is what WriteRules wrote for one sandbox, so that
+// DeleteRules can undo it.
 type lsmSandboxState struct {
 	sb      *enforce.Sandbox
 	written []mapEntry
@@ -97,19 +93,26 @@ type mapEntry struct {
 	key any
 }
 
+// Rules is what WriteRules wrote for one sandbox; DeleteRules removes
+// exactly that.
+type Rules struct{ s *lsmSandboxState }
+
+// Adopted is a sandbox found live in the pins at OpenLSM: ID, Name,
+// CgroupID, CgroupPath and Mode set, Policy nil, with the rule entries
+// found under its policy id.
+type Adopted struct {
+	Sandbox enforce.Sandbox
+	Rules   *Rules
+}
+
 // OpenLSM loads the LSM object and attaches its programs. They allow
-// everything until Add enters a sandbox. On error nothing stays attached.
+// everything until Enter puts a sandbox in the table. On error nothing
+// stays attached (pinned links stay: they belong to running sandboxes).
 func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("load LSM programs: %w", err)
 	}
-	l := &LSM{
-		execDirs:  opts.ExecDirs,
-		out:       make(chan events.Event, eventChannelSize),
-		done:      make(chan struct{}),
-		sandboxes: map[uint32]*lsmSandboxState{},
-		byCgroup:  map[uint64]*lsmSandboxState{},
-	}
+	l := &LSM{execDirs: opts.ExecDirs}
 	if l.execDirs == nil {
 		l.execDirs = resolve.DefaultExecDirs(os.Getenv("PATH"))
 	}
@@ -171,19 +174,21 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l.wg.Add(1)
-	go l.annotate()
 	return l, nil
 }
 
-// Name is "lsm".
-func (l *LSM) Name() string { return "lsm" }
+// Objects are the loaded programs and maps.
+func (l *LSM) Objects() *LSMObjects { return &l.objs }
 
-// UnixSockets implements enforce.UnixSockets: unix_stream_connect and
-// unix_may_send check the peer socket itself, which is exact.
-func (l *LSM) UnixSockets() string {
-	return "BPF LSM unix_stream_connect/unix_may_send: by peer (a socket created in the same sandbox, or under an allow_unix path)"
-}
+// Links are the program links in lsmProgramOrder (ProgramOrder).
+func (l *LSM) Links() []link.Link { return l.links }
+
+// ProgramOrder names the programs in attach order; Programs maps the
+// names to the programs.
+func ProgramOrder() []string { return lsmProgramOrder }
+
+// Programs maps the names of ProgramOrder to the loaded programs.
+func (l *LSM) Programs() map[string]*ebpf.Program { return l.objs.programs() }
 
 // SharedMaps returns the maps the network object shares (see SharedMaps).
 func (l *LSM) SharedMaps() SharedMaps {
@@ -195,179 +200,112 @@ func (l *LSM) SharedMaps() SharedMaps {
 	}
 }
 
-// Events delivers denials, of the objects sharing the ring buffer too,
-// until Close.
-func (l *LSM) Events() <-chan events.Event { return l.out }
+// Events delivers the ring buffer's records, of the objects sharing it
+// too, decoded as the kernel reported them, until Release.
+func (l *LSM) Events() <-chan events.Event { return l.stream.Events() }
 
-// Flush implements enforce.Flusher: annotate passes every event of the
-// stream on, so the stream's count is Events' count.
+// Flush implements enforce.Flusher for Events.
 func (l *LSM) Flush(ctx context.Context) (uint64, error) { return l.stream.flush(ctx) }
-
-// annotate adds what the kernel does not know to each event: the sandbox's
-// name and the rule as the user wrote it.
-func (l *LSM) annotate() {
-	defer l.wg.Done()
-	defer close(l.out)
-	for ev := range l.stream.Events() {
-		l.mu.Lock()
-		if s := l.byCgroup[ev.CgroupID]; s != nil {
-			ev.Sandbox = s.sb.Name
-			if s.sb.Policy == nil {
-				// Adopted and not claimed yet: no rule texts.
-			} else if r, ok := s.sb.Policy.Rule(policy.RuleID(ev.Rule)); ok {
-				ev.RuleText = r.Pattern
-			}
-		}
-		l.mu.Unlock()
-		select {
-		case l.out <- ev:
-		case <-l.done:
-			// Keep draining so the stream can stop.
-		}
-	}
-}
 
 // Stats sums the per-CPU counters (of every object sharing them).
 func (l *LSM) Stats() (enforce.Stats, error) {
 	return readCounters(l.objs.Counters)
 }
 
-// Add fills sb's rules and then enters its cgroup into the sandbox table,
-// so that the sandbox is never live with part of its rules.
-func (l *LSM) Add(ctx context.Context, sb *enforce.Sandbox) error {
-	if err := ctx.Err(); err != nil {
-		return err
+// CheckPolicyID says whether id can name a sandbox's rule sets: rule_set()
+// shifts the id left by setAccessBits and AIGATE_SET_EXCEPT takes bit 31.
+func CheckPolicyID(id uint32) error {
+	if id == 0 || id >= 1<<(31-setAccessBits) {
+		return fmt.Errorf("policy id %d outside 1..2^%d-1", id, 31-setAccessBits)
 	}
-	// rule_set() shifts the id left by setAccessBits and AIGATE_SET_EXCEPT
-	// takes bit 31.
-	if sb.ID == 0 || sb.ID >= 1<<(31-setAccessBits) {
-		return fmt.Errorf("add sandbox %s: policy id %d outside 1..2^%d-1", sb.Name, sb.ID, 31-setAccessBits)
-	}
-	if sb.Policy == nil {
-		return fmt.Errorf("add sandbox %s: no policy", sb.Name)
-	}
-	g, err := cgroup.Open(sb.CgroupPath)
-	if err != nil {
-		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
-	}
-	if g.ID != sb.CgroupID {
-		return fmt.Errorf("add sandbox %s: cgroup %s has id %d, not %d", sb.Name, sb.CgroupPath, g.ID, sb.CgroupID)
-	}
+	return nil
+}
 
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return fmt.Errorf("add sandbox %s: backend closed", sb.Name)
-	}
-	if _, ok := l.sandboxes[sb.ID]; ok {
-		return fmt.Errorf("add sandbox %s: policy id %d in use", sb.Name, sb.ID)
-	}
+// WriteRules writes sb's file, exec and unix-socket rules under its policy
+// id. On error what was written is deleted again.
+func (l *LSM) WriteRules(sb *enforce.Sandbox) (*Rules, error) {
 	s := &lsmSandboxState{sb: sb}
 	if err := l.writeRules(s); err != nil {
 		l.deleteRules(s)
-		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+		return nil, err
 	}
+	return &Rules{s}, nil
+}
+
+// DeleteRules deletes what WriteRules wrote (or adoption found).
+func (l *LSM) DeleteRules(r *Rules) error { return l.deleteRules(r.s) }
+
+// Enter records sb in the pins (when pinned: adoption needs it) and then
+// enters its cgroup, at level, into the sandbox table: from then on every
+// program acts on it. Its rules must be written first.
+func (l *LSM) Enter(sb *enforce.Sandbox, level int, audit bool) error {
 	if l.pins != nil {
-		// Recorded before the sandbox goes live: adoption needs it.
-		if err := l.pins.recordSandbox(sb, g.Level); err != nil {
-			l.deleteRules(s)
-			return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+		if err := l.pins.recordSandbox(sb, level); err != nil {
+			return err
 		}
 	}
-	mode := sb.Mode
-	if mode == "" {
-		mode = sb.Policy.Mode
-	}
 	var flags uint32
-	if mode == policy.ModeAudit {
+	if audit {
 		flags |= sandboxAudit
 	}
 	if sb.Policy.Userns {
 		flags |= sandboxUserns
 	}
-	if err := l.table.add(sb.CgroupID, g.Level, sb.ID, flags); err != nil {
-		l.deleteRules(s)
+	if err := l.table.add(sb.CgroupID, level, sb.ID, flags); err != nil {
 		if l.pins != nil {
 			l.pins.forgetSandbox(sb.ID)
 		}
-		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
+		return err
 	}
-	l.sandboxes[sb.ID] = s
-	l.byCgroup[sb.CgroupID] = s
 	return nil
 }
 
-// Remove takes the sandbox out of the table first, then deletes its rules.
-// Removing an unknown id is a no-op.
-func (l *LSM) Remove(id uint32) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.remove(id)
-}
+// Leave takes the cgroup out of the sandbox table: every program stops
+// acting on it at once.
+func (l *LSM) Leave(cgroupID uint64) error { return l.table.remove(cgroupID) }
 
-func (l *LSM) remove(id uint32) error {
-	s, ok := l.sandboxes[id]
-	if !ok {
+// Forget drops policy id's record from the pins (nothing when unpinned).
+func (l *LSM) Forget(id uint32) error {
+	if l.pins == nil {
 		return nil
 	}
-	err := l.table.remove(s.sb.CgroupID)
-	if derr := l.deleteRules(s); derr != nil {
-		err = errors.Join(err, derr)
+	return l.pins.forgetSandbox(id)
+}
+
+// PinInfo is the pins' sandbox_info map (lsm_pin.go), nil when unpinned.
+func (l *LSM) PinInfo() *ebpf.Map {
+	if l.pins == nil {
+		return nil
 	}
-	if l.pins != nil {
-		if ferr := l.pins.forgetSandbox(id); ferr != nil {
-			err = errors.Join(err, ferr)
-		}
+	return l.pins.info
+}
+
+// Found lists the sandboxes adoption found live in the pins at OpenLSM.
+func (l *LSM) Found() []Adopted { return l.found }
+
+// PinDir is LSMOptions.PinPath: where the pins are, "" when not pinned.
+func (l *LSM) PinDir() string {
+	if l.pins == nil {
+		return ""
 	}
-	delete(l.sandboxes, id)
-	delete(l.byCgroup, s.sb.CgroupID)
-	if err != nil {
-		return fmt.Errorf("remove sandbox %s: %w", s.sb.Name, err)
+	return l.pins.dir
+}
+
+// Unpin removes every pin, and the directory when nothing else is in it.
+func (l *LSM) Unpin() error {
+	if l.pins == nil {
+		return nil
+	}
+	if err := l.unpinAll(); err != nil {
+		return fmt.Errorf("remove LSM pins: %w", err)
 	}
 	return nil
 }
 
-// Close removes every sandbox (the shared maps may outlive this object in
-// another one), detaches the programs, removes the pins when pinned and
-// closes the event stream.
-func (l *LSM) Close() error {
-	l.mu.Lock()
-	if l.closed { // after Release: the pins stay
-		l.mu.Unlock()
-		return l.release()
-	}
-	var errs []error
-	for id := range l.sandboxes {
-		if err := l.remove(id); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	l.closed = true
-	l.mu.Unlock()
-
-	if l.pins != nil {
-		if err := l.unpinAll(); err != nil {
-			errs = append(errs, fmt.Errorf("remove LSM pins: %w", err))
-		}
-	}
-	return errors.Join(append(errs, l.release())...)
-}
-
-// Release closes every file descriptor and stops the event stream but
-// leaves the pins, so the programs stay attached and the sandboxes stay
-// enforced without this process: what an agent does before it exits to be
-// restarted (or what a crash amounts to). Without a PinPath it is Close.
+// Release closes every file descriptor and stops the event stream. The
+// pins, if any, stay: the programs stay attached without this process.
+// Only the first call does anything.
 func (l *LSM) Release() error {
-	if l.pins == nil {
-		return l.Close()
-	}
-	l.mu.Lock()
-	l.closed = true
-	l.mu.Unlock()
-	return l.release()
-}
-
-func (l *LSM) release() error {
 	l.releaseOnce.Do(func() { l.releaseErr = l.doRelease() })
 	return l.releaseErr
 }
@@ -378,11 +316,9 @@ func (l *LSM) doRelease() error {
 		errs = append(errs, fmt.Errorf("detach LSM programs: %w", err))
 	}
 	l.links = nil
-	close(l.done)
 	if err := l.stream.close(); err != nil {
 		errs = append(errs, err)
 	}
-	l.wg.Wait()
 	if err := l.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close LSM programs: %w", err))
 	}
@@ -390,42 +326,4 @@ func (l *LSM) doRelease() error {
 		l.pins.close()
 	}
 	return errors.Join(errs...)
-}
-
-// PinDir is LSMOptions.PinPath: where the pins are, "" when not pinned.
-func (l *LSM) PinDir() string {
-	if l.pins == nil {
-		return ""
-	}
-	return l.pins.dir
-}
-
-// Adopted lists the sandboxes found in the pins when OpenLSM ran, still
-// enforced and now managed by this LSM (Remove ends them): ID, Name,
-// CgroupID, CgroupPath and Mode are set, Policy is nil. Pinned sandboxes
-// whose cgroup had gone were removed instead.
-func (l *LSM) Adopted() []enforce.Sandbox {
-	if l.pins == nil {
-		return nil
-	}
-	return append([]enforce.Sandbox(nil), l.pins.adopted...)
-}
-
-// Claim gives an adopted sandbox back what the kernel does not keep: its
-// compiled policy (rule texts in events) and name. The policy must be the
-// one it was added with (recompiled from the same sources): the rules in
-// the maps are not rewritten. sb.ID and sb.CgroupID must match.
-func (l *LSM) Claim(sb *enforce.Sandbox) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s, ok := l.sandboxes[sb.ID]
-	if !ok || s.sb.CgroupID != sb.CgroupID {
-		return fmt.Errorf("claim sandbox %s: no adopted sandbox with policy id %d and cgroup %d", sb.Name, sb.ID, sb.CgroupID)
-	}
-	c := *sb
-	if c.CgroupPath == "" {
-		c.CgroupPath = s.sb.CgroupPath
-	}
-	s.sb = &c
-	return nil
 }

@@ -33,7 +33,7 @@ import (
 // closed, so enforcement goes on while no agent runs. The policy of a
 // sandbox is not pinned: the rule maps are enough to enforce it and to
 // remove it; the agent keeps the policy sources and hands the recompiled
-// policy back with Claim, for the rule texts in events.
+// policy back with Claim (the agent names events from its own copy).
 const (
 	// layoutVersion changes when the meaning of a map changes without its
 	// shape (key encodings, flag bits): old pins must then not be adopted.
@@ -63,10 +63,9 @@ type pinnedSandbox struct {
 
 // lsmPins is the pinned state of an LSM opened with a PinPath.
 type lsmPins struct {
-	dir     string
-	layout  *ebpf.Map
-	info    *ebpf.Map
-	adopted []enforce.Sandbox
+	dir    string
+	layout *ebpf.Map
+	info   *ebpf.Map
 }
 
 // programs are the LSM programs by link name: the generated program name
@@ -334,9 +333,7 @@ func (l *LSM) adopt() error {
 			sb.Mode = policy.ModeAudit
 		}
 		l.table.seed(sb.CgroupID, int(r.v.Level))
-		l.sandboxes[r.id] = s
-		l.byCgroup[sb.CgroupID] = s
-		p.adopted = append(p.adopted, *sb)
+		l.found = append(l.found, Adopted{Sandbox: *sb, Rules: &Rules{s}})
 	}
 	// Rules of no recorded sandbox: a crash between writing them and
 	// recording the sandbox.

@@ -63,11 +63,9 @@ type Net struct {
 	table  *sandboxTable
 	stream *eventStream
 
-	eventsID ebpf.MapID // of the ring buffer written, for event hooks
-	pins     *netPins   // nil unless NetOptions.PinPath
+	pins *netPins // nil unless NetOptions.PinPath
 
 	mu       sync.Mutex
-	namers   map[uint32]DomainNamer // per policy id, for events
 	links    map[uint32][]link.Link // per policy id
 	cgroups  map[uint32]uint64      // standalone: policy id -> sandbox cgroup id
 	policies map[uint32]*netState
@@ -97,7 +95,6 @@ func OpenNet(opts NetOptions) (*Net, error) {
 			MapSandboxes, MapSandboxLevels, MapEvents, MapCounters)
 	}
 	n := &Net{
-		namers:   map[uint32]DomainNamer{},
 		links:    map[uint32][]link.Link{},
 		cgroups:  map[uint32]uint64{},
 		policies: map[uint32]*netState{},
@@ -133,10 +130,6 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		n.objs.Close()
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
-	if err := n.registerNamer(); err != nil {
-		n.closeObjects()
-		return nil, err
-	}
 	if n.pins != nil {
 		if err := n.adoptPinned(); err != nil {
 			// Close what was opened, leave every pin: the sandboxes stay
@@ -144,7 +137,6 @@ func OpenNet(opts NetOptions) (*Net, error) {
 			for _, ls := range n.links {
 				closeLinks(ls)
 			}
-			n.unregisterNamer()
 			n.pins.layout.Close()
 			n.closeObjects()
 			return nil, err
@@ -154,7 +146,6 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		n.table = newSandboxTable(n.objs.Sandboxes, n.objs.SandboxLevels)
 		n.stream, err = newEventStream(n.objs.Events, opts.Backend)
 		if err != nil {
-			n.unregisterNamer()
 			n.closeObjects()
 			return nil, err
 		}
@@ -261,7 +252,7 @@ func closeLinks(links []link.Link) error {
 // SetPolicy writes the egress policy of policyID: its mode, loopback
 // setting, denied and allowed prefixes, and the addresses resolved for its
 // allowed domains (resolved maps a DomainEntry.Name to its addresses; see
-// ResolveDomains). Calling it again replaces the policy, including any
+// egress.ResolveDomains). Calling it again replaces the policy, including any
 // addresses added since with UpdateAddrs.
 func (n *Net) SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[string][]netip.Addr) error {
 	if policyID == 0 {
@@ -534,7 +525,6 @@ func (n *Net) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	n.unregisterNamer()
 	if n.pins != nil {
 		if err := n.unpinAll(); err != nil {
 			errs = append(errs, err)

@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
-
-	"github.com/aigate-dev/aigate/internal/events"
 )
 
 // SetDNSProxy steers the DNS of policyID's sandbox to a proxy: every
@@ -146,97 +143,5 @@ func (n *Net) removeDNS(policyID uint32) error {
 			errs = append(errs, fmt.Errorf("delete use count: %w", err))
 		}
 	}
-	delete(n.namers, policyID)
 	return errors.Join(errs...)
-}
-
-// DomainNamer names the addresses a DNS proxy learned, so that network
-// events say which domain an address was resolved for (dns.Proxy is one).
-type DomainNamer interface {
-	// DomainOf returns the name addr was last resolved for, or "".
-	DomainOf(addr netip.Addr) string
-}
-
-// SetDomainNamer makes the network events of policyID's sandbox carry the
-// domain dn names for their address, on whichever event stream reads this
-// Net's ring buffer (its own, or that of the object whose maps it shares).
-// A nil dn stops naming.
-func (n *Net) SetDomainNamer(policyID uint32, dn DomainNamer) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if dn == nil {
-		delete(n.namers, policyID)
-		return
-	}
-	n.namers[policyID] = dn
-}
-
-func (n *Net) nameEvent(policyID uint32, ev *events.Event) {
-	if ev.Kind != events.KindNet || ev.Domain != "" || !ev.Addr.IsValid() {
-		return
-	}
-	n.mu.Lock()
-	dn := n.namers[policyID]
-	n.mu.Unlock()
-	if dn != nil {
-		ev.Domain = dn.DomainOf(ev.Addr.Addr().Unmap())
-	}
-}
-
-// eventHooks are consulted by every event stream for the events it
-// decodes, keyed by the kernel id of the ring buffer: the LSM object reads
-// the ring buffer a sharing Net writes to, so the hook cannot live in
-// either object's stream alone.
-var eventHooks = struct {
-	sync.Mutex
-	byMap map[ebpf.MapID]map[*Net]struct{}
-}{byMap: map[ebpf.MapID]map[*Net]struct{}{}}
-
-func mapID(m *ebpf.Map) (ebpf.MapID, error) {
-	info, err := m.Info()
-	if err != nil {
-		return 0, fmt.Errorf("read ring buffer info: %w", err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		return 0, errors.New("read ring buffer info: the kernel reports no map id")
-	}
-	return id, nil
-}
-
-func (n *Net) registerNamer() error {
-	id, err := mapID(n.objs.Events)
-	if err != nil {
-		return fmt.Errorf("load network programs: %w", err)
-	}
-	eventHooks.Lock()
-	defer eventHooks.Unlock()
-	if eventHooks.byMap[id] == nil {
-		eventHooks.byMap[id] = map[*Net]struct{}{}
-	}
-	eventHooks.byMap[id][n] = struct{}{}
-	n.eventsID = id
-	return nil
-}
-
-func (n *Net) unregisterNamer() {
-	eventHooks.Lock()
-	defer eventHooks.Unlock()
-	delete(eventHooks.byMap[n.eventsID], n)
-	if len(eventHooks.byMap[n.eventsID]) == 0 {
-		delete(eventHooks.byMap, n.eventsID)
-	}
-}
-
-// annotate runs the hooks registered for the ring buffer with id.
-func annotate(id ebpf.MapID, policyID uint32, ev *events.Event) {
-	eventHooks.Lock()
-	nets := make([]*Net, 0, len(eventHooks.byMap[id]))
-	for n := range eventHooks.byMap[id] {
-		nets = append(nets, n)
-	}
-	eventHooks.Unlock()
-	for _, n := range nets {
-		n.nameEvent(policyID, ev)
-	}
 }

@@ -257,7 +257,6 @@ type eventStream struct {
 	wg      sync.WaitGroup
 	boot    time.Time
 	backend string
-	mapID   ebpf.MapID // hooks registered for this ring buffer annotate its events
 
 	sent    atomic.Uint64 // events handed to out, for flush
 	flushMu sync.Mutex    // one flush at a time: each is answered by one ErrFlushed
@@ -269,15 +268,11 @@ func newEventStream(m *ebpf.Map, backend string) (*eventStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := mapID(m)
-	if err != nil {
-		return nil, err
-	}
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
 		return nil, fmt.Errorf("open event ring buffer: %w", err)
 	}
-	s := &eventStream{rd: rd, out: make(chan events.Event, eventChannelSize), done: make(chan struct{}), boot: boot, backend: backend, mapID: id,
+	s := &eventStream{rd: rd, out: make(chan events.Event, eventChannelSize), done: make(chan struct{}), boot: boot, backend: backend,
 		flushed: make(chan struct{}, 1)}
 	s.wg.Add(1)
 	go s.run()
@@ -301,11 +296,10 @@ func (s *eventStream) run() {
 			}
 			continue
 		}
-		ev, policyID, err := decodeRecord(rec.RawSample, s.boot)
+		ev, err := decodeEvent(rec.RawSample, s.boot)
 		if err != nil {
 			continue // a layout mismatch is caught by the tests, not at run time
 		}
-		annotate(s.mapID, policyID, &ev)
 		ev.Backend = s.backend
 		select {
 		case s.out <- ev:

@@ -322,7 +322,6 @@ func (n *Net) Release() error {
 	if n.stream != nil {
 		errs = append(errs, n.stream.close())
 	}
-	n.unregisterNamer()
 	n.pins.layout.Close()
 	errs = append(errs, n.closeObjects())
 	if err := errors.Join(errs...); err != nil {

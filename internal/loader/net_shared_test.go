@@ -3,11 +3,7 @@
 package loader
 
 import (
-	"context"
 	"errors"
-	"net/netip"
-	"slices"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -72,36 +68,5 @@ func TestOpenNetPartialSharing(t *testing.T) {
 	_, err := OpenNet(NetOptions{MapReplacements: map[string]*ebpf.Map{MapEvents: nil, MapSandboxes: &ebpf.Map{}}})
 	if err == nil {
 		t.Fatal("OpenNet accepted a partial set of shared maps")
-	}
-}
-
-type fakeResolver map[string][]netip.Addr
-
-func (f fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]netip.Addr, error) {
-	if network != "ip" {
-		return nil, errors.New("network " + network)
-	}
-	if a, ok := f[host]; ok {
-		return slices.Clone(a), nil
-	}
-	return nil, errors.New("no such host " + host)
-}
-
-func TestResolveDomains(t *testing.T) {
-	r := fakeResolver{
-		"api.example.test": {netip.MustParseAddr("::ffff:192.0.2.1"), netip.MustParseAddr("2001:db8::7")},
-	}
-	got, err := ResolveDomains(context.Background(), []policy.DomainEntry{
-		{Name: "api.example.test", Port: 443, Rule: 1},
-		{Name: "api.example.test", Rule: 2},
-		{Name: "example.test", Wildcard: true, Rule: 3},
-		{Name: "gone.example.test", Rule: 4},
-	}, r)
-	if err == nil || !strings.Contains(err.Error(), "gone.example.test") {
-		t.Fatalf("error %v, want one naming gone.example.test", err)
-	}
-	want := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::7")}
-	if len(got) != 1 || !slices.Equal(got["api.example.test"], want) {
-		t.Fatalf("resolved %v, want api.example.test -> %v (unmapped), wildcards skipped", got, want)
 	}
 }

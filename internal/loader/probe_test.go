@@ -24,11 +24,11 @@ func TestProbeLSM(t *testing.T) {
 		}
 		return
 	}
-	// Cross-check against the full backend: it must fail exactly when the
+	// Cross-check against loading the full object: it must fail exactly when the
 	// probe does.
 	l, openErr := OpenLSM(LSMOptions{})
 	if openErr == nil {
-		l.Close()
+		l.Release()
 	}
 	if (err == nil) != (openErr == nil) {
 		t.Fatalf("ProbeLSM() = %v but OpenLSM() = %v", err, openErr)

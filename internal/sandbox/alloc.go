@@ -124,6 +124,30 @@ func Sweep(parent string) ([]string, error) {
 	return notes, err
 }
 
+// Left reports whether process pid is alive or a sandbox cgroup it created
+// is still below parent (relative to the cgroup v2 mount), alive or not
+// yet removed: until neither holds, what that process pinned for its
+// sandboxes may still be what confines them.
+func Left(parent string, pid int) bool {
+	if pidAlive(pid) {
+		return true
+	}
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return true
+	}
+	entries, err := os.ReadDir(filepath.Join(root, parent))
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist)
+	}
+	for _, e := range entries {
+		if _, owner, ok := ParseName(e.Name()); ok && owner == pid {
+			return true
+		}
+	}
+	return false
+}
+
 // Abandoned lists the sandboxes below parent (relative to the cgroup v2
 // mount) whose owner and adopter are both gone: what Sweep would remove
 // now. Live sandboxes, another run's or agent's, are not listed.

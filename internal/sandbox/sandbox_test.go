@@ -418,3 +418,37 @@ func TestWaitWithPipeHeldByBackground(t *testing.T) {
 		t.Fatal("Wait blocked on the pipe held by a background process")
 	}
 }
+
+// Left says a dead owner's pins are still needed while a sandbox cgroup
+// of its is there, and not once it is gone; a live owner always counts.
+func TestLeft(t *testing.T) {
+	parent, _ := testParent(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadPid := dead.Process.Pid
+	if pidAlive(deadPid) {
+		// skip-ok: the kernel handed the dead pid out again; the next run checks.
+		t.Skip("pid reused already")
+	}
+	if !Left(parent, os.Getpid()) {
+		t.Error("a live owner is not Left")
+	}
+	if Left(parent, deadPid) {
+		t.Error("a dead owner without sandboxes is Left")
+	}
+	stale, err := cgroup.Create(parent, Name(7, deadPid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Left(parent, deadPid) {
+		t.Error("a dead owner whose sandbox cgroup is still there is not Left")
+	}
+	if err := stale.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if Left(parent, deadPid) {
+		t.Error("a dead owner is Left after its sandbox cgroup went")
+	}
+}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package loader
+package lsm
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/aigate-dev/aigate/bench"
+	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
@@ -88,23 +89,23 @@ func BenchmarkOpenClose(b *testing.B) {
 // on a machine without aigate. Toggling one link instead of all of them
 // keeps baseline and case close in time: in the emulated guest each attach
 // costs a text patch and an RCU-tasks grace period, tenths of a second.
-func setFileOpen(l *LSM, on bool) error {
+func setFileOpen(l *Backend, on bool) error {
 	return setProgram(l, "file_open", on)
 }
 
-// setProgram attaches (on) or detaches the program name of lsmProgramOrder.
-func setProgram(l *LSM, name string, on bool) error {
-	i := slices.Index(lsmProgramOrder, name)
+// setProgram attaches (on) or detaches the program name of loader.ProgramOrder().
+func setProgram(l *Backend, name string, on bool) error {
+	i := slices.Index(loader.ProgramOrder(), name)
 	switch {
-	case on && l.links[i] == nil:
-		lk, err := link.AttachLSM(link.LSMOptions{Program: l.objs.programs()[name]})
+	case on && l.obj.Links()[i] == nil:
+		lk, err := link.AttachLSM(link.LSMOptions{Program: l.obj.Programs()[name]})
 		if err != nil {
 			return fmt.Errorf("attach LSM program %s: %w", name, err)
 		}
-		l.links[i] = lk
-	case !on && l.links[i] != nil:
-		err := l.links[i].Close()
-		l.links[i] = nil
+		l.obj.Links()[i] = lk
+	case !on && l.obj.Links()[i] != nil:
+		err := l.obj.Links()[i].Close()
+		l.obj.Links()[i] = nil
 		return err
 	}
 	return nil

@@ -1,6 +1,6 @@
 //go:build linux
 
-package loader
+package lsm
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
@@ -25,7 +26,7 @@ import (
 func pinDir(t *testing.T) string {
 	t.Helper()
 	testutil.RequireRoot(t)
-	if err := ProbeLSM(); err != nil {
+	if err := loader.ProbeLSM(); err != nil {
 		testutil.SkipUnlessLSM(t, err.Error())
 	}
 	dir := fmt.Sprintf("/sys/fs/bpf/aigate-test-%d-%s", os.Getpid(), t.Name())
@@ -33,11 +34,11 @@ func pinDir(t *testing.T) string {
 	return dir
 }
 
-func openPinned(t *testing.T, dir string) *LSM {
+func openPinned(t *testing.T, dir string) *Backend {
 	t.Helper()
-	l, err := OpenLSM(LSMOptions{ExecDirs: []string{}, PinPath: dir})
+	l, err := Open(Options{ExecDirs: []string{}, PinPath: dir})
 	if err != nil {
-		t.Fatalf("OpenLSM(%s): %v", dir, err)
+		t.Fatalf("Open(%s): %v", dir, err)
 	}
 	return l
 }
@@ -64,7 +65,7 @@ func pinnedSandboxGroup(t *testing.T, id uint32) (*enforce.Sandbox, *sandbox) {
 	return sb, &sandbox{id: id, g: g, fd: fd}
 }
 
-func violations(t *testing.T, l *LSM, op events.Op) uint64 {
+func violations(t *testing.T, l *Backend, op events.Op) uint64 {
 	t.Helper()
 	st, err := l.Stats()
 	if err != nil {
@@ -137,7 +138,7 @@ func TestPinSurvivesRelease(t *testing.T) {
 	}
 	// The denial made while no LSM was open waited in the ring buffer.
 	ev := nextEvent(t, l2)
-	if ev.Path != secret || ev.Sandbox != sb.Name || ev.Rule != 1 {
+	if ev.Path != secret || ev.CgroupID != sb.CgroupID || ev.Rule != 1 {
 		t.Errorf("event from the released period: %+v", ev)
 	}
 	if got := violations(t, l2, events.OpRead); got != before+1 {
@@ -156,7 +157,7 @@ func TestPinSurvivesRelease(t *testing.T) {
 	}
 	expectAllowed(t, box, "open", secret, "r")
 	var n uint32
-	for it := l2.objs.SetFlags.Iterate(); it.Next(&n, new(uint32)); {
+	for it := l2.obj.Objects().SetFlags.Iterate(); it.Next(&n, new(uint32)); {
 		t.Errorf("set_flags still holds set %d after Remove", n)
 	}
 
@@ -199,14 +200,14 @@ func TestPinStaleAndLayout(t *testing.T) {
 	if ad := l2.Adopted(); len(ad) != 0 {
 		t.Errorf("Adopted() = %+v, want nothing (cgroup removed)", ad)
 	}
-	for _, m := range []*ebpf.Map{l2.objs.SetFlags, l2.objs.Sandboxes, l2.objs.PathRules, l2.pins.info} {
+	for _, m := range []*ebpf.Map{l2.obj.Objects().SetFlags, l2.obj.Objects().Sandboxes, l2.obj.Objects().PathRules, l2.obj.PinInfo()} {
 		k := make([]byte, m.KeySize())
 		if err := m.NextKey(nil, k); !errors.Is(err, ebpf.ErrKeyNotExist) {
 			t.Errorf("%s still has entries of the stale sandbox (%v)", m, err)
 		}
 	}
 	var mask uint64
-	if err := l2.objs.SandboxLevels.Lookup(uint32(0), &mask); err != nil || mask != 0 {
+	if err := l2.obj.Objects().SandboxLevels.Lookup(uint32(0), &mask); err != nil || mask != 0 {
 		t.Errorf("sandbox_levels = %#x, %v; want 0", mask, err)
 	}
 	if err := l2.Release(); err != nil {
@@ -214,7 +215,7 @@ func TestPinStaleAndLayout(t *testing.T) {
 	}
 
 	// Another build's layout.
-	lm, err := ebpf.LoadPinnedMap(filepath.Join(dir, pinLayout), nil)
+	lm, err := ebpf.LoadPinnedMap(filepath.Join(dir, "layout"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,8 +223,8 @@ func TestPinStaleAndLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	lm.Close()
-	_, err = OpenLSM(LSMOptions{ExecDirs: []string{}, PinPath: dir})
-	if !errors.Is(err, ErrPinLayout) {
+	_, err = Open(Options{ExecDirs: []string{}, PinPath: dir})
+	if !errors.Is(err, loader.ErrPinLayout) {
 		t.Fatalf("OpenLSM over another layout: %v, want ErrPinLayout", err)
 	}
 	t.Logf("refused: %v", err)

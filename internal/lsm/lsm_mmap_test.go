@@ -1,6 +1,6 @@
 //go:build linux
 
-package loader
+package lsm
 
 import (
 	"bufio"
@@ -60,7 +60,7 @@ func mmapHelper(args []string) error {
 
 // expectExecDenied is expectDenied that also checks the op: an executable
 // mapping is reported as an exec.
-func expectExecDenied(t *testing.T, l *LSM, sb *sandbox, path string, rule uint32, args ...string) {
+func expectExecDenied(t *testing.T, l *Backend, sb *sandbox, path string, rule uint32, args ...string) {
 	t.Helper()
 	code, pid := run(t, sb, args...)
 	if code != exitEPERM {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package loader
+package lsm
 
 import (
 	"os"
@@ -74,7 +74,7 @@ func deepTree(t *testing.T, base, comp string, n int, leaf string) {
 
 // expectDeniedRule runs the helper in sb and checks EPERM and a file event
 // with the rule (0: the file could not be checked), whatever its path.
-func expectDeniedRule(t *testing.T, l *LSM, sb *sandbox, op events.Op, rule uint32, args ...string) {
+func expectDeniedRule(t *testing.T, l *Backend, sb *sandbox, op events.Op, rule uint32, args ...string) {
 	t.Helper()
 	code, pid := run(t, sb, args...)
 	if code != exitEPERM {

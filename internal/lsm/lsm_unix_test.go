@@ -1,6 +1,6 @@
 //go:build linux
 
-package loader
+package lsm
 
 import (
 	"fmt"
@@ -73,7 +73,7 @@ func listenUnix(t *testing.T, name string, typ int) {
 	}
 }
 
-func expectNetDenied(t *testing.T, l *LSM, sb *sandbox, op events.Op, path string, args ...string) {
+func expectNetDenied(t *testing.T, l *Backend, sb *sandbox, op events.Op, path string, args ...string) {
 	t.Helper()
 	code, pid := run(t, sb, args...)
 	if code != exitEPERM {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package loader
+package lsm
 
 import (
 	"os"
@@ -30,7 +30,7 @@ func symlink(t *testing.T, target, link string) string {
 }
 
 // expectDenied runs the helper in sb and checks EPERM and the event.
-func expectDenied(t *testing.T, l *LSM, sb *sandbox, kind events.Kind, path string, rule uint32, args ...string) {
+func expectDenied(t *testing.T, l *Backend, sb *sandbox, kind events.Kind, path string, rule uint32, args ...string) {
 	t.Helper()
 	code, pid := run(t, sb, args...)
 	if code != exitEPERM {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package loader
+package lsm
 
 import (
 	"os"
@@ -12,7 +12,7 @@ import (
 
 // expectWriteDenied runs the helper in sb and checks EPERM and a file
 // event with op write for path and rule.
-func expectWriteDenied(t *testing.T, l *LSM, sb *sandbox, path string, rule uint32, args ...string) {
+func expectWriteDenied(t *testing.T, l *Backend, sb *sandbox, path string, rule uint32, args ...string) {
 	t.Helper()
 	code, pid := run(t, sb, args...)
 	if code != exitEPERM {
