@@ -24,6 +24,8 @@ var persistTargets = []string{
 	"~/.config/autostart/evil.desktop", "~/.config/systemd/user/evil.service",
 	"~/.local/share/direnv/allow/x", "~/.vimrc",
 	".git/hooks/pre-commit", ".git/config", ".envrc", ".vscode/tasks.json", ".idea/workspace.xml",
+	"~/.claude/settings.json", "~/.claude/settings.local.json",
+	".claude/settings.json", ".claude/settings.local.json", ".mcp.json",
 	"~/.aigate/config.yaml", ".aigate.yaml",
 }
 
