@@ -346,7 +346,8 @@ func (m *machine) landlock() Check {
 		c.Status, c.Detail = Skip, "no probe in this build"
 		return c
 	}
-	switch abi := m.opts.LandlockABI(); {
+	abi := m.opts.LandlockABI()
+	switch {
 	case abi >= 6:
 		c.Status = OK
 		c.Detail = fmt.Sprintf("ABI %d: processes outside the sandbox are out of reach (ptrace, /proc/PID/mem and environ, signals, abstract unix sockets); the home is read-only but for the project and tool state", abi)
@@ -358,7 +359,11 @@ func (m *machine) landlock() Check {
 		c.Status = Warn
 		c.Detail = "not available: on the fanotify backend aigate run refuses to start (AIGATE_LANDLOCK=optional runs without it: the command can ptrace your other processes); on the lsm backend the home stays writable"
 		c.Fix = "add landlock to the kernel's lsm= boot parameter (before bpf), e.g. lsm=lockdown,capability,landlock,bpf, and reboot"
+		return c
 	}
+	// Landlock reports to the audit subsystem only (6.15+, with audit
+	// enabled), which aigate does not read.
+	c.Detail += "; its refusals (ptrace, signals, writes in the home, also to deny_write files there such as ~/.bashrc) are not reported as aigate events"
 	return c
 }
 
