@@ -61,8 +61,13 @@ func (b *Backend) watchLoop() {
 				switch {
 				case ev.overflow:
 					rescan = true
-				case ev.mask&unix.FAN_ONDIR != 0:
-					b.dirAppeared(ev)
+				default:
+					if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
+						b.moved(ev)
+					}
+					if ev.mask&unix.FAN_ONDIR != 0 && ev.mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
+						b.dirAppeared(ev)
+					}
 				}
 			}
 			if rescan {

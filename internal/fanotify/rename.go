@@ -1,0 +1,83 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// Renames. fanotify has no permission event for rename, link or unlink, so
+// a sandbox can replace a protected path without opening it: rename over
+// .git/config, or mv .git away and a prepared tree in its place (the LSM
+// backend refuses both). The directory watcher reports moves in the marked
+// trees after the fact; a move of a deny_write path, or of a directory above
+// one, by a process of a sandbox is reported as a write with its rule and
+// the sandbox is killed at once, before it can use what it moved (detection
+// and containment, not prevention: the moved files stay where they are,
+// and the event says which). The actor is known by its pid, read from
+// /proc when the event is handled: a process that has exited and been
+// reaped by then (a short mv) cannot be placed, and its move goes
+// unnoticed (docs/threat-model.md measures how often).
+
+// moved handles one FAN_MOVED_FROM or FAN_MOVED_TO event.
+func (b *Backend) moved(ev *watchEvent) {
+	s := b.sandboxOf(ev.pid)
+	if s == nil {
+		return
+	}
+	parent, err := b.watch.dirPath(ev)
+	if err != nil {
+		b.log.Debug("move: directory not found", zap.String("name", ev.name), zap.Error(err))
+		return
+	}
+	path := filepath.Join(parent, ev.name)
+	id, ok := replaces(s.Policy, path)
+	if !ok {
+		return
+	}
+	e := events.Event{
+		Time:     time.Now(),
+		Sandbox:  s.Name,
+		CgroupID: s.CgroupID,
+		PID:      uint32(ev.pid),
+		Kind:     events.KindFile,
+		Op:       events.OpWrite,
+		Path:     path,
+		Rule:     uint32(id),
+		Audit:    s.Mode == policy.ModeAudit,
+		Backend:  "fanotify",
+	}
+	if r, ok := s.Policy.Rule(id); ok {
+		e.RuleText = r.Pattern
+	}
+	fillTask(&e, ev.pid)
+	b.emit(e)
+	if e.Audit {
+		return
+	}
+	b.log.Warn("a sandboxed process moved a protected path: killing the sandbox",
+		zap.String("sandbox", s.Name), zap.String("path", path), zap.Int("pid", ev.pid))
+	killCgroup(s.CgroupPath)
+}
+
+// replaces reports whether moving path replaces or removes something a
+// deny_write rule protects, and by which rule: the path itself, or a
+// directory above a protected path (as policy.Compiled.Ancestors, of the
+// write rules only).
+func replaces(c *policy.Compiled, path string) (policy.RuleID, bool) {
+	if id, ok := c.Write.Match(path); ok {
+		return id, true
+	}
+	for _, e := range c.Write.Paths {
+		if len(e.Value) > len(path) && e.Value[:len(path)] == path && e.Value[len(path)] == '/' {
+			return e.Rule, true
+		}
+	}
+	return 0, false
+}
