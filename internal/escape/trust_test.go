@@ -74,7 +74,7 @@ func TestEscapeMoveAigateDir(t *testing.T) {
 				// The move is seen after the fact: usually reported as a
 				// write with the sandbox killed (TestEscapeReplaceAncestor),
 				// not always for a short mv; the restore does not depend on it.
-				_, seen := r.denied(events.OpWrite, filepath.Join(b.home, ".aigate"))
+				_, seen := r.denied(events.OpRename, filepath.Join(b.home, ".aigate"))
 				t.Logf("%s: moved %v, reported %v", attack, moved, seen)
 				if !strings.Contains(r.stderr, "while the sandbox ran") { // changed, or disappeared when the kill came between the moves
 					t.Errorf("%s: no warning:\n%s", attack, r)

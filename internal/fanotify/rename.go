@@ -17,8 +17,8 @@ import (
 // .git/config, or mv .git away and a prepared tree in its place (the LSM
 // backend refuses both). The directory watcher reports moves in the marked
 // trees after the fact; a move of a deny_write path, or of a directory above
-// one, by a process of a sandbox is reported as a write with its rule and
-// the sandbox is killed at once, before it can use what it moved (detection
+// one, by a process of a sandbox is reported (events.OpRename, with its
+// rule) and the sandbox is killed at once, before it can use what it moved (detection
 // and containment, not prevention: the moved files stay where they are,
 // and the event says which). The actor is known by its pid, read from
 // /proc when the event is handled: a process that has exited and been
@@ -47,7 +47,7 @@ func (b *Backend) moved(ev *watchEvent) {
 		CgroupID: s.CgroupID,
 		PID:      uint32(ev.pid),
 		Kind:     events.KindFile,
-		Op:       events.OpWrite,
+		Op:       events.OpRename,
 		Path:     path,
 		Rule:     uint32(id),
 		Audit:    s.Mode == policy.ModeAudit,
@@ -57,6 +57,7 @@ func (b *Backend) moved(ev *watchEvent) {
 		e.RuleText = r.Pattern
 	}
 	fillTask(&e, ev.pid)
+	b.stats.violation(e.Kind, e.Op, e.Audit)
 	b.emit(e)
 	if e.Audit {
 		return
