@@ -115,7 +115,8 @@ const (
 		"truncates of deny_write files (BPF LSM); egress by cgroup sock_addr programs and a DNS proxy"
 	enforcesFanotify = "opens and execs of existing files by inode, and of names in the project and home trees " +
 		"(new directories are marked 1-3 ms after they appear), by fanotify permission events; " +
-		"deny_write stops opens for writing only, not rename over, unlink or truncate(2); " +
+		"deny_write stops opens for writing only: a rename of a protected path is seen after the fact (sandbox killed), " +
+		"unlink and truncate(2) not at all; files that appear later are protected by inode once seen; " +
 		"egress by cgroup sock_addr programs and a DNS proxy; a guard kills the sandbox if aigate dies"
 )
 
