@@ -4,9 +4,11 @@ package fanotify
 
 import (
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -29,6 +31,7 @@ import (
 func (b *Backend) moved(ev *watchEvent) {
 	s := b.sandboxOf(ev.pid)
 	if s == nil {
+		b.unplaced(ev)
 		return
 	}
 	parent, err := b.watch.dirPath(ev)
@@ -81,4 +84,28 @@ func replaces(c *policy.Compiled, path string) (policy.RuleID, bool) {
 		}
 	}
 	return 0, false
+}
+
+// unplaced logs a move of a path some sandbox protects by a process that
+// exited before it could be placed: it may have been a sandbox's (the race
+// above), so the agent's log keeps it for whoever looks.
+func (b *Backend) unplaced(ev *watchEvent) {
+	if ev.pid <= 0 {
+		return
+	}
+	if err := unix.Access("/proc/"+strconv.Itoa(ev.pid), unix.F_OK); err == nil {
+		return // alive and outside every sandbox: the user's own
+	}
+	parent, err := b.watch.dirPath(ev)
+	if err != nil {
+		return
+	}
+	path := filepath.Join(parent, ev.name)
+	for _, s := range b.sandboxList() {
+		if _, ok := replaces(s.Policy, path); ok {
+			b.log.Warn("a protected path was moved by a process that exited before aigate could tell whether it was sandboxed",
+				zap.String("path", path), zap.Int("pid", ev.pid), zap.String("sandbox", s.Name))
+			return
+		}
+	}
 }
