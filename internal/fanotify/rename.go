@@ -67,7 +67,9 @@ func (b *Backend) moved(ev *watchEvent) {
 	}
 	b.log.Warn("a sandboxed process moved a protected path: killing the sandbox",
 		zap.String("sandbox", s.Name), zap.String("path", path), zap.Int("pid", ev.pid))
-	killCgroup(s.CgroupPath)
+	// cgroup.kill acts at once; waiting for the cgroup to empty must not
+	// hold up the watcher, which marks new directories.
+	go killCgroup(s.CgroupPath)
 }
 
 // replaces reports whether moving path replaces or removes something a
