@@ -18,14 +18,14 @@ import (
 // a sandbox can replace a protected path without opening it: rename over
 // .git/config, or mv .git away and a prepared tree in its place (the LSM
 // backend refuses both). The directory watcher reports moves in the marked
-// trees after the fact; a move of a deny_write path, or of a directory above
-// one, by a process of a sandbox is reported (events.OpRename, with its
-// rule) and the sandbox is killed at once, before it can use what it moved (detection
-// and containment, not prevention: the moved files stay where they are,
-// and the event says which). The actor is known by its pid, read from
-// /proc when the event is handled: a process that has exited and been
-// reaped by then (a short mv) cannot be placed, and its move goes
-// unnoticed (docs/threat-model.md measures how often).
+// trees after the fact; a move of a deny_write path, or of a directory
+// above one, by a process of a sandbox is reported (events.OpRename, with
+// its rule) and the sandbox is killed as soon as the watcher sees it:
+// detection and containment, not prevention. The moved files stay where
+// they are, and the event says which. The mover is known by its pid, read
+// from /proc when the event is handled: a process that has exited and been
+// reaped by then (a short mv) cannot be placed; its move is only logged
+// (unplaced). docs/threat-model.md says how often that happened.
 
 // moved handles one FAN_MOVED_FROM or FAN_MOVED_TO event.
 func (b *Backend) moved(ev *watchEvent) {
