@@ -75,7 +75,7 @@ type Options struct {
 	// from another directory; beneath each subdirectory it has when the
 	// domain is made, everything may be written. A deny_write file there
 	// (~/.claude/settings.json) then cannot be replaced by a rename, which
-	// the fanotify backend would not see.
+	// the fanotify backend would see only after the fact.
 	Fixed []string `json:"fixed,omitempty"`
 	// Create are directories of Writable to create (0700) before the
 	// domain is entered when they are missing: the home is read-only
