@@ -47,6 +47,7 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 		w = append(w, expandHome(r.Pattern, home))
 	}
 	opts.Writable = w
+	opts.Fixed = landlock.DefaultFixed
 	opts.Create = landlock.DefaultCreate
 	return opts
 }

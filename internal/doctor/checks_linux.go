@@ -115,7 +115,8 @@ const (
 		"truncates of deny_write files (BPF LSM); egress by cgroup sock_addr programs and a DNS proxy"
 	enforcesFanotify = "opens and execs of existing files by inode, and of names in the project and home trees " +
 		"(new directories are marked 1-3 ms after they appear), by fanotify permission events; " +
-		"deny_write stops opens for writing only, not rename over, unlink or truncate(2); " +
+		"deny_write stops opens for writing only: a rename of a protected path is seen after the fact (sandbox killed), " +
+		"unlink and truncate(2) not at all; files that appear later are protected by inode once seen; " +
 		"egress by cgroup sock_addr programs and a DNS proxy; a guard kills the sandbox if aigate dies"
 )
 
@@ -346,7 +347,8 @@ func (m *machine) landlock() Check {
 		c.Status, c.Detail = Skip, "no probe in this build"
 		return c
 	}
-	switch abi := m.opts.LandlockABI(); {
+	abi := m.opts.LandlockABI()
+	switch {
 	case abi >= 6:
 		c.Status = OK
 		c.Detail = fmt.Sprintf("ABI %d: processes outside the sandbox are out of reach (ptrace, /proc/PID/mem and environ, signals, abstract unix sockets); the home is read-only but for the project and tool state", abi)
@@ -358,7 +360,11 @@ func (m *machine) landlock() Check {
 		c.Status = Warn
 		c.Detail = "not available: on the fanotify backend aigate run refuses to start (AIGATE_LANDLOCK=optional runs without it: the command can ptrace your other processes); on the lsm backend the home stays writable"
 		c.Fix = "add landlock to the kernel's lsm= boot parameter (before bpf), e.g. lsm=lockdown,capability,landlock,bpf, and reboot"
+		return c
 	}
+	// Landlock reports to the audit subsystem only (6.15+, with audit
+	// enabled), which aigate does not read.
+	c.Detail += "; its refusals (ptrace, signals, writes in the home, also to deny_write files there such as ~/.bashrc) are not reported as aigate events"
 	return c
 }
 

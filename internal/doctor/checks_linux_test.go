@@ -329,7 +329,9 @@ func TestLandlockLevels(t *testing.T) {
 		fix    string
 	}{
 		{7, OK, "out of reach", ""},
+		{7, OK, "not reported as aigate events", ""},
 		{3, Warn, "can still signal", "Linux 6.12"},
+		{3, Warn, "not reported as aigate events", "Linux 6.12"},
 		{0, Warn, "AIGATE_LANDLOCK=optional", "lsm="},
 	} {
 		m := &machine{opts: Options{LandlockABI: func() int { return c.abi }}}

@@ -57,6 +57,8 @@ func TestEscapeHomePersistence(t *testing.T) {
 		b.write("~/.profile", "# the user's\n")
 		b.write("~/.local/lib/python3/site-packages/.keep", "")
 		b.write("~/.config/.keep", "")
+		b.write("~/.claude/settings.json", "{}\n")
+		b.write("~/.claude/projects/.keep", "")
 		attacks := map[string]string{
 			"bashrc":    `echo 'cp ~/.ssh/id_rsa /tmp/x' >> ~/.bashrc`,
 			"profile":   `echo evil > ~/.profile.new && mv ~/.profile.new ~/.profile`,
@@ -72,6 +74,13 @@ func TestEscapeHomePersistence(t *testing.T) {
 			"aigatenew": `rm -rf ~/.aigate/config.yaml`,
 			"hardlink":  `ln ~/.bashrc rc && echo evil >> rc`,
 			"symlink":   `ln -s ~/.bashrc rc2 && echo evil >> rc2`,
+			// ~/.claude is tool state, but its own entries are fixed: a
+			// protected file there cannot be replaced without an open.
+			"claudemv":  `echo '{"hooks":{}}' > ~/.claude/evil.json && mv ~/.claude/evil.json ~/.claude/settings.json`,
+			"claudesub": `echo '{"hooks":{}}' > ~/.claude/projects/e && mv ~/.claude/projects/e ~/.claude/settings.local.json`,
+			"claudesym": `ln -s /tmp/evil.json ~/.claude/settings.local.json`,
+			"claudeget": `mv ~/.claude/projects ~/.claude/p2`,
+			"claudedir": `mv ~/.claude ~/.claude-old`,
 		}
 		var script strings.Builder
 		for name, cmd := range attacks {
@@ -95,11 +104,20 @@ func TestEscapeHomePersistence(t *testing.T) {
 		if got := b.read("~/.bashrc"); got != "# the user's\n" {
 			t.Errorf("~/.bashrc changed: %q", got)
 		}
+		if got := b.read("~/.claude/settings.json"); got != "{}\n" {
+			t.Errorf("~/.claude/settings.json changed: %q", got)
+		}
+		// mv falls back to a copy when Landlock refuses the rename; the
+		// copy's open is refused by deny_write (on fanotify after the
+		// kernel created the file: an empty file stays, docs/backends.md).
+		if got := b.read("~/.claude/settings.local.json"); got != "" {
+			t.Errorf("~/.claude/settings.local.json planted: %q", got)
+		}
 		if got := b.read("~/.profile"); got != "# the user's\n" {
 			t.Errorf("~/.profile changed: %q", got)
 		}
 		for _, p := range []string{"~/.local/bin/ls", "~/bin", "~/.config/git", "~/.gitconfig", "~/.aigate-old",
-			"~/.local/lib/python3/site-packages/evil.pth", "~/.config/autostart", "~/.config/systemd", "~/.config/fish"} {
+			"~/.local/lib/python3/site-packages/evil.pth", "~/.config/autostart", "~/.config/systemd", "~/.config/fish", "~/.claude-old"} {
 			if _, err := os.Lstat(b.path(p)); err == nil {
 				t.Errorf("%s was created", p)
 			}
@@ -123,6 +141,9 @@ func TestEscapeHomeWorkStillWorks(t *testing.T) {
 echo work > notes.txt && mv notes.txt notes2.txt && rm notes2.txt
 t=$(mktemp) && echo x > "$t" && rm "$t"
 mkdir -p ~/.cache/tool && echo state > ~/.cache/tool/s
+echo x >> ~/.claude/history.jsonl && echo c > ~/.claude/.credentials.json
+mkdir -p ~/.claude/projects/p ~/.claude/newdir && echo s > ~/.claude/projects/p/s.tmp && mv ~/.claude/projects/p/s.tmp ~/.claude/projects/p/s && rm ~/.claude/projects/p/s
+echo n > ~/.claude/newdir/n
 echo ok-basic
 `
 		if git, err := exec.LookPath("git"); err == nil {

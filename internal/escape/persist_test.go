@@ -24,6 +24,8 @@ var persistTargets = []string{
 	"~/.config/autostart/evil.desktop", "~/.config/systemd/user/evil.service",
 	"~/.local/share/direnv/allow/x", "~/.vimrc",
 	".git/hooks/pre-commit", ".git/config", ".envrc", ".vscode/tasks.json", ".idea/workspace.xml",
+	"~/.claude/settings.json", "~/.claude/settings.local.json",
+	".claude/settings.json", ".claude/settings.local.json", ".mcp.json",
 	"~/.aigate/config.yaml", ".aigate.yaml",
 }
 
@@ -65,15 +67,29 @@ func TestEscapePersistDefaults(t *testing.T) {
 // the hooks without writing .git/hooks. The LSM backend refuses renaming
 // (or removing, or symlinking) a directory above a protected path, with a
 // write event naming it. The fanotify backend has no permission event for
-// renames: the replacement goes through (docs/threat-model.md says so).
+// renames: it reports the move after the fact and kills the sandbox
+// (docs/threat-model.md).
 func TestEscapeReplaceAncestor(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		b.write(".git/hooks/pre-commit", "#!/bin/sh\nexit 0\n")
 		b.write(".git/HEAD", "ref: refs/heads/main\n")
 		tmp := filepath.Join(b.home, "tmp")
 		b.mkdir(tmp)
-		r := b.sh(fmt.Sprintf(`cp -a .git %[1]s/g && echo 'cp ~/.ssh/id_rsa /tmp/x # PLANTED' >> %[1]s/g/hooks/pre-commit &&
-mv .git %[1]s/old && mv %[1]s/g .git && echo replaced`, tmp))
+		script := fmt.Sprintf(`cp -a .git %[1]s/g && echo 'cp ~/.ssh/id_rsa /tmp/x # PLANTED' >> %[1]s/g/hooks/pre-commit &&
+mv .git %[1]s/old && mv %[1]s/g .git && echo replaced`, tmp)
+		if b.backend == "fanotify" {
+			// fanotify learns of the move after the fact and places the
+			// mover by its pid: a mover still alive then (here python,
+			// which waits before the second rename) is caught; a short mv
+			// that has exited and been reaped by then is usually not
+			// (docs/threat-model.md).
+			if _, err := exec.LookPath("python3"); err != nil {
+				testutil.SkipUnlessKernel(t, "no python3 for a mover that stays alive")
+			}
+			script = fmt.Sprintf(`cp -a .git %[1]s/g && echo 'cp ~/.ssh/id_rsa /tmp/x # PLANTED' >> %[1]s/g/hooks/pre-commit &&
+python3 -c 'import os, time; os.rename(".git", "%[1]s/old"); time.sleep(3); os.rename("%[1]s/g", ".git")' && echo replaced`, tmp)
+		}
+		r := b.sh(script)
 		replaced := strings.Contains(b.read(".git/hooks/pre-commit"), "PLANTED")
 		switch b.backend {
 		case "lsm":
@@ -101,8 +117,13 @@ mv .git %[1]s/old && mv %[1]s/g .git && echo replaced`, tmp))
 				}
 			}
 		case "fanotify":
-			if !replaced {
-				t.Fatalf("fanotify refused the rename: update docs/threat-model.md and docs/backends.md:\n%s", r)
+			// No permission event for renames: the move is seen after the
+			// fact, reported as a write, and the sandbox is killed.
+			if _, ok := r.denied(events.OpRename, filepath.Join(b.proj, ".git")); !ok {
+				t.Errorf("no rename event for moving .git:\n%s", r)
+			}
+			if r.code == 0 || strings.Contains(r.stdout, "replaced") || replaced {
+				t.Errorf("the sandbox was not stopped before the replacement (exit %d):\n%s", r.code, r)
 			}
 		}
 	})
@@ -122,6 +143,45 @@ func TestEscapeGitCommitControl(t *testing.T) {
 		r := b.sh("echo hi > file.txt && git add file.txt && git commit -q -m msg && git log --oneline | wc -l && git status --short")
 		if r.code != 0 || !strings.Contains(r.stdout, "1") {
 			t.Fatalf("git commit inside failed:\n%s", r)
+		}
+	})
+}
+
+// TestEscapeRenameOverProtected: a file renamed over a deny_write path
+// (.git/config, the project's .claude/settings.json) replaces it without
+// an open. The LSM backend refuses the rename with a write event; fanotify
+// sees it after the fact, reports the write and kills the sandbox (the
+// file is replaced by then: the event names it). The mover is python,
+// alive when fanotify handles the move (see TestEscapeReplaceAncestor).
+func TestEscapeRenameOverProtected(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		testutil.SkipUnlessKernel(t, "no python3")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		for _, target := range []string{".git/config", ".claude/settings.json"} {
+			b.write(target, "# the user's\n")
+			r := b.sh(fmt.Sprintf(`python3 -c 'import os, time
+open("planted", "w").write("[core]\\n\\tfsmonitor = cp ~/.ssh/id_rsa /tmp/x\\n")
+os.rename("planted", %q)
+time.sleep(3)
+print("survived")'`, target))
+			op := events.OpWrite // refused
+			if b.backend == "fanotify" {
+				op = events.OpRename // seen after the fact
+			}
+			if _, ok := r.denied(op, b.path(target)); !ok {
+				t.Errorf("%s: no %s event for the rename:\n%s", target, op, r)
+			}
+			switch b.backend {
+			case "lsm":
+				if got := b.read(target); got != "# the user's\n" {
+					t.Errorf("%s was replaced: %q\n%s", target, got, r)
+				}
+			case "fanotify":
+				if r.code == 0 || strings.Contains(r.stdout, "survived") {
+					t.Errorf("%s: the sandbox was not stopped (exit %d):\n%s", target, r.code, r)
+				}
+			}
 		}
 	})
 }

@@ -43,7 +43,8 @@ func TestEscapeTrustFromInside(t *testing.T) {
 //
 //   - lsm: the rename is refused in the kernel, with a write event.
 //   - fanotify: no permission event exists for renames, so the move goes
-//     through; aigate run notices once the sandbox is gone, puts the
+//     through (the directory watcher usually reports it and kills the
+//     sandbox, after the fact); aigate run notices once the sandbox is gone, puts the
 //     directory's files back, keeps the forgery aside and warns. The next
 //     run enforces the user's policy.
 //
@@ -70,10 +71,12 @@ func TestEscapeMoveAigateDir(t *testing.T) {
 					t.Errorf("%s: no write event for ~/.aigate:\n%s", attack, r)
 				}
 			case "fanotify":
-				if !moved {
-					t.Fatalf("%s: fanotify refused the rename: update docs/threat-model.md:\n%s", attack, r)
-				}
-				if !strings.Contains(r.stderr, "changed while the sandbox ran") {
+				// The move is seen after the fact: usually reported as a
+				// write with the sandbox killed (TestEscapeReplaceAncestor),
+				// not always for a short mv; the restore does not depend on it.
+				_, seen := r.denied(events.OpRename, filepath.Join(b.home, ".aigate"))
+				t.Logf("%s: moved %v, reported %v", attack, moved, seen)
+				if !strings.Contains(r.stderr, "while the sandbox ran") { // changed, or disappeared when the kill came between the moves
 					t.Errorf("%s: no warning:\n%s", attack, r)
 				}
 			}

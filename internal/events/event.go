@@ -29,6 +29,10 @@ const (
 	OpPtrace  Op = "ptrace"  // ptrace, /proc/PID/mem|environ|..., process_vm_readv of a process outside the sandbox
 	OpSignal  Op = "signal"  // a signal to a process outside the sandbox
 	OpUserns  Op = "userns"  // a new user namespace, refused unless allow_userns
+	// OpRename is a rename of a deny_write path, or of a directory above
+	// one, that the backend saw only after it happened (fanotify): it was
+	// not undone, and the sandbox was killed.
+	OpRename Op = "rename"
 )
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.

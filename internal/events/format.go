@@ -58,8 +58,11 @@ func Format(e Event) string {
 func (s Style) Line(e Event) string {
 	var b strings.Builder
 	verb, colour := "blocked", ansiRed
-	if e.Audit {
+	switch {
+	case e.Audit:
 		verb, colour = "would block", ansiYellow
+	case e.Op == OpRename:
+		verb = "detected" // after the fact: the rename happened
 	}
 	if s.Color {
 		b.WriteString(colour + verb + ansiReset)
@@ -79,6 +82,9 @@ func (s Style) Line(e Event) string {
 		} else {
 			b.WriteString(d)
 		}
+	}
+	if e.Op == OpRename && !e.Audit {
+		b.WriteString(": not undone, the sandbox was killed")
 	}
 	return b.String()
 }
@@ -177,7 +183,7 @@ func (j *JSONWriter) Write(e Event) error {
 }
 
 // opOrder is the order in which a summary lists operations.
-var opOrder = []Op{OpRead, OpWrite, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns}
+var opOrder = []Op{OpRead, OpWrite, OpRename, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns}
 
 // Summary counts denials per operation for the line printed at exit.
 type Summary struct {
@@ -241,7 +247,11 @@ func summaryLine(m map[Op]uint64, what string) string {
 			return
 		}
 		total += n
-		parts = append(parts, fmt.Sprintf("%d %s", n, opName(op)))
+		if op == OpRename && what == "blocked" {
+			parts = append(parts, fmt.Sprintf("%d rename detected after the fact", n))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d %s", n, opName(op)))
+		}
 		seen[op] = true
 	}
 	for _, op := range opOrder {

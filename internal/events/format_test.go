@@ -27,6 +27,10 @@ func TestFormat(t *testing.T) {
 			"blocked connect [2001:db8::1]:80 (curl, pid 11)"},
 		{"dns", Event{Kind: KindNet, Op: OpDNS, Domain: "evil.example", Comm: "node", TGID: 12, Rule: 7},
 			"blocked dns evil.example (node, pid 12, rule #7)"},
+		{"rename seen after the fact", Event{Kind: KindFile, Op: OpRename, Path: "/p/.git", Comm: "mv", TGID: 3, RuleText: ".git/hooks/"},
+			"detected rename /p/.git (mv, pid 3, rule .git/hooks/): not undone, the sandbox was killed"},
+		{"rename in audit mode", Event{Kind: KindFile, Op: OpRename, Path: "/p/.git", Comm: "mv", TGID: 3, RuleText: ".git/hooks/", Audit: true},
+			"would block rename /p/.git (mv, pid 3, rule .git/hooks/)"},
 		{"audit", Event{Kind: KindFile, Op: OpRead, Path: "/p/.env", Comm: "cat", TGID: 1, RuleText: ".env", Audit: true},
 			"would block read /p/.env (cat, pid 1, rule .env)"},
 		{"thread id only", Event{Op: OpRead, Path: "/x", PID: 5},
@@ -124,5 +128,10 @@ func TestSummary(t *testing.T) {
 	}
 	if s.Total() != 8 {
 		t.Fatalf("Total = %d", s.Total())
+	}
+	var r Summary
+	r.Add(Event{Op: OpRename})
+	if got, want := r.String(), "1 operation blocked (1 rename detected after the fact)"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }

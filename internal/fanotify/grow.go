@@ -61,8 +61,17 @@ func (b *Backend) watchLoop() {
 				switch {
 				case ev.overflow:
 					rescan = true
-				case ev.mask&unix.FAN_ONDIR != 0:
-					b.dirAppeared(ev)
+				default:
+					if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
+						b.moved(ev)
+					}
+					if ev.mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
+						if ev.mask&unix.FAN_ONDIR != 0 {
+							b.dirAppeared(ev)
+						} else {
+							b.fileAppeared(ev)
+						}
+					}
 				}
 			}
 			if rescan {
@@ -84,6 +93,56 @@ func (b *Backend) dirAppeared(ev *watchEvent) {
 	for _, s := range b.sandboxList() {
 		b.grow(s, parent, filepath.Join(parent, ev.name), false)
 	}
+}
+
+// fileAppeared protects by inode a file created in, or moved or renamed
+// into, a watched directory when a rule matches its path, as Add does for
+// the files it finds: a hard link of it elsewhere, or its directory renamed,
+// then still reaches the rule. Until the event is handled (the window
+// TestNewFileByInode measures) only its path protects it.
+func (b *Backend) fileAppeared(ev *watchEvent) {
+	parent, err := b.watch.dirPath(ev)
+	if err != nil {
+		b.log.Debug("new file: directory not found", zap.String("name", ev.name), zap.Error(err))
+		return
+	}
+	path := filepath.Join(parent, ev.name)
+	for _, s := range b.sandboxList() {
+		b.protectNew(s, parent, path)
+	}
+}
+
+// protectNew marks path's inode for s if parent is in s's tree and a rule
+// of s matches path.
+func (b *Backend) protectNew(s *sandbox, parent, path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed {
+		return
+	}
+	if _, ok := s.plan.tree[parent]; !ok {
+		return
+	}
+	if !matchPath(s.Policy, path).any() {
+		return
+	}
+	delta := newPlanMaps()
+	delta.fresh = true
+	delta.copies = s.plan.copies
+	pl := &planner{c: s.Policy, p: delta}
+	pl.file(path)
+	if len(delta.protected) == 0 {
+		return // gone already, or not a regular file
+	}
+	for k := range delta.protected {
+		if _, ok := s.plan.protected[k]; ok {
+			delete(delta.protected, k)
+		}
+	}
+	if err := b.marks.add(s.ID, delta, b.anyMatch); err != nil {
+		b.log.Warn("new file not marked", zap.String("sandbox", s.Name), zap.String("path", path), zap.Error(err))
+	}
+	s.plan.merge(delta)
 }
 
 func (b *Backend) sandboxList() []*sandbox {

@@ -336,3 +336,58 @@ func BenchmarkCreate(b *testing.B) {
 		create(b)
 	})
 }
+
+// TestNewFileByInode: a protected file created after Add, or replaced by a
+// rename (an atomic rewrite of a rotated credential), is protected by inode
+// once the watcher has handled it: a hard link of it outside every tree is
+// refused, with an event naming the link. The time until the mark (the
+// window in which only its path protects it) is logged.
+func TestNewFileByInode(t *testing.T) {
+	e := newEnv(t, nil)
+	requireWatching(t, e)
+	dir := filepath.Join(e.project, "conf")
+	e.write(filepath.Join(dir, "README"), "r")
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env")})
+	elsewhere := t.TempDir()
+
+	created := e.write(filepath.Join(dir, ".env"), "K=created")
+	staged := e.write(filepath.Join(filepath.Dir(e.home), "staged-env"), "K=rotated")
+	replacedAt := filepath.Join(e.project, ".env")
+	unrelated := e.write(filepath.Join(dir, "notes.txt"), "n")
+	for i, c := range []struct {
+		path    string
+		prepare func()
+	}{
+		{created, func() {}},
+		{replacedAt, func() {
+			e.write(replacedAt, "K=old")
+			markedSoon(t, e.b, replacedAt)
+			if err := os.Rename(staged, replacedAt); err != nil { // a new inode at the protected name
+				t.Fatal(err)
+			}
+		}},
+	} {
+		c.prepare()
+		t.Logf("%s marked %v after it appeared", c.path, markedSoon(t, e.b, c.path))
+		link := filepath.Join(elsewhere, fmt.Sprintf("link%d", i))
+		if err := os.Link(c.path, link); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.run(s, "open", link, "r"); got != "EPERM" {
+			t.Errorf("sandboxed read of %s, a hard link of %s: %s, want EPERM", link, c.path, got)
+			continue
+		}
+		if ev := e.event(); ev.Path != link || ev.Op != events.OpRead {
+			t.Errorf("event %+v for %s", ev, link)
+		}
+	}
+	// The control: an unrelated new file stays readable through a link.
+	link := filepath.Join(elsewhere, "notes")
+	if err := os.Link(unrelated, link); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.run(s, "open", link, "r"); got != "ok" {
+		t.Errorf("sandboxed read of an unrelated new file's link: %s", got)
+	}
+	e.noEvent()
+}

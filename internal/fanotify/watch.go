@@ -31,7 +31,7 @@ import (
 // scanned again (rescan in grow.go).
 const (
 	watchInitFlags = unix.FAN_CLASS_NOTIF | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_REPORT_DFID_NAME | unix.FAN_UNLIMITED_MARKS
-	watchMask      = unix.FAN_CREATE | unix.FAN_MOVED_TO | unix.FAN_ONDIR
+	watchMask      = unix.FAN_CREATE | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO | unix.FAN_ONDIR
 )
 
 // watcher is the notification group and the directories it watches.
@@ -116,9 +116,10 @@ func (w *watcher) close() {
 	unix.Close(w.fd)
 }
 
-// watchEvent is one creation or move-in reported by the watcher.
+// watchEvent is one creation or move (in or out) reported by the watcher.
 type watchEvent struct {
 	mask     uint64
+	pid      int // the process that made the change (its thread group)
 	fsid     [2]int32
 	handle   []byte // struct file_handle: bytes, type, f_handle
 	name     string
@@ -144,6 +145,7 @@ func parseWatchEvents(buf []byte, out []watchEvent) ([]watchEvent, error) {
 			if info, ok := dfidName(buf[m.Metadata_len:n]); ok {
 				ev = info
 				ev.mask = m.Mask
+				ev.pid = int(m.Pid)
 			}
 		}
 		out = append(out, ev)

@@ -106,6 +106,14 @@ func op(args []string) string {
 		return result(os.WriteFile(args[1], []byte("x"), 0o644))
 	case "rename":
 		return result(os.Rename(args[1], args[2]))
+	case "unlink":
+		return result(os.Remove(args[1]))
+	case "symlink":
+		return result(os.Symlink(args[1], args[2]))
+	case "link":
+		return result(os.Link(args[1], args[2]))
+	case "mkdir":
+		return result(os.Mkdir(args[1], 0o755))
 	}
 	return "unknown op " + args[0]
 }
@@ -225,5 +233,81 @@ func TestWritable(t *testing.T) {
 	// The control: without the domain, the home is the user's to write.
 	if got := confined(t, Ruleset{}, "write "+rc); got[0] != "ok" {
 		t.Errorf("outside a domain: write %s: %s", rc, got[0])
+	}
+}
+
+// TestFixed: in a Fixed directory (~/.claude) files are created and
+// written, but none is removed, renamed over, symlinked or moved in from
+// a subdirectory, so a protected file there cannot be replaced without an
+// open the policy sees; beneath its subdirectories everything goes.
+func TestFixed(t *testing.T) {
+	requireLandlock(t, 3)
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	home := filepath.Join(dir, "home")
+	state := filepath.Join(home, ".claude")
+	sub := filepath.Join(state, "projects")
+	for _, d := range []string{home, state, sub} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{filepath.Join(state, "settings.json"), filepath.Join(state, "history.jsonl"), filepath.Join(sub, "old")} {
+		if err := os.WriteFile(f, []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := filepath.Walk(home, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, nobody, nobody)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The plan's rules for the Fixed directory only: the test's home lies
+	// in /tmp, which Plan would grant as a whole (a shared temp directory).
+	plan, _ := Plan(Options{Home: home, Fixed: []string{".claude"}}, OSDirs{})
+	rs := Ruleset{HandledFS: plan.HandledFS}
+	for _, r := range plan.Rules {
+		if r.Path == state || strings.HasPrefix(r.Path, state+"/") {
+			rs.Rules = append(rs.Rules, r)
+		}
+	}
+	if len(rs.Rules) != 2 {
+		t.Fatalf("rules for %s: %+v, want the directory and its subdirectory", state, rs.Rules)
+	}
+	settings := filepath.Join(state, "settings.json")
+	cases := []struct{ op, want string }{
+		// What Claude Code does there.
+		{"write " + filepath.Join(state, "history.jsonl"), "ok"},
+		{"write " + filepath.Join(state, ".last-cleanup"), "ok"},
+		{"mkdir " + filepath.Join(state, "todos"), "ok"},
+		{"write " + filepath.Join(sub, "new.tmp"), "ok"},
+		{"rename " + filepath.Join(sub, "new.tmp") + " " + filepath.Join(sub, "new"), "ok"},
+		{"unlink " + filepath.Join(sub, "old"), "ok"},
+		// Replacing a file of the directory itself.
+		{"write " + filepath.Join(state, "evil"), "ok"},
+		{"rename " + filepath.Join(state, "evil") + " " + settings, "EACCES"},
+		{"unlink " + settings, "EACCES"},
+		{"rename " + filepath.Join(sub, "new") + " " + settings, "EACCES"},
+		{"rename " + sub + " " + filepath.Join(state, "moved"), "EACCES"},
+		{"symlink /tmp/x " + filepath.Join(state, "settings.local.json"), "EACCES"},
+		{"link " + filepath.Join(sub, "new") + " " + filepath.Join(state, "settings.local.json"), "EXDEV"},
+		{"read " + settings, "ok"},
+	}
+	var ops []string
+	for _, c := range cases {
+		ops = append(ops, c.op)
+	}
+	got := confined(t, rs, ops...)
+	for i, c := range cases {
+		if got[i] != c.want {
+			t.Errorf("%s: %s, want %s", c.op, got[i], c.want)
+		}
 	}
 }

@@ -69,17 +69,40 @@ type Options struct {
 	// Writable are the paths beneath Home that stay writable (the
 	// project, temp directories, tool state).
 	Writable []string `json:"writable,omitempty"`
+	// Fixed are tool state directories (beneath Home, or absolute) whose
+	// own entries are fixed: in one, files and subdirectories may be
+	// created and written, never removed, renamed, symlinked or linked in
+	// from another directory; beneath each subdirectory it has when the
+	// domain is made, everything may be written. A deny_write file there
+	// (~/.claude/settings.json) then cannot be replaced by a rename, which
+	// the fanotify backend would see only after the fact.
+	Fixed []string `json:"fixed,omitempty"`
 	// Create are directories of Writable to create (0700) before the
 	// domain is entered when they are missing: the home is read-only
 	// afterwards, and a tool that finds no ~/.cache could not make one.
 	Create []string `json:"create,omitempty"`
 }
 
+// AccessFixed are the rights of a Fixed directory: AccessWrite but
+// removing, renaming away or over, symlinking, and linking or renaming in
+// from another directory.
+const AccessFixed = AccessWrite &^ (AccessRemoveFile | AccessRemoveDir | AccessRefer | AccessMakeSym)
+
 // DefaultCreate are the directories of DefaultWritable that aigate makes
 // when missing: the XDG cache and state directories and Claude Code's,
 // which tools expect to be able to create. The others (~/go, ~/.npm)
 // exist wherever the tool has run outside once.
-var DefaultCreate = []string{".cache", ".local/state", ".claude"}
+var DefaultCreate = []string{".cache", ".local/state", ".claude",
+	".claude/projects", ".claude/sessions", ".claude/telemetry", ".claude/backups", ".claude/plugins",
+	".claude/todos", ".claude/shell-snapshots", ".claude/statsig", ".claude/file-history", ".claude/session-env"}
+
+// DefaultFixed is the tool state whose own entries are fixed (Options.Fixed):
+// Claude Code writes and creates files directly in ~/.claude
+// (.last-cleanup, history.jsonl, .credentials.json, in place) and removes
+// and renames files only in its subdirectories (measured with strace,
+// 2.1.332), whose usual names DefaultCreate makes first, so that those
+// made inside the sandbox do not lack the right to remove.
+var DefaultFixed = []string{".claude"}
 
 // DefaultWritable is the tool state beneath the home that the tools
 // aigate is run with write, relative to the home. Measured with strace
@@ -93,7 +116,6 @@ var DefaultCreate = []string{".cache", ".local/state", ".claude"}
 // them (docs/threat-model.md).
 var DefaultWritable = []string{
 	".cache",
-	".claude",
 	".claude.json",
 	".claude.json.backup",
 	".npm",
@@ -211,6 +233,22 @@ func Plan(opts Options, l DirLister) (rs Ruleset, protected bool) {
 			w = filepath.Join(home, w)
 		}
 		rs.Rules = append(rs.Rules, Rule{Path: filepath.Clean(w), Access: AccessWrite})
+	}
+	for _, f := range opts.Fixed {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(home, f)
+		}
+		f = filepath.Clean(f)
+		entries, err := l.ReadDir(f)
+		if err != nil {
+			continue // missing: nothing to grant, the tool cannot make it
+		}
+		rs.Rules = append(rs.Rules, Rule{Path: f, Access: AccessFixed})
+		for _, e := range entries {
+			if e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
+				rs.Rules = append(rs.Rules, Rule{Path: filepath.Join(f, e.Name()), Access: AccessWrite})
+			}
+		}
 	}
 	return rs, protected
 }

@@ -75,6 +75,18 @@ func TestPlan(t *testing.T) {
 		scoped:    ScopeSignal | ScopeAbstractUnix,
 		protected: true,
 	}, {
+		name: "a fixed tool state directory: its subdirectories fully, itself without removing or renaming, a symlink not followed",
+		opts: Options{Home: "/home/u", Fixed: []string{".claude", "/home/u/.missing"}},
+		tree: newTree("/etc/", "/home/u/.claude/projects/", "/home/u/.claude/todos/", "/home/u/.claude/settings.json",
+			"/home/u/.claude/link@"),
+		rules: []Rule{
+			{"/etc", AccessWrite},
+			{"/home/u/.claude", AccessFixed}, {"/home/u/.claude/projects", AccessWrite}, {"/home/u/.claude/todos", AccessWrite},
+		},
+		handled:   AccessWrite,
+		scoped:    ScopeSignal | ScopeAbstractUnix,
+		protected: true,
+	}, {
 		name: "home beneath a shared temp directory: not protected",
 		opts: Options{Home: "/tmp/x/home"},
 		tree: func() tree {

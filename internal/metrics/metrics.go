@@ -46,6 +46,7 @@ var knownOps = []struct {
 }{
 	{events.KindFile, events.OpRead},
 	{events.KindFile, events.OpWrite},
+	{events.KindFile, events.OpRename},
 	{events.KindExec, events.OpExec},
 	{events.KindNet, events.OpConnect},
 	{events.KindNet, events.OpSend},

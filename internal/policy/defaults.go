@@ -53,6 +53,12 @@ var (
 		"~/.config/direnv/", "~/.local/share/direnv/",
 		"~/.vimrc", "~/.vim/", "~/.config/nvim/", "~/.tmux.conf", "~/.config/tmux/",
 		".git/hooks/", ".git/config", ".envrc", "./.vscode/", "./.idea/",
+		// Claude Code's settings declare hooks, a status line and an
+		// apiKeyHelper (shell commands it runs) and permissions; its
+		// project's .mcp.json declares MCP servers (programs it starts).
+		// ~/.claude itself is tool state the sandbox may write.
+		"~/.claude/settings.json", "~/.claude/settings.local.json",
+		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
 	defaultDenyExec = []string{
@@ -272,6 +278,13 @@ deny_write:
   - .envrc
   - ./.vscode/
   - ./.idea/
+  # Claude Code's settings (hooks, status line, apiKeyHelper run commands
+  # outside the next time you start claude) and the project's MCP servers
+  - ~/.claude/settings.json
+  - ~/.claude/settings.local.json
+  - ./.claude/settings.json
+  - ./.claude/settings.local.json
+  - ./.mcp.json
   # aigate's own policy and trust
   - ~/.aigate/
   - .aigate.yaml
