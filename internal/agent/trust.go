@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"time"
 
-	yaml "go.yaml.in/yaml/v3"
 	"go.uber.org/zap"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/config"
