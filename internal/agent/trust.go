@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,8 +30,28 @@ func (a *Agent) trustFile(uid uint32) string {
 	return filepath.Join(a.cfg.TrustDir, strconv.FormatUint(uint64(uid), 10)+".yaml")
 }
 
+// checkTrustDir refuses records in a directory that someone but root
+// could change: what it holds would not be the user's decision.
+func (a *Agent) checkTrustDir() error {
+	fi, err := os.Stat(a.cfg.TrustDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // created by writeTrust, root's and 0755
+	}
+	if err != nil {
+		return fmt.Errorf("trust directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("trust directory %s is not a directory only root can write (uid 0, not group or world writable): fix it as root (chown root; chmod 755), then run `aigate trust` again in each project", a.cfg.TrustDir)
+	}
+	return nil
+}
+
 // readTrust reads uid's records; none is an empty store.
 func (a *Agent) readTrust(uid uint32) (*config.TrustStore, error) {
+	if err := a.checkTrustDir(); err != nil {
+		return nil, err
+	}
 	data, err := os.ReadFile(a.trustFile(uid))
 	if errors.Is(err, fs.ErrNotExist) {
 		return &config.TrustStore{}, nil

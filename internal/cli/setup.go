@@ -118,6 +118,10 @@ KillMode=mixed
 TimeoutStopSec=15
 RuntimeDirectory=aigate
 RuntimeDirectoryPreserve=yes
+# /var/lib/aigate (root's, 0755): the users' trust records, out of every
+# sandbox's reach.
+StateDirectory=aigate
+StateDirectoryMode=0755
 # The sandboxes live below the agent's own cgroup tree, not the service's.
 Delegate=no
 
