@@ -86,3 +86,27 @@ func (r *trustRecords) Remove(path string) (bool, error) {
 	r.ts.Remove(path)
 	return true, r.ts.Write(r.paths.Trust, r.paths.User)
 }
+
+// agentTrustState replaces the project file's trust that Load read from
+// ~/.aigate/trusted.yaml by the agent's records, when the agent keeps them:
+// a sandbox may have forged the local store. (The agent decides from its
+// records anyway; this keeps what run applies and says here the same.) A
+// project trusted only in the local store is not imported: that could be
+// the forgery. The user is told to trust it again.
+func agentTrustState(f *Factory, loaded *config.Loaded, socket string) error {
+	if loaded.Project == nil {
+		return nil
+	}
+	recs, err := openTrust(f, loaded.Paths, socket)
+	if err != nil || !recs.held() {
+		return err
+	}
+	local := loaded.Trust
+	loaded.Trust = recs.State(loaded.Paths.Project, loaded.ProjectData)
+	if local == config.Trusted && loaded.Trust != config.Trusted {
+		f.warnf("%s is trusted in %s, but the aigate agent now keeps trust records (where no sandbox can write) and it is not trusted there; "+
+			"its loosening entries are ignored until you review it and run `aigate trust` again, outside any sandbox",
+			loaded.Paths.Pretty(loaded.Paths.Project), loaded.Paths.Pretty(loaded.Paths.Trust))
+	}
+	return nil
+}

@@ -172,6 +172,10 @@ func TestEscapeForgedTrustStore(t *testing.T) {
 		if !strings.Contains(r.stderr, "run `aigate trust` again") {
 			t.Errorf("run did not say the project needs `aigate trust` again:\n%s", r)
 		}
+		// status shows the trust a run applies, not the forged one.
+		if out, _ := b.outsideRun(machine.bin + " status"); !strings.Contains(out, "(untrusted") {
+			t.Errorf("status does not show the project as untrusted:\n%s", out)
+		}
 		// A client that claims trust itself is not believed either.
 		if got := b.client("createtrusted", project); !strings.Contains(got, "not trusted") {
 			t.Errorf("the agent took the client's word that the project is trusted: %s", got)
