@@ -13,12 +13,16 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
+
+// stateDir holds the agent's trust records (agent.DefaultTrustDir).
+var stateDir = filepath.Dir(agent.DefaultTrustDir)
 
 // unitPath is where setup installs the agent's systemd unit.
 const unitPath = "/etc/systemd/system/aigate.service"
@@ -134,7 +138,7 @@ WantedBy=multi-user.target
 // reset.go (owned by the CLI) calls it and ResetAgent under --force.
 func ResetAgentPlan() []string {
 	var out []string
-	for _, p := range []string{unitPath, filepath.Dir(api.DefaultSocket), pinDir} {
+	for _, p := range []string{unitPath, filepath.Dir(api.DefaultSocket), pinDir, stateDir} {
 		if _, err := os.Lstat(p); err == nil {
 			out = append(out, p)
 		}
@@ -234,7 +238,7 @@ func ResetAgent(f *Factory) error {
 	if agentRunning() {
 		return errors.Join(append(errs, errAgentRunning)...)
 	}
-	for _, dir := range []string{filepath.Dir(api.DefaultSocket), pinDir} {
+	for _, dir := range []string{filepath.Dir(api.DefaultSocket), pinDir, stateDir} {
 		if _, err := os.Lstat(dir); err == nil {
 			if err := os.RemoveAll(dir); err != nil {
 				errs = append(errs, err)
