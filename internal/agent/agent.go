@@ -75,6 +75,11 @@ type Config struct {
 	// agent adopts the sandboxes by, when Backend is an enforce.Pinner
 	// (DefaultRecords when empty).
 	Records string
+	// TrustDir holds the users' trust records (<uid>.yaml, root-owned,
+	// 0644), written only through the trust request from outside every
+	// sandbox. Empty: the agent keeps no trust (an embedded agent) and
+	// takes the client's trust decision, read from ~/.aigate/trusted.yaml.
+	TrustDir string
 }
 
 // Agent serves the API and owns the sandboxes.
@@ -89,6 +94,7 @@ type Agent struct {
 	started time.Time
 
 	mu        sync.Mutex
+	trustMu   sync.Mutex // serialises changes of the trust records
 	boxes     map[string]*box
 	byCgroup  map[uint64]*box
 	conns     map[net.Conn]struct{}
@@ -456,6 +462,14 @@ func (a *Agent) sandboxed(pid int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	parent := "/" + strings.Trim(a.cfg.Parent, "/")
-	return cg != parent && cgroup.Within(cg, parent), nil
+	// Below this agent's parent, or the default one: a peer in a sandbox
+	// of another agent (an embedded one of `sudo aigate run`) is no more
+	// outside than one of ours.
+	for _, p := range []string{a.cfg.Parent, sandbox.DefaultParent} {
+		parent := "/" + strings.Trim(p, "/")
+		if cg != parent && cgroup.Within(cg, parent) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

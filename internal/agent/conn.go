@@ -35,7 +35,9 @@ func (a *Agent) serveConn(nc *net.UnixConn, peer api.Peer) {
 		a.reply(c, &api.Response{Error: e})
 		return
 	}
-	if req.Op != api.OpStatus {
+	// Reading one's own trust records is as harmless as status; who may
+	// change them is trustRequest's to check.
+	if req.Op != api.OpStatus && req.Op != api.OpTrust {
 		// A sandboxed tool, running as its user, may well reach the socket:
 		// it must not create a looser sandbox for itself, end its own
 		// (to run on elsewhere), or read other sandboxes' events.
@@ -57,6 +59,8 @@ func (a *Agent) serveConn(nc *net.UnixConn, peer api.Peer) {
 		a.watch(c, peer, req.Watch)
 	case api.OpCreate:
 		a.session(c, peer, req.Create, log)
+	case api.OpTrust:
+		a.reply(c, a.trustRequest(peer, req.Trust))
 	case api.OpPlace:
 		a.reply(c, errResp(api.CodeBadRequest, "place is only valid on the connection that created the sandbox"))
 	}

@@ -38,7 +38,16 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		return nil, nil, &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("uid %d already has %d sandboxes, the limit; end one (aigate status lists them)", owner, n)}
 	}
 
-	compiled, warnings, err := compile(req)
+	// With trust records of its own, the agent decides the project file's
+	// trust from them, not from the client: the client read its decision
+	// from ~/.aigate, which a sandbox may have forged.
+	trust, e := a.projectTrust(owner, req)
+	if e != nil {
+		return nil, nil, e
+	}
+	r := *req
+	r.Trust = trust
+	compiled, warnings, err := compile(&r)
 	if err != nil {
 		return nil, nil, &api.Error{Code: api.CodePolicy, Message: err.Error()}
 	}

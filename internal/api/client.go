@@ -162,3 +162,17 @@ func (s *Stream) Next() (ev *events.Event, dropped uint64, err error) {
 
 // Close ends the stream.
 func (s *Stream) Close() error { return s.conn.Close() }
+
+// Trust reads (TrustGet) or changes the caller's trust records kept by the
+// agent. A records.Held false answer means the agent keeps none.
+func (c *Client) Trust(ctx context.Context, t TrustRequest) (*TrustRecords, error) {
+	resp, conn, err := c.roundTrip(ctx, &Request{Op: OpTrust, Trust: &t})
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	if resp.Trust == nil {
+		return nil, errors.New("trust: the agent sent no trust records (an older agent? restart it)")
+	}
+	return resp.Trust, nil
+}

@@ -31,6 +31,7 @@ const (
 	OpPlace  Op = "place"  // on a session: move the waiting child into the sandbox
 	OpEnd    Op = "end"    // end a sandbox (kill what runs in it, remove it)
 	OpWatch  Op = "watch"  // stream the events the caller may see
+	OpTrust  Op = "trust"  // read or change the caller's trust records
 )
 
 // Request is every message a client sends. Exactly the field of Op is set.
@@ -41,6 +42,7 @@ type Request struct {
 	Place  *PlaceRequest  `json:"place,omitempty"`
 	End    *EndRequest    `json:"end,omitempty"`
 	Watch  *WatchRequest  `json:"watch,omitempty"`
+	Trust  *TrustRequest  `json:"trust,omitempty"`
 }
 
 // File is a config file as the client read it. The agent parses it itself,
@@ -96,6 +98,40 @@ type WatchRequest struct {
 	Kind    events.Kind `json:"kind,omitempty"`
 }
 
+// Trust actions.
+const (
+	TrustGet    = "get"    // the caller's records
+	TrustSet    = "set"    // trust Path with content SHA256
+	TrustRevoke = "revoke" // forget Path
+)
+
+// TrustRequest reads or changes the trust records the agent keeps for a
+// user (its own storage, which no sandbox can write). set and revoke are
+// accepted only from a process outside every sandbox, and only for the
+// caller's own uid (root may name Owner, acting for the user of sudo).
+type TrustRequest struct {
+	Action string  `json:"action"`
+	Path   string  `json:"path,omitempty"`
+	SHA256 string  `json:"sha256,omitempty"`
+	Owner  *uint32 `json:"owner,omitempty"`
+}
+
+// TrustEntry is one trusted project file: its path and the SHA-256 of the
+// content the user approved.
+type TrustEntry struct {
+	Path    string    `json:"path"`
+	SHA256  string    `json:"sha256"`
+	Trusted time.Time `json:"trusted_at"`
+}
+
+// TrustRecords answers a trust request. Held false: this agent keeps no
+// trust records (an agent embedded in `sudo aigate run`); the client's own
+// trust store (~/.aigate/trusted.yaml) then decides, as before.
+type TrustRecords struct {
+	Held    bool         `json:"held"`
+	Entries []TrustEntry `json:"entries,omitempty"`
+}
+
 // Response is every message the agent sends: the answer to a request, or
 // one item of a stream (Event, Dropped, Ended).
 type Response struct {
@@ -105,6 +141,7 @@ type Response struct {
 	Sandboxes []SandboxInfo `json:"sandboxes,omitempty"`
 	Sandbox   *SandboxInfo  `json:"sandbox,omitempty"`
 	Warnings  []string      `json:"warnings,omitempty"`
+	Trust     *TrustRecords `json:"trust,omitempty"`
 
 	Event *events.Event `json:"event,omitempty"`
 	// Dropped is how many events this stream lost since the last notice

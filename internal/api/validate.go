@@ -28,7 +28,7 @@ func (r *Request) Validate() *Error {
 		return &Error{CodeVersion, fmt.Sprintf("protocol version %d, the agent speaks %d: use the aigate binary that matches the running agent, or restart the agent", r.V, Version)}
 	}
 	set := 0
-	for _, b := range []bool{r.Create != nil, r.Place != nil, r.End != nil, r.Watch != nil} {
+	for _, b := range []bool{r.Create != nil, r.Place != nil, r.End != nil, r.Watch != nil, r.Trust != nil} {
 		if b {
 			set++
 		}
@@ -45,6 +45,8 @@ func (r *Request) Validate() *Error {
 		bodyOK = set == 1 && r.End != nil
 	case OpWatch:
 		bodyOK = set == 0 || (set == 1 && r.Watch != nil)
+	case OpTrust:
+		bodyOK = set == 1 && r.Trust != nil
 	default:
 		return badf("unknown op %q", r.Op)
 	}
@@ -60,6 +62,8 @@ func (r *Request) Validate() *Error {
 		}
 	case OpEnd:
 		return validName(r.End.Sandbox, false)
+	case OpTrust:
+		return r.Trust.validate()
 	case OpWatch:
 		if r.Watch != nil {
 			if err := validName(r.Watch.Sandbox, true); err != nil {
@@ -116,9 +120,24 @@ func (c *CreateRequest) validate() *Error {
 	return nil
 }
 
+func (t *TrustRequest) validate() *Error {
+	switch t.Action {
+	case TrustGet:
+		return nil
+	case TrustSet:
+		if len(t.SHA256) != 64 || strings.Trim(t.SHA256, "0123456789abcdef") != "" {
+			return badf("trust: sha256 %q is not a lowercase hex SHA-256", t.SHA256)
+		}
+	case TrustRevoke:
+	default:
+		return badf("trust: action %q: want get, set or revoke", t.Action)
+	}
+	return absPath("project file", t.Path)
+}
+
 func absPath(what, p string) *Error {
 	if p == "" || len(p) > maxPath || !filepath.IsAbs(p) || filepath.Clean(p) != p || strings.ContainsRune(p, 0) {
-		return badf("create: %s %q is not a clean absolute path", what, p)
+		return badf("%s %q is not a clean absolute path", what, p)
 	}
 	return nil
 }

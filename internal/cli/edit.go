@@ -69,11 +69,11 @@ func (f *Factory) beginEdit(project, dryRun bool) (*edit, error) {
 		}
 	}
 	if project && e.doc.Exists {
-		ts, err := readTrust(paths)
+		recs, err := openTrust(f, paths, "")
 		if err != nil {
 			return nil, err
 		}
-		e.trustedBefore = ts.State(target, e.doc.Orig) == config.Trusted
+		e.trustedBefore = recs.State(target, e.doc.Orig) == config.Trusted
 	}
 	return e, nil
 }
@@ -134,12 +134,11 @@ func (e *edit) commit() (*policy.Config, error) {
 
 // retrust records the user's own edit as trusted.
 func (e *edit) retrust(data []byte) error {
-	ts, err := readTrust(e.paths)
+	recs, err := openTrust(e.f, e.paths, "")
 	if err != nil {
 		return err
 	}
-	ts.Set(e.doc.Path, data, e.f.Now())
-	if err := ts.Write(e.paths.Trust, e.paths.User); err != nil {
+	if err := recs.Set(e.doc.Path, data, e.f.Now()); err != nil {
 		return fmt.Errorf("%s was written but could not be re-trusted: %w; run `aigate trust`", e.name(), err)
 	}
 	return nil

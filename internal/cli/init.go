@@ -77,12 +77,11 @@ func runInit(o *initOptions) error {
 		f.printf("%s %s with the defaults.\nNext: `aigate status` to see what is denied, `aigate doctor` to check the kernel.\n", verb, name)
 		return nil
 	}
-	ts, err := readTrust(paths)
+	recs, err := openTrust(f, paths, "")
 	if err != nil {
 		return err
 	}
-	ts.Set(target, content, f.Now())
-	if err := ts.Write(paths.Trust, paths.User); err != nil {
+	if err := recs.Set(target, content, f.Now()); err != nil {
 		return err
 	}
 	f.printf("%s %s (trusted).\nAdd rules with `aigate deny read --project PATTERN`.\n", verb, name)

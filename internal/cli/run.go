@@ -158,6 +158,9 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		}
 		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
 	}
+	if err := agentTrustState(f, loaded, opts.Socket); err != nil {
+		return &exitError{ExitPolicy, err}
+	}
 	pol, _ := loaded.Policy() // warnings come back from the agent, once
 	env := loaded.PolicyEnv()
 	// "~/" means the home of whoever runs the tool: that is whose secrets

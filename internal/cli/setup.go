@@ -13,12 +13,16 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
+
+// stateDir holds the agent's trust records (agent.DefaultTrustDir).
+var stateDir = filepath.Dir(agent.DefaultTrustDir)
 
 // unitPath is where setup installs the agent's systemd unit.
 const unitPath = "/etc/systemd/system/aigate.service"
@@ -118,6 +122,10 @@ KillMode=mixed
 TimeoutStopSec=15
 RuntimeDirectory=aigate
 RuntimeDirectoryPreserve=yes
+# /var/lib/aigate (root's, 0755): the users' trust records, out of every
+# sandbox's reach.
+StateDirectory=aigate
+StateDirectoryMode=0755
 # The sandboxes live below the agent's own cgroup tree, not the service's.
 Delegate=no
 
@@ -130,7 +138,7 @@ WantedBy=multi-user.target
 // reset.go (owned by the CLI) calls it and ResetAgent under --force.
 func ResetAgentPlan() []string {
 	var out []string
-	for _, p := range []string{unitPath, filepath.Dir(api.DefaultSocket), pinDir} {
+	for _, p := range []string{unitPath, filepath.Dir(api.DefaultSocket), pinDir, stateDir} {
 		if _, err := os.Lstat(p); err == nil {
 			out = append(out, p)
 		}
@@ -230,7 +238,7 @@ func ResetAgent(f *Factory) error {
 	if agentRunning() {
 		return errors.Join(append(errs, errAgentRunning)...)
 	}
-	for _, dir := range []string{filepath.Dir(api.DefaultSocket), pinDir} {
+	for _, dir := range []string{filepath.Dir(api.DefaultSocket), pinDir, stateDir} {
 		if _, err := os.Lstat(dir); err == nil {
 			if err := os.RemoveAll(dir); err != nil {
 				errs = append(errs, err)

@@ -198,6 +198,13 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
+	if _, inside := insideSandbox(); !inside {
+		// The trust that a run would apply: the agent's records when it
+		// keeps them, not a store in ~/.aigate a sandbox could forge.
+		if err := agentTrustState(o.f, l, o.socket); err != nil {
+			o.f.warnf("%v; the project's trust shown is that of %s", err, l.Paths.Pretty(l.Paths.Trust))
+		}
+	}
 	st := buildStatus(l, o.f.Doctor(false))
 	if ctx == nil {
 		ctx = context.Background()

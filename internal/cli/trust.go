@@ -34,7 +34,9 @@ func newTrustCmd(f *Factory) *cobra.Command {
 repository you clone cannot open the network or your files for itself.
 
 trust shows what the file loosens and the file itself, asks, then records
-its path and SHA-256 in ~/.aigate/trusted.yaml. Without a terminal to ask
+its path and SHA-256: with the aigate agent, which keeps the records in
+root-owned storage no sandbox can write (only a process outside every
+sandbox may change them); without an agent, in ~/.aigate/trusted.yaml. Without a terminal to ask
 on (a script), it trusts only with --yes. Any later change to the file
 un-trusts it, except your own edits made with "aigate deny/allow --project"
 to a trusted file.`,
@@ -63,18 +65,19 @@ func runTrust(o *trustOptions) error {
 	if paths.Project == "" {
 		return fmt.Errorf("no %s in %s or its parent directories: nothing to trust", config.ProjectName, paths.WorkDir)
 	}
-	ts, err := readTrust(paths)
+	recs, err := openTrust(f, paths, "")
 	if err != nil {
 		return err
 	}
 	name := paths.Pretty(paths.Project)
 	if o.revoke {
-		if !ts.Remove(paths.Project) {
+		removed, err := recs.Remove(paths.Project)
+		if err != nil {
+			return err
+		}
+		if !removed {
 			f.printf("%s was not trusted\n", name)
 			return nil
-		}
-		if err := ts.Write(paths.Trust, paths.User); err != nil {
-			return err
 		}
 		f.printf("%s is no longer trusted; its loosening entries are ignored\n", name)
 		return nil
@@ -100,6 +103,9 @@ func runTrust(o *trustOptions) error {
 			f.printf("  %s\n", s)
 		}
 	}
+	// The records decide, not Load's reading of ~/.aigate when the agent
+	// keeps them.
+	l.Trust = recs.State(paths.Project, l.ProjectData)
 	if l.Trust == config.Trusted {
 		f.printf("%s is already trusted (sha256 %s)\n", name, config.Hash(l.ProjectData)[:12])
 		return nil
@@ -119,8 +125,7 @@ func runTrust(o *trustOptions) error {
 			}
 		}
 	}
-	ts.Set(paths.Project, l.ProjectData, f.Now())
-	if err := ts.Write(paths.Trust, paths.User); err != nil {
+	if err := recs.Set(paths.Project, l.ProjectData, f.Now()); err != nil {
 		return err
 	}
 	f.printf("trusted %s (sha256 %s); any change to it will need `aigate trust` again\n", name, config.Hash(l.ProjectData)[:12])

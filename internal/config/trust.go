@@ -94,7 +94,12 @@ func (ts *TrustStore) State(path string, data []byte) TrustState {
 
 // Set trusts data as the content of path, replacing any earlier entry.
 func (ts *TrustStore) Set(path string, data []byte, now time.Time) {
-	e := TrustEntry{Path: path, SHA256: Hash(data), Trusted: now.UTC().Truncate(time.Second)}
+	ts.SetHash(path, Hash(data), now)
+}
+
+// SetHash trusts the content with SHA-256 sum as the content of path.
+func (ts *TrustStore) SetHash(path, sum string, now time.Time) {
+	e := TrustEntry{Path: path, SHA256: sum, Trusted: now.UTC().Truncate(time.Second)}
 	if i := ts.index(path); i >= 0 {
 		ts.Entries[i] = e
 		return

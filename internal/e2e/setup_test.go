@@ -224,7 +224,7 @@ func TestSetup(t *testing.T) {
 	if groups := idGroups(t, usr.Username); slices.Contains(groups, api.Group) {
 		t.Errorf("id -nG %s = %v after reset --force", usr.Username, groups)
 	}
-	for _, p := range []string{filepath.Dir(api.DefaultSocket), "/sys/fs/bpf/aigate", "/etc/systemd/system/aigate.service", filepath.Join(usr.HomeDir, ".aigate"), stale} {
+	for _, p := range []string{filepath.Dir(api.DefaultSocket), "/sys/fs/bpf/aigate", "/etc/systemd/system/aigate.service", "/var/lib/aigate", filepath.Join(usr.HomeDir, ".aigate"), stale} {
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left after reset --force (%v)\n%s", p, err, out)
 		}

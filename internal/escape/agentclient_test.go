@@ -98,6 +98,28 @@ func clientOp(f []string) string {
 		}
 		s.Close()
 		return "ok created"
+	case "createtrusted": // create a sandbox for the project file f[4], claiming it is trusted
+		data, err := os.ReadFile(f[4])
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		req.Project, req.Trust = &api.File{Path: f[4], Data: data}, "trusted"
+		s, err := api.NewClient(sock).CreateSandbox(context.Background(), req)
+		if err != nil {
+			return refusal(err)
+		}
+		s.Close()
+		return "ok warnings: " + strings.Join(s.Warnings, "; ")
+	case "trust": // ask the agent to trust (or revoke) a project file: action path [sha256]
+		t := api.TrustRequest{Action: f[4], Path: f[5]}
+		if len(f) > 6 {
+			t.SHA256 = f[6]
+		}
+		recs, err := api.NewClient(sock).Trust(context.Background(), t)
+		if err != nil {
+			return refusal(err)
+		}
+		return fmt.Sprintf("ok held %v entries %d", recs.Held, len(recs.Entries))
 	}
 	return "error: unknown op " + op
 }

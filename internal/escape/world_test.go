@@ -208,7 +208,8 @@ func startAgent(backend string) *agent {
 	metrics := ln.Addr().String()
 	ln.Close()
 	a.cmd = exec.Command(machine.bin, "--log-level", "debug", "agent", "--socket", a.sock,
-		"--metrics-addr", metrics, "--backend", backend, "--group", machine.name)
+		"--metrics-addr", metrics, "--backend", backend, "--group", machine.name,
+		"--trust-dir", filepath.Join(machine.dir, "trust-"+backend))
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	// Pdeathsig: a test binary killed by its timeout must not leave an
 	// agent behind, whose fanotify marks would keep every opener of a
