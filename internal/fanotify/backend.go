@@ -94,6 +94,7 @@ type Backend struct {
 	watch  *watcher   // nil when the kernel cannot report directory creations
 	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
 	walks  *walkCache // directory listings of earlier sandboxes' walks
+	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
@@ -116,6 +117,7 @@ type sandbox struct {
 	*enforce.Sandbox
 	rel  string // cgroup path relative to the cgroup2 mount, as in /proc/PID/cgroup
 	plan *plan
+	kept []string // the paths whose copies it holds a reference to
 
 	// mu serialises the plan's growth (grow.go) against Remove.
 	mu          sync.Mutex
@@ -144,6 +146,7 @@ func Open(opts Options) (*Backend, error) {
 		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
 		ldso:      newLoaders(),
 		walks:     newWalkCache(),
+		keep:      newKeeper(maxKept),
 		sandboxes: map[uint32]*sandbox{},
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
@@ -238,6 +241,22 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
 	s := &sandbox{Sandbox: sb, rel: rel, plan: p}
+	// Before the marks: these opens then ask no one.
+	var unkept int
+	for key, path := range p.protected {
+		if p.inodes[key].write == 0 {
+			continue
+		}
+		if b.keep.hold(path) {
+			s.kept = append(s.kept, path)
+		} else {
+			unkept++
+		}
+	}
+	if unkept > 0 {
+		b.log.Warn("some deny_write files have no copy to restore them from: replacing one by a rename kills the sandbox",
+			zap.String("sandbox", sb.Name), zap.Int("files", unkept), zap.Int("max_kept", maxKept))
+	}
 	// Held from before the watcher can find s until its trees are marked
 	// and watched: a directory reported meanwhile waits, then grows them.
 	s.mu.Lock()
@@ -304,6 +323,9 @@ func (b *Backend) Remove(id uint32) error {
 	}
 	s.mu.Lock()
 	s.removed = true
+	for _, path := range s.kept {
+		b.keep.release(path)
+	}
 	err := b.marks.remove(id, s.plan)
 	if b.watch != nil {
 		for dir := range s.plan.tree {
@@ -345,6 +367,7 @@ func (b *Backend) Close() error {
 		if b.watch != nil {
 			b.watch.close()
 		}
+		b.keep.close()
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
 		close(b.events)
