@@ -13,11 +13,15 @@ import (
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
-// TestEscapeGitConfigInside: `git config user.name x` inside the sandbox
-// writes .git/config through config.lock and a rename. On LSM the rename
-// is refused and git fails; on fanotify the rename goes through, is
-// undone (event op rename, restored) and the session goes on. Either way
-// .git/config is unchanged afterwards and the shell continues.
+// TestEscapeGitConfigInside: `git config user.name x` and `git remote add`
+// inside the sandbox write .git/config through config.lock and a rename.
+// On LSM the rename is refused and git fails ("error: could not commit
+// config file .git/config"); on fanotify the rename goes through, git
+// exits 0, and the rename is undone (event op rename, restored) while the
+// session goes on. Either way .git/config is unchanged afterwards and the
+// shell continues. git exits at once: the watcher places it by the
+// permission event of its read of .git/config (pidCache), and a rename at
+// the very end of the session is handled before the sandbox is removed.
 func TestEscapeGitConfigInside(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		testutil.SkipUnlessKernel(t, "git is not installed")
@@ -27,7 +31,8 @@ func TestEscapeGitConfigInside(t *testing.T) {
 			t.Fatalf("git init: %v\n%s", err, out)
 		}
 		before := b.read(".git/config")
-		r := b.sh(`git config user.name x; echo "git exit $?"; echo continued`)
+		r := b.sh(`git config user.name x; echo "git config exit $?"
+git remote add origin https://example.com/x.git; echo "git remote exit $?"; echo continued`)
 		t.Logf("inside: %s", r)
 		if r.code != 0 || !strings.Contains(r.stdout, "continued") {
 			t.Fatalf("the session did not go on (exit %d):\n%s", r.code, r)
@@ -92,6 +97,55 @@ time.sleep(1)'; echo continued`)
 		}
 		if r.code != 0 || !strings.Contains(r.stdout, "continued") {
 			t.Errorf("the session did not go on (exit %d):\n%s", r.code, r)
+		}
+	})
+}
+
+// TestEscapeRestoreRepeated: replacements one after the other are each
+// undone, and the files the sandbox creates between them are not refused
+// (the inode a restore frees may be given to the next file: its inode rule
+// must go with it). It logs the window between a rename and the restore as
+// the mover sees it (docs/threat-model.md).
+func TestEscapeRestoreRepeated(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		testutil.SkipUnlessKernel(t, "no python3")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		if b.backend != "fanotify" {
+			return // LSM refuses each rename
+		}
+		b.write(".git/config", "# the user's\n")
+		r := b.sh(`python3 -c 'import os, time
+w = []
+for i in range(20):
+    try:
+        open("p%d" % i, "w").write("X")
+    except OSError as e:
+        print("create p%d: %s" % (i, e))
+        continue
+    t = time.monotonic_ns()
+    os.rename("p%d" % i, ".git/config")
+    while open(".git/config").read() == "X":
+        pass
+    w.append((time.monotonic_ns() - t) // 1000)
+    time.sleep(0.02)
+w.sort()
+print("restored", len(w), "window us median", w[len(w)//2], "max", w[-1])'`)
+		t.Logf("%s", r.stdout)
+		if strings.Contains(r.stdout, "create p") || !strings.Contains(r.stdout, "restored 20 ") {
+			t.Errorf("not every replacement was undone, or a new file was refused:\n%s", r)
+		}
+		if got := b.read(".git/config"); got != "# the user's\n" {
+			t.Errorf(".git/config is %q", got)
+		}
+		n := 0
+		for _, e := range r.events {
+			if e.Op == events.OpRename && e.Restored {
+				n++
+			}
+		}
+		if n != 20 || r.code != 0 {
+			t.Errorf("%d restored rename events, want 20 (exit %d):\n%s", n, r.code, r)
 		}
 	})
 }

@@ -95,6 +95,11 @@ type Backend struct {
 	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
 	walks  *walkCache // directory listings of earlier sandboxes' walks
 	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
+	// watchMu: one reader of the watcher at a time (drainWatch).
+	watchMu sync.Mutex
+	// placed remembers the sandbox of processes seen recently, for a
+	// watcher event whose process has exited by the time it is read.
+	placed pidCache
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
@@ -309,6 +314,16 @@ func (b *Backend) anyMatch(path string) bool {
 
 // Remove stops enforcing for the sandbox and drops the marks only it needed.
 func (b *Backend) Remove(id uint32) error {
+	if b.watch != nil {
+		// What its processes moved before they were killed is handled
+		// (undone, reported) while the sandbox is still known.
+		select {
+		case <-b.closing:
+		default:
+			evs := make([]watchEvent, 0, 64)
+			b.drainWatch(make([]byte, 64*1024), &evs)
+		}
+	}
 	b.mu.Lock()
 	s, ok := b.sandboxes[id]
 	delete(b.sandboxes, id)

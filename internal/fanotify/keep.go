@@ -107,22 +107,21 @@ func (k *keeper) held(path string) bool {
 
 // refresh holds what is now at name in dir (the file of path) instead of
 // the old copy: the user replaced it. When nothing regular is there, the
-// copy is dropped.
-func (k *keeper) refresh(dir int, name, path string) {
+// copy is dropped. It returns the old descriptor (or -1) for the caller to
+// retire.
+func (k *keeper) refresh(dir int, name, path string) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c, ok := k.files[path]
 	if !ok {
-		return
+		return -1
 	}
-	fd, err := openRegular(dir, name)
-	if c.fd >= 0 {
-		unix.Close(c.fd)
-	}
+	old := c.fd
 	c.fd = -1
-	if err == nil {
+	if fd, err := openRegular(dir, name); err == nil {
 		c.fd = fd
 	}
+	return old
 }
 
 // drop forgets the copy of path, keeping its references: when the new
@@ -139,17 +138,18 @@ func (k *keeper) drop(path string) {
 var errNotKept = errors.New("no copy of the file is held")
 
 // restore writes the held copy of path back at name in dir (which must be
-// the directory of path) and holds the restored file from then on.
-func (k *keeper) restore(dir int, name, path string) error {
+// the directory of path) and holds the restored file from then on. It
+// returns the old descriptor for the caller to retire.
+func (k *keeper) restore(dir int, name, path string) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c, ok := k.files[path]
 	if !ok || c.fd < 0 {
-		return errNotKept
+		return -1, errNotKept
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(c.fd, &st); err != nil {
-		return fmt.Errorf("restore %s: stat the copy: %w", path, err)
+		return -1, fmt.Errorf("restore %s: stat the copy: %w", path, err)
 	}
 	tmp := "." + name + ".aigate-restore." + strconv.FormatUint(k.seq.Add(1), 10)
 	if len(tmp) > 255 {
@@ -157,7 +157,7 @@ func (k *keeper) restore(dir int, name, path string) error {
 	}
 	fd, err := unix.Openat(dir, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("restore %s: create %s: %w", path, tmp, err)
+		return -1, fmt.Errorf("restore %s: create %s: %w", path, tmp, err)
 	}
 	err = copyFrom(fd, c.fd)
 	if err == nil {
@@ -175,13 +175,13 @@ func (k *keeper) restore(dir int, name, path string) error {
 	if err != nil {
 		unix.Close(fd)
 		_ = unix.Unlinkat(dir, tmp, 0)
-		return fmt.Errorf("restore %s: %w", path, err)
+		return -1, fmt.Errorf("restore %s: %w", path, err)
 	}
-	// The restored inode, not the old one: that may now lie where the
-	// sandbox moved it.
-	unix.Close(c.fd)
+	// The restored inode from now on, not the old one: that may lie
+	// where the sandbox moved it.
+	old := c.fd
 	c.fd = fd
-	return nil
+	return old, nil
 }
 
 // copyFrom copies src from offset 0 to dst (at its offset): what the held

@@ -96,7 +96,40 @@ func (b *Backend) restore(ev *watchEvent, path string) error {
 		return fmt.Errorf("restore %s: %w", path, err)
 	}
 	defer unix.Close(dir)
-	return b.keep.restore(dir, ev.name, path)
+	old, err := b.keep.restore(dir, ev.name, path)
+	b.retire(old)
+	return err
+}
+
+// retire closes a descriptor the keeper no longer holds. An inode with no
+// name left is freed by the close, and the filesystem may give its number
+// to the next file created: every sandbox forgets its inode rules first,
+// or that unrelated file would be refused as the protected one.
+func (b *Backend) retire(fd int) {
+	if fd < 0 {
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil && st.Nlink == 0 {
+		b.forgetInode(keyOf(&st))
+	}
+	unix.Close(fd)
+}
+
+// forgetInode drops every sandbox's rules for an inode that is gone.
+func (b *Backend) forgetInode(key inodeKey) {
+	for _, s := range b.sandboxList() {
+		s.mu.Lock()
+		s.plan.inoMu.Lock()
+		_, had := s.plan.protected[key]
+		delete(s.plan.inodes, key)
+		delete(s.plan.protected, key)
+		s.plan.inoMu.Unlock()
+		s.mu.Unlock()
+		if had {
+			b.marks.unprotect(key)
+		}
+	}
 }
 
 // outside handles a creation or move by a process in no sandbox. At a path
@@ -132,7 +165,7 @@ func (b *Backend) outside(ev *watchEvent) {
 		return
 	}
 	defer unix.Close(dir)
-	b.keep.refresh(dir, ev.name, path)
+	b.retire(b.keep.refresh(dir, ev.name, path))
 }
 
 // replaces reports whether moving path replaces or removes something a
