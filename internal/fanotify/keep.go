@@ -5,6 +5,7 @@ package fanotify
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -40,7 +41,8 @@ type keeper struct {
 	mu    sync.Mutex
 	max   int
 	files map[string]*kept
-	seq   atomic.Uint64 // temporary file names
+	names map[string]int // base names of files, for a cheap first test (hasName)
+	seq   atomic.Uint64  // temporary file names
 }
 
 type kept struct {
@@ -49,7 +51,7 @@ type kept struct {
 }
 
 func newKeeper(max int) *keeper {
-	return &keeper{max: max, files: map[string]*kept{}}
+	return &keeper{max: max, files: map[string]*kept{}, names: map[string]int{}}
 }
 
 // hold opens path (a regular file, not followed) once, or adds a reference.
@@ -69,7 +71,16 @@ func (k *keeper) hold(path string) bool {
 		return false
 	}
 	k.files[path] = &kept{fd: fd, refs: 1}
+	k.names[filepath.Base(path)]++
 	return true
+}
+
+// hasName reports whether some held path ends in name: most files created
+// in the watched trees are not, and need no path lookup.
+func (k *keeper) hasName(name string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.names[name] > 0
 }
 
 // release drops one reference; the descriptor goes with the last.
@@ -87,6 +98,11 @@ func (k *keeper) release(path string) {
 		unix.Close(c.fd)
 	}
 	delete(k.files, path)
+	if base := filepath.Base(path); k.names[base] <= 1 {
+		delete(k.names, base)
+	} else {
+		k.names[base]--
+	}
 }
 
 // has reports whether path is held with a usable copy.
@@ -239,4 +255,5 @@ func (k *keeper) close() {
 		}
 	}
 	k.files = map[string]*kept{}
+	k.names = map[string]int{}
 }

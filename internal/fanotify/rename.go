@@ -148,7 +148,7 @@ func (b *Backend) outside(ev *watchEvent) {
 	if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
 		b.unplaced(ev)
 	}
-	if ev.mask&unix.FAN_ONDIR != 0 {
+	if ev.mask&unix.FAN_ONDIR != 0 || !b.keep.hasName(ev.name) {
 		return
 	}
 	parent, err := b.watch.dirPath(ev)
