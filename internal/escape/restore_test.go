@@ -15,7 +15,8 @@ import (
 
 // TestEscapeGitConfigInside: `git config user.name x` and `git remote add`
 // inside the sandbox write .git/config through config.lock and a rename.
-// On LSM the rename is refused and git fails; on fanotify the rename goes through, git
+// On LSM the rename is refused and git fails ("error: could not write
+// config file .git/config: Operation not permitted", exit 4); on fanotify the rename goes through, git
 // exits 0, and the rename is undone (event op rename, restored) while the
 // session goes on. Either way .git/config is unchanged afterwards and the
 // shell continues. git exits at once: the watcher places it by the
