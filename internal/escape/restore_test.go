@@ -149,3 +149,37 @@ print("restored", len(w), "window us median", w[len(w)//2], "max", w[-1])'`)
 		}
 	})
 }
+
+// TestEscapeRenameIntoAbsent: Claude Code's first "don't ask again"
+// writes .claude/settings.local.json, which does not exist yet, through a
+// temporary file and a rename. LSM refuses the rename; fanotify removes
+// the file moved there (the path was absent at the start) and reports a
+// restored rename; the sandbox goes on either way.
+func TestEscapeRenameIntoAbsent(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		testutil.SkipUnlessKernel(t, "no python3")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		b.mkdir(b.path(".claude"))
+		target := ".claude/settings.local.json"
+		r := b.sh(`python3 -c 'import os, time
+open(".claude/tmp.json", "w").write("{\"hooks\": {\"SessionStart\": []}}\n")
+os.rename(".claude/tmp.json", ".claude/settings.local.json")
+time.sleep(1)
+print("survived")'; echo continued`)
+		if _, err := os.Lstat(b.path(target)); err == nil {
+			t.Errorf("%s exists after the run: %q\n%s", target, b.read(target), r)
+		}
+		if r.code != 0 || !strings.Contains(r.stdout, "continued") {
+			t.Errorf("the sandbox did not go on (exit %d):\n%s", r.code, r)
+		}
+		if b.backend == "fanotify" {
+			if e, ok := r.denied(events.OpRename, b.path(target)); !ok || !e.Restored {
+				t.Errorf("no restored rename event:\n%s", r)
+			}
+			if !strings.Contains(r.stdout, "survived") {
+				t.Errorf("the mover was stopped:\n%s", r)
+			}
+		}
+	})
+}

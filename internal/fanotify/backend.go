@@ -258,6 +258,18 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 			unkept++
 		}
 	}
+	// The exact deny_write paths that do not exist: a file renamed there
+	// (Claude Code's first .claude/settings.local.json) is removed.
+	for _, e := range sb.Policy.Write.Paths {
+		if _, err := os.Lstat(e.Value); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if b.keep.hold(e.Value) {
+			s.kept = append(s.kept, e.Value)
+		} else {
+			unkept++
+		}
+	}
 	if unkept > 0 {
 		b.log.Warn("some deny_write files have no copy to restore them from: replacing one by a rename kills the sandbox",
 			zap.String("sandbox", sb.Name), zap.Int("files", unkept), zap.Int("max_kept", maxKept))

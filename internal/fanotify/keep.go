@@ -29,6 +29,10 @@ import (
 // than the user's last version. A replacement whose mover had exited
 // before it could be placed is taken as the user's too (rename.go).
 //
+// A deny_write path named exactly by a rule that does not exist when the
+// sandbox starts (a first .claude/settings.local.json) is held as absent:
+// undoing a rename to it removes what was moved there.
+//
 // At most maxKept files are held (one descriptor each, the content stays
 // on disk); a deny_write file past the bound has no copy, and replacing it
 // kills the sandbox.
@@ -46,16 +50,24 @@ type keeper struct {
 }
 
 type kept struct {
-	fd   int // -1: dropped (replaced by a process that could not be placed)
+	fd   int // a descriptor of the file; dropped (-1) or absent (wasAbsent)
 	refs int
 }
+
+// wasAbsent is the fd of a path that did not exist: undoing a rename to it
+// removes what was moved there.
+const wasAbsent = -2
+
+// usable reports whether c says what to put back.
+func (c *kept) usable() bool { return c.fd >= 0 || c.fd == wasAbsent }
 
 func newKeeper(max int) *keeper {
 	return &keeper{max: max, files: map[string]*kept{}, names: map[string]int{}}
 }
 
 // hold opens path (a regular file, not followed) once, or adds a reference.
-// It reports false past the bound or when path cannot be opened.
+// A path that does not exist is held as absent. It reports false past the
+// bound or when path cannot be opened.
 func (k *keeper) hold(path string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -67,7 +79,9 @@ func (k *keeper) hold(path string) bool {
 		return false
 	}
 	fd, err := openRegular(unix.AT_FDCWD, path)
-	if err != nil {
+	if errors.Is(err, unix.ENOENT) {
+		fd = wasAbsent
+	} else if err != nil {
 		return false
 	}
 	k.files[path] = &kept{fd: fd, refs: 1}
@@ -110,7 +124,7 @@ func (k *keeper) has(path string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c, ok := k.files[path]
-	return ok && c.fd >= 0
+	return ok && c.usable()
 }
 
 // held reports whether path is held, with a copy or dropped.
@@ -134,8 +148,12 @@ func (k *keeper) refresh(dir int, name, path string) int {
 	}
 	old := c.fd
 	c.fd = -1
-	if fd, err := openRegular(dir, name); err == nil {
+	fd, err := openRegular(dir, name)
+	switch {
+	case err == nil:
 		c.fd = fd
+	case errors.Is(err, unix.ENOENT):
+		c.fd = wasAbsent // the user moved it away
 	}
 	return old
 }
@@ -160,8 +178,16 @@ func (k *keeper) restore(dir int, name, path string) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c, ok := k.files[path]
-	if !ok || c.fd < 0 {
+	if !ok || !c.usable() {
 		return -1, errNotKept
+	}
+	if c.fd == wasAbsent {
+		// Absent before: remove the entry moved there (not followed; a
+		// directory fails, and the caller kills).
+		if err := unix.Unlinkat(dir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return -1, fmt.Errorf("restore %s (absent): %w", path, err)
+		}
+		return -1, nil
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(c.fd, &st); err != nil {
