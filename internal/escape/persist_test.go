@@ -5,6 +5,7 @@ package escape
 import (
 	"fmt"
 	"github.com/aigate-dev/aigate/internal/testutil"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -118,9 +119,14 @@ python3 -c 'import os, time; os.rename(".git", "%[1]s/old"); time.sleep(3); os.r
 			}
 		case "fanotify":
 			// No permission event for renames: the move is seen after the
-			// fact, reported as a write, and the sandbox is killed.
-			if _, ok := r.denied(events.OpRename, filepath.Join(b.proj, ".git")); !ok {
+			// fact and, a directory above the protected files not being
+			// restored, the sandbox is killed.
+			e, ok := r.denied(events.OpRename, filepath.Join(b.proj, ".git"))
+			if !ok {
 				t.Errorf("no rename event for moving .git:\n%s", r)
+			}
+			if e.Restored {
+				t.Errorf("the move of .git is reported as restored: %+v", e)
 			}
 			if r.code == 0 || strings.Contains(r.stdout, "replaced") || replaced {
 				t.Errorf("the sandbox was not stopped before the replacement (exit %d):\n%s", r.code, r)
@@ -150,9 +156,10 @@ func TestEscapeGitCommitControl(t *testing.T) {
 // TestEscapeRenameOverProtected: a file renamed over a deny_write path
 // (.git/config, the project's .claude/settings.json) replaces it without
 // an open. The LSM backend refuses the rename with a write event; fanotify
-// sees it after the fact, reports the write and kills the sandbox (the
-// file is replaced by then: the event names it). The mover is python,
-// alive when fanotify handles the move (see TestEscapeReplaceAncestor).
+// sees it after the fact, puts the original content back (same mode) and
+// reports a rename event marked restored; the sandbox goes on, as after a
+// refusal. The mover is python, alive when fanotify handles the move (see
+// TestEscapeReplaceAncestor).
 func TestEscapeRenameOverProtected(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		testutil.SkipUnlessKernel(t, "no python3")
@@ -163,23 +170,36 @@ func TestEscapeRenameOverProtected(t *testing.T) {
 			r := b.sh(fmt.Sprintf(`python3 -c 'import os, time
 open("planted", "w").write("[core]\\n\\tfsmonitor = cp ~/.ssh/id_rsa /tmp/x\\n")
 os.rename("planted", %q)
-time.sleep(3)
-print("survived")'`, target))
+time.sleep(1)
+print("survived")'; echo continued`, target))
 			op := events.OpWrite // refused
 			if b.backend == "fanotify" {
 				op = events.OpRename // seen after the fact
 			}
-			if _, ok := r.denied(op, b.path(target)); !ok {
+			e, ok := r.denied(op, b.path(target))
+			if !ok {
 				t.Errorf("%s: no %s event for the rename:\n%s", target, op, r)
 			}
-			switch b.backend {
-			case "lsm":
-				if got := b.read(target); got != "# the user's\n" {
-					t.Errorf("%s was replaced: %q\n%s", target, got, r)
+			if got := b.read(target); got != "# the user's\n" {
+				t.Errorf("%s was replaced: %q\n%s", target, got, r)
+			}
+			if r.code != 0 || !strings.Contains(r.stdout, "continued") {
+				t.Errorf("%s: the sandbox did not go on (exit %d):\n%s", target, r.code, r)
+			}
+			if b.backend == "fanotify" {
+				if !strings.Contains(r.stdout, "survived") {
+					t.Errorf("%s: the mover was stopped:\n%s", target, r)
 				}
-			case "fanotify":
-				if r.code == 0 || strings.Contains(r.stdout, "survived") {
-					t.Errorf("%s: the sandbox was not stopped (exit %d):\n%s", target, r.code, r)
+				if !e.Restored {
+					t.Errorf("%s: the rename event does not say restored: %+v", target, e)
+				}
+				if !strings.Contains(r.stderr, "undone") {
+					t.Errorf("%s: the deny summary does not say the rename was undone:\n%s", target, r.stderr)
+				}
+				if fi, err := os.Stat(b.path(target)); err != nil {
+					t.Error(err)
+				} else if fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s: restored with mode %v, want 0600", target, fi.Mode())
 				}
 			}
 		}

@@ -30,8 +30,10 @@ const (
 	OpSignal  Op = "signal"  // a signal to a process outside the sandbox
 	OpUserns  Op = "userns"  // a new user namespace, refused unless allow_userns
 	// OpRename is a rename of a deny_write path, or of a directory above
-	// one, that the backend saw only after it happened (fanotify): it was
-	// not undone, and the sandbox was killed.
+	// one, that the backend saw only after it happened (fanotify). A
+	// protected file replaced or moved away was put back (Event.Restored)
+	// and the sandbox goes on; otherwise nothing was undone and the
+	// sandbox was killed.
 	OpRename Op = "rename"
 )
 
@@ -53,4 +55,7 @@ type Event struct {
 	RuleText string         `json:"rule,omitempty"`  // the pattern as written, filled from the policy
 	Audit    bool           `json:"audit,omitempty"` // allowed because the sandbox is in audit mode
 	Backend  string         `json:"backend,omitempty"`
+	// Restored: an OpRename whose protected file was put back with its
+	// content from before the rename; the sandbox was not killed.
+	Restored bool `json:"restored,omitempty"`
 }

@@ -83,7 +83,11 @@ func (s Style) Line(e Event) string {
 			b.WriteString(d)
 		}
 	}
-	if e.Op == OpRename && !e.Audit {
+	switch {
+	case e.Op != OpRename || e.Audit:
+	case e.Restored:
+		b.WriteString(": undone, the file was restored")
+	default:
 		b.WriteString(": not undone, the sandbox was killed")
 	}
 	return b.String()
@@ -187,13 +191,17 @@ var opOrder = []Op{OpRead, OpWrite, OpRename, OpExec, OpConnect, OpSend, OpDNS, 
 
 // Summary counts denials per operation for the line printed at exit.
 type Summary struct {
-	blocked map[Op]uint64
-	audited map[Op]uint64
+	blocked  map[Op]uint64
+	audited  map[Op]uint64
+	restored uint64 // of blocked[OpRename], those undone (Event.Restored)
 }
 
 // Add counts one event.
 func (s *Summary) Add(e Event) {
 	s.AddCount(e.Op, e.Audit, 1)
+	if e.Op == OpRename && e.Restored && !e.Audit {
+		s.restored++
+	}
 }
 
 // AddCount counts n denials of op, e.g. from a backend's exact counters.
@@ -229,16 +237,16 @@ func (s *Summary) Total() uint64 {
 //	3 operations blocked (2 read, 1 exec)
 func (s *Summary) String() string {
 	var lines []string
-	if l := summaryLine(s.blocked, "blocked"); l != "" {
+	if l := summaryLine(s.blocked, s.restored, "blocked"); l != "" {
 		lines = append(lines, l)
 	}
-	if l := summaryLine(s.audited, "would have been blocked (audit mode)"); l != "" {
+	if l := summaryLine(s.audited, 0, "would have been blocked (audit mode)"); l != "" {
 		lines = append(lines, l)
 	}
 	return strings.Join(lines, "\n")
 }
 
-func summaryLine(m map[Op]uint64, what string) string {
+func summaryLine(m map[Op]uint64, restored uint64, what string) string {
 	var total uint64
 	var parts []string
 	seen := make(map[Op]bool)
@@ -248,7 +256,13 @@ func summaryLine(m map[Op]uint64, what string) string {
 		}
 		total += n
 		if op == OpRename && what == "blocked" {
-			parts = append(parts, fmt.Sprintf("%d rename detected after the fact", n))
+			r := min(restored, n)
+			if r > 0 {
+				parts = append(parts, fmt.Sprintf("%d rename undone (file restored)", r))
+			}
+			if n > r {
+				parts = append(parts, fmt.Sprintf("%d rename detected after the fact", n-r))
+			}
 		} else {
 			parts = append(parts, fmt.Sprintf("%d %s", n, opName(op)))
 		}

@@ -29,6 +29,8 @@ func TestFormat(t *testing.T) {
 			"blocked dns evil.example (node, pid 12, rule #7)"},
 		{"rename seen after the fact", Event{Kind: KindFile, Op: OpRename, Path: "/p/.git", Comm: "mv", TGID: 3, RuleText: ".git/hooks/"},
 			"detected rename /p/.git (mv, pid 3, rule .git/hooks/): not undone, the sandbox was killed"},
+		{"rename undone", Event{Kind: KindFile, Op: OpRename, Path: "/p/.git/config", Comm: "git", TGID: 3, RuleText: ".git/config", Restored: true},
+			"detected rename /p/.git/config (git, pid 3, rule .git/config): undone, the file was restored"},
 		{"rename in audit mode", Event{Kind: KindFile, Op: OpRename, Path: "/p/.git", Comm: "mv", TGID: 3, RuleText: ".git/hooks/", Audit: true},
 			"would block rename /p/.git (mv, pid 3, rule .git/hooks/)"},
 		{"audit", Event{Kind: KindFile, Op: OpRead, Path: "/p/.env", Comm: "cat", TGID: 1, RuleText: ".env", Audit: true},
@@ -132,6 +134,10 @@ func TestSummary(t *testing.T) {
 	var r Summary
 	r.Add(Event{Op: OpRename})
 	if got, want := r.String(), "1 operation blocked (1 rename detected after the fact)"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	r.Add(Event{Op: OpRename, Restored: true})
+	if got, want := r.String(), "2 operations blocked (1 rename undone (file restored), 1 rename detected after the fact)"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }

@@ -94,6 +94,12 @@ type Backend struct {
 	watch  *watcher   // nil when the kernel cannot report directory creations
 	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
 	walks  *walkCache // directory listings of earlier sandboxes' walks
+	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
+	// watchMu: one reader of the watcher at a time (drainWatch).
+	watchMu sync.Mutex
+	// placed remembers the sandbox of processes seen recently, for a
+	// watcher event whose process has exited by the time it is read.
+	placed pidCache
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
@@ -116,6 +122,7 @@ type sandbox struct {
 	*enforce.Sandbox
 	rel  string // cgroup path relative to the cgroup2 mount, as in /proc/PID/cgroup
 	plan *plan
+	kept []string // the paths whose copies it holds a reference to
 
 	// mu serialises the plan's growth (grow.go) against Remove.
 	mu          sync.Mutex
@@ -144,6 +151,7 @@ func Open(opts Options) (*Backend, error) {
 		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
 		ldso:      newLoaders(),
 		walks:     newWalkCache(),
+		keep:      newKeeper(maxKept),
 		sandboxes: map[uint32]*sandbox{},
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
@@ -238,6 +246,34 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
 	s := &sandbox{Sandbox: sb, rel: rel, plan: p}
+	// Before the marks: these opens then ask no one.
+	var unkept int
+	for key, path := range p.protected {
+		if p.inodes[key].write == 0 {
+			continue
+		}
+		if b.keep.hold(path) {
+			s.kept = append(s.kept, path)
+		} else {
+			unkept++
+		}
+	}
+	// The exact deny_write paths that do not exist: a file renamed there
+	// (Claude Code's first .claude/settings.local.json) is removed.
+	for _, e := range sb.Policy.Write.Paths {
+		if _, err := os.Lstat(e.Value); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if b.keep.hold(e.Value) {
+			s.kept = append(s.kept, e.Value)
+		} else {
+			unkept++
+		}
+	}
+	if unkept > 0 {
+		b.log.Warn("some deny_write files have no copy to restore them from: replacing one by a rename kills the sandbox",
+			zap.String("sandbox", sb.Name), zap.Int("files", unkept), zap.Int("max_kept", maxKept))
+	}
 	// Held from before the watcher can find s until its trees are marked
 	// and watched: a directory reported meanwhile waits, then grows them.
 	s.mu.Lock()
@@ -290,6 +326,16 @@ func (b *Backend) anyMatch(path string) bool {
 
 // Remove stops enforcing for the sandbox and drops the marks only it needed.
 func (b *Backend) Remove(id uint32) error {
+	if b.watch != nil {
+		// What its processes moved before they were killed is handled
+		// (undone, reported) while the sandbox is still known.
+		select {
+		case <-b.closing:
+		default:
+			evs := make([]watchEvent, 0, 64)
+			b.drainWatch(make([]byte, 64*1024), &evs)
+		}
+	}
 	b.mu.Lock()
 	s, ok := b.sandboxes[id]
 	delete(b.sandboxes, id)
@@ -304,6 +350,9 @@ func (b *Backend) Remove(id uint32) error {
 	}
 	s.mu.Lock()
 	s.removed = true
+	for _, path := range s.kept {
+		b.keep.release(path)
+	}
 	err := b.marks.remove(id, s.plan)
 	if b.watch != nil {
 		for dir := range s.plan.tree {
@@ -345,6 +394,7 @@ func (b *Backend) Close() error {
 		if b.watch != nil {
 			b.watch.close()
 		}
+		b.keep.close()
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
 		close(b.events)

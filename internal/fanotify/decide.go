@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,16 +39,59 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 	}
 	cg, ok := readCgroup(tid)
 	if !ok {
+		// Exited (a short git or mv, read by the watcher afterwards):
+		// the sandbox it was seen in, if it is still registered.
+		s := b.placed.get(tid)
+		b.mu.RLock()
+		defer b.mu.RUnlock()
+		if s != nil && b.sandboxes[s.ID] == s {
+			return s
+		}
 		return nil
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for _, s := range b.sandboxes {
 		if cgroup.Within(cg, s.rel) {
+			b.placed.put(tid, s)
 			return s
 		}
 	}
 	return nil
+}
+
+// pidCache maps the processes placed in a sandbox lately to it, in two
+// generations of at most pidCacheSize each. A process that exits before
+// the watcher reads its rename is then still placed if it was seen before
+// (git reads .git/config, a permission event, before renaming over it).
+// A pid reused within that time by a process outside every sandbox would
+// be taken for the sandbox's: its move of a protected file would be undone.
+type pidCache struct {
+	mu       sync.Mutex
+	cur, old map[int]*sandbox
+}
+
+const pidCacheSize = 4096
+
+func (c *pidCache) put(pid int, s *sandbox) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur[pid] == s {
+		return
+	}
+	if c.cur == nil || len(c.cur) >= pidCacheSize {
+		c.old, c.cur = c.cur, make(map[int]*sandbox, 64)
+	}
+	c.cur[pid] = s
+}
+
+func (c *pidCache) get(pid int) *sandbox {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.cur[pid]; ok {
+		return s
+	}
+	return c.old[pid]
 }
 
 // readCgroup returns the cgroup v2 path of tid from /proc/TID/cgroup.

@@ -41,46 +41,61 @@ func (b *Backend) watchLoop() {
 			return
 		default:
 		}
-		for {
-			n, err := unix.Read(b.watch.fd, buf)
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				break
-			}
-			if err != nil {
-				b.log.Error("read fanotify directory watcher", zap.Error(err))
-				return
-			}
-			evs, err = parseWatchEvents(buf[:n], evs[:0])
-			if err != nil {
-				b.log.Error("parse fanotify directory events", zap.Error(err))
-				evs = append(evs, watchEvent{overflow: true})
-			}
-			rescan := false
-			for i := range evs {
-				ev := &evs[i]
-				switch {
-				case ev.overflow:
-					rescan = true
-				default:
-					if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
-						b.moved(ev)
-					}
-					if ev.mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
-						if ev.mask&unix.FAN_ONDIR != 0 {
-							b.dirAppeared(ev)
-						} else {
-							b.fileAppeared(ev)
-						}
+		if !b.drainWatch(buf, &evs) {
+			return
+		}
+	}
+}
+
+// drainWatch reads and handles the watcher's events until none is queued;
+// false when the watcher cannot be read. One caller at a time: the loop,
+// or Remove, which handles what a sandbox did before it is forgotten (a
+// rename just before the session ends is undone, and reported to it).
+func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
+	b.watchMu.Lock()
+	defer b.watchMu.Unlock()
+	for {
+		n, err := unix.Read(b.watch.fd, buf)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			break
+		}
+		if err != nil {
+			b.log.Error("read fanotify directory watcher", zap.Error(err))
+			return false
+		}
+		*evs, err = parseWatchEvents(buf[:n], (*evs)[:0])
+		if err != nil {
+			b.log.Error("parse fanotify directory events", zap.Error(err))
+			*evs = append(*evs, watchEvent{overflow: true})
+		}
+		rescan := false
+		for i := range *evs {
+			ev := &(*evs)[i]
+			switch {
+			case ev.overflow:
+				rescan = true
+			default:
+				if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
+					b.moved(ev)
+				} else if ev.mask&unix.FAN_CREATE != 0 && ev.mask&unix.FAN_ONDIR == 0 && b.keep.hasName(ev.name) && b.sandboxOf(ev.pid) == nil {
+					b.outside(ev) // a protected file re-created by the user
+				}
+				if ev.mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
+					if ev.mask&unix.FAN_ONDIR != 0 {
+						b.dirAppeared(ev)
+					} else {
+						b.fileAppeared(ev)
 					}
 				}
 			}
-			if rescan {
-				b.stats.watchOverflow()
-				b.log.Warn("directory watcher queue overflowed: scanning the marked trees for new directories")
-				b.rescan()
-			}
+		}
+		if rescan {
+			b.stats.watchOverflow()
+			b.log.Warn("directory watcher queue overflowed: scanning the marked trees for new directories")
+			b.rescan()
 		}
 	}
+	return true
 }
 
 // dirAppeared handles one directory created in or moved into a watched one.

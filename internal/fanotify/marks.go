@@ -165,6 +165,15 @@ func (t *markTable) remove(id uint32, p *plan) error {
 	return errors.Join(errs...)
 }
 
+// unprotect drops one sandbox's protection of an inode that is gone.
+func (t *markTable) unprotect(key inodeKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.protect[key]--; t.protect[key] <= 0 {
+		delete(t.protect, key)
+	}
+}
+
 // forget drops sandbox id's claim on path without touching the kernel:
 // the path is gone, and its mark went with its inode.
 func (t *markTable) forget(id uint32, path string) {

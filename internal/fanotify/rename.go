@@ -3,6 +3,8 @@
 package fanotify
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -20,18 +22,22 @@ import (
 // backend refuses both). The directory watcher reports moves in the marked
 // trees after the fact; a move of a deny_write path, or of a directory
 // above one, by a process of a sandbox is reported (events.OpRename, with
-// its rule) and the sandbox is killed as soon as the watcher sees it:
-// detection and containment, not prevention. The moved files stay where
-// they are, and the event says which. The mover is known by its pid, read
-// from /proc when the event is handled: a process that has exited and been
+// its rule). A protected regular file replaced or moved away is put back
+// from the copy keep.go holds (Event.Restored) and the sandbox goes on, as
+// after a refusal; anything else (a directory above a protected path, a
+// file without a copy, a restore that fails) kills the sandbox as soon as
+// the watcher sees it: detection and containment, not prevention, and what
+// was moved stays where it is. The mover is known by its pid, read from
+// /proc when the event is handled: a process that has exited and been
 // reaped by then (a short mv) cannot be placed; its move is only logged
-// (unplaced). docs/threat-model.md says how often that happened.
+// (unplaced), and what it left is taken as the user's. docs/threat-model.md
+// says how often that happened.
 
 // moved handles one FAN_MOVED_FROM or FAN_MOVED_TO event.
 func (b *Backend) moved(ev *watchEvent) {
 	s := b.sandboxOf(ev.pid)
 	if s == nil {
-		b.unplaced(ev)
+		b.outside(ev)
 		return
 	}
 	parent, err := b.watch.dirPath(ev)
@@ -59,10 +65,18 @@ func (b *Backend) moved(ev *watchEvent) {
 	if r, ok := s.Policy.Rule(id); ok {
 		e.RuleText = r.Pattern
 	}
+	if !e.Audit && ev.mask&unix.FAN_ONDIR == 0 {
+		if err := b.restore(ev, path); err != nil {
+			b.log.Warn("a sandboxed process replaced a protected file that cannot be restored",
+				zap.String("sandbox", s.Name), zap.String("path", path), zap.Error(err))
+		} else {
+			e.Restored = true
+		}
+	}
 	fillTask(&e, ev.pid)
 	b.stats.violation(e.Kind, e.Op, e.Audit)
 	b.emit(e)
-	if e.Audit {
+	if e.Audit || e.Restored {
 		return
 	}
 	b.log.Warn("a sandboxed process moved a protected path: killing the sandbox",
@@ -70,6 +84,88 @@ func (b *Backend) moved(ev *watchEvent) {
 	// cgroup.kill acts at once; waiting for the cgroup to empty must not
 	// hold up the watcher, which marks new directories.
 	go killCgroup(s.CgroupPath)
+}
+
+// restore puts the held copy of path back, in the event's directory.
+func (b *Backend) restore(ev *watchEvent, path string) error {
+	if !b.keep.has(path) {
+		return errNotKept
+	}
+	dir, err := b.watch.dirFd(ev)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
+	defer unix.Close(dir)
+	old, err := b.keep.restore(dir, ev.name, path)
+	b.retire(old)
+	return err
+}
+
+// retire closes a descriptor the keeper no longer holds. An inode with no
+// name left is freed by the close, and the filesystem may give its number
+// to the next file created: every sandbox forgets its inode rules first,
+// or that unrelated file would be refused as the protected one.
+func (b *Backend) retire(fd int) {
+	if fd < 0 {
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil && st.Nlink == 0 {
+		b.forgetInode(keyOf(&st))
+	}
+	unix.Close(fd)
+}
+
+// forgetInode drops every sandbox's rules for an inode that is gone.
+func (b *Backend) forgetInode(key inodeKey) {
+	for _, s := range b.sandboxList() {
+		s.mu.Lock()
+		s.plan.inoMu.Lock()
+		_, had := s.plan.protected[key]
+		delete(s.plan.inodes, key)
+		delete(s.plan.protected, key)
+		s.plan.inoMu.Unlock()
+		s.mu.Unlock()
+		if had {
+			b.marks.unprotect(key)
+		}
+	}
+}
+
+// outside handles a creation or move by a process in no sandbox. At a path
+// whose copy is held, the user replaced the file: hold the new one, so
+// that a later restore brings back the user's version. That includes a
+// mover that has exited by now (git run outside exits at once): it may
+// have been a sandbox's (unplaced logs it), but its file is in place
+// whatever is held, and the next placed replacement is still undone. The
+// agent's own restores are skipped: the copy is already the restored
+// file, and what the path holds by the time the event is read may be a
+// sandbox's next replacement.
+func (b *Backend) outside(ev *watchEvent) {
+	if ev.pid == os.Getpid() {
+		return
+	}
+	if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
+		b.unplaced(ev)
+	}
+	if ev.mask&unix.FAN_ONDIR != 0 || !b.keep.hasName(ev.name) {
+		return
+	}
+	parent, err := b.watch.dirPath(ev)
+	if err != nil {
+		return
+	}
+	path := filepath.Join(parent, ev.name)
+	if !b.keep.held(path) {
+		return
+	}
+	dir, err := b.watch.dirFd(ev)
+	if err != nil {
+		b.keep.drop(path) // nothing known to restore
+		return
+	}
+	defer unix.Close(dir)
+	b.retire(b.keep.refresh(dir, ev.name, path))
 }
 
 // replaces reports whether moving path replaces or removes something a

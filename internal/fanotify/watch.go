@@ -191,19 +191,9 @@ func dfidName(recs []byte) (watchEvent, bool) {
 
 // dirPath returns the current path of the directory the event names.
 func (w *watcher) dirPath(ev *watchEvent) (string, error) {
-	w.mu.Lock()
-	mfd, ok := w.mounts[ev.fsid]
-	w.mu.Unlock()
-	if !ok {
-		return "", fmt.Errorf("no watched directory on filesystem %x", ev.fsid)
-	}
-	typ := int32(binary.NativeEndian.Uint32(ev.handle[4:8]))
-	fh := unix.NewFileHandle(typ, ev.handle[8:])
-	// The mounts map keeps mfd open until close, which runs only after the
-	// loop that calls this has stopped.
-	fd, err := unix.OpenByHandleAt(mfd, fh, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	fd, err := w.dirFd(ev)
 	if err != nil {
-		return "", fmt.Errorf("open_by_handle_at: %w", err)
+		return "", err
 	}
 	defer unix.Close(fd)
 	p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
@@ -214,4 +204,24 @@ func (w *watcher) dirPath(ev *watchEvent) (string, error) {
 		return "", errors.New("directory not reachable from the root: " + p)
 	}
 	return p, nil
+}
+
+// dirFd opens the directory the event names (O_PATH): what is done in it
+// by name then follows no path, and no symlink.
+func (w *watcher) dirFd(ev *watchEvent) (int, error) {
+	w.mu.Lock()
+	mfd, ok := w.mounts[ev.fsid]
+	w.mu.Unlock()
+	if !ok {
+		return -1, fmt.Errorf("no watched directory on filesystem %x", ev.fsid)
+	}
+	typ := int32(binary.NativeEndian.Uint32(ev.handle[4:8]))
+	fh := unix.NewFileHandle(typ, ev.handle[8:])
+	// The mounts map keeps mfd open until close, which runs only after the
+	// loop that calls this has stopped.
+	fd, err := unix.OpenByHandleAt(mfd, fh, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("open_by_handle_at: %w", err)
+	}
+	return fd, nil
 }

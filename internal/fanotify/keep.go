@@ -1,0 +1,285 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Restoring a replaced file. fanotify cannot refuse a rename (rename.go),
+// but it can undo one: the backend holds an O_RDONLY descriptor of each
+// deny_write file it protects, and the inode it names stays readable after
+// a rename has put another file at its path (or moved it away). When a
+// sandboxed process does either, the file is written back from that
+// descriptor: a temporary file in the same directory, same mode and owner,
+// renamed over the path. Nothing is followed: the directory comes from the
+// event's file handle, the names are opened relative to it, O_NOFOLLOW.
+//
+// The copy follows the user: writes in place reach the inode held, and a
+// replacement by a process outside every sandbox (an editor writing a
+// temporary file and renaming it, git run outside) makes the backend hold
+// the new file instead, so a restore never brings back something older
+// than the user's last version. A replacement whose mover had exited
+// before it could be placed is taken as the user's too (rename.go).
+//
+// A deny_write path named exactly by a rule that does not exist when the
+// sandbox starts (a first .claude/settings.local.json) is held as absent:
+// undoing a rename to it removes what was moved there.
+//
+// At most maxKept files are held (one descriptor each, the content stays
+// on disk); a deny_write file past the bound has no copy, and replacing it
+// kills the sandbox.
+
+const maxKept = 1024
+
+// keeper holds the descriptors, by path, with how many sandboxes protect
+// each path.
+type keeper struct {
+	mu    sync.Mutex
+	max   int
+	files map[string]*kept
+	names map[string]int // base names of files, for a cheap first test (hasName)
+	seq   atomic.Uint64  // temporary file names
+}
+
+type kept struct {
+	fd   int // a descriptor of the file; dropped (-1) or absent (wasAbsent)
+	refs int
+}
+
+// wasAbsent is the fd of a path that did not exist: undoing a rename to it
+// removes what was moved there.
+const wasAbsent = -2
+
+// usable reports whether c says what to put back.
+func (c *kept) usable() bool { return c.fd >= 0 || c.fd == wasAbsent }
+
+func newKeeper(max int) *keeper {
+	return &keeper{max: max, files: map[string]*kept{}, names: map[string]int{}}
+}
+
+// hold opens path (a regular file, not followed) once, or adds a reference.
+// A path that does not exist is held as absent. It reports false past the
+// bound or when path cannot be opened.
+func (k *keeper) hold(path string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.files[path]; ok {
+		c.refs++
+		return true
+	}
+	if len(k.files) >= k.max {
+		return false
+	}
+	fd, err := openRegular(unix.AT_FDCWD, path)
+	if errors.Is(err, unix.ENOENT) {
+		fd = wasAbsent
+	} else if err != nil {
+		return false
+	}
+	k.files[path] = &kept{fd: fd, refs: 1}
+	k.names[filepath.Base(path)]++
+	return true
+}
+
+// hasName reports whether some held path ends in name: most files created
+// in the watched trees are not, and need no path lookup.
+func (k *keeper) hasName(name string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.names[name] > 0
+}
+
+// release drops one reference; the descriptor goes with the last.
+func (k *keeper) release(path string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.files[path]
+	if !ok {
+		return
+	}
+	if c.refs--; c.refs > 0 {
+		return
+	}
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+	}
+	delete(k.files, path)
+	if base := filepath.Base(path); k.names[base] <= 1 {
+		delete(k.names, base)
+	} else {
+		k.names[base]--
+	}
+}
+
+// has reports whether path is held with a usable copy.
+func (k *keeper) has(path string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.files[path]
+	return ok && c.usable()
+}
+
+// held reports whether path is held, with a copy or dropped.
+func (k *keeper) held(path string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.files[path]
+	return ok
+}
+
+// refresh holds what is now at name in dir (the file of path) instead of
+// the old copy: the user replaced it. When nothing regular is there, the
+// copy is dropped. It returns the old descriptor (or -1) for the caller to
+// retire.
+func (k *keeper) refresh(dir int, name, path string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.files[path]
+	if !ok {
+		return -1
+	}
+	old := c.fd
+	c.fd = -1
+	fd, err := openRegular(dir, name)
+	switch {
+	case err == nil:
+		c.fd = fd
+	case errors.Is(err, unix.ENOENT):
+		c.fd = wasAbsent // the user moved it away
+	}
+	return old
+}
+
+// drop forgets the copy of path, keeping its references: when the new
+// file cannot be held, nothing known is left to restore.
+func (k *keeper) drop(path string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.files[path]; ok && c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+}
+
+var errNotKept = errors.New("no copy of the file is held")
+
+// restore writes the held copy of path back at name in dir (which must be
+// the directory of path) and holds the restored file from then on. It
+// returns the old descriptor for the caller to retire.
+func (k *keeper) restore(dir int, name, path string) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.files[path]
+	if !ok || !c.usable() {
+		return -1, errNotKept
+	}
+	if c.fd == wasAbsent {
+		// Absent before: remove the entry moved there (not followed; a
+		// directory fails, and the caller kills).
+		if err := unix.Unlinkat(dir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return -1, fmt.Errorf("restore %s (absent): %w", path, err)
+		}
+		return -1, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(c.fd, &st); err != nil {
+		return -1, fmt.Errorf("restore %s: stat the copy: %w", path, err)
+	}
+	tmp := "." + name + ".aigate-restore." + strconv.FormatUint(k.seq.Add(1), 10)
+	if len(tmp) > 255 {
+		tmp = ".aigate-restore." + strconv.FormatUint(k.seq.Load(), 10)
+	}
+	fd, err := unix.Openat(dir, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return -1, fmt.Errorf("restore %s: create %s: %w", path, tmp, err)
+	}
+	err = copyFrom(fd, c.fd)
+	if err == nil {
+		err = unix.Fchown(fd, int(st.Uid), int(st.Gid))
+	}
+	if err == nil {
+		err = unix.Fchmod(fd, st.Mode&0o7777)
+	}
+	if err == nil {
+		err = unix.Fsync(fd)
+	}
+	if err == nil {
+		err = unix.Renameat(dir, tmp, dir, name)
+	}
+	if err != nil {
+		unix.Close(fd)
+		_ = unix.Unlinkat(dir, tmp, 0)
+		return -1, fmt.Errorf("restore %s: %w", path, err)
+	}
+	// The restored inode from now on, not the old one: that may lie
+	// where the sandbox moved it.
+	old := c.fd
+	c.fd = fd
+	return old, nil
+}
+
+// copyFrom copies src from offset 0 to dst (at its offset): what the held
+// inode holds now, the user's writes in place included.
+func copyFrom(dst, src int) error {
+	buf := make([]byte, 64<<10)
+	var off int64
+	for {
+		n, err := unix.Pread(src, buf, off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read the copy: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		for w := buf[:n]; len(w) > 0; {
+			m, err := unix.Write(dst, w)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+			w = w[m:]
+		}
+		off += int64(n)
+	}
+	return nil
+}
+
+// openRegular opens name in dir for reading, without following a symlink
+// or blocking on a FIFO, and only if it is a regular file.
+func openRegular(dir int, name string) (int, error) {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: not a regular file", name)
+	}
+	return fd, nil
+}
+
+func (k *keeper) close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.files {
+		if c.fd >= 0 {
+			unix.Close(c.fd)
+		}
+	}
+	k.files = map[string]*kept{}
+	k.names = map[string]int{}
+}
