@@ -395,7 +395,9 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 					return s
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("the screen never showed %q:\n%s", what, s)
+					// The scrollback too: how the run ended, if it did.
+					t.Fatalf("the screen never showed %q:\n%s\nwith the scrollback:\n%s\nevents: %+v",
+						what, s, tm("capture-pane", "-p", "-J", "-S", "-200"), w.readEvents())
 				}
 				time.Sleep(200 * time.Millisecond)
 			}

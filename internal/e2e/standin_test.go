@@ -10,7 +10,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/http"
@@ -65,6 +67,15 @@ func startStandin(t *testing.T, mock *claudeMock) *standin {
 		ns:    testutil.NewNetNS(t, name, standinServer+"/32", standinResolver+"/32"),
 		names: map[string]bool{},
 		hosts: map[string]bool{},
+	}
+	// wrap's bind mount needs a file to mount on. The VM's guest has no
+	// /etc/resolv.conf: an empty one, while this test runs, changes
+	// nothing for the others (an agent treats both alike: no DNS proxy).
+	if _, err := os.Lstat("/etc/resolv.conf"); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile("/etc/resolv.conf", nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove("/etc/resolv.conf") })
 	}
 	s.resolv = filepath.Join(t.TempDir(), "resolv.conf")
 	if err := os.WriteFile(s.resolv, []byte("nameserver "+standinResolver+"\n"), 0o644); err != nil {
@@ -227,9 +238,6 @@ func leafCert(caKey *ecdsa.PrivateKey, ca *x509.Certificate, name string) (*tls.
 //     connect to Anthropic services" and exit 1, as issue 13 found.
 func TestE2EClaudeCodeFirstStart(t *testing.T) {
 	claude := claudeBinary(t)
-	// The guest has no /etc/resolv.conf, so its agents start no DNS proxy
-	// (they warn): there is no name resolution for the sandbox to test.
-	testutil.HostOnly(t)
 	tmux, err := exec.LookPath("tmux")
 	if err != nil {
 		testutil.SkipUnlessKernel(t, "no tmux to drive the interface")
@@ -241,6 +249,10 @@ func TestE2EClaudeCodeFirstStart(t *testing.T) {
 	}
 	eachBackend(t, func(t *testing.T, w *world) {
 		testutil.RequireRoot(t)
+		// The agent's DNS proxy must be in the stand-in's namespaces, where
+		// the sandbox's queries go and /etc/resolv.conf names the stand-in
+		// resolver: each run starts its own, also in the VM.
+		w.embedded()
 		w.defaults()
 		mock := startClaudeMock(t, []string{"cat .env"})
 		inet := startStandin(t, mock)
@@ -431,7 +443,7 @@ func (p *tmuxPane) waitFor(what string, d time.Duration) string {
 			return s
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("the screen never showed %q:\n%s", what, s)
+			p.t.Fatalf("the screen never showed %q:\n%s\nwith the scrollback:\n%s", what, s, p.run("capture-pane", "-p", "-J", "-S", "-200"))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
