@@ -318,9 +318,10 @@ func TestE2EClaudeCodeFirstStart(t *testing.T) {
 		loginScreen := func(s string) bool {
 			return strings.Contains(s, "Select login method") || strings.Contains(s, "Unable to connect")
 		}
-		// The footer under the prompt: "? for shortcuts", or "(shift+tab
-		// to cycle)" in the modes it offers first.
-		prompt := func(s string) bool { return strings.Contains(s, "for shortcuts") || strings.Contains(s, "to cycle)") }
+		// The footer under the prompt names the permission mode ("manual
+		// mode on · ? for shortcuts", "auto mode on (shift+tab to
+		// cycle)"); the hints come and go.
+		prompt := func(s string) bool { return strings.Contains(s, " mode on") }
 
 		// A user who will log in passes the connectivity check.
 		p := start("login", "")
