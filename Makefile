@@ -127,7 +127,7 @@ $(CLAUDE_BIN):
 	test -x $@
 
 .PHONY: e2e
-e2e: build $(CLAUDE_BIN) ## the real Claude Code CLI (claude -p, and its interface in tmux) under aigate against a prompt-injected mock API (root)
+e2e: build $(CLAUDE_BIN) ## the real Claude Code CLI (claude -p, its interface in tmux, its first start on a stand-in internet) under aigate against a prompt-injected mock API (root)
 	AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_CLAUDE=1 AIGATE_E2E_CLAUDE=$(CLAUDE_BIN) AIGATE_BIN=$(CURDIR)/$(BIN) \
 		$(RECORD) -v -o $(TESTLOGS)/e2e.json -- $(GO) test -json -count=1 -run '^TestE2EClaude' ./internal/e2e/
 
@@ -157,11 +157,15 @@ mutate: ## break each security check on purpose (mutate/breaks/), fail if the te
 mutate-ci: ## the breaks marked tier: ci (what make check runs; a few minutes)
 	$(MAKE) mutate MUTATEFLAGS='-tier ci'
 
+# The guest gets the host's userland (--host-root) and the Claude Code CLI
+# of `make e2e` (--host-dir): internal/e2e runs it on BPF LSM there.
 .PHONY: vmtest
-vmtest: build ## BPF-LSM tests inside a QEMU VM with lsm=bpf, once per kernel of VMKERNELS (skips fail)
+vmtest: build $(CLAUDE_BIN) ## BPF-LSM tests inside a QEMU VM with lsm=bpf, once per kernel of VMKERNELS, the Claude Code e2e included (skips fail)
 	@failed=""; for k in $(VMKERNELS); do \
 		echo "vmtest: ==== kernel $$k"; start=$$(date +%s); \
-		AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 20m --host-root --bin $(BIN) --json $(TESTLOGS)/vm-$$k.json $(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1 \
+		AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 25m --host-root --bin $(BIN) --json $(TESTLOGS)/vm-$$k.json \
+			--host-dir $(dir $(CLAUDE_BIN)) --env AIGATE_E2E_CLAUDE=$(CLAUDE_BIN) --env AIGATE_REQUIRE_CLAUDE=1 \
+			$(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1 \
 			|| failed="$$failed $$k"; \
 		echo "vmtest: ==== kernel $$k done in $$(( $$(date +%s) - start ))s"; \
 	done; \
