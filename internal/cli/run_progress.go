@@ -26,6 +26,8 @@ func slowNotice(w io.Writer, d time.Duration, msg string) (stop func()) {
 	}
 }
 
-// setupNotice is what run says when creating the sandbox takes over a second.
-const setupNotice = "aigate: setting up the sandbox... (with the fanotify backend every directory " +
-	"of the project and of your home is marked: a large home takes a few seconds)\n"
+// setupNotice is what run says when creating the sandbox takes over a
+// second. The client does not know the agent's backend yet, so it names
+// the usual causes for both.
+const setupNotice = "aigate: setting up the sandbox... (slow on a busy machine; on the fanotify " +
+	"backend every directory of the project and home is marked, so a large home takes a few seconds)\n"
