@@ -67,6 +67,18 @@ func rememberRefusal(probe func() error) func() error {
 	}
 }
 
+// RememberedLSMRefusal returns the refusal of BPF LSM that a root run of
+// this aigate binary recorded this boot, or nil: all that doctor and
+// status can know of it without root. Only a record root alone could
+// have written counts.
+func RememberedLSMRefusal() error {
+	id := probeIdentity()
+	if id.Boot == "" || id.Binary == "" {
+		return nil
+	}
+	return readRefusal(probeCachePath, id)
+}
+
 // lasting returns the record of err when it is a refusal that holds until
 // the next boot.
 func lasting(err error) (probeRecord, bool) {
@@ -133,7 +145,7 @@ func readRefusal(path string, id probeRecord) error {
 	if !ok {
 		return nil
 	}
-	return &loader.ProbeError{Reason: reason, Detail: rec.Detail + " (found earlier this boot; `aigate doctor` probes again)", Fix: rec.Fix}
+	return &loader.ProbeError{Reason: reason, Detail: rec.Detail + " (found earlier this boot; `sudo aigate doctor` probes again)", Fix: rec.Fix}
 }
 
 func writeRefusal(path string, rec probeRecord) {

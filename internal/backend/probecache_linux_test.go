@@ -35,6 +35,9 @@ var refusedEPERM = &loader.ProbeError{Reason: loader.ErrLSMLoadRefused, Detail: 
 // keeps its reason and fix.
 func TestProbeRefusalRemembered(t *testing.T) {
 	withProbeCache(t)
+	if err := RememberedLSMRefusal(); err != nil {
+		t.Fatalf("remembered before any probe: %v", err)
+	}
 	probe, calls := countingProbe(refusedEPERM)
 	cached := rememberRefusal(probe)
 	for i := 0; i < 3; i++ {
@@ -46,6 +49,10 @@ func TestProbeRefusalRemembered(t *testing.T) {
 	}
 	if *calls != 1 {
 		t.Fatalf("probed %d times, want 1", *calls)
+	}
+	// What doctor and status read without root.
+	if err := RememberedLSMRefusal(); !errors.Is(err, loader.ErrLSMLoadRefused) {
+		t.Fatalf("RememberedLSMRefusal: %v, want the recorded refusal", err)
 	}
 }
 

@@ -29,6 +29,9 @@ type Factory struct {
 	// ProbeLSM loads a trivial BPF LSM program to prove BPF LSM works; nil
 	// when this build has none (doctor then skips that check).
 	ProbeLSM func() error
+	// RememberedLSM is the BPF-LSM refusal a root run recorded this boot,
+	// which doctor and status use without root; nil skips it.
+	RememberedLSM func() error
 	// ProbeFanotify, ProbeSockAddr and ProbeUnix are doctor's other real
 	// probes (see probe.go); nil skips them.
 	ProbeFanotify func() error
@@ -64,6 +67,8 @@ func NewFactory() *Factory {
 		Env:      config.OSEnv(),
 		Now:      time.Now,
 		ProbeLSM: lsmProbe,
+
+		RememberedLSM: rememberedLSM,
 
 		ProbeFanotify: fanotifyProbe,
 		ProbeSockAddr: sockAddrProbe,
@@ -119,6 +124,8 @@ func (f *Factory) Doctor(mount bool) *doctor.Report {
 		Euid:     f.Env.Euid,
 		ProbeLSM: f.ProbeLSM,
 		Mount:    mount,
+
+		RememberedLSM: f.RememberedLSM,
 
 		ProbeFanotify: f.ProbeFanotify,
 		ProbeSockAddr: f.ProbeSockAddr,

@@ -6,6 +6,8 @@ package cli
 var (
 	// lsmProbe loads, attaches and runs a trivial BPF LSM program.
 	lsmProbe func() error
+	// rememberedLSM is the BPF-LSM refusal a root run recorded this boot.
+	rememberedLSM func() error
 	// fanotifyProbe has an open of a test file reported and denied by a
 	// fanotify permission mark.
 	fanotifyProbe func() error

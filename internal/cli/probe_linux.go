@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/doctor"
 	"github.com/aigate-dev/aigate/internal/fanotify"
 	"github.com/aigate-dev/aigate/internal/landlock"
@@ -15,6 +16,7 @@ import (
 
 func init() {
 	lsmProbe = probeLSM
+	rememberedLSM = func() error { return doctorProbeError(backend.RememberedLSMRefusal()) }
 	fanotifyProbe = fanotify.Probe
 	sockAddrProbe = func() error { return loader.ProbeSockAddr(sandbox.DefaultParent) }
 	unixProbe = probeUnix
@@ -24,7 +26,11 @@ func init() {
 // probeLSM runs loader.ProbeLSM and hands its reason and its fix to
 // doctor separately, so that the verdict can say both.
 func probeLSM() error {
-	err := loader.ProbeLSM()
+	return doctorProbeError(loader.ProbeLSM())
+}
+
+// doctorProbeError is err, a loader.ProbeError, as doctor's.
+func doctorProbeError(err error) error {
 	var pe *loader.ProbeError
 	if !errors.As(err, &pe) {
 		return err

@@ -240,6 +240,13 @@ func (m *machine) probe(lsm Status) Check {
 	case m.opts.ProbeLSM == nil:
 		c.Status, c.Detail = Skip, "no load probe in this build"
 	case m.opts.Euid != 0:
+		var pe *ProbeError
+		if m.opts.RememberedLSM != nil && errors.As(m.opts.RememberedLSM(), &pe) {
+			// A root run found it refused this boot; that cannot change
+			// before the next boot (backend/probecache_linux.go).
+			c.Status, c.Detail, c.Fix = Fail, pe.Reason, pe.Fix
+			return c
+		}
 		c.Status, c.Detail = Skip, "loading a BPF program needs root"
 		c.Fix = sudoDoctor
 	default:

@@ -364,3 +364,34 @@ func TestUsernsCheck(t *testing.T) {
 		}
 	}
 }
+
+// Without root the load probe cannot run, but a refusal a root run
+// recorded this boot is known: doctor and status say fanotify, not "BPF
+// LSM if its trial load works".
+func TestLSMRefusalRememberedWithoutRoot(t *testing.T) {
+	remembered := &ProbeError{
+		Reason: "the kernel refused to load a BPF LSM program (found earlier this boot)",
+		Fix:    "nothing needs doing: backend: auto uses fanotify",
+	}
+	opts := Options{
+		Root: healthyRoot(t), Release: "6.18.0-test", Euid: 1000,
+		ProbeLSM:      func() error { t.Error("probe ran without root"); return nil },
+		RememberedLSM: func() error { return remembered },
+	}
+	r := Run(opts)
+	if c := find(t, r, "bpf-lsm-load"); c.Status != Fail || c.Detail != remembered.Reason || c.Fix != remembered.Fix {
+		t.Errorf("probe check: %+v, want the remembered refusal", c)
+	}
+	if r.Backend != BackendFanotify || !strings.Contains(r.Summary, "fanotify") {
+		t.Errorf("backend %q summary %q, want fanotify", r.Backend, r.Summary)
+	}
+	// Nothing remembered: still "not proven".
+	opts.RememberedLSM = func() error { return nil }
+	r = Run(opts)
+	if c := find(t, r, "bpf-lsm-load"); c.Status != Skip {
+		t.Errorf("probe check with nothing remembered: %+v, want skipped (needs root)", c)
+	}
+	if r.Backend != BackendLSM || !strings.Contains(r.Summary, "not proven") {
+		t.Errorf("backend %q summary %q, want lsm, not proven", r.Backend, r.Summary)
+	}
+}

@@ -91,6 +91,10 @@ type Options struct {
 	// way to know that an "active" BPF LSM really works (a hypervisor or
 	// lockdown can still refuse trampolines). nil skips the check.
 	ProbeLSM func() error
+	// RememberedLSM returns the refusal of BPF LSM that a root run
+	// recorded this boot (as a *ProbeError), or nil. Asked only without
+	// root, where ProbeLSM cannot run; nil skips it.
+	RememberedLSM func() error
 	// ProbeFanotify proves that fanotify permission events work: a group
 	// of class FAN_CLASS_CONTENT, a permission mark on a test file, an
 	// open of it answered with a denial. nil skips the check (the kernel
