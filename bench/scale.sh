@@ -6,7 +6,7 @@
 #
 #   bench/scale.sh                  # measure, write bench/scale-results.tsv, plot
 #   bench/scale.sh --plot           # only plot bench/scale-results.tsv again
-#   bench/scale.sh --rounds 20      # rounds per figure (default 10)
+#   bench/scale.sh --rounds 40      # rounds per figure (default 20: the round trips are noisy)
 #
 # The agent and its sandboxes run in mount and network namespaces of their
 # own, so the socket and the loopback address collide with nobody's.
@@ -14,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
-rounds=10
+rounds=20
 measure=1
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -35,9 +35,9 @@ if [ "$measure" = 1 ]; then
 	make build >&2
 	CGO_ENABLED=0 $GO build -o "$tmp/scale" ./bench/scale
 	{
-		echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+		echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $rounds rounds"
 		AIGATE_BENCH_ROUNDS=$rounds unshare --mount --net sh -c \
-			'mount -t tmpfs tmpfs /run && ip link set lo up && exec "$0" -aigate bin/aigate' "$tmp/scale"
+			'mount -t tmpfs tmpfs /run && ip link set lo up && exec "$0" -aigate bin/aigate -n 4000' "$tmp/scale"
 	} >"$tmp/out.tsv"
 	mv "$tmp/out.tsv" "$out"
 fi
