@@ -493,7 +493,9 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 // entries fixed) that users get.
 func (w *world) homeOutsideTmp() {
 	w.t.Helper()
-	const parent = "/var/lib/aigate-e2e-homes"
+	// Not named after aigate: the screen checks (strayAigateText) look
+	// for "aigate" in what Claude Code draws, and the home path is on it.
+	const parent = "/var/lib/claude-e2e-homes"
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		w.t.Fatal(err)
 	}
