@@ -81,6 +81,13 @@ func TestEscapeUnixPlantedLink(t *testing.T) {
 						t.Errorf("refusal does not say %q:\n%s", want, msg)
 					}
 				}
+				if c.name == "tmpdir" { // status runs without the TMPDIR
+					return
+				}
+				st := b.aigate("status")
+				if !strings.Contains(st, "allow_unix "+entry) || !strings.Contains(st, "refuses it on the fanotify backend") {
+					t.Errorf("status does not name the refused entry %s:\n%s", entry, st)
+				}
 			})
 		}
 
