@@ -50,11 +50,14 @@ func TestEscapeUnixPlantedLink(t *testing.T) {
 		t.Cleanup(func() { os.RemoveAll(tmpdir) })
 		b.chown(tmpdir)
 
-		for _, c := range []struct{ name, dir, entry string }{
-			{"project", filepath.Join(b.proj, "sockets"), "./sockets/"},
-			{"home", filepath.Join(b.home, "allowed"), "~/allowed/"},
-			{"tmpdir", filepath.Join(tmpdir, "allowed"), filepath.Join(tmpdir, "allowed") + "/"},
-			{"tmpdir-exact", filepath.Join(tmpdir, "allowed"), filepath.Join(tmpdir, "allowed", "x")},
+		// Without the refusal each of these reached the agent socket
+		// (measured: the tool printed 0), hard links too.
+		for _, c := range []struct{ name, dir, entry, ln string }{
+			{"project", filepath.Join(b.proj, "sockets"), "./sockets/", "ln -s"},
+			{"home", filepath.Join(b.home, "allowed"), "~/allowed/", "ln -s"},
+			{"tmpdir", filepath.Join(tmpdir, "allowed"), filepath.Join(tmpdir, "allowed") + "/", "ln -s"},
+			{"tmpdir-hardlink", filepath.Join(tmpdir, "allowed"), filepath.Join(tmpdir, "allowed") + "/", "ln"},
+			{"tmpdir-exact", filepath.Join(tmpdir, "allowed"), filepath.Join(tmpdir, "allowed", "x"), "ln -s"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				b.mkdir(c.dir)
@@ -65,7 +68,7 @@ func TestEscapeUnixPlantedLink(t *testing.T) {
 				b.config(fmt.Sprintf("net: deny\nallow_unix:\n  - %s\n", entry))
 				marker := filepath.Join(tmpdir, "ran-"+c.name)
 				planted := filepath.Join(c.dir, "x")
-				script := fmt.Sprintf("touch %s; rm -f %s; ln -s %s %s; %s", marker, planted, agentSock, planted,
+				script := fmt.Sprintf("touch %s; rm -f %s; %s %s %s; %s", marker, planted, c.ln, agentSock, planted,
 					b.tool("unix "+planted))
 				cmd := exec.Command(machine.bin, "run", "--", "sh", "-c", script)
 				cmd.Env = []string{"TMPDIR=" + tmpdir}
@@ -81,7 +84,7 @@ func TestEscapeUnixPlantedLink(t *testing.T) {
 						t.Errorf("refusal does not say %q:\n%s", want, msg)
 					}
 				}
-				if c.name == "tmpdir" { // status runs without the TMPDIR
+				if strings.HasPrefix(c.name, "tmpdir") { // status runs without the TMPDIR
 					return
 				}
 				st := b.aigate("status")
