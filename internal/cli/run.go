@@ -337,6 +337,16 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		cleanup(false)
 		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
+	// Before Linux 6.7 the fanotify backend confines no unix socket at
+	// all (status says so); the entry is refused there too, as it would
+	// be unsafe on the next kernel.
+	if sess.Sandbox.Backend == string(policy.BackendFanotify) && sess.Sandbox.Mode != policy.ModeAudit {
+		rs := sandboxDomain(sess.Landlock, landlock.ABI())
+		if err := checkUnixPlant(pol, id.home, rs, sandboxUser(id), landlock.OSStat{}); err != nil {
+			cleanup(false)
+			return &exitError{ExitPolicy, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		}
+	}
 	// From here the command writes: aigate's lines must not garble it
 	// (runjoin.go).
 	if !opts.Quiet {

@@ -92,3 +92,68 @@ func checkLandlock(f *Factory, backend string, opts landlock.Options, abi int) e
 	}
 	return nil
 }
+
+// checkUnixPlant refuses a run on the fanotify backend whose allow_unix
+// names a socket (or a directory of sockets) that the sandbox could point
+// elsewhere: where it can write in the directory of the name or above it
+// (or, for a directory, beneath it), it can plant a symlink or a hard link
+// to any socket of the user's (`ln -s ~/.ssh/agent.sock /tmp/allowed/x`)
+// or rename the directory away and make its own, and the cgroup
+// connect_unix check compares names only (issue #11). Landlock cannot take
+// those rights back beneath a directory it grants (/tmp, $TMPDIR, the
+// project) without taking them from the whole directory, which tools need,
+// so the entry is refused rather than narrowed. The BPF LSM backend checks
+// the socket reached and is not asked. rs is the domain the command will
+// enter (zero without Landlock).
+func checkUnixPlant(pol *policy.Policy, home string, rs landlock.Ruleset, who landlock.Who, st landlock.Stater) error {
+	var bad []string
+	for _, r := range plantableUnix(pol, home, rs, who, st) {
+		bad = append(bad, fmt.Sprintf("%s: allow_unix entry %q: the sandbox can write %s", r.rule.Source, r.rule.Pattern, r.where))
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s; on the fanotify backend allow_unix matches socket names, so the command could plant a symlink or hard link there to any socket of yours (an ssh-agent, D-Bus) and reach it: list only sockets in directories the sandbox cannot write (move them, e.g. beneath your home outside the project and tool state, or out of /tmp), or use the lsm backend, which checks the socket itself",
+		strings.Join(bad, "; "))
+}
+
+type plantedUnix struct {
+	rule  policy.PathRule
+	where string
+}
+
+// plantableUnix are the allow_unix path entries the sandbox could point
+// elsewhere (see checkUnixPlant).
+func plantableUnix(pol *policy.Policy, home string, rs landlock.Ruleset, who landlock.Who, st landlock.Stater) []plantedUnix {
+	var out []plantedUnix
+	for _, r := range pol.AllowUnix {
+		p := expandHome(r.Pattern, home)
+		if !filepath.IsAbs(p) {
+			continue // @abstract or a bare name: never a path match
+		}
+		// An entry allows the socket P and every socket beneath it.
+		if where, ok := landlock.Plantable(rs, p, true, who, st); ok {
+			out = append(out, plantedUnix{r, where})
+		}
+	}
+	return out
+}
+
+// sandboxDomain is the Landlock domain the exec helper will make of opts
+// on this kernel (zero: none, everything the user may write is writable).
+func sandboxDomain(opts landlock.Options, abi int) landlock.Ruleset {
+	if abi == 0 {
+		return landlock.Ruleset{}
+	}
+	rs, _ := landlock.Plan(opts, landlock.OSDirs{})
+	return rs.Effective(abi)
+}
+
+// sandboxUser is who the command runs as.
+func sandboxUser(id *identity) landlock.Who {
+	who := landlock.Who{UID: uint32(id.uid), GIDs: []uint32{uint32(id.gid)}}
+	if id.cred != nil {
+		who.GIDs = append(who.GIDs, id.cred.Groups...)
+	}
+	return who
+}

@@ -585,9 +585,14 @@ func TestEscapeUnixDotDot(t *testing.T) {
 				return
 			}
 		}
-		b.mkdir(filepath.Join(b.home, "allowed"))
-		b.mkdir(filepath.Join(b.home, "out"))
-		bus := filepath.Join(b.home, "out", "bus")
+		// allowed/ is root's: on fanotify an allow_unix directory the
+		// sandbox can write is refused (TestEscapeUnixPlantedLink).
+		top := b.rootDir("dotdot")
+		if err := os.Mkdir(filepath.Join(top, "allowed"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b.mkdir(filepath.Join(top, "out"))
+		bus := filepath.Join(top, "out", "bus")
 		l, err := net.Listen("unix", bus)
 		if err != nil {
 			t.Fatal(err)
@@ -597,8 +602,8 @@ func TestEscapeUnixDotDot(t *testing.T) {
 		if err := os.Chmod(bus, 0o777); err != nil {
 			t.Fatal(err)
 		}
-		b.config(fmt.Sprintf("net: deny\nallow_unix:\n  - %s/allowed/\n", b.home))
-		climb := b.home + "/allowed/../out/bus"
+		b.config(fmt.Sprintf("net: deny\nallow_unix:\n  - %s/allowed/\n", top))
+		climb := top + "/allowed/../out/bus"
 		r := b.sh(b.tool("unix " + climb))
 		if got := strings.Join(r.lines(), " "); got != "EPERM" {
 			t.Fatalf("%s reached the outside listener: %q\n%s", climb, got, r)

@@ -61,8 +61,7 @@ func listenUnix(t *testing.T, b *box, dir string) *atomic.Int32 {
 // "userns" (on fanotify from Linux 6.7: seccompEvents).
 func TestEscapeUserns(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		allowed, out := filepath.Join(b.home, "allowed"), filepath.Join(b.home, "out")
-		b.mkdir(allowed)
+		allowed, out := b.allowedDir(), filepath.Join(b.home, "out")
 		accepted := listenUnix(t, b, out)
 		b.config(fmt.Sprintf("net: deny\nallow_unix:\n  - %s/\n", allowed))
 		r := b.sh(b.usernsRoute(allowed, out))
@@ -90,8 +89,7 @@ func TestEscapeUserns(t *testing.T) {
 // (docs/threat-model.md).
 func TestEscapeUsernsAllowed(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		allowed, out := filepath.Join(b.home, "allowed"), filepath.Join(b.home, "out")
-		b.mkdir(allowed)
+		allowed, out := b.allowedDir(), filepath.Join(b.home, "out")
 		accepted := listenUnix(t, b, out)
 		b.config(fmt.Sprintf("net: deny\nallow_userns: true\nallow_unix:\n  - %s/\n", allowed))
 		r := b.sh(b.usernsRoute(allowed, out))
@@ -107,4 +105,15 @@ func TestEscapeUsernsAllowed(t *testing.T) {
 			t.Errorf("allow_userns: true: the bind mount reached the outside listener %d times although Landlock (ABI %d) is there", n, landlock.ABI())
 		}
 	})
+}
+
+// allowedDir is an empty directory of root's for an allow_unix entry: on
+// fanotify one the sandbox can write is refused (TestEscapeUnixPlantedLink).
+func (b *box) allowedDir() string {
+	b.t.Helper()
+	allowed := filepath.Join(b.rootDir("userns"), "allowed")
+	if err := os.Mkdir(allowed, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	return allowed
 }

@@ -370,7 +370,10 @@ allow_loopback: own
 # to ordinary calls. true allows it (the BPF LSM backend always does).
 # allow_io_uring: false
 
-# Unix sockets the agent may connect to, e.g. /run/user/1000/podman/podman.sock.
+# Unix sockets the agent may connect to, e.g. /var/run/docker.sock. On the
+# fanotify backend run refuses a socket (or directory) the tool could swap
+# for a link to another, i.e. one in a directory it can write: /tmp/...,
+# /run/user/UID/..., the project (docs/network.md).
 # allow_unix: []
 
 # Your home is read-only inside the sandbox (where the kernel has Landlock),
