@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command scale measures how aigate's per-operation cost inside a sandbox
 // moves with the number of rules in the policy and with the number of
 // sandboxes the agent holds, and the agent's resident memory at each
