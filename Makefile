@@ -163,7 +163,7 @@ mutate-ci: ## the breaks marked tier: ci (what make check runs; a few minutes)
 vmtest: build $(CLAUDE_BIN) ## BPF-LSM tests inside a QEMU VM with lsm=bpf, once per kernel of VMKERNELS, the Claude Code e2e included (skips fail)
 	@failed=""; for k in $(VMKERNELS); do \
 		echo "vmtest: ==== kernel $$k"; start=$$(date +%s); \
-		AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 25m --host-root --bin $(BIN) --json $(TESTLOGS)/vm-$$k.json \
+		AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 40m --host-root --bin $(BIN) --json $(TESTLOGS)/vm-$$k.json \
 			--host-dir $(dir $(CLAUDE_BIN)) --env AIGATE_E2E_CLAUDE=$(CLAUDE_BIN) --env AIGATE_REQUIRE_CLAUDE=1 \
 			$(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1 \
 			|| failed="$$failed $$k"; \
