@@ -3,7 +3,6 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
-	"github.com/aigate-dev/aigate/internal/testutil"
+	"github.com/aigate-dev/aigate/internal/testutil/uringops"
 	"github.com/aigate-dev/aigate/internal/uring"
 )
 
@@ -31,13 +30,18 @@ import (
 // or SQPOLL thread, are made before the process enters the sandbox.
 var uringModes = []string{"inline", "io-wq", "sqpoll", "io-wq+enter", "sqpoll+enter"}
 
-// The helper's rings by mode, so that one helper's operations share one.
-var uringRings = map[string]*uring.Ring{}
+// The rings and answers shared with the other package's helper
+// (testutil/uringops).
+var (
+	uringRing    = uringops.Ring
+	uringErrno   = uringops.Errno
+	requireUring = uringops.Require
+)
 
 // Helper answers beyond errnos.
 const (
-	uringLeftBehind = 1004 // a thread did not follow the process into the sandbox
-	uringNoThread   = 1006 // the mode's kernel thread does not exist
+	uringLeftBehind = uringops.LeftBehind
+	uringNoThread   = uringops.NoThread
 )
 
 // uringHelperOp runs "MODE OP ARGS" in the helper and returns the errno:
@@ -96,82 +100,6 @@ func uringHelperOp(args []string) (string, error) {
 	return strconv.Itoa(int(errno)), nil
 }
 
-// uringRing returns the helper's ring for mode, making it on first use.
-func uringRing(mode string) (*uring.Ring, int, error) {
-	if r := uringRings[mode]; r != nil {
-		return r, 0, nil
-	}
-	name, enter := strings.CutSuffix(mode, "+enter")
-	m, err := uring.ParseMode(name)
-	if err != nil {
-		return nil, 0, err
-	}
-	r, err := uring.New(m)
-	if err != nil {
-		return nil, 0, err
-	}
-	uringRings[mode] = r
-	if !enter {
-		return r, 0, nil
-	}
-	// An allowed operation first, so that an io-wq worker exists before the
-	// move (the SQPOLL thread exists from setup).
-	fd, err := r.Openat(unix.AT_FDCWD, "/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, 0, fmt.Errorf("warm up the %s ring: %w", mode, err)
-	}
-	unix.Close(fd)
-	if !uringHasThread(m) {
-		return nil, uringNoThread, nil
-	}
-	procs := os.NewFile(3, "cgroup.procs")
-	if _, err := procs.WriteString(strconv.Itoa(os.Getpid())); err != nil {
-		return nil, 0, fmt.Errorf("enter the sandbox: %w", err)
-	}
-	procs.Close()
-	// Every thread, io_uring's included, must now be where the process is.
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, 0, err
-	}
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return nil, 0, err
-	}
-	for _, task := range tasks {
-		cg, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "cgroup"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, 0, err
-		}
-		if err == nil && string(cg) != string(self) {
-			comm, _ := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "comm"))
-			fmt.Fprintf(os.Stderr, "thread %s (%s) is in %s, the process in %s", task.Name(), strings.TrimSpace(string(comm)), cg, self)
-			return nil, uringLeftBehind, nil
-		}
-	}
-	if !uringHasThread(m) {
-		return nil, uringNoThread, nil
-	}
-	return r, 0, nil
-}
-
-// uringHasThread reports whether this process has the kernel thread that
-// runs mode's operations (always true inline).
-func uringHasThread(m uring.Mode) bool {
-	prefix := map[uring.Mode]string{uring.Worker: "iou-wrk-", uring.SQPoll: "iou-sqp-"}[m]
-	if prefix == "" {
-		return true
-	}
-	tasks, _ := os.ReadDir("/proc/self/task")
-	for _, task := range tasks {
-		comm, _ := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "comm"))
-		if strings.HasPrefix(string(comm), prefix) {
-			return true
-		}
-	}
-	return false
-}
-
 // uringSockOp is sockOp through io_uring, the socket included.
 func uringSockOp(r *uring.Ring, op string, dst netip.AddrPort) unix.Errno {
 	typ := unix.SOCK_DGRAM
@@ -205,30 +133,6 @@ func uringSockOp(r *uring.Ring, op string, dst netip.AddrPort) unix.Errno {
 	}
 	_, err = r.Sendmsg(fd, dst, []byte("x"))
 	return uringErrno(err)
-}
-
-// uringErrno is 0 for success, the errno of a refused operation, or 999
-// when the ring itself failed.
-func uringErrno(err error) unix.Errno {
-	var e unix.Errno
-	if err == nil {
-		return 0
-	}
-	if errors.As(err, &e) && err == error(e) {
-		return e
-	}
-	return 999
-}
-
-// requireUring skips (or fails under AIGATE_REQUIRE_KERNEL=1) where
-// io_uring is compiled out or disabled: then it is no way out either.
-func requireUring(t testing.TB) {
-	t.Helper()
-	r, err := uring.New(uring.Inline)
-	if err != nil {
-		testutil.SkipUnlessKernel(t, fmt.Sprintf("io_uring is not available: %v", err))
-	}
-	r.Close()
 }
 
 // TestNetUring: io_uring connects, unconnected sends and socket creations
