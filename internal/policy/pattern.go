@@ -244,6 +244,17 @@ func checkChars(s string) string {
 
 // String returns the canonical spelling of p.
 func (p pattern) String() string {
+	// A name that starts with "~" would read as a home directory on its own;
+	// "**/" keeps it a name at any depth.
+	if p.kind == kindName || p.kind == kindPrefix {
+		if strings.HasPrefix(p.value, "~") {
+			return "**/" + p.stringName()
+		}
+	}
+	return p.stringName()
+}
+
+func (p pattern) stringName() string {
 	switch p.kind {
 	case kindName:
 		return p.value
