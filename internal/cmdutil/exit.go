@@ -1,4 +1,4 @@
-package cli
+package cmdutil
 
 import (
 	"errors"
@@ -34,60 +34,61 @@ const (
 	ExitNotFound ExitCode = 127
 )
 
-// usageError marks an error as the user's command line being wrong.
-type usageError struct{ err error }
+// UsageError marks an error as the user's command line being wrong.
+type UsageError struct{ Err error }
 
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
 
-func usageErrorf(format string, args ...any) error {
-	return &usageError{fmt.Errorf(format, args...)}
+// UsageErrorf formats a UsageError.
+func UsageErrorf(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
-// exitError carries a specific exit code. A nil err means the command has
+// StatusError carries a specific exit code. A nil Err means the command has
 // already said everything and Main prints nothing more.
-type exitError struct {
-	code ExitCode
-	err  error
+type StatusError struct {
+	Code ExitCode
+	Err  error
 }
 
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit status %d", e.code)
+func (e *StatusError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
 	}
-	return e.err.Error()
+	return e.Err.Error()
 }
-func (e *exitError) Unwrap() error { return e.err }
+func (e *StatusError) Unwrap() error { return e.Err }
 
-// silentExit ends the command with code and no further message.
-func silentExit(code ExitCode) error { return &exitError{code: code} }
+// SilentExit ends the command with code and no further message.
+func SilentExit(code ExitCode) error { return &StatusError{Code: code} }
 
-// runError wraps what a command's run function returned, so that Main can
+// RunError wraps what a command's run function returned, so that Main can
 // tell it from the errors cobra itself returns while parsing the command
 // line, which are all usage errors.
-type runError struct{ err error }
+type RunError struct{ Err error }
 
-func (e *runError) Error() string { return e.err.Error() }
-func (e *runError) Unwrap() error { return e.err }
+func (e *RunError) Error() string { return e.Err.Error() }
+func (e *RunError) Unwrap() error { return e.Err }
 
-// classify turns an error from cobra's Execute into a message (empty: say
+// Classify turns an error from cobra's Execute into a message (empty: say
 // nothing) and an exit code.
-func classify(err error) (string, ExitCode) {
+func Classify(err error) (string, ExitCode) {
 	if err == nil {
 		return "", ExitOK
 	}
-	var ee *exitError
+	var ee *StatusError
 	if errors.As(err, &ee) {
-		if ee.err == nil {
-			return "", ee.code
+		if ee.Err == nil {
+			return "", ee.Code
 		}
-		return ee.err.Error(), ee.code
+		return ee.Err.Error(), ee.Code
 	}
-	var ue *usageError
+	var ue *UsageError
 	if errors.As(err, &ue) {
 		return ue.Error(), ExitUsage
 	}
-	var re *runError
+	var re *RunError
 	if errors.As(err, &re) {
 		return re.Error(), ExitError
 	}

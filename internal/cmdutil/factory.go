@@ -1,15 +1,12 @@
-package cli
+package cmdutil
 
 import (
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/viper"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/doctor"
@@ -54,41 +51,23 @@ type Factory struct {
 	DoctorRoot    string
 	KernelRelease string
 
-	v   *viper.Viper
-	Log *zap.Logger
+	// Flags are the root command's flags with their AIGATE_ environment
+	// twins; nil in tests.
+	Flags *viper.Viper
+	Log   *zap.Logger
 }
 
-// NewFactory returns a Factory for the running process.
-func NewFactory() *Factory {
-	return &Factory{
-		In:       os.Stdin,
-		Out:      os.Stdout,
-		Err:      os.Stderr,
-		Env:      config.OSEnv(),
-		Now:      time.Now,
-		ProbeLSM: lsmProbe,
-
-		RememberedLSM: rememberedLSM,
-
-		ProbeFanotify: fanotifyProbe,
-		ProbeSockAddr: sockAddrProbe,
-		ProbeUnix:     unixProbe,
-		LandlockABI:   landlockABI,
-
-		DoctorAgent:    doctorAgent,
-		AgentResetPlan: ResetAgentPlan,
-		AgentReset:     ResetAgent,
-		Log:            zap.NewNop(),
+// ConfigFile is the --config flag ("" for the default).
+func (f *Factory) ConfigFile() string {
+	if f.Flags == nil {
+		return ""
 	}
+	return f.Flags.GetString("config")
 }
 
 // Paths locates the config files for this invocation.
 func (f *Factory) Paths() (*config.Paths, error) {
-	var file string
-	if f.v != nil {
-		file = f.v.GetString("config")
-	}
-	p, err := config.Locate(config.LocateOptions{ConfigFile: file, Env: f.Env})
+	p, err := config.Locate(config.LocateOptions{ConfigFile: f.ConfigFile(), Env: f.Env})
 	if err != nil {
 		return nil, err
 	}
@@ -134,23 +113,11 @@ func (f *Factory) Doctor(mount bool) *doctor.Report {
 	})
 }
 
-// newLogger builds the zap logger for --log-level. Logs go to stderr and
-// are for diagnosing aigate; what a command reports goes to stdout.
-func newLogger(level string, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(strings.ToLower(level))
-	if err != nil {
-		return nil, usageErrorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	enc := zap.NewDevelopmentEncoderConfig()
-	enc.TimeKey = ""
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), lvl)
-	return zap.New(core), nil
-}
+// Printf writes what the command reports to stdout.
+func (f *Factory) Printf(format string, args ...any) { fmt.Fprintf(f.Out, format, args...) }
 
-func (f *Factory) printf(format string, args ...any) { fmt.Fprintf(f.Out, format, args...) }
-
-// warnf writes a warning to stderr, where it does not mix into output that
+// Warnf writes a warning to stderr, where it does not mix into output that
 // scripts read.
-func (f *Factory) warnf(format string, args ...any) {
+func (f *Factory) Warnf(format string, args ...any) {
 	fmt.Fprintf(f.Err, "aigate: warning: "+format+"\n", args...)
 }

@@ -1,4 +1,4 @@
-package cli
+package cmdutil
 
 import (
 	"fmt"
@@ -32,8 +32,8 @@ func sandboxOf(cg string) (string, bool) {
 	return "", false
 }
 
-// insideSandbox returns the name of the sandbox this process runs in.
-func insideSandbox() (string, bool) {
+// InsideSandbox returns the name of the sandbox this process runs in.
+func InsideSandbox() (string, bool) {
 	cg, err := cgroup.ProcessCgroup(os.Getpid())
 	if err != nil {
 		return "", false
@@ -41,9 +41,9 @@ func insideSandbox() (string, bool) {
 	return sandboxOf(cg)
 }
 
-// insideError is what run and watch answer inside a sandbox.
-func insideError(what, name string) error {
-	return &exitError{ExitNoEnforcement, fmt.Errorf(
+// InsideError is what run and watch answer inside a sandbox.
+func InsideError(what, name string) error {
+	return &StatusError{Code: ExitNoEnforcement, Err: fmt.Errorf(
 		"this process is inside the aigate sandbox %s. Everything started here is already confined by that sandbox's policy, "+
 			"and from inside it the aigate agent cannot be reached, so %s cannot work here. "+
 			"Nothing needs fixing: to %s, use a terminal outside the sandbox (if you are an AI agent, tell the user that)",

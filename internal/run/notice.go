@@ -1,4 +1,4 @@
-package cli
+package run
 
 import (
 	"crypto/sha256"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"go.uber.org/zap/zapcore"
+
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 )
 
 // noticeDir remembers, until the next boot (/run is a tmpfs), which long
@@ -17,9 +19,9 @@ var noticeDir = "/run/aigate-notices"
 // run (the fanotify fallback): once per boot for root's runs, then only in
 // the debug log, and every time with --log-level info or debug. `aigate
 // doctor` says it again whenever asked.
-func (f *Factory) noticeOnce(msg string) {
+func noticeOnce(f *cmdutil.Factory, msg string) {
 	if f.Log.Core().Enabled(zapcore.InfoLevel) || os.Geteuid() != 0 {
-		f.warnf("%s", msg)
+		f.Warnf("%s", msg)
 		return
 	}
 	sum := sha256.Sum256([]byte(msg))
@@ -28,7 +30,7 @@ func (f *Factory) noticeOnce(msg string) {
 		f.Log.Debug("said once already: " + msg)
 		return
 	}
-	f.warnf("%s; said once until the next boot", msg)
+	f.Warnf("%s; said once until the next boot", msg)
 	if err := os.MkdirAll(noticeDir, 0o700); err == nil {
 		_ = os.WriteFile(mark, nil, 0o600)
 	}

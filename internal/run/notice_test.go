@@ -1,4 +1,4 @@
-package cli
+package run
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 )
 
 // The fanotify fallback is said once per boot on root's runs, not on
@@ -15,10 +17,10 @@ func TestNoticeOnce(t *testing.T) {
 	noticeDir = t.TempDir()
 	t.Cleanup(func() { noticeDir = "/run/aigate-notices" })
 	var errb bytes.Buffer
-	f := &Factory{Err: &errb, Log: zap.NewNop()}
+	f := &cmdutil.Factory{Err: &errb, Log: zap.NewNop()}
 	const msg = "using the fanotify backend: test"
-	f.noticeOnce(msg)
-	f.noticeOnce(msg)
+	noticeOnce(f, msg)
+	noticeOnce(f, msg)
 	want := 1
 	if os.Geteuid() != 0 {
 		want = 2 // a user's run has no place of root's to remember it
@@ -28,7 +30,7 @@ func TestNoticeOnce(t *testing.T) {
 	}
 	errb.Reset()
 	f.Log = zap.NewExample() // debug level: always
-	f.noticeOnce(msg)
+	noticeOnce(f, msg)
 	if !strings.Contains(errb.String(), msg) {
 		t.Errorf("with a verbose log level the notice must be said: %q", errb.String())
 	}

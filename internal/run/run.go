@@ -1,6 +1,6 @@
 //go:build linux
 
-package cli
+package run
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -49,7 +50,8 @@ type runOptions struct {
 	parent      string // cgroup holding the sandboxes, below the v2 mount
 }
 
-func newRunCmd(f *Factory) *cobra.Command {
+// NewCmd builds `aigate run`.
+func NewCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &runOptions{}
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- COMMAND [ARG...]",
@@ -91,10 +93,10 @@ aigate's own failures:
   sudo aigate run --backend fanotify -- cat .env`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usageErrorf("run needs the command to sandbox: aigate run -- COMMAND [ARG...], e.g. aigate run -- claude")
+				return cmdutil.UsageErrorf("run needs the command to sandbox: aigate run -- COMMAND [ARG...], e.g. aigate run -- claude")
 			}
 			if cmd.ArgsLenAtDash() != 0 {
-				return usageErrorf("put -- before the command: aigate run [flags] -- %s", strings.Join(args, " "))
+				return cmdutil.UsageErrorf("put -- before the command: aigate run [flags] -- %s", strings.Join(args, " "))
 			}
 			opts.Args = args
 			return runRun(cmd.Context(), f, opts)
@@ -107,7 +109,7 @@ aigate's own failures:
 	fl.StringVar(&opts.User, "user", "", "run COMMAND as `USER` (root only; default: the user who ran sudo)")
 	fl.StringVar(&opts.Backend, "backend", "", "enforcement backend: auto, lsm or fanotify (default: the config's backend, else auto)")
 	fl.StringVar(&opts.Socket, "socket", api.SocketPath(), "the agent's socket `PATH` ($"+api.SocketEnv+" changes the default)")
-	fl.StringVar(&opts.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "where an agent that run starts itself serves metrics (\"\" for none)")
+	fl.StringVar(&opts.MetricsAddr, "metrics-addr", cmdutil.DefaultMetricsAddr, "where an agent that run starts itself serves metrics (\"\" for none)")
 	return cmd
 }
 
@@ -124,22 +126,22 @@ type identity struct {
 // runRun creates the sandbox through the agent, the one code path for
 // every run: an agent that runs already (as a service), or, when there is
 // none and run is root, one that run starts inside itself.
-func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
-	if name, ok := insideSandbox(); ok {
-		return insideError("aigate run", name)
+func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
+	if name, ok := cmdutil.InsideSandbox(); ok {
+		return cmdutil.InsideError("aigate run", name)
 	}
 	choice := policy.BackendChoice(opts.Backend)
 	switch choice {
 	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
 	default:
-		return usageErrorf("--backend %q: want auto, lsm or fanotify", opts.Backend)
+		return cmdutil.UsageErrorf("--backend %q: want auto, lsm or fanotify", opts.Backend)
 	}
 
 	// Policy. The agent compiles it again from the same bytes; compiling
 	// here too stops a broken file before anything is asked of anyone.
 	loaded, err := f.Load()
 	if err != nil {
-		return &exitError{ExitPolicy, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	if opts.User != "" && f.Env.Euid == 0 {
 		// The command runs as --user's user: so does their policy, read
@@ -154,12 +156,12 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	}
 	if f.Env.Euid != 0 {
 		if id.uid != loaded.Paths.User.UID {
-			return usageErrorf("--user %s: only root can run a command as another user", opts.User)
+			return cmdutil.UsageErrorf("--user %s: only root can run a command as another user", opts.User)
 		}
 		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
 	}
-	if err := agentTrustState(f, loaded, opts.Socket); err != nil {
-		return &exitError{ExitPolicy, err}
+	if err := cmdutil.AgentTrustState(f, loaded, opts.Socket); err != nil {
+		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	pol, _ := loaded.Policy() // warnings come back from the agent, once
 	env := loaded.PolicyEnv()
@@ -168,11 +170,11 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	env.Home = id.home
 	compiled, err := policy.Compile(pol, env)
 	if err != nil {
-		return &exitError{ExitPolicy, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	masker, err := mask.Compile(compiled.Mask)
 	if err != nil {
-		return &exitError{ExitPolicy, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	// aigate's own lines are masked too while masking is on.
 	lines := &lineWriter{w: f.Err, m: masker}
@@ -191,7 +193,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	}
 	path, err := lookPath(opts.Args[0], childEnv)
 	if err != nil {
-		return &exitError{ExitNotFound, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: err}
 	}
 
 	var eventsOut io.Writer
@@ -199,7 +201,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		inv := loaded.Paths.User
 		ef, err := openEventsFile(opts.EventsFile, inv, id.chownE && id.uid != inv.UID, id.uid, id.gid)
 		if err != nil {
-			return &exitError{ExitSandbox, err}
+			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
 		}
 		defer ef.Close()
 		eventsOut = ef
@@ -212,7 +214,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 
 	req, err := createRequest(loaded, id, mode, opts.Args)
 	if err != nil {
-		return &exitError{ExitPolicy, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	if f.Env.Euid == 0 && id.uid != 0 {
 		// Root acts for the user who ran sudo (or --user): the sandbox,
@@ -236,15 +238,15 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		}
 	}
 	for _, w := range sess.Warnings {
-		f.warnf("%s", w)
+		f.Warnf("%s", w)
 	}
 	if (choice == policy.BackendLSM || choice == policy.BackendFanotify) && sess.Sandbox.Backend != string(choice) {
 		_, _ = sess.End(5 * time.Second)
 		finishAgent()
-		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s: the %s backend was asked for, but the running agent enforces with %s; use --backend auto, or restart the agent with --backend %s", opts.Args[0], choice, sess.Sandbox.Backend, choice)}
+		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: the %s backend was asked for, but the running agent enforces with %s; use --backend auto, or restart the agent with --backend %s", opts.Args[0], choice, sess.Sandbox.Backend, choice)}
 	}
 	if sess.Sandbox.Mode == policy.ModeAudit && !opts.Quiet {
-		f.warnf("audit mode: nothing is blocked, what would be is reported")
+		f.Warnf("audit mode: nothing is blocked, what would be is reported")
 	}
 	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
 
@@ -271,7 +273,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 			_, _ = f.Err.Write(kept.take())
 		}
 		if err != nil {
-			f.warnf("sandbox %s: %v", sess.Sandbox.Name, err)
+			f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
 		}
 		var attributed uint64
 		if ended != nil {
@@ -282,10 +284,10 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		// The sandbox is gone: nothing inside can race the check.
 		if msg, err := guard.restore(f.Now()); msg != "" || err != nil {
 			if msg != "" {
-				f.warnf("%s", msg)
+				f.Warnf("%s", msg)
 			}
 			if err != nil {
-				f.warnf("could not restore your policy: %v; check %s before the next run", err, loaded.Paths.Dir)
+				f.Warnf("could not restore your policy: %v; check %s before the next run", err, loaded.Paths.Dir)
 			}
 		}
 	}
@@ -295,7 +297,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	select {
 	case s := <-sigs:
 		cleanup(false)
-		return silentExit(ExitCode(128 + int(s.(syscall.Signal))))
+		return cmdutil.SilentExit(cmdutil.ExitCode(128 + int(s.(syscall.Signal))))
 	default:
 	}
 
@@ -319,7 +321,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		stdio, err = newRunStdio(f, masker, lines, true)
 		if err != nil {
 			cleanup(false)
-			return &exitError{ExitSandbox, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 		}
 		// Whatever happens from here, the terminal gets its mode back
 		// (finish is idempotent; a panic runs it too).
@@ -335,7 +337,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	sess.Landlock = landlockOptions(pol, sess.Sandbox.Backend, id.home, loaded.Paths, os.Getenv)
 	if err := checkLandlock(f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
 		cleanup(false)
-		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
 	// Before Linux 6.7 the fanotify backend confines no unix socket at
 	// all (status says so); the entry is refused there too, as it would
@@ -344,7 +346,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		rs := sandboxDomain(sess.Landlock, landlock.ABI())
 		if err := checkUnixPlant(pol, id.home, rs, sandboxUser(id), landlock.OSStat{}); err != nil {
 			cleanup(false)
-			return &exitError{ExitPolicy, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+			return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 		}
 	}
 	// From here the command writes: aigate's lines must not garble it
@@ -362,7 +364,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 			j, stdout, stderr, err := newLineJoiner(outFile, errFile)
 			if err != nil {
 				cleanup(false)
-				return &exitError{ExitSandbox, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+				return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 			}
 			join = j
 			cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -374,12 +376,12 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		join.started()
 	}
 	if err != nil {
-		code := ExitSandbox
+		code := cmdutil.ExitSandbox
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			code = ExitNotFound
+			code = cmdutil.ExitNotFound
 		}
 		cleanup(false)
-		return &exitError{code, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		return &cmdutil.StatusError{Code: code, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
 	if stdio != nil {
 		stdio.started(child.Pid())
@@ -404,9 +406,9 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	code, werr := child.Wait()
 	cleanup(true)
 	if werr != nil {
-		return &exitError{ExitSandbox, werr}
+		return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: werr}
 	}
-	return silentExit(ExitCode(code))
+	return cmdutil.SilentExit(cmdutil.ExitCode(code))
 }
 
 // createRequest is what the agent needs to build the caller's policy: the
@@ -446,7 +448,7 @@ func trustString(t config.TrustState) string {
 // agent runs and run is root, it starts one in this process on that
 // socket (emb is then non-nil) and asks it; when another agent wins the
 // race for the socket, it uses that one.
-func createSandbox(ctx context.Context, f *Factory, opts *runOptions, choice policy.BackendChoice, req api.CreateRequest) (*api.Session, *embeddedAgent, error) {
+func createSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, choice policy.BackendChoice, req api.CreateRequest) (*api.Session, *embeddedAgent, error) {
 	if !opts.Quiet {
 		defer slowNotice(f.Err, time.Second, setupNotice)()
 	}
@@ -464,7 +466,7 @@ func createSandbox(ctx context.Context, f *Factory, opts *runOptions, choice pol
 			return nil, nil, createError(opts.Args[0], err)
 		}
 		if f.Env.Euid != 0 {
-			return nil, nil, &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s: no aigate agent is running (nothing listens on %s), and starting one needs root: run `sudo aigate setup` once (it installs and starts the agent), or `sudo aigate agent` in another terminal", opts.Args[0], c.Socket)}
+			return nil, nil, &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: no aigate agent is running (nothing listens on %s), and starting one needs root: run `sudo aigate setup` once (it installs and starts the agent), or `sudo aigate agent` in another terminal", opts.Args[0], c.Socket)}
 		}
 		emb, err = startEmbedded(f, opts, choice)
 		if errors.Is(err, api.ErrAgentRunning) && attempt < 50 {
@@ -473,7 +475,7 @@ func createSandbox(ctx context.Context, f *Factory, opts *runOptions, choice pol
 			emb = nil
 			select {
 			case <-ctx.Done():
-				return nil, nil, &exitError{ExitSandbox, ctx.Err()}
+				return nil, nil, &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: ctx.Err()}
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
@@ -491,10 +493,10 @@ func createError(command string, err error) error {
 	if errors.As(err, &ae) {
 		switch ae.Code {
 		case api.CodePolicy:
-			return &exitError{ExitPolicy, err}
+			return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 		}
 	}
-	return &exitError{ExitSandbox, err}
+	return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
 }
 
 // runIdentity decides who the command runs as: --user, else the user who
@@ -502,7 +504,7 @@ func createError(command string, err error) error {
 // loadAsUser loads the configuration of the user --user names (files
 // read with that user's identity, as Locate does under sudo) unless it is
 // the one already loaded.
-func loadAsUser(f *Factory, name string, loaded *config.Loaded) (*config.Loaded, error) {
+func loadAsUser(f *cmdutil.Factory, name string, loaded *config.Loaded) (*config.Loaded, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		if _, nerr := strconv.Atoi(name); nerr == nil {
@@ -510,14 +512,10 @@ func loadAsUser(f *Factory, name string, loaded *config.Loaded) (*config.Loaded,
 		}
 	}
 	if err != nil {
-		return nil, usageErrorf("--user %s: %v", name, err)
+		return nil, cmdutil.UsageErrorf("--user %s: %v", name, err)
 	}
 	if u.Uid == strconv.Itoa(loaded.Paths.User.UID) || u.Uid == "0" {
 		return loaded, nil
-	}
-	var file string
-	if f.v != nil {
-		file = f.v.GetString("config")
 	}
 	env := f.Env
 	getenv := env.Getenv
@@ -530,13 +528,13 @@ func loadAsUser(f *Factory, name string, loaded *config.Loaded) (*config.Loaded,
 		}
 		return getenv(k)
 	}
-	p, err := config.Locate(config.LocateOptions{ConfigFile: file, Env: env})
+	p, err := config.Locate(config.LocateOptions{ConfigFile: f.ConfigFile(), Env: env})
 	if err != nil {
-		return nil, &exitError{ExitPolicy, fmt.Errorf("--user %s: %w", name, err)}
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: fmt.Errorf("--user %s: %w", name, err)}
 	}
 	l, err := config.Load(p)
 	if err != nil {
-		return nil, &exitError{ExitPolicy, fmt.Errorf("--user %s: %w", name, err)}
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: fmt.Errorf("--user %s: %w", name, err)}
 	}
 	return l, nil
 }
@@ -550,14 +548,14 @@ func runIdentity(flagUser, name, home string, sudo bool, uid, gid int) (*identit
 			}
 		}
 		if err != nil {
-			return nil, usageErrorf("--user %s: %v", flagUser, err)
+			return nil, cmdutil.UsageErrorf("--user %s: %v", flagUser, err)
 		}
 		return identityOf(u)
 	}
 	if sudo {
 		u, err := user.LookupId(strconv.Itoa(uid))
 		if err != nil {
-			return nil, &exitError{ExitSandbox, fmt.Errorf("find the user who ran sudo (uid %d): %w", uid, err)}
+			return nil, &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("find the user who ran sudo (uid %d): %w", uid, err)}
 		}
 		id, err := identityOf(u)
 		if err != nil {
@@ -573,7 +571,7 @@ func identityOf(u *user.User) (*identity, error) {
 	uid, err1 := strconv.Atoi(u.Uid)
 	gid, err2 := strconv.Atoi(u.Gid)
 	if err1 != nil || err2 != nil {
-		return nil, &exitError{ExitSandbox, fmt.Errorf("user %s: uid %q or gid %q is not a number", u.Username, u.Uid, u.Gid)}
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("user %s: uid %q or gid %q is not a number", u.Username, u.Uid, u.Gid)}
 	}
 	id := &identity{name: u.Username, home: u.HomeDir, uid: uid, gid: gid}
 	if uid == 0 {
@@ -581,7 +579,7 @@ func identityOf(u *user.User) (*identity, error) {
 	}
 	gids, err := u.GroupIds()
 	if err != nil {
-		return nil, &exitError{ExitSandbox, fmt.Errorf("list the groups of user %s: %w", u.Username, err)}
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("list the groups of user %s: %w", u.Username, err)}
 	}
 	var groups []uint32
 	for _, g := range gids {

@@ -1,4 +1,4 @@
-package cli
+package run
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/darwin"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/mask"
@@ -29,7 +30,8 @@ type runOptions struct {
 	Args       []string
 }
 
-func newRunCmd(f *Factory) *cobra.Command {
+// NewCmd builds `aigate run`.
+func NewCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &runOptions{}
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- COMMAND [ARG...]",
@@ -67,7 +69,7 @@ aigate's own failures:
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 {
-				return usageErrorf("put -- before the command: aigate run [flags] -- %s", strings.Join(args, " "))
+				return cmdutil.UsageErrorf("put -- before the command: aigate run [flags] -- %s", strings.Join(args, " "))
 			}
 			opts.Args = args
 			return runRun(cmd.Context(), f, opts)
@@ -80,11 +82,11 @@ aigate's own failures:
 	return cmd
 }
 
-func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
+func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if f.Env.Euid != 0 {
 		// sudo resets the environment: the hint names the variables the
 		// tool needs that are set here, so that they reach it.
-		return &exitError{ExitNoEnforcement, errors.New("aigate run needs root on macOS to add ACL entries and load pf rules: run it with sudo: " +
+		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: errors.New("aigate run needs root on macOS to add ACL entries and load pf rules: run it with sudo: " +
 			darwin.SudoHint(os.Environ(), opts.Args) + "; the command itself runs as the sandbox user " + darwin.DefaultUserName)}
 	}
 	m := darwin.DefaultMachine()
@@ -93,21 +95,21 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		if errors.Is(err, darwin.ErrNotSetUp) {
 			err = fmt.Errorf("%w: run `sudo aigate setup` once, then run again", err)
 		}
-		return &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
+		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
 	}
 
 	loaded, err := f.Load()
 	if err != nil {
-		return &exitError{ExitPolicy, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	pol, warns := loaded.Policy()
 	for _, w := range warns {
-		f.warnf("%s", w)
+		f.Warnf("%s", w)
 	}
 	env := loaded.PolicyEnv()
 	compiled, err := policy.Compile(pol, env)
 	if err != nil {
-		return &exitError{ExitPolicy, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	if opts.Audit {
 		compiled.Mode = policy.ModeAudit
@@ -115,23 +117,23 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	// A fresh sandbox user has no Claude login: allowing the API host
 	// without the login hosts would leave /login unable to finish.
 	if added := darwin.AddLoginDomains(compiled); len(added) > 0 && !opts.Quiet {
-		f.warnf("allowing %s too: Claude Code's login needs them, and the policy allows api.anthropic.com (docs/macos.md)", strings.Join(added, ", "))
+		f.Warnf("allowing %s too: Claude Code's login needs them, and the policy allows api.anthropic.com (docs/macos.md)", strings.Join(added, ", "))
 	}
 	if filepath.Base(opts.Args[0]) == "claude" && !darwin.HasAuth(os.Environ()) && !opts.Quiet {
-		f.warnf("no ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN reached aigate (sudo drops them): unless you logged in once as %s, Claude Code will ask you to log in; to pass your key: %s (docs/macos.md, \"Claude Code\")",
+		f.Warnf("no ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN reached aigate (sudo drops them): unless you logged in once as %s, Claude Code will ask you to log in; to pass your key: %s (docs/macos.md, \"Claude Code\")",
 			user.Name, darwin.SudoHint(append(os.Environ(), "ANTHROPIC_API_KEY=x"), opts.Args))
 	}
 	masker, err := mask.Compile(compiled.Mask)
 	if err != nil {
-		return &exitError{ExitPolicy, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	lines := &lineWriter{w: f.Err, m: masker}
 	if err := shareable(env.ProjectRoot, env.Home); err != nil {
-		return &exitError{ExitSandbox, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
 	}
 	// Found before anything is applied, so that a typo changes nothing.
 	if _, err := exec.LookPath(opts.Args[0]); err != nil {
-		return &exitError{ExitNotFound, fmt.Errorf("command %s: %w", opts.Args[0], err)}
+		return &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: fmt.Errorf("command %s: %w", opts.Args[0], err)}
 	}
 
 	var eventsOut io.Writer
@@ -139,7 +141,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		u := loaded.Paths.User
 		ef, err := openEventsFile(opts.EventsFile, u, u.Sudo, u.UID, u.GID)
 		if err != nil {
-			return &exitError{ExitSandbox, err}
+			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
 		}
 		defer ef.Close()
 		eventsOut = ef
@@ -169,7 +171,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 	}()
 
 	if compiled.Mode == policy.ModeAudit && !opts.Quiet {
-		f.warnf("audit mode: nothing is blocked on the network, what would be is reported; file rules are not applied")
+		f.Warnf("audit mode: nothing is blocked on the network, what would be is reported; file rules are not applied")
 	}
 	// pf has no counters per session: the summary is the tally of the
 	// events themselves.
@@ -188,7 +190,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		// of its own: masking would turn its stdout into a pipe, and a
 		// terminal interface (Claude Code's) stops working. Said, not
 		// hidden.
-		f.warnf("mask_output is not applied on macOS while the output is a terminal (a pipe would take the tool's terminal away); redirect the output to mask it")
+		f.Warnf("mask_output is not applied on macOS while the output is a terminal (a pipe would take the tool's terminal away); redirect the output to mask it")
 		masker = nil
 	}
 	if masker != nil {
@@ -199,7 +201,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		if err != nil {
 			close(stopPump)
 			<-pumpDone
-			return &exitError{ExitSandbox, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 		}
 		defer stdio.finish()
 		if !opts.Quiet {
@@ -223,7 +225,7 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		Resolver:    net.DefaultResolver,
 		PID:         os.Getpid(),
 		Alive:       darwin.Alive,
-		Warn:        func(s string) { f.warnf("%s", s) },
+		Warn:        func(s string) { f.Warnf("%s", s) },
 	}, opts.Args, evs)
 	// darwin.Run never closes evs: its pf log reader stops sending once
 	// Run has returned (its context is done by then).
@@ -234,25 +236,25 @@ func runRun(ctx context.Context, f *Factory, opts *runOptions) error {
 		stdio.finish()
 	}
 	if out.CleanupErr != nil {
-		f.warnf("%v", out.CleanupErr)
+		f.Warnf("%v", out.CleanupErr)
 	}
 	if err != nil {
-		code := ExitSandbox
+		code := cmdutil.ExitSandbox
 		switch {
 		case errors.Is(err, darwin.ErrNotSetUp):
-			code = ExitNoEnforcement
+			code = cmdutil.ExitNoEnforcement
 		case errors.Is(err, exec.ErrNotFound):
-			code = ExitNotFound
+			code = cmdutil.ExitNotFound
 		}
-		return &exitError{code, fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		return &cmdutil.StatusError{Code: code, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
 	}
 	rep.finish(0, 0)
 	if sig := lastSig.Load(); sig != 0 && out.ExitCode == 0 {
 		// The tool exited cleanly on SIGTERM; the caller still asked for
 		// an end, as a shell would report it.
-		return silentExit(ExitCode(128 + int(sig)))
+		return cmdutil.SilentExit(cmdutil.ExitCode(128 + int(sig)))
 	}
-	return silentExit(ExitCode(out.ExitCode))
+	return cmdutil.SilentExit(cmdutil.ExitCode(out.ExitCode))
 }
 
 // owner is the account that gets an inheritable entry on the project, so

@@ -1,6 +1,6 @@
 //go:build linux
 
-package cli
+package run
 
 import (
 	"os"
@@ -53,15 +53,6 @@ func e2eProject(t *testing.T) (proj string, env []string) {
 	// An agent of the test's own, embedded in the run: never the
 	// machine's (a service agent would otherwise serve these runs).
 	return proj, append(env, "HOME="+home, "NO_COLOR=1", api.SocketEnv+"="+filepath.Join(t.TempDir(), "aigate.sock"))
-}
-
-func exitCode(t *testing.T, err error) int {
-	t.Helper()
-	code, err := e2e.ExitCode(err)
-	if err != nil {
-		t.Fatalf("run aigate: %v", err)
-	}
-	return code
 }
 
 // assertNoSandboxOf checks that the run with the given aigate pid left no

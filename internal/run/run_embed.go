@@ -1,6 +1,6 @@
 //go:build linux
 
-package cli
+package run
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -33,29 +34,29 @@ type embeddedAgent struct {
 
 // startEmbedded opens the backend and starts the agent on opts.Socket.
 // api.ErrAgentRunning means another agent holds the socket: use that one.
-func startEmbedded(f *Factory, opts *runOptions, choice policy.BackendChoice) (*embeddedAgent, error) {
+func startEmbedded(f *cmdutil.Factory, opts *runOptions, choice policy.BackendChoice) (*embeddedAgent, error) {
 	open := opts.openBackend
 	if open == nil {
 		open = backend.Open
 	}
 	be, err := open(choice, backend.Options{
 		Logger: f.Log,
-		Warn:   f.noticeOnce, // the fallback explains the machine, not this run
+		Warn:   func(msg string) { noticeOnce(f, msg) }, // the fallback explains the machine, not this run
 		// Pinned, so that killing this process leaves the sandbox
 		// enforced by the kernel rather than running on unconfined.
 		RunPin: parentOr(opts.parent),
 	})
 	if err != nil {
-		return nil, &exitError{ExitNoEnforcement, fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
 	}
 	// What a crashed run left is removed here, to say so on the terminal
 	// as a warning (agent.New would only log it).
 	notes, err := sandbox.Sweep(parentOr(opts.parent))
 	if err != nil {
-		return nil, &exitError{ExitSandbox, errors.Join(fmt.Errorf("refusing to run %s: %w", opts.Args[0], err), be.Close())}
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: errors.Join(fmt.Errorf("refusing to run %s: %w", opts.Args[0], err), be.Close())}
 	}
 	for _, n := range notes {
-		f.warnf("%s", n)
+		f.Warnf("%s", n)
 	}
 	// The pins of a killed run are removed once its sandboxes are.
 	if err := backend.ReapRunPins(parentOr(opts.parent), func(pid int) bool { return sandbox.Left(parentOr(opts.parent), pid) }); err != nil {
@@ -72,17 +73,17 @@ func startEmbedded(f *Factory, opts *runOptions, choice policy.BackendChoice) (*
 		Socket:  opts.Socket,
 		Parent:  opts.parent,
 		Log:     log,
-		Build:   version,
-		Commit:  buildCommit(),
+		Build:   cmdutil.Version,
+		Commit:  cmdutil.BuildCommit(),
 	})
 	if err != nil {
 		berr := be.Close()
 		if errors.Is(err, api.ErrAgentRunning) {
 			return nil, errors.Join(err, berr)
 		}
-		return nil, &exitError{ExitSandbox, errors.Join(fmt.Errorf("refusing to run %s: %w", opts.Args[0], err), berr)}
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: errors.Join(fmt.Errorf("refusing to run %s: %w", opts.Args[0], err), berr)}
 	}
-	stopMetrics, err := serveMetrics(opts.MetricsAddr, a, f.Log)
+	stopMetrics, err := cmdutil.ServeMetrics(opts.MetricsAddr, a, f.Log)
 	if err != nil {
 		// Metrics are a convenience of the embedded agent (a service
 		// agent may hold the port, or a second run): no reason to refuse.
@@ -100,7 +101,7 @@ func startEmbedded(f *Factory, opts *runOptions, choice policy.BackendChoice) (*
 // other runs (another terminal, another user) may have found its socket
 // and created theirs through it, and their commands must not die because
 // this one finished. SIGINT, SIGTERM or SIGHUP stops waiting and ends them.
-func (e *embeddedAgent) finish(f *Factory, sigs <-chan os.Signal) {
+func (e *embeddedAgent) finish(f *cmdutil.Factory, sigs <-chan os.Signal) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	drained := make(chan error, 1)
@@ -118,23 +119,23 @@ func (e *embeddedAgent) finish(f *Factory, sigs <-chan os.Signal) {
 			cancel()
 		case <-notice:
 			if e.a.SandboxCount() > 0 {
-				f.warnf("other sandboxes run through the agent in this process (aigate status lists them); waiting for them to end (Ctrl-C ends them now)")
+				f.Warnf("other sandboxes run through the agent in this process (aigate status lists them); waiting for them to end (Ctrl-C ends them now)")
 			}
 		}
 	}
 }
 
 // close stops the embedded agent at once, ending every sandbox.
-func (e *embeddedAgent) close(f *Factory) { e.stop(f, e.a.Close()) }
+func (e *embeddedAgent) close(f *cmdutil.Factory) { e.stop(f, e.a.Close()) }
 
-func (e *embeddedAgent) stop(f *Factory, err error) {
+func (e *embeddedAgent) stop(f *cmdutil.Factory, err error) {
 	e.cancel()
 	if serr := <-e.served; serr != nil {
 		err = errors.Join(err, serr)
 	}
 	e.stopMetrics()
 	if err != nil {
-		f.warnf("stop the agent: %v", err)
+		f.Warnf("stop the agent: %v", err)
 	}
 }
 

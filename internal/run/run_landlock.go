@@ -1,6 +1,6 @@
 //go:build linux
 
-package cli
+package run
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -78,17 +79,17 @@ func expandHome(p, home string) string {
 // the user gives up where it is missing or old. The LSM backend's hooks
 // refuse ptrace and signals across the boundary by themselves, but only
 // Landlock keeps the home read-only.
-func checkLandlock(f *Factory, backend string, opts landlock.Options, abi int) error {
+func checkLandlock(f *cmdutil.Factory, backend string, opts landlock.Options, abi int) error {
 	fanotify := backend == string(policy.BackendFanotify)
 	switch {
 	case abi == 0 && opts.Required:
 		return fmt.Errorf("the kernel has no Landlock (or it is not in the lsm= boot parameter), so on the fanotify backend the command could ptrace and signal your processes outside the sandbox and write anywhere in your home; enable Landlock (see aigate doctor), use the lsm backend, or set %s=optional to run anyway", LandlockEnv)
 	case abi == 0 && fanotify:
-		f.warnf("no Landlock (%s=optional): the command can ptrace and signal your processes outside the sandbox and write anywhere in your home", LandlockEnv)
+		f.Warnf("no Landlock (%s=optional): the command can ptrace and signal your processes outside the sandbox and write anywhere in your home", LandlockEnv)
 	case abi == 0:
-		f.warnf("no Landlock: your home stays writable inside the sandbox (only deny_write rules hold there); see aigate doctor")
+		f.Warnf("no Landlock: your home stays writable inside the sandbox (only deny_write rules hold there); see aigate doctor")
 	case abi < 6 && fanotify:
-		f.warnf("Landlock ABI %d (kernel before 6.12): the command can still signal your processes outside the sandbox and reach abstract unix sockets outside it", abi)
+		f.Warnf("Landlock ABI %d (kernel before 6.12): the command can still signal your processes outside the sandbox and reach abstract unix sockets outside it", abi)
 	}
 	return nil
 }
@@ -156,4 +157,29 @@ func sandboxUser(id *identity) landlock.Who {
 		who.GIDs = append(who.GIDs, id.cred.Groups...)
 	}
 	return who
+}
+
+// UnsafeUnix names the allow_unix entries that `aigate run` refuses on
+// the fanotify backend: the sandbox could point them at another socket
+// (checkUnixPlant); status lists them.
+func UnsafeUnix(l *config.Loaded, pol *policy.Policy, backend string) []string {
+	u := l.Paths.User
+	if u == nil || len(pol.AllowUnix) == 0 {
+		return nil
+	}
+	who := landlock.Who{UID: uint32(u.UID), GIDs: []uint32{uint32(u.GID)}}
+	if u.UID == os.Getuid() {
+		if gs, err := os.Getgroups(); err == nil {
+			for _, g := range gs {
+				who.GIDs = append(who.GIDs, uint32(g))
+			}
+		}
+	}
+	rs := sandboxDomain(landlockOptions(pol, backend, u.Home, l.Paths, os.Getenv), landlock.ABI())
+	var out []string
+	for _, r := range plantableUnix(pol, u.Home, rs, who, landlock.OSStat{}) {
+		out = append(out, fmt.Sprintf("allow_unix %s (%s): the sandbox can write %s and plant a link to any socket there; aigate run refuses it on the fanotify backend (list sockets in directories it cannot write, or use the lsm backend)",
+			r.rule.Pattern, r.rule.Source, r.where))
+	}
+	return out
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package cli
+package run
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -64,7 +65,7 @@ func TestCheckLandlock(t *testing.T) {
 		{"lsm", false, 5, false, ""},
 	} {
 		var errOut bytes.Buffer
-		f := &Factory{Err: &errOut}
+		f := &cmdutil.Factory{Err: &errOut}
 		err := checkLandlock(f, c.backend, landlock.Options{Required: c.required}, c.abi)
 		if (err != nil) != c.err {
 			t.Errorf("%+v: err %v", c, err)

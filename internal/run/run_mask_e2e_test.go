@@ -1,6 +1,6 @@
 //go:build linux
 
-package cli
+package run
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/aigate-dev/aigate/internal/e2e"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -43,7 +44,7 @@ func TestE2ERunMaskPipes(t *testing.T) {
 	cmd := exec.Command(bin, "run", "--backend", "fanotify", "--", "sh", "-c",
 		"echo token="+maskTestKey+"; echo also "+maskTestKey+" >&2; printf 'no newline sk-'; exit 7")
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = proj, env, &stdout, &stderr
-	if code := exitCode(t, runBounded(cmd)); code != 7 {
+	if code := e2e.ExitCodeOf(t, runBounded(cmd)); code != 7 {
 		t.Fatalf("exit %d, want 7\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
 	if want := "token=[masked by aigate]\nno newline sk-"; stdout.String() != want {
@@ -68,7 +69,7 @@ func TestE2ERunNoMask(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(bin, "run", "--backend", "fanotify", "--", "echo", maskTestKey)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = proj, env, &stdout, &stderr
-	if code := exitCode(t, runBounded(cmd)); code != 0 {
+	if code := e2e.ExitCodeOf(t, runBounded(cmd)); code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
 	}
 	if stdout.String() != maskTestKey+"\n" || strings.Contains(stderr.String(), "masking") {
@@ -131,7 +132,7 @@ func TestE2ERunMaskPTY(t *testing.T) {
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 
-	waitUntil(t, 20*time.Second, "the command's prompt", func() bool { return strings.Contains(out.String(), "stdout-is-a-tty") })
+	testutil.WaitUntil(t, 20*time.Second, "the command's prompt", func() bool { return strings.Contains(out.String(), "stdout-is-a-tty") })
 	// The terminal is raw meanwhile: aigate passes every byte on.
 	if during := sttyG(t, tty); during == before {
 		t.Errorf("terminal not in raw mode while the command runs: %s", during)
@@ -141,7 +142,7 @@ func TestE2ERunMaskPTY(t *testing.T) {
 	}
 	select {
 	case err := <-waited:
-		if code := exitCode(t, err); code != 3 {
+		if code := e2e.ExitCodeOf(t, err); code != 3 {
 			t.Fatalf("exit %d, want 3\n%s", code, out.String())
 		}
 	case <-time.After(30 * time.Second):

@@ -1,6 +1,6 @@
 //go:build linux
 
-package cli
+package run
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -113,7 +114,7 @@ func (l *lockedBuffer) String() string {
 }
 
 type runEnv struct {
-	f      *Factory
+	f      *cmdutil.Factory
 	out    *lockedBuffer
 	home   string
 	proj   string
@@ -121,7 +122,7 @@ type runEnv struct {
 	socket string
 }
 
-// newRunEnv gives a test a home and a project directory, and a Factory
+// newRunEnv gives a test a home and a project directory, and a cmdutil.Factory
 // working in them as root without sudo.
 func newRunEnv(t *testing.T, euid int) *runEnv {
 	t.Helper()
@@ -133,7 +134,7 @@ func newRunEnv(t *testing.T, euid int) *runEnv {
 	}
 	vars := map[string]string{"HOME": home}
 	out := &lockedBuffer{}
-	f := &Factory{
+	f := &cmdutil.Factory{
 		In:  strings.NewReader(""),
 		Out: out,
 		Err: out,
@@ -187,7 +188,7 @@ const runDeadline = 90 * time.Second
 
 // run runs `aigate run` in-process, as root with its own embedded agent on
 // a socket of the test's (no metrics), with be as the backend.
-func (e *runEnv) run(t *testing.T, opts *runOptions, be enforce.Backend, openErr error) (ExitCode, string) {
+func (e *runEnv) run(t *testing.T, opts *runOptions, be enforce.Backend, openErr error) (cmdutil.ExitCode, string) {
 	t.Helper()
 	opts.parent = e.parent
 	if opts.Socket == "" {
@@ -203,7 +204,7 @@ func (e *runEnv) run(t *testing.T, opts *runOptions, be enforce.Backend, openErr
 	go func() { done <- runRun(context.Background(), e.f, opts) }()
 	select {
 	case err := <-done:
-		msg, code := classify(err)
+		msg, code := cmdutil.Classify(err)
 		return code, msg
 	case <-time.After(runDeadline):
 		buf := make([]byte, 1<<20)
@@ -220,8 +221,8 @@ func TestRunAddFailureNeverStartsTheCommand(t *testing.T) {
 	be := newRunFake()
 	be.addErr = errors.New("map update refused")
 	code, msg := e.run(t, &runOptions{Args: []string{"sh", "-c", "touch " + marker}}, be, nil)
-	if code != ExitSandbox {
-		t.Fatalf("exit %d (%s), want %d", code, msg, ExitSandbox)
+	if code != cmdutil.ExitSandbox {
+		t.Fatalf("exit %d (%s), want %d", code, msg, cmdutil.ExitSandbox)
 	}
 	if !strings.Contains(msg, "refusing to run sh") || !strings.Contains(msg, "map update refused") {
 		t.Fatalf("message does not say what failed: %q", msg)
@@ -243,8 +244,8 @@ func TestRunNoBackendNeverStartsTheCommand(t *testing.T) {
 	marker := filepath.Join(e.proj, "started")
 	code, msg := e.run(t, &runOptions{Args: []string{"sh", "-c", "touch " + marker}}, nil,
 		fmt.Errorf("%w: BPF LSM: not active; fanotify: EPERM", backend.ErrUnavailable))
-	if code != ExitNoEnforcement || !strings.Contains(msg, "without enforcement") {
-		t.Fatalf("exit %d (%s), want %d", code, msg, ExitNoEnforcement)
+	if code != cmdutil.ExitNoEnforcement || !strings.Contains(msg, "without enforcement") {
+		t.Fatalf("exit %d (%s), want %d", code, msg, cmdutil.ExitNoEnforcement)
 	}
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatalf("the command ran without enforcement (%v)", err)
@@ -255,7 +256,7 @@ func TestRunRefusals(t *testing.T) {
 	t.Run("not root", func(t *testing.T) {
 		e := newRunEnv(t, 1000)
 		code, msg := e.run(t, &runOptions{Args: []string{"true"}}, newRunFake(), nil)
-		if code != ExitNoEnforcement || !strings.Contains(msg, "sudo") {
+		if code != cmdutil.ExitNoEnforcement || !strings.Contains(msg, "sudo") {
 			t.Fatalf("exit %d (%s)", code, msg)
 		}
 	})
@@ -265,29 +266,29 @@ func TestRunRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, msg := e.run(t, &runOptions{Args: []string{"true"}}, newRunFake(), nil)
-		if code != ExitPolicy || !strings.Contains(msg, ".aigate.yaml") {
-			t.Fatalf("exit %d (%s), want %d naming the file", code, msg, ExitPolicy)
+		if code != cmdutil.ExitPolicy || !strings.Contains(msg, ".aigate.yaml") {
+			t.Fatalf("exit %d (%s), want %d naming the file", code, msg, cmdutil.ExitPolicy)
 		}
 	})
 	t.Run("command not found", func(t *testing.T) {
 		e := newRunEnv(t, 0)
 		code, msg := e.run(t, &runOptions{Args: []string{"no-such-tool-aigate"}}, newRunFake(), nil)
-		if code != ExitNotFound || !strings.Contains(msg, "no-such-tool-aigate") {
+		if code != cmdutil.ExitNotFound || !strings.Contains(msg, "no-such-tool-aigate") {
 			t.Fatalf("exit %d (%s)", code, msg)
 		}
 	})
 	t.Run("bad backend", func(t *testing.T) {
 		e := newRunEnv(t, 0)
 		code, _ := e.run(t, &runOptions{Backend: "ebpf", Args: []string{"true"}}, newRunFake(), nil)
-		if code != ExitUsage {
-			t.Fatalf("exit %d, want %d", code, ExitUsage)
+		if code != cmdutil.ExitUsage {
+			t.Fatalf("exit %d, want %d", code, cmdutil.ExitUsage)
 		}
 	})
 	t.Run("unknown user", func(t *testing.T) {
 		e := newRunEnv(t, 0)
 		code, _ := e.run(t, &runOptions{User: "no-such-user-aigate", Args: []string{"true"}}, newRunFake(), nil)
-		if code != ExitUsage {
-			t.Fatalf("exit %d, want %d", code, ExitUsage)
+		if code != cmdutil.ExitUsage {
+			t.Fatalf("exit %d, want %d", code, cmdutil.ExitUsage)
 		}
 	})
 }

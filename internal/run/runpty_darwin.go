@@ -1,6 +1,7 @@
-package cli
+package run
 
 import (
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/mask"
 )
 
@@ -9,7 +10,7 @@ import (
 // there uses pipes (see runstdio.go).
 type ptyTerm struct{}
 
-func openPTY(*Factory, *mask.Matcher, *runStdio) (*ptyTerm, error) { return nil, errNoPTY }
+func openPTY(*cmdutil.Factory, *mask.Matcher, *runStdio) (*ptyTerm, error) { return nil, errNoPTY }
 
 func (*ptyTerm) started(int) {}
 func (*ptyTerm) restore()    {}

@@ -1,4 +1,4 @@
-package cli
+package run
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/mask"
 )
 
@@ -20,7 +21,7 @@ import (
 // own line discipline turns Ctrl-C, Ctrl-\ and Ctrl-Z into signals for the
 // command; what the command writes comes back through the masking writer.
 type ptyTerm struct {
-	f      *Factory
+	f      *cmdutil.Factory
 	master *os.File
 	in     *os.File // the real terminal (stdin)
 	out    *os.File // the real terminal (stdout), whose size the pty copies
@@ -32,7 +33,7 @@ type ptyTerm struct {
 	done  chan struct{}
 }
 
-func openPTY(f *Factory, m *mask.Matcher, s *runStdio) (*ptyTerm, error) {
+func openPTY(f *cmdutil.Factory, m *mask.Matcher, s *runStdio) (*ptyTerm, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, errors.New("masked output: open a pseudo-terminal: " + err.Error())

@@ -1,4 +1,4 @@
-package cli
+package run
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -19,7 +20,7 @@ import (
 // the one formatter), JSON lines (--events) and the summary at exit. It is
 // the same on Linux and macOS; only where events come from differs.
 type runReporter struct {
-	f       *Factory
+	f       *cmdutil.Factory
 	quiet   bool
 	printer *events.Printer
 	json    *events.JSONWriter
@@ -41,7 +42,7 @@ type reportOptions struct {
 	Lines   io.Writer        // where lines go, f.Err when nil
 }
 
-func newRunReporter(f *Factory, o reportOptions) *runReporter {
+func newRunReporter(f *cmdutil.Factory, o reportOptions) *runReporter {
 	r := &runReporter{f: f, quiet: o.Quiet, sandbox: o.Sandbox, backend: o.Backend, policy: o.Policy}
 	if !o.Quiet {
 		color := false
@@ -78,7 +79,7 @@ func (r *runReporter) event(e events.Event) {
 	if r.json != nil && r.jsonErr == nil {
 		if err := r.json.Write(e); err != nil {
 			r.jsonErr = err
-			r.f.warnf("%v: no more events are written to --events", err)
+			r.f.Warnf("%v: no more events are written to --events", err)
 		}
 	}
 	r.mu.Unlock()
@@ -130,7 +131,7 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 		lost = attributed - got
 	}
 	if lost > 0 {
-		r.f.warnf("%d events were lost on the way (not printed or recorded); the summary counts only the others, the agent's metrics count all", lost)
+		r.f.Warnf("%d events were lost on the way (not printed or recorded); the summary counts only the others, the agent's metrics count all", lost)
 	}
 	if s != "" {
 		for _, line := range strings.Split(s, "\n") {

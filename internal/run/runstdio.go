@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package cli
+package run
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/mask"
 )
@@ -47,7 +48,7 @@ type runStdio struct {
 // newRunStdio connects the command's stdio through masking writers;
 // lines is where aigate's own lines go meanwhile. pty asks for a
 // pseudo-terminal when stdin and stdout are terminals.
-func newRunStdio(f *Factory, m *mask.Matcher, lines *lineWriter, pty bool) (*runStdio, error) {
+func newRunStdio(f *cmdutil.Factory, m *mask.Matcher, lines *lineWriter, pty bool) (*runStdio, error) {
 	s := &runStdio{Stdin: f.In, lines: lines}
 	if pty && isTerminal(f.In) && isTerminal(f.Out) {
 		t, err := openPTY(f, m, s)
@@ -147,7 +148,7 @@ func (s *runStdio) abort() {
 }
 
 // announce says once that masking is on.
-func (s *runStdio) announce(f *Factory, n int) {
+func (s *runStdio) announce(f *cmdutil.Factory, n int) {
 	how := "pipes"
 	if s.term != nil {
 		how = "a pseudo-terminal"
