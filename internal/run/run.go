@@ -250,7 +250,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	}
 	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
 
-	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Sandbox: sess.Sandbox.Name, Backend: sess.Sandbox.Backend, Lines: lines})
+	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: lines})
 	pumpDone := make(chan struct{})
 	var stdio *runStdio     // set when the policy masks output
 	var join *lineJoiner    // set when event lines join the command's stderr

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/darwin"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -175,7 +176,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	}
 	// pf has no counters per session: the summary is the tally of the
 	// events themselves.
-	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Sandbox: user.Name, Policy: compiled, Lines: lines})
+	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Name: func(e *events.Event) { agent.Name(e, user.Name, compiled) }, Lines: lines})
 	evs := make(chan events.Event)
 	pumpDone := make(chan struct{})
 	stopPump := make(chan struct{})

@@ -13,7 +13,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/mask"
-	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 // runReporter turns a run's events into lines on stderr (events.Printer,
@@ -24,9 +23,7 @@ type runReporter struct {
 	quiet   bool
 	printer *events.Printer
 	json    *events.JSONWriter
-	sandbox string
-	backend string
-	policy  *policy.Compiled // names rules the events only number (pf)
+	name    func(*events.Event)
 	mu      sync.Mutex
 	tally   events.Summary
 	jsonErr error
@@ -34,16 +31,16 @@ type runReporter struct {
 
 // reportOptions configure a runReporter.
 type reportOptions struct {
-	Quiet   bool
-	JSON    io.Writer // --events, nil for none
-	Sandbox string    // filled into events that do not name it
-	Backend string
-	Policy  *policy.Compiled // nil: events carry their rule text
-	Lines   io.Writer        // where lines go, f.Err when nil
+	Quiet bool
+	JSON  io.Writer // --events, nil for none
+	// Name names the events on macOS, where no agent does: agent.Name
+	// with the session's sandbox and policy. nil: the agent named them.
+	Name  func(*events.Event)
+	Lines io.Writer // where lines go, f.Err when nil
 }
 
 func newRunReporter(f *cmdutil.Factory, o reportOptions) *runReporter {
-	r := &runReporter{f: f, quiet: o.Quiet, sandbox: o.Sandbox, backend: o.Backend, policy: o.Policy}
+	r := &runReporter{f: f, quiet: o.Quiet, name: o.Name}
 	if !o.Quiet {
 		color := false
 		if ef, ok := f.Err.(*os.File); ok {
@@ -63,16 +60,8 @@ func newRunReporter(f *cmdutil.Factory, o reportOptions) *runReporter {
 
 // event reports one event.
 func (r *runReporter) event(e events.Event) {
-	if e.Sandbox == "" {
-		e.Sandbox = r.sandbox
-	}
-	if e.Backend == "" {
-		e.Backend = r.backend
-	}
-	if e.RuleText == "" && e.Rule != 0 && r.policy != nil {
-		if rule, ok := r.policy.Rule(policy.RuleID(e.Rule)); ok {
-			e.RuleText = rule.Pattern
-		}
+	if r.name != nil {
+		r.name(&e)
 	}
 	r.mu.Lock()
 	r.tally.Add(e)
