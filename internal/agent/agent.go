@@ -20,7 +20,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/metrics"
-	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
@@ -384,11 +383,8 @@ func (a *Agent) pump() {
 		a.mu.Unlock()
 		var owner uint32
 		if b != nil {
-			e.Sandbox = b.info.Name
+			Name(&e, b.info.Name, b.compiled)
 			owner = b.info.Owner
-			if r, ok := b.compiled.Rule(policy.RuleID(e.Rule)); ok && e.Rule != 0 {
-				e.RuleText = r.Pattern
-			}
 		}
 		if domains != nil && e.Kind == events.KindNet && e.Domain == "" && e.Addr.IsValid() {
 			e.Domain = domains.DomainOf(e.CgroupID, e.Addr.Addr())

@@ -14,18 +14,19 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/doctor"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 type statusOptions struct {
-	f      *Factory
+	f      *cmdutil.Factory
 	json   bool
 	socket string // the agent's
 }
 
-func newStatusCmd(f *Factory) *cobra.Command {
+func newStatusCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &statusOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -198,11 +199,11 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, inside := insideSandbox(); !inside {
+	if _, inside := cmdutil.InsideSandbox(); !inside {
 		// The trust that a run would apply: the agent's records when it
 		// keeps them, not a store in ~/.aigate a sandbox could forge.
-		if err := agentTrustState(o.f, l, o.socket); err != nil {
-			o.f.warnf("%v; the project's trust shown is that of %s", err, l.Paths.Pretty(l.Paths.Trust))
+		if err := cmdutil.AgentTrustState(o.f, l, o.socket); err != nil {
+			o.f.Warnf("%v; the project's trust shown is that of %s", err, l.Paths.Pretty(l.Paths.Trust))
 		}
 	}
 	st := buildStatus(l, o.f.Doctor(false))
@@ -211,7 +212,7 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	if name, ok := insideSandbox(); ok {
+	if name, ok := cmdutil.InsideSandbox(); ok {
 		// Neither the agent nor the kernel checks are visible from here;
 		// what they would say describes the machine, not this sandbox.
 		st.InsideSandbox = name
