@@ -14,8 +14,10 @@ import (
 // keeps the policy last accepted, so the next run is refused before the
 // command starts, naming the file and the removed rule and saying how to
 // accept it; `status` says the same. The sandbox cannot accept it for
-// itself: a raw client inside asking the agent is refused. Accepted from
-// outside (`aigate policy accept`), the run starts and reads .env.
+// itself: a raw client inside asking the agent is refused; nor does the
+// user's next `aigate deny` accept what it found. Accepted from outside
+// (`aigate policy accept`), the run starts and reads .env; `aigate allow`
+// accepts its own change.
 func TestEscapePolicyLoosenedByHand(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		cfg := b.read("~/.aigate/config.yaml") + "\nallow_unix:\n  - " + b.agent.sock + "\n"
@@ -55,12 +57,27 @@ func TestEscapePolicyLoosenedByHand(t *testing.T) {
 			t.Errorf("status does not show the unaccepted loosening:\n%s", out)
 		}
 
+		// The user's next `aigate deny` accepts its own change, not the
+		// loosening it found.
+		if out := b.aigate("deny", "read", "extra-secret"); !strings.Contains(out, "did not accept") {
+			t.Errorf("aigate deny on a loosened file did not say it was not accepted:\n%s", out)
+		}
+		if r := b.sh("echo STARTED"); strings.Contains(r.stdout, "STARTED") {
+			t.Fatalf("aigate deny accepted the loosening it found:\n%s", r)
+		}
+
 		// Control: accepted from outside, the run starts and reads .env.
 		if out := b.aigate("policy", "accept", "--yes"); !strings.Contains(out, `deny_read ".env" removed`) {
 			t.Errorf("policy accept did not show what it accepted:\n%s", out)
 		}
 		if r := b.sh("cat .env"); !strings.Contains(r.stdout, "sk-escape-test-secret") {
 			t.Errorf("control: accepted from outside, the next run could not read .env:\n%s", r)
+		}
+		// A command's own loosening is accepted by the command.
+		b.aigate("deny", "read", ".env")
+		b.aigate("allow", "read", ".env")
+		if r := b.sh("cat .env"); !strings.Contains(r.stdout, "sk-escape-test-secret") {
+			t.Errorf("control: after aigate allow read .env, the next run could not read .env:\n%s", r)
 		}
 	})
 }
