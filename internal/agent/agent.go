@@ -76,8 +76,10 @@ type Config struct {
 	Records string
 	// TrustDir holds the users' trust records (<uid>.yaml, root-owned,
 	// 0644), written only through the trust request from outside every
-	// sandbox. Empty: the agent keeps no trust (an embedded agent) and
-	// takes the client's trust decision, read from ~/.aigate/trusted.yaml.
+	// sandbox, and their accepted global policies (<uid>.policy.yaml,
+	// policyrec.go). Empty: the agent keeps neither (an embedded agent),
+	// takes the client's trust decision, read from ~/.aigate/trusted.yaml,
+	// and compares no global policy.
 	TrustDir string
 }
 
@@ -93,7 +95,7 @@ type Agent struct {
 	started time.Time
 
 	mu        sync.Mutex
-	trustMu   sync.Mutex // serialises changes of the trust records
+	trustMu   sync.Mutex // serialises changes of the trust and policy records
 	boxes     map[string]*box
 	byCgroup  map[uint64]*box
 	conns     map[net.Conn]struct{}

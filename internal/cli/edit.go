@@ -114,6 +114,16 @@ func (e *edit) commit() (*policy.Config, error) {
 	if err := config.WriteFileAtomic(e.doc.Path, data, 0o644, e.paths.User); err != nil {
 		return nil, err
 	}
+	if !e.project {
+		// The user's own change: the agent's record of the accepted
+		// policy follows it (what the file held before must have been
+		// accepted already).
+		before := policyFile{path: e.doc.Path}
+		if e.doc.Exists {
+			before.data = e.doc.Orig
+		}
+		acceptEdit(f, e.paths, before, policyFile{path: e.doc.Path, data: data}, true)
+	}
 	switch {
 	case !e.doc.Exists && e.project:
 		f.Printf("created %s\n", e.name())

@@ -70,6 +70,10 @@ func runInit(o *initOptions) error {
 	if err := config.WriteFileAtomic(target, content, 0o644, paths.User); err != nil {
 		return err
 	}
+	if !o.project {
+		// The defaults replace whatever the file held: accepted as they are.
+		acceptEdit(f, paths, policyFile{}, policyFile{path: target, data: content}, false)
+	}
 	verb := "wrote"
 	if existed {
 		verb = "replaced"

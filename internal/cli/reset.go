@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -113,6 +114,10 @@ func runReset(o *resetOptions) error {
 		}
 		return nil
 	})
+	if err == nil && slices.Contains(victims, paths.Global) {
+		// The built-in defaults apply now, and are the accepted policy.
+		acceptEdit(f, paths, policyFile{}, policyFile{path: paths.Global}, false)
+	}
 	if err == nil {
 		leftForRoot()
 	}

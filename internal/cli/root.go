@@ -79,6 +79,7 @@ project). Start with:
 		newDenyCmd(f),
 		newAllowCmd(f),
 		newTrustCmd(f),
+		newPolicyCmd(f),
 		newStatusCmd(f),
 		newHelpAICmd(f),
 		newDoctorCmd(f),

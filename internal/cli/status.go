@@ -163,6 +163,10 @@ const agentTimeout = 5 * time.Second
 type StatusFile struct {
 	Path   string `json:"path"`
 	Exists bool   `json:"exists"`
+	// Loosened lists what the file allows beyond the policy the user last
+	// accepted, by the agent's record; `aigate run` refuses until the
+	// user accepts it (`aigate policy accept`). Empty without a record.
+	Loosened []string `json:"loosened,omitempty"`
 }
 
 // StatusProject is the project file and its trust.
@@ -207,6 +211,14 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 		}
 	}
 	st := buildStatus(l, o.f.Doctor(false))
+	if _, inside := cmdutil.InsideSandbox(); !inside {
+		global := policyFile{path: l.Paths.Global, data: l.GlobalData}
+		if ps, err := askAgentPolicy(o.f, l.Paths, o.socket, policyAsk{action: "check", global: global}); err != nil {
+			o.f.Warnf("ask the aigate agent about your accepted policy: %v", err)
+		} else if ps != nil {
+			st.Global.Loosened = ps.loosened
+		}
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -382,6 +394,12 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		fmt.Fprintf(tw, "  global\t%s\n", paths.Pretty(st.Global.Path))
 	} else {
 		fmt.Fprintf(tw, "  global\t%s does not exist: built-in defaults apply (`aigate init` writes them out)\n", paths.Pretty(st.Global.Path))
+	}
+	if len(st.Global.Loosened) > 0 {
+		fmt.Fprintf(tw, "  \tchanged since you last accepted it, and allows more: `aigate run` refuses to start until you review it and run `aigate policy accept`:\n")
+		for _, l := range st.Global.Loosened {
+			fmt.Fprintf(tw, "  \t  %s\n", l)
+		}
 	}
 	if st.Project != nil {
 		trust := st.Project.Trust
