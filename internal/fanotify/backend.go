@@ -37,6 +37,11 @@ type Options struct {
 	// MaxIgnoreMarks bounds the ignore masks set on unrelated files in marked
 	// directories (default 50000). Each pins an inode in memory.
 	MaxIgnoreMarks int
+	// WalkCacheDir, when set, keeps the walk cache between processes
+	// there, a file per user (walkpersist.go): for embedded runs, which
+	// start a new backend each time. It must be root's and writable by no
+	// one else.
+	WalkCacheDir string
 	// Workers decide sandboxed events (default 4).
 	Workers int
 	// DecisionTimeout is how long a sandboxed open may wait for a verdict
@@ -94,6 +99,7 @@ type Backend struct {
 	watch  *watcher   // nil when the kernel cannot report directory creations
 	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
 	walks  *walkCache // directory listings of earlier sandboxes' walks
+	stored *walkStore // nil, or where walks is kept between processes
 	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
 	// watchMu: one reader of the watcher at a time (drainWatch).
 	watchMu sync.Mutex
@@ -151,6 +157,7 @@ func Open(opts Options) (*Backend, error) {
 		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
 		ldso:      newLoaders(),
 		walks:     newWalkCache(),
+		stored:    newWalkStoreIf(opts.WalkCacheDir),
 		keep:      newKeeper(maxKept),
 		sandboxes: map[uint32]*sandbox{},
 		pending:   pendingSet{m: map[*pending]struct{}{}},
@@ -224,6 +231,11 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	}
 	if sb.ExecDirs != nil {
 		execDirs = sb.ExecDirs
+	}
+	if err := b.stored.prepare(b.walks, home, proj); err != nil {
+		// Ignored, and replaced when the backend closes: the walk
+		// lists every directory from the disk.
+		b.log.Debug("walk cache not used", zap.Error(err))
 	}
 	p, err := newPlanCached(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs, b.opts.MaxIgnoreMarks, b.walks, b.marks.ignorable)
 	if err != nil {
@@ -395,6 +407,9 @@ func (b *Backend) Close() error {
 			b.watch.close()
 		}
 		b.keep.close()
+		if serr := b.stored.save(b.walks); serr != nil {
+			b.log.Debug("walk cache not saved", zap.Error(serr))
+		}
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
 		close(b.events)
