@@ -51,11 +51,12 @@ const DefaultWalkCacheDir = "/run/aigate/walk"
 
 const (
 	walkFileMagic = "aigate walk cache v1\n"
-	// maxWalkFile bounds what is read: 200,000 directories of a real
-	// home take about 20 MB.
+	// maxWalkFile bounds what is read.
 	maxWalkFile = 64 << 20
-	// maxPersistedDirs bounds the listings written per user.
-	maxPersistedDirs = maxCachedDirs
+	// maxPersistedDirs bounds the listings written per user, and so the
+	// memory a file takes on tmpfs (about 120 bytes a directory): more
+	// than a run walks (Options.MaxWalkDirs, 20,000 by default).
+	maxPersistedDirs = 50000
 )
 
 // walkStore loads and saves one backend's walk cache, a file per user.
