@@ -103,6 +103,12 @@ type Backend struct {
 	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
 	// watchMu: one reader of the watcher at a time (drainWatch).
 	watchMu sync.Mutex
+	// ignoring counts the goroutines setting ignore masks (ignoreLater);
+	// Close waits for them before it closes the group. ignClosed, under
+	// ignMu, says Close has begun: no more start.
+	ignoring  sync.WaitGroup
+	ignMu     sync.Mutex
+	ignClosed bool
 	// placed remembers the sandbox of processes seen recently, for a
 	// watcher event whose process has exited by the time it is read.
 	placed pidCache
@@ -292,7 +298,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	b.mu.Lock()
 	b.sandboxes[sb.ID] = s
 	b.mu.Unlock()
-	err = b.marks.add(sb.ID, p, b.anyOtherMatch(sb.ID))
+	err = b.marks.addMarks(sb.ID, p)
 	if b.watch != nil {
 		// Directories created during the walk above, before these marks,
 		// are not seen; the sandboxed tool has not started yet. (Added
@@ -317,10 +323,33 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		_ = b.Remove(sb.ID)
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
+	b.ignoreLater(sb.ID, p)
 	marks, ignored := b.marks.counts()
 	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", dirs), zap.Int("dirs_from_cache", p.cached),
 		zap.Int("inodes", inodes), zap.Int("marks", marks), zap.Int("ignore_marks", ignored))
 	return nil
+}
+
+// ignoreLater sets the ignore masks of p's unrelated files in the
+// background: up to MaxIgnoreMarks (50,000) marks and a lookup each, a
+// fifth of an embedded run from a large home, which the command need not
+// wait for. Until one is set, an open of that file asks a decision worker,
+// which allows it; everything a sandbox is refused is marked before Add
+// returns.
+func (b *Backend) ignoreLater(id uint32, p *plan) {
+	if len(p.unrelated) == 0 {
+		return
+	}
+	b.ignMu.Lock()
+	defer b.ignMu.Unlock()
+	if b.ignClosed {
+		return
+	}
+	b.ignoring.Add(1)
+	go func() {
+		defer b.ignoring.Done()
+		b.marks.ignore(p.unrelated, b.anyOtherMatch(id), b.closing)
+	}()
 }
 
 // anyOtherMatch reports whether some live sandbox's policy matches path;
@@ -406,6 +435,10 @@ func (b *Backend) Close() error {
 		// that unrelated processes touching marked files never wait.
 		err = b.guard.close(10 * time.Second)
 		close(b.closing)
+		b.ignMu.Lock()
+		b.ignClosed = true
+		b.ignMu.Unlock()
+		b.ignoring.Wait()
 		_, _ = unix.Write(b.wake[1], []byte{0})
 		b.wg.Wait()
 		b.pending.denyAll(b)
