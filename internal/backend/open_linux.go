@@ -68,9 +68,10 @@ func openPinnedNet(l *lsm.Backend, o Options) (enforce.Backend, error) {
 // whose sandbox table, events and counters the egress part keeps.
 func openFanotify(o Options) (enforce.Backend, error) {
 	f, err := fanotify.Open(fanotify.Options{
-		Logger:      o.Logger,
-		Home:        o.Home,
-		ProjectRoot: o.ProjectRoot,
+		Logger:       o.Logger,
+		Home:         o.Home,
+		ProjectRoot:  o.ProjectRoot,
+		WalkCacheDir: walkCacheDir(o),
 	})
 	if err != nil {
 		return nil, err
@@ -80,6 +81,15 @@ func openFanotify(o Options) (enforce.Backend, error) {
 		return nil, errors.Join(err, f.Close())
 	}
 	return compose(f, egress.New(n, o.egress())), nil
+}
+
+// walkCacheDir is where an embedded run (RunPin set) keeps the fanotify
+// walk cache between runs; an agent keeps it in memory.
+func walkCacheDir(o Options) string {
+	if o.RunPin == "" {
+		return ""
+	}
+	return fanotify.DefaultWalkCacheDir
 }
 
 func (o Options) egress() egress.Options {
