@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +26,8 @@ import (
 //	recvfd PATH t|u  connect to the unix socket PATH, ask for a TCP socket
 //	                 (t) or a unix socket (u), receive it over SCM_RIGHTS and
 //	                 write "leak" on it; the errno of the write
+//	clonefiles self  start /bin/true sharing this descriptor table
+//	                 (clone with CLONE_FILES): the errno
 //	passown self     create a TCP socket and a socketpair here, pass the TCP
 //	                 socket over the pair and receive it: the errno, 0 when
 //	                 the received descriptor is a socket
@@ -46,6 +50,18 @@ func passFDOp(args []string) string {
 			return "recv " + errnoText(err)
 		}
 		_, err = unix.Write(got, []byte("leak"))
+		return errnoText(err)
+	case args[0] == "clonefiles" && len(args) == 2:
+		// The child shares this table until it execs: it must not change
+		// it, so it gets the same stdio, which it leaves in place.
+		cmd := exec.Command("/bin/true")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_FILES}
+		err := cmd.Run()
+		var e unix.Errno
+		if errors.As(err, &e) {
+			return unix.ErrnoName(e)
+		}
 		return errnoText(err)
 	case args[0] == "passown" && len(args) == 2:
 		inet, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -215,6 +231,15 @@ func TestEscapeSocketPassedIn(t *testing.T) {
 		}
 		if _, ok := r.denied(events.OpReceive, ""); ok {
 			t.Fatalf("control: receive event:\n%s", r)
+		}
+
+		// Another process sharing the receiver's descriptor table would
+		// outlive the kill with the socket: on fanotify the exec helper's
+		// seccomp filter refuses clone(CLONE_FILES) without CLONE_THREAD.
+		r = b.sh(b.tool("clonefiles self"))
+		want := map[string]string{"fanotify": "EPERM", "lsm": "0"}[b.backend]
+		if got := strings.Join(r.lines(), " "); got != want {
+			t.Errorf("clone with CLONE_FILES: %q, want %q\n%s", got, want, r)
 		}
 
 		r = b.sh(b.tool("recvfd " + p.path + " t"))
