@@ -38,7 +38,7 @@ func TestNetVerifierFloors(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.CheckVerifierFloors(t, spec, map[string]int{
-		"aigate_file_receive": 1350, // ? / 2753 / 2751
+		"aigate_file_receive": 1350, // 2921 / 2753 / 2751
 	})
 
 	err = ProbeUnixSockets()
