@@ -248,6 +248,19 @@ func (p *fdPasser) leaked() string {
 	}
 }
 
+// mpScript passes a socket the sandbox created to a worker process started
+// with spawn, which prints its family (2: AF_INET).
+const mpScript = `import multiprocessing as mp, socket
+
+def family(s):
+    return int(s.family)
+
+if __name__ == "__main__":
+    s = socket.socket()
+    with mp.get_context("spawn").Pool(1) as p:
+        print(p.apply(family, (s,)))
+`
+
 // TestEscapeSocketPassedIn: a TCP socket that a process outside the
 // sandbox connected to an address the policy refuses (here loopback under
 // net: deny) and passed in over SCM_RIGHTS, on a unix socket the policy
@@ -271,6 +284,18 @@ func TestEscapeSocketPassedIn(t *testing.T) {
 		}
 		if _, ok := r.denied(events.OpReceive, ""); ok {
 			t.Fatalf("control: receive event:\n%s", r)
+		}
+
+		// Python's multiprocessing hands a socket to a spawned worker over
+		// SCM_RIGHTS (its resource sharer): a socket of the sandbox, kept.
+		if _, err := exec.LookPath("python3"); err != nil {
+			t.Logf("no python3 here: multiprocessing control not run")
+		} else {
+			b.write("mp.py", mpScript)
+			r = b.run(nil, "python3", b.path("mp.py"))
+			if got := strings.TrimSpace(r.stdout); got != "2" || r.code != 0 {
+				t.Errorf("control: a socket handed to a multiprocessing worker: %q, want \"2\"\n%s", got, r)
+			}
 		}
 
 		// Another process sharing the receiver's descriptor table would
