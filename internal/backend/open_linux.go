@@ -76,7 +76,9 @@ func openFanotify(o Options) (enforce.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := loader.OpenNet(loader.NetOptions{Backend: "fanotify"})
+	// CheckReceived: no BPF LSM program refuses a connect or send on a
+	// socket passed in from outside, so its receiver is killed.
+	n, err := loader.OpenNet(loader.NetOptions{Backend: "fanotify", CheckReceived: true})
 	if err != nil {
 		return nil, errors.Join(err, f.Close())
 	}

@@ -52,6 +52,12 @@ type NetOptions struct {
 	// the next OpenNet with the same PinPath adopts them (Adopted). It
 	// needs the shared maps (they are the pinned LSM's) and SkipUnix.
 	PinPath string
+	// CheckReceived kills a sandboxed process that receives a socket,
+	// other than a unix socket, created outside its sandbox (net_recv.go):
+	// for a caller without BPF LSM programs, where nothing else checks such
+	// a socket's connects and sends. Where the kernel cannot attach it,
+	// Net still opens and ReceivedSockets says why.
+	CheckReceived bool
 }
 
 // Net enforces egress policies with the cgroup sock_addr programs of
@@ -76,6 +82,11 @@ type Net struct {
 	unixErr     error
 	unixAllow   map[uint32]map[netUnixUnixAllowKey]uint32 // per policy id
 	unixCgroups map[uint32]uint64                         // policy id -> attached sandbox cgroup id
+
+	// Sockets passed in (net_recv.go): nil recv and the reason in recvErr
+	// when this kernel or the options leave them unchecked.
+	recv    *netRecv
+	recvErr error
 }
 
 // OpenNet loads the sock_addr object. Nothing is enforced until a policy is
@@ -128,6 +139,10 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		n.unixErr = err
 	} else if err != nil {
 		n.objs.Close()
+		return nil, fmt.Errorf("load network programs: %w", err)
+	}
+	if err := n.openRecv(opts.CheckReceived); err != nil {
+		n.closeObjects()
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
 	if n.pins != nil {
@@ -432,6 +447,11 @@ func (n *Net) LinkFDs(policyID uint32) []int {
 			fds = append(fds, f.FD())
 		}
 	}
+	if _, ok := n.links[policyID]; ok && n.recv != nil {
+		if fd := n.recv.linkFD(); fd >= 0 {
+			fds = append(fds, fd)
+		}
+	}
 	return fds
 }
 
@@ -538,9 +558,12 @@ func (n *Net) Close() error {
 }
 
 func (n *Net) closeObjects() error {
-	var err error
+	var err, rerr error
 	if n.unix != nil {
 		err = n.unix.close()
 	}
-	return errors.Join(err, n.objs.Close())
+	if n.recv != nil {
+		rerr = n.recv.close()
+	}
+	return errors.Join(err, rerr, n.objs.Close())
 }
