@@ -45,13 +45,23 @@ func (s *FileSet) refs() [4]sliceRef {
 
 // lookup maps entry values to rules. hasLen[n] says whether some value has
 // n bytes, so that a candidate of another length costs a slice read, not a
-// hash; it is empty when the lookup is.
+// hash; it is empty when the lookup is. For prefixes and suffixes, edge[c]
+// says whether some non-empty value starts (prefixes) or ends (suffixes)
+// with byte c, so that most names cost no hash at all.
 type lookup struct {
 	rule   map[string]RuleID
 	hasLen []bool
+	edge   [256]bool
 }
 
-func newLookup(es []Entry) lookup {
+// Which end of an entry value lookup.edge records.
+const (
+	edgeNone = iota
+	edgeFirst
+	edgeLast
+)
+
+func newLookup(es []Entry, end int) lookup {
 	if len(es) == 0 {
 		return lookup{}
 	}
@@ -65,6 +75,13 @@ func newLookup(es []Entry) lookup {
 			l.hasLen = append(l.hasLen, false)
 		}
 		l.hasLen[len(e.Value)] = true
+		switch {
+		case e.Value == "":
+		case end == edgeFirst:
+			l.edge[e.Value[0]] = true
+		case end == edgeLast:
+			l.edge[e.Value[len(e.Value)-1]] = true
+		}
 	}
 	return l
 }
@@ -89,10 +106,10 @@ func buildIndex(s *FileSet) *setIndex {
 			x.root, x.hasRoot = e.Rule, true
 		}
 	}
-	x.paths = newLookup(paths)
-	x.names = newLookup(s.Names)
-	x.prefix = newLookup(s.NamePrefix)
-	x.suffix = newLookup(s.NameSuffix)
+	x.paths = newLookup(paths, edgeNone)
+	x.names = newLookup(s.Names, edgeNone)
+	x.prefix = newLookup(s.NamePrefix, edgeFirst)
+	x.suffix = newLookup(s.NameSuffix, edgeLast)
 	return x
 }
 
@@ -156,17 +173,25 @@ func (x *setIndex) matchNames(path string) (RuleID, bool) {
 }
 
 // matchAffix returns the rule of the longest NamePrefix entry name starts
-// with, else of the longest NameSuffix entry it ends with.
+// with, else of the longest NameSuffix entry it ends with. An empty entry
+// (only in a set built by hand) is the shortest of either.
 func (x *setIndex) matchAffix(name string) (RuleID, bool) {
-	for n := min(len(name), len(x.prefix.hasLen)-1); n >= 0; n-- {
-		if id, ok := x.prefix.get(name[:n]); ok {
-			return id, true
+	if name != "" && x.prefix.edge[name[0]] {
+		for n := min(len(name), len(x.prefix.hasLen)-1); n >= 1; n-- {
+			if id, ok := x.prefix.get(name[:n]); ok {
+				return id, true
+			}
 		}
 	}
-	for n := min(len(name), len(x.suffix.hasLen)-1); n >= 0; n-- {
-		if id, ok := x.suffix.get(name[len(name)-n:]); ok {
-			return id, true
+	if id, ok := x.prefix.get(""); ok {
+		return id, true
+	}
+	if name != "" && x.suffix.edge[name[len(name)-1]] {
+		for n := min(len(name), len(x.suffix.hasLen)-1); n >= 1; n-- {
+			if id, ok := x.suffix.get(name[len(name)-n:]); ok {
+				return id, true
+			}
 		}
 	}
-	return 0, false
+	return x.suffix.get("")
 }
