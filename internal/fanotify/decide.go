@@ -170,9 +170,11 @@ func (b *Backend) decide(p *pending) verdict {
 	// Only a write rule can still match: find out how the file is opened.
 	write := r.write
 	if write == 0 {
-		write, _ = c.Write.Match(v.path)
+		if write, _ = c.Write.Match(v.path); write == 0 {
+			return v
+		}
 	}
-	if write == 0 || openAccess(p.tid) == accessRead {
+	if openAccess(p.tid) == accessRead {
 		return v
 	}
 	v.op = events.OpWrite
