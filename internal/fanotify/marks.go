@@ -560,15 +560,21 @@ func (pl *planner) rules(path string) fileRules {
 	return matchPath(pl.c, path)
 }
 
+// matchPath is MatchOpen (read, then write) and MatchExec with each set
+// matched once: MatchExec falls back on the read set, whose answer is
+// already known.
 func matchPath(c *policy.Compiled, path string) fileRules {
 	var r fileRules
-	if id, ok := c.MatchOpen(path, false); ok {
-		r.read = id
-	} else if id, ok := c.MatchOpen(path, true); ok {
+	read, isRead := c.Read.Match(path)
+	if isRead {
+		r.read = read
+	} else if id, ok := c.Write.Match(path); ok {
 		r.write = id
 	}
-	if id, ok := c.MatchExec(path); ok {
+	if id, ok := c.Exec.Match(path); ok {
 		r.exec = id
+	} else if isRead {
+		r.exec = read
 	}
 	return r
 }
