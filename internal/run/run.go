@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -27,7 +26,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/launch"
-	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -139,9 +137,9 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 
 	// Policy. The agent compiles it again from the same bytes; compiling
 	// here too stops a broken file before anything is asked of anyone.
-	loaded, err := f.Load()
+	loaded, err := loadConfig(f)
 	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+		return err
 	}
 	if opts.User != "" && f.Env.Euid == 0 {
 		// The command runs as --user's user: so does their policy, read
@@ -168,16 +166,15 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	// "~/" means the home of whoever runs the tool: that is whose secrets
 	// it can reach.
 	env.Home = id.home
-	compiled, err := policy.Compile(pol, env)
+	compiled, err := compilePolicy(pol, env)
 	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
-	}
-	masker, err := mask.Compile(compiled.Mask)
-	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+		return err
 	}
 	// aigate's own lines are masked too while masking is on.
-	lines := &lineWriter{w: f.Err, m: masker}
+	masker, lines, err := compileMask(f, compiled)
+	if err != nil {
+		return err
+	}
 	var mode policy.Mode
 	if opts.Audit {
 		mode = policy.ModeAudit
@@ -196,16 +193,12 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		return &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: err}
 	}
 
-	var eventsOut io.Writer
-	if opts.EventsFile != "" {
-		inv := loaded.Paths.User
-		ef, err := openEventsFile(opts.EventsFile, inv, id.chownE && id.uid != inv.UID, id.uid, id.gid)
-		if err != nil {
-			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
-		}
-		defer ef.Close()
-		eventsOut = ef
+	inv := loaded.Paths.User
+	eventsOut, closeEvents, err := openEvents(opts.EventsFile, inv, id.chownE && id.uid != inv.UID, id.uid, id.gid)
+	if err != nil {
+		return err
 	}
+	defer closeEvents()
 
 	// Signals are caught from here on (runSignals); SIGTERM and SIGHUP
 	// are passed on to the command.
@@ -251,10 +244,10 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
 
 	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: lines})
-	pumpDone := make(chan struct{})
-	var stdio *runStdio     // set when the policy masks output
-	var join *lineJoiner    // set when event lines join the command's stderr
-	var kept *deferredLines // set when they wait for the command's end
+	var pumpDone <-chan struct{} // set once the command started
+	var stdio *runStdio          // set when the policy masks output
+	var join *lineJoiner         // set when event lines join the command's stderr
+	var kept *deferredLines      // set when they wait for the command's end
 	cleanup := func(started bool) {
 		ended, err := sess.End(5 * time.Second)
 		if started {
@@ -297,7 +290,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	select {
 	case s := <-sigs:
 		cleanup(false)
-		return cmdutil.SilentExit(cmdutil.ExitCode(128 + int(s.(syscall.Signal))))
+		return signalExit(s.(syscall.Signal))
 	default:
 	}
 
@@ -321,7 +314,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		stdio, err = newRunStdio(f, masker, lines, true)
 		if err != nil {
 			cleanup(false)
-			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+			return refusing(cmdutil.ExitSandbox, opts.Args[0], err)
 		}
 		// Whatever happens from here, the terminal gets its mode back
 		// (finish is idempotent; a panic runs it too).
@@ -337,7 +330,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	sess.Landlock = landlockOptions(pol, sess.Sandbox.Backend, id.home, loaded.Paths, os.Getenv)
 	if err := checkLandlock(f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
 		cleanup(false)
-		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		return refusing(cmdutil.ExitNoEnforcement, opts.Args[0], err)
 	}
 	// Before Linux 6.7 the fanotify backend confines no unix socket at
 	// all (status says so); the entry is refused there too, as it would
@@ -346,7 +339,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		rs := sandboxDomain(sess.Landlock, landlock.ABI())
 		if err := checkUnixPlant(pol, id.home, rs, sandboxUser(id), landlock.OSStat{}); err != nil {
 			cleanup(false)
-			return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+			return refusing(cmdutil.ExitPolicy, opts.Args[0], err)
 		}
 	}
 	// From here the command writes: aigate's lines must not garble it
@@ -364,7 +357,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 			j, stdout, stderr, err := newLineJoiner(outFile, errFile)
 			if err != nil {
 				cleanup(false)
-				return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+				return refusing(cmdutil.ExitSandbox, opts.Args[0], err)
 			}
 			join = j
 			cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -381,15 +374,12 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 			code = cmdutil.ExitNotFound
 		}
 		cleanup(false)
-		return &cmdutil.StatusError{Code: code, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		return refusing(code, opts.Args[0], err)
 	}
 	if stdio != nil {
 		stdio.started(child.Pid())
 	}
-	go func() {
-		defer close(pumpDone)
-		rep.pump(sess.Events(), nil)
-	}()
+	pumpDone = rep.start(sess.Events(), nil)
 	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", sess.Sandbox.Name))
 
 	for running := true; running; {

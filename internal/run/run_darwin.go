@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/darwin"
 	"github.com/aigate-dev/aigate/internal/events"
-	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -99,18 +97,18 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
 	}
 
-	loaded, err := f.Load()
+	loaded, err := loadConfig(f)
 	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+		return err
 	}
 	pol, warns := loaded.Policy()
 	for _, w := range warns {
 		f.Warnf("%s", w)
 	}
 	env := loaded.PolicyEnv()
-	compiled, err := policy.Compile(pol, env)
+	compiled, err := compilePolicy(pol, env)
 	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+		return err
 	}
 	if opts.Audit {
 		compiled.Mode = policy.ModeAudit
@@ -124,11 +122,10 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		f.Warnf("no ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN reached aigate (sudo drops them): unless you logged in once as %s, Claude Code will ask you to log in; to pass your key: %s (docs/macos.md, \"Claude Code\")",
 			user.Name, darwin.SudoHint(append(os.Environ(), "ANTHROPIC_API_KEY=x"), opts.Args))
 	}
-	masker, err := mask.Compile(compiled.Mask)
+	masker, lines, err := compileMask(f, compiled)
 	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+		return err
 	}
-	lines := &lineWriter{w: f.Err, m: masker}
 	if err := shareable(env.ProjectRoot, env.Home); err != nil {
 		return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
 	}
@@ -137,16 +134,12 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		return &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: fmt.Errorf("command %s: %w", opts.Args[0], err)}
 	}
 
-	var eventsOut io.Writer
-	if opts.EventsFile != "" {
-		u := loaded.Paths.User
-		ef, err := openEventsFile(opts.EventsFile, u, u.Sudo, u.UID, u.GID)
-		if err != nil {
-			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
-		}
-		defer ef.Close()
-		eventsOut = ef
+	u := loaded.Paths.User
+	eventsOut, closeEvents, err := openEvents(opts.EventsFile, u, u.Sudo, u.UID, u.GID)
+	if err != nil {
+		return err
 	}
+	defer closeEvents()
 
 	// Signals are caught from here on (runSignals): SIGTERM and SIGHUP end
 	// the command through ctx (SIGTERM, then SIGKILL).
@@ -178,12 +171,8 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	// events themselves.
 	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Name: func(e *events.Event) { agent.Name(e, user.Name, compiled) }, Lines: lines})
 	evs := make(chan events.Event)
-	pumpDone := make(chan struct{})
 	stopPump := make(chan struct{})
-	go func() {
-		defer close(pumpDone)
-		rep.pump(evs, stopPump)
-	}()
+	pumpDone := rep.start(evs, stopPump)
 
 	var stdio *runStdio
 	if masker != nil && isTerminal(f.Out) {
@@ -202,7 +191,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		if err != nil {
 			close(stopPump)
 			<-pumpDone
-			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+			return refusing(cmdutil.ExitSandbox, opts.Args[0], err)
 		}
 		defer stdio.finish()
 		if !opts.Quiet {
@@ -247,13 +236,13 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		case errors.Is(err, exec.ErrNotFound):
 			code = cmdutil.ExitNotFound
 		}
-		return &cmdutil.StatusError{Code: code, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		return refusing(code, opts.Args[0], err)
 	}
 	rep.finish(0, 0)
 	if sig := lastSig.Load(); sig != 0 && out.ExitCode == 0 {
 		// The tool exited cleanly on SIGTERM; the caller still asked for
 		// an end, as a shell would report it.
-		return cmdutil.SilentExit(cmdutil.ExitCode(128 + int(sig)))
+		return signalExit(syscall.Signal(sig))
 	}
 	return cmdutil.SilentExit(cmdutil.ExitCode(out.ExitCode))
 }
