@@ -26,6 +26,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/launch"
+	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -128,70 +129,12 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if name, ok := cmdutil.InsideSandbox(); ok {
 		return cmdutil.InsideError("aigate run", name)
 	}
-	choice := policy.BackendChoice(opts.Backend)
-	switch choice {
-	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
-	default:
-		return cmdutil.UsageErrorf("--backend %q: want auto, lsm or fanotify", opts.Backend)
-	}
-
-	// Policy. The agent compiles it again from the same bytes; compiling
-	// here too stops a broken file before anything is asked of anyone.
-	loaded, err := loadConfig(f)
+	p, err := planRun(f, opts)
 	if err != nil {
 		return err
 	}
-	if opts.User != "" && f.Env.Euid == 0 {
-		// The command runs as --user's user: so does their policy, read
-		// as that user exactly as under sudo (issue 13: root's applied).
-		if loaded, err = loadAsUser(f, opts.User, loaded); err != nil {
-			return err
-		}
-	}
-	id, err := runIdentity(opts.User, loaded.Paths.User.Name, loaded.Paths.User.Home, loaded.Paths.User.Sudo, loaded.Paths.User.UID, loaded.Paths.User.GID)
-	if err != nil {
-		return err
-	}
-	if f.Env.Euid != 0 {
-		if id.uid != loaded.Paths.User.UID {
-			return cmdutil.UsageErrorf("--user %s: only root can run a command as another user", opts.User)
-		}
-		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
-	}
-	if err := cmdutil.AgentTrustState(f, loaded, opts.Socket); err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
-	}
-	pol, _ := loaded.Policy() // warnings come back from the agent, once
-	env := loaded.PolicyEnv()
-	// "~/" means the home of whoever runs the tool: that is whose secrets
-	// it can reach.
-	env.Home = id.home
-	compiled, err := compilePolicy(pol, env)
-	if err != nil {
-		return err
-	}
-	// aigate's own lines are masked too while masking is on.
-	masker, lines, err := compileMask(f, compiled)
-	if err != nil {
-		return err
-	}
-	var mode policy.Mode
-	if opts.Audit {
-		mode = policy.ModeAudit
-	}
-	if choice == "" {
-		choice = compiled.Backend
-	}
-
-	// The command, resolved with the PATH it will run with.
-	childEnv, removed := compiled.Env.Filter(commandEnv(os.Environ(), id))
-	if len(removed) > 0 {
-		f.Log.Debug("deny_env", zap.Strings("removed", removed))
-	}
-	path, err := lookPath(opts.Args[0], childEnv)
-	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: err}
-	}
+	// Named as before, until the steps below move into functions too.
+	loaded, id, pol, compiled, masker, lines, mode, choice, path, childEnv := p.loaded, p.id, p.pol, p.compiled, p.masker, p.lines, p.mode, p.choice, p.path, p.env
 
 	inv := loaded.Paths.User
 	eventsOut, closeEvents, err := openEvents(opts.EventsFile, inv, id.chownE && id.uid != inv.UID, id.uid, id.gid)
@@ -401,6 +344,120 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	return cmdutil.SilentExit(cmdutil.ExitCode(code))
 }
 
+// runPlan is what run settles before it asks anyone for anything: whose
+// policy, compiled as the agent will compile it, and which command. A
+// mistake in any of it stops the run with nothing set up.
+type runPlan struct {
+	loaded   *config.Loaded
+	id       *identity
+	pol      *policy.Policy
+	compiled *policy.Compiled
+	masker   *mask.Matcher // nil: the output is not masked
+	lines    *lineWriter   // aigate's own lines while the command runs
+	mode     policy.Mode
+	choice   policy.BackendChoice
+	path     string   // the command, found in env's PATH
+	env      []string // the command's environment
+}
+
+// planRun settles the run: the backend asked for, the policy of the user
+// the command runs as, its trust, compiled, and the command itself.
+func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
+	choice, err := backendFlag(opts.Backend)
+	if err != nil {
+		return nil, err
+	}
+
+	// Policy. The agent compiles it again from the same bytes; compiling
+	// here too stops a broken file before anything is asked of anyone.
+	loaded, id, err := loadForUser(f, opts.User)
+	if err != nil {
+		return nil, err
+	}
+	if err := cmdutil.AgentTrustState(f, loaded, opts.Socket); err != nil {
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+	}
+	p := &runPlan{loaded: loaded, id: id}
+	p.pol, _ = loaded.Policy() // warnings come back from the agent, once
+	env := loaded.PolicyEnv()
+	// "~/" means the home of whoever runs the tool: that is whose secrets
+	// it can reach.
+	env.Home = id.home
+	if p.compiled, err = compilePolicy(p.pol, env); err != nil {
+		return nil, err
+	}
+	// aigate's own lines are masked too while masking is on.
+	if p.masker, p.lines, err = compileMask(f, p.compiled); err != nil {
+		return nil, err
+	}
+	if opts.Audit {
+		p.mode = policy.ModeAudit
+	}
+	p.choice = choice
+	if p.choice == "" {
+		p.choice = p.compiled.Backend
+	}
+
+	// The command, resolved with the PATH it will run with.
+	if p.path, p.env, err = resolveCommand(f, p.compiled, id, opts.Args[0]); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// backendFlag checks --backend ("" when not given: the policy decides).
+func backendFlag(flag string) (policy.BackendChoice, error) {
+	choice := policy.BackendChoice(flag)
+	switch choice {
+	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
+		return choice, nil
+	}
+	return "", cmdutil.UsageErrorf("--backend %q: want auto, lsm or fanotify", flag)
+}
+
+// loadForUser loads the policy of the user the command runs as and says
+// who that is (runIdentity). Only root may run a command as another user.
+func loadForUser(f *cmdutil.Factory, flagUser string) (*config.Loaded, *identity, error) {
+	loaded, err := loadConfig(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if flagUser != "" && f.Env.Euid == 0 {
+		// The command runs as --user's user: so does their policy, read
+		// as that user exactly as under sudo (issue 13: root's applied).
+		if loaded, err = loadAsUser(f, flagUser, loaded); err != nil {
+			return nil, nil, err
+		}
+	}
+	u := loaded.Paths.User
+	id, err := runIdentity(flagUser, u.Name, u.Home, u.Sudo, u.UID, u.GID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.Env.Euid != 0 {
+		if id.uid != u.UID {
+			return nil, nil, cmdutil.UsageErrorf("--user %s: only root can run a command as another user", flagUser)
+		}
+		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
+	}
+	return loaded, id, nil
+}
+
+// resolveCommand finds the command in the environment it will run with
+// (the identity's HOME, USER and LOGNAME, without what deny_env removes),
+// so that a typo stops the run before the sandbox exists.
+func resolveCommand(f *cmdutil.Factory, compiled *policy.Compiled, id *identity, name string) (path string, env []string, err error) {
+	env, removed := compiled.Env.Filter(commandEnv(os.Environ(), id))
+	if len(removed) > 0 {
+		f.Log.Debug("deny_env", zap.Strings("removed", removed))
+	}
+	path, err = lookPath(name, env)
+	if err != nil {
+		return "", nil, &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: err}
+	}
+	return path, env, nil
+}
+
 // createRequest is what the agent needs to build the caller's policy: the
 // config files as read (the project file exactly as its trust was decided
 // on), the trust decision, and the anchors of "~/" and relative patterns.
@@ -489,8 +546,6 @@ func createError(command string, err error) error {
 	return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
 }
 
-// runIdentity decides who the command runs as: --user, else the user who
-// ran sudo, else aigate's own user.
 // loadAsUser loads the configuration of the user --user names (files
 // read with that user's identity, as Locate does under sudo) unless it is
 // the one already loaded.
@@ -529,6 +584,8 @@ func loadAsUser(f *cmdutil.Factory, name string, loaded *config.Loaded) (*config
 	return l, nil
 }
 
+// runIdentity decides who the command runs as: --user, else the user who
+// ran sudo, else aigate's own user.
 func runIdentity(flagUser, name, home string, sudo bool, uid, gid int) (*identity, error) {
 	if flagUser != "" {
 		u, err := user.Lookup(flagUser)
