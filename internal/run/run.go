@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -134,7 +135,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		return err
 	}
 	// Named as before, until the steps below move into functions too.
-	loaded, id, pol, compiled, masker, lines, mode, choice, path, childEnv := p.loaded, p.id, p.pol, p.compiled, p.masker, p.lines, p.mode, p.choice, p.path, p.env
+	loaded, id, pol, compiled, masker, lines, path, childEnv := p.loaded, p.id, p.pol, p.compiled, p.masker, p.lines, p.path, p.env
 
 	inv := loaded.Paths.User
 	eventsOut, closeEvents, err := openEvents(opts.EventsFile, inv, id.chownE && id.uid != inv.UID, id.uid, id.gid)
@@ -148,92 +149,18 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	sigs, stopSignals := runSignals()
 	defer stopSignals()
 
-	req, err := createRequest(loaded, id, mode, opts.Args)
-	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
-	}
-	if f.Env.Euid == 0 && id.uid != 0 {
-		// Root acts for the user who ran sudo (or --user): the sandbox,
-		// its events and `aigate watch` are theirs.
-		owner := uint32(id.uid)
-		req.Owner = &owner
-	}
-	// The session lives until the command is done and cleaned up, not
-	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
-	// itself (a closed session would make the agent kill the command).
-	guard := guardPolicyDir(loaded.Paths.Dir, loaded.Paths.User)
-	sess, emb, err := createSandbox(context.WithoutCancel(ctx), f, opts, choice, req)
+	s, err := openSandbox(ctx, f, opts, p, eventsOut, sigs)
 	if err != nil {
 		return err
 	}
-	// From here on the agent (and, when embedded, this process) must be
-	// released on every path.
-	finishAgent := func() {
-		if emb != nil {
-			emb.finish(f, sigs)
-		}
-	}
-	for _, w := range sess.Warnings {
-		f.Warnf("%s", w)
-	}
-	if (choice == policy.BackendLSM || choice == policy.BackendFanotify) && sess.Sandbox.Backend != string(choice) {
-		_, _ = sess.End(5 * time.Second)
-		finishAgent()
-		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: the %s backend was asked for, but the running agent enforces with %s; use --backend auto, or restart the agent with --backend %s", opts.Args[0], choice, sess.Sandbox.Backend, choice)}
-	}
-	if sess.Sandbox.Mode == policy.ModeAudit && !opts.Quiet {
-		f.Warnf("audit mode: nothing is blocked, what would be is reported")
-	}
-	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
-
-	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: lines})
-	var pumpDone <-chan struct{} // set once the command started
-	var stdio *runStdio          // set when the policy masks output
-	var join *lineJoiner         // set when event lines join the command's stderr
-	var kept *deferredLines      // set when they wait for the command's end
-	cleanup := func(started bool) {
-		ended, err := sess.End(5 * time.Second)
-		if started {
-			<-pumpDone
-		}
-		// The command's last output (what the sandbox's end released)
-		// comes before the summary, on a terminal in its own mode.
-		if stdio != nil {
-			stdio.finish()
-		}
-		if join != nil {
-			join.finish()
-		}
-		if kept != nil {
-			lines.w = f.Err
-			_, _ = f.Err.Write(kept.take())
-		}
-		if err != nil {
-			f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
-		}
-		var attributed uint64
-		if ended != nil {
-			attributed = ended.Events
-		}
-		rep.finish(sess.Dropped(), attributed)
-		finishAgent()
-		// The sandbox is gone: nothing inside can race the check.
-		if msg, err := guard.restore(f.Now()); msg != "" || err != nil {
-			if msg != "" {
-				f.Warnf("%s", msg)
-			}
-			if err != nil {
-				f.Warnf("could not restore your policy: %v; check %s before the next run", err, loaded.Paths.Dir)
-			}
-		}
-	}
+	sess := s.sess
 
 	// A signal that arrived during setup ends the run before the command
 	// starts.
 	select {
-	case s := <-sigs:
-		cleanup(false)
-		return signalExit(s.(syscall.Signal))
+	case sig := <-sigs:
+		s.end(false)
+		return signalExit(sig.(syscall.Signal))
 	default:
 	}
 
@@ -254,25 +181,25 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		// Only the command's stdio change: it is placed in the sandbox
 		// by the same path. On a pty it leads its own session there,
 		// whose line discipline signals it (docs/run.md).
-		stdio, err = newRunStdio(f, masker, lines, true)
+		s.stdio, err = newRunStdio(f, masker, lines, true)
 		if err != nil {
-			cleanup(false)
+			s.end(false)
 			return refusing(cmdutil.ExitSandbox, opts.Args[0], err)
 		}
 		// Whatever happens from here, the terminal gets its mode back
 		// (finish is idempotent; a panic runs it too).
-		defer stdio.finish()
+		defer s.stdio.finish()
 		if !opts.Quiet {
-			stdio.announce(f, len(compiled.Mask))
+			s.stdio.announce(f, len(compiled.Mask))
 		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
-		if stdio.Ctty {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = s.stdio.Stdin, s.stdio.Stdout, s.stdio.Stderr
+		if s.stdio.Ctty {
 			cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 		}
 	}
 	sess.Landlock = landlockOptions(pol, sess.Sandbox.Backend, id.home, loaded.Paths, os.Getenv)
 	if err := checkLandlock(f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
-		cleanup(false)
+		s.end(false)
 		return refusing(cmdutil.ExitNoEnforcement, opts.Args[0], err)
 	}
 	// Before Linux 6.7 the fanotify backend confines no unix socket at
@@ -281,7 +208,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if sess.Sandbox.Backend == string(policy.BackendFanotify) && sess.Sandbox.Mode != policy.ModeAudit {
 		rs := sandboxDomain(sess.Landlock, landlock.ABI())
 		if err := checkUnixPlant(pol, id.home, rs, sandboxUser(id), landlock.OSStat{}); err != nil {
-			cleanup(false)
+			s.end(false)
 			return refusing(cmdutil.ExitPolicy, opts.Args[0], err)
 		}
 	}
@@ -292,56 +219,167 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 		outFile, outOK := f.Out.(*os.File)
 		switch {
 		case isTerminal(f.Err):
-			kept = &deferredLines{}
+			s.kept = &deferredLines{}
 			fmt.Fprintf(f.Err, "%sthe terminal is %s's until it ends: blocked operations are listed then; `aigate watch` shows them live\n",
 				events.Prefix, filepath.Base(opts.Args[0]))
-			lines.w = kept
-		case errOK && outOK && stdio == nil:
+			lines.w = s.kept
+		case errOK && outOK && s.stdio == nil:
 			j, stdout, stderr, err := newLineJoiner(outFile, errFile)
 			if err != nil {
-				cleanup(false)
+				s.end(false)
 				return refusing(cmdutil.ExitSandbox, opts.Args[0], err)
 			}
-			join = j
+			s.join = j
 			cmd.Stdout, cmd.Stderr = stdout, stderr
-			lines.w = join
+			lines.w = s.join
 		}
 	}
 	child, err := launch.Start(sess, cmd)
-	if join != nil {
-		join.started()
+	if s.join != nil {
+		s.join.started()
 	}
 	if err != nil {
 		code := cmdutil.ExitSandbox
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			code = cmdutil.ExitNotFound
 		}
-		cleanup(false)
+		s.end(false)
 		return refusing(code, opts.Args[0], err)
 	}
-	if stdio != nil {
-		stdio.started(child.Pid())
+	if s.stdio != nil {
+		s.stdio.started(child.Pid())
 	}
-	pumpDone = rep.start(sess.Events(), nil)
+	s.pumpDone = s.rep.start(sess.Events(), nil)
 	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", sess.Sandbox.Name))
 
 	for running := true; running; {
 		select {
-		case s := <-sigs:
-			switch s {
+		case sig := <-sigs:
+			switch sig {
 			case syscall.SIGTERM, syscall.SIGHUP:
-				_ = child.Signal(s)
+				_ = child.Signal(sig)
 			}
 		case <-child.Done():
 			running = false
 		}
 	}
 	code, werr := child.Wait()
-	cleanup(true)
+	s.end(true)
 	if werr != nil {
 		return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: werr}
 	}
 	return cmdutil.SilentExit(cmdutil.ExitCode(code))
+}
+
+// sandboxRun is one sandbox from its creation to its end: the agent's
+// session, the agent run embeds (if any), and what reports the sandbox's
+// events and routes the command's output meanwhile.
+type sandboxRun struct {
+	f     *cmdutil.Factory
+	p     *runPlan
+	sess  *api.Session
+	emb   *embeddedAgent // nil: the agent was running already
+	sigs  <-chan os.Signal
+	guard *policyGuard
+	rep   *runReporter
+
+	pumpDone <-chan struct{} // set once the command started
+	stdio    *runStdio       // set when the policy masks output
+	join     *lineJoiner     // set when event lines join the command's stderr
+	kept     *deferredLines  // set when they wait for the command's end
+}
+
+// openSandbox asks the agent for the sandbox (createSandbox: one that run
+// starts in itself when none runs) and refuses a sandbox on another
+// backend than the one asked for. Once it returns a sandboxRun, end must
+// run on every path.
+func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal) (*sandboxRun, error) {
+	req, err := createRequest(p.loaded, p.id, p.mode, opts.Args)
+	if err != nil {
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+	}
+	if f.Env.Euid == 0 && p.id.uid != 0 {
+		// Root acts for the user who ran sudo (or --user): the sandbox,
+		// its events and `aigate watch` are theirs.
+		owner := uint32(p.id.uid)
+		req.Owner = &owner
+	}
+	guard := guardPolicyDir(p.loaded.Paths.Dir, p.loaded.Paths.User)
+	// The session lives until the command is done and cleaned up, not
+	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
+	// itself (a closed session would make the agent kill the command).
+	sess, emb, err := createSandbox(context.WithoutCancel(ctx), f, opts, p.choice, req)
+	if err != nil {
+		return nil, err
+	}
+	s := &sandboxRun{f: f, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard}
+	for _, w := range sess.Warnings {
+		f.Warnf("%s", w)
+	}
+	if choice := p.choice; (choice == policy.BackendLSM || choice == policy.BackendFanotify) && sess.Sandbox.Backend != string(choice) {
+		_, _ = sess.End(5 * time.Second)
+		s.finishAgent()
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: the %s backend was asked for, but the running agent enforces with %s; use --backend auto, or restart the agent with --backend %s", opts.Args[0], choice, sess.Sandbox.Backend, choice)}
+	}
+	if sess.Sandbox.Mode == policy.ModeAudit && !opts.Quiet {
+		f.Warnf("audit mode: nothing is blocked, what would be is reported")
+	}
+	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
+
+	s.rep = newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: p.lines})
+	return s, nil
+}
+
+// finishAgent releases the agent run embeds, if any: from the sandbox's
+// creation on, the agent (and, when embedded, this process) must be
+// released on every path.
+func (s *sandboxRun) finishAgent() {
+	if s.emb != nil {
+		s.emb.finish(s.f, s.sigs)
+	}
+}
+
+// end ends the sandbox (the agent kills what the command left in it),
+// then prints what the run leaves: the command's last output, the event
+// lines kept back, the summary; releases the agent and puts back the
+// policy directory if the command changed it. started: the command ran,
+// so its events are pumped until the session ends.
+func (s *sandboxRun) end(started bool) {
+	f, sess := s.f, s.sess
+	ended, err := sess.End(5 * time.Second)
+	if started {
+		<-s.pumpDone
+	}
+	// The command's last output (what the sandbox's end released)
+	// comes before the summary, on a terminal in its own mode.
+	if s.stdio != nil {
+		s.stdio.finish()
+	}
+	if s.join != nil {
+		s.join.finish()
+	}
+	if s.kept != nil {
+		s.p.lines.w = f.Err
+		_, _ = f.Err.Write(s.kept.take())
+	}
+	if err != nil {
+		f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
+	}
+	var attributed uint64
+	if ended != nil {
+		attributed = ended.Events
+	}
+	s.rep.finish(sess.Dropped(), attributed)
+	s.finishAgent()
+	// The sandbox is gone: nothing inside can race the check.
+	if msg, err := s.guard.restore(f.Now()); msg != "" || err != nil {
+		if msg != "" {
+			f.Warnf("%s", msg)
+		}
+		if err != nil {
+			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
+		}
+	}
 }
 
 // runPlan is what run settles before it asks anyone for anything: whose
