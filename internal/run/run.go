@@ -29,6 +29,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
 // runOptions are the inputs of `aigate run`.
@@ -134,11 +135,8 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
-	// Named as before, until the steps below move into functions too.
-	loaded, id, pol, compiled, masker, lines, path, childEnv := p.loaded, p.id, p.pol, p.compiled, p.masker, p.lines, p.path, p.env
-
-	inv := loaded.Paths.User
-	eventsOut, closeEvents, err := openEvents(opts.EventsFile, inv, id.chownE && id.uid != inv.UID, id.uid, id.gid)
+	inv := p.loaded.Paths.User
+	eventsOut, closeEvents, err := openEvents(opts.EventsFile, inv, p.id.chownE && p.id.uid != inv.UID, p.id.uid, p.id.gid)
 	if err != nil {
 		return err
 	}
@@ -153,7 +151,6 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
-	sess := s.sess
 
 	// A signal that arrived during setup ends the run before the command
 	// starts.
@@ -164,111 +161,16 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	default:
 	}
 
-	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   opts.Args,
-		Env:    childEnv,
-		Stdin:  f.In,
-		Stdout: f.Out,
-		Stderr: f.Err,
-		// No Setpgid, Setsid or Foreground: the command stays in aigate's
-		// process group, which is the terminal's foreground group, so the
-		// terminal's signals and SIGWINCH reach it as they would without
-		// aigate.
-		SysProcAttr: &syscall.SysProcAttr{Credential: id.cred},
-	}
-	if masker != nil {
-		// Only the command's stdio change: it is placed in the sandbox
-		// by the same path. On a pty it leads its own session there,
-		// whose line discipline signals it (docs/run.md).
-		s.stdio, err = newRunStdio(f, masker, lines, true)
-		if err != nil {
-			s.end(false)
-			return refusing(cmdutil.ExitSandbox, opts.Args[0], err)
-		}
-		// Whatever happens from here, the terminal gets its mode back
-		// (finish is idempotent; a panic runs it too).
-		defer s.stdio.finish()
-		if !opts.Quiet {
-			s.stdio.announce(f, len(compiled.Mask))
-		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = s.stdio.Stdin, s.stdio.Stdout, s.stdio.Stderr
-		if s.stdio.Ctty {
-			cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
-		}
-	}
-	sess.Landlock = landlockOptions(pol, sess.Sandbox.Backend, id.home, loaded.Paths, os.Getenv)
-	if err := checkLandlock(f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
-		s.end(false)
-		return refusing(cmdutil.ExitNoEnforcement, opts.Args[0], err)
-	}
-	// Before Linux 6.7 the fanotify backend confines no unix socket at
-	// all (status says so); the entry is refused there too, as it would
-	// be unsafe on the next kernel.
-	if sess.Sandbox.Backend == string(policy.BackendFanotify) && sess.Sandbox.Mode != policy.ModeAudit {
-		rs := sandboxDomain(sess.Landlock, landlock.ABI())
-		if err := checkUnixPlant(pol, id.home, rs, sandboxUser(id), landlock.OSStat{}); err != nil {
-			s.end(false)
-			return refusing(cmdutil.ExitPolicy, opts.Args[0], err)
-		}
-	}
-	// From here the command writes: aigate's lines must not garble it
-	// (runjoin.go).
-	if !opts.Quiet {
-		errFile, errOK := f.Err.(*os.File)
-		outFile, outOK := f.Out.(*os.File)
-		switch {
-		case isTerminal(f.Err):
-			s.kept = &deferredLines{}
-			fmt.Fprintf(f.Err, "%sthe terminal is %s's until it ends: blocked operations are listed then; `aigate watch` shows them live\n",
-				events.Prefix, filepath.Base(opts.Args[0]))
-			lines.w = s.kept
-		case errOK && outOK && s.stdio == nil:
-			j, stdout, stderr, err := newLineJoiner(outFile, errFile)
-			if err != nil {
-				s.end(false)
-				return refusing(cmdutil.ExitSandbox, opts.Args[0], err)
-			}
-			s.join = j
-			cmd.Stdout, cmd.Stderr = stdout, stderr
-			lines.w = s.join
-		}
-	}
-	child, err := launch.Start(sess, cmd)
-	if s.join != nil {
-		s.join.started()
-	}
+	// Whatever happens from here, the terminal gets its mode back
+	// (finish is idempotent; a panic runs it too).
+	defer s.restoreTerminal()
+	child, err := s.start()
 	if err != nil {
-		code := cmdutil.ExitSandbox
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			code = cmdutil.ExitNotFound
-		}
-		s.end(false)
-		return refusing(code, opts.Args[0], err)
+		return err
 	}
-	if s.stdio != nil {
-		s.stdio.started(child.Pid())
-	}
-	s.pumpDone = s.rep.start(sess.Events(), nil)
-	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", sess.Sandbox.Name))
-
-	for running := true; running; {
-		select {
-		case sig := <-sigs:
-			switch sig {
-			case syscall.SIGTERM, syscall.SIGHUP:
-				_ = child.Signal(sig)
-			}
-		case <-child.Done():
-			running = false
-		}
-	}
-	code, werr := child.Wait()
-	s.end(true)
-	if werr != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: werr}
-	}
-	return cmdutil.SilentExit(cmdutil.ExitCode(code))
+	s.reportEvents()
+	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", s.sess.Sandbox.Name))
+	return s.wait(child)
 }
 
 // sandboxRun is one sandbox from its creation to its end: the agent's
@@ -276,6 +178,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 // events and routes the command's output meanwhile.
 type sandboxRun struct {
 	f     *cmdutil.Factory
+	opts  *runOptions
 	p     *runPlan
 	sess  *api.Session
 	emb   *embeddedAgent // nil: the agent was running already
@@ -312,7 +215,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard}
 	for _, w := range sess.Warnings {
 		f.Warnf("%s", w)
 	}
@@ -380,6 +283,171 @@ func (s *sandboxRun) end(started bool) {
 			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
 		}
 	}
+}
+
+// start starts the command in the sandbox, fail-closed: the sandbox
+// exists and every check that its enforcement is complete (Landlock,
+// unix sockets) passed before launch.Start, which places the command in
+// it before it runs. On any failure the sandbox is ended and the command
+// never started.
+func (s *sandboxRun) start() (*sandbox.Child, error) {
+	cmd := s.command()
+	if err := s.maskOutput(cmd); err != nil {
+		s.end(false)
+		return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
+	}
+	if err := s.checkConfinement(); err != nil {
+		s.end(false)
+		return nil, err
+	}
+	if err := s.routeLines(cmd); err != nil {
+		s.end(false)
+		return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
+	}
+	child, err := launch.Start(s.sess, cmd)
+	if s.join != nil {
+		s.join.started()
+	}
+	if err != nil {
+		code := cmdutil.ExitSandbox
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			code = cmdutil.ExitNotFound
+		}
+		s.end(false)
+		return nil, refusing(code, s.opts.Args[0], err)
+	}
+	if s.stdio != nil {
+		s.stdio.started(child.Pid())
+	}
+	return child, nil
+}
+
+// command is the command as the plan resolved it, with aigate's stdio
+// and the identity's credentials.
+func (s *sandboxRun) command() *exec.Cmd {
+	return &exec.Cmd{
+		Path:   s.p.path,
+		Args:   s.opts.Args,
+		Env:    s.p.env,
+		Stdin:  s.f.In,
+		Stdout: s.f.Out,
+		Stderr: s.f.Err,
+		// No Setpgid, Setsid or Foreground: the command stays in aigate's
+		// process group, which is the terminal's foreground group, so the
+		// terminal's signals and SIGWINCH reach it as they would without
+		// aigate.
+		SysProcAttr: &syscall.SysProcAttr{Credential: s.p.id.cred},
+	}
+}
+
+// maskOutput gives the command masking stdio when the policy masks
+// output (mask_output), and does nothing otherwise.
+func (s *sandboxRun) maskOutput(cmd *exec.Cmd) error {
+	if s.p.masker == nil {
+		return nil
+	}
+	// Only the command's stdio change: it is placed in the sandbox
+	// by the same path. On a pty it leads its own session there,
+	// whose line discipline signals it (docs/run.md).
+	stdio, err := newRunStdio(s.f, s.p.masker, s.p.lines, true)
+	if err != nil {
+		return err
+	}
+	s.stdio = stdio
+	if !s.opts.Quiet {
+		stdio.announce(s.f, len(s.p.compiled.Mask))
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	if stdio.Ctty {
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+	}
+	return nil
+}
+
+// restoreTerminal gives the terminal its mode back if masking took it.
+func (s *sandboxRun) restoreTerminal() {
+	if s.stdio != nil {
+		s.stdio.finish()
+	}
+}
+
+// checkConfinement sets the Landlock domain the command enters and
+// refuses a sandbox whose backend cannot confine it: Landlock missing
+// where the fanotify backend needs it, or a unix socket the fanotify
+// backend would leave open.
+func (s *sandboxRun) checkConfinement() error {
+	sess, p := s.sess, s.p
+	sess.Landlock = landlockOptions(p.pol, sess.Sandbox.Backend, p.id.home, p.loaded.Paths, os.Getenv)
+	if err := checkLandlock(s.f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
+		return refusing(cmdutil.ExitNoEnforcement, s.opts.Args[0], err)
+	}
+	// Before Linux 6.7 the fanotify backend confines no unix socket at
+	// all (status says so); the entry is refused there too, as it would
+	// be unsafe on the next kernel.
+	if sess.Sandbox.Backend == string(policy.BackendFanotify) && sess.Sandbox.Mode != policy.ModeAudit {
+		rs := sandboxDomain(sess.Landlock, landlock.ABI())
+		if err := checkUnixPlant(p.pol, p.id.home, rs, sandboxUser(p.id), landlock.OSStat{}); err != nil {
+			return refusing(cmdutil.ExitPolicy, s.opts.Args[0], err)
+		}
+	}
+	return nil
+}
+
+// routeLines decides where aigate's lines go while the command runs.
+func (s *sandboxRun) routeLines(cmd *exec.Cmd) error {
+	// From here the command writes: aigate's lines must not garble it
+	// (runjoin.go).
+	if s.opts.Quiet {
+		return nil
+	}
+	f, lines := s.f, s.p.lines
+	errFile, errOK := f.Err.(*os.File)
+	outFile, outOK := f.Out.(*os.File)
+	switch {
+	case isTerminal(f.Err):
+		s.kept = &deferredLines{}
+		fmt.Fprintf(f.Err, "%sthe terminal is %s's until it ends: blocked operations are listed then; `aigate watch` shows them live\n",
+			events.Prefix, filepath.Base(s.opts.Args[0]))
+		lines.w = s.kept
+	case errOK && outOK && s.stdio == nil:
+		j, stdout, stderr, err := newLineJoiner(outFile, errFile)
+		if err != nil {
+			return err
+		}
+		s.join = j
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		lines.w = s.join
+	}
+	return nil
+}
+
+// reportEvents reports the sandbox's events (lines, --events, the
+// summary) until the session ends.
+func (s *sandboxRun) reportEvents() {
+	s.pumpDone = s.rep.start(s.sess.Events(), nil)
+}
+
+// wait passes SIGTERM and SIGHUP on to the command until it exits (SIGINT
+// and SIGQUIT reach it from the terminal), ends the sandbox, and returns
+// the command's status as run's.
+func (s *sandboxRun) wait(child *sandbox.Child) error {
+	for running := true; running; {
+		select {
+		case sig := <-s.sigs:
+			switch sig {
+			case syscall.SIGTERM, syscall.SIGHUP:
+				_ = child.Signal(sig)
+			}
+		case <-child.Done():
+			running = false
+		}
+	}
+	code, werr := child.Wait()
+	s.end(true)
+	if werr != nil {
+		return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: werr}
+	}
+	return cmdutil.SilentExit(cmdutil.ExitCode(code))
 }
 
 // runPlan is what run settles before it asks anyone for anything: whose
