@@ -127,6 +127,13 @@ type identity struct {
 // runRun creates the sandbox through the agent, the one code path for
 // every run: an agent that runs already (as a service), or, when there is
 // none and run is root, one that run starts inside itself.
+//
+// The steps, in order: refuse inside a sandbox; settle the policy, its
+// trust and the command (planRun); open --events and catch signals;
+// create the sandbox (openSandbox); start the command in it once its
+// enforcement is complete (start); report its events; wait for it and
+// return its status (wait). Nothing runs before the sandbox enforces, and
+// every path after openSandbox ends the sandbox (end).
 func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if name, ok := cmdutil.InsideSandbox(); ok {
 		return cmdutil.InsideError("aigate run", name)
@@ -135,8 +142,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
-	inv := p.loaded.Paths.User
-	eventsOut, closeEvents, err := openEvents(opts.EventsFile, inv, p.id.chownE && p.id.uid != inv.UID, p.id.uid, p.id.gid)
+	eventsOut, closeEvents, err := p.openEvents(opts.EventsFile)
 	if err != nil {
 		return err
 	}
@@ -171,6 +177,128 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	s.reportEvents()
 	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", s.sess.Sandbox.Name))
 	return s.wait(child)
+}
+
+// runPlan is what run settles before it asks anyone for anything: whose
+// policy, compiled as the agent will compile it, and which command. A
+// mistake in any of it stops the run with nothing set up.
+type runPlan struct {
+	loaded   *config.Loaded
+	id       *identity
+	pol      *policy.Policy
+	compiled *policy.Compiled
+	masker   *mask.Matcher // nil: the output is not masked
+	lines    *lineWriter   // aigate's own lines while the command runs
+	mode     policy.Mode
+	choice   policy.BackendChoice
+	path     string   // the command, found in env's PATH
+	env      []string // the command's environment
+}
+
+// planRun settles the run: the backend asked for, the policy of the user
+// the command runs as, its trust, compiled, and the command itself.
+func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
+	choice, err := backendFlag(opts.Backend)
+	if err != nil {
+		return nil, err
+	}
+
+	// Policy. The agent compiles it again from the same bytes; compiling
+	// here too stops a broken file before anything is asked of anyone.
+	loaded, id, err := loadForUser(f, opts.User)
+	if err != nil {
+		return nil, err
+	}
+	if err := cmdutil.AgentTrustState(f, loaded, opts.Socket); err != nil {
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+	}
+	p := &runPlan{loaded: loaded, id: id}
+	p.pol, _ = loaded.Policy() // warnings come back from the agent, once
+	env := loaded.PolicyEnv()
+	// "~/" means the home of whoever runs the tool: that is whose secrets
+	// it can reach.
+	env.Home = id.home
+	if p.compiled, err = compilePolicy(p.pol, env); err != nil {
+		return nil, err
+	}
+	// aigate's own lines are masked too while masking is on.
+	if p.masker, p.lines, err = compileMask(f, p.compiled); err != nil {
+		return nil, err
+	}
+	if opts.Audit {
+		p.mode = policy.ModeAudit
+	}
+	p.choice = choice
+	if p.choice == "" {
+		p.choice = p.compiled.Backend
+	}
+
+	// The command, resolved with the PATH it will run with.
+	if p.path, p.env, err = resolveCommand(f, p.compiled, id, opts.Args[0]); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// openEvents opens --events as the user run acts for (openEvents); a
+// file it creates belongs to the identity the command runs as, when that
+// is not the invoker already.
+func (p *runPlan) openEvents(path string) (io.Writer, func(), error) {
+	inv := p.loaded.Paths.User
+	return openEvents(path, inv, p.id.chownE && p.id.uid != inv.UID, p.id.uid, p.id.gid)
+}
+
+// backendFlag checks --backend ("" when not given: the policy decides).
+func backendFlag(flag string) (policy.BackendChoice, error) {
+	choice := policy.BackendChoice(flag)
+	switch choice {
+	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
+		return choice, nil
+	}
+	return "", cmdutil.UsageErrorf("--backend %q: want auto, lsm or fanotify", flag)
+}
+
+// loadForUser loads the policy of the user the command runs as and says
+// who that is (runIdentity). Only root may run a command as another user.
+func loadForUser(f *cmdutil.Factory, flagUser string) (*config.Loaded, *identity, error) {
+	loaded, err := loadConfig(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if flagUser != "" && f.Env.Euid == 0 {
+		// The command runs as --user's user: so does their policy, read
+		// as that user exactly as under sudo (issue 13: root's applied).
+		if loaded, err = loadAsUser(f, flagUser, loaded); err != nil {
+			return nil, nil, err
+		}
+	}
+	u := loaded.Paths.User
+	id, err := runIdentity(flagUser, u.Name, u.Home, u.Sudo, u.UID, u.GID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.Env.Euid != 0 {
+		if id.uid != u.UID {
+			return nil, nil, cmdutil.UsageErrorf("--user %s: only root can run a command as another user", flagUser)
+		}
+		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
+	}
+	return loaded, id, nil
+}
+
+// resolveCommand finds the command in the environment it will run with
+// (the identity's HOME, USER and LOGNAME, without what deny_env removes),
+// so that a typo stops the run before the sandbox exists.
+func resolveCommand(f *cmdutil.Factory, compiled *policy.Compiled, id *identity, name string) (path string, env []string, err error) {
+	env, removed := compiled.Env.Filter(commandEnv(os.Environ(), id))
+	if len(removed) > 0 {
+		f.Log.Debug("deny_env", zap.Strings("removed", removed))
+	}
+	path, err = lookPath(name, env)
+	if err != nil {
+		return "", nil, &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: err}
+	}
+	return path, env, nil
 }
 
 // sandboxRun is one sandbox from its creation to its end: the agent's
@@ -242,54 +370,11 @@ func (s *sandboxRun) finishAgent() {
 	}
 }
 
-// end ends the sandbox (the agent kills what the command left in it),
-// then prints what the run leaves: the command's last output, the event
-// lines kept back, the summary; releases the agent and puts back the
-// policy directory if the command changed it. started: the command ran,
-// so its events are pumped until the session ends.
-func (s *sandboxRun) end(started bool) {
-	f, sess := s.f, s.sess
-	ended, err := sess.End(5 * time.Second)
-	if started {
-		<-s.pumpDone
-	}
-	// The command's last output (what the sandbox's end released)
-	// comes before the summary, on a terminal in its own mode.
-	if s.stdio != nil {
-		s.stdio.finish()
-	}
-	if s.join != nil {
-		s.join.finish()
-	}
-	if s.kept != nil {
-		s.p.lines.w = f.Err
-		_, _ = f.Err.Write(s.kept.take())
-	}
-	if err != nil {
-		f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
-	}
-	var attributed uint64
-	if ended != nil {
-		attributed = ended.Events
-	}
-	s.rep.finish(sess.Dropped(), attributed)
-	s.finishAgent()
-	// The sandbox is gone: nothing inside can race the check.
-	if msg, err := s.guard.restore(f.Now()); msg != "" || err != nil {
-		if msg != "" {
-			f.Warnf("%s", msg)
-		}
-		if err != nil {
-			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
-		}
-	}
-}
-
 // start starts the command in the sandbox, fail-closed: the sandbox
 // exists and every check that its enforcement is complete (Landlock,
-// unix sockets) passed before launch.Start, which places the command in
-// it before it runs. On any failure the sandbox is ended and the command
-// never started.
+// unix sockets) has passed before launch.Start, whose helper the agent
+// moves into the sandbox before it execs the command. On any failure
+// the sandbox is ended and the command never started.
 func (s *sandboxRun) start() (*sandbox.Child, error) {
 	cmd := s.command()
 	if err := s.maskOutput(cmd); err != nil {
@@ -371,10 +456,10 @@ func (s *sandboxRun) restoreTerminal() {
 	}
 }
 
-// checkConfinement sets the Landlock domain the command enters and
-// refuses a sandbox whose backend cannot confine it: Landlock missing
-// where the fanotify backend needs it, or a unix socket the fanotify
-// backend would leave open.
+// checkConfinement sets the Landlock domain the command enters (launch
+// applies sess.Landlock) and refuses a sandbox whose backend cannot
+// confine it: no Landlock where the fanotify backend needs it, or a unix
+// socket the fanotify backend would leave open.
 func (s *sandboxRun) checkConfinement() error {
 	sess, p := s.sess, s.p
 	sess.Landlock = landlockOptions(p.pol, sess.Sandbox.Backend, p.id.home, p.loaded.Paths, os.Getenv)
@@ -393,7 +478,9 @@ func (s *sandboxRun) checkConfinement() error {
 	return nil
 }
 
-// routeLines decides where aigate's lines go while the command runs.
+// routeLines decides where aigate's lines go while the command runs: kept
+// back while it owns the terminal, joined at its line boundaries on
+// pipes and files.
 func (s *sandboxRun) routeLines(cmd *exec.Cmd) error {
 	// From here the command writes: aigate's lines must not garble it
 	// (runjoin.go).
@@ -450,118 +537,47 @@ func (s *sandboxRun) wait(child *sandbox.Child) error {
 	return cmdutil.SilentExit(cmdutil.ExitCode(code))
 }
 
-// runPlan is what run settles before it asks anyone for anything: whose
-// policy, compiled as the agent will compile it, and which command. A
-// mistake in any of it stops the run with nothing set up.
-type runPlan struct {
-	loaded   *config.Loaded
-	id       *identity
-	pol      *policy.Policy
-	compiled *policy.Compiled
-	masker   *mask.Matcher // nil: the output is not masked
-	lines    *lineWriter   // aigate's own lines while the command runs
-	mode     policy.Mode
-	choice   policy.BackendChoice
-	path     string   // the command, found in env's PATH
-	env      []string // the command's environment
-}
-
-// planRun settles the run: the backend asked for, the policy of the user
-// the command runs as, its trust, compiled, and the command itself.
-func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
-	choice, err := backendFlag(opts.Backend)
+// end ends the sandbox (the agent kills what the command left in it),
+// then prints what the run leaves: the command's last output, the event
+// lines kept back, the summary; releases the agent and puts back the
+// policy directory if the command changed it. started: the command ran,
+// so its events are pumped until the session ends.
+func (s *sandboxRun) end(started bool) {
+	f, sess := s.f, s.sess
+	ended, err := sess.End(5 * time.Second)
+	if started {
+		<-s.pumpDone
+	}
+	// The command's last output (what the sandbox's end released)
+	// comes before the summary, on a terminal in its own mode.
+	if s.stdio != nil {
+		s.stdio.finish()
+	}
+	if s.join != nil {
+		s.join.finish()
+	}
+	if s.kept != nil {
+		s.p.lines.w = f.Err
+		_, _ = f.Err.Write(s.kept.take())
+	}
 	if err != nil {
-		return nil, err
+		f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
 	}
-
-	// Policy. The agent compiles it again from the same bytes; compiling
-	// here too stops a broken file before anything is asked of anyone.
-	loaded, id, err := loadForUser(f, opts.User)
-	if err != nil {
-		return nil, err
+	var attributed uint64
+	if ended != nil {
+		attributed = ended.Events
 	}
-	if err := cmdutil.AgentTrustState(f, loaded, opts.Socket); err != nil {
-		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
-	}
-	p := &runPlan{loaded: loaded, id: id}
-	p.pol, _ = loaded.Policy() // warnings come back from the agent, once
-	env := loaded.PolicyEnv()
-	// "~/" means the home of whoever runs the tool: that is whose secrets
-	// it can reach.
-	env.Home = id.home
-	if p.compiled, err = compilePolicy(p.pol, env); err != nil {
-		return nil, err
-	}
-	// aigate's own lines are masked too while masking is on.
-	if p.masker, p.lines, err = compileMask(f, p.compiled); err != nil {
-		return nil, err
-	}
-	if opts.Audit {
-		p.mode = policy.ModeAudit
-	}
-	p.choice = choice
-	if p.choice == "" {
-		p.choice = p.compiled.Backend
-	}
-
-	// The command, resolved with the PATH it will run with.
-	if p.path, p.env, err = resolveCommand(f, p.compiled, id, opts.Args[0]); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-// backendFlag checks --backend ("" when not given: the policy decides).
-func backendFlag(flag string) (policy.BackendChoice, error) {
-	choice := policy.BackendChoice(flag)
-	switch choice {
-	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
-		return choice, nil
-	}
-	return "", cmdutil.UsageErrorf("--backend %q: want auto, lsm or fanotify", flag)
-}
-
-// loadForUser loads the policy of the user the command runs as and says
-// who that is (runIdentity). Only root may run a command as another user.
-func loadForUser(f *cmdutil.Factory, flagUser string) (*config.Loaded, *identity, error) {
-	loaded, err := loadConfig(f)
-	if err != nil {
-		return nil, nil, err
-	}
-	if flagUser != "" && f.Env.Euid == 0 {
-		// The command runs as --user's user: so does their policy, read
-		// as that user exactly as under sudo (issue 13: root's applied).
-		if loaded, err = loadAsUser(f, flagUser, loaded); err != nil {
-			return nil, nil, err
+	s.rep.finish(sess.Dropped(), attributed)
+	s.finishAgent()
+	// The sandbox is gone: nothing inside can race the check.
+	if msg, err := s.guard.restore(f.Now()); msg != "" || err != nil {
+		if msg != "" {
+			f.Warnf("%s", msg)
+		}
+		if err != nil {
+			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
 		}
 	}
-	u := loaded.Paths.User
-	id, err := runIdentity(flagUser, u.Name, u.Home, u.Sudo, u.UID, u.GID)
-	if err != nil {
-		return nil, nil, err
-	}
-	if f.Env.Euid != 0 {
-		if id.uid != u.UID {
-			return nil, nil, cmdutil.UsageErrorf("--user %s: only root can run a command as another user", flagUser)
-		}
-		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
-	}
-	return loaded, id, nil
-}
-
-// resolveCommand finds the command in the environment it will run with
-// (the identity's HOME, USER and LOGNAME, without what deny_env removes),
-// so that a typo stops the run before the sandbox exists.
-func resolveCommand(f *cmdutil.Factory, compiled *policy.Compiled, id *identity, name string) (path string, env []string, err error) {
-	env, removed := compiled.Env.Filter(commandEnv(os.Environ(), id))
-	if len(removed) > 0 {
-		f.Log.Debug("deny_env", zap.Strings("removed", removed))
-	}
-	path, err = lookPath(name, env)
-	if err != nil {
-		return "", nil, &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: err}
-	}
-	return path, env, nil
 }
 
 // createRequest is what the agent needs to build the caller's policy: the
