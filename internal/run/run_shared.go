@@ -18,8 +18,10 @@ import (
 )
 
 // The steps of `aigate run` that Linux (run.go) and macOS (run_darwin.go)
-// take alike. Each returns the exit code the user sees (cmdutil.StatusError),
-// so that the two runRun functions only order the steps.
+// take alike, written once. Their errors carry the exit code the user
+// sees (cmdutil.StatusError), so that the two runRun functions only order
+// the steps. This file is built for both (linux || darwin) and for no
+// other system, where run is a stub (unsupported_other.go).
 
 // loadConfig reads the merged configuration (global and project files,
 // and the project's trust); a file that does not parse is a bad policy:
