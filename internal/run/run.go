@@ -29,6 +29,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/mask"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
 // runOptions are the inputs of `aigate run`.
@@ -126,289 +127,457 @@ type identity struct {
 // runRun creates the sandbox through the agent, the one code path for
 // every run: an agent that runs already (as a service), or, when there is
 // none and run is root, one that run starts inside itself.
+//
+// The steps, in order: refuse inside a sandbox; settle the policy, its
+// trust and the command (planRun); open --events and catch signals;
+// create the sandbox (openSandbox); start the command in it once its
+// enforcement is complete (start); report its events; wait for it and
+// return its status (wait). Nothing runs before the sandbox enforces, and
+// every path after openSandbox ends the sandbox (end).
 func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if name, ok := cmdutil.InsideSandbox(); ok {
 		return cmdutil.InsideError("aigate run", name)
 	}
-	choice := policy.BackendChoice(opts.Backend)
-	switch choice {
-	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
-	default:
-		return cmdutil.UsageErrorf("--backend %q: want auto, lsm or fanotify", opts.Backend)
-	}
-
-	// Policy. The agent compiles it again from the same bytes; compiling
-	// here too stops a broken file before anything is asked of anyone.
-	loaded, err := f.Load()
-	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
-	}
-	if opts.User != "" && f.Env.Euid == 0 {
-		// The command runs as --user's user: so does their policy, read
-		// as that user exactly as under sudo (issue 13: root's applied).
-		if loaded, err = loadAsUser(f, opts.User, loaded); err != nil {
-			return err
-		}
-	}
-	id, err := runIdentity(opts.User, loaded.Paths.User.Name, loaded.Paths.User.Home, loaded.Paths.User.Sudo, loaded.Paths.User.UID, loaded.Paths.User.GID)
+	p, err := planRun(f, opts)
 	if err != nil {
 		return err
 	}
-	if f.Env.Euid != 0 {
-		if id.uid != loaded.Paths.User.UID {
-			return cmdutil.UsageErrorf("--user %s: only root can run a command as another user", opts.User)
-		}
-		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
-	}
-	if err := cmdutil.AgentTrustState(f, loaded, opts.Socket); err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
-	}
-	pol, _ := loaded.Policy() // warnings come back from the agent, once
-	env := loaded.PolicyEnv()
-	// "~/" means the home of whoever runs the tool: that is whose secrets
-	// it can reach.
-	env.Home = id.home
-	compiled, err := policy.Compile(pol, env)
+	eventsOut, closeEvents, err := p.openEvents(opts.EventsFile)
 	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+		return err
 	}
-	masker, err := mask.Compile(compiled.Mask)
-	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
-	}
-	// aigate's own lines are masked too while masking is on.
-	lines := &lineWriter{w: f.Err, m: masker}
-	var mode policy.Mode
-	if opts.Audit {
-		mode = policy.ModeAudit
-	}
-	if choice == "" {
-		choice = compiled.Backend
-	}
-
-	// The command, resolved with the PATH it will run with.
-	childEnv, removed := compiled.Env.Filter(commandEnv(os.Environ(), id))
-	if len(removed) > 0 {
-		f.Log.Debug("deny_env", zap.Strings("removed", removed))
-	}
-	path, err := lookPath(opts.Args[0], childEnv)
-	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: err}
-	}
-
-	var eventsOut io.Writer
-	if opts.EventsFile != "" {
-		inv := loaded.Paths.User
-		ef, err := openEventsFile(opts.EventsFile, inv, id.chownE && id.uid != inv.UID, id.uid, id.gid)
-		if err != nil {
-			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
-		}
-		defer ef.Close()
-		eventsOut = ef
-	}
+	defer closeEvents()
 
 	// Signals are caught from here on (runSignals); SIGTERM and SIGHUP
 	// are passed on to the command.
 	sigs, stopSignals := runSignals()
 	defer stopSignals()
 
-	req, err := createRequest(loaded, id, mode, opts.Args)
-	if err != nil {
-		return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
-	}
-	if f.Env.Euid == 0 && id.uid != 0 {
-		// Root acts for the user who ran sudo (or --user): the sandbox,
-		// its events and `aigate watch` are theirs.
-		owner := uint32(id.uid)
-		req.Owner = &owner
-	}
-	// The session lives until the command is done and cleaned up, not
-	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
-	// itself (a closed session would make the agent kill the command).
-	guard := guardPolicyDir(loaded.Paths.Dir, loaded.Paths.User)
-	sess, emb, err := createSandbox(context.WithoutCancel(ctx), f, opts, choice, req)
+	s, err := openSandbox(ctx, f, opts, p, eventsOut, sigs)
 	if err != nil {
 		return err
 	}
-	// From here on the agent (and, when embedded, this process) must be
-	// released on every path.
-	finishAgent := func() {
-		if emb != nil {
-			emb.finish(f, sigs)
+
+	// A signal that arrived during setup ends the run before the command
+	// starts.
+	select {
+	case sig := <-sigs:
+		s.end(false)
+		return signalExit(sig.(syscall.Signal))
+	default:
+	}
+
+	// Whatever happens from here, the terminal gets its mode back
+	// (finish is idempotent; a panic runs it too).
+	defer s.restoreTerminal()
+	child, err := s.start()
+	if err != nil {
+		return err
+	}
+	s.reportEvents()
+	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", s.sess.Sandbox.Name))
+	return s.wait(child)
+}
+
+// runPlan is what run settles before it asks anyone for anything: whose
+// policy, compiled as the agent will compile it, and which command. A
+// mistake in any of it stops the run with nothing set up.
+type runPlan struct {
+	loaded   *config.Loaded
+	id       *identity
+	pol      *policy.Policy
+	compiled *policy.Compiled
+	masker   *mask.Matcher // nil: the output is not masked
+	lines    *lineWriter   // aigate's own lines while the command runs
+	mode     policy.Mode
+	choice   policy.BackendChoice
+	path     string   // the command, found in env's PATH
+	env      []string // the command's environment
+}
+
+// planRun settles the run: the backend asked for, the policy of the user
+// the command runs as, its trust, compiled, and the command itself.
+func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
+	choice, err := backendFlag(opts.Backend)
+	if err != nil {
+		return nil, err
+	}
+
+	// Policy. The agent compiles it again from the same bytes; compiling
+	// here too stops a broken file before anything is asked of anyone.
+	loaded, id, err := loadForUser(f, opts.User)
+	if err != nil {
+		return nil, err
+	}
+	if err := cmdutil.AgentTrustState(f, loaded, opts.Socket); err != nil {
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+	}
+	p := &runPlan{loaded: loaded, id: id}
+	p.pol, _ = loaded.Policy() // warnings come back from the agent, once
+	env := loaded.PolicyEnv()
+	// "~/" means the home of whoever runs the tool: that is whose secrets
+	// it can reach.
+	env.Home = id.home
+	if p.compiled, err = compilePolicy(p.pol, env); err != nil {
+		return nil, err
+	}
+	// aigate's own lines are masked too while masking is on.
+	if p.masker, p.lines, err = compileMask(f, p.compiled); err != nil {
+		return nil, err
+	}
+	if opts.Audit {
+		p.mode = policy.ModeAudit
+	}
+	p.choice = choice
+	if p.choice == "" {
+		p.choice = p.compiled.Backend
+	}
+
+	// The command, resolved with the PATH it will run with.
+	if p.path, p.env, err = resolveCommand(f, p.compiled, id, opts.Args[0]); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// openEvents opens --events as the user run acts for (openEvents); a
+// file it creates belongs to the identity the command runs as, when that
+// is not the invoker already.
+func (p *runPlan) openEvents(path string) (io.Writer, func(), error) {
+	inv := p.loaded.Paths.User
+	return openEvents(path, inv, p.id.chownE && p.id.uid != inv.UID, p.id.uid, p.id.gid)
+}
+
+// backendFlag checks --backend ("" when not given: the policy decides).
+func backendFlag(flag string) (policy.BackendChoice, error) {
+	choice := policy.BackendChoice(flag)
+	switch choice {
+	case "", policy.BackendAuto, policy.BackendLSM, policy.BackendFanotify:
+		return choice, nil
+	}
+	return "", cmdutil.UsageErrorf("--backend %q: want auto, lsm or fanotify", flag)
+}
+
+// loadForUser loads the policy of the user the command runs as and says
+// who that is (runIdentity). Only root may run a command as another user.
+func loadForUser(f *cmdutil.Factory, flagUser string) (*config.Loaded, *identity, error) {
+	loaded, err := loadConfig(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if flagUser != "" && f.Env.Euid == 0 {
+		// The command runs as --user's user: so does their policy, read
+		// as that user exactly as under sudo (issue 13: root's applied).
+		if loaded, err = loadAsUser(f, flagUser, loaded); err != nil {
+			return nil, nil, err
 		}
 	}
+	u := loaded.Paths.User
+	id, err := runIdentity(flagUser, u.Name, u.Home, u.Sudo, u.UID, u.GID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.Env.Euid != 0 {
+		if id.uid != u.UID {
+			return nil, nil, cmdutil.UsageErrorf("--user %s: only root can run a command as another user", flagUser)
+		}
+		id.cred, id.chownE = nil, false // setgroups needs root; nothing to change anyway
+	}
+	return loaded, id, nil
+}
+
+// resolveCommand finds the command in the environment it will run with
+// (the identity's HOME, USER and LOGNAME, without what deny_env removes),
+// so that a typo stops the run before the sandbox exists.
+func resolveCommand(f *cmdutil.Factory, compiled *policy.Compiled, id *identity, name string) (path string, env []string, err error) {
+	env, removed := compiled.Env.Filter(commandEnv(os.Environ(), id))
+	if len(removed) > 0 {
+		f.Log.Debug("deny_env", zap.Strings("removed", removed))
+	}
+	path, err = lookPath(name, env)
+	if err != nil {
+		return "", nil, &cmdutil.StatusError{Code: cmdutil.ExitNotFound, Err: err}
+	}
+	return path, env, nil
+}
+
+// sandboxRun is one sandbox from its creation to its end: the agent's
+// session, the agent run embeds (if any), and what reports the sandbox's
+// events and routes the command's output meanwhile.
+type sandboxRun struct {
+	f     *cmdutil.Factory
+	opts  *runOptions
+	p     *runPlan
+	sess  *api.Session
+	emb   *embeddedAgent // nil: the agent was running already
+	sigs  <-chan os.Signal
+	guard *policyGuard
+	rep   *runReporter
+
+	pumpDone <-chan struct{} // set once the command started
+	stdio    *runStdio       // set when the policy masks output
+	join     *lineJoiner     // set when event lines join the command's stderr
+	kept     *deferredLines  // set when they wait for the command's end
+}
+
+// openSandbox asks the agent for the sandbox (createSandbox: one that run
+// starts in itself when none runs) and refuses a sandbox on another
+// backend than the one asked for. Once it returns a sandboxRun, end must
+// run on every path.
+func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal) (*sandboxRun, error) {
+	req, err := createRequest(p.loaded, p.id, p.mode, opts.Args)
+	if err != nil {
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+	}
+	if f.Env.Euid == 0 && p.id.uid != 0 {
+		// Root acts for the user who ran sudo (or --user): the sandbox,
+		// its events and `aigate watch` are theirs.
+		owner := uint32(p.id.uid)
+		req.Owner = &owner
+	}
+	guard := guardPolicyDir(p.loaded.Paths.Dir, p.loaded.Paths.User)
+	// The session lives until the command is done and cleaned up, not
+	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
+	// itself (a closed session would make the agent kill the command).
+	sess, emb, err := createSandbox(context.WithoutCancel(ctx), f, opts, p.choice, req)
+	if err != nil {
+		return nil, err
+	}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard}
 	for _, w := range sess.Warnings {
 		f.Warnf("%s", w)
 	}
-	if (choice == policy.BackendLSM || choice == policy.BackendFanotify) && sess.Sandbox.Backend != string(choice) {
+	if choice := p.choice; (choice == policy.BackendLSM || choice == policy.BackendFanotify) && sess.Sandbox.Backend != string(choice) {
 		_, _ = sess.End(5 * time.Second)
-		finishAgent()
-		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: the %s backend was asked for, but the running agent enforces with %s; use --backend auto, or restart the agent with --backend %s", opts.Args[0], choice, sess.Sandbox.Backend, choice)}
+		s.finishAgent()
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: the %s backend was asked for, but the running agent enforces with %s; use --backend auto, or restart the agent with --backend %s", opts.Args[0], choice, sess.Sandbox.Backend, choice)}
 	}
 	if sess.Sandbox.Mode == policy.ModeAudit && !opts.Quiet {
 		f.Warnf("audit mode: nothing is blocked, what would be is reported")
 	}
 	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
 
-	rep := newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: lines})
-	pumpDone := make(chan struct{})
-	var stdio *runStdio     // set when the policy masks output
-	var join *lineJoiner    // set when event lines join the command's stderr
-	var kept *deferredLines // set when they wait for the command's end
-	cleanup := func(started bool) {
-		ended, err := sess.End(5 * time.Second)
-		if started {
-			<-pumpDone
-		}
-		// The command's last output (what the sandbox's end released)
-		// comes before the summary, on a terminal in its own mode.
-		if stdio != nil {
-			stdio.finish()
-		}
-		if join != nil {
-			join.finish()
-		}
-		if kept != nil {
-			lines.w = f.Err
-			_, _ = f.Err.Write(kept.take())
-		}
-		if err != nil {
-			f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
-		}
-		var attributed uint64
-		if ended != nil {
-			attributed = ended.Events
-		}
-		rep.finish(sess.Dropped(), attributed)
-		finishAgent()
-		// The sandbox is gone: nothing inside can race the check.
-		if msg, err := guard.restore(f.Now()); msg != "" || err != nil {
-			if msg != "" {
-				f.Warnf("%s", msg)
-			}
-			if err != nil {
-				f.Warnf("could not restore your policy: %v; check %s before the next run", err, loaded.Paths.Dir)
-			}
-		}
-	}
+	s.rep = newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: p.lines})
+	return s, nil
+}
 
-	// A signal that arrived during setup ends the run before the command
-	// starts.
-	select {
-	case s := <-sigs:
-		cleanup(false)
-		return cmdutil.SilentExit(cmdutil.ExitCode(128 + int(s.(syscall.Signal))))
-	default:
+// finishAgent releases the agent run embeds, if any: from the sandbox's
+// creation on, the agent (and, when embedded, this process) must be
+// released on every path.
+func (s *sandboxRun) finishAgent() {
+	if s.emb != nil {
+		s.emb.finish(s.f, s.sigs)
 	}
+}
 
-	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   opts.Args,
-		Env:    childEnv,
-		Stdin:  f.In,
-		Stdout: f.Out,
-		Stderr: f.Err,
-		// No Setpgid, Setsid or Foreground: the command stays in aigate's
-		// process group, which is the terminal's foreground group, so the
-		// terminal's signals and SIGWINCH reach it as they would without
-		// aigate.
-		SysProcAttr: &syscall.SysProcAttr{Credential: id.cred},
+// start starts the command in the sandbox, fail-closed: the sandbox
+// exists and every check that its enforcement is complete (Landlock,
+// unix sockets) has passed before launch.Start, whose helper the agent
+// moves into the sandbox before it execs the command. On any failure
+// the sandbox is ended and the command never started.
+func (s *sandboxRun) start() (*sandbox.Child, error) {
+	cmd := s.command()
+	if err := s.maskOutput(cmd); err != nil {
+		s.end(false)
+		return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
 	}
-	if masker != nil {
-		// Only the command's stdio change: it is placed in the sandbox
-		// by the same path. On a pty it leads its own session there,
-		// whose line discipline signals it (docs/run.md).
-		stdio, err = newRunStdio(f, masker, lines, true)
-		if err != nil {
-			cleanup(false)
-			return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
-		}
-		// Whatever happens from here, the terminal gets its mode back
-		// (finish is idempotent; a panic runs it too).
-		defer stdio.finish()
-		if !opts.Quiet {
-			stdio.announce(f, len(compiled.Mask))
-		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
-		if stdio.Ctty {
-			cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
-		}
+	if err := s.checkConfinement(); err != nil {
+		s.end(false)
+		return nil, err
 	}
-	sess.Landlock = landlockOptions(pol, sess.Sandbox.Backend, id.home, loaded.Paths, os.Getenv)
-	if err := checkLandlock(f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
-		cleanup(false)
-		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+	if err := s.routeLines(cmd); err != nil {
+		s.end(false)
+		return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
 	}
-	// Before Linux 6.7 the fanotify backend confines no unix socket at
-	// all (status says so); the entry is refused there too, as it would
-	// be unsafe on the next kernel.
-	if sess.Sandbox.Backend == string(policy.BackendFanotify) && sess.Sandbox.Mode != policy.ModeAudit {
-		rs := sandboxDomain(sess.Landlock, landlock.ABI())
-		if err := checkUnixPlant(pol, id.home, rs, sandboxUser(id), landlock.OSStat{}); err != nil {
-			cleanup(false)
-			return &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
-		}
-	}
-	// From here the command writes: aigate's lines must not garble it
-	// (runjoin.go).
-	if !opts.Quiet {
-		errFile, errOK := f.Err.(*os.File)
-		outFile, outOK := f.Out.(*os.File)
-		switch {
-		case isTerminal(f.Err):
-			kept = &deferredLines{}
-			fmt.Fprintf(f.Err, "%sthe terminal is %s's until it ends: blocked operations are listed then; `aigate watch` shows them live\n",
-				events.Prefix, filepath.Base(opts.Args[0]))
-			lines.w = kept
-		case errOK && outOK && stdio == nil:
-			j, stdout, stderr, err := newLineJoiner(outFile, errFile)
-			if err != nil {
-				cleanup(false)
-				return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
-			}
-			join = j
-			cmd.Stdout, cmd.Stderr = stdout, stderr
-			lines.w = join
-		}
-	}
-	child, err := launch.Start(sess, cmd)
-	if join != nil {
-		join.started()
+	child, err := launch.Start(s.sess, cmd)
+	if s.join != nil {
+		s.join.started()
 	}
 	if err != nil {
 		code := cmdutil.ExitSandbox
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			code = cmdutil.ExitNotFound
 		}
-		cleanup(false)
-		return &cmdutil.StatusError{Code: code, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+		s.end(false)
+		return nil, refusing(code, s.opts.Args[0], err)
 	}
-	if stdio != nil {
-		stdio.started(child.Pid())
+	if s.stdio != nil {
+		s.stdio.started(child.Pid())
 	}
-	go func() {
-		defer close(pumpDone)
-		rep.pump(sess.Events(), nil)
-	}()
-	f.Log.Debug("started", zap.Int("pid", child.Pid()), zap.String("sandbox", sess.Sandbox.Name))
+	return child, nil
+}
 
+// command is the command as the plan resolved it, with aigate's stdio
+// and the identity's credentials.
+func (s *sandboxRun) command() *exec.Cmd {
+	return &exec.Cmd{
+		Path:   s.p.path,
+		Args:   s.opts.Args,
+		Env:    s.p.env,
+		Stdin:  s.f.In,
+		Stdout: s.f.Out,
+		Stderr: s.f.Err,
+		// No Setpgid, Setsid or Foreground: the command stays in aigate's
+		// process group, which is the terminal's foreground group, so the
+		// terminal's signals and SIGWINCH reach it as they would without
+		// aigate.
+		SysProcAttr: &syscall.SysProcAttr{Credential: s.p.id.cred},
+	}
+}
+
+// maskOutput gives the command masking stdio when the policy masks
+// output (mask_output), and does nothing otherwise.
+func (s *sandboxRun) maskOutput(cmd *exec.Cmd) error {
+	if s.p.masker == nil {
+		return nil
+	}
+	// Only the command's stdio change: it is placed in the sandbox
+	// by the same path. On a pty it leads its own session there,
+	// whose line discipline signals it (docs/run.md).
+	stdio, err := newRunStdio(s.f, s.p.masker, s.p.lines, true)
+	if err != nil {
+		return err
+	}
+	s.stdio = stdio
+	if !s.opts.Quiet {
+		stdio.announce(s.f, len(s.p.compiled.Mask))
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	if stdio.Ctty {
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+	}
+	return nil
+}
+
+// restoreTerminal gives the terminal its mode back if masking took it.
+func (s *sandboxRun) restoreTerminal() {
+	if s.stdio != nil {
+		s.stdio.finish()
+	}
+}
+
+// checkConfinement sets the Landlock domain the command enters (launch
+// applies sess.Landlock) and refuses a sandbox whose backend cannot
+// confine it: no Landlock where the fanotify backend needs it, or a unix
+// socket the fanotify backend would leave open.
+func (s *sandboxRun) checkConfinement() error {
+	sess, p := s.sess, s.p
+	sess.Landlock = landlockOptions(p.pol, sess.Sandbox.Backend, p.id.home, p.loaded.Paths, os.Getenv)
+	if err := checkLandlock(s.f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
+		return refusing(cmdutil.ExitNoEnforcement, s.opts.Args[0], err)
+	}
+	// Before Linux 6.7 the fanotify backend confines no unix socket at
+	// all (status says so); the entry is refused there too, as it would
+	// be unsafe on the next kernel.
+	if sess.Sandbox.Backend == string(policy.BackendFanotify) && sess.Sandbox.Mode != policy.ModeAudit {
+		rs := sandboxDomain(sess.Landlock, landlock.ABI())
+		if err := checkUnixPlant(p.pol, p.id.home, rs, sandboxUser(p.id), landlock.OSStat{}); err != nil {
+			return refusing(cmdutil.ExitPolicy, s.opts.Args[0], err)
+		}
+	}
+	return nil
+}
+
+// routeLines decides where aigate's lines go while the command runs: kept
+// back while it owns the terminal, joined at its line boundaries on
+// pipes and files.
+func (s *sandboxRun) routeLines(cmd *exec.Cmd) error {
+	// From here the command writes: aigate's lines must not garble it
+	// (runjoin.go).
+	if s.opts.Quiet {
+		return nil
+	}
+	f, lines := s.f, s.p.lines
+	errFile, errOK := f.Err.(*os.File)
+	outFile, outOK := f.Out.(*os.File)
+	switch {
+	case isTerminal(f.Err):
+		s.kept = &deferredLines{}
+		fmt.Fprintf(f.Err, "%sthe terminal is %s's until it ends: blocked operations are listed then; `aigate watch` shows them live\n",
+			events.Prefix, filepath.Base(s.opts.Args[0]))
+		lines.w = s.kept
+	case errOK && outOK && s.stdio == nil:
+		j, stdout, stderr, err := newLineJoiner(outFile, errFile)
+		if err != nil {
+			return err
+		}
+		s.join = j
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		lines.w = s.join
+	}
+	return nil
+}
+
+// reportEvents reports the sandbox's events (lines, --events, the
+// summary) until the session ends.
+func (s *sandboxRun) reportEvents() {
+	s.pumpDone = s.rep.start(s.sess.Events(), nil)
+}
+
+// wait passes SIGTERM and SIGHUP on to the command until it exits (SIGINT
+// and SIGQUIT reach it from the terminal), ends the sandbox, and returns
+// the command's status as run's.
+func (s *sandboxRun) wait(child *sandbox.Child) error {
 	for running := true; running; {
 		select {
-		case s := <-sigs:
-			switch s {
+		case sig := <-s.sigs:
+			switch sig {
 			case syscall.SIGTERM, syscall.SIGHUP:
-				_ = child.Signal(s)
+				_ = child.Signal(sig)
 			}
 		case <-child.Done():
 			running = false
 		}
 	}
 	code, werr := child.Wait()
-	cleanup(true)
+	s.end(true)
 	if werr != nil {
 		return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: werr}
 	}
 	return cmdutil.SilentExit(cmdutil.ExitCode(code))
+}
+
+// end ends the sandbox (the agent kills what the command left in it),
+// then prints what the run leaves: the command's last output, the event
+// lines kept back, the summary; releases the agent and puts back the
+// policy directory if the command changed it. started: the command ran,
+// so its events are pumped until the session ends.
+func (s *sandboxRun) end(started bool) {
+	f, sess := s.f, s.sess
+	ended, err := sess.End(5 * time.Second)
+	if started {
+		<-s.pumpDone
+	}
+	// The command's last output (what the sandbox's end released)
+	// comes before the summary, on a terminal in its own mode.
+	if s.stdio != nil {
+		s.stdio.finish()
+	}
+	if s.join != nil {
+		s.join.finish()
+	}
+	if s.kept != nil {
+		s.p.lines.w = f.Err
+		_, _ = f.Err.Write(s.kept.take())
+	}
+	if err != nil {
+		f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
+	}
+	var attributed uint64
+	if ended != nil {
+		attributed = ended.Events
+	}
+	s.rep.finish(sess.Dropped(), attributed)
+	s.finishAgent()
+	// The sandbox is gone: nothing inside can race the check.
+	if msg, err := s.guard.restore(f.Now()); msg != "" || err != nil {
+		if msg != "" {
+			f.Warnf("%s", msg)
+		}
+		if err != nil {
+			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
+		}
+	}
 }
 
 // createRequest is what the agent needs to build the caller's policy: the
@@ -499,8 +668,6 @@ func createError(command string, err error) error {
 	return &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: err}
 }
 
-// runIdentity decides who the command runs as: --user, else the user who
-// ran sudo, else aigate's own user.
 // loadAsUser loads the configuration of the user --user names (files
 // read with that user's identity, as Locate does under sudo) unless it is
 // the one already loaded.
@@ -539,6 +706,8 @@ func loadAsUser(f *cmdutil.Factory, name string, loaded *config.Loaded) (*config
 	return l, nil
 }
 
+// runIdentity decides who the command runs as: --user, else the user who
+// ran sudo, else aigate's own user.
 func runIdentity(flagUser, name, home string, sudo bool, uid, gid int) (*identity, error) {
 	if flagUser != "" {
 		u, err := user.Lookup(flagUser)

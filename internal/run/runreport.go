@@ -99,6 +99,16 @@ func (r *runReporter) pump(evs <-chan events.Event, stop <-chan struct{}) {
 	}
 }
 
+// start pumps in the background; done is closed when pump returns.
+func (r *runReporter) start(evs <-chan events.Event, stop <-chan struct{}) (done <-chan struct{}) {
+	d := make(chan struct{})
+	go func() {
+		defer close(d)
+		r.pump(evs, stop)
+	}()
+	return d
+}
+
 // finish prints the pending repeat lines and the summary. The summary
 // counts the events that arrived; attributed is how many the agent says
 // were the sandbox's (0 when unknown), so that events lost on the way
