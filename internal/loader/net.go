@@ -47,8 +47,9 @@ type NetOptions struct {
 	SkipUnix bool
 	// PinPath pins the object's own maps and each sandbox's cgroup links
 	// in this bpffs directory (net_pin.go), so that the egress policies
-	// outlive the process: Release leaves them, Close removes them, and
-	// the next OpenNet with the same PinPath adopts them (Adopted). It
+	// outlive the process: Release leaves them, Detach and Close remove
+	// them, and the next OpenNet with the same PinPath adopts them
+	// (TakeAdopted). It
 	// needs the shared maps (they are the pinned LSM's) and SkipUnix.
 	PinPath string
 }

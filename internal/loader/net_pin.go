@@ -278,7 +278,8 @@ func (n *Net) collectEntries(get func(uint32) *AdoptedNet) error {
 // (links, settings or trie entries), by policy id, sorted; later calls
 // return nothing. The caller keeps those of live sandboxes (writes their
 // recompiled policy, steers their DNS again) and removes the others
-// (Detach, DeleteEntry, RemovePolicy).
+// (Detach, DeleteEntry, RemovePolicy). Call it before n is shared (egress
+// does, in New): it is the one method that changes n itself.
 func (n *Net) TakeAdopted() []AdoptedNet {
 	if n.pins == nil {
 		return nil
