@@ -12,7 +12,7 @@ BIN       ?= bin/aigate
 # --always, describe would print the commit as the version too).
 VERSION   ?= $(shell git -c safe.directory='$(CURDIR)' describe --tags --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git -c safe.directory='$(CURDIR)' rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -s -w -X github.com/aigate-dev/aigate/internal/cli.version=$(VERSION) -X github.com/aigate-dev/aigate/internal/cli.commit=$(COMMIT)
+LDFLAGS   := -s -w -X github.com/aigate-dev/aigate/internal/cmdutil.Version=$(VERSION) -X github.com/aigate-dev/aigate/internal/cmdutil.Commit=$(COMMIT)
 FUZZTIME  ?= 15s
 VMKERNEL  ?= 6.1
 # Kernels `make vmtest` boots in turn (Debian cloud kernel series, or

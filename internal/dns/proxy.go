@@ -21,8 +21,8 @@ import (
 
 // Defaults for policy.DNS fields left at zero.
 const (
-	DefaultMinTTL = 60 * time.Second
-	DefaultMaxTTL = time.Hour
+	DefaultMinTTL = policy.DefaultDNSMinTTL
+	DefaultMaxTTL = policy.DefaultDNSMaxTTL
 	// DefaultOwnerBudget bounds the search for the process behind one
 	// refused query: reading one descriptor of /proc/PID/fd costs about
 	// 5 µs, so this is some 1000 descriptors of the sandbox's processes.

@@ -52,6 +52,12 @@ type NetOptions struct {
 	// (TakeAdopted). It
 	// needs the shared maps (they are the pinned LSM's) and SkipUnix.
 	PinPath string
+	// CheckReceived kills a sandboxed process that receives a socket,
+	// other than a unix socket, created outside its sandbox (net_recv.go):
+	// for a caller without BPF LSM programs, where nothing else checks such
+	// a socket's connects and sends. Where the kernel cannot attach it,
+	// Net still opens and ReceivedSockets says why.
+	CheckReceived bool
 }
 
 // Net is the cgroup sock_addr object of bpf/sockaddr.c: it attaches the
@@ -72,6 +78,11 @@ type Net struct {
 	// this kernel or the options leave them unconfined.
 	unix    *netUnix
 	unixErr error
+
+	// Sockets passed in (net_recv.go): nil recv and the reason in recvErr
+	// when this kernel or the options leave them unchecked.
+	recv    *netRecv
+	recvErr error
 }
 
 // NetEntry is one trie entry: a prefix for one port (0: any) in the allow
@@ -97,7 +108,8 @@ func (e NetEntry) String() string {
 // pinned by OpenNet (AdoptedNet). Detach removes them.
 type NetLinks struct {
 	links []link.Link
-	unix  bool // holds a reference on the unix bind learner
+	unix  bool     // holds a reference on the unix bind learner
+	recv  *netRecv // the receive check, whose link the guard holds too
 }
 
 // FDs returns the descriptors of the links, valid until Detach or Close.
@@ -114,6 +126,11 @@ func (l *NetLinks) FDs() []int {
 	for _, k := range l.links {
 		if f, ok := k.(interface{ FD() int }); ok {
 			fds = append(fds, f.FD())
+		}
+	}
+	if l.recv != nil {
+		if fd := l.recv.linkFD(); fd >= 0 {
+			fds = append(fds, fd)
 		}
 	}
 	return fds
@@ -171,6 +188,10 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		n.unixErr = err
 	} else if err != nil {
 		n.objs.Close()
+		return nil, fmt.Errorf("load network programs: %w", err)
+	}
+	if err := n.openRecv(opts.CheckReceived); err != nil {
+		n.closeObjects()
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
 	if n.pins != nil {
@@ -241,7 +262,7 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) (*NetLinks, error) {
 	for i, h := range netHooks {
 		progs[i].prog, progs[i].typ = h.prog(&n.objs), h.typ
 	}
-	nl := &NetLinks{}
+	nl := &NetLinks{recv: n.recv}
 	if n.unix != nil {
 		// Held from here on: Detach releases it.
 		if err := n.unix.hold(); err != nil {
@@ -454,9 +475,12 @@ func (n *Net) Close() error {
 }
 
 func (n *Net) closeObjects() error {
-	var err error
+	var err, rerr error
 	if n.unix != nil {
 		err = n.unix.close()
 	}
-	return errors.Join(err, n.objs.Close())
+	if n.recv != nil {
+		rerr = n.recv.close()
+	}
+	return errors.Join(err, rerr, n.objs.Close())
 }
