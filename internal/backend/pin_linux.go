@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -14,23 +13,17 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 )
 
-// netPinner is what the egress side offers over a pinned network object.
-type netPinner interface {
-	Adopt(ctx context.Context, sb *enforce.Sandbox) error
-	Pinned() []uint32
-	Remove(id uint32) error
-	Release() error
-}
-
 // Pinned is a Composite whose both parts pin their state under one bpffs
 // directory (the LSM's maps and links there, the network object's in its
 // "net" subdirectory): it implements enforce.Pinner, so a sandbox outlives
 // the agent, enforced by the kernel alone, and the next agent adopts it.
 // Only the BPF-LSM backend pins; fanotify's enforcement is a process.
+// Both parts are enforce.Pinner (lsm.Backend and egress.Egress opened
+// with a PinPath): pinning is that one capability.
 type Pinned struct {
 	*Composite
 	pfiles enforce.Pinner
-	pnet   netPinner
+	pnet   enforce.Pinner
 }
 
 // newPinned composes the pinned parts and removes the network rules that
@@ -39,7 +32,7 @@ type Pinned struct {
 // claim or end.
 func newPinned(files enforce.Pinner, net interface {
 	netPart
-	netPinner
+	enforce.Pinner
 }) (*Pinned, error) {
 	p := &Pinned{Composite: compose(files, net), pfiles: files, pnet: net}
 	live := map[uint32]bool{}
@@ -47,9 +40,9 @@ func newPinned(files enforce.Pinner, net interface {
 		live[sb.ID] = true
 	}
 	var errs []error
-	for _, id := range net.Pinned() {
-		if !live[id] {
-			errs = append(errs, net.Remove(id))
+	for _, sb := range net.Adopted() {
+		if !live[sb.ID] {
+			errs = append(errs, net.Remove(sb.ID))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -67,14 +60,14 @@ func (p *Pinned) Adopted() []enforce.Sandbox { return p.pfiles.Adopted() }
 
 // Claim hands an adopted sandbox its recompiled policy: the LSM checks it
 // is the sandbox it adopted and keeps it, and the egress part rewrites the
-// network policy and steers DNS to a new proxy (egress.Adopt). On error
+// network policy and steers DNS to a new proxy (egress.Claim). On error
 // the sandbox stays enforced as it is; the caller kills its processes and
 // then Removes it.
 func (p *Pinned) Claim(sb *enforce.Sandbox) error {
 	if err := p.pfiles.Claim(sb); err != nil {
 		return err
 	}
-	return p.pnet.Adopt(context.Background(), sb)
+	return p.pnet.Claim(sb)
 }
 
 // Release closes both parts and leaves the pins: every sandbox stays

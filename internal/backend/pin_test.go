@@ -3,7 +3,6 @@
 package backend
 
 import (
-	"context"
 	"slices"
 	"testing"
 
@@ -13,23 +12,17 @@ import (
 // The agent adopts sandboxes through this interface.
 var _ enforce.Pinner = (*Pinned)(nil)
 
-// pinnedPart is a fake part that pins: the LSM side (Adopted, Claim) and
-// the egress side (Pinned, Adopt) in one type, each test using its half.
+// pinnedPart is a fake part that pins (enforce.Pinner), standing for
+// either side: lsm.Backend or egress.Egress opened with a PinPath.
 type pinnedPart struct {
 	*part
 	adopted []enforce.Sandbox
-	pinned  []uint32
 }
 
 func (p *pinnedPart) PinDir() string             { return "" }
 func (p *pinnedPart) Adopted() []enforce.Sandbox { return p.adopted }
-func (p *pinnedPart) Pinned() []uint32           { return p.pinned }
 func (p *pinnedPart) Claim(*enforce.Sandbox) error {
 	*p.log = append(*p.log, p.name+" claim")
-	return nil
-}
-func (p *pinnedPart) Adopt(context.Context, *enforce.Sandbox) error {
-	*p.log = append(*p.log, p.name+" adopt")
 	return nil
 }
 func (p *pinnedPart) Release() error {
@@ -44,7 +37,7 @@ func (p *pinnedPart) Release() error {
 func TestPinnedComposite(t *testing.T) {
 	var log []string
 	files := &pinnedPart{part: newPart("files", &log), adopted: []enforce.Sandbox{{ID: 2, Name: "s2-p9"}}}
-	net := &pinnedPart{part: newPart("net", &log), pinned: []uint32{2, 5}}
+	net := &pinnedPart{part: newPart("net", &log), adopted: []enforce.Sandbox{{ID: 2}, {ID: 5}}}
 	p, err := newPinned(files, net)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +55,7 @@ func TestPinnedComposite(t *testing.T) {
 	if err := p.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"files claim", "net adopt", "files release", "net release"}; !slices.Equal(log, want) {
+	if want := []string{"files claim", "net claim", "files release", "net release"}; !slices.Equal(log, want) {
 		t.Fatalf("%v, want %v", log, want)
 	}
 	if _, ok := <-p.Events(); ok {

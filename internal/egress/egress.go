@@ -68,6 +68,11 @@ type rules interface {
 	Events() <-chan events.Event
 	Stats() (enforce.Stats, error)
 	Close() error
+	// Pinning (loader.Net opened with a PinPath; PinDir is "" and
+	// TakeAdopted nil otherwise).
+	PinDir() string
+	TakeAdopted() []loader.AdoptedNet
+	Release() error
 }
 
 // proxy is what Egress needs of *dns.Proxy.
@@ -90,7 +95,7 @@ type Egress struct {
 	mu        sync.Mutex
 	sandboxes map[uint32]*sandbox
 	closed    bool
-	pinned    map[uint32]*written // found pinned at New, until Adopt or Remove
+	pinned    map[uint32]*written // found pinned at New, until Claim or Remove
 	released  atomic.Bool         // Release began: the proxies no longer touch the maps
 
 	refused [2]atomic.Uint64 // names the proxies refused, [audit]
@@ -156,10 +161,8 @@ func newEgress(n rules, opts Options) *Egress {
 		pinned:    map[uint32]*written{},
 		out:       make(chan events.Event, opts.EventBuffer),
 	}
-	if p, ok := n.(pinnedRules); ok {
-		for _, a := range p.TakeAdopted() {
-			e.pinned[a.ID] = &written{links: a.Links, rules: adoptedState(a.Entries)}
-		}
+	for _, a := range n.TakeAdopted() {
+		e.pinned[a.ID] = &written{links: a.Links, rules: adoptedState(a.Entries)}
 	}
 	if in := n.Events(); in != nil {
 		e.standalone = true
@@ -237,10 +240,10 @@ func (e *Egress) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	return e.add(ctx, sb, nil)
 }
 
-// add is Add, or Adopt when pinned is what was found pinned for it: the
+// add is Add, or Claim when pinned is what was found pinned for it: the
 // sandbox is then in the table and its programs attached (pinned) already,
 // and a failure leaves it registered, enforced as far as it got (see
-// Adopt).
+// Claim).
 func (e *Egress) add(ctx context.Context, sb *enforce.Sandbox, pinned *written) (err error) {
 	adopt := pinned != nil
 	if sb == nil || sb.Policy == nil || sb.ID == 0 {

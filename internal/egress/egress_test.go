@@ -152,6 +152,11 @@ func (f *fakeNet) Events() <-chan events.Event   { return nil }
 func (f *fakeNet) Stats() (enforce.Stats, error) { return enforce.Stats{}, nil }
 func (f *fakeNet) Close() error                  { return nil }
 
+// A fakeNet pins nothing, as a loader.Net opened without a PinPath.
+func (f *fakeNet) PinDir() string                   { return "" }
+func (f *fakeNet) TakeAdopted() []loader.AdoptedNet { return nil }
+func (f *fakeNet) Release() error                   { return errors.New("release: nothing is pinned") }
+
 type fakeProxy struct {
 	cfg    dns.Config
 	closed bool

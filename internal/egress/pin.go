@@ -10,21 +10,26 @@ import (
 	"slices"
 
 	"github.com/aigate-dev/aigate/internal/enforce"
-	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// pinnedRules is what a *loader.Net opened with a PinPath adds: its
-// sandboxes' policies and links outlive the process.
-type pinnedRules interface {
-	PinDir() string
-	TakeAdopted() []loader.AdoptedNet
-	Release() error
-}
+// Egress is the network part of a pinned backend (backend.Pinned): with
+// a *loader.Net opened with a PinPath its sandboxes' rules and links
+// outlive the process, and the next process's Egress adopts them. It
+// implements the one pinning capability, enforce.Pinner; its Release
+// fails when the Net pins nothing.
+var _ enforce.Pinner = (*Egress)(nil)
 
-// Pinned lists the policy ids whose network rules were found pinned when
-// the Net was opened and that are neither adopted (Adopt) nor removed yet.
-func (e *Egress) Pinned() []uint32 {
+// Name is "egress": the network part, not a backend of its own.
+func (e *Egress) Name() string { return "egress" }
+
+// PinDir is the directory of the Net's pins, "" when it pins nothing.
+func (e *Egress) PinDir() string { return e.net.PinDir() }
+
+// Adopted lists the sandboxes whose network rules were found pinned when
+// the Net was opened and that are neither claimed (Claim) nor removed yet,
+// sorted by id. Only ID is set: the network maps keep no name or cgroup.
+func (e *Egress) Adopted() []enforce.Sandbox {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ids := make([]uint32, 0, len(e.pinned))
@@ -32,17 +37,21 @@ func (e *Egress) Pinned() []uint32 {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	return ids
+	sbs := make([]enforce.Sandbox, len(ids))
+	for i, id := range ids {
+		sbs[i].ID = id
+	}
+	return sbs
 }
 
-// Adopt takes over the network rules of a sandbox that a previous process
+// Claim takes over the network rules of a sandbox that a previous process
 // left pinned (its cgroup links and maps), with the policy recompiled from
 // the sandbox's sources: the policy is written again, which drops the
 // addresses the dead process's DNS proxy had learned, and a new proxy is
 // started and the cgroup's DNS steered to it (ModeProxy), or the domains
 // resolved again (ModeResolve).
 //
-// Between the old process's death and Adopt the sandbox's DNS fails: its
+// Between the old process's death and Claim the sandbox's DNS fails: its
 // queries are steered to the dead proxy's port, where nothing answers
 // (a connection refused, at worst a timeout). Addresses learned before
 // stay allowed meanwhile: nothing expires them, and they were answers to
@@ -53,7 +62,7 @@ func (e *Egress) Pinned() []uint32 {
 // On error the sandbox stays registered with what is enforced (the pinned
 // rules, or part of the new policy): the caller kills its processes and
 // then calls Remove, never Remove first, which would free their network.
-func (e *Egress) Adopt(ctx context.Context, sb *enforce.Sandbox) error {
+func (e *Egress) Claim(sb *enforce.Sandbox) error {
 	if sb == nil || sb.Policy == nil || sb.ID == 0 {
 		return errors.New("adopt network rules: needs a sandbox id and a compiled policy")
 	}
@@ -66,7 +75,7 @@ func (e *Egress) Adopt(ctx context.Context, sb *enforce.Sandbox) error {
 	if pinned == nil {
 		return fmt.Errorf("adopt network rules of %s: policy id %d was not found pinned", sb.Name, sb.ID)
 	}
-	if err := e.add(ctx, sb, pinned); err != nil {
+	if err := e.add(context.Background(), sb, pinned); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -86,10 +95,9 @@ func (e *Egress) Adopt(ctx context.Context, sb *enforce.Sandbox) error {
 // leaves every sandbox's network rules pinned and enforced, as a crash of
 // the process would: the proxies withdraw nothing, so the learned
 // addresses stay allowed, and DNS fails until a new process adopts the
-// sandboxes (Adopt). Only a Net opened with a PinPath can be released.
+// sandboxes (Claim). Only a Net opened with a PinPath can be released.
 func (e *Egress) Release() error {
-	p, ok := e.net.(pinnedRules)
-	if !ok || p.PinDir() == "" {
+	if e.net.PinDir() == "" {
 		return errors.New("release network rules: the network object pins nothing")
 	}
 	var err error
@@ -119,7 +127,7 @@ func (e *Egress) Release() error {
 		for _, w := range pinned {
 			errs = append(errs, w.links.Close())
 		}
-		errs = append(errs, p.Release())
+		errs = append(errs, e.net.Release())
 		e.wg.Wait()
 		e.outMu.Lock()
 		e.outClosed = true

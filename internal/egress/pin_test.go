@@ -3,7 +3,6 @@
 package egress
 
 import (
-	"context"
 	"net/netip"
 	"slices"
 	"testing"
@@ -38,7 +37,15 @@ func (p *pinnedNet) WriteEntry(id uint32, e loader.NetEntry, rule policy.RuleID)
 	return p.fakeNet.WriteEntry(id, e, rule)
 }
 
-// Adopt rewrites the policy and steers DNS to a new proxy without
+func ids(sbs []enforce.Sandbox) []uint32 {
+	var out []uint32
+	for _, sb := range sbs {
+		out = append(out, sb.ID)
+	}
+	return out
+}
+
+// Claim rewrites the policy and steers DNS to a new proxy without
 // attaching again; an unclaimed pinned id is removed by Remove; Release
 // closes the proxies without withdrawing anything or removing rules.
 func TestAdoptAndRelease(t *testing.T) {
@@ -50,17 +57,17 @@ func TestAdoptAndRelease(t *testing.T) {
 		proxies = append(proxies, p)
 		return p, nil
 	}
-	if got := e.Pinned(); !slices.Equal(got, []uint32{3, 7}) {
-		t.Fatalf("Pinned = %v", got)
+	if got := ids(e.Adopted()); !slices.Equal(got, []uint32{3, 7}) {
+		t.Fatalf("Adopted = %v", got)
 	}
 	sb := &enforce.Sandbox{ID: 3, Name: "s3-p1", CgroupID: 42, CgroupPath: "/nonexistent", Policy: compile(t, policy.NetDeny, "example.com")}
-	if err := e.Adopt(context.Background(), sb); err != nil {
+	if err := e.Claim(sb); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Adopt(context.Background(), sb); err == nil {
+	if err := e.Claim(sb); err == nil {
 		t.Fatal("adopted the same id twice")
 	}
-	if err := e.Adopt(context.Background(), &enforce.Sandbox{ID: 9, Policy: sb.Policy}); err == nil {
+	if err := e.Claim(&enforce.Sandbox{ID: 9, Policy: sb.Policy}); err == nil {
 		t.Fatal("adopted an id that was not pinned")
 	}
 	if want := []string{"policy", "steer"}; !slices.Equal(n.calls, want) {
@@ -69,8 +76,8 @@ func TestAdoptAndRelease(t *testing.T) {
 	if st, ok := e.Status(3); !ok || st.Mode != ModeProxy {
 		t.Fatalf("status %+v %v", st, ok)
 	}
-	if got := e.Pinned(); !slices.Equal(got, []uint32{7}) {
-		t.Fatalf("Pinned after Adopt = %v", got)
+	if got := ids(e.Adopted()); !slices.Equal(got, []uint32{7}) {
+		t.Fatalf("Adopted after Claim = %v", got)
 	}
 	// The unclaimed id: its rules are removed.
 	if err := e.Remove(7); err != nil {

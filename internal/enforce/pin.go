@@ -5,8 +5,10 @@ package enforce
 // programs, links and maps (network part included) are pinned under a
 // bpffs directory. With one the agent keeps a record per sandbox and a
 // restarted agent adopts the sandboxes a dead one left (agent/adopt.go,
-// docs/agent.md). A clean stop still ends them. The BPF-LSM part alone
-// (lsm.Backend with a PinPath) implements it too.
+// docs/agent.md). A clean stop still ends them. Each of backend.Pinned's
+// two parts implements it too: the BPF-LSM part (lsm.Backend with a
+// PinPath) and the network part (egress.Egress over a loader.Net with a
+// PinPath, whose Adopted gives only the IDs).
 type Pinner interface {
 	Backend
 	// PinDir is the bpffs directory holding the pins.
