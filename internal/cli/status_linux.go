@@ -14,19 +14,23 @@ import (
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/fanotify"
 	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/lsm"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/resolve"
 )
 
 // unenforced names the rules of l's policy that backend would leave alone.
 func unenforced(l *config.Loaded, backend string) []string {
-	if backend != string(policy.BackendFanotify) {
+	if backend != string(policy.BackendFanotify) && backend != string(policy.BackendLSM) {
 		return nil
 	}
 	pol, _ := l.Policy()
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil
+	}
+	if backend == string(policy.BackendLSM) {
+		return lsm.UnenforcedExec(c)
 	}
 	out := fanotify.UnenforcedExec(c, resolve.DefaultExecDirs(os.Getenv("PATH")))
 	return append(out, unsafeUnix(l, pol, backend)...)
