@@ -111,7 +111,7 @@ func Run(opts Options) *Report {
 // What each backend enforces, one line each; the README's table has the
 // whole comparison, measured.
 const (
-	enforcesLSM = "every open and exec anywhere, by path, name and inode, and renames, unlinks and " +
+	enforcesLSM = "every open and exec anywhere, by path, name and inode, execs of copies of deny_exec binaries by content (Linux 6.0+, see exec-copies), and renames, unlinks and " +
 		"truncates of deny_write files (BPF LSM); egress by cgroup sock_addr programs and a DNS proxy"
 	enforcesFanotify = "opens and execs of existing files by inode, and of names in the project and home trees " +
 		"(new directories are marked 1-3 ms after they appear), by fanotify permission events; " +

@@ -51,6 +51,10 @@ func TestLSMExecCopy(t *testing.T) {
 	expectAllowed(t, nil, "exec", tool)
 	expectAllowed(t, nil, "exec", inTmp)
 	noEvent(t, l)
+	// IMA hashed (the same-size file ran): status must not say otherwise.
+	if _, why := loader.ExecCopies(); why != "" {
+		t.Errorf("ExecCopies says %q on a kernel whose IMA hashed the files above", why)
+	}
 }
 
 func writeExec(t *testing.T, path, body string) string {
