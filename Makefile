@@ -12,7 +12,7 @@ BIN       ?= bin/aigate
 # --always, describe would print the commit as the version too).
 VERSION   ?= $(shell git -c safe.directory='$(CURDIR)' describe --tags --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git -c safe.directory='$(CURDIR)' rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -s -w -X github.com/aigate-dev/aigate/internal/cli.version=$(VERSION) -X github.com/aigate-dev/aigate/internal/cli.commit=$(COMMIT)
+LDFLAGS   := -s -w -X github.com/aigate-dev/aigate/internal/cmdutil.Version=$(VERSION) -X github.com/aigate-dev/aigate/internal/cmdutil.Commit=$(COMMIT)
 FUZZTIME  ?= 15s
 VMKERNEL  ?= 6.1
 # Kernels `make vmtest` boots in turn (Debian cloud kernel series, or
@@ -177,13 +177,17 @@ vmtest-smoke: ## the VM harness's own smoke tests (boots QEMU)
 	AIGATE_VMTEST_SMOKE=1 $(RECORD) -v -o $(TESTLOGS)/vmtest-smoke.json -- $(GO) test -json -count=1 -run Smoke ./vmtest
 
 .PHONY: bench
-bench: ## overhead as ratios, side by side: bench/results.md, then start-up against bwrap and srt into docs/performance.md (root; BENCHFLAGS=--no-vm, BEFORE=gitref)
+bench: ## overhead as ratios, side by side: bench/results.md, start-up against bwrap and srt, then rule and sandbox count, into docs/performance.md (root; BENCHFLAGS=--no-vm, BEFORE=gitref)
 	GO=$(GO) VMKERNEL=$(VMKERNEL) bench/run.sh $(BENCHFLAGS)
 	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
+	GO=$(GO) bench/scale.sh
 
+# bench/startup.sh rewrites docs/performance.md whole; scale.sh --plot puts
+# the rule and sandbox count section back from bench/scale-results.tsv.
 .PHONY: bench-startup
 bench-startup: ## only the start-up against bwrap and srt, into docs/performance.md (root; BEFORE=gitref adds aigate built from it)
 	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
+	bench/scale.sh --plot
 
 .PHONY: check-skips
 check-skips: ## fail if a test skipped in every run of make check (host, e2e, smoke, each VM kernel) and is not in skipcheck/allow.txt

@@ -146,9 +146,16 @@ mkdir "$tmp/work"
 (cd "$tmp/work" && "$tmp/startup" -rounds "$rounds" -ref "$refs" -tsv "$tmp/raw.tsv" "${cases[@]}") >"$tmp/summary.tsv"
 if [ -n "$bighome" ]; then
 	big=("aigate-big=AIGATE_SOCKET=$tmp/after.sock HOME=$bighome $tmp/aigate run -- true")
-	[ -n "$before" ] && big+=("aigate-$before-big=AIGATE_SOCKET=$tmp/before.sock HOME=$bighome_before $tmp/aigate-before run -- true")
+	big+=("aigate-big-embedded=AIGATE_SOCKET=$tmp/none.sock HOME=$bighome $tmp/aigate run -- true")
+	if [ -n "$before" ]; then
+		big+=("aigate-$before-big=AIGATE_SOCKET=$tmp/before.sock HOME=$bighome_before $tmp/aigate-before run -- true")
+		big+=("aigate-$before-big-embedded=AIGATE_SOCKET=$tmp/none-before.sock HOME=$bighome_before $tmp/aigate-before run -- true")
+		bigrefs=(aigate-$before-big aigate-$before-big-embedded)
+	else
+		bigrefs=(aigate-big aigate-big-embedded)
+	fi
 	echo "== $bigrounds rounds from $bighome (load $(load))" >&2
-	(cd "$tmp/work" && "$tmp/startup" -rounds "$bigrounds" -warmup 1 -ref "${big[-1]%%=*}" "${big[@]}") >"$tmp/big.tsv"
+	(cd "$tmp/work" && "$tmp/startup" -rounds "$bigrounds" -warmup 1 -ref "$(IFS=,; echo "${bigrefs[*]}")" "${big[@]}") >"$tmp/big.tsv"
 	cat "$tmp/big.tsv" >&2
 fi
 load_end=$(load)
@@ -206,12 +213,13 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 		echo "The same \`aigate run -- true\` through the agent with HOME=$bighome ($(du -sh "$bighome" 2>/dev/null | cut -f1),"
 		echo "$(find "$bighome" -xdev -type d 2>/dev/null | wc -l) directories): the fanotify backend walks the home for name rules"
 		echo "(\`.env\`, \`*.pem\`) and marks its directories, for each sandbox; an agent reuses the listing of a directory"
-		echo "that has not changed since an earlier walk (internal/fanotify/walkcache.go). $bigrounds rounds after one warm-up."
+		echo "that has not changed since an earlier walk (internal/fanotify/walkcache.go), and an embedded run (\`-embedded\`)"
+		echo "the listings an earlier run left in /run/aigate/walk (walkpersist.go). $bigrounds rounds after one warm-up."
 		echo
-		echo "| case | median (IQR) | peak RSS | vs ${big[-1]%%=*} |"
-		echo "|---|---|---:|---|"
-		for c in $(awk -F'\t' 'NR > 1 { print $1 }' "$tmp/big.tsv"); do
-			echo "| $c | $(abs "$c" "$tmp/big.tsv") | $(row "$c" "${big[-1]%%=*}" "$tmp/big.tsv") |"
+		echo "| case | median (IQR) | peak RSS | vs ${bigrefs[0]} | vs ${bigrefs[1]} |"
+		echo "|---|---|---:|---|---|"
+		for c in $(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/big.tsv"); do
+			echo "| $c | $(abs "$c" "$tmp/big.tsv") | $(row "$c" "${bigrefs[0]}" "$tmp/big.tsv") | $(row "$c" "${bigrefs[1]}" "$tmp/big.tsv") |"
 		done
 		echo
 	fi

@@ -37,7 +37,9 @@ enum aigate_op {
 	AIGATE_OP_PTRACE = 8,
 	AIGATE_OP_SIGNAL = 9,
 	AIGATE_OP_USERNS = 10,
-	AIGATE_OP_MAX = 11,
+	/* A socket from outside the sandbox received (fanotify backend: killed). */
+	AIGATE_OP_RECEIVE = 11,
+	AIGATE_OP_MAX = 12,
 };
 
 /* Flags in struct sandbox.flags. */

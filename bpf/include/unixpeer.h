@@ -21,24 +21,12 @@
 
 #include "aigate.h"
 #include "pathmatch.h"
+#include "sockowner.h"
 
 /* sizeof(sockaddr_un.sun_path) */
 #define AIGATE_SUN_PATH 108
 /* offsetof(struct sockaddr_un, sun_path) */
 #define AIGATE_SUN_PATH_OFF 2
-
-/* peer_inside tells whether sk was created in the sandbox cgroup or below. */
-static __always_inline bool peer_inside(struct sock *sk, __u64 sandbox_cgroup)
-{
-	struct cgroup *cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
-
-	for (int i = 0; i < AIGATE_MAX_LEVEL && cg; i++) {
-		if (BPF_CORE_READ(cg, kn, id) == sandbox_cgroup)
-			return true;
-		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
-	}
-	return false;
-}
 
 /*
  * unix_peer_rule checks an outside peer against allow_unix. It returns 1

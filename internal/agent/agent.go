@@ -20,7 +20,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/metrics"
-	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
@@ -77,8 +76,10 @@ type Config struct {
 	Records string
 	// TrustDir holds the users' trust records (<uid>.yaml, root-owned,
 	// 0644), written only through the trust request from outside every
-	// sandbox. Empty: the agent keeps no trust (an embedded agent) and
-	// takes the client's trust decision, read from ~/.aigate/trusted.yaml.
+	// sandbox, and their accepted global policies (<uid>.policy.yaml,
+	// policyrec.go). Empty: the agent keeps neither (an embedded agent),
+	// takes the client's trust decision, read from ~/.aigate/trusted.yaml,
+	// and compares no global policy.
 	TrustDir string
 }
 
@@ -94,7 +95,7 @@ type Agent struct {
 	started time.Time
 
 	mu        sync.Mutex
-	trustMu   sync.Mutex // serialises changes of the trust records
+	trustMu   sync.Mutex // serialises changes of the trust and policy records
 	boxes     map[string]*box
 	byCgroup  map[uint64]*box
 	conns     map[net.Conn]struct{}
@@ -384,11 +385,8 @@ func (a *Agent) pump() {
 		a.mu.Unlock()
 		var owner uint32
 		if b != nil {
-			e.Sandbox = b.info.Name
+			Name(&e, b.info.Name, b.compiled)
 			owner = b.info.Owner
-			if r, ok := b.compiled.Rule(policy.RuleID(e.Rule)); ok && e.Rule != 0 {
-				e.RuleText = r.Pattern
-			}
 		}
 		if domains != nil && e.Kind == events.KindNet && e.Domain == "" && e.Addr.IsValid() {
 			e.Domain = domains.DomainOf(e.CgroupID, e.Addr.Addr())

@@ -35,9 +35,10 @@ func (a *Agent) serveConn(nc *net.UnixConn, peer api.Peer) {
 		a.reply(c, &api.Response{Error: e})
 		return
 	}
-	// Reading one's own trust records is as harmless as status; who may
-	// change them is trustRequest's to check.
-	if req.Op != api.OpStatus && req.Op != api.OpTrust {
+	// Reading one's own trust and policy records is as harmless as
+	// status; who may change them is trustRequest's and policyRequest's
+	// to check.
+	if req.Op != api.OpStatus && req.Op != api.OpTrust && req.Op != api.OpPolicy {
 		// A sandboxed tool, running as its user, may well reach the socket:
 		// it must not create a looser sandbox for itself, end its own
 		// (to run on elsewhere), or read other sandboxes' events.
@@ -61,6 +62,8 @@ func (a *Agent) serveConn(nc *net.UnixConn, peer api.Peer) {
 		a.session(c, peer, req.Create, log)
 	case api.OpTrust:
 		a.reply(c, a.trustRequest(peer, req.Trust))
+	case api.OpPolicy:
+		a.reply(c, a.policyRequest(peer, req.Policy))
 	case api.OpPlace:
 		a.reply(c, errResp(api.CodeBadRequest, "place is only valid on the connection that created the sandbox"))
 	}

@@ -45,6 +45,11 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 	if e != nil {
 		return nil, nil, e
 	}
+	// The global policy: refused when it loosens what the owner last
+	// accepted from outside a sandbox (policyrec.go).
+	if e := a.checkPolicy(owner, req); e != nil {
+		return nil, nil, e
+	}
 	r := *req
 	r.Trust = trust
 	compiled, warnings, err := compile(&r)

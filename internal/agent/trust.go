@@ -66,44 +66,50 @@ func (a *Agent) readTrust(uid uint32) (*config.TrustStore, error) {
 	return &ts, nil
 }
 
-// writeTrust replaces uid's records atomically: a temporary file in the
-// same root-owned directory, synced, renamed over the old one.
+// writeTrust replaces uid's records atomically.
 func (a *Agent) writeTrust(uid uint32, ts *config.TrustStore) error {
+	header := "# Trust records of uid " + strconv.FormatUint(uint64(uid), 10) + ", kept by the aigate agent; change them with `aigate trust`.\n"
+	if err := a.writeRecords(a.trustFile(uid), header, ts); err != nil {
+		return fmt.Errorf("write trust records: %w", err)
+	}
+	return nil
+}
+
+// writeRecords replaces dst, a file in the trust directory, with header
+// and v in YAML, atomically: a temporary file in the same root-owned
+// directory, synced, renamed over the old one.
+func (a *Agent) writeRecords(dst, header string, v any) error {
 	if err := os.MkdirAll(a.cfg.TrustDir, 0o755); err != nil {
 		return fmt.Errorf("create the trust directory: %w", err)
 	}
 	var buf bytes.Buffer
-	buf.WriteString("# Trust records of uid " + strconv.FormatUint(uint64(uid), 10) + ", kept by the aigate agent; change them with `aigate trust`.\n")
+	buf.WriteString(header)
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(ts); err != nil {
-		return fmt.Errorf("encode trust records: %w", err)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode: %w", err)
 	}
-	dst := a.trustFile(uid)
-	tmp, err := os.CreateTemp(a.cfg.TrustDir, ".trust-*")
+	tmp, err := os.CreateTemp(a.cfg.TrustDir, ".records-*")
 	if err != nil {
-		return fmt.Errorf("write trust records: %w", err)
+		return err
 	}
 	defer os.Remove(tmp.Name()) // after the rename, nothing is there
 	if _, err := tmp.Write(buf.Bytes()); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write trust records: %w", err)
+		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write trust records: %w", err)
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write trust records: %w", err)
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write trust records: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("write trust records: %w", err)
-	}
-	return nil
+	return os.Rename(tmp.Name(), dst)
 }
 
 // trustRequest answers a trust request. Reading is the peer's own records

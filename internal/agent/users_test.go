@@ -97,6 +97,13 @@ func runTestClient(mode, sock string, args []string) int {
 		json.NewEncoder(os.Stdout).Encode(r)
 		io.Copy(io.Discard, os.Stdin)
 		return 0
+	case "policyaccept":
+		// Accept args[2] as the content of the global file args[1] of
+		// home args[0]; print the outcome's code.
+		_, err := c.Policy(ctx, api.PolicyRequest{Action: api.PolicyAccept, Home: args[0],
+			Global: &api.File{Path: args[1], Data: []byte(args[2])}})
+		fmt.Println(code(err))
+		return 0
 	case "probe":
 		var r probeResult
 		l, err := c.List(ctx)

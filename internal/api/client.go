@@ -176,3 +176,18 @@ func (c *Client) Trust(ctx context.Context, t TrustRequest) (*TrustRecords, erro
 	}
 	return resp.Trust, nil
 }
+
+// Policy compares (PolicyCheck) or accepts (PolicyAccept) the caller's
+// global policy against the record the agent keeps. A state.Held false
+// answer means the agent keeps none.
+func (c *Client) Policy(ctx context.Context, p PolicyRequest) (*PolicyState, error) {
+	resp, conn, err := c.roundTrip(ctx, &Request{Op: OpPolicy, Policy: &p})
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	if resp.Policy == nil {
+		return nil, errors.New("policy: the agent sent no policy state (an older agent? restart it)")
+	}
+	return resp.Policy, nil
+}

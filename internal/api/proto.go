@@ -32,6 +32,7 @@ const (
 	OpEnd    Op = "end"    // end a sandbox (kill what runs in it, remove it)
 	OpWatch  Op = "watch"  // stream the events the caller may see
 	OpTrust  Op = "trust"  // read or change the caller's trust records
+	OpPolicy Op = "policy" // compare or accept the caller's global policy
 )
 
 // Request is every message a client sends. Exactly the field of Op is set.
@@ -43,6 +44,7 @@ type Request struct {
 	End    *EndRequest    `json:"end,omitempty"`
 	Watch  *WatchRequest  `json:"watch,omitempty"`
 	Trust  *TrustRequest  `json:"trust,omitempty"`
+	Policy *PolicyRequest `json:"policy,omitempty"`
 }
 
 // File is a config file as the client read it. The agent parses it itself,
@@ -132,6 +134,50 @@ type TrustRecords struct {
 	Entries []TrustEntry `json:"entries,omitempty"`
 }
 
+// Policy actions.
+const (
+	PolicyCheck  = "check"  // what Global loosens since the accepted record
+	PolicyAccept = "accept" // record Global as the accepted policy
+)
+
+// PolicyRequest compares the caller's global config file with the record
+// the agent keeps of the policy the user last accepted (check), or makes
+// it the accepted one (accept). The agent keeps a record per uid and file,
+// in root-owned storage beside the trust records; accept is refused to a
+// process inside any sandbox, and a sandbox is refused when its global
+// policy loosens the record (see CreateRequest).
+type PolicyRequest struct {
+	Action string `json:"action"`
+	// Global is the file as the client read it; nil: it does not exist
+	// and the built-in defaults apply.
+	Global *File `json:"global,omitempty"`
+	// Home anchors the default file (~/.aigate/config.yaml) when Global
+	// is nil.
+	Home string `json:"home"`
+	// Edit: a command changed the file (aigate deny, allow); Base is what
+	// it found before (nil: no file). The agent accepts the result only
+	// when Base loosened nothing that was not accepted: a command that
+	// edits one rule must not accept a change someone else made before.
+	Edit bool  `json:"edit,omitempty"`
+	Base *File `json:"base,omitempty"`
+	// Owner, as in TrustRequest: root may act for the user of sudo.
+	Owner *uint32 `json:"owner,omitempty"`
+}
+
+// PolicyState answers a policy request. Held false: this agent keeps no
+// policy records (an agent embedded in `sudo aigate run`); nothing is
+// compared then.
+type PolicyState struct {
+	Held bool `json:"held"`
+	// Recorded: a record of this file existed before the request.
+	Recorded bool `json:"recorded,omitempty"`
+	// Accepted is when the record was made.
+	Accepted time.Time `json:"accepted,omitempty"`
+	// Loosened lists what Global loosens compared with the record before
+	// the request (for accept: what the request accepted).
+	Loosened []string `json:"loosened,omitempty"`
+}
+
 // Response is every message the agent sends: the answer to a request, or
 // one item of a stream (Event, Dropped, Ended).
 type Response struct {
@@ -142,6 +188,7 @@ type Response struct {
 	Sandbox   *SandboxInfo  `json:"sandbox,omitempty"`
 	Warnings  []string      `json:"warnings,omitempty"`
 	Trust     *TrustRecords `json:"trust,omitempty"`
+	Policy    *PolicyState  `json:"policy,omitempty"`
 
 	Event *events.Event `json:"event,omitempty"`
 	// Dropped is how many events this stream lost since the last notice
@@ -159,7 +206,7 @@ const (
 	CodeVersion    = "version"     // another protocol version
 	CodeForbidden  = "forbidden"   // the caller may not do this
 	CodeNotFound   = "not_found"   // no such sandbox (or not the caller's)
-	CodePolicy     = "policy"      // the config files are invalid
+	CodePolicy     = "policy"      // the config files are invalid, or loosen the accepted policy
 	CodeLimit      = "limit"       // too many sandboxes or connections
 	CodeSandbox    = "sandbox"     // creating or placing failed
 	CodeInternal   = "internal"

@@ -28,7 +28,7 @@ func (r *Request) Validate() *Error {
 		return &Error{CodeVersion, fmt.Sprintf("protocol version %d, the agent speaks %d: use the aigate binary that matches the running agent, or restart the agent", r.V, Version)}
 	}
 	set := 0
-	for _, b := range []bool{r.Create != nil, r.Place != nil, r.End != nil, r.Watch != nil, r.Trust != nil} {
+	for _, b := range []bool{r.Create != nil, r.Place != nil, r.End != nil, r.Watch != nil, r.Trust != nil, r.Policy != nil} {
 		if b {
 			set++
 		}
@@ -47,6 +47,8 @@ func (r *Request) Validate() *Error {
 		bodyOK = set == 0 || (set == 1 && r.Watch != nil)
 	case OpTrust:
 		bodyOK = set == 1 && r.Trust != nil
+	case OpPolicy:
+		bodyOK = set == 1 && r.Policy != nil
 	default:
 		return badf("unknown op %q", r.Op)
 	}
@@ -64,6 +66,8 @@ func (r *Request) Validate() *Error {
 		return validName(r.End.Sandbox, false)
 	case OpTrust:
 		return r.Trust.validate()
+	case OpPolicy:
+		return r.Policy.validate()
 	case OpWatch:
 		if r.Watch != nil {
 			if err := validName(r.Watch.Sandbox, true); err != nil {
@@ -133,6 +137,26 @@ func (t *TrustRequest) validate() *Error {
 		return badf("trust: action %q: want get, set or revoke", t.Action)
 	}
 	return absPath("project file", t.Path)
+}
+
+func (p *PolicyRequest) validate() *Error {
+	switch p.Action {
+	case PolicyCheck, PolicyAccept:
+	default:
+		return badf("policy: action %q: want check or accept", p.Action)
+	}
+	if p.Base != nil && !p.Edit {
+		return badf("policy: a base without edit")
+	}
+	for _, f := range []*File{p.Global, p.Base} {
+		if f == nil {
+			continue
+		}
+		if err := absPath("config file", f.Path); err != nil {
+			return err
+		}
+	}
+	return absPath("home", p.Home)
 }
 
 func absPath(what, p string) *Error {

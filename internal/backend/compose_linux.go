@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -88,6 +89,11 @@ func (c *Composite) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := c.net.Add(ctx, sb); err != nil {
 		return err
 	}
+	// The command is placed in the cgroup right after Add: the wait that
+	// migration would start with is paid now, beside the file side's work
+	// (cgroup.PrimeMigration; after the network's cgroup attach, which
+	// it would hold up).
+	go cgroup.PrimeMigration()
 	if err := c.files.Add(ctx, sb); err != nil {
 		if rerr := c.net.Remove(sb.ID); rerr != nil {
 			return errors.Join(err, fmt.Errorf("undo network rules: %w", rerr))

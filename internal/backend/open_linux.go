@@ -68,18 +68,30 @@ func openPinnedNet(l *lsm.Backend, o Options) (enforce.Backend, error) {
 // whose sandbox table, events and counters the egress part keeps.
 func openFanotify(o Options) (enforce.Backend, error) {
 	f, err := fanotify.Open(fanotify.Options{
-		Logger:      o.Logger,
-		Home:        o.Home,
-		ProjectRoot: o.ProjectRoot,
+		Logger:       o.Logger,
+		Home:         o.Home,
+		ProjectRoot:  o.ProjectRoot,
+		WalkCacheDir: walkCacheDir(o),
 	})
 	if err != nil {
 		return nil, err
 	}
-	n, err := loader.OpenNet(loader.NetOptions{Backend: "fanotify"})
+	// CheckReceived: no BPF LSM program refuses a connect or send on a
+	// socket passed in from outside, so its receiver is killed.
+	n, err := loader.OpenNet(loader.NetOptions{Backend: "fanotify", CheckReceived: true})
 	if err != nil {
 		return nil, errors.Join(err, f.Close())
 	}
 	return compose(f, egress.New(n, o.egress())), nil
+}
+
+// walkCacheDir is where an embedded run (RunPin set) keeps the fanotify
+// walk cache between runs; an agent keeps it in memory.
+func walkCacheDir(o Options) string {
+	if o.RunPin == "" {
+		return ""
+	}
+	return fanotify.DefaultWalkCacheDir
 }
 
 func (o Options) egress() egress.Options {

@@ -5,28 +5,19 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/enforce"
-	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
-
-// DefaultMetricsAddr is where the agent serves /metrics unless told
-// otherwise: loopback only, the counts are nobody else's business.
-const DefaultMetricsAddr = "127.0.0.1:9464"
 
 type agentOptions struct {
 	Socket      string
@@ -37,7 +28,7 @@ type agentOptions struct {
 	TrustDir    string
 }
 
-func newAgentCmd(f *Factory) *cobra.Command {
+func newAgentCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &agentOptions{}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -71,7 +62,7 @@ Usually systemd runs it (sudo aigate setup installs the unit).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Socket, "socket", api.SocketPath(), "listen on the unix socket `PATH` ($"+api.SocketEnv+" changes the default)")
-	fl.StringVar(&opts.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "serve Prometheus metrics on `ADDR` (\"\" to turn off)")
+	fl.StringVar(&opts.MetricsAddr, "metrics-addr", cmdutil.DefaultMetricsAddr, "serve Prometheus metrics on `ADDR` (\"\" to turn off)")
 	fl.StringVar(&opts.Backend, "backend", "auto", "enforcement backend: auto, lsm or fanotify")
 	fl.StringVar(&opts.Group, "group", api.Group, "group allowed to use the socket")
 	fl.StringVar(&opts.PinDir, "pin-dir", pinDir, "pin the BPF-LSM backend's state in the bpffs `DIR`, so that sandboxes outlive a crash of the agent (\"\" to pin nothing)")
@@ -79,22 +70,22 @@ Usually systemd runs it (sudo aigate setup installs the unit).`,
 	return cmd
 }
 
-func runAgent(ctx context.Context, f *Factory, opts *agentOptions) error {
+func runAgent(ctx context.Context, f *cmdutil.Factory, opts *agentOptions) error {
 	if f.Env.Euid != 0 {
-		return &exitError{ExitNoEnforcement, errors.New("the agent needs root: run `sudo aigate agent`, or `sudo aigate setup` to install it as a service")}
+		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: errors.New("the agent needs root: run `sudo aigate agent`, or `sudo aigate setup` to install it as a service")}
 	}
 	choice := policy.BackendChoice(opts.Backend)
 	be, err := backend.Open(choice, backend.Options{Logger: f.Log, Warn: func(s string) { f.Log.Warn(s) }, PinPath: opts.PinDir})
 	if err != nil {
-		return &exitError{ExitNoEnforcement, err}
+		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: err}
 	}
 	a, err := agent.New(agent.Config{
 		Backend:     be,
 		Socket:      opts.Socket,
 		Group:       opts.Group,
 		Log:         f.Log,
-		Build:       version,
-		Commit:      buildCommit(),
+		Build:       cmdutil.Version,
+		Commit:      cmdutil.BuildCommit(),
 		MetricsAddr: opts.MetricsAddr,
 		TrustDir:    opts.TrustDir,
 	})
@@ -110,7 +101,7 @@ func runAgent(ctx context.Context, f *Factory, opts *agentOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	stopMetrics, err := serveMetrics(opts.MetricsAddr, a, f.Log)
+	stopMetrics, err := cmdutil.ServeMetrics(opts.MetricsAddr, a, f.Log)
 	if err != nil {
 		return errors.Join(err, a.Close())
 	}
@@ -122,34 +113,3 @@ func runAgent(ctx context.Context, f *Factory, opts *agentOptions) error {
 	f.Log.Info("agent stopped")
 	return err
 }
-
-// serveMetrics serves the agent's /metrics on addr until the returned
-// function is called; addr "" serves nothing.
-func serveMetrics(addr string, a *agent.Agent, log *zap.Logger) (stop func(), err error) {
-	if addr == "" {
-		return func() {}, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("serve metrics on %s: %w (use --metrics-addr to pick another address, or \"\" to turn metrics off)", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(a.Registry(), zapPrintln{log}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", zap.Error(err))
-		}
-	}()
-	log.Info("metrics", zap.String("addr", "http://"+ln.Addr().String()+"/metrics"))
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(ctx)
-		cancel()
-	}, nil
-}
-
-// zapPrintln adapts zap to promhttp's error log.
-type zapPrintln struct{ log *zap.Logger }
-
-func (z zapPrintln) Println(v ...any) { z.log.Warn("metrics: " + fmt.Sprint(v...)) }

@@ -270,7 +270,7 @@ func TestE2EAgentUnprivilegedRun(t *testing.T) {
 	run.Stdout, run.Stderr = &out, &errOut
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	code := exitCode(t, runWithContext(ctx, run))
+	code := e2e.ExitCodeOf(t, runWithContext(ctx, run))
 	if code != 1 {
 		t.Fatalf("exit %d, want cat's 1\nstdout: %s\nstderr: %s\nagent:\n%s", code, out.String(), errOut.String(), w.agentLog.String())
 	}
@@ -358,17 +358,6 @@ func (w *agentWorld) startHeld(t *testing.T) (run *exec.Cmd, waited chan error, 
 	return run, waited, bgPid, stderr
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestE2EAgentRunKilled: `aigate run` is killed with SIGKILL while its
 // command and a background process run: the agent sees the session close
 // and removes the sandbox, killing what ran in it.
@@ -391,9 +380,9 @@ func TestE2EAgentRunKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-waited
-	waitUntil(t, 10*time.Second, "the background process dies with its run", func() bool { return e2e.ProcessGone(bg) })
-	waitUntil(t, 10*time.Second, "the sandbox's cgroup is removed", func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
-	waitUntil(t, 10*time.Second, "the agent forgets the sandbox", func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "the background process dies with its run", func() bool { return e2e.ProcessGone(bg) })
+	testutil.WaitUntil(t, 10*time.Second, "the sandbox's cgroup is removed", func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+	testutil.WaitUntil(t, 10*time.Second, "the agent forgets the sandbox", func() bool {
 		l, err := c.List(context.Background())
 		return err == nil && len(l) == 0
 	})
@@ -415,7 +404,7 @@ func TestE2EAgentKilledGuard(t *testing.T) {
 	}
 	<-w.agentEnd
 	w.agentEnd <- nil // for the cleanup
-	waitUntil(t, 10*time.Second, "the sandbox's background process is killed after the agent died", func() bool { return e2e.ProcessGone(bg) })
+	testutil.WaitUntil(t, 10*time.Second, "the sandbox's background process is killed after the agent died", func() bool { return e2e.ProcessGone(bg) })
 	select {
 	case err := <-waited:
 		var ee *exec.ExitError
@@ -459,7 +448,7 @@ func TestE2ESudoRun(t *testing.T) {
 		run.Stdout, run.Stderr = &out, &errOut
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if code := exitCode(t, runWithContext(ctx, run)); code != 1 {
+		if code := e2e.ExitCodeOf(t, runWithContext(ctx, run)); code != 1 {
 			t.Fatalf("exit %d, want cat's 1\n%s%s", code, out.String(), errOut.String())
 		}
 		if got := strings.TrimSpace(out.String()); got != strconv.Itoa(int(w.uid)) {
@@ -509,7 +498,7 @@ func TestE2ESudoRun(t *testing.T) {
 		}
 		select {
 		case err := <-waited:
-			if code := exitCode(t, err); code != 128+9 {
+			if code := e2e.ExitCodeOf(t, err); code != 128+9 {
 				t.Errorf("exit %d, want 137 (the command was killed)\n%s", code, errOut.String())
 			}
 		case <-time.After(20 * time.Second):

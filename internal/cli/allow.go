@@ -5,11 +5,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 type allowOptions struct {
-	f       *Factory
+	f       *cmdutil.Factory
 	kind    string // read, write, exec or net
 	args    []string
 	all     bool
@@ -17,7 +18,7 @@ type allowOptions struct {
 	dryRun  bool
 }
 
-func newAllowCmd(f *Factory) *cobra.Command {
+func newAllowCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &allowOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "allow (read|write|exec|net) ...",
@@ -45,7 +46,7 @@ you had trusted, your edit stays trusted; otherwise run "aigate trust".`,
 		Short: "Add destinations to allow_net, or set net: allow with --all",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && !opts.all {
-				return usageErrorf("allow net: name a domain, IP or CIDR, or use --all")
+				return cmdutil.UsageErrorf("allow net: name a domain, IP or CIDR, or use --all")
 			}
 			opts.kind, opts.args = "net", args
 			return runAllow(opts)
@@ -70,7 +71,7 @@ func runAllow(o *allowOptions) error {
 	if err != nil {
 		return err
 	}
-	e, err := o.f.beginEdit(o.project, o.dryRun)
+	e, err := beginEdit(o.f, o.project, o.dryRun)
 	if err != nil {
 		return err
 	}
@@ -116,10 +117,10 @@ func runAllow(o *allowOptions) error {
 	}
 	printReport(o.f, e, report)
 	for _, n := range notes {
-		o.f.warnf("%s", n)
+		o.f.Warnf("%s", n)
 	}
 	if loosened && e.needsTrust() {
-		o.f.warnf("%s is not trusted: its allow entries apply only after you review it and run `aigate trust`", e.name())
+		o.f.Warnf("%s is not trusted: its allow entries apply only after you review it and run `aigate trust`", e.name())
 	}
 	return nil
 }
@@ -128,7 +129,7 @@ func runAllowNet(o *allowOptions) error {
 	if err := checkEndpoints(o.args); err != nil {
 		return err
 	}
-	e, err := o.f.beginEdit(o.project, o.dryRun)
+	e, err := beginEdit(o.f, o.project, o.dryRun)
 	if err != nil {
 		return err
 	}
@@ -157,10 +158,10 @@ func runAllowNet(o *allowOptions) error {
 	}
 	printReport(o.f, e, report)
 	if e.needsTrust() {
-		o.f.warnf("%s is not trusted: what it allows applies only after you review it and run `aigate trust`", e.name())
+		o.f.Warnf("%s is not trusted: what it allows applies only after you review it and run `aigate trust`", e.name())
 	}
 	if !o.all && cfg != nil && cfg.Net != nil && *cfg.Net == policy.NetAllow {
-		o.f.warnf("%s has net: allow, so every destination is reachable already; allow_net matters with net: deny", e.name())
+		o.f.Warnf("%s has net: allow, so every destination is reachable already; allow_net matters with net: deny", e.name())
 	}
 	return nil
 }

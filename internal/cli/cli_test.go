@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -74,10 +75,10 @@ func (e *sandboxEnv) global() string  { return filepath.Join(e.home, ".aigate", 
 func (e *sandboxEnv) project() string { return filepath.Join(e.proj, ".aigate.yaml") }
 
 // run runs aigate with args and returns stdout, stderr and the exit code.
-func (e *sandboxEnv) run(args ...string) (string, string, ExitCode) {
+func (e *sandboxEnv) run(args ...string) (string, string, cmdutil.ExitCode) {
 	e.t.Helper()
 	var out, errb bytes.Buffer
-	f := &Factory{
+	f := &cmdutil.Factory{
 		In:  strings.NewReader(e.stdin),
 		Out: &out,
 		Err: &errb,
@@ -91,7 +92,7 @@ func (e *sandboxEnv) run(args ...string) (string, string, ExitCode) {
 		KernelRelease: "6.1.0-test",
 		// Never the real ResetAgent: tests must not touch the machine's agent.
 		AgentResetPlan: func() []string { return e.agentPlan },
-		AgentReset:     func(*Factory) error { e.agentResets++; return nil },
+		AgentReset:     func(*cmdutil.Factory) error { e.agentResets++; return nil },
 	}
 	if e.tty {
 		f.Interactive = func() bool { return true }
@@ -107,20 +108,20 @@ func (e *sandboxEnv) run(args ...string) (string, string, ExitCode) {
 func (e *sandboxEnv) ok(args ...string) string {
 	e.t.Helper()
 	out, errs, code := e.run(args...)
-	if code != ExitOK {
+	if code != cmdutil.ExitOK {
 		e.t.Fatalf("aigate %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errs)
 	}
 	return out
 }
 
 // fails runs a command that must exit with want; it returns stderr.
-func (e *sandboxEnv) fails(want ExitCode, args ...string) string {
+func (e *sandboxEnv) fails(want cmdutil.ExitCode, args ...string) string {
 	e.t.Helper()
 	out, errs, code := e.run(args...)
 	if code != want {
 		e.t.Fatalf("aigate %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, want, out, errs)
 	}
-	if want != ExitOK && errs != "" && strings.Count(errs, "aigate: ") != 1 {
+	if want != cmdutil.ExitOK && errs != "" && strings.Count(errs, "aigate: ") != 1 {
 		e.t.Errorf("aigate %s: the error must be printed exactly once:\n%s", strings.Join(args, " "), errs)
 	}
 	return errs
@@ -136,7 +137,7 @@ func TestInitDenyAllowRoundTrip(t *testing.T) {
 	if got := e.read(e.global()); got != def {
 		t.Fatalf("init wrote something other than policy.DefaultYAML()")
 	}
-	if errs := e.fails(ExitError, "init"); !strings.Contains(errs, "--force") {
+	if errs := e.fails(cmdutil.ExitError, "init"); !strings.Contains(errs, "--force") {
 		t.Errorf("second init must refuse and mention --force: %s", errs)
 	}
 	e.ok("init", "--force")
@@ -266,7 +267,7 @@ func TestDenyNetExceptMeansOnly(t *testing.T) {
 	}
 	// A project file cannot narrow the global list: say what stays allowed.
 	_, errs, code := e.run("deny", "net", "--project", "--except", "api.anthropic.com")
-	if code != ExitOK || !strings.Contains(errs, "the global config still allows example.org:8443, pypi.org") {
+	if code != cmdutil.ExitOK || !strings.Contains(errs, "the global config still allows example.org:8443, pypi.org") {
 		t.Errorf("deny net --except --project: exit %d, stderr %q", code, errs)
 	}
 }
@@ -278,24 +279,24 @@ func TestBadInputChangesNothing(t *testing.T) {
 	fi0, _ := os.Stat(e.global())
 	for _, tc := range []struct {
 		args []string
-		code ExitCode
+		code cmdutil.ExitCode
 		want string
 	}{
-		{[]string{"deny", "read", "good", "a/**/b"}, ExitUsage, `pattern "a/**/b"`},
-		{[]string{"deny", "read", "x?y"}, ExitUsage, `'?' is glob syntax`},
-		{[]string{"allow", "net", "exa mple.com"}, ExitUsage, "exa mple.com"},
-		{[]string{"deny", "net", "--except", "10.0.0.0/33"}, ExitUsage, "10.0.0.0/33"},
-		{[]string{"allow", "net", "host:99999"}, ExitUsage, "host:99999"},
-		{[]string{"deny", "read"}, ExitUsage, "arg"},
-		{[]string{"deny", "files", "x"}, ExitUsage, `"files"`},
-		{[]string{"allow"}, ExitUsage, "want read, write, exec or net"},
-		{[]string{"allow", "net"}, ExitUsage, "--all"},
-		{[]string{"frobnicate"}, ExitUsage, "unknown command"},
-		{[]string{"stauts"}, ExitUsage, "did you mean status?"},
-		{[]string{"run"}, ExitUsage, "aigate run -- COMMAND"},
-		{[]string{"status", "--frob"}, ExitUsage, "unknown flag"},
-		{[]string{"status", "extra"}, ExitUsage, "unknown command"},
-		{[]string{"--log-level", "loud", "status"}, ExitUsage, "--log-level"},
+		{[]string{"deny", "read", "good", "a/**/b"}, cmdutil.ExitUsage, `pattern "a/**/b"`},
+		{[]string{"deny", "read", "x?y"}, cmdutil.ExitUsage, `'?' is glob syntax`},
+		{[]string{"allow", "net", "exa mple.com"}, cmdutil.ExitUsage, "exa mple.com"},
+		{[]string{"deny", "net", "--except", "10.0.0.0/33"}, cmdutil.ExitUsage, "10.0.0.0/33"},
+		{[]string{"allow", "net", "host:99999"}, cmdutil.ExitUsage, "host:99999"},
+		{[]string{"deny", "read"}, cmdutil.ExitUsage, "arg"},
+		{[]string{"deny", "files", "x"}, cmdutil.ExitUsage, `"files"`},
+		{[]string{"allow"}, cmdutil.ExitUsage, "want read, write, exec or net"},
+		{[]string{"allow", "net"}, cmdutil.ExitUsage, "--all"},
+		{[]string{"frobnicate"}, cmdutil.ExitUsage, "unknown command"},
+		{[]string{"stauts"}, cmdutil.ExitUsage, "did you mean status?"},
+		{[]string{"run"}, cmdutil.ExitUsage, "aigate run -- COMMAND"},
+		{[]string{"status", "--frob"}, cmdutil.ExitUsage, "unknown flag"},
+		{[]string{"status", "extra"}, cmdutil.ExitUsage, "unknown command"},
+		{[]string{"--log-level", "loud", "status"}, cmdutil.ExitUsage, "--log-level"},
 	} {
 		errs := e.fails(tc.code, tc.args...)
 		if !strings.HasPrefix(errs, "aigate: ") || !strings.Contains(errs, tc.want) {
@@ -316,14 +317,14 @@ func TestBrokenFileIsNotEdited(t *testing.T) {
 	e := newSandboxEnv(t)
 	const broken = "deny_read:\n  - .env\ndeny_raed:\n  - x\n"
 	e.write(e.global(), broken)
-	errs := e.fails(ExitError, "deny", "read", "y")
+	errs := e.fails(cmdutil.ExitError, "deny", "read", "y")
 	if !strings.Contains(errs, "config.yaml:3") || !strings.Contains(errs, "deny_read") {
 		t.Errorf("error should name file:line and the closest key: %s", errs)
 	}
 	if e.read(e.global()) != broken {
 		t.Error("broken file was changed")
 	}
-	if errs := e.fails(ExitError, "status"); !strings.Contains(errs, "config.yaml:3") {
+	if errs := e.fails(cmdutil.ExitError, "status"); !strings.Contains(errs, "config.yaml:3") {
 		t.Errorf("status on a broken file: %s", errs)
 	}
 }
@@ -440,7 +441,7 @@ func TestTrustFlow(t *testing.T) {
 	}
 
 	// No terminal and no --yes: shown, not trusted.
-	errs := e.fails(ExitError, "trust")
+	errs := e.fails(cmdutil.ExitError, "trust")
 	if !strings.Contains(errs, "aigate trust --yes") {
 		t.Errorf("trust without a terminal: %s", errs)
 	}
@@ -490,7 +491,7 @@ func TestProjectEdits(t *testing.T) {
 	// An untrusted file: the user's allow adds the entry but it waits for trust.
 	e.write(e.project(), "deny_read:\n  - mine\n")
 	_, errs, code := e.run("allow", "read", "--project", "*.pem")
-	if code != ExitOK || !strings.Contains(errs, "aigate trust") {
+	if code != cmdutil.ExitOK || !strings.Contains(errs, "aigate trust") {
 		t.Fatalf("allow --project on an untrusted file: exit %d, stderr %s", code, errs)
 	}
 	if got := e.read(e.project()); got != "deny_read:\n  - mine\nallow_read:\n  - '*.pem'\n" {
@@ -526,7 +527,7 @@ func TestInitProject(t *testing.T) {
 	if !strings.Contains(out, "(trusted)") || e.read(e.project()) != projectTemplate {
 		t.Fatalf("init --project: %s", out)
 	}
-	e.fails(ExitError, "init", "--project")
+	e.fails(cmdutil.ExitError, "init", "--project")
 	e.ok("deny", "read", "--project", "config/prod.yaml")
 	st := e.status()
 	if st.Project == nil || st.Project.Trust != "trusted" || !hasRule(st.DenyRead, "config/prod.yaml") {
@@ -548,7 +549,7 @@ func TestReset(t *testing.T) {
 	e.write(e.project(), "deny_read: [x]\n")
 	e.ok("trust", "--yes")
 	out, _, code := e.run("reset")
-	if code != ExitUsage || !strings.Contains(out, "~/.aigate/config.yaml") || !strings.Contains(out, "~/.aigate/trusted.yaml") {
+	if code != cmdutil.ExitUsage || !strings.Contains(out, "~/.aigate/config.yaml") || !strings.Contains(out, "~/.aigate/trusted.yaml") {
 		t.Fatalf("reset without --force: exit %d\n%s", code, out)
 	}
 	if _, err := os.Stat(e.global()); err != nil {
@@ -586,7 +587,7 @@ func TestResetAsUser(t *testing.T) {
 	e.ok("init")
 	out, _, code := e.run("reset")
 	want := "aigate reset --force would remove:\n  ~/.aigate/config.yaml\nThe built-in defaults"
-	if code != ExitUsage || !strings.Contains(out, want) || !strings.Contains(out, "Left alone, because removing them needs root") {
+	if code != cmdutil.ExitUsage || !strings.Contains(out, want) || !strings.Contains(out, "Left alone, because removing them needs root") {
 		t.Errorf("dry run as a user: exit %d\n%s", code, out)
 	}
 	out = e.ok("reset", "--force")
@@ -610,12 +611,12 @@ func TestMiscCommands(t *testing.T) {
 		t.Errorf("--version and version differ: %q", out)
 	}
 	// A version from git describe without a tag is the commit: once.
-	version, commit = "d96da81-dirty", "d96da81-dirty"
-	defer func() { version, commit = "dev", "" }()
+	cmdutil.Version, cmdutil.Commit = "d96da81-dirty", "d96da81-dirty"
+	defer func() { cmdutil.Version, cmdutil.Commit = "dev", "" }()
 	if out := e.ok("version"); strings.Count(out, "d96da81") != 1 {
 		t.Errorf("version names the commit twice:\n%s", out)
 	}
-	version, commit = "dev", ""
+	cmdutil.Version, cmdutil.Commit = "dev", ""
 	if out := e.ok("completion", "bash"); !strings.Contains(out, "bash completion") {
 		t.Errorf("completion bash: %.200s", out)
 	}
@@ -632,7 +633,7 @@ func TestMiscCommands(t *testing.T) {
 	// A kernel without cgroup v2: not ready, exit 1, and the fix is printed.
 	e.write(filepath.Join(e.fakeRoot, "proc/self/mountinfo"), "22 1 0:21 / /sys rw - sysfs sysfs rw\n")
 	out, _, code := e.run("doctor")
-	if code != ExitError || !strings.Contains(out, "mount -t cgroup2") {
+	if code != cmdutil.ExitError || !strings.Contains(out, "mount -t cgroup2") {
 		t.Errorf("doctor without cgroup2: exit %d\n%s", code, out)
 	}
 	out, _, _ = e.run("doctor", "--json")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 )
 
 // TestE2EConfigCommands builds the real binary and runs the first commands
@@ -18,7 +20,7 @@ func TestE2EConfigCommands(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "aigate")
-	build := exec.Command("go", "build", "-ldflags", "-X github.com/aigate-dev/aigate/internal/cli.version=v0.0.0-e2e -X github.com/aigate-dev/aigate/internal/cli.commit=e2e", "-o", bin, "../../cmd/aigate")
+	build := exec.Command("go", "build", "-ldflags", "-X github.com/aigate-dev/aigate/internal/cmdutil.Version=v0.0.0-e2e -X github.com/aigate-dev/aigate/internal/cmdutil.Commit=e2e", "-o", bin, "../../cmd/aigate")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build aigate: %v\n%s", err, out)
 	}
@@ -65,7 +67,7 @@ func TestE2EConfigCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || !hasRule(st.DenyRead, "foo") {
 		t.Fatalf("status --json: exit %d, %v\n%s", code, err, out)
 	}
-	if out, code := aigate("deny", "raed", "foo"); code != int(ExitUsage) || !strings.HasPrefix(out, "aigate: ") {
+	if out, code := aigate("deny", "raed", "foo"); code != int(cmdutil.ExitUsage) || !strings.HasPrefix(out, "aigate: ") {
 		t.Errorf("usage error: exit %d\n%s", code, out)
 	}
 	if out, _ := aigate("version"); !strings.HasPrefix(out, "aigate v0.0.0-e2e\ncommit e2e\n") {

@@ -7,11 +7,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 type denyOptions struct {
-	f       *Factory
+	f       *cmdutil.Factory
 	kind    string // read, write, exec or net
 	args    []string
 	except  []string
@@ -19,7 +20,7 @@ type denyOptions struct {
 	dryRun  bool
 }
 
-func newDenyCmd(f *Factory) *cobra.Command {
+func newDenyCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &denyOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "deny (read|write|exec|net) ...",
@@ -66,7 +67,7 @@ func runDeny(o *denyOptions) error {
 	if err := checkPatterns(o.args); err != nil {
 		return err
 	}
-	e, err := o.f.beginEdit(o.project, o.dryRun)
+	e, err := beginEdit(o.f, o.project, o.dryRun)
 	if err != nil {
 		return err
 	}
@@ -107,7 +108,7 @@ func runDenyNet(o *denyOptions) error {
 	if err := checkEndpoints(append(append([]string(nil), o.except...), o.args...)); err != nil {
 		return err
 	}
-	e, err := o.f.beginEdit(o.project, o.dryRun)
+	e, err := beginEdit(o.f, o.project, o.dryRun)
 	if err != nil {
 		return err
 	}
@@ -166,7 +167,7 @@ func runDenyNet(o *denyOptions) error {
 	}
 	printReport(o.f, e, report)
 	if len(o.except) > 0 && e.needsTrust() {
-		o.f.warnf("%s is not trusted: its allow_net entries apply only after you review it and run `aigate trust`", e.name())
+		o.f.Warnf("%s is not trusted: its allow_net entries apply only after you review it and run `aigate trust`", e.name())
 	}
 	if e.project && len(o.except) > 0 {
 		// A project file adds to the global list; it cannot narrow it.
@@ -179,7 +180,7 @@ func runDenyNet(o *denyOptions) error {
 				}
 			}
 			if len(extra) > 0 {
-				o.f.warnf("the global config still allows %s; run `aigate deny net --except ...` without --project to narrow it there", strings.Join(extra, ", "))
+				o.f.Warnf("the global config still allows %s; run `aigate deny net --except ...` without --project to narrow it there", strings.Join(extra, ", "))
 			}
 		}
 	}
@@ -191,7 +192,7 @@ func runDenyNet(o *denyOptions) error {
 			for _, d := range o.args {
 				for _, ep := range g.AllowNet {
 					if sameEndpoint(ep.Raw, d) {
-						o.f.warnf("%s is still allowed by %s; run `aigate deny net %s` without --project to remove it there",
+						o.f.Warnf("%s is still allowed by %s; run `aigate deny net %s` without --project to remove it there",
 							d, l.Paths.Pretty(ep.Source.String()), d)
 					}
 				}
@@ -203,12 +204,12 @@ func runDenyNet(o *denyOptions) error {
 
 // printReport lists what an edit did, one change a line; with --dry-run
 // each line says that it was not written.
-func printReport(f *Factory, e *edit, report []string) {
+func printReport(f *cmdutil.Factory, e *edit, report []string) {
 	name := e.name()
 	if e.dryRun {
 		name += " (dry run, not written)"
 	}
 	for _, r := range report {
-		f.printf("%s: %s\n", name, r)
+		f.Printf("%s: %s\n", name, r)
 	}
 }

@@ -8,15 +8,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/doctor"
 )
 
 type doctorOptions struct {
-	f    *Factory
+	f    *cmdutil.Factory
 	json bool
 }
 
-func newDoctorCmd(f *Factory) *cobra.Command {
+func newDoctorCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &doctorOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "doctor",
@@ -53,21 +54,21 @@ func runDoctor(o *doctorOptions) error {
 		printDoctor(o.f, r)
 	}
 	if !r.Ready {
-		return silentExit(ExitError)
+		return cmdutil.SilentExit(cmdutil.ExitError)
 	}
 	return nil
 }
 
-func printDoctor(f *Factory, r *doctor.Report) {
+func printDoctor(f *cmdutil.Factory, r *doctor.Report) {
 	tw := tabwriter.NewWriter(f.Out, 0, 4, 2, ' ', 0)
 	for _, c := range r.Checks {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, statusWord(c.Status), c.Detail)
 	}
 	tw.Flush()
 	if len(r.Verdicts) > 0 {
-		f.printf("\nEnforcement on this machine\n")
+		f.Printf("\nEnforcement on this machine\n")
 		for _, v := range r.Verdicts {
-			f.printf("  %s\n", verdictLine(v))
+			f.Printf("  %s\n", verdictLine(v))
 		}
 		printBackends(f, r)
 	}
@@ -75,15 +76,15 @@ func printDoctor(f *Factory, r *doctor.Report) {
 		if c.Fix == "" || c.Status == doctor.OK || c.Fix == sudoDoctorFix {
 			continue
 		}
-		f.printf("\n%s: how to fix\n", c.Name)
+		f.Printf("\n%s: how to fix\n", c.Name)
 		for _, line := range strings.Split(c.Fix, "\n") {
-			f.printf("  %s\n", line)
+			f.Printf("  %s\n", line)
 		}
 	}
 	if len(r.NeedRoot) > 0 {
-		f.printf("\nNot checked without root: %s; run `sudo aigate doctor` for them.\n", strings.Join(r.NeedRoot, ", "))
+		f.Printf("\nNot checked without root: %s; run `sudo aigate doctor` for them.\n", strings.Join(r.NeedRoot, ", "))
 	}
-	f.printf("\n%s\n", r.Summary)
+	f.Printf("\n%s\n", r.Summary)
 }
 
 // sudoDoctorFix is the Fix of a check skipped for lack of root; it is said
@@ -114,18 +115,18 @@ func verdictLine(v doctor.Verdict) string {
 }
 
 // printBackends says which backend auto picks and what each enforces.
-func printBackends(f *Factory, r *doctor.Report) {
+func printBackends(f *cmdutil.Factory, r *doctor.Report) {
 	if r.Agent != nil {
-		f.printf("\nbackend now: %s\n", autoPick(r))
+		f.Printf("\nbackend now: %s\n", autoPick(r))
 	} else {
-		f.printf("\nbackend auto would pick now: %s\n", autoPick(r))
+		f.Printf("\nbackend auto would pick now: %s\n", autoPick(r))
 	}
 	tw := tabwriter.NewWriter(f.Out, 0, 4, 2, ' ', 0)
 	for _, b := range r.Backends {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", b.Name, b.State, b.Enforces)
 	}
 	tw.Flush()
-	f.printf("  what each enforces, and what not: %s\n", doctor.ReadmeTable)
+	f.Printf("  what each enforces, and what not: %s\n", doctor.ReadmeTable)
 }
 
 // autoPick names the backend auto would pick, and says so when that is not

@@ -9,13 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/doctor"
 )
 
 // fakeProbes are doctor's probes with fixed answers, as on this kind of
 // machine: BPF LSM refused, the rest working.
-func fakeProbes(f *Factory) {
+func fakeProbes(f *cmdutil.Factory) {
 	f.ProbeLSM = func() error {
 		return &doctor.ProbeError{
 			Reason: "the kernel refused to load a BPF LSM program: BPF_PROG_LOAD returned EPERM although running as root",
@@ -28,9 +29,9 @@ func fakeProbes(f *Factory) {
 }
 
 // runDoctorAs runs aigate args as euid on the sandbox env's fake tree.
-func runDoctorAs(e *sandboxEnv, euid int, probes func(*Factory), args ...string) (string, ExitCode) {
+func runDoctorAs(e *sandboxEnv, euid int, probes func(*cmdutil.Factory), args ...string) (string, cmdutil.ExitCode) {
 	var out, errb bytes.Buffer
-	f := &Factory{
+	f := &cmdutil.Factory{
 		In: strings.NewReader(""), Out: &out, Err: &errb,
 		Env: config.Env{
 			Getenv: os.Getenv,
@@ -50,7 +51,7 @@ func runDoctorAs(e *sandboxEnv, euid int, probes func(*Factory), args ...string)
 func TestDoctorVerdicts(t *testing.T) {
 	e := newSandboxEnv(t)
 	out, code := runDoctorAs(e, 0, fakeProbes, "doctor")
-	if code != ExitOK {
+	if code != cmdutil.ExitOK {
 		t.Fatalf("doctor: exit %d\n%s", code, out)
 	}
 	for _, want := range []string{
@@ -78,7 +79,7 @@ func TestDoctorVerdicts(t *testing.T) {
 func TestDoctorNotRoot(t *testing.T) {
 	e := newSandboxEnv(t)
 	ran := false
-	probes := func(f *Factory) {
+	probes := func(f *cmdutil.Factory) {
 		fakeProbes(f)
 		f.ProbeLSM = func() error { ran = true; return nil }
 		f.ProbeFanotify = f.ProbeLSM
@@ -89,7 +90,7 @@ func TestDoctorNotRoot(t *testing.T) {
 	if ran {
 		t.Error("a probe ran without root")
 	}
-	if code != ExitOK {
+	if code != cmdutil.ExitOK {
 		t.Errorf("exit %d: checks that need root must not fail doctor\n%s", code, out)
 	}
 	for _, want := range []string{
@@ -109,11 +110,11 @@ func TestDoctorNotRoot(t *testing.T) {
 
 func TestDoctorJSON(t *testing.T) {
 	e := newSandboxEnv(t)
-	out, code := runDoctorAs(e, 0, func(f *Factory) {
+	out, code := runDoctorAs(e, 0, func(f *cmdutil.Factory) {
 		fakeProbes(f)
 		f.ProbeSockAddr = func() error { return errors.New("attach: operation not supported") }
 	}, "doctor", "--json")
-	if code != ExitError {
+	if code != cmdutil.ExitError {
 		t.Errorf("exit %d: no backend can run without sock_addr programs", code)
 	}
 	var r doctor.Report

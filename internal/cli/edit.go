@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -31,7 +32,7 @@ deny_write: []
 
 // edit is one change to one config file, from opening it to writing it.
 type edit struct {
-	f     *Factory
+	f     *cmdutil.Factory
 	paths *config.Paths
 	doc   *config.Doc
 	// project is true when editing the project file.
@@ -48,7 +49,7 @@ type edit struct {
 }
 
 // beginEdit opens the global file, or the project file with project.
-func (f *Factory) beginEdit(project, dryRun bool) (*edit, error) {
+func beginEdit(f *cmdutil.Factory, project, dryRun bool) (*edit, error) {
 	paths, err := f.Paths()
 	if err != nil {
 		return nil, err
@@ -69,18 +70,13 @@ func (f *Factory) beginEdit(project, dryRun bool) (*edit, error) {
 		}
 	}
 	if project && e.doc.Exists {
-		recs, err := openTrust(f, paths, "")
+		recs, err := cmdutil.OpenTrust(f, paths, "")
 		if err != nil {
 			return nil, err
 		}
 		e.trustedBefore = recs.State(target, e.doc.Orig) == config.Trusted
 	}
 	return e, nil
-}
-
-// readTrust reads the trust store with the user's file-system identity.
-func readTrust(paths *config.Paths) (*config.TrustStore, error) {
-	return config.AsUser(paths.User, func() (*config.TrustStore, error) { return config.ReadTrustStore(paths.Trust) })
 }
 
 // name is the edited file, shortened for output.
@@ -91,7 +87,7 @@ func (e *edit) name() string { return e.paths.Pretty(e.doc.Path) }
 func (e *edit) commit() (*policy.Config, error) {
 	f := e.f
 	if !e.doc.Changed() {
-		f.printf("%s is unchanged\n", e.name())
+		f.Printf("%s is unchanged\n", e.name())
 		return e.current, nil
 	}
 	data := e.doc.Data()
@@ -106,8 +102,8 @@ func (e *edit) commit() (*policy.Config, error) {
 		if e.doc.Exists {
 			old = e.doc.Orig
 		}
-		f.printf("%s", config.Diff(e.doc.Path, old, data))
-		f.printf("dry run: %s not written\n", e.name())
+		f.Printf("%s", config.Diff(e.doc.Path, old, data))
+		f.Printf("dry run: %s not written\n", e.name())
 		return cfg, nil
 	}
 	if !e.project {
@@ -118,11 +114,21 @@ func (e *edit) commit() (*policy.Config, error) {
 	if err := config.WriteFileAtomic(e.doc.Path, data, 0o644, e.paths.User); err != nil {
 		return nil, err
 	}
+	if !e.project {
+		// The user's own change: the agent's record of the accepted
+		// policy follows it (what the file held before must have been
+		// accepted already).
+		before := policyFile{path: e.doc.Path}
+		if e.doc.Exists {
+			before.data = e.doc.Orig
+		}
+		acceptEdit(f, e.paths, before, policyFile{path: e.doc.Path, data: data}, true)
+	}
 	switch {
 	case !e.doc.Exists && e.project:
-		f.printf("created %s\n", e.name())
+		f.Printf("created %s\n", e.name())
 	case !e.doc.Exists:
-		f.printf("created %s from the defaults (see `aigate status`)\n", e.name())
+		f.Printf("created %s from the defaults (see `aigate status`)\n", e.name())
 	}
 	if e.project && (e.trustedBefore || !e.doc.Exists) {
 		if err := e.retrust(data); err != nil {
@@ -134,7 +140,7 @@ func (e *edit) commit() (*policy.Config, error) {
 
 // retrust records the user's own edit as trusted.
 func (e *edit) retrust(data []byte) error {
-	recs, err := openTrust(e.f, e.paths, "")
+	recs, err := cmdutil.OpenTrust(e.f, e.paths, "")
 	if err != nil {
 		return err
 	}

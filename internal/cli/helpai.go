@@ -7,14 +7,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 type helpAIOptions struct {
-	f *Factory
+	f *cmdutil.Factory
 }
 
-func newHelpAICmd(f *Factory) *cobra.Command {
+func newHelpAICmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &helpAIOptions{f: f}
 	return &cobra.Command{
 		Use:   "help-ai",

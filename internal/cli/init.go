@@ -8,17 +8,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 type initOptions struct {
-	f       *Factory
+	f       *cmdutil.Factory
 	force   bool
 	project bool
 }
 
-func newInitCmd(f *Factory) *cobra.Command {
+func newInitCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &initOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -69,21 +70,25 @@ func runInit(o *initOptions) error {
 	if err := config.WriteFileAtomic(target, content, 0o644, paths.User); err != nil {
 		return err
 	}
+	if !o.project {
+		// The defaults replace whatever the file held: accepted as they are.
+		acceptEdit(f, paths, policyFile{}, policyFile{path: target, data: content}, false)
+	}
 	verb := "wrote"
 	if existed {
 		verb = "replaced"
 	}
 	if !o.project {
-		f.printf("%s %s with the defaults.\nNext: `aigate status` to see what is denied, `aigate doctor` to check the kernel.\n", verb, name)
+		f.Printf("%s %s with the defaults.\nNext: `aigate status` to see what is denied, `aigate doctor` to check the kernel.\n", verb, name)
 		return nil
 	}
-	recs, err := openTrust(f, paths, "")
+	recs, err := cmdutil.OpenTrust(f, paths, "")
 	if err != nil {
 		return err
 	}
 	if err := recs.Set(target, content, f.Now()); err != nil {
 		return err
 	}
-	f.printf("%s %s (trusted).\nAdd rules with `aigate deny read --project PATTERN`.\n", verb, name)
+	f.Printf("%s %s (trusted).\nAdd rules with `aigate deny read --project PATTERN`.\n", verb, name)
 	return nil
 }

@@ -5,16 +5,19 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
+
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 )
 
 type resetOptions struct {
-	f     *Factory
+	f     *cmdutil.Factory
 	force bool
 }
 
-func newResetCmd(f *Factory) *cobra.Command {
+func newResetCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &resetOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "reset",
@@ -69,29 +72,29 @@ func runReset(o *resetOptions) error {
 		if len(rootOnly) == 0 {
 			return
 		}
-		f.printf("Left alone, because removing them needs root (sudo aigate reset --force):\n")
+		f.Printf("Left alone, because removing them needs root (sudo aigate reset --force):\n")
 		for _, a := range rootOnly {
-			f.printf("  %s (aigate agent)\n", a)
+			f.Printf("  %s (aigate agent)\n", a)
 		}
 	}
 	if len(victims) == 0 && len(agent) == 0 {
-		f.printf("nothing to remove: neither %s nor %s exists\n", paths.Pretty(paths.Global), paths.Pretty(paths.Trust))
+		f.Printf("nothing to remove: neither %s nor %s exists\n", paths.Pretty(paths.Global), paths.Pretty(paths.Trust))
 		leftForRoot()
 		return nil
 	}
 	if !o.force {
-		f.printf("aigate reset --force would remove:\n")
+		f.Printf("aigate reset --force would remove:\n")
 		for _, v := range victims {
-			f.printf("  %s\n", paths.Pretty(v))
+			f.Printf("  %s\n", paths.Pretty(v))
 		}
 		for _, a := range agent {
-			f.printf("  %s (aigate agent)\n", a)
+			f.Printf("  %s (aigate agent)\n", a)
 		}
 		if len(victims) > 0 {
-			f.printf("The built-in defaults would apply, and every project file would be untrusted.\n")
+			f.Printf("The built-in defaults would apply, and every project file would be untrusted.\n")
 		}
 		leftForRoot()
-		return silentExit(ExitUsage)
+		return cmdutil.SilentExit(cmdutil.ExitUsage)
 	}
 	if len(agent) > 0 && f.AgentReset != nil {
 		if err := f.AgentReset(f); err != nil {
@@ -100,17 +103,21 @@ func runReset(o *resetOptions) error {
 	}
 	err = paths.User.Do(func() error {
 		for _, v := range victims {
-			f.printf("removing %s\n", paths.Pretty(v))
+			f.Printf("removing %s\n", paths.Pretty(v))
 			if err := os.Remove(v); err != nil {
 				return fmt.Errorf("reset: %w", err)
 			}
 		}
 		// Only an empty directory goes; anything else in it is not ours to remove.
 		if err := os.Remove(paths.Dir); err == nil {
-			f.printf("removing %s\n", paths.Pretty(paths.Dir))
+			f.Printf("removing %s\n", paths.Pretty(paths.Dir))
 		}
 		return nil
 	})
+	if err == nil && slices.Contains(victims, paths.Global) {
+		// The built-in defaults apply now, and are the accepted policy.
+		acceptEdit(f, paths, policyFile{}, policyFile{path: paths.Global}, false)
+	}
 	if err == nil {
 		leftForRoot()
 	}

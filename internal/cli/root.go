@@ -3,15 +3,23 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/aigate-dev/aigate/internal/cmdutil"
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/run"
 )
 
 // NewRootCmd builds the aigate command tree.
-func NewRootCmd(f *Factory) *cobra.Command {
+func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "aigate",
 		Short: "Kernel-enforced sandbox for AI coding agents",
@@ -31,7 +39,7 @@ project). Start with:
 		// Bare "aigate" with an unknown word must be a usage error, not help.
 		Args:    unknownCommand,
 		RunE:    func(cmd *cobra.Command, args []string) error { return cmd.Help() },
-		Version: version,
+		Version: cmdutil.Version,
 	}
 	root.SetVersionTemplate(versionText())
 	root.SuggestionsMinimumDistance = 2
@@ -41,13 +49,13 @@ project). Start with:
 	root.SetIn(f.In)
 	root.SetOut(f.Out)
 	root.SetErr(f.Err)
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &cmdutil.UsageError{Err: err} })
 
 	v := viper.New()
 	v.SetEnvPrefix("AIGATE")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
-	f.v = v
+	f.Flags = v
 	pf := root.PersistentFlags()
 	pf.String("config", "", "global config file (default ~/.aigate/config.yaml; env AIGATE_CONFIG)")
 	pf.String("log-level", "warn", "log level: debug, info, warn, error (env AIGATE_LOG_LEVEL)")
@@ -71,12 +79,13 @@ project). Start with:
 		newDenyCmd(f),
 		newAllowCmd(f),
 		newTrustCmd(f),
+		newPolicyCmd(f),
 		newStatusCmd(f),
 		newHelpAICmd(f),
 		newDoctorCmd(f),
 		newResetCmd(f),
 		newVersionCmd(f),
-		newRunCmd(f),
+		run.NewCmd(f),
 		newSetupCmd(f),
 		newAgentCmd(f),
 		newWatchCmd(f),
@@ -100,7 +109,7 @@ func unknownCommand(cmd *cobra.Command, args []string) error {
 	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 		msg += "; did you mean " + strings.Join(s, " or ") + "?"
 	}
-	return usageErrorf("%s", msg)
+	return cmdutil.UsageErrorf("%s", msg)
 }
 
 // markRunErrors wraps every command's RunE so that Main can tell errors
@@ -109,7 +118,7 @@ func markRunErrors(c *cobra.Command) {
 	if run := c.RunE; run != nil {
 		c.RunE = func(cmd *cobra.Command, args []string) error {
 			if err := run(cmd, args); err != nil {
-				return &runError{err}
+				return &cmdutil.RunError{Err: err}
 			}
 			return nil
 		}
@@ -121,17 +130,54 @@ func markRunErrors(c *cobra.Command) {
 
 // Main runs aigate with args (without the program name) and returns the
 // exit code. Errors are printed here, once, as "aigate: <error>".
-func Main(ctx context.Context, f *Factory, args []string) ExitCode {
+func Main(ctx context.Context, f *cmdutil.Factory, args []string) cmdutil.ExitCode {
 	root := NewRootCmd(f)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
-	msg, code := classify(err)
+	msg, code := cmdutil.Classify(err)
 	if msg != "" {
 		fmt.Fprintf(f.Err, "aigate: %s\n", msg)
 	}
-	if code == ExitUsage && msg != "" && cmd != nil {
+	if code == cmdutil.ExitUsage && msg != "" && cmd != nil {
 		fmt.Fprintf(f.Err, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	_ = f.Log.Sync()
 	return code
+}
+
+// NewFactory returns a Factory for the running process.
+func NewFactory() *cmdutil.Factory {
+	return &cmdutil.Factory{
+		In:       os.Stdin,
+		Out:      os.Stdout,
+		Err:      os.Stderr,
+		Env:      config.OSEnv(),
+		Now:      time.Now,
+		ProbeLSM: lsmProbe,
+
+		RememberedLSM: rememberedLSM,
+
+		ProbeFanotify: fanotifyProbe,
+		ProbeSockAddr: sockAddrProbe,
+		ProbeUnix:     unixProbe,
+		LandlockABI:   landlockABI,
+
+		DoctorAgent:    doctorAgent,
+		AgentResetPlan: ResetAgentPlan,
+		AgentReset:     ResetAgent,
+		Log:            zap.NewNop(),
+	}
+}
+
+// newLogger builds the zap logger for --log-level. Logs go to stderr and
+// are for diagnosing aigate; what a command reports goes to stdout.
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(strings.ToLower(level))
+	if err != nil {
+		return nil, cmdutil.UsageErrorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	enc := zap.NewDevelopmentEncoderConfig()
+	enc.TimeKey = ""
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), lvl)
+	return zap.New(core), nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -15,10 +16,10 @@ var fileKinds = map[string]policy.Access{"read": policy.AccessRead, "write": pol
 // kindArg checks the first argument of deny and allow.
 func kindArg(cmd string, args []string) (string, error) {
 	if len(args) == 0 {
-		return "", usageErrorf("%s what? want read, write, exec or net", cmd)
+		return "", cmdutil.UsageErrorf("%s what? want read, write, exec or net", cmd)
 	}
 	if _, ok := fileKinds[args[0]]; !ok && args[0] != "net" {
-		return "", usageErrorf("%s %q: want read, write, exec or net", cmd, args[0])
+		return "", cmdutil.UsageErrorf("%s %q: want read, write, exec or net", cmd, args[0])
 	}
 	return args[0], nil
 }
@@ -52,7 +53,7 @@ func addRuleCommands(cmd *cobra.Command, verb string, project, dryRun *bool, sho
 // one bad argument changes nothing.
 func checkPatterns(patterns []string) error {
 	if len(patterns) == 0 {
-		return usageErrorf("no pattern given, e.g. .env, \"*.pem\" or ~/.ssh/")
+		return cmdutil.UsageErrorf("no pattern given, e.g. .env, \"*.pem\" or ~/.ssh/")
 	}
 	var errs []error
 	for _, p := range patterns {
@@ -61,7 +62,7 @@ func checkPatterns(patterns []string) error {
 		}
 	}
 	if len(errs) > 0 {
-		return &usageError{errors.Join(errs...)}
+		return &cmdutil.UsageError{Err: errors.Join(errs...)}
 	}
 	return nil
 }
@@ -75,7 +76,7 @@ func checkEndpoints(entries []string) error {
 		}
 	}
 	if len(errs) > 0 {
-		return &usageError{errors.Join(errs...)}
+		return &cmdutil.UsageError{Err: errors.Join(errs...)}
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -30,7 +31,7 @@ const unitPath = "/etc/systemd/system/aigate.service"
 // pinDir is where a pinning backend keeps its BPF state.
 const pinDir = "/sys/fs/bpf/aigate"
 
-func newSetupCmd(f *Factory) *cobra.Command {
+func newSetupCmd(f *cmdutil.Factory) *cobra.Command {
 	return &cobra.Command{
 		Use:   "setup",
 		Short: "Install the agent so that aigate run works without sudo",
@@ -49,15 +50,15 @@ sudo aigate reset --force undoes it.`,
 	}
 }
 
-func runSetup(f *Factory) error {
+func runSetup(f *cmdutil.Factory) error {
 	if f.Env.Euid != 0 {
-		return &exitError{ExitError, errors.New("setup changes groups and services: run it with sudo (sudo aigate setup)")}
+		return &cmdutil.StatusError{Code: cmdutil.ExitError, Err: errors.New("setup changes groups and services: run it with sudo (sudo aigate setup)")}
 	}
 	if _, err := user.LookupGroup(api.Group); err != nil {
 		if err := command("groupadd", "--system", api.Group); err != nil {
 			return fmt.Errorf("create group %s: %w", api.Group, err)
 		}
-		f.printf("created group %s\n", api.Group)
+		f.Printf("created group %s\n", api.Group)
 	}
 	// The same user reset and the config commands act for: SUDO_UID
 	// first, then SUDO_USER.
@@ -69,9 +70,9 @@ func runSetup(f *Factory) error {
 		if err := command("usermod", "-aG", api.Group, u.Name); err != nil {
 			return fmt.Errorf("add %s to group %s: %w", u.Name, api.Group, err)
 		}
-		f.printf("added %s to group %s (log in again, or run `newgrp %s`, for it to apply)\n", u.Name, api.Group, api.Group)
+		f.Printf("added %s to group %s (log in again, or run `newgrp %s`, for it to apply)\n", u.Name, api.Group, api.Group)
 	} else {
-		f.printf("not run through sudo, so no user was added to group %s: add users with `usermod -aG %s USER`\n", api.Group, api.Group)
+		f.Printf("not run through sudo, so no user was added to group %s: add users with `usermod -aG %s USER`\n", api.Group, api.Group)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -89,9 +90,9 @@ func runSetup(f *Factory) error {
 				return fmt.Errorf("systemctl %v: %w", args, err)
 			}
 		}
-		f.printf("installed and started %s (logs: journalctl -u aigate)\n", unitPath)
+		f.Printf("installed and started %s (logs: journalctl -u aigate)\n", unitPath)
 	} else {
-		f.printf("systemd is not running this machine: start the agent with your init system, or by hand:\n  sudo %s agent\n", exe)
+		f.Printf("systemd is not running this machine: start the agent with your init system, or by hand:\n  sudo %s agent\n", exe)
 	}
 	printDoctor(f, f.Doctor(true))
 	return nil
@@ -217,7 +218,7 @@ var errAgentRunning = fmt.Errorf("an agent is running (it holds %s.lock): stop i
 // policy any more). Sandboxes of a live `aigate run` are left alone, as is
 // an agent that systemd does not run: reset refuses until it is stopped,
 // since its pins are what keeps its sandboxes enforced if it crashes.
-func ResetAgent(f *Factory) error {
+func ResetAgent(f *cmdutil.Factory) error {
 	if !systemdRunning() && agentRunning() {
 		return errAgentRunning
 	}
@@ -229,7 +230,7 @@ func ResetAgent(f *Factory) error {
 		if err := os.Remove(unitPath); err != nil {
 			errs = append(errs, err)
 		} else {
-			f.printf("removed %s\n", unitPath)
+			f.Printf("removed %s\n", unitPath)
 		}
 		if systemdRunning() {
 			_ = command("systemctl", "daemon-reload")
@@ -243,14 +244,14 @@ func ResetAgent(f *Factory) error {
 			if err := os.RemoveAll(dir); err != nil {
 				errs = append(errs, err)
 			} else {
-				f.printf("removed %s\n", dir)
+				f.Printf("removed %s\n", dir)
 			}
 		}
 	}
 	if len(sandboxCgroups()) > 0 {
 		notes, err := sandbox.Sweep(sandbox.DefaultParent)
 		for _, n := range notes {
-			f.printf("%s\n", n)
+			f.Printf("%s\n", n)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove stale sandboxes: %w", err))
@@ -264,7 +265,7 @@ func ResetAgent(f *Factory) error {
 		if err := command("groupdel", api.Group); err != nil {
 			errs = append(errs, fmt.Errorf("remove group %s: %w", api.Group, err))
 		} else {
-			f.printf("removed group %s\n", api.Group)
+			f.Printf("removed group %s\n", api.Group)
 		}
 	}
 	return errors.Join(errs...)

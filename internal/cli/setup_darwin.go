@@ -7,10 +7,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/darwin"
 )
 
-func newSetupCmd(f *Factory) *cobra.Command {
+func newSetupCmd(f *cmdutil.Factory) *cobra.Command {
 	return &cobra.Command{
 		Use:   "setup",
 		Short: "Create the sandbox user and the pf anchor that aigate run needs on macOS",
@@ -33,7 +34,7 @@ reference and releases it at the end. sudo aigate reset --force undoes it all.`,
 	}
 }
 
-func runSetup(ctx context.Context, f *Factory) error {
+func runSetup(ctx context.Context, f *cmdutil.Factory) error {
 	if f.Env.Euid != 0 {
 		return errors.New("setup creates a user and edits /etc/pf.conf: run it with sudo (sudo aigate setup)")
 	}
@@ -43,19 +44,19 @@ func runSetup(ctx context.Context, f *Factory) error {
 	}
 	u := res.User
 	if res.CreatedUser {
-		f.printf("created user and group %s (uid %d, gid %d, home %s)\n", u.Name, u.UID, u.GID, u.Home)
+		f.Printf("created user and group %s (uid %d, gid %d, home %s)\n", u.Name, u.UID, u.GID, u.Home)
 	} else {
-		f.printf("user %s exists (uid %d, gid %d): kept\n", u.Name, u.UID, u.GID)
+		f.Printf("user %s exists (uid %d, gid %d): kept\n", u.Name, u.UID, u.GID)
 	}
 	if res.PFConfChanged {
-		f.printf("added the %s anchor to %s (previous file: %s) and reloaded pf\n", darwin.AnchorName, darwin.PFConf, res.Backup)
+		f.Printf("added the %s anchor to %s (previous file: %s) and reloaded pf\n", darwin.AnchorName, darwin.PFConf, res.Backup)
 	} else {
-		f.printf("%s already calls the %s anchor; reloaded pf\n", darwin.PFConf, darwin.AnchorName)
+		f.Printf("%s already calls the %s anchor; reloaded pf\n", darwin.PFConf, darwin.AnchorName)
 	}
 	for _, w := range res.Warnings {
-		f.warnf("%s", w)
+		f.Warnf("%s", w)
 	}
-	f.printf("\n")
+	f.Printf("\n")
 	printDoctor(f, f.Doctor(false))
 	return nil
 }
@@ -68,11 +69,11 @@ func ResetAgentPlan() []string {
 }
 
 // ResetAgent undoes aigate setup and whatever a crashed run left behind.
-func ResetAgent(f *Factory) error {
+func ResetAgent(f *cmdutil.Factory) error {
 	if f.Env.Euid != 0 {
 		return errors.New("removing the sandbox user and the pf anchor needs root: run sudo aigate reset --force")
 	}
 	m := darwin.DefaultMachine()
 	m.Alive = darwin.Alive
-	return darwin.Reset(context.Background(), darwin.ExecRunner{}, m, func(s string) { f.printf("%s\n", s) })
+	return darwin.Reset(context.Background(), darwin.ExecRunner{}, m, func(s string) { f.Printf("%s\n", s) })
 }

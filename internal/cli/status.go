@@ -14,18 +14,19 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/doctor"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 type statusOptions struct {
-	f      *Factory
+	f      *cmdutil.Factory
 	json   bool
 	socket string // the agent's
 }
 
-func newStatusCmd(f *Factory) *cobra.Command {
+func newStatusCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &statusOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -162,6 +163,10 @@ const agentTimeout = 5 * time.Second
 type StatusFile struct {
 	Path   string `json:"path"`
 	Exists bool   `json:"exists"`
+	// Loosened lists what the file allows beyond the policy the user last
+	// accepted, by the agent's record; `aigate run` refuses until the
+	// user accepts it (`aigate policy accept`). Empty without a record.
+	Loosened []string `json:"loosened,omitempty"`
 }
 
 // StatusProject is the project file and its trust.
@@ -198,20 +203,28 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, inside := insideSandbox(); !inside {
+	if _, inside := cmdutil.InsideSandbox(); !inside {
 		// The trust that a run would apply: the agent's records when it
 		// keeps them, not a store in ~/.aigate a sandbox could forge.
-		if err := agentTrustState(o.f, l, o.socket); err != nil {
-			o.f.warnf("%v; the project's trust shown is that of %s", err, l.Paths.Pretty(l.Paths.Trust))
+		if err := cmdutil.AgentTrustState(o.f, l, o.socket); err != nil {
+			o.f.Warnf("%v; the project's trust shown is that of %s", err, l.Paths.Pretty(l.Paths.Trust))
 		}
 	}
 	st := buildStatus(l, o.f.Doctor(false))
+	if _, inside := cmdutil.InsideSandbox(); !inside {
+		global := policyFile{path: l.Paths.Global, data: l.GlobalData}
+		if ps, err := askAgentPolicy(o.f, l.Paths, o.socket, policyAsk{action: "check", global: global}); err != nil {
+			o.f.Warnf("ask the aigate agent about your accepted policy: %v", err)
+		} else if ps != nil {
+			st.Global.Loosened = ps.loosened
+		}
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	if name, ok := insideSandbox(); ok {
+	if name, ok := cmdutil.InsideSandbox(); ok {
 		// Neither the agent nor the kernel checks are visible from here;
 		// what they would say describes the machine, not this sandbox.
 		st.InsideSandbox = name
@@ -381,6 +394,12 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		fmt.Fprintf(tw, "  global\t%s\n", paths.Pretty(st.Global.Path))
 	} else {
 		fmt.Fprintf(tw, "  global\t%s does not exist: built-in defaults apply (`aigate init` writes them out)\n", paths.Pretty(st.Global.Path))
+	}
+	if len(st.Global.Loosened) > 0 {
+		fmt.Fprintf(tw, "  \tchanged since you last accepted it, and allows more: `aigate run` refuses to start until you review it and run `aigate policy accept`:\n")
+		for _, l := range st.Global.Loosened {
+			fmt.Fprintf(tw, "  \t  %s\n", l)
+		}
 	}
 	if st.Project != nil {
 		trust := st.Project.Trust

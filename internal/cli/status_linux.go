@@ -13,10 +13,10 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/fanotify"
-	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/lsm"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/resolve"
+	"github.com/aigate-dev/aigate/internal/run"
 )
 
 // unenforced names the rules of l's policy that backend would leave alone.
@@ -33,32 +33,7 @@ func unenforced(l *config.Loaded, backend string) []string {
 		return lsm.UnenforcedExec(c)
 	}
 	out := fanotify.UnenforcedExec(c, resolve.DefaultExecDirs(os.Getenv("PATH")))
-	return append(out, unsafeUnix(l, pol, backend)...)
-}
-
-// unsafeUnix names the allow_unix entries that `aigate run` refuses on
-// the fanotify backend: the sandbox could point them at another socket
-// (checkUnixPlant).
-func unsafeUnix(l *config.Loaded, pol *policy.Policy, backend string) []string {
-	u := l.Paths.User
-	if u == nil || len(pol.AllowUnix) == 0 {
-		return nil
-	}
-	who := landlock.Who{UID: uint32(u.UID), GIDs: []uint32{uint32(u.GID)}}
-	if u.UID == os.Getuid() {
-		if gs, err := os.Getgroups(); err == nil {
-			for _, g := range gs {
-				who.GIDs = append(who.GIDs, uint32(g))
-			}
-		}
-	}
-	rs := sandboxDomain(landlockOptions(pol, backend, u.Home, l.Paths, os.Getenv), landlock.ABI())
-	var out []string
-	for _, r := range plantableUnix(pol, u.Home, rs, who, landlock.OSStat{}) {
-		out = append(out, fmt.Sprintf("allow_unix %s (%s): the sandbox can write %s and plant a link to any socket there; aigate run refuses it on the fanotify backend (list sockets in directories it cannot write, or use the lsm backend)",
-			r.rule.Pattern, r.rule.Source, r.where))
-	}
-	return out
+	return append(out, run.UnsafeUnix(l, pol, backend)...)
 }
 
 func addStatusFlags(cmd *cobra.Command, o *statusOptions) {

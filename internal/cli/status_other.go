@@ -20,6 +20,3 @@ func addStatusFlags(*cobra.Command, *statusOptions) {}
 func askAgent(context.Context, string) (*StatusAgent, []StatusSandbox, string) {
 	return nil, nil, "no agent on this system: aigate run enforces by itself"
 }
-
-// insideSandbox: sandboxes are cgroups on Linux only.
-func insideSandbox() (string, bool) { return "", false }

@@ -13,17 +13,18 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 type trustOptions struct {
-	f      *Factory
+	f      *cmdutil.Factory
 	revoke bool
 	yes    bool
 }
 
-func newTrustCmd(f *Factory) *cobra.Command {
+func newTrustCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &trustOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "trust",
@@ -65,7 +66,7 @@ func runTrust(o *trustOptions) error {
 	if paths.Project == "" {
 		return fmt.Errorf("no %s in %s or its parent directories: nothing to trust", config.ProjectName, paths.WorkDir)
 	}
-	recs, err := openTrust(f, paths, "")
+	recs, err := cmdutil.OpenTrust(f, paths, "")
 	if err != nil {
 		return err
 	}
@@ -76,10 +77,10 @@ func runTrust(o *trustOptions) error {
 			return err
 		}
 		if !removed {
-			f.printf("%s was not trusted\n", name)
+			f.Printf("%s was not trusted\n", name)
 			return nil
 		}
-		f.printf("%s is no longer trusted; its loosening entries are ignored\n", name)
+		f.Printf("%s is no longer trusted; its loosening entries are ignored\n", name)
 		return nil
 	}
 
@@ -96,31 +97,31 @@ func runTrust(o *trustOptions) error {
 	with, _ := policy.Merge(l.Global, l.Project, true)
 	loosens := loosening(without, with, paths)
 	if len(loosens) == 0 {
-		f.printf("%s only adds restrictions.\n", name)
+		f.Printf("%s only adds restrictions.\n", name)
 	} else {
-		f.printf("%s loosens your policy:\n", name)
+		f.Printf("%s loosens your policy:\n", name)
 		for _, s := range loosens {
-			f.printf("  %s\n", s)
+			f.Printf("  %s\n", s)
 		}
 	}
 	// The records decide, not Load's reading of ~/.aigate when the agent
 	// keeps them.
 	l.Trust = recs.State(paths.Project, l.ProjectData)
 	if l.Trust == config.Trusted {
-		f.printf("%s is already trusted (sha256 %s)\n", name, config.Hash(l.ProjectData)[:12])
+		f.Printf("%s is already trusted (sha256 %s)\n", name, config.Hash(l.ProjectData)[:12])
 		return nil
 	}
 	if len(loosens) > 0 {
 		showFile(f, name, l.ProjectData)
 		if l.Trust == config.Changed {
-			f.printf("%s has changed since you trusted it.\n", name)
+			f.Printf("%s has changed since you trusted it.\n", name)
 		}
 		if !o.yes {
-			if !f.interactive() {
+			if !interactive(f) {
 				return fmt.Errorf("not trusting %s: there is no terminal to ask on; review the file above and run `aigate trust --yes`", name)
 			}
-			if !f.confirm(fmt.Sprintf("Trust %s as shown? [y/N] ", name)) {
-				f.printf("%s was not trusted\n", name)
+			if !confirm(f, fmt.Sprintf("Trust %s as shown? [y/N] ", name)) {
+				f.Printf("%s was not trusted\n", name)
 				return nil
 			}
 		}
@@ -128,7 +129,7 @@ func runTrust(o *trustOptions) error {
 	if err := recs.Set(paths.Project, l.ProjectData, f.Now()); err != nil {
 		return err
 	}
-	f.printf("trusted %s (sha256 %s); any change to it will need `aigate trust` again\n", name, config.Hash(l.ProjectData)[:12])
+	f.Printf("trusted %s (sha256 %s); any change to it will need `aigate trust` again\n", name, config.Hash(l.ProjectData)[:12])
 	return nil
 }
 
@@ -193,22 +194,22 @@ func loosening(without, with *policy.Policy, paths *config.Paths) []string {
 }
 
 // showFile prints a file for review, with line numbers.
-func showFile(f *Factory, name string, data []byte) {
+func showFile(f *cmdutil.Factory, name string, data []byte) {
 	text := strings.TrimSuffix(string(data), "\n")
-	f.printf("--- %s\n", name)
+	f.Printf("--- %s\n", name)
 	for i, line := range strings.Split(text, "\n") {
 		// The file is someone else's: an escape sequence must not hide or
 		// rewrite what is shown for review.
 		if strings.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) >= 0 {
 			line = strconv.Quote(line) + "   (control characters shown escaped)"
 		}
-		f.printf("%4d  %s\n", i+1, line)
+		f.Printf("%4d  %s\n", i+1, line)
 	}
-	f.printf("---\n")
+	f.Printf("---\n")
 }
 
 // interactive says whether there is a person at stdin to ask.
-func (f *Factory) interactive() bool {
+func interactive(f *cmdutil.Factory) bool {
 	if f.Interactive != nil {
 		return f.Interactive()
 	}
@@ -218,7 +219,7 @@ func (f *Factory) interactive() bool {
 
 // confirm asks a yes/no question on stderr and reads the answer from stdin;
 // anything but y or yes is no.
-func (f *Factory) confirm(question string) bool {
+func confirm(f *cmdutil.Factory, question string) bool {
 	fmt.Fprint(f.Err, question)
 	line, err := bufio.NewReader(f.In).ReadString('\n')
 	if err != nil && line == "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/events"
 )
 
@@ -25,7 +26,7 @@ type watchOptions struct {
 	retry time.Duration
 }
 
-func newWatchCmd(f *Factory) *cobra.Command {
+func newWatchCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &watchOptions{retry: time.Second}
 	cmd := &cobra.Command{
 		Use:   "watch",
@@ -42,7 +43,7 @@ running when the agent restarts and says when it reconnects.
 			switch events.Kind(opts.Kind) {
 			case "", events.KindFile, events.KindExec, events.KindNet:
 			default:
-				return usageErrorf("--kind %q: want file, exec or net", opts.Kind)
+				return cmdutil.UsageErrorf("--kind %q: want file, exec or net", opts.Kind)
 			}
 			return runWatch(cmd.Context(), f, opts)
 		},
@@ -55,9 +56,9 @@ running when the agent restarts and says when it reconnects.
 	return cmd
 }
 
-func runWatch(ctx context.Context, f *Factory, opts *watchOptions) error {
-	if name, ok := insideSandbox(); ok {
-		return insideError("aigate watch", name)
+func runWatch(ctx context.Context, f *cmdutil.Factory, opts *watchOptions) error {
+	if name, ok := cmdutil.InsideSandbox(); ok {
+		return cmdutil.InsideError("aigate watch", name)
 	}
 	c := api.NewClient(opts.Socket)
 	filter := api.WatchRequest{Sandbox: opts.Sandbox, Kind: events.Kind(opts.Kind)}
@@ -125,7 +126,7 @@ func runWatch(ctx context.Context, f *Factory, opts *watchOptions) error {
 	}
 }
 
-func pump(s *api.Stream, f *Factory, out func(events.Event) error) error {
+func pump(s *api.Stream, f *cmdutil.Factory, out func(events.Event) error) error {
 	for {
 		e, dropped, err := s.Next()
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 func TestRefresh(t *testing.T) {
@@ -134,8 +135,11 @@ func TestReadPFLog(t *testing.T) {
 	}
 	for i, w := range want {
 		e := got[i]
-		if e.Op != w.op || e.Addr.String() != w.addr || e.RuleText != w.rule || e.Audit != w.audit ||
-			e.Kind != events.KindNet || e.UID != 499 || e.Backend != "pf" {
+		// Raw, as every backend reports it: the rule by its id, named
+		// by agent.Name (run's, on macOS).
+		r, _ := c.Rule(policy.RuleID(e.Rule))
+		if e.Op != w.op || e.Addr.String() != w.addr || r.Pattern != w.rule || e.RuleText != "" || e.Sandbox != "" ||
+			e.Audit != w.audit || e.Kind != events.KindNet || e.UID != 499 || e.Backend != "pf" {
 			t.Errorf("event %d = %+v, want %+v", i, e, w)
 		}
 	}

@@ -115,7 +115,8 @@ func parseDotPort(s string) (netip.AddrPort, bool) {
 
 // Event turns an entry from the aigate anchor into the user-side event. pf
 // matches by user, not process, so PID and Comm stay unknown. The rule is the
-// deny entry that covers the destination, else the policy's "net: deny" rule.
+// deny entry that covers the destination, else the policy's "net: deny" rule,
+// by its id only, as every backend reports it: agent.Name writes its text.
 func (e PFLogEntry) Event(c *policy.Compiled, u SandboxUser) events.Event {
 	ev := events.Event{
 		Time:    e.Time,
@@ -140,9 +141,6 @@ func (e PFLogEntry) Event(c *policy.Compiled, u SandboxUser) events.Event {
 		}
 	}
 	ev.Rule = uint32(id)
-	if r, ok := c.Rule(id); ok {
-		ev.RuleText = r.Pattern
-	}
 	return ev
 }
 

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -209,13 +210,26 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 	if err := n.AddSandbox(1, g, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.SetPolicy(1, w.c.Net, nil); err != nil {
+	t.Cleanup(func() { _ = n.RemoveSandbox(g.ID) })
+	sink := &kernelSink{n: n, claims: map[loader.NetEntry]map[policy.RuleID]bool{}}
+	for _, e := range w.c.Net.Deny {
+		if err := n.WriteEntry(1, loader.NetEntry{Prefix: e.Prefix, Port: e.Port, Deny: true}, e.Rule); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range w.c.Net.Allow {
+		if err := n.WriteEntry(1, loader.NetEntry{Prefix: e.Prefix, Port: e.Port}, e.Rule); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.WriteSettings(1, w.c.Net); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Attach(1, g.Path); err != nil {
+	links, err := n.Attach(1, g.Path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = n.Remove(1) })
+	t.Cleanup(func() { _ = n.Detach(links) })
 
 	// Services to connect to, and the proxy's sockets, inside the namespace;
 	// the fake upstream stays on the host's loopback, where the proxy (outside
@@ -239,7 +253,7 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 		}
 		// In the namespace too, where the proxy's sock_diag socket must be.
 		w.p, err = Start(Config{
-			PolicyID: 1, Net: w.c.Net, TTL: ttl, Sink: n, Upstreams: []string{w.up.Addr},
+			PolicyID: 1, Net: w.c.Net, TTL: ttl, Sink: sink, Upstreams: []string{w.up.Addr},
 			Report: func(ev events.Event) { w.evs <- ev }, CgroupID: g.ID, CgroupPath: g.Path,
 			// Generous: -race on a loaded 2-core machine overruns the default.
 			OwnerBudget: time.Second,
@@ -259,6 +273,58 @@ func newWorld(t *testing.T, ttl policy.DNS, allow ...string) *world {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// kernelSink writes the proxy's addresses into the Net's allow trie as
+// internal/egress does (which these tests cannot import): an address stays
+// allowed for a port while any domain rule still claims it.
+type kernelSink struct {
+	n      *loader.Net
+	mu     sync.Mutex
+	claims map[loader.NetEntry]map[policy.RuleID]bool
+}
+
+func (s *kernelSink) UpdateAddrs(policyID uint32, d policy.DomainEntry, add, remove []netip.Addr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	entry := func(a netip.Addr) loader.NetEntry {
+		a = a.Unmap()
+		return loader.NetEntry{Prefix: netip.PrefixFrom(a, a.BitLen()), Port: d.Port}
+	}
+	var errs []error
+	for _, a := range add {
+		e := entry(a)
+		if s.claims[e] == nil {
+			s.claims[e] = map[policy.RuleID]bool{}
+		}
+		s.claims[e][d.Rule] = true
+		errs = append(errs, s.n.WriteEntry(policyID, e, minClaim(s.claims[e])))
+	}
+	for _, a := range remove {
+		e := entry(a)
+		delete(s.claims[e], d.Rule)
+		if len(s.claims[e]) > 0 {
+			errs = append(errs, s.n.WriteEntry(policyID, e, minClaim(s.claims[e])))
+			continue
+		}
+		delete(s.claims, e)
+		errs = append(errs, s.n.DeleteEntry(policyID, e))
+	}
+	return errors.Join(errs...)
+}
+
+func minClaim(rules map[policy.RuleID]bool) policy.RuleID {
+	first, min := true, policy.RuleID(0)
+	for r := range rules {
+		if first || r < min {
+			first, min = false, r
+		}
+	}
+	return min
+}
+
+func (s *kernelSink) AddrInUse(policyID uint32, addr netip.Addr) (bool, error) {
+	return s.n.AddrInUse(policyID, addr)
 }
 
 func compilePolicy(t *testing.T, mode policy.NetMode, loopback policy.LoopbackMode, allow ...string) *policy.Compiled {

@@ -21,16 +21,16 @@ import (
 
 // Defaults for policy.DNS fields left at zero.
 const (
-	DefaultMinTTL = 60 * time.Second
-	DefaultMaxTTL = time.Hour
+	DefaultMinTTL = policy.DefaultDNSMinTTL
+	DefaultMaxTTL = policy.DefaultDNSMaxTTL
 	// DefaultOwnerBudget bounds the search for the process behind one
 	// refused query: reading one descriptor of /proc/PID/fd costs about
 	// 5 µs, so this is some 1000 descriptors of the sandbox's processes.
 	DefaultOwnerBudget = 5 * time.Millisecond
 )
 
-// AddrSink is where the proxy puts the addresses it learns; *loader.Net
-// implements it.
+// AddrSink is where the proxy puts the addresses it learns; internal/egress
+// gives each proxy one that writes its sandbox's rules.
 type AddrSink interface {
 	// UpdateAddrs adds and removes addresses allowed through domain entry d.
 	UpdateAddrs(policyID uint32, d policy.DomainEntry, add, remove []netip.Addr) error
@@ -322,7 +322,7 @@ func (p *Proxy) Stats() Stats {
 }
 
 // Resync writes every address the proxy currently allows to the sink
-// again: loader.Net.SetPolicy replaces a policy's learned addresses, so the
+// again: writing a policy again (egress) replaces its learned addresses, so the
 // agent calls Resync after it changes the policy of a running sandbox.
 func (p *Proxy) Resync() error {
 	p.mu.Lock()

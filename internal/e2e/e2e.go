@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
@@ -114,6 +115,17 @@ func ExitCode(err error) (int, error) {
 		return -1, err
 	}
 	return ee.ExitCode(), nil
+}
+
+// ExitCodeOf is ExitCode for a test: it fails tb when the process did not
+// run or end normally.
+func ExitCodeOf(tb testing.TB, err error) int {
+	tb.Helper()
+	code, err := ExitCode(err)
+	if err != nil {
+		tb.Fatalf("run aigate: %v", err)
+	}
+	return code
 }
 
 // SandboxesOf lists the sandbox cgroups (below the cgroup v2 mount's

@@ -200,8 +200,16 @@ func (w *world) defaults() {
 	}
 }
 
-// config writes the global config; it replaces the built-in defaults.
-func (w *world) config(yaml string) { w.write("~/.aigate/config.yaml", yaml) }
+// config writes the global config; it replaces the built-in defaults. A
+// shared agent keeps the policy last accepted and refuses a looser one:
+// the user's own edit is accepted, as a user would after editing by hand.
+func (w *world) config(yaml string) {
+	w.t.Helper()
+	w.write("~/.aigate/config.yaml", yaml)
+	if w.shared {
+		w.aigate("policy", "accept", "--yes")
+	}
+}
 
 // installHelper copies the test binary into the bin directory as name: a
 // real static executable, which runs as the "true" helper.

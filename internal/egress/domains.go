@@ -16,7 +16,7 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// ResolveDomains resolves the allowed domains once, for SetPolicy, when no
+// ResolveDomains resolves the allowed domains once, for setPolicy, when no
 // DNS proxy learns their addresses from the sandbox's own queries. Wildcard
 // entries are skipped: only the proxy can learn the names below them. The
 // map holds every name that resolved; the error lists those that did not,

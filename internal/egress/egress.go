@@ -50,14 +50,21 @@ var (
 	proxyAddr6 = netip.IPv6Loopback()
 )
 
-// rules is what Egress needs of *loader.Net; tests substitute it.
+// rules is what Egress needs of *loader.Net, a writer of maps and maker
+// of links that keeps nothing per sandbox; tests substitute it.
 type rules interface {
-	dns.AddrSink
-	SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[string][]netip.Addr) error
 	AddSandbox(policyID uint32, g *cgroup.Group, audit bool) error
-	Attach(policyID uint32, cgroupPath string) error
+	RemoveSandbox(cgroupID uint64) error
+	Attach(policyID uint32, cgroupPath string) (*loader.NetLinks, error)
+	Detach(*loader.NetLinks) error
+	WriteSettings(policyID uint32, np policy.NetPolicy) error
+	WriteEntry(policyID uint32, e loader.NetEntry, rule policy.RuleID) error
+	DeleteEntry(policyID uint32, e loader.NetEntry) error
+	WriteUnixAllow(policyID uint32, have loader.UnixAllow, fs policy.FileSet) (loader.UnixAllow, error)
 	SetDNSProxy(policyID uint32, ip4, ip6 netip.Addr, port uint16) error
-	Remove(policyID uint32) error
+	ClearDNSProxy(policyID uint32) error
+	AddrInUse(policyID uint32, addr netip.Addr) (bool, error)
+	RemovePolicy(policyID uint32, unix loader.UnixAllow, cgroupID uint64) error
 	Events() <-chan events.Event
 	Stats() (enforce.Stats, error)
 	Close() error
@@ -83,8 +90,8 @@ type Egress struct {
 	mu        sync.Mutex
 	sandboxes map[uint32]*sandbox
 	closed    bool
-	pinned    map[uint32]bool // policy ids found pinned at New, until Adopt or Remove
-	released  atomic.Bool     // Release began: the proxies no longer touch the maps
+	pinned    map[uint32]*written // found pinned at New, until Adopt or Remove
+	released  atomic.Bool         // Release began: the proxies no longer touch the maps
 
 	refused [2]atomic.Uint64 // names the proxies refused, [audit]
 	dropped atomic.Uint64    // events that did not fit in out
@@ -114,6 +121,8 @@ type sandbox struct {
 	mu       sync.Mutex
 	resolved map[string][]netip.Addr // ModeResolve: last addresses per name
 	lastErr  error                   // ModeResolve: of the last round
+
+	w written // what the Net holds for this sandbox
 }
 
 // New returns the egress component over n, which it owns from then on
@@ -144,12 +153,12 @@ func newEgress(n rules, opts Options) *Egress {
 		log:       opts.Logger,
 		start:     func(c dns.Config) (proxy, error) { return dns.Start(c) },
 		sandboxes: map[uint32]*sandbox{},
-		pinned:    map[uint32]bool{},
+		pinned:    map[uint32]*written{},
 		out:       make(chan events.Event, opts.EventBuffer),
 	}
 	if p, ok := n.(pinnedRules); ok {
-		for _, id := range p.Adopted() {
-			e.pinned[id] = true
+		for _, a := range p.TakeAdopted() {
+			e.pinned[a.ID] = &written{links: a.Links, rules: adoptedState(a.Entries)}
 		}
 	}
 	if in := n.Events(); in != nil {
@@ -225,13 +234,15 @@ func (e *Egress) emit(ev events.Event) {
 // programs are attached, the policy written and, in ModeProxy, the DNS of
 // the cgroup steered to a running proxy; on error nothing of it is left.
 func (e *Egress) Add(ctx context.Context, sb *enforce.Sandbox) error {
-	return e.add(ctx, sb, false)
+	return e.add(ctx, sb, nil)
 }
 
-// add is Add, or Adopt when adopt is set: the sandbox is then in the table
-// and its programs attached (pinned) already, and a failure leaves it
-// registered, enforced as far as it got (see Adopt).
-func (e *Egress) add(ctx context.Context, sb *enforce.Sandbox, adopt bool) (err error) {
+// add is Add, or Adopt when pinned is what was found pinned for it: the
+// sandbox is then in the table and its programs attached (pinned) already,
+// and a failure leaves it registered, enforced as far as it got (see
+// Adopt).
+func (e *Egress) add(ctx context.Context, sb *enforce.Sandbox, pinned *written) (err error) {
+	adopt := pinned != nil
 	if sb == nil || sb.Policy == nil || sb.ID == 0 {
 		return errors.New("add network rules: needs a sandbox id and a compiled policy")
 	}
@@ -243,6 +254,10 @@ func (e *Egress) add(ctx context.Context, sb *enforce.Sandbox, adopt bool) (err 
 		mode = sb.Policy.Mode
 	}
 	s := &sandbox{sb: sb, audit: mode == policy.ModeAudit}
+	if adopt {
+		s.w.links, s.w.rules = pinned.links, pinned.rules
+		s.w.cgroup = sb.CgroupID
+	}
 	e.mu.Lock()
 	switch {
 	case e.closed:
@@ -271,7 +286,7 @@ func (e *Egress) add(ctx context.Context, sb *enforce.Sandbox, adopt bool) (err 
 	}()
 
 	np := sb.Policy.Net
-	if err := e.net.SetPolicy(sb.ID, np, nil); err != nil {
+	if err := e.setPolicy(s, np, nil); err != nil {
 		return err
 	}
 	s.mode = ModeNone
@@ -298,12 +313,19 @@ func (e *Egress) add(ctx context.Context, sb *enforce.Sandbox, adopt bool) (err 
 		if err := e.net.AddSandbox(sb.ID, g, s.audit); err != nil {
 			return err
 		}
+		s.w.rmu.Lock()
+		s.w.tabled, s.w.cgroup = true, g.ID
+		s.w.rmu.Unlock()
 	}
 	// Last: from here on the cgroup's sockets meet the complete policy.
 	if !adopt {
-		if err := e.net.Attach(sb.ID, sb.CgroupPath); err != nil {
+		links, err := e.net.Attach(sb.ID, sb.CgroupPath)
+		if err != nil {
 			return err
 		}
+		s.w.rmu.Lock()
+		s.w.links, s.w.cgroup = links, sb.CgroupID
+		s.w.rmu.Unlock()
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -321,7 +343,7 @@ func (e *Egress) startProxy(s *sandbox, answer policy.NetPolicy) error {
 		PolicyID:  sb.ID,
 		Net:       answer,
 		TTL:       sb.Policy.DNS,
-		Sink:      sink{e},
+		Sink:      sink{e, s},
 		Upstreams: e.opts.Upstreams,
 		Report: func(ev events.Event) {
 			ev.Audit = s.audit
@@ -349,13 +371,17 @@ func b2i(b bool) int {
 }
 
 // LinkFDs returns the descriptors of the cgroup links that attach sandbox
-// id's programs (see loader.Net.LinkFDs), none when the rules part keeps
-// no such descriptors.
+// id's programs (see loader.NetLinks.FDs), valid until Remove.
 func (e *Egress) LinkFDs(id uint32) []int {
-	if l, ok := e.net.(enforce.LinkSource); ok {
-		return l.LinkFDs(id)
+	e.mu.Lock()
+	s := e.sandboxes[id]
+	e.mu.Unlock()
+	if s == nil {
+		return nil
 	}
-	return nil
+	s.w.rmu.Lock()
+	defer s.w.rmu.Unlock()
+	return s.w.links.FDs()
 }
 
 // Remove stops enforcing sb's egress policy: the proxy stops (removing the
@@ -373,10 +399,10 @@ func (e *Egress) Remove(id uint32) error {
 	delete(e.pinned, id)
 	e.mu.Unlock()
 	if s == nil {
-		if pinned {
+		if pinned != nil {
 			// Adopted from pins and never claimed: its rules are in the
 			// maps all the same.
-			return e.net.Remove(id)
+			return e.removeRules(id, pinned)
 		}
 		return nil
 	}
@@ -394,11 +420,11 @@ func (e *Egress) teardown(s *sandbox) error {
 		<-s.loopDone
 	}
 	if s.proxy != nil {
-		// Before Net.Remove: the proxy withdraws its addresses from the
+		// Before the rules go: the proxy withdraws its addresses from the
 		// policy, which must still exist.
 		errs = append(errs, s.proxy.Close())
 	}
-	errs = append(errs, e.net.Remove(s.sb.ID))
+	errs = append(errs, e.removeRules(s.sb.ID, &s.w))
 	return errors.Join(errs...)
 }
 
@@ -478,10 +504,15 @@ func (e *Egress) Close() error {
 				delete(e.sandboxes, id)
 			}
 		}
+		pinned := e.pinned
+		e.pinned = map[uint32]*written{}
 		e.mu.Unlock()
 		var errs []error
 		for _, s := range all {
 			errs = append(errs, e.teardown(s))
+		}
+		for id, w := range pinned {
+			errs = append(errs, e.removeRules(id, w))
 		}
 		errs = append(errs, e.net.Close()) // ends the standalone event stream
 		e.wg.Wait()

@@ -16,6 +16,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/dns"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -23,7 +24,8 @@ import (
 type fakeNet struct {
 	mu        sync.Mutex
 	calls     []string
-	policies  map[uint32]map[string][]netip.Addr
+	settings  map[uint32]bool
+	entries   map[uint32]map[loader.NetEntry]policy.RuleID
 	attached  map[uint32]bool
 	proxies   map[uint32]uint16
 	failSteer error
@@ -32,8 +34,8 @@ type fakeNet struct {
 
 func newFakeNet() *fakeNet {
 	return &fakeNet{
-		policies: map[uint32]map[string][]netip.Addr{}, attached: map[uint32]bool{},
-		proxies: map[uint32]uint16{},
+		settings: map[uint32]bool{}, entries: map[uint32]map[loader.NetEntry]policy.RuleID{},
+		attached: map[uint32]bool{}, proxies: map[uint32]uint16{},
 	}
 }
 
@@ -54,27 +56,67 @@ func (f *fakeNet) call(s string) error {
 	return nil
 }
 
-func (f *fakeNet) UpdateAddrs(uint32, policy.DomainEntry, []netip.Addr, []netip.Addr) error {
-	return nil
+// allows reports whether policy id's allow trie holds the address a.
+func (f *fakeNet) allows(id uint32, a netip.Addr) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for e := range f.entries[id] {
+		if !e.Deny && e.Prefix == netip.PrefixFrom(a, a.BitLen()) {
+			return true
+		}
+	}
+	return false
 }
-func (f *fakeNet) AddrInUse(uint32, netip.Addr) (bool, error) { return false, nil }
-func (f *fakeNet) SetPolicy(id uint32, _ policy.NetPolicy, r map[string][]netip.Addr) error {
+
+func (f *fakeNet) WriteSettings(id uint32, _ policy.NetPolicy) error {
 	if err := f.call("policy"); err != nil {
 		return err
 	}
 	f.mu.Lock()
-	f.policies[id] = r
+	f.settings[id] = true
 	f.mu.Unlock()
 	return nil
 }
+func (f *fakeNet) WriteEntry(id uint32, e loader.NetEntry, rule policy.RuleID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.entries[id] == nil {
+		f.entries[id] = map[loader.NetEntry]policy.RuleID{}
+	}
+	f.entries[id][e] = rule
+	return nil
+}
+func (f *fakeNet) DeleteEntry(id uint32, e loader.NetEntry) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.entries[id], e)
+	if len(f.entries[id]) == 0 {
+		delete(f.entries, id)
+	}
+	return nil
+}
+func (f *fakeNet) WriteUnixAllow(uint32, loader.UnixAllow, policy.FileSet) (loader.UnixAllow, error) {
+	return nil, nil
+}
+func (f *fakeNet) AddrInUse(uint32, netip.Addr) (bool, error)   { return false, nil }
 func (f *fakeNet) AddSandbox(uint32, *cgroup.Group, bool) error { return f.call("sandbox") }
-func (f *fakeNet) Attach(id uint32, _ string) error {
+func (f *fakeNet) RemoveSandbox(uint64) error                   { return nil }
+func (f *fakeNet) Attach(id uint32, _ string) (*loader.NetLinks, error) {
 	if err := f.call("attach"); err != nil {
-		return err
+		return nil, err
 	}
 	f.mu.Lock()
 	f.attached[id] = true
 	f.mu.Unlock()
+	return &loader.NetLinks{}, nil
+}
+func (f *fakeNet) Detach(l *loader.NetLinks) error {
+	if l == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.attached) // one sandbox per test attaches
 	return nil
 }
 func (f *fakeNet) SetDNSProxy(id uint32, _, _ netip.Addr, port uint16) error {
@@ -89,12 +131,20 @@ func (f *fakeNet) SetDNSProxy(id uint32, _, _ netip.Addr, port uint16) error {
 	f.mu.Unlock()
 	return nil
 }
-func (f *fakeNet) Remove(id uint32) error {
+func (f *fakeNet) ClearDNSProxy(id uint32) error {
+	if err := f.call("clear"); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	delete(f.proxies, id)
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeNet) RemovePolicy(id uint32, _ loader.UnixAllow, _ uint64) error {
 	f.call("remove")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.policies, id)
-	delete(f.attached, id)
+	delete(f.settings, id)
 	delete(f.proxies, id)
 	return nil
 }
@@ -232,8 +282,8 @@ func TestModeSelection(t *testing.T) {
 			if tt.steerErr != nil && (started == nil || !started.closed) {
 				t.Error("the proxy whose steering failed was not closed")
 			}
-			if got := fn.policies[7]; len(got["a.example"]) != tt.resolved || st.Resolved != tt.resolved {
-				t.Errorf("resolved %v (status %d), want %d address(es)", got, st.Resolved, tt.resolved)
+			if got := fn.allows(7, addrA); got != (tt.resolved == 1) || st.Resolved != tt.resolved {
+				t.Errorf("address of a.example allowed: %v (status %d), want %d address(es)", got, st.Resolved, tt.resolved)
 			}
 			if !fn.attached[7] {
 				t.Error("programs not attached")
@@ -275,8 +325,8 @@ func TestAddUndoesItself(t *testing.T) {
 			if err == nil {
 				t.Fatal("Add succeeded")
 			}
-			if len(fn.policies)+len(fn.attached)+len(fn.proxies) != 0 {
-				t.Errorf("left behind: %v %v %v", fn.policies, fn.attached, fn.proxies)
+			if len(fn.settings)+len(fn.entries)+len(fn.attached)+len(fn.proxies) != 0 {
+				t.Errorf("left behind: %v %v %v %v", fn.settings, fn.entries, fn.attached, fn.proxies)
 			}
 			for _, p := range proxies {
 				if !p.closed {
@@ -318,17 +368,14 @@ func TestResolveKeepsAddressesOnFailure(t *testing.T) {
 	mu.Unlock()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		fn.mu.Lock()
-		got := fn.policies[1]
-		fn.mu.Unlock()
-		if slices.Equal(got["a.example"], []netip.Addr{a2}) {
-			if !slices.Equal(got["b.example"], []netip.Addr{b1}) {
-				t.Fatalf("b.example lost its address when it failed to resolve: %v", got)
+		if fn.allows(1, a2) && !fn.allows(1, a1) {
+			if !fn.allows(1, b1) {
+				t.Fatal("b.example lost its address when it failed to resolve")
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("a.example not re-resolved: %v", got)
+			t.Fatal("a.example not re-resolved")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -402,5 +449,67 @@ func TestMergeStats(t *testing.T) {
 	}
 	if !slices.Equal(got.Violations, want) || got.EventsDropped != 3 {
 		t.Fatalf("got %+v", got)
+	}
+}
+
+// TestUpdateAddrsClaims: addresses learned later are written at once and
+// deleted when removed; one claimed by two domains stays until both let
+// go; the policy written again replaces them; Remove leaves no entry.
+func TestUpdateAddrsClaims(t *testing.T) {
+	fn := newFakeNet()
+	e := newEgress(fn, Options{})
+	var cfg dns.Config
+	e.start = func(c dns.Config) (proxy, error) { cfg = c; return &fakeProxy{cfg: c}, nil }
+	defer e.Close()
+	c := compile(t, policy.NetDeny, "a.example.test", "b.example.test:443")
+	sb := &enforce.Sandbox{ID: 4, Name: "s", CgroupPath: "/x", Policy: c}
+	if err := e.Add(context.Background(), sb); err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Net.Domains[0], c.Net.Domains[1]
+	addr := netip.MustParseAddr("10.9.9.9")
+	on := func(port uint16) loader.NetEntry {
+		return loader.NetEntry{Prefix: netip.PrefixFrom(addr, 32), Port: port}
+	}
+	check := func(what string, want443, want0 bool) {
+		t.Helper()
+		fn.mu.Lock()
+		defer fn.mu.Unlock()
+		_, got443 := fn.entries[4][on(443)]
+		_, got0 := fn.entries[4][on(0)]
+		if got443 != want443 || got0 != want0 {
+			t.Fatalf("%s: entry for port 443 %v, any port %v; want %v, %v", what, got443, got0, want443, want0)
+		}
+	}
+	update := func(d policy.DomainEntry, add, remove []netip.Addr) {
+		t.Helper()
+		if err := cfg.Sink.UpdateAddrs(4, d, add, remove); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("nothing resolved", false, false)
+	update(b, []netip.Addr{addr}, nil)
+	check("b resolved (port 443)", true, false)
+	update(a, []netip.Addr{addr, addr}, nil)
+	check("a and b resolved", true, true)
+	update(a, nil, []netip.Addr{addr})
+	check("a expired", true, false)
+	// The mapped form is the same address.
+	update(a, []netip.Addr{netip.AddrFrom16(addr.As16())}, nil)
+	check("a resolved again, v4-mapped", true, true)
+	e.mu.Lock()
+	s := e.sandboxes[4]
+	e.mu.Unlock()
+	if err := e.setPolicy(s, c.Net, map[string][]netip.Addr{"a.example.test": {addr}}); err != nil {
+		t.Fatal(err)
+	}
+	check("policy set again with a resolved", false, true)
+	update(a, nil, []netip.Addr{addr})
+	check("a removed", false, false)
+	if err := e.Remove(4); err != nil {
+		t.Fatal(err)
+	}
+	if len(fn.entries)+len(fn.settings) != 0 {
+		t.Fatalf("left after Remove: %v %v", fn.entries, fn.settings)
 	}
 }

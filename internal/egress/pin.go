@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -17,7 +18,7 @@ import (
 // sandboxes' policies and links outlive the process.
 type pinnedRules interface {
 	PinDir() string
-	Adopted() []uint32
+	TakeAdopted() []loader.AdoptedNet
 	Release() error
 }
 
@@ -58,12 +59,14 @@ func (e *Egress) Adopt(ctx context.Context, sb *enforce.Sandbox) error {
 	}
 	e.mu.Lock()
 	pinned := e.pinned[sb.ID]
-	delete(e.pinned, sb.ID)
+	if pinned != nil && e.sandboxes[sb.ID] == nil {
+		delete(e.pinned, sb.ID)
+	}
 	e.mu.Unlock()
-	if !pinned {
+	if pinned == nil {
 		return fmt.Errorf("adopt network rules of %s: policy id %d was not found pinned", sb.Name, sb.ID)
 	}
-	if err := e.add(ctx, sb, true); err != nil {
+	if err := e.add(ctx, sb, pinned); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -72,10 +75,8 @@ func (e *Egress) Adopt(ctx context.Context, sb *enforce.Sandbox) error {
 	if s != nil && s.proxy == nil {
 		// Not (or no longer) steered: a steering entry left pinned would
 		// point at a dead port.
-		if c, ok := e.net.(interface{ ClearDNSProxy(uint32) error }); ok {
-			if err := c.ClearDNSProxy(sb.ID); err != nil {
-				return fmt.Errorf("adopt network rules of %s: %w", sb.Name, err)
-			}
+		if err := e.net.ClearDNSProxy(sb.ID); err != nil {
+			return fmt.Errorf("adopt network rules of %s: %w", sb.Name, err)
 		}
 	}
 	return nil
@@ -101,6 +102,8 @@ func (e *Egress) Release() error {
 			all = append(all, s)
 			delete(e.sandboxes, id)
 		}
+		pinned := e.pinned
+		e.pinned = map[uint32]*written{}
 		e.mu.Unlock()
 		var errs []error
 		for _, s := range all {
@@ -111,6 +114,10 @@ func (e *Egress) Release() error {
 			if s.proxy != nil {
 				errs = append(errs, s.proxy.Close()) // withdraws nothing: released
 			}
+			errs = append(errs, s.w.links.Close()) // pinned: stays attached
+		}
+		for _, w := range pinned {
+			errs = append(errs, w.links.Close())
 		}
 		errs = append(errs, p.Release())
 		e.wg.Wait()
@@ -124,15 +131,19 @@ func (e *Egress) Release() error {
 	return err
 }
 
-// sink is the AddrSink the proxies write to: the Net, until Release, after
-// which a closing proxy's withdrawals must not reach the pinned maps.
-type sink struct{ e *Egress }
+// sink is the AddrSink the proxy of sandbox s writes to: s's rules, until
+// Release, after which a closing proxy's withdrawals must not reach the
+// pinned maps.
+type sink struct {
+	e *Egress
+	s *sandbox
+}
 
-func (s sink) UpdateAddrs(policyID uint32, d policy.DomainEntry, add, remove []netip.Addr) error {
+func (s sink) UpdateAddrs(_ uint32, d policy.DomainEntry, add, remove []netip.Addr) error {
 	if s.e.released.Load() {
 		return nil
 	}
-	return s.e.net.UpdateAddrs(policyID, d, add, remove)
+	return s.e.updateAddrs(s.s, d, add, remove)
 }
 
 func (s sink) AddrInUse(policyID uint32, addr netip.Addr) (bool, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/dns"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -22,13 +23,19 @@ type pinnedNet struct {
 	updates  int
 }
 
-func (p *pinnedNet) PinDir() string             { return "/sys/fs/bpf/test/net" }
-func (p *pinnedNet) Adopted() []uint32          { return p.adopted }
-func (p *pinnedNet) Release() error             { p.released = true; return nil }
-func (p *pinnedNet) ClearDNSProxy(uint32) error { return p.call("clear") }
-func (p *pinnedNet) UpdateAddrs(uint32, policy.DomainEntry, []netip.Addr, []netip.Addr) error {
+func (p *pinnedNet) PinDir() string { return "/sys/fs/bpf/test/net" }
+func (p *pinnedNet) TakeAdopted() []loader.AdoptedNet {
+	var out []loader.AdoptedNet
+	for _, id := range p.adopted {
+		out = append(out, loader.AdoptedNet{ID: id})
+	}
+	p.adopted = nil
+	return out
+}
+func (p *pinnedNet) Release() error { p.released = true; return nil }
+func (p *pinnedNet) WriteEntry(id uint32, e loader.NetEntry, rule policy.RuleID) error {
 	p.updates++
-	return nil
+	return p.fakeNet.WriteEntry(id, e, rule)
 }
 
 // Adopt rewrites the policy and steers DNS to a new proxy without
@@ -74,15 +81,19 @@ func TestAdoptAndRelease(t *testing.T) {
 	}
 	calls := len(n.calls)
 	// The proxy's withdrawals after Release must not reach the maps.
-	proxies[0].cfg.Sink.UpdateAddrs(3, policy.DomainEntry{Name: "example.com"}, nil, []netip.Addr{netip.MustParseAddr("192.0.2.1")})
-	if n.updates != 1 {
-		t.Fatalf("sink before Release: %d updates", n.updates)
+	d, a := sb.Policy.Net.Domains[0], netip.MustParseAddr("192.0.2.1")
+	updates := n.updates
+	if err := proxies[0].cfg.Sink.UpdateAddrs(3, d, []netip.Addr{a}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n.updates != updates+1 || !n.allows(3, a) {
+		t.Fatalf("sink before Release: %d updates", n.updates-updates)
 	}
 	if err := e.Release(); err != nil {
 		t.Fatal(err)
 	}
-	proxies[0].cfg.Sink.UpdateAddrs(3, policy.DomainEntry{Name: "example.com"}, nil, []netip.Addr{netip.MustParseAddr("192.0.2.1")})
-	if !n.released || !proxies[0].closed || n.updates != 1 || len(n.calls) != calls {
+	proxies[0].cfg.Sink.UpdateAddrs(3, d, nil, []netip.Addr{a})
+	if !n.released || !proxies[0].closed || n.updates != updates+1 || !n.allows(3, a) || len(n.calls) != calls {
 		t.Fatalf("after Release: released %v, proxy closed %v, updates %d, calls %v", n.released, proxies[0].closed, n.updates, n.calls[calls:])
 	}
 	if _, ok := <-e.Events(); ok {

@@ -60,7 +60,7 @@ func (e *Egress) resolveOnce(ctx context.Context, s *sandbox) error {
 		merged = map[string][]netip.Addr{}
 	}
 	maps.Copy(merged, got)
-	if err := e.net.SetPolicy(s.sb.ID, s.sb.Policy.Net, merged); err != nil {
+	if err := e.setPolicy(s, s.sb.Policy.Net, merged); err != nil {
 		return err
 	}
 	s.resolved, s.lastErr = merged, rerr

@@ -120,6 +120,17 @@ func clientOp(f []string) string {
 			return refusal(err)
 		}
 		return fmt.Sprintf("ok held %v entries %d", recs.Held, len(recs.Entries))
+	case "policyaccept": // ask the agent to accept the content of f[5] as the global file f[4]
+		data, err := os.ReadFile(f[5])
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		st, err := api.NewClient(sock).Policy(context.Background(), api.PolicyRequest{Action: api.PolicyAccept, Home: home,
+			Global: &api.File{Path: f[4], Data: data}})
+		if err != nil {
+			return refusal(err)
+		}
+		return fmt.Sprintf("ok held %v loosened %q", st.Held, st.Loosened)
 	}
 	return "error: unknown op " + op
 }

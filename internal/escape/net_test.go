@@ -47,6 +47,7 @@ func init() { testutil.HelperOps(netToolEnv, netToolOp) }
 //	fdsend FD ADDR:PORT        sendto on descriptor FD (one inherited); the errno
 //	dnsq ADDR:PORT NAME        send an A query for NAME over UDP: "rcode N"
 //	                           for an answer, the errno or "timeout" otherwise
+//	recvfd, recvrace, passown, clonefiles: descriptors passed (passfd_test.go)
 func netToolOp(args []string) string {
 	if len(args) < 2 {
 		return fmt.Sprintf("bad op %q", args)
@@ -102,6 +103,8 @@ func netToolOp(args []string) string {
 		}
 		defer unix.Close(fd)
 		return errnoText(unix.Connect(fd, &unix.SockaddrUnix{Name: args[1]}))
+	case "recvfd", "recvrace", "passown", "clonefiles":
+		return passFDOp(args)
 	case "dnsq":
 		if len(args) != 3 {
 			return fmt.Sprintf("bad op %q", args)

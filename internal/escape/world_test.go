@@ -375,8 +375,14 @@ func (b *box) aigate(args ...string) string {
 	return string(out)
 }
 
-// config replaces the user's config file (the defaults of `init`).
-func (b *box) config(yaml string) { b.write("~/.aigate/config.yaml", yaml) }
+// config replaces the user's config file (the defaults of `init`), as
+// the user would by hand, and accepts it outside any sandbox (the agent
+// refuses a run whose global policy loosens the accepted one).
+func (b *box) config(yaml string) {
+	b.t.Helper()
+	b.write("~/.aigate/config.yaml", yaml)
+	b.aigate("policy", "accept", "--yes")
+}
 
 // result is what a finished run left.
 type result struct {

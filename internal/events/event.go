@@ -29,6 +29,11 @@ const (
 	OpPtrace  Op = "ptrace"  // ptrace, /proc/PID/mem|environ|..., process_vm_readv of a process outside the sandbox
 	OpSignal  Op = "signal"  // a signal to a process outside the sandbox
 	OpUserns  Op = "userns"  // a new user namespace, refused unless allow_userns
+	// OpReceive is a socket created outside the sandbox (not a unix
+	// socket) that a sandboxed process received (SCM_RIGHTS, pidfd_getfd,
+	// seccomp's addfd). Without BPF LSM nothing could check what it
+	// connects or sends to, so the process was killed as it received it.
+	OpReceive Op = "receive"
 	// OpRename is a rename of a deny_write path, or of a directory above
 	// one, that the backend saw only after it happened (fanotify). A
 	// protected file replaced or moved away was put back (Event.Restored)

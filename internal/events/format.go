@@ -84,6 +84,8 @@ func (s Style) Line(e Event) string {
 		}
 	}
 	switch {
+	case e.Op == OpReceive && !e.Audit:
+		b.WriteString(": the receiving process was killed")
 	case e.Op != OpRename || e.Audit:
 	case e.Restored:
 		b.WriteString(": undone, the file was restored")
@@ -187,7 +189,7 @@ func (j *JSONWriter) Write(e Event) error {
 }
 
 // opOrder is the order in which a summary lists operations.
-var opOrder = []Op{OpRead, OpWrite, OpRename, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns}
+var opOrder = []Op{OpRead, OpWrite, OpRename, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
 
 // Summary counts denials per operation for the line printed at exit.
 type Summary struct {

@@ -37,6 +37,11 @@ type Options struct {
 	// MaxIgnoreMarks bounds the ignore masks set on unrelated files in marked
 	// directories (default 50000). Each pins an inode in memory.
 	MaxIgnoreMarks int
+	// WalkCacheDir, when set, keeps the walk cache between processes
+	// there, a file per user (walkpersist.go): for embedded runs, which
+	// start a new backend each time. It must be root's and writable by no
+	// one else.
+	WalkCacheDir string
 	// Workers decide sandboxed events (default 4).
 	Workers int
 	// DecisionTimeout is how long a sandboxed open may wait for a verdict
@@ -94,9 +99,16 @@ type Backend struct {
 	watch  *watcher   // nil when the kernel cannot report directory creations
 	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
 	walks  *walkCache // directory listings of earlier sandboxes' walks
+	stored *walkStore // nil, or where walks is kept between processes
 	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
 	// watchMu: one reader of the watcher at a time (drainWatch).
 	watchMu sync.Mutex
+	// ignoring counts the goroutines setting ignore masks (ignoreLater);
+	// Close waits for them before it closes the group. ignClosed, under
+	// ignMu, says Close has begun: no more start.
+	ignoring  sync.WaitGroup
+	ignMu     sync.Mutex
+	ignClosed bool
 	// placed remembers the sandbox of processes seen recently, for a
 	// watcher event whose process has exited by the time it is read.
 	placed pidCache
@@ -151,6 +163,7 @@ func Open(opts Options) (*Backend, error) {
 		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
 		ldso:      newLoaders(),
 		walks:     newWalkCache(),
+		stored:    newWalkStoreIf(opts.WalkCacheDir),
 		keep:      newKeeper(maxKept),
 		sandboxes: map[uint32]*sandbox{},
 		pending:   pendingSet{m: map[*pending]struct{}{}},
@@ -225,6 +238,11 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if sb.ExecDirs != nil {
 		execDirs = sb.ExecDirs
 	}
+	if err := b.stored.prepare(b.walks, home, proj); err != nil {
+		// Ignored, and replaced when the backend closes: the walk
+		// lists every directory from the disk.
+		b.log.Debug("walk cache not used", zap.Error(err))
+	}
 	p, err := newPlanCached(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs, b.opts.MaxIgnoreMarks, b.walks, b.marks.ignorable)
 	if err != nil {
 		// A protected path that cannot be examined is still matched by path
@@ -280,7 +298,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	b.mu.Lock()
 	b.sandboxes[sb.ID] = s
 	b.mu.Unlock()
-	err = b.marks.add(sb.ID, p, b.anyMatch)
+	err = b.marks.addMarks(sb.ID, p)
 	if b.watch != nil {
 		// Directories created during the walk above, before these marks,
 		// are not seen; the sandboxed tool has not started yet. (Added
@@ -305,23 +323,53 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		_ = b.Remove(sb.ID)
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
+	b.ignoreLater(sb.ID, p)
 	marks, ignored := b.marks.counts()
 	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", dirs), zap.Int("dirs_from_cache", p.cached),
 		zap.Int("inodes", inodes), zap.Int("marks", marks), zap.Int("ignore_marks", ignored))
 	return nil
 }
 
-// anyMatch reports whether some live sandbox's policy matches path; such a
-// file must never get an ignore mask.
-func (b *Backend) anyMatch(path string) bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for _, s := range b.sandboxes {
-		if matchPath(s.Policy, path).any() {
-			return true
-		}
+// ignoreLater sets the ignore masks of p's unrelated files in the
+// background: up to MaxIgnoreMarks (50,000) marks and a lookup each, a
+// fifth of an embedded run from a large home, which the command need not
+// wait for. Until one is set, an open of that file asks a decision worker,
+// which allows it; everything a sandbox is refused is marked before Add
+// returns.
+func (b *Backend) ignoreLater(id uint32, p *plan) {
+	if len(p.unrelated) == 0 {
+		return
 	}
-	return false
+	b.ignMu.Lock()
+	defer b.ignMu.Unlock()
+	if b.ignClosed {
+		return
+	}
+	b.ignoring.Add(1)
+	go func() {
+		defer b.ignoring.Done()
+		b.marks.ignore(p.unrelated, b.anyOtherMatch(id), b.closing)
+	}()
+}
+
+// anyOtherMatch reports whether some live sandbox's policy matches path;
+// such a file must never get an ignore mask. It is asked for the unrelated
+// files of sandbox id's own plan: its planner recorded them because id's
+// policy matches none of them (by the same matchPath), so only the other
+// sandboxes are asked. Asking id's policy again for every file cost a
+// tenth of an embedded run from a large home, where it is the only
+// sandbox.
+func (b *Backend) anyOtherMatch(id uint32) func(string) bool {
+	return func(path string) bool {
+		b.mu.RLock()
+		defer b.mu.RUnlock()
+		for sid, s := range b.sandboxes {
+			if sid != id && matchPath(s.Policy, path).any() {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // Remove stops enforcing for the sandbox and drops the marks only it needed.
@@ -387,6 +435,10 @@ func (b *Backend) Close() error {
 		// that unrelated processes touching marked files never wait.
 		err = b.guard.close(10 * time.Second)
 		close(b.closing)
+		b.ignMu.Lock()
+		b.ignClosed = true
+		b.ignMu.Unlock()
+		b.ignoring.Wait()
 		_, _ = unix.Write(b.wake[1], []byte{0})
 		b.wg.Wait()
 		b.pending.denyAll(b)
@@ -395,6 +447,9 @@ func (b *Backend) Close() error {
 			b.watch.close()
 		}
 		b.keep.close()
+		if serr := b.stored.save(b.walks); serr != nil {
+			b.log.Debug("walk cache not saved", zap.Error(serr))
+		}
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
 		close(b.events)

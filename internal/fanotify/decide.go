@@ -150,7 +150,10 @@ func (b *Backend) decide(p *pending) verdict {
 		v.rule, v.deny = r.read, true
 		return v
 	}
-	if id, ok := c.MatchOpen(v.path, false); ok {
+	// Each set is matched at most once per event: from here on the read
+	// set does not match, so MatchExec is the exec set's answer and
+	// MatchOpen for a write the write set's.
+	if id, ok := c.Read.Match(v.path); ok {
 		v.rule, v.deny = id, true
 		return v
 	}
@@ -165,8 +168,9 @@ func (b *Backend) decide(p *pending) verdict {
 		return v
 	}
 	// Only a write rule can still match: find out how the file is opened.
-	if r.write == 0 {
-		if _, ok := c.MatchOpen(v.path, true); !ok {
+	write := r.write
+	if write == 0 {
+		if write, _ = c.Write.Match(v.path); write == 0 {
 			return v
 		}
 	}
@@ -174,20 +178,17 @@ func (b *Backend) decide(p *pending) verdict {
 		return v
 	}
 	v.op = events.OpWrite
-	v.rule = r.write
-	if v.rule == 0 {
-		v.rule, _ = c.MatchOpen(v.path, true)
-	}
-	v.deny = true
+	v.rule, v.deny = write, true
 	return v
 }
 
 // loaderOpen returns the exec rule that refuses p when it is a dynamic
 // loader opening a deny_exec file (`ld.so /usr/bin/curl`, see loader.go),
-// else 0. exec is the inode's exec rule, if any.
+// else 0. exec is the inode's exec rule, if any. decide calls it once the
+// read set has not matched path, so the exec set alone is MatchExec.
 func (b *Backend) loaderOpen(p *pending, exec policy.RuleID, path string) policy.RuleID {
 	if exec == 0 {
-		exec, _ = p.sb.Policy.MatchExec(path)
+		exec, _ = p.sb.Policy.Exec.Match(path)
 	}
 	if exec == 0 || !b.ldso.isLoader(p.tid, p.fd) || inExec(p.tid) {
 		return 0

@@ -154,7 +154,7 @@ func (b *Backend) protectNew(s *sandbox, parent, path string) {
 			delete(delta.protected, k)
 		}
 	}
-	if err := b.marks.add(s.ID, delta, b.anyMatch); err != nil {
+	if err := b.marks.add(s.ID, delta, b.anyOtherMatch(s.ID)); err != nil {
 		b.log.Warn("new file not marked", zap.String("sandbox", s.Name), zap.String("path", path), zap.Error(err))
 	}
 	s.plan.merge(delta)
@@ -223,7 +223,7 @@ func (b *Backend) grow(s *sandbox, parent, child string, rescan bool) {
 				delete(delta.protected, k)
 			}
 		}
-		if err := b.marks.add(s.ID, delta, b.anyMatch); err != nil {
+		if err := b.marks.add(s.ID, delta, b.anyOtherMatch(s.ID)); err != nil {
 			b.log.Warn("new directory not marked", zap.String("sandbox", s.Name), zap.String("dir", dir), zap.Error(err))
 		}
 		s.plan.merge(delta)

@@ -177,6 +177,9 @@ func (e *env) sandbox(p policy.Policy) *sbox {
 		_ = g.Remove()
 		e.t.Fatal(err)
 	}
+	// The ignore masks are set in the background (ignoreLater): the
+	// tests look at them, or at a walk that depends on them.
+	e.b.ignoring.Wait()
 	e.t.Cleanup(func() {
 		if err := g.Remove(); err != nil {
 			e.t.Error(err)

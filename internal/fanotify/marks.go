@@ -72,6 +72,24 @@ func newMarkTable(group, maxIgnore int) *markTable {
 func (t *markTable) add(id uint32, p *plan, matches func(string) bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.addMarksLocked(id, p); err != nil {
+		return err
+	}
+	t.ignoreLocked(p.unrelated, matches)
+	return nil
+}
+
+// addMarks is add without the ignore masks, which the caller sets after
+// (ignore): protected inodes and directory marks are what enforcement
+// needs; an ignore mask only spares an unrelated file's opens a round
+// trip to the decision workers.
+func (t *markTable) addMarks(id uint32, p *plan) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addMarksLocked(id, p)
+}
+
+func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 	for key, path := range p.protected {
 		t.protect[key]++
 		if ipath, ok := t.ignored[key]; ok {
@@ -102,7 +120,44 @@ func (t *markTable) add(id uint32, p *plan, matches func(string) bool) error {
 		}
 		t.applied[path] = want
 	}
-	for key, path := range p.unrelated {
+	return nil
+}
+
+// ignore sets the ignore masks add would have set for unrelated, a batch
+// at a time so that the table is not held for the whole of a large home;
+// it stops early when stop is closed.
+func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) bool, stop <-chan struct{}) {
+	const batch = 512
+	part := make(map[inodeKey]string, batch)
+	flush := func() bool {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.ignoreLocked(part, matches)
+		clear(part)
+		return len(t.ignored) < t.maxIgn
+	}
+	for key, path := range unrelated {
+		part[key] = path
+		if len(part) < batch {
+			continue
+		}
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !flush() {
+			return
+		}
+	}
+	flush()
+}
+
+// ignoreLocked sets an ignore mask on each unrelated file that no sandbox
+// protects by inode and that matches (every live sandbox's matcher but
+// the one whose plan it is) does not match.
+func (t *markTable) ignoreLocked(unrelated map[inodeKey]string, matches func(string) bool) {
+	for key, path := range unrelated {
 		if len(t.ignored) >= t.maxIgn {
 			break
 		}
@@ -116,7 +171,6 @@ func (t *markTable) add(id uint32, p *plan, matches func(string) bool) error {
 		t.ignored[key] = path
 		t.ignPath[path] = true
 	}
-	return nil
 }
 
 // ignorable reports whether an unrelated file at path could still get an
@@ -506,15 +560,21 @@ func (pl *planner) rules(path string) fileRules {
 	return matchPath(pl.c, path)
 }
 
+// matchPath is MatchOpen (read, then write) and MatchExec with each set
+// matched once: MatchExec falls back on the read set, whose answer is
+// already known.
 func matchPath(c *policy.Compiled, path string) fileRules {
 	var r fileRules
-	if id, ok := c.MatchOpen(path, false); ok {
-		r.read = id
-	} else if id, ok := c.MatchOpen(path, true); ok {
+	read, isRead := c.Read.Match(path)
+	if isRead {
+		r.read = read
+	} else if id, ok := c.Write.Match(path); ok {
 		r.write = id
 	}
-	if id, ok := c.MatchExec(path); ok {
+	if id, ok := c.Exec.Match(path); ok {
 		r.exec = id
+	} else if isRead {
+		r.exec = read
 	}
 	return r
 }

@@ -87,6 +87,7 @@ type walkCache struct {
 	mu      sync.Mutex
 	dirs    map[string]*listing
 	trusted map[uint64]bool // by st_dev: its filesystem is in cachedFS
+	gen     uint64          // stores so far: walkStore saves a cache that learnt something
 }
 
 func newWalkCache() *walkCache {
@@ -148,6 +149,7 @@ func (c *walkCache) store(dir string, l *listing, statAt time.Time) {
 		c.dirs = map[string]*listing{}
 	}
 	c.dirs[dir] = l
+	c.gen++
 }
 
 // readListing lists dir; stamp is the lstat taken before.

@@ -224,3 +224,21 @@ func TestWalkCacheOnlyTrustedFilesystems(t *testing.T) {
 		}
 	}
 }
+
+// A file another live sandbox's policy matches by name, which it does not
+// protect by inode (created after its walk, no watcher), gets no ignore
+// mask from a later sandbox's walk: the later sandbox asks the others'
+// policies, only not its own.
+func TestNoIgnoreMaskOnOthersMatch(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.noWatch = true })
+	first := e.sandbox(policy.Policy{DenyRead: rules("late.txt")})
+	late := e.write(filepath.Join(e.project, "late.txt"), "k")
+	e.sandbox(policy.Policy{DenyRead: rules(".env")})
+	if _, ok := e.b.marks.ignored[mustKey(t, late)]; ok {
+		t.Fatalf("%s got an ignore mask while %s's policy denies it", late, first.Name)
+	}
+	if got := e.run(first, "open", late, "r"); got != "EPERM" {
+		t.Fatalf("read of %s in %s: %s, want EPERM", late, first.Name, got)
+	}
+	e.event()
+}

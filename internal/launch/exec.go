@@ -166,8 +166,11 @@ func enterLandlock(js string) error {
 
 // refusals is what the command's seccomp filter refuses. BPF LSM refuses
 // other socket families itself, and new user namespaces from Linux 6.1
-// (UsernsHook), with events that a filter would hide, and sees io_uring's
-// operations; audit mode refuses nothing.
+// (UsernsHook), with events that a filter would hide, sees io_uring's
+// operations, and refuses sends on a socket passed in from outside; on
+// fanotify, where the receiver of such a socket is killed instead, no
+// other process may share its descriptor table (SharedFiles). Audit mode
+// refuses nothing.
 func refusals(s *api.Session) seccomp.Refuse {
 	sb := s.Sandbox
 	if sb.Mode == policy.ModeAudit {
@@ -177,7 +180,7 @@ func refusals(s *api.Session) seccomp.Refuse {
 	if sb.Backend == "lsm" {
 		return seccomp.Refuse{Userns: userns}
 	}
-	return seccomp.Refuse{Families: true, Userns: userns, IOUring: !sb.IOUring}
+	return seccomp.Refuse{Families: true, Userns: userns, IOUring: !sb.IOUring, SharedFiles: true}
 }
 
 // Start starts cmd in session s's sandbox: as a waiting helper first,

@@ -19,9 +19,9 @@ func TestSessionSeccomp(t *testing.T) {
 		want seccomp.Refuse
 	}{
 		{"fanotify defaults", api.SandboxInfo{Backend: "fanotify", Mode: policy.ModeEnforce},
-			seccomp.Refuse{Families: true, Userns: true, IOUring: true}},
+			seccomp.Refuse{Families: true, Userns: true, IOUring: true, SharedFiles: true}},
 		{"fanotify, both keys", api.SandboxInfo{Backend: "fanotify", Mode: policy.ModeEnforce, Userns: true, IOUring: true},
-			seccomp.Refuse{Families: true}},
+			seccomp.Refuse{Families: true, SharedFiles: true}},
 		{"fanotify audit", api.SandboxInfo{Backend: "fanotify", Mode: policy.ModeAudit}, seccomp.Refuse{}},
 		{"lsm with the hook", api.SandboxInfo{Backend: "lsm", Mode: policy.ModeEnforce, UsernsHook: true}, seccomp.Refuse{}},
 		{"lsm before 6.1", api.SandboxInfo{Backend: "lsm", Mode: policy.ModeEnforce}, seccomp.Refuse{Userns: true}},

@@ -26,8 +26,8 @@ const (
 type kernelAigateCounter uint32
 
 const (
-	kernelAigateCounterAIGATE_COUNTER_DROPPED kernelAigateCounter = 22
-	kernelAigateCounterAIGATE_COUNTERS        kernelAigateCounter = 23
+	kernelAigateCounterAIGATE_COUNTER_DROPPED kernelAigateCounter = 24
+	kernelAigateCounterAIGATE_COUNTERS        kernelAigateCounter = 25
 )
 
 type kernelAigateKeySize uint32
@@ -81,7 +81,8 @@ const (
 	kernelAigateOpAIGATE_OP_PTRACE  kernelAigateOp = 8
 	kernelAigateOpAIGATE_OP_SIGNAL  kernelAigateOp = 9
 	kernelAigateOpAIGATE_OP_USERNS  kernelAigateOp = 10
-	kernelAigateOpAIGATE_OP_MAX     kernelAigateOp = 11
+	kernelAigateOpAIGATE_OP_RECEIVE kernelAigateOp = 11
+	kernelAigateOpAIGATE_OP_MAX     kernelAigateOp = 12
 )
 
 type kernelAigateRuleSet uint32

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -48,14 +47,24 @@ type NetOptions struct {
 	SkipUnix bool
 	// PinPath pins the object's own maps and each sandbox's cgroup links
 	// in this bpffs directory (net_pin.go), so that the egress policies
-	// outlive the process: Release leaves them, Close removes them, and
-	// the next OpenNet with the same PinPath adopts them (Adopted). It
+	// outlive the process: Release leaves them, Detach and Close remove
+	// them, and the next OpenNet with the same PinPath adopts them
+	// (TakeAdopted). It
 	// needs the shared maps (they are the pinned LSM's) and SkipUnix.
 	PinPath string
+	// CheckReceived kills a sandboxed process that receives a socket,
+	// other than a unix socket, created outside its sandbox (net_recv.go):
+	// for a caller without BPF LSM programs, where nothing else checks such
+	// a socket's connects and sends. Where the kernel cannot attach it,
+	// Net still opens and ReceivedSockets says why.
+	CheckReceived bool
 }
 
-// Net enforces egress policies with the cgroup sock_addr programs of
-// bpf/sockaddr.c, attached to each sandbox cgroup.
+// Net is the cgroup sock_addr object of bpf/sockaddr.c: it attaches the
+// programs to a sandbox cgroup and writes the policy maps they read. It
+// keeps nothing per sandbox: what was written and attached for each one is
+// the caller's (internal/egress), which passes it back to change or
+// remove it.
 type Net struct {
 	objs netObjects
 
@@ -65,17 +74,75 @@ type Net struct {
 
 	pins *netPins // nil unless NetOptions.PinPath
 
-	mu       sync.Mutex
-	links    map[uint32][]link.Link // per policy id
-	cgroups  map[uint32]uint64      // standalone: policy id -> sandbox cgroup id
-	policies map[uint32]*netState
-
 	// Unix sockets (net_unix.go): nil unix and the reason in unixErr when
 	// this kernel or the options leave them unconfined.
-	unix        *netUnix
-	unixErr     error
-	unixAllow   map[uint32]map[netUnixUnixAllowKey]uint32 // per policy id
-	unixCgroups map[uint32]uint64                         // policy id -> attached sandbox cgroup id
+	unix    *netUnix
+	unixErr error
+
+	// Sockets passed in (net_recv.go): nil recv and the reason in recvErr
+	// when this kernel or the options leave them unchecked.
+	recv    *netRecv
+	recvErr error
+}
+
+// NetEntry is one trie entry: a prefix for one port (0: any) in the allow
+// or the deny trie of a policy.
+type NetEntry struct {
+	Prefix netip.Prefix // masked; IPv4 never in the 4-in-6 form
+	Port   uint16
+	Deny   bool
+}
+
+func (e NetEntry) String() string {
+	kind := "allow"
+	if e.Deny {
+		kind = "deny"
+	}
+	if e.Port == 0 {
+		return fmt.Sprintf("%s %s", kind, e.Prefix)
+	}
+	return fmt.Sprintf("%s %s port %d", kind, e.Prefix, e.Port)
+}
+
+// NetLinks are the cgroup links of one sandbox: made by Attach, or found
+// pinned by OpenNet (AdoptedNet). Detach removes them.
+type NetLinks struct {
+	links []link.Link
+	unix  bool     // holds a reference on the unix bind learner
+	recv  *netRecv // the receive check, whose link the guard holds too
+}
+
+// FDs returns the descriptors of the links, valid until Detach or Close.
+// A process that holds duplicates of them keeps the programs attached
+// after this one dies: the fanotify backend's guard does, until it has
+// killed the sandbox. Links attached without bpf_link (older kernels) have
+// no descriptor and stay attached until detached, so there is nothing to
+// hold.
+func (l *NetLinks) FDs() []int {
+	if l == nil {
+		return nil
+	}
+	var fds []int
+	for _, k := range l.links {
+		if f, ok := k.(interface{ FD() int }); ok {
+			fds = append(fds, f.FD())
+		}
+	}
+	if l.recv != nil {
+		if fd := l.recv.linkFD(); fd >= 0 {
+			fds = append(fds, fd)
+		}
+	}
+	return fds
+}
+
+// Close closes the descriptors and leaves the pins: pinned links stay
+// attached with no process holding them (Release), others are detached.
+func (l *NetLinks) Close() error {
+	if l == nil {
+		return nil
+	}
+	return closeLinks(l.links)
 }
 
 // OpenNet loads the sock_addr object. Nothing is enforced until a policy is
@@ -94,14 +161,7 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		return nil, fmt.Errorf("load network programs: share all of %s, %s, %s and %s or none",
 			MapSandboxes, MapSandboxLevels, MapEvents, MapCounters)
 	}
-	n := &Net{
-		links:    map[uint32][]link.Link{},
-		cgroups:  map[uint32]uint64{},
-		policies: map[uint32]*netState{},
-
-		unixAllow:   map[uint32]map[netUnixUnixAllowKey]uint32{},
-		unixCgroups: map[uint32]uint64{},
-	}
+	n := &Net{}
 	spec, err := loadNet()
 	if err != nil {
 		return nil, fmt.Errorf("load network programs: %w", err)
@@ -130,12 +190,16 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		n.objs.Close()
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
+	if err := n.openRecv(opts.CheckReceived); err != nil {
+		n.closeObjects()
+		return nil, fmt.Errorf("load network programs: %w", err)
+	}
 	if n.pins != nil {
 		if err := n.adoptPinned(); err != nil {
 			// Close what was opened, leave every pin: the sandboxes stay
 			// enforced by what is attached.
-			for _, ls := range n.links {
-				closeLinks(ls)
+			for _, a := range n.pins.adopted {
+				a.Links.Close()
 			}
 			n.pins.layout.Close()
 			n.closeObjects()
@@ -157,39 +221,39 @@ func OpenNet(opts NetOptions) (*Net, error) {
 var errShared = errors.New("the sandbox table, events and counters belong to the object whose maps this Net shares")
 
 // AddSandbox enters a sandbox cgroup into the standalone sandbox table; its
-// processes are then subject to policyID's rules (SetPolicy) once Attach has
-// put the programs on the cgroup. A sharing Net refuses: the owner of the
-// table adds sandboxes.
+// processes are then subject to policyID's rules (WriteSettings,
+// WriteEntry) once Attach has put the programs on the cgroup. A sharing Net
+// refuses: the owner of the table adds sandboxes.
 func (n *Net) AddSandbox(policyID uint32, g *cgroup.Group, audit bool) error {
 	if n.table == nil {
 		return fmt.Errorf("add sandbox %s: %w", g.Path, errShared)
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.cgroups[policyID]; ok {
-		return fmt.Errorf("add sandbox %s: policy id %d already has a sandbox", g.Path, policyID)
 	}
 	var flags uint32
 	if audit {
 		flags |= sandboxAudit
 	}
-	if err := n.table.add(g.ID, g.Level, policyID, flags); err != nil {
-		return err
+	return n.table.add(g.ID, g.Level, policyID, flags)
+}
+
+// RemoveSandbox takes a cgroup out of the standalone sandbox table;
+// removing one that is not there is a no-op.
+func (n *Net) RemoveSandbox(cgroupID uint64) error {
+	if n.table == nil {
+		return fmt.Errorf("remove sandbox cgroup %d: %w", cgroupID, errShared)
 	}
-	n.cgroups[policyID] = g.ID
-	return nil
+	return n.table.remove(cgroupID)
 }
 
 // Attach puts the programs on the sandbox cgroup at cgroupPath, for the
 // sandbox with policyID. Sub-cgroups inherit them, so a cgroup a sandboxed
-// process creates stays confined. Remove or Close detaches them.
-func (n *Net) Attach(policyID uint32, cgroupPath string) error {
+// process creates stays confined. Detach removes them.
+func (n *Net) Attach(policyID uint32, cgroupPath string) (*NetLinks, error) {
 	g, err := cgroup.Open(cgroupPath)
 	if err != nil {
-		return fmt.Errorf("attach network programs: %w", err)
+		return nil, fmt.Errorf("attach network programs: %w", err)
 	}
 	if g.Level < 1 {
-		return fmt.Errorf("attach network programs to %s: refusing the root cgroup", cgroupPath)
+		return nil, fmt.Errorf("attach network programs to %s: refusing the root cgroup", cgroupPath)
 	}
 	progs := make([]struct {
 		prog *ebpf.Program
@@ -198,17 +262,13 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) error {
 	for i, h := range netHooks {
 		progs[i].prog, progs[i].typ = h.prog(&n.objs), h.typ
 	}
+	nl := &NetLinks{recv: n.recv}
 	if n.unix != nil {
-		n.mu.Lock()
-		err := n.unix.hold()
-		if err == nil {
-			// Held from here on: remove releases it with the last sandbox.
-			n.unixCgroups[policyID] = g.ID
+		// Held from here on: Detach releases it.
+		if err := n.unix.hold(); err != nil {
+			return nil, fmt.Errorf("attach network programs to %s: %w", cgroupPath, err)
 		}
-		n.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("attach network programs to %s: %w", cgroupPath, err)
-		}
+		nl.unix = true
 		progs = append(progs, []struct {
 			prog *ebpf.Program
 			typ  ebpf.AttachType
@@ -217,25 +277,38 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) error {
 			{n.unix.objs.AigateSendmsgUnix, ebpf.AttachCgroupUnixSendmsg},
 		}...)
 	}
-	var links []link.Link
 	for _, p := range progs {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: p.typ, Program: p.prog})
 		if err != nil {
-			closeLinks(links)
-			return fmt.Errorf("attach %s to %s: %w", p.typ, cgroupPath, err)
+			return nil, errors.Join(fmt.Errorf("attach %s to %s: %w", p.typ, cgroupPath, err), n.Detach(nl))
 		}
-		links = append(links, l)
+		nl.links = append(nl.links, l)
 	}
 	if n.pins != nil {
-		// Pinning needs SkipUnix: links holds exactly the netHooks.
-		if err := n.pinLinks(policyID, netHooks, links); err != nil {
-			closeLinks(links)
-			return fmt.Errorf("attach network programs to %s: %w", cgroupPath, err)
+		// Pinning needs SkipUnix: the links are exactly the netHooks.
+		if err := n.pinLinks(policyID, netHooks, nl.links); err != nil {
+			return nil, errors.Join(fmt.Errorf("attach network programs to %s: %w", cgroupPath, err), n.Detach(nl))
 		}
 	}
-	n.mu.Lock()
-	n.links[policyID] = append(n.links[policyID], links...)
-	n.mu.Unlock()
+	return nl, nil
+}
+
+// Detach removes the links of one sandbox (Attach, or adopted from pins):
+// the programs leave its cgroup.
+func (n *Net) Detach(l *NetLinks) error {
+	if l == nil {
+		return nil
+	}
+	// A pinned link stays attached when closed: unpinned first, it goes.
+	err := errors.Join(unpinLinks(l.links), closeLinks(l.links))
+	l.links = nil
+	if l.unix {
+		l.unix = false
+		err = errors.Join(err, n.unix.release())
+	}
+	if err != nil {
+		return fmt.Errorf("detach network programs: %w", err)
+	}
 	return nil
 }
 
@@ -249,12 +322,11 @@ func closeLinks(links []link.Link) error {
 	return errors.Join(errs...)
 }
 
-// SetPolicy writes the egress policy of policyID: its mode, loopback
-// setting, denied and allowed prefixes, and the addresses resolved for its
-// allowed domains (resolved maps a DomainEntry.Name to its addresses; see
-// egress.ResolveDomains). Calling it again replaces the policy, including any
-// addresses added since with UpdateAddrs.
-func (n *Net) SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[string][]netip.Addr) error {
+// WriteSettings writes the settings of policyID's egress policy: its mode,
+// loopback setting, inbound rule and the rules its refusals report. Until
+// they are written the programs refuse everything of the policy (fail
+// closed); the trie entries (WriteEntry) are the rest of the policy.
+func (n *Net) WriteSettings(policyID uint32, np policy.NetPolicy) error {
 	if policyID == 0 {
 		return errors.New("set network policy: policy id 0 is reserved")
 	}
@@ -280,128 +352,35 @@ func (n *Net) SetPolicy(policyID uint32, np policy.NetPolicy, resolved map[strin
 	}
 	settings.DenyRule = uint32(np.DenyRule)
 	settings.LoopbackRule = uint32(np.LoopbackRule)
-
-	want := newNetState()
-	for _, e := range np.Deny {
-		want.claim(netEntry{prefix: e.Prefix, port: e.Port, deny: true}, netClaim{rule: e.Rule})
-	}
-	for _, e := range np.Allow {
-		want.claim(netEntry{prefix: e.Prefix, port: e.Port}, netClaim{rule: e.Rule})
-	}
-	for _, d := range np.Domains {
-		for _, a := range resolved[d.Name] {
-			want.claim(netEntry{prefix: netip.PrefixFrom(a, a.BitLen()), port: d.Port}, netClaim{rule: d.Rule, domain: true})
-		}
-	}
-
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	have := n.policies[policyID]
-	if have == nil {
-		have = newNetState()
-	}
-	// New entries first, then the settings that may start relying on them,
-	// then the stale entries: no moment allows less than both old and new
-	// policies agree on. Before the first settings are written the programs
-	// refuse everything (fail closed).
-	if err := n.sync(policyID, have, want, false); err != nil {
-		return fmt.Errorf("set network policy %d: %w", policyID, err)
-	}
 	if err := n.objs.NetPolicies.Update(policyID, &settings, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("set network policy %d: write settings: %w", policyID, err)
 	}
-	if err := n.sync(policyID, have, want, true); err != nil {
-		return fmt.Errorf("set network policy %d: %w", policyID, err)
-	}
-	n.policies[policyID] = want
-	if err := n.setUnixPolicy(policyID, np.Unix); err != nil {
-		return fmt.Errorf("set network policy %d: %w", policyID, err)
-	}
 	return nil
 }
 
-// UpdateAddrs adds and removes addresses resolved for one allowed domain of
-// policyID's policy (the DNS proxy calls it as answers arrive and expire).
-// Claims are sets: adding an address twice for the same domain rule and
-// removing it once removes it. An address stays allowed while another rule
-// still allows it.
-func (n *Net) UpdateAddrs(policyID uint32, d policy.DomainEntry, add, remove []netip.Addr) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	have := n.policies[policyID]
-	if have == nil {
-		return fmt.Errorf("update addresses of %s: policy %d has no network policy", d.Name, policyID)
-	}
-	want := have.clone()
-	c := netClaim{rule: d.Rule, domain: true}
-	for _, a := range add {
-		want.claim(netEntry{prefix: netip.PrefixFrom(a, a.BitLen()), port: d.Port}, c)
-	}
-	for _, a := range remove {
-		want.release(netEntry{prefix: netip.PrefixFrom(a, a.BitLen()), port: d.Port}, c)
-	}
-	err := errors.Join(n.sync(policyID, have, want, false), n.sync(policyID, have, want, true))
-	if err != nil {
-		// Keep what was written, so a later call retries the rest.
-		n.policies[policyID] = have
-		return fmt.Errorf("update addresses of %s: %w", d.Name, err)
-	}
-	n.policies[policyID] = want
-	return nil
-}
-
-// sync writes (deletes false) or deletes (deletes true) the trie entries in
-// which want differs from have, updating have as it goes.
-func (n *Net) sync(policyID uint32, have, want *netState, deletes bool) error {
-	var errs []error
-	if !deletes {
-		for e, claims := range want.entries {
-			rule := minRule(claims)
-			if old, ok := have.entries[e]; ok && minRule(old) == rule {
-				have.entries[e] = claims
-				continue
-			}
-			if err := n.writeEntry(policyID, e, rule); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			have.entries[e] = claims
-		}
-		return errors.Join(errs...)
-	}
-	for e := range have.entries {
-		if _, ok := want.entries[e]; ok {
-			continue
-		}
-		if err := n.deleteEntry(policyID, e); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		delete(have.entries, e)
-	}
-	return errors.Join(errs...)
-}
-
-func (n *Net) trie(e netEntry) *ebpf.Map {
+func (n *Net) trie(e NetEntry) *ebpf.Map {
 	switch {
-	case e.deny && e.prefix.Addr().Is4():
+	case e.Deny && e.Prefix.Addr().Is4():
 		return n.objs.NetDeny4
-	case e.deny:
+	case e.Deny:
 		return n.objs.NetDeny6
-	case e.prefix.Addr().Is4():
+	case e.Prefix.Addr().Is4():
 		return n.objs.NetAllow4
 	}
 	return n.objs.NetAllow6
 }
 
-func (n *Net) writeEntry(policyID uint32, e netEntry, rule policy.RuleID) error {
-	if err := n.trie(e).Update(trieKey(policyID, e), netNetRule{RuleId: uint32(rule), Bits: uint32(e.prefix.Bits())}, ebpf.UpdateAny); err != nil {
+// WriteEntry writes one trie entry of policyID: a destination the policy
+// allows or denies, and the rule a connection it decides reports.
+func (n *Net) WriteEntry(policyID uint32, e NetEntry, rule policy.RuleID) error {
+	if err := n.trie(e).Update(trieKey(policyID, e), netNetRule{RuleId: uint32(rule), Bits: uint32(e.Prefix.Bits())}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write %s: %w", e, err)
 	}
 	return nil
 }
 
-func (n *Net) deleteEntry(policyID uint32, e netEntry) error {
+// DeleteEntry deletes one trie entry of policyID; an absent one is no error.
+func (n *Net) DeleteEntry(policyID uint32, e NetEntry) error {
 	err := n.trie(e).Delete(trieKey(policyID, e))
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete %s: %w", e, err)
@@ -409,67 +388,28 @@ func (n *Net) deleteEntry(policyID uint32, e netEntry) error {
 	return nil
 }
 
-func trieKey(policyID uint32, e netEntry) any {
-	bits := uint32(netKeyBits + e.prefix.Bits())
-	if e.prefix.Addr().Is4() {
-		return netNetKey4{Prefixlen: bits, PolicyId: policyID, Port: uint32(e.port), Addr: e.prefix.Addr().As4()}
+func trieKey(policyID uint32, e NetEntry) any {
+	bits := uint32(netKeyBits + e.Prefix.Bits())
+	if e.Prefix.Addr().Is4() {
+		return netNetKey4{Prefixlen: bits, PolicyId: policyID, Port: uint32(e.Port), Addr: e.Prefix.Addr().As4()}
 	}
-	return netNetKey6{Prefixlen: bits, PolicyId: policyID, Port: uint32(e.port), Addr: e.prefix.Addr().As16()}
+	return netNetKey6{Prefixlen: bits, PolicyId: policyID, Port: uint32(e.Port), Addr: e.Prefix.Addr().As16()}
 }
 
-// LinkFDs returns the descriptors of the cgroup links attached for
-// policyID, valid until Remove or Close. A process that holds duplicates of
-// them keeps the programs attached after this one dies: the fanotify
-// backend's guard does, until it has killed the sandbox. Links attached
-// without bpf_link (older kernels) have no descriptor and stay attached
-// until detached, so there is nothing to hold.
-func (n *Net) LinkFDs(policyID uint32) []int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var fds []int
-	for _, l := range n.links[policyID] {
-		if f, ok := l.(interface{ FD() int }); ok {
-			fds = append(fds, f.FD())
-		}
-	}
-	return fds
-}
-
-// Remove detaches the programs attached for policyID, deletes its entries
-// and settings and, standalone, its sandbox. Removing an unknown id is a
-// no-op.
-func (n *Net) Remove(policyID uint32) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.remove(policyID)
-}
-
-func (n *Net) remove(policyID uint32) error {
+// RemovePolicy deletes what is kept of policyID by policy id alone: its
+// settings, DNS steering and use counts, the allow_unix entries unix (as
+// WriteUnixAllow returned them) and the unix socket names learned in its
+// sandbox cgroup. The trie entries are the caller's to delete
+// (DeleteEntry): only it knows which it wrote.
+func (n *Net) RemovePolicy(policyID uint32, unix UnixAllow, cgroupID uint64) error {
 	var errs []error
-	// A pinned link stays attached when closed: unpinned first, it goes.
-	if err := errors.Join(unpinLinks(n.links[policyID]), closeLinks(n.links[policyID])); err != nil {
-		errs = append(errs, fmt.Errorf("detach: %w", err))
-	}
-	delete(n.links, policyID)
-	if id, ok := n.cgroups[policyID]; ok {
-		if err := n.table.remove(id); err != nil {
-			errs = append(errs, err)
-		}
-		delete(n.cgroups, policyID)
-	}
-	if have := n.policies[policyID]; have != nil {
-		if err := n.sync(policyID, have, newNetState(), true); err != nil {
-			errs = append(errs, err)
-		}
-		delete(n.policies, policyID)
-	}
 	if err := n.objs.NetPolicies.Delete(policyID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, fmt.Errorf("delete settings: %w", err))
 	}
 	if err := n.removeDNS(policyID); err != nil {
 		errs = append(errs, err)
 	}
-	if err := n.removeUnix(policyID); err != nil {
+	if err := n.removeUnix(unix, cgroupID); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -504,22 +444,19 @@ func (n *Net) Stats() (enforce.Stats, error) {
 	return readCounters(n.objs.Counters)
 }
 
-// Close detaches every program, removes every policy and sandbox it added
-// and releases the object.
+// Close releases the object and, when it pins, removes its map pins and
+// directory. The caller has detached (Detach) and removed (RemovePolicy)
+// every sandbox first: Close does not know them.
 func (n *Net) Close() error {
-	n.mu.Lock()
 	var errs []error
-	for id := range n.links {
-		if err := n.remove(id); err != nil {
-			errs = append(errs, err)
+	for _, a := range n.TakeAdopted() {
+		// Found pinned and never taken over: removed like any other.
+		errs = append(errs, n.Detach(a.Links))
+		for e := range a.Entries {
+			errs = append(errs, n.DeleteEntry(a.ID, e))
 		}
+		errs = append(errs, n.RemovePolicy(a.ID, nil, 0))
 	}
-	for id := range n.policies {
-		if err := n.remove(id); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	n.mu.Unlock()
 	if n.stream != nil {
 		if err := n.stream.close(); err != nil {
 			errs = append(errs, err)
@@ -538,9 +475,12 @@ func (n *Net) Close() error {
 }
 
 func (n *Net) closeObjects() error {
-	var err error
+	var err, rerr error
 	if n.unix != nil {
 		err = n.unix.close()
 	}
-	return errors.Join(err, n.objs.Close())
+	if n.recv != nil {
+		rerr = n.recv.close()
+	}
+	return errors.Join(err, rerr, n.objs.Close())
 }

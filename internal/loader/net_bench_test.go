@@ -39,9 +39,11 @@ func BenchmarkNetConnect(b *testing.B) {
 	c := compileNet(b, policy.NetDeny, policy.LoopbackNone, "10.1.2.3")
 	inside := env.sandbox(n, 1, c.Net, nil, false)
 	outside := env.cgroup("outside")
-	if err := n.Attach(2, outside.Path); err != nil {
+	l, err := n.Attach(2, outside.Path)
+	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { n.Detach(l) })
 	none := env.cgroup("none")
 	for _, op := range []string{"udp", "sendto"} {
 		prog := n.objs.AigateConnect4

@@ -118,7 +118,7 @@ func useKey(policyID uint32, addr netip.Addr) netAddrUseKey {
 	return k
 }
 
-// removeDNS drops policyID's steering and use counts (caller holds n.mu).
+// removeDNS drops policyID's steering and use counts.
 func (n *Net) removeDNS(policyID uint32) error {
 	var errs []error
 	if err := n.ClearDNSProxy(policyID); err != nil {

@@ -143,6 +143,7 @@ var (
 		kernelAigateOpAIGATE_OP_PTRACE:  events.OpPtrace,
 		kernelAigateOpAIGATE_OP_SIGNAL:  events.OpSignal,
 		kernelAigateOpAIGATE_OP_USERNS:  events.OpUserns,
+		kernelAigateOpAIGATE_OP_RECEIVE: events.OpReceive,
 	}
 )
 

@@ -116,6 +116,9 @@ func netHelperOp(args []string) (string, error) {
 		}
 		return "0", nil
 	}
+	if args[0] == "recvfd" { // recvfd FD: net_recv_test.go
+		return recvFDOp(args[1])
+	}
 	if strings.HasPrefix(args[0], "unix") {
 		return strconv.Itoa(int(unixOp(args[0], args[1]))), nil
 	}

@@ -69,8 +69,21 @@ func netHookByName(name string) (netHook, bool) {
 type netPins struct {
 	dir    string
 	layout *ebpf.Map
-	// adopted are the policy ids found pinned at open, sorted.
-	adopted []uint32
+	// adopted is what was found pinned at open, by policy id, until
+	// TakeAdopted hands it over.
+	adopted []AdoptedNet
+}
+
+// AdoptedNet is what a previous process left pinned for one policy id:
+// the links of its sandbox cgroup (switched to this load's programs) and
+// the trie entries written, each with the rule the trie reports. Whether
+// an address was learned for a domain is not kept, so the first policy
+// written after adoption replaces every entry that its policy does not
+// name, learned addresses included.
+type AdoptedNet struct {
+	ID      uint32
+	Links   *NetLinks
+	Entries map[NetEntry]policy.RuleID
 }
 
 func netPinnedMap(name string, replaced map[string]*ebpf.Map) bool {
@@ -168,15 +181,23 @@ func parseLinkPin(name string) (uint32, netHook, bool) {
 // adoptPinned takes over what a previous process pinned: each sandbox's
 // cgroup links, switched to this load's programs (BPF_LINK_UPDATE swaps
 // the program atomically: the cgroup is never without one), and each
-// policy's trie entries, so that SetPolicy and Remove know what is
-// written. Called from OpenNet, before anyone else holds n.
+// policy's trie entries, for TakeAdopted. Called from OpenNet, before
+// anyone else holds n.
 func (n *Net) adoptPinned() error {
 	ents, err := os.ReadDir(n.pins.dir)
 	if err != nil {
 		return fmt.Errorf("list pinned network state: %w", err)
 	}
 	var errs []error
-	ids := map[uint32]bool{}
+	byID := map[uint32]*AdoptedNet{}
+	get := func(id uint32) *AdoptedNet {
+		a := byID[id]
+		if a == nil {
+			a = &AdoptedNet{ID: id, Links: &NetLinks{}, Entries: map[NetEntry]policy.RuleID{}}
+			byID[id] = a
+		}
+		return a
+	}
 	for _, e := range ents {
 		id, h, ok := parseLinkPin(e.Name())
 		if !ok {
@@ -189,12 +210,12 @@ func (n *Net) adoptPinned() error {
 			continue
 		}
 		if err := l.Update(h.prog(&n.objs)); err != nil {
-			// The old program stays attached and enforcing; Remove still
+			// The old program stays attached and enforcing; Detach still
 			// finds the link by its pin.
 			errs = append(errs, fmt.Errorf("update pinned link %s: %w", path, err))
 		}
-		n.links[id] = append(n.links[id], l)
-		ids[id] = true
+		a := get(id)
+		a.Links.links = append(a.Links.links, l)
 	}
 	var (
 		id uint32
@@ -202,47 +223,32 @@ func (n *Net) adoptPinned() error {
 	)
 	it := n.objs.NetPolicies.Iterate()
 	for it.Next(&id, &s) {
-		ids[id] = true
+		get(id)
 	}
 	if err := it.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("read pinned network policies: %w", err))
 	}
-	if err := n.collectEntries(ids); err != nil {
+	if err := n.collectEntries(get); err != nil {
 		errs = append(errs, err)
 	}
-	for id := range ids {
-		if n.policies[id] == nil {
-			n.policies[id] = newNetState()
-		}
-		n.pins.adopted = append(n.pins.adopted, id)
+	for _, a := range byID {
+		n.pins.adopted = append(n.pins.adopted, *a)
 	}
-	sort.Slice(n.pins.adopted, func(i, j int) bool { return n.pins.adopted[i] < n.pins.adopted[j] })
+	sort.Slice(n.pins.adopted, func(i, j int) bool { return n.pins.adopted[i].ID < n.pins.adopted[j].ID })
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("adopt pinned network state: %w", err)
 	}
 	return nil
 }
 
-// collectEntries rebuilds n.policies from the tries. The claims carry the
-// rule the trie reports; whether an address was learned for a domain is
-// not kept, so the first SetPolicy after adoption replaces every entry
-// that its policy does not name, learned addresses included.
-func (n *Net) collectEntries(ids map[uint32]bool) error {
+// collectEntries reads the tries into the adopted policies.
+func (n *Net) collectEntries(get func(uint32) *AdoptedNet) error {
 	var errs []error
 	var (
 		k4 netNetKey4
 		k6 netNetKey6
 		v  netNetRule
 	)
-	add := func(id uint32, e netEntry, rule uint32) {
-		ids[id] = true
-		st := n.policies[id]
-		if st == nil {
-			st = newNetState()
-			n.policies[id] = st
-		}
-		st.claim(e, netClaim{rule: policy.RuleID(rule)})
-	}
 	for _, deny := range []bool{false, true} {
 		m4, m6 := n.objs.NetAllow4, n.objs.NetAllow6
 		if deny {
@@ -251,7 +257,7 @@ func (n *Net) collectEntries(ids map[uint32]bool) error {
 		it := m4.Iterate()
 		for it.Next(&k4, &v) {
 			p := netip.PrefixFrom(netip.AddrFrom4(k4.Addr), int(k4.Prefixlen)-netKeyBits)
-			add(k4.PolicyId, netEntry{prefix: p, port: uint16(k4.Port), deny: deny}, v.RuleId)
+			get(k4.PolicyId).Entries[NetEntry{Prefix: p, Port: uint16(k4.Port), Deny: deny}] = policy.RuleID(v.RuleId)
 		}
 		if err := it.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("read %s: %w", m4, err))
@@ -259,7 +265,7 @@ func (n *Net) collectEntries(ids map[uint32]bool) error {
 		it = m6.Iterate()
 		for it.Next(&k6, &v) {
 			p := netip.PrefixFrom(netip.AddrFrom16(k6.Addr), int(k6.Prefixlen)-netKeyBits)
-			add(k6.PolicyId, netEntry{prefix: p, port: uint16(k6.Port), deny: deny}, v.RuleId)
+			get(k6.PolicyId).Entries[NetEntry{Prefix: p, Port: uint16(k6.Port), Deny: deny}] = policy.RuleID(v.RuleId)
 		}
 		if err := it.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("read %s: %w", m6, err))
@@ -268,15 +274,19 @@ func (n *Net) collectEntries(ids map[uint32]bool) error {
 	return errors.Join(errs...)
 }
 
-// Adopted lists the policy ids whose network state (links, settings or
-// trie entries) was found pinned when the Net was opened. The caller keeps
-// those of live sandboxes (SetPolicy with their recompiled policy, a new
-// SetDNSProxy) and Removes the others.
-func (n *Net) Adopted() []uint32 {
+// TakeAdopted hands over what was found pinned when the Net was opened
+// (links, settings or trie entries), by policy id, sorted; later calls
+// return nothing. The caller keeps those of live sandboxes (writes their
+// recompiled policy, steers their DNS again) and removes the others
+// (Detach, DeleteEntry, RemovePolicy). Call it before n is shared (egress
+// does, in New): it is the one method that changes n itself.
+func (n *Net) TakeAdopted() []AdoptedNet {
 	if n.pins == nil {
 		return nil
 	}
-	return append([]uint32(nil), n.pins.adopted...)
+	a := n.pins.adopted
+	n.pins.adopted = nil
+	return a
 }
 
 // PinDir is the directory of the Net's pins, "" when it pins nothing.
@@ -303,22 +313,18 @@ func (n *Net) pinLinks(policyID uint32, hooks []netHook, links []link.Link) erro
 
 // Release closes every descriptor of the Net and leaves its pins: the
 // programs stay attached to the sandbox cgroups and enforce the policies
-// written, with no process holding them (see Close for the opposite).
+// written, with no process holding them (see Close for the opposite). The
+// caller closes the sandboxes' links (NetLinks.Close) the same way.
 // Steering DNS to a proxy that has gone makes the sandbox's DNS fail,
 // until a new process adopts it and steers it to a new proxy.
 func (n *Net) Release() error {
 	if n.pins == nil {
 		return errors.New("release network programs: nothing is pinned (no PinPath)")
 	}
-	n.mu.Lock()
 	var errs []error
-	for id, ls := range n.links {
-		for _, l := range ls {
-			errs = append(errs, l.Close()) // pinned: stays attached
-		}
-		delete(n.links, id)
+	for _, a := range n.TakeAdopted() {
+		errs = append(errs, a.Links.Close()) // never taken: pinned, stays attached
 	}
-	n.mu.Unlock()
 	if n.stream != nil {
 		errs = append(errs, n.stream.close())
 	}

@@ -5,6 +5,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -36,8 +37,8 @@ func netPinDir(t *testing.T) string {
 // TestNetPinSurvivesRelease: a Net sharing another object's maps (as it
 // shares the LSM's) pins its maps and the sandbox's cgroup links; after
 // Release the policy and DNS steering still hold with no descriptor open,
-// a second OpenNet adopts the policy (its next SetPolicy replaces what was
-// written), and Close removes every pin.
+// a second OpenNet adopts the links and the entries written (a policy
+// written over them replaces them), and Close removes every pin.
 func TestNetPinSurvivesRelease(t *testing.T) {
 	env := newNetEnv(t)
 	dir := netPinDir(t)
@@ -59,18 +60,20 @@ func TestNetPinSurvivesRelease(t *testing.T) {
 			first.Close()
 		}
 	})
-	if got := first.Adopted(); len(got) != 0 {
+	if got := first.TakeAdopted(); len(got) != 0 {
 		t.Fatalf("fresh pin directory: adopted %v", got)
 	}
 	g := env.cgroup("pinned")
 	if err := owner.AddSandbox(9, g, false); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { owner.Remove(9) })
-	if err := first.SetPolicy(9, compileNet(t, policy.NetDeny, policy.LoopbackNone).Net, nil); err != nil {
+	t.Cleanup(func() { owner.RemoveSandbox(g.ID) })
+	r := &netRules{n: first, id: 9}
+	deny := compileNet(t, policy.NetDeny, policy.LoopbackNone).Net
+	if err := r.set(deny, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := first.Attach(9, g.Path); err != nil {
+	if err := r.attach(g); err != nil {
 		t.Fatal(err)
 	}
 	port := echoProxy(t, env)
@@ -83,7 +86,7 @@ func TestNetPinSurvivesRelease(t *testing.T) {
 		t.Fatalf("pinned, open: errnos %v, want %v", got, want)
 	}
 
-	if err := first.Release(); err != nil {
+	if err := errors.Join(r.links.Close(), first.Release()); err != nil {
 		t.Fatal(err)
 	}
 	released = true
@@ -106,20 +109,28 @@ func TestNetPinSurvivesRelease(t *testing.T) {
 			second.Close()
 		}
 	})
-	if got := second.Adopted(); !slices.Equal(got, []uint32{9}) {
-		t.Fatalf("adopted %v, want [9]", got)
+	adopted := second.TakeAdopted()
+	if len(adopted) != 1 || adopted[0].ID != 9 {
+		t.Fatalf("adopted %+v, want policy 9", adopted)
 	}
-	if n := len(second.links[9]); n != len(netHooks) {
+	if n := len(adopted[0].Links.links); n != len(netHooks) {
 		t.Fatalf("%d links adopted, want %d", n, len(netHooks))
+	}
+	if !maps.Equal(adopted[0].Entries, r.entries) {
+		t.Fatalf("adopted entries %v, want those written %v", adopted[0].Entries, r.entries)
+	}
+	if again := second.TakeAdopted(); len(again) != 0 {
+		t.Fatalf("adopted twice: %+v", again)
 	}
 	if got, _ := env.run(g, ops...); !slices.Equal(got, want) {
 		t.Fatalf("adopted (programs of the new load): errnos %v, want %v", got, want)
 	}
 	// The adopted policy is replaced, not added to: an allow-by-default
 	// policy with a deny entry lets 10.1.2.3 through and stops 10.9.0.0/16.
+	r = &netRules{n: second, id: 9, links: adopted[0].Links, entries: adopted[0].Entries}
 	c := compileNet(t, policy.NetAllow, policy.LoopbackNone)
 	c.Net.Deny = append(c.Net.Deny, policy.NetEntry{Prefix: netip.MustParsePrefix("10.9.0.0/16"), Rule: 1})
-	if err := second.SetPolicy(9, c.Net, nil); err != nil {
+	if err := r.set(c.Net, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := env.run(g, "tcp 10.1.2.3:80", "tcp 10.9.1.1:80"); got[0] == syscall.EPERM || got[1] != syscall.EPERM {
@@ -142,7 +153,7 @@ func TestNetPinSurvivesRelease(t *testing.T) {
 	}
 
 	closed = true
-	if err := second.Close(); err != nil {
+	if err := errors.Join(r.remove(), second.Close()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {

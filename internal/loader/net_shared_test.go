@@ -38,10 +38,12 @@ func TestNetSharedMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := compileNet(t, policy.NetDeny, policy.LoopbackAll)
-	if err := sharer.SetPolicy(9, c.Net, nil); err != nil {
+	r := &netRules{n: sharer, id: 9}
+	t.Cleanup(func() { r.remove() })
+	if err := r.set(c.Net, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := sharer.Attach(9, g.Path); err != nil {
+	if err := r.attach(g); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := env.run(g, "tcp 10.1.2.3:80")
@@ -56,7 +58,7 @@ func TestNetSharedMaps(t *testing.T) {
 	if err != nil || counter(st, events.OpConnect, false) != 1 {
 		t.Fatalf("owner stats %+v, %v", st, err)
 	}
-	if err := owner.Remove(9); err != nil {
+	if err := owner.RemoveSandbox(g.ID); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := env.run(g, "tcp 10.1.2.3:80"); got[0] != 0 {

@@ -38,6 +38,7 @@ type netEnv struct {
 	t      testing.TB
 	ns     *testutil.NetNS
 	parent string // below the cgroup v2 mount
+	rules  map[uint32]*netRules
 }
 
 func newNetEnv(t testing.TB) *netEnv {
@@ -51,6 +52,7 @@ func newNetEnv(t testing.TB) *netEnv {
 		t:      t,
 		ns:     testutil.NewNetNS(t, fmt.Sprintf("aigate-net-%d-%d", os.Getpid(), seq), netnsAddrs...),
 		parent: fmt.Sprintf("aigate-test/net-%d-%d", os.Getpid(), seq),
+		rules:  map[uint32]*netRules{},
 	}
 	t.Cleanup(func() {
 		root, _ := cgroup.Mountpoint()
@@ -100,21 +102,103 @@ func (e *netEnv) cgroup(name string) *cgroup.Group {
 func (e *netEnv) sandbox(n *Net, id uint32, np policy.NetPolicy, resolved map[string][]netip.Addr, audit bool) *cgroup.Group {
 	e.t.Helper()
 	g := e.cgroup(fmt.Sprintf("sb%d", id))
+	r := &netRules{n: n, id: id}
+	e.rules[id] = r
 	if err := n.AddSandbox(id, g, audit); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := n.SetPolicy(id, np, resolved); err != nil {
+	r.tabled = g.ID
+	if err := r.set(np, resolved); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := n.Attach(id, g.Path); err != nil {
+	if err := r.attach(g); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() {
-		if err := n.Remove(id); err != nil {
+		if err := r.remove(); err != nil {
 			e.t.Error(err)
 		}
 	})
 	return g
+}
+
+// netRules writes one sandbox's policy through the Net's writers, the way
+// internal/egress does (without its claims: one rule per entry), and
+// keeps what it wrote so that remove deletes it.
+type netRules struct {
+	n       *Net
+	id      uint32
+	links   *NetLinks
+	cgroup  uint64 // attached
+	tabled  uint64 // entered into the standalone table
+	entries map[NetEntry]policy.RuleID
+	unix    UnixAllow
+}
+
+// set writes np, new entries first, then the settings, then deletes the
+// stale entries.
+func (r *netRules) set(np policy.NetPolicy, resolved map[string][]netip.Addr) error {
+	want := map[NetEntry]policy.RuleID{}
+	add := func(e NetEntry, rule policy.RuleID) {
+		e.Prefix = e.Prefix.Masked()
+		if old, ok := want[e]; !ok || rule < old {
+			want[e] = rule
+		}
+	}
+	for _, d := range np.Deny {
+		add(NetEntry{Prefix: d.Prefix, Port: d.Port, Deny: true}, d.Rule)
+	}
+	for _, a := range np.Allow {
+		add(NetEntry{Prefix: a.Prefix, Port: a.Port}, a.Rule)
+	}
+	for _, d := range np.Domains {
+		for _, a := range resolved[d.Name] {
+			add(NetEntry{Prefix: netip.PrefixFrom(a, a.BitLen()), Port: d.Port}, d.Rule)
+		}
+	}
+	for e, rule := range want {
+		if err := r.n.WriteEntry(r.id, e, rule); err != nil {
+			return err
+		}
+	}
+	if err := r.n.WriteSettings(r.id, np); err != nil {
+		return err
+	}
+	for e := range r.entries {
+		if _, ok := want[e]; !ok {
+			if err := r.n.DeleteEntry(r.id, e); err != nil {
+				return err
+			}
+		}
+	}
+	r.entries = want
+	var err error
+	r.unix, err = r.n.WriteUnixAllow(r.id, r.unix, np.Unix)
+	return err
+}
+
+func (r *netRules) attach(g *cgroup.Group) error {
+	l, err := r.n.Attach(r.id, g.Path)
+	if err != nil {
+		return err
+	}
+	r.links, r.cgroup = l, g.ID
+	return nil
+}
+
+// remove undoes set, attach and the standalone sandbox entry.
+func (r *netRules) remove() error {
+	var errs []error
+	errs = append(errs, r.n.Detach(r.links))
+	if r.tabled != 0 {
+		errs = append(errs, r.n.RemoveSandbox(r.tabled))
+	}
+	for e := range r.entries {
+		errs = append(errs, r.n.DeleteEntry(r.id, e))
+	}
+	errs = append(errs, r.n.RemovePolicy(r.id, r.unix, r.cgroup))
+	*r = netRules{n: r.n, id: r.id}
+	return errors.Join(errs...)
 }
 
 // run starts the helper in g (nil: the test's own cgroup) inside the

@@ -80,9 +80,13 @@ func UnixSocketEnforcement() string {
 // netUnix is the loaded unix-socket object of a Net.
 type netUnix struct {
 	objs netUnixObjects
+
+	mu sync.Mutex
 	// bind learns the names bound inside sandboxes. It hooks every system
-	// call's exit, so it is attached only while a sandbox is.
-	bind link.Link
+	// call's exit, so it is attached only while a sandbox is: holders
+	// counts the sandboxes attached (NetLinks.unix).
+	bind    link.Link
+	holders int
 }
 
 // openUnix loads the unix-socket object sharing net's sandbox table, ring
@@ -109,19 +113,32 @@ var errUnixDegraded = errors.New("unix sockets are not confined")
 
 // hold attaches the bind learner when the first sandbox is attached.
 func (u *netUnix) hold() error {
-	if u.bind != nil {
-		return nil
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.bind == nil {
+		l, err := link.AttachTracing(link.TracingOptions{Program: u.objs.AigateUnixBindExit})
+		if err != nil {
+			return fmt.Errorf("attach the unix bind learner (tp_btf/sys_exit): %w", err)
+		}
+		u.bind = l
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: u.objs.AigateUnixBindExit})
-	if err != nil {
-		return fmt.Errorf("attach the unix bind learner (tp_btf/sys_exit): %w", err)
-	}
-	u.bind = l
+	u.holders++
 	return nil
 }
 
-// release detaches the bind learner.
+// release detaches the bind learner with the last sandbox.
 func (u *netUnix) release() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.holders--; u.holders > 0 {
+		return nil
+	}
+	return u.detach()
+}
+
+// detach detaches the bind learner (caller holds u.mu).
+func (u *netUnix) detach() error {
+	u.holders = 0
 	if u.bind == nil {
 		return nil
 	}
@@ -131,7 +148,10 @@ func (u *netUnix) release() error {
 }
 
 func (u *netUnix) close() error {
-	return errors.Join(u.release(), u.objs.Close())
+	u.mu.Lock()
+	err := u.detach()
+	u.mu.Unlock()
+	return errors.Join(err, u.objs.Close())
 }
 
 // unixAllowEntries turns allow_unix into unix_allow keys and their rules:
@@ -180,14 +200,18 @@ func copyName(n *netUnixUnixName, s string) {
 	}
 }
 
-// setUnixPolicy writes policyID's allow_unix entries, new ones first
-// (caller holds n.mu).
-func (n *Net) setUnixPolicy(policyID uint32, fs policy.FileSet) error {
+// UnixAllow is what WriteUnixAllow wrote for one policy: each allow_unix
+// key with its rule. The caller keeps it and passes it back.
+type UnixAllow map[netUnixUnixAllowKey]uint32
+
+// WriteUnixAllow writes policyID's allow_unix entries fs over have (what
+// the last call returned, nil at first), new ones first, and returns what
+// is written now. Without unix-socket programs it writes nothing.
+func (n *Net) WriteUnixAllow(policyID uint32, have UnixAllow, fs policy.FileSet) (UnixAllow, error) {
 	if n.unix == nil {
-		return nil
+		return nil, nil
 	}
-	want := unixAllowEntries(policyID, fs)
-	have := n.unixAllow[policyID]
+	want := UnixAllow(unixAllowEntries(policyID, fs))
 	var errs []error
 	for k, rule := range want {
 		if old, ok := have[k]; ok && old == rule {
@@ -207,29 +231,23 @@ func (n *Net) setUnixPolicy(policyID uint32, fs policy.FileSet) error {
 			want[k] = have[k]
 		}
 	}
-	n.unixAllow[policyID] = want
-	return errors.Join(errs...)
+	return want, errors.Join(errs...)
 }
 
-// removeUnix deletes policyID's allow_unix entries and what its sandbox
-// bound (caller holds n.mu).
-func (n *Net) removeUnix(policyID uint32) error {
+// removeUnix deletes the allow_unix entries have and the names bound in
+// the sandbox cgroup cgroupID (0: none).
+func (n *Net) removeUnix(have UnixAllow, cgroupID uint64) error {
 	if n.unix == nil {
 		return nil
 	}
 	var errs []error
-	for k := range n.unixAllow[policyID] {
+	for k := range have {
 		if err := n.unix.objs.UnixAllow.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("delete allow_unix entry: %w", err))
 		}
 	}
-	delete(n.unixAllow, policyID)
-	if id, ok := n.unixCgroups[policyID]; ok {
-		errs = append(errs, n.forgetBound(id))
-		delete(n.unixCgroups, policyID)
-	}
-	if len(n.unixCgroups) == 0 {
-		errs = append(errs, n.unix.release())
+	if cgroupID != 0 {
+		errs = append(errs, n.forgetBound(cgroupID))
 	}
 	return errors.Join(errs...)
 }

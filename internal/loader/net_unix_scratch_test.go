@@ -9,72 +9,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil/scratchops"
 )
-
-// scratchSlots is the number of scratch buffers per CPU (scratch.h).
-const scratchSlots = int(kernelAigateScratchAIGATE_SCRATCH_SLOTS)
-
-// scratchValue is a scratch buffer of the BPF objects; each starts with
-// its owner (scratch.h).
-type scratchValue interface {
-	netUnixUnixScratchBuf | lsmScratch
-}
-
-func ownerOf[V scratchValue](v *V) *uint64 {
-	switch p := any(v).(type) {
-	case *netUnixUnixScratchBuf:
-		return &p.Owner
-	case *lsmScratch:
-		return &p.Owner
-	}
-	panic("not a scratch buffer")
-}
-
-// setScratchOwners writes owner into the first n scratch buffers of
-// every CPU, as if that many programs were preempted while holding them.
-func setScratchOwners[V scratchValue](t *testing.T, m *ebpf.Map, n int, owner uint64) {
-	t.Helper()
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for slot := uint32(0); slot < uint32(n); slot++ {
-		vals := make([]V, cpus)
-		for i := range vals {
-			*ownerOf(&vals[i]) = owner
-		}
-		if err := m.Update(slot, vals, ebpf.UpdateExist); err != nil {
-			t.Fatalf("scratch slot %d: %v", slot, err)
-		}
-	}
-}
-
-// checkScratchOwners fails t unless the first held scratch buffers of
-// every CPU are owned by holder and the others are free.
-func checkScratchOwners[V scratchValue](t *testing.T, what string, m *ebpf.Map, held int, holder uint64) {
-	t.Helper()
-	for slot := uint32(0); slot < uint32(scratchSlots); slot++ {
-		var vals []V
-		if err := m.Lookup(slot, &vals); err != nil {
-			t.Fatalf("scratch slot %d: %v", slot, err)
-		}
-		want := uint64(0)
-		if int(slot) < held {
-			want = holder
-		}
-		for cpu := range vals {
-			if o := *ownerOf(&vals[cpu]); o != want {
-				t.Errorf("%s: scratch slot %d of CPU %d: owner %#x, want %#x", what, slot, cpu, o, want)
-			}
-		}
-	}
-}
-
-// stranger is the owner the tests write: a pid_tgid no task here has.
-const stranger = 0x7fff_0000_7fff
 
 // TestNetUnixScratch checks the scratch-buffer discipline of sockunix.c
 // (bpf/include/scratch.h). The race it prevents, a program preempted on
@@ -111,7 +48,8 @@ func TestNetUnixScratch(t *testing.T) {
 	unixListener(t, env, "unix", allowed)
 	unixListener(t, env, "unix", "@"+tag+"-allowed")
 
-	m := n.unix.objs.UnixScratch
+	m := scratchops.Buffers[netUnixUnixScratchBuf]{Map: n.unix.objs.UnixScratch, Owner: func(v *netUnixUnixScratchBuf) *uint64 { return &v.Owner }}
+	slots := m.Slots()
 	ops := []string{
 		"unix " + allowed,
 		"unix @" + tag + "-allowed",
@@ -128,12 +66,12 @@ func TestNetUnixScratch(t *testing.T) {
 		}
 	}
 	expect("free buffers", 0)
-	checkScratchOwners[netUnixUnixScratchBuf](t, "after the first run", m, 0, 0)
+	m.Check(t, "after the first run", 0, 0)
 
 	// Every buffer held elsewhere: the allowed names are refused and
 	// reported, and the names bound in the sandbox are not learned.
-	t.Cleanup(func() { setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots, 0) })
-	setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots, stranger)
+	t.Cleanup(func() { m.Set(t, slots, 0) })
+	m.Set(t, slots, scratchops.Stranger)
 	bound := n.unix.objs.UnixBound
 	var k netUnixUnixBoundKey
 	var v netUnixUnixBoundVal
@@ -158,15 +96,15 @@ func TestNetUnixScratch(t *testing.T) {
 	if it := bound.Iterate(); it.Next(&k, &v) {
 		t.Errorf("a name was learned with every buffer held: %+v", k)
 	}
-	checkScratchOwners[netUnixUnixScratchBuf](t, "every buffer held", m, scratchSlots, stranger)
+	m.Check(t, "every buffer held", slots, scratchops.Stranger)
 
 	// One buffer left: the programs use it, and give only it back.
-	setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots, 0)
-	setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots-1, stranger)
+	m.Set(t, slots, 0)
+	m.Set(t, slots-1, scratchops.Stranger)
 	expect("one free buffer", 0)
-	checkScratchOwners[netUnixUnixScratchBuf](t, "one free buffer", m, scratchSlots-1, stranger)
+	m.Check(t, "one free buffer", slots-1, scratchops.Stranger)
 
-	setScratchOwners[netUnixUnixScratchBuf](t, m, scratchSlots, 0)
+	m.Set(t, slots, 0)
 	expect("free buffers again", 0)
-	checkScratchOwners[netUnixUnixScratchBuf](t, "after the last run", m, 0, 0)
+	m.Check(t, "after the last run", 0, 0)
 }

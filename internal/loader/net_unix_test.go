@@ -160,7 +160,7 @@ func TestNetUnixSockets(t *testing.T) {
 	drain(n.Events())
 
 	// Removing the policy forgets its allow_unix entries and bound names.
-	if err := n.Remove(7); err != nil {
+	if err := env.rules[7].remove(); err != nil {
 		t.Fatal(err)
 	}
 	var k netUnixUnixAllowKey

@@ -11,8 +11,8 @@ import (
 
 // TestNetVerifierFloors: no network program is pruned to a trivial body by
 // this kernel's verifier (see testutil.CheckVerifierFloors): the cgroup
-// programs on the host and in the VM, the unix-socket ones where the kernel
-// has their hooks (6.7+).
+// programs and the receive check on the host and in the VM, the unix-socket
+// ones where the kernel has their hooks (6.7+).
 func TestNetVerifierFloors(t *testing.T) {
 	testutil.RequireRoot(t)
 	spec, err := loadNet()
@@ -30,6 +30,15 @@ func TestNetVerifierFloors(t *testing.T) {
 		"aigate_sendmsg6":     2000, // 4088 / 4508 / 4027
 		"aigate_sock_create":  880,  // 2384 / 1777 / 1772
 		"aigate_sock_release": 12,   // 25 / 25 / 25: it only forgets the socket
+	})
+
+	// The receive check loads everywhere (attaching needs kprobes).
+	spec, err = loadNetRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckVerifierFloors(t, spec, map[string]int{
+		"aigate_file_receive": 1350, // 2921 / 2753 / 2751
 	})
 
 	err = ProbeUnixSockets()

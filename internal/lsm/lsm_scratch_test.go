@@ -14,60 +14,14 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
+	"github.com/aigate-dev/aigate/internal/testutil/scratchops"
 )
-
-// scratchSlots is AIGATE_SCRATCH_SLOTS of scratch.h.
-const scratchSlots = 4
-
-// stranger is the owner the tests write: a pid_tgid no task here has.
-const stranger = 0x7fff_0000_7fff
-
-// setScratchOwners writes owner into the first n scratch buffers of
-// every CPU, as if that many programs were preempted while holding them.
-func setScratchOwners(t *testing.T, m *ebpf.Map, n int, owner uint64) {
-	t.Helper()
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for slot := uint32(0); slot < uint32(n); slot++ {
-		vals := make([]loader.LSMScratch, cpus)
-		for i := range vals {
-			vals[i].Owner = owner
-		}
-		if err := m.Update(slot, vals, ebpf.UpdateExist); err != nil {
-			t.Fatalf("scratch slot %d: %v", slot, err)
-		}
-	}
-}
-
-// checkScratchOwners fails t unless the first held scratch buffers of
-// every CPU are owned by holder and the others are free.
-func checkScratchOwners(t *testing.T, what string, m *ebpf.Map, held int, holder uint64) {
-	t.Helper()
-	for slot := uint32(0); slot < scratchSlots; slot++ {
-		var vals []loader.LSMScratch
-		if err := m.Lookup(slot, &vals); err != nil {
-			t.Fatalf("scratch slot %d: %v", slot, err)
-		}
-		want := uint64(0)
-		if int(slot) < held {
-			want = holder
-		}
-		for cpu := range vals {
-			if o := vals[cpu].Owner; o != want {
-				t.Errorf("%s: scratch slot %d of CPU %d: owner %#x, want %#x", what, slot, cpu, o, want)
-			}
-		}
-	}
-}
 
 // scratchHelperEnv makes the test binary a scratchServe process.
 const scratchHelperEnv = "AIGATE_TEST_SCRATCH_HELPER"
@@ -160,7 +114,8 @@ func TestLSMScratch(t *testing.T) {
 	p := compiled(ruleSpec{policy.AccessRead, "paths", dir + "/secret.txt"})
 	sb := addSandbox(t, l, p, policy.ModeEnforce)
 	ok, secret := touch(t, dir+"/ok.txt"), touch(t, dir+"/secret.txt")
-	m := l.obj.Objects().ScratchMap
+	m := scratchops.Buffers[loader.LSMScratch]{Map: l.obj.Objects().ScratchMap, Owner: func(v *loader.LSMScratch) *uint64 { return &v.Owner }}
+	slots := m.Slots()
 
 	if code, _ := run(t, sb, "open", ok, "r"); code != 0 {
 		t.Fatalf("open(%s) in the sandbox: exit %d, want allowed", ok, code)
@@ -171,14 +126,14 @@ func TestLSMScratch(t *testing.T) {
 	if ev := nextEvent(t, l); ev.Path != secret || ev.Rule != 1 {
 		t.Errorf("open(%s): event %+v, want rule 1", secret, ev)
 	}
-	checkScratchOwners(t, "after an allowed and a denied open", m, 0, 0)
+	m.Check(t, "after an allowed and a denied open", 0, 0)
 
 	h := startScratchHelper(t, sb)
 	if e := h.do(t, "open", ok); e != 0 {
 		t.Fatalf("open(%s) in the sandbox helper: errno %d", ok, e)
 	}
-	t.Cleanup(func() { setScratchOwners(t, m, scratchSlots, 0) })
-	setScratchOwners(t, m, scratchSlots, stranger)
+	t.Cleanup(func() { m.Set(t, slots, 0) })
+	m.Set(t, slots, scratchops.Stranger)
 	victim := touch(t, dir+"/victim.txt")
 	for _, tc := range []struct {
 		op, path string
@@ -204,19 +159,19 @@ func TestLSMScratch(t *testing.T) {
 	} else {
 		f.Close()
 	}
-	checkScratchOwners(t, "every buffer held", m, scratchSlots, stranger)
+	m.Check(t, "every buffer held", slots, scratchops.Stranger)
 
-	setScratchOwners(t, m, scratchSlots, 0)
-	setScratchOwners(t, m, scratchSlots-1, stranger)
+	m.Set(t, slots, 0)
+	m.Set(t, slots-1, scratchops.Stranger)
 	if e := h.do(t, "open", ok); e != 0 {
 		t.Errorf("open(%s) in the sandbox with one buffer free: errno %d, want allowed", ok, e)
 	}
-	checkScratchOwners(t, "one buffer free", m, scratchSlots-1, stranger)
+	m.Check(t, "one buffer free", slots-1, scratchops.Stranger)
 
-	setScratchOwners(t, m, scratchSlots, 0)
+	m.Set(t, slots, 0)
 	if e := h.do(t, "unlink", victim); e != 0 {
 		t.Errorf("unlink(%s) in the sandbox: errno %d, want allowed", victim, e)
 	}
-	checkScratchOwners(t, "after the last run", m, 0, 0)
+	m.Check(t, "after the last run", 0, 0)
 	noEvent(t, l)
 }

@@ -55,6 +55,7 @@ var knownOps = []struct {
 	{events.KindProc, events.OpPtrace},
 	{events.KindProc, events.OpSignal},
 	{events.KindProc, events.OpUserns},
+	{events.KindNet, events.OpReceive},
 }
 
 var (

@@ -87,6 +87,9 @@ func Compile(p *Policy, env Env) (*Compiled, error) {
 		}
 		c.Mask = append(c.Mask, regexp.MustCompile(r.Pattern))
 	}
+	for _, s := range []*FileSet{&c.Read, &c.Write, &c.Exec, &c.Net.Unix} {
+		s.reindex()
+	}
 	return c, nil
 }
 

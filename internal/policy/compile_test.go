@@ -286,7 +286,11 @@ func FuzzCompile(f *testing.F) {
 // docMatch says whether pattern pat matches path p, from the table in
 // docs/patterns.md alone.
 func docMatch(pat, p string) bool {
-	// "**/x" is "x", "x/**" is "x/", and a trailing slash is the name itself.
+	// Repeated slashes count as one; "**/x" is "x", "x/**" is "x/", and a
+	// trailing slash is the name itself.
+	for strings.Contains(pat, "//") {
+		pat = strings.ReplaceAll(pat, "//", "/")
+	}
 	for {
 		t := strings.TrimPrefix(pat, "**/")
 		t = strings.TrimSuffix(t, "/**")

@@ -46,18 +46,14 @@ func (c *Compiled) MatchExec(path string) (RuleID, bool) {
 }
 
 // Match reports whether path matches the set, and the entry's rule, with the
-// precedence described above.
+// precedence described above. Its cost does not grow with the number of
+// entries (index.go).
 func (s *FileSet) Match(path string) (RuleID, bool) {
-	best, bestLen := RuleID(0), -1
-	for _, e := range s.Paths {
-		if len(e.Value) > bestLen && underPath(path, e.Value) {
-			best, bestLen = e.Rule, len(e.Value)
-		}
+	x := s.index()
+	if id, ok := x.matchPaths(path); ok {
+		return id, true
 	}
-	if bestLen >= 0 {
-		return best, true
-	}
-	id, ok := s.matchNames(path)
+	id, ok := x.matchNames(path)
 	if ok && s.Except != nil {
 		if _, except := s.Except.Match(path); except {
 			return 0, false
@@ -66,61 +62,17 @@ func (s *FileSet) Match(path string) (RuleID, bool) {
 	return id, ok
 }
 
-// matchNames is Match for the Names, NamePrefix and NameSuffix entries:
-// Names at any depth, prefixes and suffixes on the last component.
-func (s *FileSet) matchNames(path string) (RuleID, bool) {
-	for rest := path; rest != ""; {
-		var comp string
-		comp, rest, _ = strings.Cut(strings.TrimLeft(rest, "/"), "/")
-		for _, e := range s.Names {
-			if comp == e.Value {
-				return e.Rule, true
-			}
-		}
-	}
-	return s.matchAffix(path[strings.LastIndex(path, "/")+1:])
-}
-
 // MatchName reports whether one file name (no slash) matches the set's name
 // rules, and which rule: an exact Names entry, else the longest NamePrefix,
 // else the longest NameSuffix, as the kernel's tries decide. It is the one
 // name matcher: resolve and darwin, which look at directory entries one
 // name at a time, use it too. Except is not applied (it needs the path).
 func (s *FileSet) MatchName(name string) (RuleID, bool) {
-	for _, e := range s.Names {
-		if name == e.Value {
-			return e.Rule, true
-		}
+	x := s.index()
+	if id, ok := x.names.get(name); ok {
+		return id, true
 	}
-	return s.matchAffix(name)
-}
-
-// matchAffix matches name against NamePrefix, then NameSuffix; the longest
-// entry wins.
-func (s *FileSet) matchAffix(name string) (RuleID, bool) {
-	best, bestLen := RuleID(0), -1
-	for _, e := range s.NamePrefix {
-		if len(e.Value) > bestLen && strings.HasPrefix(name, e.Value) {
-			best, bestLen = e.Rule, len(e.Value)
-		}
-	}
-	if bestLen >= 0 {
-		return best, true
-	}
-	for _, e := range s.NameSuffix {
-		if len(e.Value) > bestLen && strings.HasSuffix(name, e.Value) {
-			best, bestLen = e.Rule, len(e.Value)
-		}
-	}
-	return best, bestLen >= 0
-}
-
-// underPath reports whether path is dir or lies beneath it.
-func underPath(path, dir string) bool {
-	if dir == "/" {
-		return strings.HasPrefix(path, "/")
-	}
-	return path == dir || strings.HasPrefix(path, dir) && path[len(dir)] == '/'
+	return x.matchAffix(name)
 }
 
 // MatchConnect reports whether a connection to dst is refused, and by which

@@ -299,12 +299,19 @@ type Entry struct {
 // a path that Except matches is not matched by Names, NamePrefix or
 // NameSuffix. Paths entries are never excepted: ~/.ssh/ stays denied with
 // "*.pub" excepted, while id_rsa* no longer denies ./keys/id_rsa.pub.
+//
+// Compile indexes the sets it returns, so that matching costs the same
+// whatever the number of entries; their entries must not be changed in
+// place afterwards. A set built by hand, or whose slices were replaced or
+// appended to, is matched correctly but indexed again on every call.
 type FileSet struct {
 	Paths      []Entry
 	Names      []Entry
 	NamePrefix []Entry
 	NameSuffix []Entry
 	Except     *FileSet
+
+	idx *setIndex // built by Compile (reindex); see index.go
 }
 
 // NetEntry is one allowed IP prefix, optionally for one port only.

@@ -33,10 +33,17 @@ type Refuse struct {
 	// io_uring runs no seccomp filter on its operations, so its
 	// IORING_OP_SOCKET would create any socket family.
 	IOUring bool
+	// SharedFiles: clone with CLONE_FILES but without CLONE_THREAD
+	// fails with EPERM, clone3 with ENOSYS (as for Userns). A descriptor
+	// table is then shared by the threads of one process only, so the
+	// fanotify backend's kill of a process that receives a socket from
+	// outside (bpf/sockrecv.c) leaves no other process holding it.
+	// Threads, fork, vfork and posix_spawn do not share a table this way.
+	SharedFiles bool
 }
 
 // Any tells whether r refuses anything.
-func (r Refuse) Any() bool { return r.Families || r.Userns || r.IOUring }
+func (r Refuse) Any() bool { return r.Families || r.Userns || r.IOUring || r.SharedFiles }
 
 // abi is one system call convention a process of this architecture may
 // use: its AUDIT_ARCH value and its system call numbers. -1: none.
@@ -151,11 +158,13 @@ func filter(list []abi, r Refuse) ([]unix.SockFilter, error) {
 			to(b.socket, "family")
 			to(b.socketpair, "family")
 		}
+		if r.Userns || r.SharedFiles {
+			to(b.clone, "clone")
+			to(b.clone3, "enosys")
+		}
 		if r.Userns {
-			to(b.clone, "newuser0")
 			to(b.unshare, "newuser0")
 			to(b.setns, "setns")
-			to(b.clone3, "enosys")
 		}
 		if r.IOUring {
 			to(b.uringSetup, "eperm")
@@ -182,6 +191,18 @@ func filter(list []abi, r Refuse) ([]unix.SockFilter, error) {
 	a.op(ldAbs, offArg, "", "")
 	a.label("newuser")
 	a.op(jsetK, unix.CLONE_NEWUSER, "eperm", "allow")
+
+	// clone(flags, ...): the refusals r makes of its flags.
+	a.label("clone")
+	a.op(ldAbs, offArg, "", "")
+	if r.Userns {
+		a.op(jsetK, unix.CLONE_NEWUSER, "eperm", "")
+	}
+	if r.SharedFiles {
+		a.op(jsetK, unix.CLONE_THREAD, "allow", "")
+		a.op(jsetK, unix.CLONE_FILES, "eperm", "")
+	}
+	a.op(retK, retAllow, "", "")
 
 	a.label("allow")
 	a.op(retK, retAllow, "", "")

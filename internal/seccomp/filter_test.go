@@ -28,6 +28,8 @@ func init() {
 //	socket|socketpair FAM a datagram socket (pair) of FAM
 //	unshare               unshare(CLONE_NEWUSER) (EINVAL unfiltered: Go is threaded)
 //	clone                 start /bin/true with CLONE_NEWUSER (Go's clone)
+//	clonefiles            start /bin/true with CLONE_FILES (Go's clone)
+//	thread                a goroutine on a thread of its own
 //	clone3                clone3(NULL, 0): EINVAL from the kernel
 //	setns user|net|any    setns(-1, type): EBADF from the kernel
 //	uring                 io_uring_setup
@@ -48,6 +50,8 @@ func helperOp(args []string) string {
 				r.Userns = true
 			case "uring":
 				r.IOUring = true
+			case "files":
+				r.SharedFiles = true
 			}
 		}
 		if err := Install(r); err != nil {
@@ -77,6 +81,18 @@ func helperOp(args []string) string {
 		cmd := exec.Command("/bin/true")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}
 		return errno(cmd.Run())
+	case "clonefiles":
+		// The child shares this table until it execs: it must not change
+		// it, so it gets the same stdio, which it leaves in place.
+		cmd := exec.Command("/bin/true")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_FILES}
+		return errno(cmd.Run())
+	case "thread":
+		done := make(chan struct{})
+		go func() { runtime.LockOSThread(); close(done) }() // a new M: clone with CLONE_THREAD|CLONE_FILES
+		<-done
+		return "0"
 	case "clone3":
 		_, _, e := unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
 		return errno(e)
@@ -188,4 +204,16 @@ func TestRefuseIOUring(t *testing.T) {
 	}
 	got := runOps(t, "install uring;uring;socket vsock;clone")
 	check(t, "with the filter", got, []string{"0", "EPERM", ctl[1], "0"})
+}
+
+// TestRefuseSharedFiles: with SharedFiles, clone with CLONE_FILES (a
+// process sharing the descriptor table) fails with EPERM and clone3 with
+// ENOSYS; new threads, plain clone (fork/exec) and children still work.
+// Without the filter the kernel allows each.
+func TestRefuseSharedFiles(t *testing.T) {
+	ops := "clonefiles;clone3;thread;sh true;unshare"
+	ctl := runOps(t, ops)
+	check(t, "without the filter", ctl[:4], []string{"0", "EINVAL", "0", "0"})
+	got := runOps(t, "install files;"+ops)
+	check(t, "with the filter", got, []string{"0", "EPERM", "ENOSYS", "0", "0", ctl[4]})
 }

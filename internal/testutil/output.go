@@ -46,3 +46,16 @@ func WaitForFile(t testing.TB, path string, limit time.Duration, exited <-chan e
 		}
 	}
 }
+
+// WaitUntil polls cond until it holds, failing the test after d with what
+// it waited for.
+func WaitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

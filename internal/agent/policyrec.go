@@ -1,0 +1,238 @@
+//go:build linux
+
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// The user's global config (~/.aigate/config.yaml) is the user's file: a
+// sandbox that gets a write past the backend (fanotify cannot refuse a
+// rename; a short mv may be missed) could loosen the user's next run, and
+// so could anything else that edits it behind aigate's back. The agent
+// therefore keeps, beside the trust records, a summary of the global
+// policy each user last accepted, and refuses a sandbox whose global
+// policy allows more (fail closed, saying what loosened). A change is
+// accepted only from outside every sandbox: by the aigate command that
+// made it (deny, allow, init, reset) or by `aigate policy accept`.
+// Tightening is recorded silently; the first use records without asking.
+
+// maxPolicyRecords bounds the records of one user (one per global config
+// path); the oldest go first.
+const maxPolicyRecords = 256
+
+// policyRecords is the file of one uid's accepted policies.
+type policyRecords struct {
+	Policies []policyRecord `yaml:"policies"`
+}
+
+// policyRecord is the accepted policy of one global config file.
+type policyRecord struct {
+	Path     string         `yaml:"path"`
+	SHA256   string         `yaml:"sha256,omitempty"` // of the file accepted; "" for no file
+	Accepted time.Time      `yaml:"accepted"`
+	Policy   policy.Summary `yaml:"policy"`
+}
+
+func (r *policyRecords) find(path string) *policyRecord {
+	for i := range r.Policies {
+		if r.Policies[i].Path == path {
+			return &r.Policies[i]
+		}
+	}
+	return nil
+}
+
+func (r *policyRecords) set(rec policyRecord) {
+	if old := r.find(rec.Path); old != nil {
+		*old = rec
+		return
+	}
+	r.Policies = append(r.Policies, rec)
+	if len(r.Policies) > maxPolicyRecords {
+		slices.SortStableFunc(r.Policies, func(a, b policyRecord) int { return b.Accepted.Compare(a.Accepted) })
+		r.Policies = r.Policies[:maxPolicyRecords]
+	}
+}
+
+func (a *Agent) policyFile(uid uint32) string {
+	return filepath.Join(a.cfg.TrustDir, strconv.FormatUint(uint64(uid), 10)+".policy.yaml")
+}
+
+// readPolicies reads uid's accepted policies; none is an empty set.
+// Callers hold trustMu.
+func (a *Agent) readPolicies(uid uint32) (*policyRecords, error) {
+	if err := a.checkTrustDir(); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(a.policyFile(uid))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &policyRecords{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read policy records: %w", err)
+	}
+	var r policyRecords
+	if err := yaml.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("policy records %s are corrupt (%v): remove the file (as root), then run `aigate policy accept` outside any sandbox", a.policyFile(uid), err)
+	}
+	return &r, nil
+}
+
+func (a *Agent) writePolicies(uid uint32, r *policyRecords) error {
+	header := "# Accepted global policies of uid " + strconv.FormatUint(uint64(uid), 10) + ", kept by the aigate agent; change them with `aigate policy accept`.\n"
+	if err := a.writeRecords(a.policyFile(uid), header, r); err != nil {
+		return fmt.Errorf("write policy records: %w", err)
+	}
+	return nil
+}
+
+// globalPolicy is what a global config file (nil: none, the defaults)
+// allows, and the path its record is kept under.
+func globalPolicy(f *api.File, home string) (policy.Summary, string, string, error) {
+	path := filepath.Join(home, config.DirName, config.GlobalName)
+	var cfg *policy.Config
+	sum := ""
+	if f != nil {
+		path, sum = f.Path, config.Hash(f.Data)
+		var err error
+		if cfg, err = policy.Parse(f.Path, f.Data); err != nil {
+			return policy.Summary{}, "", "", err
+		}
+	}
+	p, _ := policy.Merge(cfg, nil, true)
+	return policy.Summarize(p), path, sum, nil
+}
+
+func sameSummary(a, b policy.Summary) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
+
+// prettyHome shortens path for messages: "~/..." below home.
+func prettyHome(path, home string) string {
+	if rel, ok := strings.CutPrefix(path, strings.TrimSuffix(home, "/")+"/"); ok && home != "" {
+		return "~/" + rel
+	}
+	return path
+}
+
+// checkPolicy compares the global policy of a sandbox about to be created
+// with the owner's accepted record: nothing recorded yet, or only tighter,
+// is recorded; looser refuses the sandbox.
+func (a *Agent) checkPolicy(owner uint32, req *api.CreateRequest) *api.Error {
+	if a.cfg.TrustDir == "" {
+		return nil
+	}
+	now, path, sum, err := globalPolicy(req.Global, req.Home)
+	if err != nil {
+		return &api.Error{Code: api.CodePolicy, Message: err.Error()}
+	}
+	a.trustMu.Lock()
+	defer a.trustMu.Unlock()
+	recs, err := a.readPolicies(owner)
+	if err != nil {
+		return &api.Error{Code: api.CodeInternal, Message: err.Error()}
+	}
+	rec := recs.find(path)
+	if rec != nil && sameSummary(rec.Policy, now) {
+		return nil
+	}
+	if rec != nil {
+		if loose := policy.Loosened(rec.Policy, now); len(loose) > 0 {
+			a.log.Warn("sandbox refused: the global policy loosened without being accepted", zap.Uint32("owner", owner), zap.String("file", path), zap.Strings("loosened", loose))
+			return &api.Error{Code: api.CodePolicy, Message: loosenedMessage(prettyHome(path, req.Home), req.Global == nil, rec.Accepted, loose)}
+		}
+	}
+	recs.set(policyRecord{Path: path, SHA256: sum, Accepted: time.Now(), Policy: now})
+	if err := a.writePolicies(owner, recs); err != nil {
+		return &api.Error{Code: api.CodeInternal, Message: err.Error()}
+	}
+	return nil
+}
+
+// loosenedMessage says what loosened in file and what the user can do.
+func loosenedMessage(file string, missing bool, accepted time.Time, loose []string) string {
+	what := file + " allows"
+	if missing {
+		what = file + " no longer exists, and the built-in defaults allow"
+	}
+	return fmt.Sprintf("%s more than the policy you last accepted (on %s), and the change was not accepted from outside a sandbox:\n  %s\n"+
+		"A sandboxed tool may have made it. If you made it yourself, review %s and run `aigate policy accept` in a terminal outside any sandbox; "+
+		"if not, undo it (`aigate status` shows the rules in force).",
+		what, accepted.UTC().Format("2006-01-02 15:04 UTC"), strings.Join(loose, "\n  "), file)
+}
+
+// policyRequest answers a policy request: check from anywhere, accept only
+// from a process outside every sandbox.
+func (a *Agent) policyRequest(p api.Peer, r *api.PolicyRequest) *api.Response {
+	if a.cfg.TrustDir == "" {
+		return &api.Response{OK: true, Policy: &api.PolicyState{Held: false}}
+	}
+	owner := p.UID
+	if r.Owner != nil && *r.Owner != p.UID {
+		if !p.Root() {
+			return errResp(api.CodeForbidden, fmt.Sprintf("only root may accept another user's policy (you are uid %d)", p.UID))
+		}
+		owner = *r.Owner
+	}
+	if r.Action == api.PolicyAccept {
+		if in, err := a.sandboxed(p.PID); err != nil || in {
+			return errResp(api.CodeForbidden, "the policy cannot be accepted from inside a sandbox: run `aigate policy accept` in a terminal outside `aigate run`")
+		}
+	}
+	now, path, sum, err := globalPolicy(r.Global, r.Home)
+	if err != nil {
+		return errResp(api.CodePolicy, err.Error())
+	}
+	a.trustMu.Lock()
+	defer a.trustMu.Unlock()
+	recs, err := a.readPolicies(owner)
+	if err != nil {
+		return errResp(api.CodeInternal, err.Error())
+	}
+	st := &api.PolicyState{Held: true}
+	if rec := recs.find(path); rec != nil {
+		st.Recorded, st.Accepted = true, rec.Accepted
+		st.Loosened = policy.Loosened(rec.Policy, now)
+		if r.Action == api.PolicyAccept && r.Edit {
+			// The command's own change is the user's; what the file
+			// held before it is accepted only if it was.
+			base, _, _, err := globalPolicy(r.Base, r.Home)
+			if err != nil {
+				return errResp(api.CodePolicy, err.Error())
+			}
+			if loose := policy.Loosened(rec.Policy, base); len(loose) > 0 {
+				return errResp(api.CodePolicy, loosenedMessage(prettyHome(path, r.Home), r.Base == nil, rec.Accepted, loose))
+			}
+		}
+	}
+	if r.Action == api.PolicyCheck {
+		return &api.Response{OK: true, Policy: st}
+	}
+	st.Accepted = time.Now()
+	recs.set(policyRecord{Path: path, SHA256: sum, Accepted: st.Accepted, Policy: now})
+	if err := a.writePolicies(owner, recs); err != nil {
+		return errResp(api.CodeInternal, err.Error())
+	}
+	a.log.Info("policy accepted", zap.Uint32("owner", owner), zap.String("file", path), zap.Strings("loosened", st.Loosened))
+	return &api.Response{OK: true, Policy: st}
+}

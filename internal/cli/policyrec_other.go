@@ -1,0 +1,13 @@
+//go:build !linux
+
+package cli
+
+import (
+	"github.com/aigate-dev/aigate/internal/cmdutil"
+	"github.com/aigate-dev/aigate/internal/config"
+)
+
+// askAgentPolicy: there is no agent off Linux; nothing keeps a record.
+func askAgentPolicy(*cmdutil.Factory, *config.Paths, string, policyAsk) (*policyState, error) {
+	return nil, nil
+}

@@ -1,0 +1,10 @@
+//go:build !linux
+
+package cmdutil
+
+import "github.com/aigate-dev/aigate/internal/config"
+
+// askAgentTrust: there is no agent off Linux; the local store decides.
+func askAgentTrust(*Factory, *config.Paths, string) (agentTrust, *config.TrustStore, error) {
+	return nil, nil, nil
+}

@@ -1,0 +1,185 @@
+//go:build linux
+
+package run
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/aigate-dev/aigate/internal/cmdutil"
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// LandlockEnv set to "optional" lets `aigate run` start a command on the
+// fanotify backend where the kernel has no Landlock: the command can then
+// ptrace, read the memory of and signal the user's processes outside the
+// sandbox (docs/threat-model.md). Unset, run refuses.
+const LandlockEnv = "AIGATE_LANDLOCK"
+
+// landlockOptions is the domain the command enters in the sandbox: fenced
+// off from the user's other processes, and the home read-only except the
+// project (and the git work tree around the working directory), the temp
+// directory, the tools' state and the policy's writable list.
+func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Paths, getenv func(string) string) landlock.Options {
+	opts := landlock.Options{
+		// The LSM backend's own hooks refuse ptrace and signals across
+		// the sandbox's boundary; fanotify has nothing else.
+		Required: backend == string(policy.BackendFanotify) && getenv(LandlockEnv) != "optional",
+		Home:     home,
+	}
+	for _, r := range pol.AllowUnix {
+		if strings.HasPrefix(r.Pattern, "@") {
+			opts.AbstractUnix = true
+		}
+	}
+	w := append([]string{}, landlock.DefaultWritable...)
+	w = append(w, paths.ProjectRoot, paths.WorkDir)
+	if top := gitTop(paths.WorkDir, home); top != "" {
+		w = append(w, top)
+	}
+	if tmp := getenv("TMPDIR"); filepath.IsAbs(tmp) {
+		w = append(w, tmp)
+	}
+	for _, r := range pol.Writable {
+		w = append(w, expandHome(r.Pattern, home))
+	}
+	opts.Writable = w
+	opts.Fixed = landlock.DefaultFixed
+	opts.Create = landlock.DefaultCreate
+	return opts
+}
+
+// gitTop is the nearest directory holding .git from dir up to (not
+// including) home: git writes there on commit.
+func gitTop(dir, home string) string {
+	for d := filepath.Clean(dir); d != "/" && d != filepath.Clean(home); d = filepath.Dir(d) {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+func expandHome(p, home string) string {
+	if p == "~" {
+		return home
+	}
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		return filepath.Join(home, rest)
+	}
+	return p
+}
+
+// checkLandlock refuses, before anything starts, a run on the fanotify
+// backend that needs Landlock where the kernel has none, and says what
+// the user gives up where it is missing or old. The LSM backend's hooks
+// refuse ptrace and signals across the boundary by themselves, but only
+// Landlock keeps the home read-only.
+func checkLandlock(f *cmdutil.Factory, backend string, opts landlock.Options, abi int) error {
+	fanotify := backend == string(policy.BackendFanotify)
+	switch {
+	case abi == 0 && opts.Required:
+		return fmt.Errorf("the kernel has no Landlock (or it is not in the lsm= boot parameter), so on the fanotify backend the command could ptrace and signal your processes outside the sandbox and write anywhere in your home; enable Landlock (see aigate doctor), use the lsm backend, or set %s=optional to run anyway", LandlockEnv)
+	case abi == 0 && fanotify:
+		f.Warnf("no Landlock (%s=optional): the command can ptrace and signal your processes outside the sandbox and write anywhere in your home", LandlockEnv)
+	case abi == 0:
+		f.Warnf("no Landlock: your home stays writable inside the sandbox (only deny_write rules hold there); see aigate doctor")
+	case abi < 6 && fanotify:
+		f.Warnf("Landlock ABI %d (kernel before 6.12): the command can still signal your processes outside the sandbox and reach abstract unix sockets outside it", abi)
+	}
+	return nil
+}
+
+// checkUnixPlant refuses a run on the fanotify backend whose allow_unix
+// names a socket (or a directory of sockets) that the sandbox could point
+// elsewhere: where it can write in the directory of the name or above it
+// (or, for a directory, beneath it), it can plant a symlink or a hard link
+// to any socket of the user's (`ln -s ~/.ssh/agent.sock /tmp/allowed/x`)
+// or rename the directory away and make its own, and the cgroup
+// connect_unix check compares names only (issue #11). Landlock cannot take
+// those rights back beneath a directory it grants (/tmp, $TMPDIR, the
+// project) without taking them from the whole directory, which tools need,
+// so the entry is refused rather than narrowed. The BPF LSM backend checks
+// the socket reached and is not asked. rs is the domain the command will
+// enter (zero without Landlock).
+func checkUnixPlant(pol *policy.Policy, home string, rs landlock.Ruleset, who landlock.Who, st landlock.Stater) error {
+	var bad []string
+	for _, r := range plantableUnix(pol, home, rs, who, st) {
+		bad = append(bad, fmt.Sprintf("%s: allow_unix entry %q: the sandbox can write %s", r.rule.Source, r.rule.Pattern, r.where))
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s; on the fanotify backend allow_unix matches socket names, so the command could plant a symlink or hard link there to any socket of yours (an ssh-agent, D-Bus) and reach it: list only sockets in directories the sandbox cannot write (move them, e.g. beneath your home outside the project and tool state, or out of /tmp), or use the lsm backend, which checks the socket itself",
+		strings.Join(bad, "; "))
+}
+
+type plantedUnix struct {
+	rule  policy.PathRule
+	where string
+}
+
+// plantableUnix are the allow_unix path entries the sandbox could point
+// elsewhere (see checkUnixPlant).
+func plantableUnix(pol *policy.Policy, home string, rs landlock.Ruleset, who landlock.Who, st landlock.Stater) []plantedUnix {
+	var out []plantedUnix
+	for _, r := range pol.AllowUnix {
+		p := expandHome(r.Pattern, home)
+		if !filepath.IsAbs(p) {
+			continue // @abstract or a bare name: never a path match
+		}
+		// An entry allows the socket P and every socket beneath it.
+		if where, ok := landlock.Plantable(rs, p, true, who, st); ok {
+			out = append(out, plantedUnix{r, where})
+		}
+	}
+	return out
+}
+
+// sandboxDomain is the Landlock domain the exec helper will make of opts
+// on this kernel (zero: none, everything the user may write is writable).
+func sandboxDomain(opts landlock.Options, abi int) landlock.Ruleset {
+	if abi == 0 {
+		return landlock.Ruleset{}
+	}
+	rs, _ := landlock.Plan(opts, landlock.OSDirs{})
+	return rs.Effective(abi)
+}
+
+// sandboxUser is who the command runs as.
+func sandboxUser(id *identity) landlock.Who {
+	who := landlock.Who{UID: uint32(id.uid), GIDs: []uint32{uint32(id.gid)}}
+	if id.cred != nil {
+		who.GIDs = append(who.GIDs, id.cred.Groups...)
+	}
+	return who
+}
+
+// UnsafeUnix names the allow_unix entries that `aigate run` refuses on
+// the fanotify backend: the sandbox could point them at another socket
+// (checkUnixPlant); status lists them.
+func UnsafeUnix(l *config.Loaded, pol *policy.Policy, backend string) []string {
+	u := l.Paths.User
+	if u == nil || len(pol.AllowUnix) == 0 {
+		return nil
+	}
+	who := landlock.Who{UID: uint32(u.UID), GIDs: []uint32{uint32(u.GID)}}
+	if u.UID == os.Getuid() {
+		if gs, err := os.Getgroups(); err == nil {
+			for _, g := range gs {
+				who.GIDs = append(who.GIDs, uint32(g))
+			}
+		}
+	}
+	rs := sandboxDomain(landlockOptions(pol, backend, u.Home, l.Paths, os.Getenv), landlock.ABI())
+	var out []string
+	for _, r := range plantableUnix(pol, u.Home, rs, who, landlock.OSStat{}) {
+		out = append(out, fmt.Sprintf("allow_unix %s (%s): the sandbox can write %s and plant a link to any socket there; aigate run refuses it on the fanotify backend (list sockets in directories it cannot write, or use the lsm backend)",
+			r.rule.Pattern, r.rule.Source, r.where))
+	}
+	return out
+}

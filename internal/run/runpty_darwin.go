@@ -1,0 +1,16 @@
+package run
+
+import (
+	"github.com/aigate-dev/aigate/internal/cmdutil"
+	"github.com/aigate-dev/aigate/internal/mask"
+)
+
+// ptyTerm is Linux only: on macOS darwin.Run starts the command with
+// aigate's own stdio and no controlling terminal of its own, so masking
+// there uses pipes (see runstdio.go).
+type ptyTerm struct{}
+
+func openPTY(*cmdutil.Factory, *mask.Matcher, *runStdio) (*ptyTerm, error) { return nil, errNoPTY }
+
+func (*ptyTerm) started(int) {}
+func (*ptyTerm) restore()    {}

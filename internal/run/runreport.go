@@ -1,0 +1,164 @@
+package run
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aigate-dev/aigate/internal/cmdutil"
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/mask"
+)
+
+// runReporter turns a run's events into lines on stderr (events.Printer,
+// the one formatter), JSON lines (--events) and the summary at exit. It is
+// the same on Linux and macOS; only where events come from differs.
+type runReporter struct {
+	f       *cmdutil.Factory
+	quiet   bool
+	printer *events.Printer
+	json    *events.JSONWriter
+	name    func(*events.Event)
+	mu      sync.Mutex
+	tally   events.Summary
+	jsonErr error
+}
+
+// reportOptions configure a runReporter.
+type reportOptions struct {
+	Quiet bool
+	JSON  io.Writer // --events, nil for none
+	// Name names the events on macOS, where no agent does: agent.Name
+	// with the session's sandbox and policy. nil: the agent named them.
+	Name  func(*events.Event)
+	Lines io.Writer // where lines go, f.Err when nil
+}
+
+func newRunReporter(f *cmdutil.Factory, o reportOptions) *runReporter {
+	r := &runReporter{f: f, quiet: o.Quiet, name: o.Name}
+	if !o.Quiet {
+		color := false
+		if ef, ok := f.Err.(*os.File); ok {
+			color = events.ColorFor(ef)
+		}
+		w := o.Lines
+		if w == nil {
+			w = f.Err
+		}
+		r.printer = events.NewPrinter(w, events.PrinterOptions{Style: events.Style{Color: color}})
+	}
+	if o.JSON != nil {
+		r.json = events.NewJSONWriter(o.JSON)
+	}
+	return r
+}
+
+// event reports one event.
+func (r *runReporter) event(e events.Event) {
+	if r.name != nil {
+		r.name(&e)
+	}
+	r.mu.Lock()
+	r.tally.Add(e)
+	if r.json != nil && r.jsonErr == nil {
+		if err := r.json.Write(e); err != nil {
+			r.jsonErr = err
+			r.f.Warnf("%v: no more events are written to --events", err)
+		}
+	}
+	r.mu.Unlock()
+	if r.printer != nil {
+		r.printer.Print(e)
+	}
+}
+
+// pump reports the events from evs, and the repeat counts the printer
+// holds as their windows pass, until evs is closed or stop is.
+func (r *runReporter) pump(evs <-chan events.Event, stop <-chan struct{}) {
+	tick := time.NewTicker(events.DefaultWindow / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case e, ok := <-evs:
+			if !ok {
+				return
+			}
+			r.event(e)
+		case <-tick.C:
+			if r.printer != nil {
+				r.printer.Flush(false)
+			}
+		case <-stop:
+			return
+		}
+	}
+}
+
+// start pumps in the background; done is closed when pump returns.
+func (r *runReporter) start(evs <-chan events.Event, stop <-chan struct{}) (done <-chan struct{}) {
+	d := make(chan struct{})
+	go func() {
+		defer close(d)
+		r.pump(evs, stop)
+	}()
+	return d
+}
+
+// finish prints the pending repeat lines and the summary. The summary
+// counts the events that arrived; attributed is how many the agent says
+// were the sandbox's (0 when unknown), so that events lost on the way
+// (dropped, or fewer arrived than were attributed) are said, not guessed
+// at.
+func (r *runReporter) finish(dropped, attributed uint64) {
+	if r.printer != nil {
+		r.printer.Flush(true)
+	}
+	if r.quiet {
+		return
+	}
+	r.mu.Lock()
+	got := r.tally.Total()
+	s := r.tally.String()
+	r.mu.Unlock()
+	lost := dropped
+	if attributed > got && attributed-got > lost {
+		lost = attributed - got
+	}
+	if lost > 0 {
+		r.f.Warnf("%d events were lost on the way (not printed or recorded); the summary counts only the others, the agent's metrics count all", lost)
+	}
+	if s != "" {
+		for _, line := range strings.Split(s, "\n") {
+			fmt.Fprintf(r.f.Err, "%s%s\n", events.Prefix, line)
+		}
+	}
+}
+
+// lineWriter is where aigate's own lines go while the command runs: masked
+// too (an event's target or command line may hold a secret), and with
+// "\r\n" line ends while the terminal is in raw mode for a pty, where a
+// bare "\n" only moves the cursor down.
+type lineWriter struct {
+	w   io.Writer
+	m   *mask.Matcher // nil: nothing to mask
+	raw atomic.Bool
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	b := p
+	if l.m != nil {
+		b = l.m.Mask(b, mask.Marker)
+	}
+	if l.raw.Load() {
+		b = bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+	}
+	if _, err := l.w.Write(b); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
