@@ -67,11 +67,16 @@ run internal/dns 'Query' 2000x
 
 guest=
 if [ "$vm" = 1 ]; then
-	echo "== vmtest --kernel $vmkernel ./internal/loader -bench OpenClose (load $(load))" >&2
-	$GO run ./vmtest --kernel "$vmkernel" --pkg ./internal/loader --env AIGATE_BENCH_ROUNDS="$vmrounds" --timeout 20m -- \
+	echo "== vmtest --kernel $vmkernel ./internal/lsm -bench OpenClose (load $(load))" >&2
+	$GO run ./vmtest --kernel "$vmkernel" --pkg ./internal/lsm --env AIGATE_BENCH_ROUNDS="$vmrounds" --timeout 20m -- \
 		-test.run '^$' -test.bench 'OpenClose' -test.benchtime=1000x | tee "$tmp/vm.txt" >&2
 	guest=$(sed -n 's/^vmtest: guest kernel //p' "$tmp/vm.txt")
 	sed -n 's/^\(BenchmarkOpenClose\)/\1/p' "$tmp/vm.txt" | sed 's/^/guest:/' >>"$raw"
+	# An exec costs tens of milliseconds in the guest: far fewer of them.
+	echo "== vmtest --kernel $vmkernel ./internal/lsm -bench ExecCopy (load $(load))" >&2
+	$GO run ./vmtest --kernel "$vmkernel" --pkg ./internal/lsm --env AIGATE_BENCH_ROUNDS="$vmrounds" --timeout 20m -- \
+		-test.run '^$' -test.bench 'ExecCopy' -test.benchtime=10x | tee "$tmp/vmexec.txt" >&2
+	sed -n 's/^\(BenchmarkExecCopy\)/\1/p' "$tmp/vmexec.txt" | sed 's/^/guest:/' >>"$raw"
 fi
 load_end=$(load)
 
@@ -90,6 +95,8 @@ describe() {
 	BenchmarkNetConnect/udp/*) echo "sock_addr connect4|UDP connect, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkNetConnect/sendto/*) echo "sock_addr sendmsg4|UDP sendto, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkQuery) echo "DNS|A query through the aigate proxy (loopback upstream)|the same query sent to the upstream directly" ;;
+	guest:BenchmarkExecCopy/other-size*) echo "BPF LSM fork+exec+wait (guest $guest, TCG)|allowed program of another size than the sandbox's deny_exec binary, inside a sandbox|bprm_copy detached" ;;
+	guest:BenchmarkExecCopy/same-size*) echo "BPF LSM fork+exec+wait (guest $guest, TCG)|allowed program of the same size as the sandbox's deny_exec binary (IMA hashes it), inside a sandbox|bprm_copy detached" ;;
 	guest:BenchmarkOpenClose/*) echo "BPF LSM open+close (guest $guest, TCG)|allowed file, ${1##*/} a sandbox (policy with every rule kind)|file_open program detached (the only aigate program on this path)" ;;
 	*) echo "?|$1|?" ;;
 	esac

@@ -19,6 +19,7 @@
 #include "pathmatch.h"
 #include "unixpeer.h"
 #include "procscope.h"
+#include "execcopy.h"
 
 #define EPERM 1
 /* include/linux/fs.h and uapi fcntl.h; not in BTF. */
@@ -199,6 +200,90 @@ int BPF_PROG(aigate_bprm_check, struct linux_binprm *bprm)
 	if (!rule)
 		rule = match_filename(s, BPF_CORE_READ(bprm, filename), set, kinds);
 	return deny_release(s, cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule, s->full, dlen);
+}
+
+/*
+ * deny_copy reports a refused copy of a deny_exec binary with the path of
+ * the file executed, written by bpf_d_path straight into the event (a
+ * sleepable program holds no scratch buffer across the hash).
+ */
+static __always_inline int deny_copy(__u64 cgroup_id, const struct sandbox *sb, __u32 rule,
+				     struct file *file)
+{
+	int verdict = (sb->flags & AIGATE_SB_AUDIT) ? 0 : -EPERM;
+	struct event *e = event_start(cgroup_id, sb, AIGATE_KIND_EXEC, AIGATE_OP_EXEC, rule);
+
+	if (!e)
+		return verdict;
+	long dlen = bpf_d_path((struct path *)&file->f_path, e->path, sizeof(e->path));
+	if (dlen > 0)
+		e->path_len = dlen - 1;
+	else
+		e->path[0] = 0;
+	bpf_ringbuf_submit(e, 0);
+	return verdict;
+}
+
+/*
+ * check_copy refuses file when it is a copy of a deny_exec binary under
+ * any name (execcopy.h). Only sleepable programs call it: bpf_ima_file_hash
+ * reads the file. After the sandbox check it costs one hash lookup when no
+ * denied binary of the sandbox has the file's size. The denied files
+ * themselves are left to the programs that match rules (the loader writes
+ * their inodes too): that keeps one event per refusal, whichever program
+ * the trampoline runs first. A file of a denied binary's size whose
+ * SHA-256 cannot be had (no IMA in the kernel, or ima_hash= chose another
+ * algorithm) is refused: fail closed, for that size only.
+ */
+static __always_inline int check_copy(struct file *file)
+{
+	__u64 cgroup_id;
+	struct sandbox *cur = current_sandbox(&cgroup_id);
+
+	if (!cur || !file)
+		return 0;
+	/* A copy: the map value may be freed while the hash sleeps. */
+	struct sandbox sb = *cur;
+	struct exec_size_key sk = {};
+	sk.set = rule_set(sb.policy_id, AIGATE_ACCESS_EXEC);
+	sk.size = BPF_CORE_READ(file, f_inode, i_size);
+	__u32 *size_rule = bpf_map_lookup_elem(&exec_sizes, &sk);
+	if (!size_rule)
+		return 0;
+	__u32 rule = *size_rule;
+	if (match_inode(BPF_CORE_READ(file, f_path.dentry), sk.set))
+		return 0;
+
+	struct exec_sum_key hk = {};
+	hk.set = sk.set;
+	if (bpf_ima_file_hash(file, hk.sum, sizeof(hk.sum)) == HASH_ALGO_SHA256) {
+		__u32 *sum_rule = bpf_map_lookup_elem(&exec_sums, &hk);
+		if (!sum_rule)
+			return 0; /* same size, other content */
+		rule = *sum_rule;
+	}
+	return deny_copy(cgroup_id, &sb, rule, file);
+}
+
+/* bprm_copy: the exec of a copy (cp /usr/bin/curl /tmp/x; /tmp/x). */
+SEC("lsm.s/bprm_check_security")
+int BPF_PROG(aigate_bprm_copy, struct linux_binprm *bprm)
+{
+	return check_copy(bprm->file);
+}
+
+/*
+ * mmap_copy: an executable mapping of a copy, which is how the dynamic
+ * loader runs one (ld.so /tmp/x). mprotect to PROT_EXEC of a copy mapped
+ * for reading is not covered: file_mprotect is no sleepable hook.
+ */
+SEC("lsm.s/mmap_file")
+int BPF_PROG(aigate_mmap_copy, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags)
+{
+	if (!(prot & PROT_EXEC))
+		return 0;
+	return check_copy(file);
 }
 
 /*

@@ -119,6 +119,8 @@ enum aigate_key_size {
 	AIGATE_PATH_KEY = 248,
 	/* Bytes of a name kept in a key, NUL included: names are at most 126. */
 	AIGATE_NAME_MAX = 128,
+	/* Bytes of the content hash of a deny_exec binary (execcopy.h). */
+	AIGATE_SHA256_SIZE = 32,
 };
 
 /* Bits in the set_flags map: which kinds of rule a set has. */

@@ -13,6 +13,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/fanotify"
+	"github.com/aigate-dev/aigate/internal/lsm"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/resolve"
 	"github.com/aigate-dev/aigate/internal/run"
@@ -20,13 +21,16 @@ import (
 
 // unenforced names the rules of l's policy that backend would leave alone.
 func unenforced(l *config.Loaded, backend string) []string {
-	if backend != string(policy.BackendFanotify) {
+	if backend != string(policy.BackendFanotify) && backend != string(policy.BackendLSM) {
 		return nil
 	}
 	pol, _ := l.Policy()
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil
+	}
+	if backend == string(policy.BackendLSM) {
+		return lsm.UnenforcedExec(c)
 	}
 	out := fanotify.UnenforcedExec(c, resolve.DefaultExecDirs(os.Getenv("PATH")))
 	return append(out, run.UnsafeUnix(l, pol, backend)...)

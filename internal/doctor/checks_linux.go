@@ -42,7 +42,7 @@ func Run(opts Options) *Report {
 	fan := m.fanotify(major, minor)
 	net := m.sockAddr(cg.Status)
 	unixc := m.unixSockets()
-	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), m.userns(major, minor), cg, m.bpffs(), m.privileges()}}
+	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), m.userns(major, minor), m.execCopies(major, minor), cg, m.bpffs(), m.privileges()}}
 
 	// Both backends enforce the network with the sock_addr programs, and
 	// neither opens without them.
@@ -111,7 +111,7 @@ func Run(opts Options) *Report {
 // What each backend enforces, one line each; the README's table has the
 // whole comparison, measured.
 const (
-	enforcesLSM = "every open and exec anywhere, by path, name and inode, and renames, unlinks and " +
+	enforcesLSM = "every open and exec anywhere, by path, name and inode, execs of copies of deny_exec binaries by content (Linux 6.0+, see exec-copies), and renames, unlinks and " +
 		"truncates of deny_write files (BPF LSM); egress by cgroup sock_addr programs and a DNS proxy"
 	enforcesFanotify = "opens and execs of existing files by inode, and of names in the project and home trees " +
 		"(new directories are marked 1-3 ms after they appear), by fanotify permission events; " +
@@ -387,6 +387,29 @@ func (m *machine) userns(major, minor int) Check {
 	}
 	if b, err := os.ReadFile(m.path("proc/sys/user/max_user_namespaces")); err == nil && strings.TrimSpace(string(b)) == "0" {
 		c.Detail += "; this machine allows none to anyone (user.max_user_namespaces = 0)"
+	}
+	return c
+}
+
+// execCopies says how each backend treats a copy of a deny_exec binary
+// under another name (cp /usr/bin/curl /tmp/x): the BPF LSM backend
+// compares its size and then its SHA-256, which IMA computes
+// (bpf_ima_file_hash, Linux 6.0, CONFIG_IMA); fanotify does both in the
+// agent, for execs it is told about.
+func (m *machine) execCopies(major, minor int) Check {
+	c := Check{Name: "exec-copies", Status: OK}
+	const fan = "; fanotify backend: refused in the project and home trees and directly in /tmp, /var/tmp and /dev/shm (size, then SHA-256 in the agent)"
+	switch {
+	case !atLeast(major, minor, 6, 0):
+		c.Status = Warn
+		c.Detail = "BPF LSM backend: a copy of a deny_exec binary under another name runs (bpf_ima_file_hash needs Linux 6.0)" + fan
+		c.Fix = "upgrade to a kernel >= 6.0 for the BPF LSM backend to refuse copies"
+	case m.kconfig != nil && m.kconfig["CONFIG_IMA"] != "y":
+		c.Status = Warn
+		c.Detail = "BPF LSM backend: the kernel has no IMA (CONFIG_IMA) to hash files, so every exec of a file the size of a deny_exec binary is refused, copy or not" + fan
+		c.Fix = "use a kernel built with CONFIG_IMA=y (Debian's, Ubuntu's and Fedora's are)"
+	default:
+		c.Detail = "BPF LSM backend: a copy of a deny_exec binary under any name and anywhere is refused (size, then SHA-256 through IMA)" + fan
 	}
 	return c
 }

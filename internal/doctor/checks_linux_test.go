@@ -52,7 +52,7 @@ func TestRunHealthy(t *testing.T) {
 		"sys/kernel/security/lsm":          "lockdown,capability,landlock,bpf\n",
 		"proc/self/mountinfo":              mountinfoV2,
 		"sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n",
-		"boot/config-6.1.0-test":           "CONFIG_BPF_LSM=y\nCONFIG_FANOTIFY_ACCESS_PERMISSIONS=y\n",
+		"boot/config-6.1.0-test":           "CONFIG_BPF_LSM=y\nCONFIG_FANOTIFY_ACCESS_PERMISSIONS=y\nCONFIG_IMA=y\n",
 	})
 	probed := 0
 	r := Run(Options{
@@ -393,5 +393,27 @@ func TestLSMRefusalRememberedWithoutRoot(t *testing.T) {
 	}
 	if r.Backend != BackendLSM || !strings.Contains(r.Summary, "not proven") {
 		t.Errorf("backend %q summary %q, want lsm, not proven", r.Backend, r.Summary)
+	}
+}
+
+// TestExecCopies: doctor says a copy of a deny_exec binary runs on the BPF
+// LSM backend before 6.0, is refused by size alone without IMA, and by
+// content otherwise; never that it is refused where it is not.
+func TestExecCopies(t *testing.T) {
+	for _, tc := range []struct {
+		release, config string
+		status          Status
+		says            string
+	}{
+		{"5.15.0-test", "CONFIG_BPF_LSM=y\nCONFIG_IMA=y\n", Warn, "copy of a deny_exec binary under another name runs"},
+		{"6.1.0-test", "CONFIG_BPF_LSM=y\n", Warn, "no IMA"},
+		{"6.1.0-test", "CONFIG_BPF_LSM=y\nCONFIG_IMA=y\n", OK, "under any name and anywhere is refused"},
+	} {
+		root := fakeRoot(t, map[string]string{"boot/config-" + tc.release: tc.config})
+		r := Run(Options{Root: root, Release: tc.release, Euid: 1000})
+		c := find(t, r, "exec-copies")
+		if c.Status != tc.status || !strings.Contains(c.Detail, tc.says) {
+			t.Errorf("%s %q: %s %q, want %s containing %q", tc.release, tc.config, c.Status, c.Detail, tc.status, tc.says)
+		}
 	}
 }

@@ -32,44 +32,49 @@ func TestEscapeExecAlias(t *testing.T) {
 }
 
 // TestEscapeExecCopy: a copy of a denied binary under another name, in
-// /tmp or in the project, is refused on the fanotify backend with an exec
-// event naming the copy and the original's rule (size first, then
-// SHA-256). Reading the copy stays allowed, and a copy of an allowed
-// program (aigate itself) runs (controls). The lsm backend matches names,
-// paths and the inodes found at start, not content: there the copy runs,
-// which this test asserts so that closing the gap updates
-// docs/threat-model.md.
+// /tmp or in the project, is refused on both backends with an exec event
+// naming the copy and the original's rule: fanotify compares the size
+// first and then SHA-256 in the agent (fanotify/copy.go); the lsm backend
+// the size in bprm_copy and then the SHA-256 IMA computes
+// (bpf_ima_file_hash, bpf/include/execcopy.h). Controls: reading the copy
+// is allowed, a copy of an allowed program (aigate itself) runs, a
+// different program padded to the denied binary's size runs (so its
+// content was compared, not just its size), and the original runs outside
+// the sandbox.
 func TestEscapeExecCopy(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		testutil.SkipUnlessKernel(t, "curl is not installed")
 	}
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		testutil.SkipUnlessKernel(t, "true is not installed")
+	}
 	eachBackend(t, func(t *testing.T, b *box) {
 		tmp := fmt.Sprintf("/tmp/aigate-copy-%d-%s", os.Getpid(), b.backend)
-		t.Cleanup(func() { os.Remove(tmp); os.Remove(tmp + "-true") })
+		t.Cleanup(func() { os.Remove(tmp); os.Remove(tmp + "-true"); os.Remove(tmp + "-size") })
 		r := b.sh(fmt.Sprintf(`cp %[1]s %[2]s && cp %[1]s ./mycurl && sha256sum %[2]s >/dev/null && echo read-ok
 %[2]s --version >/dev/null 2>&1 && echo ran-tmp
 ./mycurl --version >/dev/null 2>&1 && echo ran-proj
-cp %[3]s %[2]s-true && %[2]s-true version >/dev/null && echo ran-true`, curl, tmp, machine.bin))
-		if !strings.Contains(r.stdout, "read-ok") || !strings.Contains(r.stdout, "ran-true") {
-			t.Fatalf("controls failed:\n%s", r)
+cp %[3]s %[2]s-true && %[2]s-true version >/dev/null && echo ran-true
+cp %[4]s %[2]s-size && truncate -s $(stat -L -c %%s %[1]s) %[2]s-size && %[2]s-size && echo ran-size`, curl, tmp, machine.bin, truePath))
+		for _, c := range []string{"read-ok", "ran-true", "ran-size"} {
+			if !strings.Contains(r.stdout, c) {
+				t.Fatalf("control %s failed:\n%s", c, r)
+			}
 		}
-		switch b.backend {
-		case "fanotify":
-			for _, where := range []string{"tmp", "proj"} {
-				if strings.Contains(r.stdout, "ran-"+where) {
-					t.Errorf("the copy in %s ran:\n%s", where, r)
-				}
+		for _, where := range []string{"tmp", "proj"} {
+			if strings.Contains(r.stdout, "ran-"+where) {
+				t.Errorf("the copy in %s ran:\n%s", where, r)
 			}
-			for _, p := range []string{tmp, b.path("mycurl")} {
-				if ev, ok := r.denied(events.OpExec, p); !ok || ev.RuleText != "curl" {
-					t.Errorf("no exec event with rule curl for %s:\n%s", p, r)
-				}
+		}
+		for _, p := range []string{tmp, b.path("mycurl")} {
+			if ev, ok := r.denied(events.OpExec, p); !ok || ev.RuleText != "curl" {
+				t.Errorf("no exec event with rule curl for %s:\n%s", p, r)
 			}
-		case "lsm":
-			if !strings.Contains(r.stdout, "ran-tmp") {
-				t.Errorf("lsm refused the copy: update docs/threat-model.md:\n%s", r)
-			}
+		}
+		if out, err := b.outsideRun(curl + " --version"); err != nil {
+			t.Errorf("curl outside the sandbox: %v\n%s", err, out)
 		}
 	})
 }

@@ -33,8 +33,9 @@ const (
 type kernelAigateKeySize uint32
 
 const (
-	kernelAigateKeySizeAIGATE_PATH_KEY kernelAigateKeySize = 248
-	kernelAigateKeySizeAIGATE_NAME_MAX kernelAigateKeySize = 128
+	kernelAigateKeySizeAIGATE_PATH_KEY   kernelAigateKeySize = 248
+	kernelAigateKeySizeAIGATE_NAME_MAX   kernelAigateKeySize = 128
+	kernelAigateKeySizeAIGATE_SHA256SIZE kernelAigateKeySize = 32
 )
 
 type kernelAigateKind uint32

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -75,6 +76,8 @@ type LSM struct {
 	execDirs []string
 	pins     *lsmPins // nil unless pinned
 	userns   bool     // the userns_create program is attached (lsm_userns.go)
+	copies   bool     // the copy programs are attached (lsm_copy.go)
+	sums     sumCache // content hashes of deny_exec binaries (lsm_copy.go)
 	found    []Adopted
 
 	releaseOnce sync.Once
@@ -121,6 +124,7 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 		return nil, fmt.Errorf("load LSM programs: %w", err)
 	}
 	l.userns = keepUsernsHook(spec)
+	l.copies = keepCopyHook(spec)
 	var copts ebpf.CollectionOptions
 	if opts.PinPath != "" {
 		if l.pins, err = openPins(opts.PinPath, spec); err != nil {
@@ -156,7 +160,7 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	}
 	progs := l.objs.programs()
 	for _, name := range lsmProgramOrder {
-		if name == usernsHook && !l.userns {
+		if (name == usernsHook && !l.userns) || (!l.copies && slices.Contains(copyPrograms, name)) {
 			continue
 		}
 		var lk link.Link

@@ -13,6 +13,19 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type lsmExecSizeKey struct {
+	_    structs.HostLayout
+	Set  uint32
+	Pad  uint32
+	Size uint64
+}
+
+type lsmExecSumKey struct {
+	_   structs.HostLayout
+	Set uint32
+	Sum [32]uint8
+}
+
 type lsmInodeKey struct {
 	_   structs.HostLayout
 	Ino uint64
@@ -53,6 +66,8 @@ type lsmScratch struct {
 const (
 	lsmMapCounters             = "counters"
 	lsmMapEvents               = "events"
+	lsmMapExecSizes            = "exec_sizes"
+	lsmMapExecSums             = "exec_sums"
 	lsmMapInodeRules           = "inode_rules"
 	lsmMapNameRules            = "name_rules"
 	lsmMapPathRules            = "path_rules"
@@ -63,8 +78,10 @@ const (
 	lsmMapSetFlags             = "set_flags"
 	lsmMapSuffixRules          = "suffix_rules"
 	lsmProgAigateBprmCheck     = "aigate_bprm_check"
+	lsmProgAigateBprmCopy      = "aigate_bprm_copy"
 	lsmProgAigateFileMprotect  = "aigate_file_mprotect"
 	lsmProgAigateFileOpen      = "aigate_file_open"
+	lsmProgAigateMmapCopy      = "aigate_mmap_copy"
 	lsmProgAigateMmapFile      = "aigate_mmap_file"
 	lsmProgAigatePathChmod     = "aigate_path_chmod"
 	lsmProgAigatePathChown     = "aigate_path_chown"
@@ -85,6 +102,8 @@ const (
 	lsmProgAigateUnixConnect   = "aigate_unix_connect"
 	lsmProgAigateUnixMaySend   = "aigate_unix_may_send"
 	lsmProgAigateUsernsCreate  = "aigate_userns_create"
+	lsmVarUnusedExecSizeKey    = "unused_exec_size_key"
+	lsmVarUnusedExecSumKey     = "unused_exec_sum_key"
 	lsmVarUnusedInodeKey       = "unused_inode_key"
 	lsmVarUnusedNameKey        = "unused_name_key"
 	lsmVarUnusedPathKey        = "unused_path_key"
@@ -133,8 +152,10 @@ type lsmSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmProgramSpecs struct {
 	AigateBprmCheck     *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
+	AigateBprmCopy      *ebpf.ProgramSpec `ebpf:"aigate_bprm_copy"`
 	AigateFileMprotect  *ebpf.ProgramSpec `ebpf:"aigate_file_mprotect"`
 	AigateFileOpen      *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
+	AigateMmapCopy      *ebpf.ProgramSpec `ebpf:"aigate_mmap_copy"`
 	AigateMmapFile      *ebpf.ProgramSpec `ebpf:"aigate_mmap_file"`
 	AigatePathChmod     *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
 	AigatePathChown     *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
@@ -163,6 +184,8 @@ type lsmProgramSpecs struct {
 type lsmMapSpecs struct {
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	ExecSizes     *ebpf.MapSpec `ebpf:"exec_sizes"`
+	ExecSums      *ebpf.MapSpec `ebpf:"exec_sums"`
 	InodeRules    *ebpf.MapSpec `ebpf:"inode_rules"`
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
@@ -178,9 +201,11 @@ type lsmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmVariableSpecs struct {
-	UnusedInodeKey *ebpf.VariableSpec `ebpf:"unused_inode_key"`
-	UnusedNameKey  *ebpf.VariableSpec `ebpf:"unused_name_key"`
-	UnusedPathKey  *ebpf.VariableSpec `ebpf:"unused_path_key"`
+	UnusedExecSizeKey *ebpf.VariableSpec `ebpf:"unused_exec_size_key"`
+	UnusedExecSumKey  *ebpf.VariableSpec `ebpf:"unused_exec_sum_key"`
+	UnusedInodeKey    *ebpf.VariableSpec `ebpf:"unused_inode_key"`
+	UnusedNameKey     *ebpf.VariableSpec `ebpf:"unused_name_key"`
+	UnusedPathKey     *ebpf.VariableSpec `ebpf:"unused_path_key"`
 }
 
 // lsmObjects contains all objects after they have been loaded into the kernel.
@@ -205,6 +230,8 @@ func (o *lsmObjects) Close() error {
 type lsmMaps struct {
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
+	ExecSizes     *ebpf.Map `ebpf:"exec_sizes"`
+	ExecSums      *ebpf.Map `ebpf:"exec_sums"`
 	InodeRules    *ebpf.Map `ebpf:"inode_rules"`
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
@@ -220,6 +247,8 @@ func (m *lsmMaps) Close() error {
 	return _LsmClose(
 		m.Counters,
 		m.Events,
+		m.ExecSizes,
+		m.ExecSums,
 		m.InodeRules,
 		m.NameRules,
 		m.PathRules,
@@ -236,9 +265,11 @@ func (m *lsmMaps) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmVariables struct {
-	UnusedInodeKey *ebpf.Variable `ebpf:"unused_inode_key"`
-	UnusedNameKey  *ebpf.Variable `ebpf:"unused_name_key"`
-	UnusedPathKey  *ebpf.Variable `ebpf:"unused_path_key"`
+	UnusedExecSizeKey *ebpf.Variable `ebpf:"unused_exec_size_key"`
+	UnusedExecSumKey  *ebpf.Variable `ebpf:"unused_exec_sum_key"`
+	UnusedInodeKey    *ebpf.Variable `ebpf:"unused_inode_key"`
+	UnusedNameKey     *ebpf.Variable `ebpf:"unused_name_key"`
+	UnusedPathKey     *ebpf.Variable `ebpf:"unused_path_key"`
 }
 
 // lsmPrograms contains all programs after they have been loaded into the kernel.
@@ -246,8 +277,10 @@ type lsmVariables struct {
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmPrograms struct {
 	AigateBprmCheck     *ebpf.Program `ebpf:"aigate_bprm_check"`
+	AigateBprmCopy      *ebpf.Program `ebpf:"aigate_bprm_copy"`
 	AigateFileMprotect  *ebpf.Program `ebpf:"aigate_file_mprotect"`
 	AigateFileOpen      *ebpf.Program `ebpf:"aigate_file_open"`
+	AigateMmapCopy      *ebpf.Program `ebpf:"aigate_mmap_copy"`
 	AigateMmapFile      *ebpf.Program `ebpf:"aigate_mmap_file"`
 	AigatePathChmod     *ebpf.Program `ebpf:"aigate_path_chmod"`
 	AigatePathChown     *ebpf.Program `ebpf:"aigate_path_chown"`
@@ -273,8 +306,10 @@ type lsmPrograms struct {
 func (p *lsmPrograms) Close() error {
 	return _LsmClose(
 		p.AigateBprmCheck,
+		p.AigateBprmCopy,
 		p.AigateFileMprotect,
 		p.AigateFileOpen,
+		p.AigateMmapCopy,
 		p.AigateMmapFile,
 		p.AigatePathChmod,
 		p.AigatePathChown,

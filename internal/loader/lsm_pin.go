@@ -378,6 +378,13 @@ func (l *LSM) collectRules(out map[uint32][]mapEntry) error {
 		collect(m, &nk, func() uint32 { return nk.Set }, func() any { return nk })
 	}
 	collect(l.objs.InodeRules, &ik, func() uint32 { return ik.Set }, func() any { return ik })
+	var (
+		szk lsmExecSizeKey
+		smk lsmExecSumKey
+	)
+	// Sums before sizes, as writeCopies writes them.
+	collect(l.objs.ExecSums, &smk, func() uint32 { return smk.Set }, func() any { return smk })
+	collect(l.objs.ExecSizes, &szk, func() uint32 { return szk.Set }, func() any { return szk })
 	// set_flags last in each list: deleteRules walks backwards, so the
 	// flags go first, as for a sandbox added by this process.
 	collect(l.objs.SetFlags, &sk, func() uint32 { return sk }, func() any { return sk })
@@ -422,7 +429,7 @@ func (l *LSM) unpinAll() error {
 		}
 	}
 	for _, m := range []*ebpf.Map{
-		l.objs.Counters, l.objs.Events, l.objs.InodeRules, l.objs.NameRules, l.objs.PathRules,
+		l.objs.Counters, l.objs.Events, l.objs.ExecSizes, l.objs.ExecSums, l.objs.InodeRules, l.objs.NameRules, l.objs.PathRules,
 		l.objs.PrefixRules, l.objs.SandboxLevels, l.objs.Sandboxes, l.objs.SetFlags, l.objs.SuffixRules,
 		l.pins.info, l.pins.layout,
 	} {

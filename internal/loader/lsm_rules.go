@@ -211,6 +211,11 @@ func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access kernelAigateAccess
 	if access == kernelAigateAccessAIGATE_ACCESS_EXEC {
 		files = append(files, resolve.Executables(fs, l.execDirs)...)
 	}
+	if access == kernelAigateAccessAIGATE_ACCESS_EXEC && set&setExcept == 0 {
+		if err := l.writeCopies(set, files, put); err != nil {
+			return err
+		}
+	}
 	for _, f := range files {
 		k := lsmInodeKey{Ino: f.Ino, Dev: uint32(f.Dev), Set: set}
 		if err := put(l.objs.InodeRules, k, f.Rule); err != nil {

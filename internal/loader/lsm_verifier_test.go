@@ -24,8 +24,10 @@ func TestLSMVerifierFloors(t *testing.T) {
 		// Verified on 6.1 / 6.12: the file and path hooks share their
 		// matching code and differ in the paths they check.
 		"aigate_bprm_check":     9800,  // 19602 / 58555
+		"aigate_bprm_copy":      850,   // 1857 / 1778
 		"aigate_file_mprotect":  9500,  // 19129 / 38061
 		"aigate_file_open":      6200,  // 12589 / 72041
+		"aigate_mmap_copy":      750,   // 1660 / 1581
 		"aigate_mmap_file":      9600,  // 19374 / 38320
 		"aigate_path_chmod":     14500, // 29115 / 47773
 		"aigate_path_chown":     14500, // 29115 / 47773

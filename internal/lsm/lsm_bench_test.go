@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cilium/ebpf/link"
@@ -205,4 +206,84 @@ func BenchmarkMmapExec(b *testing.B) {
 			r.Report(b)
 		})
 	}
+}
+
+// BenchmarkExecCopy measures fork+exec+wait of an allowed program inside
+// a sandbox whose deny_exec binary has another size ("other-size": what
+// every exec pays for bprm_copy, a sandbox walk and one hash lookup) and
+// of one padded to the denied binary's size ("same-size": IMA hashes the
+// whole file, then the exec is allowed), each against the same helper with
+// bprm_copy detached, as BenchmarkOpenClose does.
+func BenchmarkExecCopy(b *testing.B) {
+	dir, _ := filepath.EvalSymlinks(b.TempDir())
+	trueBin, err := exec.LookPath("true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, err := os.ReadFile(trueBin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	writeBytes(b, dir+"/bin/denied", append(body[:len(body):len(body)], 'x'))
+	other := writeBytes(b, dir+"/other-size", body)
+	same := writeBytes(b, dir+"/same-size", append(body[:len(body):len(body)], 'y'))
+	l := openLSM(b, dir+"/bin")
+	if !l.obj.RefusesCopies() {
+		testutil.SkipUnlessLSM(b, "bprm_copy is not attached")
+	}
+	b.Cleanup(func() {
+		if err := setProgram(l, "bprm_copy", true); err != nil {
+			b.Error(err)
+		}
+	})
+	sb := addSandbox(b, l, compiled(ruleSpec{policy.AccessExec, "names", "denied"}), policy.ModeEnforce)
+	for _, c := range []struct{ name, path string }{{"other-size", other}, {"same-size", same}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := startServe(b, sb, "execserve", c.path)
+			r, err := bench.Pair(bench.Rounds(),
+				func() (float64, error) {
+					if err := setProgram(l, "bprm_copy", false); err != nil {
+						return 0, err
+					}
+					return h.measure(b.N)
+				},
+				func() (float64, error) {
+					if err := setProgram(l, "bprm_copy", true); err != nil {
+						return 0, err
+					}
+					return h.measure(b.N)
+				})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Report(b)
+		})
+	}
+}
+
+func writeBytes(tb testing.TB, path string, data []byte) string {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// forkExecWait runs path with no arguments and waits for it.
+func forkExecWait(path string) error {
+	pid, err := syscall.ForkExec(path, []string{path}, &syscall.ProcAttr{Env: []string{}})
+	if err != nil {
+		return err
+	}
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+		return err
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		return fmt.Errorf("%s: %v", path, ws)
+	}
+	return nil
 }

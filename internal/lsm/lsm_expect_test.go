@@ -15,7 +15,9 @@ func script(t *testing.T, path string) string {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+	// Each script's own content: two identical ones are one program, and
+	// the copy programs refuse a copy of a denied one (lsm_copy_test.go).
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n# "+path+"\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -101,6 +101,18 @@ func helper(args []string) int {
 			return 2
 		}
 		fmt.Println(strconv.FormatFloat(ns, 'f', 1, 64))
+	case "execserve": // execserve PATH: for each line N on stdin, the median batch's ns per fork+exec+wait of PATH
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			n, _ := strconv.Atoi(in.Text())
+			ns, err := bench.Batched(n, func() error { return forkExecWait(args[1]) })
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+			fmt.Println(strconv.FormatFloat(ns, 'f', 1, 64))
+		}
+		return 0
 	case "benchserve": // benchserve PATH: for each line N on stdin, bench N PATH
 		in := bufio.NewScanner(os.Stdin)
 		for in.Scan() {
