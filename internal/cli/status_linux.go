@@ -33,6 +33,7 @@ func unenforced(l *config.Loaded, backend string) []string {
 		return lsm.UnenforcedExec(c)
 	}
 	out := fanotify.UnenforcedExec(c, resolve.DefaultExecDirs(os.Getenv("PATH")))
+	out = append(out, fanotify.UnenforcedCopies(c)...)
 	return append(out, run.UnsafeUnix(l, pol, backend)...)
 }
 

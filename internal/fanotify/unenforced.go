@@ -53,3 +53,16 @@ func unenforcedLines(shared []resolve.Shared) []string {
 	}
 	return out
 }
+
+// UnenforcedCopies says, for a policy with deny_exec rules, where a copy
+// of a denied binary under another name still runs on this backend:
+// fanotify reports an exec only where it marks (copy.go's copyDirs, the
+// project and home trees). status shows it beside the rules; run does not
+// repeat it on every start.
+func UnenforcedCopies(c *policy.Compiled) []string {
+	if c == nil || len(c.Exec.Names)+len(c.Exec.Paths) == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("deny_exec on the fanotify backend: a copy of a denied binary under another name is refused only in the project and home trees and directly in %s; elsewhere (/tmp/sub/x, /var/lib/...) it runs (the lsm backend refuses copies anywhere)",
+		strings.Join(copyDirs, ", "))}
+}

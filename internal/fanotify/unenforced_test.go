@@ -64,3 +64,17 @@ func TestUnenforcedFromAdd(t *testing.T) {
 		t.Fatalf("Unenforced of a new sandbox = %q", got)
 	}
 }
+
+// Where a copy of a denied binary still runs is said for any policy with
+// deny_exec rules, naming the directories copy.go watches, and not for one
+// without.
+func TestUnenforcedCopies(t *testing.T) {
+	if got := UnenforcedCopies(&policy.Compiled{}); got != nil {
+		t.Fatalf("no deny_exec rules: %q", got)
+	}
+	c := &policy.Compiled{Exec: policy.FileSet{Names: []policy.Entry{{Value: "curl", Rule: 1}}}}
+	got := UnenforcedCopies(c)
+	if len(got) != 1 || !strings.Contains(got[0], strings.Join(copyDirs, ", ")) || !strings.Contains(got[0], "elsewhere") {
+		t.Fatalf("UnenforcedCopies = %q", got)
+	}
+}
