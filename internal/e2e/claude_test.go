@@ -455,10 +455,24 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 		}
 		tm("send-keys", "C-o")
 		time.Sleep(500 * time.Millisecond)
-		// Leave: Ctrl-D twice (the first asks to press it again).
-		tm("send-keys", "C-d")
-		time.Sleep(500 * time.Millisecond)
-		tm("send-keys", "C-d")
+		// Leave: Ctrl-D twice (the first asks to press it again). Under
+		// an emulated guest the pair can land while the screen is still
+		// redrawing after Ctrl-O, or farther apart than the CLI's "press
+		// again" window, and the CLI then stays; a user presses again, and
+		// so does the test, a few times, before it waits for the end.
+		for try := 0; try < 5; try++ {
+			tm("send-keys", "C-d")
+			time.Sleep(300 * time.Millisecond)
+			tm("send-keys", "C-d")
+			if gone := time.Now().Add(15 * time.Second); try < 4 {
+				for time.Now().Before(gone) && !strings.Contains(screen(), "RUN-EXITED") {
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
+			if strings.Contains(screen(), "RUN-EXITED") {
+				break
+			}
+		}
 		after := waitFor("RUN-EXITED", runLimit)
 		if !strings.Contains(after, "RUN-EXITED 0") {
 			t.Errorf("the session did not end normally:\n%s", after)
