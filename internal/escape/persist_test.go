@@ -80,10 +80,10 @@ func TestEscapeReplaceAncestor(t *testing.T) {
 mv .git %[1]s/old && mv %[1]s/g .git && echo replaced`, tmp)
 		if b.backend == "fanotify" {
 			// fanotify learns of the move after the fact and places the
-			// mover by its pid: a mover still alive then (here python,
-			// which waits before the second rename) is caught; a short mv
-			// that has exited and been reaped by then is usually not
-			// (docs/threat-model.md).
+			// mover by its pid. Here the mover stays alive (python, which
+			// waits before the second rename), so the sandbox is killed
+			// before the replacement; TestEscapeQuickMovesOfGit has two
+			// short mvs, placed once exited by the kernel's exit records.
 			if _, err := exec.LookPath("python3"); err != nil {
 				testutil.SkipUnlessKernel(t, "no python3 for a mover that stays alive")
 			}
