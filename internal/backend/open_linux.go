@@ -4,6 +4,8 @@ import (
 	"errors"
 	"path/filepath"
 
+	"go.uber.org/zap"
+
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/fanotify"
@@ -82,11 +84,33 @@ func openFanotify(o Options) (enforce.Backend, error) {
 	if err != nil {
 		return nil, errors.Join(err, f.Close())
 	}
+	recordExits(f, n, o)
 	return compose(f, egress.New(n, o.egress())), nil
 }
 
 // walkCacheDir is where an embedded run (RunPin set) keeps the fanotify
 // walk cache between runs; an agent keeps it in memory.
+// recordExits attaches the exit records (bpf/exitrec.c) that let the
+// fanotify backend place a mover that exited before its rename was read.
+// They share the network object's sandbox table, which Composite.Add fills
+// before any process of the sandbox runs. A kernel that refuses them
+// leaves the backend as it was: such a mover is placed only if it was
+// seen before (docs/threat-model.md).
+func recordExits(f *fanotify.Backend, n *loader.Net, o Options) {
+	shared, ok := n.Shared()
+	if !ok {
+		return
+	}
+	r, err := loader.OpenExitRecorder(shared)
+	if err != nil {
+		if o.Logger != nil {
+			o.Logger.Warn("a sandboxed process that renames a protected path and exits before aigate reads the rename may not be placed", zap.Error(err))
+		}
+		return
+	}
+	f.RecordExits(r)
+}
+
 func walkCacheDir(o Options) string {
 	if o.RunPin == "" {
 		return ""

@@ -112,6 +112,9 @@ type Backend struct {
 	// placed remembers the sandbox of processes seen recently, for a
 	// watcher event whose process has exited by the time it is read.
 	placed pidCache
+	// exits, under mu: the kernel's records of sandboxed exits, or nil
+	// (RecordExits).
+	exits ExitRecords
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
@@ -447,6 +450,11 @@ func (b *Backend) Close() error {
 			b.watch.close()
 		}
 		b.keep.close()
+		if b.exits != nil {
+			if cerr := b.exits.Close(); cerr != nil {
+				b.log.Debug("exit records not closed", zap.Error(cerr))
+			}
+		}
 		if serr := b.stored.save(b.walks); serr != nil {
 			b.log.Debug("walk cache not saved", zap.Error(serr))
 		}

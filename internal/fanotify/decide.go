@@ -39,15 +39,7 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 	}
 	cg, ok := readCgroup(tid)
 	if !ok {
-		// Exited (a short git or mv, read by the watcher afterwards):
-		// the sandbox it was seen in, if it is still registered.
-		s := b.placed.get(tid)
-		b.mu.RLock()
-		defer b.mu.RUnlock()
-		if s != nil && b.sandboxes[s.ID] == s {
-			return s
-		}
-		return nil
+		return b.exitedSandbox(tid)
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -58,6 +50,61 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 		}
 	}
 	return nil
+}
+
+// exitedSandbox places a process that has exited (a short git or mv, read
+// by the watcher afterwards), if its sandbox is still registered. First
+// the kernel's record of its exit (ExitRecords): the sandbox it was in when
+// it exited, whether or not it was ever seen here. Then the sandbox it was
+// last seen in (pidCache), for when no record is kept (the kernel refused
+// the program, or the record was evicted). The record comes first because
+// it is the newer fact: a cached pid may be that of an earlier process.
+//
+// Both can be wrong in one case: a pid reused, within the time the event
+// waits to be read, by a process outside every sandbox that has exited
+// too; it is then taken for the sandboxed process that had the pid before
+// it, and its move of a protected path is undone or kills the sandbox. A
+// live process is never mistaken: /proc is read first.
+func (b *Backend) exitedSandbox(tid int) *sandbox {
+	b.mu.RLock()
+	exits := b.exits
+	b.mu.RUnlock()
+	if exits != nil {
+		if id, ok := exits.Exited(tid); ok {
+			b.mu.RLock()
+			defer b.mu.RUnlock()
+			for _, s := range b.sandboxes {
+				if s.CgroupID == id {
+					return s
+				}
+			}
+			return nil
+		}
+	}
+	s := b.placed.get(tid)
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if s != nil && b.sandboxes[s.ID] == s {
+		return s
+	}
+	return nil
+}
+
+// ExitRecords is what the kernel noted of sandboxed processes as they
+// exited (loader.ExitRecorder, bpf/exitrec.c): the cgroup id of the
+// sandbox each pid was in.
+type ExitRecords interface {
+	Exited(pid int) (cgroupID uint64, ok bool)
+	Close() error
+}
+
+// RecordExits hands the backend the kernel's exit records, to place
+// movers that have exited before the watcher reads their rename. Call it
+// before the first Add; Close closes r.
+func (b *Backend) RecordExits(r ExitRecords) {
+	b.mu.Lock()
+	b.exits = r
+	b.mu.Unlock()
 }
 
 // pidCache maps the processes placed in a sandbox lately to it, in two

@@ -27,11 +27,17 @@ import (
 // after a refusal; anything else (a directory above a protected path, a
 // file without a copy, a restore that fails) kills the sandbox as soon as
 // the watcher sees it: detection and containment, not prevention, and what
-// was moved stays where it is. The mover is known by its pid, read from
-// /proc when the event is handled: a process that has exited and been
-// reaped by then (a short mv) cannot be placed; its move is only logged
-// (unplaced), and what it left is taken as the user's. docs/threat-model.md
-// says how often that happened.
+// was moved stays where it is. The mover is known by its pid, placed from
+// /proc when the event is handled; a process that has exited and been
+// reaped by then (a short mv) is placed by the kernel's record of its exit
+// (bpf/exitrec.c, ExitRecords: the sandbox each sandboxed process was in
+// when it exited), else by the sandbox it was last seen in (pidCache).
+// Only when neither is there (the kernel refused the exit program, or its
+// LRU map evicted the record, or the agent runs in a pid namespace other
+// than the initial one, whose pids the records hold) is the move only
+// logged (unplaced) and what it left taken as the user's. A pid reused by
+// an outside process that also exited before the event is read can be
+// taken for the sandboxed one (exitedSandbox); docs/threat-model.md.
 
 // moved handles one FAN_MOVED_FROM or FAN_MOVED_TO event.
 func (b *Backend) moved(ev *watchEvent) {
@@ -185,8 +191,8 @@ func replaces(c *policy.Compiled, path string) (policy.RuleID, bool) {
 }
 
 // unplaced logs a move of a path some sandbox protects by a process that
-// exited before it could be placed: it may have been a sandbox's (the race
-// above), so the agent's log keeps it for whoever looks.
+// exited before it could be placed (no exit record, not seen before): it
+// may have been a sandbox's, so the agent's log keeps it for whoever looks.
 func (b *Backend) unplaced(ev *watchEvent) {
 	if ev.pid <= 0 {
 		return
