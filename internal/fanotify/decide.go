@@ -20,13 +20,13 @@ import (
 // sandboxOf returns the sandbox whose cgroup (or a cgroup beneath it) holds
 // thread tid, or nil.
 //
-// There is no cache: a cached answer per pid could outlive the process and
-// be wrong for the next one with the same number (a sandboxed child may get
-// the pid of a process that was outside), and validating a cache entry costs
-// a /proc read, the same as the lookup. A thread that has already exited
-// (tid gone) is treated as outside: it is no longer waiting for the open.
-// tid 0 means the opener lives in a pid namespace we cannot see, which
-// sandboxes (started by aigate) never do.
+// A live process is always placed from /proc, never from a cache: a cached
+// answer per pid could outlive the process and be wrong for the next one
+// with the same number (a sandboxed child may get the pid of a process that
+// was outside). A process that has exited (a short mv or git, read by the
+// watcher afterwards) is placed by the kernel's record of its exit, then by
+// pidCache (see below). tid 0 means the opener lives in a pid namespace we
+// cannot see, which sandboxes (started by aigate) never do.
 func (b *Backend) sandboxOf(tid int) *sandbox {
 	if tid <= 0 {
 		return nil
