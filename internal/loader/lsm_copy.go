@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
@@ -59,18 +58,7 @@ func keepCopyHook(spec *ebpf.CollectionSpec) bool {
 		}
 	}
 	for _, name := range copyPrograms {
-		name = "aigate_" + name
-		if _, ok := spec.Programs[name]; ok {
-			spec.Programs[name] = &ebpf.ProgramSpec{
-				Name:    name,
-				Type:    ebpf.SocketFilter,
-				License: "Dual BSD/GPL",
-				Instructions: asm.Instructions{
-					asm.Mov.Imm(asm.R0, 0),
-					asm.Return(),
-				},
-			}
-		}
+		stubProgram(spec, "aigate_"+name)
 	}
 	return false
 }

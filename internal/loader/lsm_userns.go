@@ -28,18 +28,26 @@ func keepUsernsHook(spec *ebpf.CollectionSpec) bool {
 	if kernelHasFunc("bpf_lsm_" + usernsHook) {
 		return true
 	}
-	if _, ok := spec.Programs[usernsProgram]; ok {
-		spec.Programs[usernsProgram] = &ebpf.ProgramSpec{
-			Name:    usernsProgram,
-			Type:    ebpf.SocketFilter,
-			License: "Dual BSD/GPL",
-			Instructions: asm.Instructions{
-				asm.Mov.Imm(asm.R0, 0),
-				asm.Return(),
-			},
-		}
-	}
+	stubProgram(spec, usernsProgram)
 	return false
+}
+
+// stubProgram replaces program name in spec, if it is there, by a trivial
+// socket filter that is never attached: the object then loads on a kernel
+// that lacks the program's hook or helper, without the program.
+func stubProgram(spec *ebpf.CollectionSpec, name string) {
+	if _, ok := spec.Programs[name]; !ok {
+		return
+	}
+	spec.Programs[name] = &ebpf.ProgramSpec{
+		Name:    name,
+		Type:    ebpf.SocketFilter,
+		License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	}
 }
 
 func kernelHasFunc(name string) bool {
