@@ -58,7 +58,7 @@ func TestPeerPidReusedRefused(t *testing.T) {
 		t.Fatalf("the client that connected: exit %d, %v", code, err)
 	}
 	// Reaped: its pid is free. An outside process takes it.
-	testutil.StartWithPID(t, pid, "sleep", "60")
+	testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") })
 	if in, err := ta.sandboxed(pid); err != nil || in {
 		t.Fatalf("pid %d now: in a sandbox %v, %v; want a process outside", pid, in, err)
 	}

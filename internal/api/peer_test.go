@@ -136,7 +136,7 @@ func TestPeerOfGone(t *testing.T) {
 	})
 	t.Run("pid reused before accept", func(t *testing.T) {
 		pid := connectAndExit()
-		testutil.StartWithPID(t, pid, "sleep", "60")
+		testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") })
 		p, err := PeerOf(accept())
 		if hasPeerPidfd(t) {
 			if !errors.Is(err, ErrPeerGone) {
