@@ -223,15 +223,23 @@ func (a *Agent) Serve(ctx context.Context) error {
 			continue
 		}
 		peer, err := api.PeerOf(nc)
+		if errors.Is(err, api.ErrPeerGone) {
+			// Its pid may name another process already: nothing read
+			// under /proc of it could say who asks.
+			a.refuse(nc, &api.Error{Code: api.CodeForbidden, Message: err.Error()})
+			continue
+		}
 		if err != nil {
 			a.log.Warn("connection without credentials", zap.Error(err))
 			nc.Close()
 			continue
 		}
 		if e := a.admit(nc, peer); e == errClosing {
+			peer.Close()
 			nc.Close()
 			continue
 		} else if e != nil {
+			peer.Close()
 			a.refuse(nc, e)
 			continue
 		}
@@ -273,6 +281,7 @@ func (a *Agent) admit(nc net.Conn, peer api.Peer) *api.Error {
 
 func (a *Agent) release(nc net.Conn, peer api.Peer) {
 	nc.Close()
+	peer.Close()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.conns, nc)
@@ -451,6 +460,26 @@ func (a *Agent) ruleCounts() map[string]int {
 		}
 	}
 	return out
+}
+
+// refuseInside answers a request that only a process outside every
+// sandbox may make: nil when the peer is outside, else the refusal, with
+// msg when it is inside. A peer whose place cannot be read, or that is no
+// longer the process that connected, is refused too (fail closed).
+func (a *Agent) refuseInside(p api.Peer, msg string) *api.Error {
+	in, err := a.sandboxed(p.PID)
+	if err == nil {
+		// Only now is it known that what was read was the peer's own
+		// cgroup, and not that of a process that got its pid.
+		err = p.Verify()
+	}
+	switch {
+	case err != nil:
+		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("refused: the agent cannot tell whether the request comes from inside a sandbox (%v)", err)}
+	case in:
+		return &api.Error{Code: api.CodeForbidden, Message: msg}
+	}
+	return nil
 }
 
 // sandboxed reports whether pid runs inside one of the agent's sandboxes

@@ -42,9 +42,8 @@ func (a *Agent) serveConn(nc *net.UnixConn, peer api.Peer) {
 		// A sandboxed tool, running as its user, may well reach the socket:
 		// it must not create a looser sandbox for itself, end its own
 		// (to run on elsewhere), or read other sandboxes' events.
-		in, err := a.sandboxed(peer.PID)
-		if err != nil || in {
-			a.reply(c, errResp(api.CodeForbidden, "requests from inside a sandbox are refused"))
+		if e := a.refuseInside(peer, "requests from inside a sandbox are refused"); e != nil {
+			a.reply(c, &api.Response{Error: e})
 			return
 		}
 	}

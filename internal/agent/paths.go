@@ -31,6 +31,9 @@ func checkPaths(p api.Peer, req *api.CreateRequest) *api.Error {
 		return nil
 	}
 	cred, err := readCred(p.PID)
+	if err == nil {
+		err = p.Verify() // the groups read were the peer's, not a successor's
+	}
 	if err != nil {
 		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("read your process's groups: %v", err)}
 	}

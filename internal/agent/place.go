@@ -52,6 +52,11 @@ func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
 		if st.ppid != p.PID {
 			return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is not your child", pid)}
 		}
+		// The parent read is the peer only while the peer is still
+		// there: a process that took its pid could have children too.
+		if err := p.Verify(); err != nil {
+			return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d: %v", pid, err)}
+		}
 	}
 	if in, err := a.sandboxed(pid); err != nil || in {
 		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pid)}

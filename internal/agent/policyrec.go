@@ -195,8 +195,8 @@ func (a *Agent) policyRequest(p api.Peer, r *api.PolicyRequest) *api.Response {
 		owner = *r.Owner
 	}
 	if r.Action == api.PolicyAccept {
-		if in, err := a.sandboxed(p.PID); err != nil || in {
-			return errResp(api.CodeForbidden, "the policy cannot be accepted from inside a sandbox: run `aigate policy accept` in a terminal outside `aigate run`")
+		if e := a.refuseInside(p, "the policy cannot be accepted from inside a sandbox: run `aigate policy accept` in a terminal outside `aigate run`"); e != nil {
+			return &api.Response{Error: e}
 		}
 	}
 	now, path, sum, err := globalPolicy(r.Global, r.Home)

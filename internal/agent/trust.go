@@ -127,8 +127,8 @@ func (a *Agent) trustRequest(p api.Peer, t *api.TrustRequest) *api.Response {
 		owner = *t.Owner
 	}
 	if t.Action != api.TrustGet {
-		if in, err := a.sandboxed(p.PID); err != nil || in {
-			return errResp(api.CodeForbidden, "trust cannot be changed from inside a sandbox: run `aigate trust` in a terminal outside `aigate run`")
+		if e := a.refuseInside(p, "trust cannot be changed from inside a sandbox: run `aigate trust` in a terminal outside `aigate run`"); e != nil {
+			return &api.Response{Error: e}
 		}
 	}
 	a.trustMu.Lock()

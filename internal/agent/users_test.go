@@ -97,6 +97,57 @@ func runTestClient(mode, sock string, args []string) int {
 		json.NewEncoder(os.Stdout).Encode(r)
 		io.Copy(io.Discard, os.Stdin)
 		return 0
+	case "handoff":
+		// Connect, hand the connection to a child (which asks for a
+		// sandbox once a line arrives on stdin and prints the outcome's
+		// code and message), and exit without waiting for it.
+		nc, err := net.Dial("unix", sock)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		f, err := nc.(*net.UnixConn).File()
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		child := exec.Command(os.Args[0])
+		child.Env = append(os.Environ(), clientEnv+"=handoff-child")
+		child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
+		child.ExtraFiles = []*os.File{f}
+		if err := child.Start(); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		return 0
+	case "handoff-child":
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		nc, err := net.FileConn(os.NewFile(3, "agent"))
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		c := api.NewConn(nc)
+		home, _ := os.MkdirTemp("", "home")
+		req := api.Request{V: api.Version, Op: api.OpCreate, Create: &api.CreateRequest{Home: home, ProjectRoot: home}}
+		if err := c.Write(&req, 5*time.Second); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		var resp api.Response
+		if err := c.Read(&resp, time.Now().Add(30*time.Second)); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		if resp.Error != nil {
+			fmt.Println(resp.Error.Code + ": " + resp.Error.Message)
+			return 0
+		}
+		fmt.Println("ok created", resp.Sandbox.Name)
+		return 0
 	case "policyaccept":
 		// Accept args[2] as the content of the global file args[1] of
 		// home args[0]; print the outcome's code.

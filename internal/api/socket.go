@@ -36,36 +36,6 @@ func SocketPath() string {
 // that agent instead of starting one.
 var ErrAgentRunning = errors.New("another aigate agent is running")
 
-// Peer is who is on the other end of a connection, as the kernel says
-// (SO_PEERCRED), never as the client claims.
-type Peer struct {
-	UID uint32
-	GID uint32
-	PID int
-}
-
-// Root reports whether the peer is root, who may see and end everything.
-func (p Peer) Root() bool { return p.UID == 0 }
-
-// PeerOf returns the credentials of the process that connected c.
-func PeerOf(c *net.UnixConn) (Peer, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", err)
-	}
-	var cred *unix.Ucred
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", err)
-	}
-	if serr != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", serr)
-	}
-	return Peer{UID: cred.Uid, GID: cred.Gid, PID: int(cred.Pid)}, nil
-}
-
 // Listener is the agent's socket and the lock that makes it the only one.
 type Listener struct {
 	*net.UnixListener

@@ -31,10 +31,14 @@ func (p *pinnedPart) Release() error {
 	return nil
 }
 
-// The network rules of a pinned id the LSM did not adopt (its cgroup is
-// gone) are removed at open; Claim reaches both parts; Release releases
-// both and closes neither.
-func TestPinnedComposite(t *testing.T) {
+// TestPinnedPartsOrder checks newPinned's bookkeeping with fake parts (no
+// kernel, no pins; it takes milliseconds in the VM too): the network rules
+// of a pinned id the LSM did not adopt (its cgroup is gone) are removed at
+// open; Claim reaches both parts; Release releases both and closes
+// neither. The real pinned path (backend.Open with a PinPath on BPF LSM:
+// pins kept across a SIGKILL of the agent, adopted by the next one) is
+// agent.TestAgentCrash, in the VM harness.
+func TestPinnedPartsOrder(t *testing.T) {
 	var log []string
 	files := &pinnedPart{part: newPart("files", &log), adopted: []enforce.Sandbox{{ID: 2, Name: "s2-p9"}}}
 	net := &pinnedPart{part: newPart("net", &log), adopted: []enforce.Sandbox{{ID: 2}, {ID: 5}}}

@@ -129,8 +129,12 @@ func newAgentWorld(t *testing.T) *agentWorld {
 func (w *agentWorld) startAgent(t *testing.T, group string) {
 	t.Helper()
 	w.agentLog = &testutil.SyncBuffer{}
+	// Trust and policy records in the world's directory, not the
+	// machine's /var/lib/aigate/trust: removed with the world, and kept
+	// across a restart of its agent as an installed agent keeps them.
 	w.agent = exec.Command(w.bin, "--log-level", "debug", "agent", "--socket", w.sock,
-		"--metrics-addr", w.metrics, "--backend", "fanotify", "--group", group)
+		"--metrics-addr", w.metrics, "--backend", "fanotify", "--group", group,
+		"--trust-dir", filepath.Join(w.dir, "trust"))
 	w.agent.Stderr = w.agentLog
 	w.agent.Stdout = w.agentLog
 	w.agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -276,6 +280,11 @@ func TestE2EAgentUnprivilegedRun(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "secret") {
 		t.Fatalf("the secret leaked: %q", out.String())
+	}
+	// The agent recorded the user's policy in the world's trust directory
+	// (so none of a test's records are left on the machine).
+	if _, err := os.Stat(filepath.Join(w.dir, "trust", fmt.Sprintf("%d.policy.yaml", w.uid))); err != nil {
+		t.Errorf("the user's policy record is not in the world's trust directory: %v", err)
 	}
 	for _, want := range []string{
 		// cat and aigate share stderr and cat writes its message in

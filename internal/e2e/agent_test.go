@@ -76,7 +76,10 @@ func startSharedAgent(bin string) error {
 	metrics := ln.Addr().String()
 	ln.Close()
 	sharedAgent.metrics = metrics
-	cmd := exec.Command(bin, "agent", "--socket", sharedAgent.sock, "--metrics-addr", metrics, "--backend", "lsm", "--pin-dir", "")
+	// Its trust and policy records go with its directory, not into the
+	// machine's /var/lib/aigate/trust.
+	cmd := exec.Command(bin, "agent", "--socket", sharedAgent.sock, "--metrics-addr", metrics, "--backend", "lsm", "--pin-dir", "",
+		"--trust-dir", filepath.Join(dir, "trust"))
 	// Not the test's AIGATE_ variables (a socket, a config), nor the
 	// worlds' socket: world.processes must not count it as a world's.
 	cmd.Env = CleanEnv(os.Environ())

@@ -4,7 +4,10 @@ package escape
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/sandbox"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // The agent runs as root and acts for any member of its group: each of its
@@ -80,6 +84,73 @@ func TestEscapeAgentPlace(t *testing.T) {
 		got = b.client("resandbox")
 		wantRefused(t, "the client's child already in a sandbox", got, "is already in a sandbox")
 	})
+}
+
+// TestEscapeAgentPeerPidReused: the agent judges who asks by the process
+// that connected. A client inside the sandbox connects, hands the
+// connection to its child and exits; once it is reaped an outside process
+// is given its pid (as root: ns_last_pid), and only then does the child
+// ask for a sandbox, which a look at /proc/PID would take for a request
+// from outside. The agent refuses it, saying the process that connected
+// has exited, and creates nothing.
+func TestEscapeAgentPeerPidReused(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		b.config(b.read("~/.aigate/config.yaml") + "\nallow_unix:\n  - " + b.agent.sock + "\n")
+		dir := b.path("handoff")
+		b.mkdir(dir)
+		fields := strings.Join([]string{"handoff", b.agent.sock, b.home, b.proj, dir}, " ")
+		script := fmt.Sprintf(`env %s=%q %s || exit 1
+for i in $(seq 1200); do [ -e %s/result ] && break; sleep 0.05; done
+cat %s/result`, clientEnv, fields, clientBinary(t), dir, dir)
+		done := make(chan result, 1)
+		go func() { done <- b.sh(script) }()
+
+		// The client that connected has written its pid and is reaped
+		// (its shell waits for it).
+		var pid int
+		for deadline := time.Now().Add(runLimit); ; {
+			if data, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
+				if pid, _ = strconv.Atoi(string(data)); pid > 0 {
+					if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+						break
+					}
+				}
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("the run ended before the client that connected was reaped:\n%s", r)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the client that connected did not exit (pid %d)", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// The user's own process outside (a shell, an editor) gets it.
+		testutil.StartWithPID(t, pid, func() *exec.Cmd { return b.asUser(exec.Command("sleep", "600")) })
+		unsandboxed(t, pid)
+		before := sandboxesOf(t, b)
+		if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := <-done
+		if strings.Contains(r.stdout, "ok created") || !strings.Contains(r.stdout, "refused forbidden") || !strings.Contains(r.stdout, "has exited") {
+			t.Fatalf("a request on a connection handed on by a process that exited, its pid now outside, was not refused as such:\n%s", r)
+		}
+		if after := sandboxesOf(t, b); after > before {
+			t.Errorf("%d sandboxes of the user after the refused request, %d before", after, before)
+		}
+	})
+}
+
+// sandboxesOf counts the sandboxes of b's user that b's agent holds.
+func sandboxesOf(t *testing.T, b *box) int {
+	t.Helper()
+	l, err := api.NewClient(b.agent.sock).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(l)
 }
 
 // TestEscapeAgentForeignPaths: the agent walks the request's home and

@@ -41,6 +41,12 @@ func clientOp(f []string) string {
 	if len(f) == 5 && f[0] == "tryloop" && f[4] == "child" {
 		tryLoopChild(f[:4]) // never returns
 	}
+	if len(f) == 5 && f[0] == "handoff" {
+		return handOff(f)
+	}
+	if len(f) == 5 && f[0] == "handoffchild" {
+		return handOffChild(f)
+	}
 	if len(f) < 4 {
 		return "error: short op"
 	}
@@ -133,6 +139,64 @@ func clientOp(f []string) string {
 		return fmt.Sprintf("ok held %v loosened %q", st.Held, st.Loosened)
 	}
 	return "error: unknown op " + op
+}
+
+// handOff connects to the agent, hands the connection to a child of its
+// own (handOffChild, with the same fields) and writes its pid to DIR/pid:
+// fields handoff SOCK HOME PROJ DIR. It returns at once; the child asks
+// for a sandbox once DIR/go exists and writes the outcome to DIR/result.
+func handOff(f []string) string {
+	nc, err := net.Dial("unix", f[1])
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	conn, err := nc.(*net.UnixConn).File()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	child := exec.Command(self)
+	child.Env = append(os.Environ(), clientEnv+"=handoffchild "+strings.Join(f[1:], " "))
+	child.ExtraFiles = []*os.File{conn}
+	if err := child.Start(); err != nil {
+		return "error: " + err.Error()
+	}
+	if err := os.WriteFile(filepath.Join(f[4], "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return "error: " + err.Error()
+	}
+	return "ok handed"
+}
+
+// handOffChild waits for DIR/go, then asks for a sandbox on the connection
+// its parent made (descriptor 3) and writes the outcome to DIR/result.
+func handOffChild(f []string) string {
+	dir := f[4]
+	res := "error: DIR/go never appeared"
+	for range 1200 {
+		if _, err := os.Stat(filepath.Join(dir, "go")); err == nil {
+			res = askOn(f[2], f[3])
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "result"), []byte(res+"\n"), 0o644)
+	return res
+}
+
+func askOn(home, proj string) string {
+	nc, err := net.FileConn(os.NewFile(3, "agent"))
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer nc.Close()
+	req := api.CreateRequest{Home: home, ProjectRoot: proj, Command: []string{"escape-client"}}
+	if err := exchange(api.NewConn(nc), &api.Request{Op: api.OpCreate, Create: &req}); err != nil {
+		return refusal(err)
+	}
+	return "ok created"
 }
 
 // createPlace creates a sandbox on a fresh connection and asks it to place

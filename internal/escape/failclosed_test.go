@@ -208,8 +208,10 @@ func (b *box) privateAgent() *agent {
 	privateAgents++
 	name := fmt.Sprintf("%s-private%d", b.backend, privateAgents)
 	a := &agent{sock: filepath.Join(machine.dir, name+".sock"), log: &testutil.SyncBuffer{}}
+	// Its records in the machine's directory (removed with it), not in
+	// /var/lib/aigate/trust.
 	args := []string{"--log-level", "debug", "agent", "--socket", a.sock, "--metrics-addr", "",
-		"--backend", b.backend, "--group", machine.name}
+		"--backend", b.backend, "--group", machine.name, "--trust-dir", filepath.Join(machine.dir, name+"-trust")}
 	if b.backend == "lsm" {
 		pin := filepath.Join("/sys/fs/bpf", fmt.Sprintf("aigate-escape-%d-%s", os.Getpid(), name))
 		args = append(args, "--pin-dir", pin)

@@ -1,0 +1,80 @@
+//go:build linux
+
+package agent
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/launch"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// TestPeerPidReusedRefused: a process inside a sandbox connects to the
+// agent, hands the connection to its child (inside too) and exits; its pid
+// is then given to a process outside every sandbox. The child's request
+// for a sandbox must still be refused as one from inside: the agent knows
+// the process that connected is gone, and does not take the process that
+// now has its pid for the one that asks. Nothing is created. In the VM
+// harness it runs on 6.1 (no SO_PEERPIDFD: the pidfd opened at accept) and
+// 6.12 (SO_PEERPIDFD).
+func TestPeerPidReusedRefused(t *testing.T) {
+	ta := startAgent(t, "", "")
+	ctx := context.Background()
+	s, err := ta.client.CreateSandbox(ctx, createReq(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdinW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), clientEnv+"=handoff", "AIGATE_AGENT_TEST_SOCKET="+ta.Socket())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, outW
+	first, err := launch.Start(s, cmd)
+	stdinR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Signal(syscall.SIGKILL) })
+	pid := first.Pid()
+	if code, err := first.Wait(); err != nil || code != 0 {
+		t.Fatalf("the client that connected: exit %d, %v", code, err)
+	}
+	// Reaped: its pid is free. An outside process takes it.
+	testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") })
+	if in, err := ta.sandboxed(pid); err != nil || in {
+		t.Fatalf("pid %d now: in a sandbox %v, %v; want a process outside", pid, in, err)
+	}
+
+	if _, err := stdinW.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(outR).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the child holding the connection said nothing: %v", err)
+	}
+	line = strings.TrimSpace(line)
+	if !strings.HasPrefix(line, api.CodeForbidden+":") || !strings.Contains(line, "has exited") {
+		t.Errorf("request on a connection whose process exited, its pid now outside: %q; want %s saying the process that connected has exited", line, api.CodeForbidden)
+	}
+	if n := ta.sandboxCount(); n != 1 {
+		t.Errorf("%d sandboxes after the refused request, want only the test's own", n)
+	}
+}
