@@ -219,9 +219,13 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 	}
 	for {
 		select {
-		case e := <-s.ch:
-			if err := c.Write(&api.Response{OK: true, Event: &e}, 0); err != nil {
-				return
+		case <-s.ready:
+			// One event per turn, as from a channel: the tick still
+			// reports drops while the queue stays full.
+			if e, ok := s.pop(); ok {
+				if err := c.Write(&api.Response{OK: true, Event: &e}, 0); err != nil {
+					return
+				}
 			}
 		case <-tick.C:
 			if notify() != nil {
@@ -232,13 +236,12 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 		case <-stop:
 			// Deliver what is queued, then stop.
 			for {
-				select {
-				case e := <-s.ch:
-					if c.Write(&api.Response{OK: true, Event: &e}, 0) != nil {
-						return
-					}
-				default:
+				e, ok := s.pop()
+				if !ok {
 					_ = notify()
+					return
+				}
+				if c.Write(&api.Response{OK: true, Event: &e}, 0) != nil {
 					return
 				}
 			}
