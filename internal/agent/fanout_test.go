@@ -4,9 +4,12 @@ package agent
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 	"testing"
+	"time"
 
+	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/events"
 )
 
@@ -120,5 +123,59 @@ func TestFanoutIdleSubscriberCost(t *testing.T) {
 	}
 	if len(s.ring) > subKeep {
 		t.Errorf("a caught-up subscriber keeps a queue of %d events, at most %d wanted", len(s.ring), subKeep)
+	}
+}
+
+// TestStreamReportsDrops: a reader that fell behind receives the events
+// its queue kept, then how many were dropped, though no event follows to
+// wake the stream up (no timer runs while nothing is dropped), and later
+// events again.
+func TestStreamReportsDrops(t *testing.T) {
+	f := newFanout()
+	s := &sub{root: true}
+	f.add(s)
+	defer f.remove(s)
+	const extra = 50
+	for i := range subBuffer + extra {
+		f.publish(events.Event{Path: fmt.Sprint(i)}, 0, true)
+	}
+	srv, cli := net.Pipe()
+	gone, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		(&Agent{}).stream(api.NewConn(srv), s, gone, nil)
+	}()
+	defer func() {
+		close(gone)
+		cli.Close()
+		srv.Close()
+		<-done
+	}()
+	c := api.NewConn(cli)
+	deadline := time.Now().Add(10 * time.Second)
+	var got int
+	var dropped uint64
+	for got < subBuffer || dropped < extra {
+		var r api.Response
+		if err := c.Read(&r, deadline); err != nil {
+			t.Fatalf("after %d events and %d dropped reported: %v", got, dropped, err)
+		}
+		switch {
+		case r.Event != nil:
+			if r.Event.Path != fmt.Sprint(got) {
+				t.Fatalf("event %d is %q", got, r.Event.Path)
+			}
+			got++
+		case r.Dropped > 0:
+			dropped += r.Dropped
+		}
+	}
+	if got != subBuffer || dropped != extra {
+		t.Fatalf("%d events and %d dropped, want %d and %d", got, dropped, subBuffer, extra)
+	}
+	f.publish(events.Event{Path: "later"}, 0, true)
+	var r api.Response
+	if err := c.Read(&r, deadline); err != nil || r.Event == nil || r.Event.Path != "later" {
+		t.Fatalf("after the report: %+v, %v", r, err)
 	}
 }
