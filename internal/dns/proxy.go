@@ -134,6 +134,10 @@ type entry struct {
 	name    string
 }
 
+// udpIdleWake is how long a UDP listener waits for a query before its
+// loop goes round again.
+const udpIdleWake = time.Hour
+
 // Start opens the listeners (unless given) and serves until Close.
 func Start(cfg Config) (*Proxy, error) {
 	if cfg.Sink == nil {
@@ -202,7 +206,11 @@ func Start(cfg Config) (*Proxy, error) {
 	}
 	h := mdns.HandlerFunc(p.serve)
 	for _, pc := range p.cfg.UDP {
-		p.servers = append(p.servers, &mdns.Server{PacketConn: pc, Handler: h})
+		// ReadTimeout is only how often the UDP loop wakes up when no
+		// query comes (2 s by default; Shutdown unblocks the read
+		// itself): with a proxy per sandbox, 1,000 idle sandboxes woke
+		// the agent 1,000 times a second.
+		p.servers = append(p.servers, &mdns.Server{PacketConn: pc, Handler: h, ReadTimeout: udpIdleWake})
 	}
 	for _, l := range p.cfg.TCP {
 		p.servers = append(p.servers, &mdns.Server{Listener: l, Handler: h})
