@@ -52,7 +52,7 @@ type ownerFinder struct {
 
 // ownerScratch is one lookup's buffers (~41 KiB). They are taken from a
 // pool for the lookup rather than held by each finder: the agent runs a
-// proxy, so a finder, per sandbox, and refused queries are rare, so a
+// proxy, and so a finder, per sandbox, while refused queries are rare; a
 // thousand idle sandboxes held 41 MiB of buffers that were never read.
 type ownerScratch struct {
 	link  []byte // readlink buffer
