@@ -76,6 +76,13 @@ ns() { # kind x op -> case ns/op against baseline ns/op, in us
 rss() { # kind x -> agent MiB
 	awk -F'\t' -v k="$1" -v x="$2" '$1 == k && $2 == x { m = $11 } END { printf "%.0f MiB", m }' "$out"
 }
+cpu() { # kind x -> the agent's CPU while idle, % of one CPU ("-" when not measured)
+	awk -F'\t' -v k="$1" -v x="$2" '$1 == k && $2 == x { c = $12 } END { if (c == "" || c < 0) printf "-"; else printf "%.1f%%", c }' "$out"
+}
+perBox() { # x -> the agent's RSS added per sandbox from 1 to x, in KiB
+	awk -F'\t' -v x="$1" '$1 == "sandboxes" && $2 == 1 { a = $11 } $1 == "sandboxes" && $2 == x { b = $11 }
+		END { if (x > 1 && a > 0) printf "%.0f KiB", (b - a) * 1024 / (x - 1); else printf "-" }' "$out"
+}
 xs() { awk -F'\t' -v k="$1" '$1 == k && !seen[$2]++ { print $2 }' "$out"; }
 {
 	echo "## Rule count and sandbox count"
@@ -120,10 +127,16 @@ xs() { awk -F'\t' -v k="$1" '$1 == k && !seen[$2]++ { print $2 }' "$out"; }
 	echo
 	echo "![per-operation cost against sandbox count](performance-sandboxes.png)"
 	echo
-	echo "| sandboxes | agent RSS | open | prot (round trip) | conn |"
-	echo "|---:|---:|---|---|---|"
+	if [ -n "$(xs idle)" ]; then
+		echo "The agent idle, before any sandbox: $(rss idle 0) resident, $(cpu idle 0) of a CPU."
+		echo "Agent CPU while idle: its utime+stime over 5 s in which nothing happens"
+		echo "in its sandboxes (their workers wait), at each sandbox count."
+		echo
+	fi
+	echo "| sandboxes | agent RSS | RSS per sandbox from 1 | agent CPU while idle | open | prot (round trip) | conn |"
+	echo "|---:|---:|---:|---:|---|---|---|"
 	for x in $(xs sandboxes); do
-		echo "| $x | $(rss sandboxes "$x") | $(cell sandboxes "$x" open) | $(cell sandboxes "$x" prot), $(ns sandboxes "$x" prot) | $(cell sandboxes "$x" conn) |"
+		echo "| $x | $(rss sandboxes "$x") | $(perBox "$x") | $(cpu sandboxes "$x") | $(cell sandboxes "$x" open) | $(cell sandboxes "$x" prot), $(ns sandboxes "$x" prot) | $(cell sandboxes "$x" conn) |"
 	done
 	if [ -f bench/scale-notes.md ]; then
 		echo

@@ -27,7 +27,11 @@
 // 60000 and up, 32 each, with a home of their own per owner.
 //
 // Output: tab-separated rows on stdout (kind, x, op, ratio median, q1, q3,
-// min, max, case ns/op, baseline ns/op, agent RSS MiB).
+// min, max, case ns/op, baseline ns/op, agent RSS MiB, agent idle CPU %);
+// first a row "idle 0 rss" with only the agent's figures before any
+// sandbox exists. The agent's CPU while idle (percent of one CPU over 5 s)
+// is measured at each sandbox count before its operations; -1 on the
+// rule-count rows.
 package main
 
 import (
@@ -211,11 +215,11 @@ func (e *env) n(op string) int {
 	return e.ops
 }
 
-func row(kind string, x int, op string, r bench.Result, rss float64) {
+func row(kind string, x int, op string, r bench.Result, rss, cpu float64) {
 	s := r.Ratio()
-	fmt.Printf("%s\t%d\t%s\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.0f\t%.0f\t%.1f\n", kind, x, op,
+	fmt.Printf("%s\t%d\t%s\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.0f\t%.0f\t%.1f\t%.2f\n", kind, x, op,
 		s.Median, s.Q1, s.Q3, s.Min, s.Max,
-		bench.Summarize(r.Case).Median, bench.Summarize(r.Base).Median, rss)
+		bench.Summarize(r.Case).Median, bench.Summarize(r.Base).Median, rss, cpu)
 }
 
 func run(aigate string, ruleCounts, boxCounts []int, ops int) error {
@@ -263,7 +267,11 @@ func run(aigate string, ruleCounts, boxCounts []int, ops int) error {
 	}
 	rss := func() float64 { return rssMiB(agent.Process.Pid) }
 	rounds := bench.Rounds()
-	fmt.Println("kind\tx\top\tratio\tq1\tq3\tmin\tmax\tns\tbase_ns\tagent_MiB")
+	fmt.Println("kind\tx\top\tratio\tq1\tq3\tmin\tmax\tns\tbase_ns\tagent_MiB\tagent_idle_cpu_pct")
+	// The agent idle, no sandbox yet: its start-up done, its memory as a
+	// user's agent has it between runs.
+	time.Sleep(time.Second)
+	fmt.Printf("idle\t0\trss\t0\t0\t0\t0\t0\t0\t0\t%.1f\t%.2f\n", rss(), idleCPU(agent.Process.Pid))
 
 	baseHome, err := e.home("base")
 	if err != nil {
@@ -299,7 +307,7 @@ func run(aigate string, ruleCounts, boxCounts []int, ops int) error {
 				w.close()
 				return fmt.Errorf("%d rules, %s: %w", n, op, err)
 			}
-			row("rules", n, op, r, rss())
+			row("rules", n, op, r, rss(), -1)
 		}
 		w.close()
 	}
@@ -344,15 +352,52 @@ func run(aigate string, ruleCounts, boxCounts []int, ops int) error {
 				return err
 			}
 		}
+		cpu := idleCPU(agent.Process.Pid)
 		for _, op := range opNames {
 			r, err := bench.Pair(rounds, outside.measure(op, e.n(op)), base.measure(op, e.n(op)))
 			if err != nil {
 				return fmt.Errorf("%d sandboxes, %s: %w", want, op, err)
 			}
-			row("sandboxes", want, op, r, rss())
+			row("sandboxes", want, op, r, rss(), cpu)
 		}
 	}
 	return nil
+}
+
+// idleCPU is the CPU time pid takes over 5 s while nothing happens in its
+// sandboxes, in percent of one CPU: what holding them costs by itself
+// (timers, polling), from utime+stime in /proc/PID/stat.
+func idleCPU(pid int) float64 {
+	const window = 5 * time.Second
+	time.Sleep(time.Second) // the last create's work done
+	t0, err0 := cpuTicks(pid)
+	time.Sleep(window)
+	t1, err1 := cpuTicks(pid)
+	if err0 != nil || err1 != nil {
+		return -1
+	}
+	const hz = 100 // USER_HZ: clock ticks per second in /proc, on every Linux architecture Go supports
+	return float64(t1-t0) / hz / window.Seconds() * 100
+}
+
+func cpuTicks(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14 and stime 15.
+	i := strings.LastIndexByte(string(data), ')')
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name", pid, len(f))
+	}
+	u, err := strconv.ParseUint(f[11], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	s, err := strconv.ParseUint(f[12], 10, 64)
+	return u + s, err
 }
 
 // rssMiB is the resident set of pid, from /proc/PID/status.

@@ -3,8 +3,10 @@
 package main
 
 import (
+	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -31,4 +33,29 @@ func TestInts(t *testing.T) {
 	if got := ints("10, 100,x,0,1000"); !slices.Equal(got, []int{10, 100, 1000}) {
 		t.Errorf("ints = %v", got)
 	}
+}
+
+// TestCPUTicks: the idle-CPU figure reads utime+stime, which grow while
+// this process computes (a wrong field would stay put or fail to parse).
+func TestCPUTicks(t *testing.T) {
+	pid := os.Getpid()
+	t0, err := cpuTicks(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	x := 0
+	for time.Now().Before(deadline) {
+		for i := range 1 << 20 {
+			x += i
+		}
+		t1, err := cpuTicks(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if t1 > t0 {
+			return
+		}
+	}
+	t.Fatalf("utime+stime did not grow in 10 s of computing (%d)", x)
 }

@@ -203,26 +203,40 @@ func clientGone(c *api.Conn, onReq func(*api.Request)) <-chan struct{} {
 
 // stream writes s's events to c until gone or stop closes. Writes have no
 // deadline: a reader that is merely stopped (Ctrl-Z) must not lose its
-// session; one that does not keep up loses events, counted and reported.
+// session; one that does not keep up loses events, counted and reported at
+// most once a second.
+//
+// No timer runs while nothing is dropped: an idle session costs no
+// wake-ups (the agent may hold a thousand). Events are dropped only while
+// the queue is full, so while s.ready has a token: the loop sees every
+// drop after taking an event, and arms the report then.
 func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	var reported uint64
+	var last time.Time       // of the last report
+	var due <-chan time.Time // armed while drops wait to be reported
 	notify := func() error {
 		if d := s.dropped.Load(); d > reported {
 			n := d - reported
-			reported = d
+			reported, last = d, time.Now()
 			return c.Write(&api.Response{OK: true, Dropped: n}, 0)
 		}
 		return nil
 	}
 	for {
 		select {
-		case e := <-s.ch:
-			if err := c.Write(&api.Response{OK: true, Event: &e}, 0); err != nil {
-				return
+		case <-s.ready:
+			// One event per turn, as from a channel, so that a report
+			// that is due goes out while the queue stays full.
+			if e, ok := s.pop(); ok {
+				if err := c.Write(&api.Response{OK: true, Event: &e}, 0); err != nil {
+					return
+				}
 			}
-		case <-tick.C:
+			if due == nil && s.dropped.Load() > reported {
+				due = time.After(time.Until(last.Add(time.Second)))
+			}
+		case <-due:
+			due = nil
 			if notify() != nil {
 				return
 			}
@@ -231,13 +245,12 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 		case <-stop:
 			// Deliver what is queued, then stop.
 			for {
-				select {
-				case e := <-s.ch:
-					if c.Write(&api.Response{OK: true, Event: &e}, 0) != nil {
-						return
-					}
-				default:
+				e, ok := s.pop()
+				if !ok {
 					_ = notify()
+					return
+				}
+				if c.Write(&api.Response{OK: true, Event: &e}, 0) != nil {
 					return
 				}
 			}

@@ -13,14 +13,28 @@ import (
 // events are dropped (and counted) rather than slowing everyone down.
 const subBuffer = 1024
 
+// subKeep is the largest queue a subscriber keeps once it has caught up;
+// a larger one, grown by a burst, goes back to the garbage collector. A
+// session is mostly idle, and the agent may hold a thousand of them: a
+// queue allocated whole (1,024 events of 232 bytes) cost each ~232 KiB.
+const subKeep = 16
+
 // sub is one reader of events: a watch or a session.
 type sub struct {
 	uid     uint32 // who reads: root sees all, others their own sandboxes
 	root    bool
 	sandbox string      // "" = every sandbox the reader may see
 	kind    events.Kind // "" = every kind
-	ch      chan events.Event
 	dropped atomic.Uint64
+
+	// The queue: a ring of the unread events, grown on demand up to
+	// subBuffer and shrunk when empty; ready holds a token while it is
+	// not empty.
+	mu    sync.Mutex
+	ring  []events.Event
+	first int // index in ring of the oldest unread event
+	n     int // unread events
+	ready chan struct{}
 }
 
 func (s *sub) wants(e *events.Event, owner uint32, known bool) bool {
@@ -31,6 +45,52 @@ func (s *sub) wants(e *events.Event, owner uint32, known bool) bool {
 		return false
 	}
 	return s.kind == "" || e.Kind == s.kind
+}
+
+// push queues e, or reports false when subBuffer events are unread.
+func (s *sub) push(e *events.Event) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == len(s.ring) {
+		if s.n == subBuffer {
+			return false
+		}
+		grown := make([]events.Event, min(max(2*len(s.ring), 4), subBuffer))
+		k := copy(grown, s.ring[s.first:])
+		copy(grown[k:], s.ring[:s.first])
+		s.ring, s.first = grown, 0
+	}
+	s.ring[(s.first+s.n)%len(s.ring)] = *e
+	s.n++
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest unread event; ok is false when there is none.
+func (s *sub) pop() (e events.Event, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == 0 {
+		return e, false
+	}
+	e = s.ring[s.first]
+	s.ring[s.first] = events.Event{} // its strings are garbage once read
+	s.first = (s.first + 1) % len(s.ring)
+	s.n--
+	switch {
+	case s.n > 0:
+		// The token was taken to get here: put it back for the rest.
+		select {
+		case s.ready <- struct{}{}:
+		default:
+		}
+	case len(s.ring) > subKeep:
+		s.ring, s.first = nil, 0
+	}
+	return e, true
 }
 
 // fanout hands each event to the subscribers that may and want to see it.
@@ -45,7 +105,7 @@ type fanout struct {
 func newFanout() *fanout { return &fanout{subs: make(map[*sub]struct{})} }
 
 func (f *fanout) add(s *sub) {
-	s.ch = make(chan events.Event, subBuffer)
+	s.ready = make(chan struct{}, 1)
 	f.mu.Lock()
 	f.subs[s] = struct{}{}
 	f.mu.Unlock()
@@ -64,9 +124,7 @@ func (f *fanout) publish(e events.Event, owner uint32, known bool) {
 		if !s.wants(&e, owner, known) {
 			continue
 		}
-		select {
-		case s.ch <- e:
-		default:
+		if !s.push(&e) {
 			s.dropped.Add(1)
 			f.dropped.Add(1)
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,10 +47,22 @@ type ownerFinder struct {
 	diag   *diagSock
 	window time.Time     // start of the current second
 	spent  time.Duration // time lookups took in it
-	link   []byte        // readlink buffer
-	dents  []byte        // getdents buffer
-	file   []byte        // cgroup.procs, /proc/PID/cgroup and comm
+	sc     *ownerScratch // during a lookup only
 }
+
+// ownerScratch is one lookup's buffers (~41 KiB). They are taken from a
+// pool for the lookup rather than held by each finder: the agent runs a
+// proxy, and so a finder, per sandbox, while refused queries are rare; a
+// thousand idle sandboxes held 41 MiB of buffers that were never read.
+type ownerScratch struct {
+	link  []byte // readlink buffer
+	dents []byte // getdents buffer
+	file  []byte // cgroup.procs, /proc/PID/cgroup and comm
+}
+
+var ownerScratchPool = sync.Pool{New: func() any {
+	return &ownerScratch{link: make([]byte, 64), dents: make([]byte, 8192), file: make([]byte, ownerMaxProcs*8)}
+}}
 
 // newOwnerFinder opens the sock_diag socket in the calling thread's network
 // namespace, which must be that of the listener l (checked: a lookup in
@@ -76,8 +89,7 @@ func newOwnerFinder(cgroupDir string, l any, budget time.Duration) (*ownerFinder
 	}
 	return &ownerFinder{
 		dir: cgroupDir, cgRel: "/" + rel, diag: d, budget: budget,
-		sem: make(chan struct{}, 1), link: make([]byte, 64),
-		dents: make([]byte, 8192), file: make([]byte, ownerMaxProcs*8),
+		sem: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -110,6 +122,11 @@ func (f *ownerFinder) find(p peer) (owner, error) {
 
 // lookup is find's search, under sem.
 func (f *ownerFinder) lookup(p peer, deadline time.Time) (owner, error) {
+	f.sc = ownerScratchPool.Get().(*ownerScratch)
+	defer func() {
+		ownerScratchPool.Put(f.sc)
+		f.sc = nil
+	}()
 	proto := uint8(unix.IPPROTO_UDP)
 	if p.tcp {
 		proto = unix.IPPROTO_TCP
@@ -197,21 +214,21 @@ func (f *ownerFinder) scanPID(pid int, want []byte, s *scan) (owner, error) {
 	defer unix.Close(fdd)
 	var names []string
 	for {
-		n, err := unix.Getdents(fdd, f.dents)
+		n, err := unix.Getdents(fdd, f.sc.dents)
 		if err != nil {
 			return owner{}, fmt.Errorf("list descriptors of pid %d: %w", pid, err)
 		}
 		if n <= 0 {
 			return owner{}, errNotHolder
 		}
-		_, _, names = unix.ParseDirent(f.dents[:n], -1, names[:0])
+		_, _, names = unix.ParseDirent(f.sc.dents[:n], -1, names[:0])
 		for _, name := range names {
 			if err := s.spend(); err != nil {
 				return owner{}, err
 			}
 			// readlinkat reads the link's text and follows nothing.
-			k, err := unix.Readlinkat(fdd, name, f.link)
-			if err == nil && bytes.Equal(f.link[:k], want) {
+			k, err := unix.Readlinkat(fdd, name, f.sc.link)
+			if err == nil && bytes.Equal(f.sc.link[:k], want) {
 				return f.describe(pd, pid)
 			}
 		}
@@ -220,18 +237,18 @@ func (f *ownerFinder) scanPID(pid int, want []byte, s *scan) (owner, error) {
 
 // describe reads pid's comm, after checking it is still in the sandbox.
 func (f *ownerFinder) describe(pd, pid int) (owner, error) {
-	n, err := readAt(pd, "cgroup", f.file[:4096])
+	n, err := readAt(pd, "cgroup", f.sc.file[:4096])
 	if err != nil {
 		return owner{}, err
 	}
-	if cg, ok := cgroup.V2Path(f.file[:n]); !ok || !cgroup.Within(string(cg), f.cgRel) {
+	if cg, ok := cgroup.V2Path(f.sc.file[:n]); !ok || !cgroup.Within(string(cg), f.cgRel) {
 		return owner{}, fmt.Errorf("pid %d holds the socket but left the sandbox", pid)
 	}
-	n, err = readAt(pd, "comm", f.file[:64])
+	n, err = readAt(pd, "comm", f.sc.file[:64])
 	if err != nil {
 		return owner{}, err
 	}
-	return owner{tgid: uint32(pid), comm: strings.TrimSuffix(string(f.file[:n]), "\n")}, nil
+	return owner{tgid: uint32(pid), comm: strings.TrimSuffix(string(f.sc.file[:n]), "\n")}, nil
 }
 
 // readAt reads the file name in directory dirfd (or the absolute path
@@ -259,15 +276,15 @@ func readAt(dirfd int, name string, buf []byte) (int, error) {
 	return n, nil
 }
 
-// readProcs reads the pids of a cgroup.procs file, as many as f.file
+// readProcs reads the pids of a cgroup.procs file, as many as f.sc.file
 // holds.
 func (f *ownerFinder) readProcs(path string) ([]int, error) {
-	n, err := readAt(unix.AT_FDCWD, path, f.file)
+	n, err := readAt(unix.AT_FDCWD, path, f.sc.file)
 	if err != nil {
 		return nil, fmt.Errorf("list sandbox processes: %w", err)
 	}
-	b := f.file[:n]
-	if n == len(f.file) {
+	b := f.sc.file[:n]
+	if n == len(f.sc.file) {
 		// Full: the last line may be cut.
 		b = b[:bytes.LastIndexByte(b, '\n')+1]
 	}

@@ -118,6 +118,7 @@ type Proxy struct {
 	table map[grant]*entry      // what the sink holds, with expiry
 	names map[netip.Addr]string // address -> name last resolved to it
 
+	wake chan struct{} // learn added to the table: expiry has work
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -133,6 +134,10 @@ type entry struct {
 	name    string
 }
 
+// udpIdleWake is how long a UDP listener waits for a query before its
+// loop goes round again.
+const udpIdleWake = time.Hour
+
 // Start opens the listeners (unless given) and serves until Close.
 func Start(cfg Config) (*Proxy, error) {
 	if cfg.Sink == nil {
@@ -144,6 +149,7 @@ func Start(cfg Config) (*Proxy, error) {
 		max:   cfg.TTL.MaxTTL,
 		table: map[grant]*entry{},
 		names: map[netip.Addr]string{},
+		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 	}
 	if p.min == 0 {
@@ -200,7 +206,11 @@ func Start(cfg Config) (*Proxy, error) {
 	}
 	h := mdns.HandlerFunc(p.serve)
 	for _, pc := range p.cfg.UDP {
-		p.servers = append(p.servers, &mdns.Server{PacketConn: pc, Handler: h})
+		// ReadTimeout is only how often the UDP loop wakes up when no
+		// query comes (2 s by default; Shutdown unblocks the read
+		// itself): with a proxy per sandbox, 1,000 idle sandboxes woke
+		// the agent 1,000 times a second.
+		p.servers = append(p.servers, &mdns.Server{PacketConn: pc, Handler: h, ReadTimeout: udpIdleWake})
 	}
 	for _, l := range p.cfg.TCP {
 		p.servers = append(p.servers, &mdns.Server{Listener: l, Handler: h})
@@ -494,6 +504,10 @@ func (p *Proxy) learn(allowed []policy.DomainEntry, name string, addrs []learned
 	for _, l := range addrs {
 		p.names[l.addr] = name
 	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 	return errors.Join(errs...)
 }
 
@@ -531,18 +545,41 @@ func (p *Proxy) report(name string, c peer) {
 }
 
 // expireLoop removes expired addresses once a second.
+//
+// It ticks only while the table holds something: the agent runs a proxy
+// per sandbox, and a thousand idle sandboxes woke it a thousand times a
+// second for nothing. learn wakes it (wake holds a token, so one sent
+// while the loop was deciding to sleep is not lost).
 func (p *Proxy) expireLoop() {
 	defer p.wg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		if p.empty() {
+			tick.Stop()
+			select {
+			case <-p.done:
+				return
+			case <-p.wake:
+			}
+			tick.Reset(time.Second)
+			continue
+		}
 		select {
 		case <-p.done:
 			return
+		case <-p.wake:
 		case now := <-tick.C:
 			p.expire(now)
 		}
 	}
+}
+
+// empty reports whether nothing is left to expire.
+func (p *Proxy) empty() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.table) == 0 && len(p.names) == 0
 }
 
 // inUseGrace is how long an expired address in use by a live connection is

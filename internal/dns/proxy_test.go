@@ -328,3 +328,31 @@ func TestLocalhostAnsweredWithoutEvent(t *testing.T) {
 		t.Errorf("upstream saw %d queries, want none", q)
 	}
 }
+
+// TestExpiryWakesFromIdle: with nothing to expire the expiry loop sleeps
+// without a timer; an answer learned wakes it, and the address is removed
+// once its TTL is over, again after the loop went back to sleep.
+func TestExpiryWakesFromIdle(t *testing.T) {
+	h := newHarness(t, policy.DNS{MinTTL: time.Second, MaxTTL: time.Second}, "a.test")
+	h.up.Set("a.test", "a.test. 1 IN A 10.0.1.1")
+	ra := ruleOf(t, h.c, "a.test")
+	for round := range 2 {
+		h.query(t, "udp", "", "a.test", mdns.TypeA)
+		if !h.sink.has(ra, "10.0.1.1") {
+			t.Fatalf("round %d: the answer was not allowed", round)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for h.sink.has(ra, "10.0.1.1") {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the address was kept 10 s past its 1 s TTL", round)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for !h.p.empty() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the table did not empty", round)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,8 +47,12 @@ type diagMsg struct {
 type diagSock struct {
 	fd  int
 	seq uint32
-	buf []byte
 }
+
+// diagBufs holds reply buffers: taken for one lookup, not held by each
+// socket, of which the agent has two per sandbox (the proxy's member
+// check and owner finder).
+var diagBufs = sync.Pool{New: func() any { b := make([]byte, 8192); return &b }}
 
 func openDiag() (*diagSock, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
@@ -58,7 +63,7 @@ func openDiag() (*diagSock, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind sock_diag netlink socket: %w", err)
 	}
-	return &diagSock{fd: fd, buf: make([]byte, 8192)}, nil
+	return &diagSock{fd: fd}, nil
 }
 
 func (d *diagSock) close() error { return unix.Close(d.fd) }
@@ -81,12 +86,15 @@ func (d *diagSock) lookup(proto uint8, local, remote netip.AddrPort, deadline ti
 	// The kernel answers a single-socket request while sendto runs, so the
 	// reply is normally queued already; replies to an earlier request that
 	// gave up are skipped by their sequence number.
+	bp := diagBufs.Get().(*[]byte)
+	defer diagBufs.Put(bp)
+	buf := *bp
 	for range 4 {
-		n, err := d.recv(deadline)
+		n, err := d.recv(buf, deadline)
 		if err != nil {
 			return diagMsg{}, err
 		}
-		m, err := parseDiagReply(d.buf[:n], d.seq)
+		m, err := parseDiagReply(buf[:n], d.seq)
 		if errors.Is(err, errStaleReply) {
 			continue
 		}
@@ -95,9 +103,9 @@ func (d *diagSock) lookup(proto uint8, local, remote netip.AddrPort, deadline ti
 	return diagMsg{}, errors.New("read sock_diag reply: only replies to earlier requests")
 }
 
-func (d *diagSock) recv(deadline time.Time) (int, error) {
+func (d *diagSock) recv(buf []byte, deadline time.Time) (int, error) {
 	for {
-		n, _, err := unix.Recvfrom(d.fd, d.buf, unix.MSG_DONTWAIT)
+		n, _, err := unix.Recvfrom(d.fd, buf, unix.MSG_DONTWAIT)
 		switch {
 		case err == nil:
 			return n, nil
