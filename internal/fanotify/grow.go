@@ -77,6 +77,8 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 			default:
 				if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
 					b.moved(ev)
+				} else if ev.mask&unix.FAN_DELETE != 0 {
+					b.deleted(ev)
 				} else if ev.mask&unix.FAN_CREATE != 0 && ev.mask&unix.FAN_ONDIR == 0 && b.keep.hasName(ev.name) && b.sandboxOf(ev.pid) == nil {
 					b.outside(ev) // a protected file re-created by the user
 				}

@@ -47,6 +47,7 @@ var knownOps = []struct {
 	{events.KindFile, events.OpRead},
 	{events.KindFile, events.OpWrite},
 	{events.KindFile, events.OpRename},
+	{events.KindFile, events.OpDelete},
 	{events.KindExec, events.OpExec},
 	{events.KindNet, events.OpConnect},
 	{events.KindNet, events.OpSend},

@@ -1,0 +1,131 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+var _ = registerHelper("unlink", func(args []string) string { // unlink PATH (a file or an empty directory)
+	if err := os.Remove(args[0]); err != nil {
+		return errnoName(err)
+	}
+	return "ok"
+})
+
+var _ = registerHelper("truncate", func(args []string) string { // truncate PATH: truncate(2) to 0, no open
+	if err := unix.Truncate(args[0], 0); err != nil {
+		return errnoName(err)
+	}
+	return "ok"
+})
+
+// sleeper starts a process of s that only a kill ends, and returns a
+// channel closed when it has.
+func (e *env) sleeper(t *testing.T, s *sbox) <-chan struct{} {
+	t.Helper()
+	cmd := e.cmd(s, "sleep")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	died := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(died) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-died })
+	return died
+}
+
+// TestDeleteProtected: fanotify has no permission event for unlink or
+// rmdir; the directory watcher reports them after the fact (FAN_DELETE).
+// A protected file that the backend holds a copy of, unlinked by a
+// sandboxed process, is put back and reported restored, and the sandbox
+// goes on; an empty directory above a protected path, removed, kills the
+// sandbox (rm -rf .git followed by a copy of a prepared .git). The same by
+// a process outside every sandbox, or of an unrelated file, is nothing.
+func TestDeleteProtected(t *testing.T) {
+	e := newEnv(t, nil)
+	if e.b.watch == nil {
+		testutil.SkipUnlessKernel(t, "no directory watcher")
+	}
+	cfg := e.write(filepath.Join(e.project, ".git", "config"), "[core]\n")
+	hooks := filepath.Join(e.project, ".git", "hooks")
+	if err := os.MkdirAll(hooks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other := e.write(filepath.Join(e.project, "notes.txt"), "x")
+	// A name rule: the project tree is walked, and its directories watched.
+	s := e.sandbox(policy.Policy{DenyWrite: rules(cfg, filepath.Join(hooks, "pre-commit")), DenyRead: rules(".env")})
+	died := e.sleeper(t, s)
+
+	t.Run("unrelated", func(t *testing.T) {
+		if got := e.run(s, "unlink", other); got != "ok" {
+			t.Fatalf("unlink %s: %s", other, got)
+		}
+		e.noEvent()
+	})
+	t.Run("file restored", func(t *testing.T) {
+		before := e.count(events.KindFile, events.OpDelete, false)
+		if got := e.run(s, "unlink", cfg); got != "ok" {
+			t.Fatalf("unlink %s: %s (fanotify cannot refuse an unlink)", cfg, got)
+		}
+		ev := e.event()
+		if ev.Op != events.OpDelete || ev.Path != cfg || ev.Sandbox != s.Name || !ev.Restored {
+			t.Fatalf("event %+v, want a restored delete of %s by %s", ev, cfg, s.Name)
+		}
+		if r := ruleText(s, ev); r != cfg {
+			t.Errorf("rule %q, want %q", r, cfg)
+		}
+		if got, err := os.ReadFile(cfg); err != nil || string(got) != "[core]\n" {
+			t.Errorf("%s after the restore: %q %v", cfg, got, err)
+		}
+		if n := e.count(events.KindFile, events.OpDelete, false); n != before+1 {
+			t.Errorf("delete counter %d, want %d", n, before+1)
+		}
+		select {
+		case <-died:
+			t.Fatal("a restored delete killed the sandbox")
+		case <-time.After(200 * time.Millisecond):
+		}
+	})
+	t.Run("outside", func(t *testing.T) {
+		// Another process than the agent (whose own deletes are restores).
+		if got := e.run(nil, "unlink", cfg); got != "ok" {
+			t.Fatalf("unlink %s outside: %s", cfg, got)
+		}
+		// The copy follows the user: the path is held as absent now.
+		waitFor(t, "the user's delete followed", func() bool {
+			e.b.keep.mu.Lock()
+			defer e.b.keep.mu.Unlock()
+			c, ok := e.b.keep.files[cfg]
+			return ok && c.fd == wasAbsent
+		})
+		e.noEvent()
+		if _, err := os.Stat(cfg); !os.IsNotExist(err) {
+			t.Errorf("the user's delete of %s was undone: %v", cfg, err)
+		}
+	})
+	t.Run("directory above killed", func(t *testing.T) {
+		// The kill may end the helper before it prints.
+		out, _ := e.cmd(s, "unlink", hooks).Output()
+		if _, err := os.Stat(hooks); !os.IsNotExist(err) {
+			t.Fatalf("rmdir %s: %q, %v", hooks, out, err)
+		}
+		ev := e.event()
+		if ev.Op != events.OpDelete || ev.Path != hooks || ev.Sandbox != s.Name || ev.Restored {
+			t.Fatalf("event %+v, want an unrestored delete of %s by %s", ev, hooks, s.Name)
+		}
+		select {
+		case <-died:
+		case <-time.After(5 * time.Second):
+			t.Error("the sandbox was not killed")
+		}
+	})
+}
