@@ -45,12 +45,16 @@ const (
 	// outcome as OpRename: the file put back (Event.Restored) or the
 	// sandbox killed.
 	OpDelete Op = "delete"
+	// OpTruncate is a truncate(2) of a deny_write file, which needs no
+	// open and so no permission (fanotify), seen after the fact: it cannot
+	// be undone, the sandbox was killed.
+	OpTruncate Op = "truncate"
 )
 
 // AfterTheFact reports whether op is one the backend could not refuse and
-// saw only after it happened (fanotify's renames and deletes): the event
+// saw only after it happened (fanotify's renames, deletes, truncates): the event
 // says what was done about it (Event.Restored, or the sandbox killed).
-func (op Op) AfterTheFact() bool { return op == OpRename || op == OpDelete }
+func (op Op) AfterTheFact() bool { return op == OpRename || op == OpDelete || op == OpTruncate }
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.
 type Event struct {

@@ -35,6 +35,8 @@ func TestFormat(t *testing.T) {
 			"detected delete /p/.git (rm, pid 3, rule .git/hooks/): not undone, the sandbox was killed"},
 		{"delete undone", Event{Kind: KindFile, Op: OpDelete, Path: "/p/.git/hooks/pre-commit", Comm: "rm", TGID: 3, RuleText: ".git/hooks/", Restored: true},
 			"detected delete /p/.git/hooks/pre-commit (rm, pid 3, rule .git/hooks/): undone, the file was restored"},
+		{"truncate seen after the fact", Event{Kind: KindFile, Op: OpTruncate, Path: "/p/.git/config", Comm: "truncate", TGID: 3, RuleText: ".git/config"},
+			"detected truncate /p/.git/config (truncate, pid 3, rule .git/config): not undone, the sandbox was killed"},
 		{"socket received from outside", Event{Kind: KindNet, Op: OpReceive, Path: "socket from outside the sandbox", Addr: netip.MustParseAddrPort("127.0.0.1:8080"), Comm: "nettool", TGID: 4},
 			"blocked receive 127.0.0.1:8080 (nettool, pid 4): the receiving process was killed"},
 		{"socket received in audit mode", Event{Kind: KindNet, Op: OpReceive, Path: "socket from outside the sandbox", Comm: "nettool", TGID: 4, Audit: true},

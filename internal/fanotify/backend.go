@@ -189,6 +189,8 @@ func Open(opts Options) (*Backend, error) {
 		// no watcher
 	} else if b.watch, err = newWatcher(); err != nil {
 		b.log.Warn("directories created after a sandbox starts will not be marked: name rules are not enforced in them", zap.Error(err))
+	} else {
+		b.keep.notify = b.watch.fd
 	}
 	b.start()
 	return b, nil

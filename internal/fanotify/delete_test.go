@@ -129,3 +129,46 @@ func TestDeleteProtected(t *testing.T) {
 		}
 	})
 }
+
+// TestTruncateProtected: truncate(2) by path needs no open, so no
+// permission event refuses it (an O_TRUNC open is refused). The held inode
+// of a deny_write file is marked for FAN_MODIFY: a truncate by a sandboxed
+// process is reported after the fact and kills the sandbox (the held inode
+// is the truncated one: nothing to put back); one by the user is nothing.
+func TestTruncateProtected(t *testing.T) {
+	e := newEnv(t, nil)
+	if e.b.watch == nil {
+		testutil.SkipUnlessKernel(t, "no directory watcher")
+	}
+	cfg := e.write(filepath.Join(e.project, ".git", "config"), "[core]\n")
+	s := e.sandbox(policy.Policy{DenyWrite: rules(cfg), DenyRead: rules(".env")})
+	died := e.sleeper(t, s)
+
+	if got := e.run(s, "open", cfg, "trunc"); got != "EPERM" {
+		t.Fatalf("O_TRUNC open of %s inside: %s, want EPERM", cfg, got)
+	}
+	if ev := e.event(); ev.Op != events.OpWrite {
+		t.Fatalf("event %+v, want the refused write", ev)
+	}
+	// The user's own truncate (another process than the agent).
+	if got := e.run(nil, "truncate", cfg); got != "ok" {
+		t.Fatalf("truncate outside: %s", got)
+	}
+	e.noEvent()
+	e.write(cfg, "[core]\n")
+	e.noEvent()
+
+	out, _ := e.cmd(s, "truncate", cfg).Output() // the kill may end it before it prints
+	ev := e.event()
+	if ev.Op != events.OpTruncate || ev.Path != cfg || ev.Sandbox != s.Name || ev.Restored {
+		t.Fatalf("event %+v (helper %q), want an unrestored truncate of %s by %s", ev, out, cfg, s.Name)
+	}
+	if r := ruleText(s, ev); r != cfg {
+		t.Errorf("rule %q, want %q", r, cfg)
+	}
+	select {
+	case <-died:
+	case <-time.After(5 * time.Second):
+		t.Error("the sandbox was not killed")
+	}
+}

@@ -79,6 +79,8 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 					b.moved(ev)
 				} else if ev.mask&unix.FAN_DELETE != 0 {
 					b.deleted(ev)
+				} else if ev.mask&unix.FAN_MODIFY != 0 {
+					b.truncated(ev)
 				} else if ev.mask&unix.FAN_CREATE != 0 && ev.mask&unix.FAN_ONDIR == 0 && b.keep.hasName(ev.name) && b.sandboxOf(ev.pid) == nil {
 					b.outside(ev) // a protected file re-created by the user
 				}

@@ -48,6 +48,12 @@ import (
 // moved handles one FAN_MOVED_FROM or FAN_MOVED_TO event.
 func (b *Backend) moved(ev *watchEvent) { b.afterTheFact(ev, events.OpRename) }
 
+// truncated handles one FAN_MODIFY event of a held file (keep.go): a
+// truncate(2), or a write through a descriptor opened before the sandbox
+// was (a write open is refused). What is held is the changed inode, so
+// nothing can be put back: a sandbox's kills it.
+func (b *Backend) truncated(ev *watchEvent) { b.afterTheFact(ev, events.OpTruncate) }
+
 // deleted handles one FAN_DELETE event: an unlink or rmdir in a watched
 // directory. fanotify has no permission event for either, so `rm -rf .git
 // && cp -a prepared .git` replaces the hooks without opening one; the
@@ -59,7 +65,9 @@ func (b *Backend) deleted(ev *watchEvent) { b.afterTheFact(ev, events.OpDelete) 
 func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	s := b.sandboxOf(ev.pid)
 	if s == nil {
-		b.outside(ev)
+		if op != events.OpTruncate { // the user's edit in place: the copy is that inode
+			b.outside(ev)
+		}
 		return
 	}
 	parent, err := b.watch.dirPath(ev)
@@ -87,7 +95,7 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	if r, ok := s.Policy.Rule(id); ok {
 		e.RuleText = r.Pattern
 	}
-	if !e.Audit && ev.mask&unix.FAN_ONDIR == 0 {
+	if !e.Audit && ev.mask&unix.FAN_ONDIR == 0 && op != events.OpTruncate {
 		if err := b.restore(ev, path); err != nil {
 			b.log.Warn("a sandboxed process replaced or removed a protected file that cannot be restored",
 				zap.String("sandbox", s.Name), zap.String("path", path), zap.Error(err))
