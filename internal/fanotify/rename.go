@@ -61,7 +61,8 @@ func (b *Backend) truncated(ev *watchEvent) { b.afterTheFact(ev, events.OpTrunca
 // with a copy is put back, anything else kills the sandbox.
 func (b *Backend) deleted(ev *watchEvent) { b.afterTheFact(ev, events.OpDelete) }
 
-// afterTheFact handles a move or delete (op) that the watcher reports.
+// afterTheFact handles a move, delete or truncate (op) that the watcher
+// reports. A truncate is never restored: the copy is the truncated inode.
 func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	s := b.sandboxOf(ev.pid)
 	if s == nil {
