@@ -43,6 +43,9 @@ rm -rf .git && cp -a %[1]s/g .git && echo replaced && sleep 30 && echo survived`
 				t.Errorf("no write event for .git:\n%s", r)
 			}
 		case "fanotify":
+			// Not asserted (detection, not prevention); logged for the
+			// threat model's figures.
+			t.Logf("planted before the kill: %v; exit %d; stderr: %s", planted, r.code, r.stderr)
 			if _, ok := r.denied(events.OpDelete, filepath.Join(b.proj, ".git")); !ok {
 				t.Errorf("no delete event for .git:\n%s", r)
 			}
@@ -107,7 +110,13 @@ func TestEscapeTruncateProtected(t *testing.T) {
 			t.Fatalf(".git/config after coreutils truncate: %q\n%s", got, r)
 		}
 
-		r = b.sh(`python3 -c 'import os; os.truncate(".git/config", 0)'; echo "python exit $?"; sleep 30; echo survived`)
+		script := `python3 -c 'import os; os.truncate(".git/config", 0)'; echo "python exit $?"`
+		if b.backend == "fanotify" {
+			// The kill ends the wait at once; under TCG the watcher can be
+			// seconds late.
+			script += `; sleep 30; echo survived`
+		}
+		r = b.sh(script)
 		switch b.backend {
 		case "lsm":
 			if _, ok := r.denied(events.OpWrite, b.path(".git/config")); !ok {
