@@ -3,7 +3,11 @@
 package fanotify
 
 import (
+	"bufio"
+	"io"
 	"os"
+	"strings"
+	"sync"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,19 +19,51 @@ import (
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
+// The helpers print their answer and then stay alive until their stdin
+// closes (holdOp): these tests have no exit records, and a process that
+// has exited and been reaped before the watcher reads its event cannot be
+// placed (TestExitedMoverPlaced covers that case).
 var _ = registerHelper("unlink", func(args []string) string { // unlink PATH (a file or an empty directory)
-	if err := os.Remove(args[0]); err != nil {
-		return errnoName(err)
-	}
-	return "ok"
+	return holdAfter(os.Remove(args[0]))
 })
 
 var _ = registerHelper("truncate", func(args []string) string { // truncate PATH: truncate(2) to 0, no open
-	if err := unix.Truncate(args[0], 0); err != nil {
-		return errnoName(err)
-	}
-	return "ok"
+	return holdAfter(unix.Truncate(args[0], 0))
 })
+
+func holdAfter(err error) string {
+	answer := "ok"
+	if err != nil {
+		answer = errnoName(err)
+	}
+	os.Stdout.WriteString(answer + "\n")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return ""
+}
+
+// held runs op inside s (or outside with s == nil), returns its answer,
+// and keeps it alive until the test's cleanup or release: the kill of its
+// sandbox may end it sooner ("" then).
+func (e *env) held(t *testing.T, s *sbox, op string, args ...string) (answer string, release func()) {
+	t.Helper()
+	cmd := e.cmd(s, op, args...)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { in.Close(); _ = cmd.Wait() }) }
+	t.Cleanup(release)
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	return strings.TrimSpace(line), release
+}
 
 // sleeper starts a process of s that only a kill ends, and returns a
 // channel closed when it has.
@@ -66,17 +102,21 @@ func TestDeleteProtected(t *testing.T) {
 	died := e.sleeper(t, s)
 
 	t.Run("unrelated", func(t *testing.T) {
-		if got := e.run(s, "unlink", other); got != "ok" {
+		got, release := e.held(t, s, "unlink", other)
+		if got != "ok" {
 			t.Fatalf("unlink %s: %s", other, got)
 		}
 		e.noEvent()
+		release()
 	})
 	t.Run("file restored", func(t *testing.T) {
 		before := e.count(events.KindFile, events.OpDelete, false)
-		if got := e.run(s, "unlink", cfg); got != "ok" {
+		got, release := e.held(t, s, "unlink", cfg)
+		if got != "ok" {
 			t.Fatalf("unlink %s: %s (fanotify cannot refuse an unlink)", cfg, got)
 		}
 		ev := e.event()
+		release()
 		if ev.Op != events.OpDelete || ev.Path != cfg || ev.Sandbox != s.Name || !ev.Restored {
 			t.Fatalf("event %+v, want a restored delete of %s by %s", ev, cfg, s.Name)
 		}
@@ -97,9 +137,11 @@ func TestDeleteProtected(t *testing.T) {
 	})
 	t.Run("outside", func(t *testing.T) {
 		// Another process than the agent (whose own deletes are restores).
-		if got := e.run(nil, "unlink", cfg); got != "ok" {
+		got, release := e.held(t, nil, "unlink", cfg)
+		if got != "ok" {
 			t.Fatalf("unlink %s outside: %s", cfg, got)
 		}
+		defer release()
 		// The copy follows the user: the path is held as absent now.
 		waitFor(t, "the user's delete followed", func() bool {
 			e.b.keep.mu.Lock()
@@ -113,8 +155,7 @@ func TestDeleteProtected(t *testing.T) {
 		}
 	})
 	t.Run("directory above killed", func(t *testing.T) {
-		// The kill may end the helper before it prints.
-		out, _ := e.cmd(s, "unlink", hooks).Output()
+		out, _ := e.held(t, s, "unlink", hooks) // the kill may end it before it answers
 		if _, err := os.Stat(hooks); !os.IsNotExist(err) {
 			t.Fatalf("rmdir %s: %q, %v", hooks, out, err)
 		}
@@ -151,14 +192,16 @@ func TestTruncateProtected(t *testing.T) {
 		t.Fatalf("event %+v, want the refused write", ev)
 	}
 	// The user's own truncate (another process than the agent).
-	if got := e.run(nil, "truncate", cfg); got != "ok" {
+	got, release := e.held(t, nil, "truncate", cfg)
+	if got != "ok" {
 		t.Fatalf("truncate outside: %s", got)
 	}
 	e.noEvent()
+	release()
 	e.write(cfg, "[core]\n")
 	e.noEvent()
 
-	out, _ := e.cmd(s, "truncate", cfg).Output() // the kill may end it before it prints
+	out, _ := e.held(t, s, "truncate", cfg) // the kill may end it before it answers
 	ev := e.event()
 	if ev.Op != events.OpTruncate || ev.Path != cfg || ev.Sandbox != s.Name || ev.Restored {
 		t.Fatalf("event %+v (helper %q), want an unrestored truncate of %s by %s", ev, out, cfg, s.Name)

@@ -63,6 +63,7 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 			b.log.Error("read fanotify directory watcher", zap.Error(err))
 			return false
 		}
+		b.wmemo = watchMemo{}
 		*evs, err = parseWatchEvents(buf[:n], (*evs)[:0])
 		if err != nil {
 			b.log.Error("parse fanotify directory events", zap.Error(err))

@@ -61,17 +61,51 @@ func (b *Backend) truncated(ev *watchEvent) { b.afterTheFact(ev, events.OpTrunca
 // with a copy is put back, anything else kills the sandbox.
 func (b *Backend) deleted(ev *watchEvent) { b.afterTheFact(ev, events.OpDelete) }
 
+// watchMemo remembers, within one read of the watcher, the last process
+// placed and the last directory resolved: `rm -rf` sends thousands of
+// deletes in a row, from one process, directory by directory, and placing
+// the process (/proc) and resolving the directory (open_by_handle_at,
+// readlink) for each was most of the agent's time for them. Used by the
+// watcher's reader only (watchMu); drainWatch clears it for each read.
+type watchMemo struct {
+	pid    int
+	s      *sandbox
+	fsid   [2]int32
+	handle string
+	dir    string
+	err    error
+}
+
+// placeWatched is sandboxOf, remembered for the rest of the read.
+func (b *Backend) placeWatched(pid int) *sandbox {
+	m := &b.wmemo
+	if m.pid != pid || pid <= 0 {
+		m.pid, m.s = pid, b.sandboxOf(pid)
+	}
+	return m.s
+}
+
+// watchedDir is dirPath, remembered for the rest of the read.
+func (b *Backend) watchedDir(ev *watchEvent) (string, error) {
+	m := &b.wmemo
+	if m.handle == "" || m.fsid != ev.fsid || m.handle != string(ev.handle) {
+		m.fsid, m.handle = ev.fsid, string(ev.handle)
+		m.dir, m.err = b.watch.dirPath(ev)
+	}
+	return m.dir, m.err
+}
+
 // afterTheFact handles a move, delete or truncate (op) that the watcher
 // reports. A truncate is never restored: the copy is the truncated inode.
 func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
-	s := b.sandboxOf(ev.pid)
+	s := b.placeWatched(ev.pid)
 	if s == nil {
 		if op != events.OpTruncate { // the user's edit in place: the copy is that inode
 			b.outside(ev)
 		}
 		return
 	}
-	parent, err := b.watch.dirPath(ev)
+	parent, err := b.watchedDir(ev)
 	if err != nil {
 		b.log.Debug(string(op)+": directory not found", zap.String("name", ev.name), zap.Error(err))
 		return
@@ -183,7 +217,7 @@ func (b *Backend) outside(ev *watchEvent) {
 	if ev.mask&unix.FAN_ONDIR != 0 || !b.keep.hasName(ev.name) {
 		return
 	}
-	parent, err := b.watch.dirPath(ev)
+	parent, err := b.watchedDir(ev)
 	if err != nil {
 		return
 	}
@@ -226,7 +260,7 @@ func (b *Backend) unplaced(ev *watchEvent) {
 	if err := unix.Access("/proc/"+strconv.Itoa(ev.pid), unix.F_OK); err == nil {
 		return // alive and outside every sandbox: the user's own
 	}
-	parent, err := b.watch.dirPath(ev)
+	parent, err := b.watchedDir(ev)
 	if err != nil {
 		return
 	}
