@@ -40,7 +40,21 @@ const (
 	// and the sandbox goes on; otherwise nothing was undone and the
 	// sandbox was killed.
 	OpRename Op = "rename"
+	// OpDelete is an unlink or rmdir of a deny_write path, or of a
+	// directory above one, seen after the fact (fanotify), with the same
+	// outcome as OpRename: the file put back (Event.Restored) or the
+	// sandbox killed.
+	OpDelete Op = "delete"
+	// OpTruncate is a truncate(2) of a deny_write file, which needs no
+	// open and so no permission (fanotify), seen after the fact: it cannot
+	// be undone, the sandbox was killed.
+	OpTruncate Op = "truncate"
 )
+
+// AfterTheFact reports whether op is one the backend could not refuse and
+// saw only after it happened (fanotify's renames, deletes, truncates): the event
+// says what was done about it (Event.Restored, or the sandbox killed).
+func (op Op) AfterTheFact() bool { return op == OpRename || op == OpDelete || op == OpTruncate }
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.
 type Event struct {
@@ -60,7 +74,7 @@ type Event struct {
 	RuleText string         `json:"rule,omitempty"`  // the pattern as written, filled from the policy
 	Audit    bool           `json:"audit,omitempty"` // allowed because the sandbox is in audit mode
 	Backend  string         `json:"backend,omitempty"`
-	// Restored: an OpRename whose protected file was put back with its
-	// content from before the rename; the sandbox was not killed.
+	// Restored: an OpRename or OpDelete whose protected file was put back
+	// with its content from before; the sandbox was not killed.
 	Restored bool `json:"restored,omitempty"`
 }

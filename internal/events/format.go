@@ -61,8 +61,8 @@ func (s Style) Line(e Event) string {
 	switch {
 	case e.Audit:
 		verb, colour = "would block", ansiYellow
-	case e.Op == OpRename:
-		verb = "detected" // after the fact: the rename happened
+	case e.Op.AfterTheFact():
+		verb = "detected" // after the fact: the rename or delete happened
 	}
 	if s.Color {
 		b.WriteString(colour + verb + ansiReset)
@@ -86,7 +86,7 @@ func (s Style) Line(e Event) string {
 	switch {
 	case e.Op == OpReceive && !e.Audit:
 		b.WriteString(": the receiving process was killed")
-	case e.Op != OpRename || e.Audit:
+	case !e.Op.AfterTheFact() || e.Audit:
 	case e.Restored:
 		b.WriteString(": undone, the file was restored")
 	default:
@@ -189,20 +189,23 @@ func (j *JSONWriter) Write(e Event) error {
 }
 
 // opOrder is the order in which a summary lists operations.
-var opOrder = []Op{OpRead, OpWrite, OpRename, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
+var opOrder = []Op{OpRead, OpWrite, OpRename, OpDelete, OpTruncate, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
 
 // Summary counts denials per operation for the line printed at exit.
 type Summary struct {
 	blocked  map[Op]uint64
 	audited  map[Op]uint64
-	restored uint64 // of blocked[OpRename], those undone (Event.Restored)
+	restored map[Op]uint64 // of blocked[op] seen after the fact, those undone (Event.Restored)
 }
 
 // Add counts one event.
 func (s *Summary) Add(e Event) {
 	s.AddCount(e.Op, e.Audit, 1)
-	if e.Op == OpRename && e.Restored && !e.Audit {
-		s.restored++
+	if e.Op.AfterTheFact() && e.Restored && !e.Audit {
+		if s.restored == nil {
+			s.restored = make(map[Op]uint64)
+		}
+		s.restored[e.Op]++
 	}
 }
 
@@ -242,13 +245,13 @@ func (s *Summary) String() string {
 	if l := summaryLine(s.blocked, s.restored, "blocked"); l != "" {
 		lines = append(lines, l)
 	}
-	if l := summaryLine(s.audited, 0, "would have been blocked (audit mode)"); l != "" {
+	if l := summaryLine(s.audited, nil, "would have been blocked (audit mode)"); l != "" {
 		lines = append(lines, l)
 	}
 	return strings.Join(lines, "\n")
 }
 
-func summaryLine(m map[Op]uint64, restored uint64, what string) string {
+func summaryLine(m map[Op]uint64, restored map[Op]uint64, what string) string {
 	var total uint64
 	var parts []string
 	seen := make(map[Op]bool)
@@ -257,13 +260,13 @@ func summaryLine(m map[Op]uint64, restored uint64, what string) string {
 			return
 		}
 		total += n
-		if op == OpRename && what == "blocked" {
-			r := min(restored, n)
+		if op.AfterTheFact() && what == "blocked" {
+			r := min(restored[op], n)
 			if r > 0 {
-				parts = append(parts, fmt.Sprintf("%d rename undone (file restored)", r))
+				parts = append(parts, fmt.Sprintf("%d %s undone (file restored)", r, op))
 			}
 			if n > r {
-				parts = append(parts, fmt.Sprintf("%d rename detected after the fact", n-r))
+				parts = append(parts, fmt.Sprintf("%d %s detected after the fact", n-r, op))
 			}
 		} else {
 			parts = append(parts, fmt.Sprintf("%d %s", n, opName(op)))

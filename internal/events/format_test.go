@@ -31,6 +31,12 @@ func TestFormat(t *testing.T) {
 			"detected rename /p/.git (mv, pid 3, rule .git/hooks/): not undone, the sandbox was killed"},
 		{"rename undone", Event{Kind: KindFile, Op: OpRename, Path: "/p/.git/config", Comm: "git", TGID: 3, RuleText: ".git/config", Restored: true},
 			"detected rename /p/.git/config (git, pid 3, rule .git/config): undone, the file was restored"},
+		{"delete seen after the fact", Event{Kind: KindFile, Op: OpDelete, Path: "/p/.git", Comm: "rm", TGID: 3, RuleText: ".git/hooks/"},
+			"detected delete /p/.git (rm, pid 3, rule .git/hooks/): not undone, the sandbox was killed"},
+		{"delete undone", Event{Kind: KindFile, Op: OpDelete, Path: "/p/.git/hooks/pre-commit", Comm: "rm", TGID: 3, RuleText: ".git/hooks/", Restored: true},
+			"detected delete /p/.git/hooks/pre-commit (rm, pid 3, rule .git/hooks/): undone, the file was restored"},
+		{"truncate seen after the fact", Event{Kind: KindFile, Op: OpTruncate, Path: "/p/.git/config", Comm: "truncate", TGID: 3, RuleText: ".git/config"},
+			"detected truncate /p/.git/config (truncate, pid 3, rule .git/config): not undone, the sandbox was killed"},
 		{"socket received from outside", Event{Kind: KindNet, Op: OpReceive, Path: "socket from outside the sandbox", Addr: netip.MustParseAddrPort("127.0.0.1:8080"), Comm: "nettool", TGID: 4},
 			"blocked receive 127.0.0.1:8080 (nettool, pid 4): the receiving process was killed"},
 		{"socket received in audit mode", Event{Kind: KindNet, Op: OpReceive, Path: "socket from outside the sandbox", Comm: "nettool", TGID: 4, Audit: true},
@@ -142,6 +148,10 @@ func TestSummary(t *testing.T) {
 	}
 	r.Add(Event{Op: OpRename, Restored: true})
 	if got, want := r.String(), "2 operations blocked (1 rename undone (file restored), 1 rename detected after the fact)"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	r.Add(Event{Op: OpDelete, Restored: true})
+	if got, want := r.String(), "3 operations blocked (1 rename undone (file restored), 1 rename detected after the fact, 1 delete undone (file restored))"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }

@@ -103,6 +103,7 @@ type Backend struct {
 	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
 	// watchMu: one reader of the watcher at a time (drainWatch).
 	watchMu sync.Mutex
+	wmemo   watchMemo // under watchMu
 	// ignoring counts the goroutines setting ignore masks (ignoreLater);
 	// Close waits for them before it closes the group. ignClosed, under
 	// ignMu, says Close has begun: no more start.
@@ -189,6 +190,8 @@ func Open(opts Options) (*Backend, error) {
 		// no watcher
 	} else if b.watch, err = newWatcher(); err != nil {
 		b.log.Warn("directories created after a sandbox starts will not be marked: name rules are not enforced in them", zap.Error(err))
+	} else {
+		b.keep.notify = b.watch.fd
 	}
 	b.start()
 	return b, nil

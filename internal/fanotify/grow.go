@@ -63,6 +63,7 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 			b.log.Error("read fanotify directory watcher", zap.Error(err))
 			return false
 		}
+		b.wmemo = watchMemo{}
 		*evs, err = parseWatchEvents(buf[:n], (*evs)[:0])
 		if err != nil {
 			b.log.Error("parse fanotify directory events", zap.Error(err))
@@ -77,6 +78,10 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 			default:
 				if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
 					b.moved(ev)
+				} else if ev.mask&unix.FAN_DELETE != 0 {
+					b.deleted(ev)
+				} else if ev.mask&unix.FAN_MODIFY != 0 {
+					b.truncated(ev)
 				} else if ev.mask&unix.FAN_CREATE != 0 && ev.mask&unix.FAN_ONDIR == 0 && b.keep.hasName(ev.name) && b.sandboxOf(ev.pid) == nil {
 					b.outside(ev) // a protected file re-created by the user
 				}

@@ -36,6 +36,13 @@ import (
 // At most maxKept files are held (one descriptor each, the content stays
 // on disk); a deny_write file past the bound has no copy, and replacing it
 // kills the sandbox.
+//
+// The descriptor is of the file itself, not a copy of its content: a
+// change in place reaches it. truncate(2) by path needs no open, so no
+// permission event refuses it; each held inode is marked for FAN_MODIFY in
+// the watcher's group (notify), which the kernel sends for a size change
+// too, and a truncate by a sandboxed process kills the sandbox (rename.go).
+// It cannot be undone: what is held is the truncated inode.
 
 const maxKept = 1024
 
@@ -47,6 +54,9 @@ type keeper struct {
 	files map[string]*kept
 	names map[string]int // base names of files, for a cheap first test (hasName)
 	seq   atomic.Uint64  // temporary file names
+	// notify is the watcher's fanotify group, in which each held inode is
+	// marked for FAN_MODIFY; -1 without a watcher.
+	notify int
 }
 
 type kept struct {
@@ -62,7 +72,22 @@ const wasAbsent = -2
 func (c *kept) usable() bool { return c.fd >= 0 || c.fd == wasAbsent }
 
 func newKeeper(max int) *keeper {
-	return &keeper{max: max, files: map[string]*kept{}, names: map[string]int{}}
+	return &keeper{max: max, files: map[string]*kept{}, names: map[string]int{}, notify: -1}
+}
+
+// watchModify marks the inode of fd for FAN_MODIFY in the watcher's group.
+// A failure leaves truncate(2) of it unseen, as before the mark existed.
+func (k *keeper) watchModify(fd int) {
+	if k.notify >= 0 && fd >= 0 {
+		_ = unix.FanotifyMark(k.notify, unix.FAN_MARK_ADD, unix.FAN_MODIFY, fd, "")
+	}
+}
+
+// unwatchModify removes that mark, before fd is closed or handed back.
+func (k *keeper) unwatchModify(fd int) {
+	if k.notify >= 0 && fd >= 0 {
+		_ = unix.FanotifyMark(k.notify, unix.FAN_MARK_REMOVE, unix.FAN_MODIFY, fd, "")
+	}
 }
 
 // hold opens path (a regular file, not followed) once, or adds a reference.
@@ -86,6 +111,7 @@ func (k *keeper) hold(path string) bool {
 	}
 	k.files[path] = &kept{fd: fd, refs: 1}
 	k.names[filepath.Base(path)]++
+	k.watchModify(fd)
 	return true
 }
 
@@ -109,6 +135,7 @@ func (k *keeper) release(path string) {
 		return
 	}
 	if c.fd >= 0 {
+		k.unwatchModify(c.fd)
 		unix.Close(c.fd)
 	}
 	delete(k.files, path)
@@ -147,11 +174,13 @@ func (k *keeper) refresh(dir int, name, path string) int {
 		return -1
 	}
 	old := c.fd
+	k.unwatchModify(old)
 	c.fd = -1
 	fd, err := openRegular(dir, name)
 	switch {
 	case err == nil:
 		c.fd = fd
+		k.watchModify(fd)
 	case errors.Is(err, unix.ENOENT):
 		c.fd = wasAbsent // the user moved it away
 	}
@@ -164,6 +193,7 @@ func (k *keeper) drop(path string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if c, ok := k.files[path]; ok && c.fd >= 0 {
+		k.unwatchModify(c.fd)
 		unix.Close(c.fd)
 		c.fd = -1
 	}
@@ -222,7 +252,9 @@ func (k *keeper) restore(dir int, name, path string) (int, error) {
 	// The restored inode from now on, not the old one: that may lie
 	// where the sandbox moved it.
 	old := c.fd
+	k.unwatchModify(old)
 	c.fd = fd
+	k.watchModify(fd)
 	return old, nil
 }
 
@@ -275,6 +307,7 @@ func openRegular(dir int, name string) (int, error) {
 func (k *keeper) close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.notify = -1 // closed with the watcher, its marks with it
 	for _, c := range k.files {
 		if c.fd >= 0 {
 			unix.Close(c.fd)

@@ -38,17 +38,76 @@ import (
 // logged (unplaced) and what it left taken as the user's. A pid reused by
 // an outside process that also exited before the event is read can be
 // taken for the sandboxed one (exitedSandbox); docs/threat-model.md.
+//
+// Deletes (unlink, rmdir: rm -rf .git, then a prepared .git copied in its
+// place) are handled the same way, reported as events.OpDelete: a deleted
+// protected file with a copy is put back, a removed directory above a
+// protected path kills the sandbox. A watcher queue overflow loses the
+// deletes it held (the rescan finds new directories, not missing ones).
 
 // moved handles one FAN_MOVED_FROM or FAN_MOVED_TO event.
-func (b *Backend) moved(ev *watchEvent) {
-	s := b.sandboxOf(ev.pid)
+func (b *Backend) moved(ev *watchEvent) { b.afterTheFact(ev, events.OpRename) }
+
+// truncated handles one FAN_MODIFY event of a held file (keep.go): a
+// truncate(2), or a write through a descriptor opened before the sandbox
+// was (a write open is refused). What is held is the changed inode, so
+// nothing can be put back: a sandbox's kills it.
+func (b *Backend) truncated(ev *watchEvent) { b.afterTheFact(ev, events.OpTruncate) }
+
+// deleted handles one FAN_DELETE event: an unlink or rmdir in a watched
+// directory. fanotify has no permission event for either, so `rm -rf .git
+// && cp -a prepared .git` replaces the hooks without opening one; the
+// delete is handled as a move away is (afterTheFact): a protected file
+// with a copy is put back, anything else kills the sandbox.
+func (b *Backend) deleted(ev *watchEvent) { b.afterTheFact(ev, events.OpDelete) }
+
+// watchMemo remembers, within one read of the watcher, the last process
+// placed and the last directory resolved: `rm -rf` sends thousands of
+// deletes in a row, from one process, directory by directory, and placing
+// the process (/proc) and resolving the directory (open_by_handle_at,
+// readlink) for each was most of the agent's time for them. Used by the
+// watcher's reader only (watchMu); drainWatch clears it for each read.
+type watchMemo struct {
+	pid    int
+	s      *sandbox
+	fsid   [2]int32
+	handle string
+	dir    string
+	err    error
+}
+
+// placeWatched is sandboxOf, remembered for the rest of the read.
+func (b *Backend) placeWatched(pid int) *sandbox {
+	m := &b.wmemo
+	if m.pid != pid || pid <= 0 {
+		m.pid, m.s = pid, b.sandboxOf(pid)
+	}
+	return m.s
+}
+
+// watchedDir is dirPath, remembered for the rest of the read.
+func (b *Backend) watchedDir(ev *watchEvent) (string, error) {
+	m := &b.wmemo
+	if m.handle == "" || m.fsid != ev.fsid || m.handle != string(ev.handle) {
+		m.fsid, m.handle = ev.fsid, string(ev.handle)
+		m.dir, m.err = b.watch.dirPath(ev)
+	}
+	return m.dir, m.err
+}
+
+// afterTheFact handles a move, delete or truncate (op) that the watcher
+// reports. A truncate is never restored: the copy is the truncated inode.
+func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
+	s := b.placeWatched(ev.pid)
 	if s == nil {
-		b.outside(ev)
+		if op != events.OpTruncate { // the user's edit in place: the copy is that inode
+			b.outside(ev)
+		}
 		return
 	}
-	parent, err := b.watch.dirPath(ev)
+	parent, err := b.watchedDir(ev)
 	if err != nil {
-		b.log.Debug("move: directory not found", zap.String("name", ev.name), zap.Error(err))
+		b.log.Debug(string(op)+": directory not found", zap.String("name", ev.name), zap.Error(err))
 		return
 	}
 	path := filepath.Join(parent, ev.name)
@@ -62,7 +121,7 @@ func (b *Backend) moved(ev *watchEvent) {
 		CgroupID: s.CgroupID,
 		PID:      uint32(ev.pid),
 		Kind:     events.KindFile,
-		Op:       events.OpRename,
+		Op:       op,
 		Path:     path,
 		Rule:     uint32(id),
 		Audit:    s.Mode == policy.ModeAudit,
@@ -71,9 +130,9 @@ func (b *Backend) moved(ev *watchEvent) {
 	if r, ok := s.Policy.Rule(id); ok {
 		e.RuleText = r.Pattern
 	}
-	if !e.Audit && ev.mask&unix.FAN_ONDIR == 0 {
+	if !e.Audit && ev.mask&unix.FAN_ONDIR == 0 && op != events.OpTruncate {
 		if err := b.restore(ev, path); err != nil {
-			b.log.Warn("a sandboxed process replaced a protected file that cannot be restored",
+			b.log.Warn("a sandboxed process replaced or removed a protected file that cannot be restored",
 				zap.String("sandbox", s.Name), zap.String("path", path), zap.Error(err))
 		} else {
 			e.Restored = true
@@ -85,8 +144,8 @@ func (b *Backend) moved(ev *watchEvent) {
 	if e.Audit || e.Restored {
 		return
 	}
-	b.log.Warn("a sandboxed process moved a protected path: killing the sandbox",
-		zap.String("sandbox", s.Name), zap.String("path", path), zap.Int("pid", ev.pid))
+	b.log.Warn("a sandboxed process moved or removed a protected path: killing the sandbox",
+		zap.String("sandbox", s.Name), zap.String("path", path), zap.String("op", string(op)), zap.Int("pid", ev.pid))
 	// cgroup.kill acts at once; waiting for the cgroup to empty must not
 	// hold up the watcher, which marks new directories.
 	go killCgroup(s.CgroupPath)
@@ -138,8 +197,9 @@ func (b *Backend) forgetInode(key inodeKey) {
 	}
 }
 
-// outside handles a creation or move by a process in no sandbox. At a path
-// whose copy is held, the user replaced the file: hold the new one, so
+// outside handles a creation, move or delete by a process in no sandbox.
+// At a path whose copy is held, the user replaced (or removed) the file:
+// hold the new one (or the absence), so
 // that a later restore brings back the user's version. That includes a
 // mover that has exited by now (git run outside exits at once): it may
 // have been a sandbox's (unplaced logs it), but its file is in place
@@ -151,13 +211,13 @@ func (b *Backend) outside(ev *watchEvent) {
 	if ev.pid == os.Getpid() {
 		return
 	}
-	if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
+	if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO|unix.FAN_DELETE) != 0 {
 		b.unplaced(ev)
 	}
 	if ev.mask&unix.FAN_ONDIR != 0 || !b.keep.hasName(ev.name) {
 		return
 	}
-	parent, err := b.watch.dirPath(ev)
+	parent, err := b.watchedDir(ev)
 	if err != nil {
 		return
 	}
@@ -190,7 +250,7 @@ func replaces(c *policy.Compiled, path string) (policy.RuleID, bool) {
 	return 0, false
 }
 
-// unplaced logs a move of a path some sandbox protects by a process that
+// unplaced logs a move or delete of a path some sandbox protects by a process that
 // exited before it could be placed (no exit record, not seen before): it
 // may have been a sandbox's, so the agent's log keeps it for whoever looks.
 func (b *Backend) unplaced(ev *watchEvent) {
@@ -200,14 +260,14 @@ func (b *Backend) unplaced(ev *watchEvent) {
 	if err := unix.Access("/proc/"+strconv.Itoa(ev.pid), unix.F_OK); err == nil {
 		return // alive and outside every sandbox: the user's own
 	}
-	parent, err := b.watch.dirPath(ev)
+	parent, err := b.watchedDir(ev)
 	if err != nil {
 		return
 	}
 	path := filepath.Join(parent, ev.name)
 	for _, s := range b.sandboxList() {
 		if _, ok := replaces(s.Policy, path); ok {
-			b.log.Warn("a protected path was moved by a process that exited before aigate could tell whether it was sandboxed",
+			b.log.Warn("a protected path was moved or removed by a process that exited before aigate could tell whether it was sandboxed",
 				zap.String("path", path), zap.Int("pid", ev.pid), zap.String("sandbox", s.Name))
 			return
 		}

@@ -20,7 +20,13 @@ import (
 // would hold files no mark reports. Creation events need FID reporting,
 // which the kernel refuses for the permission classes; this group is in
 // notification mode, watches the same directories for FAN_CREATE and
-// FAN_MOVED_TO of directories, and grow.go marks what appears.
+// FAN_MOVED_TO of directories, and grow.go marks what appears. It also
+// reports moves out of and deletes in those directories (FAN_MOVED_FROM,
+// FAN_DELETE), which no permission event covers: rename.go. FAN_DELETE_SELF
+// is not asked for: the directory it names is gone and its handle opens
+// nothing, while the FAN_DELETE of its name in the parent says the same
+// with a path (a watched tree's root itself is removed only with its
+// contents, reported in it first).
 //
 // FAN_REPORT_DFID_NAME: each event names the parent directory by file handle
 // and the entry by name; open_by_handle_at turns the handle into the
@@ -31,7 +37,7 @@ import (
 // scanned again (rescan in grow.go).
 const (
 	watchInitFlags = unix.FAN_CLASS_NOTIF | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_REPORT_DFID_NAME | unix.FAN_UNLIMITED_MARKS
-	watchMask      = unix.FAN_CREATE | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO | unix.FAN_ONDIR
+	watchMask      = unix.FAN_CREATE | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO | unix.FAN_DELETE | unix.FAN_ONDIR
 )
 
 // watcher is the notification group and the directories it watches.
@@ -116,7 +122,8 @@ func (w *watcher) close() {
 	unix.Close(w.fd)
 }
 
-// watchEvent is one creation or move (in or out) reported by the watcher.
+// watchEvent is one creation, move (in or out) or delete reported by the
+// watcher.
 type watchEvent struct {
 	mask     uint64
 	pid      int // the process that made the change (its thread group)

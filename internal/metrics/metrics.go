@@ -47,6 +47,8 @@ var knownOps = []struct {
 	{events.KindFile, events.OpRead},
 	{events.KindFile, events.OpWrite},
 	{events.KindFile, events.OpRename},
+	{events.KindFile, events.OpDelete},
+	{events.KindFile, events.OpTruncate},
 	{events.KindExec, events.OpExec},
 	{events.KindNet, events.OpConnect},
 	{events.KindNet, events.OpSend},

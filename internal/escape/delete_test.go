@@ -1,0 +1,141 @@
+//go:build linux
+
+package escape
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// TestEscapeRemoveGit: `rm -rf .git && cp -a prepared .git` replaces the
+// hooks without opening one for writing (found by hand: 1 plant in 2 tries
+// on fanotify, no event). The LSM backend refuses the unlinks and rmdirs
+// with a write event. fanotify has no permission event for them: the
+// directory watcher reports the deletes after the fact (op delete), a
+// protected file is put back, and the removal of .git/hooks or .git (above
+// the protected paths) kills the sandbox. The copy may land before the
+// kill (detection, not prevention: docs/threat-model.md); what is asserted
+// is that the sandbox does not outlive it. The shell waits 30 s after the
+// copy, not a few: under TCG the watcher can be seconds late, and the kill
+// ends the wait at once.
+func TestEscapeRemoveGit(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		b.write(".git/hooks/pre-commit", "#!/bin/sh\nexit 0\n")
+		b.write(".git/config", "[core]\n")
+		b.write(".git/HEAD", "ref: refs/heads/main\n")
+		tmp := filepath.Join(b.home, "tmp")
+		b.mkdir(tmp)
+		r := b.sh(fmt.Sprintf(`cp -a .git %[1]s/g && echo 'cp ~/.ssh/id_rsa /tmp/x # PLANTED' >> %[1]s/g/hooks/pre-commit &&
+rm -rf .git && cp -a %[1]s/g .git && echo replaced && sleep 30 && echo survived`, tmp))
+		planted := strings.Contains(b.read(".git/hooks/pre-commit"), "PLANTED")
+		switch b.backend {
+		case "lsm":
+			if planted || strings.Contains(r.stdout, "replaced") {
+				t.Fatalf("the hooks were replaced:\n%s", r)
+			}
+			if _, ok := r.denied(events.OpWrite, filepath.Join(b.proj, ".git")); !ok {
+				t.Errorf("no write event for .git:\n%s", r)
+			}
+		case "fanotify":
+			// Not asserted (detection, not prevention); logged for the
+			// threat model's figures.
+			t.Logf("planted before the kill: %v; exit %d; stderr: %s", planted, r.code, r.stderr)
+			if _, ok := r.denied(events.OpDelete, filepath.Join(b.proj, ".git")); !ok {
+				t.Errorf("no delete event for .git:\n%s", r)
+			}
+			if strings.Contains(r.stdout, "survived") {
+				t.Errorf("the sandbox outlived the removal of .git (exit %d, planted %v):\n%s", r.code, planted, r)
+			}
+		}
+	})
+}
+
+// TestEscapeRemoveHook: `rm .git/hooks/pre-commit` inside. LSM refuses the
+// unlink with a write event; fanotify sees it after the fact and puts the
+// file back from the descriptor it holds (op delete, restored), and the
+// session goes on. Either way the hook is there, unchanged, afterwards.
+func TestEscapeRemoveHook(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		const hook = "#!/bin/sh\nexit 0\n"
+		b.write(".git/hooks/pre-commit", hook)
+		r := b.sh(`rm -f .git/hooks/pre-commit; echo continued`)
+		if r.code != 0 || !strings.Contains(r.stdout, "continued") {
+			t.Errorf("the session did not go on (exit %d):\n%s", r.code, r)
+		}
+		op := events.OpWrite // refused
+		if b.backend == "fanotify" {
+			op = events.OpDelete // seen after the fact
+		}
+		e, ok := r.denied(op, b.path(".git/hooks/pre-commit"))
+		if !ok {
+			t.Fatalf("no %s event for the hook:\n%s", op, r)
+		}
+		if b.backend == "fanotify" && !e.Restored {
+			t.Errorf("the delete event does not say restored: %+v", e)
+		}
+		if got := b.read(".git/hooks/pre-commit"); got != hook {
+			t.Errorf("the hook after the run: %q\n%s", got, r)
+		}
+	})
+}
+
+// TestEscapeTruncateProtected: coreutils' `truncate -s0` opens the file
+// for writing (refused on both backends); truncate(2) by path (python's
+// os.truncate) needs no open. LSM refuses it (path_truncate) with a write
+// event. fanotify marks the held inode of each deny_write file for
+// FAN_MODIFY and sees the truncate after the fact (op truncate): it
+// cannot be undone (what is held is that inode), and the sandbox is
+// killed.
+func TestEscapeTruncateProtected(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		testutil.SkipUnlessKernel(t, "no python3 for truncate(2) by path")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		const cfg = "[core]\n\tbare = false\n"
+		b.write(".git/config", cfg)
+		r := b.sh(`truncate -s0 .git/config; echo "truncate exit $?"`)
+		if !strings.Contains(r.stdout, "truncate exit 1") {
+			t.Errorf("coreutils truncate was not refused:\n%s", r)
+		}
+		if _, ok := r.denied(events.OpWrite, b.path(".git/config")); !ok {
+			t.Errorf("no write event for the O_WRONLY open of coreutils truncate:\n%s", r)
+		}
+		if got := b.read(".git/config"); got != cfg {
+			t.Fatalf(".git/config after coreutils truncate: %q\n%s", got, r)
+		}
+
+		script := `python3 -c 'import os; os.truncate(".git/config", 0)'; echo "python exit $?"`
+		if b.backend == "fanotify" {
+			// The kill ends the wait at once; under TCG the watcher can be
+			// seconds late.
+			script += `; sleep 30; echo survived`
+		}
+		r = b.sh(script)
+		switch b.backend {
+		case "lsm":
+			if _, ok := r.denied(events.OpWrite, b.path(".git/config")); !ok {
+				t.Errorf("no write event for truncate(2):\n%s", r)
+			}
+			if got := b.read(".git/config"); got != cfg {
+				t.Errorf(".git/config was truncated: %q\n%s", got, r)
+			}
+		case "fanotify":
+			e, ok := r.denied(events.OpTruncate, b.path(".git/config"))
+			if !ok {
+				t.Errorf("no truncate event for truncate(2):\n%s", r)
+			}
+			if e.Restored {
+				t.Errorf("a truncate reported as restored: %+v", e)
+			}
+			if strings.Contains(r.stdout, "survived") {
+				t.Errorf("the sandbox outlived the truncate (exit %d):\n%s", r.code, r)
+			}
+		}
+	})
+}
