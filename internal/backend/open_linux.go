@@ -2,10 +2,13 @@ package backend
 
 import (
 	"errors"
+	"io/fs"
 	"path/filepath"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/fanotify"
@@ -80,9 +83,19 @@ func openFanotify(o Options) (enforce.Backend, error) {
 	}
 	// CheckReceived: no BPF LSM program refuses a connect or send on a
 	// socket passed in from outside, so its receiver is killed.
-	n, err := loader.OpenNet(loader.NetOptions{Backend: "fanotify", CheckReceived: true})
+	nopts := loader.NetOptions{Backend: "fanotify", CheckReceived: true}
+	if o.RunPin != "" {
+		// An embedded run: keep the network programs verified for the
+		// next one (loader.KeptRoot); an agent loads them once anyway.
+		nopts.Keep, nopts.KeepLive = true, cgroupsUnder(o.RunPin)
+	}
+	n, err := loader.OpenNet(nopts)
 	if err != nil {
 		return nil, errors.Join(err, f.Close())
+	}
+	if o.Logger != nil && nopts.Keep {
+		adopted, why := n.KeptStatus()
+		o.Logger.Debug("kept network programs", zap.Bool("adopted", adopted), zap.NamedError("why not", why))
 	}
 	recordExits(f, n, o)
 	return compose(f, egress.New(n, o.egress())), nil
@@ -109,6 +122,34 @@ func recordExits(f *fanotify.Backend, n *loader.Net, o Options) {
 		return
 	}
 	f.RecordExits(r)
+}
+
+// cgroupsUnder returns whether a cgroup id (its directory's inode on
+// cgroup2) names a directory below the sandboxes' cgroup parent; listed
+// once, on the first question. Without a cgroup2 mount every id counts as
+// live: a kept set is then never emptied under a sandbox.
+func cgroupsUnder(parent string) func(uint64) bool {
+	var ids map[uint64]bool
+	return func(id uint64) bool {
+		if ids == nil {
+			root, err := cgroup.Mountpoint()
+			if err != nil {
+				return true
+			}
+			ids = map[uint64]bool{}
+			_ = filepath.WalkDir(filepath.Join(root, parent), func(path string, d fs.DirEntry, err error) error {
+				if err != nil || !d.IsDir() {
+					return nil
+				}
+				var st unix.Stat_t
+				if unix.Lstat(path, &st) == nil {
+					ids[st.Ino] = true
+				}
+				return nil
+			})
+		}
+		return ids[id]
+	}
 }
 
 func walkCacheDir(o Options) string {
