@@ -43,15 +43,16 @@ type keptSet struct {
 
 // keptParts names the parts of a set and the directory of each below it.
 const (
-	keptNet  = "net"
-	keptUnix = "unix"
-	keptRecv = "recv"
+	keptNet     = "net"
+	keptUnix    = "unix"
+	keptRecv    = "recv"
+	keptExitRec = "exitrec"
 )
 
 // keptHash is the hash in a set's name: every object a Net loads.
 func keptHash() string {
 	h := sha256.New()
-	for _, b := range [][]byte{[]byte("aigate-kept-v1\x00"), _NetBytes, _NetUnixBytes, _NetRecvBytes} {
+	for _, b := range [][]byte{[]byte("aigate-kept-v1\x00"), _NetBytes, _NetUnixBytes, _NetRecvBytes, _ExitRecBytes} {
 		fmt.Fprintf(h, "%d:", len(b))
 		h.Write(b)
 	}
@@ -86,7 +87,33 @@ func openKeptSet() (*keptSet, error) {
 		f.Close()
 		return nil, err
 	}
+	removeOtherSets(dir)
 	return &keptSet{dir: dir, lock: f}, nil
+}
+
+// removeOtherSets unpins the sets of other builds that no process uses
+// (their lock is free). Nothing they enforce goes with the pins: a
+// killed run's sandbox is held by its links, which hold the programs and
+// maps; only the next adoption, which never comes, would have used them.
+func removeOtherSets(mine string) {
+	ents, err := os.ReadDir(KeptRoot)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		dir := filepath.Join(KeptRoot, e.Name())
+		if dir == mine || !e.IsDir() {
+			continue
+		}
+		f, err := os.Open(dir)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			_ = os.RemoveAll(dir)
+		}
+		f.Close()
+	}
 }
 
 var errKeptBusy = errors.New("another run uses the kept network programs")
