@@ -39,6 +39,7 @@ type keptSet struct {
 	adopted  []any               // the objects structs filled from pins
 	broken   error               // a part could not be pinned: the set is cleared at open's end
 	notFound error               // why the first part not adopted was not
+	tags     *ebpf.Map           // the kernel's tag of each program pinned, by part/name
 }
 
 // keptParts names the parts of a set and the directory of each below it.
@@ -161,6 +162,10 @@ func (k *keptSet) close() error {
 	}
 	err := k.lock.Close() // releases the lock
 	k.lock = nil
+	if k.tags != nil {
+		err = errors.Join(err, k.tags.Close())
+		k.tags = nil
+	}
 	return err
 }
 
@@ -244,6 +249,10 @@ func (k *keptSet) adopt(part string, spec *ebpf.CollectionSpec, objs any, shared
 				p.Close()
 				return fmt.Errorf("kept program %s: %w", name, err)
 			}
+			if err := k.sameTag(part, name, p); err != nil {
+				p.Close()
+				return fmt.Errorf("kept program %s: %w", name, err)
+			}
 			v.Set(reflect.ValueOf(p))
 		}
 		return nil
@@ -310,7 +319,8 @@ func truncName(s string) string {
 	return s
 }
 
-// pin pins every map and program of objs in part (made afresh).
+// pin pins every map and program of objs in part (made afresh), and
+// records each program's tag.
 func (k *keptSet) pin(part string, objs any) error {
 	dir := filepath.Join(k.dir, part)
 	if err := os.RemoveAll(dir); err != nil {
@@ -319,6 +329,10 @@ func (k *keptSet) pin(part string, objs any) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("keep network programs: %w", err)
 	}
+	tags, err := k.tagMap(true)
+	if err != nil {
+		return err
+	}
 	return eachObject(objs, func(name string, v reflect.Value) error {
 		path := filepath.Join(dir, name)
 		var err error
@@ -326,13 +340,101 @@ func (k *keptSet) pin(part string, objs any) error {
 		case *ebpf.Map:
 			err = o.Pin(path)
 		case *ebpf.Program:
-			err = o.Pin(path)
+			var tag [8]byte
+			if tag, err = programTag(o); err == nil {
+				err = tags.Update(tagKey(part, name), tag, ebpf.UpdateAny)
+			}
+			if err == nil {
+				err = o.Pin(path)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("keep network programs: pin %s: %w", name, err)
 		}
 		return nil
 	})
+}
+
+// The tags map records the kernel's tag (a hash of the instructions as
+// loaded) of every program the set pinned: a program pinned under the
+// same name by anything else has another tag, and is not adopted.
+const (
+	keptTags       = "tags"
+	keptTagKeySize = 64
+)
+
+// tagMap returns the set's tags map: the pinned one when it has the
+// expected layout, else (create) a new one pinned in its place.
+func (k *keptSet) tagMap(create bool) (*ebpf.Map, error) {
+	if k.tags != nil {
+		return k.tags, nil
+	}
+	path := filepath.Join(k.dir, keptTags)
+	spec := &ebpf.MapSpec{Name: "aigate_kept", Type: ebpf.Hash, KeySize: keptTagKeySize, ValueSize: 8, MaxEntries: 64}
+	if m, err := ebpf.LoadPinnedMap(path, nil); err == nil {
+		if keptMap(m, spec) == nil {
+			k.tags = m
+			return m, nil
+		}
+		m.Close()
+	}
+	if !create {
+		return nil, errors.New("no record of the kept programs' tags")
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("keep network programs: %w", err)
+	}
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		return nil, fmt.Errorf("keep network programs: %w", err)
+	}
+	if err := m.Pin(path); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("keep network programs: %w", err)
+	}
+	k.tags = m
+	return m, nil
+}
+
+func tagKey(part, name string) [keptTagKeySize]byte {
+	var k [keptTagKeySize]byte
+	copy(k[:], part+"/"+name)
+	return k
+}
+
+func programTag(p *ebpf.Program) ([8]byte, error) {
+	var tag [8]byte
+	info, err := p.Info()
+	if err != nil {
+		return tag, err
+	}
+	b, err := hex.DecodeString(info.Tag)
+	if err != nil || len(b) != len(tag) {
+		return tag, fmt.Errorf("program tag %q", info.Tag)
+	}
+	copy(tag[:], b)
+	return tag, nil
+}
+
+// sameTag checks a pinned program's tag against the one recorded when the
+// set pinned it.
+func (k *keptSet) sameTag(part, name string, p *ebpf.Program) error {
+	tags, err := k.tagMap(false)
+	if err != nil {
+		return err
+	}
+	var want [8]byte
+	if err := tags.Lookup(tagKey(part, name), &want); err != nil {
+		return fmt.Errorf("no recorded tag: %w", err)
+	}
+	got, err := programTag(p)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("tag %x, but the set pinned %x", got, want)
+	}
+	return nil
 }
 
 // clear removes every part's pins, for a set that failed to adopt: the
