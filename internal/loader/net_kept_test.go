@@ -13,10 +13,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 
+	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
@@ -391,4 +393,38 @@ func (e *netEnv) liveGroups() []uint64 {
 		return nil
 	})
 	return ids
+}
+
+// BenchmarkOpenNetKept: opening and closing the standalone network object
+// as an embedded run does (with the unix-socket programs), loaded afresh
+// (the baseline: what every embedded run paid before Keep) against
+// adopted from a kept set, interleaved over bench.Rounds() rounds of b.N
+// opens (bench/README.md). In one process cilium/ebpf parses the kernel's
+// BTF once, so the baseline here is cheaper than a new process's load.
+func BenchmarkOpenNetKept(b *testing.B) {
+	keptRootForTest(b)
+	openClose := func(opts NetOptions) (float64, error) {
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			n, err := OpenNet(opts)
+			if err != nil {
+				return 0, err
+			}
+			if err := n.Close(); err != nil {
+				return 0, err
+			}
+		}
+		return float64(time.Since(start).Nanoseconds()) / float64(b.N), nil
+	}
+	kept := NetOptions{Backend: "bench", Keep: true, KeepLive: noneLive}
+	if _, err := openClose(kept); err != nil { // pins the set
+		b.Fatal(err)
+	}
+	r, err := bench.Pair(bench.Rounds(),
+		func() (float64, error) { return openClose(NetOptions{Backend: "bench"}) },
+		func() (float64, error) { return openClose(kept) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Report(b)
 }
