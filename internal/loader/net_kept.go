@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -519,8 +521,8 @@ func liveSandboxes(sandboxes *ebpf.Map, live func(cgroupID uint64) bool) ([]uint
 
 // scrub empties every map of objs that holds per-sandbox state, so that
 // nothing an earlier run wrote is in force for this one: hash and trie
-// entries are deleted, array slots zeroed. The ring buffer is left to its
-// reader, and socket storage goes with its socket.
+// entries are deleted, array slots zeroed. The ring buffer is drained
+// apart (drainEvents), and socket storage goes with its socket.
 func scrub(objs any) error {
 	var errs []error
 	_ = eachObject(objs, func(name string, v reflect.Value) error {
@@ -635,6 +637,12 @@ func (n *Net) settleKept() error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w (sudo aigate reset --force removes the kept programs)", err)
 	}
+	if n.keptAdopted {
+		// Events an earlier run's sandboxes left unread are not this run's.
+		if err := drainEvents(n.objs.Events); err != nil {
+			return err
+		}
+	}
 	if k.broken != nil {
 		n.keptErr = k.broken
 		n.keptAdopted = false
@@ -661,4 +669,22 @@ func (n *Net) KeptStatus() (adopted bool, why error) {
 		return false, fmt.Errorf("loaded and kept: %w", n.kept.notFound)
 	}
 	return false, errors.New("loaded and kept")
+}
+
+// drainEvents discards what the ring buffer holds.
+func drainEvents(m *ebpf.Map) error {
+	rd, err := ringbuf.NewReader(m)
+	if err != nil {
+		return fmt.Errorf("drain the kept event buffer: %w", err)
+	}
+	defer rd.Close()
+	rd.SetDeadline(time.Now())
+	for {
+		if _, err := rd.Read(); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return fmt.Errorf("drain the kept event buffer: %w", err)
+		}
+	}
 }

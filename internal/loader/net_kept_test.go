@@ -3,6 +3,7 @@
 package loader
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -334,11 +335,16 @@ func TestKeptNetForgetsEarlierRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := env.run(dead, "tcp 10.1.2.3:8443"); got[0] != 0 {
-		t.Fatalf("run 1's allowed connect: %v", got[0])
+	if got, _ := env.run(dead, "tcp 10.1.2.3:8443", "tcp 10.1.2.3:9"); got[0] != 0 || got[1] != syscall.EPERM {
+		t.Fatalf("run 1's allowed and denied connects: %v", got)
+	}
+	closeNet(t, n1)
+	// Killed: its programs stay attached (the guard holds the links) and
+	// refuse one more connect, whose event no reader takes.
+	if got, _ := env.run(dead, "tcp 10.1.2.3:9"); got[0] != syscall.EPERM {
+		t.Fatalf("run 1's denied connect after its end: %v", got[0])
 	}
 	l.Close()
-	closeNet(t, n1)
 
 	// Its cgroup still exists: the set is left to it.
 	n2, adopted, why := openKept(t, live)
@@ -371,6 +377,23 @@ func TestKeptNetForgetsEarlierRules(t *testing.T) {
 	var key netNetKey4
 	if err := n3.objs.NetAllow4.NextKey(nil, &key); err == nil {
 		t.Fatalf("an allow entry of an earlier run is kept: %+v", key)
+	}
+	stats, err := n3.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range stats.Violations {
+		if c.Value != 0 {
+			t.Fatalf("run 1's counters are counted for run 3: %+v", stats.Violations)
+		}
+	}
+	if _, err := n3.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-n3.Events():
+		t.Fatalf("run 3 reads run 1's event: %+v", e)
+	default:
 	}
 	deny := compileNet(t, policy.NetDeny, policy.LoopbackNone)
 	g := env.sandbox(n3, id, deny.Net, nil, false)
