@@ -10,7 +10,10 @@
 # would make each probe BPF LSM again at every run. It runs in a network
 # namespace of its own, so no agent socket or metrics port is shared.
 set -eu
-exec </dev/null # a run given an open stdin that never ends (a pipe) waited on it
+# stdin from /dev/null: started with the stdin of a non-terminal harness,
+# the inner shell was once killed by SIGTERM and once hung in a run
+# (cause not found).
+exec </dev/null
 [ "$(id -u)" = 0 ] || { echo "bench/startup-kept.sh: needs root" >&2; exit 2; }
 old=${1:?usage: bench/startup-kept.sh OLD_BINARY [ROUNDS]}
 rounds=${2:-21}
@@ -22,7 +25,7 @@ export HOME=$tmp/home tmp new old rounds
 
 unshare --net bash -c '
 set -eu
-exec </dev/null # a run given an open stdin that never ends (a pipe) waited on it
+exec </dev/null
 ip link set lo up
 inrun() { local r=$1; shift; unshare --mount sh -c "mount --bind $tmp/run-$r /run && exec $*"; }
 declare -A cmd=([old]="inrun old $old run -- true" [kept]="inrun new $new run -- true"
