@@ -1,8 +1,9 @@
 package backend
 
 import (
+	"encoding/binary"
 	"errors"
-	"io/fs"
+	"os"
 	"path/filepath"
 
 	"go.uber.org/zap"
@@ -87,7 +88,7 @@ func openFanotify(o Options) (enforce.Backend, error) {
 	if o.RunPin != "" {
 		// An embedded run: keep the network programs verified for the
 		// next one (loader.KeptRoot); an agent loads them once anyway.
-		nopts.Keep, nopts.KeepLive = true, cgroupsUnder(o.RunPin)
+		nopts.Keep, nopts.KeepLive = true, cgroupLive
 	}
 	n, err := loader.OpenNet(nopts)
 	if err != nil {
@@ -124,33 +125,34 @@ func recordExits(f *fanotify.Backend, n *loader.Net, o Options) {
 	f.RecordExits(r)
 }
 
-// cgroupsUnder returns whether a cgroup id (its directory's inode on
-// cgroup2) names a directory below the sandboxes' cgroup parent; listed
-// once, on the first question. Without a cgroup2 mount every id counts as
-// live: a kept set is then never emptied under a sandbox.
-func cgroupsUnder(parent string) func(uint64) bool {
-	var ids map[uint64]bool
-	return func(id uint64) bool {
-		if ids == nil {
-			root, err := cgroup.Mountpoint()
-			if err != nil {
-				return true
-			}
-			ids = map[uint64]bool{}
-			_ = filepath.WalkDir(filepath.Join(root, parent), func(path string, d fs.DirEntry, err error) error {
-				if err != nil || !d.IsDir() {
-					return nil
-				}
-				var st unix.Stat_t
-				if unix.Lstat(path, &st) == nil {
-					ids[st.Ino] = true
-				}
-				return nil
-			})
-		}
-		return ids[id]
+// cgroupLive says whether the cgroup with this id (on cgroup2, its
+// directory's inode) exists, anywhere in the hierarchy: a kept set may
+// hold the sandbox of a killed run with another cgroup parent. It opens
+// the cgroup by its kernfs file handle (the 64-bit id); anything but "no
+// such cgroup" counts as live, so a kept set is never emptied under a
+// sandbox it cannot rule out.
+func cgroupLive(id uint64) bool {
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return true
 	}
+	mnt, err := os.Open(root)
+	if err != nil {
+		return true
+	}
+	defer mnt.Close()
+	var b [8]byte
+	binary.NativeEndian.PutUint64(b[:], id)
+	fd, err := unix.OpenByHandleAt(int(mnt.Fd()), unix.NewFileHandle(fileIDKernfs, b[:]), unix.O_RDONLY|unix.O_CLOEXEC)
+	if err == nil {
+		unix.Close(fd)
+		return true
+	}
+	return !errors.Is(err, unix.ESTALE) && !errors.Is(err, unix.ENOENT)
 }
+
+// fileIDKernfs is the kernel's FILEID_KERNFS handle type.
+const fileIDKernfs = 0xfe
 
 func walkCacheDir(o Options) string {
 	if o.RunPin == "" {
