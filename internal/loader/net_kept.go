@@ -74,7 +74,7 @@ func openKeptSet() (*keptSet, error) {
 	if err := keptDir(dir); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(dir)
+	f, err := openDirNoFollow(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open kept programs: %w", err)
 	}
@@ -108,7 +108,7 @@ func removeOtherSets(mine string) {
 		if dir == mine || !e.IsDir() {
 			continue
 		}
-		f, err := os.Open(dir)
+		f, err := openDirNoFollow(dir)
 		if err != nil {
 			continue
 		}
@@ -121,12 +121,18 @@ func removeOtherSets(mine string) {
 
 var errKeptBusy = errors.New("another run uses the kept network programs")
 
+// openDirNoFollow opens a directory that is not a symbolic link: bpffs
+// has them, and /sys/fs/bpf is writable by everyone.
+func openDirNoFollow(dir string) (*os.File, error) {
+	return os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+}
+
 // keptDir makes dir (0700) unless it exists, and checks it.
 func keptDir(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("keep network programs in %s: %w", dir, err)
 	}
-	f, err := os.Open(dir)
+	f, err := openDirNoFollow(dir)
 	if err != nil {
 		return fmt.Errorf("keep network programs in %s: %w", dir, err)
 	}

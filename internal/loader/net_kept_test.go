@@ -283,6 +283,28 @@ func TestKeptNetRefusesDirectories(t *testing.T) {
 	}
 }
 
+// TestKeptNetRefusesSymlink: /sys/fs/bpf is writable by everyone, and
+// bpffs has symbolic links: a link where the kept root should be is not
+// followed.
+func TestKeptNetRefusesSymlink(t *testing.T) {
+	root := keptRootForTest(t)
+	target := root + "-target"
+	if err := os.Mkdir(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(target) })
+	if err := os.Symlink(target, root); err != nil {
+		t.Fatal(err)
+	}
+	_, adopted, why := openKept(t, noneLive)
+	if adopted || why == nil || !strings.Contains(why.Error(), "not kept") {
+		t.Fatalf("a symbolic link as the kept root: adopted %v, why %v", adopted, why)
+	}
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Fatalf("a set was pinned through the link: %v", ents)
+	}
+}
+
 // TestKeptNetIsOneRunsAtATime: a second Net while the first holds the set
 // loads its own programs (the set's maps are the first one's).
 func TestKeptNetIsOneRunsAtATime(t *testing.T) {
