@@ -1,11 +1,15 @@
 package backend
 
 import (
+	"encoding/binary"
 	"errors"
+	"os"
 	"path/filepath"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/fanotify"
@@ -80,9 +84,19 @@ func openFanotify(o Options) (enforce.Backend, error) {
 	}
 	// CheckReceived: no BPF LSM program refuses a connect or send on a
 	// socket passed in from outside, so its receiver is killed.
-	n, err := loader.OpenNet(loader.NetOptions{Backend: "fanotify", CheckReceived: true})
+	nopts := loader.NetOptions{Backend: "fanotify", CheckReceived: true}
+	if o.RunPin != "" {
+		// An embedded run: keep the network programs verified for the
+		// next one (loader.KeptRoot); an agent loads them once anyway.
+		nopts.Keep, nopts.KeepLive = true, cgroupLive
+	}
+	n, err := loader.OpenNet(nopts)
 	if err != nil {
 		return nil, errors.Join(err, f.Close())
+	}
+	if o.Logger != nil && nopts.Keep {
+		adopted, why := n.KeptStatus()
+		o.Logger.Debug("kept network programs", zap.Bool("adopted", adopted), zap.NamedError("why not", why))
 	}
 	recordExits(f, n, o)
 	return compose(f, egress.New(n, o.egress())), nil
@@ -110,6 +124,35 @@ func recordExits(f *fanotify.Backend, n *loader.Net, o Options) {
 	}
 	f.RecordExits(r)
 }
+
+// cgroupLive says whether the cgroup with this id (on cgroup2, its
+// directory's inode) exists, anywhere in the hierarchy: a kept set may
+// hold the sandbox of a killed run with another cgroup parent. It opens
+// the cgroup by its kernfs file handle (the 64-bit id); anything but "no
+// such cgroup" counts as live, so a kept set is never emptied under a
+// sandbox it cannot rule out.
+func cgroupLive(id uint64) bool {
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		return true
+	}
+	mnt, err := os.Open(root)
+	if err != nil {
+		return true
+	}
+	defer mnt.Close()
+	var b [8]byte
+	binary.NativeEndian.PutUint64(b[:], id)
+	fd, err := unix.OpenByHandleAt(int(mnt.Fd()), unix.NewFileHandle(fileIDKernfs, b[:]), unix.O_RDONLY|unix.O_CLOEXEC)
+	if err == nil {
+		unix.Close(fd)
+		return true
+	}
+	return !errors.Is(err, unix.ESTALE) && !errors.Is(err, unix.ENOENT)
+}
+
+// fileIDKernfs is the kernel's FILEID_KERNFS handle type.
+const fileIDKernfs = 0xfe
 
 func walkCacheDir(o Options) string {
 	if o.RunPin == "" {

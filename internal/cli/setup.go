@@ -19,6 +19,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
@@ -144,6 +145,9 @@ func ResetAgentPlan() []string {
 			out = append(out, p)
 		}
 	}
+	if _, err := os.Lstat(loader.KeptRoot); err == nil {
+		out = append(out, loader.KeptRoot+" (the network programs an embedded `sudo aigate run` keeps loaded for the next one)")
+	}
 	if uid := os.Geteuid(); uid == 0 {
 		if n := len(sandbox.Abandoned(sandbox.DefaultParent)); n > 0 {
 			out = append(out, fmt.Sprintf("sandbox cgroups in %s whose owner has died (%d)", filepath.Join(cgroupRoot(), sandbox.DefaultParent), n))
@@ -246,6 +250,15 @@ func ResetAgent(f *cmdutil.Factory) error {
 			} else {
 				f.Printf("removed %s\n", dir)
 			}
+		}
+	}
+	if _, err := os.Lstat(loader.KeptRoot); err == nil {
+		// Unpinning takes nothing from a running sandbox: its links hold
+		// the programs and maps they use.
+		if err := os.RemoveAll(loader.KeptRoot); err != nil {
+			errs = append(errs, err)
+		} else {
+			f.Printf("removed %s (network programs kept loaded between embedded runs)\n", loader.KeptRoot)
 		}
 	}
 	if len(sandboxCgroups()) > 0 {

@@ -89,7 +89,7 @@ func Run(opts Options) *Report {
 		for i, c := range r.Checks {
 			if c.Name == "bpffs" && c.Status != OK {
 				r.Checks[i] = Check{Name: "bpffs", Status: Skip,
-					Detail: "not needed: only the BPF LSM backend pins its state, and fanotify is the backend here"}
+					Detail: "not needed: only the BPF LSM backend pins its state, and fanotify is the backend here (without it, an embedded `sudo aigate run` cannot keep its network programs loaded for the next run, and starts slower)"}
 			}
 		}
 	}
@@ -535,7 +535,7 @@ func (m *machine) bpffs() Check {
 		}
 	}
 	c.Status = Warn
-	c.Detail = "no BPF filesystem at /sys/fs/bpf: the agent cannot pin programs across restarts"
+	c.Detail = "no BPF filesystem at /sys/fs/bpf: the agent cannot pin programs across restarts, and an embedded `sudo aigate run` cannot keep its network programs loaded for the next run"
 	c.Fix = "sudo mount -t bpf bpf /sys/fs/bpf"
 	return c
 }

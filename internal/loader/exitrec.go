@@ -40,8 +40,17 @@ func OpenExitRecorder(shared SharedMaps) (*ExitRecorder, error) {
 	}
 	r := &ExitRecorder{}
 	repl := map[string]*ebpf.Map{MapSandboxes: shared.Sandboxes, MapSandboxLevels: shared.SandboxLevels}
-	if err := spec.LoadAndAssign(&r.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	adopted, err := shared.kept.load(keptExitRec, spec, &r.objs, &ebpf.CollectionOptions{MapReplacements: repl})
+	if err != nil {
 		return nil, fmt.Errorf("record sandboxed exits: %w", err)
+	}
+	if adopted {
+		// What an earlier run's sandboxes left (the sandbox table it
+		// shares was emptied with the network object's).
+		if err := scrub(&r.objs); err != nil {
+			r.objs.Close()
+			return nil, fmt.Errorf("record sandboxed exits: %w", err)
+		}
 	}
 	if r.link, err = link.AttachTracing(link.TracingOptions{Program: r.objs.AigateExitRecord}); err != nil {
 		r.objs.Close()
@@ -83,5 +92,6 @@ func (n *Net) Shared() (SharedMaps, bool) {
 		SandboxLevels: n.objs.SandboxLevels,
 		Events:        n.objs.Events,
 		Counters:      n.objs.Counters,
+		kept:          n.kept,
 	}, true
 }

@@ -42,6 +42,10 @@ type SharedMaps struct {
 	SandboxLevels *ebpf.Map
 	Events        *ebpf.Map
 	Counters      *ebpf.Map
+
+	// kept is the kept set of the Net these maps are of (NetOptions.Keep),
+	// where an object sharing them is kept too.
+	kept *keptSet
 }
 
 // Replacements returns the maps keyed by their names in the objects, for

@@ -58,6 +58,20 @@ type NetOptions struct {
 	// a socket's connects and sends. Where the kernel cannot attach it,
 	// Net still opens and ReceivedSockets says why.
 	CheckReceived bool
+	// Keep keeps the standalone object loaded between processes: pinned
+	// under KeptRoot (net_kept.go), adopted by the next OpenNet with Keep
+	// of a binary with the same objects, so that the kernel verifies its
+	// programs once rather than once per run. Nothing of a sandbox is
+	// kept: the maps are emptied when adopted, and each sandbox's entries
+	// are removed when it ends. A set that cannot be used (another Net
+	// holds it, a directory not root's, pins not exactly these objects)
+	// is not used: the object is loaded afresh (KeptStatus says why).
+	Keep bool
+	// KeepLive says whether the cgroup a kept sandbox table names still
+	// exists. A set whose table names a live cgroup (a run killed before
+	// its sandbox ended) is left as it is, and this Net loads afresh. Nil
+	// counts every entry as live.
+	KeepLive func(cgroupID uint64) bool
 }
 
 // Net is the cgroup sock_addr object of bpf/sockaddr.c: it attaches the
@@ -73,6 +87,12 @@ type Net struct {
 	stream *eventStream
 
 	pins *netPins // nil unless NetOptions.PinPath
+
+	// NetOptions.Keep: the set in use (nil when none), whether this Net
+	// adopted it or pinned it afresh, and why a set was not used.
+	kept        *keptSet
+	keptAdopted bool
+	keptErr     error
 
 	// Unix sockets (net_unix.go): nil unix and the reason in unixErr when
 	// this kernel or the options leave them unconfined.
@@ -176,7 +196,13 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		}
 		copts.Maps.PinPath = opts.PinPath
 	}
-	if err := spec.LoadAndAssign(&n.objs, copts); err != nil {
+	if opts.Keep {
+		if shared != 0 || opts.PinPath != "" {
+			return nil, errors.New("load network programs: only a standalone, unpinned object is kept")
+		}
+		n.kept, n.keptErr = openKeptSet()
+	}
+	if err := n.loadObjects(spec, copts, opts.KeepLive); err != nil {
 		if n.pins != nil {
 			n.pins.layout.Close()
 		}
@@ -184,7 +210,7 @@ func OpenNet(opts NetOptions) (*Net, error) {
 	}
 	if opts.SkipUnix {
 		n.unixErr = fmt.Errorf("%w: left to the BPF LSM programs", errUnixDegraded)
-	} else if n.unix, err = openUnix(&n.objs); errors.Is(err, errUnixDegraded) {
+	} else if n.unix, err = openUnix(&n.objs, n.kept); errors.Is(err, errUnixDegraded) {
 		n.unixErr = err
 	} else if err != nil {
 		n.objs.Close()
@@ -205,6 +231,10 @@ func OpenNet(opts NetOptions) (*Net, error) {
 			n.closeObjects()
 			return nil, err
 		}
+	}
+	if err := n.settleKept(); err != nil {
+		n.closeObjects()
+		return nil, fmt.Errorf("load network programs: %w", err)
 	}
 	if shared == 0 {
 		n.table = newSandboxTable(n.objs.Sandboxes, n.objs.SandboxLevels)
@@ -482,5 +512,5 @@ func (n *Net) closeObjects() error {
 	if n.recv != nil {
 		rerr = n.recv.close()
 	}
-	return errors.Join(err, rerr, n.objs.Close())
+	return errors.Join(err, rerr, n.objs.Close(), n.kept.close())
 }

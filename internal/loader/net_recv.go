@@ -39,12 +39,16 @@ type netRecv struct {
 // buffer and counters, and attaches it: it costs one map lookup per
 // descriptor passed outside every sandbox. An error wrapping
 // ErrNoReceiveCheck means this kernel cannot attach it.
-func loadRecv(net *netObjects) (*netRecv, error) {
+func loadRecv(net *netObjects, kept *keptSet) (*netRecv, error) {
 	if err := ProbeReceiveCheck(); err != nil {
 		return nil, err
 	}
 	r := &netRecv{}
-	err := loadNetRecvObjects(&r.objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+	spec, err := loadNetRecv()
+	if err != nil {
+		return nil, fmt.Errorf("load the receive check: %w", err)
+	}
+	_, err = kept.load(keptRecv, spec, &r.objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		MapSandboxes:     net.Sandboxes,
 		MapSandboxLevels: net.SandboxLevels,
 		MapEvents:        net.Events,
@@ -101,7 +105,7 @@ func (n *Net) openRecv(check bool) error {
 		n.recvErr = errors.New("sockets passed in are left to the BPF LSM programs")
 		return nil
 	}
-	r, err := loadRecv(&n.objs)
+	r, err := loadRecv(&n.objs, n.kept)
 	if errors.Is(err, ErrNoReceiveCheck) {
 		n.recvErr = err
 		return nil

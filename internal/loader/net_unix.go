@@ -92,12 +92,16 @@ type netUnix struct {
 // openUnix loads the unix-socket object sharing net's sandbox table, ring
 // buffer and counters. An error wrapping errUnixDegraded means this kernel
 // cannot do it; any other error is a bug.
-func openUnix(net *netObjects) (*netUnix, error) {
+func openUnix(net *netObjects, kept *keptSet) (*netUnix, error) {
 	if err := ProbeUnixSockets(); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUnixDegraded, err)
 	}
 	u := &netUnix{}
-	err := loadNetUnixObjects(&u.objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+	spec, err := loadNetUnix()
+	if err != nil {
+		return nil, fmt.Errorf("load unix-socket programs: %w", err)
+	}
+	_, err = kept.load(keptUnix, spec, &u.objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		MapSandboxes:     net.Sandboxes,
 		MapSandboxLevels: net.SandboxLevels,
 		MapEvents:        net.Events,

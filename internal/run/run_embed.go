@@ -35,6 +35,17 @@ type embeddedAgent struct {
 // startEmbedded opens the backend and starts the agent on opts.Socket.
 // api.ErrAgentRunning means another agent holds the socket: use that one.
 func startEmbedded(f *cmdutil.Factory, opts *runOptions, choice policy.BackendChoice) (*embeddedAgent, error) {
+	// What a crashed run left is removed here, to say so on the terminal
+	// as a warning (agent.New would only log it), and before the backend
+	// opens: a killed run's sandbox holds the network programs kept for
+	// embedded runs until its cgroup is gone (loader.NetOptions.Keep).
+	notes, err := sandbox.Sweep(parentOr(opts.parent))
+	if err != nil {
+		return nil, &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: fmt.Errorf("refusing to run %s: %w", opts.Args[0], err)}
+	}
+	for _, n := range notes {
+		f.Warnf("%s", n)
+	}
 	open := opts.openBackend
 	if open == nil {
 		open = backend.Open
@@ -48,15 +59,6 @@ func startEmbedded(f *cmdutil.Factory, opts *runOptions, choice policy.BackendCh
 	})
 	if err != nil {
 		return nil, &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s without enforcement: %w", opts.Args[0], err)}
-	}
-	// What a crashed run left is removed here, to say so on the terminal
-	// as a warning (agent.New would only log it).
-	notes, err := sandbox.Sweep(parentOr(opts.parent))
-	if err != nil {
-		return nil, &cmdutil.StatusError{Code: cmdutil.ExitSandbox, Err: errors.Join(fmt.Errorf("refusing to run %s: %w", opts.Args[0], err), be.Close())}
-	}
-	for _, n := range notes {
-		f.Warnf("%s", n)
 	}
 	// The pins of a killed run are removed once its sandboxes are.
 	if err := backend.ReapRunPins(parentOr(opts.parent), func(pid int) bool { return sandbox.Left(parentOr(opts.parent), pid) }); err != nil {
