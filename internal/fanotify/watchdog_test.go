@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +26,10 @@ import (
 // The "stallbackend" helper: aigate with one sandbox denying args[1], the
 // watchdog bounds args[2..4] (reader stall, guard stall, guard release) and
 // a reader that, once ready, holds its next batch for args[5] (0: for
-// ever), as a reader stuck in dispatch would. It prints "ready GUARDPID".
+// ever), as a reader stuck in dispatch would. With args[6] == "holder" it
+// also starts a process outside every sandbox that holds the group, as a
+// child aigate forked holds it until it executes. It prints "ready
+// GUARDPID HOLDERPID" (0: no holder).
 var _ = registerHelper("stallbackend", func(args []string) string {
 	var d [4]time.Duration
 	for i := range d {
@@ -61,8 +63,23 @@ var _ = registerHelper("stallbackend", func(args []string) string {
 	if err := b.Add(context.Background(), &enforce.Sandbox{ID: 1, Name: "helper", CgroupID: g.ID, CgroupPath: g.Path, Policy: c}); err != nil {
 		return err.Error()
 	}
+	holder := 0
+	if args[6] == "holder" {
+		dup, err := unix.Dup(b.group) // the same open file, as fork gives it
+		if err != nil {
+			return err.Error()
+		}
+		group := os.NewFile(uintptr(dup), "fanotify")
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), helperEnv+"=sleep")
+		cmd.ExtraFiles = []*os.File{group}
+		if err := cmd.Start(); err != nil {
+			return err.Error()
+		}
+		holder = cmd.Process.Pid
+	}
 	armed.Store(true)
-	fmt.Printf("ready %d\n", b.guard.cmd.Process.Pid)
+	fmt.Printf("ready %d %d\n", b.guard.cmd.Process.Pid, holder)
 	select {}
 })
 
@@ -76,6 +93,7 @@ type stallWorld struct {
 	helperW chan struct{} // closed once the helper has exited
 	stderr  *syncBuffer
 	guard   int // pidfd of the guard
+	holder  int // pidfd of the extra holder of the group, or -1
 	sleeper *exec.Cmd
 	sleepW  chan struct{}
 }
@@ -98,9 +116,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newStallWorld(t *testing.T, name string, readerStall, stall, release, hold time.Duration) *stallWorld {
+func newStallWorld(t *testing.T, name string, readerStall, stall, release, hold time.Duration, holder bool) *stallWorld {
 	e := newEnv(t, nil) // for the temp tree and the skip checks only
-	w := &stallWorld{e: e, secret: e.write(filepath.Join(e.project, "token"), "t"), stderr: &syncBuffer{}, guard: -1}
+	w := &stallWorld{e: e, secret: e.write(filepath.Join(e.project, "token"), "t"), stderr: &syncBuffer{}, guard: -1, holder: -1}
 	g, err := cgroup.Create("aigate-test", fmt.Sprintf("%s%d", name, os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +131,11 @@ func newStallWorld(t *testing.T, name string, readerStall, stall, release, hold 
 			t.Error(err)
 		}
 	})
-	w.helper = e.cmd(nil, "stallbackend", g.Path, w.secret, readerStall.String(), stall.String(), release.String(), hold.String())
+	extra := "-"
+	if holder {
+		extra = "holder"
+	}
+	w.helper = e.cmd(nil, "stallbackend", g.Path, w.secret, readerStall.String(), stall.String(), release.String(), hold.String(), extra)
 	out, err := w.helper.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -130,11 +152,15 @@ func newStallWorld(t *testing.T, name string, readerStall, stall, release, hold 
 	// release the group anyway).
 	t.Cleanup(func() {
 		_ = w.helper.Process.Kill()
-		if w.guard >= 0 {
-			waitPidfd(w.guard, 10*time.Second)
-			_ = unix.PidfdSendSignal(w.guard, unix.SIGKILL, nil, 0)
-			waitPidfd(w.guard, 5*time.Second)
-			unix.Close(w.guard)
+		for _, pidfd := range []int{w.holder, w.guard} {
+			if pidfd >= 0 {
+				if pidfd == w.guard {
+					waitPidfd(pidfd, 10*time.Second)
+				}
+				_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+				waitPidfd(pidfd, 5*time.Second)
+				unix.Close(pidfd)
+			}
 		}
 		select {
 		case <-w.helperW:
@@ -143,12 +169,17 @@ func newStallWorld(t *testing.T, name string, readerStall, stall, release, hold 
 		}
 	})
 	line, err := bufio.NewReader(out).ReadString('\n')
-	pid, perr := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "ready "))
-	if err != nil || perr != nil {
+	var pid, hpid int
+	if _, serr := fmt.Sscanf(line, "ready %d %d", &pid, &hpid); err != nil || serr != nil {
 		t.Fatalf("helper backend: %q, %v", line, err)
 	}
 	if w.guard, err = unix.PidfdOpen(pid, 0); err != nil {
 		t.Fatalf("pidfd of the guard %d: %v", pid, err)
+	}
+	if hpid != 0 {
+		if w.holder, err = unix.PidfdOpen(hpid, 0); err != nil {
+			t.Fatalf("pidfd of the holder %d: %v", hpid, err)
+		}
 	}
 	w.sleeper = e.cmd(&sbox{Sandbox: &enforce.Sandbox{CgroupPath: g.Path}, g: g}, "sleep")
 	if err := w.sleeper.Start(); err != nil {
@@ -191,10 +222,18 @@ func (w *stallWorld) frozen() bool {
 // for it; the watchdog bounds that wait: the reaper withholds the
 // heartbeat, the guard freezes the sandbox and, past its release bound,
 // kills it and aigate, and exits, so that the kernel allows the outsider's
-// open.
+// open. Another holder of the group outside the sandbox (a child aigate
+// forked that has not executed yet) is killed too: while it held the group
+// the kernel would still wait.
 func TestStuckReaderReleasesGroup(t *testing.T) {
+	for _, holder := range []bool{false, true} {
+		t.Run(fmt.Sprintf("holder=%v", holder), func(t *testing.T) { testStuckReader(t, holder) })
+	}
+}
+
+func testStuckReader(t *testing.T, holder bool) {
 	const readerStall, stall, release = 500 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second
-	w := newStallWorld(t, "fanwatchdog", readerStall, stall, release, 0)
+	w := newStallWorld(t, "fanwatchdog", readerStall, stall, release, 0, holder)
 	bound := 3 * (readerStall + release)
 	start := time.Now()
 	res := <-w.outsideOpen(bound + 10*time.Second)
@@ -223,6 +262,11 @@ func TestStuckReaderReleasesGroup(t *testing.T) {
 	if n, _ := unix.Poll([]unix.PollFd{{Fd: int32(w.guard), Events: unix.POLLIN}}, 0); n != 1 {
 		t.Fatal("the guard is still running after the release")
 	}
+	if holder {
+		if n, _ := unix.Poll([]unix.PollFd{{Fd: int32(w.holder), Events: unix.POLLIN}}, 0); n != 1 {
+			t.Fatal("the other holder of the group is still running after the release")
+		}
+	}
 	if msg := w.stderr.String(); !strings.Contains(msg, "stopped answering the kernel for 2s") {
 		t.Fatalf("stderr does not say why: %q", msg)
 	}
@@ -233,7 +277,7 @@ func TestStuckReaderReleasesGroup(t *testing.T) {
 // which is thawed when the reader goes back; aigate and the sandbox live.
 func TestShortReaderStallFreezesThenThaws(t *testing.T) {
 	const readerStall, stall, release, hold = 300 * time.Millisecond, 300 * time.Millisecond, 30 * time.Second, 4 * time.Second
-	w := newStallWorld(t, "fanshortstall", readerStall, stall, release, hold)
+	w := newStallWorld(t, "fanshortstall", readerStall, stall, release, hold, false)
 	if w.frozen() {
 		t.Fatal("frozen before any stall")
 	}
