@@ -312,17 +312,25 @@ func release(sandboxes map[string]bool, parent guardParent, after time.Duration)
 	for p := range sandboxes {
 		killCgroup(p)
 	}
+	killed := "aigate"
 	if parent.pidfd >= 0 {
 		if err := unix.PidfdSendSignal(parent.pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 			fmt.Fprintf(os.Stderr, "aigate fanotify guard: kill aigate (pid %d): %v\n", parent.pid, err)
 		}
 		waitPidfd(parent.pidfd, 5*time.Second)
+	} else {
+		// No pidfd: aigate holds the group, so the search below finds it
+		// if it is still there.
+		killed = "aigate if still there"
 	}
-	others := killGroupHolders()
+	others, err := killGroupHolders()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "aigate fanotify guard: %v; a process still holding the group keeps it\n", err)
+	}
 	fmt.Fprintf(os.Stderr, "aigate fanotify guard: aigate (pid %d) stopped answering the kernel for %s; "+
-		"its sandboxes (%d) and aigate were killed (and %d other holders of its fanotify group), "+
-		"and the group released, so that nothing outside the sandboxes waits for it\n",
-		parent.pid, after, len(sandboxes), others)
+		"killed its sandboxes (%d), %s and %d other holders of its fanotify group, and exiting, "+
+		"which releases the group, so that nothing outside the sandboxes waits for it\n",
+		parent.pid, after, len(sandboxes), killed, others)
 }
 
 // waitPidfd waits (bounded) until the process of pidfd has exited: its
@@ -344,8 +352,8 @@ func waitPidfd(pidfd int, within time.Duration) {
 // it: a child it forked that has not yet executed (the group is
 // close-on-exec), which may itself wait in execve for the group's answer.
 // A sandboxed one is dead already (cgroup.kill). It returns how many it
-// killed.
-func killGroupHolders() int {
+// killed, and an error when the kernel cannot compare descriptors.
+func killGroupHolders() (int, error) {
 	self := os.Getpid()
 	procs, _ := os.ReadDir("/proc")
 	killed := 0
@@ -372,6 +380,10 @@ func killGroupHolders() int {
 				break
 			}
 			r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(pid), 0 /* KCMP_FILE */, 3, uintptr(n), 0)
+			if errno == unix.ENOSYS {
+				unix.Close(pidfd)
+				return killed, errors.New("find the other holders of the group: kcmp: the kernel has no CONFIG_KCMP")
+			}
 			if errno == 0 && r == 0 {
 				_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
 				waitPidfd(pidfd, 5*time.Second)
@@ -383,7 +395,7 @@ func killGroupHolders() int {
 			}
 		}
 	}
-	return killed
+	return killed, nil
 }
 
 func writeCgroup(dir, file string, on bool) {

@@ -267,7 +267,7 @@ func testStuckReader(t *testing.T, holder bool) {
 			t.Fatal("the other holder of the group is still running after the release")
 		}
 	}
-	if msg := w.stderr.String(); !strings.Contains(msg, "stopped answering the kernel for 2s") {
+	if msg := w.stderr.String(); !strings.Contains(msg, "stopped answering the kernel for 2s; killed its sandboxes (1), aigate and") {
 		t.Fatalf("stderr does not say why: %q", msg)
 	}
 }
