@@ -66,7 +66,7 @@ type Options struct {
 	readerStall  time.Duration
 	guardStall   time.Duration
 	guardRelease time.Duration
-	// beforeBatch, for tests, runs in the reader when it starts a batch.
+	// beforeBatch, for tests, runs in the reader before each read.
 	beforeBatch func()
 }
 

@@ -155,11 +155,14 @@ func (b *Backend) readLoop() {
 			return
 		default:
 		}
-		b.batchSince.Store(int64(time.Since(b.epoch)) + 1)
-		if b.opts.beforeBatch != nil {
-			b.opts.beforeBatch()
-		}
 		for {
+			// Per read, not per wakeup: under a steady stream of events
+			// the reader may not go back to poll for long, and it is
+			// answering all the while.
+			b.batchSince.Store(int64(time.Since(b.epoch)) + 1)
+			if b.opts.beforeBatch != nil {
+				b.opts.beforeBatch()
+			}
 			n, err := unix.Read(b.group, buf)
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				break

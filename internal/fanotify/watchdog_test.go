@@ -31,6 +31,9 @@ import (
 // child aigate forked holds it until it executes. It prints "ready
 // GUARDPID HOLDERPID" (0: no holder).
 var _ = registerHelper("stallbackend", func(args []string) string {
+	// args[5] "each:D": every read takes D longer, the reader never stops.
+	each := strings.HasPrefix(args[5], "each:")
+	args[5] = strings.TrimPrefix(args[5], "each:")
 	var d [4]time.Duration
 	for i := range d {
 		v, err := time.ParseDuration(args[2+i])
@@ -41,6 +44,10 @@ var _ = registerHelper("stallbackend", func(args []string) string {
 	}
 	var armed atomic.Bool
 	b, err := Open(Options{readerStall: d[0], guardStall: d[1], guardRelease: d[2], beforeBatch: func() {
+		if each && armed.Load() {
+			time.Sleep(d[3])
+			return
+		}
 		if !armed.Swap(false) {
 			return
 		}
@@ -116,7 +123,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newStallWorld(t *testing.T, name string, readerStall, stall, release, hold time.Duration, holder bool) *stallWorld {
+func newStallWorld(t *testing.T, name string, readerStall, stall, release time.Duration, hold string, holder bool) *stallWorld {
 	e := newEnv(t, nil) // for the temp tree and the skip checks only
 	w := &stallWorld{e: e, secret: e.write(filepath.Join(e.project, "token"), "t"), stderr: &syncBuffer{}, guard: -1, holder: -1}
 	g, err := cgroup.Create("aigate-test", fmt.Sprintf("%s%d", name, os.Getpid()))
@@ -135,7 +142,7 @@ func newStallWorld(t *testing.T, name string, readerStall, stall, release, hold 
 	if holder {
 		extra = "holder"
 	}
-	w.helper = e.cmd(nil, "stallbackend", g.Path, w.secret, readerStall.String(), stall.String(), release.String(), hold.String(), extra)
+	w.helper = e.cmd(nil, "stallbackend", g.Path, w.secret, readerStall.String(), stall.String(), release.String(), hold, extra)
 	out, err := w.helper.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +240,7 @@ func TestStuckReaderReleasesGroup(t *testing.T) {
 
 func testStuckReader(t *testing.T, holder bool) {
 	const readerStall, stall, release = 500 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second
-	w := newStallWorld(t, "fanwatchdog", readerStall, stall, release, 0, holder)
+	w := newStallWorld(t, "fanwatchdog", readerStall, stall, release, "0s", holder)
 	bound := 3 * (readerStall + release)
 	start := time.Now()
 	res := <-w.outsideOpen(bound + 10*time.Second)
@@ -277,7 +284,7 @@ func testStuckReader(t *testing.T, holder bool) {
 // which is thawed when the reader goes back; aigate and the sandbox live.
 func TestShortReaderStallFreezesThenThaws(t *testing.T) {
 	const readerStall, stall, release, hold = 300 * time.Millisecond, 300 * time.Millisecond, 30 * time.Second, 4 * time.Second
-	w := newStallWorld(t, "fanshortstall", readerStall, stall, release, hold, false)
+	w := newStallWorld(t, "fanshortstall", readerStall, stall, release, hold.String(), false)
 	if w.frozen() {
 		t.Fatal("frozen before any stall")
 	}
@@ -306,4 +313,45 @@ func TestShortReaderStallFreezesThenThaws(t *testing.T) {
 		t.Fatal("aigate (the helper) died in a short stall")
 	default:
 	}
+}
+
+// TestBusyReaderKeepsHeartbeat: a reader that never goes back to poll
+// because events keep coming (outsiders opening marked files in a loop,
+// each read slowed down), but answers all the while, is not a stall:
+// the heartbeat attests progress per read, and nothing is frozen.
+func TestBusyReaderKeepsHeartbeat(t *testing.T) {
+	const readerStall, stall, release, perRead = 300 * time.Millisecond, 300 * time.Millisecond, 30 * time.Second, 100 * time.Millisecond
+	w := newStallWorld(t, "fanbusy", readerStall, stall, release, "each:"+perRead.String(), false)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var opens atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if fd, err := unix.Open(w.secret, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+					unix.Close(fd)
+					opens.Add(1)
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	end := time.Now().Add(readerStall + stall + 2*time.Second)
+	for time.Now().Before(end) {
+		if w.frozen() {
+			t.Fatalf("sandbox frozen while the reader answered (%d opens)", opens.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := opens.Load(); n < 10 {
+		t.Fatalf("only %d opens answered: the reader was not busy", n)
+	}
+	t.Logf("%d outsider opens answered in a reader that never went back to poll", opens.Load())
 }
