@@ -241,8 +241,10 @@ func (b *box) privateAgent() *agent {
 // (the opening thread waits), and once the guard has missed the heartbeat
 // for 2 s it freezes the sandbox (cgroup.freeze): the connecting thread
 // stops too; when the agent resumes (SIGCONT) the sandbox is thawed and
-// the loop goes on, still refused. On BPF LSM the kernel decides without
-// the agent, and nothing is frozen.
+// the loop goes on, still refused (it resumes within seconds, well inside
+// the guard's 20 s release bound, past which the guard would kill the
+// sandbox and the agent). On BPF LSM the kernel decides without the agent,
+// and nothing is frozen.
 func TestEscapeAgentStopped(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		at := b.startAttack("agent")

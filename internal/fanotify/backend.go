@@ -58,6 +58,16 @@ type Options struct {
 	pruneEvery time.Duration
 	// noWatch, for benchmarks, leaves the directory watcher off.
 	noWatch bool
+	// readerStall: once the reader has held one batch of events this long
+	// the reaper withholds the guard's heartbeat (default readerStall).
+	// guardStall and guardRelease: how long without a heartbeat before the
+	// guard freezes the sandboxes, and before it kills them and aigate to
+	// release the group (guard.go). Tests shorten them.
+	readerStall  time.Duration
+	guardStall   time.Duration
+	guardRelease time.Duration
+	// beforeBatch, for tests, runs in the reader before each read.
+	beforeBatch func()
 }
 
 func (o *Options) defaults() {
@@ -84,6 +94,15 @@ func (o *Options) defaults() {
 	}
 	if o.pruneEvery <= 0 {
 		o.pruneEvery = 5 * time.Second
+	}
+	if o.readerStall <= 0 {
+		o.readerStall = readerStall
+	}
+	if o.guardStall <= 0 {
+		o.guardStall = guardStall
+	}
+	if o.guardRelease <= o.guardStall {
+		o.guardRelease = max(guardRelease, 2*o.guardStall)
 	}
 }
 
@@ -125,6 +144,10 @@ type Backend struct {
 	events  chan events.Event
 	sent    atomic.Uint64 // events handed to events, for Flush
 	stats   counters
+	// batchSince is when the reader began the batch in hand, as time since
+	// epoch plus one; 0 while it polls (loop.go).
+	batchSince atomic.Int64
+	epoch      time.Time
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -174,12 +197,13 @@ func Open(opts Options) (*Backend, error) {
 		work:      make(chan *pending, 256),
 		events:    make(chan events.Event, opts.EventBuffer),
 		closing:   make(chan struct{}),
+		epoch:     time.Now(),
 	}
 	if err := unix.Pipe2(b.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		unix.Close(group)
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
 	}
-	b.guard, err = startGuard(group)
+	b.guard, err = startGuard(group, opts.guardStall, opts.guardRelease)
 	if err != nil {
 		unix.Close(group)
 		unix.Close(b.wake[0])

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,20 +28,49 @@ import (
 // not) it kills every sandbox still registered, waits until they are gone,
 // and only then exits, which releases the group. It also holds the
 // sandboxes' network links (HoldLinks), which would otherwise detach the
-// moment aigate dies, before the kill. When aigate stops sending its
-// heartbeat for guardStall it freezes the sandboxes, and thaws them when the
-// heartbeat returns: a stopped aigate (SIGSTOP, a debugger) leaves the
-// sandbox paused, not unconfined.
+// moment aigate dies, before the kill.
+//
+// The heartbeat: aigate's reaper sends one every guardHeartbeat, unless the
+// reader has held a batch of events for longer than the reader stall bound
+// (loop.go): a reader stuck in dispatch answers no one, outsiders included.
+// When no heartbeat has come for the stall bound (guardStall) the guard
+// freezes the sandboxes, and thaws them when the heartbeat returns: a short
+// stall (a pause in a debugger, a loaded machine) leaves the sandbox paused,
+// not unconfined. When none has come for the release bound (guardRelease)
+// the guard gives up on aigate, because every process on the machine that
+// opens or executes a file under a marked directory waits for an answer
+// that does not come, and a bug must never deny anything outside a sandbox:
+// it kills the sandboxes, then aigate (its parent, known by a pidfd taken at
+// start), then any other holder of the group (a child aigate forked that
+// has not yet executed), prints why and exits. With every holder gone the
+// kernel allows what is pending, and the sandboxes are dead before that. A
+// stopped aigate (SIGSTOP, a debugger) ends that way too.
 
 const (
 	guardEnv       = "AIGATE_FANOTIFY_GUARD"
+	guardTimesEnv  = "AIGATE_FANOTIFY_GUARD_TIMES" // "STALL RELEASE", Go durations
 	guardHeartbeat = 250 * time.Millisecond
-	guardStall     = 2 * time.Second
+	// The defaults. Options.guardStall and guardRelease shorten them in
+	// tests. Generous, for a loaded machine and the CI's emulated guests:
+	// a false release kills aigate and its sandboxes.
+	guardStall   = 2 * time.Second
+	guardRelease = 20 * time.Second
 )
 
 func init() {
 	if os.Getenv(guardEnv) == "1" {
-		os.Exit(runGuard(0))
+		stall, release := guardStall, guardRelease
+		if v := os.Getenv(guardTimesEnv); v != "" {
+			s, r, _ := strings.Cut(v, " ")
+			ds, err1 := time.ParseDuration(s)
+			dr, err2 := time.ParseDuration(r)
+			if err1 != nil || err2 != nil || ds <= 0 || dr <= ds {
+				fmt.Fprintf(os.Stderr, "aigate fanotify guard: bad %s=%q, using %s and %s\n", guardTimesEnv, v, stall, release)
+			} else {
+				stall, release = ds, dr
+			}
+		}
+		os.Exit(runGuard(0, stall, release))
 	}
 }
 
@@ -56,7 +86,8 @@ type guard struct {
 // startGuard starts the guard with a duplicate of the group descriptor.
 // They talk over a SOCK_SEQPACKET pair (one message per line, and room for
 // descriptors, see hold) that is the guard's standard input.
-func startGuard(groupFD int) (*guard, error) {
+// stall and release are the guard's bounds (see above).
+func startGuard(groupFD int, stall, release time.Duration) (*guard, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start fanotify guard: find own binary: %w", err)
@@ -76,7 +107,7 @@ func startGuard(groupFD int) (*guard, error) {
 	}
 	theirs := os.NewFile(uintptr(pair[1]), "fanotify-guard")
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), guardEnv+"=1")
+	cmd.Env = append(os.Environ(), guardEnv+"=1", fmt.Sprintf("%s=%s %s", guardTimesEnv, stall, release))
 	cmd.Stdin = theirs
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{group}
@@ -188,8 +219,9 @@ func readGuard(fd int, msgs chan<- guardMsg) {
 
 // runGuard is the guard process's main. Its fd 3 is the fanotify group,
 // held open and never used; fd is its socket to aigate.
-func runGuard(fd int) int {
+func runGuard(fd int, stallAfter, releaseAfter time.Duration) int {
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
+	parent := openParent()
 	msgs := make(chan guardMsg)
 	go readGuard(fd, msgs)
 	sandboxes := map[string]bool{}
@@ -204,7 +236,9 @@ func runGuard(fd int) int {
 			writeCgroup(p, "cgroup.freeze", v)
 		}
 	}
-	stall := time.NewTimer(guardStall)
+	// One timer: stallAfter after the last message it freezes; then,
+	// releaseAfter after that message, it releases.
+	stall := time.NewTimer(stallAfter)
 	for {
 		select {
 		case m, ok := <-msgs:
@@ -217,7 +251,7 @@ func runGuard(fd int) int {
 				return 0
 			}
 			setFrozen(false)
-			stall.Reset(guardStall)
+			stall.Reset(stallAfter)
 			cmd, arg, _ := strings.Cut(m.line, " ")
 			switch cmd {
 			case "add":
@@ -236,9 +270,132 @@ func runGuard(fd int) int {
 				unix.Close(f)
 			}
 		case <-stall.C:
-			setFrozen(true)
+			if !frozen {
+				setFrozen(true)
+				stall.Reset(releaseAfter - stallAfter)
+				continue
+			}
+			release(sandboxes, parent, releaseAfter)
+			return 1
 		}
 	}
+}
+
+// guardParent is the aigate process that started the guard.
+type guardParent struct {
+	pid   int
+	pidfd int // -1: none (aigate already gone, or no pidfd_open)
+}
+
+// openParent takes a pidfd of the guard's parent, aigate. The parent
+// checked again afterwards proves the pidfd names aigate and not a process
+// that reused its pid: had aigate died in between, the guard would have
+// been reparented.
+func openParent() guardParent {
+	ppid := os.Getppid()
+	pidfd, err := unix.PidfdOpen(ppid, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "aigate fanotify guard: pidfd of aigate (pid %d): %v; a stalled aigate will not be killed\n", ppid, err)
+		return guardParent{pid: ppid, pidfd: -1}
+	}
+	if os.Getppid() != ppid {
+		unix.Close(pidfd)
+		return guardParent{pid: ppid, pidfd: -1}
+	}
+	return guardParent{pid: ppid, pidfd: pidfd}
+}
+
+// release ends a stall that lasted `after`: it kills the sandboxes, then
+// aigate, then every other holder of the group, so that the kernel allows
+// the opens pending from outside the sandboxes once the guard exits.
+func release(sandboxes map[string]bool, parent guardParent, after time.Duration) {
+	for p := range sandboxes {
+		killCgroup(p)
+	}
+	killed := "aigate"
+	if parent.pidfd >= 0 {
+		if err := unix.PidfdSendSignal(parent.pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+			fmt.Fprintf(os.Stderr, "aigate fanotify guard: kill aigate (pid %d): %v\n", parent.pid, err)
+		}
+		waitPidfd(parent.pidfd, 5*time.Second)
+	} else {
+		// No pidfd: aigate holds the group, so the search below finds it
+		// if it is still there.
+		killed = "aigate if still there"
+	}
+	others, err := killGroupHolders()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "aigate fanotify guard: %v; a process still holding the group keeps it\n", err)
+	}
+	fmt.Fprintf(os.Stderr, "aigate fanotify guard: aigate (pid %d) stopped answering the kernel for %s; "+
+		"killed its sandboxes (%d), %s and %d other holders of its fanotify group, and exiting, "+
+		"which releases the group, so that nothing outside the sandboxes waits for it\n",
+		parent.pid, after, len(sandboxes), killed, others)
+}
+
+// waitPidfd waits (bounded) until the process of pidfd has exited: its
+// descriptors are closed by then.
+func waitPidfd(pidfd int, within time.Duration) {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		n, err := unix.Poll(fds, int(time.Until(deadline)/time.Millisecond)+1)
+		if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+			return
+		}
+	}
+}
+
+// killGroupHolders SIGKILLs every other process that holds the guard's
+// group (its fd 3): kcmp(KCMP_FILE) says whether a descriptor is the same
+// open file, not merely another fanotify group. Only copies of aigate hold
+// it: a child it forked that has not yet executed (the group is
+// close-on-exec), which may itself wait in execve for the group's answer.
+// A sandboxed one is dead already (cgroup.kill). It returns how many it
+// killed, and an error when the kernel cannot compare descriptors.
+func killGroupHolders() (int, error) {
+	self := os.Getpid()
+	procs, _ := os.ReadDir("/proc")
+	killed := 0
+	for _, pe := range procs {
+		pid, err := strconv.Atoi(pe.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		dir := filepath.Join("/proc", pe.Name(), "fd")
+		fds, _ := os.ReadDir(dir)
+		for _, fe := range fds {
+			link, err := os.Readlink(filepath.Join(dir, fe.Name()))
+			if err != nil || link != "anon_inode:[fanotify]" {
+				continue
+			}
+			n, err := strconv.Atoi(fe.Name())
+			if err != nil {
+				continue
+			}
+			// The pidfd first: if the holder exits and its pid is reused
+			// after kcmp, the signal still goes to the holder.
+			pidfd, err := unix.PidfdOpen(pid, 0)
+			if err != nil {
+				break
+			}
+			r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(pid), 0 /* KCMP_FILE */, 3, uintptr(n), 0)
+			if errno == unix.ENOSYS {
+				unix.Close(pidfd)
+				return killed, errors.New("find the other holders of the group: kcmp: the kernel has no CONFIG_KCMP")
+			}
+			if errno == 0 && r == 0 {
+				_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+				waitPidfd(pidfd, 5*time.Second)
+				killed++
+			}
+			unix.Close(pidfd)
+			if errno == 0 && r == 0 {
+				break
+			}
+		}
+	}
+	return killed, nil
 }
 
 func writeCgroup(dir, file string, on bool) {

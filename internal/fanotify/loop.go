@@ -139,7 +139,12 @@ func (b *Backend) readLoop() {
 	buf := make([]byte, 64*metadataSize)
 	evs := make([]event, 0, 64)
 	fds := []unix.PollFd{{Fd: int32(b.group), Events: unix.POLLIN}, {Fd: int32(b.wake[0]), Events: unix.POLLIN}}
+	// Until it returns, the time of its batch tells the reaper whether it
+	// still answers; once it has returned, no one answers: the stall
+	// counts from then.
+	defer func() { b.batchSince.Store(int64(time.Since(b.epoch)) + 1) }()
 	for {
+		b.batchSince.Store(0)
 		_, err := unix.Poll(fds, -1)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			b.log.Error("poll fanotify group", zap.Error(err))
@@ -151,6 +156,13 @@ func (b *Backend) readLoop() {
 		default:
 		}
 		for {
+			// Per read, not per wakeup: under a steady stream of events
+			// the reader may not go back to poll for long, and it is
+			// answering all the while.
+			b.batchSince.Store(int64(time.Since(b.epoch)) + 1)
+			if b.opts.beforeBatch != nil {
+				b.opts.beforeBatch()
+			}
 			n, err := unix.Read(b.group, buf)
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				break
@@ -231,15 +243,32 @@ func (b *Backend) reapLoop() {
 	defer b.wg.Done()
 	tick := time.NewTicker(min(b.opts.DecisionTimeout/4, guardHeartbeat))
 	defer tick.Stop()
+	stuck := false
 	for {
 		select {
 		case <-b.closing:
 			return
 		case now := <-tick.C:
-			// The heartbeat comes from here: if this goroutine cannot run,
-			// nothing answers in time, and the guard freezes the sandboxes.
-			if err := b.guard.beat(); err != nil {
-				b.log.Error("fanotify guard heartbeat", zap.Error(err))
+			// The heartbeat comes from here, and attests the reader too: a
+			// reader that has held one batch for readerStall answers no
+			// one, outsiders included. Without the heartbeat the guard
+			// freezes the sandboxes, and past its release bound kills them
+			// and aigate, which releases the group (guard.go).
+			if held := b.readerHeld(); held > b.opts.readerStall {
+				if !stuck {
+					stuck = true
+					b.log.Error("fanotify reader stuck: heartbeat withheld; the guard freezes the sandboxes, then kills them and aigate unless the reader resumes",
+						zap.Duration("batch_held", held), zap.Duration("reader_stall", b.opts.readerStall),
+						zap.Duration("guard_stall", b.opts.guardStall), zap.Duration("guard_release", b.opts.guardRelease))
+				}
+			} else {
+				if stuck {
+					stuck = false
+					b.log.Warn("fanotify reader resumed: heartbeat back", zap.Duration("batch_held", held))
+				}
+				if err := b.guard.beat(); err != nil {
+					b.log.Error("fanotify guard heartbeat", zap.Error(err))
+				}
 			}
 			for _, p := range b.pending.expired(now) {
 				won, err := p.answer(b.group, false)
@@ -256,6 +285,20 @@ func (b *Backend) reapLoop() {
 		}
 	}
 }
+
+// readerHeld is how long the reader has held its current batch, 0 while
+// it polls.
+func (b *Backend) readerHeld() time.Duration {
+	since := b.batchSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Since(b.epoch) - time.Duration(since-1)
+}
+
+// readerStall is the default of Options.readerStall: far above the time
+// one batch of at most 64 events takes (a read of /proc per event).
+const readerStall = 5 * time.Second
 
 // Flush implements enforce.Flusher. An event is reported after its answer
 // (finish) and stays pending until then: once the events pending at the

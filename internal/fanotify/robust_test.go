@@ -180,7 +180,8 @@ var _ = registerHelper("backend", func(args []string) string {
 
 // TestAigateStopFreezesSandbox: aigate stopped (SIGSTOP, a debugger)
 // answers nothing; once the guard has missed its heartbeat for guardStall
-// it freezes the sandbox, and thaws it when aigate resumes.
+// it freezes the sandbox, and thaws it when aigate resumes (before
+// guardRelease: TestStuckReaderReleasesGroup is what happens after).
 func TestAigateStopFreezesSandbox(t *testing.T) {
 	e := newEnv(t, nil)
 	secret := e.write(filepath.Join(e.project, "token"), "t")
