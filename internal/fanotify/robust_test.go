@@ -156,6 +156,20 @@ func TestAigateDeathKillsSandbox(t *testing.T) {
 	}
 }
 
+// addHelperSandbox registers the helpers' one sandbox: the cgroup at dir,
+// denying reads of pattern.
+func addHelperSandbox(b *Backend, dir, pattern string) error {
+	c, err := policy.Compile(&policy.Policy{DenyRead: rules(pattern)}, policy.Env{})
+	if err != nil {
+		return err
+	}
+	g, err := cgroup.Open(dir)
+	if err != nil {
+		return err
+	}
+	return b.Add(context.Background(), &enforce.Sandbox{ID: 1, Name: "helper", CgroupID: g.ID, CgroupPath: g.Path, Policy: c})
+}
+
 // The "backend" helper: aigate itself, with one sandbox denying args[1].
 // Registered in a variable initialiser, which runs before the helper's init.
 var _ = registerHelper("backend", func(args []string) string {
@@ -163,15 +177,7 @@ var _ = registerHelper("backend", func(args []string) string {
 	if err != nil {
 		return err.Error()
 	}
-	c, err := policy.Compile(&policy.Policy{DenyRead: rules(args[1])}, policy.Env{})
-	if err != nil {
-		return err.Error()
-	}
-	g, err := cgroup.Open(args[0])
-	if err != nil {
-		return err.Error()
-	}
-	if err := b.Add(context.Background(), &enforce.Sandbox{ID: 1, Name: "helper", CgroupID: g.ID, CgroupPath: g.Path, Policy: c}); err != nil {
+	if err := addHelperSandbox(b, args[0], args[1]); err != nil {
 		return err.Error()
 	}
 	fmt.Println("ready")

@@ -4,9 +4,9 @@ package fanotify
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +19,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
-	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,15 +59,7 @@ var _ = registerHelper("stallbackend", func(args []string) string {
 	if err != nil {
 		return err.Error()
 	}
-	c, err := policy.Compile(&policy.Policy{DenyRead: rules(args[1])}, policy.Env{})
-	if err != nil {
-		return err.Error()
-	}
-	g, err := cgroup.Open(args[0])
-	if err != nil {
-		return err.Error()
-	}
-	if err := b.Add(context.Background(), &enforce.Sandbox{ID: 1, Name: "helper", CgroupID: g.ID, CgroupPath: g.Path, Policy: c}); err != nil {
+	if err := addHelperSandbox(b, args[0], args[1]); err != nil {
 		return err.Error()
 	}
 	holder := 0
@@ -98,34 +90,16 @@ type stallWorld struct {
 	g       *cgroup.Group
 	helper  *exec.Cmd
 	helperW chan struct{} // closed once the helper has exited
-	stderr  *syncBuffer
+	stderr  *testutil.SyncBuffer
 	guard   int // pidfd of the guard
 	holder  int // pidfd of the extra holder of the group, or -1
 	sleeper *exec.Cmd
 	sleepW  chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	os.Stderr.Write(p)
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newStallWorld(t *testing.T, name string, readerStall, stall, release time.Duration, hold string, holder bool) *stallWorld {
 	e := newEnv(t, nil) // for the temp tree and the skip checks only
-	w := &stallWorld{e: e, secret: e.write(filepath.Join(e.project, "token"), "t"), stderr: &syncBuffer{}, guard: -1, holder: -1}
+	w := &stallWorld{e: e, secret: e.write(filepath.Join(e.project, "token"), "t"), stderr: &testutil.SyncBuffer{}, guard: -1, holder: -1}
 	g, err := cgroup.Create("aigate-test", fmt.Sprintf("%s%d", name, os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +121,7 @@ func newStallWorld(t *testing.T, name string, readerStall, stall, release time.D
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.helper.Stderr = w.stderr
+	w.helper.Stderr = io.MultiWriter(os.Stderr, w.stderr)
 	w.helper.WaitDelay = 5 * time.Second
 	if err := w.helper.Start(); err != nil {
 		t.Fatal(err)
