@@ -208,3 +208,40 @@ func TestHoldsConn(t *testing.T) {
 		t.Fatalf("the other end closed: %v, want %v", err, ErrPeerGone)
 	}
 }
+
+// BenchmarkPeerOf: what the agent pays per connection to learn who is on
+// the other end, as the kernel has it and on the path of kernels without
+// SO_PEERPIDFD (the holder check: a sock_diag question and a scan of the
+// peer's open files). Compare the two side by side.
+func BenchmarkPeerOf(b *testing.B) {
+	sock := filepath.Join(b.TempDir(), "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	run := func(b *testing.B) {
+		for b.Loop() {
+			p, err := PeerOf(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.Close()
+		}
+	}
+	b.Run("this kernel", run)
+	b.Run("before 6.5", func(b *testing.B) {
+		b.Setenv(noPeerPidfdEnv, "1")
+		run(b)
+	})
+}
