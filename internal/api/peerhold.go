@@ -171,6 +171,11 @@ func diagSocket(fd int) (int, error) {
 		return s, nil
 	}
 	ns, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if errors.Is(err, unix.EPERM) {
+		// Not root (the agent is): it could not enter another
+		// namespace anyway, and its own is the likeliest.
+		return open()
+	}
 	if err != nil {
 		return -1, fmt.Errorf("network namespace of the socket: %w", err)
 	}
