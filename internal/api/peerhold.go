@@ -42,7 +42,11 @@ const (
 func holdsConn(fd, pid int) error {
 	ino, err := peerInode(fd)
 	if err != nil {
-		return fmt.Errorf("pid %d: find the client's end of the connection (needs the kernel's unix_diag module before Linux 6.5: modprobe unix_diag): %w", pid, err)
+		hint := ""
+		if errors.Is(err, unix.ENOENT) {
+			hint = " (without SO_PEERPIDFD, before Linux 6.5, the agent needs the kernel's unix_diag: modprobe unix_diag)"
+		}
+		return fmt.Errorf("pid %d: find the client's end of the connection%s: %w", pid, hint, err)
 	}
 	if ino == 0 {
 		// The client's end is closed: no one holds it.
