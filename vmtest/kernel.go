@@ -62,6 +62,7 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 
 	dir := filepath.Join(cache, "kernel", pkg)
 	if img, err := cachedKernel(dir); err == nil {
+		warnTestModules(addTestModules(ctx, cache, pkg, dir, log), log)
 		return img, nil
 	}
 
@@ -72,6 +73,7 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 	}
 	defer unlock()
 	if img, err := cachedKernel(dir); err == nil {
+		warnTestModules(addTestModulesLocked(ctx, cache, pkg, dir, log), log)
 		return img, nil
 	}
 	// An entry from before modules were kept: replace it.
@@ -79,27 +81,12 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 		return "", err
 	}
 
-	fmt.Fprintf(log, "vmtest: downloading %s\n", pkg)
-	tmp, err := os.MkdirTemp(filepath.Join(cache, "kernel"), ".download-")
+	x, cleanup, err := unpackPackage(ctx, cache, pkg, log)
 	if err != nil {
-		return "", fmt.Errorf("kernel download dir: %w", err)
+		return "", err
 	}
-	defer os.RemoveAll(tmp)
-	// apt-get download writes into the working directory; _apt cannot write
-	// into root's temp dir, which apt reports as a harmless warning.
-	dl := exec.CommandContext(ctx, "apt-get", "download", pkg)
-	dl.Dir = tmp
-	if out, err := dl.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("apt-get download %s: %w\n%s", pkg, err, out)
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if len(debs) != 1 {
-		return "", fmt.Errorf("apt-get download %s: expected one .deb, found %d", pkg, len(debs))
-	}
-	x := filepath.Join(tmp, "x")
-	if out, err := exec.CommandContext(ctx, "dpkg", "-x", debs[0], x).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg -x %s: %w\n%s", debs[0], err, out)
-	}
+	defer cleanup()
+	tmp := filepath.Dir(x)
 	// Keep only the kernel image, its config and the modules virtiofs needs:
 	// the other modules are 100+ MB that the guest does not use.
 	keep := filepath.Join(tmp, "keep")
@@ -118,7 +105,10 @@ func resolveKernel(ctx context.Context, spec, cache string, log io.Writer) (stri
 	if _, err := findVmlinuz(keep); err != nil {
 		return "", fmt.Errorf("package %s: %w", pkg, err)
 	}
-	if err := keepModules(ctx, x, filepath.Join(keep, "modules")); err != nil {
+	if err := keepModules(ctx, x, filepath.Join(keep, "modules"), virtiofsModules, modulesStamp); err != nil {
+		return "", fmt.Errorf("package %s: %w", pkg, err)
+	}
+	if err := keepModules(ctx, x, filepath.Join(keep, "modules"), testModules, testModulesStamp); err != nil {
 		return "", fmt.Errorf("package %s: %w", pkg, err)
 	}
 	if err := os.Rename(keep, dir); err != nil {
@@ -137,9 +127,98 @@ var virtiofsModules = []string{"virtio_ring", "virtio", "virtio_pci_modern_dev",
 // was made for: an entry made for fewer is downloaded again.
 const modulesStamp = "LIST"
 
-// keepModules copies virtiofsModules from the unpacked package root into
-// dst, decompressing them because busybox's insmod may not.
-func keepModules(ctx context.Context, root, dst string) error {
+// testModules are modules the tests need that Debian's kernels build as
+// modules and the guest, without the kernel's /lib/modules, cannot load on
+// demand: unix_diag answers the agent's sock_diag question of who holds a
+// client's end of a connection before Linux 6.5 (api.PeerOf). They have
+// their own stamp, so that entries cached before them (and runs of older
+// trees, which check only modulesStamp) stay valid: they are added to an
+// entry that lacks them.
+var testModules = []string{"unix_diag"}
+
+const testModulesStamp = "LIST.tests"
+
+// addTestModules adds testModules to the cache entry dir of package pkg
+// when it lacks them, under the cache's lock.
+func addTestModules(ctx context.Context, cache, pkg, dir string, log io.Writer) error {
+	if hasStamp(dir, testModules, testModulesStamp) {
+		return nil
+	}
+	unlock, err := lockFile(filepath.Join(cache, "kernel.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return addTestModulesLocked(ctx, cache, pkg, dir, log)
+}
+
+// addTestModulesLocked is addTestModules for a caller holding the lock.
+func addTestModulesLocked(ctx context.Context, cache, pkg, dir string, log io.Writer) error {
+	if hasStamp(dir, testModules, testModulesStamp) {
+		return nil
+	}
+	x, cleanup, err := unpackPackage(ctx, cache, pkg, log)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := keepModules(ctx, x, filepath.Join(dir, "modules"), testModules, testModulesStamp); err != nil {
+		return fmt.Errorf("package %s: %w", pkg, err)
+	}
+	return nil
+}
+
+// warnTestModules says that the guest goes without testModules: a cached
+// kernel still boots offline, and the tests that need them say so.
+func warnTestModules(err error, log io.Writer) {
+	if err != nil {
+		fmt.Fprintf(log, "vmtest: %v; the guest goes without %s\n", err, strings.Join(testModules, ", "))
+	}
+}
+
+// hasStamp reports whether the cache entry dir holds the modules mods, as
+// its stamp file says.
+func hasStamp(dir string, mods []string, stamp string) bool {
+	data, err := os.ReadFile(filepath.Join(dir, "modules", stamp))
+	return err == nil && string(data) == strings.Join(mods, " ")
+}
+
+// unpackPackage downloads the Debian package pkg and unpacks it into a
+// temporary directory below the cache; it returns the unpacked root and
+// the function that removes it.
+func unpackPackage(ctx context.Context, cache, pkg string, log io.Writer) (string, func(), error) {
+	fmt.Fprintf(log, "vmtest: downloading %s\n", pkg)
+	tmp, err := os.MkdirTemp(filepath.Join(cache, "kernel"), ".download-")
+	if err != nil {
+		return "", nil, fmt.Errorf("kernel download dir: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	// apt-get download writes into the working directory; _apt cannot write
+	// into root's temp dir, which apt reports as a harmless warning.
+	dl := exec.CommandContext(ctx, "apt-get", "download", pkg)
+	dl.Dir = tmp
+	if out, err := dl.CombinedOutput(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("apt-get download %s: %w\n%s", pkg, err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		cleanup()
+		return "", nil, fmt.Errorf("apt-get download %s: expected one .deb, found %d", pkg, len(debs))
+	}
+	x := filepath.Join(tmp, "x")
+	if out, err := exec.CommandContext(ctx, "dpkg", "-x", debs[0], x).CombinedOutput(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("dpkg -x %s: %w\n%s", debs[0], err, out)
+	}
+	return x, cleanup, nil
+}
+
+// keepModules copies the modules mods from the unpacked package root into
+// dst, decompressing them because busybox's insmod may not, and writes
+// their list to the file stamp. A module the package lacks (built in) is
+// left out.
+func keepModules(ctx context.Context, root, dst string, mods []string, stamp string) error {
 	found := map[string]string{}
 	err := filepath.WalkDir(filepath.Join(root, "lib", "modules"), func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -156,7 +235,7 @@ func keepModules(ctx context.Context, root, dst string) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range virtiofsModules {
+	for _, m := range mods {
 		src, ok := found[m]
 		if !ok {
 			continue
@@ -178,20 +257,25 @@ func keepModules(ctx context.Context, root, dst string) error {
 			return err
 		}
 	}
-	return os.WriteFile(filepath.Join(dst, modulesStamp), []byte(strings.Join(virtiofsModules, " ")), 0o644)
+	return os.WriteFile(filepath.Join(dst, stamp), []byte(strings.Join(mods, " ")), 0o644)
 }
 
 // kernelModules lists the virtiofs modules cached next to a kernel image,
 // in load order.
 func kernelModules(vmlinuz string) []string {
-	var mods []string
-	for _, m := range virtiofsModules {
+	return cachedModules(vmlinuz, virtiofsModules)
+}
+
+// cachedModules lists those of mods cached next to a kernel image.
+func cachedModules(vmlinuz string, mods []string) []string {
+	var out []string
+	for _, m := range mods {
 		p := filepath.Join(filepath.Dir(vmlinuz), "modules", m+".ko")
 		if _, err := os.Stat(p); err == nil {
-			mods = append(mods, p)
+			out = append(out, p)
 		}
 	}
-	return mods
+	return out
 }
 
 // cachedKernel returns the kernel image in a complete cache entry.

@@ -357,6 +357,11 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		}
 		overlays = hostRootOverlays(extra)
 	}
+	for _, m := range cachedModules(kernel, testModules) {
+		g := "/lib/modules/vmtest/" + filepath.Base(m)
+		files = append(files, guestFile{host: m, guest: g})
+		modules = append(modules, g)
+	}
 
 	marker := newMarker()
 	script := initScript(initConfig{marker: marker, tests: tests, args: o.testArgs, env: env, modules: modules, shares: guestShares, disks: guestDisks, overlays: overlays})

@@ -81,6 +81,11 @@ type Config struct {
 	// takes the client's trust decision, read from ~/.aigate/trusted.yaml,
 	// and compares no global policy.
 	TrustDir string
+
+	// beforePeer, for tests, runs between accepting a connection and
+	// asking who is on the other end: a test holds it there to hand the
+	// client's pid to another process first.
+	beforePeer func()
 }
 
 // Agent serves the API and owns the sandboxes.
@@ -221,6 +226,9 @@ func (a *Agent) Serve(ctx context.Context) error {
 			a.log.Warn("accept", zap.Error(err))
 			time.Sleep(50 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
+		}
+		if a.cfg.beforePeer != nil {
+			a.cfg.beforePeer()
 		}
 		peer, err := api.PeerOf(nc)
 		if errors.Is(err, api.ErrPeerGone) {

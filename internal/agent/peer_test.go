@@ -8,8 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/launch"
@@ -23,8 +26,16 @@ import (
 // the process that connected is gone, and does not take the process that
 // now has its pid for the one that asks. Nothing is created. In the VM
 // harness it runs on 6.1 (no SO_PEERPIDFD: the pidfd opened at accept) and
-// 6.12 (SO_PEERPIDFD).
+// 6.12 (SO_PEERPIDFD); "before 6.5" forces the former on newer hosts.
 func TestPeerPidReusedRefused(t *testing.T) {
+	t.Run("this kernel", testPeerPidReused)
+	t.Run("before 6.5", func(t *testing.T) {
+		t.Setenv("AIGATE_TEST_NO_PEERPIDFD", "1")
+		testPeerPidReused(t)
+	})
+}
+
+func testPeerPidReused(t *testing.T) {
 	ta := startAgent(t, "", "")
 	ctx := context.Background()
 	s, err := ta.client.CreateSandbox(ctx, createReq(t))
@@ -73,6 +84,99 @@ func TestPeerPidReusedRefused(t *testing.T) {
 	line = strings.TrimSpace(line)
 	if !strings.HasPrefix(line, api.CodeForbidden+":") || !strings.Contains(line, "has exited") {
 		t.Errorf("request on a connection whose process exited, its pid now outside: %q; want %s saying the process that connected has exited", line, api.CodeForbidden)
+	}
+	if n := ta.sandboxCount(); n != 1 {
+		t.Errorf("%d sandboxes after the refused request, want only the test's own", n)
+	}
+}
+
+// TestPeerPidReusedBeforeAcceptRefused: as TestPeerPidReusedRefused, but
+// the client inside the sandbox connects, hands the connection to its
+// child and is reaped, and its pid given to a process outside, all before
+// the agent asks who connected (the agent is held between its accept and
+// that question). The child's request must be refused, saying the process
+// that connected has exited, and nothing created: with SO_PEERPIDFD the
+// socket names the process that is gone; without it ("before 6.5", as on
+// Debian 12's 6.1, and forced on newer hosts) the process now holding the
+// pid does not hold the connection.
+func TestPeerPidReusedBeforeAcceptRefused(t *testing.T) {
+	t.Run("this kernel", testPeerPidReusedBeforeAccept)
+	t.Run("before 6.5", func(t *testing.T) {
+		t.Setenv("AIGATE_TEST_NO_PEERPIDFD", "1")
+		testPeerPidReusedBeforeAccept(t)
+	})
+}
+
+func testPeerPidReusedBeforeAccept(t *testing.T) {
+	var armed atomic.Bool
+	accepted := make(chan struct{}, 1)
+	hold := make(chan struct{})
+	ta := startAgentWith(t, "", "", func(c *Config) {
+		c.beforePeer = func() {
+			if armed.CompareAndSwap(true, false) {
+				accepted <- struct{}{}
+				<-hold
+			}
+		}
+	})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release) // before the agent's cleanup closes it
+	ctx := context.Background()
+	s, err := ta.client.CreateSandbox(ctx, createReq(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdinW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), clientEnv+"=handoff", "AIGATE_AGENT_TEST_SOCKET="+ta.Socket())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, outW
+	armed.Store(true)
+	first, err := launch.Start(s, cmd)
+	stdinR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Signal(syscall.SIGKILL) })
+	pid := first.Pid()
+	select {
+	case <-accepted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent did not accept the client's connection")
+	}
+	if code, err := first.Wait(); err != nil || code != 0 {
+		t.Fatalf("the client that connected: exit %d, %v", code, err)
+	}
+	// Reaped: its pid is free. An outside process takes it, and only then
+	// does the agent ask who connected.
+	testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") })
+	if in, err := ta.sandboxed(pid); err != nil || in {
+		t.Fatalf("pid %d now: in a sandbox %v, %v; want a process outside", pid, in, err)
+	}
+	release()
+
+	if _, err := stdinW.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(outR).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the child holding the connection said nothing: %v", err)
+	}
+	line = strings.TrimSpace(line)
+	if !strings.HasPrefix(line, api.CodeForbidden+":") || !strings.Contains(line, "has exited") {
+		t.Errorf("request on a connection whose process exited before the accept, its pid now outside: %q; want %s saying the process that connected has exited", line, api.CodeForbidden)
 	}
 	if n := ta.sandboxCount(); n != 1 {
 		t.Errorf("%d sandboxes after the refused request, want only the test's own", n)

@@ -34,7 +34,8 @@ type peerProc struct {
 	fd int // pidfd, -1 once closed
 	// exact: the pidfd came from the socket (SO_PEERPIDFD, Linux 6.5), so
 	// it names the process that connected. Else it was opened by pid at
-	// accept (pidfd_open), and names the process that held the pid then.
+	// accept (pidfd_open), and names the process that held the pid then
+	// and held the client's end of the connection (holdsConn).
 	exact bool
 }
 
@@ -79,8 +80,10 @@ func (p Peer) Close() error {
 
 // PeerOf returns the credentials of the process that connected c and a
 // pidfd of it: from the socket where the kernel has SO_PEERPIDFD (6.5),
-// else opened by pid at once (the residual of that is in
-// docs/threat-model.md). A peer that has already exited is ErrPeerGone.
+// else opened by pid at once, and taken for the peer only if that process
+// holds the client's end of c (holdsConn; the residual is in
+// docs/threat-model.md). A peer that has already exited, or whose pid
+// names a process that does not hold the connection, is ErrPeerGone.
 // The caller closes the peer.
 func PeerOf(c *net.UnixConn) (Peer, error) {
 	raw, err := c.SyscallConn()
@@ -94,6 +97,10 @@ func PeerOf(c *net.UnixConn) (Peer, error) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 		if credErr == nil {
 			pidfd, pidfdErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD)
+			if pidfdErr == nil && forceNoPeerPidfd() {
+				unix.Close(pidfd)
+				pidfd, pidfdErr = -1, unix.ENOPROTOOPT
+			}
 		}
 	}); err != nil {
 		return Peer{}, fmt.Errorf("peer credentials: %w", err)
@@ -114,6 +121,16 @@ func PeerOf(c *net.UnixConn) (Peer, error) {
 		}
 		if pidfdErr != nil {
 			return Peer{}, fmt.Errorf("open pid %d of the process that connected: %w", p.PID, pidfdErr)
+		}
+		// The pid may be another process's by now: the one that has it
+		// must hold the connection (checked before the Verify below).
+		holdErr := errors.New("socket closed")
+		if err := raw.Control(func(fd uintptr) { holdErr = holdsConn(int(fd), p.PID) }); err != nil {
+			holdErr = err
+		}
+		if holdErr != nil {
+			unix.Close(pidfd)
+			return Peer{}, holdErr
 		}
 	case errors.Is(pidfdErr, unix.EINVAL), errors.Is(pidfdErr, unix.ESRCH):
 		// 6.5 to 6.15 refuse a pidfd of a process that is gone.

@@ -62,11 +62,19 @@ func hasPeerPidfd(t *testing.T) bool {
 // that connected is gone, because its pid may then name another process:
 // gone before the agent accepted, gone after (Verify, which the agent calls
 // after reading /proc/PID), and gone with its pid already taken by another
-// process when the agent accepts. The last is caught only where the kernel
-// names the peer itself (SO_PEERPIDFD); before Linux 6.5 the pid is all
-// there is, and the test shows that limit (docs/threat-model.md).
+// process when the agent accepts. Each runs as the kernel has it and, in
+// "before 6.5", as on a kernel without SO_PEERPIDFD, where the pid is all
+// the socket says and the process that has it must hold the connection.
 func TestPeerOfGone(t *testing.T) {
 	testutil.RequireRoot(t) // the pid reuse writes ns_last_pid
+	t.Run("this kernel", func(t *testing.T) { testPeerOfGone(t, hasPeerPidfd(t)) })
+	t.Run("before 6.5", func(t *testing.T) {
+		t.Setenv(noPeerPidfdEnv, "1")
+		testPeerOfGone(t, false)
+	})
+}
+
+func testPeerOfGone(t *testing.T, exact bool) {
 	sock := filepath.Join(t.TempDir(), "s")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -97,9 +105,10 @@ func TestPeerOfGone(t *testing.T) {
 		}
 		return cmd.Process.Pid
 	}
-
-	t.Run("exits after accept", func(t *testing.T) {
-		cmd := client("hold")
+	// holding starts cmd, a client that holds its connection until the
+	// returned function is called.
+	holding := func(cmd *exec.Cmd) func() {
+		t.Helper()
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -107,6 +116,18 @@ func TestPeerOfGone(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return func() {
+			stdin.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	t.Run("exits after accept", func(t *testing.T) {
+		cmd := client("hold")
+		release := holding(cmd)
 		p, err := PeerOf(accept())
 		if err != nil {
 			t.Fatal(err)
@@ -115,13 +136,13 @@ func TestPeerOfGone(t *testing.T) {
 		if p.PID != cmd.Process.Pid {
 			t.Fatalf("peer pid %d, the client is %d", p.PID, cmd.Process.Pid)
 		}
+		if p.Exact() != exact {
+			t.Fatalf("peer named by the socket: %v, want %v", p.Exact(), exact)
+		}
 		if err := p.Verify(); err != nil {
 			t.Fatalf("the client is still there: %v", err)
 		}
-		stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Fatal(err)
-		}
+		release()
 		if err := p.Verify(); !errors.Is(err, ErrPeerGone) {
 			t.Fatalf("after the client was reaped: Verify = %v, want %v", err, ErrPeerGone)
 		}
@@ -138,21 +159,89 @@ func TestPeerOfGone(t *testing.T) {
 		pid := connectAndExit()
 		testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") })
 		p, err := PeerOf(accept())
-		if hasPeerPidfd(t) {
-			if !errors.Is(err, ErrPeerGone) {
-				p.Close()
-				t.Fatalf("PeerOf with the client's pid %d now another process's = %+v, %v; want %v", pid, p, err, ErrPeerGone)
-			}
-			return
+		if !errors.Is(err, ErrPeerGone) {
+			p.Close()
+			t.Fatalf("PeerOf with the client's pid %d now another process's = %+v, %v; want %v", pid, p, err, ErrPeerGone)
 		}
-		// Before 6.5: the process that took the pid passes for the peer.
+	})
+	t.Run("client in another network namespace", func(t *testing.T) {
+		// The agent's end of the connection lives in the client's
+		// namespace, where the kernel is asked about it.
+		cmd := exec.Command("unshare", "--net", os.Args[0])
+		cmd.Env = append(os.Environ(), peerClientEnv+"=hold "+sock)
+		release := holding(cmd)
+		p, err := PeerOf(accept())
 		if err != nil {
-			t.Fatalf("without SO_PEERPIDFD, PeerOf = %v: the limit in docs/threat-model.md no longer holds, update it", err)
+			t.Fatalf("client in its own network namespace: %v", err)
 		}
 		defer p.Close()
-		if p.Exact() {
-			t.Fatal("without SO_PEERPIDFD the peer claims to be named by the socket")
+		if p.PID != cmd.Process.Pid {
+			t.Fatalf("peer pid %d, the client is %d", p.PID, cmd.Process.Pid)
 		}
-		t.Logf("kernel without SO_PEERPIDFD: pid %d reused before accept passes for the peer (documented limit)", pid)
+		release()
+	})
+}
+
+// TestHoldsConn: before Linux 6.5 the process that has the peer's pid is
+// taken for the peer only if it holds the client's end of the connection:
+// the client does, a process beside it does not, and neither does the
+// client once it has closed that end.
+func TestHoldsConn(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	if err := holdsConn(fds[0], os.Getpid()); err != nil {
+		t.Fatalf("this process holds the other end: %v", err)
+	}
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	if err := holdsConn(fds[0], other.Process.Pid); !errors.Is(err, ErrPeerGone) {
+		t.Fatalf("a process without the other end: %v, want %v", err, ErrPeerGone)
+	}
+	unix.Close(fds[1])
+	if err := holdsConn(fds[0], os.Getpid()); !errors.Is(err, ErrPeerGone) {
+		t.Fatalf("the other end closed: %v, want %v", err, ErrPeerGone)
+	}
+}
+
+// BenchmarkPeerOf: what the agent pays per connection to learn who is on
+// the other end, as the kernel has it and on the path of kernels without
+// SO_PEERPIDFD (the holder check: a sock_diag question and a scan of the
+// peer's open files). Compare the two side by side.
+func BenchmarkPeerOf(b *testing.B) {
+	sock := filepath.Join(b.TempDir(), "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	run := func(b *testing.B) {
+		for b.Loop() {
+			p, err := PeerOf(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.Close()
+		}
+	}
+	b.Run("this kernel", run)
+	b.Run("before 6.5", func(b *testing.B) {
+		b.Setenv(noPeerPidfdEnv, "1")
+		run(b)
 	})
 }
