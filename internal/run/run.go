@@ -130,7 +130,8 @@ type identity struct {
 //
 // The steps, in order: refuse inside a sandbox; settle the policy, its
 // trust and the command (planRun); open --events and catch signals;
-// create the sandbox (openSandbox); start the command in it once its
+// start the command's exec helper, which waits (prepareEarly); create the
+// sandbox (openSandbox); start the command in it once its
 // enforcement is complete (start); report its events; wait for it and
 // return its status (wait). Nothing runs before the sandbox enforces, and
 // every path after openSandbox ends the sandbox (end).
