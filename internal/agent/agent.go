@@ -99,14 +99,17 @@ type Agent struct {
 	reg     *prometheus.Registry
 	started time.Time
 
-	mu        sync.Mutex
-	trustMu   sync.Mutex // serialises changes of the trust and policy records
-	boxes     map[string]*box
-	byCgroup  map[uint64]*box
-	conns     map[net.Conn]struct{}
-	perUser   map[uint32]int // open connections by peer uid, root not counted
-	userConns int            // their sum
-	closing   bool
+	mu      sync.Mutex
+	trustMu sync.Mutex // serialises changes of the trust and policy records
+	// parsedPolicies is the last policy records file read per uid, with
+	// its bytes (under trustMu; policyrec.go).
+	parsedPolicies map[uint32]parsedPolicies
+	boxes          map[string]*box
+	byCgroup       map[uint64]*box
+	conns          map[net.Conn]struct{}
+	perUser        map[uint32]int // open connections by peer uid, root not counted
+	userConns      int            // their sum
+	closing        bool
 
 	quiet  quietCounts   // refusals not counted as violations (unreachable.go)
 	pumped atomic.Uint64 // events the pump has handed on, for settle

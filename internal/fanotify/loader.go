@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,20 +60,20 @@ type loaders struct {
 	keys   map[inodeKey]bool     // loader inodes
 	sums   map[int64][][32]byte  // loader contents by size, to recognise copies
 	interp map[inodeKey]inodeKey // protected binary -> its interpreter (zero: none)
+
+	globs []string   // loaderGlobs; tests point them elsewhere
+	found globResult // what globs matched, and the directories that says
 }
 
 func newLoaders() *loaders {
-	return &loaders{keys: map[inodeKey]bool{}, sums: map[int64][][32]byte{}, interp: map[inodeKey]inodeKey{}}
+	return &loaders{keys: map[inodeKey]bool{}, sums: map[int64][][32]byte{}, interp: map[inodeKey]inodeKey{}, globs: loaderGlobs}
 }
 
 // refresh learns the standard loaders and the interpreters of the system's
 // shell and of bins, the deny_exec binaries of a sandbox being added.
 func (l *loaders) refresh(bins []string) {
-	for _, g := range loaderGlobs {
-		paths, _ := filepath.Glob(g)
-		for _, p := range paths {
-			l.learn(p)
-		}
+	for _, p := range l.loaderPaths() {
+		l.learn(p)
 	}
 	for _, p := range append(append([]string(nil), interpSources...), bins...) {
 		f, err := os.Open(p)
@@ -85,6 +86,95 @@ func (l *loaders) refresh(bins []string) {
 		}
 		f.Close()
 	}
+}
+
+// Globbing the loaders lists /usr/lib/x86_64-linux-gnu (thousands of
+// names) for every sandbox. What the globs match changes only when one of
+// the directories they list changes: its stamp (walkcache.go: device,
+// inode, size, link count, mtime, ctime; stat'ed by path, so a directory
+// replaced or mounted over differs; times older than racyMargin; trusted
+// filesystems only). A name that stays, but leads elsewhere (a symbolic
+// link switched, a file mounted over it), is learnt again on every
+// refresh: learn opens each path anew, and the set of loaders only grows.
+
+// globResult is what loader globs matched, and the stamps of the
+// directories the globs listed (missing: a zero stamp).
+type globResult struct {
+	paths []string
+	dirs  map[string]dirStamp
+	ok    bool // kept: the stamps can tell a change
+}
+
+// loaderPaths returns what l.globs match now: the last result while every
+// directory they list is unchanged, a new glob otherwise.
+func (l *loaders) loaderPaths() []string {
+	l.mu.RLock()
+	found := l.found
+	l.mu.RUnlock()
+	if found.ok && sameStamps(found.dirs) {
+		return found.paths
+	}
+	statAt := time.Now()
+	var dirs []string
+	for _, g := range l.globs {
+		dirs = append(dirs, globReads(g)...)
+	}
+	found = globResult{dirs: map[string]dirStamp{}, ok: true}
+	limit := statAt.Add(-racyMargin).UnixNano()
+	for _, d := range dirs {
+		var st unix.Stat_t
+		if err := unix.Stat(d, &st); err != nil {
+			found.dirs[d] = dirStamp{}
+			continue
+		}
+		found.dirs[d] = stampOf(&st)
+		var sfs unix.Statfs_t
+		if unix.TimespecToNsec(st.Mtim) >= limit || unix.TimespecToNsec(st.Ctim) >= limit ||
+			unix.Statfs(d, &sfs) != nil || !cachedFS[int64(sfs.Type)] {
+			found.ok = false
+		}
+	}
+	for _, g := range l.globs {
+		paths, _ := filepath.Glob(g)
+		found.paths = append(found.paths, paths...)
+	}
+	l.mu.Lock()
+	l.found = found
+	l.mu.Unlock()
+	return found.paths
+}
+
+// globReads returns the directories filepath.Glob(pattern) lists: the
+// pattern's directory, or, when that has wildcards too, every directory it
+// matches and those its own glob lists.
+func globReads(pattern string) []string {
+	dir, _ := filepath.Split(pattern)
+	if dir != "/" {
+		dir = strings.TrimSuffix(dir, "/")
+	}
+	if dir == "" {
+		dir = "."
+	}
+	if !strings.ContainsAny(dir, `*?[\`) {
+		return []string{dir}
+	}
+	m, _ := filepath.Glob(dir)
+	return append(globReads(dir), m...)
+}
+
+// sameStamps reports whether every directory still has its stamp.
+func sameStamps(dirs map[string]dirStamp) bool {
+	for d, want := range dirs {
+		var st unix.Stat_t
+		got := dirStamp{}
+		if unix.Stat(d, &st) == nil {
+			got = stampOf(&st)
+		}
+		if got != want {
+			return false
+		}
+	}
+	return true
 }
 
 // learn adds the file at path (symbolic links followed) as a loader.

@@ -357,8 +357,10 @@ func newPlanCached(c *policy.Compiled, home, project string, execDirs []string, 
 		pl.fp = fingerprint(c)
 	}
 	// Listing the exec directories stats every name on PATH (thousands):
-	// done once per sandbox, for the copies, the marks and the warnings.
-	named, shared := resolve.ExecutablesShared(c.Exec, execDirs)
+	// done once per sandbox, for the copies, the marks and the warnings,
+	// and only for the symbolic links while a directory is unchanged
+	// (resolve.ExecCache).
+	named, shared := cache.execCache().ExecutablesShared(c.Exec, execDirs)
 	pl.p.unenforced = unenforcedLines(shared)
 	pl.p.copies = execSums(c, named)
 	// Protected paths that exist: files by inode, directories as trees.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/resolve"
 )
 
 // Name rules (".env", "*.pem") can match anywhere in the home, so each
@@ -86,12 +87,21 @@ type listing struct {
 type walkCache struct {
 	mu      sync.Mutex
 	dirs    map[string]*listing
-	trusted map[uint64]bool // by st_dev: its filesystem is in cachedFS
-	gen     uint64          // stores so far: walkStore saves a cache that learnt something
+	trusted map[uint64]bool    // by st_dev: its filesystem is in cachedFS
+	gen     uint64             // stores so far: walkStore saves a cache that learnt something
+	exec    *resolve.ExecCache // the exec directories' listings (deny_exec names)
 }
 
 func newWalkCache() *walkCache {
-	return &walkCache{dirs: map[string]*listing{}, trusted: map[uint64]bool{}}
+	return &walkCache{dirs: map[string]*listing{}, trusted: map[uint64]bool{}, exec: resolve.NewExecCache()}
+}
+
+// execCache is the exec directories' cache; nil (none) for a nil c.
+func (c *walkCache) execCache() *resolve.ExecCache {
+	if c == nil {
+		return nil
+	}
+	return c.exec
 }
 
 // trustedFS reports whether dir's filesystem (device dev) is in cachedFS;

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -39,15 +40,27 @@ import (
 // instruction runs confined; what ran before it in that process was aigate.
 
 const (
-	helperEnv         = "AIGATE_SANDBOX_EXEC"     // the command's path
-	helperFDEnv       = "AIGATE_SANDBOX_FD"       // the pipe's descriptor number
-	helperLandlockEnv = "AIGATE_SANDBOX_LANDLOCK" // landlock.Options as JSON
-	// seccompEnv asks the helper for the seccomp filter (internal/seccomp),
-	// as seccomp.Refuse in JSON: set when no BPF LSM program refuses
-	// what it refuses.
-	seccompEnv = "AIGATE_SANDBOX_SECCOMP"
-	goByte     = 'g'
+	helperEnv   = "AIGATE_SANDBOX_EXEC" // the command's path
+	helperFDEnv = "AIGATE_SANDBOX_FD"   // the pipe's descriptor number
+	goByte      = 'g'
 )
+
+// The helper can be started before its sandbox exists (Prepare), so that
+// its start-up overlaps the agent's work; what it applies before the exec
+// depends on the sandbox (its backend, its mode), so it comes with the
+// go-ahead: the byte goByte, then goAhead as JSON, then the end of the
+// pipe. Anything else (the pipe closed early, a short or bad message) and
+// the helper exits without exec'ing.
+type goAhead struct {
+	// Landlock is the domain the command enters.
+	Landlock landlock.Options `json:"landlock"`
+	// Seccomp is the filter (internal/seccomp) the command gets; none
+	// when it refuses nothing (a BPF LSM program refuses it instead).
+	Seccomp seccomp.Refuse `json:"seccomp"`
+}
+
+// maxGoAhead bounds the go-ahead message the helper reads.
+const maxGoAhead = 1 << 20
 
 // waitDelay bounds how long Child.Wait waits for the command's output
 // pipes after it exited.
@@ -71,17 +84,21 @@ func runHelper(path string) int {
 		fmt.Fprintf(os.Stderr, "aigate: exec helper: bad %s\n", helperFDEnv)
 		return helperExitNoGo
 	}
-	var b [1]byte
-	n, _ := unix.Read(fdNum, b[:])
-	unix.Close(fdNum)
-	if n != 1 || b[0] != goByte {
+	pipe := os.NewFile(uintptr(fdNum), "go-ahead")
+	msg, err := io.ReadAll(io.LimitReader(pipe, maxGoAhead+1))
+	pipe.Close()
+	if err != nil || len(msg) == 0 || msg[0] != goByte || len(msg) > maxGoAhead {
 		// The client gave up (the agent refused, or it was killed).
+		return helperExitNoGo
+	}
+	var ga goAhead
+	if err := json.Unmarshal(msg[1:], &ga); err != nil {
+		fmt.Fprintf(os.Stderr, "aigate: exec helper: bad go-ahead: %v\n", err)
 		return helperExitNoGo
 	}
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") ||
-			strings.HasPrefix(kv, helperLandlockEnv+"=") || strings.HasPrefix(kv, seccompEnv+"=") {
+		if strings.HasPrefix(kv, helperEnv+"=") || strings.HasPrefix(kv, helperFDEnv+"=") {
 			continue
 		}
 		env = append(env, kv)
@@ -101,17 +118,12 @@ func runHelper(path string) int {
 	// while it was still unconfined aigate (its checks read our /proc),
 	// and the domain must be in place before the command's first
 	// instruction. Per thread, like no_new_privs: this thread execs.
-	if err := enterLandlock(os.Getenv(helperLandlockEnv)); err != nil {
+	if err := enterLandlock(ga.Landlock); err != nil {
 		fmt.Fprintf(os.Stderr, "aigate: %v\n", err)
 		return helperExitNoGo
 	}
-	if js := os.Getenv(seccompEnv); js != "" {
-		var r seccomp.Refuse
-		if err := json.Unmarshal([]byte(js), &r); err != nil {
-			fmt.Fprintf(os.Stderr, "aigate: bad %s: %v\n", seccompEnv, err)
-			return helperExitNoGo
-		}
-		if err := seccomp.Install(r); err != nil {
+	if ga.Seccomp.Any() {
+		if err := seccomp.Install(ga.Seccomp); err != nil {
 			fmt.Fprintf(os.Stderr, "aigate: confine the command: %v\n", err)
 			return helperExitNoGo
 		}
@@ -141,13 +153,7 @@ func runHelper(path string) int {
 // there (package landlock). Without Landlock in the kernel it fails only
 // when opts require it: the LSM backend refuses the same ptrace and
 // signals with its own hooks.
-func enterLandlock(js string) error {
-	var opts landlock.Options
-	if js != "" {
-		if err := json.Unmarshal([]byte(js), &opts); err != nil {
-			return fmt.Errorf("bad %s: %w", helperLandlockEnv, err)
-		}
-	}
+func enterLandlock(opts landlock.Options) error {
 	if landlock.ABI() > 0 {
 		// Best effort: a tool that finds no ~/.cache copes as it would
 		// anywhere; the run must not fail for it.
@@ -189,9 +195,27 @@ func refusals(s *api.Session) seccomp.Refuse {
 // the client dies, the command does not run on without it) and runs the
 // helper with no_new_privs. A session starts one command.
 func Start(s *api.Session, cmd *exec.Cmd) (*sandbox.Child, error) {
-	if s.Placed() {
-		return nil, errors.New("start in sandbox: a command was already started in this session")
+	h, err := Prepare(cmd)
+	if err != nil {
+		return nil, err
 	}
+	return h.Start(s)
+}
+
+// Helper is an exec helper started by Prepare, waiting for its sandbox.
+type Helper struct {
+	cmd    *exec.Cmd
+	child  *sandbox.Child
+	w      *os.File // the go-ahead pipe; nil once used or aborted
+	target string
+}
+
+// Prepare starts cmd's exec helper before its sandbox exists, so that its
+// start-up overlaps the sandbox's creation. The helper waits on its pipe
+// for Start's go-ahead and runs nothing of cmd until then; the caller must
+// end it with Start or Abort on every path. The process is the caller's
+// child, as the agent's place requires.
+func Prepare(cmd *exec.Cmd) (*Helper, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start in sandbox: find aigate's own binary: %w", err)
@@ -209,21 +233,9 @@ func Start(s *api.Session, cmd *exec.Cmd) (*sandbox.Child, error) {
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
-	ll, err := json.Marshal(s.Landlock)
-	if err != nil {
-		return nil, fmt.Errorf("start in sandbox: %w", err)
-	}
 	cmd.Env = append(cmd.Env[:len(cmd.Env):len(cmd.Env)],
 		helperEnv+"="+target,
-		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)),
-		helperLandlockEnv+"="+string(ll))
-	if r := refusals(s); r.Any() {
-		js, err := json.Marshal(r)
-		if err != nil {
-			return nil, fmt.Errorf("start in sandbox: %w", err)
-		}
-		cmd.Env = append(cmd.Env, seccompEnv+"="+string(js))
-	}
+		helperFDEnv+"="+strconv.Itoa(3+len(cmd.ExtraFiles)))
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -244,19 +256,55 @@ func Start(s *api.Session, cmd *exec.Cmd) (*sandbox.Child, error) {
 	c, err := sandbox.Fork(cmd, false)
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("start %s in sandbox %s: %w", target, s.Sandbox.Name, err)
+		return nil, fmt.Errorf("start %s in sandbox: %w", target, err)
 	}
-	if err := s.Place(cmd.Process.Pid); err != nil {
-		w.Close() // the helper exits without exec'ing
-		<-c.Done()
+	return &Helper{cmd: cmd, child: c, w: w, target: target}, nil
+}
+
+// Pid is the helper's process id.
+func (h *Helper) Pid() int { return h.cmd.Process.Pid }
+
+// Start has the agent place the helper in session s's sandbox, then gives
+// it the go-ahead with what it applies before the exec (Landlock from
+// s.Landlock, seccomp from the sandbox). On failure the helper exits
+// without exec'ing and Start returns once it has.
+func (h *Helper) Start(s *api.Session) (*sandbox.Child, error) {
+	if h.w == nil {
+		return nil, errors.New("start in sandbox: the helper was already started or aborted")
+	}
+	if s.Placed() {
+		h.Abort()
+		return nil, errors.New("start in sandbox: a command was already started in this session")
+	}
+	msg, err := json.Marshal(goAhead{Landlock: s.Landlock, Seccomp: refusals(s)})
+	if err != nil {
+		h.Abort()
+		return nil, fmt.Errorf("start in sandbox: %w", err)
+	}
+	if err := s.Place(h.Pid()); err != nil {
+		h.Abort() // the helper exits without exec'ing
 		return nil, err
 	}
-	if _, err := w.Write([]byte{goByte}); err != nil {
+	w := h.w
+	h.w = nil
+	if _, err := w.Write(append([]byte{goByte}, msg...)); err != nil {
 		w.Close()
-		_ = cmd.Process.Kill()
-		<-c.Done()
-		return nil, fmt.Errorf("start %s in sandbox %s: %w", target, s.Sandbox.Name, err)
+		_ = h.cmd.Process.Kill()
+		<-h.child.Done()
+		return nil, fmt.Errorf("start %s in sandbox %s: %w", h.target, s.Sandbox.Name, err)
 	}
 	w.Close()
-	return c, nil
+	return h.child, nil
+}
+
+// Abort ends a helper that was not started: its pipe closes before any
+// go-ahead, so it exits without exec'ing; Abort returns once it has. Safe
+// to call more than once, and after Start (then it does nothing).
+func (h *Helper) Abort() {
+	if h == nil || h.w == nil {
+		return
+	}
+	h.w.Close()
+	h.w = nil
+	<-h.child.Done()
 }

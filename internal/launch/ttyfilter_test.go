@@ -39,7 +39,8 @@ func init() {
 
 // runOnTTY runs the test binary as a session leader on a new pty and
 // returns its report. viaHelper starts it through the exec helper, as
-// Start does, with the go-ahead already in the pipe.
+// Start does, with the go-ahead (no Landlock domain, no seccomp filter but
+// the helper's own) already in the pipe.
 func runOnTTY(t *testing.T, viaHelper bool) (tiocsti, winsz, high syscall.Errno) {
 	t.Helper()
 	self, err := os.Executable()
@@ -54,7 +55,7 @@ func runOnTTY(t *testing.T, viaHelper bool) (tiocsti, winsz, high syscall.Errno)
 			t.Fatal(err)
 		}
 		defer r.Close()
-		if _, err := w.Write([]byte{goByte}); err != nil {
+		if _, err := w.Write(append([]byte{goByte}, "{}"...)); err != nil {
 			t.Fatal(err)
 		}
 		w.Close()

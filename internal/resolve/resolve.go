@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -93,6 +92,13 @@ type Shared struct {
 
 // ExecutablesShared is Executables plus the multi-call files it left out.
 func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
+	return (*ExecCache)(nil).ExecutablesShared(set, dirs)
+}
+
+// ExecutablesShared is the package's ExecutablesShared reusing the
+// directory listings c kept (execcache.go); a nil c keeps none.
+func (c *ExecCache) ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
+	cache := c
 	type other struct {
 		name, real string
 		link       bool
@@ -115,6 +121,7 @@ func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
 	}
 	groups := map[[2]uint64][]entry{}
 	var order [][2]uint64
+	gen := cache.begin()
 	// A directory is listed once, however many names it has on PATH: on a
 	// merged-/usr system /bin and /usr/bin are one.
 	seenDir := map[[2]uint64]bool{}
@@ -128,22 +135,15 @@ func ExecutablesShared(set policy.FileSet, dirs []string) ([]File, []Shared) {
 			continue
 		}
 		seenDir[dk] = true
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, ent := range entries {
-			rule, match := set.MatchName(ent.Name())
-			path := filepath.Join(dir, ent.Name())
-			var st unix.Stat_t
-			if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		for _, ent := range cache.list(gen, dir, &dst) {
+			if ent.skip {
 				continue
 			}
-			key := [2]uint64{KernelDev(st.Dev), st.Ino}
-			if groups[key] == nil {
-				order = append(order, key)
+			rule, match := set.MatchName(ent.name)
+			if groups[ent.key] == nil {
+				order = append(order, ent.key)
 			}
-			groups[key] = append(groups[key], entry{ent.Name(), path, rule, match, ent.Type()&fs.ModeSymlink != 0})
+			groups[ent.key] = append(groups[ent.key], entry{ent.name, filepath.Join(dir, ent.name), rule, match, ent.link})
 		}
 	}
 	byInode := map[[2]uint64]*names{}

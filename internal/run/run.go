@@ -130,7 +130,8 @@ type identity struct {
 //
 // The steps, in order: refuse inside a sandbox; settle the policy, its
 // trust and the command (planRun); open --events and catch signals;
-// create the sandbox (openSandbox); start the command in it once its
+// start the command's exec helper, which waits (prepareEarly); create the
+// sandbox (openSandbox); start the command in it once its
 // enforcement is complete (start); report its events; wait for it and
 // return its status (wait). Nothing runs before the sandbox enforces, and
 // every path after openSandbox ends the sandbox (end).
@@ -153,8 +154,16 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	sigs, stopSignals := runSignals()
 	defer stopSignals()
 
-	s, err := openSandbox(ctx, f, opts, p, eventsOut, sigs)
+	// The command's exec helper starts now, while the agent builds the
+	// sandbox; it waits for the go-ahead that start gives once the
+	// sandbox's enforcement is complete (runearly.go).
+	early, err := prepareEarly(f, opts, p)
 	if err != nil {
+		return err
+	}
+	s, err := openSandbox(ctx, f, opts, p, eventsOut, sigs, early)
+	if err != nil {
+		early.abort()
 		return err
 	}
 
@@ -315,6 +324,7 @@ type sandboxRun struct {
 	rep   *runReporter
 
 	pumpDone <-chan struct{} // set once the command started
+	early    *earlyHelper    // nil: the helper starts in start
 	stdio    *runStdio       // set when the policy masks output
 	join     *lineJoiner     // set when event lines join the command's stderr
 	kept     *deferredLines  // set when they wait for the command's end
@@ -324,7 +334,7 @@ type sandboxRun struct {
 // starts in itself when none runs) and refuses a sandbox on another
 // backend than the one asked for. Once it returns a sandboxRun, end must
 // run on every path.
-func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal) (*sandboxRun, error) {
+func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal, early *earlyHelper) (*sandboxRun, error) {
 	req, err := createRequest(p.loaded, p.id, p.mode, opts.Args)
 	if err != nil {
 		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
@@ -343,7 +353,10 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early}
+	if early != nil {
+		s.join = early.join // finished by end
+	}
 	for _, w := range sess.Warnings {
 		f.Warnf("%s", w)
 	}
@@ -376,10 +389,13 @@ func (s *sandboxRun) finishAgent() {
 // moves into the sandbox before it execs the command. On any failure
 // the sandbox is ended and the command never started.
 func (s *sandboxRun) start() (*sandbox.Child, error) {
-	cmd := s.command()
-	if err := s.maskOutput(cmd); err != nil {
-		s.end(false)
-		return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
+	var cmd *exec.Cmd // nil when the helper was started early
+	if s.early == nil {
+		cmd = s.command()
+		if err := s.maskOutput(cmd); err != nil {
+			s.end(false)
+			return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
+		}
 	}
 	if err := s.checkConfinement(); err != nil {
 		s.end(false)
@@ -389,7 +405,13 @@ func (s *sandboxRun) start() (*sandbox.Child, error) {
 		s.end(false)
 		return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
 	}
-	child, err := launch.Start(s.sess, cmd)
+	var child *sandbox.Child
+	var err error
+	if s.early != nil {
+		child, err = s.early.h.Start(s.sess)
+	} else {
+		child, err = launch.Start(s.sess, cmd)
+	}
 	if s.join != nil {
 		s.join.started()
 	}
@@ -409,19 +431,21 @@ func (s *sandboxRun) start() (*sandbox.Child, error) {
 
 // command is the command as the plan resolved it, with aigate's stdio
 // and the identity's credentials.
-func (s *sandboxRun) command() *exec.Cmd {
+func (s *sandboxRun) command() *exec.Cmd { return commandOf(s.f, s.opts, s.p) }
+
+func commandOf(f *cmdutil.Factory, opts *runOptions, p *runPlan) *exec.Cmd {
 	return &exec.Cmd{
-		Path:   s.p.path,
-		Args:   s.opts.Args,
-		Env:    s.p.env,
-		Stdin:  s.f.In,
-		Stdout: s.f.Out,
-		Stderr: s.f.Err,
+		Path:   p.path,
+		Args:   opts.Args,
+		Env:    p.env,
+		Stdin:  f.In,
+		Stdout: f.Out,
+		Stderr: f.Err,
 		// No Setpgid, Setsid or Foreground: the command stays in aigate's
 		// process group, which is the terminal's foreground group, so the
 		// terminal's signals and SIGWINCH reach it as they would without
 		// aigate.
-		SysProcAttr: &syscall.SysProcAttr{Credential: s.p.id.cred},
+		SysProcAttr: &syscall.SysProcAttr{Credential: p.id.cred},
 	}
 }
 
@@ -488,15 +512,24 @@ func (s *sandboxRun) routeLines(cmd *exec.Cmd) error {
 		return nil
 	}
 	f, lines := s.f, s.p.lines
-	errFile, errOK := f.Err.(*os.File)
-	outFile, outOK := f.Out.(*os.File)
+	if s.early != nil {
+		// The helper has its stdio already: joined (prepareEarly) when
+		// joinsLines, as below.
+		if s.join != nil {
+			lines.w = s.join
+		}
+		if !isTerminal(f.Err) {
+			return nil
+		}
+	}
+	outFile, errFile, join := joinsLines(f, s.opts, s.stdio)
 	switch {
 	case isTerminal(f.Err):
 		s.kept = &deferredLines{}
 		fmt.Fprintf(f.Err, "%sthe terminal is %s's until it ends: blocked operations are listed then; `aigate watch` shows them live\n",
 			events.Prefix, filepath.Base(s.opts.Args[0]))
 		lines.w = s.kept
-	case errOK && outOK && s.stdio == nil:
+	case join:
 		j, stdout, stderr, err := newLineJoiner(outFile, errFile)
 		if err != nil {
 			return err
@@ -544,6 +577,9 @@ func (s *sandboxRun) wait(child *sandbox.Child) error {
 // so its events are pumped until the session ends.
 func (s *sandboxRun) end(started bool) {
 	f, sess := s.f, s.sess
+	if s.early != nil {
+		s.early.h.Abort() // exits without exec'ing unless start gave the go-ahead
+	}
 	ended, err := sess.End(5 * time.Second)
 	if started {
 		<-s.pumpDone

@@ -1,0 +1,264 @@
+//go:build linux
+
+package resolve
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Resolving exec name rules lists every directory on PATH and stats every
+// name in it (1,500 in /usr/bin): more than a third of the agent's CPU for a
+// sandbox around `true`. An ExecCache keeps, per directory, the names and
+// what each non-symlink name is (device and inode), for as long as that
+// provably cannot have changed; a later resolution then stats only the
+// symbolic links.
+//
+// What proves it, and why it is exact (a stale entry could leave a
+// deny_exec binary unmarked, or mistake it for a multi-call binary and
+// leave it out):
+//   - The names in a directory, and which of them are symbolic links,
+//     change only through the directory (create, unlink, rename, link),
+//     which sets its mtime and ctime; utimes can put the mtime back but not
+//     the ctime. The directory is stat'ed by path on every use, so one
+//     replaced or mounted over has another device or inode. Its times are
+//     trusted only on local filesystems (trustedFS) and only when older
+//     than racyMargin before the stat (a change in the same clock tick can
+//     leave them equal), as internal/fanotify's walk cache does.
+//   - What a name that is not a symbolic link leads to changes only through
+//     the directory too (a rename over it), or through a mount on it: a
+//     file bind-mounted over /usr/bin/nc changes what nc runs without
+//     touching /usr/bin. Any mount or unmount in the agent's mount
+//     namespace (propagated ones included) makes /proc/self/mountinfo poll
+//     readable with POLLPRI; the cache polls it on every use and forgets
+//     everything when it fired.
+//   - Symbolic links are not kept: their targets live in other
+//     directories (/etc/alternatives), so each is stat'ed again on every
+//     use, as before.
+//   - The matched names are resolved again on every use (EvalSymlinks and
+//     stat in ExecutablesShared), so the files marked are what the names
+//     lead to now.
+//
+// The cache resolves in the mount namespace of the process that holds it,
+// as the uncached resolution does.
+
+// racyMargin is how old a directory's times must be for its listing to be
+// kept: far more than a clock tick.
+const racyMargin = 2 * time.Second
+
+// maxExecDirs bounds the directories kept; past it the cache starts over.
+const maxExecDirs = 256
+
+// trustedFS are the filesystem types (statfs f_type) whose directory times
+// are kept by the kernel itself.
+var trustedFS = map[int64]bool{
+	unix.EXT4_SUPER_MAGIC:  true, // ext2, ext3, ext4
+	unix.XFS_SUPER_MAGIC:   true,
+	unix.BTRFS_SUPER_MAGIC: true,
+	unix.TMPFS_MAGIC:       true,
+	unix.F2FS_SUPER_MAGIC:  true,
+}
+
+// ExecCache keeps exec-directory listings across resolutions (see above).
+// The zero value is not usable: NewExecCache. A nil *ExecCache resolves
+// without caching. Safe for concurrent use.
+type ExecCache struct {
+	mu      sync.Mutex
+	dirs    map[string]*execListing
+	trusted map[uint64]bool // by st_dev
+	mounts  *mountWatch     // nil: mounts cannot be watched, nothing is kept
+	gen     uint64          // bumped when everything is forgotten
+	margin  time.Duration   // racyMargin; tests lower it
+	hits    int             // listings reused, for tests
+}
+
+// NewExecCache returns an empty cache. When /proc/self/mountinfo cannot
+// be opened, the cache keeps nothing (every resolution lists afresh).
+func NewExecCache() *ExecCache {
+	c := &ExecCache{dirs: map[string]*execListing{}, trusted: map[uint64]bool{}, margin: racyMargin}
+	c.mounts = newMountWatch()
+	return c
+}
+
+type dirStamp struct {
+	dev, ino, nlink uint64
+	size            int64
+	mtime, ctime    unix.Timespec
+}
+
+func stampOf(st *unix.Stat_t) dirStamp {
+	return dirStamp{uint64(st.Dev), st.Ino, uint64(st.Nlink), st.Size, st.Mtim, st.Ctim}
+}
+
+// execListing is one directory's names: for each, whether it is a symbolic
+// link and, when not, the file it is (skip: a directory).
+type execListing struct {
+	stamp   dirStamp
+	entries []execEntry
+}
+
+type execEntry struct {
+	name string
+	link bool
+	skip bool      // a directory or a name that could not be stat'ed
+	key  [2]uint64 // kernel device, inode; not kept for links
+}
+
+// list returns dir's entries with the file each leads to now: from the
+// cache when dir is unchanged since it was kept, listing and stat'ing it
+// otherwise. st is dir's stat, taken by the caller.
+func (c *ExecCache) list(gen uint64, dir string, st *unix.Stat_t) []execEntry {
+	if l := c.lookup(dir, st); l != nil {
+		out := make([]execEntry, len(l.entries))
+		copy(out, l.entries)
+		for i := range out {
+			if out[i].link {
+				out[i].skip, out[i].key = statKey(filepath.Join(dir, out[i].name))
+			}
+		}
+		return out
+	}
+	statAt := time.Now()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	out := make([]execEntry, 0, len(ents))
+	complete := true
+	for _, ent := range ents {
+		e := execEntry{name: ent.Name(), link: ent.Type()&fs.ModeSymlink != 0}
+		e.skip, e.key = statKey(filepath.Join(dir, e.name))
+		if e.skip && !e.link {
+			// A directory is a stable answer; a failed stat is not.
+			var lst unix.Stat_t
+			if unix.Lstat(filepath.Join(dir, e.name), &lst) != nil || lst.Mode&unix.S_IFMT != unix.S_IFDIR {
+				complete = false
+			}
+		}
+		out = append(out, e)
+	}
+	if complete {
+		c.store(gen, dir, &execListing{stamp: stampOf(st), entries: out}, statAt)
+	}
+	return out
+}
+
+// statKey stats path (following links): skip for a directory or a failure.
+func statKey(path string) (skip bool, key [2]uint64) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return true, key
+	}
+	return false, [2]uint64{KernelDev(st.Dev), st.Ino}
+}
+
+// begin starts a resolution: when a mount changed since the last one,
+// every listing is forgotten. It returns the generation the resolution's
+// listings are stored under: a resolution that began before a mount
+// another one noticed must not store what it listed.
+func (c *ExecCache) begin() uint64 {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mounts == nil || c.mounts.changed() {
+		c.dirs = map[string]*execListing{}
+		c.gen++
+	}
+	return c.gen
+}
+
+func (c *ExecCache) lookup(dir string, st *unix.Stat_t) *execListing {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.dirs[dir]
+	if l == nil {
+		return nil
+	}
+	if l.stamp != stampOf(st) {
+		delete(c.dirs, dir)
+		return nil
+	}
+	c.hits++
+	return l
+}
+
+// store keeps l for dir when the cache can tell it unchanged later: mounts
+// watched, a trusted filesystem, times older than the margin.
+func (c *ExecCache) store(gen uint64, dir string, l *execListing, statAt time.Time) {
+	if c == nil || c.mounts == nil {
+		return
+	}
+	limit := statAt.Add(-c.margin).UnixNano()
+	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit || !c.trustedFS(dir, l.stamp.dev) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if len(c.dirs) >= maxExecDirs {
+		c.dirs = map[string]*execListing{}
+	}
+	c.dirs[dir] = l
+}
+
+func (c *ExecCache) trustedFS(dir string, dev uint64) bool {
+	c.mu.Lock()
+	ok, seen := c.trusted[dev]
+	c.mu.Unlock()
+	if seen {
+		return ok
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return false
+	}
+	ok = trustedFS[int64(sfs.Type)]
+	c.mu.Lock()
+	c.trusted[dev] = ok
+	c.mu.Unlock()
+	return ok
+}
+
+// mountWatch tells whether the mount table of this process's mount
+// namespace changed since it last asked: the kernel marks an open
+// /proc/self/mountinfo POLLPRI|POLLERR on every mount and unmount there
+// (fs/proc_namespace.c, mounts_poll), once per change seen.
+type mountWatch struct {
+	fd int
+}
+
+func newMountWatch() *mountWatch {
+	fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	w := &mountWatch{fd: fd}
+	runtime.AddCleanup(w, func(fd int) { unix.Close(fd) }, fd)
+	return w
+}
+
+// changed reports a mount change since the last call (the first call
+// reports none: the watch started when it was opened). An error counts as
+// a change.
+func (w *mountWatch) changed() bool {
+	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLPRI}}
+	n, err := unix.Poll(fds, 0)
+	runtime.KeepAlive(w)
+	if err != nil {
+		return true
+	}
+	return n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR|unix.POLLNVAL) != 0
+}
