@@ -234,6 +234,11 @@ func (b *Backend) outside(ev *watchEvent) {
 	if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO|unix.FAN_DELETE) != 0 {
 		b.unplaced(ev)
 	}
+	if ev.mask&unix.FAN_ONDIR != 0 && ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_DELETE) != 0 {
+		if parent, err := b.watchedDir(ev); err == nil {
+			b.forgetDirs(filepath.Join(parent, ev.name)) // the user's: not for the overflow recheck
+		}
+	}
 	if ev.mask&unix.FAN_ONDIR != 0 || !b.keep.hasName(ev.name) {
 		return
 	}
