@@ -142,3 +142,35 @@ func TestEscapeTruncateProtected(t *testing.T) {
 		}
 	})
 }
+
+// TestEscapeMoveAwayTruncate: move .git/config out of the way and
+// truncate it where it lies, so that a restore from the held inode would
+// put back an empty file. LSM refuses the rename (a write event). fanotify
+// puts the file back with the content from before (its copy in the
+// agent's memory), whichever of the restore and the truncate comes first.
+func TestEscapeMoveAwayTruncate(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		testutil.SkipUnlessKernel(t, "no python3")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		const cfg = "[core]\n\thooksPath = /safe\n"
+		b.write(".git/config", cfg)
+		r := b.sh(`python3 -c 'import os
+os.rename(".git/config", "away")
+os.truncate("away", 0)'; echo "python exit $?"; sleep 1`)
+		op := events.OpWrite // refused
+		if b.backend == "fanotify" {
+			op = events.OpRename // seen after the fact
+		}
+		e, ok := r.denied(op, b.path(".git/config"))
+		if !ok {
+			t.Errorf("no %s event for the rename:\n%s", op, r)
+		}
+		if b.backend == "fanotify" && !e.Restored {
+			t.Errorf("the rename event does not say restored: %+v", e)
+		}
+		if got := b.read(".git/config"); got != cfg {
+			t.Errorf(".git/config after the run: %q, want %q\n%s", got, cfg, r)
+		}
+	})
+}
