@@ -63,8 +63,10 @@ type agent struct {
 }
 
 func TestMain(m *testing.M) {
+	cleanKept := e2e.KeptSets()
 	code := m.Run()
 	teardown()
+	cleanKept()
 	os.Exit(code)
 }
 
