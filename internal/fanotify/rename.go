@@ -43,7 +43,8 @@ import (
 // place) are handled the same way, reported as events.OpDelete: a deleted
 // protected file with a copy is put back, a removed directory above a
 // protected path kills the sandbox. A watcher queue overflow loses the
-// deletes it held (the rescan finds new directories, not missing ones).
+// events it held; the check after it (overflow.go) finds what they would
+// have reported of protected paths.
 
 // moved handles one FAN_MOVED_FROM or FAN_MOVED_TO event.
 func (b *Backend) moved(ev *watchEvent) { b.afterTheFact(ev, events.OpRename) }
