@@ -44,19 +44,23 @@ func (b *Backend) recheck() {
 	if len(list) == 0 {
 		return
 	}
+	// An audited sandbox is told, never killed; nothing is undone for it
+	// alone (as after an event).
 	killed := map[*sandbox]bool{}
 	for _, s := range list {
 		for _, d := range b.movedTreeDirs(s) {
 			id, _ := replaces(s.Policy, d)
 			b.rescanFound(s, events.OpRename, d, id, false)
-			killed[s] = true
+			killed[s] = s.Mode != policy.ModeAudit
 		}
 	}
 	for _, k := range b.keep.states() {
 		var protectors []*sandbox
+		enforced := false
 		for _, s := range list {
 			if _, ok := replaces(s.Policy, k.path); ok {
 				protectors = append(protectors, s)
+				enforced = enforced || s.Mode != policy.ModeAudit
 			}
 		}
 		if len(protectors) == 0 {
@@ -69,26 +73,35 @@ func (b *Backend) recheck() {
 			}
 			continue
 		}
-		if op == events.OpTruncate {
-			for _, s := range protectors {
-				killCgroup(s.CgroupPath) // before the write-back, as after a truncate event
+		restored := false
+		if enforced {
+			if op == events.OpTruncate {
+				for _, s := range protectors {
+					if s.Mode != policy.ModeAudit {
+						killCgroup(s.CgroupPath) // before the write-back, as after a truncate event
+					}
+				}
 			}
-		}
-		restored := b.restorePath(k.path) == nil
-		if !restored {
-			b.log.Warn("after a watcher queue overflow: a protected path changed and cannot be restored: killing the sandboxes that protect it",
-				zap.String("path", k.path), zap.String("op", string(op)))
+			if err := b.restorePath(k.path); err != nil {
+				b.log.Warn("after a watcher queue overflow: a protected path changed and cannot be restored: killing the sandboxes that protect it",
+					zap.String("path", k.path), zap.String("op", string(op)), zap.Error(err))
+			} else {
+				restored = true
+			}
 		}
 		for _, s := range protectors {
 			id, _ := replaces(s.Policy, k.path)
-			b.rescanFound(s, op, k.path, id, restored)
-			if !restored || op == events.OpTruncate {
+			audit := s.Mode == policy.ModeAudit
+			b.rescanFound(s, op, k.path, id, restored && !audit)
+			if !audit && (!restored || op == events.OpTruncate) {
 				killed[s] = true
 			}
 		}
 	}
-	for s := range killed {
-		go killCgroup(s.CgroupPath)
+	for s, kill := range killed {
+		if kill {
+			go killCgroup(s.CgroupPath)
+		}
 	}
 }
 

@@ -60,6 +60,7 @@ func TestOverflowRecheck(t *testing.T) {
 	var cfg, hooks string
 	// One backend per case: the rescan reports to every sandbox that
 	// protects a path, the mover being unknown.
+	mode := policy.ModeEnforce
 	setup := func(t *testing.T) (*env, *sbox) {
 		e := newEnv(t, nil)
 		if e.b.watch == nil {
@@ -70,7 +71,7 @@ func TestOverflowRecheck(t *testing.T) {
 		if err := os.MkdirAll(hooks, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		return e, e.sandbox(policy.Policy{DenyWrite: rules(cfg, hooks+"/"), DenyRead: rules(".env")})
+		return e, e.sandbox(policy.Policy{DenyWrite: rules(cfg, hooks+"/"), DenyRead: rules(".env"), Mode: mode})
 	}
 
 	t.Run("rename over", func(t *testing.T) {
@@ -175,6 +176,32 @@ func TestOverflowRecheck(t *testing.T) {
 		e.b.keep.mu.Unlock()
 		if got != edited {
 			t.Errorf("content held after the rescan: %q, want the user's %q", got, edited)
+		}
+	})
+	t.Run("audit", func(t *testing.T) {
+		// An audited sandbox is told, and nothing is undone or killed.
+		mode = policy.ModeAudit
+		defer func() { mode = policy.ModeEnforce }()
+		e, s := setup(t)
+		died := e.sleeper(t, s)
+		const planted = "[core]\n\tfsmonitor = /tmp/x\n"
+		evil := e.write(filepath.Join(e.project, "evil"), planted)
+		e.overflowDuring(t, e.project, func() {
+			if got := e.run(s, "rename", evil, cfg); got != "ok" {
+				t.Fatalf("rename inside: %s", got)
+			}
+		})
+		ev := e.event()
+		if ev.Op != events.OpRename || ev.Path != cfg || !ev.Audit || ev.Restored || !ev.Rescan {
+			t.Fatalf("event %+v, want an audited rename of %s found by the rescan", ev, cfg)
+		}
+		if got, _ := os.ReadFile(cfg); string(got) != planted {
+			t.Errorf("%s in audit mode: %q, want the replacement left", cfg, got)
+		}
+		select {
+		case <-died:
+			t.Fatal("an audited sandbox was killed")
+		case <-time.After(200 * time.Millisecond):
 		}
 	})
 }
