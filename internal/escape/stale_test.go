@@ -13,13 +13,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aigate-dev/aigate/internal/e2e"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
 
 // What a killed suite leaves. go test's timeout kills the test binary
 // without running TestMain's teardown: the suite's user and group, its
-// directory (binary, homes, trust records) and whatever of the user's still
-// runs stay on the machine (the agents end with the binary: Pdeathsig).
+// directory (binary, homes, trust records), whatever of the user's still
+// runs and an agent that did not finish its SIGTERM (Pdeathsig) stay on
+// the machine.
 // Each suite directory names its owner (ownerFile: pid, start time, user),
 // and the next suite to start removes those whose owner is gone. A suite
 // that is running (another package's, a concurrent CI job's) is left
@@ -72,6 +74,7 @@ func reapStale(tmp string) {
 		if now, err := procStart(pid); err == nil && now == start {
 			continue // running
 		}
+		killAgents(filepath.Join(dir, "aigate"))
 		killUser(name)
 		_, _ = sandbox.Sweep(sandbox.DefaultParent)
 		if _, err := exec.LookPath("userdel"); err == nil {
@@ -79,6 +82,26 @@ func reapStale(tmp string) {
 			_ = exec.Command("groupdel", name).Run()
 		}
 		os.RemoveAll(dir)
+	}
+}
+
+// killAgents ends the processes that execute bin, the suite's copy of
+// aigate: its agents run as root, and the Pdeathsig that should have ended
+// them with the test binary is a SIGTERM they may not finish. A SIGTERM
+// first, so that an agent removes what it made; then a SIGKILL.
+func killAgents(bin string) {
+	pids := e2e.ProcessesOf(bin)
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, p := range pids {
+		for !e2e.ProcessGone(p) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !e2e.ProcessGone(p) {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
 	}
 }
 

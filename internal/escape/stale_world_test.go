@@ -69,7 +69,37 @@ func TestReapStale(t *testing.T) {
 	go func() { _ = left.Wait(); close(done) }()
 	t.Cleanup(func() { _ = left.Process.Kill(); <-done })
 
+	// An agent of the killed suite (root, its copy of aigate) that did
+	// not end with it: here a shell that ignores SIGTERM and waits, with
+	// no child, on a pipe that stays open.
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(stale, "aigate")
+	if err := copyFile(bash, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	agent := exec.Command(bin, "-c", "trap '' TERM; read -t 60 x")
+	stdin, err := agent.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	agentDone := make(chan struct{})
+	go func() { _ = agent.Wait(); close(agentDone) }()
+	t.Cleanup(func() { _ = agent.Process.Kill(); <-agentDone })
+
 	reapStale(tmp)
+
+	select {
+	case <-agentDone:
+	case <-time.After(10 * time.Second):
+		t.Error("the stale suite's agent was not killed")
+	}
 
 	select {
 	case <-done:
