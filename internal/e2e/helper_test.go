@@ -51,8 +51,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, os.Getenv(helperEnv))
 		os.Exit(2)
 	}
+	cleanKept := KeptSets()
 	code := m.Run()
 	stopSharedAgent()
+	cleanKept()
 	if aigateBuilt != "" {
 		os.RemoveAll(aigateBuilt)
 	}

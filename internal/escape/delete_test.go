@@ -89,9 +89,9 @@ func TestEscapeRemoveHook(t *testing.T) {
 // for writing (refused on both backends); truncate(2) by path (python's
 // os.truncate) needs no open. LSM refuses it (path_truncate) with a write
 // event. fanotify marks the held inode of each deny_write file for
-// FAN_MODIFY and sees the truncate after the fact (op truncate): it
-// cannot be undone (what is held is that inode), and the sandbox is
-// killed.
+// FAN_MODIFY and sees the truncate after the fact (op truncate): the
+// sandbox is killed, then the content the agent holds in memory (files up
+// to 64 KiB) is written back and the event says restored.
 func TestEscapeTruncateProtected(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		testutil.SkipUnlessKernel(t, "no python3 for truncate(2) by path")
@@ -130,12 +130,47 @@ func TestEscapeTruncateProtected(t *testing.T) {
 			if !ok {
 				t.Errorf("no truncate event for truncate(2):\n%s", r)
 			}
-			if e.Restored {
-				t.Errorf("a truncate reported as restored: %+v", e)
+			if !e.Restored {
+				t.Errorf("the truncate event does not say restored: %+v", e)
 			}
 			if strings.Contains(r.stdout, "survived") {
 				t.Errorf("the sandbox outlived the truncate (exit %d):\n%s", r.code, r)
 			}
+			if got := b.read(".git/config"); got != cfg {
+				t.Errorf(".git/config after the truncate: %q, want the content written back\n%s", got, r)
+			}
+		}
+	})
+}
+
+// TestEscapeMoveAwayTruncate: move .git/config out of the way and
+// truncate it where it lies, so that a restore from the held inode would
+// put back an empty file. LSM refuses the rename (a write event). fanotify
+// puts the file back with the content from before (its copy in the
+// agent's memory), whichever of the restore and the truncate comes first.
+func TestEscapeMoveAwayTruncate(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		testutil.SkipUnlessKernel(t, "no python3")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		const cfg = "[core]\n\thooksPath = /safe\n"
+		b.write(".git/config", cfg)
+		r := b.sh(`python3 -c 'import os
+os.rename(".git/config", "away")
+os.truncate("away", 0)'; echo "python exit $?"; sleep 1`)
+		op := events.OpWrite // refused
+		if b.backend == "fanotify" {
+			op = events.OpRename // seen after the fact
+		}
+		e, ok := r.denied(op, b.path(".git/config"))
+		if !ok {
+			t.Errorf("no %s event for the rename:\n%s", op, r)
+		}
+		if b.backend == "fanotify" && !e.Restored {
+			t.Errorf("the rename event does not say restored: %+v", e)
+		}
+		if got := b.read(".git/config"); got != cfg {
+			t.Errorf(".git/config after the run: %q, want %q\n%s", got, cfg, r)
 		}
 	})
 }

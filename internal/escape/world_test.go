@@ -63,8 +63,10 @@ type agent struct {
 }
 
 func TestMain(m *testing.M) {
+	cleanKept := e2e.KeptSets()
 	code := m.Run()
 	teardown()
+	cleanKept()
 	os.Exit(code)
 }
 
@@ -82,12 +84,19 @@ func setup(t *testing.T) {
 }
 
 func prepare() error {
+	reapStale(os.TempDir())
 	dir, err := os.MkdirTemp("", "aigate-escape-")
 	if err != nil {
 		return err
 	}
 	machine.dir = dir
 	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	machine.name = fmt.Sprintf("aiesc%d", os.Getpid()%100000)
+	// Before the user exists: a binary killed from here on (go test's
+	// timeout runs no teardown) is cleaned up by the next (reapStale).
+	if err := writeOwner(dir, machine.name); err != nil {
 		return err
 	}
 	bin, built, err := e2e.Binary(dir)
@@ -102,7 +111,6 @@ func prepare() error {
 		bin = dst
 	}
 	machine.bin = bin
-	machine.name = fmt.Sprintf("aiesc%d", os.Getpid()%100000)
 	if err := addUser(machine.name, dir); err != nil {
 		return err
 	}

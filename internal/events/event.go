@@ -46,8 +46,9 @@ const (
 	// sandbox killed.
 	OpDelete Op = "delete"
 	// OpTruncate is a truncate(2) of a deny_write file, which needs no
-	// open and so no permission (fanotify), seen after the fact: it cannot
-	// be undone, the sandbox was killed.
+	// open and so no permission (fanotify), seen after the fact: the
+	// sandbox was killed, and where the backend held a copy of the
+	// content it was written back (Event.Restored).
 	OpTruncate Op = "truncate"
 )
 
@@ -75,6 +76,10 @@ type Event struct {
 	Audit    bool           `json:"audit,omitempty"` // allowed because the sandbox is in audit mode
 	Backend  string         `json:"backend,omitempty"`
 	// Restored: an OpRename or OpDelete whose protected file was put back
-	// with its content from before; the sandbox was not killed.
+	// with its content from before, and the sandbox not killed; or an
+	// OpTruncate whose content was written back after the kill.
 	Restored bool `json:"restored,omitempty"`
+	// Rescan: found by the scan after the fanotify watcher's queue
+	// overflowed, not by an event; the process that did it is unknown.
+	Rescan bool `json:"rescan,omitempty"`
 }

@@ -87,6 +87,8 @@ func (s Style) Line(e Event) string {
 	case e.Op == OpReceive && !e.Audit:
 		b.WriteString(": the receiving process was killed")
 	case !e.Op.AfterTheFact() || e.Audit:
+	case e.Restored && e.Op == OpTruncate:
+		b.WriteString(": undone, the file was restored and the sandbox killed")
 	case e.Restored:
 		b.WriteString(": undone, the file was restored")
 	default:
@@ -139,6 +141,9 @@ func details(e Event) string {
 		parts = append(parts, "rule "+safe(e.RuleText))
 	case e.Rule != 0:
 		parts = append(parts, "rule #"+strconv.FormatUint(uint64(e.Rule), 10))
+	}
+	if e.Rescan {
+		parts = append(parts, "found by a rescan after a watcher queue overflow, process unknown")
 	}
 	if len(parts) == 0 {
 		return ""

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,6 +30,14 @@ var _ = registerHelper("unlink", func(args []string) string { // unlink PATH (a 
 
 var _ = registerHelper("truncate", func(args []string) string { // truncate PATH: truncate(2) to 0, no open
 	return holdAfter(unix.Truncate(args[0], 0))
+})
+
+var _ = registerHelper("rename-truncate", func(args []string) string { // rename-truncate FROM TO: rename, then truncate(2) TO to 0
+	err := os.Rename(args[0], args[1])
+	if err == nil {
+		err = unix.Truncate(args[1], 0)
+	}
+	return holdAfter(err)
 })
 
 func holdAfter(err error) string {
@@ -174,8 +183,9 @@ func TestDeleteProtected(t *testing.T) {
 // TestTruncateProtected: truncate(2) by path needs no open, so no
 // permission event refuses it (an O_TRUNC open is refused). The held inode
 // of a deny_write file is marked for FAN_MODIFY: a truncate by a sandboxed
-// process is reported after the fact and kills the sandbox (the held inode
-// is the truncated one: nothing to put back); one by the user is nothing.
+// process is reported after the fact, kills the sandbox, and then the
+// keeper's snapshot of the content is written back (restored); one by the
+// user is nothing, and the user's new content is what a restore gives.
 func TestTruncateProtected(t *testing.T) {
 	e := newEnv(t, nil)
 	if e.b.watch == nil {
@@ -198,20 +208,90 @@ func TestTruncateProtected(t *testing.T) {
 	}
 	e.noEvent()
 	release()
-	e.write(cfg, "[core]\n")
+	// The user's edit in place, by another process than the agent (a
+	// shell's > truncates, then writes): the snapshot follows it.
+	const edited = "[core]\n\tbare = false\n"
+	if out, err := exec.Command("sh", "-c", `printf '%s' "$1" > "$2"`, "sh", edited, cfg).CombinedOutput(); err != nil {
+		t.Fatalf("edit %s outside: %v %s", cfg, err, out)
+	}
 	e.noEvent()
+	waitFor(t, "the user's edit in the snapshot", func() bool {
+		e.b.keep.mu.Lock()
+		defer e.b.keep.mu.Unlock()
+		c, ok := e.b.keep.files[cfg]
+		return ok && c.snap && string(c.data) == edited
+	})
 
 	out, _ := e.held(t, s, "truncate", cfg) // the kill may end it before it answers
 	ev := e.event()
-	if ev.Op != events.OpTruncate || ev.Path != cfg || ev.Sandbox != s.Name || ev.Restored {
-		t.Fatalf("event %+v (helper %q), want an unrestored truncate of %s by %s", ev, out, cfg, s.Name)
+	if ev.Op != events.OpTruncate || ev.Path != cfg || ev.Sandbox != s.Name || !ev.Restored {
+		t.Fatalf("event %+v (helper %q), want a restored truncate of %s by %s", ev, out, cfg, s.Name)
 	}
 	if r := ruleText(s, ev); r != cfg {
 		t.Errorf("rule %q, want %q", r, cfg)
+	}
+	// Killed before the event is sent.
+	select {
+	case <-died:
+	case <-time.After(5 * time.Second):
+		t.Error("the sandbox was not killed")
+	}
+	if got, err := os.ReadFile(cfg); err != nil || string(got) != edited {
+		t.Errorf("%s after the truncate: %q %v, want %q written back", cfg, got, err, edited)
+	}
+}
+
+// TestTruncateLarge: a file over the snapshot bound has no copy of its
+// content: its truncate kills the sandbox and is not undone (and says so).
+func TestTruncateLarge(t *testing.T) {
+	e := newEnv(t, nil)
+	if e.b.watch == nil {
+		testutil.SkipUnlessKernel(t, "no directory watcher")
+	}
+	big := e.write(filepath.Join(e.project, ".git", "config"), strings.Repeat("x", snapFileMax+1))
+	s := e.sandbox(policy.Policy{DenyWrite: rules(big), DenyRead: rules(".env")})
+	died := e.sleeper(t, s)
+	if e.b.keep.hasContent(big) || !e.b.keep.has(big) {
+		t.Fatalf("%s: held %v with content %v, want held without content", big, e.b.keep.has(big), e.b.keep.hasContent(big))
+	}
+	out, _ := e.held(t, s, "truncate", big)
+	ev := e.event()
+	if ev.Op != events.OpTruncate || ev.Path != big || ev.Restored {
+		t.Fatalf("event %+v (helper %q), want an unrestored truncate of %s", ev, out, big)
 	}
 	select {
 	case <-died:
 	case <-time.After(5 * time.Second):
 		t.Error("the sandbox was not killed")
+	}
+}
+
+// TestRestoreAfterTruncateElsewhere: a sandbox moves a protected file away
+// and truncates it where it now lies, before the watcher reads the move
+// (held back here). The restore writes the content from before, not what
+// the held inode holds by then (nothing).
+func TestRestoreAfterTruncateElsewhere(t *testing.T) {
+	e := newEnv(t, nil)
+	if e.b.watch == nil {
+		testutil.SkipUnlessKernel(t, "no directory watcher")
+	}
+	const content = "[core]\n\thooksPath = /safe\n"
+	cfg := e.write(filepath.Join(e.project, ".git", "config"), content)
+	s := e.sandbox(policy.Policy{DenyWrite: rules(cfg), DenyRead: rules(".env")})
+	away := filepath.Join(e.project, "away")
+
+	e.b.watchMu.Lock()
+	got, release := e.held(t, s, "rename-truncate", cfg, away)
+	e.b.watchMu.Unlock()
+	defer release()
+	if got != "ok" {
+		t.Fatalf("rename and truncate inside: %s", got)
+	}
+	ev := e.event()
+	if ev.Op != events.OpRename || ev.Path != cfg || !ev.Restored {
+		t.Fatalf("event %+v, want a restored rename of %s", ev, cfg)
+	}
+	if got, err := os.ReadFile(cfg); err != nil || string(got) != content {
+		t.Errorf("%s after the restore: %q %v, want %q", cfg, got, err, content)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -96,7 +97,8 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 		}
 		if rescan {
 			b.stats.watchOverflow()
-			b.log.Warn("directory watcher queue overflowed: scanning the marked trees for new directories")
+			b.log.Warn("directory watcher queue overflowed: checking the protected paths and scanning the marked trees for new directories")
+			b.recheck()
 			b.rescan()
 		}
 	}
@@ -277,15 +279,36 @@ func (b *Backend) roomFor(s *sandbox) bool {
 // kept here.
 func (b *Backend) prune(s *sandbox) {
 	for path, td := range s.plan.tree {
-		var st unix.Stat_t
-		if err := unix.Lstat(path, &st); err == nil && keyOf(&st) == td.key {
-			continue
+		b.pruneDir(s, path, td)
+	}
+}
+
+// pruneDir forgets path from s's tree if it is gone or another inode.
+// Called with s.mu held.
+func (b *Backend) pruneDir(s *sandbox, path string, td treeDir) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err == nil && keyOf(&st) == td.key {
+		return
+	}
+	delete(s.plan.tree, path)
+	delete(s.plan.marks, path)
+	b.marks.forget(s.ID, path)
+	b.watch.remove(path)
+	s.plan.dirs--
+}
+
+// forgetDirs forgets, in every sandbox's tree, dir and the directories
+// below it that are gone: the user moved or removed it, and the recheck
+// after an overflow (overflow.go) must not take that for a sandbox's.
+func (b *Backend) forgetDirs(dir string) {
+	for _, s := range b.sandboxList() {
+		s.mu.Lock()
+		for path, td := range s.plan.tree {
+			if path == dir || strings.HasPrefix(path, dir+"/") {
+				b.pruneDir(s, path, td)
+			}
 		}
-		delete(s.plan.tree, path)
-		delete(s.plan.marks, path)
-		b.marks.forget(s.ID, path)
-		b.watch.remove(path)
-		s.plan.dirs--
+		s.mu.Unlock()
 	}
 }
 

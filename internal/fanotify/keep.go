@@ -42,9 +42,30 @@ import (
 // permission event refuses it; each held inode is marked for FAN_MODIFY in
 // the watcher's group (notify), which the kernel sends for a size change
 // too, and a truncate by a sandboxed process kills the sandbox (rename.go).
-// It cannot be undone: what is held is the truncated inode.
+// The inode held is truncated too; so the keeper also keeps the content
+// of small files in the agent's memory (snapshot: files of at most
+// snapFileMax bytes, snapTotalMax in all), taken when a file is held and
+// again whenever the user changes it (a FAN_MODIFY by a process outside
+// every sandbox, a replacement). After a sandbox's truncate the sandbox is
+// killed first, then the content is written back (rename.go): the event
+// says restored. A restore after a rename or delete writes the snapshot
+// too where there is one, not what the held inode holds by then (a
+// sandbox can move a file away and truncate it where it lies).
+//
+// Memory, not a directory on disk: nothing is left behind when the agent
+// dies, no path exists that a sandboxed process (or anyone but root with
+// ptrace on the agent) could read or replace, and the bound makes it a few
+// MiB at most. A file larger than snapFileMax, or past the total, has no
+// snapshot: its truncate kills the sandbox and is not undone, as before.
 
 const maxKept = 1024
+
+// The snapshot budget: content copies of at most snapFileMax bytes each,
+// snapTotalMax in all, per agent (one keeper serves every sandbox).
+const (
+	snapFileMax  = 64 << 10
+	snapTotalMax = 4 << 20
+)
 
 // keeper holds the descriptors, by path, with how many sandboxes protect
 // each path.
@@ -57,11 +78,17 @@ type keeper struct {
 	// notify is the watcher's fanotify group, in which each held inode is
 	// marked for FAN_MODIFY; -1 without a watcher.
 	notify int
+	// snapUsed is the bytes of content held in snapshots, at most snapMax.
+	snapUsed, snapFile, snapMax int
 }
 
 type kept struct {
 	fd   int // a descriptor of the file; dropped (-1) or absent (wasAbsent)
 	refs int
+	// data is the file's content when snap is set (a copy in memory, see
+	// above); without it a restore reads the held inode.
+	data []byte
+	snap bool
 }
 
 // wasAbsent is the fd of a path that did not exist: undoing a rename to it
@@ -72,7 +99,70 @@ const wasAbsent = -2
 func (c *kept) usable() bool { return c.fd >= 0 || c.fd == wasAbsent }
 
 func newKeeper(max int) *keeper {
-	return &keeper{max: max, files: map[string]*kept{}, names: map[string]int{}, notify: -1}
+	return &keeper{max: max, files: map[string]*kept{}, names: map[string]int{}, notify: -1,
+		snapFile: snapFileMax, snapMax: snapTotalMax}
+}
+
+// snapshot takes the content of c's held inode into memory, within the
+// budget; otherwise c has none. Called with k.mu held.
+func (k *keeper) snapshot(c *kept) {
+	k.unsnap(c)
+	if c.fd < 0 {
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(c.fd, &st); err != nil || st.Size > int64(k.snapFile) || k.snapUsed+int(st.Size) > k.snapMax {
+		return
+	}
+	// One byte more than the size: a file that grew since the stat is
+	// read whole or found too large.
+	buf := make([]byte, st.Size+1)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Pread(c.fd, buf[n:], int64(n))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if n > k.snapFile || k.snapUsed+n > k.snapMax {
+		return
+	}
+	c.data, c.snap = buf[:n:n], true
+	k.snapUsed += n
+}
+
+// unsnap forgets c's snapshot. Called with k.mu held.
+func (k *keeper) unsnap(c *kept) {
+	if c.snap {
+		k.snapUsed -= len(c.data)
+	}
+	c.data, c.snap = nil, false
+}
+
+// resnap takes the snapshot of path again: the user changed the held
+// file in place.
+func (k *keeper) resnap(path string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.files[path]; ok {
+		k.snapshot(c)
+	}
+}
+
+// hasContent reports whether path has a snapshot of its content: what a
+// truncate left can be written back.
+func (k *keeper) hasContent(path string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.files[path]
+	return ok && c.snap
 }
 
 // watchModify marks the inode of fd for FAN_MODIFY in the watcher's group.
@@ -109,9 +199,11 @@ func (k *keeper) hold(path string) bool {
 	} else if err != nil {
 		return false
 	}
-	k.files[path] = &kept{fd: fd, refs: 1}
+	c := &kept{fd: fd, refs: 1}
+	k.files[path] = c
 	k.names[filepath.Base(path)]++
 	k.watchModify(fd)
+	k.snapshot(c)
 	return true
 }
 
@@ -138,6 +230,7 @@ func (k *keeper) release(path string) {
 		k.unwatchModify(c.fd)
 		unix.Close(c.fd)
 	}
+	k.unsnap(c)
 	delete(k.files, path)
 	if base := filepath.Base(path); k.names[base] <= 1 {
 		delete(k.names, base)
@@ -184,6 +277,7 @@ func (k *keeper) refresh(dir int, name, path string) int {
 	case errors.Is(err, unix.ENOENT):
 		c.fd = wasAbsent // the user moved it away
 	}
+	k.snapshot(c)
 	return old
 }
 
@@ -196,14 +290,16 @@ func (k *keeper) drop(path string) {
 		k.unwatchModify(c.fd)
 		unix.Close(c.fd)
 		c.fd = -1
+		k.unsnap(c)
 	}
 }
 
 var errNotKept = errors.New("no copy of the file is held")
 
 // restore writes the held copy of path back at name in dir (which must be
-// the directory of path) and holds the restored file from then on. It
-// returns the old descriptor for the caller to retire.
+// the directory of path) and holds the restored file from then on: the
+// snapshot of its content where there is one, else what the held inode
+// holds. It returns the old descriptor for the caller to retire.
 func (k *keeper) restore(dir int, name, path string) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -231,7 +327,11 @@ func (k *keeper) restore(dir int, name, path string) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("restore %s: create %s: %w", path, tmp, err)
 	}
-	err = copyFrom(fd, c.fd)
+	if c.snap {
+		err = writeAll(fd, c.data)
+	} else {
+		err = copyFrom(fd, c.fd)
+	}
 	if err == nil {
 		err = unix.Fchown(fd, int(st.Uid), int(st.Gid))
 	}
@@ -274,17 +374,25 @@ func copyFrom(dst, src int) error {
 		if n == 0 {
 			break
 		}
-		for w := buf[:n]; len(w) > 0; {
-			m, err := unix.Write(dst, w)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("write: %w", err)
-			}
-			w = w[m:]
+		if err := writeAll(dst, buf[:n]); err != nil {
+			return err
 		}
 		off += int64(n)
+	}
+	return nil
+}
+
+// writeAll writes all of w to dst at its offset.
+func writeAll(dst int, w []byte) error {
+	for len(w) > 0 {
+		m, err := unix.Write(dst, w)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		w = w[m:]
 	}
 	return nil
 }
@@ -315,4 +423,5 @@ func (k *keeper) close() {
 	}
 	k.files = map[string]*kept{}
 	k.names = map[string]int{}
+	k.snapUsed = 0
 }

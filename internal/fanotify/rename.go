@@ -43,15 +43,17 @@ import (
 // place) are handled the same way, reported as events.OpDelete: a deleted
 // protected file with a copy is put back, a removed directory above a
 // protected path kills the sandbox. A watcher queue overflow loses the
-// deletes it held (the rescan finds new directories, not missing ones).
+// events it held; the check after it (overflow.go) finds what they would
+// have reported of protected paths.
 
 // moved handles one FAN_MOVED_FROM or FAN_MOVED_TO event.
 func (b *Backend) moved(ev *watchEvent) { b.afterTheFact(ev, events.OpRename) }
 
 // truncated handles one FAN_MODIFY event of a held file (keep.go): a
 // truncate(2), or a write through a descriptor opened before the sandbox
-// was (a write open is refused). What is held is the changed inode, so
-// nothing can be put back: a sandbox's kills it.
+// was (a write open is refused). A sandbox's kills it; then the snapshot
+// of the content, where the keeper has one, is written back. The user's
+// own change is taken into the snapshot.
 func (b *Backend) truncated(ev *watchEvent) { b.afterTheFact(ev, events.OpTruncate) }
 
 // deleted handles one FAN_DELETE event: an unlink or rmdir in a watched
@@ -96,11 +98,13 @@ func (b *Backend) watchedDir(ev *watchEvent) (string, error) {
 }
 
 // afterTheFact handles a move, delete or truncate (op) that the watcher
-// reports. A truncate is never restored: the copy is the truncated inode.
+// reports. A truncate kills the sandbox before its file is written back.
 func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	s := b.placeWatched(ev.pid)
 	if s == nil {
-		if op != events.OpTruncate { // the user's edit in place: the copy is that inode
+		if op == events.OpTruncate {
+			b.outsideModify(ev) // the user's edit in place
+		} else {
 			b.outside(ev)
 		}
 		return
@@ -130,6 +134,24 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	if r, ok := s.Policy.Rule(id); ok {
 		e.RuleText = r.Pattern
 	}
+	fillTask(&e, ev.pid) // before a kill ends the process
+	killed := false
+	if !e.Audit && op == events.OpTruncate {
+		// Killed first, and waited for: no process of the sandbox is left
+		// to truncate the file again after it is written back. Only a
+		// snapshot can be written back: the held inode is the truncated one.
+		killCgroup(s.CgroupPath)
+		killed = true
+		if !b.keep.hasContent(path) {
+			b.log.Warn("a sandboxed process truncated a protected file whose content aigate does not hold: killed, not undone",
+				zap.String("sandbox", s.Name), zap.String("path", path))
+		} else if err := b.restore(ev, path); err != nil {
+			b.log.Warn("a sandboxed process truncated a protected file that cannot be restored: killed, not undone",
+				zap.String("sandbox", s.Name), zap.String("path", path), zap.Error(err))
+		} else {
+			e.Restored = true
+		}
+	}
 	if !e.Audit && ev.mask&unix.FAN_ONDIR == 0 && op != events.OpTruncate {
 		if err := b.restore(ev, path); err != nil {
 			b.log.Warn("a sandboxed process replaced or removed a protected file that cannot be restored",
@@ -138,10 +160,9 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 			e.Restored = true
 		}
 	}
-	fillTask(&e, ev.pid)
 	b.stats.violation(e.Kind, e.Op, e.Audit)
 	b.emit(e)
-	if e.Audit || e.Restored {
+	if e.Audit || e.Restored || killed {
 		return
 	}
 	b.log.Warn("a sandboxed process moved or removed a protected path: killing the sandbox",
@@ -214,6 +235,11 @@ func (b *Backend) outside(ev *watchEvent) {
 	if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO|unix.FAN_DELETE) != 0 {
 		b.unplaced(ev)
 	}
+	if ev.mask&unix.FAN_ONDIR != 0 && ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_DELETE) != 0 {
+		if parent, err := b.watchedDir(ev); err == nil {
+			b.forgetDirs(filepath.Join(parent, ev.name)) // the user's: not for the overflow recheck
+		}
+	}
 	if ev.mask&unix.FAN_ONDIR != 0 || !b.keep.hasName(ev.name) {
 		return
 	}
@@ -232,6 +258,20 @@ func (b *Backend) outside(ev *watchEvent) {
 	}
 	defer unix.Close(dir)
 	b.retire(b.keep.refresh(dir, ev.name, path))
+}
+
+// outsideModify takes the user's change in place of a held file into
+// the keeper's snapshot, so that a later restore gives it back. The
+// agent's own writes go to new files, not to held inodes.
+func (b *Backend) outsideModify(ev *watchEvent) {
+	if ev.pid == os.Getpid() || !b.keep.hasName(ev.name) {
+		return
+	}
+	parent, err := b.watchedDir(ev)
+	if err != nil {
+		return
+	}
+	b.keep.resnap(filepath.Join(parent, ev.name))
 }
 
 // replaces reports whether moving path replaces or removes something a

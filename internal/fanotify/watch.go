@@ -33,7 +33,8 @@ import (
 // directory's current path.
 // The queue stays bounded (16384 events by default): file creations in the
 // watched directories are reported too (there is no "directories only"
-// flag), and an overflow is survivable: it is reported and the trees are
+// flag), and an overflow is survivable: it is reported, the protected
+// paths are checked again (recheck in overflow.go) and the trees are
 // scanned again (rescan in grow.go).
 const (
 	watchInitFlags = unix.FAN_CLASS_NOTIF | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_REPORT_DFID_NAME | unix.FAN_UNLIMITED_MARKS

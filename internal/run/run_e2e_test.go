@@ -21,6 +21,15 @@ import (
 // pseudo-terminal) are in internal/e2e, against both backends; the helpers
 // here are thin wrappers of that package's.
 
+// TestMain removes the network programs that this package's embedded runs
+// kept pinned (e2e.KeptSets).
+func TestMain(m *testing.M) {
+	cleanKept := e2e.KeptSets()
+	code := m.Run()
+	cleanKept()
+	os.Exit(code)
+}
+
 // aigateBinary returns $AIGATE_BIN or builds aigate into the test's
 // temporary directory (the build cache makes every build after the first a
 // link only).
