@@ -116,7 +116,7 @@ func (a *Agent) writeRecords(dst, header string, v any) error {
 // (from anywhere, like status); changing them is refused to a peer inside
 // any sandbox: a sandboxed tool must not trust its own next run.
 func (a *Agent) trustRequest(p api.Peer, t *api.TrustRequest) *api.Response {
-	if a.cfg.TrustDir == "" {
+	if a.cfg.TrustDir == "" || a.cfg.Embedded {
 		return &api.Response{OK: true, Trust: &api.TrustRecords{Held: false}}
 	}
 	owner := p.UID
@@ -160,7 +160,7 @@ func (a *Agent) trustRequest(p api.Peer, t *api.TrustRequest) *api.Response {
 // owner's records, when the agent keeps them ("" when it does not: the
 // client's decision stands).
 func (a *Agent) projectTrust(owner uint32, req *api.CreateRequest) (string, *api.Error) {
-	if a.cfg.TrustDir == "" || req.Project == nil {
+	if a.cfg.TrustDir == "" || a.cfg.Embedded || req.Project == nil {
 		return req.Trust, nil
 	}
 	a.trustMu.Lock()
