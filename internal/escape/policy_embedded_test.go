@@ -27,9 +27,9 @@ import (
 // write fanotify missed; a rename the policy guard did not undo because
 // the run was killed). The next run, without a terminal, is refused
 // before the command starts, naming the file, what loosened and `sudo
-// aigate policy accept`; a sandboxed process cannot accept it, neither
-// through the run's agent nor with no agent to ask; accepted from outside,
-// the run starts and reads .env.
+// aigate policy accept`; `aigate policy accept` inside the sandbox fails;
+// accepted from outside (root, no agent running), the run starts and
+// reads .env.
 func TestEscapePolicyLoosenedEmbedded(t *testing.T) {
 	for _, route := range []string{"edit", "mv"} {
 		t.Run(route, func(t *testing.T) {
@@ -56,16 +56,18 @@ func (b *box) loosenEmbedded(route string) {
 		t.Fatalf("the embedded run kept no root-owned records in %s: %v", trust, err)
 	}
 
-	// From inside a sandbox, accepting is refused: by the run's agent, and
-	// with no agent to ask (a killed run's pinned sandbox has none).
+	// From inside the sandbox, `aigate policy accept` fails, with the
+	// run's agent to ask and with none (it would record in root's
+	// directory itself). (A raw client asking the run's agent is refused
+	// as the service agent refuses it, TestEscapePolicyLoosenedByHand; it
+	// is not tried here: the command runs as root, and allow_unix on the
+	// fanotify backend refuses a socket in a directory root can write.)
 	nowhere := filepath.Join(b.home, "no-agent.sock")
-	r := b.embedded(trust, fmt.Sprintf(
-		"%[1]s=%[2]s %[3]s policy accept --yes --trust-dir %[4]s; echo ACCEPT1 $?; "+
-			"%[1]s=%[5]s %[3]s policy accept --yes --trust-dir %[4]s; echo ACCEPT2 $?",
+	r := b.embedded(trust, fmt.Sprintf("%[1]s=%[2]s %[3]s policy accept --yes --trust-dir %[4]s; echo ACCEPT1 $?; "+
+		"%[1]s=%[5]s %[3]s policy accept --yes --trust-dir %[4]s; echo ACCEPT2 $?",
 		api.SocketEnv, b.embeddedSock(), machine.bin, trust, nowhere))
-	if strings.Contains(r.stdout, "ACCEPT1 0") || strings.Contains(r.stdout, "ACCEPT2 0") || !strings.Contains(r.stdout, "ACCEPT2") ||
-		strings.Count(r.stderr, "inside") < 2 {
-		t.Fatalf("policy accept from inside the sandbox did not fail:\n%s", r)
+	if !strings.Contains(r.stdout, "ACCEPT2 ") || strings.Contains(r.stdout, "ACCEPT1 0") || strings.Contains(r.stdout, "ACCEPT2 0") {
+		t.Errorf("aigate policy accept inside the sandbox did not fail:\n%s", r)
 	}
 
 	// The loosening gets past the backend.
