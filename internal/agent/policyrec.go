@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -104,6 +105,31 @@ func (a *Agent) writePolicies(uid uint32, r *policyRecords) error {
 	return nil
 }
 
+// lockRecords serialises the policy records' read-modify-write with
+// other processes: embedded runs, root's `aigate policy accept` with no
+// agent, and a service agent may share the directory, and a record lost
+// to a concurrent write would let the next loosening pass as a first use.
+// trustMu does the same within this process. The directory is checked
+// (checkTrustDir) before anything is created in it.
+func (a *Agent) lockRecords() (func(), error) {
+	if err := a.checkTrustDir(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(a.cfg.TrustDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create the trust directory: %w", err)
+	}
+	lock := filepath.Join(a.cfg.TrustDir, ".policy.lock")
+	f, err := os.OpenFile(lock, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock the policy records: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock the policy records %s: %w", lock, err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
+}
+
 // globalPolicy is what a global config file (nil: none, the defaults)
 // allows, and the path its record is kept under.
 func globalPolicy(f *api.File, home string) (policy.Summary, string, string, error) {
@@ -148,6 +174,11 @@ func (a *Agent) checkPolicy(owner uint32, req *api.CreateRequest) *api.Error {
 	}
 	a.trustMu.Lock()
 	defer a.trustMu.Unlock()
+	unlock, err := a.lockRecords()
+	if err != nil {
+		return &api.Error{Code: api.CodeInternal, Message: err.Error()}
+	}
+	defer unlock()
 	recs, err := a.readPolicies(owner)
 	if err != nil {
 		return &api.Error{Code: api.CodeInternal, Message: err.Error()}
@@ -227,6 +258,11 @@ func (a *Agent) answerPolicy(owner uint32, r *api.PolicyRequest) *api.Response {
 	}
 	a.trustMu.Lock()
 	defer a.trustMu.Unlock()
+	unlock, err := a.lockRecords()
+	if err != nil {
+		return errResp(api.CodeInternal, err.Error())
+	}
+	defer unlock()
 	recs, err := a.readPolicies(owner)
 	if err != nil {
 		return errResp(api.CodeInternal, err.Error())
