@@ -73,3 +73,55 @@ func TestRunLoosenedPolicyAskedOnTerminal(t *testing.T) {
 		t.Fatalf("after accepting on the terminal, the next run: exit %d, ran %v:\n%s", code, ran, out)
 	}
 }
+
+// TestRunPolicyRecordsBadRefused: records the embedded agent cannot trust
+// fail closed. Corrupt records, or a directory someone but root could
+// write, refuse the run before the command starts, naming the file or
+// directory and what to do.
+func TestRunPolicyRecordsBadRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(t *testing.T, records string)
+		want  []string
+	}{
+		{"corrupt", func(t *testing.T, records string) {
+			if err := os.WriteFile(filepath.Join(records, "0.policy.yaml"), []byte("policies: [\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"0.policy.yaml", "corrupt", "remove the file"}},
+		{"writable", func(t *testing.T, records string) {
+			if err := os.Chmod(records, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"only root can write", "chmod 755"}},
+		{"symlink", func(t *testing.T, records string) {
+			real := records + ".real"
+			if err := os.Rename(records, real); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(real, records); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"symbolic link"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRunEnv(t, 0)
+			e.requireCgroup(t)
+			records := filepath.Join(t.TempDir(), "trust")
+			if err := os.Mkdir(records, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			tc.spoil(t, records)
+			marker := filepath.Join(e.proj, "started")
+			code, msg := e.run(t, &runOptions{TrustDir: records, Args: []string{"touch", marker}}, newRunFake(), nil)
+			if _, err := os.Stat(marker); err == nil || code == cmdutil.ExitOK {
+				t.Fatalf("the command ran (exit %d) with records it cannot trust:\n%s", code, msg)
+			}
+			for _, w := range append(tc.want, records) {
+				if !strings.Contains(msg, w) {
+					t.Errorf("the refusal does not say %q:\n%s", w, msg)
+				}
+			}
+		})
+	}
+}
