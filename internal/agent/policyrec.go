@@ -258,11 +258,15 @@ func (a *Agent) answerPolicy(owner uint32, r *api.PolicyRequest) *api.Response {
 	}
 	a.trustMu.Lock()
 	defer a.trustMu.Unlock()
-	unlock, err := a.lockRecords()
-	if err != nil {
-		return errResp(api.CodeInternal, err.Error())
+	if r.Action != api.PolicyCheck {
+		// A check only reads (each write is a rename): it creates
+		// nothing, so that `sudo aigate status` changes nothing.
+		unlock, err := a.lockRecords()
+		if err != nil {
+			return errResp(api.CodeInternal, err.Error())
+		}
+		defer unlock()
 	}
-	defer unlock()
 	recs, err := a.readPolicies(owner)
 	if err != nil {
 		return errResp(api.CodeInternal, err.Error())

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,6 +36,13 @@ func TestPolicyAcceptWithoutAgent(t *testing.T) {
 	}
 
 	e.write(e.global(), strict)
+	// A check (status) creates nothing.
+	if st := check(); st.Recorded {
+		t.Fatalf("a record before any accept: %+v", st)
+	}
+	if _, err := os.Lstat(records); !os.IsNotExist(err) {
+		t.Errorf("a check created %s (%v)", records, err)
+	}
 	e.ok("policy", "accept", "--trust-dir", records)
 	if st := check(); !st.Recorded {
 		t.Fatalf("policy accept with no agent recorded nothing in %s: %+v", records, st)
