@@ -81,6 +81,13 @@ type Config struct {
 	// takes the client's trust decision, read from ~/.aigate/trusted.yaml,
 	// and compares no global policy.
 	TrustDir string
+	// Embedded marks the agent `sudo aigate run` starts inside itself:
+	// it keeps only the accepted global policies in TrustDir (the same
+	// directory as the service agent's, so both modes compare with the
+	// same record), takes the client's decision on the project file's
+	// trust, and its refusals name `sudo aigate policy accept`, which
+	// records without an agent (AnswerPolicy).
+	Embedded bool
 
 	// beforePeer, for tests, runs between accepting a connection and
 	// asking who is on the other end: a test holds it there to hand the

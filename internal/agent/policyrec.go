@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -124,6 +125,31 @@ func (a *Agent) writePolicies(uid uint32, r *policyRecords) error {
 	return nil
 }
 
+// lockRecords serialises the policy records' read-modify-write with
+// other processes: embedded runs, root's `aigate policy accept` with no
+// agent, and a service agent may share the directory, and a record lost
+// to a concurrent write would let the next loosening pass as a first use.
+// trustMu does the same within this process. The directory is checked
+// (checkTrustDir) before anything is created in it.
+func (a *Agent) lockRecords() (func(), error) {
+	if err := a.checkTrustDir(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(a.cfg.TrustDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create the trust directory: %w", err)
+	}
+	lock := filepath.Join(a.cfg.TrustDir, ".policy.lock")
+	f, err := os.OpenFile(lock, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock the policy records: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock the policy records %s: %w", lock, err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
+}
+
 // globalPolicy is what a global config file (nil: none, the defaults)
 // allows, and the path its record is kept under.
 func globalPolicy(f *api.File, home string) (policy.Summary, string, string, error) {
@@ -168,6 +194,11 @@ func (a *Agent) checkPolicy(owner uint32, req *api.CreateRequest) *api.Error {
 	}
 	a.trustMu.Lock()
 	defer a.trustMu.Unlock()
+	unlock, err := a.lockRecords()
+	if err != nil {
+		return &api.Error{Code: api.CodeInternal, Message: err.Error()}
+	}
+	defer unlock()
 	recs, err := a.readPolicies(owner)
 	if err != nil {
 		return &api.Error{Code: api.CodeInternal, Message: err.Error()}
@@ -179,7 +210,7 @@ func (a *Agent) checkPolicy(owner uint32, req *api.CreateRequest) *api.Error {
 	if rec != nil {
 		if loose := policy.Loosened(rec.Policy, now); len(loose) > 0 {
 			a.log.Warn("sandbox refused: the global policy loosened without being accepted", zap.Uint32("owner", owner), zap.String("file", path), zap.Strings("loosened", loose))
-			return &api.Error{Code: api.CodePolicy, Message: loosenedMessage(prettyHome(path, req.Home), req.Global == nil, rec.Accepted, loose)}
+			return &api.Error{Code: api.CodePolicy, Message: a.loosenedMessage(prettyHome(path, req.Home), req.Global == nil, rec.Accepted, loose)}
 		}
 	}
 	recs.set(policyRecord{Path: path, SHA256: sum, Accepted: time.Now(), Policy: now})
@@ -190,15 +221,21 @@ func (a *Agent) checkPolicy(owner uint32, req *api.CreateRequest) *api.Error {
 }
 
 // loosenedMessage says what loosened in file and what the user can do.
-func loosenedMessage(file string, missing bool, accepted time.Time, loose []string) string {
+// Without a service agent the records are root's and nothing but root
+// can change them: the command to accept is then run with sudo.
+func (a *Agent) loosenedMessage(file string, missing bool, accepted time.Time, loose []string) string {
 	what := file + " allows"
 	if missing {
 		what = file + " no longer exists, and the built-in defaults allow"
 	}
+	accept, status := "aigate policy accept", " (`aigate status` shows the rules in force)"
+	if a.cfg.Embedded {
+		accept, status = "sudo aigate policy accept", ""
+	}
 	return fmt.Sprintf("%s more than the policy you last accepted (on %s), and the change was not accepted from outside a sandbox:\n  %s\n"+
-		"A sandboxed tool may have made it. If you made it yourself, review %s and run `aigate policy accept` in a terminal outside any sandbox; "+
-		"if not, undo it (`aigate status` shows the rules in force).",
-		what, accepted.UTC().Format("2006-01-02 15:04 UTC"), strings.Join(loose, "\n  "), file)
+		"A sandboxed tool may have made it. If you made it yourself, review %s and run `%s` in a terminal outside any sandbox; "+
+		"if not, undo it%s.",
+		what, accepted.UTC().Format("2006-01-02 15:04 UTC"), strings.Join(loose, "\n  "), file, accept, status)
 }
 
 // policyRequest answers a policy request: check from anywhere, accept only
@@ -219,12 +256,37 @@ func (a *Agent) policyRequest(p api.Peer, r *api.PolicyRequest) *api.Response {
 			return &api.Response{Error: e}
 		}
 	}
+	return a.answerPolicy(owner, r)
+}
+
+// AnswerPolicy answers r for owner from the records in dir as the agent
+// would, for `sudo aigate policy accept` (and the commands that accept
+// their own edits) when no agent runs: the records an embedded run
+// compares with are root's, and the caller is root. The caller must have
+// made sure it runs outside every sandbox (cmdutil.InsideSandbox): no
+// agent is there to check.
+func AnswerPolicy(dir string, owner uint32, r *api.PolicyRequest) *api.Response {
+	a := &Agent{cfg: Config{TrustDir: dir, Embedded: true}, log: zap.NewNop()}
+	return a.answerPolicy(owner, r)
+}
+
+// answerPolicy is policyRequest once the peer may make it.
+func (a *Agent) answerPolicy(owner uint32, r *api.PolicyRequest) *api.Response {
 	now, path, sum, err := globalPolicy(r.Global, r.Home)
 	if err != nil {
 		return errResp(api.CodePolicy, err.Error())
 	}
 	a.trustMu.Lock()
 	defer a.trustMu.Unlock()
+	if r.Action != api.PolicyCheck {
+		// A check only reads (each write is a rename): it creates
+		// nothing, so that `sudo aigate status` changes nothing.
+		unlock, err := a.lockRecords()
+		if err != nil {
+			return errResp(api.CodeInternal, err.Error())
+		}
+		defer unlock()
+	}
 	recs, err := a.readPolicies(owner)
 	if err != nil {
 		return errResp(api.CodeInternal, err.Error())
@@ -241,7 +303,7 @@ func (a *Agent) policyRequest(p api.Peer, r *api.PolicyRequest) *api.Response {
 				return errResp(api.CodePolicy, err.Error())
 			}
 			if loose := policy.Loosened(rec.Policy, base); len(loose) > 0 {
-				return errResp(api.CodePolicy, loosenedMessage(prettyHome(path, r.Home), r.Base == nil, rec.Accepted, loose))
+				return errResp(api.CodePolicy, a.loosenedMessage(prettyHome(path, r.Home), r.Base == nil, rec.Accepted, loose))
 			}
 		}
 	}

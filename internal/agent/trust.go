@@ -31,14 +31,19 @@ func (a *Agent) trustFile(uid uint32) string {
 }
 
 // checkTrustDir refuses records in a directory that someone but root
-// could change: what it holds would not be the user's decision.
+// could change: what it holds would not be the user's decision. A
+// symlink is refused too: whoever owns the directory it sits in could
+// point it elsewhere between two runs.
 func (a *Agent) checkTrustDir() error {
-	fi, err := os.Stat(a.cfg.TrustDir)
+	fi, err := os.Lstat(a.cfg.TrustDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // created by writeTrust, root's and 0755
 	}
 	if err != nil {
 		return fmt.Errorf("trust directory: %w", err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("trust directory %s is a symbolic link: make it a directory only root can write (as root: replace the link by the directory it points to), then run `aigate trust` again in each project", a.cfg.TrustDir)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !fi.IsDir() || !ok || st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
@@ -116,7 +121,7 @@ func (a *Agent) writeRecords(dst, header string, v any) error {
 // (from anywhere, like status); changing them is refused to a peer inside
 // any sandbox: a sandboxed tool must not trust its own next run.
 func (a *Agent) trustRequest(p api.Peer, t *api.TrustRequest) *api.Response {
-	if a.cfg.TrustDir == "" {
+	if a.cfg.TrustDir == "" || a.cfg.Embedded {
 		return &api.Response{OK: true, Trust: &api.TrustRecords{Held: false}}
 	}
 	owner := p.UID
@@ -160,7 +165,7 @@ func (a *Agent) trustRequest(p api.Peer, t *api.TrustRequest) *api.Response {
 // owner's records, when the agent keeps them ("" when it does not: the
 // client's decision stands).
 func (a *Agent) projectTrust(owner uint32, req *api.CreateRequest) (string, *api.Error) {
-	if a.cfg.TrustDir == "" || req.Project == nil {
+	if a.cfg.TrustDir == "" || a.cfg.Embedded || req.Project == nil {
 		return req.Trust, nil
 	}
 	a.trustMu.Lock()

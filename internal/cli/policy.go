@@ -16,6 +16,7 @@ import (
 type policyOptions struct {
 	f   *cmdutil.Factory
 	yes bool
+	dir string // the records when no agent runs ("" for the default)
 }
 
 func newPolicyCmd(f *cmdutil.Factory) *cobra.Command {
@@ -39,12 +40,14 @@ with "aigate policy accept".`,
 ask, then record it with the aigate agent as your accepted policy, so that
 "aigate run" starts with it. Only a process outside every sandbox may do
 this. Without a terminal to ask on (a script), it accepts only with --yes.
-Without an agent that keeps records (an embedded "sudo aigate run"),
-nothing is compared and there is nothing to accept.`,
+Without a running agent, "sudo aigate policy accept" records it where the
+agent that "sudo aigate run" starts inside itself compares with (root's
+/var/lib/aigate/trust, as the service agent's).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runPolicyAccept(opts) },
 	}
 	accept.Flags().BoolVarP(&opts.yes, "yes", "y", false, "accept without asking (for scripts; review the file first)")
+	accept.Flags().StringVar(&opts.dir, "trust-dir", "", "with no agent running, the root-owned `DIR` of the records (default /var/lib/aigate/trust, as `aigate run --trust-dir`)")
 	cmd.AddCommand(accept)
 	return cmd
 }
@@ -83,12 +86,15 @@ func runPolicyAccept(o *policyOptions) error {
 		}
 	}
 	global := policyFile{path: paths.Global, data: data}
-	st, err := askAgentPolicy(f, paths, "", policyAsk{action: "check", global: global})
+	st, err := askAgentPolicy(f, paths, "", policyAsk{action: "check", global: global, dir: o.dir})
 	if err != nil {
 		return fmt.Errorf("ask the aigate agent: %w", err)
 	}
 	if st == nil {
-		f.Printf("no aigate agent that keeps policy records answers (an embedded `sudo aigate run` keeps none): nothing is compared, nothing to accept\n")
+		if f.Env.Euid != 0 {
+			return errors.New("no aigate agent answers, and the policy that `sudo aigate run` compares with is root's: run `sudo aigate policy accept`")
+		}
+		f.Printf("no aigate agent that keeps policy records answers: nothing is compared, nothing to accept\n")
 		return nil
 	}
 	if data == nil {
@@ -102,16 +108,16 @@ func runPolicyAccept(o *policyOptions) error {
 			f.Printf("  %s\n", s)
 		}
 		if !o.yes {
-			if !interactive(f) {
+			if !f.CanAsk() {
 				return fmt.Errorf("not accepting %s: there is no terminal to ask on; review the file and run `aigate policy accept --yes`", name)
 			}
-			if !confirm(f, fmt.Sprintf("Accept %s as your policy? [y/N] ", name)) {
+			if !f.Confirm(fmt.Sprintf("Accept %s as your policy? [y/N] ", name)) {
 				f.Printf("not accepted; `aigate run` refuses to start until you accept or undo the change\n")
 				return nil
 			}
 		}
 	}
-	if _, err := askAgentPolicy(f, paths, "", policyAsk{action: "accept", global: global}); err != nil {
+	if _, err := askAgentPolicy(f, paths, "", policyAsk{action: "accept", global: global, dir: o.dir}); err != nil {
 		return fmt.Errorf("accept with the aigate agent: %w", err)
 	}
 	f.Printf("accepted %s as your policy\n", name)

@@ -46,4 +46,7 @@ type policyAsk struct {
 	global policyFile
 	edit   bool
 	base   policyFile
+	// dir holds the records when no agent answers and this is root
+	// (those of embedded runs); "" takes Factory.PolicyRecords.
+	dir string
 }

@@ -9,10 +9,15 @@ import (
 	"os"
 	"time"
 
+	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 )
+
+// defaultPolicyRecords is Factory.PolicyRecords: the service agent's
+// directory, so that both modes compare with the same record.
+const defaultPolicyRecords = agent.DefaultTrustDir
 
 // policyTimeout bounds one policy exchange with the agent.
 const policyTimeout = 10 * time.Second
@@ -44,6 +49,12 @@ func askAgentPolicy(f *cmdutil.Factory, paths *config.Paths, socket string, r po
 	st, err := api.NewClient(socket).Policy(ctx, req)
 	var ae *api.Error
 	switch {
+	case errors.Is(err, api.ErrNoAgent) && f.Env.Euid == 0 && (r.dir != "" || f.PolicyRecords != ""):
+		dir := r.dir
+		if dir == "" {
+			dir = f.PolicyRecords
+		}
+		return answerPolicy(dir, req)
 	case errors.Is(err, api.ErrNoAgent), errors.Is(err, os.ErrPermission):
 		return nil, nil
 	case errors.As(err, &ae) && ae.Code == api.CodeBadRequest && ae.Message == fmt.Sprintf("unknown op %q", api.OpPolicy):
@@ -53,5 +64,27 @@ func askAgentPolicy(f *cmdutil.Factory, paths *config.Paths, socket string, r po
 	case !st.Held:
 		return nil, nil
 	}
+	return &policyState{recorded: st.Recorded, accepted: st.Accepted, loosened: st.Loosened}, nil
+}
+
+// answerPolicy answers req from the records in dir, as the agent would, when no agent runs and this is root: the
+// policy an embedded `sudo aigate run` compares with is kept there, and
+// only root may change it. Accepting is refused inside a sandbox, as the
+// agent refuses it (a killed run's pinned sandbox has no agent to ask).
+func answerPolicy(dir string, req api.PolicyRequest) (*policyState, error) {
+	if req.Action == api.PolicyAccept {
+		if err := cmdutil.CheckOutside("accept the policy"); err != nil {
+			return nil, err
+		}
+	}
+	owner := uint32(0)
+	if req.Owner != nil {
+		owner = *req.Owner
+	}
+	resp := agent.AnswerPolicy(dir, owner, &req)
+	if resp.Error != nil {
+		return nil, resp.Error
+	}
+	st := resp.Policy
 	return &policyState{recorded: st.Recorded, accepted: st.Accepted, loosened: st.Loosened}, nil
 }

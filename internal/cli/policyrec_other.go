@@ -7,6 +7,9 @@ import (
 	"github.com/aigate-dev/aigate/internal/config"
 )
 
+// defaultPolicyRecords: nothing keeps records off Linux.
+const defaultPolicyRecords = ""
+
 // askAgentPolicy: there is no agent off Linux; nothing keeps a record.
 func askAgentPolicy(*cmdutil.Factory, *config.Paths, string, policyAsk) (*policyState, error) {
 	return nil, nil

@@ -165,6 +165,7 @@ func NewFactory() *cmdutil.Factory {
 		DoctorAgent:    doctorAgent,
 		AgentResetPlan: ResetAgentPlan,
 		AgentReset:     ResetAgent,
+		PolicyRecords:  defaultPolicyRecords,
 		Log:            zap.NewNop(),
 	}
 }

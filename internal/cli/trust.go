@@ -1,17 +1,14 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
@@ -117,10 +114,10 @@ func runTrust(o *trustOptions) error {
 			f.Printf("%s has changed since you trusted it.\n", name)
 		}
 		if !o.yes {
-			if !interactive(f) {
+			if !f.CanAsk() {
 				return fmt.Errorf("not trusting %s: there is no terminal to ask on; review the file above and run `aigate trust --yes`", name)
 			}
-			if !confirm(f, fmt.Sprintf("Trust %s as shown? [y/N] ", name)) {
+			if !f.Confirm(fmt.Sprintf("Trust %s as shown? [y/N] ", name)) {
 				f.Printf("%s was not trusted\n", name)
 				return nil
 			}
@@ -206,28 +203,4 @@ func showFile(f *cmdutil.Factory, name string, data []byte) {
 		f.Printf("%4d  %s\n", i+1, line)
 	}
 	f.Printf("---\n")
-}
-
-// interactive says whether there is a person at stdin to ask.
-func interactive(f *cmdutil.Factory) bool {
-	if f.Interactive != nil {
-		return f.Interactive()
-	}
-	in, ok := f.In.(*os.File)
-	return ok && term.IsTerminal(int(in.Fd()))
-}
-
-// confirm asks a yes/no question on stderr and reads the answer from stdin;
-// anything but y or yes is no.
-func confirm(f *cmdutil.Factory, question string) bool {
-	fmt.Fprint(f.Err, question)
-	line, err := bufio.NewReader(f.In).ReadString('\n')
-	if err != nil && line == "" {
-		fmt.Fprintln(f.Err) // end of input: the prompt's line ends here
-	}
-	switch strings.ToLower(strings.TrimSpace(line)) {
-	case "y", "yes":
-		return true
-	}
-	return false
 }

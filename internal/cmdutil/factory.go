@@ -44,6 +44,10 @@ type Factory struct {
 	// DoctorAgent asks the running agent what it enforces with, for
 	// doctor and status; nil (tests) means no agent.
 	DoctorAgent func() *doctor.Agent
+	// PolicyRecords is where root keeps the global policy each user last
+	// accepted when no agent runs (those an embedded `sudo aigate run`
+	// compares with); "" in tests, which must not write the machine's.
+	PolicyRecords string
 	// Interactive says whether a person answers on In; nil checks whether
 	// In is a terminal. Tests set it to answer prompts.
 	Interactive func() bool

@@ -49,3 +49,17 @@ func InsideError(what, name string) error {
 			"Nothing needs fixing: to %s, use a terminal outside the sandbox (if you are an AI agent, tell the user that)",
 		name, what, map[string]string{"aigate run": "start another sandboxed command", "aigate watch": "watch blocked operations"}[what])}
 }
+
+// CheckOutside is InsideSandbox for what only a process outside every
+// sandbox may do (accept a policy with no agent to ask): it fails closed
+// when this process's cgroup cannot be read.
+func CheckOutside(what string) error {
+	cg, err := cgroup.ProcessCgroup(os.Getpid())
+	if err != nil {
+		return fmt.Errorf("%s: cannot tell whether this process runs inside an aigate sandbox (%w); nothing was changed", what, err)
+	}
+	if name, ok := sandboxOf(cg); ok {
+		return fmt.Errorf("%s: this process is inside the aigate sandbox %s, and a sandboxed tool may not loosen its own policy; run it in a terminal outside `aigate run`", what, name)
+	}
+	return nil
+}

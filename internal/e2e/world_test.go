@@ -200,15 +200,15 @@ func (w *world) defaults() {
 	}
 }
 
-// config writes the global config; it replaces the built-in defaults. A
-// shared agent keeps the policy last accepted and refuses a looser one:
-// the user's own edit is accepted, as a user would after editing by hand.
+// config writes the global config; it replaces the built-in defaults. The
+// agent (shared, or the one run embeds) keeps the policy last accepted and
+// refuses a looser one: the user's own edit is accepted, as a user would
+// after editing by hand (with no agent running, root's `aigate policy
+// accept` records where an embedded run compares).
 func (w *world) config(yaml string) {
 	w.t.Helper()
 	w.write("~/.aigate/config.yaml", yaml)
-	if w.shared {
-		w.aigate("policy", "accept", "--yes")
-	}
+	w.aigate("policy", "accept", "--yes")
 }
 
 // installHelper copies the test binary into the bin directory as name: a

@@ -100,7 +100,7 @@ func (b *box) startAttack(kind string) *attack {
 		// (Pdeathsig), and what must stay confined is what runs on.
 		env += " child"
 		run = exec.Command(machine.bin, append([]string{"run", "--backend", b.backend, "--metrics-addr", "",
-			"--socket", filepath.Join(machine.dir, fmt.Sprintf("none%d.sock", os.Getpid())), "--user", machine.name, "--"}, loop...)...)
+			"--socket", filepath.Join(machine.dir, fmt.Sprintf("none%d.sock", os.Getpid())), "--trust-dir", filepath.Join(machine.dir, "trust-embedded"), "--user", machine.name, "--"}, loop...)...)
 		run.Dir = b.proj
 		run.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + b.home, "NO_COLOR=1", env}
 		run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

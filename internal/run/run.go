@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
@@ -44,6 +45,9 @@ type runOptions struct {
 	// embeds serves /metrics ("" for none).
 	Socket      string
 	MetricsAddr string
+	// TrustDir is where an agent that run embeds keeps the accepted
+	// global policies (agent.Config.TrustDir).
+	TrustDir string
 
 	// openBackend and parent are replaced by tests; they serve the agent
 	// that run embeds.
@@ -111,6 +115,7 @@ aigate's own failures:
 	fl.StringVar(&opts.Backend, "backend", "", "enforcement backend: auto, lsm or fanotify (default: the config's backend, else auto)")
 	fl.StringVar(&opts.Socket, "socket", api.SocketPath(), "the agent's socket `PATH` ($"+api.SocketEnv+" changes the default)")
 	fl.StringVar(&opts.MetricsAddr, "metrics-addr", cmdutil.DefaultMetricsAddr, "where an agent that run starts itself serves metrics (\"\" for none)")
+	fl.StringVar(&opts.TrustDir, "trust-dir", agent.DefaultTrustDir, "where an agent that run starts itself keeps the global policy you last accepted, in the root-owned `DIR` the service agent uses (\"\" keeps none: a loosened ~/.aigate/config.yaml is not noticed)")
 	return cmd
 }
 
@@ -659,10 +664,15 @@ func createSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, ch
 	}
 	c := api.NewClient(opts.Socket)
 	var emb *embeddedAgent
+	asked := false // the user was asked to accept a loosened policy
 	for attempt := 0; ; attempt++ {
 		sess, err := c.CreateSandbox(ctx, req)
 		if err == nil {
 			return sess, emb, nil
+		}
+		if !asked && acceptLoosened(ctx, f, c, req, err) {
+			asked = true
+			continue
 		}
 		if !errors.Is(err, api.ErrNoAgent) || emb != nil {
 			if emb != nil {
@@ -689,6 +699,38 @@ func createSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, ch
 			return nil, nil, err
 		}
 	}
+}
+
+// acceptLoosened offers, on a terminal, to accept the global policy the
+// agent refused as looser than the one last accepted, and reports whether
+// it was accepted (then the sandbox is asked for again). The sandboxed
+// command has not started: the keyboard is the user's, and this process
+// is outside every sandbox, which the agent checks. Without a terminal
+// the refusal stands, naming the command that accepts.
+func acceptLoosened(ctx context.Context, f *cmdutil.Factory, c *api.Client, req api.CreateRequest, err error) bool {
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Code != api.CodePolicy || !f.CanAsk() {
+		return false
+	}
+	ask := api.PolicyRequest{Action: api.PolicyCheck, Global: req.Global, Home: req.Home, Owner: req.Owner}
+	st, cerr := c.Policy(ctx, ask)
+	if cerr != nil || !st.Held || len(st.Loosened) == 0 {
+		return false // refused for another reason
+	}
+	name := filepath.Join(req.Home, config.DirName, config.GlobalName)
+	if req.Global != nil {
+		name = req.Global.Path
+	}
+	f.Warnf("%s", ae.Message)
+	if !f.Confirm(fmt.Sprintf("Accept %s as your policy and run? [y/N] ", name)) {
+		return false
+	}
+	ask.Action = api.PolicyAccept
+	if _, cerr := c.Policy(ctx, ask); cerr != nil {
+		f.Warnf("accept %s: %v", name, cerr)
+		return false
+	}
+	return true
 }
 
 // createError maps the agent's refusal to run's exit codes.

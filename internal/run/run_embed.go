@@ -74,9 +74,14 @@ func startEmbedded(f *cmdutil.Factory, opts *runOptions, choice policy.BackendCh
 		Backend: be,
 		Socket:  opts.Socket,
 		Parent:  opts.parent,
-		Log:     log,
-		Build:   cmdutil.Version,
-		Commit:  cmdutil.BuildCommit(),
+		// The policy last accepted is kept where the service agent keeps
+		// it: a loosened ~/.aigate/config.yaml is refused (or, on a
+		// terminal, offered for acceptance) in both modes alike.
+		TrustDir: opts.TrustDir,
+		Embedded: true,
+		Log:      log,
+		Build:    cmdutil.Version,
+		Commit:   cmdutil.BuildCommit(),
 	})
 	if err != nil {
 		berr := be.Close()
