@@ -40,9 +40,23 @@ func TestRunLoosenedPolicyAskedOnTerminal(t *testing.T) {
 		e.out.b.Reset()
 		e.out.mu.Unlock()
 		e.f.Interactive = func() bool { return tty }
-		e.f.In = strings.NewReader(answer)
+		// A file, as a terminal is: the command's helper, started before
+		// the sandbox is asked for, is handed it and reads nothing until
+		// its go-ahead, so the answer is left for the prompt. (A reader
+		// that is not a file would be copied into the helper's stdin by
+		// os/exec at once.)
+		in, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		if _, err := w.WriteString(answer); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		e.f.In = in
 		code, msg := e.run(t, &runOptions{TrustDir: records, Args: []string{"touch", marker}}, newRunFake(), nil)
-		_, err := os.Stat(marker)
+		_, err = os.Stat(marker)
 		return code, msg + "\n" + e.out.String(), err == nil
 	}
 
