@@ -52,6 +52,9 @@ type Options struct {
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
+	// allInWorkers, for tests, sends every sandboxed event to the workers
+	// (no decideInline), so that beforeDecide sees them all.
+	allInWorkers bool
 	// pruneEvery is how often a sandbox at its directory bound looks for
 	// directories that have gone, which no longer count (rm -rf
 	// node_modules); default 5s.

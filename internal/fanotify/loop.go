@@ -19,7 +19,11 @@ import (
 // The decision loop. One reader drains the group and answers, inline, every
 // event whose opener is outside all sandboxes: that costs one read of
 // /proc/TID/cgroup, so aigate itself and the rest of the machine never queue
-// behind a sandbox. Sandboxed events go to a bounded pool of workers; when
+// behind a sandbox. It decides a sandboxed event itself too when that
+// takes only bounded work (decideInline: a readlink, an fstat, the policy
+// match, one read of /proc/TID/syscall): handing it to a worker, which
+// has to be woken, cost more than the decision (bench/results.md, issue
+// #15). Sandboxed events that need more go to a bounded pool of workers; when
 // the pool is saturated the event is denied at once rather than queued
 // behind a hostile process. A reaper denies any sandboxed event that has
 // waited longer than DecisionTimeout, whatever its worker is doing.
@@ -31,6 +35,7 @@ type pending struct {
 	event
 	sb       *sandbox
 	deadline time.Time
+	facts    facts // read by the reader, kept for the worker
 
 	mu       sync.Mutex
 	answered bool
@@ -204,6 +209,12 @@ func (b *Backend) dispatch(ev event) {
 	}
 	p := &pending{event: ev, sb: sb, deadline: time.Now().Add(b.opts.DecisionTimeout)}
 	b.pending.add(p)
+	if !b.opts.allInWorkers {
+		if v, ok := b.decideInline(p); ok {
+			b.finish(p, v)
+			return
+		}
+	}
 	select {
 	case b.work <- p:
 	default:
