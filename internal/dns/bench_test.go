@@ -16,15 +16,21 @@ import (
 
 // BenchmarkQuery compares one A query sent straight to the (fake, loopback)
 // upstream with the same query through the proxy, which matches the name,
-// forwards it and updates the allow map: the ratio of the two is the
-// proxy's added latency. Direct and proxied rounds of b.N queries alternate
-// over bench.Rounds() rounds (bench/README.md). (The kernel's steering adds
-// one sock_addr program run per send and receive, measured by the loader's
-// benchmarks.)
+// forwards it (or answers from its cache) and updates the allow map: the
+// ratio of the two is the proxy's added latency. Direct and proxied rounds
+// of b.N queries alternate over bench.Rounds() rounds (bench/README.md).
+// (The kernel's steering adds one sock_addr program run per send and
+// receive, measured by the loader's benchmarks.) The cases:
+//
+//	cached    a name asked again within its TTL: the proxy answers from
+//	          its cache (cache.go) and learns the addresses again
+//	uncached  a name whose answer has a TTL of 0: every query is
+//	          forwarded to the upstream
 func BenchmarkQuery(b *testing.B) {
 	up := testutil.StartFakeDNS(b)
 	up.Set("svc.test", "svc.test. 300 IN A 10.1.2.3")
-	c := compile(b, "svc.test")
+	up.Set("once.test", "once.test. 0 IN A 10.1.2.4")
+	c := compile(b, "svc.test", "once.test")
 	p, err := Start(Config{PolicyID: 1, Net: c.Net, Sink: newFakeSink(), Upstreams: []string{up.Addr}, TTL: policy.DNS{}})
 	if err != nil {
 		b.Fatal(err)
@@ -32,24 +38,28 @@ func BenchmarkQuery(b *testing.B) {
 	b.Cleanup(func() { _ = p.Close() })
 	proxy := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port()).String()
 	cl := &mdns.Client{Net: "udp"}
-	m := new(mdns.Msg).SetQuestion("svc.test.", mdns.TypeA)
-	query := func(server string) bench.Measure {
-		return func() (float64, error) {
-			return bench.Batched(b.N, func() error {
-				r, _, err := cl.Exchange(m, server)
-				if err != nil {
-					return err
+	for _, bc := range []struct{ name, qname string }{{"cached", "svc.test."}, {"uncached", "once.test."}} {
+		b.Run(bc.name, func(b *testing.B) {
+			m := new(mdns.Msg).SetQuestion(bc.qname, mdns.TypeA)
+			query := func(server string) bench.Measure {
+				return func() (float64, error) {
+					return bench.Batched(b.N, func() error {
+						r, _, err := cl.Exchange(m, server)
+						if err != nil {
+							return err
+						}
+						if len(r.Answer) != 1 {
+							return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
+						}
+						return nil
+					})
 				}
-				if len(r.Answer) != 1 {
-					return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
-				}
-				return nil
-			})
-		}
+			}
+			r, err := bench.Pair(bench.Rounds(), query(up.Addr), query(proxy))
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Report(b)
+		})
 	}
-	r, err := bench.Pair(bench.Rounds(), query(up.Addr), query(proxy))
-	if err != nil {
-		b.Fatal(err)
-	}
-	r.Report(b)
 }
