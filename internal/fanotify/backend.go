@@ -141,6 +141,7 @@ type Backend struct {
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
+	byCgroup  map[string]*sandbox // the same, by rel: sandboxOf's index
 
 	pending pendingSet
 	work    chan *pending
@@ -196,6 +197,7 @@ func Open(opts Options) (*Backend, error) {
 		stored:    newWalkStoreIf(opts.WalkCacheDir),
 		keep:      newKeeper(maxKept),
 		sandboxes: map[uint32]*sandbox{},
+		byCgroup:  map[string]*sandbox{},
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
 		events:    make(chan events.Event, opts.EventBuffer),
@@ -330,6 +332,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	s.mu.Lock()
 	b.mu.Lock()
 	b.sandboxes[sb.ID] = s
+	b.byCgroup[rel] = s
 	b.mu.Unlock()
 	err = b.marks.addMarks(sb.ID, p)
 	if b.watch != nil {
@@ -420,6 +423,9 @@ func (b *Backend) Remove(id uint32) error {
 	b.mu.Lock()
 	s, ok := b.sandboxes[id]
 	delete(b.sandboxes, id)
+	if ok && b.byCgroup[s.rel] == s {
+		delete(b.byCgroup, s.rel)
+	}
 	b.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("remove sandbox %d: not registered", id)
