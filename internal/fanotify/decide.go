@@ -195,10 +195,21 @@ func (v verdict) allow() bool { return !v.deny || v.audit }
 // facts are what a decision reads about the event's file: read once, by
 // the reader, and kept for the worker when the reader hands the event on.
 type facts struct {
-	read bool
-	path string
-	size int64     // 0 when fstat failed, as before
-	r    fileRules // the inode's rules, by dev and inode
+	read   bool
+	path   string
+	size   int64 // 0 when fstat failed, as before
+	key    inodeKey
+	statOK bool
+}
+
+// rules are the inode's rules, looked up at each decision: inodes gain
+// rules while a sandbox runs (grow.go), also while an event waits for a
+// worker.
+func (f *facts) rules(p *plan) fileRules {
+	if !f.statOK {
+		return fileRules{}
+	}
+	return p.rulesOf(f.key)
 }
 
 func (p *pending) gather() *facts {
@@ -210,7 +221,7 @@ func (p *pending) gather() *facts {
 	f.path = fdPath(p.fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(p.fd, &st); err == nil {
-		f.r = p.sb.plan.rulesOf(keyOf(&st))
+		f.key, f.statOK = keyOf(&st), true
 		f.size = st.Size
 	}
 	return f
@@ -244,7 +255,7 @@ func (b *Backend) decideInline(p *pending) (verdict, bool) {
 func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 	c := p.sb.Policy
 	f := p.gather()
-	r := f.r
+	r := f.rules(p.sb.plan)
 	v := verdict{audit: p.sb.Mode == policy.ModeAudit, path: f.path}
 	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 		v.kind, v.op = events.KindExec, events.OpExec
