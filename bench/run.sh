@@ -52,7 +52,9 @@ raw=$tmp/raw.txt
 kept_date=
 kept_guest=
 if [ "$vm" = 0 ] && [ -f "$out" ]; then
-	kept_date=$(sed -n 's/^- date: //p' "$out" | head -1)
+	# Rows kept once already keep the date they were measured on.
+	kept_date=$(sed -n 's/^- guest rows: kept from the results of \(.*\) (this run.*/\1/p' "$out" | head -1)
+	[ -n "$kept_date" ] || kept_date=$(sed -n 's/^- date: //p' "$out" | head -1)
 	kept_guest=$(sed -n 's/^- guest: Linux \([^ ]*\) .*/\1/p' "$out" | head -1)
 	awk '/^## /{exit} /^guest:Benchmark/' "$out" >"$tmp/kept-rows.txt"
 	awk '/^## /{p=1} p' "$out" >"$tmp/kept-sections.md"
@@ -114,6 +116,7 @@ describe() {
 	BenchmarkNetConnect/udp/*) echo "sock_addr connect4|UDP connect, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkNetConnect/sendto/*) echo "sock_addr sendmsg4|UDP sendto, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkQuery/cached) echo "DNS|A query through the aigate proxy (loopback upstream), a name asked again within its TTL: answered from the proxy's cache|the same query sent to the upstream directly" ;;
+	BenchmarkQuery/member) echo "DNS|A query through the aigate proxy (loopback upstream), a name asked again within its TTL, the proxy also checking with sock_diag that the client's socket is in its sandbox's cgroup (as the agent's proxies do)|the same query sent to the upstream directly" ;;
 	BenchmarkQuery/uncached) echo "DNS|A query through the aigate proxy (loopback upstream), an answer with TTL 0: forwarded every time|the same query sent to the upstream directly" ;;
 	guest:BenchmarkExecCopy/other-size*) echo "BPF LSM fork+exec+wait (guest $guest, TCG$guest_when)|allowed program of another size than the sandbox's deny_exec binary, inside a sandbox|bprm_copy detached" ;;
 	guest:BenchmarkExecCopy/same-size*) echo "BPF LSM fork+exec+wait (guest $guest, TCG$guest_when)|allowed program of the same size as the sandbox's deny_exec binary (IMA hashes it), inside a sandbox|bprm_copy detached" ;;

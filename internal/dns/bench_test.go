@@ -5,11 +5,14 @@ package dns
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	mdns "github.com/miekg/dns"
 
 	"github.com/aigate-dev/aigate/bench"
+	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
@@ -26,6 +29,9 @@ import (
 //	          its cache (cache.go) and learns the addresses again
 //	uncached  a name whose answer has a TTL of 0: every query is
 //	          forwarded to the upstream
+//	member    as cached, to a proxy that also asks sock_diag whether the
+//	          client's socket is in its sandbox's cgroup, as the agent's
+//	          proxies do (here the benchmark's own cgroup; needs root)
 func BenchmarkQuery(b *testing.B) {
 	up := testutil.StartFakeDNS(b)
 	up.Set("svc.test", "svc.test. 300 IN A 10.1.2.3")
@@ -38,8 +44,12 @@ func BenchmarkQuery(b *testing.B) {
 	b.Cleanup(func() { _ = p.Close() })
 	proxy := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port()).String()
 	cl := &mdns.Client{Net: "udp"}
-	for _, bc := range []struct{ name, qname string }{{"cached", "svc.test."}, {"uncached", "once.test."}} {
+	for _, bc := range []struct{ name, qname string }{{"cached", "svc.test."}, {"uncached", "once.test."}, {"member", "svc.test."}} {
 		b.Run(bc.name, func(b *testing.B) {
+			proxy := proxy
+			if bc.name == "member" {
+				proxy = memberProxy(b, c, up.Addr)
+			}
 			m := new(mdns.Msg).SetQuestion(bc.qname, mdns.TypeA)
 			query := func(server string) bench.Measure {
 				return func() (float64, error) {
@@ -62,4 +72,27 @@ func BenchmarkQuery(b *testing.B) {
 			r.Report(b)
 		})
 	}
+}
+
+// memberProxy starts a proxy for the benchmark's own cgroup, with the
+// sock_diag check of its clients, and returns its address.
+func memberProxy(b *testing.B, c *policy.Compiled, upstream string) string {
+	testutil.RequireRoot(b)
+	cg, err := cgroup.ProcessCgroup(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Start(Config{PolicyID: 1, Net: c.Net, Sink: newFakeSink(), Upstreams: []string{upstream}, CgroupPath: filepath.Join(root, cg)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = p.Close() })
+	if p.members == nil {
+		testutil.SkipUnlessKernel(b, "no sock_diag check of the proxy's clients on this kernel")
+	}
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port()).String()
 }
