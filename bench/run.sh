@@ -76,7 +76,7 @@ run() {
 # Cheap operations get more of them per measurement; a fanotify round trip
 # (tens of microseconds) fewer, so that each benchmark stays within seconds.
 run internal/fanotify 'Open/.*/^(unmarked|ignored)$' 20000x
-run internal/fanotify 'Open/.*/^(child-event|marked)$' 2000x
+run internal/fanotify 'Open/.*/^(child-event|marked|exec-binary)$' 2000x
 run internal/loader 'NetConnect' 20000x
 run internal/dns 'Query' 2000x
 
@@ -111,6 +111,7 @@ describe() {
 		ignored) what="unrelated file in a marked directory (ignore mask)" ;;
 		child-event) what="file created in a marked directory after the sandbox started (round trip, allowed)" ;;
 		marked) what="protected file opened in an allowed way (round trip, allowed)" ;;
+		exec-binary) what="deny_exec binary opened for reading (round trip, allowed; inside: decided by a worker, the dynamic loader check)" ;;
 		esac
 		echo "fanotify open+close|$what, $where a sandbox|no aigate" ;;
 	BenchmarkNetConnect/udp/*) echo "sock_addr connect4|UDP connect, ${1##*/} a sandbox|cgroup without programs" ;;

@@ -236,8 +236,8 @@ func (b *Backend) decide(p *pending) verdict {
 }
 
 // decideInline is the decision the reader makes itself, sparing the
-// event the hand-off to a worker (most of a round trip's cost: waking
-// another thread). It does only what cannot wait on anything but this
+// event the hand-off to a worker goroutine, which cost more than the
+// decision (see readLoop's runtime.Gosched). It does only what cannot wait on anything but this
 // machine's memory: a readlink and an fstat of the event's fd, the policy
 // match, and one read of /proc/TID/syscall. It returns false, with the
 // facts read kept in p, when the decision needs more: /proc/TID/syscall
