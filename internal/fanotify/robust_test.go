@@ -102,13 +102,11 @@ func TestInlineDecisionsSkipStuckWorkers(t *testing.T) {
 	s := e.sandbox(policy.Policy{DenyRead: rules(".env"), DenyExec: rules("tools/runme")})
 	// Created after Add: no ignore mask, so its open is reported.
 	fine := e.write(filepath.Join(e.project, "main.go"), "package main")
+	// Had either waited for a worker, the reaper would have denied it
+	// (the allowed one too) and counted a timeout.
 	for _, c := range []struct{ path, want string }{{secret, "EPERM"}, {fine, "ok"}} {
-		start := time.Now()
 		if got := e.run(s, "open", c.path, "r"); got != c.want {
 			t.Fatalf("sandboxed read of %s with stuck workers: %s, want %s", c.path, got, c.want)
-		}
-		if d := time.Since(start); d > 250*time.Millisecond {
-			t.Errorf("read of %s answered after %s: it waited for a worker", c.path, d)
 		}
 	}
 	if ev := e.event(); ev.Path != secret {
