@@ -40,10 +40,25 @@ export AIGATE_BENCH_ROUNDS=$rounds
 # A benchmark that cannot run must say so, not skip quietly.
 export AIGATE_REQUIRE_KERNEL=1
 
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 raw=$tmp/raw.txt
 : >"$raw"
+
+# --no-vm keeps the guest rows of the results it replaces, marked with the
+# date they were measured, and any section added below the generated part
+# ("## ..."), so that a host-only run does not lose them.
+kept_date=
+kept_guest=
+if [ "$vm" = 0 ] && [ -f "$out" ]; then
+	# Rows kept once already keep the date they were measured on.
+	kept_date=$(sed -n 's/^- guest rows: kept from the results of \(.*\) (this run.*/\1/p' "$out" | head -1)
+	[ -n "$kept_date" ] || kept_date=$(sed -n 's/^- date: //p' "$out" | head -1)
+	kept_guest=$(sed -n 's/^- guest: Linux \([^ ]*\) .*/\1/p' "$out" | head -1)
+	awk '/^## /{exit} /^guest:Benchmark/' "$out" >"$tmp/kept-rows.txt"
+	awk '/^## /{p=1} p' "$out" >"$tmp/kept-sections.md"
+fi
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_start=$(load)
@@ -61,7 +76,7 @@ run() {
 # Cheap operations get more of them per measurement; a fanotify round trip
 # (tens of microseconds) fewer, so that each benchmark stays within seconds.
 run internal/fanotify 'Open/.*/^(unmarked|ignored)$' 20000x
-run internal/fanotify 'Open/.*/^(child-event|marked)$' 2000x
+run internal/fanotify 'Open/.*/^(child-event|marked|exec-binary)$' 2000x
 run internal/loader 'NetConnect' 20000x
 run internal/dns 'Query' 2000x
 
@@ -79,6 +94,12 @@ if [ "$vm" = 1 ]; then
 	sed -n 's/^\(BenchmarkExecCopy\)/\1/p' "$tmp/vmexec.txt" | sed 's/^/guest:/' >>"$raw"
 fi
 load_end=$(load)
+guest_when=
+if [ -s "$tmp/kept-rows.txt" ]; then
+	cat "$tmp/kept-rows.txt" >>"$raw"
+	guest=$kept_guest
+	guest_when=", measured $kept_date"
+fi
 
 # describe NAME: "subsystem|what is measured|baseline" for a benchmark line.
 describe() {
@@ -90,14 +111,17 @@ describe() {
 		ignored) what="unrelated file in a marked directory (ignore mask)" ;;
 		child-event) what="file created in a marked directory after the sandbox started (round trip, allowed)" ;;
 		marked) what="protected file opened in an allowed way (round trip, allowed)" ;;
+		exec-binary) what="deny_exec binary opened for reading (round trip, allowed; inside: decided by a worker, the dynamic loader check)" ;;
 		esac
 		echo "fanotify open+close|$what, $where a sandbox|no aigate" ;;
 	BenchmarkNetConnect/udp/*) echo "sock_addr connect4|UDP connect, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkNetConnect/sendto/*) echo "sock_addr sendmsg4|UDP sendto, ${1##*/} a sandbox|cgroup without programs" ;;
-	BenchmarkQuery) echo "DNS|A query through the aigate proxy (loopback upstream)|the same query sent to the upstream directly" ;;
-	guest:BenchmarkExecCopy/other-size*) echo "BPF LSM fork+exec+wait (guest $guest, TCG)|allowed program of another size than the sandbox's deny_exec binary, inside a sandbox|bprm_copy detached" ;;
-	guest:BenchmarkExecCopy/same-size*) echo "BPF LSM fork+exec+wait (guest $guest, TCG)|allowed program of the same size as the sandbox's deny_exec binary (IMA hashes it), inside a sandbox|bprm_copy detached" ;;
-	guest:BenchmarkOpenClose/*) echo "BPF LSM open+close (guest $guest, TCG)|allowed file, ${1##*/} a sandbox (policy with every rule kind)|file_open program detached (the only aigate program on this path)" ;;
+	BenchmarkQuery/cached) echo "DNS|A query through the aigate proxy (loopback upstream), a name asked again within its TTL: answered from the proxy's cache|the same query sent to the upstream directly" ;;
+	BenchmarkQuery/member) echo "DNS|A query through the aigate proxy (loopback upstream), a name asked again within its TTL, the proxy also checking with sock_diag that the client's socket is in its sandbox's cgroup (as the agent's proxies do)|the same query sent to the upstream directly" ;;
+	BenchmarkQuery/uncached) echo "DNS|A query through the aigate proxy (loopback upstream), an answer with TTL 0: forwarded every time|the same query sent to the upstream directly" ;;
+	guest:BenchmarkExecCopy/other-size*) echo "BPF LSM fork+exec+wait (guest $guest, TCG$guest_when)|allowed program of another size than the sandbox's deny_exec binary, inside a sandbox|bprm_copy detached" ;;
+	guest:BenchmarkExecCopy/same-size*) echo "BPF LSM fork+exec+wait (guest $guest, TCG$guest_when)|allowed program of the same size as the sandbox's deny_exec binary (IMA hashes it), inside a sandbox|bprm_copy detached" ;;
+	guest:BenchmarkOpenClose/*) echo "BPF LSM open+close (guest $guest, TCG$guest_when)|allowed file, ${1##*/} a sandbox (policy with every rule kind)|file_open program detached (the only aigate program on this path)" ;;
 	*) echo "?|$1|?" ;;
 	esac
 }
@@ -116,6 +140,7 @@ describe() {
 	echo "- machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 	echo "- load average (1, 5, 15 min): $load_start at the start, $load_end at the end"
 	[ -n "$guest" ] && echo "- guest: Linux $guest in QEMU TCG (no KVM), 2 vCPUs, booted by vmtest"
+	[ -n "$guest_when" ] && echo "- guest rows: kept from the results of $kept_date (this run was --no-vm, host only)"
 	echo
 	echo "| what | case | baseline | ratio (median) | IQR | min-max | case ns/op | baseline ns/op |"
 	echo "|---|---|---|---:|---:|---:|---:|---:|"
@@ -134,13 +159,17 @@ describe() {
 	echo "Reading it:"
 	echo
 	echo "- Outside a sandbox is what every other process on the machine pays while aigate runs."
-	echo "- The fanotify round trips (child-event, marked) wait for aigate's decision goroutines to"
-	echo "  be scheduled; on a loaded 2-CPU machine that wait dominates, so read them as upper bounds."
-	echo "  Inside a sandbox the decision does more: the file's path (readlink of the event's fd),"
-	echo "  an fstat and the policy match, and for a protected file how it is opened"
-	echo "  (/proc/TID/syscall)."
-	echo "- DNS: client, proxy and fake upstream share the benchmark process's CPUs; the ratio is"
-	echo "  dominated by the extra loopback hop."
+	echo "- The fanotify round trips (child-event, marked): the opener sleeps until aigate's reader"
+	echo "  thread has been woken, read the event and answered, so most of their cost is two"
+	echo "  wake-ups of sleeping threads, which the machine's load stretches: read them as upper"
+	echo "  bounds. The reader answers both outside and inside a sandbox itself; inside it also"
+	echo "  reads the file's path (readlink of the event's fd), an fstat, matches the policy and, for"
+	echo "  a protected file, how it is opened (/proc/TID/syscall). Only a decision that may wait"
+	echo "  (a dynamic loader check, a hash) goes to a worker goroutine."
+	echo "- DNS: client, proxy and fake upstream share the benchmark process's CPUs. A name asked"
+	echo "  again within its TTL is answered from the proxy's cache: one loopback hop, like the"
+	echo "  baseline's. An uncached one adds the proxy's own exchange with the upstream: about"
+	echo "  twice the baseline's cost."
 	echo "- The BPF-LSM rows come from an emulated guest (QEMU TCG): absolute times are ten times"
 	echo "  the host's or more and single measurements vary by up to 2x, hence more rounds and a"
 	echo "  wide spread. Read them as an indication, not as what a real machine pays."
@@ -151,5 +180,9 @@ describe() {
 	echo '```'
 	grep -E '^(guest:)?Benchmark' "$raw"
 	echo '```'
+	if [ -s "$tmp/kept-sections.md" ]; then
+		echo
+		cat "$tmp/kept-sections.md"
+	fi
 } >"$out"
 echo "bench/run.sh: wrote $out" >&2

@@ -5,26 +5,38 @@ package dns
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	mdns "github.com/miekg/dns"
 
 	"github.com/aigate-dev/aigate/bench"
+	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // BenchmarkQuery compares one A query sent straight to the (fake, loopback)
 // upstream with the same query through the proxy, which matches the name,
-// forwards it and updates the allow map: the ratio of the two is the
-// proxy's added latency. Direct and proxied rounds of b.N queries alternate
-// over bench.Rounds() rounds (bench/README.md). (The kernel's steering adds
-// one sock_addr program run per send and receive, measured by the loader's
-// benchmarks.)
+// forwards it (or answers from its cache) and updates the allow map: the
+// ratio of the two is the proxy's added latency. Direct and proxied rounds
+// of b.N queries alternate over bench.Rounds() rounds (bench/README.md).
+// (The kernel's steering adds one sock_addr program run per send and
+// receive, measured by the loader's benchmarks.) The cases:
+//
+//	cached    a name asked again within its TTL: the proxy answers from
+//	          its cache (cache.go) and learns the addresses again
+//	uncached  a name whose answer has a TTL of 0: every query is
+//	          forwarded to the upstream
+//	member    as cached, to a proxy that also asks sock_diag whether the
+//	          client's socket is in its sandbox's cgroup, as the agent's
+//	          proxies do (here the benchmark's own cgroup; needs root)
 func BenchmarkQuery(b *testing.B) {
 	up := testutil.StartFakeDNS(b)
 	up.Set("svc.test", "svc.test. 300 IN A 10.1.2.3")
-	c := compile(b, "svc.test")
+	up.Set("once.test", "once.test. 0 IN A 10.1.2.4")
+	c := compile(b, "svc.test", "once.test")
 	p, err := Start(Config{PolicyID: 1, Net: c.Net, Sink: newFakeSink(), Upstreams: []string{up.Addr}, TTL: policy.DNS{}})
 	if err != nil {
 		b.Fatal(err)
@@ -32,24 +44,55 @@ func BenchmarkQuery(b *testing.B) {
 	b.Cleanup(func() { _ = p.Close() })
 	proxy := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port()).String()
 	cl := &mdns.Client{Net: "udp"}
-	m := new(mdns.Msg).SetQuestion("svc.test.", mdns.TypeA)
-	query := func(server string) bench.Measure {
-		return func() (float64, error) {
-			return bench.Batched(b.N, func() error {
-				r, _, err := cl.Exchange(m, server)
-				if err != nil {
-					return err
+	for _, bc := range []struct{ name, qname string }{{"cached", "svc.test."}, {"uncached", "once.test."}, {"member", "svc.test."}} {
+		b.Run(bc.name, func(b *testing.B) {
+			proxy := proxy
+			if bc.name == "member" {
+				proxy = memberProxy(b, c, up.Addr)
+			}
+			m := new(mdns.Msg).SetQuestion(bc.qname, mdns.TypeA)
+			query := func(server string) bench.Measure {
+				return func() (float64, error) {
+					return bench.Batched(b.N, func() error {
+						r, _, err := cl.Exchange(m, server)
+						if err != nil {
+							return err
+						}
+						if len(r.Answer) != 1 {
+							return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
+						}
+						return nil
+					})
 				}
-				if len(r.Answer) != 1 {
-					return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
-				}
-				return nil
-			})
-		}
+			}
+			r, err := bench.Pair(bench.Rounds(), query(up.Addr), query(proxy))
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Report(b)
+		})
 	}
-	r, err := bench.Pair(bench.Rounds(), query(up.Addr), query(proxy))
+}
+
+// memberProxy starts a proxy for the benchmark's own cgroup, with the
+// sock_diag check of its clients, and returns its address.
+func memberProxy(b *testing.B, c *policy.Compiled, upstream string) string {
+	testutil.RequireRoot(b)
+	cg, err := cgroup.ProcessCgroup(os.Getpid())
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.Report(b)
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Start(Config{PolicyID: 1, Net: c.Net, Sink: newFakeSink(), Upstreams: []string{upstream}, CgroupPath: filepath.Join(root, cg)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = p.Close() })
+	if p.members == nil {
+		testutil.SkipUnlessKernel(b, "no sock_diag check of the proxy's clients on this kernel")
+	}
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port()).String()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,7 +86,8 @@ type Stats struct {
 	Queries   uint64 // received
 	Refused   uint64 // names the policy does not allow, and Strangers
 	Strangers uint64 // queries from sockets outside the proxy's sandbox
-	Forwarded uint64 // answered from upstream
+	Forwarded uint64 // answered from upstream, or from the cache
+	Cached    uint64 // of Forwarded, answered from the cache of upstream answers
 	Failed    uint64 // SERVFAIL: upstream unreachable or the allow map refused an update
 	Learned   uint64 // addresses currently allowed through this proxy
 
@@ -105,7 +107,8 @@ type Proxy struct {
 	client   *mdns.Client
 	tcp      *mdns.Client
 
-	queries, refused, forwarded, failed atomic.Uint64
+	queries, refused, forwarded, failed, cached atomic.Uint64
+	cache                                       answerCache // upstream answers within their TTL (cache.go)
 
 	members   *memberCheck // nil: every client is answered
 	strangers atomic.Uint64
@@ -326,7 +329,7 @@ func (p *Proxy) Stats() Stats {
 	p.mu.Unlock()
 	return Stats{
 		Queries: p.queries.Load(), Refused: p.refused.Load(), Forwarded: p.forwarded.Load(),
-		Failed: p.failed.Load(), Learned: learned, Strangers: p.strangers.Load(),
+		Failed: p.failed.Load(), Learned: learned, Strangers: p.strangers.Load(), Cached: p.cached.Load(),
 		OwnersFound: p.found.Load(), OwnersMissed: p.missed.Load(), OwnerTime: time.Duration(p.ownerT.Load()),
 	}
 }
@@ -428,11 +431,26 @@ func (p *Proxy) answer(req *mdns.Msg, c peer) *mdns.Msg {
 		p.report(name, c)
 		return new(mdns.Msg).SetRcode(req, mdns.RcodeRefused)
 	}
-	resp, err := p.forward(req, overTCP)
-	if err != nil {
-		p.failed.Add(1)
-		return new(mdns.Msg).SetRcode(req, mdns.RcodeServerFailure)
+	key, cacheable := keyOf(req, overTCP)
+	var resp *mdns.Msg
+	if cacheable {
+		resp = p.cache.get(key, time.Now())
 	}
+	if resp != nil {
+		p.cached.Add(1)
+		resp.Question = slices.Clone(req.Question)
+	} else {
+		var err error
+		if resp, err = p.forward(req, overTCP); err != nil {
+			p.failed.Add(1)
+			return new(mdns.Msg).SetRcode(req, mdns.RcodeServerFailure)
+		}
+		if cacheable {
+			p.cache.put(key, resp, time.Now())
+		}
+	}
+	// A cached answer is learned again: its addresses may have expired
+	// from the allow map (after at least min_ttl) while its TTL runs.
 	if err := p.learn(allowed, name, chainAddrs(resp, q.Name)); err != nil {
 		// The client could not connect to what we would answer: say so.
 		p.failed.Add(1)

@@ -52,6 +52,9 @@ type Options struct {
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
+	// allInWorkers, for tests, sends every sandboxed event to the workers
+	// (no decideInline), so that beforeDecide sees them all.
+	allInWorkers bool
 	// pruneEvery is how often a sandbox at its directory bound looks for
 	// directories that have gone, which no longer count (rm -rf
 	// node_modules); default 5s.
@@ -138,6 +141,7 @@ type Backend struct {
 
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
+	byCgroup  map[string]*sandbox // the same, by rel: sandboxOf's index
 
 	pending pendingSet
 	work    chan *pending
@@ -193,6 +197,7 @@ func Open(opts Options) (*Backend, error) {
 		stored:    newWalkStoreIf(opts.WalkCacheDir),
 		keep:      newKeeper(maxKept),
 		sandboxes: map[uint32]*sandbox{},
+		byCgroup:  map[string]*sandbox{},
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
 		events:    make(chan events.Event, opts.EventBuffer),
@@ -327,6 +332,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	s.mu.Lock()
 	b.mu.Lock()
 	b.sandboxes[sb.ID] = s
+	b.byCgroup[rel] = s
 	b.mu.Unlock()
 	err = b.marks.addMarks(sb.ID, p)
 	if b.watch != nil {
@@ -417,6 +423,9 @@ func (b *Backend) Remove(id uint32) error {
 	b.mu.Lock()
 	s, ok := b.sandboxes[id]
 	delete(b.sandboxes, id)
+	if ok && b.byCgroup[s.rel] == s {
+		delete(b.byCgroup, s.rel)
+	}
 	b.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("remove sandbox %d: not registered", id)

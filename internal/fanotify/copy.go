@@ -90,6 +90,10 @@ func hashFD(fd int, size int64, sum *[32]byte) bool {
 	return true
 }
 
+// maybeCopy reports whether a file of size bytes could be a copy of a
+// deny_exec binary: copyOf would hash it.
+func (p *plan) maybeCopy(size int64) bool { return len(p.copies[size]) > 0 }
+
 // copyOf returns the rule of the deny_exec binary whose copy fd (size
 // bytes) is, or 0.
 func (p *plan) copyOf(fd int, size int64) policy.RuleID {
@@ -109,13 +113,21 @@ func (p *plan) copyOf(fd int, size int64) policy.RuleID {
 	return 0
 }
 
-// copyExec is copyOf for an FAN_OPEN_PERM event: only when the opener is
-// executing the file (an exec is reported as an open too), so that reading
-// a copy (cp, sha256sum) stays allowed, as reading the original is. A file
-// that FAN_OPEN_EXEC_PERM reports as well (protected by inode, or in a
+// mayCopyExec reports whether an FAN_OPEN_PERM event needs copyExec: the
+// file has the size of a deny_exec binary, is not one by inode (exec), and
+// no FAN_OPEN_EXEC_PERM mark reports its execs. A file that
+// FAN_OPEN_EXEC_PERM reports as well (protected by inode, or in a
 // directory marked for execs) was decided there: once, also in audit mode.
-func (b *Backend) copyExec(p *pending, size int64, exec policy.RuleID, path string) policy.RuleID {
-	if exec != 0 || len(p.sb.plan.copies[size]) == 0 || b.marks.mask(filepath.Dir(path))&unix.FAN_OPEN_EXEC_PERM != 0 || !inExec(p.tid) {
+func (b *Backend) mayCopyExec(p *pending, size int64, exec policy.RuleID, path string) bool {
+	return exec == 0 && p.sb.plan.maybeCopy(size) && b.marks.mask(filepath.Dir(path))&unix.FAN_OPEN_EXEC_PERM == 0
+}
+
+// copyExec is copyOf for an FAN_OPEN_PERM event that mayCopyExec: only
+// when the opener is executing the file (an exec is reported as an open
+// too), so that reading a copy (cp, sha256sum) stays allowed, as reading
+// the original is.
+func (b *Backend) copyExec(p *pending, size int64) policy.RuleID {
+	if !inExec(p.tid) {
 		return 0
 	}
 	return p.sb.plan.copyOf(p.fd, size)

@@ -41,13 +41,29 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 	if !ok {
 		return b.exitedSandbox(tid)
 	}
+	if s := b.sandboxAt(cg); s != nil {
+		b.placed.put(tid, s)
+		return s
+	}
+	return nil
+}
+
+// sandboxAt returns the sandbox whose cgroup is cg or the nearest of its
+// ancestors: one map lookup per level of cg, where a loop over the
+// sandboxes cost a comparison per sandbox (1,000 of them: tens of
+// microseconds on every event of the machine).
+func (b *Backend) sandboxAt(cg string) *sandbox {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	for _, s := range b.sandboxes {
-		if cgroup.Within(cg, s.rel) {
-			b.placed.put(tid, s)
+	for dir := cg; dir != ""; {
+		if s := b.byCgroup[dir]; s != nil {
 			return s
 		}
+		i := strings.LastIndexByte(dir, '/')
+		if i < 0 {
+			break
+		}
+		dir = dir[:i]
 	}
 	return nil
 }
@@ -144,17 +160,24 @@ func (c *pidCache) get(pid int) *sandbox {
 // readCgroup returns the cgroup v2 path of tid from /proc/TID/cgroup.
 func readCgroup(tid int) (string, bool) {
 	var buf [4096]byte
-	fd, err := unix.Open("/proc/"+strconv.Itoa(tid)+"/cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", false
-	}
-	defer unix.Close(fd)
-	n, err := unix.Read(fd, buf[:])
+	n, err := readProc(tid, "cgroup", buf[:])
 	if err != nil || n <= 0 {
 		return "", false
 	}
 	cg, ok := cgroup.V2Path(buf[:n])
 	return string(cg), ok
+}
+
+// readProc reads /proc/TID/name into buf with one read: open, read, close
+// and nothing else (os.ReadFile adds an fstat, a second read and an
+// attempt to register the fd with the poller).
+func readProc(tid int, name string, buf []byte) (int, error) {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(tid)+"/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return unix.Read(fd, buf)
 }
 
 // verdict is the outcome of one sandboxed event.
@@ -169,17 +192,71 @@ type verdict struct {
 
 func (v verdict) allow() bool { return !v.deny || v.audit }
 
+// facts are what a decision reads about the event's file: read once, by
+// the reader, and kept for the worker when the reader hands the event on.
+type facts struct {
+	read   bool
+	path   string
+	size   int64 // 0 when fstat failed, as before
+	key    inodeKey
+	statOK bool
+}
+
+// rules are the inode's rules, looked up at each decision: inodes gain
+// rules while a sandbox runs (grow.go), also while an event waits for a
+// worker.
+func (f *facts) rules(p *plan) fileRules {
+	if !f.statOK {
+		return fileRules{}
+	}
+	return p.rulesOf(f.key)
+}
+
+func (p *pending) gather() *facts {
+	f := &p.facts
+	if f.read {
+		return f
+	}
+	f.read = true
+	f.path = fdPath(p.fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(p.fd, &st); err == nil {
+		f.key, f.statOK = keyOf(&st), true
+		f.size = st.Size
+	}
+	return f
+}
+
 // decide checks one sandboxed event against its sandbox's policy: first by
 // inode (a hard link or bind mount of a protected file has another path),
 // then by path through the policy's reference matchers.
 func (b *Backend) decide(p *pending) verdict {
+	v, _ := b.decideAt(p, false)
+	return v
+}
+
+// decideInline is the decision the reader makes itself, sparing the
+// event the hand-off to a worker goroutine, which cost more than the
+// decision (see readLoop's runtime.Gosched). It does only what cannot wait on anything but this
+// machine's memory: a readlink and an fstat of the event's fd, the policy
+// match, and one read of /proc/TID/syscall. It returns false, with the
+// facts read kept in p, when the decision needs more: /proc/TID/syscall
+// again because the thread was "running", the opener's /proc/TID/exe (a
+// dynamic loader?) or a hash of the file (a copy of a deny_exec binary?).
+// Those may take milliseconds, and open files, so they stay in the
+// workers, where the reaper bounds them. The verdicts are the same either
+// way: decideAt runs the same steps in the same order.
+func (b *Backend) decideInline(p *pending) (verdict, bool) {
+	return b.decideAt(p, true)
+}
+
+// decideAt decides p; inline, it gives up (false) at the first step that
+// may wait.
+func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 	c := p.sb.Policy
-	v := verdict{audit: p.sb.Mode == policy.ModeAudit, path: fdPath(p.fd)}
-	var st unix.Stat_t
-	var r fileRules
-	if err := unix.Fstat(p.fd, &st); err == nil {
-		r = p.sb.plan.rulesOf(keyOf(&st))
-	}
+	f := p.gather()
+	r := f.rules(p.sb.plan)
+	v := verdict{audit: p.sb.Mode == policy.ModeAudit, path: f.path}
 	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 		v.kind, v.op = events.KindExec, events.OpExec
 		v.rule = r.exec
@@ -187,60 +264,85 @@ func (b *Backend) decide(p *pending) verdict {
 			v.rule, _ = c.MatchExec(v.path)
 		}
 		if v.rule == 0 {
-			v.rule = p.sb.plan.copyOf(p.fd, st.Size)
+			if inline && p.sb.plan.maybeCopy(f.size) {
+				return v, false
+			}
+			v.rule = p.sb.plan.copyOf(p.fd, f.size)
 		}
 		v.deny = v.rule != 0
-		return v
+		return v, true
 	}
 	v.kind, v.op = events.KindFile, events.OpRead
 	if r.read != 0 {
 		v.rule, v.deny = r.read, true
-		return v
+		return v, true
 	}
 	// Each set is matched at most once per event: from here on the read
 	// set does not match, so MatchExec is the exec set's answer and
 	// MatchOpen for a write the write set's.
 	if id, ok := c.Read.Match(v.path); ok {
 		v.rule, v.deny = id, true
-		return v
+		return v, true
 	}
-	if rule := b.copyExec(p, st.Size, r.exec, v.path); rule != 0 {
-		v.kind, v.op = events.KindExec, events.OpExec
-		v.rule, v.deny = rule, true
-		return v
+	if b.mayCopyExec(p, f.size, r.exec, v.path) {
+		if inline {
+			return v, false
+		}
+		if rule := b.copyExec(p, f.size); rule != 0 {
+			v.kind, v.op = events.KindExec, events.OpExec
+			v.rule, v.deny = rule, true
+			return v, true
+		}
 	}
-	if rule := b.loaderOpen(p, r.exec, v.path); rule != 0 {
-		v.kind, v.op = events.KindExec, events.OpExec
-		v.rule, v.deny = rule, true
-		return v
+	if exec := b.loaderCandidate(p, r.exec, v.path); exec != 0 {
+		if inline {
+			return v, false
+		}
+		if b.loaderOpen(p) {
+			v.kind, v.op = events.KindExec, events.OpExec
+			v.rule, v.deny = exec, true
+			return v, true
+		}
 	}
 	// Only a write rule can still match: find out how the file is opened.
 	write := r.write
 	if write == 0 {
 		if write, _ = c.Write.Match(v.path); write == 0 {
-			return v
+			return v, true
 		}
 	}
-	if openAccess(p.tid) == accessRead {
-		return v
+	var access accessKind
+	if inline {
+		var ok bool
+		if access, ok = openAccessOnce(p.tid); !ok {
+			return v, false
+		}
+	} else {
+		access = openAccess(p.tid)
+	}
+	if access == accessRead {
+		return v, true
 	}
 	v.op = events.OpWrite
 	v.rule, v.deny = write, true
-	return v
+	return v, true
 }
 
-// loaderOpen returns the exec rule that refuses p when it is a dynamic
-// loader opening a deny_exec file (`ld.so /usr/bin/curl`, see loader.go),
-// else 0. exec is the inode's exec rule, if any. decide calls it once the
-// read set has not matched path, so the exec set alone is MatchExec.
-func (b *Backend) loaderOpen(p *pending, exec policy.RuleID, path string) policy.RuleID {
+// loaderCandidate returns the exec rule of the file p opens (exec, the
+// inode's, or by path), which a dynamic loader opening it would break
+// (`ld.so /usr/bin/curl`, see loader.go), else 0. decideAt calls it once
+// the read set has not matched path, so the exec set alone is MatchExec.
+func (b *Backend) loaderCandidate(p *pending, exec policy.RuleID, path string) policy.RuleID {
 	if exec == 0 {
 		exec, _ = p.sb.Policy.Exec.Match(path)
 	}
-	if exec == 0 || !b.ldso.isLoader(p.tid, p.fd) || inExec(p.tid) {
-		return 0
-	}
 	return exec
+}
+
+// loaderOpen reports whether p's opener is a dynamic loader opening the
+// file outside an exec: the open of a deny_exec file that is refused.
+func (b *Backend) loaderOpen(p *pending) bool {
+	return b.ldso.isLoader(p.tid, p.fd) && !inExec(p.tid)
 }
 
 // verdictOverload denies an event that no worker could take.

@@ -46,6 +46,11 @@ func errnoName(err error) string {
 var helperOps = map[string]func(args []string) string{}
 
 func registerHelper(name string, f func([]string) string) bool {
+	// Two tests registering one name would silently run one's helper for
+	// the other (BenchmarkOpen's openloop was replaced by readrace's).
+	if _, dup := helperOps[name]; dup {
+		panic("fanotify test helper " + name + " registered twice")
+	}
 	helperOps[name] = f
 	return true
 }

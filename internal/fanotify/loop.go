@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -19,7 +20,10 @@ import (
 // The decision loop. One reader drains the group and answers, inline, every
 // event whose opener is outside all sandboxes: that costs one read of
 // /proc/TID/cgroup, so aigate itself and the rest of the machine never queue
-// behind a sandbox. Sandboxed events go to a bounded pool of workers; when
+// behind a sandbox. It decides a sandboxed event itself too when that
+// takes only bounded work (decideInline: a readlink, an fstat, the policy
+// match, one read of /proc/TID/syscall): handing it to a worker cost more
+// than the decision (bench/results.md, issue #15). Sandboxed events that need more go to a bounded pool of workers; when
 // the pool is saturated the event is denied at once rather than queued
 // behind a hostile process. A reaper denies any sandboxed event that has
 // waited longer than DecisionTimeout, whatever its worker is doing.
@@ -31,6 +35,7 @@ type pending struct {
 	event
 	sb       *sandbox
 	deadline time.Time
+	facts    facts // read by the reader, kept for the worker
 
 	mu       sync.Mutex
 	answered bool
@@ -172,8 +177,20 @@ func (b *Backend) readLoop() {
 				return
 			}
 			evs, err = parseEvents(buf[:n], evs[:0])
+			queued := false
 			for _, ev := range evs {
-				b.dispatch(ev)
+				queued = b.dispatch(ev) || queued
+			}
+			if queued {
+				// Hand this thread to the worker now. A goroutine woken by
+				// a channel send waits in this P's next slot, and the
+				// reader is about to block in read or poll: until the
+				// runtime's monitor takes the P back (tens of
+				// microseconds to milliseconds) no one ran the worker and
+				// the opener waited (BenchmarkOpen/inside/exec-binary:
+				// 72 us, 14 us with this). The reader, queued, is picked
+				// up by another thread.
+				runtime.Gosched()
 			}
 			if err != nil {
 				// The events we could parse were answered; the rest stay
@@ -185,14 +202,15 @@ func (b *Backend) readLoop() {
 	}
 }
 
-// dispatch answers an unsandboxed opener at once and queues the rest.
-func (b *Backend) dispatch(ev event) {
+// dispatch answers an unsandboxed opener at once, decides what it can for
+// a sandboxed one and queues the rest. It reports whether it queued one.
+func (b *Backend) dispatch(ev event) bool {
 	if ev.fd < 0 {
 		// FAN_NOFD: a queue overflow notice. With FAN_UNLIMITED_QUEUE it
 		// cannot happen for permission events; count it if it ever does.
 		b.stats.overflow()
 		b.log.Error("fanotify queue overflow reported", zap.Uint64("mask", ev.mask))
-		return
+		return false
 	}
 	sb := b.sandboxOf(ev.tid)
 	if sb == nil {
@@ -200,15 +218,23 @@ func (b *Backend) dispatch(ev event) {
 			b.log.Error("allow unsandboxed open", zap.Error(err))
 		}
 		unix.Close(ev.fd)
-		return
+		return false
 	}
 	p := &pending{event: ev, sb: sb, deadline: time.Now().Add(b.opts.DecisionTimeout)}
 	b.pending.add(p)
+	if !b.opts.allInWorkers {
+		if v, ok := b.decideInline(p); ok {
+			b.finish(p, v)
+			return false
+		}
+	}
 	select {
 	case b.work <- p:
+		return true
 	default:
 		b.stats.overload()
 		b.finish(p, b.verdictOverload(p))
+		return false
 	}
 }
 

@@ -15,8 +15,8 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-var _ = registerHelper("openloop", func(args []string) string {
-	// openloop PATH THREADS N: THREADS threads open PATH read-only N times
+var _ = registerHelper("openstorm", func(args []string) string {
+	// openstorm PATH THREADS N: THREADS threads open PATH read-only N times
 	// each, at once; prints "ok" or how many opens failed, and how.
 	threads, _ := strconv.Atoi(args[1])
 	n, _ := strconv.Atoi(args[2])
@@ -57,7 +57,7 @@ func TestDenyWriteConcurrentReads(t *testing.T) {
 	e := newEnv(t, nil)
 	lock := e.write(filepath.Join(e.project, "go.lock"), "x")
 	s := e.sandbox(policy.Policy{DenyWrite: rules("*.lock")})
-	if got := e.run(s, "openloop", lock, "16", "500"); got != "ok" {
+	if got := e.run(s, "openstorm", lock, "16", "500"); got != "ok" {
 		t.Fatalf("read-only opens of deny_write %s from 16 threads: %s, want all allowed", lock, got)
 	}
 	e.noEvent()

@@ -26,6 +26,7 @@ func TestOwnOpenInDecisionNoDeadlock(t *testing.T) {
 	var secret string
 	hookErr := make(chan error, 16)
 	e := newEnv(t, func(o *Options) {
+		o.allInWorkers = true
 		o.beforeDecide = func(*pending) {
 			fd, err := unix.Open(secret, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err == nil {
@@ -58,6 +59,7 @@ func TestDecisionTimeoutFailsClosed(t *testing.T) {
 	release := make(chan struct{})
 	e := newEnv(t, func(o *Options) {
 		o.DecisionTimeout = 300 * time.Millisecond
+		o.allInWorkers = true
 		o.beforeDecide = func(*pending) { <-release }
 	})
 	t.Cleanup(func() { close(release) })
@@ -80,6 +82,44 @@ func TestDecisionTimeoutFailsClosed(t *testing.T) {
 	openHere(t, secret, unix.O_RDONLY)
 	if h := e.b.Health(); h.Timeouts != 2 {
 		t.Fatalf("health %+v, want 2 timeouts", h)
+	}
+}
+
+// TestInlineDecisionsSkipStuckWorkers: the reader decides what needs only
+// the event's fd and the policy itself (decideInline), so a deny_read file
+// is refused and an unrelated one allowed at once even while every worker
+// is stuck; what needs a worker (reading a deny_exec binary: is the reader
+// a dynamic loader?) still fails closed after DecisionTimeout.
+func TestInlineDecisionsSkipStuckWorkers(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, func(o *Options) {
+		o.DecisionTimeout = 300 * time.Millisecond
+		o.beforeDecide = func(*pending) { <-release }
+	})
+	t.Cleanup(func() { close(release) })
+	secret := e.write(filepath.Join(e.project, ".env"), "K=v")
+	tool := e.copyBin(filepath.Join(e.project, "tools", "runme"))
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env"), DenyExec: rules("tools/runme")})
+	// Created after Add: no ignore mask, so its open is reported.
+	fine := e.write(filepath.Join(e.project, "main.go"), "package main")
+	// Had either waited for a worker, the reaper would have denied it
+	// (the allowed one too) and counted a timeout.
+	for _, c := range []struct{ path, want string }{{secret, "EPERM"}, {fine, "ok"}} {
+		if got := e.run(s, "open", c.path, "r"); got != c.want {
+			t.Fatalf("sandboxed read of %s with stuck workers: %s, want %s", c.path, got, c.want)
+		}
+	}
+	if ev := e.event(); ev.Path != secret {
+		t.Fatalf("event %+v, want the refusal of %s", ev, secret)
+	}
+	if h := e.b.Health(); h.Timeouts != 0 {
+		t.Fatalf("health %+v: an inline decision timed out", h)
+	}
+	if got := e.run(s, "open", tool, "r"); got != "EPERM" {
+		t.Fatalf("read of a deny_exec binary with stuck workers: %s, want EPERM (timeout)", got)
+	}
+	if h := e.b.Health(); h.Timeouts != 1 {
+		t.Fatalf("health %+v, want 1 timeout", h)
 	}
 }
 

@@ -4,7 +4,6 @@ package fanotify
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -58,6 +57,23 @@ func openAccess(tid int) accessKind {
 	return parseSyscall(line, syscalls)
 }
 
+// openAccessOnce is openAccess from a single read of /proc/TID/syscall,
+// for the reader: false when the thread was "running" (woken, see
+// blockedSyscall), which only a worker may wait out. A read that fails is
+// final, as in blockedSyscall: accessUnknown.
+func openAccessOnce(tid int) (accessKind, bool) {
+	var buf [256]byte
+	n, err := readProc(tid, "syscall", buf[:])
+	if err != nil {
+		return accessUnknown, true
+	}
+	line := string(buf[:n])
+	if strings.HasPrefix(line, "running") {
+		return accessUnknown, false
+	}
+	return parseSyscall(line, syscalls), true
+}
+
 // A "running" thread is read again after syscallBackoff, doubled each
 // time up to syscallMaxPause, for at most syscallPatience: a tenth of the
 // default DecisionTimeout. On a busy machine a woken thread can wait
@@ -78,16 +94,17 @@ const (
 // again; what is still unreadable after syscallPatience is the caller's to
 // refuse (TestDenyWriteConcurrentReads).
 func blockedSyscall(tid int) (string, error) {
-	path := "/proc/" + strconv.Itoa(tid) + "/syscall"
 	pause := syscallBackoff
 	deadline := time.Now().Add(syscallPatience)
+	var buf [256]byte // "NR" and 8 hex words: under 200 bytes
 	for {
-		data, err := os.ReadFile(path)
+		n, err := readProc(tid, "syscall", buf[:])
 		if err != nil {
 			return "", err
 		}
-		if !strings.HasPrefix(string(data), "running") || time.Now().After(deadline) {
-			return string(data), nil
+		data := string(buf[:n])
+		if !strings.HasPrefix(data, "running") || time.Now().After(deadline) {
+			return data, nil
 		}
 		time.Sleep(pause)
 		pause = min(2*pause, syscallMaxPause)
