@@ -219,10 +219,16 @@ func (p *pending) gather() *facts {
 	}
 	f.read = true
 	f.path = fdPath(p.fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(p.fd, &st); err == nil {
-		f.key, f.statOK = keyOf(&st), true
-		f.size = st.Size
+	// The reader gathers these itself (decideInline): they must not wait
+	// on a file server. AT_STATX_DONT_SYNC takes what the kernel holds of
+	// a network filesystem's inode, as fresh as the open this event is
+	// about (which revalidated it); on a local filesystem it changes
+	// nothing.
+	var stx unix.Statx_t
+	const want = unix.STATX_INO | unix.STATX_SIZE
+	if err := unix.Statx(p.fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, want, &stx); err == nil && stx.Mask&want == want {
+		f.key, f.statOK = inodeKey{unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino}, true
+		f.size = int64(stx.Size)
 	}
 	return f
 }
