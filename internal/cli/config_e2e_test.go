@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 )
 
@@ -36,11 +37,17 @@ func TestE2EConfigCommands(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "HOME="+home)
+	// Never the machine's agent or its policy records: as root with no
+	// agent, init and deny record the accepted policy in --trust-dir.
+	trust := filepath.Join(dir, "trust")
+	if err := os.Mkdir(trust, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env = append(env, "HOME="+home, api.SocketEnv+"="+filepath.Join(dir, "aigate.sock"))
 
 	aigate := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(bin, args...)
+		cmd := exec.Command(bin, append(args, "--trust-dir", trust)...)
 		cmd.Dir, cmd.Env = proj, env
 		out, err := cmd.CombinedOutput()
 		code := 0
