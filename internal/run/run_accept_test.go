@@ -40,9 +40,22 @@ func TestRunLoosenedPolicyAskedOnTerminal(t *testing.T) {
 		e.out.b.Reset()
 		e.out.mu.Unlock()
 		e.f.Interactive = func() bool { return tty }
-		e.f.In = strings.NewReader(answer)
+		// A file, as the terminal is: the command's exec helper, started
+		// before the sandbox is asked for, gets f.In, and a non-file
+		// reader would be copied into it (answer and all) by os/exec
+		// before the question is asked.
+		in, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		if _, err := w.WriteString(answer); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		e.f.In = in
 		code, msg := e.run(t, &runOptions{TrustDir: records, Args: []string{"touch", marker}}, newRunFake(), nil)
-		_, err := os.Stat(marker)
+		_, err = os.Stat(marker)
 		return code, msg + "\n" + e.out.String(), err == nil
 	}
 
