@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 )
 
@@ -43,7 +42,7 @@ func TestE2EConfigCommands(t *testing.T) {
 	if err := os.Mkdir(trust, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	env = append(env, "HOME="+home, api.SocketEnv+"="+filepath.Join(dir, "aigate.sock"))
+	env = append(env, "HOME="+home, "AIGATE_SOCKET="+filepath.Join(dir, "aigate.sock")) // api.SocketEnv, Linux only
 
 	aigate := func(args ...string) (string, int) {
 		t.Helper()
