@@ -104,7 +104,17 @@ func floodConnects(spec string) (uint64, error) {
 // run, exactly: the helper's count, the kernel's counter, the agent's
 // Prometheus counters (aigate_violations_total, aigate_events_dropped_total)
 // and pumped + dropped.
+//
+// Opt-in (AIGATE_BENCH_AGENT_KERNEL=1): the agent is this test process, on
+// the host, and its fanotify marks (the sandbox's home, protected files,
+// deny_exec binaries) make every process's opens of those files wait for
+// its answer while the flood competes with it for the CPUs. Once in 22 runs
+// it answered nothing for 20 s and its guard killed it, as designed.
 func BenchmarkAgentKernelEventRate(b *testing.B) {
+	if os.Getenv("AIGATE_BENCH_AGENT_KERNEL") != "1" {
+		// skip-ok: opt-in, see above; a run by `-bench .` must not hold other processes' opens.
+		b.Skip("set AIGATE_BENCH_AGENT_KERNEL=1 to run the whole-agent event-rate benchmark")
+	}
 	testutil.RequireRoot(b)
 	be, err := backend.Open(policy.BackendFanotify, backend.Options{Logger: testLog(b)})
 	if err != nil {
