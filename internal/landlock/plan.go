@@ -97,7 +97,7 @@ var DefaultCreate = []string{".cache", ".local/state", ".claude",
 	".claude/todos", ".claude/shell-snapshots", ".claude/statsig", ".claude/file-history", ".claude/session-env",
 	// protected by default deny_write rules: made before the sandbox, so
 	// that the fanotify backend watches them from the start
-	".claude/plugins/cache", ".claude/plugins/marketplaces", ".claude/plugins/data",
+	".claude/plugins/cache", ".claude/plugins/data",
 	".claude/skills", ".claude/commands", ".claude/agents", ".claude/hooks", ".claude/rules"}
 
 // DefaultFixed is the tool state whose own entries are fixed (Options.Fixed):

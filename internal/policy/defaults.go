@@ -62,11 +62,13 @@ var (
 		// registry of plugins and marketplaces, skills (scripts, hooks),
 		// commands (`!` shell lines), agents (hooks, MCP servers), the
 		// user's hook scripts and memory. Claude Code writes
-		// ~/.claude/plugins/store at every start: not listed.
+		// ~/.claude/plugins/store at every start, and clones (and removes
+		// on failure) its official marketplace into plugins/marketplaces
+		// at the first interactive start: not listed.
 		"~/.claude/settings.json", "~/.claude/settings.local.json",
 		"~/.claude/plugins/installed_plugins.json", "~/.claude/plugins/known_marketplaces.json",
 		"~/.claude/plugins/known_marketplaces_claudeai.json",
-		"~/.claude/plugins/cache/", "~/.claude/plugins/marketplaces/", "~/.claude/plugins/data/",
+		"~/.claude/plugins/cache/", "~/.claude/plugins/data/",
 		"~/.claude/skills/", "~/.claude/commands/", "~/.claude/agents/", "~/.claude/hooks/",
 		"~/.claude/CLAUDE.md", "~/.claude/rules/",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
@@ -301,7 +303,6 @@ deny_write:
   - ~/.claude/plugins/known_marketplaces.json
   - ~/.claude/plugins/known_marketplaces_claudeai.json
   - ~/.claude/plugins/cache/
-  - ~/.claude/plugins/marketplaces/
   - ~/.claude/plugins/data/
   - ~/.claude/skills/
   - ~/.claude/commands/
