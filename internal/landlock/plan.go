@@ -95,8 +95,9 @@ const AccessFixed = AccessWrite &^ (AccessRemoveFile | AccessRemoveDir | AccessR
 var DefaultCreate = []string{".cache", ".local/state", ".claude",
 	".claude/projects", ".claude/sessions", ".claude/telemetry", ".claude/backups", ".claude/plugins",
 	".claude/todos", ".claude/shell-snapshots", ".claude/statsig", ".claude/file-history", ".claude/session-env",
-	// protected by default deny_write rules: made before the sandbox, so
-	// that the fanotify backend watches them from the start
+	// protected by default deny_write rules: run makes these before the
+	// sandbox exists (the LSM backend refuses their creation inside; the
+	// fanotify backend watches them from the start)
 	".claude/plugins/cache", ".claude/plugins/data",
 	".claude/skills", ".claude/commands", ".claude/agents", ".claude/hooks", ".claude/rules"}
 

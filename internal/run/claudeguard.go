@@ -13,7 +13,29 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/claudejson"
 	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/landlock"
 )
+
+// makeToolDirs makes the tool-state directories aigate creates when
+// missing (landlock.DefaultCreate) before the sandbox exists, as the
+// user: among them are the protected ones of ~/.claude (plugins/cache,
+// skills, ...), which the LSM backend would refuse to the command's own
+// start inside, and which the fanotify backend watches only if they exist
+// when it marks the home. Best effort, as the command's start inside is.
+// Only as the user (aigate run as the user, or under sudo acting as the
+// user): directories root made would be root's, and claude could not
+// write them; the command's start inside still makes them then.
+func makeToolDirs(home string, uid int, u *config.User) {
+	if home == "" || (os.Geteuid() != uid && (u == nil || !u.Sudo)) {
+		return
+	}
+	_ = u.Do(func() error {
+		for _, d := range landlock.DefaultCreate {
+			_ = landlock.CreateMissing(landlock.Options{Home: home, Create: []string{d}})
+		}
+		return nil
+	})
+}
 
 // claudeGuard puts back, once the sandbox is gone, the entries of Claude
 // Code's ~/.claude.json that make a later claude outside start programs or
