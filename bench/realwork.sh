@@ -149,6 +149,8 @@ fi
 uid=$(id -u "$benchuser") gid=$(id -g "$benchuser") group=$(id -gn "$benchuser")
 
 # Not under /tmp: bwrap's case mounts a tmpfs there.
+# What is measured is the tree as it is now (later edits do not count).
+commit="$(git rev-parse --short HEAD)$([ -n "$(git status --porcelain -- . ':!docs/performance*' ':!bench/realwork-results.tsv' 2>/dev/null)" ] && echo ' (with uncommitted changes)')"
 tmp=$(mktemp -d -p /var/tmp aigate-realwork.XXXXXX)
 chmod 755 "$tmp"
 pids=()
@@ -312,7 +314,7 @@ mkdir "$tmp/agent" "$tmp/mock"
 chown "$uid:$gid" "$tmp/mock"
 echo "== items $items, $rounds rounds ($gorounds for go-build), as $benchuser (load $load_start)" >&2
 {
-	echo "# $started, commit $(git rev-parse --short HEAD)$([ -n "$(git status --porcelain -- . ':!docs/performance*' ':!bench/realwork-results.tsv' 2>/dev/null)" ] && echo ' (with uncommitted changes)'), kernel $(uname -r), $(nproc) CPUs, load $load_start at the start, LOAD_END at the end, $rounds rounds ($gorounds for go-build), peers $(bwrap --version | head -1) and srt $srtver"
+	echo "# $started, commit $commit, kernel $(uname -r), $(nproc) CPUs, load $load_start at the start, LOAD_END at the end, $rounds rounds ($gorounds for go-build), peers $(bwrap --version | head -1) and srt $srtver"
 	printf 'item\tcase\tms\tms_q1\tms_q3\tms_min\tms_max\tMiB\tref\tratio\tratio_q1\tratio_q3\tratio_min\tratio_max\n'
 	unshare --mount --net sh "$tmp/measure.sh"
 } >"$tmp/out.tsv"
