@@ -150,7 +150,10 @@ uid=$(id -u "$benchuser") gid=$(id -g "$benchuser") group=$(id -gn "$benchuser")
 
 # Not under /tmp: bwrap's case mounts a tmpfs there.
 # What is measured is the tree as it is now (later edits do not count).
-commit="$(git rev-parse --short HEAD)$([ -n "$(git status --porcelain -- . ':!docs/performance*' ':!bench/realwork-results.tsv' 2>/dev/null)" ] && echo ' (with uncommitted changes)')"
+commit=$(git rev-parse --short HEAD)
+if [ -n "$(git status --porcelain -- . ':!docs/performance*' ':!bench/realwork-results.tsv' 2>/dev/null)" ]; then
+	commit="$commit (with uncommitted changes)"
+fi
 tmp=$(mktemp -d -p /var/tmp aigate-realwork.XXXXXX)
 chmod 755 "$tmp"
 pids=()
