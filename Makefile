@@ -177,17 +177,24 @@ vmtest-smoke: ## the VM harness's own smoke tests (boots QEMU)
 	AIGATE_VMTEST_SMOKE=1 $(RECORD) -v -o $(TESTLOGS)/vmtest-smoke.json -- $(GO) test -json -count=1 -run Smoke ./vmtest
 
 .PHONY: bench
-bench: ## overhead as ratios, side by side: bench/results.md, start-up against bwrap and srt, then rule and sandbox count, into docs/performance.md (root; BENCHFLAGS=--no-vm, BEFORE=gitref)
+bench: ## overhead as ratios, side by side: bench/results.md, start-up against bwrap and srt, rule and sandbox count, real work, into docs/performance.md (root; BENCHFLAGS=--no-vm, BEFORE=gitref)
 	GO=$(GO) VMKERNEL=$(VMKERNEL) bench/run.sh $(BENCHFLAGS)
 	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
 	GO=$(GO) bench/scale.sh
+	GO=$(GO) bench/realwork.sh
 
 # bench/startup.sh rewrites docs/performance.md whole; scale.sh --plot puts
-# the rule and sandbox count section back from bench/scale-results.tsv.
+# the rule and sandbox count section back from bench/scale-results.tsv, and
+# realwork.sh --section the real work section from bench/realwork-results.tsv.
 .PHONY: bench-startup
 bench-startup: ## only the start-up against bwrap and srt, into docs/performance.md (root; BEFORE=gitref adds aigate built from it)
 	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
 	bench/scale.sh --plot
+	bench/realwork.sh --section
+
+.PHONY: bench-realwork
+bench-realwork: ## only real work (go build, git, node --test, claude -p) bare, under aigate, bwrap and srt, into docs/performance.md (root)
+	GO=$(GO) bench/realwork.sh
 
 .PHONY: check-skips
 check-skips: ## fail if a test skipped in every run of make check (host, e2e, smoke, each VM kernel) and is not in skipcheck/allow.txt
