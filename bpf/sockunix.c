@@ -435,8 +435,9 @@ static __noinline int report_seccomp(struct pt_regs *regs)
 
 /*
  * sys_exit runs for every system call of every task while it is attached
- * (the loader attaches it only while a sandbox is confined): the syscall
- * number and result are compared before anything else.
+ * (the loader attaches it while a sandbox is confined, and 10 s after
+ * the last one): the syscall number and result are compared before
+ * anything else.
  */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(aigate_unix_bind_exit, struct pt_regs *regs, long ret)

@@ -79,6 +79,7 @@ func (s *Session) Place(pid int) error {
 		return fmt.Errorf("place process %d in sandbox %s: %w", pid, s.Sandbox.Name, err)
 	}
 	s.placed = true
+	s.conn.BufferReads() // from now on s.read alone reads: a stream of events
 	go s.read()
 	return nil
 }

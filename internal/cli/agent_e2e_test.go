@@ -480,7 +480,8 @@ func TestE2ESudoRun(t *testing.T) {
 		ready := filepath.Join(w.proj, "ready-emb")
 		os.Remove(ready)
 		var errOut testutil.SyncBuffer
-		run := w.asSudo(exec.Command(w.bin, "run", "--metrics-addr", "", "--", "sh", "-c", "touch "+ready+"; exec sleep 600"), sock)
+		run := w.asSudo(exec.Command(w.bin, "run", "--metrics-addr", "", "--trust-dir", filepath.Join(w.dir, "embedded-trust"),
+			"--", "sh", "-c", "touch "+ready+"; exec sleep 600"), sock)
 		run.Stderr = &errOut
 		if err := run.Start(); err != nil {
 			t.Fatal(err)

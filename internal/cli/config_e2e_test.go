@@ -36,11 +36,17 @@ func TestE2EConfigCommands(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "HOME="+home)
+	// Never the machine's agent or its policy records: as root with no
+	// agent, init and deny record the accepted policy in --trust-dir.
+	trust := filepath.Join(dir, "trust")
+	if err := os.Mkdir(trust, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env = append(env, "HOME="+home, "AIGATE_SOCKET="+filepath.Join(dir, "aigate.sock")) // api.SocketEnv, Linux only
 
 	aigate := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(bin, args...)
+		cmd := exec.Command(bin, append(args, "--trust-dir", trust)...)
 		cmd.Dir, cmd.Env = proj, env
 		out, err := cmd.CombinedOutput()
 		code := 0

@@ -66,3 +66,33 @@ func TestPolicyAcceptWithoutAgent(t *testing.T) {
 		t.Errorf("after policy accept --yes: %+v, want the looser file recorded", st)
 	}
 }
+
+// TestEditCommandsTrustDirWithoutAgent: with no agent running, root's init
+// and deny record their own change in the --trust-dir given (the hidden
+// flag every command takes), where `aigate run --trust-dir` compares, and
+// in no other directory.
+func TestEditCommandsTrustDirWithoutAgent(t *testing.T) {
+	testutil.RequireRoot(t)
+	e := newSandboxEnv(t)
+	t.Setenv(api.SocketEnv, filepath.Join(t.TempDir(), "none.sock"))
+	records := filepath.Join(t.TempDir(), "trust")
+	check := func() *api.PolicyState {
+		t.Helper()
+		r := agent.AnswerPolicy(records, 0, &api.PolicyRequest{Action: api.PolicyCheck, Home: e.home,
+			Global: &api.File{Path: e.global(), Data: []byte(e.read(e.global()))}})
+		if r.Error != nil {
+			t.Fatal(r.Error)
+		}
+		return r.Policy
+	}
+	os.Remove(e.global())
+	e.ok("init", "--trust-dir", records)
+	if st := check(); !st.Recorded || len(st.Loosened) != 0 {
+		t.Fatalf("init --trust-dir with no agent: %+v, want its file recorded in %s", st, records)
+	}
+	e.ok("deny", "read", "extra-secret", "--trust-dir", records)
+	e.ok("allow", "read", "extra-secret", "--trust-dir", records)
+	if st := check(); len(st.Loosened) != 0 {
+		t.Errorf("allow --trust-dir with no agent: %+v, want its own change recorded", st)
+	}
+}

@@ -61,6 +61,15 @@ project). Start with:
 	pf.String("log-level", "warn", "log level: debug, info, warn, error (env AIGATE_LOG_LEVEL)")
 	_ = v.BindPFlag("config", pf.Lookup("config"))
 	_ = v.BindPFlag("log-level", pf.Lookup("log-level"))
+	// --trust-dir of every command (run, agent and policy accept have
+	// their own): where root's commands record and check the accepted
+	// global policy when no agent runs, so that init, deny, allow and
+	// reset can record where `run --trust-dir DIR` compares. Hidden: the
+	// default is the service agent's, and tests use it to keep the
+	// machine's records unchanged. No environment twin: a variable a
+	// sandbox could plant in a shell profile must not move root's records.
+	pf.StringVar(&f.PolicyRecords, "trust-dir", f.PolicyRecords, "with no agent running, the root-owned `DIR` of the policy records (as `aigate run --trust-dir`)")
+	_ = pf.MarkHidden("trust-dir")
 
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		log, err := newLogger(v.GetString("log-level"), f.Err)

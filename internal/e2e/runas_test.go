@@ -42,6 +42,9 @@ func TestE2ERunForAnotherUser(t *testing.T) {
 	rootDir := t.TempDir() // root's, mode 0700
 	os.Chmod(rootDir, 0o700)
 	sock := filepath.Join(t.TempDir(), "aigate.sock")
+	// The embedded agent's policy records: not the machine's.
+	trust := t.TempDir()
+	os.Chmod(trust, 0o700)
 	base := append(CleanEnv(os.Environ()), "HOME=/root", "NO_COLOR=1", "AIGATE_SOCKET="+sock)
 
 	for _, tc := range []struct {
@@ -49,8 +52,8 @@ func TestE2ERunForAnotherUser(t *testing.T) {
 		env  []string
 		args []string
 	}{
-		{"--user", base, []string{"run", "--metrics-addr", "", "--user", usr.Username}},
-		{"sudo", append(base, "SUDO_USER="+usr.Username, "SUDO_UID="+usr.Uid, "SUDO_GID="+usr.Gid), []string{"run", "--metrics-addr", ""}},
+		{"--user", base, []string{"run", "--metrics-addr", "", "--trust-dir", trust, "--user", usr.Username}},
+		{"sudo", append(base, "SUDO_USER="+usr.Username, "SUDO_UID="+usr.Uid, "SUDO_GID="+usr.Gid), []string{"run", "--metrics-addr", "", "--trust-dir", trust}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, code := runAigateIn(t, bin, tc.env, nil, proj, append(tc.args, "--", "cat", "README.md")...)

@@ -117,7 +117,9 @@ func TestSetup(t *testing.T) {
 	// The agent, on a socket of the test's own in a directory everyone
 	// may enter: the socket's own mode and group are what let users in.
 	sock := filepath.Join(dir, "aigate.sock")
-	agent := exec.Command(bin, "agent", "--socket", sock, "--metrics-addr", "", "--pin-dir", "")
+	// Its trust and policy records go with the test, not into the
+	// machine's /var/lib/aigate/trust.
+	agent := exec.Command(bin, "agent", "--socket", sock, "--metrics-addr", "", "--pin-dir", "", "--trust-dir", filepath.Join(t.TempDir(), "trust"))
 	agent.Env = sudo
 	var agentLog testutil.SyncBuffer
 	agent.Stdout, agent.Stderr = &agentLog, &agentLog

@@ -285,7 +285,7 @@ func TestE2EClaudeCodeFirstStart(t *testing.T) {
 				}
 				script.WriteString("export " + k + "=" + shellQuote(v) + "\n")
 			}
-			script.WriteString(shellQuote(w.bin) + " run --backend " + w.backend + " --events " + shellQuote(w.events) +
+			script.WriteString(shellQuote(w.bin) + " run --backend " + w.backend + " --events " + shellQuote(w.events) + " --trust-dir " + shellQuote(w.trust) +
 				" --metrics-addr '' -- " + shellQuote(claude) + " --allowedTools Bash --permission-mode default\n")
 			script.WriteString("echo \"RUN-EXITED $?\"\nsleep 600\n")
 			sh := w.write("~/"+name+".sh", script.String())

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,7 +105,11 @@ type world struct {
 	sock    string
 	shared  bool // sock is the shared agent's
 	events  string
-	env     []string
+	// trust holds the policy records of the world's embedded runs and of
+	// its root commands with no agent (--trust-dir): never the machine's
+	// /var/lib/aigate/trust.
+	trust string
+	env   []string
 }
 
 func newWorld(t *testing.T, backend string) *world {
@@ -118,6 +123,7 @@ func newWorld(t *testing.T, backend string) *world {
 		bindir:  filepath.Join(base, "bin"),
 		sock:    filepath.Join(base, "aigate.sock"),
 		events:  filepath.Join(base, "events.jsonl"),
+		trust:   filepath.Join(base, "trust"),
 	}
 	if useSharedAgent(backend) {
 		w.sock, w.shared = sharedAgentSocket(t), true
@@ -127,6 +133,11 @@ func newWorld(t *testing.T, backend string) *world {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Root's and only root's, as aigate requires of a trust directory;
+	// it goes with base.
+	if err := os.Mkdir(w.trust, 0o700); err != nil {
+		t.Fatal(err)
 	}
 	path := w.bindir
 	for _, kv := range os.Environ() {
@@ -247,7 +258,7 @@ func (w *world) installHelper(name string) string {
 // aigate runs a configuration command (init, deny, ...) in the project.
 func (w *world) aigate(args ...string) string {
 	w.t.Helper()
-	cmd := exec.Command(w.bin, args...)
+	cmd := exec.Command(w.bin, withTrustDir(args, w.trust)...)
 	cmd.Dir, cmd.Env = w.proj, w.env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -256,10 +267,21 @@ func (w *world) aigate(args ...string) string {
 	return string(out)
 }
 
+// withTrustDir is args with --trust-dir dir before any "--", for a
+// command that records or checks the accepted global policy as root with
+// no agent (init, deny, allow, reset, policy accept, status).
+func withTrustDir(args []string, dir string) []string {
+	i := slices.Index(args, "--")
+	if i < 0 {
+		i = len(args)
+	}
+	return slices.Concat(args[:i], []string{"--trust-dir", dir}, args[i:])
+}
+
 // runCmd is `aigate run --backend B --events FILE FLAGS -- ARGV` in the
 // project, not started.
 func (w *world) runCmd(flags []string, argv ...string) *exec.Cmd {
-	args := append([]string{"run", "--backend", w.backend, "--events", w.events}, flags...)
+	args := append([]string{"run", "--backend", w.backend, "--events", w.events, "--trust-dir", w.trust}, flags...)
 	cmd := exec.Command(w.bin, append(append(args, "--"), argv...)...)
 	cmd.Dir, cmd.Env = w.proj, append([]string{}, w.env...)
 	return cmd

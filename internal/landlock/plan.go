@@ -94,7 +94,12 @@ const AccessFixed = AccessWrite &^ (AccessRemoveFile | AccessRemoveDir | AccessR
 // exist wherever the tool has run outside once.
 var DefaultCreate = []string{".cache", ".local/state", ".claude",
 	".claude/projects", ".claude/sessions", ".claude/telemetry", ".claude/backups", ".claude/plugins",
-	".claude/todos", ".claude/shell-snapshots", ".claude/statsig", ".claude/file-history", ".claude/session-env"}
+	".claude/todos", ".claude/shell-snapshots", ".claude/statsig", ".claude/file-history", ".claude/session-env",
+	// protected by default deny_write rules: run makes these before the
+	// sandbox exists (the LSM backend refuses their creation inside; the
+	// fanotify backend watches them from the start)
+	".claude/plugins/cache", ".claude/plugins/data",
+	".claude/skills", ".claude/commands", ".claude/agents", ".claude/hooks", ".claude/rules"}
 
 // DefaultFixed is the tool state whose own entries are fixed (Options.Fixed):
 // Claude Code writes and creates files directly in ~/.claude

@@ -8,7 +8,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 )
 
 // The compiler is taken from $BPF2GO_CC (bpf2go's default for -cc), which
@@ -31,7 +30,7 @@ func OpenExitRecorder(shared SharedMaps) (*ExitRecorder, error) {
 	if shared.Sandboxes == nil || shared.SandboxLevels == nil {
 		return nil, errors.New("record sandboxed exits: no sandbox table to share")
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
+	if err := removeMemlock(); err != nil {
 		return nil, fmt.Errorf("record sandboxed exits: %w", err)
 	}
 	spec, err := loadExitRec()

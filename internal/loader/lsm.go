@@ -12,7 +12,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -116,7 +115,7 @@ type Adopted struct {
 // everything until Enter puts a sandbox in the table. On error nothing
 // stays attached (pinned links stay: they belong to running sandboxes).
 func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
-	if err := rlimit.RemoveMemlock(); err != nil {
+	if err := removeMemlock(); err != nil {
 		return nil, fmt.Errorf("load LSM programs: %w", err)
 	}
 	l := &LSM{execDirs: opts.ExecDirs}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
@@ -168,7 +167,7 @@ func (l *NetLinks) Close() error {
 // OpenNet loads the sock_addr object. Nothing is enforced until a policy is
 // set and the programs are attached to a sandbox cgroup.
 func OpenNet(opts NetOptions) (*Net, error) {
-	if err := rlimit.RemoveMemlock(); err != nil {
+	if err := removeMemlock(); err != nil {
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
 	shared := 0

@@ -46,6 +46,10 @@ func init() {
 //	sub                 move into the cgroup whose cgroup.procs is fd 3 (ip
 //	                    netns exec remounts /sys, hiding the cgroup tree)
 //	bench OP ADDR N     N connects (udp) or sendtos, prints the ns per call
+//	flood ADDR T MS R   T threads connect a UDP socket each to ADDR, every
+//	                    one expected to be denied, for MS milliseconds, at
+//	                    R connects/s in all (0: as fast as they can); prints
+//	                    the number of connects (net_rate_test.go)
 //	dnsudp ADDR:PORT    connect a UDP socket, send, and expect an echo whose
 //	                    source is ADDR:PORT (1001: wrong source, 1002: wrong data)
 //	dnssendto ADDR:PORT the same with sendto on an unconnected socket
@@ -93,6 +97,9 @@ func netHelperOp(args []string) (string, error) {
 		}
 		ns, err := benchOp(args[1], dst, n)
 		return strconv.FormatFloat(ns, 'f', 2, 64), err
+	}
+	if args[0] == "flood" {
+		return floodOp(args[1:])
 	}
 	if args[0] == "uring" { // uring MODE OP TARGET: see uringHelperOp
 		return uringHelperOp(args[1:])

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -83,11 +84,26 @@ type netUnix struct {
 
 	mu sync.Mutex
 	// bind learns the names bound inside sandboxes. It hooks every system
-	// call's exit, so it is attached only while a sandbox is: holders
-	// counts the sandboxes attached (NetLinks.unix).
+	// call's exit, so it is attached only while a sandbox is, and for
+	// unixLinger after the last one: holders counts the sandboxes
+	// attached (NetLinks.unix), idle detaches bind once none has held it
+	// for unixLinger, and idleErr keeps what that detach returned for
+	// close.
 	bind    link.Link
 	holders int
+	idle    *time.Timer
+	idleErr error
 }
+
+// unixLinger is how long the bind learner stays attached once the last
+// sandbox released it. Attaching it is the costliest step of creating a
+// sandbox: the kernel waits for an RCU grace period when a tracepoint
+// gains its first probe again soon after losing its last one
+// (tracepoint_add_func, 5–15 ms on a loaded 2-CPU machine), and `aigate
+// run` after `aigate run` through one agent paid it every time. While it
+// lingers, every system call on the machine passes the program, which
+// compares the call's number and result and returns (bpf/sockunix.c).
+var unixLinger = 10 * time.Second
 
 // openUnix loads the unix-socket object sharing net's sandbox table, ring
 // buffer and counters. An error wrapping errUnixDegraded means this kernel
@@ -115,10 +131,12 @@ func openUnix(net *netObjects, kept *keptSet) (*netUnix, error) {
 
 var errUnixDegraded = errors.New("unix sockets are not confined")
 
-// hold attaches the bind learner when the first sandbox is attached.
+// hold attaches the bind learner when the first sandbox is attached,
+// unless it still lingers from an earlier one.
 func (u *netUnix) hold() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.stopIdle()
 	if u.bind == nil {
 		l, err := link.AttachTracing(link.TracingOptions{Program: u.objs.AigateUnixBindExit})
 		if err != nil {
@@ -130,18 +148,48 @@ func (u *netUnix) hold() error {
 	return nil
 }
 
-// release detaches the bind learner with the last sandbox.
+// release detaches the bind learner unixLinger after the last sandbox,
+// if no sandbox held it again meanwhile.
 func (u *netUnix) release() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.holders--; u.holders > 0 {
 		return nil
 	}
-	return u.detach()
+	u.holders = 0
+	if u.bind == nil {
+		return nil
+	}
+	if unixLinger <= 0 {
+		return u.detach()
+	}
+	var t *time.Timer
+	t = time.AfterFunc(unixLinger, func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		// A hold, or close, came first (t is set: the callback waited
+		// for the lock release holds).
+		if u.idle != t {
+			return
+		}
+		u.idle = nil
+		u.idleErr = errors.Join(u.idleErr, u.detach())
+	})
+	u.idle = t
+	return nil
 }
 
-// detach detaches the bind learner (caller holds u.mu).
+// stopIdle cancels a pending detach (caller holds u.mu).
+func (u *netUnix) stopIdle() {
+	if u.idle != nil {
+		u.idle.Stop()
+		u.idle = nil
+	}
+}
+
+// detach detaches the bind learner now (caller holds u.mu).
 func (u *netUnix) detach() error {
+	u.stopIdle()
 	u.holders = 0
 	if u.bind == nil {
 		return nil
@@ -153,7 +201,8 @@ func (u *netUnix) detach() error {
 
 func (u *netUnix) close() error {
 	u.mu.Lock()
-	err := u.detach()
+	err := errors.Join(u.idleErr, u.detach())
+	u.idleErr = nil
 	u.mu.Unlock()
 	return errors.Join(err, u.objs.Close())
 }

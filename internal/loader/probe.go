@@ -13,7 +13,6 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,7 +77,7 @@ func (e *ProbeError) Unwrap() []error {
 // LSM list alone is not enough: some kernels list "bpf" and still refuse
 // every LSM program. It returns nil or a *ProbeError.
 func ProbeLSM() error {
-	if err := rlimit.RemoveMemlock(); err != nil {
+	if err := removeMemlock(); err != nil {
 		return &ProbeError{Reason: ErrLSMLoadRefused, Detail: "cannot lift the locked-memory limit", Fix: "run as root", Err: err}
 	}
 	if err := hookInBTF(); err != nil {

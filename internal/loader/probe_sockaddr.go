@@ -12,7 +12,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 )
@@ -23,7 +22,7 @@ import (
 // the kernel features both backends need for network rules. Nothing ever
 // runs in the test cgroup, so the program affects no connection.
 func ProbeSockAddr(parent string) error {
-	if err := rlimit.RemoveMemlock(); err != nil {
+	if err := removeMemlock(); err != nil {
 		return fmt.Errorf("lift the locked-memory limit: %w", err)
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{

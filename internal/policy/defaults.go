@@ -56,8 +56,21 @@ var (
 		// Claude Code's settings declare hooks, a status line and an
 		// apiKeyHelper (shell commands it runs) and permissions; its
 		// project's .mcp.json declares MCP servers (programs it starts).
-		// ~/.claude itself is tool state the sandbox may write.
+		// ~/.claude itself is tool state the sandbox may write; these
+		// entries of it carry code (or instructions) the next claude
+		// outside runs: hooks and MCP servers of installed plugins, the
+		// registry of plugins and marketplaces, skills (scripts, hooks),
+		// commands (`!` shell lines), agents (hooks, MCP servers), the
+		// user's hook scripts and memory. Claude Code writes
+		// ~/.claude/plugins/store at every start, and clones (and removes
+		// on failure) its official marketplace into plugins/marketplaces
+		// at the first interactive start: not listed.
 		"~/.claude/settings.json", "~/.claude/settings.local.json",
+		"~/.claude/plugins/installed_plugins.json", "~/.claude/plugins/known_marketplaces.json",
+		"~/.claude/plugins/known_marketplaces_claudeai.json",
+		"~/.claude/plugins/cache/", "~/.claude/plugins/data/",
+		"~/.claude/skills/", "~/.claude/commands/", "~/.claude/agents/", "~/.claude/hooks/",
+		"~/.claude/CLAUDE.md", "~/.claude/rules/",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -282,6 +295,21 @@ deny_write:
   # outside the next time you start claude) and the project's MCP servers
   - ~/.claude/settings.json
   - ~/.claude/settings.local.json
+  # what else in ~/.claude runs code (or steers claude) outside: installed
+  # plugins and their registry, skills, commands, agents, hook scripts,
+  # your memory. Install plugins outside aigate, or list the path under
+  # writable: and remove it here.
+  - ~/.claude/plugins/installed_plugins.json
+  - ~/.claude/plugins/known_marketplaces.json
+  - ~/.claude/plugins/known_marketplaces_claudeai.json
+  - ~/.claude/plugins/cache/
+  - ~/.claude/plugins/data/
+  - ~/.claude/skills/
+  - ~/.claude/commands/
+  - ~/.claude/agents/
+  - ~/.claude/hooks/
+  - ~/.claude/CLAUDE.md
+  - ~/.claude/rules/
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json

@@ -64,6 +64,19 @@ func e2eProject(t *testing.T) (proj string, env []string) {
 	return proj, append(env, "HOME="+home, "NO_COLOR=1", api.SocketEnv+"="+filepath.Join(t.TempDir(), "aigate.sock"))
 }
 
+// fanotifyRun is `aigate run --backend fanotify -- ARGV`, not started,
+// with --trust-dir a directory of the test's own: the embedded agent's
+// policy records go with the test, never into the machine's
+// /var/lib/aigate/trust.
+func fanotifyRun(t *testing.T, bin string, argv ...string) *exec.Cmd {
+	t.Helper()
+	trust := filepath.Join(t.TempDir(), "trust")
+	if err := os.Mkdir(trust, 0o700); err != nil { // root's only, as aigate requires
+		t.Fatal(err)
+	}
+	return exec.Command(bin, append([]string{"run", "--backend", "fanotify", "--trust-dir", trust, "--"}, argv...)...)
+}
+
 // assertNoSandboxOf checks that the run with the given aigate pid left no
 // cgroup behind.
 func assertNoSandboxOf(t *testing.T, pid int) {

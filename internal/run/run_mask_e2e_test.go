@@ -41,7 +41,7 @@ func TestE2ERunMaskPipes(t *testing.T) {
 	bin := aigateBinary(t)
 	proj, env := maskProject(t)
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, "run", "--backend", "fanotify", "--", "sh", "-c",
+	cmd := fanotifyRun(t, bin, "sh", "-c",
 		"echo token="+maskTestKey+"; echo also "+maskTestKey+" >&2; printf 'no newline sk-'; exit 7")
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = proj, env, &stdout, &stderr
 	if code := e2e.ExitCodeOf(t, runBounded(cmd)); code != 7 {
@@ -67,7 +67,7 @@ func TestE2ERunNoMask(t *testing.T) {
 	bin := aigateBinary(t)
 	proj, env := e2eProject(t)
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, "run", "--backend", "fanotify", "--", "echo", maskTestKey)
+	cmd := fanotifyRun(t, bin, "echo", maskTestKey)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = proj, env, &stdout, &stderr
 	if code := e2e.ExitCodeOf(t, runBounded(cmd)); code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
@@ -107,7 +107,7 @@ func TestE2ERunMaskPTY(t *testing.T) {
 	}
 	before := sttyG(t, tty)
 
-	cmd := exec.Command(bin, "run", "--backend", "fanotify", "--", "sh", "-c",
+	cmd := fanotifyRun(t, bin, "sh", "-c",
 		"echo token="+maskTestKey+"; stty size; [ -t 1 ] && echo stdout-is-a-tty; read x; echo got=$x; exit 3")
 	cmd.Dir, cmd.Env = proj, env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty

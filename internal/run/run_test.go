@@ -147,7 +147,15 @@ func newRunEnv(t *testing.T, euid int) *runEnv {
 		Log: zap.NewNop(),
 	}
 	return &runEnv{f: f, out: out, home: home, proj: proj, socket: filepath.Join(dir, "aigate.sock"),
-		parent: fmt.Sprintf("aigate-test-run-%d-%s", os.Getpid(), t.Name())}
+		parent: testParent(t)}
+}
+
+// testParent names the test's parent cgroup: one directory under the
+// cgroup root, so that requireCgroup's cleanup removes all of it. A
+// subtest's name has a slash, which would make the parent two levels deep
+// and leave the upper one behind, empty, after every run.
+func testParent(t *testing.T) string {
+	return fmt.Sprintf("aigate-test-run-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
 }
 
 // requireCgroup skips unless the test can create sandboxes, and removes
@@ -166,6 +174,34 @@ func (e *runEnv) requireCgroup(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRunEnvCleanupInSubtest: a subtest's sandboxes leave nothing under
+// the cgroup root once it ends (TestRunPolicyRecordsBadRefused's subtests
+// left an empty aigate-test-run-PID-TestName each).
+func TestRunEnvCleanupInSubtest(t *testing.T) {
+	t.Run("sub", func(t *testing.T) {
+		e := newRunEnv(t, 0)
+		e.requireCgroup(t)
+		if code, msg := e.run(t, &runOptions{Args: []string{"true"}}, newRunFake(), nil); code != cmdutil.ExitOK {
+			t.Fatalf("exit %d: %s", code, msg)
+		}
+	})
+	root, err := cgroup.Mountpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := filepath.Glob(filepath.Join(root, testParent(t)+"*"))
+	if err != nil || len(left) > 0 {
+		t.Errorf("cgroups left after the subtest: %v (%v)", left, err)
+	}
+	for _, p := range left { // this test leaves nothing either, even failing
+		if g, err := cgroup.Open(p); err == nil {
+			if err := g.Remove(); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	}
 }
 
 func (e *runEnv) leftovers(t *testing.T) []string {

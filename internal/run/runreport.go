@@ -27,6 +27,7 @@ type runReporter struct {
 	mu      sync.Mutex
 	tally   events.Summary
 	jsonErr error
+	claude  bool // a write to Claude Code's protected state was refused
 }
 
 // reportOptions configure a runReporter.
@@ -65,6 +66,7 @@ func (r *runReporter) event(e events.Event) {
 	}
 	r.mu.Lock()
 	r.tally.Add(e)
+	r.claude = r.claude || claudeStateRule(e)
 	if r.json != nil && r.jsonErr == nil {
 		if err := r.json.Write(e); err != nil {
 			r.jsonErr = err
@@ -124,6 +126,7 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 	r.mu.Lock()
 	got := r.tally.Total()
 	s := r.tally.String()
+	claude := r.claude
 	r.mu.Unlock()
 	lost := dropped
 	if attributed > got && attributed-got > lost {
@@ -136,6 +139,9 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 		for _, line := range strings.Split(s, "\n") {
 			fmt.Fprintf(r.f.Err, "%s%s\n", events.Prefix, line)
 		}
+	}
+	if claude {
+		r.f.Warnf("%s", claudeStateHint)
 	}
 }
 

@@ -1,0 +1,28 @@
+package run
+
+import (
+	"strings"
+
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// claudeStateHint is said once at the end of a run in which a write to
+// Claude Code's code-carrying state (plugins, skills, commands, agents,
+// hook scripts, memory: default deny_write rules, docs/threat-model.md)
+// was refused: installing a plugin from inside fails there, and the event
+// line alone does not say how to do it.
+const claudeStateHint = "Claude Code's plugins, skills, commands, agents, hooks and memory in ~/.claude " +
+	"run code (or steer claude) outside the sandbox, so aigate keeps them read-only inside: " +
+	"install or edit them outside aigate (`claude plugin install ...` in a plain shell), " +
+	"or, to allow it, remove the path from deny_write and add it to writable: in ~/.aigate/config.yaml"
+
+// claudeStateRule tells whether e is a refused write under one of those
+// rules. The settings files have their own lines in the docs: a hook there
+// is what the user edits with /hooks, not an install.
+func claudeStateRule(e events.Event) bool {
+	if e.Audit || (e.Op != events.OpWrite && e.Op != events.OpRename) {
+		return false
+	}
+	rest, ok := strings.CutPrefix(e.RuleText, "~/.claude/")
+	return ok && !strings.HasPrefix(rest, "settings")
+}
