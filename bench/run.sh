@@ -5,6 +5,7 @@
 #
 #   bench/run.sh                 # host benchmarks, then the BPF-LSM ones in the 6.1 guest
 #   bench/run.sh --no-vm         # host only
+#   bench/run.sh --vm-only       # the guest only (the host rows are kept)
 #   bench/run.sh --rounds 20     # rounds per host figure (default 10)
 #   bench/run.sh --vm-rounds 60  # rounds per guest figure (default 40: the
 #                                # emulated guest is far noisier than the host)
@@ -20,18 +21,24 @@ rounds=10
 vmrounds=40
 out=bench/results.md
 vm=1
+host=1
 vmkernel=${VMKERNEL:-6.1}
 while [ $# -gt 0 ]; do
 	case $1 in
 	--no-vm) vm=0 ;;
+	--vm-only) host=0 ;;
 	--rounds) rounds=$2; shift ;;
 	--vm-rounds) vmrounds=$2; shift ;;
 	--out) out=$2; shift ;;
 	--kernel) vmkernel=$2; shift ;;
-	*) echo "usage: bench/run.sh [--no-vm] [--rounds N] [--vm-rounds N] [--out FILE] [--kernel 6.1|6.12]" >&2; exit 2 ;;
+	*) echo "usage: bench/run.sh [--no-vm | --vm-only] [--rounds N] [--vm-rounds N] [--out FILE] [--kernel 6.1|6.12]" >&2; exit 2 ;;
 	esac
 	shift
 done
+if [ "$vm" = 0 ] && [ "$host" = 0 ]; then
+	echo "bench/run.sh: --no-vm and --vm-only leave nothing to run; give one of them" >&2
+	exit 2
+fi
 if [ "$(id -u)" != 0 ]; then
 	echo "bench/run.sh: needs root (fanotify marks, cgroups, BPF programs); run it with sudo" >&2
 	exit 1
@@ -59,6 +66,14 @@ if [ "$vm" = 0 ] && [ -f "$out" ]; then
 	awk '/^## /{exit} /^guest:Benchmark/' "$out" >"$tmp/kept-rows.txt"
 	awk '/^## /{p=1} p' "$out" >"$tmp/kept-sections.md"
 fi
+# --vm-only does the converse: it keeps the host rows, with their date.
+kept_host_date=
+if [ "$host" = 0 ] && [ -f "$out" ]; then
+	kept_host_date=$(sed -n 's/^- host rows: kept from the results of \(.*\) (this run.*/\1/p' "$out" | head -1)
+	[ -n "$kept_host_date" ] || kept_host_date=$(sed -n 's/^- date: //p' "$out" | head -1)
+	awk '/^## /{exit} /^Benchmark/' "$out" >"$tmp/kept-host-rows.txt"
+	awk '/^## /{p=1} p' "$out" >"$tmp/kept-sections.md"
+fi
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_start=$(load)
@@ -75,10 +90,14 @@ run() {
 
 # Cheap operations get more of them per measurement; a fanotify round trip
 # (tens of microseconds) fewer, so that each benchmark stays within seconds.
-run internal/fanotify 'Open/.*/^(unmarked|ignored)$' 20000x
-run internal/fanotify 'Open/.*/^(child-event|marked|exec-binary)$' 2000x
-run internal/loader 'NetConnect' 20000x
-run internal/dns 'Query' 2000x
+if [ "$host" = 1 ]; then
+	run internal/fanotify 'Open/.*/^(unmarked|ignored)$' 20000x
+	run internal/fanotify 'Open/.*/^(child-event|marked|exec-binary)$' 2000x
+	run internal/loader 'NetConnect' 20000x
+	run internal/dns 'Query' 2000x
+elif [ -s "$tmp/kept-host-rows.txt" ]; then
+	cat "$tmp/kept-host-rows.txt" >>"$raw"
+fi
 
 guest=
 if [ "$vm" = 1 ]; then
@@ -130,7 +149,11 @@ describe() {
 	echo "# aigate overhead, as ratios against no aigate"
 	echo
 	echo "Written by \`bench/run.sh\`; bench/README.md explains the method. Each ratio is"
-	echo "the median over $rounds rounds$([ "$vm" = 1 ] && echo " ($vmrounds in the guest)") of (case / baseline), the two measured next to"
+	if [ "$host" = 1 ]; then
+		echo "the median over $rounds rounds$([ "$vm" = 1 ] && echo " ($vmrounds in the guest)") of (case / baseline), the two measured next to"
+	else
+		echo "the median over $vmrounds rounds in the guest (host rows: as when measured) of (case / baseline), the two measured next to"
+	fi
 	echo "each other in the same process, alternating which goes first; the spread is"
 	echo "the interquartile range and the extremes of those per-round ratios."
 	echo
@@ -141,6 +164,7 @@ describe() {
 	echo "- load average (1, 5, 15 min): $load_start at the start, $load_end at the end"
 	[ -n "$guest" ] && echo "- guest: Linux $guest in QEMU TCG (no KVM), 2 vCPUs, booted by vmtest"
 	[ -n "$guest_when" ] && echo "- guest rows: kept from the results of $kept_date (this run was --no-vm, host only)"
+	[ -n "$kept_host_date" ] && echo "- host rows: kept from the results of $kept_host_date (this run was --vm-only, guest only)"
 	echo
 	echo "| what | case | baseline | ratio (median) | IQR | min-max | case ns/op | baseline ns/op |"
 	echo "|---|---|---|---:|---:|---:|---:|---:|"

@@ -27,6 +27,7 @@ const enum aigate_access *unused_access __attribute__((unused));
 const enum aigate_rule_set *unused_rule_set __attribute__((unused));
 const enum aigate_key_size *unused_key_size __attribute__((unused));
 const enum aigate_set_flag *unused_set_flag __attribute__((unused));
+const enum aigate_name_len *unused_name_len __attribute__((unused));
 const enum aigate_set_except *unused_set_except __attribute__((unused));
 const enum aigate_unix_size *unused_unix_size __attribute__((unused));
 const enum aigate_net_mode *unused_net_mode __attribute__((unused));

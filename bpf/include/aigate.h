@@ -131,6 +131,24 @@ enum aigate_set_flag {
 	AIGATE_SET_SUFFIX = 1U << 3,
 	AIGATE_SET_INODES = 1U << 4,     /* file or directory inodes */
 	AIGATE_SET_DIR_INODES = 1U << 5, /* directory inodes: walk needed */
+	/*
+	 * The bits from AIGATE_NAME_LEN_SHIFT up say which lengths the set's
+	 * Names entries have (aigate_name_len). Without this flag (a set
+	 * written by an older loader) every component is looked up.
+	 */
+	AIGATE_SET_NAME_LENS = 1U << 6,
+};
+
+/*
+ * Lengths of a set's Names entries, in its set_flags value: bit
+ * AIGATE_NAME_LEN_SHIFT + L - 1 for an entry of L bytes, lengths of
+ * AIGATE_NAME_LEN_LONG and more sharing the last bit (31). A component
+ * whose length has no bit cannot equal any entry, so the walk skips its
+ * hash lookup.
+ */
+enum aigate_name_len {
+	AIGATE_NAME_LEN_SHIFT = 8,
+	AIGATE_NAME_LEN_LONG = 24,
 };
 
 /*

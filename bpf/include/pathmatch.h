@@ -215,6 +215,22 @@ static __always_inline long read_name(struct name_key *k, const unsigned char *n
 	return n > 0 ? n - 1 : 0;
 }
 
+/*
+ * name_len_may_match reports whether a component of len bytes can equal
+ * one of the Names entries of a set with these kinds (aigate_name_len):
+ * most components of most paths cannot, and skip the hash of a whole key.
+ * The length is read apart from the name; a rename in between is no
+ * different from one just after the walk passed the component.
+ */
+static __always_inline bool name_len_may_match(__u32 kinds, __u32 len)
+{
+	if (!(kinds & AIGATE_SET_NAME_LENS) || len == 0)
+		return true;
+	if (len > AIGATE_NAME_LEN_LONG)
+		len = AIGATE_NAME_LEN_LONG;
+	return kinds & (1U << (AIGATE_NAME_LEN_SHIFT + len - 1));
+}
+
 /* State of match_walk's loop, on the caller's stack. */
 struct walk_state {
 	struct scratch *s;
@@ -246,7 +262,8 @@ static long walk_step(__u32 i, void *arg)
 			return 1;
 		}
 	}
-	if (w->kinds & AIGATE_SET_NAMES) {
+	if ((w->kinds & AIGATE_SET_NAMES) &&
+	    name_len_may_match(w->kinds, BPF_CORE_READ(d, d_name.len))) {
 		s->comp.prefixlen = 0;
 		s->comp.set = w->set;
 		read_name(&s->comp, BPF_CORE_READ(d, d_name.name));
@@ -529,7 +546,7 @@ static __always_inline bool match_except(struct scratch *s, struct dentry *d, st
 		return true;
 	if (!(kinds & AIGATE_SET_NAMES))
 		return false;
-	__u32 rule = match_walk(s, d, mnt, eset, AIGATE_SET_NAMES, &by_inode);
+	__u32 rule = match_walk(s, d, mnt, eset, kinds & ~(__u32)AIGATE_SET_DIR_INODES, &by_inode);
 	return rule && rule != AIGATE_RULE_UNCHECKED;
 }
 

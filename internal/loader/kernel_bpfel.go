@@ -55,6 +55,13 @@ const (
 	kernelAigateLoopbackAIGATE_LOOPBACK_ALL  kernelAigateLoopback = 2
 )
 
+type kernelAigateNameLen uint32
+
+const (
+	kernelAigateNameLenAIGATE_NAME_LEN_SHIFT kernelAigateNameLen = 8
+	kernelAigateNameLenAIGATE_NAME_LEN_LONG  kernelAigateNameLen = 24
+)
+
 type kernelAigateNetKey uint32
 
 const (
@@ -119,6 +126,7 @@ const (
 	kernelAigateSetFlagAIGATE_SET_SUFFIX     kernelAigateSetFlag = 8
 	kernelAigateSetFlagAIGATE_SET_INODES     kernelAigateSetFlag = 16
 	kernelAigateSetFlagAIGATE_SET_DIR_INODES kernelAigateSetFlag = 32
+	kernelAigateSetFlagAIGATE_SET_NAME_LENS  kernelAigateSetFlag = 64
 )
 
 type kernelAigateSize uint32
@@ -174,6 +182,7 @@ const (
 	kernelVarUnusedKeySize     = "unused_key_size"
 	kernelVarUnusedKind        = "unused_kind"
 	kernelVarUnusedLoopback    = "unused_loopback"
+	kernelVarUnusedNameLen     = "unused_name_len"
 	kernelVarUnusedNetKey      = "unused_net_key"
 	kernelVarUnusedNetMode     = "unused_net_mode"
 	kernelVarUnusedOp          = "unused_op"
@@ -247,6 +256,7 @@ type kernelVariableSpecs struct {
 	UnusedKeySize     *ebpf.VariableSpec `ebpf:"unused_key_size"`
 	UnusedKind        *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedLoopback    *ebpf.VariableSpec `ebpf:"unused_loopback"`
+	UnusedNameLen     *ebpf.VariableSpec `ebpf:"unused_name_len"`
 	UnusedNetKey      *ebpf.VariableSpec `ebpf:"unused_net_key"`
 	UnusedNetMode     *ebpf.VariableSpec `ebpf:"unused_net_mode"`
 	UnusedOp          *ebpf.VariableSpec `ebpf:"unused_op"`
@@ -296,6 +306,7 @@ type kernelVariables struct {
 	UnusedKeySize     *ebpf.Variable `ebpf:"unused_key_size"`
 	UnusedKind        *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedLoopback    *ebpf.Variable `ebpf:"unused_loopback"`
+	UnusedNameLen     *ebpf.Variable `ebpf:"unused_name_len"`
 	UnusedNetKey      *ebpf.Variable `ebpf:"unused_net_key"`
 	UnusedNetMode     *ebpf.Variable `ebpf:"unused_net_mode"`
 	UnusedOp          *ebpf.Variable `ebpf:"unused_op"`

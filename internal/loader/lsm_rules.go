@@ -27,10 +27,21 @@ const (
 	setSuffix    = uint32(kernelAigateSetFlagAIGATE_SET_SUFFIX)
 	setInodes    = uint32(kernelAigateSetFlagAIGATE_SET_INODES)
 	setDirInodes = uint32(kernelAigateSetFlagAIGATE_SET_DIR_INODES)
+	setNameLens  = uint32(kernelAigateSetFlagAIGATE_SET_NAME_LENS)
 	setExcept    = uint32(kernelAigateSetExceptAIGATE_SET_EXCEPT) // the key space of a set's exceptions
 
 	setKeyBits = 32 // the set precedes the bytes in every LPM key
 )
+
+// nameLenBit is the set_flags bit of a Names entry of n bytes
+// (aigate.h's aigate_name_len); 0 for n == 0, which has none.
+func nameLenBit(n int) uint32 {
+	if n <= 0 {
+		return 0
+	}
+	n = min(n, int(kernelAigateNameLenAIGATE_NAME_LEN_LONG))
+	return 1 << (uint32(kernelAigateNameLenAIGATE_NAME_LEN_SHIFT) + uint32(n) - 1)
+}
 
 // setAccessBits is how far rule_set() shifts the policy id: the access
 // (read, write, exec, allow_unix, ancestors) takes the low bits.
@@ -162,7 +173,13 @@ func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access kernelAigateAccess
 		}
 		kinds |= setPaths
 	}
+	// The walk skips components whose length no Names entry has; an
+	// entry without a length bit turns that off for the set.
+	nameLens, allLens := setNameLens, true
 	for _, e := range fs.Names {
+		b := nameLenBit(len(e.Value))
+		nameLens |= b
+		allLens = allLens && b != 0
 		k, err := nameKey(set, e.Value, false)
 		if err != nil {
 			return err
@@ -172,6 +189,9 @@ func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access kernelAigateAccess
 			return fmt.Errorf("write name %s: %w", e.Value, err)
 		}
 		kinds |= setNames
+	}
+	if kinds&setNames != 0 && allLens {
+		kinds |= nameLens
 	}
 	for _, e := range fs.NamePrefix {
 		k, err := nameKey(set, e.Value, false)

@@ -14,8 +14,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/loader"
@@ -81,8 +84,66 @@ func BenchmarkOpenClose(b *testing.B) {
 				b.Fatal(err)
 			}
 			r.Report(b)
+			if err := setFileOpen(l, true); err != nil {
+				b.Fatal(err)
+			}
+			runs, err := progRuns(l.obj.Programs(), func() error { _, err := h.measure(b.N); return err })
+			if err != nil {
+				b.Fatal(err)
+			}
+			var all time.Duration
+			for name, r := range runs {
+				b.Logf("%s: %d runs, %.0f ns each", name, r.n, float64(r.t)/float64(r.n))
+				all += r.t
+			}
+			if fo, ok := runs["file_open"]; ok {
+				b.ReportMetric(float64(fo.t)/float64(fo.n), "prog-ns/op")
+			}
+			b.ReportMetric(float64(all)/float64(b.N), "progs-ns/op")
 		})
 	}
+}
+
+// progRun is one program's run count and total run time during progRuns.
+type progRun struct {
+	n uint64
+	t time.Duration
+}
+
+// progRuns runs fn with the kernel's run-time accounting on and returns
+// the programs of progs that ran during it. Where the kernel refuses the
+// accounting it returns an error: the benchmark must say so.
+func progRuns(progs map[string]*ebpf.Program, fn func() error) (map[string]progRun, error) {
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return nil, fmt.Errorf("enable BPF run-time stats: %w", err)
+	}
+	defer stats.Close()
+	before := map[string]*ebpf.ProgramStats{}
+	for name, p := range progs {
+		if p == nil {
+			continue
+		}
+		st, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("stats of %s: %w", name, err)
+		}
+		before[name] = st
+	}
+	if err := fn(); err != nil {
+		return nil, err
+	}
+	runs := map[string]progRun{}
+	for name, st0 := range before {
+		st, err := progs[name].Stats()
+		if err != nil {
+			return nil, fmt.Errorf("stats of %s: %w", name, err)
+		}
+		if st.RunCount > st0.RunCount {
+			runs[name] = progRun{n: st.RunCount - st0.RunCount, t: st.Runtime - st0.Runtime}
+		}
+	}
+	return runs, nil
 }
 
 // setFileOpen attaches (on) or detaches the file_open program, the only
