@@ -44,22 +44,15 @@ import (
 // than racyMargin before the lstat; a directory changed since then has
 // times later than the lstat, which differ.
 
-// racyMargin is how old a directory's times must be for its listing to be
-// kept: far more than a clock tick.
-var racyMargin = 2 * time.Second
+// racyMargin and cachedFS are internal/resolve's, shared with its
+// exec-directory cache (tests change them here).
+var (
+	racyMargin = resolve.RacyMargin
+	cachedFS   = resolve.LocalTimesFS
+)
 
 // maxCachedDirs bounds the listings kept; past it the cache starts over.
 const maxCachedDirs = 200000
-
-// cachedFS are the filesystem types (statfs f_type) whose directory times
-// are trusted: local, kept by the kernel itself.
-var cachedFS = map[int64]bool{
-	unix.EXT4_SUPER_MAGIC:  true, // ext2, ext3, ext4
-	unix.XFS_SUPER_MAGIC:   true,
-	unix.BTRFS_SUPER_MAGIC: true,
-	unix.TMPFS_MAGIC:       true,
-	unix.F2FS_SUPER_MAGIC:  true,
-}
 
 type dirStamp struct {
 	dev, ino, nlink uint64

@@ -28,8 +28,8 @@ import (
 //     which sets its mtime and ctime; utimes can put the mtime back but not
 //     the ctime. The directory is stat'ed by path on every use, so one
 //     replaced or mounted over has another device or inode. Its times are
-//     trusted only on local filesystems (trustedFS) and only when older
-//     than racyMargin before the stat (a change in the same clock tick can
+//     trusted only on local filesystems (LocalTimesFS) and only when older
+//     than RacyMargin before the stat (a change in the same clock tick can
 //     leave them equal), as internal/fanotify's walk cache does.
 //   - What a name that is not a symbolic link leads to changes only through
 //     the directory too (a rename over it), or through a mount on it: a
@@ -48,16 +48,20 @@ import (
 // The cache resolves in the mount namespace of the process that holds it,
 // as the uncached resolution does.
 
-// racyMargin is how old a directory's times must be for its listing to be
-// kept: far more than a clock tick.
-const racyMargin = 2 * time.Second
+// RacyMargin is how old a directory's times must be for a listing of it to
+// be kept: far more than a clock tick. (internal/fanotify's walk cache
+// uses it too.)
+const RacyMargin = 2 * time.Second
 
 // maxExecDirs bounds the directories kept; past it the cache starts over.
 const maxExecDirs = 256
 
-// trustedFS are the filesystem types (statfs f_type) whose directory times
-// are kept by the kernel itself.
-var trustedFS = map[int64]bool{
+// LocalTimesFS are the filesystem types (statfs f_type) whose directory
+// times are kept by the kernel itself, so that an unchanged stamp proves
+// unchanged entries: a network or FUSE filesystem may report times its
+// server did not update, or cached ones. Shared with internal/fanotify's
+// caches; not to be changed but by tests.
+var LocalTimesFS = map[int64]bool{
 	unix.EXT4_SUPER_MAGIC:  true, // ext2, ext3, ext4
 	unix.XFS_SUPER_MAGIC:   true,
 	unix.BTRFS_SUPER_MAGIC: true,
@@ -74,14 +78,14 @@ type ExecCache struct {
 	trusted map[uint64]bool // by st_dev
 	mounts  *mountWatch     // nil: mounts cannot be watched, nothing is kept
 	gen     uint64          // bumped when everything is forgotten
-	margin  time.Duration   // racyMargin; tests lower it
+	margin  time.Duration   // RacyMargin; tests lower it
 	hits    int             // listings reused, for tests
 }
 
 // NewExecCache returns an empty cache. When /proc/self/mountinfo cannot
 // be opened, the cache keeps nothing (every resolution lists afresh).
 func NewExecCache() *ExecCache {
-	c := &ExecCache{dirs: map[string]*execListing{}, trusted: map[uint64]bool{}, margin: racyMargin}
+	c := &ExecCache{dirs: map[string]*execListing{}, trusted: map[uint64]bool{}, margin: RacyMargin}
 	c.mounts = newMountWatch()
 	return c
 }
@@ -225,7 +229,7 @@ func (c *ExecCache) trustedFS(dir string, dev uint64) bool {
 	if err := unix.Statfs(dir, &sfs); err != nil {
 		return false
 	}
-	ok = trustedFS[int64(sfs.Type)]
+	ok = LocalTimesFS[int64(sfs.Type)]
 	c.mu.Lock()
 	c.trusted[dev] = ok
 	c.mu.Unlock()
