@@ -78,15 +78,15 @@ type listing struct {
 
 // walkCache holds the listings of one backend's walks.
 type walkCache struct {
-	mu      sync.Mutex
-	dirs    map[string]*listing
-	trusted map[uint64]bool    // by st_dev: its filesystem is in cachedFS
-	gen     uint64             // stores so far: walkStore saves a cache that learnt something
-	exec    *resolve.ExecCache // the exec directories' listings (deny_exec names)
+	mu    sync.Mutex
+	dirs  map[string]*listing
+	local resolve.LocalFS    // whose filesystems are in cachedFS
+	gen   uint64             // stores so far: walkStore saves a cache that learnt something
+	exec  *resolve.ExecCache // the exec directories' listings (deny_exec names)
 }
 
 func newWalkCache() *walkCache {
-	return &walkCache{dirs: map[string]*listing{}, trusted: map[uint64]bool{}, exec: resolve.NewExecCache()}
+	return &walkCache{dirs: map[string]*listing{}, exec: resolve.NewExecCache()}
 }
 
 // execCache is the exec directories' cache; nil (none) for a nil c.
@@ -95,26 +95,6 @@ func (c *walkCache) execCache() *resolve.ExecCache {
 		return nil
 	}
 	return c.exec
-}
-
-// trustedFS reports whether dir's filesystem (device dev) is in cachedFS;
-// one statfs per device.
-func (c *walkCache) trustedFS(dir string, dev uint64) bool {
-	c.mu.Lock()
-	ok, seen := c.trusted[dev]
-	c.mu.Unlock()
-	if seen {
-		return ok
-	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(dir, &sfs); err != nil {
-		return false
-	}
-	ok = cachedFS[int64(sfs.Type)]
-	c.mu.Lock()
-	c.trusted[dev] = ok
-	c.mu.Unlock()
-	return ok
 }
 
 // lookup returns dir's listing when the cache has one for exactly the
@@ -143,7 +123,7 @@ func (c *walkCache) store(dir string, l *listing, statAt time.Time) {
 		return
 	}
 	limit := statAt.Add(-racyMargin).UnixNano()
-	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit || !c.trustedFS(dir, l.stamp.dev) {
+	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit || !c.local.Is(dir, l.stamp.dev, cachedFS) {
 		return
 	}
 	c.mu.Lock()

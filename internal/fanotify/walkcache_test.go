@@ -137,7 +137,7 @@ func TestWalkCacheStampFields(t *testing.T) {
 	}
 	for field, change := range changes {
 		c := newWalkCache()
-		c.trusted[base.Dev] = true
+		c.local.Remember(base.Dev, true)
 		c.store("/d", &listing{stamp: stampOf(&base)}, time.Now())
 		if c.lookup("/d", &base) == nil {
 			t.Fatalf("%s: the same stamp missed", field)

@@ -69,23 +69,64 @@ var LocalTimesFS = map[int64]bool{
 	unix.F2FS_SUPER_MAGIC:  true,
 }
 
+// LocalFS remembers, per device, whether its filesystem is in a table
+// such as LocalTimesFS: one statfs per device. The zero value is ready.
+// Safe for concurrent use.
+type LocalFS struct {
+	mu   sync.Mutex
+	byFS map[uint64]bool // by st_dev
+}
+
+// Remember records the answer for device dev, as a statfs would have
+// given it (tests of caches over made-up devices).
+func (m *LocalFS) Remember(dev uint64, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byFS == nil {
+		m.byFS = map[uint64]bool{}
+	}
+	m.byFS[dev] = ok
+}
+
+// Is reports whether dir, on device dev, is on a filesystem in table.
+func (m *LocalFS) Is(dir string, dev uint64, table map[int64]bool) bool {
+	m.mu.Lock()
+	ok, seen := m.byFS[dev]
+	m.mu.Unlock()
+	if seen {
+		return ok
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return false
+	}
+	ok = table[int64(sfs.Type)]
+	m.mu.Lock()
+	if m.byFS == nil {
+		m.byFS = map[uint64]bool{}
+	}
+	m.byFS[dev] = ok
+	m.mu.Unlock()
+	return ok
+}
+
 // ExecCache keeps exec-directory listings across resolutions (see above).
 // The zero value is not usable: NewExecCache. A nil *ExecCache resolves
 // without caching. Safe for concurrent use.
 type ExecCache struct {
-	mu      sync.Mutex
-	dirs    map[string]*execListing
-	trusted map[uint64]bool // by st_dev
-	mounts  *mountWatch     // nil: mounts cannot be watched, nothing is kept
-	gen     uint64          // bumped when everything is forgotten
-	margin  time.Duration   // RacyMargin; tests lower it
-	hits    int             // listings reused, for tests
+	mu     sync.Mutex
+	dirs   map[string]*execListing
+	local  LocalFS
+	mounts *mountWatch   // nil: mounts cannot be watched, nothing is kept
+	gen    uint64        // bumped when everything is forgotten
+	margin time.Duration // RacyMargin; tests lower it
+	hits   int           // listings reused, for tests
 }
 
 // NewExecCache returns an empty cache. When /proc/self/mountinfo cannot
 // be opened, the cache keeps nothing (every resolution lists afresh).
 func NewExecCache() *ExecCache {
-	c := &ExecCache{dirs: map[string]*execListing{}, trusted: map[uint64]bool{}, margin: RacyMargin}
+	c := &ExecCache{dirs: map[string]*execListing{}, margin: RacyMargin}
 	c.mounts = newMountWatch()
 	return c
 }
@@ -204,7 +245,7 @@ func (c *ExecCache) store(gen uint64, dir string, l *execListing, statAt time.Ti
 		return
 	}
 	limit := statAt.Add(-c.margin).UnixNano()
-	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit || !c.trustedFS(dir, l.stamp.dev) {
+	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit || !c.local.Is(dir, l.stamp.dev, LocalTimesFS) {
 		return
 	}
 	c.mu.Lock()
@@ -216,24 +257,6 @@ func (c *ExecCache) store(gen uint64, dir string, l *execListing, statAt time.Ti
 		c.dirs = map[string]*execListing{}
 	}
 	c.dirs[dir] = l
-}
-
-func (c *ExecCache) trustedFS(dir string, dev uint64) bool {
-	c.mu.Lock()
-	ok, seen := c.trusted[dev]
-	c.mu.Unlock()
-	if seen {
-		return ok
-	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(dir, &sfs); err != nil {
-		return false
-	}
-	ok = LocalTimesFS[int64(sfs.Type)]
-	c.mu.Lock()
-	c.trusted[dev] = ok
-	c.mu.Unlock()
-	return ok
 }
 
 // mountWatch tells whether the mount table of this process's mount
