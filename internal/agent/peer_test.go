@@ -28,14 +28,16 @@ import (
 // harness it runs on 6.1 (no SO_PEERPIDFD: the pidfd opened at accept) and
 // 6.12 (SO_PEERPIDFD); "before 6.5" forces the former on newer hosts.
 func TestPeerPidReusedRefused(t *testing.T) {
-	t.Run("this kernel", testPeerPidReused)
+	t.Run("this kernel", func(t *testing.T) { testutil.PidReuse(t, func() bool { return testPeerPidReused(t) }) })
 	t.Run("before 6.5", func(t *testing.T) {
 		t.Setenv("AIGATE_TEST_NO_PEERPIDFD", "1")
-		testPeerPidReused(t)
+		testutil.PidReuse(t, func() bool { return testPeerPidReused(t) })
 	})
 }
 
-func testPeerPidReused(t *testing.T) {
+// testPeerPidReused is one attempt; false when another process took the
+// pid first.
+func testPeerPidReused(t *testing.T) bool {
 	ta := startAgent(t, "", "")
 	ctx := context.Background()
 	s, err := ta.client.CreateSandbox(ctx, createReq(t))
@@ -69,7 +71,9 @@ func testPeerPidReused(t *testing.T) {
 		t.Fatalf("the client that connected: exit %d, %v", code, err)
 	}
 	// Reaped: its pid is free. An outside process takes it.
-	testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") })
+	if !testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") }) {
+		return false // the child holding the connection is ended at cleanup
+	}
 	if in, err := ta.sandboxed(pid); err != nil || in {
 		t.Fatalf("pid %d now: in a sandbox %v, %v; want a process outside", pid, in, err)
 	}
@@ -88,6 +92,7 @@ func testPeerPidReused(t *testing.T) {
 	if n := ta.sandboxCount(); n != 1 {
 		t.Errorf("%d sandboxes after the refused request, want only the test's own", n)
 	}
+	return true
 }
 
 // TestPeerPidReusedBeforeAcceptRefused: as TestPeerPidReusedRefused, but
@@ -100,14 +105,16 @@ func testPeerPidReused(t *testing.T) {
 // Debian 12's 6.1, and forced on newer hosts) the process now holding the
 // pid does not hold the connection.
 func TestPeerPidReusedBeforeAcceptRefused(t *testing.T) {
-	t.Run("this kernel", testPeerPidReusedBeforeAccept)
+	t.Run("this kernel", func(t *testing.T) { testutil.PidReuse(t, func() bool { return testPeerPidReusedBeforeAccept(t) }) })
 	t.Run("before 6.5", func(t *testing.T) {
 		t.Setenv("AIGATE_TEST_NO_PEERPIDFD", "1")
-		testPeerPidReusedBeforeAccept(t)
+		testutil.PidReuse(t, func() bool { return testPeerPidReusedBeforeAccept(t) })
 	})
 }
 
-func testPeerPidReusedBeforeAccept(t *testing.T) {
+// testPeerPidReusedBeforeAccept is one attempt; false when another
+// process took the pid first.
+func testPeerPidReusedBeforeAccept(t *testing.T) bool {
 	var armed atomic.Bool
 	accepted := make(chan struct{}, 1)
 	hold := make(chan struct{})
@@ -161,7 +168,9 @@ func testPeerPidReusedBeforeAccept(t *testing.T) {
 	}
 	// Reaped: its pid is free. An outside process takes it, and only then
 	// does the agent ask who connected.
-	testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") })
+	if !testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") }) {
+		return false // the held accept and the child are released at cleanup
+	}
 	if in, err := ta.sandboxed(pid); err != nil || in {
 		t.Fatalf("pid %d now: in a sandbox %v, %v; want a process outside", pid, in, err)
 	}
@@ -181,4 +190,5 @@ func testPeerPidReusedBeforeAccept(t *testing.T) {
 	if n := ta.sandboxCount(); n != 1 {
 		t.Errorf("%d sandboxes after the refused request, want only the test's own", n)
 	}
+	return true
 }

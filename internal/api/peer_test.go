@@ -156,13 +156,19 @@ func testPeerOfGone(t *testing.T, exact bool) {
 		}
 	})
 	t.Run("pid reused before accept", func(t *testing.T) {
-		pid := connectAndExit()
-		testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") })
-		p, err := PeerOf(accept())
-		if !errors.Is(err, ErrPeerGone) {
-			p.Close()
-			t.Fatalf("PeerOf with the client's pid %d now another process's = %+v, %v; want %v", pid, p, err, ErrPeerGone)
-		}
+		testutil.PidReuse(t, func() bool {
+			pid := connectAndExit()
+			if !testutil.StartWithPID(t, pid, func() *exec.Cmd { return exec.Command("sleep", "60") }) {
+				accept().Close() // this attempt's connection, out of the next one's way
+				return false
+			}
+			p, err := PeerOf(accept())
+			if !errors.Is(err, ErrPeerGone) {
+				p.Close()
+				t.Fatalf("PeerOf with the client's pid %d now another process's = %+v, %v; want %v", pid, p, err, ErrPeerGone)
+			}
+			return true
+		})
 	})
 	t.Run("client in another network namespace", func(t *testing.T) {
 		// The agent's end of the connection lives in the client's

@@ -96,51 +96,66 @@ func TestEscapeAgentPlace(t *testing.T) {
 func TestEscapeAgentPeerPidReused(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		b.config(b.read("~/.aigate/config.yaml") + "\nallow_unix:\n  - " + b.agent.sock + "\n")
-		dir := b.path("handoff")
-		b.mkdir(dir)
-		fields := strings.Join([]string{"handoff", b.agent.sock, b.home, b.proj, dir}, " ")
-		script := fmt.Sprintf(`env %s=%q %s || exit 1
+		attempt := 0
+		testutil.PidReuse(t, func() bool {
+			attempt++
+			return agentPeerPidReused(t, b, b.path(fmt.Sprintf("handoff%d", attempt)))
+		})
+	})
+}
+
+// agentPeerPidReused is one attempt of TestEscapeAgentPeerPidReused in
+// dir; false when another process took the pid first.
+func agentPeerPidReused(t *testing.T, b *box, dir string) bool {
+	b.mkdir(dir)
+	fields := strings.Join([]string{"handoff", b.agent.sock, b.home, b.proj, dir}, " ")
+	script := fmt.Sprintf(`env %s=%q %s || exit 1
 for i in $(seq 1200); do [ -e %s/result ] && break; sleep 0.05; done
 cat %s/result`, clientEnv, fields, clientBinary(t), dir, dir)
-		done := make(chan result, 1)
-		go func() { done <- b.sh(script) }()
+	done := make(chan result, 1)
+	go func() { done <- b.sh(script) }()
 
-		// The client that connected has written its pid and is reaped
-		// (its shell waits for it).
-		var pid int
-		for deadline := time.Now().Add(runLimit); ; {
-			if data, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
-				if pid, _ = strconv.Atoi(string(data)); pid > 0 {
-					if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
-						break
-					}
+	// The client that connected has written its pid and is reaped
+	// (its shell waits for it).
+	var pid int
+	for deadline := time.Now().Add(runLimit); ; {
+		if data, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
+			if pid, _ = strconv.Atoi(string(data)); pid > 0 {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+					break
 				}
 			}
-			select {
-			case r := <-done:
-				t.Fatalf("the run ended before the client that connected was reaped:\n%s", r)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the client that connected did not exit (pid %d)", pid)
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
-		// The user's own process outside (a shell, an editor) gets it.
-		testutil.StartWithPID(t, pid, func() *exec.Cmd { return b.asUser(exec.Command("sleep", "600")) })
-		unsandboxed(t, pid)
-		before := sandboxesOf(t, b)
-		if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
-			t.Fatal(err)
+		select {
+		case r := <-done:
+			t.Fatalf("the run ended before the client that connected was reaped:\n%s", r)
+		default:
 		}
-		r := <-done
-		if strings.Contains(r.stdout, "ok created") || !strings.Contains(r.stdout, "refused forbidden") || !strings.Contains(r.stdout, "has exited") {
-			t.Fatalf("a request on a connection handed on by a process that exited, its pid now outside, was not refused as such:\n%s", r)
+		if time.Now().After(deadline) {
+			t.Fatalf("the client that connected did not exit (pid %d)", pid)
 		}
-		if after := sandboxesOf(t, b); after > before {
-			t.Errorf("%d sandboxes of the user after the refused request, %d before", after, before)
-		}
-	})
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The user's own process outside (a shell, an editor) gets it.
+	if !testutil.StartWithPID(t, pid, func() *exec.Cmd { return b.asUser(exec.Command("sleep", "600")) }) {
+		// Let the child ask (its pid is nobody's: refused) and end the run.
+		_ = os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+		<-done
+		return false
+	}
+	unsandboxed(t, pid)
+	before := sandboxesOf(t, b)
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if strings.Contains(r.stdout, "ok created") || !strings.Contains(r.stdout, "refused forbidden") || !strings.Contains(r.stdout, "has exited") {
+		t.Fatalf("a request on a connection handed on by a process that exited, its pid now outside, was not refused as such:\n%s", r)
+	}
+	if after := sandboxesOf(t, b); after > before {
+		t.Errorf("%d sandboxes of the user after the refused request, %d before", after, before)
+	}
+	return true
 }
 
 // sandboxesOf counts the sandboxes of b's user that b's agent holds.

@@ -14,6 +14,39 @@ import (
 	"time"
 )
 
+// pidReuseLock is the file whose lock PidReuse holds, for every test
+// process on the machine.
+const pidReuseLock = "/tmp/aigate-test-pidreuse.lock"
+
+// PidReuse runs scenario, a test that hands a pid on with StartWithPID,
+// until it could (scenario returns true), at most 5 times, serialised
+// across every test process of the machine (CI runs packages side by
+// side). StartWithPID turns the kernel's pid counter back; another test
+// doing so meanwhile makes the machine's next forks walk through freed
+// pids again, and a thread of any process, also of the process whose pid
+// is handed on and of this one, can take the pid first (seen in CI). Then
+// only a new attempt, with a new pid, helps.
+func PidReuse(t testing.TB, scenario func() bool) {
+	t.Helper()
+	RequireRoot(t)
+	f, err := os.OpenFile(pidReuseLock, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatalf("pid reuse lock: %v", err)
+	}
+	defer f.Close() // closing releases the lock
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("pid reuse lock %s: %v", pidReuseLock, err)
+	}
+	const attempts = 5
+	for i := 1; i <= attempts; i++ {
+		if scenario() {
+			return
+		}
+		t.Logf("attempt %d: another process took the pid first; again with a new one", i)
+	}
+	t.Fatalf("%d attempts, and each time another process took the pid first", attempts)
+}
+
 // StartWithPID starts the command newCmd makes as a process whose pid is
 // pid, which must be free (its last owner reaped): the way a pid is handed
 // out again, without waiting for the kernel to cycle through every other.
@@ -24,9 +57,11 @@ import (
 // process starts threads of its own at any time, and one started between
 // the write and the fork took the pid for the rest of the test. While
 // another process holds the pid, it waits for that one to end, up to
-// 30 s. Only newCmd's path, arguments and credentials are used. The
-// process and its shell are killed and reaped at cleanup.
-func StartWithPID(t testing.TB, pid int, newCmd func() *exec.Cmd) {
+// 3 s. It reports whether it could (else it says why in the log): called
+// in PidReuse's scenario, which then tries again from the start. Only
+// newCmd's path, arguments and credentials are used. The process and its
+// shell are killed and reaped at cleanup.
+func StartWithPID(t testing.TB, pid int, newCmd func() *exec.Cmd) bool {
 	t.Helper()
 	RequireRoot(t)
 	if _, err := os.Stat("/proc/sys/kernel/ns_last_pid"); err != nil {
@@ -44,7 +79,7 @@ shift
 "$@" &
 echo $!
 wait`
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(3 * time.Second)
 	tries := 0
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
@@ -69,7 +104,7 @@ wait`
 		got, _ := strconv.Atoi(strings.TrimSpace(line))
 		if err == nil && got == pid {
 			t.Cleanup(stop)
-			return
+			return true
 		}
 		stop()
 		if err != nil {
@@ -77,5 +112,6 @@ wait`
 		}
 	}
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	t.Fatalf("could not start a process with pid %d in 30 s (%d tries); this test is pid %d; the pid's holder:\n%s", pid, tries, os.Getpid(), status)
+	t.Logf("could not start a process with pid %d in 3 s (%d tries); this test is pid %d; the pid's holder:\n%s", pid, tries, os.Getpid(), status)
+	return false
 }
