@@ -114,8 +114,11 @@ func runReset(o *resetOptions) error {
 		}
 		return nil
 	})
-	if err == nil && slices.Contains(victims, paths.Global) {
+	if err == nil && slices.Contains(victims, paths.Global) && len(agent) == 0 {
 		// The built-in defaults apply now, and are the accepted policy.
+		// Not after root's reset of the agent's state: the records went
+		// with it (the next run takes the defaults as a first use), and
+		// accepting would make them again.
 		acceptEdit(f, paths, policyFile{}, policyFile{path: paths.Global}, false)
 	}
 	if err == nil {
