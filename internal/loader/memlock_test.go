@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 func TestMemcgAccounted(t *testing.T) {
@@ -31,6 +33,7 @@ func TestMemcgAccounted(t *testing.T) {
 // a package whose init calls bpf(2) makes every one of those processes
 // pay for it. cilium/ebpf's rlimit package creates a map in its init.
 func TestBinaryDoesNotProbeBPFAtInit(t *testing.T) {
+	testutil.HostOnly(t) // a property of the build: the guests have no go toolchain
 	out, err := exec.Command("go", "list", "-deps", "../../cmd/aigate").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps ../../cmd/aigate: %v\n%s", err, out)
