@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/resolve"
 )
 
 // The dynamic loader run as the program (`ld.so /usr/bin/curl`) is an exec
@@ -61,8 +63,9 @@ type loaders struct {
 	sums   map[int64][][32]byte  // loader contents by size, to recognise copies
 	interp map[inodeKey]inodeKey // protected binary -> its interpreter (zero: none)
 
-	globs []string   // loaderGlobs; tests point them elsewhere
-	found globResult // what globs matched, and the directories that says
+	globs []string        // loaderGlobs; tests point them elsewhere
+	found globResult      // what globs matched, and the directories that says
+	local resolve.LocalFS // which devices keep directory times (cachedFS)
 }
 
 func newLoaders() *loaders {
@@ -120,7 +123,6 @@ func (l *loaders) loaderPaths() []string {
 		dirs = append(dirs, globReads(g)...)
 	}
 	found = globResult{dirs: map[string]dirStamp{}, ok: true}
-	limit := statAt.Add(-racyMargin).UnixNano()
 	for _, d := range dirs {
 		var st unix.Stat_t
 		if err := unix.Stat(d, &st); err != nil {
@@ -128,9 +130,7 @@ func (l *loaders) loaderPaths() []string {
 			continue
 		}
 		found.dirs[d] = stampOf(&st)
-		var sfs unix.Statfs_t
-		if unix.TimespecToNsec(st.Mtim) >= limit || unix.TimespecToNsec(st.Ctim) >= limit ||
-			unix.Statfs(d, &sfs) != nil || !cachedFS[int64(sfs.Type)] {
+		if !found.dirs[d].Settled(d, statAt, racyMargin, &l.local, cachedFS) {
 			found.ok = false
 		}
 	}

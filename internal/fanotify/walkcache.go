@@ -54,15 +54,10 @@ var (
 // maxCachedDirs bounds the listings kept; past it the cache starts over.
 const maxCachedDirs = 200000
 
-type dirStamp struct {
-	dev, ino, nlink uint64
-	size            int64
-	mtime, ctime    unix.Timespec
-}
+// dirStamp is internal/resolve's, shared with its exec-directory cache.
+type dirStamp = resolve.DirStamp
 
-func stampOf(st *unix.Stat_t) dirStamp {
-	return dirStamp{uint64(st.Dev), st.Ino, uint64(st.Nlink), st.Size, st.Mtim, st.Ctim}
-}
+var stampOf = resolve.StampOf
 
 // listing is one directory's entries by type, names only.
 type listing struct {
@@ -122,8 +117,7 @@ func (c *walkCache) store(dir string, l *listing, statAt time.Time) {
 	if c == nil {
 		return
 	}
-	limit := statAt.Add(-racyMargin).UnixNano()
-	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit || !c.local.Is(dir, l.stamp.dev, cachedFS) {
+	if !l.stamp.Settled(dir, statAt, racyMargin, &c.local, cachedFS) {
 		return
 	}
 	c.mu.Lock()

@@ -290,7 +290,7 @@ func encodeWalks(id string, uid uint32, paths []string, dirs map[string]*listing
 		l := dirs[p]
 		putString(&b, p)
 		st := l.stamp
-		for _, v := range []uint64{st.dev, st.ino, st.nlink, uint64(st.size), uint64(st.mtime.Sec), uint64(st.mtime.Nsec), uint64(st.ctime.Sec), uint64(st.ctime.Nsec)} {
+		for _, v := range []uint64{st.Dev, st.Ino, st.Nlink, uint64(st.Size), uint64(st.Mtime.Sec), uint64(st.Mtime.Nsec), uint64(st.Ctime.Sec), uint64(st.Ctime.Nsec)} {
 			putUvarint(&b, v)
 		}
 		for _, names := range [][]string{l.subdirs, l.files, l.links} {
@@ -414,9 +414,9 @@ func decodeWalks(data []byte, id string, uid uint32) (map[string]*listing, error
 			v[j] = d.uvarint()
 		}
 		l := &listing{stamp: dirStamp{
-			dev: v[0], ino: v[1], nlink: v[2], size: int64(v[3]),
-			mtime: unix.Timespec{Sec: int64(v[4]), Nsec: int64(v[5])},
-			ctime: unix.Timespec{Sec: int64(v[6]), Nsec: int64(v[7])},
+			Dev: v[0], Ino: v[1], Nlink: v[2], Size: int64(v[3]),
+			Mtime: unix.Timespec{Sec: int64(v[4]), Nsec: int64(v[5])},
+			Ctime: unix.Timespec{Sec: int64(v[6]), Nsec: int64(v[7])},
 		}}
 		l.subdirs, l.files, l.links = d.names(), d.names(), d.names()
 		switch flag := d.bytes(1); {

@@ -131,20 +131,33 @@ func NewExecCache() *ExecCache {
 	return c
 }
 
-type dirStamp struct {
-	dev, ino, nlink uint64
-	size            int64
-	mtime, ctime    unix.Timespec
+// DirStamp is what a directory's lstat says of its entries: equal stamps
+// of a settled directory (Settled) mean the same entries. Shared with
+// internal/fanotify's walk and loader caches.
+type DirStamp struct {
+	Dev, Ino, Nlink uint64
+	Size            int64
+	Mtime, Ctime    unix.Timespec
 }
 
-func stampOf(st *unix.Stat_t) dirStamp {
-	return dirStamp{uint64(st.Dev), st.Ino, uint64(st.Nlink), st.Size, st.Mtim, st.Ctim}
+// StampOf is st's stamp.
+func StampOf(st *unix.Stat_t) DirStamp {
+	return DirStamp{uint64(st.Dev), st.Ino, uint64(st.Nlink), st.Size, st.Mtim, st.Ctim}
+}
+
+// Settled reports whether s, taken at statAt, can prove dir unchanged
+// later: both its times older than margin before statAt (a change in the
+// same clock tick can leave them equal) and dir on a filesystem in table
+// (local remembers which devices are).
+func (s DirStamp) Settled(dir string, statAt time.Time, margin time.Duration, local *LocalFS, table map[int64]bool) bool {
+	limit := statAt.Add(-margin).UnixNano()
+	return unix.TimespecToNsec(s.Mtime) < limit && unix.TimespecToNsec(s.Ctime) < limit && local.Is(dir, s.Dev, table)
 }
 
 // execListing is one directory's names: for each, whether it is a symbolic
 // link and, when not, the file it is (skip: a directory).
 type execListing struct {
-	stamp   dirStamp
+	stamp   DirStamp
 	entries []execEntry
 }
 
@@ -189,7 +202,7 @@ func (c *ExecCache) list(gen uint64, dir string, st *unix.Stat_t) []execEntry {
 		out = append(out, e)
 	}
 	if complete {
-		c.store(gen, dir, &execListing{stamp: stampOf(st), entries: out}, statAt)
+		c.store(gen, dir, &execListing{stamp: StampOf(st), entries: out}, statAt)
 	}
 	return out
 }
@@ -230,7 +243,7 @@ func (c *ExecCache) lookup(dir string, st *unix.Stat_t) *execListing {
 	if l == nil {
 		return nil
 	}
-	if l.stamp != stampOf(st) {
+	if l.stamp != StampOf(st) {
 		delete(c.dirs, dir)
 		return nil
 	}
@@ -244,8 +257,7 @@ func (c *ExecCache) store(gen uint64, dir string, l *execListing, statAt time.Ti
 	if c == nil || c.mounts == nil {
 		return
 	}
-	limit := statAt.Add(-c.margin).UnixNano()
-	if unix.TimespecToNsec(l.stamp.mtime) >= limit || unix.TimespecToNsec(l.stamp.ctime) >= limit || !c.local.Is(dir, l.stamp.dev, LocalTimesFS) {
+	if !l.stamp.Settled(dir, statAt, c.margin, &c.local, LocalTimesFS) {
 		return
 	}
 	c.mu.Lock()
