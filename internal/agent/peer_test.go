@@ -16,6 +16,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/launch"
+	"github.com/aigate-dev/aigate/internal/sandbox"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -46,27 +47,8 @@ func testPeerPidReused(t *testing.T) bool {
 	}
 	defer s.Close()
 
-	stdinR, stdinW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdinW.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outR.Close()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), clientEnv+"=handoff", "AIGATE_AGENT_TEST_SOCKET="+ta.Socket())
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, outW
-	first, err := launch.Start(s, cmd)
-	stdinR.Close()
-	outW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Signal(syscall.SIGKILL) })
-	pid := first.Pid()
+	h := startHandoff(t, ta, s, nil)
+	first, pid := h.first, h.first.Pid()
 	if code, err := first.Wait(); err != nil || code != 0 {
 		t.Fatalf("the client that connected: exit %d, %v", code, err)
 	}
@@ -78,14 +60,7 @@ func testPeerPidReused(t *testing.T) bool {
 		t.Fatalf("pid %d now: in a sandbox %v, %v; want a process outside", pid, in, err)
 	}
 
-	if _, err := stdinW.WriteString("go\n"); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(outR).ReadString('\n')
-	if err != nil {
-		t.Fatalf("the child holding the connection said nothing: %v", err)
-	}
-	line = strings.TrimSpace(line)
+	line := h.ask(t)
 	if !strings.HasPrefix(line, api.CodeForbidden+":") || !strings.Contains(line, "has exited") {
 		t.Errorf("request on a connection whose process exited, its pid now outside: %q; want %s saying the process that connected has exited", line, api.CodeForbidden)
 	}
@@ -136,28 +111,8 @@ func testPeerPidReusedBeforeAccept(t *testing.T) bool {
 	}
 	defer s.Close()
 
-	stdinR, stdinW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdinW.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outR.Close()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), clientEnv+"=handoff", "AIGATE_AGENT_TEST_SOCKET="+ta.Socket())
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, outW
-	armed.Store(true)
-	first, err := launch.Start(s, cmd)
-	stdinR.Close()
-	outW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Signal(syscall.SIGKILL) })
-	pid := first.Pid()
+	h := startHandoff(t, ta, s, func() { armed.Store(true) })
+	first, pid := h.first, h.first.Pid()
 	select {
 	case <-accepted:
 	case <-time.After(30 * time.Second):
@@ -176,14 +131,7 @@ func testPeerPidReusedBeforeAccept(t *testing.T) bool {
 	}
 	release()
 
-	if _, err := stdinW.WriteString("go\n"); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(outR).ReadString('\n')
-	if err != nil {
-		t.Fatalf("the child holding the connection said nothing: %v", err)
-	}
-	line = strings.TrimSpace(line)
+	line := h.ask(t)
 	if !strings.HasPrefix(line, api.CodeForbidden+":") || !strings.Contains(line, "has exited") {
 		t.Errorf("request on a connection whose process exited before the accept, its pid now outside: %q; want %s saying the process that connected has exited", line, api.CodeForbidden)
 	}
@@ -191,4 +139,56 @@ func testPeerPidReusedBeforeAccept(t *testing.T) bool {
 		t.Errorf("%d sandboxes after the refused request, want only the test's own", n)
 	}
 	return true
+}
+
+// handoff is a client in a sandbox that connects to the agent, hands the
+// connection to its child and exits (clientEnv "handoff"); the child asks
+// for a sandbox when told to.
+type handoff struct {
+	first *sandbox.Child // the client that connected
+	goIn  *os.File       // the child's stdin: "go" makes it ask
+	said  *os.File       // what the child answers
+}
+
+// startHandoff starts the client in s; before runs just before it starts.
+// The pipes close at cleanup, which ends a child that was never told to go.
+func startHandoff(t *testing.T, ta *testAgent, s *api.Session, before func()) *handoff {
+	t.Helper()
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdinW.Close() })
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { outR.Close() })
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), clientEnv+"=handoff", "AIGATE_AGENT_TEST_SOCKET="+ta.Socket())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, outW
+	if before != nil {
+		before()
+	}
+	first, err := launch.Start(s, cmd)
+	stdinR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Signal(syscall.SIGKILL) })
+	return &handoff{first: first, goIn: stdinW, said: outR}
+}
+
+// ask tells the child to make its request and returns its answer line.
+func (h *handoff) ask(t *testing.T) string {
+	t.Helper()
+	if _, err := h.goIn.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(h.said).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the child holding the connection said nothing: %v", err)
+	}
+	return strings.TrimSpace(line)
 }
