@@ -78,6 +78,7 @@ func openFanotify(o Options) (enforce.Backend, error) {
 		Home:         o.Home,
 		ProjectRoot:  o.ProjectRoot,
 		WalkCacheDir: walkCacheDir(o),
+		KeepDir:      fanotify.DefaultKeepDir,
 	})
 	if err != nil {
 		return nil, err

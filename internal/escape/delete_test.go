@@ -90,8 +90,9 @@ func TestEscapeRemoveHook(t *testing.T) {
 // os.truncate) needs no open. LSM refuses it (path_truncate) with a write
 // event. fanotify marks the held inode of each deny_write file for
 // FAN_MODIFY and sees the truncate after the fact (op truncate): the
-// sandbox is killed, then the content the agent holds in memory (files up
-// to 64 KiB) is written back and the event says restored.
+// sandbox is killed, then the content the agent holds (in memory up to
+// 64 KiB; larger files on disk, fanotify.TestTruncateLargeKeptOnDisk) is
+// written back and the event says restored.
 func TestEscapeTruncateProtected(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		testutil.SkipUnlessKernel(t, "no python3 for truncate(2) by path")

@@ -42,6 +42,11 @@ type Options struct {
 	// start a new backend each time. It must be root's and writable by no
 	// one else.
 	WalkCacheDir string
+	// KeepDir, when set, is where the content of protected files too
+	// large to keep in memory is copied, as unnamed files (keep.go). It
+	// is made if missing and must be root's, mode 0700; without it a
+	// truncate of such a file cannot be undone.
+	KeepDir string
 	// Workers decide sandboxed events (default 4).
 	Workers int
 	// DecisionTimeout is how long a sandboxed open may wait for a verdict
@@ -204,13 +209,21 @@ func Open(opts Options) (*Backend, error) {
 		closing:   make(chan struct{}),
 		epoch:     time.Now(),
 	}
+	b.keep.log = b.log
+	if opts.KeepDir != "" {
+		if err := b.keep.useDir(opts.KeepDir); err != nil {
+			b.log.Warn("protected files over 64 KiB have no copy of their content: a truncate of one inside a sandbox cannot be undone", zap.Error(err))
+		}
+	}
 	if err := unix.Pipe2(b.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		unix.Close(group)
+		b.keep.close()
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
 	}
 	b.guard, err = startGuard(group, opts.guardStall, opts.guardRelease)
 	if err != nil {
 		unix.Close(group)
+		b.keep.close()
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
