@@ -76,6 +76,9 @@ type Options struct {
 	guardRelease time.Duration
 	// beforeBatch, for tests, runs in the reader before each read.
 	beforeBatch func()
+	// noPlaceByID, for tests, places every opener by /proc/TID/cgroup
+	// (place.go), as on kernels before 6.13.
+	noPlaceByID bool
 }
 
 func (o *Options) defaults() {
@@ -147,6 +150,12 @@ type Backend struct {
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
 	byCgroup  map[string]*sandbox // the same, by rel: sandboxOf's index
+	// placedIDs caches, by cgroup id, the sandbox a cgroup is in or
+	// below, or nil (place.go); emptied whenever sandboxes changes.
+	placedIDs map[uint64]*sandbox
+	// cgRootFD is the cgroup2 mount, to open cgroups by id; -1 if not.
+	cgRootFD    int
+	noPlaceByID atomic.Bool // the kernel cannot tell a thread's cgroup id
 
 	pending pendingSet
 	work    chan *pending
@@ -203,6 +212,8 @@ func Open(opts Options) (*Backend, error) {
 		keep:      newKeeper(maxKept),
 		sandboxes: map[uint32]*sandbox{},
 		byCgroup:  map[string]*sandbox{},
+		placedIDs: map[uint64]*sandbox{},
+		cgRootFD:  -1,
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
 		events:    make(chan events.Event, opts.EventBuffer),
@@ -210,6 +221,7 @@ func Open(opts Options) (*Backend, error) {
 		epoch:     time.Now(),
 	}
 	b.keep.log = b.log
+	b.noPlaceByID.Store(opts.noPlaceByID)
 	if opts.KeepDir != "" {
 		if err := b.keep.useDir(opts.KeepDir); err != nil {
 			b.log.Warn("protected files over 64 KiB have no copy of their content: a truncate of one inside a sandbox cannot be undone", zap.Error(err))
@@ -234,6 +246,9 @@ func Open(opts Options) (*Backend, error) {
 		b.log.Warn("directories created after a sandbox starts will not be marked: name rules are not enforced in them", zap.Error(err))
 	} else {
 		b.keep.notify = b.watch.fd
+	}
+	if fd, err := unix.Open(b.cgRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		b.cgRootFD = fd
 	}
 	b.start()
 	return b, nil
@@ -346,6 +361,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	b.mu.Lock()
 	b.sandboxes[sb.ID] = s
 	b.byCgroup[rel] = s
+	clear(b.placedIDs)
 	b.mu.Unlock()
 	err = b.marks.addMarks(sb.ID, p)
 	if b.watch != nil {
@@ -439,6 +455,7 @@ func (b *Backend) Remove(id uint32) error {
 	if ok && b.byCgroup[s.rel] == s {
 		delete(b.byCgroup, s.rel)
 	}
+	clear(b.placedIDs)
 	b.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("remove sandbox %d: not registered", id)
@@ -509,6 +526,9 @@ func (b *Backend) Close() error {
 		}
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
+		if b.cgRootFD >= 0 {
+			unix.Close(b.cgRootFD)
+		}
 		close(b.events)
 	})
 	return err

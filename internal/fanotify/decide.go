@@ -37,6 +37,12 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 	if n == 0 {
 		return nil
 	}
+	if s, ok := b.placeByID(tid); ok {
+		if s != nil {
+			b.placed.put(tid, s)
+		}
+		return s
+	}
 	cg, ok := readCgroup(tid)
 	if !ok {
 		return b.exitedSandbox(tid)
@@ -55,6 +61,11 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 func (b *Backend) sandboxAt(cg string) *sandbox {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	return b.sandboxAtLocked(cg)
+}
+
+// sandboxAtLocked is sandboxAt with b.mu held.
+func (b *Backend) sandboxAtLocked(cg string) *sandbox {
 	for dir := cg; dir != ""; {
 		if s := b.byCgroup[dir]; s != nil {
 			return s

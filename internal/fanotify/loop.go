@@ -198,6 +198,13 @@ func (b *Backend) readLoop() {
 				// cannot happen: we cannot name them. Fail loudly.
 				b.log.Error("parse fanotify events", zap.Error(err))
 			}
+			if n+metadataSize <= len(buf) {
+				// Room was left: the queue was empty when the read
+				// ended. Back to poll, without the read that would
+				// only say EAGAIN (a syscall per wakeup; at one opener
+				// at a time, one per event).
+				break
+			}
 		}
 	}
 }
