@@ -156,6 +156,7 @@ type Backend struct {
 	// cgRootFD is the cgroup2 mount, to open cgroups by id; -1 if not.
 	cgRootFD    int
 	noPlaceByID atomic.Bool // the kernel cannot tell a thread's cgroup id
+	pidfds      pidfdCache  // openers' thread pidfds (place.go)
 
 	pending pendingSet
 	work    chan *pending
@@ -529,6 +530,7 @@ func (b *Backend) Close() error {
 		if b.cgRootFD >= 0 {
 			unix.Close(b.cgRootFD)
 		}
+		b.pidfds.close()
 		close(b.events)
 	})
 	return err

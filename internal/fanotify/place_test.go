@@ -6,14 +6,94 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
+
+// "move-open CGROUP PATH": open PATH, move into CGROUP, open PATH again;
+// print both results.
+var _ = registerHelper("move-open", func(args []string) string {
+	first := helperOp("open", []string{args[1], "r"})
+	if err := os.WriteFile(filepath.Join(args[0], "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		return err.Error()
+	}
+	return first + " " + helperOp("open", []string{args[1], "r"})
+})
+
+// TestPlacePidfdReused: a kept pidfd whose thread has gone is not taken
+// for the thread that has its number now. Pid reuse is simulated: the
+// pidfd of an exited outside process is kept under the tid of a live
+// sandboxed one, whose open must still be refused.
+func TestPlacePidfdReused(t *testing.T) {
+	e := newEnv(t, nil)
+	secret := e.write(filepath.Join(e.project, ".env"), "TOKEN=x")
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env")})
+	if _, ok := e.b.threadCgroupID(os.Getpid()); !ok || e.b.noPlaceByID.Load() {
+		// Before 6.13 openers are placed by /proc (TestPlaceByID/by-proc).
+		t.Logf("this kernel cannot tell a thread's cgroup id (PIDFD_GET_INFO, Linux 6.13): nothing kept")
+		return
+	}
+	gone := exec.Command("true")
+	if err := gone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := unix.PidfdOpen(gone.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gone.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// A sandboxed helper that waits for a line on stdin before opening.
+	cmd := e.cmd(s, "open-after-line", secret)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	e.b.pidfds.mu.Lock()
+	if e.b.pidfds.fds == nil {
+		e.b.pidfds.closeLocked()
+	}
+	if old, ok := e.b.pidfds.fds[cmd.Process.Pid]; ok {
+		unix.Close(old)
+	}
+	e.b.pidfds.fds[cmd.Process.Pid] = stale
+	e.b.pidfds.mu.Unlock()
+	e.b.mu.Lock()
+	clear(e.b.placedIDs)
+	e.b.mu.Unlock()
+	in.Write([]byte("go\n"))
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "EPERM" {
+		t.Fatalf("open inside, a stale pidfd kept under its tid: %s, want EPERM", got)
+	}
+}
+
+// "open-after-line PATH": read a line from stdin, then open PATH.
+var _ = registerHelper("open-after-line", func(args []string) string {
+	var b [64]byte
+	_, _ = os.Stdin.Read(b[:])
+	return helperOp("open", []string{args[0], "r"})
+})
 
 // TestPlaceByID: openers are placed the same by their cgroup id (Linux
 // 6.13+, place.go) as by /proc/TID/cgroup: inside a sandbox's cgroup and
@@ -59,6 +139,12 @@ func TestPlaceByID(t *testing.T) {
 			}
 			if got := e.run(later, "open", secret, "r"); got != "ok" {
 				t.Fatalf("open in the cgroup once its sandbox is removed: %s, want ok", got)
+			}
+
+			// One process, its pidfd kept from its first open, moved into
+			// the sandbox's cgroup: its next open is refused.
+			if got := e.run(nil, "move-open", s.g.Path, secret); got != "ok EPERM" {
+				t.Fatalf("open outside, then inside after a move: %q, want \"ok EPERM\"", got)
 			}
 
 			e.b.mu.RLock()
