@@ -176,6 +176,8 @@ func (k *keeper) useDir(dir string) error {
 // keep directory when it is too large for memory, within the budgets;
 // otherwise c has none and c.noContent says why. Called with k.mu held.
 func (k *keeper) snapshot(path string, c *kept) {
+	// Said once per reason, not at each of the user's writes (resnap).
+	was := c.noContent
 	k.unsnap(c)
 	if c.fd < 0 {
 		return
@@ -189,7 +191,7 @@ func (k *keeper) snapshot(path string, c *kept) {
 		return
 	}
 	c.noContent = k.snapDisk(c, st.Size)
-	if c.noContent != "" {
+	if c.noContent != "" && c.noContent != was {
 		k.log.Warn("aigate keeps no copy of this protected file's content: a truncate(2) of it inside a sandbox kills the sandbox but cannot be undone",
 			zap.String("path", path), zap.Int64("size", st.Size), zap.String("why", c.noContent))
 	}
@@ -228,7 +230,7 @@ func (k *keeper) snapMemory(c *kept, size int64) bool {
 func (k *keeper) snapDisk(c *kept, size int64) string {
 	switch {
 	case k.dir < 0:
-		return fmt.Sprintf("larger than %d KiB, and no keep directory", k.snapFile>>10)
+		return fmt.Sprintf("past the in-memory bound (%d KiB a file, %d KiB in all) and no keep directory", k.snapFile>>10, k.snapMax>>10)
 	case size > k.diskFile:
 		return fmt.Sprintf("larger than the %d MiB bound of a copy", k.diskFile>>20)
 	case k.diskUsed+size > k.diskMax:
