@@ -93,8 +93,19 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 	for key, path := range p.protected {
 		t.protect[key]++
 		if ipath, ok := t.ignored[key]; ok {
-			err := unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, permMask, unix.AT_FDCWD, ipath)
-			if err != nil && !errors.Is(err, unix.ENOENT) {
+			// Removed through the path the inode has now: an unrelated
+			// file renamed to a protected name (found by the watcher,
+			// protectNew) is no longer at ipath, and removing through
+			// ipath failed with ENOENT and left the mask silencing it.
+			// Then through ipath too, in case path names another inode
+			// by now (removing its ignore mask costs a round trip only).
+			err := t.unignore(path)
+			if ipath != path {
+				if ierr := t.unignore(ipath); err != nil {
+					err = ierr
+				}
+			}
+			if err != nil {
 				return fmt.Errorf("remove ignore mark on %s (protected as %s): %w", ipath, path, err)
 			}
 			delete(t.ignored, key)
@@ -119,6 +130,16 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 			return fmt.Errorf("fanotify mark %s: %w", path, err)
 		}
 		t.applied[path] = want
+	}
+	return nil
+}
+
+// unignore removes the ignore mask of the inode at path; nothing there,
+// or no mark on it, is no error.
+func (t *markTable) unignore(path string) error {
+	err := unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, permMask, unix.AT_FDCWD, path)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return err
 	}
 	return nil
 }
