@@ -20,7 +20,9 @@ import (
 // read and a close, and the kernel formats a line per hierarchy under
 // cgroup_mutex: 2.8-5.4 us here, about half of an outside opener's round
 // trip. Since Linux 6.13 a pidfd of the thread (PIDFD_THREAD, 6.9) tells
-// its cgroup v2 id (PIDFD_GET_INFO): 0.9 us. A cgroup's id is never reused
+// its cgroup v2 id (PIDFD_GET_INFO): 0.9 us with pidfd_open and close,
+// one ioctl when the thread's pidfd is kept from its earlier events
+// (threadCgroupID). A cgroup's id is never reused
 // and its ancestors never change (cgroup2 renames only within a parent),
 // so what the id's path says once (which sandbox's cgroup it is in or
 // below, or none) holds for as long as the registered sandboxes stay the
