@@ -185,7 +185,14 @@ func (t *markTable) ignoreLocked(unrelated map[inodeKey]string, matches func(str
 		if t.protect[key] > 0 || t.ignored[key] != "" || matches(path) {
 			continue
 		}
-		err := unix.FanotifyMark(t.group, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_IGNORED_SURV_MODIFY, permMask, unix.AT_FDCWD, path)
+		// Without FAN_MARK_IGNORED_SURV_MODIFY: the kernel drops the
+		// ignore mask at the file's first modification (a write, a
+		// truncate), so that an unrelated file overwritten in place
+		// with a copy of a deny_exec binary is checked again when run
+		// (TestDenyExecCopyOverIgnored); a modified file's opens are
+		// round trips from then on. The table still lists it, which only
+		// keeps it from getting a mask again.
+		err := unix.FanotifyMark(t.group, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK, permMask, unix.AT_FDCWD, path)
 		if err != nil {
 			continue // an ignore mask is an optimisation only
 		}
