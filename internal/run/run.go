@@ -89,7 +89,8 @@ Exit status: COMMAND's own status, or 128+N when a signal N killed it.
 aigate's own failures:
   2  bad command line
   3  no usable enforcement (no agent and not root, kernel not ready): COMMAND not started
-  4  the policy is invalid: COMMAND not started
+  4  the policy is invalid, or loosened (global config, project file) without being
+     accepted or trusted from outside a sandbox: COMMAND not started
   5  the sandbox could not be set up: COMMAND not started
   126  COMMAND found but not executable, or its exec was denied (deny_exec)
   127  COMMAND not found`,
