@@ -125,9 +125,10 @@ type Proxy struct {
 	table map[grant]*entry      // what the sink holds, with expiry
 	names map[netip.Addr]string // address -> name last resolved to it
 
-	wake chan struct{} // learn added to the table: expiry has work
-	done chan struct{}
-	wg   sync.WaitGroup
+	wake  chan struct{} // learn added to an empty table: expiry has work
+	wakes atomic.Uint64 // tokens learn sent (tests)
+	done  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // grant is one address allowed through one domain entry.
@@ -544,6 +545,7 @@ func (p *Proxy) learn(allowed []policy.DomainEntry, name string, addrs []learned
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	idle := len(p.table) == 0 && len(p.names) == 0 // expireLoop sleeps, or will
 	var errs []error
 	for _, d := range allowed {
 		var add []netip.Addr
@@ -574,9 +576,15 @@ func (p *Proxy) learn(allowed []policy.DomainEntry, name string, addrs []learned
 	for _, l := range addrs {
 		p.names[l.addr] = name
 	}
-	select {
-	case p.wake <- struct{}{}:
-	default:
+	// Only a table that was empty needs the loop woken: a loop with
+	// something to expire ticks anyway, and waking it on every answer
+	// cost a thread wake-up per query (issue #15).
+	if idle {
+		p.wakes.Add(1)
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 	return errors.Join(errs...)
 }
