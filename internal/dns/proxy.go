@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -413,7 +414,7 @@ func (p *Proxy) respond(req *mdns.Msg, c peer, used *spent) *mdns.Msg {
 // answer is written (upstream.go).
 type spent struct {
 	pool *upstreamPool
-	conn *net.UDPConn
+	conn *os.File
 }
 
 func (s *spent) release() {

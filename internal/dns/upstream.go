@@ -5,14 +5,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // A forwarded query used to open its upstream socket on the client's time
@@ -43,28 +45,49 @@ var newID = func() uint16 {
 
 // upstreamPool holds sockets connected to one upstream resolver.
 type upstreamPool struct {
-	addr *net.UDPAddr
+	addr netip.AddrPort
 
 	mu     sync.Mutex
-	ready  []*net.UDPConn
+	ready  []*os.File
 	idle   *time.Timer // closes ready when no query took one for poolIdle
 	closed bool
 }
 
 // newUpstreamPool returns a pool for upstream ("ip:port"), or nil when
-// upstream is not an address (a host name: the exchange then goes through
-// miekg's client, which resolves it).
+// upstream is a host name or a scoped address: the exchange then goes
+// through miekg's client.
 func newUpstreamPool(upstream string) *upstreamPool {
 	ap, err := netip.ParseAddrPort(upstream)
-	if err != nil {
-		return nil
+	if err != nil || ap.Addr().Zone() != "" {
+		return nil // a scoped address needs its interface index: miekg's client
 	}
-	return &upstreamPool{addr: net.UDPAddrFromAddrPort(ap)}
+	return &upstreamPool{addr: ap}
+}
+
+// dial opens a socket connected to the upstream. It is an os.File, not a
+// net.UDPConn, for the syscalls: socket, connect, fcntl and epoll_ctl,
+// where net.DialUDP adds a setsockopt, getsockname and getpeername. The
+// kernel binds it to a random free port at connect.
+func (u *upstreamPool) dial() (*os.File, error) {
+	a := u.addr.Addr().Unmap()
+	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: int(u.addr.Port()), Addr: a.As16()})
+	if a.Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(u.addr.Port()), Addr: a.As4()}
+	}
+	fd, err := udpSocket(family)
+	if err != nil {
+		return nil, fmt.Errorf("open socket to %s: %w", u.addr, err)
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("connect socket to %s: %w", u.addr, err)
+	}
+	return os.NewFile(uintptr(fd), "dns-upstream"), nil
 }
 
 // take returns a socket for one query: a pooled one, or a new one when
 // none is ready.
-func (u *upstreamPool) take() (*net.UDPConn, error) {
+func (u *upstreamPool) take() (*os.File, error) {
 	u.mu.Lock()
 	if len(u.ready) > 0 {
 		// The oldest first: no socket waits open longer than it must.
@@ -74,17 +97,13 @@ func (u *upstreamPool) take() (*net.UDPConn, error) {
 		return c, nil
 	}
 	u.mu.Unlock()
-	c, err := net.DialUDP("udp", nil, u.addr)
-	if err != nil {
-		return nil, fmt.Errorf("open socket to %s: %w", u.addr, err)
-	}
-	return c, nil
+	return u.dial()
 }
 
 // done closes a socket that carried its query and opens the pool back up
 // to poolSize; the proxy calls it after writing the answer, off the
 // client's time.
-func (u *upstreamPool) done(used *net.UDPConn) {
+func (u *upstreamPool) done(used *os.File) {
 	used.Close()
 	for {
 		u.mu.Lock()
@@ -93,7 +112,7 @@ func (u *upstreamPool) done(used *net.UDPConn) {
 		if full {
 			break
 		}
-		c, err := net.DialUDP("udp", nil, u.addr)
+		c, err := u.dial()
 		if err != nil {
 			break // the next query opens its own and says why
 		}
@@ -155,7 +174,7 @@ var replyBufs = sync.Pool{New: func() any { b := make([]byte, mdns.MaxMsgSize); 
 // response, with that ID and the same question. Anything else is read
 // past until the timeout, as miekg's client reads past replies with
 // another ID.
-func exchange(c *net.UDPConn, req *mdns.Msg, timeout time.Duration) (*mdns.Msg, error) {
+func exchange(c *os.File, req *mdns.Msg, timeout time.Duration) (*mdns.Msg, error) {
 	q := *req // the client's ID stays on req, for the answer
 	q.Id = newID()
 	wire, err := q.Pack()
@@ -184,6 +203,9 @@ func exchange(c *net.UDPConn, req *mdns.Msg, timeout time.Duration) (*mdns.Msg, 
 	}
 	for {
 		n, err := c.Read(buf)
+		if errors.Is(err, io.EOF) {
+			continue // an empty datagram
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read reply: %w", err)
 		}

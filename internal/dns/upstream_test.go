@@ -9,6 +9,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // rawUpstream is an upstream resolver whose replies the test writes: reply
@@ -29,7 +30,12 @@ type seenQuery struct {
 
 func startRawUpstream(t *testing.T, reply func(u *rawUpstream, q *mdns.Msg, from netip.AddrPort)) *rawUpstream {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return startRawUpstreamAt(t, netip.MustParseAddr("127.0.0.1"), reply)
+}
+
+func startRawUpstreamAt(t *testing.T, at netip.Addr, reply func(u *rawUpstream, q *mdns.Msg, from netip.AddrPort)) *rawUpstream {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(at, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +151,26 @@ func TestForwardFreshSocketAndID(t *testing.T) {
 	}
 }
 
+// TestForwardIPv6Upstream: the pool opens IPv6 sockets for an IPv6
+// upstream.
+func TestForwardIPv6Upstream(t *testing.T) {
+	up := startRawUpstreamAt(t, netip.IPv6Loopback(), func(u *rawUpstream, q *mdns.Msg, from netip.AddrPort) {
+		u.send(t, nil, answerA(q, 0, "10.1.1.1"), from)
+	})
+	p := startProxyTo(t, up.addr, newFakeSink(), "svc.test")
+	for range 3 {
+		if r := askProxy(t, p, "svc.test.", 5); len(r.Answer) != 1 {
+			t.Fatalf("answer: %v", r)
+		}
+	}
+	if p.pools[0] == nil {
+		t.Fatal("no pool for an IPv6 upstream")
+	}
+	if q := up.queries(); len(q) != 3 || !q[0].from.Addr().Is6() {
+		t.Errorf("upstream saw %v", q)
+	}
+}
+
 // TestForwardRefusesForeignReplies: a reply counts only if it comes from
 // the upstream's address and port, carries the query's ID and answers its
 // question; forged ones are read past, and their addresses never reach the
@@ -199,10 +225,10 @@ func TestForwardDropsEarlyDatagrams(t *testing.T) {
 		if armed.CompareAndSwap(true, false) {
 			// This query is answered only once a forged answer to the
 			// next sits queued at every socket opened ahead of it.
-			for _, c := range proxy.Load().pools[0].readyConns() {
+			for _, port := range proxy.Load().pools[0].readyPorts(t) {
 				f := answerA(q, 300, "10.6.6.6")
 				f.Id = 99
-				u.send(t, nil, f, addrPort(c.LocalAddr()))
+				u.send(t, nil, f, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
 			}
 		}
 		u.send(t, nil, answerA(q, 0, "10.1.1.1"), from)
@@ -234,10 +260,25 @@ func waitPooled(t *testing.T, u *upstreamPool) {
 	}
 }
 
-func (u *upstreamPool) readyConns() []*net.UDPConn {
+func (u *upstreamPool) readyPorts(t *testing.T) []uint16 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return append([]*net.UDPConn(nil), u.ready...)
+	var ports []uint16
+	for _, f := range u.ready {
+		rc, err := f.SyscallConn() // not Fd(), which makes the file blocking
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = rc.Control(func(fd uintptr) {
+			sa, err := unix.Getsockname(int(fd))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ports = append(ports, uint16(sa.(*unix.SockaddrInet4).Port))
+		})
+	}
+	return ports
 }
 
 // TestPoolClosesWhenIdle: a proxy nobody asks holds no upstream socket
