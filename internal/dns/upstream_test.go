@@ -10,6 +10,8 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 // rawUpstream is an upstream resolver whose replies the test writes: reply
@@ -302,4 +304,50 @@ func TestPoolClosesWhenIdle(t *testing.T) {
 	if r := askProxy(t, p, "svc.test.", 2); len(r.Answer) != 1 {
 		t.Fatalf("after the pool closed: %v", r)
 	}
+}
+
+// TestForwardTruncatedRetriesOverTCP: a truncated UDP answer is asked
+// again over TCP, so that the client gets, and the allow map holds, every
+// address.
+func TestForwardTruncatedRetriesOverTCP(t *testing.T) {
+	up := startRawUpstream(t, func(u *rawUpstream, q *mdns.Msg, from netip.AddrPort) {
+		r := answerA(q, 300, "10.1.1.1")
+		r.Truncated = true
+		u.send(t, nil, r, from)
+	})
+	l, err := net.Listen("tcp4", up.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &mdns.Server{Listener: l, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, q *mdns.Msg) {
+		r := answerA(q, 300, "10.1.1.1")
+		r.Answer = append(r.Answer, answerA(q, 300, "10.1.1.2").Answer...)
+		_ = w.WriteMsg(r)
+	})}
+	started := make(chan struct{})
+	s.NotifyStartedFunc = func() { close(started) }
+	go func() { _ = s.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { _ = s.Shutdown() })
+	sink := newFakeSink()
+	p := startProxyTo(t, up.addr, sink, "svc.test")
+	r := askProxy(t, p, "svc.test.", 3)
+	if len(r.Answer) != 2 || r.Truncated {
+		t.Fatalf("answer %v, want both addresses from the TCP retry", r)
+	}
+	for _, a := range []string{"10.1.1.1", "10.1.1.2"} {
+		if !sink.has(ruleOfAllow(t, "svc.test"), a) {
+			t.Errorf("%s not in the allow map", a)
+		}
+	}
+	if n := len(up.queries()); n != 1 {
+		t.Errorf("upstream saw %d UDP queries, want 1", n)
+	}
+}
+
+// ruleOfAllow is the rule id startProxyTo's policy gives its one allowed
+// pattern.
+func ruleOfAllow(t *testing.T, raw string) policy.RuleID {
+	t.Helper()
+	return ruleOf(t, compile(t, raw), raw)
 }
