@@ -19,8 +19,8 @@ import (
 
 // A forwarded query used to open its upstream socket on the client's time
 // (miekg's Client: socket, setsockopt, connect, getsockname, getpeername,
-// two epoll_ctl, close): about half of what the proxy added to a forwarded
-// query (issue #15). The pool opens those sockets ahead of the queries,
+// two epoll_ctl, then close; issue #15). The pool opens those sockets ahead
+// of the queries,
 // after an answer has been written, and still uses each for exactly one
 // query: every query leaves from a fresh port the kernel picked at random,
 // with a fresh random ID, as before. Sockets are connected, so the kernel
