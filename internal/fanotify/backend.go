@@ -49,6 +49,11 @@ type Options struct {
 	DecisionTimeout time.Duration
 	// EventBuffer is the capacity of the Events channel (default 4096).
 	EventBuffer int
+	// MarkLinger is how long an exec-only mark (the deny_exec copy
+	// directories: /tmp, /var/tmp, /dev/shm) stays after the last sandbox
+	// that needed it, so that the next sandbox does not set it again
+	// (marks.go, lingerMark); default 10s, negative: none.
+	MarkLinger time.Duration
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
@@ -94,6 +99,9 @@ func (o *Options) defaults() {
 	}
 	if o.EventBuffer <= 0 {
 		o.EventBuffer = 4096
+	}
+	if o.MarkLinger == 0 {
+		o.MarkLinger = 10 * time.Second
 	}
 	if o.pruneEvery <= 0 {
 		o.pruneEvery = 5 * time.Second
@@ -191,7 +199,7 @@ func Open(opts Options) (*Backend, error) {
 		log:       opts.Logger,
 		group:     group,
 		cgRoot:    strings.TrimSuffix(cgRoot, "/"),
-		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
+		marks:     newMarkTable(group, opts.MaxIgnoreMarks, max(opts.MarkLinger, 0)),
 		ldso:      newLoaders(),
 		walks:     newWalkCache(),
 		stored:    newWalkStoreIf(opts.WalkCacheDir),
@@ -481,6 +489,7 @@ func (b *Backend) Close() error {
 		_, _ = unix.Write(b.wake[1], []byte{0})
 		b.wg.Wait()
 		b.pending.denyAll(b)
+		b.marks.close()
 		unix.Close(b.group)
 		if b.watch != nil {
 			b.watch.close()
