@@ -125,6 +125,7 @@ func (c *ExecCache) ExecutablesShared(set policy.FileSet, dirs []string) ([]File
 	// A directory is listed once, however many names it has on PATH: on a
 	// merged-/usr system /bin and /usr/bin are one.
 	seenDir := map[[2]uint64]bool{}
+	memo := stamps{}
 	for _, dir := range dirs {
 		var dst unix.Stat_t
 		if err := unix.Stat(dir, &dst); err != nil {
@@ -135,7 +136,7 @@ func (c *ExecCache) ExecutablesShared(set policy.FileSet, dirs []string) ([]File
 			continue
 		}
 		seenDir[dk] = true
-		for _, ent := range cache.list(gen, dir, &dst) {
+		for _, ent := range cache.list(gen, dir, &dst, memo) {
 			if ent.skip {
 				continue
 			}
