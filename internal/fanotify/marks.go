@@ -232,11 +232,23 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 
 // ignore sets the ignore masks add would have set for unrelated, a batch
 // at a time so that the table is not held for the whole of a large home;
-// it stops early when stop is closed.
-func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) bool, stop <-chan struct{}) {
+// it stops early, before a batch, when either stop channel is closed
+// (the backend closing, the sandbox removed). before, when set, runs
+// before each batch (tests).
+func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) bool, closing, removed <-chan struct{}, before func()) {
 	const batch = 512
 	part := make(map[inodeKey]string, batch)
 	flush := func() bool {
+		if before != nil {
+			before()
+		}
+		select {
+		case <-closing:
+			return false
+		case <-removed:
+			return false
+		default:
+		}
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		t.ignoreLocked(part, matches)
@@ -248,16 +260,13 @@ func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) b
 		if len(part) < batch {
 			continue
 		}
-		select {
-		case <-stop:
-			return
-		default:
-		}
 		if !flush() {
 			return
 		}
 	}
-	flush()
+	if len(part) > 0 {
+		flush()
+	}
 }
 
 // ignoreLocked sets an ignore mask on each unrelated file that no sandbox
