@@ -346,11 +346,10 @@ func (c *ExecCache) list(gen uint64, dir string, st *unix.Stat_t, m stamps) []ex
 	complete := true
 	for _, ent := range ents {
 		e := execEntry{name: ent.Name(), link: ent.Type()&fs.ModeSymlink != 0}
-		if e.link {
-			e.skip, e.key, e.res = c.resolveLink(filepath.Join(dir, e.name), m)
-		} else {
-			e.skip, e.key = statKey(filepath.Join(dir, e.name))
-		}
+		// A link's dependencies are recorded only when its listing is
+		// used again (above): an embedded run resolves once per process,
+		// and the walk would cost it a readlink and lstats per link.
+		e.skip, e.key = statKey(filepath.Join(dir, e.name))
 		if e.skip && !e.link {
 			// A directory is a stable answer; a failed stat is not.
 			var lst unix.Stat_t
