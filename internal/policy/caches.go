@@ -1,0 +1,80 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// CacheTool is a tool whose cache a sandbox would otherwise share with the
+// user: what it builds or downloads there runs outside at the user's next
+// ordinary command (a Go build cache entry is linked without a check, an
+// npx package runs, a pip wheel installs). Unless shared_caches names it,
+// the tool gets caches of the sandboxes' own (run sets the variables) and
+// the user's caches are deny_write (UserCaches).
+type CacheTool struct {
+	Name string
+	// UserCaches are the tool's default cache locations in the home, as
+	// deny_write patterns.
+	UserCaches []string
+}
+
+// CacheTools lists the tools whose caches sandboxes get their own of.
+// Cargo is not among them: its registry cache sits beside its bin/ and
+// config in CARGO_HOME, so a sandbox CARGO_HOME moves more than a cache.
+var CacheTools = []CacheTool{
+	{Name: "go", UserCaches: []string{"~/.cache/go-build/", "~/go/pkg/mod/"}},
+	{Name: "npm", UserCaches: []string{"~/.npm/"}},
+	{Name: "pip", UserCaches: []string{"~/.cache/pip/"}},
+}
+
+// cacheToolNames is the list for messages.
+func cacheToolNames() string {
+	var names []string
+	for _, t := range CacheTools {
+		names = append(names, t.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// sharedCaches parses shared_caches: a list of CacheTools names.
+func (p *parser) sharedCaches(key string, v *yaml.Node) []PathRule {
+	var out []PathRule
+	for _, s := range p.stringList(key, v, "tool names", "go") {
+		if !slices.ContainsFunc(CacheTools, func(t CacheTool) bool { return t.Name == s.Value }) {
+			p.errorf(s, "write one of "+cacheToolNames(),
+				"%s entry %q is not a tool whose caches aigate separates", key, s.Value)
+			continue
+		}
+		out = append(out, PathRule{Pattern: s.Value, Source: p.source(s)})
+	}
+	return out
+}
+
+// SandboxCaches reports whether the sandbox gets its own caches of tool
+// (shared_caches does not name it).
+func (p *Policy) SandboxCaches(tool string) bool {
+	return !slices.ContainsFunc(p.SharedCaches, func(r PathRule) bool { return r.Pattern == tool })
+}
+
+// addCacheRules makes the user's caches of every tool with sandbox caches
+// deny_write, as built-in rules: they hold only while the sandbox's tools
+// are steered to their own caches, so they go with shared_caches, not with
+// allow_write.
+func (p *Policy) addCacheRules() {
+	for _, t := range CacheTools {
+		if !p.SandboxCaches(t.Name) {
+			continue
+		}
+		for _, c := range t.UserCaches {
+			p.DenyWrite = appendRules(p.DenyWrite, []PathRule{{Pattern: c}})
+		}
+	}
+}
+
+// sharedCachesMsg is what Merge says of a shared_caches entry.
+func sharedCachesMsg(r PathRule) string {
+	return fmt.Sprintf("shared_caches entry %q", r.Pattern)
+}
