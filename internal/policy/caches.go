@@ -16,6 +16,8 @@ import (
 // the user's caches are deny_write (UserCaches).
 type CacheTool struct {
 	Name string
+	// Own are the sandboxes' own caches, beneath SandboxCacheDir.
+	Own []string
 	// UserCaches are the tool's default cache locations in the home, as
 	// deny_write patterns.
 	UserCaches []string
@@ -25,10 +27,16 @@ type CacheTool struct {
 // Cargo is not among them: its registry cache sits beside its bin/ and
 // config in CARGO_HOME, so a sandbox CARGO_HOME moves more than a cache.
 var CacheTools = []CacheTool{
-	{Name: "go", UserCaches: []string{"~/.cache/go-build/", "~/go/pkg/mod/"}},
-	{Name: "npm", UserCaches: []string{"~/.npm/"}},
-	{Name: "pip", UserCaches: []string{"~/.cache/pip/"}},
+	{Name: "go", Own: []string{"go-build", "go-mod"}, UserCaches: []string{"~/.cache/go-build/", "~/go/pkg/mod/"}},
+	{Name: "npm", Own: []string{"npm"}, UserCaches: []string{"~/.npm/"}},
+	{Name: "pip", Own: []string{"pip"}, UserCaches: []string{"~/.cache/pip/"}},
 }
+
+// SandboxCacheDir holds the sandboxes' own caches (CacheTool.Own),
+// relative to the home: shared by every sandbox of the user (a sandbox can
+// plant an entry that a later sandbox uses, confined as that one is), never
+// read by the tools outside. docs/threat-model.md "Build caches".
+const SandboxCacheDir = ".cache/aigate"
 
 // cacheToolNames is the list for messages.
 func cacheToolNames() string {

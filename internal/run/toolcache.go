@@ -12,12 +12,6 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// SandboxCacheDir is where the sandboxes' own caches of go, npm and pip
-// live, relative to the home: shared by every sandbox of the user (a
-// sandbox can plant an entry that a later sandbox uses, confined as it is),
-// never read by the tools outside. docs/threat-model.md "Build caches".
-const SandboxCacheDir = ".cache/aigate"
-
 // cacheSetting is where a tool's setting was found: the environment, or
 // a file and line.
 type cacheSetting struct {
@@ -66,7 +60,7 @@ func (c *cacheSteer) getenv(name string, fold bool) (string, string, bool) {
 }
 
 func (c *cacheSteer) own(name string) string {
-	return filepath.Join(c.home, SandboxCacheDir, name)
+	return filepath.Join(c.home, policy.SandboxCacheDir, name)
 }
 
 // steer sets name to the sandbox's own value unless the user set it
