@@ -2,19 +2,20 @@
 # bench/toolcache.sh: what the sandboxes' own Go caches cost. `go build
 # ./internal/config` of this repository (107 packages with the standard
 # library) as an unprivileged user: outside with the user's warm caches
-# (the baseline), then inside `aigate run` with the sandboxes' caches
-# emptied (a first build: every package compiled, modules unpacked from the
-# user's module cache through GOPROXY=file://), then inside again (a second
-# build: warm). Rounds interleave the three, the order of the two firsts
-# alternating; the ratios to the round's baseline are reported as median
+# (the baseline), against the same build inside `aigate run` (default
+# policy, the agent's backend): first with the sandboxes' caches emptied
+# (every package compiled, modules unpacked from the user's module cache
+# through GOPROXY=file://), then with them warm. Each pair is measured side
+# by side, the order alternating; reported: the ratio inside/outside, median
 # and min-max. Run as root (an agent, a user, namespaces):
 #
-#   bench/toolcache.sh [--rounds N]     # default 3
+#   bench/toolcache.sh [--rounds N] [--warm N]   # first builds (default 2), warm pairs (default 9)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
-rounds=3
-[ "${1:-}" = --rounds ] && rounds=$2
+rounds=2
+warm=9
+while [ $# -gt 0 ]; do case $1 in --rounds) rounds=$2; shift ;; --warm) warm=$2; shift ;; *) echo "usage: bench/toolcache.sh [--rounds N] [--warm N]" >&2; exit 2 ;; esac; shift; done
 [ "$(id -u)" = 0 ] || { echo "bench/toolcache.sh: needs root (an agent, a user, namespaces)" >&2; exit 1; }
 
 user=aigate-tcbench
@@ -48,25 +49,36 @@ timed() { local t0; t0=\$(now); "\$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err
 # The user's caches, warm: a build outside, modules from the stand-in proxy.
 as env GOPROXY=file://$tmp/proxy GOSUMDB=off sh -c "\$build"
 as "$tmp/aigate" init >/dev/null
+# First builds: the sandboxes' caches emptied before each, against the
+# outside build of the same round (order alternating).
 for r in \$(seq $rounds); do
 	rm -rf "$home/.cache/aigate"
 	if [ \$((r % 2)) = 1 ]; then
 		out=\$(timed as sh -c "\$build")
-		first=\$(timed as "$tmp/aigate" run -q -- sh -c "\$build")
+		in=\$(timed as "$tmp/aigate" run -q -- sh -c "\$build")
 	else
-		first=\$(timed as "$tmp/aigate" run -q -- sh -c "\$build")
+		in=\$(timed as "$tmp/aigate" run -q -- sh -c "\$build")
 		out=\$(timed as sh -c "\$build")
 	fi
-	second=\$(timed as "$tmp/aigate" run -q -- sh -c "\$build")
-	echo "\$r \$out \$first \$second"
+	echo "first \$r \$out \$in"
+done
+# Later builds: the sandboxes' caches warm.
+for r in \$(seq $warm); do
+	if [ \$((r % 2)) = 1 ]; then
+		out=\$(timed as sh -c "\$build")
+		in=\$(timed as "$tmp/aigate" run -q -- sh -c "\$build")
+	else
+		in=\$(timed as "$tmp/aigate" run -q -- sh -c "\$build")
+		out=\$(timed as sh -c "\$build")
+	fi
+	echo "warm \$r \$out \$in"
 done
 EOF
-echo "round outside_s first_inside_s second_inside_s"
+echo "kind round outside_s inside_s"
 unshare --mount --net sh "$tmp/measure.sh" | tee "$tmp/rows"
-awk '{ f[NR] = $3 / $2; s[NR] = $4 / $2; o[NR] = $2 } END {
-	n = NR; asort(f); asort(s); asort(o)
-	m = int((n + 1) / 2)
-	printf "outside (the user'"'"'s warm caches): median %.2f s\n", o[m]
-	printf "first build inside (sandbox caches empty): median %.1fx (%.1f-%.1f)\n", f[m], f[1], f[n]
-	printf "second build inside (sandbox caches warm): median %.2fx (%.2f-%.2f)\n", s[m], s[1], s[n]
-}' "$tmp/rows"
+# median and min-max of inside/outside per kind
+for kind in first warm; do
+	awk -v k=$kind '$1 == k { printf "%.4f %.3f\n", $4 / $3, $3 }' "$tmp/rows" | sort -n | awk -v k=$kind '
+		{ r[NR] = $1; o[NR] = $2 } END { m = int((NR + 1) / 2)
+		printf "%s build inside / outside (user'"'"'s warm caches, ~%.2f s): median %.2fx (min-max %.2f-%.2f, %d rounds)\n", k, o[m], r[m], r[1], r[NR], NR }'
+done
