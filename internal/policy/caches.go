@@ -21,14 +21,20 @@ type CacheTool struct {
 	// UserCaches are the tool's default cache locations in the home, as
 	// deny_write patterns.
 	UserCaches []string
+	// Public maps an except_read entry of the user's cache to the same
+	// content in the sandboxes' (module sources with a credentials/
+	// package, npm's content store): excepted there when it is here.
+	Public map[string]string
 }
 
 // CacheTools lists the tools whose caches sandboxes get their own of.
 // Cargo is not among them: its registry cache sits beside its bin/ and
 // config in CARGO_HOME, so a sandbox CARGO_HOME moves more than a cache.
 var CacheTools = []CacheTool{
-	{Name: "go", Own: []string{"go-build", "go-mod"}, UserCaches: []string{"~/.cache/go-build/", "~/go/pkg/mod/"}},
-	{Name: "npm", Own: []string{"npm"}, UserCaches: []string{"~/.npm/"}},
+	{Name: "go", Own: []string{"go-build", "go-mod"}, UserCaches: []string{"~/.cache/go-build/", "~/go/pkg/mod/"},
+		Public: map[string]string{"~/go/pkg/mod/": "~/" + SandboxCacheDir + "/go-mod/"}},
+	{Name: "npm", Own: []string{"npm"}, UserCaches: []string{"~/.npm/"},
+		Public: map[string]string{"~/.npm/_cacache/": "~/" + SandboxCacheDir + "/npm/_cacache/"}},
 	{Name: "pip", Own: []string{"pip"}, UserCaches: []string{"~/.cache/pip/"}},
 }
 
@@ -70,7 +76,8 @@ func (p *Policy) SandboxCaches(tool string) bool {
 // addCacheRules makes the user's caches of every tool with sandbox caches
 // deny_write, as built-in rules: they hold only while the sandbox's tools
 // are steered to their own caches, so they go with shared_caches, not with
-// allow_write.
+// allow_write. What the policy's except_read keeps readable in the user's
+// caches stays readable in the sandboxes' (the same public content).
 func (p *Policy) addCacheRules() {
 	for _, t := range CacheTools {
 		if !p.SandboxCaches(t.Name) {
@@ -79,7 +86,19 @@ func (p *Policy) addCacheRules() {
 		for _, c := range t.UserCaches {
 			p.DenyWrite = appendRules(p.DenyWrite, []PathRule{{Pattern: c}})
 		}
+		for user, own := range t.Public {
+			if slices.ContainsFunc(p.ExceptRead, func(r PathRule) bool { return samePattern(r.Pattern, user) }) {
+				p.ExceptRead = appendRules(p.ExceptRead, []PathRule{{Pattern: own}})
+			}
+		}
 	}
+}
+
+// samePattern reports whether a and b have the same normal form.
+func samePattern(a, b string) bool {
+	ka, err1 := parsePattern(a)
+	kb, err2 := parsePattern(b)
+	return err1 == nil && err2 == nil && ka == kb
 }
 
 // sharedCachesMsg is what Merge says of a shared_caches entry.

@@ -6,12 +6,13 @@ import (
 	"testing"
 )
 
-// cacheRules is how many deny_write rules the sandbox caches add when no
-// tool is shared.
+// cacheRules is how many rules the sandbox caches add to the defaults:
+// deny_write of the user's caches, except_read of the sandboxes' public
+// content (the defaults except the user's).
 func cacheRules() int {
 	n := 0
 	for _, t := range CacheTools {
-		n += len(t.UserCaches)
+		n += len(t.UserCaches) + len(t.Public)
 	}
 	return n
 }
@@ -94,5 +95,32 @@ func TestSharedCachesParseError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `~/.aigate/config.yaml:1: shared_caches entry "cargo" is not a tool`) ||
 		!strings.Contains(err.Error(), "go, npm, pip") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// The sandboxes' module cache and npm content store are as public as the
+// user's: excepted from deny_read name rules (credentials/ in a module)
+// when the user's are.
+func TestSandboxCachesExceptRead(t *testing.T) {
+	p, _ := Merge(nil, nil, false)
+	got := patterns(p.ExceptRead)
+	for _, want := range []string{"~/.cache/aigate/go-mod/", "~/.cache/aigate/npm/_cacache/"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("except_read lacks %s: %v", want, got)
+		}
+	}
+	c := mustCompile(t, p)
+	if _, denied := c.Read.Match("/home/u/.cache/aigate/go-mod/google.golang.org/grpc@v1.67.1/credentials/credentials.go"); denied {
+		t.Error("a module's credentials/ package in the sandboxes' module cache is denied")
+	}
+	// Without the user's exception there is none for the sandboxes'.
+	p, _ = Merge(mustParse(t, "g", "deny_read: [credentials/]\n"), nil, false)
+	if slices.Contains(patterns(p.ExceptRead), "~/.cache/aigate/go-mod/") {
+		t.Errorf("except_read: %v", patterns(p.ExceptRead))
+	}
+	// Shared go caches: nothing added.
+	p, _ = Merge(mustParse(t, "g", "except_read: [~/go/pkg/mod/]\nshared_caches: [go]\n"), nil, false)
+	if slices.Contains(patterns(p.ExceptRead), "~/.cache/aigate/go-mod/") {
+		t.Errorf("except_read: %v", patterns(p.ExceptRead))
 	}
 }
