@@ -252,6 +252,16 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	if p.path, p.env, err = resolveCommand(f, p.compiled, id, opts.Args[0]); err != nil {
 		return nil, err
 	}
+	// go, npm and pip get caches of the sandboxes' own (the policy makes
+	// the user's deny_write); their config files are read as the user.
+	readAsUser := func(path string) ([]byte, error) {
+		return config.AsUser(loaded.Paths.User, func() ([]byte, error) { return os.ReadFile(path) })
+	}
+	var warns []string
+	p.env, warns = cacheEnv(p.pol, p.env, id.home, loaded.Paths.ProjectRoot, readAsUser)
+	for _, w := range warns {
+		f.Warnf("%s", w)
+	}
 	return p, nil
 }
 
