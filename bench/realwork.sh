@@ -286,7 +286,7 @@ cat >"$tmp/measure.sh" <<SH
 set -eu
 mount -t tmpfs tmpfs /run
 ip link set lo up
-"$tmp/aigate" agent --backend auto --socket "$tmp/agent/agent.sock" --group "$group" --metrics-addr "" --log-level error 2>"$tmp/agent.log" &
+"$tmp/aigate" agent --backend auto --socket "$tmp/agent/agent.sock" --group "$group" --metrics-addr "" --trust-dir "$tmp/trust" --log-level error 2>"$tmp/agent.log" &
 agent=\$!
 # The mock runs as the user: the default policy lets a sandbox connect to
 # its owner's own loopback listeners.

@@ -91,9 +91,16 @@ home() {
 	echo "$tmp/$1"
 }
 
+# The agents and the embedded runs keep their policy records in a trust
+# directory of the script's own (root's, 0700, removed at the end), not in
+# the machine's /var/lib/aigate/trust: a benchmark must not write the
+# records that decide whether a user's real runs are refused.
+trust=$tmp/trust
+mkdir -m 0700 "$trust"
+
 # agent NAME BIN: an agent of its own, its socket in tmp, no metrics port.
 agent() {
-	"$2" agent --backend auto --socket "$tmp/$1.sock" --metrics-addr "" --log-level error 2>"$tmp/$1.log" &
+	"$2" agent --backend auto --socket "$tmp/$1.sock" --metrics-addr "" --trust-dir "$trust/$1" --log-level error 2>"$tmp/$1.log" &
 	pids+=($!)
 	for _ in $(seq 100); do [ -S "$tmp/$1.sock" ] && return; sleep 0.1; done
 	echo "bench/startup.sh: the $1 agent did not start:" >&2
@@ -133,8 +140,8 @@ if [ -n "$before" ]; then
 	agent before "$tmp/aigate-before"
 	cases+=("aigate-$before=AIGATE_SOCKET=$tmp/before.sock HOME=$(home before) $tmp/aigate-before run -- true")
 fi
-cases+=("aigate-embedded=AIGATE_SOCKET=$tmp/none.sock HOME=$(home embedded) $tmp/aigate run -- true")
-[ -n "$before" ] && cases+=("aigate-$before-embedded=AIGATE_SOCKET=$tmp/none-before.sock HOME=$(home embedded-before) $tmp/aigate-before run -- true")
+cases+=("aigate-embedded=AIGATE_SOCKET=$tmp/none.sock HOME=$(home embedded) $tmp/aigate run --trust-dir $trust/embedded -- true")
+[ -n "$before" ] && cases+=("aigate-$before-embedded=AIGATE_SOCKET=$tmp/none-before.sock HOME=$(home embedded-before) $tmp/aigate-before run --trust-dir $trust/embedded-before -- true")
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_start=$(load)
@@ -146,10 +153,10 @@ mkdir "$tmp/work"
 (cd "$tmp/work" && "$tmp/startup" -rounds "$rounds" -ref "$refs" -tsv "$tmp/raw.tsv" "${cases[@]}") >"$tmp/summary.tsv"
 if [ -n "$bighome" ]; then
 	big=("aigate-big=AIGATE_SOCKET=$tmp/after.sock HOME=$bighome $tmp/aigate run -- true")
-	big+=("aigate-big-embedded=AIGATE_SOCKET=$tmp/none.sock HOME=$bighome $tmp/aigate run -- true")
+	big+=("aigate-big-embedded=AIGATE_SOCKET=$tmp/none.sock HOME=$bighome $tmp/aigate run --trust-dir $trust/embedded -- true")
 	if [ -n "$before" ]; then
 		big+=("aigate-$before-big=AIGATE_SOCKET=$tmp/before.sock HOME=$bighome_before $tmp/aigate-before run -- true")
-		big+=("aigate-$before-big-embedded=AIGATE_SOCKET=$tmp/none-before.sock HOME=$bighome_before $tmp/aigate-before run -- true")
+		big+=("aigate-$before-big-embedded=AIGATE_SOCKET=$tmp/none-before.sock HOME=$bighome_before $tmp/aigate-before run --trust-dir $trust/embedded-before -- true")
 		bigrefs=(aigate-$before-big aigate-$before-big-embedded)
 	else
 		bigrefs=(aigate-big aigate-big-embedded)

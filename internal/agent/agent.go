@@ -77,16 +77,16 @@ type Config struct {
 	// TrustDir holds the users' trust records (<uid>.yaml, root-owned,
 	// 0644), written only through the trust request from outside every
 	// sandbox, and their accepted global policies (<uid>.policy.yaml,
-	// policyrec.go). Empty: the agent keeps neither (an embedded agent),
-	// takes the client's trust decision, read from ~/.aigate/trusted.yaml,
-	// and compares no global policy.
+	// policyrec.go). Empty: the agent keeps neither, takes the client's
+	// trust decision, read from ~/.aigate/trusted.yaml, and compares no
+	// global policy (`run --trust-dir ""`).
 	TrustDir string
 	// Embedded marks the agent `sudo aigate run` starts inside itself:
-	// it keeps only the accepted global policies in TrustDir (the same
-	// directory as the service agent's, so both modes compare with the
-	// same record), takes the client's decision on the project file's
-	// trust, and its refusals name `sudo aigate policy accept`, which
-	// records without an agent (AnswerPolicy).
+	// it keeps the trust records and the accepted global policies in
+	// TrustDir as the service agent does (the same directory, so both
+	// modes decide from the same records), and its refusals name `sudo
+	// aigate policy accept`, which records without an agent
+	// (AnswerPolicy, AnswerTrust).
 	Embedded bool
 
 	// beforePeer, for tests, runs between accepting a connection and

@@ -125,11 +125,12 @@ func (a *Agent) writePolicies(uid uint32, r *policyRecords) error {
 	return nil
 }
 
-// lockRecords serialises the policy records' read-modify-write with
-// other processes: embedded runs, root's `aigate policy accept` with no
-// agent, and a service agent may share the directory, and a record lost
-// to a concurrent write would let the next loosening pass as a first use.
-// trustMu does the same within this process. The directory is checked
+// lockRecords serialises the records' read-modify-write (policy and
+// trust, one lock file) with other processes: embedded runs, root's
+// `aigate policy accept` and `aigate trust` with no agent, and a service
+// agent may share the directory, and a record lost to a concurrent write
+// would let the next loosening pass as a first use, or undo a trust given
+// or revoked. trustMu does the same within this process. The directory is checked
 // (checkTrustDir) before anything is created in it.
 func (a *Agent) lockRecords() (func(), error) {
 	if err := a.checkTrustDir(); err != nil {

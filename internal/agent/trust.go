@@ -121,7 +121,7 @@ func (a *Agent) writeRecords(dst, header string, v any) error {
 // (from anywhere, like status); changing them is refused to a peer inside
 // any sandbox: a sandboxed tool must not trust its own next run.
 func (a *Agent) trustRequest(p api.Peer, t *api.TrustRequest) *api.Response {
-	if a.cfg.TrustDir == "" || a.cfg.Embedded {
+	if a.cfg.TrustDir == "" {
 		return &api.Response{OK: true, Trust: &api.TrustRecords{Held: false}}
 	}
 	owner := p.UID
@@ -136,8 +136,35 @@ func (a *Agent) trustRequest(p api.Peer, t *api.TrustRequest) *api.Response {
 			return &api.Response{Error: e}
 		}
 	}
+	return a.answerTrust(owner, t)
+}
+
+// AnswerTrust answers t for owner from the trust records in dir as the
+// agent would, when no agent runs: the project trust an embedded `sudo
+// aigate run` applies is kept there. Reading needs no privilege (the
+// records are 0644); a change needs root, and the caller must have made
+// sure it runs outside every sandbox (cmdutil.CheckOutside): no agent is
+// there to check.
+func AnswerTrust(dir string, owner uint32, t *api.TrustRequest) *api.Response {
+	a := &Agent{cfg: Config{TrustDir: dir, Embedded: true}, log: zap.NewNop()}
+	return a.answerTrust(owner, t)
+}
+
+// answerTrust is trustRequest once the peer may make it. A change is
+// read-modify-written under the records' lock file: embedded runs, root's
+// `aigate trust` with no agent and a service agent may share the
+// directory, and a change lost to a concurrent write would be a trust the
+// user gave, or revoked, silently undone.
+func (a *Agent) answerTrust(owner uint32, t *api.TrustRequest) *api.Response {
 	a.trustMu.Lock()
 	defer a.trustMu.Unlock()
+	if t.Action != api.TrustGet {
+		unlock, err := a.lockRecords()
+		if err != nil {
+			return errResp(api.CodeInternal, err.Error())
+		}
+		defer unlock()
+	}
 	ts, err := a.readTrust(owner)
 	if err != nil {
 		return errResp(api.CodeInternal, err.Error())
@@ -162,10 +189,11 @@ func (a *Agent) trustRequest(p api.Peer, t *api.TrustRequest) *api.Response {
 }
 
 // projectTrust is the trust state of the request's project file in the
-// owner's records, when the agent keeps them ("" when it does not: the
-// client's decision stands).
+// owner's records, when the agent keeps them (a service agent, and the
+// agent an embedded run starts, alike); without records the client's
+// decision stands.
 func (a *Agent) projectTrust(owner uint32, req *api.CreateRequest) (string, *api.Error) {
-	if a.cfg.TrustDir == "" || a.cfg.Embedded || req.Project == nil {
+	if a.cfg.TrustDir == "" || req.Project == nil {
 		return req.Trust, nil
 	}
 	a.trustMu.Lock()

@@ -66,7 +66,7 @@ Usually systemd runs it (sudo aigate setup installs the unit).`,
 	fl.StringVar(&opts.Backend, "backend", "auto", "enforcement backend: auto, lsm or fanotify")
 	fl.StringVar(&opts.Group, "group", api.Group, "group allowed to use the socket")
 	fl.StringVar(&opts.PinDir, "pin-dir", pinDir, "pin the BPF-LSM backend's state in the bpffs `DIR`, so that sandboxes outlive a crash of the agent (\"\" to pin nothing)")
-	fl.StringVar(&opts.TrustDir, "trust-dir", agent.DefaultTrustDir, "keep the users' trust records (aigate trust) in the root-owned `DIR`, where no sandbox can write (\"\" keeps none: ~/.aigate/trusted.yaml decides, as without an agent)")
+	fl.StringVar(&opts.TrustDir, "trust-dir", agent.DefaultTrustDir, "keep the users' trust records (aigate trust) in the root-owned `DIR`, where no sandbox can write (\"\" keeps none: the client's decision applies, and no accepted global policy is compared)")
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -695,4 +696,32 @@ func assertNoTemp(t *testing.T, dir string) {
 
 func unifiedDiff(want, got string) string {
 	return config.Diff("want->got", []byte(want), []byte(got))
+}
+
+// status says which tools get caches of the sandboxes' own and which share
+// the user's, with the shared_caches entry that shares them.
+func TestStatusToolCaches(t *testing.T) {
+	e := newSandboxEnv(t)
+	e.write(e.global(), "shared_caches:\n  - npm\n")
+	st := e.status()
+	want := []StatusToolCache{
+		{Tool: "go", Own: []string{"~/.cache/aigate/go-build", "~/.cache/aigate/go-mod"}, User: []string{"~/.cache/go-build/", "~/go/pkg/mod/"}},
+		{Tool: "npm", Own: []string{}, User: []string{"~/.npm/"}, File: e.global(), Line: 2},
+		{Tool: "pip", Own: []string{"~/.cache/aigate/pip"}, User: []string{"~/.cache/pip/"}},
+	}
+	if fmt.Sprint(st.ToolCaches) != fmt.Sprint(want) {
+		t.Errorf("tool_caches:\n%+v\nwant\n%+v", st.ToolCaches, want)
+	}
+	if !hasRule(st.DenyWrite, "~/.cache/go-build/") || hasRule(st.DenyWrite, "~/.npm/") {
+		t.Errorf("deny_write: %+v", st.DenyWrite)
+	}
+	out := e.ok("status")
+	for _, line := range []string{
+		"go   the sandboxes' own (~/.cache/aigate/go-build, ~/.cache/aigate/go-mod); yours deny_write inside",
+		"npm  shared with yours (~/.npm/): a sandbox can plant code that runs at your next npm outside",
+	} {
+		if !strings.Contains(out, line) {
+			t.Errorf("status lacks %q:\n%s", line, out)
+		}
+	}
 }

@@ -47,6 +47,6 @@ type policyAsk struct {
 	edit   bool
 	base   policyFile
 	// dir holds the records when no agent answers and this is root
-	// (those of embedded runs); "" takes Factory.PolicyRecords.
+	// (those of embedded runs); "" takes Factory.TrustDir.
 	dir string
 }

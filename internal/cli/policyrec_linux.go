@@ -15,9 +15,9 @@ import (
 	"github.com/aigate-dev/aigate/internal/config"
 )
 
-// defaultPolicyRecords is Factory.PolicyRecords: the service agent's
-// directory, so that both modes compare with the same record.
-const defaultPolicyRecords = agent.DefaultTrustDir
+// defaultTrustDir is Factory.TrustDir: the service agent's
+// directory, so that both modes decide from the same records.
+const defaultTrustDir = agent.DefaultTrustDir
 
 // policyTimeout bounds one policy exchange with the agent.
 const policyTimeout = 10 * time.Second
@@ -49,10 +49,10 @@ func askAgentPolicy(f *cmdutil.Factory, paths *config.Paths, socket string, r po
 	st, err := api.NewClient(socket).Policy(ctx, req)
 	var ae *api.Error
 	switch {
-	case errors.Is(err, api.ErrNoAgent) && f.Env.Euid == 0 && (r.dir != "" || f.PolicyRecords != ""):
+	case errors.Is(err, api.ErrNoAgent) && f.Env.Euid == 0 && (r.dir != "" || f.TrustDir != ""):
 		dir := r.dir
 		if dir == "" {
-			dir = f.PolicyRecords
+			dir = f.TrustDir
 		}
 		return answerPolicy(dir, req)
 	case errors.Is(err, api.ErrNoAgent), errors.Is(err, os.ErrPermission):

@@ -7,8 +7,8 @@ import (
 	"github.com/aigate-dev/aigate/internal/config"
 )
 
-// defaultPolicyRecords: nothing keeps records off Linux.
-const defaultPolicyRecords = ""
+// defaultTrustDir: nothing keeps records off Linux.
+const defaultTrustDir = ""
 
 // askAgentPolicy: there is no agent off Linux; nothing keeps a record.
 func askAgentPolicy(*cmdutil.Factory, *config.Paths, string, policyAsk) (*policyState, error) {

@@ -63,12 +63,13 @@ project). Start with:
 	_ = v.BindPFlag("log-level", pf.Lookup("log-level"))
 	// --trust-dir of every command (run, agent and policy accept have
 	// their own): where root's commands record and check the accepted
-	// global policy when no agent runs, so that init, deny, allow and
-	// reset can record where `run --trust-dir DIR` compares. Hidden: the
+	// global policy and the project trust when no agent runs, so that
+	// init, deny, allow, reset and trust record where `run --trust-dir
+	// DIR` decides (and a user's status and trust read it). Hidden: the
 	// default is the service agent's, and tests use it to keep the
 	// machine's records unchanged. No environment twin: a variable a
 	// sandbox could plant in a shell profile must not move root's records.
-	pf.StringVar(&f.PolicyRecords, "trust-dir", f.PolicyRecords, "with no agent running, the root-owned `DIR` of the policy records (as `aigate run --trust-dir`)")
+	pf.StringVar(&f.TrustDir, "trust-dir", f.TrustDir, "with no agent running, the root-owned `DIR` of the policy and trust records (as `aigate run --trust-dir`)")
 	_ = pf.MarkHidden("trust-dir")
 
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
@@ -174,7 +175,7 @@ func NewFactory() *cmdutil.Factory {
 		DoctorAgent:    doctorAgent,
 		AgentResetPlan: ResetAgentPlan,
 		AgentReset:     ResetAgent,
-		PolicyRecords:  defaultPolicyRecords,
+		TrustDir:       defaultTrustDir,
 		Log:            zap.NewNop(),
 	}
 }

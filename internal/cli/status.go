@@ -72,6 +72,10 @@ type Status struct {
 	Writable      []StatusRule         `json:"writable"`
 	DenyEnv       []StatusRule         `json:"deny_env"`
 	AllowEnv      []StatusRule         `json:"allow_env"`
+	// ToolCaches says, per tool of policy.CacheTools, whether sandboxes
+	// get caches of their own (the user's deny_write) or share the
+	// user's (shared_caches).
+	ToolCaches []StatusToolCache `json:"tool_caches"`
 
 	// AllowUserns and AllowIOUring are allow_userns and allow_io_uring,
 	// with where they were set (file "" for the built-in false).
@@ -91,6 +95,39 @@ type Status struct {
 	// InsideSandbox names the aigate sandbox status runs in, if any: then
 	// Enforcement is what holds for this process, not the machine.
 	InsideSandbox string `json:"inside_sandbox,omitempty"`
+}
+
+// StatusToolCache is one tool's caches in a sandbox.
+type StatusToolCache struct {
+	Tool string `json:"tool"`
+	// Own lists the sandboxes' own caches ("~/.cache/aigate/go-build");
+	// empty when the tool shares the user's.
+	Own []string `json:"own"`
+	// User lists the user's caches, deny_write inside while Own is set.
+	User []string `json:"user"`
+	// File and Line are the shared_caches entry that shares them.
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+}
+
+// toolCaches is StatusToolCache of each tool of policy.CacheTools.
+func toolCaches(pol *policy.Policy) []StatusToolCache {
+	out := []StatusToolCache{}
+	for _, t := range policy.CacheTools {
+		tc := StatusToolCache{Tool: t.Name, User: t.UserCaches, Own: []string{}}
+		for _, r := range pol.SharedCaches {
+			if r.Pattern == t.Name {
+				tc.File, tc.Line = r.Source.File, r.Source.Line
+			}
+		}
+		if pol.SandboxCaches(t.Name) {
+			for _, o := range t.Own {
+				tc.Own = append(tc.Own, "~/"+policy.SandboxCacheDir+"/"+o)
+			}
+		}
+		out = append(out, tc)
+	}
+	return out
 }
 
 // StatusSetting is a boolean setting and where it was set.
@@ -273,6 +310,7 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		DenyEnv:       rulesOf(pol.Env.Deny),
 		AllowEnv:      rulesOf(pol.Env.Allow),
 		Writable:      rulesOf(pol.Writable),
+		ToolCaches:    toolCaches(pol),
 		AllowNet:      []StatusRule{},
 		Warnings:      []StatusWarning{},
 		ResourceLimits: StatusLimits{
@@ -479,6 +517,16 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 	if len(st.EnvRemoved) > 0 {
 		fmt.Fprintln(tw)
 		fmt.Fprintf(tw, "Your environment: aigate run removes %s\n", strings.Join(st.EnvRemoved, ", "))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "Tool caches (shared_caches)")
+	for _, c := range st.ToolCaches {
+		if len(c.Own) == 0 {
+			fmt.Fprintf(tw, "  %s\tshared with yours (%s): a sandbox can plant code that runs at your next %s outside\t%s\n",
+				c.Tool, strings.Join(c.User, ", "), c.Tool, src(c.File, c.Line))
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\tthe sandboxes' own (%s); yours deny_write inside\n", c.Tool, strings.Join(c.Own, ", "))
 	}
 	if lim := st.ResourceLimits; lim != (StatusLimits{}) {
 		fmt.Fprintln(tw)

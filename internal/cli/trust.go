@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -32,10 +29,14 @@ func newTrustCmd(f *cmdutil.Factory) *cobra.Command {
 repository you clone cannot open the network or your files for itself.
 
 trust shows what the file loosens and the file itself, asks, then records
-its path and SHA-256: with the aigate agent, which keeps the records in
-root-owned storage no sandbox can write (only a process outside every
-sandbox may change them); without an agent, in ~/.aigate/trusted.yaml. Without a terminal to ask
-on (a script), it trusts only with --yes. Any later change to the file
+its path and SHA-256 in root-owned storage no sandbox can write
+(/var/lib/aigate/trust; only a process outside every sandbox may change
+it): through the aigate agent when one runs; without one, "sudo aigate
+trust" records there itself, where "sudo aigate run" decides from (a
+user's "aigate trust" without sudo and without an agent says so). Records
+in ~/.aigate/trusted.yaml, your own file, count only for a run with
+--trust-dir "" (and on macOS). Without a terminal to ask on (a
+script), it trusts only with --yes. Any later change to the file
 un-trusts it, except your own edits made with "aigate deny/allow --project"
 to a trusted file.`,
 		Args: cobra.NoArgs,
@@ -108,8 +109,11 @@ func runTrust(o *trustOptions) error {
 		f.Printf("%s is already trusted (sha256 %s)\n", name, config.Hash(l.ProjectData)[:12])
 		return nil
 	}
+	if err := recs.CheckChange(); err != nil {
+		return err
+	}
 	if len(loosens) > 0 {
-		showFile(f, name, l.ProjectData)
+		cmdutil.ShowFile(f.Out, name, l.ProjectData)
 		if l.Trust == config.Changed {
 			f.Printf("%s has changed since you trusted it.\n", name)
 		}
@@ -188,19 +192,4 @@ func loosening(without, with *policy.Policy, paths *config.Paths) []string {
 		out = append(out, fmt.Sprintf("dns: min_ttl %v, max_ttl %v", with.DNS.MinTTL, with.DNS.MaxTTL))
 	}
 	return out
-}
-
-// showFile prints a file for review, with line numbers.
-func showFile(f *cmdutil.Factory, name string, data []byte) {
-	text := strings.TrimSuffix(string(data), "\n")
-	f.Printf("--- %s\n", name)
-	for i, line := range strings.Split(text, "\n") {
-		// The file is someone else's: an escape sequence must not hide or
-		// rewrite what is shown for review.
-		if strings.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) >= 0 {
-			line = strconv.Quote(line) + "   (control characters shown escaped)"
-		}
-		f.Printf("%4d  %s\n", i+1, line)
-	}
-	f.Printf("---\n")
 }

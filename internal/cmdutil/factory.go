@@ -44,10 +44,12 @@ type Factory struct {
 	// DoctorAgent asks the running agent what it enforces with, for
 	// doctor and status; nil (tests) means no agent.
 	DoctorAgent func() *doctor.Agent
-	// PolicyRecords is where root keeps the global policy each user last
-	// accepted when no agent runs (those an embedded `sudo aigate run`
-	// compares with); "" in tests, which must not write the machine's.
-	PolicyRecords string
+	// TrustDir holds root's records when no agent runs: the global policy
+	// each user last accepted and the projects each trusted (those an
+	// embedded `sudo aigate run` decides from; the service agent's
+	// directory). "" keeps none: ~/.aigate/trusted.yaml decides project
+	// trust (macOS; tests, which must not write the machine's records).
+	TrustDir string
 	// Interactive says whether a person answers on In; nil checks whether
 	// In is a terminal. Tests set it to answer prompts.
 	Interactive func() bool

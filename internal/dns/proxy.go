@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,12 +101,16 @@ type Stats struct {
 
 // Proxy serves one sandbox.
 type Proxy struct {
-	cfg      Config
-	min, max time.Duration
-	port     uint16
-	servers  []*mdns.Server
-	client   *mdns.Client
-	tcp      *mdns.Client
+	cfg          Config
+	min, max     time.Duration
+	port         uint16
+	servers      []*mdns.Server // TCP, and packet conns other than UDPConn
+	udp          []*net.UDPConn // served by udp.go
+	udpListeners []*udpListener
+	client       *mdns.Client
+	tcp          *mdns.Client
+	pools        []*upstreamPool // per upstream; nil for a host name (upstream.go)
+	timeout      time.Duration
 
 	queries, refused, forwarded, failed, cached atomic.Uint64
 	cache                                       answerCache // upstream answers within their TTL (cache.go)
@@ -121,9 +126,10 @@ type Proxy struct {
 	table map[grant]*entry      // what the sink holds, with expiry
 	names map[netip.Addr]string // address -> name last resolved to it
 
-	wake chan struct{} // learn added to the table: expiry has work
-	done chan struct{}
-	wg   sync.WaitGroup
+	wake  chan struct{} // learn added to an empty table: expiry has work
+	wakes atomic.Uint64 // tokens learn sent (tests)
+	done  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // grant is one address allowed through one domain entry.
@@ -168,6 +174,7 @@ func Start(cfg Config) (*Proxy, error) {
 	if timeout == 0 {
 		timeout = 2 * time.Second
 	}
+	p.timeout = timeout
 	p.client = &mdns.Client{Net: "udp", Timeout: timeout}
 	p.tcp = &mdns.Client{Net: "tcp", Timeout: timeout}
 	if len(cfg.Upstreams) == 0 {
@@ -176,6 +183,9 @@ func Start(cfg Config) (*Proxy, error) {
 			return nil, fmt.Errorf("start DNS proxy: %w", err)
 		}
 		p.cfg.Upstreams = up
+	}
+	for _, up := range p.cfg.Upstreams {
+		p.pools = append(p.pools, newUpstreamPool(up))
 	}
 	if len(cfg.UDP) == 0 && len(cfg.TCP) == 0 {
 		udp, tcp, err := listen(cmpAddr(cfg.Listen4, netip.MustParseAddr("127.0.0.1")), cmpAddr(cfg.Listen6, netip.IPv6Loopback()))
@@ -209,11 +219,18 @@ func Start(cfg Config) (*Proxy, error) {
 	}
 	h := mdns.HandlerFunc(p.serve)
 	for _, pc := range p.cfg.UDP {
+		if u, ok := pc.(*net.UDPConn); ok {
+			p.udp = append(p.udp, u)
+			continue
+		}
 		// ReadTimeout is only how often the UDP loop wakes up when no
 		// query comes (2 s by default; Shutdown unblocks the read
 		// itself): with a proxy per sandbox, 1,000 idle sandboxes woke
 		// the agent 1,000 times a second.
 		p.servers = append(p.servers, &mdns.Server{PacketConn: pc, Handler: h, ReadTimeout: udpIdleWake})
+	}
+	for _, u := range p.udp {
+		p.serveUDP(u) // udp.go
 	}
 	for _, l := range p.cfg.TCP {
 		p.servers = append(p.servers, &mdns.Server{Listener: l, Handler: h})
@@ -365,10 +382,18 @@ func (p *Proxy) OwnerLookup() error {
 	return nil
 }
 
-// serve answers one query.
+// serve answers one query over TCP (udp.go serves UDP).
 func (p *Proxy) serve(w mdns.ResponseWriter, req *mdns.Msg) {
-	p.queries.Add(1)
 	c := peer{tcp: w.LocalAddr().Network() == "tcp", client: addrPort(w.RemoteAddr()), proxy: addrPort(w.LocalAddr())}
+	var used spent
+	_ = w.WriteMsg(p.respond(req, c, &used))
+	used.release()
+}
+
+// respond answers req from client c. The upstream socket the answer took,
+// if any, is left in used, to be released once the answer is written.
+func (p *Proxy) respond(req *mdns.Msg, c peer, used *spent) *mdns.Msg {
+	p.queries.Add(1)
 	if p.members != nil {
 		// A proxy answers by its own sandbox's policy, to its sandbox only.
 		// Only a client the kernel reports in another cgroup is refused:
@@ -379,12 +404,24 @@ func (p *Proxy) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 		if ok, err := p.members.member(c); !ok && err == nil {
 			p.refused.Add(1)
 			p.strangers.Add(1)
-			_ = w.WriteMsg(new(mdns.Msg).SetRcode(req, mdns.RcodeRefused))
-			return
+			return new(mdns.Msg).SetRcode(req, mdns.RcodeRefused)
 		}
 	}
-	resp := p.answer(req, c)
-	_ = w.WriteMsg(resp)
+	return p.answer(req, c, used)
+}
+
+// spent is the upstream socket a query used, closed and replaced once the
+// answer is written (upstream.go).
+type spent struct {
+	pool *upstreamPool
+	conn *os.File
+}
+
+func (s *spent) release() {
+	if s.conn != nil {
+		s.pool.done(s.conn)
+		s.conn = nil
+	}
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -414,7 +451,7 @@ type owner struct {
 	comm string
 }
 
-func (p *Proxy) answer(req *mdns.Msg, c peer) *mdns.Msg {
+func (p *Proxy) answer(req *mdns.Msg, c peer, used *spent) *mdns.Msg {
 	overTCP := c.tcp
 	if req.Opcode != mdns.OpcodeQuery || len(req.Question) != 1 {
 		p.refused.Add(1)
@@ -441,7 +478,7 @@ func (p *Proxy) answer(req *mdns.Msg, c peer) *mdns.Msg {
 		resp.Question = slices.Clone(req.Question)
 	} else {
 		var err error
-		if resp, err = p.forward(req, overTCP); err != nil {
+		if resp, err = p.forward(req, overTCP, used); err != nil {
 			p.failed.Add(1)
 			return new(mdns.Msg).SetRcode(req, mdns.RcodeServerFailure)
 		}
@@ -463,15 +500,21 @@ func (p *Proxy) answer(req *mdns.Msg, c peer) *mdns.Msg {
 }
 
 // forward asks the upstreams in order; a truncated UDP answer is retried
-// over TCP so that the client gets every address the proxy learned.
-func (p *Proxy) forward(req *mdns.Msg, overTCP bool) (*mdns.Msg, error) {
+// over TCP so that the client gets every address the proxy learned. The
+// UDP socket it used is left in used, to be released after the answer.
+func (p *Proxy) forward(req *mdns.Msg, overTCP bool, used *spent) (*mdns.Msg, error) {
 	var errs []error
-	for _, up := range p.cfg.Upstreams {
-		c := p.client
-		if overTCP {
-			c = p.tcp
+	for i, up := range p.cfg.Upstreams {
+		var resp *mdns.Msg
+		var err error
+		switch {
+		case overTCP:
+			resp, _, err = p.tcp.Exchange(req, up)
+		case p.pools[i] != nil:
+			resp, err = p.exchangeUDP(p.pools[i], req, used)
+		default:
+			resp, _, err = p.client.Exchange(req, up)
 		}
-		resp, _, err := c.Exchange(req, up)
 		if err == nil && resp.Truncated && !overTCP {
 			resp, _, err = p.tcp.Exchange(req, up)
 		}
@@ -483,6 +526,17 @@ func (p *Proxy) forward(req *mdns.Msg, overTCP bool) (*mdns.Msg, error) {
 	return nil, fmt.Errorf("forward query: %w", errors.Join(errs...))
 }
 
+// exchangeUDP asks one upstream over a socket from its pool.
+func (p *Proxy) exchangeUDP(u *upstreamPool, req *mdns.Msg, used *spent) (*mdns.Msg, error) {
+	used.release() // an earlier upstream's, which failed
+	c, err := u.take()
+	if err != nil {
+		return nil, err
+	}
+	used.pool, used.conn = u, c
+	return exchange(c, req, p.timeout)
+}
+
 // learn writes the addresses to the sink for every allowing entry before
 // the answer is returned, and records when each expires.
 func (p *Proxy) learn(allowed []policy.DomainEntry, name string, addrs []learned) error {
@@ -492,6 +546,7 @@ func (p *Proxy) learn(allowed []policy.DomainEntry, name string, addrs []learned
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	idle := len(p.table) == 0 && len(p.names) == 0 // expireLoop sleeps, or will
 	var errs []error
 	for _, d := range allowed {
 		var add []netip.Addr
@@ -522,9 +577,15 @@ func (p *Proxy) learn(allowed []policy.DomainEntry, name string, addrs []learned
 	for _, l := range addrs {
 		p.names[l.addr] = name
 	}
-	select {
-	case p.wake <- struct{}{}:
-	default:
+	// Only a table that was empty needs the loop woken: a loop with
+	// something to expire ticks anyway, and waking it on every answer
+	// cost a thread wake-up per query (issue #15).
+	if idle {
+		p.wakes.Add(1)
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -653,7 +714,17 @@ func (p *Proxy) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	for _, u := range p.udp {
+		if err := u.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	p.wg.Wait()
+	for _, u := range p.pools {
+		if u != nil {
+			u.close()
+		}
+	}
 	if p.members != nil {
 		errs = append(errs, p.members.close())
 	}

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -338,6 +339,23 @@ func TestLocalhostAnsweredWithoutEvent(t *testing.T) {
 	}
 	if q := h.up.Queries(); q != 0 {
 		t.Errorf("upstream saw %d queries, want none", q)
+	}
+}
+
+// TestExpiryNotWokenPerAnswer: learning into a table that already holds
+// addresses leaves the expiry loop to its ticks; waking it on every
+// answer cost a thread wake-up per query.
+func TestExpiryNotWokenPerAnswer(t *testing.T) {
+	h := newHarness(t, policy.DNS{}, "*.a.test")
+	for i := range 10 {
+		name := fmt.Sprintf("h%d.a.test", i)
+		h.up.Set(name, fmt.Sprintf("%s. 300 IN A 10.0.2.%d", name, i+1))
+		if r := h.query(t, "udp", "", name, mdns.TypeA); len(r.Answer) != 1 {
+			t.Fatalf("%s: %v", name, r)
+		}
+	}
+	if w := h.p.wakes.Load(); w != 1 {
+		t.Errorf("10 answers woke the expiry loop %d times, want once (the first, into an empty table)", w)
 	}
 }
 

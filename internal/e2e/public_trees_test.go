@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,10 +50,18 @@ func TestE2EDefaultsKeepPublicTreesReadable(t *testing.T) {
 			"! cat ~/.bash_history",
 			"echo SECRETS-DENIED",
 		}, "\n")
+		// go and npm inside use the sandboxes' own caches (run sets them):
+		// the modules come from the user's module cache through a file
+		// proxy, into ~/.cache/aigate/go-mod, excepted like ~/go/pkg/mod.
+		// The caches the test's own environment names (make exports
+		// GOCACHE and GOMODCACHE) would be kept, with a warning.
+		w.env = slices.DeleteFunc(w.env, func(kv string) bool {
+			k, _, _ := strings.Cut(kv, "=")
+			return k == "GOCACHE" || k == "GOMODCACHE" || k == "GOPATH" || k == "GOENV" || strings.EqualFold(k, "npm_config_cache")
+		})
 		w.env = append(w.env,
-			"GOMODCACHE="+modcache, "GOPROXY=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local",
-			"GOCACHE="+w.path("~/.cache/go-build"), "GOSUMDB=off",
-			"npm_config_update_notifier=false", "npm_config_cache="+w.path("~/.npm"))
+			"GOPROXY=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "GOSUMDB=off",
+			"npm_config_update_notifier=false")
 
 		// The rules without their exceptions break all three.
 		w.config("deny_read: [credentials/, \"*.pem\", .env]\n")

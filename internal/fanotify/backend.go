@@ -54,6 +54,11 @@ type Options struct {
 	DecisionTimeout time.Duration
 	// EventBuffer is the capacity of the Events channel (default 4096).
 	EventBuffer int
+	// MarkLinger is how long an exec-only mark (the deny_exec copy
+	// directories: /tmp, /var/tmp, /dev/shm) stays after the last sandbox
+	// that needed it, so that the next sandbox does not set it again
+	// (marks.go, lingerMark); default 10s, negative: none.
+	MarkLinger time.Duration
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
@@ -79,6 +84,9 @@ type Options struct {
 	// noPlaceByID, for tests, places every opener by /proc/TID/cgroup
 	// (place.go), as on kernels before 6.13.
 	noPlaceByID bool
+	// beforeIgnoreBatch, for tests, runs before each batch of ignore
+	// masks set in the background (ignoreLater).
+	beforeIgnoreBatch func()
 }
 
 func (o *Options) defaults() {
@@ -102,6 +110,9 @@ func (o *Options) defaults() {
 	}
 	if o.EventBuffer <= 0 {
 		o.EventBuffer = 4096
+	}
+	if o.MarkLinger == 0 {
+		o.MarkLinger = 10 * time.Second
 	}
 	if o.pruneEvery <= 0 {
 		o.pruneEvery = 5 * time.Second
@@ -186,7 +197,10 @@ type sandbox struct {
 	mu          sync.Mutex
 	removed     bool
 	boundWarned bool
-	nextPrune   time.Time
+	// ignStop is closed by Remove: the ignore masks of its plan are
+	// no longer worth setting (ignoreLater).
+	ignStop   chan struct{}
+	nextPrune time.Time
 }
 
 // Open creates the fanotify group, the guard process that fails closed if
@@ -206,7 +220,7 @@ func Open(opts Options) (*Backend, error) {
 		log:       opts.Logger,
 		group:     group,
 		cgRoot:    strings.TrimSuffix(cgRoot, "/"),
-		marks:     newMarkTable(group, opts.MaxIgnoreMarks),
+		marks:     newMarkTable(group, opts.MaxIgnoreMarks, max(opts.MarkLinger, 0)),
 		ldso:      newLoaders(),
 		walks:     newWalkCache(),
 		stored:    newWalkStoreIf(opts.WalkCacheDir),
@@ -327,7 +341,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := b.guard.add(sb.CgroupPath); err != nil {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
-	s := &sandbox{Sandbox: sb, rel: rel, plan: p}
+	s := &sandbox{Sandbox: sb, rel: rel, plan: p, ignStop: make(chan struct{})}
 	// Before the marks: these opens then ask no one.
 	var unkept int
 	for key, path := range p.protected {
@@ -389,7 +403,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		_ = b.Remove(sb.ID)
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
-	b.ignoreLater(sb.ID, p)
+	b.ignoreLater(s)
 	marks, ignored := b.marks.counts()
 	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", dirs), zap.Int("dirs_from_cache", p.cached),
 		zap.Int("inodes", inodes), zap.Int("marks", marks), zap.Int("ignore_marks", ignored))
@@ -401,8 +415,12 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 // fifth of an embedded run from a large home, which the command need not
 // wait for. Until one is set, an open of that file asks a decision worker,
 // which allows it; everything a sandbox is refused is marked before Add
-// returns.
-func (b *Backend) ignoreLater(id uint32, p *plan) {
+// returns. They stop with the sandbox: an embedded run from a large home
+// set ~47,000 of them after its command had ended, up to the exit, on
+// the CPUs the command and its end needed. An agent's next sandbox
+// records whatever is left (plan.unrelated keeps the files without one).
+func (b *Backend) ignoreLater(s *sandbox) {
+	p := s.plan
 	if len(p.unrelated) == 0 {
 		return
 	}
@@ -414,7 +432,7 @@ func (b *Backend) ignoreLater(id uint32, p *plan) {
 	b.ignoring.Add(1)
 	go func() {
 		defer b.ignoring.Done()
-		b.marks.ignore(p.unrelated, b.anyOtherMatch(id), b.closing)
+		b.marks.ignore(p.unrelated, b.anyOtherMatch(s.ID), b.closing, s.ignStop, b.opts.beforeIgnoreBatch)
 	}()
 }
 
@@ -468,6 +486,7 @@ func (b *Backend) Remove(id uint32) error {
 	}
 	s.mu.Lock()
 	s.removed = true
+	close(s.ignStop)
 	for _, path := range s.kept {
 		b.keep.release(path)
 	}
@@ -512,6 +531,7 @@ func (b *Backend) Close() error {
 		_, _ = unix.Write(b.wake[1], []byte{0})
 		b.wg.Wait()
 		b.pending.denyAll(b)
+		b.marks.close()
 		unix.Close(b.group)
 		if b.watch != nil {
 			b.watch.close()

@@ -51,17 +51,113 @@ type markTable struct {
 	ignored map[inodeKey]string          // inodes with an ignore mask, and the path it was set through
 	ignPath map[string]bool              // the paths of ignored
 	maxIgn  int
+	// linger is how long an exec-only mark stays in the kernel after the
+	// last sandbox that needed it is removed (0: it goes at once);
+	// execKey is the inode each exec-only mark was set on, lingering
+	// the marks waiting to go, sweep the timer that removes them, and
+	// closed says the group is gone (no mark calls after it).
+	linger    time.Duration
+	execKey   map[string]inodeKey
+	lingering map[string]lingerMark
+	sweep     *time.Timer
+	closed    bool
 }
 
-func newMarkTable(group, maxIgnore int) *markTable {
+// Why exec-only marks linger: every sandbox of a policy with deny_exec
+// binaries marks /tmp, /var/tmp and /dev/shm for execs of their entries
+// (copy.go), and adding a mark that reports a directory's children makes
+// the kernel set a flag on every child dentry it has cached
+// (fsnotify_set_children_dentry_flags), negative ones included: 3.7 ms
+// for a busy /tmp, more than half of the agent's create for a sandbox
+// around `true`. Removing the mark at the end and adding it again at the
+// next create paid that walk every time. An exec-only mark that lingers
+// costs a process outside every sandbox one round trip to the agent per
+// exec of a file in that directory (the reader answers it at once: not
+// in a sandbox), never a refusal, and only for linger after the last
+// sandbox; the guard releases the group if the agent stops answering, as
+// while a sandbox lives. Marks that report opens do not linger: every
+// open in a marked home directory would pay that round trip.
+type lingerMark struct {
+	key   inodeKey // the inode the mark was set on
+	until time.Time
+}
+
+func newMarkTable(group, maxIgnore int, linger time.Duration) *markTable {
 	return &markTable{
-		group:   group,
-		refs:    map[string]map[uint32]uint64{},
-		applied: map[string]uint64{},
-		protect: map[inodeKey]int{},
-		ignored: map[inodeKey]string{},
-		ignPath: map[string]bool{},
-		maxIgn:  maxIgnore,
+		group:     group,
+		refs:      map[string]map[uint32]uint64{},
+		applied:   map[string]uint64{},
+		protect:   map[inodeKey]int{},
+		ignored:   map[inodeKey]string{},
+		ignPath:   map[string]bool{},
+		maxIgn:    maxIgnore,
+		linger:    linger,
+		execKey:   map[string]inodeKey{},
+		lingering: map[string]lingerMark{},
+	}
+}
+
+// execOnly reports whether a mark of mask may linger.
+func execOnly(mask uint64) bool { return mask != 0 && mask&unix.FAN_OPEN_PERM == 0 }
+
+// reuseLingering takes path out of the lingering marks before a sandbox
+// needs it again. The mark is reused only if path still names the inode
+// it was set on: a directory replaced since (rm -rf /tmp/x; mkdir /tmp/x)
+// has no mark, so the table must not say it has.
+func (t *markTable) reuseLingering(path string) {
+	lm, ok := t.lingering[path]
+	if !ok {
+		return
+	}
+	delete(t.lingering, path)
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || keyOf(&st) != lm.key {
+		delete(t.applied, path)
+		delete(t.execKey, path)
+	}
+}
+
+// sweepLingering removes the lingering marks whose time has come.
+func (t *markTable) sweepLingering() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweep = nil
+	if t.closed {
+		return
+	}
+	now := time.Now()
+	var next time.Time
+	for path, lm := range t.lingering {
+		if now.Before(lm.until) {
+			if next.IsZero() || lm.until.Before(next) {
+				next = lm.until
+			}
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Lstat(path, &st) == nil && keyOf(&st) == lm.key {
+			// Best effort: a mark on an inode the path no longer names
+			// cannot be reached by path; it goes with the inode or the
+			// group.
+			_ = unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE, t.applied[path], unix.AT_FDCWD, path)
+		}
+		delete(t.lingering, path)
+		delete(t.applied, path)
+		delete(t.execKey, path)
+	}
+	if !next.IsZero() {
+		t.sweep = time.AfterFunc(time.Until(next), t.sweepLingering)
+	}
+}
+
+// close stops the sweeps: the group is about to be closed, and a mark
+// call on its number could reach another descriptor.
+func (t *markTable) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	if t.sweep != nil {
+		t.sweep.Stop()
 	}
 }
 
@@ -113,6 +209,7 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 		}
 	}
 	for path, mask := range p.marks {
+		t.reuseLingering(path)
 		r := t.refs[path]
 		if r == nil {
 			r = map[uint32]uint64{}
@@ -123,6 +220,11 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 		if want == t.applied[path] && !p.fresh {
 			continue
 		}
+		// The inode is taken before the mark, so that a path replaced
+		// in between is taken for unmarked when its mark would be
+		// reused (reuseLingering), never the reverse.
+		var st unix.Stat_t
+		keyed := t.linger > 0 && execOnly(want) && unix.Lstat(path, &st) == nil
 		if err := unix.FanotifyMark(t.group, unix.FAN_MARK_ADD, want, unix.AT_FDCWD, path); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				continue // gone since the walk; still matched by path if it comes back
@@ -130,6 +232,11 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 			return fmt.Errorf("fanotify mark %s: %w", path, err)
 		}
 		t.applied[path] = want
+		if keyed {
+			t.execKey[path] = keyOf(&st)
+		} else {
+			delete(t.execKey, path)
+		}
 	}
 	return nil
 }
@@ -146,11 +253,23 @@ func (t *markTable) unignore(path string) error {
 
 // ignore sets the ignore masks add would have set for unrelated, a batch
 // at a time so that the table is not held for the whole of a large home;
-// it stops early when stop is closed.
-func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) bool, stop <-chan struct{}) {
+// it stops early, before a batch, when either stop channel is closed
+// (the backend closing, the sandbox removed). before, when set, runs
+// before each batch (tests).
+func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) bool, closing, removed <-chan struct{}, before func()) {
 	const batch = 512
 	part := make(map[inodeKey]string, batch)
 	flush := func() bool {
+		if before != nil {
+			before()
+		}
+		select {
+		case <-closing:
+			return false
+		case <-removed:
+			return false
+		default:
+		}
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		t.ignoreLocked(part, matches)
@@ -162,16 +281,13 @@ func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) b
 		if len(part) < batch {
 			continue
 		}
-		select {
-		case <-stop:
-			return
-		default:
-		}
 		if !flush() {
 			return
 		}
 	}
-	flush()
+	if len(part) > 0 {
+		flush()
+	}
 }
 
 // ignoreLocked sets an ignore mask on each unrelated file that no sandbox
@@ -232,6 +348,13 @@ func (t *markTable) remove(id uint32, p *plan) error {
 			delete(t.refs, path)
 		}
 		have := t.applied[path]
+		if key, ok := t.execKey[path]; ok && want == 0 && execOnly(have) && t.linger > 0 && !t.closed {
+			t.lingering[path] = lingerMark{key: key, until: time.Now().Add(t.linger)}
+			if t.sweep == nil {
+				t.sweep = time.AfterFunc(t.linger, t.sweepLingering)
+			}
+			continue
+		}
 		if drop := have &^ want; drop != 0 {
 			err := unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE, drop, unix.AT_FDCWD, path)
 			if err != nil && !errors.Is(err, unix.ENOENT) {
@@ -240,6 +363,7 @@ func (t *markTable) remove(id uint32, p *plan) error {
 		}
 		if want == 0 {
 			delete(t.applied, path)
+			delete(t.execKey, path)
 		} else {
 			t.applied[path] = want
 		}
@@ -270,6 +394,8 @@ func (t *markTable) forget(id uint32, path string) {
 	if len(r) == 0 {
 		delete(t.refs, path)
 		delete(t.applied, path)
+		delete(t.execKey, path)
+		delete(t.lingering, path)
 		return
 	}
 	t.applied[path] = want

@@ -164,7 +164,7 @@ func TestCompileErrors(t *testing.T) {
 func TestCompileDefaults(t *testing.T) {
 	p, _ := Merge(nil, nil, false)
 	c := mustCompile(t, p)
-	if got := len(c.Rules); got != len(defaultDenyRead)+len(defaultDenyWrite)+len(defaultDenyExec)+len(defaultAllowNet)+len(defaultExceptRead)+3 {
+	if got := len(c.Rules); got != len(defaultDenyRead)+len(defaultDenyWrite)+len(defaultDenyExec)+len(defaultAllowNet)+len(defaultExceptRead)+3+cacheRules() {
 		t.Errorf("%d rules", got)
 	}
 	if c.Mode != ModeEnforce || c.Backend != BackendAuto || c.Net.Mode != NetDeny || c.Net.Loopback != LoopbackOwn {

@@ -410,6 +410,14 @@ allow_loopback: own
 # writable:
 #   - ~/.config/my-tool
 
+# go, npm and pip inside the sandbox use caches of the sandboxes' own
+# (~/.cache/aigate/go-build, go-mod, npm, pip), and your own caches
+# (~/.cache/go-build, ~/go/pkg/mod, ~/.npm, ~/.cache/pip) are deny_write
+# there: what a sandbox builds or downloads cannot run at your next build
+# outside it. Naming a tool here gives the sandbox your caches instead
+# (faster first builds, but a sandbox can then plant code in them).
+# shared_caches: []
+
 # How long addresses resolved for allow_net domains stay allowed
 # (record TTLs are clamped to this range; these are the defaults).
 # dns:

@@ -20,7 +20,7 @@ import (
 // allow_read, allow_write and allow_exec (which cancel inherited deny entries
 // written with the same pattern), except_read, allow_net, net: allow,
 // allow_loopback own over false or all over either, allow_inbound: true,
-// allow_userns: true, allow_io_uring: true, allow_unix, mode: audit, a backend other than auto, higher or
+// allow_userns: true, allow_io_uring: true, allow_unix, shared_caches, mode: audit, a backend other than auto, higher or
 // removed resource limits, and dns settings. Dropped entries come back as
 // warnings naming file and line. A clone of a hostile repository therefore
 // cannot open the network for itself, but can protect more files.
@@ -38,6 +38,7 @@ func Merge(global, project *Config, projectTrusted bool) (*Policy, []Warning) {
 	if project != nil {
 		m.layer(project, projectTrusted, true)
 	}
+	p.addCacheRules()
 	return p, m.warnings
 }
 
@@ -154,6 +155,11 @@ func (m *merger) layer(c *Config, trusted, upper bool) {
 	for _, r := range c.Writable {
 		if loosen(r.Source.Line, fmt.Sprintf("writable entry %q", r.Pattern)) {
 			p.Writable = appendRules(p.Writable, []PathRule{r})
+		}
+	}
+	for _, r := range c.SharedCaches {
+		if loosen(r.Source.Line, sharedCachesMsg(r)) {
+			p.SharedCaches = appendRules(p.SharedCaches, []PathRule{r})
 		}
 	}
 	if c.DNS != nil {

@@ -24,7 +24,7 @@ var Keys = []string{
 	"allow_read", "allow_write", "allow_exec", "except_read",
 	"net", "allow_net", "allow_loopback", "allow_inbound", "allow_unix", "dns",
 	"allow_userns", "allow_io_uring",
-	"resource_limits", "mask_output", "deny_env", "allow_env", "writable",
+	"resource_limits", "mask_output", "deny_env", "allow_env", "writable", "shared_caches",
 }
 
 var (
@@ -222,6 +222,8 @@ func (p *parser) topLevel(key string, v *yaml.Node) {
 		c.AllowEnv = p.envPatterns(key, v)
 	case "writable":
 		c.Writable = p.writable(key, v)
+	case "shared_caches":
+		c.SharedCaches = p.sharedCaches(key, v)
 	case "resource_limits":
 		p.limits(key, v)
 	}

@@ -109,7 +109,7 @@ func TestParseErrors(t *testing.T) {
 			`~/.aigate/config.yaml:2: unknown key "deny_reed" (did you mean "deny_read"?)`},
 		{"dashed key", "deny-write: []\n", `~/.aigate/config.yaml:1: unknown key "deny-write" (did you mean "deny_write"?)`},
 		{"far key", "frobnicate: 1\n",
-			`~/.aigate/config.yaml:1: unknown key "frobnicate" (valid: mode, backend, deny_read, deny_write, deny_exec, allow_read, allow_write, allow_exec, except_read, net, allow_net, allow_loopback, allow_inbound, allow_unix, dns, allow_userns, allow_io_uring, resource_limits, mask_output, deny_env, allow_env, writable)`},
+			`~/.aigate/config.yaml:1: unknown key "frobnicate" (valid: mode, backend, deny_read, deny_write, deny_exec, allow_read, allow_write, allow_exec, except_read, net, allow_net, allow_loopback, allow_inbound, allow_unix, dns, allow_userns, allow_io_uring, resource_limits, mask_output, deny_env, allow_env, writable, shared_caches)`},
 		{"writable relative", "writable:\n  - ~/.cache\n  - .config\n",
 			`~/.aigate/config.yaml:3: writable entry ".config" is not a path beneath your home or an absolute path (start it with ~/ (your home) or / (an absolute path))`},
 		{"writable pattern", "writable:\n  - ~/.cache/*\n",

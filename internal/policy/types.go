@@ -156,6 +156,9 @@ type Config struct {
 	// home otherwise read-only inside a sandbox. In a project file it
 	// loosens the policy and so needs trust.
 	Writable []PathRule
+	// SharedCaches names the tools (CacheTools) whose caches the sandbox
+	// shares with the user instead of having its own. Loosening.
+	SharedCaches []PathRule
 	// DNS holds the dns: settings for the DNS proxy; nil when unset.
 	DNS     *DNS
 	DNSLine int
@@ -248,7 +251,10 @@ type Policy struct {
 	// Writable are the paths beneath the home, besides the project and
 	// the built-in tool state, that a sandbox may write (Landlock).
 	Writable []PathRule
-	DNS      DNS
+	// SharedCaches names the tools whose caches a sandbox shares with the
+	// user (shared_caches); every other CacheTools entry gets its own.
+	SharedCaches []PathRule
+	DNS          DNS
 	// Where the scalar settings came from (built-in when no file set them).
 	NetSource      Source
 	ModeSource     Source

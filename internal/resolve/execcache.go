@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,9 +39,17 @@ import (
 //     namespace (propagated ones included) makes /proc/self/mountinfo poll
 //     readable with POLLPRI; the cache polls it on every use and forgets
 //     everything when it fired.
-//   - Symbolic links are not kept: their targets live in other
-//     directories (/etc/alternatives), so each is stat'ed again on every
-//     use, as before.
+//   - A symbolic link's target string never changes (a link is replaced
+//     through its directory), but what it leads to lives in other
+//     directories (/etc/alternatives). So each link's resolution is kept
+//     with the stamp of every directory a name was looked up in on the
+//     way (each ancestor of each path of the chain, which must all be
+//     real directories, not links), and reused only while each of those
+//     is unchanged, by the same proof as above; one lstat per directory
+//     per resolution, shared by the ~450 links of a Debian /usr/bin,
+//     instead of a path walk per link. A chain that cannot be followed
+//     that way (a link among the ancestors, "a/../b" in a target, more
+//     than 40 hops) is stat'ed on every use, as before.
 //   - The matched names are resolved again on every use (EvalSymlinks and
 //     stat in ExecutablesShared), so the files marked are what the names
 //     lead to now.
@@ -121,6 +130,8 @@ type ExecCache struct {
 	gen    uint64        // bumped when everything is forgotten
 	margin time.Duration // RacyMargin; tests lower it
 	hits   int           // listings reused, for tests
+	// linkHits counts links whose kept resolution was reused, for tests.
+	linkHits int
 }
 
 // NewExecCache returns an empty cache. When /proc/self/mountinfo cannot
@@ -165,20 +176,164 @@ type execEntry struct {
 	name string
 	link bool
 	skip bool      // a directory or a name that could not be stat'ed
-	key  [2]uint64 // kernel device, inode; not kept for links
+	key  [2]uint64 // kernel device, inode; for a link, what res says
+	res  *linkRes  // a link's kept resolution (nil: resolve on each use)
+}
+
+// linkRes is where a symbolic link led, and the directories whose
+// entries decided it.
+type linkRes struct {
+	deps []dirDep
+	skip bool
+	key  [2]uint64
+}
+
+type dirDep struct {
+	dir   string
+	stamp DirStamp
+}
+
+// stamps memoises directory lstats within one resolution.
+type stamps map[string]*DirStamp // nil: not a directory, or gone
+
+func (m stamps) of(dir string) *DirStamp {
+	if s, ok := m[dir]; ok {
+		return s
+	}
+	var st unix.Stat_t
+	var s *DirStamp
+	if unix.Lstat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		v := StampOf(&st)
+		s = &v
+	}
+	m[dir] = s
+	return s
+}
+
+// holds reports whether every directory r depends on is unchanged.
+func (r *linkRes) holds(m stamps) bool {
+	for _, d := range r.deps {
+		if s := m.of(d.dir); s == nil || *s != d.stamp {
+			return false
+		}
+	}
+	return true
+}
+
+// maxLinkHops bounds a chain of links, as the kernel's 40.
+const maxLinkHops = 40
+
+// linkDeps follows the chain of links from path, lstat'ing each ancestor
+// directory of each path on it: the directories a lookup of the chain
+// reads. It returns nil when the chain cannot be followed so (see the
+// comment at the top).
+func linkDeps(path string, m stamps) []dirDep {
+	if !filepath.IsAbs(path) {
+		return nil // would depend on the working directory
+	}
+	seen := map[string]bool{}
+	var deps []dirDep
+	cur := path
+	for range maxLinkHops {
+		dir := filepath.Dir(cur)
+		for a := dir; ; a = filepath.Dir(a) {
+			if !seen[a] {
+				s := m.of(a)
+				if s == nil {
+					return nil
+				}
+				seen[a] = true
+				deps = append(deps, dirDep{a, *s})
+			}
+			if a == "/" {
+				break
+			}
+		}
+		var lst unix.Stat_t
+		if unix.Lstat(cur, &lst) != nil {
+			return nil
+		}
+		if lst.Mode&unix.S_IFMT != unix.S_IFLNK {
+			return deps
+		}
+		target, err := os.Readlink(cur)
+		if err != nil {
+			return nil
+		}
+		// Leading ".." pop components of dir, a chain of real
+		// directories just checked, so cleaning them away is exact;
+		// ".." after a name could climb out of a link: not followed.
+		rest := target
+		for {
+			if r, ok := strings.CutPrefix(rest, "../"); ok {
+				rest = r
+			} else if r, ok := strings.CutPrefix(rest, "./"); ok {
+				rest = r
+			} else {
+				break
+			}
+		}
+		if rest == ".." || strings.HasPrefix(rest, "../") || strings.Contains(rest, "/../") || strings.HasSuffix(rest, "/..") {
+			return nil
+		}
+		if filepath.IsAbs(target) {
+			if rest != target {
+				return nil
+			}
+			cur = filepath.Clean(target)
+		} else {
+			cur = filepath.Join(dir, target)
+		}
+	}
+	return nil
+}
+
+// resolveLink stats the link at path, and keeps its resolution when every
+// directory it depended on was settled before the stat.
+func (c *ExecCache) resolveLink(path string, m stamps) (bool, [2]uint64, *linkRes) {
+	statAt := time.Now()
+	// The directories first, the target after: a change between the
+	// two shows as a stamp that no longer holds at the next use.
+	deps := linkDeps(path, m)
+	skip, key := statKey(path)
+	if deps == nil || c == nil || c.mounts == nil {
+		return skip, key, nil
+	}
+	for _, d := range deps {
+		if !d.stamp.Settled(d.dir, statAt, c.margin, &c.local, LocalTimesFS) {
+			return skip, key, nil
+		}
+	}
+	return skip, key, &linkRes{deps: deps, skip: skip, key: key}
 }
 
 // list returns dir's entries with the file each leads to now: from the
 // cache when dir is unchanged since it was kept, listing and stat'ing it
 // otherwise. st is dir's stat, taken by the caller.
-func (c *ExecCache) list(gen uint64, dir string, st *unix.Stat_t) []execEntry {
+func (c *ExecCache) list(gen uint64, dir string, st *unix.Stat_t, m stamps) []execEntry {
 	if l := c.lookup(dir, st); l != nil {
+		c.mu.Lock()
 		out := make([]execEntry, len(l.entries))
 		copy(out, l.entries)
+		c.mu.Unlock()
+		prefix := filepath.Join(dir, "x")
+		prefix = prefix[:len(prefix)-1]
 		for i := range out {
-			if out[i].link {
-				out[i].skip, out[i].key = statKey(filepath.Join(dir, out[i].name))
+			if !out[i].link {
+				continue
 			}
+			if r := out[i].res; r != nil && r.holds(m) {
+				out[i].skip, out[i].key = r.skip, r.key
+				c.mu.Lock()
+				c.linkHits++
+				c.mu.Unlock()
+				continue
+			}
+			var r *linkRes
+			out[i].skip, out[i].key, r = c.resolveLink(prefix+out[i].name, m)
+			c.mu.Lock()
+			l.entries[i].res = r
+			c.mu.Unlock()
 		}
 		return out
 	}
@@ -191,6 +346,9 @@ func (c *ExecCache) list(gen uint64, dir string, st *unix.Stat_t) []execEntry {
 	complete := true
 	for _, ent := range ents {
 		e := execEntry{name: ent.Name(), link: ent.Type()&fs.ModeSymlink != 0}
+		// A link's dependencies are recorded only when its listing is
+		// used again (above): an embedded run resolves once per process,
+		// and the walk would cost it a readlink and lstats per link.
 		e.skip, e.key = statKey(filepath.Join(dir, e.name))
 		if e.skip && !e.link {
 			// A directory is a stable answer; a failed stat is not.

@@ -166,7 +166,7 @@ func TestExecCacheStaleGeneration(t *testing.T) {
 	if err := unix.Stat(bin, &st); err != nil {
 		t.Fatal(err)
 	}
-	c.list(gen, bin, &st)
+	c.list(gen, bin, &st, stamps{})
 	if len(c.dirs) != 0 {
 		t.Fatalf("a listing of the old generation was kept: %v", c.dirs)
 	}
@@ -237,4 +237,102 @@ func BenchmarkExecutables(b *testing.B) {
 			cache.ExecutablesShared(c.Exec, dirs)
 		}
 	})
+}
+
+// quietDir is a directory for a test of kept link resolutions: they
+// depend on every ancestor, and /tmp changes all the time on a machine
+// where other tests run, which would make every resolution a miss and the
+// test prove nothing. /dev/shm is quieter; the tests still retry.
+func quietDir(t *testing.T) string {
+	t.Helper()
+	if d, err := os.MkdirTemp("/dev/shm", "aigate-resolve-"); err == nil {
+		t.Cleanup(func() { os.RemoveAll(d) })
+		return d
+	}
+	return t.TempDir()
+}
+
+// kept runs resolve until a resolution reuses a kept link (at most 20
+// tries, ticks apart): an ancestor changed by someone else in between
+// makes a miss that says nothing about the cache.
+func kept(t *testing.T, c *ExecCache, resolve func()) {
+	t.Helper()
+	for range 20 {
+		before := c.linkHits
+		resolve()
+		if c.linkHits > before {
+			return
+		}
+		tick()
+	}
+	t.Fatal("no kept link resolution was reused in 20 tries: the test proves nothing about the cache")
+}
+
+// TestExecCacheSeesLinkTargetDirectory: a link's kept resolution is
+// reused while nothing it went through changed, and not after a change in
+// the directory of the file it leads to (nc -> ../lib/prog, a relative
+// target, replaced there by a hard link to what sh names: nc becomes a
+// second name of a multi-call file), nor after one in a directory on
+// the way (an absolute link, cc -> ROOT/alt/cc, switched in alt).
+func TestExecCacheSeesLinkTargetDirectory(t *testing.T) {
+	c := newTestCache(t)
+	root := quietDir(t)
+	bin, lib, alt := filepath.Join(root, "bin"), filepath.Join(root, "lib"), filepath.Join(root, "alt")
+	for _, d := range []string{bin, lib, alt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeExe(t, filepath.Join(lib, "prog"), "prog")
+	writeExe(t, filepath.Join(lib, "shell"), "shell")
+	writeExe(t, filepath.Join(lib, "cc-a"), "cc-a")
+	writeExe(t, filepath.Join(lib, "cc-b"), "cc-b")
+	for link, target := range map[string]string{
+		filepath.Join(bin, "nc"): "../lib/prog",
+		filepath.Join(bin, "sh"): "../lib/shell",
+		filepath.Join(bin, "cc"): filepath.Join(alt, "cc"),
+		filepath.Join(alt, "cc"): filepath.Join(lib, "cc-a"),
+		filepath.Join(bin, "c1"): filepath.Join(lib, "cc-b"),
+	} {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := policy.FileSet{Names: []policy.Entry{{Value: "nc", Rule: 1}, {Value: "cc", Rule: 2}}}
+	resolve := func() ([]string, []Shared) {
+		files, shared := c.ExecutablesShared(set, []string{bin})
+		names := fileNames(files)
+		slices.Sort(names)
+		return names, shared
+	}
+	tick()
+	kept(t, c, func() {
+		if names, shared := resolve(); !slices.Equal(names, []string{"cc-a", "prog"}) || len(shared) != 0 {
+			t.Fatalf("files %v, shared %+v; want [cc-a prog] and none", names, shared)
+		}
+	})
+
+	tick()
+	if err := os.Remove(filepath.Join(lib, "prog")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(lib, "shell"), filepath.Join(lib, "prog")); err != nil {
+		t.Fatal(err)
+	}
+	if names, shared := resolve(); !slices.Equal(names, []string{"cc-a"}) || len(shared) != 1 {
+		t.Fatalf("after lib/prog became the file sh names: files %v, shared %+v; want [cc-a] and nc shared with sh", names, shared)
+	}
+
+	tick()
+	kept(t, c, func() { resolve() })
+	tick()
+	if err := os.Remove(filepath.Join(alt, "cc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(lib, "cc-b"), filepath.Join(alt, "cc")); err != nil {
+		t.Fatal(err)
+	}
+	if names, shared := resolve(); len(names) != 0 || len(shared) != 2 {
+		t.Fatalf("after alt/cc was switched to cc-b, which c1 names too: files %v, shared %+v; want none", names, shared)
+	}
 }

@@ -34,8 +34,9 @@ func KernelDev(stDev uint64) uint64 {
 func Paths(set policy.FileSet) ([]File, error) {
 	var files []File
 	var errs []error
+	r := newResolver()
 	for _, e := range set.Paths {
-		f, err := stat(e.Value, e.Rule)
+		f, err := r.stat(e.Value, e.Rule)
 		switch {
 		case err == nil:
 			files = append(files, f)
@@ -125,6 +126,7 @@ func (c *ExecCache) ExecutablesShared(set policy.FileSet, dirs []string) ([]File
 	// A directory is listed once, however many names it has on PATH: on a
 	// merged-/usr system /bin and /usr/bin are one.
 	seenDir := map[[2]uint64]bool{}
+	memo := stamps{}
 	for _, dir := range dirs {
 		var dst unix.Stat_t
 		if err := unix.Stat(dir, &dst); err != nil {
@@ -135,7 +137,7 @@ func (c *ExecCache) ExecutablesShared(set policy.FileSet, dirs []string) ([]File
 			continue
 		}
 		seenDir[dk] = true
-		for _, ent := range cache.list(gen, dir, &dst) {
+		for _, ent := range cache.list(gen, dir, &dst, memo) {
 			if ent.skip {
 				continue
 			}
@@ -147,6 +149,7 @@ func (c *ExecCache) ExecutablesShared(set policy.FileSet, dirs []string) ([]File
 		}
 	}
 	byInode := map[[2]uint64]*names{}
+	r := newResolver()
 	for _, key := range order {
 		g := groups[key]
 		if !slices.ContainsFunc(g, func(e entry) bool { return e.match }) {
@@ -154,7 +157,7 @@ func (c *ExecCache) ExecutablesShared(set policy.FileSet, dirs []string) ([]File
 		}
 		var n *names
 		for _, e := range g {
-			f, err := stat(e.path, e.rule)
+			f, err := r.stat(e.path, e.rule)
 			if err != nil || f.IsDir {
 				continue
 			}
@@ -208,7 +211,50 @@ func (c *ExecCache) ExecutablesShared(set policy.FileSet, dirs []string) ([]File
 	return files, shared
 }
 
-func stat(path string, rule policy.RuleID) (File, error) {
+func stat(path string, rule policy.RuleID) (File, error) { return newResolver().stat(path, rule) }
+
+// resolver resolves many paths that share ancestors (the ~90 protected
+// paths below one home; the names on PATH): what filepath.EvalSymlinks
+// answers, with each ancestor directory lstat'ed once per resolver
+// instead of once per path. It keeps nothing past its caller's
+// resolution, so it cannot go stale across sandboxes.
+type resolver struct {
+	realDirs map[string]bool // absolute clean dir -> it and its ancestors are directories, not links
+}
+
+func newResolver() *resolver { return &resolver{realDirs: map[string]bool{"/": true}} }
+
+// realDir reports whether dir and each of its ancestors is a directory
+// that is not a symbolic link: then dir is its own real path.
+func (r *resolver) realDir(dir string) bool {
+	if ok, seen := r.realDirs[dir]; seen {
+		return ok
+	}
+	ok := r.realDir(filepath.Dir(dir))
+	if ok {
+		var st unix.Stat_t
+		ok = unix.Lstat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+	}
+	r.realDirs[dir] = ok
+	return ok
+}
+
+// stat resolves path (symbolic links, "..") and stats what it leads to.
+// The quick way applies only when path is absolute and every ancestor is
+// a real directory; anything else (a link on the way or at the end, a
+// missing ancestor) takes filepath.EvalSymlinks, with its errors.
+func (r *resolver) stat(path string, rule policy.RuleID) (File, error) {
+	clean := filepath.Clean(path)
+	if path == clean && filepath.IsAbs(clean) && clean != "/" && r.realDir(filepath.Dir(clean)) {
+		var st unix.Stat_t
+		err := unix.Lstat(clean, &st)
+		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			return fileOf(clean, &st, rule), nil
+		}
+		if errors.Is(err, unix.ENOENT) {
+			return File{}, fmt.Errorf("resolve %s: %w", path, &fs.PathError{Op: "lstat", Path: clean, Err: err})
+		}
+	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return File{}, fmt.Errorf("resolve %s: %w", path, err)
@@ -217,11 +263,15 @@ func stat(path string, rule policy.RuleID) (File, error) {
 	if err := unix.Stat(real, &st); err != nil {
 		return File{}, fmt.Errorf("stat %s: %w", real, err)
 	}
+	return fileOf(real, &st, rule), nil
+}
+
+func fileOf(real string, st *unix.Stat_t, rule policy.RuleID) File {
 	return File{
 		Path:  real,
 		Dev:   KernelDev(st.Dev),
 		Ino:   st.Ino,
 		IsDir: st.Mode&unix.S_IFMT == unix.S_IFDIR,
 		Rule:  rule,
-	}, nil
+	}
 }

@@ -46,7 +46,7 @@ type runOptions struct {
 	Socket      string
 	MetricsAddr string
 	// TrustDir is where an agent that run embeds keeps the accepted
-	// global policies (agent.Config.TrustDir).
+	// global policies and the trust records (agent.Config.TrustDir).
 	TrustDir string
 
 	// openBackend and parent are replaced by tests; they serve the agent
@@ -89,7 +89,8 @@ Exit status: COMMAND's own status, or 128+N when a signal N killed it.
 aigate's own failures:
   2  bad command line
   3  no usable enforcement (no agent and not root, kernel not ready): COMMAND not started
-  4  the policy is invalid: COMMAND not started
+  4  the policy is invalid, or loosened (global config, project file) without being
+     accepted or trusted from outside a sandbox: COMMAND not started
   5  the sandbox could not be set up: COMMAND not started
   126  COMMAND found but not executable, or its exec was denied (deny_exec)
   127  COMMAND not found`,
@@ -115,7 +116,7 @@ aigate's own failures:
 	fl.StringVar(&opts.Backend, "backend", "", "enforcement backend: auto, lsm or fanotify (default: the config's backend, else auto)")
 	fl.StringVar(&opts.Socket, "socket", api.SocketPath(), "the agent's socket `PATH` ($"+api.SocketEnv+" changes the default)")
 	fl.StringVar(&opts.MetricsAddr, "metrics-addr", cmdutil.DefaultMetricsAddr, "where an agent that run starts itself serves metrics (\"\" for none)")
-	fl.StringVar(&opts.TrustDir, "trust-dir", agent.DefaultTrustDir, "where an agent that run starts itself keeps the global policy you last accepted, in the root-owned `DIR` the service agent uses (\"\" keeps none: a loosened ~/.aigate/config.yaml is not noticed)")
+	fl.StringVar(&opts.TrustDir, "trust-dir", agent.DefaultTrustDir, "where an agent that run starts itself keeps the global policy you last accepted and the projects you trusted, in the root-owned `DIR` the service agent uses (\"\" keeps none: a loosened ~/.aigate/config.yaml is not noticed, and ~/.aigate/trusted.yaml, your own file, decides project trust)")
 	return cmd
 }
 
@@ -223,8 +224,8 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmdutil.AgentTrustState(f, loaded, opts.Socket); err != nil {
-		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
+	if err := settleTrust(f, opts, loaded); err != nil {
+		return nil, err
 	}
 	p := &runPlan{loaded: loaded, id: id}
 	p.pol, _ = loaded.Policy() // warnings come back from the agent, once
@@ -250,6 +251,16 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	// The command, resolved with the PATH it will run with.
 	if p.path, p.env, err = resolveCommand(f, p.compiled, id, opts.Args[0]); err != nil {
 		return nil, err
+	}
+	// go, npm and pip get caches of the sandboxes' own (the policy makes
+	// the user's deny_write); their config files are read as the user.
+	readAsUser := func(path string) ([]byte, error) {
+		return config.AsUser(loaded.Paths.User, func() ([]byte, error) { return os.ReadFile(path) })
+	}
+	var warns []string
+	p.env, warns = cacheEnv(p.pol, p.env, id.home, loaded.Paths.ProjectRoot, readAsUser)
+	for _, w := range warns {
+		f.Warnf("%s", w)
 	}
 	return p, nil
 }

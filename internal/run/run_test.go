@@ -37,6 +37,7 @@ type runFakeBackend struct {
 	addErr error
 	emit   []events.Event
 	calls  []string
+	nets   []policy.NetMode // each sandbox's net mode, as Add got it
 	ch     chan events.Event
 	closed bool
 }
@@ -48,6 +49,7 @@ func (b *runFakeBackend) Add(_ context.Context, sb *enforce.Sandbox) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, "add")
+	b.nets = append(b.nets, sb.Policy.Net.Mode)
 	if b.addErr != nil {
 		return b.addErr
 	}

@@ -1,0 +1,147 @@
+//go:build linux
+
+package escape
+
+import (
+	"archive/zip"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// depZip is a module zip of example.com/dep v1.0.0 as a Go proxy serves it.
+func depZip(t *testing.T, files map[string]string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	z := zip.NewWriter(&buf)
+	for name, content := range files {
+		w, err := z.Create("example.com/dep@v1.0.0/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+// TestEscapeToolCaches: the user's build and package caches are trusted
+// by go, npm and pip outside, so a sandbox cannot write them (refused with
+// a write event); its own go build, go test, npx and pip install go on
+// with caches of the sandboxes' own, modules coming from the user's module
+// cache without writing it.
+func TestEscapeToolCaches(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
+		b := homeBox(t, b0)
+		// The user's caches as a build outside leaves them.
+		b.write("~/.cache/go-build/00/0011-d", "the user's object\n")
+		b.write("~/.npm/_npx/.keep", "")
+		b.write("~/.cache/pip/.keep", "")
+		b.write("~/go/pkg/mod/example.com/dep@v1.0.0/dep.go", "package dep\n")
+		attacks := map[string]string{
+			"gobuild":    "~/.cache/go-build/00/0011-d",
+			"gobuildnew": "~/.cache/go-build/00/ffee-d",
+			"modcache":   "~/go/pkg/mod/example.com/dep@v1.0.0/dep.go",
+			"npx":        "~/.npm/_npx/evil.js",
+			"pip":        "~/.cache/pip/evil",
+		}
+		for name, target := range attacks {
+			t.Run(name, func(t *testing.T) {
+				before := b.read(target)
+				r := b.sh(`echo 'evil' > ` + target + ` && echo PLANTED`)
+				if strings.Contains(r.stdout, "PLANTED") || b.read(target) != before {
+					t.Fatalf("the sandbox wrote %s, which the user's tools trust outside:\n%s", target, r)
+				}
+				if _, ok := r.denied(events.OpWrite, b.path(target)); !ok {
+					t.Errorf("no write event for %s:\n%s", target, r)
+				}
+			})
+		}
+
+		t.Run("work", func(t *testing.T) {
+			script := "set -e\n"
+			gobin, goErr := exec.LookPath("go")
+			if goErr == nil {
+				// A module with a dependency the user's module cache holds
+				// (downloaded outside from a local proxy), none on the network.
+				mod := "module example.com/dep\n\ngo 1.21\n"
+				dep := "package dep\n\nfunc Hi() string { return \"hi from dep\" }\n"
+				b.write("~/proxy/example.com/dep/@v/list", "v1.0.0\n")
+				b.write("~/proxy/example.com/dep/@v/v1.0.0.info", `{"Version":"v1.0.0"}`+"\n")
+				b.write("~/proxy/example.com/dep/@v/v1.0.0.mod", mod)
+				b.write("~/proxy/example.com/dep/@v/v1.0.0.zip", depZip(t, map[string]string{"go.mod": mod, "dep.go": dep}))
+				b.write("app/go.mod", "module example.com/app\n\ngo 1.21\n\nrequire example.com/dep v1.0.0\n")
+				b.write("app/main.go", "package main\n\nimport \"example.com/dep\"\n\nfunc main() { println(dep.Hi()) }\n")
+				b.write("app/main_test.go", "package main\n\nimport \"testing\"\n\nfunc TestM(t *testing.T) {}\n")
+				os.RemoveAll(b.path("~/go/pkg/mod/example.com")) // the stand-in above
+				if out, err := b.outsideRun("cd app && GOTOOLCHAIN=local GOFLAGS=-mod=mod GOSUMDB=off GOPROXY=file://" +
+					b.path("~/proxy") + " " + gobin + " build -o /dev/null ."); err != nil {
+					t.Fatalf("go build outside: %v\n%s", err, out)
+				}
+				script += `cd app
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+test "$(` + gobin + ` env GOCACHE)" = ~/.cache/aigate/go-build
+` + gobin + ` build -o app . && ./app 2>&1 | grep -q 'hi from dep'
+` + gobin + ` build -o app . && ` + gobin + ` test ./... >/dev/null
+cd ..
+echo ok-go
+`
+			}
+			if npx, err := exec.LookPath("npx"); err == nil {
+				b.write("tool/package.json", `{"name": "tool", "version": "1.0.0", "bin": {"tool": "t.js"}}`+"\n")
+				b.write("tool/t.js", "#!/usr/bin/env node\nconsole.log('tool ran')\n")
+				if err := os.Chmod(b.path("tool/t.js"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				script += `npm_config_update_notifier=false ` + npx + ` --yes --offline ./tool | grep -q 'tool ran' && echo ok-npx
+`
+			}
+			py := "/usr/bin/python3"
+			if _, err := os.Stat(py); err == nil {
+				b.write("pkg/setup.py", "from setuptools import setup\nsetup(name='p', version='1', py_modules=['p'])\n")
+				b.write("pkg/p.py", "X = 1\n")
+				script += py + ` -m venv --without-pip --system-site-packages venv && ./venv/bin/python -m pip install -q --no-index --no-build-isolation ./pkg && ./venv/bin/python -c 'import p' && echo ok-pip
+`
+			}
+			goBuildBefore := listTree(b.path("~/.cache/go-build"))
+			r := b.sh(script)
+			for tool, ran := range map[string]bool{"go": goErr == nil, "npx": strings.Contains(script, "npx"), "pip": strings.Contains(script, "pip")} {
+				if ran && !strings.Contains(r.stdout, "ok-"+tool) {
+					t.Errorf("%s failed inside:\n%s", tool, r)
+				}
+			}
+			if goErr == nil {
+				if after := listTree(b.path("~/.cache/go-build")); after != goBuildBefore {
+					t.Errorf("the sandbox's go build wrote the user's build cache:\nbefore %s\nafter %s", goBuildBefore, after)
+				}
+				if listTree(b.path("~/.cache/aigate/go-build")) == "" || listTree(b.path("~/.cache/aigate/go-mod/example.com")) == "" {
+					t.Errorf("the sandbox's own caches are empty:\n%s", r)
+				}
+			}
+			for _, e := range r.events {
+				t.Errorf("ordinary work was refused: %+v\n%s", e, r)
+			}
+		})
+	})
+}
+
+// listTree lists the files beneath dir, "" when there are none.
+func listTree(dir string) string {
+	var out []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, strings.TrimPrefix(p, dir))
+		}
+		return nil
+	})
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,101 @@
+//go:build linux
+
+package run
+
+import (
+	"io/fs"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+func mergedPolicy(t *testing.T, global string) *policy.Policy {
+	t.Helper()
+	c, err := policy.Parse("~/.aigate/config.yaml", []byte(global))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := policy.Merge(c, nil, false)
+	return p
+}
+
+// go, npm and pip are steered to the sandboxes' own caches; a location
+// the user set is kept and reported, never silently overridden; a tool in
+// shared_caches is left alone.
+func TestCacheEnv(t *testing.T) {
+	const home = "/home/u"
+	for _, tc := range []struct {
+		name   string
+		global string
+		env    []string
+		files  map[string]string
+		want   []string // NAME=value the command gets
+		absent []string // names the command must not get from aigate
+		warns  []string // each a substring of one warning
+	}{
+		{name: "defaults", env: []string{"PATH=/bin"},
+			want: []string{"GOCACHE=/home/u/.cache/aigate/go-build", "GOMODCACHE=/home/u/.cache/aigate/go-mod",
+				"GOPROXY=file:///home/u/go/pkg/mod/cache/download,https://proxy.golang.org,direct",
+				"npm_config_cache=/home/u/.cache/aigate/npm", "PIP_CACHE_DIR=/home/u/.cache/aigate/pip"}},
+		{name: "user's GOPROXY and GOPATH kept behind the module cache",
+			env:   []string{"GOPROXY=https://corp.example/go,off"},
+			files: map[string]string{"/home/u/.config/go/env": "GOPATH=/src/gopath\n"},
+			want:  []string{"GOPROXY=file:///src/gopath/pkg/mod/cache/download,https://corp.example/go,off"}},
+		{name: "explicit GOCACHE kept", env: []string{"GOCACHE=/var/cache/go"},
+			want:   []string{"GOMODCACHE=/home/u/.cache/aigate/go-mod"},
+			absent: []string{"GOCACHE"},
+			warns:  []string{"GOCACHE is set to /var/cache/go (in the environment, GOCACHE)", "shared_caches"}},
+		{name: "go env -w GOMODCACHE kept", env: []string{"XDG_CONFIG_HOME=/cfg"},
+			files:  map[string]string{"/cfg/go/env": "# x\nGOMODCACHE=/mods\n"},
+			want:   []string{"GOCACHE=/home/u/.cache/aigate/go-build"},
+			absent: []string{"GOMODCACHE", "GOPROXY"},
+			warns:  []string{"GOMODCACHE is set to /mods (in /cfg/go/env:2)"}},
+		{name: "GOENV=off ignores the file", env: []string{"GOENV=off"},
+			files: map[string]string{"/home/u/.config/go/env": "GOCACHE=/x\n"},
+			want:  []string{"GOCACHE=/home/u/.cache/aigate/go-build"}},
+		{name: "the sandbox's own value is no warning", env: []string{"GOCACHE=/home/u/.cache/aigate/go-build"},
+			want: []string{"GOCACHE=/home/u/.cache/aigate/go-build"}},
+		{name: "npmrc cache kept", files: map[string]string{"/p/.npmrc": "; c\ncache = /npmcache\n"},
+			absent: []string{"npm_config_cache"}, warns: []string{"npm_config_cache is set to /npmcache (in /p/.npmrc:2)"}},
+		{name: "npm env in upper case kept", env: []string{"NPM_CONFIG_CACHE=/n"},
+			absent: []string{"npm_config_cache"}, warns: []string{"(in the environment, NPM_CONFIG_CACHE)"}},
+		{name: "pip.conf cache-dir kept", files: map[string]string{"/home/u/.config/pip/pip.conf": "[global]\ncache-dir = /pc\n"},
+			absent: []string{"PIP_CACHE_DIR"}, warns: []string{"PIP_CACHE_DIR is set to /pc (in /home/u/.config/pip/pip.conf:2)"}},
+		{name: "shared", global: "shared_caches: [go, npm, pip]\n", env: []string{"GOCACHE=/x"},
+			absent: []string{"GOMODCACHE", "GOPROXY", "npm_config_cache", "PIP_CACHE_DIR"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			read := func(path string) ([]byte, error) {
+				if s, ok := tc.files[path]; ok {
+					return []byte(s), nil
+				}
+				return nil, fs.ErrNotExist
+			}
+			got, warns := cacheEnv(mergedPolicy(t, tc.global), slices.Clone(tc.env), home, "/p", read)
+			added := got[len(tc.env):]
+			for _, w := range tc.want {
+				if !slices.Contains(added, w) {
+					t.Errorf("env lacks %s: %v", w, added)
+				}
+			}
+			for _, name := range tc.absent {
+				if slices.ContainsFunc(added, func(kv string) bool { return strings.HasPrefix(kv, name+"=") }) {
+					t.Errorf("env sets %s: %v", name, added)
+				}
+			}
+			for _, w := range tc.warns {
+				if !slices.ContainsFunc(warns, func(s string) bool { return strings.Contains(s, w) }) {
+					t.Errorf("warnings lack %q: %q", w, warns)
+				}
+			}
+			if len(tc.warns) == 0 && len(warns) > 0 {
+				t.Errorf("warnings: %q", warns)
+			}
+			if !slices.Equal(got[:len(tc.env)], tc.env) {
+				t.Errorf("the environment changed: %v", got)
+			}
+		})
+	}
+}
