@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -78,6 +77,7 @@ func openFanotify(o Options) (enforce.Backend, error) {
 		Home:         o.Home,
 		ProjectRoot:  o.ProjectRoot,
 		WalkCacheDir: walkCacheDir(o),
+		KeepDir:      fanotify.DefaultKeepDir,
 	})
 	if err != nil {
 		return nil, err
@@ -141,18 +141,13 @@ func cgroupLive(id uint64) bool {
 		return true
 	}
 	defer mnt.Close()
-	var b [8]byte
-	binary.NativeEndian.PutUint64(b[:], id)
-	fd, err := unix.OpenByHandleAt(int(mnt.Fd()), unix.NewFileHandle(fileIDKernfs, b[:]), unix.O_RDONLY|unix.O_CLOEXEC)
+	fd, err := cgroup.OpenByID(int(mnt.Fd()), id, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err == nil {
 		unix.Close(fd)
 		return true
 	}
 	return !errors.Is(err, unix.ESTALE) && !errors.Is(err, unix.ENOENT)
 }
-
-// fileIDKernfs is the kernel's FILEID_KERNFS handle type.
-const fileIDKernfs = 0xfe
 
 func walkCacheDir(o Options) string {
 	if o.RunPin == "" {

@@ -116,7 +116,7 @@ const (
 	enforcesFanotify = "opens and execs of existing files by inode, and of names in the project and home trees " +
 		"(new directories are marked 1-3 ms after they appear), by fanotify permission events; " +
 		"deny_write stops opens for writing only: a file renamed over, moved away or unlinked is put back about a millisecond later, " +
-		"truncate(2) of a file the agent holds kills the sandbox and puts small files' content back, " +
+		"truncate(2) of a file the agent holds kills the sandbox and puts the content back (files up to 32 MiB), " +
 		"a directory renamed or removed above a protected path is seen after the fact (sandbox killed); " +
 		"files that appear later are protected by inode once seen; copies of deny_exec binaries are refused by content " +
 		"only in the project and home trees and directly in /tmp, /var/tmp and /dev/shm; " +

@@ -90,8 +90,9 @@ func TestEscapeRemoveHook(t *testing.T) {
 // os.truncate) needs no open. LSM refuses it (path_truncate) with a write
 // event. fanotify marks the held inode of each deny_write file for
 // FAN_MODIFY and sees the truncate after the fact (op truncate): the
-// sandbox is killed, then the content the agent holds in memory (files up
-// to 64 KiB) is written back and the event says restored.
+// sandbox is killed, then the content the agent holds (in memory up to
+// 64 KiB, larger files on disk in its keep directory: a 1 MiB file here)
+// is written back and the event says restored.
 func TestEscapeTruncateProtected(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		testutil.SkipUnlessKernel(t, "no python3 for truncate(2) by path")
@@ -138,6 +139,21 @@ func TestEscapeTruncateProtected(t *testing.T) {
 			}
 			if got := b.read(".git/config"); got != cfg {
 				t.Errorf(".git/config after the truncate: %q, want the content written back\n%s", got, r)
+			}
+
+			// A file too large for the agent's memory (over 64 KiB):
+			// its copy is on disk in the agent's keep directory.
+			big := cfg + strings.Repeat("# a long comment line of a large protected config file\n", 1<<20/56)
+			b.write(".git/config", big)
+			r = b.sh(script)
+			if e, ok := r.denied(events.OpTruncate, b.path(".git/config")); !ok || !e.Restored {
+				t.Errorf("1 MiB file: no restored truncate event (%v %+v):\n%s", ok, e, r)
+			}
+			if strings.Contains(r.stdout, "survived") {
+				t.Errorf("1 MiB file: the sandbox outlived the truncate (exit %d):\n%s", r.code, r)
+			}
+			if got := b.read(".git/config"); got != big {
+				t.Errorf("1 MiB file after the truncate: %d bytes, want the %d written back", len(got), len(big))
 			}
 		}
 	})

@@ -32,7 +32,8 @@ func TestEscapeExecAlias(t *testing.T) {
 }
 
 // TestEscapeExecCopy: a copy of a denied binary under another name, in
-// /tmp or in the project, is refused on both backends with an exec event
+// /tmp or in the project (also written over a project file that existed
+// at start, which fanotify had given an ignore mask), is refused on both backends with an exec event
 // naming the copy and the original's rule: fanotify compares the size
 // first and then SHA-256 in the agent (fanotify/copy.go); the lsm backend
 // the size in bprm_copy and then the SHA-256 IMA computes
@@ -53,9 +54,13 @@ func TestEscapeExecCopy(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		tmp := fmt.Sprintf("/tmp/aigate-copy-%d-%s", os.Getpid(), b.backend)
 		t.Cleanup(func() { os.Remove(tmp); os.Remove(tmp + "-true"); os.Remove(tmp + "-size") })
+		// A project file that existed at start (on fanotify an unrelated
+		// file: an ignore mask), overwritten in place with the copy.
+		b.write("build.sh", "#!/bin/sh\necho built\n")
 		r := b.sh(fmt.Sprintf(`cp %[1]s %[2]s && cp %[1]s ./mycurl && sha256sum %[2]s >/dev/null && echo read-ok
 %[2]s --version >/dev/null 2>&1 && echo ran-tmp
 ./mycurl --version >/dev/null 2>&1 && echo ran-proj
+cat %[1]s > ./build.sh && chmod +x ./build.sh && ./build.sh --version >/dev/null 2>&1 && echo ran-overwritten
 cp %[3]s %[2]s-true && %[2]s-true version >/dev/null && echo ran-true
 cp %[4]s %[2]s-size && truncate -s $(stat -L -c %%s %[1]s) %[2]s-size && %[2]s-size && echo ran-size`, curl, tmp, machine.bin, truePath))
 		for _, c := range []string{"read-ok", "ran-true", "ran-size"} {
@@ -63,12 +68,12 @@ cp %[4]s %[2]s-size && truncate -s $(stat -L -c %%s %[1]s) %[2]s-size && %[2]s-s
 				t.Fatalf("control %s failed:\n%s", c, r)
 			}
 		}
-		for _, where := range []string{"tmp", "proj"} {
+		for _, where := range []string{"tmp", "proj", "overwritten"} {
 			if strings.Contains(r.stdout, "ran-"+where) {
 				t.Errorf("the copy in %s ran:\n%s", where, r)
 			}
 		}
-		for _, p := range []string{tmp, b.path("mycurl")} {
+		for _, p := range []string{tmp, b.path("mycurl"), b.path("build.sh")} {
 			if ev, ok := r.denied(events.OpExec, p); !ok || ev.RuleText != "curl" {
 				t.Errorf("no exec event with rule curl for %s:\n%s", p, r)
 			}

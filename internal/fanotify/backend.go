@@ -42,6 +42,11 @@ type Options struct {
 	// start a new backend each time. It must be root's and writable by no
 	// one else.
 	WalkCacheDir string
+	// KeepDir, when set, is where the content of protected files too
+	// large to keep in memory is copied, as unnamed files (keep.go). It
+	// is made if missing and must be root's, mode 0700; without it a
+	// truncate of such a file cannot be undone.
+	KeepDir string
 	// Workers decide sandboxed events (default 4).
 	Workers int
 	// DecisionTimeout is how long a sandboxed open may wait for a verdict
@@ -76,6 +81,9 @@ type Options struct {
 	guardRelease time.Duration
 	// beforeBatch, for tests, runs in the reader before each read.
 	beforeBatch func()
+	// noPlaceByID, for tests, places every opener by /proc/TID/cgroup
+	// (place.go), as on kernels before 6.13.
+	noPlaceByID bool
 	// beforeIgnoreBatch, for tests, runs before each batch of ignore
 	// masks set in the background (ignoreLater).
 	beforeIgnoreBatch func()
@@ -153,6 +161,13 @@ type Backend struct {
 	mu        sync.RWMutex
 	sandboxes map[uint32]*sandbox
 	byCgroup  map[string]*sandbox // the same, by rel: sandboxOf's index
+	// placedIDs caches, by cgroup id, the sandbox a cgroup is in or
+	// below, or nil (place.go); emptied whenever sandboxes changes.
+	placedIDs map[uint64]*sandbox
+	// cgRootFD is the cgroup2 mount, to open cgroups by id; -1 if not.
+	cgRootFD    int
+	noPlaceByID atomic.Bool // the kernel cannot tell a thread's cgroup id
+	pidfds      pidfdCache  // openers' thread pidfds (place.go)
 
 	pending pendingSet
 	work    chan *pending
@@ -212,19 +227,30 @@ func Open(opts Options) (*Backend, error) {
 		keep:      newKeeper(maxKept),
 		sandboxes: map[uint32]*sandbox{},
 		byCgroup:  map[string]*sandbox{},
+		placedIDs: map[uint64]*sandbox{},
+		cgRootFD:  -1,
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
 		events:    make(chan events.Event, opts.EventBuffer),
 		closing:   make(chan struct{}),
 		epoch:     time.Now(),
 	}
+	b.keep.log = b.log
+	b.noPlaceByID.Store(opts.noPlaceByID)
+	if opts.KeepDir != "" {
+		if err := b.keep.useDir(opts.KeepDir); err != nil {
+			b.log.Warn("protected files over 64 KiB have no copy of their content: a truncate of one inside a sandbox cannot be undone", zap.Error(err))
+		}
+	}
 	if err := unix.Pipe2(b.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		unix.Close(group)
+		b.keep.close()
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
 	}
 	b.guard, err = startGuard(group, opts.guardStall, opts.guardRelease)
 	if err != nil {
 		unix.Close(group)
+		b.keep.close()
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
@@ -235,6 +261,9 @@ func Open(opts Options) (*Backend, error) {
 		b.log.Warn("directories created after a sandbox starts will not be marked: name rules are not enforced in them", zap.Error(err))
 	} else {
 		b.keep.notify = b.watch.fd
+	}
+	if fd, err := unix.Open(b.cgRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		b.cgRootFD = fd
 	}
 	b.start()
 	return b, nil
@@ -347,6 +376,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	b.mu.Lock()
 	b.sandboxes[sb.ID] = s
 	b.byCgroup[rel] = s
+	clear(b.placedIDs)
 	b.mu.Unlock()
 	err = b.marks.addMarks(sb.ID, p)
 	if b.watch != nil {
@@ -444,6 +474,7 @@ func (b *Backend) Remove(id uint32) error {
 	if ok && b.byCgroup[s.rel] == s {
 		delete(b.byCgroup, s.rel)
 	}
+	clear(b.placedIDs)
 	b.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("remove sandbox %d: not registered", id)
@@ -516,6 +547,10 @@ func (b *Backend) Close() error {
 		}
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
+		if b.cgRootFD >= 0 {
+			unix.Close(b.cgRootFD)
+		}
+		b.pidfds.close()
 		close(b.events)
 	})
 	return err

@@ -20,10 +20,13 @@ import (
 // sandboxOf returns the sandbox whose cgroup (or a cgroup beneath it) holds
 // thread tid, or nil.
 //
-// A live process is always placed from /proc, never from a cache: a cached
-// answer per pid could outlive the process and be wrong for the next one
-// with the same number (a sandboxed child may get the pid of a process that
-// was outside). A process that has exited (a short mv or git, read by the
+// A live thread is always placed by what the kernel says of it now, never
+// from a cache by pid: a cached answer per pid could outlive the process
+// and be wrong for the next one with the same number (a sandboxed child may
+// get the pid of a process that was outside). Its cgroup id comes from a
+// pidfd of the thread, which names that thread only (place.go); only the
+// id's place among the sandboxes' cgroups is cached; else /proc/TID/cgroup
+// is read. A process that has exited (a short mv or git, read by the
 // watcher afterwards) is placed by the kernel's record of its exit, then by
 // pidCache (see below). tid 0 means the opener lives in a pid namespace we
 // cannot see, which sandboxes (started by aigate) never do.
@@ -36,6 +39,12 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 	b.mu.RUnlock()
 	if n == 0 {
 		return nil
+	}
+	if s, ok := b.placeByID(tid); ok {
+		if s != nil {
+			b.placed.put(tid, s)
+		}
+		return s
 	}
 	cg, ok := readCgroup(tid)
 	if !ok {
@@ -55,6 +64,11 @@ func (b *Backend) sandboxOf(tid int) *sandbox {
 func (b *Backend) sandboxAt(cg string) *sandbox {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	return b.sandboxAtLocked(cg)
+}
+
+// sandboxAtLocked is sandboxAt with b.mu held.
+func (b *Backend) sandboxAtLocked(cg string) *sandbox {
 	for dir := cg; dir != ""; {
 		if s := b.byCgroup[dir]; s != nil {
 			return s

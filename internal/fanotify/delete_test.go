@@ -4,6 +4,7 @@ package fanotify
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -241,28 +242,78 @@ func TestTruncateProtected(t *testing.T) {
 	}
 }
 
-// TestTruncateLarge: a file over the snapshot bound has no copy of its
-// content: its truncate kills the sandbox and is not undone (and says so).
-func TestTruncateLarge(t *testing.T) {
-	e := newEnv(t, nil)
+// TestTruncateLargeKeptOnDisk: a 1 MiB protected file, too large for the
+// agent's memory, is copied into the keep directory; a sandbox's truncate
+// kills the sandbox and the whole content comes back.
+func TestTruncateLargeKeptOnDisk(t *testing.T) {
+	keepDir := filepath.Join(t.TempDir(), "keep")
+	e := newEnv(t, func(o *Options) { o.KeepDir = keepDir })
 	if e.b.watch == nil {
 		testutil.SkipUnlessKernel(t, "no directory watcher")
 	}
-	big := e.write(filepath.Join(e.project, ".git", "config"), strings.Repeat("x", snapFileMax+1))
+	var content strings.Builder
+	for i := 0; content.Len() < 1<<20; i++ {
+		fmt.Fprintf(&content, "line %d of a large protected file\n", i)
+	}
+	big := e.write(filepath.Join(e.project, ".git", "config"), content.String())
 	s := e.sandbox(policy.Policy{DenyWrite: rules(big), DenyRead: rules(".env")})
 	died := e.sleeper(t, s)
-	if e.b.keep.hasContent(big) || !e.b.keep.has(big) {
-		t.Fatalf("%s: held %v with content %v, want held without content", big, e.b.keep.has(big), e.b.keep.hasContent(big))
+	if !e.b.keep.hasContent(big) {
+		t.Fatalf("%s: no copy of its content: %s", big, e.b.keep.whyNoContent(big))
 	}
 	out, _ := e.held(t, s, "truncate", big)
 	ev := e.event()
-	if ev.Op != events.OpTruncate || ev.Path != big || ev.Restored {
-		t.Fatalf("event %+v (helper %q), want an unrestored truncate of %s", ev, out, big)
+	if ev.Op != events.OpTruncate || ev.Path != big || !ev.Restored {
+		t.Fatalf("event %+v (helper %q), want a restored truncate of %s", ev, out, big)
 	}
 	select {
 	case <-died:
 	case <-time.After(5 * time.Second):
 		t.Error("the sandbox was not killed")
+	}
+	if got, err := os.ReadFile(big); err != nil || string(got) != content.String() {
+		t.Errorf("%s after the truncate: %d bytes %v, want the %d written back", big, len(got), err, content.Len())
+	}
+}
+
+// TestTruncateLarge: a file with no copy of its content (no keep
+// directory, or past the disk bound) kills the sandbox on a truncate,
+// which is not undone (and says so).
+func TestTruncateLarge(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dir  bool
+	}{{"no-keep-dir", false}, {"past-the-bound", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			keepDir := filepath.Join(t.TempDir(), "keep")
+			e := newEnv(t, func(o *Options) {
+				if tc.dir {
+					o.KeepDir = keepDir
+				}
+			})
+			if e.b.watch == nil {
+				testutil.SkipUnlessKernel(t, "no directory watcher")
+			}
+			e.b.keep.mu.Lock()
+			e.b.keep.diskFile = 128 << 10
+			e.b.keep.mu.Unlock()
+			big := e.write(filepath.Join(e.project, ".git", "config"), strings.Repeat("x", 128<<10+1))
+			s := e.sandbox(policy.Policy{DenyWrite: rules(big), DenyRead: rules(".env")})
+			died := e.sleeper(t, s)
+			if e.b.keep.hasContent(big) || !e.b.keep.has(big) {
+				t.Fatalf("%s: held %v with content %v, want held without content", big, e.b.keep.has(big), e.b.keep.hasContent(big))
+			}
+			out, _ := e.held(t, s, "truncate", big)
+			ev := e.event()
+			if ev.Op != events.OpTruncate || ev.Path != big || ev.Restored {
+				t.Fatalf("event %+v (helper %q), want an unrestored truncate of %s", ev, out, big)
+			}
+			select {
+			case <-died:
+			case <-time.After(5 * time.Second):
+				t.Error("the sandbox was not killed")
+			}
+		})
 	}
 }
 

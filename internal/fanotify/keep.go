@@ -5,11 +5,13 @@ package fanotify
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,11 +54,25 @@ import (
 // too where there is one, not what the held inode holds by then (a
 // sandbox can move a file away and truncate it where it lies).
 //
-// Memory, not a directory on disk: nothing is left behind when the agent
-// dies, no path exists that a sandboxed process (or anyone but root with
-// ptrace on the agent) could read or replace, and the bound makes it a few
-// MiB at most. A file larger than snapFileMax, or past the total, has no
-// snapshot: its truncate kills the sandbox and is not undone, as before.
+// Small files in memory: nothing is left behind when the agent dies, no
+// path exists that a sandboxed process (or anyone but root with ptrace on
+// the agent) could read or replace, and the bound makes it a few MiB at
+// most. A larger file, up to diskFileMax (diskTotalMax in all), is copied
+// into the agent's keep directory (Options.KeepDir, root's, mode 0700) as
+// an O_TMPFILE: a file with no name, freed with its descriptor, so it too
+// leaves nothing behind and has no path anyone could open. The copy is a
+// reflink (FICLONE) where the filesystem shares extents and the keep
+// directory is on the file's filesystem, a byte copy otherwise. A file
+// past those bounds, or with no keep directory, has no copy of its
+// content: its truncate kills the sandbox and is not undone, and the
+// agent's log says so when the file is held and again at the truncate
+// (noContent).
+
+// DefaultKeepDir is where the agent (or an embedded run) copies protected
+// files too large to keep in memory (Options.KeepDir): on disk, not /run's
+// tmpfs, since the copies may take up to 256 MiB. Its files have no names
+// and go with the process.
+const DefaultKeepDir = "/var/lib/aigate/keep"
 
 const maxKept = 1024
 
@@ -65,6 +81,16 @@ const maxKept = 1024
 const (
 	snapFileMax  = 64 << 10
 	snapTotalMax = 4 << 20
+)
+
+// The disk budget: copies of files larger than snapFileMax in the keep
+// directory, at most diskFileMax bytes each and diskTotalMax in all. A
+// byte copy of a held file is taken again on each of the user's changes
+// to it (resnap), under the keeper's lock: the bound keeps that to tens of
+// milliseconds.
+const (
+	diskFileMax  = 32 << 20
+	diskTotalMax = 256 << 20
 )
 
 // keeper holds the descriptors, by path, with how many sandboxes protect
@@ -80,15 +106,27 @@ type keeper struct {
 	notify int
 	// snapUsed is the bytes of content held in snapshots, at most snapMax.
 	snapUsed, snapFile, snapMax int
+	// dir is the keep directory's descriptor, -1 without one: larger
+	// files are copied there, diskUsed bytes of at most diskMax, each at
+	// most diskFile.
+	dir                         int
+	diskUsed, diskFile, diskMax int64
+	// log hears of files whose content is not kept.
+	log *zap.Logger
 }
 
 type kept struct {
 	fd   int // a descriptor of the file; dropped (-1) or absent (wasAbsent)
 	refs int
 	// data is the file's content when snap is set (a copy in memory, see
-	// above); without it a restore reads the held inode.
-	data []byte
-	snap bool
+	// above), or disk is a copy of it in the keep directory (disk >= 0,
+	// diskSize bytes); without either a restore reads the held inode.
+	data     []byte
+	snap     bool
+	disk     int
+	diskSize int64
+	// noContent says why the content is not kept, when it is not.
+	noContent string
 }
 
 // wasAbsent is the fd of a path that did not exist: undoing a rename to it
@@ -100,23 +138,71 @@ func (c *kept) usable() bool { return c.fd >= 0 || c.fd == wasAbsent }
 
 func newKeeper(max int) *keeper {
 	return &keeper{max: max, files: map[string]*kept{}, names: map[string]int{}, notify: -1,
-		snapFile: snapFileMax, snapMax: snapTotalMax}
+		snapFile: snapFileMax, snapMax: snapTotalMax, dir: -1, diskFile: diskFileMax, diskMax: diskTotalMax,
+		log: zap.NewNop()}
 }
 
-// snapshot takes the content of c's held inode into memory, within the
-// budget; otherwise c has none. Called with k.mu held.
-func (k *keeper) snapshot(c *kept) {
+// useDir makes the keeper copy larger files into dir, which must be a
+// directory of root's that no one else can write or list: it is made if
+// missing, and refused (an error, no disk copies) otherwise.
+func (k *keeper) useDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("keep directory %s: %w", dir, err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("keep directory %s: %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("keep directory %s: %w", dir, err)
+	}
+	if st.Uid != 0 || st.Mode&0o077 != 0 {
+		unix.Close(fd)
+		return fmt.Errorf("keep directory %s: owned by uid %d with mode %o, want root's with mode 0700: fix it with `sudo chown root: %s && sudo chmod 700 %s`",
+			dir, st.Uid, st.Mode&0o7777, dir, dir)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.dir >= 0 {
+		unix.Close(k.dir)
+	}
+	k.dir = fd
+	return nil
+}
+
+// snapshot takes the content of c's held inode into memory, or into the
+// keep directory when it is too large for memory, within the budgets;
+// otherwise c has none and c.noContent says why. Called with k.mu held.
+func (k *keeper) snapshot(path string, c *kept) {
+	// Said once per reason, not at each of the user's writes (resnap).
+	was := c.noContent
 	k.unsnap(c)
 	if c.fd < 0 {
 		return
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(c.fd, &st); err != nil || st.Size > int64(k.snapFile) || k.snapUsed+int(st.Size) > k.snapMax {
+	if err := unix.Fstat(c.fd, &st); err != nil {
+		c.noContent = "stat: " + err.Error()
 		return
 	}
+	if st.Size <= int64(k.snapFile) && k.snapUsed+int(st.Size) <= k.snapMax && k.snapMemory(c, st.Size) {
+		return
+	}
+	c.noContent = k.snapDisk(c, st.Size)
+	if c.noContent != "" && c.noContent != was {
+		k.log.Warn("aigate keeps no copy of this protected file's content: a truncate(2) of it inside a sandbox kills the sandbox but cannot be undone",
+			zap.String("path", path), zap.Int64("size", st.Size), zap.String("why", c.noContent))
+	}
+}
+
+// snapMemory reads the held inode into memory; false if it does not fit
+// after all.
+func (k *keeper) snapMemory(c *kept, size int64) bool {
 	// One byte more than the size: a file that grew since the stat is
 	// read whole or found too large.
-	buf := make([]byte, st.Size+1)
+	buf := make([]byte, size+1)
 	n := 0
 	for n < len(buf) {
 		m, err := unix.Pread(c.fd, buf[n:], int64(n))
@@ -124,7 +210,7 @@ func (k *keeper) snapshot(c *kept) {
 			continue
 		}
 		if err != nil {
-			return
+			return false
 		}
 		if m == 0 {
 			break
@@ -132,10 +218,55 @@ func (k *keeper) snapshot(c *kept) {
 		n += m
 	}
 	if n > k.snapFile || k.snapUsed+n > k.snapMax {
-		return
+		return false
 	}
 	c.data, c.snap = buf[:n:n], true
 	k.snapUsed += n
+	return true
+}
+
+// snapDisk copies the held inode into an unnamed file in the keep
+// directory. It returns why not, or "".
+func (k *keeper) snapDisk(c *kept, size int64) string {
+	switch {
+	case k.dir < 0:
+		return fmt.Sprintf("past the in-memory bound (%d KiB a file, %d KiB in all) and no keep directory", k.snapFile>>10, k.snapMax>>10)
+	case size > k.diskFile:
+		return fmt.Sprintf("larger than the %d MiB bound of a copy", k.diskFile>>20)
+	case k.diskUsed+size > k.diskMax:
+		return fmt.Sprintf("the copies of protected files already take %d of %d MiB", k.diskUsed>>20, k.diskMax>>20)
+	}
+	fd, err := unix.Openat(k.dir, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return "keep directory: " + err.Error()
+	}
+	n, err := cloneOrCopy(fd, c.fd)
+	if err == nil && (n > k.diskFile || k.diskUsed+n > k.diskMax) {
+		err = fmt.Errorf("grew to %d bytes while copied, past the bound", n)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return "copy: " + err.Error()
+	}
+	c.disk, c.diskSize, c.snap = fd, n, true
+	k.diskUsed += n
+	return ""
+}
+
+// cloneOrCopy puts src's content into dst (empty, at offset 0): a reflink
+// where the filesystem shares extents between them, else a copy. It
+// returns the bytes dst holds.
+func cloneOrCopy(dst, src int) (int64, error) {
+	if err := unix.IoctlFileClone(dst, src); err != nil {
+		if err := copyFrom(dst, src); err != nil {
+			return 0, err
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(dst, &st); err != nil {
+		return 0, fmt.Errorf("stat the copy: %w", err)
+	}
+	return st.Size, nil
 }
 
 // unsnap forgets c's snapshot. Called with k.mu held.
@@ -143,7 +274,11 @@ func (k *keeper) unsnap(c *kept) {
 	if c.snap {
 		k.snapUsed -= len(c.data)
 	}
-	c.data, c.snap = nil, false
+	if c.disk >= 0 {
+		unix.Close(c.disk)
+		k.diskUsed -= c.diskSize
+	}
+	c.data, c.snap, c.disk, c.diskSize, c.noContent = nil, false, -1, 0, ""
 }
 
 // resnap takes the snapshot of path again: the user changed the held
@@ -152,7 +287,7 @@ func (k *keeper) resnap(path string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if c, ok := k.files[path]; ok {
-		k.snapshot(c)
+		k.snapshot(path, c)
 	}
 }
 
@@ -163,6 +298,22 @@ func (k *keeper) hasContent(path string) bool {
 	defer k.mu.Unlock()
 	c, ok := k.files[path]
 	return ok && c.snap
+}
+
+// whyNoContent says why path has no copy of its content ("" if it has).
+func (k *keeper) whyNoContent(path string) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.files[path]
+	switch {
+	case !ok:
+		return "not held"
+	case c.snap:
+		return ""
+	case c.noContent == "":
+		return "no copy held"
+	}
+	return c.noContent
 }
 
 // watchModify marks the inode of fd for FAN_MODIFY in the watcher's group.
@@ -199,11 +350,11 @@ func (k *keeper) hold(path string) bool {
 	} else if err != nil {
 		return false
 	}
-	c := &kept{fd: fd, refs: 1}
+	c := &kept{fd: fd, refs: 1, disk: -1}
 	k.files[path] = c
 	k.names[filepath.Base(path)]++
 	k.watchModify(fd)
-	k.snapshot(c)
+	k.snapshot(path, c)
 	return true
 }
 
@@ -277,7 +428,7 @@ func (k *keeper) refresh(dir int, name, path string) int {
 	case errors.Is(err, unix.ENOENT):
 		c.fd = wasAbsent // the user moved it away
 	}
-	k.snapshot(c)
+	k.snapshot(path, c)
 	return old
 }
 
@@ -327,9 +478,12 @@ func (k *keeper) restore(dir int, name, path string) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("restore %s: create %s: %w", path, tmp, err)
 	}
-	if c.snap {
+	switch {
+	case c.disk >= 0:
+		_, err = cloneOrCopy(fd, c.disk)
+	case c.snap:
 		err = writeAll(fd, c.data)
-	} else {
+	default:
 		err = copyFrom(fd, c.fd)
 	}
 	if err == nil {
@@ -420,8 +574,13 @@ func (k *keeper) close() {
 		if c.fd >= 0 {
 			unix.Close(c.fd)
 		}
+		k.unsnap(c)
+	}
+	if k.dir >= 0 {
+		unix.Close(k.dir)
+		k.dir = -1
 	}
 	k.files = map[string]*kept{}
 	k.names = map[string]int{}
-	k.snapUsed = 0
+	k.snapUsed, k.diskUsed = 0, 0
 }

@@ -3,11 +3,15 @@
 package fanotify
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // TestKeeperRestore: the held copy comes back over a replacement (a
@@ -104,5 +108,93 @@ func TestKeeperSnapshotBudget(t *testing.T) {
 	k.resnap(b)
 	if !k.hasContent(b) || k.snapUsed != 60 {
 		t.Fatalf("after a's release: b has content %v, %d bytes used", k.hasContent(b), k.snapUsed)
+	}
+}
+
+// TestKeeperDiskCopy: a file too large for memory is copied into the keep
+// directory as a file with no name (nothing listed there), and a restore
+// after the held inode was truncated writes the whole content back. Past
+// the disk bound there is no copy, and the keeper says why.
+func TestKeeperDiskCopy(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	keepDir := filepath.Join(t.TempDir(), "keep")
+	content := make([]byte, 1<<20)
+	for i := range content {
+		content[i] = byte(i*7 + i>>10)
+	}
+	path := filepath.Join(dir, "big")
+	if err := os.WriteFile(path, content, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	k := newKeeper(10)
+	defer k.close()
+	if err := k.useDir(keepDir); err != nil {
+		t.Fatal(err)
+	}
+	if !k.hold(path) || !k.hasContent(path) {
+		t.Fatalf("held without a copy of its content: %s", k.whyNoContent(path))
+	}
+	if ents, _ := os.ReadDir(keepDir); len(ents) != 0 {
+		t.Fatalf("the keep directory lists %v, want nothing (unnamed copies)", ents)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
+	old, err := k.restore(dfd, "big", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(old)
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
+		t.Fatalf("restored %d bytes, want the %d held", len(got), len(content))
+	}
+
+	// Past the per-file bound, then past the total: no copy, and why.
+	k.diskFile = 1 << 19
+	k.resnap(path)
+	if k.hasContent(path) || !strings.Contains(k.whyNoContent(path), "bound") {
+		t.Fatalf("past the file bound: content %v, why %q", k.hasContent(path), k.whyNoContent(path))
+	}
+	k.diskFile, k.diskMax = 2<<20, 1<<19
+	k.resnap(path)
+	if k.hasContent(path) || k.diskUsed != 0 {
+		t.Fatalf("past the total: content %v, %d bytes used", k.hasContent(path), k.diskUsed)
+	}
+	k.diskMax = 2 << 20
+	k.resnap(path)
+	if !k.hasContent(path) || k.diskUsed != 1<<20 {
+		t.Fatalf("within bounds again: content %v, %d bytes used", k.hasContent(path), k.diskUsed)
+	}
+	k.release(path)
+	if k.diskUsed != 0 {
+		t.Fatalf("released: %d bytes still counted", k.diskUsed)
+	}
+}
+
+// TestKeeperDirRefused: a keep directory others can write or list is not
+// used (its copies could be replaced or read).
+func TestKeeperDirRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	keepDir := t.TempDir()
+	if err := os.Chmod(keepDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k := newKeeper(10)
+	defer k.close()
+	if err := k.useDir(keepDir); err == nil || k.dir >= 0 {
+		t.Fatalf("mode 0755 accepted: %v", err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.useDir(link); err == nil || k.dir >= 0 {
+		t.Fatalf("a symlink accepted: %v", err)
 	}
 }

@@ -18,8 +18,9 @@ import (
 )
 
 // The decision loop. One reader drains the group and answers, inline, every
-// event whose opener is outside all sandboxes: that costs one read of
-// /proc/TID/cgroup, so aigate itself and the rest of the machine never queue
+// event whose opener is outside all sandboxes: that costs one ioctl on a
+// pidfd of the opening thread (place.go; a read of /proc/TID/cgroup before
+// Linux 6.13), so aigate itself and the rest of the machine never queue
 // behind a sandbox. It decides a sandboxed event itself too when that
 // takes only bounded work (decideInline: a readlink, an fstat, the policy
 // match, one read of /proc/TID/syscall): handing it to a worker cost more
@@ -197,6 +198,13 @@ func (b *Backend) readLoop() {
 				// pending and are denied when the reaper or Close gets them
 				// cannot happen: we cannot name them. Fail loudly.
 				b.log.Error("parse fanotify events", zap.Error(err))
+			}
+			if n+metadataSize <= len(buf) {
+				// Room was left: the queue was empty when the read
+				// ended. Back to poll, without the read that would
+				// only say EAGAIN (a syscall per wakeup; at one opener
+				// at a time, one per event).
+				break
 			}
 		}
 	}

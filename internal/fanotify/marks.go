@@ -189,8 +189,19 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 	for key, path := range p.protected {
 		t.protect[key]++
 		if ipath, ok := t.ignored[key]; ok {
-			err := unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, permMask, unix.AT_FDCWD, ipath)
-			if err != nil && !errors.Is(err, unix.ENOENT) {
+			// Removed through the path the inode has now: an unrelated
+			// file renamed to a protected name (found by the watcher,
+			// protectNew) is no longer at ipath, and removing through
+			// ipath failed with ENOENT and left the mask silencing it.
+			// Then through ipath too, in case path names another inode
+			// by now (removing its ignore mask costs a round trip only).
+			err := t.unignore(path)
+			if ipath != path {
+				if ierr := t.unignore(ipath); err != nil {
+					err = ierr
+				}
+			}
+			if err != nil {
 				return fmt.Errorf("remove ignore mark on %s (protected as %s): %w", ipath, path, err)
 			}
 			delete(t.ignored, key)
@@ -226,6 +237,16 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 		} else {
 			delete(t.execKey, path)
 		}
+	}
+	return nil
+}
+
+// unignore removes the ignore mask of the inode at path; nothing there,
+// or no mark on it, is no error.
+func (t *markTable) unignore(path string) error {
+	err := unix.FanotifyMark(t.group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, permMask, unix.AT_FDCWD, path)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return err
 	}
 	return nil
 }
@@ -280,7 +301,14 @@ func (t *markTable) ignoreLocked(unrelated map[inodeKey]string, matches func(str
 		if t.protect[key] > 0 || t.ignored[key] != "" || matches(path) {
 			continue
 		}
-		err := unix.FanotifyMark(t.group, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_IGNORED_SURV_MODIFY, permMask, unix.AT_FDCWD, path)
+		// Without FAN_MARK_IGNORED_SURV_MODIFY: the kernel drops the
+		// ignore mask at the file's first modification (a write, a
+		// truncate), so that an unrelated file overwritten in place
+		// with a copy of a deny_exec binary is checked again when run
+		// (TestDenyExecCopyOverIgnored); a modified file's opens are
+		// round trips from then on. The table still lists it, which only
+		// keeps it from getting a mask again.
+		err := unix.FanotifyMark(t.group, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK, permMask, unix.AT_FDCWD, path)
 		if err != nil {
 			continue // an ignore mask is an optimisation only
 		}

@@ -190,7 +190,9 @@ func (k *keeper) states() []keptState {
 			if unix.Fstat(c.fd, &st) != nil {
 				continue
 			}
-			ks := keptState{path: path, key: keyOf(&st), size: st.Size, data: c.data, snap: c.snap}
+			// Copies on disk (larger files) are not compared: a truncate
+			// of one during an overflow is taken for the user's.
+			ks := keptState{path: path, key: keyOf(&st), size: st.Size, data: c.data, snap: c.snap && c.disk < 0}
 			if c.snap && st.Size <= int64(k.snapFile) {
 				ks.now = make([]byte, st.Size)
 				n, _ := unix.Pread(c.fd, ks.now, 0)

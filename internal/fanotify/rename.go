@@ -144,7 +144,7 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 		killed = true
 		if !b.keep.hasContent(path) {
 			b.log.Warn("a sandboxed process truncated a protected file whose content aigate does not hold: killed, not undone",
-				zap.String("sandbox", s.Name), zap.String("path", path))
+				zap.String("sandbox", s.Name), zap.String("path", path), zap.String("why", b.keep.whyNoContent(path)))
 		} else if err := b.restore(ev, path); err != nil {
 			b.log.Warn("a sandboxed process truncated a protected file that cannot be restored: killed, not undone",
 				zap.String("sandbox", s.Name), zap.String("path", path), zap.Error(err))
