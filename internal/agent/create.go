@@ -147,6 +147,12 @@ func compile(req *api.CreateRequest) (*policy.Compiled, []string, error) {
 		}
 	}
 	pol, warns := l.Policy()
+	for _, r := range req.DenyWrite {
+		if err := policy.CheckPattern(r.Pattern); err != nil {
+			return nil, nil, fmt.Errorf("deny_write for this run (%s): %w", r.By, err)
+		}
+		pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}})
+	}
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil, nil, err

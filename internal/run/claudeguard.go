@@ -11,9 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/claudejson"
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 // makeToolDirs makes the tool-state directories aigate creates when
@@ -144,4 +147,59 @@ func (g *claudeGuard) restore(now time.Time) (string, error) {
 	return fmt.Sprintf("aigate undid what the sandbox changed in %s that a claude outside it would run or allow: %s; "+
 		"to keep an MCP server, add it outside aigate (`claude mcp add ...` in a plain shell)",
 		g.path, strings.Join(changed, ", ")), nil
+}
+
+// claudeRunRules are the deny_write rules of this run alone (package
+// claudestate): the scripts Claude Code's settings name and the projects'
+// auto memory, read as the user before the sandbox exists, without those
+// a deny_write rule already covers or that are no valid pattern. It
+// makes the run's own auto-memory directory first, as makeToolDirs does
+// the others: the fanotify backend watches only what exists at start.
+func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
+	home := p.id.home
+	if home == "" {
+		return nil, nil
+	}
+	paths := p.loaded.Paths
+	var res claudestate.Result
+	_ = paths.User.Do(func() error {
+		o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir, Managed: claudestate.ManagedSettings}
+		if own := o.OwnMemory(); own != "" && (os.Geteuid() == p.id.uid || (paths.User != nil && paths.User.Sudo)) {
+			_ = os.MkdirAll(own, 0o700)
+		}
+		res = claudestate.Scan(o)
+		return nil
+	})
+	var rules []api.RunRule
+	notes := res.Uncovered
+	for _, e := range res.Entries {
+		abs := e.Pattern
+		if rest, ok := strings.CutPrefix(abs, "~/"); ok {
+			abs = filepath.Join(home, rest)
+		}
+		if _, ok := p.compiled.Write.Match(abs); ok {
+			continue
+		}
+		if err := policy.CheckPattern(e.Pattern); err != nil {
+			notes = append(notes, fmt.Sprintf("%s (%s): %v", e.Pattern, e.By, err))
+			continue
+		}
+		rules = append(rules, api.RunRule{Pattern: e.Pattern, By: e.By})
+	}
+	return rules, notes
+}
+
+// describeRunRules is run's line about the scripts: the auto memory,
+// protected in every run, is listed by status only.
+func describeRunRules(rules []api.RunRule) string {
+	var named []string
+	for _, r := range rules {
+		if !strings.HasPrefix(r.By, "auto memory") {
+			named = append(named, fmt.Sprintf("%s (%s)", r.Pattern, r.By))
+		}
+	}
+	if len(named) == 0 {
+		return ""
+	}
+	return "read-only for this run, because a claude outside the sandbox runs them: " + strings.Join(named, ", ")
 }

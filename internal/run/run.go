@@ -354,6 +354,14 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	guard := guardPolicyDir(p.loaded.Paths.Dir, p.loaded.Paths.User)
 	cj := guardClaudeJSON(p.id.home, p.loaded.Paths)
 	makeToolDirs(p.id.home, p.id.uid, p.loaded.Paths.User)
+	var notes []string
+	req.DenyWrite, notes = claudeRunRules(p)
+	for _, n := range notes {
+		f.Log.Debug("claude settings: not protected", zap.String("what", n))
+	}
+	if line := describeRunRules(req.DenyWrite); line != "" && !opts.Quiet {
+		fmt.Fprintf(f.Err, "aigate: %s\n", line)
+	}
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
