@@ -156,15 +156,30 @@ func (g *claudeGuard) restore(now time.Time) (string, error) {
 // makes the run's own auto-memory directory first, as makeToolDirs does
 // the others: the fanotify backend watches only what exists at start.
 func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
-	home := p.id.home
+	mkdir := os.Geteuid() == p.id.uid || (p.loaded.Paths.User != nil && p.loaded.Paths.User.Sudo)
+	return claudeRules(p.loaded, p.compiled, p.id.home, mkdir)
+}
+
+// ClaudeRules are the rules claudeRunRules adds to a run from here, and
+// what it cannot protect, for aigate status (which makes no directory).
+func ClaudeRules(l *config.Loaded) ([]api.RunRule, []string) {
+	pol, _ := l.Policy()
+	c, err := policy.Compile(pol, l.PolicyEnv())
+	if err != nil {
+		return nil, nil
+	}
+	return claudeRules(l, c, l.Paths.User.Home, false)
+}
+
+func claudeRules(l *config.Loaded, compiled *policy.Compiled, home string, mkdir bool) ([]api.RunRule, []string) {
 	if home == "" {
 		return nil, nil
 	}
-	paths := p.loaded.Paths
+	paths := l.Paths
 	var res claudestate.Result
 	_ = paths.User.Do(func() error {
 		o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir, Managed: claudestate.ManagedSettings}
-		if own := o.OwnMemory(); own != "" && (os.Geteuid() == p.id.uid || (paths.User != nil && paths.User.Sudo)) {
+		if own := o.OwnMemory(); own != "" && mkdir {
 			_ = os.MkdirAll(own, 0o700)
 		}
 		res = claudestate.Scan(o)
@@ -177,7 +192,7 @@ func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
 		if rest, ok := strings.CutPrefix(abs, "~/"); ok {
 			abs = filepath.Join(home, rest)
 		}
-		if _, ok := p.compiled.Write.Match(abs); ok {
+		if _, ok := compiled.Write.Match(abs); ok {
 			continue
 		}
 		if err := policy.CheckPattern(e.Pattern); err != nil {
