@@ -101,6 +101,7 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("watch sandbox %s: %v", b.info.Name, err)}
 	}
 	a.keepRecord(b, req) // with a pinning backend, for the next agent (adopt.go)
+	a.guardClaudeJSON(b, req)
 	return b, warnings, nil
 }
 

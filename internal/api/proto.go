@@ -86,6 +86,19 @@ type CreateRequest struct {
 	// outside would run, and its auto memory (package claudestate). They
 	// only tighten the policy, so any caller may send them.
 	DenyWrite []RunRule `json:"deny_write,omitempty"`
+	// ClaudeJSON asks the agent to record Home's .claude.json before the
+	// command starts and, once the sandbox's processes are dead, to put
+	// back what they changed in the keys that make a claude outside run
+	// programs or allow tools (package claudejson), with an event. The
+	// agent reads and writes the file with the owner's identity only.
+	ClaudeJSON *ClaudeJSONGuard `json:"claude_json,omitempty"`
+}
+
+// ClaudeJSONGuard is CreateRequest.ClaudeJSON.
+type ClaudeJSONGuard struct {
+	// Keep are the folders whose trust (hasTrustDialogAccepted) may
+	// change: where the run is, where the user answers claude's question.
+	Keep []string `json:"keep,omitempty"`
 }
 
 // RunRule is one rule of a single run and what it comes from.

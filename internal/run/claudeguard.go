@@ -3,16 +3,12 @@
 package run
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/aigate-dev/aigate/internal/api"
-	"github.com/aigate-dev/aigate/internal/claudejson"
 	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/landlock"
@@ -38,115 +34,6 @@ func makeToolDirs(home string, uid int, u *config.User) {
 		}
 		return nil
 	})
-}
-
-// claudeGuard puts back, once the sandbox is gone, the entries of Claude
-// Code's ~/.claude.json that make a later claude outside start programs or
-// run commands (package claudejson): the sandbox may write that file,
-// which Claude Code rewrites all the time, so deny_write cannot protect
-// it. aigate run records the file before the command starts, outside the
-// sandbox, as the user.
-type claudeGuard struct {
-	path string
-	data []byte               // the file at start; nil when there was none
-	snap *claudejson.Snapshot // its guarded entries; nil when it was not JSON
-	keep []string             // folders whose trust the user may answer inside
-	user *config.User
-}
-
-// maxClaudeJSON bounds what is read: the file grows with every project,
-// a few hundred kilobytes on a busy machine.
-const maxClaudeJSON = 64 << 20
-
-func guardClaudeJSON(home string, paths *config.Paths) *claudeGuard {
-	g := &claudeGuard{path: filepath.Join(home, ".claude.json"), user: paths.User,
-		keep: []string{paths.WorkDir, paths.ProjectRoot}}
-	if home == "" {
-		return nil
-	}
-	_ = g.user.Do(func() error {
-		if p, err := filepath.EvalSymlinks(g.path); err == nil {
-			g.path = p
-		}
-		data, err := readBounded(g.path)
-		if err != nil {
-			return nil
-		}
-		g.data = data
-		g.snap, _ = claudejson.Record(data)
-		return nil
-	})
-	return g
-}
-
-func readBounded(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxClaudeJSON {
-		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, maxClaudeJSON)
-	}
-	return os.ReadFile(path)
-}
-
-// restore checks the file after the sandbox ended; it returns "" when
-// nothing was put back, else what it did, for a warning. A file that is
-// no longer JSON (Claude Code would fall back to a backup the sandbox could
-// have written) gets the recorded file back whole, the broken one kept
-// beside it: claude's own changes of the run are lost, nothing it would run
-// is let through.
-func (g *claudeGuard) restore(now time.Time) (string, error) {
-	if g == nil {
-		return "", nil
-	}
-	var cur []byte
-	err := g.user.Do(func() error {
-		var err error
-		cur, err = readBounded(g.path)
-		return err
-	})
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && g.data == nil:
-		return "", nil
-	case errors.Is(err, fs.ErrNotExist):
-		if err := config.WriteFileAtomic(g.path, g.data, 0o600, g.user); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%s disappeared while the sandbox ran; aigate put it back as it was before the run", g.path), nil
-	case err != nil:
-		return "", err
-	}
-	snap := g.snap
-	if snap == nil {
-		// No file, or none claude could read, at start: nothing in it
-		// named a command then.
-		snap, _ = claudejson.Record([]byte("{}"))
-	}
-	out, changed, perr := snap.Restore(cur, g.keep)
-	if perr != nil {
-		if g.snap == nil {
-			return "", nil // not JSON before either: claude reads nothing there
-		}
-		aside := fmt.Sprintf("%s.replaced-%s", g.path, now.UTC().Format("20060102T150405"))
-		if err := g.user.Do(func() error { return os.Rename(g.path, aside) }); err != nil {
-			return "", fmt.Errorf("move the broken %s aside: %w", g.path, err)
-		}
-		if err := config.WriteFileAtomic(g.path, g.data, 0o600, g.user); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%s is no longer valid JSON after the sandbox ran (%v); aigate put back the file as it was "+
-			"before the run and kept the broken one as %s", g.path, perr, aside), nil
-	}
-	if len(changed) == 0 {
-		return "", nil
-	}
-	if err := config.WriteFileAtomic(g.path, out, 0o600, g.user); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("aigate undid what the sandbox changed in %s that a claude outside it would run or allow: %s; "+
-		"to keep an MCP server, add it outside aigate (`claude mcp add ...` in a plain shell)",
-		g.path, strings.Join(changed, ", ")), nil
 }
 
 // claudeRunRules are the deny_write rules of this run alone (package

@@ -26,3 +26,9 @@ func claudeStateRule(e events.Event) bool {
 	rest, ok := strings.CutPrefix(e.RuleText, "~/.claude/")
 	return ok && !strings.HasPrefix(rest, "settings")
 }
+
+// claudeJSONHint is said once at the end of a run whose changes to
+// ~/.claude.json the agent put back (an events.OpChange event, whose line
+// names the keys): how to keep an MCP server.
+const claudeJSONHint = "aigate undid what the sandbox changed in ~/.claude.json that a claude outside it would run or allow " +
+	"(the line above names it); to keep an MCP server, add it outside aigate (`claude mcp add ...` in a plain shell)"
