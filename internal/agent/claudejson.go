@@ -51,15 +51,16 @@ func (a *Agent) journalPath(name string) string {
 // guardClaudeJSON records the owner's ~/.claude.json for b, before its
 // command starts (create is asked before place). The journal on disk is
 // what makes the undo survive a kill -9 of run or of this agent; when it
-// cannot be written the guard still holds for this agent's life.
-func (a *Agent) guardClaudeJSON(b *box, req *api.CreateRequest) {
+// cannot be written the guard still holds for this agent's life. It
+// returns a warning for the run when there is no guard at all.
+func (a *Agent) guardClaudeJSON(b *box, req *api.CreateRequest) string {
 	if req.ClaudeJSON == nil || req.Home == "" {
-		return
+		return ""
 	}
 	u, err := ownerUser(b.info.Owner)
 	if err != nil {
 		a.log.Warn("~/.claude.json not guarded", zap.String("sandbox", b.info.Name), zap.Error(err))
-		return
+		return fmt.Sprintf("~/.claude.json is not guarded in this run (%v): after it, look for MCP servers you did not add (`claude mcp list`)", err)
 	}
 	var g *claudejson.Guard
 	_ = u.Do(func() error {
@@ -72,6 +73,7 @@ func (a *Agent) guardClaudeJSON(b *box, req *api.CreateRequest) {
 		a.log.Warn("~/.claude.json journal not written: a kill -9 of this agent would skip its undo",
 			zap.String("sandbox", j.Sandbox), zap.Error(err))
 	}
+	return ""
 }
 
 func writeJournal(path string, j *claudeJournal) error {

@@ -101,7 +101,9 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("watch sandbox %s: %v", b.info.Name, err)}
 	}
 	a.keepRecord(b, req) // with a pinning backend, for the next agent (adopt.go)
-	a.guardClaudeJSON(b, req)
+	if w := a.guardClaudeJSON(b, req); w != "" {
+		warnings = append(warnings, w)
+	}
 	return b, warnings, nil
 }
 
