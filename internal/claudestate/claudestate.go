@@ -13,8 +13,7 @@ import (
 type Entry struct {
 	// Pattern is "~/..." beneath the home, else an absolute path.
 	Pattern string `json:"pattern"`
-	// By says where it comes from: "~/.claude/settings.json statusLine.command",
-	// "auto memory of /home/u/p".
+	// By says where it comes from: "~/.claude/settings.json statusLine.command".
 	By string `json:"by"`
 }
 
@@ -26,15 +25,10 @@ type Result struct {
 	Uncovered []string
 }
 
-// MaxMemoryDirs bounds the auto-memory entries: one per project claude
-// has seen, a few hundred on a busy machine.
-const MaxMemoryDirs = 256
-
 // Options are where to look.
 type Options struct {
 	Home        string
 	ProjectRoot string // the run's project root
-	WorkDir     string // where the run starts
 	// Managed is the system's managed settings file; empty: none.
 	Managed string
 }
@@ -44,9 +38,9 @@ type Options struct {
 const ManagedSettings = "/etc/claude-code/managed-settings.json"
 
 // Scan reads the settings files as the caller (the user) and lists the
-// files they make claude run; and the auto-memory directories of the
-// projects in ~/.claude/projects plus the run's own. It reads only; a
-// missing or broken settings file names nothing (claude ignores it too).
+// files they make claude run, and the auto-memory directory they name.
+// It reads only; a missing or broken settings file names nothing (claude
+// ignores it too).
 func Scan(o Options) Result {
 	var r Result
 	seen := map[string]bool{}
@@ -77,13 +71,6 @@ func Scan(o Options) Result {
 		if d := autoMemoryDirectory(f); d != "" {
 			add(o.expand(d), o.pretty(f)+" autoMemoryDirectory")
 		}
-	}
-	for _, d := range o.memoryDirs() {
-		if d.path == "" {
-			r.Uncovered = append(r.Uncovered, d.by)
-			continue
-		}
-		add(d.path, d.by)
 	}
 	return r
 }
@@ -294,80 +281,6 @@ func (o Options) pretty(path string) string {
 		return p
 	}
 	return path
-}
-
-// OwnMemory is the auto-memory directory of the run's own project, the
-// one claude writes in this run; "" without a home.
-func (o Options) OwnMemory() string {
-	if o.Home == "" {
-		return ""
-	}
-	dir := gitRoot(o.WorkDir)
-	if dir == "" {
-		dir = o.ProjectRoot
-	}
-	if dir == "" {
-		dir = o.WorkDir
-	}
-	if dir == "" {
-		return ""
-	}
-	return filepath.Join(o.Home, ".claude", "projects", Sanitize(dir), "memory")
-}
-
-type memoryDir struct{ path, by string }
-
-// memoryDirs are the auto-memory directories claude loads into its next
-// sessions: ~/.claude/projects/<sanitized project path>/memory for every
-// project it has seen, and the run's own (its git root's, and the project
-// root's and working directory's, whichever claude keys it by).
-func (o Options) memoryDirs() []memoryDir {
-	if o.Home == "" {
-		return nil
-	}
-	base := filepath.Join(o.Home, ".claude", "projects")
-	var out []memoryDir
-	for _, dir := range []string{gitRoot(o.WorkDir), o.ProjectRoot, o.WorkDir} {
-		if dir != "" {
-			out = append(out, memoryDir{filepath.Join(base, Sanitize(dir), "memory"), "auto memory of " + dir})
-		}
-	}
-	ents, err := os.ReadDir(base)
-	if err != nil {
-		return out
-	}
-	for _, e := range ents {
-		if len(out) >= MaxMemoryDirs {
-			out = append(out, memoryDir{by: fmt.Sprintf("more than %d projects in %s: the auto memory of the others is not protected", MaxMemoryDirs, base)})
-			break
-		}
-		if e.IsDir() {
-			out = append(out, memoryDir{filepath.Join(base, e.Name(), "memory"), "auto memory"})
-		}
-	}
-	return out
-}
-
-// Sanitize is Claude Code's directory name for a project path under
-// ~/.claude/projects: every character but ASCII letters and digits
-// becomes '-' (/home/u/p -> -home-u-p).
-func Sanitize(path string) string {
-	b := []byte(path)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			b[i] = '-'
-		}
-	}
-	return string(b)
-}
-
-func gitRoot(dir string) string {
-	for d := dir; d != "" && d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
-			return d
-		}
-	}
-	return ""
 }
 
 // maxSettings bounds what is read of a settings file.

@@ -37,39 +37,32 @@ func makeToolDirs(home string, uid int, u *config.User) {
 }
 
 // claudeRunRules are the deny_write rules of this run alone (package
-// claudestate): the scripts Claude Code's settings name and the projects'
-// auto memory, read as the user before the sandbox exists, without those
-// a deny_write rule already covers or that are no valid pattern. It
-// makes the run's own auto-memory directory first, as makeToolDirs does
-// the others: the fanotify backend watches only what exists at start.
+// claudestate): the scripts Claude Code's settings name, read as the user
+// before the sandbox exists, without those a deny_write rule already
+// covers or that are no valid pattern.
 func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
-	mkdir := os.Geteuid() == p.id.uid || (p.loaded.Paths.User != nil && p.loaded.Paths.User.Sudo)
-	return claudeRules(p.loaded, p.compiled, p.id.home, mkdir)
+	return claudeRules(p.loaded, p.compiled, p.id.home)
 }
 
 // ClaudeRules are the rules claudeRunRules adds to a run from here, and
-// what it cannot protect, for aigate status (which makes no directory).
+// what it cannot protect, for aigate status.
 func ClaudeRules(l *config.Loaded) ([]api.RunRule, []string) {
 	pol, _ := l.Policy()
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil, nil
 	}
-	return claudeRules(l, c, l.Paths.User.Home, false)
+	return claudeRules(l, c, l.Paths.User.Home)
 }
 
-func claudeRules(l *config.Loaded, compiled *policy.Compiled, home string, mkdir bool) ([]api.RunRule, []string) {
+func claudeRules(l *config.Loaded, compiled *policy.Compiled, home string) ([]api.RunRule, []string) {
 	if home == "" {
 		return nil, nil
 	}
 	paths := l.Paths
 	var res claudestate.Result
 	_ = paths.User.Do(func() error {
-		o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir, Managed: claudestate.ManagedSettings}
-		if own := o.OwnMemory(); own != "" && mkdir {
-			_ = os.MkdirAll(own, 0o700)
-		}
-		res = claudestate.Scan(o)
+		res = claudestate.Scan(claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, Managed: claudestate.ManagedSettings})
 		return nil
 	})
 	var rules []api.RunRule
@@ -91,17 +84,14 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home string, mkdir
 	return rules, notes
 }
 
-// describeRunRules is run's line about the scripts: the auto memory,
-// protected in every run, is listed by status only.
+// describeRunRules is run's line about them.
 func describeRunRules(rules []api.RunRule) string {
-	var named []string
-	for _, r := range rules {
-		if !strings.HasPrefix(r.By, "auto memory") {
-			named = append(named, fmt.Sprintf("%s (%s)", r.Pattern, r.By))
-		}
-	}
-	if len(named) == 0 {
+	if len(rules) == 0 {
 		return ""
+	}
+	named := make([]string, 0, len(rules))
+	for _, r := range rules {
+		named = append(named, fmt.Sprintf("%s (%s)", r.Pattern, r.By))
 	}
 	return "read-only for this run, because a claude outside the sandbox runs them: " + strings.Join(named, ", ")
 }
