@@ -30,6 +30,8 @@ type box struct {
 	events   atomic.Uint64
 	wd       int // inotify watch on cgroup.events, -1 when none
 
+	cj *claudeJournal // nil: ~/.claude.json not guarded (claudejson.go)
+
 	once   sync.Once
 	gone   chan struct{} // closed once removed
 	reason string        // why, valid after gone
@@ -69,6 +71,9 @@ func (a *Agent) end(b *box, reason string) error {
 		// The box stays known to the pump until the sandbox's last events
 		// have been through it, so that they reach its session.
 		a.settle()
+		// Nothing runs in it any more: what it changed in ~/.claude.json
+		// is put back, and the event reaches its session too.
+		a.undoClaudeJSON(b)
 		a.mu.Lock()
 		delete(a.boxes, b.info.Name)
 		delete(a.byCgroup, b.sb.Info.CgroupID)

@@ -81,6 +81,30 @@ type CreateRequest struct {
 	// Path is the caller's $PATH: exec name rules (curl) are resolved in
 	// its directories as well as the standard ones, not in the agent's.
 	Path string `json:"path,omitempty"`
+	// DenyWrite are deny_write rules for this run only, added to the
+	// policy's: the files Claude Code's settings name that a claude
+	// outside would run, and its auto memory (package claudestate). They
+	// only tighten the policy, so any caller may send them.
+	DenyWrite []RunRule `json:"deny_write,omitempty"`
+	// ClaudeJSON asks the agent to record Home's .claude.json before the
+	// command starts and, once the sandbox's processes are dead, to put
+	// back what they changed in the keys that make a claude outside run
+	// programs or allow tools (package claudejson), with an event. The
+	// agent reads and writes the file with the owner's identity only.
+	ClaudeJSON *ClaudeJSONGuard `json:"claude_json,omitempty"`
+}
+
+// ClaudeJSONGuard is CreateRequest.ClaudeJSON.
+type ClaudeJSONGuard struct {
+	// Keep are the folders whose trust (hasTrustDialogAccepted) may
+	// change: where the run is, where the user answers claude's question.
+	Keep []string `json:"keep,omitempty"`
+}
+
+// RunRule is one rule of a single run and what it comes from.
+type RunRule struct {
+	Pattern string `json:"pattern"`
+	By      string `json:"by"`
 }
 
 // PlaceRequest names the process to move into the session's sandbox: the

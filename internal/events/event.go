@@ -50,12 +50,19 @@ const (
 	// sandbox was killed, and where the backend held a copy of the
 	// content it was written back (Event.Restored).
 	OpTruncate Op = "truncate"
+	// OpChange is a change to a file the sandbox may write whose guarded
+	// entries aigate checks once the sandbox ended (the MCP servers and
+	// approvals of Claude Code's ~/.claude.json): put back (Restored), the
+	// keys named in RuleText.
+	OpChange Op = "change"
 )
 
 // AfterTheFact reports whether op is one the backend could not refuse and
 // saw only after it happened (fanotify's renames, deletes, truncates): the event
 // says what was done about it (Event.Restored, or the sandbox killed).
-func (op Op) AfterTheFact() bool { return op == OpRename || op == OpDelete || op == OpTruncate }
+func (op Op) AfterTheFact() bool {
+	return op == OpRename || op == OpDelete || op == OpTruncate || op == OpChange
+}
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.
 type Event struct {

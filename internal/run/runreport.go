@@ -28,6 +28,7 @@ type runReporter struct {
 	tally   events.Summary
 	jsonErr error
 	claude  bool // a write to Claude Code's protected state was refused
+	undone  bool // the agent put back a change to ~/.claude.json
 }
 
 // reportOptions configure a runReporter.
@@ -67,6 +68,7 @@ func (r *runReporter) event(e events.Event) {
 	r.mu.Lock()
 	r.tally.Add(e)
 	r.claude = r.claude || claudeStateRule(e)
+	r.undone = r.undone || e.Op == events.OpChange
 	if r.json != nil && r.jsonErr == nil {
 		if err := r.json.Write(e); err != nil {
 			r.jsonErr = err
@@ -126,7 +128,7 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 	r.mu.Lock()
 	got := r.tally.Total()
 	s := r.tally.String()
-	claude := r.claude
+	claude, undone := r.claude, r.undone
 	r.mu.Unlock()
 	lost := dropped
 	if attributed > got && attributed-got > lost {
@@ -142,6 +144,9 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 	}
 	if claude {
 		r.f.Warnf("%s", claudeStateHint)
+	}
+	if undone {
+		r.f.Warnf("%s", claudeJSONHint)
 	}
 }
 
