@@ -56,9 +56,9 @@ func (a *Agent) serveConn(nc *net.UnixConn, peer api.Peer) {
 	case api.OpEnd:
 		a.reply(c, a.endRequest(peer, req.End.Sandbox))
 	case api.OpWatch:
-		a.watch(c, peer, req.Watch)
+		a.watch(c, peer, &req)
 	case api.OpCreate:
-		a.session(c, peer, req.Create, log)
+		a.session(c, peer, &req, log)
 	case api.OpTrust:
 		a.reply(c, a.trustRequest(peer, req.Trust))
 	case api.OpPolicy:
@@ -162,9 +162,9 @@ func (a *Agent) endRequest(p api.Peer, name string) *api.Response {
 }
 
 // watch streams events until the client goes away or the agent stops.
-func (a *Agent) watch(c *api.Conn, p api.Peer, w *api.WatchRequest) {
-	s := &sub{uid: p.UID, root: p.Root()}
-	if w != nil {
+func (a *Agent) watch(c *api.Conn, p api.Peer, req *api.Request) {
+	s := &sub{uid: p.UID, root: p.Root(), fold: api.Folds(req.V)}
+	if w := req.Watch; w != nil {
 		if w.Sandbox != "" && a.lookup(p, w.Sandbox) == nil {
 			a.reply(c, errResp(api.CodeNotFound, fmt.Sprintf("no sandbox %s of yours (aigate status lists them)", w.Sandbox)))
 			return
@@ -273,9 +273,9 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 
 // session serves a create request and then the sandbox's life: the place
 // request, the event stream, and the end.
-func (a *Agent) session(c *api.Conn, p api.Peer, req *api.CreateRequest, log *zap.Logger) {
+func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger) {
 	started := time.Now()
-	b, warnings, e := a.create(context.Background(), p, req)
+	b, warnings, e := a.create(context.Background(), p, r.Create)
 	if e != nil {
 		a.reply(c, &api.Response{Error: e})
 		return
@@ -307,7 +307,7 @@ func (a *Agent) session(c *api.Conn, p api.Peer, req *api.CreateRequest, log *za
 		return
 	}
 	// Subscribe before placing, so that no event of the command is missed.
-	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name}
+	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name, fold: api.Folds(r.V)}
 	a.fan.add(s)
 	defer a.fan.remove(s)
 	placing := time.Now()

@@ -25,6 +25,9 @@ type sub struct {
 	root    bool
 	sandbox string      // "" = every sandbox the reader may see
 	kind    events.Kind // "" = every kind
+	// fold: the reader takes events with a count (api.Folds), so a
+	// denial identical to one still unread is added to its count.
+	fold    bool
 	dropped atomic.Uint64
 
 	// The queue: a ring of the unread events, grown on demand up to
@@ -47,10 +50,25 @@ func (s *sub) wants(e *events.Event, owner uint32, known bool) bool {
 	return s.kind == "" || e.Kind == s.kind
 }
 
-// push queues e, or reports false when subBuffer events are unread.
+// foldDepth is how many of the newest unread events push compares a
+// denial with: a flood from a few threads interleaves their identical
+// denials (one per thread id), and each thread's folds into its own.
+const foldDepth = 4
+
+// push queues e, or folds it into an identical unread event, or reports
+// false when subBuffer events are unread.
 func (s *sub) push(e *events.Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fold {
+		for i := range min(s.n, foldDepth) {
+			q := &s.ring[(s.first+s.n-1-i)%len(s.ring)]
+			if q.SameDenial(e) {
+				q.Count = q.N() + e.N()
+				return true // the reader's token is there: n > 0
+			}
+		}
+	}
 	if s.n == len(s.ring) {
 		if s.n == subBuffer {
 			return false
@@ -125,8 +143,8 @@ func (f *fanout) publish(e events.Event, owner uint32, known bool) {
 			continue
 		}
 		if !s.push(&e) {
-			s.dropped.Add(1)
-			f.dropped.Add(1)
+			s.dropped.Add(e.N())
+			f.dropped.Add(e.N())
 		}
 	}
 }

@@ -111,7 +111,7 @@ func (s *Session) read() {
 			select {
 			case s.events <- *r.Event:
 			default:
-				s.dropped.Add(1)
+				s.dropped.Add(r.Event.N()) // a folded event loses all its denials
 			}
 		case r.Dropped > 0:
 			s.dropped.Add(r.Dropped)
