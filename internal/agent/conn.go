@@ -16,6 +16,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
 )
 
 // serveConn answers one connection. Whatever the client sends, the worst
@@ -163,7 +164,7 @@ func (a *Agent) endRequest(p api.Peer, name string) *api.Response {
 
 // watch streams events until the client goes away or the agent stops.
 func (a *Agent) watch(c *api.Conn, p api.Peer, req *api.Request) {
-	s := &sub{uid: p.UID, root: p.Root(), fold: api.Folds(req.V)}
+	s := &sub{uid: p.UID, root: p.Root(), fold: api.Folds(req.V), binary: api.BinaryEvents(req.V)}
 	if w := req.Watch; w != nil {
 		if w.Sandbox != "" && a.lookup(p, w.Sandbox) == nil {
 			a.reply(c, errResp(api.CodeNotFound, fmt.Sprintf("no sandbox %s of yours (aigate status lists them)", w.Sandbox)))
@@ -220,6 +221,7 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 	var last time.Time       // of the last report
 	var due <-chan time.Time // armed while drops wait to be reported
 	var batch []any
+	var evs []events.Event // the batch, for a binary reader
 	notify := func() error {
 		if d := s.dropped.Load(); d > reported {
 			n := d - reported
@@ -233,18 +235,30 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 		case <-s.ready:
 			// At most streamBatch events per turn, in one write, so that
 			// a report that is due goes out while the queue stays full.
-			batch = batch[:0]
-			for len(batch) < streamBatch {
+			batch, evs = batch[:0], evs[:0]
+			for len(evs) < streamBatch {
 				e, ok := s.pop()
 				if !ok {
 					break
 				}
-				batch = append(batch, &api.Response{OK: true, Event: &e})
+				evs = append(evs, e)
 			}
-			if len(batch) > 0 && c.WriteMany(batch, 0) != nil {
+			var err error
+			switch {
+			case len(evs) == 0:
+			case s.binary:
+				err = c.WriteEvents(evs, 0)
+			default:
+				for i := range evs {
+					batch = append(batch, &api.Response{OK: true, Event: &evs[i]})
+				}
+				err = c.WriteMany(batch, 0)
+			}
+			if err != nil {
 				return
 			}
 			clear(batch) // the events' strings are garbage once sent
+			clear(evs)
 			if due == nil && s.dropped.Load() > reported {
 				due = time.After(time.Until(last.Add(time.Second)))
 			}
@@ -307,7 +321,7 @@ func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger
 		return
 	}
 	// Subscribe before placing, so that no event of the command is missed.
-	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name, fold: api.Folds(r.V)}
+	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name, fold: api.Folds(r.V), binary: api.BinaryEvents(r.V)}
 	a.fan.add(s)
 	defer a.fan.remove(s)
 	placing := time.Now()

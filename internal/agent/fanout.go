@@ -28,6 +28,7 @@ type sub struct {
 	// fold: the reader takes events with a count (api.Folds), so a
 	// denial identical to one still unread is added to its count.
 	fold    bool
+	binary  bool // the reader takes events in binary batches (api.BinaryEvents)
 	dropped atomic.Uint64
 
 	// The queue: a ring of the unread events, grown on demand up to

@@ -15,8 +15,9 @@ import (
 // misreading each other.
 //
 // Version 2 streams may fold identical denials into one event with a
-// count (events.Event.Count); the agent still answers version 1
-// requests, whose streams carry one message per denial as before. A
+// count (events.Event.Count) and carry events in binary batches
+// (evframe.go); the agent still answers version 1 requests, whose
+// streams carry one JSON message per denial as before. A
 // version 1 agent refuses a version 2 client (CodeVersion, whose message
 // says to restart the agent).
 const Version = 2
