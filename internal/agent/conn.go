@@ -324,6 +324,9 @@ func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger
 	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name, fold: api.Folds(r.V), binary: api.BinaryEvents(r.V)}
 	a.fan.add(s)
 	defer a.fan.remove(s)
+	// The backend's drops from the placing on, told at the end: they may
+	// be this sandbox's.
+	dropped0, dropsKnown := a.kernelDropped()
 	placing := time.Now()
 	if e := a.place(p, b, preq.Place.PID); e != nil {
 		_ = a.end(b, "client_gone")
@@ -358,5 +361,15 @@ func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger
 	}()
 	a.stream(c, s, gone, b.gone)
 	<-b.gone
-	_ = c.Write(&api.Response{OK: true, Ended: &api.Ended{Reason: b.reason, Events: b.events.Load()}}, responseTimeout)
+	ended := &api.Ended{Reason: b.reason, Events: b.events.Load()}
+	if d, ok := a.kernelDropped(); ok && dropsKnown && api.Folds(r.V) { // a version 1 client refuses the field
+		ended.KernelDropped = d - dropped0
+	}
+	_ = c.Write(&api.Response{OK: true, Ended: ended}, responseTimeout)
+}
+
+// kernelDropped is the backend's count of events it dropped.
+func (a *Agent) kernelDropped() (uint64, bool) {
+	st, err := a.be.Stats()
+	return st.EventsDropped, err == nil
 }

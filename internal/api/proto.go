@@ -288,4 +288,8 @@ type Ended struct {
 	Reason string `json:"reason"` // "empty", "ended", "agent_shutdown"
 	// Events is how many events the agent attributed to the sandbox.
 	Events uint64 `json:"events"`
+	// KernelDropped is how many events the backend dropped, of any
+	// sandbox (its kernel buffer was full: which sandbox's is not known),
+	// while this one's command ran. Sent to clients of version 2 only.
+	KernelDropped uint64 `json:"kernel_dropped,omitempty"`
 }
