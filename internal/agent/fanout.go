@@ -143,9 +143,21 @@ func (f *fanout) publish(e events.Event, owner uint32, known bool) {
 		if !s.wants(&e, owner, known) {
 			continue
 		}
-		if !s.push(&e) {
-			s.dropped.Add(e.N())
-			f.dropped.Add(e.N())
+		ev, lost := &e, uint64(0)
+		if e.Count != 0 && !s.fold {
+			// Folded before the fan-out (the ring-buffer reader): a
+			// reader that knows no counts gets one denial, and the
+			// others as dropped.
+			one := e
+			one.Count = 0
+			ev, lost = &one, e.N()-1
+		}
+		if !s.push(ev) {
+			lost = e.N()
+		}
+		if lost > 0 {
+			s.dropped.Add(lost)
+			f.dropped.Add(lost)
 		}
 	}
 }
