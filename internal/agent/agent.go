@@ -436,7 +436,7 @@ func (a *Agent) pump() {
 			continue
 		}
 		if b != nil {
-			b.events.Add(1)
+			b.events.Add(e.N())
 		}
 		a.fan.publish(e, owner, b != nil)
 		a.pumped.Add(1)

@@ -299,11 +299,14 @@ func TestEventsInOrder(t *testing.T) {
 			t.Fatalf("watch event %d = %+v, %v; want %+v", k, e, err, want)
 		}
 	}
-	for k := 0; k < n*m/10; k++ {
+	// The net watcher, read last, was behind: each sandbox's identical
+	// connects may come folded into one event with their count.
+	for k := uint64(0); k < n*m/10; {
 		e, _, err := nets.Next()
 		if err != nil || e == nil || e.Kind != events.KindNet {
-			t.Fatalf("net watch event %d = %+v, %v", k, e, err)
+			t.Fatalf("net watch denial %d = %+v, %v", k, e, err)
 		}
+		k += e.N()
 	}
 	for i, s := range sessions {
 		e, err := s.End(5 * time.Second)

@@ -9,10 +9,26 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// Version is the protocol version. A server refuses requests of another
-// version with CodeVersion, so that a client and an agent from different
-// releases fail loudly instead of misreading each other.
-const Version = 1
+// Version is the protocol version this client speaks. A server refuses
+// requests of a version it does not speak with CodeVersion, so that a
+// client and an agent from different releases fail loudly instead of
+// misreading each other.
+//
+// Version 2 streams may fold identical denials into one event with a
+// count (events.Event.Count) and carry events in binary batches
+// (evframe.go); the agent still answers version 1 requests, whose
+// streams carry one JSON message per denial as before. A
+// version 1 agent refuses a version 2 client (CodeVersion, whose message
+// says to restart the agent).
+const Version = 2
+
+// MinVersion is the oldest version the agent still answers.
+const MinVersion = 1
+
+// Folds reports whether a stream of version v may fold identical denials
+// into one event with a count: clients before 2 know no Count field (they
+// refuse unknown fields).
+func Folds(v int) bool { return v >= 2 }
 
 // DefaultSocket is where the agent listens.
 const DefaultSocket = "/run/aigate/aigate.sock"
@@ -296,4 +312,8 @@ type Ended struct {
 	Reason string `json:"reason"` // "empty", "ended", "agent_shutdown"
 	// Events is how many events the agent attributed to the sandbox.
 	Events uint64 `json:"events"`
+	// KernelDropped is how many events the backend dropped, of any
+	// sandbox (its kernel buffer was full: which sandbox's is not known),
+	// while this one's command ran. Sent to clients of version 2 only.
+	KernelDropped uint64 `json:"kernel_dropped,omitempty"`
 }

@@ -629,11 +629,11 @@ func (s *sandboxRun) end(started bool) {
 	if err != nil {
 		f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
 	}
-	var attributed uint64
+	var attributed, kernelDropped uint64
 	if ended != nil {
-		attributed = ended.Events
+		attributed, kernelDropped = ended.Events, ended.KernelDropped
 	}
-	s.rep.finish(sess.Dropped(), attributed)
+	s.rep.finish(sess.Dropped(), attributed, kernelDropped)
 	s.finishAgent()
 	// The sandbox is gone: nothing inside can race the check.
 	if msg, err := s.guard.restore(f.Now()); msg != "" || err != nil {

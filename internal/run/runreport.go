@@ -118,7 +118,7 @@ func (r *runReporter) start(evs <-chan events.Event, stop <-chan struct{}) (done
 // were the sandbox's (0 when unknown), so that events lost on the way
 // (dropped, or fewer arrived than were attributed) are said, not guessed
 // at.
-func (r *runReporter) finish(dropped, attributed uint64) {
+func (r *runReporter) finish(dropped, attributed, kernelDropped uint64) {
 	if r.printer != nil {
 		r.printer.Flush(true)
 	}
@@ -136,6 +136,9 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 	}
 	if lost > 0 {
 		r.f.Warnf("%d events were lost on the way (not printed or recorded); the summary counts only the others, the agent's metrics count all", lost)
+	}
+	if kernelDropped > 0 {
+		r.f.Warnf("the kernel dropped %d events while the command ran (its buffer was full), of this sandbox or another: the summary may count fewer operations than were blocked; the agent's metrics (aigate_violations_total) count every one", kernelDropped)
 	}
 	if s != "" {
 		for _, line := range strings.Split(s, "\n") {
