@@ -99,15 +99,18 @@ int BPF_PROG(aigate_file_open, struct file *file)
 	 * O_RDONLY|O_TRUNC truncates without FMODE_WRITE; deny_write covers it.
 	 */
 	bool write = (file->f_mode & FMODE_WRITE) || (file->f_flags & O_TRUNC);
-	__u32 rset = rule_set(sb->policy_id, AIGATE_ACCESS_READ);
-	__u32 wset = rule_set(sb->policy_id, AIGATE_ACCESS_WRITE);
-	if (!set_kinds(rset) && !(write && set_kinds(wset)))
-		return 0;
-	/* An allowed verdict for this file, path and rules (verdict.h). */
+	/*
+	 * An allowed verdict for this file, path and rules (verdict.h) comes
+	 * first: a file opened again costs no rule set lookup either.
+	 */
 	__u32 need = write ? AIGATE_VERDICT_READ | AIGATE_VERDICT_WRITE : AIGATE_VERDICT_READ;
 	struct verdict_state vs;
 	bool cacheable = verdict_now(file, sb->policy_id, &vs);
 	if (cacheable && verdict_hit(file->f_inode, &vs, need))
+		return 0;
+	__u32 rset = rule_set(sb->policy_id, AIGATE_ACCESS_READ);
+	__u32 wset = rule_set(sb->policy_id, AIGATE_ACCESS_WRITE);
+	if (!set_kinds(rset) && !(write && set_kinds(wset)))
 		return 0;
 	struct scratch *s = claim_scratch();
 	if (!s)
