@@ -42,7 +42,7 @@ func TestLSMVerdictCache(t *testing.T) {
 	// cached opens path in sb twice (allowed) and checks that a verdict
 	// with want is stored for its inode: else the cases below would not
 	// test the cache.
-	cached := func(sb *sandbox, path, mode string, want uint32) {
+	cached := func(t *testing.T, sb *sandbox, path, mode string, want uint32) {
 		t.Helper()
 		for range 2 {
 			if code, _ := run(t, sb, "open", path, mode); code != 0 {
@@ -62,7 +62,7 @@ func TestLSMVerdictCache(t *testing.T) {
 			t.Fatalf("%s: cached verdict %#x, want %#x", path, got, want)
 		}
 	}
-	denied := func(sb *sandbox, path, mode string, op events.Op, rule uint32) {
+	denied := func(t *testing.T, sb *sandbox, path, mode string, op events.Op, rule uint32) {
 		t.Helper()
 		code, pid := run(t, sb, "open", path, mode)
 		if code != exitEPERM {
@@ -74,7 +74,7 @@ func TestLSMVerdictCache(t *testing.T) {
 			t.Errorf("open(%s): event %+v, want %v rule %d pid %d", path, ev, op, rule, pid)
 		}
 	}
-	mv := func(from, to string) {
+	mv := func(t *testing.T, from, to string) {
 		t.Helper()
 		if err := os.Rename(from, to); err != nil {
 			t.Fatal(err)
@@ -83,27 +83,27 @@ func TestLSMVerdictCache(t *testing.T) {
 
 	t.Run("parent renamed into a protected directory", func(t *testing.T) {
 		f := touch(t, dir+"/pub/x/f")
-		cached(sb, f, "r", loader.VerdictRead)
-		mv(dir+"/pub/x", dir+"/secret/x")
-		denied(sb, dir+"/secret/x/f", "r", events.OpRead, 1)
+		cached(t, sb, f, "r", loader.VerdictRead)
+		mv(t, dir+"/pub/x", dir+"/secret/x")
+		denied(t, sb, dir+"/secret/x/f", "r", events.OpRead, 1)
 	})
 	t.Run("file renamed to a protected name", func(t *testing.T) {
 		f := touch(t, dir+"/app/config")
-		cached(sb, f, "r", loader.VerdictRead)
-		mv(f, dir+"/app/.env")
-		denied(sb, dir+"/app/.env", "r", events.OpRead, 2)
+		cached(t, sb, f, "r", loader.VerdictRead)
+		mv(t, f, dir+"/app/.env")
+		denied(t, sb, dir+"/app/.env", "r", events.OpRead, 2)
 	})
 	t.Run("hard link in a protected directory", func(t *testing.T) {
 		f := touch(t, dir+"/pub/h")
-		cached(sb, f, "r", loader.VerdictRead)
+		cached(t, sb, f, "r", loader.VerdictRead)
 		if err := os.Link(f, dir+"/secret/h"); err != nil {
 			t.Fatal(err)
 		}
-		denied(sb, dir+"/secret/h", "r", events.OpRead, 1)
+		denied(t, sb, dir+"/secret/h", "r", events.OpRead, 1)
 		if err := os.Remove(f); err != nil { // one link again
 			t.Fatal(err)
 		}
-		denied(sb, dir+"/secret/h", "r", events.OpRead, 1)
+		denied(t, sb, dir+"/secret/h", "r", events.OpRead, 1)
 	})
 	t.Run("mount moved under a protected path", func(t *testing.T) {
 		// A private bind of dir on itself: a mount under a shared one
@@ -124,36 +124,36 @@ func TestLSMVerdictCache(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = unix.Unmount(dir+"/secret/mnt", unix.MNT_DETACH); _ = unix.Unmount(m, unix.MNT_DETACH) })
 		f := touch(t, m+"/f")
-		cached(sb, f, "r", loader.VerdictRead)
+		cached(t, sb, f, "r", loader.VerdictRead)
 		if err := os.Mkdir(dir+"/secret/mnt", 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := unix.Mount(m, dir+"/secret/mnt", "", unix.MS_MOVE, ""); err != nil {
 			t.Fatal(err)
 		}
-		denied(sb, dir+"/secret/mnt/f", "r", events.OpRead, 1)
+		denied(t, sb, dir+"/secret/mnt/f", "r", events.OpRead, 1)
 	})
 	t.Run("policy id written again with a rule naming the file", func(t *testing.T) {
 		f := touch(t, dir+"/reuse/cfg")
 		id := nextID
 		nextID++
 		other := addSandboxID(t, l, id, compiled(ruleSpec{policy.AccessRead, "names", "elsewhere"}))
-		cached(other, f, "r", loader.VerdictRead)
+		cached(t, other, f, "r", loader.VerdictRead)
 		if err := l.Remove(id); err != nil {
 			t.Fatal(err)
 		}
 		other = addSandboxID(t, l, id, compiled(ruleSpec{policy.AccessRead, "names", "cfg"}))
-		denied(other, f, "r", events.OpRead, 1)
+		denied(t, other, f, "r", events.OpRead, 1)
 	})
 	t.Run("write open after a cached read open", func(t *testing.T) {
 		f := touch(t, dir+"/ro/f")
-		cached(sb, f, "r", loader.VerdictRead)
-		denied(sb, f, "w", events.OpWrite, 3)
-		denied(sb, f, "t", events.OpWrite, 3)
+		cached(t, sb, f, "r", loader.VerdictRead)
+		denied(t, sb, f, "w", events.OpWrite, 3)
+		denied(t, sb, f, "t", events.OpWrite, 3)
 	})
 	t.Run("allowed write cached", func(t *testing.T) {
 		f := touch(t, dir+"/rw/f")
-		cached(sb, f, "w", loader.VerdictRead|loader.VerdictWrite)
+		cached(t, sb, f, "w", loader.VerdictRead|loader.VerdictWrite)
 	})
 	noEvent(t, l)
 }
