@@ -57,9 +57,19 @@ struct verdict_state {
 	__u32 renames; /* rename_lock's sequence, even */
 };
 
+/*
+ * seq is a sequence count: odd while a store is under way. Stores take it
+ * from even to odd with a compare-and-exchange (a store that loses the race
+ * is dropped) and back to even; readers read it with an atomic add of 0
+ * before and after copying the entry and use the copy only if both reads
+ * are the same even value. BPF's fetching atomics are fully ordered on
+ * every JIT, so the copy lies between the two reads on arm64 too; no
+ * helper call (bpf_spin_lock is two, with interrupts masked between).
+ */
 struct verdict {
-	struct bpf_spin_lock lock;
+	__u64 seq;
 	__u32 ok;
+	__u32 pad;
 	struct verdict_state st;
 };
 
@@ -177,10 +187,13 @@ static __always_inline bool verdict_hit(struct inode *inode, const struct verdic
 
 	if (!v)
 		return false;
-	bpf_spin_lock(&v->lock);
+	__u64 seq = __sync_fetch_and_add(&v->seq, 0);
+	if (seq & 1)
+		return false;
 	c = v->st;
 	ok = v->ok;
-	bpf_spin_unlock(&v->lock);
+	if (__sync_fetch_and_add(&v->seq, 0) != seq)
+		return false;
 	return (ok & need) == need && verdict_same(&c, st);
 }
 
@@ -199,14 +212,16 @@ static __always_inline void verdict_store(struct file *file, const struct verdic
 		bpf_inode_storage_get(&verdicts, file->f_inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!v)
 		return;
-	bpf_spin_lock(&v->lock);
+	__u64 seq = __sync_fetch_and_add(&v->seq, 0);
+	if ((seq & 1) || __sync_val_compare_and_swap(&v->seq, seq, seq + 1) != seq)
+		return; /* another store is under way */
 	if (verdict_same(&v->st, st)) {
 		v->ok |= ok;
 	} else {
 		v->st = *st;
 		v->ok = ok;
 	}
-	bpf_spin_unlock(&v->lock);
+	__sync_fetch_and_add(&v->seq, 1);
 }
 
 #endif /* AIGATE_VERDICT_H */

@@ -61,13 +61,11 @@ type lsmScratch struct {
 }
 
 type lsmVerdict struct {
-	_    structs.HostLayout
-	Lock struct {
-		_   structs.HostLayout
-		Val uint32
-	}
-	Ok uint32
-	St struct {
+	_   structs.HostLayout
+	Seq uint64
+	Ok  uint32
+	Pad uint32
+	St  struct {
 		_       structs.HostLayout
 		Dentry  uint64
 		Mnt     uint64
