@@ -29,9 +29,10 @@
  *   - the policy id and AIGATE_GEN_RULES, which the loader advances after
  *     it writes or deletes rules (policy ids are reused).
  *
- * The generations are read before the full check and again after it, and
- * the verdict is stored only if they did not move in between (the
- * seqlock pattern): a rename racing with the check leaves no entry.
+ * The generations are read before the full check and again after it
+ * (behind a full barrier), and the verdict is stored only if they did not
+ * move in between (the seqlock pattern): a rename racing with the check
+ * leaves no entry.
  * Every rename or link on the machine costs every entry, so the cache
  * helps most where a sandbox opens the same files between renames (a
  * build, a test run, git status), and never changes a verdict.
@@ -200,26 +201,28 @@ static __always_inline bool verdict_hit(struct inode *inode, const struct verdic
 /*
  * verdict_store records that the sets of ok matched nothing for file under
  * st, read before the check: only if nothing moved since (now, read after
- * it, is the same).
+ * it, is the same). The entry is taken first: its compare-and-exchange is a
+ * full barrier, so every read of the check is done before the state is
+ * read again, on weakly ordered CPUs too.
  */
 static __always_inline void verdict_store(struct file *file, const struct verdict_state *st, __u32 ok)
 {
-	struct verdict_state now;
-
-	if (!verdict_now(file, st->policy, &now) || !verdict_same(&now, st))
-		return;
 	struct verdict *v =
 		bpf_inode_storage_get(&verdicts, file->f_inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct verdict_state now;
+
 	if (!v)
 		return;
 	__u64 seq = __sync_fetch_and_add(&v->seq, 0);
 	if ((seq & 1) || __sync_val_compare_and_swap(&v->seq, seq, seq + 1) != seq)
 		return; /* another store is under way */
-	if (verdict_same(&v->st, st)) {
-		v->ok |= ok;
-	} else {
-		v->st = *st;
-		v->ok = ok;
+	if (verdict_now(file, st->policy, &now) && verdict_same(&now, st)) {
+		if (verdict_same(&v->st, st)) {
+			v->ok |= ok;
+		} else {
+			v->st = *st;
+			v->ok = ok;
+		}
 	}
 	__sync_fetch_and_add(&v->seq, 1);
 }
