@@ -53,7 +53,7 @@ struct verdict_state {
 	__u64 ns;  /* mount namespace of the task and of mnt */
 	__u64 ns_id;
 	__u64 ns_event;
-	__u64 gen; /* verdict_gen: rules + links, both only grow */
+	__u64 gen; /* verdict_gen: rules (random) + links (counted) */
 	__u32 policy;
 	__u32 renames; /* rename_lock's sequence, even */
 };
