@@ -20,7 +20,8 @@ import (
 
 // TestLSMVerdictCache: file_open caches an allowed verdict per inode
 // (bpf/include/verdict.h), and every way the same file can come to a
-// denied path or under denying rules without a new inode still denies: its
+// denied path or under denying rules without a new inode still denies (and a
+// new inode in a deleted one's place is checked afresh): its
 // directory renamed into a protected one from outside the sandbox, the file
 // renamed to a protected name, a hard link in a protected directory (before
 // and after the old name is gone), the mount it is on moved under a
@@ -92,6 +93,16 @@ func TestLSMVerdictCache(t *testing.T) {
 		cached(t, sb, f, "r", loader.VerdictRead)
 		mv(t, f, dir+"/app/.env")
 		denied(t, sb, dir+"/app/.env", "r", events.OpRead, 2)
+	})
+	t.Run("file deleted and a protected one created in its place", func(t *testing.T) {
+		// The new file may get the freed inode number: a new inode all
+		// the same, with no verdict stored.
+		f := touch(t, dir+"/n/a")
+		cached(t, sb, f, "r", loader.VerdictRead)
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+		denied(t, sb, touch(t, dir+"/n/.env"), "r", events.OpRead, 2)
 	})
 	t.Run("hard link in a protected directory", func(t *testing.T) {
 		f := touch(t, dir+"/pub/h")
