@@ -18,8 +18,8 @@ import (
 // their new names is refused. The first reads leave allowed verdicts in
 // file_open's per-inode cache (bpf/include/verdict.h): the renames must make
 // them stale, though the inodes and the sandbox are the same. The fanotify
-// backend lets both reads through (docs/threat-model.md, "Read once,
-// renamed by the user"), so this test runs on BPF LSM only.
+// backend lets both reads through, first reads or not (docs/threat-model.md,
+// "Renamed by the user to a protected name"), so this test runs on BPF LSM only.
 func TestEscapeReadAgainAfterRename(t *testing.T) {
 	setup(t)
 	if err := probeLSM(); err != nil {
