@@ -489,16 +489,17 @@ int BPF_PROG(aigate_path_link, struct dentry *old_dentry, const struct path *new
 	     struct dentry *new_dentry)
 {
 	__u64 cgroup_id;
-	/*
-	 * Before the sandbox check: a link made anywhere gives a file another
-	 * name, which the cached verdicts must not outlive (verdict.h). One
-	 * array lookup and an add; it never denies.
-	 */
-	verdict_gen_bump(AIGATE_GEN_LINKS);
 	struct sandbox *sb = current_sandbox(&cgroup_id);
 
 	if (!sb)
 		return 0;
+	/*
+	 * A link gives a file another name, which the cached verdicts must
+	 * not outlive (verdict.h). Counted after the sandbox check, like
+	 * everything a program does: a link made outside every sandbox is
+	 * another dentry, so another key, anyway.
+	 */
+	verdict_gen_bump(AIGATE_GEN_LINKS);
 	/* A hard link never crosses a mount: the source is on new_dir's. */
 	struct vfsmount *mnt = BPF_CORE_READ(new_dir, mnt);
 	int ret = check_write(cgroup_id, sb, old_dentry, mnt, 0);

@@ -15,9 +15,13 @@
  *     another hard link or bind mount of the inode is another key;
  *   - the file has exactly one link (a regular file with i_nlink == 1, so
  *     it has one name in its filesystem) now and when it was stored, and
- *     no link(2) was made on the machine since (AIGATE_GEN_LINKS, counted
- *     by path_link for every task): a link and an unlink of the old name
- *     would give it another name without a rename;
+ *     no link(2) was made in any sandbox since (AIGATE_GEN_LINKS, counted
+ *     by path_link after its sandbox check): a link and an unlink of the
+ *     old name would give it another name without a rename. A link made
+ *     outside every sandbox is not counted (no program acts for a task
+ *     outside one): its new name is another dentry, so another key; a
+ *     stale hit would need the old name removed and the new dentry
+ *     allocated at the old one's freed address between two opens;
  *   - rename_lock's sequence: the kernel advances it on every d_move and
  *     d_exchange, whoever renames (inside or outside any sandbox, over NFS,
  *     in sysfs), so any rename anywhere invalidates every entry;
