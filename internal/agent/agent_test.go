@@ -23,6 +23,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/sandbox"
@@ -104,6 +105,25 @@ func testLog(t testing.TB) *zap.Logger {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// sleepingSandbox creates a sandbox of createReq in ta, starts `sleep 60`
+// in it and returns its session, the child and the backend's sandbox.
+func sleepingSandbox(t *testing.T, ta *testAgent) (*api.Session, *sandbox.Child, enforce.Sandbox) {
+	t.Helper()
+	s, err := ta.client.CreateSandbox(context.Background(), createReq(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := launch.Start(s, exec.Command("sleep", "60"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, ok := ta.be.sandbox(s.Sandbox.ID)
+	if !ok {
+		t.Fatalf("backend does not know sandbox %s", s.Sandbox.Name)
+	}
+	return s, child, sb
+}
 
 func createReq(t *testing.T) api.CreateRequest {
 	home := t.TempDir()

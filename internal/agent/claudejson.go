@@ -77,18 +77,7 @@ func (a *Agent) guardClaudeJSON(b *box, req *api.CreateRequest) string {
 }
 
 func writeJournal(path string, j *claudeJournal) error {
-	data, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return writeJSON(path, "journal", j)
 }
 
 // ownerUser is uid as a config.User whose identity Do takes.

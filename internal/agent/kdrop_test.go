@@ -3,13 +3,10 @@
 package agent
 
 import (
-	"context"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
-	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -21,18 +18,7 @@ func TestSessionToldOfKernelDrops(t *testing.T) {
 	testutil.HostOnly(t)
 	ta := startAgent(t, "", "")
 	ta.be.deny(events.Event{Kind: events.KindNet, Op: events.OpConnect}, true) // before: not this run's
-	s, err := ta.client.CreateSandbox(context.Background(), createReq(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	child, err := launch.Start(s, exec.Command("sleep", "60"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, ok := ta.be.sandbox(s.Sandbox.ID)
-	if !ok {
-		t.Fatalf("backend does not know sandbox %s", s.Sandbox.Name)
-	}
+	s, child, sb := sleepingSandbox(t, ta)
 	e := events.Event{CgroupID: sb.CgroupID, TGID: 42, Comm: "flood", Kind: events.KindNet, Op: events.OpConnect}
 	ta.be.deny(e, false)
 	for range 3 {

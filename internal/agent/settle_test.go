@@ -5,13 +5,11 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
-	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -61,19 +59,7 @@ func TestLastEventReachesSession(t *testing.T) {
 		late.fakeBackend = c.Backend.(*fakeBackend)
 		c.Backend = late
 	})
-	ctx := context.Background()
-	s, err := ta.client.CreateSandbox(ctx, createReq(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	child, err := launch.Start(s, exec.Command("sleep", "60"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, ok := ta.be.sandbox(s.Sandbox.ID)
-	if !ok {
-		t.Fatalf("backend does not know sandbox %s", s.Sandbox.Name)
-	}
+	s, child, sb := sleepingSandbox(t, ta)
 	late.denyLate(events.Event{CgroupID: sb.CgroupID, TGID: 42, Comm: "cat",
 		Kind: events.KindFile, Op: events.OpRead, Path: "/home/u/.env"})
 	ended, err := s.End(5 * time.Second)
@@ -110,19 +96,7 @@ func TestBacklogReachesSession(t *testing.T) {
 		late.fakeBackend = c.Backend.(*fakeBackend)
 		c.Backend = late
 	})
-	ctx := context.Background()
-	s, err := ta.client.CreateSandbox(ctx, createReq(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	child, err := launch.Start(s, exec.Command("sleep", "60"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, ok := ta.be.sandbox(s.Sandbox.ID)
-	if !ok {
-		t.Fatalf("backend does not know sandbox %s", s.Sandbox.Name)
-	}
+	s, child, sb := sleepingSandbox(t, ta)
 	for i := range backlog {
 		late.denyLate(events.Event{CgroupID: sb.CgroupID, TGID: 42, Comm: "find",
 			Kind: events.KindFile, Op: events.OpRead, Path: fmt.Sprintf("/home/u/%d/.env", i)})
