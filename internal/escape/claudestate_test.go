@@ -23,7 +23,7 @@ import (
 // a skill, a command with a `!` shell line, an agent, a hook script the
 // user's settings name, the user's memory, an output style. target: the file whose write
 // must be refused with an event.
-var claudePlants = []struct{ name, cmd, target string }{
+var claudePlants = []plant{
 	{"pluginhook", `echo '{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"id"}]}]}}' > ~/.claude/plugins/cache/m/p/1.0.0/hooks/hooks.json`,
 		"~/.claude/plugins/cache/m/p/1.0.0/hooks/hooks.json"},
 	{"installed", `echo '{"version":2,"plugins":{"p@m":[{"installPath":"/tmp/p"}]}}' > ~/.claude/plugins/installed_plugins.json`,
@@ -54,24 +54,8 @@ func TestEscapeClaudeCodeState(t *testing.T) {
 		b.mkdir(b.path("~/.claude/skills/s"))
 		b.write("~/.claude/hooks/format.sh", "#!/bin/sh\ngofmt -w .\n")
 		b.write("~/.claude/CLAUDE.md", "# the user's\n")
-		var script strings.Builder
-		for _, p := range claudePlants {
-			script.WriteString("if (" + p.cmd + ") 2>/dev/null; then echo 'WROTE " + p.name + "'; else echo 'REFUSED " + p.name + "'; fi\n")
-		}
 		// The control: what Claude Code writes at every start.
-		script.WriteString(`mkdir -p ~/.claude/plugins/store && echo '{}' > ~/.claude/plugins/store/s.json && echo x >> ~/.claude/history.jsonl && echo ok-claude` + "\n")
-		r := b.sh(script.String())
-		if !strings.Contains(r.stdout, "ok-claude") {
-			t.Errorf("Claude Code's own state was not writable:\n%s", r)
-		}
-		for _, p := range claudePlants {
-			if !strings.Contains(r.stdout, "REFUSED "+p.name+"\n") {
-				t.Errorf("%s: the write went through: %s", p.name, p.cmd)
-			}
-			if _, ok := r.denied(events.OpWrite, b.path(p.target)); !ok {
-				t.Errorf("%s: no write event for %s", p.name, p.target)
-			}
-		}
+		r := plantAll(t, b, claudePlants, `mkdir -p ~/.claude/plugins/store && echo '{}' > ~/.claude/plugins/store/s.json && echo x >> ~/.claude/history.jsonl`)
 		if got := b.read("~/.claude/hooks/format.sh"); got != "#!/bin/sh\ngofmt -w .\n" {
 			t.Errorf("~/.claude/hooks/format.sh changed: %q", got)
 		}
@@ -168,28 +152,12 @@ func TestEscapeClaudeSettingsScripts(t *testing.T) {
 		b.write("~/.cache/hooks/fmt.sh", "gofmt -w .\n")
 		b.write("tools/stop.sh", "true\n")
 		b.write("~/.claude/projects/-p/s.jsonl", "{}\n")
-		plants := []struct{ name, cmd, target string }{
+		plants := []plant{
 			{"statusline", `echo id >> ~/.claude/statusline.sh`, "~/.claude/statusline.sh"},
 			{"hookscript", `echo id >> ~/.cache/hooks/fmt.sh`, "~/.cache/hooks/fmt.sh"},
 			{"projecthook", `echo id >> tools/stop.sh`, "tools/stop.sh"},
 		}
-		var script strings.Builder
-		for _, p := range plants {
-			script.WriteString("if (" + p.cmd + ") 2>/dev/null; then echo 'WROTE " + p.name + "'; else echo 'REFUSED " + p.name + "'; fi\n")
-		}
-		script.WriteString(`echo '{}' >> ~/.claude/projects/-p/s.jsonl && echo ok-claude` + "\n")
-		r := b.sh(script.String())
-		if !strings.Contains(r.stdout, "ok-claude") {
-			t.Errorf("Claude Code's transcript was not writable:\n%s", r)
-		}
-		for _, p := range plants {
-			if !strings.Contains(r.stdout, "REFUSED "+p.name+"\n") {
-				t.Errorf("%s: the write went through: %s", p.name, p.cmd)
-			}
-			if _, ok := r.denied(events.OpWrite, b.path(p.target)); !ok {
-				t.Errorf("%s: no write event for %s", p.name, p.target)
-			}
-		}
+		r := plantAll(t, b, plants, `echo '{}' >> ~/.claude/projects/-p/s.jsonl`)
 		if got := b.read("~/.claude/statusline.sh"); got != "#!/bin/sh\necho ok\n" {
 			t.Errorf("~/.claude/statusline.sh changed: %q", got)
 		}
@@ -310,4 +278,33 @@ echo planted > planted; exec sleep 120`
 			})
 		})
 	}
+}
+
+// A plant is a write into Claude Code's state that must be refused: its
+// name, the shell command, the file the refused write aims at.
+type plant struct{ name, cmd, target string }
+
+// plantAll runs every plant, then control (what Claude Code itself writes,
+// which must work), in one sandboxed shell, and checks that each plant was
+// refused with a write event for its target.
+func plantAll(t *testing.T, b *box, plants []plant, control string) result {
+	t.Helper()
+	var script strings.Builder
+	for _, p := range plants {
+		script.WriteString("if (" + p.cmd + ") 2>/dev/null; then echo 'WROTE " + p.name + "'; else echo 'REFUSED " + p.name + "'; fi\n")
+	}
+	script.WriteString(control + " && echo ok-claude\n")
+	r := b.sh(script.String())
+	if !strings.Contains(r.stdout, "ok-claude") {
+		t.Errorf("Claude Code's own state was not writable (%s):\n%s", control, r)
+	}
+	for _, p := range plants {
+		if !strings.Contains(r.stdout, "REFUSED "+p.name+"\n") {
+			t.Errorf("%s: the write went through: %s", p.name, p.cmd)
+		}
+		if _, ok := r.denied(events.OpWrite, b.path(p.target)); !ok {
+			t.Errorf("%s: no write event for %s", p.name, p.target)
+		}
+	}
+	return r
 }
