@@ -144,9 +144,15 @@ func newKeeper(max int) *keeper {
 
 // useDir makes the keeper copy larger files into dir, which must be a
 // directory of root's that no one else can write or list: it is made if
-// missing, and refused (an error, no disk copies) otherwise.
+// missing, and refused (an error, no disk copies) otherwise. Missing
+// parents are made 0755, not 0700 like dir: /var/lib/aigate also holds
+// the trust records every user reads (and a missing /var/lib made 0700
+// would close every other program's directory beneath it).
 func (k *keeper) useDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("keep directory %s: %w", dir, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("keep directory %s: %w", dir, err)
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

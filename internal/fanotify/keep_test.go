@@ -198,3 +198,34 @@ func TestKeeperDirRefused(t *testing.T) {
 		t.Fatalf("a symlink accepted: %v", err)
 	}
 }
+
+// TestKeeperDirParents: the keep directory is made 0700, its missing
+// parents 0755: /var/lib/aigate also holds the trust records that users
+// read, and the escape suite's homes in a guest without /var/lib live
+// beneath /var/lib (made 0700 by the keep directory, the users could not
+// reach them).
+func TestKeeperDirParents(t *testing.T) {
+	testutil.RequireRoot(t)
+	base := t.TempDir()
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "lib", "aigate", "keep")
+	k := newKeeper(10)
+	defer k.close()
+	if err := k.useDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{dir: 0o700, filepath.Dir(dir): 0o755, filepath.Join(base, "lib"): 0o755} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %o, want %o", p, got, want)
+		}
+	}
+	if err := k.useDir(dir); err != nil { // made already: used again
+		t.Errorf("the existing keep directory refused: %v", err)
+	}
+}
