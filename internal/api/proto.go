@@ -81,6 +81,15 @@ type CreateRequest struct {
 	// Path is the caller's $PATH: exec name rules (curl) are resolved in
 	// its directories as well as the standard ones, not in the agent's.
 	Path string `json:"path,omitempty"`
+	// LandlockCovers are deny_write trees (the user's caches) that the
+	// command's Landlock domain confines to landlock.AccessFixed: nothing
+	// can be linked, renamed or symlinked in or out of them (run checks it
+	// with landlock.Covered, and the exec helper again before the command
+	// starts, refusing to start it otherwise). The fanotify backend then
+	// protects them by their directory marks alone, without an inode mark
+	// per file. Only the caller's own sandbox is loosened by a false claim
+	// (requests from inside a sandbox are refused).
+	LandlockCovers []string `json:"landlock_covers,omitempty"`
 }
 
 // PlaceRequest names the process to move into the session's sandbox: the

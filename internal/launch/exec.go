@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -160,8 +161,20 @@ func enterLandlock(opts landlock.Options) error {
 		_ = landlock.CreateMissing(opts)
 	}
 	rs, _ := landlock.Plan(opts, landlock.OSDirs{})
+	// The fanotify backend protects these trees by their directories
+	// alone, trusting the domain to keep links and renames out of them:
+	// a filesystem changed since run checked (a symlink now leading
+	// there from a writable place) must not start the command.
+	if abi := landlock.ABI(); len(opts.Covered) > 0 {
+		eff := rs.Effective(abi)
+		for _, c := range opts.Covered {
+			if abi == 0 || !landlock.Covered(eff, c, filepath.EvalSymlinks) {
+				return fmt.Errorf("confine the command: the Landlock domain no longer keeps links and renames out of %s, as the agent was told when the sandbox was made (a path changed since); run again", c)
+			}
+		}
+	}
 	_, err := landlock.Restrict(rs)
-	if errors.Is(err, landlock.ErrUnavailable) && !opts.Required {
+	if errors.Is(err, landlock.ErrUnavailable) && !opts.Required && len(opts.Covered) == 0 {
 		return nil
 	}
 	if err != nil {
