@@ -161,17 +161,8 @@ func enterLandlock(opts landlock.Options) error {
 		_ = landlock.CreateMissing(opts)
 	}
 	rs, _ := landlock.Plan(opts, landlock.OSDirs{})
-	// The fanotify backend protects these trees by their directories
-	// alone, trusting the domain to keep links and renames out of them:
-	// a filesystem changed since run checked (a symlink now leading
-	// there from a writable place) must not start the command.
-	if abi := landlock.ABI(); len(opts.Covered) > 0 {
-		eff := rs.Effective(abi)
-		for _, c := range opts.Covered {
-			if abi == 0 || !landlock.Covered(eff, c, filepath.EvalSymlinks) {
-				return fmt.Errorf("confine the command: the Landlock domain no longer keeps links and renames out of %s, as the agent was told when the sandbox was made (a path changed since); run again", c)
-			}
-		}
+	if err := checkCovered(opts, rs, landlock.ABI(), filepath.EvalSymlinks); err != nil {
+		return err
 	}
 	_, err := landlock.Restrict(rs)
 	if errors.Is(err, landlock.ErrUnavailable) && !opts.Required && len(opts.Covered) == 0 {
@@ -179,6 +170,25 @@ func enterLandlock(opts landlock.Options) error {
 	}
 	if err != nil {
 		return fmt.Errorf("confine the command: %w", err)
+	}
+	return nil
+}
+
+// checkCovered refuses a domain rs that no longer covers each tree of
+// opts.Covered (landlock.Covered) on a kernel of Landlock ABI abi: the
+// fanotify backend protects those trees by their directories alone,
+// trusting the domain to keep links and renames out of them, and the
+// filesystem may have changed since run checked (a rule's path now a
+// symlink into one).
+func checkCovered(opts landlock.Options, rs landlock.Ruleset, abi int, resolve landlock.Resolver) error {
+	if len(opts.Covered) == 0 {
+		return nil
+	}
+	eff := rs.Effective(abi)
+	for _, c := range opts.Covered {
+		if abi == 0 || !landlock.Covered(eff, c, resolve) {
+			return fmt.Errorf("confine the command: its Landlock domain would not keep links and renames out of %s, as the agent was told when the sandbox was made (a path changed since?); run it again", c)
+		}
 	}
 	return nil
 }
