@@ -17,7 +17,8 @@ import (
 // files are protected by their directories' marks (which report opens of
 // their entries), not by an inode mark and a stat each: a user's build
 // cache holds 100,000 files (issue #15). A file there that a read rule
-// matches too keeps its inode mark, and outside the tree nothing changes.
+// or exec rule matches too keeps its inode mark, and outside the tree
+// nothing changes.
 func TestCoveredTreeNoInodeMarks(t *testing.T) {
 	home := t.TempDir()
 	gb := filepath.Join(home, ".cache", "go-build")
@@ -30,8 +31,9 @@ func TestCoveredTreeNoInodeMarks(t *testing.T) {
 	}
 	entries := []string{filepath.Join(sub, "a-d"), filepath.Join(sub, "b-a"), filepath.Join(gb, "trim.txt")}
 	secret := filepath.Join(sub, "secret")
+	tool := filepath.Join(sub, "evil-tool") // a name rule: found by the walks only
 	outside := filepath.Join(other, "ci.yaml")
-	for _, f := range append(entries, secret, outside) {
+	for _, f := range append(entries, secret, tool, outside) {
 		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -46,6 +48,7 @@ func TestCoveredTreeNoInodeMarks(t *testing.T) {
 	c, err := policy.Compile(&policy.Policy{
 		DenyWrite: rules("~/.cache/go-build/", "~/conf/"),
 		DenyRead:  rules("~/.cache/go-build/00/secret", ".env"), // .env: the home is walked too
+		DenyExec:  rules("evil-tool"),
 	}, policy.Env{Home: home, ProjectRoot: home})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +87,7 @@ func TestCoveredTreeNoInodeMarks(t *testing.T) {
 						t.Errorf("%s: inode mark %v, protected by inode %v; want %v", f, marked, byInode, want)
 					}
 				}
-				for _, f := range []string{secret, outside} {
+				for _, f := range []string{secret, tool, outside} {
 					if _, marked := p.marks[f]; !marked || !p.rulesOf(mustKey(t, f)).any() {
 						t.Errorf("%s: not protected by inode", f)
 					}

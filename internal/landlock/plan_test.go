@@ -185,6 +185,7 @@ func TestCovered(t *testing.T) {
 		{"ABI 1 (no refer handled): reparenting refused all the same", fixed.Effective(1), ident, true},
 		{"no domain", Ruleset{}, ident, false},
 		{"fence only, before ABI 6: refer granted on /", Ruleset{Scoped: ScopeSignal}.Effective(5), ident, false},
+		{"links granted above", with(fixed, Rule{"/home/u", AccessRefer}), ident, false},
 		{"an ancestor writable (allow_write ~/.cache)", with(fixed, Rule{"/home/u/.cache", AccessWrite}), ident, false},
 		{"a subtree writable (allow_write beneath the cache)", with(fixed, Rule{tree + "/00", AccessWrite}), ident, false},
 		{"a rule that leads into it through a symlink", with(fixed, Rule{"/home/u/proj/link", AccessWrite}),
