@@ -62,6 +62,8 @@ func TestCoveredTreeNoInodeMarks(t *testing.T) {
 		{"covered", []string{gb}, nil},
 		{"covered, walk cache", []string{gb}, newWalkCache()},
 		{"covered through a symlink", []string{filepath.Join(home, "gb-link")}, newWalkCache()},
+		// Honoured only for a deny_write directory of the policy.
+		{"a wider tree claimed", []string{home}, newWalkCache()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name == "covered through a symlink" {
@@ -83,7 +85,7 @@ func TestCoveredTreeNoInodeMarks(t *testing.T) {
 				for _, f := range entries {
 					_, marked := p.marks[f]
 					byInode := p.rulesOf(mustKey(t, f)).write != 0
-					if want := tc.covered == nil; marked != want || byInode != want {
+					if want := tc.covered == nil || tc.covered[0] == home; marked != want || byInode != want {
 						t.Errorf("%s: inode mark %v, protected by inode %v; want %v", f, marked, byInode, want)
 					}
 				}

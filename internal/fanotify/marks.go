@@ -516,7 +516,7 @@ func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDir
 // marking no file of the covered trees by inode for a deny_write rule
 // (planner.covered).
 func newPlanCached(c *policy.Compiled, home, project string, execDirs []string, maxDirs, maxUnrelated int, cache *walkCache, ignorable func(string) bool, covered []string) (*plan, error) {
-	pl := &planner{c: c, maxDirs: maxDirs, maxUnrelated: maxUnrelated, p: newPlanMaps(), cache: cache, ignorable: ignorable, covered: coveredTrees(covered)}
+	pl := &planner{c: c, maxDirs: maxDirs, maxUnrelated: maxUnrelated, p: newPlanMaps(), cache: cache, ignorable: ignorable, covered: coveredTrees(c, covered)}
 	if cache != nil {
 		pl.fp = fingerprint(c)
 	}
@@ -724,16 +724,33 @@ func (pl *planner) protectInode(path string, key inodeKey, r fileRules) {
 	pl.p.marks[path] |= r.mask()
 }
 
-// coveredTrees are trees cleaned, each also where its symlinks lead
-// (walks reach a tree by either path).
-func coveredTrees(trees []string) []string {
+// coveredTrees are the trees that are deny_write directories of c,
+// cleaned, each also where its symlinks lead (walks reach a tree by
+// either path). Another tree named is ignored: the claim is meant for the
+// user's caches, and honoured for nothing wider.
+func coveredTrees(c *policy.Compiled, trees []string) []string {
+	if len(trees) == 0 {
+		return nil
+	}
+	files, _ := resolve.Paths(c.Write)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		if f.IsDir {
+			dirs[f.Path] = true
+		}
+	}
 	var out []string
 	for _, t := range trees {
 		if !filepath.IsAbs(t) {
 			continue
 		}
-		out = append(out, filepath.Clean(t))
-		if real, err := filepath.EvalSymlinks(t); err == nil && real != filepath.Clean(t) {
+		t = filepath.Clean(t)
+		real, err := filepath.EvalSymlinks(t)
+		if err != nil || !dirs[t] && !dirs[real] {
+			continue
+		}
+		out = append(out, t)
+		if real != t {
 			out = append(out, real)
 		}
 	}
