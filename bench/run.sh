@@ -107,8 +107,10 @@ if [ "$vm" = 1 ]; then
 	guest=$(sed -n 's/^vmtest: guest kernel //p' "$tmp/vm.txt")
 	sed -n 's/^\(BenchmarkOpenClose\)/\1/p' "$tmp/vm.txt" | sed 's/^/guest:/' >>"$raw"
 	# An exec costs tens of milliseconds in the guest: far fewer of them.
+	# --host-root: the benchmark executes a copy of the host's true, which
+	# needs the host's dynamic loader and libc (without them it exits 127).
 	echo "== vmtest --kernel $vmkernel ./internal/lsm -bench ExecCopy (load $(load))" >&2
-	$GO run ./vmtest --kernel "$vmkernel" --pkg ./internal/lsm --env AIGATE_BENCH_ROUNDS="$vmrounds" --timeout 20m -- \
+	$GO run ./vmtest --kernel "$vmkernel" --host-root --pkg ./internal/lsm --env AIGATE_BENCH_ROUNDS="$vmrounds" --timeout 20m -- \
 		-test.run '^$' -test.bench 'ExecCopy' -test.benchtime=10x | tee "$tmp/vmexec.txt" >&2
 	sed -n 's/^\(BenchmarkExecCopy\)/\1/p' "$tmp/vmexec.txt" | sed 's/^/guest:/' >>"$raw"
 fi

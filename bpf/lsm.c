@@ -20,6 +20,7 @@
 #include "unixpeer.h"
 #include "procscope.h"
 #include "execcopy.h"
+#include "verdict.h"
 
 #define EPERM 1
 /* include/linux/fs.h and uapi fcntl.h; not in BTF. */
@@ -98,6 +99,15 @@ int BPF_PROG(aigate_file_open, struct file *file)
 	 * O_RDONLY|O_TRUNC truncates without FMODE_WRITE; deny_write covers it.
 	 */
 	bool write = (file->f_mode & FMODE_WRITE) || (file->f_flags & O_TRUNC);
+	/*
+	 * An allowed verdict for this file, path and rules (verdict.h) comes
+	 * first: a file opened again costs no rule set lookup either.
+	 */
+	__u32 need = write ? AIGATE_VERDICT_READ | AIGATE_VERDICT_WRITE : AIGATE_VERDICT_READ;
+	struct verdict_state vs;
+	bool cacheable = verdict_now(file, sb->policy_id, &vs);
+	if (cacheable && verdict_hit(file->f_inode, &vs, need))
+		return 0;
 	__u32 rset = rule_set(sb->policy_id, AIGATE_ACCESS_READ);
 	__u32 wset = rule_set(sb->policy_id, AIGATE_ACCESS_WRITE);
 	if (!set_kinds(rset) && !(write && set_kinds(wset)))
@@ -118,6 +128,8 @@ int BPF_PROG(aigate_file_open, struct file *file)
 		op = AIGATE_OP_WRITE;
 		rule = match_file(s, d, mnt, wset);
 	}
+	if (!rule && cacheable)
+		verdict_store(file, &vs, need);
 	return deny_release(s, cgroup_id, sb, AIGATE_KIND_FILE, op, rule, s->full, dlen);
 }
 
@@ -481,6 +493,13 @@ int BPF_PROG(aigate_path_link, struct dentry *old_dentry, const struct path *new
 
 	if (!sb)
 		return 0;
+	/*
+	 * A link gives a file another name, which the cached verdicts must
+	 * not outlive (verdict.h). Counted after the sandbox check, like
+	 * everything a program does: a link made outside every sandbox is
+	 * another dentry, so another key, anyway.
+	 */
+	verdict_gen_bump(AIGATE_GEN_LINKS);
 	/* A hard link never crosses a mount: the source is on new_dir's. */
 	struct vfsmount *mnt = BPF_CORE_READ(new_dir, mnt);
 	int ret = check_write(cgroup_id, sb, old_dentry, mnt, 0);

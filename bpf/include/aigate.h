@@ -162,6 +162,23 @@ enum aigate_set_except {
 	AIGATE_SET_EXCEPT = 1U << 31,
 };
 
+/*
+ * Slots of the verdict_gen array (verdict.h): generations that a cached
+ * file_open verdict must still see. RULES is advanced by the loader after
+ * it writes or deletes rules; LINKS by path_link, for every task.
+ */
+enum aigate_verdict_gen {
+	AIGATE_GEN_RULES = 0,
+	AIGATE_GEN_LINKS = 1,
+	AIGATE_GEN_SLOTS = 2,
+};
+
+/* Bits of struct verdict.ok (verdict.h): the file_open sets that matched nothing. */
+enum aigate_verdict_ok {
+	AIGATE_VERDICT_READ = 1U << 0,
+	AIGATE_VERDICT_WRITE = 1U << 1,
+};
+
 /* Unix-socket rules (unixmatch.h). */
 enum aigate_unix_size {
 	/* sizeof(sockaddr_un.sun_path): the longest unix socket name. */

@@ -93,6 +93,7 @@ func (a *Agent) adoptOne(p enforce.Pinner, info enforce.Sandbox, r *record) (*bo
 		rules:    metrics.RuleCounts(compiled),
 		wd:       -1,
 		gone:     make(chan struct{}),
+		cj:       a.loadJournal(sb.Name),
 		info: api.SandboxInfo{
 			Name:       sb.Name,
 			ID:         sb.ID,

@@ -74,6 +74,9 @@ type Config struct {
 	// agent adopts the sandboxes by, when Backend is an enforce.Pinner
 	// (DefaultRecords when empty).
 	Records string
+	// Journal is the directory of the ~/.claude.json journals
+	// (claudejson.go; DefaultJournal when empty).
+	Journal string
 	// TrustDir holds the users' trust records (<uid>.yaml, root-owned,
 	// 0644), written only through the trust request from outside every
 	// sandbox, and their accepted global policies (<uid>.policy.yaml,
@@ -120,6 +123,7 @@ type Agent struct {
 
 	quiet  quietCounts   // refusals not counted as violations (unreachable.go)
 	pumped atomic.Uint64 // events the pump has handed on, for settle
+	undone atomic.Uint64 // ~/.claude.json files put back (claudejson.go)
 
 	wg       sync.WaitGroup // connections
 	pumpDone chan struct{}
@@ -156,6 +160,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Records == "" {
 		cfg.Records = DefaultRecords
 	}
+	if cfg.Journal == "" {
+		cfg.Journal = DefaultJournal
+	}
 	a := &Agent{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -187,6 +194,7 @@ func New(cfg Config) (*Agent, error) {
 	for _, n := range notes {
 		a.log.Warn(n)
 	}
+	a.replayJournals()
 	ln, lnNotes, err := api.Listen(cfg.Socket, cfg.Group)
 	if err != nil {
 		a.closeAdopted()
@@ -203,6 +211,7 @@ func New(cfg Config) (*Agent, error) {
 		Sandboxes:    a.sandboxCount,
 		Rules:        a.ruleCounts,
 		WatchDropped: a.fan.dropped.Load,
+		Undone:       a.undone.Load,
 		Backend:      a.be.Name(),
 		Version:      cfg.Build,
 		Commit:       cfg.Commit,
@@ -427,7 +436,7 @@ func (a *Agent) pump() {
 			continue
 		}
 		if b != nil {
-			b.events.Add(1)
+			b.events.Add(e.N())
 		}
 		a.fan.publish(e, owner, b != nil)
 		a.pumped.Add(1)

@@ -30,6 +30,8 @@ type box struct {
 	events   atomic.Uint64
 	wd       int // inotify watch on cgroup.events, -1 when none
 
+	cj *claudeJournal // nil: ~/.claude.json not guarded (claudejson.go)
+
 	once   sync.Once
 	gone   chan struct{} // closed once removed
 	reason string        // why, valid after gone
@@ -69,6 +71,9 @@ func (a *Agent) end(b *box, reason string) error {
 		// The box stays known to the pump until the sandbox's last events
 		// have been through it, so that they reach its session.
 		a.settle()
+		// Nothing runs in it any more: what it changed in ~/.claude.json
+		// is put back, and the event reaches its session too.
+		a.undoClaudeJSON(b)
 		a.mu.Lock()
 		delete(a.boxes, b.info.Name)
 		delete(a.byCgroup, b.sb.Info.CgroupID)
@@ -90,10 +95,13 @@ func (a *Agent) end(b *box, reason string) error {
 	return nil
 }
 
-// How long settle waits for a removed sandbox's trailing events.
+// How long settle waits for a removed sandbox's trailing events: at most
+// settleMax without the pump taking any (a stalled pump), and settleLimit
+// in all while it keeps taking them (a flood's backlog).
 var (
 	settleGrace = 30 * time.Millisecond
 	settleMax   = 500 * time.Millisecond
+	settleLimit = 10 * time.Second
 )
 
 // settle waits until the events a backend has produced so far are through
@@ -109,18 +117,24 @@ func (a *Agent) settle() {
 	if evs == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), settleMax)
-	defer cancel()
 	if f, ok := a.be.(enforce.Flusher); ok {
+		// Bounded by progress, not by a fixed time: under a flood the
+		// pump may be seconds behind, and events it takes after the box
+		// is gone are attributed to no one, reach no session and are
+		// counted in no session's drops.
+		ctx, cancel := context.WithTimeout(context.Background(), settleLimit)
+		defer cancel()
 		n, err := f.Flush(ctx)
 		if err == nil {
-			err = enforce.AwaitCount(ctx, a.pumped.Load, n)
+			err = a.awaitPump(ctx, n)
 		}
 		if err != nil {
 			a.log.Warn("a removed sandbox's last events may not reach its session", zap.Error(err))
 		}
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleMax)
+	defer cancel()
 	time.Sleep(settleGrace)
 	last := a.pumped.Load()
 	for ctx.Err() == nil {
@@ -130,6 +144,22 @@ func (a *Agent) settle() {
 			return
 		}
 		last = n
+	}
+}
+
+// awaitPump waits until the pump has taken n events, as long as it keeps
+// taking some: one that took none for settleMax is given up on.
+func (a *Agent) awaitPump(ctx context.Context, n uint64) error {
+	last := a.pumped.Load()
+	for {
+		wait, cancel := context.WithTimeout(ctx, settleMax)
+		err := enforce.AwaitCount(wait, a.pumped.Load, n)
+		cancel()
+		now := a.pumped.Load()
+		if err == nil || ctx.Err() != nil || now == last {
+			return err
+		}
+		last = now
 	}
 }
 

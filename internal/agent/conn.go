@@ -16,6 +16,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/events"
 )
 
 // serveConn answers one connection. Whatever the client sends, the worst
@@ -56,9 +57,9 @@ func (a *Agent) serveConn(nc *net.UnixConn, peer api.Peer) {
 	case api.OpEnd:
 		a.reply(c, a.endRequest(peer, req.End.Sandbox))
 	case api.OpWatch:
-		a.watch(c, peer, req.Watch)
+		a.watch(c, peer, &req)
 	case api.OpCreate:
-		a.session(c, peer, req.Create, log)
+		a.session(c, peer, &req, log)
 	case api.OpTrust:
 		a.reply(c, a.trustRequest(peer, req.Trust))
 	case api.OpPolicy:
@@ -162,9 +163,9 @@ func (a *Agent) endRequest(p api.Peer, name string) *api.Response {
 }
 
 // watch streams events until the client goes away or the agent stops.
-func (a *Agent) watch(c *api.Conn, p api.Peer, w *api.WatchRequest) {
-	s := &sub{uid: p.UID, root: p.Root()}
-	if w != nil {
+func (a *Agent) watch(c *api.Conn, p api.Peer, req *api.Request) {
+	s := &sub{uid: p.UID, root: p.Root(), fold: api.Folds(req.V), binary: api.BinaryEvents(req.V)}
+	if w := req.Watch; w != nil {
 		if w.Sandbox != "" && a.lookup(p, w.Sandbox) == nil {
 			a.reply(c, errResp(api.CodeNotFound, fmt.Sprintf("no sandbox %s of yours (aigate status lists them)", w.Sandbox)))
 			return
@@ -220,6 +221,7 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 	var last time.Time       // of the last report
 	var due <-chan time.Time // armed while drops wait to be reported
 	var batch []any
+	var evs []events.Event // the batch, for a binary reader
 	notify := func() error {
 		if d := s.dropped.Load(); d > reported {
 			n := d - reported
@@ -233,18 +235,30 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 		case <-s.ready:
 			// At most streamBatch events per turn, in one write, so that
 			// a report that is due goes out while the queue stays full.
-			batch = batch[:0]
-			for len(batch) < streamBatch {
+			batch, evs = batch[:0], evs[:0]
+			for len(evs) < streamBatch {
 				e, ok := s.pop()
 				if !ok {
 					break
 				}
-				batch = append(batch, &api.Response{OK: true, Event: &e})
+				evs = append(evs, e)
 			}
-			if len(batch) > 0 && c.WriteMany(batch, 0) != nil {
+			var err error
+			switch {
+			case len(evs) == 0:
+			case s.binary:
+				err = c.WriteEvents(evs, 0)
+			default:
+				for i := range evs {
+					batch = append(batch, &api.Response{OK: true, Event: &evs[i]})
+				}
+				err = c.WriteMany(batch, 0)
+			}
+			if err != nil {
 				return
 			}
 			clear(batch) // the events' strings are garbage once sent
+			clear(evs)
 			if due == nil && s.dropped.Load() > reported {
 				due = time.After(time.Until(last.Add(time.Second)))
 			}
@@ -273,9 +287,9 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 
 // session serves a create request and then the sandbox's life: the place
 // request, the event stream, and the end.
-func (a *Agent) session(c *api.Conn, p api.Peer, req *api.CreateRequest, log *zap.Logger) {
+func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger) {
 	started := time.Now()
-	b, warnings, e := a.create(context.Background(), p, req)
+	b, warnings, e := a.create(context.Background(), p, r.Create)
 	if e != nil {
 		a.reply(c, &api.Response{Error: e})
 		return
@@ -307,9 +321,12 @@ func (a *Agent) session(c *api.Conn, p api.Peer, req *api.CreateRequest, log *za
 		return
 	}
 	// Subscribe before placing, so that no event of the command is missed.
-	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name}
+	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name, fold: api.Folds(r.V), binary: api.BinaryEvents(r.V)}
 	a.fan.add(s)
 	defer a.fan.remove(s)
+	// The backend's drops from the placing on, told at the end: they may
+	// be this sandbox's.
+	dropped0, dropsKnown := a.kernelDropped()
 	placing := time.Now()
 	if e := a.place(p, b, preq.Place.PID); e != nil {
 		_ = a.end(b, "client_gone")
@@ -344,5 +361,15 @@ func (a *Agent) session(c *api.Conn, p api.Peer, req *api.CreateRequest, log *za
 	}()
 	a.stream(c, s, gone, b.gone)
 	<-b.gone
-	_ = c.Write(&api.Response{OK: true, Ended: &api.Ended{Reason: b.reason, Events: b.events.Load()}}, responseTimeout)
+	ended := &api.Ended{Reason: b.reason, Events: b.events.Load()}
+	if d, ok := a.kernelDropped(); ok && dropsKnown && api.Folds(r.V) { // a version 1 client refuses the field
+		ended.KernelDropped = d - dropped0
+	}
+	_ = c.Write(&api.Response{OK: true, Ended: ended}, responseTimeout)
+}
+
+// kernelDropped is the backend's count of events it dropped.
+func (a *Agent) kernelDropped() (uint64, bool) {
+	st, err := a.be.Stats()
+	return st.EventsDropped, err == nil
 }

@@ -104,6 +104,9 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("watch sandbox %s: %v", b.info.Name, err)}
 	}
 	a.keepRecord(b, req) // with a pinning backend, for the next agent (adopt.go)
+	if w := a.guardClaudeJSON(b, req); w != "" {
+		warnings = append(warnings, w)
+	}
 	return b, warnings, nil
 }
 
@@ -150,6 +153,12 @@ func compile(req *api.CreateRequest) (*policy.Compiled, []string, error) {
 		}
 	}
 	pol, warns := l.Policy()
+	for _, r := range req.DenyWrite {
+		if err := policy.CheckPattern(r.Pattern); err != nil {
+			return nil, nil, fmt.Errorf("deny_write for this run (%s): %w", r.By, err)
+		}
+		pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}})
+	}
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil, nil, err

@@ -25,6 +25,10 @@ type sub struct {
 	root    bool
 	sandbox string      // "" = every sandbox the reader may see
 	kind    events.Kind // "" = every kind
+	// fold: the reader takes events with a count (api.Folds), so a
+	// denial identical to one still unread is added to its count.
+	fold    bool
+	binary  bool // the reader takes events in binary batches (api.BinaryEvents)
 	dropped atomic.Uint64
 
 	// The queue: a ring of the unread events, grown on demand up to
@@ -47,10 +51,25 @@ func (s *sub) wants(e *events.Event, owner uint32, known bool) bool {
 	return s.kind == "" || e.Kind == s.kind
 }
 
-// push queues e, or reports false when subBuffer events are unread.
+// foldDepth is how many of the newest unread events push compares a
+// denial with: a flood from a few threads interleaves their identical
+// denials (one per thread id), and each thread's folds into its own.
+const foldDepth = 4
+
+// push queues e, or folds it into an identical unread event, or reports
+// false when subBuffer events are unread.
 func (s *sub) push(e *events.Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fold {
+		for i := range min(s.n, foldDepth) {
+			q := &s.ring[(s.first+s.n-1-i)%len(s.ring)]
+			if q.SameDenial(e) {
+				q.Count = q.N() + e.N()
+				return true // the reader's token is there: n > 0
+			}
+		}
+	}
 	if s.n == len(s.ring) {
 		if s.n == subBuffer {
 			return false
@@ -124,9 +143,21 @@ func (f *fanout) publish(e events.Event, owner uint32, known bool) {
 		if !s.wants(&e, owner, known) {
 			continue
 		}
-		if !s.push(&e) {
-			s.dropped.Add(1)
-			f.dropped.Add(1)
+		ev, lost := &e, uint64(0)
+		if e.Count != 0 && !s.fold {
+			// Folded before the fan-out (the ring-buffer reader): a
+			// reader that knows no counts gets one denial, and the
+			// others as dropped.
+			one := e
+			one.Count = 0
+			ev, lost = &one, e.N()-1
+		}
+		if !s.push(ev) {
+			lost = e.N()
+		}
+		if lost > 0 {
+			s.dropped.Add(lost)
+			f.dropped.Add(lost)
 		}
 	}
 }

@@ -58,21 +58,28 @@ func BenchmarkAgentEventRate(b *testing.B) {
 		CgroupID: sb.CgroupID, PID: 4242, TGID: 4242, Comm: "python3",
 		Kind: events.KindNet, Op: events.OpConnect, Addr: netip.MustParseAddrPort("10.9.9.9:443"),
 	}
-	b.Run("burst", func(b *testing.B) {
-		var pumpS, recvS float64
-		var got, dropped uint64
-		for range b.N {
-			pumped, recv, drops, took := sendEvents(b, ta, s, ev, n)
-			pumpS += pumped.Seconds()
-			recvS += took.Seconds()
-			got += recv
-			dropped += drops
-		}
-		b.ReportMetric(float64(n)*float64(b.N)/pumpS, "pumped-ev/s")
-		b.ReportMetric(float64(got)/recvS, "session-ev/s")
-		b.ReportMetric(float64(dropped)/float64(b.N), "session-dropped/run")
-		b.ReportMetric(0, "ns/op")
-	})
+	// burst: identical denials, which the session folds while its client
+	// is behind; distinct: each to another port, which nothing folds.
+	for _, cs := range []struct {
+		name     string
+		distinct bool
+	}{{"burst", false}, {"distinct", true}} {
+		b.Run(cs.name, func(b *testing.B) {
+			var pumpS, recvS float64
+			var got, dropped uint64
+			for range b.N {
+				pumped, recv, drops, took := sendEvents(b, ta, s, ev, n, cs.distinct)
+				pumpS += pumped.Seconds()
+				recvS += took.Seconds()
+				got += recv
+				dropped += drops
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/pumpS, "pumped-ev/s")
+			b.ReportMetric(float64(got)/recvS, "session-ev/s")
+			b.ReportMetric(float64(dropped)/float64(b.N), "session-dropped/run")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 	// The session's own pace: chunks it can queue whole (subBuffer/2),
 	// each sent once the last has arrived.
 	b.Run("session", func(b *testing.B) {
@@ -82,7 +89,7 @@ func BenchmarkAgentEventRate(b *testing.B) {
 		var dropped uint64
 		for range b.N {
 			for range total / chunk {
-				_, _, drops, t := sendEvents(b, ta, s, ev, chunk)
+				_, _, drops, t := sendEvents(b, ta, s, ev, chunk, false)
 				took += t
 				dropped += drops
 			}
@@ -93,11 +100,11 @@ func BenchmarkAgentEventRate(b *testing.B) {
 	})
 }
 
-// sendEvents hands the pump n copies of ev and waits until the session has
-// received or lost each: how long the pump took, how many the session
-// received and lost, and when it received the last. received + lost must
-// be n exactly.
-func sendEvents(b *testing.B, ta *testAgent, s *api.Session, ev events.Event, n uint64) (pumped time.Duration, recv, dropped uint64, took time.Duration) {
+// sendEvents hands the pump n copies of ev (distinct: each to another
+// port) and waits until the session has received or lost each: how long
+// the pump took, how many the session received and lost, and when it
+// received the last. received + lost must be n exactly.
+func sendEvents(b *testing.B, ta *testAgent, s *api.Session, ev events.Event, n uint64, distinct bool) (pumped time.Duration, recv, dropped uint64, took time.Duration) {
 	b.Helper()
 	from, dropFrom := ta.pumped.Load(), s.Dropped()
 	start := time.Now()
@@ -111,14 +118,17 @@ func sendEvents(b *testing.B, ta *testAgent, s *api.Session, ev events.Event, n 
 		for got.Load()+s.Dropped()-dropFrom < n {
 			wait.Reset(100 * time.Millisecond) // a drop report may be the last thing that comes
 			select {
-			case <-s.Events():
-				got.Add(1)
+			case e := <-s.Events():
+				got.Add(e.N()) // a folded event is its denials
 				last = time.Now()
 			case <-wait.C:
 			}
 		}
 	}()
-	for range n {
+	for i := range n {
+		if distinct {
+			ev.Addr = netip.AddrPortFrom(ev.Addr.Addr(), uint16(1+i%65535))
+		}
 		ta.be.ch <- ev
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

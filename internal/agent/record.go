@@ -77,9 +77,17 @@ func (a *Agent) dropRecord(b *box) {
 // writeRecord writes r to path atomically (a crash leaves the old file or
 // the new one, never half of one), mode 0600, in a 0700 directory.
 func writeRecord(path string, r *record) error {
-	data, err := json.Marshal(r)
+	return writeJSON(path, "record", r)
+}
+
+// writeJSON writes v as JSON to path atomically (a temporary file in the
+// same root-only directory, synced, renamed over path): a reader sees the
+// old file or the new one whole, and a crash never leaves half of one.
+// what names the file in errors.
+func writeJSON(path, what string, v any) error {
+	data, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encode record: %w", err)
+		return fmt.Errorf("encode %s: %w", what, err)
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -87,7 +95,7 @@ func writeRecord(path string, r *record) error {
 	}
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return fmt.Errorf("write record: %w", err)
+		return fmt.Errorf("write %s: %w", what, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -102,7 +110,7 @@ func writeRecord(path string, r *record) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write record %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	return nil
 }

@@ -4,13 +4,12 @@ package agent
 
 import (
 	"context"
-	"os/exec"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
-	"github.com/aigate-dev/aigate/internal/launch"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -20,6 +19,7 @@ import (
 type lateBackend struct {
 	*fakeBackend
 	lag  time.Duration
+	gap  time.Duration // between the events Flush hands on, as a pump behind a flood takes them
 	mu   sync.Mutex
 	held []events.Event
 	sent uint64
@@ -42,6 +42,7 @@ func (l *lateBackend) Flush(context.Context) (uint64, error) {
 		time.Sleep(l.lag)
 		for _, e := range held {
 			l.ch <- e
+			time.Sleep(l.gap)
 		}
 	}()
 	return l.sent, nil
@@ -58,19 +59,7 @@ func TestLastEventReachesSession(t *testing.T) {
 		late.fakeBackend = c.Backend.(*fakeBackend)
 		c.Backend = late
 	})
-	ctx := context.Background()
-	s, err := ta.client.CreateSandbox(ctx, createReq(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	child, err := launch.Start(s, exec.Command("sleep", "60"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, ok := ta.be.sandbox(s.Sandbox.ID)
-	if !ok {
-		t.Fatalf("backend does not know sandbox %s", s.Sandbox.Name)
-	}
+	s, child, sb := sleepingSandbox(t, ta)
 	late.denyLate(events.Event{CgroupID: sb.CgroupID, TGID: 42, Comm: "cat",
 		Kind: events.KindFile, Op: events.OpRead, Path: "/home/u/.env"})
 	ended, err := s.End(5 * time.Second)
@@ -90,5 +79,43 @@ func TestLastEventReachesSession(t *testing.T) {
 		}
 	default:
 		t.Error("the session ended without its sandbox's last event")
+	}
+}
+
+// TestBacklogReachesSession: when a sandbox ends with a backlog of its
+// events still to come through the pump (a flood's), its session waits for
+// them as long as the pump keeps taking them, not a fixed half second:
+// every denial reaches the client, and the session's count says so. An
+// event the pump took after the sandbox was gone would be attributed to
+// no one and counted in no session's drops.
+func TestBacklogReachesSession(t *testing.T) {
+	testutil.HostOnly(t)
+	const backlog = 1500
+	late := &lateBackend{gap: time.Millisecond} // 1.5 s at least, three times settleMax
+	ta := startAgentWith(t, "", "", func(c *Config) {
+		late.fakeBackend = c.Backend.(*fakeBackend)
+		c.Backend = late
+	})
+	s, child, sb := sleepingSandbox(t, ta)
+	for i := range backlog {
+		late.denyLate(events.Event{CgroupID: sb.CgroupID, TGID: 42, Comm: "find",
+			Kind: events.KindFile, Op: events.OpRead, Path: fmt.Sprintf("/home/u/%d/.env", i)})
+	}
+	var got uint64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range s.Events() {
+			got += e.N()
+		}
+	}()
+	ended, err := s.End(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	<-done
+	if got+s.Dropped() != backlog || ended.Events != backlog {
+		t.Errorf("the session received %d and lost %d of %d denials; it ended counting %d", got, s.Dropped(), backlog, ended.Events)
 	}
 }

@@ -84,7 +84,7 @@ func (q *quietCounts) add(e *events.Event) {
 	if q.n == nil {
 		q.n = map[counterKey]uint64{}
 	}
-	q.n[counterKey{e.Kind, e.Op, e.Audit}]++
+	q.n[counterKey{e.Kind, e.Op, e.Audit}] += e.N()
 }
 
 // adjust takes the quiet refusals out of st. The kernel counts a refusal

@@ -125,7 +125,8 @@ func (c *Client) End(ctx context.Context, name string) error {
 
 // Stream is a live sequence of events.
 type Stream struct {
-	conn *Conn
+	conn    *Conn
+	pending []events.Event // of the last batch, not returned yet
 }
 
 // Watch starts streaming the events the caller may see that match f.
@@ -142,12 +143,22 @@ func (c *Client) Watch(ctx context.Context, f WatchRequest) (*Stream, error) {
 // closed the stream (it stopped or restarted).
 func (s *Stream) Next() (ev *events.Event, dropped uint64, err error) {
 	for {
+		if len(s.pending) > 0 {
+			e := s.pending[0]
+			s.pending = s.pending[1:]
+			return &e, 0, nil
+		}
 		var r Response
-		if err := s.conn.Read(&r, time.Time{}); err != nil {
+		s.pending, err = s.conn.ReadStream(&r, s.pending[:0])
+		if err != nil {
+			s.pending = nil
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) {
 				err = io.EOF
 			}
 			return nil, 0, err
+		}
+		if len(s.pending) > 0 {
+			continue
 		}
 		switch {
 		case r.Error != nil:

@@ -13,6 +13,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/aigate-dev/aigate/internal/events"
 )
 
 // A message on the wire is a 4-byte big-endian length followed by that many
@@ -30,6 +32,7 @@ type Conn struct {
 	r    io.Reader
 	wmu  sync.Mutex
 	wbuf bytes.Buffer
+	ebuf []byte // WriteEvents's
 }
 
 // NewConn wraps c.
@@ -59,6 +62,56 @@ func (c *Conn) Read(v any, deadline time.Time) error {
 	if err != nil {
 		return err
 	}
+	return decodeJSON(data, v)
+}
+
+// ReadStream reads one item of a stream: a batch of events (appended to
+// evs; r is left alone), or any other message into r. Streams of protocol
+// version 2 send their events in batches (BinaryEvents).
+func (c *Conn) ReadStream(r *Response, evs []events.Event) ([]events.Event, error) {
+	if err := c.c.SetReadDeadline(time.Time{}); err != nil {
+		return evs, err
+	}
+	data, err := readFrame(c.r)
+	if err != nil {
+		return evs, err
+	}
+	if len(data) > 0 && data[0] == evBatchTag {
+		evs, err = decodeEvents(data, evs)
+		if err != nil {
+			return evs, &DecodeError{err}
+		}
+		return evs, nil
+	}
+	return evs, decodeJSON(data, r)
+}
+
+// WriteEvents sends evs as one batch (see ReadStream), which must arrive
+// within timeout (zero: no limit).
+func (c *Conn) WriteEvents(evs []events.Event, timeout time.Duration) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.ebuf = appendEvents(append(c.ebuf[:0], 0, 0, 0, 0), evs)
+	n := len(c.ebuf) - 4
+	if n > MaxMessage {
+		return ErrTooLarge
+	}
+	binary.BigEndian.PutUint32(c.ebuf, uint32(n))
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if err := c.c.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	_, err := c.c.Write(c.ebuf)
+	if cap(c.ebuf) > 64<<10 {
+		c.ebuf = nil // a batch of long paths: not kept for an idle stream
+	}
+	return err
+}
+
+func decodeJSON(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -9,10 +9,26 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// Version is the protocol version. A server refuses requests of another
-// version with CodeVersion, so that a client and an agent from different
-// releases fail loudly instead of misreading each other.
-const Version = 1
+// Version is the protocol version this client speaks. A server refuses
+// requests of a version it does not speak with CodeVersion, so that a
+// client and an agent from different releases fail loudly instead of
+// misreading each other.
+//
+// Version 2 streams may fold identical denials into one event with a
+// count (events.Event.Count) and carry events in binary batches
+// (evframe.go); the agent still answers version 1 requests, whose
+// streams carry one JSON message per denial as before. A
+// version 1 agent refuses a version 2 client (CodeVersion, whose message
+// says to restart the agent).
+const Version = 2
+
+// MinVersion is the oldest version the agent still answers.
+const MinVersion = 1
+
+// Folds reports whether a stream of version v may fold identical denials
+// into one event with a count: clients before 2 know no Count field (they
+// refuse unknown fields).
+func Folds(v int) bool { return v >= 2 }
 
 // DefaultSocket is where the agent listens.
 const DefaultSocket = "/run/aigate/aigate.sock"
@@ -81,6 +97,17 @@ type CreateRequest struct {
 	// Path is the caller's $PATH: exec name rules (curl) are resolved in
 	// its directories as well as the standard ones, not in the agent's.
 	Path string `json:"path,omitempty"`
+	// DenyWrite are deny_write rules for this run only, added to the
+	// policy's: the files Claude Code's settings name that a claude
+	// outside would run, and its auto memory (package claudestate). They
+	// only tighten the policy, so any caller may send them.
+	DenyWrite []RunRule `json:"deny_write,omitempty"`
+	// ClaudeJSON asks the agent to record Home's .claude.json before the
+	// command starts and, once the sandbox's processes are dead, to put
+	// back what they changed in the keys that make a claude outside run
+	// programs or allow tools (package claudejson), with an event. The
+	// agent reads and writes the file with the owner's identity only.
+	ClaudeJSON *ClaudeJSONGuard `json:"claude_json,omitempty"`
 	// LandlockCovers are deny_write trees (the user's caches) that the
 	// command's Landlock domain confines to landlock.AccessFixed: nothing
 	// can be linked, renamed or symlinked in or out of them (run checks it
@@ -90,6 +117,19 @@ type CreateRequest struct {
 	// per file. Only the caller's own sandbox is loosened by a false claim
 	// (requests from inside a sandbox are refused).
 	LandlockCovers []string `json:"landlock_covers,omitempty"`
+}
+
+// ClaudeJSONGuard is CreateRequest.ClaudeJSON.
+type ClaudeJSONGuard struct {
+	// Keep are the folders whose trust (hasTrustDialogAccepted) may
+	// change: where the run is, where the user answers claude's question.
+	Keep []string `json:"keep,omitempty"`
+}
+
+// RunRule is one rule of a single run and what it comes from.
+type RunRule struct {
+	Pattern string `json:"pattern"`
+	By      string `json:"by"`
 }
 
 // PlaceRequest names the process to move into the session's sandbox: the
@@ -281,4 +321,8 @@ type Ended struct {
 	Reason string `json:"reason"` // "empty", "ended", "agent_shutdown"
 	// Events is how many events the agent attributed to the sandbox.
 	Events uint64 `json:"events"`
+	// KernelDropped is how many events the backend dropped, of any
+	// sandbox (its kernel buffer was full: which sandbox's is not known),
+	// while this one's command ran. Sent to clients of version 2 only.
+	KernelDropped uint64 `json:"kernel_dropped,omitempty"`
 }

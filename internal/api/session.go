@@ -90,9 +90,19 @@ func (s *Session) Placed() bool { return s.placed }
 func (s *Session) read() {
 	defer close(s.done)
 	defer close(s.events)
+	var batch []events.Event
 	for {
 		var r Response
-		err := s.conn.Read(&r, time.Time{})
+		var err error
+		batch, err = s.conn.ReadStream(&r, batch[:0])
+		for _, e := range batch {
+			select {
+			case s.events <- e:
+			default:
+				s.dropped.Add(e.N()) // a folded event loses all its denials
+			}
+		}
+		clear(batch) // the strings are the reader's now
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) {
 				err = errors.New("the agent closed the session (it stopped or was restarted)")
@@ -111,7 +121,7 @@ func (s *Session) read() {
 			select {
 			case s.events <- *r.Event:
 			default:
-				s.dropped.Add(1)
+				s.dropped.Add(r.Event.N()) // a folded event loses all its denials
 			}
 		case r.Dropped > 0:
 			s.dropped.Add(r.Dropped)

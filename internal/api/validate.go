@@ -24,8 +24,8 @@ const (
 // version, exactly one body matching Op, and sane fields. The agent checks
 // permissions afterwards.
 func (r *Request) Validate() *Error {
-	if r.V != Version {
-		return &Error{CodeVersion, fmt.Sprintf("protocol version %d, the agent speaks %d: use the aigate binary that matches the running agent, or restart the agent", r.V, Version)}
+	if r.V < MinVersion || r.V > Version {
+		return &Error{CodeVersion, fmt.Sprintf("protocol version %d, the agent speaks %d to %d: use the aigate binary that matches the running agent, or restart the agent", r.V, MinVersion, Version)}
 	}
 	set := 0
 	for _, b := range []bool{r.Create != nil, r.Place != nil, r.End != nil, r.Watch != nil, r.Trust != nil, r.Policy != nil} {

@@ -40,7 +40,9 @@ func TestValidate(t *testing.T) {
 		{"watch one", Request{V: Version, Op: OpWatch, Watch: &WatchRequest{Sandbox: "s3-p4242", Kind: "net"}}, ""},
 		{"policy", Request{V: Version, Op: OpPolicy, Policy: policyReq(nil)}, ""},
 
-		{"old version", Request{V: Version - 1, Op: OpStatus}, "protocol version"},
+		{"version 1 still answered", Request{V: 1, Op: OpWatch}, ""},
+		{"before version 1", Request{V: MinVersion - 1, Op: OpStatus}, "protocol version"},
+		{"a newer version", Request{V: Version + 1, Op: OpStatus}, "protocol version"},
 		{"unknown op", Request{V: Version, Op: "exec"}, `unknown op "exec"`},
 		{"status with a body", Request{V: Version, Op: OpStatus, Place: &PlaceRequest{PID: 1}}, "wrong request body"},
 		{"create without its body", Request{V: Version, Op: OpCreate}, "wrong request body"},

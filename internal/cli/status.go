@@ -87,11 +87,16 @@ type Status struct {
 	EnvRemoved []string `json:"env_removed"`
 	// Unenforced names the rules the enforcement backend leaves alone
 	// (a deny_exec name of a multi-call binary on fanotify). Always an array.
-	Unenforced     []string           `json:"unenforced"`
-	ResourceLimits StatusLimits       `json:"resource_limits"`
-	Warnings       []StatusWarning    `json:"warnings"`
-	Kernel         *doctor.Report     `json:"kernel"`
-	Enforcement    *StatusEnforcement `json:"enforcement"`
+	Unenforced []string `json:"unenforced"`
+	// ClaudeNotProtected names the commands of Claude Code's settings
+	// whose program aigate run cannot protect (not a file it follows),
+	// besides the deny_write rules it adds for the others (in DenyWrite,
+	// file "each run: ...").
+	ClaudeNotProtected []string           `json:"claude_not_protected"`
+	ResourceLimits     StatusLimits       `json:"resource_limits"`
+	Warnings           []StatusWarning    `json:"warnings"`
+	Kernel             *doctor.Report     `json:"kernel"`
+	Enforcement        *StatusEnforcement `json:"enforcement"`
 	// InsideSandbox names the aigate sandbox status runs in, if any: then
 	// Enforcement is what holds for this process, not the machine.
 	InsideSandbox string `json:"inside_sandbox,omitempty"`
@@ -318,6 +323,9 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		},
 		Kernel: kernel,
 	}
+	added, notes := claudeRules(l)
+	st.DenyWrite = append(st.DenyWrite, added...)
+	st.ClaudeNotProtected = append([]string{}, notes...)
 	_, st.EnvRemoved = pol.Env.Filter(os.Environ())
 	if st.EnvRemoved == nil {
 		st.EnvRemoved = []string{}
@@ -512,6 +520,13 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		fmt.Fprintf(tw, "%s (%d)\n", sec.title, len(sec.rules))
 		for _, r := range sec.rules {
 			fmt.Fprintf(tw, "  %s\t%s\n", r.Value, src(r.File, r.Line))
+		}
+	}
+	if len(st.ClaudeNotProtected) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "Run by Claude Code's settings, not protected by aigate run (not a file it follows)")
+		for _, n := range st.ClaudeNotProtected {
+			fmt.Fprintf(tw, "  %s\n", n)
 		}
 	}
 	if len(st.EnvRemoved) > 0 {

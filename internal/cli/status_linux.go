@@ -77,3 +77,14 @@ func askAgent(ctx context.Context, socket string) (*StatusAgent, []StatusSandbox
 	}
 	return a, boxes, ""
 }
+
+// claudeRules are the deny_write rules aigate run adds from Claude Code's
+// settings and auto memory (run.ClaudeRules), and what it cannot protect.
+func claudeRules(l *config.Loaded) ([]StatusRule, []string) {
+	rules, notes := run.ClaudeRules(l)
+	out := make([]StatusRule, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, StatusRule{Value: r.Pattern, File: "each run: " + r.By})
+	}
+	return out, notes
+}

@@ -176,3 +176,31 @@ func TestStatusWithoutAgent(t *testing.T) {
 		t.Errorf("no agent, yet a sandbox list:\n%s", out)
 	}
 }
+
+// TestStatusClaudeScripts: status lists the scripts the user's Claude
+// Code settings run as deny_write of each run, and says which commands it
+// cannot protect.
+func TestStatusClaudeScripts(t *testing.T) {
+	e := newSandboxEnv(t)
+	e.write(filepath.Join(e.home, ".claude", "settings.json"),
+		`{"statusLine": {"command": "~/.claude/statusline.sh"}, "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "npx stop-hook"}]}]}}`)
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	var st Status
+	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", sock)), &st); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range st.DenyWrite {
+		found = found || (r.Value == "~/.claude/statusline.sh" && r.File == "each run: ~/.claude/settings.json statusLine.command")
+	}
+	if !found {
+		t.Errorf("deny_write lacks the status line script: %+v", st.DenyWrite)
+	}
+	if len(st.ClaudeNotProtected) != 1 || !strings.Contains(st.ClaudeNotProtected[0], "npx stop-hook") {
+		t.Errorf("claude_not_protected: %q", st.ClaudeNotProtected)
+	}
+	out := e.ok("status", "--socket", sock)
+	if !strings.Contains(out, "~/.claude/statusline.sh") || !strings.Contains(out, "not protected by aigate run") {
+		t.Errorf("status does not show them:\n%s", out)
+	}
+}

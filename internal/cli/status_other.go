@@ -20,3 +20,6 @@ func addStatusFlags(*cobra.Command, *statusOptions) {}
 func askAgent(context.Context, string) (*StatusAgent, []StatusSandbox, string) {
 	return nil, nil, "no agent on this system: aigate run enforces by itself"
 }
+
+// claudeRules: the macOS backend adds no rules of Claude Code's settings.
+func claudeRules(*config.Loaded) ([]StatusRule, []string) { return nil, nil }

@@ -75,7 +75,13 @@ func runWatch(ctx context.Context, f *cmdutil.Factory, opts *watchOptions) error
 		out = func(e events.Event) error {
 			// The sandbox column is padded so that the lines of several
 			// sandboxes align.
-			_, err := fmt.Fprintf(f.Out, "%s  %-14s %s\n", e.Time.Local().Format("15:04:05"), e.Sandbox, style.Line(e))
+			times := ""
+			if n := e.N(); n > 1 {
+				// Identical denials the agent folded while this
+				// watcher was behind.
+				times = fmt.Sprintf(" (%d times)", n)
+			}
+			_, err := fmt.Fprintf(f.Out, "%s  %-14s %s%s\n", e.Time.Local().Format("15:04:05"), e.Sandbox, style.Line(e), times)
 			return err
 		}
 	}

@@ -186,7 +186,7 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 		want := map[string]int{}
 		own := 0
 		for _, e := range r.events {
-			want[e.Op]++
+			want[e.Op] += max(e.Count, 1)
 			if claudeSessionKey(w, e) {
 				own++
 			}

@@ -397,6 +397,7 @@ type event struct {
 	Rule     string `json:"rule"`
 	Audit    bool   `json:"audit"`
 	Backend  string `json:"backend"`
+	Count    int    `json:"count"` // identical denials folded into one line; 0 is 1
 }
 
 func (w *world) readEvents() []event {

@@ -229,7 +229,7 @@ func (e *Egress) emit(ev events.Event) {
 	case e.out <- ev:
 		e.sent.Add(1)
 	default:
-		e.dropped.Add(1)
+		e.dropped.Add(ev.N()) // a folded event loses all its denials
 	}
 }
 

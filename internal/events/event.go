@@ -50,12 +50,19 @@ const (
 	// sandbox was killed, and where the backend held a copy of the
 	// content it was written back (Event.Restored).
 	OpTruncate Op = "truncate"
+	// OpChange is a change to a file the sandbox may write whose guarded
+	// entries aigate checks once the sandbox ended (the MCP servers and
+	// approvals of Claude Code's ~/.claude.json): put back (Restored), the
+	// keys named in RuleText.
+	OpChange Op = "change"
 )
 
 // AfterTheFact reports whether op is one the backend could not refuse and
 // saw only after it happened (fanotify's renames, deletes, truncates): the event
 // says what was done about it (Event.Restored, or the sandbox killed).
-func (op Op) AfterTheFact() bool { return op == OpRename || op == OpDelete || op == OpTruncate }
+func (op Op) AfterTheFact() bool {
+	return op == OpRename || op == OpDelete || op == OpTruncate || op == OpChange
+}
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.
 type Event struct {
@@ -82,4 +89,26 @@ type Event struct {
 	// Rescan: found by the scan after the fanotify watcher's queue
 	// overflowed, not by an event; the process that did it is unknown.
 	Rescan bool `json:"rescan,omitempty"`
+	// Count, when over 1, is how many identical denials this event stands
+	// for (every field but Time and Count equal; Time is the first's). The
+	// agent folds a denial into an identical one its client has not read
+	// yet, so a flood costs the stream one event, not one per denial. 0
+	// and 1 both mean one denial: use N.
+	Count uint64 `json:"count,omitempty"`
+}
+
+// N is how many denials e stands for: Count, or 1 when it is not set.
+func (e *Event) N() uint64 { return max(e.Count, 1) }
+
+// SameDenial reports whether e and o are the same denial at another time:
+// every field but Time and Count equal. Such events may be folded into one
+// with their counts added.
+func (e *Event) SameDenial(o *Event) bool {
+	// Field by field, the cheap ones first: a reader behind a flood asks
+	// this of every record (TestSameDenialEveryField keeps it complete).
+	return e.PID == o.PID && e.Op == o.Op && e.CgroupID == o.CgroupID && e.Addr == o.Addr &&
+		e.TGID == o.TGID && e.UID == o.UID && e.Rule == o.Rule && e.Kind == o.Kind &&
+		e.Audit == o.Audit && e.Restored == o.Restored && e.Rescan == o.Rescan &&
+		e.Path == o.Path && e.Comm == o.Comm && e.Sandbox == o.Sandbox && e.Domain == o.Domain &&
+		e.RuleText == o.RuleText && e.Backend == o.Backend
 }

@@ -194,7 +194,7 @@ func (j *JSONWriter) Write(e Event) error {
 }
 
 // opOrder is the order in which a summary lists operations.
-var opOrder = []Op{OpRead, OpWrite, OpRename, OpDelete, OpTruncate, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
+var opOrder = []Op{OpRead, OpWrite, OpRename, OpDelete, OpTruncate, OpChange, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
 
 // Summary counts denials per operation for the line printed at exit.
 type Summary struct {
@@ -203,14 +203,14 @@ type Summary struct {
 	restored map[Op]uint64 // of blocked[op] seen after the fact, those undone (Event.Restored)
 }
 
-// Add counts one event.
+// Add counts the denials of one event (e.N()).
 func (s *Summary) Add(e Event) {
-	s.AddCount(e.Op, e.Audit, 1)
+	s.AddCount(e.Op, e.Audit, e.N())
 	if e.Op.AfterTheFact() && e.Restored && !e.Audit {
 		if s.restored == nil {
 			s.restored = make(map[Op]uint64)
 		}
-		s.restored[e.Op]++
+		s.restored[e.Op] += e.N()
 	}
 }
 

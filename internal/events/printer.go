@@ -90,12 +90,13 @@ func (p *Printer) Print(e Event) {
 	now := p.opts.Now()
 	p.refill(now)
 	k := dedupKey{op: e.Op, target: target(e), comm: e.Comm, audit: e.Audit}
+	n := e.N() // a folded event counts as its denials
 	if s, ok := p.seen[k]; ok {
 		if now.Before(s.until) {
 			if s.printed {
-				s.repeats++
+				s.repeats += n
 			} else {
-				p.suppressed++
+				p.suppressed += n
 			}
 			return
 		}
@@ -107,12 +108,16 @@ func (p *Printer) Print(e Event) {
 	s := &series{first: e, until: now.Add(p.opts.Window)}
 	if p.take() {
 		s.printed = true
+		s.repeats = n - 1
 		p.writeLine(p.opts.Style.Line(e))
 	} else {
-		p.suppressed++
+		p.suppressed += n
 	}
-	if len(p.seen) < maxTracked {
+	switch {
+	case len(p.seen) < maxTracked:
 		p.seen[k] = s
+	case s.repeats > 0:
+		p.finish(k, s) // not tracked: say its repeats now
 	}
 }
 

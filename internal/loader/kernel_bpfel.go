@@ -145,6 +145,21 @@ const (
 	kernelAigateUnixSizeAIGATE_UNIX_KEY_BITS kernelAigateUnixSize = 64
 )
 
+type kernelAigateVerdictGen uint32
+
+const (
+	kernelAigateVerdictGenAIGATE_GEN_RULES kernelAigateVerdictGen = 0
+	kernelAigateVerdictGenAIGATE_GEN_LINKS kernelAigateVerdictGen = 1
+	kernelAigateVerdictGenAIGATE_GEN_SLOTS kernelAigateVerdictGen = 2
+)
+
+type kernelAigateVerdictOk uint32
+
+const (
+	kernelAigateVerdictOkAIGATE_VERDICT_READ  kernelAigateVerdictOk = 1
+	kernelAigateVerdictOkAIGATE_VERDICT_WRITE kernelAigateVerdictOk = 2
+)
+
 type kernelEvent struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -194,6 +209,8 @@ const (
 	kernelVarUnusedSetFlag     = "unused_set_flag"
 	kernelVarUnusedSize        = "unused_size"
 	kernelVarUnusedUnixSize    = "unused_unix_size"
+	kernelVarUnusedVerdictGen  = "unused_verdict_gen"
+	kernelVarUnusedVerdictOk   = "unused_verdict_ok"
 )
 
 // loadKernel returns the embedded CollectionSpec for kernel.
@@ -268,6 +285,8 @@ type kernelVariableSpecs struct {
 	UnusedSetFlag     *ebpf.VariableSpec `ebpf:"unused_set_flag"`
 	UnusedSize        *ebpf.VariableSpec `ebpf:"unused_size"`
 	UnusedUnixSize    *ebpf.VariableSpec `ebpf:"unused_unix_size"`
+	UnusedVerdictGen  *ebpf.VariableSpec `ebpf:"unused_verdict_gen"`
+	UnusedVerdictOk   *ebpf.VariableSpec `ebpf:"unused_verdict_ok"`
 }
 
 // kernelObjects contains all objects after they have been loaded into the kernel.
@@ -318,6 +337,8 @@ type kernelVariables struct {
 	UnusedSetFlag     *ebpf.Variable `ebpf:"unused_set_flag"`
 	UnusedSize        *ebpf.Variable `ebpf:"unused_size"`
 	UnusedUnixSize    *ebpf.Variable `ebpf:"unused_unix_size"`
+	UnusedVerdictGen  *ebpf.Variable `ebpf:"unused_verdict_gen"`
+	UnusedVerdictOk   *ebpf.Variable `ebpf:"unused_verdict_ok"`
 }
 
 // kernelPrograms contains all programs after they have been loaded into the kernel.

@@ -236,7 +236,32 @@ func (l *LSM) WriteRules(sb *enforce.Sandbox) (*Rules, error) {
 		l.deleteRules(s)
 		return nil, err
 	}
+	if err := l.newRulesGen(); err != nil {
+		l.deleteRules(s)
+		return nil, err
+	}
 	return &Rules{s}, nil
+}
+
+// Verdict bits of CachedVerdict: the rule sets file_open found nothing in.
+const (
+	VerdictRead  = uint32(kernelAigateVerdictOkAIGATE_VERDICT_READ)
+	VerdictWrite = uint32(kernelAigateVerdictOkAIGATE_VERDICT_WRITE)
+)
+
+// CachedVerdict returns the verdict file_open last cached for f's inode
+// (bpf/include/verdict.h): VerdictRead, VerdictWrite or both; 0 when none
+// is stored. Whether it still holds depends on what it was decided under.
+func (l *LSM) CachedVerdict(f *os.File) (uint32, error) {
+	var v lsmVerdict
+	err := l.objs.Verdicts.Lookup(int32(f.Fd()), &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cached verdict of %s: %w", f.Name(), err)
+	}
+	return v.Ok, nil
 }
 
 // DeleteRules deletes what WriteRules wrote (or adoption found).

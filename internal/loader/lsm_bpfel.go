@@ -60,6 +60,24 @@ type lsmScratch struct {
 	Full  [4096]int8
 }
 
+type lsmVerdict struct {
+	_   structs.HostLayout
+	Seq uint64
+	Ok  uint32
+	Pad uint32
+	St  struct {
+		_       structs.HostLayout
+		Dentry  uint64
+		Mnt     uint64
+		Ns      uint64
+		NsId    uint64
+		NsEvent uint64
+		Gen     uint64
+		Policy  uint32
+		Renames uint32
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -77,6 +95,8 @@ const (
 	lsmMapScratchMap           = "scratch_map"
 	lsmMapSetFlags             = "set_flags"
 	lsmMapSuffixRules          = "suffix_rules"
+	lsmMapVerdictGen           = "verdict_gen"
+	lsmMapVerdicts             = "verdicts"
 	lsmProgAigateBprmCheck     = "aigate_bprm_check"
 	lsmProgAigateBprmCopy      = "aigate_bprm_copy"
 	lsmProgAigateFileMprotect  = "aigate_file_mprotect"
@@ -107,6 +127,7 @@ const (
 	lsmVarUnusedInodeKey       = "unused_inode_key"
 	lsmVarUnusedNameKey        = "unused_name_key"
 	lsmVarUnusedPathKey        = "unused_path_key"
+	lsmVarUnusedVerdict        = "unused_verdict"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -195,6 +216,8 @@ type lsmMapSpecs struct {
 	ScratchMap    *ebpf.MapSpec `ebpf:"scratch_map"`
 	SetFlags      *ebpf.MapSpec `ebpf:"set_flags"`
 	SuffixRules   *ebpf.MapSpec `ebpf:"suffix_rules"`
+	VerdictGen    *ebpf.MapSpec `ebpf:"verdict_gen"`
+	Verdicts      *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
 // lsmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -206,6 +229,7 @@ type lsmVariableSpecs struct {
 	UnusedInodeKey    *ebpf.VariableSpec `ebpf:"unused_inode_key"`
 	UnusedNameKey     *ebpf.VariableSpec `ebpf:"unused_name_key"`
 	UnusedPathKey     *ebpf.VariableSpec `ebpf:"unused_path_key"`
+	UnusedVerdict     *ebpf.VariableSpec `ebpf:"unused_verdict"`
 }
 
 // lsmObjects contains all objects after they have been loaded into the kernel.
@@ -241,6 +265,8 @@ type lsmMaps struct {
 	ScratchMap    *ebpf.Map `ebpf:"scratch_map"`
 	SetFlags      *ebpf.Map `ebpf:"set_flags"`
 	SuffixRules   *ebpf.Map `ebpf:"suffix_rules"`
+	VerdictGen    *ebpf.Map `ebpf:"verdict_gen"`
+	Verdicts      *ebpf.Map `ebpf:"verdicts"`
 }
 
 func (m *lsmMaps) Close() error {
@@ -258,6 +284,8 @@ func (m *lsmMaps) Close() error {
 		m.ScratchMap,
 		m.SetFlags,
 		m.SuffixRules,
+		m.VerdictGen,
+		m.Verdicts,
 	)
 }
 
@@ -270,6 +298,7 @@ type lsmVariables struct {
 	UnusedInodeKey    *ebpf.Variable `ebpf:"unused_inode_key"`
 	UnusedNameKey     *ebpf.Variable `ebpf:"unused_name_key"`
 	UnusedPathKey     *ebpf.Variable `ebpf:"unused_path_key"`
+	UnusedVerdict     *ebpf.Variable `ebpf:"unused_verdict"`
 }
 
 // lsmPrograms contains all programs after they have been loaded into the kernel.

@@ -431,7 +431,7 @@ func (l *LSM) unpinAll() error {
 	for _, m := range []*ebpf.Map{
 		l.objs.Counters, l.objs.Events, l.objs.ExecSizes, l.objs.ExecSums, l.objs.InodeRules, l.objs.NameRules, l.objs.PathRules,
 		l.objs.PrefixRules, l.objs.SandboxLevels, l.objs.Sandboxes, l.objs.SetFlags, l.objs.SuffixRules,
-		l.pins.info, l.pins.layout,
+		l.objs.VerdictGen, l.objs.Verdicts, l.pins.info, l.pins.layout,
 	} {
 		if m == nil || !m.IsPinned() {
 			continue

@@ -3,6 +3,8 @@
 package loader
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -268,7 +270,28 @@ func (l *LSM) deleteRules(s *lsmSandboxState) error {
 		}
 	}
 	s.written = nil
+	if err := l.newRulesGen(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// newRulesGen gives the rules a new generation (AIGATE_GEN_RULES), after
+// they were written or deleted: no file_open verdict cached under the old
+// rules is used again (bpf/include/verdict.h; policy ids are reused). A
+// random value rather than an increment, so that two loaders sharing the
+// pinned maps cannot both write the same next value: whichever writes last
+// leaves a value no verdict decided before its own rule writes holds.
+func (l *LSM) newRulesGen() error {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("new rules generation: %w", err)
+	}
+	key := uint32(kernelAigateVerdictGenAIGATE_GEN_RULES)
+	if err := l.objs.VerdictGen.Update(key, binary.LittleEndian.Uint64(b[:]), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("new rules generation: %w", err)
+	}
+	return nil
 }
 
 // pathKeys returns the Paths trie keys of an absolute clean path p: p with

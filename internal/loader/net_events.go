@@ -281,6 +281,9 @@ type eventStream struct {
 	boot    time.Time
 	backend string
 
+	ringMu  sync.Mutex // backlog against close
+	closing bool
+
 	sent    atomic.Uint64 // events handed to out, for flush
 	flushMu sync.Mutex    // one flush at a time: each is answered by one ErrFlushed
 	flushed chan struct{} // run's answer to a flush
@@ -302,20 +305,97 @@ func newEventStream(m *ebpf.Map, backend string) (*eventStream, error) {
 	return s, nil
 }
 
+// foldDepth is how many distinct events the reader holds back while it is
+// behind, each a denial that later identical ones fold into: a flood from
+// a few threads interleaves their denials (one thread id each, and a Go
+// program's goroutines move between more threads than it has).
+const foldDepth = 16
+
+// foldPoll is how often the reader looks at the ring buffer again while
+// the events it holds wait for room in its channel.
+const foldPoll = time.Millisecond
+
+// foldMax is how many denials an event stands for before the reader hands
+// it on though it is behind: a flood's live lines keep coming.
+const foldMax = 1024
+
+// run reads the ring buffer. While the reader is behind (out is full, or
+// more records wait in the ring buffer), a record that is the same denial as
+// one of the events waiting to be handed on is folded into it
+// (events.Event.Count) instead of costing a channel send each: a flood of
+// identical denials costs the consumers one event per foldMax denials,
+// and the kernel drops (counted) fewer of them. Events are handed on in
+// the order of their first denial; none is held back while the reader
+// keeps up, or once the ring buffer is empty.
 func (s *eventStream) run() {
 	defer s.wg.Done()
 	defer close(s.out)
 	var rec ringbuf.Record
-	for {
-		if err := s.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				return
+	var pend [foldDepth]events.Event
+	n := 0           // events in pend
+	polling := false // a read deadline is set
+	// hand hands pend[0] on, waiting for room when wait; false when it
+	// did not (no room, or closed).
+	hand := func(wait bool) bool {
+		select {
+		case s.out <- pend[0]:
+		default:
+			if !wait {
+				return false
 			}
-			if errors.Is(err, ringbuf.ErrFlushed) {
+			select {
+			case s.out <- pend[0]:
+			case <-s.done:
+				return false
+			}
+		}
+		s.sent.Add(1)
+		copy(pend[:], pend[1:n])
+		n--
+		pend[n] = events.Event{}
+		return true
+	}
+	for {
+		// Behind: records wait in the ring buffer. Then a denial is handed
+		// on once foldMax others folded into it (a flood's events keep
+		// coming, ~1 ms apart), otherwise at once.
+		behind, open := s.backlog()
+		if !open {
+			return
+		}
+		for n > 0 && (!behind || pend[0].N() >= foldMax) {
+			if !hand(false) {
+				break
+			}
+		}
+		// Events wait for room in out: the ring buffer is read at least
+		// every foldPoll meanwhile, so that what comes is folded rather
+		// than left to overflow it.
+		if poll := n > 0; poll != polling {
+			var until time.Time
+			if poll {
+				until = time.Now().Add(foldPoll)
+			}
+			s.rd.SetDeadline(until)
+			polling = poll
+		}
+		if err := s.rd.ReadInto(&rec); err != nil {
+			switch {
+			case errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed):
+				return
+			case errors.Is(err, ringbuf.ErrFlushed):
+				// Everything read before the flush is handed on first.
+				for n > 0 {
+					if !hand(true) {
+						return
+					}
+				}
 				select {
 				case s.flushed <- struct{}{}:
 				default:
 				}
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				polling = false // the deadline passed: set a new one
 			}
 			continue
 		}
@@ -324,13 +404,26 @@ func (s *eventStream) run() {
 			continue // a layout mismatch is caught by the tests, not at run time
 		}
 		ev.Backend = s.backend
-		select {
-		case s.out <- ev:
-			s.sent.Add(1)
-		case <-s.done:
+		if fold(pend[:n], &ev) {
+			continue
+		}
+		if n == foldDepth && !hand(true) {
 			return
 		}
+		pend[n] = ev
+		n++
 	}
+}
+
+// fold adds ev to the event in pend that is the same denial, if any.
+func fold(pend []events.Event, ev *events.Event) bool {
+	for i := range pend {
+		if pend[i].SameDenial(ev) {
+			pend[i].Count = pend[i].N() + ev.N()
+			return true
+		}
+	}
+	return false
 }
 
 // flush returns once every record in the ring buffer when it was called
@@ -360,8 +453,23 @@ func (s *eventStream) flush(ctx context.Context) (uint64, error) {
 // Events is closed after close.
 func (s *eventStream) Events() <-chan events.Event { return s.out }
 
+// backlog reports whether records wait in the ring buffer, and false for
+// open once close began. ringbuf.Reader.AvailableBytes takes no lock and
+// dereferences the ring that Close unmaps: the two must not overlap.
+func (s *eventStream) backlog() (behind, open bool) {
+	s.ringMu.Lock()
+	defer s.ringMu.Unlock()
+	if s.closing {
+		return false, false
+	}
+	return s.rd.AvailableBytes() > 0, true
+}
+
 func (s *eventStream) close() error {
 	close(s.done)
+	s.ringMu.Lock()
+	s.closing = true
+	s.ringMu.Unlock()
 	err := s.rd.Close()
 	s.wg.Wait()
 	if err != nil {

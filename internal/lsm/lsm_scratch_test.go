@@ -103,8 +103,10 @@ func (h *scratchHelper) do(t *testing.T, op, path string) syscall.Errno {
 // (bpf/include/scratch.h), as TestNetUnixScratch does for sockunix.c: a
 // preemption inside a BPF program cannot be arranged, so the buffers are
 // held from user space instead. With every buffer of every CPU held, a
-// sandboxed open and unlink that the rules allow are denied (rule 0, no
-// path) rather than checked with a buffer another task owns; outside the
+// sandboxed open (of a file whose allowed verdict is not cached yet,
+// verdict.h: a cached one needs no buffer and is allowed) and an unlink
+// that the rules allow are denied (rule 0, no path) rather than checked
+// with a buffer another task owns; outside the
 // sandbox nothing changes; with one buffer free, the programs use it and
 // give it back; and after allowed and denied operations every buffer is
 // free again.
@@ -135,11 +137,17 @@ func TestLSMScratch(t *testing.T) {
 	t.Cleanup(func() { m.Set(t, slots, 0) })
 	m.Set(t, slots, scratchops.Stranger)
 	victim := touch(t, dir+"/victim.txt")
+	// Files no sandbox opened yet: ok's allowed verdict is cached
+	// (verdict.h) and needs no buffer.
+	fresh, fresh2 := touch(t, dir+"/fresh.txt"), touch(t, dir+"/fresh2.txt")
+	if e := h.do(t, "open", ok); e != 0 {
+		t.Errorf("open(%s) in the sandbox with every buffer held, its verdict cached: errno %d, want allowed", ok, e)
+	}
 	for _, tc := range []struct {
 		op, path string
 		evop     events.Op
 	}{
-		{"open", ok, events.OpRead},
+		{"open", fresh, events.OpRead},
 		{"unlink", victim, events.OpWrite},
 	} {
 		if e := h.do(t, tc.op, tc.path); e != syscall.EPERM {
@@ -163,8 +171,8 @@ func TestLSMScratch(t *testing.T) {
 
 	m.Set(t, slots, 0)
 	m.Set(t, slots-1, scratchops.Stranger)
-	if e := h.do(t, "open", ok); e != 0 {
-		t.Errorf("open(%s) in the sandbox with one buffer free: errno %d, want allowed", ok, e)
+	if e := h.do(t, "open", fresh2); e != 0 {
+		t.Errorf("open(%s) in the sandbox with one buffer free: errno %d, want allowed", fresh2, e)
 	}
 	m.Check(t, "one buffer free", slots-1, scratchops.Stranger)
 

@@ -26,6 +26,8 @@ type Options struct {
 	Rules func() map[string]int
 	// WatchDropped counts events the agent could not hand to a slow watcher.
 	WatchDropped func() uint64
+	// Undone counts the ~/.claude.json files put back after a sandbox.
+	Undone func() uint64
 	// Backend is the name of the enforcement backend, for build info.
 	Backend string
 	// Version and Commit identify the build.
@@ -73,6 +75,9 @@ var (
 		"Rules of the live sandboxes' policies, by kind.", []string{"kind"}, nil)
 	watchDroppedDesc = prometheus.NewDesc("aigate_watch_events_dropped_total",
 		"Events not delivered to a watcher that did not keep up.", nil, nil)
+	undoneDesc = prometheus.NewDesc("aigate_claude_json_undone_total",
+		"Claude Code ~/.claude.json files whose MCP servers, approvals or allowed tools a sandbox changed and aigate put back once it ended (each also an event, op change).",
+		nil, nil)
 	buildDesc = prometheus.NewDesc("aigate_build_info",
 		"Always 1; the labels identify the build and the enforcement backend.",
 		[]string{"version", "commit", "goversion", "backend"}, nil)
@@ -122,6 +127,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sandboxesDesc
 	ch <- rulesDesc
 	ch <- watchDroppedDesc
+	ch <- undoneDesc
 	ch <- buildDesc
 }
 
@@ -143,6 +149,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if o.WatchDropped != nil {
 		ch <- prometheus.MustNewConstMetric(watchDroppedDesc, prometheus.CounterValue, float64(o.WatchDropped()))
+	}
+	if o.Undone != nil {
+		ch <- prometheus.MustNewConstMetric(undoneDesc, prometheus.CounterValue, float64(o.Undone()))
 	}
 }
 

@@ -184,3 +184,12 @@ func mustMerge(t *testing.T) *policy.Policy {
 type logBuf struct{ strings.Builder }
 
 func (l *logBuf) Println(v ...any) { fmt.Fprintln(&l.Builder, v...) }
+
+// TestClaudeJSONUndone: the agent's count of ~/.claude.json files put
+// back is a counter of its own.
+func TestClaudeJSONUndone(t *testing.T) {
+	fams, _ := scrape(t, Options{Undone: func() uint64 { return 3 }, NoRuntime: true})
+	if v := value(t, fams, "aigate_claude_json_undone_total", nil); v != 3 {
+		t.Errorf("aigate_claude_json_undone_total %v, want 3", v)
+	}
+}

@@ -61,7 +61,8 @@ var (
 		// outside runs: hooks and MCP servers of installed plugins, the
 		// registry of plugins and marketplaces, skills (scripts, hooks),
 		// commands (`!` shell lines), agents (hooks, MCP servers), the
-		// user's hook scripts and memory. Claude Code writes
+		// user's hook scripts and memory, output styles (instructions in
+		// the system prompt). Claude Code writes
 		// ~/.claude/plugins/store at every start, and clones (and removes
 		// on failure) its official marketplace into plugins/marketplaces
 		// at the first interactive start: not listed.
@@ -70,7 +71,7 @@ var (
 		"~/.claude/plugins/known_marketplaces_claudeai.json",
 		"~/.claude/plugins/cache/", "~/.claude/plugins/data/",
 		"~/.claude/skills/", "~/.claude/commands/", "~/.claude/agents/", "~/.claude/hooks/",
-		"~/.claude/CLAUDE.md", "~/.claude/rules/",
+		"~/.claude/CLAUDE.md", "~/.claude/rules/", "~/.claude/output-styles/",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -297,8 +298,10 @@ deny_write:
   - ~/.claude/settings.local.json
   # what else in ~/.claude runs code (or steers claude) outside: installed
   # plugins and their registry, skills, commands, agents, hook scripts,
-  # your memory. Install plugins outside aigate, or list the path under
-  # writable: and remove it here.
+  # your memory, output styles. Install plugins outside aigate, or list
+  # the path under writable: and remove it here. (aigate run also keeps
+  # read-only the scripts your Claude settings run: aigate status lists
+  # them.)
   - ~/.claude/plugins/installed_plugins.json
   - ~/.claude/plugins/known_marketplaces.json
   - ~/.claude/plugins/known_marketplaces_claudeai.json
@@ -310,6 +313,7 @@ deny_write:
   - ~/.claude/hooks/
   - ~/.claude/CLAUDE.md
   - ~/.claude/rules/
+  - ~/.claude/output-styles/
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json

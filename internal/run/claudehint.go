@@ -11,7 +11,7 @@ import (
 // hook scripts, memory: default deny_write rules, docs/threat-model.md)
 // was refused: installing a plugin from inside fails there, and the event
 // line alone does not say how to do it.
-const claudeStateHint = "Claude Code's plugins, skills, commands, agents, hooks and memory in ~/.claude " +
+const claudeStateHint = "Claude Code's plugins, skills, commands, agents, hooks, output styles and memory in ~/.claude " +
 	"run code (or steer claude) outside the sandbox, so aigate keeps them read-only inside: " +
 	"install or edit them outside aigate (`claude plugin install ...` in a plain shell), " +
 	"or, to allow it, remove the path from deny_write and add it to writable: in ~/.aigate/config.yaml"
@@ -26,3 +26,9 @@ func claudeStateRule(e events.Event) bool {
 	rest, ok := strings.CutPrefix(e.RuleText, "~/.claude/")
 	return ok && !strings.HasPrefix(rest, "settings")
 }
+
+// claudeJSONHint is said once at the end of a run whose changes to
+// ~/.claude.json the agent put back (an events.OpChange event, whose line
+// names the keys): how to keep an MCP server.
+const claudeJSONHint = "aigate undid what the sandbox changed in ~/.claude.json that a claude outside it would run or allow " +
+	"(the line above names it); to keep an MCP server, add it outside aigate (`claude mcp add ...` in a plain shell)"

@@ -337,7 +337,6 @@ type sandboxRun struct {
 	emb   *embeddedAgent // nil: the agent was running already
 	sigs  <-chan os.Signal
 	guard *policyGuard
-	cj    *claudeGuard
 	rep   *runReporter
 	// covers are the trees the agent was told the domain covers
 	// (api.CreateRequest.LandlockCovers).
@@ -369,8 +368,20 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 		req.Owner = &owner
 	}
 	guard := guardPolicyDir(p.loaded.Paths.Dir, p.loaded.Paths.User)
-	cj := guardClaudeJSON(p.id.home, p.loaded.Paths)
+	// The agent records ~/.claude.json before the command starts and puts
+	// back, with an event, what the sandbox changed in it that a claude
+	// outside would run (agent/claudejson.go); a journal makes that
+	// survive a kill -9 of this process.
+	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}}
 	makeToolDirs(p.id.home, p.id.uid, p.loaded.Paths.User)
+	var notes []string
+	req.DenyWrite, notes = claudeRunRules(p)
+	for _, n := range notes {
+		f.Log.Debug("claude settings: not protected", zap.String("what", n))
+	}
+	if line := describeRunRules(req.DenyWrite); line != "" && !opts.Quiet {
+		fmt.Fprintf(f.Err, "aigate: %s\n", line)
+	}
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
@@ -378,7 +389,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, cj: cj, early: early, covers: req.LandlockCovers}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early, covers: req.LandlockCovers}
 	if early != nil {
 		s.join = early.join // finished by end
 	}
@@ -627,11 +638,11 @@ func (s *sandboxRun) end(started bool) {
 	if err != nil {
 		f.Warnf("sandbox %s: %v", sess.Sandbox.Name, err)
 	}
-	var attributed uint64
+	var attributed, kernelDropped uint64
 	if ended != nil {
-		attributed = ended.Events
+		attributed, kernelDropped = ended.Events, ended.KernelDropped
 	}
-	s.rep.finish(sess.Dropped(), attributed)
+	s.rep.finish(sess.Dropped(), attributed, kernelDropped)
 	s.finishAgent()
 	// The sandbox is gone: nothing inside can race the check.
 	if msg, err := s.guard.restore(f.Now()); msg != "" || err != nil {
@@ -640,14 +651,6 @@ func (s *sandboxRun) end(started bool) {
 		}
 		if err != nil {
 			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
-		}
-	}
-	if msg, err := s.cj.restore(f.Now()); msg != "" || err != nil {
-		if msg != "" {
-			f.Warnf("%s", msg)
-		}
-		if err != nil {
-			f.Warnf("could not check ~/.claude.json after the run: %v; look for MCP servers you did not add (`claude mcp list`)", err)
 		}
 	}
 }

@@ -36,27 +36,9 @@ func TestRunLoosenedPolicyAskedOnTerminal(t *testing.T) {
 	run := func(tty bool, answer string) (cmdutil.ExitCode, string, bool) {
 		t.Helper()
 		os.Remove(marker)
-		e.out.mu.Lock()
-		e.out.b.Reset()
-		e.out.mu.Unlock()
-		e.f.Interactive = func() bool { return tty }
-		// A file, as a terminal is: the command's helper, started before
-		// the sandbox is asked for, is handed it and reads nothing until
-		// its go-ahead, so the answer is left for the prompt. (A reader
-		// that is not a file would be copied into the helper's stdin by
-		// os/exec at once.)
-		in, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer in.Close()
-		if _, err := w.WriteString(answer); err != nil {
-			t.Fatal(err)
-		}
-		w.Close()
-		e.f.In = in
+		e.answer(t, tty, answer)
 		code, msg := e.run(t, &runOptions{TrustDir: records, Args: []string{"touch", marker}}, newRunFake(), nil)
-		_, err = os.Stat(marker)
+		_, err := os.Stat(marker)
 		return code, msg + "\n" + e.out.String(), err == nil
 	}
 
@@ -138,4 +120,28 @@ func TestRunPolicyRecordsBadRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// answer makes the next run's terminal (tty) or script (!tty) read answer,
+// with the output so far cleared. The answer comes from a file, as a
+// terminal is: the command's helper, started before the sandbox is asked
+// for, is handed it and reads nothing until its go-ahead, so the answer
+// is left for the prompt. (A reader that is not a file would be copied
+// into the helper's stdin by os/exec at once.)
+func (e *runEnv) answer(t *testing.T, tty bool, answer string) {
+	t.Helper()
+	e.out.mu.Lock()
+	e.out.b.Reset()
+	e.out.mu.Unlock()
+	e.f.Interactive = func() bool { return tty }
+	in, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	if _, err := w.WriteString(answer); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	e.f.In = in
 }

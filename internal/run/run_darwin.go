@@ -318,7 +318,7 @@ func runExit(f *cmdutil.Factory, rep *runReporter, out darwin.Outcome, err error
 		}
 		return refusing(code, command, err)
 	}
-	rep.finish(0, 0)
+	rep.finish(0, 0, 0)
 	if sig := lastSig(); sig != 0 && out.ExitCode == 0 {
 		// The tool exited cleanly on SIGTERM; the caller still asked for
 		// an end, as a shell would report it.

@@ -51,24 +51,10 @@ func newTrustEnv(t *testing.T, euid int) *trustEnv {
 func (e *trustEnv) run(t *testing.T, dir string, tty bool, answer string) (cmdutil.ExitCode, string, bool, policy.NetMode) {
 	t.Helper()
 	os.Remove(e.marker)
-	e.out.mu.Lock()
-	e.out.b.Reset()
-	e.out.mu.Unlock()
-	e.f.Interactive = func() bool { return tty }
-	// A file, as a terminal is (see TestRunLoosenedPolicyAskedOnTerminal).
-	in, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	if _, err := w.WriteString(answer); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	e.f.In = in
+	e.answer(t, tty, answer)
 	be := newRunFake()
 	code, msg := e.runEnv.run(t, &runOptions{TrustDir: dir, Args: []string{"touch", e.marker}}, be, nil)
-	_, err = os.Stat(e.marker)
+	_, err := os.Stat(e.marker)
 	var net policy.NetMode
 	be.mu.Lock()
 	if len(be.nets) > 0 {

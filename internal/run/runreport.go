@@ -28,6 +28,7 @@ type runReporter struct {
 	tally   events.Summary
 	jsonErr error
 	claude  bool // a write to Claude Code's protected state was refused
+	undone  bool // the agent put back a change to ~/.claude.json
 }
 
 // reportOptions configure a runReporter.
@@ -67,6 +68,7 @@ func (r *runReporter) event(e events.Event) {
 	r.mu.Lock()
 	r.tally.Add(e)
 	r.claude = r.claude || claudeStateRule(e)
+	r.undone = r.undone || e.Op == events.OpChange
 	if r.json != nil && r.jsonErr == nil {
 		if err := r.json.Write(e); err != nil {
 			r.jsonErr = err
@@ -116,7 +118,7 @@ func (r *runReporter) start(evs <-chan events.Event, stop <-chan struct{}) (done
 // were the sandbox's (0 when unknown), so that events lost on the way
 // (dropped, or fewer arrived than were attributed) are said, not guessed
 // at.
-func (r *runReporter) finish(dropped, attributed uint64) {
+func (r *runReporter) finish(dropped, attributed, kernelDropped uint64) {
 	if r.printer != nil {
 		r.printer.Flush(true)
 	}
@@ -126,7 +128,7 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 	r.mu.Lock()
 	got := r.tally.Total()
 	s := r.tally.String()
-	claude := r.claude
+	claude, undone := r.claude, r.undone
 	r.mu.Unlock()
 	lost := dropped
 	if attributed > got && attributed-got > lost {
@@ -135,6 +137,9 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 	if lost > 0 {
 		r.f.Warnf("%d events were lost on the way (not printed or recorded); the summary counts only the others, the agent's metrics count all", lost)
 	}
+	if kernelDropped > 0 {
+		r.f.Warnf("the kernel dropped %d events while the command ran (its buffer was full), of this sandbox or another: the summary may count fewer operations than were blocked; the agent's metrics (aigate_violations_total) count every one", kernelDropped)
+	}
 	if s != "" {
 		for _, line := range strings.Split(s, "\n") {
 			fmt.Fprintf(r.f.Err, "%s%s\n", events.Prefix, line)
@@ -142,6 +147,9 @@ func (r *runReporter) finish(dropped, attributed uint64) {
 	}
 	if claude {
 		r.f.Warnf("%s", claudeStateHint)
+	}
+	if undone {
+		r.f.Warnf("%s", claudeJSONHint)
 	}
 }
 

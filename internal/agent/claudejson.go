@@ -1,0 +1,202 @@
+//go:build linux
+
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/claudejson"
+	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/events"
+)
+
+// DefaultJournal is where the agent keeps, for each sandbox it guards
+// ~/.claude.json for, the file as it was before the sandbox's command
+// started: /run is a tmpfs, and a journal outlives the agent (and the
+// `aigate run` that embeds it) until the next agent puts back what the
+// dead one could not.
+const DefaultJournal = "/run/aigate/claude-json"
+
+// journalVersion changes when a journal's meaning does; one of another
+// version is dropped, with a warning, not replayed.
+const journalVersion = 1
+
+// claudeJournal is one sandbox's guard of its owner's ~/.claude.json
+// (package claudejson): recorded at create with the owner's file-system
+// identity, checked and put back once the sandbox's processes are dead
+// (end), or by the next agent when this one died first.
+type claudeJournal struct {
+	V          int              `json:"v"`
+	Sandbox    string           `json:"sandbox"`
+	CgroupPath string           `json:"cgroup_path"`
+	Owner      uint32           `json:"owner"`
+	Guard      claudejson.Guard `json:"guard"`
+}
+
+func (a *Agent) journalPath(name string) string {
+	return filepath.Join(a.cfg.Journal, name+".json")
+}
+
+// guardClaudeJSON records the owner's ~/.claude.json for b, before its
+// command starts (create is asked before place). The journal on disk is
+// what makes the undo survive a kill -9 of run or of this agent; when it
+// cannot be written the guard still holds for this agent's life. It
+// returns a warning for the run when there is no guard at all.
+func (a *Agent) guardClaudeJSON(b *box, req *api.CreateRequest) string {
+	if req.ClaudeJSON == nil || req.Home == "" {
+		return ""
+	}
+	u, err := ownerUser(b.info.Owner)
+	if err != nil {
+		a.log.Warn("~/.claude.json not guarded", zap.String("sandbox", b.info.Name), zap.Error(err))
+		return fmt.Sprintf("~/.claude.json is not guarded in this run (%v): after it, look for MCP servers you did not add (`claude mcp list`)", err)
+	}
+	var g *claudejson.Guard
+	_ = u.Do(func() error {
+		g = claudejson.Read(filepath.Join(req.Home, ".claude.json"), req.ClaudeJSON.Keep)
+		return nil
+	})
+	j := &claudeJournal{V: journalVersion, Sandbox: b.info.Name, CgroupPath: b.sb.Info.CgroupPath, Owner: b.info.Owner, Guard: *g}
+	b.cj = j
+	if err := writeJournal(a.journalPath(j.Sandbox), j); err != nil {
+		a.log.Warn("~/.claude.json journal not written: a kill -9 of this agent would skip its undo",
+			zap.String("sandbox", j.Sandbox), zap.Error(err))
+	}
+	return ""
+}
+
+func writeJournal(path string, j *claudeJournal) error {
+	return writeJSON(path, "journal", j)
+}
+
+// ownerUser is uid as a config.User whose identity Do takes.
+func ownerUser(uid uint32) (*config.User, error) {
+	pu, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return nil, fmt.Errorf("look up uid %d: %w", uid, err)
+	}
+	gid, err := strconv.Atoi(pu.Gid)
+	if err != nil {
+		return nil, fmt.Errorf("uid %d: group %q: %w", uid, pu.Gid, err)
+	}
+	return &config.User{Name: pu.Username, Home: pu.HomeDir, UID: int(uid), GID: gid, Sudo: true}, nil
+}
+
+// undoClaudeJSON puts back what b's sandbox changed in the guarded keys
+// of ~/.claude.json, once nothing runs in it, and reports it as an event
+// of the sandbox (its session, aigate watch, the metrics). Then the
+// journal goes.
+func (a *Agent) undoClaudeJSON(b *box) {
+	j := b.cj
+	if j == nil {
+		return
+	}
+	undo, err := a.replay(j)
+	if err != nil {
+		a.log.Error("~/.claude.json: the sandbox's changes could not be checked", zap.String("sandbox", j.Sandbox),
+			zap.String("path", j.Guard.Path), zap.Error(err))
+	}
+	if undo != nil {
+		b.events.Add(1)
+		a.fan.publish(undoEvent(undo, j, b.sb.Info.CgroupID, a.be.Name()), j.Owner, true)
+	}
+	a.dropJournal(j.Sandbox)
+}
+
+// replay restores one journal's file as its owner.
+func (a *Agent) replay(j *claudeJournal) (*claudejson.Undo, error) {
+	u, err := ownerUser(j.Owner)
+	if err != nil {
+		return nil, err
+	}
+	var undo *claudejson.Undo
+	err = u.Do(func() error {
+		var err error
+		undo, err = j.Guard.Restore(time.Now(), func(path string, data []byte) error {
+			return config.WriteFileAtomic(path, data, 0o600, u)
+		})
+		return err
+	})
+	if undo != nil {
+		a.undone.Add(1)
+		a.log.Warn("put back what a sandbox changed in ~/.claude.json", zap.String("sandbox", j.Sandbox),
+			zap.String("path", undo.Path), zap.String("what", undo.What()))
+	}
+	return undo, err
+}
+
+func undoEvent(u *claudejson.Undo, j *claudeJournal, cgroup uint64, backend string) events.Event {
+	return events.Event{
+		Time: time.Now(), Sandbox: j.Sandbox, CgroupID: cgroup, UID: j.Owner,
+		Kind: events.KindFile, Op: events.OpChange, Path: u.Path, RuleText: u.What(),
+		Restored: true, Backend: backend,
+	}
+}
+
+func (a *Agent) dropJournal(name string) {
+	if err := os.Remove(a.journalPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Warn("remove ~/.claude.json journal", zap.String("sandbox", name), zap.Error(err))
+	}
+}
+
+// loadJournal is b's journal on disk, for a sandbox this agent adopted.
+func (a *Agent) loadJournal(name string) *claudeJournal {
+	data, err := os.ReadFile(a.journalPath(name))
+	if err != nil {
+		return nil
+	}
+	var j claudeJournal
+	if json.Unmarshal(data, &j) != nil || j.V != journalVersion {
+		return nil
+	}
+	return &j
+}
+
+// replayJournals puts back, at the agent's start, what the sandboxes of a
+// dead agent (or of a killed `aigate run` that embedded it) changed in
+// ~/.claude.json: each journal whose sandbox's cgroup is gone (Sweep
+// removed it, or it never outlived its agent). A journal whose cgroup
+// still exists belongs to a live sandbox (adopted here, or another
+// agent's) and is left to its end.
+func (a *Agent) replayJournals() {
+	ents, err := os.ReadDir(a.cfg.Journal)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		j := a.loadJournal(name)
+		if j == nil {
+			a.log.Warn("~/.claude.json journal unreadable or of another version: dropped, not replayed", zap.String("file", e.Name()))
+			a.dropJournal(name)
+			continue
+		}
+		if _, err := os.Stat(j.CgroupPath); err == nil {
+			continue
+		}
+		undo, err := a.replay(j)
+		if err != nil {
+			a.log.Error("~/.claude.json of an ended sandbox could not be checked: its journal is kept for the next start",
+				zap.String("sandbox", j.Sandbox), zap.String("path", j.Guard.Path), zap.Error(err))
+			continue
+		}
+		if undo != nil {
+			a.fan.publish(undoEvent(undo, j, 0, a.be.Name()), j.Owner, false)
+		}
+		a.dropJournal(name)
+	}
+}

@@ -1,0 +1,298 @@
+package claudestate
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Entry is one deny_write pattern for the run and what names it.
+type Entry struct {
+	// Pattern is "~/..." beneath the home, else an absolute path.
+	Pattern string `json:"pattern"`
+	// By says where it comes from: "~/.claude/settings.json statusLine.command".
+	By string `json:"by"`
+}
+
+// Result is what Scan found, and what it could not follow.
+type Result struct {
+	Entries []Entry
+	// Uncovered names each command whose program is not a file aigate
+	// can protect (a name found in PATH, a variable), for the user.
+	Uncovered []string
+}
+
+// Options are where to look.
+type Options struct {
+	Home        string
+	ProjectRoot string // the run's project root
+	// Managed is the system's managed settings file; empty: none.
+	Managed string
+}
+
+// ManagedSettings is where Claude Code reads the administrator's settings
+// on Linux: root's file, but a script it names may be the user's.
+const ManagedSettings = "/etc/claude-code/managed-settings.json"
+
+// Scan reads the settings files as the caller (the user) and lists the
+// files they make claude run, and the auto-memory directory they name.
+// It reads only; a missing or broken settings file names nothing (claude
+// ignores it too).
+func Scan(o Options) Result {
+	var r Result
+	seen := map[string]bool{}
+	add := func(path, by string) {
+		p := o.pattern(path)
+		if p == "" || seen[p] {
+			return
+		}
+		seen[p] = true
+		r.Entries = append(r.Entries, Entry{Pattern: p, By: by})
+	}
+	files := []string{filepath.Join(o.Home, ".claude", "settings.json"), filepath.Join(o.Home, ".claude", "settings.local.json")}
+	if o.ProjectRoot != "" {
+		files = append(files, filepath.Join(o.ProjectRoot, ".claude", "settings.json"), filepath.Join(o.ProjectRoot, ".claude", "settings.local.json"))
+	}
+	if o.Managed != "" {
+		files = append(files, o.Managed)
+	}
+	for _, f := range files {
+		for _, c := range settingsCommands(f) {
+			path, why := o.program(c.command)
+			if path == "" {
+				r.Uncovered = append(r.Uncovered, fmt.Sprintf("%s %s: %s", o.pretty(f), c.key, why))
+				continue
+			}
+			add(path, o.pretty(f)+" "+c.key)
+		}
+		if d := autoMemoryDirectory(f); d != "" {
+			add(o.expand(d), o.pretty(f)+" autoMemoryDirectory")
+		}
+	}
+	return r
+}
+
+type command struct{ key, command string }
+
+// settingsCommands are the shell commands a settings file makes claude
+// run: statusLine, apiKeyHelper and its kin, every hook of type command.
+func settingsCommands(path string) []command {
+	data, err := readSmall(path)
+	if err != nil {
+		return nil
+	}
+	var s struct {
+		StatusLine *struct {
+			Command string `json:"command"`
+		} `json:"statusLine"`
+		APIKeyHelper        string                       `json:"apiKeyHelper"`
+		AWSAuthRefresh      string                       `json:"awsAuthRefresh"`
+		AWSCredentialExport string                       `json:"awsCredentialExport"`
+		OtelHeadersHelper   string                       `json:"otelHeadersHelper"`
+		Hooks               map[string][]json.RawMessage `json:"hooks"`
+	}
+	if json.Unmarshal(data, &s) != nil {
+		return nil
+	}
+	var out []command
+	if s.StatusLine != nil && s.StatusLine.Command != "" {
+		out = append(out, command{"statusLine.command", s.StatusLine.Command})
+	}
+	for _, h := range []command{{"apiKeyHelper", s.APIKeyHelper}, {"awsAuthRefresh", s.AWSAuthRefresh},
+		{"awsCredentialExport", s.AWSCredentialExport}, {"otelHeadersHelper", s.OtelHeadersHelper}} {
+		if h.command != "" {
+			out = append(out, h)
+		}
+	}
+	events := make([]string, 0, len(s.Hooks))
+	for ev := range s.Hooks {
+		events = append(events, ev)
+	}
+	sort.Strings(events)
+	for _, ev := range events {
+		for i, raw := range s.Hooks[ev] {
+			var m struct {
+				Hooks []struct {
+					Type    string `json:"type"`
+					Command string `json:"command"`
+				} `json:"hooks"`
+			}
+			if json.Unmarshal(raw, &m) != nil {
+				continue
+			}
+			for j, h := range m.Hooks {
+				if h.Command != "" && (h.Type == "" || h.Type == "command") {
+					out = append(out, command{fmt.Sprintf("hooks.%s[%d].hooks[%d].command", ev, i, j), h.Command})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// autoMemoryDirectory is where a settings file moves the auto memory.
+// Claude Code takes it from the user's, local and managed settings, not
+// the project's shared ones; protecting it wherever named costs nothing.
+func autoMemoryDirectory(path string) string {
+	data, err := readSmall(path)
+	if err != nil {
+		return ""
+	}
+	var s struct {
+		Dir string `json:"autoMemoryDirectory"`
+	}
+	if json.Unmarshal(data, &s) != nil {
+		return ""
+	}
+	return s.Dir
+}
+
+// interpreters run the file their first argument names: `bash
+// ~/.claude/x.sh` runs that file as surely as `~/.claude/x.sh`.
+var interpreters = map[string]bool{"sh": true, "bash": true, "zsh": true, "dash": true, "fish": true,
+	"python": true, "python3": true, "node": true, "bun": true, "deno": true, "ruby": true, "perl": true, "php": true}
+
+// program is the file a command runs, conservatively: its first word (or
+// an interpreter's first argument) when that is a path, after "~/",
+// $HOME and $CLAUDE_PROJECT_DIR. Otherwise "" and why.
+func (o Options) program(cmd string) (string, string) {
+	words := shellWords(cmd)
+	for len(words) > 0 && isAssignment(words[0]) {
+		words = words[1:]
+	}
+	if len(words) == 0 {
+		return "", "no program"
+	}
+	w := words[0]
+	if interpreters[filepath.Base(w)] {
+		for _, a := range words[1:] {
+			if strings.HasPrefix(a, "-") {
+				return "", fmt.Sprintf("`%s` runs %s with options (-c and the like), not a file aigate follows", cmd, filepath.Base(w))
+			}
+			w = a
+			break
+		}
+		if w == words[0] {
+			return "", fmt.Sprintf("`%s` runs %s on no file", cmd, filepath.Base(w))
+		}
+	}
+	p := o.expand(w)
+	if strings.Contains(p, "$") || strings.ContainsAny(p, "`*?[") {
+		return "", fmt.Sprintf("`%s`: the program's name holds a variable or a glob aigate does not expand", cmd)
+	}
+	if !strings.Contains(p, "/") {
+		return "", fmt.Sprintf("`%s` runs %s, found in PATH (a PATH directory the sandbox may write is protected only if deny_write lists it)", cmd, p)
+	}
+	if !filepath.IsAbs(p) {
+		// Claude Code runs hooks in the project's directory.
+		if o.ProjectRoot == "" {
+			return "", fmt.Sprintf("`%s`: a relative path with no project", cmd)
+		}
+		p = filepath.Join(o.ProjectRoot, p)
+	}
+	return filepath.Clean(p), ""
+}
+
+func isAssignment(w string) bool {
+	i := strings.IndexByte(w, '=')
+	return i > 0 && !strings.ContainsAny(w[:i], "/$\"'")
+}
+
+// shellWords splits cmd on blanks, honouring quotes and stopping at the
+// first shell operator: enough for the first words of a hook command.
+func shellWords(cmd string) []string {
+	var words []string
+	var cur strings.Builder
+	in := false // inside a word
+	var quote byte
+	for i := 0; i < len(cmd); i++ {
+		c := cmd[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else {
+				cur.WriteByte(c)
+			}
+		case c == '\'' || c == '"':
+			quote, in = c, true
+		case c == '\\' && i+1 < len(cmd):
+			i++
+			cur.WriteByte(cmd[i])
+			in = true
+		case c == ' ' || c == '\t' || c == '\n':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		case strings.IndexByte(";&|<>()", c) >= 0:
+			if in {
+				words = append(words, cur.String())
+			}
+			return words
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// expand resolves what Claude Code's docs write in commands: "~/", $HOME,
+// $CLAUDE_PROJECT_DIR (the project's root).
+func (o Options) expand(w string) string {
+	for _, v := range []struct{ name, val string }{
+		{"${HOME}", o.Home}, {"$HOME", o.Home},
+		{"${CLAUDE_PROJECT_DIR}", o.ProjectRoot}, {"$CLAUDE_PROJECT_DIR", o.ProjectRoot},
+	} {
+		if rest, ok := strings.CutPrefix(w, v.name); ok && v.val != "" && (rest == "" || rest[0] == '/') {
+			return v.val + rest
+		}
+	}
+	if w == "~" || strings.HasPrefix(w, "~/") {
+		return o.Home + w[1:]
+	}
+	return w
+}
+
+// pattern is path as a deny_write pattern: "~/" beneath the home.
+func (o Options) pattern(path string) string {
+	if !filepath.IsAbs(path) {
+		return ""
+	}
+	path = filepath.Clean(path)
+	if o.Home != "" {
+		if rel, err := filepath.Rel(o.Home, path); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			return "~/" + filepath.ToSlash(rel)
+		}
+	}
+	return path
+}
+
+func (o Options) pretty(path string) string {
+	if p := o.pattern(path); p != "" {
+		return p
+	}
+	return path
+}
+
+// maxSettings bounds what is read of a settings file.
+const maxSettings = 4 << 20
+
+func readSmall(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxSettings {
+		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, maxSettings)
+	}
+	return os.ReadFile(path)
+}
