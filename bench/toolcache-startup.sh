@@ -10,7 +10,10 @@
 set -euo pipefail
 bin=$1; n=${2:-5}
 user=aigate-tcexp
-tmp=$(mktemp -d /var/tmp/aigate-tcexp.XXXXXX); chmod 755 $tmp
+# The home lies beneath /home, as a user's does: beneath a shared temp
+# directory (/var/tmp) Landlock cannot make it read-only (aigate run
+# warns), so the fanotify backend would protect each cached file by inode.
+tmp=$(mktemp -d /home/aigate-tcexp.XXXXXX); chmod 755 $tmp
 home=$tmp/home
 trap 'userdel $user 2>/dev/null || true; rm -rf $tmp' EXIT
 useradd --no-create-home --home-dir $home --user-group $user

@@ -70,6 +70,9 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		Home:        req.Home,
 		ProjectRoot: req.ProjectRoot,
 		ExecDirs:    resolve.DefaultExecDirs(req.Path),
+		// run checked them, and its exec helper checks them again
+		// before the command starts.
+		LandlockCovers: req.LandlockCovers,
 	})
 	if err != nil {
 		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: err.Error()}

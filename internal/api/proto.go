@@ -108,6 +108,15 @@ type CreateRequest struct {
 	// programs or allow tools (package claudejson), with an event. The
 	// agent reads and writes the file with the owner's identity only.
 	ClaudeJSON *ClaudeJSONGuard `json:"claude_json,omitempty"`
+	// LandlockCovers are deny_write trees (the user's caches) that the
+	// command's Landlock domain confines to landlock.AccessFixed: nothing
+	// can be linked, renamed or symlinked in or out of them (run checks it
+	// with landlock.Covered, and the exec helper again before the command
+	// starts, refusing to start it otherwise). The fanotify backend then
+	// protects them by their directory marks alone, without an inode mark
+	// per file. Only the caller's own sandbox is loosened by a false claim
+	// (requests from inside a sandbox are refused).
+	LandlockCovers []string `json:"landlock_covers,omitempty"`
 }
 
 // ClaudeJSONGuard is CreateRequest.ClaudeJSON.

@@ -27,6 +27,11 @@ type Sandbox struct {
 	// ExecDirs is where exec name rules are resolved for this sandbox;
 	// nil means the backend's default (the PATH directories).
 	ExecDirs []string
+	// LandlockCovers are deny_write trees in which the sandbox's Landlock
+	// domain refuses every link, rename and symlink (landlock.Covered): a
+	// backend that protects files by inode against hard links made
+	// elsewhere (fanotify) may protect these by their directories alone.
+	LandlockCovers []string
 }
 
 // Counter is one exact violation count, kept by the backend independently of

@@ -67,6 +67,44 @@ func TestEscapeToolCaches(t *testing.T) {
 			})
 		}
 
+		// Not by writing: by a name of the sandbox's choosing. A link,
+		// rename or symlink into a cache plants an entry there without
+		// an open of it; a link out of one is a second path to an entry,
+		// its writes no longer through the cache's directories. On
+		// fanotify, Landlock refuses all of them (~/.cache, ~/go and
+		// ~/.npm are Fixed above the caches), which is what lets the
+		// backend protect the caches by their directories alone.
+		b.write("~/.cache/other/.keep", "")
+		plants := []struct{ name, script, target string }{
+			{"link-in", `ln ~/proj/evil ~/.cache/go-build/00/aaaa-d`, "~/.cache/go-build/00/aaaa-d"},
+			{"rename-in", `mv ~/proj/evil ~/.cache/go-build/00/bbbb-d`, "~/.cache/go-build/00/bbbb-d"},
+			{"symlink-in", `ln -s ~/proj/evil ~/.cache/go-build/00/cccc-d`, "~/.cache/go-build/00/cccc-d"},
+			{"npx-link-in", `ln ~/proj/evil ~/.npm/_npx/linked.js`, "~/.npm/_npx/linked.js"},
+			{"modcache-symlink-in", `ln -s ~/proj/evil ~/go/pkg/mod/example.com/evil.go`, "~/go/pkg/mod/example.com/evil.go"},
+			{"pip-rename-in", `mv ~/proj/evil ~/.cache/pip/renamed`, "~/.cache/pip/renamed"},
+			{"dir-rename-in", `mkdir ~/proj/d && cp ~/proj/evil ~/proj/d/dddd-d && mv ~/proj/d ~/.cache/go-build/dd`, "~/.cache/go-build/dd/dddd-d"},
+		}
+		for _, p := range plants {
+			t.Run(p.name, func(t *testing.T) {
+				b.write("~/proj/evil", "evil\n")
+				r := b.sh(p.script + ` && echo PLANTED`)
+				// mv and cp, refused the rename, copy: the create is
+				// refused with an event, leaving an empty file.
+				fi, err := os.Lstat(b.path(p.target))
+				if err == nil && (!fi.Mode().IsRegular() || fi.Size() > 0) || strings.Contains(r.stdout, "PLANTED") {
+					t.Fatalf("the sandbox planted %s in a cache the user's tools trust outside:\n%s", p.target, r)
+				}
+			})
+		}
+		t.Run("link-out", func(t *testing.T) {
+			target := "~/.cache/go-build/00/0011-d"
+			before := b.read(target)
+			r := b.sh(`ln ` + target + ` ~/.cache/other/x; ln ` + target + ` ~/proj/x; mv ` + target + ` ~/proj/y; for f in ~/.cache/other/x ~/proj/x ~/proj/y; do echo evil >> $f; done; cat ` + target)
+			if b.read(target) != before {
+				t.Fatalf("the sandbox wrote %s through a second name:\n%s", target, r)
+			}
+		})
+
 		t.Run("work", func(t *testing.T) {
 			script := "set -e\n"
 			gobin, goErr := exec.LookPath("go")

@@ -321,7 +321,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		// lists every directory from the disk.
 		b.log.Debug("walk cache not used", zap.Error(err))
 	}
-	p, err := newPlanCached(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs, b.opts.MaxIgnoreMarks, b.walks, b.marks.ignorable)
+	p, err := newPlanCached(sb.Policy, home, proj, execDirs, b.opts.MaxWalkDirs, b.opts.MaxIgnoreMarks, b.walks, b.marks.ignorable, sb.LandlockCovers)
 	if err != nil {
 		// A protected path that cannot be examined is still matched by path
 		// in every directory that is marked; say so, don't refuse to run.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -493,6 +494,13 @@ type planner struct {
 	// an ignore mask; when not, it is not stat'ed for one (a large home
 	// has hundreds of thousands, and the table keeps them across runs).
 	ignorable func(path string) bool
+	// covered are the deny_write trees the sandbox's Landlock domain
+	// keeps every link, rename and symlink out of
+	// (enforce.Sandbox.LandlockCovers), as given and where their symlinks
+	// lead: a file there matched by a deny_write rule alone is protected
+	// by its directory's mark (every open of it goes through that
+	// directory), not by an inode mark each.
+	covered []string
 }
 
 // newPlan decides the marks for compiled policy c. home and project are the
@@ -500,13 +508,15 @@ type planner struct {
 // exec name rules are resolved; maxDirs bounds the directories walked and
 // maxUnrelated the files recorded for ignore masks.
 func newPlan(c *policy.Compiled, home, project string, execDirs []string, maxDirs, maxUnrelated int) (*plan, error) {
-	return newPlanCached(c, home, project, execDirs, maxDirs, maxUnrelated, nil, nil)
+	return newPlanCached(c, home, project, execDirs, maxDirs, maxUnrelated, nil, nil, nil)
 }
 
-// newPlanCached is newPlan reusing and filling cache (nil: none), and
-// recording only the unrelated files ignorable accepts (nil: all).
-func newPlanCached(c *policy.Compiled, home, project string, execDirs []string, maxDirs, maxUnrelated int, cache *walkCache, ignorable func(string) bool) (*plan, error) {
-	pl := &planner{c: c, maxDirs: maxDirs, maxUnrelated: maxUnrelated, p: newPlanMaps(), cache: cache, ignorable: ignorable}
+// newPlanCached is newPlan reusing and filling cache (nil: none),
+// recording only the unrelated files ignorable accepts (nil: all), and
+// marking no file of the covered trees by inode for a deny_write rule
+// (planner.covered).
+func newPlanCached(c *policy.Compiled, home, project string, execDirs []string, maxDirs, maxUnrelated int, cache *walkCache, ignorable func(string) bool, covered []string) (*plan, error) {
+	pl := &planner{c: c, maxDirs: maxDirs, maxUnrelated: maxUnrelated, p: newPlanMaps(), cache: cache, ignorable: ignorable, covered: coveredTrees(c, covered)}
 	if cache != nil {
 		pl.fp = fingerprint(c)
 	}
@@ -641,14 +651,15 @@ func (pl *planner) visit(dir string, mask uint64) []string {
 		subdirs[i] = prefix + name
 	}
 	if pl.cache != nil && pl.fp != ([32]byte{}) {
-		// Only the matched files need the policy's verdict again.
-		matched := l.matchedFiles(pl.c, pl.fp, prefix)
+		// Only the matched files have rules, kept with the listing.
+		matched := l.matchedRules(pl.c, pl.fp, prefix)
+		covered := pl.inCovered(prefix)
 		for _, name := range l.files {
-			if matched[name] {
-				pl.file(prefix + name)
-			} else {
-				pl.fileWith(prefix+name, fileRules{})
+			r, ok := matched[name]
+			if ok && covered && r.write != 0 && r.read == 0 && r.exec == 0 {
+				continue // as fileWith would, without the path
 			}
+			pl.fileWith(prefix+name, r)
 		}
 	} else {
 		for _, name := range l.files {
@@ -673,6 +684,9 @@ func (pl *planner) file(path string) { pl.fileWith(path, pl.rules(path)) }
 
 // fileWith is file with the rules that match path already known.
 func (pl *planner) fileWith(path string, r fileRules) {
+	if r.write != 0 && r.read == 0 && r.exec == 0 && pl.inCovered(path) {
+		return // its directory's mark reports every open of it
+	}
 	if !r.any() && (pl.maxUnrelated > 0 && len(pl.p.unrelated) >= pl.maxUnrelated || pl.ignorable != nil && !pl.ignorable(path)) {
 		return
 	}
@@ -708,6 +722,49 @@ func (pl *planner) protectInode(path string, key inodeKey, r fileRules) {
 	pl.p.protected[key] = path
 	delete(pl.p.unrelated, key)
 	pl.p.marks[path] |= r.mask()
+}
+
+// coveredTrees are the trees that are deny_write directories of c,
+// cleaned, each also where its symlinks lead (walks reach a tree by
+// either path). Another tree named is ignored: the claim is meant for the
+// user's caches, and honoured for nothing wider.
+func coveredTrees(c *policy.Compiled, trees []string) []string {
+	if len(trees) == 0 {
+		return nil
+	}
+	files, _ := resolve.Paths(c.Write)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		if f.IsDir {
+			dirs[f.Path] = true
+		}
+	}
+	var out []string
+	for _, t := range trees {
+		if !filepath.IsAbs(t) {
+			continue
+		}
+		t = filepath.Clean(t)
+		real, err := filepath.EvalSymlinks(t)
+		if err != nil || !dirs[t] && !dirs[real] {
+			continue
+		}
+		out = append(out, t)
+		if real != t {
+			out = append(out, real)
+		}
+	}
+	return out
+}
+
+// inCovered reports whether path lies beneath a covered tree.
+func (pl *planner) inCovered(path string) bool {
+	for _, t := range pl.covered {
+		if strings.HasPrefix(path, t+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // rules asks the policy's reference matchers, so that this backend and the

@@ -69,6 +69,10 @@ type listing struct {
 	// matches by path (matchPath(...).any()).
 	fp      [32]byte
 	matched map[string]bool
+	// rules are the matched files' rules for the policy with
+	// fingerprint rulesFP (not kept on disk: made again from matched).
+	rulesFP [32]byte
+	rules   map[string]fileRules
 }
 
 // walkCache holds the listings of one backend's walks.
@@ -158,15 +162,38 @@ func (l *listing) matchedFiles(c *policy.Compiled, fp [32]byte, prefix string) m
 		return l.matched
 	}
 	m := map[string]bool{}
+	rules := map[string]fileRules{}
 	for _, name := range l.files {
-		if matchPath(c, prefix+name).any() {
+		if r := matchPath(c, prefix+name); r.any() {
 			m[name] = true
+			rules[name] = r
 		}
 	}
 	if fp != ([32]byte{}) {
 		l.fp, l.matched = fp, m
+		l.rulesFP, l.rules = fp, rules
 	}
 	return m
+}
+
+// matchedRules is matchedFiles with each matched file's rules, so that a
+// walk that meets the files again need not match them again (a user's
+// build cache: 100,000 files).
+func (l *listing) matchedRules(c *policy.Compiled, fp [32]byte, prefix string) map[string]fileRules {
+	matched := l.matchedFiles(c, fp, prefix)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if fp != ([32]byte{}) && l.rules != nil && l.rulesFP == fp {
+		return l.rules
+	}
+	rules := make(map[string]fileRules, len(matched))
+	for name := range matched {
+		rules[name] = matchPath(c, prefix+name)
+	}
+	if fp != ([32]byte{}) {
+		l.rulesFP, l.rules = fp, rules
+	}
+	return rules
 }
 
 // fingerprint identifies what matchPath reads of c: two policies with the

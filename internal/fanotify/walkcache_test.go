@@ -110,7 +110,7 @@ func TestWalkCacheSkipsRecentDirectories(t *testing.T) {
 	}
 	cache := newWalkCache()
 	for i := 0; i < 2; i++ {
-		p, err := newPlanCached(c, home, home, nil, 1000, 1000, cache, nil)
+		p, err := newPlanCached(c, home, home, nil, 1000, 1000, cache, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +207,7 @@ func TestWalkCacheOnlyTrustedFilesystems(t *testing.T) {
 	}
 	cache := newWalkCache()
 	for i := 0; i < 2; i++ {
-		p, err := newPlanCached(c, home, home, nil, 1000, 1000, cache, nil)
+		p, err := newPlanCached(c, home, home, nil, 1000, 1000, cache, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +218,7 @@ func TestWalkCacheOnlyTrustedFilesystems(t *testing.T) {
 	cachedFS = old
 	cache = newWalkCache()
 	for i := 0; i < 2; i++ {
-		p, _ := newPlanCached(c, home, home, nil, 1000, 1000, cache, nil)
+		p, _ := newPlanCached(c, home, home, nil, 1000, 1000, cache, nil, nil)
 		if i == 1 && p.cached == 0 {
 			t.Fatalf("no directory from the cache on %s with the usual cachedFS: the test proves nothing", home)
 		}

@@ -311,3 +311,94 @@ func TestFixed(t *testing.T) {
 		}
 	}
 }
+
+// TestKeep: beneath a kept tree (the user's build cache, deny_write) in a
+// writable directory (~/.cache), the domain lets the sandbox write and
+// create (the fanotify backend's directory marks refuse those) but not
+// link, rename or symlink anything into, out of or within it, nor remove
+// it: so the backend needs no inode mark per cached file (Covered). The
+// rest of ~/.cache stays writable as before, except removing or renaming
+// in a directory first made during the run.
+func TestKeep(t *testing.T) {
+	requireLandlock(t, 1)
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	home := filepath.Join(dir, "home")
+	cache := filepath.Join(home, ".cache")
+	gb := filepath.Join(cache, "go-build")
+	sub := filepath.Join(gb, "00")
+	other := filepath.Join(cache, "other")
+	proj := filepath.Join(home, "proj")
+	for _, d := range []string{home, cache, gb, sub, other, proj} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entry := filepath.Join(sub, "abc-d")
+	for _, f := range []string{entry, filepath.Join(other, "old"), filepath.Join(proj, "evil")} {
+		if err := os.WriteFile(f, []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := filepath.Walk(home, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, nobody, nobody)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The plan's rules beneath the home only: the test's home lies in
+	// /tmp, which Plan would grant as a whole (a shared temp directory).
+	plan, _ := Plan(Options{Home: home, Writable: []string{".cache", "proj"}, Keep: []string{".cache/go-build"}}, OSDirs{})
+	rs := Ruleset{HandledFS: plan.HandledFS}
+	for _, r := range plan.Rules {
+		if strings.HasPrefix(r.Path, home+"/") {
+			rs.Rules = append(rs.Rules, r)
+		}
+	}
+	rs = rs.Effective(ABI())
+	if !Covered(rs, gb, filepath.EvalSymlinks) {
+		t.Fatalf("Covered(%s) false for %+v", gb, rs.Rules)
+	}
+	newTool := filepath.Join(cache, "newtool")
+	cases := []struct{ op, want string }{
+		// Tools' caches beside it.
+		{"write " + filepath.Join(other, "new.tmp"), "ok"},
+		{"rename " + filepath.Join(other, "new.tmp") + " " + filepath.Join(other, "new"), "ok"},
+		{"unlink " + filepath.Join(other, "old"), "ok"},
+		{"mkdir " + newTool, "ok"},
+		{"write " + filepath.Join(newTool, "a"), "ok"},
+		// A directory made during the run is Fixed: no removing there.
+		{"rename " + filepath.Join(newTool, "a") + " " + filepath.Join(newTool, "b"), "EACCES"},
+		// The kept tree: writes and creates are the backend's to refuse.
+		{"write " + entry, "ok"},
+		{"write " + filepath.Join(sub, "new-d"), "ok"},
+		// Never a name of the sandbox's choosing for an entry.
+		{"link " + entry + " " + filepath.Join(proj, "x"), "EXDEV"},
+		{"link " + entry + " " + filepath.Join(other, "x"), "EXDEV"},
+		{"link " + entry + " " + filepath.Join(cache, "x"), "EXDEV"},
+		{"rename " + entry + " " + filepath.Join(proj, "y"), "EACCES"}, // no REMOVE_FILE there
+		{"link " + filepath.Join(proj, "evil") + " " + filepath.Join(sub, "in-d"), "EXDEV"},
+		{"rename " + filepath.Join(proj, "evil") + " " + filepath.Join(sub, "in-d"), "EXDEV"},
+		{"symlink " + filepath.Join(proj, "evil") + " " + filepath.Join(sub, "sym-d"), "EACCES"},
+		{"rename " + entry + " " + filepath.Join(sub, "other-d"), "EACCES"},
+		{"unlink " + entry, "EACCES"},
+		{"rename " + gb + " " + filepath.Join(cache, "gb"), "EACCES"},
+		{"read " + entry, "ok"},
+	}
+	var ops []string
+	for _, c := range cases {
+		ops = append(ops, c.op)
+	}
+	got := confined(t, rs, ops...)
+	for i, c := range cases {
+		if got[i] != c.want {
+			t.Errorf("%s: %s, want %s", c.op, got[i], c.want)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 package landlock
 
 import (
+	"errors"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -81,6 +83,21 @@ type Options struct {
 	// domain is entered when they are missing: the home is read-only
 	// afterwards, and a tool that finds no ~/.cache could not make one.
 	Create []string `json:"create,omitempty"`
+	// Keep are trees (beneath Home, or absolute) that no Writable entry
+	// may grant more than AccessFixed beneath: the user's caches that are
+	// deny_write. A Writable entry (beneath the home, not the home
+	// itself) above one is granted as a Fixed directory is, except that
+	// of its existing subdirectories the one on the way to a kept tree is
+	// treated the same way again, and the kept tree gets nothing of its
+	// own. Beneath it the sandbox can then create and write files (which
+	// the fanotify backend's directory marks see and refuse) but never
+	// link, rename or symlink anything in or out, so the backend need not
+	// protect each file by inode (Covered).
+	Keep []string `json:"keep,omitempty"`
+	// Covered are the trees of Keep that aigate run told the agent this
+	// domain covers (Covered): the helper refuses to run the command when
+	// one no longer is.
+	Covered []string `json:"covered,omitempty"`
 }
 
 // AccessFixed are the rights of a Fixed directory: AccessWrite but
@@ -174,6 +191,85 @@ func (rs Ruleset) Effective(abi int) Ruleset {
 	return out
 }
 
+// absIn is p absolute (relative ones beneath home) and clean.
+func absIn(home, p string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(home, p)
+	}
+	return filepath.Clean(p)
+}
+
+// within reports whether path is dir or beneath it (both clean).
+func within(path, dir string) bool {
+	return path == dir || dir == "/" || strings.HasPrefix(path, dir+"/")
+}
+
+// narrowed are the rules of a Writable directory w above kept trees
+// (Options.Keep): AccessFixed on w; AccessWrite on each existing
+// subdirectory that holds no kept tree; the same again on one on the way
+// to one; AccessFixed alone on a kept tree (~/.npm as a whole), so that a
+// write there reaches the backend, which refuses it with an event. A
+// missing w gets nothing: a tool cannot make it (the home is read-only).
+func narrowed(w string, keep []string, l DirLister) []Rule {
+	entries, err := l.ReadDir(w)
+	if err != nil {
+		return nil
+	}
+	out := []Rule{{Path: w, Access: AccessFixed}}
+	if slices.Contains(keep, w) {
+		return out // nothing more beneath a kept tree
+	}
+	for _, e := range entries {
+		if !e.IsDir() || e.Type()&fs.ModeSymlink != 0 {
+			continue // files in w keep AccessFixed; symlinks: see Plan
+		}
+		sub := filepath.Join(w, e.Name())
+		if slices.ContainsFunc(keep, func(k string) bool { return within(k, sub) }) {
+			out = append(out, narrowed(sub, keep, l)...)
+			continue
+		}
+		out = append(out, Rule{Path: sub, Access: AccessWrite})
+	}
+	return out
+}
+
+// Resolver resolves a path's symlinks (filepath.EvalSymlinks), so that
+// Covered can be tested without a filesystem.
+type Resolver func(path string) (string, error)
+
+// Covered reports whether the domain rs (as Effective made it for the
+// running kernel) leaves the sandbox no more than AccessFixed anywhere in
+// tree: no hard link, rename or symlink into, out of or within it, no
+// removal. Rules and tree are compared where their symlinks lead, as the
+// kernel opens rule paths. A rule whose path does not resolve counts as
+// beneath everything (fail closed); so does a tree that does not resolve.
+// Reparenting (REFER) is refused by any domain that handles file access
+// unless a rule grants it, also where the ABI does not know it.
+func Covered(rs Ruleset, tree string, resolve Resolver) bool {
+	handled := rs.HandledFS & AccessWrite
+	if handled == 0 {
+		return false
+	}
+	real, err := resolve(tree)
+	if err != nil {
+		return false
+	}
+	g := AccessWrite &^ handled &^ AccessRefer
+	for _, r := range rs.Rules {
+		rp, err := resolve(r.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the kernel skips a rule whose path is missing
+		}
+		if err != nil {
+			return false
+		}
+		if within(real, rp) || within(rp, real) {
+			g |= r.Access
+		}
+	}
+	return g&AccessWrite&^AccessFixed == 0
+}
+
 // DirLister lists a directory (os.ReadDir) and tells whether a path is a
 // shared temporary directory (sticky and writable by all). Plan uses it so
 // that it can be tested without a filesystem.
@@ -233,11 +329,17 @@ func Plan(opts Options, l DirLister) (rs Ruleset, protected bool) {
 		}
 		dir = filepath.Join(dir, name)
 	}
+	var keep []string
+	for _, k := range opts.Keep {
+		keep = append(keep, absIn(home, k))
+	}
 	for _, w := range opts.Writable {
-		if !filepath.IsAbs(w) {
-			w = filepath.Join(home, w)
+		w = absIn(home, w)
+		if w != home && strings.HasPrefix(w, home+"/") && slices.ContainsFunc(keep, func(k string) bool { return within(k, w) }) {
+			rs.Rules = append(rs.Rules, narrowed(w, keep, l)...)
+			continue
 		}
-		rs.Rules = append(rs.Rules, Rule{Path: filepath.Clean(w), Access: AccessWrite})
+		rs.Rules = append(rs.Rules, Rule{Path: w, Access: AccessWrite})
 	}
 	for _, f := range opts.Fixed {
 		if !filepath.IsAbs(f) {

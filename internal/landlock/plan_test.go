@@ -87,6 +87,25 @@ func TestPlan(t *testing.T) {
 		scoped:    ScopeSignal | ScopeAbstractUnix,
 		protected: true,
 	}, {
+		name: "kept caches: their writable ancestors fixed, the rest of them writable, nothing beneath a kept tree",
+		opts: Options{Home: "/home/u", Writable: []string{".cache", "go", ".npm", "proj"},
+			Keep: []string{".cache/go-build", ".cache/pip", "go/pkg/mod", "/home/u/.npm", ".cache/missing/x"}},
+		tree: newTree("/etc/", "/home/u/.cache/go-build/00/", "/home/u/.cache/pip/", "/home/u/.cache/other/",
+			"/home/u/.cache/f", "/home/u/.cache/link@", "/home/u/go/bin/", "/home/u/go/pkg/mod/x/", "/home/u/go/pkg/sumdb/",
+			"/home/u/.npm/_cacache/", "/home/u/proj/"),
+		rules: []Rule{
+			{"/etc", AccessWrite},
+			{"/home/u/.cache", AccessFixed}, {"/home/u/.cache/go-build", AccessFixed}, {"/home/u/.cache/other", AccessWrite},
+			{"/home/u/.cache/pip", AccessFixed},
+			{"/home/u/go", AccessFixed}, {"/home/u/go/bin", AccessWrite}, {"/home/u/go/pkg", AccessFixed},
+			{"/home/u/go/pkg/mod", AccessFixed}, {"/home/u/go/pkg/sumdb", AccessWrite},
+			{"/home/u/.npm", AccessFixed},
+			{"/home/u/proj", AccessWrite},
+		},
+		handled:   AccessWrite,
+		scoped:    ScopeSignal | ScopeAbstractUnix,
+		protected: true,
+	}, {
 		name: "home beneath a shared temp directory: not protected",
 		opts: Options{Home: "/tmp/x/home"},
 		tree: func() tree {
@@ -142,6 +161,66 @@ func TestEffective(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.rs.Effective(tt.abi); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCovered(t *testing.T) {
+	ident := func(p string) (string, error) { return p, nil }
+	fixed := Ruleset{HandledFS: AccessWrite, Rules: []Rule{{"/etc", AccessWrite},
+		{"/home/u/.cache", AccessFixed}, {"/home/u/.cache/other", AccessWrite}, {"/home/u/proj", AccessWrite}}}
+	tree := "/home/u/.cache/go-build"
+	with := func(rs Ruleset, rules ...Rule) Ruleset {
+		rs.Rules = append(append([]Rule{}, rs.Rules...), rules...)
+		return rs
+	}
+	tests := []struct {
+		name    string
+		rs      Ruleset
+		resolve Resolver
+		want    bool
+	}{
+		{"beneath a fixed directory only", fixed, ident, true},
+		{"ABI 1 (no refer handled): reparenting refused all the same", fixed.Effective(1), ident, true},
+		{"no domain", Ruleset{}, ident, false},
+		{"fence only, before ABI 6: refer granted on /", Ruleset{Scoped: ScopeSignal}.Effective(5), ident, false},
+		{"links granted above", with(fixed, Rule{"/home/u", AccessRefer}), ident, false},
+		{"an ancestor writable (allow_write ~/.cache)", with(fixed, Rule{"/home/u/.cache", AccessWrite}), ident, false},
+		{"a subtree writable (allow_write beneath the cache)", with(fixed, Rule{tree + "/00", AccessWrite}), ident, false},
+		{"a rule that leads into it through a symlink", with(fixed, Rule{"/home/u/proj/link", AccessWrite}),
+			func(p string) (string, error) {
+				if p == "/home/u/proj/link" {
+					return tree, nil
+				}
+				return p, nil
+			}, false},
+		{"the tree itself a symlink to a writable place", fixed,
+			func(p string) (string, error) {
+				if p == tree {
+					return "/home/u/proj/gb", nil
+				}
+				return p, nil
+			}, false},
+		{"a rule path that does not resolve for another reason", fixed,
+			func(p string) (string, error) {
+				if p == "/etc" {
+					return "", fs.ErrPermission
+				}
+				return p, nil
+			}, false},
+		{"a missing rule path is skipped, as the kernel does", with(fixed, Rule{"/home/u/.cache/gone", AccessWrite}),
+			func(p string) (string, error) {
+				if p == "/home/u/.cache/gone" {
+					return "", fs.ErrNotExist
+				}
+				return p, nil
+			}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Covered(tt.rs, tree, tt.resolve); got != tt.want {
+				t.Errorf("Covered = %v, want %v", got, tt.want)
 			}
 		})
 	}

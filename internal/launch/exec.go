@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -160,12 +161,34 @@ func enterLandlock(opts landlock.Options) error {
 		_ = landlock.CreateMissing(opts)
 	}
 	rs, _ := landlock.Plan(opts, landlock.OSDirs{})
+	if err := checkCovered(opts, rs, landlock.ABI(), filepath.EvalSymlinks); err != nil {
+		return err
+	}
 	_, err := landlock.Restrict(rs)
-	if errors.Is(err, landlock.ErrUnavailable) && !opts.Required {
+	if errors.Is(err, landlock.ErrUnavailable) && !opts.Required && len(opts.Covered) == 0 {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("confine the command: %w", err)
+	}
+	return nil
+}
+
+// checkCovered refuses a domain rs that no longer covers each tree of
+// opts.Covered (landlock.Covered) on a kernel of Landlock ABI abi: the
+// fanotify backend protects those trees by their directories alone,
+// trusting the domain to keep links and renames out of them, and the
+// filesystem may have changed since run checked (a rule's path now a
+// symlink into one).
+func checkCovered(opts landlock.Options, rs landlock.Ruleset, abi int, resolve landlock.Resolver) error {
+	if len(opts.Covered) == 0 {
+		return nil
+	}
+	eff := rs.Effective(abi)
+	for _, c := range opts.Covered {
+		if abi == 0 || !landlock.Covered(eff, c, resolve) {
+			return fmt.Errorf("confine the command: its Landlock domain would not keep links and renames out of %s, as the agent was told when the sandbox was made (a path changed since?); run it again", c)
+		}
 	}
 	return nil
 }

@@ -338,6 +338,9 @@ type sandboxRun struct {
 	sigs  <-chan os.Signal
 	guard *policyGuard
 	rep   *runReporter
+	// covers are the trees the agent was told the domain covers
+	// (api.CreateRequest.LandlockCovers).
+	covers []string
 
 	pumpDone <-chan struct{} // set once the command started
 	early    *earlyHelper    // nil: the helper starts in start
@@ -355,6 +358,9 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
+	// Asked before the backend is known: only fanotify reads it, and
+	// checkConfinement makes the helper hold the domain to it there.
+	req.LandlockCovers = landlockCovers(landlockOptions(p.pol, string(policy.BackendFanotify), p.id.home, p.loaded.Paths, os.Getenv), landlock.ABI())
 	if f.Env.Euid == 0 && p.id.uid != 0 {
 		// Root acts for the user who ran sudo (or --user): the sandbox,
 		// its events and `aigate watch` are theirs.
@@ -383,7 +389,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early, covers: req.LandlockCovers}
 	if early != nil {
 		s.join = early.join // finished by end
 	}
@@ -517,6 +523,9 @@ func (s *sandboxRun) restoreTerminal() {
 func (s *sandboxRun) checkConfinement() error {
 	sess, p := s.sess, s.p
 	sess.Landlock = landlockOptions(p.pol, sess.Sandbox.Backend, p.id.home, p.loaded.Paths, os.Getenv)
+	if sess.Sandbox.Backend == string(policy.BackendFanotify) {
+		sess.Landlock.Covered = s.covers
+	}
 	if err := checkLandlock(s.f, sess.Sandbox.Backend, sess.Landlock, landlock.ABI()); err != nil {
 		return refusing(cmdutil.ExitNoEnforcement, s.opts.Args[0], err)
 	}

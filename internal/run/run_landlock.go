@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/aigate-dev/aigate/internal/cmdutil"
@@ -50,7 +51,67 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 	opts.Writable = w
 	opts.Fixed = landlock.DefaultFixed
 	opts.Create = landlock.DefaultCreate
+	if backend == string(policy.BackendFanotify) {
+		// The user's caches get no more than AccessFixed, so that the
+		// backend can protect them by their directories (landlockCovers).
+		// The sandboxes' own caches are made first: made inside, in the
+		// Fixed ~/.cache, their entries could not be removed or renamed
+		// (go's module cache renames into place).
+		opts.Keep = keptCaches(pol, home)
+		opts.Create = append(slices.Clip(opts.Create), sandboxCacheDirs(pol)...)
+	}
 	return opts
+}
+
+// keptCaches are the user's caches that are deny_write in pol (of the
+// tools whose caches sandboxes get their own of), absolute.
+func keptCaches(pol *policy.Policy, home string) []string {
+	var out []string
+	for _, t := range policy.CacheTools {
+		if !pol.SandboxCaches(t.Name) {
+			continue
+		}
+		for _, c := range t.UserCaches {
+			out = append(out, filepath.Clean(expandHome(c, home)))
+		}
+	}
+	return out
+}
+
+// sandboxCacheDirs are the sandboxes' own caches of pol's tools, relative
+// to the home.
+func sandboxCacheDirs(pol *policy.Policy) []string {
+	var out []string
+	for _, t := range policy.CacheTools {
+		if !pol.SandboxCaches(t.Name) {
+			continue
+		}
+		for _, own := range t.Own {
+			out = append(out, filepath.Join(policy.SandboxCacheDir, own))
+		}
+	}
+	return out
+}
+
+// landlockCovers are the kept caches of opts (a fanotify sandbox's
+// domain) that the domain leaves no more than AccessFixed in on this
+// kernel (landlock.Covered): the fanotify backend protects those by
+// their directory marks, not by an inode mark per file, which cost ~10 us
+// per cached file at every start (issue #15). None where the command may
+// start without the domain (no Landlock, AIGATE_LANDLOCK=optional). The
+// exec helper checks them again just before the command starts.
+func landlockCovers(opts landlock.Options, abi int) []string {
+	if abi == 0 || !opts.Required {
+		return nil
+	}
+	rs := sandboxDomain(opts, abi)
+	var out []string
+	for _, k := range opts.Keep {
+		if landlock.Covered(rs, k, filepath.EvalSymlinks) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // gitTop is the nearest directory holding .git from dir up to (not

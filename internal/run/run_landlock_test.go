@@ -75,3 +75,66 @@ func TestCheckLandlock(t *testing.T) {
 		}
 	}
 }
+
+// TestLandlockCovers: on the fanotify backend the user's caches are kept
+// (landlock.Options.Keep) and run tells the agent the domain covers them,
+// unless the command may start without the domain, the home lies beneath
+// a shared temp directory (Landlock cannot protect it), or the policy
+// shares a tool's caches or makes a cache writable itself.
+func TestLandlockCovers(t *testing.T) {
+	// Beneath the package's directory, not /tmp: a home beneath a shared
+	// temp directory is not protected (landlock.Plan).
+	home, err := os.MkdirTemp(".", ".home-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	if home, err = filepath.Abs(home); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{".cache/go-build/00", ".cache/pip", ".cache/other", "go/pkg/mod", "go/bin", ".npm/_npx", "proj"} {
+		if err := os.MkdirAll(filepath.Join(home, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths := &config.Paths{ProjectRoot: filepath.Join(home, "proj"), WorkDir: filepath.Join(home, "proj")}
+	caches := []string{filepath.Join(home, ".cache/go-build"), filepath.Join(home, "go/pkg/mod"), filepath.Join(home, ".npm"), filepath.Join(home, ".cache/pip")}
+	none := func(string) string { return "" }
+	for _, tc := range []struct {
+		name    string
+		pol     *policy.Policy
+		backend string
+		home    string
+		getenv  func(string) string
+		abi     int
+		want    []string
+	}{
+		{"fanotify", &policy.Policy{}, "fanotify", home, none, 7, caches},
+		{"ABI 1", &policy.Policy{}, "fanotify", home, none, 1, caches},
+		{"no Landlock", &policy.Policy{}, "fanotify", home, none, 0, nil},
+		{"Landlock optional", &policy.Policy{}, "fanotify", home, func(k string) string {
+			return map[string]string{LandlockEnv: "optional"}[k]
+		}, 7, nil},
+		{"lsm: nothing kept", &policy.Policy{}, "lsm", home, none, 7, nil},
+		{"go shared", &policy.Policy{SharedCaches: []policy.PathRule{{Pattern: "go"}}}, "fanotify", home, none, 7, caches[2:]},
+		{"allow_write of ~/.cache", &policy.Policy{Writable: []policy.PathRule{{Pattern: "~/.cache/go-build/00"}}}, "fanotify", home, none, 7, caches[1:]},
+		{"home beneath /tmp", &policy.Policy{}, "fanotify", t.TempDir(), none, 7, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := landlockOptions(tc.pol, tc.backend, tc.home, paths, tc.getenv)
+			got := landlockCovers(opts, tc.abi)
+			slices.Sort(got)
+			want := slices.Clone(tc.want)
+			if tc.home != home {
+				want = nil
+			}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("covers %v, want %v (keep %v)", got, want, opts.Keep)
+			}
+			if tc.backend == "fanotify" && !slices.Contains(opts.Create, ".cache/aigate/npm") {
+				t.Errorf("the sandboxes' own caches are not made before the domain: %v", opts.Create)
+			}
+		})
+	}
+}

@@ -45,6 +45,10 @@ type Config struct {
 	// ExecDirs are where exec name rules are resolved (the owner's PATH
 	// plus the standard directories); nil lets the backend decide.
 	ExecDirs []string
+	// LandlockCovers are the deny_write trees the command's Landlock
+	// domain keeps links, renames and symlinks out of
+	// (api.CreateRequest.LandlockCovers).
+	LandlockCovers []string
 }
 
 // Sandbox is a created cgroup that its backend confines.
@@ -113,6 +117,8 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 		Home:        cfg.Home,
 		ProjectRoot: cfg.ProjectRoot,
 		ExecDirs:    cfg.ExecDirs,
+		// The fanotify backend relies on it for the trees' files.
+		LandlockCovers: cfg.LandlockCovers,
 	}
 	if err := cfg.Backend.Add(ctx, &sb.Info); err != nil {
 		err = fmt.Errorf("enforce policy on sandbox %s with the %s backend: %w", sb.Info.Name, cfg.Backend.Name(), err)
