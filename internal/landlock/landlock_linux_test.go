@@ -198,12 +198,7 @@ func TestFence(t *testing.T) {
 // only; files elsewhere stay readable.
 func TestWritable(t *testing.T) {
 	requireLandlock(t, 3)
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} { // nobody must reach it
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := reachableTempDir(t)
 	home, work := filepath.Join(dir, "home"), filepath.Join(dir, "home", "work")
 	for _, d := range []string{home, work} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -242,12 +237,7 @@ func TestWritable(t *testing.T) {
 // open the policy sees; beneath its subdirectories everything goes.
 func TestFixed(t *testing.T) {
 	requireLandlock(t, 3)
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := reachableTempDir(t)
 	home := filepath.Join(dir, "home")
 	state := filepath.Join(home, ".claude")
 	sub := filepath.Join(state, "projects")
@@ -321,12 +311,7 @@ func TestFixed(t *testing.T) {
 // in a directory first made during the run.
 func TestKeep(t *testing.T) {
 	requireLandlock(t, 1)
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := reachableTempDir(t)
 	home := filepath.Join(dir, "home")
 	cache := filepath.Join(home, ".cache")
 	gb := filepath.Join(cache, "go-build")
@@ -401,4 +386,18 @@ func TestKeep(t *testing.T) {
 			t.Errorf("%s: %s, want %s", c.op, got[i], c.want)
 		}
 	}
+}
+
+// reachableTempDir is a temporary directory that the unprivileged user the
+// tests run their children as (nobody) can reach: t.TempDir and its
+// parent are made 0755.
+func reachableTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
