@@ -82,16 +82,7 @@ func TestCheckLandlock(t *testing.T) {
 // a shared temp directory (Landlock cannot protect it), or the policy
 // shares a tool's caches or makes a cache writable itself.
 func TestLandlockCovers(t *testing.T) {
-	// Beneath the package's directory, not /tmp: a home beneath a shared
-	// temp directory is not protected (landlock.Plan).
-	home, err := os.MkdirTemp(".", ".home-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(home) })
-	if home, err = filepath.Abs(home); err != nil {
-		t.Fatal(err)
-	}
+	home := homeOutsideTemp(t)
 	for _, d := range []string{".cache/go-build/00", ".cache/pip", ".cache/other", "go/pkg/mod", "go/bin", ".npm/_npx", "proj"} {
 		if err := os.MkdirAll(filepath.Join(home, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -136,5 +127,48 @@ func TestLandlockCovers(t *testing.T) {
 				t.Errorf("the sandboxes' own caches are not made before the domain: %v", opts.Create)
 			}
 		})
+	}
+}
+
+// homeOutsideTemp makes a home beneath no shared temp directory (a home
+// beneath one is not protected: landlock.Plan): beneath the package's
+// directory, or, when that lies beneath one (a clone in /tmp, as CI
+// makes), the user's cache directory.
+func homeOutsideTemp(t *testing.T) string {
+	t.Helper()
+	var tried []string
+	for _, base := range []func() (string, error){func() (string, error) { return filepath.Abs(".") }, os.UserCacheDir} {
+		dir, err := base()
+		if err != nil {
+			continue
+		}
+		tried = append(tried, dir)
+		if beneathTemp(dir) {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		home, err := os.MkdirTemp(dir, ".aigate-test-home-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(home) })
+		return home
+	}
+	t.Fatalf("no directory for a test home outside every shared temp directory (tried %v): run the tests from a clone outside /tmp", tried)
+	return ""
+}
+
+// beneathTemp says whether dir or one of its ancestors is a shared temp
+// directory.
+func beneathTemp(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if (landlock.OSDirs{}).IsTempDir(d) {
+			return true
+		}
+		if d == "/" {
+			return false
+		}
 	}
 }
