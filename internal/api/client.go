@@ -72,6 +72,9 @@ func (c *Client) roundTrip(ctx context.Context, req *Request) (*Response, *Conn,
 
 func exchange(conn *Conn, req *Request) (*Response, error) {
 	if err := conn.Write(req, requestTimeout); err != nil {
+		if e := conn.RefusedBeforeRequest(); e != nil {
+			return nil, e
+		}
 		return nil, fmt.Errorf("send %s request to the agent: %w", req.Op, err)
 	}
 	var resp Response

@@ -65,6 +65,19 @@ func (c *Conn) Read(v any, deadline time.Time) error {
 	return decodeJSON(data, v)
 }
 
+// RefusedBeforeRequest is, after a request could not be written, the
+// refusal the agent sent before it closed the connection without reading
+// one (a client gone by the time it was accepted, a connection limit, the
+// agent shutting down): the reason to show, where the failed write says
+// only "broken pipe". Nil when there is none.
+func (c *Conn) RefusedBeforeRequest() *Error {
+	var resp Response
+	if c.Read(&resp, time.Now().Add(time.Second)) != nil || resp.OK || resp.Error == nil {
+		return nil
+	}
+	return resp.Error
+}
+
 // ReadStream reads one item of a stream: a batch of events (appended to
 // evs; r is left alone), or any other message into r. Streams of protocol
 // version 2 send their events in batches (BinaryEvents).

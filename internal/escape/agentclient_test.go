@@ -220,6 +220,9 @@ func createPlace(sock string, req api.CreateRequest, pid int) string {
 func exchange(c *api.Conn, req *api.Request) error {
 	req.V = api.Version
 	if err := c.Write(req, 10*time.Second); err != nil {
+		if e := c.RefusedBeforeRequest(); e != nil {
+			return e
+		}
 		return err
 	}
 	var resp api.Response
