@@ -251,14 +251,7 @@ func TestFixed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := filepath.Walk(home, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chown(p, nobody, nobody)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	chownTree(t, home, nobody)
 	// The plan's rules for the Fixed directory only: the test's home lies
 	// in /tmp, which Plan would grant as a whole (a shared temp directory).
 	plan, _ := Plan(Options{Home: home, Fixed: []string{".claude"}}, OSDirs{})
@@ -329,14 +322,7 @@ func TestKeep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := filepath.Walk(home, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chown(p, nobody, nobody)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	chownTree(t, home, nobody)
 	// The plan's rules beneath the home only: the test's home lies in
 	// /tmp, which Plan would grant as a whole (a shared temp directory).
 	plan, _ := Plan(Options{Home: home, Writable: []string{".cache", "proj"}, Keep: []string{".cache/go-build"}}, OSDirs{})
@@ -400,4 +386,17 @@ func reachableTempDir(t *testing.T) string {
 		}
 	}
 	return dir
+}
+
+// chownTree gives dir and everything beneath it to uid (and its group).
+func chownTree(t *testing.T, dir string, uid int) {
+	t.Helper()
+	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, uid, uid)
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
