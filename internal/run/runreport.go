@@ -29,6 +29,7 @@ type runReporter struct {
 	jsonErr error
 	claude  bool // a write to Claude Code's protected state was refused
 	undone  bool // the agent put back a change to ~/.claude.json
+	mux     bool // a connect to a tmux or screen server was refused
 }
 
 // reportOptions configure a runReporter.
@@ -69,6 +70,7 @@ func (r *runReporter) event(e events.Event) {
 	r.tally.Add(e)
 	r.claude = r.claude || claudeStateRule(e)
 	r.undone = r.undone || e.Op == events.OpChange
+	r.mux = r.mux || muxSocket(e)
 	if r.json != nil && r.jsonErr == nil {
 		if err := r.json.Write(e); err != nil {
 			r.jsonErr = err
@@ -128,7 +130,7 @@ func (r *runReporter) finish(dropped, attributed, kernelDropped uint64) {
 	r.mu.Lock()
 	got := r.tally.Total()
 	s := r.tally.String()
-	claude, undone := r.claude, r.undone
+	claude, undone, mux := r.claude, r.undone, r.mux
 	r.mu.Unlock()
 	lost := dropped
 	if attributed > got && attributed-got > lost {
@@ -150,6 +152,9 @@ func (r *runReporter) finish(dropped, attributed, kernelDropped uint64) {
 	}
 	if undone {
 		r.f.Warnf("%s", claudeJSONHint)
+	}
+	if mux {
+		r.f.Warnf("%s", muxHint)
 	}
 }
 

@@ -35,3 +35,36 @@ func TestReportSaysWhatWasLost(t *testing.T) {
 		t.Errorf("nothing was lost on the way:\n%s", out)
 	}
 }
+
+// TestReportExplainsMultiplexer: a refused connect to a tmux or screen
+// server (Claude Code asks tmux about its pane at every start in a tmux
+// pane) ends the run with one line saying why it is refused, whoever
+// connected; other unix refusals, and an audit-mode allowance, do not.
+func TestReportExplainsMultiplexer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		e    events.Event
+		want bool
+	}{
+		{"tmux client", events.Event{Op: events.OpUnix, Comm: "tmux: client", Path: "/tmp/x/sock"}, true},
+		{"tmux socket", events.Event{Op: events.OpUnix, Comm: "node", Path: "/tmp/tmux-1000/default"}, true},
+		{"screen socket", events.Event{Op: events.OpUnix, Comm: "sh", Path: "/run/screen/S-me/123.pts-0.host"}, true},
+		{"screen in home", events.Event{Op: events.OpUnix, Comm: "sh", Path: "/home/me/.screen/123.x"}, true},
+		{"other socket", events.Event{Op: events.OpUnix, Comm: "node", Path: "/run/user/1000/bus"}, false},
+		{"audit", events.Event{Op: events.OpUnix, Comm: "tmux", Path: "/tmp/tmux-1000/default", Audit: true}, false},
+		{"read", events.Event{Op: events.OpRead, Comm: "tmux", Path: "/tmp/tmux-1000/x"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var errb bytes.Buffer
+			f := &cmdutil.Factory{Err: &errb, Log: zap.NewNop()}
+			r := newRunReporter(f, reportOptions{})
+			r.event(c.e)
+			r.event(c.e)
+			r.finish(0, 0, 0)
+			out := errb.String()
+			if n := strings.Count(out, "cannot reach your tmux or screen server"); n != map[bool]int{true: 1}[c.want] {
+				t.Errorf("said %d times, want it said once only for a refused connect to a multiplexer:\n%s", n, out)
+			}
+		})
+	}
+}
