@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/forksafe"
 )
 
 // Why a guard process: when the last file descriptor of a fanotify group is
@@ -112,7 +114,7 @@ func startGuard(groupFD int, stall, release time.Duration) (*guard, error) {
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{group}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
+	err = forksafe.Start(cmd)
 	theirs.Close()
 	if err != nil {
 		unix.Close(pair[0])
