@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/aigate-dev/aigate/internal/forksafe"
 )
 
 // Why a guard process: when the last file descriptor of a fanotify group is
@@ -114,7 +112,10 @@ func startGuard(groupFD int, stall, release time.Duration) (*guard, error) {
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{group}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = forksafe.Start(cmd)
+	// cmd.Start, not forksafe.Start: the group has no mark yet (Open
+	// starts the guard right after creating it), so no exec can wait for
+	// this process, and a collection per agent start is not needed.
+	err = cmd.Start()
 	theirs.Close()
 	if err != nil {
 		unix.Close(pair[0])
