@@ -52,6 +52,12 @@ func clientOp(f []string) string {
 	}
 	op, sock, home, proj := f[0], f[1], f[2], f[3]
 	req := api.CreateRequest{Home: home, ProjectRoot: proj, Command: []string{"escape-client"}}
+	// OP-at-create: the same, with the pid in the create request (version
+	// 3) instead of a place request after it.
+	createPlace := createPlace
+	if o, ok := strings.CutSuffix(op, "-at-create"); ok {
+		op, createPlace = o, createPlacing
+	}
 	switch op {
 	case "place": // create a sandbox and place pid (not ours, or not our child)
 		pid, _ := strconv.Atoi(f[4])
@@ -212,6 +218,21 @@ func createPlace(sock string, req api.CreateRequest, pid int) string {
 		return refusal(err)
 	}
 	if err := exchange(c, &api.Request{Op: api.OpPlace, Place: &api.PlaceRequest{PID: pid}}); err != nil {
+		return refusal(err)
+	}
+	return "ok placed"
+}
+
+// createPlacing asks for a sandbox with pid to be placed while it is
+// built (api.CreateRequest.Place), as aigate run's client does.
+func createPlacing(sock string, req api.CreateRequest, pid int) string {
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer nc.Close()
+	req.Place = &api.PlaceRequest{PID: pid}
+	if err := exchange(api.NewConn(nc), &api.Request{Op: api.OpCreate, Create: &req}); err != nil {
 		return refusal(err)
 	}
 	return "ok placed"
