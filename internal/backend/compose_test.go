@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
