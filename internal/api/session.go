@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -55,7 +56,7 @@ type Session struct {
 func (c *Client) CreateSandbox(ctx context.Context, req CreateRequest) (*Session, error) {
 	resp, conn, err := c.roundTrip(ctx, &Request{Op: OpCreate, Create: &req})
 	if err != nil {
-		return nil, fmt.Errorf("create sandbox: %w", err)
+		return nil, fmt.Errorf("create sandbox: %w", olderAgent(err))
 	}
 	if resp.Sandbox == nil {
 		conn.Close()
@@ -74,6 +75,17 @@ func (c *Client) CreateSandbox(ctx context.Context, req CreateRequest) (*Session
 		s.placedStream(req.Place.PID)
 	}
 	return s, nil
+}
+
+// olderAgent explains the refusal of an agent of protocol version 2,
+// which reads the request (and refuses its unknown field place) before it
+// looks at the version.
+func olderAgent(err error) error {
+	var e *Error
+	if errors.As(err, &e) && e.Code == CodeBadRequest && strings.Contains(e.Message, `unknown field "place"`) {
+		return &Error{Code: CodeVersion, Message: "the running agent is older than this aigate (protocol version 2, this client speaks 3): restart it (`sudo systemctl restart aigate`, or restart `sudo aigate agent`)"}
+	}
+	return err
 }
 
 // Place asks the agent to move pid into the sandbox and, once it has,
