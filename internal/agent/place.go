@@ -109,8 +109,15 @@ func (pl *placement) check(p api.Peer) *api.Error {
 			return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d: %v", pid, err)}
 		}
 	}
-	if in, err := pl.a.sandboxed(pid); err != nil || in {
-		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pid)}
+	return pl.refuseSandboxed()
+}
+
+// refuseSandboxed refuses a process that is in a sandbox already (or
+// whose cgroup cannot be read): moving it into a fresh sandbox with a
+// looser policy would be an escape.
+func (pl *placement) refuseSandboxed() *api.Error {
+	if in, err := pl.a.sandboxed(pl.pid); err != nil || in {
+		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pl.pid)}
 	}
 	return nil
 }
@@ -128,8 +135,8 @@ func (pl *placement) move(write func(pid int) error) *api.Error {
 	if unix.PidfdSendSignal(pl.pfd, 0, nil, 0) != nil {
 		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("process %d exited before it could be placed", pl.pid)}
 	}
-	if in, err := pl.a.sandboxed(pl.pid); err != nil || in {
-		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pl.pid)}
+	if e := pl.refuseSandboxed(); e != nil {
+		return e
 	}
 	if err := write(pl.pid); err != nil {
 		var ae *api.Error
