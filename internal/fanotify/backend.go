@@ -166,8 +166,9 @@ type Backend struct {
 	placedIDs map[uint64]*sandbox
 	// cgRootFD is the cgroup2 mount, to open cgroups by id; -1 if not.
 	cgRootFD    int
-	noPlaceByID atomic.Bool // the kernel cannot tell a thread's cgroup id
-	pidfds      pidfdCache  // openers' thread pidfds (place.go)
+	noPlaceByID atomic.Bool  // the kernel cannot tell a thread's cgroup id
+	pidfds      pidfdCache   // openers' thread pidfds (place.go)
+	sysc        syscallFiles // openers' /proc/TID/syscall (procfd.go)
 
 	pending pendingSet
 	work    chan *pending
@@ -551,6 +552,7 @@ func (b *Backend) Close() error {
 			unix.Close(b.cgRootFD)
 		}
 		b.pidfds.close()
+		b.sysc.close()
 		close(b.events)
 	})
 	return err

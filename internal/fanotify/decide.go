@@ -334,11 +334,11 @@ func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 	var access accessKind
 	if inline {
 		var ok bool
-		if access, ok = openAccessOnce(p.tid); !ok {
+		if access, ok = b.sysc.openAccessOnce(p.tid); !ok {
 			return v, false
 		}
 	} else {
-		access = openAccess(p.tid)
+		access = b.sysc.openAccess(p.tid)
 	}
 	if access == accessRead {
 		return v, true
@@ -362,7 +362,7 @@ func (b *Backend) loaderCandidate(p *pending, exec policy.RuleID, path string) p
 // loaderOpen reports whether p's opener is a dynamic loader opening the
 // file outside an exec: the open of a deny_exec file that is refused.
 func (b *Backend) loaderOpen(p *pending) bool {
-	return b.ldso.isLoader(p.tid, p.fd) && !inExec(p.tid)
+	return b.ldso.isLoader(p.tid, p.fd) && !b.sysc.inExec(p.tid)
 }
 
 // verdictOverload denies an event that no worker could take.

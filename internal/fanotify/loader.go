@@ -292,8 +292,8 @@ func (l *loaders) isLoader(tid, binFD int) bool {
 // inExec reports whether thread tid is inside execve: the exec's own open of
 // the file is reported as FAN_OPEN_PERM after FAN_OPEN_EXEC_PERM, and was
 // decided as an exec already.
-func inExec(tid int) bool {
-	line, err := blockedSyscall(tid)
+func (c *syscallFiles) inExec(tid int) bool {
+	line, err := c.blocked(tid)
 	if err != nil {
 		return false
 	}
