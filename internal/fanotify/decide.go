@@ -226,13 +226,13 @@ func (f *facts) rules(p *plan) fileRules {
 	return p.rulesOf(f.key)
 }
 
-func (p *pending) gather() *facts {
+func (b *Backend) gather(p *pending) *facts {
 	f := &p.facts
 	if f.read {
 		return f
 	}
 	f.read = true
-	f.path = fdPath(p.fd)
+	f.path = b.fdPath(p.fd)
 	// The reader gathers these itself (decideInline): they must not wait
 	// on a file server. AT_STATX_DONT_SYNC takes what the kernel holds of
 	// a network filesystem's inode, as fresh as the open this event is
@@ -274,7 +274,7 @@ func (b *Backend) decideInline(p *pending) (verdict, bool) {
 // may wait.
 func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 	c := p.sb.Policy
-	f := p.gather()
+	f := b.gather(p)
 	r := f.rules(p.sb.plan)
 	v := verdict{audit: p.sb.Mode == policy.ModeAudit, path: f.path}
 	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
@@ -367,7 +367,7 @@ func (b *Backend) loaderOpen(p *pending) bool {
 
 // verdictOverload denies an event that no worker could take.
 func (b *Backend) verdictOverload(p *pending) verdict {
-	v := verdict{deny: true, kind: events.KindFile, op: events.OpRead, path: fdPath(p.fd)}
+	v := verdict{deny: true, kind: events.KindFile, op: events.OpRead, path: b.fdPath(p.fd)}
 	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 		v.kind, v.op = events.KindExec, events.OpExec
 	}
@@ -376,7 +376,21 @@ func (b *Backend) verdictOverload(p *pending) verdict {
 
 // fdPath is the path of the opened file as the kernel names it (the path
 // the opener used, resolved; " (deleted)" appended for unlinked files).
-func fdPath(fd int) string {
+// The link is read relative to a kept /proc/self/fd (b.fdDir): a
+// readlink of "/proc/self/fd/N" walks three /proc components first, and
+// os.Readlink allocates a buffer per try (0.9 us against 0.6 us here).
+func (b *Backend) fdPath(fd int) string {
+	if b.fdDir >= 0 {
+		var buf [512]byte
+		n, err := unix.Readlinkat(b.fdDir, strconv.Itoa(fd), buf[:])
+		if err == nil && n < len(buf) {
+			return string(buf[:n])
+		}
+		if err != nil {
+			return ""
+		}
+		// Possibly cut: read it the long way.
+	}
 	p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
 	if err != nil {
 		return ""

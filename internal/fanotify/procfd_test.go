@@ -94,3 +94,35 @@ func TestSyscallFileStale(t *testing.T) {
 	}
 	e.event()
 }
+
+// TestFdPathLong: an event's file is named through the kept /proc/self/fd
+// with a buffer on the stack; a longer path is read again the long way,
+// never cut. A deny_read file at a path longer than that buffer is refused
+// and reported by its whole path.
+func TestFdPathLong(t *testing.T) {
+	e := newEnv(t, nil)
+	dir := e.project
+	for len(dir) < 700 {
+		dir = filepath.Join(dir, strings.Repeat("d", 60))
+	}
+	secret := e.write(filepath.Join(dir, ".env"), "TOKEN=x")
+	short := e.write(filepath.Join(e.project, "short.txt"), "x")
+	for _, p := range []string{short, secret} {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := e.b.fdPath(fd)
+		unix.Close(fd)
+		if got != p {
+			t.Fatalf("fdPath of %d bytes: %q, want %q", len(p), got, p)
+		}
+	}
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env")})
+	if got := e.run(s, "open", secret, "r"); got != "EPERM" {
+		t.Fatalf("open inside of deny_read %s: %s, want EPERM", secret, got)
+	}
+	if ev := e.event(); ev.Path != secret {
+		t.Fatalf("event path %q, want %q", ev.Path, secret)
+	}
+}
