@@ -259,10 +259,13 @@ func (b *Backend) decide(p *pending) verdict {
 // event the hand-off to a worker goroutine, which cost more than the
 // decision (see readLoop's runtime.Gosched). It does only what cannot wait on anything but this
 // machine's memory: a readlink and an fstat of the event's fd, the policy
-// match, and one read of /proc/TID/syscall. It returns false, with the
+// match, one read of /proc/TID/syscall and, for a read of a deny_exec
+// file, a stat of /proc/TID/exe compared with the loaders already known.
+// It returns false, with the
 // facts read kept in p, when the decision needs more: /proc/TID/syscall
-// again because the thread was "running", the opener's /proc/TID/exe (a
-// dynamic loader?) or a hash of the file (a copy of a deny_exec binary?).
+// again because the thread was "running", the ELF header of a deny_exec
+// binary whose interpreter is not known yet, or a hash (of an exe the
+// size of a loader, or of a file the size of a deny_exec binary).
 // Those may take milliseconds, and open files, so they stay in the
 // workers, where the reaper bounds them. The verdicts are the same either
 // way: decideAt runs the same steps in the same order.
@@ -315,10 +318,11 @@ func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 		}
 	}
 	if exec := b.loaderCandidate(p, r.exec, v.path); exec != 0 {
-		if inline {
+		loader, ok := b.loaderOpen(p, f, inline)
+		if !ok {
 			return v, false
 		}
-		if b.loaderOpen(p) {
+		if loader {
 			v.kind, v.op = events.KindExec, events.OpExec
 			v.rule, v.deny = exec, true
 			return v, true
@@ -361,8 +365,21 @@ func (b *Backend) loaderCandidate(p *pending, exec policy.RuleID, path string) p
 
 // loaderOpen reports whether p's opener is a dynamic loader opening the
 // file outside an exec: the open of a deny_exec file that is refused.
-func (b *Backend) loaderOpen(p *pending) bool {
-	return b.ldso.isLoader(p.tid, p.fd) && !b.sysc.inExec(p.tid)
+// Inline it answers only from what the loaders know already and one read
+// of /proc/TID/syscall (false when that is not enough: the worker asks
+// again, the whole way).
+func (b *Backend) loaderOpen(p *pending, f *facts, inline bool) (loader, ok bool) {
+	if !inline {
+		return b.ldso.isLoader(p.tid, p.fd) && !b.sysc.inExec(p.tid), true
+	}
+	if !f.statOK {
+		return false, false
+	}
+	if loader, ok = b.ldso.isLoaderKnown(p.tid, f.key); !ok || !loader {
+		return loader, ok
+	}
+	in, ok := b.sysc.inExecOnce(p.tid)
+	return !in, ok
 }
 
 // verdictOverload denies an event that no worker could take.
