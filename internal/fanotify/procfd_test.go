@@ -3,15 +3,20 @@
 package fanotify
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -125,4 +130,60 @@ func TestFdPathLong(t *testing.T) {
 	if ev := e.event(); ev.Path != secret {
 		t.Fatalf("event path %q, want %q", ev.Path, secret)
 	}
+}
+
+// TestFillTask: a denial names the opener's process, uid and command: from
+// the thread's kept pidfd and /proc/TID/comm, else from /proc/TID/status;
+// both the same, for a thread of this process with a name of its own and
+// for a process of another user.
+func TestFillTask(t *testing.T) {
+	e := newEnv(t, nil)
+	check := func(what string, tid int, want events.Event) {
+		t.Helper()
+		var byStatus events.Event
+		fillTaskStatus(&byStatus, tid)
+		if byStatus != want {
+			t.Errorf("%s from /proc/TID/status: %+v, want %+v", what, byStatus, want)
+		}
+		if _, ok := e.b.threadCgroupID(tid); !ok {
+			t.Logf("%s: no pidfd kept (PIDFD_GET_INFO needs Linux 6.13): /proc/TID/status only", what)
+		} else if _, _, ok := e.b.pidfdTask(tid); !ok {
+			t.Errorf("%s: a pidfd is kept, but it does not tell the process and uid", what)
+		}
+		var ev events.Event
+		e.b.fillTask(&ev, tid)
+		if ev != want {
+			t.Errorf("%s: %+v, want %+v", what, ev, want)
+		}
+	}
+	done := make(chan struct{})
+	var onThread func()
+	onThread = func() {
+		runtime.LockOSThread() // the thread ends with the goroutine: its name goes too
+		if unix.Gettid() == os.Getpid() {
+			// The main thread, whose tid is the process id: another,
+			// while this one stays locked.
+			go onThread()
+			return
+		}
+		defer close(done)
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("aigate-ft\x00")[0])), 0, 0, 0)
+		check("a thread of this process", unix.Gettid(), events.Event{Comm: "aigate-ft", TGID: uint32(os.Getpid()), UID: uint32(os.Getuid())})
+	}
+	go onThread()
+	<-done
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 54321, Gid: 54320}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for range 100 { // until it has exec'ed sleep
+		var ev events.Event
+		if fillTaskStatus(&ev, cmd.Process.Pid); ev.Comm == "sleep" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	check("sleep as uid 54321", cmd.Process.Pid, events.Event{Comm: "sleep", TGID: uint32(cmd.Process.Pid), UID: 54321})
 }
