@@ -29,8 +29,9 @@ type syscallFiles struct {
 	fds map[int]int
 }
 
-// maxSyscallFiles bounds the descriptors kept, as maxPidfds does.
-const maxSyscallFiles = 1024
+// maxSyscallFiles bounds the descriptors kept. Only openers of deny_write
+// and deny_exec files are read, fewer than those placed (maxPidfds).
+const maxSyscallFiles = 256
 
 // read reads /proc/TID/syscall into buf.
 func (c *syscallFiles) read(tid int, buf []byte) (int, error) {
@@ -47,7 +48,14 @@ func (c *syscallFiles) read(tid int, buf []byte) (int, error) {
 			return 0, err
 		}
 	}
-	fd, err := unix.Open("/proc/"+strconv.Itoa(tid)+"/syscall", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	path := "/proc/" + strconv.Itoa(tid) + "/syscall"
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		// Out of descriptors: give back the kept ones first, rather than
+		// refuse the open as one of unknown kind.
+		c.closeLocked()
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
 	if err != nil {
 		return 0, err
 	}

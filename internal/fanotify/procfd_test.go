@@ -18,6 +18,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // "open-seq PATH MODE...": open PATH once per MODE (as "open" does), all
@@ -186,4 +187,57 @@ func TestFillTask(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	check("sleep as uid 54321", cmd.Process.Pid, events.Event{Comm: "sleep", TGID: uint32(cmd.Process.Pid), UID: 54321})
+}
+
+// TestSyscallFilesOutOfDescriptors: when the process has no descriptor
+// left, the kept /proc/TID/syscall files are given back and the read
+// made, rather than failing (an open of unknown kind: refused).
+func TestSyscallFilesOutOfDescriptors(t *testing.T) {
+	testutil.RequireRoot(t)
+	var c syscallFiles
+	t.Cleanup(c.close)
+	var buf [256]byte
+	// A sleeping child to read, and this process's threads kept.
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		if _, err := c.read(tid, buf[:]); err != nil {
+			t.Fatalf("read /proc/%d/syscall: %v", tid, err)
+		}
+	}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	// Use up every descriptor under a lowered limit.
+	low := lim
+	low.Cur = 256
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	var filler []int
+	t.Cleanup(func() {
+		for _, fd := range filler {
+			unix.Close(fd)
+		}
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	})
+	for {
+		fd, err := unix.Dup(0)
+		if err != nil {
+			break
+		}
+		filler = append(filler, fd)
+	}
+	if n, err := c.read(sleeper.Process.Pid, buf[:]); err != nil || n == 0 {
+		t.Fatalf("read with no descriptor left and %d kept: %d bytes, %v", len(tasks), n, err)
+	}
 }
