@@ -3,6 +3,7 @@
 package fanotify
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,53 +192,50 @@ func TestFillTask(t *testing.T) {
 
 // TestSyscallFilesOutOfDescriptors: when the process has no descriptor
 // left, the kept /proc/TID/syscall files are given back and the read
-// made, rather than failing (an open of unknown kind: refused).
+// made, rather than failing (an open of unknown kind: refused). In a
+// helper process: the lowered limit must not touch the other tests.
 func TestSyscallFilesOutOfDescriptors(t *testing.T) {
 	testutil.RequireRoot(t)
-	var c syscallFiles
-	t.Cleanup(c.close)
-	var buf [256]byte
-	// A sleeping child to read, and this process's threads kept.
 	sleeper := exec.Command("sleep", "60")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	cmd := exec.Command(os.Args[0], strconv.Itoa(sleeper.Process.Pid))
+	cmd.Env = append(os.Environ(), helperEnv+"=syscall-files-emfile")
+	out, err := cmd.Output()
+	if err != nil || string(out) != "ok" {
+		t.Fatalf("helper: %q, %v", out, err)
+	}
+}
+
+// "syscall-files-emfile PID": keep this process's threads' syscall files,
+// use up every descriptor under a lowered limit, then read PID's.
+var _ = registerHelper("syscall-files-emfile", func(args []string) string {
+	pid, _ := strconv.Atoi(args[0])
+	var c syscallFiles
+	var buf [256]byte
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		t.Fatal(err)
+		return err.Error()
 	}
 	for _, task := range tasks {
 		tid, _ := strconv.Atoi(task.Name())
 		if _, err := c.read(tid, buf[:]); err != nil {
-			t.Fatalf("read /proc/%d/syscall: %v", tid, err)
+			return "read /proc/" + task.Name() + "/syscall: " + err.Error()
 		}
 	}
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
+	lim := unix.Rlimit{Cur: 256, Max: 256}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return err.Error()
 	}
-	// Use up every descriptor under a lowered limit.
-	low := lim
-	low.Cur = 256
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	var filler []int
-	t.Cleanup(func() {
-		for _, fd := range filler {
-			unix.Close(fd)
-		}
-		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
-	})
 	for {
-		fd, err := unix.Dup(0)
-		if err != nil {
+		if _, err := unix.Dup(0); err != nil {
 			break
 		}
-		filler = append(filler, fd)
 	}
-	if n, err := c.read(sleeper.Process.Pid, buf[:]); err != nil || n == 0 {
-		t.Fatalf("read with no descriptor left and %d kept: %d bytes, %v", len(tasks), n, err)
+	if n, err := c.read(pid, buf[:]); err != nil || n == 0 {
+		return fmt.Sprintf("read with no descriptor left and %d kept: %d bytes, %v", len(tasks), n, err)
 	}
-}
+	return "ok"
+})
