@@ -21,12 +21,19 @@ import (
 // a /proc/TID directory is bound to the struct pid of the thread it was
 // opened for, not to the number, and once that thread is gone its files
 // answer ESRCH (as a kept pidfd does, place.go). That drops the
-// descriptor, and the tid is opened again. The lock is held across the
-// read so that no kept descriptor is closed (and its number reused) under
-// it.
+// descriptor, and the tid is opened again.
+//
+// A descriptor is taken out of the map while it is read and put back
+// after, so that no lock is held across the read: the kernel may wait
+// there for the thread to be off its CPU (wait_task_inactive, up to a
+// scheduler tick when it is preempted), and the reader and the workers
+// would queue behind it (TestDenyWriteConcurrentReads: 16 threads, and
+// workers' retries ran out of patience). A second read of the same tid
+// meanwhile opens its own.
 type syscallFiles struct {
-	mu  sync.Mutex
-	fds map[int]int
+	mu     sync.Mutex
+	fds    map[int]int
+	closed bool
 }
 
 // maxSyscallFiles bounds the descriptors kept. Only openers of deny_write
@@ -36,14 +43,18 @@ const maxSyscallFiles = 256
 // read reads /proc/TID/syscall into buf.
 func (c *syscallFiles) read(tid int, buf []byte) (int, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if fd, ok := c.fds[tid]; ok {
+	fd, kept := c.fds[tid]
+	if kept {
+		delete(c.fds, tid)
+	}
+	c.mu.Unlock()
+	if kept {
 		n, err := unix.Pread(fd, buf, 0)
 		if err == nil {
+			c.put(tid, fd)
 			return n, nil
 		}
 		unix.Close(fd)
-		delete(c.fds, tid)
 		if !errors.Is(err, unix.ESRCH) {
 			return 0, err
 		}
@@ -53,7 +64,9 @@ func (c *syscallFiles) read(tid int, buf []byte) (int, error) {
 	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
 		// Out of descriptors: give back the kept ones first, rather than
 		// refuse the open as one of unknown kind.
+		c.mu.Lock()
 		c.closeLocked()
+		c.mu.Unlock()
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	}
 	if err != nil {
@@ -64,11 +77,22 @@ func (c *syscallFiles) read(tid int, buf []byte) (int, error) {
 		unix.Close(fd)
 		return 0, err
 	}
+	c.put(tid, fd)
+	return n, nil
+}
+
+// put keeps fd for tid, unless one was kept meanwhile or c is closed.
+func (c *syscallFiles) put(tid, fd int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.fds[tid]; dup || c.closed {
+		unix.Close(fd)
+		return
+	}
 	if c.fds == nil || len(c.fds) >= maxSyscallFiles {
 		c.closeLocked()
 	}
 	c.fds[tid] = fd
-	return n, nil
 }
 
 func (c *syscallFiles) closeLocked() {
@@ -82,4 +106,5 @@ func (c *syscallFiles) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closeLocked()
+	c.closed = true
 }
