@@ -178,8 +178,11 @@ type Backend struct {
 	placedIDs map[uint64]*sandbox
 	// cgRootFD is the cgroup2 mount, to open cgroups by id; -1 if not.
 	cgRootFD    int
-	noPlaceByID atomic.Bool // the kernel cannot tell a thread's cgroup id
-	pidfds      pidfdCache  // openers' thread pidfds (place.go)
+	noPlaceByID atomic.Bool  // the kernel cannot tell a thread's cgroup id
+	pidfds      pidfdCache   // openers' thread pidfds (place.go)
+	sysc        syscallFiles // openers' /proc/TID/syscall (procfd.go)
+	// fdDir is /proc/self/fd, to name an event's file (fdPath); -1 if not.
+	fdDir int
 
 	pending pendingSet
 	work    chan *pending
@@ -241,6 +244,7 @@ func Open(opts Options) (*Backend, error) {
 		byCgroup:  map[string]*sandbox{},
 		placedIDs: map[uint64]*sandbox{},
 		cgRootFD:  -1,
+		fdDir:     -1,
 		pending:   pendingSet{m: map[*pending]struct{}{}},
 		work:      make(chan *pending, 256),
 		events:    make(chan events.Event, opts.EventBuffer),
@@ -276,6 +280,9 @@ func Open(opts Options) (*Backend, error) {
 	}
 	if fd, err := unix.Open(b.cgRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		b.cgRootFD = fd
+	}
+	if fd, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		b.fdDir = fd
 	}
 	b.start()
 	return b, nil
@@ -600,7 +607,11 @@ func (b *Backend) Close() error {
 		if b.cgRootFD >= 0 {
 			unix.Close(b.cgRootFD)
 		}
+		if b.fdDir >= 0 {
+			unix.Close(b.fdDir)
+		}
 		b.pidfds.close()
+		b.sysc.close()
 		close(b.events)
 	})
 	return err
