@@ -132,10 +132,12 @@ var DefaultFixed = []string{".claude"}
 // ~/.claude.json; go build/vet ~/.cache/go-build and
 // ~/.config/go/telemetry (not ~/.config/go/env: `go env -w` there steers
 // every later go command); npm ~/.npm; pip in a venv and git commit in the
-// project nothing in the home. Add cargo's caches and the histories of
-// shells and REPLs. None of them holds code that the user's shell, git or
-// desktop runs by itself; the caches are trusted by the tools that read
-// them (docs/threat-model.md).
+// project nothing in the home. Add the histories of shells and REPLs.
+// None of them holds code that the user's shell, git or desktop runs by
+// itself; the caches are trusted by the tools that read them
+// (docs/threat-model.md). Cargo's, gradle's and maven's caches are not
+// here: the sandbox's tools get their own in ~/.cache (run adds the
+// user's only for a tool in shared_caches, policy.CacheTool.SharedWritable).
 var DefaultWritable = []string{
 	".cache",
 	".claude.json",
@@ -143,8 +145,6 @@ var DefaultWritable = []string{
 	".npm",
 	"go",
 	".config/go/telemetry",
-	".cargo/registry",
-	".cargo/git",
 	".local/state",
 	".bash_history",
 	".python_history",

@@ -18,7 +18,7 @@ type cacheSetting struct {
 	value, where string
 }
 
-// cacheEnv steers go, npm and pip in the command to caches of the
+// cacheEnv steers go, npm, pip, cargo, gradle and maven in the command to caches of the
 // sandboxes' own (policy.CacheTools; the policy makes the user's
 // deny_write) by setting their variables in env. A location the user set
 // (a variable in aigate's environment, `go env -w`, an .npmrc's cache=, a
@@ -36,6 +36,15 @@ func cacheEnv(pol *policy.Policy, env []string, home, projectRoot string, readFi
 	}
 	if pol.SandboxCaches("pip") {
 		c.pipEnv()
+	}
+	if pol.SandboxCaches("cargo") {
+		c.steer("cargo", "CARGO_HOME", c.own("cargo"), c.fromEnv("CARGO_HOME", false))
+	}
+	if pol.SandboxCaches("gradle") {
+		c.gradleEnv()
+	}
+	if pol.SandboxCaches("maven") {
+		c.mavenEnv(projectRoot)
 	}
 	return append(out, c.set...), c.warnings
 }
@@ -174,6 +183,82 @@ func (c *cacheSteer) pipEnv() {
 		}
 	}
 	c.steer("pip", "PIP_CACHE_DIR", c.own("pip"), explicit)
+}
+
+// gradleEnv: GRADLE_USER_HOME of the sandboxes' own, so that gradle
+// neither writes the user's caches nor runs the user's init scripts
+// (~/.gradle/init.d) or reads its gradle.properties (credentials, JVM
+// arguments) inside; dependencies the user's gradle downloaded are read
+// from the user's cache as gradle's read-only dependency cache
+// (GRADLE_RO_DEP_CACHE), which gradle never writes.
+func (c *cacheSteer) gradleEnv() {
+	explicit := c.fromEnv("GRADLE_USER_HOME", false)
+	if explicit.value == "" {
+		explicit = c.fromOpts("gradle.user.home", "GRADLE_OPTS", "JAVA_OPTS")
+	}
+	if !c.steer("gradle", "GRADLE_USER_HOME", c.own("gradle"), explicit) {
+		return
+	}
+	if _, _, ok := c.getenv("GRADLE_RO_DEP_CACHE", false); !ok {
+		c.set = append(c.set, "GRADLE_RO_DEP_CACHE="+filepath.Join(c.home, ".gradle", "caches"))
+	}
+}
+
+// mavenEnv: a local repository of the sandboxes' own through MAVEN_OPTS
+// (a system property, which outranks settings.xml's localRepository), the
+// user's ~/.m2/repository behind it as a read-only "tail" (Maven 3.9 and
+// later; older ones ignore the property). A location set in MAVEN_OPTS,
+// MAVEN_ARGS or the project's .mvn/ files is kept and reported.
+func (c *cacheSteer) mavenEnv(projectRoot string) {
+	const prop = "maven.repo.local"
+	explicit := c.fromOpts(prop, "MAVEN_OPTS", "MAVEN_ARGS")
+	if explicit.value == "" && projectRoot != "" {
+		for _, f := range []string{"maven.config", "jvm.config"} {
+			path := filepath.Join(projectRoot, ".mvn", f)
+			c.eachLine(path, func(line string, n int) {
+				if v, ok := optValue(line, prop); ok && explicit.value == "" {
+					explicit = cacheSetting{v, fmt.Sprintf("in %s:%d", path, n)}
+				}
+			})
+		}
+	}
+	own := c.own("maven")
+	if explicit.value != "" {
+		if filepath.Clean(explicit.value) != own {
+			c.steer("maven", "-D"+prop, own, explicit) // warns, sets nothing
+		}
+		return
+	}
+	opts := "-D" + prop + "=" + own + " -D" + prop + ".tail=" + filepath.Join(c.home, ".m2", "repository")
+	if _, v, ok := c.getenv("MAVEN_OPTS", false); ok && strings.TrimSpace(v) != "" {
+		opts = v + " " + opts
+	}
+	c.set = append(c.set, "MAVEN_OPTS="+opts)
+}
+
+// fromOpts is a -Dprop=value in one of the variables (JVM or tool
+// options, words separated by spaces).
+func (c *cacheSteer) fromOpts(prop string, names ...string) cacheSetting {
+	for _, name := range names {
+		if _, v, ok := c.getenv(name, false); ok {
+			if val, ok := optValue(v, prop); ok {
+				return cacheSetting{val, "in the environment, " + name}
+			}
+		}
+	}
+	return cacheSetting{}
+}
+
+// optValue finds -Dprop=value among the words of s; the last one counts,
+// as for the JVM.
+func optValue(s, prop string) (string, bool) {
+	val, found := "", false
+	for _, w := range strings.Fields(s) {
+		if v, ok := strings.CutPrefix(w, "-D"+prop+"="); ok && v != "" {
+			val, found = strings.Trim(v, `"'`), true
+		}
+	}
+	return val, found
 }
 
 // iniKey finds "key = value" in an ini-style file (.npmrc, pip.conf),

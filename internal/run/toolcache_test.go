@@ -21,7 +21,7 @@ func mergedPolicy(t *testing.T, global string) *policy.Policy {
 	return p
 }
 
-// go, npm and pip are steered to the sandboxes' own caches; a location
+// go, npm, pip, cargo, gradle and maven are steered to the sandboxes' own caches; a location
 // the user set is kept and reported, never silently overridden; a tool in
 // shared_caches is left alone.
 func TestCacheEnv(t *testing.T) {
@@ -38,7 +38,24 @@ func TestCacheEnv(t *testing.T) {
 		{name: "defaults", env: []string{"PATH=/bin"},
 			want: []string{"GOCACHE=/home/u/.cache/aigate/go-build", "GOMODCACHE=/home/u/.cache/aigate/go-mod",
 				"GOPROXY=file:///home/u/go/pkg/mod/cache/download,https://proxy.golang.org,direct",
-				"npm_config_cache=/home/u/.cache/aigate/npm", "PIP_CACHE_DIR=/home/u/.cache/aigate/pip"}},
+				"npm_config_cache=/home/u/.cache/aigate/npm", "PIP_CACHE_DIR=/home/u/.cache/aigate/pip",
+				"CARGO_HOME=/home/u/.cache/aigate/cargo",
+				"GRADLE_USER_HOME=/home/u/.cache/aigate/gradle", "GRADLE_RO_DEP_CACHE=/home/u/.gradle/caches",
+				"MAVEN_OPTS=-Dmaven.repo.local=/home/u/.cache/aigate/maven -Dmaven.repo.local.tail=/home/u/.m2/repository"}},
+		{name: "user's MAVEN_OPTS kept in front", env: []string{"MAVEN_OPTS=-Xmx2g"},
+			want: []string{"MAVEN_OPTS=-Xmx2g -Dmaven.repo.local=/home/u/.cache/aigate/maven -Dmaven.repo.local.tail=/home/u/.m2/repository"}},
+		{name: "explicit CARGO_HOME kept", env: []string{"CARGO_HOME=/opt/cargo"},
+			absent: []string{"CARGO_HOME"}, warns: []string{"CARGO_HOME is set to /opt/cargo (in the environment, CARGO_HOME)"}},
+		{name: "gradle home in GRADLE_OPTS kept", env: []string{"GRADLE_OPTS=-Xmx1g -Dgradle.user.home=/g"},
+			absent: []string{"GRADLE_USER_HOME", "GRADLE_RO_DEP_CACHE"}, warns: []string{"GRADLE_USER_HOME is set to /g (in the environment, GRADLE_OPTS)"}},
+		{name: "user's read-only gradle cache kept", env: []string{"GRADLE_RO_DEP_CACHE=/ro"},
+			want: []string{"GRADLE_USER_HOME=/home/u/.cache/aigate/gradle"}, absent: []string{"GRADLE_RO_DEP_CACHE"}},
+		{name: "maven repository in MAVEN_ARGS kept", env: []string{"MAVEN_ARGS=-B -Dmaven.repo.local=/m2"},
+			absent: []string{"MAVEN_OPTS"}, warns: []string{"-Dmaven.repo.local is set to /m2 (in the environment, MAVEN_ARGS)"}},
+		{name: "maven repository in the project's .mvn kept", files: map[string]string{"/p/.mvn/maven.config": "-B\n-Dmaven.repo.local=.repo\n"},
+			absent: []string{"MAVEN_OPTS"}, warns: []string{"-Dmaven.repo.local is set to .repo (in /p/.mvn/maven.config:2)"}},
+		{name: "the sandbox's own maven repository is no warning", env: []string{"MAVEN_OPTS=-Dmaven.repo.local=/home/u/.cache/aigate/maven"},
+			absent: []string{"MAVEN_OPTS"}},
 		{name: "user's GOPROXY and GOPATH kept behind the module cache",
 			env:   []string{"GOPROXY=https://corp.example/go,off"},
 			files: map[string]string{"/home/u/.config/go/env": "GOPATH=/src/gopath\n"},
@@ -63,8 +80,8 @@ func TestCacheEnv(t *testing.T) {
 			absent: []string{"npm_config_cache"}, warns: []string{"(in the environment, NPM_CONFIG_CACHE)"}},
 		{name: "pip.conf cache-dir kept", files: map[string]string{"/home/u/.config/pip/pip.conf": "[global]\ncache-dir = /pc\n"},
 			absent: []string{"PIP_CACHE_DIR"}, warns: []string{"PIP_CACHE_DIR is set to /pc (in /home/u/.config/pip/pip.conf:2)"}},
-		{name: "shared", global: "shared_caches: [go, npm, pip]\n", env: []string{"GOCACHE=/x"},
-			absent: []string{"GOMODCACHE", "GOPROXY", "npm_config_cache", "PIP_CACHE_DIR"}},
+		{name: "shared", global: "shared_caches: [go, npm, pip, cargo, gradle, maven]\n", env: []string{"GOCACHE=/x"},
+			absent: []string{"GOMODCACHE", "GOPROXY", "npm_config_cache", "PIP_CACHE_DIR", "CARGO_HOME", "GRADLE_USER_HOME", "GRADLE_RO_DEP_CACHE", "MAVEN_OPTS"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			read := func(path string) ([]byte, error) {
