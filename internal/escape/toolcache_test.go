@@ -5,6 +5,7 @@ package escape
 import (
 	"archive/zip"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,10 @@ func TestEscapeToolCaches(t *testing.T) {
 				if strings.Contains(r.stdout, "PLANTED") || b.read(target) != before {
 					t.Fatalf("the sandbox wrote %s, which the user's tools trust outside:\n%s", target, r)
 				}
-				if _, ok := r.denied(events.OpWrite, b.path(target)); !ok {
+				// ~/.cache outside ~/.cache/aigate is read-only where
+				// Landlock is: refused there first, without an event.
+				inCache := strings.HasPrefix(target, "~/.cache/")
+				if _, ok := r.denied(events.OpWrite, b.path(target)); !ok && (!inCache || !homeProtected()) {
 					t.Errorf("no write event for %s:\n%s", target, r)
 				}
 			})
@@ -266,5 +270,53 @@ echo ok-env
 				}
 			}
 		})
+	})
+}
+
+// TestEscapeUserCacheDir: tools outside run what ~/.cache holds
+// (pre-commit's hook environments at the next git commit, corepack's
+// package managers, Claude Code's staged update, Playwright's browsers),
+// so the sandbox cannot write ~/.cache except its own ~/.cache/aigate
+// (Landlock; no event, docs/threat-model.md), and XDG_CACHE_HOME points
+// the tools inside there. Without Landlock (LSM backend only) the home
+// is writable and run says so.
+func TestEscapeUserCacheDir(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
+		b := homeBox(t, b0)
+		existing := []string{
+			"~/.cache/pre-commit/repo0a1b/hooks/check.py",
+			"~/.cache/node/corepack/v1/pnpm/9.0.0/bin/pnpm.cjs",
+			"~/.cache/claude/staging/claude",
+		}
+		for _, f := range existing {
+			b.write(f, "the user's\n")
+		}
+		targets := append(slices.Clip(existing), "~/.cache/pre-commit/repo0a1b/hooks/new.py",
+			"~/.cache/ms-playwright/chromium-1100/chrome-linux/chrome", "~/.cache/newtool/x")
+		var script strings.Builder
+		for _, target := range targets {
+			fmt.Fprintf(&script, "(mkdir -p \"$(dirname %s)\"; echo evil >> %s) 2>/dev/null && echo \"PLANTED %s\"\n", target, target, target)
+		}
+		script.WriteString(`echo evil > ~/proj/e && mv ~/proj/e ~/.cache/pre-commit/repo0a1b/hooks/moved.py 2>/dev/null && echo "PLANTED mv"
+echo ok > "$XDG_CACHE_HOME/tool-state" && echo "XDG $XDG_CACHE_HOME"
+`)
+		r := b.sh(script.String())
+		if !homeProtected() {
+			if b.backend != "lsm" || !strings.Contains(r.stderr, "home stays writable") {
+				t.Fatalf("no Landlock, and run did not say the home stays writable:\n%s", r)
+			}
+			return
+		}
+		if strings.Contains(r.stdout, "PLANTED") {
+			t.Errorf("the sandbox wrote the user's ~/.cache:\n%s", r)
+		}
+		for _, f := range existing {
+			if b.read(f) != "the user's\n" {
+				t.Errorf("%s changed", f)
+			}
+		}
+		if !strings.Contains(r.stdout, "XDG "+b.path("~/.cache/aigate/xdg")+"\n") || b.read("~/.cache/aigate/xdg/tool-state") != "ok\n" {
+			t.Errorf("the tools' cache inside is not ~/.cache/aigate/xdg, or not writable:\n%s", r)
+		}
 	})
 }

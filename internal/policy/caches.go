@@ -27,7 +27,8 @@ type CacheTool struct {
 	Public map[string]string
 	// SharedWritable are the directories beneath the home that the
 	// sandbox's Landlock domain lets the tool write when shared_caches
-	// names it (its own caches are in the writable ~/.cache otherwise).
+	// names it (its own caches are in the writable ~/.cache/aigate
+	// otherwise; the rest of ~/.cache is read-only).
 	SharedWritable []string
 }
 
@@ -41,10 +42,11 @@ type CacheTool struct {
 // deny_write: all of it is read as code by the next gradle outside.
 var CacheTools = []CacheTool{
 	{Name: "go", Own: []string{"go-build", "go-mod"}, UserCaches: []string{"~/.cache/go-build/", "~/go/pkg/mod/"},
-		Public: map[string]string{"~/go/pkg/mod/": "~/" + SandboxCacheDir + "/go-mod/"}},
+		Public:         map[string]string{"~/go/pkg/mod/": "~/" + SandboxCacheDir + "/go-mod/"},
+		SharedWritable: []string{".cache/go-build"}},
 	{Name: "npm", Own: []string{"npm"}, UserCaches: []string{"~/.npm/"},
 		Public: map[string]string{"~/.npm/_cacache/": "~/" + SandboxCacheDir + "/npm/_cacache/"}},
-	{Name: "pip", Own: []string{"pip"}, UserCaches: []string{"~/.cache/pip/"}},
+	{Name: "pip", Own: []string{"pip"}, UserCaches: []string{"~/.cache/pip/"}, SharedWritable: []string{".cache/pip"}},
 	{Name: "cargo", Own: []string{"cargo"}, UserCaches: []string{"~/.cargo/registry/", "~/.cargo/git/"},
 		Public:         map[string]string{"~/.cargo/registry/": "~/" + SandboxCacheDir + "/cargo/registry/"},
 		SharedWritable: []string{".cargo/registry", ".cargo/git"}},

@@ -28,14 +28,20 @@ type cacheSetting struct {
 func cacheEnv(pol *policy.Policy, env []string, home, projectRoot string, readFile func(string) ([]byte, error)) (out, warnings []string) {
 	out = env
 	c := &cacheSteer{env: env, home: home, readFile: readFile}
+	xdg := c.xdgEnv(pol)
 	if pol.SandboxCaches("go") {
 		c.goEnv()
+	} else if xdg && c.fromEnv("GOCACHE", false).value == "" && c.goEnvFile()["GOCACHE"].value == "" {
+		// go's default follows XDG_CACHE_HOME: shared means the user's.
+		c.set = append(c.set, "GOCACHE="+filepath.Join(home, ".cache", "go-build"))
 	}
 	if pol.SandboxCaches("npm") {
 		c.npmEnv(projectRoot)
 	}
 	if pol.SandboxCaches("pip") {
 		c.pipEnv()
+	} else if xdg && c.pipSetting().value == "" {
+		c.set = append(c.set, "PIP_CACHE_DIR="+filepath.Join(home, ".cache", "pip"))
 	}
 	if pol.SandboxCaches("cargo") {
 		c.steer("cargo", "CARGO_HOME", c.own("cargo"), c.fromEnv("CARGO_HOME", false))
@@ -168,6 +174,11 @@ func (c *cacheSteer) npmEnv(projectRoot string) {
 // pipEnv: PIP_CACHE_DIR of the sandboxes' own; a cache-dir in a pip
 // configuration file is reported.
 func (c *cacheSteer) pipEnv() {
+	c.steer("pip", "PIP_CACHE_DIR", c.own("pip"), c.pipSetting())
+}
+
+// pipSetting is the user's PIP_CACHE_DIR or a pip.conf's cache-dir.
+func (c *cacheSteer) pipSetting() cacheSetting {
 	explicit := c.fromEnv("PIP_CACHE_DIR", false)
 	config := filepath.Join(c.home, ".config")
 	if _, v, ok := c.getenv("XDG_CONFIG_HOME", false); ok && filepath.IsAbs(v) {
@@ -182,7 +193,33 @@ func (c *cacheSteer) pipEnv() {
 			explicit = c.iniKey(f, "cache-dir", "cache_dir")
 		}
 	}
-	c.steer("pip", "PIP_CACHE_DIR", c.own("pip"), explicit)
+	return explicit
+}
+
+// xdgEnv points XDG_CACHE_HOME at the sandboxes' own directory: the rest
+// of ~/.cache is read-only inside (landlock.DefaultWritable), as tools
+// outside run what it holds, and tools that follow the variable cache
+// there instead of failing. Not where the policy's writable: lists
+// ~/.cache (the user shares it); a value the user set is kept, with a
+// warning. It reports whether it set the variable.
+func (c *cacheSteer) xdgEnv(pol *policy.Policy) bool {
+	cache := filepath.Join(c.home, ".cache")
+	for _, r := range pol.Writable {
+		if filepath.Clean(expandHome(r.Pattern, c.home)) == cache {
+			return false
+		}
+	}
+	own := c.own("xdg")
+	if s := c.fromEnv("XDG_CACHE_HOME", false); s.value != "" {
+		if filepath.Clean(s.value) != own {
+			c.warnings = append(c.warnings, fmt.Sprintf(
+				"XDG_CACHE_HOME is set to %s (%s), so tools inside the sandbox cache there, not in %s: where tools outside read it too, what the sandbox puts there runs outside them, and beneath %s it is read-only inside; "+
+					"unset it for aigate run (docs/threat-model.md, \"Build caches\")", s.value, s.where, own, cache))
+		}
+		return false
+	}
+	c.set = append(c.set, "XDG_CACHE_HOME="+own)
+	return true
 }
 
 // gradleEnv: GRADLE_USER_HOME of the sandboxes' own, so that gradle

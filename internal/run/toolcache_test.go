@@ -41,7 +41,12 @@ func TestCacheEnv(t *testing.T) {
 				"npm_config_cache=/home/u/.cache/aigate/npm", "PIP_CACHE_DIR=/home/u/.cache/aigate/pip",
 				"CARGO_HOME=/home/u/.cache/aigate/cargo",
 				"GRADLE_USER_HOME=/home/u/.cache/aigate/gradle", "GRADLE_RO_DEP_CACHE=/home/u/.gradle/caches",
-				"MAVEN_OPTS=-Dmaven.repo.local=/home/u/.cache/aigate/maven -Dmaven.repo.local.tail=/home/u/.m2/repository"}},
+				"MAVEN_OPTS=-Dmaven.repo.local=/home/u/.cache/aigate/maven -Dmaven.repo.local.tail=/home/u/.m2/repository",
+				"XDG_CACHE_HOME=/home/u/.cache/aigate/xdg"}},
+		{name: "user's XDG_CACHE_HOME kept", env: []string{"XDG_CACHE_HOME=/home/u/.cache"},
+			absent: []string{"XDG_CACHE_HOME"}, warns: []string{"XDG_CACHE_HOME is set to /home/u/.cache (in the environment, XDG_CACHE_HOME)", "read-only inside"}},
+		{name: "writable ~/.cache keeps the user's XDG cache", global: "writable: [~/.cache]\n",
+			want: []string{"GOCACHE=/home/u/.cache/aigate/go-build"}, absent: []string{"XDG_CACHE_HOME"}},
 		{name: "user's MAVEN_OPTS kept in front", env: []string{"MAVEN_OPTS=-Xmx2g"},
 			want: []string{"MAVEN_OPTS=-Xmx2g -Dmaven.repo.local=/home/u/.cache/aigate/maven -Dmaven.repo.local.tail=/home/u/.m2/repository"}},
 		{name: "explicit CARGO_HOME kept", env: []string{"CARGO_HOME=/opt/cargo"},
@@ -81,7 +86,14 @@ func TestCacheEnv(t *testing.T) {
 		{name: "pip.conf cache-dir kept", files: map[string]string{"/home/u/.config/pip/pip.conf": "[global]\ncache-dir = /pc\n"},
 			absent: []string{"PIP_CACHE_DIR"}, warns: []string{"PIP_CACHE_DIR is set to /pc (in /home/u/.config/pip/pip.conf:2)"}},
 		{name: "shared", global: "shared_caches: [go, npm, pip, cargo, gradle, maven]\n", env: []string{"GOCACHE=/x"},
-			absent: []string{"GOMODCACHE", "GOPROXY", "npm_config_cache", "PIP_CACHE_DIR", "CARGO_HOME", "GRADLE_USER_HOME", "GRADLE_RO_DEP_CACHE", "MAVEN_OPTS"}},
+			absent: []string{"GOMODCACHE", "GOPROXY", "npm_config_cache", "CARGO_HOME", "GRADLE_USER_HOME", "GRADLE_RO_DEP_CACHE", "MAVEN_OPTS", "GOCACHE"},
+			// go's and pip's defaults follow XDG_CACHE_HOME: shared, they are the user's
+			want: []string{"PIP_CACHE_DIR=/home/u/.cache/pip", "XDG_CACHE_HOME=/home/u/.cache/aigate/xdg"}},
+		{name: "shared go's default build cache is the user's", global: "shared_caches: [go]\n",
+			want: []string{"GOCACHE=/home/u/.cache/go-build"}, absent: []string{"GOMODCACHE", "GOPROXY"}},
+		{name: "shared pip with a pip.conf cache-dir", global: "shared_caches: [pip]\n",
+			files:  map[string]string{"/home/u/.config/pip/pip.conf": "[global]\ncache-dir = /pc\n"},
+			absent: []string{"PIP_CACHE_DIR"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			read := func(path string) ([]byte, error) {
