@@ -419,7 +419,7 @@ allow_loopback: own
 
 # Your home is read-only inside the sandbox (where the kernel has Landlock),
 # except the project, temp directories and the state of common tools
-# (~/.cache, ~/.claude, ~/.npm, ~/go, ...: docs/threat-model.md). More:
+# (~/.cache/aigate, ~/.claude, ~/.npm, ~/go, ...: docs/threat-model.md). More:
 # writable:
 #   - ~/.config/my-tool
 
