@@ -712,6 +712,9 @@ func TestStatusToolCaches(t *testing.T) {
 		{Tool: "gradle", Own: []string{"~/.cache/aigate/gradle"}, User: []string{"~/.gradle/"}},
 		{Tool: "maven", Own: []string{}, User: []string{"~/.m2/repository/"}, File: e.global(), Line: 3},
 	}
+	if st.XDGCacheHome != "~/.cache/aigate/xdg" {
+		t.Errorf("xdg_cache_home %q", st.XDGCacheHome)
+	}
 	if fmt.Sprint(st.ToolCaches) != fmt.Sprint(want) {
 		t.Errorf("tool_caches:\n%+v\nwant\n%+v", st.ToolCaches, want)
 	}
@@ -724,6 +727,7 @@ func TestStatusToolCaches(t *testing.T) {
 		"npm     shared with yours (~/.npm/): a sandbox can plant code that runs at your next npm outside",
 		"cargo   the sandboxes' own (~/.cache/aigate/cargo); yours deny_write inside",
 		"gradle  the sandboxes' own (~/.cache/aigate/gradle); yours deny_write inside",
+		"others  XDG_CACHE_HOME=~/.cache/aigate/xdg; the rest of ~/.cache read-only inside",
 	} {
 		if !strings.Contains(out, line) {
 			t.Errorf("status lacks %q:\n%s", line, out)

@@ -64,6 +64,20 @@ var CacheTools = []CacheTool{
 // read by the tools outside. docs/threat-model.md "Build caches".
 const SandboxCacheDir = ".cache/aigate"
 
+// XDGCacheDir is where run points XDG_CACHE_HOME (beneath the home): the
+// rest of ~/.cache is read-only inside, as tools outside run what it
+// holds.
+const XDGCacheDir = SandboxCacheDir + "/xdg"
+
+// SandboxXDGCache reports whether tools inside get XDGCacheDir as their
+// cache directory: unless writable: lists ~/.cache itself (the user
+// gives the sandbox theirs).
+func (p *Policy) SandboxXDGCache() bool {
+	return !slices.ContainsFunc(p.Writable, func(r PathRule) bool {
+		return strings.TrimRight(r.Pattern, "/") == "~/.cache"
+	})
+}
+
 // cacheToolNames is the list for messages.
 func cacheToolNames() string {
 	var names []string

@@ -203,13 +203,11 @@ func (c *cacheSteer) pipSetting() cacheSetting {
 // ~/.cache (the user shares it); a value the user set is kept, with a
 // warning. It reports whether it set the variable.
 func (c *cacheSteer) xdgEnv(pol *policy.Policy) bool {
-	cache := filepath.Join(c.home, ".cache")
-	for _, r := range pol.Writable {
-		if filepath.Clean(expandHome(r.Pattern, c.home)) == cache {
-			return false
-		}
+	if !pol.SandboxXDGCache() {
+		return false
 	}
-	own := c.own("xdg")
+	cache := filepath.Join(c.home, ".cache")
+	own := filepath.Join(c.home, policy.XDGCacheDir)
 	if s := c.fromEnv("XDG_CACHE_HOME", false); s.value != "" {
 		if filepath.Clean(s.value) != own {
 			c.warnings = append(c.warnings, fmt.Sprintf(
