@@ -264,6 +264,13 @@ func (c *cacheSteer) mavenEnv(projectRoot string) {
 		}
 		return
 	}
+	if strings.ContainsAny(c.home, " \t\n") {
+		// mvn splits MAVEN_OPTS at blanks: the property cannot carry it.
+		c.warnings = append(c.warnings, fmt.Sprintf(
+			"your home %q has a blank, which MAVEN_OPTS cannot carry, so maven inside has no repository of its own and fails to write yours; "+
+				"add -Dmaven.repo.local=%s to the project's .mvn/maven.config (docs/threat-model.md, \"Build caches\")", c.home, own))
+		return
+	}
 	opts := "-D" + prop + "=" + own + " -D" + prop + ".tail=" + filepath.Join(c.home, ".m2", "repository")
 	if _, v, ok := c.getenv("MAVEN_OPTS", false); ok && strings.TrimSpace(v) != "" {
 		opts = v + " " + opts

@@ -28,6 +28,7 @@ func TestCacheEnv(t *testing.T) {
 	const home = "/home/u"
 	for _, tc := range []struct {
 		name   string
+		home   string // else /home/u
 		global string
 		env    []string
 		files  map[string]string
@@ -59,6 +60,9 @@ func TestCacheEnv(t *testing.T) {
 			absent: []string{"MAVEN_OPTS"}, warns: []string{"-Dmaven.repo.local is set to /m2 (in the environment, MAVEN_ARGS)"}},
 		{name: "maven repository in the project's .mvn kept", files: map[string]string{"/p/.mvn/maven.config": "-B\n-Dmaven.repo.local=.repo\n"},
 			absent: []string{"MAVEN_OPTS"}, warns: []string{"-Dmaven.repo.local is set to .repo (in /p/.mvn/maven.config:2)"}},
+		{name: "a home with a blank gets no MAVEN_OPTS", home: "/home/u v",
+			want: []string{"CARGO_HOME=/home/u v/.cache/aigate/cargo"}, absent: []string{"MAVEN_OPTS"},
+			warns: []string{`your home "/home/u v" has a blank`}},
 		{name: "the sandbox's own maven repository is no warning", env: []string{"MAVEN_OPTS=-Dmaven.repo.local=/home/u/.cache/aigate/maven"},
 			absent: []string{"MAVEN_OPTS"}},
 		{name: "user's GOPROXY and GOPATH kept behind the module cache",
@@ -102,7 +106,11 @@ func TestCacheEnv(t *testing.T) {
 				}
 				return nil, fs.ErrNotExist
 			}
-			got, warns := cacheEnv(mergedPolicy(t, tc.global), slices.Clone(tc.env), home, "/p", read)
+			h := home
+			if tc.home != "" {
+				h = tc.home
+			}
+			got, warns := cacheEnv(mergedPolicy(t, tc.global), slices.Clone(tc.env), h, "/p", read)
 			added := got[len(tc.env):]
 			for _, w := range tc.want {
 				if !slices.Contains(added, w) {
