@@ -247,6 +247,14 @@ echo ok-env
 `
 			mvn, mvnErr := exec.LookPath("mvn")
 			if mvnErr == nil {
+				// Where it runs: the VM guest has the host's mvn script but
+				// not always a working java.
+				if out, err := b.outsideRun(mvn + " -v"); err != nil {
+					t.Logf("mvn does not run outside here, so not inside either (%v): %s", err, out)
+					mvnErr = err
+				}
+			}
+			if mvnErr == nil {
 				b.write("mvnproj/pom.xml", `<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>`+
 					`<groupId>x</groupId><artifactId>y</artifactId><version>1</version><packaging>pom</packaging></project>`+"\n")
 				b.write("~/.m2/settings.xml", "<settings/>\n") // deny_read, as a user's usually is
