@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -628,7 +629,8 @@ func TestMiscCommands(t *testing.T) {
 		}
 	}
 	out = e.ok("doctor")
-	if !strings.Contains(out, "bpf-lsm       ok") || !strings.Contains(out, "ready: BPF LSM backend") {
+	// The name column is as wide as the longest check name.
+	if !regexp.MustCompile(`(?m)^bpf-lsm +ok `).MatchString(out) || !strings.Contains(out, "ready: BPF LSM backend") {
 		t.Errorf("doctor:\n%s", out)
 	}
 	// A kernel without cgroup v2: not ready, exit 1, and the fix is printed.
