@@ -37,32 +37,49 @@ func makeToolDirs(home string, uid int, u *config.User) {
 }
 
 // claudeRunRules are the deny_write rules of this run alone (package
-// claudestate): the scripts Claude Code's settings name, read as the user
-// before the sandbox exists, without those a deny_write rule already
-// covers or that are no valid pattern.
+// claudestate): the scripts Claude Code's settings name and the projects'
+// auto memory, read as the user before the sandbox exists, without those
+// a deny_write rule already covers or that are no valid pattern. Claude
+// Code inside keeps its auto memory in the sandboxes' own directory
+// (claudeMemoryEnv), so the real one can be read-only. It makes the
+// missing auto-memory directories of the projects first (the run's own
+// and those in ~/.claude/projects), as makeToolDirs does the others: the
+// fanotify backend watches only what exists at start.
 func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
-	return claudeRules(p.loaded, p.compiled, p.id.home)
+	mkdir := os.Geteuid() == p.id.uid || (p.loaded.Paths.User != nil && p.loaded.Paths.User.Sudo)
+	return claudeRules(p.loaded, p.compiled, p.id.home, p.userMemory, mkdir)
 }
 
 // ClaudeRules are the rules claudeRunRules adds to a run from here, and
-// what it cannot protect, for aigate status.
+// what it cannot protect, for aigate status (which makes no directory).
 func ClaudeRules(l *config.Loaded) ([]api.RunRule, []string) {
 	pol, _ := l.Policy()
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil, nil
 	}
-	return claudeRules(l, c, l.Paths.User.Home)
+	return claudeRules(l, c, l.Paths.User.Home, os.Getenv(claudestate.MemoryOverrideEnv), false)
 }
 
-func claudeRules(l *config.Loaded, compiled *policy.Compiled, home string) ([]api.RunRule, []string) {
+func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory string, mkdir bool) ([]api.RunRule, []string) {
 	if home == "" {
 		return nil, nil
 	}
 	paths := l.Paths
 	var res claudestate.Result
 	_ = paths.User.Do(func() error {
-		res = claudestate.Scan(claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, Managed: claudestate.ManagedSettings})
+		o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir,
+			Managed: claudestate.ManagedSettings, EnvMemory: envMemory}
+		res = claudestate.Scan(o)
+		if mkdir {
+			// Claude Code makes a project's memory directory at every
+			// start there; made now, it exists when the backend marks it.
+			for _, e := range res.Entries {
+				if strings.HasPrefix(e.By, "auto memory") {
+					_ = os.MkdirAll(expandHome(e.Pattern, home), 0o700)
+				}
+			}
+		}
 		return nil
 	})
 	var rules []api.RunRule
@@ -84,14 +101,64 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home string) ([]ap
 	return rules, notes
 }
 
-// describeRunRules is run's line about them.
-func describeRunRules(rules []api.RunRule) string {
-	if len(rules) == 0 {
-		return ""
+// claudeMemoryEnv points Claude Code's auto memory inside the sandbox at
+// the sandboxes' own directory for this project
+// (claudestate.SandboxMemory), seeded as the user with the real memory's
+// notes, by setting claudestate.MemoryOverrideEnv in env (replacing the
+// user's value, whose directory claudeRunRules protects). The real
+// memory, loaded by every later claude outside, is read-only for the run
+// (claudeRunRules): claude inside never writes or makes it then. Without
+// a home or a project, or when the directory cannot be made, env is
+// returned as it is, with why. The directory is made and seeded only
+// as the user (as makeToolDirs does); else claude inside makes it.
+func claudeMemoryEnv(env []string, home string, uid int, paths *config.Paths) ([]string, error) {
+	o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}
+	own := o.OwnMemory()
+	if own == "" {
+		return env, nil
 	}
-	named := make([]string, 0, len(rules))
+	dir := claudestate.SandboxMemory(home, own)
+	asUser := os.Geteuid() == uid || (paths.User != nil && paths.User.Sudo)
+	if err := paths.User.Do(func() error {
+		if !asUser {
+			return nil
+		}
+		_, err := claudestate.SeedMemory(own, dir)
+		return err
+	}); err != nil {
+		return env, err
+	}
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, claudestate.MemoryOverrideEnv+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, claudestate.MemoryOverrideEnv+"="+dir), nil
+}
+
+// envValue is name's value in env ("" when unset).
+func envValue(env []string, name string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
+}
+
+// describeRunRules is run's line about the scripts: the auto memory,
+// protected in every run, is listed by status only.
+func describeRunRules(rules []api.RunRule) string {
+	var named []string
 	for _, r := range rules {
-		named = append(named, fmt.Sprintf("%s (%s)", r.Pattern, r.By))
+		if !strings.HasPrefix(r.By, "auto memory") {
+			named = append(named, fmt.Sprintf("%s (%s)", r.Pattern, r.By))
+		}
+	}
+	if len(named) == 0 {
+		return ""
 	}
 	return "read-only for this run, because a claude outside the sandbox runs them: " + strings.Join(named, ", ")
 }

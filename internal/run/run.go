@@ -22,6 +22,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
@@ -208,6 +209,9 @@ type runPlan struct {
 	choice   policy.BackendChoice
 	path     string   // the command, found in env's PATH
 	env      []string // the command's environment
+	// userMemory is claudestate.MemoryOverrideEnv in the user's
+	// environment, which env replaces with the sandbox's own.
+	userMemory string
 }
 
 // planRun settles the run: the backend asked for, the policy of the user
@@ -261,6 +265,14 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	p.env, warns = cacheEnv(p.pol, p.env, id.home, loaded.Paths.ProjectRoot, readAsUser)
 	for _, w := range warns {
 		f.Warnf("%s", w)
+	}
+	// Claude Code inside keeps its auto memory in the sandboxes' own
+	// directory: the real one, which claudeRunRules keeps read-only, is
+	// loaded by every later claude outside.
+	p.userMemory = envValue(p.env, claudestate.MemoryOverrideEnv)
+	var merr error
+	if p.env, merr = claudeMemoryEnv(p.env, id.home, id.uid, loaded.Paths); merr != nil {
+		f.Warnf("Claude Code's auto memory for the sandbox: %v (claude inside may fail to save notes this run)", merr)
 	}
 	return p, nil
 }
