@@ -354,3 +354,50 @@ func TestEscapeClaudeAutoMemory(t *testing.T) {
 		}
 	})
 }
+
+// TestEscapeClaudeMarketplaceClone: a plugin hook planted in the
+// marketplace clone an installed plugin comes from (which a claude outside
+// copies at the plugin's next update) is not left there: once the sandbox
+// is gone run finds the clone changed, moves it aside and says how to
+// fetch it again. A clone no installed plugin comes from is left alone,
+// and so is an unchanged clone. On both backends alike: the check is
+// run's, after the sandbox.
+func TestEscapeClaudeMarketplaceClone(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
+		b := homeBox(t, b0)
+		const hooks = `{"hooks": {}}` + "\n"
+		clone, unused := "~/.claude/plugins/marketplaces/m", "~/.claude/plugins/marketplaces/unused"
+		b.write("~/.claude/plugins/installed_plugins.json", `{"version": 2, "plugins": {"fmt@m": [{"scope": "user"}]}}`+"\n")
+		b.write("~/.claude/plugins/known_marketplaces.json", `{"m": {"installLocation": "`+b.path(clone)+`"}, "unused": {"installLocation": "`+b.path(unused)+`"}}`+"\n")
+		b.write(clone+"/.claude-plugin/marketplace.json", `{"name": "m", "plugins": [{"name": "fmt", "source": "./plugins/fmt"}]}`+"\n")
+		b.write(clone+"/plugins/fmt/hooks/hooks.json", hooks)
+		b.write(clone+"/.git/config", "[core]\n")
+		b.write(unused+"/README.md", "# unused\n")
+
+		// Unchanged: left in place, nothing said.
+		r := b.sh(`cat ` + clone + `/plugins/fmt/hooks/hooks.json >/dev/null && echo read`)
+		if !strings.Contains(r.stdout, "read") || strings.Contains(r.stderr, "marketplace clone") || b.read(clone+"/plugins/fmt/hooks/hooks.json") != hooks {
+			t.Fatalf("an unchanged clone was reported or moved:\n%s", r)
+		}
+
+		r = b.sh(`echo '{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"id"}]}]}}' > ` + clone + `/plugins/fmt/hooks/hooks.json &&
+echo x >> ` + unused + `/README.md && echo planted`)
+		if !strings.Contains(r.stdout, "planted") {
+			t.Fatalf("the clone was not writable inside (Claude Code refreshes it there):\n%s", r)
+		}
+		if _, err := os.Lstat(b.path(clone)); err == nil {
+			t.Errorf("the changed clone is still where Claude Code reads it")
+		}
+		moved, _ := filepath.Glob(b.path(clone) + ".aigate-changed-*")
+		if len(moved) != 1 {
+			t.Fatalf("the changed clone was not moved aside: %v\n%s", moved, r)
+		}
+		if !strings.Contains(r.stderr, "marketplace clone ~/.claude/plugins/marketplaces/m changed inside the sandbox") ||
+			!strings.Contains(r.stderr, "claude plugin marketplace update m") {
+			t.Errorf("run did not say what it did:\n%s", r.stderr)
+		}
+		if !strings.Contains(b.read(unused+"/README.md"), "x") {
+			t.Errorf("the clone without an installed plugin was touched")
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/claudestate"
@@ -161,4 +162,81 @@ func describeRunRules(rules []api.RunRule) string {
 		return ""
 	}
 	return "read-only for this run, because a claude outside the sandbox runs them: " + strings.Join(named, ", ")
+}
+
+// cloneGuard checks, once the sandbox is gone, the marketplace clones that
+// installed plugins come from (claudestate.InstalledClones): a clone the
+// sandbox changed would reach a claude outside at the plugin's next
+// update, so it is moved aside and run says so. The sandbox is confined
+// only to its own policy there: ~/.claude/plugins/marketplaces stays
+// writable, because Claude Code refreshes its clones at every start (by
+// renaming one to .bak while it downloads it again).
+type cloneGuard struct {
+	user   *config.User
+	home   string
+	clones []claudestate.Clone
+	sums   []string // "" where a clone could not be summed at the start
+}
+
+// guardClones sums the clones before the sandbox exists, as the user; nil
+// when there are none or run cannot act as the user (root for another
+// user without sudo: it would make root's directories).
+func guardClones(home string, uid int, u *config.User) *cloneGuard {
+	if home == "" || (os.Geteuid() != uid && (u == nil || !u.Sudo)) {
+		return nil
+	}
+	g := &cloneGuard{user: u, home: home}
+	_ = u.Do(func() error {
+		g.clones = claudestate.InstalledClones(home)
+		for _, c := range g.clones {
+			sum, _ := claudestate.Fingerprint(c.Dir)
+			g.sums = append(g.sums, sum)
+		}
+		return nil
+	})
+	if len(g.clones) == 0 {
+		return nil
+	}
+	return g
+}
+
+// check sums the clones again, moves each that changed (or that could not
+// be summed now) to a name beside it, and returns what run tells the user;
+// now names the moved directories.
+func (g *cloneGuard) check(now time.Time) []string {
+	if g == nil {
+		return nil
+	}
+	var msgs []string
+	_ = g.user.Do(func() error {
+		for i, c := range g.clones {
+			if g.sums[i] == "" {
+				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s was not checked (%s): plugins installed from it (%s) take what a sandbox put there at their next update outside",
+					tildeHome(c.Dir, g.home), "too large or unreadable at the start", strings.Join(c.Plugins, ", ")))
+				continue
+			}
+			sum, err := claudestate.Fingerprint(c.Dir)
+			if err == nil && sum == g.sums[i] {
+				continue
+			}
+			aside := fmt.Sprintf("%s.aigate-changed-%d", c.Dir, now.Unix())
+			if rerr := os.Rename(c.Dir, aside); rerr != nil && !os.IsNotExist(rerr) {
+				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s changed inside the sandbox and could not be moved aside (%v): plugins installed from it (%s) would take that at their next update outside; remove it and run `claude plugin marketplace update %s` outside aigate",
+					tildeHome(c.Dir, g.home), rerr, strings.Join(c.Plugins, ", "), c.Marketplace))
+				continue
+			}
+			msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s changed inside the sandbox (plugins installed from it take what is there at their next update outside: %s), so aigate moved it to %s: run `claude plugin marketplace update %s` outside aigate to fetch it again (docs/threat-model.md, \"Claude Code's state\")",
+				tildeHome(c.Dir, g.home), strings.Join(c.Plugins, ", "), tildeHome(aside, g.home), c.Marketplace))
+		}
+		return nil
+	})
+	return msgs
+}
+
+// tildeHome shows path beneath home as ~/...
+func tildeHome(path, home string) string {
+	if rest, ok := strings.CutPrefix(path, home+"/"); ok {
+		return "~/" + rest
+	}
+	return path
 }

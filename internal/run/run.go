@@ -349,7 +349,9 @@ type sandboxRun struct {
 	emb   *embeddedAgent // nil: the agent was running already
 	sigs  <-chan os.Signal
 	guard *policyGuard
-	rep   *runReporter
+	// clones are the marketplace clones checked once the sandbox is gone.
+	clones *cloneGuard
+	rep    *runReporter
 	// covers are the trees the agent was told the domain covers
 	// (api.CreateRequest.LandlockCovers).
 	covers []string
@@ -394,6 +396,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if line := describeRunRules(req.DenyWrite); line != "" && !opts.Quiet {
 		fmt.Fprintf(f.Err, "aigate: %s\n", line)
 	}
+	clones := guardClones(p.id.home, p.id.uid, p.loaded.Paths.User)
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
@@ -401,7 +404,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early, covers: req.LandlockCovers}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, clones: clones, early: early, covers: req.LandlockCovers}
 	if early != nil {
 		s.join = early.join // finished by end
 	}
@@ -664,6 +667,9 @@ func (s *sandboxRun) end(started bool) {
 		if err != nil {
 			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
 		}
+	}
+	for _, msg := range s.clones.check(f.Now()) {
+		f.Warnf("%s", msg)
 	}
 }
 
