@@ -167,10 +167,9 @@ func describeRunRules(rules []api.RunRule) string {
 // cloneGuard checks, once the sandbox is gone, the marketplace clones that
 // installed plugins come from (claudestate.InstalledClones): a clone the
 // sandbox changed would reach a claude outside at the plugin's next
-// update, so it is moved aside and run says so. The sandbox is confined
-// only to its own policy there: ~/.claude/plugins/marketplaces stays
-// writable, because Claude Code refreshes its clones at every start (by
-// renaming one to .bak while it downloads it again).
+// update, so it is moved aside and run says so. The clones cannot be
+// read-only inside instead: Claude Code refreshes them at every start, by
+// renaming one to .bak while it downloads it again.
 type cloneGuard struct {
 	user   *config.User
 	home   string
@@ -215,12 +214,19 @@ func (g *cloneGuard) check(now time.Time) []string {
 					tildeHome(c.Dir, g.home), "too large or unreadable at the start", strings.Join(c.Plugins, ", ")))
 				continue
 			}
+			if _, err := os.Lstat(c.Dir); os.IsNotExist(err) {
+				// Nothing there to install from; the next update
+				// outside clones it again.
+				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s was removed inside the sandbox: run `claude plugin marketplace update %s` outside aigate to fetch it again",
+					tildeHome(c.Dir, g.home), c.Marketplace))
+				continue
+			}
 			sum, err := claudestate.Fingerprint(c.Dir)
 			if err == nil && sum == g.sums[i] {
 				continue
 			}
 			aside := fmt.Sprintf("%s.aigate-changed-%d", c.Dir, now.Unix())
-			if rerr := os.Rename(c.Dir, aside); rerr != nil && !os.IsNotExist(rerr) {
+			if rerr := os.Rename(c.Dir, aside); rerr != nil {
 				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s changed inside the sandbox and could not be moved aside (%v): plugins installed from it (%s) would take that at their next update outside; remove it and run `claude plugin marketplace update %s` outside aigate",
 					tildeHome(c.Dir, g.home), rerr, strings.Join(c.Plugins, ", "), c.Marketplace))
 				continue
