@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/config"
@@ -39,5 +41,53 @@ func TestClaudeMemoryEnv(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "MEMORY.md")); string(got) != "- a note\n" {
 		t.Errorf("the sandbox's memory holds %q", got)
+	}
+}
+
+// TestCloneGuard: a clone an installed plugin comes from is left as it was
+// when unchanged, moved aside when changed, said when removed; without
+// installed plugins nothing is watched.
+func TestCloneGuard(t *testing.T) {
+	home := t.TempDir()
+	clone := filepath.Join(home, ".claude", "plugins", "marketplaces", "m")
+	write := func(path, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := guardClones(home, os.Geteuid(), nil); g != nil {
+		t.Fatalf("no registry, watched %+v", g.clones)
+	}
+	write(filepath.Join(home, ".claude", "plugins", "installed_plugins.json"), `{"plugins": {"fmt@m": [{}]}}`)
+	write(filepath.Join(home, ".claude", "plugins", "known_marketplaces.json"), `{"m": {"installLocation": "`+clone+`"}}`)
+	write(filepath.Join(clone, "plugins", "fmt", "hooks", "hooks.json"), "{}\n")
+	now := time.Unix(1796500000, 0)
+
+	if msgs := guardClones(home, os.Geteuid(), nil).check(now); len(msgs) != 0 {
+		t.Errorf("unchanged: %q", msgs)
+	}
+	g := guardClones(home, os.Geteuid(), nil)
+	write(filepath.Join(clone, "plugins", "fmt", "hooks", "hooks.json"), `{"hooks": {"SessionStart": []}}`)
+	msgs := g.check(now)
+	aside := clone + ".aigate-changed-1796500000"
+	if _, err := os.Stat(aside); err != nil || len(msgs) != 1 || !strings.Contains(msgs[0], "moved it to ~/.claude/plugins/marketplaces/m.aigate-changed-1796500000") {
+		t.Errorf("changed: %q, %v", msgs, err)
+	}
+	if _, err := os.Lstat(clone); err == nil {
+		t.Errorf("the changed clone stayed in place")
+	}
+	if err := os.Rename(aside, clone); err != nil {
+		t.Fatal(err)
+	}
+	g = guardClones(home, os.Geteuid(), nil)
+	if err := os.RemoveAll(clone); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := g.check(now); len(msgs) != 1 || !strings.Contains(msgs[0], "was removed inside the sandbox") {
+		t.Errorf("removed: %q", msgs)
 	}
 }
