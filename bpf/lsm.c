@@ -402,9 +402,15 @@ int BPF_PROG(aigate_file_mprotect, struct vm_area_struct *vma, unsigned long req
  * path is built from the dentry chain (build_path).
  *
  * replace is set for the hooks that can put other content at a path or
- * move a tree away from it (rename at either end, unlink, rmdir, symlink):
- * for those, a directory above a protected path (AIGATE_ACCESS_ANCESTORS:
+ * move a tree away from it (rename at either end, unlink, symlink): for
+ * those, a directory above a protected path (AIGATE_ACCESS_ANCESTORS:
  * .git above .git/hooks) counts as the protected path, with its rule.
+ * rmdir is not one: it removes only an empty directory, which holds no
+ * protected content, and what is made again in its place is checked by
+ * path (path_mkdir, file_open). The directory above an existing protected
+ * path is never empty, so its rmdir fails (ENOTEMPTY) without a refusal
+ * or an event: Claude Code tries rmdir on its project directory, above
+ * the auto memory aigate protects, and carries on when it fails.
  */
 static __noinline int check_write(__u64 cgroup_id, struct sandbox *sb, struct dentry *d,
 				  struct vfsmount *mnt, __u32 replace)
@@ -466,7 +472,7 @@ int BPF_PROG(aigate_path_unlink, const struct path *dir, struct dentry *dentry)
 SEC("lsm/path_rmdir")
 int BPF_PROG(aigate_path_rmdir, const struct path *dir, struct dentry *dentry)
 {
-	return check_write_hook(dir, dentry, false, 1);
+	return check_write_hook(dir, dentry, false, 0);
 }
 
 SEC("lsm/path_rename")

@@ -13,7 +13,8 @@ import (
 type Entry struct {
 	// Pattern is "~/..." beneath the home, else an absolute path.
 	Pattern string `json:"pattern"`
-	// By says where it comes from: "~/.claude/settings.json statusLine.command".
+	// By says where it comes from: "~/.claude/settings.json statusLine.command",
+	// "auto memory of /home/u/p".
 	By string `json:"by"`
 }
 
@@ -25,12 +26,20 @@ type Result struct {
 	Uncovered []string
 }
 
+// MaxMemoryDirs bounds the auto-memory entries: one per project claude
+// has seen, a few hundred on a busy machine.
+const MaxMemoryDirs = 256
+
 // Options are where to look.
 type Options struct {
 	Home        string
 	ProjectRoot string // the run's project root
+	WorkDir     string // where the run starts
 	// Managed is the system's managed settings file; empty: none.
 	Managed string
+	// EnvMemory is MemoryOverrideEnv in the user's environment: the auto
+	// memory a claude started from there outside loads.
+	EnvMemory string
 }
 
 // ManagedSettings is where Claude Code reads the administrator's settings
@@ -38,9 +47,9 @@ type Options struct {
 const ManagedSettings = "/etc/claude-code/managed-settings.json"
 
 // Scan reads the settings files as the caller (the user) and lists the
-// files they make claude run, and the auto-memory directory they name.
-// It reads only; a missing or broken settings file names nothing (claude
-// ignores it too).
+// files they make claude run; and the auto-memory directories of the
+// projects in ~/.claude/projects plus the run's own. It reads only; a
+// missing or broken settings file names nothing (claude ignores it too).
 func Scan(o Options) Result {
 	var r Result
 	seen := map[string]bool{}
@@ -71,6 +80,16 @@ func Scan(o Options) Result {
 		if d := autoMemoryDirectory(f); d != "" {
 			add(o.expand(d), o.pretty(f)+" autoMemoryDirectory")
 		}
+	}
+	if filepath.IsAbs(o.EnvMemory) {
+		add(filepath.Clean(o.EnvMemory), "$"+MemoryOverrideEnv)
+	}
+	for _, d := range o.memoryDirs() {
+		if d.path == "" {
+			r.Uncovered = append(r.Uncovered, d.by)
+			continue
+		}
+		add(d.path, d.by)
 	}
 	return r
 }
@@ -281,6 +300,184 @@ func (o Options) pretty(path string) string {
 		return p
 	}
 	return path
+}
+
+// OwnMemory is the auto-memory directory of the run's own project, the
+// one a claude outside loads in its next session there; "" without a
+// home.
+func (o Options) OwnMemory() string {
+	if o.Home == "" {
+		return ""
+	}
+	dir := gitRoot(o.WorkDir)
+	if dir == "" {
+		dir = o.ProjectRoot
+	}
+	if dir == "" {
+		dir = o.WorkDir
+	}
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(o.Home, ".claude", "projects", Sanitize(dir), "memory")
+}
+
+type memoryDir struct{ path, by string }
+
+// memoryDirs are the auto-memory directories claude loads into its next
+// sessions: ~/.claude/projects/<sanitized project path>/memory for every
+// project it has seen, and the run's own (its git root's, and the project
+// root's and working directory's, whichever claude keys it by).
+func (o Options) memoryDirs() []memoryDir {
+	if o.Home == "" {
+		return nil
+	}
+	base := filepath.Join(o.Home, ".claude", "projects")
+	var out []memoryDir
+	for _, dir := range []string{gitRoot(o.WorkDir), o.ProjectRoot, o.WorkDir} {
+		if dir != "" {
+			out = append(out, memoryDir{filepath.Join(base, Sanitize(dir), "memory"), "auto memory of " + dir})
+		}
+	}
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		if len(out) >= MaxMemoryDirs {
+			out = append(out, memoryDir{by: fmt.Sprintf("more than %d projects in %s: the auto memory of the others is not protected", MaxMemoryDirs, base)})
+			break
+		}
+		if e.IsDir() {
+			out = append(out, memoryDir{filepath.Join(base, e.Name(), "memory"), "auto memory"})
+		}
+	}
+	return out
+}
+
+// MemoryOverrideEnv is the variable that moves Claude Code's auto memory
+// to another directory before any setting does (2.1.332: it wins over
+// autoMemoryDirectory and the default ~/.claude/projects/<project>/memory;
+// an absolute path). run sets it in the sandbox to SandboxMemory, so that
+// claude inside keeps its notes where no claude outside reads them, and
+// the real memory can stay read-only without breaking it.
+const MemoryOverrideEnv = "CLAUDE_COWORK_MEMORY_PATH_OVERRIDE"
+
+// SandboxMemoryDir is where the sandboxes' own auto memory lives, beneath
+// the home, next to their own build caches (policy.SandboxCacheDir).
+const SandboxMemoryDir = ".cache/aigate/claude-memory"
+
+// SandboxMemory is the auto-memory directory claude inside the sandbox
+// uses for the project whose real one is own (OwnMemory): one per
+// project, kept across runs, shared by the user's sandboxes.
+func SandboxMemory(home, own string) string {
+	return filepath.Join(home, SandboxMemoryDir, filepath.Base(filepath.Dir(own)))
+}
+
+// Seed bounds: auto memory is a few small markdown files (claude loads
+// the first 25 KB of MEMORY.md).
+const (
+	maxSeedFiles = 256
+	maxSeedSize  = 1 << 20
+)
+
+// SeedMemory copies the real auto memory's files (own, top level, regular,
+// at most 1 MiB) into the sandbox's (sandbox, made if missing) where the
+// sandbox has no copy or an older one than the real file, so claude inside
+// starts from what the user's sessions noted; a note the sandbox changed
+// since is kept. Run as the user, before the sandbox exists. It returns
+// how many files it copied.
+func SeedMemory(own, sandbox string) (int, error) {
+	if err := os.MkdirAll(sandbox, 0o700); err != nil {
+		return 0, fmt.Errorf("make the sandbox's auto memory: %w", err)
+	}
+	// A sandbox may have put a link there: the notes would be copied
+	// where it points, by a process outside every sandbox.
+	for _, d := range []string{filepath.Dir(sandbox), sandbox} {
+		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() {
+			return 0, fmt.Errorf("%s is not a directory (a link?): remove it", d)
+		}
+	}
+	ents, err := os.ReadDir(own)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("read the auto memory: %w", err)
+	}
+	n := 0
+	for i, e := range ents {
+		if i >= maxSeedFiles {
+			break
+		}
+		if !e.Type().IsRegular() {
+			continue
+		}
+		src, dst := filepath.Join(own, e.Name()), filepath.Join(sandbox, e.Name())
+		si, err := e.Info()
+		if err != nil || si.Size() > maxSeedSize {
+			continue
+		}
+		if di, err := os.Lstat(dst); err == nil && !di.ModTime().Before(si.ModTime()) {
+			continue
+		}
+		if err := copyNote(src, dst, si); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// copyNote writes src's content at dst through a temporary file and a
+// rename (never through a link the sandbox may have put at dst), with
+// src's modification time.
+func copyNote(src, dst string, si os.FileInfo) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", src, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".seed-*")
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", dst, err)
+	}
+	_, werr := tmp.Write(data)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chtimes(tmp.Name(), si.ModTime(), si.ModTime())
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), dst)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("seed %s: %w", dst, werr)
+	}
+	return nil
+}
+
+// Sanitize is Claude Code's directory name for a project path under
+// ~/.claude/projects: every character but ASCII letters and digits
+// becomes '-' (/home/u/p -> -home-u-p).
+func Sanitize(path string) string {
+	b := []byte(path)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+func gitRoot(dir string) string {
+	for d := dir; d != "" && d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return d
+		}
+	}
+	return ""
 }
 
 // maxSettings bounds what is read of a settings file.

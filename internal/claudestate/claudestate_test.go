@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestProgram(t *testing.T) {
@@ -36,6 +37,12 @@ func TestProgram(t *testing.T) {
 	}
 }
 
+func TestSanitize(t *testing.T) {
+	if got := Sanitize("/home/u/my.proj_1"); got != "-home-u-my-proj-1" {
+		t.Errorf("got %q", got)
+	}
+}
+
 // TestScan: the user's and the project's settings name scripts, which are
 // listed with what names them; commands that are no file are said.
 func TestScan(t *testing.T) {
@@ -61,7 +68,10 @@ func TestScan(t *testing.T) {
 }`)
 	write(filepath.Join(proj, ".claude", "settings.json"), `{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "\"$CLAUDE_PROJECT_DIR\"/tools/stop.sh"}]}]}}`)
 	write(filepath.Join(home, ".claude", "settings.local.json"), `{not json`)
-	r := Scan(Options{Home: home, ProjectRoot: proj})
+	if err := os.MkdirAll(filepath.Join(home, ".claude", "projects", "-old-project"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := Scan(Options{Home: home, ProjectRoot: proj, WorkDir: proj, EnvMemory: "/srv/mem/"})
 	var got []string
 	for _, e := range r.Entries {
 		got = append(got, e.Pattern+" <- "+e.By)
@@ -72,15 +82,81 @@ func TestScan(t *testing.T) {
 		"~/.claude/start.sh <- ~/.claude/settings.json hooks.SessionStart[0].hooks[0].command",
 		"~/notes/mem <- ~/.claude/settings.json autoMemoryDirectory",
 		"~/p/tools/stop.sh <- ~/p/.claude/settings.json hooks.Stop[0].hooks[0].command",
+		"~/.claude/projects/" + Sanitize(proj) + "/memory <- auto memory of " + proj,
+		"~/.claude/projects/-old-project/memory <- auto memory",
+		"/srv/mem <- $CLAUDE_COWORK_MEMORY_PATH_OVERRIDE",
 	} {
 		if !slices.Contains(got, want) {
 			t.Errorf("missing %q in\n%s", want, strings.Join(got, "\n"))
 		}
 	}
-	if len(got) != 5 {
-		t.Errorf("%d entries, want 5:\n%s", len(got), strings.Join(got, "\n"))
-	}
 	if len(r.Uncovered) != 1 || !strings.Contains(r.Uncovered[0], "npx prettier") {
 		t.Errorf("uncovered: %q", r.Uncovered)
+	}
+}
+
+// TestSeedMemory: the sandbox's auto memory starts with the user's notes,
+// gets a note the user changed since, and keeps one the sandbox changed
+// since; subdirectories, links and large files are not copied.
+func TestSeedMemory(t *testing.T) {
+	own, sb := filepath.Join(t.TempDir(), "memory"), filepath.Join(t.TempDir(), "claude-memory", "-p")
+	write := func(p, s string, age time.Duration) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().Add(-age)
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := SeedMemory(own, sb); err != nil || n != 0 {
+		t.Fatalf("no memory yet: %d, %v", n, err)
+	}
+	if _, err := os.Stat(sb); err != nil {
+		t.Fatalf("the sandbox's directory was not made: %v", err)
+	}
+	write(filepath.Join(own, "MEMORY.md"), "user 1\n", time.Hour)
+	write(filepath.Join(own, "build.md"), "build\n", time.Hour)
+	write(filepath.Join(own, "sub", "x.md"), "sub\n", time.Hour)
+	write(filepath.Join(own, "big.md"), strings.Repeat("x", maxSeedSize+1), time.Hour)
+	if err := os.Symlink("/etc/passwd", filepath.Join(own, "link.md")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := SeedMemory(own, sb); err != nil || n != 2 {
+		t.Fatalf("first seed: %d, %v", n, err)
+	}
+	for _, name := range []string{"sub", "big.md", "link.md"} {
+		if _, err := os.Lstat(filepath.Join(sb, name)); err == nil {
+			t.Errorf("%s was copied", name)
+		}
+	}
+	// The sandbox notes in build.md; the user changes MEMORY.md outside.
+	write(filepath.Join(sb, "build.md"), "build, noted inside\n", 0)
+	write(filepath.Join(own, "MEMORY.md"), "user 2\n", time.Minute)
+	if n, err := SeedMemory(own, sb); err != nil || n != 1 {
+		t.Fatalf("second seed: %d, %v", n, err)
+	}
+	for name, want := range map[string]string{"MEMORY.md": "user 2\n", "build.md": "build, noted inside\n"} {
+		if got, _ := os.ReadFile(filepath.Join(sb, name)); string(got) != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+	// A link a sandbox put in place of its directory is not followed.
+	elsewhere := t.TempDir()
+	if err := os.RemoveAll(sb); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, sb); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := SeedMemory(own, sb); err == nil || n != 0 {
+		t.Errorf("seeded through a link: %d, %v", n, err)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("wrote where the link points: %v", ents)
 	}
 }

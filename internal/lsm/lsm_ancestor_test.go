@@ -9,11 +9,14 @@ import (
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
-// TestLSMReplaceAncestors: renaming (either end), removing or symlinking a
+// TestLSMReplaceAncestors: renaming (either end) or symlinking a
 // directory above a protected path is refused as a write to that path,
 // with the protected path's rule, exactly where policy.MatchReplace says
 // so: `mv .git /tmp/old; mv /tmp/g .git` would otherwise replace the hooks.
-// Outside the sandbox nothing is refused.
+// rmdir of such a directory is not refused (policy.MatchRemoveDir): the
+// kernel fails it (ENOTEMPTY) without an event, and an empty one above a
+// protected path that does not exist is removed. Outside the sandbox
+// nothing is refused.
 func TestLSMReplaceAncestors(t *testing.T) {
 	dir := tempDir(t)
 	home, proj := dir+"/home", dir+"/proj"
@@ -40,7 +43,6 @@ func TestLSMReplaceAncestors(t *testing.T) {
 		args []string
 	}{
 		{proj + "/.git", []string{"rename", proj + "/.git", dir + "/old"}},
-		{proj + "/.git", []string{"rmdir", proj + "/.git"}},
 		{proj, []string{"rename", proj, dir + "/proj2"}},
 		{home + "/.config", []string{"rename", home + "/.config", dir + "/c"}},
 		{home + "/.kube", []string{"rename", home + "/.kube", dir + "/k"}},
@@ -70,6 +72,16 @@ func TestLSMReplaceAncestors(t *testing.T) {
 		expectAllowed(t, sb, tc...)
 	}
 	expectAllowed(t, sb, "mkdir", home+"/.local")
+	// Claude Code tries rmdir on its project directory, above the auto
+	// memory: ENOTEMPTY from the kernel, no refusal, no event.
+	if _, deny := c.MatchRemoveDir(proj + "/.git"); deny {
+		t.Fatalf("policy denies rmdir of .git")
+	}
+	if code, _ := run(t, sb, "rmdir", proj+"/.git"); code == exitEPERM || code == 0 {
+		t.Errorf("rmdir of the non-empty .git: exit %d, want ENOTEMPTY", code)
+	}
+	// An empty directory above a protected path that does not exist.
+	expectAllowed(t, sb, "rmdir", home+"/.local")
 	if _, err := os.Stat(proj + "/.git/objects2/x"); err != nil {
 		t.Fatal(err)
 	}

@@ -309,8 +309,9 @@ deny_write:
   # plugins and their registry, skills, commands, agents, hook scripts,
   # your memory, output styles. Install plugins outside aigate, or list
   # the path under writable: and remove it here. (aigate run also keeps
-  # read-only the scripts your Claude settings run: aigate status lists
-  # them.)
+  # read-only the scripts your Claude settings run and the projects' auto
+  # memory, ~/.claude/projects/*/memory, while claude inside keeps its own
+  # in ~/.cache/aigate/claude-memory: aigate status lists them.)
   - ~/.claude/plugins/installed_plugins.json
   - ~/.claude/plugins/known_marketplaces.json
   - ~/.claude/plugins/known_marketplaces_claudeai.json

@@ -169,11 +169,12 @@ func parentDir(p string) string {
 	return p[:i]
 }
 
-// MatchReplace reports whether renaming (either end), unlinking, removing or
+// MatchReplace reports whether renaming (either end), unlinking or
 // creating a symbolic link at path is denied, and by which rule: a write or
 // read rule that matches path itself (a file no sandboxed process may open
 // must not be moved to a readable name or destroyed either), else an
 // ancestor of a protected path (Ancestors). The order is the LSM backend's.
+// Removing a directory (rmdir) is MatchRemoveDir.
 func (c *Compiled) MatchReplace(path string) (RuleID, bool) {
 	if id, ok := c.Write.Match(path); ok {
 		return id, true
@@ -187,4 +188,17 @@ func (c *Compiled) MatchReplace(path string) (RuleID, bool) {
 		}
 	}
 	return 0, false
+}
+
+// MatchRemoveDir reports whether removing the directory path (rmdir) is
+// denied, and by which rule: a write or read rule that matches path
+// itself. An ancestor of a protected path is not refused: rmdir removes
+// only an empty directory, which holds no protected content (the one
+// above an existing protected path fails with ENOTEMPTY), and what is
+// made again in its place is checked by path.
+func (c *Compiled) MatchRemoveDir(path string) (RuleID, bool) {
+	if id, ok := c.Write.Match(path); ok {
+		return id, true
+	}
+	return c.Read.Match(path)
 }

@@ -244,6 +244,18 @@ func TestMatchReplaceAncestors(t *testing.T) {
 			t.Errorf("MatchReplace(%s) = %d, %v; want %d", tc.path, got, ok, tc.want)
 		}
 	}
+	// rmdir refuses the protected path itself, never an ancestor (it
+	// removes only an empty directory).
+	for path, want := range map[string]RuleID{
+		"/home/u/proj/.git":       0,
+		"/home/u/.config":         0,
+		"/home/u/proj/.git/hooks": rule(".git/hooks/"),
+		"/home/u/.kube/config":    rule("~/.kube/config"),
+	} {
+		if got, ok := c.MatchRemoveDir(path); ok != (want != 0) || got != want {
+			t.Errorf("MatchRemoveDir(%s) = %d, %v; want %d", path, got, ok, want)
+		}
+	}
 	// An open of an ancestor is not a write to what lies below it.
 	if id, ok := c.MatchOpen("/home/u/.config", true); ok {
 		t.Errorf("open of ~/.config denied by rule %d", id)

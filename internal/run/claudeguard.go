@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/claudestate"
@@ -37,32 +38,49 @@ func makeToolDirs(home string, uid int, u *config.User) {
 }
 
 // claudeRunRules are the deny_write rules of this run alone (package
-// claudestate): the scripts Claude Code's settings name, read as the user
-// before the sandbox exists, without those a deny_write rule already
-// covers or that are no valid pattern.
+// claudestate): the scripts Claude Code's settings name and the projects'
+// auto memory, read as the user before the sandbox exists, without those
+// a deny_write rule already covers or that are no valid pattern. Claude
+// Code inside keeps its auto memory in the sandboxes' own directory
+// (claudeMemoryEnv), so the real one can be read-only. It makes the
+// missing auto-memory directories of the projects first (the run's own
+// and those in ~/.claude/projects), as makeToolDirs does the others: the
+// fanotify backend watches only what exists at start.
 func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
-	return claudeRules(p.loaded, p.compiled, p.id.home)
+	mkdir := os.Geteuid() == p.id.uid || (p.loaded.Paths.User != nil && p.loaded.Paths.User.Sudo)
+	return claudeRules(p.loaded, p.compiled, p.id.home, p.userMemory, mkdir)
 }
 
 // ClaudeRules are the rules claudeRunRules adds to a run from here, and
-// what it cannot protect, for aigate status.
+// what it cannot protect, for aigate status (which makes no directory).
 func ClaudeRules(l *config.Loaded) ([]api.RunRule, []string) {
 	pol, _ := l.Policy()
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil, nil
 	}
-	return claudeRules(l, c, l.Paths.User.Home)
+	return claudeRules(l, c, l.Paths.User.Home, os.Getenv(claudestate.MemoryOverrideEnv), false)
 }
 
-func claudeRules(l *config.Loaded, compiled *policy.Compiled, home string) ([]api.RunRule, []string) {
+func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory string, mkdir bool) ([]api.RunRule, []string) {
 	if home == "" {
 		return nil, nil
 	}
 	paths := l.Paths
 	var res claudestate.Result
 	_ = paths.User.Do(func() error {
-		res = claudestate.Scan(claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, Managed: claudestate.ManagedSettings})
+		o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir,
+			Managed: claudestate.ManagedSettings, EnvMemory: envMemory}
+		res = claudestate.Scan(o)
+		if mkdir {
+			// Claude Code makes a project's memory directory at every
+			// start there; made now, it exists when the backend marks it.
+			for _, e := range res.Entries {
+				if strings.HasPrefix(e.By, "auto memory") {
+					_ = os.MkdirAll(expandHome(e.Pattern, home), 0o700)
+				}
+			}
+		}
 		return nil
 	})
 	var rules []api.RunRule
@@ -84,14 +102,147 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home string) ([]ap
 	return rules, notes
 }
 
-// describeRunRules is run's line about them.
+// claudeMemoryEnv points Claude Code's auto memory inside the sandbox at
+// the sandboxes' own directory for this project
+// (claudestate.SandboxMemory), seeded as the user with the real memory's
+// notes, by setting claudestate.MemoryOverrideEnv in env (replacing the
+// user's value, whose directory claudeRunRules protects). The real
+// memory, loaded by every later claude outside, is read-only for the run
+// (claudeRunRules): claude inside never writes or makes it then. Without
+// a home or a project, or when the directory cannot be made, env is
+// returned as it is, with why. The directory is made and seeded only
+// as the user (as makeToolDirs does); else claude inside makes it.
+func claudeMemoryEnv(env []string, home string, uid int, paths *config.Paths) ([]string, error) {
+	o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}
+	own := o.OwnMemory()
+	if own == "" {
+		return env, nil
+	}
+	dir := claudestate.SandboxMemory(home, own)
+	asUser := os.Geteuid() == uid || (paths.User != nil && paths.User.Sudo)
+	if err := paths.User.Do(func() error {
+		if !asUser {
+			return nil
+		}
+		_, err := claudestate.SeedMemory(own, dir)
+		return err
+	}); err != nil {
+		return env, err
+	}
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, claudestate.MemoryOverrideEnv+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, claudestate.MemoryOverrideEnv+"="+dir), nil
+}
+
+// envValue is name's value in env ("" when unset).
+func envValue(env []string, name string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
+}
+
+// describeRunRules is run's line about the scripts: the auto memory,
+// protected in every run, is listed by status only.
 func describeRunRules(rules []api.RunRule) string {
-	if len(rules) == 0 {
+	var named []string
+	for _, r := range rules {
+		if !strings.HasPrefix(r.By, "auto memory") {
+			named = append(named, fmt.Sprintf("%s (%s)", r.Pattern, r.By))
+		}
+	}
+	if len(named) == 0 {
 		return ""
 	}
-	named := make([]string, 0, len(rules))
-	for _, r := range rules {
-		named = append(named, fmt.Sprintf("%s (%s)", r.Pattern, r.By))
-	}
 	return "read-only for this run, because a claude outside the sandbox runs them: " + strings.Join(named, ", ")
+}
+
+// cloneGuard checks, once the sandbox is gone, the marketplace clones that
+// installed plugins come from (claudestate.InstalledClones): a clone the
+// sandbox changed would reach a claude outside at the plugin's next
+// update, so it is moved aside and run says so. The clones cannot be
+// read-only inside instead: Claude Code refreshes them at every start, by
+// renaming one to .bak while it downloads it again.
+type cloneGuard struct {
+	user   *config.User
+	home   string
+	clones []claudestate.Clone
+	sums   []string // "" where a clone could not be summed at the start
+}
+
+// guardClones sums the clones before the sandbox exists, as the user; nil
+// when there are none or run cannot act as the user (root for another
+// user without sudo: it would make root's directories).
+func guardClones(home string, uid int, u *config.User) *cloneGuard {
+	if home == "" || (os.Geteuid() != uid && (u == nil || !u.Sudo)) {
+		return nil
+	}
+	g := &cloneGuard{user: u, home: home}
+	_ = u.Do(func() error {
+		g.clones = claudestate.InstalledClones(home)
+		for _, c := range g.clones {
+			sum, _ := claudestate.Fingerprint(c.Dir)
+			g.sums = append(g.sums, sum)
+		}
+		return nil
+	})
+	if len(g.clones) == 0 {
+		return nil
+	}
+	return g
+}
+
+// check sums the clones again, moves each that changed (or that could not
+// be summed now) to a name beside it, and returns what run tells the user;
+// now names the moved directories.
+func (g *cloneGuard) check(now time.Time) []string {
+	if g == nil {
+		return nil
+	}
+	var msgs []string
+	_ = g.user.Do(func() error {
+		for i, c := range g.clones {
+			if g.sums[i] == "" {
+				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s was not checked (%s): plugins installed from it (%s) take what a sandbox put there at their next update outside",
+					tildeHome(c.Dir, g.home), "too large or unreadable at the start", strings.Join(c.Plugins, ", ")))
+				continue
+			}
+			if _, err := os.Lstat(c.Dir); os.IsNotExist(err) {
+				// Nothing there to install from; the next update
+				// outside clones it again.
+				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s was removed inside the sandbox: run `claude plugin marketplace update %s` outside aigate to fetch it again",
+					tildeHome(c.Dir, g.home), c.Marketplace))
+				continue
+			}
+			sum, err := claudestate.Fingerprint(c.Dir)
+			if err == nil && sum == g.sums[i] {
+				continue
+			}
+			aside := fmt.Sprintf("%s.aigate-changed-%d", c.Dir, now.Unix())
+			if rerr := os.Rename(c.Dir, aside); rerr != nil {
+				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s changed inside the sandbox and could not be moved aside (%v): plugins installed from it (%s) would take that at their next update outside; remove it and run `claude plugin marketplace update %s` outside aigate",
+					tildeHome(c.Dir, g.home), rerr, strings.Join(c.Plugins, ", "), c.Marketplace))
+				continue
+			}
+			msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s changed inside the sandbox (plugins installed from it take what is there at their next update outside: %s), so aigate moved it to %s: run `claude plugin marketplace update %s` outside aigate to fetch it again (docs/threat-model.md, \"Claude Code's state\")",
+				tildeHome(c.Dir, g.home), strings.Join(c.Plugins, ", "), tildeHome(aside, g.home), c.Marketplace))
+		}
+		return nil
+	})
+	return msgs
+}
+
+// tildeHome shows path beneath home as ~/...
+func tildeHome(path, home string) string {
+	if rest, ok := strings.CutPrefix(path, home+"/"); ok {
+		return "~/" + rest
+	}
+	return path
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/backend"
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/enforce"
@@ -208,6 +209,9 @@ type runPlan struct {
 	choice   policy.BackendChoice
 	path     string   // the command, found in env's PATH
 	env      []string // the command's environment
+	// userMemory is claudestate.MemoryOverrideEnv in the user's
+	// environment, which env replaces with the sandbox's own.
+	userMemory string
 }
 
 // planRun settles the run: the backend asked for, the policy of the user
@@ -261,6 +265,14 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	p.env, warns = cacheEnv(p.pol, p.env, id.home, loaded.Paths.ProjectRoot, readAsUser)
 	for _, w := range warns {
 		f.Warnf("%s", w)
+	}
+	// Claude Code inside keeps its auto memory in the sandboxes' own
+	// directory: the real one, which claudeRunRules keeps read-only, is
+	// loaded by every later claude outside.
+	p.userMemory = envValue(p.env, claudestate.MemoryOverrideEnv)
+	var merr error
+	if p.env, merr = claudeMemoryEnv(p.env, id.home, id.uid, loaded.Paths); merr != nil {
+		f.Warnf("Claude Code's auto memory for the sandbox: %v (claude inside may fail to save notes this run)", merr)
 	}
 	return p, nil
 }
@@ -337,7 +349,9 @@ type sandboxRun struct {
 	emb   *embeddedAgent // nil: the agent was running already
 	sigs  <-chan os.Signal
 	guard *policyGuard
-	rep   *runReporter
+	// clones are the marketplace clones checked once the sandbox is gone.
+	clones *cloneGuard
+	rep    *runReporter
 	// covers are the trees the agent was told the domain covers
 	// (api.CreateRequest.LandlockCovers).
 	covers []string
@@ -388,6 +402,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 		// only gives the go-ahead (no place round trip).
 		req.Place = &api.PlaceRequest{PID: early.h.Pid()}
 	}
+	clones := guardClones(p.id.home, p.id.uid, p.loaded.Paths.User)
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
@@ -395,7 +410,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early, covers: req.LandlockCovers}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, clones: clones, early: early, covers: req.LandlockCovers}
 	if early != nil {
 		s.join = early.join // finished by end
 	}
@@ -658,6 +673,9 @@ func (s *sandboxRun) end(started bool) {
 		if err != nil {
 			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
 		}
+	}
+	for _, msg := range s.clones.check(f.Now()) {
+		f.Warnf("%s", msg)
 	}
 }
 
