@@ -137,7 +137,8 @@ func TestEscapeClaudeJSONServers(t *testing.T) {
 
 // TestEscapeClaudeSettingsScripts: the files the user's and the project's
 // Claude Code settings run (a status line script, a hook's script, both
-// outside the default deny_write directories) are read-only for the run:
+// outside the default deny_write directories, in tool state the sandbox
+// may otherwise write) are read-only for the run:
 // each write is refused with an event, and run names them. Claude Code's
 // transcripts stay writable.
 func TestEscapeClaudeSettingsScripts(t *testing.T) {
@@ -145,17 +146,17 @@ func TestEscapeClaudeSettingsScripts(t *testing.T) {
 		b := homeBox(t, b0)
 		b.write("~/.claude/settings.json", `{
   "statusLine": {"type": "command", "command": "~/.claude/statusline.sh"},
-  "hooks": {"PostToolUse": [{"matcher": "Edit", "hooks": [{"type": "command", "command": "bash ~/.cache/hooks/fmt.sh"}]}]}
+  "hooks": {"PostToolUse": [{"matcher": "Edit", "hooks": [{"type": "command", "command": "bash ~/.local/state/hooks/fmt.sh"}]}]}
 }
 `)
 		b.write(".claude/settings.json", `{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "\"$CLAUDE_PROJECT_DIR\"/tools/stop.sh"}]}]}}`+"\n")
 		b.write("~/.claude/statusline.sh", "#!/bin/sh\necho ok\n")
-		b.write("~/.cache/hooks/fmt.sh", "gofmt -w .\n")
+		b.write("~/.local/state/hooks/fmt.sh", "gofmt -w .\n")
 		b.write("tools/stop.sh", "true\n")
 		b.write("~/.claude/projects/-p/s.jsonl", "{}\n")
 		plants := []plant{
 			{"statusline", `echo id >> ~/.claude/statusline.sh`, "~/.claude/statusline.sh"},
-			{"hookscript", `echo id >> ~/.cache/hooks/fmt.sh`, "~/.cache/hooks/fmt.sh"},
+			{"hookscript", `echo id >> ~/.local/state/hooks/fmt.sh`, "~/.local/state/hooks/fmt.sh"},
 			{"projecthook", `echo id >> tools/stop.sh`, "tools/stop.sh"},
 		}
 		r := plantAll(t, b, plants, `echo '{}' >> ~/.claude/projects/-p/s.jsonl`)
@@ -163,7 +164,7 @@ func TestEscapeClaudeSettingsScripts(t *testing.T) {
 			t.Errorf("~/.claude/statusline.sh changed: %q", got)
 		}
 		if !strings.Contains(r.stderr, "~/.claude/statusline.sh (~/.claude/settings.json statusLine.command)") ||
-			!strings.Contains(r.stderr, "~/.cache/hooks/fmt.sh") {
+			!strings.Contains(r.stderr, "~/.local/state/hooks/fmt.sh") {
 			t.Errorf("run did not name the scripts it keeps read-only:\n%s", r.stderr)
 		}
 		if t.Failed() {
