@@ -374,13 +374,19 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// survive a kill -9 of this process.
 	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}}
 	makeToolDirs(p.id.home, p.id.uid, p.loaded.Paths.User)
-	var notes []string
-	req.DenyWrite, notes = claudeRunRules(p)
+	claude, notes := claudeRunRules(p)
 	for _, n := range notes {
 		f.Log.Debug("claude settings: not protected", zap.String("what", n))
 	}
-	if line := describeRunRules(req.DenyWrite); line != "" && !opts.Quiet {
-		fmt.Fprintf(f.Err, "aigate: %s\n", line)
+	git, notes := gitRunRules(p)
+	for _, n := range notes {
+		f.Log.Debug("git directories: not protected", zap.String("what", n))
+	}
+	req.DenyWrite = append(claude, git...)
+	for _, line := range []string{describeRunRules(claude), describeGitRules(git)} {
+		if line != "" && !opts.Quiet {
+			fmt.Fprintf(f.Err, "aigate: %s\n", line)
+		}
 	}
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles

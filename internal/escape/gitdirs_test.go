@@ -1,0 +1,121 @@
+//go:build linux
+
+package escape
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// TestEscapeGitDirs: the git directories of a project other than its
+// .git (a submodule's .git/modules/NAME, a nested repository's .git, a
+// linked worktree's .git/worktrees/NAME) and the files that point git at
+// a git directory (a submodule's .git file, commondir) carry code that
+// git outside runs: `git status` in the project runs `git status` in each
+// submodule, and with it a core.fsmonitor planted in the submodule's
+// config. Each run adds deny_write rules for those found at its start
+// (package gitdirs); every plant is refused with a write event, the
+// user's `git status` outside runs nothing planted, and git work inside
+// (a commit in the submodule, `git submodule update`, `git status`)
+// still succeeds.
+func TestEscapeGitDirs(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		testutil.SkipUnlessKernel(t, "git is not installed")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		b.write("~/.gitconfig", "[user]\n\tname = u\n\temail = u@example.com\n[protocol \"file\"]\n\tallow = always\n[init]\n\tdefaultBranch = main\n")
+		if out, err := b.outsideRun(`set -e
+git init -q ~/subsrc && cd ~/subsrc && echo a > a && git add a && git commit -q -m a
+cd ~/proj && git init -q . && echo b > b && git add b && git commit -q -m b
+git submodule add -q ../subsrc sub && git commit -q -m sub
+git worktree add -q ../wt
+mkdir -p vendor/x && cd vendor/x && git init -q . && echo c > c && git add c && git commit -q -m c`); err != nil {
+			t.Fatalf("preparing the repositories: %v\n%s", err, out)
+		}
+		marker := filepath.Join(b.home, "RAN-OUTSIDE")
+		fsmonitor := `printf '[core]\n\tfsmonitor = "touch ` + marker + `; false"\n' >> `
+		hook := `printf '#!/bin/sh\ntouch ` + marker + `\n' > `
+		plants := []plant{
+			{"submodule config", fsmonitor + ".git/modules/sub/config", ".git/modules/sub/config"},
+			{"submodule hook", hook + ".git/modules/sub/hooks/post-checkout", ".git/modules/sub/hooks/post-checkout"},
+			{"submodule commondir", "echo ../../../.evil > .git/modules/sub/commondir", ".git/modules/sub/commondir"},
+			{"submodule gitfile", "echo 'gitdir: ../.evil' > sub/.git", "sub/.git"},
+			{"nested config", fsmonitor + "vendor/x/.git/config", "vendor/x/.git/config"},
+			{"nested hook", hook + "vendor/x/.git/hooks/pre-commit", "vendor/x/.git/hooks/pre-commit"},
+			{"project commondir", "echo \"$PWD/.evil\" > .git/commondir", ".git/commondir"},
+			{"worktree config", fsmonitor + ".git/worktrees/wt/config.worktree", ".git/worktrees/wt/config.worktree"},
+			{"worktree commondir", "echo \"$PWD/.evil\" > .git/worktrees/wt/commondir", ".git/worktrees/wt/commondir"},
+		}
+		existed := map[string]bool{}
+		for _, p := range plants {
+			_, err := os.Stat(b.path(p.target))
+			existed[p.target] = err == nil
+		}
+		// The control first (a refused commondir left empty on fanotify
+		// would stop git inside too): git work in the project and the
+		// submodule.
+		script := `git status --short >/dev/null &&
+(cd sub && echo more > a && git commit -q -am more) &&
+git add sub && git commit -q -m 'sub moved' &&
+git submodule update -q && git status --short >/dev/null &&
+git -C vendor/x status --short >/dev/null && echo ok-git
+`
+		// A git directory of the sandbox's own for the pointers to name:
+		// had one of them been written, git outside would read its config.
+		script += "git init -q --bare .evil && " + fsmonitor + ".evil/config\n"
+		for _, p := range plants {
+			script += "if (" + p.cmd + ") 2>/dev/null; then echo 'WROTE " + p.name + "'; else echo 'REFUSED " + p.name + "'; fi\n"
+		}
+		r := b.sh(script)
+		if !strings.Contains(r.stdout, "ok-git") {
+			t.Errorf("git work inside failed:\n%s", r)
+		}
+		for _, p := range plants {
+			if !strings.Contains(r.stdout, "REFUSED "+p.name+"\n") {
+				t.Errorf("%s: the write went through: %s", p.name, p.cmd)
+			}
+			if _, ok := r.denied(events.OpWrite, b.path(p.target)); !ok {
+				t.Errorf("%s: no write event for %s", p.name, p.target)
+			}
+		}
+		for _, want := range []string{"~/proj/.git/modules/sub (submodule sub): hooks/, config, config.worktree, commondir",
+			"~/proj/sub/.git (points at ~/proj/.git/modules/sub)"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("run did not name the git files it keeps read-only (%s):\n%s", want, r.stderr)
+			}
+		}
+		// fanotify refuses the O_CREAT open of a new protected file after
+		// the kernel made it: an empty file stays (docs/backends.md). An
+		// empty commondir makes git fail ("failed to read"), runs nothing;
+		// the user removes it.
+		for _, p := range plants {
+			if existed[p.target] {
+				continue
+			}
+			if fi, err := os.Stat(b.path(p.target)); err == nil {
+				if fi.Size() != 0 || b.backend != "fanotify" {
+					t.Errorf("%s: created (%d bytes)", p.target, fi.Size())
+				}
+				os.Remove(b.path(p.target))
+			}
+		}
+		// The user's next ordinary git commands, outside.
+		out, err := b.outsideRun(`git status --short; git -C vendor/x status --short; git -C ~/wt status --short
+cd sub && git checkout -q HEAD~1 && git checkout -q -`)
+		if _, serr := os.Stat(marker); serr == nil {
+			t.Errorf("a planted command ran outside at the user's git status:\n%s", out)
+		}
+		if err != nil {
+			t.Errorf("git outside failed: %v\n%s", err, out)
+		}
+		if t.Failed() {
+			t.Logf("%s", r)
+		}
+	})
+}
