@@ -119,3 +119,34 @@ cd sub && git checkout -q HEAD~1 && git checkout -q -`)
 		}
 	})
 }
+
+// TestEscapeGitDirsNewSubmodule: a submodule the sandbox adds during the
+// run is a git directory no rule protects (the rules are fixed at start,
+// and git writes the new config itself), so the core.fsmonitor it plants
+// there would run at the user's next git status. Not prevented: run warns
+// at its end, naming the new git directory and the setting. A submodule
+// added without planting anything is not reported (the control).
+func TestEscapeGitDirsNewSubmodule(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		testutil.SkipUnlessKernel(t, "git is not installed")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		b.write("~/.gitconfig", "[user]\n\tname = u\n\temail = u@example.com\n[protocol \"file\"]\n\tallow = always\n[init]\n\tdefaultBranch = main\n")
+		if out, err := b.outsideRun(`set -e
+for s in subsrc cleansrc; do git init -q ~/$s && (cd ~/$s && echo a > a && git add a && git commit -q -m a); done
+cd ~/proj && git init -q . && echo b > b && git add b && git commit -q -m b`); err != nil {
+			t.Fatalf("preparing the repositories: %v\n%s", err, out)
+		}
+		r := b.sh(`git submodule add -q ../cleansrc clean && git submodule add -q ../subsrc new &&
+printf '[core]\n\tfsmonitor = "touch planted; false"\n' >> .git/modules/new/config && git commit -q -m new && echo added`)
+		if !strings.Contains(r.stdout, "added") {
+			t.Fatalf("adding the submodules inside failed:\n%s", r)
+		}
+		if !strings.Contains(r.stderr, "the sandbox made the git directory "+filepath.Join(b.proj, ".git/modules/new")+" (core.fsmonitor)") {
+			t.Errorf("run did not warn of the planted setting:\n%s", r)
+		}
+		if strings.Contains(r.stderr, ".git/modules/clean") {
+			t.Errorf("run warned of a submodule git made alone:\n%s", r)
+		}
+	})
+}

@@ -27,6 +27,8 @@ type Result struct {
 	Notes []string
 	// Dirs is how many directories of the project the walk read.
 	Dirs int
+	// GitDirs are the git directories found, absolute and resolved.
+	GitDirs []string
 }
 
 // Options are where to look.
@@ -169,6 +171,7 @@ func (s *scanner) gitDir(g, what string) {
 		return
 	}
 	s.seen[g] = true
+	s.r.GitDirs = append(s.r.GitDirs, g)
 	by := s.pretty(g) + " (" + what + ")"
 	for _, f := range perGitDir {
 		p := filepath.Join(g, f)
@@ -343,10 +346,35 @@ func readGitFile(p string) string {
 func hooksPath(cfg string) string { return configValue(cfg, "core", "hookspath") }
 
 // configValue is the last value of section.key (no subsection) in a git
-// config file: enough of git's syntax for the keys read here (sections
-// and keys case-insensitive, values optionally quoted, # and ; comments).
+// config file.
 func configValue(cfg, section, key string) string {
-	var val, cur string
+	var val string
+	for _, v := range parseConfig(cfg) {
+		if v.section == section && v.sub == "" && v.key == key {
+			val = v.value
+		}
+	}
+	return val
+}
+
+// setting is one line of a git config file; section and key lower case.
+type setting struct{ section, sub, key, value string }
+
+// name is how git spells it: "section.sub.key".
+func (v setting) name() string {
+	if v.sub == "" {
+		return v.section + "." + v.key
+	}
+	return v.section + "." + v.sub + "." + v.key
+}
+
+// parseConfig reads enough of git's config syntax for the keys aigate
+// looks at: [section], [section "sub"] and [section.sub] headers, keys
+// case-insensitive, values optionally quoted, # and ; comments; a key
+// without "=" is a boolean true.
+func parseConfig(cfg string) []setting {
+	var out []setting
+	var section, sub string
 	sc := bufio.NewScanner(bytes.NewReader(readSmall(cfg)))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -355,19 +383,26 @@ func configValue(cfg, section, key string) string {
 			if end < 0 {
 				continue
 			}
-			cur = strings.ToLower(strings.TrimSpace(line[1:end]))
+			head := strings.TrimSpace(line[1:end])
 			line = strings.TrimSpace(line[end+1:])
+			section, sub = head, ""
+			if name, rest, ok := strings.Cut(head, " "); ok {
+				section, sub = name, strings.Trim(strings.TrimSpace(rest), `"`)
+			} else if name, rest, ok := strings.Cut(head, "."); ok {
+				section, sub = name, strings.ToLower(rest)
+			}
+			section = strings.ToLower(section)
 		}
-		if cur != section || line == "" || line[0] == '#' || line[0] == ';' {
+		if section == "" || line == "" || line[0] == '#' || line[0] == ';' {
 			continue
 		}
 		k, v, ok := strings.Cut(line, "=")
-		if !ok || !strings.EqualFold(strings.TrimSpace(k), key) {
-			continue
+		if !ok {
+			v = "true"
 		}
-		val = unquote(strings.TrimSpace(v))
+		out = append(out, setting{section: section, sub: sub, key: strings.ToLower(strings.TrimSpace(k)), value: unquote(strings.TrimSpace(v))})
 	}
-	return val
+	return out
 }
 
 // unquote drops a trailing comment and git's double quotes.

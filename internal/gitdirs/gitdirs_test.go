@@ -145,3 +145,22 @@ func BenchmarkScanBaseline(b *testing.B) {
 		_ = filepath.WalkDir(root, func(string, os.DirEntry, error) error { return nil })
 	}
 }
+
+// TestRisky: what git writes into a new submodule's git directory is not
+// reported; a planted fsmonitor, alias, submodule update command,
+// commondir and hook are.
+func TestRisky(t *testing.T) {
+	g := t.TempDir()
+	tree(t, g, "config=[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n\tworktree = ../../../new\n"+
+		"[remote \"origin\"]\n\turl = /tmp/x\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n[branch \"main\"]\n\tremote = origin\n\tmerge = refs/heads/main\n",
+		"hooks/pre-commit.sample=#!/bin/sh\n")
+	if r := Risky(g); len(r) != 0 {
+		t.Errorf("git's own settings reported: %q", r)
+	}
+	tree(t, g, "config.worktree=[Core]\n\tFSMonitor = \"touch x\"\n[alias]\n\tst = !sh\n[submodule.x]\n\tupdate = !sh\n",
+		"commondir=/tmp/evil\n", "hooks/post-checkout=#!/bin/sh\n")
+	want := "alias.st commondir core.fsmonitor hooks/post-checkout submodule.x.update"
+	if got := strings.Join(Risky(g), " "); got != want {
+		t.Errorf("Risky = %q, want %q", got, want)
+	}
+}

@@ -3,6 +3,7 @@
 package run
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/aigate-dev/aigate/internal/api"
@@ -17,7 +18,8 @@ import (
 // nested repository's, a linked worktree's, the .git files pointing at
 // them. Found as the user before the sandbox exists; a git directory made
 // during the run is not among them (docs/threat-model.md).
-func gitRunRules(p *runPlan) ([]api.RunRule, []string) {
+// It also returns the git directories found, for checkNewGitDirs.
+func gitRunRules(p *runPlan) ([]api.RunRule, []string, []string) {
 	return gitRules(p.loaded, p.compiled, p.id.home)
 }
 
@@ -29,22 +31,56 @@ func GitRules(l *config.Loaded) ([]api.RunRule, []string) {
 	if err != nil {
 		return nil, nil
 	}
-	return gitRules(l, c, l.Paths.User.Home)
+	rules, notes, _ := gitRules(l, c, l.Paths.User.Home)
+	return rules, notes
 }
 
-func gitRules(l *config.Loaded, compiled *policy.Compiled, home string) ([]api.RunRule, []string) {
-	paths := l.Paths
-	var res gitdirs.Result
-	_ = paths.User.Do(func() error {
-		res = gitdirs.Scan(gitdirs.Options{ProjectRoot: paths.ProjectRoot, Home: home})
-		return nil
-	})
+func gitRules(l *config.Loaded, compiled *policy.Compiled, home string) ([]api.RunRule, []string, []string) {
+	res := scanGit(l.Paths, home)
 	entries := make([]api.RunRule, 0, len(res.Entries))
 	for _, e := range res.Entries {
 		entries = append(entries, api.RunRule{Pattern: e.Pattern, By: e.By})
 	}
 	rules, notes := newRunRules(compiled, home, entries)
-	return rules, append(res.Notes, notes...)
+	return rules, append(res.Notes, notes...), res.GitDirs
+}
+
+// scanGit walks the project for its git directories as the user.
+func scanGit(paths *config.Paths, home string) gitdirs.Result {
+	var res gitdirs.Result
+	_ = paths.User.Do(func() error {
+		res = gitdirs.Scan(gitdirs.Options{ProjectRoot: paths.ProjectRoot, Home: home})
+		return nil
+	})
+	return res
+}
+
+// checkNewGitDirs warns of each git directory that appeared in the
+// project during the run and holds what makes git outside run a program
+// (gitdirs.Risky): no rule protects a git directory made after the
+// sandbox started (git writes its config itself), so a core.fsmonitor set
+// in a submodule the sandbox added would run at the user's next git
+// status. Run once the sandbox is gone; it detects, it does not undo.
+func (s *sandboxRun) checkNewGitDirs() {
+	if s.gitDirs == nil {
+		return
+	}
+	res := scanGit(s.p.loaded.Paths, s.p.id.home)
+	var risky []string
+	_ = s.p.loaded.Paths.User.Do(func() error {
+		for _, g := range res.GitDirs {
+			if s.gitDirs[g] {
+				continue
+			}
+			if r := gitdirs.Risky(g); len(r) > 0 {
+				risky = append(risky, fmt.Sprintf("%s (%s)", g, strings.Join(r, ", ")))
+			}
+		}
+		return nil
+	})
+	for _, r := range risky {
+		s.f.Warnf("the sandbox made the git directory %s: git outside would run what these name; check them before you run git in the project", r)
+	}
 }
 
 // describeGitRules is run's line about them, one group per git

@@ -341,6 +341,9 @@ type sandboxRun struct {
 	// covers are the trees the agent was told the domain covers
 	// (api.CreateRequest.LandlockCovers).
 	covers []string
+	// gitDirs are the project's git directories at start
+	// (checkNewGitDirs).
+	gitDirs map[string]bool
 
 	pumpDone <-chan struct{} // set once the command started
 	early    *earlyHelper    // nil: the helper starts in start
@@ -378,7 +381,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("claude settings: not protected", zap.String("what", n))
 	}
-	git, notes := gitRunRules(p)
+	git, notes, gitDirs := gitRunRules(p)
 	for _, n := range notes {
 		f.Log.Debug("git directories: not protected", zap.String("what", n))
 	}
@@ -395,7 +398,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early, covers: req.LandlockCovers}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early, covers: req.LandlockCovers,
+		gitDirs: map[string]bool{}}
+	for _, g := range gitDirs {
+		s.gitDirs[g] = true
+	}
 	if early != nil {
 		s.join = early.join // finished by end
 	}
@@ -659,6 +666,7 @@ func (s *sandboxRun) end(started bool) {
 			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
 		}
 	}
+	s.checkNewGitDirs()
 }
 
 // createRequest is what the agent needs to build the caller's policy: the
