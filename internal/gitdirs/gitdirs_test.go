@@ -164,3 +164,19 @@ func TestRisky(t *testing.T) {
 		t.Errorf("Risky = %q, want %q", got, want)
 	}
 }
+
+// TestScanLinkedWorktree: a project that is a linked worktree (as Claude
+// Code makes them) has a .git file; its hooks and config are the main
+// repository's, outside the project, which the defaults (anchored at the
+// project root) do not reach.
+func TestScanLinkedWorktree(t *testing.T) {
+	home := t.TempDir()
+	tree(t, home, "main/.git/HEAD=x\n", "main/.git/worktrees/w/HEAD=x\n", "main/.git/worktrees/w/commondir=../..\n",
+		"w/.git=gitdir: "+filepath.Join(home, "main/.git/worktrees/w")+"\n")
+	got := strings.Join(patterns(Scan(Options{ProjectRoot: filepath.Join(home, "w"), Home: home})), " ")
+	for _, w := range []string{"~/w/.git", "~/main/.git/hooks/", "~/main/.git/config", "~/main/.git/worktrees/w/config.worktree"} {
+		if !strings.Contains(" "+got+" ", " "+w+" ") {
+			t.Errorf("%s missing from %s", w, got)
+		}
+	}
+}
