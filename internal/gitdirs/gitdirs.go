@@ -112,7 +112,7 @@ func (s *scanner) walk(root string) {
 		if !d.IsDir() {
 			return nil
 		}
-		if skipDirs[d.Name()] && p != root {
+		if p != root && (skipDirs[d.Name()] || s.toolState(p, d.Name())) {
 			return filepath.SkipDir
 		}
 		s.r.Dirs++
@@ -123,6 +123,14 @@ func (s *scanner) walk(root string) {
 		return nil
 	})
 	_ = err // WalkDir only returns what the callback returns
+}
+
+// toolState says whether p is a dot-directory directly in the home
+// (~/.cache, ~/.pyenv, ~/.rustup): tool state, not projects, and most of
+// the directories of a home (a run started in the home walked 16,000 of
+// them in 0.4-0.9 s on the CI host, 12,000 of them in ~/.pyenv).
+func (s *scanner) toolState(p, name string) bool {
+	return s.o.Home != "" && strings.HasPrefix(name, ".") && filepath.Dir(p) == filepath.Clean(s.o.Home)
 }
 
 // dotGit handles a .git: a directory is a git directory; a file points

@@ -97,6 +97,23 @@ func TestScanAbove(t *testing.T) {
 	}
 }
 
+// TestScanHome: run in the home, the walk leaves the home's
+// dot-directories (tool state) alone and still finds a project below it.
+func TestScanHome(t *testing.T) {
+	home := t.TempDir()
+	tree(t, home, ".pyenv/versions/3/.git/HEAD=x\n", ".cache/a/b/", "src/x/.git/HEAD=x\n", "src/.hidden/y/.git/HEAD=x\n")
+	r := Scan(Options{ProjectRoot: home, Home: home})
+	got := strings.Join(patterns(r), " ")
+	if strings.Contains(got, ".pyenv") || r.Dirs != 5 { // home, .cache skipped, src, src/x, src/.hidden, src/.hidden/y
+		t.Errorf("walked %d directories: %s", r.Dirs, got)
+	}
+	for _, w := range []string{"~/src/x/.git/config", "~/src/.hidden/y/.git/config"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s missing from %s", w, got)
+		}
+	}
+}
+
 // TestScanBounded: the walk stops after MaxDirs directories and says so.
 func TestScanBounded(t *testing.T) {
 	root := t.TempDir()
