@@ -183,14 +183,10 @@ bench: ## overhead as ratios, side by side: bench/results.md, start-up against b
 	GO=$(GO) bench/scale.sh
 	GO=$(GO) bench/realwork.sh
 
-# bench/startup.sh rewrites docs/performance.md whole; scale.sh --plot puts
-# the rule and sandbox count section back from bench/scale-results.tsv, and
-# realwork.sh --section the real work section from bench/realwork-results.tsv.
+# bench/startup.sh replaces only its own sections of docs/performance.md.
 .PHONY: bench-startup
 bench-startup: ## only the start-up against bwrap and srt, into docs/performance.md (root; BEFORE=gitref adds aigate built from it)
 	GO=$(GO) bench/startup.sh $(if $(BEFORE),--before $(BEFORE))
-	bench/scale.sh --plot
-	bench/realwork.sh --section
 
 .PHONY: bench-realwork
 bench-realwork: ## only real work (go build, git, node --test, claude -p) bare, under aigate, bwrap and srt, into docs/performance.md (root)

@@ -132,7 +132,7 @@ describe() {
 		ignored) what="unrelated file in a marked directory (ignore mask)" ;;
 		child-event) what="file created in a marked directory after the sandbox started (round trip, allowed)" ;;
 		marked) what="protected file opened in an allowed way (round trip, allowed)" ;;
-		exec-binary) what="deny_exec binary opened for reading (round trip, allowed; inside: decided by a worker, the dynamic loader check)" ;;
+		exec-binary) what="deny_exec binary opened for reading (round trip, allowed; inside: the dynamic loader check, from what the loaders know)" ;;
 		esac
 		echo "fanotify open+close|$what, $where a sandbox|no aigate" ;;
 	BenchmarkNetConnect/udp/*) echo "sock_addr connect4|UDP connect, ${1##*/} a sandbox|cgroup without programs" ;;
@@ -190,8 +190,10 @@ describe() {
 	echo "  wake-ups of sleeping threads, which the machine's load stretches: read them as upper"
 	echo "  bounds. The reader answers both outside and inside a sandbox itself; inside it also"
 	echo "  reads the file's path (readlink of the event's fd), an fstat, matches the policy and, for"
-	echo "  a protected file, how it is opened (/proc/TID/syscall). Only a decision that may wait"
-	echo "  (a dynamic loader check, a hash) goes to a worker goroutine."
+	echo "  a protected file, how it is opened (/proc/TID/syscall, kept open per thread); for a"
+	echo "  deny_exec file, whether the opener's /proc/TID/exe is a known dynamic loader. Only a"
+	echo "  decision that may wait (a binary's interpreter not read yet, a hash) goes to a worker"
+	echo "  goroutine."
 	echo "- DNS: client, proxy and fake upstream share the benchmark process's CPUs. A name asked"
 	echo "  again within its TTL is answered from the proxy's cache: one loopback hop, like the"
 	echo "  baseline's. An uncached one adds the proxy's own exchange with the upstream, from a"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/startup.sh: start-up of `aigate run -- true` side by side with the
 # peers, bubblewrap and srt (Anthropic's sandbox-runtime), and with no
-# sandbox; writes docs/performance.md and its plot. Run as root from
+# sandbox; writes its sections of docs/performance.md (the others stay)
+# and its plot. Run as root from
 # anywhere in the repository:
 #
 #   bench/startup.sh                  # 15 interleaved rounds
@@ -237,5 +238,27 @@ names=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$tmp/summary.tsv")
 		echo
 		cat bench/startup-notes.md
 	fi
-} >"$out"
-echo "bench/startup.sh: wrote $out and $plot" >&2
+} >"$tmp/section.md"
+# Replace only this script's part of $out: the head above the first "## "
+# heading and its own sections (the start-up ones and those of
+# bench/startup-notes.md); the other scripts' sections (bench/scale.sh,
+# bench/realwork.sh) stay as they are, after it.
+{
+	echo "## Start-up: \`run -- true\`"
+	echo "## Start-up from a large home"
+	[ -f bench/startup-notes.md ] && grep '^## ' bench/startup-notes.md
+} >"$tmp/own.txt"
+[ -f "$out" ] || : >"$out"
+awk -v own="$tmp/own.txt" '
+	BEGIN { while ((getline l < own) > 0) mine[l] = 1; skip = 1 }
+	/^## / { skip = ($0 in mine) }
+	!skip { print }' "$out" >"$tmp/rest.md"
+{
+	cat "$tmp/section.md"
+	if [ -s "$tmp/rest.md" ]; then
+		echo
+		cat "$tmp/rest.md"
+	fi
+} >"$tmp/doc.md"
+cat "$tmp/doc.md" >"$out"
+echo "bench/startup.sh: wrote its sections of $out and $plot" >&2

@@ -95,10 +95,14 @@ struct {
 const struct verdict *unused_verdict __attribute__((unused));
 
 /*
- * The dcache's rename seqlock (fs/dcache.c). Weak: where kallsyms does not
- * give its address, nothing is cached.
+ * The address of the dcache's rename seqlock (fs/dcache.c), which the
+ * loader reads from /proc/kallsyms itself (internal/loader/kallsyms.go);
+ * 0 where kallsyms does not give it (kptr_restrict, a kernel without
+ * CONFIG_KALLSYMS_ALL, /proc/kallsyms unreadable), and then nothing is
+ * cached. Not an `extern __ksym __weak`: cilium/ebpf resolves those from
+ * /proc/kallsyms too, and refuses the whole object when it cannot read it.
  */
-extern void rename_lock __ksym __weak;
+const volatile __u64 rename_lock_addr = 0;
 
 /* Before Linux 6.14 a mount namespace's unique id was its seq. */
 struct mnt_namespace___seq {
@@ -121,7 +125,7 @@ static __always_inline void verdict_gen_bump(__u32 slot)
  */
 static __always_inline bool verdict_renames(__u32 *seq)
 {
-	const void *p = &rename_lock;
+	const void *p = (const void *)rename_lock_addr;
 
 	if (!p || bpf_probe_read_kernel(seq, sizeof(*seq), p))
 		return false;

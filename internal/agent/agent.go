@@ -111,6 +111,7 @@ type Agent struct {
 
 	mu      sync.Mutex
 	trustMu sync.Mutex // serialises changes of the trust and policy records
+	placeMu sync.Mutex // serialises moves of clients' processes (place.go)
 	// parsedPolicies is the last policy records file read per uid, with
 	// its bytes (under trustMu; policyrec.go).
 	parsedPolicies map[uint32]parsedPolicies

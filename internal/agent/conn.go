@@ -286,7 +286,8 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 }
 
 // session serves a create request and then the sandbox's life: the place
-// request, the event stream, and the end.
+// request (unless the create carried it: api.CreateRequest.Place), the
+// event stream, and the end.
 func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger) {
 	started := time.Now()
 	b, warnings, e := a.create(context.Background(), p, r.Create)
@@ -297,46 +298,67 @@ func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger
 	log = log.With(zap.String("sandbox", b.info.Name))
 	log.Info("sandbox created", zap.Uint32("owner", b.info.Owner), zap.Strings("command", b.info.Command),
 		zap.Duration("took", time.Since(started))) // start-up is measured: docs/performance.md
-	info := b.info
-	if err := c.Write(&api.Response{OK: true, Sandbox: &info, Warnings: warnings}, responseTimeout); err != nil {
-		_ = a.end(b, "client_gone")
-		return
-	}
-
-	// Until the command is placed, the client has placeTimeout to ask.
-	var preq api.Request
-	if err := c.Read(&preq, time.Now().Add(placeTimeout)); err != nil {
-		_ = a.end(b, "client_gone")
-		if e := readError(err); e != nil {
+	created := &api.Response{OK: true, Warnings: warnings}
+	var pid int
+	if r.Create.Place != nil {
+		// Placed by create: its answer is the go-ahead's condition.
+		pid = r.Create.Place.PID
+	} else {
+		info := b.info
+		created.Sandbox = &info
+		if err := c.Write(created, responseTimeout); err != nil {
+			_ = a.end(b, "client_gone")
+			return
+		}
+		// Until the command is placed, the client has placeTimeout to ask.
+		var preq api.Request
+		if err := c.Read(&preq, time.Now().Add(placeTimeout)); err != nil {
+			_ = a.end(b, "client_gone")
+			if e := readError(err); e != nil {
+				a.reply(c, &api.Response{Error: e})
+			}
+			return
+		}
+		if e := preq.Validate(); e != nil || preq.Op != api.OpPlace {
+			if e == nil {
+				e = &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("expected place, got %s", preq.Op)}
+			}
+			_ = a.end(b, "client_gone")
 			a.reply(c, &api.Response{Error: e})
+			return
 		}
-		return
+		pid = preq.Place.PID
 	}
-	if e := preq.Validate(); e != nil || preq.Op != api.OpPlace {
-		if e == nil {
-			e = &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("expected place, got %s", preq.Op)}
-		}
-		_ = a.end(b, "client_gone")
-		a.reply(c, &api.Response{Error: e})
-		return
-	}
-	// Subscribe before placing, so that no event of the command is missed.
+	// Subscribe before the command can run, so that none of its events is
+	// missed.
 	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name, fold: api.Folds(r.V), binary: api.BinaryEvents(r.V)}
 	a.fan.add(s)
 	defer a.fan.remove(s)
 	// The backend's drops from the placing on, told at the end: they may
 	// be this sandbox's.
 	dropped0, dropsKnown := a.kernelDropped()
-	placing := time.Now()
-	if e := a.place(p, b, preq.Place.PID); e != nil {
-		_ = a.end(b, "client_gone")
-		a.reply(c, &api.Response{Error: e})
-		return
-	}
-	log.Debug("placed", zap.Int("child", preq.Place.PID), zap.Duration("took", time.Since(placing)))
-	if err := c.Write(&api.Response{OK: true}, responseTimeout); err != nil {
-		_ = a.end(b, "client_gone")
-		return
+	if r.Create.Place != nil {
+		log.Debug("placed", zap.Int("child", pid), zap.Bool("at_create", true))
+		a.mu.Lock()
+		info := b.info
+		a.mu.Unlock()
+		created.Sandbox = &info
+		if err := c.Write(created, responseTimeout); err != nil {
+			_ = a.end(b, "client_gone")
+			return
+		}
+	} else {
+		placing := time.Now()
+		if e := a.place(p, b, pid); e != nil {
+			_ = a.end(b, "client_gone")
+			a.reply(c, &api.Response{Error: e})
+			return
+		}
+		log.Debug("placed", zap.Int("child", pid), zap.Duration("took", time.Since(placing)))
+		if err := c.Write(&api.Response{OK: true}, responseTimeout); err != nil {
+			_ = a.end(b, "client_gone")
+			return
+		}
 	}
 
 	endReq := make(chan struct{}, 1)

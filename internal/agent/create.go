@@ -31,6 +31,20 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		}
 		owner = *req.Owner
 	}
+	// The caller's waiting helper, checked now and moved in while the
+	// backend builds the sandbox (Config.Enter): the create's answer then
+	// means placed, one round trip less, and the migration's wait for an
+	// RCU grace period is hidden beside the backend's work. Nothing of the
+	// command runs before the answer: the helper waits for its go-ahead,
+	// which the client gives only after it.
+	var pl *placement
+	if req.Place != nil {
+		var e *api.Error
+		if pl, e = a.checkPlace(p, req.Place.PID); e != nil {
+			return nil, nil, e
+		}
+		defer pl.close()
+	}
 	if e := checkPaths(p, req); e != nil {
 		return nil, nil, e
 	}
@@ -60,6 +74,16 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 	if req.Mode != "" {
 		mode = req.Mode
 	}
+	var enter func(move func(pid int) error) error
+	var placeErr *api.Error // why the move was refused
+	if pl != nil {
+		enter = func(move func(pid int) error) error {
+			if placeErr = pl.move(move); placeErr != nil {
+				return placeErr
+			}
+			return nil
+		}
+	}
 	sb, err := sandbox.Create(ctx, sandbox.Config{
 		Backend: a.be,
 		Policy:  compiled,
@@ -73,8 +97,12 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		// run checked them, and its exec helper checks them again
 		// before the command starts.
 		LandlockCovers: req.LandlockCovers,
+		Enter:          enter,
 	})
 	if err != nil {
+		if placeErr != nil {
+			return nil, nil, placeErr
+		}
 		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: err.Error()}
 	}
 	warnings = append(warnings, sb.Warnings...)
@@ -106,6 +134,9 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 	a.keepRecord(b, req) // with a pinning backend, for the next agent (adopt.go)
 	if w := a.guardClaudeJSON(b, req); w != "" {
 		warnings = append(warnings, w)
+	}
+	if pl != nil {
+		a.placed(b)
 	}
 	return b, warnings, nil
 }

@@ -29,6 +29,11 @@ type fakeBackend struct {
 	// cgroup while Remove ran: a task that would outlive enforcement.
 	removeDelay time.Duration
 	unconfined  []string
+
+	// onAdd, when set, runs in Add before the sandbox is recorded (as a
+	// backend's work would), and Add fails when it does. It may call
+	// sb.Enter, as Composite does.
+	onAdd func(sb *enforce.Sandbox) error
 }
 
 func newFake() *fakeBackend {
@@ -38,6 +43,14 @@ func newFake() *fakeBackend {
 func (f *fakeBackend) Name() string { return "fake" }
 
 func (f *fakeBackend) Add(_ context.Context, sb *enforce.Sandbox) error {
+	f.mu.Lock()
+	onAdd := f.onAdd
+	f.mu.Unlock()
+	if onAdd != nil {
+		if err := onAdd(sb); err != nil {
+			return err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.added[sb.ID] = *sb

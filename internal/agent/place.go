@@ -18,29 +18,80 @@ import (
 )
 
 // place moves the client's waiting child into the sandbox (see the exec
-// helper in package api for why the agent does this and not the client).
-//
-// The process must belong to the caller (real uid) and be the caller's
-// child, and it must not be in a sandbox already: moving a sandboxed
-// process into a fresh sandbox with a looser policy would be an escape.
-// Root may place any process that is not sandboxed.
-//
-// The checks read /proc/PID and the move writes PID: both name the process
-// the caller meant only while it has not been reaped (a pid is not reused
-// before). A pidfd taken first says whether it has been, after the checks.
-// What is left is the few microseconds from there to the write: for the
-// pid to name another process by then, the kernel would have to hand out
-// every other pid (pid_max, 4194304 on 64-bit) meanwhile.
+// helper in package launch for why the agent does this and not the
+// client): checkPlace, then placement.move into the sandbox. A create of
+// version 3 places it while the sandbox is built instead (create.go),
+// with the same two steps.
 func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
+	pl, e := a.checkPlace(p, pid)
+	if e != nil {
+		return e
+	}
+	defer pl.close()
+	// Move and the sandbox's Close exclude each other: a process moved in
+	// after end had killed the sandbox's processes would run on once
+	// enforcement stopped, and keep the cgroup from being removed.
+	if e := pl.move(func(pid int) error {
+		err := b.sb.Move(pid)
+		if errors.Is(err, sandbox.ErrClosed) {
+			return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("sandbox %s ended before process %d could be placed in it", b.info.Name, pid)}
+		}
+		return err
+	}); e != nil {
+		return e
+	}
+	a.placed(b)
+	return nil
+}
+
+// placed records that b's first process is in, and ends b at once when
+// that process has died meanwhile (the emptiness event came too early
+// to count).
+func (a *Agent) placed(b *box) {
+	a.mu.Lock()
+	b.info.Placed = true
+	a.mu.Unlock()
+	a.onEmpty(b)
+}
+
+// placement is a process checkPlace found the caller may place.
+type placement struct {
+	a   *Agent
+	pid int
+	pfd int // pidfd, open from before the checks
+}
+
+// checkPlace checks that the caller may place pid. The process must
+// belong to the caller (real uid) and be the caller's child, and it must
+// not be in a sandbox already: moving a sandboxed process into a fresh
+// sandbox with a looser policy would be an escape. Root may place any
+// process that is not sandboxed.
+//
+// The checks read /proc/PID and the move writes PID: both name the
+// process the caller meant only while it has not been reaped (a pid is
+// not reused before). A pidfd taken first says whether it has been,
+// right before the write (move). What is left is the few microseconds
+// from there to the write: for the pid to name another process by then,
+// the kernel would have to hand out every other pid (pid_max, 4194304 on
+// 64-bit) meanwhile.
+func (a *Agent) checkPlace(p api.Peer, pid int) (*placement, *api.Error) {
 	pfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			err = errors.New("no such process")
 		}
-		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("place process %d: %v", pid, err)}
+		return nil, &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("place process %d: %v", pid, err)}
 	}
-	defer unix.Close(pfd)
-	gone := func() bool { return unix.PidfdSendSignal(pfd, 0, nil, 0) != nil }
+	pl := &placement{a: a, pid: pid, pfd: pfd}
+	if e := pl.check(p); e != nil {
+		pl.close()
+		return nil, e
+	}
+	return pl, nil
+}
+
+func (pl *placement) check(p api.Peer) *api.Error {
+	pid := pl.pid
 	st, err := readProcStatus(pid)
 	if err != nil {
 		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("place process %d: %v", pid, err)}
@@ -58,30 +109,46 @@ func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
 			return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d: %v", pid, err)}
 		}
 	}
-	if in, err := a.sandboxed(pid); err != nil || in {
-		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pid)}
+	return pl.refuseSandboxed()
+}
+
+// refuseSandboxed refuses a process that is in a sandbox already (or
+// whose cgroup cannot be read): moving it into a fresh sandbox with a
+// looser policy would be an escape.
+func (pl *placement) refuseSandboxed() *api.Error {
+	if in, err := pl.a.sandboxed(pl.pid); err != nil || in {
+		return &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("process %d is already in a sandbox", pl.pid)}
 	}
-	placeChecked(pid)
-	if gone() {
-		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("process %d exited before it could be placed", pid)}
+	return nil
+}
+
+// move moves the checked process with write (which writes its pid to a
+// sandbox's cgroup.procs), refusing it if it has been reaped since the
+// checks or has entered a sandbox meanwhile: a create places its process
+// milliseconds after the checks, and two requests could name the same
+// child. The agent's placements are serialised, so that the second of
+// two finds the process in the first's sandbox.
+func (pl *placement) move(write func(pid int) error) *api.Error {
+	placeChecked(pl.pid)
+	pl.a.placeMu.Lock()
+	defer pl.a.placeMu.Unlock()
+	if unix.PidfdSendSignal(pl.pfd, 0, nil, 0) != nil {
+		return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("process %d exited before it could be placed", pl.pid)}
 	}
-	// Move and the sandbox's Close exclude each other: a process moved in
-	// after end had killed the sandbox's processes would run on once
-	// enforcement stopped, and keep the cgroup from being removed.
-	if err := b.sb.Move(pid); err != nil {
-		if errors.Is(err, sandbox.ErrClosed) {
-			return &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("sandbox %s ended before process %d could be placed in it", b.info.Name, pid)}
+	if e := pl.refuseSandboxed(); e != nil {
+		return e
+	}
+	if err := write(pl.pid); err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) {
+			return ae
 		}
 		return &api.Error{Code: api.CodeSandbox, Message: err.Error()}
 	}
-	a.mu.Lock()
-	b.info.Placed = true
-	a.mu.Unlock()
-	// The process may have died between the write and Placed: the
-	// inotify event then came too early to count.
-	a.onEmpty(b)
 	return nil
 }
+
+func (pl *placement) close() { unix.Close(pl.pfd) }
 
 // placeChecked runs between place's checks and its move; tests make the
 // process die there.

@@ -20,7 +20,17 @@ import (
 // streams carry one JSON message per denial as before. A
 // version 1 agent refuses a version 2 client (CodeVersion, whose message
 // says to restart the agent).
-const Version = 2
+//
+// Version 3 lets create carry the pid of the waiting exec helper
+// (CreateRequest.Place): the agent moves it in while it builds the
+// sandbox, and the create's answer means placed, with no place round
+// trip. Clients of versions 1 and 2 send place after create as before;
+// a version 2 agent refuses a version 3 client (CodeVersion).
+const Version = 3
+
+// PlacesAtCreate reports whether a create of version v may carry the
+// process to place (CreateRequest.Place).
+func PlacesAtCreate(v int) bool { return v >= 3 }
 
 // MinVersion is the oldest version the agent still answers.
 const MinVersion = 1
@@ -117,6 +127,15 @@ type CreateRequest struct {
 	// per file. Only the caller's own sandbox is loosened by a false claim
 	// (requests from inside a sandbox are refused).
 	LandlockCovers []string `json:"landlock_covers,omitempty"`
+	// Place, from version 3, names the caller's waiting exec helper
+	// (launch.Prepare) for the agent to move into the sandbox while it
+	// builds it, with the same checks as a place request. A create that
+	// carries it is answered only once the process is in the sandbox and
+	// the sandbox's enforcement is complete; the connection is then a
+	// placed session (no place request follows). When it cannot be
+	// placed, the create is refused and the sandbox removed, with the
+	// process in it killed.
+	Place *PlaceRequest `json:"place,omitempty"`
 }
 
 // ClaudeJSONGuard is CreateRequest.ClaudeJSON.

@@ -43,3 +43,18 @@ func TestRefusedBeforeRequest(t *testing.T) {
 		t.Fatalf("exchange after the agent refused and closed: %v, want its refusal", err)
 	}
 }
+
+// TestOlderAgentRefusesPlace: an agent of protocol version 2 refuses a
+// create that carries place as malformed (it decodes before it checks the
+// version); the client says to restart the agent instead.
+func TestOlderAgentRefusesPlace(t *testing.T) {
+	err := olderAgent(&Error{Code: CodeBadRequest, Message: `malformed message: json: unknown field "place"`})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeVersion || !strings.Contains(e.Message, "restart") {
+		t.Fatalf("got %v, want a version error saying to restart the agent", err)
+	}
+	other := &Error{Code: CodeBadRequest, Message: "create: home \"x\" is not absolute"}
+	if got := olderAgent(other); got != error(other) {
+		t.Fatalf("another refusal changed: %v", got)
+	}
+}

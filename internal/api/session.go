@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +42,7 @@ type Session struct {
 	done    chan struct{}
 	dropped atomic.Uint64
 	placed  bool
+	pid     int // the process placed, 0 before
 
 	mu    sync.Mutex
 	ended *Ended
@@ -48,23 +50,42 @@ type Session struct {
 }
 
 // CreateSandbox asks the agent for a sandbox. The connection stays open as
-// the sandbox's session: start the command with launch.Start.
+// the sandbox's session: start the command with launch.Start, or with the
+// Start of the helper that req.Place names, which the agent has then
+// placed already (the session is Placed).
 func (c *Client) CreateSandbox(ctx context.Context, req CreateRequest) (*Session, error) {
 	resp, conn, err := c.roundTrip(ctx, &Request{Op: OpCreate, Create: &req})
 	if err != nil {
-		return nil, fmt.Errorf("create sandbox: %w", err)
+		return nil, fmt.Errorf("create sandbox: %w", olderAgent(err))
 	}
 	if resp.Sandbox == nil {
 		conn.Close()
 		return nil, errors.New("create sandbox: the agent sent no sandbox")
 	}
-	return &Session{
+	s := &Session{
 		Sandbox:  *resp.Sandbox,
 		Warnings: resp.Warnings,
 		conn:     conn,
 		events:   make(chan events.Event, sessionBuffer),
 		done:     make(chan struct{}),
-	}, nil
+	}
+	if req.Place != nil {
+		// Answered: the process is in the sandbox and its enforcement
+		// complete; the stream follows at once.
+		s.placedStream(req.Place.PID)
+	}
+	return s, nil
+}
+
+// olderAgent explains the refusal of an agent of protocol version 2,
+// which reads the request (and refuses its unknown field place) before it
+// looks at the version.
+func olderAgent(err error) error {
+	var e *Error
+	if errors.As(err, &e) && e.Code == CodeBadRequest && strings.Contains(e.Message, `unknown field "place"`) {
+		return &Error{Code: CodeVersion, Message: "the running agent is older than this aigate (protocol version 2, this client speaks 3): restart it (`sudo systemctl restart aigate`, or restart `sudo aigate agent`)"}
+	}
+	return err
 }
 
 // Place asks the agent to move pid into the sandbox and, once it has,
@@ -78,14 +99,22 @@ func (s *Session) Place(pid int) error {
 	if err != nil {
 		return fmt.Errorf("place process %d in sandbox %s: %w", pid, s.Sandbox.Name, err)
 	}
-	s.placed = true
+	s.placedStream(pid)
+	return nil
+}
+
+// placedStream records pid as placed and starts reading the stream.
+func (s *Session) placedStream(pid int) {
+	s.placed, s.pid = true, pid
 	s.conn.BufferReads() // from now on s.read alone reads: a stream of events
 	go s.read()
-	return nil
 }
 
 // Placed reports whether a process was placed in the sandbox.
 func (s *Session) Placed() bool { return s.placed }
+
+// PlacedPID is the process placed in the sandbox, 0 before.
+func (s *Session) PlacedPID() int { return s.pid }
 
 func (s *Session) read() {
 	defer close(s.done)

@@ -57,6 +57,9 @@ func (r *Request) Validate() *Error {
 	}
 	switch r.Op {
 	case OpCreate:
+		if r.Create.Place != nil && !PlacesAtCreate(r.V) {
+			return badf("create: place needs protocol version 3, the request is version %d", r.V)
+		}
 		return r.Create.validate()
 	case OpPlace:
 		if r.Place.PID <= 0 {
@@ -91,6 +94,9 @@ func (c *CreateRequest) validate() *Error {
 		if err := absPath("config file", f.Path); err != nil {
 			return err
 		}
+	}
+	if c.Place != nil && c.Place.PID <= 0 {
+		return badf("create: place: pid %d is not a process id", c.Place.PID)
 	}
 	if err := absPath("home", c.Home); err != nil {
 		return err

@@ -89,12 +89,30 @@ func (c *Composite) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := c.net.Add(ctx, sb); err != nil {
 		return err
 	}
-	// The command is placed in the cgroup right after Add: the wait that
-	// migration would start with is paid now, beside the file side's work
-	// (cgroup.PrimeMigration; after the network's cgroup attach, which
-	// it would hold up).
-	go cgroup.PrimeMigration()
-	if err := c.files.Add(ctx, sb); err != nil {
+	// The first write to cgroup.procs waits for an RCU grace period; it
+	// is made now, beside the file side's work, and after the network's
+	// cgroup attach, which it would hold up (it holds cgroup_mutex while
+	// it waits). With sb.Enter, that write moves the command's waiting
+	// helper in (it runs nothing before the sandbox's creation returns);
+	// without, the process placed right after Add finds the wait paid by
+	// a write that moves nothing (cgroup.PrimeMigration).
+	var entered chan error
+	if sb.Enter != nil {
+		entered = make(chan error, 1)
+		go func() { entered <- sb.Enter() }()
+	} else {
+		go cgroup.PrimeMigration()
+	}
+	err := c.files.Add(ctx, sb)
+	if entered != nil {
+		if eerr := <-entered; eerr != nil {
+			if err == nil {
+				return errors.Join(eerr, c.Remove(sb.ID))
+			}
+			err = errors.Join(err, eerr)
+		}
+	}
+	if err != nil {
 		if rerr := c.net.Remove(sb.ID); rerr != nil {
 			return errors.Join(err, fmt.Errorf("undo network rules: %w", rerr))
 		}
@@ -111,7 +129,8 @@ func (c *Composite) Add(ctx context.Context, sb *enforce.Sandbox) error {
 // killed, the kernel detaches the programs at once, while the guard kills
 // the sandbox only once it sees aigate gone, and in between the sandbox's
 // connections would go out unchecked (hundreds did, in
-// TestEscapeAgentKilled). Done before any process is placed in sb.
+// TestEscapeAgentKilled). Done before Add returns: before the command
+// runs (the helper that Enter moves in waits until then).
 func (c *Composite) holdLinks(sb *enforce.Sandbox) error {
 	h, ok := c.files.(enforce.LinkHolder)
 	if !ok {

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
@@ -157,4 +159,60 @@ func TestCompositeUnixSockets(t *testing.T) {
 	if got, want := c2.UnixSockets(), loader.UnixSocketEnforcement(); got != want {
 		t.Errorf("without: %q, want %q", got, want)
 	}
+}
+
+// TestCompositeAddWaitsForEnter: the helper that sb.Enter moves in is
+// given its go-ahead once Add has returned, so Add must not return before
+// the move has (else the command could start outside its sandbox) and
+// must fail, with nothing left enforcing, when the move failed.
+func TestCompositeAddWaitsForEnter(t *testing.T) {
+	t.Run("waits", func(t *testing.T) {
+		var log []string
+		files, net := newPart("files", &log), newPart("net", &log)
+		c := compose(files, net)
+		defer c.Close()
+		release := make(chan struct{})
+		entering := make(chan struct{})
+		sb := &enforce.Sandbox{ID: 4, Name: "s", Enter: func() error {
+			close(entering)
+			<-release
+			return nil
+		}}
+		added := make(chan error, 1)
+		go func() { added <- c.Add(context.Background(), sb) }()
+		<-entering
+		select {
+		case err := <-added:
+			t.Fatalf("Add returned (%v) while the move into the cgroup was still under way", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		close(release)
+		if err := <-added; err != nil {
+			t.Fatal(err)
+		}
+		if !files.live[4] || !net.live[4] {
+			t.Fatalf("not live: files %v net %v", files.live, net.live)
+		}
+	})
+	t.Run("move fails", func(t *testing.T) {
+		var log []string
+		files, net := newPart("files", &log), newPart("net", &log)
+		c := compose(files, net)
+		defer c.Close()
+		calls := 0
+		sb := &enforce.Sandbox{ID: 4, Name: "s", Enter: func() error {
+			calls++
+			return errors.New("process 42 exited before it could be placed")
+		}}
+		err := c.Add(context.Background(), sb)
+		if err == nil || !strings.Contains(err.Error(), "exited before it could be placed") {
+			t.Fatalf("Add = %v, want the move's error", err)
+		}
+		if calls != 1 {
+			t.Fatalf("Enter called %d times, want once", calls)
+		}
+		if len(net.live)+len(files.live) != 0 {
+			t.Fatalf("left live: files %v net %v", files.live, net.live)
+		}
+	})
 }

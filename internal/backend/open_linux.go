@@ -77,7 +77,10 @@ func openFanotify(o Options) (enforce.Backend, error) {
 		Home:         o.Home,
 		ProjectRoot:  o.ProjectRoot,
 		WalkCacheDir: walkCacheDir(o),
-		KeepDir:      fanotify.DefaultKeepDir,
+		// An embedded run's process ends with its sandbox: its marks
+		// go in one call, none is kept for a next sandbox.
+		FlushWhenEmpty: o.RunPin != "",
+		KeepDir:        fanotify.DefaultKeepDir,
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -628,7 +629,8 @@ func TestMiscCommands(t *testing.T) {
 		}
 	}
 	out = e.ok("doctor")
-	if !strings.Contains(out, "bpf-lsm       ok") || !strings.Contains(out, "ready: BPF LSM backend") {
+	// The name column is as wide as the longest check name.
+	if !regexp.MustCompile(`(?m)^bpf-lsm +ok `).MatchString(out) || !strings.Contains(out, "ready: BPF LSM backend") {
 		t.Errorf("doctor:\n%s", out)
 	}
 	// A kernel without cgroup v2: not ready, exit 1, and the fix is printed.
@@ -702,12 +704,18 @@ func unifiedDiff(want, got string) string {
 // the user's, with the shared_caches entry that shares them.
 func TestStatusToolCaches(t *testing.T) {
 	e := newSandboxEnv(t)
-	e.write(e.global(), "shared_caches:\n  - npm\n")
+	e.write(e.global(), "shared_caches:\n  - npm\n  - maven\n")
 	st := e.status()
 	want := []StatusToolCache{
 		{Tool: "go", Own: []string{"~/.cache/aigate/go-build", "~/.cache/aigate/go-mod"}, User: []string{"~/.cache/go-build/", "~/go/pkg/mod/"}},
 		{Tool: "npm", Own: []string{}, User: []string{"~/.npm/"}, File: e.global(), Line: 2},
 		{Tool: "pip", Own: []string{"~/.cache/aigate/pip"}, User: []string{"~/.cache/pip/"}},
+		{Tool: "cargo", Own: []string{"~/.cache/aigate/cargo"}, User: []string{"~/.cargo/registry/", "~/.cargo/git/"}},
+		{Tool: "gradle", Own: []string{"~/.cache/aigate/gradle"}, User: []string{"~/.gradle/"}},
+		{Tool: "maven", Own: []string{}, User: []string{"~/.m2/repository/"}, File: e.global(), Line: 3},
+	}
+	if st.XDGCacheHome != "~/.cache/aigate/xdg" {
+		t.Errorf("xdg_cache_home %q", st.XDGCacheHome)
 	}
 	if fmt.Sprint(st.ToolCaches) != fmt.Sprint(want) {
 		t.Errorf("tool_caches:\n%+v\nwant\n%+v", st.ToolCaches, want)
@@ -717,8 +725,11 @@ func TestStatusToolCaches(t *testing.T) {
 	}
 	out := e.ok("status")
 	for _, line := range []string{
-		"go   the sandboxes' own (~/.cache/aigate/go-build, ~/.cache/aigate/go-mod); yours deny_write inside",
-		"npm  shared with yours (~/.npm/): a sandbox can plant code that runs at your next npm outside",
+		"go      the sandboxes' own (~/.cache/aigate/go-build, ~/.cache/aigate/go-mod); yours deny_write inside",
+		"npm     shared with yours (~/.npm/): a sandbox can plant code that runs at your next npm outside",
+		"cargo   the sandboxes' own (~/.cache/aigate/cargo); yours deny_write inside",
+		"gradle  the sandboxes' own (~/.cache/aigate/gradle); yours deny_write inside",
+		"others  XDG_CACHE_HOME=~/.cache/aigate/xdg; the rest of ~/.cache read-only inside",
 	} {
 		if !strings.Contains(out, line) {
 			t.Errorf("status lacks %q:\n%s", line, out)

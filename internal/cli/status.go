@@ -76,6 +76,10 @@ type Status struct {
 	// get caches of their own (the user's deny_write) or share the
 	// user's (shared_caches).
 	ToolCaches []StatusToolCache `json:"tool_caches"`
+	// XDGCacheHome is what aigate run sets XDG_CACHE_HOME to (the rest of
+	// ~/.cache read-only inside); "" when writable: gives the sandbox
+	// the user's ~/.cache.
+	XDGCacheHome string `json:"xdg_cache_home"`
 
 	// AllowUserns and AllowIOUring are allow_userns and allow_io_uring,
 	// with where they were set (file "" for the built-in false).
@@ -138,6 +142,14 @@ func toolCaches(pol *policy.Policy) []StatusToolCache {
 		out = append(out, tc)
 	}
 	return out
+}
+
+// xdgCacheHome is Status.XDGCacheHome for pol.
+func xdgCacheHome(pol *policy.Policy) string {
+	if !pol.SandboxXDGCache() {
+		return ""
+	}
+	return "~/" + policy.XDGCacheDir
 }
 
 // StatusSetting is a boolean setting and where it was set.
@@ -321,6 +333,7 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		AllowEnv:      rulesOf(pol.Env.Allow),
 		Writable:      rulesOf(pol.Writable),
 		ToolCaches:    toolCaches(pol),
+		XDGCacheHome:  xdgCacheHome(pol),
 		AllowNet:      []StatusRule{},
 		Warnings:      []StatusWarning{},
 		ResourceLimits: StatusLimits{
@@ -557,6 +570,11 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 			continue
 		}
 		fmt.Fprintf(tw, "  %s\tthe sandboxes' own (%s); yours deny_write inside\n", c.Tool, strings.Join(c.Own, ", "))
+	}
+	if st.XDGCacheHome != "" {
+		fmt.Fprintf(tw, "  others\tXDG_CACHE_HOME=%s; the rest of ~/.cache read-only inside\n", st.XDGCacheHome)
+	} else {
+		fmt.Fprintln(tw, "  others\t~/.cache writable inside (writable:): a sandbox can plant code that tools outside run from it")
 	}
 	if lim := st.ResourceLimits; lim != (StatusLimits{}) {
 		fmt.Fprintln(tw)

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/kallsyms"
 )
 
 // Run performs every check. It never fails: what it cannot find out is a
@@ -42,7 +44,7 @@ func Run(opts Options) *Report {
 	fan := m.fanotify(major, minor)
 	net := m.sockAddr(cg.Status)
 	unixc := m.unixSockets()
-	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), m.userns(major, minor), m.execCopies(major, minor), cg, m.bpffs(), m.privileges()}}
+	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), m.userns(major, minor), m.execCopies(major, minor), m.verdictCache(lsm.Status, probe.Status), cg, m.bpffs(), m.privileges()}}
 
 	// Both backends enforce the network with the sock_addr programs, and
 	// neither opens without them.
@@ -413,6 +415,42 @@ func (m *machine) execCopies(major, minor int) Check {
 		c.Fix = "use a kernel built with CONFIG_IMA=y (Debian's, Ubuntu's and Fedora's are)"
 	default:
 		c.Detail = "BPF LSM backend: a copy of a deny_exec binary under any name and anywhere is refused (size, then SHA-256 through IMA)" + fan
+	}
+	return c
+}
+
+// verdictCache says whether the BPF LSM backend can answer a file a
+// sandbox opens again from its per-inode cache of allowed verdicts
+// (bpf/include/verdict.h): it needs rename_lock's address, which the
+// loader reads from /proc/kallsyms (internal/loader/lsm.go). Without it
+// the backend loads all the same and checks every open in full.
+func (m *machine) verdictCache(lsm, probe Status) Check {
+	c := Check{Name: "verdict-cache", Status: OK}
+	if lsm == Fail || probe == Fail {
+		c.Status = Skip
+		c.Detail = "not needed: the BPF LSM backend cannot run here"
+		return c
+	}
+	_, err := kallsyms.Lookup(m.path(kallsyms.Path), "rename_lock")
+	switch {
+	case err == nil:
+		c.Detail = "BPF LSM backend: a file a sandbox opens again is answered from a per-inode cache of allowed verdicts (rename_lock's address is in /proc/kallsyms)"
+		return c
+	case errors.Is(err, kallsyms.ErrHidden) && m.opts.Euid != 0:
+		c.Status = Skip
+		c.Detail = "/proc/kallsyms hides addresses from this user; the agent reads it as root"
+		c.Fix = sudoDoctor
+		return c
+	}
+	c.Status = Warn
+	c.Detail = "BPF LSM backend: no verdict cache, every open is checked in full (the same verdicts, slower repeated opens): " + err.Error()
+	switch {
+	case errors.Is(err, kallsyms.ErrHidden):
+		c.Fix = "set kernel.kptr_restrict to 0 or 1 (2 hides kernel addresses from root too)"
+	case errors.Is(err, kallsyms.ErrMissing):
+		c.Fix = "use a kernel built with CONFIG_KALLSYMS_ALL=y (Debian's, Ubuntu's and Fedora's are)"
+	default:
+		c.Fix = "let root read /proc/kallsyms (an LSM policy or a container may refuse it)"
 	}
 	return c
 }

@@ -53,6 +53,7 @@ func TestRunHealthy(t *testing.T) {
 		"proc/self/mountinfo":              mountinfoV2,
 		"sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n",
 		"boot/config-6.1.0-test":           "CONFIG_BPF_LSM=y\nCONFIG_FANOTIFY_ACCESS_PERMISSIONS=y\nCONFIG_IMA=y\n",
+		"proc/kallsyms":                    kallsymsListed,
 	})
 	probed := 0
 	r := Run(Options{
@@ -393,6 +394,47 @@ func TestLSMRefusalRememberedWithoutRoot(t *testing.T) {
 	}
 	if r.Backend != BackendLSM || !strings.Contains(r.Summary, "not proven") {
 		t.Errorf("backend %q summary %q, want lsm, not proven", r.Backend, r.Summary)
+	}
+}
+
+const kallsymsListed = "ffffffff81000000 T _stext\nffffffff82a0b040 D rename_lock\n"
+
+// TestVerdictCache: doctor says the BPF LSM backend caches verdicts only
+// where the loader will find rename_lock in /proc/kallsyms, and how to get
+// it where not; without root, hidden addresses prove nothing.
+func TestVerdictCache(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		kallsyms string // "" no file
+		euid     int
+		probe    error
+		status   Status
+		says     string
+	}{
+		{"listed", kallsymsListed, 0, nil, OK, "answered from a per-inode cache"},
+		{"hidden from root", "0000000000000000 D rename_lock\n", 0, nil, Warn, "kptr_restrict"},
+		{"hidden from a user", "0000000000000000 D rename_lock\n", 1000, nil, Skip, "hides addresses from this user"},
+		{"not listed", "ffffffff81000000 T _stext\n", 0, nil, Warn, "CONFIG_KALLSYMS_ALL"},
+		{"unreadable", "", 0, nil, Warn, "every open is checked in full"},
+		{"no BPF LSM", kallsymsListed, 0, errors.New("load: operation not permitted"), Skip, "cannot run here"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{
+				"sys/kernel/security/lsm": "lockdown,capability,bpf\n",
+				"boot/config-6.1.0-test":  "CONFIG_BPF_LSM=y\n",
+			}
+			if tc.kallsyms != "" {
+				files["proc/kallsyms"] = tc.kallsyms
+			}
+			opts := Options{Root: fakeRoot(t, files), Release: "6.1.0-test", Euid: tc.euid}
+			if tc.euid == 0 {
+				opts.ProbeLSM = func() error { return tc.probe }
+			}
+			c := find(t, Run(opts), "verdict-cache")
+			if c.Status != tc.status || !strings.Contains(c.Detail+" "+c.Fix, tc.says) {
+				t.Errorf("%s %q (fix %q), want %s saying %q", c.Status, c.Detail, c.Fix, tc.status, tc.says)
+			}
+		})
 	}
 }
 

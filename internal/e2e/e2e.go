@@ -64,11 +64,16 @@ func Build(dir string) (string, error) {
 }
 
 // CleanEnv is environ without what would make aigate act for another user
-// or talk to the machine's agent and config: SUDO_*, HOME and AIGATE_*.
+// or talk to the machine's agent and config: SUDO_*, HOME and AIGATE_*;
+// and without GOCACHE and GOMODCACHE, which the Makefile exports for its
+// own builds under sudo (root's caches): a user's run would not have them,
+// and run would warn on every command that it keeps a go cache set by hand
+// (internal/run/toolcache.go). A test of that warning sets them itself.
 func CleanEnv(environ []string) []string {
 	var env []string
 	for _, kv := range environ {
-		if strings.HasPrefix(kv, "SUDO_") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "AIGATE_") {
+		if strings.HasPrefix(kv, "SUDO_") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "AIGATE_") ||
+			strings.HasPrefix(kv, "GOCACHE=") || strings.HasPrefix(kv, "GOMODCACHE=") {
 			continue
 		}
 		env = append(env, kv)

@@ -58,3 +58,22 @@ func TestE2EUnreachableUnixIsQuiet(t *testing.T) {
 		}
 	})
 }
+
+// The go caches `make` exports for its builds under sudo (Makefile) are
+// the test's, not the user's: the harness does not hand them to run, which
+// would otherwise warn on every command that it keeps them. A user who set
+// GOCACHE still gets the warning (TestCacheEnv in internal/run).
+func TestE2EMakesGoCachesAreNotTheUsers(t *testing.T) {
+	t.Setenv("GOCACHE", filepath.Join(t.TempDir(), "go-build"))
+	t.Setenv("GOMODCACHE", filepath.Join(t.TempDir(), "go-mod"))
+	eachBackend(t, func(t *testing.T, w *world) {
+		w.defaults()
+		r := w.run(nil, "true")
+		if r.code != 0 {
+			t.Fatalf("aigate run -- true: %s", r)
+		}
+		if strings.Contains(r.stderr, "GOCACHE") || strings.Contains(r.stderr, "GOMODCACHE") {
+			t.Errorf("run warned about the harness's go caches: %s", r)
+		}
+	})
+}

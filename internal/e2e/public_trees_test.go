@@ -53,11 +53,11 @@ func TestE2EDefaultsKeepPublicTreesReadable(t *testing.T) {
 		// go and npm inside use the sandboxes' own caches (run sets them):
 		// the modules come from the user's module cache through a file
 		// proxy, into ~/.cache/aigate/go-mod, excepted like ~/go/pkg/mod.
-		// The caches the test's own environment names (make exports
-		// GOCACHE and GOMODCACHE) would be kept, with a warning.
+		// The caches the test's own environment names would be kept, with
+		// a warning (CleanEnv already drops make's GOCACHE and GOMODCACHE).
 		w.env = slices.DeleteFunc(w.env, func(kv string) bool {
 			k, _, _ := strings.Cut(kv, "=")
-			return k == "GOCACHE" || k == "GOMODCACHE" || k == "GOPATH" || k == "GOENV" || strings.EqualFold(k, "npm_config_cache")
+			return k == "GOPATH" || k == "GOENV" || strings.EqualFold(k, "npm_config_cache")
 		})
 		w.env = append(w.env,
 			"GOPROXY=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "GOSUMDB=off",

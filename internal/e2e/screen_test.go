@@ -74,7 +74,7 @@ func TestE2EDenyLinesAtLineBoundaries(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^cat: \.env: Operation not permitted$`).MatchString(r.stderr) {
 			t.Errorf("cat's error was split:\n%s", r)
 		}
-		lines := regexp.MustCompile(`(?m)^aigate: blocked read ` + regexp.QuoteMeta(env) + ` \(cat, pid \d+, rule \.env\)( \(repeated \d+ more times?\))?$`)
+		lines := regexp.MustCompile(`(?m)^aigate: blocked read ` + regexp.QuoteMeta(env) + ` \(cat, (pid \d+, )?rule \.env\)( \(repeated \d+ more times?( by [a-z0-9 ]+)?\))?$`)
 		if n := len(lines.FindAllString(r.stderr, -1)); n != 2 {
 			t.Errorf("want 2 deny lines, each on a line of its own, got %d:\n%s", n, r)
 		}

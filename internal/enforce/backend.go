@@ -32,6 +32,15 @@ type Sandbox struct {
 	// backend that protects files by inode against hard links made
 	// elsewhere (fanotify) may protect these by their directories alone.
 	LandlockCovers []string
+
+	// Enter, when set, moves the sandbox's first process into the cgroup:
+	// a helper that runs nothing of the command before the sandbox's
+	// creation has returned (launch.Prepare). Add calls it at most once,
+	// where the migration's wait holds up none of its own cgroup work
+	// (the first write to cgroup.procs waits for an RCU grace period),
+	// returns only after it returned, and fails when it failed. A backend
+	// that does not call it leaves it to the caller, after Add.
+	Enter func() error `json:"-"`
 }
 
 // Counter is one exact violation count, kept by the backend independently of
@@ -54,7 +63,7 @@ type Backend interface {
 	// Name is "lsm" or "fanotify".
 	Name() string
 	// Add starts enforcing sb's policy on its cgroup. When Add returns nil,
-	// every process placed in the cgroup is confined.
+	// every process placed in the cgroup is confined (sb.Enter's too).
 	Add(ctx context.Context, sb *Sandbox) error
 	// Remove stops enforcing for the sandbox and frees its map entries.
 	Remove(id uint32) error

@@ -60,29 +60,40 @@ func TestEscapeNestedRun(t *testing.T) {
 // placing another user's process, or any process of one's own that is not
 // a child (e.g. one in another sandbox, or the user's shell), would let a
 // member move what is not theirs, or move a sandboxed process into a looser
-// sandbox. The control places a child of the caller and succeeds.
+// sandbox. The control places a child of the caller and succeeds. Each is
+// asked both ways: with a place request after the create, and with the
+// pid in the create request (protocol version 3, how aigate run asks),
+// where a refusal also leaves no sandbox behind.
 func TestEscapeAgentPlace(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		if got := b.client("placechild"); got != "ok placed" {
-			t.Fatalf("control: placing the client's own child: %s", got)
+		for _, way := range []string{"", "-at-create"} {
+			if got := b.client("placechild" + way); got != "ok placed" {
+				t.Fatalf("control: placing the client's own child (%s): %s", way, got)
+			}
+			before := sandboxesOf(t, b)
+
+			root := exec.Command("sleep", "600")
+			if err := root.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = root.Process.Kill(); _ = root.Wait() })
+			got := b.client("place"+way, strconv.Itoa(root.Process.Pid))
+			wantRefused(t, "another user's process"+way, got, "is not yours")
+			unsandboxed(t, root.Process.Pid)
+
+			own := b.outside("sleep", "600")
+			got = b.client("place"+way, strconv.Itoa(own.Process.Pid))
+			wantRefused(t, "the user's process that is not the client's child"+way, got, "is not your child")
+			unsandboxed(t, own.Process.Pid)
+
+			got = b.client("resandbox" + way)
+			wantRefused(t, "the client's child already in a sandbox"+way, got, "is already in a sandbox")
+			if way != "" {
+				if after := sandboxesOf(t, b); after > before {
+					t.Errorf("%d sandboxes of the user after the refused creates, %d before", after, before)
+				}
+			}
 		}
-
-		root := exec.Command("sleep", "600")
-		if err := root.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = root.Process.Kill(); _ = root.Wait() })
-		got := b.client("place", strconv.Itoa(root.Process.Pid))
-		wantRefused(t, "another user's process", got, "is not yours")
-		unsandboxed(t, root.Process.Pid)
-
-		own := b.outside("sleep", "600")
-		got = b.client("place", strconv.Itoa(own.Process.Pid))
-		wantRefused(t, "the user's process that is not the client's child", got, "is not your child")
-		unsandboxed(t, own.Process.Pid)
-
-		got = b.client("resandbox")
-		wantRefused(t, "the client's child already in a sandbox", got, "is already in a sandbox")
 	})
 }
 

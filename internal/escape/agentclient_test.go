@@ -52,6 +52,12 @@ func clientOp(f []string) string {
 	}
 	op, sock, home, proj := f[0], f[1], f[2], f[3]
 	req := api.CreateRequest{Home: home, ProjectRoot: proj, Command: []string{"escape-client"}}
+	// OP-at-create: the same, with the pid in the create request (version
+	// 3) instead of a place request after it.
+	createPlace := createPlace
+	if o, ok := strings.CutSuffix(op, "-at-create"); ok {
+		op, createPlace = o, createPlacing
+	}
 	switch op {
 	case "place": // create a sandbox and place pid (not ours, or not our child)
 		pid, _ := strconv.Atoi(f[4])
@@ -62,19 +68,35 @@ func clientOp(f []string) string {
 			return "error: " + err.Error()
 		}
 		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		return createPlace(sock, req, cmd.Process.Pid)
+		before, err := ownSandboxes(sock)
+		if err != nil {
+			// Refused (inside a sandbox: TestEscapeNestedRun): the
+			// create's own refusal is what is asked for.
+			return createPlace(sock, req, cmd.Process.Pid)
+		}
+		res := createPlace(sock, req, cmd.Process.Pid)
+		// The agent ends the sandbox once the connection is closed: wait
+		// for it, so that the caller can count what is left.
+		return res + waitSandboxes(sock, before)
 	case "resandbox": // start a child in one sandbox, place it in a second
+		before, err := ownSandboxes(sock)
+		if err != nil {
+			return "error: " + err.Error()
+		}
 		s, err := api.NewClient(sock).CreateSandbox(context.Background(), req)
 		if err != nil {
 			return "error: " + err.Error()
 		}
-		defer s.Close()
 		child, err := launch.Start(s, exec.Command("/bin/sleep", "600"))
 		if err != nil {
+			s.Close()
 			return "error: " + err.Error()
 		}
-		defer func() { _ = child.Signal(os.Kill); _, _ = child.Wait() }()
-		return createPlace(sock, req, child.Pid())
+		res := createPlace(sock, req, child.Pid())
+		_ = child.Signal(os.Kill)
+		_, _ = child.Wait()
+		s.Close()
+		return res + waitSandboxes(sock, before)
 	case "create": // hold n sandboxes, each running a command, then ask for one more
 		n, _ := strconv.Atoi(f[4])
 		var held []*api.Session
@@ -215,6 +237,39 @@ func createPlace(sock string, req api.CreateRequest, pid int) string {
 		return refusal(err)
 	}
 	return "ok placed"
+}
+
+// createPlacing asks for a sandbox with pid to be placed while it is
+// built (api.CreateRequest.Place), as aigate run's client does.
+func createPlacing(sock string, req api.CreateRequest, pid int) string {
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer nc.Close()
+	req.Place = &api.PlaceRequest{PID: pid}
+	if err := exchange(api.NewConn(nc), &api.Request{Op: api.OpCreate, Create: &req}); err != nil {
+		return refusal(err)
+	}
+	return "ok placed"
+}
+
+// ownSandboxes counts the sandboxes of the caller.
+func ownSandboxes(sock string) (int, error) {
+	l, err := api.NewClient(sock).List(context.Background())
+	return len(l), err
+}
+
+// waitSandboxes waits until the caller has at most n sandboxes, and says
+// so when they do not end in time.
+func waitSandboxes(sock string, n int) string {
+	for range 400 {
+		if got, err := ownSandboxes(sock); err == nil && got <= n {
+			return ""
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Sprintf(" (but the caller's sandboxes did not end: more than %d after 20 s)", n)
 }
 
 func exchange(c *api.Conn, req *api.Request) error {

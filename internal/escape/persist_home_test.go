@@ -140,7 +140,7 @@ func TestEscapeHomeWorkStillWorks(t *testing.T) {
 		script := `set -e
 echo work > notes.txt && mv notes.txt notes2.txt && rm notes2.txt
 t=$(mktemp) && echo x > "$t" && rm "$t"
-mkdir -p ~/.cache/tool && echo state > ~/.cache/tool/s
+test "$XDG_CACHE_HOME" = ~/.cache/aigate/xdg && mkdir -p "$XDG_CACHE_HOME/tool" && echo state > "$XDG_CACHE_HOME/tool/s" && mv "$XDG_CACHE_HOME/tool/s" "$XDG_CACHE_HOME/tool/s2"
 echo x >> ~/.claude/history.jsonl && echo c > ~/.claude/.credentials.json
 mkdir -p ~/.claude/projects/p ~/.claude/newdir && echo s > ~/.claude/projects/p/s.tmp && mv ~/.claude/projects/p/s.tmp ~/.claude/projects/p/s && rm ~/.claude/projects/p/s
 echo n > ~/.claude/newdir/n
@@ -191,8 +191,8 @@ echo ok-basic
 				t.Errorf("%s failed:\n%s", tool, r)
 			}
 		}
-		if b.read("~/.cache/tool/s") != "state\n" {
-			t.Errorf("tool state in ~/.cache was not written:\n%s", r)
+		if b.read("~/.cache/aigate/xdg/tool/s2") != "state\n" {
+			t.Errorf("tool state in $XDG_CACHE_HOME was not written:\n%s", r)
 		}
 	})
 }

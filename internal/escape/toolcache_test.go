@@ -5,9 +5,11 @@ package escape
 import (
 	"archive/zip"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,7 +63,10 @@ func TestEscapeToolCaches(t *testing.T) {
 				if strings.Contains(r.stdout, "PLANTED") || b.read(target) != before {
 					t.Fatalf("the sandbox wrote %s, which the user's tools trust outside:\n%s", target, r)
 				}
-				if _, ok := r.denied(events.OpWrite, b.path(target)); !ok {
+				// ~/.cache outside ~/.cache/aigate is read-only where
+				// Landlock is: refused there first, without an event.
+				inCache := strings.HasPrefix(target, "~/.cache/")
+				if _, ok := r.denied(events.OpWrite, b.path(target)); !ok && (!inCache || !homeProtected()) {
 					t.Errorf("no write event for %s:\n%s", target, r)
 				}
 			})
@@ -182,4 +187,144 @@ func listTree(dir string) string {
 		return nil
 	})
 	return strings.Join(out, " ")
+}
+
+// TestEscapeBuildToolHomes: cargo, gradle and maven read their homes as
+// code at the next build outside (a registry crate's build.rs, ~/.cargo/bin
+// in PATH, ~/.cargo/env sourced by the profile, gradle's init scripts and
+// cached plugin jars, maven's cached plugins and ~/.mavenrc), so a
+// sandbox cannot write them: the home is read-only there (Landlock, no
+// event) and they are deny_write (the refusal's event where Landlock is
+// absent). The sandbox's own cargo, gradle and maven get homes of their
+// own in ~/.cache/aigate, and mvn builds with one.
+func TestEscapeBuildToolHomes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
+		b := homeBox(t, b0)
+		// The user's state as builds outside leave it.
+		existing := []string{
+			"~/.cargo/registry/src/index.crates.io-6f17d22bba15001f/dep-1.0.0/build.rs",
+			"~/.cargo/git/checkouts/dep-0123/abc/src/lib.rs",
+			"~/.cargo/bin/cargo-fmt",
+			"~/.cargo/env",
+			"~/.gradle/init.d/user.gradle",
+			"~/.gradle/caches/modules-2/files-2.1/org.x/x/1.0/0a1b/x-1.0.jar",
+			"~/.gradle/wrapper/dists/gradle-8.5-bin/abc/gradle-8.5/bin/gradle",
+			"~/.m2/repository/org/apache/maven/plugins/maven-compiler-plugin/3.11.0/maven-compiler-plugin-3.11.0.jar",
+		}
+		for _, f := range existing {
+			b.write(f, "the user's\n")
+		}
+		attacks := append(slices.Clip(existing),
+			"~/.cargo/registry/cache/index.crates.io-6f17d22bba15001f/evil-1.0.0.crate",
+			"~/.cargo/bin/ls",
+			"~/.gradle/init.d/evil.gradle",
+			"~/.gradle/init.gradle",
+			"~/.m2/repository/org/evil/evil/1.0/evil-1.0.jar",
+			"~/.mavenrc",
+		)
+		for _, target := range attacks {
+			t.Run(strings.ReplaceAll(strings.TrimPrefix(target, "~/"), "/", "_"), func(t *testing.T) {
+				before := b.read(target)
+				r := b.sh(`mkdir -p "$(dirname ` + target + `)"; echo 'cp ~/.ssh/id_rsa /tmp/x # evil' >> ` + target + ` && echo PLANTED`)
+				if strings.Contains(r.stdout, "PLANTED") || b.read(target) != before {
+					t.Fatalf("the sandbox wrote %s, which runs at the next build outside:\n%s", target, r)
+				}
+				if _, ok := r.denied(events.OpWrite, b.path(target)); !ok && !homeProtected() {
+					t.Errorf("no write event for %s (no Landlock, so the backend refused it):\n%s", target, r)
+				}
+			})
+		}
+
+		t.Run("work", func(t *testing.T) {
+			own := b.path("~/.cache/aigate")
+			script := `set -e
+test "$CARGO_HOME" = ` + own + `/cargo
+test "$GRADLE_USER_HOME" = ` + own + `/gradle
+test "$GRADLE_RO_DEP_CACHE" = ` + b.path("~/.gradle/caches") + `
+case "$MAVEN_OPTS" in *-Dmaven.repo.local=` + own + `/maven\ *) ;; *) echo "MAVEN_OPTS=$MAVEN_OPTS"; exit 1;; esac
+mkdir -p "$CARGO_HOME/registry/src" "$CARGO_HOME/bin" "$GRADLE_USER_HOME/caches" && echo x > "$CARGO_HOME/bin/tool" && echo x > "$GRADLE_USER_HOME/caches/f"
+echo ok-env
+`
+			mvn, mvnErr := exec.LookPath("mvn")
+			if mvnErr == nil {
+				// Where it runs: the VM guest has the host's mvn script but
+				// not always a working java.
+				if out, err := b.outsideRun(mvn + " -v"); err != nil {
+					t.Logf("mvn does not run outside here, so not inside either (%v): %s", err, out)
+					mvnErr = err
+				}
+			}
+			if mvnErr == nil {
+				b.write("mvnproj/pom.xml", `<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>`+
+					`<groupId>x</groupId><artifactId>y</artifactId><version>1</version><packaging>pom</packaging></project>`+"\n")
+				b.write("~/.m2/settings.xml", "<settings/>\n") // deny_read, as a user's usually is
+				script += `cd mvnproj && ` + mvn + ` -o -B -q validate && test -d ` + own + `/maven && echo ok-mvn
+`
+			}
+			m2Before := listTree(b.path("~/.m2/repository"))
+			r := b.sh(script)
+			if !strings.Contains(r.stdout, "ok-env") {
+				t.Errorf("the build tools' own homes are not set or not writable inside:\n%s", r)
+			}
+			if mvnErr == nil && !strings.Contains(r.stdout, "ok-mvn") {
+				t.Errorf("mvn failed inside:\n%s", r)
+			}
+			if after := listTree(b.path("~/.m2/repository")); after != m2Before {
+				t.Errorf("the sandbox's mvn wrote the user's repository:\nbefore %s\nafter %s", m2Before, after)
+			}
+			for _, e := range r.events {
+				if !strings.HasSuffix(e.Path, "/.m2/settings.xml") { // mvn tries the user's settings: deny_read
+					t.Errorf("ordinary work was refused: %+v\n%s", e, r)
+				}
+			}
+		})
+	})
+}
+
+// TestEscapeUserCacheDir: tools outside run what ~/.cache holds
+// (pre-commit's hook environments at the next git commit, corepack's
+// package managers, Claude Code's staged update, Playwright's browsers),
+// so the sandbox cannot write ~/.cache except its own ~/.cache/aigate
+// (Landlock; no event, docs/threat-model.md), and XDG_CACHE_HOME points
+// the tools inside there. Without Landlock (LSM backend only) the home
+// is writable and run says so.
+func TestEscapeUserCacheDir(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
+		b := homeBox(t, b0)
+		existing := []string{
+			"~/.cache/pre-commit/repo0a1b/hooks/check.py",
+			"~/.cache/node/corepack/v1/pnpm/9.0.0/bin/pnpm.cjs",
+			"~/.cache/claude/staging/claude",
+		}
+		for _, f := range existing {
+			b.write(f, "the user's\n")
+		}
+		targets := append(slices.Clip(existing), "~/.cache/pre-commit/repo0a1b/hooks/new.py",
+			"~/.cache/ms-playwright/chromium-1100/chrome-linux/chrome", "~/.cache/newtool/x")
+		var script strings.Builder
+		for _, target := range targets {
+			fmt.Fprintf(&script, "(mkdir -p \"$(dirname %s)\"; echo evil >> %s) 2>/dev/null && echo \"PLANTED %s\"\n", target, target, target)
+		}
+		script.WriteString(`echo evil > ~/proj/e && mv ~/proj/e ~/.cache/pre-commit/repo0a1b/hooks/moved.py 2>/dev/null && echo "PLANTED mv"
+echo ok > "$XDG_CACHE_HOME/tool-state" && echo "XDG $XDG_CACHE_HOME"
+`)
+		r := b.sh(script.String())
+		if !homeProtected() {
+			if b.backend != "lsm" || !strings.Contains(r.stderr, "home stays writable") {
+				t.Fatalf("no Landlock, and run did not say the home stays writable:\n%s", r)
+			}
+			return
+		}
+		if strings.Contains(r.stdout, "PLANTED") {
+			t.Errorf("the sandbox wrote the user's ~/.cache:\n%s", r)
+		}
+		for _, f := range existing {
+			if b.read(f) != "the user's\n" {
+				t.Errorf("%s changed", f)
+			}
+		}
+		if !strings.Contains(r.stdout, "XDG "+b.path("~/.cache/aigate/xdg")+"\n") || b.read("~/.cache/aigate/xdg/tool-state") != "ok\n" {
+			t.Errorf("the tools' cache inside is not ~/.cache/aigate/xdg, or not writable:\n%s", r)
+		}
+	})
 }

@@ -18,6 +18,9 @@ const (
 	// maxTracked bounds the de-duplication table, so that a process that
 	// opens millions of distinct denied paths cannot grow aigate's memory.
 	maxTracked = 4096
+	// maxPids bounds the processes a series tells apart, for the same
+	// reason: past it a repeat line says "by more than maxPids processes".
+	maxPids = 32
 )
 
 // PrinterOptions configure a Printer. Zero values select the defaults.
@@ -57,6 +60,46 @@ type series struct {
 	until   time.Time
 	repeats uint64
 	printed bool // the first line was printed (not rate-limited)
+	// pids are the processes the repeats came from (at most maxPids;
+	// morePids when there were others), so that the repeat line names
+	// the first process only when the repeats were all its own.
+	pids     map[uint32]struct{}
+	morePids bool
+}
+
+// repeat counts n repeats by process pid.
+func (s *series) repeat(pid uint32, n uint64) {
+	s.repeats += n
+	if _, ok := s.pids[pid]; ok {
+		return
+	}
+	if s.pids == nil {
+		s.pids = make(map[uint32]struct{}, 1)
+	}
+	if len(s.pids) >= maxPids {
+		s.morePids = true
+		return
+	}
+	s.pids[pid] = struct{}{}
+}
+
+// byOthers reports whether some repeat came from another process than
+// the first event's.
+func (s *series) byOthers() bool {
+	if s.morePids || len(s.pids) > 1 {
+		return true
+	}
+	_, own := s.pids[procID(s.first)]
+	return len(s.pids) == 1 && !own
+}
+
+// procID is the process id details prints: the thread group, else the
+// thread; 0 when the backend could not tell.
+func procID(e Event) uint32 {
+	if e.TGID != 0 {
+		return e.TGID
+	}
+	return e.PID
 }
 
 // NewPrinter returns a printer writing to w.
@@ -94,7 +137,7 @@ func (p *Printer) Print(e Event) {
 	if s, ok := p.seen[k]; ok {
 		if now.Before(s.until) {
 			if s.printed {
-				s.repeats += n
+				s.repeat(procID(e), n)
 			} else {
 				p.suppressed += n
 			}
@@ -108,7 +151,9 @@ func (p *Printer) Print(e Event) {
 	s := &series{first: e, until: now.Add(p.opts.Window)}
 	if p.take() {
 		s.printed = true
-		s.repeats = n - 1
+		if n > 1 {
+			s.repeat(procID(e), n-1) // a folded event is one process's
+		}
 		p.writeLine(p.opts.Style.Line(e))
 	} else {
 		p.suppressed += n
@@ -156,8 +201,27 @@ func (p *Printer) finish(k dedupKey, s *series) {
 		times = "time"
 	}
 	// A repeat line summarises a line already shown, so it does not
-	// spend a token: one per series and window at most.
-	p.writeLine(fmt.Sprintf("%s (repeated %d more %s)", p.opts.Style.Line(s.first), s.repeats, times))
+	// spend a token: one per series and window at most. Repeats by other
+	// processes (3,000 `cat .env`, each a new process) are not the first
+	// process's: the line then names none and says how many there were.
+	if !s.byOthers() {
+		p.writeLine(fmt.Sprintf("%s (repeated %d more %s)", p.opts.Style.Line(s.first), s.repeats, times))
+		return
+	}
+	e := s.first
+	e.TGID, e.PID = 0, 0
+	var by string
+	switch {
+	case s.morePids:
+		by = fmt.Sprintf("by more than %d processes", maxPids)
+	case len(s.pids) == 1:
+		for pid := range s.pids {
+			by = fmt.Sprintf("by pid %d", pid)
+		}
+	default:
+		by = fmt.Sprintf("by %d processes", len(s.pids))
+	}
+	p.writeLine(fmt.Sprintf("%s (repeated %d more %s %s)", p.opts.Style.Line(e), s.repeats, times, by))
 }
 
 func (p *Printer) refill(now time.Time) {

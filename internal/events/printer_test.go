@@ -48,7 +48,8 @@ func TestPrinterDedup(t *testing.T) {
 	}
 	clk.advance(2 * time.Second)
 	p.Flush(false)
-	want = append(want, "aigate: blocked read /p/.env (cat, pid 1, rule .env) (repeated 5 more times)")
+	// The repeats came from five other processes: the line names none.
+	want = append(want, "aigate: blocked read /p/.env (cat, rule .env) (repeated 5 more times by 5 processes)")
 	if got := lines(out.String()); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after window end:\n%q\nwant\n%q", got, want)
 	}
@@ -62,6 +63,48 @@ func TestPrinterDedup(t *testing.T) {
 	if got := lines(out.String()); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after final flush:\n%q\nwant\n%q", got, want)
 	}
+}
+
+// A repeat line names the first process only when the repeats were its
+// own; one other process is named, many are counted up to maxPids.
+func TestPrinterRepeatsNameTheirProcesses(t *testing.T) {
+	env := Event{Op: OpRead, Path: "/p/.env", Comm: "cat", TGID: 1, RuleText: ".env"}
+	for _, tc := range []struct {
+		name string
+		pids []uint32 // of the repeats
+		want string
+	}{
+		{"same process", []uint32{1, 1, 1}, "(cat, pid 1, rule .env) (repeated 3 more times)"},
+		{"one other", []uint32{7, 7}, "(cat, rule .env) (repeated 2 more times by pid 7)"},
+		{"first among others", []uint32{1, 2, 1, 3}, "(cat, rule .env) (repeated 4 more times by 3 processes)"},
+		{"each new", seq(2, 3001), fmt.Sprintf("(cat, rule .env) (repeated 2999 more times by more than %d processes)", maxPids)},
+		{"exactly the bound", seq(2, 2+maxPids), fmt.Sprintf("(cat, rule .env) (repeated %d more times by %d processes)", maxPids, maxPids)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, out, _ := newTestPrinter(PrinterOptions{})
+			p.Print(env)
+			for _, pid := range tc.pids {
+				e := env
+				e.TGID = pid
+				p.Print(e)
+			}
+			p.Flush(true)
+			got := lines(out.String())
+			want := "aigate: blocked read /p/.env " + tc.want
+			if len(got) != 2 || got[1] != want {
+				t.Fatalf("got\n%q\nwant second line\n%q", got, want)
+			}
+		})
+	}
+}
+
+// seq returns the pids from up to end, end excluded.
+func seq(from, end uint32) []uint32 {
+	var s []uint32
+	for pid := from; pid < end; pid++ {
+		s = append(s, pid)
+	}
+	return s
 }
 
 func TestPrinterDedupKeyedOnAuditAndOp(t *testing.T) {

@@ -112,6 +112,9 @@ func startGuard(groupFD int, stall, release time.Duration) (*guard, error) {
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{group}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// cmd.Start, not forksafe.Start: the group has no mark yet (Open
+	// starts the guard right after creating it), so no exec can wait for
+	// this process, and a collection per agent start is not needed.
 	err = cmd.Start()
 	theirs.Close()
 	if err != nil {

@@ -289,14 +289,50 @@ func (l *loaders) isLoader(tid, binFD int) bool {
 	return containsSum(sums, sum)
 }
 
+// isLoaderKnown is isLoader from what l knows already, for the reader: a
+// stat of /proc/TID/exe that takes what the kernel holds of the inode
+// (AT_STATX_DONT_SYNC: no wait on a file server), then the known loader
+// inodes and the interpreter learnt before for bin (the inode of the file
+// opened). ok is false when only isLoader can tell: bin's interpreter not
+// read yet, or an exe the size of a known loader (a copy, to hash).
+func (l *loaders) isLoaderKnown(tid int, bin inodeKey) (loader, ok bool) {
+	var stx unix.Statx_t
+	const want = unix.STATX_INO | unix.STATX_SIZE
+	if err := unix.Statx(unix.AT_FDCWD, "/proc/"+strconv.Itoa(tid)+"/exe", unix.AT_STATX_DONT_SYNC, want, &stx); err != nil || stx.Mask&want != want {
+		return true, true // as isLoader: fail closed
+	}
+	key := inodeKey{unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.keys[key] {
+		return true, true
+	}
+	ik, learnt := l.interp[bin]
+	if !learnt {
+		return false, false
+	}
+	if ik == key {
+		return true, true
+	}
+	if len(l.sums[int64(stx.Size)]) > 0 {
+		return false, false
+	}
+	return false, true
+}
+
 // inExec reports whether thread tid is inside execve: the exec's own open of
 // the file is reported as FAN_OPEN_PERM after FAN_OPEN_EXEC_PERM, and was
 // decided as an exec already.
-func inExec(tid int) bool {
-	line, err := blockedSyscall(tid)
+func (c *syscallFiles) inExec(tid int) bool {
+	line, err := c.blocked(tid)
 	if err != nil {
 		return false
 	}
+	return execCall(line)
+}
+
+// execCall reports whether a /proc/TID/syscall line is an execve.
+func execCall(line string) bool {
 	nrText, _, _ := strings.Cut(line, " ")
 	nr, err := strconv.Atoi(nrText)
 	if err != nil {
@@ -304,6 +340,21 @@ func inExec(tid int) bool {
 	}
 	idx, ok := syscalls[nr]
 	return ok && idx == neverWrite
+}
+
+// inExecOnce is inExec from one read, for the reader: ok is false when
+// the thread was "running" (see blocked), which only a worker waits out.
+func (c *syscallFiles) inExecOnce(tid int) (in, ok bool) {
+	var buf [256]byte
+	n, err := c.read(tid, buf[:])
+	if err != nil {
+		return false, true // as inExec
+	}
+	line := string(buf[:n])
+	if strings.HasPrefix(line, "running") {
+		return false, false
+	}
+	return execCall(line), true
 }
 
 func hashFile(f *os.File, sum *[32]byte) bool {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aigate-dev/aigate/internal/events"
@@ -185,6 +186,57 @@ func TestLoaderNewBinaryByName(t *testing.T) {
 	}
 	if got := e.run(s, "cmd", "cat", bin); got != "ok" {
 		t.Fatalf("sandboxed cat %s: %q", bin, got)
+	}
+	e.noEvent()
+}
+
+// TestLoaderDecidedInline: the reader decides the opens of a deny_exec
+// binary itself once the binary's interpreter is known (learnt when the
+// sandbox is added): a read by cat or by the test helper is allowed and
+// the loader's open refused, none handed to a worker. A copy of the
+// loader (an exe the size of a loader: a hash) still goes to a worker,
+// and is refused there.
+func TestLoaderDecidedInline(t *testing.T) {
+	var workers atomic.Int32
+	e := newEnv(t, func(o *Options) { o.beforeDecide = func(*pending) { workers.Add(1) } })
+	bin := e.copyBin(filepath.Join(e.bin, "mytool"))
+	ld := interpOf(t, bin)
+	s := e.sandbox(policy.Policy{DenyExec: rules("mytool")})
+	for range 3 {
+		if got := e.run(s, "open", bin, "r"); got != "ok" {
+			t.Fatalf("sandboxed read of %s: %s, want ok", bin, got)
+		}
+	}
+	if got := e.run(s, "cmd", "cat", bin); got != "ok" {
+		t.Fatalf("sandboxed cat %s: %q, want ok", bin, got)
+	}
+	if got := e.run(s, "cmd", ld, bin); !strings.Contains(got, "Operation not permitted") {
+		t.Fatalf("sandboxed %s %s: %q, want Operation not permitted", ld, bin, got)
+	}
+	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != bin {
+		t.Fatalf("event %+v, want exec of %s", ev, bin)
+	}
+	if n := workers.Load(); n != 0 {
+		t.Fatalf("%d of the opens of %s were handed to a worker, want none", n, bin)
+	}
+	realLd, err := filepath.EvalSymlinks(ld)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(realLd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "my-copy-of-ld")
+	if err := os.WriteFile(cp, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.run(s, "cmd", cp, bin); !strings.Contains(got, "Operation not permitted") {
+		t.Fatalf("sandboxed %s %s: %q, want Operation not permitted", cp, bin, got)
+	}
+	e.event()
+	if n := workers.Load(); n == 0 {
+		t.Fatalf("the open of %s by a copy of the loader was decided inline, want a worker's hash", bin)
 	}
 	e.noEvent()
 }

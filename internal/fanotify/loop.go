@@ -23,7 +23,8 @@ import (
 // Linux 6.13), so aigate itself and the rest of the machine never queue
 // behind a sandbox. It decides a sandboxed event itself too when that
 // takes only bounded work (decideInline: a readlink, an fstat, the policy
-// match, one read of /proc/TID/syscall): handing it to a worker cost more
+// match, one read of /proc/TID/syscall, a stat of /proc/TID/exe compared
+// with the loaders already known): handing it to a worker cost more
 // than the decision (bench/results.md, issue #15). Sandboxed events that need more go to a bounded pool of workers; when
 // the pool is saturated the event is denied at once rather than queued
 // behind a hostile process. A reaper denies any sandboxed event that has

@@ -172,7 +172,7 @@ func (t *markTable) add(id uint32, p *plan, matches func(string) bool) error {
 	if err := t.addMarksLocked(id, p); err != nil {
 		return err
 	}
-	t.ignoreLocked(p.unrelated, matches)
+	t.ignoreLocked(unrelatedKeys(p.unrelated, p.copies), matches)
 	return nil
 }
 
@@ -252,12 +252,14 @@ func (t *markTable) unignore(path string) error {
 	return nil
 }
 
-// ignore sets the ignore masks add would have set for unrelated, a batch
-// at a time so that the table is not held for the whole of a large home;
-// it stops early, before a batch, when either stop channel is closed
-// (the backend closing, the sandbox removed). before, when set, runs
-// before each batch (tests).
-func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) bool, closing, removed <-chan struct{}, before func()) {
+// ignore sets the ignore masks add would have set for unrelated (paths,
+// stat'ed here a batch at a time, outside the table's lock, as
+// unrelatedKeys does; copies as in the plan), a batch at a time so that
+// the table is not held for the whole of a large home; it stops early,
+// before a batch, when either stop channel is closed (the backend
+// closing, the sandbox removed). before, when set, runs before each
+// batch (tests).
+func (t *markTable) ignore(unrelated []string, copies map[int64][]*execCopy, matches func(string) bool, closing, removed <-chan struct{}, before func()) {
 	const batch = 512
 	part := make(map[inodeKey]string, batch)
 	flush := func() bool {
@@ -277,7 +279,11 @@ func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) b
 		clear(part)
 		return len(t.ignored) < t.maxIgn
 	}
-	for key, path := range unrelated {
+	for _, path := range unrelated {
+		key, ok := unrelatedKey(path, copies)
+		if !ok {
+			continue
+		}
 		part[key] = path
 		if len(part) < batch {
 			continue
@@ -289,6 +295,30 @@ func (t *markTable) ignore(unrelated map[inodeKey]string, matches func(string) b
 	if len(part) > 0 {
 		flush()
 	}
+}
+
+// unrelatedKeys are the inodes of the unrelated files at paths that may
+// get an ignore mask (unrelatedKey).
+func unrelatedKeys(paths []string, copies map[int64][]*execCopy) map[inodeKey]string {
+	out := make(map[inodeKey]string, len(paths))
+	for _, path := range paths {
+		if key, ok := unrelatedKey(path, copies); ok {
+			out[key] = path
+		}
+	}
+	return out
+}
+
+// unrelatedKey stats an unrelated file for its ignore mask: only a regular
+// file, and none whose size is a deny_exec binary's (it could be a copy,
+// copy.go). Whether a sandbox protects the inode is asked when the mask
+// is set (ignoreLocked).
+func unrelatedKey(path string, copies map[int64][]*execCopy) (inodeKey, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || len(copies[st.Size]) > 0 {
+		return inodeKey{}, false
+	}
+	return keyOf(&st), true
 }
 
 // ignoreLocked sets an ignore mask on each unrelated file that no sandbox
@@ -372,6 +402,33 @@ func (t *markTable) remove(id uint32, p *plan) error {
 	return errors.Join(errs...)
 }
 
+// flush removes every inode and directory mark of the group, ignore masks
+// and lingering exec marks included, in one call, and empties the table.
+// Only for a group no sandbox needs (Backend.flushIfEmpty). On an error
+// nothing is forgotten: the caller removes the marks path by path.
+func (t *markTable) flush() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	if err := unix.FanotifyMark(t.group, unix.FAN_MARK_FLUSH, 0, unix.AT_FDCWD, ""); err != nil {
+		return fmt.Errorf("flush fanotify marks: %w", err)
+	}
+	if t.sweep != nil {
+		t.sweep.Stop()
+		t.sweep = nil
+	}
+	clear(t.refs)
+	clear(t.applied)
+	clear(t.protect)
+	clear(t.ignored)
+	clear(t.ignPath)
+	clear(t.execKey)
+	clear(t.lingering)
+	return nil
+}
+
 // unprotect drops one sandbox's protection of an inode that is gone.
 func (t *markTable) unprotect(key inodeKey) {
 	t.mu.Lock()
@@ -424,8 +481,12 @@ type plan struct {
 	inoMu     sync.RWMutex
 	inodes    map[inodeKey]fileRules // rules by inode: catch hard links and other paths
 	protected map[inodeKey]string
-	unrelated map[inodeKey]string // regular files in marked directories that no rule matches
-	tree      map[string]treeDir  // directories marked by a walk: new subdirectories join the tree
+	// unrelated are the regular files in marked directories that no rule
+	// matches, by path: candidates for ignore masks, stat'ed only when
+	// one is set, in the background (Backend.ignoreLater), not before the
+	// command starts (a large home has hundreds of thousands).
+	unrelated []string
+	tree      map[string]treeDir // directories marked by a walk: new subdirectories join the tree
 	dirs      int
 	visited   int      // directories read by the walks: each at most once per mask
 	cached    int      // of those, listed from the walk cache, not from the disk
@@ -452,7 +513,6 @@ func newPlanMaps() *plan {
 		marks:     map[string]uint64{},
 		inodes:    map[inodeKey]fileRules{},
 		protected: map[inodeKey]string{},
-		unrelated: map[inodeKey]string{},
 		tree:      map[string]treeDir{},
 	}
 }
@@ -687,24 +747,18 @@ func (pl *planner) fileWith(path string, r fileRules) {
 	if r.write != 0 && r.read == 0 && r.exec == 0 && pl.inCovered(path) {
 		return // its directory's mark reports every open of it
 	}
-	if !r.any() && (pl.maxUnrelated > 0 && len(pl.p.unrelated) >= pl.maxUnrelated || pl.ignorable != nil && !pl.ignorable(path)) {
+	if !r.any() {
+		if pl.maxUnrelated > 0 && len(pl.p.unrelated) >= pl.maxUnrelated || pl.ignorable != nil && !pl.ignorable(path) {
+			return
+		}
+		pl.p.unrelated = append(pl.p.unrelated, path)
 		return
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return
 	}
-	key := keyOf(&st)
-	if r.any() {
-		pl.protectInode(path, key, r)
-		return
-	}
-	if len(pl.p.copies[st.Size]) > 0 {
-		return // could be a copy of a deny_exec binary: no ignore mask
-	}
-	if _, ok := pl.p.inodes[key]; !ok {
-		pl.p.unrelated[key] = path
-	}
+	pl.protectInode(path, keyOf(&st), r)
 }
 
 func (pl *planner) protectInode(path string, key inodeKey, r fileRules) {
@@ -720,7 +774,6 @@ func (pl *planner) protectInode(path string, key inodeKey, r fileRules) {
 	}
 	pl.p.inodes[key] = r
 	pl.p.protected[key] = path
-	delete(pl.p.unrelated, key)
 	pl.p.marks[path] |= r.mask()
 }
 

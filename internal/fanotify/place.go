@@ -120,6 +120,27 @@ func pidfdCgroupID(fd int) (uint64, error) {
 	return info.Cgroupid, nil
 }
 
+// pidfdTask is the process id and real uid of thread tid, from its kept
+// pidfd; false when none is kept or it cannot tell (fillTask reads /proc).
+func (b *Backend) pidfdTask(tid int) (tgid, uid uint32, ok bool) {
+	c := &b.pidfds
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fd, kept := c.fds[tid]
+	if !kept {
+		return 0, 0, false
+	}
+	info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_PID | unix.PIDFD_INFO_CREDS}
+	if err := unix.IoctlPidfdInfo(fd, &info); err != nil {
+		return 0, 0, false
+	}
+	const want = unix.PIDFD_INFO_PID | unix.PIDFD_INFO_CREDS
+	if info.Mask&want != want {
+		return 0, 0, false
+	}
+	return info.Tgid, info.Ruid, true
+}
+
 // maxPidfds bounds the pidfds kept: one descriptor each.
 const maxPidfds = 1024
 

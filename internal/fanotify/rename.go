@@ -134,7 +134,7 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	if r, ok := s.Policy.Rule(id); ok {
 		e.RuleText = r.Pattern
 	}
-	fillTask(&e, ev.pid) // before a kill ends the process
+	b.fillTask(&e, ev.pid) // before a kill ends the process
 	killed := false
 	if !e.Audit && op == events.OpTruncate {
 		// Killed first, and waited for: no process of the sandbox is left

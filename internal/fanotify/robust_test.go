@@ -86,10 +86,12 @@ func TestDecisionTimeoutFailsClosed(t *testing.T) {
 }
 
 // TestInlineDecisionsSkipStuckWorkers: the reader decides what needs only
-// the event's fd and the policy itself (decideInline), so a deny_read file
-// is refused and an unrelated one allowed at once even while every worker
-// is stuck; what needs a worker (reading a deny_exec binary: is the reader
-// a dynamic loader?) still fails closed after DecisionTimeout.
+// the event's fd, the policy and what it knows already itself
+// (decideInline), so a deny_read file is refused and an unrelated one
+// allowed at once even while every worker is stuck, and so is a read of a
+// deny_exec binary by a program that is no loader; what needs a worker (a
+// copy of the loader running the binary: its exe is hashed) still fails
+// closed after DecisionTimeout.
 func TestInlineDecisionsSkipStuckWorkers(t *testing.T) {
 	release := make(chan struct{})
 	e := newEnv(t, func(o *Options) {
@@ -115,8 +117,26 @@ func TestInlineDecisionsSkipStuckWorkers(t *testing.T) {
 	if h := e.b.Health(); h.Timeouts != 0 {
 		t.Fatalf("health %+v: an inline decision timed out", h)
 	}
-	if got := e.run(s, "open", tool, "r"); got != "EPERM" {
-		t.Fatalf("read of a deny_exec binary with stuck workers: %s, want EPERM (timeout)", got)
+	if got := e.run(s, "open", tool, "r"); got != "ok" {
+		t.Fatalf("read of a deny_exec binary with stuck workers: %s, want ok (decided inline)", got)
+	}
+	if h := e.b.Health(); h.Timeouts != 0 {
+		t.Fatalf("health %+v: the read of a deny_exec binary waited for a worker", h)
+	}
+	ld, err := filepath.EvalSymlinks(interpOf(t, tool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(ld)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ldCopy := filepath.Join(t.TempDir(), "my-ld")
+	if err := os.WriteFile(ldCopy, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.run(s, "cmd", ldCopy, tool); !strings.Contains(got, "Operation not permitted") {
+		t.Fatalf("%s %s with stuck workers: %q, want Operation not permitted (timeout)", ldCopy, tool, got)
 	}
 	if h := e.b.Health(); h.Timeouts != 1 {
 		t.Fatalf("health %+v, want 1 timeout", h)

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/forksafe"
 )
 
 // Flags of the fanotify group.
@@ -44,6 +46,9 @@ func initGroup() (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("fanotify_init: %w", explainInit(err))
 	}
+	// From now on a fork of a file the group marks waits for this
+	// process's reader: forks must keep the collector off.
+	forksafe.Answering()
 	return fd, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +19,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 // An agent keeps its walk cache (walkcache.go) in memory across runs; an
@@ -50,7 +53,7 @@ import (
 const DefaultWalkCacheDir = "/run/aigate/walk"
 
 const (
-	walkFileMagic = "aigate walk cache v1\n"
+	walkFileMagic = "aigate walk cache v2\n"
 	// maxWalkFile bounds what is read.
 	maxWalkFile = 64 << 20
 	// maxPersistedDirs bounds the listings written per user, and so the
@@ -277,7 +280,9 @@ func (s *walkStore) write(uid uint32, data []byte) error {
 // The file: walkFileMagic, a body, and the SHA-256 of both. The body is
 // the identity, the uid, the number of listings and each listing: its
 // path, stamp, subdirectories, files and links, and, when known, the
-// fingerprint of the policy and the files it matched. Strings and lists
+// fingerprint of the policy and the files it matched, each as its index
+// among the files and its read, write and exec rule ids (the ids are
+// part of what the fingerprint covers). Strings and lists
 // are length-prefixed (uvarint).
 
 func encodeWalks(id string, uid uint32, paths []string, dirs map[string]*listing) []byte {
@@ -297,14 +302,23 @@ func encodeWalks(id string, uid uint32, paths []string, dirs map[string]*listing
 			putStrings(&b, names)
 		}
 		l.mu.Lock()
-		if l.matched != nil && l.fp != ([32]byte{}) {
+		if l.matched != nil && l.fp != ([32]byte{}) && l.rules != nil && l.rulesFP == l.fp {
+			// Each matched file as its index in files and its rules:
+			// the next run neither matches nor looks up a name again
+			// (a user's build cache: 100,000 files, every one matched).
 			b.WriteByte(1)
 			b.Write(l.fp[:])
-			matched := make([]string, 0, len(l.matched))
-			for name := range l.matched {
-				matched = append(matched, name)
+			putUvarint(&b, uint64(len(l.matched)))
+			for i, name := range l.files {
+				if !l.matched[name] {
+					continue
+				}
+				r := l.rules[name]
+				putUvarint(&b, uint64(i))
+				putUvarint(&b, uint64(r.read))
+				putUvarint(&b, uint64(r.write))
+				putUvarint(&b, uint64(r.exec))
 			}
-			putStrings(&b, matched)
 		} else {
 			b.WriteByte(0)
 		}
@@ -331,9 +345,11 @@ func putStrings(b *bytes.Buffer, ss []string) {
 
 var errCorrupt = errors.New("corrupt")
 
-// walkDecoder reads a body, failing on the first malformed field.
+// walkDecoder reads a body, failing on the first malformed field. The
+// body is one string, so that the names taken from it are substrings,
+// not a copy each (a large home lists hundreds of thousands).
 type walkDecoder struct {
-	data []byte
+	data string
 	err  error
 }
 
@@ -341,7 +357,9 @@ func (d *walkDecoder) uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.data)
+	// binary.Uvarint on a copy of the first bytes: no allocation.
+	var buf [binary.MaxVarintLen64]byte
+	v, n := binary.Uvarint(buf[:copy(buf[:], d.data)])
 	if n <= 0 {
 		d.err = errCorrupt
 		return 0
@@ -350,20 +368,29 @@ func (d *walkDecoder) uvarint() uint64 {
 	return v
 }
 
-func (d *walkDecoder) bytes(n uint64) []byte {
+func (d *walkDecoder) bytes(n uint64) string {
 	if d.err != nil {
-		return nil
+		return ""
 	}
 	if n > uint64(len(d.data)) {
 		d.err = errCorrupt
-		return nil
+		return ""
 	}
 	v := d.data[:n]
 	d.data = d.data[n:]
 	return v
 }
 
-func (d *walkDecoder) string() string { return string(d.bytes(d.uvarint())) }
+func (d *walkDecoder) string() string { return d.bytes(d.uvarint()) }
+
+// ruleID reads a rule id, which fits in 32 bits.
+func (d *walkDecoder) ruleID() policy.RuleID {
+	v := d.uvarint()
+	if v > math.MaxUint32 {
+		d.err = errCorrupt
+	}
+	return policy.RuleID(v)
+}
 
 // names reads a list of directory entry names.
 func (d *walkDecoder) names() []string {
@@ -392,7 +419,7 @@ func decodeWalks(data []byte, id string, uid uint32) (map[string]*listing, error
 	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
 		return nil, fmt.Errorf("%w: checksum", errCorrupt)
 	}
-	d := &walkDecoder{data: body[len(walkFileMagic):]}
+	d := &walkDecoder{data: string(body[len(walkFileMagic):])}
 	if got := d.string(); d.err == nil && got != id {
 		return nil, errors.New("written by another boot or aigate binary")
 	}
@@ -423,18 +450,27 @@ func decodeWalks(data []byte, id string, uid uint32) (map[string]*listing, error
 		case d.err != nil:
 		case flag[0] == 1:
 			copy(l.fp[:], d.bytes(32))
-			matched := d.names()
-			files := map[string]bool{}
-			for _, f := range l.files {
-				files[f] = true
+			n := d.uvarint()
+			if n > uint64(len(l.files)) {
+				d.err = fmt.Errorf("%w: %s: %d matched files of %d", errCorrupt, path, n, len(l.files))
 			}
-			l.matched = map[string]bool{}
-			for _, m := range matched {
-				if !files[m] {
-					return nil, fmt.Errorf("%w: %s: matched file %q not listed", errCorrupt, path, m)
+			l.matched = make(map[string]bool, n)
+			l.rules = make(map[string]fileRules, n)
+			for j := uint64(0); j < n && d.err == nil; j++ {
+				i := d.uvarint()
+				r := fileRules{read: d.ruleID(), write: d.ruleID(), exec: d.ruleID()}
+				switch {
+				case d.err != nil:
+				case i >= uint64(len(l.files)) || l.matched[l.files[i]]:
+					d.err = fmt.Errorf("%w: %s: matched file %d not listed, or twice", errCorrupt, path, i)
+				case !r.any():
+					d.err = fmt.Errorf("%w: %s: matched file %q without a rule", errCorrupt, path, l.files[i])
+				default:
+					l.matched[l.files[i]] = true
+					l.rules[l.files[i]] = r
 				}
-				l.matched[m] = true
 			}
+			l.rulesFP = l.fp
 			if l.fp == ([32]byte{}) {
 				d.err = errCorrupt
 			}

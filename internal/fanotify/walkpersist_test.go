@@ -4,6 +4,7 @@ package fanotify
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -214,26 +215,39 @@ func TestWalkCacheFileRefused(t *testing.T) {
 }
 
 // What decodeWalks accepts: only well-formed names, matched files that
-// are listed, clean absolute paths.
+// are listed once each with a rule, clean absolute paths.
 func TestDecodeWalksRefusesBadNames(t *testing.T) {
 	id := "boot bin"
-	good := &listing{files: []string{"a.pem", "b"}, subdirs: []string{"d"}, fp: [32]byte{1}, matched: map[string]bool{"a.pem": true}}
-	if _, err := decodeWalks(encodeWalks(id, 7, []string{"/h"}, map[string]*listing{"/h": good}), id, 7); err != nil {
+	good := &listing{files: []string{"b", "a.pem"}, subdirs: []string{"d"}, fp: [32]byte{1}, matched: map[string]bool{"a.pem": true},
+		rulesFP: [32]byte{1}, rules: map[string]fileRules{"a.pem": {read: 3, exec: 3}}}
+	dirs, err := decodeWalks(encodeWalks(id, 7, []string{"/h"}, map[string]*listing{"/h": good}), id, 7)
+	if err != nil {
 		t.Fatalf("a well-formed file refused: %v", err)
 	}
+	if l := dirs["/h"]; l == nil || !l.matched["a.pem"] || len(l.matched) != 1 || l.rulesFP != good.fp || l.rules["a.pem"] != good.rules["a.pem"] {
+		t.Fatalf("decoded %+v, want a.pem matched with its rules", dirs["/h"])
+	}
 	bad := map[string]struct {
-		path string
-		l    *listing
+		path    string
+		l       *listing
+		matched [][4]uint64 // written as the matched files (index, read, write, exec) when set
 	}{
-		"dotdot subdir":    {"/h", &listing{subdirs: []string{".."}}},
-		"slash in name":    {"/h", &listing{files: []string{"a/b"}}},
-		"empty name":       {"/h", &listing{links: []string{""}}},
-		"relative path":    {"h", &listing{}},
-		"unclean path":     {"/h/../etc", &listing{}},
-		"matched unlisted": {"/h", &listing{files: []string{"b"}, fp: [32]byte{1}, matched: map[string]bool{"a.pem": true}}},
+		"dotdot subdir":      {"/h", &listing{subdirs: []string{".."}}, nil},
+		"slash in name":      {"/h", &listing{files: []string{"a/b"}}, nil},
+		"empty name":         {"/h", &listing{links: []string{""}}, nil},
+		"relative path":      {"h", &listing{}, nil},
+		"unclean path":       {"/h/../etc", &listing{}, nil},
+		"matched unlisted":   {"/h", &listing{files: []string{"b"}}, [][4]uint64{{1, 3, 0, 0}}},
+		"matched twice":      {"/h", &listing{files: []string{"a", "b"}}, [][4]uint64{{1, 3, 0, 0}, {1, 3, 0, 0}}},
+		"matched no rule":    {"/h", &listing{files: []string{"b"}}, [][4]uint64{{0, 0, 0, 0}}},
+		"rule past 32 bits":  {"/h", &listing{files: []string{"b"}}, [][4]uint64{{0, 1 << 32, 0, 0}}},
+		"more matched files": {"/h", &listing{files: []string{"b"}}, [][4]uint64{{0, 3, 0, 0}, {0, 3, 0, 0}}},
 	}
 	for name, c := range bad {
 		data := encodeWalks(id, 7, []string{c.path}, map[string]*listing{c.path: c.l})
+		if c.matched != nil {
+			data = withMatched(t, data, c.matched)
+		}
 		if _, err := decodeWalks(data, id, 7); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
@@ -241,4 +255,57 @@ func TestDecodeWalksRefusesBadNames(t *testing.T) {
 	if _, err := decodeWalks(encodeWalks(id, 7, []string{"/h"}, map[string]*listing{"/h": good}), id, 8); err == nil {
 		t.Errorf("another user's file accepted")
 	}
+}
+
+// withMatched rewrites data, the file of one listing written without
+// matched files, so that its listing has matched (the section
+// encodeWalks only writes from a consistent listing), and checksums it
+// again.
+func withMatched(t *testing.T, data []byte, matched [][4]uint64) []byte {
+	t.Helper()
+	body := data[:len(data)-sha256.Size]
+	if body[len(body)-1] != 0 {
+		t.Fatal("the listing already has matched files")
+	}
+	var b bytes.Buffer
+	b.Write(body[:len(body)-1])
+	b.WriteByte(1)
+	b.Write(make([]byte, 31))
+	b.WriteByte(1) // a fingerprint that is not zero
+	putUvarint(&b, uint64(len(matched)))
+	for _, m := range matched {
+		for _, v := range m {
+			putUvarint(&b, v)
+		}
+	}
+	sum := sha256.Sum256(b.Bytes())
+	b.Write(sum[:])
+	return b.Bytes()
+}
+
+// A persisted listing keeps its matched files' rules for the policy it was
+// written under (its fingerprint); a run under another policy matches
+// them again. Here key.pem is deny_write in the first run and deny_read
+// in the second: a hard link to it outside the walked trees reaches the
+// file by inode alone, so it is refused for reading only if the second
+// run's rules, not the stored ones, protect the inode.
+func TestWalkCacheRulesFollowPolicy(t *testing.T) {
+	e, _ := persistEnv(t)
+	walkHome(t, e)
+	key := e.write(filepath.Join(e.home, "a", "d", "key.pem"), "k")
+	elsewhere := filepath.Join(t.TempDir(), "link")
+	if err := os.Link(key, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	e.sandbox(policy.Policy{DenyWrite: rules("*.pem")})
+	e.reopen(t)
+
+	s := e.sandbox(policy.Policy{DenyRead: rules("*.pem")})
+	if pl := e.plan(s); pl.cached != pl.visited || pl.cached == 0 {
+		t.Fatalf("%d of %d directories from the walk cache file, want all: the test proves nothing", pl.cached, pl.visited)
+	}
+	if got := e.run(s, "open", elsewhere, "r"); got != "EPERM" {
+		t.Fatalf("read through hard link %s under the second policy: %s, want EPERM", elsewhere, got)
+	}
+	e.event()
 }

@@ -107,6 +107,19 @@ func (w *watcher) remove(dir string) {
 	_ = unix.FanotifyMark(w.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR, watchMask, unix.AT_FDCWD, dir)
 }
 
+// flush removes every directory mark of the watcher's group in one call
+// and forgets them (Backend.flushIfEmpty); on an error it forgets
+// nothing.
+func (w *watcher) flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_FLUSH, 0, unix.AT_FDCWD, ""); err != nil {
+		return fmt.Errorf("flush directory watches: %w", err)
+	}
+	clear(w.refs)
+	return nil
+}
+
 func (w *watcher) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()

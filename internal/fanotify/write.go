@@ -49,8 +49,8 @@ var syscalls = map[string]syscallTable{
 }[runtime.GOARCH]
 
 // openAccess reads how thread tid is opening the file it is blocked on.
-func openAccess(tid int) accessKind {
-	line, err := blockedSyscall(tid)
+func (c *syscallFiles) openAccess(tid int) accessKind {
+	line, err := c.blocked(tid)
 	if err != nil {
 		return accessUnknown
 	}
@@ -59,11 +59,11 @@ func openAccess(tid int) accessKind {
 
 // openAccessOnce is openAccess from a single read of /proc/TID/syscall,
 // for the reader: false when the thread was "running" (woken, see
-// blockedSyscall), which only a worker may wait out. A read that fails is
-// final, as in blockedSyscall: accessUnknown.
-func openAccessOnce(tid int) (accessKind, bool) {
+// blocked), which only a worker may wait out. A read that fails is
+// final, as in blocked: accessUnknown.
+func (c *syscallFiles) openAccessOnce(tid int) (accessKind, bool) {
 	var buf [256]byte
-	n, err := readProc(tid, "syscall", buf[:])
+	n, err := c.read(tid, buf[:])
 	if err != nil {
 		return accessUnknown, true
 	}
@@ -85,7 +85,7 @@ const (
 	syscallPatience = 200 * time.Millisecond
 )
 
-// blockedSyscall reads /proc/TID/syscall of a thread blocked in a permission
+// blocked reads /proc/TID/syscall of a thread blocked in a permission
 // event. The kernel answers "running" for a thread that is not asleep at
 // that instant, and a blocked opener is woken now and then although its
 // own answer has not come: all waiters of a fanotify group sleep on one
@@ -93,12 +93,12 @@ const (
 // goes back to sleep as soon as it runs, so a "running" answer is read
 // again; what is still unreadable after syscallPatience is the caller's to
 // refuse (TestDenyWriteConcurrentReads).
-func blockedSyscall(tid int) (string, error) {
+func (c *syscallFiles) blocked(tid int) (string, error) {
 	pause := syscallBackoff
 	deadline := time.Now().Add(syscallPatience)
 	var buf [256]byte // "NR" and 8 hex words: under 200 bytes
 	for {
-		n, err := readProc(tid, "syscall", buf[:])
+		n, err := c.read(tid, buf[:])
 		if err != nil {
 			return "", err
 		}

@@ -109,7 +109,7 @@ const AccessFixed = AccessWrite &^ (AccessRemoveFile | AccessRemoveDir | AccessR
 // when missing: the XDG cache and state directories and Claude Code's,
 // which tools expect to be able to create. The others (~/go, ~/.npm)
 // exist wherever the tool has run outside once.
-var DefaultCreate = []string{".cache", ".local/state", ".claude",
+var DefaultCreate = []string{".cache", ".cache/aigate/xdg", ".local/state", ".claude",
 	".claude/projects", ".claude/sessions", ".claude/telemetry", ".claude/backups", ".claude/plugins",
 	".claude/todos", ".claude/shell-snapshots", ".claude/statsig", ".claude/file-history", ".claude/session-env",
 	// protected by default deny_write rules: run makes these before the
@@ -132,19 +132,24 @@ var DefaultFixed = []string{".claude"}
 // ~/.claude.json; go build/vet ~/.cache/go-build and
 // ~/.config/go/telemetry (not ~/.config/go/env: `go env -w` there steers
 // every later go command); npm ~/.npm; pip in a venv and git commit in the
-// project nothing in the home. Add cargo's caches and the histories of
-// shells and REPLs. None of them holds code that the user's shell, git or
-// desktop runs by itself; the caches are trusted by the tools that read
-// them (docs/threat-model.md).
+// project nothing in the home. Add the histories of shells and REPLs.
+// None of them holds code that the user's shell, git or desktop runs by
+// itself; the caches are trusted by the tools that read them
+// (docs/threat-model.md). Of ~/.cache only the sandboxes' own part is
+// here: tools outside run what ~/.cache holds (pre-commit's hook
+// environments, corepack's package managers, Claude Code's staged
+// updates, Playwright's browsers), and run points XDG_CACHE_HOME at
+// ~/.cache/aigate/xdg, which well-behaved tools follow. The user's go,
+// pip, cargo, gradle and maven caches are not here either: the sandbox's
+// tools get their own in ~/.cache/aigate (run adds the user's only for a
+// tool in shared_caches, policy.CacheTool.SharedWritable).
 var DefaultWritable = []string{
-	".cache",
+	".cache/aigate",
 	".claude.json",
 	".claude.json.backup",
 	".npm",
 	"go",
 	".config/go/telemetry",
-	".cargo/registry",
-	".cargo/git",
 	".local/state",
 	".bash_history",
 	".python_history",

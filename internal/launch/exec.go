@@ -287,15 +287,19 @@ func Prepare(cmd *exec.Cmd) (*Helper, error) {
 // Pid is the helper's process id.
 func (h *Helper) Pid() int { return h.cmd.Process.Pid }
 
-// Start has the agent place the helper in session s's sandbox, then gives
-// it the go-ahead with what it applies before the exec (Landlock from
+// Start has the agent place the helper in session s's sandbox (unless the
+// agent placed it while creating s: Place of the create request), then
+// gives it the go-ahead with what it applies before the exec (Landlock from
 // s.Landlock, seccomp from the sandbox). On failure the helper exits
 // without exec'ing and Start returns once it has.
 func (h *Helper) Start(s *api.Session) (*sandbox.Child, error) {
 	if h.w == nil {
 		return nil, errors.New("start in sandbox: the helper was already started or aborted")
 	}
-	if s.Placed() {
+	// Placed by the agent during the create (api.CreateRequest.Place),
+	// which it answered only with the sandbox's enforcement complete.
+	placed := s.Placed() && s.PlacedPID() == h.Pid()
+	if s.Placed() && !placed {
 		h.Abort()
 		return nil, errors.New("start in sandbox: a command was already started in this session")
 	}
@@ -304,9 +308,11 @@ func (h *Helper) Start(s *api.Session) (*sandbox.Child, error) {
 		h.Abort()
 		return nil, fmt.Errorf("start in sandbox: %w", err)
 	}
-	if err := s.Place(h.Pid()); err != nil {
-		h.Abort() // the helper exits without exec'ing
-		return nil, err
+	if !placed {
+		if err := s.Place(h.Pid()); err != nil {
+			h.Abort() // the helper exits without exec'ing
+			return nil, err
+		}
 	}
 	w := h.w
 	h.w = nil

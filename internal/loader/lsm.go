@@ -15,6 +15,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/kallsyms"
 	"github.com/aigate-dev/aigate/internal/resolve"
 )
 
@@ -81,6 +82,7 @@ type LSM struct {
 	userns   bool     // the userns_create program is attached (lsm_userns.go)
 	copies   bool     // the copy programs are attached (lsm_copy.go)
 	sums     sumCache // content hashes of deny_exec binaries (lsm_copy.go)
+	noCache  error    // why file_open caches no verdict (setRenameLock), nil when it does
 	found    []Adopted
 
 	releaseOnce sync.Once
@@ -124,6 +126,9 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	}
 	spec, err := loadLsm()
 	if err != nil {
+		return nil, fmt.Errorf("load LSM programs: %w", err)
+	}
+	if l.noCache, err = setRenameLock(spec, lookupRenameLock); err != nil {
 		return nil, fmt.Errorf("load LSM programs: %w", err)
 	}
 	l.userns = keepUsernsHook(spec)
@@ -183,6 +188,37 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	}
 	return l, nil
 }
+
+// lookupRenameLock finds the address of the dcache's rename seqlock, which
+// the verdict cache (bpf/include/verdict.h) needs; tests replace it.
+var lookupRenameLock = func() (uint64, error) {
+	return kallsyms.Lookup(kallsyms.Path, "rename_lock")
+}
+
+// setRenameLock gives the programs of spec rename_lock's address from
+// lookup. Where lookup fails (/proc/kallsyms unreadable, its addresses
+// zeroed by kptr_restrict, rename_lock not listed) the programs load all
+// the same, with the verdict cache off: every open is checked in full.
+// noCache says why it is off; err is for a spec without the variable.
+func setRenameLock(spec *ebpf.CollectionSpec, lookup func() (uint64, error)) (noCache, err error) {
+	v := spec.Variables[lsmVarRenameLockAddr]
+	if v == nil {
+		return nil, fmt.Errorf("the LSM object has no %s", lsmVarRenameLockAddr)
+	}
+	addr, noCache := lookup()
+	if noCache != nil {
+		addr = 0
+		noCache = fmt.Errorf("the verdict cache is off, every open is checked in full: %w", noCache)
+	}
+	if err := v.Set(addr); err != nil {
+		return nil, fmt.Errorf("set %s: %w", lsmVarRenameLockAddr, err)
+	}
+	return noCache, nil
+}
+
+// VerdictCache returns nil when file_open caches its allowed verdicts, and
+// otherwise why it does not (the programs then check every open in full).
+func (l *LSM) VerdictCache() error { return l.noCache }
 
 // Objects are the loaded programs and maps.
 func (l *LSM) Objects() *LSMObjects { return &l.objs }

@@ -122,6 +122,7 @@ const (
 	lsmProgAigateUnixConnect   = "aigate_unix_connect"
 	lsmProgAigateUnixMaySend   = "aigate_unix_may_send"
 	lsmProgAigateUsernsCreate  = "aigate_userns_create"
+	lsmVarRenameLockAddr       = "rename_lock_addr"
 	lsmVarUnusedExecSizeKey    = "unused_exec_size_key"
 	lsmVarUnusedExecSumKey     = "unused_exec_sum_key"
 	lsmVarUnusedInodeKey       = "unused_inode_key"
@@ -224,6 +225,7 @@ type lsmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmVariableSpecs struct {
+	RenameLockAddr    *ebpf.VariableSpec `ebpf:"rename_lock_addr"`
 	UnusedExecSizeKey *ebpf.VariableSpec `ebpf:"unused_exec_size_key"`
 	UnusedExecSumKey  *ebpf.VariableSpec `ebpf:"unused_exec_sum_key"`
 	UnusedInodeKey    *ebpf.VariableSpec `ebpf:"unused_inode_key"`
@@ -293,6 +295,7 @@ func (m *lsmMaps) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmVariables struct {
+	RenameLockAddr    *ebpf.Variable `ebpf:"rename_lock_addr"`
 	UnusedExecSizeKey *ebpf.Variable `ebpf:"unused_exec_size_key"`
 	UnusedExecSumKey  *ebpf.Variable `ebpf:"unused_exec_sum_key"`
 	UnusedInodeKey    *ebpf.Variable `ebpf:"unused_inode_key"`

@@ -25,17 +25,37 @@ type CacheTool struct {
 	// content in the sandboxes' (module sources with a credentials/
 	// package, npm's content store): excepted there when it is here.
 	Public map[string]string
+	// SharedWritable are the directories beneath the home that the
+	// sandbox's Landlock domain lets the tool write when shared_caches
+	// names it (its own caches are in the writable ~/.cache/aigate
+	// otherwise; the rest of ~/.cache is read-only).
+	SharedWritable []string
 }
 
 // CacheTools lists the tools whose caches sandboxes get their own of.
-// Cargo is not among them: its registry cache sits beside its bin/ and
-// config in CARGO_HOME, so a sandbox CARGO_HOME moves more than a cache.
+// For cargo and gradle the variable run sets (CARGO_HOME,
+// GRADLE_USER_HOME) moves the tool's whole home, not just its cache:
+// cargo's bin/, config and credentials, gradle's init scripts,
+// properties and wrapper distributions. None of the user's is copied
+// there (credentials stay out of reach; init scripts and properties are
+// code the sandbox need not run), and the user's whole gradle home is
+// deny_write: all of it is read as code by the next gradle outside.
 var CacheTools = []CacheTool{
 	{Name: "go", Own: []string{"go-build", "go-mod"}, UserCaches: []string{"~/.cache/go-build/", "~/go/pkg/mod/"},
-		Public: map[string]string{"~/go/pkg/mod/": "~/" + SandboxCacheDir + "/go-mod/"}},
+		Public:         map[string]string{"~/go/pkg/mod/": "~/" + SandboxCacheDir + "/go-mod/"},
+		SharedWritable: []string{".cache/go-build"}},
 	{Name: "npm", Own: []string{"npm"}, UserCaches: []string{"~/.npm/"},
 		Public: map[string]string{"~/.npm/_cacache/": "~/" + SandboxCacheDir + "/npm/_cacache/"}},
-	{Name: "pip", Own: []string{"pip"}, UserCaches: []string{"~/.cache/pip/"}},
+	{Name: "pip", Own: []string{"pip"}, UserCaches: []string{"~/.cache/pip/"}, SharedWritable: []string{".cache/pip"}},
+	{Name: "cargo", Own: []string{"cargo"}, UserCaches: []string{"~/.cargo/registry/", "~/.cargo/git/"},
+		Public:         map[string]string{"~/.cargo/registry/": "~/" + SandboxCacheDir + "/cargo/registry/"},
+		SharedWritable: []string{".cargo/registry", ".cargo/git"}},
+	{Name: "gradle", Own: []string{"gradle"}, UserCaches: []string{"~/.gradle/"},
+		Public:         map[string]string{"~/.gradle/caches/": "~/" + SandboxCacheDir + "/gradle/caches/"},
+		SharedWritable: []string{".gradle"}},
+	{Name: "maven", Own: []string{"maven"}, UserCaches: []string{"~/.m2/repository/"},
+		Public:         map[string]string{"~/.m2/repository/": "~/" + SandboxCacheDir + "/maven/"},
+		SharedWritable: []string{".m2/repository"}},
 }
 
 // SandboxCacheDir holds the sandboxes' own caches (CacheTool.Own),
@@ -43,6 +63,20 @@ var CacheTools = []CacheTool{
 // plant an entry that a later sandbox uses, confined as that one is), never
 // read by the tools outside. docs/threat-model.md "Build caches".
 const SandboxCacheDir = ".cache/aigate"
+
+// XDGCacheDir is where run points XDG_CACHE_HOME (beneath the home): the
+// rest of ~/.cache is read-only inside, as tools outside run what it
+// holds.
+const XDGCacheDir = SandboxCacheDir + "/xdg"
+
+// SandboxXDGCache reports whether tools inside get XDGCacheDir as their
+// cache directory: unless writable: lists ~/.cache itself (the user
+// gives the sandbox theirs).
+func (p *Policy) SandboxXDGCache() bool {
+	return !slices.ContainsFunc(p.Writable, func(r PathRule) bool {
+		return strings.TrimRight(r.Pattern, "/") == "~/.cache"
+	})
+}
 
 // cacheToolNames is the list for messages.
 func cacheToolNames() string {

@@ -29,18 +29,19 @@ func TestSharedCaches(t *testing.T) {
 		sandbox         []string
 		warn            string
 	}{
-		{name: "defaults", want: []string{"~/.cache/go-build/", "~/go/pkg/mod/", "~/.npm/", "~/.cache/pip/"},
-			sandbox: []string{"go", "npm", "pip"}},
+		{name: "defaults", want: []string{"~/.cache/go-build/", "~/go/pkg/mod/", "~/.npm/", "~/.cache/pip/",
+			"~/.cargo/registry/", "~/.cargo/git/", "~/.gradle/", "~/.m2/repository/"},
+			sandbox: []string{"go", "npm", "pip", "cargo", "gradle", "maven"}},
 		{name: "global shares go", global: "shared_caches: [go]\n",
 			want: []string{"~/.npm/", "~/.cache/pip/"}, wantNot: []string{"~/.cache/go-build/", "~/go/pkg/mod/"},
-			sandbox: []string{"npm", "pip"}},
+			sandbox: []string{"npm", "pip", "cargo", "gradle", "maven"}},
 		{name: "untrusted project cannot share", project: "shared_caches: [npm]\n",
-			want: []string{"~/.npm/"}, sandbox: []string{"go", "npm", "pip"},
+			want: []string{"~/.npm/"}, sandbox: []string{"go", "npm", "pip", "cargo", "gradle", "maven"},
 			warn: `/p/.aigate.yaml:1: shared_caches entry "npm" ignored`},
-		{name: "trusted project shares", project: "shared_caches: [npm, pip]\n", trusted: true,
-			want: []string{"~/.cache/go-build/"}, wantNot: []string{"~/.npm/", "~/.cache/pip/"}, sandbox: []string{"go"}},
+		{name: "trusted project shares", project: "shared_caches: [npm, pip, gradle]\n", trusted: true,
+			want: []string{"~/.cache/go-build/", "~/.cargo/registry/"}, wantNot: []string{"~/.npm/", "~/.cache/pip/", "~/.gradle/"}, sandbox: []string{"go", "cargo", "maven"}},
 		{name: "allow_write cannot cancel them", global: "allow_write: [~/.npm/]\n",
-			want: []string{"~/.npm/"}, sandbox: []string{"go", "npm", "pip"},
+			want: []string{"~/.npm/"}, sandbox: []string{"go", "npm", "pip", "cargo", "gradle", "maven"},
 			warn: "cancels no deny_write entry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,9 +92,9 @@ func TestSharedCachesLoosens(t *testing.T) {
 }
 
 func TestSharedCachesParseError(t *testing.T) {
-	_, err := Parse("~/.aigate/config.yaml", []byte("shared_caches: [cargo]\n"))
-	if err == nil || !strings.Contains(err.Error(), `~/.aigate/config.yaml:1: shared_caches entry "cargo" is not a tool`) ||
-		!strings.Contains(err.Error(), "go, npm, pip") {
+	_, err := Parse("~/.aigate/config.yaml", []byte("shared_caches: [yarn]\n"))
+	if err == nil || !strings.Contains(err.Error(), `~/.aigate/config.yaml:1: shared_caches entry "yarn" is not a tool`) ||
+		!strings.Contains(err.Error(), "go, npm, pip, cargo, gradle, maven") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -104,7 +105,8 @@ func TestSharedCachesParseError(t *testing.T) {
 func TestSandboxCachesExceptRead(t *testing.T) {
 	p, _ := Merge(nil, nil, false)
 	got := patterns(p.ExceptRead)
-	for _, want := range []string{"~/.cache/aigate/go-mod/", "~/.cache/aigate/npm/_cacache/"} {
+	for _, want := range []string{"~/.cache/aigate/go-mod/", "~/.cache/aigate/npm/_cacache/",
+		"~/.cache/aigate/cargo/registry/", "~/.cache/aigate/gradle/caches/", "~/.cache/aigate/maven/"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("except_read lacks %s: %v", want, got)
 		}

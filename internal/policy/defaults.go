@@ -49,6 +49,10 @@ var (
 		"~/.xprofile", "~/.xsessionrc", "~/.xinitrc",
 		"~/.gitconfig", "~/.config/git/",
 		"~/.local/bin/", "~/bin/", "~/.local/lib/",
+		// rustup puts ~/.cargo/bin in PATH and has the profile source
+		// ~/.cargo/env; mvn sources ~/.mavenrc. (The sandbox's cargo has
+		// a CARGO_HOME of its own: `cargo install` inside writes there.)
+		"~/.cargo/bin/", "~/.cargo/env", "~/.mavenrc",
 		"~/.config/autostart/", "~/.config/systemd/user/",
 		"~/.config/direnv/", "~/.local/share/direnv/",
 		"~/.vimrc", "~/.vim/", "~/.config/nvim/", "~/.tmux.conf", "~/.config/tmux/",
@@ -279,6 +283,11 @@ deny_write:
   - ~/.local/bin/
   - ~/bin/
   - ~/.local/lib/
+  # rustup's PATH entry and the file your profile sources; mvn sources
+  # ~/.mavenrc (cargo inside has a CARGO_HOME of its own, see shared_caches)
+  - ~/.cargo/bin/
+  - ~/.cargo/env
+  - ~/.mavenrc
   # started at login
   - ~/.config/autostart/
   - ~/.config/systemd/user/
@@ -419,16 +428,18 @@ allow_loopback: own
 
 # Your home is read-only inside the sandbox (where the kernel has Landlock),
 # except the project, temp directories and the state of common tools
-# (~/.cache, ~/.claude, ~/.npm, ~/go, ...: docs/threat-model.md). More:
+# (~/.cache/aigate, ~/.claude, ~/.npm, ~/go, ...: docs/threat-model.md). More:
 # writable:
 #   - ~/.config/my-tool
 
-# go, npm and pip inside the sandbox use caches of the sandboxes' own
-# (~/.cache/aigate/go-build, go-mod, npm, pip), and your own caches
-# (~/.cache/go-build, ~/go/pkg/mod, ~/.npm, ~/.cache/pip) are deny_write
-# there: what a sandbox builds or downloads cannot run at your next build
-# outside it. Naming a tool here gives the sandbox your caches instead
-# (faster first builds, but a sandbox can then plant code in them).
+# go, npm, pip, cargo, gradle and maven inside the sandbox use caches of
+# the sandboxes' own (~/.cache/aigate/go-build, go-mod, npm, pip, cargo,
+# gradle, maven), and your own caches (~/.cache/go-build, ~/go/pkg/mod,
+# ~/.npm, ~/.cache/pip, ~/.cargo/registry and git, ~/.gradle,
+# ~/.m2/repository) are deny_write there: what a sandbox builds or
+# downloads cannot run at your next build outside it. Naming a tool here
+# gives the sandbox your caches instead (faster first builds, but a
+# sandbox can then plant code in them).
 # shared_caches: []
 
 # How long addresses resolved for allow_net domains stay allowed

@@ -69,7 +69,8 @@ func TestMergeUntrustedProject(t *testing.T) {
 	if got := patterns(p.DenyRead); !slices.Equal(got, []string{".env", "*.pem", "secrets/", "terraform.tfstate*"}) {
 		t.Errorf("DenyRead = %v", got)
 	}
-	if got := patterns(p.DenyWrite); !slices.Equal(got, []string{"Makefile", "~/.cache/go-build/", "~/go/pkg/mod/", "~/.npm/", "~/.cache/pip/"}) {
+	if got := patterns(p.DenyWrite); !slices.Equal(got, []string{"Makefile", "~/.cache/go-build/", "~/go/pkg/mod/", "~/.npm/", "~/.cache/pip/",
+		"~/.cargo/registry/", "~/.cargo/git/", "~/.gradle/", "~/.m2/repository/"}) {
 		t.Errorf("DenyWrite = %v", got)
 	}
 	if p.Loopback != LoopbackNone || p.LoopbackSource.String() != "/p/.aigate.yaml:12" {

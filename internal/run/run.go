@@ -391,6 +391,12 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 			fmt.Fprintf(f.Err, "aigate: %s\n", line)
 		}
 	}
+	if early != nil {
+		// The agent moves the waiting helper in while it builds the
+		// sandbox and answers once enforcement is complete; start then
+		// only gives the go-ahead (no place round trip).
+		req.Place = &api.PlaceRequest{PID: early.h.Pid()}
+	}
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).

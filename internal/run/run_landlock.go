@@ -45,6 +45,11 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 	if tmp := getenv("TMPDIR"); filepath.IsAbs(tmp) {
 		w = append(w, tmp)
 	}
+	for _, t := range policy.CacheTools {
+		if !pol.SandboxCaches(t.Name) {
+			w = append(w, t.SharedWritable...)
+		}
+	}
 	for _, r := range pol.Writable {
 		w = append(w, expandHome(r.Pattern, home))
 	}

@@ -33,10 +33,26 @@ func TestLandlockOptions(t *testing.T) {
 	if !opts.Required || !opts.AbstractUnix || opts.Home != home {
 		t.Errorf("options %+v", opts)
 	}
-	for _, w := range []string{wd, repo, "/home/u/tmp", filepath.Join(home, ".config/tool"), "/srv/x", ".cache"} {
+	for _, w := range []string{wd, repo, "/home/u/tmp", filepath.Join(home, ".config/tool"), "/srv/x", ".cache/aigate"} {
 		if !slices.Contains(opts.Writable, w) {
 			t.Errorf("writable %v lacks %s", opts.Writable, w)
 		}
+	}
+	for _, w := range []string{".cache", ".cache/go-build", ".cache/pip", ".cargo/registry", ".cargo/git", ".gradle", ".m2/repository"} {
+		if slices.Contains(opts.Writable, w) {
+			t.Errorf("writable %v has the user's cache %s, the sandbox has its own", opts.Writable, w)
+		}
+	}
+	// A tool in shared_caches writes the user's caches, as outside.
+	shared := &policy.Policy{SharedCaches: []policy.PathRule{{Pattern: "cargo"}, {Pattern: "maven"}, {Pattern: "pip"}}}
+	opts = landlockOptions(shared, "lsm", home, paths, func(k string) string { return env[k] })
+	for _, w := range []string{".cargo/registry", ".cargo/git", ".m2/repository", ".cache/pip"} {
+		if !slices.Contains(opts.Writable, w) {
+			t.Errorf("shared: writable %v lacks %s", opts.Writable, w)
+		}
+	}
+	if slices.Contains(opts.Writable, ".gradle") {
+		t.Errorf("gradle not shared, but writable %v has ~/.gradle", opts.Writable)
 	}
 	env["AIGATE_LANDLOCK"] = "optional"
 	if opts := landlockOptions(&policy.Policy{}, "fanotify", home, paths, func(k string) string { return env[k] }); opts.Required || opts.AbstractUnix {

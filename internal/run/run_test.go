@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,10 +60,21 @@ func (b *runFakeBackend) Add(_ context.Context, sb *enforce.Sandbox) error {
 	return nil
 }
 
+// emitWhenPopulated emits once the command runs in the sandbox: a process
+// in the cgroup that is no longer the exec helper (this test binary),
+// which the agent may move in while it creates the sandbox.
 func (b *runFakeBackend) emitWhenPopulated(path string, cgid uint64) {
+	self, _ := os.Executable()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if data, err := os.ReadFile(filepath.Join(path, "cgroup.procs")); err != nil || len(data) > 0 {
+		data, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+		if err != nil {
+			break
+		}
+		if slices.ContainsFunc(strings.Fields(string(data)), func(pid string) bool {
+			exe, err := os.Readlink("/proc/" + pid + "/exe")
+			return err == nil && exe != self
+		}) {
 			break
 		}
 		time.Sleep(2 * time.Millisecond)

@@ -18,7 +18,7 @@ type cacheSetting struct {
 	value, where string
 }
 
-// cacheEnv steers go, npm and pip in the command to caches of the
+// cacheEnv steers go, npm, pip, cargo, gradle and maven in the command to caches of the
 // sandboxes' own (policy.CacheTools; the policy makes the user's
 // deny_write) by setting their variables in env. A location the user set
 // (a variable in aigate's environment, `go env -w`, an .npmrc's cache=, a
@@ -28,14 +28,29 @@ type cacheSetting struct {
 func cacheEnv(pol *policy.Policy, env []string, home, projectRoot string, readFile func(string) ([]byte, error)) (out, warnings []string) {
 	out = env
 	c := &cacheSteer{env: env, home: home, readFile: readFile}
+	xdg := c.xdgEnv(pol)
 	if pol.SandboxCaches("go") {
 		c.goEnv()
+	} else if xdg && c.fromEnv("GOCACHE", false).value == "" && c.goEnvFile()["GOCACHE"].value == "" {
+		// go's default follows XDG_CACHE_HOME: shared means the user's.
+		c.set = append(c.set, "GOCACHE="+filepath.Join(home, ".cache", "go-build"))
 	}
 	if pol.SandboxCaches("npm") {
 		c.npmEnv(projectRoot)
 	}
 	if pol.SandboxCaches("pip") {
 		c.pipEnv()
+	} else if xdg && c.pipSetting().value == "" {
+		c.set = append(c.set, "PIP_CACHE_DIR="+filepath.Join(home, ".cache", "pip"))
+	}
+	if pol.SandboxCaches("cargo") {
+		c.steer("cargo", "CARGO_HOME", c.own("cargo"), c.fromEnv("CARGO_HOME", false))
+	}
+	if pol.SandboxCaches("gradle") {
+		c.gradleEnv()
+	}
+	if pol.SandboxCaches("maven") {
+		c.mavenEnv(projectRoot)
 	}
 	return append(out, c.set...), c.warnings
 }
@@ -159,6 +174,11 @@ func (c *cacheSteer) npmEnv(projectRoot string) {
 // pipEnv: PIP_CACHE_DIR of the sandboxes' own; a cache-dir in a pip
 // configuration file is reported.
 func (c *cacheSteer) pipEnv() {
+	c.steer("pip", "PIP_CACHE_DIR", c.own("pip"), c.pipSetting())
+}
+
+// pipSetting is the user's PIP_CACHE_DIR or a pip.conf's cache-dir.
+func (c *cacheSteer) pipSetting() cacheSetting {
 	explicit := c.fromEnv("PIP_CACHE_DIR", false)
 	config := filepath.Join(c.home, ".config")
 	if _, v, ok := c.getenv("XDG_CONFIG_HOME", false); ok && filepath.IsAbs(v) {
@@ -173,7 +193,114 @@ func (c *cacheSteer) pipEnv() {
 			explicit = c.iniKey(f, "cache-dir", "cache_dir")
 		}
 	}
-	c.steer("pip", "PIP_CACHE_DIR", c.own("pip"), explicit)
+	return explicit
+}
+
+// xdgEnv points XDG_CACHE_HOME at the sandboxes' own directory: the rest
+// of ~/.cache is read-only inside (landlock.DefaultWritable), as tools
+// outside run what it holds, and tools that follow the variable cache
+// there instead of failing. Not where the policy's writable: lists
+// ~/.cache (the user shares it); a value the user set is kept, with a
+// warning. It reports whether it set the variable.
+func (c *cacheSteer) xdgEnv(pol *policy.Policy) bool {
+	if !pol.SandboxXDGCache() {
+		return false
+	}
+	cache := filepath.Join(c.home, ".cache")
+	own := filepath.Join(c.home, policy.XDGCacheDir)
+	if s := c.fromEnv("XDG_CACHE_HOME", false); s.value != "" {
+		if filepath.Clean(s.value) != own {
+			c.warnings = append(c.warnings, fmt.Sprintf(
+				"XDG_CACHE_HOME is set to %s (%s), so tools inside the sandbox cache there, not in %s: where tools outside read it too, what the sandbox puts there runs outside them, and beneath %s it is read-only inside; "+
+					"unset it for aigate run (docs/threat-model.md, \"Build caches\")", s.value, s.where, own, cache))
+		}
+		return false
+	}
+	c.set = append(c.set, "XDG_CACHE_HOME="+own)
+	return true
+}
+
+// gradleEnv: GRADLE_USER_HOME of the sandboxes' own, so that gradle
+// neither writes the user's caches nor runs the user's init scripts
+// (~/.gradle/init.d) or reads its gradle.properties (credentials, JVM
+// arguments) inside; dependencies the user's gradle downloaded are read
+// from the user's cache as gradle's read-only dependency cache
+// (GRADLE_RO_DEP_CACHE), which gradle never writes.
+func (c *cacheSteer) gradleEnv() {
+	explicit := c.fromEnv("GRADLE_USER_HOME", false)
+	if explicit.value == "" {
+		explicit = c.fromOpts("gradle.user.home", "GRADLE_OPTS", "JAVA_OPTS")
+	}
+	if !c.steer("gradle", "GRADLE_USER_HOME", c.own("gradle"), explicit) {
+		return
+	}
+	if _, _, ok := c.getenv("GRADLE_RO_DEP_CACHE", false); !ok {
+		c.set = append(c.set, "GRADLE_RO_DEP_CACHE="+filepath.Join(c.home, ".gradle", "caches"))
+	}
+}
+
+// mavenEnv: a local repository of the sandboxes' own through MAVEN_OPTS
+// (a system property, which outranks settings.xml's localRepository), the
+// user's ~/.m2/repository behind it as a read-only "tail" (Maven 3.9 and
+// later; older ones ignore the property). A location set in MAVEN_OPTS,
+// MAVEN_ARGS or the project's .mvn/ files is kept and reported.
+func (c *cacheSteer) mavenEnv(projectRoot string) {
+	const prop = "maven.repo.local"
+	explicit := c.fromOpts(prop, "MAVEN_OPTS", "MAVEN_ARGS")
+	if explicit.value == "" && projectRoot != "" {
+		for _, f := range []string{"maven.config", "jvm.config"} {
+			path := filepath.Join(projectRoot, ".mvn", f)
+			c.eachLine(path, func(line string, n int) {
+				if v, ok := optValue(line, prop); ok && explicit.value == "" {
+					explicit = cacheSetting{v, fmt.Sprintf("in %s:%d", path, n)}
+				}
+			})
+		}
+	}
+	own := c.own("maven")
+	if explicit.value != "" {
+		if filepath.Clean(explicit.value) != own {
+			c.steer("maven", "-D"+prop, own, explicit) // warns, sets nothing
+		}
+		return
+	}
+	if strings.ContainsAny(c.home, " \t\n") {
+		// mvn splits MAVEN_OPTS at blanks: the property cannot carry it.
+		c.warnings = append(c.warnings, fmt.Sprintf(
+			"your home %q has a blank, which MAVEN_OPTS cannot carry, so maven inside has no repository of its own and fails to write yours; "+
+				"add -Dmaven.repo.local=%s to the project's .mvn/maven.config (docs/threat-model.md, \"Build caches\")", c.home, own))
+		return
+	}
+	opts := "-D" + prop + "=" + own + " -D" + prop + ".tail=" + filepath.Join(c.home, ".m2", "repository")
+	if _, v, ok := c.getenv("MAVEN_OPTS", false); ok && strings.TrimSpace(v) != "" {
+		opts = v + " " + opts
+	}
+	c.set = append(c.set, "MAVEN_OPTS="+opts)
+}
+
+// fromOpts is a -Dprop=value in one of the variables (JVM or tool
+// options, words separated by spaces).
+func (c *cacheSteer) fromOpts(prop string, names ...string) cacheSetting {
+	for _, name := range names {
+		if _, v, ok := c.getenv(name, false); ok {
+			if val, ok := optValue(v, prop); ok {
+				return cacheSetting{val, "in the environment, " + name}
+			}
+		}
+	}
+	return cacheSetting{}
+}
+
+// optValue finds -Dprop=value among the words of s; the last one counts,
+// as for the JVM.
+func optValue(s, prop string) (string, bool) {
+	val, found := "", false
+	for _, w := range strings.Fields(s) {
+		if v, ok := strings.CutPrefix(w, "-D"+prop+"="); ok && v != "" {
+			val, found = strings.Trim(v, `"'`), true
+		}
+	}
+	return val, found
 }
 
 // iniKey finds "key = value" in an ini-style file (.npmrc, pip.conf),

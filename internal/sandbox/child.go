@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/forksafe"
 )
 
 // waitDelay bounds how long Wait waits for output after the child exited.
@@ -101,7 +103,7 @@ func Fork(cmd *exec.Cmd, noNewPrivs bool) (*Child, error) {
 				return
 			}
 		}
-		err := cmd.Start()
+		err := forksafe.Start(cmd)
 		started <- err
 		if err != nil {
 			c.err = err

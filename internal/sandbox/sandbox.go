@@ -49,6 +49,13 @@ type Config struct {
 	// domain keeps links, renames and symlinks out of
 	// (api.CreateRequest.LandlockCovers).
 	LandlockCovers []string
+	// Enter, when set, places the sandbox's first process during Create,
+	// beside the backend's work (enforce.Sandbox.Enter): it is called
+	// once, with a function that moves a pid into the cgroup, and Create
+	// fails when it fails. The process must run nothing that the sandbox
+	// confines before Create has returned. When Create fails after the
+	// move, the process is killed with the cgroup.
+	Enter func(move func(pid int) error) error
 }
 
 // Sandbox is a created cgroup that its backend confines.
@@ -120,11 +127,29 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 		// The fanotify backend relies on it for the trees' files.
 		LandlockCovers: cfg.LandlockCovers,
 	}
-	if err := cfg.Backend.Add(ctx, &sb.Info); err != nil {
+	var enter func() error
+	if cfg.Enter != nil {
+		var once sync.Once
+		var err error
+		enter = func() error {
+			once.Do(func() { err = cfg.Enter(sb.moveProcs) })
+			return err
+		}
+		sb.Info.Enter = enter
+	}
+	err = cfg.Backend.Add(ctx, &sb.Info)
+	sb.Info.Enter = nil
+	if err != nil {
 		err = fmt.Errorf("enforce policy on sandbox %s with the %s backend: %w", sb.Info.Name, cfg.Backend.Name(), err)
-		return nil, errors.Join(err, sb.removeGroup())
+		return nil, errors.Join(err, sb.removeGroup()) // kills what Enter moved in
 	}
 	sb.added = true
+	if enter != nil {
+		// A backend that did not call it (only Composite does): now.
+		if err := enter(); err != nil {
+			return nil, errors.Join(err, sb.Close())
+		}
+	}
 	if l, ok := cfg.Backend.(enforce.Limited); ok {
 		sb.Warnings = append(sb.Warnings, l.Unenforced(&sb.Info)...)
 	}
@@ -188,6 +213,12 @@ func (s *Sandbox) Move(pid int) error {
 	if s.closing || s.group == nil || !s.added {
 		return ErrClosed
 	}
+	return s.moveProcs(pid)
+}
+
+// moveProcs writes pid to the cgroup's cgroup.procs: Move without its
+// exclusion of Close, for Create, before anyone else has the sandbox.
+func (s *Sandbox) moveProcs(pid int) error {
 	procs := filepath.Join(s.group.Path, "cgroup.procs")
 	if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
 		return fmt.Errorf("move process %d into sandbox %s: %w", pid, s.Info.Name, err)

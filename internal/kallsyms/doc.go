@@ -1,0 +1,2 @@
+// Package kallsyms finds a kernel symbol's address in /proc/kallsyms.
+package kallsyms
