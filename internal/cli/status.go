@@ -96,11 +96,16 @@ type Status struct {
 	// whose program aigate run cannot protect (not a file it follows),
 	// besides the deny_write rules it adds for the others (in DenyWrite,
 	// file "each run: ...").
-	ClaudeNotProtected []string           `json:"claude_not_protected"`
-	ResourceLimits     StatusLimits       `json:"resource_limits"`
-	Warnings           []StatusWarning    `json:"warnings"`
-	Kernel             *doctor.Report     `json:"kernel"`
-	Enforcement        *StatusEnforcement `json:"enforcement"`
+	ClaudeNotProtected []string `json:"claude_not_protected"`
+	// GitNotProtected names what of the project's git directories aigate
+	// run does not protect (a hooks directory in the project, a walk cut
+	// short), besides the deny_write rules it adds for them (in
+	// DenyWrite, file "each run: ...").
+	GitNotProtected []string           `json:"git_not_protected"`
+	ResourceLimits  StatusLimits       `json:"resource_limits"`
+	Warnings        []StatusWarning    `json:"warnings"`
+	Kernel          *doctor.Report     `json:"kernel"`
+	Enforcement     *StatusEnforcement `json:"enforcement"`
 	// InsideSandbox names the aigate sandbox status runs in, if any: then
 	// Enforcement is what holds for this process, not the machine.
 	InsideSandbox string `json:"inside_sandbox,omitempty"`
@@ -339,6 +344,9 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 	added, notes := claudeRules(l)
 	st.DenyWrite = append(st.DenyWrite, added...)
 	st.ClaudeNotProtected = append([]string{}, notes...)
+	added, notes = gitRules(l)
+	st.DenyWrite = append(st.DenyWrite, added...)
+	st.GitNotProtected = append([]string{}, notes...)
 	_, st.EnvRemoved = pol.Env.Filter(os.Environ())
 	if st.EnvRemoved == nil {
 		st.EnvRemoved = []string{}
@@ -539,6 +547,13 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		fmt.Fprintln(tw)
 		fmt.Fprintln(tw, "Run by Claude Code's settings, not protected by aigate run (not a file it follows)")
 		for _, n := range st.ClaudeNotProtected {
+			fmt.Fprintf(tw, "  %s\n", n)
+		}
+	}
+	if len(st.GitNotProtected) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "Of the project's git directories, not protected by aigate run")
+		for _, n := range st.GitNotProtected {
 			fmt.Fprintf(tw, "  %s\n", n)
 		}
 	}

@@ -78,10 +78,20 @@ func askAgent(ctx context.Context, socket string) (*StatusAgent, []StatusSandbox
 	return a, boxes, ""
 }
 
+// gitRules are the deny_write rules aigate run adds for the git
+// directories in and above the project (run.GitRules), and what it does
+// not protect.
+func gitRules(l *config.Loaded) ([]StatusRule, []string) {
+	return statusRules(run.GitRules(l))
+}
+
 // claudeRules are the deny_write rules aigate run adds from Claude Code's
 // settings and auto memory (run.ClaudeRules), and what it cannot protect.
 func claudeRules(l *config.Loaded) ([]StatusRule, []string) {
-	rules, notes := run.ClaudeRules(l)
+	return statusRules(run.ClaudeRules(l))
+}
+
+func statusRules(rules []api.RunRule, notes []string) ([]StatusRule, []string) {
 	out := make([]StatusRule, 0, len(rules))
 	for _, r := range rules {
 		out = append(out, StatusRule{Value: r.Pattern, File: "each run: " + r.By})

@@ -204,3 +204,43 @@ func TestStatusClaudeScripts(t *testing.T) {
 		t.Errorf("status does not show them:\n%s", out)
 	}
 }
+
+// TestStatusGitDirs: status lists the files of a submodule's git
+// directory and its .git file as deny_write of each run (run.GitRules),
+// and says which hooks directory it leaves to the project.
+func TestStatusGitDirs(t *testing.T) {
+	e := newSandboxEnv(t)
+	e.write(filepath.Join(e.proj, ".git", "HEAD"), "ref: refs/heads/main\n")
+	e.write(filepath.Join(e.proj, ".git", "config"), "[core]\n\thooksPath = .githooks\n")
+	e.write(filepath.Join(e.proj, ".git", "modules", "sub", "HEAD"), "x\n")
+	e.write(filepath.Join(e.proj, "sub", ".git"), "gitdir: ../.git/modules/sub\n")
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	var st Status
+	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", sock)), &st); err != nil {
+		t.Fatal(err)
+	}
+	mod := filepath.Join(e.proj, ".git", "modules", "sub")
+	want := map[string]string{
+		mod + "/config":                      "each run: " + mod + " (submodule sub)",
+		mod + "/hooks/":                      "each run: " + mod + " (submodule sub)",
+		filepath.Join(e.proj, "sub", ".git"): "each run: " + filepath.Join(e.proj, "sub", ".git") + " (points at " + mod + ")",
+	}
+	for _, r := range st.DenyWrite {
+		if w, ok := want[r.Value]; ok && r.File == w {
+			delete(want, r.Value)
+		}
+		if r.Value == filepath.Join(e.proj, ".git", "config") || r.Value == filepath.Join(e.proj, ".git", "commondir") {
+			t.Errorf("a default entry repeated for each run: %+v", r)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("deny_write lacks %v: %+v", want, st.DenyWrite)
+	}
+	if len(st.GitNotProtected) != 1 || !strings.Contains(st.GitNotProtected[0], ".githooks is in the project") {
+		t.Errorf("git_not_protected: %q", st.GitNotProtected)
+	}
+	out := e.ok("status", "--socket", sock)
+	if !strings.Contains(out, mod+"/config") || !strings.Contains(out, "not protected by aigate run") {
+		t.Errorf("status does not show them:\n%s", out)
+	}
+}

@@ -23,3 +23,6 @@ func askAgent(context.Context, string) (*StatusAgent, []StatusSandbox, string) {
 
 // claudeRules: the macOS backend adds no rules of Claude Code's settings.
 func claudeRules(*config.Loaded) ([]StatusRule, []string) { return nil, nil }
+
+// gitRules: nor of git directories.
+func gitRules(*config.Loaded) ([]StatusRule, []string) { return nil, nil }

@@ -56,7 +56,12 @@ var (
 		"~/.config/autostart/", "~/.config/systemd/user/",
 		"~/.config/direnv/", "~/.local/share/direnv/",
 		"~/.vimrc", "~/.vim/", "~/.config/nvim/", "~/.tmux.conf", "~/.config/tmux/",
-		".git/hooks/", ".git/config", ".envrc", "./.vscode/", "./.idea/",
+		// commondir makes git read another directory's config and hooks;
+		// config.worktree is read with extensions.worktreeConfig. Each
+		// run adds the same for the other git directories it finds
+		// (submodules, nested repositories, worktrees: package gitdirs).
+		".git/hooks/", ".git/config", ".git/commondir", ".git/config.worktree",
+		".envrc", "./.vscode/", "./.idea/",
 		// Claude Code's settings declare hooks, a status line and an
 		// apiKeyHelper (shell commands it runs) and permissions; its
 		// project's .mcp.json declares MCP servers (programs it starts).
@@ -295,9 +300,13 @@ deny_write:
   - ~/.config/nvim/
   - ~/.tmux.conf
   - ~/.config/tmux/
-  # the project's own: git hooks and config, direnv, IDE tasks and settings
+  # the project's own: git hooks and config (commondir points git at another
+  # directory's), direnv, IDE tasks and settings; each run adds the same for
+  # submodules, nested repositories and worktrees (aigate status lists them)
   - .git/hooks/
   - .git/config
+  - .git/commondir
+  - .git/config.worktree
   - .envrc
   - ./.vscode/
   - ./.idea/

@@ -83,10 +83,22 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory st
 		}
 		return nil
 	})
-	var rules []api.RunRule
-	notes := res.Uncovered
+	entries := make([]api.RunRule, 0, len(res.Entries))
 	for _, e := range res.Entries {
-		abs := e.Pattern
+		entries = append(entries, api.RunRule{Pattern: e.Pattern, By: e.By})
+	}
+	rules, notes := newRunRules(compiled, home, entries)
+	return rules, append(res.Uncovered, notes...)
+}
+
+// newRunRules keeps of entries ("~/..." or absolute patterns) those no
+// deny_write rule of the policy covers yet and that are valid patterns;
+// the notes name the invalid ones.
+func newRunRules(compiled *policy.Compiled, home string, entries []api.RunRule) ([]api.RunRule, []string) {
+	var rules []api.RunRule
+	var notes []string
+	for _, e := range entries {
+		abs := strings.TrimSuffix(e.Pattern, "/")
 		if rest, ok := strings.CutPrefix(abs, "~/"); ok {
 			abs = filepath.Join(home, rest)
 		}
@@ -97,7 +109,7 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory st
 			notes = append(notes, fmt.Sprintf("%s (%s): %v", e.Pattern, e.By, err))
 			continue
 		}
-		rules = append(rules, api.RunRule{Pattern: e.Pattern, By: e.By})
+		rules = append(rules, e)
 	}
 	return rules, notes
 }

@@ -355,6 +355,9 @@ type sandboxRun struct {
 	// covers are the trees the agent was told the domain covers
 	// (api.CreateRequest.LandlockCovers).
 	covers []string
+	// gitDirs are the project's git directories at start
+	// (checkNewGitDirs).
+	gitDirs map[string]bool
 
 	pumpDone <-chan struct{} // set once the command started
 	early    *earlyHelper    // nil: the helper starts in start
@@ -388,13 +391,19 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// survive a kill -9 of this process.
 	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}}
 	makeToolDirs(p.id.home, p.id.uid, p.loaded.Paths.User)
-	var notes []string
-	req.DenyWrite, notes = claudeRunRules(p)
+	claude, notes := claudeRunRules(p)
 	for _, n := range notes {
 		f.Log.Debug("claude settings: not protected", zap.String("what", n))
 	}
-	if line := describeRunRules(req.DenyWrite); line != "" && !opts.Quiet {
-		fmt.Fprintf(f.Err, "aigate: %s\n", line)
+	git, notes, gitDirs := gitRunRules(p)
+	for _, n := range notes {
+		f.Log.Debug("git directories: not protected", zap.String("what", n))
+	}
+	req.DenyWrite = append(claude, git...)
+	for _, line := range []string{describeRunRules(claude), describeGitRules(git)} {
+		if line != "" && !opts.Quiet {
+			fmt.Fprintf(f.Err, "aigate: %s\n", line)
+		}
 	}
 	if early != nil {
 		// The agent moves the waiting helper in while it builds the
@@ -410,7 +419,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, clones: clones, early: early, covers: req.LandlockCovers}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, clones: clones, early: early, covers: req.LandlockCovers,
+		gitDirs: map[string]bool{}}
+	for _, g := range gitDirs {
+		s.gitDirs[g] = true
+	}
 	if early != nil {
 		s.join = early.join // finished by end
 	}
@@ -677,6 +690,7 @@ func (s *sandboxRun) end(started bool) {
 	for _, msg := range s.clones.check(f.Now()) {
 		f.Warnf("%s", msg)
 	}
+	s.checkNewGitDirs()
 }
 
 // createRequest is what the agent needs to build the caller's policy: the

@@ -1,0 +1,2 @@
+// Package gitdirs finds, for one run, the files of the git directories in and above the project that make git outside the sandbox run code or read another git directory, and that no fixed default deny_write entry names: the hooks, config, config.worktree and commondir of submodules (.git/modules, nested), linked worktrees and nested repositories, the .git files that point at them, and a hooks directory a config names.
+package gitdirs
