@@ -228,6 +228,15 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before anything reads or asks about the project: / or /proc as the
+	// project would have the agent walk the machine and fail half-way
+	// (the agent refuses them too).
+	if err := projectRootOK(loaded.Paths, id.home); err != nil {
+		return nil, refusing(cmdutil.ExitSandbox, opts.Args[0], err)
+	}
+	if holdsHome(loaded.Paths.WorkDir, id.home) {
+		f.Warnf("the project directory is your home %s: it stays read-only in the sandbox but for the usual tool state, $TMPDIR and your writable list; cd into a project for the tool to write there", id.home)
+	}
 	if err := settleTrust(f, opts, loaded); err != nil {
 		return nil, err
 	}
