@@ -202,7 +202,7 @@ func TestLandlockHomeAsProject(t *testing.T) {
 	for _, paths := range []*config.Paths{
 		{ProjectRoot: home, WorkDir: home},
 		{ProjectRoot: home, WorkDir: sub, Project: filepath.Join(home, config.ProjectName)},
-		{ProjectRoot: sub, WorkDir: sub}, // git top: the home
+		{ProjectRoot: sub, WorkDir: sub}, // a dotfiles work tree: gitTop stops below the home
 	} {
 		opts := landlockOptions(&policy.Policy{}, "fanotify", home, paths, func(string) string { return "" })
 		if slices.Contains(opts.Writable, home) {
