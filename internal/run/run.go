@@ -66,6 +66,11 @@ func NewCmd(f *cmdutil.Factory) *cobra.Command {
 network connections the kernel checks against your merged policy (global
 ~/.aigate/config.yaml and the project's .aigate.yaml).
 
+Run it in your project: the project is the directory of the nearest
+.aigate.yaml, or the working directory. / , a directory above your home
+and /proc or /sys are refused (exit 5); in your home itself the home stays
+read-only but for the tools' state.
+
 The aigate agent creates the sandbox: run asks it over its socket, so no
 sudo is needed once it runs (sudo aigate setup installs it). Without an
 agent, run as root starts one inside itself for as long as it runs, on the
