@@ -48,6 +48,12 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 	if e := checkPaths(p, req); e != nil {
 		return nil, nil, e
 	}
+	// For every peer, root too: / or /proc as the project would have the
+	// backend walk and mark the whole machine (or fail half-way on
+	// /proc/PID/net), and the sandbox write all of it.
+	if err := config.CheckProjectRoot(req.ProjectRoot, req.Home); err != nil {
+		return nil, nil, &api.Error{Code: api.CodeForbidden, Message: err.Error()}
+	}
 	if n := a.countOwned(owner); n >= a.cfg.MaxSandboxesPerUser {
 		return nil, nil, &api.Error{Code: api.CodeLimit, Message: fmt.Sprintf("uid %d already has %d sandboxes, the limit; end one (aigate status lists them)", owner, n)}
 	}

@@ -66,6 +66,11 @@ func NewCmd(f *cmdutil.Factory) *cobra.Command {
 network connections the kernel checks against your merged policy (global
 ~/.aigate/config.yaml and the project's .aigate.yaml).
 
+Run it in your project: the project is the directory of the nearest
+.aigate.yaml, or the working directory. / , a directory above your home
+and /proc or /sys are refused (exit 5); in your home itself the home stays
+read-only but for the tools' state.
+
 The aigate agent creates the sandbox: run asks it over its socket, so no
 sudo is needed once it runs (sudo aigate setup installs it). Without an
 agent, run as root starts one inside itself for as long as it runs, on the
@@ -227,6 +232,15 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	loaded, id, err := loadForUser(f, opts.User)
 	if err != nil {
 		return nil, err
+	}
+	// Before anything reads or asks about the project: / or /proc as the
+	// project would have the agent walk the machine and fail half-way
+	// (the agent refuses them too).
+	if err := projectRootOK(loaded.Paths, id.home); err != nil {
+		return nil, refusing(cmdutil.ExitSandbox, opts.Args[0], err)
+	}
+	if holdsHome(loaded.Paths.WorkDir, id.home) {
+		f.Warnf("the project directory is your home %s: it stays read-only in the sandbox but for the usual tool state, $TMPDIR and your writable list; cd into a project for the tool to write there", id.home)
 	}
 	if err := settleTrust(f, opts, loaded); err != nil {
 		return nil, err

@@ -38,9 +38,13 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 		}
 	}
 	w := append([]string{}, landlock.DefaultWritable...)
-	w = append(w, paths.ProjectRoot, paths.WorkDir)
-	if top := gitTop(paths.WorkDir, home); top != "" {
-		w = append(w, top)
+	// The project, unless it is the home itself (or holds it): run in
+	// ~, or below a ~/.aigate.yaml, the tool gets the home's usual
+	// writable places, not the whole home (~/.bashrc, ~/.ssh).
+	for _, d := range []string{paths.ProjectRoot, paths.WorkDir, gitTop(paths.WorkDir, home)} {
+		if d != "" && !holdsHome(d, home) {
+			w = append(w, d)
+		}
 	}
 	if tmp := getenv("TMPDIR"); filepath.IsAbs(tmp) {
 		w = append(w, tmp)

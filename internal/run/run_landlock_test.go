@@ -188,3 +188,41 @@ func beneathTemp(dir string) bool {
 		}
 	}
 }
+
+// TestLandlockHomeAsProject: run in the home, below a ~/.aigate.yaml, or
+// in a home that is a git work tree (dotfiles), the domain does not make
+// the whole home writable: only the working directory below it and the
+// usual places are.
+func TestLandlockHomeAsProject(t *testing.T) {
+	home := homeOutsideTemp(t)
+	if err := os.MkdirAll(filepath.Join(home, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(home, "notes")
+	for _, paths := range []*config.Paths{
+		{ProjectRoot: home, WorkDir: home},
+		{ProjectRoot: home, WorkDir: sub, Project: filepath.Join(home, config.ProjectName)},
+		{ProjectRoot: sub, WorkDir: sub}, // a dotfiles work tree: gitTop stops below the home
+	} {
+		opts := landlockOptions(&policy.Policy{}, "fanotify", home, paths, func(string) string { return "" })
+		if slices.Contains(opts.Writable, home) {
+			t.Errorf("project %s, working directory %s: writable %v has the whole home", paths.ProjectRoot, paths.WorkDir, opts.Writable)
+		}
+		if paths.WorkDir != home && !slices.Contains(opts.Writable, paths.WorkDir) {
+			t.Errorf("working directory %s below the home is not writable: %v", paths.WorkDir, opts.Writable)
+		}
+		if rs, protected := landlock.Plan(opts, landlock.OSDirs{}); !protected || writableAt(rs, filepath.Join(home, ".bashrc")) {
+			t.Errorf("project %s, working directory %s: ~/.bashrc writable in the domain", paths.ProjectRoot, paths.WorkDir)
+		}
+	}
+}
+
+// writableAt says whether a rule of rs grants writing a file at path.
+func writableAt(rs landlock.Ruleset, path string) bool {
+	for _, r := range rs.Rules {
+		if (r.Path == path || strings.HasPrefix(path, r.Path+"/")) && r.Access&landlock.AccessWriteFile != 0 {
+			return true
+		}
+	}
+	return false
+}
