@@ -334,9 +334,7 @@ func TestE2EClaudeCodeFirstStart(t *testing.T) {
 				t.Errorf("Claude Code reached its login screen without contacting %s: the stand-in internet was not used", host)
 			}
 		}
-		p.keys("C-c")
-		time.Sleep(300 * time.Millisecond)
-		p.keys("C-c")
+		p.leave("C-c")
 		p.waitFor("RUN-EXITED", runLimit)
 
 		// A user with an API key gets to work.
@@ -352,9 +350,7 @@ func TestE2EClaudeCodeFirstStart(t *testing.T) {
 		if bad := strayAigateText(during); len(bad) > 0 {
 			t.Errorf("aigate wrote into Claude Code's interface %q:\n%s", bad, during)
 		}
-		p.keys("C-d")
-		time.Sleep(500 * time.Millisecond)
-		p.keys("C-d")
+		p.leave("C-d")
 		after := p.waitFor("RUN-EXITED", runLimit)
 		if !strings.Contains(after, "RUN-EXITED 0") {
 			t.Errorf("the session did not end normally:\n%s", after)
@@ -433,6 +429,25 @@ func (p *tmuxPane) run(args ...string) string {
 func (p *tmuxPane) screen() string      { return p.run("capture-pane", "-p", "-J") }
 func (p *tmuxPane) keys(keys ...string) { p.run(append([]string{"send-keys"}, keys...)...) }
 func (p *tmuxPane) literal(text string) { p.run("send-keys", "-l", text) }
+
+// leave presses key twice, as a user leaving Claude Code does (the
+// first press asks for a second). Under an emulated guest the pair can
+// land while the screen is still redrawing, or farther apart than the
+// CLI's "press again" window, and the CLI then stays: a user presses
+// again, and so does leave, a few times, 15 s apart, until the run has
+// ended. The caller still waits for the end.
+func (p *tmuxPane) leave(key string) {
+	for try := 0; try < 5; try++ {
+		p.keys(key)
+		time.Sleep(400 * time.Millisecond)
+		p.keys(key)
+		for gone := time.Now().Add(15 * time.Second); time.Now().Before(gone); time.Sleep(200 * time.Millisecond) {
+			if strings.Contains(p.screen(), "RUN-EXITED") {
+				return
+			}
+		}
+	}
+}
 
 // waitFor returns the screen once it shows what, failing after d.
 func (p *tmuxPane) waitFor(what string, d time.Duration) string {
