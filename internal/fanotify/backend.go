@@ -69,6 +69,9 @@ type Options struct {
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
+	// syscallRunning, for tests, makes a read of /proc/TID/syscall answer
+	// "running" (a woken thread, see blocked) while it returns true.
+	syscallRunning func(tid int) bool
 	// allInWorkers, for tests, sends every sandboxed event to the workers
 	// (no decideInline), so that beforeDecide sees them all.
 	allInWorkers bool
@@ -252,6 +255,7 @@ func Open(opts Options) (*Backend, error) {
 		epoch:     time.Now(),
 	}
 	b.keep.log = b.log
+	b.sysc.running = opts.syscallRunning
 	b.noPlaceByID.Store(opts.noPlaceByID)
 	if opts.KeepDir != "" {
 		if err := b.keep.useDir(opts.KeepDir); err != nil {

@@ -138,7 +138,7 @@ func helperNs(tb testing.TB, cg *os.File, path string, n int) float64 {
 	if cg != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 	}
-	out, err := cmd.Output()
+	out, err := output(cmd)
 	if err != nil {
 		tb.Fatalf("open loop %s: %v", path, err)
 	}

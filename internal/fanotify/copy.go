@@ -127,7 +127,7 @@ func (b *Backend) mayCopyExec(p *pending, size int64, exec policy.RuleID, path s
 // too), so that reading a copy (cp, sha256sum) stays allowed, as reading
 // the original is.
 func (b *Backend) copyExec(p *pending, size int64) policy.RuleID {
-	if !b.sysc.inExec(p.tid) {
+	if !b.sysc.inExec(p.tid, p.deadline) {
 		return 0
 	}
 	return p.sb.plan.copyOf(p.fd, size)

@@ -341,7 +341,7 @@ func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 			return v, false
 		}
 	} else {
-		access = b.sysc.openAccess(p.tid)
+		access = b.sysc.openAccess(p.tid, p.deadline)
 	}
 	if access == accessRead {
 		return v, true
@@ -369,7 +369,7 @@ func (b *Backend) loaderCandidate(p *pending, exec policy.RuleID, path string) p
 // again, the whole way).
 func (b *Backend) loaderOpen(p *pending, f *facts, inline bool) (loader, ok bool) {
 	if !inline {
-		return b.ldso.isLoader(p.tid, p.fd) && !b.sysc.inExec(p.tid), true
+		return b.ldso.isLoader(p.tid, p.fd) && !b.sysc.inExec(p.tid, p.deadline), true
 	}
 	if !f.statOK {
 		return false, false

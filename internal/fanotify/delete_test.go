@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
@@ -65,7 +66,7 @@ func (e *env) held(t *testing.T, s *sbox, op string, args ...string) (answer str
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := forksafe.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	var once sync.Once
@@ -80,7 +81,7 @@ func (e *env) held(t *testing.T, s *sbox, op string, args ...string) (answer str
 func (e *env) sleeper(t *testing.T, s *sbox) <-chan struct{} {
 	t.Helper()
 	cmd := e.cmd(s, "sleep")
-	if err := cmd.Start(); err != nil {
+	if err := forksafe.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	died := make(chan struct{})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
@@ -73,7 +74,7 @@ func TestExitedMoverPlaced(t *testing.T) {
 			away := filepath.Join(e.home, "old-git")
 			// A process of the sandbox that the kill must end.
 			sleeper := e.cmd(s, "sleep")
-			if err := sleeper.Start(); err != nil {
+			if err := forksafe.Start(sleeper); err != nil {
 				t.Fatal(err)
 			}
 			died := make(chan struct{})
@@ -83,7 +84,7 @@ func TestExitedMoverPlaced(t *testing.T) {
 			// Hold the watcher back until the mover has been reaped.
 			e.b.watchMu.Lock()
 			cmd := e.cmd(s, "rename", filepath.Join(e.project, ".git"), away)
-			out, err := cmd.Output()
+			out, err := output(cmd)
 			pid := cmd.Process.Pid
 			if id, ok := r.Exited(pid); !ok || id != s.g.ID {
 				t.Errorf("exit record of %d: cgroup %d, %v; want %d", pid, id, ok, s.g.ID)

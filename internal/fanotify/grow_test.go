@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 	"golang.org/x/sys/unix"
@@ -242,7 +243,7 @@ func TestNewDirRace(t *testing.T) {
 	cmd := e.cmd(s, "spin-open", race, strconv.Itoa(rounds))
 	out := new(strings.Builder)
 	cmd.Stdout = out
-	if err := cmd.Start(); err != nil {
+	if err := forksafe.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })

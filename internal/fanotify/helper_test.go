@@ -3,6 +3,7 @@
 package fanotify
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 	"golang.org/x/sys/unix"
@@ -210,11 +212,30 @@ func rules(patterns ...string) []policy.PathRule {
 func (e *env) run(s *sbox, op string, args ...string) string {
 	e.t.Helper()
 	cmd := e.cmd(s, op, args...)
-	out, err := cmd.Output()
+	out, err := output(cmd)
 	if err != nil {
 		e.t.Fatalf("helper %s %v: %v", op, args, err)
 	}
 	return string(out)
+}
+
+// output is cmd.Output started through forksafe.Start, as every child of
+// the test process must be: the process answers its backend's permission
+// events, and Go forks with vfork, so a garbage collection that begins
+// while an exec waits for an answer (the helper binary lies in /tmp,
+// marked for execs whenever a policy has deny_exec binaries) stops the
+// reader for good. Under load that hung TestInlineDecisionsSkipStuckWorkers
+// until the guard released the group, 20 s later, and killed the test
+// process: 2 hangs in 29 runs (two loops at load ~20), the test goroutine
+// "running" in the fork while the collector waited to stop the world.
+func output(cmd *exec.Cmd) ([]byte, error) {
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := forksafe.Start(cmd); err != nil {
+		return nil, err
+	}
+	err := cmd.Wait()
+	return out.Bytes(), err
 }
 
 func (e *env) cmd(s *sbox, op string, args ...string) *exec.Cmd {

@@ -322,9 +322,10 @@ func (l *loaders) isLoaderKnown(tid int, bin inodeKey) (loader, ok bool) {
 
 // inExec reports whether thread tid is inside execve: the exec's own open of
 // the file is reported as FAN_OPEN_PERM after FAN_OPEN_EXEC_PERM, and was
-// decided as an exec already.
-func (c *syscallFiles) inExec(tid int) bool {
-	line, err := c.blocked(tid)
+// decided as an exec already. A "running" thread is waited out until
+// deadline (blocked).
+func (c *syscallFiles) inExec(tid int, deadline time.Time) bool {
+	line, err := c.blocked(tid, deadline)
 	if err != nil {
 		return false
 	}

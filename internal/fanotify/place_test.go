@@ -17,6 +17,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -44,7 +45,7 @@ func TestPlacePidfdReused(t *testing.T) {
 		return
 	}
 	gone := exec.Command("true")
-	if err := gone.Start(); err != nil {
+	if err := forksafe.Start(gone); err != nil {
 		t.Fatal(err)
 	}
 	stale, err := unix.PidfdOpen(gone.Process.Pid, 0)
@@ -62,7 +63,7 @@ func TestPlacePidfdReused(t *testing.T) {
 	}
 	var out strings.Builder
 	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
+	if err := forksafe.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })

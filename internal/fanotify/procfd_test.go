@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
@@ -58,7 +59,7 @@ func TestSyscallFileStale(t *testing.T) {
 	cfg := e.write(filepath.Join(e.project, "ci.yaml"), "x")
 	s := e.sandbox(policy.Policy{DenyWrite: rules("ci.yaml")})
 	gone := exec.Command("sleep", "60")
-	if err := gone.Start(); err != nil {
+	if err := forksafe.Start(gone); err != nil {
 		t.Fatal(err)
 	}
 	stale, err := unix.Open("/proc/"+strconv.Itoa(gone.Process.Pid)+"/syscall", unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -74,7 +75,7 @@ func TestSyscallFileStale(t *testing.T) {
 	}
 	var out strings.Builder
 	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
+	if err := forksafe.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
@@ -176,7 +177,7 @@ func TestFillTask(t *testing.T) {
 	<-done
 	cmd := exec.Command("sleep", "60")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 54321, Gid: 54320}}
-	if err := cmd.Start(); err != nil {
+	if err := forksafe.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
@@ -197,13 +198,13 @@ func TestFillTask(t *testing.T) {
 func TestSyscallFilesOutOfDescriptors(t *testing.T) {
 	testutil.RequireRoot(t)
 	sleeper := exec.Command("sleep", "60")
-	if err := sleeper.Start(); err != nil {
+	if err := forksafe.Start(sleeper); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
 	cmd := exec.Command(os.Args[0], strconv.Itoa(sleeper.Process.Pid))
 	cmd.Env = append(os.Environ(), helperEnv+"=syscall-files-emfile")
-	out, err := cmd.Output()
+	out, err := output(cmd)
 	if err != nil || string(out) != "ok" {
 		t.Fatalf("helper: %q, %v", out, err)
 	}

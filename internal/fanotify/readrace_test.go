@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -61,4 +63,43 @@ func TestDenyWriteConcurrentReads(t *testing.T) {
 		t.Fatalf("read-only opens of deny_write %s from 16 threads: %s, want all allowed", lock, got)
 	}
 	e.noEvent()
+}
+
+// TestDenyWriteLongRunningReader: an opener of a deny_write file that
+// stays "running" in /proc/TID/syscall for longer than a moment (woken by
+// other answers, then waiting for a CPU on a loaded machine: 200 ms and
+// more at load 20) is waited out until the event's deadline, not refused
+// as a write after a patience of its own. Here every thread's reads say
+// "running" for its first 400 ms of reads, well within DecisionTimeout; the read-only open is
+// allowed and the open for writing still refused.
+func TestDenyWriteLongRunningReader(t *testing.T) {
+	var mu sync.Mutex
+	first := map[int]time.Time{}
+	e := newEnv(t, func(o *Options) {
+		o.syscallRunning = func(tid int) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			t0, ok := first[tid]
+			if !ok {
+				t0 = time.Now()
+				first[tid] = t0
+			}
+			return time.Since(t0) < 400*time.Millisecond
+		}
+	})
+	lock := e.write(filepath.Join(e.project, "go.lock"), "x")
+	s := e.sandbox(policy.Policy{DenyWrite: rules("*.lock")})
+	if got := e.run(s, "open", lock, "r"); got != "ok" {
+		t.Fatalf("read-only open of deny_write %s by a thread seen running for 400 ms: %s, want ok", lock, got)
+	}
+	e.noEvent()
+	if got := e.run(s, "open", lock, "w"); got != "EPERM" {
+		t.Fatalf("open for writing of deny_write %s by a thread seen running for 400 ms: %s, want EPERM", lock, got)
+	}
+	if ev := e.event(); ev.Op != events.OpWrite || ev.Path != lock {
+		t.Fatalf("event %+v, want the refused write of %s", ev, lock)
+	}
+	if h := e.b.Health(); h.Timeouts != 0 {
+		t.Fatalf("health %+v: a decision timed out", h)
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"golang.org/x/sys/unix"
 )
@@ -149,7 +150,7 @@ func TestCloseKillsLiveSandbox(t *testing.T) {
 	e := newEnv(t, nil)
 	s := e.sandbox(policy.Policy{DenyRead: rules(".env")})
 	cmd := e.cmd(s, "sleep")
-	if err := cmd.Start(); err != nil {
+	if err := forksafe.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -189,7 +190,7 @@ func TestAigateDeathKillsSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	helper.Stderr = os.Stderr
-	if err := helper.Start(); err != nil {
+	if err := forksafe.Start(helper); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
@@ -201,7 +202,7 @@ func TestAigateDeathKillsSandbox(t *testing.T) {
 		t.Fatalf("read under the helper's backend: %s, want EPERM", got)
 	}
 	sleeper := e.cmd(s, "sleep")
-	if err := sleeper.Start(); err != nil {
+	if err := forksafe.Start(sleeper); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -267,7 +268,7 @@ func TestAigateStopFreezesSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	helper.Stderr = os.Stderr
-	if err := helper.Start(); err != nil {
+	if err := forksafe.Start(helper); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
@@ -276,7 +277,7 @@ func TestAigateStopFreezesSandbox(t *testing.T) {
 		t.Fatalf("helper backend: %q, %v", line, err)
 	}
 	sleeper := e.cmd(s, "sleep")
-	if err := sleeper.Start(); err != nil {
+	if err := forksafe.Start(sleeper); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })

@@ -93,7 +93,7 @@ func TestUringOpen(t *testing.T) {
 					defer procs.Close()
 					cmd.ExtraFiles = []*os.File{procs}
 				}
-				out, err := cmd.Output()
+				out, err := output(cmd)
 				if err != nil {
 					t.Fatalf("helper uringopen %s %s: %v", mode, path, err)
 				}
@@ -148,7 +148,7 @@ func TestUringOpenForWrite(t *testing.T) {
 	for _, mode := range []string{"inline", "io-wq", "sqpoll"} {
 		t.Run(mode, func(t *testing.T) {
 			cmd := e.cmd(s, "uringopen", mode, target, "w")
-			out, err := cmd.Output()
+			out, err := output(cmd)
 			if err != nil {
 				t.Fatalf("helper uringopen %s: %v", mode, err)
 			}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -72,7 +73,7 @@ var _ = registerHelper("stallbackend", func(args []string) string {
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), helperEnv+"=sleep")
 		cmd.ExtraFiles = []*os.File{group}
-		if err := cmd.Start(); err != nil {
+		if err := forksafe.Start(cmd); err != nil {
 			return err.Error()
 		}
 		holder = cmd.Process.Pid
@@ -123,7 +124,7 @@ func newStallWorld(t *testing.T, name string, readerStall, stall, release time.D
 	}
 	w.helper.Stderr = io.MultiWriter(os.Stderr, w.stderr)
 	w.helper.WaitDelay = 5 * time.Second
-	if err := w.helper.Start(); err != nil {
+	if err := forksafe.Start(w.helper); err != nil {
 		t.Fatal(err)
 	}
 	w.helperW = make(chan struct{})
@@ -163,7 +164,7 @@ func newStallWorld(t *testing.T, name string, readerStall, stall, release time.D
 		}
 	}
 	w.sleeper = e.cmd(&sbox{Sandbox: &enforce.Sandbox{CgroupPath: g.Path}, g: g}, "sleep")
-	if err := w.sleeper.Start(); err != nil {
+	if err := forksafe.Start(w.sleeper); err != nil {
 		t.Fatal(err)
 	}
 	w.sleepW = make(chan struct{})
@@ -183,7 +184,7 @@ func (w *stallWorld) outsideOpen(limit time.Duration) <-chan string {
 	start := time.Now()
 	go func() {
 		defer cancel()
-		out, err := cmd.Output()
+		out, err := output(cmd)
 		if err != nil {
 			res <- fmt.Sprintf("failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
 			return

@@ -3,6 +3,7 @@
 package fanotify
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -48,9 +49,10 @@ var syscalls = map[string]syscallTable{
 	"arm64": {56: 2, 265: 2, 221: neverWrite, 281: neverWrite},
 }[runtime.GOARCH]
 
-// openAccess reads how thread tid is opening the file it is blocked on.
-func (c *syscallFiles) openAccess(tid int) accessKind {
-	line, err := c.blocked(tid)
+// openAccess reads how thread tid is opening the file it is blocked on,
+// waiting out a "running" thread until deadline (blocked).
+func (c *syscallFiles) openAccess(tid int, deadline time.Time) accessKind {
+	line, err := c.blocked(tid, deadline)
 	if err != nil {
 		return accessUnknown
 	}
@@ -75,27 +77,34 @@ func (c *syscallFiles) openAccessOnce(tid int) (accessKind, bool) {
 }
 
 // A "running" thread is read again after syscallBackoff, doubled each
-// time up to syscallMaxPause, for at most syscallPatience: a tenth of the
-// default DecisionTimeout. On a busy machine a woken thread can wait
-// milliseconds for a CPU before it goes back to sleep (measured: with two
-// CPU hogs on two cores, 4 of 8000 reads were still "running" after 4 ms).
+// time up to syscallMaxPause, until the event's own deadline
+// (DecisionTimeout after it was read), when the reaper would deny it
+// anyway. A shorter patience of its own (200 ms, once) refused read-only
+// opens as writes under load: with 16 openers of one deny_write file and
+// the machine at load 20, a woken opener was still "running" after 200 ms
+// in 2 of 31 runs of TestDenyWriteConcurrentReads (1 to 8 opens of 8,000
+// refused each time), and every refusal was that; no read failed and no
+// line parsed as a write.
 const (
 	syscallBackoff  = 16 * time.Microsecond
 	syscallMaxPause = time.Millisecond
-	syscallPatience = 200 * time.Millisecond
 )
+
+// errRunning: the thread was still "running" at the deadline.
+var errRunning = errors.New("thread still running at the decision deadline")
 
 // blocked reads /proc/TID/syscall of a thread blocked in a permission
 // event. The kernel answers "running" for a thread that is not asleep at
 // that instant, and a blocked opener is woken now and then although its
 // own answer has not come: all waiters of a fanotify group sleep on one
 // queue, and every answer wakes them all to check theirs. Such a thread
-// goes back to sleep as soon as it runs, so a "running" answer is read
-// again; what is still unreadable after syscallPatience is the caller's to
-// refuse (TestDenyWriteConcurrentReads).
-func (c *syscallFiles) blocked(tid int) (string, error) {
+// goes back to sleep as soon as it gets a CPU, which on a loaded machine
+// can take hundreds of milliseconds and more if answers keep waking it, so
+// a "running" answer is read again until deadline; past it, errRunning,
+// which the caller refuses (TestDenyWriteConcurrentReads,
+// TestDenyWriteLongRunningReader).
+func (c *syscallFiles) blocked(tid int, deadline time.Time) (string, error) {
 	pause := syscallBackoff
-	deadline := time.Now().Add(syscallPatience)
 	var buf [256]byte // "NR" and 8 hex words: under 200 bytes
 	for {
 		n, err := c.read(tid, buf[:])
@@ -103,10 +112,13 @@ func (c *syscallFiles) blocked(tid int) (string, error) {
 			return "", err
 		}
 		data := string(buf[:n])
-		if !strings.HasPrefix(data, "running") || time.Now().After(deadline) {
+		if !strings.HasPrefix(data, "running") {
 			return data, nil
 		}
-		time.Sleep(pause)
+		if !time.Now().Before(deadline) {
+			return "", errRunning
+		}
+		time.Sleep(min(pause, time.Until(deadline)))
 		pause = min(2*pause, syscallMaxPause)
 	}
 }
