@@ -256,6 +256,11 @@ func (p *plan) merge(d *plan) {
 	p.inoMu.Lock()
 	for k, r := range d.inodes {
 		p.inodes[k] = r
+		if id, ok := d.ids[k]; ok {
+			p.ids[k] = id
+		} else {
+			delete(p.ids, k)
+		}
 	}
 	p.inoMu.Unlock()
 }

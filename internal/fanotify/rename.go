@@ -209,6 +209,7 @@ func (b *Backend) forgetInode(key inodeKey) {
 		s.plan.inoMu.Lock()
 		_, had := s.plan.protected[key]
 		delete(s.plan.inodes, key)
+		delete(s.plan.ids, key)
 		delete(s.plan.protected, key)
 		s.plan.inoMu.Unlock()
 		s.mu.Unlock()
