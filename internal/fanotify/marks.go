@@ -591,6 +591,11 @@ func identify(path string) (key inodeKey, id string, regular bool, err error) {
 		return inodeKey{}, "", false, err
 	}
 	defer unix.Close(fd)
+	return identifyFd(fd)
+}
+
+// identifyFd is identify of the file fd is open on.
+func identifyFd(fd int) (key inodeKey, id string, regular bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return inodeKey{}, "", false, err
@@ -820,6 +825,18 @@ func (pl *planner) fileWith(path string, r fileRules) {
 		return
 	}
 	pl.protectInode(path, key, id, r)
+}
+
+// fileFd is file for the file at path open as fd: the inode protected is
+// fd's, whatever path names by now.
+func (pl *planner) fileFd(path string, fd int) {
+	r := pl.rules(path)
+	if !r.any() {
+		return
+	}
+	if key, id, regular, err := identifyFd(fd); err == nil && regular {
+		pl.protectInode(path, key, id, r)
+	}
 }
 
 // protectInode records rules r for the inode key (file handle id) found
