@@ -84,13 +84,13 @@ func TestCoveredTreeNoInodeMarks(t *testing.T) {
 				}
 				for _, f := range entries {
 					_, marked := p.marks[f]
-					byInode := p.rulesOf(mustKey(t, f)).write != 0
+					byInode := p.rulesOf(mustKey(t, f), -1).write != 0
 					if want := tc.covered == nil || tc.covered[0] == home; marked != want || byInode != want {
 						t.Errorf("%s: inode mark %v, protected by inode %v; want %v", f, marked, byInode, want)
 					}
 				}
 				for _, f := range []string{secret, tool, outside} {
-					if _, marked := p.marks[f]; !marked || !p.rulesOf(mustKey(t, f)).any() {
+					if _, marked := p.marks[f]; !marked || !p.rulesOf(mustKey(t, f), -1).any() {
 						t.Errorf("%s: not protected by inode", f)
 					}
 				}

@@ -218,11 +218,11 @@ type facts struct {
 // rules are the inode's rules, looked up at each decision: inodes gain
 // rules while a sandbox runs (grow.go), also while an event waits for a
 // worker.
-func (f *facts) rules(p *plan) fileRules {
+func (f *facts) rules(p *plan, fd int) fileRules {
 	if !f.statOK {
 		return fileRules{}
 	}
-	return p.rulesOf(f.key)
+	return p.rulesOf(f.key, fd)
 }
 
 func (b *Backend) gather(p *pending) *facts {
@@ -277,7 +277,7 @@ func (b *Backend) decideInline(p *pending) (verdict, bool) {
 func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 	c := p.sb.Policy
 	f := b.gather(p)
-	r := f.rules(p.sb.plan)
+	r := f.rules(p.sb.plan, p.fd)
 	v := verdict{audit: p.sb.Mode == policy.ModeAudit, path: f.path}
 	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 		v.kind, v.op = events.KindExec, events.OpExec

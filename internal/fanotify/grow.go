@@ -136,7 +136,10 @@ func (b *Backend) fileAppeared(ev *watchEvent) {
 
 // protectNew marks path's inode for s if parent is in s's tree and a rule
 // of s matches path.
-func (b *Backend) protectNew(s *sandbox, parent, path string) {
+func (b *Backend) protectNew(s *sandbox, parent, path string) { b.protectNewAt(s, parent, path, -1) }
+
+// protectNewAt is protectNew for the file open as fd (-1: the one at path).
+func (b *Backend) protectNewAt(s *sandbox, parent, path string, fd int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed {
@@ -152,7 +155,11 @@ func (b *Backend) protectNew(s *sandbox, parent, path string) {
 	delta.fresh = true
 	delta.copies = s.plan.copies
 	pl := &planner{c: s.Policy, p: delta}
-	pl.file(path)
+	if fd >= 0 {
+		pl.fileFd(path, fd)
+	} else {
+		pl.file(path)
+	}
 	if len(delta.protected) == 0 {
 		return // gone already, or not a regular file
 	}
@@ -256,6 +263,11 @@ func (p *plan) merge(d *plan) {
 	p.inoMu.Lock()
 	for k, r := range d.inodes {
 		p.inodes[k] = r
+		if id, ok := d.ids[k]; ok {
+			p.ids[k] = id
+		} else {
+			delete(p.ids, k)
+		}
 	}
 	p.inoMu.Unlock()
 }

@@ -453,6 +453,22 @@ func (k *keeper) drop(path string) {
 
 var errNotKept = errors.New("no copy of the file is held")
 
+// dup returns a duplicate of the descriptor held for path, for the caller
+// to close, or -1 when none is held.
+func (k *keeper) dup(path string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.files[path]
+	if !ok || c.fd < 0 {
+		return -1
+	}
+	fd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
 // restore writes the held copy of path back at name in dir (which must be
 // the directory of path) and holds the restored file from then on: the
 // snapshot of its content where there is one, else what the held inode

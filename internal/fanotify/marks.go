@@ -3,12 +3,14 @@
 package fanotify
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/resolve"
@@ -477,9 +479,14 @@ func (t *markTable) counts() (marks, ignored int) {
 // (grow.go); the sandbox's mutex serialises that against Remove, and inoMu
 // guards inodes, which the decision workers read.
 type plan struct {
-	marks     map[string]uint64
-	inoMu     sync.RWMutex
-	inodes    map[inodeKey]fileRules // rules by inode: catch hard links and other paths
+	marks  map[string]uint64
+	inoMu  sync.RWMutex
+	inodes map[inodeKey]fileRules // rules by inode: catch hard links and other paths
+	// ids are the file handles of the inodes in inodes (fileID), where
+	// the filesystem gives one: an inode number is reused for the next
+	// file made once its file is freed (ext4 at once), and the handle,
+	// which carries the inode's generation, tells the new file apart.
+	ids       map[inodeKey]string
 	protected map[inodeKey]string
 	// unrelated are the regular files in marked directories that no rule
 	// matches, by path: candidates for ignore masks, stat'ed only when
@@ -512,6 +519,7 @@ func newPlanMaps() *plan {
 	return &plan{
 		marks:     map[string]uint64{},
 		inodes:    map[inodeKey]fileRules{},
+		ids:       map[inodeKey]string{},
 		protected: map[inodeKey]string{},
 		tree:      map[string]treeDir{},
 	}
@@ -530,11 +538,69 @@ func (p *plan) execPaths() []string {
 	return out
 }
 
-// rulesOf returns the rules that protect inode key.
-func (p *plan) rulesOf(key inodeKey) fileRules {
+// rulesOf returns the rules that protect inode key, which fd (the event's
+// descriptor) is open on. None when the inode recorded under key was
+// another file: one freed since (renamed over, removed by the user,
+// replaced by a restore), whose number the filesystem gave to the file
+// opened now. Only a handle read and found different says so; one that
+// cannot be read keeps the rules (fail closed). The handle is read only
+// for an inode with rules: the other opens pay nothing. fd -1: the rules
+// recorded, unchecked.
+func (p *plan) rulesOf(key inodeKey, fd int) fileRules {
 	p.inoMu.RLock()
-	defer p.inoMu.RUnlock()
-	return p.inodes[key]
+	r, id := p.inodes[key], p.ids[key]
+	p.inoMu.RUnlock()
+	if r.any() && id != "" {
+		if now := fileID(fd); now != "" && now != id {
+			return fileRules{}
+		}
+	}
+	return r
+}
+
+// fileID is the file handle of the file fd is open on (name_to_handle_at,
+// its type then its bytes: on ext4, xfs, btrfs and tmpfs the inode number
+// and generation), or "" when the filesystem gives none. One system call,
+// no I/O, a buffer on the stack.
+func fileID(fd int) string {
+	const maxHandle = 128 // MAX_HANDLE_SZ
+	var buf [8 + maxHandle]byte
+	binary.NativeEndian.PutUint32(buf[0:4], maxHandle)
+	var mnt int32
+	empty := [1]byte{}
+	_, _, errno := unix.Syscall6(unix.SYS_NAME_TO_HANDLE_AT, uintptr(fd), uintptr(unsafe.Pointer(&empty[0])),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&mnt)), unix.AT_EMPTY_PATH, 0)
+	if errno != 0 {
+		return ""
+	}
+	n := binary.NativeEndian.Uint32(buf[0:4])
+	if n > maxHandle {
+		return ""
+	}
+	return string(buf[4 : 8+n])
+}
+
+// identify returns the inode key and file handle (fileID) of the file at
+// path, following symlinks as stat does, both read from one O_PATH
+// descriptor so that they name the same file even if path is replaced
+// meanwhile. An O_PATH open reports no fanotify event. regular says
+// whether it is a regular file.
+func identify(path string) (key inodeKey, id string, regular bool, err error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return inodeKey{}, "", false, err
+	}
+	defer unix.Close(fd)
+	return identifyFd(fd)
+}
+
+// identifyFd is identify of the file fd is open on.
+func identifyFd(fd int) (key inodeKey, id string, regular bool, err error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return inodeKey{}, "", false, err
+	}
+	return keyOf(&st), fileID(fd), st.Mode&unix.S_IFMT == unix.S_IFREG, nil
 }
 
 // planner walks the trees a policy needs, within bounds.
@@ -625,11 +691,11 @@ func newPlanCached(c *policy.Compiled, home, project string, execDirs []string, 
 	// Exec name rules: the binaries a shell would find, symlinks resolved,
 	// protected by inode with the rule that named them.
 	for _, f := range named {
-		var st unix.Stat_t
-		if err := unix.Stat(f.Path, &st); err != nil {
+		key, id, _, err := identify(f.Path)
+		if err != nil {
 			continue
 		}
-		pl.protectInode(f.Path, keyOf(&st), fileRules{exec: f.Rule})
+		pl.protectInode(f.Path, key, id, fileRules{exec: f.Rule})
 	}
 	pl.markCopyDirs()
 	return pl.p, errors.Join(errs...)
@@ -754,15 +820,33 @@ func (pl *planner) fileWith(path string, r fileRules) {
 		pl.p.unrelated = append(pl.p.unrelated, path)
 		return
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	key, id, regular, err := identify(path)
+	if err != nil || !regular {
 		return
 	}
-	pl.protectInode(path, keyOf(&st), r)
+	pl.protectInode(path, key, id, r)
 }
 
-func (pl *planner) protectInode(path string, key inodeKey, r fileRules) {
+// fileFd is file for the file at path open as fd: the inode protected is
+// fd's, whatever path names by now.
+func (pl *planner) fileFd(path string, fd int) {
+	r := pl.rules(path)
+	if !r.any() {
+		return
+	}
+	if key, id, regular, err := identifyFd(fd); err == nil && regular {
+		pl.protectInode(path, key, id, r)
+	}
+}
+
+// protectInode records rules r for the inode key (file handle id) found
+// at path, with the rules already recorded for it unless those were of
+// another file that had the number (another id).
+func (pl *planner) protectInode(path string, key inodeKey, id string, r fileRules) {
 	old := pl.p.inodes[key]
+	if oldID := pl.p.ids[key]; oldID != "" && id != "" && oldID != id {
+		old = fileRules{}
+	}
 	if r.read == 0 {
 		r.read = old.read
 	}
@@ -773,6 +857,11 @@ func (pl *planner) protectInode(path string, key inodeKey, r fileRules) {
 		r.exec = old.exec
 	}
 	pl.p.inodes[key] = r
+	if id != "" {
+		pl.p.ids[key] = id
+	} else {
+		delete(pl.p.ids, key)
+	}
 	pl.p.protected[key] = path
 	pl.p.marks[path] |= r.mask()
 }

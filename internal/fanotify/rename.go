@@ -184,7 +184,26 @@ func (b *Backend) restore(ev *watchEvent, path string) error {
 	defer unix.Close(dir)
 	old, err := b.keep.restore(dir, ev.name, path)
 	b.retire(old)
+	if err == nil {
+		b.protectRestored(filepath.Dir(path), path)
+	}
 	return err
+}
+
+// protectRestored protects by inode the file a restore has just put at
+// path, the one the keeper holds, in every sandbox that protects path:
+// the event that follows the restore's rename protects what path names
+// when it is handled, which may already be a sandbox's next replacement,
+// and until then a hard link of the restored file would reach no rule.
+func (b *Backend) protectRestored(parent, path string) {
+	fd := b.keep.dup(path)
+	if fd < 0 {
+		return
+	}
+	defer unix.Close(fd)
+	for _, s := range b.sandboxList() {
+		b.protectNewAt(s, parent, path, fd)
+	}
 }
 
 // retire closes a descriptor the keeper no longer holds. An inode with no
@@ -209,6 +228,7 @@ func (b *Backend) forgetInode(key inodeKey) {
 		s.plan.inoMu.Lock()
 		_, had := s.plan.protected[key]
 		delete(s.plan.inodes, key)
+		delete(s.plan.ids, key)
 		delete(s.plan.protected, key)
 		s.plan.inoMu.Unlock()
 		s.mu.Unlock()

@@ -294,13 +294,20 @@ func TestShortReaderStallFreezesThenThaws(t *testing.T) {
 // because events keep coming (outsiders opening marked files in a loop,
 // each read slowed down), but answers all the while, is not a stall:
 // the heartbeat attests progress per read, and nothing is frozen.
+//
+// The reader goes back to poll after a read that left room in its buffer
+// (64 events): more openers than that keep every read full, else the
+// test would pass with the heartbeat attested per wakeup only. The bounds
+// are four heartbeats (guardHeartbeat, 250 ms) and ten slowed reads: with
+// 300 ms, one heartbeat 50 ms late on a loaded machine froze the sandbox.
 func TestBusyReaderKeepsHeartbeat(t *testing.T) {
-	const readerStall, stall, release, perRead = 300 * time.Millisecond, 300 * time.Millisecond, 30 * time.Second, 100 * time.Millisecond
+	const readerStall, stall, release, perRead = time.Second, time.Second, 30 * time.Second, 100 * time.Millisecond
+	const openers = 2 * 64
 	w := newStallWorld(t, "fanbusy", readerStall, stall, release, "each:"+perRead.String(), false)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var opens atomic.Int64
-	for range 4 {
+	for range openers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -325,8 +332,8 @@ func TestBusyReaderKeepsHeartbeat(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := opens.Load(); n < 10 {
-		t.Fatalf("only %d opens answered: the reader was not busy", n)
+	if n := opens.Load(); n < 10*64 {
+		t.Fatalf("only %d opens answered: the reader's reads were not full", n)
 	}
 	t.Logf("%d outsider opens answered in a reader that never went back to poll", opens.Load())
 }
