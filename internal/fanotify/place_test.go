@@ -5,6 +5,7 @@ package fanotify
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,17 +57,7 @@ func TestPlacePidfdReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A sandboxed helper that waits for a line on stdin before opening.
-	cmd := e.cmd(s, "open-after-line", secret)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd.Stdout = &out
-	if err := forksafe.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cmd, in, out := e.openAfterLine(s, secret)
 	e.b.pidfds.mu.Lock()
 	if e.b.pidfds.fds == nil {
 		e.b.pidfds.closeLocked()
@@ -87,6 +78,25 @@ func TestPlacePidfdReused(t *testing.T) {
 	if got := out.String(); got != "EPERM" {
 		t.Fatalf("open inside, a stale pidfd kept under its tid: %s, want EPERM", got)
 	}
+}
+
+// openAfterLine starts the "open-after-line" helper in sandbox s: it
+// opens path once a line is written to in, and prints the result to out
+// (read it after cmd.Wait).
+func (e *env) openAfterLine(s *sbox, path string) (*exec.Cmd, io.WriteCloser, *strings.Builder) {
+	e.t.Helper()
+	cmd := e.cmd(s, "open-after-line", path)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := &strings.Builder{}
+	cmd.Stdout = out
+	if err := forksafe.Start(cmd); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, in, out
 }
 
 // "open-after-line PATH": read a line from stdin, then open PATH.

@@ -68,17 +68,7 @@ func TestSyscallFileStale(t *testing.T) {
 	}
 	_ = gone.Process.Kill()
 	_ = gone.Wait()
-	cmd := e.cmd(s, "open-after-line", cfg)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd.Stdout = &out
-	if err := forksafe.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cmd, in, out := e.openAfterLine(s, cfg)
 	c := &e.b.sysc
 	c.mu.Lock()
 	if c.fds == nil {
