@@ -110,6 +110,7 @@ type keeper struct {
 	// files are copied there, diskUsed bytes of at most diskMax, each at
 	// most diskFile.
 	dir                         int
+	dirPath                     string // where dir was opened: made again when removed (reset --force)
 	diskUsed, diskFile, diskMax int64
 	// log hears of files whose content is not kept.
 	log *zap.Logger
@@ -149,33 +150,43 @@ func newKeeper(max int) *keeper {
 // the trust records every user reads (and a missing /var/lib made 0700
 // would close every other program's directory beneath it).
 func (k *keeper) useDir(dir string) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("keep directory %s: %w", dir, err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("keep directory %s: %w", dir, err)
-	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := openKeepDir(dir)
 	if err != nil {
-		return fmt.Errorf("keep directory %s: %w", dir, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("keep directory %s: %w", dir, err)
-	}
-	if st.Uid != 0 || st.Mode&0o077 != 0 {
-		unix.Close(fd)
-		return fmt.Errorf("keep directory %s: owned by uid %d with mode %o, want root's with mode 0700: fix it with `sudo chown root: %s && sudo chmod 700 %s`",
-			dir, st.Uid, st.Mode&0o7777, dir, dir)
+		return err
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.dir >= 0 {
 		unix.Close(k.dir)
 	}
-	k.dir = fd
+	k.dir, k.dirPath = fd, dir
 	return nil
+}
+
+// openKeepDir makes dir if missing and opens it, refusing one that is not
+// root's with mode 0700 (useDir).
+func openKeepDir(dir string) (int, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return -1, fmt.Errorf("keep directory %s: %w", dir, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return -1, fmt.Errorf("keep directory %s: %w", dir, err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("keep directory %s: %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("keep directory %s: %w", dir, err)
+	}
+	if st.Uid != 0 || st.Mode&0o077 != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("keep directory %s: owned by uid %d with mode %o, want root's with mode 0700: fix it with `sudo chown root: %s && sudo chmod 700 %s`",
+			dir, st.Uid, st.Mode&0o7777, dir, dir)
+	}
+	return fd, nil
 }
 
 // snapshot takes the content of c's held inode into memory, or into the
@@ -243,6 +254,16 @@ func (k *keeper) snapDisk(c *kept, size int64) string {
 		return fmt.Sprintf("the copies of protected files already take %d of %d MiB", k.diskUsed>>20, k.diskMax>>20)
 	}
 	fd, err := unix.Openat(k.dir, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil && k.dirPath != "" && dirRemoved(k.dir) {
+		// The directory was removed since it was opened (`aigate reset
+		// --force` removes /var/lib/aigate; a new file there then fails,
+		// EPERM or ENOENT): made and opened again.
+		if nd, derr := openKeepDir(k.dirPath); derr == nil {
+			unix.Close(k.dir)
+			k.dir = nd
+			fd, err = unix.Openat(k.dir, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+		}
+	}
 	if err != nil {
 		return "keep directory: " + err.Error()
 	}
@@ -257,6 +278,13 @@ func (k *keeper) snapDisk(c *kept, size int64) string {
 	c.disk, c.diskSize, c.snap = fd, n, true
 	k.diskUsed += n
 	return ""
+}
+
+// dirRemoved reports whether the directory fd is open on has been removed
+// (no links left).
+func dirRemoved(fd int) bool {
+	var st unix.Stat_t
+	return unix.Fstat(fd, &st) == nil && st.Nlink == 0
 }
 
 // cloneOrCopy puts src's content into dst (empty, at offset 0): a reflink

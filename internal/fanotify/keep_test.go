@@ -229,3 +229,35 @@ func TestKeeperDirParents(t *testing.T) {
 		t.Errorf("the existing keep directory refused: %v", err)
 	}
 }
+
+// TestKeeperDirRemoved: the keep directory removed while the keeper runs
+// (`aigate reset --force` removes /var/lib/aigate, under a running agent
+// too) is made and opened again at the next copy: a large protected file
+// held afterwards still has its content kept, so a truncate of it can be
+// undone. Before, every copy failed in the deleted directory (ENOENT),
+// and a truncated file was lost (seen in CI, where the e2e setup test's
+// reset ran beside the escape suite's agent).
+func TestKeeperDirRemoved(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	parent := filepath.Join(t.TempDir(), "state")
+	keepDir := filepath.Join(parent, "keep")
+	path := filepath.Join(dir, "big")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	k := newKeeper(10)
+	defer k.close()
+	if err := k.useDir(keepDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(parent); err != nil {
+		t.Fatal(err)
+	}
+	if !k.hold(path) || !k.hasContent(path) {
+		t.Fatalf("held without a copy of its content after the keep directory was removed: %s", k.whyNoContent(path))
+	}
+	if fi, err := os.Stat(keepDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("the keep directory was not made again with mode 0700: %v %v", fi, err)
+	}
+}
