@@ -26,11 +26,17 @@ func CheckProjectRoot(root, home string) error {
 	if root == "/" {
 		return fmt.Errorf("the project directory is /, the whole machine: %s", todo)
 	}
-	if home != "" && home != "/" && strings.HasPrefix(filepath.Clean(home)+"/", root+"/") && root != filepath.Clean(home) {
+	if home != "" && home != "/" && Within(home, root) && root != filepath.Clean(home) {
 		return fmt.Errorf("the project directory is %s, which holds your home %s (and perhaps other users'): %s", root, home, todo)
 	}
 	if fs := pseudoFS(root); fs != "" {
 		return fmt.Errorf("the project directory %s is on the kernel's %s file system, not a project: %s", root, fs, todo)
 	}
 	return nil
+}
+
+// Within reports whether path is dir or beneath it, by their clean forms.
+func Within(path, dir string) bool {
+	path, dir = filepath.Clean(path), filepath.Clean(dir)
+	return path == dir || dir == "/" || strings.HasPrefix(path, dir+"/")
 }

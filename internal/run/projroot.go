@@ -3,9 +3,6 @@
 package run
 
 import (
-	"path/filepath"
-	"strings"
-
 	"github.com/aigate-dev/aigate/internal/config"
 )
 
@@ -23,9 +20,5 @@ func projectRootOK(paths *config.Paths, home string) error {
 // writable directory of the sandbox's Landlock domain it would make the
 // whole home writable.
 func holdsHome(dir, home string) bool {
-	if home == "" {
-		return false
-	}
-	dir, home = filepath.Clean(dir), filepath.Clean(home)
-	return dir == home || strings.HasPrefix(home+"/", strings.TrimSuffix(dir, "/")+"/")
+	return home != "" && config.Within(home, dir)
 }
