@@ -50,10 +50,13 @@ func TestSetup(t *testing.T) {
 		// skip-ok: only without AIGATE_REQUIRE_KERNEL, which CI sets.
 		t.Skipf("systemd runs this machine: setup would install and start the real aigate.service; set %s=1 on a throwaway host to run it", testutil.RequireKernelEnv)
 	}
-	for _, tool := range []string{"useradd", "userdel", "id"} {
+	for _, tool := range []string{"useradd", "userdel", "id", "unshare"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testutil.SkipUnlessKernel(t, tool+" is missing: "+err.Error())
 		}
+	}
+	if !inPrivateState(t) {
+		return
 	}
 	// A world-readable directory: the user runs the binary from it and
 	// reaches the agent's socket in it.
@@ -243,6 +246,53 @@ func TestSetup(t *testing.T) {
 	if out, code := runAigate(t, bin, sudo, nil, "reset", "--force"); code != 0 || !strings.Contains(out, "nothing to remove") {
 		t.Errorf("second aigate reset --force: exit %d, want 0 and nothing to remove\n%s", code, out)
 	}
+}
+
+// privateStateEnv marks the copy of TestSetup that runs in its own mount
+// namespace (see inPrivateState).
+const privateStateEnv = "AIGATE_SETUP_PRIVATE"
+
+// inPrivateState runs TestSetup again, in a child process with a mount
+// namespace of its own: tmpfs on /run and /var/lib, a new BPF filesystem
+// on /sys/fs/bpf. reset --force removes the agent's state directories
+// (/var/lib/aigate with the keep directory, /run/aigate, the pins), and
+// make check runs this package beside the others, whose agents keep
+// their copies of protected files there: a shared reset emptied an
+// escape test's keep directory under its running agent. It reports
+// whether the caller is that child and should go on; in the parent it
+// hands on the child's result and returns false.
+func inPrivateState(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(privateStateEnv) == "1" {
+		return true
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mounts = `set -e
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs -o mode=0755 tmpfs /var/lib
+mount -t bpf bpf /sys/fs/bpf
+exec "$0" "$@"`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mounts,
+		self, "-test.run=^"+t.Name()+"$", "-test.v=true", "-test.count=1")
+	cmd.Env = append(os.Environ(), privateStateEnv+"=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	code, err := ExitCode(RunBounded(cmd, 10*time.Minute))
+	text := out.String()
+	switch {
+	case err != nil:
+		t.Fatalf("%s in its own mount namespace: %v\n%s", t.Name(), err, text)
+	case code == 0 && strings.Contains(text, "--- PASS: "+t.Name()+" "):
+		t.Logf("%s ran in its own mount namespace:\n%s", t.Name(), text)
+	case code == 0 && strings.Contains(text, "--- SKIP: "+t.Name()+" "):
+		testutil.SkipUnlessKernel(t, "in its own mount namespace:\n"+text)
+	default:
+		t.Fatalf("%s in its own mount namespace: exit %d\n%s", t.Name(), code, text)
+	}
+	return false
 }
 
 // newTestUser creates a user with a home, removed with it at the end.
