@@ -1,6 +1,7 @@
 package run
 
 import (
+	"path/filepath"
 	"strings"
 
 	"github.com/aigate-dev/aigate/internal/events"
@@ -32,3 +33,21 @@ func claudeStateRule(e events.Event) bool {
 // names the keys): how to keep an MCP server.
 const claudeJSONHint = "aigate undid what the sandbox changed in ~/.claude.json that a claude outside it would run or allow " +
 	"(the line above names it); to keep an MCP server, add it outside aigate (`claude mcp add ...` in a plain shell)"
+
+// claudeSSHHint is said once at the end of a run in which claude's own
+// exec of ssh was refused. Claude Code runs `ssh -T git@github.com` at
+// every interactive start (to see whether GitHub knows the user's key)
+// and, when it cannot clone its plugin marketplace over https, has git
+// clone it over ssh; with the default deny_exec both are refused, and the
+// bare lines ("blocked exec /usr/bin/ssh (claude, ...)") at every start
+// would leave the user wondering what tried to leave.
+const claudeSSHHint = "claude runs ssh at its start (`ssh -T git@github.com`, and git over ssh when it cannot fetch its plugin marketplace over https): " +
+	"deny_exec refuses it (a default, with curl, scp and the other tools that carry data out); claude works without it. " +
+	"To allow it, remove ssh from deny_exec in ~/.aigate/config.yaml"
+
+// claudeSSH tells whether e is claude's own refused exec of ssh (the
+// probe; git's clone over ssh runs it from a shell git starts, which
+// only follows a probe).
+func claudeSSH(e events.Event) bool {
+	return !e.Audit && e.Op == events.OpExec && e.Comm == "claude" && filepath.Base(e.Path) == "ssh"
+}

@@ -30,6 +30,7 @@ type runReporter struct {
 	claude  bool // a write to Claude Code's protected state was refused
 	undone  bool // the agent put back a change to ~/.claude.json
 	mux     bool // a connect to a tmux or screen server was refused
+	ssh     bool // claude's exec of ssh was refused
 }
 
 // reportOptions configure a runReporter.
@@ -71,6 +72,7 @@ func (r *runReporter) event(e events.Event) {
 	r.claude = r.claude || claudeStateRule(e)
 	r.undone = r.undone || e.Op == events.OpChange
 	r.mux = r.mux || muxSocket(e)
+	r.ssh = r.ssh || claudeSSH(e)
 	if r.json != nil && r.jsonErr == nil {
 		if err := r.json.Write(e); err != nil {
 			r.jsonErr = err
@@ -130,7 +132,7 @@ func (r *runReporter) finish(dropped, attributed, kernelDropped uint64) {
 	r.mu.Lock()
 	got := r.tally.Total()
 	s := r.tally.String()
-	claude, undone, mux := r.claude, r.undone, r.mux
+	claude, undone, mux, ssh := r.claude, r.undone, r.mux, r.ssh
 	r.mu.Unlock()
 	lost := dropped
 	if attributed > got && attributed-got > lost {
@@ -155,6 +157,9 @@ func (r *runReporter) finish(dropped, attributed, kernelDropped uint64) {
 	}
 	if mux {
 		r.f.Warnf("%s", muxHint)
+	}
+	if ssh {
+		r.f.Warnf("%s", claudeSSHHint)
 	}
 }
 

@@ -68,3 +68,34 @@ func TestReportExplainsMultiplexer(t *testing.T) {
 		})
 	}
 }
+
+// TestReportExplainsClaudeSSH: claude's own refused exec of ssh (its probe
+// of GitHub at every interactive start) ends the run with one line saying
+// what it was; ssh run by another program, another refused exec by
+// claude, and an audit-mode allowance do not.
+func TestReportExplainsClaudeSSH(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		e    events.Event
+		want bool
+	}{
+		{"claude's probe", events.Event{Op: events.OpExec, Comm: "claude", Path: "/usr/bin/ssh", RuleText: "ssh"}, true},
+		{"ssh by a shell", events.Event{Op: events.OpExec, Comm: "sh", Path: "/usr/bin/ssh", RuleText: "ssh"}, false},
+		{"curl by claude", events.Event{Op: events.OpExec, Comm: "claude", Path: "/usr/bin/curl", RuleText: "curl"}, false},
+		{"audit", events.Event{Op: events.OpExec, Comm: "claude", Path: "/usr/bin/ssh", RuleText: "ssh", Audit: true}, false},
+		{"read of ssh", events.Event{Op: events.OpRead, Comm: "claude", Path: "/usr/bin/ssh"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var errb bytes.Buffer
+			f := &cmdutil.Factory{Err: &errb, Log: zap.NewNop()}
+			r := newRunReporter(f, reportOptions{})
+			r.event(c.e)
+			r.event(c.e)
+			r.finish(0, 0, 0)
+			out := errb.String()
+			if n := strings.Count(out, "claude runs ssh at its start"); n != map[bool]int{true: 1}[c.want] {
+				t.Errorf("said %d times, want it said once only for claude's own refused exec of ssh:\n%s", n, out)
+			}
+		})
+	}
+}
