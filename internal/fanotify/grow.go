@@ -76,6 +76,8 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 			switch {
 			case ev.overflow:
 				rescan = true
+			case b.watch.skip(ev):
+				b.stats.watchSkipped()
 			default:
 				if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
 					b.moved(ev)

@@ -1,0 +1,190 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// Deny_write paths outside the marked trees. The watcher watches the
+// project's and the home's directories (and deny_write trees) whole, but
+// a deny_write file elsewhere (/tmp/build/file, /srv/data/cfg, a tmux
+// socket in /tmp/tmux-UID) lies in a directory no walk marked: its
+// unlink or rename, and the rename of a user's directory above it,
+// reached no one (issue #10). So each deny_write path, and each directory
+// above it that a user other than root can remove or rename, is watched
+// by name in its parent: the parent is marked in the watcher's group for
+// moves and deletes (nameMask, no creations), and what is reported there
+// goes through the handling of the trees (rename.go) only for the names
+// watched; every other event in it is dropped on a map lookup of the
+// directory's file handle and the name (skip), before its process is
+// placed or its directory resolved. Watching /tmp so costs every delete
+// in /tmp, by anyone, an event queued and read, not a lookup in /proc.
+//
+// Which levels: a directory entry can be removed or renamed by a user
+// other than root only if its parent is writable by one (owned by one
+// with the owner's write bit, or group or other writable), and, in a
+// sticky directory (/tmp), only if the user owns the entry or the parent.
+// So /tmp itself (in root's /) is never watched, /tmp is watched for a
+// user's /tmp/build but not for root's /tmp/.X11-unix, and the walk goes
+// up to / since a user's directory may lie above a root's one. The owners
+// are read when the sandbox starts: a chown or chmod later is not seen.
+
+// dirID names a watched directory as an event does: fsid and file handle
+// (type and bytes, without the length).
+type dirID struct {
+	fsid   [2]int32
+	handle string
+}
+
+// namedDir is a directory watched for some of its names.
+type namedDir struct {
+	path  string
+	id    dirID // zero when the filesystem gives no handle: nothing skipped
+	names map[string]int
+}
+
+// watchName watches dir (of device dev) for moves and deletes of name.
+func (w *watcher) watchName(dir string, dev uint64, name string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d := w.named[dir]; d != nil {
+		d.names[name]++
+		return nil
+	}
+	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, nameMask, unix.AT_FDCWD, dir); err != nil {
+		return fmt.Errorf("watch %s for moves of %s: %w", dir, name, err)
+	}
+	d := &namedDir{path: dir, names: map[string]int{name: 1}}
+	w.named[dir] = d
+	fsid, err := w.mount(dir, dev)
+	if err != nil {
+		return fmt.Errorf("watch %s for moves of %s: %w", dir, name, err)
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("watch %s for moves of %s: %w", dir, name, err)
+	}
+	defer unix.Close(fd)
+	if h := fileID(fd); h != "" {
+		d.id = dirID{fsid: fsid, handle: h}
+		w.namedID[d.id] = d
+	}
+	return nil
+}
+
+// unwatchName drops one reference to name in dir; the mark goes with the
+// last name, unless dir is in a tree too.
+func (w *watcher) unwatchName(dir, name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.named[dir]
+	if d == nil {
+		return
+	}
+	if d.names[name]--; d.names[name] <= 0 {
+		delete(d.names, name)
+	}
+	if len(d.names) > 0 {
+		return
+	}
+	delete(w.named, dir)
+	if w.namedID[d.id] == d {
+		delete(w.namedID, d.id)
+	}
+	if w.refs[dir] == 0 {
+		_ = unix.FanotifyMark(w.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR, nameMask, unix.AT_FDCWD, dir)
+	}
+}
+
+// skip reports whether ev is a move or delete in a directory watched only
+// for other names: no sandbox's rule can be concerned. A directory that
+// is in a tree too is never skipped (its creations grow the tree).
+func (w *watcher) skip(ev *watchEvent) bool {
+	if ev.mask&unix.FAN_MODIFY != 0 || len(ev.handle) < 8 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.namedID) == 0 {
+		return false
+	}
+	d := w.namedID[dirID{fsid: ev.fsid, handle: string(ev.handle[4:])}]
+	return d != nil && d.names[ev.name] == 0 && w.refs[d.path] == 0
+}
+
+// namedWatch is one name watched in one directory for a sandbox.
+type namedWatch struct {
+	dir  string
+	dev  uint64
+	name string
+}
+
+// namesToWatch returns the (directory, name) pairs that keep paths in
+// place: each path and each directory above it that a user other than
+// root could remove or rename (see above).
+func namesToWatch(paths []string) []namedWatch {
+	seen := map[[2]string]bool{}
+	var out []namedWatch
+	for _, p := range paths {
+		for a := filepath.Clean(p); a != "/" && filepath.IsAbs(a); a = filepath.Dir(a) {
+			dir, name := filepath.Dir(a), filepath.Base(a)
+			if seen[[2]string{dir, name}] {
+				break // and so every level above
+			}
+			seen[[2]string{dir, name}] = true
+			var ds unix.Stat_t
+			if unix.Lstat(dir, &ds) != nil || ds.Mode&unix.S_IFMT != unix.S_IFDIR {
+				continue // not there (yet): nothing to watch at this level
+			}
+			var es unix.Stat_t
+			err := unix.Lstat(a, &es)
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			if !usersCanRemove(&ds, &es, err == nil) {
+				continue
+			}
+			out = append(out, namedWatch{dir: dir, dev: uint64(ds.Dev), name: name})
+		}
+	}
+	return out
+}
+
+// usersCanRemove reports whether a user other than root could remove or
+// rename an entry (es; exists says whether there is one, else what could
+// be moved there) of directory ds.
+func usersCanRemove(ds, es *unix.Stat_t, exists bool) bool {
+	writable := ds.Uid != 0 && ds.Mode&0o200 != 0 || ds.Mode&0o022 != 0
+	if !writable {
+		return false
+	}
+	if ds.Mode&unix.S_ISVTX == 0 || ds.Uid != 0 || !exists {
+		return true
+	}
+	return es.Uid != 0
+}
+
+// keptInPlace returns the paths of p whose names are watched outside the
+// trees: the files a deny_write rule protects and the exact deny_write
+// paths of c (those that do not exist, sockets, directories).
+func keptInPlace(p *plan, c *policy.Compiled) []string {
+	var paths []string
+	for key, path := range p.protected {
+		if p.inodes[key].write != 0 {
+			paths = append(paths, path)
+		}
+	}
+	for _, e := range c.Write.Paths {
+		if filepath.IsAbs(e.Value) {
+			paths = append(paths, e.Value)
+		}
+	}
+	return paths
+}
