@@ -50,12 +50,15 @@ var _ = registerHelper("churnloop", func(args []string) string {
 // backend's own CPU time (this process, the helper is another) per file.
 // The cases:
 //
-//	trees     a sandbox whose deny_write files are in the project: /tmp is
-//	          not watched (what main did for every deny_write path)
-//	named     its deny_write file is in a user's directory in /tmp: /tmp
-//	          is watched for that directory's name
-//	unfiltered named, with the handle+name filter (skip) emptied: every
-//	          delete in /tmp has its process placed and directory resolved
+//	trees      a sandbox whose deny_write file is in the project: /tmp is
+//	           not watched (what main did for every deny_write path)
+//	above      its deny_write file is in a user's directory in /tmp: that
+//	           directory is watched by name, itself for its own moves, /tmp
+//	           not at all
+//	in-tmp     its deny_write file is directly in /tmp: /tmp is watched
+//	           for that name, so every delete there is an event
+//	unfiltered in-tmp with the handle+name filter (skip) emptied: every
+//	           delete in /tmp has its process placed and directory resolved
 func BenchmarkTmpChurn(b *testing.B) {
 	e := newEnv(b, nil)
 	if e.b.watch == nil {
@@ -68,7 +71,9 @@ func BenchmarkTmpChurn(b *testing.B) {
 	dir := fmt.Sprintf("/tmp/aigate-churn-%d", os.Getpid())
 	b.Cleanup(func() { os.RemoveAll(dir) })
 	file := e.write(filepath.Join(dir, "file"), "x")
-	for _, p := range []string{dir, file} {
+	direct := e.write(dir+"-file", "x")
+	b.Cleanup(func() { os.Remove(direct) })
+	for _, p := range []string{dir, file, direct} {
 		if err := os.Chown(p, 65534, 65534); err != nil {
 			b.Fatal(err)
 		}
@@ -78,11 +83,11 @@ func BenchmarkTmpChurn(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = g.Remove() })
-	for _, name := range []string{"trees", "named", "unfiltered"} {
+	for _, name := range []string{"trees", "above", "in-tmp", "unfiltered"} {
 		b.Run(name, func(b *testing.B) {
-			deny := file
-			if name == "trees" {
-				deny = e.write(filepath.Join(e.project, "ci.yaml"), "x")
+			deny := map[string]string{"trees": e.write(filepath.Join(e.project, "ci.yaml"), "x"), "above": file}[name]
+			if deny == "" {
+				deny = direct
 			}
 			c, err := policy.Compile(&policy.Policy{DenyWrite: rules(deny)}, policy.Env{Home: e.home, ProjectRoot: e.project})
 			if err != nil {

@@ -52,7 +52,7 @@ func TestUsersCanRemove(t *testing.T) {
 // TestNamedOutsideTrees: a deny_write file outside the home and the
 // project, in a directory of a user's (not walked, so not watched as a
 // tree), is watched by name in its directory, and that directory by name
-// in its own parent when a user could rename it. A sandbox's unlink of the
+// itself (its own moves) when a user could rename it. A sandbox's unlink of the
 // file is put back (restored) and its rename of the directory above kills
 // it; every other delete there, the sandbox's own included, is dropped
 // unexamined (Health.SkippedWatchEvents) and reported nowhere.
@@ -108,7 +108,15 @@ func TestNamedOutsideTrees(t *testing.T) {
 		t.Errorf("%s after the restore: %q %v", file, data, err)
 	}
 
+	// The directory above is watched itself, not by name in out: a
+	// user's directory in /tmp costs /tmp's other deleters nothing.
 	sub := filepath.Join(out, "sub")
+	e.b.watch.mu.Lock()
+	self, byName := e.b.watch.selves[sub] != nil, e.b.watch.named[out] != nil && e.b.watch.named[out].names["sub"] > 0
+	e.b.watch.mu.Unlock()
+	if !self || byName {
+		t.Errorf("%s watched itself: %v, by name in %s: %v; want itself only", sub, self, out, byName)
+	}
 	t.Cleanup(func() { os.Rename(sub+".away", sub) })
 	e.held(t, s, "rename-hold", sub, sub+".away") // the kill may end it before it answers
 	if _, err := os.Stat(sub + ".away"); err != nil {

@@ -427,7 +427,13 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		}
 		failed, first = 0, nil
 		for _, n := range s.named {
-			if werr := b.watch.watchName(n.dir, n.dev, n.name); werr != nil {
+			var werr error
+			if n.name == "" {
+				werr = b.watch.watchSelf(n.dir, n.dev)
+			} else {
+				werr = b.watch.watchName(n.dir, n.dev, n.name)
+			}
+			if werr != nil {
 				failed++
 				first = cmp.Or(first, werr)
 			}
@@ -542,7 +548,11 @@ func (b *Backend) Remove(id uint32) error {
 			b.watch.remove(dir)
 		}
 		for _, n := range s.named {
-			b.watch.unwatchName(n.dir, n.name)
+			if n.name == "" {
+				b.watch.unwatchSelf(n.dir)
+			} else {
+				b.watch.unwatchName(n.dir, n.name)
+			}
 		}
 	}
 	s.mu.Unlock()

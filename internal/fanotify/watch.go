@@ -56,6 +56,9 @@ type watcher struct {
 	// by path and by file handle (what an event carries).
 	named   map[string]*namedDir
 	namedID map[dirID]*namedDir
+	// selves are the directories watched for their own moves (above.go).
+	selves map[string]*selfDir
+	selfID map[dirID]*selfDir
 }
 
 func newWatcher() (*watcher, error) {
@@ -64,7 +67,7 @@ func newWatcher() (*watcher, error) {
 		return nil, fmt.Errorf("fanotify_init for directory creations (FAN_REPORT_DFID_NAME, Linux 5.9): %w", err)
 	}
 	return &watcher{fd: fd, refs: map[string]int{}, mounts: map[[2]int32]int{}, devs: map[uint64][2]int32{},
-		named: map[string]*namedDir{}, namedID: map[dirID]*namedDir{}}, nil
+		named: map[string]*namedDir{}, namedID: map[dirID]*namedDir{}, selves: map[string]*selfDir{}, selfID: map[dirID]*selfDir{}}, nil
 }
 
 // add watches dir (of device dev). ref adds a reference to the path; force
@@ -125,6 +128,9 @@ func (w *watcher) remove(dir string) {
 	if w.named[dir] != nil {
 		mask &^= nameMask // still watched for some names (above.go)
 	}
+	if w.selves[dir] != nil {
+		mask &^= unix.FAN_ONDIR // still watched for its own moves
+	}
 	_ = unix.FanotifyMark(w.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR, mask, unix.AT_FDCWD, dir)
 }
 
@@ -140,6 +146,8 @@ func (w *watcher) flush() error {
 	clear(w.refs)
 	clear(w.named)
 	clear(w.namedID)
+	clear(w.selves)
+	clear(w.selfID)
 	return nil
 }
 
