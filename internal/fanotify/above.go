@@ -229,8 +229,10 @@ type namedWatch struct {
 
 // namesToWatch returns what keeps paths in place: each path's name in its
 // directory, and each directory above it that a user other than root
-// could remove or rename, itself (see above).
-func namesToWatch(paths []string) []namedWatch {
+// could remove or rename, itself (see above). Nothing in or directly
+// beneath a directory of tree (the sandbox's walked trees, watched
+// whole): their events say the same already.
+func namesToWatch(paths []string, tree map[string]treeDir) []namedWatch {
 	seen := map[[2]string]bool{}
 	var out []namedWatch
 	for _, p := range paths {
@@ -249,7 +251,7 @@ func namesToWatch(paths []string) []namedWatch {
 			if err != nil && !errors.Is(err, unix.ENOENT) {
 				continue
 			}
-			if !usersCanRemove(&ds, &es, err == nil) {
+			if _, inTree := tree[dir]; inTree || !usersCanRemove(&ds, &es, err == nil) {
 				continue
 			}
 			if a == filepath.Clean(p) {

@@ -392,7 +392,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		}
 	}
 	if b.watch != nil {
-		s.named = namesToWatch(keptInPlace(p, sb.Policy))
+		s.named = namesToWatch(keptInPlace(p, sb.Policy), p.tree)
 	}
 	if unkept > 0 {
 		b.log.Warn("some deny_write files have no copy to restore them from: replacing one by a rename kills the sandbox",
