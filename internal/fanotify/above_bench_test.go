@@ -19,6 +19,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // "churnloop DIR N": create and unlink N files in DIR, print the median
@@ -62,7 +63,7 @@ var _ = registerHelper("churnloop", func(args []string) string {
 func BenchmarkTmpChurn(b *testing.B) {
 	e := newEnv(b, nil)
 	if e.b.watch == nil {
-		b.Skip("no directory watcher")
+		testutil.SkipUnlessKernel(b, "no directory watcher")
 	}
 	if err := e.b.Close(); err != nil {
 		b.Fatal(err)
