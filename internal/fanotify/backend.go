@@ -210,6 +210,8 @@ type sandbox struct {
 	rel  string // cgroup path relative to the cgroup2 mount, as in /proc/PID/cgroup
 	plan *plan
 	kept []string // the paths whose copies it holds a reference to
+	// named are the names watched for it outside the trees (above.go).
+	named []namedWatch
 
 	// mu serialises the plan's growth (grow.go) against Remove.
 	mu          sync.Mutex
@@ -389,6 +391,9 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 			unkept++
 		}
 	}
+	if b.watch != nil {
+		s.named = namesToWatch(keptInPlace(p, sb.Policy), p.tree)
+	}
 	if unkept > 0 {
 		b.log.Warn("some deny_write files have no copy to restore them from: replacing one by a rename kills the sandbox",
 			zap.String("sandbox", sb.Name), zap.Int("files", unkept), zap.Int("max_kept", maxKept))
@@ -419,6 +424,24 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		if failed > 0 {
 			b.log.Warn("new directories in some marked directories will not be marked", zap.String("sandbox", sb.Name),
 				zap.Int("directories", failed), zap.Error(first))
+		}
+		failed, first = 0, nil
+		for _, n := range s.named {
+			var werr error
+			if n.name == "" {
+				werr = b.watch.watchSelf(n.dir, n.dev)
+			} else {
+				werr = b.watch.watchName(n.dir, n.dev, n.name)
+			}
+			if werr != nil {
+				failed++
+				first = cmp.Or(first, werr)
+			}
+		}
+		if failed > 0 {
+			// As in the trees: a filesystem without file handles.
+			b.log.Warn("some deny_write paths outside the project and home are not watched: their unlink or rename is not seen",
+				zap.String("sandbox", sb.Name), zap.Int("names", failed), zap.Error(first))
 		}
 	}
 	dirs, inodes := p.dirs, len(p.inodes)
@@ -523,6 +546,13 @@ func (b *Backend) Remove(id uint32) error {
 	if b.watch != nil && !watchGone {
 		for dir := range s.plan.tree {
 			b.watch.remove(dir)
+		}
+		for _, n := range s.named {
+			if n.name == "" {
+				b.watch.unwatchSelf(n.dir)
+			} else {
+				b.watch.unwatchName(n.dir, n.name)
+			}
 		}
 	}
 	s.mu.Unlock()

@@ -76,6 +76,10 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 			switch {
 			case ev.overflow:
 				rescan = true
+			case ev.mask&(unix.FAN_MOVE_SELF|unix.FAN_DELETE_SELF) != 0:
+				b.aboveMoved(ev)
+			case b.watch.skip(ev):
+				b.stats.watchSkipped()
 			default:
 				if ev.mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO) != 0 {
 					b.moved(ev)

@@ -119,22 +119,7 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	if !ok {
 		return
 	}
-	e := events.Event{
-		Time:     time.Now(),
-		Sandbox:  s.Name,
-		CgroupID: s.CgroupID,
-		PID:      uint32(ev.pid),
-		Kind:     events.KindFile,
-		Op:       op,
-		Path:     path,
-		Rule:     uint32(id),
-		Audit:    s.Mode == policy.ModeAudit,
-		Backend:  "fanotify",
-	}
-	if r, ok := s.Policy.Rule(id); ok {
-		e.RuleText = r.Pattern
-	}
-	b.fillTask(&e, ev.pid) // before a kill ends the process
+	e := b.afterEvent(s, ev, op, path, id)
 	killed := false
 	if !e.Audit && op == events.OpTruncate {
 		// Killed first, and waited for: no process of the sandbox is left
@@ -170,6 +155,28 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	// cgroup.kill acts at once; waiting for the cgroup to empty must not
 	// hold up the watcher, which marks new directories.
 	go killCgroup(s.CgroupPath)
+}
+
+// afterEvent is the event of a move, delete or truncate (op) of path,
+// which s's rule id protects, that the watcher reported as ev.
+func (b *Backend) afterEvent(s *sandbox, ev *watchEvent, op events.Op, path string, id policy.RuleID) events.Event {
+	e := events.Event{
+		Time:     time.Now(),
+		Sandbox:  s.Name,
+		CgroupID: s.CgroupID,
+		PID:      uint32(ev.pid),
+		Kind:     events.KindFile,
+		Op:       op,
+		Path:     path,
+		Rule:     uint32(id),
+		Audit:    s.Mode == policy.ModeAudit,
+		Backend:  "fanotify",
+	}
+	if r, ok := s.Policy.Rule(id); ok {
+		e.RuleText = r.Pattern
+	}
+	b.fillTask(&e, ev.pid) // before a kill ends the process
+	return e
 }
 
 // restore puts the held copy of path back, in the event's directory.

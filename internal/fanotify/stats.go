@@ -45,6 +45,10 @@ type Health struct {
 	// WatchOverflows counts overflows of the watcher's queue; each one
 	// makes aigate scan the marked trees for directories it missed.
 	WatchOverflows uint64
+	// SkippedWatchEvents counts the moves and deletes dropped unexamined
+	// in directories watched only for some names (above.go): in /tmp,
+	// every other deleter's.
+	SkippedWatchEvents uint64
 }
 
 func (c *counters) violation(k events.Kind, op events.Op, audit bool) {
@@ -65,6 +69,7 @@ func (c *counters) grownDir()       { c.mu.Lock(); c.health.GrownDirs++; c.mu.Un
 func (c *counters) unmarkedDir()    { c.mu.Lock(); c.health.UnmarkedDirs++; c.mu.Unlock() }
 func (c *counters) truncated(n int) { c.mu.Lock(); c.health.TruncatedWalks += uint64(n); c.mu.Unlock() }
 func (c *counters) watchOverflow()  { c.mu.Lock(); c.health.WatchOverflows++; c.mu.Unlock() }
+func (c *counters) watchSkipped()   { c.mu.Lock(); c.health.SkippedWatchEvents++; c.mu.Unlock() }
 
 func (c *counters) snapshot() enforce.Stats {
 	c.mu.Lock()

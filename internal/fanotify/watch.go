@@ -39,6 +39,9 @@ import (
 const (
 	watchInitFlags = unix.FAN_CLASS_NOTIF | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_REPORT_DFID_NAME | unix.FAN_UNLIMITED_MARKS
 	watchMask      = unix.FAN_CREATE | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO | unix.FAN_DELETE | unix.FAN_ONDIR
+	// nameMask is what a directory watched for some of its names only
+	// (above.go) asks: their moves and deletes, not every creation.
+	nameMask = unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO | unix.FAN_DELETE | unix.FAN_ONDIR
 )
 
 // watcher is the notification group and the directories it watches.
@@ -49,6 +52,13 @@ type watcher struct {
 	refs   map[string]int      // path -> how many sandboxes' trees hold it
 	mounts map[[2]int32]int    // fsid -> O_PATH descriptor of a directory on that filesystem
 	devs   map[uint64][2]int32 // st_dev -> its fsid, for the devices seen so far
+	// named are the directories watched for some names only (above.go),
+	// by path and by file handle (what an event carries).
+	named   map[string]*namedDir
+	namedID map[dirID]*namedDir
+	// selves are the directories watched for their own moves (above.go).
+	selves map[string]*selfDir
+	selfID map[dirID]*selfDir
 }
 
 func newWatcher() (*watcher, error) {
@@ -56,7 +66,8 @@ func newWatcher() (*watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanotify_init for directory creations (FAN_REPORT_DFID_NAME, Linux 5.9): %w", err)
 	}
-	return &watcher{fd: fd, refs: map[string]int{}, mounts: map[[2]int32]int{}, devs: map[uint64][2]int32{}}, nil
+	return &watcher{fd: fd, refs: map[string]int{}, mounts: map[[2]int32]int{}, devs: map[uint64][2]int32{},
+		named: map[string]*namedDir{}, namedID: map[dirID]*namedDir{}, selves: map[string]*selfDir{}, selfID: map[dirID]*selfDir{}}, nil
 }
 
 // add watches dir (of device dev). ref adds a reference to the path; force
@@ -76,24 +87,33 @@ func (w *watcher) add(dir string, dev uint64, ref, force bool) error {
 		// (some FUSE, a zero fsid). Its new directories stay unmarked.
 		return fmt.Errorf("watch %s for new directories: %w", dir, err)
 	}
-	if _, ok := w.devs[dev]; ok {
-		return nil
+	if _, err := w.mount(dir, dev); err != nil {
+		return fmt.Errorf("watch %s for new directories: %w", dir, err)
+	}
+	return nil
+}
+
+// mount returns the fsid of dir (of device dev) and keeps a descriptor on
+// its filesystem for open_by_handle_at. w.mu held.
+func (w *watcher) mount(dir string, dev uint64) ([2]int32, error) {
+	if fsid, ok := w.devs[dev]; ok {
+		return fsid, nil
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(dir, &sfs); err != nil {
-		return fmt.Errorf("watch %s for new directories: statfs: %w", dir, err)
+		return [2]int32{}, fmt.Errorf("statfs: %w", err)
 	}
 	fsid := sfs.Fsid.Val
-	w.devs[dev] = fsid
 	if _, ok := w.mounts[fsid]; !ok {
 		// Not O_PATH: open_by_handle_at refuses an O_PATH mount_fd (EBADF).
 		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("watch %s for new directories: %w", dir, err)
+			return [2]int32{}, err
 		}
 		w.mounts[fsid] = fd
 	}
-	return nil
+	w.devs[dev] = fsid
+	return fsid, nil
 }
 
 // remove drops one reference; the mark goes with the last one.
@@ -104,7 +124,14 @@ func (w *watcher) remove(dir string) {
 		return
 	}
 	delete(w.refs, dir)
-	_ = unix.FanotifyMark(w.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR, watchMask, unix.AT_FDCWD, dir)
+	mask := uint64(watchMask)
+	if w.named[dir] != nil {
+		mask &^= nameMask // still watched for some names (above.go)
+	}
+	if w.selves[dir] != nil {
+		mask &^= unix.FAN_ONDIR // still watched for its own moves
+	}
+	_ = unix.FanotifyMark(w.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR, mask, unix.AT_FDCWD, dir)
 }
 
 // flush removes every directory mark of the watcher's group in one call
@@ -117,6 +144,10 @@ func (w *watcher) flush() error {
 		return fmt.Errorf("flush directory watches: %w", err)
 	}
 	clear(w.refs)
+	clear(w.named)
+	clear(w.namedID)
+	clear(w.selves)
+	clear(w.selfID)
 	return nil
 }
 
