@@ -210,6 +210,19 @@ type sandbox struct {
 	rel  string // cgroup path relative to the cgroup2 mount, as in /proc/PID/cgroup
 	plan *plan
 	kept []string // the paths whose copies it holds a reference to
+	// unkept are the deny_write files it protects that the keeper could
+	// not hold (past its bound), and startDirs the directories of its
+	// tree at or above a deny_write path at its start: what a sweep
+	// (sweep.go) must find again.
+	unkept    []string
+	startDirs map[string]struct{}
+	// sweepMu guards the sweep after a kill (killAndSweep): its queue,
+	// whether one runs (sweepDone, closed when it ends), and whether
+	// Remove has begun (sweepClosed: no more sweeps).
+	sweepMu     sync.Mutex
+	sweepJobs   []sweepJob
+	sweepDone   chan struct{}
+	sweepClosed bool
 
 	// mu serialises the plan's growth (grow.go) against Remove.
 	mu          sync.Mutex
@@ -364,7 +377,12 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := b.guard.add(sb.CgroupPath); err != nil {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
-	s := &sandbox{Sandbox: sb, rel: rel, plan: p, ignStop: make(chan struct{})}
+	s := &sandbox{Sandbox: sb, rel: rel, plan: p, ignStop: make(chan struct{}), startDirs: map[string]struct{}{}}
+	for dir := range p.tree {
+		if _, ok := replaces(sb.Policy, dir); ok {
+			s.startDirs[dir] = struct{}{}
+		}
+	}
 	// Before the marks: these opens then ask no one.
 	var unkept int
 	for key, path := range p.protected {
@@ -375,6 +393,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 			s.kept = append(s.kept, path)
 		} else {
 			unkept++
+			s.unkept = append(s.unkept, path)
 		}
 	}
 	// The exact deny_write paths that do not exist: a file renamed there
@@ -509,6 +528,10 @@ func (b *Backend) Remove(id uint32) error {
 		return nil // Close released the group and the guard killed the sandbox
 	default:
 	}
+	// A sweep after a kill puts protected files back from the keeper's
+	// copies, which go below: a session that ended as its tree was
+	// removed is swept before run returns.
+	s.waitSweeps()
 	s.mu.Lock()
 	s.removed = true
 	close(s.ignStop)

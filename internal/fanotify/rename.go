@@ -168,8 +168,10 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	b.log.Warn("a sandboxed process moved or removed a protected path: killing the sandbox",
 		zap.String("sandbox", s.Name), zap.String("path", path), zap.String("op", string(op)), zap.Int("pid", ev.pid))
 	// cgroup.kill acts at once; waiting for the cgroup to empty must not
-	// hold up the watcher, which marks new directories.
-	go killCgroup(s.CgroupPath)
+	// hold up the watcher, which marks new directories. Then what was
+	// planted beneath path is moved aside and the protected files put
+	// back (sweep.go).
+	b.killAndSweep(s, path, op)
 }
 
 // restore puts the held copy of path back, in the event's directory.
