@@ -31,8 +31,10 @@ import (
 //   - a protected file the keeper holds is left when the held inode is at
 //     its path, else whatever is there is moved aside and the held copy
 //     written back (keep.go's restore);
-//   - a directory that was there at the start (the plan's tree) is kept or
-//     made again when a held file belongs in it, and inside a protected
+//   - a directory that was there at the start (the plan's tree) is kept,
+//     or made again if it is a protected one (.git/hooks, not .git) and a
+//     held file belongs in it; anything else at its path (a symlink to
+//     ~/.ssh, a file) is moved aside first; and inside a protected
 //     place every entry that is neither a held file nor such a directory
 //     (a new hook, a planted config, a symlink) is moved aside;
 //   - a protected file without a copy (past the keeper's bounds) cannot
@@ -294,7 +296,10 @@ func (sw *sweeper) directory(dir int, name, path string, exists bool, st *unix.S
 		exists = false
 	}
 	if !exists {
-		if !sw.keptBeneath(path) {
+		// Only a protected directory is made again (.git/hooks, for the
+		// hooks held), never one above it: an empty .git would be no
+		// repository, and stand where the user may move theirs back.
+		if !sw.protected(path) || !sw.keptBeneath(path) {
 			return
 		}
 		if err := mkdirLike(dir, name); err != nil {
