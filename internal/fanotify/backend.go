@@ -214,7 +214,7 @@ type sandbox struct {
 	// not hold (past its bound), and startDirs the directories of its
 	// tree at or above a deny_write path at its start: what a sweep
 	// (sweep.go) must find again.
-	unkept    []string
+	unkept    map[string]startFile
 	startDirs map[string]struct{}
 	// sweepMu guards the sweep after a kill (killAndSweep): its queue,
 	// whether one runs (sweepDone, closed when it ends), and whether
@@ -377,7 +377,8 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := b.guard.add(sb.CgroupPath); err != nil {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
-	s := &sandbox{Sandbox: sb, rel: rel, plan: p, ignStop: make(chan struct{}), startDirs: map[string]struct{}{}}
+	s := &sandbox{Sandbox: sb, rel: rel, plan: p, ignStop: make(chan struct{}), startDirs: map[string]struct{}{},
+		unkept: map[string]startFile{}}
 	for dir := range p.tree {
 		if _, ok := replaces(sb.Policy, dir); ok {
 			s.startDirs[dir] = struct{}{}
@@ -393,7 +394,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 			s.kept = append(s.kept, path)
 		} else {
 			unkept++
-			s.unkept = append(s.unkept, path)
+			s.unkept[path] = startFile{key: key, id: p.ids[key]}
 		}
 	}
 	// The exact deny_write paths that do not exist: a file renamed there

@@ -37,9 +37,11 @@ import (
 //     ~/.ssh, a file) is moved aside first; and inside a protected
 //     place every entry that is neither a held file nor such a directory
 //     (a new hook, a planted config, a symlink) is moved aside;
-//   - a protected file without a copy (past the keeper's bounds) cannot
-//     be written back: whatever is at its path is moved aside (a missing
-//     hook is safe, a planted one is not) and the event says not undone.
+//   - a protected file without a copy (past the keeper's bounds) is left
+//     if it is still the file found at the start (its inode and file
+//     handle); otherwise it cannot be written back: whatever is at its
+//     path is moved aside (a missing hook is safe, a planted one is not)
+//     and the event says not undone.
 //
 // "Moved aside" is a rename into a new directory of the user's,
 // .aigate-quarantine/<time>-<sandbox> beside the swept directory (its
@@ -167,12 +169,11 @@ type sweeper struct {
 	// references hold (or could not hold).
 	targets []string
 	kept    map[string]bool
-	unkept  map[string]bool
 	q       quarantine
 }
 
 func (b *Backend) newSweeper(s *sandbox, j sweepJob) *sweeper {
-	sw := &sweeper{b: b, s: s, op: j.op, root: j.path, kept: map[string]bool{}, unkept: map[string]bool{}}
+	sw := &sweeper{b: b, s: s, op: j.op, root: j.path, kept: map[string]bool{}}
 	sw.q.top, sw.q.dir = -1, -1
 	add := func(p string) {
 		if within(p, j.path) {
@@ -186,8 +187,7 @@ func (b *Backend) newSweeper(s *sandbox, j sweepJob) *sweeper {
 		sw.kept[p] = true
 		add(p)
 	}
-	for _, p := range s.unkept {
-		sw.unkept[p] = true
+	for p := range s.unkept {
 		add(p)
 	}
 	return sw
@@ -233,11 +233,16 @@ func (sw *sweeper) entry(dir int, dirPath, name string, depth int) {
 		switch {
 		case sw.kept[path]:
 			again = sw.keptFile(dir, name, path, exists, &st)
-		case sw.unkept[path]:
+		case sw.isUnkept(path):
+			if exists && sw.s.unkept[path].is(dir, name, &st) {
+				return // the user's file, where it was
+			}
 			if exists {
 				again = !sw.moveAside(dir, name, path, &st)
 			}
-			sw.lost(path, "no copy of it was held (past the keeper's bound)")
+			if !again {
+				sw.lost(path, "no copy of it was held (past the keeper's bound)")
+			}
 		case sw.wasDir(path):
 			sw.directory(dir, name, path, exists, &st, depth)
 		case exists && sw.protected(path):
@@ -365,6 +370,34 @@ func listDir(fd int) ([]string, error) {
 	f := os.NewFile(uintptr(d), "dir")
 	defer f.Close()
 	return f.Readdirnames(-1)
+}
+
+func (sw *sweeper) isUnkept(path string) bool {
+	_, ok := sw.s.unkept[path]
+	return ok
+}
+
+// startFile is a protected file found at the start without a copy: its
+// inode and file handle, which tell it from a new file given its number.
+type startFile struct {
+	key inodeKey
+	id  string
+}
+
+// is reports whether name in dir (st) is that file: the same inode and,
+// where the filesystem gives handles, the same handle (a freed number
+// is reused at once on ext4; the handle's generation differs).
+func (f startFile) is(dir int, name string, st *unix.Stat_t) bool {
+	if keyOf(st) != f.key || st.Mode&unix.S_IFMT != unix.S_IFREG || f.id == "" {
+		return false
+	}
+	fd, err := unix.Openat(dir, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var now unix.Stat_t
+	return unix.Fstat(fd, &now) == nil && keyOf(&now) == f.key && fileID(fd) == f.id
 }
 
 // wasDir reports whether path was a directory of the sandbox's tree at

@@ -115,3 +115,48 @@ func TestSweepReplacedTree(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepLeavesOriginals: the sweep after a kill moves aside only what
+// is not the user's. With no copies held (the keeper at its bound), a
+// sandbox's unlink of one hook kills it and sweeps .git/hooks: the
+// removed hook is reported lost (not restored), and the other hook, the
+// file found at the start (same inode and file handle), stays where it
+// is.
+func TestSweepLeavesOriginals(t *testing.T) {
+	e := newEnv(t, nil)
+	if e.b.watch == nil {
+		testutil.SkipUnlessKernel(t, "no directory watcher")
+	}
+	e.b.keep.max = 0
+	hooks := filepath.Join(e.project, ".git", "hooks")
+	gone := e.write(filepath.Join(hooks, "pre-commit"), "#!/bin/sh\nexit 0\n")
+	other := e.write(filepath.Join(hooks, "post-merge"), "#!/bin/sh\necho merged\n")
+	s := e.sandbox(policy.Policy{DenyWrite: rules(hooks), DenyRead: rules(".env")})
+	died := e.sleeper(t, s)
+	e.held(t, s, "unlink", gone)
+	select {
+	case <-died:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sandbox was not killed for a delete it could not be undone")
+	}
+	if err := e.b.Remove(s.ID); err != nil {
+		t.Fatal(err)
+	}
+	var lost bool
+	for len(e.b.Events()) > 0 {
+		ev := <-e.b.Events()
+		if ev.Op == events.OpPlanted {
+			t.Errorf("moved aside: %+v", ev)
+		}
+		lost = lost || ev.Op == events.OpDelete && ev.Path == gone && !ev.Restored
+	}
+	if !lost {
+		t.Errorf("no unrestored delete event for %s", gone)
+	}
+	if data, err := os.ReadFile(other); err != nil || string(data) != "#!/bin/sh\necho merged\n" {
+		t.Errorf("the user's %s: %q %v", other, data, err)
+	}
+	if _, err := os.Lstat(filepath.Join(e.project, ".git", quarantineDir)); !os.IsNotExist(err) {
+		t.Errorf("a quarantine was made: %v", err)
+	}
+}
