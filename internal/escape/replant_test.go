@@ -98,6 +98,14 @@ printf '[core]\n\tfsmonitor = touch %[2]s.fsmonitor; false\n' >> %[1]s/g/config`
 					}
 					if _, ok := r.denied(events.OpPlanted, b.path(".git")); ok {
 						landed++
+						// From the first event (the kill) to the sweep's last.
+						last := r.events[0].Time
+						for _, e := range r.events {
+							if e.Time.After(last) {
+								last = e.Time
+							}
+						}
+						t.Logf("try %d: swept %v after the first event", try, last.Sub(r.events[0].Time))
 					}
 					if strings.Contains(r.stdout, "replaced") {
 						// The copy landed: what was moved aside is reported.
