@@ -166,6 +166,9 @@ type Backend struct {
 	ignoring  sync.WaitGroup
 	ignMu     sync.Mutex
 	ignClosed bool
+	// sweeps counts the sweeps after a kill (sweep.go), started under
+	// ignMu while ignClosed is false; Close waits for them too.
+	sweeps sync.WaitGroup
 	// placed remembers the sandbox of processes seen recently, for a
 	// watcher event whose process has exited by the time it is read.
 	placed pidCache
@@ -613,6 +616,7 @@ func (b *Backend) Close() error {
 		b.ignClosed = true
 		b.ignMu.Unlock()
 		b.ignoring.Wait()
+		b.sweeps.Wait()
 		_, _ = unix.Write(b.wake[1], []byte{0})
 		b.wg.Wait()
 		b.pending.denyAll(b)

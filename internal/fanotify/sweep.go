@@ -80,10 +80,25 @@ func (b *Backend) killAndSweep(s *sandbox, path string, op events.Op) {
 		s.sweepMu.Unlock()
 		return
 	}
+	// Close waits for the sweeps (they emit events and read the keeper,
+	// which it closes); once it has begun the guard kills the sandbox.
+	b.ignMu.Lock()
+	closed := b.ignClosed
+	if !closed {
+		b.sweeps.Add(1)
+	}
+	b.ignMu.Unlock()
+	if closed {
+		s.sweepJobs = nil
+		s.sweepMu.Unlock()
+		go killCgroup(s.CgroupPath)
+		return
+	}
 	done := make(chan struct{})
 	s.sweepDone = done
 	s.sweepMu.Unlock()
 	go func() {
+		defer b.sweeps.Done()
 		// cgroup.kill, waited for until the cgroup is empty: nothing of
 		// the sandbox is left to plant again behind the sweep.
 		killCgroup(s.CgroupPath)
