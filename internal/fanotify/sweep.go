@@ -354,7 +354,8 @@ func (sw *sweeper) directory(dir int, name, path string, exists bool, st *unix.S
 	}
 	sorted := make([]string, 0, len(names))
 	for n := range names {
-		if !strings.HasPrefix(n, ".aigate-restore.") && !(n == quarantineDir && path == sw.q.parentPath) {
+		// A restore's temporary file (keep.go) is the watcher's, in flight.
+		if !strings.Contains(n, ".aigate-restore.") {
 			sorted = append(sorted, n)
 		}
 	}
