@@ -355,7 +355,7 @@ func (sw *sweeper) directory(dir int, name, path string, exists bool, st *unix.S
 	sorted := make([]string, 0, len(names))
 	for n := range names {
 		// A restore's temporary file (keep.go) is the watcher's, in flight.
-		if !strings.Contains(n, ".aigate-restore.") {
+		if !isRestoreTemp(n) {
 			sorted = append(sorted, n)
 		}
 	}
@@ -363,6 +363,26 @@ func (sw *sweeper) directory(dir int, name, path string, exists bool, st *unix.S
 	for _, n := range sorted {
 		sw.entry(sub, path, n, depth+1)
 	}
+}
+
+// isRestoreTemp reports whether n is the name keep.go's restore gives its
+// temporary file: "." + name + ".aigate-restore." + a number, nothing
+// after the number (a planted "x.aigate-restore.1.desktop" is not one).
+func isRestoreTemp(n string) bool {
+	i := strings.LastIndex(n, ".aigate-restore.")
+	if i < 0 || !strings.HasPrefix(n, ".") {
+		return false
+	}
+	num := n[i+len(".aigate-restore."):]
+	if num == "" {
+		return false
+	}
+	for _, c := range num {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // mkdirLike makes name in dir, owned by dir's owner, mode 0755.

@@ -160,3 +160,19 @@ func TestSweepLeavesOriginals(t *testing.T) {
 		t.Errorf("a quarantine was made: %v", err)
 	}
 }
+
+func TestIsRestoreTemp(t *testing.T) {
+	for n, want := range map[string]bool{
+		".pre-commit.aigate-restore.12": true,
+		".aigate-restore.3":             true,
+		"x.aigate-restore.1":            false, // not hidden: not the keeper's
+		".x.aigate-restore.1.desktop":   false,
+		".x.aigate-restore.":            false,
+		"pre-commit":                    false,
+		".config.aigate-restore.1a":     false,
+	} {
+		if got := isRestoreTemp(n); got != want {
+			t.Errorf("isRestoreTemp(%q) = %v, want %v", n, got, want)
+		}
+	}
+}
