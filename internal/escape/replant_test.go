@@ -24,7 +24,8 @@ const replantTries = 6
 // the project's as fast as a shell can: `rm -rf .git && cp -a g .git`
 // (cp), `mv .git x && mv g .git` (mv: two renames, often ahead of the
 // watcher) or one renameat2(RENAME_EXCHANGE) of .git and the prepared
-// tree (exchange: always ahead), replantTries times each. LSM refuses the unlink of the hook
+// tree (exchange: always ahead; ended: the same as the session's last
+// command), replantTries times each. LSM refuses the unlink of the hook
 // and the rename of .git outright. fanotify sees both after the fact and
 // kills the sandbox, and then (sweep.go) the protected places of the new
 // .git are swept: the hook and config put back from the agent's copies,
@@ -44,8 +45,11 @@ func TestEscapeReplantGit(t *testing.T) {
 		"cp":       `rm -rf .git && cp -a %[1]s/g .git && echo replaced && sleep 30 && echo survived`,
 		"mv":       `mv .git %[1]s/old && mv %[1]s/g .git && echo replaced && sleep 30 && echo survived`,
 		"exchange": exchangeGit + ` && echo replaced && sleep 30 && echo survived`,
+		// The session ends at once: the watcher may read the exchange only
+		// as the sandbox is removed, which waits for the sweep.
+		"ended": exchangeGit,
 	}
-	for _, name := range []string{"cp", "mv", "exchange"} {
+	for _, name := range []string{"cp", "mv", "exchange", "ended"} {
 		t.Run(name, func(t *testing.T) {
 			eachBackend(t, func(t *testing.T, b *box) {
 				tmp := filepath.Join(b.home, "tmp")
@@ -96,7 +100,12 @@ printf '[core]\n\tfsmonitor = touch %[2]s.fsmonitor; false\n' >> %[1]s/g/config`
 							os.Remove(pwned + s)
 						}
 					}
-					if _, ok := r.denied(events.OpPlanted, b.path(".git")); ok {
+					_, swept := r.denied(events.OpPlanted, b.path(".git"))
+					if !swept && (name == "exchange" || name == "ended") {
+						// One renameat2: the prepared tree is always in place first.
+						t.Errorf("try %d: no planted event for the exchanged .git:\n%s", try, r)
+					}
+					if swept {
 						landed++
 						// From the first event (the kill) to the sweep's last.
 						last := r.events[0].Time
