@@ -99,8 +99,11 @@ func (b *Backend) killAndSweep(s *sandbox, path string, op events.Op) {
 	s.sweepMu.Unlock()
 	go func() {
 		defer b.sweeps.Done()
-		// cgroup.kill, waited for until the cgroup is empty: nothing of
-		// the sandbox is left to plant again behind the sweep.
+		// Frozen first, then cgroup.kill, waited for until the cgroup is
+		// empty: nothing of the sandbox is left to plant again behind the
+		// sweep. A process that outlives the kill's bound (stuck in the
+		// kernel) stays frozen: it runs no more code of its own.
+		writeCgroup(s.CgroupPath, "cgroup.freeze", true)
 		killCgroup(s.CgroupPath)
 		for {
 			s.sweepMu.Lock()
