@@ -287,10 +287,8 @@ func (sw *sweeper) keptFile(dir int, name, path string, exists bool, st *unix.St
 	switch {
 	case absent:
 		return false
-	case !usable:
-		if exists {
-			sw.lost(path, sw.b.keep.whyNoContent(path))
-		}
+	case !usable: // its copy was dropped: gone or moved aside, it is lost
+		sw.lost(path, sw.b.keep.whyNoContent(path))
 		return false
 	}
 	old, err := sw.b.keep.restore(dir, name, path)
