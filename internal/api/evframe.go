@@ -26,8 +26,10 @@ const evBatchTag = 0x01
 func BinaryEvents(v int) bool { return v >= 2 }
 
 // The strings of an event, in the order of their bits in a batch.
-func evStrings(e *events.Event) [8]*string {
-	return [8]*string{&e.Sandbox, &e.Comm, (*string)(&e.Kind), (*string)(&e.Op), &e.Path, &e.Domain, &e.RuleText, &e.Backend}
+// MovedTo, the last, is set only for an events.OpPlanted: a client that
+// knows only the first eight reads every other event.
+func evStrings(e *events.Event) [9]*string {
+	return [9]*string{&e.Sandbox, &e.Comm, (*string)(&e.Kind), (*string)(&e.Op), &e.Path, &e.Domain, &e.RuleText, &e.Backend, &e.MovedTo}
 }
 
 const (
@@ -153,7 +155,7 @@ func decodeEvents(body []byte, out []events.Event) ([]events.Event, error) {
 		e := prev // the strings that did not change
 		e.Time, e.Count = time.Time{}, 0
 		changed := r.uvarint()
-		if changed >= 1<<8 {
+		if changed >= 1<<9 {
 			return out, errBatch
 		}
 		for k, s := range evStrings(&e) {

@@ -27,6 +27,7 @@ func batchEvents() []events.Event {
 		full,
 		full, // all the same but nothing changes
 		{Op: events.OpDelete, Kind: events.KindFile, Path: "/p/a\nb\x1b[31m", Restored: true, Rescan: true},
+		{Op: events.OpPlanted, Kind: events.KindFile, Path: "/p/.git/hooks/x", MovedTo: "/p/.aigate-quarantine/t/001-x"},
 		net6,
 		{Time: t0.Add(time.Hour), Kind: events.KindNet, Op: events.OpConnect, Addr: netip.MustParseAddrPort("10.9.9.9:9"), Comm: "ünïcode"},
 		{},
@@ -73,7 +74,7 @@ func TestEventBatchRoundTrip(t *testing.T) {
 			resp = r1
 		}
 	}
-	if len(all) != len(evs) || resp.Dropped != 7 || all[3].Domain != "example.com" {
+	if len(all) != len(evs) || resp.Dropped != 7 || all[4].Domain != "example.com" {
 		t.Fatalf("over a connection: %d events, dropped %d", len(all), resp.Dropped)
 	}
 }

@@ -21,10 +21,13 @@ import (
 // directory watcher reports the deletes after the fact (op delete), a
 // protected file is put back, and the removal of .git/hooks or .git (above
 // the protected paths) kills the sandbox. The copy may land before the
-// kill (detection, not prevention: docs/threat-model.md); what is asserted
-// is that the sandbox does not outlive it. The shell waits 30 s after the
-// copy, not a few: under TCG the watcher can be seconds late, and the kill
-// ends the wait at once.
+// kill; then the agent sweeps the new .git once the sandbox is dead
+// (internal/fanotify/sweep.go): the planted hook is moved aside and the
+// user's written back. Asserted: the sandbox does not outlive the copy,
+// and no planted hook is left (TestEscapeReplantGit tries it many times
+// and runs git outside). The shell waits 30 s after the copy, not a few:
+// under TCG the watcher can be seconds late, and the kill ends the wait
+// at once.
 func TestEscapeRemoveGit(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		b.write(".git/hooks/pre-commit", "#!/bin/sh\nexit 0\n")
@@ -47,9 +50,10 @@ rm -rf .git && cp -a %[1]s/g .git && echo replaced && sleep 30 && echo survived`
 				t.Errorf("no write event for .git/hooks/pre-commit:\n%s", r)
 			}
 		case "fanotify":
-			// Not asserted (detection, not prevention); logged for the
-			// threat model's figures.
-			t.Logf("planted before the kill: %v; exit %d; stderr: %s", planted, r.code, r.stderr)
+			if planted {
+				t.Errorf("the planted hook is left in .git/hooks after the sandbox was killed:\n%s", r)
+			}
+			t.Logf("copied before the kill: %v; exit %d; stderr: %s", strings.Contains(r.stdout, "replaced"), r.code, r.stderr)
 			if _, ok := r.denied(events.OpDelete, filepath.Join(b.proj, ".git")); !ok {
 				t.Errorf("no delete event for .git:\n%s", r)
 			}

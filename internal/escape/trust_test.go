@@ -47,9 +47,11 @@ func TestEscapeTrustFromInside(t *testing.T) {
 //   - lsm: the rename is refused in the kernel, with a write event.
 //   - fanotify: no permission event exists for renames, so the move goes
 //     through (the directory watcher usually reports it and kills the
-//     sandbox, after the fact); aigate run notices once the sandbox is gone, puts the
-//     directory's files back, keeps the forgery aside and warns. The next
-//     run enforces the user's policy.
+//     sandbox, after the fact); the agent's sweep of ~/.aigate after the
+//     kill (internal/fanotify/sweep.go) moves a forged file aside (event
+//     op planted), and aigate run notices what is still changed once the
+//     sandbox is gone, puts the directory's files back, keeps the forgery
+//     aside and warns. The next run enforces the user's policy.
 //
 // The same holds for a forged trusted.yaml renamed over the real one.
 func TestEscapeMoveAigateDir(t *testing.T) {
@@ -78,8 +80,11 @@ func TestEscapeMoveAigateDir(t *testing.T) {
 				// write with the sandbox killed (TestEscapeReplaceAncestor),
 				// not always for a short mv; the restore does not depend on it.
 				_, seen := r.denied(events.OpRename, filepath.Join(b.home, ".aigate"))
-				t.Logf("%s: moved %v, reported %v", attack, moved, seen)
-				if !strings.Contains(r.stderr, "while the sandbox ran") { // changed, or disappeared when the kill came between the moves
+				_, swept := r.denied(events.OpPlanted, filepath.Join(b.home, ".aigate"))
+				t.Logf("%s: moved %v, reported %v, swept %v", attack, moved, seen, swept)
+				// changed, or disappeared when the kill came between the
+				// moves; or a forged file the sweep already moved aside
+				if !strings.Contains(r.stderr, "while the sandbox ran") && !swept {
 					t.Errorf("%s: no warning:\n%s", attack, r)
 				}
 			}

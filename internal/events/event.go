@@ -55,13 +55,20 @@ const (
 	// approvals of Claude Code's ~/.claude.json): put back (Restored), the
 	// keys named in RuleText.
 	OpChange Op = "change"
+	// OpPlanted is an entry found in a protected place (a deny_write
+	// path, or beneath one) that was not there before, after the sandbox
+	// that removed or replaced a directory above it was killed
+	// (fanotify: rm -rf .git and a prepared .git copied in): moved aside
+	// to Event.MovedTo, or, when MovedTo is empty, it could not be (the
+	// agent's log says why).
+	OpPlanted Op = "planted"
 )
 
 // AfterTheFact reports whether op is one the backend could not refuse and
 // saw only after it happened (fanotify's renames, deletes, truncates): the event
 // says what was done about it (Event.Restored, or the sandbox killed).
 func (op Op) AfterTheFact() bool {
-	return op == OpRename || op == OpDelete || op == OpTruncate || op == OpChange
+	return op == OpRename || op == OpDelete || op == OpTruncate || op == OpChange || op == OpPlanted
 }
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.
@@ -89,6 +96,9 @@ type Event struct {
 	// Rescan: found by the scan after the fanotify watcher's queue
 	// overflowed, not by an event; the process that did it is unknown.
 	Rescan bool `json:"rescan,omitempty"`
+	// MovedTo is where an OpPlanted entry was moved aside to (a
+	// quarantine directory the user can inspect).
+	MovedTo string `json:"moved_to,omitempty"`
 	// Count, when over 1, is how many identical denials this event stands
 	// for (every field but Time and Count equal; Time is the first's). The
 	// agent folds a denial into an identical one its client has not read
@@ -110,5 +120,5 @@ func (e *Event) SameDenial(o *Event) bool {
 		e.TGID == o.TGID && e.UID == o.UID && e.Rule == o.Rule && e.Kind == o.Kind &&
 		e.Audit == o.Audit && e.Restored == o.Restored && e.Rescan == o.Rescan &&
 		e.Path == o.Path && e.Comm == o.Comm && e.Sandbox == o.Sandbox && e.Domain == o.Domain &&
-		e.RuleText == o.RuleText && e.Backend == o.Backend
+		e.RuleText == o.RuleText && e.Backend == o.Backend && e.MovedTo == o.MovedTo
 }

@@ -87,6 +87,10 @@ func (s Style) Line(e Event) string {
 	case e.Op == OpReceive && !e.Audit:
 		b.WriteString(": the receiving process was killed")
 	case !e.Op.AfterTheFact() || e.Audit:
+	case e.Op == OpPlanted && e.MovedTo != "":
+		b.WriteString(": moved aside to " + safe(e.MovedTo) + ", the sandbox was killed")
+	case e.Op == OpPlanted:
+		b.WriteString(": could not be moved aside (see the agent's log), the sandbox was killed")
 	case e.Restored && e.Op == OpTruncate:
 		b.WriteString(": undone, the file was restored and the sandbox killed")
 	case e.Restored:
@@ -194,7 +198,7 @@ func (j *JSONWriter) Write(e Event) error {
 }
 
 // opOrder is the order in which a summary lists operations.
-var opOrder = []Op{OpRead, OpWrite, OpRename, OpDelete, OpTruncate, OpChange, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
+var opOrder = []Op{OpRead, OpWrite, OpRename, OpDelete, OpTruncate, OpChange, OpPlanted, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
 
 // Summary counts denials per operation for the line printed at exit.
 type Summary struct {

@@ -166,6 +166,9 @@ type Backend struct {
 	ignoring  sync.WaitGroup
 	ignMu     sync.Mutex
 	ignClosed bool
+	// sweeps counts the sweeps after a kill (sweep.go), started under
+	// ignMu while ignClosed is false; Close waits for them too.
+	sweeps sync.WaitGroup
 	// placed remembers the sandbox of processes seen recently, for a
 	// watcher event whose process has exited by the time it is read.
 	placed pidCache
@@ -212,6 +215,19 @@ type sandbox struct {
 	kept []string // the paths whose copies it holds a reference to
 	// named are the names watched for it outside the trees (above.go).
 	named []namedWatch
+	// unkept are the deny_write files it protects that the keeper could
+	// not hold (past its bound), and startDirs the directories of its
+	// tree at or above a deny_write path at its start: what a sweep
+	// (sweep.go) must find again.
+	unkept    map[string]startFile
+	startDirs map[string]struct{}
+	// sweepMu guards the sweep after a kill (killAndSweep): its queue,
+	// whether one runs (sweepDone, closed when it ends), and whether
+	// Remove has begun (sweepClosed: no more sweeps).
+	sweepMu     sync.Mutex
+	sweepJobs   []sweepJob
+	sweepDone   chan struct{}
+	sweepClosed bool
 
 	// mu serialises the plan's growth (grow.go) against Remove.
 	mu          sync.Mutex
@@ -366,7 +382,13 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err := b.guard.add(sb.CgroupPath); err != nil {
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
-	s := &sandbox{Sandbox: sb, rel: rel, plan: p, ignStop: make(chan struct{})}
+	s := &sandbox{Sandbox: sb, rel: rel, plan: p, ignStop: make(chan struct{}), startDirs: map[string]struct{}{},
+		unkept: map[string]startFile{}}
+	for dir := range p.tree {
+		if _, ok := replaces(sb.Policy, dir); ok {
+			s.startDirs[dir] = struct{}{}
+		}
+	}
 	// Before the marks: these opens then ask no one.
 	var unkept int
 	for key, path := range p.protected {
@@ -377,6 +399,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 			s.kept = append(s.kept, path)
 		} else {
 			unkept++
+			s.unkept[path] = startFile{key: key, id: p.ids[key]}
 		}
 	}
 	// The exact deny_write paths that do not exist: a file renamed there
@@ -532,6 +555,10 @@ func (b *Backend) Remove(id uint32) error {
 		return nil // Close released the group and the guard killed the sandbox
 	default:
 	}
+	// A sweep after a kill puts protected files back from the keeper's
+	// copies, which go below: a session that ended as its tree was
+	// removed is swept before run returns.
+	s.waitSweeps()
 	s.mu.Lock()
 	s.removed = true
 	close(s.ignStop)
@@ -619,6 +646,7 @@ func (b *Backend) Close() error {
 		b.ignClosed = true
 		b.ignMu.Unlock()
 		b.ignoring.Wait()
+		b.sweeps.Wait()
 		_, _ = unix.Write(b.wake[1], []byte{0})
 		b.wg.Wait()
 		b.pending.denyAll(b)

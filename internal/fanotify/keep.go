@@ -432,6 +432,26 @@ func (k *keeper) has(path string) bool {
 	return ok && c.usable()
 }
 
+// heldKey tells what the keeper holds of path: the held inode (key), or
+// that it holds the path as absent; usable is false when it holds
+// nothing to put back (not held, or its copy dropped).
+func (k *keeper) heldKey(path string) (key inodeKey, absent, usable bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.files[path]
+	switch {
+	case !ok || !c.usable():
+		return inodeKey{}, false, false
+	case c.fd == wasAbsent:
+		return inodeKey{}, true, true
+	}
+	var st unix.Stat_t
+	if unix.Fstat(c.fd, &st) != nil {
+		return inodeKey{}, false, false
+	}
+	return keyOf(&st), false, true
+}
+
 // held reports whether path is held, with a copy or dropped.
 func (k *keeper) held(path string) bool {
 	k.mu.Lock()

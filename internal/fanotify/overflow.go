@@ -51,7 +51,9 @@ func (b *Backend) recheck() {
 		for _, d := range b.movedTreeDirs(s) {
 			id, _ := replaces(s.Policy, d)
 			b.rescanFound(s, events.OpRename, d, id, false)
-			killed[s] = s.Mode != policy.ModeAudit
+			if s.Mode != policy.ModeAudit {
+				b.killAndSweep(s, d, events.OpRename) // and what was planted beneath moved aside
+			}
 		}
 	}
 	for _, k := range b.keep.states() {

@@ -26,8 +26,10 @@ import (
 // from the copy keep.go holds (Event.Restored) and the sandbox goes on, as
 // after a refusal; anything else (a directory above a protected path, a
 // file without a copy, a restore that fails) kills the sandbox as soon as
-// the watcher sees it: detection and containment, not prevention, and what
-// was moved stays where it is. The mover is known by its pid, placed from
+// the watcher sees it: detection and containment, not prevention. What
+// was moved stays where it is, but what was put in its place is swept
+// once the sandbox is dead (sweep.go): planted entries moved aside, the
+// protected files written back. The mover is known by its pid, placed from
 // /proc when the event is handled; a process that has exited and been
 // reaped by then (a short mv) is placed by the kernel's record of its exit
 // (bpf/exitrec.c, ExitRecords: the sandbox each sandboxed process was in
@@ -42,7 +44,7 @@ import (
 // Deletes (unlink, rmdir: rm -rf .git, then a prepared .git copied in its
 // place) are handled the same way, reported as events.OpDelete: a deleted
 // protected file with a copy is put back, a removed directory above a
-// protected path kills the sandbox. A watcher queue overflow loses the
+// protected path kills the sandbox (and is swept). A watcher queue overflow loses the
 // events it held; the check after it (overflow.go) finds what they would
 // have reported of protected paths.
 
@@ -153,8 +155,10 @@ func (b *Backend) afterTheFact(ev *watchEvent, op events.Op) {
 	b.log.Warn("a sandboxed process moved or removed a protected path: killing the sandbox",
 		zap.String("sandbox", s.Name), zap.String("path", path), zap.String("op", string(op)), zap.Int("pid", ev.pid))
 	// cgroup.kill acts at once; waiting for the cgroup to empty must not
-	// hold up the watcher, which marks new directories.
-	go killCgroup(s.CgroupPath)
+	// hold up the watcher, which marks new directories. Then what was
+	// planted beneath path is moved aside and the protected files put
+	// back (sweep.go).
+	b.killAndSweep(s, path, op)
 }
 
 // afterEvent is the event of a move, delete or truncate (op) of path,

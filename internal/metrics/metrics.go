@@ -51,6 +51,7 @@ var knownOps = []struct {
 	{events.KindFile, events.OpRename},
 	{events.KindFile, events.OpDelete},
 	{events.KindFile, events.OpTruncate},
+	{events.KindFile, events.OpPlanted},
 	{events.KindExec, events.OpExec},
 	{events.KindNet, events.OpConnect},
 	{events.KindNet, events.OpSend},
