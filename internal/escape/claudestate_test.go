@@ -153,13 +153,14 @@ func TestEscapeClaudeSettingsScripts(t *testing.T) {
 		b.write("~/.claude/statusline.sh", "#!/bin/sh\necho ok\n")
 		b.write("~/.local/state/hooks/fmt.sh", "gofmt -w .\n")
 		b.write("tools/stop.sh", "true\n")
-		b.write("~/.claude/projects/-p/s.jsonl", "{}\n")
+		ownDir := "~/.claude/projects/" + claudestate.Sanitize(b.proj)
+		b.write(ownDir+"/s.jsonl", "{}\n")
 		plants := []plant{
 			{"statusline", `echo id >> ~/.claude/statusline.sh`, "~/.claude/statusline.sh"},
 			{"hookscript", `echo id >> ~/.local/state/hooks/fmt.sh`, "~/.local/state/hooks/fmt.sh"},
 			{"projecthook", `echo id >> tools/stop.sh`, "tools/stop.sh"},
 		}
-		r := plantAll(t, b, plants, `echo '{}' >> ~/.claude/projects/-p/s.jsonl`)
+		r := plantAll(t, b, plants, `echo '{}' >> `+ownDir+`/s.jsonl`)
 		if got := b.read("~/.claude/statusline.sh"); got != "#!/bin/sh\necho ok\n" {
 			t.Errorf("~/.claude/statusline.sh changed: %q", got)
 		}
