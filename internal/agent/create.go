@@ -194,7 +194,7 @@ func compile(req *api.CreateRequest) (*policy.Compiled, []string, error) {
 		if err := policy.CheckPattern(r.Pattern); err != nil {
 			return nil, nil, fmt.Errorf("deny_write for this run (%s): %w", r.By, err)
 		}
-		pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}})
+		pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}, Except: r.Except})
 	}
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {

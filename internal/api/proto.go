@@ -149,6 +149,12 @@ type ClaudeJSONGuard struct {
 type RunRule struct {
 	Pattern string `json:"pattern"`
 	By      string `json:"by"`
+	// Except are absolute paths strictly beneath Pattern (an anchored
+	// path) that this rule does not cover (policy.PathRule.Except): the
+	// run's own project directory in ~/.claude/projects. They loosen only
+	// this rule, never another: the agent drops one that another rule
+	// covers (policy.FileSet.Carve).
+	Except []string `json:"except,omitempty"`
 }
 
 // PlaceRequest names the process to move into the session's sandbox: the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -16,6 +17,9 @@ type Entry struct {
 	// By says where it comes from: "~/.claude/settings.json statusLine.command",
 	// "auto memory of /home/u/p".
 	By string `json:"by"`
+	// Except are absolute paths beneath Pattern it does not cover
+	// (api.RunRule.Except): the run's own project directories.
+	Except []string `json:"except,omitempty"`
 }
 
 // Result is what Scan found, and what it could not follow.
@@ -25,10 +29,6 @@ type Result struct {
 	// can protect (a name found in PATH, a variable), for the user.
 	Uncovered []string
 }
-
-// MaxMemoryDirs bounds the auto-memory entries: one per project claude
-// has seen, a few hundred on a busy machine.
-const MaxMemoryDirs = 256
 
 // Options are where to look.
 type Options struct {
@@ -47,19 +47,19 @@ type Options struct {
 const ManagedSettings = "/etc/claude-code/managed-settings.json"
 
 // Scan reads the settings files as the caller (the user) and lists the
-// files they make claude run; and the auto-memory directories of the
-// projects in ~/.claude/projects plus the run's own. It reads only; a
-// missing or broken settings file names nothing (claude ignores it too).
+// files they make claude run; ~/.claude/projects but the run's own
+// project directories, and their auto memory. It reads only; a missing or
+// broken settings file names nothing (claude ignores it too).
 func Scan(o Options) Result {
 	var r Result
 	seen := map[string]bool{}
-	add := func(path, by string) {
+	add := func(path, by string, except ...string) {
 		p := o.pattern(path)
 		if p == "" || seen[p] {
 			return
 		}
 		seen[p] = true
-		r.Entries = append(r.Entries, Entry{Pattern: p, By: by})
+		r.Entries = append(r.Entries, Entry{Pattern: p, By: by, Except: except})
 	}
 	files := []string{filepath.Join(o.Home, ".claude", "settings.json"), filepath.Join(o.Home, ".claude", "settings.local.json")}
 	if o.ProjectRoot != "" {
@@ -84,15 +84,17 @@ func Scan(o Options) Result {
 	if filepath.IsAbs(o.EnvMemory) {
 		add(filepath.Clean(o.EnvMemory), "$"+MemoryOverrideEnv)
 	}
-	for _, d := range o.memoryDirs() {
-		if d.path == "" {
-			r.Uncovered = append(r.Uncovered, d.by)
-			continue
+	if o.Home != "" {
+		add(filepath.Join(o.Home, ".claude", "projects")+"/", ProjectsBy, o.OwnProjects()...)
+		for _, dir := range o.ownDirs() {
+			add(filepath.Join(o.Home, ".claude", "projects", Sanitize(dir), "memory"), "auto memory of "+dir)
 		}
-		add(d.path, d.by)
 	}
 	return r
 }
+
+// ProjectsBy is what names the rule on ~/.claude/projects (Entry.By).
+const ProjectsBy = "auto memory of every other project"
 
 type command struct{ key, command string }
 
@@ -322,34 +324,34 @@ func (o Options) OwnMemory() string {
 	return filepath.Join(o.Home, ".claude", "projects", Sanitize(dir), "memory")
 }
 
-type memoryDir struct{ path, by string }
+// ownDirs are the directories claude may key the run's project by: its
+// git root, project root and working directory, once each.
+func (o Options) ownDirs() []string {
+	var out []string
+	for _, dir := range []string{gitRoot(o.WorkDir), o.ProjectRoot, o.WorkDir} {
+		if dir != "" && !slices.Contains(out, dir) {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
 
-// memoryDirs are the auto-memory directories claude loads into its next
-// sessions: ~/.claude/projects/<sanitized project path>/memory for every
-// project it has seen, and the run's own (its git root's, and the project
-// root's and working directory's, whichever claude keys it by).
-func (o Options) memoryDirs() []memoryDir {
+// OwnProjects are the run's own project directories in ~/.claude/projects
+// (~/.claude/projects/<sanitized path> of each of ownDirs): Claude Code
+// writes its transcripts there, so they stay writable inside while the
+// rest of ~/.claude/projects is not. Every other project's directory,
+// present or future, holds an auto memory a claude outside loads into its
+// next session there (memory/MEMORY.md); one rule on the whole directory
+// protects them all at a constant cost.
+func (o Options) OwnProjects() []string {
 	if o.Home == "" {
 		return nil
 	}
-	base := filepath.Join(o.Home, ".claude", "projects")
-	var out []memoryDir
-	for _, dir := range []string{gitRoot(o.WorkDir), o.ProjectRoot, o.WorkDir} {
-		if dir != "" {
-			out = append(out, memoryDir{filepath.Join(base, Sanitize(dir), "memory"), "auto memory of " + dir})
-		}
-	}
-	ents, err := os.ReadDir(base)
-	if err != nil {
-		return out
-	}
-	for _, e := range ents {
-		if len(out) >= MaxMemoryDirs {
-			out = append(out, memoryDir{by: fmt.Sprintf("more than %d projects in %s: the auto memory of the others is not protected", MaxMemoryDirs, base)})
-			break
-		}
-		if e.IsDir() {
-			out = append(out, memoryDir{filepath.Join(base, e.Name(), "memory"), "auto memory"})
+	var out []string
+	for _, dir := range o.ownDirs() {
+		p := filepath.Join(o.Home, ".claude", "projects", Sanitize(dir))
+		if !slices.Contains(out, p) {
+			out = append(out, p)
 		}
 	}
 	return out

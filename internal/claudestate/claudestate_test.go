@@ -83,11 +83,21 @@ func TestScan(t *testing.T) {
 		"~/notes/mem <- ~/.claude/settings.json autoMemoryDirectory",
 		"~/p/tools/stop.sh <- ~/p/.claude/settings.json hooks.Stop[0].hooks[0].command",
 		"~/.claude/projects/" + Sanitize(proj) + "/memory <- auto memory of " + proj,
-		"~/.claude/projects/-old-project/memory <- auto memory",
+		"~/.claude/projects <- " + ProjectsBy,
 		"/srv/mem <- $CLAUDE_COWORK_MEMORY_PATH_OVERRIDE",
 	} {
 		if !slices.Contains(got, want) {
 			t.Errorf("missing %q in\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+	// One rule covers every other project, present (-old-project) or not,
+	// with the run's own directory carved out: its memory has a rule.
+	for _, e := range r.Entries {
+		if strings.Contains(e.Pattern, "-old-project") {
+			t.Errorf("a rule per existing project: %v", e)
+		}
+		if e.By == ProjectsBy && !slices.Equal(e.Except, []string{filepath.Join(home, ".claude", "projects", Sanitize(proj))}) {
+			t.Errorf("the projects rule excepts %q", e.Except)
 		}
 	}
 	if len(r.Uncovered) != 1 || !strings.Contains(r.Uncovered[0], "npx prettier") {

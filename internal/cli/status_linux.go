@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -94,7 +95,14 @@ func claudeRules(l *config.Loaded) ([]StatusRule, []string) {
 func statusRules(rules []api.RunRule, notes []string) ([]StatusRule, []string) {
 	out := make([]StatusRule, 0, len(rules))
 	for _, r := range rules {
-		out = append(out, StatusRule{Value: r.Pattern, File: "each run: " + r.By})
+		by := "each run: " + r.By
+		if len(r.Except) > 0 {
+			// The run's own project directory in ~/.claude/projects:
+			// say that it stays writable, so the rule is not read as
+			// covering it.
+			by += "; writable: " + strings.Join(r.Except, ", ")
+		}
+		out = append(out, StatusRule{Value: r.Pattern, File: by})
 	}
 	return out, notes
 }

@@ -196,6 +196,16 @@ func TestStatusClaudeScripts(t *testing.T) {
 	if !found {
 		t.Errorf("deny_write lacks the status line script: %+v", st.DenyWrite)
 	}
+	// Every other project's auto memory, by one rule that names what
+	// stays writable.
+	projects := false
+	for _, r := range st.DenyWrite {
+		projects = projects || (r.Value == "~/.claude/projects" && strings.Contains(r.File, "each run: auto memory of every other project; writable: "+
+			filepath.Join(e.home, ".claude", "projects")+"/"))
+	}
+	if !projects {
+		t.Errorf("deny_write lacks ~/.claude/projects with its exception: %+v", st.DenyWrite)
+	}
 	if len(st.ClaudeNotProtected) != 1 || !strings.Contains(st.ClaudeNotProtected[0], "npx stop-hook") {
 		t.Errorf("claude_not_protected: %q", st.ClaudeNotProtected)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/landlock"
 )
 
@@ -137,13 +138,17 @@ func TestEscapeHomePersistence(t *testing.T) {
 func TestEscapeHomeWorkStillWorks(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b0 *box) {
 		b := homeBox(t, b0)
+		// Claude Code's transcripts: made and appended to, in the run's
+		// own project directory only (measured with strace, 2.1.332).
+		own := "~/.claude/projects/" + claudestate.Sanitize(b.proj)
 		script := `set -e
 echo work > notes.txt && mv notes.txt notes2.txt && rm notes2.txt
 t=$(mktemp) && echo x > "$t" && rm "$t"
 test "$XDG_CACHE_HOME" = ~/.cache/aigate/xdg && mkdir -p "$XDG_CACHE_HOME/tool" && echo state > "$XDG_CACHE_HOME/tool/s" && mv "$XDG_CACHE_HOME/tool/s" "$XDG_CACHE_HOME/tool/s2"
 echo x >> ~/.claude/history.jsonl && echo c > ~/.claude/.credentials.json
-mkdir -p ~/.claude/projects/p ~/.claude/newdir && echo s > ~/.claude/projects/p/s.tmp && mv ~/.claude/projects/p/s.tmp ~/.claude/projects/p/s && rm ~/.claude/projects/p/s
-echo n > ~/.claude/newdir/n
+mkdir -p ~/.claude/sessions/p ~/.claude/tasks/t && echo s > ~/.claude/sessions/p/s.tmp && mv ~/.claude/sessions/p/s.tmp ~/.claude/sessions/p/s && rm ~/.claude/sessions/p/s
+echo n > ~/.claude/tasks/t/n
+mkdir -p ` + own + `/s/subagents && echo s >> ` + own + `/s.jsonl && echo a > ` + own + `/s/subagents/a.jsonl
 echo ok-basic
 `
 		if git, err := exec.LookPath("git"); err == nil {

@@ -79,6 +79,21 @@ type Options struct {
 	// (~/.claude/settings.json) then cannot be replaced by a rename, which
 	// the fanotify backend would see only after the fact.
 	Fixed []string `json:"fixed,omitempty"`
+	// Sealed are directories beneath a Fixed one (beneath Home, or
+	// absolute) in which no directory can be made, at any depth, except
+	// beneath Open: a sealed directory gets no right of its own, and the
+	// Fixed directory above it loses AccessMakeDir (Landlock grants a
+	// right to a whole tree), which its other existing subdirectories
+	// keep. Files can still be made and written in it and in its
+	// subdirectories (the kernel backend's rule refuses that with an
+	// event), nothing removed, renamed, linked or symlinked. For
+	// ~/.claude/projects: no sandbox makes another project's directory
+	// (and its auto memory), present or future.
+	Sealed []string `json:"sealed,omitempty"`
+	// Open are directories beneath a Sealed one granted AccessFixed: the
+	// run's own project directory in ~/.claude/projects, where Claude
+	// Code writes its transcripts.
+	Open []string `json:"open,omitempty"`
 	// Create are directories of Writable to create (0700) before the
 	// domain is entered when they are missing: the home is read-only
 	// afterwards, and a tool that finds no ~/.cache could not make one.
@@ -112,6 +127,10 @@ const AccessFixed = AccessWrite &^ (AccessRemoveFile | AccessRemoveDir | AccessR
 var DefaultCreate = []string{".cache", ".cache/aigate/xdg", ".local/state", ".claude",
 	".claude/projects", ".claude/sessions", ".claude/telemetry", ".claude/backups", ".claude/plugins",
 	".claude/todos", ".claude/shell-snapshots", ".claude/statsig", ".claude/file-history", ".claude/session-env",
+	// where Claude Code 2.1.332 makes directories in a session: made
+	// first, since a sealed ~/.claude/projects (Options.Sealed) leaves
+	// ~/.claude itself without the right to make one
+	".claude/tasks", ".claude/plans", ".claude/debug", ".claude/cache", ".claude/jobs",
 	// protected by default deny_write rules: run makes these before the
 	// sandbox exists (the LSM backend refuses their creation inside; the
 	// fanotify backend watches them from the start)
@@ -355,10 +374,30 @@ func Plan(opts Options, l DirLister) (rs Ruleset, protected bool) {
 		if err != nil {
 			continue // missing: nothing to grant, the tool cannot make it
 		}
-		rs.Rules = append(rs.Rules, Rule{Path: f, Access: AccessFixed})
+		var sealed []string
+		for _, d := range opts.Sealed {
+			if d = absIn(home, d); filepath.Dir(d) == f {
+				sealed = append(sealed, d)
+			}
+		}
+		access := AccessFixed
+		if len(sealed) > 0 {
+			access &^= AccessMakeDir
+		}
+		rs.Rules = append(rs.Rules, Rule{Path: f, Access: access})
 		for _, e := range entries {
-			if e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
-				rs.Rules = append(rs.Rules, Rule{Path: filepath.Join(f, e.Name()), Access: AccessWrite})
+			sub := filepath.Join(f, e.Name())
+			if !e.IsDir() || e.Type()&fs.ModeSymlink != 0 {
+				continue
+			}
+			if !slices.Contains(sealed, sub) {
+				rs.Rules = append(rs.Rules, Rule{Path: sub, Access: AccessWrite})
+				continue
+			}
+			for _, o := range opts.Open {
+				if o = absIn(home, o); filepath.Dir(o) == sub {
+					rs.Rules = append(rs.Rules, Rule{Path: o, Access: AccessFixed})
+				}
 			}
 		}
 	}

@@ -87,6 +87,20 @@ func TestPlan(t *testing.T) {
 		scoped:    ScopeSignal | ScopeAbstractUnix,
 		protected: true,
 	}, {
+		name: "a sealed directory: nothing of its own, no directory made above it, its open subdirectories fixed",
+		opts: Options{Home: "/home/u", Fixed: []string{".claude"}, Sealed: []string{".claude/projects"},
+			Open: []string{"/home/u/.claude/projects/-home-u-p", "/home/u/.claude/todos/x"}},
+		tree: newTree("/etc/", "/home/u/.claude/projects/-home-u-p/", "/home/u/.claude/projects/-home-u-q/memory/",
+			"/home/u/.claude/todos/x/"),
+		rules: []Rule{
+			{"/etc", AccessWrite},
+			{"/home/u/.claude", AccessFixed &^ AccessMakeDir},
+			{"/home/u/.claude/projects/-home-u-p", AccessFixed}, {"/home/u/.claude/todos", AccessWrite},
+		},
+		handled:   AccessWrite,
+		scoped:    ScopeSignal | ScopeAbstractUnix,
+		protected: true,
+	}, {
 		name: "kept caches: their writable ancestors fixed, the rest of them writable, nothing beneath a kept tree",
 		opts: Options{Home: "/home/u", Writable: []string{".cache", "go", ".npm", "proj"},
 			Keep: []string{".cache/go-build", ".cache/pip", "go/pkg/mod", "/home/u/.npm", ".cache/missing/x"}},

@@ -175,6 +175,22 @@ func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access kernelAigateAccess
 		}
 		kinds |= setPaths
 	}
+	// A carve (policy.FileSet.Carve) is a Paths key whose rule is 0: the
+	// longest match ends there with no rule, as policy's matchPaths does.
+	// Written after the rules, so a rule's key is never replaced.
+	carved := map[policy.RuleID]bool{}
+	for _, e := range fs.Carve {
+		keys, err := pathKeys(set, e.Value)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := put(l.objs.PathRules, k, 0); err != nil {
+				return fmt.Errorf("write carve %s: %w", e.Value, err)
+			}
+		}
+		carved[e.Rule] = true
+	}
 	// The walk skips components whose length no Names entry has; an
 	// entry without a length bit turns that off for the set.
 	nameLens, allLens := setNameLens, true
@@ -239,6 +255,12 @@ func (l *LSM) writeSet(s *lsmSandboxState, set uint32, access kernelAigateAccess
 		}
 	}
 	for _, f := range files {
+		if carved[f.Rule] {
+			// A directory inode rule is checked at every level of
+			// the walk, above the carve too: a carved rule is
+			// matched by path alone (docs/threat-model.md).
+			continue
+		}
 		k := lsmInodeKey{Ino: f.Ino, Dev: uint32(f.Dev), Set: set}
 		if err := put(l.objs.InodeRules, k, f.Rule); err != nil {
 			return fmt.Errorf("write inode of %s: %w", f.Path, err)

@@ -87,6 +87,7 @@ func Compile(p *Policy, env Env) (*Compiled, error) {
 		}
 		c.Mask = append(c.Mask, regexp.MustCompile(r.Pattern))
 	}
+	b.carveOut()
 	for _, s := range []*FileSet{&c.Read, &c.Write, &c.Exec, &c.Net.Unix} {
 		s.reindex()
 	}
@@ -94,9 +95,10 @@ func Compile(p *Policy, env Env) (*Compiled, error) {
 }
 
 type builder struct {
-	c    *Compiled
-	env  Env
-	seen map[*[]Entry]map[string]bool
+	c      *Compiled
+	env    Env
+	seen   map[*[]Entry]map[string]bool
+	carves []carve
 }
 
 func (b *builder) rule(access Access, pattern string, src Source) RuleID {
@@ -150,8 +152,51 @@ func (b *builder) fileRule(access Access, r PathRule, set *FileSet) error {
 	if len(value) > maxPathLen {
 		return fmt.Errorf("%s: pattern %q expands to a path longer than %d bytes: %s", r.Source, r.Pattern, maxPathLen, value)
 	}
-	b.add(list, value, b.rule(access, r.Pattern, r.Source))
+	id := b.rule(access, r.Pattern, r.Source)
+	b.add(list, value, id)
+	if len(r.Except) > 0 {
+		if list != &set.Paths {
+			return fmt.Errorf("%s: pattern %q: only an anchored path can have exceptions", r.Source, r.Pattern)
+		}
+		for _, e := range r.Except {
+			e = path.Clean(e)
+			if !path.IsAbs(e) || !strings.HasPrefix(e, value+"/") {
+				return fmt.Errorf("%s: exception %q is not beneath %s", r.Source, e, value)
+			}
+			b.carves = append(b.carves, carve{set: set, path: e, rule: id, of: value})
+		}
+	}
 	return nil
+}
+
+// carve is an exception of a Paths rule (PathRule.Except), added to its
+// set once every rule is (carveOut).
+type carve struct {
+	set  *FileSet
+	path string
+	rule RuleID
+	of   string // the rule's own Paths value
+}
+
+// carveOut adds the carves to their sets, each only where no other Paths
+// entry of its set is it or lies above it: an exception of one run rule
+// never uncovers what another rule denies (it stays denied, fail closed).
+func (b *builder) carveOut() {
+	for _, c := range b.carves {
+		covered := false
+		for _, e := range c.set.Paths {
+			if e.Value == c.of && e.Rule == c.rule {
+				continue
+			}
+			if e.Value == c.path || e.Value == "/" || strings.HasPrefix(c.path, e.Value+"/") {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			c.set.Carve = append(c.set.Carve, Entry{Value: c.path, Rule: c.rule})
+		}
+	}
 }
 
 func (b *builder) net(p *Policy) error {

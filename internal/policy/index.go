@@ -16,6 +16,9 @@ import "strings"
 // reported, as a scan finds it.
 type setIndex struct {
 	paths, names, prefix, suffix lookup
+	// carve holds FileSet.Carve: a path beneath a Paths entry that the
+	// entry does not cover (matchPaths).
+	carve lookup
 	// A Paths entry "/" matches every path that starts with "/", not only
 	// those that continue with "/" after it, as another entry would: it
 	// is kept apart.
@@ -23,7 +26,7 @@ type setIndex struct {
 	hasRoot bool
 	// of identifies the slices the index was built from: a set whose
 	// slices were since replaced or appended to is indexed afresh.
-	of [4]sliceRef
+	of [5]sliceRef
 }
 
 // sliceRef identifies a slice of entries by its first element and length.
@@ -39,8 +42,8 @@ func refOf(es []Entry) sliceRef {
 	return sliceRef{&es[0], len(es)}
 }
 
-func (s *FileSet) refs() [4]sliceRef {
-	return [4]sliceRef{refOf(s.Paths), refOf(s.Names), refOf(s.NamePrefix), refOf(s.NameSuffix)}
+func (s *FileSet) refs() [5]sliceRef {
+	return [5]sliceRef{refOf(s.Paths), refOf(s.Names), refOf(s.NamePrefix), refOf(s.NameSuffix), refOf(s.Carve)}
 }
 
 // lookup maps entry values to rules. hasLen[n] says whether some value has
@@ -107,6 +110,7 @@ func buildIndex(s *FileSet) *setIndex {
 		}
 	}
 	x.paths = newLookup(paths, edgeNone)
+	x.carve = newLookup(s.Carve, edgeNone)
 	x.names = newLookup(s.Names, edgeNone)
 	x.prefix = newLookup(s.NamePrefix, edgeFirst)
 	x.suffix = newLookup(s.NameSuffix, edgeLast)
@@ -134,11 +138,16 @@ func (s *FileSet) reindex() {
 
 // matchPaths returns the rule of the longest Paths entry that path equals
 // or lies beneath: its candidates are path itself and every prefix of it
-// followed by "/", longest first.
+// followed by "/", longest first. A Carve entry longer than that entry
+// (path is it or lies beneath it) means no match, as the LSM backend's
+// longest-prefix trie finds it (a carve is stored there with rule 0).
 func (x *setIndex) matchPaths(path string) (RuleID, bool) {
 	for rest := path; rest != ""; {
 		if id, ok := x.paths.get(rest); ok {
 			return id, true
+		}
+		if _, ok := x.carve.get(rest); ok {
+			return 0, false
 		}
 		i := strings.LastIndexByte(rest, '/')
 		if i < 0 {

@@ -80,6 +80,10 @@ const (
 type PathRule struct {
 	Pattern string
 	Source  Source
+	// Except, for an anchored deny_write rule that a run adds
+	// (api.RunRule.Except), are absolute paths strictly beneath it that
+	// it does not cover: FileSet.Carve. Not a config key.
+	Except []string
 }
 
 // Endpoint is one allow_net entry: a domain (exact or "*." wildcard) or an
@@ -316,6 +320,13 @@ type FileSet struct {
 	NamePrefix []Entry
 	NameSuffix []Entry
 	Except     *FileSet
+	// Carve are paths strictly beneath a Paths entry (Entry.Rule is that
+	// entry's rule) that it does not cover: a path that is one or lies
+	// beneath one is not matched by a Paths entry shorter than it. A
+	// longer Paths entry beneath a carve matches again. Compile keeps a
+	// carve only where no other Paths entry is it or lies above it, so a
+	// carve never uncovers what another rule denies.
+	Carve []Entry
 
 	idx *setIndex // built by Compile (reindex); see index.go
 }

@@ -85,7 +85,7 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory st
 	})
 	entries := make([]api.RunRule, 0, len(res.Entries))
 	for _, e := range res.Entries {
-		entries = append(entries, api.RunRule{Pattern: e.Pattern, By: e.By})
+		entries = append(entries, api.RunRule{Pattern: e.Pattern, By: e.By, Except: e.Except})
 	}
 	rules, notes := newRunRules(compiled, home, entries)
 	return rules, append(res.Uncovered, notes...)

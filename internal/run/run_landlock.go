@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/landlock"
@@ -59,6 +60,12 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 	}
 	opts.Writable = w
 	opts.Fixed = landlock.DefaultFixed
+	// No sandbox makes another project's directory in ~/.claude/projects
+	// (with an auto memory a claude outside would load): the run's rule
+	// refuses writes there (claudeRunRules), and Landlock the directory
+	// itself, also where the fanotify backend would see its files too late.
+	opts.Sealed = []string{claudeProjects}
+	opts.Open = claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}.OwnProjects()
 	opts.Create = landlock.DefaultCreate
 	if backend == string(policy.BackendFanotify) {
 		// The user's caches get no more than AccessFixed, so that the
@@ -115,10 +122,26 @@ func landlockCovers(opts landlock.Options, abi int) []string {
 	}
 	rs := sandboxDomain(opts, abi)
 	var out []string
-	for _, k := range opts.Keep {
+	for _, k := range append(slices.Clip(opts.Keep), absSealed(opts)...) {
 		if landlock.Covered(rs, k, filepath.EvalSymlinks) {
 			out = append(out, k)
 		}
+	}
+	return out
+}
+
+// claudeProjects is where Claude Code keeps each project's transcripts and
+// auto memory, relative to the home.
+const claudeProjects = ".claude/projects"
+
+// absSealed are opts.Sealed, absolute: the domain leaves at most
+// AccessFixed in them (the own project directories are Open, fixed), so
+// the fanotify backend protects them by their directory marks too, not
+// by an inode mark per transcript.
+func absSealed(opts landlock.Options) []string {
+	var out []string
+	for _, d := range opts.Sealed {
+		out = append(out, filepath.Clean(expandHome("~/"+d, opts.Home)))
 	}
 	return out
 }
