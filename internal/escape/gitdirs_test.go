@@ -147,14 +147,15 @@ cd sub && git checkout -q HEAD~1 && git checkout -q -`)
 // original beside it), the hook is moved aside, and run names both and
 // how to put them back. The user's git status outside then runs nothing,
 // and the submodule still works with its url. A submodule added without
-// planting anything is left as git made it (the control).
+// planting anything, and a linked worktree (its commondir names the main
+// repository's git directory), are left as git made them (the controls).
 func TestEscapeGitDirsNewSubmodule(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		testutil.SkipUnlessKernel(t, "git is not installed")
 	}
 	eachBackend(t, func(t *testing.T, b *box) {
 		prepareNewSubmodule(t, b)
-		r := b.sh(`git submodule add -q ../cleansrc clean && git submodule add -q ../subsrc new && ` + plantNewSubmodule(b) + ` && git commit -q -m new && echo added`)
+		r := b.sh(`git submodule add -q ../cleansrc clean && git worktree add -q wt && git submodule add -q ../subsrc new && ` + plantNewSubmodule(b) + ` && git commit -q -m new && echo added`)
 		if !strings.Contains(r.stdout, "added") {
 			t.Fatalf("adding the submodules inside failed:\n%s", r)
 		}
@@ -165,10 +166,15 @@ func TestEscapeGitDirsNewSubmodule(t *testing.T) {
 				t.Errorf("run did not say %q:\n%s", want, r)
 			}
 		}
-		if strings.Contains(r.stderr, ".git/modules/clean") {
-			t.Errorf("run named a submodule git made alone:\n%s", r)
+		if strings.Contains(r.stderr, ".git/modules/clean") || strings.Contains(r.stderr, ".git/worktrees/wt") {
+			t.Errorf("run named a submodule or worktree git made alone:\n%s", r)
 		}
 		checkNewSubmoduleDefused(t, b)
+		// A linked worktree's commondir names the main repository's git
+		// directory, there at start: it stays, and the worktree works.
+		if out, err := b.outsideRun(`git -C wt status --short`); err != nil {
+			t.Errorf("the worktree made inside does not work outside: %v\n%s", err, out)
+		}
 	})
 }
 
