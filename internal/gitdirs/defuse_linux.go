@@ -222,11 +222,9 @@ func (d *defuser) config(name string) error {
 		return fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
 	if !fi.Mode().IsRegular() {
-		f.Close()
 		return d.aside(name, "not a file, moved aside")
 	}
 	if fi.Size() > maxSmall {
-		f.Close()
 		return d.aside(name, "larger than aigate reads, moved aside")
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSmall+1))

@@ -26,8 +26,11 @@ var harmless = map[string]bool{
 // program: the settings of its config and config.worktree other than
 // those git writes itself ("core.fsmonitor"), a commondir ("commondir":
 // git reads another directory's config and hooks) and its hooks not named
-// *.sample ("hooks/post-checkout"). For a git directory the sandbox made,
-// which no rule could protect (docs/threat-model.md, "Git directories").
+// *.sample ("hooks/post-checkout"), a config or hooks that is not a plain
+// file or directory (a link), and a config line it cannot read as git
+// would. For a git directory the sandbox made, which no rule could
+// protect (docs/threat-model.md, "Git directories"); Defuse takes out
+// what it lists.
 func Risky(g string) []string {
 	var out []string
 	for _, f := range []string{"config", "config.worktree"} {
