@@ -60,11 +60,15 @@ func shellQuote(s string) string {
 func DefuseNew(o Options, do DefuseOptions) ([]Action, error) {
 	var acts []Action
 	var errs []error
+	root := o.ProjectRoot
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r // git directories are resolved (a home under /var/home)
+	}
 	for _, g := range Scan(o).GitDirs {
 		if do.Known[g] {
 			continue
 		}
-		if !within(g, o.ProjectRoot) && !withinAny(g, do.Known) {
+		if !within(g, root) && !withinAny(g, do.Known) {
 			if r := Risky(g); len(r) > 0 {
 				errs = append(errs, fmt.Errorf("%s (%s), outside the project, is named by a .git file or commondir the sandbox made: left alone, check it", g, strings.Join(r, ", ")))
 			}

@@ -121,3 +121,32 @@ func TestDefuseNoFollow(t *testing.T) {
 		t.Errorf("a protected config was changed (err %v)", err)
 	}
 }
+
+// TestDefuseNew: in a project reached through a link (a home under
+// /var/home), a nested repository made during the run is defused, one
+// there at the start is not, and one a .git file points at outside the
+// project is reported, not changed.
+func TestDefuseNew(t *testing.T) {
+	dir := t.TempDir()
+	planted := "[core]\n\tfsmonitor = x\n"
+	tree(t, dir, "real/p/.git/HEAD=x\n", "real/p/.git/config="+planted,
+		"real/p/new/.git/HEAD=x\n", "real/p/new/.git/config="+planted,
+		"out/HEAD=x\n", "out/config="+planted, "real/p/far/.git=gitdir: "+filepath.Join(dir, "out")+"\n")
+	if err := os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	proj := filepath.Join(dir, "link", "p")
+	known := map[string]bool{filepath.Join(dir, "real", "p", ".git"): true}
+	acts, err := DefuseNew(Options{ProjectRoot: proj}, DefuseOptions{UID: os.Getuid(), Known: known, Now: time.Unix(1, 0)})
+	if len(acts) != 1 || acts[0].Path != filepath.Join(dir, "real/p/new/.git/config") {
+		t.Errorf("actions %+v", acts)
+	}
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "out")+" (core.fsmonitor), outside the project") {
+		t.Errorf("the git directory outside was not reported: %v", err)
+	}
+	for _, p := range []string{"real/p/.git/config", "out/config"} {
+		if read(t, filepath.Join(dir, p)) != planted {
+			t.Errorf("%s changed", p)
+		}
+	}
+}
