@@ -150,3 +150,20 @@ func TestDefuseNew(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDefuseNew is the agent's check after a run in which the
+// sandbox made no git directory: to be compared with BenchmarkScan on the
+// same tree (it is a scan, and a lookup per git directory).
+func BenchmarkDefuseNew(b *testing.B) {
+	root := bigTree(b)
+	known := map[string]bool{}
+	for _, g := range Scan(Options{ProjectRoot: root}).GitDirs {
+		known[g] = true
+	}
+	b.ResetTimer()
+	for range b.N {
+		if acts, err := DefuseNew(Options{ProjectRoot: root}, DefuseOptions{UID: os.Getuid(), Known: known, Now: time.Unix(1, 0)}); len(acts) != 0 || err != nil {
+			b.Fatal(acts, err)
+		}
+	}
+}
