@@ -94,6 +94,7 @@ func (a *Agent) adoptOne(p enforce.Pinner, info enforce.Sandbox, r *record) (*bo
 		wd:       -1,
 		gone:     make(chan struct{}),
 		cj:       a.loadJournal(sb.Name),
+		after:    a.loadAfterRun(sb.Name),
 		info: api.SandboxInfo{
 			Name:       sb.Name,
 			ID:         sb.ID,

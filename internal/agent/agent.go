@@ -77,6 +77,9 @@ type Config struct {
 	// Journal is the directory of the ~/.claude.json journals
 	// (claudejson.go; DefaultJournal when empty).
 	Journal string
+	// AfterRun is the directory of the after-run journals (afterrun.go;
+	// DefaultAfterRun when empty).
+	AfterRun string
 	// TrustDir holds the users' trust records (<uid>.yaml, root-owned,
 	// 0644), written only through the trust request from outside every
 	// sandbox, and their accepted global policies (<uid>.policy.yaml,
@@ -164,6 +167,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Journal == "" {
 		cfg.Journal = DefaultJournal
 	}
+	if cfg.AfterRun == "" {
+		cfg.AfterRun = DefaultAfterRun
+	}
 	a := &Agent{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -196,6 +202,7 @@ func New(cfg Config) (*Agent, error) {
 		a.log.Warn(n)
 	}
 	a.replayJournals()
+	a.replayAfterRun()
 	ln, lnNotes, err := api.Listen(cfg.Socket, cfg.Group)
 	if err != nil {
 		a.closeAdopted()

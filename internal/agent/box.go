@@ -31,6 +31,10 @@ type box struct {
 	wd       int // inotify watch on cgroup.events, -1 when none
 
 	cj *claudeJournal // nil: ~/.claude.json not guarded (claudejson.go)
+	// after are the checks made once the sandbox ended (afterrun.go);
+	// notes what they did, for Ended, valid after gone.
+	after *afterRunJournal
+	notes []string
 
 	once   sync.Once
 	gone   chan struct{} // closed once removed
@@ -74,6 +78,9 @@ func (a *Agent) end(b *box, reason string) error {
 		// Nothing runs in it any more: what it changed in ~/.claude.json
 		// is put back, and the event reaches its session too.
 		a.undoClaudeJSON(b)
+		// And what no rule could protect during the run: the git
+		// directories it made, the marketplace clones it changed.
+		a.afterRun(b)
 		a.mu.Lock()
 		delete(a.boxes, b.info.Name)
 		delete(a.byCgroup, b.sb.Info.CgroupID)

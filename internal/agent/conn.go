@@ -387,6 +387,9 @@ func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger
 	if d, ok := a.kernelDropped(); ok && dropsKnown && api.Folds(r.V) { // a version 1 client refuses the field
 		ended.KernelDropped = d - dropped0
 	}
+	if api.Folds(r.V) {
+		ended.Notes = b.notes
+	}
 	_ = c.Write(&api.Response{OK: true, Ended: ended}, responseTimeout)
 }
 

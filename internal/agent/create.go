@@ -141,6 +141,7 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 	if w := a.guardClaudeJSON(b, req); w != "" {
 		warnings = append(warnings, w)
 	}
+	a.guardAfterRun(b, &r)
 	if pl != nil {
 		a.placed(b)
 	}

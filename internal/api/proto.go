@@ -118,6 +118,14 @@ type CreateRequest struct {
 	// programs or allow tools (package claudejson), with an event. The
 	// agent reads and writes the file with the owner's identity only.
 	ClaudeJSON *ClaudeJSONGuard `json:"claude_json,omitempty"`
+	// AfterRun asks the agent to check, once the sandbox's processes are
+	// dead, what no rule could protect during the run: the git
+	// directories made in the project (defused, package gitdirs) and
+	// Claude Code's marketplace clones (moved aside when changed). The
+	// agent does it also when the client died (a kill -9 of `aigate
+	// run`), and a journal makes it survive the agent; it works with the
+	// owner's identity only, and what it did is in Ended.Notes.
+	AfterRun *AfterRun `json:"after_run,omitempty"`
 	// LandlockCovers are deny_write trees (the user's caches) that the
 	// command's Landlock domain confines to landlock.AccessFixed: nothing
 	// can be linked, renamed or symlinked in or out of them (run checks it
@@ -143,6 +151,33 @@ type ClaudeJSONGuard struct {
 	// Keep are the folders whose trust (hasTrustDialogAccepted) may
 	// change: where the run is, where the user answers claude's question.
 	Keep []string `json:"keep,omitempty"`
+}
+
+// AfterRun is CreateRequest.AfterRun.
+type AfterRun struct {
+	// Git asks for the git directories made during the run to be
+	// defused; nil: they are not checked.
+	Git *GitCheck `json:"git,omitempty"`
+	// Clones are the marketplace clones with their fingerprints before
+	// the sandbox ("" where it could not be taken).
+	Clones []ClaudeClone `json:"clones,omitempty"`
+}
+
+// GitCheck is AfterRun.Git.
+type GitCheck struct {
+	// Known are the project's git directories before the sandbox
+	// (gitdirs.Result.GitDirs): those found at its end that are not
+	// among them are new.
+	Known []string `json:"known,omitempty"`
+}
+
+// ClaudeClone is one of AfterRun.Clones (claudestate.Clone and its
+// claudestate.Fingerprint).
+type ClaudeClone struct {
+	Marketplace string   `json:"marketplace"`
+	Dir         string   `json:"dir"`
+	Plugins     []string `json:"plugins,omitempty"`
+	Sum         string   `json:"sum,omitempty"`
 }
 
 // RunRule is one rule of a single run and what it comes from.
@@ -350,4 +385,8 @@ type Ended struct {
 	// sandbox (its kernel buffer was full: which sandbox's is not known),
 	// while this one's command ran. Sent to clients of version 2 only.
 	KernelDropped uint64 `json:"kernel_dropped,omitempty"`
+	// Notes say what the agent did once the sandbox ended
+	// (CreateRequest.AfterRun), for the user. Sent to clients of
+	// version 2 on.
+	Notes []string `json:"notes,omitempty"`
 }

@@ -411,13 +411,52 @@ func TestEscapeClaudeProjectsMemory(t *testing.T) {
 	})
 }
 
+// TestEscapeClaudeMarketplaceCloneKilledRun: a kill -9 of `aigate run`
+// after its sandbox planted a hook in a marketplace clone does not leave
+// the clone where a claude outside takes it from: the agent moves it
+// aside when it ends the sandbox, or, when it died with run (sudo aigate
+// run), the next run's agent does.
+func TestEscapeClaudeMarketplaceCloneKilledRun(t *testing.T) {
+	for _, kind := range []string{"agent", "embedded"} {
+		t.Run(kind, func(t *testing.T) {
+			eachBackend(t, func(t *testing.T, b0 *box) {
+				b := homeBox(t, b0)
+				if kind == "embedded" {
+					b = passwdHomeBox(t, b0)
+					t.Cleanup(func() { os.RemoveAll(filepath.Join(b.home, ".claude")) })
+				}
+				clone := "~/.claude/plugins/marketplaces/m"
+				b.write("~/.claude/plugins/installed_plugins.json", `{"version": 2, "plugins": {"fmt@m": [{"scope": "user"}]}}`+"\n")
+				b.write("~/.claude/plugins/known_marketplaces.json", `{"m": {"installLocation": "`+b.path(clone)+`"}}`+"\n")
+				b.write(clone+"/plugins/fmt/hooks/hooks.json", `{"hooks": {}}`+"\n")
+				log := killedRun(t, b, kind, `echo '{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"id"}]}]}}' > `+
+					b.path(clone)+`/plugins/fmt/hooks/hooks.json && echo planted > planted; exec sleep 120`, func(log string) {
+					if !strings.Contains(b.read(clone+"/plugins/fmt/hooks/hooks.json"), "SessionStart") {
+						t.Fatalf("the plant did not happen:\n%s", log)
+					}
+				})
+				deadline := time.Now().Add(10 * time.Second)
+				for b.read(clone+"/plugins/fmt/hooks/hooks.json") != "" && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
+				}
+				if _, err := os.Lstat(b.path(clone)); err == nil {
+					t.Errorf("the changed clone is still where Claude Code reads it:\n%s", log.String())
+				}
+				if moved, _ := filepath.Glob(b.path(clone) + ".aigate-changed-*"); len(moved) != 1 {
+					t.Errorf("the changed clone was not moved aside: %v", moved)
+				}
+			})
+		})
+	}
+}
+
 // TestEscapeClaudeMarketplaceClone: a plugin hook planted in the
 // marketplace clone an installed plugin comes from (which a claude outside
 // copies at the plugin's next update) is not left there: once the sandbox
 // is gone run finds the clone changed, moves it aside and says how to
 // fetch it again. A clone no installed plugin comes from is left alone,
-// and so is an unchanged clone. On both backends alike: the check is
-// run's, after the sandbox.
+// and so is an unchanged clone. On both backends alike: the check is the
+// agent's, after the sandbox (api.AfterRun).
 func TestEscapeClaudeMarketplaceClone(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b0 *box) {
 		b := homeBox(t, b0)

@@ -1,7 +1,6 @@
 package gitdirs
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io/fs"
@@ -363,73 +362,4 @@ func configValue(cfg, section, key string) string {
 		}
 	}
 	return val
-}
-
-// setting is one line of a git config file; section and key lower case.
-type setting struct{ section, sub, key, value string }
-
-// name is how git spells it: "section.sub.key".
-func (v setting) name() string {
-	if v.sub == "" {
-		return v.section + "." + v.key
-	}
-	return v.section + "." + v.sub + "." + v.key
-}
-
-// parseConfig reads enough of git's config syntax for the keys aigate
-// looks at: [section], [section "sub"] and [section.sub] headers, keys
-// case-insensitive, values optionally quoted, # and ; comments; a key
-// without "=" is a boolean true.
-func parseConfig(cfg string) []setting {
-	var out []setting
-	var section, sub string
-	sc := bufio.NewScanner(bytes.NewReader(readSmall(cfg)))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "[") {
-			end := strings.Index(line, "]")
-			if end < 0 {
-				continue
-			}
-			head := strings.TrimSpace(line[1:end])
-			line = strings.TrimSpace(line[end+1:])
-			section, sub = head, ""
-			if name, rest, ok := strings.Cut(head, " "); ok {
-				section, sub = name, strings.Trim(strings.TrimSpace(rest), `"`)
-			} else if name, rest, ok := strings.Cut(head, "."); ok {
-				section, sub = name, strings.ToLower(rest)
-			}
-			section = strings.ToLower(section)
-		}
-		if section == "" || line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			v = "true"
-		}
-		out = append(out, setting{section: section, sub: sub, key: strings.ToLower(strings.TrimSpace(k)), value: unquote(strings.TrimSpace(v))})
-	}
-	return out
-}
-
-// unquote drops a trailing comment and git's double quotes.
-func unquote(v string) string {
-	var b strings.Builder
-	quoted := false
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case c == '"':
-			quoted = !quoted
-		case c == '\\' && i+1 < len(v):
-			i++
-			b.WriteByte(v[i])
-		case !quoted && (c == '#' || c == ';'):
-			return strings.TrimSpace(b.String())
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return strings.TrimSpace(b.String())
 }

@@ -26,19 +26,37 @@ var harmless = map[string]bool{
 // program: the settings of its config and config.worktree other than
 // those git writes itself ("core.fsmonitor"), a commondir ("commondir":
 // git reads another directory's config and hooks) and its hooks not named
-// *.sample ("hooks/post-checkout"). For a git directory the sandbox made,
-// which no rule could protect (docs/threat-model.md, "Git directories").
+// *.sample ("hooks/post-checkout"), a config or hooks that is not a plain
+// file or directory (a link), and a config line it cannot read as git
+// would. For a git directory the sandbox made, which no rule could
+// protect (docs/threat-model.md, "Git directories"); Defuse takes out
+// what it lists.
 func Risky(g string) []string {
 	var out []string
 	for _, f := range []string{"config", "config.worktree"} {
-		for _, v := range parseConfig(filepath.Join(g, f)) {
-			if !harmless[v.section+"."+v.key] {
-				out = append(out, v.name())
+		p := filepath.Join(g, f)
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+			continue
+		case !fi.Mode().IsRegular():
+			out = append(out, f+" (not a file: "+fi.Mode().Type().String()+")")
+			continue
+		case fi.Size() > maxSmall:
+			out = append(out, f+" (larger than aigate reads)")
+			continue
+		}
+		for _, c := range splitConfig(readSmall(p)) {
+			if riskyKey(c) {
+				out = append(out, c.riskyName())
 			}
 		}
 	}
 	if _, err := os.Lstat(filepath.Join(g, "commondir")); err == nil {
 		out = append(out, "commondir")
+	}
+	if fi, err := os.Lstat(filepath.Join(g, "hooks")); err == nil && !fi.IsDir() {
+		out = append(out, "hooks (not a directory)")
 	}
 	ents, _ := os.ReadDir(filepath.Join(g, "hooks"))
 	for _, e := range ents {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/claudestate"
@@ -176,10 +175,12 @@ func describeRunRules(rules []api.RunRule) string {
 	return "read-only for this run, because a claude outside the sandbox runs them: " + strings.Join(named, ", ")
 }
 
-// cloneGuard checks, once the sandbox is gone, the marketplace clones that
-// installed plugins come from (claudestate.InstalledClones): a clone the
-// sandbox changed would reach a claude outside at the plugin's next
-// update, so it is moved aside and run says so. The clones cannot be
+// cloneGuard holds the fingerprints, from before the sandbox, of the
+// marketplace clones that installed plugins come from
+// (claudestate.InstalledClones): a clone the sandbox changed would reach
+// a claude outside at the plugin's next update, so the agent moves it
+// aside once the sandbox is gone (claudestate.CheckClones, through
+// api.AfterRun) and run says so. The clones cannot be
 // read-only inside instead: Claude Code refreshes them at every start, by
 // renaming one to .bak while it downloads it again.
 type cloneGuard struct {
@@ -211,44 +212,17 @@ func guardClones(home string, uid int, u *config.User) *cloneGuard {
 	return g
 }
 
-// check sums the clones again, moves each that changed (or that could not
-// be summed now) to a name beside it, and returns what run tells the user;
-// now names the moved directories.
-func (g *cloneGuard) check(now time.Time) []string {
+// request is what the agent checks once the sandbox ended
+// (api.AfterRun.Clones): it does that also after a kill -9 of run.
+func (g *cloneGuard) request() []api.ClaudeClone {
 	if g == nil {
 		return nil
 	}
-	var msgs []string
-	_ = g.user.Do(func() error {
-		for i, c := range g.clones {
-			if g.sums[i] == "" {
-				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s was not checked (%s): plugins installed from it (%s) take what a sandbox put there at their next update outside",
-					tildeHome(c.Dir, g.home), "too large or unreadable at the start", strings.Join(c.Plugins, ", ")))
-				continue
-			}
-			if _, err := os.Lstat(c.Dir); os.IsNotExist(err) {
-				// Nothing there to install from; the next update
-				// outside clones it again.
-				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s was removed inside the sandbox: run `claude plugin marketplace update %s` outside aigate to fetch it again",
-					tildeHome(c.Dir, g.home), c.Marketplace))
-				continue
-			}
-			sum, err := claudestate.Fingerprint(c.Dir)
-			if err == nil && sum == g.sums[i] {
-				continue
-			}
-			aside := fmt.Sprintf("%s.aigate-changed-%d", c.Dir, now.Unix())
-			if rerr := os.Rename(c.Dir, aside); rerr != nil {
-				msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s changed inside the sandbox and could not be moved aside (%v): plugins installed from it (%s) would take that at their next update outside; remove it and run `claude plugin marketplace update %s` outside aigate",
-					tildeHome(c.Dir, g.home), rerr, strings.Join(c.Plugins, ", "), c.Marketplace))
-				continue
-			}
-			msgs = append(msgs, fmt.Sprintf("Claude Code's marketplace clone %s changed inside the sandbox (plugins installed from it take what is there at their next update outside: %s), so aigate moved it to %s: run `claude plugin marketplace update %s` outside aigate to fetch it again (docs/threat-model.md, \"Claude Code's state\")",
-				tildeHome(c.Dir, g.home), strings.Join(c.Plugins, ", "), tildeHome(aside, g.home), c.Marketplace))
-		}
-		return nil
-	})
-	return msgs
+	out := make([]api.ClaudeClone, 0, len(g.clones))
+	for i, c := range g.clones {
+		out = append(out, api.ClaudeClone{Marketplace: c.Marketplace, Dir: c.Dir, Plugins: c.Plugins, Sum: g.sums[i]})
+	}
+	return out
 }
 
 // tildeHome shows path beneath home as ~/...

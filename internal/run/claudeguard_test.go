@@ -67,12 +67,12 @@ func TestCloneGuard(t *testing.T) {
 	write(filepath.Join(clone, "plugins", "fmt", "hooks", "hooks.json"), "{}\n")
 	now := time.Unix(1796500000, 0)
 
-	if msgs := guardClones(home, os.Geteuid(), nil).check(now); len(msgs) != 0 {
+	if msgs := checkNow(guardClones(home, os.Geteuid(), nil), home, now); len(msgs) != 0 {
 		t.Errorf("unchanged: %q", msgs)
 	}
 	g := guardClones(home, os.Geteuid(), nil)
 	write(filepath.Join(clone, "plugins", "fmt", "hooks", "hooks.json"), `{"hooks": {"SessionStart": []}}`)
-	msgs := g.check(now)
+	msgs := checkNow(g, home, now)
 	aside := clone + ".aigate-changed-1796500000"
 	if _, err := os.Stat(aside); err != nil || len(msgs) != 1 || !strings.Contains(msgs[0], "moved it to ~/.claude/plugins/marketplaces/m.aigate-changed-1796500000") {
 		t.Errorf("changed: %q, %v", msgs, err)
@@ -87,7 +87,18 @@ func TestCloneGuard(t *testing.T) {
 	if err := os.RemoveAll(clone); err != nil {
 		t.Fatal(err)
 	}
-	if msgs := g.check(now); len(msgs) != 1 || !strings.Contains(msgs[0], "was removed inside the sandbox") {
+	if msgs := checkNow(g, home, now); len(msgs) != 1 || !strings.Contains(msgs[0], "was removed inside the sandbox") {
 		t.Errorf("removed: %q", msgs)
 	}
+}
+
+// checkNow is what the agent does with g.request() once the sandbox ended.
+func checkNow(g *cloneGuard, home string, now time.Time) []string {
+	var clones []claudestate.Clone
+	var sums []string
+	for _, c := range g.request() {
+		clones = append(clones, claudestate.Clone{Marketplace: c.Marketplace, Dir: c.Dir, Plugins: c.Plugins})
+		sums = append(sums, c.Sum)
+	}
+	return claudestate.CheckClones(clones, sums, home, now)
 }

@@ -3,7 +3,6 @@
 package run
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/aigate-dev/aigate/internal/api"
@@ -18,7 +17,8 @@ import (
 // nested repository's, a linked worktree's, the .git files pointing at
 // them. Found as the user before the sandbox exists; a git directory made
 // during the run is not among them (docs/threat-model.md).
-// It also returns the git directories found, for checkNewGitDirs.
+// It also returns the git directories found, for the agent's check of
+// those made during the run (api.GitCheck).
 func gitRunRules(p *runPlan) ([]api.RunRule, []string, []string) {
 	return gitRules(p.loaded, p.compiled, p.id.home)
 }
@@ -53,34 +53,6 @@ func scanGit(paths *config.Paths, home string) gitdirs.Result {
 		return nil
 	})
 	return res
-}
-
-// checkNewGitDirs warns of each git directory that appeared in the
-// project during the run and holds what makes git outside run a program
-// (gitdirs.Risky): no rule protects a git directory made after the
-// sandbox started (git writes its config itself), so a core.fsmonitor set
-// in a submodule the sandbox added would run at the user's next git
-// status. Run once the sandbox is gone; it detects, it does not undo.
-func (s *sandboxRun) checkNewGitDirs() {
-	if s.gitDirs == nil {
-		return
-	}
-	res := scanGit(s.p.loaded.Paths, s.p.id.home)
-	var risky []string
-	_ = s.p.loaded.Paths.User.Do(func() error {
-		for _, g := range res.GitDirs {
-			if s.gitDirs[g] {
-				continue
-			}
-			if r := gitdirs.Risky(g); len(r) > 0 {
-				risky = append(risky, fmt.Sprintf("%s (%s)", g, strings.Join(r, ", ")))
-			}
-		}
-		return nil
-	})
-	for _, r := range risky {
-		s.f.Warnf("the sandbox made the git directory %s: git outside would run what these name; check them before you run git in the project", r)
-	}
 }
 
 // describeGitRules is run's line about them, one group per git

@@ -363,15 +363,10 @@ type sandboxRun struct {
 	emb   *embeddedAgent // nil: the agent was running already
 	sigs  <-chan os.Signal
 	guard *policyGuard
-	// clones are the marketplace clones checked once the sandbox is gone.
-	clones *cloneGuard
-	rep    *runReporter
+	rep   *runReporter
 	// covers are the trees the agent was told the domain covers
 	// (api.CreateRequest.LandlockCovers).
 	covers []string
-	// gitDirs are the project's git directories at start
-	// (checkNewGitDirs).
-	gitDirs map[string]bool
 
 	pumpDone <-chan struct{} // set once the command started
 	early    *earlyHelper    // nil: the helper starts in start
@@ -426,6 +421,12 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 		req.Place = &api.PlaceRequest{PID: early.h.Pid()}
 	}
 	clones := guardClones(p.id.home, p.id.uid, p.loaded.Paths.User)
+	// What no rule could protect during the run is checked by the agent
+	// once the sandbox is gone, also after a kill -9 of this process
+	// (agent/afterrun.go): the git directories made in the project are
+	// defused, a changed marketplace clone moved aside; ended.Notes
+	// says what it did.
+	req.AfterRun = &api.AfterRun{Git: &api.GitCheck{Known: gitDirs}, Clones: clones.request()}
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
@@ -433,11 +434,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, clones: clones, early: early, covers: req.LandlockCovers,
-		gitDirs: map[string]bool{}}
-	for _, g := range gitDirs {
-		s.gitDirs[g] = true
-	}
+	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early, covers: req.LandlockCovers}
 	if early != nil {
 		s.join = early.join // finished by end
 	}
@@ -701,10 +698,12 @@ func (s *sandboxRun) end(started bool) {
 			f.Warnf("could not restore your policy: %v; check %s before the next run", err, s.p.loaded.Paths.Dir)
 		}
 	}
-	for _, msg := range s.clones.check(f.Now()) {
-		f.Warnf("%s", msg)
+	if ended != nil {
+		// What the agent did once the sandbox ended (api.AfterRun).
+		for _, n := range ended.Notes {
+			f.Warnf("%s", n)
+		}
 	}
-	s.checkNewGitDirs()
 }
 
 // createRequest is what the agent needs to build the caller's policy: the
