@@ -81,6 +81,10 @@ var (
 		"~/.claude/plugins/cache/", "~/.claude/plugins/data/",
 		"~/.claude/skills/", "~/.claude/commands/", "~/.claude/agents/", "~/.claude/hooks/",
 		"~/.claude/CLAUDE.md", "~/.claude/rules/", "~/.claude/output-styles/",
+		// Claude Code's local installation (`claude migrate-installer`;
+		// the `claude` alias runs ~/.claude/local/claude): the program
+		// itself, run outside at the user's next `claude`.
+		"~/.claude/local/",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -333,6 +337,9 @@ deny_write:
   - ~/.claude/CLAUDE.md
   - ~/.claude/rules/
   - ~/.claude/output-styles/
+  # Claude Code itself where its local installation put it (the claude
+  # alias runs ~/.claude/local/claude); update it outside aigate
+  - ~/.claude/local/
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json
