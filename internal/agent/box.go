@@ -71,6 +71,7 @@ func (a *Agent) end(b *box, reason string) error {
 		// The box stays known to the pump until the sandbox's last events
 		// have been through it, so that they reach its session.
 		a.settle()
+		a.settleLandlock()
 		// Nothing runs in it any more: what it changed in ~/.claude.json
 		// is put back, and the event reaches its session too.
 		a.undoClaudeJSON(b)

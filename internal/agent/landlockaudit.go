@@ -27,7 +27,8 @@ type landlockAudit struct {
 
 	mu     sync.Mutex
 	counts map[events.Op]uint64
-	lost   uint64 // overflows of the socket: records lost
+	lost   uint64    // overflows of the socket: records lost
+	quiet  time.Time // the last read that found nothing, with nothing pending
 }
 
 // startLandlockAudit joins the audit read-log group. The kernel sends it
@@ -55,6 +56,7 @@ func (a *Agent) startLandlockAudit() {
 		a.log.Warn("Landlock refusals will not be reported", zap.Error(err))
 		return
 	}
+	a.log.Debug("reading Landlock's audit records")
 	a.ll = &landlockAudit{stop: make(chan struct{}), done: make(chan struct{}), mnt: mnt, counts: make(map[events.Op]uint64)}
 	go a.readLandlockAudit(r)
 }
@@ -78,7 +80,7 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 			return
 		default:
 		}
-		rec, ok, lost, err := r.Read(100 * time.Millisecond)
+		rec, ok, lost, err := r.Read(llRead)
 		if err != nil {
 			a.log.Warn("Landlock refusals are no longer reported", zap.Error(err))
 			return
@@ -93,6 +95,9 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 		if lost {
 			a.ll.lost++
 		}
+		if !ok && !lost && c.Pending() == 0 {
+			a.ll.quiet = time.Now()
+		}
 		for _, e := range evs {
 			a.ll.counts[e.Op]++
 		}
@@ -102,6 +107,38 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 		}
 	}
 }
+
+// llRead bounds one wait for a record: how often the reader hands on
+// the events that waited for their end, and notes that it is quiet.
+const llRead = 50 * time.Millisecond
+
+// settleLandlock waits, when audit is enabled, until the audit reader has
+// found the socket empty with nothing pending after the sandbox's
+// processes died, so that their last refusals reach the session before
+// it ends (as settle does for the backend's events); at most
+// llSettleMax.
+func (a *Agent) settleLandlock() {
+	if a.ll == nil {
+		return
+	}
+	if on, err := llaudit.Enabled(); err != nil || !on {
+		return
+	}
+	// kauditd sends the records from a thread of its own: a grace
+	// period for it to catch up with the deaths.
+	after := time.Now().Add(10 * time.Millisecond)
+	for deadline := time.Now().Add(llSettleMax); time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		a.ll.mu.Lock()
+		quiet := a.ll.quiet
+		a.ll.mu.Unlock()
+		if quiet.After(after) {
+			return
+		}
+	}
+}
+
+const llSettleMax = 500 * time.Millisecond
 
 // landlockOwner is the sandbox pid runs in now, when uid owns it: the
 // owner of a Landlock domain whose creation record names pid (the exec
@@ -114,6 +151,7 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 func (a *Agent) landlockOwner(pid int, uid uint32) (llaudit.Owner, bool) {
 	cg, err := cgroup.ProcessCgroup(pid)
 	if err != nil {
+		a.log.Debug("Landlock domain of a process gone: not attributed", zap.Int("pid", pid), zap.Error(err))
 		return llaudit.Owner{}, false
 	}
 	path := filepath.Join(a.ll.mnt, cg)
@@ -121,9 +159,11 @@ func (a *Agent) landlockOwner(pid int, uid uint32) (llaudit.Owner, bool) {
 	defer a.mu.Unlock()
 	for _, b := range a.boxes {
 		if b.info.Owner == uid && cgroup.Within(path, b.sb.Path()) {
+			a.log.Debug("Landlock domain attributed", zap.Int("pid", pid), zap.String("sandbox", b.info.Name))
 			return llaudit.Owner{Sandbox: b.info.Name, CgroupID: b.sb.Info.CgroupID}, true
 		}
 	}
+	a.log.Debug("Landlock domain made outside every sandbox: not attributed", zap.Int("pid", pid), zap.String("cgroup", cg))
 	return llaudit.Owner{}, false
 }
 

@@ -102,6 +102,9 @@ func (c *Collector) Add(r Record, now time.Time) []events.Event {
 	return append(out, c.Expire(now)...)
 }
 
+// Pending is how many events wait for their end.
+func (c *Collector) Pending() int { return len(c.pending) }
+
 // Expire hands on the events that waited longer than hold for their end.
 func (c *Collector) Expire(now time.Time) []events.Event {
 	var out []events.Event

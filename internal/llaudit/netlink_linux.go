@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -128,37 +129,34 @@ func message(b []byte) (uint16, []byte, bool) {
 
 // socket opens a NETLINK_AUDIT socket in the initial network namespace:
 // the kernel multicasts audit records there only, and an agent in a
-// network namespace of its own (tests, a container) would hear nothing.
+// network namespace of its own (a test harness's private one) would hear
+// nothing. That namespace is pid 1's; where pid 1's is out of reach (a
+// Landlock domain around the agent), the nearest ancestor's in another
+// namespace stands for it.
 func socket() (int, error) {
 	open := func() (int, error) {
 		return unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_AUDIT)
 	}
-	var self, init unix.Stat_t
-	if unix.Stat("/proc/self/ns/net", &self) != nil || unix.Stat("/proc/1/ns/net", &init) != nil || self.Ino == init.Ino {
+	target := initNetns()
+	if target == nil {
 		return open()
 	}
+	defer target.Close()
 	runtime.LockOSThread()
-	// The thread is left locked (and so ends with its goroutine) when it
-	// cannot go back: it must never run other goroutines in init's
-	// namespace.
 	back, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		runtime.UnlockOSThread()
 		return -1, fmt.Errorf("audit socket: %w", err)
 	}
 	defer back.Close()
-	target, err := os.Open("/proc/1/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("audit socket: %w", err)
-	}
-	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
 		return -1, fmt.Errorf("audit socket: enter the initial network namespace: %w", err)
 	}
 	fd, err := open()
 	if err := unix.Setns(int(back.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread stays locked, and so ends with its goroutine: it
+		// must never run other goroutines in another namespace.
 		if fd >= 0 {
 			unix.Close(fd)
 		}
@@ -166,6 +164,60 @@ func socket() (int, error) {
 	}
 	runtime.UnlockOSThread()
 	return fd, err
+}
+
+// initNetns opens the initial network namespace when this process is in
+// another one; nil when it is in it already (or no other can be opened).
+func initNetns() *os.File {
+	var self unix.Stat_t
+	if unix.Stat("/proc/self/ns/net", &self) != nil {
+		return nil
+	}
+	other := func(pid int) *os.File {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) != nil || st.Ino == self.Ino {
+			f.Close()
+			return nil
+		}
+		return f
+	}
+	if f := other(1); f != nil {
+		return f
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/1/ns/net", &st); err == nil && st.Ino == self.Ino {
+		return nil // pid 1's namespace is ours
+	}
+	for pid, n := os.Getppid(), 0; pid > 1 && n < 64; n++ {
+		if f := other(pid); f != nil {
+			return f
+		}
+		pid = parentOf(pid)
+	}
+	return nil
+}
+
+// parentOf is the parent pid of pid from /proc/PID/stat, 0 when unknown.
+func parentOf(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	var state string
+	var ppid int
+	if _, err := fmt.Sscanf(s[i+1:], " %s %d", &state, &ppid); err != nil {
+		return 0
+	}
+	return ppid
 }
 
 // Reader receives the audit records the kernel multicasts to the read-log
