@@ -94,6 +94,9 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 		a.ll.mu.Lock()
 		if lost {
 			a.ll.lost++
+			if n := a.ll.lost; n&(n-1) == 0 { // 1, 2, 4, ...: a flood logs a few lines
+				a.log.Warn("Landlock audit records lost: the socket overflowed", zap.Uint64("times", n))
+			}
 		}
 		if !ok && !lost && c.Pending() == 0 {
 			a.ll.quiet = time.Now()
