@@ -19,6 +19,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/llaudit"
 	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -446,7 +447,9 @@ func (a *Agent) handle(e events.Event) {
 	if e.Backend == "" {
 		e.Backend = a.be.Name()
 	}
-	if unreachableUnix(&e) {
+	// Quiet refusals are taken off the backend's counters; Landlock's
+	// are in none of them (counted apart, landlockaudit.go).
+	if e.Backend != llaudit.Backend && unreachableUnix(&e) {
 		a.quiet.add(&e)
 		return
 	}

@@ -142,28 +142,33 @@ func socket() (int, error) {
 		return open()
 	}
 	defer target.Close()
-	runtime.LockOSThread()
-	back, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("audit socket: %w", err)
+	// On a goroutine of its own, whose thread is locked and never
+	// unlocked: the thread ends with the goroutine, so that no other
+	// goroutine ever runs on it in the other namespace, even when it
+	// could not return.
+	type result struct {
+		fd  int
+		err error
 	}
-	defer back.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("audit socket: enter the initial network namespace: %w", err)
-	}
-	fd, err := open()
-	if err := unix.Setns(int(back.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked, and so ends with its goroutine: it
-		// must never run other goroutines in another namespace.
-		if fd >= 0 {
-			unix.Close(fd)
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		back, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- result{-1, fmt.Errorf("audit socket: %w", err)}
+			return
 		}
-		return -1, fmt.Errorf("audit socket: return to the network namespace: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return fd, err
+		defer back.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- result{-1, fmt.Errorf("audit socket: enter the initial network namespace: %w", err)}
+			return
+		}
+		fd, err := open()
+		_ = unix.Setns(int(back.Fd()), unix.CLONE_NEWNET)
+		done <- result{fd, err}
+	}()
+	r := <-done
+	return r.fd, r.err
 }
 
 // initNetns opens the initial network namespace when this process is in
