@@ -29,6 +29,9 @@ type box struct {
 	rules    map[string]int
 	events   atomic.Uint64
 	wd       int // inotify watch on cgroup.events, -1 when none
+	// helpers are the pids the agent placed in b (under Agent.mu): each
+	// became a command that made b's Landlock domain (landlockaudit.go).
+	helpers []int
 
 	cj *claudeJournal // nil: ~/.claude.json not guarded (claudejson.go)
 

@@ -142,7 +142,7 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		warnings = append(warnings, w)
 	}
 	if pl != nil {
-		a.placed(b)
+		a.placed(b, pl.pid)
 	}
 	return b, warnings, nil
 }

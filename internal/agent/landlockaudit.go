@@ -5,6 +5,7 @@ package agent
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -143,30 +144,31 @@ func (a *Agent) settleLandlock() {
 
 const llSettleMax = 500 * time.Millisecond
 
-// landlockOwner is the sandbox pid runs in now, when uid owns it: the
-// owner of a Landlock domain whose creation record names pid (the exec
-// helper the agent placed, which became the command, or a process inside
-// that made a domain of its own). A process outside every sandbox owns
-// nothing. The record's pid was the creator's when the kernel logged it;
-// the agent reads it within milliseconds, and a pid reused in between by
-// a process of another sandbox of the same user is the one misattribution
-// left (docs/threat-model.md).
+// landlockOwner is the sandbox that owns a Landlock domain whose
+// creation record names pid and uid: the sandbox pid runs in now, when
+// uid owns it (the exec helper the agent placed, since become the
+// command, or a process inside that made a domain of its own); a process
+// outside every sandbox owns nothing. A creator that has exited by the
+// time the agent reads the record (a short command) is looked up among
+// the pids the agent placed in each sandbox. The record's pid was the
+// creator's when the kernel logged it; a pid reused within the
+// milliseconds before the agent reads it is the one misattribution left
+// (docs/backends.md).
 func (a *Agent) landlockOwner(pid int, uid uint32) (llaudit.Owner, bool) {
 	cg, err := cgroup.ProcessCgroup(pid)
-	if err != nil {
-		a.log.Debug("Landlock domain of a process gone: not attributed", zap.Int("pid", pid), zap.Error(err))
-		return llaudit.Owner{}, false
-	}
-	path := filepath.Join(a.ll.mnt, cg)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, b := range a.boxes {
-		if b.info.Owner == uid && cgroup.Within(path, b.sb.Path()) {
-			a.log.Debug("Landlock domain attributed", zap.Int("pid", pid), zap.String("sandbox", b.info.Name))
+		if b.info.Owner != uid {
+			continue
+		}
+		in := err == nil && cgroup.Within(filepath.Join(a.ll.mnt, cg), b.sb.Path())
+		if in || err != nil && slices.Contains(b.helpers, pid) {
+			a.log.Debug("Landlock domain attributed", zap.Int("pid", pid), zap.String("sandbox", b.info.Name), zap.Bool("exited", err != nil))
 			return llaudit.Owner{Sandbox: b.info.Name, CgroupID: b.sb.Info.CgroupID}, true
 		}
 	}
-	a.log.Debug("Landlock domain made outside every sandbox: not attributed", zap.Int("pid", pid), zap.String("cgroup", cg))
+	a.log.Debug("Landlock domain made outside every sandbox: not attributed", zap.Int("pid", pid), zap.String("cgroup", cg), zap.Error(err))
 	return llaudit.Owner{}, false
 }
 

@@ -142,10 +142,12 @@ func socket() (int, error) {
 		return open()
 	}
 	defer target.Close()
-	// On a goroutine of its own, whose thread is locked and never
-	// unlocked: the thread ends with the goroutine, so that no other
-	// goroutine ever runs on it in the other namespace, even when it
-	// could not return.
+	// On a goroutine of its own with its thread locked. Back in this
+	// namespace the thread is unlocked, not ended: ending a thread kills
+	// the children started from it with Pdeathsig (an agent a test
+	// started). Only a thread that could not return stays locked, and so
+	// ends with the goroutine: no other goroutine may run in the other
+	// namespace.
 	type result struct {
 		fd  int
 		err error
@@ -155,16 +157,25 @@ func socket() (int, error) {
 		runtime.LockOSThread()
 		back, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
+			runtime.UnlockOSThread()
 			done <- result{-1, fmt.Errorf("audit socket: %w", err)}
 			return
 		}
 		defer back.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- result{-1, fmt.Errorf("audit socket: enter the initial network namespace: %w", err)}
 			return
 		}
 		fd, err := open()
-		_ = unix.Setns(int(back.Fd()), unix.CLONE_NEWNET)
+		if berr := unix.Setns(int(back.Fd()), unix.CLONE_NEWNET); berr != nil {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			done <- result{-1, fmt.Errorf("audit socket: return to the network namespace: %w", berr)}
+			return
+		}
+		runtime.UnlockOSThread()
 		done <- result{fd, err}
 	}()
 	r := <-done
