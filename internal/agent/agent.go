@@ -19,6 +19,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/llaudit"
 	"github.com/aigate-dev/aigate/internal/metrics"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -94,6 +95,10 @@ type Config struct {
 	// aigate policy accept`, which records without an agent
 	// (AnswerPolicy, AnswerTrust).
 	Embedded bool
+	// EnableAudit enables the kernel's audit when it is off, so that the
+	// sandboxes' Landlock refusals are reported (landlockaudit.go). Off by
+	// default: the cost falls on every process of the machine.
+	EnableAudit bool
 
 	// beforePeer, for tests, runs between accepting a connection and
 	// asking who is on the other end: a test holds it there to hand the
@@ -125,9 +130,10 @@ type Agent struct {
 	userConns      int            // their sum
 	closing        bool
 
-	quiet  quietCounts   // refusals not counted as violations (unreachable.go)
-	pumped atomic.Uint64 // events the pump has handed on, for settle
-	undone atomic.Uint64 // ~/.claude.json files put back (claudejson.go)
+	ll     *landlockAudit // nil when Landlock's refusals are not read (landlockaudit.go)
+	quiet  quietCounts    // refusals not counted as violations (unreachable.go)
+	pumped atomic.Uint64  // events the pump has handed on, for settle
+	undone atomic.Uint64  // ~/.claude.json files put back (claudejson.go)
 
 	wg       sync.WaitGroup // connections
 	pumpDone chan struct{}
@@ -220,10 +226,12 @@ func New(cfg Config) (*Agent, error) {
 		Rules:        a.ruleCounts,
 		WatchDropped: a.fan.dropped.Load,
 		Undone:       a.undone.Load,
+		Landlock:     a.landlockCounts,
 		Backend:      a.be.Name(),
 		Version:      cfg.Build,
 		Commit:       cfg.Commit,
 	})
+	a.startLandlockAudit()
 	go a.pump()
 	return a, nil
 }
@@ -370,6 +378,7 @@ func (a *Agent) Close() error {
 	a.mu.Unlock()
 	a.wg.Wait()
 	a.empty.close()
+	a.stopLandlockAudit()
 	if err := a.be.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close %s backend: %w", a.be.Name(), err))
 	}
@@ -418,37 +427,43 @@ func (a *Agent) pump() {
 	if evs == nil {
 		return
 	}
-	name := a.be.Name()
-	domains, _ := a.be.(enforce.DomainNamer)
 	for e := range evs {
-		a.mu.Lock()
-		b := a.boxes[e.Sandbox]
-		if b == nil {
-			b = a.byCgroup[e.CgroupID]
-		}
-		a.mu.Unlock()
-		var owner uint32
-		if b != nil {
-			Name(&e, b.info.Name, b.compiled)
-			owner = b.info.Owner
-		}
-		if domains != nil && e.Kind == events.KindNet && e.Domain == "" && e.Addr.IsValid() {
-			e.Domain = domains.DomainOf(e.CgroupID, e.Addr.Addr())
-		}
-		if e.Backend == "" {
-			e.Backend = name
-		}
-		if unreachableUnix(&e) {
-			a.quiet.add(&e)
-			a.pumped.Add(1)
-			continue
-		}
-		if b != nil {
-			b.events.Add(e.N())
-		}
-		a.fan.publish(e, owner, b != nil)
+		a.handle(e)
 		a.pumped.Add(1)
 	}
+}
+
+// handle names one event and hands it on; the pump calls it for the
+// backend's events, the Landlock audit reader (landlockaudit.go) for the
+// refusals the kernel reported to audit.
+func (a *Agent) handle(e events.Event) {
+	a.mu.Lock()
+	b := a.boxes[e.Sandbox]
+	if b == nil {
+		b = a.byCgroup[e.CgroupID]
+	}
+	a.mu.Unlock()
+	var owner uint32
+	if b != nil {
+		Name(&e, b.info.Name, b.compiled)
+		owner = b.info.Owner
+	}
+	if domains, ok := a.be.(enforce.DomainNamer); ok && e.Kind == events.KindNet && e.Domain == "" && e.Addr.IsValid() {
+		e.Domain = domains.DomainOf(e.CgroupID, e.Addr.Addr())
+	}
+	if e.Backend == "" {
+		e.Backend = a.be.Name()
+	}
+	// Quiet refusals are taken off the backend's counters; Landlock's
+	// are in none of them (counted apart, landlockaudit.go).
+	if e.Backend != llaudit.Backend && unreachableUnix(&e) {
+		a.quiet.add(&e)
+		return
+	}
+	if b != nil {
+		b.events.Add(e.N())
+	}
+	a.fan.publish(e, owner, b != nil)
 }
 
 // stats is the backend's counters without the refusals that reached no

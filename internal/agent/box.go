@@ -29,6 +29,9 @@ type box struct {
 	rules    map[string]int
 	events   atomic.Uint64
 	wd       int // inotify watch on cgroup.events, -1 when none
+	// helpers are the pids the agent placed in b (under Agent.mu): each
+	// became a command that made b's Landlock domain (landlockaudit.go).
+	helpers []int
 
 	cj *claudeJournal // nil: ~/.claude.json not guarded (claudejson.go)
 	// after are the checks made once the sandbox ended (afterrun.go);
@@ -75,6 +78,7 @@ func (a *Agent) end(b *box, reason string) error {
 		// The box stays known to the pump until the sandbox's last events
 		// have been through it, so that they reach its session.
 		a.settle()
+		a.settleLandlock()
 		// Nothing runs in it any more: what it changed in ~/.claude.json
 		// is put back, and the event reaches its session too.
 		a.undoClaudeJSON(b)

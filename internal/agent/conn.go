@@ -109,6 +109,7 @@ func (a *Agent) status(p api.Peer) *api.Status {
 		Sandboxes: len(a.list(p)),
 		Metrics:   a.cfg.MetricsAddr,
 		Unix:      a.unixSockets(),
+		Landlock:  a.LandlockEvents(),
 	}
 }
 

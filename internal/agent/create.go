@@ -143,7 +143,7 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 	}
 	a.guardAfterRun(b, &r)
 	if pl != nil {
-		a.placed(b)
+		a.placed(b, pl.pid)
 	}
 	return b, warnings, nil
 }

@@ -40,16 +40,17 @@ func (a *Agent) place(p api.Peer, b *box, pid int) *api.Error {
 	}); e != nil {
 		return e
 	}
-	a.placed(b)
+	a.placed(b, pid)
 	return nil
 }
 
-// placed records that b's first process is in, and ends b at once when
-// that process has died meanwhile (the emptiness event came too early
-// to count).
-func (a *Agent) placed(b *box) {
+// placed records that b's first process, pid, is in, and ends b at once
+// when that process has died meanwhile (the emptiness event came too
+// early to count).
+func (a *Agent) placed(b *box, pid int) {
 	a.mu.Lock()
 	b.info.Placed = true
+	b.helpers = append(b.helpers, pid)
 	a.mu.Unlock()
 	a.onEmpty(b)
 }

@@ -343,6 +343,10 @@ type Status struct {
 	// connections (loader.UnixSocketEnforcement's text), "" when the
 	// backend does not say.
 	Unix string `json:"unix,omitempty"`
+	// Landlock says whether the sandboxes' Landlock refusals (home
+	// writes, ptrace and signals outside) are reported as events, and if
+	// not why; "" from an agent that predates the field.
+	Landlock string `json:"landlock,omitempty"`
 }
 
 // SandboxInfo describes one sandbox.

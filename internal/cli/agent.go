@@ -26,6 +26,9 @@ type agentOptions struct {
 	Group       string
 	PinDir      string
 	TrustDir    string
+	// LandlockAudit enables the kernel's audit, so that the sandboxes'
+	// Landlock refusals are reported (opt-in: docs/backends.md).
+	LandlockAudit bool
 }
 
 func newAgentCmd(f *cmdutil.Factory) *cobra.Command {
@@ -67,6 +70,7 @@ Usually systemd runs it (sudo aigate setup installs the unit).`,
 	fl.StringVar(&opts.Group, "group", api.Group, "group allowed to use the socket")
 	fl.StringVar(&opts.PinDir, "pin-dir", pinDir, "pin the BPF-LSM backend's state in the bpffs `DIR`, so that sandboxes outlive a crash of the agent (\"\" to pin nothing)")
 	fl.StringVar(&opts.TrustDir, "trust-dir", agent.DefaultTrustDir, "keep the users' trust records (aigate trust) in the root-owned `DIR`, where no sandbox can write (\"\" keeps none: the client's decision applies, and no accepted global policy is compared)")
+	fl.BoolVar(&opts.LandlockAudit, "landlock-audit", false, "enable the kernel's audit at start, so that the sandboxes' Landlock refusals (writes to the read-only home, ptrace and signals outside) become events; it costs every process created afterwards (docs/backends.md), so it is off unless asked (sudo aigate setup --landlock-audit)")
 	return cmd
 }
 
@@ -88,6 +92,7 @@ func runAgent(ctx context.Context, f *cmdutil.Factory, opts *agentOptions) error
 		Commit:      cmdutil.BuildCommit(),
 		MetricsAddr: opts.MetricsAddr,
 		TrustDir:    opts.TrustDir,
+		EnableAudit: opts.LandlockAudit,
 	})
 	if err != nil {
 		if p, ok := be.(enforce.Pinner); ok {

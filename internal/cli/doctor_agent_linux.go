@@ -18,7 +18,7 @@ func doctorAgent() *doctor.Agent {
 	st, err := c.Status(ctx)
 	switch {
 	case err == nil:
-		return &doctor.Agent{Socket: c.Socket, PID: st.PID, Backend: st.Backend}
+		return &doctor.Agent{Socket: c.Socket, PID: st.PID, Backend: st.Backend, Landlock: st.Landlock}
 	case errors.Is(err, os.ErrPermission):
 		return &doctor.Agent{Socket: c.Socket, Denied: true}
 	}

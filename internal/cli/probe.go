@@ -19,4 +19,6 @@ var (
 	unixProbe func() (string, error)
 	// landlockABI is the kernel's Landlock ABI version.
 	landlockABI func() int
+	// landlockAudit says whether Landlock's refusals reach audit.
+	landlockAudit func() string
 )

@@ -10,6 +10,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/doctor"
 	"github.com/aigate-dev/aigate/internal/fanotify"
 	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/llaudit"
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -21,6 +22,7 @@ func init() {
 	sockAddrProbe = func() error { return loader.ProbeSockAddr(sandbox.DefaultParent) }
 	unixProbe = probeUnix
 	landlockABI = landlock.ABI
+	landlockAudit = func() string { return llaudit.Reporting(false) }
 }
 
 // probeLSM runs loader.ProbeLSM and hands its reason and its fix to

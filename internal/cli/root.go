@@ -171,6 +171,7 @@ func NewFactory() *cmdutil.Factory {
 		ProbeSockAddr: sockAddrProbe,
 		ProbeUnix:     unixProbe,
 		LandlockABI:   landlockABI,
+		LandlockAudit: landlockAudit,
 
 		DoctorAgent:    doctorAgent,
 		AgentResetPlan: ResetAgentPlan,

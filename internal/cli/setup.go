@@ -33,7 +33,8 @@ const unitPath = "/etc/systemd/system/aigate.service"
 const pinDir = "/sys/fs/bpf/aigate"
 
 func newSetupCmd(f *cmdutil.Factory) *cobra.Command {
-	return &cobra.Command{
+	var landlockAudit bool
+	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Install the agent so that aigate run works without sudo",
 		Long: `Prepare this machine for unprivileged use (run it with sudo):
@@ -45,13 +46,23 @@ func newSetupCmd(f *cmdutil.Factory) *cobra.Command {
     to start the agent;
   - check the kernel like aigate doctor.
 
+With --landlock-audit the unit runs the agent with --landlock-audit: it
+enables the kernel's audit, so that the sandboxes' Landlock refusals
+(writes to the read-only home, ptrace and signals of processes outside)
+become events like every other denial. Off by default: once audit has
+been enabled, every process the machine starts pays for an audit context
+on each system call until the next boot (docs/backends.md measures it),
+and without auditd the kernel also prints the records to its log.
+
 sudo aigate reset --force undoes it.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runSetup(f) },
+		RunE: func(cmd *cobra.Command, args []string) error { return runSetup(f, landlockAudit) },
 	}
+	cmd.Flags().BoolVar(&landlockAudit, "landlock-audit", false, "have the agent enable the kernel's audit, so that Landlock's refusals are reported (a cost to every process: docs/backends.md)")
+	return cmd
 }
 
-func runSetup(f *cmdutil.Factory) error {
+func runSetup(f *cmdutil.Factory, landlockAudit bool) error {
 	if f.Env.Euid != 0 {
 		return &cmdutil.StatusError{Code: cmdutil.ExitError, Err: errors.New("setup changes groups and services: run it with sudo (sudo aigate setup)")}
 	}
@@ -82,8 +93,12 @@ func runSetup(f *cmdutil.Factory) error {
 	if exe, err = filepath.EvalSymlinks(exe); err != nil {
 		return fmt.Errorf("find aigate's own binary: %w", err)
 	}
+	args := ""
+	if landlockAudit {
+		args = " --landlock-audit"
+	}
 	if systemdRunning() {
-		if err := os.WriteFile(unitPath, []byte(unitFile(exe)), 0o644); err != nil {
+		if err := os.WriteFile(unitPath, []byte(unitFile(exe+" agent"+args)), 0o644); err != nil {
 			return fmt.Errorf("install %s: %w", unitPath, err)
 		}
 		for _, args := range [][]string{{"daemon-reload"}, {"enable", "--now", "aigate.service"}} {
@@ -93,7 +108,7 @@ func runSetup(f *cmdutil.Factory) error {
 		}
 		f.Printf("installed and started %s (logs: journalctl -u aigate)\n", unitPath)
 	} else {
-		f.Printf("systemd is not running this machine: start the agent with your init system, or by hand:\n  sudo %s agent\n", exe)
+		f.Printf("systemd is not running this machine: start the agent with your init system, or by hand:\n  sudo %s agent%s\n", exe, args)
 	}
 	printDoctor(f, f.Doctor(true))
 	return nil
@@ -106,9 +121,10 @@ func systemdRunning() bool {
 	return err == nil && fi.IsDir()
 }
 
-// unitFile is the agent's systemd unit; deploy/aigate.service is the same
-// template for packagers.
-func unitFile(exe string) string {
+// unitFile is the agent's systemd unit running the command line cmd
+// (aigate's binary, "agent" and its flags); deploy/aigate.service is the
+// same template for packagers.
+func unitFile(cmd string) string {
 	return `[Unit]
 Description=aigate agent: kernel-enforced sandboxes for AI coding agents
 Documentation=https://github.com/aigate-dev/aigate/blob/main/docs/agent.md
@@ -116,7 +132,7 @@ After=local-fs.target
 
 [Service]
 Type=simple
-ExecStart=` + exe + ` agent
+ExecStart=` + cmd + `
 Restart=on-failure
 RestartSec=1
 # The agent manages cgroups and BPF state: let it stop its sandboxes itself.

@@ -195,6 +195,9 @@ type StatusAgent struct {
 	Pinned  bool      `json:"pinned"`
 	Unix    string    `json:"unix"`
 	Metrics string    `json:"metrics"` // address of /metrics, "" when off
+	// Landlock says whether the sandboxes' Landlock refusals are reported
+	// as events, and if not why.
+	Landlock string `json:"landlock,omitempty"`
 }
 
 // StatusSandbox is one live sandbox.
@@ -649,6 +652,12 @@ func printEnforcement(w io.Writer, e *StatusEnforcement, choice policy.BackendCh
 	fmt.Fprintf(tw, "  unix sockets\t%s\n", unixDesc)
 	if e.Agent == nil {
 		return
+	}
+	if e.Agent.Landlock != "" {
+		// Landlock refuses home writes, ptrace and signals outside in
+		// every sandbox; whether the user sees those refusals depends on
+		// the kernel's audit.
+		fmt.Fprintf(tw, "  landlock\trefusals %s\n", e.Agent.Landlock)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "Sandboxes (%d)\n", len(e.Sandboxes))

@@ -63,6 +63,7 @@ func askAgent(ctx context.Context, socket string) (*StatusAgent, []StatusSandbox
 	a := &StatusAgent{
 		Socket: c.Socket, PID: st.PID, Build: st.Build, Started: st.Started,
 		Backend: st.Backend, Pinned: st.Pinned, Unix: st.Unix, Metrics: st.Metrics,
+		Landlock: st.Landlock,
 	}
 	boxes := make([]StatusSandbox, 0, len(list))
 	for _, b := range list {

@@ -36,6 +36,9 @@ type Factory struct {
 	ProbeUnix     func() (string, error)
 	// LandlockABI is the kernel's Landlock ABI (doctor); nil skips it.
 	LandlockABI func() int
+	// LandlockAudit says whether Landlock's refusals reach audit (doctor,
+	// root only); nil skips it.
+	LandlockAudit func() string
 	// AgentResetPlan and AgentReset list and remove what `aigate setup`
 	// installed system-wide (unit, socket directory, pins, group), for
 	// reset. nil in tests, which must never touch the machine's agent.
@@ -116,6 +119,7 @@ func (f *Factory) Doctor(mount bool) *doctor.Report {
 		ProbeSockAddr: f.ProbeSockAddr,
 		ProbeUnix:     f.ProbeUnix,
 		LandlockABI:   f.LandlockABI,
+		LandlockAudit: f.LandlockAudit,
 	})
 }
 

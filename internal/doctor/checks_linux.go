@@ -374,10 +374,29 @@ func (m *machine) landlock() Check {
 		c.Fix = "add landlock to the kernel's lsm= boot parameter (before bpf), e.g. lsm=lockdown,capability,landlock,bpf, and reboot"
 		return c
 	}
-	// Landlock reports to the audit subsystem only (6.15+, with audit
-	// enabled), which aigate does not read.
-	c.Detail += "; its refusals (ptrace, signals, writes in the home, also to deny_write files there such as ~/.bashrc) are not reported as aigate events"
+	c.Detail += "; its refusals (ptrace, signals, writes in the home, also to deny_write files there such as ~/.bashrc) as aigate events: " + m.landlockReported(abi)
 	return c
+}
+
+// landlockReported says whether Landlock's refusals become events: the
+// kernel reports them only to audit (ABI 7, Linux 6.15, and only while
+// audit is enabled), where the agent reads them (package llaudit).
+func (m *machine) landlockReported(abi int) string {
+	switch a := m.opts.Agent; {
+	case abi < 7:
+		return "not reported, the kernel reports them to audit only from Landlock ABI 7 (Linux 6.15)"
+	case a != nil && a.Landlock != "":
+		return a.Landlock
+	case m.opts.LandlockAudit == nil:
+		return "unknown (no probe in this build)"
+	case m.opts.Euid != 0:
+		return "unknown without root or a running agent (`sudo aigate doctor`)"
+	}
+	r := m.opts.LandlockAudit()
+	if strings.HasPrefix(r, "reported") {
+		return "not reported: audit is enabled but no agent runs to read it"
+	}
+	return r
 }
 
 // userns says how sandboxes are kept from creating user namespaces

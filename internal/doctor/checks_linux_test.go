@@ -330,9 +330,8 @@ func TestLandlockLevels(t *testing.T) {
 		fix    string
 	}{
 		{7, OK, "out of reach", ""},
-		{7, OK, "not reported as aigate events", ""},
 		{3, Warn, "can still signal", "Linux 6.12"},
-		{3, Warn, "not reported as aigate events", "Linux 6.12"},
+		{3, Warn, "not reported, the kernel reports them to audit only from Landlock ABI 7", "Linux 6.12"},
 		{0, Warn, "AIGATE_LANDLOCK=optional", "lsm="},
 	} {
 		m := &machine{opts: Options{LandlockABI: func() int { return c.abi }}}
@@ -343,6 +342,29 @@ func TestLandlockLevels(t *testing.T) {
 	}
 	if got := (&machine{}).landlock(); got.Status != Skip {
 		t.Errorf("no probe: %+v", got)
+	}
+}
+
+// TestLandlockReported: doctor says whether Landlock's refusals become
+// events, from the agent when one runs, else from the audit status (root).
+func TestLandlockReported(t *testing.T) {
+	disabled := func() string { return "not reported: the kernel's audit is disabled" }
+	enabled := func() string { return "reported (from the kernel's audit records)" }
+	for _, c := range []struct {
+		name   string
+		opts   Options
+		detail string
+	}{
+		{"agent says", Options{Agent: &Agent{Landlock: "reported (from the kernel's audit records)"}, LandlockAudit: disabled}, "as aigate events: reported"},
+		{"root, audit off", Options{LandlockAudit: disabled}, "as aigate events: not reported: the kernel's audit is disabled"},
+		{"root, audit on, no agent", Options{LandlockAudit: enabled}, "no agent runs"},
+		{"no root, no agent", Options{Euid: 1000, LandlockAudit: disabled}, "unknown without root"},
+	} {
+		c.opts.LandlockABI = func() int { return 7 }
+		got := (&machine{opts: c.opts}).landlock()
+		if !strings.Contains(got.Detail, c.detail) {
+			t.Errorf("%s: %+v", c.name, got)
+		}
 	}
 }
 

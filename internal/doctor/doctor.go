@@ -110,6 +110,9 @@ type Options struct {
 	// LandlockABI returns the kernel's Landlock ABI (0: none). nil skips
 	// the check.
 	LandlockABI func() int
+	// LandlockAudit says whether Landlock's refusals reach the kernel's
+	// audit records (llaudit.Reporting); it needs root. nil skips it.
+	LandlockAudit func() string
 	// Mount allows Run to mount securityfs when it is missing (root only).
 	Mount bool
 	// Agent is the running agent as it answered on its socket; nil when
@@ -126,6 +129,9 @@ type Agent struct {
 	// Denied: the socket exists but this user may not connect (not in the
 	// agent's group); Backend and PID are then unknown.
 	Denied bool `json:"denied,omitempty"`
+	// Landlock says whether it reports the sandboxes' Landlock refusals
+	// as events, and if not why ("" from an older agent).
+	Landlock string `json:"landlock,omitempty"`
 }
 
 // ProbeError is a probe's refusal with what to do about it, so that the

@@ -84,7 +84,8 @@ func procState(t *testing.T, pid int) string {
 // refusals as process events: the LSM backend's hooks do, unless Landlock
 // (earlier in the kernel's LSM order on the distributions that have both)
 // refused first, which it does for ptrace from ABI 1 and for signals from
-// ABI 6. Landlock's refusals have no event (docs/threat-model.md).
+// ABI 6. Landlock's refusals have an event only through audit (Linux
+// 6.15+, audit enabled), which TestEscapeLandlockEvents checks.
 func ptraceEvents(b *box) bool { return b.backend == "lsm" && landlock.ABI() == 0 }
 
 func signalEvents(b *box) bool { return b.backend == "lsm" && landlock.ABI() < 6 }

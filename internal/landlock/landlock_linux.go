@@ -69,10 +69,23 @@ func Restrict(rs Ruleset) (int, error) {
 			return abi, err
 		}
 	}
-	if _, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); errno != 0 {
+	if _, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, restrictFlags(abi), 0); errno != 0 {
 		return abi, fmt.Errorf("enter Landlock domain (ABI %d): %w", abi, errno)
 	}
 	return abi, nil
+}
+
+// restrictFlags are landlock_restrict_self's flags for ABI abi. From ABI 7
+// (Linux 6.15) the kernel reports refusals to audit, by default only those
+// of the executable that made the domain: here that is aigate's helper,
+// and every refusal worth reporting is the command's, after its exec. So
+// the domain logs after exec too (package llaudit reads the records;
+// without audit enabled nothing is logged and nothing costs).
+func restrictFlags(abi int) uintptr {
+	if abi < 7 {
+		return 0
+	}
+	return unix.LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON
 }
 
 func addRule(rulesetFD int, r Rule) error {

@@ -28,6 +28,10 @@ type Options struct {
 	WatchDropped func() uint64
 	// Undone counts the ~/.claude.json files put back after a sandbox.
 	Undone func() uint64
+	// Landlock counts the refusals of the sandboxes' Landlock domains
+	// that the kernel reported to audit (package llaudit), by operation;
+	// nil when the agent does not read them.
+	Landlock func() map[events.Op]uint64
 	// Backend is the name of the enforcement backend, for build info.
 	Backend string
 	// Version and Commit identify the build.
@@ -79,6 +83,9 @@ var (
 	undoneDesc = prometheus.NewDesc("aigate_claude_json_undone_total",
 		"Claude Code ~/.claude.json files whose MCP servers, approvals or allowed tools a sandbox changed and aigate put back once it ended (each also an event, op change).",
 		nil, nil)
+	landlockDesc = prometheus.NewDesc("aigate_landlock_refusals_total",
+		"Refusals by the sandboxes' Landlock domains (writes to the read-only home, ptrace and signals outside), as the kernel reported them to audit; counted only while audit is enabled (aigate doctor).",
+		[]string{"kind", "operation"}, nil)
 	buildDesc = prometheus.NewDesc("aigate_build_info",
 		"Always 1; the labels identify the build and the enforcement backend.",
 		[]string{"version", "commit", "goversion", "backend"}, nil)
@@ -129,6 +136,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- rulesDesc
 	ch <- watchDroppedDesc
 	ch <- undoneDesc
+	ch <- landlockDesc
 	ch <- buildDesc
 }
 
@@ -154,6 +162,27 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if o.Undone != nil {
 		ch <- prometheus.MustNewConstMetric(undoneDesc, prometheus.CounterValue, float64(o.Undone()))
 	}
+	if o.Landlock != nil {
+		counts := o.Landlock()
+		for _, k := range landlockOps {
+			ch <- prometheus.MustNewConstMetric(landlockDesc, prometheus.CounterValue, float64(counts[k.op]), string(k.kind), string(k.op))
+		}
+	}
+}
+
+// landlockOps are the operations a Landlock refusal maps to (package
+// llaudit): each series exists from the first scrape.
+var landlockOps = []struct {
+	kind events.Kind
+	op   events.Op
+}{
+	{events.KindFile, events.OpWrite},
+	{events.KindFile, events.OpRead},
+	{events.KindExec, events.OpExec},
+	{events.KindNet, events.OpConnect},
+	{events.KindNet, events.OpUnix},
+	{events.KindProc, events.OpPtrace},
+	{events.KindProc, events.OpSignal},
 }
 
 type seriesKey struct {

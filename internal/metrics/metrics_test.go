@@ -193,3 +193,15 @@ func TestClaudeJSONUndone(t *testing.T) {
 		t.Errorf("aigate_claude_json_undone_total %v, want 3", v)
 	}
 }
+
+// TestLandlockRefusals: Landlock's refusals, which no backend counter
+// sees, are a counter of their own, every series present from the start.
+func TestLandlockRefusals(t *testing.T) {
+	fams, _ := scrape(t, Options{Landlock: func() map[events.Op]uint64 { return map[events.Op]uint64{events.OpWrite: 2} }, NoRuntime: true})
+	if v := value(t, fams, "aigate_landlock_refusals_total", map[string]string{"kind": "file", "operation": "write"}); v != 2 {
+		t.Errorf("write %v, want 2", v)
+	}
+	if v := value(t, fams, "aigate_landlock_refusals_total", map[string]string{"kind": "process", "operation": "ptrace"}); v != 0 {
+		t.Errorf("ptrace %v, want 0", v)
+	}
+}
