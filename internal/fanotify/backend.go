@@ -69,6 +69,12 @@ type Options struct {
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
+	// noFSExec, for tests and benchmarks, sets no filesystem exec marks
+	// (execfs.go), as on a kernel that refuses them.
+	noFSExec bool
+	// syscallFail, for tests, makes a read of /proc/TID/syscall fail
+	// while it returns true.
+	syscallFail func(tid int) bool
 	// syscallRunning, for tests, makes a read of /proc/TID/syscall answer
 	// "running" (a woken thread, see blocked) while it returns true.
 	syscallRunning func(tid int) bool
@@ -147,6 +153,7 @@ type Backend struct {
 	cgRoot string
 	guard  *guard
 	marks  *markTable
+	fsexec *fsExecMarks // whole filesystems marked for execs, for copies of deny_exec binaries
 	watch  *watcher   // nil when the kernel cannot report directory creations
 	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
 	walks  *walkCache // directory listings of earlier sandboxes' walks
@@ -256,6 +263,8 @@ func Open(opts Options) (*Backend, error) {
 	}
 	b.keep.log = b.log
 	b.sysc.running = opts.syscallRunning
+	b.sysc.fail = opts.syscallFail
+	b.fsexec = newFSExecMarks(group, opts.noFSExec, b.log)
 	b.noPlaceByID.Store(opts.noPlaceByID)
 	if opts.KeepDir != "" {
 		if err := b.keep.useDir(opts.KeepDir); err != nil {
@@ -428,6 +437,9 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		_ = b.Remove(sb.ID)
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
 	}
+	if len(p.copies) > 0 {
+		b.fsexec.add(sb.ID)
+	}
 	b.ignoreLater(s)
 	marks, ignored := b.marks.counts()
 	b.log.Debug("sandbox added", zap.String("sandbox", sb.Name), zap.Int("dirs", dirs), zap.Int("dirs_from_cache", p.cached),
@@ -525,6 +537,7 @@ func (b *Backend) Remove(id uint32) error {
 			b.watch.remove(dir)
 		}
 	}
+	b.fsexec.remove(id)
 	s.mu.Unlock()
 	if gerr := b.guard.del(s.CgroupPath); gerr != nil {
 		err = errors.Join(err, gerr)

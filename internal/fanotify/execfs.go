@@ -1,0 +1,142 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/mountinfo"
+)
+
+// A copy of a deny_exec binary can be put in any directory the sandboxed
+// user can write: /tmp/sub, /run/user/UID, a user-owned /srv/x or /opt/x,
+// a second disk. Marking directories reports the execs of their direct
+// children only, so while a sandbox has deny_exec binaries to compare
+// with, the backend marks every filesystem of its mount namespace that
+// can hold one for execs (FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM): every
+// exec there is reported, whatever the directory, also through a bind
+// mount or a copy of the mount tree in another mount namespace (unshare
+// -m copies mounts, and a mount mark would not follow them; a Landlock
+// domain refuses mount(2), so no new filesystem appears inside). Execs
+// only: opens stay unreported.
+//
+// Skipped: filesystems mounted read-only (nobody writes a copy there),
+// mounts with noexec (the kernel refuses every exec from them), and
+// kernel filesystems that hold no user files. A filesystem whose mounts
+// are all noexec is not marked; one exec-capable mount of it is enough.
+//
+// The cost falls on every exec on a marked filesystem on the machine while
+// such a sandbox lives: one round trip to the agent, answered at once for a
+// process outside every sandbox (BenchmarkExecFS). Rejected: a Landlock
+// domain granting EXECUTE only beneath marked places and the system's
+// directories. It costs nothing outside the sandbox, but its refusals
+// carry no event, it refuses a program in any unusual place the user
+// legitimately runs from (/srv/tool/bin, a second disk), and the loader
+// route (ld.so opens the file, Landlock's EXECUTE is not asked) is the
+// same either way.
+
+// noUserFiles are filesystem types that hold no file a user can write.
+var noUserFiles = map[string]bool{
+	"proc": true, "sysfs": true, "cgroup": true, "cgroup2": true, "bpf": true,
+	"debugfs": true, "tracefs": true, "securityfs": true, "pstore": true,
+	"configfs": true, "fusectl": true, "devpts": true, "binfmt_misc": true,
+	"efivarfs": true, "autofs": true, "nsfs": true,
+}
+
+// execFilesystems returns, per device, one mount point through which a
+// filesystem that can hold and run a copy is reached: written-to and
+// exec-capable somewhere in ms.
+func execFilesystems(ms []mountinfo.Mount) map[uint64]string {
+	out := map[uint64]string{}
+	for _, m := range ms {
+		if m.Has("noexec") || m.SuperHas("ro") || noUserFiles[m.FSType] {
+			continue
+		}
+		dev := unix.Mkdev(m.Major, m.Minor)
+		if _, ok := out[dev]; !ok {
+			out[dev] = m.Point
+		}
+	}
+	return out
+}
+
+// fsExecMarks are the filesystem exec marks, set while at least one
+// sandbox with copies to compare with lives.
+type fsExecMarks struct {
+	mu     sync.RWMutex
+	group  int
+	users  map[uint32]bool
+	marked map[uint64]string // device -> the mount point it was marked through
+	off    bool              // tests: never mark (a kernel that refuses it)
+	log    *zap.Logger
+}
+
+func newFSExecMarks(group int, off bool, log *zap.Logger) *fsExecMarks {
+	return &fsExecMarks{group: group, users: map[uint32]bool{}, marked: map[uint64]string{}, off: off, log: log}
+}
+
+// add marks, for sandbox id, every filesystem of the mount table that is
+// not marked yet: also those mounted since the last sandbox started. A
+// filesystem the kernel refuses to mark is logged and left to the
+// directory marks (copyDirs, the project and home trees), as before.
+func (f *fsExecMarks) add(id uint32) {
+	if f.off {
+		return
+	}
+	ms, err := mountinfo.Read()
+	if err != nil {
+		f.log.Warn("copies of deny_exec binaries are refused only in /tmp, /var/tmp, /dev/shm, the project and the home", zap.Error(err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.users[id] = true
+	var errs []error
+	for dev, point := range execFilesystems(ms) {
+		if _, ok := f.marked[dev]; ok {
+			continue
+		}
+		if err := unix.FanotifyMark(f.group, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, point); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", point, err))
+			continue
+		}
+		f.marked[dev] = point
+	}
+	if len(errs) > 0 {
+		f.log.Warn("copies of deny_exec binaries on these filesystems are refused only in the marked directories", zap.Error(errors.Join(errs...)))
+	}
+}
+
+// remove drops sandbox id; the last one takes the marks away, so that
+// execs outside sandboxes stop paying for them.
+func (f *fsExecMarks) remove(id uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.users[id] {
+		return
+	}
+	delete(f.users, id)
+	if len(f.users) > 0 {
+		return
+	}
+	for dev, point := range f.marked {
+		// A mount point that now leads elsewhere fails (the mark stays
+		// until the group closes: extra round trips, never a refusal).
+		if err := unix.FanotifyMark(f.group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_FILESYSTEM, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, point); err != nil {
+			f.log.Debug("filesystem exec mark not removed", zap.String("mount", point), zap.Error(err))
+		}
+		delete(f.marked, dev)
+	}
+}
+
+// covers reports whether every exec on device dev is reported.
+func (f *fsExecMarks) covers(dev uint64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.marked[dev]
+	return ok
+}
