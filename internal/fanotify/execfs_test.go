@@ -1,0 +1,105 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/mountinfo"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// TestDenyExecCopyAnywhere: a copy of a deny_exec binary is refused, with
+// an exec event naming the copy and the original's rule, in places no
+// directory mark reports: a directory two levels below a temporary
+// directory, and another filesystem (a tmpfs mounted after the backend
+// opened, as a second disk). Before the filesystem exec marks (execfs.go)
+// both ran. Controls: an allowed program on that filesystem runs inside,
+// the copy runs outside the sandbox, and the marks go with the last
+// sandbox that needed them.
+func TestDenyExecCopyAnywhere(t *testing.T) {
+	e := newEnv(t, nil)
+	base := filepath.Dir(e.home)
+	e.copyBin(filepath.Join(e.bin, "mytool"))
+	deep := e.copyBin(filepath.Join(base, "srv", "a", "b", "renamed"))
+	disk := filepath.Join(base, "disk")
+	if err := os.MkdirAll(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, "size=64m"); err != nil {
+		t.Fatalf("mount a tmpfs as a second disk: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(disk, unix.MNT_DETACH) })
+	onDisk := e.copyBin(filepath.Join(disk, "opt", "tool", "bin", "renamed"))
+	allowed := e.write(filepath.Join(disk, "opt", "tool", "bin", "allowed"), "#!/bin/sh\nexit 0\n")
+	if err := os.Chmod(allowed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	s := e.sandbox(policy.Policy{DenyExec: rules("mytool")})
+	for _, c := range []string{deep, onDisk} {
+		if got := e.run(s, "exec", c); got != "EPERM" {
+			t.Errorf("sandboxed exec of the copy %s: %s, want EPERM", c, got)
+			continue
+		}
+		if ev := e.event(); ev.Kind != events.KindExec || ev.Path != c || ruleText(s, ev) != "mytool" {
+			t.Errorf("event %+v, want exec of %s by rule mytool", ev, c)
+		}
+		if got := e.run(nil, "exec", c); got != "ok" {
+			t.Errorf("exec of %s outside the sandbox: %s", c, got)
+		}
+	}
+	if got := e.run(s, "exec", allowed); got != "ok" {
+		t.Errorf("sandboxed exec of an allowed program on the second disk: %s", got)
+	}
+	e.noEvent()
+
+	var st unix.Stat_t
+	if err := unix.Stat(disk, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !e.b.fsexec.covers(st.Dev) {
+		t.Fatalf("the second disk (dev %d) is not marked for execs", st.Dev)
+	}
+	if err := e.b.Remove(s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if e.b.fsexec.covers(st.Dev) {
+		t.Error("the filesystem exec marks outlived the last sandbox that needed them")
+	}
+}
+
+// TestExecFilesystems: which mounts are marked for execs.
+func TestExecFilesystems(t *testing.T) {
+	ms, err := mountinfo.Parse(`27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+30 27 254:0 /home /srv/home rw,noexec - ext4 /dev/vda rw
+25 24 0:23 / /dev/shm rw,nosuid,nodev,noexec - tmpfs tmpfs rw
+26 27 0:24 / /run/user/1000 rw,nosuid,nodev - tmpfs tmpfs rw
+28 27 0:25 / /snap/core/1 ro - squashfs /dev/loop0 ro
+29 27 0:26 / /data rw,noexec - xfs /dev/sdb rw
+31 27 0:26 / /data-bin rw - xfs /dev/sdb rw
+22 27 0:21 / /proc rw - proc proc rw
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := execFilesystems(ms)
+	want := map[uint64]string{
+		unix.Mkdev(254, 0): "/",
+		unix.Mkdev(0, 24):  "/run/user/1000",
+		unix.Mkdev(0, 26):  "/data-bin", // exec-capable through one mount of two
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	for dev, point := range want {
+		if got[dev] != point {
+			t.Errorf("device %d: marked through %q, want %q", dev, got[dev], point)
+		}
+	}
+}
