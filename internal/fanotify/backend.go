@@ -153,12 +153,11 @@ type Backend struct {
 	cgRoot string
 	guard  *guard
 	marks  *markTable
-	fsexec *fsExecMarks // whole filesystems marked for execs, for copies of deny_exec binaries
-	watch  *watcher     // nil when the kernel cannot report directory creations
-	ldso   *loaders     // dynamic loaders, to refuse ld.so running a deny_exec binary
-	walks  *walkCache   // directory listings of earlier sandboxes' walks
-	stored *walkStore   // nil, or where walks is kept between processes
-	keep   *keeper      // copies of the deny_write files, to undo a rename (keep.go)
+	watch  *watcher   // nil when the kernel cannot report directory creations
+	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
+	walks  *walkCache // directory listings of earlier sandboxes' walks
+	stored *walkStore // nil, or where walks is kept between processes
+	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
 	// addMu is held by Add from the sandbox's registration until its
 	// trees are marked and watched, and by Remove while it flushes the
 	// groups (FlushWhenEmpty), so that a flush never takes the marks of
@@ -207,6 +206,10 @@ type Backend struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closing   chan struct{}
+
+	// fsexec: whole filesystems marked for execs, for copies of
+	// deny_exec binaries (execfs.go).
+	fsexec *fsExecMarks
 }
 
 var _ enforce.Backend = (*Backend)(nil)
