@@ -415,6 +415,16 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	clear(b.placedIDs)
 	b.mu.Unlock()
 	err = b.marks.addMarks(sb.ID, p)
+	if err == nil {
+		// Under addMu: a loader's ignore mask is set only after every
+		// sandbox added before was asked, and taken off before the new
+		// one's command starts (execfs.go).
+		err = b.unignoreLoaders(sb.Policy)
+	}
+	if err == nil && len(p.copies) > 0 {
+		b.fsexec.add(sb.ID)
+		b.ignoreLoaders(p)
+	}
 	if b.watch != nil {
 		// Directories created during the walk above, before these marks,
 		// are not seen; the sandboxed tool has not started yet. (Added
@@ -439,9 +449,6 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	if err != nil {
 		_ = b.Remove(sb.ID)
 		return fmt.Errorf("add sandbox %s: %w", sb.Name, err)
-	}
-	if len(p.copies) > 0 {
-		b.fsexec.add(sb.ID)
 	}
 	b.ignoreLater(s)
 	marks, ignored := b.marks.counts()

@@ -5,12 +5,14 @@ package fanotify
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/mountinfo"
+	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 // A copy of a deny_exec binary can be put in any directory the sandboxed
@@ -139,4 +141,61 @@ func (f *fsExecMarks) covers(dev uint64) bool {
 	defer f.mu.RUnlock()
 	_, ok := f.marked[dev]
 	return ok
+}
+
+// The kernel opens a dynamically linked program's interpreter for its exec
+// too (open_exec, FAN_OPEN_EXEC_PERM): with every filesystem marked, each
+// such exec on the machine would be two round trips. The loaders get an
+// ignore mask, as unrelated files do, unless a live sandbox protects one
+// by inode or matches it by path (its own path or where its links lead),
+// or it has a deny_exec binary's size. The loader check (loader.go) needs
+// no event of the loader itself: it decides on the open of the denied
+// file and on /proc/TID/exe.
+
+// loaderNames returns each loader path with the path its links lead to.
+func (b *Backend) loaderNames() map[string]string {
+	out := map[string]string{}
+	for _, p := range b.ldso.loaderPaths() {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			out[p] = real
+		}
+	}
+	return out
+}
+
+// ignoreLoaders sets the loaders' ignore masks for a sandbox with copies
+// to compare (plan p).
+func (b *Backend) ignoreLoaders(p *plan) {
+	var paths []string
+	for path, real := range b.loaderNames() {
+		if !b.anyMatch(path) && !b.anyMatch(real) {
+			paths = append(paths, real)
+		}
+	}
+	b.marks.ignore(paths, p.copies, b.anyMatch, b.closing, nil, nil)
+}
+
+// unignoreLoaders takes the ignore mask off every loader policy c matches
+// by path, before the sandbox runs: an ignore mask would silence its
+// exec events, whichever mark asks for them.
+func (b *Backend) unignoreLoaders(c *policy.Compiled) error {
+	var errs []error
+	for path, real := range b.loaderNames() {
+		if matchPath(c, path).any() || matchPath(c, real).any() {
+			errs = append(errs, b.marks.unignoreFile(real))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// anyMatch reports whether some live sandbox's policy matches path.
+func (b *Backend) anyMatch(path string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, s := range b.sandboxes {
+		if matchPath(s.Policy, path).any() {
+			return true
+		}
+	}
+	return false
 }

@@ -103,3 +103,53 @@ func TestExecFilesystems(t *testing.T) {
 		}
 	}
 }
+
+// TestLoaderExecIgnored: with every filesystem marked for execs, the
+// kernel's open of a program's interpreter would be a second round trip
+// per exec on the machine; the loaders get an ignore mask, unless a
+// sandbox protects one. Exec of a program through its loader stays
+// allowed inside, and a deny_exec binary run through ld.so stays refused
+// (TestDenyExecThroughLoader). The mask goes when a sandbox's policy
+// names the loader.
+func TestLoaderExecIgnored(t *testing.T) {
+	e := newEnv(t, nil)
+	f, err := os.Open("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	interp := ptInterp(f)
+	f.Close()
+	if interp == "" {
+		t.Fatal("/bin/true names no interpreter")
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(interp, &st); err != nil {
+		t.Fatal(err)
+	}
+	e.copyBin(filepath.Join(e.bin, "mytool"))
+	denied := filepath.Join(e.bin, "mytool")
+	if f, err := os.OpenFile(denied, os.O_APPEND|os.O_WRONLY, 0); err != nil {
+		t.Fatal(err)
+	} else if _, err := f.Write([]byte{0}); err != nil || f.Close() != nil {
+		t.Fatal(err)
+	}
+	s := e.sandbox(policy.Policy{DenyExec: rules("mytool")})
+	ignored := func() bool {
+		e.b.marks.mu.Lock()
+		defer e.b.marks.mu.Unlock()
+		return e.b.marks.ignored[keyOf(&st)] != ""
+	}
+	if !ignored() {
+		t.Errorf("the loader %s has no ignore mask: every dynamic exec is two round trips", interp)
+	}
+	if got := e.run(s, "exec", "/bin/true"); got != "ok" {
+		t.Errorf("sandboxed exec of /bin/true: %s", got)
+	}
+	// A sandbox whose policy names the loader (here deny_read, which
+	// leaves dynamic programs running) takes the mask away before its
+	// command starts: a mask would silence the loader's events.
+	e.sandbox(policy.Policy{DenyRead: rules(interp)})
+	if ignored() {
+		t.Errorf("the loader %s kept its ignore mask while a sandbox's policy names it", interp)
+	}
+}
