@@ -5,6 +5,8 @@ package fanotify
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -112,7 +114,16 @@ func TestExecFilesystems(t *testing.T) {
 // (TestDenyExecThroughLoader). The mask goes when a sandbox's policy
 // names the loader.
 func TestLoaderExecIgnored(t *testing.T) {
-	e := newEnv(t, nil)
+	var loaderEvents atomic.Int32
+	var real string
+	e := newEnv(t, func(o *Options) {
+		o.allInWorkers = true
+		o.beforeDecide = func(p *pending) {
+			if path, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(p.fd)); path == real {
+				loaderEvents.Add(1)
+			}
+		}
+	})
 	f, err := os.Open("/bin/true")
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +135,9 @@ func TestLoaderExecIgnored(t *testing.T) {
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(interp, &st); err != nil {
+		t.Fatal(err)
+	}
+	if real, err = filepath.EvalSymlinks(interp); err != nil {
 		t.Fatal(err)
 	}
 	e.copyBin(filepath.Join(e.bin, "mytool"))
@@ -144,6 +158,9 @@ func TestLoaderExecIgnored(t *testing.T) {
 	}
 	if got := e.run(s, "exec", "/bin/true"); got != "ok" {
 		t.Errorf("sandboxed exec of /bin/true: %s", got)
+	}
+	if n := loaderEvents.Load(); n != 0 {
+		t.Errorf("the loader's exec reached a decision %d times, want 0 (ignored)", n)
 	}
 	// A sandbox whose policy names the loader (here deny_read, which
 	// leaves dynamic programs running) takes the mask away before its
