@@ -72,9 +72,6 @@ type Options struct {
 	// noFSExec, for tests and benchmarks, sets no filesystem exec marks
 	// (execfs.go), as on a kernel that refuses them.
 	noFSExec bool
-	// syscallFail, for tests, makes a read of /proc/TID/syscall fail
-	// while it returns true.
-	syscallFail func(tid int) bool
 	// syscallRunning, for tests, makes a read of /proc/TID/syscall answer
 	// "running" (a woken thread, see blocked) while it returns true.
 	syscallRunning func(tid int) bool
@@ -266,7 +263,6 @@ func Open(opts Options) (*Backend, error) {
 	}
 	b.keep.log = b.log
 	b.sysc.running = opts.syscallRunning
-	b.sysc.fail = opts.syscallFail
 	b.fsexec = newFSExecMarks(group, opts.noFSExec, b.log)
 	b.noPlaceByID.Store(opts.noPlaceByID)
 	if opts.KeepDir != "" {

@@ -37,12 +37,12 @@ type syscallFiles struct {
 	// running, for tests (Options.syscallRunning), answers "running"
 	// for tid while it returns true.
 	running func(tid int) bool
-	// fail, for tests (Options.syscallFail), makes the read fail for
-	// tid while it returns true.
+	// fail, for tests (TestCopyExecFailsClosed), makes the read fail
+	// for tid while it returns true.
 	fail func(tid int) bool
 }
 
-// errInjected is the failure Options.syscallFail injects.
+// errInjected is the failure fail injects.
 var errInjected = errors.New("read of /proc/TID/syscall failed (injected by a test)")
 
 // maxSyscallFiles bounds the descriptors kept. Only openers of deny_write
