@@ -20,8 +20,8 @@ import (
 // an exec event naming the copy and the original's rule, in places no
 // directory mark reports: a directory two levels below a temporary
 // directory, and another filesystem (a tmpfs mounted after the backend
-// opened, as a second disk). Before the filesystem exec marks (execfs.go)
-// both ran. Controls: an allowed program on that filesystem runs inside,
+// opened, as a second disk), and the first through a bind mount. Before
+// the filesystem exec marks (execfs.go) all ran. Controls: an allowed program on that filesystem runs inside,
 // the copy runs outside the sandbox, and the marks go with the last
 // sandbox that needed them.
 func TestDenyExecCopyAnywhere(t *testing.T) {
@@ -43,8 +43,20 @@ func TestDenyExecCopyAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A bind mount is another mount of the same filesystem: a mount mark
+	// would miss it, the filesystem's mark does not.
+	bound := filepath.Join(base, "bound")
+	if err := os.MkdirAll(bound, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(filepath.Join(base, "srv"), bound, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(bound, unix.MNT_DETACH) })
+	viaBind := filepath.Join(bound, "a", "b", "renamed")
+
 	s := e.sandbox(policy.Policy{DenyExec: rules("mytool")})
-	for _, c := range []string{deep, onDisk} {
+	for _, c := range []string{deep, onDisk, viaBind} {
 		if got := e.run(s, "exec", c); got != "EPERM" {
 			t.Errorf("sandboxed exec of the copy %s: %s, want EPERM", c, got)
 			continue
