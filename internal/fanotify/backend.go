@@ -612,6 +612,7 @@ func (b *Backend) Close() error {
 		b.wg.Wait()
 		b.pending.denyAll(b)
 		b.marks.close()
+		b.fsexec.close()
 		unix.Close(b.group)
 		if b.watch != nil {
 			b.watch.close()

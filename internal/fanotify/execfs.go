@@ -74,6 +74,8 @@ type fsExecMarks struct {
 	group  int
 	users  map[uint32]bool
 	marked map[uint64]string // device -> the mount point it was marked through
+	stop   chan struct{}     // closed when the last user goes: ends watch
+	closed bool              // the group is closing: no more marks
 	off    bool              // tests: never mark (a kernel that refuses it)
 	log    *zap.Logger
 }
@@ -83,20 +85,74 @@ func newFSExecMarks(group int, off bool, log *zap.Logger) *fsExecMarks {
 }
 
 // add marks, for sandbox id, every filesystem of the mount table that is
-// not marked yet: also those mounted since the last sandbox started. A
-// filesystem the kernel refuses to mark is logged and left to the
-// directory marks (copyDirs, the project and home trees), as before.
+// not marked yet. The first user also starts watching the mount table: a
+// filesystem mounted while such a sandbox lives (a USB disk, a network
+// share) is marked within milliseconds (watch). A filesystem the kernel
+// refuses to mark is logged and left to the directory marks (copyDirs, the
+// project and home trees), as before.
 func (f *fsExecMarks) add(id uint32) {
 	if f.off {
 		return
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	if len(f.users) == 0 {
+		// Opened before the marks are read, so that a mount between the
+		// two is seen by the watcher.
+		fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			f.log.Warn("filesystems mounted while a sandbox runs are not marked for execs: copies of deny_exec binaries run there", zap.Error(err))
+		} else {
+			f.stop = make(chan struct{})
+			go f.watch(fd, f.stop)
+		}
+	}
+	f.users[id] = true
+	f.markLocked()
+}
+
+// watch marks the filesystems mounted while a user lives: the kernel
+// reports a change of the mount table as POLLPRI on mountinfo. A mount
+// is marked a poll wake-up after it appears; an exec from it in between
+// is not reported (a window of milliseconds: TestDenyExecCopyOnLaterMount
+// waits for the mark).
+func (f *fsExecMarks) watch(fd int, stop chan struct{}) {
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		// A timeout to notice stop: closing fd would not wake poll.
+		n, err := unix.Poll(fds, 200)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			f.log.Warn("stopped watching the mount table: filesystems mounted from now on are not marked for execs", zap.Error(err))
+			return
+		}
+		if n <= 0 || fds[0].Revents&(unix.POLLPRI|unix.POLLERR) == 0 {
+			continue
+		}
+		f.mu.Lock()
+		select {
+		case <-stop:
+		default:
+			f.markLocked()
+		}
+		f.mu.Unlock()
+	}
+}
+
+// markLocked marks what the mount table has that is not marked yet.
+func (f *fsExecMarks) markLocked() {
 	ms, err := mountinfo.Read()
 	if err != nil {
 		f.log.Warn("copies of deny_exec binaries are refused only in /tmp, /var/tmp, /dev/shm, the project and the home", zap.Error(err))
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.users[id] = true
 	var errs []error
 	for dev, point := range execFilesystems(ms) {
 		if _, ok := f.marked[dev]; ok {
@@ -113,6 +169,17 @@ func (f *fsExecMarks) add(id uint32) {
 	}
 }
 
+// close stops the watcher and any further mark, before the group closes.
+func (f *fsExecMarks) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	if f.stop != nil {
+		close(f.stop)
+		f.stop = nil
+	}
+}
+
 // remove drops sandbox id; the last one takes the marks away, so that
 // execs outside sandboxes stop paying for them.
 func (f *fsExecMarks) remove(id uint32) {
@@ -123,6 +190,13 @@ func (f *fsExecMarks) remove(id uint32) {
 	}
 	delete(f.users, id)
 	if len(f.users) > 0 {
+		return
+	}
+	if f.stop != nil {
+		close(f.stop)
+		f.stop = nil
+	}
+	if f.closed {
 		return
 	}
 	for dev, point := range f.marked {

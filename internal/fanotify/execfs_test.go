@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -180,5 +181,41 @@ func TestLoaderExecIgnored(t *testing.T) {
 	e.sandbox(policy.Policy{DenyRead: rules(interp)})
 	if ignored() {
 		t.Errorf("the loader %s kept its ignore mask while a sandbox's policy names it", interp)
+	}
+}
+
+// TestDenyExecCopyOnLaterMount: a filesystem mounted while the sandbox
+// runs (a USB disk) is marked for execs once the mount table reports the
+// change, and a copy there is refused with an event. Without the watcher
+// it stayed unmarked until the next sandbox started, and the copy ran.
+func TestDenyExecCopyOnLaterMount(t *testing.T) {
+	e := newEnv(t, nil)
+	e.copyBin(filepath.Join(e.bin, "mytool"))
+	s := e.sandbox(policy.Policy{DenyExec: rules("mytool")})
+	disk := filepath.Join(filepath.Dir(e.home), "usb")
+	if err := os.MkdirAll(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, "size=64m"); err != nil {
+		t.Fatalf("mount a tmpfs as a USB disk: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(disk, unix.MNT_DETACH) })
+	var st unix.Stat_t
+	if err := unix.Stat(disk, &st); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !e.b.fsexec.covers(st.Dev) {
+		if time.Now().After(deadline) {
+			t.Fatal("a filesystem mounted while the sandbox runs is not marked for execs after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := e.copyBin(filepath.Join(disk, "renamed"))
+	if got := e.run(s, "exec", c); got != "EPERM" {
+		t.Fatalf("sandboxed exec of the copy on the later mount: %s, want EPERM", got)
+	}
+	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != c || ruleText(s, ev) != "mytool" {
+		t.Errorf("event %+v, want exec of %s by rule mytool", ev, c)
 	}
 }
