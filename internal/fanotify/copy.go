@@ -20,10 +20,11 @@ import (
 // file has one of those sizes is hashed (SHA-256), and refused when its
 // contents are a denied binary's (hashed on the first size match). Other
 // execs pay a map lookup on the size they already have from fstat. A copy
-// is seen where fanotify reports the exec: every filesystem mounted when
-// the sandbox started (execfs.go), and, for a filesystem the kernel
-// refused to mark, the marked project and home trees and the directories
-// in copyDirs (their direct children only: a mark covers one directory).
+// is seen where fanotify reports the exec: every filesystem, also one
+// mounted while the sandbox runs (execfs.go), and, for a filesystem the
+// kernel refused to mark, the marked project and home trees and the
+// directories in copyDirs (their direct children only: a mark covers one
+// directory).
 
 // copyDirs are the world-writable places a copy is most likely put, marked
 // by directory too: the filesystem marks may be refused (execfs.go).

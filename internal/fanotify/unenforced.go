@@ -57,15 +57,15 @@ func unenforcedLines(shared []resolve.Shared) []string {
 // UnenforcedCopies says, for a policy with deny_exec rules, where a copy
 // of a denied binary under another name still runs on this backend: the
 // filesystem exec marks (execfs.go) report every exec on the filesystems
-// mounted when the sandbox started, but not one mounted later, and the
-// dynamic loader opens a copy without an exec (loader.go recognises the
+// the kernel lets them mark (one mounted later a few milliseconds after
+// it appears), but the dynamic loader opens a copy without an exec (loader.go recognises the
 // denied files, not their copies). status shows it beside the rules; run
 // does not repeat it on every start.
 func UnenforcedCopies(c *policy.Compiled) []string {
 	if c == nil || len(c.Exec.Names)+len(c.Exec.Paths) == 0 {
 		return nil
 	}
-	return []string{"deny_exec on the fanotify backend: a copy of a denied binary under another name is refused on every filesystem mounted when the sandbox started; " +
-		"elsewhere (a filesystem mounted later, one the kernel refused to mark: the agent's log names it) it runs, and so does a copy run through the dynamic loader (ld.so ./x) " +
+	return []string{"deny_exec on the fanotify backend: a copy of a denied binary under another name is refused on every filesystem; " +
+		"it runs on one the kernel refused to mark (the agent's log names it), in the milliseconds between a mount and its mark, and through the dynamic loader (ld.so ./x) " +
 		"(the lsm backend refuses copies anywhere)"}
 }

@@ -73,7 +73,7 @@ func TestUnenforcedCopies(t *testing.T) {
 	}
 	c := &policy.Compiled{Exec: policy.FileSet{Names: []policy.Entry{{Value: "curl", Rule: 1}}}}
 	got := UnenforcedCopies(c)
-	if len(got) != 1 || !strings.Contains(got[0], "mounted later") || !strings.Contains(got[0], "dynamic loader") {
+	if len(got) != 1 || !strings.Contains(got[0], "refused to mark") || !strings.Contains(got[0], "dynamic loader") {
 		t.Fatalf("UnenforcedCopies = %q", got)
 	}
 }
