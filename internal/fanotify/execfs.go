@@ -151,7 +151,8 @@ func (f *fsExecMarks) watch(fd int, stop chan struct{}) {
 func (f *fsExecMarks) markLocked() {
 	ms, err := mountinfo.Read()
 	if err != nil {
-		f.log.Warn("copies of deny_exec binaries are refused only in /tmp, /var/tmp, /dev/shm, the project and the home", zap.Error(err))
+		// What could be read is marked all the same.
+		f.log.Warn("some filesystems are not marked for execs: copies of deny_exec binaries there are refused only in /tmp, /var/tmp, /dev/shm, the project and the home", zap.Error(err))
 	}
 	var errs []error
 	for dev, point := range execFilesystems(ms) {

@@ -1,6 +1,7 @@
 package mountinfo
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -33,7 +34,7 @@ func contains(opts []string, opt string) bool {
 	return false
 }
 
-// Read parses /proc/self/mountinfo.
+// Read parses /proc/self/mountinfo (see Parse for errors).
 func Read() ([]Mount, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -43,21 +44,24 @@ func Read() ([]Mount, error) {
 }
 
 // Parse parses the text of a mountinfo file. A line it cannot read is an
-// error naming the line: a mount skipped silently could be one the caller
-// must not miss.
+// error naming the line, returned with every mount it could read: a
+// mount skipped silently could be one the caller must not miss, and one
+// bad line must not hide the others.
 func Parse(data string) ([]Mount, error) {
 	var out []Mount
+	var errs []error
 	for i, line := range strings.Split(data, "\n") {
 		if line == "" {
 			continue
 		}
 		m, err := parseLine(line)
 		if err != nil {
-			return nil, fmt.Errorf("mountinfo line %d: %w: %q", i+1, err, line)
+			errs = append(errs, fmt.Errorf("mountinfo line %d: %w: %q", i+1, err, line))
+			continue
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 func parseLine(line string) (Mount, error) {

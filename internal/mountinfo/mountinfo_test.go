@@ -30,9 +30,12 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseBadLine(t *testing.T) {
-	_, err := Parse("27 1 254:0 / / rw\n")
+	ms, err := Parse("27 1 254:0 / / rw\n25 24 0:23 / /dev/shm rw - tmpfs tmpfs rw\n")
 	if err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("err = %v, want one naming line 1", err)
+	}
+	if len(ms) != 1 || ms[0].Point != "/dev/shm" {
+		t.Fatalf("mounts %+v, want the good line's", ms)
 	}
 	if _, err := Parse("27 1 x / / rw - ext4 /dev/vda rw\n"); err == nil {
 		t.Fatal("a device that is not major:minor parsed")
