@@ -147,6 +147,22 @@ func (b *Backend) copyExec(p *pending, size int64) policy.RuleID {
 	return p.sb.plan.copyOf(p.fd, size)
 }
 
+// loaderCopy is copyOf for an FAN_OPEN_PERM event of a file the size of a
+// deny_exec binary opened by a dynamic loader outside an exec (`ld.so
+// ./x`: the loader opens the copy for reading, no exec mark reports it).
+// Seen only where opens are reported: the project and home trees, when a
+// read or write name rule marks them. As loaderOpen, not knowing whether
+// the loader is inside execve refuses.
+func (b *Backend) loaderCopy(p *pending, size int64) policy.RuleID {
+	if !b.ldso.isLoader(p.tid, p.fd) {
+		return 0
+	}
+	if in, known := b.sysc.inExec(p.tid, p.deadline); in && known {
+		return 0
+	}
+	return p.sb.plan.copyOf(p.fd, size)
+}
+
 // markCopyDirs marks copyDirs for execs when the policy has binaries to
 // compare with.
 func (pl *planner) markCopyDirs() {

@@ -316,6 +316,16 @@ func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 			return v, true
 		}
 	}
+	if r.exec == 0 && p.sb.plan.maybeCopy(f.size) {
+		if inline {
+			return v, false
+		}
+		if rule := b.loaderCopy(p, f.size); rule != 0 {
+			v.kind, v.op = events.KindExec, events.OpExec
+			v.rule, v.deny = rule, true
+			return v, true
+		}
+	}
 	if exec := b.loaderCandidate(p, r.exec, v.path); exec != 0 {
 		loader, ok := b.loaderOpen(p, f, inline)
 		if !ok {

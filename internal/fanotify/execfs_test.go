@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -218,4 +219,45 @@ func TestDenyExecCopyOnLaterMount(t *testing.T) {
 	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != c || ruleText(s, ev) != "mytool" {
 		t.Errorf("event %+v, want exec of %s by rule mytool", ev, c)
 	}
+}
+
+// TestDenyExecCopyThroughLoader: a copy of a deny_exec binary run through
+// the dynamic loader (ld.so ./renamed), where opens are reported (the
+// project, marked for a read name rule), is refused as an exec of the
+// original's rule. Before, only the denied file itself was recognised and
+// the copy ran. Controls: the copy read with cat-like open stays allowed,
+// and a same-size other file run through the loader is not refused as a
+// copy.
+func TestDenyExecCopyThroughLoader(t *testing.T) {
+	e := newEnv(t, nil)
+	bin := e.copyBin(filepath.Join(e.bin, "mytool"))
+	ld := interpOf(t, bin)
+	cp := e.copyBin(filepath.Join(e.project, "sub", "renamed"))
+	other := e.copyBin(filepath.Join(e.project, "sub", "other"))
+	data, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-1] ^= 0xff
+	if err := os.WriteFile(other, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := e.sandbox(policy.Policy{DenyRead: rules(".env"), DenyExec: rules("mytool")})
+	if got := e.run(s, "cmd", ld, other); got != "ok" {
+		t.Errorf("sandboxed %s of a same-size other program: %q, want ok", ld, got)
+	}
+	got := e.run(s, "cmd", ld, cp)
+	if !strings.Contains(got, "Operation not permitted") {
+		t.Fatalf("sandboxed %s %s: %q, want Operation not permitted", ld, cp, got)
+	}
+	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != cp || ruleText(s, ev) != "mytool" {
+		t.Errorf("event %+v, want exec of %s by rule mytool", ev, cp)
+	}
+	if got := e.run(s, "open", cp, "r"); got != "ok" {
+		t.Errorf("read of the copy: %s", got)
+	}
+	if got := e.run(nil, "cmd", ld, cp); got != "ok" {
+		t.Errorf("%s %s outside the sandbox: %q", ld, cp, got)
+	}
+	e.noEvent()
 }
