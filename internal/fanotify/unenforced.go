@@ -58,14 +58,14 @@ func unenforcedLines(shared []resolve.Shared) []string {
 // of a denied binary under another name still runs on this backend: the
 // filesystem exec marks (execfs.go) report every exec on the filesystems
 // the kernel lets them mark (one mounted later a few milliseconds after
-// it appears), but the dynamic loader opens a copy without an exec (loader.go recognises the
-// denied files, not their copies). status shows it beside the rules; run
-// does not repeat it on every start.
+// it appears), but the dynamic loader opens a copy without an exec, seen
+// only where opens are reported (loaderCopy). status shows it beside the
+// rules; run does not repeat it on every start.
 func UnenforcedCopies(c *policy.Compiled) []string {
 	if c == nil || len(c.Exec.Names)+len(c.Exec.Paths) == 0 {
 		return nil
 	}
 	return []string{"deny_exec on the fanotify backend: a copy of a denied binary under another name is refused on every filesystem; " +
-		"it runs on one the kernel refused to mark (the agent's log names it), in the milliseconds between a mount and its mark, and through the dynamic loader (ld.so ./x) " +
+		"it runs on one the kernel refused to mark (the agent's log names it), in the milliseconds between a mount and its mark, and through the dynamic loader (ld.so ./x) outside the project and home trees " +
 		"(the lsm backend refuses copies anywhere)"}
 }
