@@ -121,7 +121,7 @@ const (
 		"truncate(2) of a file the agent holds kills the sandbox and puts the content back (files up to 32 MiB), " +
 		"a directory renamed or removed above a protected path is seen after the fact (sandbox killed); " +
 		"files that appear later are protected by inode once seen; copies of deny_exec binaries are refused by content " +
-		"only in the project and home trees and directly in /tmp, /var/tmp and /dev/shm; " +
+		"on every filesystem the kernel lets aigate mark (through the dynamic loader only in the project and home trees); " +
 		"egress by cgroup sock_addr programs and a DNS proxy; a guard kills the sandbox if aigate dies"
 )
 
@@ -422,7 +422,7 @@ func (m *machine) userns(major, minor int) Check {
 // agent, for execs it is told about.
 func (m *machine) execCopies(major, minor int) Check {
 	c := Check{Name: "exec-copies", Status: OK}
-	const fan = "; fanotify backend: refused in the project and home trees and directly in /tmp, /var/tmp and /dev/shm (size, then SHA-256 in the agent)"
+	const fan = "; fanotify backend: refused on every filesystem the kernel lets aigate mark, also one mounted later; through the dynamic loader only in the project and home trees (size, then SHA-256 in the agent)"
 	switch {
 	case !atLeast(major, minor, 6, 0):
 		c.Status = Warn

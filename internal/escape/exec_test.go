@@ -4,13 +4,16 @@ package escape
 
 import (
 	"fmt"
-	"github.com/aigate-dev/aigate/internal/testutil"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // TestEscapeExecAlias: deny_exec ssh holds where the distribution installs
@@ -80,6 +83,80 @@ cp %[4]s %[2]s-size && truncate -s $(stat -L -c %%s %[1]s) %[2]s-size && %[2]s-s
 		}
 		if out, err := b.outsideRun(curl + " --version"); err != nil {
 			t.Errorf("curl outside the sandbox: %v\n%s", err, out)
+		}
+	})
+}
+
+// TestEscapeExecCopyAnywhere: a copy of a denied binary in a directory the
+// user can write that no directory mark reported before (a subdirectory
+// of /var/tmp, a second filesystem such as /run/user/UID or a data disk,
+// here a tmpfs mounted for the test and owned by the user) is refused with
+// an exec event naming the copy and curl's rule. On fanotify every
+// exec-capable, read-write filesystem is marked for execs while such a
+// sandbox lives (fanotify/execfs.go); both copies ran before. Controls:
+// programs in ~/.local/bin, a venv's bin, node_modules/.bin and a tool
+// directory on the second disk still run inside, and the copy runs
+// outside the sandbox.
+func TestEscapeExecCopyAnywhere(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		testutil.SkipUnlessKernel(t, "curl is not installed")
+	}
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		testutil.SkipUnlessKernel(t, "true is not installed")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		vartmp := fmt.Sprintf("/var/tmp/aigate-anywhere-%d-%s", os.Getpid(), b.backend)
+		t.Cleanup(func() { os.RemoveAll(vartmp) })
+		b.mkdir(filepath.Join(vartmp, "sub"))
+		disk := filepath.Join(b.home, "..", fmt.Sprintf("disk-%d-%s", os.Getpid(), b.backend))
+		if err := os.MkdirAll(disk, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(disk) })
+		opts := fmt.Sprintf("size=64m,mode=0755,uid=%d,gid=%d", machine.uid, machine.gid)
+		if err := unix.Mount("tmpfs", disk, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+			t.Fatalf("mount a tmpfs as a second disk: %v", err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(disk, unix.MNT_DETACH) })
+		toolDir := filepath.Join(disk, "opt", "tool", "bin")
+		b.mkdir(toolDir)
+		controls := []string{b.path("~/.local/bin/mytool"), b.path(".venv/bin/mytool"), filepath.Join(toolDir, "mytool")}
+		for _, c := range controls {
+			b.mkdir(filepath.Dir(c))
+			if err := copyFile(truePath, c, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			b.chown(c)
+		}
+		script := b.write("node_modules/.bin/mytool", "#!/bin/sh\nexit 0\n")
+		if err := os.Chmod(script, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		controls = append(controls, script)
+
+		deep, onDisk := filepath.Join(vartmp, "sub", "x"), filepath.Join(toolDir, "x")
+		r := b.sh(fmt.Sprintf(`cp %[1]s %[2]s && %[2]s --version >/dev/null 2>&1 && echo ran-deep
+cp %[1]s %[3]s && %[3]s --version >/dev/null 2>&1 && echo ran-disk
+for t in %[4]s; do "$t" && echo "control-ok $t"; done`, curl, deep, onDisk, strings.Join(controls, " ")))
+		for _, c := range controls {
+			if !strings.Contains(r.stdout, "control-ok "+c+"\n") {
+				t.Errorf("control %s did not run:\n%s", c, r)
+			}
+		}
+		for _, where := range []string{"deep", "disk"} {
+			if strings.Contains(r.stdout, "ran-"+where) {
+				t.Errorf("the copy (%s) ran:\n%s", where, r)
+			}
+		}
+		for _, p := range []string{deep, onDisk} {
+			if ev, ok := r.denied(events.OpExec, p); !ok || ev.RuleText != "curl" {
+				t.Errorf("no exec event with rule curl for %s:\n%s", p, r)
+			}
+		}
+		if out, err := b.outsideRun(onDisk + " --version"); err != nil {
+			t.Errorf("the copy outside the sandbox: %v\n%s", err, out)
 		}
 	})
 }

@@ -69,6 +69,9 @@ type Options struct {
 
 	// beforeDecide, for tests, runs in a worker before each decision.
 	beforeDecide func(*pending)
+	// noFSExec, for tests and benchmarks, sets no filesystem exec marks
+	// (execfs.go), as on a kernel that refuses them.
+	noFSExec bool
 	// syscallRunning, for tests, makes a read of /proc/TID/syscall answer
 	// "running" (a woken thread, see blocked) while it returns true.
 	syscallRunning func(tid int) bool
@@ -203,6 +206,10 @@ type Backend struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closing   chan struct{}
+
+	// fsexec: whole filesystems marked for execs, for copies of
+	// deny_exec binaries (execfs.go).
+	fsexec *fsExecMarks
 }
 
 var _ enforce.Backend = (*Backend)(nil)
@@ -274,6 +281,7 @@ func Open(opts Options) (*Backend, error) {
 	}
 	b.keep.log = b.log
 	b.sysc.running = opts.syscallRunning
+	b.fsexec = newFSExecMarks(group, opts.noFSExec, b.log)
 	b.noPlaceByID.Store(opts.noPlaceByID)
 	if opts.KeepDir != "" {
 		if err := b.keep.useDir(opts.KeepDir); err != nil {
@@ -431,6 +439,16 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	clear(b.placedIDs)
 	b.mu.Unlock()
 	err = b.marks.addMarks(sb.ID, p)
+	if err == nil {
+		// Under addMu: a loader's ignore mask is set only after every
+		// sandbox added before was asked, and taken off before the new
+		// one's command starts (execfs.go).
+		err = b.unignoreLoaders(sb.Policy)
+	}
+	if err == nil && len(p.copies) > 0 {
+		b.fsexec.add(sb.ID)
+		b.ignoreLoaders(p)
+	}
 	if b.watch != nil {
 		// Directories created during the walk above, before these marks,
 		// are not seen; the sandboxed tool has not started yet. (Added
@@ -582,6 +600,7 @@ func (b *Backend) Remove(id uint32) error {
 			}
 		}
 	}
+	b.fsexec.remove(id)
 	s.mu.Unlock()
 	if gerr := b.guard.del(s.CgroupPath); gerr != nil {
 		err = errors.Join(err, gerr)
@@ -651,6 +670,7 @@ func (b *Backend) Close() error {
 		b.wg.Wait()
 		b.pending.denyAll(b)
 		b.marks.close()
+		b.fsexec.close()
 		unix.Close(b.group)
 		if b.watch != nil {
 			b.watch.close()

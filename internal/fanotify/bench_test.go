@@ -133,18 +133,25 @@ func BenchmarkOpen(b *testing.B) {
 // in the test's own for nil) and returns ns per open.
 func helperNs(tb testing.TB, cg *os.File, path string, n int) float64 {
 	tb.Helper()
+	return helperLoop(tb, cg, "openloop", path, n)
+}
+
+// helperLoop runs helper op ("openloop", "execloop") on path n times in a
+// helper process placed as helperNs says, and returns ns per operation.
+func helperLoop(tb testing.TB, cg *os.File, op, path string, n int) float64 {
+	tb.Helper()
 	cmd := exec.Command(os.Args[0], path, strconv.Itoa(max(n, 1)))
-	cmd.Env = append(os.Environ(), helperEnv+"=openloop")
+	cmd.Env = append(os.Environ(), helperEnv+"="+op)
 	if cg != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 	}
 	out, err := output(cmd)
 	if err != nil {
-		tb.Fatalf("open loop %s: %v", path, err)
+		tb.Fatalf("%s %s: %v", op, path, err)
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
 	if err != nil {
-		tb.Fatalf("open loop %s printed %q", path, out)
+		tb.Fatalf("%s %s printed %q", op, path, out)
 	}
 	return v
 }

@@ -20,11 +20,14 @@ import (
 // file has one of those sizes is hashed (SHA-256), and refused when its
 // contents are a denied binary's (hashed on the first size match). Other
 // execs pay a map lookup on the size they already have from fstat. A copy
-// is seen where fanotify reports the exec: the
-// marked project and home trees, and the directories in copyDirs (their
-// direct children only: a mark covers one directory).
+// is seen where fanotify reports the exec: every filesystem, also one
+// mounted while the sandbox runs (execfs.go), and, for a filesystem the
+// kernel refused to mark, the marked project and home trees and the
+// directories in copyDirs (their direct children only: a mark covers one
+// directory).
 
-// copyDirs are the world-writable places a copy is most likely put.
+// copyDirs are the world-writable places a copy is most likely put, marked
+// by directory too: the filesystem marks may be refused (execfs.go).
 var copyDirs = []string{"/tmp", "/var/tmp", "/dev/shm"}
 
 // execCopy is one deny_exec binary a copy is compared with. Its hash is
@@ -95,7 +98,10 @@ func hashFD(fd int, size int64, sum *[32]byte) bool {
 func (p *plan) maybeCopy(size int64) bool { return len(p.copies[size]) > 0 }
 
 // copyOf returns the rule of the deny_exec binary whose copy fd (size
-// bytes) is, or 0.
+// bytes) is, or 0. Fail closed: a file of a denied binary's size that
+// cannot be hashed, or a denied binary that cannot be (removed since the
+// sandbox started), counts as a copy of it: an exec that cannot be told
+// apart from a denied program is refused.
 func (p *plan) copyOf(fd int, size int64) policy.RuleID {
 	cands := p.copies[size]
 	if len(cands) == 0 {
@@ -103,10 +109,10 @@ func (p *plan) copyOf(fd int, size int64) policy.RuleID {
 	}
 	var sum [32]byte
 	if !hashFD(fd, size, &sum) {
-		return 0
+		return cands[0].rule
 	}
 	for _, c := range cands {
-		if s, ok := c.hash(); ok && s == sum {
+		if s, ok := c.hash(); !ok || s == sum {
 			return c.rule
 		}
 	}
@@ -115,19 +121,43 @@ func (p *plan) copyOf(fd int, size int64) policy.RuleID {
 
 // mayCopyExec reports whether an FAN_OPEN_PERM event needs copyExec: the
 // file has the size of a deny_exec binary, is not one by inode (exec), and
-// no FAN_OPEN_EXEC_PERM mark reports its execs. A file that
-// FAN_OPEN_EXEC_PERM reports as well (protected by inode, or in a
-// directory marked for execs) was decided there: once, also in audit mode.
-func (b *Backend) mayCopyExec(p *pending, size int64, exec policy.RuleID, path string) bool {
-	return exec == 0 && p.sb.plan.maybeCopy(size) && b.marks.mask(filepath.Dir(path))&unix.FAN_OPEN_EXEC_PERM == 0
+// no FAN_OPEN_EXEC_PERM mark reports its execs: neither its directory's
+// nor its filesystem's (execfs.go). A file that FAN_OPEN_EXEC_PERM reports
+// as well was decided there: once, also in audit mode.
+func (b *Backend) mayCopyExec(p *pending, f *facts, exec policy.RuleID, path string) bool {
+	if exec != 0 || !p.sb.plan.maybeCopy(f.size) {
+		return false
+	}
+	if f.statOK && b.fsexec.covers(f.key.dev) {
+		return false
+	}
+	return b.marks.mask(filepath.Dir(path))&unix.FAN_OPEN_EXEC_PERM == 0
 }
 
-// copyExec is copyOf for an FAN_OPEN_PERM event that mayCopyExec: only
-// when the opener is executing the file (an exec is reported as an open
-// too), so that reading a copy (cp, sha256sum) stays allowed, as reading
-// the original is.
+// copyExec is copyOf for an FAN_OPEN_PERM event that mayCopyExec, when the
+// opener may be executing the file (an exec is reported as an open too):
+// reading a copy (cp, sha256sum) stays allowed, as reading the original
+// is, but only when /proc/TID/syscall shows a call other than execve. A
+// thread whose call cannot be read, or that stayed "running" until the
+// deadline, is taken to be executing it (a rare cp of a copy refused).
 func (b *Backend) copyExec(p *pending, size int64) policy.RuleID {
-	if !b.sysc.inExec(p.tid, p.deadline) {
+	if in, known := b.sysc.inExec(p.tid, p.deadline); known && !in {
+		return 0
+	}
+	return p.sb.plan.copyOf(p.fd, size)
+}
+
+// loaderCopy is copyOf for an FAN_OPEN_PERM event of a file the size of a
+// deny_exec binary opened by a dynamic loader outside an exec (`ld.so
+// ./x`: the loader opens the copy for reading, no exec mark reports it).
+// Seen only where opens are reported: the project and home trees, when a
+// read or write name rule marks them. As loaderOpen, not knowing whether
+// the loader is inside execve refuses.
+func (b *Backend) loaderCopy(p *pending, size int64) policy.RuleID {
+	if !b.ldso.isLoader(p.tid, p.fd) {
+		return 0
+	}
+	if in, known := b.sysc.inExec(p.tid, p.deadline); in && known {
 		return 0
 	}
 	return p.sb.plan.copyOf(p.fd, size)

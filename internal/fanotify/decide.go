@@ -306,11 +306,21 @@ func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 		v.rule, v.deny = id, true
 		return v, true
 	}
-	if b.mayCopyExec(p, f.size, r.exec, v.path) {
+	if b.mayCopyExec(p, f, r.exec, v.path) {
 		if inline {
 			return v, false
 		}
 		if rule := b.copyExec(p, f.size); rule != 0 {
+			v.kind, v.op = events.KindExec, events.OpExec
+			v.rule, v.deny = rule, true
+			return v, true
+		}
+	}
+	if r.exec == 0 && p.sb.plan.maybeCopy(f.size) {
+		if inline {
+			return v, false
+		}
+		if rule := b.loaderCopy(p, f.size); rule != 0 {
 			v.kind, v.op = events.KindExec, events.OpExec
 			v.rule, v.deny = rule, true
 			return v, true
@@ -369,7 +379,14 @@ func (b *Backend) loaderCandidate(p *pending, exec policy.RuleID, path string) p
 // again, the whole way).
 func (b *Backend) loaderOpen(p *pending, f *facts, inline bool) (loader, ok bool) {
 	if !inline {
-		return b.ldso.isLoader(p.tid, p.fd) && !b.sysc.inExec(p.tid, p.deadline), true
+		// Not knowing whether the loader is inside execve refuses: the
+		// open of a deny_exec file by a loader outside an exec is the
+		// route this closes.
+		if !b.ldso.isLoader(p.tid, p.fd) {
+			return false, true
+		}
+		in, known := b.sysc.inExec(p.tid, p.deadline)
+		return !(in && known), true
 	}
 	if !f.statOK {
 		return false, false

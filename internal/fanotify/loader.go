@@ -323,13 +323,15 @@ func (l *loaders) isLoaderKnown(tid int, bin inodeKey) (loader, ok bool) {
 // inExec reports whether thread tid is inside execve: the exec's own open of
 // the file is reported as FAN_OPEN_PERM after FAN_OPEN_EXEC_PERM, and was
 // decided as an exec already. A "running" thread is waited out until
-// deadline (blocked).
-func (c *syscallFiles) inExec(tid int, deadline time.Time) bool {
+// deadline (blocked). known is false when /proc/TID/syscall could not be
+// read or the thread was still "running" at the deadline: the caller must
+// then decide as if it might be either, whichever refuses.
+func (c *syscallFiles) inExec(tid int, deadline time.Time) (in, known bool) {
 	line, err := c.blocked(tid, deadline)
 	if err != nil {
-		return false
+		return false, false
 	}
-	return execCall(line)
+	return execCall(line), true
 }
 
 // execCall reports whether a /proc/TID/syscall line is an execve.
@@ -344,12 +346,14 @@ func execCall(line string) bool {
 }
 
 // inExecOnce is inExec from one read, for the reader: ok is false when
-// the thread was "running" (see blocked), which only a worker waits out.
+// the thread was "running" (see blocked), which only a worker waits out,
+// or when the read failed (the worker tries again and decides on not
+// knowing).
 func (c *syscallFiles) inExecOnce(tid int) (in, ok bool) {
 	var buf [256]byte
 	n, err := c.read(tid, buf[:])
 	if err != nil {
-		return false, true // as inExec
+		return false, false
 	}
 	line := string(buf[:n])
 	if strings.HasPrefix(line, "running") {

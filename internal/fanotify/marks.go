@@ -244,6 +244,27 @@ func (t *markTable) addMarksLocked(id uint32, p *plan) error {
 	return nil
 }
 
+// unignoreFile removes the ignore mask the table set on the file at path
+// (symbolic links followed), if any.
+func (t *markTable) unignoreFile(path string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil // nothing there to silence
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ipath, ok := t.ignored[keyOf(&st)]
+	if !ok {
+		return nil
+	}
+	if err := t.unignore(path); err != nil {
+		return fmt.Errorf("remove ignore mark on %s: %w", path, err)
+	}
+	delete(t.ignored, keyOf(&st))
+	delete(t.ignPath, ipath)
+	return nil
+}
+
 // unignore removes the ignore mask of the inode at path; nothing there,
 // or no mark on it, is no error.
 func (t *markTable) unignore(path string) error {

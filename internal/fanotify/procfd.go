@@ -37,7 +37,13 @@ type syscallFiles struct {
 	// running, for tests (Options.syscallRunning), answers "running"
 	// for tid while it returns true.
 	running func(tid int) bool
+	// fail, for tests (TestCopyExecFailsClosed), makes the read fail
+	// for tid while it returns true.
+	fail func(tid int) bool
 }
+
+// errInjected is the failure fail injects.
+var errInjected = errors.New("read of /proc/TID/syscall failed (injected by a test)")
 
 // maxSyscallFiles bounds the descriptors kept. Only openers of deny_write
 // and deny_exec files are read, fewer than those placed (maxPidfds).
@@ -45,6 +51,9 @@ const maxSyscallFiles = 256
 
 // read reads /proc/TID/syscall into buf.
 func (c *syscallFiles) read(tid int, buf []byte) (int, error) {
+	if c.fail != nil && c.fail(tid) {
+		return 0, errInjected
+	}
 	if c.running != nil && c.running(tid) {
 		return copy(buf, "running\n"), nil
 	}

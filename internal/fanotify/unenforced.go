@@ -55,14 +55,17 @@ func unenforcedLines(shared []resolve.Shared) []string {
 }
 
 // UnenforcedCopies says, for a policy with deny_exec rules, where a copy
-// of a denied binary under another name still runs on this backend:
-// fanotify reports an exec only where it marks (copy.go's copyDirs, the
-// project and home trees). status shows it beside the rules; run does not
-// repeat it on every start.
+// of a denied binary under another name still runs on this backend: the
+// filesystem exec marks (execfs.go) report every exec on the filesystems
+// the kernel lets them mark (one mounted later a few milliseconds after
+// it appears), but the dynamic loader opens a copy without an exec, seen
+// only where opens are reported (loaderCopy). status shows it beside the
+// rules; run does not repeat it on every start.
 func UnenforcedCopies(c *policy.Compiled) []string {
 	if c == nil || len(c.Exec.Names)+len(c.Exec.Paths) == 0 {
 		return nil
 	}
-	return []string{fmt.Sprintf("deny_exec on the fanotify backend: a copy of a denied binary under another name is refused only in the project and home trees and directly in %s; elsewhere (/tmp/sub/x, /var/lib/...) it runs (the lsm backend refuses copies anywhere)",
-		strings.Join(copyDirs, ", "))}
+	return []string{"deny_exec on the fanotify backend: a copy of a denied binary under another name is refused on every filesystem; " +
+		"it runs on one the kernel refused to mark (the agent's log names it), in the milliseconds between a mount and its mark, and through the dynamic loader (ld.so ./x) outside the project and home trees " +
+		"(the lsm backend refuses copies anywhere)"}
 }

@@ -1,0 +1,276 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/mountinfo"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// A copy of a deny_exec binary can be put in any directory the sandboxed
+// user can write: /tmp/sub, /run/user/UID, a user-owned /srv/x or /opt/x,
+// a second disk. Marking directories reports the execs of their direct
+// children only, so while a sandbox has deny_exec binaries to compare
+// with, the backend marks every filesystem of its mount namespace that
+// can hold one for execs (FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM): every
+// exec there is reported, whatever the directory, also through a bind
+// mount or a copy of the mount tree in another mount namespace (unshare
+// -m copies mounts, and a mount mark would not follow them; a Landlock
+// domain refuses mount(2), so no new filesystem appears inside). Execs
+// only: opens stay unreported.
+//
+// Skipped: filesystems mounted read-only (nobody writes a copy there),
+// mounts with noexec (the kernel refuses every exec from them), and
+// kernel filesystems that hold no user files. A filesystem whose mounts
+// are all noexec is not marked; one exec-capable mount of it is enough.
+//
+// The cost falls on every exec on a marked filesystem on the machine while
+// such a sandbox lives: one round trip to the agent, answered at once for a
+// process outside every sandbox (BenchmarkExecFS). Rejected: a Landlock
+// domain granting EXECUTE only beneath marked places and the system's
+// directories. It costs nothing outside the sandbox, but its refusals
+// carry no event, it refuses a program in any unusual place the user
+// legitimately runs from (/srv/tool/bin, a second disk), and the loader
+// route (ld.so opens the file, Landlock's EXECUTE is not asked) is the
+// same either way.
+
+// noUserFiles are filesystem types that hold no file a user can write.
+var noUserFiles = map[string]bool{
+	"proc": true, "sysfs": true, "cgroup": true, "cgroup2": true, "bpf": true,
+	"debugfs": true, "tracefs": true, "securityfs": true, "pstore": true,
+	"configfs": true, "fusectl": true, "devpts": true, "binfmt_misc": true,
+	"efivarfs": true, "autofs": true, "nsfs": true,
+}
+
+// execFilesystems returns, per device, one mount point through which a
+// filesystem that can hold and run a copy is reached: written-to and
+// exec-capable somewhere in ms.
+func execFilesystems(ms []mountinfo.Mount) map[uint64]string {
+	out := map[uint64]string{}
+	for _, m := range ms {
+		if m.Has("noexec") || m.SuperHas("ro") || noUserFiles[m.FSType] {
+			continue
+		}
+		dev := unix.Mkdev(m.Major, m.Minor)
+		if _, ok := out[dev]; !ok {
+			out[dev] = m.Point
+		}
+	}
+	return out
+}
+
+// fsExecMarks are the filesystem exec marks, set while at least one
+// sandbox with copies to compare with lives.
+type fsExecMarks struct {
+	mu     sync.RWMutex
+	group  int
+	users  map[uint32]bool
+	marked map[uint64]string // device -> the mount point it was marked through
+	stop   chan struct{}     // closed when the last user goes: ends watch
+	closed bool              // the group is closing: no more marks
+	off    bool              // tests: never mark (a kernel that refuses it)
+	log    *zap.Logger
+}
+
+func newFSExecMarks(group int, off bool, log *zap.Logger) *fsExecMarks {
+	return &fsExecMarks{group: group, users: map[uint32]bool{}, marked: map[uint64]string{}, off: off, log: log}
+}
+
+// add marks, for sandbox id, every filesystem of the mount table that is
+// not marked yet. The first user also starts watching the mount table: a
+// filesystem mounted while such a sandbox lives (a USB disk, a network
+// share) is marked within milliseconds (watch). A filesystem the kernel
+// refuses to mark is logged and left to the directory marks (copyDirs, the
+// project and home trees), as before.
+func (f *fsExecMarks) add(id uint32) {
+	if f.off {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	if len(f.users) == 0 {
+		// Opened before the marks are read, so that a mount between the
+		// two is seen by the watcher.
+		fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			f.log.Warn("filesystems mounted while a sandbox runs are not marked for execs: copies of deny_exec binaries run there", zap.Error(err))
+		} else {
+			f.stop = make(chan struct{})
+			go f.watch(fd, f.stop)
+		}
+	}
+	f.users[id] = true
+	f.markLocked()
+}
+
+// watch marks the filesystems mounted while a user lives: the kernel
+// reports a change of the mount table as POLLPRI on mountinfo. A mount
+// is marked a poll wake-up after it appears; an exec from it in between
+// is not reported (a window of milliseconds: TestDenyExecCopyOnLaterMount
+// waits for the mark).
+func (f *fsExecMarks) watch(fd int, stop chan struct{}) {
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		// A timeout to notice stop: closing fd would not wake poll.
+		n, err := unix.Poll(fds, 200)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			f.log.Warn("stopped watching the mount table: filesystems mounted from now on are not marked for execs", zap.Error(err))
+			return
+		}
+		if n <= 0 || fds[0].Revents&(unix.POLLPRI|unix.POLLERR) == 0 {
+			continue
+		}
+		f.mu.Lock()
+		select {
+		case <-stop:
+		default:
+			f.markLocked()
+		}
+		f.mu.Unlock()
+	}
+}
+
+// markLocked marks what the mount table has that is not marked yet.
+func (f *fsExecMarks) markLocked() {
+	ms, err := mountinfo.Read()
+	if err != nil {
+		// What could be read is marked all the same.
+		f.log.Warn("some filesystems are not marked for execs: copies of deny_exec binaries there are refused only in /tmp, /var/tmp, /dev/shm, the project and the home", zap.Error(err))
+	}
+	var errs []error
+	for dev, point := range execFilesystems(ms) {
+		if _, ok := f.marked[dev]; ok {
+			continue
+		}
+		if err := unix.FanotifyMark(f.group, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, point); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", point, err))
+			continue
+		}
+		f.marked[dev] = point
+	}
+	if len(errs) > 0 {
+		f.log.Warn("copies of deny_exec binaries on these filesystems are refused only in the marked directories", zap.Error(errors.Join(errs...)))
+	}
+}
+
+// close stops the watcher and any further mark, before the group closes.
+func (f *fsExecMarks) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	if f.stop != nil {
+		close(f.stop)
+		f.stop = nil
+	}
+}
+
+// remove drops sandbox id; the last one takes the marks away, so that
+// execs outside sandboxes stop paying for them.
+func (f *fsExecMarks) remove(id uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.users[id] {
+		return
+	}
+	delete(f.users, id)
+	if len(f.users) > 0 {
+		return
+	}
+	if f.stop != nil {
+		close(f.stop)
+		f.stop = nil
+	}
+	if f.closed {
+		return
+	}
+	for dev, point := range f.marked {
+		// A mount point that now leads elsewhere fails (the mark stays
+		// until the group closes: extra round trips, never a refusal).
+		if err := unix.FanotifyMark(f.group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_FILESYSTEM, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, point); err != nil {
+			f.log.Debug("filesystem exec mark not removed", zap.String("mount", point), zap.Error(err))
+		}
+		delete(f.marked, dev)
+	}
+}
+
+// covers reports whether every exec on device dev is reported.
+func (f *fsExecMarks) covers(dev uint64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.marked[dev]
+	return ok
+}
+
+// The kernel opens a dynamically linked program's interpreter for its exec
+// too (open_exec, FAN_OPEN_EXEC_PERM): with every filesystem marked, each
+// such exec on the machine would be two round trips. The loaders get an
+// ignore mask, as unrelated files do, unless a live sandbox protects one
+// by inode or matches it by path (its own path or where its links lead),
+// or it has a deny_exec binary's size. The loader check (loader.go) needs
+// no event of the loader itself: it decides on the open of the denied
+// file and on /proc/TID/exe.
+
+// loaderNames returns each loader path with the path its links lead to.
+func (b *Backend) loaderNames() map[string]string {
+	out := map[string]string{}
+	for _, p := range b.ldso.loaderPaths() {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			out[p] = real
+		}
+	}
+	return out
+}
+
+// ignoreLoaders sets the loaders' ignore masks for a sandbox with copies
+// to compare (plan p).
+func (b *Backend) ignoreLoaders(p *plan) {
+	var paths []string
+	for path, real := range b.loaderNames() {
+		if !b.anyMatch(path) && !b.anyMatch(real) {
+			paths = append(paths, real)
+		}
+	}
+	b.marks.ignore(paths, p.copies, b.anyMatch, b.closing, nil, nil)
+}
+
+// unignoreLoaders takes the ignore mask off every loader policy c matches
+// by path, before the sandbox runs: an ignore mask would silence its
+// exec events, whichever mark asks for them.
+func (b *Backend) unignoreLoaders(c *policy.Compiled) error {
+	var errs []error
+	for path, real := range b.loaderNames() {
+		if matchPath(c, path).any() || matchPath(c, real).any() {
+			errs = append(errs, b.marks.unignoreFile(real))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// anyMatch reports whether some live sandbox's policy matches path.
+func (b *Backend) anyMatch(path string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, s := range b.sandboxes {
+		if matchPath(s.Policy, path).any() {
+			return true
+		}
+	}
+	return false
+}

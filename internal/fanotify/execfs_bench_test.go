@@ -1,0 +1,108 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/aigate-dev/aigate/bench"
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// "execloop PATH N": fork, exec and wait for PATH N times, print the
+// median batch's ns per run (bench.Batched). The helper hosts no backend:
+// plain os/exec is safe here.
+var _ = registerHelper("execloop", func(args []string) string {
+	n, _ := strconv.Atoi(args[1])
+	ns, err := bench.Batched(n, func() error { return exec.Command(args[0]).Run() })
+	if err != nil {
+		return err.Error()
+	}
+	return strconv.FormatFloat(ns, 'f', 1, 64)
+})
+
+// BenchmarkExecFS measures what the filesystem exec marks (execfs.go) add
+// to an exec of /bin/true (fork, exec, wait), from a helper outside and
+// inside a sandbox whose policy has a deny_exec binary to compare copies
+// with. Baseline: a backend enforcing the same sandbox without the
+// filesystem marks (noFSExec: the backend before them, where /bin/true's
+// exec reached no mark); case: with them. Baseline and case alternate
+// (bench.Pair), each round opening its own backend.
+func BenchmarkExecFS(b *testing.B) {
+	e := newEnv(b, nil)
+	if err := e.b.Close(); err != nil {
+		b.Fatal(err)
+	}
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The denied binary: not true itself, nor of its size (a copy of
+	// true is refused inside, as it should be), but a file of that size
+	// plus one byte: exec of true pays the size lookup only.
+	denied := e.copyBin(filepath.Join(e.bin, "mytool"))
+	if f, err := os.OpenFile(denied, os.O_APPEND|os.O_WRONLY, 0); err != nil {
+		b.Fatal(err)
+	} else if _, err := f.Write([]byte{0}); err != nil || f.Close() != nil {
+		b.Fatal(err)
+	}
+	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanexecbench%d", os.Getpid()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.Remove() })
+	cgFD, err := g.OpenFD()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cgFD.Close() })
+	c, err := policy.Compile(&policy.Policy{DenyRead: rules(".env"), DenyExec: rules("mytool")}, policy.Env{Home: e.home, ProjectRoot: e.project})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb := &enforce.Sandbox{ID: 98, Name: "bench", CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode}
+	with := func(noFSExec bool, measure func() float64) (float64, error) {
+		be, err := Open(Options{Home: e.home, ProjectRoot: e.project, ExecDirs: []string{e.bin}, DecisionTimeout: 2 * time.Second, noFSExec: noFSExec})
+		if err != nil {
+			return 0, err
+		}
+		defer be.Close()
+		if err := be.Add(context.Background(), sb); err != nil {
+			return 0, err
+		}
+		defer be.Remove(sb.ID)
+		return measure(), nil
+	}
+	for _, where := range []string{"outside", "inside"} {
+		b.Run(where, func(b *testing.B) {
+			var in *os.File
+			if where == "inside" {
+				in = cgFD
+			}
+			measure := func() float64 { return execNs(b, in, truePath, b.N) }
+			r, err := bench.Pair(bench.Rounds(),
+				func() (float64, error) { return with(true, measure) },
+				func() (float64, error) { return with(false, measure) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Report(b)
+		})
+	}
+}
+
+// execNs runs the exec loop in a helper (in the cgroup cg is open on, or
+// in the test's own for nil) and returns ns per exec.
+func execNs(tb testing.TB, cg *os.File, path string, n int) float64 {
+	tb.Helper()
+	return helperLoop(tb, cg, "execloop", path, n)
+}
