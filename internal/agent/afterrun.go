@@ -184,25 +184,10 @@ func (a *Agent) loadAfterRun(name string) *afterRunJournal {
 // it): each journal whose cgroup is gone. Nobody waits for the notes:
 // they are logged.
 func (a *Agent) replayAfterRun() {
-	ents, err := os.ReadDir(a.cfg.AfterRun)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || e.IsDir() {
-			continue
-		}
-		j := a.loadAfterRun(name)
-		if j == nil {
-			a.log.Warn("after-run journal unreadable or of another version: dropped", zap.String("file", e.Name()))
+	eachEnded(a, a.cfg.AfterRun, "after-run journal", a.loadAfterRun,
+		func(j *afterRunJournal) string { return j.CgroupPath }, a.dropAfterRun,
+		func(name string, j *afterRunJournal) {
+			a.runChecks(j, nil)
 			a.dropAfterRun(name)
-			continue
-		}
-		if _, err := os.Stat(j.CgroupPath); err == nil {
-			continue // a live sandbox's: left to its end
-		}
-		a.runChecks(j, nil)
-		a.dropAfterRun(name)
-	}
+		})
 }

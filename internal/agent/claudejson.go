@@ -10,7 +10,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -170,33 +169,18 @@ func (a *Agent) loadJournal(name string) *claudeJournal {
 // still exists belongs to a live sandbox (adopted here, or another
 // agent's) and is left to its end.
 func (a *Agent) replayJournals() {
-	ents, err := os.ReadDir(a.cfg.Journal)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || e.IsDir() {
-			continue
-		}
-		j := a.loadJournal(name)
-		if j == nil {
-			a.log.Warn("~/.claude.json journal unreadable or of another version: dropped, not replayed", zap.String("file", e.Name()))
+	eachEnded(a, a.cfg.Journal, "~/.claude.json journal", a.loadJournal,
+		func(j *claudeJournal) string { return j.CgroupPath }, a.dropJournal,
+		func(name string, j *claudeJournal) {
+			undo, err := a.replay(j)
+			if err != nil {
+				a.log.Error("~/.claude.json of an ended sandbox could not be checked: its journal is kept for the next start",
+					zap.String("sandbox", j.Sandbox), zap.String("path", j.Guard.Path), zap.Error(err))
+				return
+			}
+			if undo != nil {
+				a.fan.publish(undoEvent(undo, j, 0, a.be.Name()), j.Owner, false)
+			}
 			a.dropJournal(name)
-			continue
-		}
-		if _, err := os.Stat(j.CgroupPath); err == nil {
-			continue
-		}
-		undo, err := a.replay(j)
-		if err != nil {
-			a.log.Error("~/.claude.json of an ended sandbox could not be checked: its journal is kept for the next start",
-				zap.String("sandbox", j.Sandbox), zap.String("path", j.Guard.Path), zap.Error(err))
-			continue
-		}
-		if undo != nil {
-			a.fan.publish(undoEvent(undo, j, 0, a.be.Name()), j.Owner, false)
-		}
-		a.dropJournal(name)
-	}
+		})
 }

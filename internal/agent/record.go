@@ -84,6 +84,35 @@ func writeRecord(path string, r *record) error {
 // same root-only directory, synced, renamed over path): a reader sees the
 // old file or the new one whole, and a crash never leaves half of one.
 // what names the file in errors.
+// eachEnded hands each to the journals in dir (one NAME.json a sandbox)
+// whose sandbox has ended, its cgroup gone: what the agent replays at its
+// start for the sandboxes of a dead agent. load reads one; nil (unreadable,
+// or of another version) drops it with a warning naming what. A journal
+// whose cgroup still exists belongs to a live sandbox (adopted here, or
+// another agent's) and is left to its end.
+func eachEnded[J any](a *Agent, dir, what string, load func(name string) *J, cgroup func(*J) string, drop func(name string), each func(name string, j *J)) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		j := load(name)
+		if j == nil {
+			a.log.Warn(what+" unreadable or of another version: dropped, not replayed", zap.String("file", e.Name()))
+			drop(name)
+			continue
+		}
+		if _, err := os.Stat(cgroup(j)); err == nil {
+			continue
+		}
+		each(name, j)
+	}
+}
+
 func writeJSON(path, what string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
