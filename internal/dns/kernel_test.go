@@ -425,12 +425,25 @@ func TestKernelAllowedDenied(t *testing.T) {
 // stops after the TTL floor.
 func TestKernelAnswerChanges(t *testing.T) {
 	w := newWorld(t, policy.DNS{MinTTL: 2 * time.Second, MaxTTL: 2 * time.Second}, "svc.test")
-	w.up.Set("svc.test", "svc.test. 1 IN A 10.1.2.3")
-	got := w.run(true, "q udp 10.53.0.1 svc.test")
-	learned := time.Now()
-	w.up.Set("svc.test", "svc.test. 3600 IN A 10.1.2.4")
-	got = append(got, w.run(true, "q udp 10.53.0.1 svc.test", "connect "+w.svc("10.1.2.3"), "connect "+w.svc("10.1.2.4"))...)
-	expect(t, got, "NOERROR 10.1.2.3", "NOERROR 10.1.2.4", "0", "0")
+	var learned time.Time
+	for try := 1; ; try++ {
+		w.up.Set("svc.test", "svc.test. 1 IN A 10.1.2.3")
+		got := w.run(true, "q udp 10.53.0.1 svc.test")
+		learned = time.Now()
+		w.up.Set("svc.test", "svc.test. 3600 IN A 10.1.2.4")
+		got = append(got, w.run(true, "q udp 10.53.0.1 svc.test", "connect "+w.svc("10.1.2.3"), "connect "+w.svc("10.1.2.4"))...)
+		// Both addresses connect until the 2 s floor has passed: a second
+		// run that ended after it (a loaded machine starting the helper)
+		// proves nothing about the first address, so it is tried again.
+		if time.Since(learned) >= 2*time.Second && try < 5 {
+			t.Logf("try %d: the second query ended %v after the first: again", try, time.Since(learned))
+			w.up.Set("svc.test", "svc.test. 1 IN A 10.1.2.3")
+			time.Sleep(3 * time.Second) // both learned addresses expire
+			continue
+		}
+		expect(t, got, "NOERROR 10.1.2.3", "NOERROR 10.1.2.4", "0", "0")
+		break
+	}
 	// Floor and ceiling are 2 s and the janitor ticks every second: both
 	// go between 2 and 3 s after they were learned. Polled, so that a
 	// loaded machine only makes the test slower, never wrong.
