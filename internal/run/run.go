@@ -408,7 +408,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("git directories: not protected", zap.String("what", n))
 	}
-	req.DenyWrite = append(claude, git...)
+	socks, notes := socketRunRules(p)
+	for _, n := range notes {
+		f.Log.Debug("sockets: not kept in place", zap.String("what", n))
+	}
+	req.DenyWrite = append(append(claude, git...), socks...)
 	for _, line := range []string{describeRunRules(claude), describeGitRules(git)} {
 		if line != "" && !opts.Quiet {
 			fmt.Fprintf(f.Err, "aigate: %s\n", line)

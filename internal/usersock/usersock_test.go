@@ -1,0 +1,52 @@
+//go:build linux
+
+package usersock
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// TestFind: the sockets of the user at the depths asked, none deeper,
+// directly in a place only where it says so, no regular files, not
+// through a symbolic link.
+func TestFind(t *testing.T) {
+	root := t.TempDir()
+	uid := os.Getuid()
+	listen := func(p string) string {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("unix", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return p
+	}
+	listen(filepath.Join(root, "tmp", "top.sock")) // directly in a temp directory: not kept (Places)
+	tmux := listen(filepath.Join(root, "tmp", "tmux-1", "default"))
+	listen(filepath.Join(root, "tmp", "a", "b", "too-deep"))
+	gpg := listen(filepath.Join(root, "run", "gnupg", "d.x", "S.gpg-agent"))
+	if err := os.WriteFile(filepath.Join(root, "tmp", "file"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "run"), filepath.Join(root, "tmp", "link")); err != nil {
+		t.Fatal(err)
+	}
+	runTop := listen(filepath.Join(root, "run", "bus"))
+	got, more := Find(uid, []Place{{Dir: filepath.Join(root, "tmp"), Depth: 2}, {Dir: filepath.Join(root, "run"), Depth: 3, Top: true}})
+	want := []string{gpg, runTop, tmux}
+	slices.Sort(want)
+	if !slices.Equal(got, want) || more {
+		t.Errorf("Find = %v (more %t), want %v", got, more, want)
+	}
+	// Another user's sockets are not the user's.
+	if got, _ := Find(uid+1, []Place{{Dir: filepath.Join(root, "tmp"), Depth: 2, Top: true}}); len(got) != 0 {
+		t.Errorf("Find for another uid = %v, want none", got)
+	}
+}
