@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/netns"
 )
 
 // Before Linux 6.5 the socket names its peer only by pid, and the pid may
@@ -194,39 +195,12 @@ func diagSocket(fd int) (int, error) {
 	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
 		return open()
 	}
-	// Open it from a thread that enters their namespace and comes back;
-	// a thread that cannot come back ends with its goroutine.
-	type result struct {
-		fd  int
-		err error
+	// Open it from a thread that enters their namespace and comes back.
+	s, err := netns.OpenIn(ns, open)
+	if err != nil {
+		return -1, fmt.Errorf("in the socket's network namespace: %w", err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			done <- result{-1, fmt.Errorf("own network namespace: %w", err)}
-			return
-		}
-		defer home.Close()
-		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- result{-1, fmt.Errorf("enter the socket's network namespace: %w", err)}
-			return
-		}
-		s, openErr := open()
-		if err := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); err != nil {
-			if s >= 0 {
-				unix.Close(s)
-			}
-			done <- result{-1, fmt.Errorf("return to the agent's network namespace: %w", err)}
-			return // still locked: the thread ends
-		}
-		runtime.UnlockOSThread()
-		done <- result{s, openErr}
-	}()
-	r := <-done
-	return r.fd, r.err
+	return s, nil
 }
 
 // forceNoPeerPidfd reports whether a test asked for the path of kernels

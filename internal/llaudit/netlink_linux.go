@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/netns"
 )
 
 // auditStatus is struct audit_status up to backlog_wait_time_actual.
@@ -142,44 +143,11 @@ func socket() (int, error) {
 		return open()
 	}
 	defer target.Close()
-	// On a goroutine of its own with its thread locked. Back in this
-	// namespace the thread is unlocked, not ended: ending a thread kills
-	// the children started from it with Pdeathsig (an agent a test
-	// started). Only a thread that could not return stays locked, and so
-	// ends with the goroutine: no other goroutine may run in the other
-	// namespace.
-	type result struct {
-		fd  int
-		err error
+	fd, err := netns.OpenIn(int(target.Fd()), open)
+	if err != nil {
+		return -1, fmt.Errorf("audit socket in the initial network namespace: %w", err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		back, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- result{-1, fmt.Errorf("audit socket: %w", err)}
-			return
-		}
-		defer back.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- result{-1, fmt.Errorf("audit socket: enter the initial network namespace: %w", err)}
-			return
-		}
-		fd, err := open()
-		if berr := unix.Setns(int(back.Fd()), unix.CLONE_NEWNET); berr != nil {
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			done <- result{-1, fmt.Errorf("audit socket: return to the network namespace: %w", berr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- result{fd, err}
-	}()
-	r := <-done
-	return r.fd, r.err
+	return fd, nil
 }
 
 // initNetns opens the initial network namespace when this process is in
