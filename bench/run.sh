@@ -93,6 +93,8 @@ run() {
 if [ "$host" = 1 ]; then
 	run internal/fanotify 'Open/.*/^(unmarked|ignored)$' 20000x
 	run internal/fanotify 'Open/.*/^(child-event|marked|exec-binary)$' 2000x
+	run internal/fanotify 'ExecFS' 300x
+	run internal/fanotify 'TmpChurn/^(trees|above|in-tmp)$' 20000x
 	run internal/loader 'NetConnect' 20000x
 	run internal/dns 'Query' 2000x
 elif [ -s "$tmp/kept-host-rows.txt" ]; then
@@ -135,6 +137,10 @@ describe() {
 		exec-binary) what="deny_exec binary opened for reading (round trip, allowed; inside: the dynamic loader check, from what the loaders know)" ;;
 		esac
 		echo "fanotify open+close|$what, $where a sandbox|no aigate" ;;
+	BenchmarkExecFS/*) echo "fanotify exec|fork+exec+wait of true, ${1##*/} a sandbox with a deny_exec binary (every writable filesystem marked for execs)|the same backend and sandbox without the filesystem exec marks" ;;
+	BenchmarkTmpChurn/trees) echo "fanotify watcher|create+unlink of a file in /tmp by a process outside every sandbox, the sandbox's deny_write path in the project|no aigate" ;;
+	BenchmarkTmpChurn/above) echo "fanotify watcher|create+unlink of a file in /tmp by a process outside every sandbox, the sandbox's deny_write path in a user's directory in /tmp|no aigate" ;;
+	BenchmarkTmpChurn/in-tmp) echo "fanotify watcher|create+unlink of a file in /tmp by a process outside every sandbox, the sandbox's deny_write path directly in /tmp (the watcher then watches /tmp for its name)|no aigate" ;;
 	BenchmarkNetConnect/udp/*) echo "sock_addr connect4|UDP connect, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkNetConnect/sendto/*) echo "sock_addr sendmsg4|UDP sendto, ${1##*/} a sandbox|cgroup without programs" ;;
 	BenchmarkQuery/cached) echo "DNS|A query through the aigate proxy (loopback upstream), a name asked again within its TTL: answered from the proxy's cache|the same query sent to the upstream directly" ;;
