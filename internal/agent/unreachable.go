@@ -28,6 +28,10 @@ import (
 // every event whose process is gone before the lookup (nothing to look
 // from but the agent's own view, used for absolute names only).
 
+// afterRootCheck, when a test sets it, runs between the check that the
+// refused process is still there and the lookup of the name from it.
+var afterRootCheck func()
+
 // unreachableUnix reports whether e is such a refusal.
 func unreachableUnix(e *events.Event) bool {
 	if e.Kind != events.KindNet || e.Op != events.OpUnix || e.Path == "" || e.Path[0] == '@' {
@@ -50,11 +54,25 @@ func unreachableUnix(e *events.Event) bool {
 	if base == "" && !filepath.IsAbs(e.Path) {
 		return false
 	}
+	if afterRootCheck != nil {
+		afterRootCheck()
+	}
 	var st unix.Stat_t
 	// Not filepath.Join: it would clean "cwd/../x" lexically, to a path
 	// beside /proc/PID instead of beside the process's directory. The
 	// kernel resolves the name as the process did.
 	err := unix.Stat(base+"/"+e.Path, &st)
+	if base != "" && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)) {
+		if _, gone := filepath.EvalSymlinks(proc + "/root"); gone != nil {
+			// The process exited between the check above and the
+			// lookup (a tool that fails on the refusal does at once):
+			// /proc/PID went, not the name.
+			if !filepath.IsAbs(e.Path) {
+				return false
+			}
+			base = ""
+		}
+	}
 	if base == "" {
 		err = unix.Stat(e.Path, &st)
 	}
