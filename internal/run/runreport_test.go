@@ -55,13 +55,7 @@ func TestReportExplainsMultiplexer(t *testing.T) {
 		{"read", events.Event{Op: events.OpRead, Comm: "tmux", Path: "/tmp/tmux-1000/x"}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var errb bytes.Buffer
-			f := &cmdutil.Factory{Err: &errb, Log: zap.NewNop()}
-			r := newRunReporter(f, reportOptions{})
-			r.event(c.e)
-			r.event(c.e)
-			r.finish(0, 0, 0)
-			out := errb.String()
+			out := reportTwice(c.e)
 			if n := strings.Count(out, "cannot reach your tmux or screen server"); n != map[bool]int{true: 1}[c.want] {
 				t.Errorf("said %d times, want it said once only for a refused connect to a multiplexer:\n%s", n, out)
 			}
@@ -86,16 +80,21 @@ func TestReportExplainsClaudeSSH(t *testing.T) {
 		{"read of ssh", events.Event{Op: events.OpRead, Comm: "claude", Path: "/usr/bin/ssh"}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var errb bytes.Buffer
-			f := &cmdutil.Factory{Err: &errb, Log: zap.NewNop()}
-			r := newRunReporter(f, reportOptions{})
-			r.event(c.e)
-			r.event(c.e)
-			r.finish(0, 0, 0)
-			out := errb.String()
+			out := reportTwice(c.e)
 			if n := strings.Count(out, "claude runs ssh at its start"); n != map[bool]int{true: 1}[c.want] {
 				t.Errorf("said %d times, want it said once only for claude's own refused exec of ssh:\n%s", n, out)
 			}
 		})
 	}
+}
+
+// reportTwice is what a run that reported e twice says at its end.
+func reportTwice(e events.Event) string {
+	var errb bytes.Buffer
+	f := &cmdutil.Factory{Err: &errb, Log: zap.NewNop()}
+	r := newRunReporter(f, reportOptions{})
+	r.event(e)
+	r.event(e)
+	r.finish(0, 0, 0)
+	return errb.String()
 }
