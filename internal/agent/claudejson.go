@@ -122,8 +122,8 @@ func (a *Agent) replay(j *claudeJournal) (*claudejson.Undo, error) {
 	var undo *claudejson.Undo
 	err = u.Do(func() error {
 		var err error
-		undo, err = j.Guard.Restore(time.Now(), func(path string, data []byte) error {
-			return config.WriteFileAtomic(path, data, 0o600, u)
+		undo, err = j.Guard.Restore(time.Now(), func(path string, data []byte, unchanged func() error) error {
+			return config.WriteFileAtomicIf(path, data, 0o600, u, unchanged)
 		})
 		return err
 	})

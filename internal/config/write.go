@@ -24,10 +24,18 @@ import (
 // themselves (a symlink to /etc/shadow, a --config of /etc/sudoers) is
 // written by root.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode, u *User) error {
-	return u.Do(func() error { return writeFileAtomic(path, data, perm, u) })
+	return u.Do(func() error { return writeFileAtomic(path, data, perm, u, nil) })
 }
 
-func writeFileAtomic(path string, data []byte, perm fs.FileMode, u *User) error {
+// WriteFileAtomicIf is WriteFileAtomic that calls check just before the
+// rename and, when it fails, leaves path as it is and returns check's
+// error: a read-merge-write of a file another program writes too (Claude
+// Code's ~/.claude.json) checks that the file is still what it read.
+func WriteFileAtomicIf(path string, data []byte, perm fs.FileMode, u *User, check func() error) error {
+	return u.Do(func() error { return writeFileAtomic(path, data, perm, u, check) })
+}
+
+func writeFileAtomic(path string, data []byte, perm fs.FileMode, u *User, check func() error) error {
 	if target, err := filepath.EvalSymlinks(path); err == nil {
 		path = target
 	}
@@ -74,6 +82,11 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode, u *User) error 
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,5 +39,31 @@ func TestRefusedWriteLeavesNoTempFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "net: deny\n" {
 		t.Errorf("file changed: %q", b)
+	}
+}
+
+// WriteFileAtomicIf whose check fails leaves the file as it is, no
+// temporary file beside it, and returns the check's error.
+func TestWriteFileAtomicIfCheckFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ".claude.json")
+	if err := os.WriteFile(path, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	changed := errors.New("changed")
+	if err := WriteFileAtomicIf(path, []byte(`{"a": 1}`), 0o600, nil, func() error { return changed }); !errors.Is(err, changed) {
+		t.Fatalf("WriteFileAtomicIf = %v, want the check's error", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("left behind: %v", ents)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "{}\n" {
+		t.Errorf("file changed: %q", b)
+	}
+	if err := WriteFileAtomicIf(path, []byte(`{"a": 1}`), 0o600, nil, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != `{"a": 1}` {
+		t.Errorf("file not written: %q", b)
 	}
 }
