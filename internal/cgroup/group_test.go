@@ -27,7 +27,7 @@ func TestParseMountinfo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseMountinfo(strings.NewReader(tt.in))
+			got, err := parseMountinfo(tt.in)
 			if (err != nil) != tt.err || got != tt.want {
 				t.Fatalf("parseMountinfo = %q, %v; want %q, err=%v", got, err, tt.want, tt.err)
 			}

@@ -4,7 +4,6 @@ package doctor
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/kallsyms"
+	"github.com/aigate-dev/aigate/internal/mountinfo"
 )
 
 // Run performs every check. It never fails: what it cannot find out is a
@@ -655,42 +655,18 @@ func (m *machine) readKconfig() map[string]string {
 	return cfg
 }
 
-// readMounts parses /proc/self/mountinfo: "id parent dev root point opts
-// [optional...] - fstype source superopts".
+// readMounts reads /proc/self/mountinfo; a line it cannot parse is left out.
 func (m *machine) readMounts() []mount {
 	data, err := os.ReadFile(m.path("/proc/self/mountinfo"))
 	if err != nil {
 		return nil
 	}
-	var out []mount
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		pre, post, ok := strings.Cut(string(line), " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 1 {
-			continue
-		}
-		out = append(out, mount{point: unescapeOctal(f[4]), fstype: g[0]})
+	mounts, _ := mountinfo.Parse(string(data))
+	out := make([]mount, 0, len(mounts))
+	for _, mi := range mounts {
+		out = append(out, mount{point: mi.Point, fstype: mi.FSType})
 	}
 	return out
-}
-
-// unescapeOctal undoes mountinfo's \040-style escaping of spaces and such.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func parseRelease(rel string) (major, minor int, ok bool) {

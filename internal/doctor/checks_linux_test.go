@@ -173,9 +173,6 @@ func TestHelpers(t *testing.T) {
 	if _, _, ok := parseRelease("garbage"); ok {
 		t.Error("parseRelease(garbage) ok")
 	}
-	if got := unescapeOctal(`/mnt/my\040disk`); got != "/mnt/my disk" {
-		t.Errorf("unescapeOctal = %q", got)
-	}
 }
 
 func verdict(t *testing.T, r *Report, name string) Verdict {
