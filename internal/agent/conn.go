@@ -165,7 +165,7 @@ func (a *Agent) endRequest(p api.Peer, name string) *api.Response {
 
 // watch streams events until the client goes away or the agent stops.
 func (a *Agent) watch(c *api.Conn, p api.Peer, req *api.Request) {
-	s := &sub{uid: p.UID, root: p.Root(), fold: api.Folds(req.V), binary: api.BinaryEvents(req.V)}
+	s := &sub{uid: p.UID, root: p.Root(), fold: api.Folds(req.V), binary: api.BinaryEvents(req.V), movedTo: api.MovesAside(req.V)}
 	if w := req.Watch; w != nil {
 		if w.Sandbox != "" && a.lookup(p, w.Sandbox) == nil {
 			a.reply(c, errResp(api.CodeNotFound, fmt.Sprintf("no sandbox %s of yours (aigate status lists them)", w.Sandbox)))
@@ -242,7 +242,7 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 				if !ok {
 					break
 				}
-				evs = append(evs, e)
+				evs = append(evs, s.forReader(e))
 			}
 			var err error
 			switch {
@@ -278,6 +278,7 @@ func (a *Agent) stream(c *api.Conn, s *sub, gone, stop <-chan struct{}) {
 					_ = notify()
 					return
 				}
+				e = s.forReader(e)
 				if c.Write(&api.Response{OK: true, Event: &e}, 0) != nil {
 					return
 				}
@@ -332,7 +333,7 @@ func (a *Agent) session(c *api.Conn, p api.Peer, r *api.Request, log *zap.Logger
 	}
 	// Subscribe before the command can run, so that none of its events is
 	// missed.
-	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name, fold: api.Folds(r.V), binary: api.BinaryEvents(r.V)}
+	s := &sub{uid: b.info.Owner, root: true, sandbox: b.info.Name, fold: api.Folds(r.V), binary: api.BinaryEvents(r.V), movedTo: api.MovesAside(r.V)}
 	a.fan.add(s)
 	defer a.fan.remove(s)
 	// The backend's drops from the placing on, told at the end: they may

@@ -29,6 +29,7 @@ type sub struct {
 	// denial identical to one still unread is added to its count.
 	fold    bool
 	binary  bool // the reader takes events in binary batches (api.BinaryEvents)
+	movedTo bool // the reader knows events.Event.MovedTo (api.MovesAside)
 	dropped atomic.Uint64
 
 	// The queue: a ring of the unread events, grown on demand up to
@@ -89,6 +90,15 @@ func (s *sub) push(e *events.Event) bool {
 }
 
 // pop takes the oldest unread event; ok is false when there is none.
+// forReader is e as s's reader can take it: without MovedTo for one
+// that would refuse the event (and, in a batch, every event after it).
+func (s *sub) forReader(e events.Event) events.Event {
+	if !s.movedTo {
+		e.MovedTo = ""
+	}
+	return e
+}
+
 func (s *sub) pop() (e events.Event, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -170,3 +170,63 @@ func TestWatchFoldsForVersion2Only(t *testing.T) {
 		t.Errorf("version 1: %d events + %d dropped of %d", got1, drop1, flood)
 	}
 }
+
+// TestWatchMovedToForVersion3Only: an event with MovedTo (a planted tree
+// moved aside) reaches watchers of every version, with MovedTo only for
+// those of version 3: a version 2 reader refuses a batch with a ninth
+// string (and so every event after it), a version 1 reader's JSON
+// decoder refuses the unknown field.
+func TestWatchMovedToForVersion3Only(t *testing.T) {
+	testutil.HostOnly(t)
+	ta := startAgent(t, "", "")
+	deadline := time.Now().Add(10 * time.Second)
+	watch := func(v int) *api.Conn {
+		nc, err := net.Dial("unix", ta.client.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := api.NewConn(nc)
+		t.Cleanup(func() { c.Close() })
+		if err := c.Write(&api.Request{V: v, Op: api.OpWatch}, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		var ok api.Response
+		if err := c.Read(&ok, deadline); err != nil || !ok.OK {
+			t.Fatalf("version %d watch: %+v, %v", v, ok, err)
+		}
+		return c
+	}
+	v1, v2, v3 := watch(1), watch(2), watch(3)
+	planted := events.Event{PID: 7, TGID: 7, Comm: "git", Kind: events.KindFile, Op: events.OpPlanted,
+		Path: "/home/u/p/.git", MovedTo: "/home/u/p/.aigate-quarantine/git-1"}
+	after := events.Event{PID: 7, TGID: 7, Comm: "cat", Kind: events.KindFile, Op: events.OpRead, Path: "/home/u/.env"}
+	ta.be.deny(planted, false)
+	ta.be.deny(after, false)
+
+	for v, c := range map[int]*api.Conn{2: v2, 3: v3} {
+		var evs []events.Event
+		for len(evs) < 2 {
+			var r api.Response
+			var err error
+			if evs, err = c.ReadStream(&r, evs); err != nil {
+				t.Fatalf("version %d after %d events: %v", v, len(evs), err)
+			}
+		}
+		want := planted.MovedTo
+		if v < 3 {
+			want = ""
+		}
+		if evs[0].Op != events.OpPlanted || evs[0].MovedTo != want || evs[1].Path != after.Path {
+			t.Errorf("version %d got %+v, want the planted event with MovedTo %q, then the open", v, evs, want)
+		}
+	}
+	for n := 0; n < 2; n++ {
+		var r map[string]json.RawMessage
+		if err := v1.Read(&r, deadline); err != nil {
+			t.Fatalf("version 1 after %d events: %v", n, err)
+		}
+		if strings.Contains(string(r["event"]), "moved_to") {
+			t.Errorf("version 1 got a field it refuses: %s", r["event"])
+		}
+	}
+}

@@ -25,12 +25,19 @@ import (
 // (CreateRequest.Place): the agent moves it in while it builds the
 // sandbox, and the create's answer means placed, with no place round
 // trip. Clients of versions 1 and 2 send place after create as before;
-// a version 2 agent refuses a version 3 client (CodeVersion).
+// a version 2 agent refuses a version 3 client (CodeVersion). Version 3
+// streams also carry events.Event.MovedTo (a ninth string in a batch, a
+// field in JSON), which a reader of an older version would refuse.
 const Version = 3
 
 // PlacesAtCreate reports whether a create of version v may carry the
 // process to place (CreateRequest.Place).
 func PlacesAtCreate(v int) bool { return v >= 3 }
+
+// MovesAside reports whether a stream of version v may carry
+// events.Event.MovedTo: older readers refuse a batch with a ninth string,
+// and version 1's JSON decoder refuses unknown fields.
+func MovesAside(v int) bool { return v >= 3 }
 
 // MinVersion is the oldest version the agent still answers.
 const MinVersion = 1
