@@ -5,6 +5,7 @@ package escape
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -288,6 +289,8 @@ type box struct {
 	home    string
 	proj    string
 	events  string
+	// limit bounds one aigate run of the box (0: runLimit).
+	limit time.Duration
 }
 
 func newBox(t *testing.T, backend string) *box {
@@ -430,7 +433,7 @@ func (b *box) run(flags []string, argv ...string) result {
 	cmd := b.asUser(exec.Command(machine.bin, append(append(args, "--"), argv...)...))
 	var stdout, stderr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	code, err := e2e.ExitCode(e2e.RunBounded(cmd, runLimit))
+	code, err := e2e.ExitCode(e2e.RunBounded(cmd, cmp.Or(b.limit, runLimit)))
 	if err != nil {
 		b.t.Fatalf("aigate run: %v\n%s", err, stderr.String())
 	}

@@ -39,9 +39,11 @@ func TestEventReaderFoldsWhileBehind(t *testing.T) {
 	// events of 304 bytes): the rest is dropped. Folding, the reader goes
 	// on reading while it waits and stands for far more than that, with
 	// fewer events than denials (how many more depends on the CPU it gets
-	// beside the flood: the kernel still drops what it cannot read).
+	// beside the flood: the kernel still drops what it cannot read; at a
+	// load of 25 on 2 CPUs it stood for 3x, where a quiet machine gives
+	// far more).
 	unfolded := uint64(eventChannelSize + 1 + (1<<20)/304)
-	if denials < 5*unfolded || evs > denials/4 {
+	if denials < 2*unfolded || evs > denials/4 {
 		t.Errorf("%d events for %d denials (%d dropped): the reader did not fold while it waited (unfolded it would deliver at most %d)", evs, denials, dropped, unfolded)
 	}
 }
