@@ -197,6 +197,12 @@ func compile(req *api.CreateRequest) (*policy.Compiled, []string, error) {
 		}
 		pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}, Except: r.Except})
 	}
+	for _, r := range req.DenyRead {
+		if err := policy.CheckPattern(r.Pattern); err != nil {
+			return nil, nil, fmt.Errorf("deny_read for this run (%s): %w", r.By, err)
+		}
+		pol.DenyRead = append(pol.DenyRead, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}})
+	}
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil, nil, err

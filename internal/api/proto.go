@@ -28,7 +28,12 @@ import (
 // a version 2 agent refuses a version 3 client (CodeVersion). Version 3
 // streams also carry events.Event.MovedTo (a ninth string in a batch, a
 // field in JSON), which a reader of an older version would refuse.
-const Version = 3
+//
+// Version 4 lets create carry deny_read rules of the run alone
+// (CreateRequest.DenyRead: the user's other terminals); a version 3
+// agent refuses a version 4 client (CodeVersion) instead of a create
+// with a field it does not know.
+const Version = 4
 
 // PlacesAtCreate reports whether a create of version v may carry the
 // process to place (CreateRequest.Place).
@@ -119,6 +124,10 @@ type CreateRequest struct {
 	// outside would run, and its auto memory (package claudestate). They
 	// only tighten the policy, so any caller may send them.
 	DenyWrite []RunRule `json:"deny_write,omitempty"`
+	// DenyRead are deny_read rules for this run only (every open
+	// refused), added to the policy's: the user's terminals other than
+	// the run's own (package userterm). Version 4.
+	DenyRead []RunRule `json:"deny_read,omitempty"`
 	// ClaudeJSON asks the agent to record Home's .claude.json before the
 	// command starts and, once the sandbox's processes are dead, to put
 	// back what they changed in the keys that make a claude outside run

@@ -62,13 +62,18 @@ const (
 	// to Event.MovedTo, or, when MovedTo is empty, it could not be (the
 	// agent's log says why).
 	OpPlanted Op = "planted"
+	// OpOpen is an open of a deny_read path that fanotify could only see
+	// after it happened, the sandbox then killed: another terminal of the
+	// user, which a permission event would have the agent open itself
+	// (internal/fanotify/terminal.go).
+	OpOpen Op = "open"
 )
 
 // AfterTheFact reports whether op is one the backend could not refuse and
 // saw only after it happened (fanotify's renames, deletes, truncates): the event
 // says what was done about it (Event.Restored, or the sandbox killed).
 func (op Op) AfterTheFact() bool {
-	return op == OpRename || op == OpDelete || op == OpTruncate || op == OpChange || op == OpPlanted
+	return op == OpRename || op == OpDelete || op == OpTruncate || op == OpChange || op == OpPlanted || op == OpOpen
 }
 
 // Event is one denial. Backends fill what they know; zero fields are unknown.

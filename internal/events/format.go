@@ -198,7 +198,7 @@ func (j *JSONWriter) Write(e Event) error {
 }
 
 // opOrder is the order in which a summary lists operations.
-var opOrder = []Op{OpRead, OpWrite, OpRename, OpDelete, OpTruncate, OpChange, OpPlanted, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
+var opOrder = []Op{OpRead, OpOpen, OpWrite, OpRename, OpDelete, OpTruncate, OpChange, OpPlanted, OpExec, OpConnect, OpSend, OpDNS, OpUnix, OpPtrace, OpSignal, OpUserns, OpReceive}
 
 // Summary counts denials per operation for the line printed at exit.
 type Summary struct {

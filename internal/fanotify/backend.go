@@ -222,6 +222,9 @@ type sandbox struct {
 	kept []string // the paths whose copies it holds a reference to
 	// named are the names watched for it outside the trees (above.go).
 	named []namedWatch
+	// terms are the terminals watched for opens (terminal.go); "" where
+	// the watch failed.
+	terms []string
 	// unkept are the deny_write files it protects that the keeper could
 	// not hold (past its bound), and startDirs the directories of its
 	// tree at or above a deny_write path at its start: what a sweep
@@ -424,6 +427,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	}
 	if b.watch != nil {
 		s.named = namesToWatch(keptInPlace(p, sb.Policy), p.tree)
+		s.terms = terminals(sb.Policy)
 	}
 	if unkept > 0 {
 		b.log.Warn("some deny_write files have no copy to restore them from: replacing one by a rename kills the sandbox",
@@ -483,6 +487,14 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 			// As in the trees: a filesystem without file handles.
 			b.log.Warn("some deny_write paths outside the project and home are not watched: their unlink or rename is not seen",
 				zap.String("sandbox", sb.Name), zap.Int("names", failed), zap.Error(first))
+		}
+		for i, t := range s.terms {
+			if werr := b.watch.watchOpen(t); werr != nil {
+				// A kernel without file handles for devpts (before 6.6?):
+				// the terminal is not watched.
+				b.log.Warn("a terminal is not watched: its open from inside is not seen", zap.String("sandbox", sb.Name), zap.Error(werr))
+				s.terms[i] = ""
+			}
 		}
 	}
 	dirs, inodes := p.dirs, len(p.inodes)
@@ -597,6 +609,11 @@ func (b *Backend) Remove(id uint32) error {
 				b.watch.unwatchSelf(n.dir)
 			} else {
 				b.watch.unwatchName(n.dir, n.name)
+			}
+		}
+		for _, t := range s.terms {
+			if t != "" {
+				b.watch.unwatchOpen(t)
 			}
 		}
 	}

@@ -78,6 +78,8 @@ func (b *Backend) drainWatch(buf []byte, evs *[]watchEvent) bool {
 				rescan = true
 			case ev.mask&(unix.FAN_MOVE_SELF|unix.FAN_DELETE_SELF) != 0:
 				b.aboveMoved(ev)
+			case ev.mask&unix.FAN_OPEN != 0:
+				b.terminalOpened(ev)
 			case b.watch.skip(ev):
 				b.stats.watchSkipped()
 			default:

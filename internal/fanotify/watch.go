@@ -59,6 +59,8 @@ type watcher struct {
 	// selves are the directories watched for their own moves (above.go).
 	selves map[string]*selfDir
 	selfID map[dirID]*selfDir
+	// opens are the terminals watched for opens (terminal.go).
+	opens map[openKey]*openWatch
 }
 
 func newWatcher() (*watcher, error) {
@@ -67,7 +69,8 @@ func newWatcher() (*watcher, error) {
 		return nil, fmt.Errorf("fanotify_init for directory creations (FAN_REPORT_DFID_NAME, Linux 5.9): %w", err)
 	}
 	return &watcher{fd: fd, refs: map[string]int{}, mounts: map[[2]int32]int{}, devs: map[uint64][2]int32{},
-		named: map[string]*namedDir{}, namedID: map[dirID]*namedDir{}, selves: map[string]*selfDir{}, selfID: map[dirID]*selfDir{}}, nil
+		named: map[string]*namedDir{}, namedID: map[dirID]*namedDir{}, selves: map[string]*selfDir{}, selfID: map[dirID]*selfDir{},
+		opens: map[openKey]*openWatch{}}, nil
 }
 
 // add watches dir (of device dev). ref adds a reference to the path; force

@@ -56,6 +56,7 @@ var knownOps = []struct {
 	{events.KindFile, events.OpDelete},
 	{events.KindFile, events.OpTruncate},
 	{events.KindFile, events.OpPlanted},
+	{events.KindFile, events.OpOpen},
 	{events.KindExec, events.OpExec},
 	{events.KindNet, events.OpConnect},
 	{events.KindNet, events.OpSend},

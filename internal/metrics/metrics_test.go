@@ -107,8 +107,8 @@ func TestViolationsEqualBackendCounters(t *testing.T) {
 			t.Errorf("violations{%s,%s,%s} = %v, want %v", w.kind, w.op, w.mode, got, w.n)
 		}
 	}
-	if n := len(fams["aigate_violations_total"].GetMetric()); n != 30 {
-		t.Errorf("%d violation series, want 30 (15 operations x 2 modes)", n)
+	if n := len(fams["aigate_violations_total"].GetMetric()); n != 32 {
+		t.Errorf("%d violation series, want 32 (16 operations x 2 modes)", n)
 	}
 	if strings.Contains(body, "bogus") {
 		t.Errorf("an unknown kind became a label value:\n%s", body)

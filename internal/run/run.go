@@ -413,6 +413,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 		f.Log.Debug("sockets: not kept in place", zap.String("what", n))
 	}
 	req.DenyWrite = append(append(claude, git...), socks...)
+	terms, notes := terminalRunRules(p.id.uid)
+	for _, n := range notes {
+		f.Log.Debug("terminals: not kept out", zap.String("what", n))
+	}
+	req.DenyRead = terms
 	for _, line := range []string{describeRunRules(claude), describeGitRules(git)} {
 		if line != "" && !opts.Quiet {
 			fmt.Fprintf(f.Err, "aigate: %s\n", line)

@@ -1,0 +1,89 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/forksafe"
+	"github.com/aigate-dev/aigate/internal/policy"
+)
+
+// TestTerminalOpenKillsSandbox: a deny_read terminal (the user's other
+// terminal, which aigate run adds) opened from inside kills the sandbox
+// with an open event; the same open outside is nothing, and a terminal no
+// rule names is opened inside without one. No permission mark: the
+// agent never opens the terminal itself (terminal.go).
+func TestTerminalOpenKillsSandbox(t *testing.T) {
+	e := newEnv(t, nil)
+	other, otherSlave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	defer otherSlave.Close()
+	free, freeSlave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer free.Close()
+	defer freeSlave.Close()
+	s := e.sandbox(policy.Policy{DenyRead: rules(otherSlave.Name())})
+	if e.b.marks.mask(otherSlave.Name()) != 0 {
+		t.Fatalf("%s has a permission mark: the agent would open the terminal for each event", otherSlave.Name())
+	}
+
+	sleeper := e.cmd(s, "sleep")
+	if err := forksafe.Start(sleeper); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sleeper.Wait() }()
+	t.Cleanup(func() { _ = sleeper.Process.Kill() })
+
+	openHere(t, otherSlave.Name(), unix.O_RDWR)
+	if got := e.run(s, "open", freeSlave.Name(), "rw"); got != "ok" {
+		t.Fatalf("open of a terminal no rule names inside: %s", got)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the sandbox was killed for opens of an unnamed terminal, or outside: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	e.noEvent()
+
+	// Opened and held: the test backend has no exit records to place a
+	// process that is gone by the time the watcher reads its event (the
+	// agent has: RecordExits).
+	holder := e.cmd(s, "openhold", otherSlave.Name())
+	if err := forksafe.Start(holder); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() { held <- holder.Wait() }()
+	t.Cleanup(func() { _ = holder.Process.Kill() })
+	ev := e.event()
+	if ev.Op != events.OpOpen || ev.Path != otherSlave.Name() || ev.Sandbox != s.Name {
+		t.Fatalf("event %+v, want an open of %s by sandbox %s", ev, otherSlave.Name(), s.Name)
+	}
+	for _, c := range []chan error{done, held} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the sandbox's processes live on after it opened another terminal")
+		}
+	}
+}
+
+var _ = registerHelper("openhold", func(args []string) string { // openhold PATH: open it, then wait to be killed
+	if _, err := unix.Open(args[0], unix.O_RDWR|unix.O_NOCTTY, 0); err != nil {
+		return errnoName(err)
+	}
+	time.Sleep(time.Hour)
+	return "ok"
+})
