@@ -270,6 +270,12 @@ func (b *Backend) finish(p *pending, v verdict) {
 		b.stats.violation(ev.Kind, ev.Op, ev.Audit)
 		b.emit(ev)
 	}
+	b.stats.decided()
+	if won && v.unrelated && !v.deny {
+		// After the answer, so the opener does not wait for it; before
+		// the close, which gives the fd's number back.
+		b.ignoreNew(p)
+	}
 	p.close()
 	b.pending.del(p)
 }
