@@ -15,7 +15,9 @@ import (
 // round trip to the reader (bench/results.md, child-event). Now the first
 // sandboxed open of such a file, once decided unrelated to every rule of
 // every sandbox, gives it the same mask; later opens, inside a sandbox or
-// out, are no round trip.
+// out, are no round trip. An open by a process outside every sandbox does
+// the same after its answer (ignoreOutside): the machine's own opens of a
+// new file in a marked directory were each a round trip too.
 //
 // It is kept right the way the masks of files present at start are:
 //   - the mask is set on the inode of the event's fd, never through its
@@ -43,19 +45,50 @@ import (
 // unrelated (verdict.unrelated), if nothing of any live sandbox's applies
 // to it. Called by whoever decided p, after the answer, with p's fd open.
 func (b *Backend) ignoreNew(p *pending) {
-	f := &p.facts
-	if !f.statOK || !f.typeOK || f.mode&unix.S_IFMT != unix.S_IFREG || f.nlink != 1 {
-		return
-	}
-	if f.path == "" || !strings.HasPrefix(f.path, "/") || strings.HasSuffix(f.path, " (deleted)") {
-		return
-	}
-	if b.anyCares(p.sb, f.path, f.size) {
-		return
-	}
-	if b.marks.ignoreOpen(p.fd, f.key, f.size, f.path) {
+	if b.ignoreFile(p.sb, p.fd, &p.facts) {
 		b.stats.lateIgnored()
 	}
+}
+
+// ignoreOutside is ignoreNew for an open by a process outside every
+// sandbox, after its answer: the reader reads what a decision would have
+// (the type, links and size, then the path), only for a file the table
+// could still give a mask, and asks every sandbox.
+func (b *Backend) ignoreOutside(ev event) {
+	if ev.mask&unix.FAN_OPEN_EXEC_PERM != 0 || ev.mask&unix.FAN_OPEN_PERM == 0 {
+		return
+	}
+	var stx unix.Statx_t
+	const want = unix.STATX_TYPE | unix.STATX_NLINK | unix.STATX_INO | unix.STATX_SIZE
+	if err := unix.Statx(ev.fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, want, &stx); err != nil || stx.Mask&want != want {
+		return
+	}
+	f := facts{read: true, size: int64(stx.Size), key: inodeKey{unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino},
+		statOK: true, mode: stx.Mode, nlink: stx.Nlink, typeOK: true}
+	if f.mode&unix.S_IFMT != unix.S_IFREG || f.nlink != 1 || !b.marks.mayIgnore(f.key) {
+		return
+	}
+	f.path = b.fdPath(ev.fd)
+	if b.ignoreFile(nil, ev.fd, &f) {
+		b.stats.lateIgnored()
+	}
+}
+
+// ignoreFile sets the mask on the file open as fd (f read from it) unless
+// it is not a regular file with one name, or a sandbox cares about it:
+// any sandbox but own (whose decision found it unrelated; nil for none)
+// matches its path, or any has a deny_exec binary of its size.
+func (b *Backend) ignoreFile(own *sandbox, fd int, f *facts) bool {
+	if !f.statOK || !f.typeOK || f.mode&unix.S_IFMT != unix.S_IFREG || f.nlink != 1 {
+		return false
+	}
+	if f.path == "" || !strings.HasPrefix(f.path, "/") || strings.HasSuffix(f.path, " (deleted)") {
+		return false
+	}
+	if b.anyCares(own, f.path, f.size) {
+		return false
+	}
+	return b.marks.ignoreOpen(fd, f.key, f.size, f.path)
 }
 
 // anyCares reports whether a live sandbox other than own matches path by
@@ -78,11 +111,22 @@ func (b *Backend) anyCares(own *sandbox, path string, size int64) bool {
 
 // ignoreOpen sets an ignore mask on the inode open as fd (key, size bytes,
 // named path when it was decided), unless the table is full or the inode
-// is protected or already listed. It reports whether the mask is set.
+// is protected. It reports whether the mask is set.
+//
+// The reader calls it, after the answer: while another holds the table (a
+// batch of the masks set at start, a sandbox's marks) it gives up rather
+// than wait; the file's next open tries again.
 func (t *markTable) ignoreOpen(fd int, key inodeKey, size int64, path string) bool {
-	t.mu.Lock()
+	if !t.mu.TryLock() {
+		return false
+	}
 	defer t.mu.Unlock()
-	if t.closed || len(t.ignored) >= t.maxIgn || t.protect[key] > 0 || t.ignored[key] != "" {
+	// A listed inode is marked again: that its open was reported at all
+	// says its mask is gone (the kernel drops it at a modification: a
+	// file created, written, then read is listed at its first open and
+	// reported again at its next).
+	_, listed := t.ignored[key]
+	if t.closed || (!listed && len(t.ignored) >= t.maxIgn) || t.protect[key] > 0 {
 		return false
 	}
 	// An empty path marks the object fd refers to.
@@ -104,4 +148,25 @@ func (t *markTable) ignoreOpen(fd int, key inodeKey, size int64, path string) bo
 		delete(t.ignPath, path)
 	}
 	return false
+}
+
+// mayIgnore reports whether the inode key could get a mask now (as
+// ignoreOpen decides): the table is free, the inode not protected, and
+// listed or room left. Only a hint, to spare an outsider's open the path
+// and the matches.
+func (t *markTable) mayIgnore(key inodeKey) bool {
+	if !t.mu.TryLock() {
+		return false
+	}
+	defer t.mu.Unlock()
+	_, listed := t.ignored[key]
+	return !t.closed && (listed || len(t.ignored) < t.maxIgn) && t.protect[key] == 0
+}
+
+// hasSandboxes reports whether any sandbox is registered: with none, an
+// event comes from a mark about to go, and no mask is worth setting.
+func (b *Backend) hasSandboxes() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.sandboxes) > 0
 }

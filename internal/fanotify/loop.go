@@ -226,6 +226,9 @@ func (b *Backend) dispatch(ev event) bool {
 		if err := respond(b.group, ev.fd, true); err != nil {
 			b.log.Error("allow unsandboxed open", zap.Error(err))
 		}
+		if b.hasSandboxes() {
+			b.ignoreOutside(ev)
+		}
 		unix.Close(ev.fd)
 		return false
 	}
