@@ -5,6 +5,7 @@ package fanotify
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -23,6 +24,7 @@ type counters struct {
 	violations map[counterKey]uint64
 	drops      uint64
 	health     Health
+	decisions  atomic.Uint64 // Health.Decisions
 }
 
 // Health counts what went wrong in the decision loop itself.
@@ -78,7 +80,7 @@ func (c *counters) unmarkedDir()    { c.mu.Lock(); c.health.UnmarkedDirs++; c.mu
 func (c *counters) truncated(n int) { c.mu.Lock(); c.health.TruncatedWalks += uint64(n); c.mu.Unlock() }
 func (c *counters) watchOverflow()  { c.mu.Lock(); c.health.WatchOverflows++; c.mu.Unlock() }
 func (c *counters) watchSkipped()   { c.mu.Lock(); c.health.SkippedWatchEvents++; c.mu.Unlock() }
-func (c *counters) decided()        { c.mu.Lock(); c.health.Decisions++; c.mu.Unlock() }
+func (c *counters) decided()        { c.decisions.Add(1) } // per event: no lock
 func (c *counters) lateIgnored()    { c.mu.Lock(); c.health.LateIgnoreMarks++; c.mu.Unlock() }
 
 func (c *counters) snapshot() enforce.Stats {
@@ -106,6 +108,7 @@ func (b *Backend) Health() Health {
 	b.stats.mu.Lock()
 	defer b.stats.mu.Unlock()
 	h := b.stats.health
+	h.Decisions = b.stats.decisions.Load()
 	h.Watching = b.watch != nil
 	return h
 }
