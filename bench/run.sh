@@ -132,7 +132,7 @@ describe() {
 		case ${1##*/} in
 		unmarked) what="file in a directory nothing marks" ;;
 		ignored) what="unrelated file in a marked directory (ignore mask)" ;;
-		child-event) what="file created in a marked directory after the sandbox started (round trip, allowed)" ;;
+		child-event) what="file created in a marked directory after the sandbox started (its first open a round trip, allowed; then an ignore mask)" ;;
 		marked) what="protected file opened in an allowed way (round trip, allowed)" ;;
 		exec-binary) what="deny_exec binary opened for reading (round trip, allowed; inside: the dynamic loader check, from what the loaders know)" ;;
 		esac
@@ -191,7 +191,9 @@ describe() {
 	echo "Reading it:"
 	echo
 	echo "- Outside a sandbox is what every other process on the machine pays while aigate runs."
-	echo "- The fanotify round trips (child-event, marked): the opener sleeps until aigate's reader"
+	echo "- child-event: the file's first open is a round trip; finding it unrelated to every"
+	echo "  sandbox gives it an ignore mask (internal/fanotify/ignorenew.go), so the rest are not."
+	echo "- The fanotify round trips (marked, exec-binary): the opener sleeps until aigate's reader"
 	echo "  thread has been woken, read the event and answered, so most of their cost is two"
 	echo "  wake-ups of sleeping threads, which the machine's load stretches: read them as upper"
 	echo "  bounds. The reader answers both outside and inside a sandbox itself; inside it also"

@@ -56,3 +56,55 @@ cat secrets/token.txt; cat conf/.env; exit 0`)
 		}
 	})
 }
+
+// TestEscapeReadNewFileAgainAfterRename: as TestEscapeReadAgainAfterRename,
+// for a file the user creates after the sandbox started. On fanotify the
+// sandbox's first read of it, found unrelated to every rule, gives it an
+// ignore mask (internal/fanotify/ignorenew.go), so that its later reads
+// are no round trip; the user's rename of it to `.env` must take the mask
+// off, and the sandbox's read by the new name is refused with an event.
+func TestEscapeReadNewFileAgainAfterRename(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		b.write("conf/keep", "x\n")
+		started, read := b.path("started"), b.path("read")
+		wait := func(path string) bool {
+			for i := 0; i < 1200; i++ {
+				if _, err := os.Stat(path); err == nil {
+					return true
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return false
+		}
+		go func() { // the user, outside
+			if !wait(started) {
+				return
+			}
+			if out, err := b.outsideRun("printf 'sk-escape-new-renamed\\n' > conf/later.txt && touch written"); err != nil {
+				t.Errorf("the user's new file: %v: %s", err, out)
+				return
+			}
+			if !wait(read) {
+				return
+			}
+			if out, err := b.outsideRun("mv conf/later.txt conf/.env && touch moved"); err != nil {
+				t.Errorf("the user's rename: %v: %s", err, out)
+			}
+		}()
+		r := b.sh(`touch started; i=0; while [ ! -e written ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+[ -e written ] || exit 4
+for n in 1 2 3; do cat conf/later.txt >/dev/null || exit 3; done
+touch read; i=0; while [ ! -e moved ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+[ -e moved ] || exit 4
+cat conf/.env; exit 0`)
+		if r.code == 3 || r.code == 4 {
+			t.Fatalf("setup: the first reads failed or the rename did not happen:\n%s", r)
+		}
+		if strings.Contains(r.stdout, "sk-escape-new-renamed") {
+			t.Errorf("read after the rename:\n%s", r)
+		}
+		if _, ok := r.denied(events.OpRead, "conf/.env"); !ok {
+			t.Errorf("no read event for conf/.env:\n%s", r)
+		}
+	})
+}

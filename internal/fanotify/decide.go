@@ -201,6 +201,9 @@ type verdict struct {
 	op    events.Op
 	rule  policy.RuleID
 	path  string
+	// unrelated: no rule of the sandbox applies to the file, by inode or
+	// by path; a candidate for an ignore mask (ignorenew.go).
+	unrelated bool
 }
 
 func (v verdict) allow() bool { return !v.deny || v.audit }
@@ -213,6 +216,11 @@ type facts struct {
 	size   int64 // 0 when fstat failed, as before
 	key    inodeKey
 	statOK bool
+	// mode and nlink, when typeOK: only a regular file with one name
+	// may get an ignore mask after its decision (ignorenew.go).
+	mode   uint16
+	nlink  uint32
+	typeOK bool
 }
 
 // rules are the inode's rules, looked up at each decision: inodes gain
@@ -239,9 +247,13 @@ func (b *Backend) gather(p *pending) *facts {
 	// nothing.
 	var stx unix.Statx_t
 	const want = unix.STATX_INO | unix.STATX_SIZE
-	if err := unix.Statx(p.fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, want, &stx); err == nil && stx.Mask&want == want {
+	const kind = unix.STATX_TYPE | unix.STATX_NLINK
+	if err := unix.Statx(p.fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, want|kind, &stx); err == nil && stx.Mask&want == want {
 		f.key, f.statOK = inodeKey{unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino}, true
 		f.size = int64(stx.Size)
+		if stx.Mask&kind == kind {
+			f.mode, f.nlink, f.typeOK = stx.Mode, stx.Nlink, true
+		}
 	}
 	return f
 }
@@ -341,6 +353,9 @@ func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 	write := r.write
 	if write == 0 {
 		if write, _ = c.Write.Match(v.path); write == 0 {
+			// Nothing of this sandbox's applies: no rule by inode, none
+			// by path, not a deny_exec binary's size (maybeCopy above).
+			v.unrelated = f.statOK && !r.any()
 			return v, true
 		}
 	}

@@ -226,6 +226,9 @@ func (b *Backend) dispatch(ev event) bool {
 		if err := respond(b.group, ev.fd, true); err != nil {
 			b.log.Error("allow unsandboxed open", zap.Error(err))
 		}
+		if b.hasSandboxes() {
+			b.ignoreOutside(ev)
+		}
 		unix.Close(ev.fd)
 		return false
 	}
@@ -269,6 +272,12 @@ func (b *Backend) finish(p *pending, v verdict) {
 	if won && ok {
 		b.stats.violation(ev.Kind, ev.Op, ev.Audit)
 		b.emit(ev)
+	}
+	b.stats.decided()
+	if won && v.unrelated && !v.deny {
+		// After the answer, so the opener does not wait for it; before
+		// the close, which gives the fd's number back.
+		b.ignoreNew(p)
 	}
 	p.close()
 	b.pending.del(p)

@@ -5,6 +5,7 @@ package fanotify
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -23,6 +24,7 @@ type counters struct {
 	violations map[counterKey]uint64
 	drops      uint64
 	health     Health
+	decisions  atomic.Uint64 // Health.Decisions
 }
 
 // Health counts what went wrong in the decision loop itself.
@@ -49,6 +51,14 @@ type Health struct {
 	// in directories watched only for some names (above.go): in /tmp,
 	// every other deleter's.
 	SkippedWatchEvents uint64
+	// Decisions counts the sandboxed events decided (by the reader or a
+	// worker): each is a round trip an opener inside a sandbox paid.
+	Decisions uint64
+	// LateIgnoreMarks counts the ignore masks set on a file after a
+	// sandboxed open of it was found unrelated to every sandbox (a file
+	// created after Add: ignorenew.go), sparing its later opens the
+	// round trip.
+	LateIgnoreMarks uint64
 }
 
 func (c *counters) violation(k events.Kind, op events.Op, audit bool) {
@@ -70,6 +80,8 @@ func (c *counters) unmarkedDir()    { c.mu.Lock(); c.health.UnmarkedDirs++; c.mu
 func (c *counters) truncated(n int) { c.mu.Lock(); c.health.TruncatedWalks += uint64(n); c.mu.Unlock() }
 func (c *counters) watchOverflow()  { c.mu.Lock(); c.health.WatchOverflows++; c.mu.Unlock() }
 func (c *counters) watchSkipped()   { c.mu.Lock(); c.health.SkippedWatchEvents++; c.mu.Unlock() }
+func (c *counters) decided()        { c.decisions.Add(1) } // per event: no lock
+func (c *counters) lateIgnored()    { c.mu.Lock(); c.health.LateIgnoreMarks++; c.mu.Unlock() }
 
 func (c *counters) snapshot() enforce.Stats {
 	c.mu.Lock()
@@ -96,6 +108,7 @@ func (b *Backend) Health() Health {
 	b.stats.mu.Lock()
 	defer b.stats.mu.Unlock()
 	h := b.stats.health
+	h.Decisions = b.stats.decisions.Load()
 	h.Watching = b.watch != nil
 	return h
 }
