@@ -400,6 +400,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// survive a kill -9 of this process.
 	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}}
 	makeToolDirs(p.id.home, p.id.uid, p.loaded.Paths.User)
+	makeRuntimeToolDirs(p.id.uid, p.loaded.Paths.User)
 	claude, notes := claudeRunRules(p)
 	for _, n := range notes {
 		f.Log.Debug("claude settings: not protected", zap.String("what", n))
@@ -412,7 +413,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("sockets: not kept in place", zap.String("what", n))
 	}
-	req.DenyWrite = append(append(claude, git...), socks...)
+	units, notes := userUnitRules(p)
+	for _, n := range notes {
+		f.Log.Debug("user units: not protected", zap.String("what", n))
+	}
+	req.DenyWrite = append(append(append(claude, git...), socks...), units...)
 	for _, line := range []string{describeRunRules(claude), describeGitRules(git)} {
 		if line != "" && !opts.Quiet {
 			fmt.Fprintf(f.Err, "aigate: %s\n", line)

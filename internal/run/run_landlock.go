@@ -67,6 +67,11 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 	opts.Sealed = []string{claudeProjects}
 	opts.Open = claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}.OwnProjects()
 	opts.Create = landlock.DefaultCreate
+	if paths.User != nil {
+		if d := userUnitDir(paths.User.UID); d != "" {
+			opts.ReadOnly = []string{d}
+		}
+	}
 	if backend == string(policy.BackendFanotify) {
 		// The user's caches get no more than AccessFixed, so that the
 		// backend can protect them by their directories (landlockCovers).
