@@ -58,8 +58,10 @@ func userRuntimeDir(t *testing.T, b *box) string {
 // where the LSM backend runs without Landlock, its deny_write rule refuses
 // them with write events). Nor can the sandbox ask the manager to reload:
 // a connect to its private socket is refused with a unix event. The
-// control: an existing directory of the user's in /run/user/UID (as
-// gnupg/, podman/) stays writable.
+// controls: an existing directory of the user's in /run/user/UID (as
+// gnupg/, podman/) stays writable, and so does Claude Code's cc-socks,
+// which run makes first; the session bus, which the sandbox can no
+// longer swap, can be allowed (allow_unix) on fanotify too.
 func TestEscapeUserManagerUnits(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		rt := userRuntimeDir(t, b)
@@ -136,6 +138,22 @@ func TestEscapeUserManagerUnits(t *testing.T) {
 		}
 		if _, ok := r.denied(events.OpUnix, "systemd/private"); !ok {
 			t.Errorf("no unix event for the user manager's socket:\n%s", r)
+		}
+
+		// With /run/user/UID split, the session bus directly in it can no
+		// longer be swapped for a link: an allow_unix entry for it runs on
+		// fanotify too (before, run refused it: checkUnixPlant).
+		busPath := filepath.Join(rt, "bus")
+		bus, err := net.Listen("unix", busPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testutil.AcceptAll(t, bus)
+		b.chown(busPath)
+		b.config("allow_unix:\n  - " + busPath + "\n")
+		r = b.sh(b.tool("unix " + busPath))
+		if got := strings.Join(r.lines(), " "); r.code != 0 || got != "0" {
+			t.Errorf("allow_unix %s: %q\n%s", busPath, got, r)
 		}
 
 		// No manager has made it yet: the sandbox cannot make it first
