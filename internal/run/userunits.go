@@ -49,9 +49,11 @@ func userUnitRules(p *runPlan) ([]api.RunRule, []string) {
 // /run/user/UID, which the sandbox cannot (userUnitDir's parent is split:
 // Landlock grants rights to whole trees, so it grants nothing new in
 // /run/user/UID itself): Claude Code's sockets directory for its
-// sessions' messaging (2.1.332: $XDG_RUNTIME_DIR/cc-socks/PID.sock, its
-// messaging off when it cannot make it). makeRuntimeToolDirs makes them
-// before the sandbox exists, private as Claude Code requires.
+// sessions' messaging (2.1.332 makes $XDG_RUNTIME_DIR/cc-socks at every
+// start, also with -p, for its PID.sock; where it cannot, it falls back
+// to /tmp/cc-socks-UID, measured, away from the sessions outside).
+// makeRuntimeToolDirs makes them before the sandbox exists, private as
+// Claude Code requires.
 var RuntimeToolDirs = []string{"cc-socks"}
 
 // makeRuntimeToolDirs makes RuntimeToolDirs in the user's runtime
