@@ -413,16 +413,17 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("sockets: not kept in place", zap.String("what", n))
 	}
-	units, notes := userUnitRules(p)
-	for _, n := range notes {
-		f.Log.Debug("user units: not protected", zap.String("what", n))
-	}
-	req.DenyWrite = append(append(append(claude, git...), socks...), units...)
+	req.DenyWrite = append(append(claude, git...), socks...)
 	for _, line := range []string{describeRunRules(claude), describeGitRules(git)} {
 		if line != "" && !opts.Quiet {
 			fmt.Fprintf(f.Err, "aigate: %s\n", line)
 		}
 	}
+	units, notes := userUnitRules(p)
+	for _, n := range notes {
+		f.Log.Debug("user units: not protected", zap.String("what", n))
+	}
+	req.DenyWrite = append(req.DenyWrite, units...)
 	if early != nil {
 		// The agent moves the waiting helper in while it builds the
 		// sandbox and answers once enforcement is complete; start then
