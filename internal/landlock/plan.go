@@ -113,6 +113,15 @@ type Options struct {
 	// domain covers (Covered): the helper refuses to run the command when
 	// one no longer is.
 	Covered []string `json:"covered,omitempty"`
+	// ReadOnly are absolute directories outside the home that get no
+	// write right, as the home: the user's systemd manager's runtime unit
+	// directories (/run/user/UID/systemd), which it loads outside any
+	// sandbox. Their ancestors are split as the home's are, so a new
+	// entry cannot be made directly in any of them either (a missing
+	// ReadOnly directory cannot be made). Only with a home; an entry
+	// within the home or holding it is ignored, and one beneath a shared
+	// temp directory or a Writable entry is not protected (Plan).
+	ReadOnly []string `json:"read_only,omitempty"`
 }
 
 // AccessFixed are the rights of a Fixed directory: AccessWrite but
@@ -304,13 +313,15 @@ type DirLister interface {
 
 // Plan turns opts into a ruleset. Without a home it handles no file
 // access: the domain only fences the process off from those outside it
-// (see Effective for kernels before ABI 6). With a home, every write is handled
-// and granted beneath everything except the home: beneath each sibling of
-// each of the home's ancestors, and beneath opts.Writable. A shared temp
-// directory among the ancestors stays writable as a whole (Landlock cannot
-// grant creating files in /tmp without granting it beneath /tmp/home), so
-// a home beneath one is not protected; Plan reports that with protected
-// false.
+// (see Effective for kernels before ABI 6). With a home, every write is
+// handled and granted beneath everything except the home and
+// opts.ReadOnly: beneath each entry of each of their ancestors that is
+// none of them nor on the way to one, and beneath opts.Writable. A shared
+// temp directory among the ancestors stays writable as a whole (Landlock
+// cannot grant creating files in /tmp without granting it beneath
+// /tmp/home), so a home or a ReadOnly directory beneath one is not
+// protected, nor is a ReadOnly directory that a Writable entry holds;
+// Plan reports any of that with protected false.
 func Plan(opts Options, l DirLister) (rs Ruleset, protected bool) {
 	rs.Scoped = ScopeSignal
 	if !opts.AbstractUnix {
@@ -321,44 +332,20 @@ func Plan(opts Options, l DirLister) (rs Ruleset, protected bool) {
 		return rs, false
 	}
 	rs.HandledFS = AccessWrite
-	protected = true
-	dir := "/"
-	for _, name := range strings.Split(strings.TrimPrefix(home, "/"), "/") {
-		if dir != "/" && l.IsTempDir(dir) {
-			rs.Rules = append(rs.Rules, Rule{Path: dir, Access: AccessWrite})
-			protected = false
-			break
-		}
-		entries, err := l.ReadDir(dir)
-		if err != nil {
-			// Unlistable: its other entries stay read-only, which is
-			// safe; the tool may find one of them not writable.
-			entries = nil
-		}
-		for _, e := range entries {
-			if e.Name() == name {
-				continue
-			}
-			// A symlink is skipped: a write through it lands where it
-			// points, governed by that place's own rules, and granting
-			// beneath its target could grant the home itself.
-			if e.Type()&fs.ModeSymlink != 0 {
-				continue
-			}
-			access := AccessWrite
-			if !e.IsDir() {
-				access = accessFile
-			}
-			rs.Rules = append(rs.Rules, Rule{Path: filepath.Join(dir, e.Name()), Access: access})
-		}
-		dir = filepath.Join(dir, name)
-	}
+	kept := append([]string{home}, readOnly(opts.ReadOnly, home)...)
+	sp := splitter{kept: kept, l: l, protected: true}
+	sp.split("/")
+	rs.Rules = sp.rules
+	protected = sp.protected
 	var keep []string
 	for _, k := range opts.Keep {
 		keep = append(keep, absIn(home, k))
 	}
 	for _, w := range opts.Writable {
 		w = absIn(home, w)
+		if slices.ContainsFunc(kept[1:], func(k string) bool { return within(k, w) || within(w, k) }) {
+			protected = false // its rule grants (part of) a ReadOnly directory again
+		}
 		if w != home && strings.HasPrefix(w, home+"/") && slices.ContainsFunc(keep, func(k string) bool { return within(k, w) }) {
 			rs.Rules = append(rs.Rules, narrowed(w, keep, l)...)
 			continue
@@ -402,4 +389,82 @@ func Plan(opts Options, l DirLister) (rs Ruleset, protected bool) {
 		}
 	}
 	return rs, protected
+}
+
+// readOnly are the entries of ro that Plan protects: absolute, cleaned,
+// outside home and not holding it, none beneath another.
+func readOnly(ro []string, home string) []string {
+	var out []string
+	for _, d := range ro {
+		d = filepath.Clean(d)
+		if !filepath.IsAbs(d) || within(d, home) || within(home, d) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return slices.DeleteFunc(out, func(d string) bool {
+		return slices.ContainsFunc(out, func(o string) bool { return o != d && within(d, o) })
+	})
+}
+
+// splitter grants the write rights beneath everything but the kept
+// directories (the home and the ReadOnly ones): beneath each entry of
+// each of their ancestors that is not on the way to one of them.
+type splitter struct {
+	kept      []string
+	l         DirLister
+	rules     []Rule
+	protected bool
+}
+
+// split grants the entries of dir, an ancestor of a kept directory, that
+// lead to none, then splits the ancestors among its entries the same way.
+func (sp *splitter) split(dir string) {
+	if dir != "/" && sp.l.IsTempDir(dir) {
+		sp.rules = append(sp.rules, Rule{Path: dir, Access: AccessWrite})
+		sp.protected = false
+		return
+	}
+	entries, err := sp.l.ReadDir(dir)
+	if err != nil {
+		// Unlistable: its other entries stay read-only, which is
+		// safe; the tool may find one of them not writable.
+		entries = nil
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		// A symlink is skipped: a write through it lands where it
+		// points, governed by that place's own rules, and granting
+		// beneath its target could grant a kept directory itself.
+		if sp.onTheWay(p) || e.Type()&fs.ModeSymlink != 0 {
+			continue
+		}
+		access := AccessWrite
+		if !e.IsDir() {
+			access = accessFile
+		}
+		sp.rules = append(sp.rules, Rule{Path: p, Access: access})
+	}
+	// The next ancestors beneath dir, listed or not: a missing one's
+	// parent is split all the same, so that nothing can make it.
+	var next []string
+	for _, k := range sp.kept {
+		if k == dir || !within(k, dir) {
+			continue
+		}
+		rest := strings.TrimPrefix(strings.TrimPrefix(k, dir), "/")
+		sub := filepath.Join(dir, strings.SplitN(rest, "/", 2)[0])
+		if sub != k && !slices.Contains(next, sub) {
+			next = append(next, sub)
+		}
+	}
+	slices.Sort(next)
+	for _, sub := range next {
+		sp.split(sub)
+	}
+}
+
+// onTheWay reports whether p is a kept directory or one of its ancestors.
+func (sp *splitter) onTheWay(p string) bool {
+	return slices.ContainsFunc(sp.kept, func(k string) bool { return within(k, p) })
 }

@@ -131,6 +131,39 @@ func TestPlan(t *testing.T) {
 		handled: AccessWrite,
 		scoped:  ScopeSignal | ScopeAbstractUnix,
 	}, {
+		name: "read-only directories outside the home: their ancestors split too, a missing one's parent as well, the home's own left alone",
+		opts: Options{Home: "/home/u", ReadOnly: []string{"/run/user/1000/systemd/", "/run/user/1001/systemd",
+			"/run/user/1000/systemd/user", "/home/u/proj", "/home", "run", "/"}},
+		tree: newTree("/etc/", "/home/u/proj/", "/home/other/", "/run/lock/", "/run/user/1000/systemd/user/",
+			"/run/user/1000/bus", "/run/user/1000/gnupg/", "/run/user/1000/link@", "/run/user/1001/pulse/", "/run/user/1002/"),
+		rules: []Rule{
+			{"/etc", AccessWrite}, {"/home/other", AccessWrite}, {"/run/lock", AccessWrite}, {"/run/user/1002", AccessWrite},
+			// bus is a file (a socket): file rights only; link a symlink.
+			{"/run/user/1000/bus", accessFile}, {"/run/user/1000/gnupg", AccessWrite},
+			{"/run/user/1001/pulse", AccessWrite},
+		},
+		handled:   AccessWrite,
+		scoped:    ScopeSignal | ScopeAbstractUnix,
+		protected: true,
+	}, {
+		name: "a read-only directory beneath a shared temp directory: not protected",
+		opts: Options{Home: "/home/u", ReadOnly: []string{"/tmp/r/x"}},
+		tree: func() tree {
+			t := newTree("/etc/", "/home/u/", "/tmp/r/x/", "/tmp/y/")
+			t.temp["/tmp"] = true
+			return t
+		}(),
+		rules:   []Rule{{"/etc", AccessWrite}, {"/tmp", AccessWrite}},
+		handled: AccessWrite,
+		scoped:  ScopeSignal | ScopeAbstractUnix,
+	}, {
+		name:    "a read-only directory a writable entry holds: not protected",
+		opts:    Options{Home: "/home/u", ReadOnly: []string{"/run/user/1000/systemd"}, Writable: []string{"/run/user/1000"}},
+		tree:    newTree("/etc/", "/home/u/", "/run/user/1000/systemd/", "/run/user/1000/gnupg/"),
+		rules:   []Rule{{"/etc", AccessWrite}, {"/run/user/1000/gnupg", AccessWrite}, {"/run/user/1000", AccessWrite}},
+		handled: AccessWrite,
+		scoped:  ScopeSignal | ScopeAbstractUnix,
+	}, {
 		name:   "relative home: scopes only",
 		opts:   Options{Home: "home/u"},
 		tree:   sys,

@@ -400,6 +400,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// survive a kill -9 of this process.
 	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}}
 	makeToolDirs(p.id.home, p.id.uid, p.loaded.Paths.User)
+	makeRuntimeToolDirs(p.id.uid, p.loaded.Paths.User)
 	claude, notes := claudeRunRules(p)
 	for _, n := range notes {
 		f.Log.Debug("claude settings: not protected", zap.String("what", n))
@@ -423,6 +424,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 			fmt.Fprintf(f.Err, "aigate: %s\n", line)
 		}
 	}
+	units, notes := userUnitRules(p)
+	for _, n := range notes {
+		f.Log.Debug("user units: not protected", zap.String("what", n))
+	}
+	req.DenyWrite = append(req.DenyWrite, units...)
 	if early != nil {
 		// The agent moves the waiting helper in while it builds the
 		// sandbox and answers once enforcement is complete; start then

@@ -67,6 +67,11 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 	opts.Sealed = []string{claudeProjects}
 	opts.Open = claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}.OwnProjects()
 	opts.Create = landlock.DefaultCreate
+	if paths.User != nil {
+		if d := userUnitDir(paths.User.UID); d != "" {
+			opts.ReadOnly = []string{d}
+		}
+	}
 	if backend == string(policy.BackendFanotify) {
 		// The user's caches get no more than AccessFixed, so that the
 		// backend can protect them by their directories (landlockCovers).
@@ -184,7 +189,31 @@ func checkLandlock(f *cmdutil.Factory, backend string, opts landlock.Options, ab
 	case abi < 6 && fanotify:
 		f.Warnf("Landlock ABI %d (kernel before 6.12): the command can still signal your processes outside the sandbox and reach abstract unix sockets outside it", abi)
 	}
+	if abi > 0 {
+		for _, d := range regranted(opts) {
+			f.Warnf("%s is writable inside the sandbox ($TMPDIR or writable: names it or a directory around it), so the command could plant units there that your systemd user manager runs outside (the lsm backend refuses that, the fanotify backend only opens of existing files); point TMPDIR elsewhere", d)
+		}
+	}
 	return nil
+}
+
+// regranted are the ReadOnly directories of opts that a Writable entry
+// grants again (landlock.Plan leaves them unprotected).
+func regranted(opts landlock.Options) []string {
+	var out []string
+	for _, d := range opts.ReadOnly {
+		for _, w := range opts.Writable {
+			if !filepath.IsAbs(w) {
+				w = filepath.Join(opts.Home, w)
+			}
+			w = filepath.Clean(w)
+			if strings.HasPrefix(d+"/", w+"/") || strings.HasPrefix(w+"/", d+"/") {
+				out = append(out, d)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // checkUnixPlant refuses a run on the fanotify backend whose allow_unix

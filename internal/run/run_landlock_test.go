@@ -82,12 +82,41 @@ func TestCheckLandlock(t *testing.T) {
 	} {
 		var errOut bytes.Buffer
 		f := &cmdutil.Factory{Err: &errOut}
-		err := checkLandlock(f, c.backend, landlock.Options{Required: c.required}, c.abi)
+		err := checkLandlock(f, c.backend, landlock.Options{Required: c.required, Home: "/home/u", Writable: []string{"proj", "/tmp"},
+			ReadOnly: []string{"/run/user/1000/systemd"}}, c.abi)
 		if (err != nil) != c.err {
 			t.Errorf("%+v: err %v", c, err)
 		}
 		if got := errOut.String(); (c.warn == "") != (got == "") || !strings.Contains(got, c.warn) {
 			t.Errorf("%+v: warning %q", c, got)
+		}
+	}
+}
+
+// TestCheckLandlockRegranted: where $TMPDIR (or writable:) is the
+// runtime directory, or lies in or around its systemd directory, the
+// domain grants that directory again: run says so where Landlock is.
+func TestCheckLandlockRegranted(t *testing.T) {
+	for _, c := range []struct {
+		writable string
+		abi      int
+		warn     bool
+	}{
+		{"/run/user/1000", 7, true},
+		{"/run/user/1000/systemd/x", 7, true},
+		{"/run/user/1000/app", 7, false},
+		{"/run/user/10000", 7, false},
+		{"/run/user/1000", 0, false}, // no Landlock: the home's warning says enough
+	} {
+		var errOut bytes.Buffer
+		f := &cmdutil.Factory{Err: &errOut}
+		opts := landlock.Options{Home: "/home/u", Writable: []string{".cache", c.writable}, ReadOnly: []string{"/run/user/1000/systemd"}}
+		if err := checkLandlock(f, "lsm", opts, c.abi); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Contains(errOut.String(), "/run/user/1000/systemd is writable inside")
+		if got != c.warn {
+			t.Errorf("%+v: warned %v: %q", c, got, errOut.String())
 		}
 	}
 }
