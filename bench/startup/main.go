@@ -31,6 +31,7 @@ type benchCase struct {
 	env  []string
 	argv []string
 	wall []float64 // ms
+	cpu  []float64 // ms, user + system
 	rss  []float64 // MiB
 }
 
@@ -53,8 +54,9 @@ func parse(s string) (*benchCase, error) {
 	return c, nil
 }
 
-// run runs c once and records its wall time and peak RSS (the largest of
-// the process and the descendants it waited for, as wait4 reports it).
+// run runs c once and records its wall time, its CPU time and peak RSS
+// (the sum, and the largest, of the process and the descendants it waited
+// for, as wait4 reports them).
 func (c *benchCase) run() error {
 	cmd := exec.Command(c.argv[0], c.argv[1:]...)
 	cmd.Env = append(os.Environ(), c.env...)
@@ -70,6 +72,7 @@ func (c *benchCase) run() error {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		c.rss = append(c.rss, float64(ru.Maxrss)/1024)
 	}
+	c.cpu = append(c.cpu, float64((cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()).Microseconds())/1000)
 	return nil
 }
 
@@ -77,8 +80,13 @@ func main() {
 	rounds := flag.Int("rounds", 15, "rounds (each runs every case once)")
 	warm := flag.Int("warmup", 2, "rounds run first and discarded")
 	refs := flag.String("ref", "", "comma-separated cases the ratios are taken against (default: the first)")
-	tsv := flag.String("tsv", "", "write every measurement to this file (round, case, ms, MiB)")
+	tsv := flag.String("tsv", "", "write every measurement to this file (round, case, ms, MiB, cpu ms)")
+	metric := flag.String("metric", "wall", "what the ms figures and the ratios are of: wall, or cpu (user + system time: less moved by the load of a shared machine than the wall time, but blind to waits)")
 	flag.Parse()
+	if *metric != "wall" && *metric != "cpu" {
+		fmt.Fprintln(os.Stderr, "startup: -metric is wall or cpu")
+		os.Exit(2)
+	}
 	var cases []*benchCase
 	for _, a := range flag.Args() {
 		c, err := parse(a)
@@ -89,7 +97,7 @@ func main() {
 		cases = append(cases, c)
 	}
 	if len(cases) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: startup [-rounds N] [-ref NAME] [-tsv FILE] NAME=COMMAND...")
+		fmt.Fprintln(os.Stderr, "usage: startup [-rounds N] [-ref NAME] [-metric wall|cpu] [-tsv FILE] NAME=COMMAND...")
 		os.Exit(2)
 	}
 	var refCases []*benchCase
@@ -113,16 +121,16 @@ func main() {
 		}
 		if r < *warm {
 			for _, c := range cases {
-				c.wall, c.rss = nil, nil
+				c.wall, c.cpu, c.rss = nil, nil, nil
 			}
 		}
 	}
 	if *tsv != "" {
 		var b strings.Builder
-		b.WriteString("round\tcase\tms\tMiB\n")
+		b.WriteString("round\tcase\tms\tMiB\tcpu_ms\n")
 		for _, c := range cases {
 			for i := range c.wall {
-				fmt.Fprintf(&b, "%d\t%s\t%.3f\t%.1f\n", i, c.name, c.wall[i], c.rss[i])
+				fmt.Fprintf(&b, "%d\t%s\t%.3f\t%.1f\t%.3f\n", i, c.name, c.wall[i], c.rss[i], c.cpu[i])
 			}
 		}
 		if err := os.WriteFile(*tsv, []byte(b.String()), 0o644); err != nil {
@@ -130,16 +138,21 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	// One row per case and reference: name, median ms, q1, q3, min, max,
+	// One row per case and reference: name, median ms (wall or CPU, as
+	// -metric says), q1, q3, min, max,
 	// median MiB, the reference, and the per-round ratio to it (median,
 	// q1, q3, min, max); tab separated, for bench/startup.sh.
 	fmt.Println("case\tms\tms_q1\tms_q3\tms_min\tms_max\tMiB\tref\tratio\tratio_q1\tratio_q3\tratio_min\tratio_max")
 	for _, refc := range refCases {
 		for _, c := range cases {
-			w, m := bench.Summarize(c.wall), bench.Summarize(c.rss)
-			ratios := make([]float64, len(c.wall))
-			for i := range c.wall {
-				ratios[i] = c.wall[i] / refc.wall[i]
+			ms, ref := c.wall, refc.wall
+			if *metric == "cpu" {
+				ms, ref = c.cpu, refc.cpu
+			}
+			w, m := bench.Summarize(ms), bench.Summarize(c.rss)
+			ratios := make([]float64, len(ms))
+			for i := range ms {
+				ratios[i] = ms[i] / ref[i]
 			}
 			x := bench.Summarize(ratios)
 			fmt.Printf("%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\n",

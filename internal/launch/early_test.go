@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aigate-dev/aigate/internal/exechelper"
 )
 
 // preparedTouch starts, through Prepare, the helper of a command that
@@ -43,13 +45,13 @@ func TestPreparedHelperWaits(t *testing.T) {
 	notRan(t, marker, "before any go-ahead")
 	h.Abort()
 	code, err := h.child.Wait()
-	if err != nil || code != helperExitNoGo {
-		t.Fatalf("aborted helper: exit %d (%v), want %d", code, err, helperExitNoGo)
+	if err != nil || code != exechelper.ExitNoGo {
+		t.Fatalf("aborted helper: exit %d (%v), want %d", code, err, exechelper.ExitNoGo)
 	}
 	notRan(t, marker, "after the abort")
 }
 
-// TestHelperBadGoAhead: a go-ahead that is not exactly goByte and the
+// TestHelperBadGoAhead: a go-ahead that is not exactly exechelper.GoByte and the
 // settings (the client died writing it, or wrote something else) runs
 // nothing: the helper cannot apply settings it did not get.
 func TestHelperBadGoAhead(t *testing.T) {
@@ -62,8 +64,8 @@ func TestHelperBadGoAhead(t *testing.T) {
 		}
 		w.Close()
 		code, err := h.child.Wait()
-		if err != nil || code != helperExitNoGo {
-			t.Fatalf("go-ahead %q: exit %d (%v), want %d; stderr %s", msg, code, err, helperExitNoGo, stderr)
+		if err != nil || code != exechelper.ExitNoGo {
+			t.Fatalf("go-ahead %q: exit %d (%v), want %d; stderr %s", msg, code, err, exechelper.ExitNoGo, stderr)
 		}
 		notRan(t, marker, "go-ahead "+msg)
 	}

@@ -167,7 +167,7 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 		}
 	}
 	progs := l.objs.programs()
-	for _, name := range lsmProgramOrder {
+	for _, name := range lsmProgramOrder() {
 		if (name == usernsHook && !l.userns) || (!l.copies && slices.Contains(copyPrograms, name)) {
 			continue
 		}
@@ -228,7 +228,7 @@ func (l *LSM) Links() []link.Link { return l.links }
 
 // ProgramOrder names the programs in attach order; Programs maps the
 // names to the programs.
-func ProgramOrder() []string { return lsmProgramOrder }
+func ProgramOrder() []string { return lsmProgramOrder() }
 
 // Programs maps the names of ProgramOrder to the loaded programs.
 func (l *LSM) Programs() map[string]*ebpf.Program { return l.objs.programs() }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -29,5 +30,6 @@ func programsByName(progs any) map[string]*ebpf.Program {
 }
 
 // lsmProgramOrder is the attach order of lsmObjects.programs: by name, so
-// that it is the same at each start.
-var lsmProgramOrder = slices.Sorted(maps.Keys(new(lsmObjects).programs()))
+// that it is the same at each start. Listed when first needed, not at every
+// start of the binary.
+var lsmProgramOrder = sync.OnceValue(func() []string { return slices.Sorted(maps.Keys(new(lsmObjects).programs())) })

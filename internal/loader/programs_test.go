@@ -22,8 +22,8 @@ func TestLSMProgramNamesArePinNames(t *testing.T) {
 		"ptrace_access", "ptrace_traceme", "socket_connect", "socket_create", "socket_sendmsg",
 		"task_kill", "unix_connect", "unix_may_send", "userns_create",
 	}
-	if !slices.Equal(lsmProgramOrder, want) {
-		t.Errorf("lsmProgramOrder = %q\nwant %q", lsmProgramOrder, want)
+	if !slices.Equal(lsmProgramOrder(), want) {
+		t.Errorf("lsmProgramOrder = %q\nwant %q", lsmProgramOrder(), want)
 	}
 	spec, err := loadLsm()
 	if err != nil {
@@ -34,8 +34,8 @@ func TestLSMProgramNamesArePinNames(t *testing.T) {
 		inSpec = append(inSpec, strings.TrimPrefix(name, "aigate_"))
 	}
 	slices.Sort(inSpec)
-	if !slices.Equal(inSpec, lsmProgramOrder) {
-		t.Errorf("programs in lsm.c: %q, attached: %q", inSpec, lsmProgramOrder)
+	if !slices.Equal(inSpec, lsmProgramOrder()) {
+		t.Errorf("programs in lsm.c: %q, attached: %q", inSpec, lsmProgramOrder())
 	}
 }
 

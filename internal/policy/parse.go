@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -443,8 +444,10 @@ func (p *parser) dns(key string, v *yaml.Node, line int) {
 	p.cfg.DNS, p.cfg.DNSLine = d, line
 }
 
-// yamlLine matches the position yaml.v3 puts in its syntax errors.
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+// yamlLine matches the position yaml.v3 puts in its syntax errors. Compiled
+// at the first error, not at every start of the binary (its inits run in
+// each process, the client's included).
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
 
 // yamlError turns a yaml.v3 syntax error into an *Error with the line of the
 // problem. yaml.v3 reports the line where the enclosing construct started
@@ -454,7 +457,7 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 func (p *parser) yamlError(err error, data []byte) *Error {
 	problem := err.Error()
 	e := &Error{File: p.file}
-	if m := yamlLine.FindStringSubmatch(problem); m != nil {
+	if m := yamlLine().FindStringSubmatch(problem); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
 		problem = m[2]
 	} else {
@@ -485,7 +488,7 @@ func problemLine(data []byte, problem string, from int) int {
 			return false
 		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		if m := yamlLine().FindStringSubmatch(err.Error()); m != nil {
 			msg = m[2]
 		}
 		return msg == problem

@@ -54,6 +54,10 @@ type runOptions struct {
 	// that run embeds.
 	openBackend func(policy.BackendChoice, backend.Options) (enforce.Backend, error)
 	parent      string // cgroup holding the sandboxes, below the v2 mount
+
+	// releaseGC gives the garbage collector back (gchold.go); nil: not
+	// held.
+	releaseGC func()
 }
 
 // NewCmd builds `aigate run`.
@@ -151,6 +155,9 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if name, ok := cmdutil.InsideSandbox(); ok {
 		return cmdutil.InsideError("aigate run", name)
 	}
+	// No collection before the command starts (gchold.go).
+	opts.releaseGC = holdGC()
+	defer opts.releaseGC()
 	p, err := planRun(f, opts)
 	if err != nil {
 		return err
@@ -192,6 +199,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	// (finish is idempotent; a panic runs it too).
 	defer s.restoreTerminal()
 	child, err := s.start()
+	opts.releaseGC()
 	if err != nil {
 		return err
 	}
@@ -782,6 +790,11 @@ func createSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, ch
 		}
 		if f.Env.Euid != 0 {
 			return nil, nil, &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: fmt.Errorf("refusing to run %s: no aigate agent is running (nothing listens on %s), and starting one needs root: run `sudo aigate setup` once (it installs and starts the agent), or `sudo aigate agent` in another terminal", opts.Args[0], c.Socket)}
+		}
+		if opts.releaseGC != nil {
+			// Loading the BPF objects and walking the home allocate
+			// far more than the client's set-up (gchold.go).
+			opts.releaseGC()
 		}
 		emb, err = startEmbedded(f, opts, choice)
 		if errors.Is(err, api.ErrAgentRunning) && attempt < 50 {

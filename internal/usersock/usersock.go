@@ -68,7 +68,11 @@ func walk(dir string, depth int, top bool, uid uint32, out *[]string) {
 			if top && owner(p) == uid {
 				*out = append(*out, p)
 			}
-		case e.IsDir():
+		case e.IsDir() && depth > 1:
+			// Only a directory the walk goes into is stat'ed: at
+			// the last level it would find nothing, and the user's
+			// directories in /tmp can hold hundreds (go-build's
+			// 256), each a path walk.
 			if owner(p) == uid {
 				walk(p, depth-1, true, uid, out)
 			}
@@ -76,11 +80,14 @@ func walk(dir string, depth int, top bool, uid uint32, out *[]string) {
 	}
 }
 
+// lstat is syscall.Lstat; tests count the calls.
+var lstat = syscall.Lstat
+
 // owner is p's owner, without following a link; an unreadable p is
 // root's (never the user's).
 func owner(p string) uint32 {
 	var st syscall.Stat_t
-	if err := syscall.Lstat(p, &st); err != nil {
+	if err := lstat(p, &st); err != nil {
 		return 0
 	}
 	return st.Uid

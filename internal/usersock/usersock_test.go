@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -48,5 +50,28 @@ func TestFind(t *testing.T) {
 	// Another user's sockets are not the user's.
 	if got, _ := Find(uid+1, []Place{{Dir: filepath.Join(root, "tmp"), Depth: 2, Top: true}}); len(got) != 0 {
 		t.Errorf("Find for another uid = %v, want none", got)
+	}
+}
+
+// TestFindStatsOnlyWhatItEnters: the directories at the last level of a
+// place are not stat'ed (the walk would not enter them); a run pays one
+// lstat per directory of the user's in the temp directories, not one per
+// directory inside them.
+func TestFindStatsOnlyWhatItEnters(t *testing.T) {
+	root := t.TempDir()
+	for i := range 50 {
+		if err := os.MkdirAll(filepath.Join(root, "tmp", "go-build1", strconv.Itoa(i)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stats []string
+	lstat = func(p string, st *syscall.Stat_t) error {
+		stats = append(stats, p)
+		return syscall.Lstat(p, st)
+	}
+	t.Cleanup(func() { lstat = syscall.Lstat })
+	Find(os.Getuid(), []Place{{Dir: filepath.Join(root, "tmp"), Depth: 2}})
+	if want := []string{filepath.Join(root, "tmp", "go-build1")}; !slices.Equal(stats, want) {
+		t.Errorf("stat'ed %d paths %v, want %v", len(stats), stats, want)
 	}
 }

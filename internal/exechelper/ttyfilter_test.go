@@ -1,6 +1,6 @@
 //go:build linux
 
-package launch
+package exechelper
 
 import (
 	"errors"
@@ -55,11 +55,11 @@ func runOnTTY(t *testing.T, viaHelper bool) (tiocsti, winsz, high syscall.Errno)
 			t.Fatal(err)
 		}
 		defer r.Close()
-		if _, err := w.Write(append([]byte{goByte}, "{}"...)); err != nil {
+		if _, err := w.Write(append([]byte{GoByte}, "{}"...)); err != nil {
 			t.Fatal(err)
 		}
 		w.Close()
-		cmd.Env = append(cmd.Env, helperEnv+"="+self, helperFDEnv+"=3")
+		cmd.Env = append(cmd.Env, Env+"="+self, FDEnv+"=3")
 		cmd.ExtraFiles = []*os.File{r}
 	}
 	ptmx, err := pty.Start(cmd)
