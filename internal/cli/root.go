@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -50,10 +51,16 @@ project). Start with:
 	root.SetErr(f.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &cmdutil.UsageError{Err: err} })
 
+	v := viper.New()
+	v.SetEnvPrefix("AIGATE")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	f.Flags = v
 	pf := root.PersistentFlags()
-	f.Flags = pf
 	pf.String("config", "", "global config file (default ~/.aigate/config.yaml; env AIGATE_CONFIG)")
 	pf.String("log-level", "warn", "log level: debug, info, warn, error (env AIGATE_LOG_LEVEL)")
+	_ = v.BindPFlag("config", pf.Lookup("config"))
+	_ = v.BindPFlag("log-level", pf.Lookup("log-level"))
 	// --trust-dir of every command (run, agent and policy accept have
 	// their own): where root's commands record and check the accepted
 	// global policy and the project trust when no agent runs, so that
@@ -66,7 +73,7 @@ project). Start with:
 	_ = pf.MarkHidden("trust-dir")
 
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
-		log, err := newLogger(f.Flag("log-level"), f.Err)
+		log, err := newLogger(v.GetString("log-level"), f.Err)
 		if err != nil {
 			return err
 		}

@@ -3,11 +3,9 @@ package cmdutil
 import (
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 	"go.uber.org/zap"
 
 	"github.com/aigate-dev/aigate/internal/config"
@@ -62,36 +60,18 @@ type Factory struct {
 	DoctorRoot    string
 	KernelRelease string
 
-	// Flags are the root command's persistent flags, read through Flag
-	// with their AIGATE_ environment twins; nil in tests.
-	Flags *pflag.FlagSet
+	// Flags are the root command's flags with their AIGATE_ environment
+	// twins; nil in tests.
+	Flags *viper.Viper
 	Log   *zap.Logger
 }
 
 // ConfigFile is the --config flag ("" for the default).
-func (f *Factory) ConfigFile() string { return f.Flag("config") }
-
-// Flag is the root command's flag name: its value when given on the command
-// line, else its environment twin (AIGATE_ and the name in upper case, '-'
-// as '_': AIGATE_LOG_LEVEL) when set and not empty, else its default. ""
-// without Flags or such a flag. (Two flags have twins; viper did this for
-// them, and its initialisation cost every process, the exec helper's
-// included, more than they are worth.)
-func (f *Factory) Flag(name string) string {
+func (f *Factory) ConfigFile() string {
 	if f.Flags == nil {
 		return ""
 	}
-	fl := f.Flags.Lookup(name)
-	if fl == nil {
-		return ""
-	}
-	if fl.Changed {
-		return fl.Value.String()
-	}
-	if v := os.Getenv("AIGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); v != "" {
-		return v
-	}
-	return fl.Value.String()
+	return f.Flags.GetString("config")
 }
 
 // Paths locates the config files for this invocation.
