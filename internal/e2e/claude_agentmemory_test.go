@@ -94,3 +94,44 @@ func TestE2EClaudeCodeSubagentMemory(t *testing.T) {
 		}
 	})
 }
+
+// hookEnvSettings are the user's settings with a SessionStart hook that
+// sets the environment of the session's Bash commands the documented way,
+// by appending to $CLAUDE_ENV_FILE (~/.claude/session-env/<session>/).
+const hookEnvSettings = `{"hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "echo 'export FROM_HOOK=1' >> \"$CLAUDE_ENV_FILE\""}]}]}}` + "\n"
+
+// TestE2EClaudeCodeSessionEnvHook: ~/.claude/session-env is read-only
+// inside (a default: a session resumed outside sources what is there
+// before each Bash command), so a SessionStart hook's $CLAUDE_ENV_FILE
+// cannot be written. Claude Code still runs the session to its end, its
+// Bash commands run without the hook's variable, and nothing is left in
+// ~/.claude/session-env. Any refusal reported is of that directory.
+func TestE2EClaudeCodeSessionEnvHook(t *testing.T) {
+	claude := claudeBinary(t)
+	eachBackend(t, func(t *testing.T, w *world) {
+		w.homeOutsideTmp()
+		w.defaults()
+		w.write("~/.claude/settings.json", hookEnvSettings)
+		w.write("README.md", "# a project\n")
+		mock := startClaudeMock(t, []string{`echo "hook=${FROM_HOOK:-unset}"`})
+		w.aigate("allow", "net", "127.0.0.1:"+mock.port())
+		w.env = append(w.env, "ANTHROPIC_BASE_URL=http://"+mock.addr, "ANTHROPIC_API_KEY=sk-ant-dummy-e2e",
+			"DISABLE_AUTOUPDATER=1", "DISABLE_TELEMETRY=1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
+		r := w.run(nil, claude, "-p", "Please set up the project.", "--allowedTools", "Bash")
+		t.Logf("%s", r)
+		if r.code != 0 || !strings.Contains(r.stdout, "All done.") {
+			t.Fatalf("the session did not complete normally: %s", r)
+		}
+		if res := mock.seen(); len(res) != 1 || !strings.Contains(res[0], "hook=unset") {
+			t.Errorf("the Bash command saw %q, want hook=unset", res)
+		}
+		if ents, _ := os.ReadDir(w.path("~/.claude/session-env")); len(ents) != 0 {
+			t.Errorf("~/.claude/session-env holds %v after the run", ents)
+		}
+		for _, e := range r.events {
+			if !strings.HasPrefix(e.Path, w.path("~/.claude/session-env")+"/") {
+				t.Errorf("refused: %+v", e)
+			}
+		}
+	})
+}

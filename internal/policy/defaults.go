@@ -95,6 +95,11 @@ var (
 		// started in the home.
 		"~/.claude/agent-memory/", "~/.claude/workflows/", "~/.claude/cowork_plugins/",
 		"~/.claude/loop.md", "~/.claude/scheduled_tasks.json", "~/.claude/launch.json",
+		// session-env/<session>/*-hook-N.sh: what the hooks of a session
+		// wrote to $CLAUDE_ENV_FILE, sourced before each of its Bash
+		// commands, also when the session is resumed (or still runs)
+		// outside. Hooks inside cannot set the environment that way.
+		"~/.claude/session-env/",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -360,6 +365,9 @@ deny_write:
   - ~/.claude/loop.md
   - ~/.claude/scheduled_tasks.json
   - ~/.claude/launch.json
+  # what a session's hooks leave for its Bash commands to source, also
+  # when you resume the session outside ($CLAUDE_ENV_FILE fails inside)
+  - ~/.claude/session-env/
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json

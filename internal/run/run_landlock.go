@@ -66,8 +66,10 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 	// itself, also where the fanotify backend would see its files too late.
 	// Likewise no sandbox makes a subagent's memory directory in
 	// ~/.claude/agent-memory (a default deny_write; claude inside keeps
-	// its own elsewhere, claudeAgentMemoryEnv).
-	opts.Sealed = []string{claudeProjects, claudeAgentMemory}
+	// its own elsewhere, claudeAgentMemoryEnv), nor a session's directory
+	// in ~/.claude/session-env (a default deny_write: its scripts are
+	// sourced by that session's Bash commands outside).
+	opts.Sealed = []string{claudeProjects, claudeAgentMemory, claudeSessionEnv}
 	opts.Open = claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}.OwnProjects()
 	opts.Create = landlock.DefaultCreate
 	if backend == string(policy.BackendFanotify) {
@@ -140,6 +142,10 @@ const claudeProjects = ".claude/projects"
 // claudeAgentMemory is where Claude Code's subagents of user scope keep
 // their memory, one directory per agent, relative to the home.
 const claudeAgentMemory = ".claude/agent-memory"
+
+// claudeSessionEnv is where Claude Code keeps, per session, the scripts
+// its hooks wrote to $CLAUDE_ENV_FILE, relative to the home.
+const claudeSessionEnv = ".claude/session-env"
 
 // absSealed are opts.Sealed, absolute: the domain leaves at most
 // AccessFixed in them (the own project directories are Open, fixed), so
