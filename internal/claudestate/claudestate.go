@@ -40,6 +40,9 @@ type Options struct {
 	// EnvMemory is MemoryOverrideEnv in the user's environment: the auto
 	// memory a claude started from there outside loads.
 	EnvMemory string
+	// EnvRemoteMemory is RemoteMemoryEnv in the user's environment: where
+	// a claude started from there outside keeps the subagents' memory.
+	EnvRemoteMemory string
 }
 
 // ManagedSettings is where Claude Code reads the administrator's settings
@@ -83,6 +86,12 @@ func Scan(o Options) Result {
 	}
 	if filepath.IsAbs(o.EnvMemory) {
 		add(filepath.Clean(o.EnvMemory), "$"+MemoryOverrideEnv)
+	}
+	if filepath.IsAbs(o.EnvRemoteMemory) {
+		// ~/.claude/agent-memory/ is a default; this is the same memory
+		// moved, and projects/ holds its per-project (local) scope.
+		add(filepath.Join(o.EnvRemoteMemory, "agent-memory"), "$"+RemoteMemoryEnv)
+		add(filepath.Join(o.EnvRemoteMemory, "projects"), "$"+RemoteMemoryEnv)
 	}
 	if o.Home != "" {
 		add(filepath.Join(o.Home, ".claude", "projects")+"/", ProjectsBy, o.OwnProjects()...)
@@ -374,6 +383,65 @@ const SandboxMemoryDir = ".cache/aigate/claude-memory"
 // project, kept across runs, shared by the user's sandboxes.
 func SandboxMemory(home, own string) string {
 	return filepath.Join(home, SandboxMemoryDir, filepath.Base(filepath.Dir(own)))
+}
+
+// RemoteMemoryEnv is the variable that moves the subagents' memory of
+// user scope (Claude Code 2.1.332: $CLAUDE_CODE_REMOTE_MEMORY_DIR/
+// agent-memory/<agent>/ in place of ~/.claude/agent-memory/<agent>/) and
+// of local scope ($CLAUDE_CODE_REMOTE_MEMORY_DIR/projects/<project>/
+// agent-memory-local/ in place of the project's .claude/agent-memory-local/).
+// MemoryOverrideEnv wins over it for the auto memory, and transcripts stay
+// in ~/.claude/projects. run sets it in the sandbox to SandboxAgentMemory:
+// a subagent loads its MEMORY.md into its prompt at every start, so the
+// real one, which a claude outside loads, is read-only inside.
+const RemoteMemoryEnv = "CLAUDE_CODE_REMOTE_MEMORY_DIR"
+
+// SandboxAgentMemoryDir is where the sandboxes' own subagent memory lives
+// (RemoteMemoryEnv's directory), beneath the home, beside their auto
+// memory: one for all the user's sandboxes, as the real one is one for
+// all the user's sessions.
+const SandboxAgentMemoryDir = ".cache/aigate/claude-agent-memory"
+
+// maxSeedAgents bounds the agents whose memory SeedAgentMemory copies.
+const maxSeedAgents = 256
+
+// SeedAgentMemory copies the subagents' memory of user scope (real,
+// ~/.claude/agent-memory: one directory per agent) into the sandboxes'
+// (root/agent-memory, root being SandboxAgentMemoryDir beneath the home)
+// as SeedMemory does for each agent's directory, so that a subagent inside
+// starts from what it noted outside. Run as the user, before the sandbox
+// exists. It returns how many files it copied.
+func SeedAgentMemory(real, root string) (int, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return 0, fmt.Errorf("make the sandbox's agent memory: %w", err)
+	}
+	// SeedMemory checks the two levels it writes beneath; root too is
+	// in the sandboxes' reach.
+	if fi, err := os.Lstat(root); err != nil || !fi.IsDir() {
+		return 0, fmt.Errorf("%s is not a directory (a link?): remove it", root)
+	}
+	ents, err := os.ReadDir(real)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("read the agent memory: %w", err)
+	}
+	n := 0
+	for i, e := range ents {
+		if i >= maxSeedAgents {
+			break
+		}
+		if !e.IsDir() {
+			continue
+		}
+		c, err := SeedMemory(filepath.Join(real, e.Name()), filepath.Join(root, "agent-memory", e.Name()))
+		n += c
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // Seed bounds: auto memory is a few small markdown files (claude loads

@@ -71,7 +71,7 @@ func TestScan(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(home, ".claude", "projects", "-old-project"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := Scan(Options{Home: home, ProjectRoot: proj, WorkDir: proj, EnvMemory: "/srv/mem/"})
+	r := Scan(Options{Home: home, ProjectRoot: proj, WorkDir: proj, EnvMemory: "/srv/mem/", EnvRemoteMemory: "/srv/remote"})
 	var got []string
 	for _, e := range r.Entries {
 		got = append(got, e.Pattern+" <- "+e.By)
@@ -85,6 +85,8 @@ func TestScan(t *testing.T) {
 		"~/.claude/projects/" + Sanitize(proj) + "/memory <- auto memory of " + proj,
 		"~/.claude/projects <- " + ProjectsBy,
 		"/srv/mem <- $CLAUDE_COWORK_MEMORY_PATH_OVERRIDE",
+		"/srv/remote/agent-memory <- $CLAUDE_CODE_REMOTE_MEMORY_DIR",
+		"/srv/remote/projects <- $CLAUDE_CODE_REMOTE_MEMORY_DIR",
 	} {
 		if !slices.Contains(got, want) {
 			t.Errorf("missing %q in\n%s", want, strings.Join(got, "\n"))
@@ -164,6 +166,86 @@ func TestSeedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n, err := SeedMemory(own, sb); err == nil || n != 0 {
+		t.Errorf("seeded through a link: %d, %v", n, err)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("wrote where the link points: %v", ents)
+	}
+}
+
+// TestSeedAgentMemory: the sandboxes' subagent memory starts with each
+// agent's notes (RemoteMemoryEnv's layout, agent-memory/<agent>/), keeps
+// one a sandbox changed since, and follows no link: neither an agent's
+// directory that is a link outside nor one a sandbox put in place of its
+// own directory.
+func TestSeedAgentMemory(t *testing.T) {
+	real, root := filepath.Join(t.TempDir(), "agent-memory"), filepath.Join(t.TempDir(), "claude-agent-memory")
+	write := func(p, s string, age time.Duration) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().Add(-age)
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := SeedAgentMemory(real, root); err != nil || n != 0 {
+		t.Fatalf("no agent memory yet: %d, %v", n, err)
+	}
+	write(filepath.Join(real, "reviewer", "MEMORY.md"), "- reviewer's note\n", time.Hour)
+	write(filepath.Join(real, "reviewer", "style.md"), "style\n", time.Hour)
+	write(filepath.Join(real, "tester", "MEMORY.md"), "- tester's note\n", time.Hour)
+	write(filepath.Join(real, "stray.md"), "not an agent\n", time.Hour)
+	outside := t.TempDir()
+	write(filepath.Join(outside, "MEMORY.md"), "elsewhere\n", time.Hour)
+	if err := os.Symlink(outside, filepath.Join(real, "linked")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := SeedAgentMemory(real, root); err != nil || n != 3 {
+		t.Fatalf("first seed: %d, %v", n, err)
+	}
+	mem := filepath.Join(root, "agent-memory")
+	for name, want := range map[string]string{"reviewer/MEMORY.md": "- reviewer's note\n", "reviewer/style.md": "style\n",
+		"tester/MEMORY.md": "- tester's note\n"} {
+		if got, _ := os.ReadFile(filepath.Join(mem, name)); string(got) != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+	for _, name := range []string{"stray.md", "linked"} {
+		if _, err := os.Lstat(filepath.Join(mem, name)); err == nil {
+			t.Errorf("%s was copied", name)
+		}
+	}
+	// A subagent inside notes; the next seed keeps its note.
+	write(filepath.Join(mem, "tester", "MEMORY.md"), "- noted inside\n", 0)
+	if n, err := SeedAgentMemory(real, root); err != nil || n != 0 {
+		t.Fatalf("second seed: %d, %v", n, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(mem, "tester", "MEMORY.md")); string(got) != "- noted inside\n" {
+		t.Errorf("the sandbox's note was overwritten: %q", got)
+	}
+	// A link in place of the sandboxes' directory, or of one agent's.
+	elsewhere := t.TempDir()
+	if err := os.RemoveAll(filepath.Join(mem, "reviewer")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(mem, "reviewer")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SeedAgentMemory(real, root); err == nil {
+		t.Errorf("seeded through an agent's link")
+	}
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, root); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := SeedAgentMemory(real, root); err == nil || n != 0 {
 		t.Errorf("seeded through a link: %d, %v", n, err)
 	}
 	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {

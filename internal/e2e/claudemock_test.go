@@ -25,10 +25,15 @@ type claudeMock struct {
 	// before, when set, runs before the reply to conversation turn n (n ==
 	// len(steps) is the final reply): the test synchronises on it.
 	before func(n int)
+	// reply, when set, plays the model instead of steps: given a
+	// conversation request's system prompt and the tool results so far,
+	// the tool to call and its input, or "" to end the turn.
+	reply func(system string, results []string) (tool string, input any)
 
 	mu      sync.Mutex
 	results []string // tool_result contents seen, in order
 	turns   int
+	calls   int // tool_use blocks sent, for their ids
 }
 
 func startClaudeMock(t *testing.T, steps []string) *claudeMock {
@@ -52,6 +57,7 @@ func (m *claudeMock) port() string {
 }
 
 type mockRequest struct {
+	System   json.RawMessage   `json:"system"`
 	Tools    []json.RawMessage `json:"tools"`
 	Messages []struct {
 		Role    string          `json:"role"`
@@ -113,10 +119,22 @@ func (m *claudeMock) serve(w http.ResponseWriter, r *http.Request) {
 		"usage": map[string]any{"input_tokens": 10, "output_tokens": 1},
 	}})
 	stop := "end_turn"
-	if conversation && n < len(m.steps) {
-		input, _ := json.Marshal(map[string]string{"command": m.steps[n], "description": "Check the setup"})
+	var tool string
+	var args any
+	switch {
+	case conversation && m.reply != nil:
+		tool, args = m.reply(toolResultText(req.System), results)
+	case conversation && n < len(m.steps):
+		tool, args = "Bash", map[string]string{"command": m.steps[n], "description": "Check the setup"}
+	}
+	if tool != "" {
+		input, _ := json.Marshal(args)
+		m.mu.Lock()
+		id := fmt.Sprintf("toolu_%02d", m.calls)
+		m.calls++
+		m.mu.Unlock()
 		send("content_block_start", map[string]any{"index": 0, "content_block": map[string]any{
-			"type": "tool_use", "id": fmt.Sprintf("toolu_%02d", n), "name": "Bash", "input": map[string]any{}}})
+			"type": "tool_use", "id": id, "name": tool, "input": map[string]any{}}})
 		send("content_block_delta", map[string]any{"index": 0, "delta": map[string]any{
 			"type": "input_json_delta", "partial_json": string(input)}})
 		stop = "tool_use"

@@ -144,7 +144,8 @@ var DefaultCreate = []string{".cache", ".cache/aigate/xdg", ".local/state", ".cl
 	// sandbox exists (the LSM backend refuses their creation inside; the
 	// fanotify backend watches them from the start)
 	".claude/plugins/cache", ".claude/plugins/data",
-	".claude/skills", ".claude/commands", ".claude/agents", ".claude/hooks", ".claude/rules", ".claude/output-styles"}
+	".claude/skills", ".claude/commands", ".claude/agents", ".claude/hooks", ".claude/rules", ".claude/output-styles",
+	".claude/agent-memory"}
 
 // DefaultFixed is the tool state whose own entries are fixed (Options.Fixed):
 // Claude Code writes and creates files directly in ~/.claude

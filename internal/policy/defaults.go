@@ -85,6 +85,21 @@ var (
 		// the `claude` alias runs ~/.claude/local/claude): the program
 		// itself, run outside at the user's next `claude`.
 		"~/.claude/local/",
+		// Read by a later claude outside as well (Claude Code 2.1.332; its
+		// own sandbox keeps them read-only too): the subagents' memory
+		// (agent-memory/<agent>/MEMORY.md joins the prompt of every later
+		// subagent with `memory: user`; claude inside keeps its own, run
+		// points it there), the user's workflows (scripts the Workflow
+		// tool runs), the plugins of Cowork mode, /loop's instructions,
+		// and the scheduled tasks and preview launch commands of a claude
+		// started in the home.
+		"~/.claude/agent-memory/", "~/.claude/workflows/", "~/.claude/cowork_plugins/",
+		"~/.claude/loop.md", "~/.claude/scheduled_tasks.json", "~/.claude/launch.json",
+		// session-env/<session>/*-hook-N.sh: what the hooks of a session
+		// wrote to $CLAUDE_ENV_FILE, sourced before each of its Bash
+		// commands, also when the session is resumed (or still runs)
+		// outside. Hooks inside cannot set the environment that way.
+		"~/.claude/session-env/",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -340,6 +355,19 @@ deny_write:
   # Claude Code itself where its local installation put it (the claude
   # alias runs ~/.claude/local/claude); update it outside aigate
   - ~/.claude/local/
+  # read by a later claude outside as well: the subagents' memory (claude
+  # inside keeps its own in ~/.cache/aigate/claude-agent-memory), your
+  # workflows (scripts), Cowork's plugins, /loop's instructions, the
+  # scheduled tasks and preview launch commands of a claude in your home
+  - ~/.claude/agent-memory/
+  - ~/.claude/workflows/
+  - ~/.claude/cowork_plugins/
+  - ~/.claude/loop.md
+  - ~/.claude/scheduled_tasks.json
+  - ~/.claude/launch.json
+  # what a session's hooks leave for its Bash commands to source, also
+  # when you resume the session outside ($CLAUDE_ENV_FILE fails inside)
+  - ~/.claude/session-env/
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json

@@ -47,7 +47,7 @@ func makeToolDirs(home string, uid int, u *config.User) {
 // fanotify backend watches only what exists at start.
 func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
 	mkdir := os.Geteuid() == p.id.uid || (p.loaded.Paths.User != nil && p.loaded.Paths.User.Sudo)
-	return claudeRules(p.loaded, p.compiled, p.id.home, p.userMemory, mkdir)
+	return claudeRules(p.loaded, p.compiled, p.id.home, p.userMemory, p.userAgentMemory, mkdir)
 }
 
 // ClaudeRules are the rules claudeRunRules adds to a run from here, and
@@ -58,10 +58,11 @@ func ClaudeRules(l *config.Loaded) ([]api.RunRule, []string) {
 	if err != nil {
 		return nil, nil
 	}
-	return claudeRules(l, c, l.Paths.User.Home, os.Getenv(claudestate.MemoryOverrideEnv), false)
+	return claudeRules(l, c, l.Paths.User.Home, os.Getenv(claudestate.MemoryOverrideEnv),
+		os.Getenv(claudestate.RemoteMemoryEnv), false)
 }
 
-func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory string, mkdir bool) ([]api.RunRule, []string) {
+func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory, envAgentMemory string, mkdir bool) ([]api.RunRule, []string) {
 	if home == "" {
 		return nil, nil
 	}
@@ -69,7 +70,7 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory st
 	var res claudestate.Result
 	_ = paths.User.Do(func() error {
 		o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir,
-			Managed: claudestate.ManagedSettings, EnvMemory: envMemory}
+			Managed: claudestate.ManagedSettings, EnvMemory: envMemory, EnvRemoteMemory: envAgentMemory}
 		res = claudestate.Scan(o)
 		if mkdir {
 			// Claude Code makes a project's memory directory at every
@@ -140,13 +141,46 @@ func claudeMemoryEnv(env []string, home string, uid int, paths *config.Paths) ([
 	}); err != nil {
 		return env, err
 	}
+	return setEnv(env, claudestate.MemoryOverrideEnv, dir), nil
+}
+
+// claudeAgentMemoryEnv points the memory of Claude Code's subagents
+// inside the sandbox at the sandboxes' own directory
+// (claudestate.SandboxAgentMemoryDir), seeded as the user with the real
+// memory's notes, by setting claudestate.RemoteMemoryEnv in env (replacing
+// the user's value, whose directories claudeRunRules protects). The real
+// memory, ~/.claude/agent-memory, which a subagent outside loads into its
+// prompt, is a default deny_write: a subagent inside that was not pointed
+// elsewhere would fail to save its notes. Without a home, or when the
+// directory is no directory, env is returned as it is, with why; as
+// claudeMemoryEnv, it seeds only as the user.
+func claudeAgentMemoryEnv(env []string, home string, uid int, u *config.User) ([]string, error) {
+	if home == "" {
+		return env, nil
+	}
+	dir := filepath.Join(home, claudestate.SandboxAgentMemoryDir)
+	asUser := os.Geteuid() == uid || (u != nil && u.Sudo)
+	if err := u.Do(func() error {
+		if !asUser {
+			return nil
+		}
+		_, err := claudestate.SeedAgentMemory(filepath.Join(home, ".claude", "agent-memory"), dir)
+		return err
+	}); err != nil {
+		return env, err
+	}
+	return setEnv(env, claudestate.RemoteMemoryEnv, dir), nil
+}
+
+// setEnv is env with name set to val, once, in place of its values.
+func setEnv(env []string, name, val string) []string {
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, claudestate.MemoryOverrideEnv+"=") {
+		if !strings.HasPrefix(kv, name+"=") {
 			out = append(out, kv)
 		}
 	}
-	return append(out, claudestate.MemoryOverrideEnv+"="+dir), nil
+	return append(out, name+"="+val)
 }
 
 // envValue is name's value in env ("" when unset).

@@ -44,6 +44,35 @@ func TestClaudeMemoryEnv(t *testing.T) {
 	}
 }
 
+// TestClaudeAgentMemoryEnv: the command's environment points the memory
+// of Claude Code's subagents at the sandboxes' own directory, in place of
+// the user's value, and that directory starts with the user's notes; the
+// real memory (a default deny_write) is left as it was.
+func TestClaudeAgentMemoryEnv(t *testing.T) {
+	home := t.TempDir()
+	real := filepath.Join(home, ".claude", "agent-memory", "reviewer")
+	if err := os.MkdirAll(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, "MEMORY.md"), []byte("- a note\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env, err := claudeAgentMemoryEnv([]string{"A=1", claudestate.RemoteMemoryEnv + "=/srv/remote"}, home, os.Geteuid(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(home, claudestate.SandboxAgentMemoryDir)
+	if want := []string{"A=1", claudestate.RemoteMemoryEnv + "=" + dir}; !slices.Equal(env, want) {
+		t.Errorf("env %q, want %q", env, want)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "agent-memory", "reviewer", "MEMORY.md")); string(got) != "- a note\n" {
+		t.Errorf("the sandbox's agent memory holds %q", got)
+	}
+	if env, err := claudeAgentMemoryEnv([]string{"A=1"}, "", os.Geteuid(), nil); err != nil || !slices.Equal(env, []string{"A=1"}) {
+		t.Errorf("without a home: %q, %v", env, err)
+	}
+}
+
 // TestCloneGuard: a clone an installed plugin comes from is left as it was
 // when unchanged, moved aside when changed, said when removed; without
 // installed plugins nothing is watched.

@@ -12,7 +12,7 @@ import (
 // hook scripts, memory: default deny_write rules, docs/threat-model.md)
 // was refused: installing a plugin from inside fails there, and the event
 // line alone does not say how to do it.
-const claudeStateHint = "Claude Code's plugins, skills, commands, agents, hooks, output styles and memory in ~/.claude " +
+const claudeStateHint = "Claude Code's plugins, skills, commands, agents, hooks, workflows, output styles and memory (its own and its subagents') in ~/.claude " +
 	"run code (or steer claude) outside the sandbox, so aigate keeps them read-only inside: " +
 	"install or edit them outside aigate (`claude plugin install ...` in a plain shell), " +
 	"or, to allow it, remove the path from deny_write and add it to writable: in ~/.aigate/config.yaml"

@@ -222,9 +222,10 @@ type runPlan struct {
 	choice   policy.BackendChoice
 	path     string   // the command, found in env's PATH
 	env      []string // the command's environment
-	// userMemory is claudestate.MemoryOverrideEnv in the user's
-	// environment, which env replaces with the sandbox's own.
-	userMemory string
+	// userMemory and userAgentMemory are claudestate.MemoryOverrideEnv
+	// and RemoteMemoryEnv in the user's environment, which env replaces
+	// with the sandbox's own.
+	userMemory, userAgentMemory string
 }
 
 // planRun settles the run: the backend asked for, the policy of the user
@@ -288,13 +289,18 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	for _, w := range warns {
 		f.Warnf("%s", w)
 	}
-	// Claude Code inside keeps its auto memory in the sandboxes' own
-	// directory: the real one, which claudeRunRules keeps read-only, is
-	// loaded by every later claude outside.
+	// Claude Code inside keeps its auto memory and its subagents' memory
+	// in the sandboxes' own directories: the real ones, which
+	// claudeRunRules and the defaults keep read-only, are loaded by every
+	// later claude outside.
 	p.userMemory = envValue(p.env, claudestate.MemoryOverrideEnv)
+	p.userAgentMemory = envValue(p.env, claudestate.RemoteMemoryEnv)
 	var merr error
 	if p.env, merr = claudeMemoryEnv(p.env, id.home, id.uid, loaded.Paths); merr != nil {
 		f.Warnf("Claude Code's auto memory for the sandbox: %v (claude inside may fail to save notes this run)", merr)
+	}
+	if p.env, merr = claudeAgentMemoryEnv(p.env, id.home, id.uid, loaded.Paths.User); merr != nil {
+		f.Warnf("Claude Code's subagent memory for the sandbox: %v (subagents inside may fail to save notes this run)", merr)
 	}
 	return p, nil
 }

@@ -64,7 +64,12 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 	// (with an auto memory a claude outside would load): the run's rule
 	// refuses writes there (claudeRunRules), and Landlock the directory
 	// itself, also where the fanotify backend would see its files too late.
-	opts.Sealed = []string{claudeProjects}
+	// Likewise no sandbox makes a subagent's memory directory in
+	// ~/.claude/agent-memory (a default deny_write; claude inside keeps
+	// its own elsewhere, claudeAgentMemoryEnv), nor a session's directory
+	// in ~/.claude/session-env (a default deny_write: its scripts are
+	// sourced by that session's Bash commands outside).
+	opts.Sealed = []string{claudeProjects, claudeAgentMemory, claudeSessionEnv}
 	opts.Open = claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}.OwnProjects()
 	opts.Create = landlock.DefaultCreate
 	if paths.User != nil {
@@ -138,6 +143,14 @@ func landlockCovers(opts landlock.Options, abi int) []string {
 // claudeProjects is where Claude Code keeps each project's transcripts and
 // auto memory, relative to the home.
 const claudeProjects = ".claude/projects"
+
+// claudeAgentMemory is where Claude Code's subagents of user scope keep
+// their memory, one directory per agent, relative to the home.
+const claudeAgentMemory = ".claude/agent-memory"
+
+// claudeSessionEnv is where Claude Code keeps, per session, the scripts
+// its hooks wrote to $CLAUDE_ENV_FILE, relative to the home.
+const claudeSessionEnv = ".claude/session-env"
 
 // absSealed are opts.Sealed, absolute: the domain leaves at most
 // AccessFixed in them (the own project directories are Open, fixed), so
