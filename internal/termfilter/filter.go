@@ -119,11 +119,24 @@ func (f *Filter) Write(p []byte) (int, error) {
 	}
 	f.out = f.out[:0]
 	for i := 0; i < len(p); i++ {
-		if f.st == ground && f.cont == 0 {
-			// Fast path: plain text up to the next byte that matters.
+		if f.st == ground {
+			// Fast path: text (ASCII and well-formed UTF-8) up to the
+			// next byte that matters, copied at once.
 			j := i
-			for j < len(p) && p[j] != 0x1b && p[j] < 0x80 {
-				j++
+			for ; j < len(p); j++ {
+				c := p[j]
+				if c < 0x80 {
+					if c == 0x1b {
+						break
+					}
+					f.cont = 0
+				} else if c < 0xc0 && f.cont > 0 {
+					f.cont--
+				} else if c >= 0xc3 && c <= 0xf4 && f.cont == 0 {
+					f.cont = utf8Len(c)
+				} else {
+					break
+				}
 			}
 			f.out = append(f.out, p[i:j]...)
 			i = j
@@ -295,6 +308,18 @@ func (f *Filter) ground(b byte) {
 		}
 		f.out = append(f.out, b)
 	}
+}
+
+// utf8Len is the number of continuation bytes after lead byte c
+// (0xc3..0xf4).
+func utf8Len(c byte) int {
+	switch {
+	case c <= 0xdf:
+		return 1
+	case c <= 0xef:
+		return 2
+	}
+	return 3
 }
 
 // introduce moves on from an introducer held: ESC then intro, or an

@@ -3,6 +3,7 @@ package termfilter
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 )
@@ -337,4 +338,31 @@ func hasC1Byte(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkFilter is the filter alone on terminal-like text (colours,
+// UTF-8, a title and a link now and then), against a plain copy.
+func BenchmarkFilter(b *testing.B) {
+	var text bytes.Buffer
+	for i := 0; text.Len() < 64<<10; i++ {
+		text.WriteString(esc + "[32m+" + esc + "[0m some output line ─│ é, text text text text\n")
+		if i%50 == 0 {
+			text.WriteString(esc + "]0;title" + bel + esc + "]8;;https://example.com" + st + "link" + esc + "]8;;" + st)
+		}
+	}
+	in := text.Bytes()
+	for _, mode := range []string{"copy", "filter"} {
+		b.Run(mode, func(b *testing.B) {
+			var w io.Writer = io.Discard
+			if mode == "filter" {
+				w = New(io.Discard, nil)
+			}
+			b.SetBytes(int64(len(in)))
+			for i := 0; i < b.N; i++ {
+				for off := 0; off < len(in); off += 4096 {
+					w.Write(in[off:min(off+4096, len(in))])
+				}
+			}
+		})
+	}
 }
