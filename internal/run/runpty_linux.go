@@ -45,7 +45,7 @@ type ptyTerm struct {
 func openPTY(f *cmdutil.Factory, m *mask.Matcher, s *runStdio, filter bool) (*ptyTerm, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
-		return nil, errors.New("command terminal: open a pseudo-terminal: " + err.Error())
+		return nil, errors.New("command terminal: open a pseudo-terminal (through which the command's output is filtered; --raw-terminal gives it your terminal unfiltered instead): " + err.Error())
 	}
 	t := &ptyTerm{f: f, master: master, out: f.Out.(*os.File), lines: s.lines,
 		winch: make(chan os.Signal, 1), done: make(chan struct{})}
