@@ -3,6 +3,7 @@
 package escape
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -66,6 +67,25 @@ func TestEscapeTerminal(t *testing.T) {
 				}
 			})
 		}
+		// aigate run -- tool | less: only stderr is the terminal, and
+		// reaches it through a filtering pipe. (The command still holds
+		// the terminal as stdin and /dev/tty there: threat-model.md.)
+		t.Run("stdout-pipe", func(t *testing.T) {
+			var stdout testutil.SyncBuffer
+			got := b.onTerminalOut(t, true, &stdout, "sh", "-c",
+				`printf 'err-before\033]52;c;Y3VybCBldmls\007\033[21terr-after\n' >&2; printf 'to-the-pipe\n'`)
+			if strings.Contains(got, "]52") || strings.Contains(got, "[21t") {
+				t.Errorf("a sequence to drop reached the terminal through stderr:\n%q", got)
+			}
+			for _, want := range []string{"err-beforeerr-after", "dropped a clipboard write or read (OSC 52)"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("the terminal lacks %q:\n%q", want, got)
+				}
+			}
+			if stdout.String() != "to-the-pipe\n" {
+				t.Errorf("stdout (a pipe) got %q", stdout.String())
+			}
+		})
 	})
 }
 
@@ -73,6 +93,13 @@ func TestEscapeTerminal(t *testing.T) {
 // own (a pty whose slave is the user's, stdin too when stdinTTY) and
 // returns all that reached the terminal.
 func (b *box) onTerminal(t *testing.T, stdinTTY bool, argv ...string) string {
+	t.Helper()
+	return b.onTerminalOut(t, stdinTTY, nil, argv...)
+}
+
+// onTerminalOut is onTerminal with stdout to out instead (nil: the
+// terminal).
+func (b *box) onTerminalOut(t *testing.T, stdinTTY bool, out io.Writer, argv ...string) string {
 	t.Helper()
 	master, tty, err := pty.Open()
 	if err != nil {
@@ -87,6 +114,9 @@ func (b *box) onTerminal(t *testing.T, stdinTTY bool, argv ...string) string {
 	cmd.SysProcAttr.Setpgid = false
 	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty = true, true
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	if out != nil {
+		cmd.Stdout = out
+	}
 	ctty := 0
 	if !stdinTTY {
 		devnull, err := os.Open(os.DevNull)
@@ -97,14 +127,14 @@ func (b *box) onTerminal(t *testing.T, stdinTTY bool, argv ...string) string {
 		cmd.Stdin, ctty = devnull, 1
 	}
 	cmd.SysProcAttr.Ctty = ctty
-	out := &testutil.SyncBuffer{}
+	seen := &testutil.SyncBuffer{}
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
 		buf := make([]byte, 4096)
 		for {
 			n, err := master.Read(buf)
-			out.Write(buf[:n])
+			seen.Write(buf[:n])
 			if err != nil {
 				return
 			}
@@ -118,17 +148,17 @@ func (b *box) onTerminal(t *testing.T, stdinTTY bool, argv ...string) string {
 	select {
 	case err := <-waited:
 		if code := e2e.ExitCodeOf(t, err); code != 0 {
-			t.Fatalf("exit %d\n%q", code, out.String())
+			t.Fatalf("exit %d\n%q", code, seen.String())
 		}
 	case <-time.After(runLimit):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-waited
-		t.Fatalf("aigate on a terminal did not finish:\n%q", out.String())
+		t.Fatalf("aigate on a terminal did not finish:\n%q", seen.String())
 	}
 	tty.Close()
 	select {
 	case <-copied:
 	case <-time.After(5 * time.Second):
 	}
-	return out.String()
+	return seen.String()
 }
