@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
@@ -34,7 +36,8 @@ type ptyTerm struct {
 	// through the pty (stdin not a terminal): OPOST is turned off, as
 	// the pty's own line discipline turns "\n" into "\r\n" already.
 	savedOut *unix.Termios
-	active   bool // activate ran
+	active   bool         // activate ran
+	pid      atomic.Int64 // the command, once started (suspend)
 	winch    chan os.Signal
 	done     chan struct{}
 }
@@ -85,7 +88,7 @@ func (t *ptyTerm) activate() error {
 	if t.in != nil {
 		// What is typed goes to the command. This read of the terminal
 		// cannot be interrupted; it ends with aigate.
-		go func() { _, _ = copyInput(t.master, t.in) }()
+		go func() { _, _ = copyInput(t.master, t.in, t.suspend) }()
 	}
 	return nil
 }
@@ -95,7 +98,10 @@ func (t *ptyTerm) activate() error {
 // passes SIGINT and SIGQUIT on.
 func (t *ptyTerm) input() bool { return t.in != nil }
 
-func copyInput(dst, src *os.File) (int64, error) {
+// copyInput copies what is typed to the pty; after a chunk holding a
+// control character that may be the pty's VSUSP (Ctrl-Z) it calls
+// suspend in the background (nil: never), which checks.
+func copyInput(dst, src *os.File, suspend func(byte)) (int64, error) {
 	buf := make([]byte, 4096)
 	var n int64
 	for {
@@ -105,6 +111,12 @@ func copyInput(dst, src *os.File) (int64, error) {
 				return n, werr
 			}
 			n += int64(k)
+			for _, c := range buf[:k] {
+				if suspend != nil && c < 0x20 && c != '\r' && c != '\n' && c != '\t' && c != 0x1b {
+					go suspend(c)
+					break
+				}
+			}
 		}
 		if err != nil {
 			return n, err
@@ -130,6 +142,49 @@ func (t *ptyTerm) makeRaw() error {
 	t.saved = st
 	t.lines.raw.Store(true)
 	return nil
+}
+
+// suspend makes Ctrl-Z (c, the pty's VSUSP) stop the command, which the
+// kernel no longer does: the command's process group is orphaned (its
+// parent, aigate, is in another session), so the SIGTSTP that the pty's
+// line discipline sends for Ctrl-Z, or that a full-screen program sends
+// itself after giving the terminal back (Claude Code: "Claude Code is
+// suspended. Run `fg` to bring it back."), is discarded and the program
+// runs on with nobody reading the terminal. aigate sends SIGSTOP instead,
+// which started's watcher then handles as a stop (terminal back, the job
+// stopped in the shell; fg continues the command, which redraws). Only
+// when the command's own group holds the pty (a job-control shell inside
+// stops its jobs itself), and for a full-screen program only once it put
+// the pty back to line mode (ICANON) within a second: Ctrl-Z as a key of
+// its own (undo in an editor) leaves it alone.
+func (t *ptyTerm) suspend(c byte) {
+	pid := int(t.pid.Load())
+	if pid <= 0 {
+		return
+	}
+	fd := int(t.master.Fd())
+	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil || c != tio.Cc[unix.VSUSP] {
+		return
+	}
+	if fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err != nil || fg != pid {
+		return
+	}
+	if tio.Lflag&unix.ISIG == 0 {
+		// The program reads the key itself: wait for it to give the
+		// terminal back, as it does before it stops itself.
+		deadline := time.Now().Add(time.Second)
+		for tio.Lflag&unix.ICANON == 0 {
+			if time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+			if tio, err = unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
+				return
+			}
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGSTOP)
 }
 
 // rawOutput turns the real terminal's output processing off (the pty
@@ -192,6 +247,7 @@ func (t *ptyTerm) restore() {
 // command. Only SIGSTOP gets here: the command's group is orphaned (its
 // parent is in another session), so the kernel discards Ctrl-Z's SIGTSTP.
 func (t *ptyTerm) started(pid int) {
+	t.pid.Store(int64(pid))
 	go func() {
 		for {
 			var info unix.Siginfo
