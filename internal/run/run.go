@@ -82,9 +82,8 @@ On a terminal the command runs on a pseudo-terminal of aigate's, whose
 output reaches yours filtered: escape sequences that would set your
 clipboard (OSC 52) or make your terminal type text back are dropped, and
 run says so when the command has ended; interactive tools (raw mode,
-resizes, Ctrl-C) work as without aigate, but Ctrl-Z does not suspend
-the command (--raw-terminal gives it your terminal unfiltered; docs/run.md,
-"The terminal filter"). When the policy has mask_output expressions, its
+resizes, Ctrl-C, Ctrl-Z) work (--raw-terminal gives it your terminal
+unfiltered; docs/run.md, "The terminal filter"). When the policy has mask_output expressions, its
 output is masked too; on pipes through masking pipes (docs/run.md,
 "Masking secrets in output"). Started with sudo, it runs
 as the user who ran sudo, with HOME, USER and LOGNAME set to theirs. It can
@@ -123,7 +122,7 @@ aigate's own failures:
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.Audit, "audit", false, "allow everything, report what would have been blocked")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print no event lines and no summary")
-	fl.BoolVar(&opts.RawTerminal, "raw-terminal", false, "give COMMAND the terminal itself: nothing filters what it writes there (clipboard writes, reports), but Ctrl-Z suspends it")
+	fl.BoolVar(&opts.RawTerminal, "raw-terminal", false, "give COMMAND the terminal itself, with no pseudo-terminal between: nothing filters what it writes there (clipboard writes, reports)")
 	fl.StringVar(&opts.EventsFile, "events", "", "append every event as a JSON line to `FILE`")
 	fl.StringVar(&opts.User, "user", "", "run COMMAND as `USER` (root only; default: the user who ran sudo)")
 	fl.StringVar(&opts.Backend, "backend", "", "enforcement backend: auto, lsm or fanotify (default: the config's backend, else auto)")
