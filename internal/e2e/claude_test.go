@@ -487,6 +487,12 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 				t.Errorf("after the session, run did not list %s %s:\n%s", a.op, a.target, after)
 			}
 		}
+		// Claude Code's interface reaches the terminal through run's
+		// pty and terminal filter: nothing it writes (titles, links,
+		// progress, synchronized output, its queries) is dropped.
+		if strings.Contains(after, "aigate: dropped") {
+			t.Errorf("the terminal filter dropped something Claude Code wrote:\n%s", after)
+		}
 		for _, res := range mock.seen() {
 			if strings.Contains(res, "sk-ant-e2e-secret") || strings.Contains(res, "sk-e2e-ssh") {
 				t.Errorf("a secret reached the model: %q", res)

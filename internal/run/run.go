@@ -36,12 +36,14 @@ import (
 
 // runOptions are the inputs of `aigate run`.
 type runOptions struct {
-	Audit      bool
-	Quiet      bool
-	EventsFile string
-	User       string
-	Backend    string
-	Args       []string
+	Audit bool
+	Quiet bool
+	// RawTerminal gives the command the terminal itself, unfiltered.
+	RawTerminal bool
+	EventsFile  string
+	User        string
+	Backend     string
+	Args        []string
 	// Socket is the agent's; MetricsAddr is where an agent that run
 	// embeds serves /metrics ("" for none).
 	Socket      string
@@ -80,11 +82,14 @@ sudo is needed once it runs (sudo aigate setup installs it). Without an
 agent, run as root starts one inside itself for as long as it runs, on the
 same socket, so aigate watch and the metrics work meanwhile.
 
-The command gets the terminal as it is: interactive tools (raw mode,
-resizes, Ctrl-C, Ctrl-Z) work as without aigate. When the policy has
-mask_output expressions, its output is masked instead: on a terminal it
-runs on a pseudo-terminal of aigate's, on pipes its output goes through
-masking pipes (docs/run.md, "Masking secrets in output"). Started with sudo, it runs
+On a terminal the command runs on a pseudo-terminal of aigate's, whose
+output reaches yours filtered: escape sequences that would set your
+clipboard (OSC 52) or make your terminal type text back are dropped, and
+run says so when the command has ended; interactive tools (raw mode,
+resizes, Ctrl-C, Ctrl-Z) work (--raw-terminal gives it your terminal
+unfiltered; docs/run.md, "The terminal filter"). When the policy has mask_output expressions, its
+output is masked too; on pipes through masking pipes (docs/run.md,
+"Masking secrets in output"). Started with sudo, it runs
 as the user who ran sudo, with HOME, USER and LOGNAME set to theirs. It can
 never gain privileges (no_new_privs: setuid programs do not elevate).
 
@@ -121,6 +126,7 @@ aigate's own failures:
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.Audit, "audit", false, "allow everything, report what would have been blocked")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print no event lines and no summary")
+	fl.BoolVar(&opts.RawTerminal, "raw-terminal", false, "give COMMAND the terminal itself, with no pseudo-terminal between: nothing filters what it writes there (clipboard writes, reports)")
 	fl.StringVar(&opts.EventsFile, "events", "", "append every event as a JSON line to `FILE`")
 	fl.StringVar(&opts.User, "user", "", "run COMMAND as `USER` (root only; default: the user who ran sudo)")
 	fl.StringVar(&opts.Backend, "backend", "", "enforcement backend: auto, lsm or fanotify (default: the config's backend, else auto)")
@@ -465,7 +471,8 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	}
 	s := &sandboxRun{f: f, opts: opts, p: p, sess: sess, emb: emb, sigs: sigs, guard: guard, early: early, covers: req.LandlockCovers}
 	if early != nil {
-		s.join = early.join // finished by end
+		s.join = early.join   // finished by end
+		s.stdio = early.stdio // finished by end
 	}
 	for _, w := range sess.Warnings {
 		f.Warnf("%s", w)
@@ -515,6 +522,13 @@ func (s *sandboxRun) start() (*sandbox.Child, error) {
 		s.end(false)
 		return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
 	}
+	// The real terminal is the pty's from here (raw mode, what is typed).
+	if s.stdio != nil {
+		if err := s.stdio.begin(); err != nil {
+			s.end(false)
+			return nil, refusing(cmdutil.ExitSandbox, s.opts.Args[0], err)
+		}
+	}
 	var child *sandbox.Child
 	var err error
 	if s.early != nil {
@@ -560,27 +574,41 @@ func commandOf(f *cmdutil.Factory, opts *runOptions, p *runPlan) *exec.Cmd {
 }
 
 // maskOutput gives the command masking stdio when the policy masks
-// output (mask_output), and does nothing otherwise.
+// output (mask_output), filtering stdio when its output reaches a
+// terminal (filterStdio), and does nothing otherwise.
 func (s *sandboxRun) maskOutput(cmd *exec.Cmd) error {
-	if s.p.masker == nil {
+	if s.p.masker == nil && !filtersTerminal(s.f, s.opts) {
 		return nil
 	}
 	// Only the command's stdio change: it is placed in the sandbox
 	// by the same path. On a pty it leads its own session there,
 	// whose line discipline signals it (docs/run.md).
-	stdio, err := newRunStdio(s.f, s.p.masker, s.p.lines, true)
+	stdio, err := newRunStdio(s.f, s.p.masker, s.p.lines, stdioOptions{pty: true, filter: !s.opts.RawTerminal})
 	if err != nil {
 		return err
 	}
 	s.stdio = stdio
-	if !s.opts.Quiet {
+	if !s.opts.Quiet && s.p.masker != nil {
 		stdio.announce(s.f, len(s.p.compiled.Mask))
 	}
+	useStdio(cmd, stdio)
+	return nil
+}
+
+// filtersTerminal reports whether the command's output reaches a
+// terminal, which it then gets through the filter (termfilter) unless
+// --raw-terminal.
+func filtersTerminal(f *cmdutil.Factory, opts *runOptions) bool {
+	return !opts.RawTerminal && (isTerminal(f.Out) || isTerminal(f.Err))
+}
+
+// useStdio gives cmd the stdio, and the pty as its controlling terminal
+// in a session of its own when there is one.
+func useStdio(cmd *exec.Cmd, stdio *runStdio) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	if stdio.Ctty {
-		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, stdio.CttyFD
 	}
-	return nil
 }
 
 // restoreTerminal gives the terminal its mode back if masking took it.
@@ -670,6 +698,13 @@ func (s *sandboxRun) wait(child *sandbox.Child) error {
 			switch sig {
 			case syscall.SIGTERM, syscall.SIGHUP:
 				_ = child.Signal(sig)
+			case syscall.SIGINT, syscall.SIGQUIT:
+				// On a pty that what is typed does not reach (stdin
+				// not a terminal), Ctrl-C signals aigate, not the
+				// command in its own session: passed on.
+				if s.stdio != nil && s.stdio.term != nil && !s.stdio.term.input() {
+					_ = child.Signal(sig)
+				}
 			}
 		case <-child.Done():
 			running = false

@@ -288,7 +288,7 @@ func maskOutput(f *cmdutil.Factory, masker *mask.Matcher, lines *lineWriter) (*r
 	// Pipes, not a pty: darwin.Run starts the command itself with
 	// os.Stdin, os.Stdout and os.Stderr, without a session of its
 	// own, so a pty could not be its controlling terminal.
-	return newRunStdio(f, masker, lines, false)
+	return newRunStdio(f, masker, lines, stdioOptions{})
 }
 
 // commandStdio makes stdio's pipes os.Stdout and os.Stderr until restore

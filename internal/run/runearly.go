@@ -23,13 +23,19 @@ import (
 // exec'ing (launch's tests and TestRunEarlyHelperNeverRunsRefused).
 //
 // Masked output (mask_output) still starts the helper afterwards: its
-// stdio are a pty or pipes set up with the sandbox's reporting.
+// stdio are a pty or pipes set up with the sandbox's reporting. Output
+// to a terminal is filtered (termfilter) on this path too: the helper
+// gets the pty (or a filtering pipe) now, and the real terminal is the
+// pty's only once start gives the go-ahead (runStdio.begin), so that run
+// can still ask a question on it while the sandbox is made.
 
 // earlyHelper is the command's helper started before the sandbox exists,
-// and the joiner its output passes through (nil: not joined).
+// and the joiner its output passes through (nil: not joined) or the
+// stdio that filter it (nil: none).
 type earlyHelper struct {
-	h    *launch.Helper
-	join *lineJoiner
+	h     *launch.Helper
+	join  *lineJoiner
+	stdio *runStdio
 }
 
 // prepareEarly starts the command's helper, with the stdio routeLines
@@ -40,7 +46,15 @@ func prepareEarly(f *cmdutil.Factory, opts *runOptions, p *runPlan) (*earlyHelpe
 	}
 	cmd := commandOf(f, opts, p)
 	e := &earlyHelper{}
-	if outFile, errFile, join := joinsLines(f, opts, nil); join {
+	if filtersTerminal(f, opts) {
+		stdio, err := newRunStdio(f, nil, p.lines, stdioOptions{pty: true, filter: true})
+		if err != nil {
+			return nil, refusing(cmdutil.ExitSandbox, opts.Args[0], err)
+		}
+		e.stdio = stdio
+		useStdio(cmd, stdio)
+	}
+	if outFile, errFile, join := joinsLines(f, opts, e.stdio); join {
 		j, stdout, stderr, err := newLineJoiner(outFile, errFile)
 		if err != nil {
 			return nil, refusing(cmdutil.ExitSandbox, opts.Args[0], err)
@@ -55,6 +69,9 @@ func prepareEarly(f *cmdutil.Factory, opts *runOptions, p *runPlan) (*earlyHelpe
 	if err != nil {
 		if e.join != nil {
 			e.join.finish()
+		}
+		if e.stdio != nil {
+			e.stdio.finish()
 		}
 		code := cmdutil.ExitSandbox
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
@@ -74,6 +91,9 @@ func (e *earlyHelper) abort() {
 	e.h.Abort()
 	if e.join != nil {
 		e.join.finish()
+	}
+	if e.stdio != nil {
+		e.stdio.finish()
 	}
 }
 

@@ -10,7 +10,11 @@ import (
 // there uses pipes (see runstdio.go).
 type ptyTerm struct{}
 
-func openPTY(*cmdutil.Factory, *mask.Matcher, *runStdio) (*ptyTerm, error) { return nil, errNoPTY }
+func openPTY(*cmdutil.Factory, *mask.Matcher, *runStdio, bool) (*ptyTerm, error) {
+	return nil, errNoPTY
+}
 
-func (*ptyTerm) started(int) {}
-func (*ptyTerm) restore()    {}
+func (*ptyTerm) started(int)     {}
+func (*ptyTerm) activate() error { return nil }
+func (*ptyTerm) input() bool     { return false }
+func (*ptyTerm) restore()        {}

@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
@@ -15,41 +17,63 @@ import (
 	"github.com/aigate-dev/aigate/internal/mask"
 )
 
-// ptyTerm runs the command on a pseudo-terminal, so that its output can be
-// masked while it still sees a terminal (raw mode, colours, size): the real
-// terminal is put in raw mode and every byte typed goes to the pty, whose
-// own line discipline turns Ctrl-C, Ctrl-\ and Ctrl-Z into signals for the
-// command; what the command writes comes back through the masking writer.
+// ptyTerm runs the command on a pseudo-terminal, so that what it writes
+// can be filtered (and masked) while it still sees a terminal (raw mode,
+// colours, size). When stdin is a terminal too, the real terminal is put
+// in raw mode and every byte typed goes to the pty, whose own line
+// discipline turns Ctrl-C, Ctrl-\ and Ctrl-Z into signals for the
+// command; what the command writes comes back through the filter.
 type ptyTerm struct {
 	f      *cmdutil.Factory
 	master *os.File
-	in     *os.File // the real terminal (stdin)
+	in     *os.File // the real terminal (stdin); nil when stdin is not one
 	out    *os.File // the real terminal (stdout), whose size the pty copies
 	lines  *lineWriter
 
 	mu    sync.Mutex
 	saved *term.State // the real terminal's mode, nil when not raw
-	winch chan os.Signal
-	done  chan struct{}
+	// savedOut is the real terminal's mode when only output passes
+	// through the pty (stdin not a terminal): OPOST is turned off, as
+	// the pty's own line discipline turns "\n" into "\r\n" already.
+	savedOut *unix.Termios
+	active   bool         // activate ran
+	pid      atomic.Int64 // the command, once started (suspend)
+	winch    chan os.Signal
+	done     chan struct{}
 }
 
-func openPTY(f *cmdutil.Factory, m *mask.Matcher, s *runStdio) (*ptyTerm, error) {
+// openPTY gives the command a pty for stdout (and stdin and stderr when
+// they are terminals) and starts copying its output; the real terminal
+// is not touched until activate.
+func openPTY(f *cmdutil.Factory, m *mask.Matcher, s *runStdio, filter bool) (*ptyTerm, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
-		return nil, errors.New("masked output: open a pseudo-terminal: " + err.Error())
+		return nil, errors.New("command terminal: open a pseudo-terminal (through which the command's output is filtered; --raw-terminal gives it your terminal unfiltered instead): " + err.Error())
 	}
-	t := &ptyTerm{f: f, master: master, in: f.In.(*os.File), out: f.Out.(*os.File), lines: s.lines,
+	t := &ptyTerm{f: f, master: master, out: f.Out.(*os.File), lines: s.lines,
 		winch: make(chan os.Signal, 1), done: make(chan struct{})}
 	_ = pty.InheritSize(t.out, master)
-	s.Stdin, s.Stdout, s.Ctty = slave, slave, true
+	s.Stdout, s.Ctty, s.CttyFD = slave, true, 1
+	if isTerminal(f.In) {
+		t.in = f.In.(*os.File)
+		s.Stdin, s.CttyFD = slave, 0
+	}
 	s.childEnds = append(s.childEnds, slave)
 	// Full-screen programs count columns: keep the width of a secret.
-	s.copy(master, mask.NewWriter(f.Out, m, mask.Options{}))
+	s.copy(master, s.output(f.Out, m, filter, ""))
+	return t, nil
+}
+
+// activate takes the real terminal: raw mode and what is typed when
+// stdin is a terminal, the window size always. On failure the command
+// must not start (the terminal would not reach it).
+func (t *ptyTerm) activate() error {
 	if err := t.makeRaw(); err != nil {
-		_ = master.Close()
-		_ = slave.Close()
-		return nil, errors.New("masked output: put the terminal in raw mode: " + err.Error())
+		return errors.New("command terminal: put the terminal in raw mode: " + err.Error())
 	}
+	t.mu.Lock()
+	t.active = true
+	t.mu.Unlock()
 	signal.Notify(t.winch, syscall.SIGWINCH)
 	go func() {
 		for {
@@ -61,13 +85,23 @@ func openPTY(f *cmdutil.Factory, m *mask.Matcher, s *runStdio) (*ptyTerm, error)
 			}
 		}
 	}()
-	// What is typed goes to the command. This read of the terminal cannot
-	// be interrupted; it ends with aigate.
-	go func() { _, _ = copyInput(master, t.in) }()
-	return t, nil
+	if t.in != nil {
+		// What is typed goes to the command. This read of the terminal
+		// cannot be interrupted; it ends with aigate.
+		go func() { _, _ = copyInput(t.master, t.in, t.suspend) }()
+	}
+	return nil
 }
 
-func copyInput(dst, src *os.File) (int64, error) {
+// input reports whether what is typed reaches the command through the
+// pty (so Ctrl-C does); otherwise the real terminal signals aigate, which
+// passes SIGINT and SIGQUIT on.
+func (t *ptyTerm) input() bool { return t.in != nil }
+
+// copyInput copies what is typed to the pty; after a chunk holding a
+// control character that may be the pty's VSUSP (Ctrl-Z) it calls
+// suspend in the background (nil: never), which checks.
+func copyInput(dst, src *os.File, suspend func(byte)) (int64, error) {
 	buf := make([]byte, 4096)
 	var n int64
 	for {
@@ -77,6 +111,12 @@ func copyInput(dst, src *os.File) (int64, error) {
 				return n, werr
 			}
 			n += int64(k)
+			for _, c := range buf[:k] {
+				if suspend != nil && c < 0x20 && c != '\r' && c != '\n' && c != '\t' && c != 0x1b {
+					go suspend(c)
+					break
+				}
+			}
 		}
 		if err != nil {
 			return n, err
@@ -92,6 +132,9 @@ func (t *ptyTerm) makeRaw() error {
 		return nil
 	default:
 	}
+	if t.in == nil {
+		return t.rawOutput()
+	}
 	st, err := term.MakeRaw(int(t.in.Fd()))
 	if err != nil {
 		return err
@@ -101,20 +144,98 @@ func (t *ptyTerm) makeRaw() error {
 	return nil
 }
 
-// restore gives the real terminal back its mode; safe to call again.
-func (t *ptyTerm) restore() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// suspend makes Ctrl-Z (c, the pty's VSUSP) stop the command, which the
+// kernel no longer does: the command's process group is orphaned (its
+// parent, aigate, is in another session), so the SIGTSTP that the pty's
+// line discipline sends for Ctrl-Z, or that a full-screen program sends
+// itself after giving the terminal back (Claude Code: "Claude Code is
+// suspended. Run `fg` to bring it back."), is discarded and the program
+// runs on with nobody reading the terminal. aigate sends SIGSTOP instead,
+// which started's watcher then handles as a stop (terminal back, the job
+// stopped in the shell; fg continues the command, which redraws). Only
+// when the command's own group holds the pty (a job-control shell inside
+// stops its jobs itself), and for a full-screen program only once it put
+// the pty back to line mode (ICANON) within a second: Ctrl-Z as a key of
+// its own (undo in an editor) leaves it alone.
+func (t *ptyTerm) suspend(c byte) {
+	pid := int(t.pid.Load())
+	if pid <= 0 {
+		return
+	}
+	fd := int(t.master.Fd())
+	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil || c != tio.Cc[unix.VSUSP] {
+		return
+	}
+	if fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err != nil || fg != pid {
+		return
+	}
+	if tio.Lflag&unix.ISIG == 0 {
+		// The program reads the key itself: wait for it to give the
+		// terminal back, as it does before it stops itself.
+		deadline := time.Now().Add(time.Second)
+		for tio.Lflag&unix.ICANON == 0 {
+			if time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+			if tio, err = unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
+				return
+			}
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGSTOP)
+}
+
+// rawOutput turns the real terminal's output processing off (the pty
+// did it), which is all that changes when what is typed is not the
+// command's. t.mu is held.
+func (t *ptyTerm) rawOutput() error {
+	fd := int(t.out.Fd())
+	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	saved := *tio
+	tio.Oflag &^= unix.OPOST
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, tio); err != nil {
+		return err
+	}
+	t.savedOut = &saved
+	t.lines.raw.Store(true)
+	return nil
+}
+
+// restoreMode gives the real terminal back its mode. t.mu is held.
+func (t *ptyTerm) restoreMode() {
 	if t.saved != nil {
 		_ = term.Restore(int(t.in.Fd()), t.saved)
 		t.saved = nil
 	}
+	if t.savedOut != nil {
+		_ = unix.IoctlSetTermios(int(t.out.Fd()), unix.TCSETS, t.savedOut)
+		t.savedOut = nil
+	}
+}
+
+// restore gives the real terminal back its mode; safe to call again.
+func (t *ptyTerm) restore() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.restoreMode()
 	t.lines.raw.Store(false)
 	select {
 	case <-t.done:
 	default:
 		close(t.done)
 		signal.Stop(t.winch)
+		if t.active {
+			// Answers to the command's queries (cursor position,
+			// colours) that the terminal sent after the command
+			// stopped reading would be read by the shell next: the
+			// terminal's input is emptied once, the command gone.
+			_ = unix.IoctlSetInt(int(t.out.Fd()), unix.TCFLSH, unix.TCIFLUSH)
+		}
 	}
 }
 
@@ -126,6 +247,7 @@ func (t *ptyTerm) restore() {
 // command. Only SIGSTOP gets here: the command's group is orphaned (its
 // parent is in another session), so the kernel discards Ctrl-Z's SIGTSTP.
 func (t *ptyTerm) started(pid int) {
+	t.pid.Store(int64(pid))
 	go func() {
 		for {
 			var info unix.Siginfo
@@ -143,10 +265,7 @@ func (t *ptyTerm) started(pid int) {
 			default:
 			}
 			t.mu.Lock()
-			if t.saved != nil {
-				_ = term.Restore(int(t.in.Fd()), t.saved)
-				t.saved = nil
-			}
+			t.restoreMode()
 			t.mu.Unlock()
 			_ = syscall.Kill(0, syscall.SIGTSTP)
 			// Continued (fg).
