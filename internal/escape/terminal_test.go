@@ -14,6 +14,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/aigate-dev/aigate/internal/e2e"
+	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -67,6 +68,29 @@ func TestEscapeTerminal(t *testing.T) {
 				}
 			})
 		}
+		// The user's terminal opened by its name from inside, past the
+		// pty and its filter: each run keeps the user's terminals out
+		// but the command's own, which with the pty between is not the
+		// user's (ttyguard.go). LSM refuses the open; fanotify sees it
+		// after the fact and kills the sandbox, the write in between not
+		// undone (docs/threat-model.md).
+		t.Run("by-name", func(t *testing.T) {
+			got, code := b.onTerminalRun(t, true, nil, "sh", "-c",
+				`if printf 'x\033]52;c;Y3VybCBldmls\007' > @TTY@; then echo WROTE; else echo REFUSED; fi; sleep 20; echo survived`)
+			r := result{events: b.readEvents()}
+			if b.backend == "lsm" {
+				if !strings.Contains(got, "REFUSED") || strings.Contains(got, "]52") || code != 0 {
+					t.Errorf("the user's terminal was opened by its name past the filter (exit %d):\n%q", code, got)
+				}
+				if _, ok := r.denied(events.OpRead, "/dev/pts/"); !ok {
+					t.Errorf("no read event for the user's terminal:\n%q", got)
+				}
+				return
+			}
+			if _, ok := r.denied(events.OpOpen, "/dev/pts/"); !ok || strings.Contains(got, "survived") || code == 0 {
+				t.Errorf("the open of the user's terminal by its name was not seen, or the sandbox lived on (exit %d, events %v):\n%q", code, r.events, got)
+			}
+		})
 		// aigate run -- tool | less: only stderr is the terminal, and
 		// reaches it through a filtering pipe. (The command still holds
 		// the terminal as stdin and /dev/tty there: threat-model.md.)
@@ -101,6 +125,18 @@ func (b *box) onTerminal(t *testing.T, stdinTTY bool, argv ...string) string {
 // terminal).
 func (b *box) onTerminalOut(t *testing.T, stdinTTY bool, out io.Writer, argv ...string) string {
 	t.Helper()
+	got, code := b.onTerminalRun(t, stdinTTY, out, argv...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%q", code, got)
+	}
+	return got
+}
+
+// onTerminalRun is onTerminalOut that returns the exit code too, with
+// the run's events in b.events; "@TTY@" in argv is the terminal's name.
+func (b *box) onTerminalRun(t *testing.T, stdinTTY bool, out io.Writer, argv ...string) (string, int) {
+	t.Helper()
+	os.Remove(b.events)
 	master, tty, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +146,10 @@ func (b *box) onTerminalOut(t *testing.T, stdinTTY bool, out io.Writer, argv ...
 	if err := os.Chown(tty.Name(), int(machine.uid), int(machine.gid)); err != nil {
 		t.Fatal(err)
 	}
-	cmd := b.asUser(exec.Command(machine.bin, append([]string{"run", "--"}, argv...)...))
+	for i := range argv {
+		argv[i] = strings.ReplaceAll(argv[i], "@TTY@", tty.Name())
+	}
+	cmd := b.asUser(exec.Command(machine.bin, append([]string{"run", "--events", b.events, "--"}, argv...)...))
 	cmd.SysProcAttr.Setpgid = false
 	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty = true, true
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
@@ -145,11 +184,10 @@ func (b *box) onTerminalOut(t *testing.T, stdinTTY bool, out io.Writer, argv ...
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
+	code := 0
 	select {
 	case err := <-waited:
-		if code := e2e.ExitCodeOf(t, err); code != 0 {
-			t.Fatalf("exit %d\n%q", code, seen.String())
-		}
+		code = e2e.ExitCodeOf(t, err)
 	case <-time.After(runLimit):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-waited
@@ -160,5 +198,5 @@ func (b *box) onTerminalOut(t *testing.T, stdinTTY bool, out io.Writer, argv ...
 	case <-copied:
 	case <-time.After(5 * time.Second):
 	}
-	return seen.String()
+	return seen.String(), code
 }

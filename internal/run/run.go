@@ -434,7 +434,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 		f.Log.Debug("sockets: not kept in place", zap.String("what", n))
 	}
 	req.DenyWrite = append(append(claude, git...), socks...)
-	terms, notes := terminalRunRules(p.id.uid)
+	terms, notes := terminalRunRules(f, opts, p.id.uid)
 	for _, n := range notes {
 		f.Log.Debug("terminals: not kept out", zap.String("what", n))
 	}
