@@ -116,6 +116,12 @@ func TestExecIgnoreRootOnlyDir(t *testing.T) {
 		t.Errorf("sandboxed exec of %s: %s", prog, got)
 	}
 	e.noEvent()
+	mu.Lock()
+	n = seen[prog]
+	mu.Unlock()
+	if n != 0 {
+		t.Errorf("the sandboxed exec of %s was reported %d times, want 0 (ignored inside too)", prog, n)
+	}
 }
 
 // TestExecIgnoreFollowsChanges: a change that could let a user put a copy
