@@ -203,9 +203,15 @@ func TestEscapeExecCopyIgnoredDirs(t *testing.T) {
 		b.chown(tool)
 		cp := filepath.Join(groupDir, "x")
 		r := b.sh(fmt.Sprintf(`for i in 1 2 3; do %[2]s; %[3]s; done; sleep 0.5
-cat %[1]s > %[2]s && %[2]s --version >/dev/null 2>&1 && echo ran-userfile
-cp %[1]s %[4]s && %[4]s --version >/dev/null 2>&1 && echo ran-groupdir
+cat %[1]s > %[2]s || echo write-failed-userfile
+%[2]s --version >/dev/null 2>&1 && echo ran-userfile
+cp %[1]s %[4]s || echo write-failed-groupdir
+%[4]s --version >/dev/null 2>&1 && echo ran-groupdir
 true`, curl, tool, prog, cp))
+		if strings.Contains(r.stdout, "write-failed") {
+			// Not the route under test: the user could not even write.
+			t.Fatalf("the copy could not be written:\n%s", r)
+		}
 		for _, where := range []string{"userfile", "groupdir"} {
 			if strings.Contains(r.stdout, "ran-"+where) {
 				t.Errorf("the copy (%s) ran:\n%s", where, r)

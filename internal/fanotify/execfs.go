@@ -102,13 +102,17 @@ type fsExecMarks struct {
 	queue      chan string
 	learnMu    sync.Mutex
 	tried      map[string]bool
+	// dirty: the directories being read (by inotify watch), true once a
+	// change was reported in one; gen counts the sandboxes checked.
+	dirty map[int32]bool
+	gen   uint64
 }
 
 func newFSExecMarks(group int, off, noIgnore bool, log *zap.Logger) *fsExecMarks {
 	return &fsExecMarks{group: group, users: map[uint32]bool{}, marked: map[uint64]string{}, off: off, log: log,
 		noIgnore: noIgnore, entryOK: func(string, inodeKey, int64) bool { return false },
 		owners: map[uint32]uint32{}, dirs: map[inodeKey]*ignoredDir{}, byWD: map[int32]*ignoredDir{},
-		files: map[string]bool{}, inotify: -1, queue: make(chan string, 64), tried: map[string]bool{}}
+		files: map[string]bool{}, inotify: -1, queue: make(chan string, 64), tried: map[string]bool{}, dirty: map[int32]bool{}}
 }
 
 // add marks, for sandbox id, every filesystem of the mount table that is

@@ -152,13 +152,12 @@ func (f *fsExecMarks) learnLoop(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case dir := <-f.queue:
-			f.mu.Lock()
 			select {
 			case <-stop:
+				return
 			default:
-				f.ignoreDirLocked(dir)
+				f.ignoreDir(dir)
 			}
-			f.mu.Unlock()
 		}
 	}
 }
@@ -172,41 +171,43 @@ func (f *fsExecMarks) ignoringLocked() bool {
 // reader and takes no lock for it.
 func (f *fsExecMarks) setLearningLocked() { f.learning.Store(f.ignoringLocked()) }
 
-// ignoreDirLocked sets dir's ignore mark if it qualifies.
-func (f *fsExecMarks) ignoreDirLocked(dir string) {
-	if !f.ignoringLocked() || len(f.dirs) >= maxIgnoredDirs {
-		return
-	}
+// ignoreDir sets dir's ignore mark if it qualifies. The directory is
+// opened and read without f.mu held: the open may be a permission event
+// of the first group (a directory marked for opens), which the reader
+// answers, and the reader may wait for f.mu (reports). Its inotify watch
+// is added first, under f.mu: a change reported before the mark is set
+// (dirty) or a sandbox added meanwhile (gen) leaves it unmarked.
+func (f *fsExecMarks) ignoreDir(dir string) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || !rootOnly(&st) || f.dirs[keyOf(&st)] != nil {
+	if err := unix.Fstat(fd, &st); err != nil || !rootOnly(&st) {
 		unix.Close(fd)
 		return
 	}
-	if _, ok := f.marked[uint64(st.Dev)]; !ok {
-		unix.Close(fd) // nothing to silence
-		return
-	}
-	// Watched before it is read: a change from here on takes the mark
-	// away again, once it is set (the watch loop waits for f.mu).
-	wd, err := unix.InotifyAddWatch(f.inotify, "/proc/self/fd/"+strconv.Itoa(fd), ignoredDirEvents)
-	if err != nil {
-		unix.Close(fd)
-		return
-	}
-	if f.byWD[int32(wd)] != nil {
-		// Another path to a directory marked already (a bind mount
-		// shows the same inode under another device number): inotify
-		// gives the same watch.
+	key := keyOf(&st)
+	f.mu.Lock()
+	wd, gen, ok := f.watchLocked(fd, key, uint64(st.Dev))
+	f.mu.Unlock()
+	if !ok {
 		unix.Close(fd)
 		return
 	}
 	files, ok := f.readDir(fd, dir)
-	if ok {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	dirty := f.dirty[wd]
+	delete(f.dirty, wd)
+	if ok && !dirty && gen == f.gen && f.ignoringLocked() && len(f.dirs) < maxIgnoredDirs && f.byWD[wd] == nil {
 		err = unix.FanotifyMark(f.group, unix.FAN_MARK_ADD|dirIgnoreFlags, dirIgnoreMask, fd, "")
+		if err == nil {
+			d := &ignoredDir{path: dir, key: key, fd: fd, wd: wd, files: files}
+			f.dirs[d.key] = d
+			f.byWD[d.wd] = d
+			return
+		}
 		if errors.Is(err, unix.EINVAL) {
 			// Before Linux 6.0: no FAN_MARK_IGNORE. Every exec stays a
 			// round trip, as before.
@@ -215,14 +216,37 @@ func (f *fsExecMarks) ignoreDirLocked(dir string) {
 			f.log.Info("the kernel has no FAN_MARK_IGNORE (Linux 6.0): execs outside sandboxes stay round trips to aigate while a sandbox has deny_exec binaries", zap.Error(err))
 		}
 	}
-	if !ok || err != nil {
+	if gen == f.gen && f.inotify >= 0 && f.byWD[wd] == nil {
+		// (Another generation may be another inotify descriptor, whose
+		// watch of that number is another directory's: the old
+		// descriptor's watches went with it.)
 		_, _ = unix.InotifyRmWatch(f.inotify, uint32(wd))
-		unix.Close(fd)
-		return
 	}
-	d := &ignoredDir{path: dir, key: keyOf(&st), fd: fd, wd: int32(wd), files: files}
-	f.dirs[d.key] = d
-	f.byWD[d.wd] = d
+	unix.Close(fd)
+	if dirty {
+		f.untry(dir)
+	}
+}
+
+// watchLocked adds the inotify watch of the directory fd (inode key on
+// device dev) before it is read, unless it cannot get a mark; it returns
+// the watch and the generation of the sandboxes (check) it is read in.
+func (f *fsExecMarks) watchLocked(fd int, key inodeKey, dev uint64) (int32, uint64, bool) {
+	if !f.ignoringLocked() || len(f.dirs) >= maxIgnoredDirs || f.dirs[key] != nil {
+		return 0, 0, false
+	}
+	if _, ok := f.marked[dev]; !ok {
+		return 0, 0, false // nothing to silence
+	}
+	wd, err := unix.InotifyAddWatch(f.inotify, "/proc/self/fd/"+strconv.Itoa(fd), ignoredDirEvents)
+	if err != nil || f.byWD[int32(wd)] != nil {
+		// Another path to a directory marked already (a bind mount
+		// shows the same inode under another device number): inotify
+		// gives the same watch.
+		return 0, 0, false
+	}
+	f.dirty[int32(wd)] = false
+	return int32(wd), f.gen, true
 }
 
 // readDir returns the regular files of the directory fd (at dir), and
@@ -296,6 +320,7 @@ func (f *fsExecMarks) check(id, owner uint32) {
 		f.rootOwners++
 	}
 	f.owners[id] = owner
+	f.gen++ // a directory being read is read without this sandbox's policy
 	f.setLearningLocked()
 	if f.rootOwners > 0 {
 		f.dropAllLocked()
@@ -350,10 +375,15 @@ func (f *fsExecMarks) readInotify(ino int, buf []byte) bool {
 		off += unix.SizeofInotifyEvent + size
 		if mask&unix.IN_Q_OVERFLOW != 0 {
 			f.dropAllLocked()
+			for w := range f.dirty {
+				f.dirty[w] = true
+			}
 			continue
 		}
 		if d := f.byWD[wd]; d != nil {
 			f.dropLocked(d)
+		} else if _, reading := f.dirty[wd]; reading {
+			f.dirty[wd] = true
 		}
 	}
 	return true

@@ -17,9 +17,7 @@ import (
 // background) and reports whether dir has one.
 func ignoreNow(e *env, dir string) bool {
 	f := e.b.fsexec
-	f.mu.Lock()
-	f.ignoreDirLocked(dir)
-	f.mu.Unlock()
+	f.ignoreDir(dir)
 	return f.ignores(dir)
 }
 
