@@ -267,3 +267,41 @@ func TestExecIgnoreQualifies(t *testing.T) {
 		t.Error("an ignore mark while a root sandbox lives")
 	}
 }
+
+// TestAuditExecReportedOnce: an exec both groups report (a copy directly
+// in /tmp, marked by directory in the first group and by filesystem in the
+// exec group; the denied binary itself in a user's directory, by inode and
+// by filesystem) is one audit event, not two: in audit mode nothing is
+// refused, so the kernel asks both groups. Without firstGroupReports each
+// was reported twice.
+func TestAuditExecReportedOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	denied := deniedTool(e)
+	if err := os.Chmod(e.bin, 0o777); err != nil { // a user's: not ignored
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(denied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp("/tmp", "aigate-audit-once-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	cp := filepath.Join("/tmp", filepath.Base(tmp)+"-copy")
+	if err := os.WriteFile(cp, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cp) })
+	s := e.sandboxUID(policy.Policy{DenyExec: rules("mytool"), Mode: policy.ModeAudit}, 1000)
+	for _, p := range []string{cp, denied} {
+		if got := e.run(s, "exec", p); got != "ok" {
+			t.Fatalf("audited exec of %s: %s, want ok", p, got)
+		}
+		if ev := e.event(); ev.Kind != events.KindExec || ev.Path != p || !ev.Audit || ruleText(s, ev) != "mytool" {
+			t.Errorf("event %+v, want an audited exec of %s by rule mytool", ev, p)
+		}
+		e.noEvent()
+	}
+}
