@@ -137,7 +137,8 @@ describe() {
 		exec-binary) what="deny_exec binary opened for reading (round trip, allowed; inside: the dynamic loader check, from what the loaders know)" ;;
 		esac
 		echo "fanotify open+close|$what, $where a sandbox|no aigate" ;;
-	BenchmarkExecFS/*) echo "fanotify exec|fork+exec+wait of true, ${1##*/} a sandbox with a deny_exec binary (every writable filesystem marked for execs)|the same backend and sandbox without the filesystem exec marks" ;;
+	BenchmarkExecFS/*-noignore) local where=${1##*/}; echo "fanotify exec|fork+exec+wait of true, ${where%-noignore} a sandbox with a deny_exec binary (every writable filesystem marked for execs, no ignore marks: the backend before issue #15's)|the same backend and sandbox without the filesystem exec marks" ;;
+	BenchmarkExecFS/*) echo "fanotify exec|fork+exec+wait of true, ${1##*/} a sandbox with a deny_exec binary (every writable filesystem marked for execs; /usr/bin, only root's, ignored)|the same backend and sandbox without the filesystem exec marks" ;;
 	BenchmarkTmpChurn/trees) echo "fanotify watcher|create+unlink of a file in /tmp by a process outside every sandbox, the sandbox's deny_write path in the project|no aigate" ;;
 	BenchmarkTmpChurn/above) echo "fanotify watcher|create+unlink of a file in /tmp by a process outside every sandbox, the sandbox's deny_write path in a user's directory in /tmp|no aigate" ;;
 	BenchmarkTmpChurn/in-tmp) echo "fanotify watcher|create+unlink of a file in /tmp by a process outside every sandbox, the sandbox's deny_write path directly in /tmp (the watcher then watches /tmp for its name)|no aigate" ;;

@@ -80,6 +80,7 @@ func (a *Agent) adoptOne(p enforce.Pinner, info enforce.Sandbox, r *record) (*bo
 	sb.Home, sb.ProjectRoot = r.Request.Home, r.Request.ProjectRoot
 	sb.ExecDirs = resolve.DefaultExecDirs(r.Request.Path)
 	sb.LandlockCovers = r.Request.LandlockCovers
+	sb.UID = r.Owner
 	if err := p.Claim(&sb); err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}

@@ -103,7 +103,9 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		// run checked them, and its exec helper checks them again
 		// before the command starts.
 		LandlockCovers: req.LandlockCovers,
-		Enter:          enter,
+		// The agent places only the owner's processes (place.go).
+		UID:   owner,
+		Enter: enter,
 	})
 	if err != nil {
 		if placeErr != nil {

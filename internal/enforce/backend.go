@@ -32,6 +32,12 @@ type Sandbox struct {
 	// backend that protects files by inode against hard links made
 	// elsewhere (fanotify) may protect these by their directories alone.
 	LandlockCovers []string
+	// UID is the uid the sandbox's processes run as: its owner's (the
+	// agent places only the owner's own processes, which run with
+	// no_new_privs). 0, root's and the zero value, says they may write
+	// root's directories: the fanotify backend then spares no directory
+	// its exec reports.
+	UID uint32
 
 	// Enter, when set, moves the sandbox's first process into the cgroup:
 	// a helper that runs nothing of the command before the sandbox's

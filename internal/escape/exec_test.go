@@ -160,3 +160,67 @@ for t in %[4]s; do "$t" && echo "control-ok $t"; done`, curl, deep, onDisk, stri
 		}
 	})
 }
+
+// TestEscapeExecCopyIgnoredDirs: the fanotify agent spares the execs from
+// directories only root can write their round trip (an ignore mark in its
+// exec group, internal/fanotify/execignore.go), asked for when a program
+// there runs. A sandboxed user's copy of a denied binary is still refused
+// with an event in a root-owned directory that holds a file of the user's
+// (written over with the copy) and in one the user's group may write,
+// after programs there ran in the same sandbox. Neither directory
+// qualifies (TestExecIgnoreQualifies); a change to one that did takes its
+// mark away (TestExecIgnoreFollowsChanges).
+func TestEscapeExecCopyIgnoredDirs(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		testutil.SkipUnlessKernel(t, "curl is not installed")
+	}
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		testutil.SkipUnlessKernel(t, "true is not installed")
+	}
+	eachBackend(t, func(t *testing.T, b *box) {
+		base := fmt.Sprintf("/var/tmp/aigate-ignored-%d-%s", os.Getpid(), b.backend)
+		t.Cleanup(func() { os.RemoveAll(base) })
+		userDir, groupDir := filepath.Join(base, "userfile"), filepath.Join(base, "groupdir")
+		for _, d := range []string{userDir, groupDir} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chown(groupDir, 0, int(machine.gid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(groupDir, 0o775); err != nil {
+			t.Fatal(err)
+		}
+		tool, prog := filepath.Join(userDir, "tool"), filepath.Join(groupDir, "prog")
+		for _, p := range []string{tool, prog} {
+			if err := copyFile(truePath, p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.chown(tool)
+		cp := filepath.Join(groupDir, "x")
+		r := b.sh(fmt.Sprintf(`for i in 1 2 3; do %[2]s; %[3]s; done; sleep 0.5
+cat %[1]s > %[2]s || echo write-failed-userfile
+%[2]s --version >/dev/null 2>&1 && echo ran-userfile
+cp %[1]s %[4]s || echo write-failed-groupdir
+%[4]s --version >/dev/null 2>&1 && echo ran-groupdir
+true`, curl, tool, prog, cp))
+		if strings.Contains(r.stdout, "write-failed") {
+			// Not the route under test: the user could not even write.
+			t.Fatalf("the copy could not be written:\n%s", r)
+		}
+		for _, where := range []string{"userfile", "groupdir"} {
+			if strings.Contains(r.stdout, "ran-"+where) {
+				t.Errorf("the copy (%s) ran:\n%s", where, r)
+			}
+		}
+		for _, p := range []string{tool, cp} {
+			if ev, ok := r.denied(events.OpExec, p); !ok || ev.RuleText != "curl" {
+				t.Errorf("no exec event with rule curl for %s:\n%s", p, r)
+			}
+		}
+	})
+}

@@ -72,6 +72,12 @@ type Options struct {
 	// noFSExec, for tests and benchmarks, sets no filesystem exec marks
 	// (execfs.go), as on a kernel that refuses them.
 	noFSExec bool
+	// noExecIgnore, for tests and benchmarks, sets no ignore marks on
+	// the exec directories no sandbox can write into (execignore.go).
+	noExecIgnore bool
+	// onExecEvent, for tests, is called by the reader with the path of
+	// each event of the exec group.
+	onExecEvent func(path string)
 	// syscallRunning, for tests, makes a read of /proc/TID/syscall answer
 	// "running" (a woken thread, see blocked) while it returns true.
 	syscallRunning func(tid int) bool
@@ -143,18 +149,23 @@ func (o *Options) defaults() {
 
 // Backend enforces file and exec rules with fanotify permission events.
 type Backend struct {
-	opts   Options
-	log    *zap.Logger
-	group  int
-	wake   [2]int // pipe that interrupts the reader's poll on Close
-	cgRoot string
-	guard  *guard
-	marks  *markTable
-	watch  *watcher   // nil when the kernel cannot report directory creations
-	ldso   *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
-	walks  *walkCache // directory listings of earlier sandboxes' walks
-	stored *walkStore // nil, or where walks is kept between processes
-	keep   *keeper    // copies of the deny_write files, to undo a rename (keep.go)
+	opts  Options
+	log   *zap.Logger
+	group int
+	// execGroup holds the filesystem exec marks and the ignore marks of
+	// the directories no sandbox can write into (execfs.go): apart from
+	// group, whose inode marks (a denied /usr/bin/curl) an ignore mark on
+	// their directory would silence.
+	execGroup int
+	wake      [2]int // pipe that interrupts the reader's poll on Close
+	cgRoot    string
+	guard     *guard
+	marks     *markTable
+	watch     *watcher   // nil when the kernel cannot report directory creations
+	ldso      *loaders   // dynamic loaders, to refuse ld.so running a deny_exec binary
+	walks     *walkCache // directory listings of earlier sandboxes' walks
+	stored    *walkStore // nil, or where walks is kept between processes
+	keep      *keeper    // copies of the deny_write files, to undo a rename (keep.go)
 	// addMu is held by Add from the sandbox's registration until its
 	// trees are marked and watched, and by Remove while it flushes the
 	// groups (FlushWhenEmpty), so that a flush never takes the marks of
@@ -261,10 +272,16 @@ func Open(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
 	}
+	execGroup, err := initGroup()
+	if err != nil {
+		unix.Close(group)
+		return nil, fmt.Errorf("open fanotify backend: filesystem exec marks: %w", err)
+	}
 	b := &Backend{
 		opts:      opts,
 		log:       opts.Logger,
 		group:     group,
+		execGroup: execGroup,
 		cgRoot:    strings.TrimSuffix(cgRoot, "/"),
 		marks:     newMarkTable(group, opts.MaxIgnoreMarks, max(opts.MarkLinger, 0)),
 		ldso:      newLoaders(),
@@ -284,7 +301,8 @@ func Open(opts Options) (*Backend, error) {
 	}
 	b.keep.log = b.log
 	b.sysc.running = opts.syscallRunning
-	b.fsexec = newFSExecMarks(group, opts.noFSExec, b.log)
+	b.fsexec = newFSExecMarks(execGroup, opts.noFSExec, opts.noExecIgnore, b.log)
+	b.fsexec.entryOK = b.execIgnorable
 	b.noPlaceByID.Store(opts.noPlaceByID)
 	if opts.KeepDir != "" {
 		if err := b.keep.useDir(opts.KeepDir); err != nil {
@@ -293,12 +311,14 @@ func Open(opts Options) (*Backend, error) {
 	}
 	if err := unix.Pipe2(b.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		unix.Close(group)
+		unix.Close(execGroup)
 		b.keep.close()
 		return nil, fmt.Errorf("open fanotify backend: %w", err)
 	}
-	b.guard, err = startGuard(group, opts.guardStall, opts.guardRelease)
+	b.guard, err = startGuard(group, execGroup, opts.guardStall, opts.guardRelease)
 	if err != nil {
 		unix.Close(group)
+		unix.Close(execGroup)
 		b.keep.close()
 		unix.Close(b.wake[0])
 		unix.Close(b.wake[1])
@@ -442,6 +462,9 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 	b.byCgroup[rel] = s
 	clear(b.placedIDs)
 	b.mu.Unlock()
+	// Registered, so that its policy is asked: exec directories that
+	// hold what it must see reported lose their ignore marks.
+	b.fsexec.check(sb.ID, sb.UID)
 	err = b.marks.addMarks(sb.ID, p)
 	if err == nil {
 		// Under addMu: a loader's ignore mask is set only after every
@@ -450,7 +473,7 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		err = b.unignoreLoaders(sb.Policy)
 	}
 	if err == nil && len(p.copies) > 0 {
-		b.fsexec.add(sb.ID)
+		b.fsexec.add(sb.ID, execDirs)
 		b.ignoreLoaders(p)
 	}
 	if b.watch != nil {
@@ -618,6 +641,7 @@ func (b *Backend) Remove(id uint32) error {
 		}
 	}
 	b.fsexec.remove(id)
+	b.fsexec.forget(id)
 	s.mu.Unlock()
 	if gerr := b.guard.del(s.CgroupPath); gerr != nil {
 		err = errors.Join(err, gerr)
@@ -689,6 +713,7 @@ func (b *Backend) Close() error {
 		b.marks.close()
 		b.fsexec.close()
 		unix.Close(b.group)
+		unix.Close(b.execGroup)
 		if b.watch != nil {
 			b.watch.close()
 		}

@@ -128,7 +128,7 @@ func (b *Backend) mayCopyExec(p *pending, f *facts, exec policy.RuleID, path str
 	if exec != 0 || !p.sb.plan.maybeCopy(f.size) {
 		return false
 	}
-	if f.statOK && b.fsexec.covers(f.key.dev) {
+	if f.statOK && b.fsexec.reports(f.key.dev, filepath.Dir(path)) {
 		return false
 	}
 	return b.marks.mask(filepath.Dir(path))&unix.FAN_OPEN_EXEC_PERM == 0

@@ -4,6 +4,7 @@ package fanotify
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,6 +294,12 @@ func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 	v := verdict{audit: p.sb.Mode == policy.ModeAudit, path: f.path}
 	if p.mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 		v.kind, v.op = events.KindExec, events.OpExec
+		if v.audit && p.group == b.execGroup && b.firstGroupReports(r, v.path) {
+			// The same exec is an event in the first group too, decided
+			// there; reported once. Refusing sandboxes need not ask:
+			// the kernel asks no group after the first refusal.
+			return v, true
+		}
 		v.rule = r.exec
 		if v.rule == 0 {
 			v.rule, _ = c.MatchExec(v.path)
@@ -374,6 +381,13 @@ func (b *Backend) decideAt(p *pending, inline bool) (verdict, bool) {
 	v.op = events.OpWrite
 	v.rule, v.deny = write, true
 	return v, true
+}
+
+// firstGroupReports reports whether the exec of the file at path (rules
+// r) is an event in the backend's first group: its inode is marked for
+// execs, or its directory.
+func (b *Backend) firstGroupReports(r fileRules, path string) bool {
+	return r.exec != 0 || b.marks.mask(filepath.Dir(path))&unix.FAN_OPEN_EXEC_PERM != 0
 }
 
 // loaderCandidate returns the exec rule of the file p opens (exec, the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -68,20 +69,50 @@ func execFilesystems(ms []mountinfo.Mount) map[uint64]string {
 }
 
 // fsExecMarks are the filesystem exec marks, set while at least one
-// sandbox with copies to compare with lives.
+// sandbox with copies to compare with lives, in a group of their own with
+// the ignore marks of the directories no sandbox can write into
+// (execignore.go).
 type fsExecMarks struct {
 	mu     sync.RWMutex
 	group  int
 	users  map[uint32]bool
 	marked map[uint64]string // device -> the mount point it was marked through
-	stop   chan struct{}     // closed when the last user goes: ends watch
+	stop   chan struct{}     // closed when the last user goes: ends watch and learnLoop
 	closed bool              // the group is closing: no more marks
 	off    bool              // tests: never mark (a kernel that refuses it)
 	log    *zap.Logger
+
+	// The ignore marks (execignore.go). noIgnore: none (tests, a kernel
+	// without FAN_MARK_IGNORE); entryOK says whether a directory's file
+	// lets it be ignored (Backend.execIgnorable); owners are every live
+	// sandbox's owner, rootOwners how many are root; dirs and byWD the
+	// ignored directories, by inode and by inotify watch; files the
+	// loaders ignored by inode; inotify follows the ignored directories'
+	// changes (-1 while no user); learning is ignoringLocked for learn,
+	// which asks for directories through queue, once each (tried).
+	noIgnore   bool
+	entryOK    func(path string, key inodeKey, size int64) bool
+	owners     map[uint32]uint32
+	rootOwners int
+	dirs       map[inodeKey]*ignoredDir
+	byWD       map[int32]*ignoredDir
+	files      map[string]bool
+	inotify    int
+	learning   atomic.Bool
+	queue      chan string
+	learnMu    sync.Mutex
+	tried      map[string]bool
+	// dirty: the directories being read (by inotify watch), true once a
+	// change was reported in one; gen counts the sandboxes checked.
+	dirty map[int32]bool
+	gen   uint64
 }
 
-func newFSExecMarks(group int, off bool, log *zap.Logger) *fsExecMarks {
-	return &fsExecMarks{group: group, users: map[uint32]bool{}, marked: map[uint64]string{}, off: off, log: log}
+func newFSExecMarks(group int, off, noIgnore bool, log *zap.Logger) *fsExecMarks {
+	return &fsExecMarks{group: group, users: map[uint32]bool{}, marked: map[uint64]string{}, off: off, log: log,
+		noIgnore: noIgnore, entryOK: func(string, inodeKey, int64) bool { return false },
+		owners: map[uint32]uint32{}, dirs: map[inodeKey]*ignoredDir{}, byWD: map[int32]*ignoredDir{},
+		files: map[string]bool{}, inotify: -1, queue: make(chan string, 64), tried: map[string]bool{}, dirty: map[int32]bool{}}
 }
 
 // add marks, for sandbox id, every filesystem of the mount table that is
@@ -89,8 +120,10 @@ func newFSExecMarks(group int, off bool, log *zap.Logger) *fsExecMarks {
 // filesystem mounted while such a sandbox lives (a USB disk, a network
 // share) is marked within milliseconds (watch). A filesystem the kernel
 // refuses to mark is logged and left to the directory marks (copyDirs, the
-// project and home trees), as before.
-func (f *fsExecMarks) add(id uint32) {
+// project and home trees), as before. execDirs (the sandbox's PATH) are
+// asked for ignore marks at once, in the background, rather than at their
+// first exec.
+func (f *fsExecMarks) add(id uint32, execDirs []string) {
 	if f.off {
 		return
 	}
@@ -105,23 +138,43 @@ func (f *fsExecMarks) add(id uint32) {
 		fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			f.log.Warn("filesystems mounted while a sandbox runs are not marked for execs: copies of deny_exec binaries run there", zap.Error(err))
-		} else {
-			f.stop = make(chan struct{})
-			go f.watch(fd, f.stop)
+			fd = -1
 		}
+		if !f.noIgnore {
+			if f.inotify, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err != nil {
+				f.inotify = -1
+				f.log.Info("no ignore marks for exec directories: execs outside sandboxes stay round trips to aigate", zap.Error(err))
+			}
+		}
+		f.stop = make(chan struct{})
+		go f.watch(fd, f.inotify, f.stop)
+		go f.learnLoop(f.stop)
 	}
 	f.users[id] = true
 	f.markLocked()
+	f.setLearningLocked()
+	for _, d := range execDirs {
+		f.learnDir(d)
+	}
 }
 
 // watch marks the filesystems mounted while a user lives: the kernel
 // reports a change of the mount table as POLLPRI on mountinfo. A mount
 // is marked a poll wake-up after it appears; an exec from it in between
 // is not reported (a window of milliseconds: TestDenyExecCopyOnLaterMount
-// waits for the mark).
-func (f *fsExecMarks) watch(fd int, stop chan struct{}) {
-	defer unix.Close(fd)
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
+// waits for the mark). It also reads ino, the inotify descriptor that
+// follows the ignored directories (execignore.go), and closes both at
+// stop.
+func (f *fsExecMarks) watch(fd, ino int, stop chan struct{}) {
+	if fd >= 0 {
+		defer unix.Close(fd)
+	}
+	if ino >= 0 {
+		defer unix.Close(ino)
+	}
+	// A negative descriptor is left out by poll.
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}, {Fd: int32(ino), Events: unix.POLLIN}}
+	buf := make([]byte, 16*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
 		select {
 		case <-stop:
@@ -132,9 +185,20 @@ func (f *fsExecMarks) watch(fd int, stop chan struct{}) {
 		n, err := unix.Poll(fds, 200)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			f.log.Warn("stopped watching the mount table: filesystems mounted from now on are not marked for execs", zap.Error(err))
+			f.mu.Lock()
+			f.dropAllLocked()
+			f.noIgnore = true
+			f.setLearningLocked()
+			f.mu.Unlock()
 			return
 		}
-		if n <= 0 || fds[0].Revents&(unix.POLLPRI|unix.POLLERR) == 0 {
+		if n <= 0 {
+			continue
+		}
+		if fds[1].Revents != 0 && !f.readInotify(ino, buf) {
+			fds[1].Fd = -1
+		}
+		if fds[0].Revents&(unix.POLLPRI|unix.POLLERR) == 0 {
 			continue
 		}
 		f.mu.Lock()
@@ -175,10 +239,17 @@ func (f *fsExecMarks) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.closed = true
+	f.setLearningLocked()
 	if f.stop != nil {
 		close(f.stop)
 		f.stop = nil
 	}
+	for _, d := range f.dirs {
+		unix.Close(d.fd)
+	}
+	clear(f.dirs)
+	clear(f.byWD)
+	f.inotify = -1 // watch closes it
 }
 
 // remove drops sandbox id; the last one takes the marks away, so that
@@ -208,6 +279,22 @@ func (f *fsExecMarks) remove(id uint32) {
 		}
 		delete(f.marked, dev)
 	}
+	// The group's inode marks are all ignore marks: directories and
+	// loaders.
+	if err := unix.FanotifyMark(f.group, unix.FAN_MARK_FLUSH, 0, unix.AT_FDCWD, ""); err != nil {
+		f.log.Debug("exec ignore marks not flushed", zap.Error(err))
+	}
+	for _, d := range f.dirs {
+		unix.Close(d.fd)
+	}
+	clear(f.dirs)
+	clear(f.byWD)
+	clear(f.files)
+	f.inotify = -1 // watch closes it
+	f.setLearningLocked()
+	f.learnMu.Lock()
+	clear(f.tried)
+	f.learnMu.Unlock()
 }
 
 // covers reports whether every exec on device dev is reported.
@@ -216,6 +303,13 @@ func (f *fsExecMarks) covers(dev uint64) bool {
 	defer f.mu.RUnlock()
 	_, ok := f.marked[dev]
 	return ok
+}
+
+// reports reports whether the exec of a file in dir on device dev is
+// reported in the exec group: its filesystem is marked and dir has no
+// ignore mark.
+func (f *fsExecMarks) reports(dev uint64, dir string) bool {
+	return f.covers(dev) && !f.ignores(dir)
 }
 
 // The kernel opens a dynamically linked program's interpreter for its exec
@@ -248,6 +342,13 @@ func (b *Backend) ignoreLoaders(p *plan) {
 		}
 	}
 	b.marks.ignore(paths, p.copies, b.anyMatch, b.closing, nil, nil)
+	// The same mask in the exec group, where the filesystem marks are:
+	// on the loaders the first group's checks let through.
+	for _, path := range paths {
+		if b.marks.ignoresFile(path) {
+			b.fsexec.ignoreFile(path)
+		}
+	}
 }
 
 // unignoreLoaders takes the ignore mask off every loader policy c matches
@@ -257,7 +358,7 @@ func (b *Backend) unignoreLoaders(c *policy.Compiled) error {
 	var errs []error
 	for path, real := range b.loaderNames() {
 		if matchPath(c, path).any() || matchPath(c, real).any() {
-			errs = append(errs, b.marks.unignoreFile(real))
+			errs = append(errs, b.marks.unignoreFile(real), b.fsexec.unignoreFile(real))
 		}
 	}
 	return errors.Join(errs...)

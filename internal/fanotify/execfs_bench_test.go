@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,11 +33,15 @@ var _ = registerHelper("execloop", func(args []string) string {
 
 // BenchmarkExecFS measures what the filesystem exec marks (execfs.go) add
 // to an exec of /bin/true (fork, exec, wait), from a helper outside and
-// inside a sandbox whose policy has a deny_exec binary to compare copies
-// with. Baseline: a backend enforcing the same sandbox without the
-// filesystem marks (noFSExec: the backend before them, where /bin/true's
-// exec reached no mark); case: with them. Baseline and case alternate
-// (bench.Pair), each round opening its own backend.
+// inside a sandbox (of a user's: uid 1000) whose policy has a deny_exec
+// binary to compare copies with. Baseline: a backend enforcing the same
+// sandbox without the filesystem marks (noFSExec: the backend before
+// them, where /bin/true's exec reached no mark); case: with them, and
+// with the ignore marks of the directories only root can write
+// (execignore.go: /usr/bin, asked for at the first exec from it, and the
+// loader's), or, in the noignore cases, without those (noExecIgnore: the
+// backend before them, every exec a round trip). Baseline and case
+// alternate (bench.Pair), each round opening its own backend.
 func BenchmarkExecFS(b *testing.B) {
 	e := newEnv(b, nil)
 	if err := e.b.Close(); err != nil {
@@ -69,9 +74,10 @@ func BenchmarkExecFS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sb := &enforce.Sandbox{ID: 98, Name: "bench", CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode}
-	with := func(noFSExec bool, measure func() float64) (float64, error) {
-		be, err := Open(Options{Home: e.home, ProjectRoot: e.project, ExecDirs: []string{e.bin}, DecisionTimeout: 2 * time.Second, noFSExec: noFSExec})
+	sb := &enforce.Sandbox{ID: 98, Name: "bench", CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode, UID: 1000}
+	with := func(noFSExec, noIgnore bool, measure func() float64) (float64, error) {
+		be, err := Open(Options{Home: e.home, ProjectRoot: e.project, ExecDirs: []string{e.bin}, DecisionTimeout: 2 * time.Second,
+			noFSExec: noFSExec, noExecIgnore: noIgnore})
 		if err != nil {
 			return 0, err
 		}
@@ -80,18 +86,30 @@ func BenchmarkExecFS(b *testing.B) {
 			return 0, err
 		}
 		defer be.Remove(sb.ID)
+		if !noFSExec && !noIgnore {
+			// The first exec from /usr/bin asks for its ignore mark;
+			// measured is what follows.
+			execNs(b, nil, truePath, 1)
+			dir, _ := filepath.EvalSymlinks(filepath.Dir(truePath))
+			for deadline := time.Now().Add(5 * time.Second); !be.fsexec.ignores(dir); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					return 0, fmt.Errorf("%s got no ignore mark", dir)
+				}
+			}
+		}
 		return measure(), nil
 	}
-	for _, where := range []string{"outside", "inside"} {
+	for _, where := range []string{"outside", "inside", "outside-noignore", "inside-noignore"} {
 		b.Run(where, func(b *testing.B) {
 			var in *os.File
-			if where == "inside" {
+			if strings.HasPrefix(where, "inside") {
 				in = cgFD
 			}
+			noIgnore := strings.HasSuffix(where, "-noignore")
 			measure := func() float64 { return execNs(b, in, truePath, b.N) }
 			r, err := bench.Pair(bench.Rounds(),
-				func() (float64, error) { return with(true, measure) },
-				func() (float64, error) { return with(false, measure) })
+				func() (float64, error) { return with(true, noIgnore, measure) },
+				func() (float64, error) { return with(false, noIgnore, measure) })
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -170,6 +170,13 @@ func TestLoaderExecIgnored(t *testing.T) {
 	if !ignored() {
 		t.Errorf("the loader %s has no ignore mask: every dynamic exec is two round trips", interp)
 	}
+	// In the exec group too, where the filesystem marks are.
+	e.b.fsexec.mu.RLock()
+	inExecGroup := e.b.fsexec.files[real]
+	e.b.fsexec.mu.RUnlock()
+	if !inExecGroup {
+		t.Errorf("the loader %s has no ignore mask in the exec group", real)
+	}
 	if got := e.run(s, "exec", "/bin/true"); got != "ok" {
 		t.Errorf("sandboxed exec of /bin/true: %s", got)
 	}
@@ -182,6 +189,12 @@ func TestLoaderExecIgnored(t *testing.T) {
 	e.sandbox(policy.Policy{DenyRead: rules(interp)})
 	if ignored() {
 		t.Errorf("the loader %s kept its ignore mask while a sandbox's policy names it", interp)
+	}
+	e.b.fsexec.mu.RLock()
+	inExecGroup = e.b.fsexec.files[real]
+	e.b.fsexec.mu.RUnlock()
+	if inExecGroup {
+		t.Errorf("the loader %s kept its exec group ignore mask while a sandbox's policy names it", interp)
 	}
 }
 

@@ -83,11 +83,13 @@ type guard struct {
 	err  error // why the guard exited, set before done closes
 }
 
-// startGuard starts the guard with a duplicate of the group descriptor.
+// startGuard starts the guard with a duplicate of the group descriptor
+// (its fd 3) and of the filesystem exec marks' group (fd 4, held only:
+// released when the guard exits, after the kill, as the first is).
 // They talk over a SOCK_SEQPACKET pair (one message per line, and room for
 // descriptors, see hold) that is the guard's standard input.
 // stall and release are the guard's bounds (see above).
-func startGuard(groupFD int, stall, release time.Duration) (*guard, error) {
+func startGuard(groupFD, execGroupFD int, stall, release time.Duration) (*guard, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start fanotify guard: find own binary: %w", err)
@@ -101,6 +103,12 @@ func startGuard(groupFD int, stall, release time.Duration) (*guard, error) {
 	}
 	group := os.NewFile(uintptr(dup), "fanotify")
 	defer group.Close()
+	dup, err = unix.FcntlInt(uintptr(execGroupFD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("start fanotify guard: %w", err)
+	}
+	execGroup := os.NewFile(uintptr(dup), "fanotify-exec")
+	defer execGroup.Close()
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("start fanotify guard: %w", err)
@@ -110,7 +118,7 @@ func startGuard(groupFD int, stall, release time.Duration) (*guard, error) {
 	cmd.Env = append(os.Environ(), guardEnv+"=1", fmt.Sprintf("%s=%s %s", guardTimesEnv, stall, release))
 	cmd.Stdin = theirs
 	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = []*os.File{group}
+	cmd.ExtraFiles = []*os.File{group, execGroup}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// cmd.Start, not forksafe.Start: the group has no mark yet (Open
 	// starts the guard right after creating it), so no exec can wait for
@@ -220,8 +228,9 @@ func readGuard(fd int, msgs chan<- guardMsg) {
 	}
 }
 
-// runGuard is the guard process's main. Its fd 3 is the fanotify group,
-// held open and never used; fd is its socket to aigate.
+// runGuard is the guard process's main. Its fd 3 is the fanotify group and
+// fd 4 the filesystem exec marks' group, held open and never used; fd is
+// its socket to aigate.
 func runGuard(fd int, stallAfter, releaseAfter time.Duration) int {
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
 	parent := openParent()

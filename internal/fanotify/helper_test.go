@@ -169,6 +169,13 @@ func ruleText(s *sbox, ev events.Event) string {
 // sandbox creates a cgroup and registers it with policy p.
 func (e *env) sandbox(p policy.Policy) *sbox {
 	e.t.Helper()
+	return e.sandboxUID(p, 0)
+}
+
+// sandboxUID is sandbox for a sandbox whose processes are uid's
+// (enforce.Sandbox.UID; the helpers still run as root).
+func (e *env) sandboxUID(p policy.Policy, uid uint32) *sbox {
+	e.t.Helper()
 	c, err := policy.Compile(&p, policy.Env{Home: e.home, ProjectRoot: e.project})
 	if err != nil {
 		e.t.Fatal(err)
@@ -179,7 +186,7 @@ func (e *env) sandbox(p policy.Policy) *sbox {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sb := &enforce.Sandbox{ID: id, Name: fmt.Sprintf("sb%d", id), CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode}
+	sb := &enforce.Sandbox{ID: id, Name: fmt.Sprintf("sb%d", id), CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode, UID: uid}
 	if err := e.b.Add(context.Background(), sb); err != nil {
 		_ = g.Remove()
 		e.t.Fatal(err)

@@ -121,7 +121,7 @@ func (s *pendingSet) expired(now time.Time) []*pending {
 // denyAll answers everything still pending, on Close.
 func (s *pendingSet) denyAll(b *Backend) {
 	for _, p := range s.expired(time.Now().Add(24 * time.Hour)) {
-		_, _ = p.answer(b.group, false)
+		_, _ = p.answer(p.group, false)
 		p.close()
 		s.del(p)
 	}
@@ -145,7 +145,10 @@ func (b *Backend) readLoop() {
 	defer close(b.work)
 	buf := make([]byte, 64*metadataSize)
 	evs := make([]event, 0, 64)
-	fds := []unix.PollFd{{Fd: int32(b.group), Events: unix.POLLIN}, {Fd: int32(b.wake[0]), Events: unix.POLLIN}}
+	// The backend's group, the wake pipe, and the group of the filesystem
+	// exec marks (execfs.go): one reader for both groups, so that the
+	// reader's stall bound and the guard's heartbeat attest both.
+	fds := []unix.PollFd{{Fd: int32(b.group), Events: unix.POLLIN}, {Fd: int32(b.wake[0]), Events: unix.POLLIN}, {Fd: int32(b.execGroup), Events: unix.POLLIN}}
 	// Until it returns, the time of its batch tells the reaper whether it
 	// still answers; once it has returned, no one answers: the stall
 	// counts from then.
@@ -162,51 +165,64 @@ func (b *Backend) readLoop() {
 			return
 		default:
 		}
-		for {
-			// Per read, not per wakeup: under a steady stream of events
-			// the reader may not go back to poll for long, and it is
-			// answering all the while.
-			b.batchSince.Store(int64(time.Since(b.epoch)) + 1)
-			if b.opts.beforeBatch != nil {
-				b.opts.beforeBatch()
+		for _, i := range [2]int{0, 2} {
+			if fds[i].Revents == 0 {
+				continue
 			}
-			n, err := unix.Read(b.group, buf)
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				break
-			}
-			if err != nil {
-				b.log.Error("read fanotify group", zap.Error(err))
+			if !b.drainGroup(int(fds[i].Fd), buf, &evs) {
 				return
 			}
-			evs, err = parseEvents(buf[:n], evs[:0])
-			queued := false
-			for _, ev := range evs {
-				queued = b.dispatch(ev) || queued
-			}
-			if queued {
-				// Hand this thread to the worker now. A goroutine woken by
-				// a channel send waits in this P's next slot, and the
-				// reader is about to block in read or poll: until the
-				// runtime's monitor takes the P back (tens of
-				// microseconds to milliseconds) no one ran the worker and
-				// the opener waited (BenchmarkOpen/inside/exec-binary:
-				// 72 us, 14 us with this). The reader, queued, is picked
-				// up by another thread.
-				runtime.Gosched()
-			}
-			if err != nil {
-				// The events we could parse were answered; the rest stay
-				// pending and are denied when the reaper or Close gets them
-				// cannot happen: we cannot name them. Fail loudly.
-				b.log.Error("parse fanotify events", zap.Error(err))
-			}
-			if n+metadataSize <= len(buf) {
-				// Room was left: the queue was empty when the read
-				// ended. Back to poll, without the read that would
-				// only say EAGAIN (a syscall per wakeup; at one opener
-				// at a time, one per event).
-				break
-			}
+		}
+	}
+}
+
+// drainGroup reads and dispatches the events queued on group until it is
+// empty; false when the group cannot be read any more.
+func (b *Backend) drainGroup(group int, buf []byte, evs *[]event) bool {
+	for {
+		// Per read, not per wakeup: under a steady stream of events
+		// the reader may not go back to poll for long, and it is
+		// answering all the while.
+		b.batchSince.Store(int64(time.Since(b.epoch)) + 1)
+		if b.opts.beforeBatch != nil {
+			b.opts.beforeBatch()
+		}
+		n, err := unix.Read(group, buf)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			return true
+		}
+		if err != nil {
+			b.log.Error("read fanotify group", zap.Error(err))
+			return false
+		}
+		*evs, err = parseEvents(buf[:n], (*evs)[:0], group)
+		queued := false
+		for _, ev := range *evs {
+			queued = b.dispatch(ev) || queued
+		}
+		if queued {
+			// Hand this thread to the worker now. A goroutine woken by
+			// a channel send waits in this P's next slot, and the
+			// reader is about to block in read or poll: until the
+			// runtime's monitor takes the P back (tens of
+			// microseconds to milliseconds) no one ran the worker and
+			// the opener waited (BenchmarkOpen/inside/exec-binary:
+			// 72 us, 14 us with this). The reader, queued, is picked
+			// up by another thread.
+			runtime.Gosched()
+		}
+		if err != nil {
+			// The events we could parse were answered; the rest stay
+			// pending and are denied when the reaper or Close gets them
+			// cannot happen: we cannot name them. Fail loudly.
+			b.log.Error("parse fanotify events", zap.Error(err))
+		}
+		if n+metadataSize <= len(buf) {
+			// Room was left: the queue was empty when the read
+			// ended. Back to poll, without the read that would
+			// only say EAGAIN (a syscall per wakeup; at one opener
+			// at a time, one per event).
+			return true
 		}
 	}
 }
@@ -221,12 +237,19 @@ func (b *Backend) dispatch(ev event) bool {
 		b.log.Error("fanotify queue overflow reported", zap.Uint64("mask", ev.mask))
 		return false
 	}
+	if b.opts.onExecEvent != nil && ev.group == b.execGroup {
+		b.opts.onExecEvent(b.fdPath(ev.fd))
+	}
 	sb := b.sandboxOf(ev.tid)
 	if sb == nil {
-		if err := respond(b.group, ev.fd, true); err != nil {
+		if err := respond(ev.group, ev.fd, true); err != nil {
 			b.log.Error("allow unsandboxed open", zap.Error(err))
 		}
-		if b.hasSandboxes() {
+		switch {
+		case ev.group == b.execGroup && b.fsexec.learning.Load():
+			// After the answer: the exec waits for none of this.
+			b.fsexec.learn(b.fdPath(ev.fd))
+		case ev.group == b.group && b.hasSandboxes():
 			b.ignoreOutside(ev)
 		}
 		unix.Close(ev.fd)
@@ -265,9 +288,12 @@ func (b *Backend) finish(p *pending, v verdict) {
 	// The event is built before answering: once answered, the opener may
 	// exit and take its /proc entry (comm, tgid, uid) with it.
 	ev, ok := b.describe(p, v)
-	won, err := p.answer(b.group, v.allow())
+	won, err := p.answer(p.group, v.allow())
 	if err != nil {
 		b.log.Error("answer fanotify event", zap.Error(err))
+	}
+	if p.group == b.execGroup && p.facts.path != "" {
+		b.fsexec.learn(p.facts.path)
 	}
 	if won && ok {
 		b.stats.violation(ev.Kind, ev.Op, ev.Audit)
@@ -315,7 +341,7 @@ func (b *Backend) reapLoop() {
 				}
 			}
 			for _, p := range b.pending.expired(now) {
-				won, err := p.answer(b.group, false)
+				won, err := p.answer(p.group, false)
 				if err != nil {
 					b.log.Error("deny timed-out fanotify event", zap.Error(err))
 				}

@@ -265,6 +265,17 @@ func (t *markTable) unignoreFile(path string) error {
 	return nil
 }
 
+// ignoresFile reports whether the file at path has an ignore mask.
+func (t *markTable) ignoresFile(path string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ignored[keyOf(&st)] != ""
+}
+
 // unignore removes the ignore mask of the inode at path; nothing there,
 // or no mark on it, is no error.
 func (t *markTable) unignore(path string) error {

@@ -38,6 +38,9 @@ type event struct {
 	fd   int    // the opened file, opened again for us with eventOpenFlags
 	mask uint64 // FAN_OPEN_PERM or FAN_OPEN_EXEC_PERM
 	tid  int    // the opening thread (FAN_REPORT_TID); 0 when outside our pid namespace
+	// group is the group it was read from, which the answer goes to:
+	// the backend's, or the filesystem exec marks' (execfs.go).
+	group int
 }
 
 // initGroup creates the fanotify group.
@@ -65,7 +68,7 @@ func explainInit(err error) error {
 // parseEvents splits a buffer read from the group. Events with a version
 // other than the one this code knows are a hard error: their layout is unknown
 // and answering them blindly could allow what should be denied.
-func parseEvents(buf []byte, out []event) ([]event, error) {
+func parseEvents(buf []byte, out []event, group int) ([]event, error) {
 	for len(buf) >= metadataSize {
 		m := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[0]))
 		if m.Vers != unix.FANOTIFY_METADATA_VERSION {
@@ -75,7 +78,7 @@ func parseEvents(buf []byte, out []event) ([]event, error) {
 		if n < metadataSize || n > len(buf) {
 			return out, fmt.Errorf("fanotify event length %d out of range", n)
 		}
-		out = append(out, event{fd: int(m.Fd), mask: m.Mask, tid: int(m.Pid)})
+		out = append(out, event{fd: int(m.Fd), mask: m.Mask, tid: int(m.Pid), group: group})
 		buf = buf[n:]
 	}
 	return out, nil

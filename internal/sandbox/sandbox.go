@@ -49,6 +49,9 @@ type Config struct {
 	// domain keeps links, renames and symlinks out of
 	// (api.CreateRequest.LandlockCovers).
 	LandlockCovers []string
+	// UID is the uid the command runs as (enforce.Sandbox.UID); 0 when
+	// unknown.
+	UID uint32
 	// Enter, when set, places the sandbox's first process during Create,
 	// beside the backend's work (enforce.Sandbox.Enter): it is called
 	// once, with a function that moves a pid into the cgroup, and Create
@@ -126,6 +129,7 @@ func Create(ctx context.Context, cfg Config) (*Sandbox, error) {
 		ExecDirs:    cfg.ExecDirs,
 		// The fanotify backend relies on it for the trees' files.
 		LandlockCovers: cfg.LandlockCovers,
+		UID:            cfg.UID,
 	}
 	var enter func() error
 	if cfg.Enter != nil {
