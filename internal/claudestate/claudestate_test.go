@@ -112,19 +112,7 @@ func TestScan(t *testing.T) {
 // since; subdirectories, links and large files are not copied.
 func TestSeedMemory(t *testing.T) {
 	own, sb := filepath.Join(t.TempDir(), "memory"), filepath.Join(t.TempDir(), "claude-memory", "-p")
-	write := func(p, s string, age time.Duration) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		at := time.Now().Add(-age)
-		if err := os.Chtimes(p, at, at); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(p, s string, age time.Duration) { t.Helper(); writeAged(t, p, s, age) }
 	if n, err := SeedMemory(own, sb); err != nil || n != 0 {
 		t.Fatalf("no memory yet: %d, %v", n, err)
 	}
@@ -180,19 +168,7 @@ func TestSeedMemory(t *testing.T) {
 // own directory.
 func TestSeedAgentMemory(t *testing.T) {
 	real, root := filepath.Join(t.TempDir(), "agent-memory"), filepath.Join(t.TempDir(), "claude-agent-memory")
-	write := func(p, s string, age time.Duration) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		at := time.Now().Add(-age)
-		if err := os.Chtimes(p, at, at); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(p, s string, age time.Duration) { t.Helper(); writeAged(t, p, s, age) }
 	if n, err := SeedAgentMemory(real, root); err != nil || n != 0 {
 		t.Fatalf("no agent memory yet: %d, %v", n, err)
 	}
@@ -250,5 +226,20 @@ func TestSeedAgentMemory(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
 		t.Errorf("wrote where the link points: %v", ents)
+	}
+}
+
+// writeAged writes s to p (its directory made) with times age ago.
+func writeAged(t *testing.T, p, s string, age time.Duration) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-age)
+	if err := os.Chtimes(p, at, at); err != nil {
+		t.Fatal(err)
 	}
 }

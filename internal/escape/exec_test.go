@@ -46,14 +46,7 @@ func TestEscapeExecAlias(t *testing.T) {
 // content was compared, not just its size), and the original runs outside
 // the sandbox.
 func TestEscapeExecCopy(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		testutil.SkipUnlessKernel(t, "curl is not installed")
-	}
-	truePath, err := exec.LookPath("true")
-	if err != nil {
-		testutil.SkipUnlessKernel(t, "true is not installed")
-	}
+	curl, truePath := curlAndTrue(t)
 	eachBackend(t, func(t *testing.T, b *box) {
 		tmp := fmt.Sprintf("/tmp/aigate-copy-%d-%s", os.Getpid(), b.backend)
 		t.Cleanup(func() { os.Remove(tmp); os.Remove(tmp + "-true"); os.Remove(tmp + "-size") })
@@ -98,14 +91,7 @@ cp %[4]s %[2]s-size && truncate -s $(stat -L -c %%s %[1]s) %[2]s-size && %[2]s-s
 // directory on the second disk still run inside, and the copy runs
 // outside the sandbox.
 func TestEscapeExecCopyAnywhere(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		testutil.SkipUnlessKernel(t, "curl is not installed")
-	}
-	truePath, err := exec.LookPath("true")
-	if err != nil {
-		testutil.SkipUnlessKernel(t, "true is not installed")
-	}
+	curl, truePath := curlAndTrue(t)
 	eachBackend(t, func(t *testing.T, b *box) {
 		vartmp := fmt.Sprintf("/var/tmp/aigate-anywhere-%d-%s", os.Getpid(), b.backend)
 		t.Cleanup(func() { os.RemoveAll(vartmp) })
@@ -171,14 +157,7 @@ for t in %[4]s; do "$t" && echo "control-ok $t"; done`, curl, deep, onDisk, stri
 // qualifies (TestExecIgnoreQualifies); a change to one that did takes its
 // mark away (TestExecIgnoreFollowsChanges).
 func TestEscapeExecCopyIgnoredDirs(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		testutil.SkipUnlessKernel(t, "curl is not installed")
-	}
-	truePath, err := exec.LookPath("true")
-	if err != nil {
-		testutil.SkipUnlessKernel(t, "true is not installed")
-	}
+	curl, truePath := curlAndTrue(t)
 	eachBackend(t, func(t *testing.T, b *box) {
 		base := fmt.Sprintf("/var/tmp/aigate-ignored-%d-%s", os.Getpid(), b.backend)
 		t.Cleanup(func() { os.RemoveAll(base) })
@@ -223,4 +202,21 @@ true`, curl, tool, prog, cp))
 			}
 		}
 	})
+}
+
+// curlAndTrue are the paths of curl (the denied binary the copy tests
+// copy) and true (an allowed one of another size).
+func curlAndTrue(t *testing.T) (curl, truePath string) {
+	t.Helper()
+	for _, p := range []struct {
+		name string
+		path *string
+	}{{"curl", &curl}, {"true", &truePath}} {
+		found, err := exec.LookPath(p.name)
+		if err != nil {
+			testutil.SkipUnlessKernel(t, p.name+" is not installed")
+		}
+		*p.path = found
+	}
+	return curl, truePath
 }
