@@ -267,12 +267,21 @@ func (t *ptyTerm) started(pid int) {
 			t.mu.Lock()
 			t.restoreMode()
 			t.mu.Unlock()
+			// kill returns before the stop has reached every thread: this
+			// one went on into makeRaw, set raw mode before the process
+			// stopped, and the shell, on the stop, put its own mode back,
+			// so after fg the terminal was in line mode and Ctrl-C
+			// signalled aigate instead of reaching the command. Raw mode
+			// is taken only once continued (SIGCONT).
+			cont := make(chan os.Signal, 1)
+			signal.Notify(cont, syscall.SIGCONT)
 			_ = syscall.Kill(0, syscall.SIGTSTP)
-			// Continued (fg).
 			select {
+			case <-cont:
+				signal.Stop(cont)
 			case <-t.done:
+				signal.Stop(cont)
 				return
-			default:
 			}
 			_ = t.makeRaw()
 			_ = pty.InheritSize(t.out, t.master)
