@@ -350,6 +350,9 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 	added, notes = gitRules(l)
 	st.DenyWrite = append(st.DenyWrite, added...)
 	st.GitNotProtected = append([]string{}, notes...)
+	write, read := outsideRules(l)
+	st.DenyWrite = append(st.DenyWrite, write...)
+	st.DenyRead = append(st.DenyRead, read...)
 	_, st.EnvRemoved = pol.Env.Filter(os.Environ())
 	if st.EnvRemoved == nil {
 		st.EnvRemoved = []string{}

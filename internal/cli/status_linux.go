@@ -93,6 +93,16 @@ func claudeRules(l *config.Loaded) ([]StatusRule, []string) {
 	return statusRules(run.ClaudeRules(l))
 }
 
+// outsideRules are the deny_write and deny_read rules aigate run adds for
+// the user's sockets, systemd unit directory and terminals
+// (run.OutsideRules).
+func outsideRules(l *config.Loaded) (write, read []StatusRule) {
+	w, r := run.OutsideRules(l)
+	write, _ = statusRules(w, nil)
+	read, _ = statusRules(r, nil)
+	return write, read
+}
+
 func statusRules(rules []api.RunRule, notes []string) ([]StatusRule, []string) {
 	out := make([]StatusRule, 0, len(rules))
 	for _, r := range rules {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,8 @@ import (
 	"github.com/aigate-dev/aigate/internal/loader"
 	"github.com/aigate-dev/aigate/internal/testutil"
 	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
+
+	"github.com/creack/pty"
 )
 
 // statusBackend enforces nothing; like backend.Composite it says how each
@@ -252,5 +255,46 @@ func TestStatusGitDirs(t *testing.T) {
 	out := e.ok("status", "--socket", sock)
 	if !strings.Contains(out, mod+"/config") || !strings.Contains(out, "not protected by aigate run") {
 		t.Errorf("status does not show them:\n%s", out)
+	}
+}
+
+// TestStatusOutsideRules: status lists, as rules of each run, the user's
+// sockets in their directories in /tmp (deny_write) and their terminals
+// (deny_read), which run adds for what lies outside the project and home.
+func TestStatusOutsideRules(t *testing.T) {
+	e := newSandboxEnv(t)
+	dir, err := os.MkdirTemp("/tmp", "aigate-status-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l, err := net.Listen("unix", filepath.Join(dir, "agent.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	master, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer tty.Close()
+	var st Status
+	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", filepath.Join(t.TempDir(), "none.sock"))), &st); err != nil {
+		t.Fatal(err)
+	}
+	has := func(rules []StatusRule, value, by string) bool {
+		for _, r := range rules {
+			if r.Value == value && r.File == "each run: "+by {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(st.DenyWrite, filepath.Join(dir, "agent.sock"), "a socket of your services outside the sandbox") {
+		t.Errorf("deny_write lacks the user's socket: %+v", st.DenyWrite)
+	}
+	if !has(st.DenyRead, tty.Name(), "a terminal of yours") {
+		t.Errorf("deny_read lacks the user's terminal %s: %+v", tty.Name(), st.DenyRead)
 	}
 }

@@ -26,3 +26,6 @@ func claudeRules(*config.Loaded) ([]StatusRule, []string) { return nil, nil }
 
 // gitRules: nor of git directories.
 func gitRules(*config.Loaded) ([]StatusRule, []string) { return nil, nil }
+
+// outsideRules: nor of the user's sockets, unit directory or terminals.
+func outsideRules(*config.Loaded) (write, read []StatusRule) { return nil, nil }
