@@ -20,6 +20,34 @@ const (
 	maxCommandLen  = 4096 // bytes over all arguments
 )
 
+// RecordedCommand is argv as a create request records it (the command of
+// a sandbox, for list and status output only): within the bounds the
+// agent accepts, invalid UTF-8 replaced, the cut marked with "…". A run of
+// a long command (claude -p with a long prompt) is never refused for it.
+func RecordedCommand(argv []string) []string {
+	const mark = "…"
+	out := make([]string, 0, min(len(argv), maxCommandArgs))
+	n := 0
+	for i, a := range argv {
+		a = strings.ToValidUTF8(a, "\uFFFD")
+		last := i == maxCommandArgs-1 && i < len(argv)-1
+		if n+len(a) > maxCommandLen || last {
+			room := maxCommandLen - n - len(mark)
+			if room < 0 {
+				room = 0
+			}
+			a = a[:min(room, len(a))]
+			for len(a) > 0 && !utf8.ValidString(a) {
+				a = a[:len(a)-1] // a cut inside a character
+			}
+			return append(out, a+mark)
+		}
+		out = append(out, a)
+		n += len(a)
+	}
+	return out
+}
+
 // Validate checks everything about r that does not depend on who sent it:
 // version, exactly one body matching Op, and sane fields. The agent checks
 // permissions afterwards.

@@ -102,3 +102,31 @@ func TestValidateBounds(t *testing.T) {
 		t.Fatalf("a request at every bound: %v", err)
 	}
 }
+
+// TestRecordedCommand: a command of any length or encoding is recorded
+// within the bounds a create must keep, cut with a mark, never refused.
+func TestRecordedCommand(t *testing.T) {
+	long := strings.Repeat("é", maxCommandLen) // 2 bytes each: cut inside one
+	many := make([]string, 3*maxCommandArgs)
+	for i := range many {
+		many[i] = "arg"
+	}
+	for _, argv := range [][]string{
+		{"claude", "-p", long},
+		many,
+		{"ls", "\xff\xfename"},
+		{"true"},
+	} {
+		rec := RecordedCommand(argv)
+		r := Request{V: Version, Op: OpCreate, Create: &CreateRequest{Home: "/home/u", ProjectRoot: "/home/u/proj", Command: rec}}
+		if err := r.Validate(); err != nil {
+			t.Errorf("RecordedCommand(%.40q...) = a command the agent refuses: %v", argv, err)
+		}
+		if len(argv) == 1 && (len(rec) != 1 || rec[0] != "true") {
+			t.Errorf("a short command was changed: %q", rec)
+		}
+	}
+	if rec := RecordedCommand([]string{"claude", "-p", long}); !strings.HasSuffix(rec[2], "…") || rec[0] != "claude" {
+		t.Errorf("the cut is not marked: %.60q", rec)
+	}
+}

@@ -53,7 +53,9 @@ var (
 		// ~/.cargo/env; mvn sources ~/.mavenrc. (The sandbox's cargo has
 		// a CARGO_HOME of its own: `cargo install` inside writes there.)
 		"~/.cargo/bin/", "~/.cargo/env", "~/.mavenrc",
-		"~/.config/autostart/", "~/.config/systemd/user/",
+		// The user's systemd manager loads units from all three (and from
+		// /run/user/UID/systemd, which run keeps read-only).
+		"~/.config/autostart/", "~/.config/systemd/user/", "~/.config/systemd/user.control/", "~/.local/share/systemd/user/",
 		"~/.config/direnv/", "~/.local/share/direnv/",
 		"~/.vimrc", "~/.vim/", "~/.config/nvim/", "~/.tmux.conf", "~/.config/tmux/",
 		// commondir makes git read another directory's config and hooks;
@@ -307,9 +309,11 @@ deny_write:
   - ~/.cargo/bin/
   - ~/.cargo/env
   - ~/.mavenrc
-  # started at login
+  # started at login (your systemd manager's units)
   - ~/.config/autostart/
   - ~/.config/systemd/user/
+  - ~/.config/systemd/user.control/
+  - ~/.local/share/systemd/user/
   # direnv runs .envrc on cd once allowed; its allow list is in ~/.local/share
   - ~/.config/direnv/
   - ~/.local/share/direnv/

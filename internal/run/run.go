@@ -779,7 +779,7 @@ func createRequest(loaded *config.Loaded, id *identity, mode policy.Mode, args [
 		Home:        id.home,
 		ProjectRoot: loaded.Paths.ProjectRoot,
 		Mode:        mode,
-		Command:     args,
+		Command:     api.RecordedCommand(args),
 		Path:        os.Getenv("PATH"),
 	}
 	if loaded.Global != nil {
