@@ -548,6 +548,9 @@ func (s *sandboxRun) start() (*sandbox.Child, error) {
 		return nil, refusing(code, s.opts.Args[0], err)
 	}
 	if s.stdio != nil {
+		if s.emb != nil && s.sess.Sandbox.Backend == string(policy.BackendFanotify) {
+			s.stdio.keepRunning()
+		}
 		s.stdio.started(child.Pid())
 	}
 	return child, nil

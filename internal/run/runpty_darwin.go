@@ -18,3 +18,6 @@ func (*ptyTerm) started(int)     {}
 func (*ptyTerm) activate() error { return nil }
 func (*ptyTerm) input() bool     { return false }
 func (*ptyTerm) restore()        {}
+
+// keepRunning: no pty here, nothing to keep from stopping.
+func (t *ptyTerm) keepRunning() {}

@@ -2,6 +2,7 @@ package run
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"sync"
@@ -38,6 +39,12 @@ type ptyTerm struct {
 	savedOut *unix.Termios
 	active   bool         // activate ran
 	pid      atomic.Int64 // the command, once started (suspend)
+	// noStop: aigate must not stop (it embeds the fanotify agent, which
+	// answers the kernel for every open in the marked places: stopped, it
+	// would make them wait, the user's shell's too). Ctrl-Z then stops
+	// nothing, and a stop of the command is undone, with a line saying why.
+	noStop   atomic.Bool
+	stopNote sync.Once
 	winch    chan os.Signal
 	done     chan struct{}
 }
@@ -184,7 +191,26 @@ func (t *ptyTerm) suspend(c byte) {
 			}
 		}
 	}
+	if t.noStop.Load() {
+		// Not stopped: a program that stopped itself in vain (its
+		// SIGTSTP is discarded) is told to go on, as after fg.
+		_ = syscall.Kill(-pid, syscall.SIGCONT)
+		t.noteNoStop()
+		return
+	}
 	_ = syscall.Kill(-pid, syscall.SIGSTOP)
+}
+
+// keepRunning sets noStop.
+func (t *ptyTerm) keepRunning() { t.noStop.Store(true) }
+
+// noteNoStop says once why the command was not suspended.
+func (t *ptyTerm) noteNoStop() {
+	t.stopNote.Do(func() {
+		// At once, into the terminal (in raw mode: "\r\n"), not kept
+		// back with the event lines: it answers the key just pressed.
+		_, _ = fmt.Fprint(t.out, "\r\naigate: not suspended: this aigate run embeds the fanotify agent, which answers the kernel for every open of the marked files, also your shell's; stopped, it would make them wait (`sudo aigate setup` installs the agent as a service, and then Ctrl-Z works)\r\n")
+	})
 }
 
 // rawOutput turns the real terminal's output processing off (the pty
@@ -263,6 +289,11 @@ func (t *ptyTerm) started(pid int) {
 			case <-t.done:
 				return
 			default:
+			}
+			if t.noStop.Load() {
+				_ = syscall.Kill(-pid, syscall.SIGCONT)
+				t.noteNoStop()
+				continue
 			}
 			t.mu.Lock()
 			t.restoreMode()

@@ -191,6 +191,14 @@ func (s *runStdio) begin() error {
 // started closes aigate's copies of the command's ends, so that the
 // readers see the end of the output when the command and what it left
 // are gone, and starts what a pty needs once the command runs.
+// keepRunning makes a pty's Ctrl-Z stop nothing (ptyTerm.noStop): the
+// run embeds the fanotify agent, which must go on answering the kernel.
+func (s *runStdio) keepRunning() {
+	if s.term != nil {
+		s.term.keepRunning()
+	}
+}
+
 func (s *runStdio) started(pid int) {
 	for _, f := range s.childEnds {
 		_ = f.Close()
