@@ -148,6 +148,15 @@ func TestNewIgnoredFileOverwrittenWithCopy(t *testing.T) {
 	if err := os.Chmod(path, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Through the dynamic loader: an open for reading, which only the
+	// main group (where the mask is) reports.
+	ld := interpOf(t, filepath.Join(e.bin, "mytool"))
+	if got := e.run(s, "cmd", ld, path); !strings.Contains(got, "Operation not permitted") {
+		t.Fatalf("sandboxed %s %s, ignored after a decision and overwritten with a copy of mytool: %q, want Operation not permitted", ld, path, got)
+	}
+	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != path {
+		t.Fatalf("event %+v, want the exec of %s through the loader", ev, path)
+	}
 	if got := e.run(s, "exec", path); got != "EPERM" {
 		t.Fatalf("sandboxed exec of %s, ignored after a decision and overwritten with a copy of mytool: %s, want EPERM", path, got)
 	}
@@ -206,4 +215,37 @@ func kernelIgnores(t *testing.T, group int, path string) bool {
 		return ok && mask != "0"
 	}
 	return false
+}
+
+// TestAnyCaresOtherSandbox: a file another sandbox's rule names, or of the
+// size of a deny_exec binary of any sandbox, is one no late ignore mask
+// may silence; the deciding sandbox's own rules were asked already.
+func TestAnyCaresOtherSandbox(t *testing.T) {
+	e := newEnv(t, nil)
+	bin := e.copyBin(filepath.Join(e.bin, "mytool"))
+	keys := e.sandbox(policy.Policy{DenyRead: rules("*.key")})
+	other := e.sandbox(policy.Policy{DenyExec: rules("mytool")})
+	var st unix.Stat_t
+	if err := unix.Stat(bin, &st); err != nil {
+		t.Fatal(err)
+	}
+	e.b.mu.RLock()
+	ownKeys, ownOther := e.b.sandboxes[keys.ID], e.b.sandboxes[other.ID]
+	e.b.mu.RUnlock()
+	named := filepath.Join(e.project, "later.key")
+	for _, c := range []struct {
+		own  *sandbox
+		path string
+		size int64
+		want bool
+	}{
+		{ownOther, named, 1, true},                                      // the other sandbox's *.key
+		{ownKeys, named, 1, false},                                      // its own rule, already decided
+		{ownKeys, filepath.Join(e.project, "plain.txt"), st.Size, true}, // a copy's size
+		{nil, filepath.Join(e.project, "plain.txt"), 1, false},
+	} {
+		if got := e.b.anyCares(c.own, c.path, c.size); got != c.want {
+			t.Errorf("anyCares(%v, %s, %d) = %v, want %v", c.own != nil, c.path, c.size, got, c.want)
+		}
+	}
 }
