@@ -15,6 +15,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/e2e"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/fanotify"
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
@@ -84,6 +85,12 @@ func TestEscapeTerminal(t *testing.T) {
 				}
 				if _, ok := r.denied(events.OpRead, "/dev/pts/"); !ok {
 					t.Errorf("no read event for the user's terminal:\n%q", got)
+				}
+				return
+			}
+			if err := fanotify.CanWatchTerminals(); err != nil {
+				if !strings.Contains(got, "is not enforced by the fanotify backend on this kernel") {
+					t.Errorf("fanotify cannot watch terminals here (%v), and run does not say so:\n%q", err, got)
 				}
 				return
 			}

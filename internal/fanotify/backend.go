@@ -511,13 +511,18 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 			b.log.Warn("some deny_write paths outside the project and home are not watched: their unlink or rename is not seen",
 				zap.String("sandbox", sb.Name), zap.Int("names", failed), zap.Error(first))
 		}
+		var unwatched []string
 		for i, t := range s.terms {
 			if werr := b.watch.watchOpen(t); werr != nil {
-				// A kernel without file handles for devpts (before 6.6?):
-				// the terminal is not watched.
+				// A kernel that gives no file handles for devpts (6.1
+				// does not, 6.12 does): the terminal is not watched.
 				b.log.Warn("a terminal is not watched: its open from inside is not seen", zap.String("sandbox", sb.Name), zap.Error(werr))
 				s.terms[i] = ""
+				unwatched = append(unwatched, t)
 			}
+		}
+		if len(unwatched) > 0 {
+			p.unenforced = append(p.unenforced, unwatchedTerminals(unwatched))
 		}
 	}
 	dirs, inodes := p.dirs, len(p.inodes)

@@ -40,6 +40,31 @@ type openWatch struct {
 	refs int
 }
 
+// unwatchedTerminals is the warning for terminals the watcher could not
+// watch: the rule is not enforced.
+func unwatchedTerminals(paths []string) string {
+	more := ""
+	if len(paths) > 1 {
+		more = fmt.Sprintf(" and %d more", len(paths)-1)
+	}
+	return fmt.Sprintf("deny_read %s%s (your other terminals) is not enforced by the fanotify backend on this kernel, which gives no file handles for them (Linux 6.12 does, 6.1 does not): a sandboxed command can open them by name; the lsm backend refuses it", paths[0], more)
+}
+
+// CanWatchTerminals reports whether this kernel lets the watcher watch a
+// pseudo-terminal for opens (file handles for devpts), by trying it on
+// /dev/pts/ptmx in a group of its own.
+func CanWatchTerminals() error {
+	fd, err := unix.FanotifyInit(watchInitFlags, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fanotify_init: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_OPEN, unix.AT_FDCWD, "/dev/pts/ptmx"); err != nil {
+		return fmt.Errorf("watch /dev/pts/ptmx for opens: %w", err)
+	}
+	return nil
+}
+
 // terminals are the exact paths of c's deny_read rules that are
 // pseudo-terminals.
 func terminals(c *policy.Compiled) []string {
