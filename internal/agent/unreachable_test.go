@@ -14,13 +14,7 @@ import (
 )
 
 func TestUnreachableUnix(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "live.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	dir, sock := liveSocket(t)
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o644)
 	self := uint32(os.Getpid())
@@ -55,13 +49,7 @@ func TestUnreachableUnix(t *testing.T) {
 // the agent's view: a socket there is a violation, not a quiet refusal
 // (TestEscapeUnixDotDot lost its event that way in the 6.1 guest).
 func TestUnreachableUnixProcessExits(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "live.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	dir, sock := liveSocket(t)
 	for _, tc := range []struct {
 		name, path string
 		want       bool
@@ -104,4 +92,17 @@ func TestQuietCountsNeverGoDown(t *testing.T) {
 	if got := q.adjust(st(5)).Violations[0].Value; got != 3 {
 		t.Errorf("after a quiet refusal and a counted one: %d, want 3", got)
 	}
+}
+
+// liveSocket is a listening unix socket in a directory of the test's own.
+func liveSocket(t *testing.T) (dir, sock string) {
+	t.Helper()
+	dir = t.TempDir()
+	sock = filepath.Join(dir, "live.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return dir, sock
 }

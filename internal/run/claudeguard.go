@@ -53,9 +53,8 @@ func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
 // ClaudeRules are the rules claudeRunRules adds to a run from here, and
 // what it cannot protect, for aigate status (which makes no directory).
 func ClaudeRules(l *config.Loaded) ([]api.RunRule, []string) {
-	pol, _ := l.Policy()
-	c, err := policy.Compile(pol, l.PolicyEnv())
-	if err != nil {
+	c, ok := statusPolicy(l)
+	if !ok {
 		return nil, nil
 	}
 	return claudeRules(l, c, l.Paths.User.Home, os.Getenv(claudestate.MemoryOverrideEnv),

@@ -26,9 +26,8 @@ func gitRunRules(p *runPlan) ([]api.RunRule, []string, []string) {
 // GitRules are the rules gitRunRules adds to a run from here, and what
 // it cannot protect, for aigate status.
 func GitRules(l *config.Loaded) ([]api.RunRule, []string) {
-	pol, _ := l.Policy()
-	c, err := policy.Compile(pol, l.PolicyEnv())
-	if err != nil {
+	c, ok := statusPolicy(l)
+	if !ok {
 		return nil, nil
 	}
 	rules, notes, _ := gitRules(l, c, l.Paths.User.Home)

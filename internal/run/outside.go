@@ -20,9 +20,8 @@ func OutsideRules(l *config.Loaded) (write, read []api.RunRule) {
 	if l.Paths.User == nil {
 		return nil, nil
 	}
-	pol, _ := l.Policy()
-	c, err := policy.Compile(pol, l.PolicyEnv())
-	if err != nil {
+	c, ok := statusPolicy(l)
+	if !ok {
 		return nil, nil
 	}
 	p := &runPlan{loaded: l, compiled: c, id: &identity{uid: l.Paths.User.UID, home: l.Paths.User.Home}}
@@ -33,4 +32,13 @@ func OutsideRules(l *config.Loaded) (write, read []api.RunRule) {
 		read = append(read, api.RunRule{Pattern: t, By: "a terminal of yours"})
 	}
 	return append(socks, units...), read
+}
+
+// statusPolicy is l's policy compiled, for the rules a run from here would
+// add that aigate status shows (ClaudeRules, GitRules, OutsideRules); false
+// when it does not compile (status reports that itself).
+func statusPolicy(l *config.Loaded) (*policy.Compiled, bool) {
+	pol, _ := l.Policy()
+	c, err := policy.Compile(pol, l.PolicyEnv())
+	return c, err == nil
 }
