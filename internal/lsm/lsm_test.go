@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +39,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(helper(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if shared.b != nil {
+		if err := shared.b.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "closing the shared LSM backend:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func helper(args []string) int {
@@ -151,17 +159,45 @@ func helper(args []string) int {
 	return 0
 }
 
+// shared is the backend most tests use: loading and verifying the
+// programs takes 15-20 s under TCG (the guests), and a backend of its own
+// per test cost a guest run about 9 minutes. Tests run one at a time;
+// each adds sandboxes of its own, removes them when done and starts from
+// an empty event stream (openLSM drains it). TestMain closes it.
+var shared struct {
+	once sync.Once
+	b    *Backend
+	err  error
+}
+
 // openLSM skips (or fails under AIGATE_REQUIRE_LSM=1) unless BPF LSM works.
+// Without execDirs it returns the shared backend; with them (the exec
+// rules resolve names there when a sandbox is added), and to a benchmark
+// (which detaches and attaches programs), one of the caller's own.
 func openLSM(t testing.TB, execDirs ...string) *Backend {
 	t.Helper()
 	testutil.RequireRoot(t)
 	if err := loader.ProbeLSM(); err != nil {
 		testutil.SkipUnlessLSM(t, err.Error())
 	}
-	if execDirs == nil {
-		execDirs = []string{}
+	if _, bench := t.(*testing.B); execDirs != nil || bench {
+		if execDirs == nil {
+			execDirs = []string{}
+		}
+		return openOwnLSM(t, Options{ExecDirs: execDirs})
 	}
-	l, err := Open(Options{ExecDirs: execDirs})
+	shared.once.Do(func() { shared.b, shared.err = Open(Options{ExecDirs: []string{}}) })
+	if shared.err != nil {
+		t.Fatalf("OpenLSM: %v", shared.err)
+	}
+	drainEvents(t, shared.b)
+	return shared.b
+}
+
+// openOwnLSM opens a backend for this test alone, closed when it ends.
+func openOwnLSM(t testing.TB, opts Options) *Backend {
+	t.Helper()
+	l, err := Open(opts)
 	if err != nil {
 		t.Fatalf("OpenLSM: %v", err)
 	}
@@ -171,6 +207,44 @@ func openLSM(t testing.TB, execDirs ...string) *Backend {
 		}
 	})
 	return l
+}
+
+// drainEvents discards what earlier tests left in l's event stream (a
+// denial reported after its test ended), so that a test's nextEvent and
+// noEvent see only its own.
+func drainEvents(t testing.TB, l *Backend) {
+	t.Helper()
+	if _, err := l.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	for {
+		select {
+		case <-l.Events():
+		case <-time.After(50 * time.Millisecond):
+			return
+		}
+	}
+}
+
+// violationCounts sums l's counters of op, enforced and audited, for a test that
+// compares them before and after (the shared backend counts every test's).
+func violationCounts(t *testing.T, l *Backend, op events.Op) (enforced, audited uint64) {
+	t.Helper()
+	st, err := l.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range st.Violations {
+		if c.Op != op {
+			continue
+		}
+		if c.Audit {
+			audited += c.Value
+		} else {
+			enforced += c.Value
+		}
+	}
+	return enforced, audited
 }
 
 type sandbox struct {
