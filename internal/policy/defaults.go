@@ -97,6 +97,10 @@ var (
 		// started in the home.
 		"~/.claude/agent-memory/", "~/.claude/workflows/", "~/.claude/cowork_plugins/",
 		"~/.claude/loop.md", "~/.claude/scheduled_tasks.json", "~/.claude/launch.json",
+		// The service that runs Claude Code's background sessions starts
+		// the workers daemon.json lists without asking (its own file tools
+		// refuse to write there); a session inside writes neither.
+		"~/.claude/daemon.json", "~/.claude/daemon/",
 		// session-env/<session>/*-hook-N.sh: what the hooks of a session
 		// wrote to $CLAUDE_ENV_FILE, sourced before each of its Bash
 		// commands, also when the session is resumed (or still runs)
@@ -369,6 +373,10 @@ deny_write:
   - ~/.claude/loop.md
   - ~/.claude/scheduled_tasks.json
   - ~/.claude/launch.json
+  # the workers that Claude Code's background-session service starts
+  # without asking
+  - ~/.claude/daemon.json
+  - ~/.claude/daemon/
   # what a session's hooks leave for its Bash commands to source, also
   # when you resume the session outside ($CLAUDE_ENV_FILE fails inside)
   - ~/.claude/session-env/
