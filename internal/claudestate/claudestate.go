@@ -98,8 +98,59 @@ func Scan(o Options) Result {
 		for _, dir := range o.ownDirs() {
 			add(filepath.Join(o.Home, ".claude", "projects", Sanitize(dir), "memory"), "auto memory of "+dir)
 		}
+		for _, f := range shellSnapshots(filepath.Join(o.Home, ".claude", "shell-snapshots"), MaxSnapshots) {
+			add(f, SnapshotBy)
+		}
 	}
 	return r
+}
+
+// SnapshotBy is what names the rule on a shell snapshot (Entry.By).
+const SnapshotBy = "shell snapshot of a claude session running at the start"
+
+// MaxSnapshots bounds the shell snapshots kept read-only for one run (the
+// newest): each is a rule.
+const MaxSnapshots = 64
+
+// shellSnapshots are the newest max shell snapshots in dir (regular files
+// snapshot-<shell>-<time>-<random>.sh, nothing followed). Each is the
+// shell set-up of a claude session that is running (claude removes its
+// own at its end), and that session runs it before each of its Bash
+// commands without asking anyone: one rewritten from inside runs outside
+// in the user's claude of another terminal. A session makes its own at
+// its start and never writes an older one, so claude inside, which makes
+// its own after the sandbox exists, writes none of these.
+func shellSnapshots(dir string, max int) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	type snap struct {
+		path string
+		mod  int64
+	}
+	var snaps []snap
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), "snapshot-") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		snaps = append(snaps, snap{filepath.Join(dir, e.Name()), fi.ModTime().UnixNano()})
+	}
+	sort.Slice(snaps, func(i, j int) bool {
+		if snaps[i].mod != snaps[j].mod {
+			return snaps[i].mod > snaps[j].mod
+		}
+		return snaps[i].path < snaps[j].path
+	})
+	out := make([]string, 0, min(len(snaps), max))
+	for _, s := range snaps[:min(len(snaps), max)] {
+		out = append(out, s.path)
+	}
+	return out
 }
 
 // ProjectsBy is what names the rule on ~/.claude/projects (Entry.By).

@@ -1,6 +1,7 @@
 package claudestate
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,6 +105,39 @@ func TestScan(t *testing.T) {
 	}
 	if len(r.Uncovered) != 1 || !strings.Contains(r.Uncovered[0], "npx prettier") {
 		t.Errorf("uncovered: %q", r.Uncovered)
+	}
+}
+
+// TestShellSnapshots: the snapshots of the claude sessions running at the
+// start are each a rule, the newest first and at most MaxSnapshots; other
+// files, directories and links there are not.
+func TestShellSnapshots(t *testing.T) {
+	home := t.TempDir()
+	dir := filepath.Join(home, ".claude", "shell-snapshots")
+	if err := os.MkdirAll(filepath.Join(dir, "snapshot-dir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxSnapshots + 2 {
+		writeAged(t, filepath.Join(dir, fmt.Sprintf("snapshot-bash-%d-x.sh", i)), "alias ll='ls -l'\n", time.Duration(i)*time.Minute)
+	}
+	writeAged(t, filepath.Join(dir, "notes.txt"), "x\n", 0)
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "snapshot-link.sh")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range Scan(Options{Home: home}).Entries {
+		if e.By == SnapshotBy {
+			got = append(got, e.Pattern)
+		}
+	}
+	if len(got) != MaxSnapshots || got[0] != "~/.claude/shell-snapshots/snapshot-bash-0-x.sh" ||
+		got[MaxSnapshots-1] != fmt.Sprintf("~/.claude/shell-snapshots/snapshot-bash-%d-x.sh", MaxSnapshots-1) {
+		t.Errorf("snapshot rules (%d): %q", len(got), got)
+	}
+	for _, p := range got {
+		if strings.Contains(p, "link") || strings.Contains(p, "dir") || strings.Contains(p, "notes") {
+			t.Errorf("%s is no snapshot", p)
+		}
 	}
 }
 
