@@ -140,12 +140,25 @@ e2e: build $(CLAUDE_BIN) ## the real Claude Code CLI (claude -p, its interface i
 # reproduces it, and FUZZMINIMIZE=60s shrinks it. The workers are
 # GOMAXPROCS again (-parallel=1 was for a FuzzRequest hang with two that
 # did not recur in 7 runs of 15 and 90 s).
+#
+# Go 1.26's fuzz coordinator can fail a target with a bare "context
+# deadline exceeded" as -fuzztime ends, a race in its own shutdown
+# (golang/go#75804, fixed in Go 1.27) that CI hit once on FuzzParse: no
+# input failed and none is written. A run that fails with exactly that and
+# writes no failing input is said and not counted; any other failure is.
 FUZZMINIMIZE ?= 0
 fuzz: ## run every fuzz target (found in the sources) for FUZZTIME
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal); do \
+	@set -e; out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal); do \
 		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
 			echo "fuzz $$t in ./$$(dirname $$f) for $(FUZZTIME)"; \
-			$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) ./$$(dirname $$f); \
+			rc=0; $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) ./$$(dirname $$f) > $$out 2>&1 || rc=$$?; \
+			cat $$out; \
+			if [ $$rc -ne 0 ]; then \
+				if [ "$$(grep -c '^--- FAIL' $$out)" = 1 ] && grep -qx '    context deadline exceeded' $$out && ! grep -q 'Failing input written' $$out; then \
+					echo "fuzz: $$t stopped on Go's fuzz-coordinator race at the end of -fuzztime (golang/go#75804): no input failed, not counted"; \
+				else exit $$rc; fi; \
+			fi; \
 		done; \
 	done
 
