@@ -437,8 +437,12 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 		}
 		waitFor("❯", runLimit)
 		time.Sleep(time.Second)
+		// Enter once the text is on the screen: sent a fixed time after
+		// it, the two could reach the CLI in one read at a high load and
+		// be taken for a paste (tmuxPane.submit).
 		tm("send-keys", "-l", "Please set up the project.")
-		time.Sleep(300 * time.Millisecond)
+		waitFor("Please set up the project.", runLimit)
+		time.Sleep(500 * time.Millisecond)
 		tm("send-keys", "Enter")
 		during := waitFor("All done.", runLimit)
 		if bad := strayAigateText(during); len(bad) > 0 {

@@ -343,9 +343,7 @@ func TestE2EClaudeCodeFirstStart(t *testing.T) {
 		if !prompt(ready) {
 			t.Fatalf("Claude Code with an API key did not start under the defaults:\n%s", ready)
 		}
-		p.literal("Please set up the project.")
-		time.Sleep(300 * time.Millisecond)
-		p.keys("Enter")
+		p.submit("Please set up the project.")
 		during := p.waitFor("All done.", runLimit)
 		if bad := strayAigateText(during); len(bad) > 0 {
 			t.Errorf("aigate wrote into Claude Code's interface %q:\n%s", bad, during)
@@ -429,6 +427,19 @@ func (p *tmuxPane) run(args ...string) string {
 func (p *tmuxPane) screen() string      { return p.run("capture-pane", "-p", "-J") }
 func (p *tmuxPane) keys(keys ...string) { p.run(append([]string{"send-keys"}, keys...)...) }
 func (p *tmuxPane) literal(text string) { p.run("send-keys", "-l", text) }
+
+// submit types text at Claude Code's prompt and presses Enter once the
+// text is on the screen. Enter sent a fixed 300 ms after the text once
+// left a new line in the prompt instead of sending it (the 6.12 guest,
+// with two more VMs on the two CPUs): most likely the CLI read both at
+// once and took them for a paste.
+func (p *tmuxPane) submit(text string) {
+	p.t.Helper()
+	p.literal(text)
+	p.waitFor(text, runLimit)
+	time.Sleep(500 * time.Millisecond)
+	p.keys("Enter")
+}
 
 // leave presses key twice, as a user leaving Claude Code does (the
 // first press asks for a second). Under an emulated guest the pair can
