@@ -3,6 +3,8 @@
 package fanotify
 
 import (
+	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,3 +89,77 @@ var _ = registerHelper("openhold", func(args []string) string { // openhold PATH
 	time.Sleep(time.Hour)
 	return "ok"
 })
+
+// TestNewTerminalOpenKillsSandbox: a pseudo-terminal no rule names (the
+// user's window opened after the sandbox was made) whose session is led
+// from outside, opened from inside, kills the sandbox with an open event
+// (ptsopen.go). Opened outside it is nothing; inside, a pty with no
+// session and one whose session the sandbox leads are the sandbox's own.
+func TestNewTerminalOpenKillsSandbox(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.sandbox(policy.Policy{})
+	newTerm := func(leader *exec.Cmd) string {
+		t.Helper()
+		master, slave, err := pty.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { master.Close(); slave.Close() })
+		if leader != nil {
+			if leader.SysProcAttr == nil {
+				leader.SysProcAttr = &syscall.SysProcAttr{}
+			}
+			leader.Stdin = slave
+			leader.SysProcAttr.Setsid, leader.SysProcAttr.Setctty = true, true
+			if err := forksafe.Start(leader); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = leader.Process.Kill(); _ = leader.Wait() })
+		}
+		return slave.Name()
+	}
+	// hold opens path inside s and keeps it open (a process gone before
+	// the watcher reads its event is not placed by the test backend).
+	hold := func(path string) chan error {
+		t.Helper()
+		c := e.cmd(s, "openhold", path)
+		if err := forksafe.Start(c); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		t.Cleanup(func() { _ = c.Process.Kill() })
+		return done
+	}
+	sleeper := e.cmd(s, "sleep")
+	if err := forksafe.Start(sleeper); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sleeper.Wait() }()
+	t.Cleanup(func() { _ = sleeper.Process.Kill() })
+
+	other := newTerm(exec.Command("sleep", "60"))
+	openHere(t, other, unix.O_RDWR|unix.O_NOCTTY)
+	hold(newTerm(nil))
+	hold(newTerm(e.cmd(s, "sleep")))
+	select {
+	case err := <-done:
+		t.Fatalf("the sandbox was killed for opens of its own ptys, or of another outside: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	e.noEvent()
+
+	held := hold(other)
+	ev := e.event()
+	if ev.Op != events.OpOpen || ev.Path != other || ev.Sandbox != s.Name {
+		t.Fatalf("event %+v, want an open of %s by sandbox %s", ev, other, s.Name)
+	}
+	for _, c := range []chan error{done, held} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the sandbox's processes live on after it opened another session's terminal")
+		}
+	}
+}
