@@ -163,3 +163,45 @@ func TestNewTerminalOpenKillsSandbox(t *testing.T) {
 		}
 	}
 }
+
+// TestTerminalWatchAfterFlush: the last sandbox's removal flushes the
+// watcher's marks (FlushWhenEmpty, an embedded run); the next sandbox's
+// terminals are watched again, the named one and the new ones.
+func TestTerminalWatchAfterFlush(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.FlushWhenEmpty = true })
+	other, otherSlave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	defer otherSlave.Close()
+	first := e.sandbox(policy.Policy{DenyRead: rules(otherSlave.Name())})
+	if err := e.b.Remove(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	s := e.sandbox(policy.Policy{DenyRead: rules(otherSlave.Name())})
+	e.b.watch.mu.Lock()
+	refs, named := e.b.watch.pts.refs, 0
+	for _, o := range e.b.watch.opens {
+		named += o.refs
+	}
+	e.b.watch.mu.Unlock()
+	if refs != 1 || named != 1 {
+		t.Errorf("after the flush, %d references to the /dev/pts mark and %d to the named terminal's, want 1 and 1 (a stale one is no mark)", refs, named)
+	}
+	c := e.cmd(s, "openhold", otherSlave.Name())
+	if err := forksafe.Start(c); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() { held <- c.Wait() }()
+	t.Cleanup(func() { _ = c.Process.Kill() })
+	if ev := e.event(); ev.Op != events.OpOpen || ev.Path != otherSlave.Name() || ev.Sandbox != s.Name {
+		t.Fatalf("event %+v, want an open of %s by sandbox %s", ev, otherSlave.Name(), s.Name)
+	}
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sandbox lives on after it opened a terminal its rule names")
+	}
+}
