@@ -776,6 +776,23 @@ int BPF_PROG(aigate_userns_create, const struct cred *cred)
  * (/proc/PID/mem, environ, maps, fd; process_vm_readv/writev;
  * pidfd_getfd; kcmp). current is the tracer, child the target.
  */
+/*
+ * file_ioctl denies nothing: it records the ptys a sandbox unlocks
+ * (ptyscope.h), which file_open then lets it open while they have no
+ * session.
+ */
+SEC("lsm/file_ioctl")
+int BPF_PROG(aigate_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	pty_unlocked(file, cmd, cgroup_id);
+	return 0;
+}
+
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(aigate_ptrace_access, struct task_struct *child, unsigned int mode)
 {

@@ -88,7 +88,7 @@ const newTermScript = `echo up > started
 i=0; while [ ! -s newterm ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
 t=$(cat newterm)
 if printf 'echo pwned\n' > "$t"; then echo WROTE; else echo REFUSED; fi
-sleep 30; echo survived`
+sleep 10; echo survived`
 
 // TestEscapeNewTerminal: a terminal of the user's opened after the
 // sandbox was made (a new window, tmux pane or ssh session: no rule of
@@ -101,85 +101,16 @@ sleep 30; echo survived`
 // command's own.
 func TestEscapeNewTerminal(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		t.Run("outside", func(t *testing.T) {
-			os.Remove(b.events)
-			started, name := filepath.Join(b.proj, "started"), filepath.Join(b.proj, "newterm")
-			cmd := b.asUser(exec.Command(machine.bin, "run", "--events", b.events, "--", "sh", "-c", newTermScript))
-			var stdout, stderr testutil.SyncBuffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
+		// A new window after its shell took the pty, and in the moment
+		// before (the pty unlocked, no session yet), which a sandbox that
+		// opens the next pty number in a loop could catch.
+		for _, withShell := range []bool{true, false} {
+			name := "outside"
+			if !withShell {
+				name = "outside-no-session-yet"
 			}
-			waited := make(chan error, 1)
-			go func() { waited <- e2e.WaitBounded(cmd, runLimit) }()
-			for deadline := time.Now().Add(runLimit); ; time.Sleep(20 * time.Millisecond) {
-				if _, err := os.Stat(started); err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the sandbox did not start:\n%s", stderr.String())
-				}
-			}
-			// The user opens a new window: a pty of theirs, a shell
-			// leading a session on it, outside.
-			master, slave, err := pty.Open()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer master.Close()
-			defer slave.Close()
-			b.chown(slave.Name())
-			shell := b.asUser(exec.Command("sleep", "60"))
-			shell.Stdin = slave
-			shell.SysProcAttr.Setpgid = false
-			shell.SysProcAttr.Setsid, shell.SysProcAttr.Setctty = true, true
-			if err := shell.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = shell.Process.Kill(); _ = shell.Wait() }()
-			tmp := name + ".tmp"
-			if err := os.WriteFile(tmp, []byte(slave.Name()), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Rename(tmp, name); err != nil {
-				t.Fatal(err)
-			}
-			code, err := e2e.ExitCode(<-waited)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := result{code: code, stdout: stdout.String(), stderr: stderr.String(), events: b.readEvents()}
-			if b.backend == "lsm" {
-				if !strings.Contains(r.stdout, "REFUSED") {
-					t.Errorf("the open of the user's new terminal was not refused:\n%s", r)
-				}
-				if _, ok := r.denied(events.OpRead, slave.Name()); !ok {
-					t.Errorf("no read event for %s:\n%s", slave.Name(), r)
-				}
-				if err := unix.SetNonblock(int(master.Fd()), true); err != nil {
-					t.Fatal(err)
-				}
-				master.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-				buf := make([]byte, 64)
-				if n, _ := master.Read(buf); n > 0 {
-					t.Errorf("the new terminal got %q", buf[:n])
-				}
-				return
-			}
-			if err := fanotify.CanWatchTerminals(); err != nil {
-				t.Logf("fanotify cannot watch terminals here (%v): the run must say the check is not enforced", err)
-				if !strings.Contains(r.stderr, "your terminals opened after this start") {
-					t.Errorf("new terminals are not kept out on this kernel, and run does not say so:\n%s", r)
-				}
-				return
-			}
-			if _, ok := r.denied(events.OpOpen, slave.Name()); !ok {
-				t.Errorf("no open event for %s:\n%s", slave.Name(), r)
-			}
-			if strings.Contains(r.stdout, "survived") || r.code == 0 {
-				t.Errorf("the sandbox outlived its open of the user's new terminal:\n%s", r)
-			}
-		})
+			t.Run(name, func(t *testing.T) { b.newTermOutside(t, withShell) })
+		}
 		t.Run("inside", func(t *testing.T) {
 			r := b.sh(`python3 -c '
 import os, subprocess, sys, time
@@ -195,7 +126,7 @@ if os.fork() == 0:
     time.sleep(10)
     os._exit(0)
 os.read(r, 1)
-subprocess.run(["setsid", "-w", "sh", "-c", "printf x > " + name + " && echo session-inside-ok"])
+subprocess.run(["setsid", "sh", "-c", "printf x > " + name + " && echo session-inside-ok"])
 sys.stdout.flush()
 '
 sleep 1; echo survived`)
@@ -215,7 +146,7 @@ sleep 1; echo survived`)
 			// run's pty, opened by name by a process of another session
 			// of the command's (its leader is the command, inside).
 			got, code := b.onTerminalRun(t, true, nil, "sh", "-c",
-				`t=$(tty); setsid -w sh -c "printf run-pty-ok > $t"; sleep 1; echo survived`)
+				`t=$(tty); setsid sh -c "printf run-pty-ok > $t"; sleep 1; echo survived`)
 			if code != 0 || !strings.Contains(got, "run-pty-ok") || !strings.Contains(got, "survived") {
 				t.Errorf("run's pty opened by name from inside (exit %d):\n%q", code, got)
 			}
@@ -236,4 +167,91 @@ sleep 1; echo survived`)
 			}
 		})
 	})
+}
+
+// newTermOutside runs newTermScript and, once the sandbox runs, opens the
+// user's new terminal for it to write to (with its shell's session or
+// before it has one), and checks that the write was kept out.
+func (b *box) newTermOutside(t *testing.T, withShell bool) {
+	os.Remove(b.events)
+	started, name := filepath.Join(b.proj, "started"), filepath.Join(b.proj, "newterm")
+	os.Remove(started)
+	os.Remove(name)
+	cmd := b.asUser(exec.Command(machine.bin, "run", "--events", b.events, "--", "sh", "-c", newTermScript))
+	var stdout, stderr testutil.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- e2e.WaitBounded(cmd, runLimit) }()
+	for deadline := time.Now().Add(runLimit); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sandbox did not start:\n%s", stderr.String())
+		}
+	}
+	// The user opens a new window: a pty of theirs, a shell
+	// leading a session on it (withShell), outside.
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer slave.Close()
+	b.chown(slave.Name())
+	if withShell {
+		shell := b.asUser(exec.Command("sleep", "60"))
+		shell.Stdin = slave
+		shell.SysProcAttr.Setpgid = false
+		shell.SysProcAttr.Setsid, shell.SysProcAttr.Setctty = true, true
+		if err := shell.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = shell.Process.Kill(); _ = shell.Wait() }()
+	}
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, []byte(slave.Name()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		t.Fatal(err)
+	}
+	code, err := e2e.ExitCode(<-waited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := result{code: code, stdout: stdout.String(), stderr: stderr.String(), events: b.readEvents()}
+	if b.backend == "lsm" {
+		if !strings.Contains(r.stdout, "REFUSED") {
+			t.Errorf("the open of the user's new terminal was not refused:\n%s", r)
+		}
+		if _, ok := r.denied(events.OpRead, slave.Name()); !ok {
+			t.Errorf("no read event for %s:\n%s", slave.Name(), r)
+		}
+		if err := unix.SetNonblock(int(master.Fd()), true); err != nil {
+			t.Fatal(err)
+		}
+		master.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		buf := make([]byte, 64)
+		if n, _ := master.Read(buf); n > 0 {
+			t.Errorf("the new terminal got %q", buf[:n])
+		}
+		return
+	}
+	if err := fanotify.CanWatchTerminals(); err != nil {
+		t.Logf("fanotify cannot watch terminals here (%v): the run must say the check is not enforced", err)
+		if !strings.Contains(r.stderr, "your terminals opened after this start") {
+			t.Errorf("new terminals are not kept out on this kernel, and run does not say so:\n%s", r)
+		}
+		return
+	}
+	if _, ok := r.denied(events.OpOpen, slave.Name()); !ok {
+		t.Errorf("no open event for %s:\n%s", slave.Name(), r)
+	}
+	if strings.Contains(r.stdout, "survived") || r.code == 0 {
+		t.Errorf("the sandbox outlived its open of the user's new terminal:\n%s", r)
+	}
 }

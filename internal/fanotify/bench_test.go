@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
@@ -156,4 +158,66 @@ func helperLoop(tb testing.TB, cg *os.File, op, path string, n int) float64 {
 		tb.Fatalf("%s %s printed %q", op, path, out)
 	}
 	return v
+}
+
+// BenchmarkOpenPty measures open+close of a pseudo-terminal (one with no
+// session: a pty of the opener's own, as expect and Go's pty packages
+// open by name) from a helper outside and inside a sandbox, as a ratio to
+// the same open with no aigate at all. With a sandbox, every pty open on
+// the machine is reported to the watcher (the /dev/pts mark, ptsopen.go):
+// the opener does not wait for the agent, but queues an event, and the
+// agent checks an open from inside against /proc (a scan of every
+// process's stat for a pty with no session) on the same CPUs.
+func BenchmarkOpenPty(b *testing.B) {
+	e := newEnv(b, nil)
+	if err := e.b.Close(); err != nil {
+		b.Fatal(err)
+	}
+	opts := Options{Home: e.home, ProjectRoot: e.project, ExecDirs: []string{e.bin}, DecisionTimeout: 2 * time.Second}
+	master, slave, err := pty.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { master.Close(); slave.Close() })
+	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanptybench%d", os.Getpid()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.Remove() })
+	cgFD, err := g.OpenFD()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cgFD.Close() })
+	c, err := policy.Compile(&policy.Policy{}, policy.Env{Home: e.home, ProjectRoot: e.project})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb := &enforce.Sandbox{ID: 98, Name: "ptybench", CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode}
+	for _, where := range []string{"outside", "inside"} {
+		b.Run(where, func(b *testing.B) {
+			var in *os.File
+			if where == "inside" {
+				in = cgFD
+			}
+			r, err := bench.Pair(bench.Rounds(),
+				func() (float64, error) { return helperNs(b, in, slave.Name(), b.N), nil },
+				func() (float64, error) {
+					be, err := Open(opts)
+					if err != nil {
+						return 0, err
+					}
+					defer be.Close()
+					if err := be.Add(context.Background(), sb); err != nil {
+						return 0, err
+					}
+					defer be.Remove(sb.ID)
+					return helperNs(b, in, slave.Name(), b.N), nil
+				})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Report(b)
+		})
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
 )
 
 // The user's terminals opened after a sandbox was made. The deny_read
@@ -20,13 +22,14 @@ import (
 // directory of pseudo-terminals for opens of every entry (FAN_OPEN with
 // FAN_EVENT_ON_CHILD: a notification, the opener does not wait), and an
 // open by a sandboxed process of one that is not the sandbox's own
-// (ownTerminal: the same test as the LSM backend's, bpf/include/ptyscope.h,
-// made from /proc) kills the sandbox, with an open event. After the fact,
-// as for the named terminals (terminal.go).
+// (ownTerminal: the LSM backend's test, bpf/include/ptyscope.h, made from
+// /proc) kills the sandbox, with an open event. After the fact, as for the
+// named terminals (terminal.go). The device numbers compared are of the
+// one devpts the sandbox reaches: it cannot mount another (Landlock
+// refuses mount(2) to it).
 
-// ptsDir is the directory of the agent's pseudo-terminals; a sandbox
-// sees the same ones (a devpts of its own, in a user namespace, has only
-// its own terminals).
+// ptsDir is the directory of the agent's pseudo-terminals, which a
+// sandbox sees too.
 const ptsDir = "/dev/pts"
 
 var ptsName = regexp.MustCompile(`^[0-9]+$`)
@@ -84,10 +87,14 @@ func (w *watcher) ptsPath(ev *watchEvent) (string, bool) {
 
 // ownTerminal reports whether the pseudo-terminal at path, which pid of s
 // opened, is the sandbox's own: gone by now (nothing is left to read or
-// write; a pty the sandbox made and closed at once), nobody's controlling
-// terminal (a pty just made), pid's controlling terminal, or the
-// controlling terminal of a session whose leader is in s. A session whose
-// leader this agent cannot place is not the sandbox's.
+// write; a pty the sandbox made and closed at once), pid's controlling
+// terminal, the controlling terminal of a session a process of s leads
+// (run's pty, whose session the command leads; a tmux pane), or one whose
+// master a process of s holds (a pty it made: os.openpty, expect, tmux).
+// A pty with no session is not enough: a new window's pty has none for a
+// moment after it is made, until its shell takes it (the LSM backend's
+// test, bpf/include/ptyscope.h, says the same with "unlocked by"). Only
+// the sandbox's processes are read, not every process's.
 func (b *Backend) ownTerminal(s *sandbox, pid int, path string) bool {
 	var st unix.Stat_t
 	if unix.Stat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR {
@@ -96,29 +103,50 @@ func (b *Backend) ownTerminal(s *sandbox, pid int, path string) bool {
 	if _, tty, ok := procSessionTTY(strconv.Itoa(pid)); ok && tty == st.Rdev {
 		return true
 	}
-	sid, ok := terminalSession(st.Rdev)
-	if !ok {
-		return true
+	pids, err := (&cgroup.Group{Path: s.CgroupPath}).PIDs()
+	if err != nil {
+		return false
 	}
-	return sid > 0 && b.sandboxOf(sid) == s
+	in := make(map[int]bool, len(pids))
+	for _, p := range pids {
+		in[p] = true
+	}
+	index := uint64(unix.Minor(st.Rdev))
+	for _, p := range pids {
+		ps := strconv.Itoa(p)
+		if sid, tty, ok := procSessionTTY(ps); ok && tty == st.Rdev && in[sid] {
+			return true
+		}
+		if holdsMaster(ps, index) {
+			return true
+		}
+	}
+	return false
 }
 
-// terminalSession is the session whose controlling terminal dev is, from
-// the processes that have it as theirs; false when none has.
-func terminalSession(dev uint64) (int, bool) {
-	ents, err := os.ReadDir("/proc")
+// ptmxDev is the device of /dev/ptmx and of a devpts's ptmx: a pty master.
+var ptmxDev = unix.Mkdev(5, 2)
+
+// holdsMaster reports whether process pid has the master of pty index
+// open (its fdinfo says which pty a master is: tty-index).
+func holdsMaster(pid string, index uint64) bool {
+	dir := "/proc/" + pid + "/fd/"
+	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, true // fails closed: a session no one can place
+		return false
 	}
+	want := []byte("tty-index:\t" + strconv.FormatUint(index, 10) + "\n")
 	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+		var st unix.Stat_t
+		if unix.Stat(dir+e.Name(), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != ptmxDev {
 			continue
 		}
-		if sid, tty, ok := procSessionTTY(e.Name()); ok && tty == dev {
-			return sid, true
+		info, err := os.ReadFile("/proc/" + pid + "/fdinfo/" + e.Name())
+		if err == nil && bytes.Contains(info, want) {
+			return true
 		}
 	}
-	return 0, false
+	return false
 }
 
 // procSessionTTY reads the session and the controlling terminal (0: none;

@@ -40,38 +40,57 @@ func newPty(t *testing.T, leader bool, sb *sandbox) string {
 	return slave.Name()
 }
 
+// ownPty is the helper's "ownpty": a pty of its own (opened, unlocked,
+// its slave opened by name as Go's pty packages and expect do), its name
+// opened once more.
+func ownPty() error {
+	master, slave, err := pty.Open()
+	if err != nil {
+		return err
+	}
+	defer master.Close()
+	defer slave.Close()
+	f, err := os.OpenFile(slave.Name(), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 // TestLSMOtherTerminal: a sandboxed task cannot open, by its name, a
 // pseudo-terminal whose session is led from outside the sandbox (the
 // user's other terminal windows, also those opened after the sandbox was
-// made: no rule names them), for reading or writing; each refusal is a
-// read event naming it. A pty with no session, one whose session the
-// sandbox leads, and the task's own controlling terminal open; outside
-// the sandbox everything does.
+// made: no rule names them), nor one made outside that has no session
+// yet (a new window between its pty's unlock and its shell's setsid), for
+// reading or writing; each refusal is a read event naming it. A pty the
+// sandbox made, one whose session the sandbox leads, and the task's own
+// controlling terminal open; outside the sandbox everything does.
 func TestLSMOtherTerminal(t *testing.T) {
 	l := openLSM(t)
 	sb := addSandbox(t, l, &policy.Compiled{Mode: policy.ModeEnforce}, policy.ModeEnforce)
-	other := newPty(t, true, nil)
-	for _, mode := range []string{"r", "w"} {
-		code, self := run(t, sb, "open", other, mode)
+	other, fresh := newPty(t, true, nil), newPty(t, false, nil)
+	for _, c := range []struct{ tty, mode string }{{other, "r"}, {other, "w"}, {fresh, "w"}} {
+		code, self := run(t, sb, "open", c.tty, c.mode)
 		if code != exitEPERM {
-			t.Errorf("open %s (%s) from inside: exit %d, want EPERM", other, mode, code)
+			t.Errorf("open %s (%s) from inside: exit %d, want EPERM", c.tty, c.mode, code)
 			continue
 		}
 		ev := nextEvent(t, l)
-		if ev.Kind != events.KindFile || ev.Op != events.OpRead || ev.Path != other || int(ev.TGID) != self {
-			t.Errorf("event %+v, want a read of %s from %d", ev, other, self)
+		if ev.Kind != events.KindFile || ev.Op != events.OpRead || ev.Path != c.tty || int(ev.TGID) != self {
+			t.Errorf("event %+v, want a read of %s from %d", ev, c.tty, self)
 		}
 	}
-	if code, _ := run(t, nil, "open", other, "w"); code != 0 {
-		t.Errorf("open %s outside the sandbox: exit %d", other, code)
-	}
-	for name, tty := range map[string]string{
-		"no session":               newPty(t, false, nil),
-		"a session of the sandbox": newPty(t, true, sb),
-	} {
-		if code, _ := run(t, sb, "open", tty, "w"); code != 0 {
-			t.Errorf("open %s (%s) from inside: exit %d, want 0", tty, name, code)
+	for _, tty := range []string{other, fresh} {
+		if code, _ := run(t, nil, "open", tty, "w"); code != 0 {
+			t.Errorf("open %s outside the sandbox: exit %d", tty, code)
 		}
+	}
+	if code, _ := run(t, sb, "ownpty"); code != 0 {
+		t.Errorf("a pty of the sandbox's own, opened by its name from inside: exit %d, want 0", code)
+	}
+	inside := newPty(t, true, sb)
+	if code, _ := run(t, sb, "open", inside, "w"); code != 0 {
+		t.Errorf("open %s (a session the sandbox leads) from inside: exit %d, want 0", inside, code)
 	}
 	// Its own controlling terminal: a session led outside, which the
 	// helper joins and then moves into the sandbox (run --raw-terminal).
