@@ -19,6 +19,7 @@ import (
 	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"golang.org/x/sys/unix"
 )
@@ -160,14 +161,14 @@ func helperLoop(tb testing.TB, cg *os.File, op, path string, n int) float64 {
 	return v
 }
 
-// BenchmarkOpenPty measures open+close of a pseudo-terminal (one with no
-// session: a pty of the opener's own, as expect and Go's pty packages
-// open by name) from a helper outside and inside a sandbox, as a ratio to
-// the same open with no aigate at all. With a sandbox, every pty open on
-// the machine is reported to the watcher (the /dev/pts mark, ptsopen.go):
-// the opener does not wait for the agent, but queues an event, and the
-// agent checks an open from inside against /proc (a scan of every
-// process's stat for a pty with no session) on the same CPUs.
+// BenchmarkOpenPty measures open+close of the sandbox's own pseudo-terminal
+// (its session led inside, as run's pty is by the command; opened by name
+// as a process of another session does) from a helper outside and inside
+// the sandbox, as a ratio to the same open with no aigate at all. With a
+// sandbox, every pty open on the machine is reported to the watcher (the
+// /dev/pts mark, ptsopen.go): the opener does not wait for the agent, but
+// queues an event, and the agent checks an open from inside against the
+// sandbox's processes in /proc, on the same CPUs.
 func BenchmarkOpenPty(b *testing.B) {
 	e := newEnv(b, nil)
 	if err := e.b.Close(); err != nil {
@@ -189,6 +190,15 @@ func BenchmarkOpenPty(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cgFD.Close() })
+	// The sandbox's own pty: its session is led inside (as run's pty is
+	// by the command), so that the opens from inside are allowed.
+	leader := exec.Command("sleep", "600")
+	leader.Stdin = slave
+	leader.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, UseCgroupFD: true, CgroupFD: int(cgFD.Fd())}
+	if err := forksafe.Start(leader); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = leader.Process.Kill(); _ = leader.Wait() })
 	c, err := policy.Compile(&policy.Policy{}, policy.Env{Home: e.home, ProjectRoot: e.project})
 	if err != nil {
 		b.Fatal(err)
