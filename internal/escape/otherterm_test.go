@@ -27,8 +27,8 @@ import (
 // to whichever reader comes first) and written (fake output, an OSC 52
 // clipboard write). The LSM backend refuses the open with a read event;
 // fanotify sees it after the fact, kills the sandbox and reports an open
-// event (the write in between is not undone: docs/threat-model.md). A
-// pseudo-terminal the sandbox makes itself (os.openpty, then its name
+// event naming the run's rule for it (the write in between is not undone:
+// docs/threat-model.md). A pseudo-terminal the sandbox makes itself (os.openpty, then its name
 // opened, as expect and Go's pty packages do) keeps working.
 func TestEscapeOtherTerminal(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
@@ -73,8 +73,10 @@ sleep 30; echo survived`, slave.Name())
 			}
 			return
 		}
-		if _, ok := r.denied(events.OpOpen, slave.Name()); !ok {
-			t.Errorf("no open event for %s:\n%s", slave.Name(), r)
+		// Named by the run's rule for it (the terminals of the start),
+		// which tells the user why the sandbox was killed.
+		if ev, ok := r.denied(events.OpOpen, slave.Name()); !ok || ev.RuleText != slave.Name() {
+			t.Errorf("no open event for %s naming the run's rule for it:\n%s", slave.Name(), r)
 		}
 		if strings.Contains(r.stdout, "survived") || r.code == 0 {
 			t.Errorf("the sandbox outlived its open of the user's other terminal:\n%s", r)

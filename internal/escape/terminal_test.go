@@ -94,8 +94,9 @@ func TestEscapeTerminal(t *testing.T) {
 				}
 				return
 			}
-			if _, ok := r.denied(events.OpOpen, "/dev/pts/"); !ok || strings.Contains(got, "survived") || code == 0 {
-				t.Errorf("the open of the user's terminal by its name was not seen, or the sandbox lived on (exit %d, events %v):\n%q", code, r.events, got)
+			// Named by the run's rule for the user's terminal.
+			if ev, ok := r.denied(events.OpOpen, "/dev/pts/"); !ok || ev.RuleText != ev.Path || strings.Contains(got, "survived") || code == 0 {
+				t.Errorf("the open of the user's terminal by its name was not seen as the run's rule for it, or the sandbox lived on (exit %d, events %v):\n%q", code, r.events, got)
 			}
 		})
 		// aigate run -- tool | less: only stderr is the terminal, and
