@@ -21,6 +21,7 @@
 #include "procscope.h"
 #include "execcopy.h"
 #include "verdict.h"
+#include "ptyscope.h"
 
 #define EPERM 1
 /* include/linux/fs.h and uapi fcntl.h; not in BTF. */
@@ -86,6 +87,23 @@ static __always_inline int deny_release(struct scratch *s, __u64 cgroup_id, stru
 	return ret;
 }
 
+/*
+ * deny_terminal refuses the open of another session's terminal with a read
+ * event naming its path (no rule: the kernel's check, ptyscope.h).
+ */
+static __always_inline int deny_terminal(__u64 cgroup_id, struct sandbox *sb, struct file *file)
+{
+	struct scratch *s = claim_scratch();
+
+	if (!s)
+		return deny_unclaimed(cgroup_id, sb, AIGATE_KIND_FILE, AIGATE_OP_READ);
+	long dlen = bpf_d_path((struct path *)&file->f_path, s->full, sizeof(s->full));
+	int ret = deny(cgroup_id, sb, AIGATE_KIND_FILE, AIGATE_OP_READ, AIGATE_RULE_UNCHECKED, s->full, dlen);
+
+	release_scratch(s);
+	return ret;
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(aigate_file_open, struct file *file)
 {
@@ -94,6 +112,13 @@ int BPF_PROG(aigate_file_open, struct file *file)
 
 	if (!sb)
 		return 0;
+
+	/*
+	 * Another session's terminal (ptyscope.h), whatever the rules say:
+	 * a check of the kernel's, not a path, so it needs no rule set.
+	 */
+	if (other_terminal(file, cgroup_id))
+		return deny_terminal(cgroup_id, sb, file);
 
 	/*
 	 * O_RDONLY|O_TRUNC truncates without FMODE_WRITE; deny_write covers it.
@@ -751,6 +776,23 @@ int BPF_PROG(aigate_userns_create, const struct cred *cred)
  * (/proc/PID/mem, environ, maps, fd; process_vm_readv/writev;
  * pidfd_getfd; kcmp). current is the tracer, child the target.
  */
+/*
+ * file_ioctl denies nothing: it records the ptys a sandbox unlocks
+ * (ptyscope.h), which file_open then lets it open while they have no
+ * session.
+ */
+SEC("lsm/file_ioctl")
+int BPF_PROG(aigate_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	pty_unlocked(file, cmd, cgroup_id);
+	return 0;
+}
+
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(aigate_ptrace_access, struct task_struct *child, unsigned int mode)
 {

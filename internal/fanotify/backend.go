@@ -236,6 +236,9 @@ type sandbox struct {
 	// terms are the terminals watched for opens (terminal.go); "" where
 	// the watch failed.
 	terms []string
+	// pts: the watcher watches every pseudo-terminal for this sandbox
+	// (ptsopen.go).
+	pts bool
 	// unkept are the deny_write files it protects that the keeper could
 	// not hold (past its bound), and startDirs the directories of its
 	// tree at or above a deny_write path at its start: what a sweep
@@ -524,6 +527,12 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		if len(unwatched) > 0 {
 			p.unenforced = append(p.unenforced, unwatchedTerminals(unwatched))
 		}
+		if werr := b.watch.watchPts(); werr != nil {
+			b.log.Warn("pseudo-terminals are not watched: the open from inside of one opened later is not seen", zap.String("sandbox", sb.Name), zap.Error(werr))
+			p.unenforced = append(p.unenforced, unwatchedNewTerminals)
+		} else {
+			s.pts = true
+		}
 	}
 	dirs, inodes := p.dirs, len(p.inodes)
 	s.mu.Unlock()
@@ -643,6 +652,9 @@ func (b *Backend) Remove(id uint32) error {
 			if t != "" {
 				b.watch.unwatchOpen(t)
 			}
+		}
+		if s.pts {
+			b.watch.unwatchPts()
 		}
 	}
 	b.fsexec.remove(id)

@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/aigate-dev/aigate/bench"
 	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"golang.org/x/sys/unix"
 )
@@ -156,4 +159,75 @@ func helperLoop(tb testing.TB, cg *os.File, op, path string, n int) float64 {
 		tb.Fatalf("%s %s printed %q", op, path, out)
 	}
 	return v
+}
+
+// BenchmarkOpenPty measures open+close of the sandbox's own pseudo-terminal
+// (its session led inside, as run's pty is by the command; opened by name
+// as a process of another session does) from a helper outside and inside
+// the sandbox, as a ratio to the same open with no aigate at all. With a
+// sandbox, every pty open on the machine is reported to the watcher (the
+// /dev/pts mark, ptsopen.go): the opener does not wait for the agent, but
+// queues an event, and the agent checks an open from inside against the
+// sandbox's processes in /proc, on the same CPUs.
+func BenchmarkOpenPty(b *testing.B) {
+	e := newEnv(b, nil)
+	if err := e.b.Close(); err != nil {
+		b.Fatal(err)
+	}
+	opts := Options{Home: e.home, ProjectRoot: e.project, ExecDirs: []string{e.bin}, DecisionTimeout: 2 * time.Second}
+	master, slave, err := pty.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { master.Close(); slave.Close() })
+	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanptybench%d", os.Getpid()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.Remove() })
+	cgFD, err := g.OpenFD()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cgFD.Close() })
+	// The sandbox's own pty: its session is led inside (as run's pty is
+	// by the command), so that the opens from inside are allowed.
+	leader := exec.Command("sleep", "600")
+	leader.Stdin = slave
+	leader.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, UseCgroupFD: true, CgroupFD: int(cgFD.Fd())}
+	if err := forksafe.Start(leader); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = leader.Process.Kill(); _ = leader.Wait() })
+	c, err := policy.Compile(&policy.Policy{}, policy.Env{Home: e.home, ProjectRoot: e.project})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb := &enforce.Sandbox{ID: 98, Name: "ptybench", CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode}
+	for _, where := range []string{"outside", "inside"} {
+		b.Run(where, func(b *testing.B) {
+			var in *os.File
+			if where == "inside" {
+				in = cgFD
+			}
+			r, err := bench.Pair(bench.Rounds(),
+				func() (float64, error) { return helperNs(b, in, slave.Name(), b.N), nil },
+				func() (float64, error) {
+					be, err := Open(opts)
+					if err != nil {
+						return 0, err
+					}
+					defer be.Close()
+					if err := be.Add(context.Background(), sb); err != nil {
+						return 0, err
+					}
+					defer be.Remove(sb.ID)
+					return helperNs(b, in, slave.Name(), b.N), nil
+				})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Report(b)
+		})
+	}
 }

@@ -132,20 +132,23 @@ func (w *watcher) openPath(ev *watchEvent) (string, bool) {
 	return o.path, true
 }
 
-// terminalOpened handles the open of a watched terminal: by a sandboxed
-// process whose policy denies it, the sandbox is killed, with an open
-// event; the user's own opens are nothing.
+// terminalOpened handles the open of a watched terminal or of any
+// pseudo-terminal: by a sandboxed process whose policy denies it, or that
+// is not the sandbox's own (ownTerminal), the sandbox is killed, with an
+// open event; the user's own opens are nothing.
 func (b *Backend) terminalOpened(ev *watchEvent) {
 	path, ok := b.watch.openPath(ev)
 	if !ok {
-		return
+		if path, ok = b.watch.ptsPath(ev); !ok {
+			return
+		}
 	}
 	s := b.placeWatched(ev.pid)
 	if s == nil {
 		return
 	}
 	id, ok := s.Policy.Read.Match(path)
-	if !ok {
+	if !ok && b.ownTerminal(s, ev.pid, path) {
 		return
 	}
 	e := b.afterEvent(s, ev, events.OpOpen, path, id)

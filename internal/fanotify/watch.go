@@ -61,6 +61,9 @@ type watcher struct {
 	selfID map[dirID]*selfDir
 	// opens are the terminals watched for opens (terminal.go).
 	opens map[openKey]*openWatch
+	// pts is the directory of pseudo-terminals, watched for opens of
+	// every entry while a sandbox lives (terminal.go).
+	pts ptsWatch
 }
 
 func newWatcher() (*watcher, error) {
@@ -151,6 +154,8 @@ func (w *watcher) flush() error {
 	clear(w.namedID)
 	clear(w.selves)
 	clear(w.selfID)
+	clear(w.opens)
+	w.pts = ptsWatch{}
 	return nil
 }
 

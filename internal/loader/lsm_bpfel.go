@@ -90,6 +90,7 @@ const (
 	lsmMapNameRules            = "name_rules"
 	lsmMapPathRules            = "path_rules"
 	lsmMapPrefixRules          = "prefix_rules"
+	lsmMapPtyMade              = "pty_made"
 	lsmMapSandboxLevels        = "sandbox_levels"
 	lsmMapSandboxes            = "sandboxes"
 	lsmMapScratchMap           = "scratch_map"
@@ -99,6 +100,7 @@ const (
 	lsmMapVerdicts             = "verdicts"
 	lsmProgAigateBprmCheck     = "aigate_bprm_check"
 	lsmProgAigateBprmCopy      = "aigate_bprm_copy"
+	lsmProgAigateFileIoctl     = "aigate_file_ioctl"
 	lsmProgAigateFileMprotect  = "aigate_file_mprotect"
 	lsmProgAigateFileOpen      = "aigate_file_open"
 	lsmProgAigateMmapCopy      = "aigate_mmap_copy"
@@ -175,6 +177,7 @@ type lsmSpecs struct {
 type lsmProgramSpecs struct {
 	AigateBprmCheck     *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
 	AigateBprmCopy      *ebpf.ProgramSpec `ebpf:"aigate_bprm_copy"`
+	AigateFileIoctl     *ebpf.ProgramSpec `ebpf:"aigate_file_ioctl"`
 	AigateFileMprotect  *ebpf.ProgramSpec `ebpf:"aigate_file_mprotect"`
 	AigateFileOpen      *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
 	AigateMmapCopy      *ebpf.ProgramSpec `ebpf:"aigate_mmap_copy"`
@@ -212,6 +215,7 @@ type lsmMapSpecs struct {
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	PrefixRules   *ebpf.MapSpec `ebpf:"prefix_rules"`
+	PtyMade       *ebpf.MapSpec `ebpf:"pty_made"`
 	SandboxLevels *ebpf.MapSpec `ebpf:"sandbox_levels"`
 	Sandboxes     *ebpf.MapSpec `ebpf:"sandboxes"`
 	ScratchMap    *ebpf.MapSpec `ebpf:"scratch_map"`
@@ -262,6 +266,7 @@ type lsmMaps struct {
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	PrefixRules   *ebpf.Map `ebpf:"prefix_rules"`
+	PtyMade       *ebpf.Map `ebpf:"pty_made"`
 	SandboxLevels *ebpf.Map `ebpf:"sandbox_levels"`
 	Sandboxes     *ebpf.Map `ebpf:"sandboxes"`
 	ScratchMap    *ebpf.Map `ebpf:"scratch_map"`
@@ -281,6 +286,7 @@ func (m *lsmMaps) Close() error {
 		m.NameRules,
 		m.PathRules,
 		m.PrefixRules,
+		m.PtyMade,
 		m.SandboxLevels,
 		m.Sandboxes,
 		m.ScratchMap,
@@ -310,6 +316,7 @@ type lsmVariables struct {
 type lsmPrograms struct {
 	AigateBprmCheck     *ebpf.Program `ebpf:"aigate_bprm_check"`
 	AigateBprmCopy      *ebpf.Program `ebpf:"aigate_bprm_copy"`
+	AigateFileIoctl     *ebpf.Program `ebpf:"aigate_file_ioctl"`
 	AigateFileMprotect  *ebpf.Program `ebpf:"aigate_file_mprotect"`
 	AigateFileOpen      *ebpf.Program `ebpf:"aigate_file_open"`
 	AigateMmapCopy      *ebpf.Program `ebpf:"aigate_mmap_copy"`
@@ -339,6 +346,7 @@ func (p *lsmPrograms) Close() error {
 	return _LsmClose(
 		p.AigateBprmCheck,
 		p.AigateBprmCopy,
+		p.AigateFileIoctl,
 		p.AigateFileMprotect,
 		p.AigateFileOpen,
 		p.AigateMmapCopy,

@@ -32,6 +32,7 @@ func TestLSMVerifierFloors(t *testing.T) {
 		// matching code and differ in the paths they check.
 		"aigate_bprm_check":     9800,  // 19602 / 58555
 		"aigate_bprm_copy":      850,   // 1857 / 1778
+		"aigate_file_ioctl":     800,   // 1625 / 1624
 		"aigate_file_mprotect":  9500,  // 19129 / 38061
 		"aigate_file_open":      6200,  // 12589 / 72041
 		"aigate_mmap_copy":      750,   // 1660 / 1581

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/bench"
@@ -347,4 +348,58 @@ func forkExecWait(path string) error {
 		return fmt.Errorf("%s: %v", path, ws)
 	}
 	return nil
+}
+
+// BenchmarkOpenPty measures open+close of a pseudo-terminal of the
+// sandbox's own (its session led inside, as run's pty is by the command)
+// by a helper inside the sandbox, and of the same pty by a helper outside,
+// each against the same helper with file_open detached, interleaved
+// (BenchmarkOpenClose's method). Inside, file_open reads the pty's tty
+// and session leader (ptyscope.h); outside it returns at the sandbox
+// check.
+func BenchmarkOpenPty(b *testing.B) {
+	l := openLSM(b)
+	b.Cleanup(func() {
+		if err := setFileOpen(l, true); err != nil {
+			b.Error(err)
+		}
+	})
+	sb := addSandbox(b, l, &policy.Compiled{Mode: policy.ModeEnforce}, policy.ModeEnforce)
+	master, slave, err := pty.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { master.Close(); slave.Close() })
+	leader := exec.Command("sleep", "600")
+	leader.Stdin = slave
+	leader.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, UseCgroupFD: true, CgroupFD: int(sb.fd.Fd())}
+	if err := leader.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = leader.Process.Kill(); _ = leader.Wait() })
+	for _, place := range []struct {
+		name string
+		sb   *sandbox
+	}{{"outside", nil}, {"inside", sb}} {
+		b.Run(place.name, func(b *testing.B) {
+			h := startBenchHelper(b, place.sb, slave.Name())
+			r, err := bench.Pair(bench.Rounds(),
+				func() (float64, error) {
+					if err := setFileOpen(l, false); err != nil {
+						return 0, err
+					}
+					return h.measure(b.N)
+				},
+				func() (float64, error) {
+					if err := setFileOpen(l, true); err != nil {
+						return 0, err
+					}
+					return h.measure(b.N)
+				})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Report(b)
+		})
+	}
 }

@@ -133,6 +133,8 @@ func helper(args []string) int {
 		err = procHelper(args)
 	case "userns":
 		err = usernsHelper()
+	case "ownpty":
+		err = ownPty()
 	case "mkdir", "symlink", "mkfifo", "opendeep":
 		err = pathHelper(args)
 	case "mmapexec", "mprotectexec", "mmapread", "mmapanon", "mmapserve":
