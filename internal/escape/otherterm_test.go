@@ -47,21 +47,7 @@ sleep 30; echo survived`, slave.Name())
 			t.Errorf("the sandbox could not use a pseudo-terminal of its own:\n%s", r)
 		}
 		if b.backend == "lsm" {
-			if !strings.Contains(r.stdout, "REFUSED") {
-				t.Errorf("the open of the user's other terminal was not refused:\n%s", r)
-			}
-			if _, ok := r.denied(events.OpRead, slave.Name()); !ok {
-				t.Errorf("no read event for %s:\n%s", slave.Name(), r)
-			}
-			// Nothing reached the terminal.
-			if err := unix.SetNonblock(int(master.Fd()), true); err != nil {
-				t.Fatal(err)
-			}
-			master.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			buf := make([]byte, 64)
-			if n, _ := master.Read(buf); n > 0 {
-				t.Errorf("the other terminal got %q", buf[:n])
-			}
+			refusedOnLSM(t, r, master, slave, "other")
 			return
 		}
 		if err := fanotify.CanWatchTerminals(); err != nil {
@@ -227,20 +213,7 @@ func (b *box) newTermOutside(t *testing.T, withShell bool) {
 	}
 	r := result{code: code, stdout: stdout.String(), stderr: stderr.String(), events: b.readEvents()}
 	if b.backend == "lsm" {
-		if !strings.Contains(r.stdout, "REFUSED") {
-			t.Errorf("the open of the user's new terminal was not refused:\n%s", r)
-		}
-		if _, ok := r.denied(events.OpRead, slave.Name()); !ok {
-			t.Errorf("no read event for %s:\n%s", slave.Name(), r)
-		}
-		if err := unix.SetNonblock(int(master.Fd()), true); err != nil {
-			t.Fatal(err)
-		}
-		master.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		buf := make([]byte, 64)
-		if n, _ := master.Read(buf); n > 0 {
-			t.Errorf("the new terminal got %q", buf[:n])
-		}
+		refusedOnLSM(t, r, master, slave, "new")
 		return
 	}
 	if err := fanotify.CanWatchTerminals(); err != nil {
@@ -255,5 +228,26 @@ func (b *box) newTermOutside(t *testing.T, withShell bool) {
 	}
 	if strings.Contains(r.stdout, "survived") || r.code == 0 {
 		t.Errorf("the sandbox outlived its open of the user's new terminal:\n%s", r)
+	}
+}
+
+// refusedOnLSM checks what the LSM backend does to the sandbox's open of
+// one of the user's terminals (which: "other", "new"): refused, with a
+// read event, and nothing written reached the terminal.
+func refusedOnLSM(t *testing.T, r result, master, slave *os.File, which string) {
+	t.Helper()
+	if !strings.Contains(r.stdout, "REFUSED") {
+		t.Errorf("the open of the user's %s terminal was not refused:\n%s", which, r)
+	}
+	if _, ok := r.denied(events.OpRead, slave.Name()); !ok {
+		t.Errorf("no read event for %s:\n%s", slave.Name(), r)
+	}
+	if err := unix.SetNonblock(int(master.Fd()), true); err != nil {
+		t.Fatal(err)
+	}
+	master.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	buf := make([]byte, 64)
+	if n, _ := master.Read(buf); n > 0 {
+		t.Errorf("the %s terminal got %q", which, buf[:n])
 	}
 }

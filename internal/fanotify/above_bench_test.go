@@ -3,7 +3,6 @@
 package fanotify
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/bench"
-	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
@@ -79,11 +77,7 @@ func BenchmarkTmpChurn(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanchurn%d", os.Getpid()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = g.Remove() })
+	g, _ := benchCgroup(b, "fanchurn")
 	for _, name := range []string{"trees", "above", "in-tmp", "unfiltered"} {
 		b.Run(name, func(b *testing.B) {
 			deny := map[string]string{"trees": e.write(filepath.Join(e.project, "ci.yaml"), "x"), "above": file}[name]
@@ -107,21 +101,14 @@ func BenchmarkTmpChurn(b *testing.B) {
 				return ns
 			}
 			with := func() (float64, error) {
-				be, err := Open(opts)
-				if err != nil {
-					return 0, err
-				}
-				defer be.Close()
-				if err := be.Add(context.Background(), sb); err != nil {
-					return 0, err
-				}
-				defer be.Remove(sb.ID)
-				if name == "unfiltered" {
-					be.watch.mu.Lock()
-					clear(be.watch.namedID)
-					be.watch.mu.Unlock()
-				}
-				return cpuPer(&agentNs, func() float64 { return churnNs(b, filepath.Dir(dir), b.N) }), nil
+				return withSandbox(opts, sb, func(be *Backend) float64 {
+					if name == "unfiltered" {
+						be.watch.mu.Lock()
+						clear(be.watch.namedID)
+						be.watch.mu.Unlock()
+					}
+					return cpuPer(&agentNs, func() float64 { return churnNs(b, filepath.Dir(dir), b.N) })
+				})
 			}
 			base := func() (float64, error) {
 				return cpuPer(&baseNs, func() float64 { return churnNs(b, filepath.Dir(dir), b.N) }), nil

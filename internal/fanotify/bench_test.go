@@ -72,16 +72,7 @@ func BenchmarkOpen(b *testing.B) {
 		"marked":   e.write(filepath.Join(e.project, "ci.yaml"), "x"),
 	}
 	files["exec-binary"] = e.copyBin(filepath.Join(e.project, "tools", "runme"))
-	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanbench%d", os.Getpid()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = g.Remove() })
-	cgFD, err := g.OpenFD()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cgFD.Close() })
+	g, cgFD := benchCgroup(b, "fanbench")
 	c, err := policy.Compile(&policy.Policy{DenyRead: rules(".env"), DenyWrite: rules("ci.yaml"), DenyExec: rules("tools/runme")}, policy.Env{Home: e.home, ProjectRoot: e.project})
 	if err != nil {
 		b.Fatal(err)
@@ -168,6 +159,39 @@ func helperLoop(tb testing.TB, cg *os.File, op, path string, n int) float64 {
 // sandbox, every pty open on the machine is reported to the watcher (the
 // /dev/pts mark, ptsopen.go): the opener does not wait for the agent, but
 // queues an event, and the agent checks an open from inside against the
+
+// benchCgroup makes a cgroup for a benchmark's sandbox, removed when it
+// ends, and opens it for a helper's CLONE_INTO_CGROUP.
+func benchCgroup(b *testing.B, name string) (*cgroup.Group, *os.File) {
+	b.Helper()
+	g, err := cgroup.Create("aigate-test", fmt.Sprintf("%s%d", name, os.Getpid()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.Remove() })
+	cgFD, err := g.OpenFD()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cgFD.Close() })
+	return g, cgFD
+}
+
+// withSandbox opens a backend with opts, adds sb to it, runs measure and
+// closes it again: a benchmark's case, against a baseline without aigate.
+func withSandbox(opts Options, sb *enforce.Sandbox, measure func(be *Backend) float64) (float64, error) {
+	be, err := Open(opts)
+	if err != nil {
+		return 0, err
+	}
+	defer be.Close()
+	if err := be.Add(context.Background(), sb); err != nil {
+		return 0, err
+	}
+	defer be.Remove(sb.ID)
+	return measure(be), nil
+}
+
 // sandbox's processes in /proc, on the same CPUs.
 func BenchmarkOpenPty(b *testing.B) {
 	e := newEnv(b, nil)
@@ -180,16 +204,7 @@ func BenchmarkOpenPty(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { master.Close(); slave.Close() })
-	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanptybench%d", os.Getpid()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = g.Remove() })
-	cgFD, err := g.OpenFD()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cgFD.Close() })
+	g, cgFD := benchCgroup(b, "fanptybench")
 	// The sandbox's own pty: its session is led inside (as run's pty is
 	// by the command), so that the opens from inside are allowed.
 	leader := exec.Command("sleep", "600")
@@ -213,16 +228,7 @@ func BenchmarkOpenPty(b *testing.B) {
 			r, err := bench.Pair(bench.Rounds(),
 				func() (float64, error) { return helperNs(b, in, slave.Name(), b.N), nil },
 				func() (float64, error) {
-					be, err := Open(opts)
-					if err != nil {
-						return 0, err
-					}
-					defer be.Close()
-					if err := be.Add(context.Background(), sb); err != nil {
-						return 0, err
-					}
-					defer be.Remove(sb.ID)
-					return helperNs(b, in, slave.Name(), b.N), nil
+					return withSandbox(opts, sb, func(*Backend) float64 { return helperNs(b, in, slave.Name(), b.N) })
 				})
 			if err != nil {
 				b.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/bench"
-	"github.com/aigate-dev/aigate/internal/cgroup"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
@@ -60,16 +59,7 @@ func BenchmarkExecFS(b *testing.B) {
 	} else if _, err := f.Write([]byte{0}); err != nil || f.Close() != nil {
 		b.Fatal(err)
 	}
-	g, err := cgroup.Create("aigate-test", fmt.Sprintf("fanexecbench%d", os.Getpid()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = g.Remove() })
-	cgFD, err := g.OpenFD()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cgFD.Close() })
+	g, cgFD := benchCgroup(b, "fanexecbench")
 	c, err := policy.Compile(&policy.Policy{DenyRead: rules(".env"), DenyExec: rules("mytool")}, policy.Env{Home: e.home, ProjectRoot: e.project})
 	if err != nil {
 		b.Fatal(err)

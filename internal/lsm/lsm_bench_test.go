@@ -68,19 +68,7 @@ func BenchmarkOpenClose(b *testing.B) {
 			// further apart baseline and case are, the more the host's
 			// load can differ between them.
 			h := startBenchHelper(b, place.sb, target)
-			r, err := bench.Pair(bench.Rounds(),
-				func() (float64, error) {
-					if err := setFileOpen(l, false); err != nil {
-						return 0, err
-					}
-					return h.measure(b.N)
-				},
-				func() (float64, error) {
-					if err := setFileOpen(l, true); err != nil {
-						return 0, err
-					}
-					return h.measure(b.N)
-				})
+			r, err := fileOpenPair(l, h, b.N)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -154,6 +142,24 @@ func progRuns(progs map[string]*ebpf.Program, fn func() error) (map[string]progR
 // costs a text patch and an RCU-tasks grace period, tenths of a second.
 func setFileOpen(l *Backend, on bool) error {
 	return setProgram(l, "file_open", on)
+}
+
+// fileOpenPair measures h's opens with file_open detached (the baseline)
+// and attached, round after round.
+func fileOpenPair(l *Backend, h *benchHelper, n int) (bench.Result, error) {
+	return bench.Pair(bench.Rounds(),
+		func() (float64, error) {
+			if err := setFileOpen(l, false); err != nil {
+				return 0, err
+			}
+			return h.measure(n)
+		},
+		func() (float64, error) {
+			if err := setFileOpen(l, true); err != nil {
+				return 0, err
+			}
+			return h.measure(n)
+		})
 }
 
 // setProgram attaches (on) or detaches the program name of loader.ProgramOrder().
@@ -383,19 +389,7 @@ func BenchmarkOpenPty(b *testing.B) {
 	}{{"outside", nil}, {"inside", sb}} {
 		b.Run(place.name, func(b *testing.B) {
 			h := startBenchHelper(b, place.sb, slave.Name())
-			r, err := bench.Pair(bench.Rounds(),
-				func() (float64, error) {
-					if err := setFileOpen(l, false); err != nil {
-						return 0, err
-					}
-					return h.measure(b.N)
-				},
-				func() (float64, error) {
-					if err := setFileOpen(l, true); err != nil {
-						return 0, err
-					}
-					return h.measure(b.N)
-				})
+			r, err := fileOpenPair(l, h, b.N)
 			if err != nil {
 				b.Fatal(err)
 			}
