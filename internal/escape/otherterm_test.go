@@ -32,13 +32,7 @@ import (
 // opened, as expect and Go's pty packages do) keeps working.
 func TestEscapeOtherTerminal(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		master, slave, err := pty.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer master.Close()
-		defer slave.Close()
-		b.chown(slave.Name())
+		master, slave := userPty(t, b)
 		script := fmt.Sprintf(`python3 -c 'import os; m, s = os.openpty(); os.open(os.ttyname(s), os.O_RDWR | os.O_NOCTTY); print("own-pty-ok")'
 if printf 'echo pwned\n' > %[1]s; then echo WROTE; else echo REFUSED; fi
 sleep 30; echo survived`, slave.Name())
@@ -46,17 +40,7 @@ sleep 30; echo survived`, slave.Name())
 		if !strings.Contains(r.stdout, "own-pty-ok") {
 			t.Errorf("the sandbox could not use a pseudo-terminal of its own:\n%s", r)
 		}
-		if b.backend == "lsm" {
-			refusedOnLSM(t, r, master, slave, "other")
-			return
-		}
-		if err := fanotify.CanWatchTerminals(); err != nil {
-			// A kernel without file handles for devpts (6.1): not
-			// enforced, and run says so.
-			t.Logf("fanotify cannot watch terminals here (%v): the run must say the rule is not enforced", err)
-			if !strings.Contains(r.stderr, "(your other terminals) is not enforced by the fanotify backend on this kernel") {
-				t.Errorf("the terminals are not kept out on this kernel, and run does not say so:\n%s", r)
-			}
+		if !keptOutAfterTheFact(t, b, r, master, slave, "other", "(your other terminals) is not enforced by the fanotify backend on this kernel") {
 			return
 		}
 		// Named by the run's rule for it (the terminals of the start),
@@ -183,13 +167,7 @@ func (b *box) newTermOutside(t *testing.T, withShell bool) {
 	}
 	// The user opens a new window: a pty of theirs, a shell
 	// leading a session on it (withShell), outside.
-	master, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	defer slave.Close()
-	b.chown(slave.Name())
+	master, slave := userPty(t, b)
 	if withShell {
 		shell := b.asUser(exec.Command("sleep", "60"))
 		shell.Stdin = slave
@@ -212,15 +190,7 @@ func (b *box) newTermOutside(t *testing.T, withShell bool) {
 		t.Fatal(err)
 	}
 	r := result{code: code, stdout: stdout.String(), stderr: stderr.String(), events: b.readEvents()}
-	if b.backend == "lsm" {
-		refusedOnLSM(t, r, master, slave, "new")
-		return
-	}
-	if err := fanotify.CanWatchTerminals(); err != nil {
-		t.Logf("fanotify cannot watch terminals here (%v): the run must say the check is not enforced", err)
-		if !strings.Contains(r.stderr, "your terminals opened after this start") {
-			t.Errorf("new terminals are not kept out on this kernel, and run does not say so:\n%s", r)
-		}
+	if !keptOutAfterTheFact(t, b, r, master, slave, "new", "your terminals opened after this start") {
 		return
 	}
 	if _, ok := r.denied(events.OpOpen, slave.Name()); !ok {
@@ -229,6 +199,28 @@ func (b *box) newTermOutside(t *testing.T, withShell bool) {
 	if strings.Contains(r.stdout, "survived") || r.code == 0 {
 		t.Errorf("the sandbox outlived its open of the user's new terminal:\n%s", r)
 	}
+}
+
+// keptOutAfterTheFact checks what the backend did to the sandbox's open of
+// one of the user's terminals (which: "other", "new") where it can refuse
+// it or cannot see it, and reports whether the caller is to check the
+// fanotify backend's kill: LSM refused it (refusedOnLSM); a kernel without
+// file handles for devpts (6.1) keeps it out on neither, and run must say
+// so in a line with warning.
+func keptOutAfterTheFact(t *testing.T, b *box, r result, master, slave *os.File, which, warning string) bool {
+	t.Helper()
+	if b.backend == "lsm" {
+		refusedOnLSM(t, r, master, slave, which)
+		return false
+	}
+	if err := fanotify.CanWatchTerminals(); err != nil {
+		t.Logf("fanotify cannot watch terminals here (%v): the run must say they are not kept out", err)
+		if !strings.Contains(r.stderr, warning) {
+			t.Errorf("the user's %s terminals are not kept out on this kernel, and run does not say so:\n%s", which, r)
+		}
+		return false
+	}
+	return true
 }
 
 // refusedOnLSM checks what the LSM backend does to the sandbox's open of
@@ -250,4 +242,17 @@ func refusedOnLSM(t *testing.T, r result, master, slave *os.File, which string) 
 	if n, _ := master.Read(buf); n > 0 {
 		t.Errorf("the %s terminal got %q", which, buf[:n])
 	}
+}
+
+// userPty opens a pseudo-terminal of the user's outside the sandbox (as a
+// terminal window's), closed when the test ends.
+func userPty(t *testing.T, b *box) (master, slave *os.File) {
+	t.Helper()
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Close(); slave.Close() })
+	b.chown(slave.Name())
+	return master, slave
 }

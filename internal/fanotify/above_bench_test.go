@@ -101,13 +101,13 @@ func BenchmarkTmpChurn(b *testing.B) {
 				return ns
 			}
 			with := func() (float64, error) {
-				return withSandbox(opts, sb, func(be *Backend) float64 {
+				return withSandbox(opts, sb, func(be *Backend) (float64, error) {
 					if name == "unfiltered" {
 						be.watch.mu.Lock()
 						clear(be.watch.namedID)
 						be.watch.mu.Unlock()
 					}
-					return cpuPer(&agentNs, func() float64 { return churnNs(b, filepath.Dir(dir), b.N) })
+					return cpuPer(&agentNs, func() float64 { return churnNs(b, filepath.Dir(dir), b.N) }), nil
 				})
 			}
 			base := func() (float64, error) {

@@ -84,22 +84,15 @@ func BenchmarkOpen(b *testing.B) {
 	// the file is created after Add, so it gets no ignore mask from the
 	// walk, only at an open that reaches the reader.
 	withAigate := func(name string, measure func(path string) float64) (float64, error) {
-		be, err := Open(opts)
-		if err != nil {
-			return 0, err
-		}
-		defer be.Close()
-		if err := be.Add(context.Background(), sb); err != nil {
-			return 0, err
-		}
-		defer be.Remove(sb.ID)
-		path := files[name]
-		if name == "child-event" {
-			children++
-			path = e.write(filepath.Join(e.project, "src", fmt.Sprintf("later%d.go", children)), "x")
-			files[name] = path // the next baseline opens the same file
-		}
-		return measure(path), nil
+		return withSandbox(opts, sb, func(*Backend) (float64, error) {
+			path := files[name]
+			if name == "child-event" {
+				children++
+				path = e.write(filepath.Join(e.project, "src", fmt.Sprintf("later%d.go", children)), "x")
+				files[name] = path // the next baseline opens the same file
+			}
+			return measure(path), nil
+		})
 	}
 
 	for _, name := range []string{"unmarked", "ignored", "child-event", "marked", "exec-binary"} {
@@ -179,7 +172,7 @@ func benchCgroup(b *testing.B, name string) (*cgroup.Group, *os.File) {
 
 // withSandbox opens a backend with opts, adds sb to it, runs measure and
 // closes it again: a benchmark's case, against a baseline without aigate.
-func withSandbox(opts Options, sb *enforce.Sandbox, measure func(be *Backend) float64) (float64, error) {
+func withSandbox(opts Options, sb *enforce.Sandbox, measure func(be *Backend) (float64, error)) (float64, error) {
 	be, err := Open(opts)
 	if err != nil {
 		return 0, err
@@ -189,7 +182,7 @@ func withSandbox(opts Options, sb *enforce.Sandbox, measure func(be *Backend) fl
 		return 0, err
 	}
 	defer be.Remove(sb.ID)
-	return measure(be), nil
+	return measure(be)
 }
 
 // sandbox's processes in /proc, on the same CPUs.
@@ -228,7 +221,7 @@ func BenchmarkOpenPty(b *testing.B) {
 			r, err := bench.Pair(bench.Rounds(),
 				func() (float64, error) { return helperNs(b, in, slave.Name(), b.N), nil },
 				func() (float64, error) {
-					return withSandbox(opts, sb, func(*Backend) float64 { return helperNs(b, in, slave.Name(), b.N) })
+					return withSandbox(opts, sb, func(*Backend) (float64, error) { return helperNs(b, in, slave.Name(), b.N), nil })
 				})
 			if err != nil {
 				b.Fatal(err)

@@ -3,7 +3,6 @@
 package fanotify
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -66,28 +65,22 @@ func BenchmarkExecFS(b *testing.B) {
 	}
 	sb := &enforce.Sandbox{ID: 98, Name: "bench", CgroupID: g.ID, CgroupPath: g.Path, Policy: c, Mode: c.Mode, UID: 1000}
 	with := func(noFSExec, noIgnore bool, measure func() float64) (float64, error) {
-		be, err := Open(Options{Home: e.home, ProjectRoot: e.project, ExecDirs: []string{e.bin}, DecisionTimeout: 2 * time.Second,
-			noFSExec: noFSExec, noExecIgnore: noIgnore})
-		if err != nil {
-			return 0, err
-		}
-		defer be.Close()
-		if err := be.Add(context.Background(), sb); err != nil {
-			return 0, err
-		}
-		defer be.Remove(sb.ID)
-		if !noFSExec && !noIgnore {
-			// The first exec from /usr/bin asks for its ignore mark;
-			// measured is what follows.
-			execNs(b, nil, truePath, 1)
-			dir, _ := filepath.EvalSymlinks(filepath.Dir(truePath))
-			for deadline := time.Now().Add(5 * time.Second); !be.fsexec.ignores(dir); time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					return 0, fmt.Errorf("%s got no ignore mark", dir)
+		opts := Options{Home: e.home, ProjectRoot: e.project, ExecDirs: []string{e.bin}, DecisionTimeout: 2 * time.Second,
+			noFSExec: noFSExec, noExecIgnore: noIgnore}
+		return withSandbox(opts, sb, func(be *Backend) (float64, error) {
+			if !noFSExec && !noIgnore {
+				// The first exec from /usr/bin asks for its ignore mark;
+				// measured is what follows.
+				execNs(b, nil, truePath, 1)
+				dir, _ := filepath.EvalSymlinks(filepath.Dir(truePath))
+				for deadline := time.Now().Add(5 * time.Second); !be.fsexec.ignores(dir); time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						return 0, fmt.Errorf("%s got no ignore mark", dir)
+					}
 				}
 			}
-		}
-		return measure(), nil
+			return measure(), nil
+		})
 	}
 	for _, where := range []string{"outside", "inside", "outside-noignore", "inside-noignore"} {
 		b.Run(where, func(b *testing.B) {
