@@ -8,8 +8,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -428,11 +430,11 @@ func (l *LSM) unpinAll() error {
 			errs = append(errs, fmt.Errorf("unpin link: %w", err))
 		}
 	}
-	for _, m := range []*ebpf.Map{
-		l.objs.Counters, l.objs.Events, l.objs.ExecSizes, l.objs.ExecSums, l.objs.InodeRules, l.objs.NameRules, l.objs.PathRules,
-		l.objs.PrefixRules, l.objs.SandboxLevels, l.objs.Sandboxes, l.objs.SetFlags, l.objs.SuffixRules,
-		l.objs.VerdictGen, l.objs.Verdicts, l.pins.info, l.pins.layout,
-	} {
+	// Every map of the object (a list written out here missed pty_made
+	// when it was added, and a clean stop left its pin), then the two of
+	// the pins themselves.
+	ms := slices.Collect(maps.Values(mapsByName(&l.objs.lsmMaps)))
+	for _, m := range append(ms, l.pins.info, l.pins.layout) {
 		if m == nil || !m.IsPinned() {
 			continue
 		}
