@@ -90,7 +90,11 @@ func (w *watcher) ptsPath(ev *watchEvent) (string, bool) {
 // write; a pty the sandbox made and closed at once), pid's controlling
 // terminal, the controlling terminal of a session a process of s leads
 // (run's pty, whose session the command leads; a tmux pane), or one whose
-// master a process of s holds (a pty it made: os.openpty, expect, tmux).
+// master a process of s holds (a pty it made: os.openpty, expect, tmux),
+// or whose master no process holds at all: it is being torn down (its
+// maker exited; the kernel removes the name a moment after the last
+// close, so the name outlives the maker), and every terminal of the
+// user's has its emulator, tmux or sshd holding the master.
 // A pty with no session is not enough: a new window's pty has none for a
 // moment after it is made, until its shell takes it (the LSM backend's
 // test, bpf/include/ptyscope.h, says the same with "unlocked by"). Only
@@ -118,6 +122,30 @@ func (b *Backend) ownTerminal(s *sandbox, pid int, path string) bool {
 			return true
 		}
 		if holdsMaster(ps, index) {
+			return true
+		}
+	}
+	// Seen under load in the escape suite: a python in the sandbox made
+	// a pty, opened its name and exited before this ran, and the sandbox
+	// was killed for its own terminal.
+	return !masterHeld(index, in)
+}
+
+// masterHeld reports whether a process other than those in skip (already
+// read) holds the master of pty index. It reads every process's
+// descriptors, which only an open that is not the sandbox's otherwise
+// comes to.
+func masterHeld(index uint64, skip map[int]bool) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return true // unknown: not the sandbox's
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || skip[pid] {
+			continue
+		}
+		if holdsMaster(e.Name(), index) {
 			return true
 		}
 	}
