@@ -29,11 +29,13 @@ import (
 // fanotify sees it after the fact, kills the sandbox and reports an open
 // event naming the run's rule for it (the write in between is not undone:
 // docs/threat-model.md). A pseudo-terminal the sandbox makes itself (os.openpty, then its name
-// opened, as expect and Go's pty packages do) keeps working.
+// opened, as expect and Go's pty packages do) keeps working; it is held a
+// second, so that a number taken again by another test's pty outside in
+// the meantime (a false kill, threat model) does not end this test.
 func TestEscapeOtherTerminal(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
 		master, slave := userPty(t, b)
-		script := fmt.Sprintf(`python3 -c 'import os; m, s = os.openpty(); os.open(os.ttyname(s), os.O_RDWR | os.O_NOCTTY); print("own-pty-ok")'
+		script := fmt.Sprintf(`python3 -c 'import os, time; m, s = os.openpty(); os.open(os.ttyname(s), os.O_RDWR | os.O_NOCTTY); print("own-pty-ok", flush=True); time.sleep(1)'
 if printf 'echo pwned\n' > %[1]s; then echo WROTE; else echo REFUSED; fi
 sleep 30; echo survived`, slave.Name())
 		r := b.sh(script)
