@@ -16,32 +16,27 @@ import (
 // pointer to it) by their generated names without "aigate_", so that
 // no list of programs is written out by hand beside the C source.
 func programsByName(progs any) map[string]*ebpf.Program {
-	v := reflect.ValueOf(progs).Elem()
-	out := make(map[string]*ebpf.Program, v.NumField())
-	for i := range v.NumField() {
-		name, ok := v.Type().Field(i).Tag.Lookup("ebpf")
-		if !ok {
-			continue
-		}
-		p, _ := v.Field(i).Interface().(*ebpf.Program)
-		out[strings.TrimPrefix(name, "aigate_")] = p
-	}
-	return out
+	return byTag[*ebpf.Program](progs, "aigate_")
 }
 
-// mapsByName lists the *ebpf.Map fields of a generated maps struct by the
-// maps' names in the C source (their ebpf tags), as programsByName does
-// the programs.
+// mapsByName lists the maps of a bpf2go Maps struct (a pointer to it) by
+// their names in the C source.
 func mapsByName(ms any) map[string]*ebpf.Map {
-	v := reflect.ValueOf(ms).Elem()
-	out := make(map[string]*ebpf.Map, v.NumField())
+	return byTag[*ebpf.Map](ms, "")
+}
+
+// byTag lists the T fields of the struct s points to by their ebpf tags,
+// each without prefix.
+func byTag[T any](s any, prefix string) map[string]T {
+	v := reflect.ValueOf(s).Elem()
+	out := make(map[string]T, v.NumField())
 	for i := range v.NumField() {
 		name, ok := v.Type().Field(i).Tag.Lookup("ebpf")
 		if !ok {
 			continue
 		}
-		m, _ := v.Field(i).Interface().(*ebpf.Map)
-		out[name] = m
+		f, _ := v.Field(i).Interface().(T)
+		out[strings.TrimPrefix(name, prefix)] = f
 	}
 	return out
 }
