@@ -125,6 +125,31 @@ var _ = registerHelper("ptyhold", func(args []string) string { // ptyhold: make 
 	return "ok"
 })
 
+// ptyinflight: make a pty, put its master in flight (sent on a socket
+// pair, never received: no process's descriptor table holds it, as when
+// its maker exits and the kernel has not yet torn it down), open its name,
+// wait to be killed. A pty in that state is the sandbox's own (masterHeld).
+var _ = registerHelper("ptyinflight", func(args []string) string {
+	master, slave, err := pty.Open()
+	if err != nil {
+		return err.Error()
+	}
+	defer slave.Close()
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err.Error()
+	}
+	if err := unix.Sendmsg(sp[0], []byte{0}, unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
+		return err.Error()
+	}
+	master.Close()
+	if _, err := unix.Open(slave.Name(), unix.O_RDWR|unix.O_NOCTTY, 0); err != nil {
+		return errnoName(err)
+	}
+	time.Sleep(time.Hour)
+	return "ok"
+})
+
 // TestNewTerminalOpenKillsSandbox: a pseudo-terminal no rule names (the
 // user's window opened after the sandbox was made), opened from inside,
 // kills the sandbox with an open event (ptsopen.go): one whose session is
@@ -188,6 +213,8 @@ func TestNewTerminalOpenKillsSandbox(t *testing.T) {
 					t.Fatalf("ptyopen: %v", err)
 				}
 			}
+			// The same state made to last: a master no process holds.
+			start(s, "ptyinflight")
 			select {
 			case err := <-done:
 				t.Fatalf("the sandbox was killed for opens of its own ptys, or of another outside: %v", err)
