@@ -152,6 +152,41 @@ func (e *env) write(path, content string) string {
 	return path
 }
 
+// writeReported creates a file at path whose opens always reach the
+// reader: it is written in a directory no mark covers and linked in, so
+// its creation is no open in a marked directory, and with a second name
+// it never gets an ignore mask (ignorenew.go). A file written in place
+// may get one from its own creation's open (ignoreOutside), when the
+// reader sets the mask only after the write: seen in CI under load.
+func (e *env) writeReported(path, content string) string {
+	e.t.Helper()
+	other := filepath.Join(e.t.TempDir(), filepath.Base(path))
+	if err := os.WriteFile(other, []byte(content), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Link(other, path); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+// ignoreMasked reports whether the file at path has an ignore mask in
+// the backend's mark table: its opens do not reach the reader.
+func (e *env) ignoreMasked(path string) bool {
+	e.t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		e.t.Fatal(err)
+	}
+	e.b.marks.mu.Lock()
+	defer e.b.marks.mu.Unlock()
+	_, ok := e.b.marks.ignored[keyOf(&st)]
+	return ok
+}
+
 type sbox struct {
 	*enforce.Sandbox
 	g *cgroup.Group

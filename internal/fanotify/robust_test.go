@@ -66,9 +66,9 @@ func TestDecisionTimeoutFailsClosed(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	secret := e.write(filepath.Join(e.project, ".env"), "K=v")
 	s := e.sandbox(policy.Policy{DenyRead: rules(".env")})
-	// Created after Add: no ignore mask, so its open is reported (and
-	// would be allowed) through the directory's mark.
-	fine := e.write(filepath.Join(e.project, "main.go"), "package main")
+	// Created after Add with two names: no ignore mask, so its open is
+	// reported (and would be allowed) through the directory's mark.
+	fine := e.writeReported(filepath.Join(e.project, "main.go"), "package main")
 	// Even an allowed file is refused when its verdict cannot be reached.
 	for _, p := range []string{secret, fine} {
 		start := time.Now()
@@ -107,11 +107,15 @@ func TestInlineDecisionsSkipStuckWorkers(t *testing.T) {
 	secret := e.write(filepath.Join(e.project, ".env"), "K=v")
 	tool := e.copyBin(filepath.Join(e.project, "tools", "runme"))
 	s := e.sandbox(policy.Policy{DenyRead: rules(".env"), DenyExec: rules("tools/runme")})
-	// Created after Add: no ignore mask, so its open is reported.
-	fine := e.write(filepath.Join(e.project, "main.go"), "package main")
+	// Created after Add with two names: no ignore mask, so its open is
+	// reported.
+	fine := e.writeReported(filepath.Join(e.project, "main.go"), "package main")
 	// Had either waited for a worker, the reaper would have denied it
 	// (the allowed one too) and counted a timeout.
 	for _, c := range []struct{ path, want string }{{secret, "EPERM"}, {fine, "ok"}} {
+		if e.ignoreMasked(c.path) {
+			t.Fatalf("%s has an ignore mask: its read would never reach the reader", c.path)
+		}
 		if got := e.run(s, "open", c.path, "r"); got != c.want {
 			t.Fatalf("sandboxed read of %s with stuck workers: %s, want %s", c.path, got, c.want)
 		}
