@@ -88,8 +88,9 @@ static __always_inline int deny_release(struct scratch *s, __u64 cgroup_id, stru
 }
 
 /*
- * deny_terminal refuses the open of another session's terminal with a read
- * event naming its path (no rule: the kernel's check, ptyscope.h).
+ * deny_terminal refuses the open of another session's terminal or a
+ * console with a read event naming its path (no rule: the kernel's check,
+ * ptyscope.h).
  */
 static __always_inline int deny_terminal(__u64 cgroup_id, struct sandbox *sb, struct file *file)
 {
@@ -114,7 +115,8 @@ int BPF_PROG(aigate_file_open, struct file *file)
 		return 0;
 
 	/*
-	 * Another session's terminal (ptyscope.h), whatever the rules say:
+	 * Another session's terminal (ptyscope.h) or a virtual console not
+	 * the opener's controlling terminal (vtscope.h), whatever the rules say:
 	 * a check of the kernel's, not a path, so it needs no rule set.
 	 */
 	if (other_terminal(file, cgroup_id))

@@ -36,6 +36,7 @@
 
 #include "aigate.h"
 #include "procscope.h"
+#include "vtscope.h"
 
 /* include/uapi/linux/magic.h, include/linux/major.h, kdev_t.h,
  * uapi asm-generic/ioctls.h; not in BTF. */
@@ -173,7 +174,8 @@ static __always_inline struct task_struct *pid_leader(struct pid *pid)
 /*
  * other_terminal reports whether file, opened by the current task of the
  * sandbox at sandbox_cgroup, is a pty slave that is not the sandbox's
- * (see the top). A few loads for any other file. Not inlined: in a frame
+ * (see the top) or a virtual console that is not the opener's controlling
+ * terminal (vtscope.h). A few loads for any other file. Not inlined: in a frame
  * of its own its many ways back leave file_open's state the same, so the
  * verifier does not walk the rest of file_open once per way (inlined, it
  * walked 2.5 times the instructions on 6.12).
@@ -184,7 +186,11 @@ static __noinline int other_terminal(struct file *file, __u64 sandbox_cgroup)
 
 	if (!inode || (BPF_CORE_READ(inode, i_mode) & AIGATE_S_IFMT) != AIGATE_S_IFCHR)
 		return false;
-	__u32 major = BPF_CORE_READ(inode, i_rdev) >> AIGATE_MINORBITS;
+	__u32 rdev = BPF_CORE_READ(inode, i_rdev);
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (is_console(rdev))
+		return ctty_dev(task) != rdev;
+	__u32 major = rdev >> AIGATE_MINORBITS;
 	if (major < AIGATE_PTY_SLAVE_MAJOR || major >= AIGATE_PTY_SLAVE_MAJOR + AIGATE_PTY_MAJOR_COUNT ||
 	    BPF_CORE_READ(inode, i_sb, s_magic) != AIGATE_DEVPTS_MAGIC)
 		return false;
@@ -192,7 +198,6 @@ static __noinline int other_terminal(struct file *file, __u64 sandbox_cgroup)
 	struct tty_struct *tty = BPF_CORE_READ(file, f_path.dentry, d_fsdata);
 	if (!tty)
 		return false; /* a pty being torn down: its open fails anyway */
-	struct task_struct *task = bpf_get_current_task_btf();
 	if (BPF_CORE_READ(task, signal, tty) == tty)
 		return false;
 	struct pid *session = tty_session(tty);

@@ -147,6 +147,38 @@ sleep 1; echo survived`)
 // user's new terminal for it to write to (with its shell's session or
 // before it has one), and checks that the write was kept out.
 func (b *box) newTermOutside(t *testing.T, withShell bool) {
+	var master, slave *os.File
+	r := b.openedAfterStart(t, func() string {
+		// The user opens a new window: a pty of theirs, a shell
+		// leading a session on it (withShell), outside.
+		master, slave = userPty(t, b)
+		if withShell {
+			shell := b.asUser(exec.Command("sleep", "60"))
+			shell.Stdin = slave
+			shell.SysProcAttr.Setpgid = false
+			shell.SysProcAttr.Setsid, shell.SysProcAttr.Setctty = true, true
+			if err := shell.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = shell.Process.Kill(); _ = shell.Wait() })
+		}
+		return slave.Name()
+	})
+	if !keptOutAfterTheFact(t, b, r, master, slave, "new", "your terminals opened after this start") {
+		return
+	}
+	if _, ok := r.denied(events.OpOpen, slave.Name()); !ok {
+		t.Errorf("no open event for %s:\n%s", slave.Name(), r)
+	}
+	if strings.Contains(r.stdout, "survived") || r.code == 0 {
+		t.Errorf("the sandbox outlived its open of the user's new terminal:\n%s", r)
+	}
+}
+
+// openedAfterStart runs newTermScript and, once the sandbox runs, makes
+// the user's new terminal (newTerm returns its path) for it to write to.
+func (b *box) openedAfterStart(t *testing.T, newTerm func() string) result {
+	t.Helper()
 	os.Remove(b.events)
 	started, name := filepath.Join(b.proj, "started"), filepath.Join(b.proj, "newterm")
 	os.Remove(started)
@@ -167,21 +199,9 @@ func (b *box) newTermOutside(t *testing.T, withShell bool) {
 			t.Fatalf("the sandbox did not start:\n%s", stderr.String())
 		}
 	}
-	// The user opens a new window: a pty of theirs, a shell
-	// leading a session on it (withShell), outside.
-	master, slave := userPty(t, b)
-	if withShell {
-		shell := b.asUser(exec.Command("sleep", "60"))
-		shell.Stdin = slave
-		shell.SysProcAttr.Setpgid = false
-		shell.SysProcAttr.Setsid, shell.SysProcAttr.Setctty = true, true
-		if err := shell.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = shell.Process.Kill(); _ = shell.Wait() }()
-	}
+	term := newTerm()
 	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, []byte(slave.Name()), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(term), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, name); err != nil {
@@ -191,16 +211,7 @@ func (b *box) newTermOutside(t *testing.T, withShell bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := result{code: code, stdout: stdout.String(), stderr: stderr.String(), events: b.readEvents()}
-	if !keptOutAfterTheFact(t, b, r, master, slave, "new", "your terminals opened after this start") {
-		return
-	}
-	if _, ok := r.denied(events.OpOpen, slave.Name()); !ok {
-		t.Errorf("no open event for %s:\n%s", slave.Name(), r)
-	}
-	if strings.Contains(r.stdout, "survived") || r.code == 0 {
-		t.Errorf("the sandbox outlived its open of the user's new terminal:\n%s", r)
-	}
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String(), events: b.readEvents()}
 }
 
 // keptOutAfterTheFact checks what the backend did to the sandbox's open of

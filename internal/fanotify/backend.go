@@ -237,8 +237,8 @@ type sandbox struct {
 	// the watch failed.
 	terms []string
 	// pts: the watcher watches every pseudo-terminal for this sandbox
-	// (ptsopen.go).
-	pts bool
+	// (ptsopen.go); vts: every virtual console (vtopen.go).
+	pts, vts bool
 	// unkept are the deny_write files it protects that the keeper could
 	// not hold (past its bound), and startDirs the directories of its
 	// tree at or above a deny_write path at its start: what a sweep
@@ -533,6 +533,12 @@ func (b *Backend) Add(ctx context.Context, sb *enforce.Sandbox) error {
 		} else {
 			s.pts = true
 		}
+		if werr := b.watch.watchConsoles(); werr != nil {
+			b.log.Warn("virtual consoles are not watched: the open from inside of one the user logs in on is not seen", zap.String("sandbox", sb.Name), zap.Error(werr))
+			p.unenforced = append(p.unenforced, unwatchedConsoles)
+		} else {
+			s.vts = true
+		}
 	}
 	dirs, inodes := p.dirs, len(p.inodes)
 	s.mu.Unlock()
@@ -655,6 +661,9 @@ func (b *Backend) Remove(id uint32) error {
 		}
 		if s.pts {
 			b.watch.unwatchPts()
+		}
+		if s.vts {
+			b.watch.unwatchConsoles()
 		}
 	}
 	b.fsexec.remove(id)

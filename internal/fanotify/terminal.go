@@ -132,23 +132,38 @@ func (w *watcher) openPath(ev *watchEvent) (string, bool) {
 	return o.path, true
 }
 
-// terminalOpened handles the open of a watched terminal or of any
-// pseudo-terminal: by a sandboxed process whose policy denies it, or that
-// is not the sandbox's own (ownTerminal), the sandbox is killed, with an
-// open event; the user's own opens are nothing.
+// openedTerminal is the terminal an open event of the watcher names (one
+// a rule names, a pseudo-terminal, a virtual console) and the test of
+// whether it is the opening sandbox's own.
+func (b *Backend) openedTerminal(ev *watchEvent) (string, func(*sandbox, int, string) bool, bool) {
+	if path, ok := b.watch.openPath(ev); ok {
+		return path, b.ownTerminal, true
+	}
+	if path, ok := b.watch.ptsPath(ev); ok {
+		return path, b.ownTerminal, true
+	}
+	if path, ok := b.watch.consolePath(ev); ok {
+		return path, b.ownConsole, true
+	}
+	return "", nil, false
+}
+
+// terminalOpened handles the open of a watched terminal, of any
+// pseudo-terminal or of a virtual console: by a sandboxed process whose
+// policy denies it, or that is not the sandbox's own (ownTerminal,
+// ownConsole), the sandbox is killed, with an open event; the user's own
+// opens are nothing.
 func (b *Backend) terminalOpened(ev *watchEvent) {
-	path, ok := b.watch.openPath(ev)
+	path, own, ok := b.openedTerminal(ev)
 	if !ok {
-		if path, ok = b.watch.ptsPath(ev); !ok {
-			return
-		}
+		return
 	}
 	s := b.placeWatched(ev.pid)
 	if s == nil {
 		return
 	}
 	id, ok := s.Policy.Read.Match(path)
-	if !ok && b.ownTerminal(s, ev.pid, path) {
+	if !ok && own(s, ev.pid, path) {
 		return
 	}
 	e := b.afterEvent(s, ev, events.OpOpen, path, id)

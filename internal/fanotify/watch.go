@@ -64,6 +64,9 @@ type watcher struct {
 	// pts is the directory of pseudo-terminals, watched for opens of
 	// every entry while a sandbox lives (terminal.go).
 	pts ptsWatch
+	// vts are the virtual consoles, watched for opens while a sandbox
+	// lives (vtopen.go).
+	vts consoleWatch
 }
 
 func newWatcher() (*watcher, error) {
@@ -156,6 +159,7 @@ func (w *watcher) flush() error {
 	clear(w.selfID)
 	clear(w.opens)
 	w.pts = ptsWatch{}
+	w.vts = consoleWatch{}
 	return nil
 }
 

@@ -24,8 +24,9 @@ import (
 // between the command and the user's terminal (filtersTerminal), the
 // user's terminal is one of the others: opened by its name, it would
 // take the command's output past the filter. Found before the sandbox
-// exists: a terminal opened later (a new window) is not kept out
-// (docs/threat-model.md).
+// exists: a terminal opened later (a new window, a console logged in on)
+// is in no rule; the backends' own checks of every pty and console open
+// keep it out (docs/threat-model.md).
 func terminalRunRules(f *cmdutil.Factory, opts *runOptions, uid int) ([]api.RunRule, []string) {
 	own := userterm.Own()
 	filtered, direct := stdioTerminals(f, opts)
