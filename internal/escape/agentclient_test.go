@@ -186,7 +186,7 @@ func handOff(f []string) string {
 	if err := child.Start(); err != nil {
 		return "error: " + err.Error()
 	}
-	if err := os.WriteFile(filepath.Join(f[4], "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := writeWhole(filepath.Join(f[4], "pid"), strconv.Itoa(os.Getpid())); err != nil {
 		return "error: " + err.Error()
 	}
 	return "ok handed"
@@ -204,8 +204,20 @@ func handOffChild(f []string) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_ = os.WriteFile(filepath.Join(dir, "result"), []byte(res+"\n"), 0o644)
+	_ = writeWhole(filepath.Join(dir, "result"), res+"\n")
 	return res
+}
+
+// writeWhole writes a file that its readers, which poll for it, see
+// whole or not at all: written beside it and renamed in (with
+// os.WriteFile the test's shell once read the result file empty, just
+// after its creation).
+func writeWhole(path, content string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func askOn(home, proj string) string {
