@@ -183,6 +183,25 @@ func TestAgentTeams(t *testing.T) {
 			t.Errorf("%s is no team", p)
 		}
 	}
+
+	// Marked deleted (claude removes it at its start, inside too), and
+	// idle past Claude Code's cleanup period: no teammate reads them.
+	home = t.TempDir()
+	dir = filepath.Join(home, ".claude", "teams")
+	writeAged(t, filepath.Join(dir, "gone.deleted-0b5e7f2c-1111-4a4a-9c9c-222233334444", "inboxes", "a.json"), "[]\n", 0)
+	writeAged(t, filepath.Join(dir, "idle", "inboxes", "a.json"), "[]\n", 0)
+	age(filepath.Join(dir, "idle", "inboxes"), TeamIdle+time.Hour)
+	age(filepath.Join(dir, "idle"), TeamIdle+time.Hour)
+	writeAged(t, filepath.Join(dir, "live", "inboxes", "a.json"), "[]\n", 0)
+	got = nil
+	for _, e := range Scan(Options{Home: home}).Entries {
+		if e.By == TeamBy {
+			got = append(got, e.Pattern)
+		}
+	}
+	if !slices.Equal(got, []string{"~/.claude/teams/live"}) {
+		t.Errorf("team rules: %q, want only the live team", got)
+	}
 }
 
 // TestSeedMemory: the sandbox's auto memory starts with the user's notes,
