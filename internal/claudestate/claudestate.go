@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Entry is one deny_write pattern for the run and what names it.
@@ -101,6 +103,9 @@ func Scan(o Options) Result {
 		for _, f := range shellSnapshots(filepath.Join(o.Home, ".claude", "shell-snapshots"), MaxSnapshots) {
 			add(f, SnapshotBy)
 		}
+		for _, d := range agentTeams(filepath.Join(o.Home, ".claude", "teams"), MaxTeams) {
+			add(d, TeamBy)
+		}
 	}
 	return r
 }
@@ -149,6 +154,74 @@ func shellSnapshots(dir string, max int) []string {
 	out := make([]string, 0, min(len(snaps), max))
 	for _, s := range snaps[:min(len(snaps), max)] {
 		out = append(out, s.path)
+	}
+	return out
+}
+
+// TeamBy is what names the rule on an agent team's directory (Entry.By).
+const TeamBy = "agent team present at the start"
+
+// MaxTeams bounds the agent teams kept read-only for one run (the newest):
+// each is a rule.
+const MaxTeams = 64
+
+// TeamIdle is how long a team's directory and inboxes may have been left
+// unchanged and still be protected: Claude Code's start-up cleanup removes
+// inbox files older than cleanupPeriodDays (30 by default), and a running
+// team writes its inboxes (through a rename, which dates the directory).
+const TeamIdle = 30 * 24 * time.Hour
+
+// deletedTeam is the name Claude Code gives a team it deletes (2.1.332).
+var deletedTeam = regexp.MustCompile(`\.deleted-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$`)
+
+// agentTeams are the newest max agent teams in dir (directories
+// ~/.claude/teams/<team>, nothing followed). Each teammate of a team, a
+// claude of its own, reads its inbox there (inboxes/<agent>.json) and
+// takes the messages into its conversation as a teammate's: one planted
+// from inside steers a teammate or lead running outside. Claude inside
+// makes and writes its own teams, after the sandbox exists; none of these.
+// Left out: a team marked deleted (<team>.deleted-<uuid>, which claude
+// removes at its start, inside too) and one idle for TeamIdle (whose
+// inboxes claude's start-up cleanup removes): no teammate reads them, and
+// on fanotify a removal of a protected file is undone after the fact.
+func agentTeams(dir string, max int) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	type team struct {
+		path string
+		mod  int64
+	}
+	var teams []team
+	for _, e := range ents {
+		if !e.IsDir() || deletedTeam.MatchString(e.Name()) {
+			continue // a link too: claude makes directories
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		// A team's inboxes change as messages come, its directory only
+		// as inboxes are made: the newest of the two dates it.
+		mod := fi.ModTime().UnixNano()
+		if ii, err := os.Lstat(filepath.Join(dir, e.Name(), "inboxes")); err == nil && ii.ModTime().UnixNano() > mod {
+			mod = ii.ModTime().UnixNano()
+		}
+		if time.Since(time.Unix(0, mod)) > TeamIdle {
+			continue
+		}
+		teams = append(teams, team{filepath.Join(dir, e.Name()), mod})
+	}
+	sort.Slice(teams, func(i, j int) bool {
+		if teams[i].mod != teams[j].mod {
+			return teams[i].mod > teams[j].mod
+		}
+		return teams[i].path < teams[j].path
+	})
+	out := make([]string, 0, min(len(teams), max))
+	for _, t := range teams[:min(len(teams), max)] {
+		out = append(out, t.path)
 	}
 	return out
 }

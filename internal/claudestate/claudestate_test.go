@@ -141,6 +141,69 @@ func TestShellSnapshots(t *testing.T) {
 	}
 }
 
+// TestAgentTeams: the agent teams present at the start are each a rule,
+// the newest first (by the directory or its inboxes) and at most
+// MaxTeams; files and links there are not.
+func TestAgentTeams(t *testing.T) {
+	home := t.TempDir()
+	dir := filepath.Join(home, ".claude", "teams")
+	age := func(p string, d time.Duration) {
+		t.Helper()
+		at := time.Now().Add(-d)
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range MaxTeams + 2 {
+		writeAged(t, filepath.Join(dir, fmt.Sprintf("team-%d", i), "config.json"), "{}\n", 0)
+		age(filepath.Join(dir, fmt.Sprintf("team-%d", i)), time.Duration(i+1)*time.Minute)
+	}
+	// The oldest directory, but a message came to its inboxes just now.
+	old := filepath.Join(dir, fmt.Sprintf("team-%d", MaxTeams+1))
+	writeAged(t, filepath.Join(old, "inboxes", "team-lead.json"), "[]\n", 0)
+	age(old, time.Hour)
+	age(filepath.Join(old, "inboxes"), 0)
+	writeAged(t, filepath.Join(dir, "notes.txt"), "x\n", 0)
+	if err := os.Symlink(t.TempDir(), filepath.Join(dir, "team-link")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range Scan(Options{Home: home}).Entries {
+		if e.By == TeamBy {
+			got = append(got, e.Pattern)
+		}
+	}
+	want := fmt.Sprintf("~/.claude/teams/team-%d", MaxTeams+1)
+	if len(got) != MaxTeams || got[0] != want || got[1] != "~/.claude/teams/team-0" ||
+		got[MaxTeams-1] != fmt.Sprintf("~/.claude/teams/team-%d", MaxTeams-2) {
+		t.Errorf("team rules (%d): %q", len(got), got)
+	}
+	for _, p := range got {
+		if strings.Contains(p, "link") || strings.Contains(p, "notes") {
+			t.Errorf("%s is no team", p)
+		}
+	}
+
+	// Marked deleted (claude removes it at its start, inside too), and
+	// idle past Claude Code's cleanup period: no teammate reads them.
+	home = t.TempDir()
+	dir = filepath.Join(home, ".claude", "teams")
+	writeAged(t, filepath.Join(dir, "gone.deleted-0b5e7f2c-1111-4a4a-9c9c-222233334444", "inboxes", "a.json"), "[]\n", 0)
+	writeAged(t, filepath.Join(dir, "idle", "inboxes", "a.json"), "[]\n", 0)
+	age(filepath.Join(dir, "idle", "inboxes"), TeamIdle+time.Hour)
+	age(filepath.Join(dir, "idle"), TeamIdle+time.Hour)
+	writeAged(t, filepath.Join(dir, "live", "inboxes", "a.json"), "[]\n", 0)
+	got = nil
+	for _, e := range Scan(Options{Home: home}).Entries {
+		if e.By == TeamBy {
+			got = append(got, e.Pattern)
+		}
+	}
+	if !slices.Equal(got, []string{"~/.claude/teams/live"}) {
+		t.Errorf("team rules: %q, want only the live team", got)
+	}
+}
+
 // TestSeedMemory: the sandbox's auto memory starts with the user's notes,
 // gets a note the user changed since, and keeps one the sandbox changed
 // since; subdirectories, links and large files are not copied.

@@ -145,7 +145,7 @@ var DefaultCreate = []string{".cache", ".cache/aigate/xdg", ".local/state", ".cl
 	// fanotify backend watches them from the start)
 	".claude/plugins/cache", ".claude/plugins/data",
 	".claude/skills", ".claude/commands", ".claude/agents", ".claude/hooks", ".claude/rules", ".claude/output-styles",
-	".claude/agent-memory", ".claude/daemon"}
+	".claude/agent-memory", ".claude/daemon", ".claude/ide"}
 
 // DefaultFixed is the tool state whose own entries are fixed (Options.Fixed):
 // Claude Code writes and creates files directly in ~/.claude

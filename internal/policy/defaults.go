@@ -106,6 +106,14 @@ var (
 		// commands, also when the session is resumed (or still runs)
 		// outside. Hooks inside cannot set the environment that way.
 		"~/.claude/session-env/",
+		// ide/<port>.lock: where an IDE's local MCP server listens and its
+		// token. A claude outside started with --ide, with autoConnectIde,
+		// or in an IDE's terminal connects to the server a lock file names
+		// when its workspaceFolders hold the working directory (Claude Code
+		// 2.1.332, seen: a planted lock pointing at a loopback port), and
+		// that server feeds the prompt (selections), answers its edits and
+		// serves tools. Claude inside only removes stale ones (that fails).
+		"~/.claude/ide/",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -380,6 +388,9 @@ deny_write:
   # what a session's hooks leave for its Bash commands to source, also
   # when you resume the session outside ($CLAUDE_ENV_FILE fails inside)
   - ~/.claude/session-env/
+  # IDE lock files: a claude outside with --ide (or autoConnectIde, or in
+  # an IDE's terminal) connects to the server a lock file names
+  - ~/.claude/ide/
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json

@@ -205,7 +205,7 @@ func describeRunRules(rules []api.RunRule) string {
 	if len(named) == 0 {
 		return ""
 	}
-	return "read-only for this run, because a claude outside the sandbox runs them: " + strings.Join(named, ", ")
+	return "read-only for this run, because a claude outside the sandbox runs or reads them: " + strings.Join(named, ", ")
 }
 
 // cloneGuard holds the fingerprints, from before the sandbox, of the

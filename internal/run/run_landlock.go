@@ -68,8 +68,10 @@ func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Pat
 	// ~/.claude/agent-memory (a default deny_write; claude inside keeps
 	// its own elsewhere, claudeAgentMemoryEnv), nor a session's directory
 	// in ~/.claude/session-env (a default deny_write: its scripts are
-	// sourced by that session's Bash commands outside).
-	opts.Sealed = []string{claudeProjects, claudeAgentMemory, claudeSessionEnv}
+	// sourced by that session's Bash commands outside), and nothing in
+	// ~/.claude/ide (a default deny_write) is removed or renamed: a lock
+	// file moved in would be refused only by Landlock, without an event.
+	opts.Sealed = []string{claudeProjects, claudeAgentMemory, claudeSessionEnv, claudeIDE}
 	opts.Open = claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}.OwnProjects()
 	opts.Create = landlock.DefaultCreate
 	if paths.User != nil {
@@ -151,6 +153,10 @@ const claudeAgentMemory = ".claude/agent-memory"
 // claudeSessionEnv is where Claude Code keeps, per session, the scripts
 // its hooks wrote to $CLAUDE_ENV_FILE, relative to the home.
 const claudeSessionEnv = ".claude/session-env"
+
+// claudeIDE is where IDEs leave a lock file naming their local server
+// (its port, workspace folders and token), relative to the home.
+const claudeIDE = ".claude/ide"
 
 // absSealed are opts.Sealed, absolute: the domain leaves at most
 // AccessFixed in them (the own project directories are Open, fixed), so
