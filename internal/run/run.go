@@ -168,6 +168,8 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
+	// The user's sockets are looked for while the rest is set up.
+	sockets := startSocketRunRules(p)
 	eventsOut, closeEvents, err := p.openEvents(opts.EventsFile)
 	if err != nil {
 		return err
@@ -186,7 +188,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
-	s, err := openSandbox(ctx, f, opts, p, eventsOut, sigs, early)
+	s, err := openSandbox(ctx, f, opts, p, eventsOut, sigs, early, sockets)
 	if err != nil {
 		early.abort()
 		return err
@@ -399,7 +401,10 @@ type sandboxRun struct {
 // starts in itself when none runs) and refuses a sandbox on another
 // backend than the one asked for. Once it returns a sandboxRun, end must
 // run on every path.
-func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal, early *earlyHelper) (*sandboxRun, error) {
+//
+// sockets gives the rules for the user's sockets (startSocketRunRules).
+func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal, early *earlyHelper,
+	sockets func() ([]api.RunRule, []string)) (*sandboxRun, error) {
 	req, err := createRequest(p.loaded, p.id, p.mode, opts.Args)
 	if err != nil {
 		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
@@ -429,7 +434,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("git directories: not protected", zap.String("what", n))
 	}
-	socks, notes := socketRunRules(p)
+	socks, notes := sockets()
 	for _, n := range notes {
 		f.Log.Debug("sockets: not kept in place", zap.String("what", n))
 	}
