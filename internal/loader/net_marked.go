@@ -27,8 +27,15 @@ func dropMarked[K, V any](marks *ebpf.Map, owner any, m *ebpf.Map, mine func(*K)
 	}
 	var errs []error
 	if err != nil {
-		// Walk all the same: the mark may be there.
-		errs = append(errs, fmt.Errorf("take mark: %w", err))
+		// Kernels before 5.14 cannot take a hash entry in one call: look
+		// and delete. Any other failure walks all the same (the mark may
+		// be there).
+		if err := marks.Lookup(owner, &mark); errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err := marks.Delete(owner); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("take mark: %w", err))
+		}
 	}
 	keys, err := keysOf[K, V](m, mine)
 	if err != nil {
