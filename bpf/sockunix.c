@@ -346,6 +346,10 @@ static __always_inline void learn_bound(struct unix_scratch_buf *s, __u64 cgroup
 		.ino = BPF_CORE_READ(sa, vfs_inode.i_ino),
 		.dentry = s->bound.n.abstract ? 0 : (__u64)BPF_CORE_READ(u, path.dentry),
 	};
+	/* Unmarked, the name would outlive its sandbox: not learned instead. */
+	__u8 mark = 1;
+	if (bpf_map_update_elem(&unix_bound_cgroups, &cgroup_id, &mark, BPF_ANY))
+		return;
 	bpf_map_update_elem(&unix_bound, &s->bound, &v, BPF_ANY);
 }
 

@@ -65,6 +65,20 @@ struct {
 	__type(value, __s64);
 } addr_use SEC(".maps");
 
+/*
+ * addr_use_policies holds every policy that may have entries in addr_use:
+ * marked before a policy's first entry goes in, so that removing a policy
+ * walks the whole of addr_use (every bucket, whether or not it holds
+ * anything) only when it may find one of its entries there
+ * (internal/loader/net_dns.go). Most sandboxes never connect anywhere.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* the sandbox table's */
+	__type(key, __u32);	   /* policy id */
+	__type(value, __u8);
+} addr_use_policies SEC(".maps");
+
 struct sock_state {
 	/* The resolver a steered socket addressed, as the caller wrote it. */
 	__u32 dns_family; /* 0: not steered */
@@ -101,6 +115,13 @@ static __always_inline void use_add(const struct addr_use_key *k, __s64 delta)
 	}
 	if (delta < 0)
 		return; /* userspace dropped the entry: nothing to release */
+	/*
+	 * Unmarked, the entry would outlive its policy: not counted instead,
+	 * which can only let the DNS proxy expire the address sooner.
+	 */
+	__u8 mark = 1;
+	if (bpf_map_update_elem(&addr_use_policies, &k->policy_id, &mark, BPF_ANY))
+		return;
 	__s64 one = 1;
 	if (bpf_map_update_elem(&addr_use, k, &one, BPF_NOEXIST) == 0)
 		return;

@@ -71,6 +71,19 @@ struct {
 	__type(value, struct unix_bound_val);
 } unix_bound SEC(".maps");
 
+/*
+ * unix_bound_cgroups holds every sandbox cgroup that may have names in
+ * unix_bound: marked before its first name is learned, so that removing a
+ * sandbox walks the whole of unix_bound only when it may find one of its
+ * names there (internal/loader/net_unix.go). Most sandboxes bind nothing.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* the sandbox table's */
+	__type(key, __u64);	   /* cgroup id, as in unix_bound_key */
+	__type(value, __u8);
+} unix_bound_cgroups SEC(".maps");
+
 /* bpf2go -type only sees types used in BTF. */
 const struct unix_allow_key *unused_unix_allow_key __attribute__((unused));
 const struct unix_bound_key *unused_unix_bound_key __attribute__((unused));

@@ -74,11 +74,12 @@ func (a *Agent) end(b *box, reason string) error {
 	b.once.Do(func() {
 		first = true
 		a.empty.remove(b.wd)
+		auditOn := a.landlockAuditOn()
 		err = b.sb.Close()
 		// The box stays known to the pump until the sandbox's last events
 		// have been through it, so that they reach its session.
 		a.settle()
-		a.settleLandlock()
+		a.settleLandlock(auditOn())
 		// Nothing runs in it any more: what it changed in ~/.claude.json
 		// is put back, and the event reaches its session too.
 		a.undoClaudeJSON(b)

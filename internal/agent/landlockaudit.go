@@ -116,16 +116,31 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 // the events that waited for their end, and notes that it is quiet.
 const llRead = 50 * time.Millisecond
 
-// settleLandlock waits, when audit is enabled, until the audit reader has
-// found the socket empty with nothing pending after the sandbox's
-// processes died, so that their last refusals reach the session before
-// it ends (as settle does for the backend's events); at most
-// llSettleMax.
-func (a *Agent) settleLandlock() {
+// landlockAuditOn asks whether the kernel's audit is enabled, which
+// settleLandlock needs, while the caller removes the sandbox: the answer
+// is a netlink round trip to the audit subsystem (0.2 ms on a quiet
+// machine, about 1 ms of the agent's 3.6 ms end on a busy one), which the
+// end of every sandbox paid after the removal. The returned function
+// waits for the answer; false without an audit reader or on an error.
+func (a *Agent) landlockAuditOn() func() bool {
 	if a.ll == nil {
-		return
+		return func() bool { return false }
 	}
-	if on, err := llaudit.Enabled(); err != nil || !on {
+	ch := make(chan bool, 1)
+	go func() {
+		on, err := llaudit.Enabled()
+		ch <- err == nil && on
+	}()
+	return func() bool { return <-ch }
+}
+
+// settleLandlock waits, when audit is enabled (auditOn, from
+// landlockAuditOn), until the audit reader has found the socket empty with
+// nothing pending after the sandbox's processes died, so that their last
+// refusals reach the session before it ends (as settle does for the
+// backend's events); at most llSettleMax.
+func (a *Agent) settleLandlock(auditOn bool) {
+	if a.ll == nil || !auditOn {
 		return
 	}
 	// kauditd sends the records from a thread of its own: a grace

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -41,5 +42,41 @@ func TestLandlockOwner(t *testing.T) {
 	// This test runs outside s1: its own pid, although listed, is not s1's.
 	if o, ok := a.landlockOwner(self, uid); ok {
 		t.Errorf("a live process outside: attributed to %+v", o)
+	}
+}
+
+// TestSettleLandlock: the end of a sandbox waits for the audit reader to
+// go quiet only when the kernel's audit is on (asked beside the sandbox's
+// removal, landlockAuditOn): at once when it is off or no reader runs,
+// until a quiet read after the deaths when it is on, and at most
+// llSettleMax when the reader never goes quiet.
+func TestSettleLandlock(t *testing.T) {
+	if on := (&Agent{}).landlockAuditOn(); on() {
+		t.Error("audit on without a reader")
+	}
+	timed := func(a *Agent, auditOn bool) time.Duration {
+		start := time.Now()
+		a.settleLandlock(auditOn)
+		return time.Since(start)
+	}
+	never := &Agent{ll: &landlockAudit{}} // never quiet
+	if d := timed(never, false); d > llSettleMax/2 {
+		t.Errorf("audit off: waited %v", d)
+	}
+	if d := timed(&Agent{}, true); d > llSettleMax/2 {
+		t.Errorf("no reader: waited %v", d)
+	}
+	if d := timed(never, true); d < llSettleMax {
+		t.Errorf("audit on, reader never quiet: waited %v, want %v", d, llSettleMax)
+	}
+	quiet := &Agent{ll: &landlockAudit{}}
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		quiet.ll.mu.Lock()
+		quiet.ll.quiet = time.Now()
+		quiet.ll.mu.Unlock()
+	}()
+	if d := timed(quiet, true); d < 30*time.Millisecond || d >= llSettleMax {
+		t.Errorf("audit on, reader quiet after 30ms: waited %v", d)
 	}
 }

@@ -3,6 +3,9 @@
 package loader
 
 import (
+	"errors"
+	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -114,4 +117,105 @@ func (e *netEnv) bench(g *cgroup.Group, op, dst string, n int) float64 {
 		e.t.Fatalf("bench helper printed %q", out)
 	}
 	return v
+}
+
+// BenchmarkNetRemoveLearned measures the teardown of what the programs
+// learn per sandbox (RemovePolicy's use counts and bound unix names), with
+// entries of others sandboxes present in addr_use and unix_bound, against
+// the teardown before the marks (baseline: both maps walked an entry per
+// system call, whatever the sandbox left):
+//
+//	none:    the sandbox left nothing (most do): one lookup per map
+//	learned: it left an entry in each map: both are walked, 256 entries
+//	         per system call
+//
+// The baseline and learned put the sandbox's two entries and marks back
+// before each teardown (four map updates, against two walks of 65,536
+// buckets).
+func BenchmarkNetRemoveLearned(b *testing.B) {
+	n := openNet(b, NetOptions{})
+	if n.unix == nil {
+		b.Fatalf("no unix-socket programs: %v", n.UnixSockets())
+	}
+	var mark uint8 = 1
+	put := func(policyID uint32, cgroupID uint64) error {
+		k := useKey(policyID, netip.AddrFrom4([4]byte{10, 0, byte(policyID >> 8), byte(policyID)}))
+		bk := netUnixUnixBoundKey{CgroupId: cgroupID}
+		bk.N.Abstract = 4
+		copyName(&bk.N, "test")
+		for _, u := range []struct {
+			m    *ebpf.Map
+			k, v any
+		}{
+			{n.objs.AddrUsePolicies, policyID, mark}, {n.objs.AddrUse, k, int64(1)},
+			{n.unix.objs.UnixBoundCgroups, cgroupID, mark}, {n.unix.objs.UnixBound, bk, netUnixUnixBoundVal{}},
+		} {
+			if err := u.m.Update(u.k, u.v, ebpf.UpdateAny); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	remove := func(policyID uint32, cgroupID uint64) error {
+		return errors.Join(n.removeDNS(policyID), n.forgetBound(cgroupID))
+	}
+	// What removeDNS and forgetBound did before the marks.
+	walked := func(policyID uint32, cgroupID uint64) error {
+		uses, err := keysOneByOne[netAddrUseKey, int64](n.objs.AddrUse,
+			func(k *netAddrUseKey) bool { return k.PolicyId == policyID })
+		if err != nil {
+			return err
+		}
+		names, err := keysOneByOne[netUnixUnixBoundKey, netUnixUnixBoundVal](n.unix.objs.UnixBound,
+			func(k *netUnixUnixBoundKey) bool { return k.CgroupId == cgroupID })
+		if err != nil {
+			return err
+		}
+		for _, k := range uses {
+			if err := n.objs.AddrUse.Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, k := range names {
+			if err := n.unix.objs.UnixBound.Delete(k); err != nil {
+				return err
+			}
+		}
+		return errors.Join(n.ClearDNSProxy(policyID), n.objs.AddrUsePolicies.Delete(policyID),
+			n.unix.objs.UnixBoundCgroups.Delete(cgroupID))
+	}
+	for _, others := range []int{0, 1000} {
+		for _, learned := range []bool{false, true} {
+			name := fmt.Sprintf("others=%d/none", others)
+			if learned {
+				name = fmt.Sprintf("others=%d/learned", others)
+			}
+			b.Run(name, func(b *testing.B) {
+				for i := range others {
+					if err := put(uint32(100+i), uint64(1_000_000+i)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.Cleanup(func() {
+					for i := range others {
+						remove(uint32(100+i), uint64(1_000_000+i))
+					}
+				})
+				r, err := bench.Pair(bench.Rounds(),
+					func() (float64, error) {
+						return bench.Batched(b.N, func() error { return errors.Join(put(7, 7), walked(7, 7)) })
+					},
+					func() (float64, error) {
+						if !learned {
+							return bench.Batched(b.N, func() error { return remove(8, 8) })
+						}
+						return bench.Batched(b.N, func() error { return errors.Join(put(8, 8), remove(8, 8)) })
+					})
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.Report(b)
+			})
+		}
+	}
 }

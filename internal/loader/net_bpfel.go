@@ -65,6 +65,7 @@ type netNetSettings struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	netMapAddrUse            = "addr_use"
+	netMapAddrUsePolicies    = "addr_use_policies"
 	netMapCounters           = "counters"
 	netMapDnsProxies         = "dns_proxies"
 	netMapDnsProxyPorts      = "dns_proxy_ports"
@@ -149,19 +150,20 @@ type netProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netMapSpecs struct {
-	AddrUse       *ebpf.MapSpec `ebpf:"addr_use"`
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	DnsProxies    *ebpf.MapSpec `ebpf:"dns_proxies"`
-	DnsProxyPorts *ebpf.MapSpec `ebpf:"dns_proxy_ports"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	NetAllow4     *ebpf.MapSpec `ebpf:"net_allow4"`
-	NetAllow6     *ebpf.MapSpec `ebpf:"net_allow6"`
-	NetDeny4      *ebpf.MapSpec `ebpf:"net_deny4"`
-	NetDeny6      *ebpf.MapSpec `ebpf:"net_deny6"`
-	NetPolicies   *ebpf.MapSpec `ebpf:"net_policies"`
-	SandboxLevels *ebpf.MapSpec `ebpf:"sandbox_levels"`
-	Sandboxes     *ebpf.MapSpec `ebpf:"sandboxes"`
-	SockStates    *ebpf.MapSpec `ebpf:"sock_states"`
+	AddrUse         *ebpf.MapSpec `ebpf:"addr_use"`
+	AddrUsePolicies *ebpf.MapSpec `ebpf:"addr_use_policies"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	DnsProxies      *ebpf.MapSpec `ebpf:"dns_proxies"`
+	DnsProxyPorts   *ebpf.MapSpec `ebpf:"dns_proxy_ports"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	NetAllow4       *ebpf.MapSpec `ebpf:"net_allow4"`
+	NetAllow6       *ebpf.MapSpec `ebpf:"net_allow6"`
+	NetDeny4        *ebpf.MapSpec `ebpf:"net_deny4"`
+	NetDeny6        *ebpf.MapSpec `ebpf:"net_deny6"`
+	NetPolicies     *ebpf.MapSpec `ebpf:"net_policies"`
+	SandboxLevels   *ebpf.MapSpec `ebpf:"sandbox_levels"`
+	Sandboxes       *ebpf.MapSpec `ebpf:"sandboxes"`
+	SockStates      *ebpf.MapSpec `ebpf:"sock_states"`
 }
 
 // netVariableSpecs contains global variables before they are loaded into the kernel.
@@ -194,24 +196,26 @@ func (o *netObjects) Close() error {
 //
 // It can be passed to loadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netMaps struct {
-	AddrUse       *ebpf.Map `ebpf:"addr_use"`
-	Counters      *ebpf.Map `ebpf:"counters"`
-	DnsProxies    *ebpf.Map `ebpf:"dns_proxies"`
-	DnsProxyPorts *ebpf.Map `ebpf:"dns_proxy_ports"`
-	Events        *ebpf.Map `ebpf:"events"`
-	NetAllow4     *ebpf.Map `ebpf:"net_allow4"`
-	NetAllow6     *ebpf.Map `ebpf:"net_allow6"`
-	NetDeny4      *ebpf.Map `ebpf:"net_deny4"`
-	NetDeny6      *ebpf.Map `ebpf:"net_deny6"`
-	NetPolicies   *ebpf.Map `ebpf:"net_policies"`
-	SandboxLevels *ebpf.Map `ebpf:"sandbox_levels"`
-	Sandboxes     *ebpf.Map `ebpf:"sandboxes"`
-	SockStates    *ebpf.Map `ebpf:"sock_states"`
+	AddrUse         *ebpf.Map `ebpf:"addr_use"`
+	AddrUsePolicies *ebpf.Map `ebpf:"addr_use_policies"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	DnsProxies      *ebpf.Map `ebpf:"dns_proxies"`
+	DnsProxyPorts   *ebpf.Map `ebpf:"dns_proxy_ports"`
+	Events          *ebpf.Map `ebpf:"events"`
+	NetAllow4       *ebpf.Map `ebpf:"net_allow4"`
+	NetAllow6       *ebpf.Map `ebpf:"net_allow6"`
+	NetDeny4        *ebpf.Map `ebpf:"net_deny4"`
+	NetDeny6        *ebpf.Map `ebpf:"net_deny6"`
+	NetPolicies     *ebpf.Map `ebpf:"net_policies"`
+	SandboxLevels   *ebpf.Map `ebpf:"sandbox_levels"`
+	Sandboxes       *ebpf.Map `ebpf:"sandboxes"`
+	SockStates      *ebpf.Map `ebpf:"sock_states"`
 }
 
 func (m *netMaps) Close() error {
 	return _NetClose(
 		m.AddrUse,
+		m.AddrUsePolicies,
 		m.Counters,
 		m.DnsProxies,
 		m.DnsProxyPorts,

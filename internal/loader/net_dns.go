@@ -124,24 +124,10 @@ func (n *Net) removeDNS(policyID uint32) error {
 	if err := n.ClearDNSProxy(policyID); err != nil {
 		errs = append(errs, err)
 	}
-	var (
-		k    netAddrUseKey
-		v    int64
-		mine []netAddrUseKey
-	)
-	it := n.objs.AddrUse.Iterate()
-	for it.Next(&k, &v) {
-		if k.PolicyId == policyID {
-			mine = append(mine, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("list use counts: %w", err))
-	}
-	for _, k := range mine {
-		if err := n.objs.AddrUse.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("delete use count: %w", err))
-		}
+	err := dropMarked[netAddrUseKey, int64](n.objs.AddrUsePolicies, policyID, n.objs.AddrUse,
+		func(k *netAddrUseKey) bool { return k.PolicyId == policyID })
+	if err != nil {
+		errs = append(errs, fmt.Errorf("drop use counts: %w", err))
 	}
 	return errors.Join(errs...)
 }

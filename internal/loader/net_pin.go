@@ -26,7 +26,8 @@ import (
 //	layout             array map, one u64: this object's map layout hash
 //	<map name>         every map of sockaddr.c that is not shared with the
 //	                   LSM object (net_policies, the four tries, dns_proxies,
-//	                   addr_use, sock_states)
+//	                   dns_proxy_ports, addr_use, addr_use_policies,
+//	                   sock_states)
 //	<policy id>_<hook> the cgroup link of one program on one sandbox
 //
 // The shared maps (sandbox table, ring buffer, counters) are the LSM's and
@@ -355,7 +356,7 @@ func (n *Net) unpinAll() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{
 		n.objs.NetPolicies, n.objs.NetAllow4, n.objs.NetAllow6, n.objs.NetDeny4, n.objs.NetDeny6,
-		n.objs.DnsProxies, n.objs.DnsProxyPorts, n.objs.AddrUse, n.objs.SockStates, n.pins.layout,
+		n.objs.DnsProxies, n.objs.DnsProxyPorts, n.objs.AddrUse, n.objs.AddrUsePolicies, n.objs.SockStates, n.pins.layout,
 	} {
 		if m == nil || !m.IsPinned() {
 			continue

@@ -307,25 +307,9 @@ func (n *Net) removeUnix(have UnixAllow, cgroupID uint64) error {
 
 // forgetBound drops the names learned for the sandbox cgroup id.
 func (n *Net) forgetBound(cgroupID uint64) error {
-	var (
-		errs  []error
-		k     netUnixUnixBoundKey
-		v     netUnixUnixBoundVal
-		names []netUnixUnixBoundKey
-	)
-	it := n.unix.objs.UnixBound.Iterate()
-	for it.Next(&k, &v) {
-		if k.CgroupId == cgroupID {
-			names = append(names, k)
-		}
-	}
-	errs = append(errs, it.Err())
-	for _, k := range names {
-		if err := n.unix.objs.UnixBound.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	err := dropMarked[netUnixUnixBoundKey, netUnixUnixBoundVal](n.unix.objs.UnixBoundCgroups, cgroupID,
+		n.unix.objs.UnixBound, func(k *netUnixUnixBoundKey) bool { return k.CgroupId == cgroupID })
+	if err != nil {
 		return fmt.Errorf("forget unix sockets bound in cgroup %d: %w", cgroupID, err)
 	}
 	return nil

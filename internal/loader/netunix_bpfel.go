@@ -59,6 +59,7 @@ const (
 	netUnixMapSandboxes           = "sandboxes"
 	netUnixMapUnixAllow           = "unix_allow"
 	netUnixMapUnixBound           = "unix_bound"
+	netUnixMapUnixBoundCgroups    = "unix_bound_cgroups"
 	netUnixMapUnixScratch         = "unix_scratch"
 	netUnixProgAigateConnectUnix  = "aigate_connect_unix"
 	netUnixProgAigateSendmsgUnix  = "aigate_sendmsg_unix"
@@ -118,13 +119,14 @@ type netUnixProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netUnixMapSpecs struct {
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	SandboxLevels *ebpf.MapSpec `ebpf:"sandbox_levels"`
-	Sandboxes     *ebpf.MapSpec `ebpf:"sandboxes"`
-	UnixAllow     *ebpf.MapSpec `ebpf:"unix_allow"`
-	UnixBound     *ebpf.MapSpec `ebpf:"unix_bound"`
-	UnixScratch   *ebpf.MapSpec `ebpf:"unix_scratch"`
+	Counters         *ebpf.MapSpec `ebpf:"counters"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	SandboxLevels    *ebpf.MapSpec `ebpf:"sandbox_levels"`
+	Sandboxes        *ebpf.MapSpec `ebpf:"sandboxes"`
+	UnixAllow        *ebpf.MapSpec `ebpf:"unix_allow"`
+	UnixBound        *ebpf.MapSpec `ebpf:"unix_bound"`
+	UnixBoundCgroups *ebpf.MapSpec `ebpf:"unix_bound_cgroups"`
+	UnixScratch      *ebpf.MapSpec `ebpf:"unix_scratch"`
 }
 
 // netUnixVariableSpecs contains global variables before they are loaded into the kernel.
@@ -155,13 +157,14 @@ func (o *netUnixObjects) Close() error {
 //
 // It can be passed to loadNetUnixObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netUnixMaps struct {
-	Counters      *ebpf.Map `ebpf:"counters"`
-	Events        *ebpf.Map `ebpf:"events"`
-	SandboxLevels *ebpf.Map `ebpf:"sandbox_levels"`
-	Sandboxes     *ebpf.Map `ebpf:"sandboxes"`
-	UnixAllow     *ebpf.Map `ebpf:"unix_allow"`
-	UnixBound     *ebpf.Map `ebpf:"unix_bound"`
-	UnixScratch   *ebpf.Map `ebpf:"unix_scratch"`
+	Counters         *ebpf.Map `ebpf:"counters"`
+	Events           *ebpf.Map `ebpf:"events"`
+	SandboxLevels    *ebpf.Map `ebpf:"sandbox_levels"`
+	Sandboxes        *ebpf.Map `ebpf:"sandboxes"`
+	UnixAllow        *ebpf.Map `ebpf:"unix_allow"`
+	UnixBound        *ebpf.Map `ebpf:"unix_bound"`
+	UnixBoundCgroups *ebpf.Map `ebpf:"unix_bound_cgroups"`
+	UnixScratch      *ebpf.Map `ebpf:"unix_scratch"`
 }
 
 func (m *netUnixMaps) Close() error {
@@ -172,6 +175,7 @@ func (m *netUnixMaps) Close() error {
 		m.Sandboxes,
 		m.UnixAllow,
 		m.UnixBound,
+		m.UnixBoundCgroups,
 		m.UnixScratch,
 	)
 }

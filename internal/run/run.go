@@ -168,6 +168,10 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
+	// The user's sockets are looked for, and the Landlock domain planned,
+	// while the rest is set up.
+	sockets := startSocketRunRules(p)
+	covers := startLandlockCovers(p)
 	eventsOut, closeEvents, err := p.openEvents(opts.EventsFile)
 	if err != nil {
 		return err
@@ -186,7 +190,7 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
-	s, err := openSandbox(ctx, f, opts, p, eventsOut, sigs, early)
+	s, err := openSandbox(ctx, f, opts, p, eventsOut, sigs, early, sockets, covers)
 	if err != nil {
 		early.abort()
 		return err
@@ -399,14 +403,19 @@ type sandboxRun struct {
 // starts in itself when none runs) and refuses a sandbox on another
 // backend than the one asked for. Once it returns a sandboxRun, end must
 // run on every path.
-func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal, early *earlyHelper) (*sandboxRun, error) {
+//
+// sockets gives the rules for the user's sockets (startSocketRunRules),
+// covers the caches the Landlock domain covers (startLandlockCovers).
+func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal, early *earlyHelper,
+	sockets func() ([]api.RunRule, []string), covers func() []string) (*sandboxRun, error) {
 	req, err := createRequest(p.loaded, p.id, p.mode, opts.Args)
 	if err != nil {
 		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
 	}
 	// Asked before the backend is known: only fanotify reads it, and
 	// checkConfinement makes the helper hold the domain to it there.
-	req.LandlockCovers = landlockCovers(landlockOptions(p.pol, string(policy.BackendFanotify), p.id.home, p.loaded.Paths, os.Getenv), landlock.ABI())
+	// Before makeToolDirs: the plan lists the directories it may create.
+	req.LandlockCovers = covers()
 	if f.Env.Euid == 0 && p.id.uid != 0 {
 		// Root acts for the user who ran sudo (or --user): the sandbox,
 		// its events and `aigate watch` are theirs.
@@ -429,7 +438,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("git directories: not protected", zap.String("what", n))
 	}
-	socks, notes := socketRunRules(p)
+	socks, notes := sockets()
 	for _, n := range notes {
 		f.Log.Debug("sockets: not kept in place", zap.String("what", n))
 	}
