@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/e2e"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/fanotify"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // consoleScript writes to the console at $1 from inside, then lives on.
@@ -34,7 +34,7 @@ sleep 10; echo survived`
 // process uses; its owner and mode are put back when the test ends.
 func TestEscapeConsole(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *box) {
-		console := freeConsole(t)
+		console := testutil.FreeConsole(t, 63)
 		t.Run("logged-in-later", func(t *testing.T) {
 			r := b.openedAfterStart(t, func() string {
 				userConsole(t, console) // the user logs in there
@@ -129,53 +129,6 @@ func (b *box) ownConsole(t *testing.T, console string) {
 			t.Errorf("an event (%s) for the command's own console:\n%v", op, r.events)
 		}
 	}
-}
-
-// freeConsole returns a virtual console, from /dev/tty63 down, that no
-// process has open or as its controlling terminal (never tty1 to tty12,
-// where logins and X are on a shared machine), or fails the test.
-func freeConsole(t *testing.T) string {
-	t.Helper()
-	for n := 63; n > 12; n-- {
-		p := "/dev/tty" + strconv.Itoa(n)
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 4 || st.Uid != 0 {
-			continue
-		}
-		if !deviceInUse(st.Rdev) {
-			return p
-		}
-	}
-	t.Fatal("no virtual console from /dev/tty63 down is free (root's, no process holding it): this test needs one")
-	return ""
-}
-
-// deviceInUse reports whether some process has the device rdev open or as
-// its controlling terminal.
-func deviceInUse(rdev uint64) bool {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if stat, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
-			// state ppid pgrp session tty_nr: after the command's last ')'.
-			if i := strings.LastIndexByte(string(stat), ')'); i >= 0 {
-				if f := strings.Fields(string(stat[i+1:])); len(f) > 4 && f[4] == strconv.FormatUint(rdev, 10) {
-					return true
-				}
-			}
-		}
-		dir := "/proc/" + e.Name() + "/fd/"
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			var st unix.Stat_t
-			if unix.Stat(dir+fd.Name(), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == rdev {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // userConsole gives console to the user as login does (owner, mode 0620)

@@ -16,6 +16,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/forksafe"
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // cttyopen PATH: lead a session of its own (setsid by the caller), open
@@ -50,48 +51,6 @@ var _ = registerHelper("leadjoin", func(args []string) string {
 	return "ok"
 })
 
-// freeConsole returns a virtual console, from /dev/tty<from> down, that no
-// process has open or as its controlling terminal: one no one uses on a
-// shared machine (never tty1 to tty12, where logins and X are).
-func freeConsole(t *testing.T, from int) string {
-	t.Helper()
-	for n := from; n > 12; n-- {
-		p := "/dev/tty" + strconv.Itoa(n)
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil || !isConsole(&st) {
-			continue
-		}
-		if !consoleInUse(st.Rdev) {
-			return p
-		}
-	}
-	t.Fatalf("no virtual console from /dev/tty%d down is free: this test needs one no process uses", from)
-	return ""
-}
-
-// consoleInUse reports whether some process has the console rdev open or
-// as its controlling terminal.
-func consoleInUse(rdev uint64) bool {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if _, tty, ok := procSessionTTY(e.Name()); ok && tty == rdev {
-			return true
-		}
-		dir := "/proc/" + e.Name() + "/fd/"
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			var st unix.Stat_t
-			if unix.Stat(dir+fd.Name(), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == rdev {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // TestConsoleOpenKillsSandbox: a virtual console opened from inside kills
 // the sandbox with an open event (vtopen.go), whether or not a rule names
 // it (run names the user's consoles of the start; one logged in on later
@@ -110,7 +69,7 @@ func TestConsoleOpenKillsSandbox(t *testing.T) {
 		}
 		return
 	}
-	console := freeConsole(t, 62)
+	console := testutil.FreeConsole(t, 62)
 	// start starts a helper inside s, or outside with s nil, and returns
 	// its end.
 	start := func(c *exec.Cmd) chan error {
