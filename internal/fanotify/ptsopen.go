@@ -107,13 +107,9 @@ func (b *Backend) ownTerminal(s *sandbox, pid int, path string) bool {
 	if _, tty, ok := procSessionTTY(strconv.Itoa(pid)); ok && tty == st.Rdev {
 		return true
 	}
-	pids, err := (&cgroup.Group{Path: s.CgroupPath}).PIDs()
+	pids, in, err := sandboxPIDs(s)
 	if err != nil {
 		return false
-	}
-	in := make(map[int]bool, len(pids))
-	for _, p := range pids {
-		in[p] = true
 	}
 	index := uint64(unix.Minor(st.Rdev))
 	for _, p := range pids {
@@ -129,6 +125,19 @@ func (b *Backend) ownTerminal(s *sandbox, pid int, path string) bool {
 	// a pty, opened its name and exited before this ran, and the sandbox
 	// was killed for its own terminal.
 	return !masterHeld(index, in)
+}
+
+// sandboxPIDs lists the processes of s, and the same as a set.
+func sandboxPIDs(s *sandbox) ([]int, map[int]bool, error) {
+	pids, err := (&cgroup.Group{Path: s.CgroupPath}).PIDs()
+	if err != nil {
+		return nil, nil, err
+	}
+	in := make(map[int]bool, len(pids))
+	for _, p := range pids {
+		in[p] = true
+	}
+	return pids, in, nil
 }
 
 // masterHeld reports whether a process other than those in skip (already

@@ -9,8 +9,6 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/aigate-dev/aigate/internal/cgroup"
 )
 
 // Virtual consoles. login chowns the console a user logs in on
@@ -155,13 +153,9 @@ func (b *Backend) ownConsole(s *sandbox, pid int, path string) bool {
 	if unix.Stat(path, &st) != nil || !isConsole(&st) {
 		return false
 	}
-	pids, err := (&cgroup.Group{Path: s.CgroupPath}).PIDs()
+	pids, in, err := sandboxPIDs(s)
 	if err != nil {
 		return false
-	}
-	in := make(map[int]bool, len(pids))
-	for _, p := range pids {
-		in[p] = true
 	}
 	if own, alive := cttyOutside(strconv.Itoa(pid), st.Rdev, in); alive {
 		return own
