@@ -56,3 +56,40 @@ echo "server at: $(%[1]s display-message -p -t work '#{socket_path}')"
 		}
 	})
 }
+
+// TestEscapeTmuxUsersServer: the user's own tmux server outside, at its
+// default socket, stays out of reach of a tmux client inside (which would
+// type into the user's panes): refused and reported on both backends
+// (fanotify: ENOENT since the name is led nowhere, "no server running";
+// LSM: EPERM), the keys never arrive, and the user's server lives on.
+// tmux inside, at its own TMUX_TMPDIR, sees no server of the user's.
+func TestEscapeTmuxUsersServer(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		shared := filepath.Join("/tmp", fmt.Sprintf("tmux-%d", machine.uid))
+		sock := filepath.Join(shared, "default")
+		typed := b.path("~/outside-typed")
+		if out, err := b.outsideRun(fmt.Sprintf(`export LC_ALL=C.UTF-8; tmux new-session -d -s outside 'cat > %s'`, typed)); err != nil {
+			t.Fatalf("the user's tmux outside: %v\n%s", err, out)
+		}
+		t.Cleanup(func() {
+			_, _ = b.outsideRun("tmux kill-server")
+			os.RemoveAll(shared)
+		})
+		r := b.sh(fmt.Sprintf(`export LC_ALL=C.UTF-8
+tmux -S %[1]s send-keys -t outside typed-from-inside Enter && echo "send-keys reached"
+tmux ls 2>&1 | grep -q outside && echo "ls reached"
+echo done`, sock))
+		if !strings.Contains(r.stdout, "done") || strings.Contains(r.stdout, "reached") {
+			t.Errorf("tmux inside reached the user's server:\n%s", r)
+		}
+		if _, ok := r.denied(events.OpUnix, sock); !ok {
+			t.Errorf("no unix event for %s:\n%s", sock, r)
+		}
+		if out, err := b.outsideRun("export LC_ALL=C.UTF-8; tmux send-keys -t outside typed-from-outside Enter && sleep 0.3 && tmux ls"); err != nil || !strings.Contains(out, "outside") {
+			t.Errorf("the user's server after the run: %v\n%s", err, out)
+		}
+		if got := b.read("~/outside-typed"); strings.Contains(got, "inside") {
+			t.Errorf("the keys from inside arrived in the user's pane: %q", got)
+		}
+	})
+}
