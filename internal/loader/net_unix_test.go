@@ -177,3 +177,39 @@ func TestNetUnixSockets(t *testing.T) {
 		t.Errorf("allow_unix entry left after Remove: %+v", k)
 	}
 }
+
+// TestNetUnixAudit: an audited sandbox reaches an outside unix socket by
+// path and by abstract name, each reported as audit; the path is not led
+// nowhere as a refused one is (TestNetUnixSockets).
+func TestNetUnixAudit(t *testing.T) {
+	if !kernelAtLeast(t, 6, 7) {
+		t.Logf("kernel before 6.7: unix sockets are not confined (TestNetUnixSockets)")
+		return
+	}
+	env := newNetEnv(t)
+	n := openNet(t, NetOptions{Backend: "test"})
+	dir := t.TempDir()
+	tag := fmt.Sprintf("aigate-audit-%d", os.Getpid())
+	c, err := policy.Compile(&policy.Policy{Net: policy.NetDeny, Loopback: policy.LoopbackAll}, policy.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := env.sandbox(n, 9, c.Net, nil, true)
+	out := filepath.Join(dir, "out.sock")
+	unixListener(t, env, "unix", out)
+	unixListener(t, env, "unixgram", out+".gram")
+	unixListener(t, env, "unix", "@"+tag)
+	ops := []string{"unix " + out, "unixgram " + out + ".gram", "unix @" + tag}
+	got, _ := env.run(g, ops...)
+	for i, op := range ops {
+		if got[i] != 0 {
+			t.Errorf("audit: %s: errno %d, want 0", op, got[i])
+		}
+	}
+	want := []string{out, out + ".gram", "@" + tag}
+	for i, ev := range nextEvents(t, n.Events(), len(want)) {
+		if ev.Op != events.OpUnix || ev.Path != want[i] || !ev.Audit {
+			t.Errorf("audit event %d: %+v, want audit op unix path %s", i, ev, want[i])
+		}
+	}
+}
