@@ -4,7 +4,9 @@
  * Unix-socket confinement without BPF LSM (kernels 6.7+): connect_unix and
  * sendmsg_unix, attached to each sandbox cgroup, refuse a sandboxed
  * connect(2) or sendto(2) to a unix socket name that neither allow_unix
- * lists nor a process of the same sandbox bound (see unixmatch.h).
+ * lists nor a process of the same sandbox bound (see unixmatch.h): a path
+ * name by leading the call to a name that cannot exist (ENOENT, see
+ * unix_nowhere), an abstract name with EPERM.
  *
  * A separate object from sockaddr.c: the attach types and the kfunc below
  * do not exist on 6.1, where loading them would fail the whole collection.
@@ -32,6 +34,21 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+extern int bpf_sock_addr_set_sun_path(struct bpf_sock_addr_kern *sa_kern, const __u8 *sun_path,
+				      __u32 sun_path__sz) __ksym;
+
+/*
+ * A refused path name is rewritten to this one instead of failing the call
+ * with EPERM: a name no process can create (procfs makes no entry in a fd
+ * directory but for an open descriptor's number, and a mount needs an
+ * existing file to cover), so the kernel's lookup fails with ENOENT, as
+ * for a name where no socket is. A program that starts its own server
+ * when there is none (tmux, git credential-cache, emacsclient -a '')
+ * takes EPERM as final; ENOENT lets it start the server in the sandbox.
+ * The original name is still reported: the agent looks it up and keeps
+ * quiet only when nothing is there (internal/agent/unreachable.go).
+ */
+static const char unix_nowhere[] = "/proc/self/fd/aigate-refused";
 
 /*
  * Scratch keys: two of them would not fit the 512-byte stack with an event.
@@ -308,8 +325,21 @@ static __always_inline int check_unix(struct bpf_sock_addr *ctx)
 
 	/* -1, no name: the kernel refuses the call itself. */
 	int ret = 1;
-	if (!unix_allowed(s, cgroup_id, sb, sa->uaddr, sa->uaddrlen))
+	if (!unix_allowed(s, cgroup_id, sb, sa->uaddr, sa->uaddrlen)) {
 		ret = report(cgroup_id, sb, &s->bound.n);
+		/*
+		 * A path name leads nowhere instead (ENOENT, see unix_nowhere);
+		 * where the kfunc fails, EPERM stays. Abstract names keep EPERM:
+		 * they have no lookup that could fail, and the programs above
+		 * use paths.
+		 */
+		if (!ret && !s->bound.n.abstract) {
+			/* The kfunc takes no read-only memory: the name goes via s. */
+			__builtin_memcpy(s->walk, unix_nowhere, sizeof(unix_nowhere));
+			if (!bpf_sock_addr_set_sun_path(sa, (const __u8 *)s->walk, sizeof(unix_nowhere)))
+				ret = 1;
+		}
+	}
 	scratch_release(s);
 	return ret;
 }

@@ -10,7 +10,8 @@
  *     to an entry or beneath it, or an abstract name equal to an "@name"
  *     entry;
  *
- * and refused otherwise. The programs run before the kernel looks the
+ * and refused otherwise (sockunix.c: a path with ENOENT, an abstract name
+ * with EPERM). The programs run before the kernel looks the
  * listener up, so they see the name only, never the peer: see
  * docs/network.md for what that cannot catch.
  */

@@ -271,6 +271,17 @@ func (b *box) tool(ops string) string {
 	return fmt.Sprintf("%s='%s' %s", netToolEnv, ops, netTool.path)
 }
 
+// unixRefused is the errno the tool prints for a refused connect or send
+// to a unix socket path: the fanotify backend's program leads the name
+// nowhere, so it fails as a missing name does (docs/network.md), the LSM
+// backend refuses the socket reached.
+func (b *box) unixRefused() string {
+	if b.backend == "fanotify" {
+		return "ENOENT"
+	}
+	return "EPERM"
+}
+
 // listenOutside is a service of the user's on loopback, outside every
 // sandbox (a database, a browser's debugging port): it accepts and closes.
 func listenOutside(t *testing.T, network, addr string) uint16 {
@@ -608,7 +619,7 @@ func TestEscapeUnixDotDot(t *testing.T) {
 		b.config(fmt.Sprintf("net: deny\nallow_unix:\n  - %s/allowed/\n", top))
 		climb := top + "/allowed/../out/bus"
 		r := b.sh(b.tool("unix " + climb))
-		if got := strings.Join(r.lines(), " "); got != "EPERM" {
+		if got := strings.Join(r.lines(), " "); got != b.unixRefused() {
 			t.Fatalf("%s reached the outside listener: %q\n%s", climb, got, r)
 		}
 		if _, ok := r.denied(events.OpUnix, "out/bus"); !ok {

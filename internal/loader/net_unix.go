@@ -74,7 +74,7 @@ func UnixSocketEnforcement() string {
 	if err := ProbeUnixSockets(); err != nil {
 		return "none: " + err.Error() + "; without BPF LSM a sandboxed process can connect to any unix socket it can open (Docker, tmux, D-Bus, ssh-agent)"
 	}
-	return "cgroup connect_unix/sendmsg_unix: by socket name (allow_unix, or bound inside the same sandbox); " +
+	return "cgroup connect_unix/sendmsg_unix: by socket name (allow_unix, or bound inside the same sandbox; a refused path fails as a missing one, ENOENT); " +
 		"aigate run refuses an allow_unix entry the sandbox could point at another socket (its directory or one above it writable by the sandbox, or for a directory entry one beneath it)"
 }
 

@@ -62,6 +62,11 @@ func unixListener(t *testing.T, env *netEnv, network, name string) {
 // and a bind that failed because an outsider holds the name teaches
 // nothing. Outside the sandbox nothing changes. On kernels before 6.7 the
 // Net reports that unix sockets are not confined, and they are not.
+//
+// A refused path name fails with ENOENT, whether a socket is there or
+// not (the program leads it nowhere: a client that starts its own server
+// when there is none, as tmux does, goes on), with the event as before;
+// an abstract name with EPERM.
 func TestNetUnixSockets(t *testing.T) {
 	env := newNetEnv(t)
 	n := openNet(t, NetOptions{Backend: "test"})
@@ -105,10 +110,12 @@ func TestNetUnixSockets(t *testing.T) {
 		"unix " + p("allowed.sock.evil"),
 		"unix " + dir + "/allowdir/../out.sock", // under allowdir by prefix only
 		"unix " + dir + "/allowdir/./x.sock",
+		"unix " + p("missing.sock"), // no socket there: tmux's first connect
+		"unixgram " + p("missinggram.sock"),
 	}
 	confined := kernelAtLeast(t, 6, 7)
-	E := syscall.EPERM
-	want := []syscall.Errno{E, E, E, 0, 0, 0, 0, 0, 0, E, E, E, 0}
+	E, N := syscall.EPERM, syscall.ENOENT
+	want := []syscall.Errno{N, E, N, 0, 0, 0, 0, 0, 0, E, N, N, 0, N, N}
 	if !confined {
 		if err := n.UnixSockets(); !errors.Is(err, ErrNoUnixHooks) {
 			t.Fatalf("UnixSockets on a kernel before 6.7: %v, want ErrNoUnixHooks", err)
@@ -130,8 +137,9 @@ func TestNetUnixSockets(t *testing.T) {
 	if !confined {
 		return
 	}
-	evs := nextEvents(t, n.Events(), 6)
-	wantPaths := []string{p("out.sock"), "@" + tag + "-out", p("outgram.sock"), "@" + tag + "-taken", p("allowed.sock.evil"), dir + "/allowdir/../out.sock"}
+	evs := nextEvents(t, n.Events(), 8)
+	wantPaths := []string{p("out.sock"), "@" + tag + "-out", p("outgram.sock"), "@" + tag + "-taken", p("allowed.sock.evil"), dir + "/allowdir/../out.sock",
+		p("missing.sock"), p("missinggram.sock")}
 	for i, ev := range evs {
 		if ev.Kind != events.KindNet || ev.Op != events.OpUnix || ev.Path != wantPaths[i] || ev.Audit {
 			t.Errorf("event %d: %+v, want op unix path %s", i, ev, wantPaths[i])
@@ -153,8 +161,8 @@ func TestNetUnixSockets(t *testing.T) {
 	unixListener(t, env, "unix", "@"+tag+"-self")
 	got, _ = env.run(g, "unix "+p("self.sock"), "unix @"+tag+"-self")
 	for i, e := range got {
-		if e != syscall.EPERM {
-			t.Errorf("outsider on a name the sandbox bound before: op %d: errno %d, want EPERM", i, e)
+		if e != []syscall.Errno{N, E}[i] {
+			t.Errorf("outsider on a name the sandbox bound before: op %d: errno %d, want %d", i, e, []syscall.Errno{N, E}[i])
 		}
 	}
 	drain(n.Events())
@@ -167,5 +175,41 @@ func TestNetUnixSockets(t *testing.T) {
 	var rule uint32
 	if it := n.unix.objs.UnixAllow.Iterate(); it.Next(&k, &rule) {
 		t.Errorf("allow_unix entry left after Remove: %+v", k)
+	}
+}
+
+// TestNetUnixAudit: an audited sandbox reaches an outside unix socket by
+// path and by abstract name, each reported as audit; the path is not led
+// nowhere as a refused one is (TestNetUnixSockets).
+func TestNetUnixAudit(t *testing.T) {
+	if !kernelAtLeast(t, 6, 7) {
+		t.Logf("kernel before 6.7: unix sockets are not confined (TestNetUnixSockets)")
+		return
+	}
+	env := newNetEnv(t)
+	n := openNet(t, NetOptions{Backend: "test"})
+	dir := t.TempDir()
+	tag := fmt.Sprintf("aigate-audit-%d", os.Getpid())
+	c, err := policy.Compile(&policy.Policy{Net: policy.NetDeny, Loopback: policy.LoopbackAll}, policy.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := env.sandbox(n, 9, c.Net, nil, true)
+	out := filepath.Join(dir, "out.sock")
+	unixListener(t, env, "unix", out)
+	unixListener(t, env, "unixgram", out+".gram")
+	unixListener(t, env, "unix", "@"+tag)
+	ops := []string{"unix " + out, "unixgram " + out + ".gram", "unix @" + tag}
+	got, _ := env.run(g, ops...)
+	for i, op := range ops {
+		if got[i] != 0 {
+			t.Errorf("audit: %s: errno %d, want 0", op, got[i])
+		}
+	}
+	want := []string{out, out + ".gram", "@" + tag}
+	for i, ev := range nextEvents(t, n.Events(), len(want)) {
+		if ev.Op != events.OpUnix || ev.Path != want[i] || !ev.Audit {
+			t.Errorf("audit event %d: %+v, want audit op unix path %s", i, ev, want[i])
+		}
 	}
 }

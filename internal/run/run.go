@@ -168,6 +168,9 @@ func runRun(ctx context.Context, f *cmdutil.Factory, opts *runOptions) error {
 	if err != nil {
 		return err
 	}
+	var muxDone func()
+	p.env, muxDone = muxTmpEnv(p.env, p.id.uid, p.loaded.Paths.User)
+	defer muxDone()
 	// The user's sockets are looked for, and the Landlock domain planned,
 	// while the rest is set up.
 	sockets := startSocketRunRules(p)
