@@ -3,8 +3,13 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
 )
@@ -13,10 +18,14 @@ import (
 // in a test binary, so that vmtest can run them in a guest whose kernel is
 // not the host's (each kernel changes how favordynmods works):
 //
-//	go run ./vmtest --kernel 6.12 --pkg ./bench/dynmods --env AIGATE_BENCH_DYNMODS=1 -- \
+//	make build
+//	go run ./vmtest --kernel 6.12 --host-root --bin bin/aigate --pkg ./bench/dynmods \
+//	    --env AIGATE_BENCH_DYNMODS=1 --env AIGATE_DYNMODS_AIGATE=/usr/local/bin/aigate -- \
 //	    -test.run '^$' -test.bench FavorDynmods -test.benchtime 1x
 //
-// It changes the machine's cgroup v2 options (and puts them back), so it
+// With AIGATE_DYNMODS_AIGATE naming an aigate binary it also times
+// `aigate run -- true` through an agent it starts, and bwrap beside it
+// when bwrap is on PATH. It changes the machine's cgroup v2 options (and puts them back), so it
 // runs only when AIGATE_BENCH_DYNMODS is set, as root.
 func BenchmarkFavorDynmods(b *testing.B) {
 	if os.Getenv("AIGATE_BENCH_DYNMODS") == "" {
@@ -35,9 +44,47 @@ func BenchmarkFavorDynmods(b *testing.B) {
 	if _, err := os.Stat("/usr/bin/make"); err == nil {
 		only += ",make"
 	}
+	run, peer := "", ""
+	if bin := os.Getenv("AIGATE_DYNMODS_AIGATE"); bin != "" {
+		run = startAgent(b, bin)
+		only += ",run"
+		if _, err := exec.LookPath("bwrap"); err == nil {
+			peer = "bwrap --unshare-all --ro-bind / / true"
+			only += ",peer"
+		}
+	}
 	for range b.N {
-		if err := measure(20, "", "", only); err != nil {
+		if err := measure(20, run, peer, only); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// startAgent starts `bin agent` with its socket and trust records in a
+// temporary directory and returns the run case for it.
+func startAgent(b *testing.B, bin string) string {
+	dir := b.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(filepath.Join(home, "proj"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var log bytes.Buffer
+	agent := exec.Command(bin, "agent", "--backend", "auto", "--socket", sock, "--metrics-addr", "", "--trust-dir", filepath.Join(dir, "trust"), "--log-level", "error")
+	agent.Stdout, agent.Stderr = &log, &log
+	if err := agent.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = agent.Process.Signal(syscall.SIGTERM)
+		_ = agent.Wait()
+	})
+	for range 300 {
+		if _, err := os.Stat(sock); err == nil {
+			return "AIGATE_SOCKET=" + sock + " HOME=" + home + " " + bin + " run -- true"
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatalf("the agent did not start: %s", log.String())
+	return ""
 }
