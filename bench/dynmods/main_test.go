@@ -28,6 +28,7 @@ import (
 // runs only when AIGATE_BENCH_DYNMODS is set, as root.
 func BenchmarkFavorDynmods(b *testing.B) {
 	if os.Getenv("AIGATE_BENCH_DYNMODS") == "" {
+		// skip-ok: a benchmark, run only when asked: it changes a machine-wide kernel option.
 		b.Skip("set AIGATE_BENCH_DYNMODS=1 to toggle the machine's favordynmods (as root)")
 	}
 	orig, err := cgroup.ReadFavorDynmods()
