@@ -78,6 +78,7 @@ func runAgent(ctx context.Context, f *cmdutil.Factory, opts *agentOptions) error
 	if f.Env.Euid != 0 {
 		return &cmdutil.StatusError{Code: cmdutil.ExitNoEnforcement, Err: errors.New("the agent needs root: run `sudo aigate agent`, or `sudo aigate setup` to install it as a service")}
 	}
+	agentFavorDynmods(f)
 	choice := policy.BackendChoice(opts.Backend)
 	be, err := backend.Open(choice, backend.Options{Logger: f.Log, Warn: func(s string) { f.Log.Warn(s) }, PinPath: opts.PinDir})
 	if err != nil {

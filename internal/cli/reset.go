@@ -25,7 +25,8 @@ func newResetCmd(f *cmdutil.Factory) *cobra.Command {
 		Long: `Remove the global config file and the trust store (~/.aigate/trusted.yaml),
 and ~/.aigate itself when nothing else is left in it, and what "aigate
 setup" installed for the agent (its unit, socket directory, BPF pins and
-group) with the sandbox cgroups whose owner has died; it refuses while an
+group, and favordynmods on the cgroup v2 mount if setup set it) with the
+sandbox cgroups whose owner has died; it refuses while an
 agent that systemd does not run is still running. Run as a normal user, it
 removes only your own files and names the agent's parts that need root.
 Project files are left alone. Without --force, list what would be removed

@@ -33,7 +33,7 @@ const unitPath = "/etc/systemd/system/aigate.service"
 const pinDir = "/sys/fs/bpf/aigate"
 
 func newSetupCmd(f *cmdutil.Factory) *cobra.Command {
-	var landlockAudit bool
+	var landlockAudit, favorDynmods bool
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Install the agent so that aigate run works without sudo",
@@ -54,15 +54,28 @@ been enabled, every process the machine starts pays for an audit context
 on each system call until the next boot (docs/backends.md measures it),
 and without auditd the kernel also prints the records to its log.
 
+With --favordynmods (the default; Linux 6.0 or later) it remounts the
+cgroup v2 hierarchy with favordynmods, keeping its other options: moving a
+run into its sandbox then no longer waits for an RCU grace period (5-16 ms
+of each start through the agent), and every fork, thread start and exit on
+the machine pays a little more (docs/performance.md measures both). The
+option is machine-wide and a reboot clears it; the agent sets it again at
+start. --favordynmods=false turns off again what an earlier setup turned
+on (on Linux 6.18 and later, cgroup.procs writes keep a per-process lock
+until the next boot once it has been on).
+
 sudo aigate reset --force undoes it.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runSetup(f, landlockAudit) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSetup(f, landlockAudit, favorDynmods)
+		},
 	}
 	cmd.Flags().BoolVar(&landlockAudit, "landlock-audit", false, "have the agent enable the kernel's audit, so that Landlock's refusals are reported (a cost to every process: docs/backends.md)")
+	cmd.Flags().BoolVar(&favorDynmods, "favordynmods", true, "mount the cgroup v2 hierarchy with favordynmods, so that starts do not wait for an RCU grace period (machine-wide; =false undoes an earlier setup's)")
 	return cmd
 }
 
-func runSetup(f *cmdutil.Factory, landlockAudit bool) error {
+func runSetup(f *cmdutil.Factory, landlockAudit, favorDynmods bool) error {
 	if f.Env.Euid != 0 {
 		return &cmdutil.StatusError{Code: cmdutil.ExitError, Err: errors.New("setup changes groups and services: run it with sudo (sudo aigate setup)")}
 	}
@@ -109,6 +122,10 @@ func runSetup(f *cmdutil.Factory, landlockAudit bool) error {
 		f.Printf("installed and started %s (logs: journalctl -u aigate)\n", unitPath)
 	} else {
 		f.Printf("systemd is not running this machine: start the agent with your init system, or by hand:\n  sudo %s agent%s\n", exe, args)
+	}
+	if err := setupFavorDynmods(f, favorDynmods); err != nil {
+		// Only slower starts: said, not fatal; doctor repeats it.
+		f.Printf("could not set favordynmods: %v\n", err)
 	}
 	printDoctor(f, f.Doctor(true))
 	return nil
@@ -160,6 +177,9 @@ func ResetAgentPlan() []string {
 		if _, err := os.Lstat(p); err == nil {
 			out = append(out, p)
 		}
+	}
+	if _, err := os.Lstat(dynmodsMark); err == nil {
+		out = append(out, "favordynmods on the cgroup v2 mount (aigate setup turned it on)")
 	}
 	if _, err := os.Lstat(loader.KeptRoot); err == nil {
 		out = append(out, loader.KeptRoot+" (the network programs an embedded `sudo aigate run` keeps loaded for the next one)")
@@ -258,6 +278,10 @@ func ResetAgent(f *cmdutil.Factory) error {
 	}
 	if agentRunning() {
 		return errors.Join(append(errs, errAgentRunning)...)
+	}
+	// Before stateDir goes: its mark says whether setup set it.
+	if err := undoFavorDynmods(f); err != nil {
+		errs = append(errs, err)
 	}
 	for _, dir := range []string{filepath.Dir(api.DefaultSocket), pinDir, stateDir} {
 		if _, err := os.Lstat(dir); err == nil {

@@ -44,7 +44,7 @@ func Run(opts Options) *Report {
 	fan := m.fanotify(major, minor)
 	net := m.sockAddr(cg.Status)
 	unixc := m.unixSockets()
-	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), m.userns(major, minor), m.execCopies(major, minor), m.verdictCache(lsm.Status, probe.Status), cg, m.bpffs(), m.privileges()}}
+	r := &Report{Checks: []Check{kernel, btf, lsm, probe, fan, net, unixc, m.landlock(), m.userns(major, minor), m.execCopies(major, minor), m.verdictCache(lsm.Status, probe.Status), cg, m.favorDynmods(major, minor), m.bpffs(), m.privileges()}}
 
 	// Both backends enforce the network with the sock_addr programs, and
 	// neither opens without them.
@@ -134,7 +134,10 @@ type machine struct {
 	mounts  []mount
 }
 
-type mount struct{ point, fstype string }
+type mount struct {
+	point, fstype string
+	super         []string // the filesystem's options
+}
 
 func (m *machine) path(p string) string { return filepath.Join(m.opts.Root, p) }
 
@@ -584,6 +587,34 @@ func (m *machine) cgroup2() Check {
 	return c
 }
 
+// favorDynmods says whether moving a run into its sandbox waits for an RCU
+// grace period: a write to cgroup.procs does unless the cgroup v2
+// hierarchy is mounted with favordynmods (internal/cgroup/dynmods_linux.go;
+// docs/performance.md measures what it gives and what it costs).
+func (m *machine) favorDynmods(major, minor int) Check {
+	c := Check{Name: "favordynmods", Status: OK}
+	var cg *mount
+	for i, mt := range m.mounts {
+		if mt.fstype == "cgroup2" && (cg == nil || mt.point == "/sys/fs/cgroup") {
+			cg = &m.mounts[i]
+		}
+	}
+	switch {
+	case cg == nil:
+		c.Status = Skip
+		c.Detail = "no cgroup v2 hierarchy (see cgroup2)"
+	case contains(cg.super, "favordynmods"):
+		c.Detail = "cgroup v2 is mounted with favordynmods: moving a run into its sandbox does not wait for an RCU grace period (forks and exits on the machine pay a little for it: docs/performance.md)"
+	case !atLeast(major, minor, 6, 0):
+		c.Detail = "each `aigate run` through the agent waits for an RCU grace period (5-16 ms measured on a 2-CPU machine, about a third of its start) to move into its sandbox; favordynmods, which avoids it, needs Linux 6.0"
+	default:
+		c.Status = Warn
+		c.Detail = "cgroup v2 at " + cg.point + " is not mounted with favordynmods: each `aigate run` through the agent waits for an RCU grace period (5-16 ms measured on a 2-CPU machine, about a third of its start) to move into its sandbox (docs/performance.md)"
+		c.Fix = "sudo aigate setup --favordynmods (sets it, and the agent sets it again after a reboot), or for this boot only: sudo mount -o remount,favordynmods " + cg.point
+	}
+	return c
+}
+
 func (m *machine) bpffs() Check {
 	c := Check{Name: "bpffs"}
 	for _, mt := range m.mounts {
@@ -664,7 +695,7 @@ func (m *machine) readMounts() []mount {
 	mounts, _ := mountinfo.Parse(string(data))
 	out := make([]mount, 0, len(mounts))
 	for _, mi := range mounts {
-		out = append(out, mount{point: mi.Point, fstype: mi.FSType})
+		out = append(out, mount{point: mi.Point, fstype: mi.FSType, super: mi.SuperOptions})
 	}
 	return out
 }

@@ -25,7 +25,7 @@ func fakeRoot(t *testing.T, files map[string]string) string {
 }
 
 const mountinfoV2 = `22 1 0:21 / /sys rw - sysfs sysfs rw
-30 22 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+30 22 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate,favordynmods
 31 22 0:27 / /sys/fs/bpf rw - bpf bpf rw
 `
 
@@ -476,5 +476,31 @@ func TestExecCopies(t *testing.T) {
 		if c.Status != tc.status || !strings.Contains(c.Detail, tc.says) {
 			t.Errorf("%s %q: %s %q, want %s containing %q", tc.release, tc.config, c.Status, c.Detail, tc.status, tc.says)
 		}
+	}
+}
+
+// favordynmods is reported from the cgroup v2 mount's own options, with
+// what its absence costs and how to set it where the kernel has it.
+func TestFavorDynmods(t *testing.T) {
+	for _, tc := range []struct {
+		name, mountinfo, release string
+		status                   Status
+		detail, fix              string
+	}{
+		{"on", mountinfoV2, "6.1.0-test", OK, "does not wait", ""},
+		{"off", mountinfoHybrid, "6.18.0-test", Warn, "/sys/fs/cgroup/unified is not mounted with favordynmods", "sudo mount -o remount,favordynmods /sys/fs/cgroup/unified"},
+		// The option's name in another mount's options does not count.
+		{"another mount's option", mountinfoHybrid + "40 22 0:40 / /mnt rw - tmpfs favordynmods rw,favordynmods\n", "6.18.0-test", Warn, "not mounted with favordynmods", "sudo aigate setup --favordynmods"},
+		{"kernel without it", mountinfoHybrid, "5.15.0-test", OK, "needs Linux 6.0", ""},
+		{"no cgroup2", "22 1 0:21 / /sys rw - sysfs sysfs rw\n", "6.18.0-test", Skip, "no cgroup v2", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := fakeRoot(t, map[string]string{"proc/self/mountinfo": tc.mountinfo})
+			r := Run(Options{Root: root, Release: tc.release, Euid: 0, LandlockABI: func() int { return 7 }})
+			c := find(t, r, "favordynmods")
+			if c.Status != tc.status || !strings.Contains(c.Detail, tc.detail) || !strings.Contains(c.Fix, tc.fix) || (tc.fix == "") != (c.Fix == "") {
+				t.Errorf("got %+v, want status %s, detail with %q, fix with %q", c, tc.status, tc.detail, tc.fix)
+			}
+		})
 	}
 }
