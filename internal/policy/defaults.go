@@ -114,6 +114,16 @@ var (
 		// that server feeds the prompt (selections), answers its edits and
 		// serves tools. Claude inside only removes stale ones (that fails).
 		"~/.claude/ide/",
+		// The OAuth token a claude outside sends its prompts with: one
+		// replaced from inside (the attacker's account's) gets the user's
+		// next sessions' prompts and code (2.1.332, seen: a planted file
+		// is used as it is). Claude inside reads it to log in; a token it
+		// refreshes is not saved (docs/threat-model.md). Background
+		// sessions' jobs (jobs/<job>/adopt.json: the scheduled prompts
+		// and shells a session resumed outside takes over) and the cached
+		// managed settings of an organisation (hooks, permissions): Claude
+		// Code's own sandbox keeps all three read-only too.
+		"~/.claude/.credentials.json", "~/.claude/jobs/", "~/.claude/remote-settings.json",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -391,6 +401,12 @@ deny_write:
   # IDE lock files: a claude outside with --ide (or autoConnectIde, or in
   # an IDE's terminal) connects to the server a lock file names
   - ~/.claude/ide/
+  # your login (a token replaced from inside would send your next
+  # sessions' prompts to another account; claude inside still reads it),
+  # background sessions' jobs and your organisation's cached settings
+  - ~/.claude/.credentials.json
+  - ~/.claude/jobs/
+  - ~/.claude/remote-settings.json
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json
