@@ -15,8 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aigate-dev/aigate/internal/api"
-	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/claudejson"
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/events"
 )
