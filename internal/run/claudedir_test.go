@@ -25,6 +25,14 @@ func TestClaudeConfigDir(t *testing.T) {
 	proj := filepath.Join(home, "src", "p")
 	paths := &config.Paths{ProjectRoot: proj, WorkDir: proj}
 	pol := &policy.Policy{Writable: []policy.PathRule{{Pattern: "~/.config/tool/"}}}
+	for link, to := range map[string]string{"cc-link": filepath.Join(home, ".config", "claude"), "cc-out": "/var/tmp", "cc-proj": proj} {
+		if err := os.MkdirAll(to, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(to, filepath.Join(home, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct{ v, want, err string }{
 		{"", "", ""},
 		{filepath.Join(home, ".claude"), "", ""},
@@ -38,6 +46,10 @@ func TestClaudeConfigDir(t *testing.T) {
 		{filepath.Join(home, "tmp", "cc"), "", "beneath " + filepath.Join(home, "tmp") + ", which"},
 		{"/srv/claude", "", "not beneath your home"},
 		{home, "", "not beneath your home"},
+		// A link is taken where it leads.
+		{filepath.Join(home, "cc-link"), filepath.Join(home, ".config", "claude"), ""},
+		{filepath.Join(home, "cc-out"), "", "leads to /var/tmp, not beneath your home"},
+		{filepath.Join(home, "cc-proj"), "", "beneath " + proj + ", which"},
 	} {
 		env := map[string]string{"TMPDIR": filepath.Join(home, "tmp"), claudestate.ConfigDirEnv: tc.v}
 		getenv := func(k string) string { return env[k] }

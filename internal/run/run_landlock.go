@@ -369,6 +369,20 @@ func claudeConfigDir(opts landlock.Options, getenv func(string) string) (string,
 	}
 	move := fmt.Sprintf("move Claude Code's state to a directory of your home that the sandbox cannot write (e.g. %s) or unset %s",
 		filepath.Join(home, ".claude-work"), claudestate.ConfigDirEnv)
+	// Where it really is: the LSM backend matches the resolved path, and
+	// a link in the home to a directory elsewhere protects nothing there.
+	if rd, err := filepath.EvalSymlinks(d); err == nil {
+		rhome, herr := filepath.EvalSymlinks(home)
+		if herr != nil {
+			rhome = home
+		}
+		rel, rerr := filepath.Rel(rhome, rd)
+		if rerr != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return "", fmt.Errorf("$%s=%s leads to %s, not beneath your home %s: aigate keeps Claude Code's settings, hooks and MCP servers read-only only there; %s",
+				claudestate.ConfigDirEnv, d, rd, home, move)
+		}
+		d = filepath.Join(home, rel)
+	}
 	if opts.Home == "" || !config.Within(d, home) || d == home {
 		return "", fmt.Errorf("$%s=%s is not beneath your home %s: aigate keeps Claude Code's settings, hooks and MCP servers read-only only there; %s",
 			claudestate.ConfigDirEnv, d, home, move)
