@@ -118,12 +118,11 @@ var (
 		// replaced from inside (the attacker's account's) gets the user's
 		// next sessions' prompts and code (2.1.332, seen: a planted file
 		// is used as it is). Claude inside reads it to log in; a token it
-		// refreshes is not saved (docs/threat-model.md). Background
-		// sessions' jobs (jobs/<job>/adopt.json: the scheduled prompts
-		// and shells a session resumed outside takes over) and the cached
-		// managed settings of an organisation (hooks, permissions): Claude
-		// Code's own sandbox keeps all three read-only too.
-		"~/.claude/.credentials.json", "~/.claude/jobs/", "~/.claude/remote-settings.json",
+		// refreshes is not saved (docs/threat-model.md). Not jobs/ nor
+		// remote-settings.json, which Claude Code's own sandbox keeps
+		// read-only: claude inside writes both at every interactive start
+		// (jobs/pins.json through a temporary file it removes on failure).
+		"~/.claude/.credentials.json",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -402,11 +401,8 @@ deny_write:
   # an IDE's terminal) connects to the server a lock file names
   - ~/.claude/ide/
   # your login (a token replaced from inside would send your next
-  # sessions' prompts to another account; claude inside still reads it),
-  # background sessions' jobs and your organisation's cached settings
+  # sessions' prompts to another account; claude inside still reads it)
   - ~/.claude/.credentials.json
-  - ~/.claude/jobs/
-  - ~/.claude/remote-settings.json
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json
