@@ -302,10 +302,6 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	for _, w := range warns {
 		f.Warnf("%s", w)
 	}
-	// Claude Code inside keeps its auto memory and its subagents' memory
-	// in the sandboxes' own directories: the real ones, which
-	// claudeRunRules and the defaults keep read-only, are loaded by every
-	// later claude outside.
 	// Claude Code's state moved by $CLAUDE_CONFIG_DIR gets every
 	// protection of ~/.claude, or the run does not start: a claude
 	// outside would run what the sandbox wrote there.
@@ -313,6 +309,10 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	if p.claudeDir, err = claudeConfigDir(lopts, os.Getenv); err != nil {
 		return nil, refusing(cmdutil.ExitPolicy, opts.Args[0], err)
 	}
+	// Claude Code inside keeps its auto memory and its subagents' memory
+	// in the sandboxes' own directories: the real ones, which
+	// claudeRunRules and the defaults keep read-only, are loaded by every
+	// later claude outside.
 	p.userMemory = envValue(p.env, claudestate.MemoryOverrideEnv)
 	p.userAgentMemory = envValue(p.env, claudestate.RemoteMemoryEnv)
 	var merr error
