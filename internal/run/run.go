@@ -506,7 +506,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	}
 	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
 
-	s.rep = newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: p.lines})
+	moved := ""
+	if p.claudeDir != "" {
+		moved = tildeHome(p.claudeDir, p.id.home) + "/"
+	}
+	s.rep = newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: p.lines, ClaudeDir: moved})
 	return s, nil
 }
 
