@@ -305,9 +305,11 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	// Claude Code's state moved by $CLAUDE_CONFIG_DIR gets every
 	// protection of ~/.claude, or the run does not start: a claude
 	// outside would run what the sandbox wrote there.
-	lopts := baseLandlockOptions(p.pol, string(policy.BackendFanotify), id.home, loaded.Paths, os.Getenv)
-	if p.claudeDir, err = claudeConfigDir(lopts, os.Getenv); err != nil {
-		return nil, refusing(cmdutil.ExitPolicy, opts.Args[0], err)
+	if os.Getenv(claudestate.ConfigDirEnv) != "" {
+		lopts := baseLandlockOptions(p.pol, string(policy.BackendFanotify), id.home, loaded.Paths, os.Getenv)
+		if p.claudeDir, err = claudeConfigDir(lopts, os.Getenv); err != nil {
+			return nil, refusing(cmdutil.ExitPolicy, opts.Args[0], err)
+		}
 	}
 	// Claude Code inside keeps its auto memory and its subagents' memory
 	// in the sandboxes' own directories: the real ones, which
