@@ -16,6 +16,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/claudejson"
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/events"
 )
@@ -41,6 +42,19 @@ type claudeJournal struct {
 	CgroupPath string           `json:"cgroup_path"`
 	Owner      uint32           `json:"owner"`
 	Guard      claudejson.Guard `json:"guard"`
+	// Moved guards the .claude.json of the state directory
+	// $CLAUDE_CONFIG_DIR moved (api.ClaudeJSONGuard.ConfigDir); nil when
+	// none. A journal of an older agent has none.
+	Moved *claudejson.Guard `json:"moved,omitempty"`
+}
+
+// guards are j's guards: ~/.claude.json, then the moved one.
+func (j *claudeJournal) guards() []*claudejson.Guard {
+	out := []*claudejson.Guard{&j.Guard}
+	if j.Moved != nil {
+		out = append(out, j.Moved)
+	}
+	return out
 }
 
 func (a *Agent) journalPath(name string) string {
@@ -61,12 +75,17 @@ func (a *Agent) guardClaudeJSON(b *box, req *api.CreateRequest) string {
 		a.log.Warn("~/.claude.json not guarded", zap.String("sandbox", b.info.Name), zap.Error(err))
 		return fmt.Sprintf("~/.claude.json is not guarded in this run (%v): after it, look for MCP servers you did not add (`claude mcp list`)", err)
 	}
-	var g *claudejson.Guard
+	var g, moved *claudejson.Guard
 	_ = u.Do(func() error {
-		g = claudejson.Read(filepath.Join(req.Home, ".claude.json"), req.ClaudeJSON.Keep)
+		g = claudejson.Read(claudestate.ClaudeJSON(req.Home, ""), req.ClaudeJSON.Keep)
+		// Only an absolute directory: a relative one would be the
+		// agent's working directory's.
+		if d := req.ClaudeJSON.ConfigDir; filepath.IsAbs(d) {
+			moved = claudejson.Read(claudestate.ClaudeJSON(req.Home, filepath.Clean(d)), req.ClaudeJSON.Keep)
+		}
 		return nil
 	})
-	j := &claudeJournal{V: journalVersion, Sandbox: b.info.Name, CgroupPath: b.sb.Info.CgroupPath, Owner: b.info.Owner, Guard: *g}
+	j := &claudeJournal{V: journalVersion, Sandbox: b.info.Name, CgroupPath: b.sb.Info.CgroupPath, Owner: b.info.Owner, Guard: *g, Moved: moved}
 	b.cj = j
 	if err := writeJournal(a.journalPath(j.Sandbox), j); err != nil {
 		a.log.Warn("~/.claude.json journal not written: a kill -9 of this agent would skip its undo",
@@ -101,38 +120,47 @@ func (a *Agent) undoClaudeJSON(b *box) {
 	if j == nil {
 		return
 	}
-	undo, err := a.replay(j)
+	undos, err := a.replay(j)
 	if err != nil {
 		a.log.Error("~/.claude.json: the sandbox's changes could not be checked", zap.String("sandbox", j.Sandbox),
-			zap.String("path", j.Guard.Path), zap.Error(err))
+			zap.Error(err))
 	}
-	if undo != nil {
+	for _, undo := range undos {
 		b.events.Add(1)
 		a.fan.publish(undoEvent(undo, j, b.sb.Info.CgroupID, a.be.Name()), j.Owner, true)
 	}
 	a.dropJournal(j.Sandbox)
 }
 
-// replay restores one journal's file as its owner.
-func (a *Agent) replay(j *claudeJournal) (*claudejson.Undo, error) {
+// replay restores one journal's files as their owner: what it put back,
+// and the first error (each file is tried).
+func (a *Agent) replay(j *claudeJournal) ([]*claudejson.Undo, error) {
 	u, err := ownerUser(j.Owner)
 	if err != nil {
 		return nil, err
 	}
-	var undo *claudejson.Undo
-	err = u.Do(func() error {
-		var err error
-		undo, err = j.Guard.Restore(time.Now(), func(path string, data []byte, unchanged func() error) error {
-			return config.WriteFileAtomicIf(path, data, 0o600, u, unchanged)
+	var undos []*claudejson.Undo
+	var first error
+	for _, g := range j.guards() {
+		var undo *claudejson.Undo
+		err := u.Do(func() error {
+			var err error
+			undo, err = g.Restore(time.Now(), func(path string, data []byte, unchanged func() error) error {
+				return config.WriteFileAtomicIf(path, data, 0o600, u, unchanged)
+			})
+			return err
 		})
-		return err
-	})
-	if undo != nil {
-		a.undone.Add(1)
-		a.log.Warn("put back what a sandbox changed in ~/.claude.json", zap.String("sandbox", j.Sandbox),
-			zap.String("path", undo.Path), zap.String("what", undo.What()))
+		if err != nil && first == nil {
+			first = fmt.Errorf("%s: %w", g.Path, err)
+		}
+		if undo != nil {
+			undos = append(undos, undo)
+			a.undone.Add(1)
+			a.log.Warn("put back what a sandbox changed in a .claude.json", zap.String("sandbox", j.Sandbox),
+				zap.String("path", undo.Path), zap.String("what", undo.What()))
+		}
 	}
-	return undo, err
+	return undos, first
 }
 
 func undoEvent(u *claudejson.Undo, j *claudeJournal, cgroup uint64, backend string) events.Event {
@@ -172,14 +200,14 @@ func (a *Agent) replayJournals() {
 	eachEnded(a, a.cfg.Journal, "~/.claude.json journal", a.loadJournal,
 		func(j *claudeJournal) string { return j.CgroupPath }, a.dropJournal,
 		func(name string, j *claudeJournal) {
-			undo, err := a.replay(j)
+			undos, err := a.replay(j)
+			for _, undo := range undos {
+				a.fan.publish(undoEvent(undo, j, 0, a.be.Name()), j.Owner, false)
+			}
 			if err != nil {
 				a.log.Error("~/.claude.json of an ended sandbox could not be checked: its journal is kept for the next start",
-					zap.String("sandbox", j.Sandbox), zap.String("path", j.Guard.Path), zap.Error(err))
+					zap.String("sandbox", j.Sandbox), zap.Error(err))
 				return
-			}
-			if undo != nil {
-				a.fan.publish(undoEvent(undo, j, 0, a.be.Name()), j.Owner, false)
 			}
 			a.dropJournal(name)
 		})

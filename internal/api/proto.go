@@ -33,7 +33,12 @@ import (
 // (CreateRequest.DenyRead: the user's other terminals); a version 3
 // agent refuses a version 4 client (CodeVersion) instead of a create
 // with a field it does not know.
-const Version = 4
+//
+// Version 5 lets create name Claude Code's state directory moved by
+// $CLAUDE_CONFIG_DIR (ClaudeJSONGuard.ConfigDir), whose .claude.json the
+// agent guards too; a version 4 agent refuses a version 5 client instead
+// of leaving that file unguarded.
+const Version = 5
 
 // PlacesAtCreate reports whether a create of version v may carry the
 // process to place (CreateRequest.Place).
@@ -167,6 +172,10 @@ type ClaudeJSONGuard struct {
 	// Keep are the folders whose trust (hasTrustDialogAccepted) may
 	// change: where the run is, where the user answers claude's question.
 	Keep []string `json:"keep,omitempty"`
+	// ConfigDir is Claude Code's state directory moved by
+	// $CLAUDE_CONFIG_DIR (absolute): its .claude.json is guarded as well.
+	// Version 5.
+	ConfigDir string `json:"config_dir,omitempty"`
 }
 
 // AfterRun is CreateRequest.AfterRun.

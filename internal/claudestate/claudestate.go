@@ -45,6 +45,10 @@ type Options struct {
 	// EnvRemoteMemory is RemoteMemoryEnv in the user's environment: where
 	// a claude started from there outside keeps the subagents' memory.
 	EnvRemoteMemory string
+	// ConfigDir is ConfigDirEnv's directory in the user's environment
+	// (ConfigDir): Claude Code's state moved there from ~/.claude, which
+	// is scanned as well.
+	ConfigDir string
 }
 
 // ManagedSettings is where Claude Code reads the administrator's settings
@@ -66,7 +70,10 @@ func Scan(o Options) Result {
 		seen[p] = true
 		r.Entries = append(r.Entries, Entry{Pattern: p, By: by, Except: except})
 	}
-	files := []string{filepath.Join(o.Home, ".claude", "settings.json"), filepath.Join(o.Home, ".claude", "settings.local.json")}
+	var files []string
+	for _, d := range o.dirs() {
+		files = append(files, filepath.Join(d, "settings.json"), filepath.Join(d, "settings.local.json"))
+	}
 	if o.ProjectRoot != "" {
 		files = append(files, filepath.Join(o.ProjectRoot, ".claude", "settings.json"), filepath.Join(o.ProjectRoot, ".claude", "settings.local.json"))
 	}
@@ -95,19 +102,28 @@ func Scan(o Options) Result {
 		add(filepath.Join(o.EnvRemoteMemory, "agent-memory"), "$"+RemoteMemoryEnv)
 		add(filepath.Join(o.EnvRemoteMemory, "projects"), "$"+RemoteMemoryEnv)
 	}
-	if o.Home != "" {
-		add(filepath.Join(o.Home, ".claude", "projects")+"/", ProjectsBy, o.OwnProjects()...)
+	for _, cd := range o.dirs() {
+		add(filepath.Join(cd, "projects")+"/", ProjectsBy, o.ownProjectsIn(cd)...)
 		for _, dir := range o.ownDirs() {
-			add(filepath.Join(o.Home, ".claude", "projects", Sanitize(dir), "memory"), "auto memory of "+dir)
+			add(filepath.Join(cd, "projects", Sanitize(dir), "memory"), "auto memory of "+dir)
 		}
-		for _, f := range shellSnapshots(filepath.Join(o.Home, ".claude", "shell-snapshots"), MaxSnapshots) {
+		for _, f := range shellSnapshots(filepath.Join(cd, "shell-snapshots"), MaxSnapshots) {
 			add(f, SnapshotBy)
 		}
-		for _, d := range agentTeams(filepath.Join(o.Home, ".claude", "teams"), MaxTeams) {
+		for _, d := range agentTeams(filepath.Join(cd, "teams"), MaxTeams) {
 			add(d, TeamBy)
 		}
 	}
 	return r
+}
+
+// dirs are the state directories to scan: ~/.claude and ConfigDir
+// (Dirs); none without a home.
+func (o Options) dirs() []string {
+	if o.Home == "" {
+		return nil
+	}
+	return Dirs(o.Home, o.ConfigDir)
 }
 
 // SnapshotBy is what names the rule on a shell snapshot (Entry.By).
@@ -454,7 +470,11 @@ func (o Options) OwnMemory() string {
 	if dir == "" {
 		return ""
 	}
-	return filepath.Join(o.Home, ".claude", "projects", Sanitize(dir), "memory")
+	cd := filepath.Join(o.Home, ".claude")
+	if o.ConfigDir != "" {
+		cd = o.ConfigDir // where the claude of the run's environment keeps it
+	}
+	return filepath.Join(cd, "projects", Sanitize(dir), "memory")
 }
 
 // ownDirs are the directories claude may key the run's project by: its
@@ -477,12 +497,18 @@ func (o Options) ownDirs() []string {
 // next session there (memory/MEMORY.md); one rule on the whole directory
 // protects them all at a constant cost.
 func (o Options) OwnProjects() []string {
-	if o.Home == "" {
-		return nil
+	var out []string
+	for _, cd := range o.dirs() {
+		out = append(out, o.ownProjectsIn(cd)...)
 	}
+	return out
+}
+
+// ownProjectsIn are OwnProjects in one state directory.
+func (o Options) ownProjectsIn(cd string) []string {
 	var out []string
 	for _, dir := range o.ownDirs() {
-		p := filepath.Join(o.Home, ".claude", "projects", Sanitize(dir))
+		p := filepath.Join(cd, "projects", Sanitize(dir))
 		if !slices.Contains(out, p) {
 			out = append(out, p)
 		}

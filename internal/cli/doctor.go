@@ -44,6 +44,9 @@ Run it with sudo for the complete picture.`,
 
 func runDoctor(o *doctorOptions) error {
 	r := o.f.Doctor(true)
+	if c, ok := claudeStateCheck(o.f); ok {
+		r.Checks = append(r.Checks, c)
+	}
 	if o.json {
 		enc := json.NewEncoder(o.f.Out)
 		enc.SetIndent("", "  ")
@@ -156,4 +159,26 @@ func statusWord(s doctor.Status) string {
 		return "FAIL"
 	}
 	return string(s)
+}
+
+// claudeStateCheck is doctor's line on the Claude Code state directories
+// aigate run protects (claudeState): a warning when $CLAUDE_CONFIG_DIR
+// names one it refuses. None without a readable policy, or off Linux.
+func claudeStateCheck(f *cmdutil.Factory) (doctor.Check, bool) {
+	l, err := f.Load()
+	if err != nil {
+		return doctor.Check{}, false
+	}
+	pol, _ := l.Policy()
+	st := claudeState(l, pol)
+	c := doctor.Check{Name: "claude-state"}
+	switch {
+	case st.Refused != "":
+		c.Status, c.Detail, c.Fix = doctor.Warn, "$CLAUDE_CONFIG_DIR: aigate run refuses to start", st.Refused
+	case len(st.Dirs) == 0:
+		return c, false
+	default:
+		c.Status, c.Detail = doctor.OK, "kept read-only where it runs code outside: "+strings.Join(st.Dirs, ", ")
+	}
+	return c, true
 }

@@ -97,6 +97,9 @@ type Status struct {
 	// besides the deny_write rules it adds for the others (in DenyWrite,
 	// file "each run: ...").
 	ClaudeNotProtected []string `json:"claude_not_protected"`
+	// ClaudeState says which Claude Code state directories aigate run
+	// protects (~/.claude, and the one $CLAUDE_CONFIG_DIR moves it to).
+	ClaudeState StatusClaudeState `json:"claude_state"`
 	// GitNotProtected names what of the project's git directories aigate
 	// run does not protect (a hooks directory in the project, a walk cut
 	// short), besides the deny_write rules it adds for them (in
@@ -344,6 +347,7 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		},
 		Kernel: kernel,
 	}
+	st.ClaudeState = claudeState(l, pol)
 	added, notes := claudeRules(l)
 	st.DenyWrite = append(st.DenyWrite, added...)
 	st.ClaudeNotProtected = append([]string{}, notes...)
@@ -549,6 +553,10 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 			fmt.Fprintf(tw, "  %s\t%s\n", r.Value, src(r.File, r.Line))
 		}
 	}
+	if line := st.ClaudeState.line(); line != "" {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, line)
+	}
 	if len(st.ClaudeNotProtected) > 0 {
 		fmt.Fprintln(tw)
 		fmt.Fprintln(tw, "Run by Claude Code's settings, not protected by aigate run (not a file it follows)")
@@ -690,4 +698,28 @@ func printEnforcement(w io.Writer, e *StatusEnforcement, choice policy.BackendCh
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// StatusClaudeState is Status.ClaudeState.
+type StatusClaudeState struct {
+	// Dirs are the state directories whose settings, hooks, plugins,
+	// memory and credentials aigate run keeps read-only (~/.claude first).
+	// Always an array.
+	Dirs []string `json:"dirs"`
+	// ConfigDir is $CLAUDE_CONFIG_DIR of status's environment, as set.
+	ConfigDir string `json:"config_dir,omitempty"`
+	// Refused says why aigate run refuses to start with that value ("":
+	// it does not).
+	Refused string `json:"refused,omitempty"`
+}
+
+// line is status's line about the state directories ("" with none).
+func (c StatusClaudeState) line() string {
+	switch {
+	case c.Refused != "":
+		return "Claude Code's state: aigate run refuses to start: " + c.Refused
+	case len(c.Dirs) == 0:
+		return ""
+	}
+	return "Claude Code's state kept read-only where it runs code outside: " + strings.Join(c.Dirs, ", ")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/fanotify"
 	"github.com/aigate-dev/aigate/internal/lsm"
@@ -85,6 +86,33 @@ func askAgent(ctx context.Context, socket string) (*StatusAgent, []StatusSandbox
 // not protect.
 func gitRules(l *config.Loaded) ([]StatusRule, []string) {
 	return statusRules(run.GitRules(l))
+}
+
+// claudeState is which Claude Code state directories aigate run protects
+// from here (run.ClaudeConfigDir), or why it refuses to start.
+func claudeState(l *config.Loaded, pol *policy.Policy) StatusClaudeState {
+	st := StatusClaudeState{Dirs: []string{}, ConfigDir: os.Getenv(claudestate.ConfigDirEnv)}
+	if l.Paths.User == nil || l.Paths.User.Home == "" {
+		return st
+	}
+	home := l.Paths.User.Home
+	dir, err := run.ClaudeConfigDir(l, pol)
+	if err != nil {
+		st.Refused = err.Error()
+		return st
+	}
+	for _, d := range claudestate.Dirs(home, dir) {
+		st.Dirs = append(st.Dirs, tildeIn(d, home))
+	}
+	return st
+}
+
+// tildeIn shows path beneath home as ~/...
+func tildeIn(path, home string) string {
+	if rest, ok := strings.CutPrefix(path, home+"/"); ok {
+		return "~/" + rest
+	}
+	return path
 }
 
 // claudeRules are the deny_write rules aigate run adds from Claude Code's

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/agent"
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/claudestate"
+	"github.com/aigate-dev/aigate/internal/doctor"
 	"github.com/aigate-dev/aigate/internal/egress"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
@@ -296,5 +299,64 @@ func TestStatusOutsideRules(t *testing.T) {
 	}
 	if !has(st.DenyRead, tty.Name(), "a terminal of yours") {
 		t.Errorf("deny_read lacks the user's terminal %s: %+v", tty.Name(), st.DenyRead)
+	}
+}
+
+// TestStatusClaudeConfigDir: status and doctor say which Claude Code state
+// directories aigate run protects: ~/.claude, and the one
+// $CLAUDE_CONFIG_DIR moves it to (its rules among each run's deny_write),
+// or why run refuses to start with it.
+func TestStatusClaudeConfigDir(t *testing.T) {
+	e := newSandboxEnv(t)
+	t.Setenv("TMPDIR", "")
+	t.Setenv(claudestate.ConfigDirEnv, filepath.Join(e.home, ".claude-work"))
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	var st Status
+	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", sock)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.ClaudeState.Dirs, []string{"~/.claude", "~/.claude-work"}) || st.ClaudeState.Refused != "" {
+		t.Errorf("claude_state: %+v", st.ClaudeState)
+	}
+	moved := false
+	for _, r := range st.DenyWrite {
+		moved = moved || (r.Value == "~/.claude-work/settings.json" && strings.Contains(r.File, "in place of ~/.claude/settings.json"))
+	}
+	if !moved {
+		t.Errorf("deny_write lacks the moved settings.json: %+v", st.DenyWrite)
+	}
+	if out := e.ok("status", "--socket", sock); !strings.Contains(out, "Claude Code's state kept read-only where it runs code outside: ~/.claude, ~/.claude-work") {
+		t.Errorf("status does not name the directories:\n%s", out)
+	}
+	doctorCheck := func() doctor.Check {
+		t.Helper()
+		out, _, _ := e.run("doctor", "--json")
+		var r doctor.Report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, c := range r.Checks {
+			if c.Name == "claude-state" {
+				return c
+			}
+		}
+		t.Fatalf("doctor has no claude-state check:\n%s", out)
+		return doctor.Check{}
+	}
+	if c := doctorCheck(); c.Status != doctor.OK || !strings.Contains(c.Detail, "~/.claude-work") {
+		t.Errorf("doctor: %+v", c)
+	}
+
+	// Inside the project: run refuses, and both say why.
+	t.Setenv(claudestate.ConfigDirEnv, filepath.Join(e.proj, ".cc"))
+	st = Status{}
+	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", sock)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.ClaudeState.Refused, "not beneath your home") && !strings.Contains(st.ClaudeState.Refused, "which the sandbox may write") {
+		t.Errorf("claude_state: %+v", st.ClaudeState)
+	}
+	if c := doctorCheck(); c.Status != doctor.Warn || !strings.Contains(c.Fix, "unset "+claudestate.ConfigDirEnv) {
+		t.Errorf("doctor: %+v", c)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 // unenforced: the macOS backend's limits are in docs/macos.md.
@@ -19,6 +20,12 @@ func addStatusFlags(*cobra.Command, *statusOptions) {}
 // itself (macOS: ACLs and pf).
 func askAgent(context.Context, string) (*StatusAgent, []StatusSandbox, string) {
 	return nil, nil, "no agent on this system: aigate run enforces by itself"
+}
+
+// claudeState: the macOS backend protects the defaults' ~/.claude paths
+// only; $CLAUDE_CONFIG_DIR is not followed there (docs/macos.md).
+func claudeState(*config.Loaded, *policy.Policy) StatusClaudeState {
+	return StatusClaudeState{Dirs: []string{}}
 }
 
 // claudeRules: the macOS backend adds no rules of Claude Code's settings.

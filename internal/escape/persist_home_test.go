@@ -145,7 +145,7 @@ func TestEscapeHomeWorkStillWorks(t *testing.T) {
 echo work > notes.txt && mv notes.txt notes2.txt && rm notes2.txt
 t=$(mktemp) && echo x > "$t" && rm "$t"
 test "$XDG_CACHE_HOME" = ~/.cache/aigate/xdg && mkdir -p "$XDG_CACHE_HOME/tool" && echo state > "$XDG_CACHE_HOME/tool/s" && mv "$XDG_CACHE_HOME/tool/s" "$XDG_CACHE_HOME/tool/s2"
-echo x >> ~/.claude/history.jsonl && echo c > ~/.claude/.credentials.json
+echo x >> ~/.claude/history.jsonl && echo 1 > ~/.claude/.last-cleanup
 mkdir -p ~/.claude/sessions/p ~/.claude/tasks/t && echo s > ~/.claude/sessions/p/s.tmp && mv ~/.claude/sessions/p/s.tmp ~/.claude/sessions/p/s && rm ~/.claude/sessions/p/s
 echo n > ~/.claude/tasks/t/n
 mkdir -p ` + own + `/s/subagents && echo s >> ` + own + `/s.jsonl && echo a > ` + own + `/s/subagents/a.jsonl

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -291,6 +292,9 @@ type box struct {
 	events  string
 	// limit bounds one aigate run of the box (0: runLimit).
 	limit time.Duration
+	// env is added to the environment of every command of the user's
+	// (asUser): the user's shell's own variables.
+	env []string
 }
 
 func newBox(t *testing.T, backend string) *box {
@@ -367,7 +371,7 @@ func (b *box) read(rel string) string {
 func (b *box) asUser(cmd *exec.Cmd) *exec.Cmd {
 	cmd.Dir = b.proj
 	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + b.home, "USER=" + machine.name,
-		"NO_COLOR=1", api.SocketEnv + "=" + b.agent.sock}, cmd.Env...)
+		"NO_COLOR=1", api.SocketEnv + "=" + b.agent.sock}, append(slices.Clip(b.env), cmd.Env...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: machine.uid, Gid: machine.gid, Groups: []uint32{machine.gid}},
 		Setpgid:    true,

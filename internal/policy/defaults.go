@@ -114,6 +114,15 @@ var (
 		// that server feeds the prompt (selections), answers its edits and
 		// serves tools. Claude inside only removes stale ones (that fails).
 		"~/.claude/ide/",
+		// The OAuth token a claude outside sends its prompts with: one
+		// replaced from inside (the attacker's account's) gets the user's
+		// next sessions' prompts and code (2.1.332, seen: a planted file
+		// is used as it is). Claude inside reads it to log in; a token it
+		// refreshes is not saved (docs/threat-model.md). Not jobs/ nor
+		// remote-settings.json, which Claude Code's own sandbox keeps
+		// read-only: claude inside writes both at every interactive start
+		// (jobs/pins.json through a temporary file it removes on failure).
+		"~/.claude/.credentials.json",
 		"./.claude/settings.json", "./.claude/settings.local.json", "./.mcp.json",
 		"~/.aigate/", ".aigate.yaml",
 	}
@@ -391,6 +400,9 @@ deny_write:
   # IDE lock files: a claude outside with --ide (or autoConnectIde, or in
   # an IDE's terminal) connects to the server a lock file names
   - ~/.claude/ide/
+  # your login (a token replaced from inside would send your next
+  # sessions' prompts to another account; claude inside still reads it)
+  - ~/.claude/.credentials.json
   - ./.claude/settings.json
   - ./.claude/settings.local.json
   - ./.mcp.json

@@ -24,12 +24,18 @@ import (
 // Only as the user (aigate run as the user, or under sudo acting as the
 // user): directories root made would be root's, and claude could not
 // write them; the command's start inside still makes them then.
-func makeToolDirs(home string, uid int, u *config.User) {
+func makeToolDirs(home, configDir string, uid int, u *config.User) {
 	if home == "" || (os.Geteuid() != uid && (u == nil || !u.Sudo)) {
 		return
 	}
+	create := landlock.DefaultCreate
+	if configDir != "" {
+		// The same directories in the state $CLAUDE_CONFIG_DIR moved
+		// (claudeConfigDir keeps it beneath the home).
+		create = movedClaudeDir(landlock.Options{Home: home, Create: create}, configDir).Create
+	}
 	_ = u.Do(func() error {
-		for _, d := range landlock.DefaultCreate {
+		for _, d := range create {
 			_ = landlock.CreateMissing(landlock.Options{Home: home, Create: []string{d}})
 		}
 		return nil
@@ -47,7 +53,7 @@ func makeToolDirs(home string, uid int, u *config.User) {
 // fanotify backend watches only what exists at start.
 func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
 	mkdir := os.Geteuid() == p.id.uid || (p.loaded.Paths.User != nil && p.loaded.Paths.User.Sudo)
-	return claudeRules(p.loaded, p.compiled, p.id.home, p.userMemory, p.userAgentMemory, mkdir)
+	return claudeRules(p.loaded, p.pol, p.compiled, p.id.home, p.claudeDir, p.userMemory, p.userAgentMemory, mkdir)
 }
 
 // ClaudeRules are the rules claudeRunRules adds to a run from here, and
@@ -57,11 +63,25 @@ func ClaudeRules(l *config.Loaded) ([]api.RunRule, []string) {
 	if !ok {
 		return nil, nil
 	}
-	return claudeRules(l, c, l.Paths.User.Home, os.Getenv(claudestate.MemoryOverrideEnv),
+	pol, _ := l.Policy()
+	home := l.Paths.User.Home
+	dir, _ := ClaudeConfigDir(l, pol)
+	return claudeRules(l, pol, c, home, dir, os.Getenv(claudestate.MemoryOverrideEnv),
 		os.Getenv(claudestate.RemoteMemoryEnv), false)
 }
 
-func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory, envAgentMemory string, mkdir bool) ([]api.RunRule, []string) {
+// ClaudeConfigDir is the Claude Code state directory that $CLAUDE_CONFIG_DIR
+// of this environment names ("" when none or ~/.claude), as run would take
+// it (claudeConfigDir), with why run refuses it, for status and doctor.
+func ClaudeConfigDir(l *config.Loaded, pol *policy.Policy) (string, error) {
+	if l.Paths.User == nil {
+		return "", nil
+	}
+	opts := baseLandlockOptions(pol, string(policy.BackendFanotify), l.Paths.User.Home, l.Paths, os.Getenv)
+	return claudeConfigDir(opts, os.Getenv)
+}
+
+func claudeRules(l *config.Loaded, pol *policy.Policy, compiled *policy.Compiled, home, configDir, envMemory, envAgentMemory string, mkdir bool) ([]api.RunRule, []string) {
 	if home == "" {
 		return nil, nil
 	}
@@ -69,8 +89,11 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory, e
 	var res claudestate.Result
 	_ = paths.User.Do(func() error {
 		o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir,
-			Managed: claudestate.ManagedSettings, EnvMemory: envMemory, EnvRemoteMemory: envAgentMemory}
+			Managed: claudestate.ManagedSettings, EnvMemory: envMemory, EnvRemoteMemory: envAgentMemory, ConfigDir: configDir}
 		res = claudestate.Scan(o)
+		// What the policy keeps read-only in ~/.claude, again in the
+		// moved state directory (first: its rules name the policy's).
+		res.Entries = append(claudestate.Moved(denyWritePatterns(pol), home, configDir), res.Entries...)
 		if mkdir {
 			// Claude Code makes a project's memory directory at every
 			// start there; made now, it exists when the backend marks it.
@@ -88,6 +111,18 @@ func claudeRules(l *config.Loaded, compiled *policy.Compiled, home, envMemory, e
 	}
 	rules, notes := newRunRules(compiled, home, entries)
 	return rules, append(res.Uncovered, notes...)
+}
+
+// denyWritePatterns are pol's deny_write patterns (nil without a policy).
+func denyWritePatterns(pol *policy.Policy) []string {
+	if pol == nil {
+		return nil
+	}
+	out := make([]string, 0, len(pol.DenyWrite))
+	for _, r := range pol.DenyWrite {
+		out = append(out, r.Pattern)
+	}
+	return out
 }
 
 // newRunRules keeps of entries ("~/..." or absolute patterns) those no
@@ -123,8 +158,8 @@ func newRunRules(compiled *policy.Compiled, home string, entries []api.RunRule) 
 // a home or a project, or when the directory cannot be made, env is
 // returned as it is, with why. The directory is made and seeded only
 // as the user (as makeToolDirs does); else claude inside makes it.
-func claudeMemoryEnv(env []string, home string, uid int, paths *config.Paths) ([]string, error) {
-	o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}
+func claudeMemoryEnv(env []string, home, configDir string, uid int, paths *config.Paths) ([]string, error) {
+	o := claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir, ConfigDir: configDir}
 	own := o.OwnMemory()
 	if own == "" {
 		return env, nil
@@ -153,7 +188,7 @@ func claudeMemoryEnv(env []string, home string, uid int, paths *config.Paths) ([
 // elsewhere would fail to save its notes. Without a home, or when the
 // directory is no directory, env is returned as it is, with why; as
 // claudeMemoryEnv, it seeds only as the user.
-func claudeAgentMemoryEnv(env []string, home string, uid int, u *config.User) ([]string, error) {
+func claudeAgentMemoryEnv(env []string, home, configDir string, uid int, u *config.User) ([]string, error) {
 	if home == "" {
 		return env, nil
 	}
@@ -163,7 +198,11 @@ func claudeAgentMemoryEnv(env []string, home string, uid int, u *config.User) ([
 		if !asUser {
 			return nil
 		}
-		_, err := claudestate.SeedAgentMemory(filepath.Join(home, ".claude", "agent-memory"), dir)
+		real := filepath.Join(home, ".claude", "agent-memory")
+		if configDir != "" {
+			real = filepath.Join(configDir, "agent-memory") // the claude of this shell's
+		}
+		_, err := claudestate.SeedAgentMemory(real, dir)
 		return err
 	}); err != nil {
 		return env, err
@@ -198,7 +237,7 @@ func envValue(env []string, name string) string {
 func describeRunRules(rules []api.RunRule) string {
 	var named []string
 	for _, r := range rules {
-		if !strings.HasPrefix(r.By, "auto memory") {
+		if !strings.HasPrefix(r.By, "auto memory") && !strings.HasPrefix(r.By, claudestate.MovedBy) {
 			named = append(named, fmt.Sprintf("%s (%s)", r.Pattern, r.By))
 		}
 	}
@@ -264,4 +303,14 @@ func tildeHome(path, home string) string {
 		return "~/" + rest
 	}
 	return path
+}
+
+// describeClaudeDir is run's line about the state directory
+// $CLAUDE_CONFIG_DIR moved ("" when none): protected as ~/.claude is.
+func describeClaudeDir(dir, home string) string {
+	if dir == "" {
+		return ""
+	}
+	return fmt.Sprintf("Claude Code's state in $%s (%s) is kept as ~/.claude is: its settings, hooks, plugins, memory and credentials are read-only, what the sandbox changes in its .claude.json MCP servers is put back after the run",
+		claudestate.ConfigDirEnv, tildeHome(dir, home))
 }

@@ -30,7 +30,7 @@ func TestClaudeMemoryEnv(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(real, "MEMORY.md"), []byte("- a note\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env, err := claudeMemoryEnv([]string{"A=1", claudestate.MemoryOverrideEnv + "=/srv/mem"}, home, os.Geteuid(),
+	env, err := claudeMemoryEnv([]string{"A=1", claudestate.MemoryOverrideEnv + "=/srv/mem"}, home, "", os.Geteuid(),
 		&config.Paths{ProjectRoot: proj, WorkDir: proj})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestClaudeAgentMemoryEnv(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(real, "MEMORY.md"), []byte("- a note\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env, err := claudeAgentMemoryEnv([]string{"A=1", claudestate.RemoteMemoryEnv + "=/srv/remote"}, home, os.Geteuid(), nil)
+	env, err := claudeAgentMemoryEnv([]string{"A=1", claudestate.RemoteMemoryEnv + "=/srv/remote"}, home, "", os.Geteuid(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestClaudeAgentMemoryEnv(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(dir, "agent-memory", "reviewer", "MEMORY.md")); string(got) != "- a note\n" {
 		t.Errorf("the sandbox's agent memory holds %q", got)
 	}
-	if env, err := claudeAgentMemoryEnv([]string{"A=1"}, "", os.Geteuid(), nil); err != nil || !slices.Equal(env, []string{"A=1"}) {
+	if env, err := claudeAgentMemoryEnv([]string{"A=1"}, "", "", os.Geteuid(), nil); err != nil || !slices.Equal(env, []string{"A=1"}) {
 		t.Errorf("without a home: %q, %v", env, err)
 	}
 }

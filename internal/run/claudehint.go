@@ -18,14 +18,20 @@ const claudeStateHint = "Claude Code's plugins, skills, commands, agents, hooks,
 	"or, to allow it, remove the path from deny_write and add it to writable: in ~/.aigate/config.yaml"
 
 // claudeStateRule tells whether e is a refused write under one of those
-// rules. The settings files have their own lines in the docs: a hook there
-// is what the user edits with /hooks, not an install.
-func claudeStateRule(e events.Event) bool {
+// rules, in ~/.claude or in moved, the state directory CLAUDE_CONFIG_DIR
+// moves it to ("~/..." with a trailing "/"; "" for none). The settings
+// files have their own lines in the docs: a hook there is what the user
+// edits with /hooks, not an install; nor is the login (.credentials.json)
+// anything to install.
+func claudeStateRule(e events.Event, moved string) bool {
 	if e.Audit || (e.Op != events.OpWrite && e.Op != events.OpRename) {
 		return false
 	}
 	rest, ok := strings.CutPrefix(e.RuleText, "~/.claude/")
-	return ok && !strings.HasPrefix(rest, "settings")
+	if !ok && moved != "" {
+		rest, ok = strings.CutPrefix(e.RuleText, moved)
+	}
+	return ok && !strings.HasPrefix(rest, "settings") && rest != ".credentials.json"
 }
 
 // claudeJSONHint is said once at the end of a run whose changes to

@@ -235,6 +235,9 @@ type runPlan struct {
 	choice   policy.BackendChoice
 	path     string   // the command, found in env's PATH
 	env      []string // the command's environment
+	// claudeDir is Claude Code's state directory moved by
+	// $CLAUDE_CONFIG_DIR (claudeConfigDir); "" for ~/.claude alone.
+	claudeDir string
 	// userMemory and userAgentMemory are claudestate.MemoryOverrideEnv
 	// and RemoteMemoryEnv in the user's environment, which env replaces
 	// with the sandbox's own.
@@ -302,6 +305,15 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	for _, w := range warns {
 		f.Warnf("%s", w)
 	}
+	// Claude Code's state moved by $CLAUDE_CONFIG_DIR gets every
+	// protection of ~/.claude, or the run does not start: a claude
+	// outside would run what the sandbox wrote there.
+	if os.Getenv(claudestate.ConfigDirEnv) != "" {
+		lopts := baseLandlockOptions(p.pol, string(policy.BackendFanotify), id.home, loaded.Paths, os.Getenv)
+		if p.claudeDir, err = claudeConfigDir(lopts, os.Getenv); err != nil {
+			return nil, refusing(cmdutil.ExitPolicy, opts.Args[0], err)
+		}
+	}
 	// Claude Code inside keeps its auto memory and its subagents' memory
 	// in the sandboxes' own directories: the real ones, which
 	// claudeRunRules and the defaults keep read-only, are loaded by every
@@ -309,10 +321,10 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 	p.userMemory = envValue(p.env, claudestate.MemoryOverrideEnv)
 	p.userAgentMemory = envValue(p.env, claudestate.RemoteMemoryEnv)
 	var merr error
-	if p.env, merr = claudeMemoryEnv(p.env, id.home, id.uid, loaded.Paths); merr != nil {
+	if p.env, merr = claudeMemoryEnv(p.env, id.home, p.claudeDir, id.uid, loaded.Paths); merr != nil {
 		f.Warnf("Claude Code's auto memory for the sandbox: %v (claude inside may fail to save notes this run)", merr)
 	}
-	if p.env, merr = claudeAgentMemoryEnv(p.env, id.home, id.uid, loaded.Paths.User); merr != nil {
+	if p.env, merr = claudeAgentMemoryEnv(p.env, id.home, p.claudeDir, id.uid, loaded.Paths.User); merr != nil {
 		f.Warnf("Claude Code's subagent memory for the sandbox: %v (subagents inside may fail to save notes this run)", merr)
 	}
 	return p, nil
@@ -430,8 +442,8 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// back, with an event, what the sandbox changed in it that a claude
 	// outside would run (agent/claudejson.go); a journal makes that
 	// survive a kill -9 of this process.
-	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}}
-	makeToolDirs(p.id.home, p.id.uid, p.loaded.Paths.User)
+	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}, ConfigDir: p.claudeDir}
+	makeToolDirs(p.id.home, p.claudeDir, p.id.uid, p.loaded.Paths.User)
 	makeRuntimeToolDirs(p.id.uid, p.loaded.Paths.User)
 	claude, notes := claudeRunRules(p)
 	for _, n := range notes {
@@ -451,7 +463,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 		f.Log.Debug("terminals: not kept out", zap.String("what", n))
 	}
 	req.DenyRead = terms
-	for _, line := range []string{describeRunRules(claude), describeGitRules(git)} {
+	for _, line := range []string{describeClaudeDir(p.claudeDir, p.id.home), describeRunRules(claude), describeGitRules(git)} {
 		if line != "" && !opts.Quiet {
 			fmt.Fprintf(f.Err, "aigate: %s\n", line)
 		}
@@ -499,7 +511,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	}
 	f.Log.Debug("sandbox", zap.String("name", sess.Sandbox.Name), zap.String("backend", sess.Sandbox.Backend), zap.Bool("embedded agent", emb != nil))
 
-	s.rep = newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: p.lines})
+	moved := ""
+	if p.claudeDir != "" {
+		moved = tildeHome(p.claudeDir, p.id.home) + "/"
+	}
+	s.rep = newRunReporter(f, reportOptions{Quiet: opts.Quiet, JSON: eventsOut, Lines: p.lines, ClaudeDir: moved})
 	return s, nil
 }
 

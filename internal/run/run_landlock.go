@@ -28,6 +28,19 @@ const LandlockEnv = "AIGATE_LANDLOCK"
 // project (and the git work tree around the working directory), the temp
 // directory, the tools' state and the policy's writable list.
 func landlockOptions(pol *policy.Policy, backend, home string, paths *config.Paths, getenv func(string) string) landlock.Options {
+	opts := baseLandlockOptions(pol, backend, home, paths, getenv)
+	if d, err := claudeConfigDir(opts, getenv); err == nil && d != "" {
+		// Claude Code's state moved by $CLAUDE_CONFIG_DIR gets what
+		// ~/.claude gets (run refused a directory it cannot protect).
+		opts = movedClaudeDir(opts, d)
+		opts.Open = claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir, ConfigDir: d}.OwnProjects()
+	}
+	return opts
+}
+
+// baseLandlockOptions is landlockOptions without Claude Code's state
+// moved by $CLAUDE_CONFIG_DIR: what claudeConfigDir checks it against.
+func baseLandlockOptions(pol *policy.Policy, backend, home string, paths *config.Paths, getenv func(string) string) landlock.Options {
 	opts := landlock.Options{
 		// The LSM backend's own hooks refuse ptrace and signals across
 		// the sandbox's boundary; fanotify has nothing else.
@@ -336,4 +349,79 @@ func UnsafeUnix(l *config.Loaded, pol *policy.Policy, backend string) []string {
 			r.rule.Pattern, r.rule.Source, r.where))
 	}
 	return out
+}
+
+// claudeConfigDir is $CLAUDE_CONFIG_DIR of the user's environment
+// (claudestate.ConfigDir), where Claude Code keeps its state in place of
+// ~/.claude and the claude outside started from the same shell reads its
+// settings, hooks, plugins and .claude.json; "" when it is unset or
+// ~/.claude. It is an error when aigate cannot keep that directory as it
+// keeps ~/.claude, given the domain opts (without the directory): outside
+// the home or holding it (nothing makes it or its parent read-only), or
+// beneath a place the sandbox may write (the project, a temp directory,
+// the writable list, ~/.claude's own subdirectories), where the sandbox
+// could replace the directory, or a file in it, wholesale.
+func claudeConfigDir(opts landlock.Options, getenv func(string) string) (string, error) {
+	home := filepath.Clean(opts.Home)
+	d, err := claudestate.ConfigDir(getenv(claudestate.ConfigDirEnv), home, filepath.EvalSymlinks)
+	if err != nil || d == "" {
+		return "", err
+	}
+	move := fmt.Sprintf("move Claude Code's state to a directory of your home that the sandbox cannot write (e.g. %s) or unset %s",
+		filepath.Join(home, ".claude-work"), claudestate.ConfigDirEnv)
+	// Where it really is: the LSM backend matches the resolved path, and
+	// a link in the home to a directory elsewhere protects nothing there.
+	if rd, err := filepath.EvalSymlinks(d); err == nil {
+		rhome, herr := filepath.EvalSymlinks(home)
+		if herr != nil {
+			rhome = home
+		}
+		rel, rerr := filepath.Rel(rhome, rd)
+		if rerr != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return "", fmt.Errorf("$%s=%s leads to %s, not beneath your home %s: aigate keeps Claude Code's settings, hooks and MCP servers read-only only there; %s",
+				claudestate.ConfigDirEnv, d, rd, home, move)
+		}
+		d = filepath.Join(home, rel)
+	}
+	if opts.Home == "" || !config.Within(d, home) || d == home {
+		return "", fmt.Errorf("$%s=%s is not beneath your home %s: aigate keeps Claude Code's settings, hooks and MCP servers read-only only there; %s",
+			claudestate.ConfigDirEnv, d, home, move)
+	}
+	places := append(slices.Clip(opts.Writable), opts.Fixed...)
+	for _, w := range places {
+		if !filepath.IsAbs(w) {
+			w = filepath.Join(home, w)
+		}
+		if w = filepath.Clean(w); config.Within(d, w) && w != home {
+			return "", fmt.Errorf("$%s=%s is beneath %s, which the sandbox may write: a tool inside could replace the settings, hooks and MCP servers that a claude outside runs from there; %s",
+				claudestate.ConfigDirEnv, d, w, move)
+		}
+	}
+	return d, nil
+}
+
+// movedClaudeDir is opts with d, Claude Code's state directory beneath the
+// home (claudeConfigDir), treated as ~/.claude is: its own entries fixed,
+// its projects, agent memory, session scripts and IDE locks sealed, the
+// run's own project directories in it open, its usual directories made.
+func movedClaudeDir(opts landlock.Options, d string) landlock.Options {
+	rel, err := filepath.Rel(filepath.Clean(opts.Home), d)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return opts
+	}
+	move := func(list []string) []string {
+		out := slices.Clip(list)
+		for _, e := range list {
+			if e == ".claude" {
+				out = append(out, rel)
+			} else if r, ok := strings.CutPrefix(e, ".claude/"); ok {
+				out = append(out, filepath.Join(rel, r))
+			}
+		}
+		return out
+	}
+	opts.Fixed = move(opts.Fixed)
+	opts.Sealed = move(opts.Sealed)
+	opts.Create = move(opts.Create)
+	return opts
 }

@@ -31,6 +31,8 @@ type runReporter struct {
 	undone  bool // the agent put back a change to ~/.claude.json
 	mux     bool // a connect to a tmux or screen server was refused
 	ssh     bool // claude's exec of ssh was refused
+	// claudeDir is reportOptions.ClaudeDir.
+	claudeDir string
 }
 
 // reportOptions configure a runReporter.
@@ -41,10 +43,13 @@ type reportOptions struct {
 	// with the session's sandbox and policy. nil: the agent named them.
 	Name  func(*events.Event)
 	Lines io.Writer // where lines go, f.Err when nil
+	// ClaudeDir is Claude Code's state directory moved by
+	// CLAUDE_CONFIG_DIR, "~/..." with a trailing "/" ("": none).
+	ClaudeDir string
 }
 
 func newRunReporter(f *cmdutil.Factory, o reportOptions) *runReporter {
-	r := &runReporter{f: f, quiet: o.Quiet, name: o.Name}
+	r := &runReporter{f: f, quiet: o.Quiet, name: o.Name, claudeDir: o.ClaudeDir}
 	if !o.Quiet {
 		color := false
 		if ef, ok := f.Err.(*os.File); ok {
@@ -69,7 +74,7 @@ func (r *runReporter) event(e events.Event) {
 	}
 	r.mu.Lock()
 	r.tally.Add(e)
-	r.claude = r.claude || claudeStateRule(e)
+	r.claude = r.claude || claudeStateRule(e, r.claudeDir)
 	r.undone = r.undone || e.Op == events.OpChange
 	r.mux = r.mux || muxSocket(e)
 	r.ssh = r.ssh || claudeSSH(e)

@@ -98,3 +98,27 @@ func reportTwice(e events.Event) string {
 	r.finish(0, 0, 0)
 	return errb.String()
 }
+
+// TestClaudeStateRule: the hint on installing outside follows refused
+// writes to Claude Code's code-carrying state in ~/.claude and in the
+// directory CLAUDE_CONFIG_DIR moves it to; not the settings, nor the login.
+func TestClaudeStateRule(t *testing.T) {
+	for _, tc := range []struct {
+		rule, moved string
+		want        bool
+	}{
+		{"~/.claude/plugins/cache/", "", true},
+		{"~/.claude/settings.json", "", false},
+		{"~/.claude/.credentials.json", "", false},
+		{"~/.claude-work/hooks/", "~/.claude-work/", true},
+		{"~/.claude-work/hooks/", "", false},
+		{"~/.claude-work/.credentials.json", "~/.claude-work/", false},
+		{"~/.claude-work/settings.local.json", "~/.claude-work/", false},
+		{"~/.bashrc", "~/.claude-work/", false},
+	} {
+		e := events.Event{Op: events.OpWrite, RuleText: tc.rule}
+		if got := claudeStateRule(e, tc.moved); got != tc.want {
+			t.Errorf("%s (moved %q): %v, want %v", tc.rule, tc.moved, got, tc.want)
+		}
+	}
+}
