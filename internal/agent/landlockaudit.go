@@ -190,15 +190,18 @@ func (a *Agent) landlockOwner(pid int, uid uint32) (llaudit.Owner, bool) {
 // landlockCounts is the refusals reported so far, by operation, for the
 // metrics; nil when the agent does not read them.
 func (a *Agent) landlockCounts() map[events.Op]uint64 {
-	if a.ll == nil {
+	if a.ll == nil && a.refused.host == nil {
 		return nil
 	}
-	a.ll.mu.Lock()
-	defer a.ll.mu.Unlock()
-	out := make(map[events.Op]uint64, len(a.ll.counts))
-	for op, n := range a.ll.counts {
-		out[op] = n
+	out := make(map[events.Op]uint64)
+	if a.ll != nil {
+		a.ll.mu.Lock()
+		for op, n := range a.ll.counts {
+			out[op] = n
+		}
+		a.ll.mu.Unlock()
 	}
+	a.refusedCounts(out)
 	return out
 }
 

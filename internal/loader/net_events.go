@@ -227,6 +227,7 @@ const (
 	offAddr     = unsafe.Offsetof(kernelEvent{}.Addr)
 	offComm     = unsafe.Offsetof(kernelEvent{}.Comm)
 	offPath     = unsafe.Offsetof(kernelEvent{}.Path)
+	offMntNS    = unsafe.Offsetof(kernelEvent{}.MntNs)
 	commLen     = uintptr(len(kernelEvent{}.Comm))
 	pathMax     = len(kernelEvent{}.Path)
 )
@@ -255,6 +256,15 @@ func decodeRecord(raw []byte, boot time.Time) (events.Event, uint32, error) {
 		ev.Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte(raw[offAddr:offAddr+4])), port)
 	case unix.AF_INET6:
 		ev.Addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte(raw[offAddr:offAddr+16])), port)
+	case byte(kernelAigateFamilyAIGATE_FAMILY_REFUSED):
+		a := raw[offAddr:]
+		ev.Refused = &events.Refused{
+			Nr:     ne.Uint32(a[unsafe.Offsetof(kernelRefusedCall{}.Nr):]),
+			Target: int32(ne.Uint32(a[unsafe.Offsetof(kernelRefusedCall{}.Target):])),
+			Flags:  ne.Uint32(a[unsafe.Offsetof(kernelRefusedCall{}.Flags):]),
+			GID:    ne.Uint32(a[unsafe.Offsetof(kernelRefusedCall{}.Gid):]),
+			MntNS:  ne.Uint32(raw[offMntNS:]),
+		}
 	}
 	if n := int(ne.Uint16(raw[offPathLen:])); n > 0 {
 		ev.Path = cString(raw[offPath : offPath+uintptr(min(n, pathMax))])

@@ -416,6 +416,13 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// checkConfinement makes the helper hold the domain to it there.
 	// Before makeToolDirs: the plan lists the directories it may create.
 	req.LandlockCovers = covers()
+	// The domain the command will enter on either backend (start makes
+	// it for the one the answer names), so that the agent can report its
+	// refusals from the calls that failed.
+	req.Landlock = map[string]landlock.Options{}
+	for _, be := range []policy.BackendChoice{policy.BackendLSM, policy.BackendFanotify} {
+		req.Landlock[string(be)] = landlockOptions(p.pol, string(be), p.id.home, p.loaded.Paths, os.Getenv)
+	}
 	if f.Env.Euid == 0 && p.id.uid != 0 {
 		// Root acts for the user who ran sudo (or --user): the sandbox,
 		// its events and `aigate watch` are theirs.

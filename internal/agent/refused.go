@@ -1,0 +1,130 @@
+//go:build linux
+
+package agent
+
+import (
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/llaudit"
+	"github.com/aigate-dev/aigate/internal/refused"
+)
+
+// refusals turns the backend's candidates (events.Event.Refused: a call of
+// a sandboxed task that failed with the errno of a Landlock refusal,
+// bpf/include/refused.h) into Landlock events, where package refused
+// shows that the sandbox's domain refused it, and drops the rest. It is
+// the report of Landlock's refusals where the kernel's audit does not
+// give one (before Linux 6.15, or audit off); where it does, the audit
+// reader (landlockaudit.go) reports them and the candidates are dropped,
+// so that no refusal is reported twice.
+type refusals struct {
+	host *refused.OSHost // nil: none judged (the agent's namespaces unread)
+
+	mu      sync.Mutex
+	counts  map[events.Op]uint64
+	dropped uint64
+	audit   bool      // the kernel's audit was enabled when last asked
+	asked   time.Time // when
+}
+
+// boxLandlock is the Landlock domain of a box's command, as its client
+// described it for this backend (api.CreateRequest.Landlock), made into
+// a ruleset on first use: listing the home's directories costs a few
+// milliseconds, which only a sandbox with a refused call pays.
+type boxLandlock struct {
+	opts *landlock.Options // nil: the client did not say
+	once sync.Once
+	rs   landlock.Ruleset
+}
+
+func (l *boxLandlock) ruleset() (landlock.Ruleset, bool) {
+	if l == nil || l.opts == nil {
+		return landlock.Ruleset{}, false
+	}
+	l.once.Do(func() {
+		rs, _ := landlock.Plan(*l.opts, landlock.OSDirs{})
+		l.rs = rs.Effective(landlock.ABI())
+	})
+	return l.rs, true
+}
+
+func newBoxLandlock(byBackend map[string]landlock.Options, backend string) *boxLandlock {
+	o, ok := byBackend[backend]
+	if !ok {
+		return nil
+	}
+	return &boxLandlock{opts: &o}
+}
+
+func (a *Agent) startRefusals() {
+	a.refused.counts = make(map[events.Op]uint64)
+	if landlock.ABI() == 0 {
+		return
+	}
+	mnt, err := cgroup.Mountpoint()
+	if err == nil {
+		a.refused.host, err = refused.NewOSHost(mnt)
+	}
+	if err != nil {
+		a.log.Warn("Landlock refusals will not be reported from failed system calls", zap.Error(err))
+	}
+}
+
+// judgeRefused hands on the Landlock event candidate e stands for, if any.
+func (a *Agent) judgeRefused(e events.Event) {
+	r := &a.refused
+	if r.host == nil || a.auditReports() {
+		return
+	}
+	a.mu.Lock()
+	b := a.byCgroup[e.CgroupID]
+	a.mu.Unlock()
+	if b == nil {
+		return
+	}
+	rs, ok := b.landlock.ruleset()
+	sb := refused.Sandbox{Domain: rs, Confined: ok && landlock.ABI() > 0, Cgroup: b.sb.Path()}
+	out, err := refused.Attribute(e, sb, r.host)
+	if err != nil {
+		r.mu.Lock()
+		r.dropped++
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Lock()
+	r.counts[out.Op]++
+	r.mu.Unlock()
+	a.handle(out)
+}
+
+// auditReports tells whether the audit reader reports Landlock's refusals
+// now: it reads them and the kernel's audit is enabled (asked at most
+// once a second: a netlink round trip).
+func (a *Agent) auditReports() bool {
+	if a.ll == nil {
+		return false
+	}
+	r := &a.refused
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.asked) > time.Second {
+		on, err := llaudit.Enabled()
+		r.audit, r.asked = err == nil && on, time.Now()
+	}
+	return r.audit
+}
+
+// refusedCounts adds the refusals judged here to counts (by operation).
+func (a *Agent) refusedCounts(counts map[events.Op]uint64) {
+	a.refused.mu.Lock()
+	defer a.refused.mu.Unlock()
+	for op, n := range a.refused.counts {
+		counts[op] += n
+	}
+}
