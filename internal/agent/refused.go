@@ -105,7 +105,8 @@ func (a *Agent) judgeRefused(e events.Event) {
 
 // auditReports tells whether the audit reader reports Landlock's refusals
 // now: it reads them and the kernel's audit is enabled (asked at most
-// once a second: a netlink round trip).
+// every auditAsk: a netlink round trip, which a flood of refusals would
+// otherwise pay for each).
 func (a *Agent) auditReports() bool {
 	if a.ll == nil {
 		return false
@@ -113,12 +114,16 @@ func (a *Agent) auditReports() bool {
 	r := &a.refused
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.asked) > time.Second {
+	if time.Since(r.asked) > auditAsk {
 		on, err := llaudit.Enabled()
 		r.audit, r.asked = err == nil && on, time.Now()
 	}
 	return r.audit
 }
+
+// auditAsk bounds how long after audit is enabled or disabled a refusal
+// may still be reported by the other way (twice, or not at all).
+const auditAsk = 50 * time.Millisecond
 
 // refusedCounts adds the refusals judged here to counts (by operation).
 func (a *Agent) refusedCounts(counts map[events.Op]uint64) {

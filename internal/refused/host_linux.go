@@ -3,14 +3,11 @@
 package refused
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -98,49 +95,4 @@ func (h *OSHost) Process(pid int32) (Process, error) {
 		return p, fmt.Errorf("pid %d: gone", pid)
 	}
 	return p, nil
-}
-
-// parseStatus fills p from /proc/PID/status: Name, Uid, Gid, CapPrm.
-func parseStatus(b []byte, p *Process) error {
-	seen := 0
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "Name":
-			p.Comm = v
-		case "Uid", "Gid":
-			ids := &p.UIDs
-			if k == "Gid" {
-				ids = &p.GIDs
-			}
-			f := strings.Fields(v)
-			if len(f) != 4 {
-				return fmt.Errorf("%s: %q", k, v)
-			}
-			for i, s := range f {
-				n, err := strconv.ParseUint(s, 10, 32)
-				if err != nil {
-					return fmt.Errorf("%s: %w", k, err)
-				}
-				ids[i] = uint32(n)
-			}
-			seen++
-		case "CapPrm":
-			n, err := strconv.ParseUint(v, 16, 64)
-			if err != nil {
-				return fmt.Errorf("CapPrm: %w", err)
-			}
-			p.CapPrm = n
-			seen++
-		}
-	}
-	if seen != 3 {
-		return errors.New("no Uid, Gid or CapPrm line")
-	}
-	return nil
 }
