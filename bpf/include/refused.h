@@ -69,102 +69,18 @@ static __always_inline int refused_initial_ns(struct task_struct *t)
 }
 
 /*
- * report_refused: see the top of the file. ret is the call's result,
- * -EACCES or -EPERM (the caller compared it). Cost: a switch on the
- * call's number, then, for the calls above only, the sandbox check.
+ * refused_send sends one candidate: the call nr named path (a user
+ * pointer, 0 for none) or target, with flags; what packs the event's
+ * kind (bits 8-15) and op (bits 0-7). A global function: the verifier
+ * checks it once, not once for each case of report_refused's switch (a
+ * static one cost the sys_exit program ten times the instructions).
  */
-static __noinline int report_refused(struct pt_regs *regs, long ret)
+__noinline int refused_send(__u64 nr, __u64 path, __s32 target, __u32 flags, __u32 what)
 {
-	__u64 nr = regs->orig_ax;
-	const char *path = NULL;
-	__s32 target = AIGATE_AT_FDCWD; /* a path call's dirfd, or the pid */
-	__u32 flags = 0;
-	__u8 kind = AIGATE_KIND_FILE, op = AIGATE_OP_WRITE;
-	int fs = ret == -AIGATE_ERR_ACCES;
+	__u8 kind = what >> 8, op = what & 0xff;
 
-	switch (nr) {
-	case AIGATE_NR_OPEN:
-		path = (const char *)regs->di;
-		flags = regs->si;
-		break;
-	case AIGATE_NR_CREAT:
-		path = (const char *)regs->di;
-		flags = AIGATE_O_WRONLY | AIGATE_O_CREAT | AIGATE_O_TRUNC;
-		break;
-	case AIGATE_NR_OPENAT:
-		target = regs->di;
-		path = (const char *)regs->si;
-		flags = regs->dx;
-		break;
-	case AIGATE_NR_OPENAT2: {
-		__u64 f = 0; /* struct open_how starts with the flags */
-		if (bpf_probe_read_user(&f, sizeof(f), (const void *)regs->dx))
-			return 0;
-		target = regs->di;
-		path = (const char *)regs->si;
-		flags = f;
-		break;
-	}
-	case AIGATE_NR_TRUNCATE:
-	case AIGATE_NR_MKDIR:
-	case AIGATE_NR_RMDIR:
-	case AIGATE_NR_UNLINK:
-		path = (const char *)regs->di;
-		break;
-	case AIGATE_NR_MKNOD:
-		path = (const char *)regs->di;
-		flags = regs->si;
-		break;
-	case AIGATE_NR_SYMLINK:
-		path = (const char *)regs->si;
-		break;
-	case AIGATE_NR_MKDIRAT:
-		target = regs->di;
-		path = (const char *)regs->si;
-		break;
-	case AIGATE_NR_MKNODAT:
-	case AIGATE_NR_UNLINKAT:
-		target = regs->di;
-		path = (const char *)regs->si;
-		flags = regs->dx;
-		break;
-	case AIGATE_NR_SYMLINKAT:
-		target = regs->si;
-		path = (const char *)regs->dx;
-		break;
-	case AIGATE_NR_PTRACE:
-		if (regs->di != AIGATE_PTRACE_ATTACH && regs->di != AIGATE_PTRACE_SEIZE)
-			return 0;
-		target = regs->si;
-		kind = AIGATE_KIND_PROC;
-		op = AIGATE_OP_PTRACE;
-		break;
-	case AIGATE_NR_PROCESS_VM_READV:
-	case AIGATE_NR_PROCESS_VM_WRITEV:
-		target = regs->di;
-		kind = AIGATE_KIND_PROC;
-		op = AIGATE_OP_PTRACE;
-		break;
-	case AIGATE_NR_KILL:
-	case AIGATE_NR_TKILL:
-	case AIGATE_NR_RT_SIGQUEUEINFO:
-		target = regs->di;
-		kind = AIGATE_KIND_PROC;
-		op = AIGATE_OP_SIGNAL;
-		break;
-	case AIGATE_NR_TGKILL:
-	case AIGATE_NR_RT_TGSIGQUEUEINFO:
-		target = regs->si; /* the thread */
-		kind = AIGATE_KIND_PROC;
-		op = AIGATE_OP_SIGNAL;
-		break;
-	default:
+	if (path && op != AIGATE_OP_WRITE && op != AIGATE_OP_PTRACE)
 		return 0;
-	}
-	if (path && !fs)
-		return 0; /* Landlock refuses file access with EACCES */
-	if (op == AIGATE_OP_SIGNAL && fs)
-		return 0; /* and signals with EPERM */
 	if (!path && target <= 0)
 		return 0; /* a process group, or every process: no one target */
 
@@ -175,13 +91,7 @@ static __noinline int report_refused(struct pt_regs *regs, long ret)
 	struct task_struct *t = bpf_get_current_task_btf();
 	if (!path && !refused_initial_ns(t))
 		return 0;
-	int read_open = path && (nr == AIGATE_NR_OPEN || nr == AIGATE_NR_OPENAT || nr == AIGATE_NR_OPENAT2) &&
-			(flags & AIGATE_O_ACCMODE) == 0 && !(flags & (AIGATE_O_CREAT | AIGATE_O_TRUNC));
-	if (read_open) {
-		/* Landlock refuses reads only of another process's /proc files. */
-		kind = AIGATE_KIND_PROC;
-		op = AIGATE_OP_PTRACE;
-	}
+	int read_open = path && op == AIGATE_OP_PTRACE;
 	struct event *e = event_reserve(cgroup_id, sb, kind, op, (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0, 0);
 	if (!e)
 		return 0;
@@ -195,7 +105,7 @@ static __noinline int report_refused(struct pt_regs *regs, long ret)
 	_Static_assert(sizeof(c) <= sizeof(e->addr), "struct refused_call travels in addr");
 	__builtin_memcpy(e->addr, &c, sizeof(c));
 	if (path) {
-		long n = bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+		long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (const char *)path);
 		if (n <= 1 || (read_open && (e->path[0] != '/' || e->path[1] != 'p' || e->path[2] != 'r' ||
 					     e->path[3] != 'o' || e->path[4] != 'c' || e->path[5] != '/'))) {
 			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
@@ -206,6 +116,115 @@ static __noinline int report_refused(struct pt_regs *regs, long ret)
 	}
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+/*
+ * refused_call_of: see the top of the file. nr, di, si and dx are the
+ * call's number and first three arguments (regs->orig_ax, di, si, dx),
+ * ret its result, -EACCES or -EPERM (the caller compared it). Cost: a
+ * switch on the call's number, then, for the calls above only, the
+ * sandbox check. Global, like refused_send: verified once.
+ */
+__noinline int refused_call_of(__u64 nr, __u64 di, __u64 si, __u64 dx, long ret)
+{
+	__u64 path = 0;
+	__s32 target = AIGATE_AT_FDCWD; /* a path call's dirfd, or the pid */
+	__u32 flags = 0;
+	__u32 proc = 0; /* a process call: AIGATE_OP_PTRACE or AIGATE_OP_SIGNAL */
+
+	switch (nr) {
+	case AIGATE_NR_OPEN:
+		path = di;
+		flags = si;
+		break;
+	case AIGATE_NR_CREAT:
+		path = di;
+		flags = AIGATE_O_WRONLY | AIGATE_O_CREAT | AIGATE_O_TRUNC;
+		break;
+	case AIGATE_NR_OPENAT:
+		target = di;
+		path = si;
+		flags = dx;
+		break;
+	case AIGATE_NR_OPENAT2: {
+		__u64 f = 0; /* struct open_how starts with the flags */
+		if (bpf_probe_read_user(&f, sizeof(f), (const void *)dx))
+			return 0;
+		target = di;
+		path = si;
+		flags = f;
+		break;
+	}
+	case AIGATE_NR_TRUNCATE:
+	case AIGATE_NR_MKDIR:
+	case AIGATE_NR_RMDIR:
+	case AIGATE_NR_UNLINK:
+		path = di;
+		break;
+	case AIGATE_NR_MKNOD:
+		path = di;
+		flags = si;
+		break;
+	case AIGATE_NR_SYMLINK:
+		path = si;
+		break;
+	case AIGATE_NR_MKDIRAT:
+		target = di;
+		path = si;
+		break;
+	case AIGATE_NR_MKNODAT:
+	case AIGATE_NR_UNLINKAT:
+		target = di;
+		path = si;
+		flags = dx;
+		break;
+	case AIGATE_NR_SYMLINKAT:
+		target = si;
+		path = dx;
+		break;
+	case AIGATE_NR_PTRACE:
+		if (di != AIGATE_PTRACE_ATTACH && di != AIGATE_PTRACE_SEIZE)
+			return 0;
+		target = si;
+		proc = AIGATE_OP_PTRACE;
+		break;
+	case AIGATE_NR_PROCESS_VM_READV:
+	case AIGATE_NR_PROCESS_VM_WRITEV:
+		target = di;
+		proc = AIGATE_OP_PTRACE;
+		break;
+	case AIGATE_NR_KILL:
+	case AIGATE_NR_TKILL:
+	case AIGATE_NR_RT_SIGQUEUEINFO:
+		target = di;
+		proc = AIGATE_OP_SIGNAL;
+		break;
+	case AIGATE_NR_TGKILL:
+	case AIGATE_NR_RT_TGSIGQUEUEINFO:
+		target = si; /* the thread */
+		proc = AIGATE_OP_SIGNAL;
+		break;
+	default:
+		return 0;
+	}
+	if (path && ret != -AIGATE_ERR_ACCES)
+		return 0; /* Landlock refuses file access with EACCES */
+	if (proc == AIGATE_OP_SIGNAL && ret != -AIGATE_ERR_PERM)
+		return 0; /* and signals with EPERM */
+	if (proc)
+		return refused_send(nr, 0, target, 0, (AIGATE_KIND_PROC << 8) | proc);
+	/* Landlock refuses reads only of another process's /proc files. */
+	int read_open = (nr == AIGATE_NR_OPEN || nr == AIGATE_NR_OPENAT || nr == AIGATE_NR_OPENAT2) &&
+			(flags & AIGATE_O_ACCMODE) == 0 && !(flags & (AIGATE_O_CREAT | AIGATE_O_TRUNC));
+	if (read_open)
+		return refused_send(nr, path, target, flags, (AIGATE_KIND_PROC << 8) | AIGATE_OP_PTRACE);
+	return refused_send(nr, path, target, flags, (AIGATE_KIND_FILE << 8) | AIGATE_OP_WRITE);
+}
+
+/* report_refused: refused_call_of for the call sys_exit saw. */
+static __always_inline int report_refused(struct pt_regs *regs, long ret)
+{
+	return refused_call_of(regs->orig_ax, regs->di, regs->si, regs->dx, ret);
 }
 
 #endif /* AIGATE_REFUSED_H */
