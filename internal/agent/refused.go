@@ -24,7 +24,9 @@ import (
 // reader (landlockaudit.go) reports them and the candidates are dropped,
 // so that no refusal is reported twice.
 type refusals struct {
-	host *refused.OSHost // nil: none judged (the agent's namespaces unread)
+	host refused.Host // nil: none judged (no Landlock, or the agent's namespaces unread)
+	// enabled asks whether the kernel's audit is enabled (llaudit.Enabled).
+	enabled func() (bool, error)
 
 	mu      sync.Mutex
 	counts  map[events.Op]uint64
@@ -64,43 +66,57 @@ func newBoxLandlock(byBackend map[string]landlock.Options, backend string) *boxL
 
 func (a *Agent) startRefusals() {
 	a.refused.counts = make(map[events.Op]uint64)
+	a.refused.enabled = llaudit.Enabled
 	if landlock.ABI() == 0 {
 		return
 	}
 	mnt, err := cgroup.Mountpoint()
+	var h *refused.OSHost
 	if err == nil {
-		a.refused.host, err = refused.NewOSHost(mnt)
+		h, err = refused.NewOSHost(mnt)
 	}
 	if err != nil {
 		a.log.Warn("Landlock refusals will not be reported from failed system calls", zap.Error(err))
+		return
+	}
+	a.refused.host = h
+}
+
+// judgeRefused hands on the Landlock event candidate e stands for, if any,
+// and counts it.
+func (a *Agent) judgeRefused(e events.Event) {
+	out, ok := a.refusedEvent(e)
+	r := &a.refused
+	r.mu.Lock()
+	if ok {
+		r.counts[out.Op]++
+	} else {
+		r.dropped++
+	}
+	r.mu.Unlock()
+	if ok {
+		a.handle(out)
 	}
 }
 
-// judgeRefused hands on the Landlock event candidate e stands for, if any.
-func (a *Agent) judgeRefused(e events.Event) {
+// refusedEvent is the Landlock event candidate e stands for: none where
+// the audit reader reports Landlock's refusals (no refusal twice), or
+// where package refused cannot show that the sandbox's domain refused it.
+func (a *Agent) refusedEvent(e events.Event) (events.Event, bool) {
 	r := &a.refused
 	if r.host == nil || a.auditReports() {
-		return
+		return events.Event{}, false
 	}
 	a.mu.Lock()
 	b := a.byCgroup[e.CgroupID]
 	a.mu.Unlock()
 	if b == nil {
-		return
+		return events.Event{}, false
 	}
 	rs, ok := b.landlock.ruleset()
-	sb := refused.Sandbox{Domain: rs, Confined: ok && landlock.ABI() > 0, Cgroup: b.sb.Path()}
+	sb := refused.Sandbox{Domain: rs, Confined: ok, Cgroup: b.sb.Path()}
 	out, err := refused.Attribute(e, sb, r.host)
-	if err != nil {
-		r.mu.Lock()
-		r.dropped++
-		r.mu.Unlock()
-		return
-	}
-	r.mu.Lock()
-	r.counts[out.Op]++
-	r.mu.Unlock()
-	a.handle(out)
+	return out, err == nil
 }
 
 // auditReports tells whether the audit reader reports Landlock's refusals
@@ -115,7 +131,7 @@ func (a *Agent) auditReports() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if time.Since(r.asked) > auditAsk {
-		on, err := llaudit.Enabled()
+		on, err := r.enabled()
 		r.audit, r.asked = err == nil && on, time.Now()
 	}
 	return r.audit
