@@ -45,10 +45,10 @@ type Composite struct {
 }
 
 var (
-	_ enforce.Backend        = (*Composite)(nil)
-	_ enforce.UnixSockets    = (*Composite)(nil)
-	_ enforce.UserNamespaces = (*Composite)(nil)
-	_ enforce.DomainNamer    = (*Composite)(nil)
+	_ enforce.Backend         = (*Composite)(nil)
+	_ enforce.UnixSockets     = (*Composite)(nil)
+	_ enforce.UserNamespaces  = (*Composite)(nil)
+	_ enforce.DomainNamer     = (*Composite)(nil)
 	_ enforce.RefusalReporter = (*Composite)(nil)
 )
 
