@@ -93,10 +93,22 @@ enum aigate_family {
 };
 
 struct refused_call {
-	__u32 nr;     /* x86_64 system call number */
+	__u16 nr;     /* x86_64 system call number */
+	__u16 caps;   /* enum aigate_refused_cap: the caller's, that override Unix permissions */
 	__s32 target; /* the pid or tid the call named; a path call's dirfd */
 	__u32 flags;  /* open flags, mknod mode, unlinkat flags */
 	__u32 gid;    /* the caller's gid */
+};
+
+/*
+ * Bits of struct refused_call.caps: the effective capabilities of a caller
+ * in the initial user namespace that let it past Unix permissions.
+ */
+enum aigate_refused_cap {
+	AIGATE_REFUSED_CAP_DAC_OVERRIDE = 1 << 0,
+	AIGATE_REFUSED_CAP_DAC_READ_SEARCH = 1 << 1,
+	AIGATE_REFUSED_CAP_KILL = 1 << 2,
+	AIGATE_REFUSED_CAP_SYS_PTRACE = 1 << 3,
 };
 
 /* Scratch buffers per CPU (scratch.h): the running program, 3 preempted. */

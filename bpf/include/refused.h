@@ -69,6 +69,32 @@ static __always_inline int refused_initial_ns(struct task_struct *t)
 }
 
 /*
+ * refused_caps are the caller's effective capabilities that override
+ * Unix permissions (enum aigate_refused_cap), in the initial user
+ * namespace only. kernel_cap_t is a u64 from 6.3 and two u32s before: the
+ * same 8 bytes, read raw.
+ */
+static __always_inline __u16 refused_caps(struct task_struct *t)
+{
+	const struct cred *cred = BPF_CORE_READ(t, cred);
+	__u64 eff = 0;
+	__u16 caps = 0;
+
+	if (!cred || BPF_CORE_READ(cred, user_ns, level) != 0 ||
+	    bpf_probe_read_kernel(&eff, sizeof(eff), __builtin_preserve_access_index(&cred->cap_effective)))
+		return 0;
+	if (eff & (1ULL << 1))
+		caps |= AIGATE_REFUSED_CAP_DAC_OVERRIDE;
+	if (eff & (1ULL << 2))
+		caps |= AIGATE_REFUSED_CAP_DAC_READ_SEARCH;
+	if (eff & (1ULL << 5))
+		caps |= AIGATE_REFUSED_CAP_KILL;
+	if (eff & (1ULL << 19))
+		caps |= AIGATE_REFUSED_CAP_SYS_PTRACE;
+	return caps;
+}
+
+/*
  * refused_send sends one candidate: the call nr named path (a user
  * pointer, 0 for none) or target, with flags; what packs the event's
  * kind (bits 8-15) and op (bits 0-7). A global function: the verifier
@@ -98,6 +124,7 @@ __noinline int refused_send(__u64 nr, __u64 path, __s32 target, __u32 flags, __u
 	e->family = AIGATE_FAMILY_REFUSED;
 	struct refused_call c = {
 		.nr = nr,
+		.caps = refused_caps(t),
 		.target = target,
 		.flags = flags,
 		.gid = bpf_get_current_uid_gid() >> 32,

@@ -76,6 +76,10 @@ func (op Op) AfterTheFact() bool {
 	return op == OpRename || op == OpDelete || op == OpTruncate || op == OpChange || op == OpPlanted || op == OpOpen
 }
 
+// BackendLandlock is the Backend of a refusal by a sandbox's Landlock
+// domain (packages llaudit and refused), which no backend's hook saw.
+const BackendLandlock = "landlock"
+
 // Event is one denial. Backends fill what they know; zero fields are unknown.
 type Event struct {
 	Time     time.Time      `json:"time"`
@@ -127,6 +131,9 @@ type Refused struct {
 	Flags  uint32 // open flags, mknod mode, unlinkat flags
 	GID    uint32 // the caller's gid
 	MntNS  uint32 // the caller's mount namespace (inode number), for a path
+	// The caller's effective capabilities that let it past Unix
+	// permissions (in the initial user namespace only).
+	DACOverride, DACReadSearch, Kill, SysPtrace bool
 }
 
 // N is how many denials e stands for: Count, or 1 when it is not set.

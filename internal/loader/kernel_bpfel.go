@@ -98,6 +98,15 @@ const (
 	kernelAigateOpAIGATE_OP_MAX     kernelAigateOp = 12
 )
 
+type kernelAigateRefusedCap uint32
+
+const (
+	kernelAigateRefusedCapAIGATE_REFUSED_CAP_DAC_OVERRIDE    kernelAigateRefusedCap = 1
+	kernelAigateRefusedCapAIGATE_REFUSED_CAP_DAC_READ_SEARCH kernelAigateRefusedCap = 2
+	kernelAigateRefusedCapAIGATE_REFUSED_CAP_KILL            kernelAigateRefusedCap = 4
+	kernelAigateRefusedCapAIGATE_REFUSED_CAP_SYS_PTRACE      kernelAigateRefusedCap = 8
+)
+
 type kernelAigateRuleSet uint32
 
 const (
@@ -189,7 +198,8 @@ type kernelEvent struct {
 
 type kernelRefusedCall struct {
 	_      structs.HostLayout
-	Nr     uint32
+	Nr     uint16
+	Caps   uint16
 	Target int32
 	Flags  uint32
 	Gid    uint32
@@ -217,6 +227,7 @@ const (
 	kernelVarUnusedNetMode     = "unused_net_mode"
 	kernelVarUnusedOp          = "unused_op"
 	kernelVarUnusedRefusedCall = "unused_refused_call"
+	kernelVarUnusedRefusedCap  = "unused_refused_cap"
 	kernelVarUnusedRuleSet     = "unused_rule_set"
 	kernelVarUnusedSandbox     = "unused_sandbox"
 	kernelVarUnusedSandboxFlag = "unused_sandbox_flag"
@@ -295,6 +306,7 @@ type kernelVariableSpecs struct {
 	UnusedNetMode     *ebpf.VariableSpec `ebpf:"unused_net_mode"`
 	UnusedOp          *ebpf.VariableSpec `ebpf:"unused_op"`
 	UnusedRefusedCall *ebpf.VariableSpec `ebpf:"unused_refused_call"`
+	UnusedRefusedCap  *ebpf.VariableSpec `ebpf:"unused_refused_cap"`
 	UnusedRuleSet     *ebpf.VariableSpec `ebpf:"unused_rule_set"`
 	UnusedSandbox     *ebpf.VariableSpec `ebpf:"unused_sandbox"`
 	UnusedSandboxFlag *ebpf.VariableSpec `ebpf:"unused_sandbox_flag"`
@@ -349,6 +361,7 @@ type kernelVariables struct {
 	UnusedNetMode     *ebpf.Variable `ebpf:"unused_net_mode"`
 	UnusedOp          *ebpf.Variable `ebpf:"unused_op"`
 	UnusedRefusedCall *ebpf.Variable `ebpf:"unused_refused_call"`
+	UnusedRefusedCap  *ebpf.Variable `ebpf:"unused_refused_cap"`
 	UnusedRuleSet     *ebpf.Variable `ebpf:"unused_rule_set"`
 	UnusedSandbox     *ebpf.Variable `ebpf:"unused_sandbox"`
 	UnusedSandboxFlag *ebpf.Variable `ebpf:"unused_sandbox_flag"`

@@ -17,7 +17,7 @@ import (
 // Backend is the Backend field of the events kept: the same as those the
 // kernel's audit records give (package llaudit), since the refusal is the
 // same.
-const Backend = "landlock"
+const Backend = events.BackendLandlock
 
 // x86_64 system call numbers (bpf/include/refused.h).
 const (
@@ -103,8 +103,7 @@ var errNo = errors.New("not a Landlock refusal")
 // stands for, or says it is none: an error, and the caller drops it.
 func Attribute(e events.Event, sb Sandbox, h Host) (events.Event, error) {
 	r := e.Refused
-	if r == nil || !sb.Confined || e.UID == 0 {
-		// Root's Unix permissions allow nearly everything: not judged.
+	if r == nil || !sb.Confined {
 		return events.Event{}, errNo
 	}
 	out := e
@@ -149,6 +148,9 @@ func process(e events.Event, sb Sandbox, h Host) (string, error) {
 	uid := e.UID
 	switch e.Op {
 	case events.OpSignal:
+		if r.Kill {
+			break // CAP_KILL: any process
+		}
 		// The domain scopes signals from ABI 6 on; before, it lets them
 		// be (the LSM backend's own hook reports them).
 		if sb.Domain.Scoped&landlock.ScopeSignal == 0 {
@@ -163,6 +165,11 @@ func process(e events.Event, sb Sandbox, h Host) (string, error) {
 		// __ptrace_may_access: same uids and gids, dumpable; then
 		// commoncap: the target's permitted capabilities within the
 		// caller's (none), in one user namespace. Landlock comes next.
+		// CAP_SYS_PTRACE passes both, for a target in the same (initial)
+		// user namespace.
+		if r.SysPtrace && p.InitUserNS {
+			break
+		}
 		for i := 0; i < 3; i++ {
 			if p.UIDs[i] != uid || p.GIDs[i] != r.GID {
 				return "", errNo
@@ -214,7 +221,7 @@ func file(e events.Event, sb Sandbox, h Host) (string, error) {
 		p = filepath.Join(dir, p)
 	}
 	p = filepath.Clean(p)
-	who := who{uid: e.UID, gid: r.GID, h: h}
+	who := who{uid: e.UID, gid: r.GID, override: r.DACOverride, search: r.DACOverride || r.DACReadSearch, h: h}
 	switch r.Nr {
 	case nrOpen, nrOpenat, nrOpenat2, nrCreat:
 		return openCall(p, r.Flags, sb, who)
@@ -341,10 +348,13 @@ func within(cg, dir string) bool {
 	return cg == dir || strings.HasPrefix(cg, dir+"/")
 }
 
-// who is the caller, for Unix permissions.
+// who is the caller, for Unix permissions: override (CAP_DAC_OVERRIDE)
+// lets it read, write and search anything, search (CAP_DAC_READ_SEARCH)
+// search any directory.
 type who struct {
-	uid, gid uint32
-	h        Host
+	uid, gid         uint32
+	override, search bool
+	h                Host
 }
 
 // existing resolves p (following a last symlink, as an open does) and
@@ -380,6 +390,9 @@ func (w who) searchable(dir string) bool {
 // supplementary groups are unknown, so a group the caller is not known to
 // be in needs both classes to allow, and an ACL makes it unsure.
 func (w who) may(path string, in landlock.Inode, perm uint32) bool {
+	if w.override || w.search && perm == permExec && in.Mode.IsDir() {
+		return true
+	}
 	mode := uint32(in.Mode.Perm())
 	if in.UID == w.uid {
 		return mode&(perm<<6) != 0

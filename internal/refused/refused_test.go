@@ -185,6 +185,12 @@ func TestAttribute(t *testing.T) {
 			func(_ *fakeHost, e *events.Event) { e.Refused.MntNS = 8 }, ""},
 		{"root's call", call(nrOpenat, atFDCWD, wronly, "/home/u/.bashrc"), sandbox(true),
 			func(_ *fakeHost, e *events.Event) { e.UID = 0 }, ""},
+		{"root with CAP_DAC_OVERRIDE: a root-owned file in the home", call(nrOpenat, atFDCWD, wronly, "/home/u/.rootfile"), sandbox(true),
+			func(_ *fakeHost, e *events.Event) { e.UID, e.Refused.GID, e.Refused.DACOverride = 0, 0, true }, "/home/u/.rootfile"},
+		{"CAP_DAC_READ_SEARCH: beneath a directory closed to the user", call(nrMkdir, 0, 0, "/home/u/.rootdir/x"), sandbox(true),
+			func(_ *fakeHost, e *events.Event) { e.Refused.DACReadSearch = true }, "/home/u/.rootdir/x"},
+		{"CAP_DAC_READ_SEARCH does not write", call(nrOpenat, atFDCWD, wronly, "/home/u/.rootfile"), sandbox(true),
+			func(_ *fakeHost, e *events.Event) { e.Refused.DACReadSearch = true }, ""},
 		{"no domain", call(nrOpenat, atFDCWD, wronly, "/home/u/.bashrc"), Sandbox{Cgroup: "/sys/fs/cgroup/aigate/s1"}, nil, ""},
 		{"a domain without truncate (ABI 2)", call(nrTruncate, 0, 0, "/home/u/.bashrc"),
 			Sandbox{Domain: landlock.Ruleset{HandledFS: landlock.AccessWrite &^ landlock.AccessTruncate}, Confined: true, Cgroup: "/x"}, nil, ""},
@@ -207,6 +213,9 @@ func TestAttribute(t *testing.T) {
 		{"signals not scoped (ABI < 6)", call(nrKill, 100, 0, ""), sandbox(false), nil, ""},
 		{"kill -0 of root's init", call(nrKill, 1, 0, ""), sandbox(true), nil, ""},
 		{"a setuid process (euid 0, real uid the user's)", call(nrKill, 105, 0, ""), sandbox(true), nil, "pid 105 (sudo)"},
+		{"CAP_KILL: root's init", call(nrKill, 1, 0, ""), sandbox(true), func(_ *fakeHost, e *events.Event) { e.Refused.Kill = true }, "pid 1 (init)"},
+		{"CAP_SYS_PTRACE: not dumpable", call(nrPtrace, 102, 0, ""), sandbox(true), func(_ *fakeHost, e *events.Event) { e.Refused.SysPtrace = true }, "pid 102 (ssh-agent)"},
+		{"CAP_SYS_PTRACE: a target in a user namespace", call(nrPtrace, 104, 0, ""), sandbox(true), func(_ *fakeHost, e *events.Event) { e.Refused.SysPtrace = true }, ""},
 		{"a signal inside", call(nrKill, 101, 0, ""), sandbox(true), nil, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
