@@ -55,6 +55,7 @@
 #define AIGATE_O_WRONLY 01
 #define AIGATE_O_CREAT 0100
 #define AIGATE_O_TRUNC 01000
+#define AIGATE_O_PATH 010000000
 #define AIGATE_PTRACE_ATTACH 16
 #define AIGATE_PTRACE_SEIZE 0x4206
 
@@ -118,7 +119,8 @@ __noinline int refused_send(__u64 nr, __u64 path, __s32 target, __u32 flags, __u
 	if (!path && !refused_initial_ns(t))
 		return 0;
 	int read_open = path && op == AIGATE_OP_PTRACE;
-	struct event *e = event_reserve(cgroup_id, sb, kind, op, (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0, 0);
+	/* Landlock refuses in audit mode too: never "allowed because audited". */
+	struct event *e = event_reserve(cgroup_id, sb, kind, op, 0, 0);
 	if (!e)
 		return 0;
 	e->family = AIGATE_FAMILY_REFUSED;
@@ -133,7 +135,8 @@ __noinline int refused_send(__u64 nr, __u64 path, __s32 target, __u32 flags, __u
 	__builtin_memcpy(e->addr, &c, sizeof(c));
 	if (path) {
 		long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (const char *)path);
-		if (n <= 1 || (read_open && (e->path[0] != '/' || e->path[1] != 'p' || e->path[2] != 'r' ||
+		/* A path cut short names another file: none rather than that. */
+		if (n <= 1 || n >= (long)sizeof(e->path) || (read_open && (e->path[0] != '/' || e->path[1] != 'p' || e->path[2] != 'r' ||
 					     e->path[3] != 'o' || e->path[4] != 'c' || e->path[5] != '/'))) {
 			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 			return 0;
@@ -236,6 +239,8 @@ __noinline int refused_call_of(__u64 nr, __u64 di, __u64 si, __u64 dx, long ret)
 	}
 	if (path && ret != -AIGATE_ERR_ACCES)
 		return 0; /* Landlock refuses file access with EACCES */
+	if ((flags & AIGATE_O_PATH) && (nr == AIGATE_NR_OPEN || nr == AIGATE_NR_OPENAT || nr == AIGATE_NR_OPENAT2))
+		return 0; /* no access checked but the walk: never Landlock's */
 	if (proc == AIGATE_OP_SIGNAL && ret != -AIGATE_ERR_PERM)
 		return 0; /* and signals with EPERM */
 	if (proc)

@@ -107,7 +107,8 @@ func Attribute(e events.Event, sb Sandbox, h Host) (events.Event, error) {
 		return events.Event{}, errNo
 	}
 	out := e
-	out.Refused, out.Backend, out.Rule, out.RuleText = nil, Backend, 0, ""
+	// Landlock refuses in audit mode too: never "allowed because audited".
+	out.Refused, out.Backend, out.Rule, out.RuleText, out.Audit = nil, Backend, 0, "", false
 	var err error
 	switch {
 	case e.Kind == events.KindProc:

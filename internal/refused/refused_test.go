@@ -183,6 +183,8 @@ func TestAttribute(t *testing.T) {
 			func(_ *fakeHost, e *events.Event) { e.Refused.GID = 5 }, ""},
 		{"another mount namespace", call(nrOpenat, atFDCWD, wronly, "/home/u/.bashrc"), sandbox(true),
 			func(_ *fakeHost, e *events.Event) { e.Refused.MntNS = 8 }, ""},
+		{"in an audit-mode sandbox: refused all the same", call(nrOpenat, atFDCWD, wronly, "/home/u/.bashrc"), sandbox(true),
+			func(_ *fakeHost, e *events.Event) { e.Audit = true }, "/home/u/.bashrc"},
 		{"root's call", call(nrOpenat, atFDCWD, wronly, "/home/u/.bashrc"), sandbox(true),
 			func(_ *fakeHost, e *events.Event) { e.UID = 0 }, ""},
 		{"root with CAP_DAC_OVERRIDE: a root-owned file in the home", call(nrOpenat, atFDCWD, wronly, "/home/u/.rootfile"), sandbox(true),
@@ -232,7 +234,7 @@ func TestAttribute(t *testing.T) {
 				t.Fatalf("kept %+v, want it dropped", got)
 			case c.want != "" && err != nil:
 				t.Fatalf("dropped (%v), want %q", err, c.want)
-			case c.want != "" && (got.Path != c.want || got.Backend != Backend || got.Refused != nil || got.Kind != e.Kind || got.Op != e.Op || got.TGID != 42):
+			case c.want != "" && (got.Path != c.want || got.Backend != Backend || got.Refused != nil || got.Kind != e.Kind || got.Op != e.Op || got.TGID != 42 || got.Audit):
 				t.Fatalf("kept %+v, want path %q", got, c.want)
 			}
 		})
