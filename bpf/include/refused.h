@@ -177,7 +177,11 @@ __noinline int refused_call_of(__u64 nr, __u64 di, __u64 si, __u64 dx, long ret)
 		flags = dx;
 		break;
 	case AIGATE_NR_OPENAT2: {
-		__u64 f = 0; /* struct open_how starts with the flags */
+		__u64 cgroup_id = 0, f = 0;
+		/* Nothing of a task outside a sandbox is read, not even this. */
+		if (ret != -AIGATE_ERR_ACCES || !current_sandbox(&cgroup_id))
+			return 0;
+		/* struct open_how starts with the flags */
 		if (bpf_probe_read_user(&f, sizeof(f), (const void *)dx))
 			return 0;
 		target = di;
