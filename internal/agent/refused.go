@@ -35,33 +35,30 @@ type refusals struct {
 	asked   time.Time // when
 }
 
-// boxLandlock is the Landlock domain of a box's command, as its client
-// described it for this backend (api.CreateRequest.Landlock), made into
-// a ruleset on first use: listing the home's directories costs a few
-// milliseconds, which only a sandbox with a refused call pays.
+// boxLandlock is the Landlock domain of a box's command on this kernel,
+// as its client planned it for this backend (api.CreateRequest.Landlock).
+// The agent lists no directory of the home to make it: the pump judges
+// the refused calls, and an open of a directory the fanotify backend
+// marks waits for that backend's answer, which may wait for the pump.
 type boxLandlock struct {
-	opts *landlock.Options // nil: the client did not say
-	once sync.Once
-	rs   landlock.Ruleset
+	rs landlock.Ruleset
 }
 
+// ruleset is the domain; false when the client named none (or a zero one:
+// the command runs without Landlock).
 func (l *boxLandlock) ruleset() (landlock.Ruleset, bool) {
-	if l == nil || l.opts == nil {
+	if l == nil || l.rs.HandledFS == 0 && l.rs.Scoped == 0 {
 		return landlock.Ruleset{}, false
 	}
-	l.once.Do(func() {
-		rs, _ := landlock.Plan(*l.opts, landlock.OSDirs{})
-		l.rs = rs.Effective(landlock.ABI())
-	})
 	return l.rs, true
 }
 
-func newBoxLandlock(byBackend map[string]landlock.Options, backend string) *boxLandlock {
-	o, ok := byBackend[backend]
+func newBoxLandlock(byBackend map[string]landlock.Ruleset, backend string) *boxLandlock {
+	rs, ok := byBackend[backend]
 	if !ok {
 		return nil
 	}
-	return &boxLandlock{opts: &o}
+	return &boxLandlock{rs: rs}
 }
 
 func (a *Agent) startRefusals() {

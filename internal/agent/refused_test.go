@@ -34,8 +34,7 @@ func (outsideHost) Process(pid int32) (refused.Process, error) {
 // Landlock's refusals (it reads them and audit is enabled): then only its
 // record does, so that no refusal is reported twice.
 func TestRefusedNotTwice(t *testing.T) {
-	b := &box{sb: &sandbox.Sandbox{Info: enforce.Sandbox{CgroupPath: "/cg/s1"}}, landlock: &boxLandlock{opts: &landlock.Options{}}}
-	b.landlock.once.Do(func() { b.landlock.rs = landlock.Ruleset{Scoped: landlock.ScopeSignal} })
+	b := &box{sb: &sandbox.Sandbox{Info: enforce.Sandbox{CgroupPath: "/cg/s1"}}, landlock: &boxLandlock{rs: landlock.Ruleset{Scoped: landlock.ScopeSignal}}}
 	a := &Agent{byCgroup: map[uint64]*box{9: b}}
 	a.refused.host = outsideHost{}
 	e := events.Event{PID: 5, TGID: 5, UID: 1000, CgroupID: 9, Kind: events.KindProc, Op: events.OpSignal,

@@ -152,13 +152,14 @@ type CreateRequest struct {
 	// per file. Only the caller's own sandbox is loosened by a false claim
 	// (requests from inside a sandbox are refused).
 	LandlockCovers []string `json:"landlock_covers,omitempty"`
-	// Landlock is the Landlock domain the command will enter, by backend
-	// name (the client learns the backend from the answer): the agent
-	// reports the domain's refusals from the calls that failed
-	// (internal/refused), where the kernel's audit does not. A false
-	// claim changes only which of the caller's own sandbox's refused
-	// calls are reported (requests from inside a sandbox are refused).
-	Landlock map[string]landlock.Options `json:"landlock,omitempty"`
+	// Landlock is the Landlock domain the command will enter on this
+	// kernel (landlock.Plan, Effective; zero: none), by backend name (the
+	// client learns the backend from the answer): the agent reports the
+	// domain's refusals from the calls that failed (internal/refused),
+	// where the kernel's audit does not. A false claim changes only which
+	// of the caller's own sandbox's refused calls are reported (requests
+	// from inside a sandbox are refused).
+	Landlock map[string]landlock.Ruleset `json:"landlock,omitempty"`
 	// Place, from version 3, names the caller's waiting exec helper
 	// (launch.Prepare) for the agent to move into the sandbox while it
 	// builds it, with the same checks as a place request. A create that
