@@ -48,7 +48,7 @@ func TestNetVerifierFloors(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.CheckVerifierFloors(t, spec, map[string]int{
-		"aigate_refused_exit": 2900, // 6484 / 5924 / 7922 (6.1 and 6.12 before openat2's sandbox check)
+		"aigate_refused_exit": 3900, // 8248 / 7927 / 7922
 	})
 
 	err = ProbeUnixSockets()
@@ -67,6 +67,6 @@ func TestNetVerifierFloors(t *testing.T) {
 		// Verified on 6.12 / the 6.18 host.
 		"aigate_connect_unix":   12500, // 25252 / 25133
 		"aigate_sendmsg_unix":   12500, // 25252 / 25133
-		"aigate_unix_bind_exit": 2900,  // 18634 / 25768 (5797 / 5843 before refused.h)
+		"aigate_unix_bind_exit": 2900,  // 20675 / 25768 (5797 / 5843 before refused.h)
 	})
 }
