@@ -54,7 +54,7 @@ been enabled, every process the machine starts pays for an audit context
 on each system call until the next boot (docs/backends.md measures it),
 and without auditd the kernel also prints the records to its log.
 
-With --favordynmods (the default; Linux 6.0 or later) it remounts the
+With --favordynmods (Linux 6.0 or later; not the default) it remounts the
 cgroup v2 hierarchy with favordynmods, keeping its other options: moving a
 run into its sandbox then no longer waits for an RCU grace period (5-16 ms
 of each start through the agent), and every fork, thread start and exit on
@@ -62,20 +62,29 @@ the machine pays a little more (docs/performance.md measures both). The
 option is machine-wide and a reboot clears it; the agent sets it again at
 start. --favordynmods=false turns off again what an earlier setup turned
 on (on Linux 6.18 and later, cgroup.procs writes keep a per-process lock
-until the next boot once it has been on).
+until the next boot once it has been on). Without the flag, setup leaves
+the option as it is. It is not the default because the change is
+machine-wide and, made while other processes fork and wait on fanotify
+decisions, was seen once to coincide with sandbox creations stalling for
+30 s (docs/agent.md); set it when the machine is quiet.
 
 sudo aigate reset --force undoes it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runSetup(f, landlockAudit, favorDynmods)
+			// favordynmods is changed only when asked, either way.
+			var dynmods *bool
+			if cmd.Flags().Changed("favordynmods") {
+				dynmods = &favorDynmods
+			}
+			return runSetup(f, landlockAudit, dynmods)
 		},
 	}
 	cmd.Flags().BoolVar(&landlockAudit, "landlock-audit", false, "have the agent enable the kernel's audit, so that Landlock's refusals are reported (a cost to every process: docs/backends.md)")
-	cmd.Flags().BoolVar(&favorDynmods, "favordynmods", true, "mount the cgroup v2 hierarchy with favordynmods, so that starts do not wait for an RCU grace period (machine-wide; =false undoes an earlier setup's)")
+	cmd.Flags().BoolVar(&favorDynmods, "favordynmods", false, "mount the cgroup v2 hierarchy with favordynmods, so that starts do not wait for an RCU grace period (machine-wide; =false undoes an earlier setup's; without the flag left as it is)")
 	return cmd
 }
 
-func runSetup(f *cmdutil.Factory, landlockAudit, favorDynmods bool) error {
+func runSetup(f *cmdutil.Factory, landlockAudit bool, favorDynmods *bool) error {
 	if f.Env.Euid != 0 {
 		return &cmdutil.StatusError{Code: cmdutil.ExitError, Err: errors.New("setup changes groups and services: run it with sudo (sudo aigate setup)")}
 	}
@@ -123,9 +132,11 @@ func runSetup(f *cmdutil.Factory, landlockAudit, favorDynmods bool) error {
 	} else {
 		f.Printf("systemd is not running this machine: start the agent with your init system, or by hand:\n  sudo %s agent%s\n", exe, args)
 	}
-	if err := setupFavorDynmods(f, favorDynmods); err != nil {
-		// Only slower starts: said, not fatal; doctor repeats it.
-		f.Printf("could not set favordynmods: %v\n", err)
+	if favorDynmods != nil {
+		if err := setupFavorDynmods(f, *favorDynmods); err != nil {
+			// Only slower starts: said, not fatal; doctor repeats it.
+			f.Printf("could not set favordynmods: %v\n", err)
+		}
 	}
 	printDoctor(f, f.Doctor(true))
 	return nil
