@@ -11,7 +11,9 @@ import (
 
 // bindLink is the bind learner's link as it is now (nil: detached).
 func bindLink(n *Net) link.Link {
-	return n.unix.exit.attached()
+	n.unix.mu.Lock()
+	defer n.unix.mu.Unlock()
+	return n.unix.bind
 }
 
 // The bind learner stays attached for unixLinger after the last sandbox
