@@ -20,10 +20,7 @@ import (
 func TestE2EClaudeCodeConfigDir(t *testing.T) {
 	claude := claudeBinary(t)
 	eachBackend(t, func(t *testing.T, w *world) {
-		w.homeOutsideTmp()
-		w.defaults()
-		mock := startClaudeMock(t, nil)
-		w.aigate("allow", "net", "127.0.0.1:"+mock.port())
+		mock := w.claudeHome(t)
 		cw := w.path("~/.claude-work")
 		w.write("~/.claude-work/settings.json", `{"model": "opus"}`+"\n")
 		w.env = append(w.env, "ANTHROPIC_BASE_URL=http://"+mock.addr, "ANTHROPIC_API_KEY=sk-ant-dummy-e2e",
@@ -69,10 +66,7 @@ func TestE2EClaudeCodeConfigDir(t *testing.T) {
 func TestE2EClaudeCodeRemoteSettingsPlant(t *testing.T) {
 	claude := claudeBinary(t)
 	eachBackend(t, func(t *testing.T, w *world) {
-		w.homeOutsideTmp()
-		w.defaults()
-		mock := startClaudeMock(t, nil)
-		w.aigate("allow", "net", "127.0.0.1:"+mock.port())
+		mock := w.claudeHome(t)
 		marker := w.path("~/remote-hook-ran")
 		hook := `{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"touch ` + marker + `"}]}]}}`
 		r := w.run(nil, "sh", "-c", "echo '"+hook+"' > ~/.claude/remote-settings.json && echo planted")

@@ -21,10 +21,7 @@ import (
 func TestE2EClaudeCodeElsewhere(t *testing.T) {
 	claude := claudeBinary(t)
 	eachBackend(t, func(t *testing.T, w *world) {
-		w.homeOutsideTmp()
-		w.defaults()
-		mock := startClaudeMock(t, nil)
-		w.aigate("allow", "net", "127.0.0.1:"+mock.port())
+		mock := w.claudeHome(t)
 		if err := os.MkdirAll(filepath.Join(w.proj, "sub"), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -36,6 +36,18 @@ type claudeMock struct {
 	calls   int // tool_use blocks sent, for their ids
 }
 
+// claudeHome readies w for the real Claude Code with no scripted steps: a
+// home outside /tmp (as Claude Code's own state wants), the default
+// policy, and a mock API that the sandbox may reach.
+func (w *world) claudeHome(t *testing.T) *claudeMock {
+	t.Helper()
+	w.homeOutsideTmp()
+	w.defaults()
+	mock := startClaudeMock(t, nil)
+	w.aigate("allow", "net", "127.0.0.1:"+mock.port())
+	return mock
+}
+
 func startClaudeMock(t *testing.T, steps []string) *claudeMock {
 	t.Helper()
 	m := &claudeMock{t: t, steps: steps}
