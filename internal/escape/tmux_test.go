@@ -39,7 +39,13 @@ echo "server at: $(%[1]s display-message -p -t work '#{socket_path}')"
 		if !strings.Contains(r.stdout, "typed: typed-inside") || !strings.Contains(r.stdout, "killed") {
 			t.Errorf("tmux did not work inside the sandbox:\n%s", r)
 		}
-		if e, ok := r.denied(events.OpUnix, "tmux"); ok {
+		_, own, _ := strings.Cut(r.stdout, "TMUX_TMPDIR=")
+		own, _, _ = strings.Cut(own, "\n")
+		if e, ok := r.denied(events.OpUnix, "tmux"); ok && !(own != "" && strings.HasPrefix(e.Path, own+"/") && b.backend == "fanotify") {
+			// On fanotify the agent looks the refused name up after the
+			// fact; a server that bound it meanwhile (tmux starts its own
+			// at once) makes the refusal count (docs/network.md): only
+			// that is tolerated, for the run's own directory.
 			t.Errorf("tmux's own socket was reported: %+v\n%s", e, r)
 		}
 		if strings.Contains(r.stdout, "server at: "+shared+"/") || strings.Contains(r.stdout, "server at: \n") {
@@ -49,8 +55,6 @@ echo "server at: $(%[1]s display-message -p -t work '#{socket_path}')"
 			t.Errorf("%s/default exists after the run", shared)
 		}
 		// The run's own directory is gone with the run.
-		_, own, _ := strings.Cut(r.stdout, "TMUX_TMPDIR=")
-		own, _, _ = strings.Cut(own, "\n")
 		if !strings.HasPrefix(own, "/tmp/aigate-tmux-") {
 			t.Errorf("TMUX_TMPDIR inside: %q, want a directory of the run's own\n%s", own, r)
 		} else if _, err := os.Stat(own); !os.IsNotExist(err) {
