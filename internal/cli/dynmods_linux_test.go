@@ -135,3 +135,31 @@ func TestAgentFavorDynmods(t *testing.T) {
 		t.Fatalf("failure not logged: %v", logs.All())
 	}
 }
+
+// setup changes favordynmods only when the flag is given, either way.
+func TestSetupDynmodsOnlyWhenAsked(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "left"},
+		{[]string{"--favordynmods"}, "on"},
+		{[]string{"--favordynmods=true"}, "on"},
+		{[]string{"--favordynmods=false"}, "off"},
+	} {
+		cmd := newSetupCmd(&cmdutil.Factory{})
+		if err := cmd.ParseFlags(c.args); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		on, _ := cmd.Flags().GetBool("favordynmods")
+		got := "left"
+		if p := dynmodsAsked(cmd, on); p != nil && *p {
+			got = "on"
+		} else if p != nil {
+			got = "off"
+		}
+		if got != c.want {
+			t.Errorf("setup %v: favordynmods %s, want %s", c.args, got, c.want)
+		}
+	}
+}

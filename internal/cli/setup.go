@@ -71,17 +71,22 @@ decisions, was seen once to coincide with sandbox creations stalling for
 sudo aigate reset --force undoes it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// favordynmods is changed only when asked, either way.
-			var dynmods *bool
-			if cmd.Flags().Changed("favordynmods") {
-				dynmods = &favorDynmods
-			}
-			return runSetup(f, landlockAudit, dynmods)
+			return runSetup(f, landlockAudit, dynmodsAsked(cmd, favorDynmods))
 		},
 	}
 	cmd.Flags().BoolVar(&landlockAudit, "landlock-audit", false, "have the agent enable the kernel's audit, so that Landlock's refusals are reported (a cost to every process: docs/backends.md)")
 	cmd.Flags().BoolVar(&favorDynmods, "favordynmods", false, "mount the cgroup v2 hierarchy with favordynmods, so that starts do not wait for an RCU grace period (machine-wide; =false undoes an earlier setup's; without the flag left as it is)")
 	return cmd
+}
+
+// dynmodsAsked is what setup is to do with favordynmods: nil, leave it as
+// it is, unless --favordynmods was given, either way (the change is
+// machine-wide: docs/agent.md).
+func dynmodsAsked(cmd *cobra.Command, on bool) *bool {
+	if !cmd.Flags().Changed("favordynmods") {
+		return nil
+	}
+	return &on
 }
 
 func runSetup(f *cmdutil.Factory, landlockAudit bool, favorDynmods *bool) error {
