@@ -49,15 +49,7 @@ func TestSanitize(t *testing.T) {
 func TestScan(t *testing.T) {
 	home := t.TempDir()
 	proj := filepath.Join(home, "p")
-	write := func(path, data string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(path, data string) { t.Helper(); writeFile(t, path, data) }
 	write(filepath.Join(home, ".claude", "settings.json"), `{
   "statusLine": {"type": "command", "command": "~/.claude/statusline.sh"},
   "apiKeyHelper": "/home/elsewhere/key.sh",

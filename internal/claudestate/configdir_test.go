@@ -73,15 +73,7 @@ func TestScanConfigDir(t *testing.T) {
 	home := t.TempDir()
 	proj := filepath.Join(home, "p")
 	cw := filepath.Join(home, ".claude-work")
-	write := func(path, data string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(path, data string) { t.Helper(); writeFile(t, path, data) }
 	write(filepath.Join(cw, "settings.json"), `{"statusLine": {"type": "command", "command": "~/.claude-work/status.sh"}}`)
 	write(filepath.Join(home, ".claude", "settings.json"), `{"statusLine": {"type": "command", "command": "~/.claude/status.sh"}}`)
 	write(filepath.Join(cw, "shell-snapshots", "snapshot-bash-1-abc.sh"), "true\n")
