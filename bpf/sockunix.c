@@ -28,6 +28,7 @@
 #include "events.h"
 #include "unixmatch.h"
 #include "scratch.h"
+#include "refused.h"
 
 #define AIGATE_AF_UNIX 1
 
@@ -471,13 +472,18 @@ static __noinline int report_seccomp(struct pt_regs *regs)
  * sys_exit runs for every system call of every task while it is attached
  * (the loader attaches it while a sandbox is confined, and 10 s after
  * the last one): the syscall number and result are compared before
- * anything else.
+ * anything else. Besides learning bound names it reports the seccomp
+ * filter's refusals and the calls Landlock may have refused (refused.h).
  */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(aigate_unix_bind_exit, struct pt_regs *regs, long ret)
 {
-	if (ret == -AIGATE_EPERM)
-		return report_seccomp(regs);
+	if (ret == -AIGATE_EPERM) {
+		report_seccomp(regs);
+		return report_refused(regs, ret);
+	}
+	if (ret == -AIGATE_ERR_ACCES)
+		return report_refused(regs, ret);
 	if (ret != 0 || regs->orig_ax != AIGATE_NR_BIND)
 		return 0;
 	__u64 cgroup_id = 0;

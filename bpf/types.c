@@ -35,3 +35,6 @@ const enum aigate_loopback *unused_loopback __attribute__((unused));
 const enum aigate_net_key *unused_net_key __attribute__((unused));
 const enum aigate_verdict_gen *unused_verdict_gen __attribute__((unused));
 const enum aigate_verdict_ok *unused_verdict_ok __attribute__((unused));
+const enum aigate_family *unused_family __attribute__((unused));
+const struct refused_call *unused_refused_call __attribute__((unused));
+const enum aigate_refused_cap *unused_refused_cap __attribute__((unused));

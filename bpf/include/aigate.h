@@ -72,6 +72,43 @@ struct event {
 	__u8 addr[16]; /* IPv4 in the first 4 bytes */
 	char comm[AIGATE_COMM_LEN];
 	char path[AIGATE_PATH_MAX];
+	/*
+	 * A refused call's (AIGATE_FAMILY_REFUSED): the caller's mount
+	 * namespace (its inode number), in which its path is to be read; 0
+	 * in every other event. In what was the struct's tail padding.
+	 */
+	__u32 mnt_ns;
+};
+
+/*
+ * A system call of a sandboxed task that failed with the errno a Landlock
+ * refusal gives (refused.h). Its event is a candidate, not a denial: family
+ * AIGATE_FAMILY_REFUSED, the addr bytes a struct refused_call, counted in
+ * no counter. The agent keeps it only where the sandbox's Landlock domain
+ * refuses that access and Unix permissions alone would have allowed it
+ * (internal/refused), and drops it silently otherwise.
+ */
+enum aigate_family {
+	AIGATE_FAMILY_REFUSED = 0xff,
+};
+
+struct refused_call {
+	__u16 nr;     /* x86_64 system call number */
+	__u16 caps;   /* enum aigate_refused_cap: the caller's, that override Unix permissions */
+	__s32 target; /* the pid or tid the call named; a path call's dirfd */
+	__u32 flags;  /* open flags, mknod mode, unlinkat flags */
+	__u32 gid;    /* the caller's gid */
+};
+
+/*
+ * Bits of struct refused_call.caps: the effective capabilities of a caller
+ * in the initial user namespace that let it past Unix permissions.
+ */
+enum aigate_refused_cap {
+	AIGATE_REFUSED_CAP_DAC_OVERRIDE = 1 << 0,
+	AIGATE_REFUSED_CAP_DAC_READ_SEARCH = 1 << 1,
+	AIGATE_REFUSED_CAP_KILL = 1 << 2,
+	AIGATE_REFUSED_CAP_SYS_PTRACE = 1 << 3,
 };
 
 /* Scratch buffers per CPU (scratch.h): the running program, 3 preempted. */

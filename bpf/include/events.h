@@ -29,20 +29,17 @@ static __always_inline void count_slot(__u32 slot)
 }
 
 /*
- * event_start counts the denial and reserves an event with the common
- * fields filled; the caller adds the target (path or address) and submits
- * it. NULL means the ring buffer is full: the denial is counted, the drop
- * too, and the caller still denies.
+ * event_reserve reserves an event with the common fields filled and counts
+ * nothing but a full ring buffer: event_start for a denial, refused.h for
+ * a candidate the agent may drop.
  */
-static __always_inline struct event *event_start(__u64 cgroup_id,
-						 const struct sandbox *sb,
-						 __u8 kind, __u8 op,
-						 __u32 rule_id)
+static __always_inline struct event *event_reserve(__u64 cgroup_id,
+						   const struct sandbox *sb,
+						   __u8 kind, __u8 op, __u8 audit,
+						   __u32 rule_id)
 {
-	__u8 audit = (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
-
-	count_slot((__u32)op * 2 + audit);
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
 	if (!e) {
 		count_slot(AIGATE_COUNTER_DROPPED);
 		return NULL;
@@ -65,7 +62,25 @@ static __always_inline struct event *event_start(__u64 cgroup_id,
 	__builtin_memset(e->addr, 0, sizeof(e->addr));
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->path[0] = 0;
+	e->mnt_ns = 0;
 	return e;
+}
+
+/*
+ * event_start counts the denial and reserves an event with the common
+ * fields filled; the caller adds the target (path or address) and submits
+ * it. NULL means the ring buffer is full: the denial is counted, the drop
+ * too, and the caller still denies.
+ */
+static __always_inline struct event *event_start(__u64 cgroup_id,
+						 const struct sandbox *sb,
+						 __u8 kind, __u8 op,
+						 __u32 rule_id)
+{
+	__u8 audit = (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
+
+	count_slot((__u32)op * 2 + audit);
+	return event_reserve(cgroup_id, sb, kind, op, audit, rule_id);
 }
 
 #endif /* AIGATE_EVENTS_H */

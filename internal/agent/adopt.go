@@ -94,6 +94,7 @@ func (a *Agent) adoptOne(p enforce.Pinner, info enforce.Sandbox, r *record) (*bo
 		rules:    metrics.RuleCounts(compiled),
 		wd:       -1,
 		gone:     make(chan struct{}),
+		landlock: newBoxLandlock(r.Request.Landlock, a.be.Name()),
 		cj:       a.loadJournal(sb.Name),
 		after:    a.loadAfterRun(sb.Name),
 		info: api.SandboxInfo{

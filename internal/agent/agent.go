@@ -130,10 +130,11 @@ type Agent struct {
 	userConns      int            // their sum
 	closing        bool
 
-	ll     *landlockAudit // nil when Landlock's refusals are not read (landlockaudit.go)
-	quiet  quietCounts    // refusals not counted as violations (unreachable.go)
-	pumped atomic.Uint64  // events the pump has handed on, for settle
-	undone atomic.Uint64  // ~/.claude.json files put back (claudejson.go)
+	ll      *landlockAudit // nil when Landlock's refusals are not read (landlockaudit.go)
+	refused refusals       // Landlock's refusals from failed system calls (refused.go)
+	quiet   quietCounts    // refusals not counted as violations (unreachable.go)
+	pumped  atomic.Uint64  // events the pump has handed on, for settle
+	undone  atomic.Uint64  // ~/.claude.json files put back (claudejson.go)
 
 	wg       sync.WaitGroup // connections
 	pumpDone chan struct{}
@@ -232,6 +233,7 @@ func New(cfg Config) (*Agent, error) {
 		Commit:       cfg.Commit,
 	})
 	a.startLandlockAudit()
+	a.startRefusals()
 	go a.pump()
 	return a, nil
 }
@@ -428,7 +430,11 @@ func (a *Agent) pump() {
 		return
 	}
 	for e := range evs {
-		a.handle(e)
+		if e.Refused != nil {
+			a.judgeRefused(e)
+		} else {
+			a.handle(e)
+		}
 		a.pumped.Add(1)
 	}
 }

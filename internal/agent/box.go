@@ -32,6 +32,9 @@ type box struct {
 	// helpers are the pids the agent placed in b (under Agent.mu): each
 	// became a command that made b's Landlock domain (landlockaudit.go).
 	helpers []int
+	// landlock is the command's Landlock domain, for the refusals of
+	// failed system calls (refused.go); nil when unknown.
+	landlock *boxLandlock
 
 	cj *claudeJournal // nil: ~/.claude.json not guarded (claudejson.go)
 	// after are the checks made once the sandbox ended (afterrun.go);

@@ -120,6 +120,7 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		rules:    metrics.RuleCounts(compiled),
 		wd:       -1,
 		gone:     make(chan struct{}),
+		landlock: newBoxLandlock(req.Landlock, a.be.Name()),
 		info: api.SandboxInfo{
 			Name:       sb.Info.Name,
 			ID:         sb.Info.ID,

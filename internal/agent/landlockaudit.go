@@ -3,15 +3,18 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/aigate-dev/aigate/internal/cgroup"
+	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/llaudit"
@@ -190,25 +193,51 @@ func (a *Agent) landlockOwner(pid int, uid uint32) (llaudit.Owner, bool) {
 // landlockCounts is the refusals reported so far, by operation, for the
 // metrics; nil when the agent does not read them.
 func (a *Agent) landlockCounts() map[events.Op]uint64 {
-	if a.ll == nil {
+	if a.ll == nil && a.refused.host == nil {
 		return nil
 	}
-	a.ll.mu.Lock()
-	defer a.ll.mu.Unlock()
-	out := make(map[events.Op]uint64, len(a.ll.counts))
-	for op, n := range a.ll.counts {
-		out[op] = n
+	out := make(map[events.Op]uint64)
+	if a.ll != nil {
+		a.ll.mu.Lock()
+		for op, n := range a.ll.counts {
+			out[op] = n
+		}
+		a.ll.mu.Unlock()
 	}
+	a.refusedCounts(out)
 	return out
 }
 
 // LandlockEvents says whether the sandboxes' Landlock refusals are
 // reported as events, and if not why, for status and doctor.
 func (a *Agent) LandlockEvents() string {
-	if a.ll == nil {
-		return landlockNotRead()
+	audit := ""
+	if a.ll != nil {
+		audit = llaudit.Reporting(true)
+		if strings.HasPrefix(audit, "reported") {
+			return audit
+		}
 	}
-	return llaudit.Reporting(true)
+	if err := a.refusalsReported(); err != nil {
+		if audit != "" {
+			return audit + "; nor from the refused system calls: " + err.Error()
+		}
+		return landlockNotRead() + "; nor from the refused system calls: " + err.Error()
+	}
+	return "reported (from the refused system calls, tp_btf/sys_exit; docs/backends.md)"
+}
+
+// refusalsReported is nil when the agent judges the backend's refused
+// calls (refused.go), else why it cannot.
+func (a *Agent) refusalsReported() error {
+	if a.refused.host == nil {
+		return errors.New("the agent cannot judge them (no Landlock, or see its log)")
+	}
+	r, ok := a.be.(enforce.RefusalReporter)
+	if !ok {
+		return fmt.Errorf("the %s backend does not report them", a.be.Name())
+	}
+	return r.RefusalsReported()
 }
 
 func landlockNotRead() string {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/landlock"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -37,7 +38,9 @@ import (
 // Version 5 lets create name Claude Code's state directory moved by
 // $CLAUDE_CONFIG_DIR (ClaudeJSONGuard.ConfigDir), whose .claude.json the
 // agent guards too; a version 4 agent refuses a version 5 client instead
-// of leaving that file unguarded.
+// of leaving that file unguarded. Version 5 creates may also carry the
+// Landlock domain the command will enter (CreateRequest.Landlock), which a
+// version 4 agent would not know.
 const Version = 5
 
 // PlacesAtCreate reports whether a create of version v may carry the
@@ -156,6 +159,14 @@ type CreateRequest struct {
 	// per file. Only the caller's own sandbox is loosened by a false claim
 	// (requests from inside a sandbox are refused).
 	LandlockCovers []string `json:"landlock_covers,omitempty"`
+	// Landlock is the Landlock domain the command will enter on this
+	// kernel (landlock.Plan, Effective; zero: none), by backend name (the
+	// client learns the backend from the answer): the agent reports the
+	// domain's refusals from the calls that failed (internal/refused),
+	// where the kernel's audit does not. A false claim changes only which
+	// of the caller's own sandbox's refused calls are reported (requests
+	// from inside a sandbox are refused).
+	Landlock map[string]landlock.Ruleset `json:"landlock,omitempty"`
 	// Place, from version 3, names the caller's waiting exec helper
 	// (launch.Prepare) for the agent to move into the sandbox while it
 	// builds it, with the same checks as a place request. A create that

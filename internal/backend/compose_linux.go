@@ -45,10 +45,11 @@ type Composite struct {
 }
 
 var (
-	_ enforce.Backend        = (*Composite)(nil)
-	_ enforce.UnixSockets    = (*Composite)(nil)
-	_ enforce.UserNamespaces = (*Composite)(nil)
-	_ enforce.DomainNamer    = (*Composite)(nil)
+	_ enforce.Backend         = (*Composite)(nil)
+	_ enforce.UnixSockets     = (*Composite)(nil)
+	_ enforce.UserNamespaces  = (*Composite)(nil)
+	_ enforce.DomainNamer     = (*Composite)(nil)
+	_ enforce.RefusalReporter = (*Composite)(nil)
 )
 
 func compose(files enforce.Backend, net netPart) *Composite {
@@ -172,6 +173,16 @@ func (c *Composite) UnixSockets() string {
 		return u.UnixSockets()
 	}
 	return loader.UnixSocketEnforcement()
+}
+
+// RefusalsReported implements enforce.RefusalReporter: the network part's
+// sys_exit program reports the calls Landlock may have refused, for
+// either file backend.
+func (c *Composite) RefusalsReported() error {
+	if r, ok := c.net.(enforce.RefusalReporter); ok {
+		return r.RefusalsReported()
+	}
+	return errors.New("the network part reports no refused calls")
 }
 
 // RefusesUserNamespaces implements enforce.UserNamespaces: the file

@@ -382,14 +382,17 @@ func (m *machine) landlock() Check {
 }
 
 // landlockReported says whether Landlock's refusals become events: the
-// kernel reports them only to audit (ABI 7, Linux 6.15, and only while
-// audit is enabled), where the agent reads them (package llaudit).
+// agent reports them from its audit records where the kernel has them
+// (ABI 7, Linux 6.15, while audit is enabled, package llaudit), else
+// from the system calls they made fail (package refused); the running
+// agent says which.
 func (m *machine) landlockReported(abi int) string {
+	const calls = "reported by the agent from the system calls they made fail (tp_btf/sys_exit)"
 	switch a := m.opts.Agent; {
-	case abi < 7:
-		return "not reported, the kernel reports them to audit only from Landlock ABI 7 (Linux 6.15)"
 	case a != nil && a.Landlock != "":
 		return a.Landlock
+	case abi < 7:
+		return calls + "; the kernel reports them to audit only from Landlock ABI 7 (Linux 6.15)"
 	case m.opts.LandlockAudit == nil:
 		return "unknown (no probe in this build)"
 	case m.opts.Euid != 0:
@@ -397,9 +400,9 @@ func (m *machine) landlockReported(abi int) string {
 	}
 	r := m.opts.LandlockAudit()
 	if strings.HasPrefix(r, "reported") {
-		return "not reported: audit is enabled but no agent runs to read it"
+		return "reported by an agent from the kernel's audit records (audit is enabled), none runs now"
 	}
-	return r
+	return calls + " (" + r + ")"
 }
 
 // userns says how sandboxes are kept from creating user namespaces

@@ -328,7 +328,7 @@ func TestLandlockLevels(t *testing.T) {
 	}{
 		{7, OK, "out of reach", ""},
 		{3, Warn, "can still signal", "Linux 6.12"},
-		{3, Warn, "not reported, the kernel reports them to audit only from Landlock ABI 7", "Linux 6.12"},
+		{3, Warn, "reported by the agent from the system calls they made fail", "Linux 6.12"},
 		{0, Warn, "AIGATE_LANDLOCK=optional", "lsm="},
 	} {
 		m := &machine{opts: Options{LandlockABI: func() int { return c.abi }}}
@@ -353,8 +353,8 @@ func TestLandlockReported(t *testing.T) {
 		detail string
 	}{
 		{"agent says", Options{Agent: &Agent{Landlock: "reported (from the kernel's audit records)"}, LandlockAudit: disabled}, "as aigate events: reported"},
-		{"root, audit off", Options{LandlockAudit: disabled}, "as aigate events: not reported: the kernel's audit is disabled"},
-		{"root, audit on, no agent", Options{LandlockAudit: enabled}, "no agent runs"},
+		{"root, audit off", Options{LandlockAudit: disabled}, "as aigate events: reported by the agent from the system calls they made fail (tp_btf/sys_exit) (not reported: the kernel's audit is disabled"},
+		{"root, audit on, no agent", Options{LandlockAudit: enabled}, "none runs now"},
 		{"no root, no agent", Options{Euid: 1000, LandlockAudit: disabled}, "unknown without root"},
 	} {
 		c.opts.LandlockABI = func() int { return 7 }

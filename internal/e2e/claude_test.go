@@ -58,8 +58,10 @@ var injected = []struct {
 	target  string // "~/x" or project-relative path, or the executable
 	rule    string
 	// inHome: a file of the read-only home, which Landlock refuses before
-	// the backend's hook sees the open, so no event is reported
-	// (docs/threat-model.md, "No event for Landlock's refusals").
+	// the backend's hook sees the open: its event is Landlock's (backend
+	// landlock, no rule, counted in aigate_landlock_refusals_total), from
+	// the refused call or the kernel's audit record (docs/backends.md,
+	// "Landlock refusals as events").
 	inHome bool
 }{
 	{"cat .env", "read", ".env", ".env", false},
@@ -169,7 +171,10 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 				t.Errorf("%s: no %s event for %s in %+v", a.command, a.op, target, r.events)
 				continue
 			}
-			if e.Rule != a.rule || e.Audit {
+			switch landlocked := a.inHome && landlock.ABI() > 0; {
+			case landlocked && (e.Backend != "landlock" || e.Rule != "" || e.Audit):
+				t.Errorf("%s: event %+v, want Landlock's", a.command, e)
+			case !landlocked && (e.Rule != a.rule || e.Audit):
 				t.Errorf("%s: event %+v, want rule %q", a.command, e, a.rule)
 			}
 			// run's terminal showed it.
@@ -183,11 +188,16 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 			}
 		}
 		// Nothing else was refused but Claude Code's own session key.
-		want := map[string]int{}
+		// Landlock's refusals are counted apart from the backend's.
+		want, wantLandlock := map[string]int{}, map[string]int{}
 		own := 0
 		for _, e := range r.events {
-			want[e.Op] += max(e.Count, 1)
-			if claudeSessionKey(w, e) {
+			if e.Backend == "landlock" {
+				wantLandlock[e.Kind+"/"+e.Op] += max(e.Count, 1)
+			} else {
+				want[e.Op] += max(e.Count, 1)
+			}
+			if claudeSessionKey(w, e) || claudeOwnState(w, e) {
 				own++
 			}
 		}
@@ -200,6 +210,19 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 			if d := int(after[key] - before[key]); d != want[c.op] {
 				t.Errorf("%s rose by %d, want %d", key, d, want[c.op])
 			}
+			// Claude Code's own refusals (claudeOwnState) come before the
+			// first step and after the last too: at least the injected
+			// ones, at most all.
+			key = `aigate_landlock_refusals_total{kind="` + c.kind + `",operation="` + c.op + `"}`
+			injectedLandlock := 0
+			for _, i := range reported() {
+				if a := injected[i]; a.inHome && landlock.ABI() > 0 && a.op == c.op && c.kind == "file" {
+					injectedLandlock++
+				}
+			}
+			if d := int(after[key] - before[key]); d < injectedLandlock || d > wantLandlock[c.kind+"/"+c.op] {
+				t.Errorf("%s rose by %d, want %d to %d", key, d, injectedLandlock, wantLandlock[c.kind+"/"+c.op])
+			}
 		}
 	})
 }
@@ -208,14 +231,11 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 // sandbox may read but not change (a default deny_write).
 const userClaudeSettings = `{"permissions": {"deny": ["Read(./secrets/**)"]}}` + "\n"
 
-// reported are the injected attempts that produce an event: all where
-// the home is writable (beneath /tmp, or no Landlock), those outside the
-// home's read-only part otherwise.
+// reported are the injected attempts that produce an event: every one,
+// those in the home's read-only part as Landlock's refusals.
 func reported() (out []int) {
-	for i, a := range injected {
-		if !a.inHome || landlock.ABI() == 0 {
-			out = append(out, i)
-		}
+	for i := range injected {
+		out = append(out, i)
 	}
 	return out
 }
@@ -229,6 +249,25 @@ func reported() (out []int) {
 // sessions.
 func claudeSessionKey(w *world, e event) bool {
 	return e.Op == "write" && e.Rule == "*.key" && filepath.Dir(e.Path) == w.path("~/.claude/sessions")
+}
+
+// claudeOwnState reports whether e is Landlock's refusal of Claude Code's
+// own state in the read-only home, which it carries on without: the lock
+// and temporary files through which it rewrites ~/.claude.json
+// (docs/threat-model.md, "Claude Code without ~/.claude.json"), a lock
+// beside ~/.claude/history.jsonl (~/.claude's own entries are fixed), its
+// session's directory in ~/.claude/session-env (sealed), the removal of
+// a subagent's files in its own project directory in ~/.claude/projects
+// (fixed: nothing is removed there). Before Landlock's refusals had
+// events without audit they were invisible.
+func claudeOwnState(w *world, e event) bool {
+	if e.Backend != "landlock" || e.Op != "write" {
+		return false
+	}
+	return strings.HasPrefix(e.Path, w.path("~/.claude.json.")) ||
+		strings.HasPrefix(e.Path, w.path("~/.claude/history.jsonl.")) ||
+		strings.HasPrefix(e.Path, w.path("~/.claude/session-env")+"/") ||
+		strings.HasPrefix(e.Path, w.path("~/.claude/projects")+"/")
 }
 
 func stepsOf() []string {
@@ -263,7 +302,7 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "aigate_violations_total{") {
+		if !strings.HasPrefix(line, "aigate_violations_total{") && !strings.HasPrefix(line, "aigate_landlock_refusals_total{") {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
@@ -477,7 +516,11 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 				break
 			}
 		}
-		after := waitFor("RUN-EXITED", runLimit)
+		waitFor("RUN-EXITED", runLimit)
+		// With the scrollback: run's list at the end is longer than the
+		// pane since Landlock's refusals of Claude Code's own state are
+		// listed too (claudeOwnState).
+		after := tm("capture-pane", "-p", "-J", "-S", "-")
 		if !strings.Contains(after, "RUN-EXITED 0") {
 			t.Errorf("the session did not end normally:\n%s", after)
 		}

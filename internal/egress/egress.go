@@ -527,3 +527,12 @@ func (e *Egress) Close() error {
 	})
 	return e.closeErr
 }
+
+// RefusalsReported implements enforce.RefusalReporter: the network
+// object's sys_exit program sends the calls Landlock may have refused.
+func (e *Egress) RefusalsReported() error {
+	if r, ok := e.net.(enforce.RefusalReporter); ok {
+		return r.RefusalsReported()
+	}
+	return errors.New("the network object reports no refused calls")
+}

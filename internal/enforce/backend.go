@@ -116,6 +116,14 @@ type UnixSockets interface {
 	UnixSockets() string
 }
 
+// RefusalReporter is implemented by a backend that sends the calls of
+// sandboxed tasks that Landlock may have refused as candidates
+// (events.Event.Refused), for the agent to judge. RefusalsReported is
+// nil when it does, else why not.
+type RefusalReporter interface {
+	RefusalsReported() error
+}
+
 // UserNamespaces is implemented by a backend that can refuse new user
 // namespaces in the kernel itself (allow_userns: false), with events.
 // Where RefusesUserNamespaces is false, or a backend does not implement

@@ -83,6 +83,8 @@ func TestSameDenialEveryField(t *testing.T) {
 				v.Set(reflect.ValueOf(time.Unix(1, 0)))
 			case netip.AddrPort:
 				v.Set(reflect.ValueOf(netip.MustParseAddrPort("10.0.0.1:1")))
+			case *Refused:
+				v.Set(reflect.ValueOf(&Refused{}))
 			default:
 				t.Fatalf("field %s of kind %s: teach this test to change it", f.Name, v.Kind())
 			}

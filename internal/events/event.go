@@ -76,6 +76,10 @@ func (op Op) AfterTheFact() bool {
 	return op == OpRename || op == OpDelete || op == OpTruncate || op == OpChange || op == OpPlanted || op == OpOpen
 }
 
+// BackendLandlock is the Backend of a refusal by a sandbox's Landlock
+// domain (packages llaudit and refused), which no backend's hook saw.
+const BackendLandlock = "landlock"
+
 // Event is one denial. Backends fill what they know; zero fields are unknown.
 type Event struct {
 	Time     time.Time      `json:"time"`
@@ -110,6 +114,26 @@ type Event struct {
 	// yet, so a flood costs the stream one event, not one per denial. 0
 	// and 1 both mean one denial: use N.
 	Count uint64 `json:"count,omitempty"`
+	// Refused, set by a backend, makes the event a candidate rather than
+	// a denial: a system call of a sandboxed task that failed with the
+	// errno a Landlock refusal gives (bpf/include/refused.h). The agent
+	// keeps it, as a Landlock event, only where it can show that the
+	// sandbox's Landlock domain refused it (internal/refused); it never
+	// leaves the agent.
+	Refused *Refused `json:"-"`
+}
+
+// Refused is what the kernel saw of a refused call besides the event's
+// common fields (struct refused_call, and the event's mnt_ns).
+type Refused struct {
+	Nr     uint32 // x86_64 system call number
+	Target int32  // the pid or tid the call named; a path call's dirfd
+	Flags  uint32 // open flags, mknod mode, unlinkat flags
+	GID    uint32 // the caller's gid
+	MntNS  uint32 // the caller's mount namespace (inode number), for a path
+	// The caller's effective capabilities that let it past Unix
+	// permissions (in the initial user namespace only).
+	DACOverride, DACReadSearch, Kill, SysPtrace bool
 }
 
 // N is how many denials e stands for: Count, or 1 when it is not set.
@@ -125,5 +149,6 @@ func (e *Event) SameDenial(o *Event) bool {
 		e.TGID == o.TGID && e.UID == o.UID && e.Rule == o.Rule && e.Kind == o.Kind &&
 		e.Audit == o.Audit && e.Restored == o.Restored && e.Rescan == o.Rescan &&
 		e.Path == o.Path && e.Comm == o.Comm && e.Sandbox == o.Sandbox && e.Domain == o.Domain &&
-		e.RuleText == o.RuleText && e.Backend == o.Backend && e.MovedTo == o.MovedTo
+		e.RuleText == o.RuleText && e.Backend == o.Backend && e.MovedTo == o.MovedTo &&
+		e.Refused == nil && o.Refused == nil
 }

@@ -41,11 +41,16 @@ type Printer struct {
 	w    io.Writer
 	opts PrinterOptions
 
-	mu         sync.Mutex
-	seen       map[dedupKey]*series
-	tokens     float64
-	last       time.Time // when tokens were last refilled
-	suppressed uint64    // events not printed because of the rate limit
+	mu   sync.Mutex
+	seen map[dedupKey]*series
+	// tokens ration the lines of the backend's denials, llTokens those of
+	// Landlock's refusals (Backend BackendLandlock): a tool that keeps
+	// failing on its own state in the read-only home (Claude Code's lock
+	// and temporary files there) must not use up the lines that show an
+	// attack, nor the other way round.
+	tokens, llTokens float64
+	last             time.Time // when tokens were last refilled
+	suppressed       uint64    // events not printed because of the rate limit
 }
 
 type dedupKey struct {
@@ -117,11 +122,12 @@ func NewPrinter(w io.Writer, opts PrinterOptions) *Printer {
 		opts.Now = time.Now
 	}
 	return &Printer{
-		w:      w,
-		opts:   opts,
-		seen:   make(map[dedupKey]*series),
-		tokens: float64(opts.Burst),
-		last:   opts.Now(),
+		w:        w,
+		opts:     opts,
+		seen:     make(map[dedupKey]*series),
+		tokens:   float64(opts.Burst),
+		llTokens: float64(opts.Burst),
+		last:     opts.Now(),
 	}
 }
 
@@ -149,7 +155,7 @@ func (p *Printer) Print(e Event) {
 		p.expire(now, false)
 	}
 	s := &series{first: e, until: now.Add(p.opts.Window)}
-	if p.take() {
+	if p.take(e.Backend == BackendLandlock) {
 		s.printed = true
 		if n > 1 {
 			s.repeat(procID(e), n-1) // a folded event is one process's
@@ -176,7 +182,7 @@ func (p *Printer) Flush(final bool) {
 	now := p.opts.Now()
 	p.refill(now)
 	p.expire(now, final)
-	if p.suppressed > 0 && (final || p.take()) {
+	if p.suppressed > 0 && (final || p.take(false)) {
 		p.writeLine(fmt.Sprintf("%d more blocked operations not shown (too many to print; the summary counts them all, --events FILE records each)", p.suppressed))
 		p.suppressed = 0
 	}
@@ -227,15 +233,21 @@ func (p *Printer) finish(k dedupKey, s *series) {
 func (p *Printer) refill(now time.Time) {
 	if d := now.Sub(p.last); d > 0 {
 		p.tokens = min(float64(p.opts.Burst), p.tokens+d.Seconds()*p.opts.Rate)
+		p.llTokens = min(float64(p.opts.Burst), p.llTokens+d.Seconds()*p.opts.Rate)
 		p.last = now
 	}
 }
 
-func (p *Printer) take() bool {
-	if p.tokens < 1 {
+// take spends a line of the backend's budget, or of Landlock's.
+func (p *Printer) take(landlock bool) bool {
+	t := &p.tokens
+	if landlock {
+		t = &p.llTokens
+	}
+	if *t < 1 {
 		return false
 	}
-	p.tokens--
+	*t--
 	return true
 }
 

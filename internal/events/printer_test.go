@@ -164,3 +164,20 @@ func TestPrinterBoundedTable(t *testing.T) {
 		t.Fatalf("suppressed = %d, want %d", p.suppressed, 3*maxTracked-1)
 	}
 }
+
+// TestPrinterLandlockBudget: Landlock's refusals (a tool failing again and
+// again on its own files in the read-only home) spend a budget of their
+// own, so that a flood of them never hides the backend's denials.
+func TestPrinterLandlockBudget(t *testing.T) {
+	p, out, _ := newTestPrinter(PrinterOptions{Burst: 3, Rate: 0.001})
+	for i := range 10 {
+		p.Print(Event{Op: OpWrite, Path: fmt.Sprintf("/home/u/.claude.json.tmp.%d", i), Comm: "claude", TGID: 7, Backend: BackendLandlock})
+	}
+	p.Print(Event{Op: OpRead, Path: "/p/.env", Comm: "cat", TGID: 8})
+	if got := out.String(); !strings.Contains(got, "blocked read /p/.env") {
+		t.Fatalf("the backend's denial was not printed after a flood of Landlock's:\n%s", got)
+	}
+	if n := strings.Count(out.String(), ".claude.json.tmp."); n != 3 {
+		t.Fatalf("%d Landlock lines, want the burst of 3:\n%s", n, out.String())
+	}
+}

@@ -10,7 +10,7 @@ import (
 
 // Backend is the Backend field of the events this package makes: the
 // refusal was Landlock's, whatever backend enforces the sandbox.
-const Backend = "landlock"
+const Backend = events.BackendLandlock
 
 // hold is how long the records of an event wait for its end (EOE) before
 // they are handed on as they are: a task that has no audit context (it

@@ -30,6 +30,12 @@ const (
 	kernelAigateCounterAIGATE_COUNTERS        kernelAigateCounter = 25
 )
 
+type kernelAigateFamily uint32
+
+const (
+	kernelAigateFamilyAIGATE_FAMILY_REFUSED kernelAigateFamily = 255
+)
+
 type kernelAigateKeySize uint32
 
 const (
@@ -90,6 +96,15 @@ const (
 	kernelAigateOpAIGATE_OP_USERNS  kernelAigateOp = 10
 	kernelAigateOpAIGATE_OP_RECEIVE kernelAigateOp = 11
 	kernelAigateOpAIGATE_OP_MAX     kernelAigateOp = 12
+)
+
+type kernelAigateRefusedCap uint32
+
+const (
+	kernelAigateRefusedCapAIGATE_REFUSED_CAP_DAC_OVERRIDE    kernelAigateRefusedCap = 1
+	kernelAigateRefusedCapAIGATE_REFUSED_CAP_DAC_READ_SEARCH kernelAigateRefusedCap = 2
+	kernelAigateRefusedCapAIGATE_REFUSED_CAP_KILL            kernelAigateRefusedCap = 4
+	kernelAigateRefusedCapAIGATE_REFUSED_CAP_SYS_PTRACE      kernelAigateRefusedCap = 8
 )
 
 type kernelAigateRuleSet uint32
@@ -178,7 +193,16 @@ type kernelEvent struct {
 	Addr     [16]uint8
 	Comm     [16]int8
 	Path     [256]int8
-	_        [4]byte
+	MntNs    uint32
+}
+
+type kernelRefusedCall struct {
+	_      structs.HostLayout
+	Nr     uint16
+	Caps   uint16
+	Target int32
+	Flags  uint32
+	Gid    uint32
 }
 
 type kernelSandbox struct {
@@ -194,6 +218,7 @@ const (
 	kernelVarUnusedAccess      = "unused_access"
 	kernelVarUnusedCounter     = "unused_counter"
 	kernelVarUnusedEvent       = "unused_event"
+	kernelVarUnusedFamily      = "unused_family"
 	kernelVarUnusedKeySize     = "unused_key_size"
 	kernelVarUnusedKind        = "unused_kind"
 	kernelVarUnusedLoopback    = "unused_loopback"
@@ -201,6 +226,8 @@ const (
 	kernelVarUnusedNetKey      = "unused_net_key"
 	kernelVarUnusedNetMode     = "unused_net_mode"
 	kernelVarUnusedOp          = "unused_op"
+	kernelVarUnusedRefusedCall = "unused_refused_call"
+	kernelVarUnusedRefusedCap  = "unused_refused_cap"
 	kernelVarUnusedRuleSet     = "unused_rule_set"
 	kernelVarUnusedSandbox     = "unused_sandbox"
 	kernelVarUnusedSandboxFlag = "unused_sandbox_flag"
@@ -270,6 +297,7 @@ type kernelVariableSpecs struct {
 	UnusedAccess      *ebpf.VariableSpec `ebpf:"unused_access"`
 	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFamily      *ebpf.VariableSpec `ebpf:"unused_family"`
 	UnusedKeySize     *ebpf.VariableSpec `ebpf:"unused_key_size"`
 	UnusedKind        *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedLoopback    *ebpf.VariableSpec `ebpf:"unused_loopback"`
@@ -277,6 +305,8 @@ type kernelVariableSpecs struct {
 	UnusedNetKey      *ebpf.VariableSpec `ebpf:"unused_net_key"`
 	UnusedNetMode     *ebpf.VariableSpec `ebpf:"unused_net_mode"`
 	UnusedOp          *ebpf.VariableSpec `ebpf:"unused_op"`
+	UnusedRefusedCall *ebpf.VariableSpec `ebpf:"unused_refused_call"`
+	UnusedRefusedCap  *ebpf.VariableSpec `ebpf:"unused_refused_cap"`
 	UnusedRuleSet     *ebpf.VariableSpec `ebpf:"unused_rule_set"`
 	UnusedSandbox     *ebpf.VariableSpec `ebpf:"unused_sandbox"`
 	UnusedSandboxFlag *ebpf.VariableSpec `ebpf:"unused_sandbox_flag"`
@@ -322,6 +352,7 @@ type kernelVariables struct {
 	UnusedAccess      *ebpf.Variable `ebpf:"unused_access"`
 	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFamily      *ebpf.Variable `ebpf:"unused_family"`
 	UnusedKeySize     *ebpf.Variable `ebpf:"unused_key_size"`
 	UnusedKind        *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedLoopback    *ebpf.Variable `ebpf:"unused_loopback"`
@@ -329,6 +360,8 @@ type kernelVariables struct {
 	UnusedNetKey      *ebpf.Variable `ebpf:"unused_net_key"`
 	UnusedNetMode     *ebpf.Variable `ebpf:"unused_net_mode"`
 	UnusedOp          *ebpf.Variable `ebpf:"unused_op"`
+	UnusedRefusedCall *ebpf.Variable `ebpf:"unused_refused_call"`
+	UnusedRefusedCap  *ebpf.Variable `ebpf:"unused_refused_cap"`
 	UnusedRuleSet     *ebpf.Variable `ebpf:"unused_rule_set"`
 	UnusedSandbox     *ebpf.Variable `ebpf:"unused_sandbox"`
 	UnusedSandboxFlag *ebpf.Variable `ebpf:"unused_sandbox_flag"`

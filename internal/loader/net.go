@@ -98,6 +98,11 @@ type Net struct {
 	unix    *netUnix
 	unixErr error
 
+	// The Landlock refusal reporter where unix is nil (net_exit.go): nil
+	// and the reason in refusedErr when it could not be loaded.
+	refused    *netRefused
+	refusedErr error
+
 	// Sockets passed in (net_recv.go): nil recv and the reason in recvErr
 	// when this kernel or the options leave them unchecked.
 	recv    *netRecv
@@ -127,8 +132,8 @@ func (e NetEntry) String() string {
 // pinned by OpenNet (AdoptedNet). Detach removes them.
 type NetLinks struct {
 	links []link.Link
-	unix  bool     // holds a reference on the unix bind learner
-	recv  *netRecv // the receive check, whose link the guard holds too
+	exit  *exitHook // the sys_exit program it holds a reference on, or nil
+	recv  *netRecv  // the receive check, whose link the guard holds too
 }
 
 // FDs returns the descriptors of the links, valid until Detach or Close.
@@ -215,6 +220,11 @@ func OpenNet(opts NetOptions) (*Net, error) {
 		n.objs.Close()
 		return nil, fmt.Errorf("load network programs: %w", err)
 	}
+	if n.unix == nil {
+		// Without it the sandboxes' Landlock refusals go unreported
+		// (RefusalsReported says why); the rest works.
+		n.refused, n.refusedErr = openRefused(&n.objs)
+	}
 	if err := n.openRecv(opts.CheckReceived); err != nil {
 		n.closeObjects()
 		return nil, fmt.Errorf("load network programs: %w", err)
@@ -292,12 +302,14 @@ func (n *Net) Attach(policyID uint32, cgroupPath string) (*NetLinks, error) {
 		progs[i].prog, progs[i].typ = h.prog(&n.objs), h.typ
 	}
 	nl := &NetLinks{recv: n.recv}
-	if n.unix != nil {
+	if h := n.exitHook(); h != nil {
 		// Held from here on: Detach releases it.
-		if err := n.unix.hold(); err != nil {
+		if err := h.hold(); err != nil {
 			return nil, fmt.Errorf("attach network programs to %s: %w", cgroupPath, err)
 		}
-		nl.unix = true
+		nl.exit = h
+	}
+	if n.unix != nil {
 		progs = append(progs, []struct {
 			prog *ebpf.Program
 			typ  ebpf.AttachType
@@ -331,9 +343,9 @@ func (n *Net) Detach(l *NetLinks) error {
 	// A pinned link stays attached when closed: unpinned first, it goes.
 	err := errors.Join(unpinLinks(l.links), closeLinks(l.links))
 	l.links = nil
-	if l.unix {
-		l.unix = false
-		err = errors.Join(err, n.unix.release())
+	if l.exit != nil {
+		err = errors.Join(err, l.exit.release())
+		l.exit = nil
 	}
 	if err != nil {
 		return fmt.Errorf("detach network programs: %w", err)
@@ -511,5 +523,31 @@ func (n *Net) closeObjects() error {
 	if n.recv != nil {
 		rerr = n.recv.close()
 	}
+	if n.refused != nil {
+		err = errors.Join(err, n.refused.close())
+	}
 	return errors.Join(err, rerr, n.objs.Close(), n.kept.close())
+}
+
+// exitHook is the sys_exit program a sandbox holds while attached: the
+// unix-socket object's, else the Landlock refusal reporter; nil when
+// neither is loaded.
+func (n *Net) exitHook() *exitHook {
+	switch {
+	case n.unix != nil:
+		return &n.unix.exit
+	case n.refused != nil:
+		return &n.refused.exit
+	}
+	return nil
+}
+
+// RefusalsReported says whether the calls of sandboxed tasks that
+// Landlock may have refused reach the event stream (bpf/include/refused.h):
+// nil when they do, else why not.
+func (n *Net) RefusalsReported() error {
+	if n.exitHook() != nil {
+		return nil
+	}
+	return n.refusedErr
 }

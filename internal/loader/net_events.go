@@ -227,6 +227,7 @@ const (
 	offAddr     = unsafe.Offsetof(kernelEvent{}.Addr)
 	offComm     = unsafe.Offsetof(kernelEvent{}.Comm)
 	offPath     = unsafe.Offsetof(kernelEvent{}.Path)
+	offMntNS    = unsafe.Offsetof(kernelEvent{}.MntNs)
 	commLen     = uintptr(len(kernelEvent{}.Comm))
 	pathMax     = len(kernelEvent{}.Path)
 )
@@ -255,6 +256,20 @@ func decodeRecord(raw []byte, boot time.Time) (events.Event, uint32, error) {
 		ev.Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte(raw[offAddr:offAddr+4])), port)
 	case unix.AF_INET6:
 		ev.Addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte(raw[offAddr:offAddr+16])), port)
+	case byte(kernelAigateFamilyAIGATE_FAMILY_REFUSED):
+		a := raw[offAddr:]
+		caps := kernelAigateRefusedCap(ne.Uint16(a[unsafe.Offsetof(kernelRefusedCall{}.Caps):]))
+		ev.Refused = &events.Refused{
+			Nr:            uint32(ne.Uint16(a[unsafe.Offsetof(kernelRefusedCall{}.Nr):])),
+			DACOverride:   caps&kernelAigateRefusedCapAIGATE_REFUSED_CAP_DAC_OVERRIDE != 0,
+			DACReadSearch: caps&kernelAigateRefusedCapAIGATE_REFUSED_CAP_DAC_READ_SEARCH != 0,
+			Kill:          caps&kernelAigateRefusedCapAIGATE_REFUSED_CAP_KILL != 0,
+			SysPtrace:     caps&kernelAigateRefusedCapAIGATE_REFUSED_CAP_SYS_PTRACE != 0,
+			Target:        int32(ne.Uint32(a[unsafe.Offsetof(kernelRefusedCall{}.Target):])),
+			Flags:         ne.Uint32(a[unsafe.Offsetof(kernelRefusedCall{}.Flags):]),
+			GID:           ne.Uint32(a[unsafe.Offsetof(kernelRefusedCall{}.Gid):]),
+			MntNS:         ne.Uint32(raw[offMntNS:]),
+		}
 	}
 	if n := int(ne.Uint16(raw[offPathLen:])); n > 0 {
 		ev.Path = cString(raw[offPath : offPath+uintptr(min(n, pathMax))])

@@ -233,6 +233,11 @@ func (n *Net) adoptPinned() error {
 		errs = append(errs, err)
 	}
 	for _, a := range byID {
+		// The Landlock refusals of an adopted sandbox are reported too;
+		// without the program attached they are not (nothing else).
+		if h := n.exitHook(); h != nil && h.hold() == nil {
+			a.Links.exit = h
+		}
 		n.pins.adopted = append(n.pins.adopted, *a)
 	}
 	sort.Slice(n.pins.adopted, func(i, j int) bool { return n.pins.adopted[i].ID < n.pins.adopted[j].ID })

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/policy"
@@ -78,24 +77,16 @@ func UnixSocketEnforcement() string {
 		"aigate run refuses an allow_unix entry the sandbox could point at another socket (its directory or one above it writable by the sandbox, or for a directory entry one beneath it)"
 }
 
-// netUnix is the loaded unix-socket object of a Net.
+// netUnix is the loaded unix-socket object of a Net. Its sys_exit
+// program (exit) learns the names bound inside sandboxes, and reports the
+// seccomp filter's refusals and the calls Landlock may have refused.
 type netUnix struct {
 	objs netUnixObjects
-
-	mu sync.Mutex
-	// bind learns the names bound inside sandboxes. It hooks every system
-	// call's exit, so it is attached only while a sandbox is, and for
-	// unixLinger after the last one: holders counts the sandboxes
-	// attached (NetLinks.unix), idle detaches bind once none has held it
-	// for unixLinger, and idleErr keeps what that detach returned for
-	// close.
-	bind    link.Link
-	holders int
-	idle    *time.Timer
-	idleErr error
+	exit exitHook
 }
 
-// unixLinger is how long the bind learner stays attached once the last
+// unixLinger is how long a sys_exit program (exitHook: the bind learner,
+// or the Landlock refusal reporter) stays attached once the last
 // sandbox released it. Attaching it is the costliest step of creating a
 // sandbox: the kernel waits for an RCU grace period when a tracepoint
 // gains its first probe again soon after losing its last one
@@ -126,85 +117,14 @@ func openUnix(net *netObjects, kept *keptSet) (*netUnix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load unix-socket programs: %w", err)
 	}
+	u.exit = exitHook{prog: u.objs.AigateUnixBindExit, what: "unix bind learner"}
 	return u, nil
 }
 
 var errUnixDegraded = errors.New("unix sockets are not confined")
 
-// hold attaches the bind learner when the first sandbox is attached,
-// unless it still lingers from an earlier one.
-func (u *netUnix) hold() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.stopIdle()
-	if u.bind == nil {
-		l, err := link.AttachTracing(link.TracingOptions{Program: u.objs.AigateUnixBindExit})
-		if err != nil {
-			return fmt.Errorf("attach the unix bind learner (tp_btf/sys_exit): %w", err)
-		}
-		u.bind = l
-	}
-	u.holders++
-	return nil
-}
-
-// release detaches the bind learner unixLinger after the last sandbox,
-// if no sandbox held it again meanwhile.
-func (u *netUnix) release() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.holders--; u.holders > 0 {
-		return nil
-	}
-	u.holders = 0
-	if u.bind == nil {
-		return nil
-	}
-	if unixLinger <= 0 {
-		return u.detach()
-	}
-	var t *time.Timer
-	t = time.AfterFunc(unixLinger, func() {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		// A hold, or close, came first (t is set: the callback waited
-		// for the lock release holds).
-		if u.idle != t {
-			return
-		}
-		u.idle = nil
-		u.idleErr = errors.Join(u.idleErr, u.detach())
-	})
-	u.idle = t
-	return nil
-}
-
-// stopIdle cancels a pending detach (caller holds u.mu).
-func (u *netUnix) stopIdle() {
-	if u.idle != nil {
-		u.idle.Stop()
-		u.idle = nil
-	}
-}
-
-// detach detaches the bind learner now (caller holds u.mu).
-func (u *netUnix) detach() error {
-	u.stopIdle()
-	u.holders = 0
-	if u.bind == nil {
-		return nil
-	}
-	err := u.bind.Close()
-	u.bind = nil
-	return err
-}
-
 func (u *netUnix) close() error {
-	u.mu.Lock()
-	err := errors.Join(u.idleErr, u.detach())
-	u.idleErr = nil
-	u.mu.Unlock()
-	return errors.Join(err, u.objs.Close())
+	return errors.Join(u.exit.close(), u.objs.Close())
 }
 
 // unixAllowEntries turns allow_unix into unix_allow keys and their rules:

@@ -11,9 +11,7 @@ import (
 
 // bindLink is the bind learner's link as it is now (nil: detached).
 func bindLink(n *Net) link.Link {
-	n.unix.mu.Lock()
-	defer n.unix.mu.Unlock()
-	return n.unix.bind
+	return n.unix.exit.attached()
 }
 
 // The bind learner stays attached for unixLinger after the last sandbox

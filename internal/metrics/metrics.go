@@ -85,7 +85,7 @@ var (
 		"Claude Code ~/.claude.json files whose MCP servers, approvals or allowed tools a sandbox changed and aigate put back once it ended (each also an event, op change).",
 		nil, nil)
 	landlockDesc = prometheus.NewDesc("aigate_landlock_refusals_total",
-		"Refusals by the sandboxes' Landlock domains (writes to the read-only home, ptrace and signals outside), as the kernel reported them to audit; counted only while audit is enabled (aigate doctor).",
+		"Refusals by the sandboxes' Landlock domains (writes to the read-only home, ptrace and signals outside), from the system calls they made fail or, while audit is enabled, the kernel's audit records (aigate doctor).",
 		[]string{"kind", "operation"}, nil)
 	buildDesc = prometheus.NewDesc("aigate_build_info",
 		"Always 1; the labels identify the build and the enforcement backend.",

@@ -422,7 +422,7 @@ type sandboxRun struct {
 // sockets gives the rules for the user's sockets (startSocketRunRules),
 // covers the caches the Landlock domain covers (startLandlockCovers).
 func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *runPlan, eventsOut io.Writer, sigs <-chan os.Signal, early *earlyHelper,
-	sockets func() ([]api.RunRule, []string), covers func() []string) (*sandboxRun, error) {
+	sockets func() ([]api.RunRule, []string), covers func() ([]string, map[string]landlock.Ruleset)) (*sandboxRun, error) {
 	req, err := createRequest(p.loaded, p.id, p.mode, opts.Args)
 	if err != nil {
 		return nil, &cmdutil.StatusError{Code: cmdutil.ExitPolicy, Err: err}
@@ -430,7 +430,10 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// Asked before the backend is known: only fanotify reads it, and
 	// checkConfinement makes the helper hold the domain to it there.
 	// Before makeToolDirs: the plan lists the directories it may create.
-	req.LandlockCovers = covers()
+	// With the domain the command will enter on either backend (start
+	// makes it for the one the answer names), so that the agent can
+	// report its refusals from the calls that failed.
+	req.LandlockCovers, req.Landlock = covers()
 	if f.Env.Euid == 0 && p.id.uid != 0 {
 		// Root acts for the user who ran sudo (or --user): the sandbox,
 		// its events and `aigate watch` are theirs.

@@ -143,10 +143,14 @@ func sandboxCacheDirs(pol *policy.Policy) []string {
 // start without the domain (no Landlock, AIGATE_LANDLOCK=optional). The
 // exec helper checks them again just before the command starts.
 func landlockCovers(opts landlock.Options, abi int) []string {
+	return landlockCoversOf(opts, sandboxDomain(opts, abi), abi)
+}
+
+// landlockCoversOf is landlockCovers of opts's domain rs (sandboxDomain).
+func landlockCoversOf(opts landlock.Options, rs landlock.Ruleset, abi int) []string {
 	if abi == 0 || !opts.Required {
 		return nil
 	}
-	rs := sandboxDomain(opts, abi)
 	var out []string
 	for _, k := range append(slices.Clip(opts.Keep), absSealed(opts)...) {
 		if landlock.Covered(rs, k, filepath.EvalSymlinks) {
@@ -176,12 +180,32 @@ const claudeIDE = ".claude/ide"
 // goroutine, beside the exec helper's start (its plan lists directories:
 // 1.9 ms of the client's set-up on a loaded machine), and returns what
 // waits for the answer.
-func startLandlockCovers(p *runPlan) func() []string {
-	ch := make(chan []string, 1)
+//
+// It also makes the domain the command will enter on either backend
+// (api.CreateRequest.Landlock), for the agent to judge the calls the
+// domain refuses (internal/refused): the agent lists no directory of the
+// home itself. The LSM backend's plan runs beside the fanotify one.
+func startLandlockCovers(p *runPlan) func() ([]string, map[string]landlock.Ruleset) {
+	type answer struct {
+		covers  []string
+		domains map[string]landlock.Ruleset
+	}
+	abi := landlock.ABI()
+	plan := func(be policy.BackendChoice) (landlock.Options, landlock.Ruleset) {
+		opts := landlockOptions(p.pol, string(be), p.id.home, p.loaded.Paths, os.Getenv)
+		return opts, sandboxDomain(opts, abi)
+	}
+	lsm := make(chan landlock.Ruleset, 1)
+	go func() { _, rs := plan(policy.BackendLSM); lsm <- rs }()
+	ch := make(chan answer, 1)
 	go func() {
-		ch <- landlockCovers(landlockOptions(p.pol, string(policy.BackendFanotify), p.id.home, p.loaded.Paths, os.Getenv), landlock.ABI())
+		opts, rs := plan(policy.BackendFanotify)
+		ch <- answer{landlockCoversOf(opts, rs, abi), map[string]landlock.Ruleset{
+			string(policy.BackendFanotify): rs,
+			string(policy.BackendLSM):      <-lsm,
+		}}
 	}()
-	return sync.OnceValue(func() []string { return <-ch })
+	return sync.OnceValues(func() ([]string, map[string]landlock.Ruleset) { a := <-ch; return a.covers, a.domains })
 }
 
 // absSealed are opts.Sealed, absolute: the domain leaves at most
