@@ -102,15 +102,18 @@ type ownJoin struct {
 	seen map[ownKey][]time.Time
 }
 
-// add notes that task tgid's refusal in dir was Claude Code's own.
-func (j *ownJoin) add(tgid uint32, dir string, now time.Time) {
+// add notes that n refusals of task tgid in dir (a candidate's count:
+// the backend folds repeated ones) were Claude Code's own.
+func (j *ownJoin) add(tgid uint32, dir string, n uint64, now time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.seen == nil {
 		j.seen = map[ownKey][]time.Time{}
 	}
 	k := ownKey{tgid, dir}
-	j.seen[k] = append(j.seen[k], now)
+	for ; n > 0 && len(j.seen[k]) < 4096; n-- {
+		j.seen[k] = append(j.seen[k], now)
+	}
 	if len(j.seen) > 4096 {
 		j.prune(now)
 	}
@@ -157,9 +160,11 @@ type heldEvent struct {
 func (a *Agent) holdOwn(held []heldEvent, evs []events.Event, now time.Time) ([]heldEvent, []events.Event) {
 	var out []events.Event
 	for _, e := range evs {
-		if a.ownParent(e) {
+		switch a.ownParent(e) {
+		case ownProject:
+		case ownMaybe:
 			held = append(held, heldEvent{e, now.Add(ownWait)})
-		} else {
+		default:
 			out = append(out, e)
 		}
 	}
@@ -176,13 +181,31 @@ func (a *Agent) holdOwn(held []heldEvent, evs []events.Event, now time.Time) ([]
 	return keep, out
 }
 
+const (
+	ownNot     = iota
+	ownMaybe   // a made or removed name's directory: wait for the call's report
+	ownProject // in the run's own project directory
+)
+
 // ownParent: may e, an audit event, be a refusal OwnRefusal keeps quiet?
-func (a *Agent) ownParent(e events.Event) bool {
+// One in the run's own project directory is: the sandbox may write
+// there, so the domain refuses only removals, renames and links of its
+// own files (which Claude Code makes through a temporary file; a rename
+// or link has no refused call's report).
+func (a *Agent) ownParent(e events.Event) int {
 	if e.Kind != events.KindFile || e.TGID == 0 {
-		return false
+		return ownNot
 	}
 	a.mu.Lock()
 	b := a.byCgroup[e.CgroupID]
 	a.mu.Unlock()
-	return b != nil && b.own != nil && b.own.Parent(e.Path)
+	switch {
+	case b == nil || b.own == nil:
+		return ownNot
+	case b.own.InProject(e.Path):
+		return ownProject
+	case b.own.Parent(e.Path):
+		return ownMaybe
+	}
+	return ownNot
 }

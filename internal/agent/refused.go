@@ -123,7 +123,7 @@ func (a *Agent) refusedEvent(e events.Event) (events.Event, bool) {
 		if audit {
 			// Its audit event, which names only the directory, waits
 			// for this (claudeown.go).
-			a.own.add(out.TGID, filepath.Dir(out.Path), time.Now())
+			a.own.add(out.TGID, filepath.Dir(out.Path), out.N(), time.Now())
 		}
 		return events.Event{}, false
 	}

@@ -2,6 +2,7 @@ package claudestate
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -67,11 +68,18 @@ func (o Own) OwnRefusal(call Call, path string) bool {
 			return o.Resumable != nil && !o.Resumable(sd, base)
 		}
 	}
-	if call == CallRemove {
-		for _, p := range o.Projects {
-			if strings.HasPrefix(path, p+"/") {
-				return true
-			}
+	return call == CallRemove && o.InProject(path) && !slices.Contains(o.Projects, path)
+}
+
+// InProject reports whether path is the run's own project directory or
+// beneath it.
+func (o Own) InProject(path string) bool {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return false
+	}
+	for _, p := range o.Projects {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
 		}
 	}
 	return false

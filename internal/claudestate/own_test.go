@@ -85,7 +85,7 @@ func TestOwnParent(t *testing.T) {
 		"/home/u": true, "/home/u/.claude": true, "/home/u/.claude/session-env": true,
 		"/w": true, "/w/session-env": true, "/home/u/.claude/projects/-p": true,
 		"/home/u/.claude/projects/-p/s/subagents": true,
-		"/home/u/.claude/projects": false, "/home/u/.claude/projects/-q": false,
+		"/home/u/.claude/projects":                false, "/home/u/.claude/projects/-q": false,
 		"/home/u/.ssh": false, "/home/u/.claude/session-env/x": false, "/": false, "home/u": false,
 	} {
 		if got := o.Parent(dir); got != want {
