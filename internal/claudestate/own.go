@@ -37,8 +37,9 @@ type Own struct {
 // makes on its own state at every start or turn, by exact name shape:
 //
 //   - mkdir of .claude.json.lock (proper-lockfile's lock of the file it
-//     rewrites) and a file .claude.json.tmp.PID.N (its atomic rewrite),
-//     beside ~/.claude or in the moved directory;
+//     rewrites), a file .claude.json.tmp.PID.N made or removed (its atomic
+//     rewrite, which it removes when the rename fails), beside ~/.claude or
+//     in the moved directory;
 //   - mkdir of history.jsonl.lock in the state directory;
 //   - mkdir of session-env/UUID for a session that did not exist before
 //     the sandbox (its own new session: a resumable one's stays reported);
@@ -61,7 +62,7 @@ func (o Own) OwnRefusal(call Call, path string) bool {
 		}
 		switch {
 		case call == CallMkdir && path == json+".lock",
-			call == CallCreate && dir == filepath.Dir(json) && tmpOf(base, ".claude.json"),
+			(call == CallCreate || call == CallRemove) && dir == filepath.Dir(json) && tmpOf(base, ".claude.json"),
 			call == CallMkdir && path == filepath.Join(sd, "history.jsonl.lock"):
 			return true
 		case call == CallMkdir && dir == filepath.Join(sd, "session-env") && isUUID(base):
