@@ -84,8 +84,14 @@ func claudeOwnRefusal(b *box, e, out events.Event) bool {
 // handed on as before, ownWait later.
 
 // ownWait bounds how long an audit event waits for its call's report,
-// which the pump reads from the backend's ring buffer meanwhile.
-const ownWait = 500 * time.Millisecond
+// which the pump reads from the backend's ring buffer meanwhile. It is
+// well below llSettleMax: the end of a sandbox waits that long for the
+// reader to go quiet (none held), and an event handed on after the run
+// left would reach none of its reports (with 2 s, the refused renames of
+// TestE2EClaudeCodeConfigDir went missing from run's events). A report
+// later than this leaves Claude Code's own refusal reported: noise, never
+// a violation lost.
+const ownWait = 250 * time.Millisecond
 
 // ownKeep is how long a call's report waits for its audit event.
 const ownKeep = 2 * time.Second
