@@ -120,9 +120,10 @@ func (a *Agent) refusedEvent(e events.Event) (events.Event, bool) {
 	}
 	if claudeOwnRefusal(b, e, out) {
 		a.log.Debug("Claude Code's refusal of its own state, not reported", zap.String("path", out.Path), zap.String("sandbox", b.info.Name))
-		if audit {
+		if a.ll != nil {
 			// Its audit event, which names only the directory, waits
-			// for this (claudeown.go).
+			// for this (claudeown.go); noted also while audit seemed
+			// off: that answer is up to auditAsk old.
 			a.own.add(out.TGID, filepath.Dir(out.Path), out.N(), time.Now())
 		}
 		return events.Event{}, false

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/landlock"
 )
 
 // TestEscapeClaudeOwnRefusals: the refusals Claude Code makes of its own
@@ -70,6 +71,29 @@ func TestEscapeClaudeOwnRefusals(t *testing.T) {
 		}
 		if t.Failed() {
 			t.Logf("%s", r)
+		}
+		if landlock.ABI() < 7 {
+			return // no audit records of Landlock's refusals on this kernel
+		}
+		// With audit on, its records name only the directory of a made
+		// name: the agent matches them with the refused calls' reports.
+		auditOn(t)
+		var mk []string
+		for _, p := range quiet {
+			if strings.Contains(p, ".tmp.") {
+				mk = append(mk, "touch "+p+" 2>/dev/null")
+			} else {
+				mk = append(mk, "mkdir "+p+" 2>/dev/null")
+			}
+		}
+		// The sleep outlasts the agent's wait for a call's report
+		// (250 ms): an event it did not drop would be in r (without
+		// the agent's rule, all four are).
+		r = b.sh(strings.Join(mk, "\n") + "\nsleep 1; echo done")
+		for _, e := range r.events {
+			if e.Backend == events.BackendLandlock {
+				t.Errorf("with audit on, Claude Code's own refusal was reported: %+v", e)
+			}
 		}
 	})
 }

@@ -472,9 +472,7 @@ func ChangeOf(e events.Event) Change {
 	switch r.Nr {
 	case nrMkdir, nrMkdirat:
 		return ChangeMkdir
-	case nrRmdir, nrUnlink:
-		return ChangeRemove
-	case nrUnlinkat:
+	case nrRmdir, nrUnlink, nrUnlinkat:
 		return ChangeRemove
 	case nrMknod, nrMknodat, nrCreat:
 		return ChangeCreate
