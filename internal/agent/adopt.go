@@ -95,6 +95,7 @@ func (a *Agent) adoptOne(p enforce.Pinner, info enforce.Sandbox, r *record) (*bo
 		wd:       -1,
 		gone:     make(chan struct{}),
 		landlock: newBoxLandlock(r.Request.Landlock, a.be.Name()),
+		own:      newClaudeOwn(r.Request, r.Created),
 		cj:       a.loadJournal(sb.Name),
 		after:    a.loadAfterRun(sb.Name),
 		info: api.SandboxInfo{

@@ -133,6 +133,7 @@ type Agent struct {
 	ll      *landlockAudit // nil when Landlock's refusals are not read (landlockaudit.go)
 	refused refusals       // Landlock's refusals from failed system calls (refused.go)
 	quiet   quietCounts    // refusals not counted as violations (unreachable.go)
+	own     ownJoin        // Claude Code's own refusals, for the audit reader (claudeown.go)
 	pumped  atomic.Uint64  // events the pump has handed on, for settle
 	undone  atomic.Uint64  // ~/.claude.json files put back (claudejson.go)
 

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
@@ -35,6 +36,9 @@ type box struct {
 	// landlock is the command's Landlock domain, for the refusals of
 	// failed system calls (refused.go); nil when unknown.
 	landlock *boxLandlock
+	// own is Claude Code's own state, whose refusals are not reported
+	// (claudeown.go).
+	own *claudestate.Own
 
 	cj *claudeJournal // nil: ~/.claude.json not guarded (claudejson.go)
 	// after are the checks made once the sandbox ended (afterrun.go);

@@ -121,6 +121,7 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 		wd:       -1,
 		gone:     make(chan struct{}),
 		landlock: newBoxLandlock(req.Landlock, a.be.Name()),
+		own:      newClaudeOwn(*req, time.Now()),
 		info: api.SandboxInfo{
 			Name:       sb.Info.Name,
 			ID:         sb.Info.ID,

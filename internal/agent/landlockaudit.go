@@ -78,6 +78,7 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 	defer close(a.ll.done)
 	defer r.Close()
 	c := llaudit.NewCollector(a.landlockOwner)
+	var held []heldEvent // those that may be Claude Code's own (claudeown.go)
 	for {
 		select {
 		case <-a.ll.stop:
@@ -95,6 +96,7 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 		} else {
 			evs = c.Expire(time.Now())
 		}
+		held, evs = a.holdOwn(held, evs, time.Now())
 		a.ll.mu.Lock()
 		if lost {
 			a.ll.lost++
@@ -102,7 +104,7 @@ func (a *Agent) readLandlockAudit(r *llaudit.Reader) {
 				a.log.Warn("Landlock audit records lost: the socket overflowed", zap.Uint64("times", n))
 			}
 		}
-		if !ok && !lost && c.Pending() == 0 {
+		if !ok && !lost && c.Pending() == 0 && len(held) == 0 {
 			a.ll.quiet = time.Now()
 		}
 		for _, e := range evs {

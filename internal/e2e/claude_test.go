@@ -187,7 +187,8 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 				t.Errorf("aigate watch did not stream %s %s", a.op, target)
 			}
 		}
-		// Nothing else was refused but Claude Code's own session key.
+		// Nothing else was refused but Claude Code's own session key;
+		// its refusals of its own state are not reported.
 		// Landlock's refusals are counted apart from the backend's.
 		want, wantLandlock := map[string]int{}, map[string]int{}
 		own := 0
@@ -197,7 +198,10 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 			} else {
 				want[e.Op] += max(e.Count, 1)
 			}
-			if claudeSessionKey(w, e) || claudeOwnState(w, e) {
+			if claudeOwnState(w, e) {
+				t.Errorf("Claude Code's refusal of its own state was reported: %+v", e)
+			}
+			if claudeSessionKey(w, e) {
 				own++
 			}
 		}
@@ -210,9 +214,8 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 			if d := int(after[key] - before[key]); d != want[c.op] {
 				t.Errorf("%s rose by %d, want %d", key, d, want[c.op])
 			}
-			// Claude Code's own refusals (claudeOwnState) come before the
-			// first step and after the last too: at least the injected
-			// ones, at most all.
+			// Landlock's refusals: exactly the injected ones (Claude
+			// Code's own are not counted).
 			key = `aigate_landlock_refusals_total{kind="` + c.kind + `",operation="` + c.op + `"}`
 			injectedLandlock := 0
 			for _, i := range reported() {
@@ -220,8 +223,8 @@ func TestE2EClaudeCodeInjected(t *testing.T) {
 					injectedLandlock++
 				}
 			}
-			if d := int(after[key] - before[key]); d < injectedLandlock || d > wantLandlock[c.kind+"/"+c.op] {
-				t.Errorf("%s rose by %d, want %d to %d", key, d, injectedLandlock, wantLandlock[c.kind+"/"+c.op])
+			if d := int(after[key] - before[key]); d != injectedLandlock || d != wantLandlock[c.kind+"/"+c.op] {
+				t.Errorf("%s rose by %d, want %d (%d events)", key, d, injectedLandlock, wantLandlock[c.kind+"/"+c.op])
 			}
 		}
 	})
@@ -252,17 +255,23 @@ func claudeSessionKey(w *world, e event) bool {
 }
 
 // claudeOwnState reports whether e is Landlock's refusal of Claude Code's
-// own state in the read-only home, which it carries on without: the lock
-// and temporary files through which it rewrites ~/.claude.json
-// (docs/threat-model.md, "Claude Code without ~/.claude.json"), a lock
-// beside ~/.claude/history.jsonl (~/.claude's own entries are fixed), its
-// session's directory in ~/.claude/session-env (sealed), the removal of
-// a subagent's files in its own project directory in ~/.claude/projects
-// (fixed: nothing is removed there). Before Landlock's refusals had
-// events without audit they were invisible.
+// own state in the read-only home, which it makes at every start and turn
+// and carries on without: the lock and temporary files through which it
+// rewrites ~/.claude.json (docs/threat-model.md, "Claude Code without
+// ~/.claude.json"), a lock beside ~/.claude/history.jsonl, its session's
+// directory in ~/.claude/session-env (sealed), the removal of a
+// subagent's files in its own project directory in ~/.claude/projects.
+// The agent reports none of them (internal/agent/claudeown.go): the tests
+// assert that no such event comes. Where the kernel's audit reports
+// Landlock's refusals, its event names only the directory of a made or
+// removed name: the home itself, ~/.claude, session-env, a project's.
 func claudeOwnState(w *world, e event) bool {
 	if e.Backend != "landlock" || e.Op != "write" {
 		return false
+	}
+	switch e.Path {
+	case w.path("~"), w.path("~/.claude"), w.path("~/.claude/session-env"):
+		return true
 	}
 	return strings.HasPrefix(e.Path, w.path("~/.claude.json.")) ||
 		strings.HasPrefix(e.Path, w.path("~/.claude/history.jsonl.")) ||
@@ -517,9 +526,8 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 			}
 		}
 		waitFor("RUN-EXITED", runLimit)
-		// With the scrollback: run's list at the end is longer than the
-		// pane since Landlock's refusals of Claude Code's own state are
-		// listed too (claudeOwnState).
+		// With the scrollback: run's list at the end may be longer than
+		// the pane.
 		after := tm("capture-pane", "-p", "-J", "-S", "-")
 		if !strings.Contains(after, "RUN-EXITED 0") {
 			t.Errorf("the session did not end normally:\n%s", after)

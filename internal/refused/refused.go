@@ -451,3 +451,36 @@ func parseStatus(b []byte, p *Process) error {
 	}
 	return nil
 }
+
+// Change is what a file candidate's call did to its name.
+type Change int
+
+const (
+	ChangeOther  Change = iota // a write to an existing file, a truncate
+	ChangeCreate               // a file made (open O_CREAT, creat, mknod)
+	ChangeMkdir                // a directory made
+	ChangeRemove               // an entry removed (unlink, rmdir)
+)
+
+// ChangeOf is what candidate e's call did, for an event Attribute kept: a
+// made or removed entry is the name the event shows.
+func ChangeOf(e events.Event) Change {
+	r := e.Refused
+	if r == nil || e.Kind == events.KindProc {
+		return ChangeOther
+	}
+	switch r.Nr {
+	case nrMkdir, nrMkdirat:
+		return ChangeMkdir
+	case nrRmdir, nrUnlink, nrUnlinkat:
+		return ChangeRemove
+	case nrMknod, nrMknodat, nrCreat:
+		return ChangeCreate
+	case nrOpen, nrOpenat, nrOpenat2:
+		// Attribute kept it as made only when the file did not exist.
+		if r.Flags&oCreat != 0 {
+			return ChangeCreate
+		}
+	}
+	return ChangeOther
+}
