@@ -4,8 +4,10 @@ package agent
 
 import (
 	"errors"
+	"io/fs"
 	"testing"
 
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/landlock"
@@ -61,6 +63,52 @@ func TestRefusedNotTwice(t *testing.T) {
 		}
 		if ok && (out.Path != "pid 77 (bash)" || out.Backend != refused.Backend || out.Refused != nil) {
 			t.Errorf("%s: %+v", c.name, out)
+		}
+	}
+}
+
+// homeHost is a home /home/u of uid 1000 with nothing in it.
+type homeHost struct{ outsideHost }
+
+func (homeHost) Lstat(p string) (landlock.Inode, error) {
+	switch p {
+	case "/", "/home":
+		return landlock.Inode{Mode: fs.ModeDir | 0o755}, nil
+	case "/home/u":
+		return landlock.Inode{Mode: fs.ModeDir | 0o755, UID: 1000, GID: 1000}, nil
+	}
+	return landlock.Inode{}, fs.ErrNotExist
+}
+func (homeHost) HasACL(string) bool { return false }
+func (h homeHost) Resolve(p string) (string, error) {
+	if _, err := h.Lstat(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// TestRefusedNotTwiceClaude: in a sandbox of Claude Code's (whose own
+// refusals are looked at even while audit reports), a refused mkdir in
+// the home that is not Claude Code's own is still left to the audit
+// reader, and reported from the call only without it.
+func TestRefusedNotTwiceClaude(t *testing.T) {
+	b := &box{sb: &sandbox.Sandbox{Info: enforce.Sandbox{CgroupPath: "/cg/s1"}},
+		landlock: &boxLandlock{rs: landlock.Ruleset{HandledFS: landlock.AccessWrite}},
+		own:      &claudestate.Own{Home: "/home/u"}}
+	a := &Agent{byCgroup: map[uint64]*box{9: b}}
+	a.refused.host = homeHost{}
+	e := events.Event{PID: 5, TGID: 5, UID: 1000, CgroupID: 9, Kind: events.KindFile, Op: events.OpWrite,
+		Path: "/home/u/bin", Refused: &events.Refused{Nr: 83, GID: 1000, MntNS: 1}}
+	for _, audit := range []bool{false, true} {
+		a.ll = &landlockAudit{}
+		a.refused.asked = a.refused.asked.AddDate(-1, 0, 0) // ask again
+		a.refused.enabled = func() (bool, error) { return audit, nil }
+		out, ok := a.refusedEvent(e)
+		if ok == audit {
+			t.Errorf("audit on %t: kept %t, want %t", audit, ok, !audit)
+		}
+		if ok && out.Path != "/home/u/bin" {
+			t.Errorf("audit on %t: %+v", audit, out)
 		}
 	}
 }
