@@ -44,7 +44,14 @@ type Own struct {
 //   - mkdir of session-env/UUID for a session that did not exist before
 //     the sandbox (its own new session: a resumable one's stays reported);
 //   - a removal beneath the run's own project directory in projects/
-//     (its subagents' files, which Landlock keeps).
+//     (its subagents' files, which Landlock keeps);
+//   - its deep-link handler: ~/.local/share/applications/
+//     claude-code-url-handler.desktop made or rewritten, and the
+//     directories above it made (mkdir -p), which an interactive claude
+//     does at its start unless that file already names its executable
+//     (settings' disableDeepLinkRegistration turns it off). Under
+//     $XDG_DATA_HOME elsewhere it stays reported: the agent does not know
+//     the user's environment.
 //
 // Everything else is not: another session's environment, another
 // project's directory, a write into an existing file, a look-alike name.
@@ -69,7 +76,32 @@ func (o Own) OwnRefusal(call Call, path string) bool {
 			return o.Resumable != nil && !o.Resumable(sd, base)
 		}
 	}
+	if o.deepLink(call, path) {
+		return true
+	}
 	return call == CallRemove && o.InProject(path) && !slices.Contains(o.Projects, path)
+}
+
+// deepLinkFile is where Claude Code registers its claude-cli:// handler
+// on Linux, beneath the XDG data home.
+const deepLinkFile = ".local/share/applications/claude-code-url-handler.desktop"
+
+// deepLink: is call on path Claude Code's registration of its deep-link
+// handler (fs.mkdir recursive of its directory, then fs.writeFile)?
+func (o Own) deepLink(call Call, path string) bool {
+	file := filepath.Join(o.Home, deepLinkFile)
+	if path == file {
+		return call == CallCreate // open O_CREAT, also of an existing file
+	}
+	if call != CallMkdir {
+		return false
+	}
+	for d := filepath.Dir(file); d != o.Home && d != "/" && d != "."; d = filepath.Dir(d) {
+		if path == d {
+			return true
+		}
+	}
+	return false
 }
 
 // InProject reports whether path is the run's own project directory or
@@ -147,6 +179,11 @@ func (o Own) Parent(dir string) bool {
 	}
 	if dir == o.Home {
 		return true
+	}
+	for d := filepath.Dir(filepath.Join(o.Home, deepLinkFile)); d != o.Home && d != "/" && d != "."; d = filepath.Dir(d) {
+		if dir == d {
+			return true
+		}
 	}
 	for _, sd := range Dirs(o.Home, o.Dir) {
 		if dir == sd || dir == filepath.Join(sd, "session-env") {

@@ -33,6 +33,12 @@ func TestOwnRefusal(t *testing.T) {
 		{moved, CallMkdir, "/home/u/.claude-work/history.jsonl.lock", true},
 		{moved, CallMkdir, "/home/u/.claude-work/session-env/" + sid, true},
 		{moved, CallRemove, "/home/u/.claude-work/projects/-home-u-p/x.jsonl", true},
+		{o, CallMkdir, "/home/u/.local", true},
+		{o, CallMkdir, "/home/u/.local/share", true},
+		{o, CallMkdir, "/home/u/.local/share/applications", true},
+		{o, CallCreate, "/home/u/.local/share/applications/claude-code-url-handler.desktop", true},
+		{o, CallOther, "/home/u/.local/share/applications/claude-code-url-handler.desktop", false}, // not a create: reported
+		{moved, CallCreate, "/home/u/.local/share/applications/claude-code-url-handler.desktop", true},
 		// Still reported: another session's environment, made or written.
 		{o, CallMkdir, "/home/u/.claude/session-env/" + old, false},
 		{o, CallCreate, "/home/u/.claude/session-env/" + sid + "/sessionstart-hook-0.sh", false},
@@ -67,6 +73,15 @@ func TestOwnRefusal(t *testing.T) {
 		{o, CallCreate, "/home/u/.claude/history.jsonl.lock", false},
 		{o, CallMkdir, "/home/u/.claude/plugins/history.jsonl.lock", false},
 		{o, CallMkdir, "/home/u/x/.claude.json.lock", false},
+		{o, CallRemove, "/home/u/.local/share/applications/claude-code-url-handler.desktop", false},
+		{o, CallMkdir, "/home/u/.local/share/applications/claude-code-url-handler.desktop", false},
+		{o, CallCreate, "/home/u/.local/share/applications/evil.desktop", false},
+		{o, CallCreate, "/home/u/.local/share/applications/x/claude-code-url-handler.desktop", false},
+		{o, CallCreate, "/home/u/.config/autostart/claude-code-url-handler.desktop", false},
+		{o, CallMkdir, "/home/u/.local/share/systemd", false},
+		{o, CallMkdir, "/home", false},
+		{o, CallMkdir, "/home/u", false},
+		{o, CallCreate, "/home/u/.local", false},
 		{o, CallMkdir, "home/u/.claude.json.lock", false},
 		{o, CallMkdir, "/home/u/./.claude.json.lock", false},
 		// Moved: ~/.claude's own names are still Claude Code's (a claude
@@ -89,6 +104,8 @@ func TestOwnParent(t *testing.T) {
 		"/w": true, "/w/session-env": true, "/home/u/.claude/projects/-p": true,
 		"/home/u/.claude/projects/-p/s/subagents": true,
 		"/home/u/.claude/projects":                false, "/home/u/.claude/projects/-q": false,
+		"/home/u/.local": true, "/home/u/.local/share": true, "/home/u/.local/share/applications": true,
+		"/home/u/.local/share/systemd": false, "/home": false,
 		"/home/u/.ssh": false, "/home/u/.claude/session-env/x": false, "/": false, "home/u": false,
 	} {
 		if got := o.Parent(dir); got != want {

@@ -270,7 +270,10 @@ func claudeOwnState(w *world, e event) bool {
 		return false
 	}
 	switch e.Path {
-	case w.path("~"), w.path("~/.claude"), w.path("~/.claude/session-env"):
+	case w.path("~"), w.path("~/.claude"), w.path("~/.claude/session-env"),
+		// The interactive claude's deep-link handler (mkdir -p, write).
+		w.path("~/.local"), w.path("~/.local/share"), w.path("~/.local/share/applications"),
+		w.path("~/.local/share/applications/claude-code-url-handler.desktop"):
 		return true
 	}
 	return strings.HasPrefix(e.Path, w.path("~/.claude.json.")) ||
@@ -540,6 +543,14 @@ func TestE2EClaudeCodeInteractive(t *testing.T) {
 			}
 			if !strings.Contains(after, "aigate: blocked "+a.op+" ") || (a.op != "exec" && !strings.Contains(after, target)) {
 				t.Errorf("after the session, run did not list %s %s:\n%s", a.op, a.target, after)
+			}
+		}
+		// Its refusals of its own state (an interactive start also
+		// registers its deep-link handler in the read-only home) are not
+		// reported.
+		for _, e := range w.readEvents() {
+			if claudeOwnState(w, e) {
+				t.Errorf("Claude Code's refusal of its own state was reported: %+v", e)
 			}
 		}
 		// Claude Code's interface reaches the terminal through run's
