@@ -23,6 +23,7 @@ var persistTargets = []string{
 	"~/.gitconfig", "~/.config/git/config",
 	"~/.local/bin/ls", "~/bin/ls", "~/.local/lib/python3/site-packages/evil.pth",
 	"~/.config/autostart/evil.desktop", "~/.config/systemd/user/evil.service", "~/.config/systemd/user.control/evil.service", "~/.local/share/systemd/user/evil.service",
+	"~/.local/share/applications/firefox.desktop", "~/.config/mimeapps.list",
 	"~/.local/share/direnv/allow/x", "~/.vimrc",
 	".git/hooks/pre-commit", ".git/config", ".envrc", ".vscode/tasks.json", ".idea/workspace.xml",
 	"~/.claude/settings.json", "~/.claude/settings.local.json",

@@ -56,6 +56,11 @@ var (
 		// The user's systemd manager loads units from all three (and from
 		// /run/user/UID/systemd, which run keeps read-only).
 		"~/.config/autostart/", "~/.config/systemd/user/", "~/.config/systemd/user.control/", "~/.local/share/systemd/user/",
+		// The desktop runs a .desktop file's Exec= when the user starts an
+		// application of that name from the menu (one here overrides the
+		// system's) or opens a link or file of a type it handles;
+		// mimeapps.list picks those handlers.
+		"~/.local/share/applications/", "~/.config/mimeapps.list",
 		"~/.config/direnv/", "~/.local/share/direnv/",
 		"~/.vimrc", "~/.vim/", "~/.config/nvim/", "~/.tmux.conf", "~/.config/tmux/",
 		// commondir makes git read another directory's config and hooks;
@@ -335,6 +340,9 @@ deny_write:
   - ~/.config/systemd/user/
   - ~/.config/systemd/user.control/
   - ~/.local/share/systemd/user/
+  # run from your desktop's menu, or to open a link or file of their type
+  - ~/.local/share/applications/
+  - ~/.config/mimeapps.list
   # direnv runs .envrc on cd once allowed; its allow list is in ~/.local/share
   - ~/.config/direnv/
   - ~/.local/share/direnv/
