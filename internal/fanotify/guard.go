@@ -137,11 +137,15 @@ func startGuard(groupFD, execGroupFD int, stall, release time.Duration) (*guard,
 	return g, nil
 }
 
+// errGuardClosed: the guard was told to end (Backend.Close, which then
+// waits for it to kill what is left while the loop still answers).
+var errGuardClosed = errors.New("fanotify guard is closed")
+
 func (g *guard) send(line string, fds ...int) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.fd < 0 {
-		return errors.New("fanotify guard is closed")
+		return errGuardClosed
 	}
 	var oob []byte
 	if len(fds) > 0 {

@@ -336,7 +336,9 @@ func (b *Backend) reapLoop() {
 					stuck = false
 					b.log.Warn("fanotify reader resumed: heartbeat back", zap.Duration("batch_held", held))
 				}
-				if err := b.guard.beat(); err != nil {
+				// Once Close ended the guard no heartbeat is due: the
+				// loop runs on only while the guard kills what is left.
+				if err := b.guard.beat(); err != nil && !errors.Is(err, errGuardClosed) {
 					b.log.Error("fanotify guard heartbeat", zap.Error(err))
 				}
 			}
