@@ -33,7 +33,7 @@ type claudeMock struct {
 	mu      sync.Mutex
 	results []string // tool_result contents seen, in order
 	turns   int
-	calls   int // tool_use blocks sent, for their ids
+	calls   int      // tool_use blocks sent, for their ids
 	bearers []string // the Authorization bearer tokens of the Messages requests, in order
 }
 
