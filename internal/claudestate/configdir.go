@@ -91,3 +91,59 @@ func Moved(patterns []string, home, dir string) []Entry {
 	}
 	return out
 }
+
+// SecureStorageEnv is the variable that moves Claude Code's login alone
+// out of its state directory (read from 2.1.332's code: set, claude keeps
+// .credentials.json, and the locks of its refreshes, in its value, or in
+// ~/.claude when it is empty; unset, in the state directory, ConfigDirEnv's
+// or ~/.claude). The value is joined to as it is: not trimmed, a relative
+// one relative to wherever claude starts.
+const SecureStorageEnv = "CLAUDE_SECURESTORAGE_CONFIG_DIR"
+
+// Credentials is the login's file in the directory that holds it.
+const Credentials = ".credentials.json"
+
+// SecureStorageDir is the directory a claude started with SecureStorageEnv
+// set to v keeps its login in, cleaned, when it is neither ~/.claude nor
+// configDir (ConfigDir; "" for ~/.claude), after symlinks where both
+// resolve: the one place beyond the state directories that aigate must
+// follow; "" when v is empty (claude then uses ~/.claude) or names one of
+// those. It is an error when v is not an absolute path.
+func SecureStorageDir(v, home, configDir string, resolve func(string) (string, error)) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if !filepath.IsAbs(v) {
+		return "", fmt.Errorf("$%s=%q is not an absolute path: Claude Code would keep its login in a different directory in each working directory; set it to an absolute path (e.g. %s) or unset it",
+			SecureStorageEnv, v, filepath.Join(home, ".claude-login"))
+	}
+	d := filepath.Clean(v)
+	for _, s := range Dirs(home, configDir) {
+		if d == s {
+			return "", nil
+		}
+		if resolve != nil {
+			rd, err1 := resolve(d)
+			rs, err2 := resolve(s)
+			if err1 == nil && err2 == nil && rd == rs {
+				return "", nil
+			}
+		}
+	}
+	return d, nil
+}
+
+// SecureStorageBy begins what names the rule of SecureStorage
+// (Entry.By): the pattern it follows.
+const SecureStorageBy = "$" + SecureStorageEnv + " in place of "
+
+// SecureStorage is the rule that keeps the login in dir
+// (SecureStorageDir) as the policy keeps ~/.claude's, by the pattern
+// that names ~/.claude's (ok false when dir is "").
+func SecureStorage(home, dir string) (Entry, bool) {
+	if dir == "" {
+		return Entry{}, false
+	}
+	o := Options{Home: home}
+	return Entry{Pattern: o.pattern(filepath.Join(dir, Credentials)), By: SecureStorageBy + "~/.claude/" + Credentials}, true
+}

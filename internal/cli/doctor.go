@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/doctor"
 )
@@ -163,7 +164,7 @@ func statusWord(s doctor.Status) string {
 
 // claudeStateCheck is doctor's line on the Claude Code state directories
 // aigate run protects (claudeState): a warning when $CLAUDE_CONFIG_DIR
-// names one it refuses. None without a readable policy, or off Linux.
+// or $CLAUDE_SECURESTORAGE_CONFIG_DIR names one it refuses. None without a readable policy, or off Linux.
 func claudeStateCheck(f *cmdutil.Factory) (doctor.Check, bool) {
 	l, err := f.Load()
 	if err != nil {
@@ -174,11 +175,11 @@ func claudeStateCheck(f *cmdutil.Factory) (doctor.Check, bool) {
 	c := doctor.Check{Name: "claude-state"}
 	switch {
 	case st.Refused != "":
-		c.Status, c.Detail, c.Fix = doctor.Warn, "$CLAUDE_CONFIG_DIR: aigate run refuses to start", st.Refused
+		c.Status, c.Detail, c.Fix = doctor.Warn, "$"+claudestate.ConfigDirEnv+" or $"+claudestate.SecureStorageEnv+": aigate run refuses to start", st.Refused
 	case len(st.Dirs) == 0:
 		return c, false
 	default:
-		c.Status, c.Detail = doctor.OK, "kept read-only where it runs code outside: "+strings.Join(st.Dirs, ", ")
+		c.Status, c.Detail = doctor.OK, "kept read-only where it runs code outside: "+st.kept()
 	}
 	return c, true
 }

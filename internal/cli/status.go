@@ -708,8 +708,15 @@ type StatusClaudeState struct {
 	Dirs []string `json:"dirs"`
 	// ConfigDir is $CLAUDE_CONFIG_DIR of status's environment, as set.
 	ConfigDir string `json:"config_dir,omitempty"`
-	// Refused says why aigate run refuses to start with that value ("":
-	// it does not).
+	// SecureStorageDir is $CLAUDE_SECURESTORAGE_CONFIG_DIR of status's
+	// environment, as set.
+	SecureStorageDir string `json:"securestorage_config_dir,omitempty"`
+	// Login is the login file (.credentials.json) aigate run keeps
+	// read-only beyond Dirs, where $CLAUDE_SECURESTORAGE_CONFIG_DIR moves
+	// it ("": none).
+	Login string `json:"login,omitempty"`
+	// Refused says why aigate run refuses to start with those values
+	// ("": it does not).
 	Refused string `json:"refused,omitempty"`
 }
 
@@ -721,5 +728,14 @@ func (c StatusClaudeState) line() string {
 	case len(c.Dirs) == 0:
 		return ""
 	}
-	return "Claude Code's state kept read-only where it runs code outside: " + strings.Join(c.Dirs, ", ")
+	return "Claude Code's state kept read-only where it runs code outside: " + c.kept()
+}
+
+// kept names Dirs, and Login where it is elsewhere.
+func (c StatusClaudeState) kept() string {
+	s := strings.Join(c.Dirs, ", ")
+	if c.Login != "" {
+		s += "; its login: " + c.Login
+	}
+	return s
 }

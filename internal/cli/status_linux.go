@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -91,18 +92,22 @@ func gitRules(l *config.Loaded) ([]StatusRule, []string) {
 // claudeState is which Claude Code state directories aigate run protects
 // from here (run.ClaudeConfigDir), or why it refuses to start.
 func claudeState(l *config.Loaded, pol *policy.Policy) StatusClaudeState {
-	st := StatusClaudeState{Dirs: []string{}, ConfigDir: os.Getenv(claudestate.ConfigDirEnv)}
+	st := StatusClaudeState{Dirs: []string{}, ConfigDir: os.Getenv(claudestate.ConfigDirEnv),
+		SecureStorageDir: os.Getenv(claudestate.SecureStorageEnv)}
 	if l.Paths.User == nil || l.Paths.User.Home == "" {
 		return st
 	}
 	home := l.Paths.User.Home
-	dir, err := run.ClaudeConfigDir(l, pol)
+	dir, secure, err := run.ClaudeStateDirs(l, pol)
 	if err != nil {
 		st.Refused = err.Error()
 		return st
 	}
 	for _, d := range claudestate.Dirs(home, dir) {
 		st.Dirs = append(st.Dirs, tildeIn(d, home))
+	}
+	if secure != "" {
+		st.Login = tildeIn(filepath.Join(secure, claudestate.Credentials), home)
 	}
 	return st
 }

@@ -305,7 +305,8 @@ func TestStatusOutsideRules(t *testing.T) {
 // TestStatusClaudeConfigDir: status and doctor say which Claude Code state
 // directories aigate run protects: ~/.claude, and the one
 // $CLAUDE_CONFIG_DIR moves it to (its rules among each run's deny_write),
-// or why run refuses to start with it.
+// and the login $CLAUDE_SECURESTORAGE_CONFIG_DIR moves, or why run refuses
+// to start with them.
 func TestStatusClaudeConfigDir(t *testing.T) {
 	e := newSandboxEnv(t)
 	t.Setenv("TMPDIR", "")
@@ -346,6 +347,42 @@ func TestStatusClaudeConfigDir(t *testing.T) {
 	if c := doctorCheck(); c.Status != doctor.OK || !strings.Contains(c.Detail, "~/.claude-work") {
 		t.Errorf("doctor: %+v", c)
 	}
+
+	// The login moved on its own by $CLAUDE_SECURESTORAGE_CONFIG_DIR:
+	// named by both, its rule among each run's deny_write.
+	t.Setenv(claudestate.SecureStorageEnv, filepath.Join(e.home, ".claude-login"))
+	st = Status{}
+	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", sock)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.ClaudeState.Login != "~/.claude-login/.credentials.json" || st.ClaudeState.Refused != "" {
+		t.Errorf("claude_state: %+v", st.ClaudeState)
+	}
+	if !slices.ContainsFunc(st.DenyWrite, func(r StatusRule) bool {
+		return r.Value == "~/.claude-login/.credentials.json" && strings.Contains(r.File, "in place of ~/.claude/.credentials.json")
+	}) {
+		t.Errorf("deny_write lacks the moved login: %+v", st.DenyWrite)
+	}
+	if out := e.ok("status", "--socket", sock); !strings.Contains(out, "~/.claude-work; its login: ~/.claude-login/.credentials.json") {
+		t.Errorf("status does not name the login:\n%s", out)
+	}
+	if c := doctorCheck(); c.Status != doctor.OK || !strings.Contains(c.Detail, "its login: ~/.claude-login/.credentials.json") {
+		t.Errorf("doctor: %+v", c)
+	}
+	// In the project: run refuses, and both say why.
+	t.Setenv(claudestate.SecureStorageEnv, filepath.Join(e.proj, ".login"))
+	st = Status{}
+	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", sock)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.ClaudeState.Refused, claudestate.SecureStorageEnv) ||
+		(!strings.Contains(st.ClaudeState.Refused, "not beneath your home") && !strings.Contains(st.ClaudeState.Refused, "which the sandbox may write")) {
+		t.Errorf("claude_state: %+v", st.ClaudeState)
+	}
+	if c := doctorCheck(); c.Status != doctor.Warn || !strings.Contains(c.Fix, "unset "+claudestate.SecureStorageEnv) {
+		t.Errorf("doctor: %+v", c)
+	}
+	t.Setenv(claudestate.SecureStorageEnv, "")
 
 	// Inside the project: run refuses, and both say why.
 	t.Setenv(claudestate.ConfigDirEnv, filepath.Join(e.proj, ".cc"))

@@ -91,3 +91,54 @@ func TestE2EClaudeCodeRemoteSettingsPlant(t *testing.T) {
 		}
 	})
 }
+
+// TestE2EClaudeCodeSecureStorage: the real Claude Code with
+// CLAUDE_SECURESTORAGE_CONFIG_DIR set logs in with the .credentials.json of
+// that directory, not ~/.claude's, inside the sandbox (where the file stays
+// readable) and outside; a token the sandbox writes there is refused, so
+// the next claude outside still sends the user's. Should a later version
+// read its login elsewhere, the first check fails and aigate must follow.
+func TestE2EClaudeCodeSecureStorage(t *testing.T) {
+	claude := claudeBinary(t)
+	eachBackend(t, func(t *testing.T, w *world) {
+		mock := w.claudeHome(t)
+		login := func(token string) string {
+			return `{"claudeAiOauth":{"accessToken":"` + token + `","refreshToken":"sk-ant-ort01-e2e","expiresAt":4102444800000,"scopes":["user:inference","user:profile"],"subscriptionType":"max"}}` + "\n"
+		}
+		w.write("~/.claude/.credentials.json", login("sk-ant-oat01-default"))
+		w.write("~/.claude-login/.credentials.json", login("sk-ant-oat01-users"))
+		env := []string{"ANTHROPIC_BASE_URL=http://" + mock.addr, "DISABLE_AUTOUPDATER=1", "DISABLE_TELEMETRY=1",
+			"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", claudestate.SecureStorageEnv + "=" + w.path("~/.claude-login")}
+		w.env = append(w.env, env...)
+		r := w.run(nil, claude, "-p", "Please set up the project.")
+		t.Logf("claude inside: %s", r)
+		if r.code != 0 || !strings.Contains(r.stdout, "All done.") {
+			t.Errorf("claude with %s set did not answer inside: %s", claudestate.SecureStorageEnv, r)
+		}
+		for _, e := range r.events {
+			if strings.HasPrefix(e.Path, w.path("~/.claude-login")) {
+				t.Errorf("claude's own login was refused: %+v", e)
+			}
+		}
+		if b := mock.bearersSeen(); len(b) == 0 || b[0] != "sk-ant-oat01-users" {
+			t.Fatalf("claude inside logged in with %q, want the token of %s (sk-ant-oat01-users)", b, claudestate.SecureStorageEnv)
+		}
+		r = w.run(nil, "sh", "-c", `echo '`+strings.TrimSpace(login("sk-ant-oat01-attacker"))+`' > ~/.claude-login/.credentials.json && echo planted`)
+		if strings.Contains(r.stdout, "planted") {
+			t.Errorf("the sandbox wrote ~/.claude-login/.credentials.json: %s", r)
+		}
+		// The user's next claude, outside any sandbox.
+		out := exec.Command(claude, "-p", "Please set up the project.")
+		out.Dir = w.proj
+		out.Env = append(append([]string{}, w.env...), env...)
+		var buf strings.Builder
+		out.Stdout, out.Stderr = &buf, &buf
+		if err := RunBounded(out, runLimit); err != nil {
+			t.Fatalf("claude outside: %v\n%s", err, buf.String())
+		}
+		b := mock.bearersSeen()
+		if len(b) == 0 || b[len(b)-1] != "sk-ant-oat01-users" {
+			t.Errorf("claude outside logged in with %q, want sk-ant-oat01-users", b)
+		}
+	})
+}

@@ -33,7 +33,15 @@ type claudeMock struct {
 	mu      sync.Mutex
 	results []string // tool_result contents seen, in order
 	turns   int
-	calls   int // tool_use blocks sent, for their ids
+	calls   int      // tool_use blocks sent, for their ids
+	bearers []string // the Authorization bearer tokens of the Messages requests, in order
+}
+
+// bearersSeen are the bearer tokens the Messages requests came with.
+func (m *claudeMock) bearersSeen() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.bearers...)
 }
 
 // claudeHome readies w for the real Claude Code with no scripted steps: a
@@ -82,6 +90,11 @@ func (m *claudeMock) serve(w http.ResponseWriter, r *http.Request) {
 		// The CLI's connectivity check (HEAD /api/hello) and anything else.
 		w.WriteHeader(http.StatusOK)
 		return
+	}
+	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		m.mu.Lock()
+		m.bearers = append(m.bearers, b)
+		m.mu.Unlock()
 	}
 	body, _ := io.ReadAll(r.Body)
 	var req mockRequest

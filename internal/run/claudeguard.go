@@ -53,7 +53,7 @@ func makeToolDirs(home, configDir string, uid int, u *config.User) {
 // fanotify backend watches only what exists at start.
 func claudeRunRules(p *runPlan) ([]api.RunRule, []string) {
 	mkdir := os.Geteuid() == p.id.uid || (p.loaded.Paths.User != nil && p.loaded.Paths.User.Sudo)
-	return claudeRules(p.loaded, p.pol, p.compiled, p.id.home, p.claudeDir, p.userMemory, p.userAgentMemory, mkdir)
+	return claudeRules(p.loaded, p.pol, p.compiled, p.id.home, p.claudeDir, p.claudeSecure, p.userMemory, p.userAgentMemory, mkdir)
 }
 
 // ClaudeRules are the rules claudeRunRules adds to a run from here, and
@@ -65,23 +65,25 @@ func ClaudeRules(l *config.Loaded) ([]api.RunRule, []string) {
 	}
 	pol, _ := l.Policy()
 	home := l.Paths.User.Home
-	dir, _ := ClaudeConfigDir(l, pol)
-	return claudeRules(l, pol, c, home, dir, os.Getenv(claudestate.MemoryOverrideEnv),
+	dir, secure, _ := ClaudeStateDirs(l, pol)
+	return claudeRules(l, pol, c, home, dir, secure, os.Getenv(claudestate.MemoryOverrideEnv),
 		os.Getenv(claudestate.RemoteMemoryEnv), false)
 }
 
-// ClaudeConfigDir is the Claude Code state directory that $CLAUDE_CONFIG_DIR
-// of this environment names ("" when none or ~/.claude), as run would take
-// it (claudeConfigDir), with why run refuses it, for status and doctor.
-func ClaudeConfigDir(l *config.Loaded, pol *policy.Policy) (string, error) {
+// ClaudeStateDirs are the Claude Code state directory that
+// $CLAUDE_CONFIG_DIR of this environment names ("" when none or
+// ~/.claude) and the directory $CLAUDE_SECURESTORAGE_CONFIG_DIR moves its
+// login to ("" when none or one of those), as run would take them
+// (claudeConfigDir, claudeSecureDir), with why run refuses one, for status
+// and doctor.
+func ClaudeStateDirs(l *config.Loaded, pol *policy.Policy) (dir, secure string, err error) {
 	if l.Paths.User == nil {
-		return "", nil
+		return "", "", nil
 	}
-	opts := baseLandlockOptions(pol, string(policy.BackendFanotify), l.Paths.User.Home, l.Paths, os.Getenv)
-	return claudeConfigDir(opts, os.Getenv)
+	return claudeStateDirs(pol, l.Paths.User.Home, l.Paths, os.Getenv)
 }
 
-func claudeRules(l *config.Loaded, pol *policy.Policy, compiled *policy.Compiled, home, configDir, envMemory, envAgentMemory string, mkdir bool) ([]api.RunRule, []string) {
+func claudeRules(l *config.Loaded, pol *policy.Policy, compiled *policy.Compiled, home, configDir, secureDir, envMemory, envAgentMemory string, mkdir bool) ([]api.RunRule, []string) {
 	if home == "" {
 		return nil, nil
 	}
@@ -94,6 +96,11 @@ func claudeRules(l *config.Loaded, pol *policy.Policy, compiled *policy.Compiled
 		// What the policy keeps read-only in ~/.claude, again in the
 		// moved state directory (first: its rules name the policy's).
 		res.Entries = append(claudestate.Moved(denyWritePatterns(pol), home, configDir), res.Entries...)
+		// The login moved on its own, kept as the policy keeps ~/.claude's
+		// (a user who lets the sandbox log in lets it there too).
+		if e, ok := claudestate.SecureStorage(home, secureDir); ok && loginProtected(compiled, home) {
+			res.Entries = append([]claudestate.Entry{e}, res.Entries...)
+		}
 		if mkdir {
 			// Claude Code makes a project's memory directory at every
 			// start there; made now, it exists when the backend marks it.
@@ -111,6 +118,16 @@ func claudeRules(l *config.Loaded, pol *policy.Policy, compiled *policy.Compiled
 	}
 	rules, notes := newRunRules(compiled, home, entries)
 	return rules, append(res.Uncovered, notes...)
+}
+
+// loginProtected says whether the policy keeps ~/.claude/.credentials.json
+// read-only (a default).
+func loginProtected(compiled *policy.Compiled, home string) bool {
+	if compiled == nil {
+		return false
+	}
+	_, ok := compiled.Write.Match(filepath.Join(home, ".claude", claudestate.Credentials))
+	return ok
 }
 
 // denyWritePatterns are pol's deny_write patterns (nil without a policy).

@@ -238,6 +238,10 @@ type runPlan struct {
 	// claudeDir is Claude Code's state directory moved by
 	// $CLAUDE_CONFIG_DIR (claudeConfigDir); "" for ~/.claude alone.
 	claudeDir string
+	// claudeSecure is the directory $CLAUDE_SECURESTORAGE_CONFIG_DIR
+	// moves Claude Code's login to (claudeSecureDir); "" when it stays in
+	// claudeDir or ~/.claude.
+	claudeSecure string
 	// userMemory and userAgentMemory are claudestate.MemoryOverrideEnv
 	// and RemoteMemoryEnv in the user's environment, which env replaces
 	// with the sandbox's own.
@@ -306,11 +310,12 @@ func planRun(f *cmdutil.Factory, opts *runOptions) (*runPlan, error) {
 		f.Warnf("%s", w)
 	}
 	// Claude Code's state moved by $CLAUDE_CONFIG_DIR gets every
-	// protection of ~/.claude, or the run does not start: a claude
-	// outside would run what the sandbox wrote there.
-	if os.Getenv(claudestate.ConfigDirEnv) != "" {
-		lopts := baseLandlockOptions(p.pol, string(policy.BackendFanotify), id.home, loaded.Paths, os.Getenv)
-		if p.claudeDir, err = claudeConfigDir(lopts, os.Getenv); err != nil {
+	// protection of ~/.claude, and its login moved by
+	// $CLAUDE_SECURESTORAGE_CONFIG_DIR that of ~/.claude's, or the run
+	// does not start: a claude outside would run what the sandbox wrote
+	// there, or send the user's prompts and code under another account.
+	if os.Getenv(claudestate.ConfigDirEnv) != "" || os.Getenv(claudestate.SecureStorageEnv) != "" {
+		if p.claudeDir, p.claudeSecure, err = claudeStateDirs(p.pol, id.home, loaded.Paths, os.Getenv); err != nil {
 			return nil, refusing(cmdutil.ExitPolicy, opts.Args[0], err)
 		}
 	}

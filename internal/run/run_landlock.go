@@ -391,8 +391,74 @@ func claudeConfigDir(opts landlock.Options, getenv func(string) string) (string,
 	if err != nil || d == "" {
 		return "", err
 	}
-	move := fmt.Sprintf("move Claude Code's state to a directory of your home that the sandbox cannot write (e.g. %s) or unset %s",
-		filepath.Join(home, ".claude-work"), claudestate.ConfigDirEnv)
+	return claudeStatePlace(opts, d, claudeState{
+		env:   claudestate.ConfigDirEnv,
+		what:  "Claude Code's settings, hooks and MCP servers",
+		plant: "the settings, hooks and MCP servers that a claude outside runs from there",
+		move:  "move Claude Code's state to a directory of your home that the sandbox cannot write",
+		eg:    ".claude-work",
+	})
+}
+
+// claudeStateDirs are claudeConfigDir and claudeSecureDir of getenv, the
+// latter checked against the domain with the former in it.
+func claudeStateDirs(pol *policy.Policy, home string, paths *config.Paths, getenv func(string) string) (dir, secure string, err error) {
+	opts := baseLandlockOptions(pol, string(policy.BackendFanotify), home, paths, getenv)
+	if dir, err = claudeConfigDir(opts, getenv); err != nil {
+		return "", "", err
+	}
+	if dir != "" {
+		opts = movedClaudeDir(opts, dir)
+	}
+	if secure, err = claudeSecureDir(opts, dir, getenv); err != nil {
+		return "", "", err
+	}
+	return dir, secure, nil
+}
+
+// claudeSecureDir is $CLAUDE_SECURESTORAGE_CONFIG_DIR of the user's
+// environment (claudestate.SecureStorageDir), where Claude Code keeps its
+// login (.credentials.json) in place of its state directory, configDir
+// (claudeConfigDir; "" for ~/.claude); "" when it is unset, empty or
+// one of those. It is an error where aigate cannot keep the login there
+// as it keeps ~/.claude's, given the domain opts (with configDir): the
+// places claudeConfigDir refuses, and beneath configDir, whose
+// subdirectories are writable as ~/.claude's are.
+func claudeSecureDir(opts landlock.Options, configDir string, getenv func(string) string) (string, error) {
+	home := filepath.Clean(opts.Home)
+	d, err := claudestate.SecureStorageDir(getenv(claudestate.SecureStorageEnv), home, configDir, filepath.EvalSymlinks)
+	if err != nil || d == "" {
+		return "", err
+	}
+	return claudeStatePlace(opts, d, claudeState{
+		env:   claudestate.SecureStorageEnv,
+		what:  "Claude Code's login (" + claudestate.Credentials + ")",
+		plant: "the login a claude outside sends its requests with",
+		move:  "move the login to a directory of your home that the sandbox cannot write",
+		eg:    ".claude-login",
+	})
+}
+
+// claudeState names, for claudeStatePlace's errors, a variable that
+// moves Claude Code's state a claude outside trusts.
+type claudeState struct {
+	env   string // the variable
+	what  string // what aigate keeps read-only there
+	plant string // what the sandbox could replace there
+	move  string // what to do instead, with an example directory eg
+	eg    string // beneath the home
+}
+
+// claudeStatePlace is d, the absolute directory that s.env names, where
+// it really is beneath the home; an error where aigate cannot keep it
+// read-only, given the domain opts: outside the home or the home itself
+// (nothing makes it or its parent read-only), or beneath a place the
+// sandbox may write (the project, a temp directory, the writable list,
+// ~/.claude's own subdirectories), where the sandbox could replace the
+// directory, or a file in it, wholesale.
+func claudeStatePlace(opts landlock.Options, d string, s claudeState) (string, error) {
+	home := filepath.Clean(opts.Home)
+	move := fmt.Sprintf("%s (e.g. %s) or unset %s", s.move, filepath.Join(home, s.eg), s.env)
 	// Where it really is: the LSM backend matches the resolved path, and
 	// a link in the home to a directory elsewhere protects nothing there.
 	if rd, err := filepath.EvalSymlinks(d); err == nil {
@@ -402,14 +468,14 @@ func claudeConfigDir(opts landlock.Options, getenv func(string) string) (string,
 		}
 		rel, rerr := filepath.Rel(rhome, rd)
 		if rerr != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return "", fmt.Errorf("$%s=%s leads to %s, not beneath your home %s: aigate keeps Claude Code's settings, hooks and MCP servers read-only only there; %s",
-				claudestate.ConfigDirEnv, d, rd, home, move)
+			return "", fmt.Errorf("$%s=%s leads to %s, not beneath your home %s: aigate keeps %s read-only only there; %s",
+				s.env, d, rd, home, s.what, move)
 		}
 		d = filepath.Join(home, rel)
 	}
 	if opts.Home == "" || !config.Within(d, home) || d == home {
-		return "", fmt.Errorf("$%s=%s is not beneath your home %s: aigate keeps Claude Code's settings, hooks and MCP servers read-only only there; %s",
-			claudestate.ConfigDirEnv, d, home, move)
+		return "", fmt.Errorf("$%s=%s is not beneath your home %s: aigate keeps %s read-only only there; %s",
+			s.env, d, home, s.what, move)
 	}
 	places := append(slices.Clip(opts.Writable), opts.Fixed...)
 	for _, w := range places {
@@ -417,8 +483,8 @@ func claudeConfigDir(opts landlock.Options, getenv func(string) string) (string,
 			w = filepath.Join(home, w)
 		}
 		if w = filepath.Clean(w); config.Within(d, w) && w != home {
-			return "", fmt.Errorf("$%s=%s is beneath %s, which the sandbox may write: a tool inside could replace the settings, hooks and MCP servers that a claude outside runs from there; %s",
-				claudestate.ConfigDirEnv, d, w, move)
+			return "", fmt.Errorf("$%s=%s is beneath %s, which the sandbox may write: a tool inside could replace %s; %s",
+				s.env, d, w, s.plant, move)
 		}
 	}
 	return d, nil
