@@ -3,6 +3,7 @@
 package usersock
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestFind: the sockets of the user at the depths asked, none deeper,
@@ -65,13 +68,43 @@ func TestFindStatsOnlyWhatItEnters(t *testing.T) {
 		}
 	}
 	var stats []string
-	lstat = func(p string, st *syscall.Stat_t) error {
-		stats = append(stats, p)
-		return syscall.Lstat(p, st)
+	orig := statAt
+	statAt = func(fd int, dir, name string, st *unix.Stat_t) error {
+		stats = append(stats, filepath.Join(dir, name))
+		return orig(fd, dir, name, st)
 	}
-	t.Cleanup(func() { lstat = syscall.Lstat })
+	t.Cleanup(func() { statAt = orig })
 	Find(os.Getuid(), []Place{{Dir: filepath.Join(root, "tmp"), Depth: 2}})
 	if want := []string{filepath.Join(root, "tmp", "go-build1")}; !slices.Equal(stats, want) {
 		t.Errorf("stat'ed %d paths %v, want %v", len(stats), stats, want)
+	}
+}
+
+// TestFindLargeDirectory: a directory whose listing takes several reads
+// of the walk's buffer is read to its end; every socket among its
+// thousands of files is found, none of them.
+func TestFindLargeDirectory(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "tmp", "tmux-1")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 3000 {
+		p := filepath.Join(dir, fmt.Sprintf("entry-with-a-rather-long-name-%04d", i))
+		if i%100 == 7 {
+			if err := syscall.Mknod(p, syscall.S_IFSOCK|0o600, 0); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, p)
+			continue
+		}
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, more := Find(os.Getuid(), []Place{{Dir: filepath.Join(root, "tmp"), Depth: 2}})
+	if !slices.Equal(got, want) || more {
+		t.Errorf("Find = %d sockets %v (more %t), want the %d of %v", len(got), got, more, len(want), want)
 	}
 }
