@@ -93,6 +93,7 @@ run() {
 if [ "$host" = 1 ]; then
 	run internal/fanotify 'Open/.*/^(unmarked|ignored)$' 20000x
 	run internal/fanotify 'Open/.*/^(child-event|marked|exec-binary)$' 2000x
+	run internal/fanotify 'RoundTripFloor' 2000x
 	run internal/fanotify 'ExecFS' 300x
 	run internal/fanotify 'TmpChurn/^(trees|above|in-tmp)$' 20000x
 	run internal/loader 'NetConnect' 20000x
@@ -137,6 +138,7 @@ describe() {
 		exec-binary) what="deny_exec binary opened for reading (round trip, allowed; inside: the dynamic loader check, from what the loaders know)" ;;
 		esac
 		echo "fanotify open+close|$what, $where a sandbox|no aigate" ;;
+	BenchmarkRoundTripFloor) echo "fanotify open+close|file marked by a bare group of the benchmark's own whose reader answers every event at once (no aigate: the floor under the round trips above)|no mark" ;;
 	BenchmarkExecFS/*-noignore) local where=${1##*/}; echo "fanotify exec|fork+exec+wait of true, ${where%-noignore} a sandbox with a deny_exec binary (every writable filesystem marked for execs, no ignore marks: the backend before issue #15's)|the same backend and sandbox without the filesystem exec marks" ;;
 	BenchmarkExecFS/*) echo "fanotify exec|fork+exec+wait of true, ${1##*/} a sandbox with a deny_exec binary (every writable filesystem marked for execs; /usr/bin, only root's, ignored)|the same backend and sandbox without the filesystem exec marks" ;;
 	BenchmarkTmpChurn/trees) echo "fanotify watcher|create+unlink of a file in /tmp by a process outside every sandbox, the sandbox's deny_write path in the project|no aigate" ;;

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"golang.org/x/sys/unix"
 )
@@ -155,4 +156,50 @@ func TestRestoreFreesReplacementRules(t *testing.T) {
 		}
 	}
 	e.noEvent()
+}
+
+// A deny_write inode whose number a file at another write-protected path
+// has taken (the state a reuse leaves, made certain as reuseIno does: the
+// entry of ci.yaml, rules and handle, moved to app.lock's number). The
+// reader skips the handle check for a read there (the path has a write
+// rule of its own: allowed either way) but makes it for a write: the
+// write is refused under app.lock's own rule, not ci.yaml's, as when
+// every open checked the handle first.
+func TestReusedWriteInodeLazyCheck(t *testing.T) {
+	e := newEnv(t, nil)
+	cfg := e.write(filepath.Join(e.project, "ci.yaml"), "x")
+	lock := e.write(filepath.Join(e.project, "app.lock"), "y")
+	s := e.sandbox(policy.Policy{DenyWrite: rules("ci.yaml", "*.lock")})
+	var cst, lst unix.Stat_t
+	if err := unix.Stat(cfg, &cst); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(lock, &lst); err != nil {
+		t.Fatal(err)
+	}
+	e.b.mu.RLock()
+	in := e.b.sandboxes[s.ID]
+	e.b.mu.RUnlock()
+	p := in.plan
+	p.inoMu.Lock()
+	r, id := p.inodes[keyOf(&cst)], p.ids[keyOf(&cst)]
+	p.inodes[keyOf(&lst)], p.ids[keyOf(&lst)] = r, id
+	p.inoMu.Unlock()
+	if r.write == 0 || r.read != 0 || r.exec != 0 || id == "" {
+		t.Fatalf("ci.yaml's recorded entry is %+v, handle %q: want a write rule alone and a handle, or the test proves nothing", r, id)
+	}
+	lockRule, _ := s.Policy.Write.Match(lock)
+	if lockRule == 0 || lockRule == r.write {
+		t.Fatalf("app.lock's rule by path is %d, ci.yaml's %d: want two different rules", lockRule, r.write)
+	}
+	if got := e.run(s, "open", lock, "r"); got != "ok" {
+		t.Fatalf("sandboxed read of %s: %s, want ok", lock, got)
+	}
+	e.noEvent()
+	if got := e.run(s, "open", lock, "w"); got != "EPERM" {
+		t.Fatalf("sandboxed write of %s: %s, want EPERM", lock, got)
+	}
+	if ev := e.event(); ev.Path != lock || ev.Op != events.OpWrite || policy.RuleID(ev.Rule) != lockRule {
+		t.Fatalf("event %+v, want a write of %s under rule %d (app.lock's), not %d (ci.yaml's)", ev, lock, lockRule, r.write)
+	}
 }

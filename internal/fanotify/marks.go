@@ -579,9 +579,22 @@ func (p *plan) execPaths() []string {
 // for an inode with rules: the other opens pay nothing. fd -1: the rules
 // recorded, unchecked.
 func (p *plan) rulesOf(key inodeKey, fd int) fileRules {
+	r, id := p.recorded(key)
+	return confirmRules(r, id, fd)
+}
+
+// recorded returns the rules and file handle recorded for inode key,
+// unchecked: rulesOf is recorded, then confirmRules.
+func (p *plan) recorded(key inodeKey) (fileRules, string) {
 	p.inoMu.RLock()
-	r, id := p.inodes[key], p.ids[key]
-	p.inoMu.RUnlock()
+	defer p.inoMu.RUnlock()
+	return p.inodes[key], p.ids[key]
+}
+
+// confirmRules returns r, recorded with handle id, if fd is open on that
+// file, and no rules if the handle read from fd says another file has
+// its number (rulesOf).
+func confirmRules(r fileRules, id string, fd int) fileRules {
 	if r.any() && id != "" {
 		if now := fileID(fd); now != "" && now != id {
 			return fileRules{}

@@ -124,9 +124,13 @@ func (c *syscallFiles) blocked(tid int, deadline time.Time) (string, error) {
 }
 
 // parseSyscall decodes a /proc/TID/syscall line: "NR ARG0 ... ARG5 SP PC".
+// It runs on the reader for every deny_write file opened in a sandbox,
+// while the opener waits: the fields are found in place (asciiFields),
+// where strings.Fields allocated a slice per line (0.27 us of the round
+// trip here, bench/results.md).
 func parseSyscall(line string, table syscallTable) accessKind {
-	f := strings.Fields(line)
-	if len(f) < 7 {
+	var f [7]string
+	if asciiFields(line, f[:]) < len(f) {
 		return accessUnknown // "running" or "-1 SP PC": not in a system call
 	}
 	nr, err := strconv.Atoi(f[0])
@@ -147,6 +151,32 @@ func parseSyscall(line string, table syscallTable) accessKind {
 		return accessUnknown
 	}
 	return accessFromFlags(flags)
+}
+
+// asciiFields stores the first len(out) fields of line, separated by runs
+// of ASCII white space, in out and returns how many it stored: the first
+// fields of strings.Fields(line) for the kernel's ASCII lines, without
+// allocating.
+func asciiFields(line string, out []string) int {
+	n := 0
+	for i := 0; i < len(line) && n < len(out); {
+		for i < len(line) && asciiSpace(line[i]) {
+			i++
+		}
+		start := i
+		for i < len(line) && !asciiSpace(line[i]) {
+			i++
+		}
+		if i > start {
+			out[n] = line[start:i]
+			n++
+		}
+	}
+	return n
+}
+
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 // accessFromFlags: O_TRUNC destroys the content even with O_RDONLY.
