@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/unixdiag"
 )
 
 // Sizes of aigate.h (enum aigate_unix_size) and unixmatch.h's kprobes.
@@ -243,4 +244,43 @@ func (n *Net) UnixSockets() error {
 		return nil
 	}
 	return n.unixErr
+}
+
+// SandboxBound reports whether the socket file found at the absolute path
+// name, whose device and inode number stat(2) gave as dev and ino, is the
+// name of a live socket that a process of sandbox cgroupID bound itself
+// under that name: the socket unix_bound records for the name (by its
+// inode number) is alive in the kernel's socket table (unix_diag, in the
+// network namespace of process pid) and bound to that very file. So a
+// name the sandbox bound whose socket is closed, or whose file another
+// socket's replaced (an outsider's server), is not; and no outsider's
+// socket can be bound to the sandbox's socket file. The agent asks it of
+// a refused connect whose name it finds a socket at: tmux's server
+// inside binds the name its client was refused a moment before.
+func (n *Net) SandboxBound(cgroupID uint64, pid uint32, name string, dev, ino uint64) (bool, error) {
+	k := netUnixUnixBoundKey{CgroupId: cgroupID}
+	if n.unix == nil || !strings.HasPrefix(name, "/") || len(name) >= len(k.N.Name) {
+		return false, nil // relative names are never learned (sockunix.c)
+	}
+	copyName(&k.N, name)
+	var v netUnixUnixBoundVal
+	if err := n.unix.objs.UnixBound.Lookup(&k, &v); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("look up bound unix name %s: %w", name, err)
+	}
+	nl, err := unixdiag.OpenFor(pid)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(nl)
+	s, err := unixdiag.Get(nl, uint32(v.Ino), unixdiag.ShowVFS)
+	if errors.Is(err, unixdiag.ErrNotFound) {
+		return false, nil // closed since
+	}
+	if err != nil {
+		return false, fmt.Errorf("unix socket bound at %s: %w", name, err)
+	}
+	return s.Bound && s.FileIno == uint32(ino) && s.FileDev == unixdiag.KernelDev(dev), nil
 }

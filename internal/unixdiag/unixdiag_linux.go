@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/netns"
 )
 
 // What to ask for (UDIAG_SHOW_*), and the answer's attributes.
@@ -147,4 +149,36 @@ func parseNetlink(b []byte) ([]netlinkMsg, error) {
 // own encoding, the one unix_diag reports.
 func KernelDev(dev uint64) uint32 {
 	return unix.Major(dev)<<20 | unix.Minor(dev)
+}
+
+// OpenFor opens a sock_diag socket in the network namespace of process
+// pid, where the sockets it binds live; in the caller's own when pid is
+// gone (or 0).
+func OpenFor(pid uint32) (int, error) {
+	if pid == 0 {
+		return Open()
+	}
+	ns, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return Open()
+	}
+	if err != nil {
+		return -1, fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	defer unix.Close(ns)
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(ns, &theirs); err != nil {
+		return -1, fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	if err := unix.Stat("/proc/thread-self/ns/net", &ours); err != nil {
+		return -1, fmt.Errorf("own network namespace: %w", err)
+	}
+	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
+		return Open()
+	}
+	s, err := netns.OpenIn(ns, Open)
+	if err != nil {
+		return -1, fmt.Errorf("in the network namespace of pid %d: %w", pid, err)
+	}
+	return s, nil
 }
