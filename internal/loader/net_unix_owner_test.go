@@ -87,9 +87,17 @@ func TestNetUnixSandboxBound(t *testing.T) {
 		unixListener(t, env, "unix", name)
 	}
 
-	// The sandbox's own server, bound after its client's refusal.
+	// The sandbox's own server, bound after its client's refusal: asked
+	// as the agent asks, with the event's cgroup and name.
+	if got, _ := env.run(g, "unix "+p("own.sock")); got[0] != unix.ENOENT {
+		t.Fatalf("connect to a name where nothing is: errno %d, want ENOENT", got[0])
+	}
+	ev := nextEvents(t, n.Events(), 1)[0]
+	if ev.Path != p("own.sock") || ev.CgroupID != g.ID {
+		t.Fatalf("refusal event: %+v, want path %s, cgroup %d", ev, p("own.sock"), g.ID)
+	}
 	pid, _ := env.holdUnix(g, p("own.sock"))
-	if !bound(g.ID, pid, p("own.sock")) {
+	if !bound(ev.CgroupID, pid, ev.Path) {
 		t.Errorf("the sandbox's own live socket is not its own")
 	}
 	if bound(other.ID, pid, p("own.sock")) {
