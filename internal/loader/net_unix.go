@@ -248,15 +248,17 @@ func (n *Net) UnixSockets() error {
 
 // SandboxBound reports whether the socket file found at the absolute path
 // name, whose device and inode number stat(2) gave as dev and ino, is the
-// name of a live socket that a process of sandbox cgroupID bound itself
-// under that name: the socket unix_bound records for the name (by its
-// inode number) is alive in the kernel's socket table (unix_diag, in the
-// network namespace of process pid) and bound to that very file. So a
-// name the sandbox bound whose socket is closed, or whose file another
-// socket's replaced (an outsider's server), is not; and no outsider's
-// socket can be bound to the sandbox's socket file. The agent asks it of
-// a refused connect whose name it finds a socket at: tmux's server
-// inside binds the name its client was refused a moment before.
+// sandbox's own: a process of sandbox cgroupID bound that name (unix_bound
+// records the socket, by its inode number), and either that socket is
+// alive in the kernel's socket table (unix_diag, in the network namespace
+// of process pid) and bound to that very file, or it is closed and no
+// live socket holds the file found (a socket file without a socket
+// reaches nothing: a connect is refused, and no bind takes it over). So
+// an outsider's live socket at the name, even in place of the sandbox's
+// live one, is not. The agent asks it of a refused connect whose name it
+// finds a socket at: tmux's server inside binds the name its client was
+// refused a moment before, and may be gone again, leaving its file, by
+// the time a late agent looks.
 func (n *Net) SandboxBound(cgroupID uint64, pid uint32, name string, dev, ino uint64) (bool, error) {
 	k := netUnixUnixBoundKey{CgroupId: cgroupID}
 	if n.unix == nil || !strings.HasPrefix(name, "/") || len(name) >= len(k.N.Name) {
@@ -277,7 +279,12 @@ func (n *Net) SandboxBound(cgroupID uint64, pid uint32, name string, dev, ino ui
 	defer unix.Close(nl)
 	s, err := unixdiag.Get(nl, uint32(v.Ino), unixdiag.ShowVFS)
 	if errors.Is(err, unixdiag.ErrNotFound) {
-		return false, nil // closed since
+		// Closed since (or no unix_diag: then the dump fails too).
+		held, err := unixdiag.FileHeld(nl, dev, ino)
+		if err != nil {
+			return false, fmt.Errorf("unix socket file %s: %w", name, err)
+		}
+		return !held, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("unix socket bound at %s: %w", name, err)

@@ -104,6 +104,58 @@ func Get(nl int, ino uint32, show uint32) (Socket, error) {
 	return Socket{}, errors.New("sock_diag: no answer")
 }
 
+// FileHeld reports whether a live socket (in nl's network namespace) is
+// bound to the file of inode number ino on device dev (stat(2)'s
+// encoding): the kernel lists every unix socket, with the file of each.
+// A socket file no socket holds reaches nothing: a connect to it is
+// refused, and no bind can take it over (bind makes a new file).
+func FileHeld(nl int, dev, ino uint64) (bool, error) {
+	req := make([]byte, unix.NLMSG_HDRLEN+reqLen)
+	ne := binary.NativeEndian
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint32(req[8:], 2) // sequence
+	r := req[unix.NLMSG_HDRLEN:]
+	r[0] = unix.AF_UNIX
+	ne.PutUint32(r[4:], ^uint32(0)) // every state
+	ne.PutUint32(r[12:], ShowVFS)
+	if err := unix.Sendto(nl, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return false, fmt.Errorf("sock_diag dump request: %w", err)
+	}
+	kdev, found := KernelDev(dev), false
+	buf := make([]byte, 32<<10)
+	for {
+		n, _, err := unix.Recvfrom(nl, buf, 0)
+		if err != nil {
+			return false, fmt.Errorf("sock_diag dump: %w", err)
+		}
+		msgs, err := parseNetlink(buf[:n])
+		if err != nil {
+			return false, err
+		}
+		for _, m := range msgs {
+			switch m.typ {
+			case unix.NLMSG_DONE:
+				return found, nil
+			case unix.NLMSG_ERROR:
+				if len(m.data) < 4 {
+					return false, errors.New("sock_diag: short error message")
+				}
+				return false, fmt.Errorf("sock_diag dump: %w", unix.Errno(-int32(ne.Uint32(m.data))))
+			case unix.SOCK_DIAG_BY_FAMILY:
+				if len(m.data) < msgLen {
+					return false, errors.New("sock_diag: short answer")
+				}
+				s := parseAttrs(m.data[msgLen:])
+				// Read to the end even when found: the dump's
+				// rest would be the next question's answer.
+				found = found || s.Bound && s.FileIno == uint32(ino) && s.FileDev == kdev
+			}
+		}
+	}
+}
+
 func parseAttrs(a []byte) Socket {
 	ne := binary.NativeEndian
 	var s Socket

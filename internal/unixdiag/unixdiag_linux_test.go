@@ -61,6 +61,25 @@ func TestGet(t *testing.T) {
 	if _, err := Get(nl, cino, ShowVFS); !errors.Is(err, ErrNotFound) {
 		t.Errorf("closed socket: %v, want ErrNotFound", err)
 	}
+
+	// A file only while its socket lives.
+	if held, err := FileHeld(nl, st.Dev, st.Ino); err != nil || !held {
+		t.Errorf("the listener's file: held %v, %v", held, err)
+	}
+	// An accepted socket shares its listener's file: close both.
+	a.Close()
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if err := unix.Stat(name, &st); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := FileHeld(nl, st.Dev, st.Ino); err != nil || held {
+		t.Errorf("the closed listener's file: held %v, %v", held, err)
+	}
+	// The socket still answers one question after a dump.
+	if _, err := Get(nl, cino, ShowVFS); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after a dump: %v, want ErrNotFound", err)
+	}
 }
 
 func sockIno(t *testing.T, c interface {
