@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -148,5 +149,44 @@ func TestNetUnixSandboxBound(t *testing.T) {
 	if bound(g.ID, pid, p("taken.sock")) {
 		t.Errorf("an outsider's socket the sandbox failed to bind over counts as its own")
 	}
+
+	// The sandbox ends (its names leave unix_bound) before a late agent
+	// looks: the file its closed socket left is still its own, an
+	// outsider's live socket there is not.
+	pid, stop = env.holdUnix(g, p("late.sock"))
+	stop()
+	if err := env.rules[7].remove(); err != nil {
+		t.Fatal(err)
+	}
+	if !bound(g.ID, pid, p("late.sock")) {
+		t.Errorf("the file a socket of an ended sandbox left is not its own")
+	}
+	outsider(p("late.sock"))
+	if bound(g.ID, pid, p("late.sock")) {
+		t.Errorf("an outsider's socket at a name an ended sandbox had bound counts as its own")
+	}
 	drain(n.Events())
+}
+
+// TestUnixEndedNames: the names of a sandbox that ended are kept for
+// endedKeep, path names only, and only the sandbox's own.
+func TestUnixEndedNames(t *testing.T) {
+	var u netUnix
+	key := func(cg uint64, name string, abstract bool) netUnixUnixBoundKey {
+		k := netUnixUnixBoundKey{CgroupId: cg}
+		copyName(&k.N, name)
+		if abstract {
+			k.N.Abstract = uint32(len(name))
+		}
+		return k
+	}
+	t0 := time.Now()
+	u.remember(1, []netUnixUnixBoundKey{key(1, "/tmp/a/default", false), key(1, "bus", true)}, t0)
+	if !u.endedBound(1, "/tmp/a/default") || u.endedBound(2, "/tmp/a/default") || u.endedBound(1, "bus") || u.endedBound(1, "/tmp/a/def") {
+		t.Errorf("after the end: %+v", u.ended)
+	}
+	u.remember(2, []netUnixUnixBoundKey{key(2, "/tmp/b", false)}, t0.Add(endedKeep+time.Second))
+	if u.endedBound(1, "/tmp/a/default") || !u.endedBound(2, "/tmp/b") {
+		t.Errorf("after endedKeep: %+v", u.ended)
+	}
 }
