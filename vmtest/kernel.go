@@ -130,7 +130,9 @@ const modulesStamp = "LIST"
 // testModules are modules the tests need that Debian's kernels build as
 // modules and the guest, without the kernel's /lib/modules, cannot load on
 // demand: unix_diag answers the agent's sock_diag question of who holds a
-// client's end of a connection before Linux 6.5 (api.PeerOf). They have
+// client's end of a connection before Linux 6.5 (api.PeerOf), and whether
+// a socket found at a refused unix name is the sandbox's own
+// (loader.Net.SandboxBound, 6.7 and later). They have
 // their own stamp, so that entries cached before them (and runs of older
 // trees, which check only modulesStamp) stay valid: they are added to an
 // entry that lacks them.

@@ -463,7 +463,7 @@ func (a *Agent) handle(e events.Event) {
 	}
 	// Quiet refusals are taken off the backend's counters; Landlock's
 	// are in none of them (counted apart, landlockaudit.go).
-	if e.Backend != llaudit.Backend && unreachableUnix(&e) {
+	if e.Backend != llaudit.Backend && unreachableUnix(&e, a.ownUnix) {
 		a.quiet.add(&e)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/enforce"
@@ -23,17 +24,29 @@ import (
 //
 // Precisely: a KindNet/OpUnix event for a path name (not an abstract
 // "@name") whose target, looked up from the refused process's root and
-// working directory, does not exist or is not a socket. A socket file
-// stays a violation even without a listener (it may get one), and so does
-// every event whose process is gone before the lookup (nothing to look
-// from but the agent's own view, used for absolute names only).
+// working directory, does not exist, is not a socket, or is a socket file
+// that a live socket of the refused process's own sandbox bound itself
+// (enforce.UnixOwner). The last is a program that starts its own server
+// when the connect finds none: tmux's server inside binds the name within
+// milliseconds of its client's refused connect, before the agent reads
+// the event (issue 10). The backend tells that by the file's device and
+// inode, not by its name, so an outsider's socket at a name the sandbox
+// bound before stays a violation. A socket file stays a violation even
+// without a listener (it may get one), and so does every event whose
+// process is gone before the lookup (nothing to look from but the agent's
+// own view, used for absolute names only).
 
 // afterRootCheck, when a test sets it, runs between the check that the
 // refused process is still there and the lookup of the name from it.
 var afterRootCheck func()
 
-// unreachableUnix reports whether e is such a refusal.
-func unreachableUnix(e *events.Event) bool {
+// ownSocket reports whether the socket file of device dev and inode ino,
+// found at e's name, is one e's sandbox bound itself.
+type ownSocket func(e *events.Event, dev, ino uint64) bool
+
+// unreachableUnix reports whether e is such a refusal; own (nil: none is
+// the sandbox's) is asked about a socket found.
+func unreachableUnix(e *events.Event, own ownSocket) bool {
 	if e.Kind != events.KindNet || e.Op != events.OpUnix || e.Path == "" || e.Path[0] == '@' {
 		return false
 	}
@@ -79,7 +92,30 @@ func unreachableUnix(e *events.Event) bool {
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return true
 	}
-	return err == nil && st.Mode&unix.S_IFMT != unix.S_IFSOCK
+	if err != nil {
+		return false
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return true
+	}
+	return own != nil && own(e, st.Dev, st.Ino)
+}
+
+// ownUnix is the agent's ownSocket: the backend's answer
+// (enforce.UnixOwner); a backend without one, or one that cannot tell,
+// says no, and the refusal is reported.
+func (a *Agent) ownUnix(e *events.Event, dev, ino uint64) bool {
+	o, ok := a.be.(enforce.UnixOwner)
+	if !ok {
+		return false
+	}
+	own, err := o.SandboxBound(e.CgroupID, e.TGID, e.Path, dev, ino)
+	if err != nil {
+		a.log.Warn("unix refusal: cannot tell whether the socket found is the sandbox's own; reported",
+			zap.String("path", e.Path), zap.Error(err))
+		return false
+	}
+	return own
 }
 
 // quietCounts are the refusals the agent did not count as violations, to

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 )
@@ -37,7 +39,7 @@ func TestUnreachableUnix(t *testing.T) {
 		{"an absolute name of a process that is gone", events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: filepath.Join(dir, "nowhere"), TGID: 1 << 30}, true},
 		{"a file read", events.Event{Kind: events.KindFile, Op: events.OpRead, Path: filepath.Join(dir, "nowhere"), TGID: self}, false},
 	} {
-		if got := unreachableUnix(&tc.e); got != tc.want {
+		if got := unreachableUnix(&tc.e, nil); got != tc.want {
 			t.Errorf("%s: unreachable = %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -66,11 +68,65 @@ func TestUnreachableUnixProcessExits(t *testing.T) {
 			cmd.Process.Kill()
 			cmd.Wait()
 		}
-		got := unreachableUnix(&events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: tc.path, TGID: uint32(cmd.Process.Pid)})
+		got := unreachableUnix(&events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: tc.path, TGID: uint32(cmd.Process.Pid)}, nil)
 		afterRootCheck = nil
 		if got != tc.want {
 			t.Errorf("%s: unreachable = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestUnreachableUnixOwnSocket: a refused name where, by the time the
+// agent looks, a socket the sandbox bound itself is (tmux's server inside,
+// started on its client's refusal) is quiet; the backend is asked about
+// the file found there, so an outsider's socket put in its place is a
+// violation, as is any socket when the backend cannot tell.
+func TestUnreachableUnixOwnSocket(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "default")
+	e := events.Event{Kind: events.KindNet, Op: events.OpUnix, Path: name, TGID: uint32(os.Getpid()), CgroupID: 42}
+	// The sandbox's server binds the name after the refusal; the backend
+	// knows the file its bind made.
+	ln, err := net.Listen("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bound unix.Stat_t
+	if err := unix.Stat(name, &bound); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	own := func(ev *events.Event, dev, ino uint64) bool {
+		asked = append(asked, ev.Path)
+		return ev.CgroupID == 42 && dev == bound.Dev && ino == bound.Ino
+	}
+	if !unreachableUnix(&e, own) {
+		t.Errorf("the sandbox's own socket, bound after the refusal: reported")
+	}
+	if unreachableUnix(&e, nil) {
+		t.Errorf("a socket, with no backend to tell whose: quiet")
+	}
+	// An outsider's server takes the name; the sandbox's socket lives on
+	// (bound to the unlinked file, whose inode number is not free yet).
+	defer ln.Close()
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	ln2, err := net.Listen("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	if unreachableUnix(&e, own) {
+		t.Errorf("an outsider's socket in place of the sandbox's: quiet")
+	}
+	if len(asked) != 2 || asked[0] != name || asked[1] != name {
+		t.Errorf("the backend was asked about %q, want %s twice", asked, name)
+	}
+	// Nothing there is quiet without asking.
+	ln2.Close()
+	if !unreachableUnix(&e, own) || len(asked) != 2 {
+		t.Errorf("no socket: quiet %v, asked %q", unreachableUnix(&e, own), asked)
 	}
 }
 

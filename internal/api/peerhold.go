@@ -3,7 +3,6 @@
 package api
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/netns"
+	"github.com/aigate-dev/aigate/internal/unixdiag"
 )
 
 // Before Linux 6.5 the socket names its peer only by pid, and the pid may
@@ -27,14 +27,6 @@ import (
 // SO_PEERPIDFD. Only tests set it, so that hosts with Linux 6.5 or later
 // run the older kernels' path too.
 const noPeerPidfdEnv = "AIGATE_TEST_NO_PEERPIDFD"
-
-// The sock_diag request and answer for AF_UNIX (linux/unix_diag.h).
-const (
-	udiagShowPeer  = 0x4 // UDIAG_SHOW_PEER
-	unixDiagPeer   = 2   // UNIX_DIAG_PEER
-	unixDiagReqLen = 24  // struct unix_diag_req
-	unixDiagMsgLen = 16  // struct unix_diag_msg
-)
 
 // holdsConn says whether process pid holds the other end of the connected
 // unix socket fd: nil if it does, an error wrapping ErrPeerGone if not.
@@ -90,91 +82,18 @@ func peerInode(fd int) (uint32, error) {
 		return 0, err
 	}
 	defer unix.Close(nl)
-
-	req := make([]byte, unix.NLMSG_HDRLEN+unixDiagReqLen)
-	ne := binary.NativeEndian
-	ne.PutUint32(req[0:], uint32(len(req)))
-	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(req[6:], unix.NLM_F_REQUEST)
-	ne.PutUint32(req[8:], 1) // sequence
-	r := req[unix.NLMSG_HDRLEN:]
-	r[0] = unix.AF_UNIX
-	ne.PutUint32(r[4:], ^uint32(0)) // every state
-	ne.PutUint32(r[8:], uint32(st.Ino))
-	ne.PutUint32(r[12:], udiagShowPeer)
-	ne.PutUint32(r[16:], ^uint32(0)) // no cookie to check
-	ne.PutUint32(r[20:], ^uint32(0))
-	if err := unix.Sendto(nl, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, fmt.Errorf("sock_diag request: %w", err)
-	}
-	buf := make([]byte, 8192)
-	n, _, err := unix.Recvfrom(nl, buf, 0)
-	if err != nil {
-		return 0, fmt.Errorf("sock_diag answer: %w", err)
-	}
-	msgs, err := parseNetlink(buf[:n])
+	s, err := unixdiag.Get(nl, uint32(st.Ino), unixdiag.ShowPeer)
 	if err != nil {
 		return 0, err
 	}
-	for _, m := range msgs {
-		switch m.typ {
-		case unix.NLMSG_ERROR:
-			if len(m.data) < 4 {
-				return 0, errors.New("sock_diag: short error message")
-			}
-			return 0, fmt.Errorf("sock_diag: %w", unix.Errno(-int32(ne.Uint32(m.data))))
-		case unix.SOCK_DIAG_BY_FAMILY:
-			if len(m.data) < unixDiagMsgLen {
-				return 0, errors.New("sock_diag: short answer")
-			}
-			if got := ne.Uint32(m.data[4:]); got != uint32(st.Ino) {
-				return 0, fmt.Errorf("sock_diag: answer for socket %d, asked for %d", got, st.Ino)
-			}
-			for a := m.data[unixDiagMsgLen:]; len(a) >= 4; {
-				l := int(ne.Uint16(a[0:]))
-				if l < 4 || l > len(a) {
-					break
-				}
-				if ne.Uint16(a[2:]) == unixDiagPeer && l >= 8 {
-					return ne.Uint32(a[4:]), nil
-				}
-				a = a[min(len(a), (l+3)&^3):]
-			}
-			return 0, nil // no peer attribute: not connected
-		}
-	}
-	return 0, errors.New("sock_diag: no answer")
-}
-
-type netlinkMsg struct {
-	typ  uint16
-	data []byte
-}
-
-func parseNetlink(b []byte) ([]netlinkMsg, error) {
-	var out []netlinkMsg
-	for len(b) >= unix.NLMSG_HDRLEN {
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < unix.NLMSG_HDRLEN || l > len(b) {
-			return nil, fmt.Errorf("sock_diag: bad message length %d", l)
-		}
-		out = append(out, netlinkMsg{typ: binary.NativeEndian.Uint16(b[4:]), data: b[unix.NLMSG_HDRLEN:l]})
-		b = b[min(len(b), (l+3)&^3):]
-	}
-	return out, nil
+	return s.Peer, nil
 }
 
 // diagSocket opens a sock_diag socket in the network namespace of the
 // socket fd: the kernel looks sockets up only in the asker's namespace,
 // and the agent's end of a connection lives in the client's.
 func diagSocket(fd int) (int, error) {
-	open := func() (int, error) {
-		s, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-		if err != nil {
-			return -1, fmt.Errorf("sock_diag socket: %w", err)
-		}
-		return s, nil
-	}
+	open := unixdiag.Open
 	ns, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
 	if errors.Is(err, unix.EPERM) {
 		// Not root (the agent is): it could not enter another

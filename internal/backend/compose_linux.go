@@ -175,6 +175,16 @@ func (c *Composite) UnixSockets() string {
 	return loader.UnixSocketEnforcement()
 }
 
+// SandboxBound implements enforce.UnixOwner: the network part's, which
+// records the names bound where it confines unix sockets (not under the
+// LSM, whose events name a socket the kernel found at the connect).
+func (c *Composite) SandboxBound(cgroupID uint64, pid uint32, name string, dev, ino uint64) (bool, error) {
+	if o, ok := c.net.(enforce.UnixOwner); ok {
+		return o.SandboxBound(cgroupID, pid, name, dev, ino)
+	}
+	return false, nil
+}
+
 // RefusalsReported implements enforce.RefusalReporter: the network part's
 // sys_exit program reports the calls Landlock may have refused, for
 // either file backend.

@@ -528,6 +528,15 @@ func (e *Egress) Close() error {
 	return e.closeErr
 }
 
+// SandboxBound implements enforce.UnixOwner: the network object's, which
+// confines unix sockets by name (false where it does not).
+func (e *Egress) SandboxBound(cgroupID uint64, pid uint32, name string, dev, ino uint64) (bool, error) {
+	if o, ok := e.net.(enforce.UnixOwner); ok {
+		return o.SandboxBound(cgroupID, pid, name, dev, ino)
+	}
+	return false, nil
+}
+
 // RefusalsReported implements enforce.RefusalReporter: the network
 // object's sys_exit program sends the calls Landlock may have refused.
 func (e *Egress) RefusalsReported() error {

@@ -116,6 +116,17 @@ type UnixSockets interface {
 	UnixSockets() string
 }
 
+// UnixOwner is implemented by a backend that records the unix socket
+// names its sandboxes bind (the fanotify backend's network object).
+// SandboxBound reports whether the socket file at the absolute path name,
+// of device dev and inode number ino (as stat(2) gives them), is bound by
+// a live socket that a process of sandbox cgroupID bound itself; pid is
+// the process whose refusal is looked into (its network namespace holds
+// the socket). An error means it could not tell.
+type UnixOwner interface {
+	SandboxBound(cgroupID uint64, pid uint32, name string, dev, ino uint64) (bool, error)
+}
+
 // RefusalReporter is implemented by a backend that sends the calls of
 // sandboxed tasks that Landlock may have refused as candidates
 // (events.Event.Refused), for the agent to judge. RefusalsReported is

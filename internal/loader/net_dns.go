@@ -124,7 +124,7 @@ func (n *Net) removeDNS(policyID uint32) error {
 	if err := n.ClearDNSProxy(policyID); err != nil {
 		errs = append(errs, err)
 	}
-	err := dropMarked[netAddrUseKey, int64](n.objs.AddrUsePolicies, policyID, n.objs.AddrUse,
+	_, err := dropMarked[netAddrUseKey, int64](n.objs.AddrUsePolicies, policyID, n.objs.AddrUse,
 		func(k *netAddrUseKey) bool { return k.PolicyId == policyID })
 	if err != nil {
 		errs = append(errs, fmt.Errorf("drop use counts: %w", err))

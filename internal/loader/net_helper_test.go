@@ -63,6 +63,9 @@ func init() {
 //	unixselfgram NAME   bind a datagram socket to NAME, sendto it from another
 //	unixtaken NAME      bind NAME, expecting EADDRINUSE (1003 otherwise),
 //	                    then connect to it
+//	unixhold NAME       bind and listen on a stream socket at NAME, print the
+//	                    errno, hold the socket until stdin closes (the file
+//	                    stays)
 //	uring MODE OP ARG   the operation through io_uring (net_uring_test.go)
 //	serve PROTO ADDR:PORT  listen (tcp) or bind (udp) there, print the errno
 //	                    and the port, hold the socket until stdin closes
@@ -117,6 +120,25 @@ func netHelperOp(args []string) (string, error) {
 			return strconv.Itoa(int(errno)), nil
 		}
 		fmt.Println(int(errno), port)
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return "0", nil
+	}
+	if args[0] == "unixhold" {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Bind(fd, &unix.SockaddrUnix{Name: args[1]})
+		}
+		if err == nil {
+			err = unix.Listen(fd, 8)
+		}
+		if err != nil {
+			fmt.Println(int(errnoOf(err)))
+		} else {
+			fmt.Println(0)
+		}
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		if fd >= 0 {
 			unix.Close(fd)

@@ -18,12 +18,13 @@ import (
 // however few entries it holds: an owner that never had an entry (most
 // sandboxes connect to nothing and bind nothing) is now one lookup. The
 // mark goes before the walk, so that an entry the programs add behind the
-// walk marks its owner again rather than staying unmarked.
-func dropMarked[K, V any](marks *ebpf.Map, owner any, m *ebpf.Map, mine func(*K) bool) error {
+// walk marks its owner again rather than staying unmarked. It returns the
+// keys it deleted.
+func dropMarked[K, V any](marks *ebpf.Map, owner any, m *ebpf.Map, mine func(*K) bool) ([]K, error) {
 	var mark uint8
 	err := marks.LookupAndDelete(owner, &mark)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return nil
+		return nil, nil
 	}
 	var errs []error
 	if err != nil {
@@ -31,7 +32,7 @@ func dropMarked[K, V any](marks *ebpf.Map, owner any, m *ebpf.Map, mine func(*K)
 		// and delete. Any other failure walks all the same (the mark may
 		// be there).
 		if err := marks.Lookup(owner, &mark); errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
+			return nil, nil
 		}
 		if err := marks.Delete(owner); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("take mark: %w", err))
@@ -42,7 +43,7 @@ func dropMarked[K, V any](marks *ebpf.Map, owner any, m *ebpf.Map, mine func(*K)
 		errs = append(errs, fmt.Errorf("list entries: %w", err))
 	}
 	errs = append(errs, deleteKeys(m, keys))
-	return errors.Join(errs...)
+	return keys, errors.Join(errs...)
 }
 
 // walkBatch is how many entries keysOf reads per system call.

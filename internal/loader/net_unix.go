@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aigate-dev/aigate/internal/policy"
+	"github.com/aigate-dev/aigate/internal/unixdiag"
 )
 
 // Sizes of aigate.h (enum aigate_unix_size) and unixmatch.h's kprobes.
@@ -83,7 +84,25 @@ func UnixSocketEnforcement() string {
 type netUnix struct {
 	objs netUnixObjects
 	exit exitHook
+
+	// ended keeps the names that sandboxes which ended had bound, for
+	// SandboxBound: the agent reads a sandbox's last events after it
+	// removed the sandbox (their refusals may name a socket file its
+	// server left). Kept endedKeep.
+	endedMu sync.Mutex
+	ended   map[uint64]endedNames
 }
+
+// endedNames is what a sandbox that ended had bound, and when it ended.
+type endedNames struct {
+	names map[string]bool
+	at    time.Time
+}
+
+// endedKeep is how long SandboxBound remembers the names of a sandbox
+// that ended: the agent settles a sandbox's trailing events within
+// seconds (internal/agent/box.go, settleLimit 10 s).
+const endedKeep = time.Minute
 
 // unixLinger is how long a sys_exit program (exitHook: the bind learner,
 // or the Landlock refusal reporter) stays attached once the last
@@ -225,14 +244,63 @@ func (n *Net) removeUnix(have UnixAllow, cgroupID uint64) error {
 	return errors.Join(errs...)
 }
 
-// forgetBound drops the names learned for the sandbox cgroup id.
+// forgetBound drops the names learned for the sandbox cgroup id, and
+// remembers the path names for a while (endedKeep).
 func (n *Net) forgetBound(cgroupID uint64) error {
-	err := dropMarked[netUnixUnixBoundKey, netUnixUnixBoundVal](n.unix.objs.UnixBoundCgroups, cgroupID,
+	keys, err := dropMarked[netUnixUnixBoundKey, netUnixUnixBoundVal](n.unix.objs.UnixBoundCgroups, cgroupID,
 		n.unix.objs.UnixBound, func(k *netUnixUnixBoundKey) bool { return k.CgroupId == cgroupID })
+	n.unix.remember(cgroupID, keys, time.Now())
 	if err != nil {
 		return fmt.Errorf("forget unix sockets bound in cgroup %d: %w", cgroupID, err)
 	}
 	return nil
+}
+
+// remember keeps the path names of keys as bound by the sandbox cgroupID
+// that ended at now, and forgets those of sandboxes that ended endedKeep
+// before.
+func (u *netUnix) remember(cgroupID uint64, keys []netUnixUnixBoundKey, now time.Time) {
+	u.endedMu.Lock()
+	defer u.endedMu.Unlock()
+	for cg, e := range u.ended {
+		if now.Sub(e.at) > endedKeep {
+			delete(u.ended, cg)
+		}
+	}
+	names := map[string]bool{}
+	for _, k := range keys {
+		if k.N.Abstract == 0 {
+			names[nameOf(&k.N)] = true
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	if u.ended == nil {
+		u.ended = map[uint64]endedNames{}
+	}
+	u.ended[cgroupID] = endedNames{names: names, at: now}
+}
+
+// endedBound reports whether the sandbox cgroupID, which ended, had bound
+// the path name.
+func (u *netUnix) endedBound(cgroupID uint64, name string) bool {
+	u.endedMu.Lock()
+	defer u.endedMu.Unlock()
+	e, ok := u.ended[cgroupID]
+	return ok && e.names[name]
+}
+
+// nameOf is the path name of n, up to its first NUL.
+func nameOf(n *netUnixUnixName) string {
+	b := make([]byte, 0, len(n.Name))
+	for _, c := range n.Name {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
 }
 
 // UnixSockets reports whether n confines the unix-socket connections of
@@ -243,4 +311,54 @@ func (n *Net) UnixSockets() error {
 		return nil
 	}
 	return n.unixErr
+}
+
+// SandboxBound reports whether the socket file found at the absolute path
+// name, whose device and inode number stat(2) gave as dev and ino, is the
+// sandbox's own: a process of sandbox cgroupID bound that name (unix_bound
+// records the socket, by its inode number; for a sandbox that ended, the
+// names it had bound are kept a while), and either that socket is alive
+// in the kernel's socket table (unix_diag, in the network namespace of
+// process pid) and bound to that very file, or it is closed and no live
+// socket holds the file found (a socket file without a socket reaches
+// nothing: a connect is refused, and no bind takes it over). So an
+// outsider's live socket at the name, even in place of the sandbox's live
+// one, is not. The agent asks it of a refused connect whose name it finds
+// a socket at: tmux's server inside binds the name its client was refused
+// a moment before, and may be gone again, leaving its file, by the time a
+// late agent looks, even after the sandbox ended.
+func (n *Net) SandboxBound(cgroupID uint64, pid uint32, name string, dev, ino uint64) (bool, error) {
+	k := netUnixUnixBoundKey{CgroupId: cgroupID}
+	if n.unix == nil || !strings.HasPrefix(name, "/") || len(name) >= len(k.N.Name) {
+		return false, nil // relative names are never learned (sockunix.c)
+	}
+	copyName(&k.N, name)
+	var v netUnixUnixBoundVal
+	err := n.unix.objs.UnixBound.Lookup(&k, &v)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, fmt.Errorf("look up bound unix name %s: %w", name, err)
+	}
+	if err != nil && !n.unix.endedBound(cgroupID, name) {
+		return false, nil
+	}
+	nl, derr := unixdiag.OpenFor(pid)
+	if derr != nil {
+		return false, derr
+	}
+	defer unix.Close(nl)
+	if err == nil {
+		s, err := unixdiag.Get(nl, uint32(v.Ino), unixdiag.ShowVFS)
+		if err == nil {
+			return s.Bound && s.FileIno == uint32(ino) && s.FileDev == unixdiag.KernelDev(dev), nil
+		}
+		if !errors.Is(err, unixdiag.ErrNotFound) {
+			return false, fmt.Errorf("unix socket bound at %s: %w", name, err)
+		}
+		// Closed since (or no unix_diag: then the dump fails too).
+	}
+	held, err := unixdiag.FileHeld(nl, dev, ino)
+	if err != nil {
+		return false, fmt.Errorf("unix socket file %s: %w", name, err)
+	}
+	return !held, nil
 }
