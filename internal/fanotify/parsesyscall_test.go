@@ -4,36 +4,18 @@ package fanotify
 
 import (
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"testing"
 )
 
-// parseSyscallFields is parseSyscall as it was with strings.Fields: the
-// reference the in-place parser must agree with.
+// parseSyscallFields is parseSyscall as it was, with strings.Fields: the
+// reference the in-place field split must agree with.
 func parseSyscallFields(line string, table syscallTable) accessKind {
 	f := strings.Fields(line)
 	if len(f) < 7 {
 		return accessUnknown
 	}
-	nr, err := strconv.Atoi(f[0])
-	if err != nil {
-		return accessUnknown
-	}
-	idx, ok := table[nr]
-	switch {
-	case !ok:
-		return accessUnknown
-	case idx == alwaysWrite:
-		return accessWrite
-	case idx == neverWrite:
-		return accessRead
-	}
-	flags, err := strconv.ParseUint(strings.TrimPrefix(f[1+idx], "0x"), 16, 64)
-	if err != nil {
-		return accessUnknown
-	}
-	return accessFromFlags(flags)
+	return decodeSyscall(f, table)
 }
 
 // TestParseSyscall reads /proc/TID/syscall lines as the kernel writes them

@@ -133,6 +133,12 @@ func parseSyscall(line string, table syscallTable) accessKind {
 	if asciiFields(line, f[:]) < len(f) {
 		return accessUnknown // "running" or "-1 SP PC": not in a system call
 	}
+	return decodeSyscall(f[:], table)
+}
+
+// decodeSyscall is the access of a /proc/TID/syscall line split into its
+// first seven fields or more.
+func decodeSyscall(f []string, table syscallTable) accessKind {
 	nr, err := strconv.Atoi(f[0])
 	if err != nil {
 		return accessUnknown
