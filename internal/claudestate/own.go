@@ -2,7 +2,6 @@ package claudestate
 
 import (
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -44,7 +43,9 @@ type Own struct {
 //   - mkdir of session-env/UUID for a session that did not exist before
 //     the sandbox (its own new session: a resumable one's stays reported);
 //   - a removal beneath the run's own project directory in projects/
-//     (its subagents' files, which Landlock keeps);
+//     (its subagents' files, which Landlock keeps), or of that directory
+//     itself (its clean-up of empty project directories at start, which
+//     on a slow machine comes before the session's first transcript);
 //   - its deep-link handler: ~/.local/share/applications/
 //     claude-code-url-handler.desktop made or rewritten, and the
 //     directories above it made (mkdir -p), which an interactive claude
@@ -79,7 +80,7 @@ func (o Own) OwnRefusal(call Call, path string) bool {
 	if o.deepLink(call, path) {
 		return true
 	}
-	return call == CallRemove && o.InProject(path) && !slices.Contains(o.Projects, path)
+	return call == CallRemove && o.InProject(path)
 }
 
 // deepLinkFile is where Claude Code registers its claude-cli:// handler
@@ -191,7 +192,7 @@ func (o Own) Parent(dir string) bool {
 		}
 	}
 	for _, p := range o.Projects {
-		if dir == p || strings.HasPrefix(dir, p+"/") {
+		if dir == p || strings.HasPrefix(dir, p+"/") || dir == filepath.Dir(p) {
 			return true
 		}
 	}

@@ -50,7 +50,9 @@ func TestOwnRefusal(t *testing.T) {
 		// Another project's directory, or anything but a removal in one's own.
 		{o, CallRemove, "/home/u/.claude/projects/-home-u-other/x.jsonl", false},
 		{o, CallRemove, own + "x/y.jsonl", false},
-		{o, CallRemove, own, false},
+		{o, CallRemove, own, true}, // its clean-up of an empty project directory
+		{o, CallMkdir, own, false},
+		{o, CallRemove, "/home/u/.claude/projects", false},
 		{o, CallCreate, own + "/memory/MEMORY.md", false},
 		{o, CallRemove, "/home/u/.claude/projects/-home-u-p/../-home-u-other/x", false},
 		// Look-alike names and other calls.
@@ -103,7 +105,7 @@ func TestOwnParent(t *testing.T) {
 		"/home/u": true, "/home/u/.claude": true, "/home/u/.claude/session-env": true,
 		"/w": true, "/w/session-env": true, "/home/u/.claude/projects/-p": true,
 		"/home/u/.claude/projects/-p/s/subagents": true,
-		"/home/u/.claude/projects":                false, "/home/u/.claude/projects/-q": false,
+		"/home/u/.claude/projects":                true, "/home/u/.claude/projects/-q": false,
 		"/home/u/.local": true, "/home/u/.local/share": true, "/home/u/.local/share/applications": true,
 		"/home/u/.local/share/systemd": false, "/home": false,
 		"/home/u/.ssh": false, "/home/u/.claude/session-env/x": false, "/": false, "home/u": false,
