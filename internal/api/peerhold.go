@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/aigate-dev/aigate/internal/netns"
 	"github.com/aigate-dev/aigate/internal/unixdiag"
 )
 
@@ -93,31 +92,19 @@ func peerInode(fd int) (uint32, error) {
 // socket fd: the kernel looks sockets up only in the asker's namespace,
 // and the agent's end of a connection lives in the client's.
 func diagSocket(fd int) (int, error) {
-	open := unixdiag.Open
 	ns, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
 	if errors.Is(err, unix.EPERM) {
 		// Not root (the agent is): it could not enter another
 		// namespace anyway, and its own is the likeliest.
-		return open()
+		return unixdiag.Open()
 	}
 	if err != nil {
 		return -1, fmt.Errorf("network namespace of the socket: %w", err)
 	}
 	defer unix.Close(ns)
-	var theirs, ours unix.Stat_t
-	if err := unix.Fstat(ns, &theirs); err != nil {
-		return -1, fmt.Errorf("network namespace of the socket: %w", err)
-	}
-	if err := unix.Stat("/proc/self/ns/net", &ours); err != nil {
-		return -1, fmt.Errorf("own network namespace: %w", err)
-	}
-	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
-		return open()
-	}
-	// Open it from a thread that enters their namespace and comes back.
-	s, err := netns.OpenIn(ns, open)
+	s, err := unixdiag.OpenInNS(ns)
 	if err != nil {
-		return -1, fmt.Errorf("in the socket's network namespace: %w", err)
+		return -1, fmt.Errorf("network namespace of the socket: %w", err)
 	}
 	return s, nil
 }

@@ -218,9 +218,20 @@ func OpenFor(pid uint32) (int, error) {
 		return -1, fmt.Errorf("network namespace of pid %d: %w", pid, err)
 	}
 	defer unix.Close(ns)
+	s, err := OpenInNS(ns)
+	if err != nil {
+		return -1, fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	return s, nil
+}
+
+// OpenInNS opens a sock_diag socket in the network namespace ns (a
+// descriptor of it): directly when that is the calling thread's own,
+// else from a thread that enters it and comes back.
+func OpenInNS(ns int) (int, error) {
 	var theirs, ours unix.Stat_t
 	if err := unix.Fstat(ns, &theirs); err != nil {
-		return -1, fmt.Errorf("network namespace of pid %d: %w", pid, err)
+		return -1, err
 	}
 	if err := unix.Stat("/proc/thread-self/ns/net", &ours); err != nil {
 		return -1, fmt.Errorf("own network namespace: %w", err)
@@ -228,9 +239,5 @@ func OpenFor(pid uint32) (int, error) {
 	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
 		return Open()
 	}
-	s, err := netns.OpenIn(ns, Open)
-	if err != nil {
-		return -1, fmt.Errorf("in the network namespace of pid %d: %w", pid, err)
-	}
-	return s, nil
+	return netns.OpenIn(ns, Open)
 }
