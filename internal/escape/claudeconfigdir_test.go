@@ -87,16 +87,23 @@ func TestEscapeClaudeConfigDir(t *testing.T) {
 func TestEscapeClaudeConfigDirRefused(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b0 *box) {
 		b := homeBox(t, b0)
-		for _, dir := range []string{b.path(".claude-state"), "/var/tmp/claude-state"} {
-			b.env = []string{claudestate.ConfigDirEnv + "=" + dir}
-			r := b.sh(`echo ran > ran`)
-			if r.code != int(cmdutil.ExitPolicy) || !strings.Contains(r.stderr, "refusing to run sh") ||
-				!strings.Contains(r.stderr, "unset "+claudestate.ConfigDirEnv) {
-				t.Errorf("%s: run was not refused:\n%s", dir, r)
-			}
-			if _, err := os.Stat(b.path("ran")); err == nil {
-				t.Errorf("%s: the command ran", dir)
-			}
-		}
+		claudeDirRefused(t, b, claudestate.ConfigDirEnv, b.path(".claude-state"), "/var/tmp/claude-state")
 	})
+}
+
+// claudeDirRefused: with env set to each of dirs, run refuses to start
+// the command (exit 4), saying to unset it, and the command never runs.
+func claudeDirRefused(t *testing.T, b *box, env string, dirs ...string) {
+	t.Helper()
+	for _, dir := range dirs {
+		b.env = []string{env + "=" + dir}
+		r := b.sh(`echo ran > ran`)
+		if r.code != int(cmdutil.ExitPolicy) || !strings.Contains(r.stderr, "refusing to run sh") ||
+			!strings.Contains(r.stderr, "unset "+env) {
+			t.Errorf("%s: run was not refused:\n%s", dir, r)
+		}
+		if _, err := os.Stat(b.path("ran")); err == nil {
+			t.Errorf("%s: the command ran", dir)
+		}
+	}
 }

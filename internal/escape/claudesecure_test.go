@@ -3,12 +3,10 @@
 package escape
 
 import (
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/aigate-dev/aigate/internal/claudestate"
-	"github.com/aigate-dev/aigate/internal/cmdutil"
 	"github.com/aigate-dev/aigate/internal/events"
 )
 
@@ -55,16 +53,6 @@ func TestEscapeClaudeSecureStorage(t *testing.T) {
 func TestEscapeClaudeSecureStorageRefused(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b0 *box) {
 		b := homeBox(t, b0)
-		for _, dir := range []string{b.path(".claude-secure"), "/var/tmp/claude-secure"} {
-			b.env = []string{claudestate.SecureStorageEnv + "=" + dir}
-			r := b.sh(`echo ran > ran`)
-			if r.code != int(cmdutil.ExitPolicy) || !strings.Contains(r.stderr, "refusing to run sh") ||
-				!strings.Contains(r.stderr, "unset "+claudestate.SecureStorageEnv) {
-				t.Errorf("%s: run was not refused:\n%s", dir, r)
-			}
-			if _, err := os.Stat(b.path("ran")); err == nil {
-				t.Errorf("%s: the command ran", dir)
-			}
-		}
+		claudeDirRefused(t, b, claudestate.SecureStorageEnv, b.path(".claude-secure"), "/var/tmp/claude-secure")
 	})
 }
