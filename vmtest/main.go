@@ -473,7 +473,7 @@ func writeInitrd(dst, base, script string, dirs []string, files []guestFile) err
 }
 
 // writeResults writes the guest's test results as go test -json events,
-// each naming its package (names[i] is the test binary of pkgs[i]).
+// each naming its package and keeping its Elapsed seconds (names[i] is the test binary of pkgs[i]).
 func writeResults(file string, results []testResult, names []string, pkgs []goPackage) error {
 	pkgOf := map[string]string{}
 	for i, n := range names {
@@ -482,7 +482,10 @@ func writeResults(file string, results []testResult, names []string, pkgs []goPa
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	for _, r := range results {
-		enc.Encode(struct{ Action, Package, Test string }{r.action, pkgOf[r.bin], r.test})
+		enc.Encode(struct {
+			Action, Package, Test string
+			Elapsed               float64
+		}{r.action, pkgOf[r.bin], r.test, r.elapsed})
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return fmt.Errorf("--json: %w", err)
