@@ -407,6 +407,9 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		}
 	}
 	fmt.Fprintf(stdout, "vmtest: VM ran %.1fs, %s\n", vmTime.Seconds(), boot)
+	if vmTime > 0 && res.cpu > 0 {
+		fmt.Fprintf(stdout, "vmtest: QEMU used %.1fs of CPU (%.0f%% of the time it ran)\n", res.cpu.Seconds(), 100*res.cpu.Seconds()/vmTime.Seconds())
+	}
 	t := res.con.tests
 	if t.passed+t.failed+t.skipped > 0 { // only -test.v prints them
 		summary = fmt.Sprintf("vmtest: go tests seen: %d passed, %d failed, %d skipped\n", t.passed, t.failed, t.skipped)
