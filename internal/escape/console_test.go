@@ -33,7 +33,7 @@ sleep 10; echo survived`
 // (aigate run --raw-terminal on it) keeps working. The console is one no
 // process uses; its owner and mode are put back when the test ends.
 func TestEscapeConsole(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *box) {
+	eachBackendKernel(t, func(t *testing.T, b *box) {
 		console := testutil.FreeConsole(t, 63)
 		t.Run("logged-in-later", func(t *testing.T) {
 			r := b.openedAfterStart(t, func() string {

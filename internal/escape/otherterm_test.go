@@ -33,7 +33,7 @@ import (
 // second, so that a number taken again by another test's pty outside in
 // the meantime (a false kill, threat model) does not end this test.
 func TestEscapeOtherTerminal(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *box) {
+	eachBackendKernel(t, func(t *testing.T, b *box) {
 		master, slave := userPty(t, b)
 		script := fmt.Sprintf(`python3 -c 'import os, time; m, s = os.openpty(); os.open(os.ttyname(s), os.O_RDWR | os.O_NOCTTY); print("own-pty-ok", flush=True); time.sleep(1)'
 if printf 'echo pwned\n' > %[1]s; then echo WROTE; else echo REFUSED; fi
@@ -74,7 +74,7 @@ sleep 10; echo survived`
 // of the command, and the user's terminal with --raw-terminal, the
 // command's own.
 func TestEscapeNewTerminal(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *box) {
+	eachBackendKernel(t, func(t *testing.T, b *box) {
 		// A new window after its shell took the pty, and in the moment
 		// before (the pty unlocked, no session yet), which a sandbox that
 		// opens the next pty number in a loop could catch.

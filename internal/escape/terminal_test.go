@@ -39,7 +39,7 @@ printf '\033]0;title-ok\007\033[1mbold-ok\033[0m after\n'
 // them once the command ended. With stdin a terminal (the pty's input
 // path) and without (output only).
 func TestEscapeTerminal(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *box) {
+	eachBackendKernel(t, func(t *testing.T, b *box) {
 		for _, stdinTTY := range []bool{true, false} {
 			name := "stdin-tty"
 			if !stdinTTY {
