@@ -39,15 +39,18 @@ type console struct {
 	results    []testResult // every test's and subtest's result, in order
 }
 
-// testResult is one "--- PASS/FAIL/SKIP: name" line of go test -v, with
-// the test binary that printed it.
+// testResult is one "--- PASS/FAIL/SKIP: name (1.23s)" line of go test
+// -v, with the test binary that printed it and the seconds the test took
+// (kept for the json logs: they are where the next look at the guests'
+// time starts).
 type testResult struct {
 	bin, action, test string
+	elapsed           float64
 }
 
 // resultLine matches a result line of go test -v, indented four spaces
 // per subtest level.
-var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(`)
+var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(([0-9.]+)s\)`)
 
 // testCounts counts top-level Go test results in -test.v output.
 type testCounts struct{ passed, failed, skipped int }
@@ -113,7 +116,8 @@ func (c *console) line(s string) (string, bool) {
 // records every result line, subtests' too.
 func (c *console) countTest(s string) {
 	if m := resultLine.FindStringSubmatch(s); m != nil && c.current != "" {
-		c.results = append(c.results, testResult{bin: c.current, action: strings.ToLower(m[1]), test: m[2]})
+		elapsed, _ := strconv.ParseFloat(m[3], 64) // the pattern admits only a number
+		c.results = append(c.results, testResult{bin: c.current, action: strings.ToLower(m[1]), test: m[2], elapsed: elapsed})
 	}
 	switch {
 	case strings.HasPrefix(s, "--- PASS: "):

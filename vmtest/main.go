@@ -407,6 +407,9 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		}
 	}
 	fmt.Fprintf(stdout, "vmtest: VM ran %.1fs, %s\n", vmTime.Seconds(), boot)
+	if vmTime > 0 && res.cpu > 0 {
+		fmt.Fprintf(stdout, "vmtest: QEMU used %.1fs of CPU (%.0f%% of the time it ran)\n", res.cpu.Seconds(), 100*res.cpu.Seconds()/vmTime.Seconds())
+	}
 	t := res.con.tests
 	if t.passed+t.failed+t.skipped > 0 { // only -test.v prints them
 		summary = fmt.Sprintf("vmtest: go tests seen: %d passed, %d failed, %d skipped\n", t.passed, t.failed, t.skipped)
@@ -473,7 +476,7 @@ func writeInitrd(dst, base, script string, dirs []string, files []guestFile) err
 }
 
 // writeResults writes the guest's test results as go test -json events,
-// each naming its package (names[i] is the test binary of pkgs[i]).
+// each naming its package and keeping its Elapsed seconds (names[i] is the test binary of pkgs[i]).
 func writeResults(file string, results []testResult, names []string, pkgs []goPackage) error {
 	pkgOf := map[string]string{}
 	for i, n := range names {
@@ -482,7 +485,10 @@ func writeResults(file string, results []testResult, names []string, pkgs []goPa
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	for _, r := range results {
-		enc.Encode(struct{ Action, Package, Test string }{r.action, pkgOf[r.bin], r.test})
+		enc.Encode(struct {
+			Action, Package, Test string
+			Elapsed               float64
+		}{r.action, pkgOf[r.bin], r.test, r.elapsed})
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return fmt.Errorf("--json: %w", err)

@@ -99,10 +99,14 @@ var ansiCSI = regexp.MustCompile(`\x1b(\[[0-9;?]*[A-Za-z]|c)`)
 
 // vmResult is what the guest reported.
 type vmResult struct {
-	con      *console
-	started  time.Time
-	initAt   time.Time // host time when /init's first marker arrived
-	exitErr  error     // qemu's own exit error, if any
+	con     *console
+	started time.Time
+	initAt  time.Time // host time when /init's first marker arrived
+	exitErr error     // qemu's own exit error, if any
+	// cpu is the CPU time QEMU used (user and system, all its threads):
+	// against the wall time it says whether the guest was busy or waiting,
+	// that is whether running more of its tests at once could pay.
+	cpu      time.Duration
 	timedOut bool
 }
 
@@ -155,6 +159,9 @@ func runVM(ctx context.Context, qemu string, args []string, marker string, out i
 		}
 	}
 	res.exitErr = cmd.Wait()
+	if ps := cmd.ProcessState; ps != nil {
+		res.cpu = ps.UserTime() + ps.SystemTime()
+	}
 	if ctx.Err() != nil {
 		res.timedOut = true
 	}

@@ -369,7 +369,7 @@ func TestConsoleResults(t *testing.T) {
 	} {
 		c.line(l)
 	}
-	want := []testResult{{"loader", "pass", "TestX"}, {"loader", "skip", "TestX/fanotify"}, {"loader", "fail", "TestX/lsm/deep_name"}}
+	want := []testResult{{"loader", "pass", "TestX", 0.1}, {"loader", "skip", "TestX/fanotify", 0}, {"loader", "fail", "TestX/lsm/deep_name", 1}}
 	if fmt.Sprint(c.results) != fmt.Sprint(want) {
 		t.Fatalf("results %v, want %v", c.results, want)
 	}
@@ -381,7 +381,9 @@ func TestConsoleResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(data), `{"Action":"skip","Package":"example.com/loader","Test":"TestX/fanotify"}`) || strings.Count(string(data), "\n") != 3 {
+	if !strings.Contains(string(data), `{"Action":"skip","Package":"example.com/loader","Test":"TestX/fanotify","Elapsed":0}`) ||
+		!strings.Contains(string(data), `{"Action":"fail","Package":"example.com/loader","Test":"TestX/lsm/deep_name","Elapsed":1}`) ||
+		!strings.Contains(string(data), `"Test":"TestX","Elapsed":0.1}`) || strings.Count(string(data), "\n") != 3 {
 		t.Errorf("written:\n%s", data)
 	}
 }

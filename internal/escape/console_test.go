@@ -18,9 +18,10 @@ import (
 	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
-// consoleScript writes to the console at $1 from inside, then lives on.
+// consoleScript writes to the console at $1 from inside; b.afterKill(10)
+// follows.
 const consoleScript = `if printf 'echo pwned\n' > "$1"; then echo WROTE; else echo REFUSED; fi
-sleep 10; echo survived`
+`
 
 // TestEscapeConsole: a virtual console the user is logged in on (login
 // chowns /dev/ttyN to the user) is out of the sandbox's reach, whether
@@ -33,7 +34,7 @@ sleep 10; echo survived`
 // (aigate run --raw-terminal on it) keeps working. The console is one no
 // process uses; its owner and mode are put back when the test ends.
 func TestEscapeConsole(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *box) {
+	eachBackendKernel(t, func(t *testing.T, b *box) {
 		console := testutil.FreeConsole(t, 63)
 		t.Run("logged-in-later", func(t *testing.T) {
 			r := b.openedAfterStart(t, func() string {
@@ -49,7 +50,7 @@ func TestEscapeConsole(t *testing.T) {
 		})
 		t.Run("at-start", func(t *testing.T) {
 			userConsole(t, console)
-			r := b.run(nil, "sh", "-c", consoleScript, "sh", console)
+			r := b.run(nil, "sh", "-c", consoleScript+b.afterKill(10), "sh", console)
 			if !consoleKeptOut(t, b, r, console) {
 				return
 			}

@@ -30,3 +30,28 @@ func TestEscapeHarness(t *testing.T) {
 		}
 	})
 }
+
+// TestGuestBackends: the 6.12 guest (make vmtest's AIGATE_ESCAPE_VM_FANOTIFY
+// =kernel) leaves out only the fanotify variants of tests that are not
+// kernel-bound; everywhere else, and for kernel-bound tests there, both
+// backends run. Pure: it reads the environment only.
+func TestGuestBackends(t *testing.T) {
+	for _, c := range []struct {
+		vm, fan     string
+		kernelBound bool
+		want        string
+	}{
+		{"", "", false, "fanotify lsm"},
+		{"", "kernel", false, "fanotify lsm"}, // the host ignores it
+		{"1", "", false, "fanotify lsm"},
+		{"1", "all", false, "fanotify lsm"},
+		{"1", "kernel", true, "fanotify lsm"},
+		{"1", "kernel", false, "lsm"},
+	} {
+		t.Setenv("AIGATE_VMTEST", c.vm)
+		t.Setenv(vmFanotifyEnv, c.fan)
+		if got := strings.Join(guestBackends(c.kernelBound), " "); got != c.want {
+			t.Errorf("AIGATE_VMTEST=%q %s=%q kernel-bound %v: %q, want %q", c.vm, vmFanotifyEnv, c.fan, c.kernelBound, got, c.want)
+		}
+	}
+}

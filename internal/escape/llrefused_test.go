@@ -27,7 +27,7 @@ import (
 // home, a directory there closed to the user, kill -0 of root's init),
 // fail and carry no Landlock event.
 func TestEscapeLandlockRefusals(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b0 *box) {
+	eachBackendKernel(t, func(t *testing.T, b0 *box) {
 		if !homeProtected() {
 			t.Fatal("no Landlock on this kernel") // every kernel the suite runs on has it
 		}

@@ -33,11 +33,11 @@ import (
 // second, so that a number taken again by another test's pty outside in
 // the meantime (a false kill, threat model) does not end this test.
 func TestEscapeOtherTerminal(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *box) {
+	eachBackendKernel(t, func(t *testing.T, b *box) {
 		master, slave := userPty(t, b)
 		script := fmt.Sprintf(`python3 -c 'import os, time; m, s = os.openpty(); os.open(os.ttyname(s), os.O_RDWR | os.O_NOCTTY); print("own-pty-ok", flush=True); time.sleep(1)'
 if printf 'echo pwned\n' > %[1]s; then echo WROTE; else echo REFUSED; fi
-sleep 30; echo survived`, slave.Name())
+%[2]s`, slave.Name(), b.afterKill(30))
 		r := b.sh(script)
 		if !strings.Contains(r.stdout, "own-pty-ok") {
 			t.Errorf("the sandbox could not use a pseudo-terminal of its own:\n%s", r)
@@ -57,12 +57,12 @@ sleep 30; echo survived`, slave.Name())
 }
 
 // newTermScript waits inside the sandbox for the name of a terminal the
-// test makes after the start, then writes to it.
+// test makes after the start, then writes to it; b.afterKill(10) follows.
 const newTermScript = `echo up > started
 i=0; while [ ! -s newterm ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
 t=$(cat newterm)
 if printf 'echo pwned\n' > "$t"; then echo WROTE; else echo REFUSED; fi
-sleep 10; echo survived`
+`
 
 // TestEscapeNewTerminal: a terminal of the user's opened after the
 // sandbox was made (a new window, tmux pane or ssh session: no rule of
@@ -74,7 +74,7 @@ sleep 10; echo survived`
 // of the command, and the user's terminal with --raw-terminal, the
 // command's own.
 func TestEscapeNewTerminal(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *box) {
+	eachBackendKernel(t, func(t *testing.T, b *box) {
 		// A new window after its shell took the pty, and in the moment
 		// before (the pty unlocked, no session yet), which a sandbox that
 		// opens the next pty number in a loop could catch.
@@ -183,7 +183,7 @@ func (b *box) openedAfterStart(t *testing.T, newTerm func() string) result {
 	started, name := filepath.Join(b.proj, "started"), filepath.Join(b.proj, "newterm")
 	os.Remove(started)
 	os.Remove(name)
-	cmd := b.asUser(exec.Command(machine.bin, "run", "--events", b.events, "--", "sh", "-c", newTermScript))
+	cmd := b.asUser(exec.Command(machine.bin, "run", "--events", b.events, "--", "sh", "-c", newTermScript+b.afterKill(10)))
 	var stdout, stderr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

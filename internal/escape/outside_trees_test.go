@@ -80,7 +80,7 @@ func TestEscapeDenyWriteOutsideTrees(t *testing.T) {
 			{"rm of the socket", `rm -f ` + sock, sock, events.OpDelete},
 			{"mv of the directory above", fmt.Sprintf(`mv %[1]s %[1]s.away`, d1), d1, events.OpRename},
 		} {
-			r := b.sh(c.script + `; echo "exit $?"; sleep 30; echo survived`)
+			r := b.sh(c.script + `; echo "exit $?"; ` + b.afterKill(30))
 			op := c.op
 			if b.backend == "lsm" {
 				op = events.OpWrite

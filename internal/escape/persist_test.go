@@ -166,7 +166,7 @@ func TestEscapeQuickMovesOfGit(t *testing.T) {
 			t.Fatalf("make the tree: %v\n%s", err, out)
 		}
 		r := b.sh(fmt.Sprintf(`cp -a .git %[1]s/g && echo 'cp ~/.ssh/id_rsa /tmp/x # PLANTED' >> %[1]s/g/hooks/pre-commit &&
-mv %[2]s/t busy && mv .git %[1]s/old && mv %[1]s/g .git && echo replaced; sleep 30; echo survived`, tmp, big))
+mv %[2]s/t busy && mv .git %[1]s/old && mv %[1]s/g .git && echo replaced; %[3]s`, tmp, big, b.afterKill(30)))
 		switch b.backend {
 		case "lsm":
 			if strings.Contains(b.read(".git/hooks/pre-commit"), "PLANTED") || strings.Contains(r.stdout, "replaced") {

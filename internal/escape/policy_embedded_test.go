@@ -49,23 +49,25 @@ func (b *box) loosenEmbedded(route string) {
 	b.write("loose.yaml", loose)
 
 	// The first run records the policy without asking; .env is denied.
-	if r := b.embedded(trust, "echo STARTED; cat .env"); !strings.Contains(r.stdout, "STARTED") || strings.Contains(r.stdout, "sk-escape-test-secret") {
+	// From inside it, `aigate policy accept` fails, with the run's agent
+	// to ask and with none (it would record in root's directory itself).
+	// (A raw client asking the run's agent is refused as the service
+	// agent refuses it, TestEscapePolicyLoosenedByHand; it is not tried
+	// here: the command runs as root, and allow_unix on the fanotify
+	// backend refuses a socket in a directory root can write.) One run
+	// for both: each embedded run on lsm loads the BPF programs afresh,
+	// ~20 s in the 6.12 guest.
+	nowhere := filepath.Join(b.home, "no-agent.sock")
+	r := b.embedded(trust, fmt.Sprintf("echo STARTED; cat .env; "+
+		"%[1]s=%[2]s %[3]s policy accept --yes --trust-dir %[4]s; echo ACCEPT1 $?; "+
+		"%[1]s=%[5]s %[3]s policy accept --yes --trust-dir %[4]s; echo ACCEPT2 $?",
+		api.SocketEnv, b.embeddedSock(), machine.bin, trust, nowhere))
+	if !strings.Contains(r.stdout, "STARTED") || strings.Contains(r.stdout, "sk-escape-test-secret") {
 		t.Fatalf("first embedded run: want it to start and be denied .env:\n%s", r)
 	}
 	if fi, err := os.Lstat(trust); err != nil || !fi.IsDir() || fi.Sys().(*syscall.Stat_t).Uid != 0 {
 		t.Fatalf("the embedded run kept no root-owned records in %s: %v", trust, err)
 	}
-
-	// From inside the sandbox, `aigate policy accept` fails, with the
-	// run's agent to ask and with none (it would record in root's
-	// directory itself). (A raw client asking the run's agent is refused
-	// as the service agent refuses it, TestEscapePolicyLoosenedByHand; it
-	// is not tried here: the command runs as root, and allow_unix on the
-	// fanotify backend refuses a socket in a directory root can write.)
-	nowhere := filepath.Join(b.home, "no-agent.sock")
-	r := b.embedded(trust, fmt.Sprintf("%[1]s=%[2]s %[3]s policy accept --yes --trust-dir %[4]s; echo ACCEPT1 $?; "+
-		"%[1]s=%[5]s %[3]s policy accept --yes --trust-dir %[4]s; echo ACCEPT2 $?",
-		api.SocketEnv, b.embeddedSock(), machine.bin, trust, nowhere))
 	if !strings.Contains(r.stdout, "ACCEPT2 ") || strings.Contains(r.stdout, "ACCEPT1 0") || strings.Contains(r.stdout, "ACCEPT2 0") {
 		t.Errorf("aigate policy accept inside the sandbox did not fail:\n%s", r)
 	}

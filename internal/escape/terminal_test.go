@@ -39,7 +39,7 @@ printf '\033]0;title-ok\007\033[1mbold-ok\033[0m after\n'
 // them once the command ended. With stdin a terminal (the pty's input
 // path) and without (output only).
 func TestEscapeTerminal(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *box) {
+	eachBackendKernel(t, func(t *testing.T, b *box) {
 		for _, stdinTTY := range []bool{true, false} {
 			name := "stdin-tty"
 			if !stdinTTY {
@@ -77,7 +77,7 @@ func TestEscapeTerminal(t *testing.T) {
 		// undone (docs/threat-model.md).
 		t.Run("by-name", func(t *testing.T) {
 			got, code := b.onTerminalRun(t, true, nil, "sh", "-c",
-				`if printf 'x\033]52;c;Y3VybCBldmls\007' > @TTY@; then echo WROTE; else echo REFUSED; fi; sleep 20; echo survived`)
+				`if printf 'x\033]52;c;Y3VybCBldmls\007' > @TTY@; then echo WROTE; else echo REFUSED; fi; `+b.afterKill(20))
 			r := result{events: b.readEvents()}
 			if b.backend == "lsm" {
 				if !strings.Contains(got, "REFUSED") || strings.Contains(got, "]52") || code != 0 {

@@ -58,7 +58,7 @@ func TestEscapeUserSockets(t *testing.T) {
 			op                   events.Op
 		}{
 			{"replace the socket", fmt.Sprintf(`rm -f %[1]s; echo "exit $?"; python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.bind(%[1]q); s.listen(1); print("bound", flush=True); import time; time.sleep(30)'`, sock), sock, events.OpDelete},
-			{"rename the directory above", fmt.Sprintf(`mv %[1]s %[1]s.away; echo "exit $?"; sleep 30; echo survived`, dir), dir, events.OpRename},
+			{"rename the directory above", fmt.Sprintf(`mv %[1]s %[1]s.away; echo "exit $?"; `, dir) + b.afterKill(30), dir, events.OpRename},
 		} {
 			serve()
 			r := b.sh(c.script)

@@ -255,9 +255,42 @@ func waitAgent(sock string) error {
 
 // eachBackend runs f once per backend, each in a box of its own. The lsm
 // variant skips on a kernel that refuses BPF-LSM programs (the CI host)
-// and fails where AIGATE_REQUIRE_LSM=1 (the VM).
+// and fails where AIGATE_REQUIRE_LSM=1 (the VM). In a guest told to run
+// only the kernel-bound fanotify variants (vmFanotifyEnv), f runs on lsm
+// alone: see guestBackends.
 func eachBackend(t *testing.T, f func(t *testing.T, b *box)) {
-	for _, backend := range backends {
+	eachBackendOf(t, guestBackends(false), f)
+}
+
+// eachBackendKernel is eachBackend for an attack whose outcome on the
+// fanotify backend depends on the kernel (what fanotify reports for
+// devpts and the consoles, what Landlock refuses): its fanotify variant
+// runs in every guest.
+func eachBackendKernel(t *testing.T, f func(t *testing.T, b *box)) {
+	eachBackendOf(t, guestBackends(true), f)
+}
+
+// vmFanotifyEnv, set to "kernel" in a vmtest guest, runs the fanotify
+// variants of only the tests that call eachBackendKernel there. make
+// vmtest sets it for the 6.12 guest: every fanotify variant runs on the
+// host (6.18, make test-kernel) and in the 6.1 guest (the oldest kernel,
+// where fanotify differs most from the host's), and on 6.12 they took
+// 10 of its 48 minutes, with the lsm variants the guest is there for.
+const vmFanotifyEnv = "AIGATE_ESCAPE_VM_FANOTIFY"
+
+// guestBackends returns the backends a test runs on here: both, except in
+// a guest where vmFanotifyEnv is "kernel" and the test is not
+// kernelBound. No variant is skipped (a skip in the guest fails CI): the
+// left-out one is not started at all.
+func guestBackends(kernelBound bool) []string {
+	if os.Getenv("AIGATE_VMTEST") == "1" && os.Getenv(vmFanotifyEnv) == "kernel" && !kernelBound {
+		return []string{"lsm"}
+	}
+	return backends
+}
+
+func eachBackendOf(t *testing.T, these []string, f func(t *testing.T, b *box)) {
+	for _, backend := range these {
 		t.Run(backend, func(t *testing.T) {
 			setup(t)
 			if backend == "lsm" {
@@ -312,6 +345,19 @@ func newBox(t *testing.T, backend string) *box {
 	b.write(".env", "API_KEY=sk-escape-test-secret\n")
 	b.aigate("init")
 	return b
+}
+
+// afterKill ends a script whose attack the fanotify backend answers after
+// the fact, by killing the sandbox: it waits secs for the kill (under TCG
+// the watcher can be seconds late; the kill ends the wait at once), then
+// prints "survived", which a kill keeps from being printed. The LSM
+// backend refuses the attack itself and kills nothing, so the wait there
+// only cost time: 30 s a script in the guests, where only lsm runs.
+func (b *box) afterKill(secs int) string {
+	if b.backend == "fanotify" {
+		return fmt.Sprintf("sleep %d; echo survived", secs)
+	}
+	return "echo survived"
 }
 
 // path maps "~/x" to the home and anything else to the project.
