@@ -27,7 +27,7 @@ import (
 //	<map name>         every map of sockaddr.c that is not shared with the
 //	                   LSM object (net_policies, the four tries, dns_proxies,
 //	                   dns_proxy_ports, addr_use, addr_use_policies,
-//	                   sock_states)
+//	                   sock_states, ide_ports)
 //	<policy id>_<hook> the cgroup link of one program on one sandbox
 //
 // The shared maps (sandbox table, ring buffer, counters) are the LSM's and
