@@ -103,3 +103,12 @@ func TestNetIDEPorts(t *testing.T) {
 		t.Errorf("after RemovePolicy: %v", err)
 	}
 }
+
+// guardOnePort guards a port no benchmark uses for the sandbox in
+// cgroupID, so that the ingress program's port lookup has an entry of
+// the sandbox's to miss.
+func guardOnePort(b *testing.B, n *Net, cgroupID uint64) {
+	if err := n.GuardIDEPort(cgroupID, 1); err != nil {
+		b.Fatal(err)
+	}
+}
