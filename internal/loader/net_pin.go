@@ -361,7 +361,7 @@ func (n *Net) unpinAll() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{
 		n.objs.NetPolicies, n.objs.NetAllow4, n.objs.NetAllow6, n.objs.NetDeny4, n.objs.NetDeny6,
-		n.objs.DnsProxies, n.objs.DnsProxyPorts, n.objs.AddrUse, n.objs.AddrUsePolicies, n.objs.SockStates, n.pins.layout,
+		n.objs.DnsProxies, n.objs.DnsProxyPorts, n.objs.AddrUse, n.objs.AddrUsePolicies, n.objs.SockStates, n.objs.IdePorts, n.pins.layout,
 	} {
 		if m == nil || !m.IsPinned() {
 			continue
