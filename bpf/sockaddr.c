@@ -14,7 +14,8 @@
  * musl) drop a reply whose source is not the server they asked.
  *
  * ingress drops connection attempts from other hosts to the sandbox's
- * listening sockets, unless the policy allows inbound connections.
+ * listening sockets, unless the policy allows inbound connections, and
+ * connection attempts over loopback to a port an IDE lock names.
  *
  * sock_create refuses raw sockets, and ICMP "ping" sockets unless the
  * policy allows all egress: ping sockets send with ping_sendmsg, which no
@@ -35,6 +36,7 @@
 #include "events.h"
 #include "netmatch.h"
 #include "netsock.h"
+#include "ideport.h"
 
 #define AIGATE_IPPROTO_ICMPV6 58
 #define AIGATE_DNS_PORT 53
@@ -451,11 +453,12 @@ int aigate_sock_release(struct bpf_sock *ctx)
 
 /*
  * report_inbound writes the event of a refused inbound connection: the
- * peer's address with the sandbox's listening port. There is no sandboxed
- * task to name (softirq): pid, uid and comm stay zero.
+ * peer's address with the sandbox's listening port, what names the refusal
+ * (the event's path) and the rule. There is no sandboxed task to name
+ * (softirq): pid, uid and comm stay zero.
  */
 static __always_inline void report_inbound(struct __sk_buff *skb, __u64 cgroup_id,
-					   const struct sandbox *sb, __u32 rule)
+					   const struct sandbox *sb, __u32 rule, bool ide)
 {
 	__u8 audit = (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
 
@@ -466,6 +469,7 @@ static __always_inline void report_inbound(struct __sk_buff *skb, __u64 cgroup_i
 		return;
 	}
 	static const char what[] = "inbound connection";
+	static const char ide_what[] = "connection to an IDE lock's port";
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = cgroup_id;
@@ -482,28 +486,53 @@ static __always_inline void report_inbound(struct __sk_buff *skb, __u64 cgroup_i
 		e->family = AIGATE_AF_INET6;
 		bpf_skb_load_bytes(skb, 8, e->addr, 16); /* ipv6hdr.saddr */
 	}
-	__builtin_memcpy(e->path, what, sizeof(what));
-	e->path_len = sizeof(what);
+	if (ide) {
+		__builtin_memcpy(e->path, ide_what, sizeof(ide_what));
+		e->path_len = sizeof(ide_what);
+	} else {
+		__builtin_memcpy(e->path, what, sizeof(what));
+		e->path_len = sizeof(what);
+	}
 	bpf_ringbuf_submit(e, 0);
 }
 
 /*
- * ingress sees every packet delivered to a socket of the sandbox. A packet
- * that did not come over loopback and is delivered to a listening TCP
- * socket is a connection attempt from another host (a SYN, or the ACK of a
- * SYN cookie): dropped under net: deny unless the policy allows inbound
- * connections, so nothing outside the machine can connect in and read what
- * the sandbox writes on the accepted socket (writes on it pass no sendmsg
- * program). Refusing here, not at bind, leaves a server bound to 0.0.0.0 or
- * ::, and a listen() without bind, reachable from this machine. UDP is left
- * alone: answering a datagram needs a sendto or connect, which connect4/6
- * and sendmsg4/6 check.
+ * ide_port_rule returns the rule of the IDE lock that names port for the
+ * sandbox in cgroup cgroup_id, or 0.
+ */
+static __always_inline __u32 ide_port_rule(__u64 cgroup_id, __u32 port)
+{
+	struct ide_port_key k = {.cgroup_id = cgroup_id, .port = port};
+	__u32 *rule = bpf_map_lookup_elem(&ide_ports, &k);
+
+	return rule ? *rule : 0;
+}
+
+/*
+ * ingress sees every packet delivered to a socket of the sandbox; only
+ * those delivered to a listening TCP socket (a SYN, or the ACK of a SYN
+ * cookie: a connection attempt) are looked at, and only once the socket is
+ * known to be a sandbox's.
+ *
+ * Over loopback: dropped when the listener's local port is one an IDE lock
+ * file names (ide_ports), so that a claude outside that follows the lock
+ * (--ide, autoConnectIde) never reaches a server of the sandbox. Checking
+ * the listener's port here, not the bind, covers every way of getting the
+ * port: a bind to it, a bind to port 0 or a listen() without bind that the
+ * kernel happens to give it, any loopback or wildcard address. The client
+ * sees no reset, only its SYN go unanswered (its connect times out).
+ *
+ * From another host: dropped under net: deny unless the policy allows
+ * inbound connections, so nothing outside the machine can connect in and
+ * read what the sandbox writes on the accepted socket (writes on it pass no
+ * sendmsg program). Refusing here, not at bind, leaves a server bound to
+ * 0.0.0.0 or ::, and a listen() without bind, reachable from this machine.
+ * UDP is left alone: answering a datagram needs a sendto or connect, which
+ * connect4/6 and sendmsg4/6 check.
  */
 SEC("cgroup_skb/ingress")
 int aigate_ingress(struct __sk_buff *skb)
 {
-	if (skb->ifindex == AIGATE_LOOPBACK_IFINDEX)
-		return 1;
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
 		return 1;
@@ -514,10 +543,17 @@ int aigate_ingress(struct __sk_buff *skb)
 	struct sandbox *sb = skb_sandbox(skb, &cgroup_id);
 	if (!sb)
 		return 1;
+	if (skb->ifindex == AIGATE_LOOPBACK_IFINDEX) {
+		__u32 rule = ide_port_rule(cgroup_id, skb->local_port);
+		if (!rule)
+			return 1;
+		report_inbound(skb, cgroup_id, sb, rule, true);
+		return (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
+	}
 	__u32 policy_id = sb->policy_id;
 	struct net_settings *s = bpf_map_lookup_elem(&net_policies, &policy_id);
 	if (s && (s->mode == AIGATE_NET_ALLOW || s->inbound))
 		return 1;
-	report_inbound(skb, cgroup_id, sb, s ? s->deny_rule : 0);
+	report_inbound(skb, cgroup_id, sb, s ? s->deny_rule : 0, false);
 	return (sb->flags & AIGATE_SB_AUDIT) ? 1 : 0;
 }

@@ -33,6 +33,7 @@ const enum aigate_unix_size *unused_unix_size __attribute__((unused));
 const enum aigate_net_mode *unused_net_mode __attribute__((unused));
 const enum aigate_loopback *unused_loopback __attribute__((unused));
 const enum aigate_net_key *unused_net_key __attribute__((unused));
+const enum aigate_rule_flag *unused_rule_flag __attribute__((unused));
 const enum aigate_verdict_gen *unused_verdict_gen __attribute__((unused));
 const enum aigate_verdict_ok *unused_verdict_ok __attribute__((unused));
 const enum aigate_family *unused_family __attribute__((unused));

@@ -244,4 +244,13 @@ enum aigate_net_key {
 	AIGATE_NET_KEY_BITS = 64,
 };
 
+/*
+ * A rule id with this bit set names no rule of the policy: the event is a
+ * connection to the port an IDE lock file names (ideport.h), and the agent
+ * names the lock file; the low 16 bits are the port.
+ */
+enum aigate_rule_flag {
+	AIGATE_RULE_IDE_LOCK = 1u << 31,
+};
+
 #endif /* AIGATE_H */

@@ -144,4 +144,5 @@ func (a *Agent) closeAdopted() {
 	}
 	a.mu.Unlock()
 	a.empty.close()
+	a.ide.close()
 }

@@ -114,6 +114,7 @@ type Agent struct {
 	ln      *api.Listener
 	fan     *fanout
 	empty   *emptyWatch
+	ide     *ideWatch // the sandboxes' IDE lock directories (idelocks.go)
 	reg     *prometheus.Registry
 	started time.Time
 
@@ -196,6 +197,10 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	a.empty = empty
+	if a.ide, err = newIDEWatch(a.onIDELock); err != nil {
+		a.empty.close()
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
 	// A pinning backend kept enforcing the sandboxes of a dead agent: they
 	// are taken over (adopt.go). Sandboxes whose owner (a dead agent or
 	// run) is gone otherwise are no longer enforced by anyone: Sweep kills
@@ -381,6 +386,7 @@ func (a *Agent) Close() error {
 	a.mu.Unlock()
 	a.wg.Wait()
 	a.empty.close()
+	a.ide.close()
 	a.stopLandlockAudit()
 	if err := a.be.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close %s backend: %w", a.be.Name(), err))
@@ -453,6 +459,7 @@ func (a *Agent) handle(e events.Event) {
 	var owner uint32
 	if b != nil {
 		Name(&e, b.info.Name, b.compiled)
+		nameIDE(&e, b)
 		owner = b.info.Owner
 	}
 	if domains, ok := a.be.(enforce.DomainNamer); ok && e.Kind == events.KindNet && e.Domain == "" && e.Addr.IsValid() {

@@ -40,6 +40,10 @@ type box struct {
 	// (claudeown.go).
 	own *claudestate.Own
 
+	// ide are the IDE lock ports its listeners are kept off
+	// (idelocks.go); nil: none asked for, or not known (adopted).
+	ide *boxIDE
+
 	cj *claudeJournal // nil: ~/.claude.json not guarded (claudejson.go)
 	// after are the checks made once the sandbox ended (afterrun.go);
 	// notes what they did, for Ended, valid after gone.
@@ -81,6 +85,7 @@ func (a *Agent) end(b *box, reason string) error {
 	b.once.Do(func() {
 		first = true
 		a.empty.remove(b.wd)
+		a.ide.remove(b)
 		auditOn := a.landlockAuditOn()
 		err = b.sb.Close()
 		// The box stays known to the pump until the sandbox's last events

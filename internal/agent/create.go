@@ -137,7 +137,19 @@ func (a *Agent) create(ctx context.Context, p api.Peer, req *api.CreateRequest) 
 			Command:    req.Command,
 		},
 	}
+	// Before register: until the create is answered nothing of the
+	// command runs, and a port that cannot be guarded fails the create.
+	w, err := a.guardIDE(b, req)
+	if err != nil {
+		a.ide.remove(b)
+		_ = sb.Close()
+		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: err.Error()}
+	}
+	if w != "" {
+		warnings = append(warnings, w)
+	}
 	if err := a.register(b); err != nil {
+		a.ide.remove(b)
 		_ = sb.Close()
 		return nil, nil, &api.Error{Code: api.CodeSandbox, Message: fmt.Sprintf("watch sandbox %s: %v", b.info.Name, err)}
 	}

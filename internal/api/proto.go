@@ -41,7 +41,12 @@ import (
 // of leaving that file unguarded. Version 5 creates may also carry the
 // Landlock domain the command will enter (CreateRequest.Landlock), which a
 // version 4 agent would not know.
-const Version = 5
+//
+// Version 6 lets create carry Claude Code's IDE lock directories and the
+// ports their locks name (CreateRequest.IDELocks), which the agent keeps
+// the sandbox's listeners off; a version 5 agent refuses a version 6
+// client instead of leaving those ports open to the sandbox.
+const Version = 6
 
 // PlacesAtCreate reports whether a create of version v may carry the
 // process to place (CreateRequest.Place).
@@ -167,6 +172,12 @@ type CreateRequest struct {
 	// of the caller's own sandbox's refused calls are reported (requests
 	// from inside a sandbox are refused).
 	Landlock map[string]landlock.Ruleset `json:"landlock,omitempty"`
+	// IDELocks are Claude Code's IDE lock directories and the ports
+	// their locks named when run read them, as the user: a loopback
+	// connection to a listener of the sandbox on such a port is refused,
+	// also for locks written during the run (the agent watches the
+	// directories). They only tighten the policy. Version 6.
+	IDELocks *IDELocks `json:"ide_locks,omitempty"`
 	// Place, from version 3, names the caller's waiting exec helper
 	// (launch.Prepare) for the agent to move into the sandbox while it
 	// builds it, with the same checks as a place request. A create that
@@ -176,6 +187,21 @@ type CreateRequest struct {
 	// placed, the create is refused and the sandbox removed, with the
 	// process in it killed.
 	Place *PlaceRequest `json:"place,omitempty"`
+}
+
+// IDELocks is CreateRequest.IDELocks.
+type IDELocks struct {
+	// Dirs are the ide/ directories a claude outside follows
+	// (~/.claude/ide, the one in $CLAUDE_CONFIG_DIR), absolute.
+	Dirs []string `json:"dirs"`
+	// Locks are the lock files found in them, <dir>/<port>.lock.
+	Locks []IDELock `json:"locks,omitempty"`
+}
+
+// IDELock is one of IDELocks.Locks.
+type IDELock struct {
+	Port uint16 `json:"port"`
+	Path string `json:"path"` // the lock file, for the events
 }
 
 // ClaudeJSONGuard is CreateRequest.ClaudeJSON.

@@ -126,6 +126,18 @@ func (c *CreateRequest) validate() *Error {
 	if c.Place != nil && c.Place.PID <= 0 {
 		return badf("create: place: pid %d is not a process id", c.Place.PID)
 	}
+	if c.IDELocks != nil {
+		for _, d := range c.IDELocks.Dirs {
+			if err := absPath("IDE lock directory", d); err != nil {
+				return err
+			}
+		}
+		for _, l := range c.IDELocks.Locks {
+			if l.Port == 0 {
+				return badf("create: IDE lock %s: port 0", l.Path)
+			}
+		}
+	}
 	if err := absPath("home", c.Home); err != nil {
 		return err
 	}

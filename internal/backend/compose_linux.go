@@ -23,6 +23,7 @@ type netPart interface {
 	Close() error
 	Status(id uint32) (egress.Status, bool)
 	DomainOf(cgroupID uint64, addr netip.Addr) string
+	GuardIDEPort(id uint32, port uint16) error
 }
 
 // Composite is what Open returns on Linux: a file and exec backend (BPF
@@ -50,6 +51,7 @@ var (
 	_ enforce.UserNamespaces  = (*Composite)(nil)
 	_ enforce.DomainNamer     = (*Composite)(nil)
 	_ enforce.RefusalReporter = (*Composite)(nil)
+	_ enforce.IDEPorts        = (*Composite)(nil)
 )
 
 func compose(files enforce.Backend, net netPart) *Composite {
@@ -193,6 +195,12 @@ func (c *Composite) RefusalsReported() error {
 		return r.RefusalsReported()
 	}
 	return errors.New("the network part reports no refused calls")
+}
+
+// GuardIDEPort implements enforce.IDEPorts: the network part's ingress
+// program, on both file backends.
+func (c *Composite) GuardIDEPort(id uint32, port uint16) error {
+	return c.net.GuardIDEPort(id, port)
 }
 
 // RefusesUserNamespaces implements enforce.UserNamespaces: the file

@@ -53,6 +53,7 @@ func (p *part) Close() error {
 	return nil
 }
 func (p *part) DomainOf(uint64, netip.Addr) string { return "" }
+func (p *part) GuardIDEPort(uint32, uint16) error  { return nil }
 func (p *part) Status(uint32) (egress.Status, bool) {
 	return egress.Status{Mode: egress.ModeProxy}, true
 }

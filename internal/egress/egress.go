@@ -65,6 +65,7 @@ type rules interface {
 	ClearDNSProxy(policyID uint32) error
 	AddrInUse(policyID uint32, addr netip.Addr) (bool, error)
 	RemovePolicy(policyID uint32, unix loader.UnixAllow, cgroupID uint64) error
+	GuardIDEPort(cgroupID uint64, port uint16) error
 	Events() <-chan events.Event
 	Stats() (enforce.Stats, error)
 	Close() error
@@ -526,6 +527,18 @@ func (e *Egress) Close() error {
 		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr
+}
+
+// GuardIDEPort implements enforce.IDEPorts: the ingress program on the
+// sandbox's cgroup drops loopback connections to its listeners on port.
+func (e *Egress) GuardIDEPort(id uint32, port uint16) error {
+	e.mu.Lock()
+	s := e.sandboxes[id]
+	e.mu.Unlock()
+	if s == nil {
+		return fmt.Errorf("guard IDE lock port %d: no network rules for sandbox %d", port, id)
+	}
+	return e.net.GuardIDEPort(s.sb.CgroupID, port)
 }
 
 // SandboxBound implements enforce.UnixOwner: the network object's, which

@@ -148,9 +148,10 @@ func (f *fakeNet) RemovePolicy(id uint32, _ loader.UnixAllow, _ uint64) error {
 	delete(f.proxies, id)
 	return nil
 }
-func (f *fakeNet) Events() <-chan events.Event   { return nil }
-func (f *fakeNet) Stats() (enforce.Stats, error) { return enforce.Stats{}, nil }
-func (f *fakeNet) Close() error                  { return nil }
+func (f *fakeNet) GuardIDEPort(uint64, uint16) error { return nil }
+func (f *fakeNet) Events() <-chan events.Event       { return nil }
+func (f *fakeNet) Stats() (enforce.Stats, error)     { return enforce.Stats{}, nil }
+func (f *fakeNet) Close() error                      { return nil }
 
 // A fakeNet pins nothing, as a loader.Net opened without a PinPath.
 func (f *fakeNet) PinDir() string                   { return "" }

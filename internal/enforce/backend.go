@@ -135,6 +135,21 @@ type RefusalReporter interface {
 	RefusalsReported() error
 }
 
+// IDEPorts is implemented by a backend that can keep a sandbox's
+// listening sockets from the loopback ports that Claude Code's IDE lock
+// files name (docs/threat-model.md, "A stale IDE lock"). GuardIDEPort
+// makes a loopback connection to a listener of sandbox id on port fail,
+// with a net event whose rule is IDELockRule|port.
+type IDEPorts interface {
+	GuardIDEPort(id uint32, port uint16) error
+}
+
+// IDELockRule flags the rule id of an event that IDEPorts caused: it
+// names no rule of the policy but the IDE lock file of the port in its
+// low 16 bits (the kernel's enum aigate_rule_flag, checked by a loader
+// test).
+const IDELockRule = 1 << 31
+
 // UserNamespaces is implemented by a backend that can refuse new user
 // namespaces in the kernel itself (allow_userns: false), with events.
 // Where RefusesUserNamespaces is false, or a backend does not implement

@@ -107,6 +107,12 @@ const (
 	kernelAigateRefusedCapAIGATE_REFUSED_CAP_SYS_PTRACE      kernelAigateRefusedCap = 8
 )
 
+type kernelAigateRuleFlag uint32
+
+const (
+	kernelAigateRuleFlagAIGATE_RULE_IDE_LOCK kernelAigateRuleFlag = 2147483648
+)
+
 type kernelAigateRuleSet uint32
 
 const (
@@ -228,6 +234,7 @@ const (
 	kernelVarUnusedOp          = "unused_op"
 	kernelVarUnusedRefusedCall = "unused_refused_call"
 	kernelVarUnusedRefusedCap  = "unused_refused_cap"
+	kernelVarUnusedRuleFlag    = "unused_rule_flag"
 	kernelVarUnusedRuleSet     = "unused_rule_set"
 	kernelVarUnusedSandbox     = "unused_sandbox"
 	kernelVarUnusedSandboxFlag = "unused_sandbox_flag"
@@ -307,6 +314,7 @@ type kernelVariableSpecs struct {
 	UnusedOp          *ebpf.VariableSpec `ebpf:"unused_op"`
 	UnusedRefusedCall *ebpf.VariableSpec `ebpf:"unused_refused_call"`
 	UnusedRefusedCap  *ebpf.VariableSpec `ebpf:"unused_refused_cap"`
+	UnusedRuleFlag    *ebpf.VariableSpec `ebpf:"unused_rule_flag"`
 	UnusedRuleSet     *ebpf.VariableSpec `ebpf:"unused_rule_set"`
 	UnusedSandbox     *ebpf.VariableSpec `ebpf:"unused_sandbox"`
 	UnusedSandboxFlag *ebpf.VariableSpec `ebpf:"unused_sandbox_flag"`
@@ -362,6 +370,7 @@ type kernelVariables struct {
 	UnusedOp          *ebpf.Variable `ebpf:"unused_op"`
 	UnusedRefusedCall *ebpf.Variable `ebpf:"unused_refused_call"`
 	UnusedRefusedCap  *ebpf.Variable `ebpf:"unused_refused_cap"`
+	UnusedRuleFlag    *ebpf.Variable `ebpf:"unused_rule_flag"`
 	UnusedRuleSet     *ebpf.Variable `ebpf:"unused_rule_set"`
 	UnusedSandbox     *ebpf.Variable `ebpf:"unused_sandbox"`
 	UnusedSandboxFlag *ebpf.Variable `ebpf:"unused_sandbox_flag"`

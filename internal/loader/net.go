@@ -439,9 +439,10 @@ func trieKey(policyID uint32, e NetEntry) any {
 
 // RemovePolicy deletes what is kept of policyID by policy id alone: its
 // settings, DNS steering and use counts, the allow_unix entries unix (as
-// WriteUnixAllow returned them) and the unix socket names learned in its
-// sandbox cgroup. The trie entries are the caller's to delete
-// (DeleteEntry): only it knows which it wrote.
+// WriteUnixAllow returned them), the unix socket names learned in its
+// sandbox cgroup and the IDE lock ports guarded for it (GuardIDEPort).
+// The trie entries are the caller's to delete (DeleteEntry): only it
+// knows which it wrote.
 func (n *Net) RemovePolicy(policyID uint32, unix UnixAllow, cgroupID uint64) error {
 	var errs []error
 	if err := n.objs.NetPolicies.Delete(policyID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -451,6 +452,9 @@ func (n *Net) RemovePolicy(policyID uint32, unix UnixAllow, cgroupID uint64) err
 		errs = append(errs, err)
 	}
 	if err := n.removeUnix(unix, cgroupID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.removeIDEPorts(cgroupID); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

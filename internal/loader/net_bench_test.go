@@ -73,6 +73,29 @@ func BenchmarkNetConnect(b *testing.B) {
 	}
 }
 
+// BenchmarkNetLoopbackTCP measures what the ingress program adds to a TCP
+// connection over loopback (connect, accept, close) whose listener is in a
+// sandbox (net: allow, with one IDE lock port guarded, not this one): its
+// SYN reaches a listening socket, so the program looks the sandbox up and
+// then the port (ide_ports). Against a helper in a cgroup with no
+// programs, interleaved over bench.Rounds() rounds. Compare its ratio
+// between two builds to see a change of the ingress program.
+func BenchmarkNetLoopbackTCP(b *testing.B) {
+	env := newNetEnv(b)
+	n := openNet(b, NetOptions{})
+	c := compileNet(b, policy.NetAllow, policy.LoopbackOwn)
+	inside := env.sandbox(n, 1, c.Net, nil, false)
+	guardOnePort(b, n, inside.ID)
+	none := env.cgroup("none")
+	r, err := bench.Pair(bench.Rounds(),
+		func() (float64, error) { return env.bench(none, "tcploop", "127.0.0.1:0", b.N), nil },
+		func() (float64, error) { return env.bench(inside, "tcploop", "127.0.0.1:0", b.N), nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Report(b)
+}
+
 // progRunNS runs fn with the kernel's run-time accounting on and returns
 // prog's mean run time during it; false where the accounting is refused.
 func progRunNS(prog *ebpf.Program, fn func()) (float64, bool) {

@@ -28,6 +28,13 @@ type netDnsProxy struct {
 	Pad  uint16
 }
 
+type netIdePortKey struct {
+	_        structs.HostLayout
+	CgroupId uint64
+	Port     uint32
+	Pad      uint32
+}
+
 type netNetKey4 struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -70,6 +77,7 @@ const (
 	netMapDnsProxies         = "dns_proxies"
 	netMapDnsProxyPorts      = "dns_proxy_ports"
 	netMapEvents             = "events"
+	netMapIdePorts           = "ide_ports"
 	netMapNetAllow4          = "net_allow4"
 	netMapNetAllow6          = "net_allow6"
 	netMapNetDeny4           = "net_deny4"
@@ -156,6 +164,7 @@ type netMapSpecs struct {
 	DnsProxies      *ebpf.MapSpec `ebpf:"dns_proxies"`
 	DnsProxyPorts   *ebpf.MapSpec `ebpf:"dns_proxy_ports"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
+	IdePorts        *ebpf.MapSpec `ebpf:"ide_ports"`
 	NetAllow4       *ebpf.MapSpec `ebpf:"net_allow4"`
 	NetAllow6       *ebpf.MapSpec `ebpf:"net_allow6"`
 	NetDeny4        *ebpf.MapSpec `ebpf:"net_deny4"`
@@ -202,6 +211,7 @@ type netMaps struct {
 	DnsProxies      *ebpf.Map `ebpf:"dns_proxies"`
 	DnsProxyPorts   *ebpf.Map `ebpf:"dns_proxy_ports"`
 	Events          *ebpf.Map `ebpf:"events"`
+	IdePorts        *ebpf.Map `ebpf:"ide_ports"`
 	NetAllow4       *ebpf.Map `ebpf:"net_allow4"`
 	NetAllow6       *ebpf.Map `ebpf:"net_allow6"`
 	NetDeny4        *ebpf.Map `ebpf:"net_deny4"`
@@ -220,6 +230,7 @@ func (m *netMaps) Close() error {
 		m.DnsProxies,
 		m.DnsProxyPorts,
 		m.Events,
+		m.IdePorts,
 		m.NetAllow4,
 		m.NetAllow6,
 		m.NetDeny4,

@@ -45,7 +45,9 @@ func init() {
 //	tfo ADDR:PORT       sendto(MSG_FASTOPEN) on a fresh TCP socket
 //	sub                 move into the cgroup whose cgroup.procs is fd 3 (ip
 //	                    netns exec remounts /sys, hiding the cgroup tree)
-//	bench OP ADDR N     N connects (udp) or sendtos, prints the ns per call
+//	bench OP ADDR N     N connects (udp) or sendtos, or (tcploop) N TCP
+//	                    connections accepted and closed from a listener
+//	                    the helper opens at ADDR; prints the ns per call
 //	flood ADDR T MS R   T threads connect a UDP socket each to ADDR, every
 //	                    one expected to be denied, for MS milliseconds, at
 //	                    R connects/s in all (0: as fast as they can); prints
@@ -234,6 +236,9 @@ func sockOp(op string, dst netip.AddrPort) unix.Errno {
 // benchOp performs n operations on one socket and returns the mean cost in
 // nanoseconds.
 func benchOp(op string, dst netip.AddrPort, n int) (float64, error) {
+	if op == "tcploop" {
+		return benchTCPLoop(dst, n)
+	}
 	sa, fam := sockaddr(dst)
 	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -250,6 +255,36 @@ func benchOp(op string, dst netip.AddrPort, n int) (float64, error) {
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", op, dst, err)
 		}
+		return nil
+	})
+}
+
+// benchTCPLoop listens at dst and returns the mean cost of a connect,
+// accept and close of both ends: the handshake's packets pass the ingress
+// program of the listener's cgroup (the SYN to a listening socket).
+func benchTCPLoop(dst netip.AddrPort, n int) (float64, error) {
+	l, port, errno := serveOp("tcp", dst)
+	if errno != 0 {
+		return 0, fmt.Errorf("listen %s: %w", dst, errno)
+	}
+	defer unix.Close(l)
+	sa, fam := sockaddr(netip.AddrPortFrom(dst.Addr(), uint16(port)))
+	return bench.Batched(n, func() error {
+		c, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(c)
+		if err := unix.Connect(c, sa); err != nil {
+			return fmt.Errorf("connect %s: %w", dst, err)
+		}
+		a, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+		// A reset, not FIN_WAIT: n connections must not fill the ports.
+		_ = unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		unix.Close(a)
 		return nil
 	})
 }

@@ -27,7 +27,7 @@ import (
 //	<map name>         every map of sockaddr.c that is not shared with the
 //	                   LSM object (net_policies, the four tries, dns_proxies,
 //	                   dns_proxy_ports, addr_use, addr_use_policies,
-//	                   sock_states)
+//	                   sock_states, ide_ports)
 //	<policy id>_<hook> the cgroup link of one program on one sandbox
 //
 // The shared maps (sandbox table, ring buffer, counters) are the LSM's and
@@ -361,7 +361,7 @@ func (n *Net) unpinAll() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{
 		n.objs.NetPolicies, n.objs.NetAllow4, n.objs.NetAllow6, n.objs.NetDeny4, n.objs.NetDeny6,
-		n.objs.DnsProxies, n.objs.DnsProxyPorts, n.objs.AddrUse, n.objs.AddrUsePolicies, n.objs.SockStates, n.pins.layout,
+		n.objs.DnsProxies, n.objs.DnsProxyPorts, n.objs.AddrUse, n.objs.AddrUsePolicies, n.objs.SockStates, n.objs.IdePorts, n.pins.layout,
 	} {
 		if m == nil || !m.IsPinned() {
 			continue

@@ -494,6 +494,13 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// defused, a changed marketplace clone moved aside; ended.Notes
 	// says what it did.
 	req.AfterRun = &api.AfterRun{Git: &api.GitCheck{Known: gitDirs}, Clones: clones.request()}
+	// After makeToolDirs, which makes the ide/ directories the agent
+	// watches for locks written during the run.
+	ide, notes := ideLocks(p.id.home, p.claudeDir, p.loaded.Paths.User)
+	for _, n := range notes {
+		f.Log.Debug("IDE locks: not read", zap.String("what", n))
+	}
+	req.IDELocks = ide
 	// The session lives until the command is done and cleaned up, not
 	// until ctx: main cancels ctx on SIGINT and SIGTERM, which run handles
 	// itself (a closed session would make the agent kill the command).
