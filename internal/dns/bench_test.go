@@ -4,6 +4,7 @@ package dns
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -95,4 +96,99 @@ func memberProxy(b *testing.B, c *policy.Compiled, upstream string) string {
 		testutil.SkipUnlessKernel(b, "no sock_diag check of the proxy's clients on this kernel")
 	}
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port()).String()
+}
+
+// BenchmarkRelayFloor measures the floor under BenchmarkQuery/uncached: a
+// bare relay, measured the same way against the same fake upstream, that
+// reads a query, writes it to the upstream over a socket of the proxy's
+// pool (upstream.go), reads the reply and writes it back, parsing,
+// matching and learning nothing (issue #15):
+//
+//	reuse  one upstream socket for every query
+//	fresh  a fresh socket, so a fresh random port, per query, taken from
+//	       the pool and given back after the answer, as the proxy does
+//
+// fresh against reuse is the price of a fresh port per query; reuse
+// against 1x the price of the second round trip itself; the proxy against
+// fresh its own work.
+func BenchmarkRelayFloor(b *testing.B) {
+	for _, fresh := range []bool{false, true} {
+		name := "reuse"
+		if fresh {
+			name = "fresh"
+		}
+		b.Run(name, func(b *testing.B) { relayFloor(b, fresh) })
+	}
+}
+
+func relayFloor(b *testing.B, fresh bool) {
+	up := testutil.StartFakeDNS(b)
+	up.Set("once.test", "once.test. 0 IN A 10.1.2.4")
+	pool := newUpstreamPool(up.Addr)
+	l, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	relayErr := make(chan error, 1)
+	go func() { relayErr <- relay(l, pool, fresh) }()
+	b.Cleanup(func() {
+		l.Close()
+		if err := <-relayErr; err != nil {
+			b.Error(err)
+		}
+		pool.close()
+	})
+	cl := &mdns.Client{Net: "udp"}
+	m := new(mdns.Msg).SetQuestion("once.test.", mdns.TypeA)
+	query := func(server string) bench.Measure {
+		return func() (float64, error) {
+			return bench.Batched(b.N, func() error {
+				r, _, err := cl.Exchange(m, server)
+				if err != nil {
+					return err
+				}
+				if len(r.Answer) != 1 {
+					return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
+				}
+				return nil
+			})
+		}
+	}
+	r, err := bench.Pair(bench.Rounds(), query(up.Addr), query(l.LocalAddr().String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Report(b)
+}
+
+// relay serves l until it is closed.
+func relay(l *net.UDPConn, pool *upstreamPool, fresh bool) error {
+	c, err := pool.take()
+	if err != nil {
+		return err
+	}
+	defer func() { c.Close() }()
+	buf, reply := make([]byte, udpQueryMax), make([]byte, mdns.MaxMsgSize)
+	for {
+		n, from, err := l.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return nil // closed: the benchmark is over
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			return err
+		}
+		m, err := c.Read(reply)
+		if err != nil {
+			return err
+		}
+		if _, err := l.WriteToUDPAddrPort(reply[:m], from); err != nil {
+			return err
+		}
+		if fresh {
+			pool.done(c) // closes c and opens the pool back up
+			if c, err = pool.take(); err != nil {
+				return err
+			}
+		}
+	}
 }

@@ -3,6 +3,8 @@
 package dns
 
 import (
+	"errors"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -22,4 +24,11 @@ func udpSocket(family int) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// newPort is not done here: whether a BSD UDP socket keeps its port when
+// disconnected is not relied on, so a used socket is closed and a new one
+// opened (upstream.go).
+func newPort(*os.File, unix.Sockaddr) error {
+	return errors.ErrUnsupported
 }

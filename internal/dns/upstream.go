@@ -20,12 +20,12 @@ import (
 // A forwarded query used to open its upstream socket on the client's time
 // (miekg's Client: socket, setsockopt, connect, getsockname, getpeername,
 // two epoll_ctl, then close; issue #15). The pool opens those sockets ahead
-// of the queries,
-// after an answer has been written, and still uses each for exactly one
-// query: every query leaves from a fresh port the kernel picked at random,
-// with a fresh random ID, as before. Sockets are connected, so the kernel
-// drops datagrams from any other address or port; the reply must also
-// carry the query's ID and question.
+// of the queries and, after an answer has been written, moves the socket
+// that carried it to a fresh port (newPort) for a later query: every query
+// leaves from a fresh port the kernel picked at random, with a fresh random
+// ID, as before. Sockets are connected, so the kernel drops datagrams from
+// any other address or port; the reply must also carry the query's ID and
+// question.
 
 // poolSize is how many sockets are kept open per upstream: two, because
 // resolvers ask for A and AAAA at once.
@@ -45,7 +45,9 @@ var newID = func() uint16 {
 
 // upstreamPool holds sockets connected to one upstream resolver.
 type upstreamPool struct {
-	addr netip.AddrPort
+	addr   netip.AddrPort
+	family int
+	sa     unix.Sockaddr // addr, for connect
 
 	mu     sync.Mutex
 	ready  []*os.File
@@ -61,7 +63,12 @@ func newUpstreamPool(upstream string) *upstreamPool {
 	if err != nil || ap.Addr().Zone() != "" {
 		return nil // a scoped address needs its interface index: miekg's client
 	}
-	return &upstreamPool{addr: ap}
+	a := ap.Addr().Unmap()
+	u := &upstreamPool{addr: ap, family: unix.AF_INET6, sa: &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}}
+	if a.Is4() {
+		u.family, u.sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	}
+	return u
 }
 
 // dial opens a socket connected to the upstream. It is an os.File, not a
@@ -69,16 +76,11 @@ func newUpstreamPool(upstream string) *upstreamPool {
 // where net.DialUDP adds a setsockopt, getsockname and getpeername. The
 // kernel binds it to a random free port at connect.
 func (u *upstreamPool) dial() (*os.File, error) {
-	a := u.addr.Addr().Unmap()
-	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: int(u.addr.Port()), Addr: a.As16()})
-	if a.Is4() {
-		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(u.addr.Port()), Addr: a.As4()}
-	}
-	fd, err := udpSocket(family)
+	fd, err := udpSocket(u.family)
 	if err != nil {
 		return nil, fmt.Errorf("open socket to %s: %w", u.addr, err)
 	}
-	if err := unix.Connect(fd, sa); err != nil {
+	if err := unix.Connect(fd, u.sa); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("connect socket to %s: %w", u.addr, err)
 	}
@@ -100,11 +102,22 @@ func (u *upstreamPool) take() (*os.File, error) {
 	return u.dial()
 }
 
-// done closes a socket that carried its query and opens the pool back up
-// to poolSize; the proxy calls it after writing the answer, off the
-// client's time.
+// done moves a socket that carried its query to a fresh port and pools
+// it, or closes it (when that fails, or the pool is full or closed), and
+// opens the pool back up to poolSize; the proxy calls it after writing the
+// answer, off the client's time.
 func (u *upstreamPool) done(used *os.File) {
-	used.Close()
+	if err := newPort(used, u.sa); err == nil {
+		u.mu.Lock()
+		if !u.closed && len(u.ready) < poolSize {
+			u.ready = append(u.ready, used)
+			used = nil
+		}
+		u.mu.Unlock()
+	}
+	if used != nil {
+		used.Close()
+	}
 	for {
 		u.mu.Lock()
 		full := u.closed || len(u.ready) >= poolSize
@@ -185,14 +198,22 @@ func exchange(c *os.File, req *mdns.Msg, timeout time.Duration) (*mdns.Msg, erro
 	defer replyBufs.Put(bp)
 	buf := *bp
 	// A socket from the pool may have been sent datagrams while it
-	// waited: none of them can answer a query not yet sent.
+	// waited, at this port or at the one of its last query: none of them
+	// can answer a query not yet sent. An error the socket holds (an ICMP
+	// one of its last query) is reported once, ahead of the datagrams, so
+	// the draining goes on past it until the queue is empty.
 	if rc, err := c.SyscallConn(); err == nil {
 		_ = rc.Read(func(fd uintptr) bool {
-			for {
-				if _, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT); err != nil && !errors.Is(err, syscall.EINTR) {
-					return true
+			for errs := 0; errs < 8; {
+				_, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT)
+				if errors.Is(err, syscall.EAGAIN) {
+					break
+				}
+				if err != nil {
+					errs++
 				}
 			}
+			return true
 		})
 	}
 	if _, err := c.Write(wire); err != nil {

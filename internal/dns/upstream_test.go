@@ -121,9 +121,10 @@ func askProxy(t *testing.T, p *Proxy, name string, id uint16) *mdns.Msg {
 }
 
 // TestForwardFreshSocketAndID: the upstream sockets are opened ahead of
-// the queries (upstream.go), yet every forwarded query leaves from its own
-// socket, at a port the kernel picked, with an ID of its own, not the
-// client's: the randomisation that makes a forged reply hard to land.
+// the queries and used again (upstream.go), yet every forwarded query
+// leaves from a port of its own, one the kernel picked, with an ID of its
+// own, not the client's: the randomisation that makes a forged reply hard
+// to land.
 func TestForwardFreshSocketAndID(t *testing.T) {
 	up := startRawUpstream(t, func(u *rawUpstream, q *mdns.Msg, from netip.AddrPort) {
 		u.send(t, nil, answerA(q, 0, "10.1.1.1"), from) // TTL 0: never cached
@@ -141,9 +142,9 @@ func TestForwardFreshSocketAndID(t *testing.T) {
 		ids[q.id] = true
 	}
 	// A random port or ID repeats now and then (2^15 ports, 2^16 IDs); a
-	// socket used twice, or the client's ID passed on, repeats always.
+	// port used twice, or the client's ID passed on, repeats always.
 	if len(ports) < n-2 {
-		t.Errorf("%d queries left from %d ports: sockets are reused", n, len(ports))
+		t.Errorf("%d queries left from %d ports: ports are reused", n, len(ports))
 	}
 	if len(ids) < n-2 || ids[4242] && len(ids) < n {
 		t.Errorf("%d queries carried %d IDs (the client's, 4242, among them: %v)", n, len(ids), ids[4242])
