@@ -20,33 +20,28 @@ import (
 // quarter of the agent's CPU per run, issue #15). While they linger a
 // change in an ignored directory still takes its mark away: a copy of the
 // denied binary root puts there meanwhile is refused in the next sandbox,
-// with an event. The next sandbox also keeps the marks when the first
-// one's linger runs out during its life.
+// with an event.
 func TestExecFSMarksLinger(t *testing.T) {
-	const linger = 300 * time.Millisecond
-	e := newEnv(t, func(o *Options) { o.MarkLinger = linger })
+	e := newEnv(t, func(o *Options) { o.MarkLinger = time.Minute })
 	denied := deniedTool(e)
 	p := policy.Policy{DenyExec: rules("mytool")}
-	var st unix.Stat_t
-	if err := unix.Stat(e.bin, &st); err != nil {
-		t.Fatal(err)
-	}
+	dev := devOf(t, e.bin)
 
 	s1 := e.sandboxUID(p, 1000)
 	waitIgnores(t, e, e.bin, true)
 	if err := e.b.Remove(s1.ID); err != nil {
 		t.Fatal(err)
 	}
-	// Asked at once after Remove, well within the linger: without it
-	// both went with the sandbox.
-	if !e.b.fsexec.covers(uint64(st.Dev)) {
+	if !e.b.fsexec.covers(dev) {
 		t.Fatal("the filesystem exec marks went with the last sandbox: they should linger")
 	}
 	if !e.b.fsexec.ignores(e.bin) {
 		t.Fatalf("%s lost its ignore mark with the last sandbox: it should linger", e.bin)
 	}
 
-	// A copy put in the ignored directory while nothing runs.
+	// Longer than the watcher's poll (200 ms): a watcher that stopped
+	// with the last sandbox would be gone by now.
+	time.Sleep(500 * time.Millisecond)
 	data, err := os.ReadFile(denied)
 	if err != nil {
 		t.Fatal(err)
@@ -58,13 +53,37 @@ func TestExecFSMarksLinger(t *testing.T) {
 	waitIgnores(t, e, e.bin, false)
 
 	s2 := e.sandboxUID(p, 1000)
-	// s1's linger runs out while s2 lives: s2's marks must stay.
-	time.Sleep(3 * linger)
-	if !e.b.fsexec.covers(uint64(st.Dev)) {
-		t.Fatal("the filesystem exec marks went while a sandbox lives: a stale linger took them")
-	}
 	if got := e.run(s2, "exec", cp); got != "EPERM" {
 		t.Fatalf("sandboxed exec of a copy put in a lingering ignored directory: %s, want EPERM", got)
+	}
+	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != cp || ruleText(s2, ev) != "mytool" {
+		t.Errorf("event %+v, want exec of %s by rule mytool", ev, cp)
+	}
+}
+
+// TestExecFSMarksLingerExpiry: the linger a sandbox's end starts does not
+// take the marks from a sandbox started before it runs out (a copy
+// elsewhere on the filesystem is still refused), and the marks go once
+// the last sandbox's linger has run out.
+func TestExecFSMarksLingerExpiry(t *testing.T) {
+	const linger = 300 * time.Millisecond
+	e := newEnv(t, func(o *Options) { o.MarkLinger = linger })
+	e.copyBin(filepath.Join(e.bin, "mytool"))
+	cp := e.copyBin(filepath.Join(filepath.Dir(e.home), "srv", "a", "renamed"))
+	p := policy.Policy{DenyExec: rules("mytool")}
+	dev := devOf(t, cp)
+
+	s1 := e.sandboxUID(p, 1000)
+	if err := e.b.Remove(s1.ID); err != nil {
+		t.Fatal(err)
+	}
+	s2 := e.sandboxUID(p, 1000)
+	time.Sleep(3 * linger) // s1's linger runs out while s2 lives
+	if !e.b.fsexec.covers(dev) {
+		t.Fatal("the filesystem exec marks went while a sandbox lives: an earlier linger took them")
+	}
+	if got := e.run(s2, "exec", cp); got != "EPERM" {
+		t.Fatalf("sandboxed exec of the copy %s: %s, want EPERM", cp, got)
 	}
 	if ev := e.event(); ev.Kind != events.KindExec || ev.Path != cp || ruleText(s2, ev) != "mytool" {
 		t.Errorf("event %+v, want exec of %s by rule mytool", ev, cp)
@@ -73,13 +92,23 @@ func TestExecFSMarksLinger(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for e.b.fsexec.covers(uint64(st.Dev)) {
+	for e.b.fsexec.covers(dev) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the filesystem exec marks still there long after the linger of %v", linger)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if e.b.fsexec.ignores(e.bin) {
-		t.Errorf("%s kept its ignore mark after the linger", e.bin)
+	if got := e.run(nil, "exec", cp); got != "ok" {
+		t.Errorf("exec of %s outside any sandbox: %s", cp, got)
 	}
+}
+
+// devOf is the device number of path, as the filesystem exec marks key it.
+func devOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(st.Dev)
 }
