@@ -264,10 +264,10 @@ func (f *fsExecMarks) close() {
 // the development host: a quarter of the agent's CPU per `aigate run --
 // true` (docs/performance.md), for a verdict that had not changed. So the
 // marks, the ignore marks and the inotify watches that follow the ignored
-// directories stay for linger after the last user, as the exec-only
-// directory marks do (marks.go); the next sandbox is checked against the
-// ignored directories' files (check) as a sandbox added beside another
-// is. Meanwhile an exec on a marked filesystem outside an ignored
+// directories stay for linger after the last user when there are ignore
+// marks to keep, as the exec-only directory marks do (marks.go); the next
+// sandbox is checked against the ignored directories' files (check) as a
+// sandbox added beside another is. Meanwhile an exec on a marked filesystem outside an ignored
 // directory is a round trip to the agent, answered at once (never
 // refused: no sandbox), and a change in an ignored directory still takes
 // its mark away.
@@ -286,7 +286,12 @@ func (f *fsExecMarks) remove(id uint32) {
 	}
 	f.setLearningLocked()
 	f.lingerSeq++
-	if f.linger > 0 && !f.closed && f.stop != nil {
+	// Only ignore marks make the linger worth it: without them (a root
+	// sandbox took them away, or none qualified) every exec on the marked
+	// filesystems would be a round trip meanwhile, the client's and the
+	// exec helper's of the next run included, to save a read of the mount
+	// table.
+	if f.linger > 0 && !f.closed && f.stop != nil && len(f.dirs) > 0 {
 		seq := f.lingerSeq
 		time.AfterFunc(f.linger, func() { f.expire(seq) })
 		return

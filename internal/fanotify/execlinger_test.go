@@ -74,6 +74,7 @@ func TestExecFSMarksLingerExpiry(t *testing.T) {
 	dev := devOf(t, cp)
 
 	s1 := e.sandboxUID(p, 1000)
+	waitIgnores(t, e, e.bin, true) // the marks linger only with ignore marks to keep
 	if err := e.b.Remove(s1.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -111,4 +112,25 @@ func devOf(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return uint64(st.Dev)
+}
+
+// TestExecFSMarksNoLingerWithoutIgnores: after a root sandbox (which takes
+// every ignore mark away) the filesystem exec marks go with it: lingering
+// without ignore marks would make every exec on the machine a round trip
+// meanwhile, the next run's own client and exec helper included (as root
+// that made a run 1.16x slower, docs/performance.md).
+func TestExecFSMarksNoLingerWithoutIgnores(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MarkLinger = time.Minute })
+	deniedTool(e)
+	dev := devOf(t, e.bin)
+	s := e.sandboxUID(policy.Policy{DenyExec: rules("mytool")}, 0)
+	if !e.b.fsexec.covers(dev) {
+		t.Fatal("the filesystem is not marked for execs while the sandbox lives: the test proves nothing")
+	}
+	if err := e.b.Remove(s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if e.b.fsexec.covers(dev) {
+		t.Error("the filesystem exec marks lingered after a root sandbox, with no ignore mark to keep")
+	}
 }
