@@ -267,10 +267,10 @@ func (f *fsExecMarks) close() {
 // directories stay for linger after the last user when there are ignore
 // marks to keep, as the exec-only directory marks do (marks.go); the next
 // sandbox is checked against the ignored directories' files (check) as a
-// sandbox added beside another is. Meanwhile an exec on a marked filesystem outside an ignored
-// directory is a round trip to the agent, answered at once (never
-// refused: no sandbox), and a change in an ignored directory still takes
-// its mark away.
+// sandbox added beside another is. Meanwhile an exec on a marked
+// filesystem outside an ignored directory is a round trip to the agent,
+// answered at once (never refused: no sandbox), and a change in an
+// ignored directory still takes its mark away.
 
 // remove drops sandbox id; the last one takes the marks away after
 // linger, so that execs outside sandboxes stop paying for them.
