@@ -62,9 +62,11 @@ type Options struct {
 	// EventBuffer is the capacity of the Events channel (default 4096).
 	EventBuffer int
 	// MarkLinger is how long an exec-only mark (the deny_exec copy
-	// directories: /tmp, /var/tmp, /dev/shm) stays after the last sandbox
-	// that needed it, so that the next sandbox does not set it again
-	// (marks.go, lingerMark); default 10s, negative: none.
+	// directories: /tmp, /var/tmp, /dev/shm; the filesystem exec marks
+	// with the exec directories' ignore marks) stays after the last
+	// sandbox that needed it, so that the next sandbox does not set it
+	// again (marks.go, lingerMark; execfs.go, remove); default 10s,
+	// negative: none.
 	MarkLinger time.Duration
 
 	// beforeDecide, for tests, runs in a worker before each decision.
@@ -304,7 +306,11 @@ func Open(opts Options) (*Backend, error) {
 	}
 	b.keep.log = b.log
 	b.sysc.running = opts.syscallRunning
-	b.fsexec = newFSExecMarks(execGroup, opts.noFSExec, opts.noExecIgnore, b.log)
+	fsLinger := max(opts.MarkLinger, 0)
+	if opts.FlushWhenEmpty {
+		fsLinger = 0 // an embedded run's process ends with its sandbox
+	}
+	b.fsexec = newFSExecMarks(execGroup, opts.noFSExec, opts.noExecIgnore, fsLinger, b.log)
 	b.fsexec.entryOK = b.execIgnorable
 	b.noPlaceByID.Store(opts.noPlaceByID)
 	if opts.KeepDir != "" {

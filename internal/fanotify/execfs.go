@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -77,10 +78,15 @@ type fsExecMarks struct {
 	group  int
 	users  map[uint32]bool
 	marked map[uint64]string // device -> the mount point it was marked through
-	stop   chan struct{}     // closed when the last user goes: ends watch and learnLoop
-	closed bool              // the group is closing: no more marks
-	off    bool              // tests: never mark (a kernel that refuses it)
-	log    *zap.Logger
+	stop   chan struct{}     // closed when the marks go: ends watch and learnLoop
+	// linger is how long the marks stay after the last user (MarkLinger;
+	// 0: they go with it); lingerSeq tells a pending expiry whether a user
+	// came and went since it was set.
+	linger    time.Duration
+	lingerSeq uint64
+	closed    bool // the group is closing: no more marks
+	off       bool // tests: never mark (a kernel that refuses it)
+	log       *zap.Logger
 
 	// The ignore marks (execignore.go). noIgnore: none (tests, a kernel
 	// without FAN_MARK_IGNORE); entryOK says whether a directory's file
@@ -108,8 +114,8 @@ type fsExecMarks struct {
 	gen   uint64
 }
 
-func newFSExecMarks(group int, off, noIgnore bool, log *zap.Logger) *fsExecMarks {
-	return &fsExecMarks{group: group, users: map[uint32]bool{}, marked: map[uint64]string{}, off: off, log: log,
+func newFSExecMarks(group int, off, noIgnore bool, linger time.Duration, log *zap.Logger) *fsExecMarks {
+	return &fsExecMarks{group: group, users: map[uint32]bool{}, marked: map[uint64]string{}, off: off, linger: linger, log: log,
 		noIgnore: noIgnore, entryOK: func(string, inodeKey, int64) bool { return false },
 		owners: map[uint32]uint32{}, dirs: map[inodeKey]*ignoredDir{}, byWD: map[int32]*ignoredDir{},
 		files: map[string]bool{}, inotify: -1, queue: make(chan string, 64), tried: map[string]bool{}, dirty: map[int32]bool{}}
@@ -132,7 +138,7 @@ func (f *fsExecMarks) add(id uint32, execDirs []string) {
 	if f.closed {
 		return
 	}
-	if len(f.users) == 0 {
+	if f.stop == nil {
 		// Opened before the marks are read, so that a mount between the
 		// two is seen by the watcher.
 		fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -252,8 +258,22 @@ func (f *fsExecMarks) close() {
 	f.inotify = -1 // watch closes it
 }
 
-// remove drops sandbox id; the last one takes the marks away, so that
-// execs outside sandboxes stop paying for them.
+// Why the marks linger: a sandbox of a user (not root) whose filesystems
+// get these marks afresh has every directory of its PATH read and each of
+// its files stat'ed again for an ignore mark (ignoreDir), 1,800 names on
+// the development host: a quarter of the agent's CPU per `aigate run --
+// true` (docs/performance.md), for a verdict that had not changed. So the
+// marks, the ignore marks and the inotify watches that follow the ignored
+// directories stay for linger after the last user when there are ignore
+// marks to keep, as the exec-only directory marks do (marks.go); the next
+// sandbox is checked against the ignored directories' files (check) as a
+// sandbox added beside another is. Meanwhile an exec on a marked
+// filesystem outside an ignored directory is a round trip to the agent,
+// answered at once (never refused: no sandbox), and a change in an
+// ignored directory still takes its mark away.
+
+// remove drops sandbox id; the last one takes the marks away after
+// linger, so that execs outside sandboxes stop paying for them.
 func (f *fsExecMarks) remove(id uint32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -264,6 +284,35 @@ func (f *fsExecMarks) remove(id uint32) {
 	if len(f.users) > 0 {
 		return
 	}
+	f.setLearningLocked()
+	f.lingerSeq++
+	// Only ignore marks make the linger worth it: without them (a root
+	// sandbox took them away, or none qualified) every exec on the marked
+	// filesystems would be a round trip meanwhile, the client's and the
+	// exec helper's of the next run included, to save a read of the mount
+	// table.
+	if f.linger > 0 && !f.closed && f.stop != nil && len(f.dirs) > 0 {
+		seq := f.lingerSeq
+		time.AfterFunc(f.linger, func() { f.expire(seq) })
+		return
+	}
+	f.dropMarksLocked()
+}
+
+// expire takes the marks away once they have lingered, unless a user
+// came since remove set it (seq).
+func (f *fsExecMarks) expire(seq uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if seq != f.lingerSeq || len(f.users) > 0 {
+		return
+	}
+	f.dropMarksLocked()
+}
+
+// dropMarksLocked takes every mark of the group away and stops following
+// the mount table and the ignored directories.
+func (f *fsExecMarks) dropMarksLocked() {
 	if f.stop != nil {
 		close(f.stop)
 		f.stop = nil

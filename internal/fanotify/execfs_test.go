@@ -25,9 +25,10 @@ import (
 // opened, as a second disk), and the first through a bind mount. Before
 // the filesystem exec marks (execfs.go) all ran. Controls: an allowed program on that filesystem runs inside,
 // the copy runs outside the sandbox, and the marks go with the last
-// sandbox that needed them.
+// sandbox that needed them when they are not to linger
+// (TestExecFSMarksLinger has the linger).
 func TestDenyExecCopyAnywhere(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(o *Options) { o.MarkLinger = -1 })
 	base := filepath.Dir(e.home)
 	e.copyBin(filepath.Join(e.bin, "mytool"))
 	deep := e.copyBin(filepath.Join(base, "srv", "a", "b", "renamed"))
