@@ -18,6 +18,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/enforce"
+	"github.com/aigate-dev/aigate/internal/inotify"
 	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/sandbox"
 )
@@ -255,16 +256,14 @@ func (w *emptyWatch) run() {
 		if err != nil {
 			return
 		}
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			ev := (*unix.InotifyEvent)(unsafePointer(&buf[off]))
-			off += unix.SizeofInotifyEvent + int(ev.Len)
+		inotify.Each(buf[:n], func(ev inotify.Event) {
 			w.mu.Lock()
 			b := w.wds[int(ev.Wd)]
 			w.mu.Unlock()
 			if b != nil {
 				w.fn(b)
 			}
-		}
+		})
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
+	"github.com/aigate-dev/aigate/internal/inotify"
 )
 
 // boxIDE are the IDE lock files whose ports a sandbox's listeners are kept
@@ -203,40 +204,25 @@ func (w *ideWatch) run() {
 		if err != nil {
 			return
 		}
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			ev := (*unix.InotifyEvent)(unsafePointer(&buf[off]))
-			name := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
-			off += unix.SizeofInotifyEvent + int(ev.Len)
+		inotify.Each(buf[:n], func(ev inotify.Event) {
 			if ev.Mask&unix.IN_IGNORED != 0 {
 				w.mu.Lock()
 				delete(w.wds, int(ev.Wd))
 				w.mu.Unlock()
-				continue
-			}
-			if i := indexNUL(name); i >= 0 {
-				name = name[:i]
+				return
 			}
 			w.mu.Lock()
 			var to []func()
 			for b, dir := range w.wds[int(ev.Wd)] {
-				b, dir, s := b, dir, string(name)
-				to = append(to, func() { w.fn(b, dir, s) })
+				b, dir := b, dir
+				to = append(to, func() { w.fn(b, dir, ev.Name) })
 			}
 			w.mu.Unlock()
 			for _, f := range to {
 				f()
 			}
-		}
+		})
 	}
-}
-
-func indexNUL(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return -1
 }
 
 func (w *ideWatch) close() {

@@ -3,7 +3,6 @@
 package fanotify
 
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/aigate-dev/aigate/internal/inotify"
 )
 
 // Execs outside sandboxes should cost nothing (issue #15), yet the
@@ -368,24 +369,20 @@ func (f *fsExecMarks) readInotify(ino int, buf []byte) bool {
 		f.setLearningLocked()
 		return false
 	}
-	for off := 0; off+unix.SizeofInotifyEvent <= n; {
-		wd := int32(binary.NativeEndian.Uint32(buf[off:]))
-		mask := binary.NativeEndian.Uint32(buf[off+4:])
-		size := int(binary.NativeEndian.Uint32(buf[off+12:]))
-		off += unix.SizeofInotifyEvent + size
-		if mask&unix.IN_Q_OVERFLOW != 0 {
+	inotify.Each(buf[:n], func(ev inotify.Event) {
+		if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
 			f.dropAllLocked()
 			for w := range f.dirty {
 				f.dirty[w] = true
 			}
-			continue
+			return
 		}
-		if d := f.byWD[wd]; d != nil {
+		if d := f.byWD[ev.Wd]; d != nil {
 			f.dropLocked(d)
-		} else if _, reading := f.dirty[wd]; reading {
-			f.dirty[wd] = true
+		} else if _, reading := f.dirty[ev.Wd]; reading {
+			f.dirty[ev.Wd] = true
 		}
-	}
+	})
 	return true
 }
 
