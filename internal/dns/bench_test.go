@@ -52,20 +52,7 @@ func BenchmarkQuery(b *testing.B) {
 				proxy = memberProxy(b, c, up.Addr)
 			}
 			m := new(mdns.Msg).SetQuestion(bc.qname, mdns.TypeA)
-			query := func(server string) bench.Measure {
-				return func() (float64, error) {
-					return bench.Batched(b.N, func() error {
-						r, _, err := cl.Exchange(m, server)
-						if err != nil {
-							return err
-						}
-						if len(r.Answer) != 1 {
-							return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
-						}
-						return nil
-					})
-				}
-			}
+			query := func(server string) bench.Measure { return exchangeN(b, cl, m, server) }
 			r, err := bench.Pair(bench.Rounds(), query(up.Addr), query(proxy))
 			if err != nil {
 				b.Fatal(err)
@@ -140,20 +127,7 @@ func relayFloor(b *testing.B, fresh bool) {
 	})
 	cl := &mdns.Client{Net: "udp"}
 	m := new(mdns.Msg).SetQuestion("once.test.", mdns.TypeA)
-	query := func(server string) bench.Measure {
-		return func() (float64, error) {
-			return bench.Batched(b.N, func() error {
-				r, _, err := cl.Exchange(m, server)
-				if err != nil {
-					return err
-				}
-				if len(r.Answer) != 1 {
-					return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
-				}
-				return nil
-			})
-		}
-	}
+	query := func(server string) bench.Measure { return exchangeN(b, cl, m, server) }
 	r, err := bench.Pair(bench.Rounds(), query(up.Addr), query(l.LocalAddr().String()))
 	if err != nil {
 		b.Fatal(err)
@@ -190,5 +164,22 @@ func relay(l *net.UDPConn, pool *upstreamPool, fresh bool) error {
 				return err
 			}
 		}
+	}
+}
+
+// exchangeN is the measured side of a DNS benchmark: b.N queries m sent
+// to server, each answered with one record.
+func exchangeN(b *testing.B, cl *mdns.Client, m *mdns.Msg, server string) bench.Measure {
+	return func() (float64, error) {
+		return bench.Batched(b.N, func() error {
+			r, _, err := cl.Exchange(m, server)
+			if err != nil {
+				return err
+			}
+			if len(r.Answer) != 1 {
+				return fmt.Errorf("query via %s: %d answers, want 1", server, len(r.Answer))
+			}
+			return nil
+		})
 	}
 }
