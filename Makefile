@@ -77,6 +77,16 @@ ifneq ($(ROOTRUN),)
 	@owner=$$(stat -c %u:%g .) && [ "$$owner" = 0:0 ] || chown "$$owner" $(dir $(BIN)) $(BIN)
 endif
 
+# The escape suite's 32-bit program (TestEscapeCompatPty): vmtest copies it
+# into the guest, which has no Go toolchain to build it.
+PTY32     := bin/aigate-pty32
+.PHONY: pty32
+pty32: ## build bin/aigate-pty32, the escape suite's 32-bit pty program, for the VM
+	CGO_ENABLED=0 GOARCH=386 $(GO) build -trimpath -buildvcs=false -o $(PTY32) ./internal/escape/testdata/pty32
+ifneq ($(ROOTRUN),)
+	@owner=$$(stat -c %u:%g .) && [ "$$owner" = 0:0 ] || chown "$$owner" $(dir $(PTY32)) $(PTY32)
+endif
+
 .PHONY: demo
 demo: deps-demo build ## the main job: `aigate run -- cat .env` in a scratch project, refused by the kernel
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && cd "$$d" && \
@@ -184,12 +194,12 @@ mutate-ci: ## the breaks marked tier: ci (what make check runs; a few minutes)
 # slower one alone (one after the other they took 55-70 of CI's 90
 # minutes). Each kernel's bound leaves room for both running at once.
 .PHONY: vmtest
-vmtest: build $(CLAUDE_BIN) ## BPF-LSM tests inside QEMU VMs with lsm=bpf, one per kernel of VMKERNELS side by side, the Claude Code e2e included (skips fail)
+vmtest: build pty32 $(CLAUDE_BIN) ## BPF-LSM tests inside QEMU VMs with lsm=bpf, one per kernel of VMKERNELS side by side, the Claude Code e2e included (skips fail)
 	@mkdir -p $(TESTLOGS); start=$$(date +%s); \
 	for k in $(VMKERNELS); do \
 		rm -f $(TESTLOGS)/vm-$$k.rc; \
 		case " $(VMFANOTIFY_ALL) " in *" $$k "*) fan=all ;; *) fan=kernel ;; esac; \
-		( AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 60m --host-root --bin $(BIN) --json $(TESTLOGS)/vm-$$k.json \
+		( AIGATE_REQUIRE_KERNEL=1 AIGATE_REQUIRE_LSM=1 $(GO) run ./vmtest --kernel $$k --timeout 60m --host-root --bin $(BIN) --bin $(PTY32) --json $(TESTLOGS)/vm-$$k.json \
 			--host-dir $(dir $(CLAUDE_BIN)) --env AIGATE_E2E_CLAUDE=$(CLAUDE_BIN) --env AIGATE_REQUIRE_CLAUDE=1 --env AIGATE_ESCAPE_VM_FANOTIFY=$$fan \
 			$(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1 2>&1; \
 		  echo $$? > $(TESTLOGS)/vm-$$k.rc; \

@@ -795,6 +795,25 @@ int BPF_PROG(aigate_file_ioctl, struct file *file, unsigned int cmd, unsigned lo
 	return 0;
 }
 
+/*
+ * file_ioctl_compat is file_ioctl for a 32-bit program: compat_sys_ioctl
+ * calls this hook instead since Linux 6.8 (and the stable kernels that took
+ * the change, Debian's 6.1 among them), so without it the pty a 32-bit
+ * program makes is not recorded and file_open refuses its slave. The
+ * loader attaches it only where the kernel has the hook.
+ */
+SEC("lsm/file_ioctl_compat")
+int BPF_PROG(aigate_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned long arg)
+{
+	__u64 cgroup_id;
+	struct sandbox *sb = current_sandbox(&cgroup_id);
+
+	if (!sb)
+		return 0;
+	pty_unlocked(file, cmd, cgroup_id);
+	return 0;
+}
+
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(aigate_ptrace_access, struct task_struct *child, unsigned int mode)
 {

@@ -26,10 +26,11 @@
  * and /dev/ptmx are other devices and are not checked here.
  *
  * Who unlocked a pty is kept per slave inode in pty_made, recorded by
- * file_ioctl. The key is the inode's address, which the kernel reuses
- * once the pty is gone, so an entry also holds the inode's ctime (set when
- * devpts made it): an entry of an earlier pty names a later one only if
- * both were made within the same clock tick at the same address.
+ * file_ioctl (file_ioctl_compat for a 32-bit program). The key is the
+ * inode's address, which the kernel reuses once the pty is gone, so an
+ * entry also holds the inode's ctime (set when devpts made it): an entry
+ * of an earlier pty names a later one only if both were made within the
+ * same clock tick at the same address.
  */
 #ifndef AIGATE_PTYSCOPE_H
 #define AIGATE_PTYSCOPE_H

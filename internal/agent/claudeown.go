@@ -37,6 +37,7 @@ func newClaudeOwn(req api.CreateRequest, created time.Time) *claudestate.Own {
 	o := &claudestate.Own{Home: req.Home}
 	if req.ClaudeJSON != nil {
 		o.Dir = req.ClaudeJSON.ConfigDir
+		o.DataHome = req.ClaudeJSON.DataHome
 	}
 	for _, r := range req.DenyWrite {
 		for _, e := range r.Except {

@@ -213,6 +213,14 @@ type ClaudeJSONGuard struct {
 	// $CLAUDE_CONFIG_DIR (absolute): its .claude.json is guarded as well.
 	// Version 5.
 	ConfigDir string `json:"config_dir,omitempty"`
+	// DataHome is $XDG_DATA_HOME of the command's environment when it is
+	// absolute (cleaned), where Claude Code registers its deep-link
+	// handler in place of ~/.local/share: the agent keeps quiet its
+	// refusals there as it does under ~/.local/share
+	// (claudestate.Own.DataHome). An agent before it ignores it: they
+	// stay reported. A false claim changes only which of the caller's own
+	// sandbox's refusals are reported.
+	DataHome string `json:"data_home,omitempty"`
 }
 
 // AfterRun is CreateRequest.AfterRun.

@@ -2,6 +2,7 @@ package claudestate
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -23,6 +24,10 @@ type Own struct {
 	// Dir is the state directory $CLAUDE_CONFIG_DIR moves ~/.claude to
 	// (ConfigDir), "" when not moved.
 	Dir string
+	// DataHome is $XDG_DATA_HOME of the tool's environment (absolute,
+	// cleaned), where Claude Code registers its deep-link handler in
+	// place of ~/.local/share; "" when unset.
+	DataHome string
 	// Projects are the run's own project directories in the state
 	// directories' projects/ (the Except of the run's rule on it).
 	Projects []string
@@ -46,13 +51,15 @@ type Own struct {
 //     (its subagents' files, which Landlock keeps), or of that directory
 //     itself (its clean-up of empty project directories at start, which
 //     on a slow machine comes before the session's first transcript);
-//   - its deep-link handler: ~/.local/share/applications/
-//     claude-code-url-handler.desktop made or rewritten, and the
-//     directories above it made (mkdir -p), which an interactive claude
-//     does at its start unless that file already names its executable
-//     (settings' disableDeepLinkRegistration turns it off). Under
-//     $XDG_DATA_HOME elsewhere it stays reported: the agent does not know
-//     the user's environment.
+//   - its deep-link handler: claude-code-url-handler.desktop in
+//     applications/ of its data home (DataHome, else ~/.local/share)
+//     made or rewritten, and the directories above it made (mkdir -p) up
+//     to the home (for a data home outside the home: the data home
+//     itself), which an interactive claude does at its start unless that
+//     file already names its executable (settings'
+//     disableDeepLinkRegistration turns it off). With DataHome set, the
+//     same names under ~/.local/share stay reported: claude does not
+//     write there.
 //
 // Everything else is not: another session's environment, another
 // project's directory, a write into an existing file, a look-alike name.
@@ -84,25 +91,40 @@ func (o Own) OwnRefusal(call Call, path string) bool {
 }
 
 // deepLinkFile is where Claude Code registers its claude-cli:// handler
-// on Linux, beneath the XDG data home.
-const deepLinkFile = ".local/share/applications/claude-code-url-handler.desktop"
+// on Linux, in the XDG data home: 2.1.332 takes $XDG_DATA_HOME when it is
+// set (`XDG_DATA_HOME ?? join(home, ".local", "share")`), else
+// ~/.local/share.
+const deepLinkFile = "applications/claude-code-url-handler.desktop"
+
+// deepLinkDirs are the handler's file and the directories Claude Code
+// may make for it, deepest first: up to the home, not included, or, for
+// a data home outside the home, up to the data home itself.
+func (o Own) deepLinkDirs() (file string, dirs []string) {
+	data, stop := o.DataHome, o.Home
+	if data == "" {
+		data = filepath.Join(o.Home, ".local", "share")
+	}
+	if !filepath.IsAbs(data) || filepath.Clean(data) != data || !filepath.IsAbs(o.Home) {
+		return "", nil
+	}
+	if !strings.HasPrefix(data, o.Home+"/") {
+		stop = filepath.Dir(data)
+	}
+	file = filepath.Join(data, deepLinkFile)
+	for d := filepath.Dir(file); d != stop && d != "/" && d != "."; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+	}
+	return file, dirs
+}
 
 // deepLink: is call on path Claude Code's registration of its deep-link
 // handler (fs.mkdir recursive of its directory, then fs.writeFile)?
 func (o Own) deepLink(call Call, path string) bool {
-	file := filepath.Join(o.Home, deepLinkFile)
-	if path == file {
+	file, dirs := o.deepLinkDirs()
+	if file != "" && path == file {
 		return call == CallCreate // open O_CREAT, also of an existing file
 	}
-	if call != CallMkdir {
-		return false
-	}
-	for d := filepath.Dir(file); d != o.Home && d != "/" && d != "."; d = filepath.Dir(d) {
-		if path == d {
-			return true
-		}
-	}
-	return false
+	return call == CallMkdir && slices.Contains(dirs, path)
 }
 
 // InProject reports whether path is the run's own project directory or
@@ -181,10 +203,8 @@ func (o Own) Parent(dir string) bool {
 	if dir == o.Home {
 		return true
 	}
-	for d := filepath.Dir(filepath.Join(o.Home, deepLinkFile)); d != o.Home && d != "/" && d != "."; d = filepath.Dir(d) {
-		if dir == d {
-			return true
-		}
+	if _, dirs := o.deepLinkDirs(); len(dirs) > 0 && (slices.Contains(dirs, dir) || dir == filepath.Dir(dirs[len(dirs)-1])) {
+		return true
 	}
 	for _, sd := range Dirs(o.Home, o.Dir) {
 		if dir == sd || dir == filepath.Join(sd, "session-env") {

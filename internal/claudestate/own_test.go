@@ -137,3 +137,60 @@ func TestSessionExists(t *testing.T) {
 		}
 	}
 }
+
+// With $XDG_DATA_HOME set in the tool's environment, Claude Code 2.1.332
+// registers its deep-link handler beneath it (`XDG_DATA_HOME ??
+// ~/.local/share`): those refusals are its own, and the same names under
+// ~/.local/share, where it does not write then, stay reported.
+func TestOwnRefusalDataHome(t *testing.T) {
+	const handler = "/applications/claude-code-url-handler.desktop"
+	inHome := Own{Home: "/home/u", DataHome: "/home/u/.xdg/data"}
+	outside := Own{Home: "/home/u", DataHome: "/srv/u/data"}
+	for _, c := range []struct {
+		o    Own
+		call Call
+		path string
+		want bool
+	}{
+		{inHome, CallCreate, "/home/u/.xdg/data" + handler, true},
+		{inHome, CallMkdir, "/home/u/.xdg/data/applications", true},
+		{inHome, CallMkdir, "/home/u/.xdg/data", true},
+		{inHome, CallMkdir, "/home/u/.xdg", true},
+		{inHome, CallMkdir, "/home/u", false},
+		{inHome, CallOther, "/home/u/.xdg/data" + handler, false},
+		{inHome, CallCreate, "/home/u/.xdg/data/applications/evil.desktop", false},
+		{inHome, CallCreate, "/home/u/.local/share" + handler, false},
+		{inHome, CallMkdir, "/home/u/.local/share/applications", false},
+		{inHome, CallMkdir, "/home/u/.local", false},
+		{outside, CallCreate, "/srv/u/data" + handler, true},
+		{outside, CallMkdir, "/srv/u/data/applications", true},
+		{outside, CallMkdir, "/srv/u/data", true},
+		{outside, CallMkdir, "/srv/u", false},
+		{outside, CallMkdir, "/srv", false},
+		{outside, CallCreate, "/home/u/.local/share" + handler, false},
+		// A data home that is not absolute and clean (run sends none
+		// such) names nothing.
+		{Own{Home: "/home/u", DataHome: "data"}, CallCreate, "/home/u/data" + handler, false},
+		{Own{Home: "/home/u", DataHome: "/srv/u/../x"}, CallMkdir, "/srv/x/applications", false},
+	} {
+		if got := c.o.OwnRefusal(c.call, c.path); got != c.want {
+			t.Errorf("OwnRefusal(%d, %s) with data home %q = %t, want %t", c.call, c.path, c.o.DataHome, got, c.want)
+		}
+	}
+	for dir, want := range map[string]bool{
+		"/home/u/.xdg/data/applications": true, "/home/u/.xdg/data": true, "/home/u/.xdg": true, "/home/u": true,
+		"/home/u/.local/share/applications": false, "/home/u/.local/share": false, "/home/u/.local": false,
+	} {
+		if got := inHome.Parent(dir); got != want {
+			t.Errorf("Parent(%s) with data home %s = %t, want %t", dir, inHome.DataHome, got, want)
+		}
+	}
+	for dir, want := range map[string]bool{
+		"/srv/u/data/applications": true, "/srv/u/data": true, "/srv/u": true, "/srv": false,
+		"/home/u/.local/share": false,
+	} {
+		if got := outside.Parent(dir); got != want {
+			t.Errorf("Parent(%s) with data home %s = %t, want %t", dir, outside.DataHome, got, want)
+		}
+	}
+}

@@ -79,8 +79,9 @@ type LSM struct {
 
 	execDirs []string
 	pins     *lsmPins // nil unless pinned
-	userns   bool     // the userns_create program is attached (lsm_userns.go)
+	userns   bool     // the userns_create program is attached (lsm_hooks.go)
 	copies   bool     // the copy programs are attached (lsm_copy.go)
+	stubbed  []string // programs swapped for stubs, never attached (lsm_hooks.go, lsm_copy.go)
 	sums     sumCache // content hashes of deny_exec binaries (lsm_copy.go)
 	noCache  error    // why file_open caches no verdict (setRenameLock), nil when it does
 	found    []Adopted
@@ -131,8 +132,11 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	if l.noCache, err = setRenameLock(spec, lookupRenameLock); err != nil {
 		return nil, fmt.Errorf("load LSM programs: %w", err)
 	}
-	l.userns = keepUsernsHook(spec)
-	l.copies = keepCopyHook(spec)
+	l.stubbed = stubAbsentHooks(spec, kernelHasFunc)
+	l.userns = !slices.Contains(l.stubbed, usernsHook)
+	if l.copies = keepCopyHook(spec); !l.copies {
+		l.stubbed = append(l.stubbed, copyPrograms...)
+	}
 	var copts ebpf.CollectionOptions
 	if opts.PinPath != "" {
 		if l.pins, err = openPins(opts.PinPath, spec); err != nil {
@@ -168,7 +172,7 @@ func OpenLSM(opts LSMOptions) (_ *LSM, err error) {
 	}
 	progs := l.objs.programs()
 	for _, name := range lsmProgramOrder() {
-		if (name == usernsHook && !l.userns) || (!l.copies && slices.Contains(copyPrograms, name)) {
+		if slices.Contains(l.stubbed, name) {
 			continue
 		}
 		var lk link.Link

@@ -82,55 +82,56 @@ type lsmVerdict struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lsmMapCounters             = "counters"
-	lsmMapEvents               = "events"
-	lsmMapExecSizes            = "exec_sizes"
-	lsmMapExecSums             = "exec_sums"
-	lsmMapInodeRules           = "inode_rules"
-	lsmMapNameRules            = "name_rules"
-	lsmMapPathRules            = "path_rules"
-	lsmMapPrefixRules          = "prefix_rules"
-	lsmMapPtyMade              = "pty_made"
-	lsmMapSandboxLevels        = "sandbox_levels"
-	lsmMapSandboxes            = "sandboxes"
-	lsmMapScratchMap           = "scratch_map"
-	lsmMapSetFlags             = "set_flags"
-	lsmMapSuffixRules          = "suffix_rules"
-	lsmMapVerdictGen           = "verdict_gen"
-	lsmMapVerdicts             = "verdicts"
-	lsmProgAigateBprmCheck     = "aigate_bprm_check"
-	lsmProgAigateBprmCopy      = "aigate_bprm_copy"
-	lsmProgAigateFileIoctl     = "aigate_file_ioctl"
-	lsmProgAigateFileMprotect  = "aigate_file_mprotect"
-	lsmProgAigateFileOpen      = "aigate_file_open"
-	lsmProgAigateMmapCopy      = "aigate_mmap_copy"
-	lsmProgAigateMmapFile      = "aigate_mmap_file"
-	lsmProgAigatePathChmod     = "aigate_path_chmod"
-	lsmProgAigatePathChown     = "aigate_path_chown"
-	lsmProgAigatePathLink      = "aigate_path_link"
-	lsmProgAigatePathMkdir     = "aigate_path_mkdir"
-	lsmProgAigatePathMknod     = "aigate_path_mknod"
-	lsmProgAigatePathRename    = "aigate_path_rename"
-	lsmProgAigatePathRmdir     = "aigate_path_rmdir"
-	lsmProgAigatePathSymlink   = "aigate_path_symlink"
-	lsmProgAigatePathTruncate  = "aigate_path_truncate"
-	lsmProgAigatePathUnlink    = "aigate_path_unlink"
-	lsmProgAigatePtraceAccess  = "aigate_ptrace_access"
-	lsmProgAigatePtraceTraceme = "aigate_ptrace_traceme"
-	lsmProgAigateSocketConnect = "aigate_socket_connect"
-	lsmProgAigateSocketCreate  = "aigate_socket_create"
-	lsmProgAigateSocketSendmsg = "aigate_socket_sendmsg"
-	lsmProgAigateTaskKill      = "aigate_task_kill"
-	lsmProgAigateUnixConnect   = "aigate_unix_connect"
-	lsmProgAigateUnixMaySend   = "aigate_unix_may_send"
-	lsmProgAigateUsernsCreate  = "aigate_userns_create"
-	lsmVarRenameLockAddr       = "rename_lock_addr"
-	lsmVarUnusedExecSizeKey    = "unused_exec_size_key"
-	lsmVarUnusedExecSumKey     = "unused_exec_sum_key"
-	lsmVarUnusedInodeKey       = "unused_inode_key"
-	lsmVarUnusedNameKey        = "unused_name_key"
-	lsmVarUnusedPathKey        = "unused_path_key"
-	lsmVarUnusedVerdict        = "unused_verdict"
+	lsmMapCounters               = "counters"
+	lsmMapEvents                 = "events"
+	lsmMapExecSizes              = "exec_sizes"
+	lsmMapExecSums               = "exec_sums"
+	lsmMapInodeRules             = "inode_rules"
+	lsmMapNameRules              = "name_rules"
+	lsmMapPathRules              = "path_rules"
+	lsmMapPrefixRules            = "prefix_rules"
+	lsmMapPtyMade                = "pty_made"
+	lsmMapSandboxLevels          = "sandbox_levels"
+	lsmMapSandboxes              = "sandboxes"
+	lsmMapScratchMap             = "scratch_map"
+	lsmMapSetFlags               = "set_flags"
+	lsmMapSuffixRules            = "suffix_rules"
+	lsmMapVerdictGen             = "verdict_gen"
+	lsmMapVerdicts               = "verdicts"
+	lsmProgAigateBprmCheck       = "aigate_bprm_check"
+	lsmProgAigateBprmCopy        = "aigate_bprm_copy"
+	lsmProgAigateFileIoctl       = "aigate_file_ioctl"
+	lsmProgAigateFileIoctlCompat = "aigate_file_ioctl_compat"
+	lsmProgAigateFileMprotect    = "aigate_file_mprotect"
+	lsmProgAigateFileOpen        = "aigate_file_open"
+	lsmProgAigateMmapCopy        = "aigate_mmap_copy"
+	lsmProgAigateMmapFile        = "aigate_mmap_file"
+	lsmProgAigatePathChmod       = "aigate_path_chmod"
+	lsmProgAigatePathChown       = "aigate_path_chown"
+	lsmProgAigatePathLink        = "aigate_path_link"
+	lsmProgAigatePathMkdir       = "aigate_path_mkdir"
+	lsmProgAigatePathMknod       = "aigate_path_mknod"
+	lsmProgAigatePathRename      = "aigate_path_rename"
+	lsmProgAigatePathRmdir       = "aigate_path_rmdir"
+	lsmProgAigatePathSymlink     = "aigate_path_symlink"
+	lsmProgAigatePathTruncate    = "aigate_path_truncate"
+	lsmProgAigatePathUnlink      = "aigate_path_unlink"
+	lsmProgAigatePtraceAccess    = "aigate_ptrace_access"
+	lsmProgAigatePtraceTraceme   = "aigate_ptrace_traceme"
+	lsmProgAigateSocketConnect   = "aigate_socket_connect"
+	lsmProgAigateSocketCreate    = "aigate_socket_create"
+	lsmProgAigateSocketSendmsg   = "aigate_socket_sendmsg"
+	lsmProgAigateTaskKill        = "aigate_task_kill"
+	lsmProgAigateUnixConnect     = "aigate_unix_connect"
+	lsmProgAigateUnixMaySend     = "aigate_unix_may_send"
+	lsmProgAigateUsernsCreate    = "aigate_userns_create"
+	lsmVarRenameLockAddr         = "rename_lock_addr"
+	lsmVarUnusedExecSizeKey      = "unused_exec_size_key"
+	lsmVarUnusedExecSumKey       = "unused_exec_sum_key"
+	lsmVarUnusedInodeKey         = "unused_inode_key"
+	lsmVarUnusedNameKey          = "unused_name_key"
+	lsmVarUnusedPathKey          = "unused_path_key"
+	lsmVarUnusedVerdict          = "unused_verdict"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -175,32 +176,33 @@ type lsmSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmProgramSpecs struct {
-	AigateBprmCheck     *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
-	AigateBprmCopy      *ebpf.ProgramSpec `ebpf:"aigate_bprm_copy"`
-	AigateFileIoctl     *ebpf.ProgramSpec `ebpf:"aigate_file_ioctl"`
-	AigateFileMprotect  *ebpf.ProgramSpec `ebpf:"aigate_file_mprotect"`
-	AigateFileOpen      *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
-	AigateMmapCopy      *ebpf.ProgramSpec `ebpf:"aigate_mmap_copy"`
-	AigateMmapFile      *ebpf.ProgramSpec `ebpf:"aigate_mmap_file"`
-	AigatePathChmod     *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
-	AigatePathChown     *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
-	AigatePathLink      *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
-	AigatePathMkdir     *ebpf.ProgramSpec `ebpf:"aigate_path_mkdir"`
-	AigatePathMknod     *ebpf.ProgramSpec `ebpf:"aigate_path_mknod"`
-	AigatePathRename    *ebpf.ProgramSpec `ebpf:"aigate_path_rename"`
-	AigatePathRmdir     *ebpf.ProgramSpec `ebpf:"aigate_path_rmdir"`
-	AigatePathSymlink   *ebpf.ProgramSpec `ebpf:"aigate_path_symlink"`
-	AigatePathTruncate  *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
-	AigatePathUnlink    *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
-	AigatePtraceAccess  *ebpf.ProgramSpec `ebpf:"aigate_ptrace_access"`
-	AigatePtraceTraceme *ebpf.ProgramSpec `ebpf:"aigate_ptrace_traceme"`
-	AigateSocketConnect *ebpf.ProgramSpec `ebpf:"aigate_socket_connect"`
-	AigateSocketCreate  *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
-	AigateSocketSendmsg *ebpf.ProgramSpec `ebpf:"aigate_socket_sendmsg"`
-	AigateTaskKill      *ebpf.ProgramSpec `ebpf:"aigate_task_kill"`
-	AigateUnixConnect   *ebpf.ProgramSpec `ebpf:"aigate_unix_connect"`
-	AigateUnixMaySend   *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
-	AigateUsernsCreate  *ebpf.ProgramSpec `ebpf:"aigate_userns_create"`
+	AigateBprmCheck       *ebpf.ProgramSpec `ebpf:"aigate_bprm_check"`
+	AigateBprmCopy        *ebpf.ProgramSpec `ebpf:"aigate_bprm_copy"`
+	AigateFileIoctl       *ebpf.ProgramSpec `ebpf:"aigate_file_ioctl"`
+	AigateFileIoctlCompat *ebpf.ProgramSpec `ebpf:"aigate_file_ioctl_compat"`
+	AigateFileMprotect    *ebpf.ProgramSpec `ebpf:"aigate_file_mprotect"`
+	AigateFileOpen        *ebpf.ProgramSpec `ebpf:"aigate_file_open"`
+	AigateMmapCopy        *ebpf.ProgramSpec `ebpf:"aigate_mmap_copy"`
+	AigateMmapFile        *ebpf.ProgramSpec `ebpf:"aigate_mmap_file"`
+	AigatePathChmod       *ebpf.ProgramSpec `ebpf:"aigate_path_chmod"`
+	AigatePathChown       *ebpf.ProgramSpec `ebpf:"aigate_path_chown"`
+	AigatePathLink        *ebpf.ProgramSpec `ebpf:"aigate_path_link"`
+	AigatePathMkdir       *ebpf.ProgramSpec `ebpf:"aigate_path_mkdir"`
+	AigatePathMknod       *ebpf.ProgramSpec `ebpf:"aigate_path_mknod"`
+	AigatePathRename      *ebpf.ProgramSpec `ebpf:"aigate_path_rename"`
+	AigatePathRmdir       *ebpf.ProgramSpec `ebpf:"aigate_path_rmdir"`
+	AigatePathSymlink     *ebpf.ProgramSpec `ebpf:"aigate_path_symlink"`
+	AigatePathTruncate    *ebpf.ProgramSpec `ebpf:"aigate_path_truncate"`
+	AigatePathUnlink      *ebpf.ProgramSpec `ebpf:"aigate_path_unlink"`
+	AigatePtraceAccess    *ebpf.ProgramSpec `ebpf:"aigate_ptrace_access"`
+	AigatePtraceTraceme   *ebpf.ProgramSpec `ebpf:"aigate_ptrace_traceme"`
+	AigateSocketConnect   *ebpf.ProgramSpec `ebpf:"aigate_socket_connect"`
+	AigateSocketCreate    *ebpf.ProgramSpec `ebpf:"aigate_socket_create"`
+	AigateSocketSendmsg   *ebpf.ProgramSpec `ebpf:"aigate_socket_sendmsg"`
+	AigateTaskKill        *ebpf.ProgramSpec `ebpf:"aigate_task_kill"`
+	AigateUnixConnect     *ebpf.ProgramSpec `ebpf:"aigate_unix_connect"`
+	AigateUnixMaySend     *ebpf.ProgramSpec `ebpf:"aigate_unix_may_send"`
+	AigateUsernsCreate    *ebpf.ProgramSpec `ebpf:"aigate_userns_create"`
 }
 
 // lsmMapSpecs contains maps before they are loaded into the kernel.
@@ -314,32 +316,33 @@ type lsmVariables struct {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmPrograms struct {
-	AigateBprmCheck     *ebpf.Program `ebpf:"aigate_bprm_check"`
-	AigateBprmCopy      *ebpf.Program `ebpf:"aigate_bprm_copy"`
-	AigateFileIoctl     *ebpf.Program `ebpf:"aigate_file_ioctl"`
-	AigateFileMprotect  *ebpf.Program `ebpf:"aigate_file_mprotect"`
-	AigateFileOpen      *ebpf.Program `ebpf:"aigate_file_open"`
-	AigateMmapCopy      *ebpf.Program `ebpf:"aigate_mmap_copy"`
-	AigateMmapFile      *ebpf.Program `ebpf:"aigate_mmap_file"`
-	AigatePathChmod     *ebpf.Program `ebpf:"aigate_path_chmod"`
-	AigatePathChown     *ebpf.Program `ebpf:"aigate_path_chown"`
-	AigatePathLink      *ebpf.Program `ebpf:"aigate_path_link"`
-	AigatePathMkdir     *ebpf.Program `ebpf:"aigate_path_mkdir"`
-	AigatePathMknod     *ebpf.Program `ebpf:"aigate_path_mknod"`
-	AigatePathRename    *ebpf.Program `ebpf:"aigate_path_rename"`
-	AigatePathRmdir     *ebpf.Program `ebpf:"aigate_path_rmdir"`
-	AigatePathSymlink   *ebpf.Program `ebpf:"aigate_path_symlink"`
-	AigatePathTruncate  *ebpf.Program `ebpf:"aigate_path_truncate"`
-	AigatePathUnlink    *ebpf.Program `ebpf:"aigate_path_unlink"`
-	AigatePtraceAccess  *ebpf.Program `ebpf:"aigate_ptrace_access"`
-	AigatePtraceTraceme *ebpf.Program `ebpf:"aigate_ptrace_traceme"`
-	AigateSocketConnect *ebpf.Program `ebpf:"aigate_socket_connect"`
-	AigateSocketCreate  *ebpf.Program `ebpf:"aigate_socket_create"`
-	AigateSocketSendmsg *ebpf.Program `ebpf:"aigate_socket_sendmsg"`
-	AigateTaskKill      *ebpf.Program `ebpf:"aigate_task_kill"`
-	AigateUnixConnect   *ebpf.Program `ebpf:"aigate_unix_connect"`
-	AigateUnixMaySend   *ebpf.Program `ebpf:"aigate_unix_may_send"`
-	AigateUsernsCreate  *ebpf.Program `ebpf:"aigate_userns_create"`
+	AigateBprmCheck       *ebpf.Program `ebpf:"aigate_bprm_check"`
+	AigateBprmCopy        *ebpf.Program `ebpf:"aigate_bprm_copy"`
+	AigateFileIoctl       *ebpf.Program `ebpf:"aigate_file_ioctl"`
+	AigateFileIoctlCompat *ebpf.Program `ebpf:"aigate_file_ioctl_compat"`
+	AigateFileMprotect    *ebpf.Program `ebpf:"aigate_file_mprotect"`
+	AigateFileOpen        *ebpf.Program `ebpf:"aigate_file_open"`
+	AigateMmapCopy        *ebpf.Program `ebpf:"aigate_mmap_copy"`
+	AigateMmapFile        *ebpf.Program `ebpf:"aigate_mmap_file"`
+	AigatePathChmod       *ebpf.Program `ebpf:"aigate_path_chmod"`
+	AigatePathChown       *ebpf.Program `ebpf:"aigate_path_chown"`
+	AigatePathLink        *ebpf.Program `ebpf:"aigate_path_link"`
+	AigatePathMkdir       *ebpf.Program `ebpf:"aigate_path_mkdir"`
+	AigatePathMknod       *ebpf.Program `ebpf:"aigate_path_mknod"`
+	AigatePathRename      *ebpf.Program `ebpf:"aigate_path_rename"`
+	AigatePathRmdir       *ebpf.Program `ebpf:"aigate_path_rmdir"`
+	AigatePathSymlink     *ebpf.Program `ebpf:"aigate_path_symlink"`
+	AigatePathTruncate    *ebpf.Program `ebpf:"aigate_path_truncate"`
+	AigatePathUnlink      *ebpf.Program `ebpf:"aigate_path_unlink"`
+	AigatePtraceAccess    *ebpf.Program `ebpf:"aigate_ptrace_access"`
+	AigatePtraceTraceme   *ebpf.Program `ebpf:"aigate_ptrace_traceme"`
+	AigateSocketConnect   *ebpf.Program `ebpf:"aigate_socket_connect"`
+	AigateSocketCreate    *ebpf.Program `ebpf:"aigate_socket_create"`
+	AigateSocketSendmsg   *ebpf.Program `ebpf:"aigate_socket_sendmsg"`
+	AigateTaskKill        *ebpf.Program `ebpf:"aigate_task_kill"`
+	AigateUnixConnect     *ebpf.Program `ebpf:"aigate_unix_connect"`
+	AigateUnixMaySend     *ebpf.Program `ebpf:"aigate_unix_may_send"`
+	AigateUsernsCreate    *ebpf.Program `ebpf:"aigate_userns_create"`
 }
 
 func (p *lsmPrograms) Close() error {
@@ -347,6 +350,7 @@ func (p *lsmPrograms) Close() error {
 		p.AigateBprmCheck,
 		p.AigateBprmCopy,
 		p.AigateFileIoctl,
+		p.AigateFileIoctlCompat,
 		p.AigateFileMprotect,
 		p.AigateFileOpen,
 		p.AigateMmapCopy,

@@ -16,7 +16,7 @@ import (
 // pinned link attached beside the new one.
 func TestLSMProgramNamesArePinNames(t *testing.T) {
 	want := []string{
-		"bprm_check", "bprm_copy", "file_ioctl", "file_mprotect", "file_open", "mmap_copy", "mmap_file",
+		"bprm_check", "bprm_copy", "file_ioctl", "file_ioctl_compat", "file_mprotect", "file_open", "mmap_copy", "mmap_file",
 		"path_chmod", "path_chown", "path_link", "path_mkdir", "path_mknod", "path_rename",
 		"path_rmdir", "path_symlink", "path_truncate", "path_unlink",
 		"ptrace_access", "ptrace_traceme", "socket_connect", "socket_create", "socket_sendmsg",

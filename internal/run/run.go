@@ -450,7 +450,8 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	// back, with an event, what the sandbox changed in it that a claude
 	// outside would run (agent/claudejson.go); a journal makes that
 	// survive a kill -9 of this process.
-	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}, ConfigDir: p.claudeDir}
+	req.ClaudeJSON = &api.ClaudeJSONGuard{Keep: []string{p.loaded.Paths.WorkDir, p.loaded.Paths.ProjectRoot}, ConfigDir: p.claudeDir,
+		DataHome: xdgDataHome(p.env)}
 	makeToolDirs(p.id.home, p.claudeDir, p.id.uid, p.loaded.Paths.User)
 	makeRuntimeToolDirs(p.id.uid, p.loaded.Paths.User)
 	claude, notes := claudeRunRules(p)
@@ -480,7 +481,11 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("user units: not protected", zap.String("what", n))
 	}
-	req.DenyWrite = append(req.DenyWrite, units...)
+	apps, notes := dataHomeRules(p)
+	for _, n := range notes {
+		f.Log.Debug("applications in $XDG_DATA_HOME: not protected", zap.String("what", n))
+	}
+	req.DenyWrite = append(append(req.DenyWrite, units...), apps...)
 	if early != nil {
 		// The agent moves the waiting helper in while it builds the
 		// sandbox and answers once enforcement is complete; start then
