@@ -47,7 +47,6 @@ var newID = func() uint16 {
 type upstreamPool struct {
 	addr   netip.AddrPort
 	family int
-	sa     unix.Sockaddr // addr, for connect
 
 	mu     sync.Mutex
 	ready  []*os.File
@@ -64,11 +63,23 @@ func newUpstreamPool(upstream string) *upstreamPool {
 		return nil // a scoped address needs its interface index: miekg's client
 	}
 	a := ap.Addr().Unmap()
-	u := &upstreamPool{addr: ap, family: unix.AF_INET6, sa: &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}}
+	u := &upstreamPool{addr: ap, family: unix.AF_INET6}
 	if a.Is4() {
-		u.family, u.sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+		u.family = unix.AF_INET
 	}
 	return u
+}
+
+// sockaddr is the upstream's address for one connect: a new one per call,
+// because x/sys's Connect writes the raw form into the Sockaddr it is
+// given, and the pool's sockets are connected from several goroutines at
+// once (the race detector caught a shared one).
+func (u *upstreamPool) sockaddr() unix.Sockaddr {
+	a, port := u.addr.Addr().Unmap(), int(u.addr.Port())
+	if u.family == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: port, Addr: a.As4()}
+	}
+	return &unix.SockaddrInet6{Port: port, Addr: a.As16()}
 }
 
 // dial opens a socket connected to the upstream. It is an os.File, not a
@@ -80,7 +91,7 @@ func (u *upstreamPool) dial() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open socket to %s: %w", u.addr, err)
 	}
-	if err := unix.Connect(fd, u.sa); err != nil {
+	if err := unix.Connect(fd, u.sockaddr()); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("connect socket to %s: %w", u.addr, err)
 	}
@@ -107,7 +118,7 @@ func (u *upstreamPool) take() (*os.File, error) {
 // opens the pool back up to poolSize; the proxy calls it after writing the
 // answer, off the client's time.
 func (u *upstreamPool) done(used *os.File) {
-	if err := newPort(used, u.sa); err == nil {
+	if err := newPort(used, u.sockaddr()); err == nil {
 		u.mu.Lock()
 		if !u.closed && len(u.ready) < poolSize {
 			u.ready = append(u.ready, used)
