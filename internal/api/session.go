@@ -198,6 +198,11 @@ func (s *Session) End(timeout time.Duration) (*Ended, error) {
 	select {
 	case <-s.done:
 	case <-time.After(timeout):
+		// Said before the close, which the reader would otherwise take
+		// for the agent's: the agent is alive but slow to end (its
+		// settle waits for a backlog of events), and what it had not
+		// sent yet is lost. Closing still ends the sandbox.
+		s.finish(nil, fmt.Errorf("the agent had not ended it within %s, so its last events may be missing", timeout))
 		s.conn.Close()
 		<-s.done
 	}

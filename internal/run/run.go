@@ -769,6 +769,14 @@ func (s *sandboxRun) wait(child *sandbox.Child) error {
 	return cmdutil.SilentExit(cmdutil.ExitCode(code))
 }
 
+// endTimeout is how long end waits for the agent to end the sandbox: above
+// the agent's own wait for a backlog of the sandbox's last events (its
+// settleLimit, 10 s) and its work after the run, so that a loaded machine
+// (or a TCG guest) does not lose those events to the client giving up
+// first. An agent that does not answer in time is left: closing the
+// session ends the sandbox all the same.
+const endTimeout = 20 * time.Second
+
 // end ends the sandbox (the agent kills what the command left in it),
 // then prints what the run leaves: the command's last output, the event
 // lines kept back, the summary; releases the agent and puts back the
@@ -779,7 +787,7 @@ func (s *sandboxRun) end(started bool) {
 	if s.early != nil {
 		s.early.h.Abort() // exits without exec'ing unless start gave the go-ahead
 	}
-	ended, err := sess.End(5 * time.Second)
+	ended, err := sess.End(endTimeout)
 	if started {
 		<-s.pumpDone
 	}
