@@ -338,6 +338,15 @@ func newBox(t *testing.T, backend string) *box {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(home) })
+	// The shared agent's log of this box's time, when the test failed:
+	// what the agent did about its sandboxes (the tests of a package run
+	// one at a time in the guests, so little else is in it).
+	from := a.log.Len()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the %s agent's log since this box was made:\n%s", backend, lastLines(a.log.Since(from), 200))
+		}
+	})
 	b := &box{t: t, backend: backend, agent: a, home: home, proj: filepath.Join(home, "proj"),
 		events: filepath.Join(home, "events.jsonl")}
 	b.mkdir(home)
@@ -541,4 +550,10 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return err
 	}
 	return os.WriteFile(dst, data, mode)
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

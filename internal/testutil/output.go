@@ -27,6 +27,20 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
+// Len is how much was written so far: an offset for Since.
+func (s *SyncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
+}
+
+// Since is what was written after offset (an earlier Len).
+func (s *SyncBuffer) Since(offset int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b.Bytes()[min(offset, s.b.Len()):])
+}
+
 // WaitForFile waits up to limit until path exists, failing the test (with
 // the process's log) when the process ends first (a value on exited) or
 // the time is up.
