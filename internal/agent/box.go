@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -207,29 +206,28 @@ func (a *Agent) onEmpty(b *box) {
 // kernel signals every change of "populated" as a modification, so a
 // sandbox is removed the moment its last process exits, with no polling.
 type emptyWatch struct {
-	f    *os.File
-	fn   func(*box)
-	mu   sync.Mutex
-	wds  map[int]*box
-	done chan struct{}
+	in  *inotify.Watcher
+	fn  func(*box)
+	mu  sync.Mutex
+	wds map[int]*box
 }
 
 func newEmptyWatch(fn func(*box)) (*emptyWatch, error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	w := &emptyWatch{fn: fn, wds: make(map[int]*box)}
+	in, err := inotify.NewWatcher(w.event)
 	if err != nil {
-		return nil, fmt.Errorf("inotify: %w", err)
+		return nil, err
 	}
-	w := &emptyWatch{f: os.NewFile(uintptr(fd), "inotify"), fn: fn, wds: make(map[int]*box), done: make(chan struct{})}
-	go w.run()
+	w.in = in
 	return w, nil
 }
 
 func (w *emptyWatch) add(file string, b *box) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	wd, err := unix.InotifyAddWatch(int(w.f.Fd()), file, unix.IN_MODIFY)
+	wd, err := w.in.Add(file, unix.IN_MODIFY)
 	if err != nil {
-		return -1, fmt.Errorf("watch %s: %w", file, err)
+		return -1, err
 	}
 	w.wds[wd] = b
 	return wd, nil
@@ -243,31 +241,17 @@ func (w *emptyWatch) remove(wd int) {
 	defer w.mu.Unlock()
 	if _, ok := w.wds[wd]; ok {
 		delete(w.wds, wd)
-		// Fails harmlessly when the cgroup is already gone (IN_IGNORED).
-		_, _ = unix.InotifyRmWatch(int(w.f.Fd()), uint32(wd))
+		w.in.Remove(wd) // the cgroup may be gone already
 	}
 }
 
-func (w *emptyWatch) run() {
-	defer close(w.done)
-	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
-	for {
-		n, err := w.f.Read(buf)
-		if err != nil {
-			return
-		}
-		inotify.Each(buf[:n], func(ev inotify.Event) {
-			w.mu.Lock()
-			b := w.wds[int(ev.Wd)]
-			w.mu.Unlock()
-			if b != nil {
-				w.fn(b)
-			}
-		})
+func (w *emptyWatch) event(ev inotify.Event) {
+	w.mu.Lock()
+	b := w.wds[int(ev.Wd)]
+	w.mu.Unlock()
+	if b != nil {
+		w.fn(b)
 	}
 }
 
-func (w *emptyWatch) close() {
-	w.f.Close()
-	<-w.done
-}
+func (w *emptyWatch) close() { w.in.Close() }

@@ -4,7 +4,6 @@ package agent
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -142,20 +141,19 @@ func (a *Agent) onIDELock(b *box, dir, name string) {
 // limited per user, root's too); one directory watched for several
 // sandboxes has one watch descriptor.
 type ideWatch struct {
-	f    *os.File
-	fn   func(b *box, dir, name string)
-	mu   sync.Mutex
-	wds  map[int]map[*box]string // the directory as each sandbox named it
-	done chan struct{}
+	in  *inotify.Watcher
+	fn  func(b *box, dir, name string)
+	mu  sync.Mutex
+	wds map[int]map[*box]string // the directory as each sandbox named it
 }
 
 func newIDEWatch(fn func(b *box, dir, name string)) (*ideWatch, error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	w := &ideWatch{fn: fn, wds: map[int]map[*box]string{}}
+	in, err := inotify.NewWatcher(w.event)
 	if err != nil {
-		return nil, fmt.Errorf("inotify: %w", err)
+		return nil, err
 	}
-	w := &ideWatch{f: os.NewFile(uintptr(fd), "inotify"), fn: fn, wds: map[int]map[*box]string{}, done: make(chan struct{})}
-	go w.run()
+	w.in = in
 	return w, nil
 }
 
@@ -165,9 +163,9 @@ func newIDEWatch(fn func(b *box, dir, name string)) (*ideWatch, error) {
 func (w *ideWatch) add(dir string, b *box) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	wd, err := unix.InotifyAddWatch(int(w.f.Fd()), dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW|unix.IN_MASK_ADD)
+	wd, err := w.in.Add(dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW|unix.IN_MASK_ADD)
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", dir, err)
+		return err
 	}
 	if w.wds[wd] == nil {
 		w.wds[wd] = map[*box]string{}
@@ -191,37 +189,25 @@ func (w *ideWatch) remove(b *box) {
 		delete(boxes, b)
 		if len(boxes) == 0 {
 			delete(w.wds, wd)
-			_, _ = unix.InotifyRmWatch(int(w.f.Fd()), uint32(wd))
+			w.in.Remove(wd)
 		}
 	}
 }
 
-func (w *ideWatch) run() {
-	defer close(w.done)
-	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
-	for {
-		n, err := w.f.Read(buf)
-		if err != nil {
-			return
-		}
-		inotify.Each(buf[:n], func(ev inotify.Event) {
-			if ev.Mask&unix.IN_IGNORED != 0 {
-				w.mu.Lock()
-				delete(w.wds, int(ev.Wd))
-				w.mu.Unlock()
-				return
-			}
-			w.mu.Lock()
-			var to []func()
-			for b, dir := range w.wds[int(ev.Wd)] {
-				b, dir := b, dir
-				to = append(to, func() { w.fn(b, dir, ev.Name) })
-			}
-			w.mu.Unlock()
-			for _, f := range to {
-				f()
-			}
-		})
+func (w *ideWatch) event(ev inotify.Event) {
+	w.mu.Lock()
+	if ev.Mask&unix.IN_IGNORED != 0 {
+		delete(w.wds, int(ev.Wd))
+		w.mu.Unlock()
+		return
+	}
+	var to []func()
+	for b, dir := range w.wds[int(ev.Wd)] {
+		to = append(to, func() { w.fn(b, dir, ev.Name) })
+	}
+	w.mu.Unlock()
+	for _, f := range to {
+		f()
 	}
 }
 
@@ -229,6 +215,5 @@ func (w *ideWatch) close() {
 	if w == nil {
 		return
 	}
-	w.f.Close()
-	<-w.done
+	w.in.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,5 +57,45 @@ func TestEach(t *testing.T) {
 	Each(buf[:n-1], func(e Event) { got = append(got, e) })
 	if len(got) != 2 {
 		t.Errorf("a buffer cut inside its last record gave %d records, want 2", len(got))
+	}
+}
+
+// TestWatcher gets a record of a watched file's change, then closes with
+// the reader waiting and no record to come: Close must wake it.
+func TestWatcher(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Event, 8)
+	w, err := NewWatcher(func(e Event) { got <- e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := w.Add(file, unix.IN_MODIFY)
+	if err != nil {
+		w.Close()
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if e := <-got; e.Wd != int32(wd) || e.Mask&unix.IN_MODIFY == 0 {
+		t.Errorf("record %+v, want IN_MODIFY of watch %d", e, wd)
+	}
+	// The record of the watch's end, so that none is left to wake the
+	// reader.
+	w.Remove(wd)
+	for e := range got {
+		if e.Mask&unix.IN_IGNORED != 0 {
+			break
+		}
+	}
+	closed := make(chan struct{})
+	go func() { w.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return: the reader was not woken")
 	}
 }
