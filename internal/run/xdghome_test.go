@@ -88,6 +88,10 @@ func TestXDGRules(t *testing.T) {
 			pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: "~/.config/"})
 		}, env: []string{"XDG_CONFIG_HOME=/srv/cfg"},
 			has: map[string][]string{"write": {"/srv/cfg/"}}, hasnt: map[string][]string{"write": {"/srv/cfg/git/", "/srv/cfg/fish/"}}},
+		{name: "beside the default", extra: func(pol *policy.Policy) {
+			pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: "~/.config-old/"})
+		}, env: []string{"XDG_CONFIG_HOME=/srv/cfg"},
+			has: map[string][]string{"write": {"/srv/cfg/git/"}}, hasnt: map[string][]string{"write": {"/srv/cfg/-old/", "/srv/cfg-old/"}}},
 		{name: "root", extra: exceptAll, env: []string{"XDG_CONFIG_HOME=/"},
 			has: map[string][]string{"write": {"/git/"}, "read": {"/gh/"}}, empty: []string{"except"}, note: "not followed to /"},
 		{name: "exception holding the home", extra: exceptAll, env: []string{"XDG_CONFIG_HOME=/home/u"},
