@@ -70,7 +70,7 @@ func xdgDir(b xdgBase, env []string, home string, resolve func(string) (string, 
 }
 
 // xdgRules are the rules of one run that follow the policy's rules
-// beneath ~/.config and ~/.local/share to the directories the command's
+// beneath ~/.config and ~/.local/share to the directories the user's
 // $XDG_CONFIG_HOME and $XDG_DATA_HOME name, one list per list of the
 // policy whose entries may be paths in the home.
 type xdgRules struct {
@@ -92,7 +92,8 @@ func (r xdgRules) count() int {
 // deny_exec and except_read paths) beneath ~/.config or ~/.local/share
 // again at the same place beneath the directory that $XDG_CONFIG_HOME or
 // $XDG_DATA_HOME of env names instead (xdgDir), each saying which rule
-// it follows. env is the environment of the user's that run starts from
+// it follows; a rule above the default (~/.local/) is named for all of
+// that directory. env is the environment of the user's that run starts from
 // (deny_env not applied): the programs outside that read those files
 // have it, whatever the command inside gets. Left out, with a note for
 // the last two: what a rule of the same list already covers, "/", and an
@@ -127,7 +128,11 @@ func followXDG(c *policy.Compiled, home, projectRoot string, env []string, resol
 			}
 			for _, e := range l.set.Paths {
 				rest, ok := strings.CutPrefix(e.Value, def)
-				if !ok || (rest != "" && rest[0] != '/') {
+				switch {
+				case ok && (rest == "" || rest[0] == '/'):
+				case within(def, e.Value):
+					rest = "" // a rule above the default covers all of it
+				default:
 					continue
 				}
 				rule, _ := c.Rule(e.Rule)

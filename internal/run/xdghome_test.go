@@ -92,6 +92,10 @@ func TestXDGRules(t *testing.T) {
 			pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: "~/.config-old/"})
 		}, env: []string{"XDG_CONFIG_HOME=/srv/cfg"},
 			has: map[string][]string{"write": {"/srv/cfg/git/"}}, hasnt: map[string][]string{"write": {"/srv/cfg/-old/", "/srv/cfg-old/"}}},
+		{name: "a rule above the default", extra: func(pol *policy.Policy) {
+			pol.DenyWrite = append(pol.DenyWrite, policy.PathRule{Pattern: "~/.local/"})
+		}, env: []string{"XDG_DATA_HOME=/srv/data"},
+			has: map[string][]string{"write": {"/srv/data/"}}, hasnt: map[string][]string{"write": {"/srv/data/applications/"}}},
 		{name: "root", extra: exceptAll, env: []string{"XDG_CONFIG_HOME=/"},
 			has: map[string][]string{"write": {"/git/"}, "read": {"/gh/"}}, empty: []string{"except"}, note: "not followed to /"},
 		{name: "exception holding the home", extra: exceptAll, env: []string{"XDG_CONFIG_HOME=/home/u"},
