@@ -483,7 +483,9 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	}
 	xdg, notes := xdgRunRules(p)
 	for _, n := range notes {
-		f.Log.Debug("XDG base directories: not followed", zap.String("what", n))
+		// Rare (a directory of "/", a path no pattern can name), and the
+		// note below would otherwise claim more than holds.
+		f.Warnf("a rule not followed to your XDG base directory: %s", n)
 	}
 	if line := describeXDG(xdg); line != "" && !opts.Quiet {
 		fmt.Fprintf(f.Err, "aigate: %s\n", line)
