@@ -5,6 +5,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -219,6 +220,23 @@ func compile(req *api.CreateRequest) (*policy.Compiled, []string, error) {
 		}
 		pol.DenyRead = append(pol.DenyRead, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}})
 	}
+	for _, r := range req.DenyExec {
+		if err := policy.CheckPattern(r.Pattern); err != nil {
+			return nil, nil, fmt.Errorf("deny_exec for this run (%s): %w", r.By, err)
+		}
+		pol.DenyExec = append(pol.DenyExec, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}})
+	}
+	for _, r := range req.ExceptRead {
+		// Anchored paths only: a name or glob here would except it
+		// everywhere, which is no exception a run makes.
+		if err := policy.CheckPattern(r.Pattern); err != nil {
+			return nil, nil, fmt.Errorf("except_read for this run (%s): %w", r.By, err)
+		}
+		if !runException(r.Pattern) {
+			return nil, nil, fmt.Errorf("except_read for this run (%s): %q is neither a path beneath / nor beneath the home", r.By, r.Pattern)
+		}
+		pol.ExceptRead = append(pol.ExceptRead, policy.PathRule{Pattern: r.Pattern, Source: policy.Source{File: r.By}})
+	}
 	c, err := policy.Compile(pol, l.PolicyEnv())
 	if err != nil {
 		return nil, nil, err
@@ -228,4 +246,15 @@ func compile(req *api.CreateRequest) (*policy.Compiled, []string, error) {
 		out = append(out, strings.TrimSpace(fmt.Sprint(w)))
 	}
 	return c, out, nil
+}
+
+// runException reports whether p may be an except_read entry of a run
+// (api.CreateRequest.ExceptRead): a path strictly beneath / or the home,
+// so that it never excepts the whole machine or home from the name rules.
+func runException(p string) bool {
+	rest, ok := strings.CutPrefix(p, "~/")
+	if !ok {
+		rest, ok = strings.CutPrefix(p, "/")
+	}
+	return ok && path.Clean("/"+rest) != "/"
 }

@@ -46,7 +46,13 @@ import (
 // ports their locks name (CreateRequest.IDELocks), which the agent keeps
 // the sandbox's listeners off; a version 5 agent refuses a version 6
 // client instead of leaving those ports open to the sandbox.
-const Version = 6
+//
+// Version 7 lets create carry deny_exec and except_read rules of the run
+// alone (CreateRequest.DenyExec, ExceptRead: the policy's rules beneath
+// ~/.config and ~/.local/share followed to the user's XDG base
+// directories); a version 6 agent refuses a version 7 client instead of
+// a create with fields it does not know.
+const Version = 7
 
 // PlacesAtCreate reports whether a create of version v may carry the
 // process to place (CreateRequest.Place).
@@ -141,6 +147,16 @@ type CreateRequest struct {
 	// refused), added to the policy's: the user's terminals other than
 	// the run's own (package userterm). Version 4.
 	DenyRead []RunRule `json:"deny_read,omitempty"`
+	// DenyExec are deny_exec rules for this run only, added to the
+	// policy's. Version 7.
+	DenyExec []RunRule `json:"deny_exec,omitempty"`
+	// ExceptRead are except_read entries for this run only, added to the
+	// policy's: absolute paths (no name or glob) beneath which deny_read
+	// name and glob rules do not match, the policy's own exceptions in
+	// ~/.config and ~/.local/share where the user's XDG base directories
+	// move those files. They loosen the caller's own sandbox only (the
+	// agent refuses "/" and requests from inside a sandbox). Version 7.
+	ExceptRead []RunRule `json:"except_read,omitempty"`
 	// ClaudeJSON asks the agent to record Home's .claude.json before the
 	// command starts and, once the sandbox's processes are dead, to put
 	// back what they changed in the keys that make a claude outside run

@@ -357,6 +357,11 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 	write, read := outsideRules(l)
 	st.DenyWrite = append(st.DenyWrite, write...)
 	st.DenyRead = append(st.DenyRead, read...)
+	read, write, exec, except := xdgRules(l)
+	st.DenyRead = append(st.DenyRead, read...)
+	st.DenyWrite = append(st.DenyWrite, write...)
+	st.DenyExec = append(st.DenyExec, exec...)
+	st.ExceptRead = append(st.ExceptRead, except...)
 	_, st.EnvRemoved = pol.Env.Filter(os.Environ())
 	if st.EnvRemoved == nil {
 		st.EnvRemoved = []string{}

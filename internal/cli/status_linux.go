@@ -136,6 +136,18 @@ func outsideRules(l *config.Loaded) (write, read []StatusRule) {
 	return write, read
 }
 
+// xdgRules are the rules aigate run adds where $XDG_CONFIG_HOME and
+// $XDG_DATA_HOME move what the policy's rules in ~/.config and
+// ~/.local/share protect (run.XDGRules).
+func xdgRules(l *config.Loaded) (read, write, exec, exceptRead []StatusRule) {
+	r, w, x, e := run.XDGRules(l)
+	read, _ = statusRules(r, nil)
+	write, _ = statusRules(w, nil)
+	exec, _ = statusRules(x, nil)
+	exceptRead, _ = statusRules(e, nil)
+	return read, write, exec, exceptRead
+}
+
 func statusRules(rules []api.RunRule, notes []string) ([]StatusRule, []string) {
 	out := make([]StatusRule, 0, len(rules))
 	for _, r := range rules {

@@ -23,6 +23,7 @@ import (
 	"github.com/aigate-dev/aigate/internal/enforce"
 	"github.com/aigate-dev/aigate/internal/events"
 	"github.com/aigate-dev/aigate/internal/loader"
+	"github.com/aigate-dev/aigate/internal/policy"
 	"github.com/aigate-dev/aigate/internal/testutil"
 	"github.com/aigate-dev/aigate/internal/testutil/testcgroup"
 
@@ -299,6 +300,44 @@ func TestStatusOutsideRules(t *testing.T) {
 	}
 	if !has(st.DenyRead, tty.Name(), "a terminal of yours") {
 		t.Errorf("deny_read lacks the user's terminal %s: %+v", tty.Name(), st.DenyRead)
+	}
+}
+
+// TestStatusXDGRules: status lists, as rules of each run, the policy's
+// rules beneath ~/.config and ~/.local/share named again where
+// $XDG_CONFIG_HOME and $XDG_DATA_HOME move them, each saying which rule
+// it follows, in the list of the rule it follows (an except_read too).
+func TestStatusXDGRules(t *testing.T) {
+	e := newSandboxEnv(t)
+	e.write(filepath.Join(e.home, ".aigate", "config.yaml"), strings.Replace(string(policy.DefaultYAML()), "except_read:\n", "except_read:\n  - ~/.config/sometool/\n", 1))
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(e.home, "cfg"))
+	t.Setenv("XDG_DATA_HOME", "/srv/xdg-data")
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	var st Status
+	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", sock)), &st); err != nil {
+		t.Fatal(err)
+	}
+	has := func(rules []StatusRule, value, by string) bool {
+		return slices.ContainsFunc(rules, func(r StatusRule) bool { return r.Value == value && r.File == "each run: "+by })
+	}
+	for _, c := range []struct {
+		list        string
+		rules       []StatusRule
+		value, rule string
+		env         string
+	}{
+		{"deny_write", st.DenyWrite, "~/cfg/git/", "~/.config/git/", "XDG_CONFIG_HOME"},
+		{"deny_read", st.DenyRead, "~/cfg/gh/", "~/.config/gh/", "XDG_CONFIG_HOME"},
+		{"except_read", st.ExceptRead, "~/cfg/sometool/", "~/.config/sometool/", "XDG_CONFIG_HOME"},
+		{"deny_write", st.DenyWrite, "/srv/xdg-data/applications/", "~/.local/share/applications/", "XDG_DATA_HOME"},
+		{"deny_read", st.DenyRead, "/srv/xdg-data/keyrings/", "~/.local/share/keyrings/", "XDG_DATA_HOME"},
+	} {
+		if !has(c.rules, c.value, "$"+c.env+" in place of "+c.rule) {
+			t.Errorf("%s lacks %s for %s: %+v", c.list, c.value, c.rule, c.rules)
+		}
+	}
+	if out := e.ok("status", "--socket", sock); !strings.Contains(out, "$XDG_CONFIG_HOME in place of ~/.config/git/") {
+		t.Errorf("status does not show the followed rules:\n%s", out)
 	}
 }
 

@@ -36,3 +36,6 @@ func gitRules(*config.Loaded) ([]StatusRule, []string) { return nil, nil }
 
 // outsideRules: nor of the user's sockets, unit directory or terminals.
 func outsideRules(*config.Loaded) (write, read []StatusRule) { return nil, nil }
+
+// xdgRules: nor follows the XDG base directories.
+func xdgRules(*config.Loaded) (read, write, exec, exceptRead []StatusRule) { return nil, nil, nil, nil }

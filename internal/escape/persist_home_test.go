@@ -137,11 +137,34 @@ func TestEscapeHomePersistence(t *testing.T) {
 // in the home, git commit, go build and test, a Python venv.
 func TestEscapeHomeWorkStillWorks(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b0 *box) {
+		homeWork(t, homeBox(t, b0))
+	})
+}
+
+// TestEscapeXDGHomeWorkStillWorks is the same control where the user's
+// profile sets XDG_CONFIG_HOME and XDG_DATA_HOME (git's config in the
+// one, the policy's rules followed into both): git, go, pip and npm
+// inside work as without them.
+func TestEscapeXDGHomeWorkStillWorks(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
 		b := homeBox(t, b0)
-		// Claude Code's transcripts: made and appended to, in the run's
-		// own project directory only (measured with strace, 2.1.332).
-		own := "~/.claude/projects/" + claudestate.Sanitize(b.proj)
-		script := `set -e
+		b.write("~/cfg/git/config", "[user]\n\tname = u\n\temail = u@example.com\n")
+		b.write("~/data/.keep", "")
+		b.env = append(b.env, "XDG_CONFIG_HOME="+b.path("~/cfg"), "XDG_DATA_HOME="+b.path("~/data"))
+		r := homeWork(t, b)
+		if !strings.Contains(r.stderr, "$XDG_CONFIG_HOME (~/cfg) and $XDG_DATA_HOME (~/data)") {
+			t.Errorf("run did not say it follows the XDG directories:\n%s", r)
+		}
+	})
+}
+
+// homeWork runs the ordinary work of TestEscapeHomeWorkStillWorks in b
+// and checks it went on.
+func homeWork(t *testing.T, b *box) result {
+	// Claude Code's transcripts: made and appended to, in the run's
+	// own project directory only (measured with strace, 2.1.332).
+	own := "~/.claude/projects/" + claudestate.Sanitize(b.proj)
+	script := `set -e
 echo work > notes.txt && mv notes.txt notes2.txt && rm notes2.txt
 t=$(mktemp) && echo x > "$t" && rm "$t"
 test "$XDG_CACHE_HOME" = ~/.cache/aigate/xdg && mkdir -p "$XDG_CACHE_HOME/tool" && echo state > "$XDG_CACHE_HOME/tool/s" && mv "$XDG_CACHE_HOME/tool/s" "$XDG_CACHE_HOME/tool/s2"
@@ -151,53 +174,53 @@ echo n > ~/.claude/tasks/t/n
 mkdir -p ` + own + `/s/subagents && echo s >> ` + own + `/s.jsonl && echo a > ` + own + `/s/subagents/a.jsonl
 echo ok-basic
 `
-		if git, err := exec.LookPath("git"); err == nil {
-			// The repository exists before the session, as a user's does:
-			// the default policy protects .git/config (and its .lock), so
-			// `git init` inside would be refused, by design.
-			if out, err := b.outsideRun(git + " init -q ."); err != nil {
-				t.Fatalf("git init outside: %v\n%s", err, out)
-			}
-			script += git + ` -c user.name=t -c user.email=t@t add -A && ` +
-				git + ` -c user.name=t -c user.email=t@t commit -qm first --allow-empty && echo ok-git
+	if git, err := exec.LookPath("git"); err == nil {
+		// The repository exists before the session, as a user's does:
+		// the default policy protects .git/config (and its .lock), so
+		// `git init` inside would be refused, by design.
+		if out, err := b.outsideRun(git + " init -q ."); err != nil {
+			t.Fatalf("git init outside: %v\n%s", err, out)
+		}
+		script += git + ` -c user.name=t -c user.email=t@t add -A && ` +
+			git + ` -c user.name=t -c user.email=t@t commit -qm first --allow-empty && echo ok-git
 `
-		}
-		if gobin, err := exec.LookPath("go"); err == nil {
-			b.write("mod/go.mod", "module example.com/m\n\ngo 1.21\n")
-			b.write("mod/m.go", "package main\n\nfunc main() { println(\"hi\") }\n")
-			b.write("mod/m_test.go", "package main\n\nimport \"testing\"\n\nfunc TestM(t *testing.T) {}\n")
-			script += `cd mod && GOTOOLCHAIN=local GOFLAGS=-mod=mod ` + gobin + ` build -o m . && ./m && GOTOOLCHAIN=local ` + gobin + ` test ./... >/dev/null && cd .. && echo ok-go
+	}
+	if gobin, err := exec.LookPath("go"); err == nil {
+		b.write("mod/go.mod", "module example.com/m\n\ngo 1.21\n")
+		b.write("mod/m.go", "package main\n\nfunc main() { println(\"hi\") }\n")
+		b.write("mod/m_test.go", "package main\n\nimport \"testing\"\n\nfunc TestM(t *testing.T) {}\n")
+		script += `cd mod && GOTOOLCHAIN=local GOFLAGS=-mod=mod ` + gobin + ` build -o m . && ./m && GOTOOLCHAIN=local ` + gobin + ` test ./... >/dev/null && cd .. && echo ok-go
 `
-		}
-		// The system's python: root's PATH may lead to a per-user one.
-		py := "/usr/bin/python3"
-		if _, err := os.Stat(py); err == nil {
-			// Offline: a local package, built with the system's setuptools,
-			// installed by the system's pip into the venv. (A venv's own
-			// pip cannot be set up with the default policy: ensurepip
-			// reads pip's vendored cacert.pem, which deny_read *.pem
-			// refuses.)
-			b.write("pkg/setup.py", "from setuptools import setup\nsetup(name='p', version='1', py_modules=['p'])\n")
-			b.write("pkg/p.py", "X = 1\n")
-			script += py + ` -m venv --without-pip --system-site-packages venv && ./venv/bin/python -m pip install -q --no-index --no-build-isolation ./pkg && ./venv/bin/python -c 'import p' && echo ok-pip
+	}
+	// The system's python: root's PATH may lead to a per-user one.
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err == nil {
+		// Offline: a local package, built with the system's setuptools,
+		// installed by the system's pip into the venv. (A venv's own
+		// pip cannot be set up with the default policy: ensurepip
+		// reads pip's vendored cacert.pem, which deny_read *.pem
+		// refuses.)
+		b.write("pkg/setup.py", "from setuptools import setup\nsetup(name='p', version='1', py_modules=['p'])\n")
+		b.write("pkg/p.py", "X = 1\n")
+		script += py + ` -m venv --without-pip --system-site-packages venv && ./venv/bin/python -m pip install -q --no-index --no-build-isolation ./pkg && ./venv/bin/python -c 'import p' && echo ok-pip
 `
-		}
-		if npm, err := exec.LookPath("npm"); err == nil {
-			b.write("js/package.json", `{"name": "j", "version": "1.0.0", "scripts": {"test": "node -e 0"}}`+"\n")
-			script += `(cd js && ` + npm + ` test >/dev/null) && echo ok-npm
+	}
+	if npm, err := exec.LookPath("npm"); err == nil {
+		b.write("js/package.json", `{"name": "j", "version": "1.0.0", "scripts": {"test": "node -e 0"}}`+"\n")
+		script += `(cd js && ` + npm + ` test >/dev/null) && echo ok-npm
 `
+	}
+	r := b.sh(script)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok-basic") {
+		t.Fatalf("ordinary work failed in a read-only home:\n%s", r)
+	}
+	for tool, bin := range map[string]string{"git": "git", "go": "go", "npm": "npm", "pip": "/usr/bin/python3"} {
+		if _, err := exec.LookPath(bin); err == nil && !strings.Contains(r.stdout, "ok-"+tool) {
+			t.Errorf("%s failed:\n%s", tool, r)
 		}
-		r := b.sh(script)
-		if r.code != 0 || !strings.Contains(r.stdout, "ok-basic") {
-			t.Fatalf("ordinary work failed in a read-only home:\n%s", r)
-		}
-		for tool, bin := range map[string]string{"git": "git", "go": "go", "npm": "npm", "pip": "/usr/bin/python3"} {
-			if _, err := exec.LookPath(bin); err == nil && !strings.Contains(r.stdout, "ok-"+tool) {
-				t.Errorf("%s failed:\n%s", tool, r)
-			}
-		}
-		if b.read("~/.cache/aigate/xdg/tool/s2") != "state\n" {
-			t.Errorf("tool state in $XDG_CACHE_HOME was not written:\n%s", r)
-		}
-	})
+	}
+	if b.read("~/.cache/aigate/xdg/tool/s2") != "state\n" {
+		t.Errorf("tool state in $XDG_CACHE_HOME was not written:\n%s", r)
+	}
+	return r
 }

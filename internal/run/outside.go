@@ -13,9 +13,8 @@ import (
 
 // OutsideRules are the rules each run adds for what of the user's lies
 // outside the project and the home, as `aigate status` shows them: the
-// sockets of their services, their systemd manager's unit directory and
-// the applications directory of their $XDG_DATA_HOME (deny_write), their
-// terminals (deny_read; a run whose output reaches a
+// sockets of their services and their systemd manager's unit directory
+// (deny_write), their terminals (deny_read; a run whose output reaches a
 // terminal keeps out the one it was started from too, since the command
 // gets run's pseudo-terminal instead). Found now: a run finds them again
 // when it starts.
@@ -30,8 +29,6 @@ func OutsideRules(l *config.Loaded) (write, read []api.RunRule) {
 	p := &runPlan{loaded: l, compiled: c, id: &identity{uid: l.Paths.User.UID, home: l.Paths.User.Home}, env: os.Environ()}
 	socks, _ := socketRunRules(p)
 	units, _ := userUnitRules(p)
-	apps, _ := dataHomeRules(p)
-	units = append(units, apps...)
 	terms, _ := userterm.Find(p.id.uid, userterm.Places, nil)
 	for _, t := range terms {
 		read = append(read, api.RunRule{Pattern: t, By: "a terminal of yours"})

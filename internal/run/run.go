@@ -481,11 +481,18 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("user units: not protected", zap.String("what", n))
 	}
-	apps, notes := dataHomeRules(p)
+	xdg, notes := xdgRunRules(p)
 	for _, n := range notes {
-		f.Log.Debug("applications in $XDG_DATA_HOME: not protected", zap.String("what", n))
+		// Rare (a directory of "/", a path no pattern can name), and the
+		// note below would otherwise claim more than holds.
+		f.Warnf("a rule not followed to your XDG base directory: %s", n)
 	}
-	req.DenyWrite = append(append(req.DenyWrite, units...), apps...)
+	if line := describeXDG(xdg); line != "" && !opts.Quiet {
+		fmt.Fprintf(f.Err, "aigate: %s\n", line)
+	}
+	req.DenyWrite = append(append(req.DenyWrite, units...), xdg.Write...)
+	req.DenyRead = append(req.DenyRead, xdg.Read...)
+	req.DenyExec, req.ExceptRead = xdg.Exec, xdg.ExceptRead
 	if early != nil {
 		// The agent moves the waiting helper in while it builds the
 		// sandbox and answers once enforcement is complete; start then
