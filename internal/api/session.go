@@ -190,11 +190,12 @@ func (s *Session) End(timeout time.Duration) (*Ended, error) {
 		// Nothing was started: closing the connection removes it.
 		return &Ended{Reason: "ended"}, s.conn.Close()
 	}
-	if err := s.conn.Write(&Request{V: Version, Op: OpEnd, End: &EndRequest{Sandbox: s.Sandbox.Name}}, timeout); err != nil {
-		s.conn.Close()
-		<-s.done
-		return s.Result()
-	}
+	// A failed write is not the end: the agent ends a sandbox by itself
+	// once its last process exits, sends the last events and Ended, and
+	// closes, perhaps before this request. What it sent is still to be
+	// read, and the reader stops at the close; closing here first lost
+	// the last events and reported the close as the agent's.
+	_ = s.conn.Write(&Request{V: Version, Op: OpEnd, End: &EndRequest{Sandbox: s.Sandbox.Name}}, timeout)
 	select {
 	case <-s.done:
 	case <-time.After(timeout):

@@ -4,7 +4,9 @@ package api
 
 import (
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,5 +63,57 @@ func TestEndTimeoutSaysSo(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "agent closed the session") || !strings.Contains(err.Error(), "last events may be missing") {
 		t.Errorf("End's error %q, want one saying the agent had not ended the sandbox in time", err)
+	}
+}
+
+// TestEndAfterAgentClosed: the agent ended the sandbox by itself (its last
+// process exited), sent the last event and Ended, and closed before the
+// client asked: End's request fails, and what the agent sent is still
+// read (closing first lost the event and blamed the agent).
+func TestEndAfterAgentClosed(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) net.Conn {
+		f := os.NewFile(uintptr(fd), "session")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	client, agentSide := conn(fds[0]), conn(fds[1])
+	agent := NewConn(agentSide)
+	if err := agent.WriteEvents([]events.Event{{Kind: events.KindFile, Op: "write", Path: "/h/.claude/x"}}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Write(&Response{OK: true, Ended: &Ended{Reason: "empty", Events: 1}}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	agentSide.Close()
+	s := &Session{
+		Sandbox: SandboxInfo{Name: "s1"},
+		conn:    NewConn(client),
+		events:  make(chan events.Event, sessionBuffer),
+		done:    make(chan struct{}),
+		placed:  true,
+	}
+	s.conn.BufferReads()
+	// The reader starts after End's request has failed, as when the
+	// client saw its command exit before reading the agent's last
+	// messages.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		s.read()
+	}()
+	ended, err := s.End(5 * time.Second)
+	if err != nil || ended == nil || ended.Reason != "empty" {
+		t.Fatalf("End: %+v, %v; want the agent's Ended", ended, err)
+	}
+	if e, ok := <-s.Events(); !ok || e.Path != "/h/.claude/x" {
+		t.Errorf("event %+v (%v), want the agent's last one", e, ok)
 	}
 }
