@@ -130,7 +130,7 @@ func followXDG(c *policy.Compiled, home, projectRoot string, env []string, resol
 				rest, ok := strings.CutPrefix(e.Value, def)
 				switch {
 				case ok && (rest == "" || rest[0] == '/'):
-				case within(def, e.Value):
+				case config.Within(def, e.Value):
 					rest = "" // a rule above the default covers all of it
 				default:
 					continue
@@ -146,7 +146,7 @@ func followXDG(c *policy.Compiled, home, projectRoot string, env []string, resol
 				case target == "/":
 					notes = append(notes, fmt.Sprintf("%s (%s): not followed to /", rule.Pattern, b.env))
 					continue
-				case l.loos && (within(home, target) || (projectRoot != "" && within(projectRoot, target))):
+				case l.loos && (config.Within(home, target) || (projectRoot != "" && config.Within(projectRoot, target))):
 					notes = append(notes, fmt.Sprintf("except_read %s (%s): not followed to %s, which holds the home or the project", rule.Pattern, b.env, target))
 					continue
 				case covers(l.set, target):
@@ -174,7 +174,7 @@ func pruneCovered(rules []api.RunRule, home string) []api.RunRule {
 	for i, r := range rules {
 		p, covered := abs(r), false
 		for j, o := range rules {
-			if q := abs(o); j != i && within(p, q) && (p != q || j < i) {
+			if q := abs(o); j != i && config.Within(p, q) && (p != q || j < i) {
 				covered = true
 				break
 			}
@@ -186,15 +186,10 @@ func pruneCovered(rules []api.RunRule, home string) []api.RunRule {
 	return out
 }
 
-// within reports whether path is dir or beneath it (both clean).
-func within(path, dir string) bool {
-	return path == dir || dir == "/" || strings.HasPrefix(path, dir+"/")
-}
-
 // covers reports whether an anchored entry of set is p or lies above it.
 func covers(set *policy.FileSet, p string) bool {
 	for _, e := range set.Paths {
-		if within(p, e.Value) {
+		if config.Within(p, e.Value) {
 			return true
 		}
 	}
