@@ -150,10 +150,39 @@ func TestEscapeXDGHomeWorkStillWorks(t *testing.T) {
 		b := homeBox(t, b0)
 		b.write("~/cfg/git/config", "[user]\n\tname = u\n\temail = u@example.com\n")
 		b.write("~/data/.keep", "")
-		b.env = append(b.env, "XDG_CONFIG_HOME="+b.path("~/cfg"), "XDG_DATA_HOME="+b.path("~/data"))
+		b.env = append(b.env, "XDG_CONFIG_HOME="+b.path("~/cfg"), "XDG_DATA_HOME="+b.path("~/data"), "XDG_STATE_HOME="+b.path("~/state"))
 		r := homeWork(t, b)
 		if !strings.Contains(r.stderr, "$XDG_CONFIG_HOME (~/cfg) and $XDG_DATA_HOME (~/data)") {
 			t.Errorf("run did not say it follows the XDG directories:\n%s", r)
+		}
+	})
+}
+
+// TestEscapeXDGStateHome: the tool state that follows $XDG_STATE_HOME
+// and $XDG_CONFIG_HOME stays tool state. A profile that points
+// XDG_STATE_HOME at the home itself, or at ~/.local, does not make the
+// home, or ~/.local/bin, writable inside: the home stays read-only, with
+// a reported refusal.
+func TestEscapeXDGStateHome(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b0 *box) {
+		if !homeProtected() {
+			t.Skip("no Landlock: the home is writable on this kernel (TestEscapeHomePersistence)")
+		}
+		for _, state := range []string{"~", "~/.local"} {
+			b := homeBox(t, b0)
+			b.env = append(b.env, "XDG_STATE_HOME="+b.path(state), "XDG_CONFIG_HOME="+b.path("~"))
+			r := b.sh(`echo planted > ~/planted; mkdir -p ~/.local/bin && echo x > ~/.local/bin/ls; echo ran`)
+			if !strings.Contains(r.stdout, "ran") {
+				t.Fatalf("XDG_STATE_HOME=%s: the attempt did not run:\n%s", state, r)
+			}
+			for _, p := range []string{"~/planted", "~/.local/bin/ls"} {
+				if _, err := os.Lstat(b.path(p)); err == nil {
+					t.Errorf("XDG_STATE_HOME=%s: %s was written:\n%s", state, p, r)
+				}
+			}
+			if !strings.Contains(r.stderr, "blocked write "+b.path("~/planted")) {
+				t.Errorf("XDG_STATE_HOME=%s: no refusal reported for ~/planted:\n%s", state, r)
+			}
 		}
 	})
 }
@@ -168,6 +197,7 @@ func homeWork(t *testing.T, b *box) result {
 echo work > notes.txt && mv notes.txt notes2.txt && rm notes2.txt
 t=$(mktemp) && echo x > "$t" && rm "$t"
 test "$XDG_CACHE_HOME" = ~/.cache/aigate/xdg && mkdir -p "$XDG_CACHE_HOME/tool" && echo state > "$XDG_CACHE_HOME/tool/s" && mv "$XDG_CACHE_HOME/tool/s" "$XDG_CACHE_HOME/tool/s2"
+st=${XDG_STATE_HOME:-$HOME/.local/state} && mkdir -p "$st/tool" && echo state > "$st/tool/s" && mv "$st/tool/s" "$st/tool/s2"
 echo x >> ~/.claude/history.jsonl && echo 1 > ~/.claude/.last-cleanup
 mkdir -p ~/.claude/sessions/p ~/.claude/tasks/t && echo s > ~/.claude/sessions/p/s.tmp && mv ~/.claude/sessions/p/s.tmp ~/.claude/sessions/p/s && rm ~/.claude/sessions/p/s
 echo n > ~/.claude/tasks/t/n
@@ -189,6 +219,10 @@ echo ok-basic
 		b.write("mod/go.mod", "module example.com/m\n\ngo 1.21\n")
 		b.write("mod/m.go", "package main\n\nfunc main() { println(\"hi\") }\n")
 		b.write("mod/m_test.go", "package main\n\nimport \"testing\"\n\nfunc TestM(t *testing.T) {}\n")
+		// go on the PATH, as a user's: run then makes go's telemetry
+		// directory, which a go that never ran outside would make at its
+		// first command (one refusal per compile inside).
+		b.env = append(b.env, "PATH="+filepath.Dir(gobin)+":/usr/local/bin:/usr/bin:/bin")
 		script += `cd mod && GOTOOLCHAIN=local GOFLAGS=-mod=mod ` + gobin + ` build -o m . && ./m && GOTOOLCHAIN=local ` + gobin + ` test ./... >/dev/null && cd .. && echo ok-go
 `
 	}
@@ -221,6 +255,21 @@ echo ok-basic
 	}
 	if b.read("~/.cache/aigate/xdg/tool/s2") != "state\n" {
 		t.Errorf("tool state in $XDG_CACHE_HOME was not written:\n%s", r)
+	}
+	state := "~/.local/state"
+	for _, kv := range b.env {
+		if v, ok := strings.CutPrefix(kv, "XDG_STATE_HOME="); ok {
+			state = v
+		}
+	}
+	if b.read(state+"/tool/s2") != "state\n" {
+		t.Errorf("tool state in %s was not written:\n%s", state, r)
+	}
+	// Nothing of it was refused: a refusal reported in ordinary work
+	// (go's telemetry beneath a read-only home, once per compile) buries
+	// the ones that matter.
+	if strings.Contains(r.stderr, "aigate: blocked") {
+		t.Errorf("ordinary work had refusals:\n%s", r)
 	}
 	return r
 }

@@ -171,7 +171,9 @@ var DefaultFixed = []string{".claude"}
 // ~/.cache/aigate/xdg, which well-behaved tools follow. The user's go,
 // pip, cargo, gradle and maven caches are not here either: the sandbox's
 // tools get their own in ~/.cache/aigate (run adds the user's only for a
-// tool in shared_caches, policy.CacheTool.SharedWritable).
+// tool in shared_caches, policy.CacheTool.SharedWritable). Where the
+// user's XDG_CONFIG_HOME and XDG_STATE_HOME move .config and .local/state,
+// run adds them there too (run.xdgWritable).
 var DefaultWritable = []string{
 	".cache/aigate",
 	".claude.json",

@@ -52,7 +52,8 @@ func baseLandlockOptions(pol *policy.Policy, backend, home string, paths *config
 			opts.AbstractUnix = true
 		}
 	}
-	w := append([]string{}, landlock.DefaultWritable...)
+	xdgW, xdgCreate := xdgWritable(home, getenv)
+	w := append(append([]string{}, landlock.DefaultWritable...), xdgW...)
 	// The project, unless it is the home itself (or holds it): run in
 	// ~, or below a ~/.aigate.yaml, the tool gets the home's usual
 	// writable places, not the whole home (~/.bashrc, ~/.ssh).
@@ -87,7 +88,10 @@ func baseLandlockOptions(pol *policy.Policy, backend, home string, paths *config
 	// file moved in would be refused only by Landlock, without an event.
 	opts.Sealed = []string{claudeProjects, claudeAgentMemory, claudeSessionEnv, claudeIDE}
 	opts.Open = claudestate.Options{Home: home, ProjectRoot: paths.ProjectRoot, WorkDir: paths.WorkDir}.OwnProjects()
-	opts.Create = landlock.DefaultCreate
+	opts.Create = append(slices.Clip(landlock.DefaultCreate), xdgCreate...)
+	if d := goTelemetryDir(home, getenv); d != "" {
+		opts.Create = append(opts.Create, d)
+	}
 	if paths.User != nil {
 		if d := userUnitDir(paths.User.UID); d != "" {
 			opts.ReadOnly = []string{d}
@@ -223,6 +227,9 @@ func absSealed(opts landlock.Options) []string {
 // gitTop is the nearest directory holding .git from dir up to (not
 // including) home: git writes there on commit.
 func gitTop(dir, home string) string {
+	if !filepath.IsAbs(dir) {
+		return "" // filepath.Dir of a relative path ends at ".", never "/"
+	}
 	for d := filepath.Clean(dir); d != "/" && d != filepath.Clean(home); d = filepath.Dir(d) {
 		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
 			return d

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/aigate-dev/aigate/internal/api"
+	"github.com/aigate-dev/aigate/internal/config"
 	"github.com/aigate-dev/aigate/internal/policy"
 )
 
@@ -190,5 +191,74 @@ func TestXDGRulesSymlink(t *testing.T) {
 	r, _ = followXDG(c, home, filepath.Join(home, "p"), []string{"XDG_CONFIG_HOME=" + filepath.Join(home, "same")}, filepath.EvalSymlinks)
 	if r.count() > 0 {
 		t.Errorf("a link to ~/.config adds rules: %+v", r)
+	}
+}
+
+// The tool state the sandbox may write beneath ~/.config and
+// ~/.local/state follows $XDG_CONFIG_HOME and $XDG_STATE_HOME (go's
+// telemetry, the tools' state), never to a directory that is or holds the
+// home, a config or data home or ~/.local/bin, which would make all of it
+// writable; and the telemetry directory of a go on the PATH is made when
+// missing.
+func TestXDGWritable(t *testing.T) {
+	const home = "/home/u"
+	for _, c := range []struct {
+		name           string
+		env            map[string]string
+		writable, make []string
+	}{
+		{"unset", nil, nil, nil},
+		{"relative", map[string]string{"XDG_CONFIG_HOME": "cfg", "XDG_STATE_HOME": "st"}, nil, nil},
+		{"the defaults", map[string]string{"XDG_CONFIG_HOME": home + "/.config/", "XDG_STATE_HOME": home + "/.local/state"}, nil, nil},
+		{"moved", map[string]string{"XDG_CONFIG_HOME": home + "/cfg", "XDG_STATE_HOME": "/srv/u/state/"},
+			[]string{home + "/cfg/go/telemetry", "/srv/u/state"}, []string{"/srv/u/state"}},
+		{"state is the home", map[string]string{"XDG_STATE_HOME": home}, nil, nil},
+		{"state holds the home", map[string]string{"XDG_STATE_HOME": "/home"}, nil, nil},
+		{"state holds ~/.local/bin", map[string]string{"XDG_STATE_HOME": home + "/.local"}, nil, nil},
+		{"state is ~/.config", map[string]string{"XDG_STATE_HOME": home + "/.config"}, nil, nil},
+		{"state is the config home", map[string]string{"XDG_CONFIG_HOME": home + "/c", "XDG_STATE_HOME": home + "/c"},
+			[]string{home + "/c/go/telemetry"}, nil},
+		{"state holds the data home", map[string]string{"XDG_DATA_HOME": home + "/x/data", "XDG_STATE_HOME": home + "/x"}, nil, nil},
+		{"config is the home", map[string]string{"XDG_CONFIG_HOME": home}, []string{home + "/go/telemetry"}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w, mk := xdgWritable(home, func(k string) string { return c.env[k] })
+			if !slices.Equal(w, c.writable) || !slices.Equal(mk, c.make) {
+				t.Errorf("writable %q, made %q; want %q, %q", w, mk, c.writable, c.make)
+			}
+		})
+	}
+
+	// go's telemetry directory: made only for a go on the PATH, where
+	// XDG_CONFIG_HOME says, and not when it exists.
+	h := t.TempDir()
+	bin := filepath.Join(h, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"PATH": "/nonexistent:" + bin}
+	getenv := func(k string) string { return env[k] }
+	if d := goTelemetryDir(h, getenv); d != "" {
+		t.Errorf("no go on the PATH, made %s", d)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d, want := goTelemetryDir(h, getenv), filepath.Join(h, ".config/go/telemetry"); d != want {
+		t.Errorf("go on the PATH: made %q, want %q", d, want)
+	}
+	env["XDG_CONFIG_HOME"] = filepath.Join(h, "cfg")
+	want := filepath.Join(h, "cfg/go/telemetry")
+	if d := goTelemetryDir(h, getenv); d != want {
+		t.Errorf("XDG_CONFIG_HOME: made %q, want %q", d, want)
+	}
+	if opts := landlockOptions(&policy.Policy{}, "fanotify", h, &config.Paths{ProjectRoot: bin, WorkDir: bin}, getenv); !slices.Contains(opts.Create, want) || !slices.Contains(opts.Writable, want) {
+		t.Errorf("options: create %q, writable %q: want %s in both", opts.Create, opts.Writable, want)
+	}
+	if err := os.MkdirAll(want, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if d := goTelemetryDir(h, getenv); d != "" {
+		t.Errorf("it exists, made %s again", d)
 	}
 }
