@@ -203,11 +203,13 @@ vmtest: build pty32 $(CLAUDE_BIN) ## BPF-LSM tests inside QEMU VMs with lsm=bpf,
 			--host-dir $(dir $(CLAUDE_BIN)) --env AIGATE_E2E_CLAUDE=$(CLAUDE_BIN) --env AIGATE_REQUIRE_CLAUDE=1 --env AIGATE_ESCAPE_VM_FANOTIFY=$$fan \
 			$(addprefix --pkg ,$(VMPKGS)) -- -test.v -test.count=1 2>&1; \
 		  echo $$? > $(TESTLOGS)/vm-$$k.rc; \
-		  echo "vmtest: ==== kernel $$k done in $$(( $$(date +%s) - start ))s" ) | sed -u "s/^/[$$k] /" & \
+		  echo "vmtest: ==== kernel $$k done in $$(( $$(date +%s) - start ))s" ) | sed -u "s/^/[$$k] /" | tee $(TESTLOGS)/vm-$$k.log & \
 	done; \
 	wait; failed=""; \
 	for k in $(VMKERNELS); do [ "$$(cat $(TESTLOGS)/vm-$$k.rc 2>/dev/null)" = 0 ] || failed="$$failed $$k"; done; \
-	if [ -n "$$failed" ]; then echo "vmtest: FAILED on kernel(s):$$failed"; exit 1; fi; \
+	if [ -n "$$failed" ]; then \
+		for k in $$failed; do grep -a '^\[[^]]*\] vmtest: \(failed\|FAILED\)' $(TESTLOGS)/vm-$$k.log; done; \
+		echo "vmtest: FAILED on kernel(s):$$failed"; exit 1; fi; \
 	echo "vmtest: passed on kernels $(VMKERNELS) in $$(( $$(date +%s) - start ))s"
 
 .PHONY: vmtest-smoke

@@ -36,7 +36,9 @@ type console struct {
 	panicked   bool
 	mountErrs  []string // guest paths of shares that failed to mount
 	tests      testCounts
-	results    []testResult // every test's and subtest's result, in order
+	results    []testResult      // every test's and subtest's result, in order
+	running    string            // the test go test -v last named (=== RUN, CONT, NAME)
+	lastMsg    map[string]string // the last t.Log/t.Error line each test printed
 }
 
 // testResult is one "--- PASS/FAIL/SKIP: name (1.23s)" line of go test
@@ -52,11 +54,19 @@ type testResult struct {
 // per subtest level.
 var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(([0-9.]+)s\)`)
 
+// testNameLine matches the lines go test -v names the test with whose
+// output follows; testMsgLine the first line of a t.Log or t.Error
+// message ("    file_test.go:12: text").
+var (
+	testNameLine = regexp.MustCompile(`^=== (?:RUN|CONT|NAME) +(\S+)`)
+	testMsgLine  = regexp.MustCompile(`^ {4,}(\S+_test\.go:\d+: .*)`)
+)
+
 // testCounts counts top-level Go test results in -test.v output.
 type testCounts struct{ passed, failed, skipped int }
 
 func newConsole(marker string) *console {
-	return &console{marker: marker, status: map[string]int{}}
+	return &console{marker: marker, status: map[string]int{}, lastMsg: map[string]string{}}
 }
 
 // line processes one line of console output (without its line ending) and
@@ -115,6 +125,11 @@ func (c *console) line(s string) (string, bool) {
 // countTest counts a top-level (unindented) result line of go test -v and
 // records every result line, subtests' too.
 func (c *console) countTest(s string) {
+	if m := testNameLine.FindStringSubmatch(s); m != nil {
+		c.running = m[1]
+	} else if m := testMsgLine.FindStringSubmatch(s); m != nil && c.running != "" && c.current != "" {
+		c.lastMsg[c.running] = m[1]
+	}
 	if m := resultLine.FindStringSubmatch(s); m != nil && c.current != "" {
 		elapsed, _ := strconv.ParseFloat(m[3], 64) // the pattern admits only a number
 		c.results = append(c.results, testResult{bin: c.current, action: strings.ToLower(m[1]), test: m[2], elapsed: elapsed})
@@ -137,4 +152,45 @@ func (c *console) hasBPF() bool {
 		}
 	}
 	return false
+}
+
+// failures are the lines that name each failed test, deepest subtests
+// only (a parent fails with them), with the last message it printed,
+// for the closing lines a CI log's tail shows: at most max of them,
+// then how many more.
+func (c *console) failures(max int) []string {
+	var failed []testResult
+	for _, r := range c.results {
+		if r.action == "fail" {
+			failed = append(failed, r)
+		}
+	}
+	var out []string
+	n := 0
+	for _, r := range failed {
+		parent := false
+		for _, o := range failed {
+			if o.bin == r.bin && strings.HasPrefix(o.test, r.test+"/") {
+				parent = true
+			}
+		}
+		if parent {
+			continue
+		}
+		if n++; n > max {
+			continue
+		}
+		line := fmt.Sprintf("vmtest: failed: %s (%s, %.1fs)", r.test, r.bin, r.elapsed)
+		if m := c.lastMsg[r.test]; m != "" {
+			if len(m) > 200 {
+				m = m[:200] + "..."
+			}
+			line += ": " + m
+		}
+		out = append(out, line)
+	}
+	if n > max {
+		out = append(out, fmt.Sprintf("vmtest: failed: %d more", n-max))
+	}
+	return out
 }

@@ -415,10 +415,15 @@ func runVMTests(ctx context.Context, o *options, stdout, stderr io.Writer) (code
 		summary = fmt.Sprintf("vmtest: go tests seen: %d passed, %d failed, %d skipped\n", t.passed, t.failed, t.skipped)
 	}
 	summary += fmt.Sprintf("vmtest: %d passed, %d failed\n", passed, failed)
+	for _, l := range res.con.failures(8) {
+		summary += l + "\n"
+	}
 	if err := verdict(res, names, o.timeout); err != nil {
 		if res.timedOut && errors.Is(ctx.Err(), context.Canceled) {
 			err = errors.New("interrupted; QEMU was killed")
 		}
+		// Again among the closing lines: a CI log shows its tail.
+		summary += "vmtest: FAILED: " + err.Error() + "\n"
 		return exitTestFailed, summary, err
 	}
 	return exitOK, summary, nil

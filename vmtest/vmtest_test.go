@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -385,5 +386,48 @@ func TestConsoleResults(t *testing.T) {
 		!strings.Contains(string(data), `{"Action":"fail","Package":"example.com/loader","Test":"TestX/lsm/deep_name","Elapsed":1}`) ||
 		!strings.Contains(string(data), `"Test":"TestX","Elapsed":0.1}`) || strings.Count(string(data), "\n") != 3 {
 		t.Errorf("written:\n%s", data)
+	}
+}
+
+// The closing lines name each failed test, deepest subtest only, with
+// the last message it printed: a CI log's tail shows no more than them.
+func TestConsoleFailures(t *testing.T) {
+	m := "@@vmtest-abc: "
+	c := newConsole(m)
+	long := strings.Repeat("x", 300)
+	for _, l := range []string{
+		"=== RUN   TestOutside",
+		"    a_test.go:1: before any binary: not kept",
+		m + "start escape",
+		"=== RUN   TestA",
+		"=== RUN   TestA/lsm",
+		"    world_test.go:86: first",
+		"    persist_test.go:12: 1 write event of 2:",
+		"        aigate: blocked write /x",
+		"=== RUN   TestB",
+		"    b_test.go:3: " + long,
+		"=== NAME  TestA/lsm",
+		"    persist_test.go:14: the agent closed the session",
+		"--- FAIL: TestA (3.00s)",
+		"    --- PASS: TestA/fanotify (1.00s)",
+		"    --- FAIL: TestA/lsm (2.00s)",
+		"--- FAIL: TestB (0.50s)",
+		"--- PASS: TestC (0.10s)",
+		m + "exit escape 1",
+	} {
+		c.line(l)
+	}
+	want := []string{
+		"vmtest: failed: TestA/lsm (escape, 2.0s): persist_test.go:14: the agent closed the session",
+		"vmtest: failed: TestB (escape, 0.5s): " + ("b_test.go:3: " + long)[:200] + "...",
+	}
+	if got := c.failures(8); !slices.Equal(got, want) {
+		t.Errorf("failures:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got := c.failures(1); len(got) != 2 || got[1] != "vmtest: failed: 1 more" {
+		t.Errorf("failures(1) = %q", got)
+	}
+	if got := newConsole(m).failures(8); len(got) != 0 {
+		t.Errorf("nothing failed: %q", got)
 	}
 }
