@@ -93,6 +93,9 @@ func record(args []string, stdout io.Writer) (int, error) {
 	}
 	scanErr := sc.Err()
 	err = cmd.Wait()
+	for _, l := range p.failures() {
+		fmt.Fprintln(stdout, l)
+	}
 	if scanErr != nil {
 		return 0, fmt.Errorf("read the output of %s: %w", fs.Arg(0), scanErr)
 	}
@@ -111,6 +114,26 @@ type printer struct {
 	w       io.Writer
 	verbose bool
 	held    map[string][]string // a package's output, until it passes or fails
+	failed  []test              // the tests and subtests that failed, in order
+}
+
+// failures are the closing lines that name each failed test, deepest
+// subtests only (a parent fails with them): a CI log's tail shows them
+// after the output of every package.
+func (p *printer) failures() []string {
+	var out []string
+	for _, f := range p.failed {
+		parent := false
+		for _, o := range p.failed {
+			if o.pkg == f.pkg && strings.HasPrefix(o.name, f.name+"/") {
+				parent = true
+			}
+		}
+		if !parent {
+			out = append(out, fmt.Sprintf("skipcheck: failed: %s (%s)", f.name, f.pkg))
+		}
+	}
+	return out
 }
 
 func (p *printer) line(s string) {
@@ -121,6 +144,9 @@ func (p *printer) line(s string) {
 	if !strings.HasPrefix(s, "{") || json.Unmarshal([]byte(s), &e) != nil {
 		fmt.Fprintln(p.w, s)
 		return
+	}
+	if e.Action == "fail" && e.Test != "" {
+		p.failed = append(p.failed, test{e.Package, e.Test})
 	}
 	switch {
 	case e.Action == "build-output":

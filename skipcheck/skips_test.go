@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -117,5 +119,24 @@ func TestPrinter(t *testing.T) {
 	want := "ok  \ta\t0.1s\n    y_test.go:1: boom\nFAIL\tb\t0.1s\n# not json\n"
 	if b.String() != want {
 		t.Errorf("printed %q, want %q", b.String(), want)
+	}
+}
+
+// record's closing lines name each failed test, deepest subtest only.
+func TestPrinterFailures(t *testing.T) {
+	p := &printer{w: io.Discard, held: map[string][]string{}}
+	for _, l := range []string{
+		`{"Action":"fail","Package":"b","Test":"TestY/lsm/deep"}`,
+		`{"Action":"pass","Package":"b","Test":"TestY/fanotify"}`,
+		`{"Action":"fail","Package":"b","Test":"TestY/lsm"}`,
+		`{"Action":"fail","Package":"b","Test":"TestY"}`,
+		`{"Action":"fail","Package":"c","Test":"TestY"}`,
+		`{"Action":"fail","Package":"b"}`,
+	} {
+		p.line(l)
+	}
+	want := []string{"skipcheck: failed: TestY/lsm/deep (b)", "skipcheck: failed: TestY (c)"}
+	if got := p.failures(); !slices.Equal(got, want) {
+		t.Errorf("failures %q, want %q", got, want)
 	}
 }
