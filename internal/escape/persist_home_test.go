@@ -48,9 +48,9 @@ func homeProtected() bool { return landlock.ABI() > 0 }
 
 // TestEscapeHomePersistence: nothing planted in the home runs outside the
 // sandbox at the user's next ordinary action, because the home is
-// read-only inside except the project and the tools' state. Landlock's
-// refusals have no aigate event (docs/threat-model.md); the test asserts
-// the failure and that the files outside are untouched.
+// read-only inside except the project and the tools' state. The test
+// asserts the failures and that the files outside are untouched (the
+// events of Landlock's refusals: TestEscapeLandlockRefusals).
 func TestEscapeHomePersistence(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b0 *box) {
 		b := homeBox(t, b0)
