@@ -9,7 +9,7 @@ import (
 )
 
 // The deny_exec and except_read rules of a run (the policy's, followed
-// to the user's XDG base directories by run) reach the compiled policy;
+// where the user's environment moves them, by run) reach the compiled policy;
 // an exception that is not a path strictly beneath / or the home (a name,
 // a glob, "/" or the home) is refused: it would except every .env and key
 // from the name rules.

@@ -152,9 +152,9 @@ type CreateRequest struct {
 	DenyExec []RunRule `json:"deny_exec,omitempty"`
 	// ExceptRead are except_read entries for this run only, added to the
 	// policy's: absolute paths (no name or glob) beneath which deny_read
-	// name and glob rules do not match, the policy's own exceptions in
-	// ~/.config and ~/.local/share where the user's XDG base directories
-	// move those files. They loosen the caller's own sandbox only (the
+	// name and glob rules do not match, the policy's own exceptions
+	// followed where the user's environment moves the files they name
+	// (XDG_CONFIG_HOME, GNUPGHOME...: run.followEnv). They loosen the caller's own sandbox only (the
 	// agent refuses "/" and requests from inside a sandbox). Version 7.
 	ExceptRead []RunRule `json:"except_read,omitempty"`
 	// ClaudeJSON asks the agent to record Home's .claude.json before the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -357,11 +358,11 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 	write, read := outsideRules(l)
 	st.DenyWrite = append(st.DenyWrite, write...)
 	st.DenyRead = append(st.DenyRead, read...)
-	read, write, exec, except := xdgRules(l)
-	st.DenyRead = append(st.DenyRead, read...)
-	st.DenyWrite = append(st.DenyWrite, write...)
-	st.DenyExec = append(st.DenyExec, exec...)
-	st.ExceptRead = append(st.ExceptRead, except...)
+	read, write, exec, except := envRules(l)
+	st.DenyRead = underFollowed(st.DenyRead, read)
+	st.DenyWrite = underFollowed(st.DenyWrite, write)
+	st.DenyExec = underFollowed(st.DenyExec, exec)
+	st.ExceptRead = underFollowed(st.ExceptRead, except)
 	_, st.EnvRemoved = pol.Env.Filter(os.Environ())
 	if st.EnvRemoved == nil {
 		st.EnvRemoved = []string{}
@@ -383,6 +384,28 @@ func buildStatus(l *config.Loaded, kernel *doctor.Report) *Status {
 		st.Warnings = append(st.Warnings, StatusWarning{File: w.Source.File, Line: w.Source.Line, Message: w.Msg})
 	}
 	return st
+}
+
+// underFollowed is rules with each of followed (envRules) placed after
+// the rule it follows, so that a reader sees a moved file under the rule
+// that protects its default; one whose rule is not in rules goes last.
+func underFollowed(rules, followed []StatusRule) []StatusRule {
+	out := slices.Clone(rules)
+	var rest []StatusRule
+	for _, f := range followed {
+		i := slices.IndexFunc(out, func(r StatusRule) bool { return r.Value == followedRule(f) && followedRule(r) == "" })
+		if i < 0 {
+			rest = append(rest, f)
+			continue
+		}
+		// After the rule and the rules already placed under it.
+		j := i + 1
+		for j < len(out) && followedRule(out[j]) == out[i].Value {
+			j++
+		}
+		out = slices.Insert(out, j, f)
+	}
+	return append(out, rest...)
 }
 
 // enforcement says how a run would be enforced now: by the agent that
@@ -555,7 +578,11 @@ func printStatus(w io.Writer, st *Status, paths *config.Paths) {
 		fmt.Fprintln(tw)
 		fmt.Fprintf(tw, "%s (%d)\n", sec.title, len(sec.rules))
 		for _, r := range sec.rules {
-			fmt.Fprintf(tw, "  %s\t%s\n", r.Value, src(r.File, r.Line))
+			indent := "  "
+			if followedRule(r) != "" {
+				indent = "    " // under the rule it follows
+			}
+			fmt.Fprintf(tw, "%s%s\t%s\n", indent, r.Value, src(r.File, r.Line))
 		}
 	}
 	if line := st.ClaudeState.line(); line != "" {

@@ -136,16 +136,26 @@ func outsideRules(l *config.Loaded) (write, read []StatusRule) {
 	return write, read
 }
 
-// xdgRules are the rules aigate run adds where $XDG_CONFIG_HOME and
-// $XDG_DATA_HOME move what the policy's rules in ~/.config and
-// ~/.local/share protect (run.XDGRules).
-func xdgRules(l *config.Loaded) (read, write, exec, exceptRead []StatusRule) {
-	r, w, x, e := run.XDGRules(l)
+// envRules are the rules aigate run adds where the user's environment
+// ($XDG_CONFIG_HOME, $GIT_CONFIG_GLOBAL, $AWS_SHARED_CREDENTIALS_FILE...)
+// moves what the policy's rules protect (run.EnvRules).
+func envRules(l *config.Loaded) (read, write, exec, exceptRead []StatusRule) {
+	r, w, x, e := run.EnvRules(l)
 	read, _ = statusRules(r, nil)
 	write, _ = statusRules(w, nil)
 	exec, _ = statusRules(x, nil)
 	exceptRead, _ = statusRules(e, nil)
 	return read, write, exec, exceptRead
+}
+
+// followedRule is the pattern of the policy's rule that rule (one of
+// envRules) follows, "" for another rule.
+func followedRule(r StatusRule) string {
+	by, ok := strings.CutPrefix(r.File, "each run: ")
+	if !ok {
+		return ""
+	}
+	return run.FollowedRule(by)
 }
 
 func statusRules(rules []api.RunRule, notes []string) ([]StatusRule, []string) {

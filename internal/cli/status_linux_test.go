@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -303,22 +304,39 @@ func TestStatusOutsideRules(t *testing.T) {
 	}
 }
 
-// TestStatusXDGRules: status lists, as rules of each run, the policy's
-// rules beneath ~/.config and ~/.local/share named again where
-// $XDG_CONFIG_HOME and $XDG_DATA_HOME move them, each saying which rule
-// it follows, in the list of the rule it follows (an except_read too).
-func TestStatusXDGRules(t *testing.T) {
+// TestStatusEnvRules: status lists, as rules of each run, the policy's
+// rules named again where the user's environment moves the files they
+// protect ($XDG_CONFIG_HOME, $XDG_DATA_HOME, $GIT_CONFIG_GLOBAL,
+// $AWS_SHARED_CREDENTIALS_FILE), each saying which rule it follows, in
+// the list of the rule it follows (an except_read too) and right under
+// that rule.
+func TestStatusEnvRules(t *testing.T) {
 	e := newSandboxEnv(t)
 	e.write(filepath.Join(e.home, ".aigate", "config.yaml"), strings.Replace(string(policy.DefaultYAML()), "except_read:\n", "except_read:\n  - ~/.config/sometool/\n", 1))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(e.home, "cfg"))
 	t.Setenv("XDG_DATA_HOME", "/srv/xdg-data")
+	t.Setenv("GIT_CONFIG_GLOBAL", "/srv/env-dotfiles/gitconfig")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/srv/env-data/creds")
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	var st Status
 	if err := json.Unmarshal([]byte(e.ok("status", "--json", "--socket", sock)), &st); err != nil {
 		t.Fatal(err)
 	}
-	has := func(rules []StatusRule, value, by string) bool {
-		return slices.ContainsFunc(rules, func(r StatusRule) bool { return r.Value == value && r.File == "each run: "+by })
+	under := func(rules []StatusRule, value, by, rule string) bool {
+		i := slices.IndexFunc(rules, func(r StatusRule) bool { return r.Value == value && r.File == "each run: "+by })
+		if i < 0 {
+			return false
+		}
+		// Above it, only the rule it follows and others following it.
+		for j := i - 1; j >= 0; j-- {
+			if rules[j].Value == rule {
+				return true
+			}
+			if followedRule(rules[j]) != rule {
+				return false
+			}
+		}
+		return false
 	}
 	for _, c := range []struct {
 		list        string
@@ -331,13 +349,19 @@ func TestStatusXDGRules(t *testing.T) {
 		{"except_read", st.ExceptRead, "~/cfg/sometool/", "~/.config/sometool/", "XDG_CONFIG_HOME"},
 		{"deny_write", st.DenyWrite, "/srv/xdg-data/applications/", "~/.local/share/applications/", "XDG_DATA_HOME"},
 		{"deny_read", st.DenyRead, "/srv/xdg-data/keyrings/", "~/.local/share/keyrings/", "XDG_DATA_HOME"},
+		{"deny_write", st.DenyWrite, "/srv/env-dotfiles/gitconfig", "~/.gitconfig", "GIT_CONFIG_GLOBAL"},
+		{"deny_read", st.DenyRead, "/srv/env-data/creds", "~/.aws/", "AWS_SHARED_CREDENTIALS_FILE"},
 	} {
-		if !has(c.rules, c.value, "$"+c.env+" in place of "+c.rule) {
-			t.Errorf("%s lacks %s for %s: %+v", c.list, c.value, c.rule, c.rules)
+		if !under(c.rules, c.value, "$"+c.env+" in place of "+c.rule, c.rule) {
+			t.Errorf("%s lacks %s under %s: %+v", c.list, c.value, c.rule, c.rules)
 		}
 	}
-	if out := e.ok("status", "--socket", sock); !strings.Contains(out, "$XDG_CONFIG_HOME in place of ~/.config/git/") {
+	out := e.ok("status", "--socket", sock)
+	if !strings.Contains(out, "$XDG_CONFIG_HOME in place of ~/.config/git/") {
 		t.Errorf("status does not show the followed rules:\n%s", out)
+	}
+	if !regexp.MustCompile(`\n  ~/\.gitconfig .*\n    /srv/env-dotfiles/gitconfig +each run: \$GIT_CONFIG_GLOBAL in place of ~/\.gitconfig\n`).MatchString(out) {
+		t.Errorf("status does not show the moved git config under ~/.gitconfig:\n%s", out)
 	}
 }
 

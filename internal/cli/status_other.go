@@ -37,5 +37,8 @@ func gitRules(*config.Loaded) ([]StatusRule, []string) { return nil, nil }
 // outsideRules: nor of the user's sockets, unit directory or terminals.
 func outsideRules(*config.Loaded) (write, read []StatusRule) { return nil, nil }
 
-// xdgRules: nor follows the XDG base directories.
-func xdgRules(*config.Loaded) (read, write, exec, exceptRead []StatusRule) { return nil, nil, nil, nil }
+// envRules: nor follows the places the environment moves files to.
+func envRules(*config.Loaded) (read, write, exec, exceptRead []StatusRule) { return nil, nil, nil, nil }
+
+// followedRule: there are none.
+func followedRule(StatusRule) string { return "" }

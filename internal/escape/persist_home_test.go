@@ -152,7 +152,7 @@ func TestEscapeXDGHomeWorkStillWorks(t *testing.T) {
 		b.write("~/data/.keep", "")
 		b.env = append(b.env, "XDG_CONFIG_HOME="+b.path("~/cfg"), "XDG_DATA_HOME="+b.path("~/data"), "XDG_STATE_HOME="+b.path("~/state"))
 		r := homeWork(t, b)
-		if !strings.Contains(r.stderr, "$XDG_CONFIG_HOME (~/cfg) and $XDG_DATA_HOME (~/data)") {
+		if !strings.Contains(r.stderr, "$XDG_CONFIG_HOME (~/cfg), $XDG_DATA_HOME (~/data)") {
 			t.Errorf("run did not say it follows the XDG directories:\n%s", r)
 		}
 	})

@@ -17,7 +17,7 @@ import (
 // and $XDG_DATA_HOME, git reads its config, gh its token, the desktop its
 // autostart entries and the user's systemd manager its units there
 // instead of beneath ~/.config and ~/.local/share, and each run names the
-// policy's rules there again (run.followXDG). A core.fsmonitor planted in
+// policy's rules there again (run.followEnv). A core.fsmonitor planted in
 // $XDG_CONFIG_HOME/git/config, an autostart entry and a user unit are
 // refused with write events and git outside runs nothing; gh's token is
 // refused with a read event. The control: a tool's own state in

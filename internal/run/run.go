@@ -481,13 +481,14 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("user units: not protected", zap.String("what", n))
 	}
-	xdg, notes := xdgRunRules(p)
+	xdg, notes := envRunRules(p)
 	for _, n := range notes {
-		// Rare (a directory of "/", a path no pattern can name), and the
-		// note below would otherwise claim more than holds.
-		f.Warnf("a rule not followed to your XDG base directory: %s", n)
+		// Rare (a place of "/", the home or the project, a path no
+		// pattern can name), and the line below would otherwise claim
+		// more than holds.
+		f.Warnf("a rule not followed where your environment moves its files: %s", n)
 	}
-	if line := describeXDG(xdg); line != "" && !opts.Quiet {
+	if line := describeEnv(xdg); line != "" && !opts.Quiet {
 		fmt.Fprintf(f.Err, "aigate: %s\n", line)
 	}
 	req.DenyWrite = append(append(req.DenyWrite, units...), xdg.Write...)

@@ -109,7 +109,7 @@ func TestXDGRules(t *testing.T) {
 		{name: "not a valid pattern", env: []string{"XDG_CONFIG_HOME=/srv/a*b"}, empty: []string{"read", "write"}, note: "/srv/a*b/gh/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, notes := followXDG(compile(t, tc.extra), home, proj, tc.env, nil)
+			r, notes := followEnv(compile(t, tc.extra), home, proj, tc.env, nil)
 			lists := map[string][]api.RunRule{"read": r.Read, "write": r.Write, "exec": r.Exec, "except": r.ExceptRead}
 			for list, want := range tc.has {
 				for _, w := range want {
@@ -151,11 +151,11 @@ func TestXDGRules(t *testing.T) {
 		})
 	}
 	// The followed rules say what they follow.
-	r, _ := followXDG(compile(t, nil), home, proj, []string{"XDG_CONFIG_HOME=/srv/cfg"}, nil)
+	r, _ := followEnv(compile(t, nil), home, proj, []string{"XDG_CONFIG_HOME=/srv/cfg"}, nil)
 	if i := slices.IndexFunc(r.Write, func(x api.RunRule) bool { return x.Pattern == "/srv/cfg/git/" }); i < 0 || r.Write[i].By != "$XDG_CONFIG_HOME in place of ~/.config/git/" {
 		t.Errorf("the rule for git: %+v", r.Write)
 	}
-	if got := describeXDG(r); !strings.Contains(got, "$XDG_CONFIG_HOME (/srv/cfg)") || !strings.Contains(got, "read-only") {
+	if got := describeEnv(r); !strings.Contains(got, "$XDG_CONFIG_HOME (/srv/cfg)") || !strings.Contains(got, "read-only") {
 		t.Errorf("describeXDG = %q", got)
 	}
 	if got := xdgDataHome([]string{"XDG_DATA_HOME=/srv/u//data/"}); got != filepath.Clean("/srv/u/data") {
@@ -184,11 +184,11 @@ func TestXDGRulesSymlink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := followXDG(c, home, filepath.Join(home, "p"), []string{"XDG_CONFIG_HOME=" + filepath.Join(home, "cfg")}, filepath.EvalSymlinks)
+	r, _ := followEnv(c, home, filepath.Join(home, "p"), []string{"XDG_CONFIG_HOME=" + filepath.Join(home, "cfg")}, filepath.EvalSymlinks)
 	if !slices.ContainsFunc(r.Write, func(x api.RunRule) bool { return x.Pattern == "~/dotfiles/config/git/" }) {
 		t.Errorf("the link is not followed where it leads: %+v", r.Write)
 	}
-	r, _ = followXDG(c, home, filepath.Join(home, "p"), []string{"XDG_CONFIG_HOME=" + filepath.Join(home, "same")}, filepath.EvalSymlinks)
+	r, _ = followEnv(c, home, filepath.Join(home, "p"), []string{"XDG_CONFIG_HOME=" + filepath.Join(home, "same")}, filepath.EvalSymlinks)
 	if r.count() > 0 {
 		t.Errorf("a link to ~/.config adds rules: %+v", r)
 	}
