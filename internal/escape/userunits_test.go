@@ -180,3 +180,28 @@ func TestEscapeUserManagerUnits(t *testing.T) {
 		}
 	})
 }
+
+// TestEscapeRuntimeSecrets: podman's, buildah's and skopeo's registry
+// logins are in the user's runtime directory
+// ($XDG_RUNTIME_DIR/containers/auth.json, containers-auth.json(5)),
+// which no policy can name ahead (/run/user/UID): each run adds a
+// deny_read rule for them. Reading them inside is refused with a read
+// event; the control, another file of the user's there, stays readable.
+func TestEscapeRuntimeSecrets(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *box) {
+		rt := userRuntimeDir(t, b)
+		b.mkdir(rt + "/containers")
+		auth := b.write(rt+"/containers/auth.json", `{"auths":{"quay.io":{"auth":"c2VjcmV0"}}}`+"\n")
+		b.write(rt+"/containers/other", "ok-other\n")
+		r := b.sh(`cat ` + auth + ` 2>/dev/null || echo REFUSED; cat ` + rt + `/containers/other`)
+		if !strings.Contains(r.stdout, "REFUSED") || strings.Contains(r.stdout, "c2VjcmV0") {
+			t.Errorf("the registry logins were read:\n%s", r)
+		}
+		if _, ok := r.denied(events.OpRead, auth); !ok {
+			t.Errorf("no read event for %s:\n%s", auth, r)
+		}
+		if !strings.Contains(r.stdout, "ok-other") {
+			t.Errorf("another file in %s/containers is not readable:\n%s", rt, r)
+		}
+	})
+}

@@ -57,6 +57,10 @@ var envMoves = []envMove{
 	// settings from npm_config_* in either case.
 	{env: "NPM_CONFIG_USERCONFIG", def: ".npmrc", file: true},
 	{env: "npm_config_userconfig", def: ".npmrc", file: true},
+	// podman, buildah and skopeo read registry logins from this file
+	// in place of their usual ones (containers-auth.json(5)): it gets
+	// the rules of the one in the home (runtimeSecrets has the other).
+	{env: "REGISTRY_AUTH_FILE", def: filepath.Join(".config", "containers", "auth.json"), file: true},
 	// pass's password store.
 	{env: "PASSWORD_STORE_DIR", def: ".password-store"},
 	// libpq's password file.

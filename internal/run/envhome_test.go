@@ -61,6 +61,8 @@ func TestEnvRules(t *testing.T) {
 		{name: "npm in either case, libpq", env: []string{"NPM_CONFIG_USERCONFIG=/srv/npmrc", "npm_config_userconfig=/srv/npmrc2", "PGPASSFILE=/srv/pgpass"},
 			read: map[string]string{"/srv/npmrc": "$NPM_CONFIG_USERCONFIG in place of ~/.npmrc", "/srv/npmrc2": "$npm_config_userconfig in place of ~/.npmrc",
 				"/srv/pgpass": "$PGPASSFILE in place of ~/.pgpass"}},
+		{name: "containers' logins", env: []string{"REGISTRY_AUTH_FILE=/srv/auth.json"},
+			read: map[string]string{"/srv/auth.json": "$REGISTRY_AUTH_FILE in place of ~/.config/containers/auth.json"}},
 		{name: "relative and empty", env: []string{"GIT_CONFIG_GLOBAL=gitconfig", "GNUPGHOME=", "AWS_SHARED_CREDENTIALS_FILE=./creds"}},
 		{name: "the defaults themselves", env: []string{"GIT_CONFIG_GLOBAL=/home/u/.gitconfig", "GNUPGHOME=/home/u/.gnupg/", "AWS_SHARED_CREDENTIALS_FILE=/home/u/x/../.aws/credentials"}},
 		{name: "turned off", env: []string{"GIT_CONFIG_GLOBAL=/dev/null", "AWS_CONFIG_FILE=/dev/null"}, none: "/dev/null"},

@@ -481,6 +481,10 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 	for _, n := range notes {
 		f.Log.Debug("user units: not protected", zap.String("what", n))
 	}
+	secrets, notes := runtimeSecretRules(p)
+	for _, n := range notes {
+		f.Log.Debug("runtime directory: not protected", zap.String("what", n))
+	}
 	xdg, notes := envRunRules(p)
 	for _, n := range notes {
 		// Rare (a place of "/", the home or the project, a path no
@@ -492,7 +496,7 @@ func openSandbox(ctx context.Context, f *cmdutil.Factory, opts *runOptions, p *r
 		fmt.Fprintf(f.Err, "aigate: %s\n", line)
 	}
 	req.DenyWrite = append(append(req.DenyWrite, units...), xdg.Write...)
-	req.DenyRead = append(req.DenyRead, xdg.Read...)
+	req.DenyRead = append(append(req.DenyRead, secrets...), xdg.Read...)
 	req.DenyExec, req.ExceptRead = xdg.Exec, xdg.ExceptRead
 	if early != nil {
 		// The agent moves the waiting helper in while it builds the

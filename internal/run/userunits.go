@@ -3,6 +3,7 @@
 package run
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/api"
 	"github.com/aigate-dev/aigate/internal/config"
+	"github.com/aigate-dev/aigate/internal/policy"
 )
 
 // userUnitDir is where the user's systemd manager looks for units at run
@@ -71,4 +73,35 @@ func makeRuntimeToolDirs(uid int, u *config.User) {
 		}
 		return nil
 	})
+}
+
+// runtimeSecrets are credentials tools keep in the user's runtime
+// directory, relative to it, where no rule of a policy can name them
+// ahead (/run/user/UID): podman's, buildah's and skopeo's registry
+// logins (containers-auth.json(5): $XDG_RUNTIME_DIR/containers/auth.json
+// is the primary file; ~/.config/containers/auth.json, a default
+// deny_read, is read after it).
+var runtimeSecrets = []struct{ path, why string }{
+	{"containers/auth.json", "podman, buildah and skopeo keep registry logins there"},
+}
+
+// runtimeSecretRules are the deny_read rules of this run for
+// runtimeSecrets in the user's runtime directory (userUnitDir's parent);
+// none where the directory is missing or not the user's.
+func runtimeSecretRules(p *runPlan) ([]api.RunRule, []string) {
+	dir := userUnitDir(p.id.uid)
+	if dir == "" {
+		return nil, nil
+	}
+	var rules []api.RunRule
+	var notes []string
+	for _, s := range runtimeSecrets {
+		r := api.RunRule{Pattern: filepath.Join(filepath.Dir(dir), s.path), By: s.why}
+		if err := policy.CheckPattern(r.Pattern); err != nil {
+			notes = append(notes, fmt.Sprintf("%s (%s): %v", r.Pattern, r.By, err))
+			continue
+		}
+		rules = append(rules, r)
+	}
+	return rules, notes
 }
