@@ -25,6 +25,9 @@ type envMove struct {
 	def  string // the default it replaces, relative to the home
 	file bool   // the value names a file, not a directory
 	list bool   // the value is a colon-separated list of files
+	// names, when set, are the only files of the default directory the
+	// variable moves (ZDOTDIR moves zsh's startup files, not the home).
+	names []string
 }
 
 var envMoves = []envMove{
@@ -61,6 +64,10 @@ var envMoves = []envMove{
 	// in place of their usual ones (containers-auth.json(5)): it gets
 	// the rules of the one in the home (runtimeSecrets has the other).
 	{env: "REGISTRY_AUTH_FILE", def: filepath.Join(".config", "containers", "auth.json"), file: true},
+	// zsh reads its startup files in this directory in place of the
+	// home (zsh(1), STARTUP/SHUTDOWN FILES): code that runs in the
+	// user's next shell.
+	{env: "ZDOTDIR", names: []string{".zshenv", ".zprofile", ".zshrc", ".zlogin", ".zlogout"}},
 	// pass's password store.
 	{env: "PASSWORD_STORE_DIR", def: ".password-store"},
 	// libpq's password file.
@@ -167,6 +174,9 @@ func followEnv(c *policy.Compiled, home, projectRoot string, env []string, resol
 					}
 					if m.file && rest != "" {
 						continue // nothing lies beneath a file
+					}
+					if m.names != nil && !slices.Contains(m.names, strings.TrimPrefix(rest, "/")) {
+						continue // not a file the variable moves
 					}
 					rule, _ := c.Rule(e.Rule)
 					target := filepath.Join(to, rest)
