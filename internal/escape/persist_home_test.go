@@ -11,6 +11,7 @@ import (
 
 	"github.com/aigate-dev/aigate/internal/claudestate"
 	"github.com/aigate-dev/aigate/internal/landlock"
+	"github.com/aigate-dev/aigate/internal/testutil"
 )
 
 // homesParent holds the homes of this file's tests. Not beneath /tmp:
@@ -166,7 +167,7 @@ func TestEscapeXDGHomeWorkStillWorks(t *testing.T) {
 func TestEscapeXDGStateHome(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b0 *box) {
 		if !homeProtected() {
-			t.Skip("no Landlock: the home is writable on this kernel (TestEscapeHomePersistence)")
+			testutil.SkipUnlessKernel(t, "no Landlock: the home is writable on this kernel (TestEscapeHomePersistence)")
 		}
 		for _, state := range []string{"~", "~/.local"} {
 			b := homeBox(t, b0)
