@@ -131,6 +131,8 @@ func (c *console) countTest(s string) {
 		c.lastMsg[c.running] = m[1]
 	}
 	if m := resultLine.FindStringSubmatch(s); m != nil && c.current != "" {
+		// Without -test.v a failed test's messages follow its result line.
+		c.running = m[2]
 		elapsed, _ := strconv.ParseFloat(m[3], 64) // the pattern admits only a number
 		c.results = append(c.results, testResult{bin: c.current, action: strings.ToLower(m[1]), test: m[2], elapsed: elapsed})
 	}

@@ -71,6 +71,10 @@ func TestSmokeFailingTest(t *testing.T) {
 	if !strings.Contains(out, "vmtest: === smoke exited with status 1") || !strings.Contains(out, "vmtest: 0 passed, 1 failed") {
 		t.Error("failure not reported")
 	}
+	// The closing lines name the test and its message (a CI log's tail).
+	if !regexp.MustCompile(`vmtest: failed: TestDeliberateFailure \(smoke, [0-9.]+s\): smoke_test.go:\d+: failing on purpose`).MatchString(out) {
+		t.Errorf("the closing lines do not name the failed test with its message:\n%s", out)
+	}
 }
 
 func TestSmokeExitStatus(t *testing.T) {

@@ -427,6 +427,14 @@ func TestConsoleFailures(t *testing.T) {
 	if got := c.failures(1); len(got) != 2 || got[1] != "vmtest: failed: 1 more" {
 		t.Errorf("failures(1) = %q", got)
 	}
+	// Without -test.v the messages follow the result line.
+	c = newConsole(m)
+	for _, l := range []string{m + "start smoke", "--- FAIL: TestD (0.01s)", "    smoke_test.go:85: on purpose", "FAIL", m + "exit smoke 1"} {
+		c.line(l)
+	}
+	if got := c.failures(8); !slices.Equal(got, []string{"vmtest: failed: TestD (smoke, 0.0s): smoke_test.go:85: on purpose"}) {
+		t.Errorf("without -test.v: %q", got)
+	}
 	if got := newConsole(m).failures(8); len(got) != 0 {
 		t.Errorf("nothing failed: %q", got)
 	}
