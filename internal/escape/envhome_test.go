@@ -23,8 +23,8 @@ import (
 // control: git inside reads that config and works. The files are in the
 // harness's home, which the sandbox may write (it lies in /tmp, where
 // Landlock cannot keep it read-only, as it cannot anything outside the
-// home), and the LSM backend has no Landlock at all: the run's rules are
-// all that protect them. Before, only the defaults (~/.aws/, ~/.config/gh/,
+// home), as on a kernel without Landlock, where the LSM backend runs
+// without it: the run's rules are all that protect them. Before, only the defaults (~/.aws/, ~/.config/gh/,
 // ~/.gitconfig) were protected.
 func TestEscapeEnvMoved(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
