@@ -88,11 +88,7 @@ func envTargets(m envMove, env []string, home string, resolve func(string) (stri
 	def := filepath.Join(home, m.def)
 	var out []string
 	for _, v := range values {
-		if !filepath.IsAbs(v) {
-			continue
-		}
-		v = filepath.Clean(v)
-		if v == def {
+		if v = absClean(v); v == "" || v == def {
 			continue
 		}
 		if resolve != nil {

@@ -20,13 +20,12 @@ import (
 // (Claude Code 2.1.332 takes it relative to its working directory; its
 // refusals there stay reported).
 func xdgDataHome(env []string) string {
-	return xdgValue(env, "XDG_DATA_HOME")
+	return absClean(envValue(env, "XDG_DATA_HOME"))
 }
 
-// xdgValue is variable name of env, cleaned, when it is absolute; "" for
-// a relative or empty one, which the specification has ignored.
-func xdgValue(env []string, name string) string {
-	v := envValue(env, name)
+// absClean is v cleaned when it is absolute, "" for a relative or empty
+// one, which the XDG specification and the programs' variables ignore.
+func absClean(v string) string {
 	if !filepath.IsAbs(v) {
 		return ""
 	}
@@ -46,15 +45,9 @@ func xdgWritable(home string, getenv func(string) string) (writable, create []st
 	if !filepath.IsAbs(home) {
 		return nil, nil
 	}
-	value := func(name string) string {
-		if v := getenv(name); filepath.IsAbs(v) {
-			return filepath.Clean(v)
-		}
-		return ""
-	}
-	cfg, state := value("XDG_CONFIG_HOME"), value("XDG_STATE_HOME")
+	cfg, state := absClean(getenv("XDG_CONFIG_HOME")), absClean(getenv("XDG_STATE_HOME"))
 	keep := []string{home, filepath.Join(home, ".config"), filepath.Join(home, ".local", "share"),
-		filepath.Join(home, ".local", "bin"), cfg, value("XDG_DATA_HOME")}
+		filepath.Join(home, ".local", "bin"), cfg, absClean(getenv("XDG_DATA_HOME"))}
 	holds := func(d string) bool {
 		for _, k := range keep {
 			if k != "" && config.Within(k, d) {
@@ -99,9 +92,9 @@ func goTelemetryDir(home string, getenv func(string) string) string {
 	if _, err := lookPath("go", []string{"PATH=" + getenv("PATH")}); err != nil {
 		return ""
 	}
-	cfg := filepath.Join(home, ".config")
-	if v := getenv("XDG_CONFIG_HOME"); filepath.IsAbs(v) {
-		cfg = filepath.Clean(v)
+	cfg := absClean(getenv("XDG_CONFIG_HOME"))
+	if cfg == "" {
+		cfg = filepath.Join(home, ".config")
 	}
 	d := filepath.Join(cfg, "go", "telemetry")
 	if _, err := os.Stat(d); err == nil {
