@@ -24,11 +24,7 @@ import (
 // to a place that is or holds the home or the project.
 func TestEnvRules(t *testing.T) {
 	const home, proj = "/home/u", "/home/u/p"
-	pol, _ := policy.Merge(nil, nil, false)
-	c, err := policy.Compile(pol, policy.Env{Home: home, ProjectRoot: proj})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := compileDefaults(t, home, proj)
 	rule := func(rules []api.RunRule, pattern string) (api.RunRule, bool) {
 		i := slices.IndexFunc(rules, func(r api.RunRule) bool { return r.Pattern == pattern })
 		if i < 0 {
@@ -143,13 +139,20 @@ func TestEnvRulesSymlink(t *testing.T) {
 	if err := os.Symlink(real, filepath.Join(home, "creds")); err != nil {
 		t.Fatal(err)
 	}
-	pol, _ := policy.Merge(nil, nil, false)
-	c, err := policy.Compile(pol, policy.Env{Home: home, ProjectRoot: filepath.Join(home, "p")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := compileDefaults(t, home, filepath.Join(home, "p"))
 	r, _ := followEnv(c, home, filepath.Join(home, "p"), []string{"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "creds")}, filepath.EvalSymlinks)
 	if !slices.ContainsFunc(r.Read, func(x api.RunRule) bool { return x.Pattern == "~/dotfiles/creds" }) {
 		t.Errorf("the link is not followed where it leads: %+v", r.Read)
 	}
+}
+
+// compileDefaults is the default policy compiled for home and proj.
+func compileDefaults(t *testing.T, home, proj string) *policy.Compiled {
+	t.Helper()
+	pol, _ := policy.Merge(nil, nil, false)
+	c, err := policy.Compile(pol, policy.Env{Home: home, ProjectRoot: proj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

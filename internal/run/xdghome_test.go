@@ -179,11 +179,7 @@ func TestXDGRulesSymlink(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pol, _ := policy.Merge(nil, nil, false)
-	c, err := policy.Compile(pol, policy.Env{Home: home, ProjectRoot: filepath.Join(home, "p")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := compileDefaults(t, home, filepath.Join(home, "p"))
 	r, _ := followEnv(c, home, filepath.Join(home, "p"), []string{"XDG_CONFIG_HOME=" + filepath.Join(home, "cfg")}, filepath.EvalSymlinks)
 	if !slices.ContainsFunc(r.Write, func(x api.RunRule) bool { return x.Pattern == "~/dotfiles/config/git/" }) {
 		t.Errorf("the link is not followed where it leads: %+v", r.Write)
